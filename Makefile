@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine (Python 3.11+, Node.js): `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STUBS := .stubs
+
+.PHONY: run test lint-firmware bench clean
+
+$(BIN)/activate:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The ESP32 stubs are made for pyright, so they live in their own folder (see pyrightconfig.json).
+$(STUBS)/.installed: $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --target $(STUBS) 'micropython-esp32-stubs>=1.22'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Seed a demo caisse on the embedded SQLite database and serve it.
+run: $(VENV)/.installed
+	$(BIN)/caisse demo
+
+## Every test: backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython, type checks.
+test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed
+	$(BIN)/pyright -p pyrightconfig.json
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) $(STUBS) node_modules

@@ -1,0 +1,65 @@
+// Run a Python script inside the real MicroPython runtime (official WebAssembly port).
+//
+//   node tests/firmware/mp_run.mjs [--heap BYTES] [--mount HOSTDIR:TARGET]... SCRIPT.py
+//
+// Each --mount copies a host folder into MicroPython's in-memory filesystem (the simulated
+// flash), so `/flash/caisse_terminal/...` imports exactly the files that ship to the device.
+// The script's stdout and stderr pass through; an uncaught Python exception prints its
+// traceback and exits 1.
+import fs from "node:fs";
+import path from "node:path";
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+
+const args = process.argv.slice(2);
+let heapsize = 1024 * 1024;
+const mounts = [];
+let script = null;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === "--heap") heapsize = parseInt(args[++i], 10);
+  else if (args[i] === "--mount") mounts.push(args[++i]);
+  else script = args[i];
+}
+if (!script) {
+  console.error("usage: mp_run.mjs [--heap BYTES] [--mount HOSTDIR:TARGET]... SCRIPT.py");
+  process.exit(2);
+}
+
+const mp = await loadMicroPython({
+  heapsize,
+  stdout: (line) => process.stdout.write(line + "\n"),
+  stderr: (line) => process.stderr.write(line + "\n"),
+});
+
+function mkdirs(target) {
+  let current = "";
+  for (const part of target.split("/").filter(Boolean)) {
+    current += "/" + part;
+    try { mp.FS.mkdir(current); } catch { /* exists */ }
+  }
+}
+
+function copyTree(hostDir, target) {
+  mkdirs(target);
+  for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
+    if (entry.name === "__pycache__") continue;
+    const hostPath = path.join(hostDir, entry.name);
+    const targetPath = target + "/" + entry.name;
+    if (entry.isDirectory()) copyTree(hostPath, targetPath);
+    else mp.FS.writeFile(targetPath, fs.readFileSync(hostPath));
+  }
+}
+
+for (const mount of mounts) {
+  const [hostDir, target] = mount.split(":");
+  copyTree(hostDir, target);
+}
+
+try {
+  mp.runPython(fs.readFileSync(script, "utf8"));
+} catch (error) {
+  if (error.name !== "PythonError") throw error;
+  if (error.type !== "SystemExit") {
+    process.stderr.write(error.message + "\n");
+    process.exit(1);
+  }
+}
