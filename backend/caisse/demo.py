@@ -1,0 +1,370 @@
+"""`caisse demo`: serve a demo caisse whose data came through the real HTTP API.
+
+On an empty database the demo seeds vendors, households, cards and terminals through the admin
+API, then replays a simulated market morning: software terminals sign payment records and upload
+them in batches to `POST /v1/terminals/{id}/batches`, exactly as the firmware does. A card is
+blocked mid-morning, so a later tap with it comes back `card_blocked`. Everything is derived from
+`DEMO_SEED`, so two runs build the same caisse. On a database that already has vendors the demo
+only serves.
+
+`seed_demo` takes an `httpx.Client`, so tests run it against `fastapi.testclient.TestClient`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from caisse import demo_data, protocol
+from caisse.demo_data import DemoHousehold, DemoVendor
+from caisse.protocol import Kind, Record
+
+DEMO_SEED = 20260103
+UPLOAD_BATCH = 16  # small on purpose: a morning's log goes up in several batches
+MORNING_S = 4 * 3600 + 1800  # 08:00 to 12:30
+CLOSING_TAPS = 8  # taps after the block, at the very end of the morning
+VOIDED_PAYMENTS = 2
+READY_TIMEOUT_S = 30.0
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+class DemoError(RuntimeError):
+    """The backend answered the demo with something it did not expect."""
+
+
+def terminal_key(seed: int, index: int) -> ec.EllipticCurvePrivateKey:
+    """The software key of demo terminal `index`, derived from the seed (stable across runs)."""
+    digest = hashlib.sha256(f"caisse demo {seed} terminal {index}".encode()).digest()
+    return ec.derive_private_key(int.from_bytes(digest, "big") % (P256_ORDER - 1) + 1, ec.SECP256R1())
+
+
+class DemoTerminal:
+    """A terminal's durable log: seq, hash chain and signatures, built with `caisse.protocol`.
+
+    It keeps the interface small (pay, void, upload, sync) so the firmware's own payment logic
+    can replace it when it runs under CPython.
+    """
+
+    def __init__(self, terminal_id: int, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.terminal_id = terminal_id
+        self._key = private_key
+        self._seq = 0
+        self._prev_hash = protocol.ZERO_HASH
+        self.unacked: list[Record] = []  # stored "in flash" until the backend acknowledges them
+        self.acked_seq = 0
+        self.cards_version = 0
+
+    def pay(self, *, card_uid: bytes, amount_cents: int, time_s: int) -> Record:
+        return self._append(kind=Kind.PAYMENT, card_uid=card_uid, amount_cents=amount_cents, time=time_s)
+
+    def void(self, payment: Record, *, time_s: int) -> Record:
+        assert payment.terminal_id == self.terminal_id and payment.kind == Kind.PAYMENT
+        return self._append(kind=Kind.VOID, card_uid=payment.card_uid, amount_cents=payment.amount_cents,
+                            ref_seq=payment.seq, time=time_s)
+
+    def _append(self, **fields: Any) -> Record:
+        self._seq += 1
+        record = protocol.signed(
+            Record(terminal_id=self.terminal_id, seq=self._seq, prev_hash=self._prev_hash, **fields), self._key
+        )
+        self._prev_hash = record.digest()
+        self.unacked.append(record)
+        return record
+
+    def upload(self, client: httpx.Client, *, batch_size: int = UPLOAD_BATCH) -> list[dict[str, Any]]:
+        """Send every unacknowledged record in seq order; return one result per record sent."""
+        results: list[dict[str, Any]] = []
+        while self.unacked:
+            batch = self.unacked[:batch_size]
+            body = {"records": [protocol_b64(r) for r in batch]}
+            answer = expect(client.post(f"/v1/terminals/{self.terminal_id}/batches", json=body), 200)
+            results.extend(answer["results"])
+            self.acked_seq = answer["acked_seq"]
+            remaining = [r for r in self.unacked if r.seq > self.acked_seq]
+            if len(remaining) > len(self.unacked) - len(batch):
+                raise DemoError(f"terminal {self.terminal_id}: batch not acknowledged: {answer}")
+            self.unacked = remaining
+        return results
+
+    def sync(self, client: httpx.Client, *, now_s: int) -> dict[str, Any]:
+        """Signed sync request (docs/protocol.md#sync); follows `more` until the card list is complete."""
+        while True:
+            since = self.cards_version
+            digest = protocol.sync_digest(self.terminal_id, now_s, since)
+            headers = {"X-Caisse-Time": str(now_s), "X-Caisse-Signature": protocol.sign_digest(self._key, digest).hex()}
+            answer = expect(client.get(f"/v1/terminals/{self.terminal_id}/sync", params={"since": since},
+                                       headers=headers), 200)
+            self.cards_version = answer["cards_version"]
+            if not answer["more"]:
+                return answer
+
+
+def protocol_b64(record: Record) -> str:
+    return base64.b64encode(record.encode()).decode("ascii")
+
+
+def expect(response: httpx.Response, status: int) -> Any:
+    if response.status_code != status:
+        raise DemoError(f"{response.request.method} {response.request.url.path} -> "
+                        f"{response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+class AdminApi:
+    """The admin endpoints the demo uses, over any httpx client (real socket or TestClient)."""
+
+    def __init__(self, client: httpx.Client, token: str) -> None:
+        self.client = client
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self, path: str) -> Any:
+        return expect(self.client.get(f"/v1/admin{path}", headers=self._headers), 200)
+
+    def post(self, path: str, body: dict[str, Any] | None = None, *, status: int = 201) -> Any:
+        response = self.client.post(f"/v1/admin{path}", json=body or {}, headers=self._headers)
+        if 200 <= response.status_code < 300 and status in (200, 201):
+            return response.json()
+        return expect(response, status)
+
+
+# ---- the simulated market morning ------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Tap:
+    offset_s: int  # seconds after the market opened
+    vendor: int  # index into demo_data.VENDORS
+    household: int  # index into the households list
+    amount_cents: int
+    voided: bool = False  # the vendor typed a wrong amount, voided it and keyed it again
+
+
+def vendor_choices(household: DemoHousehold) -> list[int]:
+    """Members shop mostly in their own neighbourhood: its market, and its shop."""
+    return [i for i, v in enumerate(demo_data.VENDORS) if v.zone == household.zone]
+
+
+def tap_amount_cents(rng: random.Random, vendor: DemoVendor) -> int:
+    if vendor.kind == "producer":
+        return rng.randrange(350, 2500, 10)
+    return rng.randrange(800, 4500, 5)
+
+
+def plan_morning(rng: random.Random, households: list[DemoHousehold]) -> list[Tap]:
+    """Every tap of the morning, in time order. A few payments are voided and keyed again."""
+    taps = []
+    for h_index, household in enumerate(households):
+        local = vendor_choices(household)
+        for _ in range(rng.choice((1, 1, 2, 2, 2, 3, 3, 4))):
+            vendor = rng.choice(local) if rng.random() < 0.85 else rng.randrange(len(demo_data.VENDORS))
+            amount = tap_amount_cents(rng, demo_data.VENDORS[vendor])
+            taps.append(Tap(rng.randrange(0, MORNING_S - 600), vendor, h_index, amount))
+    taps.sort(key=lambda t: (t.offset_s, t.vendor, t.household))
+    for index in rng.sample(range(len(taps) // 2), VOIDED_PAYMENTS):
+        taps[index] = Tap(taps[index].offset_s, taps[index].vendor, taps[index].household,
+                          taps[index].amount_cents, voided=True)
+    return taps
+
+
+# ---- seeding through the admin API -----------------------------------------------------------
+
+@dataclass
+class SeedReport:
+    vendors: int = 0
+    households: int = 0
+    cards: int = 0
+    terminals: int = 0
+    credited_cents: int = 0
+    spent_cents: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    blocked_card: str = ""
+    blocked_household: str = ""
+    blocked_tap_status: str = ""
+
+
+def seed_demo(client: httpx.Client, *, admin_token: str, seed: int = DEMO_SEED) -> SeedReport | None:
+    """Seed and replay the demo morning; return None when the database already holds vendors."""
+    api = AdminApi(client, admin_token)
+    if api.get("/vendors"):
+        return None
+    rng = random.Random(seed)
+    report = SeedReport()
+    households = demo_data.households(rng)
+    vendor_ids = create_vendors(api, report)
+    household_ids = create_households(api, households, report)
+    terminals = register_terminals(api, vendor_ids, seed, report)
+    replay_morning(api, terminals, households, household_ids, plan_morning(rng, households), report)
+    return report
+
+
+def create_vendors(api: AdminApi, report: SeedReport) -> list[int]:
+    ids = []
+    for vendor in demo_data.VENDORS:
+        body = {"name": vendor.name, "kind": vendor.kind, "market": vendor.market, "zone": vendor.zone}
+        if vendor.iban:
+            body["iban"] = vendor.iban
+        ids.append(api.post("/vendors", body)["id"])
+    report.vendors = len(ids)
+    return ids
+
+
+def create_households(api: AdminApi, households: list[DemoHousehold], report: SeedReport) -> list[int]:
+    ids = []
+    for household in households:
+        created = api.post("/households", {"name": household.name, "members": household.members,
+                                           "zone": household.zone})
+        api.post("/cards", {"household_id": created["id"], "uid": household.card_uid.hex()})
+        api.post(f"/households/{created['id']}/credits",
+                 {"amount_cents": household.allowance_cents, "memo": "Allocation mensuelle",
+                  "reference": f"demo-allowance-{created['id']}"})
+        report.credited_cents += household.allowance_cents
+        ids.append(created["id"])
+    report.households = report.cards = len(ids)
+    return ids
+
+
+def register_terminals(api: AdminApi, vendor_ids: list[int], seed: int, report: SeedReport) -> list[DemoTerminal]:
+    terminals = []
+    for index, vendor_id in enumerate(vendor_ids):
+        key = terminal_key(seed, index)
+        created = api.post("/terminals", {"vendor_id": vendor_id,
+                                          "public_key": protocol.public_key_bytes(key).hex()})
+        terminals.append(DemoTerminal(created["id"], key))
+    report.terminals = len(terminals)
+    return terminals
+
+
+def replay_morning(api: AdminApi, terminals: list[DemoTerminal], households: list[DemoHousehold],
+                   household_ids: list[int], taps: list[Tap], report: SeedReport) -> None:
+    """Sign the morning's taps on the terminals, upload, block a card, and finish the morning.
+
+    The taps before the block are dated in the last hours; the block happens now (the backend
+    dates it), and the closing taps are dated just after it, so the blocked card's last tap is
+    refused with `card_blocked` as a terminal that had not synced yet would see it.
+    """
+    now_s = int(time.time())
+    for terminal in terminals:
+        terminal.sync(api.client, now_s=now_s)
+    opening_s = now_s - MORNING_S
+    early, closing = taps[:-CLOSING_TAPS], taps[-CLOSING_TAPS:]
+    for tap in early:
+        sign_tap(terminals, households, tap, opening_s + tap.offset_s)
+    upload_all(api.client, terminals, report)
+
+    blocked = households[early[0].household]
+    api.post(f"/cards/{blocked.card_uid.hex()}/block", status=200)
+    report.blocked_card, report.blocked_household = blocked.card_uid.hex(), blocked.name
+    closing = [Tap(0, early[0].vendor, early[0].household, 1250)] + closing
+    block_s = int(time.time()) + 1
+    signed_taps = [sign_tap(terminals, households, tap, block_s + i) for i, tap in enumerate(closing)]
+    results = upload_all(api.client, terminals, report)
+    blocked_tap = results[(signed_taps[0].terminal_id, signed_taps[0].seq)]
+    report.blocked_tap_status = blocked_tap.get("reason") or blocked_tap["status"]
+    for terminal in terminals:
+        terminal.sync(api.client, now_s=int(time.time()))
+    report.spent_cents = report.credited_cents - sum(
+        api.get(f"/households/{h}")["balance_cents"] for h in household_ids)
+
+
+def sign_tap(terminals: list[DemoTerminal], households: list[DemoHousehold], tap: Tap, time_s: int) -> Record:
+    terminal, uid = terminals[tap.vendor], households[tap.household].card_uid
+    payment = terminal.pay(card_uid=uid, amount_cents=tap.amount_cents, time_s=time_s)
+    if tap.voided:
+        terminal.void(payment, time_s=time_s + 45)
+        corrected = tap.amount_cents - 100 if tap.amount_cents > 450 else tap.amount_cents + 100
+        terminal.pay(card_uid=uid, amount_cents=corrected, time_s=time_s + 60)
+    return payment
+
+
+def upload_all(client: httpx.Client, terminals: list[DemoTerminal],
+               report: SeedReport) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every terminal uploads its log; results by (terminal_id, seq), tallied in the report."""
+    results = {}
+    for terminal in terminals:
+        for result in terminal.upload(client):
+            report.statuses[result["status"]] += 1
+            if result["status"] == "rejected":
+                report.reasons[result["reason"]] += 1
+            results[(terminal.terminal_id, result["seq"])] = result
+    return results
+
+
+# ---- serving ---------------------------------------------------------------------------------
+
+def wait_until_ready(base_url: str, *, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll the OpenAPI document until the server answers, within a bounded deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base_url}/openapi.json", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise DemoError(f"the server at {base_url} did not answer within {timeout_s:.0f} s")
+        threading.Event().wait(0.1)
+
+
+def format_report(report: SeedReport | None, base_url: str, admin_token: str, show_token: bool) -> str:
+    lines = []
+    if report is None:
+        lines.append("Base déjà initialisée : la caisse de démonstration est servie telle quelle.")
+    else:
+        rejected = ", ".join(f"{reason} ×{n}" for reason, n in sorted(report.reasons.items())) or "aucun"
+        lines += [
+            "Caisse de démonstration prête :",
+            f"  {report.vendors} points de vente, {report.households} foyers ({report.cards} cartes), "
+            f"{report.terminals} terminaux",
+            f"  allocations créditées : {euros(report.credited_cents)}",
+            f"  enregistrements acceptés : {report.statuses['accepted']}, rejetés : "
+            f"{report.statuses['rejected']} ({rejected})",
+            f"  total dépensé : {euros(report.spent_cents)}",
+            f"  carte bloquée en cours de marché : {report.blocked_card} ({report.blocked_household}), "
+            f"passage suivant : {report.blocked_tap_status}",
+        ]
+    lines.append(f"API : {base_url}/docs")
+    if show_token:
+        lines.append(f"Jeton d'administration (développement) : Authorization: Bearer {admin_token}")
+    lines.append("Ctrl-C pour arrêter.")
+    return "\n".join(lines)
+
+
+def euros(cents: int) -> str:
+    return f"{cents // 100:,}".replace(",", "\u202f") + f",{cents % 100:02d} €"
+
+
+def run(*, host: str, port: int) -> None:
+    """Serve the app on host:port; seed it from a background thread once it answers."""
+    import uvicorn
+
+    from caisse.config import Settings
+    from caisse.main import create_app
+
+    settings = Settings()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
+    client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base_url = f"http://{client_host}:{port}"
+
+    def seed_when_ready() -> None:
+        try:
+            wait_until_ready(base_url)
+            with httpx.Client(base_url=base_url, timeout=30.0) as client:
+                report = seed_demo(client, admin_token=settings.admin_token)
+            show_token = settings.environment == "development"
+            print(format_report(report, base_url, settings.admin_token, show_token), flush=True)
+        except Exception as error:  # the demo stops rather than serving half a caisse silently
+            print(f"La démonstration a échoué : {error}", flush=True)
+            server.should_exit = True
+            raise
+
+    threading.Thread(target=seed_when_ready, name="caisse-demo-seed", daemon=True).start()
+    server.run()
