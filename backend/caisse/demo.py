@@ -153,7 +153,7 @@ def vendor_choices(household: DemoHousehold) -> list[int]:
 
 
 def tap_amount_cents(rng: random.Random, vendor: DemoVendor) -> int:
-    if vendor.kind == "producer":
+    if vendor.market is not None:
         return rng.randrange(350, 2500, 10)
     return rng.randrange(800, 4500, 5)
 

@@ -18,7 +18,7 @@ MARKET_PAILLADE = "Marché de la Paillade"
 @dataclass(frozen=True, slots=True)
 class DemoVendor:
     name: str
-    kind: str  # "producer", "cooperative" or "grocery"; mapped to the backend's names in demo.py
+    kind: str  # one of caisse.models.VendorKind
     market: str | None
     zone: str
     iban: str | None = None
@@ -27,7 +27,7 @@ class DemoVendor:
 VENDORS: tuple[DemoVendor, ...] = (
     DemoVendor("Les Jardins de Lavérune", "producer", MARKET_ARCEAUX, ZONE_CENTRE),
     DemoVendor("Fromagerie du Pic Saint-Loup", "producer", MARKET_ARCEAUX, ZONE_CENTRE),
-    DemoVendor("Le Fournil paysan de Grabels", "producer", MARKET_ARCEAUX, ZONE_CENTRE),
+    DemoVendor("Le Fournil paysan de Grabels", "bakery", MARKET_ARCEAUX, ZONE_CENTRE),
     DemoVendor("Vergers de la vallée de l'Hérault", "producer", MARKET_ARCEAUX, ZONE_CENTRE),
     DemoVendor("Miellerie des Cévennes", "producer", MARKET_ARCEAUX, ZONE_CENTRE),
     DemoVendor("Maraîchage des Terres de Mosson", "producer", MARKET_PAILLADE, ZONE_MOSSON),
@@ -37,7 +37,7 @@ VENDORS: tuple[DemoVendor, ...] = (
     DemoVendor("Boucherie paysanne du Larzac", "producer", MARKET_PAILLADE, ZONE_MOSSON),
     DemoVendor("Supermarché coopératif La Panière", "cooperative", None, ZONE_MOSSON,
                iban="FR7630006000011234567890189"),
-    DemoVendor("Épicerie solidaire Le Petit Panier", "grocery", None, ZONE_CENTRE,
+    DemoVendor("Épicerie solidaire Le Petit Panier", "epicerie", None, ZONE_CENTRE,
                iban="FR7610107001011234567890129"),
 )
 

@@ -43,11 +43,11 @@ def test_demo_households_are_sixty_with_distinct_uids_of_seven_and_four_bytes():
     assert households[0].allowance_cents == 150_00 + 75_00 * (households[0].members - 1)
 
 
-def test_demo_vendors_cover_two_markets_a_cooperative_and_a_grocery():
+def test_demo_vendors_cover_two_markets_a_cooperative_and_an_epicerie():
     kinds = {v.kind for v in demo_data.VENDORS}
     markets = {v.market for v in demo_data.VENDORS if v.market}
     assert len(demo_data.VENDORS) == 12
-    assert kinds == {"producer", "cooperative", "grocery"}
+    assert kinds == {"producer", "bakery", "cooperative", "epicerie"}
     assert markets == {demo_data.MARKET_ARCEAUX, demo_data.MARKET_PAILLADE}
 
 

@@ -1,0 +1,267 @@
+"""Ingestion throughput against the cost of one P-256 verification (issue 2, section 4).
+
+    python benchmarks/ingest.py [-n 20000] [--terminals 16] [--batch 256] [--db sqlite|postgresql]
+
+Starts the backend (uvicorn, one worker) in a subprocess on a free loopback port with a fresh
+database, seeds terminals and cards through the admin API, signs N records beforehand (not
+timed), uploads them in batches over HTTP from a few client threads and prints accepted tx/s.
+In the same run it measures how many P-256 verifications per second `cryptography` does on one
+core, and prints the ratio: ingestion cannot beat one verification per record, so the ratio says
+how much of the server's time goes to everything else. Goal: ratio >= 0.6.
+
+Not a test: numbers depend on the machine. Results go in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from caisse import protocol
+from caisse.demo import AdminApi, DemoTerminal, protocol_b64, terminal_key
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ADMIN_TOKEN = "bench-admin-token"
+BENCH_SEED = 424242
+CARDS = 200
+VERIFY_MEASURE_S = 2.0
+READY_TIMEOUT_S = 60.0
+UPLOAD_TIMEOUT_S = 600.0
+MAX_RECORDS = 1_000_000
+GOAL_RATIO = 0.6
+
+
+# ---- the reference: P-256 verifications per second on one core ------------------------------
+
+def verify_rate(*, duration_s: float = VERIFY_MEASURE_S, distinct: int = 2000) -> tuple[float, float]:
+    """(raw cryptography verifies/s, caisse.protocol.verify_digest/s), single thread."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key()
+    digests = [random.randbytes(32) for _ in range(distinct)]
+    raw = [protocol.sign_digest(key, d) for d in digests]
+    der = [utils.encode_dss_signature(int.from_bytes(s[:32], "big"), int.from_bytes(s[32:], "big")) for s in raw]
+    algorithm = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+
+    def rate(check) -> float:  # noqa: ANN001 - a closure over one signature index
+        done, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < duration_s:
+            for i in range(distinct):
+                check(i)
+            done += distinct
+        return done / elapsed
+
+    cryptography_rate = rate(lambda i: public.verify(der[i], digests[i], algorithm))
+    codec_rate = rate(lambda i: protocol.verify_digest(public, digests[i], raw[i]))
+    return cryptography_rate, codec_rate
+
+
+# ---- the server under test ---------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str) -> Iterator[str]:
+    """A database URL nothing else uses: a temporary SQLite file, or a new PostgreSQL schema."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="caisse-bench-") as folder:
+            yield f"sqlite:///{folder}/bench.db"
+        return
+    import psycopg
+
+    schema = f"bench_{os.getpid()}_{int(time.time())}"
+    conninfo = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def prepare_schema(database_url: str) -> None:
+    """Run the migrations (`caisse db upgrade`) so the server starts on a ready database."""
+    subprocess.run([sys.executable, "-m", "caisse.cli", "db", "upgrade"], env=server_env(database_url),
+                   check=True, timeout=120)
+
+
+def server_env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "CAISSE_DATABASE_URL": database_url, "CAISSE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CAISSE_ENVIRONMENT": "test"}
+
+
+@contextlib.contextmanager
+def running_server(database_url: str) -> Iterator[tuple[str, int]]:
+    """uvicorn with one worker in a subprocess; yields (base URL, server pid)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "caisse.main:create_app", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    process = subprocess.Popen(command, env=server_env(database_url))
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base_url, process)
+        yield base_url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with code {process.returncode} before answering")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base_url}/openapi.json", timeout=2.0).status_code == 200:
+                return
+        threading.Event().wait(0.1)
+    raise SystemExit(f"the server at {base_url} did not answer within {READY_TIMEOUT_S:.0f} s")
+
+
+# ---- seeding and records -------------------------------------------------------------------------
+
+def seed(api: AdminApi, *, terminals: int) -> tuple[list[DemoTerminal], list[bytes]]:
+    """One vendor per terminal, CARDS cards with a large allowance."""
+    rng = random.Random(BENCH_SEED)
+    cards = [bytes([0x04]) + rng.randbytes(6) for _ in range(CARDS)]
+    for index, uid in enumerate(cards):
+        household = api.post("/households", {"name": f"Foyer {index}", "members": 2, "zone": "bench"})
+        api.post("/cards", {"household_id": household["id"], "uid": uid.hex()})
+        api.post(f"/households/{household['id']}/credits", {"amount_cents": 10_000_000, "memo": "bench"})
+    result = []
+    for index in range(terminals):
+        vendor = api.post("/vendors", {"name": f"Producteur {index}", "kind": "producer",
+                                       "market": "Marché du banc d'essai", "zone": "bench"})
+        key = terminal_key(BENCH_SEED, index)
+        created = api.post("/terminals", {"vendor_id": vendor["id"],
+                                          "public_key": protocol.public_key_bytes(key).hex()})
+        result.append(DemoTerminal(created["id"], key))
+    return result, cards
+
+
+def sign_records(terminals: list[DemoTerminal], cards: list[bytes], n: int) -> None:
+    rng = random.Random(BENCH_SEED + 1)
+    start_s = int(time.time()) - n  # one record a second per terminal, all in the past
+    for index in range(n):
+        terminal = terminals[index % len(terminals)]
+        terminal.pay(card_uid=rng.choice(cards), amount_cents=rng.randrange(350, 4500, 10), time_s=start_s + index)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    terminal_id: int
+    body: bytes
+    records: int
+
+
+def encode_batches(terminals: list[DemoTerminal], batch: int) -> list[list[Batch]]:
+    """Per terminal, its batches in seq order, as the JSON bytes the client will send."""
+    lanes = []
+    for terminal in terminals:
+        records = terminal.unacked
+        lanes.append([
+            Batch(terminal.terminal_id, json.dumps({"records": [protocol_b64(r) for r in records[i:i + batch]]}).encode(),
+                  len(records[i:i + batch]))
+            for i in range(0, len(records), batch)
+        ])
+    return lanes
+
+
+# ---- the measured part -----------------------------------------------------------------------------
+
+def upload(base_url: str, lanes: list[list[Batch]], clients: int) -> tuple[float, Counter[str]]:
+    """Each client thread sends whole terminals' lanes in seq order; returns (seconds, statuses)."""
+    statuses: Counter[str] = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + UPLOAD_TIMEOUT_S
+
+    def send_lanes(my_lanes: list[list[Batch]]) -> None:
+        headers = {"content-type": "application/json"}
+        with httpx.Client(base_url=base_url, timeout=120.0) as client:
+            for lane in my_lanes:
+                for batch in lane:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"upload took longer than {UPLOAD_TIMEOUT_S:.0f} s")
+                    response = client.post(f"/v1/terminals/{batch.terminal_id}/batches", content=batch.body,
+                                           headers=headers)
+                    response.raise_for_status()
+                    counted = Counter(r["status"] if r["status"] != "rejected" else f"rejected:{r['reason']}"
+                                      for r in response.json()["results"])
+                    with lock:
+                        statuses.update(counted)
+
+    shares = [lanes[i::clients] for i in range(clients)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for future in [pool.submit(send_lanes, share) for share in shares if share]:
+            future.result()
+    return time.perf_counter() - start, statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="records to upload (default 20000)")
+    parser.add_argument("--terminals", type=int, default=16, help="terminals, M (default 16)")
+    parser.add_argument("--batch", type=int, default=256, help="records per batch, at most 256 (default 256)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (default 4)")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--hold", action="store_true", help="wait for Enter before uploading (to attach a profiler)")
+    args = parser.parse_args(argv)
+    if not (0 < args.n <= MAX_RECORDS and 0 < args.terminals <= args.n and 0 < args.batch <= 256 and args.clients > 0):
+        parser.error(f"need 0 < terminals <= n <= {MAX_RECORDS}, 0 < batch <= 256, clients > 0")
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, database {args.db}")
+    cryptography_rate, codec_rate = verify_rate()
+    print(f"P-256 verify, one core: {cryptography_rate:,.0f}/s (cryptography), {codec_rate:,.0f}/s (protocol.verify_digest)")
+
+    with fresh_database(args.db) as database_url:
+        prepare_schema(database_url)
+        with running_server(database_url) as (base_url, pid):
+            with httpx.Client(base_url=base_url, timeout=30.0) as client:
+                terminals, cards = seed(AdminApi(client, ADMIN_TOKEN), terminals=args.terminals)
+            sign_records(terminals, cards, args.n)
+            lanes = encode_batches(terminals, args.batch)
+            if args.hold:
+                input(f"server pid {pid}: attach a profiler, then press Enter ")
+            elapsed_s, statuses = upload(base_url, lanes, args.clients)
+
+    accepted = statuses["accepted"]
+    tx_rate = accepted / elapsed_s
+    ratio = tx_rate / cryptography_rate
+    print(f"uploaded {args.n} records from {args.terminals} terminals in batches of {args.batch}, "
+          f"{args.clients} clients: {dict(statuses)}")
+    print(f"ingestion: {accepted} accepted in {elapsed_s:.2f} s = {tx_rate:,.0f} tx/s")
+    print(f"ratio tx/s / verify/s: {ratio:.2f} (goal >= {GOAL_RATIO})")
+    if accepted != args.n:
+        print(f"error: {args.n - accepted} records were not accepted", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
