@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench clean
+.PHONY: run test lint-firmware bench clean openscad
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -24,6 +24,11 @@ $(STUBS)/.installed: $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --target $(STUBS) 'micropython-esp32-stubs>=1.22'
 	touch $@
 
+# The enclosure test renders hardware/enclosure/enclosure.scad headless; installed only when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+openscad:
+	@command -v openscad >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openscad; }
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -33,7 +38,7 @@ run: $(VENV)/.installed
 	$(BIN)/caisse demo
 
 ## Every test: backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython, type checks.
-test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed
+test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/python -m pytest
 
