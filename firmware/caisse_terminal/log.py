@@ -1,0 +1,410 @@
+"""The durable, append-only transaction log.
+
+Flash layout (docs/firmware.md#flash-layout): at most `segments` files named "log" + 6-digit
+generation ("log000001", "log000002", ...), each at most `segment_bytes` long, written only by
+appending frames:
+
+    type u8 | len u8 | payload (len bytes) | CRC-32 u32 (big-endian, over type, len, payload)
+
+    type  payload                                    when
+    HEAD  next_seq u32, acked_seq u32, prev_hash 32  first frame of every segment
+    BODY  record body (90)                           a payment/void committed before signing
+    REC   full record (154)                          committed already signed (secure element)
+    SIG   seq u32, signature 64                      the background signature of a BODY
+    ACK   acked_seq u32                              the backend acknowledged up to this seq
+    REJ   seq u32, reason u8                         the backend rejected this record
+    DAY   day u32, count u32, total_cents i32        day totals carried over a reclaim
+
+Why it survives power cuts:
+- A record is committed when its frame is complete and synced; only then does the terminal
+  beep. Recovery reads every segment frame by frame and stops at the first frame that is short,
+  of the wrong length or with a bad CRC: that is the torn tail of an interrupted write, the
+  only thing dropped. Nothing is ever appended after a torn tail: the next write opens a new
+  segment, so a torn frame can never hide frames written after it.
+- seq: the protocol forbids gaps, so the next seq is the last committed seq + 1, read back from
+  the newest record, or from the newest segment's HEAD when every record was reclaimed (HEAD is
+  the persistent high-water mark, and the head segment is never reclaimed). A number is never
+  given to two committed records; a torn, never-approved write leaves no number behind.
+- Reclaim deletes whole segments, oldest first, only when every record in them is at or below
+  the backend's acked_seq, and never the head segment. When all `segments` are in use and the
+  head is full, commit() raises LogFull: nothing is ever overwritten.
+- A BODY without its SIG (power cut before the background signature) is listed in `unsigned`
+  after recovery and signed again: RFC 6979 makes it the same signature. pending() only returns
+  signed records, so nothing unsigned is ever uploaded.
+"""
+
+import struct
+
+from . import record
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+try:
+    from binascii import crc32 as _crc32
+except ImportError:  # a port built without binascii.crc32
+    _crc32 = None
+
+T_HEAD = const(1)
+T_BODY = const(2)
+T_REC = const(3)
+T_SIG = const(4)
+T_ACK = const(5)
+T_REJ = const(6)
+T_DAY = const(7)
+_SIZES = (0, 40, 90, 154, 68, 4, 5, 12)  # payload size by type
+_OVERHEAD = const(6)
+_PREFIX = "log"
+SEGMENT_BYTES = const(32768)
+SEGMENTS = const(16)  # 512 KiB of log by default
+RESERVE_BYTES = const(1024)  # kept for signatures, acks and marks once payments are refused
+_CHUNK = const(1024)
+_PAYMENT_BYTES = const(96 + 74)  # BODY frame + its SIG frame
+
+# Reasons the backend may give (docs/protocol.md), as stored in REJ frames.
+REASONS = ("", "malformed", "wrong_terminal", "bad_signature", "seq_conflict", "bad_chain",
+           "over_limit", "unknown_card", "card_blocked", "unknown_payment")
+# Rejected for these, a record is not stored by the backend: never acked, never resent.
+_FINAL_UNSTORED = const(5)
+
+_table = None
+
+
+def crc32(data, crc: int = 0) -> int:
+    if _crc32 is not None:
+        return _crc32(data, crc) & 0xFFFFFFFF
+    global _table
+    if _table is None:
+        _table = []
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+            _table.append(c)
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+class LogFull(Exception):
+    """No room for a payment without overwriting unacknowledged records."""
+
+
+class _Segment:
+    __slots__ = ("gen", "size", "last_seq")
+
+    def __init__(self, gen: int, size: int, last_seq: int) -> None:
+        self.gen = gen
+        self.size = size
+        self.last_seq = last_seq  # highest seq committed in or before this segment
+
+
+def _name(gen: int) -> str:
+    return "%s%06d" % (_PREFIX, gen)
+
+
+class Log:
+    def __init__(self, storage, segment_bytes: int = SEGMENT_BYTES, segments: int = SEGMENTS,
+                 tz_offset_s: int = 3600) -> None:
+        assert segment_bytes >= 1024 and segments >= 2
+        self._storage = storage
+        self._segment_bytes = segment_bytes
+        self._max_segments = segments
+        self._tz_offset_s = tz_offset_s
+        self._frame = bytearray(_OVERHEAD + record.RECORD_SIZE)
+        self._frame_mv = memoryview(self._frame)
+        self._chunk = bytearray(_CHUNK)
+        self._small = bytearray(72)
+        self._head = bytearray(40)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._segs = []
+        self._sealed = False  # the head has a torn tail: the next frame opens a new segment
+        self.next_seq = 1
+        self.prev_hash = record.ZERO_HASH
+        self.acked_seq = 0
+        self.unsigned = []  # seqs committed as BODY and not yet signed
+        self.rejected = {}  # seq -> reason name
+        self.last_body = None  # body of the newest record (for void and display)
+        self.day = 0
+        self.day_count = 0
+        self.day_total_cents = 0
+        self.torn_tails = 0  # torn frames dropped by the last recovery (diagnostics)
+
+    # ---- recovery ----------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Rebuild the state from flash; drops only torn tails. Call once at boot."""
+        self._reset()
+        gens = []
+        for name in self._storage.names():
+            if len(name) == 9 and name.startswith(_PREFIX) and name[3:].isdigit():
+                gens.append(int(name[3:]))
+        gens.sort()
+        for gen in gens:
+            name = _name(gen)
+            first = True
+            end = 0
+            for end, kind, payload in self._frames(name):
+                if first:
+                    if kind != T_HEAD:
+                        break
+                    first = False
+                self._apply(kind, payload)
+            if first:  # not even a complete HEAD: an interrupted segment creation
+                self._storage.remove(name)
+                continue
+            torn = self._scan_end < self._storage.size(name)
+            if torn:
+                self.torn_tails += 1
+            self._segs.append(_Segment(gen, self._scan_end, self.next_seq - 1))
+            self._sealed = torn  # only matters for the newest segment, the head
+        self.unsigned = [s for s in self.unsigned if s > self.acked_seq]
+
+    def _apply(self, kind: int, payload) -> None:
+        if kind == T_HEAD:
+            next_seq, acked = struct.unpack_from(">II", payload, 0)
+            if next_seq >= self.next_seq:
+                self.next_seq = next_seq
+                self.prev_hash = bytes(payload[8:40])
+            self.acked_seq = max(self.acked_seq, acked)
+        elif kind == T_BODY or kind == T_REC:
+            body = bytes(payload[:record.BODY_SIZE])
+            seq = record.body_seq(body)
+            # Frames are appended in seq order, each chained to the previous one.
+            assert seq == self.next_seq and record.body_prev_hash(body) == self.prev_hash, seq
+            self._advance(body)
+            if kind == T_BODY:
+                self.unsigned.append(seq)
+        elif kind == T_SIG:
+            seq = struct.unpack_from(">I", payload, 0)[0]
+            if seq in self.unsigned:
+                self.unsigned.remove(seq)
+        elif kind == T_ACK:
+            self.acked_seq = max(self.acked_seq, struct.unpack_from(">I", payload, 0)[0])
+        elif kind == T_REJ:
+            seq = struct.unpack_from(">I", payload, 0)[0]
+            code = payload[4]
+            self.rejected[seq] = REASONS[code] if code < len(REASONS) else "?"
+        elif kind == T_DAY:
+            self.day, self.day_count, self.day_total_cents = struct.unpack_from(">IIi", payload, 0)
+
+    def _advance(self, body) -> None:
+        """Account a committed body: seq, chain, last record and the day totals."""
+        self.next_seq = record.body_seq(body) + 1
+        self.prev_hash = record.digest(body)
+        self.last_body = body
+        kind, time, amount = body[1], struct.unpack_from(">I", body, 12)[0], \
+            struct.unpack_from(">I", body, 16)[0]
+        day = (time + self._tz_offset_s) // 86400
+        if day != self.day:
+            self.day, self.day_count, self.day_total_cents = day, 0, 0
+        if kind == record.KIND_PAYMENT:
+            self.day_count += 1
+            self.day_total_cents += amount
+        else:
+            self.day_count -= 1
+            self.day_total_cents -= amount
+
+    def _frames(self, name: str):
+        """Yield (end_offset, type, payload memoryview) of each valid frame; sets _scan_end.
+
+        The payload view is only valid until the next iteration.
+        """
+        size = self._storage.size(name)
+        buf = self._chunk
+        view = memoryview(buf)
+        base = 0  # file offset of buf[0]
+        have = 0  # valid bytes in buf
+        pos = 0
+        self._scan_end = 0
+        while pos < size:
+            rel = pos - base
+            if rel + 2 > have or rel + _OVERHEAD + buf[rel + 1] > have:
+                base, rel = pos, 0
+                have = self._storage.readinto(name, pos, buf)
+                if have < 2:
+                    return
+            kind, length = buf[rel], buf[rel + 1]
+            if kind >= len(_SIZES) or kind == 0 or _SIZES[kind] != length:
+                return
+            end = rel + 2 + length
+            if end + 4 > have:
+                return
+            stored = (buf[end] << 24) | (buf[end + 1] << 16) | (buf[end + 2] << 8) | buf[end + 3]
+            if crc32(view[rel:end]) != stored:
+                return
+            pos += _OVERHEAD + length
+            self._scan_end = pos
+            yield pos, kind, view[rel + 2:end]
+
+    def frames(self):
+        """Yield (type, payload bytes) of every valid frame, oldest first (tools and tests)."""
+        for seg in self._segs:
+            for _, kind, payload in self._frames(_name(seg.gen)):
+                yield kind, bytes(payload)
+
+    # ---- appending ---------------------------------------------------------------------
+
+    def _free_bytes(self) -> int:
+        free = (self._max_segments - len(self._segs)) * (self._segment_bytes - 46)
+        if self._segs and not self._sealed:
+            free += self._segment_bytes - self._segs[-1].size
+        return free
+
+    def has_room_for_payment(self) -> bool:
+        return self._free_bytes() >= _PAYMENT_BYTES + RESERVE_BYTES
+
+    def _new_segment(self) -> None:
+        if len(self._segs) >= self._max_segments:
+            raise LogFull()
+        gen = self._segs[-1].gen + 1 if self._segs else 1
+        head = self._head  # not _small: that may hold the payload waiting for this segment
+        struct.pack_into(">II", head, 0, self.next_seq, self.acked_seq)
+        head[8:40] = self.prev_hash
+        self._write(_name(gen), T_HEAD, memoryview(head)[:40])
+        self._segs.append(_Segment(gen, _OVERHEAD + 40, self.next_seq - 1))
+        self._sealed = False
+
+    def _append(self, kind: int, payload) -> None:
+        length = _SIZES[kind]
+        if (not self._segs or self._sealed
+                or self._segs[-1].size + _OVERHEAD + length > self._segment_bytes):
+            self._new_segment()
+        seg = self._segs[-1]
+        self._write(_name(seg.gen), kind, payload)
+        seg.size += _OVERHEAD + length
+
+    def _write(self, name: str, kind: int, payload) -> None:
+        length = len(payload)
+        frame = self._frame
+        frame[0] = kind
+        frame[1] = length
+        frame[2:2 + length] = payload
+        struct.pack_into(">I", frame, 2 + length, crc32(self._frame_mv[:2 + length]))
+        self._storage.append(name, self._frame_mv[:_OVERHEAD + length])
+
+    def commit(self, body, signature=None) -> None:
+        """Durably append a record body (and its signature if already made), then sync.
+
+        body: 90 bytes packed with seq == next_seq and prev_hash == self.prev_hash.
+        Raises LogFull when there is no room; then nothing is written.
+        """
+        assert record.body_seq(body) == self.next_seq
+        assert record.body_prev_hash(body) == self.prev_hash
+        if not self.has_room_for_payment():
+            raise LogFull()
+        if signature is None:
+            self._append(T_BODY, body)
+        else:
+            frame = self._small_record(body, signature)
+            self._append(T_REC, frame)
+        self._storage.sync()
+        self._segs[-1].last_seq = record.body_seq(body)
+        body = bytes(body)
+        self._advance(body)
+        if signature is None:
+            self.unsigned.append(record.body_seq(body))
+
+    def _small_record(self, body, signature) -> bytes:
+        return bytes(body) + bytes(signature)
+
+    def sign_pending(self, signer, limit: int = 8) -> int:
+        """Sign up to `limit` committed-but-unsigned records; return how many were signed."""
+        done = 0
+        while self.unsigned and done < limit:
+            seq = self.unsigned[0]
+            body = self.last_body if seq == self.next_seq - 1 else self._find_body(seq)
+            assert body is not None and record.body_seq(body) == seq
+            sig = signer.sign_digest(record.digest(body))
+            payload = self._small
+            struct.pack_into(">I", payload, 0, seq)
+            payload[4:68] = sig
+            self._append(T_SIG, memoryview(payload)[:68])
+            self._storage.sync()
+            self.unsigned.pop(0)
+            done += 1
+        return done
+
+    def _find_body(self, seq: int):
+        for kind, payload in self.frames():
+            if (kind == T_BODY or kind == T_REC) and record.body_seq(payload) == seq:
+                return payload[:record.BODY_SIZE]
+        return None
+
+    # ---- upload and reclaim ------------------------------------------------------------
+
+    def pending(self, limit: int) -> "list[bytes]":
+        """Up to `limit` signed records above acked_seq, in seq order, for upload.
+
+        Skips records the backend rejected without storing them (they would only be rejected
+        again) and unsigned ones (sign_pending first).
+        """
+        bodies = {}
+        sigs = {}
+        for kind, payload in self.frames():
+            if kind == T_BODY or kind == T_REC:
+                seq = record.body_seq(payload)
+                if seq <= self.acked_seq or len(bodies) >= limit:
+                    continue
+                reason = self.rejected.get(seq)
+                if reason is not None and REASONS.index(reason) <= _FINAL_UNSTORED:
+                    continue
+                bodies[seq] = payload[:record.BODY_SIZE]
+                if kind == T_REC:
+                    sigs[seq] = payload[record.BODY_SIZE:]
+            elif kind == T_SIG:
+                seq = struct.unpack_from(">I", payload, 0)[0]
+                if seq in bodies:
+                    sigs[seq] = payload[4:68]
+        return [bodies[s] + sigs[s] for s in sorted(bodies) if s in sigs]
+
+    def unacked_bodies(self):
+        """Yield the body of every record above acked_seq (to rebuild offline spend)."""
+        for kind, payload in self.frames():
+            if (kind == T_BODY or kind == T_REC) and record.body_seq(payload) > self.acked_seq:
+                yield payload[:record.BODY_SIZE]
+
+    def mark_rejected(self, seq: int, reason: str) -> None:
+        if self.rejected.get(seq) == reason:
+            return
+        code = REASONS.index(reason) if reason in REASONS else 0
+        payload = self._small
+        struct.pack_into(">IB", payload, 0, seq, code)
+        self._append(T_REJ, memoryview(payload)[:5])
+        self._storage.sync()
+        self.rejected[seq] = reason
+
+    def acknowledge(self, acked_seq: int) -> int:
+        """Record the backend's acked_seq and reclaim what it covers; return segments freed."""
+        if acked_seq <= self.acked_seq:
+            return 0
+        acked_seq = min(acked_seq, self.next_seq - 1)
+        payload = self._small
+        struct.pack_into(">I", payload, 0, acked_seq)
+        self._append(T_ACK, memoryview(payload)[:4])
+        self.acked_seq = acked_seq
+        freed = 0
+        while len(self._segs) > 1 and self._segs[0].last_seq <= acked_seq:
+            if freed == 0:  # the totals of the day must outlive the records they count
+                struct.pack_into(">IIi", payload, 0, self.day, self.day_count,
+                                 self.day_total_cents)
+                self._append(T_DAY, memoryview(payload)[:12])
+                self._storage.sync()
+            self._storage.remove(_name(self._segs[0].gen))
+            gone = self._segs.pop(0).last_seq
+            freed += 1
+            for seq in [s for s in self.rejected if s <= gone]:
+                del self.rejected[seq]  # its REJ frame went with the segment
+        self._storage.sync()
+        return freed
+
+    def stats(self) -> dict:
+        return {"segments": len(self._segs), "free_bytes": self._free_bytes(),
+                "next_seq": self.next_seq, "acked_seq": self.acked_seq,
+                "unsigned": len(self.unsigned), "rejected": len(self.rejected)}

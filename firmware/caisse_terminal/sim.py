@@ -1,0 +1,152 @@
+"""Simulated peripherals for the CPython demo, the market simulation and the tests.
+
+MemoryStorage is a flash that can lose power: give it a budget of write units (one per byte
+appended, one per remove/replace) and it raises PowerCut when the budget runs out, keeping
+exactly the bytes written so far. Its `files` survive into a new MemoryStorage: a reboot.
+"""
+
+from .hal import Card, CardReader, Clock, Display, Indicator, Keypad, Storage
+
+
+class PowerCut(Exception):
+    """The simulated power failed during a write."""
+
+
+class MemoryStorage(Storage):
+    def __init__(self, files=None) -> None:
+        self.files = files if files is not None else {}
+        self.budget = -1  # write units left before the power cut; -1: never
+        self.units = 0  # write units spent since creation (to enumerate cut points)
+        self.bytes_written = 0
+
+    def _spend(self, n: int) -> int:
+        """Spend up to n units; return how many may be done before the cut."""
+        if self.budget < 0:
+            self.units += n
+            return n
+        done = min(n, self.budget)
+        self.budget -= done
+        self.units += done
+        return done
+
+    def names(self) -> "list[str]":
+        return list(self.files)
+
+    def size(self, name: str) -> int:
+        data = self.files.get(name)
+        return -1 if data is None else len(data)
+
+    def readinto(self, name: str, offset: int, buf) -> int:
+        data = self.files[name]
+        n = max(0, min(len(buf), len(data) - offset))
+        buf[:n] = data[offset:offset + n]
+        return n
+
+    def read(self, name: str) -> "bytes | None":
+        data = self.files.get(name)
+        return None if data is None else bytes(data)
+
+    def append(self, name: str, data) -> None:
+        n = len(data)
+        done = self._spend(n)
+        target = self.files.get(name)
+        if target is None:
+            target = self.files[name] = bytearray()
+        target.extend(bytes(data[:done]))
+        self.bytes_written += done
+        if done < n:
+            raise PowerCut()
+
+    def _atomic(self) -> None:
+        if self._spend(1) < 1:
+            raise PowerCut()
+
+    def replace(self, name: str, data) -> None:
+        self._atomic()
+        self.files[name] = bytearray(data)
+        self.bytes_written += len(data)
+
+    def remove(self, name: str) -> None:
+        if name in self.files:
+            self._atomic()
+            del self.files[name]
+
+    def sync(self) -> None:
+        pass  # every byte is durable as soon as written: the harshest case for the log
+
+
+class ScreenLog(Display):
+    """Keeps what is shown; `lines` is the current screen."""
+
+    def __init__(self) -> None:
+        self.lines = []
+        self.history = []
+
+    def show(self, lines) -> None:
+        self.lines = list(lines)
+        self.history.append(self.lines)
+
+    def show_amount(self, title: str, amount_cents: int, footer: str = "") -> None:
+        self.show([title, "%d,%02d EUR" % (amount_cents // 100, amount_cents % 100), footer])
+
+    def text(self) -> str:
+        return " | ".join(self.lines)
+
+
+class QueueKeypad(Keypad):
+    def __init__(self) -> None:
+        self.keys = []
+
+    def press(self, keys: str) -> None:
+        self.keys.extend(keys)
+
+    def read_key(self) -> "str | None":
+        return self.keys.pop(0) if self.keys else None
+
+
+class FieldReader(CardReader):
+    """A card field: put a card in it, take it away, or make the next read fail mid-way."""
+
+    def __init__(self) -> None:
+        self.card = None
+        self.fail_next = False
+
+    def poll(self) -> "Card | None":
+        if self.fail_next:
+            from .hal import CardRemoved
+            self.fail_next = False
+            raise CardRemoved()
+        return self.card
+
+
+class Beeper(Indicator):
+    def __init__(self) -> None:
+        self.events = []
+
+    def approve(self) -> None:
+        self.events.append("approve")
+
+    def decline(self) -> None:
+        self.events.append("decline")
+
+    def key_click(self) -> None:
+        pass
+
+
+class ManualClock(Clock):
+    def __init__(self, now: int = 1767254400) -> None:
+        self.t = now
+        self.ms = 0
+
+    def now(self) -> int:
+        return self.t
+
+    def set(self, unix_s: int) -> None:
+        self.t = unix_s
+
+    def ticks_ms(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: int) -> None:
+        self.t += seconds
+        self.ms += seconds * 1000

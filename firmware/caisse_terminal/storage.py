@@ -1,0 +1,59 @@
+"""hal.Storage on a real filesystem: LittleFS on the device, a folder under CPython."""
+
+import os
+
+from .hal import Storage
+
+
+class FileStorage(Storage):
+    def __init__(self, root: str) -> None:
+        self._root = root.rstrip("/")
+        try:
+            os.mkdir(self._root)
+        except OSError:
+            pass  # exists
+
+    def _path(self, name: str) -> str:
+        return self._root + "/" + name
+
+    def names(self) -> "list[str]":
+        return [n for n in os.listdir(self._root) if not n.endswith(".tmp")]
+
+    def size(self, name: str) -> int:
+        try:
+            return os.stat(self._path(name))[6]
+        except OSError:
+            return -1
+
+    def readinto(self, name: str, offset: int, buf) -> int:
+        with open(self._path(name), "rb") as f:
+            f.seek(offset)
+            return f.readinto(buf) or 0
+
+    def read(self, name: str) -> "bytes | None":
+        try:
+            with open(self._path(name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def append(self, name: str, data) -> None:
+        with open(self._path(name), "ab") as f:
+            f.write(data)
+
+    def replace(self, name: str, data) -> None:
+        tmp = self._path(name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, self._path(name))  # atomic on LittleFS and POSIX
+
+    def remove(self, name: str) -> None:
+        try:
+            os.remove(self._path(name))
+        except OSError:
+            pass
+
+    def sync(self) -> None:
+        sync = getattr(os, "sync", None)  # the WebAssembly port has none
+        if sync is not None:
+            sync()
