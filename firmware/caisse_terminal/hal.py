@@ -106,7 +106,7 @@ class Storage:
     """Flat files on the flash filesystem (LittleFS on the device), by name without folders.
 
     The durable log relies on three guarantees only: append() writes bytes in order (a power cut
-    may keep any prefix of them), remove() and replace() are atomic, and after sync() returns
+    may keep any prefix of them), remove(), rename() and replace() are atomic, and after sync() returns
     everything written before it survives a power cut.
     """
 
@@ -136,6 +136,10 @@ class Storage:
 
     def remove(self, name: str) -> None:
         """Delete a file; no error if it does not exist."""
+        raise NotImplementedError
+
+    def rename(self, old: str, new: str) -> None:
+        """Atomically rename old to new, replacing new if it exists (big files built by append)."""
         raise NotImplementedError
 
     def sync(self) -> None:

@@ -71,6 +71,10 @@ class MemoryStorage(Storage):
             self._atomic()
             del self.files[name]
 
+    def rename(self, old: str, new: str) -> None:
+        self._atomic()
+        self.files[new] = self.files.pop(old)
+
     def sync(self) -> None:
         pass  # every byte is durable as soon as written: the harshest case for the log
 

@@ -47,6 +47,9 @@ class FileStorage(Storage):
             f.write(data)
         os.rename(tmp, self._path(name))  # atomic on LittleFS and POSIX
 
+    def rename(self, old: str, new: str) -> None:
+        os.rename(self._path(old), self._path(new))
+
     def remove(self, name: str) -> None:
         try:
             os.remove(self._path(name))
