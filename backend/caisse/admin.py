@@ -1,0 +1,218 @@
+"""Administration services: vendors, households, cards, terminals, allowance credits.
+
+Plain functions with keyword-only arguments, free of HTTP, used by the admin API and the CLI.
+None of them commits: the caller does, so a household and its ledger account appear together.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from caisse import ledger, protocol
+from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.models import (
+    Card,
+    CardStatus,
+    ConventionStatus,
+    Household,
+    Terminal,
+    TerminalStatus,
+    Vendor,
+    VendorKind,
+    utcnow,
+)
+from caisse.sync import bump_cards
+
+MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
+_IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
+
+
+# Vendors ------------------------------------------------------------------------------------
+
+def create_vendor(
+    session: Session, *, name: str, kind: str, zone: str, market: str | None = None, iban: str | None = None,
+    convention_status: str = ConventionStatus.ACTIVE, convention_start: date | None = None,
+    convention_end: date | None = None,
+) -> Vendor:
+    if kind not in VendorKind.__members__.values():
+        raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(k.value for k in VendorKind)}")
+    if convention_status not in ConventionStatus.__members__.values():
+        raise InvalidInput("invalid_convention_status", f"convention_status must be one of {', '.join(ConventionStatus)}")
+    if iban is not None:
+        iban = iban.replace(" ", "").upper()
+        if not _IBAN.match(iban):
+            raise InvalidInput("invalid_iban", "the IBAN is not well formed")
+    _require_text(name=name, zone=zone)
+    vendor = Vendor(name=name.strip(), kind=kind, zone=zone.strip(), market=(market or None), iban=iban,
+                    convention_status=convention_status, convention_start=convention_start or date.today(),
+                    convention_end=convention_end)
+    session.add(vendor)
+    session.flush()
+    assert vendor.id is not None
+    ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind="vendor_payable")
+    return vendor
+
+
+def get_vendor(session: Session, *, vendor_id: int) -> Vendor:
+    vendor = session.get(Vendor, vendor_id)
+    if vendor is None:
+        raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
+    return vendor
+
+
+def list_vendors(session: Session) -> list[Vendor]:
+    return list(session.execute(select(Vendor).order_by(Vendor.id)).scalars())  # type: ignore[arg-type]
+
+
+def vendor_payable_cents(session: Session, *, vendor_id: int) -> int:
+    return ledger.balance_cents(session, code=ledger.vendor_payable_code(vendor_id))
+
+
+# Households and cards -----------------------------------------------------------------------
+
+def create_household(session: Session, *, name: str, members: int, zone: str) -> Household:
+    _require_text(name=name, zone=zone)
+    if members < 1:
+        raise InvalidInput("invalid_members", "a household has at least one member")
+    household = Household(name=name.strip(), members=members, zone=zone.strip())
+    session.add(household)
+    session.flush()
+    assert household.id is not None
+    ledger.ensure_account(session, code=ledger.member_code(household.id), kind="member")
+    return household
+
+
+def get_household(session: Session, *, household_id: int) -> Household:
+    household = session.get(Household, household_id)
+    if household is None:
+        raise NotFound("household_not_found", f"no household {household_id}")
+    return household
+
+
+def household_balance_cents(session: Session, *, household_id: int) -> int:
+    return ledger.balance_cents(session, code=ledger.member_code(household_id))
+
+
+def household_cards(session: Session, *, household_id: int) -> list[Card]:
+    return list(session.execute(select(Card).where(Card.household_id == household_id).order_by(Card.id)).scalars())  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    reference: str
+    amount_cents: int
+    created: bool  # False when the reference had been posted before (idempotent retry)
+
+
+def credit_household(
+    session: Session, *, household_id: int, amount_cents: int, memo: str | None = None, reference: str | None = None,
+) -> Credit:
+    """Allowance credit: allowance_fund -> member. Same reference + same body = the same credit."""
+    get_household(session, household_id=household_id)
+    if not 0 < amount_cents <= MAX_CREDIT_CENTS:
+        raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
+    reference = reference or f"credit:{uuid.uuid4()}"
+    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
+    member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind="member")
+    existing = ledger.find_transfer(session, reference=reference)
+    if existing is not None:
+        same = (existing.debit_account_id, existing.credit_account_id, existing.amount_cents) == (fund, member, amount_cents)
+        if not same:
+            raise Conflict("reference_reused", f"reference {reference!r} was posted with a different body")
+        return Credit(reference=reference, amount_cents=amount_cents, created=False)
+    ledger.post_transfer(session, debit=fund, credit=member, amount_cents=amount_cents,
+                         kind=ledger.TransferKind.ALLOWANCE, reference=reference, memo=memo)
+    bump_cards(session, household_ids=[household_id])
+    return Credit(reference=reference, amount_cents=amount_cents, created=True)
+
+
+def parse_uid(uid_hex: str) -> bytes:
+    try:
+        uid = bytes.fromhex(uid_hex)
+    except ValueError:
+        raise InvalidInput("invalid_uid", "a card UID is hexadecimal") from None
+    if len(uid) not in protocol.VALID_UID_SIZES:
+        raise InvalidInput("invalid_uid", "a card UID is 4, 7 or 10 bytes")
+    return uid
+
+
+def issue_card(session: Session, *, household_id: int, uid_hex: str) -> Card:
+    uid = parse_uid(uid_hex)
+    get_household(session, household_id=household_id)
+    if session.execute(select(Card.id).where(Card.uid == uid)).first() is not None:
+        raise Conflict("card_exists", f"card {uid.hex()} is already issued")
+    card = Card(uid=uid, household_id=household_id)
+    session.add(card)
+    session.flush()
+    assert card.id is not None
+    bump_cards(session, card_ids=[card.id])
+    session.refresh(card)
+    return card
+
+
+def get_card(session: Session, *, uid_hex: str) -> Card:
+    uid = parse_uid(uid_hex)
+    card = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()
+    if card is None:
+        raise NotFound("card_not_found", f"no card {uid.hex()}")
+    return card
+
+
+def block_card(session: Session, *, uid_hex: str) -> Card:
+    """Block a card from now on. Blocking twice keeps the first time (taps before it still count)."""
+    card = get_card(session, uid_hex=uid_hex)
+    if card.status != CardStatus.BLOCKED:
+        assert card.id is not None
+        session.execute(
+            update(Card).where(Card.id == card.id).values(status=CardStatus.BLOCKED, blocked_at=utcnow())  # type: ignore[arg-type]
+        )
+        bump_cards(session, card_ids=[card.id])
+        session.refresh(card)
+    return card
+
+
+# Terminals ----------------------------------------------------------------------------------
+
+def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str) -> Terminal:
+    get_vendor(session, vendor_id=vendor_id)
+    try:
+        public_key = bytes.fromhex(public_key_hex)
+        protocol.load_public_key(public_key)
+    except ValueError:
+        raise InvalidInput("invalid_public_key", "public_key is a 65-byte uncompressed P-256 point, in hex") from None
+    if session.execute(select(Terminal.id).where(Terminal.public_key == public_key)).first() is not None:
+        raise Conflict("terminal_exists", "a terminal with this public key is already registered")
+    terminal = Terminal(vendor_id=vendor_id, public_key=public_key)
+    session.add(terminal)
+    session.flush()
+    assert terminal.id is not None
+    return terminal
+
+
+def get_terminal(session: Session, *, terminal_id: int) -> Terminal:
+    terminal = session.get(Terminal, terminal_id) if 0 < terminal_id < 2**31 else None
+    if terminal is None:
+        raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
+    return terminal
+
+
+def revoke_terminal(session: Session, *, terminal_id: int) -> Terminal:
+    terminal = get_terminal(session, terminal_id=terminal_id)
+    if terminal.status != TerminalStatus.REVOKED:
+        terminal.status = TerminalStatus.REVOKED
+        terminal.revoked_at = utcnow()
+        session.add(terminal)
+        session.flush()
+    return terminal
+
+
+def _require_text(**fields: str) -> None:
+    for name, value in fields.items():
+        if not value or not value.strip():
+            raise InvalidInput(f"invalid_{name}", f"{name} must not be empty")

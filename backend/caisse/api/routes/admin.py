@@ -1,0 +1,132 @@
+"""Admin API under /v1/admin, bearer token. Thin: each route calls one service and commits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response, status
+
+from caisse import admin, ledger
+from caisse.api.deps import SessionDep, require_admin
+from caisse.api.schemas import (
+    CardCreate,
+    CardOut,
+    CreditCreate,
+    CreditOut,
+    HouseholdCreate,
+    HouseholdOut,
+    LedgerSummaryOut,
+    TerminalCreate,
+    TerminalOut,
+    VendorCreate,
+    VendorOut,
+)
+from caisse.models import Card, Household, Terminal, Vendor
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+def _vendor_out(vendor: Vendor, payable_cents: int) -> VendorOut:
+    return VendorOut.model_validate(vendor.model_dump() | {"payable_cents": payable_cents})
+
+
+def _card_out(card: Card) -> CardOut:
+    return CardOut.model_validate(card.model_dump() | {"uid": card.uid.hex()})
+
+
+def _household_out(session: SessionDep, household: Household) -> HouseholdOut:
+    assert household.id is not None
+    return HouseholdOut.model_validate(
+        household.model_dump()
+        | {
+            "balance_cents": admin.household_balance_cents(session, household_id=household.id),
+            "cards": [_card_out(c) for c in admin.household_cards(session, household_id=household.id)],
+        }
+    )
+
+
+def _terminal_out(terminal: Terminal) -> TerminalOut:
+    return TerminalOut.model_validate(terminal.model_dump() | {"public_key": terminal.public_key.hex()})
+
+
+@router.post("/vendors", status_code=status.HTTP_201_CREATED)
+def create_vendor(body: VendorCreate, session: SessionDep) -> VendorOut:
+    vendor = admin.create_vendor(session, **body.model_dump())
+    session.commit()
+    return _vendor_out(vendor, 0)
+
+
+@router.get("/vendors")
+def list_vendors(session: SessionDep) -> list[VendorOut]:
+    vendors = admin.list_vendors(session)
+    payables = ledger.balances_by_code(session, codes=[ledger.vendor_payable_code(v.id or 0) for v in vendors])
+    return [_vendor_out(v, payables.get(ledger.vendor_payable_code(v.id or 0), 0)) for v in vendors]
+
+
+@router.get("/vendors/{vendor_id}")
+def get_vendor(vendor_id: int, session: SessionDep) -> VendorOut:
+    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    return _vendor_out(vendor, admin.vendor_payable_cents(session, vendor_id=vendor_id))
+
+
+@router.post("/households", status_code=status.HTTP_201_CREATED)
+def create_household(body: HouseholdCreate, session: SessionDep) -> HouseholdOut:
+    household = admin.create_household(session, **body.model_dump())
+    session.commit()
+    return _household_out(session, household)
+
+
+@router.get("/households/{household_id}")
+def get_household(household_id: int, session: SessionDep) -> HouseholdOut:
+    return _household_out(session, admin.get_household(session, household_id=household_id))
+
+
+@router.post("/households/{household_id}/credits", status_code=status.HTTP_201_CREATED)
+def credit_household(household_id: int, body: CreditCreate, session: SessionDep, response: Response) -> CreditOut:
+    credit = admin.credit_household(session, household_id=household_id, **body.model_dump())
+    session.commit()
+    if not credit.created:
+        response.status_code = status.HTTP_200_OK  # the same reference and body: already posted
+    balance = admin.household_balance_cents(session, household_id=household_id)
+    return CreditOut(reference=credit.reference, amount_cents=credit.amount_cents, created=credit.created, balance_cents=balance)
+
+
+@router.post("/cards", status_code=status.HTTP_201_CREATED)
+def issue_card(body: CardCreate, session: SessionDep) -> CardOut:
+    card = admin.issue_card(session, household_id=body.household_id, uid_hex=body.uid)
+    session.commit()
+    return _card_out(card)
+
+
+@router.post("/cards/{uid_hex}/block")
+def block_card(uid_hex: str, session: SessionDep) -> CardOut:
+    card = admin.block_card(session, uid_hex=uid_hex)
+    session.commit()
+    return _card_out(card)
+
+
+@router.post("/terminals", status_code=status.HTTP_201_CREATED)
+def register_terminal(body: TerminalCreate, session: SessionDep) -> TerminalOut:
+    terminal = admin.register_terminal(session, vendor_id=body.vendor_id, public_key_hex=body.public_key)
+    session.commit()
+    return _terminal_out(terminal)
+
+
+@router.post("/terminals/{terminal_id}/revoke")
+def revoke_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
+    terminal = admin.revoke_terminal(session, terminal_id=terminal_id)
+    session.commit()
+    return _terminal_out(terminal)
+
+
+@router.get("/terminals/{terminal_id}")
+def get_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
+    return _terminal_out(admin.get_terminal(session, terminal_id=terminal_id))
+
+
+@router.get("/ledger/summary")
+def ledger_summary(session: SessionDep) -> LedgerSummaryOut:
+    totals = ledger.summary(session)
+    return LedgerSummaryOut(
+        accounts=totals.accounts, transfers=totals.transfers, transfers_amount_cents=totals.transfers_amount_cents,
+        debits_posted_cents=totals.debits_posted_cents, credits_posted_cents=totals.credits_posted_cents,
+        balance_sum_cents=totals.balance_sum_cents,
+    )

@@ -1,0 +1,89 @@
+"""Terminal-facing endpoints (docs/protocol.md): upload batches, sync."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from caisse.api.deps import SessionDep, SettingsDep
+from caisse.errors import CaisseError, InvalidInput
+from caisse.ingest import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, ingest_batch
+from caisse.sync import MAX_SINCE, sync_terminal
+
+router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
+
+
+class BatchTooLarge(CaisseError):
+    status_code = 413
+
+
+class InvalidJson(CaisseError):
+    status_code = 400
+
+
+async def read_batch(request: Request) -> list[bytes]:
+    """The decoded records of an upload body, refusing oversized or ill-formed bodies early."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BATCH_BODY_BYTES:
+        raise BatchTooLarge("batch_too_large", f"the body is limited to {MAX_BATCH_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BATCH_BODY_BYTES:
+            raise BatchTooLarge("batch_too_large", f"the body is limited to {MAX_BATCH_BODY_BYTES} bytes")
+    try:
+        payload: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidJson("invalid_json", "the body is not JSON") from None
+    records = payload.get("records") if isinstance(payload, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
+        raise InvalidInput("invalid_batch", 'the body is {"records": [<base64 string>, ...]}')
+    if len(records) > MAX_RECORDS_PER_BATCH:
+        raise InvalidInput("invalid_batch", f"at most {MAX_RECORDS_PER_BATCH} records per batch, got {len(records)}")
+    decoded = []
+    for index, text in enumerate(records):
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            raise InvalidInput("invalid_batch", f"record {index} is not valid base64") from None
+    return decoded
+
+
+@router.post("/{terminal_id}/batches")
+def upload_batch(
+    terminal_id: int, records: Annotated[list[bytes], Depends(read_batch)], session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    result = ingest_batch(session, terminal_id=terminal_id, raw_records=records, settings=settings)
+    session.commit()
+    return {
+        "results": [
+            {"index": r.index, "seq": r.seq, "status": r.status.value}
+            | ({"reason": r.reason.value} if r.reason is not None else {})
+            | ({"detail": r.detail} if r.detail is not None else {})
+            for r in result.results
+        ],
+        "acked_seq": result.acked_seq,
+    }
+
+
+@router.get("/{terminal_id}/sync")
+def sync(
+    terminal_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    since: Annotated[int, Query(ge=0, le=MAX_SINCE)] = 0,
+    x_caisse_time: Annotated[str | None, Header()] = None,
+    x_caisse_signature: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    time_s = int(x_caisse_time) if x_caisse_time is not None and x_caisse_time.isdigit() else None
+    response = sync_terminal(
+        session, terminal_id=terminal_id, time_s=time_s, since=since, signature_hex=x_caisse_signature,
+        now_s=int(time.time()), settings=settings,
+    )
+    session.commit()
+    return response.as_json()

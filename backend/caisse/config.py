@@ -1,0 +1,50 @@
+"""The one settings object. Every environment variable is read here (prefix CAISSE_), nowhere else."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAISSE_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./caisse.db"
+    admin_token: str = DEV_ADMIN_TOKEN
+
+    # Limits sent to terminals and enforced by ingestion (docs/protocol.md).
+    max_payment_cents: int = Field(default=15_000, gt=0)
+    pin_threshold_cents: int = Field(default=5_000, ge=0)
+    offline_max_age_s: int = Field(default=259_200, gt=0)
+    void_window_s: int = Field(default=300, gt=0)
+    sync_clock_window_s: int = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_outside_development(self) -> Settings:
+        if self.environment != "development" and self.admin_token in ("", DEV_ADMIN_TOKEN):
+            raise ValueError(
+                f"CAISSE_ADMIN_TOKEN must be set to a secret of your own when CAISSE_ENVIRONMENT={self.environment}"
+            )
+        if len(self.admin_token) < 8:
+            raise ValueError("CAISSE_ADMIN_TOKEN must be at least 8 characters")
+        return self
+
+    def terminal_limits(self) -> dict[str, int]:
+        return {
+            "max_payment_cents": self.max_payment_cents,
+            "pin_threshold_cents": self.pin_threshold_cents,
+            "offline_max_age_s": self.offline_max_age_s,
+            "void_window_s": self.void_window_s,
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,403 @@
+"""Ingestion of signed transaction records (docs/protocol.md#upload).
+
+One call = one batch = one database transaction, owned by the caller: either everything a batch
+decides is committed (stored records, rejection log, ledger transfers, terminal state) or nothing.
+
+The hot path is built for throughput: signature checks are the only per-record cost that
+cannot be avoided, so the database work is a fixed handful of statements per batch (one read of
+the terminal, one of the neighbouring seqs, one of the cards, bulk inserts, one UPDATE per
+touched account) whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import insert, select, update
+from sqlmodel import Session
+
+from caisse import ledger, protocol
+from caisse.config import Settings
+from caisse.errors import TerminalRefused
+from caisse.models import (
+    Card,
+    CardStatus,
+    RecordStatus,
+    RejectedUpload,
+    Terminal,
+    TerminalStatus,
+    TransactionRecord,
+    unix_s,
+    utcnow,
+)
+from caisse.protocol import Kind, MalformedRecord, Record
+
+MAX_RECORDS_PER_BATCH = 256
+MAX_BATCH_BODY_BYTES = 64 * 1024
+MAX_TERMINAL_ID = 0xFFFFFFFF
+_ACKED_SCAN_ROWS = 1024
+
+_record = TransactionRecord.__table__  # type: ignore[attr-defined]
+_rejected = RejectedUpload.__table__  # type: ignore[attr-defined]
+_card = Card.__table__  # type: ignore[attr-defined]
+_terminal = Terminal.__table__  # type: ignore[attr-defined]
+
+
+class Reason(enum.StrEnum):
+    """Closed set, in order of precedence (docs/protocol.md). The first five are not stored."""
+
+    MALFORMED = "malformed"
+    WRONG_TERMINAL = "wrong_terminal"
+    BAD_SIGNATURE = "bad_signature"
+    SEQ_CONFLICT = "seq_conflict"
+    BAD_CHAIN = "bad_chain"
+    OVER_LIMIT = "over_limit"
+    UNKNOWN_CARD = "unknown_card"
+    CARD_BLOCKED = "card_blocked"
+    UNKNOWN_PAYMENT = "unknown_payment"
+
+
+class Outcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    index: int
+    seq: int | None
+    status: Outcome
+    reason: Reason | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: list[RecordResult]
+    acked_seq: int
+    terminal_flagged_suspect: bool = False
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What ingestion needs to know of a stored record, loaded or created in this batch."""
+
+    raw: bytes
+    digest: bytes
+    prev_hash: bytes
+    kind: int
+    status: str
+    card_uid: bytes
+    amount_cents: int
+    household_id: int | None
+    chain_verified: bool
+    voided: bool
+    new_row: dict | None = None  # set when inserted by this batch
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Everything the batch will write, gathered first and written in bulk at the end."""
+
+    terminal_id: int
+    new_rows: list[dict] = field(default_factory=list)
+    rejections: list[dict] = field(default_factory=list)
+    voided_seqs: set[int] = field(default_factory=set)
+    verified_seqs: set[int] = field(default_factory=set)
+    # (debit code, credit code, amount_cents, kind, reference)
+    postings: list[tuple[str, str, int, str, str]] = field(default_factory=list)
+    households: set[int] = field(default_factory=set)
+    suspect: bool = False
+
+
+@lru_cache(maxsize=4096)
+def _public_key(sec1_point: bytes) -> ec.EllipticCurvePublicKey:
+    """Loaded keys, cached by their bytes: a revoked terminal is refused before its key is used,
+    and a re-keyed terminal has different bytes, so the cache never needs invalidating."""
+    return protocol.load_public_key(sec1_point)
+
+
+def lock_terminal(session: Session, *, terminal_id: int) -> tuple[int, bytes, str, int]:
+    """(vendor_id, public_key, status, acked_seq) of an active or suspect terminal, row-locked on
+    PostgreSQL so batches of one terminal run one after the other. Raises TerminalRefused."""
+    if not 0 < terminal_id <= MAX_TERMINAL_ID:
+        raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
+    row = session.execute(
+        select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq)
+        .where(_terminal.c.id == terminal_id)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
+    vendor_id, public_key, status, acked_seq = row
+    if status == TerminalStatus.REVOKED:
+        raise TerminalRefused("terminal_revoked", f"terminal {terminal_id} was revoked")
+    return vendor_id, bytes(public_key), status, acked_seq
+
+
+def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[bytes], settings: Settings) -> BatchResult:
+    """Check, store and post one batch of records. Does not commit: the caller does.
+
+    Raises TerminalRefused (nothing to write) for an unknown or revoked terminal.
+    """
+    assert len(raw_records) <= MAX_RECORDS_PER_BATCH, "the API refuses larger batches"
+    vendor_id, public_key_bytes, status, acked_seq = lock_terminal(session, terminal_id=terminal_id)
+    public_key = _public_key(public_key_bytes)
+    batch = _Batch(terminal_id=terminal_id)
+    results: list[RecordResult | None] = [None] * len(raw_records)
+
+    candidates: list[tuple[int, bytes, Record, bytes]] = []  # index, raw, record, digest
+    for index, raw in enumerate(raw_records):
+        try:
+            record = protocol.decode(raw)
+        except MalformedRecord as error:
+            results[index] = _reject(batch, index, raw, None, Reason.MALFORMED, str(error))
+            continue
+        if record.terminal_id != terminal_id:
+            detail = f"record of terminal {record.terminal_id} sent to terminal {terminal_id}"
+            results[index] = _reject(batch, index, raw, record.seq, Reason.WRONG_TERMINAL, detail)
+            continue
+        candidates.append((index, raw, record, hashlib.sha256(raw[: protocol.BODY_SIZE]).digest()))
+
+    stored = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
+    cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
+    signature_ok: dict[bytes, bool] = {}
+
+    for index, raw, record, digest in candidates:
+        seq = record.seq
+        existing = stored.get(seq)
+        if existing is not None and existing.raw == raw:
+            # Same bytes as a stored record: it verified then, it verifies now. Nothing changes.
+            results[index] = RecordResult(index=index, seq=seq, status=Outcome.DUPLICATE)
+            continue
+        if raw not in signature_ok:
+            signature_ok[raw] = protocol.verify_digest(public_key, digest, record.signature)
+        if not signature_ok[raw]:
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_SIGNATURE, "the signature does not verify with this terminal's key")
+            continue
+        if existing is not None:
+            batch.suspect = True
+            results[index] = _reject(batch, index, raw, seq, Reason.SEQ_CONFLICT, f"seq {seq} is stored with different bytes")
+            continue
+        previous, following = stored.get(seq - 1), stored.get(seq + 1)
+        if previous is not None and previous.digest != record.prev_hash:
+            batch.suspect = True
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"prev_hash does not match the stored record {seq - 1}")
+            continue
+        if following is not None and following.prev_hash != digest:
+            batch.suspect = True
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"the stored record {seq + 1} does not point to this one")
+            continue
+        reason, household_id = _business_verdict(record, cards=cards, stored=stored, settings=settings)
+        if reason == Reason.UNKNOWN_PAYMENT and stored.get(record.ref_seq) is None:
+            # The voided payment is in a gap: it may still arrive. Judging the void now would make
+            # the outcome depend on upload order, so it is not stored; the terminal sends it again
+            # (acked_seq cannot pass the gap) and it is judged once the payment is here.
+            detail = f"payment {record.ref_seq} has not arrived yet: send it first"
+            results[index] = _reject(batch, index, raw, seq, Reason.UNKNOWN_PAYMENT, detail)
+            continue
+        if following is not None and not following.chain_verified:
+            following.chain_verified = True
+            if following.new_row is not None:
+                following.new_row["chain_verified"] = True
+            else:
+                batch.verified_seqs.add(seq + 1)
+        row = _new_row(terminal_id, seq, raw, digest, record, household_id, reason,
+                       chain_verified=seq == 1 or previous is not None)
+        batch.new_rows.append(row)
+        stored[seq] = _Stored(
+            raw=raw, digest=digest, prev_hash=record.prev_hash, kind=record.kind, status=row["status"],
+            card_uid=record.card_uid, amount_cents=record.amount_cents, household_id=household_id,
+            chain_verified=row["chain_verified"], voided=False, new_row=row,
+        )
+        if reason is not None:
+            results[index] = RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason)
+            continue
+        assert household_id is not None
+        _post(batch, record, household_id=household_id, vendor_id=vendor_id, stored=stored)
+        results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
+
+    _write(session, batch)
+    new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq)
+    terminal_changes: dict[str, object] = {}
+    if new_acked_seq != acked_seq:
+        terminal_changes["acked_seq"] = new_acked_seq
+    flagged = batch.suspect and status == TerminalStatus.ACTIVE
+    if flagged:
+        terminal_changes["status"] = TerminalStatus.SUSPECT
+    if terminal_changes:
+        session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(**terminal_changes))
+    final = [r for r in results if r is not None]
+    assert len(final) == len(raw_records), "every record gets exactly one result"
+    return BatchResult(results=final, acked_seq=new_acked_seq, terminal_flagged_suspect=flagged)
+
+
+def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str) -> RecordResult:
+    """A record that is not authentic or not well formed: logged, never stored."""
+    batch.rejections.append(
+        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw, "reason": reason.value, "detail": detail[:300], "received_at": utcnow()}
+    )
+    return RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason, detail=detail)
+
+
+def _business_verdict(
+    record: Record, *, cards: dict[bytes, tuple[int, str, int | None]], stored: dict[int, _Stored], settings: Settings
+) -> tuple[Reason | None, int | None]:
+    """(reason or None if accepted, household id of the card if known)."""
+    card = cards.get(record.card_uid)
+    household_id = card[0] if card is not None else None
+    if record.amount_cents > settings.max_payment_cents:
+        return Reason.OVER_LIMIT, household_id
+    if card is None:
+        return Reason.UNKNOWN_CARD, None
+    _, card_status, blocked_at_s = card
+    if card_status == CardStatus.BLOCKED and (blocked_at_s is None or blocked_at_s <= record.time):
+        return Reason.CARD_BLOCKED, household_id
+    if record.kind == Kind.VOID:
+        payment = stored.get(record.ref_seq)
+        if (
+            payment is None
+            or payment.kind != Kind.PAYMENT
+            or payment.status != RecordStatus.ACCEPTED
+            or payment.voided
+            or payment.card_uid != record.card_uid
+            or payment.amount_cents != record.amount_cents
+        ):
+            return Reason.UNKNOWN_PAYMENT, household_id
+    return None, household_id
+
+
+def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, stored: dict[int, _Stored]) -> None:
+    reference = ledger.record_reference(batch.terminal_id, record.seq)
+    vendor = ledger.vendor_payable_code(vendor_id)
+    if record.kind == Kind.PAYMENT:
+        member = ledger.member_code(household_id)
+        batch.postings.append((member, vendor, record.amount_cents, ledger.TransferKind.PAYMENT, reference))
+        batch.households.add(household_id)
+        return
+    payment = stored[record.ref_seq]
+    assert payment.household_id is not None and not payment.voided
+    payment.voided = True
+    if payment.new_row is not None:
+        payment.new_row["voided"] = True
+    else:
+        batch.voided_seqs.add(record.ref_seq)
+    member = ledger.member_code(payment.household_id)
+    batch.postings.append((vendor, member, record.amount_cents, ledger.TransferKind.VOID, reference))
+    batch.households.add(payment.household_id)
+
+
+def _new_row(terminal_id: int, seq: int, raw: bytes, digest: bytes, record: Record, household_id: int | None,
+             reason: Reason | None, *, chain_verified: bool) -> dict:
+    return {
+        "terminal_id": terminal_id,
+        "seq": seq,
+        "raw": raw,
+        "digest": digest,
+        "kind": int(record.kind),
+        "flags": record.flags,
+        "time": record.time,
+        "amount_cents": record.amount_cents,
+        "ref_seq": record.ref_seq,
+        "card_uid": record.card_uid,
+        "card_auth": record.card_auth,
+        "prev_hash": record.prev_hash,
+        "household_id": household_id,
+        "status": RecordStatus.ACCEPTED.value if reason is None else RecordStatus.REJECTED.value,
+        "reason": None if reason is None else reason.value,
+        "chain_verified": chain_verified,
+        "voided": False,
+        "received_at": utcnow(),
+    }
+
+
+def _load_neighbourhood(session: Session, *, terminal_id: int, records: list[Record]) -> dict[int, _Stored]:
+    """The stored records a batch can touch: each seq, its neighbours, and voided payments."""
+    wanted: set[int] = set()
+    for record in records:
+        wanted.update((record.seq - 1, record.seq, record.seq + 1))
+        if record.kind == Kind.VOID:
+            wanted.add(record.ref_seq)
+    wanted.discard(0)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
+            _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
+        ).where(_record.c.terminal_id == terminal_id, _record.c.seq.in_(sorted(wanted)))
+    )
+    return {
+        seq: _Stored(raw=bytes(raw), digest=bytes(digest), prev_hash=bytes(prev_hash), kind=kind, status=status,
+                     card_uid=bytes(card_uid), amount_cents=amount, household_id=household_id,
+                     chain_verified=chain_verified, voided=voided)
+        for seq, raw, digest, prev_hash, kind, status, card_uid, amount, household_id, chain_verified, voided in rows
+    }
+
+
+def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int, str, int | None]]:
+    if not uids:
+        return {}
+    rows = session.execute(
+        select(_card.c.uid, _card.c.household_id, _card.c.status, _card.c.blocked_at).where(_card.c.uid.in_(uids))
+    )
+    return {
+        bytes(uid): (household_id, status, None if blocked_at is None else unix_s(blocked_at))
+        for uid, household_id, status, blocked_at in rows
+    }
+
+
+def _write(session: Session, batch: _Batch) -> None:
+    """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
+    its records, ledger accounts by ascending id, the cards counter, cards."""
+    if batch.new_rows:
+        session.execute(insert(_record), batch.new_rows)
+    if batch.rejections:
+        session.execute(insert(_rejected), batch.rejections)
+    for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
+        if seqs:
+            session.execute(
+                update(_record)
+                .where(_record.c.terminal_id == batch.terminal_id, _record.c.seq.in_(sorted(seqs)))
+                .values({column: True})
+            )
+    if not batch.postings:
+        return
+    ids = ledger.account_ids(session, codes=[code for p in batch.postings for code in p[:2]])
+    for debit, credit, *_ in batch.postings:
+        for code in (debit, credit):
+            if code not in ids:  # accounts are made with their household or vendor; this is a safety net
+                ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
+    ledger.post_transfers(
+        session,
+        transfers=[
+            ledger.Transfer(debit_account_id=ids[d], credit_account_id=ids[c], amount_cents=a, kind=k, reference=r)
+            for d, c, a, k, r in batch.postings
+        ],
+    )
+    from caisse.sync import bump_cards  # sync imports ingest's terminal lock
+
+    bump_cards(session, household_ids=batch.households)
+
+
+def _advance_acked_seq(session: Session, *, terminal_id: int, acked_seq: int) -> int:
+    """Highest seq such that every record 1..seq of the terminal is stored."""
+    while True:
+        seqs = session.execute(
+            select(_record.c.seq)
+            .where(_record.c.terminal_id == terminal_id, _record.c.seq > acked_seq)
+            .order_by(_record.c.seq)
+            .limit(_ACKED_SCAN_ROWS)
+        ).scalars().all()
+        for seq in seqs:
+            if seq != acked_seq + 1:
+                return acked_seq
+            acked_seq = seq
+        if len(seqs) < _ACKED_SCAN_ROWS:
+            return acked_seq

@@ -1,0 +1,198 @@
+"""Double-entry ledger (docs/ledger.md). Nothing here commits: the caller owns the transaction.
+
+Balances change only through atomic SQL deltas (`SET x = x + :delta`), never read-modify-write,
+so concurrent transactions touching one account cannot overwrite each other. Rows are updated
+in ascending account id order, so two transactions never wait on each other in a cycle.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from caisse.models import LedgerAccount, LedgerTransfer, utcnow
+
+ALLOWANCE_FUND = "allowance_fund"
+
+_account = LedgerAccount.__table__  # type: ignore[attr-defined]
+_transfer = LedgerTransfer.__table__  # type: ignore[attr-defined]
+
+
+class TransferKind:
+    ALLOWANCE = "allowance"
+    PAYMENT = "payment"
+    VOID = "void"
+
+
+def member_code(household_id: int) -> str:
+    return f"member:{household_id}"
+
+
+def vendor_payable_code(vendor_id: int) -> str:
+    return f"vendor_payable:{vendor_id}"
+
+
+def record_reference(terminal_id: int, seq: int) -> str:
+    return f"record:{terminal_id}:{seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    debit_account_id: int
+    credit_account_id: int
+    amount_cents: int
+    kind: str
+    reference: str
+    memo: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.amount_cents > 0, "a transfer moves a positive amount"
+        assert self.debit_account_id != self.credit_account_id, "a transfer joins two accounts"
+
+
+def ensure_account(session: Session, *, code: str, kind: str) -> int:
+    """Id of the account with this code, creating it if needed (safe against a concurrent create)."""
+    found = session.execute(select(_account.c.id).where(_account.c.code == code)).scalar_one_or_none()
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            session.execute(insert(_account).values(code=code, kind=kind, created_at=utcnow()))
+    except IntegrityError:
+        pass  # created by a concurrent transaction: read it below
+    return session.execute(select(_account.c.id).where(_account.c.code == code)).scalar_one()
+
+
+def account_ids(session: Session, *, codes: Iterable[str]) -> dict[str, int]:
+    codes = list(set(codes))
+    if not codes:
+        return {}
+    rows = session.execute(select(_account.c.code, _account.c.id).where(_account.c.code.in_(codes)))
+    return {code: account_id for code, account_id in rows}
+
+
+def post_transfers(session: Session, *, transfers: Sequence[Transfer]) -> None:
+    """Insert the transfers and apply their deltas: one UPDATE per touched account.
+
+    Raises IntegrityError if a reference was already posted (the caller's transaction then rolls back).
+    """
+    if not transfers:
+        return
+    debits: dict[int, int] = defaultdict(int)
+    credits: dict[int, int] = defaultdict(int)
+    for transfer in transfers:
+        debits[transfer.debit_account_id] += transfer.amount_cents
+        credits[transfer.credit_account_id] += transfer.amount_cents
+    now = utcnow()
+    session.execute(
+        insert(_transfer),
+        [
+            {
+                "debit_account_id": t.debit_account_id,
+                "credit_account_id": t.credit_account_id,
+                "amount_cents": t.amount_cents,
+                "kind": t.kind,
+                "reference": t.reference,
+                "memo": t.memo,
+                "created_at": now,
+            }
+            for t in transfers
+        ],
+    )
+    statement = (
+        update(_account)
+        .where(_account.c.id == bindparam("account_id"))
+        .values(
+            debits_posted_cents=_account.c.debits_posted_cents + bindparam("debit_delta"),
+            credits_posted_cents=_account.c.credits_posted_cents + bindparam("credit_delta"),
+        )
+    )
+    # Lock order: ascending account id. The transfer insert above already proved every account
+    # exists (foreign keys), so each UPDATE below matches exactly one row.
+    touched = sorted(debits.keys() | credits.keys())
+    session.execute(
+        statement,
+        [
+            {"account_id": a, "debit_delta": debits.get(a, 0), "credit_delta": credits.get(a, 0)}
+            for a in touched
+        ],
+    )
+
+
+def post_transfer(
+    session: Session,
+    *,
+    debit: int,
+    credit: int,
+    amount_cents: int,
+    kind: str,
+    reference: str,
+    memo: str | None = None,
+) -> None:
+    """Post one transfer from account id `debit` to account id `credit`."""
+    post_transfers(
+        session,
+        transfers=[Transfer(debit_account_id=debit, credit_account_id=credit, amount_cents=amount_cents,
+                            kind=kind, reference=reference, memo=memo)],
+    )
+
+
+def find_transfer(session: Session, *, reference: str) -> LedgerTransfer | None:
+    return session.execute(select(LedgerTransfer).where(LedgerTransfer.reference == reference)).scalar_one_or_none()
+
+
+def balance_cents(session: Session, *, code: str) -> int:
+    row = session.execute(
+        select(_account.c.credits_posted_cents - _account.c.debits_posted_cents).where(_account.c.code == code)
+    ).scalar_one_or_none()
+    return int(row or 0)
+
+
+def balances_by_code(session: Session, *, codes: Iterable[str]) -> dict[str, int]:
+    codes = list(set(codes))
+    if not codes:
+        return {}
+    rows = session.execute(
+        select(_account.c.code, _account.c.credits_posted_cents - _account.c.debits_posted_cents).where(
+            _account.c.code.in_(codes)
+        )
+    )
+    return {code: int(balance) for code, balance in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    accounts: int
+    transfers: int
+    debits_posted_cents: int
+    credits_posted_cents: int
+    transfers_amount_cents: int
+
+    @property
+    def balance_sum_cents(self) -> int:
+        return self.credits_posted_cents - self.debits_posted_cents
+
+
+def summary(session: Session) -> LedgerSummary:
+    accounts, debits, credits = session.execute(
+        select(
+            func.count(_account.c.id),
+            func.coalesce(func.sum(_account.c.debits_posted_cents), 0),
+            func.coalesce(func.sum(_account.c.credits_posted_cents), 0),
+        )
+    ).one()
+    transfers, amount = session.execute(
+        select(func.count(_transfer.c.id), func.coalesce(func.sum(_transfer.c.amount_cents), 0))
+    ).one()
+    return LedgerSummary(
+        accounts=int(accounts),
+        transfers=int(transfers),
+        debits_posted_cents=int(debits),
+        credits_posted_cents=int(credits),
+        transfers_amount_cents=int(amount),
+    )

@@ -1,0 +1,49 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from caisse.api.routes import admin, terminals
+from caisse.config import Settings
+from caisse.db import make_engine, session_factory
+from caisse.errors import CaisseError, SyncUnauthorized
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+
+
+def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # type: ignore[no-untyped-def]
+    """The app, on the settings' database unless an engine is given (tests share theirs)."""
+    settings = settings or Settings()
+    engine = engine or make_engine(settings.database_url)
+    app = FastAPI(title="Caisse", version="0.1.0")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+    app.include_router(terminals.router)
+    app.include_router(admin.router)
+
+    @app.exception_handler(CaisseError)
+    async def _caisse_error(_request: Request, error: CaisseError) -> JSONResponse:
+        body: dict[str, object] = {"error": error.code, "detail": error.detail}
+        if isinstance(error, SyncUnauthorized) and error.server_time is not None:
+            body["server_time"] = error.server_time
+        return JSONResponse(body, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        code = "invalid_batch" if request.url.path.endswith("/batches") else "invalid_request"
+        return JSONResponse({"error": code, "detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": str(error.detail)}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    return app

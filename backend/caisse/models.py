@@ -1,0 +1,197 @@
+"""Database tables. Money is integer cents (BigInteger where sums grow); times are UTC."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def unix_s(moment: datetime) -> int:
+    """Unix seconds of a stored time; SQLite hands back naive datetimes, which are UTC here."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _created() -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class CardStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+
+
+class TerminalStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPECT = "suspect"  # a seq conflict or a broken chain was seen; still accepted, shown to humans
+    REVOKED = "revoked"  # refused with 403 on every request
+
+
+class VendorKind(enum.StrEnum):
+    PRODUCER = "producer"
+    MARKET_STALL = "market_stall"
+    SHOP = "shop"
+    EPICERIE = "epicerie"
+    COOPERATIVE = "cooperative"
+    BAKERY = "bakery"
+    OTHER = "other"
+
+
+class ConventionStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    ENDED = "ended"
+
+
+class RecordStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # business rejection: genuinely signed, stored, posts nothing
+
+
+class Household(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    members: int = Field(sa_column=Column(Integer, CheckConstraint("members > 0"), nullable=False))
+    zone: str = Field(sa_column=Column(String(100), nullable=False, index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class Card(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uid: bytes = Field(sa_column=Column(LargeBinary(10), nullable=False, unique=True))
+    household_id: int = Field(sa_column=Column(Integer, ForeignKey("household.id"), nullable=False, index=True))
+    status: str = Field(default=CardStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
+    blocked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Position in the terminal sync feed: taken from Counter "cards" whenever status or balance changes.
+    sync_version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class Vendor(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    market: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    zone: str = Field(sa_column=Column(String(100), nullable=False, index=True))
+    convention_status: str = Field(default=ConventionStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
+    convention_start: date | None = None
+    convention_end: date | None = None
+    iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class Terminal(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)  # the protocol's terminal_id
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
+    public_key: bytes = Field(sa_column=Column(LargeBinary(65), nullable=False, unique=True))
+    status: str = Field(default=TerminalStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
+    # Every record 1..acked_seq is stored; maintained by ingestion under the terminal's row lock.
+    acked_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    last_sync_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class TransactionRecord(SQLModel, table=True):
+    """A stored record: accepted, or rejected for a business reason. Raw bytes kept verbatim."""
+
+    __tablename__ = "transaction_record"
+    __table_args__ = (UniqueConstraint("terminal_id", "seq", name="uq_transaction_record_terminal_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), nullable=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))  # u32 on the wire
+    raw: bytes = Field(sa_column=Column(LargeBinary(154), nullable=False))
+    digest: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    kind: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    flags: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    time: int = Field(sa_column=Column(BigInteger, nullable=False))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ref_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    card_uid: bytes = Field(sa_column=Column(LargeBinary(10), nullable=False, index=True))
+    card_auth: bytes = Field(sa_column=Column(LargeBinary(24), nullable=False))
+    prev_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    household_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    # True once prev_hash was checked against the stored record seq-1 (always true for seq 1).
+    chain_verified: bool = Field(sa_column=Column(Boolean, nullable=False))
+    voided: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class RejectedUpload(SQLModel, table=True):
+    """Rejection log: bytes that are not an authentic, well-formed record. Never occupy a seq."""
+
+    __tablename__ = "rejected_upload"
+
+    id: int | None = Field(default=None, primary_key=True)
+    terminal_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # from the URL
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reason: str = Field(sa_column=Column(String(32), nullable=False))
+    detail: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class LedgerAccount(SQLModel, table=True):
+    """Balance = credits_posted_cents - debits_posted_cents; only ever changed by atomic deltas."""
+
+    __tablename__ = "ledger_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=Column(String(64), nullable=False, unique=True))  # member:12, vendor_payable:3
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    debits_posted_cents: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    credits_posted_cents: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class LedgerTransfer(SQLModel, table=True):
+    """One immutable double entry, after TigerBeetle's Transfer. Corrected by a reverse transfer."""
+
+    __tablename__ = "ledger_transfer"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="ck_ledger_transfer_amount_positive"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="ck_ledger_transfer_distinct_accounts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    debit_account_id: int = Field(sa_column=Column(Integer, ForeignKey("ledger_account.id"), nullable=False, index=True))
+    credit_account_id: int = Field(sa_column=Column(Integer, ForeignKey("ledger_account.id"), nullable=False, index=True))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    # Idempotency key: record:{terminal_id}:{seq} for records, so a record posts at most once.
+    reference: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
+    memo: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class Counter(SQLModel, table=True):
+    """Named monotonic counters. Incremented with UPDATE ... SET value = value + 1, so writers of
+    one counter serialize on its row until they commit: a reader never sees version v committed
+    while a smaller version is still in flight."""
+
+    name: str = Field(sa_column=Column(String(32), primary_key=True))
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))

@@ -1,0 +1,172 @@
+"""Terminal sync (docs/protocol.md#sync): clock, deny list and per-card budgets, as a delta.
+
+Versions come from the `cards` counter row. A writer takes the next version with
+`UPDATE counter SET value = value + 1 ... RETURNING value` and stamps the cards it changed in the
+same transaction; the row lock on the counter is held until commit, so versions are committed in
+increasing order. A reader reads the counter first, then the cards up to that value: every card
+stamped at or below it is already committed and visible, so no change is ever skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from caisse import ledger, protocol
+from caisse.config import Settings
+from caisse.errors import SyncUnauthorized
+from caisse.ingest import _public_key, lock_terminal
+from caisse.models import Card, CardStatus, Counter, Terminal, utcnow
+
+CARDS_COUNTER = "cards"
+MAX_CARDS_PER_SYNC = 512
+CARD_ENTRY = struct.Struct(">B10sBi")  # uid_len, uid (zero padded), status, balance_cents
+assert CARD_ENTRY.size == 16
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+MAX_SINCE = 0xFFFFFFFF
+
+_counter = Counter.__table__  # type: ignore[attr-defined]
+_card = Card.__table__  # type: ignore[attr-defined]
+_terminal = Terminal.__table__  # type: ignore[attr-defined]
+
+
+def next_cards_version(session: Session) -> int:
+    """Take the next cards version; the counter row stays locked until the caller commits."""
+    statement = (
+        update(_counter).where(_counter.c.name == CARDS_COUNTER).values(value=_counter.c.value + 1).returning(_counter.c.value)
+    )
+    version = session.execute(statement).scalar_one_or_none()
+    if version is None:  # the migration creates the row; this covers a hand-made schema
+        try:
+            with session.begin_nested():
+                session.execute(insert(_counter).values(name=CARDS_COUNTER, value=0))
+        except IntegrityError:
+            pass
+        version = session.execute(statement).scalar_one()
+    return int(version)
+
+
+def current_cards_version(session: Session) -> int:
+    value = session.execute(select(_counter.c.value).where(_counter.c.name == CARDS_COUNTER)).scalar_one_or_none()
+    return int(value or 0)
+
+
+def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids: Iterable[int] = ()) -> int | None:
+    """Stamp these cards (and every card of these households) with a new version."""
+    household_ids, card_ids = sorted(set(household_ids)), sorted(set(card_ids))
+    if not household_ids and not card_ids:
+        return None
+    version = next_cards_version(session)
+    conditions = []
+    if household_ids:
+        conditions.append(_card.c.household_id.in_(household_ids))
+    if card_ids:
+        conditions.append(_card.c.id.in_(card_ids))
+    session.execute(update(_card).where(or_(*conditions)).values(sync_version=version))
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResponse:
+    server_time: int
+    acked_seq: int
+    cards_version: int
+    full: bool
+    more: bool
+    cards: bytes  # packed 16-byte entries
+    limits: dict[str, int]
+
+    def as_json(self) -> dict:
+        return {
+            "server_time": self.server_time,
+            "acked_seq": self.acked_seq,
+            "cards_version": self.cards_version,
+            "full": self.full,
+            "more": self.more,
+            "cards": base64.b64encode(self.cards).decode(),
+            "limits": self.limits,
+        }
+
+
+def authenticate(
+    session: Session, *, terminal_id: int, time_s: int | None, since: int, signature_hex: str | None,
+    now_s: int, settings: Settings,
+) -> int:
+    """Acked seq of the terminal if the request is genuine and timely; raises otherwise."""
+    _vendor_id, public_key, _status, acked_seq = lock_terminal(session, terminal_id=terminal_id)
+    if time_s is None or signature_hex is None:
+        raise SyncUnauthorized("bad_signature", "X-Caisse-Time and X-Caisse-Signature are required")
+    try:
+        signature = bytes.fromhex(signature_hex)
+    except ValueError:
+        signature = b""
+    if len(signature) != protocol.SIGNATURE_SIZE or not 0 <= time_s <= MAX_SINCE:
+        raise SyncUnauthorized("bad_signature", "X-Caisse-Signature is 128 hex characters over a u32 time")
+    digest = protocol.sync_digest(terminal_id, time_s, since)
+    if not protocol.verify_digest(_public_key(public_key), digest, signature):
+        raise SyncUnauthorized("bad_signature", "the signature does not verify with this terminal's key")
+    if abs(time_s - now_s) > settings.sync_clock_window_s:
+        raise SyncUnauthorized(
+            "clock_skew", f"terminal time is {time_s - now_s:+d} s from the server's", server_time=now_s
+        )
+    return acked_seq
+
+
+def sync_terminal(
+    session: Session, *, terminal_id: int, time_s: int | None, since: int, signature_hex: str | None,
+    now_s: int, settings: Settings,
+) -> SyncResponse:
+    """Authenticate, then the card changes after `since` (at most 512, in version order).
+
+    Records the terminal's last sync time; the caller commits.
+    """
+    assert 0 <= since <= MAX_SINCE
+    acked_seq = authenticate(session, terminal_id=terminal_id, time_s=time_s, since=since,
+                             signature_hex=signature_hex, now_s=now_s, settings=settings)
+    upper = current_cards_version(session)  # read before the cards: see the module docstring
+    rows = session.execute(
+        select(_card.c.uid, _card.c.status, _card.c.household_id, _card.c.sync_version)
+        .where(_card.c.sync_version > since, _card.c.sync_version <= upper)
+        .order_by(_card.c.sync_version, _card.c.id)
+        .limit(MAX_CARDS_PER_SYNC + 1)
+    ).all()
+    more = len(rows) > MAX_CARDS_PER_SYNC
+    if more:
+        page = rows[:MAX_CARDS_PER_SYNC]
+        boundary = page[-1].sync_version
+        if rows[MAX_CARDS_PER_SYNC].sync_version == boundary:
+            # Cards sharing a version must travel together, or `since` would skip the rest.
+            trimmed = [r for r in page if r.sync_version != boundary]
+            page = trimmed or page  # one version never covers more than a household's few cards
+        rows, cards_version = page, page[-1].sync_version
+    else:
+        cards_version = upper
+    balances = ledger.balances_by_code(session, codes=(ledger.member_code(r.household_id) for r in rows))
+    packed = b"".join(
+        CARD_ENTRY.pack(
+            len(r.uid), bytes(r.uid), 1 if r.status == CardStatus.BLOCKED else 0,
+            max(_I32_MIN, min(_I32_MAX, balances.get(ledger.member_code(r.household_id), 0))),
+        )
+        for r in rows
+    )
+    session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(last_sync_at=utcnow()))
+    return SyncResponse(
+        server_time=now_s, acked_seq=acked_seq, cards_version=cards_version, full=since == 0, more=more,
+        cards=packed, limits=settings.terminal_limits(),
+    )
+
+
+def unpack_cards(packed: bytes) -> list[tuple[bytes, int, int]]:
+    """(uid, status, balance_cents) per entry; the inverse of what sync sends. For tests and tools."""
+    assert len(packed) % CARD_ENTRY.size == 0
+    entries = []
+    for offset in range(0, len(packed), CARD_ENTRY.size):
+        uid_len, uid, status, balance = CARD_ENTRY.unpack_from(packed, offset)
+        entries.append((uid[:uid_len], status, balance))
+    return entries

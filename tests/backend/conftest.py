@@ -1,0 +1,96 @@
+"""Database fixtures, parametrized over the backends.
+
+SQLite always (a file per test, copied from one migrated template). PostgreSQL only when CI is
+set, and then a connection failure is an error, not a skip: CI must not go green without it.
+Each PostgreSQL test gets a freshly migrated, dedicated schema, so repeated runs start clean.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its test client; httpx (a declared dependency) still works.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from caisse.config import Settings
+from caisse.db import make_engine, session_factory, upgrade
+from caisse.main import create_app
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_SCHEMA = "caisse_pytest"
+ADMIN_TOKEN = "test-admin-token"
+SKIP_PG_REASON = "PostgreSQL tests skipped: CI is unset (set CI=true to run them against 127.0.0.1:5432)"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if os.environ.get("CI"):
+        return f"backend databases: SQLite and PostgreSQL ({POSTGRES_URL})"
+    return f"backend databases: SQLite only. {SKIP_PG_REASON}"
+
+
+def make_settings(database_url: str = "sqlite://", **overrides: object) -> Settings:
+    return Settings(environment="test", admin_token=ADMIN_TOKEN, database_url=database_url, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "caisse.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)  # the schema always comes from the migrations
+    engine.dispose()
+    return path
+
+
+def _postgres_engine() -> Engine:
+    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={PG_SCHEMA}"}, pool_size=10, max_overflow=10)
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+        connection.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
+    upgrade(engine)
+    return engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
+    if request.param == "postgresql":
+        if not os.environ.get("CI"):
+            pytest.skip(SKIP_PG_REASON)
+        engine = _postgres_engine()
+    else:
+        path = tmp_path / "caisse.db"
+        shutil.copyfile(sqlite_template, path)
+        engine = make_engine(f"sqlite:///{path}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(engine: Engine) -> Settings:
+    return make_settings(str(engine.url))
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with session_factory(engine)() as session:
+        yield session
+
+
+@pytest.fixture
+def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=engine)) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
