@@ -1,0 +1,111 @@
+"""The terminal's card reader (caisse_terminal.hal.CardReader) on a PN532.
+
+A tap is one InListPassiveTarget. A basic card gives its UID. An NTAG 424 DNA (ISO-DEP) also
+gives its SUN message, read from its NDEF file with three ISO 7816-4 APDUs (NT4H2421Gx
+datasheet, "ISOSelectFile" and "ISOReadBinary"):
+
+    00 A4 04 00 07 D2760000850101 00   select the NDEF application by its DF name
+    00 A4 00 0C 02 E104                select the NDEF file
+    00 B0 hi lo Le                     read binary: NLEN first, then the NDEF message
+
+The SUN URL carries the 16-byte encrypted PICC data and the 8-byte CMAC as hex parameters,
+`picc_data=<32 hex>` and `cmac=<16 hex>` (NXP AN12196 naming) or the short `e=` and `c=`.
+"""
+
+import binascii
+
+from caisse_terminal.hal import Card, CardReader, CardRemoved
+
+from drivers.pn532 import CardGone, PN532Timeout
+
+_SELECT_NDEF_APP = b"\x00\xa4\x04\x00\x07\xd2\x76\x00\x00\x85\x01\x01\x00"
+_SELECT_NDEF_FILE = b"\x00\xa4\x00\x0c\x02\xe1\x04"
+_SW_OK = b"\x90\x00"
+_READ_CHUNK = 64
+_MAX_NDEF = 256
+_PARAMS = ((b"picc_data=", b"cmac="), (b"e=", b"c="))
+
+
+class SunMissing(Exception):
+    """An ISO-DEP card without a readable SUN message (not a caisse card)."""
+
+
+def sun_from_ndef(message):
+    """The 24-byte card_auth (encrypted PICC data + CMAC) found in an NDEF message, or None."""
+    for picc_key, mac_key in _PARAMS:
+        i = message.find(picc_key)
+        j = message.find(mac_key)
+        if i < 0 or j < 0:
+            continue
+        i += len(picc_key)
+        j += len(mac_key)
+        try:
+            picc = binascii.unhexlify(message[i : i + 32])
+            mac = binascii.unhexlify(message[j : j + 16])
+        except ValueError:
+            return None
+        if len(picc) == 16 and len(mac) == 8:
+            return picc + mac
+    return None
+
+
+class NfcReader(CardReader):
+    """poll() as hal.CardReader describes it, on a configured PN532 driver."""
+
+    def __init__(self, pn532, *, poll_timeout_ms=200):
+        self.pn532 = pn532
+        self.poll_timeout_ms = poll_timeout_ms
+        pn532.sam_configuration()
+        pn532.set_passive_retries(1)  # answer "no card" at once instead of waiting for one
+
+    def _apdu(self, apdu):
+        answer = self.pn532.data_exchange(apdu)
+        if len(answer) < 2 or answer[-2:] != _SW_OK:
+            raise SunMissing("card refused APDU %s" % binascii.hexlify(bytes(apdu[:4])))
+        return answer[:-2]
+
+    def read_sun(self):
+        """The SUN message of the ISO-DEP card just listed (raises CardGone if it leaves)."""
+        self._apdu(_SELECT_NDEF_APP)
+        self._apdu(_SELECT_NDEF_FILE)
+        nlen = self._apdu(b"\x00\xb0\x00\x00\x02")
+        size = (nlen[0] << 8) | nlen[1]
+        if not 0 < size <= _MAX_NDEF:
+            raise SunMissing("NDEF length %d" % size)
+        message = bytearray()
+        offset = 2
+        while len(message) < size:
+            n = min(_READ_CHUNK, size - len(message))
+            chunk = self._apdu(bytes((0x00, 0xB0, offset >> 8, offset & 0xFF, n)))
+            if not chunk:
+                raise SunMissing("empty read")
+            message += chunk
+            offset += len(chunk)
+        sun = sun_from_ndef(bytes(message))
+        if sun is None:
+            raise SunMissing("no SUN parameters in the NDEF message")
+        return sun
+
+    def poll(self):
+        try:
+            found = self.pn532.list_passive_target(timeout_ms=self.poll_timeout_ms)
+        except PN532Timeout:
+            return None
+        if found is None:
+            return None
+        uid, _sel_res, ats = found
+        auth = None
+        try:
+            if ats:
+                try:
+                    auth = self.read_sun()
+                except SunMissing:
+                    auth = None
+        except (CardGone, PN532Timeout):
+            raise CardRemoved()
+        finally:
+            try:
+                self.pn532.release()
+            except Exception:
+                pass
+        return Card(uid, auth)
