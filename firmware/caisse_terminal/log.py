@@ -40,8 +40,8 @@ from . import record
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    def const(expr, /):
+        return expr
 
 try:
     from binascii import crc32 as _crc32
@@ -403,6 +403,12 @@ class Log:
                 del self.rejected[seq]  # its REJ frame went with the segment
         self._storage.sync()
         return freed
+
+    def day_summary(self, now: int):
+        """(payments minus voids, net total cents) of the local day of `now`."""
+        if (now + self._tz_offset_s) // 86400 != self.day:
+            return 0, 0
+        return self.day_count, self.day_total_cents
 
     def stats(self) -> dict:
         return {"segments": len(self._segs), "free_bytes": self._free_bytes(),

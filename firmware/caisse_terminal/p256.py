@@ -17,8 +17,8 @@ import hashlib
 try:
     from micropython import const
 except ImportError:  # CPython: the simulator and the host tests
-    def const(x):
-        return x
+    def const(expr, /):
+        return expr
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)

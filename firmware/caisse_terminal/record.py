@@ -13,8 +13,8 @@ import struct
 try:
     from micropython import const
 except ImportError:  # CPython: the simulator and the host tests
-    def const(x):
-        return x
+    def const(expr, /):
+        return expr
 
 VERSION = const(1)
 KIND_PAYMENT = const(1)

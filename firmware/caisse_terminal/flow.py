@@ -1,0 +1,281 @@
+"""The payment flow: a state machine fed by events, with the French screens.
+
+Events are method calls: key(k), card(card), card_removed() (the card left mid-read),
+card_gone(), tick() (timers, from a periodic task) and sync_done(ok). The asyncio tasks in
+terminal.py produce them; tests and the CPython simulator call them directly.
+
+    AMOUNT --digits, V--> WAIT_CARD --card--> [PIN --4 digits, V-->] commit, RESULT
+      |  \\--card, no amount--> RESULT (balance)              \\--refused--> RESULT
+      M--> MENU --1--> RESULT (day summary)
+                --2--> VOID_CARD --same card--> commit void, RESULT
+                --3--> SYNCING --sync_done--> RESULT
+    RESULT --any key or 4 s--> AMOUNT;  WAIT_CARD, PIN, MENU, VOID_CARD --X or 30 s--> AMOUNT
+
+The tap path commits the record to the log (synced) before the approval beep; the signature is
+made by the background task (Log.sign_pending) unless an inline signer is fast enough (secure
+element).
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(expr, /):
+        return expr
+
+from . import hal, record
+from .log import LogFull
+
+AMOUNT = const(0)
+WAIT_CARD = const(1)
+PIN = const(2)
+RESULT = const(3)
+MENU = const(4)
+VOID_CARD = const(5)
+SYNCING = const(6)
+STATE_NAMES = ("AMOUNT", "WAIT_CARD", "PIN", "RESULT", "MENU", "VOID_CARD", "SYNCING")
+
+RESULT_MS = const(4000)
+WAIT_MS = const(30000)
+SYNC_WAIT_MS = const(60000)
+_MAX_INT_DIGITS = const(5)  # 99999,99 EUR, far above any limit
+
+REMOVED_EARLY = ("Carte retirée", "trop tôt,", "recommencez")
+LOG_FULL = ("Mémoire pleine", "Synchronisez", "le terminal")
+
+
+def fmt_cents(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return "%s%d,%02d EUR" % (sign, cents // 100, cents % 100)
+
+
+class Flow:
+    def __init__(self, display, indicator, clock, log, policy, inline_signer=None,
+                 request_sync=None) -> None:
+        self._display = display
+        self._indicator = indicator
+        self._clock = clock
+        self._log = log
+        self._policy = policy
+        self._inline_signer = inline_signer
+        self._request_sync = request_sync  # callable(): the sync task should run now
+        self._body = bytearray(record.BODY_SIZE)
+        self._digits = ""
+        self._pin = ""
+        self._card = None
+        self.amount_cents = 0
+        self.state = AMOUNT
+        self._deadline = None
+        self.start()
+
+    # ---- screens -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._enter(AMOUNT)
+        self._show_amount_entry()
+
+    def _enter(self, state: int, timeout_ms=None) -> None:
+        self.state = state
+        self._deadline = None if timeout_ms is None else self._clock.ticks_ms() + timeout_ms
+
+    def _show_amount_entry(self) -> None:
+        if not self._log.has_room_for_payment():
+            self._display.show(LOG_FULL)
+            return
+        self._display.show_amount("Montant ?", self._typed_cents(), "Carte: solde")
+
+    def _result(self, lines, approved: bool) -> None:
+        if approved:
+            self._indicator.approve()
+        else:
+            self._indicator.decline()
+        self._display.show(lines)
+        self._enter(RESULT, RESULT_MS)
+
+    def _info(self, lines) -> None:
+        self._display.show(lines)
+        self._enter(RESULT, RESULT_MS)
+
+    def _typed_cents(self) -> int:
+        text = self._digits
+        if not text:
+            return 0
+        whole, _, frac = text.partition(",")
+        return int(whole or "0") * 100 + int((frac + "00")[:2])
+
+    # ---- events ------------------------------------------------------------------------
+
+    def key(self, k: str) -> None:
+        state = self.state
+        if state == AMOUNT:
+            self._key_amount(k)
+        elif state == PIN:
+            self._key_pin(k)
+        elif state == MENU:
+            self._key_menu(k)
+        elif state == RESULT:
+            self.start()
+        elif k == hal.KEY_CANCEL and state in (WAIT_CARD, VOID_CARD):
+            self._digits = ""
+            self.start()
+
+    def _key_amount(self, k: str) -> None:
+        d = self._digits
+        if "0" <= k <= "9":
+            whole, comma, frac = d.partition(",")
+            if comma and len(frac) >= 2 or not comma and len(whole) >= _MAX_INT_DIGITS:
+                return
+            if d == "0":
+                d = ""
+            self._digits = d + k
+        elif k == hal.KEY_COMMA:
+            if "," not in d:
+                self._digits = (d or "0") + ","
+        elif k == hal.KEY_CORRECT:
+            self._digits = d[:-1]
+        elif k == hal.KEY_CANCEL:
+            self._digits = ""
+        elif k == hal.KEY_MENU:
+            self._digits = ""
+            self._display.show(("1 Résumé du jour", "2 Annuler dernier", "3 Synchroniser"))
+            self._enter(MENU, WAIT_MS)
+            return
+        elif k == hal.KEY_VALIDATE:
+            amount = self._typed_cents()
+            if amount <= 0:
+                return
+            if not self._log.has_room_for_payment():
+                self._display.show(LOG_FULL)
+                self._indicator.decline()
+                return
+            self.amount_cents = amount
+            self._display.show_amount("Présentez", amount, "la carte")
+            self._enter(WAIT_CARD, WAIT_MS)
+            return
+        self._show_amount_entry()
+
+    def _key_pin(self, k: str) -> None:
+        if "0" <= k <= "9" and len(self._pin) < 6:
+            self._pin += k
+        elif k == hal.KEY_CORRECT:
+            self._pin = self._pin[:-1]
+        elif k == hal.KEY_CANCEL:
+            self._digits = ""
+            self.start()
+            return
+        elif k == hal.KEY_VALIDATE and len(self._pin) >= 4:
+            card = self._card
+            self._pin = ""
+            if card is not None:
+                self._pay(card, record.FLAG_PIN)
+            return
+        self._display.show(("Code PIN ?", "*" * len(self._pin), fmt_cents(self.amount_cents)))
+
+    def _key_menu(self, k: str) -> None:
+        if k == "1":
+            count, total = self._log.day_summary(self._clock.now())
+            self._info(("Aujourd'hui", "%d paiement%s" % (count, "s" if count > 1 else ""),
+                        fmt_cents(total)))
+        elif k == "2":
+            self._display.show(("Annulation", "Présentez la", "même carte"))
+            self._enter(VOID_CARD, WAIT_MS)
+        elif k == "3":
+            self._display.show(("Synchronisation", "en cours..."))
+            self._enter(SYNCING, SYNC_WAIT_MS)
+            if self._request_sync is not None:
+                self._request_sync()
+        elif k == hal.KEY_CANCEL or k == hal.KEY_MENU:
+            self.start()
+
+    def card(self, card) -> None:
+        """A card entered the field and was read completely (hal.Card)."""
+        state = self.state
+        if state == AMOUNT and not self._digits:
+            self._balance(card.uid)
+        elif state == WAIT_CARD:
+            reason, _ = self._policy.check_payment(card.uid, self.amount_cents)
+            if reason is not None:
+                self._result(reason, False)
+                self._digits = ""
+            elif self._policy.needs_pin(self.amount_cents):
+                self._card = card
+                self._pin = ""
+                self._display.show(("Code PIN ?", "", fmt_cents(self.amount_cents)))
+                self._enter(PIN, WAIT_MS)
+            else:
+                self._pay(card, 0)
+        elif state == VOID_CARD:
+            self._void(card)
+
+    def card_removed(self) -> None:
+        """The reader lost the card before the read completed."""
+        if self.state in (WAIT_CARD, VOID_CARD):
+            self._indicator.decline()
+            self._display.show(REMOVED_EARLY)
+            # stay in the same state: the member taps again
+
+    def card_gone(self) -> None:
+        """The field is empty again (nothing to do today; kept for drivers and tests)."""
+
+    def tick(self) -> None:
+        if self._deadline is not None and self._clock.ticks_ms() - self._deadline >= 0:
+            if self.state in (WAIT_CARD, PIN, VOID_CARD, SYNCING):
+                self._digits = ""
+                self._display.show(("Délai dépassé",))
+                self._enter(RESULT, RESULT_MS)
+            else:
+                self._digits = ""
+                self.start()
+
+    def sync_done(self, ok: bool) -> None:
+        if self.state == SYNCING:
+            self._info(("Synchronisation", "réussie" if ok else "échouée"))
+
+    # ---- actions -----------------------------------------------------------------------
+
+    def _balance(self, uid: bytes) -> None:
+        reason, budget = self._policy.available(uid)
+        if reason is not None:
+            self._result(reason, False)
+        else:
+            self._display.show_amount("Solde disponible", budget, "")
+            self._enter(RESULT, RESULT_MS)
+
+    def _commit(self, kind: int, flags: int, uid: bytes, amount: int, ref_seq: int, auth) -> bool:
+        log = self._log
+        record.pack_body(self._body, kind, flags, uid, self._policy.terminal_id, log.next_seq,
+                         self._clock.now(), amount, ref_seq, auth, log.prev_hash)
+        signature = None
+        if self._inline_signer is not None:
+            signature = self._inline_signer.sign_digest(record.digest(self._body))
+        try:
+            log.commit(self._body, signature)
+        except LogFull:
+            self._result(LOG_FULL, False)
+            return False
+        self._policy.on_commit(self._body)
+        return True
+
+    def _pay(self, card, flags: int) -> None:
+        amount = self.amount_cents
+        reason, left = self._policy.check_payment(card.uid, amount)
+        self._digits = ""
+        self._card = None
+        if reason is not None:
+            self._result(reason, False)
+            return
+        if self._commit(record.KIND_PAYMENT, flags, card.uid, amount, 0, card.auth):
+            self._indicator.approve()
+            self._display.show(("Paiement accepté", fmt_cents(amount), "Reste",
+                                fmt_cents(left)))
+            self._enter(RESULT, RESULT_MS)
+
+    def _void(self, card) -> None:
+        reason, rec = self._policy.check_void(card.uid)
+        if reason is not None or rec is None:
+            self._result(reason or ("Rien à annuler",), False)
+            return
+        if self._commit(record.KIND_VOID, 0, rec.card_uid, rec.amount_cents, rec.seq, card.auth):
+            self._indicator.approve()
+            self._display.show(("Paiement annulé", fmt_cents(rec.amount_cents)))
+            self._enter(RESULT, RESULT_MS)

@@ -1,0 +1,221 @@
+"""Offline policy: may this card pay this amount now, without asking the backend?
+
+- Card table "cards.bin": the sync entries themselves (16 bytes: uid_len u8, uid 10, status u8,
+  balance_cents i32), sorted by (uid_len, uid), looked up by binary search with one 16-byte
+  buffer: 10 000 cards cost 160 KB of flash and no RAM. Blocked cards are the deny list.
+- Offline budget of a card = its balance at the last sync minus what this terminal took from it
+  in records the backend has not acknowledged yet (`spend`, rebuilt from the log).
+- Limits from the sync: maximum per payment, PIN threshold, maximum age of the last sync, void
+  window. Kept with the terminal id and the cards version in "config.json".
+"""
+
+import json
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(expr, /):
+        return expr
+
+from . import record
+
+CARDS_FILE = "cards.bin"
+_CARDS_NEW = "cards.new"
+CONFIG_FILE = "config.json"
+ENTRY_SIZE = const(16)
+_KEY_SIZE = const(11)
+STATUS_ACTIVE = const(0)
+STATUS_BLOCKED = const(1)
+MAX_SPEND_CARDS = const(1024)  # distinct cards with unacknowledged spend; then sync first
+
+DEFAULT_LIMITS = {
+    "max_payment_cents": 15000,
+    "pin_threshold_cents": 0,  # 0: never ask for a PIN
+    "offline_max_age_s": 259200,
+    "void_window_s": 300,
+}
+
+# Decline reasons, as the member and the vendor read them (hal.LINE_CHARS per line).
+BLOCKED = ("Carte bloquée",)
+UNKNOWN = ("Carte inconnue",)
+INSUFFICIENT = ("Solde", "insuffisant")
+TOO_HIGH = ("Montant trop", "élevé")
+SYNC_NEEDED = ("Synchronisation", "requise")
+NO_VOID = ("Rien à annuler",)
+VOID_TOO_LATE = ("Annulation", "trop tardive")
+VOID_OTHER_CARD = ("Pas la même", "carte")
+
+
+def card_key(uid: bytes, buf) -> None:
+    """The 11-byte sort key of a UID: its length, then the UID zero padded."""
+    buf[0] = len(uid)
+    n = len(uid)
+    buf[1:1 + n] = uid
+    for i in range(1 + n, _KEY_SIZE):
+        buf[i] = 0
+
+
+class Policy:
+    def __init__(self, storage, log, clock) -> None:
+        self._storage = storage
+        self._log = log
+        self._clock = clock
+        self._entry = bytearray(ENTRY_SIZE)
+        self._key = bytearray(_KEY_SIZE)
+        self.spend = {}  # uid bytes -> cents taken in records above acked_seq
+        self.terminal_id = 0
+        self.cards_version = 0
+        self.last_sync = 0  # server time of the last successful sync, 0: never
+        self.limits = dict(DEFAULT_LIMITS)
+        self.load()
+
+    # ---- persistence ---------------------------------------------------------------------
+
+    def load(self) -> None:
+        raw = self._storage.read(CONFIG_FILE)
+        if raw:
+            cfg = json.loads(raw)
+            self.terminal_id = cfg.get("terminal_id", 0)
+            self.cards_version = cfg.get("cards_version", 0)
+            self.last_sync = cfg.get("last_sync", 0)
+            self.limits.update(cfg.get("limits", {}))
+
+    def save(self) -> None:
+        cfg = {"terminal_id": self.terminal_id, "cards_version": self.cards_version,
+               "last_sync": self.last_sync, "limits": self.limits}
+        self._storage.replace(CONFIG_FILE, json.dumps(cfg).encode())
+        self._storage.sync()
+
+    # ---- card table ----------------------------------------------------------------------
+
+    def card_count(self) -> int:
+        size = self._storage.size(CARDS_FILE)
+        return 0 if size < 0 else size // ENTRY_SIZE
+
+    def lookup(self, uid: bytes):
+        """(status, balance_cents) at the last sync, or None for a card the table lacks."""
+        key = self._key
+        card_key(uid, key)
+        entry = self._entry
+        lo, hi = 0, self.card_count()
+        while lo < hi:
+            mid = (lo + hi) // 2
+            self._storage.readinto(CARDS_FILE, mid * ENTRY_SIZE, entry)
+            c = _compare(entry, key)
+            if c == 0:
+                return entry[11], struct.unpack_from(">i", entry, 12)[0]
+            if c < 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        return None
+
+    def apply_cards(self, packed, full: bool) -> None:
+        """Merge sync entries (16 bytes each) into the table; full: they replace it.
+
+        Streams the old table and writes a new file: RAM holds only the delta (<= 512 entries).
+        """
+        assert len(packed) % ENTRY_SIZE == 0
+        delta = {}
+        for i in range(0, len(packed), ENTRY_SIZE):
+            entry = bytes(packed[i:i + ENTRY_SIZE])
+            delta[entry[:_KEY_SIZE]] = entry  # a later entry for the same card wins
+        new = sorted(delta)
+        self._storage.remove(_CARDS_NEW)
+        old_count = 0 if full else self.card_count()
+        out = bytearray()
+        j = 0
+        entry = self._entry
+        for i in range(old_count):
+            self._storage.readinto(CARDS_FILE, i * ENTRY_SIZE, entry)
+            key = bytes(entry[:_KEY_SIZE])
+            while j < len(new) and new[j] < key:
+                out += delta[new[j]]
+                j += 1
+            if j < len(new) and new[j] == key:
+                out += delta[new[j]]
+                j += 1
+            else:
+                out += entry
+            if len(out) >= 512:
+                self._storage.append(_CARDS_NEW, out)
+                out = bytearray()
+        while j < len(new):
+            out += delta[new[j]]
+            j += 1
+        self._storage.append(_CARDS_NEW, out)
+        self._storage.sync()
+        self._storage.rename(_CARDS_NEW, CARDS_FILE)
+        self._storage.sync()
+
+    # ---- offline spend -------------------------------------------------------------------
+
+    def rebuild_spend(self) -> None:
+        """What this terminal took per card in records the backend has not acknowledged."""
+        self.spend = {}
+        for body in self._log.unacked_bodies():
+            self.on_commit(body)
+
+    def on_commit(self, body) -> None:
+        uid = bytes(body[24:24 + body[3]])
+        amount = struct.unpack_from(">I", body, 16)[0]
+        if body[1] == record.KIND_VOID:
+            amount = -amount
+        self.spend[uid] = self.spend.get(uid, 0) + amount
+
+    # ---- decisions -----------------------------------------------------------------------
+
+    def sync_too_old(self) -> bool:
+        if self.last_sync == 0:
+            return True
+        return self._clock.now() - self.last_sync > self.limits["offline_max_age_s"]
+
+    def available(self, uid: bytes):
+        """(decline reason or None, offline budget in cents) for a balance enquiry."""
+        found = self.lookup(uid)
+        if found is None:
+            return UNKNOWN, 0
+        status, balance = found
+        if status == STATUS_BLOCKED:
+            return BLOCKED, 0
+        return None, balance - self.spend.get(uid, 0)
+
+    def check_payment(self, uid: bytes, amount_cents: int):
+        """(decline reason or None, budget left after this payment)."""
+        if amount_cents > self.limits["max_payment_cents"]:
+            return TOO_HIGH, 0
+        if self.sync_too_old():
+            return SYNC_NEEDED, 0
+        reason, budget = self.available(uid)
+        if reason is not None:
+            return reason, 0
+        if amount_cents > budget:
+            return INSUFFICIENT, budget
+        if uid not in self.spend and len(self.spend) >= MAX_SPEND_CARDS:
+            return SYNC_NEEDED, budget
+        return None, budget - amount_cents
+
+    def needs_pin(self, amount_cents: int) -> bool:
+        threshold = self.limits["pin_threshold_cents"]
+        return threshold > 0 and amount_cents >= threshold
+
+    def check_void(self, uid: bytes):
+        """(decline reason or None, the record to void) for the terminal's last record."""
+        body = self._log.last_body
+        if body is None or body[1] != record.KIND_PAYMENT:
+            return NO_VOID, None
+        rec = record.decode(bytes(body) + record.NO_SIGNATURE)
+        if self._clock.now() - rec.time > self.limits["void_window_s"]:
+            return VOID_TOO_LATE, None
+        if rec.card_uid != uid:
+            return VOID_OTHER_CARD, None
+        return None, rec
+
+
+def _compare(entry, key) -> int:
+    for i in range(_KEY_SIZE):
+        a, b = entry[i], key[i]
+        if a != b:
+            return -1 if a < b else 1
+    return 0

@@ -1,0 +1,175 @@
+"""Sync client: upload the log, then fetch cards, clock and limits (docs/protocol.md).
+
+The network is one callable, so tests pass a fake and the demo a real HTTP client:
+
+    transport(method: str, path: str, headers: dict, body: bytes | None) -> (status, body bytes)
+
+It raises OSError when the network is down. Order of one sync():
+1. sign what is unsigned (nothing unsigned is ever uploaded);
+2. POST the pending records in batches; a rejection is written to the log (REJ frame) and
+   reported; records rejected without being stored are not sent again;
+3. GET /sync (signed, with the 401 clock_skew dance), merge the card entries, set the clock and
+   limits, and only then acknowledge acked_seq to the log: the balances and the reclaim are
+   from the same answer, so the offline spend never forgets a record the balance lacks.
+After a failure, sync is retried with exponential backoff (due()).
+"""
+
+import binascii
+import hashlib
+import json
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(expr, /):
+        return expr
+
+from . import record
+
+BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
+MAX_PAGES = const(64)  # card pages per sync (512 entries each)
+BACKOFF_MIN_S = const(15)
+BACKOFF_MAX_S = const(900)
+SYNC_DOMAIN = b"caisse-sync-v1"
+
+
+class SyncError(Exception):
+    """The backend answered something the terminal cannot use (status, error code)."""
+
+
+def sync_digest(terminal_id: int, time: int, since: int) -> bytes:
+    return hashlib.sha256(SYNC_DOMAIN + struct.pack(">III", terminal_id, time, since)).digest()
+
+
+class Report:
+    """What one sync did; shown in the vendor menu and logged."""
+
+    def __init__(self) -> None:
+        self.uploaded = 0
+        self.accepted = 0
+        self.duplicates = 0
+        self.rejected = []  # (seq, reason)
+        self.acked_seq = 0
+        self.cards = 0
+        self.error: "str | None" = None
+
+    def __repr__(self) -> str:
+        return "Report(uploaded=%d accepted=%d duplicates=%d rejected=%r acked=%d cards=%d error=%r)" % (
+            self.uploaded, self.accepted, self.duplicates, self.rejected, self.acked_seq,
+            self.cards, self.error)
+
+
+class SyncClient:
+    def __init__(self, transport, log, policy, signer, clock, batch_records: int = BATCH_RECORDS):
+        self._transport = transport
+        self._log = log
+        self._policy = policy
+        self._signer = signer
+        self._clock = clock
+        self._batch = batch_records
+        self.failures = 0
+        self._retry_at_ms = None
+
+    # ---- scheduling ----------------------------------------------------------------------
+
+    def due(self) -> bool:
+        """False while backing off after a failure."""
+        return self._retry_at_ms is None or self._clock.ticks_ms() - self._retry_at_ms >= 0
+
+    def backoff_s(self) -> int:
+        return min(BACKOFF_MAX_S, BACKOFF_MIN_S << min(self.failures - 1, 10)) if self.failures else 0
+
+    # ---- one sync ------------------------------------------------------------------------
+
+    def sync(self) -> Report:
+        report = Report()
+        try:
+            self._log.sign_pending(self._signer, limit=1000)
+            self._upload(report)
+            self._fetch(report)
+        except (OSError, SyncError, ValueError, KeyError) as e:
+            report.error = "%s: %s" % (type(e).__name__, e)
+            self.failures += 1
+            self._retry_at_ms = self._clock.ticks_ms() + self.backoff_s() * 1000
+            return report
+        self.failures = 0
+        self._retry_at_ms = None
+        return report
+
+    def _path(self, tail: str) -> str:
+        return "/v1/terminals/%d/%s" % (self._policy.terminal_id, tail)
+
+    def _upload(self, report: Report) -> None:
+        sent_seqs = set()
+        while True:
+            batch = [r for r in self._log.pending(self._batch) if record.body_seq(r) not in sent_seqs]
+            if not batch:
+                return
+            seqs = [record.body_seq(r) for r in batch]
+            for seq in seqs:
+                sent_seqs.add(seq)  # one attempt per sync: a rejection is not retried in a loop
+            body = json.dumps({"records": [binascii.b2a_base64(r).decode().strip() for r in batch]})
+            status, raw = self._transport("POST", self._path("batches"),
+                                          {"Content-Type": "application/json"}, body.encode())
+            if status != 200:
+                raise SyncError("upload %d %s" % (status, _error_code(raw)))
+            answer = json.loads(raw)
+            report.uploaded += len(batch)
+            for result in answer["results"]:
+                outcome = result["status"]
+                seq = seqs[result["index"]]
+                if outcome == "accepted":
+                    report.accepted += 1
+                elif outcome == "duplicate":
+                    report.duplicates += 1
+                else:
+                    reason = result.get("reason", "?")
+                    self._log.mark_rejected(seq, reason)
+                    report.rejected.append((seq, reason))
+            report.acked_seq = max(report.acked_seq, answer.get("acked_seq", 0))
+
+    def _fetch(self, report: Report) -> None:
+        policy = self._policy
+        first_acked = None
+        skew_retries = 0
+        pages = 0
+        while pages < MAX_PAGES:
+            since = policy.cards_version
+            now = self._clock.now()
+            sig = self._signer.sign_digest(sync_digest(policy.terminal_id, now, since))
+            headers = {"X-Caisse-Time": str(now),
+                       "X-Caisse-Signature": binascii.hexlify(sig).decode()}
+            status, raw = self._transport("GET", self._path("sync?since=%d" % since), headers, None)
+            if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
+                skew_retries += 1
+                self._clock.set(int(json.loads(raw)["server_time"]))
+                continue
+            if status != 200:
+                raise SyncError("sync %d %s" % (status, _error_code(raw)))
+            answer = json.loads(raw)
+            pages += 1
+            packed = binascii.a2b_base64(answer.get("cards") or "")
+            policy.apply_cards(packed, bool(answer.get("full")))
+            report.cards += len(packed) // 16
+            policy.cards_version = answer["cards_version"]
+            policy.limits.update(answer.get("limits") or {})
+            self._clock.set(int(answer["server_time"]))
+            policy.last_sync = int(answer["server_time"])
+            if first_acked is None:
+                first_acked = int(answer.get("acked_seq", 0))
+            if not answer.get("more"):
+                break
+        policy.save()
+        if first_acked is not None:
+            # Balances of this answer count the records up to its acked_seq: reclaim those.
+            self._log.acknowledge(first_acked)
+            report.acked_seq = max(report.acked_seq, first_acked)
+        policy.rebuild_spend()
+
+
+def _error_code(raw) -> str:
+    try:
+        return json.loads(raw).get("error", "")
+    except (ValueError, AttributeError):
+        return ""

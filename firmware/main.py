@@ -1,0 +1,89 @@
+"""Device entry point: build the reference terminal from board.py and run it.
+
+The payment logic is caisse_terminal (hardware-free); this file only wires the drivers of
+firmware/drivers/ to it. Without a secure element the terminal signs in software with a key
+made on first boot.
+"""
+
+import asyncio
+import time
+
+import board
+from caisse_terminal.storage import FileStorage
+from caisse_terminal.terminal import Terminal
+
+
+class RtcClock:
+    """hal.Clock on the ESP32 RTC (kept across deep sleep, set from the sync server)."""
+
+    def __init__(self) -> None:
+        # Ports before 1.23 count from 2000-01-01, later ones from 1970-01-01.
+        self._epoch_s = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+    def now(self) -> int:
+        return int(time.time()) + self._epoch_s
+
+    def set(self, unix_s: int) -> None:
+        import machine
+        t = time.gmtime(unix_s - self._epoch_s)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+    def ticks_ms(self) -> int:
+        return time.ticks_ms()  # type: ignore[return-value]  (the stubs use a tagged int)
+
+
+def _network_settings(storage):
+    """{"ssid", "password", "server"} from network.json (written at provisioning), or None."""
+    import json
+    raw = storage.read("network.json")
+    return None if raw is None else json.loads(raw)
+
+
+def build():
+    from machine import I2C, PWM, Pin
+
+    from drivers.buzzer import BuzzerLed
+    from drivers.keypad import MatrixKeypad
+    from drivers.nfc_reader import NfcReader
+    from drivers.pn532 import PN532
+    from drivers.screen import Screen
+    from drivers.ssd1306 import SSD1306_I2C
+
+    i2c = I2C(board.I2C_ID, scl=Pin(board.I2C_SCL), sda=Pin(board.I2C_SDA), freq=board.I2C_FREQ_HZ)
+    storage = FileStorage("/data")
+    display = Screen(SSD1306_I2C(128, 64, i2c, board.ADDR_OLED))
+    display.show(("Démarrage...",))
+    keypad = MatrixKeypad([Pin(p, Pin.OPEN_DRAIN, value=1) for p in board.KEYPAD_ROWS],
+                          [Pin(p, Pin.IN, Pin.PULL_UP) for p in board.KEYPAD_COLS])
+    indicator = BuzzerLed(PWM(Pin(board.BUZZER), freq=2700, duty_u16=0),
+                          Pin(board.LED_GREEN, Pin.OUT), Pin(board.LED_RED, Pin.OUT))
+    reader = NfcReader(PN532(i2c, board.ADDR_PN532))
+    try:
+        from drivers.atecc608 import ATECC608
+        signer = ATECC608(i2c, board.ADDR_ATECC608)
+        inline = signer  # the secure element signs in about 50 ms: sign on the tap path
+    except (ImportError, OSError):
+        from caisse_terminal.soft_signer import SoftwareSigner
+        signer = SoftwareSigner.load_or_create(storage)
+        inline = None  # software signing takes longer than the beep budget: sign after it
+    transport = None
+    net = _network_settings(storage)
+    if net is not None:
+        from caisse_terminal.net import HttpTransport, wifi_up
+        wifi_up(net["ssid"], net["password"])
+        transport = HttpTransport(net["server"])
+    terminal = Terminal(storage=storage, display=display, keypad=keypad, reader=reader,
+                        indicator=indicator, clock=RtcClock(), signer=signer,
+                        transport=transport, inline_signer=inline)
+    return terminal, keypad, indicator
+
+
+async def _main() -> None:
+    terminal, keypad, indicator = build()
+    asyncio.create_task(keypad.run())
+    asyncio.create_task(indicator.run())
+    await terminal.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
