@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from caisse import protocol
+from caisse.db import make_engine, upgrade
 from caisse.demo import AdminApi, DemoTerminal, protocol_b64, terminal_key
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -101,9 +102,12 @@ def fresh_database(kind: str) -> Iterator[str]:
 
 
 def prepare_schema(database_url: str) -> None:
-    """Run the migrations (`caisse db upgrade`) so the server starts on a ready database."""
-    subprocess.run([sys.executable, "-m", "caisse.cli", "db", "upgrade"], env=server_env(database_url),
-                   check=True, timeout=120)
+    """Run the migrations (what `caisse db upgrade` does) so the server starts on a ready database."""
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def server_env(database_url: str) -> dict[str, str]:

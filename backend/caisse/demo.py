@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import struct
 import threading
 import time
 from collections import Counter
@@ -34,6 +35,8 @@ MORNING_S = 4 * 3600 + 1800  # 08:00 to 12:30
 CLOSING_TAPS = 8  # taps after the block, at the very end of the morning
 VOIDED_PAYMENTS = 2
 READY_TIMEOUT_S = 30.0
+CARD_ENTRY = struct.Struct(">B10sBi")  # sync feed entry: uid_len, uid, status, balance_cents
+CARD_BLOCKED = 1
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -62,6 +65,7 @@ class DemoTerminal:
         self.unacked: list[Record] = []  # stored "in flash" until the backend acknowledges them
         self.acked_seq = 0
         self.cards_version = 0
+        self.deny_list: set[bytes] = set()  # blocked UIDs, from the sync feed
 
     def pay(self, *, card_uid: bytes, amount_cents: int, time_s: int) -> Record:
         return self._append(kind=Kind.PAYMENT, card_uid=card_uid, amount_cents=amount_cents, time=time_s)
@@ -104,8 +108,18 @@ class DemoTerminal:
             answer = expect(client.get(f"/v1/terminals/{self.terminal_id}/sync", params={"since": since},
                                        headers=headers), 200)
             self.cards_version = answer["cards_version"]
+            self._apply_cards(base64.b64decode(answer["cards"]))
             if not answer["more"]:
                 return answer
+
+
+    def _apply_cards(self, packed: bytes) -> None:
+        for uid_len, uid, status, _balance_cents in CARD_ENTRY.iter_unpack(packed):
+            card_uid = uid[:uid_len]
+            if status == CARD_BLOCKED:
+                self.deny_list.add(card_uid)
+            else:
+                self.deny_list.discard(card_uid)
 
 
 def protocol_b64(record: Record) -> str:
@@ -189,6 +203,10 @@ class SeedReport:
     blocked_card: str = ""
     blocked_household: str = ""
     blocked_tap_status: str = ""
+    household_ids: list[int] = field(default_factory=list)
+    terminal_ids: list[int] = field(default_factory=list)
+    signed_records: int = 0
+    deny_listed_after_sync: bool = False  # every terminal learnt the blocked card at its last sync
 
 
 def seed_demo(client: httpx.Client, *, admin_token: str, seed: int = DEMO_SEED) -> SeedReport | None:
@@ -229,6 +247,7 @@ def create_households(api: AdminApi, households: list[DemoHousehold], report: Se
         report.credited_cents += household.allowance_cents
         ids.append(created["id"])
     report.households = report.cards = len(ids)
+    report.household_ids = ids
     return ids
 
 
@@ -240,6 +259,7 @@ def register_terminals(api: AdminApi, vendor_ids: list[int], seed: int, report: 
                                           "public_key": protocol.public_key_bytes(key).hex()})
         terminals.append(DemoTerminal(created["id"], key))
     report.terminals = len(terminals)
+    report.terminal_ids = [t.terminal_id for t in terminals]
     return terminals
 
 
@@ -249,30 +269,37 @@ def replay_morning(api: AdminApi, terminals: list[DemoTerminal], households: lis
 
     The taps before the block are dated in the last hours; the block happens now (the backend
     dates it), and the closing taps are dated just after it, so the blocked card's last tap is
-    refused with `card_blocked` as a terminal that had not synced yet would see it.
+    refused with `card_blocked`, as it is for a terminal that had not synced since the block.
     """
     now_s = int(time.time())
     for terminal in terminals:
-        terminal.sync(api.client, now_s=now_s)
-    opening_s = now_s - MORNING_S
+        terminal.sync(api.client, now_s=now_s)  # opening the stall: clock, cards, budgets
     early, closing = taps[:-CLOSING_TAPS], taps[-CLOSING_TAPS:]
     for tap in early:
-        sign_tap(terminals, households, tap, opening_s + tap.offset_s)
+        sign_tap(terminals, households, tap, now_s - MORNING_S + tap.offset_s)
     upload_all(api.client, terminals, report)
 
-    blocked = households[early[0].household]
-    api.post(f"/cards/{blocked.card_uid.hex()}/block", status=200)
-    report.blocked_card, report.blocked_household = blocked.card_uid.hex(), blocked.name
-    closing = [Tap(0, early[0].vendor, early[0].household, 1250)] + closing
-    block_s = int(time.time()) + 1
-    signed_taps = [sign_tap(terminals, households, tap, block_s + i) for i, tap in enumerate(closing)]
+    lost = early[0]  # this household reports its card lost; someone tries it once more
+    blocked_uid = households[lost.household].card_uid
+    api.post(f"/cards/{blocked_uid.hex()}/block", status=200)
+    report.blocked_card, report.blocked_household = blocked_uid.hex(), households[lost.household].name
+    close_morning(api, terminals, households, [Tap(0, lost.vendor, lost.household, 1250)] + closing, report)
+    report.deny_listed_after_sync = all(blocked_uid in t.deny_list for t in terminals)
+    report.signed_records = sum(t.acked_seq for t in terminals)
+    report.spent_cents = report.credited_cents - sum(
+        api.get(f"/households/{h}")["balance_cents"] for h in household_ids)
+
+
+def close_morning(api: AdminApi, terminals: list[DemoTerminal], households: list[DemoHousehold],
+                  taps: list[Tap], report: SeedReport) -> None:
+    """The taps after the block (the first one with the blocked card), then a sync per terminal."""
+    after_block_s = int(time.time()) + 1
+    records = [sign_tap(terminals, households, tap, after_block_s + i) for i, tap in enumerate(taps)]
     results = upload_all(api.client, terminals, report)
-    blocked_tap = results[(signed_taps[0].terminal_id, signed_taps[0].seq)]
+    blocked_tap = results[(records[0].terminal_id, records[0].seq)]
     report.blocked_tap_status = blocked_tap.get("reason") or blocked_tap["status"]
     for terminal in terminals:
         terminal.sync(api.client, now_s=int(time.time()))
-    report.spent_cents = report.credited_cents - sum(
-        api.get(f"/households/{h}")["balance_cents"] for h in household_ids)
 
 
 def sign_tap(terminals: list[DemoTerminal], households: list[DemoHousehold], tap: Tap, time_s: int) -> Record:
@@ -347,9 +374,11 @@ def run(*, host: str, port: int) -> None:
     import uvicorn
 
     from caisse.config import Settings
+    from caisse.db import make_engine, upgrade
     from caisse.main import create_app
 
     settings = Settings()
+    upgrade(make_engine(settings.database_url))  # an empty database gets its schema; a current one is left as is
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{client_host}:{port}"

@@ -6,6 +6,7 @@ import random
 
 from caisse import demo, demo_data, protocol
 from caisse.protocol import Kind
+from tests.backend.conftest import ADMIN_TOKEN
 
 
 def make_terminal(terminal_id: int = 3) -> demo.DemoTerminal:
@@ -61,3 +62,41 @@ def test_the_market_morning_is_the_same_for_the_same_seed_and_in_time_order():
     assert [t.offset_s for t in taps] == sorted(t.offset_s for t in taps)
     assert sum(t.voided for t in taps) == demo.VOIDED_PAYMENTS
     assert all(350 <= t.amount_cents <= 4500 for t in taps)
+
+
+# ---- seeding through the real API (SQLite, and PostgreSQL under CI) ----------------------------
+
+def test_seeding_builds_the_demo_caisse_through_the_api_with_a_balanced_ledger_and_a_blocked_card(client, admin_headers):
+    report = demo.seed_demo(client, admin_token=ADMIN_TOKEN)
+
+    assert report is not None
+    vendors = client.get("/v1/admin/vendors", headers=admin_headers).json()
+    assert len(vendors) == report.vendors == 12
+    households = [client.get(f"/v1/admin/households/{h}", headers=admin_headers).json() for h in report.household_ids]
+    assert len(households) == 60 and all(len(h["cards"]) == 1 for h in households)
+    terminals = [client.get(f"/v1/admin/terminals/{t}", headers=admin_headers).json() for t in report.terminal_ids]
+    assert len(terminals) == 12 and {t["vendor_id"] for t in terminals} == {v["id"] for v in vendors}
+    assert sum(t["acked_seq"] for t in terminals) == report.signed_records  # every signed record is stored
+    assert report.statuses["accepted"] + report.statuses["rejected"] == report.signed_records
+
+    summary = client.get("/v1/admin/ledger/summary", headers=admin_headers).json()
+    assert summary["transfers"] == len(households) + report.statuses["accepted"]  # allowances + records
+    assert summary["balance_sum_cents"] == 0
+    assert sum(v["payable_cents"] for v in vendors) == report.spent_cents > 0
+
+    # The card blocked mid-morning: its later tap is refused, and every terminal learns it at sync.
+    assert report.blocked_tap_status == "card_blocked"
+    assert report.reasons == {"card_blocked": 1}
+    assert report.deny_listed_after_sync
+    blocked = [h for h in report.household_ids
+               if client.get(f"/v1/admin/households/{h}", headers=admin_headers).json()["cards"][0]["status"] == "blocked"]
+    assert len(blocked) == 1
+
+
+def test_seeding_again_changes_nothing(client, admin_headers):
+    assert demo.seed_demo(client, admin_token=ADMIN_TOKEN) is not None
+    before = client.get("/v1/admin/ledger/summary", headers=admin_headers).json()
+
+    assert demo.seed_demo(client, admin_token=ADMIN_TOKEN) is None
+    assert client.get("/v1/admin/ledger/summary", headers=admin_headers).json() == before
+    assert len(client.get("/v1/admin/vendors", headers=admin_headers).json()) == 12
