@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
+from sqlmodel import Session
+
+from caisse.config import Settings
+from caisse.db import make_engine, session_factory, upgrade
+from caisse.main import create_app
 
 from tests.provisioning.simboard.launcher import SimBoard
 
@@ -14,3 +25,56 @@ from tests.provisioning.simboard.launcher import SimBoard
 def board(tmp_path: Path) -> Iterator[SimBoard]:
     with SimBoard(tmp_path / "board") as sim:
         yield sim
+
+
+ADMIN_TOKEN = "provisioning-test-token"
+VENDOR = {"name": "Ferme des Lilas", "kind": "producer", "zone": "Nord"}
+
+
+@dataclass
+class Backend:
+    url: str
+    token: str
+    session: Callable[[], Session]
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Backend]:
+    """The real app (caisse.main.create_app) under uvicorn on a free loopback port, SQLite."""
+    db = tmp_path / "caisse.db"
+    settings = Settings(environment="test", admin_token=ADMIN_TOKEN, database_url=f"sqlite:///{db}")  # type: ignore[call-arg]
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    app = create_app(settings, engine=engine)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:  # bounded wait for readiness
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn died at start"
+        time.sleep(0.01)
+    try:
+        yield Backend(url=f"http://127.0.0.1:{port}", token=ADMIN_TOKEN, session=session_factory(engine))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+
+@pytest.fixture
+def vendor_id(backend: Backend) -> int:
+    with backend.admin() as client:
+        response = client.post("/v1/admin/vendors", json=VENDOR)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])

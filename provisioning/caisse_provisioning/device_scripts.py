@@ -1,0 +1,192 @@
+"""Code run on the terminal through the raw REPL, one script per step.
+
+Each script prints one line: ANSWER_MARK followed by JSON. They use only what the firmware
+ships (caisse_terminal.storage, caisse_terminal.soft_signer, drivers.atecc608, board, selftest),
+so they run after the firmware is copied. The private key is made and used on the device: no
+script ever prints it.
+
+Device layout, under /data (the firmware's FileStorage root):
+    config.json     terminal_id and limits (read and rewritten by caisse_terminal.policy)
+    provision.json  backend URL, Wi-Fi, CA file name, who provisioned it and when
+    ca.pem          the CA certificate the terminal pins for the backend
+    key.bin         the software key (boards without a secure element)
+    key.se          marker: the ATECC608 key slot holds the key made at provisioning
+"""
+
+from __future__ import annotations
+
+import json
+
+from .device import ANSWER_MARK
+
+DATA_DIR = "/data"
+PROVISION_FILE = "provision.json"
+CA_FILE = "ca.pem"
+PROVISION_DOMAIN = b"caisse-provision-v1"  # what the self-test signs: never a record digest
+
+_PRELUDE = f"""
+import json, os
+from caisse_terminal.storage import FileStorage
+_st = FileStorage({DATA_DIR!r})
+def _answer(x):
+    print({ANSWER_MARK!r} + json.dumps(x))
+def _hex(b):
+    return ''.join('%02x' % c for c in b)
+def _se():
+    try:
+        import board
+        from machine import I2C, Pin
+        from drivers.atecc608 import ATECC608
+        i2c = I2C(board.I2C_ID, scl=Pin(board.I2C_SCL), sda=Pin(board.I2C_SDA), freq=board.I2C_FREQ_HZ)
+        return ATECC608(i2c, board.ADDR_ATECC608)
+    except Exception:
+        return None  # no secure element on this board: the key is made in software
+def _signer():
+    se = _se()
+    if se is not None and _st.read('key.se') is not None:
+        return se, 'atecc608'
+    if _st.read('key.bin') is None:
+        return None, None
+    from caisse_terminal.soft_signer import SoftwareSigner
+    return SoftwareSigner.load_or_create(_st), 'logiciel'
+"""
+
+
+def state() -> str:
+    """What the board holds now: config, network settings, key (public part) if any."""
+    return _PRELUDE + """
+def _json(name):
+    raw = _st.read(name)
+    return json.loads(raw) if raw else None
+_s, _kind = _signer()
+_answer({'config': _json('config.json'), 'provision': _json('provision.json'),
+         'key_kind': _kind, 'public_key': _hex(_s.public_key()) if _s else None})
+"""
+
+
+def make_key(*, rotate: bool) -> str:
+    """Keep the key the board has, or make one (a new one if rotate): GenKey in the ATECC608
+    where present, else 32 bytes of os.urandom kept in /data/key.bin."""
+    return _PRELUDE + f"""
+_rotate = {rotate!r}
+_created = False
+_se_chip = _se()
+if _se_chip is not None:
+    if _rotate or _st.read('key.se') is None:
+        _pub = _se_chip.genkey()
+        _st.replace('key.se', b'1')
+        _st.sync()
+        _created = True
+    else:
+        _pub = _se_chip.public_key()
+    _kind = 'atecc608'
+else:
+    from caisse_terminal.soft_signer import SoftwareSigner, KEY_FILE
+    if _rotate and _st.read(KEY_FILE) is not None:
+        _st.remove(KEY_FILE)
+    _created = _st.read(KEY_FILE) is None
+    _pub = SoftwareSigner.load_or_create(_st).public_key()
+    _kind = 'logiciel'
+_answer({{'public_key': _hex(_pub), 'kind': _kind, 'created': _created}})
+"""
+
+
+def sign_challenge(challenge: bytes) -> str:
+    """The board signs SHA-256(PROVISION_DOMAIN || challenge) with its key."""
+    return _PRELUDE + f"""
+import hashlib
+_s, _kind = _signer()
+_d = hashlib.sha256({PROVISION_DOMAIN!r} + {challenge!r}).digest()
+_answer({{'signature': _hex(_s.sign_digest(_d)) if _s else None}})
+"""
+
+
+def write_config(*, terminal_id: int, limits: dict[str, int], provision: dict[str, object],
+                 ca_pem: str | None, unix_time_s: int | None) -> str:
+    """Write the terminal id and limits (keeping the sync state when the id is unchanged), the
+    network settings, the CA certificate; set the RTC."""
+    return _PRELUDE + f"""
+_old = _st.read('config.json')
+_cfg = json.loads(_old) if _old else {{}}
+if _cfg.get('terminal_id') != {terminal_id!r}:
+    _cfg = {{}}  # a new identity starts its card table and sync state afresh
+_cfg['terminal_id'] = {terminal_id!r}
+_cfg['limits'] = json.loads({json.dumps(limits)!r})
+_st.replace('config.json', json.dumps(_cfg).encode())
+_st.replace({PROVISION_FILE!r}, {json.dumps(provision).encode()!r})
+_ca = {ca_pem.encode() if ca_pem else None!r}
+if _ca:
+    _st.replace({CA_FILE!r}, _ca)
+elif _st.read({CA_FILE!r}) is not None:
+    _st.remove({CA_FILE!r})
+_st.sync()
+_t = {unix_time_s!r}
+if _t is not None:
+    import machine, time
+    _g = time.gmtime(_t - (946684800 if time.gmtime(0)[0] == 2000 else 0))
+    machine.RTC().datetime((_g[0], _g[1], _g[2], _g[6], _g[3], _g[4], _g[5], 0))
+_answer({{'terminal_id': _cfg['terminal_id'], 'time': int(time.time()) if _t is not None else None}})
+"""
+
+
+def wipe() -> str:
+    """Forget the identity: config, network settings, CA, software key, secure-element marker.
+    The payment log stays: records not yet uploaded are still the caisse's money."""
+    return _PRELUDE + f"""
+_gone = []
+for _n in ('config.json', {PROVISION_FILE!r}, {CA_FILE!r}, 'key.bin', 'key.se', 'cards.bin'):
+    if _st.read(_n) is not None:
+        _st.remove(_n)
+        _gone.append(_n)
+_st.sync()
+_answer({{'removed': _gone}})
+"""
+
+
+def selftest() -> str:
+    """firmware/selftest.py on the board's own buses; every line it printed comes back."""
+    return f"""
+import json
+try:
+    import io, sys, selftest
+    _ok = selftest.main()
+    _err = None
+except Exception as e:
+    _ok = False
+    _err = '%s: %s' % (e.__class__.__name__, e)
+print({ANSWER_MARK!r} + json.dumps({{'passed': bool(_ok), 'error': _err}}))
+"""
+
+
+def file_hashes(paths: list[str]) -> str:
+    """SHA-256 of each path, or None where the file does not exist."""
+    return f"""
+import hashlib, json
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    b = bytearray(512)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(b if n == 512 else b[:n])
+    f.close()
+    return ''.join('%02x' % c for c in h.digest())
+print({ANSWER_MARK!r} + json.dumps({{p: _h(p) for p in json.loads({json.dumps(paths)!r})}}))
+"""
+
+
+def make_dirs(dirs: list[str]) -> str:
+    return f"""
+import os, json
+for _d in json.loads({json.dumps(dirs)!r}):
+    try:
+        os.mkdir(_d)
+    except OSError:
+        pass  # exists
+print({ANSWER_MARK!r} + '[]')
+"""

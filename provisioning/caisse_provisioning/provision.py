@@ -1,0 +1,314 @@
+"""Provision and decommission a terminal: the steps of issue 5, as a library.
+
+Everything outside is passed in: the admin API client, how to find and open the board, the
+esptool flasher, the firmware files, the clock and random source, and the hooks that show
+progress and ask the technician. The command line (cli.py) only builds these and prints.
+
+Order, so that a failure never leaves a half-registered terminal at the backend: check the
+backend and the vendor, find the board, flash, copy the firmware, make the key on the device,
+register (last but one), then write the config, set the clock and self-test. If a step after the
+registration fails, the registration of this run is revoked and the device identity wiped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caisse.protocol import load_public_key, verify_digest
+
+from . import bundle, device_scripts, flasher
+from .backend import AdminClient, Settings
+from .device import LONG_STEP_TIMEOUT_S, Board
+from .errors import BackendRefused, KeyRotationRefused, ProvisioningError, SelfTestFailed
+
+TOOL_VERSION = "1"
+
+
+@dataclass
+class Options:
+    vendor_id: int
+    port: str | None = None
+    firmware_image: Path | None = None
+    wifi_ssid: str | None = None
+    wifi_password: str | None = None
+    ca_cert: Path | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    hardware_selftest: bool = True
+
+
+@dataclass
+class Hooks:
+    """How the library talks to the technician; the defaults are silent and refuse rotations."""
+
+    step: Callable[[str], None] = lambda title: None
+    step_done: Callable[[str, str], None] = lambda title, detail: None
+    file_copied: Callable[[str, int, int], None] = lambda path, done, total: None
+    confirm: Callable[[str], bool] = lambda question: False
+
+
+@dataclass
+class Summary:
+    port: str = ""
+    vendor_id: int = 0
+    vendor_name: str = ""
+    backend_url: str = ""
+    terminal_id: int | None = None
+    public_key: str = ""
+    key_kind: str = ""
+    key_status: str = ""
+    chip: str | None = None
+    files_total: int = 0
+    files_copied: int = 0
+    wifi_ssid: str | None = None
+    clock: str = ""
+    selftest: list[str] = field(default_factory=list)
+    revoked_terminal_id: int | None = None
+    dry_run: bool = False
+
+    def as_text(self) -> str:
+        """What the technician pastes into the ticket."""
+        fingerprint = hashlib.sha256(bytes.fromhex(self.public_key)).hexdigest()[:16] if self.public_key else "-"
+        lines = [
+            "Caisse — mise en service d'un terminal" + (" (simulation, rien n'a été modifié)" if self.dry_run else ""),
+            f"  Date (UTC)        : {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}",
+            f"  Port              : {self.port}",
+            f"  Commerçant        : n°{self.vendor_id} {self.vendor_name}".rstrip(),
+            f"  Serveur           : {self.backend_url}",
+            f"  Terminal          : n°{self.terminal_id}" if self.terminal_id else "  Terminal          : non enregistré",
+            f"  Clé               : {self.key_kind or '-'}, {self.key_status or '-'} (empreinte {fingerprint})",
+        ]
+        if self.chip:
+            lines.append(f"  Flashage          : {self.chip}")
+        lines.append(f"  Micrologiciel     : {self.files_copied} fichier(s) copié(s) sur {self.files_total}")
+        lines.append(f"  Wi-Fi             : {self.wifi_ssid or 'non configuré'}")
+        if self.clock:
+            lines.append(f"  Horloge réglée    : {self.clock}")
+        if self.revoked_terminal_id:
+            lines.append(f"  Ancien terminal   : n°{self.revoked_terminal_id} révoqué")
+        lines += [f"  Auto-test         : {line}" for line in self.selftest]
+        return "\n".join(lines)
+
+
+def provision(options: Options, *, settings: Settings, admin: AdminClient, find_port: Callable[[str | None], str],
+              open_board: Callable[[str], Board], hooks: Hooks | None = None,
+              firmware: Callable[[], list[bundle.DeviceFile]] = bundle.build,
+              flash: Callable[..., str] = flasher.flash, now: Callable[[], float] = time.time,
+              urandom: Callable[[int], bytes] = os.urandom) -> Summary:
+    hooks = hooks or Hooks()
+    summary = Summary(vendor_id=options.vendor_id, backend_url=settings.backend_url, dry_run=options.dry_run,
+                      wifi_ssid=options.wifi_ssid)
+
+    hooks.step("Serveur et commerçant")
+    vendor = admin.vendor(options.vendor_id)
+    summary.vendor_name = str(vendor.get("name", ""))
+    hooks.step_done("Serveur et commerçant", f"commerçant n°{options.vendor_id} {summary.vendor_name}")
+
+    hooks.step("Recherche du terminal")
+    summary.port = find_port(options.port)
+    hooks.step_done("Recherche du terminal", summary.port)
+
+    if options.firmware_image is not None and not options.dry_run:
+        hooks.step("Flashage de MicroPython")
+        summary.chip = flash(summary.port, options.firmware_image)
+        hooks.step_done("Flashage de MicroPython", summary.chip)
+
+    hooks.step("Préparation du micrologiciel")
+    files = firmware()
+    summary.files_total = len(files)
+    board = open_board(summary.port)
+    try:
+        board.start()
+        changed, stale = bundle.plan(board, files)
+        hooks.step_done("Préparation du micrologiciel", f"{len(changed)} fichier(s) à copier sur {len(files)}")
+        if options.dry_run:
+            return summary
+        hooks.step("Copie du micrologiciel")
+        copied = 0
+
+        def on_file(f: bundle.DeviceFile) -> None:
+            nonlocal copied
+            copied += 1
+            summary.files_copied = copied
+            hooks.file_copied(f.path, copied, len(changed))
+
+        bundle.sync(board, files, changed, stale, on_file=on_file)
+        hooks.step_done("Copie du micrologiciel", f"{len(changed)} copié(s), empreintes vérifiées")
+        _identity(options, settings, admin, board, hooks, summary, now=now, urandom=urandom)
+    finally:
+        board.finish()
+    return summary
+
+
+def _identity(options: Options, settings: Settings, admin: AdminClient, board: Board, hooks: Hooks,
+              summary: Summary, *, now: Callable[[], float], urandom: Callable[[int], bytes]) -> None:
+    hooks.step("Clé du terminal")
+    state = board.ask(device_scripts.state(), doing="la lecture de l'état du terminal", timeout_s=LONG_STEP_TIMEOUT_S)
+    previous_id = (state.get("config") or {}).get("terminal_id") or None
+    kept = None  # the backend record of a registration this run keeps as is
+    rotate = False
+    if state.get("public_key") and previous_id:
+        record = admin.terminal(previous_id)
+        usable = (record is not None and record.get("status") == "active"
+                  and record.get("public_key") == state["public_key"] and record.get("vendor_id") == options.vendor_id)
+        if usable:
+            rotate = hooks.confirm(f"Ce terminal est déjà enregistré (terminal n°{previous_id}). "
+                                   "Générer une nouvelle clé ? L'ancienne sera révoquée.")
+            kept = None if rotate else record
+        else:
+            why = ("il appartient à un autre commerçant" if record and record.get("vendor_id") != options.vendor_id
+                   else "son enregistrement a été révoqué ou n'existe plus")
+            rotate = hooks.confirm(f"La clé de ce terminal (terminal n°{previous_id}) ne peut pas servir : {why}. "
+                                   "Générer une nouvelle clé ?")
+            if not rotate:
+                raise KeyRotationRefused(f"Nouvelle clé refusée : le terminal n°{previous_id} reste tel quel.")
+    key = board.ask(device_scripts.make_key(rotate=rotate), doing="la création de la clé", timeout_s=LONG_STEP_TIMEOUT_S)
+    summary.public_key, summary.key_kind = key["public_key"], key["kind"]
+    summary.key_status = "renouvelée" if rotate else "créée" if key["created"] else "conservée"
+    hooks.step_done("Clé du terminal", f"{summary.key_kind}, {summary.key_status}")
+
+    hooks.step("Enregistrement auprès du serveur")
+    registered_now = None
+    if kept is not None:
+        terminal = kept
+    else:
+        try:
+            terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key))
+        except BackendRefused as error:
+            if "409" not in error.message:
+                raise
+            if not hooks.confirm("Le serveur connaît déjà cette clé (enregistrement annulé ou autre terminal). "
+                                 "Générer une nouvelle clé ?"):
+                raise KeyRotationRefused("Nouvelle clé refusée : ce terminal n'a pas été enregistré.") from error
+            key = board.ask(device_scripts.make_key(rotate=True), doing="la création de la clé",
+                            timeout_s=LONG_STEP_TIMEOUT_S)
+            summary.public_key, summary.key_status = key["public_key"], "renouvelée"
+            terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key))
+        registered_now = int(terminal["id"])
+    summary.terminal_id = int(terminal["id"])
+    hooks.step_done("Enregistrement auprès du serveur", f"terminal n°{summary.terminal_id}"
+                    + (" (déjà enregistré)" if registered_now is None else ""))
+
+    try:
+        _configure_and_test(options, settings, admin, board, hooks, summary, now=now, urandom=urandom)
+        if registered_now is not None and previous_id and previous_id != registered_now:
+            old = admin.terminal(previous_id)
+            if old is not None and old.get("status") == "active":
+                admin.revoke(previous_id)
+                summary.revoked_terminal_id = previous_id
+    except BaseException as error:
+        if registered_now is not None:
+            _roll_back(admin, board, registered_now, error)
+        raise
+
+
+def _configure_and_test(options: Options, settings: Settings, admin: AdminClient, board: Board, hooks: Hooks,
+                        summary: Summary, *, now: Callable[[], float], urandom: Callable[[int], bytes]) -> None:
+    assert summary.terminal_id is not None
+    hooks.step("Configuration et horloge")
+    ca_file = options.ca_cert or (Path(settings.ca_cert_file) if settings.ca_cert_file else None)
+    provision_record = {
+        "backend_url": settings.backend_url,
+        "wifi": {"ssid": options.wifi_ssid, "password": options.wifi_password} if options.wifi_ssid else None,
+        "ca_file": device_scripts.CA_FILE if ca_file else None,
+        "vendor_id": options.vendor_id,
+        "provisioned_at": int(now()),
+        "tool_version": TOOL_VERSION,
+    }
+    written = board.ask(device_scripts.write_config(
+        terminal_id=summary.terminal_id, limits=options.limits, provision=provision_record,
+        ca_pem=ca_file.read_text() if ca_file else None, unix_time_s=int(now())),
+        doing="l'écriture de la configuration")
+    summary.clock = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(written["time"]))
+    hooks.step_done("Configuration et horloge", f"terminal n°{written['terminal_id']}, horloge {summary.clock}")
+
+    hooks.step("Auto-test")
+    challenge = urandom(32)
+    answer = board.ask(device_scripts.sign_challenge(challenge), doing="la signature du défi",
+                       timeout_s=LONG_STEP_TIMEOUT_S)
+    record = admin.terminal(summary.terminal_id)
+    if record is None or not answer.get("signature"):
+        raise SelfTestFailed("Le terminal n'a pas pu signer le défi.")
+    digest = hashlib.sha256(device_scripts.PROVISION_DOMAIN + challenge).digest()
+    if not verify_digest(load_public_key(bytes.fromhex(record["public_key"])), digest,
+                         bytes.fromhex(answer["signature"])):
+        raise SelfTestFailed("La signature du terminal ne correspond pas à la clé enregistrée sur le serveur.")
+    summary.selftest = ["signature vérifiée avec la clé du serveur"]
+    if options.hardware_selftest:
+        out = board.run(device_scripts.selftest(), doing="l'auto-test du matériel", timeout_s=LONG_STEP_TIMEOUT_S)
+        lines = [line.strip() for line in out.splitlines() if line.startswith(("OK", "ECHEC"))]
+        summary.selftest += lines
+        result = _answer(out)
+        if not result.get("passed"):
+            failed = [line for line in lines if line.startswith("ECHEC")] or [str(result.get("error"))]
+            raise SelfTestFailed("Auto-test du matériel en échec :\n  " + "\n  ".join(failed))
+    else:
+        summary.selftest.append("matériel non testé (--skip-hardware-test)")
+    hooks.step_done("Auto-test", "réussi")
+
+
+def _answer(out: str) -> dict[str, Any]:
+    import json
+
+    for line in reversed(out.splitlines()):
+        if line.startswith(device_scripts.ANSWER_MARK):
+            return json.loads(line[len(device_scripts.ANSWER_MARK):])
+    return {"passed": False, "error": "pas de réponse"}
+
+
+def _roll_back(admin: AdminClient, board: Board, terminal_id: int, cause: BaseException) -> None:
+    """Revoke what this run registered, and forget it on the device (best effort there)."""
+    try:
+        admin.revoke(terminal_id)
+    except ProvisioningError as error:
+        if isinstance(cause, ProvisioningError):
+            cause.hint = (f"{cause.hint} ATTENTION : le terminal n°{terminal_id} n'a pas pu être révoqué "
+                          f"({error.message}) ; révoquez-le depuis la console d'administration.")
+    try:
+        board.ask(device_scripts.wipe(), doing="l'effacement de la configuration")
+    except ProvisioningError:
+        pass  # the board is gone: the next run sees a key the backend refuses and makes a new one
+
+
+def decommission(*, admin: AdminClient, find_port: Callable[[str | None], str], open_board: Callable[[str], Board],
+                 port: str | None = None, terminal_id: int | None = None, hooks: Hooks | None = None) -> dict[str, Any]:
+    """Revoke the terminal's key at the backend, then wipe the device configuration.
+
+    Without a board (lost, broken), give terminal_id: only the revocation is done."""
+    hooks = hooks or Hooks()
+    board = None
+    if terminal_id is None or port is not None:
+        hooks.step("Recherche du terminal")
+        found = find_port(port)
+        board = open_board(found)
+        hooks.step_done("Recherche du terminal", found)
+    try:
+        if board is not None:
+            board.start()
+            state = board.ask(device_scripts.state(), doing="la lecture de l'état du terminal",
+                              timeout_s=LONG_STEP_TIMEOUT_S)
+            on_device = (state.get("config") or {}).get("terminal_id")
+            if terminal_id is not None and on_device not in (None, terminal_id):
+                raise ProvisioningError(f"Ce terminal est le n°{on_device}, pas le n°{terminal_id}.",
+                                        "le numéro donné avec --terminal-id.")
+            terminal_id = terminal_id or on_device
+        revoked = None
+        if terminal_id:
+            hooks.step("Révocation de la clé")
+            revoked = admin.revoke(int(terminal_id))
+            hooks.step_done("Révocation de la clé", f"terminal n°{terminal_id} révoqué")
+        removed: list[str] = []
+        if board is not None:
+            hooks.step("Effacement de la configuration")
+            removed = board.ask(device_scripts.wipe(), doing="l'effacement de la configuration")["removed"]
+            hooks.step_done("Effacement de la configuration", ", ".join(removed) or "rien à effacer")
+        return {"terminal_id": terminal_id, "revoked": revoked is not None, "removed": removed}
+    finally:
+        if board is not None:
+            board.finish()
