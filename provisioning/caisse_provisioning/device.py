@@ -39,7 +39,7 @@ def serial_transport(port: str) -> Transport:
         return SerialTransport(port, timeout=READ_TIMEOUT_S)
     except TransportError as error:  # mpremote's "failed to access": find out why
         try:
-            serial.Serial(port).close()
+            serial.Serial(port, exclusive=True).close()
         except (OSError, serial.SerialException) as cause:
             raise open_error(port, cause) from error
         raise open_error(port, error) from error

@@ -28,3 +28,72 @@ def test_provisioning_registers_the_key_made_on_the_device_and_configures_it(boa
     assert {f.path for f in firmware()} <= flash_files(board.flash_dir)
     assert "signature vérifiée avec la clé du serveur" in summary.selftest
     assert f"n°{summary.terminal_id}" in summary.as_text()
+
+
+def terminals_of(backend) -> list[dict]:
+    from sqlmodel import select
+
+    from caisse.models import Terminal
+
+    with backend.session() as session:
+        return [{"id": t.id, "status": t.status, "vendor_id": t.vendor_id} for t in session.exec(select(Terminal))]
+
+
+def test_re_running_keeps_the_key_unless_asked_and_copies_nothing(board, backend, vendor_id):
+    settings = settings_for(backend.url, backend.token)
+    first = run_provision(settings, board.port, vendor_id)
+    tech = Technician(answers=[False])
+    again = run_provision(settings, board.port, vendor_id, tech)
+    assert tech.questions and "déjà enregistré" in tech.questions[0]
+    assert again.terminal_id == first.terminal_id and again.key_status == "conservée"
+    assert again.files_copied == 0 and tech.files == []
+    assert [t["status"] for t in terminals_of(backend)] == ["active"]
+
+
+def test_rotating_the_key_on_request_revokes_the_old_terminal(board, backend, vendor_id):
+    settings = settings_for(backend.url, backend.token)
+    first = run_provision(settings, board.port, vendor_id)
+    rotated = run_provision(settings, board.port, vendor_id, Technician(answers=[True]))
+    assert rotated.public_key != first.public_key and rotated.key_status == "renouvelée"
+    assert rotated.revoked_terminal_id == first.terminal_id
+    statuses = {t["id"]: t["status"] for t in terminals_of(backend)}
+    assert statuses == {first.terminal_id: "revoked", rotated.terminal_id: "active"}
+
+
+def test_key_rotation_refused_leaves_board_and_backend_as_they_were(board, backend, vendor_id):
+    settings = settings_for(backend.url, backend.token)
+    first = run_provision(settings, board.port, vendor_id)
+    with backend.admin() as client:
+        other_vendor = client.post("/v1/admin/vendors", json={"name": "Épicerie", "kind": "shop", "zone": "Sud"}).json()["id"]
+    key_before = (board.flash_dir / "data" / "key.bin").read_bytes()
+    tech = Technician(answers=[False])
+    with pytest.raises(KeyRotationRefused, match="Nouvelle clé refusée") as refused:
+        run_provision(settings, board.port, other_vendor, tech)
+    assert "autre commerçant" in tech.questions[0]
+    assert "À vérifier" in str(refused.value)
+    assert (board.flash_dir / "data" / "key.bin").read_bytes() == key_before
+    assert terminals_of(backend) == [{"id": first.terminal_id, "status": "active", "vendor_id": vendor_id}]
+
+
+def test_unknown_vendor_stops_before_touching_the_board(board, backend, vendor_id):
+    with pytest.raises(VendorUnknown, match="n°999 n'existe pas"):
+        run_provision(settings_for(backend.url, backend.token), board.port, 999)
+    assert flash_files(board.flash_dir) == set()
+    assert terminals_of(backend) == []
+
+
+def test_unreachable_backend_says_what_to_check(board):
+    with pytest.raises(BackendUnreachable) as error:
+        run_provision(settings_for("http://127.0.0.1:9", "token"), board.port, 1)
+    assert "ne répond pas" in str(error.value) and "--backend-url" in str(error.value)
+    assert flash_files(board.flash_dir) == set()
+
+
+def test_failed_hardware_self_test_revokes_the_registration_and_wipes_the_device(board, backend, vendor_id):
+    from caisse_provisioning.errors import SelfTestFailed
+
+    with pytest.raises(SelfTestFailed, match="ECHEC|matériel"):
+        run_provision(settings_for(backend.url, backend.token), board.port, vendor_id, hardware_selftest=True)
+    assert [t["status"] for t in terminals_of(backend)] == ["revoked"]
+    assert not (board.flash_dir / "data" / "config.json").exists()
+    assert not (board.flash_dir / "data" / "key.bin").exists()
