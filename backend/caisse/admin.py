@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from caisse import ledger, protocol
@@ -29,6 +29,9 @@ from caisse.models import (
 )
 from caisse.sync import bump_cards
 
+# Cards of a household share a sync version, and a sync page never splits a version: this
+# bound keeps a version group far below the 512 entries of a page (caisse/sync.py).
+MAX_CARDS_PER_HOUSEHOLD = 16
 MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 
@@ -147,6 +150,9 @@ def issue_card(session: Session, *, household_id: int, uid_hex: str) -> Card:
     get_household(session, household_id=household_id)
     if session.execute(select(Card.id).where(Card.uid == uid)).first() is not None:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")
+    held = session.execute(select(func.count()).select_from(Card).where(Card.household_id == household_id)).scalar_one()
+    if held >= MAX_CARDS_PER_HOUSEHOLD:
+        raise Conflict("too_many_cards", f"a household holds at most {MAX_CARDS_PER_HOUSEHOLD} cards")
     card = Card(uid=uid, household_id=household_id)
     session.add(card)
     session.flush()

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -36,10 +36,15 @@ _card = Card.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
 
 
-def next_cards_version(session: Session) -> int:
-    """Take the next cards version; the counter row stays locked until the caller commits."""
+def take_cards_versions(session: Session, *, count: int) -> int:
+    """Reserve `count` consecutive versions and return the last one. The counter row stays
+    locked until the caller commits."""
+    assert count > 0
     statement = (
-        update(_counter).where(_counter.c.name == CARDS_COUNTER).values(value=_counter.c.value + 1).returning(_counter.c.value)
+        update(_counter)
+        .where(_counter.c.name == CARDS_COUNTER)
+        .values(value=_counter.c.value + count)
+        .returning(_counter.c.value)
     )
     version = session.execute(statement).scalar_one_or_none()
     if version is None:  # the migration creates the row; this covers a hand-made schema
@@ -58,18 +63,29 @@ def current_cards_version(session: Session) -> int:
 
 
 def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids: Iterable[int] = ()) -> int | None:
-    """Stamp these cards (and every card of these households) with a new version."""
+    """Give these cards, and every card of these households, a new version; return the last one.
+
+    Each household (and each single card) gets its own version, so a version never covers more
+    than one household's cards and a sync page can always end between two versions.
+    """
     household_ids, card_ids = sorted(set(household_ids)), sorted(set(card_ids))
-    if not household_ids and not card_ids:
+    count = len(household_ids) + len(card_ids)
+    if count == 0:
         return None
-    version = next_cards_version(session)
-    conditions = []
+    last = take_cards_versions(session, count=count)
+    version = last - count
     if household_ids:
-        conditions.append(_card.c.household_id.in_(household_ids))
+        session.execute(
+            update(_card).where(_card.c.household_id == bindparam("h")).values(sync_version=bindparam("v")),
+            [{"h": h, "v": version + i} for i, h in enumerate(household_ids, start=1)],
+        )
+        version += len(household_ids)
     if card_ids:
-        conditions.append(_card.c.id.in_(card_ids))
-    session.execute(update(_card).where(or_(*conditions)).values(sync_version=version))
-    return version
+        session.execute(
+            update(_card).where(_card.c.id == bindparam("c")).values(sync_version=bindparam("v")),
+            [{"c": c, "v": version + i} for i, c in enumerate(card_ids, start=1)],
+        )
+    return last
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +158,9 @@ def sync_terminal(
         boundary = page[-1].sync_version
         if rows[MAX_CARDS_PER_SYNC].sync_version == boundary:
             # Cards sharing a version must travel together, or `since` would skip the rest.
-            trimmed = [r for r in page if r.sync_version != boundary]
-            page = trimmed or page  # one version never covers more than a household's few cards
+            # A version covers at most one household's cards (admin.MAX_CARDS_PER_HOUSEHOLD).
+            page = [r for r in page if r.sync_version != boundary]
+            assert page, "a sync version covers more cards than a page holds"
         rows, cards_version = page, page[-1].sync_version
     else:
         cards_version = upper
