@@ -1,0 +1,45 @@
+"""The command line on the simulated board: provision, re-run dry, decommission."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from caisse_provisioning.cli import terminal_app
+
+
+def env_for(backend, tmp_path) -> dict[str, str]:
+    return {"CAISSE_ADMIN_TOKEN": backend.token, "CAISSE_PROVISIONING_CONFIG": str(tmp_path / "none.toml"),
+            "COLUMNS": "200"}
+
+
+def test_provision_then_decommission_from_the_command_line(board, backend, vendor_id, tmp_path):
+    runner = CliRunner()
+    env = env_for(backend, tmp_path)
+    done = runner.invoke(terminal_app, ["provision", "--vendor", str(vendor_id), "--port", board.port,
+                                        "--backend-url", backend.url, "--wifi-ssid", "Marche",
+                                        "--skip-hardware-test"], input="motdepasse\n", env=env)
+    assert done.exit_code == 0, done.output
+    assert "À copier dans le ticket" in done.output and "Terminal          : n°1" in done.output
+    assert json.loads((board.flash_dir / "data" / "provision.json").read_text())["wifi"]["password"] == "motdepasse"
+
+    dry = runner.invoke(terminal_app, ["provision", "--vendor", str(vendor_id), "--port", board.port,
+                                       "--backend-url", backend.url, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "0 fichier(s) à copier" in dry.output and "simulation" in dry.output
+
+    gone = runner.invoke(terminal_app, ["decommission", "--port", board.port, "--backend-url", backend.url], env=env)
+    assert gone.exit_code == 0, gone.output
+    assert "Terminal n°1 révoqué" in gone.output
+    with backend.admin() as client:
+        assert client.get("/v1/admin/terminals/1").json()["status"] == "revoked"
+    assert not (board.flash_dir / "data" / "config.json").exists()
+    assert not (board.flash_dir / "data" / "key.bin").exists()
+
+
+def test_a_failure_prints_what_to_check_in_french_and_exits_1(backend, tmp_path):
+    result = CliRunner().invoke(terminal_app, ["provision", "--vendor", "1", "--port", str(tmp_path / "ttyUSB9"),
+                                               "--backend-url", backend.url], env=env_for(backend, tmp_path))
+    assert result.exit_code == 1
+    assert "Échec" in result.output and "À vérifier" in result.output
