@@ -67,7 +67,8 @@ def provision_command(
     ca_cert: Annotated[Optional[Path], typer.Option(help="Certificat de l'autorité à épingler sur le terminal.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Tout vérifier, ne rien modifier.")] = False,
     skip_hardware_test: Annotated[bool, typer.Option("--skip-hardware-test", help="Carte nue : ne pas tester lecteur, écran, clavier, buzzer.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Accepter une nouvelle clé sans demander.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Sans questions : garde une clé valide, en crée une quand il le faut.")] = False,
+    new_key: Annotated[bool, typer.Option("--new-key", help="Remplacer la clé même si elle est valide.")] = False,
 ) -> None:
     """Met en service un terminal branché en USB : micrologiciel, clé, enregistrement, auto-test."""
     try:
@@ -80,7 +81,8 @@ def provision_command(
             summary = provision(
                 Options(vendor_id=vendor, port=port, firmware_image=firmware_image, wifi_ssid=wifi_ssid,
                         wifi_password=wifi_password, ca_cert=ca_cert, dry_run=dry_run,
-                        hardware_selftest=not skip_hardware_test),
+                        hardware_selftest=not skip_hardware_test,
+                        rotate_key=True if new_key else False if yes else None),
                 settings=settings, admin=admin, find_port=lambda p: ports.find_port(p), open_board=_open_board,
                 hooks=_hooks(yes))
         finally:

@@ -41,6 +41,7 @@ class Options:
     limits: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     hardware_selftest: bool = True
+    rotate_key: bool | None = None  # a working key: True/False decided, None asks the technician
 
 
 @dataclass
@@ -158,8 +159,9 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
         usable = (record is not None and record.get("status") == "active"
                   and record.get("public_key") == state["public_key"] and record.get("vendor_id") == options.vendor_id)
         if usable:
-            rotate = hooks.confirm(f"Ce terminal est déjà enregistré (terminal n°{previous_id}). "
-                                   "Générer une nouvelle clé ? L'ancienne sera révoquée.")
+            rotate = options.rotate_key if options.rotate_key is not None else hooks.confirm(
+                f"Ce terminal est déjà enregistré (terminal n°{previous_id}). "
+                "Générer une nouvelle clé ? L'ancienne sera révoquée.")
             kept = None if rotate else record
         else:
             why = ("il appartient à un autre commerçant" if record and record.get("vendor_id") != options.vendor_id

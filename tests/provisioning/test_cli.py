@@ -43,3 +43,15 @@ def test_a_failure_prints_what_to_check_in_french_and_exits_1(backend, tmp_path)
                                                "--backend-url", backend.url], env=env_for(backend, tmp_path))
     assert result.exit_code == 1
     assert "Échec" in result.output and "À vérifier" in result.output
+
+
+def test_yes_keeps_a_working_key_without_asking(board, backend, vendor_id, tmp_path):
+    runner = CliRunner()
+    env = env_for(backend, tmp_path)
+    args = ["provision", "--vendor", str(vendor_id), "--port", board.port, "--backend-url", backend.url,
+            "--skip-hardware-test"]
+    assert runner.invoke(terminal_app, args, env=env).exit_code == 0
+    key = (board.flash_dir / "data" / "key.bin").read_bytes()
+    again = runner.invoke(terminal_app, args + ["--yes"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "conservée" in again.output and (board.flash_dir / "data" / "key.bin").read_bytes() == key
