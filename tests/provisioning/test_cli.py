@@ -55,3 +55,19 @@ def test_yes_keeps_a_working_key_without_asking(board, backend, vendor_id, tmp_p
     again = runner.invoke(terminal_app, args + ["--yes"], env=env)
     assert again.exit_code == 0, again.output
     assert "conservée" in again.output and (board.flash_dir / "data" / "key.bin").read_bytes() == key
+
+
+def test_a_lost_terminal_is_revoked_by_number_without_a_board(backend, vendor_id, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from caisse.protocol import public_key_bytes
+
+    with backend.admin() as client:
+        key = public_key_bytes(ec.generate_private_key(ec.SECP256R1()))
+        terminal = client.post("/v1/admin/terminals", json={"vendor_id": vendor_id, "public_key": key.hex()}).json()
+    result = CliRunner().invoke(terminal_app, ["decommission", "--terminal-id", str(terminal["id"]),
+                                               "--backend-url", backend.url], env=env_for(backend, tmp_path))
+    assert result.exit_code == 0, result.output
+    assert f"Terminal n°{terminal['id']} révoqué" in result.output
+    with backend.admin() as client:
+        assert client.get(f"/v1/admin/terminals/{terminal['id']}").json()["status"] == "revoked"
