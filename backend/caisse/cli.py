@@ -1,0 +1,163 @@
+"""The `caisse` command: a thin layer over the services (no HTTP), one sub-command per operation.
+
+Each creating command prints the new id alone on stdout (for scripts) and a short sentence on
+stderr (for people).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from sqlmodel import Session
+
+from caisse import admin
+from caisse.config import Settings
+from caisse.db import make_engine, session_factory, upgrade
+from caisse.errors import CaisseError
+
+app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
+member_app = typer.Typer(help="Member households.", no_args_is_help=True)
+card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
+terminal_app = typer.Typer(help="Payment terminals.", no_args_is_help=True)
+for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
+    app.add_typer(sub, name=name)
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A committed-on-success session. In development the schema is brought up to date first."""
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.environment == "development":
+            upgrade(engine)
+        with session_factory(engine)() as session:
+            yield session
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def _run(action: Callable[[Session], T]) -> T:
+    try:
+        with _session() as session:
+            return action(session)
+    except CaisseError as error:
+        err.print(f"[red]Error:[/red] {error.detail} ({error.code})")
+        raise typer.Exit(code=1) from None
+
+
+def _created(what: str, new_id: int | None) -> None:
+    assert new_id is not None
+    out.print(new_id)
+    err.print(f"{what} created: {new_id}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the API (in development the database is migrated first)."""
+    import uvicorn
+
+    from caisse.main import create_app
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    if settings.environment == "development":
+        upgrade(engine)
+    uvicorn.run(create_app(settings, engine=engine), host=host, port=port)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Seed a demo caisse through the API, replay a market morning, and keep serving."""
+    from caisse.demo import run
+
+    run(host=host, port=port)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations up to the latest revision."""
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    err.print("Database up to date.")
+
+
+@vendor_app.command("add")
+def vendor_add(
+    name: Annotated[str, typer.Option(help="Trading name.")],
+    kind: Annotated[str, typer.Option(help="producer, market_stall, shop, epicerie, cooperative, bakery, other.")],
+    zone: Annotated[str, typer.Option(help="Neighbourhood.")],
+    market: Annotated[str | None, typer.Option(help="Market where the vendor sells, if any.")] = None,
+    iban: Annotated[str | None, typer.Option(help="Where the caisse pays the vendor.")] = None,
+) -> None:
+    """Accredit a vendor."""
+    vendor = _run(lambda s: admin.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban))
+    _created("Vendor", vendor.id)
+
+
+@member_app.command("add")
+def member_add(
+    name: Annotated[str, typer.Option(help="Household name.")],
+    members: Annotated[int, typer.Option(help="Number of people in the household.")],
+    zone: Annotated[str, typer.Option(help="Neighbourhood.")],
+) -> None:
+    """Register a member household."""
+    household = _run(lambda s: admin.create_household(s, name=name, members=members, zone=zone))
+    _created("Household", household.id)
+
+
+@card_app.command("issue")
+def card_issue(
+    household: Annotated[int, typer.Option(help="Household id.")],
+    uid: Annotated[str, typer.Option(help="Card UID in hex (4, 7 or 10 bytes).")],
+) -> None:
+    """Issue a card to a household."""
+    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid))
+    _created("Card", card.id)
+
+
+@card_app.command("block")
+def card_block(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
+    """Block a card: taps after now are refused."""
+    card = _run(lambda s: admin.block_card(s, uid_hex=uid))
+    out.print(card.id)
+    err.print(f"Card {uid.lower()} blocked.")
+
+
+@terminal_app.command("register")
+def terminal_register(
+    vendor: Annotated[int, typer.Option(help="Vendor id.")],
+    public_key: Annotated[str, typer.Option(help="65-byte uncompressed P-256 public key, hex.")],
+) -> None:
+    """Register a terminal; prints its terminal_id."""
+    terminal = _run(lambda s: admin.register_terminal(s, vendor_id=vendor, public_key_hex=public_key))
+    _created("Terminal", terminal.id)
+
+
+@terminal_app.command("revoke")
+def terminal_revoke(terminal_id: Annotated[int, typer.Argument(help="Terminal id.")]) -> None:
+    """Revoke a terminal: every later request from it is refused."""
+    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id))
+    out.print(terminal.id)
+    err.print(f"Terminal {terminal_id} revoked.")
