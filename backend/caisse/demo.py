@@ -378,8 +378,10 @@ def run(*, host: str, port: int) -> None:
     from caisse.main import create_app
 
     settings = Settings()
-    upgrade(make_engine(settings.database_url))  # an empty database gets its schema; a current one is left as is
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
+    engine = make_engine(settings.database_url)
+    upgrade(engine)  # an empty database gets its schema; an up-to-date one is left as it is
+    app = create_app(settings, engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{client_host}:{port}"
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
 
 from caisse import demo, demo_data, protocol
+from caisse.config import DEV_ADMIN_TOKEN
 from caisse.protocol import Kind
 from tests.backend.conftest import ADMIN_TOKEN
 
@@ -100,3 +112,68 @@ def test_seeding_again_changes_nothing(client, admin_headers):
     assert demo.seed_demo(client, admin_token=ADMIN_TOKEN) is None
     assert client.get("/v1/admin/ledger/summary", headers=admin_headers).json() == before
     assert len(client.get("/v1/admin/vendors", headers=admin_headers).json()) == 12
+
+
+# ---- `caisse demo`, the command behind `make run` ---------------------------------------------
+
+DEMO_START_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OutputReader:
+    """Collects a process's output lines in a thread, so the test can wait with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+        self.seen: list[str] = []
+
+    def _pump(self) -> None:
+        for line in self._stdout:
+            self._lines.put(line)
+
+    def until(self, marker: str, *, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while not any(marker in line for line in self.seen):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._thread.is_alive() and self._lines.empty():
+                raise AssertionError(f"no {marker!r} from caisse demo within {timeout_s:.0f} s:\n{''.join(self.seen)}")
+            with contextlib.suppress(queue.Empty):
+                self.seen.append(self._lines.get(timeout=min(remaining, 1.0)))
+        return "".join(self.seen)
+
+    def close(self) -> None:
+        """After the process ended: the pipe is at its end, so the thread finishes."""
+        self._thread.join(timeout=10)
+        self._stdout.close()
+
+
+def test_caisse_demo_serves_the_seeded_caisse_until_it_is_stopped(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAISSE_")}
+    env["CAISSE_DATABASE_URL"] = f"sqlite:///{tmp_path}/demo.db"
+    command = [str(Path(sys.executable).with_name("caisse")), "demo", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = OutputReader(process)
+    try:
+        output = reader.until("Ctrl-C", timeout_s=DEMO_START_TIMEOUT_S)
+        headers = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+        vendors = httpx.get(f"http://127.0.0.1:{port}/v1/admin/vendors", headers=headers, timeout=10).json()
+        summary = httpx.get(f"http://127.0.0.1:{port}/v1/admin/ledger/summary", headers=headers, timeout=10).json()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        reader.close()
+
+    assert f"http://127.0.0.1:{port}" in output and DEV_ADMIN_TOKEN in output
+    assert "card_blocked" in output
+    assert len(vendors) == 12
+    assert summary["transfers"] > 60 and summary["balance_sum_cents"] == 0
