@@ -56,8 +56,10 @@ STATUS_CRC_ERROR = const(0xFF)
 
 # Maximum execution times in ms (datasheet table "Command Execution Times", 608 at default clock)
 _EXEC_MS = {_OP_READ: 5, _OP_NONCE: 20, _OP_RANDOM: 30, _OP_INFO: 5, _OP_GENKEY: 215, _OP_SIGN: 115}
+_MARGIN_MS = const(20)  # on top of the datasheet maximum: bus and scheduling delays
 _TWHI_MS = const(2)  # >= 1.5 ms after the wake pulse
 _POLL_MS = const(1)
+_MIN_TRIES = const(5)  # a slow host clock never cuts the wait short
 _MAX_DATA = const(64)
 _WAKE_RESPONSE = b"\x04\x11\x33\x43"
 
@@ -167,14 +169,16 @@ class ATECC608(Signer):
 
     def _read_response(self, opcode, response_len):
         start = self._ticks_ms()
-        limit = _EXEC_MS.get(opcode, 50)
+        limit = _EXEC_MS.get(opcode, 50) + _MARGIN_MS
         rsp = self._rspv[: 3 + response_len]
+        tries = 0
         while True:
             try:
                 self.i2c.readfrom_into(self.address, rsp)
                 break
             except OSError:  # busy: the chip does not ACK its address yet
-                if time.ticks_diff(self._ticks_ms(), start) > limit:
+                tries += 1
+                if tries >= _MIN_TRIES and time.ticks_diff(self._ticks_ms(), start) > limit:
                     raise ATECCCommError("no response to opcode 0x%02x after %d ms" % (opcode, limit))
                 self._sleep_ms(_POLL_MS)
         count = rsp[0]

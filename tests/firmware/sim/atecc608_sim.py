@@ -9,8 +9,6 @@ tests: "bad_crc" (corrupt the next answer's CRC), "no_wake" (ignore the next wak
 
 import hashlib
 
-from caisse_terminal import p256
-
 _N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _ENODEV = 19
 
@@ -133,12 +131,16 @@ class ATECC608Sim:
                 self.keys[p2] = self._new_secret(p2)
             elif p2 not in self.keys:
                 return b"\x0f"
+            from caisse_terminal import p256  # imported on first use: its table is heavy
+
             return p256.public_key(self.keys[p2])[1:]
         if opcode == 0x41:
             if p1 != 0x80 or p2 not in self.keys or self.tempkey is None or not self._locked():
                 return b"\x0f"
             digest = self.tempkey
             self.tempkey = None
+            from caisse_terminal import p256
+
             return p256.sign_digest(self.keys[p2], digest)
         return b"\x03"
 
