@@ -17,10 +17,10 @@ element).
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
-    def const(expr, /):
-        return expr
+    def const(x):
+        return x
 
 from . import hal, record
 from .log import LogFull

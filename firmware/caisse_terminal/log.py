@@ -38,10 +38,10 @@ import struct
 from . import record
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
-    def const(expr, /):
-        return expr
+    def const(x):
+        return x
 
 try:
     from binascii import crc32 as _crc32

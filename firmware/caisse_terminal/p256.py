@@ -15,10 +15,10 @@ a lab side-channel attack; boards that need more use the ATECC608 (firmware/driv
 import hashlib
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython: the simulator and the host tests
-    def const(expr, /):
-        return expr
+    def const(x):
+        return x
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)

@@ -13,10 +13,10 @@ import json
 import struct
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
-    def const(expr, /):
-        return expr
+    def const(x):
+        return x
 
 from . import record
 
