@@ -88,9 +88,13 @@ class Board:
             self.transport.fs_writefile(path, data, chunk_size=256, progress_callback=progress)
 
     def finish(self) -> None:
-        """Leave the raw REPL; a soft reset there starts main.py, i.e. the terminal."""
+        """Leave the raw REPL and soft-reset: the board runs main.py, i.e. the terminal, with
+        the files and configuration just written."""
         try:
             self.transport.exit_raw_repl()
+            line = getattr(self.transport, "serial", None)
+            if line is not None:
+                line.write(b"\x04")  # Ctrl-D in the friendly REPL: soft reset
             self.transport.close()
         except (serial.SerialException, OSError, TransportError):
             pass  # the cable may already be gone: nothing left to tell the board
