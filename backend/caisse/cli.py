@@ -161,3 +161,10 @@ def terminal_revoke(terminal_id: Annotated[int, typer.Argument(help="Terminal id
     terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id))
     out.print(terminal.id)
     err.print(f"Terminal {terminal_id} revoked.")
+
+
+# Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).
+from caisse_provisioning.cli import decommission_command, provision_command  # noqa: E402
+
+terminal_app.command("provision")(provision_command)
+terminal_app.command("decommission")(decommission_command)
