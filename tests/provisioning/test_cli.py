@@ -71,3 +71,11 @@ def test_a_lost_terminal_is_revoked_by_number_without_a_board(backend, vendor_id
     assert f"Terminal n°{terminal['id']} révoqué" in result.output
     with backend.admin() as client:
         assert client.get(f"/v1/admin/terminals/{terminal['id']}").json()["status"] == "revoked"
+
+
+def test_the_caisse_command_offers_provision_and_decommission():
+    from caisse.cli import app
+
+    result = CliRunner().invoke(app, ["terminal", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "provision" in result.output and "decommission" in result.output
