@@ -9,7 +9,7 @@ terminal.py produce them; tests and the CPython simulator call them directly.
       M--> MENU --1--> RESULT (day summary)
                 --2--> VOID_CARD --same card--> commit void, RESULT
                 --3--> SYNCING --sync_done--> RESULT
-    RESULT --any key or 4 s--> AMOUNT;  WAIT_CARD, PIN, MENU, VOID_CARD --X or 30 s--> AMOUNT
+    RESULT --any key (digits/M also act) or 4 s--> AMOUNT;  WAIT_CARD, PIN, MENU, VOID_CARD --X or 30 s--> AMOUNT
 
 The tap path commits the record to the log (synced) before the approval beep; the signature is
 made by the background task (Log.sign_pending) unless an inline signer is fast enough (secure
@@ -114,7 +114,11 @@ class Flow:
         elif state == MENU:
             self._key_menu(k)
         elif state == RESULT:
+            # Leave the result; a digit or the menu key also starts the next operation.
+            self._digits = ""
             self.start()
+            if k != hal.KEY_VALIDATE and k != hal.KEY_CANCEL:
+                self._key_amount(k)
         elif k == hal.KEY_CANCEL and state in (WAIT_CARD, VOID_CARD):
             self._digits = ""
             self.start()

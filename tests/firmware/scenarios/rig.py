@@ -1,0 +1,77 @@
+"""A terminal on simulated peripherals, for tests under CPython and MicroPython alike."""
+
+import binascii
+import struct
+
+from caisse_terminal import policy as policy_module
+from caisse_terminal import sim
+from caisse_terminal.soft_signer import SoftwareSigner
+from caisse_terminal.terminal import Terminal
+
+T0 = 1767254400  # 2026-01-01 08:00 Paris
+TERMINAL_ID = 7
+SECRET = binascii.unhexlify("1ec56da2f93248522cfbf40226ae6d43598dab2d9a66fcff250c16b3c7bc644a")
+ALICE = b"\x04\xa1\xb2\xc3\xd4\xe5\xf6"
+BOB = b"\xde\xad\xbe\xef"
+CAROL = b"\x04\xde\x5f\x1e\xac\xc0\x40"
+MALLORY = b"\x01\x02\x03\x04"  # blocked
+
+
+def entry(uid: bytes, status: int, balance_cents: int) -> bytes:
+    return struct.pack(">B10sBi", len(uid), uid, status, balance_cents)
+
+
+CARDS = entry(ALICE, 0, 5000) + entry(BOB, 0, 300) + entry(CAROL, 0, 100000) + entry(MALLORY, 1, 9999)
+
+
+def provision(storage, now=T0, cards=CARDS, limits=None) -> None:
+    """What provisioning and a first sync leave on the flash."""
+    pol = policy_module.Policy(storage, None, sim.ManualClock(now))
+    pol.terminal_id = TERMINAL_ID
+    pol.last_sync = now
+    if limits:
+        pol.limits.update(limits)
+    pol.apply_cards(cards, True)
+    pol.save()
+
+
+class Rig:
+    def __init__(self, files=None, now=T0, transport=None, provisioned=True, limits=None,
+                 segment_bytes=32768, segments=16, signer=None, cards=CARDS):
+        self.files = {} if files is None else files
+        self.storage = sim.MemoryStorage(self.files)
+        if provisioned and files is None:
+            provision(self.storage, now, cards, limits)
+        self.display = sim.ScreenLog()
+        self.keypad = sim.QueueKeypad()
+        self.reader = sim.FieldReader()
+        self.beeper = sim.Beeper()
+        self.clock = sim.ManualClock(now)
+        self.signer = signer or SoftwareSigner(SECRET)
+        self.terminal = Terminal(storage=self.storage, display=self.display, keypad=self.keypad,
+                                 reader=self.reader, indicator=self.beeper, clock=self.clock,
+                                 signer=self.signer, transport=transport,
+                                 segment_bytes=segment_bytes, segments=segments)
+        self.flow = self.terminal.flow
+        self.log = self.terminal.log
+
+    def keys(self, keys: str) -> None:
+        self.keypad.press(keys)
+        self.terminal.poll_keys()
+
+    def tap(self, uid: bytes, auth=None) -> None:
+        from caisse_terminal.hal import Card
+        self.reader.card = Card(uid, auth)
+        self.terminal.poll_card()
+        self.reader.card = None
+        self.terminal.poll_card()
+
+    def pay(self, amount: str, uid: bytes) -> str:
+        self.keys(amount + "V")
+        self.tap(uid)
+        self.terminal.background_sign()
+        return self.display.text()
+
+    def wait(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+        self.flow.tick()
