@@ -115,6 +115,7 @@ class Log:
         self._segment_bytes = segment_bytes
         self._max_segments = segments
         self._tz_offset_s = tz_offset_s
+        self._reserve = min(RESERVE_BYTES, segment_bytes // 4)
         self._frame = bytearray(_OVERHEAD + record.RECORD_SIZE)
         self._frame_mv = memoryview(self._frame)
         self._chunk = bytearray(_CHUNK)
@@ -258,7 +259,7 @@ class Log:
         return free
 
     def has_room_for_payment(self) -> bool:
-        return self._free_bytes() >= _PAYMENT_BYTES + RESERVE_BYTES
+        return self._free_bytes() >= _PAYMENT_BYTES + self._reserve
 
     def _new_segment(self) -> None:
         if len(self._segs) >= self._max_segments:
@@ -339,18 +340,19 @@ class Log:
 
     # ---- upload and reclaim ------------------------------------------------------------
 
-    def pending(self, limit: int) -> "list[bytes]":
-        """Up to `limit` signed records above acked_seq, in seq order, for upload.
+    def pending(self, limit: int, after_seq: int = 0) -> "list[bytes]":
+        """Up to `limit` signed records above acked_seq and after_seq, in seq order, for upload.
 
         Skips records the backend rejected without storing them (they would only be rejected
         again) and unsigned ones (sign_pending first).
         """
         bodies = {}
         sigs = {}
+        floor = max(self.acked_seq, after_seq)
         for kind, payload in self.frames():
             if kind == T_BODY or kind == T_REC:
                 seq = record.body_seq(payload)
-                if seq <= self.acked_seq or len(bodies) >= limit:
+                if seq <= floor or len(bodies) >= limit:
                     continue
                 reason = self.rejected.get(seq)
                 if reason is not None and REASONS.index(reason) <= _FINAL_UNSTORED:

@@ -101,14 +101,13 @@ class SyncClient:
         return "/v1/terminals/%d/%s" % (self._policy.terminal_id, tail)
 
     def _upload(self, report: Report) -> None:
-        sent_seqs = set()
+        after = 0  # each record is sent once per sync, even when the backend rejects it
         while True:
-            batch = [r for r in self._log.pending(self._batch) if record.body_seq(r) not in sent_seqs]
+            batch = self._log.pending(self._batch, after)
             if not batch:
                 return
             seqs = [record.body_seq(r) for r in batch]
-            for seq in seqs:
-                sent_seqs.add(seq)  # one attempt per sync: a rejection is not retried in a loop
+            after = seqs[-1]
             body = json.dumps({"records": [binascii.b2a_base64(r).decode().strip() for r in batch]})
             status, raw = self._transport("POST", self._path("batches"),
                                           {"Content-Type": "application/json"}, body.encode())

@@ -1,0 +1,198 @@
+"""Sync client against a fake backend that checks records with the backend's own codec."""
+
+import base64
+import json
+import sys
+
+from caisse import protocol
+
+from tests.firmware.mpy_runtime import ROOT
+
+sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
+
+import rig  # noqa: E402
+from caisse_terminal import sync as sync_module  # noqa: E402
+
+PUBLIC = protocol.load_public_key(bytes.fromhex(
+    json.loads((ROOT / "tests/vectors/protocol_v1.json").read_text())["terminal"]["public_key"]))
+
+
+class FakeBackend:
+    """Upload and sync endpoints with the protocol's semantics, in memory."""
+
+    def __init__(self, server_time=rig.T0, cards=b"", limits=None):
+        self.records = {}
+        self.force = {}  # seq -> rejection reason to give
+        self.server_time = server_time
+        self.cards = cards
+        self.cards_version = 5
+        self.limits = limits or {}
+        self.down = False
+        self.calls = []
+        self.uploaded = []  # seqs, in upload order
+
+    def acked(self):
+        n = 0
+        while n + 1 in self.records:
+            n += 1
+        return n
+
+    def __call__(self, method, path, headers, body):
+        self.calls.append((method, path))
+        if self.down:
+            raise OSError("network unreachable")
+        if method == "POST":
+            assert path == "/v1/terminals/7/batches"
+            results = []
+            for index, text in enumerate(json.loads(body)["records"]):
+                raw = base64.b64decode(text)
+                rec = protocol.decode(raw)
+                self.uploaded.append(rec.seq)
+                reason = self.force.get(rec.seq)
+                if reason is None and not protocol.verify(PUBLIC, rec):
+                    reason = "bad_signature"
+                if reason in ("bad_signature", "malformed"):
+                    results.append({"index": index, "seq": rec.seq, "status": "rejected", "reason": reason})
+                    continue
+                if rec.seq > 1 and rec.seq - 1 in self.records:
+                    assert rec.prev_hash == protocol.decode(self.records[rec.seq - 1]).digest()
+                status = "duplicate" if self.records.get(rec.seq) == raw else "accepted"
+                assert rec.seq not in self.records or status == "duplicate", "seq reused"
+                self.records[rec.seq] = raw
+                results.append({"index": index, "seq": rec.seq, "status": status}
+                               if reason is None else
+                               {"index": index, "seq": rec.seq, "status": "rejected", "reason": reason})
+            return 200, json.dumps({"results": results, "acked_seq": self.acked()}).encode()
+        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=")
+        since = int(path.rsplit("=", 1)[1])
+        t = int(headers["X-Caisse-Time"])
+        if abs(t - self.server_time) > 300:
+            return 401, json.dumps({"error": "clock_skew", "server_time": self.server_time}).encode()
+        sig = bytes.fromhex(headers["X-Caisse-Signature"])
+        if not protocol.verify_digest(PUBLIC, protocol.sync_digest(7, t, since), sig):
+            return 401, b'{"error": "bad_signature"}'
+        cards = self.cards if since < self.cards_version else b""
+        return 200, json.dumps({
+            "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
+            "full": since == 0, "more": False, "cards": base64.b64encode(cards).decode(), "limits": self.limits,
+        }).encode()
+
+
+def terminal(backend, **kw):
+    r = rig.Rig(transport=backend, **kw)
+    r.terminal.sync._batch = 4  # several batches for a handful of records
+    return r
+
+
+def test_sync_uploads_every_record_in_batches_and_reclaims_acknowledged_segments():
+    backend = FakeBackend()
+    r = terminal(backend, segment_bytes=1024, segments=6)
+    for i in range(12):
+        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        r.keys("V")
+    segments_before = r.log.stats()["segments"]
+    report = r.terminal.sync_now()
+    assert report.error is None and report.accepted == 12 and report.acked_seq == 12
+    assert sorted(backend.records) == list(range(1, 13))
+    assert sum(1 for m, _ in backend.calls if m == "POST") == 3
+    assert r.log.acked_seq == 12 and r.log.pending(100) == []
+    assert segments_before > 1 and r.log.stats()["segments"] == 1
+    # the day summary outlives the reclaimed records, also across a reboot
+    again = rig.Rig(files=r.files)
+    assert again.log.day_summary(rig.T0) == (12, sum(range(1, 13)))
+    assert again.log.next_seq == 13
+
+
+def test_records_committed_unsigned_are_signed_before_upload_even_after_a_reboot():
+    backend = FakeBackend()
+    r = terminal(backend)
+    r.keys("1V")
+    r.tap(rig.ALICE)  # committed, not signed yet: the power goes
+    assert r.log.unsigned == [1]
+    again = rig.Rig(files=r.files, transport=backend)
+    assert again.log.unsigned == [1]
+    assert again.terminal.sync_now().accepted == 1
+    assert protocol.verify(PUBLIC, protocol.decode(backend.records[1]))
+
+
+def test_a_rejected_record_stays_marked_in_the_log_and_is_reported():
+    backend = FakeBackend()
+    backend.force = {2: "card_blocked", 3: "bad_signature"}
+    r = terminal(backend)
+    for _ in range(4):
+        r.pay("1", rig.CAROL)
+        r.keys("V")
+    report = r.terminal.sync_now()
+    assert report.rejected == [(2, "card_blocked"), (3, "bad_signature")]
+    assert report.acked_seq == 2  # 3 was not stored: the backend cannot go past it
+    assert r.log.rejected == {2: "card_blocked", 3: "bad_signature"}
+    again = rig.Rig(files=r.files, transport=backend)
+    assert again.log.rejected == {2: "card_blocked", 3: "bad_signature"}
+    assert backend.uploaded == [1, 2, 3, 4]
+    again.terminal.sync_now()
+    assert backend.uploaded[4:] == [4]  # above acked_seq, but never the unstored 3 again
+
+
+def test_clock_skew_sets_the_clock_from_the_server_and_signs_again():
+    backend = FakeBackend(server_time=rig.T0 + 5000)
+    r = terminal(backend)
+    report = r.terminal.sync_now()
+    assert report.error is None
+    assert [m for m, _ in backend.calls] == ["GET", "GET"]
+    assert r.clock.now() == rig.T0 + 5000
+    assert r.terminal.policy.last_sync == rig.T0 + 5000
+
+
+def test_network_down_backs_off_exponentially_and_recovers():
+    backend = FakeBackend()
+    backend.down = True
+    r = terminal(backend)
+    client = r.terminal.sync
+    assert "OSError" in r.terminal.sync_now().error
+    assert client.backoff_s() == 15 and not client.due()
+    r.clock.advance(15)
+    assert client.due()
+    r.terminal.sync_now()
+    assert client.backoff_s() == 30
+    r.clock.advance(29)
+    assert not client.due()
+    backend.down = False
+    r.clock.advance(1)
+    assert r.terminal.sync_now().error is None and client.failures == 0 and client.due()
+
+
+def test_sync_applies_the_deny_list_budgets_and_limits():
+    backend = FakeBackend(cards=rig.entry(rig.ALICE, 1, 5000) + rig.entry(rig.CAROL, 0, 700),
+                          limits={"max_payment_cents": 600})
+    r = terminal(backend)
+    r.pay("2", rig.CAROL)
+    r.keys("V")
+    r.terminal.sync_now()
+    assert r.terminal.policy.cards_version == 5
+    assert r.pay("1", rig.ALICE) == "Carte bloquée"
+    r.keys("V")
+    assert r.pay("6,01", rig.CAROL) == "Montant trop | élevé"
+    r.keys("V")
+    # the new balance (700) already counts the acknowledged 2,00: nothing is subtracted twice
+    r.tap(rig.CAROL)
+    assert r.display.lines[:2] == ["Solde disponible", "7,00 EUR"]
+    # a new session survives: limits and the cards version are saved
+    again = rig.Rig(files=r.files)
+    assert again.terminal.policy.limits["max_payment_cents"] == 600
+
+
+def test_a_full_log_accepts_payments_again_after_a_sync():
+    backend = FakeBackend(cards=rig.CARDS)
+    r = terminal(backend, segment_bytes=1024, segments=2)
+    while r.log.has_room_for_payment():
+        r.pay("0,01", rig.CAROL)
+        r.keys("V")
+    r.keys("1V")
+    assert r.display.lines[0] == "Mémoire pleine"
+    r.keys("X")
+    assert r.terminal.sync_now().error is None
+    assert "Paiement accepté" in r.pay("0,01", rig.CAROL)
+
+
+def test_sync_digest_matches_the_backend():
+    assert sync_module.sync_digest(7, 1767258000, 42) == protocol.sync_digest(7, 1767258000, 42)
