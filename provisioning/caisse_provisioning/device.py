@@ -71,8 +71,10 @@ class Board:
         with self._link(doing):
             out, err = self.transport.exec_raw(code, timeout=timeout_s)
         if err:
-            last = err.decode(errors="replace").strip().splitlines()[-1:]
-            raise DeviceError(f"Erreur sur le terminal pendant : {doing} ({' '.join(last)}).")
+            traceback = err.decode(errors="replace").strip()
+            error = DeviceError(f"Erreur sur le terminal pendant : {doing} ({traceback.splitlines()[-1]}).")
+            error.traceback = traceback  # for developers: the whole traceback from the board
+            raise error
         return out.decode(errors="replace")
 
     def ask(self, code: str, *, doing: str, timeout_s: int = 10) -> Any:

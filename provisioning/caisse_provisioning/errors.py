@@ -53,6 +53,7 @@ class BoardDisconnected(ProvisioningError):
 
 
 class DeviceError(ProvisioningError):
+    traceback = ""
     hint = "le micrologiciel MicroPython est-il installé sur la carte ? Relancez avec --firmware-image."
 
 

@@ -18,9 +18,12 @@
 // - raw-paste: Ctrl-E 'A' Ctrl-A answers "R\x01", a little-endian u16 window and \x01; every
 //   window of bytes consumed is acknowledged with \x01; Ctrl-D ends the data, answered by \x04,
 //   then the output as in the raw REPL.
+// The ROM adds machine (RTC, unique_id, reset), os.urandom and simnet (HTTP through the host,
+// standing for the Wi-Fi).
 // Boot runs boot.py (not main.py: the simulated board starts as if main.py had been
 // interrupted, because a forever loop would hold the single-threaded runtime).
 // Once the runtime is up the script prints "ready" on its stdout (a pipe to the launcher).
+import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import tty from "node:tty";
@@ -159,7 +162,26 @@ const simModule = {
   set_rtc_offset: (s) => fs.writeFileSync(rtcFile, JSON.stringify({ offset_s: Math.round(s) })),
   unique_id_hex: () => uid,
   reset: () => { resetRequested = true; },
+  http: (method, url, headersJson, bodyHex) => httpSync(method, url, headersJson, bodyHex),
 };
+
+// The simulated Wi-Fi: one HTTP request, made synchronously (the runtime is synchronous) by a
+// short-lived Node process. Answers JSON {status, body_hex} or {error} (the network is down).
+const HTTP_CHILD = `
+const [method, url, headers, bodyHex] = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const body = bodyHex ? Buffer.from(bodyHex, "hex") : undefined;
+fetch(url, { method, headers: JSON.parse(headers), body, signal: AbortSignal.timeout(10000) })
+  .then(async (r) => process.stdout.write(JSON.stringify(
+    { status: r.status, body_hex: Buffer.from(await r.arrayBuffer()).toString("hex") })))
+  .catch((e) => process.stdout.write(JSON.stringify({ error: String(e.cause || e) })));
+`;
+
+function httpSync(method, url, headersJson, bodyHex) {
+  const done = spawnSync(process.execPath, ["-e", HTTP_CHILD], {
+    input: JSON.stringify([method, url, headersJson, bodyHex]), encoding: "utf8", timeout: 15000,
+  });
+  return done.stdout || JSON.stringify({ error: "no answer" });
+}
 
 // What the board's ROM provides: machine (RTC, unique_id, reset), os.urandom, an integer
 // time.time() that follows the RTC.
@@ -202,6 +224,31 @@ def _time():
 os.urandom = _urandom
 time._host_time = _host_time
 time.time = _time
+
+# The WebAssembly build's binascii is a frozen .py whose a2b_base64 takes bytes only; the ESP32's
+# is C and takes str too (sync.py relies on it), so the simulated board behaves like the ESP32.
+_a2b_base64 = binascii.a2b_base64
+
+def _a2b(data):
+    return _a2b_base64(data.encode() if isinstance(data, str) else data)
+
+binascii.a2b_base64 = _a2b
+`;
+
+// caisse_terminal.net.HttpTransport's interface over the simulated Wi-Fi (no sockets in wasm).
+const SIMNET_PY = `
+import json, binascii, _simboard
+
+class SimHttpTransport:
+    def __init__(self, base_url, timeout_s=10):
+        self.base_url = base_url.rstrip('/')
+
+    def __call__(self, method, path, headers, body):
+        body_hex = binascii.hexlify(body).decode() if body else ''
+        answer = json.loads(_simboard.http(method, self.base_url + path, json.dumps(headers), body_hex))
+        if 'error' in answer:
+            raise OSError(answer['error'])
+        return answer['status'], binascii.unhexlify(answer['body_hex'])
 `;
 
 const PRELUDE = "import sys\nsys.path.append('/sim')\nimport _rom\ndel sys, _rom\n";
@@ -216,6 +263,7 @@ async function boot() {
   mp.FS.mkdir("/sim");
   mp.FS.writeFile("/sim/machine.py", MACHINE_PY);
   mp.FS.writeFile("/sim/_rom.py", ROM_PY);
+  mp.FS.writeFile("/sim/simnet.py", SIMNET_PY);
   mp.registerJsModule("_simboard", simModule);
   loadFlash();
   mp.runPython(PRELUDE);
