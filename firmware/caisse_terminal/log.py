@@ -68,7 +68,7 @@ _PAYMENT_BYTES = const(96 + 74)  # BODY frame + its SIG frame
 REASONS = ("", "malformed", "wrong_terminal", "bad_signature", "seq_conflict", "bad_chain",
            "over_limit", "unknown_card", "card_blocked", "unknown_payment")
 # Rejected for these, a record is not stored by the backend: never acked, never resent.
-_FINAL_UNSTORED = const(5)
+UNSTORED = ("malformed", "wrong_terminal", "bad_signature", "seq_conflict", "bad_chain")
 
 _table = None
 
@@ -354,8 +354,7 @@ class Log:
                 seq = record.body_seq(payload)
                 if seq <= floor or len(bodies) >= limit:
                     continue
-                reason = self.rejected.get(seq)
-                if reason is not None and REASONS.index(reason) <= _FINAL_UNSTORED:
+                if self.rejected.get(seq) in UNSTORED:
                     continue
                 bodies[seq] = payload[:record.BODY_SIZE]
                 if kind == T_REC:
