@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import ledger, protocol
 from caisse.config import Settings
+from caisse.db import bulk_insert, column_in
 from caisse.errors import TerminalRefused
 from caisse.models import (
     Card,
@@ -131,7 +132,7 @@ def lock_terminal(session: Session, *, terminal_id: int) -> tuple[int, bytes, st
     row = session.execute(
         select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq)
         .where(_terminal.c.id == terminal_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).one_or_none()
     if row is None:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
@@ -331,7 +332,7 @@ def _load_neighbourhood(session: Session, *, terminal_id: int, records: list[Rec
         select(
             _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
             _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
-        ).where(_record.c.terminal_id == terminal_id, _record.c.seq.in_(sorted(wanted)))
+        ).where(_record.c.terminal_id == terminal_id, column_in(session, _record.c.seq, sorted(wanted)))
     )
     return {
         seq: _Stored(raw=bytes(raw), digest=bytes(digest), prev_hash=bytes(prev_hash), kind=kind, status=status,
@@ -345,7 +346,7 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int,
     if not uids:
         return {}
     rows = session.execute(
-        select(_card.c.uid, _card.c.household_id, _card.c.status, _card.c.blocked_at).where(_card.c.uid.in_(uids))
+        select(_card.c.uid, _card.c.household_id, _card.c.status, _card.c.blocked_at).where(column_in(session, _card.c.uid, uids))
     )
     return {
         bytes(uid): (household_id, status, None if blocked_at is None else unix_s(blocked_at))
@@ -356,15 +357,13 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int,
 def _write(session: Session, batch: _Batch) -> None:
     """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
     its records, ledger accounts by ascending id, the cards counter, cards."""
-    if batch.new_rows:
-        session.execute(insert(_record), batch.new_rows)
-    if batch.rejections:
-        session.execute(insert(_rejected), batch.rejections)
+    bulk_insert(session, _record, batch.new_rows)
+    bulk_insert(session, _rejected, batch.rejections)
     for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
         if seqs:
             session.execute(
                 update(_record)
-                .where(_record.c.terminal_id == batch.terminal_id, _record.c.seq.in_(sorted(seqs)))
+                .where(_record.c.terminal_id == batch.terminal_id, column_in(session, _record.c.seq, sorted(seqs)))
                 .values({column: True})
             )
     if not batch.postings:

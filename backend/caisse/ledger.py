@@ -11,10 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, case, func, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from caisse.db import bulk_insert, column_in, is_postgresql
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
 ALLOWANCE_FUND = "allowance_fund"
@@ -72,7 +73,7 @@ def account_ids(session: Session, *, codes: Iterable[str]) -> dict[str, int]:
     codes = list(set(codes))
     if not codes:
         return {}
-    rows = session.execute(select(_account.c.code, _account.c.id).where(_account.c.code.in_(codes)))
+    rows = session.execute(select(_account.c.code, _account.c.id).where(column_in(session, _account.c.code, codes)))
     return {code: account_id for code, account_id in rows}
 
 
@@ -89,39 +90,59 @@ def post_transfers(session: Session, *, transfers: Sequence[Transfer]) -> None:
         debits[transfer.debit_account_id] += transfer.amount_cents
         credits[transfer.credit_account_id] += transfer.amount_cents
     now = utcnow()
+    rows = [
+        {
+            "debit_account_id": t.debit_account_id,
+            "credit_account_id": t.credit_account_id,
+            "amount_cents": t.amount_cents,
+            "kind": t.kind,
+            "reference": t.reference,
+            "memo": t.memo,
+            "created_at": now,
+        }
+        for t in transfers
+    ]
+    touched = sorted(debits.keys() | credits.keys())
+    # Lock the accounts first, in ascending id order: one global order, so batches touching the
+    # same accounts queue instead of deadlocking. FOR NO KEY UPDATE, not FOR UPDATE: the latter
+    # would also wait on the KEY SHARE locks other transactions' foreign key checks hold.
+    locked = session.execute(
+        select(_account.c.id)
+        .where(column_in(session, _account.c.id, touched))
+        .order_by(_account.c.id)
+        .with_for_update(key_share=True)
+    ).all()
+    assert len(locked) == len(touched), "every account of a transfer exists"
+    bulk_insert(session, _transfer, rows)
+    # Then one UPDATE applies every delta in SQL: never a read-modify-write of a balance.
+    if is_postgresql(session):
+        session.execute(
+            text(
+                "UPDATE ledger_account AS a"
+                " SET debits_posted_cents = a.debits_posted_cents + d.debit,"
+                " credits_posted_cents = a.credits_posted_cents + d.credit"
+                " FROM unnest(CAST(:ids AS integer[]), CAST(:debits AS bigint[]), CAST(:credits AS bigint[]))"
+                " AS d(id, debit, credit) WHERE a.id = d.id"
+            ),
+            {"ids": touched, "debits": [debits.get(a, 0) for a in touched], "credits": [credits.get(a, 0) for a in touched]},
+        )
+        return
     session.execute(
-        insert(_transfer),
-        [
-            {
-                "debit_account_id": t.debit_account_id,
-                "credit_account_id": t.credit_account_id,
-                "amount_cents": t.amount_cents,
-                "kind": t.kind,
-                "reference": t.reference,
-                "memo": t.memo,
-                "created_at": now,
-            }
-            for t in transfers
-        ],
-    )
-    statement = (
         update(_account)
-        .where(_account.c.id == bindparam("account_id"))
+        .where(_account.c.id.in_(touched))
         .values(
-            debits_posted_cents=_account.c.debits_posted_cents + bindparam("debit_delta"),
-            credits_posted_cents=_account.c.credits_posted_cents + bindparam("credit_delta"),
+            debits_posted_cents=_account.c.debits_posted_cents + _deltas(debits, touched),
+            credits_posted_cents=_account.c.credits_posted_cents + _deltas(credits, touched),
         )
     )
-    # Lock order: ascending account id. The transfer insert above already proved every account
-    # exists (foreign keys), so each UPDATE below matches exactly one row.
-    touched = sorted(debits.keys() | credits.keys())
-    session.execute(
-        statement,
-        [
-            {"account_id": a, "debit_delta": debits.get(a, 0), "credit_delta": credits.get(a, 0)}
-            for a in touched
-        ],
-    )
+
+
+def _deltas(amounts: dict[int, int], touched: list[int]) -> ColumnElement[int]:
+    """CASE id WHEN 3 THEN 250 ... ELSE 0 END: each touched account's delta, as one SQL expression."""
+    whens = {account_id: amounts[account_id] for account_id in touched if amounts.get(account_id)}
+    if not whens:
+        return literal(0, BigInteger)
+    return case(whens, value=_account.c.id, else_=literal(0, BigInteger))
 
 
 def post_transfer(

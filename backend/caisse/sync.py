@@ -14,12 +14,13 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import case, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from caisse import ledger, protocol
 from caisse.config import Settings
+from caisse.db import is_postgresql
 from caisse.errors import SyncUnauthorized
 from caisse.ingest import _public_key, lock_terminal
 from caisse.models import Card, CardStatus, Counter, Terminal, utcnow
@@ -74,16 +75,28 @@ def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids:
         return None
     last = take_cards_versions(session, count=count)
     version = last - count
-    if household_ids:
+    if household_ids and is_postgresql(session):
         session.execute(
-            update(_card).where(_card.c.household_id == bindparam("h")).values(sync_version=bindparam("v")),
-            [{"h": h, "v": version + i} for i, h in enumerate(household_ids, start=1)],
+            text(
+                "UPDATE card SET sync_version = v.version"
+                " FROM unnest(CAST(:households AS integer[]), CAST(:versions AS bigint[])) AS v(household_id, version)"
+                " WHERE card.household_id = v.household_id"
+            ),
+            {"households": household_ids, "versions": list(range(version + 1, version + 1 + len(household_ids)))},
+        )
+        version += len(household_ids)
+    elif household_ids:
+        versions = {h: version + i for i, h in enumerate(household_ids, start=1)}
+        session.execute(
+            update(_card)
+            .where(_card.c.household_id.in_(household_ids))
+            .values(sync_version=case(versions, value=_card.c.household_id))
         )
         version += len(household_ids)
     if card_ids:
+        versions = {c: version + i for i, c in enumerate(card_ids, start=1)}
         session.execute(
-            update(_card).where(_card.c.id == bindparam("c")).values(sync_version=bindparam("v")),
-            [{"c": c, "v": version + i} for i, c in enumerate(card_ids, start=1)],
+            update(_card).where(_card.c.id.in_(card_ids)).values(sync_version=case(versions, value=_card.c.id))
         )
     return last
 
