@@ -19,8 +19,9 @@ Why it survives power cuts:
 - A record is committed when its frame is complete and synced; only then does the terminal
   beep. Recovery reads every segment frame by frame and stops at the first frame that is short,
   of the wrong length or with a bad CRC: that is the torn tail of an interrupted write, the
-  only thing dropped. Nothing is ever appended after a torn tail: the next write opens a new
-  segment, so a torn frame can never hide frames written after it.
+  only thing dropped. Nothing is ever appended after a torn tail: recovery first rewrites the
+  head segment without it (copy of the valid prefix, then an atomic rename), so a torn frame
+  can never hide frames written after it.
 - seq: the protocol forbids gaps, so the next seq is the last committed seq + 1, read back from
   the newest record, or from the newest segment's HEAD when every record was reclaimed (HEAD is
   the persistent high-water mark, and the head segment is never reclaimed). A number is never
@@ -58,6 +59,7 @@ T_DAY = const(7)
 _SIZES = (0, 40, 90, 154, 68, 4, 5, 12)  # payload size by type
 _OVERHEAD = const(6)
 _PREFIX = "log"
+_REPAIR = "logrepair"  # not a segment name: the copy of a head being cut back to its valid frames
 SEGMENT_BYTES = const(32768)
 SEGMENTS = const(16)  # 512 KiB of log by default
 RESERVE_BYTES = const(1024)  # kept for signatures, acks and marks once payments are refused
@@ -166,6 +168,28 @@ class Log:
             self._segs.append(_Segment(gen, self._scan_end, self.next_seq - 1))
             self._sealed = torn  # only matters for the newest segment, the head
         self.unsigned = [s for s in self.unsigned if s > self.acked_seq]
+        if self._sealed:
+            self._repair_head()
+
+    def _repair_head(self) -> None:
+        """Cut the torn tail off the head segment, so appending can go on in it.
+
+        The valid prefix is copied to a temporary file, synced, then renamed over the segment
+        (atomic): a power cut during the copy leaves the original, and the next boot retries.
+        """
+        seg = self._segs[-1]
+        name = _name(seg.gen)
+        self._storage.remove(_REPAIR)
+        pos = 0
+        while pos < seg.size:
+            n = self._storage.readinto(name, pos, self._chunk)
+            n = min(n, seg.size - pos)
+            self._storage.append(_REPAIR, memoryview(self._chunk)[:n])
+            pos += n
+        self._storage.sync()
+        self._storage.rename(_REPAIR, name)
+        self._storage.sync()
+        self._sealed = False
 
     def _apply(self, kind: int, payload) -> None:
         if kind == T_HEAD:

@@ -30,7 +30,7 @@ def test_a_frame_with_one_flipped_bit_ends_the_scan_there():
     r.files[name][-3] ^= 0x10  # inside the last SIG frame's CRC
     again = rig.Rig(files=r.files)
     assert again.log.next_seq == 4 and again.log.unsigned == [3] and again.log.torn_tails == 1
-    assert again.terminal.background_sign() == 1  # written to a new segment, after the torn tail
+    assert again.terminal.background_sign() == 1  # appended where the torn frame was cut off
     assert len(again.log.pending(10)) == 3
 
 

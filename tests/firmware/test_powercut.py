@@ -63,6 +63,19 @@ def test_every_cut_point_under_cpython_keeps_approved_payments_exactly_once(sign
     assert reboots == units
 
 
+def test_power_failing_again_soon_after_each_reboot_under_cpython(signer):
+    """Second (and third) cuts land in recovery, the re-signing and the retried payment."""
+    units = powercut.total_units(signer)
+    runs = 0
+    for cut_at in range(0, units, 5):
+        for then in ((0,), (1,), (40,), (97, 3), (171, 75)):
+            r = powercut.run(signer, cut_at, then)
+            assert r.reboots >= 2, (cut_at, then)
+            check(powercut.summary(r), cut_at)
+            runs += 1
+    assert runs > 2000
+
+
 def test_representative_cut_points_under_micropython():
     code = """
 import json, binascii

@@ -40,7 +40,7 @@ class MemoSigner:
 
 
 class Run:
-    def __init__(self, signer, cut_at: int) -> None:
+    def __init__(self, signer, cut_at: int, then=()) -> None:
         self.files = {}
         self.signer = signer
         self.approved = []  # bodies that beeped
@@ -49,6 +49,7 @@ class Run:
         self.reboots = 0
         self.storage = sim.MemoryStorage(self.files)
         self.storage.budget = cut_at
+        self.then = list(then)  # budgets of the boots after each cut: power fails again
         self.log = self._boot()
         self.body = bytearray(record.BODY_SIZE)
         self.time = T0
@@ -60,7 +61,9 @@ class Run:
 
     def reboot(self) -> None:
         self.reboots += 1
-        self.storage = sim.MemoryStorage(self.files)  # power back: no more cuts
+        self.storage = sim.MemoryStorage(self.files)  # power back
+        if self.then:
+            self.storage.budget = self.then.pop(0)
         self.log = self._boot()
         present = {}
         for kind, payload in self.log.frames():
@@ -111,21 +114,30 @@ class Run:
         lg.acknowledge(acked)
 
 
-def run(signer, cut_at: int) -> Run:
-    r = Run(signer, cut_at)
+def _reboot(r: Run) -> None:
+    while True:
+        try:
+            r.reboot()  # recovery itself may write (drop a torn segment head)
+            return
+        except sim.PowerCut:
+            pass
+
+
+def run(signer, cut_at: int, then=()) -> Run:
+    r = Run(signer, cut_at, then)
     i = 0
     while i < len(WORKLOAD):
         try:
             r.step(WORKLOAD[i])
             i += 1
         except sim.PowerCut:
-            r.reboot()
+            _reboot(r)
     while True:
         try:
             r.sync()
             break
         except sim.PowerCut:
-            r.reboot()
+            _reboot(r)
     return r
 
 
