@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, ColumnElement, case, func, insert, literal, select, text, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -78,7 +78,7 @@ def account_ids(session: Session, *, codes: Iterable[str]) -> dict[str, int]:
 
 
 def post_transfers(session: Session, *, transfers: Sequence[Transfer]) -> None:
-    """Insert the transfers and apply their deltas: one UPDATE per touched account.
+    """Insert the transfers and apply their deltas, aggregated per account.
 
     Raises IntegrityError if a reference was already posted (the caller's transaction then rolls back).
     """
@@ -114,7 +114,8 @@ def post_transfers(session: Session, *, transfers: Sequence[Transfer]) -> None:
     ).all()
     assert len(locked) == len(touched), "every account of a transfer exists"
     bulk_insert(session, _transfer, rows)
-    # Then one UPDATE applies every delta in SQL: never a read-modify-write of a balance.
+    # Then the deltas are applied in SQL, never as a read-modify-write of a balance: one UPDATE
+    # joined to the arrays of deltas on PostgreSQL, one executemany in the driver on SQLite.
     if is_postgresql(session):
         session.execute(
             text(
@@ -127,22 +128,11 @@ def post_transfers(session: Session, *, transfers: Sequence[Transfer]) -> None:
             {"ids": touched, "debits": [debits.get(a, 0) for a in touched], "credits": [credits.get(a, 0) for a in touched]},
         )
         return
-    session.execute(
-        update(_account)
-        .where(_account.c.id.in_(touched))
-        .values(
-            debits_posted_cents=_account.c.debits_posted_cents + _deltas(debits, touched),
-            credits_posted_cents=_account.c.credits_posted_cents + _deltas(credits, touched),
-        )
+    session.connection().exec_driver_sql(
+        "UPDATE ledger_account SET debits_posted_cents = debits_posted_cents + ?,"
+        " credits_posted_cents = credits_posted_cents + ? WHERE id = ?",
+        [(debits.get(a, 0), credits.get(a, 0), a) for a in touched],
     )
-
-
-def _deltas(amounts: dict[int, int], touched: list[int]) -> ColumnElement[int]:
-    """CASE id WHEN 3 THEN 250 ... ELSE 0 END: each touched account's delta, as one SQL expression."""
-    whens = {account_id: amounts[account_id] for account_id in touched if amounts.get(account_id)}
-    if not whens:
-        return literal(0, BigInteger)
-    return case(whens, value=_account.c.id, else_=literal(0, BigInteger))
 
 
 def post_transfer(

@@ -86,11 +86,9 @@ def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids:
         )
         version += len(household_ids)
     elif household_ids:
-        versions = {h: version + i for i, h in enumerate(household_ids, start=1)}
-        session.execute(
-            update(_card)
-            .where(_card.c.household_id.in_(household_ids))
-            .values(sync_version=case(versions, value=_card.c.household_id))
+        session.connection().exec_driver_sql(
+            "UPDATE card SET sync_version = ? WHERE household_id = ?",
+            [(version + i, h) for i, h in enumerate(household_ids, start=1)],
         )
         version += len(household_ids)
     if card_ids:
