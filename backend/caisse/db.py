@@ -6,7 +6,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, LargeBinary, Table, any_, create_engine, event, literal
+from sqlalchemy import Boolean, ColumnElement, DateTime, Engine, Table, any_, create_engine, event, literal
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -79,17 +79,28 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     connection = session.connection()
     columns = list(rows[0])
     if connection.dialect.name != "postgresql":
-        # The driver's own executemany, with each column's bind processing: SQLAlchemy's per-row
-        # parameter handling costs more than SQLite spends storing the row.
-        processors = [
-            None if isinstance(table.c[c].type, LargeBinary) else table.c[c].type._cached_bind_processor(connection.dialect)
-            for c in columns
-        ]  # bytes go to sqlite3 as they are
-        statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        values = [
-            tuple(v if p is None else p(v) for p, v in zip(processors, (row[c] for c in columns), strict=True))
-            for row in rows
+        # The driver's own executemany: SQLAlchemy's per-row parameter handling costs more than
+        # SQLite spends storing the row. Only DateTime and Boolean need converting; a batch
+        # shares its timestamps, so each distinct value is converted once.
+        dialect = connection.dialect
+        converters = [
+            (index, processor, {})
+            for index, column in enumerate(columns)
+            if isinstance(table.c[column].type, (DateTime, Boolean))
+            and (processor := table.c[column].type._cached_bind_processor(dialect)) is not None
         ]
+        values = []
+        for row in rows:
+            value = [row[column] for column in columns]
+            for index, processor, seen in converters:
+                raw = value[index]
+                if raw is not None:
+                    converted = seen.get(raw)
+                    if converted is None:
+                        converted = seen[raw] = processor(raw)
+                    value[index] = converted
+            values.append(tuple(value))
+        statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         connection.exec_driver_sql(statement, values)
         return
     import psycopg

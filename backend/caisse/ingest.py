@@ -15,6 +15,7 @@ import enum
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,6 +116,7 @@ class _Batch:
     postings: list[tuple[str, str, int, str, str]] = field(default_factory=list)
     households: set[int] = field(default_factory=set)
     suspect: bool = False
+    received_at: datetime = field(default_factory=utcnow)
 
 
 @lru_cache(maxsize=4096)
@@ -210,7 +212,7 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
             else:
                 batch.verified_seqs.add(seq + 1)
         row = _new_row(terminal_id, seq, raw, digest, record, household_id, reason,
-                       chain_verified=seq == 1 or previous is not None)
+                       chain_verified=seq == 1 or previous is not None, received_at=batch.received_at)
         batch.new_rows.append(row)
         stored[seq] = _Stored(
             raw=raw, digest=digest, prev_hash=record.prev_hash, kind=record.kind, status=row["status"],
@@ -242,7 +244,8 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
 def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str) -> RecordResult:
     """A record that is not authentic or not well formed: logged, never stored."""
     batch.rejections.append(
-        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw, "reason": reason.value, "detail": detail[:300], "received_at": utcnow()}
+        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw, "reason": reason.value, "detail": detail[:300],
+         "received_at": batch.received_at}
     )
     return RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason, detail=detail)
 
@@ -295,7 +298,7 @@ def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, s
 
 
 def _new_row(terminal_id: int, seq: int, raw: bytes, digest: bytes, record: Record, household_id: int | None,
-             reason: Reason | None, *, chain_verified: bool) -> dict:
+             reason: Reason | None, *, chain_verified: bool, received_at: datetime) -> dict:
     return {
         "terminal_id": terminal_id,
         "seq": seq,
@@ -314,7 +317,7 @@ def _new_row(terminal_id: int, seq: int, raw: bytes, digest: bytes, record: Reco
         "reason": None if reason is None else reason.value,
         "chain_verified": chain_verified,
         "voided": False,
-        "received_at": utcnow(),
+        "received_at": received_at,
     }
 
 
