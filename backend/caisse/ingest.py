@@ -16,16 +16,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import ledger, protocol
 from caisse.config import Settings
 from caisse.db import bulk_insert, column_in
-from caisse.errors import TerminalRefused
 from caisse.models import (
     Card,
     CardStatus,
@@ -38,10 +35,11 @@ from caisse.models import (
     utcnow,
 )
 from caisse.protocol import Kind, MalformedRecord, Record
+from caisse.sync import bump_cards
+from caisse.terminals import lock_terminal, terminal_public_key
 
 MAX_RECORDS_PER_BATCH = 256
 MAX_BATCH_BODY_BYTES = 64 * 1024
-MAX_TERMINAL_ID = 0xFFFFFFFF
 _ACKED_SCAN_ROWS = 1024
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
@@ -119,39 +117,15 @@ class _Batch:
     received_at: datetime = field(default_factory=utcnow)
 
 
-@lru_cache(maxsize=4096)
-def _public_key(sec1_point: bytes) -> ec.EllipticCurvePublicKey:
-    """Loaded keys, cached by their bytes: a revoked terminal is refused before its key is used,
-    and a re-keyed terminal has different bytes, so the cache never needs invalidating."""
-    return protocol.load_public_key(sec1_point)
-
-
-def lock_terminal(session: Session, *, terminal_id: int) -> tuple[int, bytes, str, int]:
-    """(vendor_id, public_key, status, acked_seq) of an active or suspect terminal, row-locked on
-    PostgreSQL so batches of one terminal run one after the other. Raises TerminalRefused."""
-    if not 0 < terminal_id <= MAX_TERMINAL_ID:
-        raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
-    row = session.execute(
-        select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq)
-        .where(_terminal.c.id == terminal_id)
-        .with_for_update(key_share=True)
-    ).one_or_none()
-    if row is None:
-        raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
-    vendor_id, public_key, status, acked_seq = row
-    if status == TerminalStatus.REVOKED:
-        raise TerminalRefused("terminal_revoked", f"terminal {terminal_id} was revoked")
-    return vendor_id, bytes(public_key), status, acked_seq
-
-
 def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[bytes], settings: Settings) -> BatchResult:
     """Check, store and post one batch of records. Does not commit: the caller does.
 
-    Raises TerminalRefused (nothing to write) for an unknown or revoked terminal.
+    Raises caisse.errors.TerminalRefused (nothing to write) for an unknown or revoked terminal.
     """
     assert len(raw_records) <= MAX_RECORDS_PER_BATCH, "the API refuses larger batches"
-    vendor_id, public_key_bytes, status, acked_seq = lock_terminal(session, terminal_id=terminal_id)
-    public_key = _public_key(public_key_bytes)
+    terminal = lock_terminal(session, terminal_id=terminal_id)
+    vendor_id, status, acked_seq = terminal.vendor_id, terminal.status, terminal.acked_seq
+    public_key = terminal_public_key(terminal.public_key)
     batch = _Batch(terminal_id=terminal_id)
     results: list[RecordResult | None] = [None] * len(raw_records)
 
@@ -383,8 +357,6 @@ def _write(session: Session, batch: _Batch) -> None:
             for d, c, a, k, r in batch.postings
         ],
     )
-    from caisse.sync import bump_cards  # sync imports ingest's terminal lock
-
     bump_cards(session, household_ids=batch.households)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from caisse.api.routes import admin, terminals
@@ -12,10 +15,11 @@ from caisse.config import Settings
 from caisse.db import make_engine, session_factory
 from caisse.errors import CaisseError, SyncUnauthorized
 
+logger = logging.getLogger("caisse")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
 
-def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # type: ignore[no-untyped-def]
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """The app, on the settings' database unless an engine is given (tests share theirs)."""
     settings = settings or Settings()
     engine = engine or make_engine(settings.database_url)
@@ -45,5 +49,11 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
         code = _HTTP_CODES.get(error.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(error.detail)}, status_code=error.status_code,
                             headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        # The request's transaction was rolled back when its session closed: nothing half-written.
+        logger.exception("unexpected error", exc_info=error)
+        return JSONResponse({"error": "internal_error", "detail": "unexpected error, nothing was stored"}, status_code=500)
 
     return app

@@ -22,7 +22,7 @@ from caisse import ledger, protocol
 from caisse.config import Settings
 from caisse.db import is_postgresql
 from caisse.errors import SyncUnauthorized
-from caisse.ingest import _public_key, lock_terminal
+from caisse.terminals import lock_terminal, terminal_public_key
 from caisse.models import Card, CardStatus, Counter, Terminal, utcnow
 
 CARDS_COUNTER = "cards"
@@ -126,7 +126,7 @@ def authenticate(
     now_s: int, settings: Settings,
 ) -> int:
     """Acked seq of the terminal if the request is genuine and timely; raises otherwise."""
-    _vendor_id, public_key, _status, acked_seq = lock_terminal(session, terminal_id=terminal_id)
+    terminal = lock_terminal(session, terminal_id=terminal_id)
     if time_s is None or signature_hex is None:
         raise SyncUnauthorized("bad_signature", "X-Caisse-Time and X-Caisse-Signature are required")
     try:
@@ -136,13 +136,13 @@ def authenticate(
     if len(signature) != protocol.SIGNATURE_SIZE or not 0 <= time_s <= MAX_SINCE:
         raise SyncUnauthorized("bad_signature", "X-Caisse-Signature is 128 hex characters over a u32 time")
     digest = protocol.sync_digest(terminal_id, time_s, since)
-    if not protocol.verify_digest(_public_key(public_key), digest, signature):
+    if not protocol.verify_digest(terminal_public_key(terminal.public_key), digest, signature):
         raise SyncUnauthorized("bad_signature", "the signature does not verify with this terminal's key")
     if abs(time_s - now_s) > settings.sync_clock_window_s:
         raise SyncUnauthorized(
             "clock_skew", f"terminal time is {time_s - now_s:+d} s from the server's", server_time=now_s
         )
-    return acked_seq
+    return terminal.acked_seq
 
 
 def sync_terminal(

@@ -6,10 +6,12 @@ import base64
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import admin
+from caisse import admin, ingest
+from caisse.config import Settings
+from caisse.main import create_app
 from caisse.models import LedgerTransfer, RejectedUpload, TransactionRecord
 from tests.backend.factories import make_world
 
@@ -94,4 +96,21 @@ def test_an_empty_batch_is_answered_with_the_current_acked_seq(client: TestClien
     world = make_world(session)
     response = client.post(f"/v1/terminals/{world.terminal_id}/batches", json={"records": []})
     assert response.json() == {"results": [], "acked_seq": 0}
+    assert session.execute(select(func.count()).select_from(LedgerTransfer)).scalar_one() == 1  # the allowance only
+
+
+def test_an_unexpected_failure_mid_batch_is_a_json_500_and_rolls_back_everything(
+    engine: Engine, settings: Settings, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = make_world(session, balance_cents=10_000)
+
+    def broken_bump(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk on fire")  # after records and transfers were written
+
+    monkeypatch.setattr(ingest, "bump_cards", broken_bump)
+    records = [_b64(world.chain.pay(world.uid, 100)), _b64(b"\x00" * 10)]
+    with TestClient(create_app(settings, engine=engine), raise_server_exceptions=False) as client:
+        response = client.post(f"/v1/terminals/{world.terminal_id}/batches", json={"records": records})
+    assert response.status_code == 500 and response.json()["error"] == "internal_error"
+    assert _nothing_written(session)
     assert session.execute(select(func.count()).select_from(LedgerTransfer)).scalar_one() == 1  # the allowance only

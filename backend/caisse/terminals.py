@@ -1,0 +1,53 @@
+"""The terminal a request comes from: found, refused if revoked, locked, its key loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from sqlmodel import Session
+
+from caisse import protocol
+from caisse.errors import TerminalRefused
+from caisse.models import Terminal, TerminalStatus
+
+MAX_TERMINAL_ID = 0xFFFFFFFF  # u32 on the wire
+_terminal = Terminal.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalState:
+    vendor_id: int
+    public_key: bytes
+    status: str
+    acked_seq: int
+
+
+@lru_cache(maxsize=4096)
+def terminal_public_key(sec1_point: bytes) -> ec.EllipticCurvePublicKey:
+    """Loaded keys, cached by their bytes: a revoked terminal is refused before its key is used,
+    and a re-keyed terminal has different bytes, so the cache never needs invalidating."""
+    return protocol.load_public_key(sec1_point)
+
+
+def lock_terminal(session: Session, *, terminal_id: int) -> TerminalState:
+    """An active or suspect terminal, its row locked (on PostgreSQL) until the caller's
+    transaction ends, so the requests of one terminal run one after the other.
+
+    Raises TerminalRefused: `unknown_terminal` or `terminal_revoked`.
+    """
+    if not 0 < terminal_id <= MAX_TERMINAL_ID:
+        raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
+    row = session.execute(
+        select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq)
+        .where(_terminal.c.id == terminal_id)
+        .with_for_update(key_share=True)
+    ).one_or_none()
+    if row is None:
+        raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
+    vendor_id, public_key, status, acked_seq = row
+    if status == TerminalStatus.REVOKED:
+        raise TerminalRefused("terminal_revoked", f"terminal {terminal_id} was revoked")
+    return TerminalState(vendor_id=vendor_id, public_key=bytes(public_key), status=status, acked_seq=acked_seq)
