@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         sign_records(terminals, cards, args.n)
         bodies = [batch for lane in encode_batches(terminals, 256) for batch in lane]
         raws = [[base64.b64decode(r) for r in json.loads(b.body)["records"]] for b in bodies]
-        keys = {t.terminal_id: protocol.load_public_key(protocol.public_key_bytes(t._key)) for t in terminals}
+        keys = {t.terminal_id: protocol.load_public_key(t.public_key) for t in terminals}
         decoded = [[protocol.decode(raw) for raw in batch] for batch in raws]
         costs = {
             "JSON body + base64": cpu_us_per_record(
