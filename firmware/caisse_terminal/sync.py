@@ -148,7 +148,9 @@ class SyncClient:
                 raise SyncError("sync %d %s" % (status, _error_code(raw)))
             answer = json.loads(raw)
             pages += 1
-            packed = binascii.a2b_base64(answer.get("cards") or "")
+            # bytes, not str: the C binascii of the ESP32 takes both, MicroPython's Python one
+            # (WebAssembly and other ports without the C module) only bytes.
+            packed = binascii.a2b_base64((answer.get("cards") or "").encode())
             policy.apply_cards(packed, bool(answer.get("full")))
             report.cards += len(packed) // 16
             policy.cards_version = answer["cards_version"]

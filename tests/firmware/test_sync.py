@@ -196,3 +196,30 @@ def test_a_full_log_accepts_payments_again_after_a_sync():
 
 def test_sync_digest_matches_the_backend():
     assert sync_module.sync_digest(7, 1767258000, 42) == protocol.sync_digest(7, 1767258000, 42)
+
+
+MICROPYTHON_CARD_SYNC = """
+import sys
+sys.path.insert(0, '/scenarios')
+import binascii, json
+import rig
+
+CARDS = rig.entry(rig.ALICE, 1, 5000) + rig.entry(rig.CAROL, 0, 700)
+
+def backend(method, path, headers, body):
+    # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
+    return 200, json.dumps({"server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
+                            "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
+                            "limits": {}}).encode()
+
+r = rig.Rig(transport=backend, cards=b"")
+report = r.terminal.sync_now()
+print(report.error, report.cards, r.terminal.policy.cards_version, r.terminal.policy.lookup(rig.CAROL))
+"""
+
+
+def test_the_card_table_from_a_sync_answer_decodes_under_micropython():
+    # The answer's base64 is a str; MicroPython's binascii (the WebAssembly port's) takes bytes.
+    from tests.firmware.mpy_runtime import run
+    out = run(MICROPYTHON_CARD_SYNC, mounts={ROOT / "tests/firmware/scenarios": "/scenarios"})
+    assert out.split() == ["None", "2", "9", "(0,", "700)"]

@@ -224,15 +224,6 @@ def _time():
 os.urandom = _urandom
 time._host_time = _host_time
 time.time = _time
-
-# The WebAssembly build's binascii is a frozen .py whose a2b_base64 takes bytes only; the ESP32's
-# is C and takes str too (sync.py relies on it), so the simulated board behaves like the ESP32.
-_a2b_base64 = binascii.a2b_base64
-
-def _a2b(data):
-    return _a2b_base64(data.encode() if isinstance(data, str) else data)
-
-binascii.a2b_base64 = _a2b
 `;
 
 // caisse_terminal.net.HttpTransport's interface over the simulated Wi-Fi (no sockets in wasm).
