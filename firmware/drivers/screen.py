@@ -1,20 +1,46 @@
 """The terminal's screen (caisse_terminal.hal.Display) on a 128x64 framebuf display.
 
-Text lines use framebuf's 8x8 font: 4 lines of 16 characters. That font has no accents, so
-French letters are drawn as their base letter (é -> e). Amounts use large seven-segment digits
+Text lines use framebuf's 8x8 font: 4 lines of 16 characters. That font is ASCII only, so the
+French accented letters of the terminal's texts are drawn from _GLYPHS, a small table in the
+same format; any other non-ASCII character shows as "?". Amounts use large seven-segment digits
 drawn with fill_rect (12 x 28 pixels: 12 mm tall on the 2.42in panel), readable at arm's length.
 """
 
+import framebuf
 from micropython import const
 
 from caisse_terminal.hal import LINE_CHARS, LINES, Display
 
-_FOLD = {
-    "à": "a", "â": "a", "ä": "a", "ç": "c", "é": "e", "è": "e", "ê": "e", "ë": "e",
-    "î": "i", "ï": "i", "ô": "o", "ö": "o", "ù": "u", "û": "u", "ü": "u", "ÿ": "y",
-    "À": "A", "Â": "A", "Ç": "C", "É": "E", "È": "E", "Ê": "E", "Î": "I", "Ô": "O", "Ù": "U",
-    "Û": "U", "€": "E", "œ": "oe", "Œ": "OE",
-}  # fmt: skip
+# 8x8 glyphs like framebuf's font: 8 bytes a letter, one byte a column, bit 0 the top row. The
+# lower-case letters are framebuf's, with the accent in the two empty rows above the x-height;
+# É is a shorter E under its accent.
+ACCENTED = "àâçèéêëîïôùûÉ"  # the letters _GLYPHS draws, in its order
+_GLYPHS = (
+    b"\x00\x20\x75\x57\x56\x7c\x78\x00"  # à
+    b"\x00\x20\x76\x55\x55\x7e\x78\x00"  # â
+    b"\x00\x38\x7c\xc4\xc4\x6c\x28\x00"  # ç
+    b"\x00\x38\x7d\x57\x56\x5c\x58\x00"  # è
+    b"\x00\x38\x7c\x56\x57\x5d\x58\x00"  # é
+    b"\x00\x38\x7e\x55\x55\x5e\x58\x00"  # ê
+    b"\x00\x39\x7d\x54\x54\x5d\x59\x00"  # ë
+    b"\x00\x00\x02\x7d\x7d\x02\x00\x00"  # î
+    b"\x00\x01\x01\x7c\x7c\x01\x01\x00"  # ï
+    b"\x00\x38\x7e\x45\x45\x7e\x38\x00"  # ô
+    b"\x00\x3c\x7d\x43\x42\x7c\x3c\x00"  # ù
+    b"\x00\x3c\x7e\x41\x41\x7e\x3c\x00"  # û
+    b"\x00\xfc\xfc\x94\x95\x85\x84\x00"  # É
+)
+# These letters are U+00C0..U+00FF, in UTF-8 the byte 0xC3 then 0x80 + (code point & 0x3F):
+# _SLOTS[code point & 0x3F] is 1 + the letter's index in _GLYPHS, 0 for a letter it lacks.
+_UTF8_LATIN1 = const(0xC3)
+_SLOTS = (
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x0d\x00\x00\x00\x00\x00\x00"  # U+00C0..
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"  # U+00D0..
+    b"\x01\x00\x02\x00\x00\x00\x00\x03\x04\x05\x06\x07\x00\x00\x08\x09"  # U+00E0..
+    b"\x00\x00\x00\x00\x0a\x00\x00\x00\x00\x0b\x00\x0c\x00\x00\x00\x00"  # U+00F0..
+)
+_SPACE = const(32)
+_UNKNOWN = const(63)  # "?"
 
 # Seven segments a..g, as (x, y, w, h) in a DIGIT_W x DIGIT_H cell with T-thick strokes.
 DIGIT_W = const(12)
@@ -36,13 +62,6 @@ _GAP = const(3)
 _AMOUNT_Y = const(18)
 
 
-def fold(text):
-    """The text with French accented letters replaced by ASCII the 8x8 font can draw."""
-    if all(ord(ch) < 128 for ch in text):
-        return text
-    return "".join(_FOLD.get(ch, ch if ord(ch) < 128 else "?") for ch in text)
-
-
 def format_cents(amount_cents):
     """12,50: euros, a comma, two digits (French notation)."""
     return "%d,%02d" % (amount_cents // 100, amount_cents % 100)
@@ -53,12 +72,53 @@ class Screen(Display):
         self.fb = fb
         self.width = width
         self.height = height
+        self._line = bytearray(LINE_CHARS)  # the ASCII cells of the line being drawn
+        self._glyph = bytearray(8)
+        self._glyph_fb = framebuf.FrameBuffer(self._glyph, 8, 8, framebuf.MONO_VLSB)
 
     def show(self, lines):
         self.fb.fill(0)
         for row, text in enumerate(tuple(lines)[:LINES]):
-            self.fb.text(fold(text)[:LINE_CHARS], 0, row * 16 + 4, 1)
+            self.text(text, 0, row * 16 + 4)
         self.fb.show()
+
+    def text(self, text, x, y):
+        """Draw up to LINE_CHARS characters at (x, y), accented letters included.
+
+        Allocates per line (the UTF-8 bytes and the ASCII cells), never per character: the
+        ASCII cells go to framebuf's text() in one call, with a space under each accented
+        letter, which is blitted from _GLYPHS.
+        """
+        data = text.encode()
+        line = self._line
+        end = len(data)
+        i = 0
+        n = 0
+        while i < end and n < LINE_CHARS:
+            b = data[i]
+            i += 1
+            if b < 0x80:
+                line[n] = b
+            else:
+                slot = _SLOTS[data[i] & 0x3F] if b == _UTF8_LATIN1 and i < end else 0
+                while i < end and data[i] & 0xC0 == 0x80:
+                    i += 1  # the rest of this character's UTF-8 sequence
+                if slot:
+                    line[n] = _SPACE
+                    self._blit_glyph(slot - 1, x + n * 8, y)
+                else:
+                    line[n] = _UNKNOWN
+            n += 1
+        for k in range(n, LINE_CHARS):
+            line[k] = _SPACE
+        self.fb.text(bytes(line), x, y, 1)
+
+    def _blit_glyph(self, index, x, y):
+        glyph = self._glyph
+        base = index * 8
+        for c in range(8):
+            glyph[c] = _GLYPHS[base + c]
+        self.fb.blit(self._glyph_fb, x, y, 0)  # key 0: only the lit pixels are drawn
 
     def draw_digit(self, x, y, digit):
         mask = DIGIT_SEGMENTS[digit]
@@ -71,7 +131,7 @@ class Screen(Display):
         if not 0 <= amount_cents <= 999999:
             raise ValueError("amount out of display range")
         self.fb.fill(0)
-        self.fb.text(fold(title)[:LINE_CHARS], 0, 0, 1)
+        self.text(title, 0, 0)
         digits = format_cents(amount_cents)
         width = 0
         for ch in digits:
@@ -86,5 +146,5 @@ class Screen(Display):
                 self.draw_digit(x, _AMOUNT_Y, ord(ch) - 48)
                 x += DIGIT_W + _GAP
         self.fb.text("EUR", x, _AMOUNT_Y + DIGIT_H - 8, 1)
-        self.fb.text(fold(footer)[:LINE_CHARS], 0, self.height - 8, 1)
+        self.text(footer, 0, self.height - 8)
         self.fb.show()
