@@ -17,6 +17,7 @@ import base64
 import hashlib
 import random
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -392,6 +393,8 @@ def run(*, host: str, port: int) -> None:
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{client_host}:{port}"
 
+    failures: list[Exception] = []
+
     def seed_when_ready() -> None:
         try:
             wait_until_ready(base_url)
@@ -400,9 +403,11 @@ def run(*, host: str, port: int) -> None:
             show_token = settings.environment == "development"
             print(format_report(report, base_url, settings.admin_token, show_token), flush=True)
         except Exception as error:  # the demo stops rather than serving half a caisse silently
-            print(f"La démonstration a échoué : {error}", flush=True)
+            print(f"La démonstration a échoué : {error}", file=sys.stderr, flush=True)
+            failures.append(error)
             server.should_exit = True
-            raise
 
     threading.Thread(target=seed_when_ready, name="caisse-demo-seed", daemon=True).start()
     server.run()
+    if failures:
+        raise SystemExit(1)
