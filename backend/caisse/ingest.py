@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlmodel import Session
 
 from caisse import ledger, protocol
@@ -201,7 +201,8 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
         results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
 
     _write(session, batch)
-    new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq)
+    stored_up_to = max((row["seq"] for row in batch.new_rows), default=0)
+    new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored_up_to=stored_up_to)
     terminal_changes: dict[str, object] = {}
     if new_acked_seq != acked_seq:
         terminal_changes["acked_seq"] = new_acked_seq
@@ -384,9 +385,22 @@ def _write(session: Session, batch: _Batch) -> None:
     bump_cards(session, household_ids=batch.households)
 
 
-def _advance_acked_seq(session: Session, *, terminal_id: int, acked_seq: int) -> int:
-    """Highest seq such that every record 1..seq of the terminal is stored."""
-    while True:
+def _advance_acked_seq(session: Session, *, terminal_id: int, acked_seq: int, stored_up_to: int) -> int:
+    """Highest seq such that every record 1..seq of the terminal is stored.
+
+    `stored_up_to` is the highest seq this batch stored. The usual case, a batch that continues
+    the acknowledged run, is settled by one count: seqs are unique, so the run reaches it exactly
+    when (acked_seq, stored_up_to] holds stored_up_to - acked_seq records.
+    """
+    if stored_up_to > acked_seq:
+        count = session.execute(
+            select(func.count()).where(
+                _record.c.terminal_id == terminal_id, _record.c.seq > acked_seq, _record.c.seq <= stored_up_to
+            )
+        ).scalar_one()
+        if count == stored_up_to - acked_seq:
+            acked_seq = stored_up_to
+    while True:  # records stored earlier beyond a gap this batch filled, or a gap below stored_up_to
         seqs = session.execute(
             select(_record.c.seq)
             .where(_record.c.terminal_id == terminal_id, _record.c.seq > acked_seq)
