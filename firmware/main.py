@@ -1,14 +1,17 @@
 """Device entry point: build the reference terminal from board.py and run it.
 
 The payment logic is caisse_terminal (hardware-free); this file only wires the drivers of
-firmware/drivers/ to it. Without a secure element the terminal signs in software with a key
-made on first boot.
+firmware/drivers/ to it, and the terminal to what provisioning wrote in /data
+(caisse_terminal.config). Without a secure element the terminal signs in software with the key
+made at provisioning. A terminal that is not provisioned says so on the screen and stops, with
+the REPL free for the provisioning tool.
 """
 
 import asyncio
 import time
 
 import board
+from caisse_terminal import config
 from caisse_terminal.storage import FileStorage
 from caisse_terminal.terminal import Terminal
 
@@ -32,13 +35,6 @@ class RtcClock:
         return time.ticks_ms()  # type: ignore[return-value]  (the stubs use a tagged int)
 
 
-def _network_settings(storage):
-    """{"ssid", "password", "server"} from network.json (written at provisioning), or None."""
-    import json
-    raw = storage.read("network.json")
-    return None if raw is None else json.loads(raw)
-
-
 def build():
     from machine import I2C, PWM, Pin
 
@@ -53,6 +49,11 @@ def build():
     storage = FileStorage("/data")
     display = Screen(SSD1306_I2C(128, 64, i2c, board.ADDR_OLED))
     display.show(("Démarrage...",))
+    try:
+        settings = config.load(storage)
+    except config.ConfigError as error:
+        display.show(error.lines)
+        return None
     keypad = MatrixKeypad([Pin(p, Pin.OPEN_DRAIN, value=1) for p in board.KEYPAD_ROWS],
                           [Pin(p, Pin.IN, Pin.PULL_UP) for p in board.KEYPAD_COLS])
     indicator = BuzzerLed(PWM(Pin(board.BUZZER), freq=2700, duty_u16=0),
@@ -66,12 +67,12 @@ def build():
         from caisse_terminal.soft_signer import SoftwareSigner
         signer = SoftwareSigner.load_or_create(storage)
         inline = None  # software signing takes longer than the beep budget: sign after it
-    transport = None
-    net = _network_settings(storage)
-    if net is not None:
-        from caisse_terminal.net import HttpTransport, wifi_up
-        wifi_up(net["ssid"], net["password"])
-        transport = HttpTransport(net["server"])
+    from caisse_terminal.net import HttpTransport, Wifi
+    wifi = None
+    if settings.wifi_ssid is not None:
+        wifi = Wifi(settings.wifi_ssid, settings.wifi_password)
+        wifi.up()  # starts joining; the sync task asks again before each sync
+    transport = HttpTransport(settings.backend_url, ca_pem=settings.ca_pem, link=wifi)
     terminal = Terminal(storage=storage, display=display, keypad=keypad, reader=reader,
                         indicator=indicator, clock=RtcClock(), signer=signer,
                         transport=transport, inline_signer=inline)
@@ -79,7 +80,10 @@ def build():
 
 
 async def _main() -> None:
-    terminal, keypad, indicator = build()
+    built = build()
+    if built is None:
+        return  # not provisioned: the screen says so
+    terminal, keypad, indicator = built
     asyncio.create_task(keypad.run())
     asyncio.create_task(indicator.run())
     await terminal.run()

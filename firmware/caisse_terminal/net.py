@@ -1,14 +1,20 @@
-"""The sync transport over plain sockets (HTTP/1.0), for the device and for CPython.
+"""The sync transport over plain sockets (HTTP/1.0), for the device and for CPython, and the
+Wi-Fi station it runs on.
 
 transport(method, path, headers, body) -> (status, body); raises OSError when the network is
-down. https:// uses the port's ssl module (MicroPython: ssl.wrap_socket / SSLContext).
+down or TLS cannot be set up, so the sync client backs off and retries. https:// uses the
+port's ssl.SSLContext (MicroPython >= 1.23, CPython); with a CA (ca_pem) the server must
+present a certificate it signed, and nothing is ever sent over an unverified connection.
 """
 
 import socket
 
 
 class HttpTransport:
-    def __init__(self, base_url: str, timeout_s: float = 10) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 10, *, ca_pem: "str | None" = None,
+                 link=None) -> None:
+        """ca_pem: the pinned CA (PEM text), https only. link: anything with up() -> bool
+        (Wifi below): asked before each request, it may start joining the network."""
         scheme, _, rest = base_url.partition("://")
         hostport, _, prefix = rest.partition("/")
         host, _, port = hostport.partition(":")
@@ -17,16 +23,23 @@ class HttpTransport:
         self.port = int(port) if port else (443 if self.tls else 80)
         self.prefix = "/" + prefix.rstrip("/") if prefix else ""
         self.timeout_s = timeout_s
+        if ca_pem is not None and not self.tls:
+            raise ValueError("a CA is pinned for https only")
+        self.ca_pem = ca_pem
+        self.link = link
+        self._context = None  # the ssl.SSLContext, made at the first https request
 
     def __call__(self, method: str, path: str, headers: dict, body) -> tuple:
+        if self.link is not None and not self.link.up():
+            raise OSError("network not connected")
+        context = self._tls_context() if self.tls else None
         addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout_s)
             sock.connect(addr)
-            if self.tls:
-                import ssl
-                sock = ssl.wrap_socket(sock, server_hostname=self.host)  # type: ignore
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname=self.host)
             lines = ["%s %s%s HTTP/1.0" % (method, self.prefix, path), "Host: " + self.host]
             for k in headers:
                 lines.append("%s: %s" % (k, headers[k]))
@@ -49,6 +62,32 @@ class HttpTransport:
         return status, payload
 
 
+    def _tls_context(self):
+        """The SSLContext for every https request; OSError rather than an unverified one."""
+        if self._context is not None:
+            return self._context
+        try:
+            ssl = _ssl()
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if self.ca_pem is not None:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(cadata=self.ca_pem)
+                verified = context.verify_mode == ssl.CERT_REQUIRED
+            else:
+                load_default = getattr(context, "load_default_certs", None)
+                if load_default is not None:
+                    load_default()  # CPython: the system's CAs; MicroPython: no verification
+                verified = True
+        except OSError:
+            raise
+        except Exception as e:  # ImportError, AttributeError, ValueError of a port without it
+            raise OSError("TLS setup failed: %r" % (e,))
+        if not verified:
+            raise OSError("TLS: this port does not verify the pinned CA, refusing to connect")
+        self._context = context
+        return context
+
+
 def _send(sock, data) -> None:
     view = memoryview(data)
     while view:
@@ -56,16 +95,42 @@ def _send(sock, data) -> None:
         view = view[n:]
 
 
-def wifi_up(ssid: str, password: str, timeout_ms: int = 15000) -> bool:
-    """Join the Wi-Fi (device only); True when connected. Sync retries later otherwise."""
-    import time
+def _ssl():
+    import ssl
+    return ssl
 
-    import network  # type: ignore
-    sta = network.WLAN(network.STA_IF)
-    sta.active(True)
-    if not sta.isconnected():
-        sta.connect(ssid, password)
-        start = time.ticks_ms()  # type: ignore
-        while not sta.isconnected() and time.ticks_diff(time.ticks_ms(), start) < timeout_ms:  # type: ignore
-            time.sleep_ms(100)  # type: ignore
-    return sta.isconnected()
+
+class Wifi:
+    """The ESP32 station, never waited for: up() starts joining and returns at once.
+
+    The sync task asks it before each request (HttpTransport's link); payments go on offline
+    meanwhile. wlan and stat_connecting replace network.WLAN(STA_IF) and network.STAT_CONNECTING
+    in tests.
+    """
+
+    def __init__(self, ssid: str, password: str, *, wlan=None, stat_connecting=None) -> None:
+        if wlan is None:
+            import network  # the device only
+            wlan = network.WLAN(network.STA_IF)
+            stat_connecting = network.STAT_CONNECTING
+        self._wlan = wlan
+        self._connecting = stat_connecting
+        self._ssid = ssid
+        self._password = password
+        self.attempts = 0
+
+    def up(self) -> bool:
+        wlan = self._wlan
+        if wlan.isconnected():
+            return True
+        if not wlan.active():
+            wlan.active(True)
+        if wlan.status() != self._connecting:
+            # Idle, or the last attempt failed (no AP, wrong password...): try again. The ESP32
+            # raises while it is already connecting, which the status check avoids.
+            self.attempts += 1
+            try:
+                wlan.connect(self._ssid, self._password)
+            except OSError:
+                pass  # the next up() tries again
+        return False
