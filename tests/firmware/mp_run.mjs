@@ -4,8 +4,10 @@
 //
 // Each --mount copies a host folder into MicroPython's in-memory filesystem (the simulated
 // flash), so `/flash/caisse_terminal/...` imports exactly the files that ship to the device.
-// The script's stdout and stderr pass through; an uncaught Python exception prints its
-// traceback and exits 1.
+// The script's stdout and stderr pass through (written synchronously); an uncaught Python
+// exception prints its traceback and exits 1. The process exits as soon as runPython returns:
+// the port's asyncio runs tasks on JavaScript timers, so a task left pending (an endless
+// `create_task(...)` loop, a sleep) would otherwise keep Node alive until the harness timeout.
 import fs from "node:fs";
 import path from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
@@ -24,10 +26,20 @@ if (!script) {
   process.exit(2);
 }
 
+// Synchronous writes, so nothing is left in a Node buffer when the process exits. Should the
+// pipe be non-blocking and full, retry: the parent (pytest) is reading it.
+function write(fd, text) {
+  const data = Buffer.from(text, "utf8");
+  let done = 0;
+  while (done < data.length) {
+    try { done += fs.writeSync(fd, data, done); } catch (error) { if (error.code !== "EAGAIN") throw error; }
+  }
+}
+
 const mp = await loadMicroPython({
   heapsize,
-  stdout: (line) => process.stdout.write(line + "\n"),
-  stderr: (line) => process.stderr.write(line + "\n"),
+  stdout: (line) => write(1, line + "\n"),
+  stderr: (line) => write(2, line + "\n"),
 });
 
 function mkdirs(target) {
@@ -54,12 +66,16 @@ for (const mount of mounts) {
   copyTree(hostDir, target);
 }
 
+let code = 0;
 try {
   mp.runPython(fs.readFileSync(script, "utf8"));
 } catch (error) {
-  if (error.name !== "PythonError") throw error;
-  if (error.type !== "SystemExit") {
-    process.stderr.write(error.message + "\n");
-    process.exit(1);
+  if (error.name !== "PythonError") {
+    write(2, String(error && error.stack || error) + "\n");
+    code = 2;
+  } else if (error.type !== "SystemExit") {
+    write(2, error.message + "\n");
+    code = 1;
   }
 }
+process.exit(code);

@@ -10,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("mp_run.mjs")
 FIRMWARE = ROOT / "firmware"
-TIMEOUT_S = 300
+# One script is a few seconds at most; 120 s leaves room for a loaded 2-core machine. (It was
+# 300 s while a script that left an asyncio task behind kept Node alive until killed.)
+TIMEOUT_S = 120
 
 
 class MicroPythonError(AssertionError):
@@ -24,7 +26,8 @@ def node() -> str:
     return found
 
 
-def run(code: str, *, mounts: dict[Path, str] | None = None, heap_bytes: int = 1024 * 1024) -> str:
+def run(code: str, *, mounts: dict[Path, str] | None = None, heap_bytes: int = 1024 * 1024,
+        timeout_s: float = TIMEOUT_S) -> str:
     """Run `code` with firmware/ at /flash (and any extra host folders); return its stdout.
 
     The script starts with /flash on sys.path.
@@ -37,7 +40,7 @@ def run(code: str, *, mounts: dict[Path, str] | None = None, heap_bytes: int = 1
         argv = [node(), str(RUNNER), "--heap", str(heap_bytes)]
         for host, target in all_mounts.items():
             argv += ["--mount", f"{host}:{target}"]
-        done = subprocess.run(argv + [script.name], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT)
+        done = subprocess.run(argv + [script.name], capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
     finally:
         Path(script.name).unlink()
     if done.returncode != 0:
