@@ -129,7 +129,9 @@ class TransactionRecord(SQLModel, table=True):
     time: int = Field(sa_column=Column(BigInteger, nullable=False))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     ref_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    card_uid: bytes = Field(sa_column=Column(LargeBinary(10), nullable=False, index=True))
+    # Not indexed: no query looks records up by card yet, and every index costs each insert on
+    # the ingestion hot path. Add it with the first query that needs it.
+    card_uid: bytes = Field(sa_column=Column(LargeBinary(10), nullable=False))
     card_auth: bytes = Field(sa_column=Column(LargeBinary(24), nullable=False))
     prev_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
     household_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
@@ -178,8 +180,10 @@ class LedgerTransfer(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    debit_account_id: int = Field(sa_column=Column(Integer, ForeignKey("ledger_account.id"), nullable=False, index=True))
-    credit_account_id: int = Field(sa_column=Column(Integer, ForeignKey("ledger_account.id"), nullable=False, index=True))
+    # Not indexed, like TransactionRecord.card_uid: balances live on the accounts, so nothing reads
+    # transfers by account yet (accounts are never deleted, so the foreign keys need no index).
+    debit_account_id: int = Field(sa_column=Column(Integer, ForeignKey("ledger_account.id"), nullable=False))
+    credit_account_id: int = Field(sa_column=Column(Integer, ForeignKey("ledger_account.id"), nullable=False))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     kind: str = Field(sa_column=Column(String(32), nullable=False))
     # Idempotency key: record:{terminal_id}:{seq} for records, so a record posts at most once.
