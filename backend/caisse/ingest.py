@@ -41,6 +41,12 @@ from caisse.terminals import lock_terminal, terminal_public_key
 MAX_RECORDS_PER_BATCH = 256
 MAX_BATCH_BODY_BYTES = 64 * 1024
 _ACKED_SCAN_ROWS = 1024
+_MAX_KEY_HINTS = 10_000
+
+# terminal_id -> the public key this process last read for it under the row lock. A hint only:
+# signatures checked with it before the transaction are trusted only if the locked row holds the
+# same key (it does unless the process talks to several databases, as the tests do).
+_key_hints: dict[int, bytes] = {}
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 _rejected = RejectedUpload.__table__  # type: ignore[attr-defined]
@@ -123,9 +129,6 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
     Raises caisse.errors.TerminalRefused (nothing to write) for an unknown or revoked terminal.
     """
     assert len(raw_records) <= MAX_RECORDS_PER_BATCH, "the API refuses larger batches"
-    terminal = lock_terminal(session, terminal_id=terminal_id)
-    vendor_id, status, acked_seq = terminal.vendor_id, terminal.status, terminal.acked_seq
-    public_key = terminal_public_key(terminal.public_key)
     batch = _Batch(terminal_id=terminal_id)
     results: list[RecordResult | None] = [None] * len(raw_records)
 
@@ -142,9 +145,29 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
             continue
         candidates.append((index, raw, record, hashlib.sha256(raw[: protocol.BODY_SIZE]).digest()))
 
+    # Verify before the transaction starts, with the key this process last saw for the terminal:
+    # `cryptography` releases the GIL while it verifies, so concurrent uploads overlap their
+    # verifications with each other's SQL, and none of it happens while holding the database's
+    # write lock (SQLite) or the terminal's row lock. The key is checked again under the lock.
+    hinted_key = _key_hints.get(terminal_id)
+    signature_ok: dict[bytes, bool] = {}
+    if hinted_key is not None:
+        key = terminal_public_key(hinted_key)
+        for _, raw, record, digest in candidates:
+            if raw not in signature_ok:
+                signature_ok[raw] = protocol.verify_digest(key, digest, record.signature)
+
+    terminal = lock_terminal(session, terminal_id=terminal_id)  # the transaction starts here
+    vendor_id, status, acked_seq = terminal.vendor_id, terminal.status, terminal.acked_seq
+    public_key = terminal_public_key(terminal.public_key)
+    if hinted_key != terminal.public_key:
+        signature_ok = {}  # no hint, or a hint about another database: verify below, with the real key
+        if len(_key_hints) >= _MAX_KEY_HINTS:
+            _key_hints.clear()
+        _key_hints[terminal_id] = terminal.public_key
+
     stored = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
     cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
-    signature_ok: dict[bytes, bool] = {}
 
     for index, raw, record, digest in candidates:
         seq = record.seq

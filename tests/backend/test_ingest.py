@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import admin, ledger, protocol
+from caisse import admin, ingest, ledger, protocol
 from caisse.config import Settings
 from caisse.ingest import Outcome, Reason, ingest_batch
 from caisse.models import RejectedUpload, Terminal, TransactionRecord
@@ -265,3 +266,27 @@ def test_payments_uploaded_in_any_order_with_repeats_settle_exactly_without_retr
     spent = sum(100 + i for i in range(12))
     assert _balances(session, world) == (50_000 - spent, spent)
     assert result.acked_seq == 12
+
+
+def test_signatures_checked_before_the_lock_with_a_stale_key_hint_are_checked_again(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = make_world(session, balance_cents=10_000)
+    intruder = new_key()
+    forged = protocol.signed(protocol.decode(world.chain.pay(world.uid, 100)), intruder).encode()
+    # As if this process had last seen another key for this terminal id (another database).
+    monkeypatch.setitem(ingest._key_hints, world.terminal_id, protocol.public_key_bytes(intruder))
+    result = _ingest(session, world, [forged], settings)
+    assert result.results[0].reason == Reason.BAD_SIGNATURE
+    assert ingest._key_hints[world.terminal_id] == protocol.public_key_bytes(world.chain.key)
+    assert _stored_count(session, world) == 0
+
+
+def test_with_the_key_hint_in_place_forged_and_genuine_records_are_told_apart(session: Session, settings: Settings) -> None:
+    world = make_world(session, balance_cents=10_000)
+    _ingest(session, world, [world.chain.pay(world.uid, 100)], settings)  # leaves the hint
+    genuine = world.chain.pay(world.uid, 200)
+    forged = protocol.signed(replace(protocol.decode(genuine), seq=3, prev_hash=protocol.decode(genuine).digest()), new_key()).encode()
+    result = _ingest(session, world, [genuine, forged], settings)
+    assert [r.status for r in result.results] == [Outcome.ACCEPTED, Outcome.REJECTED]
+    assert result.results[1].reason == Reason.BAD_SIGNATURE
