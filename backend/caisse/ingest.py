@@ -132,30 +132,9 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
     batch = _Batch(terminal_id=terminal_id)
     results: list[RecordResult | None] = [None] * len(raw_records)
 
-    candidates: list[tuple[int, bytes, Record, bytes]] = []  # index, raw, record, digest
-    for index, raw in enumerate(raw_records):
-        try:
-            record = protocol.decode(raw)
-        except MalformedRecord as error:
-            results[index] = _reject(batch, index, raw, None, Reason.MALFORMED, str(error))
-            continue
-        if record.terminal_id != terminal_id:
-            detail = f"record of terminal {record.terminal_id} sent to terminal {terminal_id}"
-            results[index] = _reject(batch, index, raw, record.seq, Reason.WRONG_TERMINAL, detail)
-            continue
-        candidates.append((index, raw, record, hashlib.sha256(raw[: protocol.BODY_SIZE]).digest()))
-
-    # Verify before the transaction starts, with the key this process last saw for the terminal:
-    # `cryptography` releases the GIL while it verifies, so concurrent uploads overlap their
-    # verifications with each other's SQL, and none of it happens while holding the database's
-    # write lock (SQLite) or the terminal's row lock. The key is checked again under the lock.
+    candidates = _decode_all(batch, raw_records, results)
     hinted_key = _key_hints.get(terminal_id)
-    signature_ok: dict[bytes, bool] = {}
-    if hinted_key is not None:
-        key = terminal_public_key(hinted_key)
-        for _, raw, record, digest in candidates:
-            if raw not in signature_ok:
-                signature_ok[raw] = protocol.verify_digest(key, digest, record.signature)
+    signature_ok = _verify_before_locking(hinted_key, candidates)
 
     terminal = lock_terminal(session, terminal_id=terminal_id)  # the transaction starts here
     vendor_id, status, acked_seq = terminal.vendor_id, terminal.status, terminal.acked_seq
@@ -237,6 +216,44 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
     final = [r for r in results if r is not None]
     assert len(final) == len(raw_records), "every record gets exactly one result"
     return BatchResult(results=final, acked_seq=new_acked_seq, terminal_flagged_suspect=flagged)
+
+
+def _decode_all(
+    batch: _Batch, raw_records: Sequence[bytes], results: list[RecordResult | None]
+) -> list[tuple[int, bytes, Record, bytes]]:
+    """(index, raw, record, digest) of each well-formed record of this terminal; the others get
+    their verdict (malformed, wrong_terminal) in `results` and go to the rejection log."""
+    candidates = []
+    for index, raw in enumerate(raw_records):
+        try:
+            record = protocol.decode(raw)
+        except MalformedRecord as error:
+            results[index] = _reject(batch, index, raw, None, Reason.MALFORMED, str(error))
+            continue
+        if record.terminal_id != batch.terminal_id:
+            detail = f"record of terminal {record.terminal_id} sent to terminal {batch.terminal_id}"
+            results[index] = _reject(batch, index, raw, record.seq, Reason.WRONG_TERMINAL, detail)
+            continue
+        candidates.append((index, raw, record, hashlib.sha256(raw[: protocol.BODY_SIZE]).digest()))
+    return candidates
+
+
+def _verify_before_locking(hinted_key: bytes | None, candidates: list[tuple[int, bytes, Record, bytes]]) -> dict[bytes, bool]:
+    """Signature verdicts by raw bytes, with the key this process last saw for the terminal.
+
+    Done before the transaction starts: `cryptography` releases the GIL while it verifies, so
+    concurrent uploads overlap their verifications with each other's SQL, and none of it happens
+    while holding the database's write lock (SQLite) or the terminal's row lock. The caller
+    trusts these verdicts only if the locked row holds the same key.
+    """
+    verdicts: dict[bytes, bool] = {}
+    if hinted_key is None:
+        return verdicts
+    key = terminal_public_key(hinted_key)
+    for _, raw, record, digest in candidates:
+        if raw not in verdicts:
+            verdicts[raw] = protocol.verify_digest(key, digest, record.signature)
+    return verdicts
 
 
 def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str) -> RecordResult:
