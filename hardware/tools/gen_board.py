@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hardware.tools.generated import write_or_check
 from hardware.tools.pinmap import HARDWARE, PinMap, load, problems
 
 BOARD_PY = HARDWARE.parent / "firmware" / "board.py"
@@ -54,13 +55,7 @@ def main(argv: list[str]) -> int:
         print("\n".join(errors), file=sys.stderr)
         return 1
     text = render(pinmap)
-    if "--check" in argv:
-        if BOARD_PY.read_text(encoding="utf-8") != text:
-            print("firmware/board.py is out of date: run python -m hardware.tools.gen_board", file=sys.stderr)
-            return 1
-        return 0
-    BOARD_PY.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(BOARD_PY, text, argv, module="hardware.tools.gen_board")
 
 
 if __name__ == "__main__":

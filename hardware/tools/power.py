@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardware.tools.generated import write_or_check
 from hardware.tools.pinmap import HARDWARE
 
 POWER_TOML = HARDWARE / "power.toml"
@@ -87,13 +88,7 @@ def render(budget: Budget) -> str:
 
 def main(argv: list[str]) -> int:
     text = render(load())
-    if "--check" in argv:
-        if POWER_MD.read_text(encoding="utf-8") != text:
-            print("hardware/power.md is out of date: run python -m hardware.tools.power", file=sys.stderr)
-            return 1
-        return 0
-    POWER_MD.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(POWER_MD, text, argv, module="hardware.tools.power")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from xml.sax.saxutils import escape
 
+from hardware.tools.generated import write_or_check
 from hardware.tools.pinmap import HARDWARE, PinMap, load, problems
 
 WIRING_SVG = HARDWARE / "wiring.svg"
@@ -113,13 +114,7 @@ def main(argv: list[str]) -> int:
         print("\n".join(errors), file=sys.stderr)
         return 1
     text = render(pinmap)
-    if "--check" in argv:
-        if WIRING_SVG.read_text(encoding="utf-8") != text:
-            print("hardware/wiring.svg is out of date: run python -m hardware.tools.wiring_svg", file=sys.stderr)
-            return 1
-        return 0
-    WIRING_SVG.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(WIRING_SVG, text, argv, module="hardware.tools.wiring_svg")
 
 
 if __name__ == "__main__":
