@@ -24,8 +24,13 @@ def _try(results, name, check):
         return None
 
 
-def run(i2c, keypad=None, indicator=None, scans=5):
-    """Check each part; return a list of (part, ok, detail)."""
+def run(i2c, keypad=None, indicator=None, scans=5, software_key=False):
+    """Check each part; return a list of (part, ok, detail).
+
+    software_key: the terminal signs with the key in /data/key.bin (provisioned on a board
+    without a secure element), so no ATECC608 is expected; one that answers would be used by
+    main.py instead of the registered key, which is a failure.
+    """
     results = []
     found = i2c.scan()
 
@@ -56,13 +61,22 @@ def run(i2c, keypad=None, indicator=None, scans=5):
     state = {}
 
     def secure_element():
-        se = ATECC608(i2c, board.ADDR_ATECC608)
+        try:
+            se = ATECC608(i2c, board.ADDR_ATECC608)
+        except OSError:
+            if software_key:
+                return "absent : cle logicielle"
+            raise
+        if software_key:
+            raise OSError("ATECC608 present mais la cle enregistree est logicielle : refaire la mise en service")
         state["se"] = se
         return "ATECC608 revision %s" % "".join("%02x" % b for b in se.revision)
 
     _try(results, "Element securise", secure_element)
 
     def locked():
+        if software_key:
+            return "cle logicielle (/data/key.bin)"
         se = state.get("se")
         if se is None:
             raise OSError("element securise absent")
@@ -102,6 +116,17 @@ def report(results):
     return passed
 
 
+def _software_key(root="/data"):
+    """True when provisioning left a software key and no secure-element marker in root."""
+    import os
+
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return False
+    return "key.bin" in names and "key.se" not in names
+
+
 def main():
     from machine import I2C, PWM, Pin  # only on the device
 
@@ -112,4 +137,4 @@ def main():
     rows = [Pin(p, Pin.OPEN_DRAIN, value=1) for p in board.KEYPAD_ROWS]
     cols = [Pin(p, Pin.IN, Pin.PULL_UP) for p in board.KEYPAD_COLS]
     indicator = BuzzerLed(PWM(Pin(board.BUZZER), freq=2700, duty_u16=0), Pin(board.LED_GREEN, Pin.OUT), Pin(board.LED_RED, Pin.OUT))
-    return report(run(i2c, MatrixKeypad(rows, cols), indicator))
+    return report(run(i2c, MatrixKeypad(rows, cols), indicator, software_key=_software_key()))

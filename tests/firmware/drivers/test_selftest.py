@@ -41,3 +41,21 @@ print(selftest.report(selftest.run(bus(pn532=False, atecc=ATECC608Sim(data_locke
     failed = [line.split(" : ")[0].replace("ECHEC ", "") for line in out.splitlines() if line.startswith("ECHEC")]
     assert failed == ["Bus I2C", "Lecteur NFC", "Cle de signature", "Clavier"]
     assert out.strip().splitlines()[-2:] == ["SELFTEST FAIL", "False"]
+
+
+def test_a_software_key_board_needs_no_secure_element_but_must_not_have_one():
+    out = mp(
+        SETUP
+        + """
+b = bus()
+del b.chips[0x60]
+print(selftest.report(selftest.run(b, kp, ind, software_key=True)))
+print(selftest.report(selftest.run(bus(), kp, ind, software_key=True)))
+"""
+    )
+    lines = out.strip().splitlines()
+    assert "OK    Element securise : absent : cle logicielle" in lines
+    assert "OK    Cle de signature : cle logicielle (/data/key.bin)" in lines
+    assert lines[7:9] == ["SELFTEST PASS", "True"]
+    assert any(line.startswith("ECHEC Element securise : ATECC608 present mais") for line in lines[9:])
+    assert lines[-2:] == ["SELFTEST FAIL", "False"]
