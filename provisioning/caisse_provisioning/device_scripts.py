@@ -66,12 +66,15 @@ _answer({'config': _json('config.json'), 'provision': _json('provision.json'),
 
 def make_key(*, rotate: bool) -> str:
     """Keep the key the board has, or make one (a new one if rotate): GenKey in the ATECC608
-    where present, else 32 bytes of os.urandom kept in /data/key.bin."""
+    where present, else 32 bytes of os.urandom kept in /data/key.bin. An ATECC608 whose zones
+    are not locked cannot hold the key: the answer then has no public_key."""
     return _PRELUDE + f"""
 _rotate = {rotate!r}
 _created = False
 _se_chip = _se()
-if _se_chip is not None:
+if _se_chip is not None and not _se_chip.is_locked():
+    _pub, _kind = None, 'atecc608'  # GenKey and Sign need the zones locked: no key can live there
+elif _se_chip is not None:
     if _rotate or _st.read('key.se') is None:
         _pub = _se_chip.genkey()
         _st.replace('key.se', b'1')
@@ -87,7 +90,7 @@ else:
     _created = _st.read(KEY_FILE) is None
     _pub = SoftwareSigner.load_or_create(_st).public_key()
     _kind = 'logiciel'
-_answer({{'public_key': _hex(_pub), 'kind': _kind, 'created': _created}})
+_answer({{'public_key': _hex(_pub) if _pub else None, 'kind': _kind, 'created': _created}})
 """
 
 

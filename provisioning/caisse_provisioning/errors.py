@@ -13,6 +13,7 @@
     ├── BackendRefused           the backend answered an error (bad token, conflict...)
     │   └── VendorUnknown        the vendor id does not exist
     ├── KeyRotationRefused       a new key is needed and the technician said no
+    ├── SecureElementNotReady    the ATECC608 answers but its zones are not locked
     └── SelfTestFailed           the signature or the hardware check failed
 
 The technician reads `str(error)`: the message, then "À vérifier : " and the hint.
@@ -86,6 +87,12 @@ class VendorUnknown(BackendRefused):
 class KeyRotationRefused(ProvisioningError):
     hint = ("relancez et acceptez une nouvelle clé, ou utilisez d'abord "
             "« caisse terminal decommission » sur ce terminal.")
+
+
+class SecureElementNotReady(ProvisioningError):
+    hint = ("l'ATECC608 de ce terminal n'a pas été préparé (zones de configuration et de données "
+            "à verrouiller avant la mise en service) : mettez le terminal de côté et prévenez "
+            "l'équipe technique.")
 
 
 class SelfTestFailed(ProvisioningError):

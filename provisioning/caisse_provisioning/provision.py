@@ -25,7 +25,7 @@ from caisse.protocol import load_public_key, verify_digest
 from . import bundle, device_scripts, flasher
 from .backend import AdminClient, Settings
 from .device import LONG_STEP_TIMEOUT_S, Board
-from .errors import BackendRefused, KeyRotationRefused, ProvisioningError, SelfTestFailed
+from .errors import BackendRefused, KeyRotationRefused, ProvisioningError, SecureElementNotReady, SelfTestFailed
 
 TOOL_VERSION = "1"
 
@@ -170,7 +170,7 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
                                    "Générer une nouvelle clé ?")
             if not rotate:
                 raise KeyRotationRefused(f"Nouvelle clé refusée : le terminal n°{previous_id} reste tel quel.")
-    key = board.ask(device_scripts.make_key(rotate=rotate), doing="la création de la clé", timeout_s=LONG_STEP_TIMEOUT_S)
+    key = _make_key(board, rotate=rotate)
     summary.public_key, summary.key_kind = key["public_key"], key["kind"]
     summary.key_status = "renouvelée" if rotate else "créée" if key["created"] else "conservée"
     hooks.step_done("Clé du terminal", f"{summary.key_kind}, {summary.key_status}")
@@ -188,8 +188,7 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
             if not hooks.confirm("Le serveur connaît déjà cette clé (enregistrement annulé ou autre terminal). "
                                  "Générer une nouvelle clé ?"):
                 raise KeyRotationRefused("Nouvelle clé refusée : ce terminal n'a pas été enregistré.") from error
-            key = board.ask(device_scripts.make_key(rotate=True), doing="la création de la clé",
-                            timeout_s=LONG_STEP_TIMEOUT_S)
+            key = _make_key(board, rotate=True)
             summary.public_key, summary.key_status = key["public_key"], "renouvelée"
             terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key))
         registered_now = int(terminal["id"])
@@ -208,6 +207,14 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
         if registered_now is not None:
             _roll_back(admin, board, registered_now, error)
         raise
+
+
+def _make_key(board: Board, *, rotate: bool) -> dict[str, Any]:
+    key = board.ask(device_scripts.make_key(rotate=rotate), doing="la création de la clé", timeout_s=LONG_STEP_TIMEOUT_S)
+    if not key.get("public_key"):
+        raise SecureElementNotReady("L'élément sécurisé ATECC608 du terminal n'est pas verrouillé : "
+                                    "il ne peut pas garder de clé de signature. Rien n'a été enregistré.")
+    return key
 
 
 def _configure_and_test(options: Options, settings: Settings, admin: AdminClient, board: Board, hooks: Hooks,
