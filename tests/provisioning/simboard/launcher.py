@@ -6,16 +6,26 @@
 The board is `simboard.mjs` under Node, running the real MicroPython runtime. Its flash is the
 folder `board_dir/flash` on the host, so a second SimBoard on the same folder is the same board
 plugged in again. `unplug()` pulls the cable: the process dies at once and the port goes away.
+
+`hardware` says what is wired to the ESP32 (board_hw.py simulates it behind machine.I2C, Pin and
+PWM): by default the reference terminal, complete, with a locked ATECC608.
+
+    SimBoard(dir, hardware=Hardware(secure_element=None))   # no secure element: software key
+    SimBoard(dir, hardware=Hardware(nfc="absent"))          # the NFC reader does not answer
+    SimBoard(dir, hardware=Hardware.bare_board())                 # an ESP32 alone on the bench
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
 import subprocess
 import tty
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from tests.firmware.mpy_runtime import node
 
@@ -24,10 +34,31 @@ ROOT = Path(__file__).resolve().parents[3]
 BOOT_TIMEOUT_S = 30
 
 
+@dataclass(frozen=True)
+class Hardware:
+    nfc: Literal["ok", "absent", "silent"] = "ok"  # absent: NACKs its address; silent: never ready
+    secure_element: Literal["locked", "unlocked"] | None = "locked"
+    display: bool = True
+    stuck_key: tuple[int, int] | None = None  # (row, col) of a key held down
+    card_uid: str | None = "04a1b2c3d4e5f6"  # a card lying on the reader
+    bare: bool = False
+
+    @classmethod
+    def bare_board(cls) -> Hardware:
+        return cls(bare=True)
+
+    def as_json(self) -> str:
+        fields = asdict(self)
+        fields["se"] = fields.pop("secure_element")
+        return json.dumps(fields)
+
+
 class SimBoard:
-    def __init__(self, board_dir: Path, *, heap_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, board_dir: Path, *, heap_bytes: int = 4 * 1024 * 1024,
+                 hardware: Hardware = Hardware()) -> None:
         self.board_dir = Path(board_dir)
         self.heap_bytes = heap_bytes
+        self.hardware = hardware
         self.port = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._slave_fd = -1
@@ -35,6 +66,16 @@ class SimBoard:
     @property
     def flash_dir(self) -> Path:
         return self.board_dir / "flash"
+
+    def secure_element_state(self) -> dict:
+        """The ATECC608's key slots as the chip keeps them: {"keys": {slot: secret hex}, "genkeys": n}."""
+        path = self.board_dir / "atecc608.json"
+        return json.loads(path.read_text()) if path.exists() else {"keys": {}, "genkeys": 0}
+
+    def hardware_log(self) -> list[str]:
+        """Every tone of the buzzer and change of the LEDs, in order."""
+        path = self.board_dir / "hardware.log"
+        return path.read_text().splitlines() if path.exists() else []
 
     def start(self) -> SimBoard:
         assert self._process is None, "board already started"
@@ -49,7 +90,7 @@ class SimBoard:
         try:
             self._process = subprocess.Popen(
                 [node(), str(SCRIPT), "--fd", str(master_fd), "--board-dir", str(self.board_dir),
-                 "--heap", str(self.heap_bytes)],
+                 "--heap", str(self.heap_bytes), "--hardware", self.hardware.as_json()],
                 stdout=subprocess.PIPE, stderr=log, pass_fds=(master_fd,), cwd=ROOT,
             )
         finally:

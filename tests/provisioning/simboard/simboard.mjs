@@ -1,7 +1,7 @@
 // A simulated MicroPython board on a serial line: the real MicroPython runtime (WebAssembly
 // port) behind an emulation of the REPL protocol that mpremote and pyboard.py speak.
 //
-//   node simboard.mjs --fd N --board-dir DIR [--heap BYTES] [--uid HEX]
+//   node simboard.mjs --fd N --board-dir DIR [--heap BYTES] [--uid HEX] [--hardware JSON]
 //
 // fd N is the master side of a pseudo-terminal (tests/provisioning/simboard/launcher.py makes
 // it); the host opens the slave side as it would open /dev/ttyUSB0. DIR/flash is the simulated
@@ -18,8 +18,12 @@
 // - raw-paste: Ctrl-E 'A' Ctrl-A answers "R\x01", a little-endian u16 window and \x01; every
 //   window of bytes consumed is acknowledged with \x01; Ctrl-D ends the data, answered by \x04,
 //   then the output as in the raw REPL.
-// The ROM adds machine (RTC, unique_id, reset), os.urandom and simnet (HTTP through the host,
-// standing for the Wi-Fi).
+// The ROM adds machine (RTC, unique_id, reset, and I2C, Pin, PWM on simulated peripherals),
+// os.urandom and simnet (HTTP through the host, standing for the Wi-Fi).
+// The peripherals are board_hw.py (here) over the bus-level simulators of tests/firmware/sim/,
+// both loaded into /sim, outside the flash; --hardware JSON says which parts the board has
+// (see board_hw.py). DIR/atecc608.json keeps the secure element's key slots, DIR/hardware.log
+// receives every tone of the buzzer and change of the LED.
 // Boot runs boot.py (not main.py: the simulated board starts as if main.py had been
 // interrupted, because a forever loop would hold the single-threaded runtime).
 // Once the runtime is up the script prints "ready" on its stdout (a pipe to the launcher).
@@ -28,6 +32,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import tty from "node:tty";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 const CTRL_A = 0x01, CTRL_B = 0x02, CTRL_C = 0x03, CTRL_D = 0x04, CTRL_E = 0x05;
@@ -38,7 +43,7 @@ const BANNER = "MicroPython v1.27.0 on 2025-12-09; Caisse simulated board (wasm)
 const RAW_BANNER = "raw REPL; CTRL-B to exit\r\n";
 
 const args = process.argv.slice(2);
-const opt = { heap: 2 * 1024 * 1024, uid: null };
+const opt = { heap: 2 * 1024 * 1024, uid: null, hardware: "{}" };
 for (let i = 0; i < args.length; i++) {
   const key = args[i].replace(/^--/, "").replace(/-(.)/g, (_, c) => c.toUpperCase());
   opt[key] = args[++i];
@@ -49,6 +54,10 @@ const flashDir = path.join(boardDir, "flash");
 const rtcFile = path.join(boardDir, "rtc.json");
 const uid = opt.uid || crypto.createHash("sha256").update(path.resolve(boardDir)).digest("hex").slice(0, 12);
 fs.mkdirSync(flashDir, { recursive: true });
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const HW_SIM_DIR = path.join(HERE, "..", "..", "firmware", "sim");
+const hardwareLog = path.join(boardDir, "hardware.log");
+const stateFile = (name) => path.join(boardDir, name.replace(/[^a-z0-9_]/g, "") + ".json");
 
 // ---- serial line -------------------------------------------------------------------------
 
@@ -163,6 +172,10 @@ const simModule = {
   unique_id_hex: () => uid,
   reset: () => { resetRequested = true; },
   http: (method, url, headersJson, bodyHex) => httpSync(method, url, headersJson, bodyHex),
+  hardware: () => opt.hardware,
+  load_state: (name) => { try { return fs.readFileSync(stateFile(name), "utf8"); } catch { return ""; } },
+  save_state: (name, text) => fs.writeFileSync(stateFile(name), text),
+  event: (text) => fs.appendFileSync(hardwareLog, text + "\n"),
 };
 
 // The simulated Wi-Fi: one HTTP request, made synchronously (the runtime is synchronous) by a
@@ -208,6 +221,8 @@ def reset():
 
 def freq():
     return 240000000
+
+from _hw import I2C, SoftI2C, Pin, PWM
 `;
 
 const ROM_PY = `
@@ -255,6 +270,12 @@ async function boot() {
   mp.FS.writeFile("/sim/machine.py", MACHINE_PY);
   mp.FS.writeFile("/sim/_rom.py", ROM_PY);
   mp.FS.writeFile("/sim/simnet.py", SIMNET_PY);
+  mp.FS.writeFile("/sim/_hw.py", fs.readFileSync(path.join(HERE, "board_hw.py")));
+  mp.FS.mkdir("/sim/hwsim");
+  mp.FS.writeFile("/sim/hwsim/__init__.py", "");
+  for (const name of fs.readdirSync(HW_SIM_DIR)) {
+    if (name.endsWith(".py")) mp.FS.writeFile("/sim/hwsim/" + name, fs.readFileSync(path.join(HW_SIM_DIR, name)));
+  }
   mp.registerJsModule("_simboard", simModule);
   loadFlash();
   mp.runPython(PRELUDE);
