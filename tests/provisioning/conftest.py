@@ -18,13 +18,29 @@ from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 
-from tests.provisioning.simboard.launcher import SimBoard
+from tests.provisioning.simboard.launcher import Hardware, SimBoard
 
 
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[SimBoard]:
-    with SimBoard(tmp_path / "board") as sim:
+    """A complete terminal without a secure element: the key is made in software (key.bin)."""
+    with SimBoard(tmp_path / "board", hardware=Hardware(secure_element=None)) as sim:
         yield sim
+
+
+@pytest.fixture
+def make_board(tmp_path: Path) -> Iterator[Callable[[Hardware], SimBoard]]:
+    """Start a simulated board with the given hardware; stopped at the end of the test."""
+    started: list[SimBoard] = []
+
+    def make(hardware: Hardware) -> SimBoard:
+        sim = SimBoard(tmp_path / f"board{len(started)}", hardware=hardware).start()
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
 
 
 ADMIN_TOKEN = "provisioning-test-token"

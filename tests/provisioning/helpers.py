@@ -48,7 +48,7 @@ def run_provision(settings: Settings, port: str, vendor_id: int, technician: Tec
     admin = AdminClient.connect(settings)
     try:
         return provision(
-            Options(vendor_id=vendor_id, port=port, hardware_selftest=bool(options.pop("hardware_selftest", False)),
+            Options(vendor_id=vendor_id, port=port, hardware_selftest=bool(options.pop("hardware_selftest", True)),
                     **options),  # type: ignore[arg-type]
             settings=settings, admin=admin, find_port=lambda p: p or port,
             open_board=lambda p: Board(serial_transport(p), p), hooks=technician.hooks(), firmware=firmware)

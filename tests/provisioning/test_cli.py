@@ -18,9 +18,10 @@ def test_provision_then_decommission_from_the_command_line(board, backend, vendo
     runner = CliRunner()
     env = env_for(backend, tmp_path)
     done = runner.invoke(terminal_app, ["provision", "--vendor", str(vendor_id), "--port", board.port,
-                                        "--backend-url", backend.url, "--wifi-ssid", "Marche",
-                                        "--skip-hardware-test"], input="motdepasse\n", env=env)
+                                        "--backend-url", backend.url, "--wifi-ssid", "Marche"],
+                         input="motdepasse\n", env=env)
     assert done.exit_code == 0, done.output
+    assert "OK    Lecteur NFC : PN532 version 1.6" in done.output  # the real hardware self-test ran
     assert "À copier dans le ticket" in done.output and "Terminal          : n°1" in done.output
     assert json.loads((board.flash_dir / "data" / "provision.json").read_text())["wifi"]["password"] == "motdepasse"
 

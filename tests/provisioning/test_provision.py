@@ -87,13 +87,3 @@ def test_unreachable_backend_says_what_to_check(board):
         run_provision(settings_for("http://127.0.0.1:9", "token"), board.port, 1)
     assert "ne répond pas" in str(error.value) and "--backend-url" in str(error.value)
     assert flash_files(board.flash_dir) == set()
-
-
-def test_failed_hardware_self_test_revokes_the_registration_and_wipes_the_device(board, backend, vendor_id):
-    from caisse_provisioning.errors import SelfTestFailed
-
-    with pytest.raises(SelfTestFailed, match="ECHEC|matériel"):
-        run_provision(settings_for(backend.url, backend.token), board.port, vendor_id, hardware_selftest=True)
-    assert [t["status"] for t in terminals_of(backend)] == ["revoked"]
-    assert not (board.flash_dir / "data" / "config.json").exists()
-    assert not (board.flash_dir / "data" / "key.bin").exists()
