@@ -2,8 +2,8 @@
 
 The payment logic is caisse_terminal (hardware-free); this file only wires the drivers of
 firmware/drivers/ to it, and the terminal to what provisioning wrote in /data
-(caisse_terminal.config). Without a secure element the terminal signs in software with the key
-made at provisioning. A terminal that is not provisioned says so on the screen and stops, with
+(caisse_terminal.config), including which key it registered: the secure element's or the
+software key made at provisioning. A terminal that is not provisioned says so on the screen and stops, with
 the REPL free for the provisioning tool.
 """
 
@@ -61,12 +61,14 @@ def build():
     reader = NfcReader(PN532(i2c, board.ADDR_PN532))
     try:
         from drivers.atecc608 import ATECC608
-        signer = ATECC608(i2c, board.ADDR_ATECC608)
-        inline = signer  # the secure element signs in about 50 ms: sign on the tap path
+        secure_element = ATECC608(i2c, board.ADDR_ATECC608)
     except (ImportError, OSError):
-        from caisse_terminal.soft_signer import SoftwareSigner
-        signer = SoftwareSigner.load_or_create(storage)
-        inline = None  # software signing takes longer than the beep budget: sign after it
+        secure_element = None
+    try:
+        signer, inline = config.load_signer(storage, secure_element)
+    except config.ConfigError as error:
+        display.show(error.lines)
+        return None
     from caisse_terminal.net import HttpTransport, Wifi
     wifi = None
     if settings.wifi_ssid is not None:

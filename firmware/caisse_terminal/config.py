@@ -82,3 +82,26 @@ def load(storage) -> Settings:
         raise ConfigError("Numéro terminal", "absent")
     return Settings(backend_url=url, terminal_id=terminal_id, wifi_ssid=ssid,
                     wifi_password=password, ca_pem=ca_pem)
+
+
+SECURE_ELEMENT_MARKER = "key.se"
+
+
+def load_signer(storage, secure_element):
+    """The key provisioning registered, and the signer to use on the tap path (or None).
+
+    `key.se` says the ATECC608 holds it (it signs in about 50 ms: inline, before the beep);
+    otherwise it is the software key in key.bin, signed after the beep. A secure element that
+    answers on a board provisioned with a software key is not used: the backend knows the
+    other key. Never creates a key: only provisioning does, so the backend knows it.
+    """
+    from .soft_signer import KEY_FILE, SoftwareSigner
+
+    if storage.read(SECURE_ELEMENT_MARKER) is not None:
+        if secure_element is None:
+            raise ConfigError("Puce sécurité", "absente")
+        return secure_element, secure_element
+    secret = storage.read(KEY_FILE)
+    if secret is None or len(secret) != 32:
+        raise ConfigError("Clé absente")
+    return SoftwareSigner(secret), None

@@ -86,3 +86,50 @@ def test_what_provisioning_writes_is_what_the_terminal_loads():
     storage.replace(device_scripts.CA_FILE, PEM.encode())
     assert config.load(storage).ca_pem == PEM
 
+
+
+SIGNER_SCRIPT = """
+from caisse_terminal import config, sim
+from caisse_terminal.soft_signer import SoftwareSigner
+
+class SecureElement:
+    pass
+
+SECRET = bytes(range(1, 33))
+
+def pick(files, se):
+    try:
+        signer, inline = config.load_signer(sim.MemoryStorage(files), se)
+    except config.ConfigError as e:
+        return "error:" + "/".join(e.lines[2:])
+    kind = "se" if isinstance(signer, SecureElement) else type(signer).__name__
+    return kind + ":" + ("inline" if inline is signer else "after-beep" if inline is None else "?")
+
+se = SecureElement()
+print(pick({"key.se": b"1"}, se))
+print(pick({"key.se": b"1"}, None))
+print(pick({"key.bin": SECRET}, se))
+print(pick({"key.bin": SECRET}, None))
+print(pick({}, se))
+print(pick({"key.bin": b"short"}, None))
+print(SoftwareSigner(SECRET).public_key() == config.load_signer(sim.MemoryStorage({"key.bin": SECRET}), None)[0].public_key())
+"""
+
+SIGNER_EXPECTED = [
+    "se:inline",
+    "error:Puce sécurité/absente",
+    "SoftwareSigner:after-beep",
+    "SoftwareSigner:after-beep",
+    "error:Clé absente",
+    "error:Clé absente",
+    "True",
+]
+
+
+def test_the_signer_is_the_key_provisioning_registered_under_cpython(capsys):
+    exec(SIGNER_SCRIPT, {})
+    assert capsys.readouterr().out.split("\n")[:-1] == SIGNER_EXPECTED
+
+
+def test_the_signer_is_the_key_provisioning_registered_under_micropython():
+    assert run(SIGNER_SCRIPT).split("\n")[:-1] == SIGNER_EXPECTED
