@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+import threading
+import weakref
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,38 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_sqlite_writer_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writer_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def writer_turn(session: Session) -> Iterator[None]:
+    """Around a write transaction (begin to commit) that can run in several threads at once.
+
+    SQLite has one writer: a second BEGIN IMMEDIATE waits in SQLite's busy handler, which polls
+    with sleeps of up to 100 ms, so concurrent uploads in one process would spend most of their
+    time asleep while the database sits idle. On SQLite the threads of this process therefore
+    queue on a lock per engine, which hands over as soon as the writer commits (the busy timeout
+    still covers other processes). The transaction is ended inside the turn, rolled back if the
+    block raises. PostgreSQL needs no turn: its row locks queue writers without polling.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        yield
+        return
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with _writer_locks_guard:
+        lock = _sqlite_writer_locks.get(engine)  # type: ignore[arg-type]
+        if lock is None:
+            lock = _sqlite_writer_locks[engine] = threading.Lock()  # type: ignore[index]
+    with lock:
+        try:
+            yield
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import ledger, protocol
@@ -123,18 +123,46 @@ class _Batch:
     received_at: datetime = field(default_factory=utcnow)
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch decoded and, when this process knows the terminal's key, verified: the part of
+    ingestion that needs no database, done before the transaction (see prepare_batch)."""
+
+    batch: _Batch
+    count: int
+    results: list[RecordResult | None]
+    candidates: list[tuple[int, bytes, Record, bytes]]
+    hinted_key: bytes | None
+    signature_ok: dict[bytes, bool]
+
+
 def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[bytes], settings: Settings) -> BatchResult:
     """Check, store and post one batch of records. Does not commit: the caller does.
 
     Raises caisse.errors.TerminalRefused (nothing to write) for an unknown or revoked terminal.
     """
+    return ingest_prepared(session, prepare_batch(terminal_id=terminal_id, raw_records=raw_records), settings=settings)
+
+
+def prepare_batch(*, terminal_id: int, raw_records: Sequence[bytes]) -> PreparedBatch:
+    """Decode the records and verify their signatures with the key this process last saw for the
+    terminal. Touches no database, so the caller runs it before taking any lock: `cryptography`
+    releases the GIL while it verifies, and concurrent uploads overlap it with each other's SQL.
+    ingest_prepared trusts these verdicts only if the locked terminal row holds the same key."""
     assert len(raw_records) <= MAX_RECORDS_PER_BATCH, "the API refuses larger batches"
     batch = _Batch(terminal_id=terminal_id)
     results: list[RecordResult | None] = [None] * len(raw_records)
-
     candidates = _decode_all(batch, raw_records, results)
     hinted_key = _key_hints.get(terminal_id)
     signature_ok = _verify_before_locking(hinted_key, candidates)
+    return PreparedBatch(batch=batch, count=len(raw_records), results=results, candidates=candidates,
+                         hinted_key=hinted_key, signature_ok=signature_ok)
+
+
+def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Settings) -> BatchResult:
+    """The transactional part of ingest_batch: every check in order, the writes. Does not commit."""
+    batch, results, candidates = prepared.batch, prepared.results, prepared.candidates
+    terminal_id, hinted_key, signature_ok = batch.terminal_id, prepared.hinted_key, prepared.signature_ok
 
     terminal = lock_terminal(session, terminal_id=terminal_id)  # the transaction starts here
     vendor_id, status, acked_seq = terminal.vendor_id, terminal.status, terminal.acked_seq
@@ -145,7 +173,7 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
             _key_hints.clear()
         _key_hints[terminal_id] = terminal.public_key
 
-    stored = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
+    stored, covered = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
     cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
 
     for index, raw, record, digest in candidates:
@@ -203,8 +231,8 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
         results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
 
     _write(session, batch)
-    stored_up_to = max((row["seq"] for row in batch.new_rows), default=0)
-    new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored_up_to=stored_up_to)
+    new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored=stored,
+                                       covered=covered)
     terminal_changes: dict[str, object] = {}
     if new_acked_seq != acked_seq:
         terminal_changes["acked_seq"] = new_acked_seq
@@ -214,7 +242,7 @@ def ingest_batch(session: Session, *, terminal_id: int, raw_records: Sequence[by
     if terminal_changes:
         session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(**terminal_changes))
     final = [r for r in results if r is not None]
-    assert len(final) == len(raw_records), "every record gets exactly one result"
+    assert len(final) == prepared.count, "every record gets exactly one result"
     return BatchResult(results=final, acked_seq=new_acked_seq, terminal_flagged_suspect=flagged)
 
 
@@ -336,8 +364,11 @@ def _new_row(terminal_id: int, seq: int, raw: bytes, digest: bytes, record: Reco
     }
 
 
-def _load_neighbourhood(session: Session, *, terminal_id: int, records: list[Record]) -> dict[int, _Stored]:
-    """The stored records a batch can touch: each seq, its neighbours, and voided payments."""
+def _load_neighbourhood(
+    session: Session, *, terminal_id: int, records: list[Record]
+) -> tuple[dict[int, _Stored], range | set[int]]:
+    """The stored records a batch can touch (each seq, its neighbours, voided payments), and the
+    seqs the query covered: a covered seq missing from the result is not stored."""
     wanted: set[int] = set()
     for record in records:
         wanted.update((record.seq - 1, record.seq, record.seq + 1))
@@ -345,28 +376,24 @@ def _load_neighbourhood(session: Session, *, terminal_id: int, records: list[Rec
             wanted.add(record.ref_seq)
     wanted.discard(0)
     if not wanted:
-        return {}
+        return {}, wanted
+    low, high = min(wanted), max(wanted)
+    covered: range | set[int] = range(low, high + 1) if high - low < 2 * len(wanted) else wanted
     rows = session.execute(
         select(
             _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
             _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
-        ).where(_record.c.terminal_id == terminal_id, _seqs_clause(session, wanted))
+        ).where(
+            _record.c.terminal_id == terminal_id,
+            _record.c.seq.between(low, high) if isinstance(covered, range) else column_in(session, _record.c.seq, sorted(wanted)),
+        )
     )
     return {
         seq: _Stored(raw=bytes(raw), digest=bytes(digest), prev_hash=bytes(prev_hash), kind=kind, status=status,
                      card_uid=bytes(card_uid), amount_cents=amount, household_id=household_id,
                      chain_verified=chain_verified, voided=voided)
         for seq, raw, digest, prev_hash, kind, status, card_uid, amount, household_id, chain_verified, voided in rows
-    }
-
-
-def _seqs_clause(session: Session, seqs: set[int]) -> ColumnElement[bool]:
-    """Batches are mostly runs of consecutive seqs: a range scan of the (terminal_id, seq) index
-    then beats a long IN list. A few extra rows in the range are harmless."""
-    low, high = min(seqs), max(seqs)
-    if high - low < 2 * len(seqs):
-        return _record.c.seq.between(low, high)
-    return column_in(session, _record.c.seq, sorted(seqs))
+    }, covered
 
 
 def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int, str, int | None]]:
@@ -425,22 +452,21 @@ def _write(session: Session, batch: _Batch) -> None:
     bump_cards(session, household_ids=batch.households)
 
 
-def _advance_acked_seq(session: Session, *, terminal_id: int, acked_seq: int, stored_up_to: int) -> int:
+def _advance_acked_seq(
+    session: Session, *, terminal_id: int, acked_seq: int, stored: dict[int, _Stored], covered: range | set[int]
+) -> int:
     """Highest seq such that every record 1..seq of the terminal is stored.
 
-    `stored_up_to` is the highest seq this batch stored. The usual case, a batch that continues
-    the acknowledged run, is settled by one count: seqs are unique, so the run reaches it exactly
-    when (acked_seq, stored_up_to] holds stored_up_to - acked_seq records.
+    `stored` holds the records this batch read (under the terminal lock) or wrote, and `covered`
+    the seqs its read covered. The usual batch, which continues the acknowledged run, is settled
+    without a query: walk the run through `stored`; if it stops at a covered seq, that seq is not
+    stored. Otherwise (the run leaves what the batch read) scan the table from where it stopped.
     """
-    if stored_up_to > acked_seq:
-        count = session.execute(
-            select(func.count()).where(
-                _record.c.terminal_id == terminal_id, _record.c.seq > acked_seq, _record.c.seq <= stored_up_to
-            )
-        ).scalar_one()
-        if count == stored_up_to - acked_seq:
-            acked_seq = stored_up_to
-    while True:  # records stored earlier beyond a gap this batch filled, or a gap below stored_up_to
+    while acked_seq + 1 in stored:
+        acked_seq += 1
+    if acked_seq + 1 in covered:
+        return acked_seq
+    while True:  # records stored earlier beyond what this batch read
         seqs = session.execute(
             select(_record.c.seq)
             .where(_record.c.terminal_id == terminal_id, _record.c.seq > acked_seq)
