@@ -27,7 +27,9 @@ from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_SCHEMA = "caisse_pytest"
+# One schema per pytest process: two runs at once (two engineers, or CI and a local run) on one
+# server would otherwise drop each other's tables mid-test.
+PG_SCHEMA = f"caisse_pytest_{os.getpid()}"
 ADMIN_TOKEN = "test-admin-token"
 SKIP_PG_REASON = "PostgreSQL tests skipped: CI is unset (set CI=true to run them against 127.0.0.1:5432)"
 
@@ -79,6 +81,15 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         shutil.copyfile(sqlite_template, path)
         engine = make_engine(f"sqlite:///{path}")
     yield engine
+    engine.dispose()
+    if request.param == "postgresql":
+        _drop_postgres_schema()
+
+
+def _drop_postgres_schema() -> None:
+    engine = make_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
     engine.dispose()
 
 
