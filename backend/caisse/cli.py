@@ -163,6 +163,29 @@ def terminal_revoke(terminal_id: Annotated[int, typer.Argument(help="Terminal id
     err.print(f"Terminal {terminal_id} revoked.")
 
 
+@app.command()
+def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM.")]) -> None:
+    """Credit every household its monthly allowance (idempotent: a second run credits only who is missing)."""
+    from caisse import allowances
+
+    report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings()))
+    out.print(report.credited_cents)
+    err.print(f"{report.month}: {report.credited_households} households credited {report.credited_cents / 100:.2f} EUR"
+              f" (already credited: {report.already_credited}); unspent returned to the fund:"
+              f" {report.expired_cents / 100:.2f} EUR from {report.expired_households} households.")
+    for household_id, posted, now in report.differing:
+        err.print(f"[yellow]Household {household_id}: credited {posted} cents earlier, the rules now give {now}; left as is.[/yellow]")
+
+
+@app.command("close-month")
+def close_month(month: Annotated[str, typer.Argument(help="Month to close, YYYY-MM.")]) -> None:
+    """Close a month: allocating it again is refused."""
+    from caisse import allowances
+
+    _run(lambda s: allowances.close_month(s, month=month))
+    err.print(f"Month {month} closed.")
+
+
 # Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).
 from caisse_provisioning.cli import decommission_command, provision_command  # noqa: E402
 

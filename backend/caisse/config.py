@@ -26,6 +26,24 @@ class Settings(BaseSettings):
     void_window_s: int = Field(default=300, gt=0)
     sync_clock_window_s: int = Field(default=300, gt=0)
 
+    # Allowances (docs/settlement.md): the rule the citizens' committee chose.
+    allowance_rule: Literal["flat", "per_member", "average_contribution"] = "flat"
+    allowance_flat_cents: int = Field(default=10_000, ge=0)  # Montpellier: 100 per household
+    allowance_base_cents: int = Field(default=15_000, ge=0)  # Gironde: 150 ...
+    allowance_per_extra_member_cents: int = Field(default=7_500, ge=0)  # ... + 75 per extra member
+    allowance_pro_rata: bool = True  # a household joining mid-month gets the days left
+    allowance_unspent: Literal["carry_over", "expire"] = "carry_over"
+    allowance_carry_over_cap_cents: int = Field(default=5_000, ge=0)
+
+    # Settlement: who pays the vendors, from which account, and where the files go.
+    settlement_requires_approval: bool = False  # True: a second person (treasurer) approves
+    settlement_dir: str = "./settlements"
+    settlement_timezone: str = "Europe/Paris"
+    sepa_schema: str = "pain.001.001.03"  # the version the caisse's bank accepts
+    debtor_name: str = "Caisse alimentaire commune"
+    debtor_iban: str = "FR7630006000011234567890189"
+    debtor_bic: str = "AGRIFRPPXXX"
+
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
         if self.environment != "development" and self.admin_token in ("", DEV_ADMIN_TOKEN):

@@ -15,10 +15,11 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse.db import bulk_insert, column_in, is_postgresql
+from caisse.db import bind_value, column_in, insert_tuples, is_postgresql
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
 ALLOWANCE_FUND = "allowance_fund"
+VENDOR_PAID = "vendor_paid"  # bank clearing: what left the caisse's bank account for vendors
 
 _account = LedgerAccount.__table__  # type: ignore[attr-defined]
 _transfer = LedgerTransfer.__table__  # type: ignore[attr-defined]
@@ -28,6 +29,8 @@ class TransferKind:
     ALLOWANCE = "allowance"
     PAYMENT = "payment"
     VOID = "void"
+    EXPIRY = "allowance_expiry"  # unspent allowance returned to the fund (docs/settlement.md)
+    SETTLEMENT = "settlement"  # vendor_payable -> vendor_paid when a SEPA file is exported
 
 
 def member_code(household_id: int) -> str:
@@ -73,7 +76,12 @@ def account_ids(session: Session, *, codes: Iterable[str]) -> dict[str, int]:
     codes = list(set(codes))
     if not codes:
         return {}
-    rows = session.execute(select(_account.c.code, _account.c.id).where(column_in(session, _account.c.code, codes)))
+    if is_postgresql(session):
+        rows = session.execute(select(_account.c.code, _account.c.id).where(column_in(session, _account.c.code, codes)))
+    else:  # the driver directly: SQLAlchemy's per-value handling of a long IN list costs more than the query
+        rows = session.connection().exec_driver_sql(
+            f"SELECT code, id FROM ledger_account WHERE code IN ({', '.join('?' * len(codes))})", tuple(codes)
+        )
     return {code: account_id for code, account_id in rows}
 
 
@@ -82,38 +90,43 @@ def post_transfers(session: Session, *, transfers: Sequence[Transfer]) -> None:
 
     Raises IntegrityError if a reference was already posted (the caller's transaction then rolls back).
     """
-    if not transfers:
+    post_transfer_rows(
+        session, rows=[(t.debit_account_id, t.credit_account_id, t.amount_cents, t.kind, t.reference, t.memo) for t in transfers]
+    )
+
+
+_TRANSFER_COLUMNS = ("debit_account_id", "credit_account_id", "amount_cents", "kind", "reference", "memo", "created_at")
+
+
+def post_transfer_rows(session: Session, *, rows: Sequence[tuple[int, int, int, str, str, str | None]]) -> None:
+    """post_transfers for (debit id, credit id, amount_cents, kind, reference, memo) tuples: the
+    ingestion hot path builds these directly. The database checks what Transfer asserts (a
+    positive amount, two distinct accounts)."""
+    if not rows:
         return
     debits: dict[int, int] = defaultdict(int)
     credits: dict[int, int] = defaultdict(int)
-    for transfer in transfers:
-        debits[transfer.debit_account_id] += transfer.amount_cents
-        credits[transfer.credit_account_id] += transfer.amount_cents
-    now = utcnow()
-    rows = [
-        {
-            "debit_account_id": t.debit_account_id,
-            "credit_account_id": t.credit_account_id,
-            "amount_cents": t.amount_cents,
-            "kind": t.kind,
-            "reference": t.reference,
-            "memo": t.memo,
-            "created_at": now,
-        }
-        for t in transfers
-    ]
+    for debit, credit, amount, *_ in rows:
+        debits[debit] += amount
+        credits[credit] += amount
+    now = bind_value(session, _transfer.c.created_at, utcnow())
     touched = sorted(debits.keys() | credits.keys())
     # Lock the accounts first, in ascending id order: one global order, so batches touching the
     # same accounts queue instead of deadlocking. FOR NO KEY UPDATE, not FOR UPDATE: the latter
     # would also wait on the KEY SHARE locks other transactions' foreign key checks hold.
-    locked = session.execute(
-        select(_account.c.id)
-        .where(column_in(session, _account.c.id, touched))
-        .order_by(_account.c.id)
-        .with_for_update(key_share=True)
-    ).all()
+    if is_postgresql(session):
+        locked = session.execute(
+            select(_account.c.id)
+            .where(column_in(session, _account.c.id, touched))
+            .order_by(_account.c.id)
+            .with_for_update(key_share=True)
+        ).all()
+    else:  # one writer at a time (BEGIN IMMEDIATE): nothing to lock, only check they exist
+        locked = session.connection().exec_driver_sql(
+            f"SELECT id FROM ledger_account WHERE id IN ({', '.join('?' * len(touched))})", tuple(touched)
+        ).all()
     assert len(locked) == len(touched), "every account of a transfer exists"
-    bulk_insert(session, _transfer, rows)
+    insert_tuples(session, _transfer, _TRANSFER_COLUMNS, [(*row, now) for row in rows])
     # Then the deltas are applied in SQL, never as a read-modify-write of a balance: one UPDATE
     # joined to the arrays of deltas on PostgreSQL, one executemany in the driver on SQLite.
     if is_postgresql(session):

@@ -10,8 +10,10 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     SmallInteger,
@@ -199,3 +201,77 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(sa_column=Column(String(32), primary_key=True))
     value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+# Allowances, contributions, settlement (docs/settlement.md) -----------------------------------
+
+class AllowanceMonth(SQLModel, table=True):
+    """A month allowances were allocated for; once closed, `caisse allocate` refuses it."""
+
+    __tablename__ = "allowance_month"
+
+    month: str = Field(sa_column=Column(String(7), primary_key=True))  # YYYY-MM
+    allocated_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class Contribution(SQLModel, table=True):
+    """A household's contribution for a month, in cents. Immutable; corrected by a new row."""
+
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_contribution_amount_positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: int = Field(sa_column=Column(Integer, ForeignKey("household.id"), nullable=False))
+    month: str = Field(sa_column=Column(String(7), nullable=False, index=True))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reference: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class SettlementStatus(enum.StrEnum):
+    PREPARED = "prepared"
+    APPROVED = "approved"
+    EXPORTED = "exported"
+
+
+class SettlementRun(SQLModel, table=True):
+    """One nightly run: prepared -> approved -> exported. At most one per date."""
+
+    __tablename__ = "settlement_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_date: date = Field(sa_column=Column(Date, nullable=False, unique=True))
+    cutoff_time: int = Field(sa_column=Column(BigInteger, nullable=False))  # unix s, exclusive
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    prepared_by: str = Field(sa_column=Column(String(100), nullable=False))
+    prepared_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    approved_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    approved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    exported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    output_dir: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+
+
+class SettlementItem(SQLModel, table=True):
+    """A record settled by a run. The primary key is the record: a record is paid at most once."""
+
+    __tablename__ = "settlement_item"
+    __table_args__ = (Index("ix_settlement_item_run_vendor", "run_id", "vendor_id"),)
+
+    record_id: int = Field(sa_column=Column(Integer, ForeignKey("transaction_record.id"), primary_key=True, autoincrement=False))
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False))
+    vendor_id: int = Field(sa_column=Column(Integer, nullable=False))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))  # payment > 0, void < 0
+
+
+class SettlementLine(SQLModel, table=True):
+    """Per run and vendor: what is paid, or what is held back and why (in French, for people)."""
+
+    __tablename__ = "settlement_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False, index=True))
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False))
+    status: str = Field(sa_column=Column(String(8), nullable=False))  # paid | held
+    reason: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    record_count: int = Field(sa_column=Column(Integer, nullable=False))

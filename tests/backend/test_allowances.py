@@ -1,0 +1,174 @@
+"""Monthly allowances: rules, pro rata, unspent money, idempotency, closed months."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from caisse import admin, allowances, ledger
+from caisse.errors import Conflict, InvalidInput
+from caisse.models import Contribution, Household, LedgerTransfer
+from tests.backend.audit import assert_ledger_invariants
+from tests.backend.conftest import make_settings
+
+EARLY = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _household(session: Session, *, members: int = 1, joined: datetime = EARLY) -> int:
+    household = admin.create_household(session, name="Famille Martin", members=members, zone="Nord")
+    assert household.id is not None
+    session.execute(update(Household).where(Household.id == household.id).values(created_at=joined))  # type: ignore[arg-type]
+    session.commit()
+    return household.id
+
+
+def _balance(session: Session, household_id: int) -> int:
+    return admin.household_balance_cents(session, household_id=household_id)
+
+
+def test_the_flat_rule_credits_every_household_the_same_amount(session: Session) -> None:
+    a, b = _household(session, members=1), _household(session, members=5)
+    report = allowances.allocate(session, month="2026-03", settings=make_settings(allowance_rule="flat", allowance_flat_cents=10_000))
+    session.commit()
+    assert (report.credited_households, report.credited_cents) == (2, 20_000)
+    assert (_balance(session, a), _balance(session, b)) == (10_000, 10_000)
+    assert_ledger_invariants(session)
+
+
+def test_the_per_member_rule_adds_an_amount_per_extra_member(session: Session) -> None:
+    single, family = _household(session, members=1), _household(session, members=4)
+    rules = make_settings(allowance_rule="per_member", allowance_base_cents=15_000, allowance_per_extra_member_cents=7_500)
+    allowances.allocate(session, month="2026-03", settings=rules)
+    session.commit()
+    assert (_balance(session, single), _balance(session, family)) == (15_000, 15_000 + 3 * 7_500)
+
+
+def test_the_average_rule_shares_the_months_contributions_rounded_down(session: Session) -> None:
+    a, b, c = _household(session), _household(session), _household(session)
+    for household_id, amount in ((a, 1_000), (b, 5_000), (c, 1)):
+        session.add(Contribution(household_id=household_id, month="2026-03", amount_cents=amount, reference=f"c{household_id}"))
+    session.add(Contribution(household_id=a, month="2026-02", amount_cents=99_999, reference="other-month"))
+    session.commit()
+    report = allowances.allocate(session, month="2026-03", settings=make_settings(allowance_rule="average_contribution"))
+    session.commit()
+    assert report.credited_cents == 3 * (6_001 // 3)
+    assert _balance(session, a) == 2_000
+
+
+def test_a_household_joining_mid_month_gets_the_days_left_when_pro_rata_is_on(session: Session) -> None:
+    joined = _household(session, joined=datetime(2026, 4, 21, 15, 0, tzinfo=UTC))  # 10 of 30 days left
+    allowances.allocate(session, month="2026-04", settings=make_settings(allowance_flat_cents=10_000))
+    session.commit()
+    assert _balance(session, joined) == 10_000 * 10 // 30
+
+
+def test_without_pro_rata_a_mid_month_joiner_gets_the_full_amount(session: Session) -> None:
+    joined = _household(session, joined=datetime(2026, 4, 21, tzinfo=UTC))
+    allowances.allocate(session, month="2026-04", settings=make_settings(allowance_flat_cents=10_000, allowance_pro_rata=False))
+    session.commit()
+    assert _balance(session, joined) == 10_000
+
+
+def test_a_household_registered_after_the_month_gets_nothing_for_it(session: Session) -> None:
+    _household(session, joined=datetime(2026, 5, 1, tzinfo=UTC))
+    report = allowances.allocate(session, month="2026-04", settings=make_settings())
+    assert report.credited_households == 0
+
+
+def test_allocating_twice_credits_once_and_reports_it(session: Session) -> None:
+    a = _household(session)
+    rules = make_settings(allowance_flat_cents=10_000)
+    allowances.allocate(session, month="2026-03", settings=rules)
+    session.commit()
+    b = _household(session)
+    again = allowances.allocate(session, month="2026-03", settings=rules)
+    session.commit()
+    assert (again.credited_households, again.already_credited) == (1, 1)
+    assert (_balance(session, a), _balance(session, b)) == (10_000, 10_000)
+    changed = allowances.allocate(session, month="2026-03", settings=make_settings(allowance_flat_cents=12_000))
+    assert changed.credited_households == 0 and sorted(changed.differing) == [(a, 10_000, 12_000), (b, 10_000, 12_000)]
+    assert_ledger_invariants(session)
+
+
+def test_unspent_money_above_the_cap_returns_to_the_fund(session: Session) -> None:
+    a = _household(session)
+    rules = make_settings(allowance_flat_cents=10_000, allowance_unspent="carry_over", allowance_carry_over_cap_cents=3_000)
+    allowances.allocate(session, month="2026-03", settings=rules)
+    session.commit()
+    report = allowances.allocate(session, month="2026-04", settings=rules)
+    session.commit()
+    assert (report.expired_households, report.expired_cents) == (1, 7_000)
+    assert _balance(session, a) == 3_000 + 10_000
+    expiry = ledger.find_transfer(session, reference=allowances.expiry_reference(a, allowances.Month.parse("2026-04")))
+    assert expiry is not None and expiry.kind == ledger.TransferKind.EXPIRY
+    assert_ledger_invariants(session)
+
+
+def test_unspent_money_expires_entirely_under_the_expire_policy(session: Session) -> None:
+    a = _household(session)
+    rules = make_settings(allowance_flat_cents=10_000, allowance_unspent="expire")
+    allowances.allocate(session, month="2026-03", settings=rules)
+    session.commit()
+    allowances.allocate(session, month="2026-04", settings=rules)
+    session.commit()
+    assert _balance(session, a) == 10_000
+    assert ledger.balance_cents(session, code=ledger.ALLOWANCE_FUND) == -10_000
+
+
+def test_a_closed_month_is_refused(session: Session) -> None:
+    _household(session)
+    allowances.allocate(session, month="2026-03", settings=make_settings())
+    allowances.close_month(session, month="2026-03")
+    session.commit()
+    with pytest.raises(Conflict) as refused:
+        allowances.allocate(session, month="2026-03", settings=make_settings())
+    assert refused.value.code == "month_closed"
+
+
+@pytest.mark.parametrize("month", ["2026-13", "2026-3", "march", "2026-00"])
+def test_a_malformed_month_is_refused(session: Session, month: str) -> None:
+    with pytest.raises(InvalidInput):
+        allowances.allocate(session, month=month, settings=make_settings())
+
+
+@hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    months=st.lists(st.sampled_from(["2026-01", "2026-02", "2026-03"]), min_size=1, max_size=4),
+    unspent=st.sampled_from(["carry_over", "expire"]),
+    cap=st.integers(0, 20_000),
+)
+def test_allocations_keep_the_ledger_balanced_and_credit_once_per_month(
+    session: Session, months: list[str], unspent: str, cap: int
+) -> None:
+    rules = make_settings(allowance_unspent=unspent, allowance_carry_over_cap_cents=cap)
+    _household(session)
+    for month in months:
+        allowances.allocate(session, month=month, settings=rules)
+        session.commit()
+        assert_ledger_invariants(session)
+    credits = session.execute(select(LedgerTransfer.reference).where(LedgerTransfer.kind == "allowance")).scalars().all()  # type: ignore[arg-type]
+    assert len(credits) == len(set(credits))
+
+
+def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from caisse.cli import app
+
+    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    monkeypatch.setenv("CAISSE_ALLOWANCE_FLAT_CENTS", "10000")
+    runner = CliRunner()
+    assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"]).exit_code == 0
+    first = runner.invoke(app, ["allocate", "--month", "2030-01"])
+    assert (first.exit_code, first.stdout.strip()) == (0, "10000")
+    second = runner.invoke(app, ["allocate", "--month", "2030-01"])
+    assert (second.exit_code, second.stdout.strip()) == (0, "0")
+    assert "already credited: 1" in second.stderr
+    assert runner.invoke(app, ["close-month", "2030-01"]).exit_code == 0
+    refused = runner.invoke(app, ["allocate", "--month", "2030-01"])
+    assert refused.exit_code == 1 and "month_closed" in refused.stderr
