@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,39 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row([row[column] for column in columns])
+    except psycopg.IntegrityError as error:
+        raise IntegrityError(statement, None, error) from error
+
+
+def bind_value(session: Session, column: Any, value: Any) -> Any:
+    """`value` as the driver takes it for `column` (SQLite stores datetimes as text): for
+    insert_tuples, which leaves converting to its caller so that a value shared by many rows
+    (a batch's timestamp) is converted once."""
+    processor = column.type._cached_bind_processor(session.connection().dialect)
+    return value if value is None or processor is None else processor(value)
+
+
+def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """bulk_insert for rows already in column order with driver-ready values (see bind_value):
+    the hot path's inserts, with no per-row dict or conversion in Python."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            rows if type(rows[0]) is tuple else list(map(tuple, rows)),
+        )
+        return
+    import psycopg
+
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
     except psycopg.IntegrityError as error:
         raise IntegrityError(statement, None, error) from error
 

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from caisse import ledger, protocol
 from caisse.config import Settings
-from caisse.db import bulk_insert, column_in
+from caisse.db import bind_value, bulk_insert, column_in, insert_tuples
 from caisse.models import (
     Card,
     CardStatus,
@@ -104,7 +104,7 @@ class _Stored:
     household_id: int | None
     chain_verified: bool
     voided: bool
-    new_row: dict | None = None  # set when inserted by this batch
+    new_row: list | None = None  # set when inserted by this batch (in _RECORD_COLUMNS order)
 
 
 @dataclass(slots=True)
@@ -112,7 +112,7 @@ class _Batch:
     """Everything the batch will write, gathered first and written in bulk at the end."""
 
     terminal_id: int
-    new_rows: list[dict] = field(default_factory=list)
+    new_rows: list[list] = field(default_factory=list)
     rejections: list[dict] = field(default_factory=list)
     voided_seqs: set[int] = field(default_factory=set)
     verified_seqs: set[int] = field(default_factory=set)
@@ -212,16 +212,16 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         if following is not None and not following.chain_verified:
             following.chain_verified = True
             if following.new_row is not None:
-                following.new_row["chain_verified"] = True
+                following.new_row[_CHAIN_VERIFIED] = True
             else:
                 batch.verified_seqs.add(seq + 1)
         row = _new_row(terminal_id, seq, raw, digest, record, household_id, reason,
                        chain_verified=seq == 1 or previous is not None, received_at=batch.received_at)
         batch.new_rows.append(row)
         stored[seq] = _Stored(
-            raw=raw, digest=digest, prev_hash=record.prev_hash, kind=record.kind, status=row["status"],
+            raw=raw, digest=digest, prev_hash=record.prev_hash, kind=record.kind, status=row[_STATUS],
             card_uid=record.card_uid, amount_cents=record.amount_cents, household_id=household_id,
-            chain_verified=row["chain_verified"], voided=False, new_row=row,
+            chain_verified=row[_CHAIN_VERIFIED], voided=False, new_row=row,
         )
         if reason is not None:
             results[index] = RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason)
@@ -332,7 +332,7 @@ def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, s
     assert payment.household_id is not None and not payment.voided
     payment.voided = True
     if payment.new_row is not None:
-        payment.new_row["voided"] = True
+        payment.new_row[_VOIDED] = True
     else:
         batch.voided_seqs.add(record.ref_seq)
     member = ledger.member_code(payment.household_id)
@@ -340,28 +340,20 @@ def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, s
     batch.households.add(payment.household_id)
 
 
+_RECORD_COLUMNS = ("terminal_id", "seq", "raw", "digest", "kind", "flags", "time", "amount_cents", "ref_seq", "card_uid",
+                   "card_auth", "prev_hash", "household_id", "status", "reason", "chain_verified", "voided", "received_at")
+_STATUS, _CHAIN_VERIFIED, _VOIDED, _RECEIVED_AT = (_RECORD_COLUMNS.index(c) for c in ("status", "chain_verified", "voided", "received_at"))
+
+
 def _new_row(terminal_id: int, seq: int, raw: bytes, digest: bytes, record: Record, household_id: int | None,
-             reason: Reason | None, *, chain_verified: bool, received_at: datetime) -> dict:
-    return {
-        "terminal_id": terminal_id,
-        "seq": seq,
-        "raw": raw,
-        "digest": digest,
-        "kind": int(record.kind),
-        "flags": record.flags,
-        "time": record.time,
-        "amount_cents": record.amount_cents,
-        "ref_seq": record.ref_seq,
-        "card_uid": record.card_uid,
-        "card_auth": record.card_auth,
-        "prev_hash": record.prev_hash,
-        "household_id": household_id,
-        "status": RecordStatus.ACCEPTED.value if reason is None else RecordStatus.REJECTED.value,
-        "reason": None if reason is None else reason.value,
-        "chain_verified": chain_verified,
-        "voided": False,
-        "received_at": received_at,
-    }
+             reason: Reason | None, *, chain_verified: bool, received_at: datetime) -> list:
+    """A transaction_record row in _RECORD_COLUMNS order (received_at converted when written)."""
+    return [
+        terminal_id, seq, raw, digest, int(record.kind), record.flags, record.time, record.amount_cents, record.ref_seq,
+        record.card_uid, record.card_auth, record.prev_hash, household_id,
+        RecordStatus.ACCEPTED.value if reason is None else RecordStatus.REJECTED.value,
+        None if reason is None else reason.value, chain_verified, False, received_at,
+    ]
 
 
 def _load_neighbourhood(
@@ -426,7 +418,11 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int,
 def _write(session: Session, batch: _Batch) -> None:
     """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
     its records, ledger accounts by ascending id, the cards counter, cards."""
-    bulk_insert(session, _record, batch.new_rows)
+    if batch.new_rows:
+        received_at = bind_value(session, _record.c.received_at, batch.received_at)
+        for row in batch.new_rows:
+            row[_RECEIVED_AT] = received_at
+        insert_tuples(session, _record, _RECORD_COLUMNS, batch.new_rows)
     bulk_insert(session, _rejected, batch.rejections)
     for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
         if seqs:
@@ -442,13 +438,7 @@ def _write(session: Session, batch: _Batch) -> None:
         for code in (debit, credit):
             if code not in ids:  # accounts are made with their household or vendor; this is a safety net
                 ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
-    ledger.post_transfers(
-        session,
-        transfers=[
-            ledger.Transfer(debit_account_id=ids[d], credit_account_id=ids[c], amount_cents=a, kind=k, reference=r)
-            for d, c, a, k, r in batch.postings
-        ],
-    )
+    ledger.post_transfer_rows(session, rows=[(ids[d], ids[c], a, k, r, None) for d, c, a, k, r in batch.postings])
     bump_cards(session, household_ids=batch.households)
 
 
