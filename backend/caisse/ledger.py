@@ -19,6 +19,7 @@ from caisse.db import bind_value, column_in, insert_tuples, is_postgresql
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
 ALLOWANCE_FUND = "allowance_fund"
+VENDOR_PAID = "vendor_paid"  # bank clearing: what left the caisse's bank account for vendors
 
 _account = LedgerAccount.__table__  # type: ignore[attr-defined]
 _transfer = LedgerTransfer.__table__  # type: ignore[attr-defined]
@@ -28,6 +29,8 @@ class TransferKind:
     ALLOWANCE = "allowance"
     PAYMENT = "payment"
     VOID = "void"
+    EXPIRY = "allowance_expiry"  # unspent allowance returned to the fund (docs/settlement.md)
+    SETTLEMENT = "settlement"  # vendor_payable -> vendor_paid when a SEPA file is exported
 
 
 def member_code(household_id: int) -> str:
