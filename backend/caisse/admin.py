@@ -51,6 +51,11 @@ def create_vendor(
         iban = iban.replace(" ", "").upper()
         if not _IBAN.match(iban):
             raise InvalidInput("invalid_iban", "the IBAN is not well formed")
+        from caisse.settlement import iban_problem  # checksum, country length, bank code (schwifty)
+
+        problem = iban_problem(iban)
+        if problem is not None:
+            raise InvalidInput("invalid_iban", problem)
     _require_text(name=name, zone=zone)
     vendor = Vendor(name=name.strip(), kind=kind, zone=zone.strip(), market=(market or None), iban=iban,
                     convention_status=convention_status, convention_start=convention_start or date.today(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -184,6 +185,60 @@ def close_month(month: Annotated[str, typer.Argument(help="Month to close, YYYY-
 
     _run(lambda s: allowances.close_month(s, month=month))
     err.print(f"Month {month} closed.")
+
+
+@app.command()
+def settle(
+    day: Annotated[str | None, typer.Option("--date", help="Day to settle, YYYY-MM-DD (default: yesterday).")] = None,
+    by: Annotated[str, typer.Option(help="Who runs it (recorded on the run).")] = "automatique",
+) -> None:
+    """Settle a day: pay each vendor its accepted payments minus voids; prints the run id."""
+    from caisse import settlement
+
+    run_date = _settlement_date(day)
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.environment == "development":
+            upgrade(engine)
+        result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by)
+    except CaisseError as error:
+        err.print(f"[red]Error:[/red] {error.detail} ({error.code})")
+        raise typer.Exit(code=1) from None
+    finally:
+        engine.dispose()
+    out.print(result.run_id)
+    err.print(f"Run {result.run_id} ({run_date}): {result.status}; {result.paid_records} records,"
+              f" {result.paid_cents / 100:.2f} EUR to pay.")
+    for vendor_id, amount_cents, reason in result.held:
+        err.print(f"[yellow]Vendor {vendor_id}: {amount_cents / 100:.2f} EUR held back: {reason}[/yellow]")
+    if result.status == "prepared":
+        err.print(f"Waiting for approval: caisse settle-approve {result.run_id} --by <treasurer>, then run settle again.")
+    elif result.output_dir:
+        err.print(f"Files: {result.output_dir}")
+
+
+@app.command("settle-approve")
+def settle_approve(
+    run_id: Annotated[int, typer.Argument(help="Settlement run id.")],
+    by: Annotated[str, typer.Option(help="Who approves (not who prepared it).")],
+) -> None:
+    """Approve a prepared settlement run (the second person)."""
+    from caisse import settlement
+
+    run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings()))
+    out.print(run.id)
+    err.print(f"Run {run_id} {run.status} by {by}.")
+
+
+def _settlement_date(day: str | None) -> date:
+    if day is None:
+        return date.today() - timedelta(days=1)
+    try:
+        return date.fromisoformat(day)
+    except ValueError:
+        err.print(f"[red]Error:[/red] a date is written YYYY-MM-DD, not {day!r}")
+        raise typer.Exit(code=1) from None
 
 
 # Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).

@@ -8,7 +8,15 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from caisse import ledger
-from caisse.models import LedgerAccount, LedgerTransfer, RecordStatus, TransactionRecord
+from caisse.models import (
+    LedgerAccount,
+    LedgerTransfer,
+    RecordStatus,
+    SettlementItem,
+    SettlementRun,
+    SettlementStatus,
+    TransactionRecord,
+)
 
 
 def assert_ledger_invariants(session: Session) -> None:
@@ -48,7 +56,15 @@ def assert_ledger_invariants(session: Session) -> None:
         select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.reference.startswith("record:"))  # type: ignore[attr-defined]
     ).scalar_one()
     assert record_transfers == sum(1 for r in records if r.status == RecordStatus.ACCEPTED)
-    # 6. money is conserved per purpose
-    payable = sum(a.credits_posted_cents - a.debits_posted_cents for a in accounts if a.kind == "vendor_payable")
+    # 6. money is conserved per purpose: what vendors earned is still payable or paid out
+    payable = sum(a.credits_posted_cents - a.debits_posted_cents for a in accounts if a.kind in ("vendor_payable", "vendor_paid"))
     accepted = [r for r in records if r.status == RecordStatus.ACCEPTED]
     assert payable == sum(r.amount_cents for r in accepted if r.kind == 1) - sum(r.amount_cents for r in accepted if r.kind == 2)
+    # 7. what was paid out is exactly what exported settlement runs settled (docs/settlement.md)
+    paid_out = sum(a.credits_posted_cents - a.debits_posted_cents for a in accounts if a.kind == "vendor_paid")
+    settled = session.execute(
+        select(func.coalesce(func.sum(SettlementItem.amount_cents), 0))
+        .join(SettlementRun, SettlementRun.id == SettlementItem.run_id)  # type: ignore[arg-type]
+        .where(SettlementRun.status == SettlementStatus.EXPORTED)  # type: ignore[arg-type]
+    ).scalar_one()
+    assert paid_out == settled

@@ -1,0 +1,361 @@
+"""Nightly settlement (docs/settlement.md): pay each vendor, in euros, what its terminals took.
+
+A run moves prepared -> approved -> exported, one committed transaction per step:
+
+- prepare: every accepted record before the cut-off that no run has settled yet, from a terminal
+  that is not suspect, with a verified chain, of a vendor with a valid IBAN and a net >= 0,
+  becomes a `settlement_item` (INSERT ... SELECT: set-based, no row goes through Python). The item's
+  primary key is the record, so a record is settled at most once, whatever crashes and reruns do.
+  What is held back gets a `settlement_line` with its reason in French; those records stay
+  unsettled, so the next run picks them up once resolved, like late offline uploads.
+- approve: by a second person when `settlement_requires_approval`, automatically otherwise.
+- export: writes the SEPA pain.001 file, one statement per vendor and a summary into a fresh
+  folder, moves it into place, then posts vendor_payable -> vendor_paid per vendor (reference
+  `settlement:{run}:{vendor}`) and marks the run exported, in one transaction. A crash before the
+  commit leaves the run approved: rerunning rewrites the same files from the same items.
+
+Nothing here commits except `settle`, the orchestrator, which owns one transaction per step.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from caisse import ledger
+from caisse.config import Settings
+from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.models import SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
+
+PAID, HELD = "paid", "held"
+AUTOMATIC = "automatique"
+
+# Reasons shown to the treasurer and the vendor, in French.
+HELD_SUSPECT = "terminal signalé suspect : enregistrements mis de côté jusqu'à décision"
+HELD_UNVERIFIED = "chaîne non vérifiée (un enregistrement antérieur manque encore) : reporté"
+HELD_NO_IBAN = "IBAN manquant : paiement suspendu jusqu'à son enregistrement"
+HELD_BAD_IBAN = "IBAN invalide ({error}) : paiement suspendu jusqu'à sa correction"
+HELD_NEGATIVE = "solde négatif après annulations : reporté au prochain règlement"
+
+# The candidate records of a run: accepted, before the cut-off, not settled by any run.
+# amount is signed: a payment (kind 1) adds, a void (kind 2) takes back.
+_CANDIDATES = (
+    " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id"
+    " WHERE r.status = 'accepted' AND r.time < :cutoff"
+    " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
+)
+_SIGNED = "CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END"
+
+
+def cutoff_time(run_date: date, *, timezone: str) -> int:
+    """Unix seconds of midnight at the end of `run_date`, local time: the run settles the day."""
+    end = datetime.combine(run_date + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(timezone))
+    return int(end.timestamp())
+
+
+def iban_problem(iban: str | None) -> str | None:
+    """None when the IBAN is valid (checked with schwifty), else the hold reason in French."""
+    if not iban:
+        return HELD_NO_IBAN
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        IBAN(iban)
+    except SchwiftyException as error:
+        return HELD_BAD_IBAN.format(error=str(error).rstrip("."))
+    return None
+
+
+# Step 1: prepare ------------------------------------------------------------------------------
+
+def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str) -> SettlementRun:
+    """The run of `run_date`, prepared now if there is none yet (idempotent)."""
+    existing = session.execute(select(SettlementRun).where(SettlementRun.run_date == run_date)).scalar_one_or_none()  # type: ignore[arg-type]
+    if existing is not None:
+        return existing
+    cutoff = cutoff_time(run_date, timezone=settings.settlement_timezone)
+    run = SettlementRun(run_date=run_date, cutoff_time=cutoff, status=SettlementStatus.PREPARED, prepared_by=by)
+    session.add(run)
+    session.flush()
+    assert run.id is not None
+    held: list[SettlementLine] = []
+    groups = session.execute(
+        text(f"SELECT t.vendor_id, t.status, r.chain_verified, SUM({_SIGNED}), COUNT(*){_CANDIDATES}"
+             " GROUP BY t.vendor_id, t.status, r.chain_verified"),
+        {"cutoff": cutoff},
+    ).all()
+    net: dict[int, tuple[int, int]] = {}
+    for vendor_id, terminal_status, verified, amount, count in groups:
+        if terminal_status == TerminalStatus.SUSPECT:
+            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_SUSPECT,
+                                       amount_cents=int(amount), record_count=int(count)))
+        elif not verified:
+            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_UNVERIFIED,
+                                       amount_cents=int(amount), record_count=int(count)))
+        else:
+            total, records = net.get(vendor_id, (0, 0))
+            net[vendor_id] = (total + int(amount), records + int(count))
+    ibans = dict(session.execute(select(Vendor.id, Vendor.iban).where(Vendor.id.in_(list(net)))).all()) if net else {}  # type: ignore[union-attr]
+    eligible = []
+    for vendor_id, (amount, count) in sorted(net.items()):
+        reason = iban_problem(ibans.get(vendor_id)) or (HELD_NEGATIVE if amount < 0 else None)
+        if reason is None:
+            eligible.append(vendor_id)
+        else:
+            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason,
+                                       amount_cents=amount, record_count=count))
+    if eligible:
+        _insert_items(session, run_id=run.id, cutoff=cutoff, vendor_ids=eligible)
+        _insert_paid_lines(session, run_id=run.id)
+    session.add_all(held)
+    session.flush()
+    return run
+
+
+def _insert_items(session: Session, *, run_id: int, cutoff: int, vendor_ids: list[int]) -> None:
+    session.execute(
+        text(f"INSERT INTO settlement_item (record_id, run_id, vendor_id, amount_cents)"
+             f" SELECT r.id, :run_id, t.vendor_id, {_SIGNED}{_CANDIDATES}"
+             " AND t.status <> :suspect AND r.chain_verified AND t.vendor_id IN :vendors"
+             ).bindparams(bindparam("vendors", expanding=True)),
+        {"run_id": run_id, "cutoff": cutoff, "suspect": str(TerminalStatus.SUSPECT), "vendors": vendor_ids},
+    )
+
+
+def _insert_paid_lines(session: Session, *, run_id: int) -> None:
+    """What is paid comes from the items themselves, so the lines and the items always agree."""
+    session.execute(
+        text("INSERT INTO settlement_line (run_id, vendor_id, status, amount_cents, record_count)"
+             " SELECT run_id, vendor_id, :paid, SUM(amount_cents), COUNT(*) FROM settlement_item"
+             " WHERE run_id = :run_id GROUP BY run_id, vendor_id"),
+        {"run_id": run_id, "paid": PAID},
+    )
+
+
+# Step 2: approve ------------------------------------------------------------------------------
+
+def approve_run(session: Session, *, run_id: int, by: str, settings: Settings) -> SettlementRun:
+    run = get_run(session, run_id=run_id)
+    if run.status != SettlementStatus.PREPARED:
+        return run  # approved or exported already: approving again changes nothing
+    if settings.settlement_requires_approval and by in (run.prepared_by, AUTOMATIC):
+        raise Conflict("second_person_required",
+                       f"run {run_id} was prepared by {run.prepared_by!r}: another person (the treasurer) approves it")
+    run.status, run.approved_by, run.approved_at = SettlementStatus.APPROVED, by, utcnow()
+    session.add(run)
+    session.flush()
+    return run
+
+
+# Step 3: export -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    vendor_id: int
+    name: str
+    iban: str
+    amount_cents: int
+    record_count: int
+
+
+def export_run(session: Session, *, run_id: int, settings: Settings) -> SettlementRun:
+    """Write the run's files, then post the payouts and mark it exported (the caller commits)."""
+    run = get_run(session, run_id=run_id)
+    if run.status == SettlementStatus.EXPORTED:
+        return run
+    if run.status != SettlementStatus.APPROVED:
+        raise Conflict("not_approved", f"run {run_id} is {run.status}: it must be approved before export")
+    payouts = run_payouts(session, run_id=run_id)
+    folder = Path(settings.settlement_dir) / f"{run.run_date.isoformat()}-reglement-{run_id}"
+    staging = folder.with_name(folder.name + ".en-cours")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a crash: rebuilt from the same items
+    staging.mkdir(parents=True)
+    write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings)
+    write_statements(session, staging, run=run, payouts=payouts, settings=settings)
+    write_summary(session, staging / "resume.csv", run=run)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    _post_payouts(session, run_id=run_id, payouts=payouts)
+    run.status, run.exported_at, run.output_dir = SettlementStatus.EXPORTED, utcnow(), str(folder)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def run_payouts(session: Session, *, run_id: int) -> list[Payout]:
+    rows = session.execute(
+        select(SettlementLine.vendor_id, Vendor.name, Vendor.iban, SettlementLine.amount_cents, SettlementLine.record_count)
+        .join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
+        # A vendor whose payments were all voided nets 0: settled, but there is nothing to transfer.
+        .where(SettlementLine.run_id == run_id, SettlementLine.status == PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
+        .order_by(SettlementLine.vendor_id)  # type: ignore[arg-type]
+    ).all()
+    return [Payout(v, name, iban or "", int(amount), int(count)) for v, name, iban, amount, count in rows]
+
+
+def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> None:
+    paid = ledger.ensure_account(session, code=ledger.VENDOR_PAID, kind="vendor_paid")
+    payables = ledger.account_ids(session, codes=[ledger.vendor_payable_code(p.vendor_id) for p in payouts])
+    ledger.post_transfers(session, transfers=[
+        ledger.Transfer(payables[ledger.vendor_payable_code(p.vendor_id)], paid, p.amount_cents,
+                        ledger.TransferKind.SETTLEMENT, f"settlement:{run_id}:{p.vendor_id}", f"règlement {run_id}")
+        for p in payouts
+    ])
+
+
+def write_sepa(path: Path, *, run: SettlementRun, payouts: list[Payout], settings: Settings) -> None:
+    """pain.001 in the version the bank accepts; sepaxml validates it against the schema on export."""
+    if not payouts:
+        return
+    from schwifty import IBAN
+    from sepaxml import SepaTransfer
+
+    config = {"name": settings.debtor_name, "IBAN": settings.debtor_iban, "BIC": settings.debtor_bic,
+              "batch": True, "currency": "EUR"}
+    sepa = SepaTransfer(config, schema=settings.sepa_schema, clean=True)
+    for payout in payouts:
+        payment: dict[str, object] = {
+            "name": payout.name, "IBAN": payout.iban, "amount": payout.amount_cents,
+            "execution_date": run.run_date + timedelta(days=1),
+            "description": f"Caisse alimentaire - reglement {run.id} du {run.run_date:%d/%m/%Y}",
+            "endtoend_id": f"CAISSE-{run.id}-{payout.vendor_id}",
+        }
+        bic = IBAN(payout.iban).bic
+        if bic is not None:
+            payment["BIC"] = str(bic)
+        sepa.add_payment(payment)
+    document = sepa.export(validate=False, pretty_print=True)
+    _sepa_schema(settings.sepa_schema).validate(document.decode("utf-8"))  # raises when invalid
+    path.write_bytes(document)
+
+
+@lru_cache(maxsize=4)
+def _sepa_schema(name: str) -> Any:
+    """The XSD shipped with sepaxml, parsed once per process (parsing costs ~0.3 s): the same
+    check as `export(validate=True)`, which parses it again on every call."""
+    import xmlschema
+    from sepaxml import validation
+
+    return xmlschema.XMLSchema(str(Path(validation.__file__).parent / "schemas" / f"{name}.xsd"))
+
+
+def euros(cents: int) -> str:
+    """French notation, exact: 1234 -> '12,34'."""
+    return f"{Decimal(cents).scaleb(-2):.2f}".replace(".", ",")
+
+
+_KIND = {1: "paiement", 2: "annulation"}
+
+
+def write_statements(session: Session, folder: Path, *, run: SettlementRun, payouts: list[Payout], settings: Settings) -> None:
+    """One CSV per vendor, in French (semicolons, decimal commas): each transaction and the total."""
+    zone = ZoneInfo(settings.settlement_timezone)
+    for payout in payouts:
+        rows = session.execute(
+            text("SELECT r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
+                 " JOIN transaction_record r ON r.id = i.record_id WHERE i.run_id = :run AND i.vendor_id = :vendor"
+                 " ORDER BY r.time, r.terminal_id, r.seq"),
+            {"run": run.id, "vendor": payout.vendor_id},
+        ).all()
+        with (folder / f"releve-commercant-{payout.vendor_id}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, delimiter=";")
+            writer.writerow([f"Relevé du règlement {run.id} du {run.run_date:%d/%m/%Y}", payout.name, payout.iban])
+            writer.writerow(["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"])
+            for moment, terminal_id, seq, kind, amount in rows:
+                local = datetime.fromtimestamp(moment, UTC).astimezone(zone)
+                writer.writerow([f"{local:%d/%m/%Y}", f"{local:%H:%M:%S}", terminal_id, seq, _KIND.get(kind, kind), euros(amount)])
+            writer.writerow(["total", "", "", len(rows), "", euros(sum(int(r[4]) for r in rows))])
+
+
+def write_summary(session: Session, path: Path, *, run: SettlementRun) -> None:
+    lines = session.execute(
+        select(SettlementLine.vendor_id, Vendor.name, SettlementLine.status, SettlementLine.record_count,
+               SettlementLine.amount_cents, SettlementLine.reason)
+        .join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
+        .where(SettlementLine.run_id == run.id)  # type: ignore[arg-type]
+        .order_by(SettlementLine.status.desc(), SettlementLine.vendor_id)  # type: ignore[union-attr, attr-defined]
+    ).all()
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow([f"Règlement {run.id} du {run.run_date:%d/%m/%Y}", f"préparé par {run.prepared_by}",
+                         f"approuvé par {run.approved_by}"])
+        writer.writerow(["commerçant", "nom", "statut", "opérations", "montant (EUR)", "motif"])
+        for vendor_id, name, status, count, amount, reason in lines:
+            writer.writerow([vendor_id, name, "payé" if status == PAID else "retenu", count, euros(amount), reason or ""])
+        paid = [line for line in lines if line[2] == PAID]
+        writer.writerow(["total payé", "", "", sum(line[3] for line in paid), euros(sum(line[4] for line in paid)), ""])
+
+
+# Orchestration --------------------------------------------------------------------------------
+
+def get_run(session: Session, *, run_id: int) -> SettlementRun:
+    run = session.get(SettlementRun, run_id)
+    if run is None:
+        raise NotFound("settlement_run_not_found", f"no settlement run {run_id}")
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    run_id: int
+    status: str
+    paid_cents: int
+    paid_records: int
+    held: list[tuple[int, int, str]]  # (vendor, amount_cents, reason)
+    output_dir: str | None
+
+
+def settle(
+    sessions: sessionmaker[Session] | Callable[[], Session], *, run_date: date, settings: Settings, by: str = AUTOMATIC
+) -> SettleResult:
+    """Prepare, approve (unless a second person must), export: each step its own transaction.
+
+    Interrupted anywhere, a rerun with the same date resumes from the last committed step.
+    """
+    if run_date >= datetime.now(ZoneInfo(settings.settlement_timezone)).date():
+        raise InvalidInput("day_not_over", f"{run_date} is not over yet: settle a past day")
+    with sessions() as session:
+        run_id = prepare_run(session, run_date=run_date, settings=settings, by=by).id
+        session.commit()
+    assert run_id is not None
+    if not settings.settlement_requires_approval:
+        with sessions() as session:
+            approve_run(session, run_id=run_id, by=AUTOMATIC, settings=settings)
+            session.commit()
+    with sessions() as session:
+        if get_run(session, run_id=run_id).status == SettlementStatus.APPROVED:
+            export_run(session, run_id=run_id, settings=settings)
+            session.commit()
+        return describe(session, run_id=run_id)
+
+
+def describe(session: Session, *, run_id: int) -> SettleResult:
+    run = get_run(session, run_id=run_id)
+    lines = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id).order_by(SettlementLine.id)).scalars().all()  # type: ignore[arg-type]
+    paid = [line for line in lines if line.status == PAID]
+    return SettleResult(
+        run_id=run_id, status=run.status, paid_cents=sum(line.amount_cents for line in paid),
+        paid_records=sum(line.record_count for line in paid),
+        held=[(line.vendor_id, line.amount_cents, line.reason or "") for line in lines if line.status == HELD],
+        output_dir=run.output_dir,
+    )
+
+
+def settled_total_cents(session: Session) -> int:
+    return int(session.execute(text("SELECT COALESCE(SUM(amount_cents), 0) FROM settlement_item")).scalar_one())
+
+
+

@@ -1,0 +1,337 @@
+"""Nightly settlement: what is paid, what is held back, crashes, approval, SEPA file, statements."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings, strategies as st
+import xml.etree.ElementTree as etree
+from sqlalchemy import Engine, func, select, update
+from sqlmodel import Session
+
+from caisse import admin, ledger, protocol, settlement
+from caisse.config import Settings
+from caisse.db import session_factory
+from caisse.errors import Conflict
+from caisse.ingest import ingest_batch
+from caisse.models import SettlementItem, SettlementRun, Terminal, TerminalStatus, TransactionRecord, Vendor
+from tests.backend.audit import assert_ledger_invariants
+from tests.backend.conftest import make_settings
+from tests.backend.factories import T0, Chain, new_key, new_uid
+
+DAY1 = date(2026, 1, 1)  # the factories' records are stamped from 2026-01-01 08:01 UTC
+IBANS = ["FR1420041010050500013M02606", "DE89370400440532013000", "FR7630006000011234567890189"]
+
+
+class Market:
+    """Vendors with a terminal each, one household with a card and plenty of money."""
+
+    def __init__(self, session: Session, settings: Settings, *, vendors: int = 2, ibans: list[str | None] | None = None):
+        self.session, self.settings = session, settings
+        household = admin.create_household(session, name="Famille Diallo", members=4, zone="Nord")
+        assert household.id is not None
+        self.uid = new_uid()
+        admin.issue_card(session, household_id=household.id, uid_hex=self.uid.hex())
+        admin.credit_household(session, household_id=household.id, amount_cents=1_000_000)
+        self.chains: list[Chain] = []
+        self.vendor_ids: list[int] = []
+        for index in range(vendors):
+            iban = (ibans or IBANS)[index % len(ibans or IBANS)]
+            vendor = admin.create_vendor(session, name=f"Ferme {index}", kind="producer", zone="Nord", iban=iban)
+            assert vendor.id is not None
+            key = new_key()
+            terminal = admin.register_terminal(session, vendor_id=vendor.id, public_key_hex=protocol.public_key_bytes(key).hex())
+            assert terminal.id is not None
+            self.chains.append(Chain(terminal.id, key))
+            self.vendor_ids.append(vendor.id)
+        session.commit()
+
+    def upload(self, index: int, raws: list[bytes]) -> None:
+        ingest_batch(self.session, terminal_id=self.chains[index].terminal_id, raw_records=raws, settings=self.settings)
+        self.session.commit()
+
+    def pay(self, index: int, amount_cents: int, **fields: object) -> None:
+        self.upload(index, [self.chains[index].pay(self.uid, amount_cents, **fields)])
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "reglements"
+
+
+@pytest.fixture
+def rules(settings: Settings, folder: Path) -> Settings:
+    return make_settings(str(settings.database_url), settlement_dir=str(folder))
+
+
+def _settle(engine: Engine, rules: Settings, run_date: date = DAY1, **kwargs: object) -> settlement.SettleResult:
+    return settlement.settle(session_factory(engine), run_date=run_date, settings=rules, **kwargs)  # type: ignore[arg-type]
+
+
+def _paid_cents(session: Session) -> int:
+    session.expire_all()
+    paid = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
+    session.commit()  # end the read: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE)
+    return paid
+
+
+def _sepa(folder: Path) -> etree.Element:
+    [path] = folder.glob("*/virements-sepa.xml")
+    return etree.parse(str(path)).getroot()
+
+
+def _texts(root: etree.Element, path: str) -> list[str]:
+    return [element.text or "" for element in root.iterfind(path, {"": root.tag.split("}")[0][1:]})]
+
+
+def _control_sum_cents(root: etree.Element) -> int:
+    """The group header's CtrlSum, and each batch's and each payment's amounts, all agree."""
+    from decimal import Decimal
+
+    [header] = _texts(root, ".//GrpHdr/CtrlSum")
+    batches = sum(Decimal(value) for value in _texts(root, ".//PmtInf/CtrlSum"))
+    payments = sum(Decimal(value) for value in _texts(root, ".//CdtTrfTxInf/Amt/InstdAmt"))
+    assert Decimal(header) == batches == payments
+    return int(Decimal(header) * 100)
+
+
+def test_a_run_pays_each_vendor_its_payments_minus_voids(session: Session, engine: Engine, rules: Settings, folder: Path) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_250)
+    market.pay(0, 800)
+    market.upload(0, [market.chains[0].void(2)])
+    market.pay(1, 499)
+    result = _settle(engine, rules)
+    assert (result.status, result.paid_cents, result.paid_records, result.held) == ("exported", 1_250 + 499, 4, [])
+    assert _paid_cents(session) == 1_749
+    assert admin.vendor_payable_cents(session, vendor_id=market.vendor_ids[0]) == 0
+    assert _control_sum_cents(_sepa(folder)) == 1_749
+    assert_ledger_invariants(session)
+
+
+def test_the_sepa_file_validates_against_the_schema_and_names_each_vendor(session: Session, engine: Engine, rules: Settings, folder: Path) -> None:
+    import xmlschema
+    from sepaxml import validation
+
+    market = Market(session, rules, vendors=3)
+    for index, amount in enumerate((1_000, 2_345, 67)):
+        market.pay(index, amount)
+    _settle(engine, rules)
+    [path] = folder.glob("*/virements-sepa.xml")
+    schema = xmlschema.XMLSchema(str(Path(validation.__file__).parent / "schemas" / f"{rules.sepa_schema}.xsd"))
+    schema.validate(str(path))
+    root = _sepa(folder)
+    assert _control_sum_cents(root) == 3_412
+    ibans = _texts(root, ".//CdtrAcct/Id/IBAN")
+    assert sorted(ibans) == sorted(IBANS)
+
+
+def test_running_twice_for_a_date_pays_once(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    first, second = _settle(engine, rules), _settle(engine, rules)
+    assert first.run_id == second.run_id and second.paid_cents == 1_000
+    assert _paid_cents(session) == 1_000
+
+
+def test_records_after_the_cutoff_and_late_uploads_go_to_the_next_run(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules)
+    market.pay(0, 100)  # 2026-01-01 08:01 UTC
+    market.pay(0, 200, time=T0 + 86_400)  # 2026-01-02
+    assert _settle(engine, rules, DAY1).paid_cents == 100
+    market.pay(1, 300, time=T0 + 3_600)  # taken on day 1, uploaded after its run
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 200 + 300
+    assert _paid_cents(session) == 600
+
+
+def test_a_void_after_its_payment_was_settled_is_taken_back_next_time(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    market.pay(0, 500)
+    assert _settle(engine, rules, DAY1).paid_cents == 1_500
+    market.upload(0, [market.chains[0].void(2)])  # a void stamped on day 1, arrived late
+    market.pay(0, 700, time=T0 + 86_400)
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 700 - 500
+    assert _paid_cents(session) == 1_000 + 700
+    assert_ledger_invariants(session)
+
+
+def test_a_suspect_terminal_is_held_back_with_its_reason_until_someone_decides(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    market.pay(1, 400)
+    session.execute(update(Terminal).where(Terminal.id == market.chains[0].terminal_id).values(status=TerminalStatus.SUSPECT))  # type: ignore[arg-type]
+    session.commit()
+    result = _settle(engine, rules, DAY1)
+    assert result.paid_cents == 400
+    assert result.held == [(market.vendor_ids[0], 1_000, settlement.HELD_SUSPECT)]
+    session.execute(update(Terminal).where(Terminal.id == market.chains[0].terminal_id).values(status=TerminalStatus.ACTIVE))  # type: ignore[arg-type]
+    session.commit()
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 1_000
+
+
+def test_a_record_after_a_gap_waits_until_its_chain_is_verified(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules)
+    chain = market.chains[0]
+    first, second = chain.pay(market.uid, 100), chain.pay(market.uid, 200)
+    market.upload(0, [second])  # seq 1 has not arrived yet
+    result = _settle(engine, rules, DAY1)
+    assert result.paid_cents == 0 and result.held == [(market.vendor_ids[0], 200, settlement.HELD_UNVERIFIED)]
+    market.upload(0, [first])
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 300
+
+
+@pytest.mark.parametrize("iban", [None, "FR7630006000011234567890188"])
+def test_a_vendor_without_a_valid_iban_is_held_back_with_a_french_reason(session: Session, engine: Engine, rules: Settings, iban: str | None) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    market.pay(1, 250)
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[0]).values(iban=iban))  # type: ignore[arg-type]
+    session.commit()
+    result = _settle(engine, rules, DAY1)
+    assert result.paid_cents == 250
+    [(vendor_id, amount, reason)] = result.held
+    assert (vendor_id, amount) == (market.vendor_ids[0], 1_000)
+    assert reason.startswith("IBAN manquant" if iban is None else "IBAN invalide")
+    summary = next(Path(result.output_dir or "").glob("resume.csv")).read_text(encoding="utf-8")
+    assert "retenu" in summary and reason in summary
+
+
+def test_a_second_person_must_approve_when_the_caisse_requires_it(session: Session, engine: Engine, rules: Settings) -> None:
+    strict = rules.model_copy(update={"settlement_requires_approval": True})
+    market = Market(session, strict)
+    market.pay(0, 1_000)
+    prepared = _settle(engine, strict, by="alice")
+    assert prepared.status == "prepared" and _paid_cents(session) == 0
+    with pytest.raises(Conflict):
+        settlement.approve_run(session, run_id=prepared.run_id, by="alice", settings=strict)
+    session.rollback()
+    settlement.approve_run(session, run_id=prepared.run_id, by="bob", settings=strict)
+    session.commit()
+    exported = _settle(engine, strict, by="alice")
+    assert (exported.status, _paid_cents(session)) == ("exported", 1_000)
+
+
+def test_the_statement_lists_each_transaction_and_the_total_in_french(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules, vendors=1)
+    market.pay(0, 1_250)
+    market.pay(0, 5)
+    result = _settle(engine, rules)
+    path = Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.csv"
+    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines(), delimiter=";"))
+    assert rows[1] == ["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"]
+    assert rows[2] == ["01/01/2026", "09:01:00", str(market.chains[0].terminal_id), "1", "paiement", "12,50"]
+    assert rows[-1] == ["total", "", "", "2", "", "12,55"]
+
+
+CRASH_POINTS = ["_insert_paid_lines", "approve_run", "write_statements", "_post_payouts"]
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+def test_a_crash_anywhere_then_a_rerun_pays_every_payment_exactly_once(
+    session: Session, engine: Engine, rules: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str
+) -> None:
+    market = Market(session, rules)
+    for amount in (100, 250, 999):
+        market.pay(0, amount)
+    market.pay(1, 42)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"power cut in {crash_at}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(settlement, crash_at, crash)
+        with pytest.raises(RuntimeError):
+            _settle(engine, rules)
+    assert _paid_cents(session) == 0  # nothing paid until the export commits
+    result = _settle(engine, rules)
+    assert (result.status, result.paid_cents) == ("exported", 1_391)
+    assert _paid_cents(session) == 1_391 == settlement.settled_total_cents(session)
+    assert _control_sum_cents(_sepa(folder)) == 1_391
+    assert not list(folder.glob("*.en-cours"))
+    accepted = session.execute(select(func.count()).select_from(TransactionRecord)).scalar_one()
+    assert session.execute(select(func.count()).select_from(SettlementItem)).scalar_one() == accepted
+    assert session.execute(select(func.count()).select_from(SettlementRun)).scalar_one() == 1
+    assert_ledger_invariants(session)
+
+
+_examples = itertools.count()
+
+
+@hypothesis_settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+                     phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(
+    days=st.lists(
+        st.lists(st.tuples(st.integers(0, 2), st.integers(1, 5_000), st.booleans(), st.booleans()), max_size=6),
+        min_size=1, max_size=3,
+    ),
+    crash=st.lists(st.sampled_from([None, *CRASH_POINTS]), min_size=3, max_size=3),
+)
+def test_the_ledger_stays_balanced_and_payouts_equal_settled_payments(
+    engine: Engine, rules: Settings, days: list[list[tuple[int, int, bool, bool]]], crash: list[str | None]
+) -> None:
+    # Examples share the test's database: each gets its own vendors and its own dates (a run is
+    # per date), and the invariants hold across all of them.
+    first_day = 4 * next(_examples)
+    with session_factory(engine)() as session:
+        market = Market(session, rules, vendors=3)
+        paid_before = _paid_cents(session)
+        for day, taps in enumerate(days, start=first_day):
+            for vendor, amount, void, late in taps:
+                market.pay(vendor, amount, time=T0 + day * 86_400 + (3_600 if late else 0))
+                if void:
+                    market.upload(vendor, [market.chains[vendor].void(len(market.chains[vendor].records))])
+            run_date = DAY1 + timedelta(days=day)
+            point = crash[day - first_day]
+            if point is not None:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(settlement, point, _crash)
+                    try:
+                        settlement.settle(session_factory(engine), run_date=run_date, settings=rules)
+                    except RuntimeError:
+                        pass  # the crash point is not reached when a day has nothing to pay
+            result = settlement.settle(session_factory(engine), run_date=run_date, settings=rules)
+            assert result.status == "exported" and result.held == []
+            if result.paid_cents:
+                [path] = Path(result.output_dir or "").glob("virements-sepa.xml")
+                assert _control_sum_cents(etree.parse(str(path)).getroot()) == result.paid_cents
+        assert _paid_cents(session) == settlement.settled_total_cents(session)
+        expected = sum(amount for taps in days for _, amount, void, _ in taps if not void)
+        assert _paid_cents(session) - paid_before == expected
+        assert_ledger_invariants(session)
+        session.commit()
+
+
+def _crash(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("crash")
+
+
+def test_the_settle_commands_prepare_then_wait_for_the_treasurer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from caisse.cli import app
+
+    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    monkeypatch.setenv("CAISSE_SETTLEMENT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("CAISSE_SETTLEMENT_REQUIRES_APPROVAL", "true")
+    runner = CliRunner()
+    prepared = runner.invoke(app, ["settle", "--date", "2026-01-01", "--by", "alice"])
+    assert (prepared.exit_code, prepared.stdout.strip()) == (0, "1") and "settle-approve" in prepared.stderr
+    assert runner.invoke(app, ["settle-approve", "1", "--by", "alice"]).exit_code == 1
+    assert runner.invoke(app, ["settle-approve", "1", "--by", "bob"]).exit_code == 0
+    exported = runner.invoke(app, ["settle", "--date", "2026-01-01"])
+    assert exported.exit_code == 0 and "exported" in exported.stderr
+    assert runner.invoke(app, ["settle", "--date", "tomorrow"]).exit_code == 1
+
+
+def test_a_vendor_is_registered_only_with_an_iban_whose_checksum_holds(session: Session) -> None:
+    from caisse.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        admin.create_vendor(session, name="Boulangerie", kind="bakery", zone="Sud", iban="FR7630006000011234567890188")
+    assert refused.value.code == "invalid_iban"
