@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -239,6 +240,95 @@ def _settlement_date(day: str | None) -> date:
     except ValueError:
         err.print(f"[red]Error:[/red] a date is written YYYY-MM-DD, not {day!r}")
         raise typer.Exit(code=1) from None
+
+
+fund_app = typer.Typer(help="Contributions, matching funds, grants and fees (amounts in euros, e.g. 12,50).", no_args_is_help=True)
+app.add_typer(fund_app, name="fund")
+
+
+@fund_app.command("contribute")
+def fund_contribute(
+    household: Annotated[int, typer.Option(help="Household id.")],
+    month: Annotated[str, typer.Option(help="YYYY-MM.")],
+    amount: Annotated[str, typer.Option(help="Euros, e.g. 25,00.")],
+    reference: Annotated[str | None, typer.Option(help="Idempotency key (a receipt number).")] = None,
+) -> None:
+    """Record one household's monthly contribution."""
+    from caisse import fund
+
+    created = _run(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
+                                                      settings=Settings(), reference=reference))
+    err.print("Contribution recorded." if created else "Already recorded with this reference.")
+
+
+@fund_app.command("import")
+def fund_import(
+    path: Annotated[Path, typer.Argument(help="CSV: household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Import the good lines even if others are wrong.")] = False,
+) -> None:
+    """Import contributions from the payment platform's CSV; nothing is imported from a file with errors."""
+    from caisse import fund
+
+    content = path.read_text(encoding="utf-8-sig")
+    report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors))
+    for line, problem in report.errors:
+        err.print(f"[red]line {line}:[/red] {problem}")
+    out.print(report.imported)
+    err.print(f"{report.imported} imported ({report.imported_cents / 100:.2f} EUR), {report.already} already there,"
+              f" platform fee {report.fee_cents / 100:.2f} EUR.")
+    if report.errors and not skip_errors:
+        err.print("Nothing imported: fix the lines above, or rerun with --skip-errors.")
+        raise typer.Exit(code=1)
+
+
+@fund_app.command("match")
+def fund_match(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
+    """Post the partner's matching funds still due for the month."""
+    from caisse import fund
+
+    posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings()))
+    out.print(posted)
+
+
+@fund_app.command("grant")
+def fund_grant(
+    month: Annotated[str, typer.Option(help="YYYY-MM.")], amount: Annotated[str, typer.Option(help="Euros.")],
+    source: Annotated[str, typer.Option(help="Who gives it.")], reference: Annotated[str, typer.Option(help="Idempotency key.")],
+) -> None:
+    """Record a grant received."""
+    from caisse import fund
+
+    _run(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source, reference=reference))
+
+
+@fund_app.command("fee")
+def fund_fee(
+    month: Annotated[str, typer.Option(help="YYYY-MM.")], amount: Annotated[str, typer.Option(help="Euros.")],
+    memo: Annotated[str, typer.Option(help="What it is for.")], reference: Annotated[str, typer.Option(help="Idempotency key.")],
+) -> None:
+    """Record a fee paid (bank, payment platform)."""
+    from caisse import fund
+
+    _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference))
+
+
+@app.command()
+def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
+    """The month's budget, to the cent, reconciled with the ledger (exit 1 if it is not)."""
+    from caisse import fund
+
+    result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
+    for label, cents in (("contributions", result.contributions_cents), ("matching funds", result.matching_cents),
+                         ("grants", result.grants_cents), ("fees", result.fees_cents),
+                         ("allowances credited", result.allowances_cents), ("unspent returned", result.expired_cents),
+                         ("money spent", result.spent_cents), ("payouts to vendors", result.payouts_cents),
+                         ("fund balance at month end", result.fund_balance_cents)):
+        out.print(f"{label:<28}{fund.format_euros(cents):>16} EUR")
+    if not result.reconciled:
+        for difference in result.differences:
+            err.print(f"[red]Not reconciled:[/red] {difference}")
+        raise typer.Exit(code=1)
+    err.print("Reconciled with the ledger.")
 
 
 # Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).

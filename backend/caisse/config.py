@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     allowance_unspent: Literal["carry_over", "expire"] = "carry_over"
     allowance_carry_over_cap_cents: int = Field(default=5_000, ge=0)
 
+    # Contributions and the fund (docs/settlement.md). Percentages in basis points (5000 = 50 %).
+    contribution_minimum_cents: int = Field(default=0, ge=0)
+    # Suggested contribution by monthly income: [[income up to, in cents, suggested cents], ...]
+    contribution_brackets: list[tuple[int, int]] = [(100_000, 1_000), (200_000, 3_000), (350_000, 6_000)]
+    contribution_above_brackets_cents: int = Field(default=10_000, ge=0)
+    matching_basis_points: int = Field(default=0, ge=0, le=100_000)
+    platform_fee_basis_points: int = Field(default=0, ge=0, le=10_000)
+
     # Settlement: who pays the vendors, from which account, and where the files go.
     settlement_requires_approval: bool = False  # True: a second person (treasurer) approves
     settlement_dir: str = "./settlements"

@@ -1,0 +1,304 @@
+"""Contributions and the euro fund (docs/settlement.md): contributions, matching funds, grants,
+fees, and the monthly budget reconciled with the ledger.
+
+The euros the caisse holds are the `fund` account. Money comes in from `income:*` accounts
+(debited, so their balance is minus what they brought) and goes out to `expense:fees` and, for
+vendors, through settlement to `vendor_paid`. Every posting has a reference with its month, so a
+month's budget is read from the journal itself. Nothing here commits: the caller does.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text
+from sqlmodel import Session
+
+from caisse import ledger
+from caisse.allowances import Month
+from caisse.config import Settings
+from caisse.errors import Conflict, InvalidInput
+from caisse.models import Contribution, Household, LedgerTransfer
+
+FUND = "fund"
+INCOME_CONTRIBUTIONS = "income:contributions"
+INCOME_MATCHING = "income:matching"
+INCOME_GRANTS = "income:grants"
+EXPENSE_FEES = "expense:fees"
+MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
+
+_EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
+CSV_COLUMNS = ("household_id", "month", "amount_eur", "reference")
+
+
+class Kind:
+    CONTRIBUTION = "contribution"
+    MATCHING = "matching"
+    GRANT = "grant"
+    FEE = "fee"
+
+
+def parse_euros(value: str) -> int:
+    """'12,50' or '12.50' -> 1250 cents, exactly (Decimal, never float). At most 2 decimals, > 0."""
+    cleaned = value.strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
+    if not _EUROS.match(cleaned):  # digits, then at most 2 decimals: no sign, exponent, NaN
+        raise InvalidInput("invalid_amount", f"{value!r} is not an amount in euros with at most 2 decimals")
+    amount = Decimal(cleaned)
+    cents = int(amount * 100)
+    if not 0 < cents <= MAX_AMOUNT_CENTS:
+        raise InvalidInput("invalid_amount", f"{value!r}: the amount must be positive and at most 1 000 000 EUR")
+    return cents
+
+
+def format_euros(cents: int) -> str:
+    """1234 -> '12,34', -5 -> '-0,05': exact, from the integer."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100},{abs(cents) % 100:02d}"
+
+
+def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> int:
+    """The contribution suggested for a monthly household income, never below the minimum."""
+    for income_up_to, suggested in sorted(settings.contribution_brackets):
+        if income_cents <= income_up_to:
+            return max(suggested, settings.contribution_minimum_cents)
+    return max(settings.contribution_above_brackets_cents, settings.contribution_minimum_cents)
+
+
+def _accounts(session: Session) -> dict[str, int]:
+    return {code: ledger.ensure_account(session, code=code, kind=code.split(":")[0])
+            for code in (FUND, INCOME_CONTRIBUTIONS, INCOME_MATCHING, INCOME_GRANTS, EXPENSE_FEES)}
+
+
+def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, kind: str, reference: str, memo: str | None) -> bool:
+    """Post unless the reference exists: same body -> False (idempotent), other body -> Conflict."""
+    existing = ledger.find_transfer(session, reference=reference)
+    if existing is not None:
+        if (existing.debit_account_id, existing.credit_account_id, existing.amount_cents) != (debit, credit, amount_cents):
+            raise Conflict("reference_reused", f"reference {reference!r} was posted with a different body")
+        return False
+    ledger.post_transfer(session, debit=debit, credit=credit, amount_cents=amount_cents, kind=kind, reference=reference, memo=memo)
+    return True
+
+
+# Contributions ----------------------------------------------------------------------------------
+
+def record_contribution(
+    session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str | None = None
+) -> bool:
+    """A household's contribution for a month. Returns False if this reference was recorded already."""
+    period = Month.parse(month)
+    if session.get(Household, household_id) is None:
+        raise InvalidInput("household_not_found", f"no household {household_id}")
+    if not 0 < amount_cents <= MAX_AMOUNT_CENTS:
+        raise InvalidInput("invalid_amount", "the amount must be positive and at most 1 000 000 EUR")
+    if amount_cents < settings.contribution_minimum_cents:
+        raise InvalidInput("below_minimum", f"the caisse's minimum contribution is {settings.contribution_minimum_cents} cents")
+    reference = f"contribution:{reference or uuid.uuid4()}"
+    existing = session.execute(select(Contribution).where(Contribution.reference == reference)).scalar_one_or_none()  # type: ignore[arg-type]
+    if existing is not None:
+        if (existing.household_id, existing.month, existing.amount_cents) != (household_id, str(period), amount_cents):
+            raise Conflict("reference_reused", f"reference {reference!r} was recorded with a different body")
+        return False
+    accounts = _accounts(session)
+    session.add(Contribution(household_id=household_id, month=str(period), amount_cents=amount_cents, reference=reference))
+    session.flush()
+    _post_once(session, debit=accounts[INCOME_CONTRIBUTIONS], credit=accounts[FUND], amount_cents=amount_cents,
+               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {period}")
+    return True
+
+
+@dataclass(slots=True)
+class ImportReport:
+    imported: int = 0
+    already: int = 0
+    imported_cents: int = 0
+    fee_cents: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
+
+
+def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False) -> ImportReport:
+    """CSV from the payment platform: columns household_id, month (YYYY-MM), amount_eur, reference;
+    `;` or `,` separated, with a header line. Every line is checked first; with any error nothing
+    is imported unless skip_errors, and then only the good lines are. The platform's fee
+    (platform_fee_basis_points of what was imported) is posted once per file."""
+    report = ImportReport()
+    lines = content.splitlines()
+    if not lines:
+        raise InvalidInput("empty_file", "the file is empty")
+    delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
+    reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
+    missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
+    if missing:
+        raise InvalidInput("missing_columns", f"line 1: missing column(s) {', '.join(missing)}; expected {', '.join(CSV_COLUMNS)}")
+    good: list[tuple[int, int, str, int, str]] = []
+    seen: dict[str, int] = {}
+    households = set(session.execute(select(Household.id)).scalars())
+    for row in reader:
+        line = reader.line_num
+        try:
+            household_id = int((row["household_id"] or "").strip())
+            if household_id not in households:
+                raise InvalidInput("household_not_found", f"no household {household_id}")
+            month = str(Month.parse(row["month"] or ""))
+            amount = parse_euros(row["amount_eur"] or "")
+            if amount < settings.contribution_minimum_cents:
+                raise InvalidInput("below_minimum", f"below the minimum contribution ({settings.contribution_minimum_cents} cents)")
+            reference = (row["reference"] or "").strip()
+            if not reference:
+                raise InvalidInput("missing_reference", "the platform's reference is empty")
+            if reference in seen:
+                raise InvalidInput("duplicate_reference", f"reference {reference!r} already on line {seen[reference]}")
+            seen[reference] = line
+        except ValueError:
+            report.errors.append((line, f"household_id {row['household_id']!r} is not a number"))
+            continue
+        except InvalidInput as error:
+            report.errors.append((line, error.detail))
+            continue
+        good.append((line, household_id, month, amount, reference))
+    if report.errors and not skip_errors:
+        return report
+    for line, household_id, month, amount, reference in good:
+        try:
+            with session.begin_nested():
+                created = record_contribution(session, household_id=household_id, month=month, amount_cents=amount,
+                                              settings=settings, reference=f"import:{reference}")
+        except Conflict as error:
+            report.errors.append((line, error.detail))
+            continue
+        report.imported += created
+        report.already += not created
+        report.imported_cents += amount if created else 0
+    if report.errors and not skip_errors:
+        raise Conflict("import_conflict", "; ".join(f"line {n}: {e}" for n, e in report.errors))
+    fee = (Decimal(report.imported_cents) * settings.platform_fee_basis_points / 10_000).quantize(Decimal(1), ROUND_HALF_UP)
+    if fee > 0:
+        digest = hashlib.sha256(content.encode()).hexdigest()[:32]
+        month = good[0][2]
+        record_fee(session, month=month, amount_cents=int(fee), memo="payment platform fee", reference=f"import:{digest}")
+        report.fee_cents = int(fee)
+    return report
+
+
+# Matching funds, grants, fees -------------------------------------------------------------------
+
+def record_matching(session: Session, *, month: str, settings: Settings) -> int:
+    """The partner adds matching_basis_points of the month's contributions (rounded down). Posts
+    only what is still due, so rerunning after late contributions tops it up; returns the amount posted."""
+    period = Month.parse(month)
+    contributed = _sum(session, "SELECT SUM(amount_cents) FROM contribution WHERE month = :m", m=str(period))
+    due = contributed * settings.matching_basis_points // 10_000
+    posted = _ledger_sum(session, f"matching:{period}:%")
+    if due <= posted:
+        return 0
+    count = _count(session, f"matching:{period}:%")
+    accounts = _accounts(session)
+    _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
+               reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
+    return due - posted
+
+
+def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str) -> bool:
+    period = Month.parse(month)
+    accounts = _accounts(session)
+    return _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
+                      kind=Kind.GRANT, reference=f"grant:{period}:{reference}", memo=source[:300])
+
+
+def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, reference: str) -> bool:
+    period = Month.parse(month)
+    accounts = _accounts(session)
+    return _post_once(session, debit=accounts[FUND], credit=accounts[EXPENSE_FEES], amount_cents=amount_cents,
+                      kind=Kind.FEE, reference=f"fee:{period}:{reference}", memo=memo[:300])
+
+
+# Budget -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    month: str
+    contributions_cents: int
+    matching_cents: int
+    grants_cents: int
+    fees_cents: int
+    allowances_cents: int
+    expired_cents: int
+    spent_cents: int
+    payouts_cents: int
+    fund_balance_cents: int  # euros held at the end of the month: all income - fees - payouts so far
+    reconciled: bool
+    differences: tuple[str, ...]
+
+
+def budget(session: Session, *, month: str, settings: Settings) -> Budget:
+    period = Month.parse(month)
+    m = str(period)
+    contributions = _sum(session, "SELECT SUM(amount_cents) FROM contribution WHERE month = :m", m=m)
+    ledger_contributions = _sum(
+        session, "SELECT SUM(t.amount_cents) FROM ledger_transfer t JOIN contribution c ON c.reference = t.reference WHERE c.month = :m", m=m)
+    matching, grants, fees = (_ledger_sum(session, f"{prefix}:{m}:%") for prefix in ("matching", "grant", "fee"))
+    allowances = _ledger_sum(session, f"allowance:%:{m}")
+    expired = _ledger_sum(session, f"expiry:%:{m}")
+    zone = ZoneInfo(settings.settlement_timezone)  # a month of taps is a month of local days
+    start = int(datetime.combine(period.first_day, time.min, tzinfo=zone).timestamp())
+    end = int(datetime.combine(period.next_start.date(), time.min, tzinfo=zone).timestamp())
+    spent = _sum(session, "SELECT SUM(CASE WHEN kind = 1 THEN amount_cents ELSE -amount_cents END) FROM transaction_record"
+                 " WHERE status = 'accepted' AND time >= :start AND time < :end", start=start, end=end)
+    payouts = _sum(session, "SELECT SUM(t.amount_cents) FROM ledger_transfer t WHERE t.kind = 'settlement' AND t.reference IN"
+                   " (SELECT 'settlement:' || CAST(r.id AS VARCHAR(20)) || ':' || CAST(l.vendor_id AS VARCHAR(20))"
+                   " FROM settlement_run r JOIN settlement_line l ON l.run_id = r.id"
+                   " WHERE r.run_date >= :first AND r.run_date < :next)", first=period.first_day, next=period.next_start.date())
+    all_payouts = _sum(session, "SELECT SUM(amount_cents) FROM ledger_transfer WHERE kind = 'settlement'")
+    later_payouts = all_payouts - _sum(
+        session, "SELECT SUM(t.amount_cents) FROM ledger_transfer t WHERE t.kind = 'settlement' AND t.reference IN"
+        " (SELECT 'settlement:' || CAST(r.id AS VARCHAR(20)) || ':' || CAST(l.vendor_id AS VARCHAR(20))"
+        " FROM settlement_run r JOIN settlement_line l ON l.run_id = r.id WHERE r.run_date < :next)", next=period.next_start.date())
+    # Everything the fund received or paid for months after this one, to state the balance at its end.
+    later = _sum(session, "SELECT SUM(CASE WHEN kind = 'fee' THEN -amount_cents ELSE amount_cents END) FROM ledger_transfer"
+                 " WHERE kind IN ('contribution', 'matching', 'grant', 'fee')"
+                 " AND reference NOT IN (SELECT reference FROM contribution WHERE month <= :m)"
+                 " AND NOT (kind <> 'contribution' AND substr(reference, instr(reference, ':') + 1, 7) <= :m)", m=m) \
+        if session.get_bind().dialect.name == "sqlite" else _later_pg(session, m)
+    fund_now = ledger.balance_cents(session, code=FUND) - all_payouts
+    fund_balance = fund_now - later + later_payouts
+    differences = []
+    if contributions != ledger_contributions:
+        differences.append(f"contributions {contributions} in the register, {ledger_contributions} in the ledger")
+    journal = _sum(session, "SELECT SUM(CASE WHEN kind = 'fee' THEN -amount_cents ELSE amount_cents END) FROM ledger_transfer"
+                   " WHERE kind IN ('contribution', 'matching', 'grant', 'fee')")
+    if journal != ledger.balance_cents(session, code=FUND):
+        differences.append(f"fund account {ledger.balance_cents(session, code=FUND)}, journal {journal}")
+    if all_payouts != ledger.balance_cents(session, code=ledger.VENDOR_PAID):
+        differences.append(f"vendor_paid {ledger.balance_cents(session, code=ledger.VENDOR_PAID)}, settlements {all_payouts}")
+    return Budget(month=m, contributions_cents=contributions, matching_cents=matching, grants_cents=grants, fees_cents=fees,
+                  allowances_cents=allowances, expired_cents=expired, spent_cents=spent, payouts_cents=payouts,
+                  fund_balance_cents=fund_balance, reconciled=not differences, differences=tuple(differences))
+
+
+def _later_pg(session: Session, m: str) -> int:
+    return _sum(session, "SELECT SUM(CASE WHEN kind = 'fee' THEN -amount_cents ELSE amount_cents END) FROM ledger_transfer"
+                " WHERE kind IN ('contribution', 'matching', 'grant', 'fee')"
+                " AND reference NOT IN (SELECT reference FROM contribution WHERE month <= :m)"
+                " AND NOT (kind <> 'contribution' AND substr(reference, strpos(reference, ':') + 1, 7) <= :m)", m=m)
+
+
+def _sum(session: Session, sql: str, **params: object) -> int:
+    return int(session.execute(text(sql), params).scalar_one() or 0)
+
+
+def _ledger_sum(session: Session, pattern: str) -> int:
+    return int(session.execute(
+        select(func.coalesce(func.sum(LedgerTransfer.amount_cents), 0)).where(LedgerTransfer.reference.like(pattern))  # type: ignore[attr-defined]
+    ).scalar_one())
+
+
+def _count(session: Session, pattern: str) -> int:
+    return int(session.execute(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.reference.like(pattern))).scalar_one())  # type: ignore[attr-defined]

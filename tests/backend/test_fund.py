@@ -1,0 +1,172 @@
+"""Contributions, CSV import, matching funds, grants, fees, and the budget reconciled with the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+from sqlalchemy import Engine, func, select, update
+from sqlmodel import Session
+
+from caisse import admin, allowances, fund, ledger, settlement
+from caisse.config import Settings
+from caisse.db import session_factory
+from caisse.errors import Conflict, InvalidInput
+from caisse.models import Contribution, Household
+from tests.backend.audit import assert_ledger_invariants
+from tests.backend.conftest import make_settings
+from tests.backend.test_settlement import Market
+
+
+def _households(session: Session, count: int) -> list[int]:
+    ids = []
+    for _ in range(count):
+        household = admin.create_household(session, name="Famille Petit", members=2, zone="Est")
+        assert household.id is not None
+        session.execute(update(Household).where(Household.id == household.id).values(created_at=datetime(2025, 12, 1, tzinfo=UTC)))  # type: ignore[arg-type]
+        ids.append(household.id)
+    session.commit()
+    return ids
+
+
+@pytest.mark.parametrize(("text", "cents"), [("12,50", 1250), ("12.5", 1250), ("0.01", 1), ("1 000,00", 100_000), ("7", 700)])
+def test_euros_are_parsed_exactly_to_cents(text: str, cents: int) -> None:
+    assert fund.parse_euros(text) == cents
+
+
+@pytest.mark.parametrize("text", ["12,505", "-3", "0", "abc", "1e3", "NaN", "", "2000000"])
+def test_a_malformed_or_out_of_range_amount_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        fund.parse_euros(text)
+
+
+@given(st.decimals(min_value="0.01", max_value="999999.99", places=2))
+def test_any_two_decimal_amount_round_trips_through_cents(amount) -> None:  # type: ignore[no-untyped-def]
+    assert fund.parse_euros(str(amount).replace(".", ",")) == int(amount * 100)
+
+
+def test_the_suggested_contribution_follows_the_income_brackets_and_the_minimum() -> None:
+    rules = make_settings(contribution_brackets=[(100_000, 1_000), (200_000, 3_000)], contribution_above_brackets_cents=8_000)
+    assert [fund.suggested_contribution_cents(income_cents=i, settings=rules) for i in (50_000, 100_001, 900_000)] == [1_000, 3_000, 8_000]
+    floor = make_settings(contribution_brackets=[(100_000, 1_000)], contribution_minimum_cents=2_000)
+    assert fund.suggested_contribution_cents(income_cents=0, settings=floor) == 2_000
+
+
+def test_a_contribution_is_recorded_once_per_reference(session: Session) -> None:
+    [h] = _households(session, 1)
+    rules = make_settings()
+    assert fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=3_000, settings=rules, reference="r1")
+    assert not fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=3_000, settings=rules, reference="r1")
+    with pytest.raises(Conflict):
+        fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=3_100, settings=rules, reference="r1")
+    with pytest.raises(InvalidInput):
+        fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=500, settings=make_settings(contribution_minimum_cents=1_000))
+    session.commit()
+    assert ledger.balance_cents(session, code=fund.FUND) == 3_000
+    assert_ledger_invariants(session)
+
+
+def test_an_import_with_errors_reports_them_by_line_and_imports_nothing(session: Session) -> None:
+    [h] = _households(session, 1)
+    content = (
+        "household_id;month;amount_eur;reference\n"
+        f"{h};2026-01;25,00;p1\n"
+        f"999;2026-01;25,00;p2\n"
+        f"{h};2026-13;25,00;p3\n"
+        f"{h};2026-01;25,001;p4\n"
+        f"{h};2026-01;10,00;p1\n"
+        f"x;2026-01;10,00;p5\n"
+    )
+    report = fund.import_contributions(session, content=content, settings=make_settings())
+    assert [line for line, _ in report.errors] == [3, 4, 5, 6, 7]
+    assert "already on line 2" in report.errors[3][1]
+    assert report.imported == 0
+    assert session.execute(select(func.count()).select_from(Contribution)).scalar_one() == 0
+    skipped = fund.import_contributions(session, content=content, settings=make_settings(), skip_errors=True)
+    assert (skipped.imported, skipped.imported_cents) == (1, 2_500)
+
+
+def test_importing_the_same_file_twice_imports_once_and_charges_the_platform_fee_once(session: Session) -> None:
+    a, b = _households(session, 2)
+    content = f"household_id,month,amount_eur,reference\n{a},2026-01,30.00,p1\n{b},2026-01,12.35,p2\n"
+    rules = make_settings(platform_fee_basis_points=150)  # 1.5 %
+    first = fund.import_contributions(session, content=content, settings=rules)
+    second = fund.import_contributions(session, content=content, settings=rules)
+    session.commit()
+    assert (first.imported, first.imported_cents, first.fee_cents) == (2, 4_235, 64)  # 63.525 -> 64
+    assert (second.imported, second.already) == (0, 2)
+    assert ledger.balance_cents(session, code=fund.FUND) == 4_235 - 64
+    assert_ledger_invariants(session)
+
+
+def test_matching_funds_add_a_percentage_and_top_up_after_late_contributions(session: Session) -> None:
+    [h] = _households(session, 1)
+    rules = make_settings(matching_basis_points=5_000)
+    fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=3_001, settings=rules, reference="a")
+    assert fund.record_matching(session, month="2026-01", settings=rules) == 1_500
+    assert fund.record_matching(session, month="2026-01", settings=rules) == 0
+    fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=1_000, settings=rules, reference="b")
+    assert fund.record_matching(session, month="2026-01", settings=rules) == 500
+    session.commit()
+    assert_ledger_invariants(session)
+
+
+def test_the_budget_is_exact_to_the_cent_and_reconciled_with_the_ledger(
+    session: Session, engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    rules = make_settings(str(settings.database_url), settlement_dir=str(tmp_path), matching_basis_points=2_500,
+                          allowance_flat_cents=10_000)
+    market = Market(session, rules)  # one household credited 10 000 EUR by hand, two vendors
+    others = _households(session, 2)
+    for index, household_id in enumerate(others):
+        fund.record_contribution(session, household_id=household_id, month="2026-01", amount_cents=2_001 + index, settings=rules, reference=f"c{index}")
+    fund.record_contribution(session, household_id=others[0], month="2026-02", amount_cents=9_999, settings=rules, reference="feb")
+    fund.record_matching(session, month="2026-01", settings=rules)
+    fund.record_grant(session, month="2026-01", amount_cents=50_000, source="Fondation de France", reference="g1")
+    fund.record_fee(session, month="2026-01", amount_cents=350, memo="frais bancaires", reference="bank-jan")
+    fund.record_fee(session, month="2026-02", amount_cents=99, memo="frais bancaires", reference="bank-feb")
+    allowances.allocate(session, month="2026-01", settings=rules)
+    session.commit()
+    market.pay(0, 1_234)
+    market.pay(1, 766)
+    market.upload(1, [market.chains[1].void(1)])
+    settlement.settle(session_factory(engine), run_date=date(2026, 1, 1), settings=rules)
+    result = fund.budget(session, month="2026-01", settings=rules)
+    assert result.contributions_cents == 4_003
+    assert result.matching_cents == 4_003 * 2_500 // 10_000
+    assert (result.grants_cents, result.fees_cents) == (50_000, 350)
+    assert result.allowances_cents == 2 * 10_000  # the market's household registered after January
+    assert (result.spent_cents, result.payouts_cents) == (1_234, 1_234)
+    assert result.fund_balance_cents == 4_003 + 1_000 + 50_000 - 350 - 1_234
+    assert result.reconciled, result.differences
+    february = fund.budget(session, month="2026-02", settings=rules)
+    assert february.fund_balance_cents == result.fund_balance_cents + 9_999 - 99
+    assert_ledger_invariants(session)
+
+
+def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from caisse.cli import app
+
+    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    runner = CliRunner()
+    assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"]).exit_code == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("household_id;month;amount_eur;reference\n1;2030-01;20,00;a\n1;2030-01;vingt;b\n", encoding="utf-8")
+    refused = runner.invoke(app, ["fund", "import", str(bad)])
+    assert refused.exit_code == 1 and "line 3:" in refused.stderr and refused.stdout.strip() == "0"
+    assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors"]).stdout.strip() == "1"
+    assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05"]).exit_code == 0
+    assert runner.invoke(app, ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f"]).exit_code == 0
+    shown = runner.invoke(app, ["budget", "--month", "2030-01"])
+    assert shown.exit_code == 0, shown.output
+    assert "25,05 EUR" in shown.stdout and "24,95 EUR" in shown.stdout and "Reconciled" in shown.stderr
+
+
+@pytest.mark.parametrize(("cents", "text"), [(0, "0,00"), (5, "0,05"), (-5, "-0,05"), (123_456, "1234,56")])
+def test_euros_are_formatted_exactly(cents: int, text: str) -> None:
+    assert fund.format_euros(cents) == text
