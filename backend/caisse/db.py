@@ -9,7 +9,22 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, DateTime, Engine, Table, any_, create_engine, event, literal
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    any_,
+    create_engine,
+    event,
+    literal,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -175,13 +190,26 @@ def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: 
 
     driver = connection.connection.driver_connection
     assert driver is not None
-    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    # Binary COPY: bytea columns travel as they are, where the text format escapes every byte.
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types([_pg_copy_type(table.c[column].type) for column in columns])
             for row in rows:
                 copy.write_row(row)
     except psycopg.IntegrityError as error:
         raise IntegrityError(statement, None, error) from error
+
+
+def _pg_copy_type(column_type: Any) -> str:
+    """The PostgreSQL type name a binary COPY sends a column's values as."""
+    for kind, name in ((SmallInteger, "int2"), (BigInteger, "int8"), (Integer, "int4"), (LargeBinary, "bytea"),
+                       (Boolean, "bool"), (String, "text")):
+        if isinstance(column_type, kind):
+            return name
+    if isinstance(column_type, DateTime):
+        return "timestamptz" if column_type.timezone else "timestamp"
+    raise TypeError(f"no binary COPY type for {column_type!r}")
 
 
 def is_postgresql(session: Session) -> bool:

@@ -77,7 +77,9 @@ def account_ids(session: Session, *, codes: Iterable[str]) -> dict[str, int]:
     if not codes:
         return {}
     if is_postgresql(session):
-        rows = session.execute(select(_account.c.code, _account.c.id).where(column_in(session, _account.c.code, codes)))
+        rows = session.execute(
+            text("SELECT code, id FROM ledger_account WHERE code = ANY(CAST(:codes AS text[]))"), {"codes": codes}
+        )
     else:  # the driver directly: SQLAlchemy's per-value handling of a long IN list costs more than the query
         rows = session.connection().exec_driver_sql(
             f"SELECT code, id FROM ledger_account WHERE code IN ({', '.join('?' * len(codes))})", tuple(codes)
@@ -114,12 +116,13 @@ def post_transfer_rows(session: Session, *, rows: Sequence[tuple[int, int, int, 
     # Lock the accounts first, in ascending id order: one global order, so batches touching the
     # same accounts queue instead of deadlocking. FOR NO KEY UPDATE, not FOR UPDATE: the latter
     # would also wait on the KEY SHARE locks other transactions' foreign key checks hold.
-    if is_postgresql(session):
+    if is_postgresql(session):  # ids as one text parameter: psycopg dumps a list in Python, element by element
         locked = session.execute(
-            select(_account.c.id)
-            .where(column_in(session, _account.c.id, touched))
-            .order_by(_account.c.id)
-            .with_for_update(key_share=True)
+            text(
+                "SELECT id FROM ledger_account WHERE id = ANY(CAST(string_to_array(:ids, ',') AS integer[]))"
+                " ORDER BY id FOR NO KEY UPDATE"
+            ),
+            {"ids": ",".join(map(str, touched))},
         ).all()
     else:  # one writer at a time (BEGIN IMMEDIATE): nothing to lock, only check they exist
         locked = session.connection().exec_driver_sql(
@@ -135,10 +138,11 @@ def post_transfer_rows(session: Session, *, rows: Sequence[tuple[int, int, int, 
                 "UPDATE ledger_account AS a"
                 " SET debits_posted_cents = a.debits_posted_cents + d.debit,"
                 " credits_posted_cents = a.credits_posted_cents + d.credit"
-                " FROM unnest(CAST(:ids AS integer[]), CAST(:debits AS bigint[]), CAST(:credits AS bigint[]))"
-                " AS d(id, debit, credit) WHERE a.id = d.id"
+                " FROM unnest(CAST(string_to_array(:ids, ',') AS integer[]), CAST(string_to_array(:debits, ',') AS bigint[]),"
+                " CAST(string_to_array(:credits, ',') AS bigint[])) AS d(id, debit, credit) WHERE a.id = d.id"
             ),
-            {"ids": touched, "debits": [debits.get(a, 0) for a in touched], "credits": [credits.get(a, 0) for a in touched]},
+            {"ids": ",".join(map(str, touched)), "debits": ",".join(str(debits.get(a, 0)) for a in touched),
+             "credits": ",".join(str(credits.get(a, 0)) for a in touched)},
         )
         return
     session.connection().exec_driver_sql(

@@ -78,11 +78,12 @@ def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids:
     if household_ids and is_postgresql(session):
         session.execute(
             text(
-                "UPDATE card SET sync_version = v.version"
-                " FROM unnest(CAST(:households AS integer[]), CAST(:versions AS bigint[])) AS v(household_id, version)"
+                "UPDATE card SET sync_version = :version + v.n"
+                " FROM unnest(CAST(string_to_array(:households, ',') AS integer[])) WITH ORDINALITY AS v(household_id, n)"
                 " WHERE card.household_id = v.household_id"
             ),
-            {"households": household_ids, "versions": list(range(version + 1, version + 1 + len(household_ids)))},
+            # One text parameter, not an array: psycopg dumps a list in Python, element by element.
+            {"households": ",".join(map(str, household_ids)), "version": version},
         )
         version += len(household_ids)
     elif household_ids:
