@@ -215,7 +215,7 @@ def sampled(pid: int, output: str | None) -> Iterator[None]:
     if output is None:
         yield
         return
-    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", output, "--rate", "200", *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", output, "--rate", "200",
                "--nonblocking"]
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
@@ -230,7 +230,7 @@ PROFILE_AREAS = (
     ("signature verification", "verify_digest ("),
     ("request body: JSON + base64", "read_batch ("),
     ("terminal row lock (BEGIN IMMEDIATE on SQLite)", "lock_terminal ("),
-    ("ledger: account ids, transfers, balance deltas", "post_transfers ("),
+    ("ledger: account ids, transfers, balance deltas", "post_transfer_rows ("),
     ("ledger: account ids, transfers, balance deltas", "account_ids ("),
     ("card sync versions", "bump_cards ("),
     ("insert records (and rejection log)", "_write ("),
@@ -239,8 +239,9 @@ PROFILE_AREAS = (
     ("reads: neighbour records, cards, acked_seq", "_advance_acked_seq ("),
     ("record decode", "decode (caisse/protocol.py"),
     ("commit", "Session.commit ("),
-    ("response: results list", "upload_batch.<locals>"),
-    ("ingestion logic (checks, rows, postings)", "ingest_batch ("),
+    ("response: results list", "batch_response_json ("),
+    ("ingestion logic (checks, rows, postings)", "ingest_prepared ("),
+    ("ingestion logic (checks, rows, postings)", "prepare_batch ("),
     ("HTTP server, event loop, thread hand-off", ""),
 )
 
