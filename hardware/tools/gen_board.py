@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from hardware.tools.generated import write_or_check
-from hardware.tools.pinmap import HARDWARE, PinMap, load, problems
+from hardware.tools.pinmap import HARDWARE, PinMap, load_checked
 
 BOARD_PY = HARDWARE.parent / "firmware" / "board.py"
 
@@ -49,12 +49,7 @@ def render(pinmap: PinMap) -> str:
 
 
 def main(argv: list[str]) -> int:
-    pinmap = load()
-    errors = problems(pinmap)
-    if errors:
-        print("\n".join(errors), file=sys.stderr)
-        return 1
-    text = render(pinmap)
+    text = render(load_checked())
     return write_or_check(BOARD_PY, text, argv, module="hardware.tools.gen_board")
 
 

@@ -109,3 +109,13 @@ def problems(pinmap: PinMap) -> list[str]:
     if len(set(addresses)) != len(addresses):
         found.append("two parts share an I2C address")
     return found
+
+
+def load_checked(path: Path = PINMAP) -> PinMap:
+    """The pin map, or SystemExit (status 1) listing every rule it breaks: nothing is generated
+    from an illegal map."""
+    pinmap = load(path)
+    errors = problems(pinmap)
+    if errors:
+        raise SystemExit("\n".join(errors))
+    return pinmap

@@ -11,7 +11,7 @@ import sys
 from xml.sax.saxutils import escape
 
 from hardware.tools.generated import write_or_check
-from hardware.tools.pinmap import HARDWARE, PinMap, load, problems
+from hardware.tools.pinmap import HARDWARE, PinMap, load_checked
 
 WIRING_SVG = HARDWARE / "wiring.svg"
 
@@ -108,12 +108,7 @@ def render(pinmap: PinMap) -> str:
 
 
 def main(argv: list[str]) -> int:
-    pinmap = load()
-    errors = problems(pinmap)
-    if errors:
-        print("\n".join(errors), file=sys.stderr)
-        return 1
-    text = render(pinmap)
+    text = render(load_checked())
     return write_or_check(WIRING_SVG, text, argv, module="hardware.tools.wiring_svg")
 
 
