@@ -20,6 +20,7 @@ from caisse import admin
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
+from caisse.money import euros
 
 app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -172,9 +173,9 @@ def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM."
 
     report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings()))
     out.print(report.credited_cents)
-    err.print(f"{report.month}: {report.credited_households} households credited {report.credited_cents / 100:.2f} EUR"
+    err.print(f"{report.month}: {report.credited_households} households credited {euros(report.credited_cents)} EUR"
               f" (already credited: {report.already_credited}); unspent returned to the fund:"
-              f" {report.expired_cents / 100:.2f} EUR from {report.expired_households} households.")
+              f" {euros(report.expired_cents)} EUR from {report.expired_households} households.")
     for household_id, posted, now in report.differing:
         err.print(f"[yellow]Household {household_id}: credited {posted} cents earlier, the rules now give {now}; left as is.[/yellow]")
 
@@ -210,9 +211,9 @@ def settle(
         engine.dispose()
     out.print(result.run_id)
     err.print(f"Run {result.run_id} ({run_date}): {result.status}; {result.paid_records} records,"
-              f" {result.paid_cents / 100:.2f} EUR to pay.")
+              f" {euros(result.paid_cents)} EUR to pay.")
     for vendor_id, amount_cents, reason in result.held:
-        err.print(f"[yellow]Vendor {vendor_id}: {amount_cents / 100:.2f} EUR held back: {reason}[/yellow]")
+        err.print(f"[yellow]Vendor {vendor_id}: {euros(amount_cents)} EUR held back: {reason}[/yellow]")
     if result.status == "prepared":
         err.print(f"Waiting for approval: caisse settle-approve {result.run_id} --by <treasurer>, then run settle again.")
     elif result.output_dir:
@@ -274,8 +275,8 @@ def fund_import(
     for line, problem in report.errors:
         err.print(f"[red]line {line}:[/red] {problem}")
     out.print(report.imported)
-    err.print(f"{report.imported} imported ({report.imported_cents / 100:.2f} EUR), {report.already} already there,"
-              f" platform fee {report.fee_cents / 100:.2f} EUR.")
+    err.print(f"{report.imported} imported ({euros(report.imported_cents)} EUR), {report.already} already there,"
+              f" platform fee {euros(report.fee_cents)} EUR.")
     if report.errors and not skip_errors:
         err.print("Nothing imported: fix the lines above, or rerun with --skip-errors.")
         raise typer.Exit(code=1)
@@ -323,7 +324,7 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
                          ("allowances credited", result.allowances_cents), ("unspent returned", result.expired_cents),
                          ("money spent", result.spent_cents), ("payouts to vendors", result.payouts_cents),
                          ("fund balance at month end", result.fund_balance_cents)):
-        out.print(f"{label:<28}{fund.format_euros(cents):>16} EUR")
+        out.print(f"{label:<28}{euros(cents):>16} EUR")
     if not result.reconciled:
         for difference in result.differences:
             err.print(f"[red]Not reconciled:[/red] {difference}")

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from caisse import demo_data, protocol
 from caisse.demo_data import DemoHousehold, DemoVendor
+from caisse.money import euros
 from caisse.protocol import Kind, Record
 
 DEMO_SEED = 20260103
@@ -359,10 +360,10 @@ def format_report(report: SeedReport | None, base_url: str, admin_token: str, sh
             "Caisse de démonstration prête :",
             f"  {report.vendors} points de vente, {report.households} foyers ({report.cards} cartes), "
             f"{report.terminals} terminaux",
-            f"  allocations créditées : {euros(report.credited_cents)}",
+            f"  allocations créditées : {euros(report.credited_cents, grouped=True)} €",
             f"  enregistrements acceptés : {report.statuses['accepted']}, rejetés : "
             f"{report.statuses['rejected']} ({rejected})",
-            f"  total dépensé : {euros(report.spent_cents)}",
+            f"  total dépensé : {euros(report.spent_cents, grouped=True)} €",
             f"  carte bloquée en cours de marché : {report.blocked_card} ({report.blocked_household}), "
             f"passage suivant : {report.blocked_tap_status}",
         ]
@@ -371,10 +372,6 @@ def format_report(report: SeedReport | None, base_url: str, admin_token: str, sh
         lines.append(f"Jeton d'administration (développement) : Authorization: Bearer {admin_token}")
     lines.append("Ctrl-C pour arrêter.")
     return "\n".join(lines)
-
-
-def euros(cents: int) -> str:
-    return f"{cents // 100:,}".replace(",", "\u202f") + f",{cents % 100:02d} €"
 
 
 def run(*, host: str, port: int) -> None:

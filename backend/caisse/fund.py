@@ -58,11 +58,6 @@ def parse_euros(value: str) -> int:
     return cents
 
 
-def format_euros(cents: int) -> str:
-    """1234 -> '12,34', -5 -> '-0,05': exact, from the integer."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100},{abs(cents) % 100:02d}"
-
 
 def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> int:
     """The contribution suggested for a monthly household income, never below the minimum."""

@@ -37,6 +37,7 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.money import euros
 from caisse.models import SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
 
 PAID, HELD = "paid", "held"
@@ -269,11 +270,6 @@ def _sepa_schema(name: str) -> Any:
 
     return xmlschema.XMLSchema(str(Path(validation.__file__).parent / "schemas" / f"{name}.xsd"))
 
-
-def euros(cents: int) -> str:
-    """French notation, exact, from the integer: 1234 -> '12,34', -5 -> '-0,05'."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100},{abs(cents) % 100:02d}"
 
 
 _KIND = {1: "paiement", 2: "annulation"}

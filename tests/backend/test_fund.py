@@ -165,8 +165,3 @@ def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path:
     shown = runner.invoke(app, ["budget", "--month", "2030-01"])
     assert shown.exit_code == 0, shown.output
     assert "25,05 EUR" in shown.stdout and "24,95 EUR" in shown.stdout and "Reconciled" in shown.stderr
-
-
-@pytest.mark.parametrize(("cents", "text"), [(0, "0,00"), (5, "0,05"), (-5, "-0,05"), (123_456, "1234,56")])
-def test_euros_are_formatted_exactly(cents: int, text: str) -> None:
-    assert fund.format_euros(cents) == text
