@@ -6,6 +6,7 @@ stderr (for people).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from sqlmodel import Session
 
-from caisse import admin
+from caisse import admin, sun
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -146,6 +147,36 @@ def card_block(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> 
     card = _run(lambda s: admin.block_card(s, uid_hex=uid))
     out.print(card.id)
     err.print(f"Card {uid.lower()} blocked.")
+
+
+@card_app.command("verify-sun")
+def card_verify_sun(
+    meta_key: Annotated[str, typer.Option(help="SDM meta-read key, 16 bytes in hex.")],
+    file_key: Annotated[str, typer.Option(help="The card's (diversified) SDM file-read key, 16 bytes in hex.")],
+    picc: Annotated[str, typer.Option(help="Encrypted PICC data, 16 bytes in hex.")],
+    cmac: Annotated[str, typer.Option(help="SDMMAC, 8 bytes in hex.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Check a SUN message from a secure card: exit 0 when the MAC is valid, 1 when not, 2 when unreadable."""
+    try:
+        message = sun.verify_sun(
+            meta_key=bytes.fromhex(meta_key),
+            file_key=bytes.fromhex(file_key),
+            picc_data=bytes.fromhex(picc),
+            mac=bytes.fromhex(cmac),
+        )
+    except ValueError as error:  # bytes.fromhex; SunError is not a ValueError
+        err.print(f"[red]Error:[/red] every value must be hexadecimal ({error})")
+        raise typer.Exit(code=2) from None
+    except sun.SunError as error:
+        err.print(f"[red]Error:[/red] {error.detail} ({error.code})")
+        raise typer.Exit(code=2) from None
+    if as_json:
+        typer.echo(json.dumps({"uid": message.uid.hex(), "counter": message.counter, "mac_valid": message.mac_valid}))
+    else:
+        out.print(f"UID {message.uid.hex()}, read counter {message.counter}, MAC {'valid' if message.mac_valid else 'INVALID'}")
+    if not message.mac_valid:
+        raise typer.Exit(code=1)
 
 
 @terminal_app.command("register")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from caisse.cli import app
 from caisse.sun import SunError, decrypt_picc_data, diversify_key, sdm_mac, session_mac_key, verify_sun
 
 # AN12196 §3.4.4.2.2: SUN with encrypted PICC data, meta-read and file-read keys all zero.
@@ -128,3 +132,33 @@ def test_a_mac_for_another_counter_fails(meta_key: bytes, file_key: bytes, uid: 
     picc, _ = encode_sun(meta_key=meta_key, file_key=file_key, uid=uid, counter=counter)
     replayed_mac = sdm_mac(file_key, uid, (counter + 1) % (1 << 24))
     assert not verify_sun(meta_key=meta_key, file_key=file_key, picc_data=picc, mac=replayed_mac).mac_valid
+
+
+# `caisse card verify-sun`: needs no database, so a bare CliRunner is enough.
+AN12196_ARGS = ("card", "verify-sun", "--meta-key", "00" * 16, "--file-key", "00" * 16, "--picc", AN12196_PICC.hex())
+
+
+def test_verify_sun_prints_the_uid_counter_and_a_valid_mac() -> None:
+    result = CliRunner().invoke(app, [*AN12196_ARGS, "--cmac", AN12196_MAC.hex()])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "UID 04de5f1eacc040, read counter 61, MAC valid"
+
+
+def test_verify_sun_as_json() -> None:
+    result = CliRunner().invoke(app, [*AN12196_ARGS, "--cmac", AN12196_MAC.hex(), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"uid": "04de5f1eacc040", "counter": 61, "mac_valid": True}
+
+
+def test_verify_sun_exits_1_when_the_mac_is_invalid() -> None:
+    result = CliRunner().invoke(app, [*AN12196_ARGS, "--cmac", "94EED9EE65337087", "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["mac_valid"] is False
+
+
+@pytest.mark.parametrize(("cmac", "message"), [("not-hex", "hexadecimal"), ("94EED9EE653370", "bad_length")])
+def test_verify_sun_refuses_bad_input_with_a_message(cmac: str, message: str) -> None:
+    result = CliRunner().invoke(app, [*AN12196_ARGS, "--cmac", cmac])
+    assert result.exit_code == 2
+    assert "Error:" in result.stderr and message in result.stderr
+    assert result.stdout == ""
