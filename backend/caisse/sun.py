@@ -32,13 +32,13 @@ MAC_BYTES = 8
 UID_BYTES = 7
 COUNTER_BYTES = 3
 
-# AN12196 §3.3, PICCDataTag: bit 7 UID mirrored, bit 6 SDMReadCtr mirrored, bits 3..0 UID length.
+# AN12196, PICCDataTag: bit 7 UID mirrored, bit 6 SDMReadCtr mirrored, bits 3..0 UID length.
 _TAG_UID_MIRRORED = 0x80
 _TAG_COUNTER_MIRRORED = 0x40
 _TAG_UID_LENGTH_MASK = 0x0F
-# AN12196 §3.4, SV2 prefix for the SDM session MAC key: 3CC3 0001 0080, then UID and counter (LE).
+# AN12196, SV2 prefix for the SDM session MAC key: 3CC3 0001 0080, then UID and counter (LE).
 _SV2_PREFIX = bytes.fromhex("3CC300010080")
-# AN10922 §2.2.1: diversification constant for an AES-128 key, and the longest input M.
+# AN10922: diversification constant for an AES-128 key, and the longest input M.
 _DIV_CONSTANT_AES128 = 0x01
 _DIV_INPUT_MAX_BYTES = 31
 _ZERO_IV = bytes(16)
@@ -92,7 +92,7 @@ def decrypt_picc_data(meta_key: bytes, picc_data: bytes) -> tuple[bytes, int]:
 
 
 def session_mac_key(file_key: bytes, uid: bytes, counter: int) -> bytes:
-    """KSesSDMFileReadMAC = CMAC(file-read key, SV2), AN12196 §3.4."""
+    """KSesSDMFileReadMAC = CMAC(file-read key, SV2), AN12196"""
     _check_key(file_key, "file-read key")
     assert len(uid) == UID_BYTES and 0 <= counter < 1 << (8 * COUNTER_BYTES)
     sv2 = _SV2_PREFIX + uid + counter.to_bytes(COUNTER_BYTES, "little")
@@ -116,7 +116,7 @@ def verify_sun(*, meta_key: bytes, file_key: bytes, picc_data: bytes, mac: bytes
 
 
 def diversify_key(master_key: bytes, uid: bytes, *, application_id: bytes = b"", system_id: bytes = b"") -> bytes:
-    """A card's AES-128 key from the master key, NXP AN10922 §2.2.
+    """A card's AES-128 key from the master key, NXP AN10922
 
     D = 0x01 || UID || application id || system id. D is padded to 32 bytes (0x80 00 ..) and the
     last block XORed with CMAC subkey K2, or left as is and XORed with K1 when already 32 bytes;

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from caisse.cli import app
 from caisse.sun import SunError, decrypt_picc_data, diversify_key, sdm_mac, session_mac_key, verify_sun
 
-# AN12196 §3.4.4.2.2: SUN with encrypted PICC data, meta-read and file-read keys all zero.
+# AN12196: SUN with encrypted PICC data, meta-read and file-read keys all zero.
 ZERO_KEY = bytes(16)
 AN12196_PICC = bytes.fromhex("EF963FF7828658A599F3041510671E88")
 AN12196_MAC = bytes.fromhex("94EED9EE65337086")
@@ -21,7 +21,7 @@ AN12196_UID = bytes.fromhex("04DE5F1EACC040")
 AN12196_COUNTER = 0x3D
 AN12196_SESSION_KEY = bytes.fromhex("3FB5F6E3A807A03D5E3570ACE393776F")
 
-# AN10922 §2.2.1 worked example (AES-128): UID, AID 3042F5, system identifier "NXP Abu".
+# AN10922 worked example (AES-128): UID, AID 3042F5, system identifier "NXP Abu".
 AN10922_MASTER = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 AN10922_UID = bytes.fromhex("04782E21801D80")
 AN10922_KEY = bytes.fromhex("A8DD63A3B89D54B37CA802473FDA9175")
