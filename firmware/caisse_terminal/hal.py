@@ -102,6 +102,30 @@ class Clock:
         raise NotImplementedError
 
 
+class Reader:
+    """Repeated reads of one file at given offsets (a binary search reads a dozen entries).
+
+    This default goes through Storage.readinto; FileStorage opens the file once instead.
+    Use it as a context manager, so a real file is closed.
+    """
+
+    def __init__(self, storage: "Storage", name: str) -> None:
+        self._storage = storage
+        self._name = name
+
+    def readinto(self, offset: int, buf) -> int:
+        return self._storage.readinto(self._name, offset, buf)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Storage:
     """Flat files on the flash filesystem (LittleFS on the device), by name without folders.
 
@@ -121,6 +145,10 @@ class Storage:
     def readinto(self, name: str, offset: int, buf) -> int:
         """Read into buf (bytearray or memoryview) from offset; return the count read."""
         raise NotImplementedError
+
+    def reader(self, name: str) -> Reader:
+        """A Reader of an existing file, for many small reads without reopening it each time."""
+        return Reader(self, name)
 
     def read(self, name: str) -> "bytes | None":
         """The whole file (small files only: config, key), or None if it does not exist."""

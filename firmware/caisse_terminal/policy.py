@@ -99,16 +99,19 @@ class Policy:
         card_key(uid, key)
         entry = self._entry
         lo, hi = 0, self.card_count()
-        while lo < hi:
-            mid = (lo + hi) // 2
-            self._storage.readinto(CARDS_FILE, mid * ENTRY_SIZE, entry)
-            c = _compare(entry, key)
-            if c == 0:
-                return entry[11], struct.unpack_from(">i", entry, 12)[0]
-            if c < 0:
-                lo = mid + 1
-            else:
-                hi = mid
+        if hi == 0:
+            return None
+        with self._storage.reader(CARDS_FILE) as table:
+            while lo < hi:
+                mid = (lo + hi) // 2
+                table.readinto(mid * ENTRY_SIZE, entry)
+                c = _compare(entry, key)
+                if c == 0:
+                    return entry[11], struct.unpack_from(">i", entry, 12)[0]
+                if c < 0:
+                    lo = mid + 1
+                else:
+                    hi = mid
         return None
 
     def apply_cards(self, packed, full: bool) -> None:
@@ -127,20 +130,22 @@ class Policy:
         out = bytearray()
         j = 0
         entry = self._entry
-        for i in range(old_count):
-            self._storage.readinto(CARDS_FILE, i * ENTRY_SIZE, entry)
-            key = bytes(entry[:_KEY_SIZE])
-            while j < len(new) and new[j] < key:
-                out += delta[new[j]]
-                j += 1
-            if j < len(new) and new[j] == key:
-                out += delta[new[j]]
-                j += 1
-            else:
-                out += entry
-            if len(out) >= 512:
-                self._storage.append(_CARDS_NEW, out)
-                out = bytearray()
+        if old_count:
+            with self._storage.reader(CARDS_FILE) as table:
+                for i in range(old_count):
+                    table.readinto(i * ENTRY_SIZE, entry)
+                    key = bytes(entry[:_KEY_SIZE])
+                    while j < len(new) and new[j] < key:
+                        out += delta[new[j]]
+                        j += 1
+                    if j < len(new) and new[j] == key:
+                        out += delta[new[j]]
+                        j += 1
+                    else:
+                        out += entry
+                    if len(out) >= 512:
+                        self._storage.append(_CARDS_NEW, out)
+                        out = bytearray()
         while j < len(new):
             out += delta[new[j]]
             j += 1

@@ -2,7 +2,21 @@
 
 import os
 
-from .hal import Storage
+from .hal import Reader, Storage
+
+
+class _FileReader(Reader):
+    """One open file for a run of reads: the card table's binary search is on the tap path."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "rb")
+
+    def readinto(self, offset: int, buf) -> int:
+        self._file.seek(offset)
+        return self._file.readinto(buf) or 0
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class FileStorage(Storage):
@@ -29,6 +43,9 @@ class FileStorage(Storage):
         with open(self._path(name), "rb") as f:
             f.seek(offset)
             return f.readinto(buf) or 0
+
+    def reader(self, name: str) -> Reader:
+        return _FileReader(self._path(name))
 
     def read(self, name: str) -> "bytes | None":
         try:
