@@ -105,8 +105,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, class_=Session, expire_on_commit=False)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations packaged with the code."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Run the Alembic migrations packaged with the code (every branch: features add theirs in parallel)."""
     from alembic import command
     from alembic.config import Config
 

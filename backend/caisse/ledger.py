@@ -31,6 +31,7 @@ class TransferKind:
     VOID = "void"
     EXPIRY = "allowance_expiry"  # unspent allowance returned to the fund (docs/settlement.md)
     SETTLEMENT = "settlement"  # vendor_payable -> vendor_paid when a SEPA file is exported
+    REJECT = "review_reject"  # vendor_payable -> member: a held payment a person rejected (caisse.review)
 
 
 def member_code(household_id: int) -> str:

@@ -66,6 +66,12 @@ class ConventionStatus(enum.StrEnum):
     ENDED = "ended"
 
 
+class ReviewStatus(enum.StrEnum):
+    HELD = "held"  # waiting for a person: not settled
+    RELEASED = "released"  # settled like any other record
+    REJECTED = "rejected"  # never settled; the member was refunded
+
+
 class RecordStatus(enum.StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"  # business rejection: genuinely signed, stored, posts nothing
@@ -143,6 +149,11 @@ class TransactionRecord(SQLModel, table=True):
     chain_verified: bool = Field(sa_column=Column(Boolean, nullable=False))
     voided: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    # Review of an accepted record (caisse.review): None, or held -> released | rejected.
+    review: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    hold_reason: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    reviewed_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    reviewed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class RejectedUpload(SQLModel, table=True):

@@ -49,13 +49,19 @@ HELD_UNVERIFIED = "chaîne non vérifiée (un enregistrement antérieur manque e
 HELD_NO_IBAN = "IBAN manquant : paiement suspendu jusqu'à son enregistrement"
 HELD_BAD_IBAN = "IBAN invalide ({error}) : paiement suspendu jusqu'à sa correction"
 HELD_NEGATIVE = "solde négatif après annulations : reporté au prochain règlement"
+HELD_REVIEW = "paiements retenus pour vérification (carte suspecte…) : en attente d'une décision"
 
-# The candidate records of a run: accepted, before the cut-off, not settled by any run.
+# A record's review state (caisse.review), '' when none. A void shares its payment's state, so it
+# is settled with its payment, never alone.
+_REVIEW = ("COALESCE(r.review, CASE WHEN r.kind = 2 THEN (SELECT p.review FROM transaction_record p"
+           " WHERE p.terminal_id = r.terminal_id AND p.seq = r.ref_seq) END, '')")
+# The candidate records of a run: accepted, before the cut-off, not settled by any run, not rejected.
 # amount is signed: a payment (kind 1) adds, a void (kind 2) takes back.
 _CANDIDATES = (
     " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id"
     " WHERE r.status = 'accepted' AND r.time < :cutoff"
     " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
+    f" AND {_REVIEW} <> 'rejected'"
 )
 _SIGNED = "CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END"
 
@@ -94,13 +100,16 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
     assert run.id is not None
     held: list[SettlementLine] = []
     groups = session.execute(
-        text(f"SELECT t.vendor_id, t.status, r.chain_verified, SUM({_SIGNED}), COUNT(*){_CANDIDATES}"
-             " GROUP BY t.vendor_id, t.status, r.chain_verified"),
+        text(f"SELECT t.vendor_id, t.status, r.chain_verified, {_REVIEW} = 'held', SUM({_SIGNED}), COUNT(*){_CANDIDATES}"
+             f" GROUP BY t.vendor_id, t.status, r.chain_verified, {_REVIEW} = 'held'"),
         {"cutoff": cutoff},
     ).all()
     net: dict[int, tuple[int, int]] = {}
-    for vendor_id, terminal_status, verified, amount, count in groups:
-        if terminal_status == TerminalStatus.SUSPECT:
+    for vendor_id, terminal_status, verified, under_review, amount, count in groups:
+        if under_review:
+            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_REVIEW,
+                                       amount_cents=int(amount), record_count=int(count)))
+        elif terminal_status == TerminalStatus.SUSPECT:
             held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_SUSPECT,
                                        amount_cents=int(amount), record_count=int(count)))
         elif not verified:
@@ -149,6 +158,7 @@ def _insert_items(session: Session, *, run_id: int, cutoff: int, vendor_ids: lis
              " FROM transaction_record r WHERE r.status = 'accepted' AND r.time < :cutoff AND r.chain_verified"
              " AND +r.terminal_id IN :terminals"
              " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
+             f" AND {_REVIEW} IN ('', 'released')"
              ).bindparams(bindparam("terminals", expanding=True)),
         {"run_id": run_id, "cutoff": cutoff, "terminals": terminals},
     )

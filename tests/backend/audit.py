@@ -56,10 +56,19 @@ def assert_ledger_invariants(session: Session) -> None:
         select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.reference.startswith("record:"))  # type: ignore[attr-defined]
     ).scalar_one()
     assert record_transfers == sum(1 for r in records if r.status == RecordStatus.ACCEPTED)
-    # 6. money is conserved per purpose: what vendors earned is still payable or paid out
+    # 6. money is conserved per purpose: what vendors earned, less what reviewers rejected, is still
+    #    payable or paid out; a rejected payment is reversed once and never settled
     payable = sum(a.credits_posted_cents - a.debits_posted_cents for a in accounts if a.kind in ("vendor_payable", "vendor_paid"))
     accepted = [r for r in records if r.status == RecordStatus.ACCEPTED]
-    assert payable == sum(r.amount_cents for r in accepted if r.kind == 1) - sum(r.amount_cents for r in accepted if r.kind == 2)
+    reversed_cents = sum(t.amount_cents for t in transfers if t.kind == ledger.TransferKind.REJECT)
+    earned = sum(r.amount_cents for r in accepted if r.kind == 1) - sum(r.amount_cents for r in accepted if r.kind == 2)
+    assert payable == earned - reversed_cents
+    settled_ids = set(session.execute(select(SettlementItem.record_id)).scalars())
+    for record in accepted:
+        if record.review == "rejected":
+            assert record.id not in settled_ids and record.voided
+            assert (record.kind != 1) or f"reject:{record.terminal_id}:{record.seq}" in by_reference or any(
+                r.kind == 2 and r.terminal_id == record.terminal_id and r.ref_seq == record.seq for r in accepted)
     # 7. what was paid out is exactly what exported settlement runs settled (docs/settlement.md)
     paid_out = sum(a.credits_posted_cents - a.debits_posted_cents for a in accounts if a.kind == "vendor_paid")
     settled = session.execute(
