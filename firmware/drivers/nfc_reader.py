@@ -16,7 +16,7 @@ import binascii
 
 from caisse_terminal.hal import Card, CardReader, CardRemoved
 
-from drivers.pn532 import CardGone, PN532Timeout
+from drivers.pn532 import CardError, CardGone, PN532Timeout
 
 _SELECT_NDEF_APP = b"\x00\xa4\x04\x00\x07\xd2\x76\x00\x00\x85\x01\x01\x00"
 _SELECT_NDEF_FILE = b"\x00\xa4\x00\x0c\x02\xe1\x04"
@@ -101,7 +101,9 @@ class NfcReader(CardReader):
                     auth = self.read_sun()
                 except SunMissing:
                     auth = None
-        except (CardGone, PN532Timeout):
+        except (CardGone, CardError, PN532Timeout):
+            # A card pulled away mid-exchange shows up as a timeout or as an RF error (CRC,
+            # parity, framing) depending on when the field was lost: all mean "tap again".
             raise CardRemoved()
         finally:
             try:

@@ -37,14 +37,14 @@ def provision(storage, now=T0, cards=CARDS, limits=None) -> None:
 
 class Rig:
     def __init__(self, files=None, now=T0, transport=None, provisioned=True, limits=None,
-                 segment_bytes=32768, segments=16, signer=None, cards=CARDS):
+                 segment_bytes=32768, segments=16, signer=None, cards=CARDS, reader=None):
         self.files = {} if files is None else files
         self.storage = sim.MemoryStorage(self.files)
         if provisioned and files is None:
             provision(self.storage, now, cards, limits)
         self.display = sim.ScreenLog()
         self.keypad = sim.QueueKeypad()
-        self.reader = sim.FieldReader()
+        self.reader = reader or sim.FieldReader()  # or a drivers.nfc_reader.NfcReader
         self.beeper = sim.Beeper()
         self.clock = sim.ManualClock(now)
         self.signer = signer or SoftwareSigner(SECRET)

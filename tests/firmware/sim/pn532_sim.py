@@ -39,10 +39,22 @@ class BasicCard:
         self.apdus = []
 
 
+def ndef_file(url):
+    """The NDEF file of a card holding one URI record (NLEN, then the record)."""
+    payload = b"\x04" + url  # URI prefix 0x04 = "https://"
+    record = bytes([0xD1, 0x01, len(payload), 0x55]) + payload
+    return bytes([len(record) >> 8, len(record) & 0xFF]) + record
+
+
 class Ntag424:
     """An NTAG 424 DNA with a SUN URL in its NDEF file (NT4H2421Gx datasheet, ISO 7816-4 APDUs).
 
+    url: one URL (the same SUN message at every read), or a list of URLs, one per read: each
+    selection of the NDEF file serves the next one (the last one repeats). MicroPython has no
+    AES here, so tests compute real SUN URLs with the CPython card model (ntag424_sim.py) and
+    hand them over as this list.
     leave_after: the card leaves the field instead of answering that APDU (0-based), or None.
+    leave_status: the PN532 status byte the host then sees: 0x01 timeout, 0x02 CRC error, ...
     """
 
     iso_dep = True
@@ -50,12 +62,12 @@ class Ntag424:
     atqa = b"\x03\x44"
     ats = b"\x06\x77\x77\x71\x02\x80"  # TL, T0, TA, TB, TC, historical byte
 
-    def __init__(self, uid, url, leave_after=None):
+    def __init__(self, uid, url, leave_after=None, leave_status=0x01):
         self.uid = bytes(uid)
-        payload = b"\x04" + url  # URI prefix 0x04 = "https://"
-        record = bytes([0xD1, 0x01, len(payload), 0x55]) + payload
-        self.ndef_file = bytes([len(record) >> 8, len(record) & 0xFF]) + record
+        self.urls = list(url) if isinstance(url, list) else [url]
+        self.reads = 0  # NDEF file selections so far
         self.leave_after = leave_after
+        self.leave_status = leave_status
         self.apdus = []
         self.app_selected = False
         self.file = None
@@ -79,7 +91,8 @@ class Ntag424:
             if not self.app_selected:
                 return b"\x6a\x82"
             if bytes(c[5:7]) == b"\xe1\x04":
-                self.file = self.ndef_file
+                self.file = ndef_file(self.urls[min(self.reads, len(self.urls) - 1)])
+                self.reads += 1
                 return _SW_OK
             return b"\x6a\x82"
         if ins == 0xB0:
@@ -217,5 +230,5 @@ class PN532Sim:
             if card in self.field:
                 self.field.remove(card)
             self.target = None
-            return b"\x01"  # time out: the target has not answered
+            return bytes([card.leave_status])  # 0x01: time out, the target has not answered
         return b"\x00" + answer

@@ -1,0 +1,125 @@
+"""A secure card through the real reader stack under MicroPython: PN532 driver, NfcReader, flow.
+
+MicroPython's WebAssembly port has no AES (no cryptolib), so the SUN URLs the card answers are
+computed here, on CPython, with the card model's SUN encoder (sim/ntag424_sim.py), and handed to
+the MicroPython-side card (pn532_sim.Ntag424) as one URL per read. The records the terminal
+makes come back as hex and the backend's caisse.sun checks their card_auth.
+"""
+
+import sys
+
+from caisse.sun import diversify_key, verify_sun
+
+from tests.firmware.mpy_runtime import ROOT, run
+
+SIM = ROOT / "tests/firmware/sim"
+sys.path.insert(0, str(SIM))
+sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
+
+import ntag424_sim  # noqa: E402
+import rig  # noqa: E402
+from caisse_terminal import record  # noqa: E402
+
+MOUNTS = {SIM: "/sim", ROOT / "tests/firmware/scenarios": "/scenarios"}
+META_KEY = bytes.fromhex("5ea1ed0ff1ce0000000000000000d00d")
+MASTER_KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+SECURE_UID = rig.CAROL  # 7 bytes, in the rig's card table with 1000 EUR
+
+TERMINAL = """
+import sys
+sys.path.insert(0, '/sim')
+sys.path.insert(0, '/scenarios')
+import binascii
+import rig
+from i2c_bus import FakeI2C
+from pn532_sim import PN532Sim, Ntag424, BasicCard
+from drivers.pn532 import PN532
+from drivers.nfc_reader import NfcReader
+from caisse_terminal import flow
+sim = PN532Sim()
+ticks = [0]
+def ticks_ms():
+    ticks[0] += 1
+    return ticks[0]
+pn = PN532(FakeI2C((0x24, sim)), timeout_ms=50, sleep_ms=lambda ms: None, ticks_ms=ticks_ms)
+r = rig.Rig(reader=NfcReader(pn))
+def tap(card):
+    sim.field.append(card)
+    r.terminal.poll_card()
+    if card in sim.field:
+        sim.field.remove(card)
+    r.terminal.poll_card()
+    return r.display.text()
+def pay(amount, card):
+    r.keys(amount + 'V')
+    shown = tap(card)
+    assert 'Paiement accepté' in shown, shown
+    r.keys('V')
+URLS = [URL_LIST]
+"""
+
+
+def sun_urls(count: int, first_counter: int = 1) -> list[bytes]:
+    file_key = diversify_key(MASTER_KEY, SECURE_UID)
+    urls = []
+    for counter in range(first_counter, first_counter + count):
+        picc, mac = ntag424_sim.sun_message(meta_key=META_KEY, file_key=file_key, uid=SECURE_UID, counter=counter)
+        urls.append(ntag424_sim.sun_url(b"caisse.example/c", picc, mac))
+    return urls
+
+
+def terminal(script: str, urls: list[bytes]) -> list[str]:
+    prelude = TERMINAL.replace("URL_LIST", ", ".join(repr(u) for u in urls))
+    return run(prelude + script, mounts=MOUNTS).splitlines()
+
+
+def test_secure_card_sun_reaches_the_record_and_the_backend_accepts_it_and_a_basic_card_leaves_it_zero():
+    lines = terminal(
+        """
+pay('12,50', Ntag424(rig.CAROL, URLS))
+pay('3', BasicCard(rig.ALICE))
+pay('4', Ntag424(rig.CAROL, URLS[1:]))
+while r.log.unsigned:
+    r.terminal.background_sign()
+for raw in r.log.pending(10):
+    print(binascii.hexlify(raw).decode())
+""",
+        sun_urls(2),
+    )
+    secure, basic, again = (record.decode(bytes.fromhex(line)) for line in lines)
+    assert (secure.card_uid, secure.amount_cents, basic.card_uid) == (SECURE_UID, 1250, rig.ALICE)
+    assert basic.card_auth == bytes(24)
+    file_key = diversify_key(MASTER_KEY, SECURE_UID)
+    seen = []
+    for rec in (secure, again):
+        message = verify_sun(meta_key=META_KEY, file_key=file_key, picc_data=rec.card_auth[:16], mac=rec.card_auth[16:])
+        assert message.mac_valid and message.uid == rec.card_uid
+        seen.append(message.counter)
+    assert seen == [1, 2]  # a fresh SUN message for each tap
+    wrong_key = diversify_key(MASTER_KEY, rig.ALICE)
+    assert not verify_sun(meta_key=META_KEY, file_key=wrong_key, picc_data=secure.card_auth[:16],
+                          mac=secure.card_auth[16:]).mac_valid
+
+
+def test_a_card_torn_away_mid_read_shows_a_french_screen_commits_nothing_and_a_new_tap_pays():
+    lines = terminal(
+        """
+r.keys('5V')
+for leave_after, status in ((1, 0x01), (3, 0x01), (4, 0x02)):  # timeout, or an RF error (CRC)
+    shown = tap(Ntag424(rig.CAROL, URLS, leave_after=leave_after, leave_status=status))
+    print(shown, '|', r.flow.state == flow.WAIT_CARD, r.log.next_seq)
+print(tap(Ntag424(rig.CAROL, URLS[3:])))
+while r.log.unsigned:
+    r.terminal.background_sign()
+[raw] = r.log.pending(10)
+print(binascii.hexlify(raw).decode())
+""",
+        sun_urls(4),
+    )
+    for line in lines[:3]:
+        assert line == "Carte retirée | trop tôt, | recommencez | True 1"
+    assert lines[3].startswith("Paiement accepté | 5,00 EUR")
+    rec = record.decode(bytes.fromhex(lines[4]))
+    message = verify_sun(meta_key=META_KEY, file_key=diversify_key(MASTER_KEY, SECURE_UID),
+                         picc_data=rec.card_auth[:16], mac=rec.card_auth[16:])
+    assert message.mac_valid and message.counter == 4
