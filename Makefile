@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench clean openscad
+.PHONY: run test lint-firmware bench load clean openscad
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -44,6 +44,10 @@ test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed opensca
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/ingest.py
+
+## 500 terminals uploading at once to uvicorn (several workers) on PostgreSQL at 127.0.0.1:5432.
+load: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) $(STUBS) node_modules

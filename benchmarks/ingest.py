@@ -122,11 +122,11 @@ def server_env(database_url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(database_url: str) -> Iterator[tuple[str, int]]:
-    """uvicorn with one worker in a subprocess; yields (base URL, server pid)."""
+def running_server(database_url: str, *, workers: int = 1) -> Iterator[tuple[str, int]]:
+    """uvicorn with `workers` worker processes in a subprocess; yields (base URL, server pid)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", "caisse.main:create_app", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]
+               "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
     process = subprocess.Popen(command, env=server_env(database_url))
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -1,0 +1,386 @@
+"""Load: N terminals uploading signed batches at once to one server on PostgreSQL (issue 9).
+
+    python benchmarks/load.py [--terminals 500] [--duration 60] [--workers 2] [--clients 1]
+                              [--batch 32] [--records 400] [--resend 0.02] [--db postgresql|sqlite]
+
+Creates a fresh PostgreSQL schema, migrates it, starts uvicorn with several workers on a free
+loopback port, and registers N terminals (software keys, one vendor each) and the members' cards
+through the admin API. Each client process signs its terminals' records beforehand (not timed),
+then every terminal uploads its log in seq order, one batch at a time, as the firmware does
+(32 records a batch), all terminals at once, until the duration is over or its log is empty.
+A small share of batches is sent twice, as when a response is lost on the way back; a failed
+request is retried with the same batch until the backend answers.
+
+Prints throughput (records/s, requests/s), p50/p99 latency, errors, and where the CPU went
+(server, PostgreSQL, clients), then checks against the database that nothing was lost or
+doubled: per terminal, the accepted records, their seqs, amounts and acked_seq are exactly what
+the terminal sent and had acknowledged; every vendor's payable account equals what its terminal
+took; the ledger sums to zero. Exit code 1 on any error or mismatch.
+
+Not a test: numbers depend on the machine. Results go in docs/performance.md ("Load").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy import text
+
+from caisse import ledger
+from caisse.db import make_engine
+from caisse.demo import DemoTerminal, record_b64, terminal_key
+from caisse.protocol import Kind, public_key_bytes
+from ingest import ADMIN_TOKEN, fresh_database, prepare_schema, process_cpu_s, running_server
+
+LOAD_SEED = 9090
+CREDIT_CENTS = 1_000_000  # admin.MAX_CREDIT_CENTS: one credit per card is plenty for a run
+REQUEST_TIMEOUT_S = 60.0
+SEED_CONCURRENCY = 16
+MAX_ATTEMPTS = 20  # per batch; each failed attempt is counted as an error
+
+
+# ---- the terminals' side (one client process) ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TerminalPlan:
+    terminal_id: int
+    key_index: int
+
+
+@dataclass
+class TerminalOutcome:
+    """What one terminal sent and what the backend told it."""
+
+    terminal_id: int
+    sent_seqs: int = 0  # records 1..sent_seqs went up and were answered
+    amount_cents: int = 0  # the sum of those records
+    acked_seq: int = 0  # from the last answer
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class ClientReport:
+    latencies_s: list[float]
+    requests: int
+    errors: Counter[str]
+    terminals: list[TerminalOutcome]
+    cpu_s: float
+    upload_s: float
+
+
+def sign_logs(plans: list[TerminalPlan], cards: list[bytes], records: int, seed: int) -> list[DemoTerminal]:
+    rng = random.Random(seed)
+    start_s = int(time.time()) - records * 60  # a tap a minute, all in the past
+    terminals = []
+    for plan in plans:
+        terminal = DemoTerminal(plan.terminal_id, terminal_key(LOAD_SEED, plan.key_index))
+        for index in range(records):
+            terminal.pay(card_uid=rng.choice(cards), amount_cents=rng.randrange(350, 4500, 10), time_s=start_s + 60 * index)
+        terminals.append(terminal)
+    return terminals
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    last_seq: int
+    amount_cents: int
+    body: bytes  # the JSON the terminal sends, encoded beforehand like a log already in flash
+
+
+def batches(terminal: DemoTerminal, size: int) -> list[Batch]:
+    log = terminal.unacked
+    return [Batch(chunk[-1].seq, sum(r.amount_cents for r in chunk),
+                  json.dumps({"records": [record_b64(r) for r in chunk]}).encode())
+            for chunk in (log[i:i + size] for i in range(0, len(log), size))]
+
+
+async def run_terminal(base_url: str, terminal_id: int, log: list[Batch], *, args: argparse.Namespace,
+                       deadline: float, rng: random.Random, report: ClientReport) -> TerminalOutcome:
+    """One terminal: its own connection, its batches in seq order, each answered before the next."""
+    outcome = TerminalOutcome(terminal_id)
+    path = f"/v1/terminals/{terminal_id}/batches"
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S, limits=limits,
+                                 headers={"content-type": "application/json"}) as client:
+        if args.pause:
+            await asyncio.sleep(rng.uniform(0, args.pause))  # terminals do not all start at once
+        for batch in log:
+            if time.monotonic() >= deadline:
+                break
+            for _ in range(2 if rng.random() < args.resend else 1):
+                answer = await send(client, path, batch.body, report)
+                if answer is None:
+                    return outcome  # gave up after MAX_ATTEMPTS; the check will show what is missing
+                for result in answer["results"]:
+                    if result["status"] == "accepted":
+                        outcome.accepted += 1
+                    elif result["status"] == "duplicate":
+                        outcome.duplicates += 1
+                    else:
+                        outcome.rejected[result.get("reason", "?")] += 1
+                outcome.acked_seq = answer["acked_seq"]
+            outcome.sent_seqs = batch.last_seq
+            outcome.amount_cents += batch.amount_cents
+            if args.pause:
+                await asyncio.sleep(rng.uniform(0.5, 1.5) * args.pause)
+    return outcome
+
+
+async def send(client: httpx.AsyncClient, path: str, body: bytes, report: ClientReport) -> dict | None:
+    """POST until the backend answers 200; a lost answer is retried with the same batch."""
+    for _ in range(MAX_ATTEMPTS):
+        started = time.perf_counter()
+        try:
+            response = await client.post(path, content=body)
+        except httpx.TransportError as error:
+            report.errors[f"transport: {type(error).__name__}"] += 1
+            continue
+        report.latencies_s.append(time.perf_counter() - started)
+        report.requests += 1
+        if response.status_code == 200:
+            return response.json()
+        report.errors[f"HTTP {response.status_code}"] += 1
+    return None
+
+
+def client_process(base_url: str, plans: list[TerminalPlan], cards: list[bytes], args: argparse.Namespace,
+                   seed: int, barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
+    logs = [(t.terminal_id, batches(t, args.batch)) for t in sign_logs(plans, cards, args.records, seed)]
+    barrier.wait()  # every process has signed: the clock starts for all at once
+    cpu_before_s = time.process_time()
+    report = ClientReport(latencies_s=[], requests=0, errors=Counter(), terminals=[], cpu_s=0.0, upload_s=0.0)
+
+    async def upload_all() -> None:
+        rng = random.Random(seed)
+        deadline = time.monotonic() + args.duration
+        started = time.perf_counter()
+        report.terminals = list(await asyncio.gather(*(
+            run_terminal(base_url, terminal_id, log, args=args, deadline=deadline, rng=rng, report=report)
+            for terminal_id, log in logs
+        )))
+        report.upload_s = time.perf_counter() - started
+
+    asyncio.run(upload_all())
+    report.cpu_s = time.process_time() - cpu_before_s
+    results.put(report)
+
+
+# ---- the server's side ---------------------------------------------------------------------------
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (uvicorn's workers are children)."""
+    total = process_cpu_s(pid)
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as children:
+            total += sum(tree_cpu_s(int(child)) for child in children.read().split())
+    return total
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process on the machine, those that ended included (the
+    postmaster reaps its backends: their time is in its children's time). Other users' too."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm, open(f"/proc/{entry}/stat") as stat:
+                    if comm.read().strip() == "postgres":
+                        fields = stat.read().rpartition(")")[2].split()
+                        total += sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+            except OSError:
+                continue  # a process that ended meanwhile
+    return total
+
+
+async def seed(base_url: str, *, terminals: int, cards: int) -> tuple[list[TerminalPlan], list[bytes]]:
+    """One vendor per terminal; `cards` households with one card and a credit each."""
+    rng = random.Random(LOAD_SEED)
+    uids = [bytes([0x04]) + rng.randbytes(6) for _ in range(cards)]
+    gate = asyncio.Semaphore(SEED_CONCURRENCY)
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async with httpx.AsyncClient(base_url=f"{base_url}/v1/admin", headers=headers, timeout=REQUEST_TIMEOUT_S) as api:
+        async def post(path: str, body: dict) -> dict:
+            async with gate:
+                response = await api.post(path, json=body)
+            if response.status_code not in (200, 201):
+                raise SystemExit(f"seeding: POST {path} -> {response.status_code} {response.text[:200]}")
+            return response.json()
+
+        async def household(index: int, uid: bytes) -> None:
+            created = await post("/households", {"name": f"Foyer {index}", "members": 2, "zone": "charge"})
+            await post("/cards", {"household_id": created["id"], "uid": uid.hex()})
+            await post(f"/households/{created['id']}/credits", {"amount_cents": CREDIT_CENTS, "memo": "charge"})
+
+        async def terminal(index: int) -> TerminalPlan:
+            vendor = await post("/vendors", {"name": f"Étal {index}", "kind": "producer", "zone": "charge"})
+            key = public_key_bytes(terminal_key(LOAD_SEED, index)).hex()
+            created = await post("/terminals", {"vendor_id": vendor["id"], "public_key": key})
+            return TerminalPlan(created["id"], index)
+
+        await asyncio.gather(*(household(i, uid) for i, uid in enumerate(uids)))
+        plans = list(await asyncio.gather(*(terminal(i) for i in range(terminals))))
+    return plans, uids
+
+
+# ---- the check: nothing lost, nothing doubled -------------------------------------------------
+
+def check_database(database_url: str, outcomes: list[TerminalOutcome]) -> list[str]:
+    """Every difference between what the terminals sent and had acknowledged and what is stored."""
+    problems = []
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            stored = {row.terminal_id: row for row in connection.execute(text(
+                "SELECT r.terminal_id, count(*) AS n, count(DISTINCT r.seq) AS seqs, max(r.seq) AS top,"
+                " sum(r.amount_cents) AS cents, t.acked_seq, t.vendor_id"
+                " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id"
+                " WHERE r.status = 'accepted' AND r.kind = :payment GROUP BY r.terminal_id, t.acked_seq, t.vendor_id"),
+                {"payment": int(Kind.PAYMENT)})}
+            payables = dict(connection.execute(text(
+                "SELECT code, credits_posted_cents - debits_posted_cents FROM ledger_account"
+                " WHERE kind = 'vendor_payable'")).all())
+            balance_sum, = connection.execute(text(
+                "SELECT sum(credits_posted_cents - debits_posted_cents) FROM ledger_account")).one()
+            others, = connection.execute(text("SELECT count(*) FROM transaction_record WHERE status <> 'accepted'")).one()
+    finally:
+        engine.dispose()
+    for outcome in outcomes:
+        row = stored.get(outcome.terminal_id)
+        n, seqs, top, cents, acked = (row.n, row.seqs, row.top, int(row.cents), row.acked_seq) if row else (0, 0, 0, 0, 0)
+        expected = (outcome.sent_seqs, outcome.sent_seqs, outcome.sent_seqs, outcome.amount_cents, outcome.sent_seqs)
+        if (n, seqs, top or 0, cents, acked) != expected or outcome.acked_seq != outcome.sent_seqs:
+            problems.append(f"terminal {outcome.terminal_id}: sent 1..{outcome.sent_seqs} ({outcome.amount_cents} c), "
+                            f"told acked {outcome.acked_seq}; stored {n} records ({seqs} seqs, top {top}, {cents} c), "
+                            f"acked_seq {acked}")
+        if row and payables.get(ledger.vendor_payable_code(row.vendor_id), 0) != outcome.amount_cents:
+            problems.append(f"terminal {outcome.terminal_id}: vendor payable "
+                            f"{payables.get(ledger.vendor_payable_code(row.vendor_id), 0)} c != {outcome.amount_cents} c sent")
+    if balance_sum != 0:
+        problems.append(f"the ledger sums to {balance_sum} c, not 0")
+    if others:
+        problems.append(f"{others} stored records are not accepted")
+    return problems
+
+
+# ---- the run -------------------------------------------------------------------------------------
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))] if sorted_values else 0.0
+
+
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--terminals", type=int, default=500, help="simulated terminals (default 500)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of upload at most (default 60)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument("--clients", type=int, default=1, help="client processes sharing the terminals (default 1)")
+    parser.add_argument("--batch", type=int, default=32, help="records per upload, as the firmware (default 32)")
+    parser.add_argument("--records", type=int, default=400, help="records signed per terminal beforehand (default 400)")
+    parser.add_argument("--cards", type=int, default=1000, help="member cards (default 1000)")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds a terminal waits between batches, "
+                        "on average (default 0: back to back, the server's saturation)")
+    parser.add_argument("--resend", type=float, default=0.02, help="share of batches sent twice (default 0.02)")
+    parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
+    args = parser.parse_args(argv)
+    if not (0 < args.terminals and 0 < args.batch <= 256 and 0 < args.clients <= args.terminals and args.records > 0
+            and args.workers > 0 and 0 <= args.resend <= 1 and args.duration > 0 and args.cards > 0 and args.pause >= 0):
+        parser.error("need positive counts, batch <= 256, clients <= terminals, 0 <= resend <= 1")
+
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; "
+          f"{args.terminals} terminals, {args.workers} uvicorn workers, {args.clients} client processes, "
+          f"batches of {args.batch}, database {args.db}")
+    with fresh_database(args.db) as database_url:
+        prepare_schema(database_url)
+        with running_server(database_url, workers=args.workers) as (base_url, pid):
+            started = time.perf_counter()
+            plans, cards = asyncio.run(seed(base_url, terminals=args.terminals, cards=args.cards))
+            print(f"seeded {len(plans)} terminals and {len(cards)} cards through the admin API "
+                  f"in {time.perf_counter() - started:.1f} s")
+            reports, elapsed_s, cpu = upload(base_url, plans, cards, args, pid)
+        problems = check_database(database_url, [t for r in reports for t in r.terminals])
+    return summarize(reports, elapsed_s, cpu, problems, args)
+
+
+def upload(base_url: str, plans: list[TerminalPlan], cards: list[bytes], args: argparse.Namespace,
+           server_pid: int) -> tuple[list[ClientReport], float, dict[str, float]]:
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(args.clients + 1)
+    results = context.Queue()
+    processes = [context.Process(target=client_process, args=(base_url, plans[i::args.clients], cards, args,
+                                                              LOAD_SEED + i, barrier, results))
+                 for i in range(args.clients)]
+    for process in processes:
+        process.start()
+    barrier.wait()  # the clients have signed their logs
+    before = (tree_cpu_s(server_pid), postgres_cpu_s(), machine_cpu_s())
+    started = time.perf_counter()
+    reports = [results.get(timeout=args.duration + 10 * REQUEST_TIMEOUT_S) for _ in processes]
+    elapsed_s = time.perf_counter() - started
+    after = (tree_cpu_s(server_pid), postgres_cpu_s(), machine_cpu_s())
+    for process in processes:
+        process.join()
+    cpu = {"server": after[0] - before[0], "postgres": after[1] - before[1], "machine": after[2] - before[2]}
+    return reports, elapsed_s, cpu
+
+
+def summarize(reports: list[ClientReport], elapsed_s: float, cpu: dict[str, float], problems: list[str],
+              args: argparse.Namespace) -> int:
+    latencies = sorted(latency for r in reports for latency in r.latencies_s)
+    outcomes = [t for r in reports for t in r.terminals]
+    records = sum(t.sent_seqs for t in outcomes)
+    requests = sum(r.requests for r in reports)
+    errors = sum((r.errors for r in reports), Counter())
+    rejected = sum((t.rejected for t in outcomes), Counter())
+    client_cpu_s = sum(r.cpu_s for r in reports)
+    print(f"upload: {records} records in {requests} requests over {elapsed_s:.1f} s "
+          f"({sum(t.accepted for t in outcomes)} accepted, {sum(t.duplicates for t in outcomes)} duplicates "
+          f"from batches sent twice, rejected {dict(rejected)})")
+    print(f"throughput: {records / elapsed_s:,.0f} records/s, {requests / elapsed_s:,.1f} requests/s")
+    print(f"latency per request: p50 {1000 * percentile(latencies, 0.50):.0f} ms, "
+          f"p99 {1000 * percentile(latencies, 0.99):.0f} ms, max {1000 * (latencies[-1] if latencies else 0):.0f} ms, "
+          f"mean {1000 * (statistics.fmean(latencies) if latencies else 0):.0f} ms")
+    print(f"errors: {sum(errors.values())} {dict(errors)}")
+    print(f"CPU over the upload (cores busy on average): server {cpu['server'] / elapsed_s:.2f}, "
+          f"PostgreSQL {cpu['postgres'] / elapsed_s:.2f}, clients {client_cpu_s / elapsed_s:.2f}, "
+          f"whole machine {cpu['machine'] / elapsed_s:.2f} of {os.cpu_count()}; "
+          f"load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"per record: server {1e6 * cpu['server'] / max(records, 1):.0f} µs, "
+          f"PostgreSQL {1e6 * cpu['postgres'] / max(records, 1):.0f} µs, client {1e6 * client_cpu_s / max(records, 1):.0f} µs")
+    exhausted = sum(t.sent_seqs == args.records for t in outcomes)
+    if exhausted:
+        print(f"note: {exhausted} terminals sent their whole log ({args.records} records) before the deadline")
+    if problems:
+        print(f"CHECK FAILED: {len(problems)} differences between what terminals sent and the database:")
+        for problem in problems[:20]:
+            print(f"  {problem}")
+    else:
+        print(f"check: the database holds exactly the {records} records the terminals sent, once each; "
+              f"acked_seq, vendor payables and the ledger (sum 0) agree")
+    return 1 if problems or errors or rejected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
