@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -245,6 +246,8 @@ def settle(
               f" {euros(result.paid_cents)} EUR to pay.")
     for vendor_id, amount_cents, reason in result.held:
         err.print(f"[yellow]Vendor {vendor_id}: {euros(amount_cents)} EUR held back: {reason}[/yellow]")
+        if reason == settlement.HELD_REVIEW:
+            err.print(f"  Décider : caisse review list --vendor {vendor_id}, puis caisse review release|reject <enregistrement>.")
     if result.status == "prepared":
         err.print(f"Waiting for approval: caisse settle-approve {result.run_id} --by <treasurer>, then run settle again.")
     elif result.output_dir:
@@ -361,6 +364,55 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
             err.print(f"[red]Not reconciled:[/red] {difference}")
         raise typer.Exit(code=1)
     err.print("Reconciled with the ledger.")
+
+
+review_app = typer.Typer(help="Records held for review (caisse.review): release or reject them.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("list")
+def review_list(vendor: Annotated[int | None, typer.Option(help="Only this vendor's records.")] = None) -> None:
+    """List the records waiting for a decision (tab-separated, by vendor then oldest first)."""
+    from caisse import statements
+
+    settings = Settings()
+    held = _run(lambda s: statements.held_for_review(s, vendor_id=vendor))
+    clock = statements.LocalClock(ZoneInfo(settings.settlement_timezone))
+    typer.echo("\t".join(("enregistrement", "commerçant", "nom", "date", "heure", "terminal", "numéro", "opération",
+                          "montant (EUR)", "motif")))
+    for record in held:
+        day, hour = clock.local(record.time)
+        typer.echo("\t".join(str(value) for value in (
+            record.record_id, record.vendor_id, record.vendor_name, day, hour, record.terminal_id, record.seq,
+            record.kind, euros(record.amount_cents), record.reason)))
+    err.print(f"{len(held)} enregistrement(s) en attente de décision.")
+
+
+@review_app.command("release")
+def review_release(
+    record_id: Annotated[int, typer.Argument(help="Record id (see caisse review list).")],
+    by: Annotated[str, typer.Option(help="Who decides (recorded on the record).")],
+) -> None:
+    """Release a held record: the next settlement run pays the vendor."""
+    from caisse import review
+
+    record = _run(lambda s: review.release(s, record_id=record_id, by=by))
+    out.print(record.id)
+    err.print(f"Enregistrement {record_id} libéré par {by} : le commerçant sera payé au prochain règlement.")
+
+
+@review_app.command("reject")
+def review_reject(
+    record_id: Annotated[int, typer.Argument(help="Record id (see caisse review list).")],
+    by: Annotated[str, typer.Option(help="Who decides (recorded on the record).")],
+) -> None:
+    """Reject a held record: the vendor is never paid for it; a payment goes back to the member."""
+    from caisse import review
+
+    record = _run(lambda s: review.reject(s, record_id=record_id, by=by))
+    out.print(record.id)
+    err.print(f"Enregistrement {record_id} rejeté par {by} : il ne sera jamais payé au commerçant"
+              + (" ; le foyer a été remboursé." if record.kind == 1 else "."))
 
 
 # Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
 DEV_ADMIN_TOKEN = "dev-admin-token"
+# The pain.001 versions sepaxml builds and ships an XSD for.
+SepaSchema = Literal["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "pain.001.001.11"]
 
 
 class Settings(BaseSettings):
@@ -47,7 +49,9 @@ class Settings(BaseSettings):
     settlement_requires_approval: bool = False  # True: a second person (treasurer) approves
     settlement_dir: str = "./settlements"
     settlement_timezone: str = "Europe/Paris"
-    sepa_schema: str = "pain.001.001.03"  # the version the caisse's bank accepts
+    sepa_schema: SepaSchema = "pain.001.001.03"  # the version the caisse's bank accepts, unless listed below
+    # pain.001 version per bank of the caisse: BIC (11 letters, or its first 8) -> version (caisse.sepa)
+    sepa_schema_by_bank: dict[str, SepaSchema] = {}
     debtor_name: str = "Caisse alimentaire commune"
     debtor_iban: str = "FR7630006000011234567890189"
     debtor_bic: str = "AGRIFRPPXXX"

@@ -9,7 +9,7 @@ A run moves prepared -> approved -> exported, one committed transaction per step
   What is held back gets a `settlement_line` with its reason in French; those records stay
   unsettled, so the next run picks them up once resolved, like late offline uploads.
 - approve: by a second person when `settlement_requires_approval`, automatically otherwise.
-- export: writes the SEPA pain.001 file, one statement per vendor and a summary into a fresh
+- export: writes the SEPA pain.001 file, statements per vendor (caisse.statements) and a summary into a fresh
   folder, moves it into place, then posts vendor_payable -> vendor_paid per vendor (reference
   `settlement:{run}:{vendor}`) and marks the run exported, in one transaction. A crash before the
   commit leaves the run approved: rerunning rewrites the same files from the same items.
@@ -19,15 +19,11 @@ Nothing here commits except `settle`, the orchestrator, which owns one transacti
 
 from __future__ import annotations
 
-import csv
-import itertools
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text
@@ -37,10 +33,11 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.money import euros
 from caisse.models import SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
+from caisse.sepa import write_sepa
+from caisse.statements import PAID, StatementVendor, write_statements, write_summary
 
-PAID, HELD = "paid", "held"
+HELD = "held"
 AUTOMATIC = "automatique"
 
 # Reasons shown to the treasurer and the vendor, in French.
@@ -213,8 +210,9 @@ def export_run(session: Session, *, run_id: int, settings: Settings) -> Settleme
     shutil.rmtree(staging, ignore_errors=True)  # left by a crash: rebuilt from the same items
     staging.mkdir(parents=True)
     write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings)
-    write_statements(session, staging, run=run, payouts=payouts, settings=settings)
-    write_summary(session, staging / "resume.csv", run=run)
+    write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
+                     vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts])
+    write_summary(session, staging / "resume.csv", run=run, timezone=settings.settlement_timezone)
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     _post_payouts(session, run_id=run_id, payouts=payouts)
@@ -243,115 +241,6 @@ def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> No
                         ledger.TransferKind.SETTLEMENT, f"settlement:{run_id}:{p.vendor_id}", f"règlement {run_id}")
         for p in payouts
     ])
-
-
-def write_sepa(path: Path, *, run: SettlementRun, payouts: list[Payout], settings: Settings) -> None:
-    """pain.001 in the version the bank accepts; sepaxml validates it against the schema on export."""
-    if not payouts:
-        return
-    from schwifty import IBAN
-    from sepaxml import SepaTransfer
-
-    config = {"name": settings.debtor_name, "IBAN": settings.debtor_iban, "BIC": settings.debtor_bic,
-              "batch": True, "currency": "EUR"}
-    sepa = SepaTransfer(config, schema=settings.sepa_schema, clean=True)
-    for payout in payouts:
-        payment: dict[str, object] = {
-            "name": payout.name, "IBAN": payout.iban, "amount": payout.amount_cents,
-            "execution_date": run.run_date + timedelta(days=1),
-            "description": f"Caisse alimentaire - reglement {run.id} du {run.run_date:%d/%m/%Y}",
-            "endtoend_id": f"CAISSE-{run.id}-{payout.vendor_id}",
-        }
-        bic = IBAN(payout.iban).bic
-        if bic is not None:
-            payment["BIC"] = str(bic)
-        sepa.add_payment(payment)
-    document = sepa.export(validate=False, pretty_print=True)
-    _sepa_schema(settings.sepa_schema).validate(document.decode("utf-8"))  # raises when invalid
-    path.write_bytes(document)
-
-
-@lru_cache(maxsize=4)
-def _sepa_schema(name: str) -> Any:
-    """The XSD shipped with sepaxml, parsed once per process (parsing costs ~0.3 s): the same
-    check as `export(validate=True)`, which parses it again on every call."""
-    import xmlschema
-    from sepaxml import validation
-
-    return xmlschema.XMLSchema(str(Path(validation.__file__).parent / "schemas" / f"{name}.xsd"))
-
-
-
-_KIND = {1: "paiement", 2: "annulation"}
-
-
-def write_statements(session: Session, folder: Path, *, run: SettlementRun, payouts: list[Payout], settings: Settings) -> None:
-    """One CSV per vendor, in French (semicolons, decimal commas): each transaction and the total.
-
-    The run's items are read in one pass, ordered by vendor (one query, not one per vendor)."""
-    by_vendor = {payout.vendor_id: payout for payout in payouts}
-    clock = _LocalClock(ZoneInfo(settings.settlement_timezone))
-    rows = session.execute(
-        text("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
-             " JOIN transaction_record r ON r.id = i.record_id WHERE i.run_id = :run"
-             " ORDER BY i.vendor_id, r.time, r.terminal_id, r.seq"),
-        {"run": run.id},
-    )
-    for vendor_id, group in itertools.groupby(rows, key=lambda row: row[0]):
-        payout = by_vendor.get(vendor_id)
-        if payout is None:
-            continue  # netted to zero: nothing paid, no statement
-        with (folder / f"releve-commercant-{vendor_id}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, delimiter=";")
-            writer.writerow([f"Relevé du règlement {run.id} du {run.run_date:%d/%m/%Y}", payout.name, payout.iban])
-            writer.writerow(["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"])
-            count = total = 0
-            for _, moment, terminal_id, seq, kind, amount in group:
-                day, hour = clock.local(moment)
-                writer.writerow([day, hour, terminal_id, seq, _KIND.get(kind, kind), euros(amount)])
-                count, total = count + 1, total + amount
-            writer.writerow(["total", "", "", count, "", euros(total)])
-
-
-class _LocalClock:
-    """Unix seconds -> ('dd/mm/yyyy', 'hh:mm:ss') in local time, the zone's offset looked up once
-    per hour of records instead of a datetime per record."""
-
-    def __init__(self, zone: ZoneInfo) -> None:
-        self.zone = zone
-        self.offsets: dict[int, int] = {}
-        self.days: dict[int, str] = {}
-
-    def local(self, moment: int) -> tuple[str, str]:
-        offset = self.offsets.get(moment // 3600)
-        if offset is None:
-            delta = datetime.fromtimestamp(moment, UTC).astimezone(self.zone).utcoffset()
-            offset = self.offsets[moment // 3600] = int(delta.total_seconds()) if delta else 0
-        day, second = divmod(moment + offset, 86_400)
-        text_day = self.days.get(day)
-        if text_day is None:
-            text_day = self.days[day] = f"{datetime.fromtimestamp(day * 86_400, UTC):%d/%m/%Y}"
-        hours, rest = divmod(second, 3600)
-        return text_day, f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def write_summary(session: Session, path: Path, *, run: SettlementRun) -> None:
-    lines = session.execute(
-        select(SettlementLine.vendor_id, Vendor.name, SettlementLine.status, SettlementLine.record_count,
-               SettlementLine.amount_cents, SettlementLine.reason)
-        .join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
-        .where(SettlementLine.run_id == run.id)  # type: ignore[arg-type]
-        .order_by(SettlementLine.status.desc(), SettlementLine.vendor_id)  # type: ignore[union-attr, attr-defined]
-    ).all()
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=";")
-        writer.writerow([f"Règlement {run.id} du {run.run_date:%d/%m/%Y}", f"préparé par {run.prepared_by}",
-                         f"approuvé par {run.approved_by}"])
-        writer.writerow(["commerçant", "nom", "statut", "opérations", "montant (EUR)", "motif"])
-        for vendor_id, name, status, count, amount, reason in lines:
-            writer.writerow([vendor_id, name, "payé" if status == PAID else "retenu", count, euros(amount), reason or ""])
-        paid = [line for line in lines if line[2] == PAID]
-        writer.writerow(["total payé", "", "", sum(line[3] for line in paid), euros(sum(line[4] for line in paid)), ""])
 
 
 # Orchestration --------------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""`caisse review list|release|reject` and the held records in a run's summary, through the CLI."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from caisse import review
+from caisse.cli import app
+from caisse.db import make_engine, session_factory, upgrade
+from tests.backend.conftest import make_settings
+from tests.backend.test_settlement import Market
+from tests.backend.test_review import _record_id
+
+
+@pytest.fixture
+def cli_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    monkeypatch.setenv("CAISSE_SETTLEMENT_DIR", str(tmp_path / "out"))
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def _invoke(*args: str, code: int = 0) -> tuple[str, str]:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.stdout, result.stderr
+
+
+def _market_with_two_held_payments(engine: Engine) -> tuple[Market, list[int]]:
+    with session_factory(engine)() as session:
+        market = Market(session, make_settings(str(engine.url)))
+        market.pay(0, 1_000)
+        market.pay(0, 250)
+        market.pay(1, 700)
+        held = [_record_id(session, market, 1), _record_id(session, market, 1, index=1)]
+        assert review.hold(session, record_ids=held, reason="compteur SUN déjà vu") == 2
+        session.commit()
+    return market, held
+
+
+def test_review_list_shows_each_held_record_with_its_vendor_and_reason(cli_engine: Engine) -> None:
+    market, held = _market_with_two_held_payments(cli_engine)
+    stdout, stderr = _invoke("review", "list")
+    header, *rows = [line.split("\t") for line in stdout.splitlines()]
+    assert header[:3] == ["enregistrement", "commerçant", "nom"]
+    assert [(int(row[0]), int(row[1]), row[8], row[9]) for row in rows] == [
+        (held[0], market.vendor_ids[0], "10,00", "compteur SUN déjà vu"),
+        (held[1], market.vendor_ids[1], "7,00", "compteur SUN déjà vu"),
+    ]
+    assert rows[0][3:5] == ["01/01/2026", "09:01:00"]  # local time of the terminal's stamp
+    assert "2 enregistrement(s)" in stderr
+    only_second, _ = _invoke("review", "list", "--vendor", str(market.vendor_ids[1]))
+    assert [line.split("\t")[0] for line in only_second.splitlines()[1:]] == [str(held[1])]
+
+
+def test_review_release_and_reject_decide_once_with_french_sentences(cli_engine: Engine) -> None:
+    _, held = _market_with_two_held_payments(cli_engine)
+    stdout, stderr = _invoke("review", "release", str(held[0]), "--by", "trésorière")
+    assert stdout.strip() == str(held[0]) and "libéré par trésorière" in stderr
+    stdout, stderr = _invoke("review", "reject", str(held[1]), "--by", "coordinatrice")
+    assert stdout.strip() == str(held[1]) and "rejeté par coordinatrice" in stderr and "remboursé" in stderr
+    _, refused = _invoke("review", "reject", str(held[0]), "--by", "quelqu'un", code=1)
+    assert "record_not_held" in refused
+    _invoke("review", "release", "999999", "--by", "quelqu'un", code=1)
+    assert _invoke("review", "list")[0].splitlines()[1:] == []
+
+
+def test_the_run_summary_lists_each_held_record_per_vendor(cli_engine: Engine, tmp_path: Path) -> None:
+    market, held = _market_with_two_held_payments(cli_engine)
+    stdout, stderr = _invoke("settle", "--date", "2026-01-01")
+    assert f"caisse review list --vendor {market.vendor_ids[0]}" in stderr
+    [summary] = (tmp_path / "out").glob("*/resume.csv")
+    rows = list(csv.reader(summary.read_text(encoding="utf-8").splitlines(), delimiter=";"))
+    start = next(index for index, row in enumerate(rows) if row and row[0].startswith("Paiements retenus"))
+    listed = [(int(row[0]), int(row[2]), row[8]) for row in rows[start + 2:]]
+    assert listed == [(market.vendor_ids[0], held[0], "10,00"), (market.vendor_ids[1], held[1], "7,00")]
+    paid = next(row for row in rows if row and row[0] == "total payé")
+    assert paid[4] == "2,50"

@@ -1,0 +1,55 @@
+"""Vendor statements, PDF next to CSV: read back with pypdf, every line and the total checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pypdf import PdfReader
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from caisse.config import Settings
+from tests.backend.factories import T0
+from tests.backend.test_settlement import Market, _settle, folder, rules  # noqa: F401
+
+
+def _pdf_text(path: Path) -> list[str]:
+    return [page.extract_text() for page in PdfReader(path).pages]
+
+
+def test_the_pdf_statement_names_the_vendor_the_period_each_transaction_and_the_total(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    market = Market(session, rules, vendors=1)
+    market.pay(0, 1_250)
+    market.pay(0, 5, time=T0 - 86_400)  # the day before, uploaded late: same statement
+    market.upload(0, [market.chains[0].void(1)])
+    market.pay(0, 4_000)
+    result = _settle(engine, rules)
+    [page] = _pdf_text(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.pdf")
+    assert "Relevé du règlement 1 du 01/01/2026" in page
+    assert "Commerçant : Ferme 0" in page and "IBAN : FR1420041010050500013M02606" in page
+    assert "Période : opérations du 31/12/2025 au 01/01/2026" in page
+    terminal = market.chains[0].terminal_id
+    lines = [re.sub(r"\s+", " ", line).strip() for line in page.splitlines()]
+    assert [line for line in lines if re.match(r"\d\d/\d\d/\d{4} ", line)] == [
+        f"31/12/2025 09:00:00 {terminal} 2 paiement 0,05",
+        f"01/01/2026 09:01:00 {terminal} 1 paiement 12,50",
+        f"01/01/2026 09:03:00 {terminal} 3 annulation -12,50",
+        f"01/01/2026 09:04:00 {terminal} 4 paiement 40,00",
+    ]
+    assert "Total 4 opérations 40,05" in lines
+
+
+def test_a_long_statement_runs_over_pages_and_keeps_every_line(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules, vendors=1)
+    amounts = [100 + index for index in range(130)]
+    market.upload(0, [market.chains[0].pay(market.uid, amount, time=T0 + index) for index, amount in enumerate(amounts)])
+    result = _settle(engine, rules)
+    pages = _pdf_text(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.pdf")
+    assert len(pages) >= 3
+    assert all("Montant (EUR)" in page for page in pages)  # column titles on every page
+    cents = [int(found.replace(",", "")) for page in pages for found in re.findall(r"paiement\s+(\d+,\d\d)", page)]
+    assert cents == amounts
+    assert f"Total 130 opérations {sum(amounts) // 100},{sum(amounts) % 100:02d}" in re.sub(r"\s+", " ", pages[-1])
