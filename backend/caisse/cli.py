@@ -420,3 +420,28 @@ from caisse_provisioning.cli import decommission_command, provision_command  # n
 
 terminal_app.command("provision")(provision_command)
 terminal_app.command("decommission")(decommission_command)
+
+
+user_app = typer.Typer(help="Console accounts (docs/console.md).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="E-mail address, used to sign in.")],
+    role: Annotated[str, typer.Option(help="admin, coordinator, treasurer or committee.")] = "admin",
+    password: Annotated[str, typer.Option(prompt="Mot de passe", hide_input=True, confirmation_prompt=True,
+                                          envvar="CAISSE_NEW_USER_PASSWORD", show_default=False,
+                                          help="Prompted when not given.")] = "",
+) -> None:
+    """Create a console account (the first administrator, say). The password is prompted for."""
+    from caisse import accounts, audit
+
+    def create(session: Session) -> int | None:
+        user = accounts.create_user(session, email=email, password=password, role=role)
+        audit.record(session, actor="cli", action="user.create", subject=f"user:{user.email}", detail={"role": role})
+        return user.id
+
+    user_id = _run(create)
+    out.print(user_id)
+    err.print(f"Compte créé : {email.strip().lower()} ({role}).")

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     debtor_iban: str = "FR7630006000011234567890189"
     debtor_bic: str = "AGRIFRPPXXX"
 
+    # Web console (docs/console.md). Cookies are marked Secure outside development.
+    console_session_lifetime_s: int = Field(default=43_200, gt=0)  # a working day, then sign in again
+    console_login_max_failures: int = Field(default=5, gt=0)  # per e-mail address, within the window
+    console_login_window_s: int = Field(default=900, gt=0)
+
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
         if self.environment != "development" and self.admin_token in ("", DEV_ADMIN_TOKEN):

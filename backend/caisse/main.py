@@ -6,10 +6,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from caisse import console
 from caisse.api.routes import admin, terminals
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
@@ -29,31 +30,40 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.session_factory = session_factory(engine)
     app.include_router(terminals.router)
     app.include_router(admin.router)
+    console.install(app)
 
     @app.exception_handler(CaisseError)
-    async def _caisse_error(_request: Request, error: CaisseError) -> JSONResponse:
+    async def _caisse_error(request: Request, error: CaisseError) -> Response:
+        if console.is_console(request):
+            return console.error_page(request, status_code=error.status_code, error=error)
         body: dict[str, object] = {"error": error.code, "detail": error.detail}
         if isinstance(error, SyncUnauthorized) and error.server_time is not None:
             body["server_time"] = error.server_time
         return JSONResponse(body, status_code=error.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
+        if console.is_console(request):
+            return console.error_page(request, status_code=422)
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
         code = "invalid_batch" if request.url.path.endswith("/batches") else "invalid_request"
         return JSONResponse({"error": code, "detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if console.is_console(request):
+            return console.error_page(request, status_code=error.status_code)
         code = _HTTP_CODES.get(error.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(error.detail)}, status_code=error.status_code,
                             headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, error: Exception) -> Response:
         # The request's transaction was rolled back when its session closed: nothing half-written.
         logger.exception("unexpected error", exc_info=error)
+        if console.is_console(request):
+            return console.error_page(request, status_code=500)
         return JSONResponse({"error": "internal_error", "detail": "unexpected error, nothing was stored"}, status_code=500)
 
     return app

@@ -288,3 +288,63 @@ class SettlementLine(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     record_count: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+# Console accounts and the audit log (docs/console.md) -----------------------------------------
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"  # everything, including accounts
+    COORDINATOR = "coordinator"  # households, cards, vendors, terminals, transactions
+    TREASURER = "treasurer"  # settlements (approves), vendors' IBANs, transactions
+    COMMITTEE = "committee"  # aggregates only: budget, flows, sortition; no personal data
+
+
+class ConsoleUser(SQLModel, table=True):
+    __tablename__ = "console_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))  # stored lower-case
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    password_hash: str = Field(sa_column=Column(String(255), nullable=False))  # argon2id, PHC string
+    active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, default=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+    copy of the database does not let anyone sign in. Deleting the row signs the browser out."""
+
+    __tablename__ = "console_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False, unique=True))
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("console_user.id"), nullable=False, index=True))
+    csrf_token: str = Field(sa_column=Column(String(64), nullable=False))  # sent back by every form
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Sign-in attempts of the last window, counted to refuse guessing (caisse.accounts)."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    succeeded: bool = Field(sa_column=Column(Boolean, nullable=False))
+    at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who changed what, written in the same transaction as the change. Never updated or deleted."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    actor: str = Field(sa_column=Column(String(254), nullable=False))  # a console user's email, or "cli"
+    action: str = Field(sa_column=Column(String(64), nullable=False))  # household.enrol, card.block...
+    subject: str = Field(sa_column=Column(String(200), nullable=False, index=True))  # household:12
+    detail: str | None = Field(default=None, sa_column=Column(String(2000), nullable=True))

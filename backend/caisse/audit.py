@@ -1,0 +1,45 @@
+"""The audit log: who changed what, and when (docs/console.md).
+
+`record` adds an event to the caller's transaction, so the event and the change it describes
+commit together or not at all. Events are never updated or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from caisse.models import AuditEvent
+
+MAX_DETAIL_CHARS = 2000
+
+
+def record(session: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any] | str | None = None) -> AuditEvent:
+    """Log `actor` doing `action` (e.g. "card.block") to `subject` (e.g. "card:04a1b2c3").
+
+    A dict detail is stored as JSON (sorted keys) so events are easy to read and to grep."""
+    text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str) if isinstance(detail, dict) else detail
+    if text is not None and len(text) > MAX_DETAIL_CHARS:
+        text = text[: MAX_DETAIL_CHARS - 1] + "…"
+    event = AuditEvent(actor=actor, action=action, subject=subject, detail=text)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def events(
+    session: Session, *, subject: str | None = None, actor: str | None = None, action_prefix: str | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """The newest events first, optionally for one subject, one actor or one family of actions."""
+    query = select(AuditEvent)
+    if subject is not None:
+        query = query.where(AuditEvent.subject == subject)  # type: ignore[arg-type]
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)  # type: ignore[arg-type]
+    if action_prefix is not None:
+        query = query.where(AuditEvent.action.startswith(action_prefix))  # type: ignore[union-attr]
+    return list(session.execute(query.order_by(AuditEvent.id.desc()).limit(limit)).scalars())  # type: ignore[union-attr]

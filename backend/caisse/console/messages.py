@@ -1,0 +1,40 @@
+"""French sentences for the domain errors a console user can cause (services speak English codes).
+
+Add a line when a page can raise a new code; an unknown code falls back to a general sentence
+followed by the service's own detail, so nothing is ever silently swallowed.
+"""
+
+from __future__ import annotations
+
+from caisse.errors import CaisseError
+
+MESSAGES = {
+    "sign_in_refused": "Adresse e-mail ou mot de passe incorrect.",
+    "sign_in_throttled": "Trop de tentatives de connexion pour cette adresse. Réessayez dans quelques minutes.",
+    "invalid_name": "Le nom est obligatoire.",
+    "invalid_zone": "Le quartier est obligatoire.",
+    "invalid_members": "Un foyer compte au moins une personne.",
+    "invalid_uid": "L'identifiant de carte doit être en hexadécimal, de 4, 7 ou 10 octets (8, 14 ou 20 caractères).",
+    "card_exists": "Cette carte est déjà attribuée.",
+    "too_many_cards": "Ce foyer a déjà le nombre maximal de cartes.",
+    "card_not_found": "Carte inconnue.",
+    "household_not_found": "Foyer introuvable.",
+    "vendor_not_found": "Commerçant introuvable.",
+    "terminal_not_found": "Terminal introuvable.",
+    "invalid_kind": "Type de commerce inconnu.",
+    "invalid_convention_status": "Statut de conventionnement inconnu.",
+    "invalid_convention_dates": "La fin du conventionnement doit suivre son début.",
+    "invalid_iban": "IBAN invalide : vérifiez le pays, la longueur et la clé de contrôle.",
+    "invalid_email": "Adresse e-mail mal formée.",
+    "invalid_role": "Rôle inconnu.",
+    "invalid_password": "Le mot de passe doit compter au moins 10 caractères.",
+    "user_exists": "Un compte existe déjà pour cette adresse.",
+    "invalid_form": "Formulaire incomplet ou mal rempli.",
+}
+
+
+def french(error: CaisseError) -> str:
+    message = MESSAGES.get(error.code)
+    if message is None:
+        return f"Opération refusée ({error.code}) : {error.detail}"
+    return message

@@ -1,0 +1,7 @@
+"""terminals pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,92 @@
+"""Jinja2 templates of the console, and `render`, the one way a page answers.
+
+Globals every template can use: `csrf_input()` (the hidden field every form must carry),
+`euros(cents)` (French amount, from caisse.money), `current_user` (None on the sign-in page),
+`nav` (the pages the user's role may see) and `flash` (a message left by the previous request).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+
+from caisse.console.deps import CSRF_FIELD, PAGE_ROLES, SIGN_IN_CSRF_COOKIE
+from caisse.money import euros
+
+FLASH_COOKIE = "caisse_flash"
+ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
+CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+# (page key of PAGE_ROLES, label, path): the navigation, in this order.
+NAV = [
+    ("households", "Foyers", "/console/households"),
+    ("vendors", "Commerçants", "/console/vendors"),
+    ("terminals", "Terminaux", "/console/terminals"),
+    ("transactions", "Transactions", "/console/transactions"),
+    ("settlements", "Règlements", "/console/settlements"),
+    ("budget", "Budget", "/console/budget"),
+    ("flows", "Flux", "/console/flows"),
+    ("sortition", "Tirage au sort", "/console/sortition"),
+    ("audit", "Journal", "/console/audit"),
+]
+
+
+def local_time(moment: datetime | date | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """A stored UTC time as Paris local time, '—' when there is none."""
+    if moment is None:
+        return "—"
+    if not isinstance(moment, datetime):
+        return moment.strftime("%d/%m/%Y")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(CONSOLE_TIMEZONE).strftime(fmt)
+
+
+def _csrf_input(request: Request) -> Markup:
+    token = getattr(request.state, "csrf_token", "")
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(token)}">')
+
+
+def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The template `name` with `context`, plus the console's globals; consumes the flash message."""
+    signed = getattr(request.state, "signed_in", None)
+    user = signed.user if signed else None
+    flash = request.cookies.get(FLASH_COOKIE)
+    response = templates.TemplateResponse(
+        request, name, status_code=status_code,
+        context={
+            "current_user": user,
+            "csrf_input": lambda: _csrf_input(request),
+            "euros": euros,
+            "local_time": local_time,
+            "role_labels": ROLE_LABELS,
+            "nav": [(label, path, path == request.url.path or request.url.path.startswith(path + "/"))
+                    for key, label, path in NAV if user and user.role in PAGE_ROLES[key]],
+            "flash": unquote(flash) if flash else None,
+            **context,
+        },
+    )
+    if flash:
+        response.delete_cookie(FLASH_COOKIE, path="/console")
+    new_csrf = getattr(request.state, "new_sign_in_csrf", None)
+    if new_csrf:
+        secure = request.app.state.settings.environment != "development"
+        response.set_cookie(SIGN_IN_CSRF_COOKIE, new_csrf, httponly=True, samesite="strict", secure=secure, path="/console")
+    return response
+
+
+def redirect(url: str, *, flash: str | None = None) -> RedirectResponse:
+    """303 to `url` (after a POST, so a reload does not post again), with a message to show there."""
+    response = RedirectResponse(url, status_code=303)
+    if flash:
+        response.set_cookie(FLASH_COOKIE, quote(flash), httponly=True, samesite="lax", path="/console")
+    return response
