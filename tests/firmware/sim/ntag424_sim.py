@@ -38,49 +38,362 @@ from __future__ import annotations
 
 import binascii
 import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.cmac import CMAC
+from caisse_provisioning.ntag424 import (
+    Ntag424Error,
+    Session,
+    aes_cbc_decrypt,
+    aes_cbc_encrypt,
+    cmac,
+    crc32_nk,
+    rotate_left,
+    session_vectors,
+    truncate_mac,
+    unpad,
+)
+from caisse_provisioning.personalize import ndef_file, sdm_file_settings
 
 NDEF_AID = bytes.fromhex("D2760000850101")
-NDEF_FILE_ID = b"\xe1\x04"
-NDEF_FILE_NO = 2
 ZERO_IV = bytes(16)
 SW_OK = b"\x90\x00"
 PICC_TAG = 0xC7  # UID mirrored, SDMReadCtr mirrored, UID length 7
 SV2_SDM_MAC = bytes.fromhex("3CC300010080")
+FREE = 0xE  # access condition: free for everyone
+NEVER = 0xF  # access condition: denied
+PLAIN, MACED, FULL = 0, 1, 3  # CommMode, bits 1..0 of FileOption
+SDM_ENABLED = 0x40  # FileOption bit 6
+# SDMOptions: bit 7 UID mirror, bit 6 SDMReadCtr mirror, bit 0 ASCII encoding; the others
+# (SDMReadCtrLimit, SDMENCFileData) are not modelled.
+SDM_OPTIONS_MODELLED = 0xC1
+SELECT_NDEF_APP = bytes.fromhex("00A4040007D276000085010100")
+SELECT_NDEF_FILE = bytes.fromhex("00A4000C02E104")
 
 
-def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return encryptor.update(data) + encryptor.finalize()
+class CardStatus(Exception):
+    """A native command fails with this SW2 (after SW1 = 0x91); the session ends."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"91{status:02X}")
+        self.status = status
 
 
-def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    return decryptor.update(data) + decryptor.finalize()
+@dataclass
+class FileSettings:
+    file_id: bytes
+    size: int
+    comm_mode: int = PLAIN
+    read: int = FREE
+    write: int = FREE
+    read_write: int = FREE
+    change: int = 0
+    sdm: bytes = b""  # SDMOptions .. SDMMACOffset as ChangeFileSettings sent them, when enabled
+    data: bytearray = field(default_factory=bytearray)
+
+    def encode(self) -> bytes:
+        """GetFileSettings: FileType 00, FileOption, AccessRights, FileSize (LE), SDM part."""
+        option = self.comm_mode | (SDM_ENABLED if self.sdm else 0)
+        rights = bytes([self.read_write << 4 | self.change, self.read << 4 | self.write])
+        return b"\x00" + bytes([option]) + rights + self.size.to_bytes(3, "little") + self.sdm
+
+    def sdm_layout(self) -> tuple[int, int, int, int, int]:
+        """(meta-read key, file-read key, PICCDataOffset, SDMMACInputOffset, SDMMACOffset)."""
+        access = int.from_bytes(self.sdm[1:3], "little")
+        offsets = [int.from_bytes(self.sdm[i:i + 3], "little") for i in (3, 6, 9)]
+        return access >> 12, access >> 8 & 0xF, offsets[0], offsets[1], offsets[2]
 
 
-def cmac(key: bytes, message: bytes) -> bytes:
-    mac = CMAC(algorithms.AES(key))
-    mac.update(message)
-    return mac.finalize()
+class Ntag424Dna:
+    """The card. A PN532Sim hosts it (iso_dep, uid, apdu()); tests read its state directly.
+
+    random_bytes(n): the card's RNG (RndB, TI, PICC padding), replaceable to replay AN12196.
+    leave_after / leave_status: as pn532_sim.Ntag424, to tear the card away mid-exchange.
+    """
+
+    iso_dep = True
+    sak = 0x20
+    atqa = b"\x03\x44"
+    ats = b"\x06\x77\x77\x71\x02\x80"
+
+    def __init__(self, uid: bytes, *, random_bytes: Callable[[int], bytes] = os.urandom,
+                 leave_after: int | None = None, leave_status: int = 0x01) -> None:
+        assert len(uid) == 7
+        self.uid = bytes(uid)
+        self.random_bytes = random_bytes
+        self.leave_after = leave_after
+        self.leave_status = leave_status
+        self.keys = [bytes(16)] * 5
+        self.key_versions = [0] * 5
+        self.files = {
+            1: FileSettings(b"\xe1\x03", 32, read_write=0, write=0, data=bytearray(32)),
+            2: FileSettings(b"\xe1\x04", 256, data=bytearray(256)),
+            3: FileSettings(b"\xe1\x05", 128, comm_mode=FULL, read=2, write=3, read_write=3, data=bytearray(128)),
+        }
+        self.sdm_read_counter = 0
+        self.session: Session | None = None
+        self.apdus: list[bytes] = []
+        self._auth = None  # (key number, RndB) between the two parts of AuthenticateEV2First
+        self._app_selected = False
+        self._file: FileSettings | None = None
+        self._mirror: bytes | None = None  # the NDEF file as this read session sees it
+
+    # ---- ISO 7816-4 ------------------------------------------------------------------------
+
+    def apdu(self, c: bytes) -> bytes | None:
+        """Answer one command APDU; None means the card has left the field."""
+        if self.leave_after is not None and len(self.apdus) >= self.leave_after:
+            return None
+        c = bytes(c)
+        self.apdus.append(c)
+        if len(c) < 4:
+            return b"\x67\x00"
+        if c[0] == 0x90:
+            return self._native(c)
+        ins, p1 = c[1], c[2]
+        if ins == 0xA4:
+            return self._select(p1, c[5:5 + c[4]] if len(c) > 4 else b"")
+        if ins == 0xB0:
+            return self._read_binary((c[2] << 8) | c[3], c[4] if len(c) > 4 else 0)
+        return b"\x6d\x00"
+
+    def _select(self, p1: int, name: bytes) -> bytes:
+        if p1 == 0x04:
+            if name != NDEF_AID:
+                return b"\x6a\x82"
+            self._app_selected = True
+            self._file = None
+            self.session = None  # selecting the application ends any authentication
+            return SW_OK
+        if p1 == 0x00 and self._app_selected:
+            for settings in self.files.values():
+                if settings.file_id == name:
+                    self._file = settings
+                    self._mirror = None
+                    return SW_OK
+        return b"\x6a\x82"
+
+    def _read_binary(self, offset: int, length: int) -> bytes:
+        settings = self._file
+        if settings is None:
+            return b"\x69\x86"
+        if FREE not in (settings.read, settings.read_write):
+            return b"\x69\x82"  # ISOReadBinary is plain: only for freely readable files
+        if settings.sdm:
+            if self._mirror is None:
+                self._mirror = self._mirrored(settings)
+            content = self._mirror
+        else:
+            content = bytes(settings.data)
+        if offset > len(content):
+            return b"\x6b\x00"
+        return content[offset:offset + (length or 256)] + SW_OK
+
+    def _mirrored(self, settings: FileSettings) -> bytes:
+        """The file with a fresh SUN message in it: one per read session."""
+        self.sdm_read_counter += 1
+        meta, file_read, picc_at, mac_input_at, mac_at = settings.sdm_layout()
+        content = bytearray(settings.data)
+        plain = bytes([PICC_TAG]) + self.uid + self.sdm_read_counter.to_bytes(3, "little") + self.random_bytes(5)
+        picc = binascii.hexlify(aes_cbc_encrypt(self.keys[meta], ZERO_IV, plain)).upper()
+        content[picc_at:picc_at + 32] = picc
+        sv2 = SV2_SDM_MAC + self.uid + self.sdm_read_counter.to_bytes(3, "little")
+        mac = truncate_mac(cmac(cmac(self.keys[file_read], sv2), bytes(content[mac_input_at:mac_at])))
+        content[mac_at:mac_at + 16] = binascii.hexlify(mac).upper()
+        return bytes(content)
+
+    # ---- native commands ---------------------------------------------------------------------
+
+    def _native(self, c: bytes) -> bytes:
+        ins = c[1]
+        data = c[5:5 + c[4]] if len(c) > 5 else b""
+        handlers = {0x71: self._auth_first, 0xAF: self._auth_second, 0xC4: self._change_key,
+                    0x5F: self._change_file_settings, 0xF5: self._get_file_settings, 0x8D: self._write_data}
+        handler = handlers.get(ins)
+        if ins != 0xAF:
+            self._auth = None
+        try:
+            if handler is None or not self._app_selected:
+                raise CardStatus(0x1C)  # illegal command code
+            return handler(data)
+        except CardStatus as error:
+            self.session = None
+            self._auth = None
+            return bytes([0x91, error.status])
+
+    def _auth_first(self, data: bytes) -> bytes:
+        if len(data) < 2:
+            raise CardStatus(0x7E)
+        key_no = data[0]
+        if key_no > 4:
+            raise CardStatus(0x40)
+        self.session = None
+        rnd_b = self.random_bytes(16)
+        self._auth = (key_no, rnd_b)
+        return aes_cbc_encrypt(self.keys[key_no], ZERO_IV, rnd_b) + b"\x91\xaf"
+
+    def _auth_second(self, data: bytes) -> bytes:
+        if self._auth is None:
+            raise CardStatus(0xCA)
+        key_no, rnd_b = self._auth
+        self._auth = None
+        if len(data) != 32:
+            raise CardStatus(0x7E)
+        key = self.keys[key_no]
+        plain = aes_cbc_decrypt(key, ZERO_IV, data)
+        rnd_a = plain[:16]
+        if plain[16:] != rotate_left(rnd_b):
+            raise CardStatus(0xAE)
+        ti = self.random_bytes(4)
+        sv1, sv2 = session_vectors(rnd_a, rnd_b)
+        self.session = Session(key_no, ti, cmac(key, sv1), cmac(key, sv2))
+        answer = ti + rotate_left(rnd_a) + bytes(6) + bytes(6)  # PDcap2, PCDcap2 all zero
+        return aes_cbc_encrypt(key, ZERO_IV, answer) + b"\x91\x00"
+
+    def _unwrap(self, ins: int, data: bytes, header_len: int, comm_mode: int, key: int) -> tuple[bytes, bytes]:
+        """(header, plain data) of a command sent in comm_mode by a session holding `key`."""
+        if key == FREE:
+            return data[:header_len], data[header_len:]
+        session = self.session
+        if key == NEVER or session is None or session.key_no != key:
+            raise CardStatus(0x9D if session is not None else 0xAE)
+        if comm_mode == PLAIN:
+            return data[:header_len], data[header_len:]
+        if len(data) < header_len + 8:
+            raise CardStatus(0x7E)
+        header, body, mac = data[:header_len], data[header_len:-8], data[-8:]
+        if mac != session.command_mac(ins, header, body):
+            raise CardStatus(0x1E)
+        if comm_mode == FULL and body:
+            if len(body) % 16:
+                raise CardStatus(0x7E)
+            try:
+                body = unpad(aes_cbc_decrypt(session.enc_key, session.iv(b"\xa5\x5a", session.counter), body))
+            except Ntag424Error:
+                raise CardStatus(0x1E) from None
+        return header, body
+
+    def _answer(self, data: bytes = b"", *, maced: bool = True) -> bytes:
+        """A successful answer. In a session it advances CmdCtr and, unless plain, has a MAC."""
+        session = self.session
+        if session is None:
+            return data + b"\x91\x00"
+        counter = session.counter + 1
+        session.counter = counter
+        if not maced:
+            return data + b"\x91\x00"
+        message = b"\x00" + counter.to_bytes(2, "little") + session.ti + data
+        return data + truncate_mac(cmac(session.mac_key, message)) + b"\x91\x00"
+
+    def _change_key(self, data: bytes) -> bytes:
+        header, plain = self._unwrap(0xC4, data, 1, FULL, 0)  # ChangeKey needs key 0
+        key_no = header[0]
+        if key_no > 4:
+            raise CardStatus(0x40)
+        assert self.session is not None
+        if key_no == self.session.key_no:
+            if len(plain) != 17:
+                raise CardStatus(0x7E)
+            self.keys[key_no], self.key_versions[key_no] = plain[:16], plain[16]
+            self.session = None  # the session key is gone: no MAC on the answer
+            return b"\x91\x00"
+        if len(plain) != 21:
+            raise CardStatus(0x7E)
+        new_key = bytes(a ^ b for a, b in zip(plain[:16], self.keys[key_no]))
+        if plain[17:21] != crc32_nk(new_key):
+            raise CardStatus(0x1E)
+        self.keys[key_no], self.key_versions[key_no] = new_key, plain[16]
+        return self._answer()
+
+    def _file_no(self, header: bytes) -> FileSettings:
+        settings = self.files.get(header[0]) if header else None
+        if settings is None:
+            raise CardStatus(0xF0)
+        return settings
+
+    def _get_file_settings(self, data: bytes) -> bytes:
+        settings = self._file_no(data[:1])
+        if self.session is not None:
+            self._unwrap(0xF5, data, 1, MACED, self.session.key_no)
+        return self._answer(settings.encode())
+
+    def _change_file_settings(self, data: bytes) -> bytes:
+        settings = self._file_no(data[:1])
+        _, plain = self._unwrap(0x5F, data, 1, FULL, settings.change)
+        if len(plain) < 3:
+            raise CardStatus(0x7E)
+        option, rights, sdm = plain[0], plain[1:3], plain[3:]
+        if option & SDM_ENABLED:
+            self._check_sdm(settings, sdm)
+        elif sdm:
+            raise CardStatus(0x7E)
+        settings.comm_mode = option & 0x03
+        settings.read_write, settings.change = rights[0] >> 4, rights[0] & 0xF
+        settings.read, settings.write = rights[1] >> 4, rights[1] & 0xF
+        settings.sdm = bytes(sdm) if option & SDM_ENABLED else b""
+        return self._answer()
+
+    def _check_sdm(self, settings: FileSettings, sdm: bytes) -> None:
+        """Only the layout Caisse uses is modelled: encrypted PICC data and an SDMMAC."""
+        if settings.file_id != b"\xe1\x04" or len(sdm) != 12 or sdm[0] != SDM_OPTIONS_MODELLED:
+            raise CardStatus(0x9E)
+        meta, file_read, picc_at, mac_input_at, mac_at = FileSettings(b"", 0, sdm=bytes(sdm)).sdm_layout()
+        if meta > 4 or file_read > 4:
+            raise CardStatus(0x9E)
+        if not (picc_at + 32 <= mac_input_at <= mac_at and mac_at + 16 <= settings.size):
+            raise CardStatus(0x9E)
+
+    def _write_data(self, data: bytes) -> bytes:
+        settings = self._file_no(data[:1])
+        session = self.session
+        if session is not None and session.key_no in (settings.write, settings.read_write):
+            key, mode = session.key_no, settings.comm_mode
+        elif FREE in (settings.write, settings.read_write):
+            key, mode = FREE, PLAIN
+        else:
+            raise CardStatus(0x9D if session is not None else 0xAE)
+        header, plain = self._unwrap(0x8D, data, 7, mode, key)
+        offset = int.from_bytes(header[1:4], "little")
+        length = int.from_bytes(header[4:7], "little")
+        if length != len(plain):
+            raise CardStatus(0x7E)
+        if offset + length > settings.size:
+            raise CardStatus(0xBE)
+        settings.data[offset:offset + length] = plain
+        return self._answer(maced=mode != PLAIN)
 
 
-def truncate(full_mac: bytes) -> bytes:
-    """The 8-byte MAC of NTAG 424 DNA: bytes 1, 3, 5 .. 15 of the CMAC."""
-    return full_mac[1::2]
+def read_ndef(card, chunk: int = 255) -> bytes:
+    """The NDEF message, read as the terminal does: select, NLEN, then the message in chunks."""
+    assert card.apdu(SELECT_NDEF_APP) == SW_OK and card.apdu(SELECT_NDEF_FILE) == SW_OK
+    size = int.from_bytes(card.apdu(bytes.fromhex("00B0000002"))[:2], "big")
+    message = b""
+    while len(message) < size:
+        answer = card.apdu(bytes([0, 0xB0, 0, 2 + len(message), min(chunk, size - len(message))]))
+        assert answer[-2:] == SW_OK
+        message += answer[:-2]
+    return message
 
 
-def sun_message(*, meta_key: bytes, file_key: bytes, uid: bytes, counter: int,
-                padding: bytes | None = None, mac_input: bytes = b"") -> tuple[bytes, bytes]:
-    """(encrypted PICC data, SDMMAC) as the card mirrors them for one read."""
-    padding = os.urandom(5) if padding is None else padding
-    plain = bytes([PICC_TAG]) + uid + counter.to_bytes(3, "little") + padding
-    session_key = cmac(file_key, SV2_SDM_MAC + uid + counter.to_bytes(3, "little"))
-    return aes_cbc_encrypt(meta_key, ZERO_IV, plain), truncate(cmac(session_key, mac_input))
+def sun_of(message: bytes) -> tuple[bytes, bytes]:
+    """(PICC data, SDMMAC) from the e=/c= or picc_data=/cmac= parameters of a SUN URL."""
+    found = re.search(rb"(?:e|picc_data)=([0-9A-F]{32}).*?(?:c|cmac)=([0-9A-F]{16})", message)
+    assert found is not None, message
+    return bytes.fromhex(found[1].decode()), bytes.fromhex(found[2].decode())
 
 
-def sun_url(base: bytes, picc: bytes, mac: bytes) -> bytes:
-    """A SUN URL (without "https://") with the AN12196 parameter names."""
-    return base + b"?picc_data=" + binascii.hexlify(picc).upper() + b"&cmac=" + binascii.hexlify(mac).upper()
+def sun_card(uid: bytes, *, meta_key: bytes, file_key: bytes, url: bytes) -> Ntag424Dna:
+    """A card in the state personalization leaves it in, set directly (meta-read key 2, file-read
+    key 1, `url` with the picc_data= and cmac= placeholders): for tests about reading only."""
+    card = Ntag424Dna(uid)
+    card.keys[1], card.keys[2] = file_key, meta_key
+    content = ndef_file(url)
+    settings = sdm_file_settings(content)
+    ndef = card.files[2]
+    ndef.data[:len(content)] = content
+    ndef.comm_mode = settings[0] & 0x03
+    ndef.read_write, ndef.change = settings[1] >> 4, settings[1] & 0xF
+    ndef.read, ndef.write = settings[2] >> 4, settings[2] & 0xF
+    ndef.sdm = settings[3:]
+    return card
