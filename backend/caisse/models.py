@@ -290,6 +290,71 @@ class SettlementLine(SQLModel, table=True):
     record_count: int = Field(sa_column=Column(Integer, nullable=False))
 
 
+# Sortition of new members (caisse.sortition, docs/console.md "Sortition") ----------------------
+
+class SortitionStatus(enum.StrEnum):
+    OPEN = "open"  # volunteers are being registered
+    SEALED = "sealed"  # the seed is published: the list of volunteers can no longer change
+    DRAWN = "drawn"
+
+
+class SortitionDraw(SQLModel, table=True):
+    __tablename__ = "sortition_draw"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(default=SortitionStatus.OPEN, sa_column=Column(String(16), nullable=False))
+    created_by: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    # The public string and its SHA-256: published (and the list frozen) before the draw runs.
+    seed_phrase: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    seed_hex: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    seed_published_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    seed_published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    drawn_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    drawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class SortitionQuota(SQLModel, table=True):
+    """Seats of one stratum (income quartile x age band) in a draw."""
+
+    __tablename__ = "sortition_quota"
+    __table_args__ = (
+        CheckConstraint("income_quartile BETWEEN 1 AND 4", name="ck_sortition_quota_quartile"),
+        CheckConstraint("age_band BETWEEN 1 AND 3", name="ck_sortition_quota_age_band"),
+        CheckConstraint("seats >= 0", name="ck_sortition_quota_seats"),
+    )
+
+    draw_id: int = Field(sa_column=Column(Integer, ForeignKey("sortition_draw.id"), primary_key=True, autoincrement=False))
+    income_quartile: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    age_band: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    seats: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class SortitionVolunteer(SQLModel, table=True):
+    """A volunteer of a draw. `number` (1, 2, ... in registration order) is the public reference
+    the draw hashes; name and contact are personal data, never shown to the committee."""
+
+    __tablename__ = "sortition_volunteer"
+    __table_args__ = (
+        UniqueConstraint("draw_id", "number", name="uq_sortition_volunteer_draw_number"),
+        CheckConstraint("income_quartile BETWEEN 1 AND 4", name="ck_sortition_volunteer_quartile"),
+        CheckConstraint("age_band BETWEEN 1 AND 3", name="ck_sortition_volunteer_age_band"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    draw_id: int = Field(sa_column=Column(Integer, ForeignKey("sortition_draw.id"), nullable=False))
+    number: int = Field(sa_column=Column(Integer, nullable=False))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    contact: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    income_quartile: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    age_band: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    registered_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    # Set by the draw: position in the stratum's order, and whether it is within the seats.
+    rank: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    selected: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+
+
 # Console accounts and the audit log (docs/console.md) -----------------------------------------
 
 class Role(enum.StrEnum):
