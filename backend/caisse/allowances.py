@@ -1,5 +1,8 @@
 """Monthly allowances (docs/settlement.md): the committee's rule, pro rata, unspent money.
 
+The rule is a row of `allowance_rule`, in force from its month until the next one; the settings
+give it only when the table has none, so a caisse can start without deciding anything.
+
 `allocate` credits every household once per month: the reference `allowance:{h}:{YYYY-MM}` is the
 idempotency key, so a second run credits only households that were missing (a household
 registered since), and reports the rest as already credited. Unspent money is handled first, by
@@ -20,7 +23,7 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
-from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, utcnow
+from caisse.models import AllowanceMonth, AllowanceRule, Contribution, Household, LedgerTransfer, utcnow
 from caisse.sync import bump_cards
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -76,27 +79,118 @@ class AllocationReport:
     differing: list[tuple[int, int, int]] = field(default_factory=list)  # (household, posted, now)
 
 
+RULES = ("flat", "per_member", "average_contribution")
+UNSPENT_POLICIES = ("carry_over", "expire")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The rule in force for a month: from the `allowance_rule` table, or the settings' default."""
+
+    rule: str
+    flat_cents: int
+    base_cents: int
+    per_extra_member_cents: int
+    pro_rata: bool
+    unspent: str
+    carry_over_cap_cents: int
+    effective_month: str | None = None  # None: no rule in the table, the settings apply
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rule:
+        return cls(settings.allowance_rule, settings.allowance_flat_cents, settings.allowance_base_cents,
+                   settings.allowance_per_extra_member_cents, settings.allowance_pro_rata, settings.allowance_unspent,
+                   settings.allowance_carry_over_cap_cents)
+
+    @classmethod
+    def from_row(cls, row: AllowanceRule) -> Rule:
+        return cls(row.rule, row.flat_cents, row.base_cents, row.per_extra_member_cents, row.pro_rata, row.unspent,
+                   row.carry_over_cap_cents, row.effective_month)
+
+
+def rule_in_force(session: Session, *, month: str, settings: Settings) -> Rule:
+    """The latest rule effective from `month` or before; the settings when there is none."""
+    period = Month.parse(month)
+    row = session.execute(
+        select(AllowanceRule).where(AllowanceRule.effective_month <= str(period))  # type: ignore[arg-type]
+        .order_by(AllowanceRule.effective_month.desc()).limit(1)  # type: ignore[attr-defined]
+    ).scalar_one_or_none()
+    return Rule.from_settings(settings) if row is None else Rule.from_row(row)
+
+
+def list_rules(session: Session) -> list[Rule]:
+    rows = session.execute(select(AllowanceRule).order_by(AllowanceRule.effective_month)).scalars()  # type: ignore[arg-type]
+    return [Rule.from_row(row) for row in rows]
+
+
+def set_rule(
+    session: Session, *, effective_month: str, by: str, settings: Settings, rule: str | None = None,
+    flat_cents: int | None = None, base_cents: int | None = None, per_extra_member_cents: int | None = None,
+    pro_rata: bool | None = None, unspent: str | None = None, carry_over_cap_cents: int | None = None,
+) -> Rule:
+    """The rule from `effective_month` on: the one in force then, with the given fields changed.
+
+    A month already allocated keeps what it was credited: a rule can only start in a month not
+    allocated yet (a correction of a credited month is a new transfer, decided by a person)."""
+    period = Month.parse(effective_month)
+    allocated = session.execute(
+        select(AllowanceMonth.month).where(AllowanceMonth.month >= str(period)).order_by(AllowanceMonth.month).limit(1)  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    if allocated is not None:
+        raise Conflict("month_allocated", f"allowances of {allocated} are allocated already: a new rule starts after it")
+    base = rule_in_force(session, month=str(period), settings=settings)
+    changed = Rule(
+        rule if rule is not None else base.rule,
+        flat_cents if flat_cents is not None else base.flat_cents,
+        base_cents if base_cents is not None else base.base_cents,
+        per_extra_member_cents if per_extra_member_cents is not None else base.per_extra_member_cents,
+        pro_rata if pro_rata is not None else base.pro_rata,
+        unspent if unspent is not None else base.unspent,
+        carry_over_cap_cents if carry_over_cap_cents is not None else base.carry_over_cap_cents,
+        str(period),
+    )
+    _check_rule(changed)
+    row = session.get(AllowanceRule, str(period)) or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
+    for name in ("rule", "flat_cents", "base_cents", "per_extra_member_cents", "pro_rata", "unspent", "carry_over_cap_cents"):
+        setattr(row, name, getattr(changed, name))
+    row.set_by = by
+    session.add(row)
+    session.flush()
+    return changed
+
+
+def _check_rule(rule: Rule) -> None:
+    if rule.rule not in RULES:
+        raise InvalidInput("invalid_allowance_rule", f"the rule is one of {', '.join(RULES)}, not {rule.rule!r}")
+    if rule.unspent not in UNSPENT_POLICIES:
+        raise InvalidInput("invalid_unspent_policy", f"unspent money is {' or '.join(UNSPENT_POLICIES)}, not {rule.unspent!r}")
+    for name in ("flat_cents", "base_cents", "per_extra_member_cents", "carry_over_cap_cents"):
+        if getattr(rule, name) < 0:
+            raise InvalidInput("negative_amount", f"{name} cannot be negative")
+
+
 def monthly_amount_cents(
-    *, settings: Settings, members: int, joined: datetime, month: Month, average_contribution_cents: int
+    *, rule: Rule, members: int, joined: datetime, month: Month, average_contribution_cents: int
 ) -> int:
     """The allowance of one household for `month`, in cents, before any unspent-money policy."""
-    if settings.allowance_rule == "flat":
-        amount = settings.allowance_flat_cents
-    elif settings.allowance_rule == "per_member":
-        amount = settings.allowance_base_cents + settings.allowance_per_extra_member_cents * (members - 1)
+    if rule.rule == "flat":
+        amount = rule.flat_cents
+    elif rule.rule == "per_member":
+        amount = rule.base_cents + rule.per_extra_member_cents * (members - 1)
     else:
         amount = average_contribution_cents
     if joined.tzinfo is None:
         joined = joined.replace(tzinfo=UTC)
     joined_day = joined.date()
-    if settings.allowance_pro_rata and joined_day > month.first_day and joined_day.month == month.month and joined_day.year == month.year:
+    if rule.pro_rata and joined_day > month.first_day and joined_day.month == month.month and joined_day.year == month.year:
         days_left = month.days - joined_day.day + 1
         amount = amount * days_left // month.days  # rounded down: never more than the rule
     return amount
 
 
 def allocate(session: Session, *, month: str, settings: Settings) -> AllocationReport:
-    """Credit every household registered before the end of `month`. Idempotent per household."""
+    """Credit every household registered before the end of `month`, by the rule in force for the
+    month (`rule_in_force`). Idempotent per household."""
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is not None and state.closed_at is not None:
@@ -109,6 +203,7 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
     report = AllocationReport(month=str(period))
     if not households:
         return report
+    rule = rule_in_force(session, month=str(period), settings=settings)
     average = _average_contribution_cents(session, month=period, households=len(households))
     fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
     members = ledger.account_ids(session, codes=[ledger.member_code(h) for h, _, _ in households])
@@ -123,7 +218,7 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
     transfers: list[ledger.Transfer] = []
     credited: list[int] = []
     for household_id, size, joined in households:
-        amount = monthly_amount_cents(settings=settings, members=size, joined=joined, month=period,
+        amount = monthly_amount_cents(rule=rule, members=size, joined=joined, month=period,
                                       average_contribution_cents=average)
         reference = allowance_reference(household_id, period)
         if reference in posted:
@@ -132,7 +227,7 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
                 report.differing.append((household_id, posted[reference], amount))
             continue
         member = members[ledger.member_code(household_id)]
-        excess = _unspent_to_expire(settings=settings, balance_cents=balances.get(ledger.member_code(household_id), 0))
+        excess = _unspent_to_expire(rule=rule, balance_cents=balances.get(ledger.member_code(household_id), 0))
         if excess > 0:
             transfers.append(ledger.Transfer(member, fund, excess, ledger.TransferKind.EXPIRY,
                                              expiry_reference(household_id, period), f"unspent before {period}"))
@@ -166,12 +261,12 @@ def close_month(session: Session, *, month: str) -> AllowanceMonth:
     return state
 
 
-def _unspent_to_expire(*, settings: Settings, balance_cents: int) -> int:
+def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
     if balance_cents <= 0:
         return 0
-    if settings.allowance_unspent == "expire":
+    if rule.unspent == "expire":
         return balance_cents
-    return max(0, balance_cents - settings.allowance_carry_over_cap_cents)
+    return max(0, balance_cents - rule.carry_over_cap_cents)
 
 
 def _average_contribution_cents(session: Session, *, month: Month, households: int) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -23,6 +23,9 @@ from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.money import euros
+
+if TYPE_CHECKING:
+    from caisse.allowances import Rule
 
 app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -210,6 +213,60 @@ def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM."
               f" {euros(report.expired_cents)} EUR from {report.expired_households} households.")
     for household_id, posted, now in report.differing:
         err.print(f"[yellow]Household {household_id}: credited {posted} cents earlier, the rules now give {now}; left as is.[/yellow]")
+
+
+rule_app = typer.Typer(help="The allowance rule the citizens' committee chose, from a month on.", no_args_is_help=True)
+app.add_typer(rule_app, name="allowance-rule")
+
+
+@rule_app.command("set")
+def allowance_rule_set(
+    effective: Annotated[str, typer.Option("--from", help="First month the rule applies to, YYYY-MM.")],
+    by: Annotated[str, typer.Option(help="Who records it (the committee's decision).")],
+    rule: Annotated[str | None, typer.Option(help="flat, per_member or average_contribution.")] = None,
+    flat: Annotated[str | None, typer.Option(help="flat: euros per household.")] = None,
+    base: Annotated[str | None, typer.Option(help="per_member: euros for the first member.")] = None,
+    per_extra_member: Annotated[str | None, typer.Option(help="per_member: euros per extra member.")] = None,
+    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata", help="Days left for a household joining mid-month.")] = None,
+    unspent: Annotated[str | None, typer.Option(help="carry_over (up to the cap) or expire.")] = None,
+    cap: Annotated[str | None, typer.Option(help="carry_over: euros a household may keep.")] = None,
+) -> None:
+    """Set the rule from a month on; what is not given stays as in the rule in force then."""
+    from caisse import allowances, fund
+
+    def cents(value: str | None) -> int | None:
+        return None if value is None else fund.parse_euros(value)
+
+    new = _run(lambda s: allowances.set_rule(
+        s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),
+        base_cents=cents(base), per_extra_member_cents=cents(per_extra_member), pro_rata=pro_rata, unspent=unspent,
+        carry_over_cap_cents=cents(cap)))
+    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {_rule_text(new)}", err=True)
+
+
+@rule_app.command("show")
+def allowance_rule_show(month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None) -> None:
+    """Print the rule in force for a month, then every rule recorded."""
+    from caisse import allowances
+
+    month = month or date.today().strftime("%Y-%m")
+    settings = Settings()
+    in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
+    source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
+    typer.echo(f"{month} : {_rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
+    for recorded_rule in recorded:
+        typer.echo(f"  à partir de {recorded_rule.effective_month} : {_rule_text(recorded_rule)}")
+
+
+def _rule_text(rule: Rule) -> str:
+    """The rule in one French sentence, amounts in euros."""
+    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
+              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
+              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
+    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
+    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
+            else "reliquat rendu au fonds chaque mois")
+    return f"{amount}, {prorata}, {left}."
 
 
 @app.command("close-month")

@@ -239,6 +239,30 @@ class Contribution(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
+class AllowanceRule(SQLModel, table=True):
+    """The allowance rule the citizens' committee chose, in force from `effective_month` until the
+    next rule (docs/settlement.md). Without any rule, the settings give it."""
+
+    __tablename__ = "allowance_rule"
+    __table_args__ = (
+        CheckConstraint("rule IN ('flat', 'per_member', 'average_contribution')", name="ck_allowance_rule_rule"),
+        CheckConstraint("unspent IN ('carry_over', 'expire')", name="ck_allowance_rule_unspent"),
+        CheckConstraint("flat_cents >= 0 AND base_cents >= 0 AND per_extra_member_cents >= 0"
+                        " AND carry_over_cap_cents >= 0", name="ck_allowance_rule_amounts"),
+    )
+
+    effective_month: str = Field(sa_column=Column(String(7), primary_key=True))  # YYYY-MM
+    rule: str = Field(sa_column=Column(String(24), nullable=False))
+    flat_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    base_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    per_extra_member_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    pro_rata: bool = Field(sa_column=Column(Boolean, nullable=False))
+    unspent: str = Field(sa_column=Column(String(16), nullable=False))
+    carry_over_cap_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    set_by: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
 class SettlementStatus(enum.StrEnum):
     PREPARED = "prepared"
     APPROVED = "approved"
