@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from caisse.cli import app
+from caisse.simulation.cards import encode_sun
 from caisse.sun import SunError, decrypt_picc_data, diversify_key, sdm_mac, session_mac_key, verify_sun
 
 # AN12196: SUN with encrypted PICC data, meta-read and file-read keys all zero.
@@ -29,14 +29,6 @@ AN10922_KEY = bytes.fromhex("A8DD63A3B89D54B37CA802473FDA9175")
 keys = st.binary(min_size=16, max_size=16)
 uids = st.binary(min_size=7, max_size=7)
 counters = st.integers(min_value=0, max_value=(1 << 24) - 1)
-
-
-def encode_sun(*, meta_key: bytes, file_key: bytes, uid: bytes, counter: int, tag: int = 0xC7) -> tuple[bytes, bytes]:
-    """What a card would send: PICC data encrypted under meta_key, and its SDMMAC."""
-    plain = bytes([tag]) + uid + counter.to_bytes(3, "little") + bytes(5)
-    encryptor = Cipher(algorithms.AES(meta_key), modes.CBC(bytes(16))).encryptor()
-    picc = encryptor.update(plain) + encryptor.finalize()
-    return picc, sdm_mac(file_key, uid, counter)
 
 
 def test_the_an12196_picc_data_decrypts_to_its_uid_and_counter() -> None:

@@ -1,0 +1,340 @@
+"""The auditor: holds what the run must end with, independently of the backend, and checks it.
+
+In TigerBeetle's VOPR spirit it is told every tap a terminal approved (the beep), every block,
+every fault, and predicts each record's verdict from those facts alone. At the end it reads the
+database and checks the invariants of docs/simulation.md; any break makes the run fail.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from caisse import ledger
+from caisse.models import (
+    LedgerAccount,
+    LedgerTransfer,
+    RecordStatus,
+    RejectedUpload,
+    SettlementItem,
+    SettlementRun,
+    SettlementStatus,
+    Terminal,
+    TerminalStatus,
+    TransactionRecord,
+)
+from caisse.simulation.faults import PASSING, Fault, FaultKind, Outcome
+
+ACCEPTED = "accepted"
+HELD = "held"  # accepted and held for review (caisse.review)
+ONLY_ACCEPTED = frozenset({ACCEPTED})
+PAYMENT, VOID = 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """A record a terminal committed and beeped for: it must reach the backend exactly once."""
+
+    terminal_id: int
+    vendor_id: int
+    body: bytes
+    household_id: int
+    secure_card: bool  # registered at the backend as a secure card
+
+    @property
+    def seq(self) -> int:
+        return struct.unpack_from(">I", self.body, 8)[0]
+
+    @property
+    def kind(self) -> int:
+        return self.body[1]
+
+    @property
+    def time_s(self) -> int:
+        return struct.unpack_from(">I", self.body, 12)[0]
+
+    @property
+    def amount_cents(self) -> int:
+        return struct.unpack_from(">I", self.body, 16)[0]
+
+    @property
+    def ref_seq(self) -> int:
+        return struct.unpack_from(">I", self.body, 20)[0]
+
+    @property
+    def card_uid(self) -> bytes:
+        return self.body[24:24 + self.body[3]]
+
+    @property
+    def card_auth(self) -> bytes:
+        return self.body[34:58]
+
+
+def verdict(row) -> str:
+    """`accepted`, `held` (accepted, waiting for a person's review) or the rejection reason."""
+    if row.status == RecordStatus.ACCEPTED:
+        return HELD if row.review == HELD else ACCEPTED
+    return row.reason or row.status
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class Auditor:
+    approved: dict[tuple[int, int], Approved] = field(default_factory=dict)
+    declined: Counter[str] = field(default_factory=Counter)
+    blocked_at: dict[bytes, int] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    allowance_problems: list[str] = field(default_factory=list)
+    duplicates: int = 0  # answered `duplicate` to the terminals (re-sends after lost answers, doubles)
+    reused_seqs: list[tuple[int, int]] = field(default_factory=list)
+    sun_check: bool = False
+    basic_card_max_cents: int = 1 << 31  # the backend checks SUN messages at ingestion (helper B's work)
+
+    # ---- what happened ---------------------------------------------------------------------
+
+    def on_approved(self, record: Approved, fault: Fault | None = None) -> None:
+        key = (record.terminal_id, record.seq)
+        if key in self.approved:  # a seq given twice: the log lost a committed record
+            self.reused_seqs.append(key)
+            return
+        self.approved[key] = record
+        if fault is not None:
+            fault.records.append(key)
+
+    def on_block(self, uid: bytes, at_s: int) -> None:
+        self.blocked_at.setdefault(uid, at_s)
+
+    # ---- predictions -----------------------------------------------------------------------
+
+    def expected_status(self, record: Approved) -> frozenset[str] | None:
+        """The verdicts the backend may give: `accepted`, `held` (accepted, held for review) or a
+        rejection reason; None: any (a replayed SUN message: which copy wins depends on upload
+        order, judged as a fault)."""
+        if record.kind == PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
+            return frozenset({"over_limit"})
+        blocked = self.blocked_at.get(record.card_uid)
+        if blocked is not None and blocked <= record.time_s:
+            # Refused; or, where the backend knows the terminal had not synced the block yet,
+            # accepted and held for a person to decide (the vendor handed over the food).
+            return frozenset({"card_blocked", HELD})
+        if record.kind == VOID:
+            payment = self.approved.get((record.terminal_id, record.ref_seq))
+            if payment is None or self.expected_status(payment) != ONLY_ACCEPTED:
+                return frozenset({"unknown_payment"})
+        if self.replayed(record):
+            return None
+        return ONLY_ACCEPTED
+
+    def replayed(self, record: Approved) -> bool:
+        """A record of a card whose SUN message was replayed, from the replay on: the backend may
+        hold it, or block and flag the card at an upload time the auditor does not predict."""
+        return any(f.kind == FaultKind.CLONE_SECURE and f.card_uid == record.card_uid and f.time_s <= record.time_s
+                   for f in self.faults)
+
+    # ---- the end -----------------------------------------------------------------------------
+
+    def check(self, session: Session) -> tuple[list[Check], dict[str, object]]:
+        """Every invariant, and the facts the report prints, read from the database."""
+        rows = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.raw,
+                                      TransactionRecord.status, TransactionRecord.reason, TransactionRecord.id,
+                                      TransactionRecord.review)).all()
+        stored = {(r.terminal_id, r.seq): r for r in rows}
+        transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents,
+                                           LedgerTransfer.debit_account_id, LedgerTransfer.credit_account_id)).all()
+        checks = [
+            self._check_records(stored),
+            self._check_nothing_invented(stored),
+            self._check_record_postings(stored, transfers),
+            self._check_ledger_sums(session),
+            self._check_balances(session, stored, transfers),
+            self._check_payouts(session, stored, transfers),
+            Check("no terminal gave one seq to two approved records", not self.reused_seqs, f"{self.reused_seqs[:3]}"),
+            Check("allowances follow the rule", not self.allowance_problems, "; ".join(self.allowance_problems[:3])),
+        ]
+        self._judge_faults(session, stored)
+        broken = [f for f in self.faults if f.outcome not in PASSING]
+        checks.append(Check("each fault detected or survived", not broken,
+                            "; ".join(f"{f.kind.value} at {f.time_s}: {f.why}" for f in broken[:3])))
+        return checks, self._facts(session, stored)
+
+    def _check_records(self, stored: dict) -> Check:
+        problems = []
+        for key, record in sorted(self.approved.items()):
+            row = stored.get(key)
+            if row is None:
+                problems.append(f"approved record {key} never reached the backend")
+            elif bytes(row.raw[:90]) != record.body:
+                problems.append(f"record {key} is stored with other bytes")
+            else:
+                expected, got = self.expected_status(record), verdict(row)
+                if expected is not None and got not in expected:
+                    problems.append(f"record {key}: expected {'/'.join(sorted(expected))}, got {got}")
+        return Check("every approved payment reached the backend with the verdict expected",
+                     not problems, "; ".join(problems[:3]))
+
+    def _check_nothing_invented(self, stored: dict) -> Check:
+        extra = sorted(set(stored) - set(self.approved))
+        return Check("the backend stored nothing a terminal did not approve", not extra, f"{extra[:3]}")
+
+    def _check_record_postings(self, stored: dict, transfers: list) -> Check:
+        by_reference = Counter(t.reference for t in transfers if t.reference.startswith("record:"))
+        amounts = {t.reference: t.amount_cents for t in transfers}
+        problems = []
+        for key, row in sorted(stored.items()):
+            reference = ledger.record_reference(*key)
+            count = by_reference.get(reference, 0)
+            if row.status == RecordStatus.ACCEPTED and (count != 1 or amounts[reference] != self._amount(row.raw)):
+                problems.append(f"accepted {key} posted {count} times")
+            if row.status != RecordStatus.ACCEPTED and count:
+                problems.append(f"rejected {key} posted")
+        unknown = sorted(set(by_reference) - {ledger.record_reference(*k) for k in stored})
+        problems += [f"transfer {r} without a record" for r in unknown[:3]]
+        return Check("every accepted payment is in the ledger exactly once", not problems, "; ".join(problems[:3]))
+
+    @staticmethod
+    def _amount(raw: bytes) -> int:
+        return struct.unpack_from(">I", raw, 16)[0]
+
+    def _check_ledger_sums(self, session: Session) -> Check:
+        summary = ledger.summary(session)
+        ok = summary.balance_sum_cents == 0 and summary.debits_posted_cents == summary.transfers_amount_cents
+        return Check("the ledger sums to zero", ok,
+                     f"balance sum {summary.balance_sum_cents}, debits {summary.debits_posted_cents}, "
+                     f"transfers {summary.transfers_amount_cents}")
+
+    def _check_balances(self, session: Session, stored: dict, transfers: list) -> Check:
+        """Each household holds its allowances, less expiries, less what it spent; each vendor
+        is owed (or was paid) exactly what its accepted records add up to."""
+        accounts = {a.id: a for a in session.execute(select(LedgerAccount)).scalars()}
+        expected: dict[str, int] = defaultdict(int)
+        for t in transfers:
+            if t.kind in (ledger.TransferKind.ALLOWANCE, ledger.TransferKind.EXPIRY):
+                expected[accounts[t.credit_account_id].code] += t.amount_cents
+                expected[accounts[t.debit_account_id].code] -= t.amount_cents
+        for key, row in stored.items():
+            record = self.approved.get(key)
+            if record is None or row.status != RecordStatus.ACCEPTED:
+                continue
+            signed = record.amount_cents if record.kind == PAYMENT else -record.amount_cents
+            expected[ledger.member_code(record.household_id)] -= signed
+            expected[ledger.vendor_payable_code(record.vendor_id)] += signed
+        paid = sum(t.amount_cents for t in transfers if t.kind == ledger.TransferKind.SETTLEMENT)
+        problems = []
+        for account in sorted(accounts.values(), key=lambda a: a.code):
+            balance = account.credits_posted_cents - account.debits_posted_cents
+            if account.kind == "vendor_payable":
+                balance += sum(t.amount_cents for t in transfers
+                               if t.kind == ledger.TransferKind.SETTLEMENT and t.debit_account_id == account.id)
+            elif account.kind == "vendor_paid":
+                balance -= paid
+            if balance != expected.get(account.code, 0):
+                problems.append(f"{account.code}: {balance} instead of {expected.get(account.code, 0)}")
+        return Check("every balance equals the auditor's", not problems, "; ".join(problems[:3]))
+
+    def _check_payouts(self, session: Session, stored: dict, transfers: list) -> Check:
+        """Payouts equal the settled payments per vendor; every accepted record of a terminal
+        that is not suspect is settled once the last night has run."""
+        settled = dict(session.execute(
+            select(SettlementItem.vendor_id, func.sum(SettlementItem.amount_cents))
+            .join(SettlementRun, SettlementRun.id == SettlementItem.run_id)  # type: ignore[arg-type]
+            .where(SettlementRun.status == SettlementStatus.EXPORTED)  # type: ignore[arg-type]
+            .group_by(SettlementItem.vendor_id)  # type: ignore[arg-type]
+        ).all())
+        payables = {a.id: a.code for a in session.execute(select(LedgerAccount)).scalars()}
+        paid: Counter[int] = Counter()
+        for t in transfers:
+            if t.kind == ledger.TransferKind.SETTLEMENT:
+                paid[int(payables[t.debit_account_id].rsplit(":", 1)[1])] += t.amount_cents
+        problems = [f"vendor {v}: paid {paid.get(v, 0)}, settled {int(s)}"
+                    for v, s in sorted(settled.items()) if int(s) > 0 and paid.get(v, 0) != int(s)]
+        problems += [f"vendor {v}: paid {p} with nothing settled" for v, p in sorted(paid.items()) if v not in settled]
+        items = set(session.execute(select(SettlementItem.record_id)).scalars())
+        suspect = self._suspects(session)
+        unsettled = [key for key, row in sorted(stored.items())
+                     if verdict(row) == ACCEPTED and row.id not in items and key[0] not in suspect]
+        problems += [f"accepted record {key} of a trusted terminal never settled" for key in unsettled[:3]]
+        return Check("payouts equal settled payments per vendor", not problems, "; ".join(problems[:3]))
+
+    @staticmethod
+    def _suspects(session: Session) -> set[int]:
+        return set(session.execute(select(Terminal.id).where(Terminal.status == TerminalStatus.SUSPECT)).scalars())  # type: ignore[arg-type]
+
+    # ---- faults ------------------------------------------------------------------------------
+
+    def _judge_faults(self, session: Session, stored: dict) -> None:
+        suspects = self._suspects(session)
+        refused = session.execute(select(RejectedUpload.terminal_id, RejectedUpload.reason, RejectedUpload.raw)).all()
+        unstored = Counter((r.terminal_id, r.reason) for r in refused)
+        genuine = {a.body for a in self.approved.values()}
+        # A genuine record refused as inauthentic (seq_conflict after a reboot, bad_chain...) is a loss.
+        self._refused_genuine = {r.terminal_id for r in refused if bytes(r.raw[:90]) in genuine}
+        for fault in self.faults:
+            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored)
+
+    def _judge(self, fault: Fault, stored: dict, suspects: set[int], unstored: Counter) -> tuple[Outcome, str]:
+        if fault.kind == FaultKind.TAMPER:
+            seen = unstored[(fault.terminal_id, "bad_signature")] and unstored[(fault.terminal_id, "seq_conflict")]
+            if seen and fault.terminal_id in suspects:
+                return Outcome.DETECTED, "bad_signature puis seq_conflict ; terminal suspect, ses paiements mis de côté"
+            return Outcome.FAILED, "un enregistrement falsifié est passé, ou le terminal n'est pas suspect"
+        if not fault.triggered:
+            return Outcome.NOT_TRIGGERED, "rien sur quoi agir"
+        verdicts = Counter(verdict(stored[k]) if k in stored else "missing" for k in fault.records)
+        if fault.kind == FaultKind.LOST_CARD:
+            if verdicts["missing"] or verdicts[ACCEPTED]:
+                return Outcome.FAILED, f"passages après le blocage : {dict(sorted(verdicts.items()))}"
+            return Outcome.DETECTED, (f"{verdicts['card_blocked']} passages hors ligne rejetés card_blocked, "
+                                      f"{verdicts[HELD]} mis en attente de revue, {fault.detail}")
+        if fault.kind == FaultKind.CLONE_BASIC:
+            return Outcome.RESIDUAL, (f"{verdicts[ACCEPTED]} passages acceptés : une carte simple n'est qu'un UID, "
+                                      "sa copie est indiscernable (cartes sécurisées)")
+        if fault.kind == FaultKind.CLONE_SECURE:
+            return self._judge_replay(fault, stored)
+        if fault.terminal_id in self._refused_genuine:
+            return Outcome.FAILED, "un enregistrement authentique du terminal a été refusé"
+        mine = [k for k in self.approved if k[0] == fault.terminal_id]
+        if any(k not in stored for k in mine):
+            return Outcome.FAILED, "un enregistrement approuvé manque"
+        return Outcome.SURVIVED, f"{len(mine)} enregistrements du terminal reçus une fois, rien de perdu ni doublé"
+
+    def _judge_replay(self, fault: Fault, stored: dict) -> tuple[Outcome, str]:
+        auths = {self.approved[k].card_auth for k in fault.records}
+        copies = [k for k, a in self.approved.items() if a.card_auth in auths]
+        accepted = [k for k in copies if k in stored and verdict(stored[k]) == ACCEPTED]
+        if len(accepted) <= 1:
+            return Outcome.DETECTED, f"{len(copies) - len(accepted)} des {len(copies)} usages d'un même message SUN refusés ou mis en attente de revue"
+        if not self.sun_check:
+            return Outcome.NOT_DETECTED, "not detected: backend check missing (compteur SUN non vérifié à la réception)"
+        return Outcome.FAILED, f"un même message SUN accepté {len(accepted)} fois"
+
+    # ---- facts for the report ----------------------------------------------------------------
+
+    def _facts(self, session: Session, stored: dict) -> dict[str, object]:
+        approved = list(self.approved.values())
+        statuses = Counter(verdict(r) for r in stored.values())
+        reasons = Counter(r.reason for r in stored.values() if r.reason)
+        reasons.update(r for r in session.execute(select(RejectedUpload.reason)).scalars())
+        items = set(session.execute(select(SettlementItem.record_id)).scalars())
+        held = [self.approved[k] for k, r in stored.items() if r.status == RecordStatus.ACCEPTED and r.id not in items]
+        return {
+            "approved_by_terminals": {"payments": sum(1 for a in approved if a.kind == PAYMENT),
+                                      "voids": sum(1 for a in approved if a.kind == VOID)},
+            "declined_by_terminals": dict(sorted(self.declined.items())),
+            "accepted": statuses[ACCEPTED] + statuses[HELD],
+            "held_for_review": statuses[HELD],
+            "duplicates": self.duplicates,
+            "rejected": dict(sorted(reasons.items())),
+            "flagged_terminals": sorted(self._suspects(session)),
+            "held_records": len(held),
+            "held_cents": sum(a.amount_cents if a.kind == PAYMENT else -a.amount_cents for a in held),
+        }

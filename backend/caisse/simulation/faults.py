@@ -1,0 +1,94 @@
+"""The faults a run injects, and the network between a stall and the backend.
+
+Every fault is a `Fault` the auditor keeps; its `outcome` is set when the run ends:
+- detected: the backend refused or flagged what the fault produced;
+- survived: nothing was lost or doubled although the fault happened;
+- residual: the fault cannot be detected by design (a UID-only copy of a basic card), said so;
+- not_triggered: the fault was armed but the run gave it nothing to act on;
+- not_detected: a check the fault needs is missing from the backend (said why, not a failure);
+- failed: the fault broke an invariant (the run exits non-zero).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class FaultKind(enum.StrEnum):
+    POWER_CUT = "power_cut"  # the flash loses power in the middle of a write
+    OFFLINE = "offline"  # the stall's network is down for hours
+    CUT_BEFORE = "upload_cut_before"  # an upload is cut before the backend got it
+    CUT_AFTER = "upload_cut_after"  # an upload is cut after the backend committed it (answer lost)
+    DOUBLE = "batch_sent_twice"  # a proxy sends a batch twice
+    LOST_CARD = "lost_card"  # a member's card is blocked mid-day; the finder keeps tapping it
+    CLONE_BASIC = "clone_basic"  # a UID-only copy of a basic card
+    CLONE_SECURE = "clone_secure"  # a sniffed SUN message of a secure card, replayed
+    TAMPER = "tamper"  # a terminal's records are altered (resigned with its key, and not)
+
+
+class Outcome(enum.StrEnum):
+    DETECTED = "detected"
+    SURVIVED = "survived"
+    RESIDUAL = "residual"
+    NOT_TRIGGERED = "not_triggered"
+    NOT_DETECTED = "not_detected"
+    FAILED = "failed"
+
+
+PASSING = frozenset({Outcome.DETECTED, Outcome.SURVIVED, Outcome.RESIDUAL, Outcome.NOT_TRIGGERED, Outcome.NOT_DETECTED})
+NETWORK_FAULTS = (FaultKind.OFFLINE, FaultKind.CUT_BEFORE, FaultKind.CUT_AFTER, FaultKind.DOUBLE)
+
+
+@dataclass(slots=True)
+class Fault:
+    kind: FaultKind
+    day: int
+    time_s: int
+    terminal_id: int | None = None
+    card_uid: bytes | None = None
+    detail: str = ""
+    triggered: bool = False
+    records: list[tuple[int, int]] = field(default_factory=list)  # (terminal_id, seq) it produced
+    outcome: Outcome | None = None
+    why: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {"kind": self.kind.value, "day": self.day, "time": self.time_s, "terminal": self.terminal_id,
+                "card": self.card_uid.hex() if self.card_uid else None, "detail": self.detail,
+                "outcome": self.outcome.value if self.outcome else None, "why": self.why}
+
+
+class NetworkDown(OSError):
+    """The stall has no network (the firmware backs off and retries)."""
+
+
+class Link:
+    """A stall's transport (the callable the firmware's SyncClient takes), with its faults.
+
+    `up` False: every request fails. An armed cut fails the next upload, before it leaves or
+    after the backend answered; an armed double sends the next upload twice and returns the
+    second answer (all duplicates).
+    """
+
+    def __init__(self, request: Callable[[str, str, dict[str, str], bytes | None], tuple[int, bytes]]) -> None:
+        self._request = request
+        self.up = True
+        self.armed: list[Fault] = []
+
+    def __call__(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> tuple[int, bytes]:
+        if not self.up:
+            raise NetworkDown("réseau indisponible")
+        fault = self.armed.pop(0) if method == "POST" and self.armed else None
+        if fault is None:
+            return self._request(method, path, headers, body)
+        fault.triggered = True
+        if fault.kind == FaultKind.CUT_BEFORE:
+            raise NetworkDown("connexion coupée avant l'envoi")
+        first = self._request(method, path, headers, body)
+        if fault.kind == FaultKind.CUT_AFTER:
+            raise NetworkDown("connexion coupée avant la réponse")
+        assert fault.kind == FaultKind.DOUBLE
+        second = self._request(method, path, headers, body)
+        return second if first[0] == 200 else first

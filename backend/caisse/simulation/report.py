@@ -1,0 +1,99 @@
+"""What a run prints: a JSON document (keys in English, sorted) or a French summary for people.
+
+Both come from the same `dict`, built from the database and the auditor only: no paths, no wall
+clock, no ids that depend on anything but the seed, so one seed gives one output, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from caisse import ledger
+from caisse.models import LedgerAccount, LedgerTransfer
+from caisse.money import euros
+from caisse.simulation.auditor import Check
+from caisse.simulation.faults import Fault, Outcome
+
+OUTCOME_FR = {Outcome.DETECTED: "détectée", Outcome.SURVIVED: "surmontée", Outcome.RESIDUAL: "risque résiduel",
+              Outcome.NOT_TRIGGERED: "non déclenchée", Outcome.NOT_DETECTED: "non détectée", Outcome.FAILED: "ÉCHEC"}
+FAULT_FR = {"power_cut": "coupure de courant", "offline": "réseau coupé", "upload_cut_before": "envoi coupé avant",
+            "upload_cut_after": "envoi coupé après", "batch_sent_twice": "lot envoyé deux fois",
+            "lost_card": "carte perdue bloquée", "clone_basic": "copie de carte simple",
+            "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés"}
+
+
+def money(session: Session) -> dict[str, int]:
+    """Totals by purpose, in cents, from the ledger."""
+    by_kind = dict(session.execute(select(LedgerTransfer.kind, func.sum(LedgerTransfer.amount_cents))
+                                   .group_by(LedgerTransfer.kind)).all())  # type: ignore[arg-type]
+    balances: Counter[str] = Counter()
+    for kind, credits, debits in session.execute(select(LedgerAccount.kind, LedgerAccount.credits_posted_cents,
+                                                        LedgerAccount.debits_posted_cents)).all():
+        balances[kind] += credits - debits
+    kinds = ledger.TransferKind
+    return {
+        "allowances_cents": int(by_kind.get(kinds.ALLOWANCE, 0)),
+        "expired_cents": int(by_kind.get(kinds.EXPIRY, 0)),
+        "spent_cents": int(by_kind.get(kinds.PAYMENT, 0)) - int(by_kind.get(kinds.VOID, 0)),
+        "members_balance_cents": balances["member"],
+        "vendors_payable_cents": balances["vendor_payable"],
+        "paid_out_cents": balances["vendor_paid"],
+        "ledger_balance_sum_cents": ledger.summary(session).balance_sum_cents,
+    }
+
+
+def as_json(report: dict[str, object]) -> str:
+    return json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False)
+
+
+def print_french(report: dict, console: Console) -> None:
+    terminals, backend, cash = report["terminals"], report["backend"], report["money"]
+    c = report["config"]
+    console.print(f"[bold]Simulation de la caisse[/bold] — graine {report['seed']} : {c['terminals']} terminaux, "
+                  f"{c['members']} foyers, {c['days']} jours")
+    console.print(f"  Terminaux : {terminals['approved']['payments']} paiements et {terminals['approved']['voids']} "
+                  f"annulations approuvés, {sum(terminals['declined'].values())} refus ({_counts(terminals['declined'])}), "
+                  f"{terminals['reboots']} redémarrages")
+    console.print(f"  Serveur : {backend['accepted']} acceptés, {backend['duplicates']} doublons ignorés, "
+                  f"rejets : {_counts(backend['rejected']) or 'aucun'}")
+    flagged = ", ".join(str(t) for t in backend["flagged_terminals"]) or "aucun"
+    console.print(f"  Terminaux signalés suspects : {flagged} ; mis de côté au règlement : {backend['held_records']} "
+                  f"enregistrements, {euros(backend['held_cents'], grouped=True)} €")
+    console.print(f"  Argent : allocations {euros(cash['allowances_cents'], grouped=True)} €, expiré "
+                  f"{euros(cash['expired_cents'], grouped=True)} €, dépensé {euros(cash['spent_cents'], grouped=True)} €, "
+                  f"versé aux commerçants {euros(cash['paid_out_cents'], grouped=True)} €, "
+                  f"somme du grand livre {euros(cash['ledger_balance_sum_cents'])} €")
+    faults = Table("panne injectée", "jour", "terminal", "résultat", "explication", title="Pannes")
+    for fault in report["faults"]:
+        faults.add_row(FAULT_FR.get(fault["kind"], fault["kind"]), str(fault["day"] + 1), str(fault["terminal"] or "—"),
+                       OUTCOME_FR[Outcome(fault["outcome"])], fault["why"])
+    console.print(faults)
+    if report.get("micropython") is not None:
+        mpy = report["micropython"]
+        console.print(f"  MicroPython : {mpy['records']} enregistrements de {len(mpy['terminals'])} terminaux refaits "
+                      f"et signés, {'identiques' if mpy['identical'] else 'DIFFÉRENTS'} à ceux de CPython")
+    for check in report["checks"]:
+        mark = "[green]✓[/green]" if check["passed"] else "[red]✗[/red]"
+        console.print(f"  {mark} {check['name']}" + ("" if check["passed"] else f" — {check['detail']}"))
+    if report["passed"]:
+        console.print("[green]Tous les invariants tiennent.[/green]")
+    else:
+        console.print(f"[red]Invariant rompu.[/red] Rejouer avec --seed {report['seed']}.")
+
+
+def _counts(counter: dict[str, int]) -> str:
+    return ", ".join(f"{reason} ×{n}" for reason, n in sorted(counter.items()))
+
+
+def checks_json(checks: list[Check]) -> list[dict[str, object]]:
+    return [{"name": c.name, "passed": c.passed, "detail": "" if c.passed else c.detail} for c in checks]
+
+
+def faults_json(faults: list[Fault]) -> list[dict[str, object]]:
+    return [f.as_json() for f in sorted(faults, key=lambda f: (f.time_s, f.kind.value))]

@@ -1,0 +1,143 @@
+"""One vendor's stall: the firmware's `Terminal` (log, policy, flow, sync, software key) on the
+simulated peripherals of `caisse_terminal.sim`, driven key by key and tap by tap like the device.
+
+Power cuts reuse the firmware power-cut rig's approach (tests/firmware/scenarios/powercut.py):
+the flash is a `MemoryStorage` whose write budget runs out in the middle of a write; the
+terminal then reboots on the same files (recovery drops the torn tail) and the vendor carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from caisse_terminal import hal, sim
+from caisse_terminal.flow import PIN
+from caisse_terminal.soft_signer import SoftwareSigner
+from caisse_terminal.terminal import Terminal
+
+PIN_KEYS = "2580V"  # any 4 to 6 digits: protocol v1 only carries the "PIN entered" flag
+# First line of a decline screen (caisse_terminal.policy and flow) -> the code the report uses.
+DECLINES = {"Carte bloquée": "card_blocked", "Carte inconnue": "unknown_card", "Solde": "insufficient_budget",
+            "Montant trop": "over_limit", "Synchronisation": "sync_required", "Mémoire pleine": "log_full",
+            "Rien à annuler": "nothing_to_void", "Annulation": "void_too_late", "Pas la même": "void_other_card"}
+
+
+@dataclass(frozen=True, slots=True)
+class TapOutcome:
+    """What the terminal did with one operation: the record it committed (it beeped), or why not."""
+
+    body: bytes | None  # the committed 90-byte body when approved
+    decline: str | None  # a DECLINES code, "power_cut", or None when approved
+
+
+def key_stream(seed: str) -> Callable[[int], bytes]:
+    """A deterministic stand-in for os.urandom, so a stall's key is the same on every run."""
+    counter = 0
+
+    def urandom(n: int) -> bytes:
+        nonlocal counter
+        out = b""
+        while len(out) < n:
+            counter += 1
+            out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        return out[:n]
+
+    return urandom
+
+
+class Stall:
+    def __init__(self, *, name: str, transport: Callable[..., Any], now_s: int) -> None:
+        self.files: dict[str, bytearray] = {}
+        self.storage = sim.MemoryStorage(self.files)
+        self.signer = SoftwareSigner.load_or_create(self.storage, urandom=key_stream(f"caisse simulation {name}"))
+        self.clock = sim.ManualClock(now_s)
+        self.transport = transport
+        self.reboots = 0
+        self.terminal = self._boot()
+
+    def _boot(self) -> Terminal:
+        self.display, self.keypad, self.beeper = sim.ScreenLog(), sim.QueueKeypad(), sim.Beeper()
+        self.reader = sim.FieldReader()
+        return Terminal(storage=self.storage, display=self.display, keypad=self.keypad, reader=self.reader,
+                        indicator=self.beeper, clock=self.clock, signer=self.signer, transport=self.transport)
+
+    def reboot(self) -> None:
+        """Power back: a fresh MemoryStorage on the same files, every object rebuilt from flash."""
+        self.reboots += 1
+        self.storage = sim.MemoryStorage(self.files)
+        self.terminal = self._boot()
+
+    def provision(self, terminal_id: int) -> None:
+        self.terminal.policy.terminal_id = terminal_id
+        self.terminal.policy.save()
+
+    def cut_power_after(self, write_units: int) -> None:
+        """The power fails after this many more write units (bytes appended, renames...)."""
+        self.storage.budget = write_units
+
+    def set_time(self, now_s: int) -> None:
+        self.clock.t = now_s
+        self.clock.ms = now_s * 1000
+        self.terminal.flow.tick()
+
+    # ---- operations, each surviving a power cut ---------------------------------------------
+
+    def pay(self, card: hal.Card, amount_cents: int) -> TapOutcome:
+        return self._operate(lambda: self._pay(card, amount_cents))
+
+    def void_last(self, card: hal.Card) -> TapOutcome:
+        return self._operate(lambda: self._void(card))
+
+    def sync(self):
+        """One sync (sign, upload, fetch); None when the power failed during it."""
+        outcome: list[Any] = []
+        self._guarded(lambda: outcome.append(self.terminal.sync_now()))
+        return outcome[0] if outcome else None
+
+    def sign_pending(self) -> None:
+        self._guarded(lambda: self.terminal.log.sign_pending(self.signer, limit=1000))
+
+    def _guarded(self, action: Callable[[], None]) -> bool:
+        try:
+            action()
+            return True
+        except sim.PowerCut:
+            self.reboot()
+            return False
+
+    def _operate(self, action: Callable[[], None]) -> TapOutcome:
+        log = self.terminal.log
+        before = log.next_seq
+        self.beeper.events.clear()
+        if not self._guarded(action):
+            return TapOutcome(None, "power_cut")  # the beep never came: the vendor takes it again
+        if log.next_seq == before + 1 and self.beeper.events[-1:] == ["approve"]:
+            assert log.last_body is not None
+            body = bytes(log.last_body)
+            self._guarded(self.terminal.background_sign)  # the tap is committed even if this fails
+            return TapOutcome(body, None)
+        first = self.display.lines[0] if self.display.lines else ""
+        return TapOutcome(None, DECLINES.get(first, first or "no_answer"))
+
+    def _keys(self, keys: str) -> None:
+        self.keypad.press(keys)
+        self.terminal.poll_keys()
+
+    def _tap(self, card: hal.Card) -> None:
+        self.reader.card = card
+        self.terminal.poll_card()
+        self.reader.card = None
+        self.terminal.poll_card()
+
+    def _pay(self, card: hal.Card, amount_cents: int) -> None:
+        self._keys("X" + "%d,%02d" % divmod(amount_cents, 100) + "V")
+        self._tap(card)
+        if self.terminal.flow.state == PIN:
+            self._keys(PIN_KEYS)
+
+    def _void(self, card: hal.Card) -> None:
+        self._keys("XM2")
+        self._tap(card)

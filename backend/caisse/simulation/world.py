@@ -1,0 +1,410 @@
+"""The simulated caisse: vendors with a terminal each, member households with basic and secure
+cards, market days of taps, syncs and faults, the monthly allowance and the nightly settlement.
+
+Everything random comes from one `random.Random` seeded with the run's seed, and every event
+runs in (time, order) order from a heap: the same seed replays the same run, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import importlib.util
+import inspect
+import json
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from caisse_terminal import hal
+from caisse_terminal import record as firmware_record
+from schwifty import IBAN
+from sqlalchemy import select
+
+from caisse import admin, allowances, demo_data, ledger, settlement
+from caisse.config import Settings
+from caisse.models import RecordStatus, TransactionRecord
+from caisse.simulation.auditor import Approved, Auditor
+from caisse.simulation.backend import Backend, SimulationError
+from caisse.simulation.cards import MemberCard, SunKeys
+from caisse.simulation.faults import NETWORK_FAULTS, Fault, FaultKind, Link
+from caisse.simulation.stall import Stall
+
+SETUP_S = 1_772_352_000  # 2026-03-01 08:00 UTC: the caisse registers everyone, March is credited
+FIRST_DAY = date(2026, 3, 30)  # a Monday; a five-day run crosses into April (allowance, expiry)
+HOUR = 3600
+OPEN_S, CLOSE_S = 6 * HOUR + 30 * 60, 13 * HOUR + 15 * 60  # stalls sync at opening and closing (UTC)
+MARKET_START_S, MARKET_END_S = 7 * HOUR, 13 * HOUR
+SYNC_EVERY_S = 30 * 60
+SETTLE_AT_S = 25 * HOUR + 30 * 60  # 01:30 UTC the next night
+SECURE_SHARE = 0.3
+VOID_SHARE = 0.03
+MAX_DRAIN_SYNCS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationConfig:
+    terminals: int = 6
+    members: int = 40
+    days: int = 2
+    seed: int = 1
+    power_cuts: int = 2
+    network_drops: int = 4
+    clones: int = 2
+    database_url: str | None = None
+    micropython_terminals: int = 0  # terminals whose records are rebuilt and signed under MicroPython
+
+    def problems(self) -> list[str]:
+        """What makes this configuration unusable, in French (empty when it is fine)."""
+        found = []
+        if not 2 <= self.terminals <= 500:
+            found.append("--terminals : entre 2 et 500")
+        if not 2 <= self.members <= 20_000:
+            found.append("--members : entre 2 et 20 000")
+        if not 1 <= self.days <= 28:
+            found.append("--days : entre 1 et 28")
+        if min(self.power_cuts, self.network_drops, self.clones) < 0 or max(self.power_cuts, self.network_drops, self.clones) > 1000:
+            found.append("--power-cuts, --network-drops, --clones : entre 0 et 1000")
+        if not 0 <= self.micropython_terminals <= self.terminals:
+            found.append("terminaux MicroPython : au plus le nombre de terminaux")
+        return found
+
+
+@dataclass(slots=True)
+class Post:
+    """A vendor and its terminal, as the simulation drives them."""
+
+    vendor_id: int
+    terminal_id: int
+    stall: Stall
+    link: Link
+
+
+@dataclass(slots=True)
+class Household:
+    household_id: int
+    members: int
+    cards: list[MemberCard] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NightlyRun:
+    run_date: date
+    paid_cents: int
+    paid_records: int
+    held: list[tuple[int, int, str]]
+
+
+class World:
+    def __init__(self, config: SimulationConfig) -> None:
+        self.config = config
+        self.rng = random.Random(f"caisse simulation {config.seed}")
+        self.keys = SunKeys(meta_key=self.rng.randbytes(16), master_key=self.rng.randbytes(16))
+        self.backend = Backend(database_url=config.database_url, start_s=SETUP_S, extra_settings=card_settings(self.keys))
+        self.auditor = Auditor(sun_check=importlib.util.find_spec("caisse.card_auth") is not None,
+                               basic_card_max_cents=getattr(self.backend.settings, "basic_card_max_payment_cents", 1 << 31))
+        self.posts: list[Post] = []
+        self.households: list[Household] = []
+        self.nights: list[NightlyRun] = []
+        self.allocations: list[allowances.AllocationReport] = []
+        self._events: list[tuple[int, int, Callable[[], None]]] = []
+        self._order = 0
+        self._armed_power: dict[int, Fault] = {}  # post index -> power cut waiting to happen
+
+    # ---- the caisse ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        with self.backend.session() as session:
+            for index in range(self.config.terminals):
+                self.posts.append(self._open_post(session, index))
+            uids: set[bytes] = set()
+            for index in range(self.config.members):
+                self.households.append(self._register_household(session, index, uids))
+        self.allocate("2026-03")
+
+    def _open_post(self, session, index: int) -> Post:
+        model = demo_data.VENDORS[index % len(demo_data.VENDORS)]
+        vendor = admin.create_vendor(
+            session, name=f"{model.name} {index // len(demo_data.VENDORS) + 1}", kind=model.kind, zone=model.zone,
+            market=model.market, iban=str(IBAN.generate("FR", bank_code="30006", account_code=f"{index + 1:011d}")))
+        link = Link(self.backend.request)
+        stall = Stall(name=f"{self.config.seed}:{index}", transport=link, now_s=SETUP_S)
+        terminal = admin.register_terminal(session, vendor_id=vendor.id or 0, public_key_hex=stall.signer.public_key().hex())
+        stall.provision(terminal.id or 0)
+        return Post(vendor.id or 0, terminal.id or 0, stall, link)
+
+    def _register_household(self, session, index: int, uids: set[bytes]) -> Household:
+        members = self.rng.choices(demo_data.HOUSEHOLD_SIZES, demo_data.HOUSEHOLD_SIZE_WEIGHTS)[0]
+        zone = demo_data.ZONE_CENTRE if index % 2 == 0 else demo_data.ZONE_MOSSON
+        name = f"{self.rng.choice(demo_data.FIRST_NAMES)} {self.rng.choice(demo_data.SURNAMES)}"
+        created = admin.create_household(session, name=name, members=members, zone=zone)
+        household = Household(created.id or 0, members)
+        for _ in range(2 if members > 2 and self.rng.random() < 0.3 else 1):
+            secure = self.rng.random() < SECURE_SHARE
+            uid = self._new_uid(secure, uids)
+            card = MemberCard(uid, index, secure)
+            issue_card(session, household_id=household.household_id, card=card)
+            household.cards.append(card)
+        return household
+
+    def _new_uid(self, secure: bool, taken: set[bytes]) -> bytes:
+        while True:  # NTAG 424 DNA: 7-byte NXP UID; basic cards: 4-byte MIFARE or 7-byte UIDs
+            uid = bytes([0x04]) + self.rng.randbytes(6) if secure or self.rng.random() < 0.5 else \
+                bytes([0x08]) + self.rng.randbytes(3)
+            if uid not in taken:
+                taken.add(uid)
+                return uid
+
+    def allocate(self, month: str) -> None:
+        """The monthly allowance, checked against the rule and the balances just before it."""
+        codes = [ledger.member_code(h.household_id) for h in self.households]
+        with self.backend.session() as session:
+            before = ledger.balances_by_code(session, codes=codes)
+            report = allowances.allocate(session, month=month, settings=self.backend.settings)
+        self.allocations.append(report)
+        settings = self.backend.settings
+        with self.backend.session() as session:
+            for household in self.households:
+                rule = settings.allowance_base_cents + settings.allowance_per_extra_member_cents * (household.members - 1)
+                excess = max(0, before.get(ledger.member_code(household.household_id), 0) - settings.allowance_carry_over_cap_cents)
+                for reference, expected in ((allowances.allowance_reference(household.household_id, allowances.Month.parse(month)), rule),
+                                            (allowances.expiry_reference(household.household_id, allowances.Month.parse(month)), excess)):
+                    transfer = ledger.find_transfer(session, reference=reference)
+                    if (transfer.amount_cents if transfer else 0) != expected:
+                        self.auditor.allowance_problems.append(f"{reference}: {transfer and transfer.amount_cents} != {expected}")
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def at(self, time_s: int, action: Callable[[], None]) -> None:
+        self._order += 1
+        heapq.heappush(self._events, (time_s, self._order, action))
+
+    def run_until(self, end_s: int) -> None:
+        while self._events and self._events[0][0] <= end_s:
+            time_s, _, action = heapq.heappop(self._events)
+            self.backend.move_to(time_s)
+            for post in self.posts:
+                post.stall.set_time(time_s)
+            action()
+        self.backend.move_to(end_s)
+
+    # ---- days --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.setup()
+        schedule = self._plan_faults()
+        for day in range(self.config.days):
+            midnight = day_start_s(day)
+            if (FIRST_DAY + timedelta(days=day)).day == 1:
+                self.at(midnight + 5 * HOUR, lambda d=day: self.allocate(f"{FIRST_DAY + timedelta(days=d):%Y-%m}"))
+            self._plan_day(day, midnight)
+            for fault, action in schedule.get(day, []):
+                self.auditor.faults.append(fault)
+                self.at(fault.time_s, action)
+            if day == self.config.days - 1:
+                self.at(midnight + 24 * HOUR + 30 * 60, self.drain)
+            self.at(midnight + SETTLE_AT_S, lambda d=day: self.settle(FIRST_DAY + timedelta(days=d)))
+            self.run_until(midnight + SETTLE_AT_S)
+
+    def _plan_day(self, day: int, midnight: int) -> None:
+        for index, post in enumerate(self.posts):
+            for time_s in range(midnight + OPEN_S + index * 7, midnight + CLOSE_S, SYNC_EVERY_S):
+                self.at(time_s, lambda p=post: self.sync(p))
+            self.at(midnight + CLOSE_S + index * 7, lambda p=post: self.sync(p, forced=True))
+        for household in self.households:
+            for _ in range(self.rng.choice((0, 0, 1, 1, 1, 2, 2, 3))):
+                time_s = midnight + self.rng.randrange(MARKET_START_S, MARKET_END_S)
+                post = self.rng.choice(self.posts)
+                card = self.rng.choice(household.cards)
+                amount = self.rng.randrange(5_000, 12_000, 10) if self.rng.random() < 0.05 else self.rng.randrange(150, 4_500, 5)
+                fix = self.rng.random() < VOID_SHARE
+                self.at(time_s, lambda p=post, c=card, a=amount, f=fix: self.tap(p, c, a, fix=f))
+
+    def _plan_faults(self) -> dict[int, list[tuple[Fault, Callable[[], None]]]]:
+        """Every fault of the run: its day, time and target, drawn before the first day."""
+        rng, days = self.rng, self.config.days
+        plan: dict[int, list[tuple[Fault, Callable[[], None]]]] = {}
+
+        def add(kind: FaultKind, day: int, time_s: int, action: Callable[[Fault], None], **fields: object) -> None:
+            fault = Fault(kind, day, time_s, **fields)  # type: ignore[arg-type]
+            plan.setdefault(day, []).append((fault, lambda: action(fault)))
+
+        def market_time(day: int) -> int:
+            return day_start_s(day) + rng.randrange(MARKET_START_S, MARKET_END_S)
+
+        for _ in range(self.config.power_cuts):
+            day, post = rng.randrange(days), rng.randrange(len(self.posts))
+            add(FaultKind.POWER_CUT, day, market_time(day), lambda f, p=post, u=rng.randrange(1, 400): self.arm_power_cut(f, p, u),
+                terminal_id=self.posts[post].terminal_id)
+        for index in range(self.config.network_drops):
+            kind, day, post = NETWORK_FAULTS[index % len(NETWORK_FAULTS)], rng.randrange(days), rng.choice(self.posts)
+            hours = rng.randrange(2, 11)
+            add(kind, day, market_time(day), lambda f, p=post, h=hours: self.network_fault(f, p, h),
+                terminal_id=post.terminal_id, detail=f"{hours} h" if kind == FaultKind.OFFLINE else "")
+        lost = rng.choice(rng.choice(self.households).cards)
+        day = days // 2
+        add(FaultKind.LOST_CARD, day, day_start_s(day) + rng.randrange(9 * HOUR, 11 * HOUR), lambda f: self.lose_card(f),
+            card_uid=lost.uid)
+        basic = [c for h in self.households for c in h.cards if not c.secure and c.uid != lost.uid]
+        secure = [c for h in self.households for c in h.cards if c.secure and c.uid != lost.uid]
+        for index in range(self.config.clones):
+            pool = secure if index % 2 else basic
+            if not pool:
+                continue
+            card, day = rng.choice(pool), rng.randrange(days)
+            kind = FaultKind.CLONE_SECURE if card.secure else FaultKind.CLONE_BASIC
+            add(kind, day, market_time(day), lambda f, c=card: self.clone(f, c), card_uid=card.uid)
+        add(FaultKind.TAMPER, 0, day_start_s(0) + 12 * HOUR + 45 * 60, self.tamper)
+        return plan
+
+    # ---- what happens ----------------------------------------------------------------------------
+
+    def tap(self, post: Post, card: MemberCard, amount_cents: int, *, fix: bool = False, fault: Fault | None = None,
+            uid: bytes | None = None, auth: bytes | None = None) -> None:
+        """A member (or whoever holds the card) pays; a tap cut by the power is tapped again."""
+        for _ in range(2):
+            read = auth if uid is not None else card.read(self.keys)
+            outcome = self._operate(post, lambda: post.stall.pay(hal.Card(uid or card.uid, read), amount_cents))
+            if outcome.decline != "power_cut":
+                break
+        household_id = self.households[card.household].household_id
+        if outcome.body is None:
+            self.auditor.declined[outcome.decline or "?"] += 1
+            return
+        self.auditor.on_approved(Approved(post.terminal_id, post.vendor_id, outcome.body, household_id,
+                                          card.registered_secure), fault)
+        if fix:  # the vendor typed a wrong amount: voids it with the same card, keys it again
+            now = self.backend.now_s
+            self.at(now + 40, lambda: self.void(post, card))
+            corrected = amount_cents + 100 if amount_cents < 1_000 else amount_cents - 100
+            self.at(now + 70, lambda: self.tap(post, card, corrected))
+
+    def void(self, post: Post, card: MemberCard) -> None:
+        outcome = self._operate(post, lambda: post.stall.void_last(hal.Card(card.uid, card.read(self.keys))))
+        if outcome.body is None:
+            self.auditor.declined[outcome.decline or "?"] += 1
+            return
+        household_id = self.households[card.household].household_id
+        self.auditor.on_approved(Approved(post.terminal_id, post.vendor_id, outcome.body, household_id,
+                                          card.registered_secure))
+
+    def sync(self, post: Post, *, forced: bool = False) -> None:
+        client = post.stall.terminal.sync
+        if client is not None and not forced and not client.due():
+            return  # backing off after a failure, as the terminal's sync task does
+        report = self._operate(post, post.stall.sync)
+        if report is not None:
+            self.auditor.duplicates += report.duplicates
+
+    def _operate(self, post: Post, action: Callable):
+        """Run one terminal operation; a power cut armed on this terminal is marked as happened."""
+        reboots = post.stall.reboots
+        result = action()
+        fault = self._armed_power.get(self.posts.index(post))
+        if fault is not None and post.stall.reboots > reboots:
+            fault.triggered = True
+            del self._armed_power[self.posts.index(post)]
+        return result
+
+    def drain(self) -> None:
+        """After the last day: every network back, every terminal syncs until nothing is pending."""
+        for post in self.posts:
+            post.link.up = True
+            for _ in range(MAX_DRAIN_SYNCS):
+                self.sync(post, forced=True)
+                log = post.stall.terminal.log
+                if not log.unsigned and not log.pending(1) and log.acked_seq == log.next_seq - 1:
+                    break
+
+    def settle(self, run_date: date) -> None:
+        result = settlement.settle(self.backend.sessions, run_date=run_date, settings=self.backend.settings)
+        self.nights.append(NightlyRun(run_date, result.paid_cents, result.paid_records, sorted(result.held)))
+
+    # ---- faults ------------------------------------------------------------------------------------
+
+    def arm_power_cut(self, fault: Fault, post_index: int, write_units: int) -> None:
+        fault.detail = f"après {write_units} unités d'écriture"
+        self._armed_power[post_index] = fault
+        self.posts[post_index].stall.cut_power_after(write_units)
+
+    def network_fault(self, fault: Fault, post: Post, hours: int) -> None:
+        if fault.kind != FaultKind.OFFLINE:
+            post.link.armed.append(fault)
+            return
+        post.link.up = False
+        fault.triggered = True
+
+        def back() -> None:
+            post.link.up = True
+        self.at(self.backend.now_s + hours * HOUR, back)
+
+    def lose_card(self, fault: Fault) -> None:
+        """The member reports the card lost; whoever found it taps it at three stalls."""
+        assert fault.card_uid is not None
+        with self.backend.session() as session:
+            admin.block_card(session, uid_hex=fault.card_uid.hex())
+        self.auditor.on_block(fault.card_uid, self.backend.now_s)
+        fault.triggered = True
+        card = next(c for h in self.households for c in h.cards if c.uid == fault.card_uid)
+        declined_before = sum(self.auditor.declined.values())
+        for step in range(3):
+            post = self.rng.choice(self.posts)
+            self.at(self.backend.now_s + (step + 1) * self.rng.randrange(600, 2400),
+                    lambda p=post, a=self.rng.randrange(500, 3000, 10): self.tap(p, card, a, fault=fault))
+        self.at(self.backend.now_s + 3 * HOUR, lambda: setattr(
+            fault, "detail", f"{sum(self.auditor.declined.values()) - declined_before} refusés par un terminal synchronisé"))
+
+    def clone(self, fault: Fault, card: MemberCard) -> None:
+        """A copy of the card is used at two stalls: the UID alone (basic card), or one SUN
+        message skimmed from the secure card and replayed."""
+        skimmed = card.read(self.keys)
+        fault.triggered = True
+        for step in range(2):
+            post = self.rng.choice(self.posts)
+            self.at(self.backend.now_s + (step + 1) * self.rng.randrange(300, 3600),
+                    lambda p=post, a=self.rng.randrange(300, 2500, 10): self.tap(p, card, a, fault=fault, uid=card.uid, auth=skimmed))
+
+    def tamper(self, fault: Fault) -> None:
+        """Someone holding a terminal rewrites one of its uploaded payments with a higher amount:
+        once keeping the old signature, once re-signed with the terminal's own key."""
+        with self.backend.session() as session:
+            row = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.raw)
+                                  .where(TransactionRecord.status == RecordStatus.ACCEPTED, TransactionRecord.kind == 1)  # type: ignore[arg-type]
+                                  .order_by(TransactionRecord.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+        if row is None:
+            return
+        post = next(p for p in self.posts if p.terminal_id == row.terminal_id)
+        fault.terminal_id, fault.triggered = post.terminal_id, True
+        body = bytearray(row.raw[:firmware_record.BODY_SIZE])
+        struct.pack_into(">I", body, 16, struct.unpack_from(">I", body, 16)[0] + 10_000)
+        kept = bytes(body) + bytes(row.raw[firmware_record.BODY_SIZE:])
+        resigned = bytes(body) + post.stall.signer.sign_digest(firmware_record.digest(body))
+        payload = {"records": [base64.b64encode(raw).decode("ascii") for raw in (kept, resigned)]}
+        status, _ = self.backend.request("POST", f"/v1/terminals/{post.terminal_id}/batches",
+                                         {"Content-Type": "application/json"}, json.dumps(payload).encode())
+        if status != 200:
+            raise SimulationError(f"l'envoi falsifié a reçu {status}")
+        fault.detail = f"montant +100,00 € sur le terminal {post.terminal_id}"
+
+
+def card_settings(keys: SunKeys) -> dict[str, object]:
+    """The SUN keys for a backend that checks them at ingestion (caisse.card_auth)."""
+    if "card_master_key_hex" not in Settings.model_fields:
+        return {}
+    return {"card_master_key_hex": keys.master_key.hex(), "card_meta_key_hex": keys.meta_key.hex()}
+
+
+def issue_card(session, *, household_id: int, card: MemberCard) -> None:
+    """Issue the card; a secure one as secure where the backend knows card types."""
+    if card.secure and "card_type" in inspect.signature(admin.issue_card).parameters:
+        admin.issue_card(session, household_id=household_id, uid_hex=card.uid.hex(), card_type="secure")  # type: ignore[call-arg]
+        card.registered_secure = True
+    else:
+        admin.issue_card(session, household_id=household_id, uid_hex=card.uid.hex())
+
+
+def day_start_s(day: int) -> int:
+    """Midnight UTC of the run's day `day`."""
+    return int(datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), tzinfo=UTC).timestamp())
