@@ -183,6 +183,29 @@ def card_verify_sun(
         raise typer.Exit(code=1)
 
 
+@card_app.command("personalize")
+def card_personalize(
+    member: Annotated[int, typer.Option(help="Household id the new card is issued to.")],
+    port: Annotated[str, typer.Option(help="Serial port of the USB PN532 reader (HSU mode).")] = "/dev/ttyUSB0",
+    number: Annotated[str | None, typer.Option(help="Number printed on the card, written into its URL.")] = None,
+    url: Annotated[str, typer.Option(help="SUN URL base, without https://.")] = "caisse.example/c",
+) -> None:
+    """Personalize a blank NTAG 424 DNA on a USB PN532 reader, then issue it to the household as a secure card."""
+    from caisse import card_auth
+    from caisse_provisioning import pn532_uart
+    from caisse_provisioning.personalize import PersonalizationError, personalize
+
+    _run(lambda s: admin.get_household(s, household_id=member))  # before touching the card
+    try:
+        reader = pn532_uart.PN532Uart(pn532_uart.open_port(port))
+        done = personalize(reader, card_auth.card_keys(Settings()), url_base=url, number=number)
+    except (PersonalizationError, pn532_uart.ReaderError) as error:
+        err.print(f"[red]Erreur :[/red] {error}")
+        raise typer.Exit(code=1) from None
+    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
+    _created("Card", card.id)
+
+
 @terminal_app.command("register")
 def terminal_register(
     vendor: Annotated[int, typer.Option(help="Vendor id.")],

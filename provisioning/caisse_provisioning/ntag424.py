@@ -191,6 +191,24 @@ class Ntag424:
             raise Ntag424Error(f"not an NTAG 424 DNA: NDEF application select answered {answer[-2:].hex()}")
         self.session = None
 
+    def read_ndef(self, chunk: int = 128) -> bytes:
+        """The NDEF message, read as a terminal does: ISOSelectFile E104, NLEN, ISOReadBinary."""
+        if self._transceive(bytes.fromhex("00A4000C02E104"))[-2:] != b"\x90\x00":
+            raise Ntag424Error("the NDEF file cannot be selected")
+        message = b""
+        size = None
+        while size is None or len(message) < size:
+            offset = 2 + len(message) if size is not None else 0
+            want = 2 if size is None else min(chunk, size - len(message))
+            answer = self._transceive(bytes([0x00, 0xB0, offset >> 8, offset & 0xFF, want]))
+            if answer[-2:] != b"\x90\x00" or len(answer) != want + 2:
+                raise Ntag424Error(f"ISOReadBinary at {offset} answered {answer[-2:].hex()}")
+            if size is None:
+                size = int.from_bytes(answer[:2], "big")
+            else:
+                message += answer[:-2]
+        return message
+
     def authenticate(self, key_no: int, key: bytes) -> Session:
         """AuthenticateEV2First with one of the application keys."""
         _, enc_rnd_b = self._exchange(native_apdu(CMD_AUTH_EV2_FIRST, bytes([key_no, 0x00])), more=True)

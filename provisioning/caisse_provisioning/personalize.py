@@ -12,20 +12,25 @@ Steps, in an order that can be resumed after a card pulled away at any point:
    key 0 last, since it ends the session;
 6. read the card as a terminal does and verify its SUN message with the diversified key.
 
-Keys (card_keys): key 1, the SDM file-read key, is diversify_key(master, UID) (AN10922, no
-application or system id): what the backend verifies. Keys 0, 3 and 4 are diversified with their
-own system ids, so no card keeps a factory key and no key opens two cards. Key 2, the SDM
-meta-read key, is shared by all cards (it only hides UID and counter from onlookers).
+Keys (card_keys): key 1, the SDM file-read key, is the backend's own diversified key
+(caisse.card_auth.CardKeys.file_key: AN10922 from the master key, with the configured application
+and system ids): what ingestion verifies. Keys 0, 3 and 4 are diversified from the same master
+with system ids of their own, so no card keeps a factory key and no key opens two cards. Key 2,
+the SDM meta-read key, is shared by all cards (it only hides UID and counter from onlookers).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from caisse.sun import diversify_key, verify_sun
 
-from .ntag424 import NDEF_FILE_NO, Ntag424, Ntag424Error, Transceive
+from .ntag424 import NDEF_FILE_NO, Ntag424, Ntag424Error
+from .pn532_uart import ReaderError
 
 FACTORY_KEY = bytes(16)
 FILE_READ_KEY_NO = 1
@@ -56,16 +61,32 @@ class Personalized:
     counter: int  # SDMReadCtr of the verification read
 
 
-def card_keys(*, master_key: bytes, meta_key: bytes, uid: bytes) -> list[bytes]:
+class CaisseKeys(Protocol):
+    """The caisse's secret keys (caisse.card_auth.CardKeys)."""
+
+    meta_key: bytes
+    master_key: bytes
+
+    def file_key(self, uid: bytes) -> bytes: ...
+
+
+class Reader(Protocol):
+    def find_card(self) -> tuple[bytes, bytes] | None: ...
+    def transceive(self, apdu: bytes) -> bytes: ...
+
+
+def card_keys(keys: CaisseKeys, uid: bytes) -> list[bytes]:
     """Keys 0..4 of the card with this UID."""
-    keys = [diversify_key(master_key, uid, system_id=_SYSTEM_IDS[n]) if n in _SYSTEM_IDS else b"" for n in range(5)]
-    keys[FILE_READ_KEY_NO] = diversify_key(master_key, uid)
-    keys[META_READ_KEY_NO] = meta_key
-    return keys
+    own = [diversify_key(keys.master_key, uid, system_id=_SYSTEM_IDS[n]) if n in _SYSTEM_IDS else b"" for n in range(5)]
+    own[FILE_READ_KEY_NO] = keys.file_key(uid)
+    own[META_READ_KEY_NO] = keys.meta_key
+    return own
 
 
-def url_template(base: str, number: str) -> bytes:
-    """The URL without "https://": the printed number, then the SUN placeholders."""
+def url_template(base: str, number: str | None) -> bytes:
+    """The URL without "https://": the printed number if any, then the SUN placeholders."""
+    if number is None:
+        return f"{base}?".encode() + PICC_PLACEHOLDER + b"&" + MAC_PLACEHOLDER
     if not _NUMBER.fullmatch(number):
         raise PersonalizationError(f"Numéro imprimé invalide : « {number} » (chiffres, lettres et tirets, 20 au plus).")
     return f"{base}?n={number}&".encode() + PICC_PLACEHOLDER + b"&" + MAC_PLACEHOLDER
@@ -84,3 +105,72 @@ def sdm_file_settings(content: bytes) -> bytes:
     mac_at = content.index(MAC_PLACEHOLDER) + len(b"cmac=")
     offsets = picc_at.to_bytes(3, "little") + mac_at.to_bytes(3, "little") + mac_at.to_bytes(3, "little")
     return bytes([_FILE_OPTION]) + _ACCESS_RIGHTS + bytes([_SDM_OPTIONS]) + _SDM_ACCESS + offsets
+
+
+def sun_of(message: bytes) -> tuple[bytes, bytes] | None:
+    """(PICC data, SDMMAC) from the picc_data= and cmac= (or AN12196's e= and c=) parameters."""
+    found = re.search(rb"(?:picc_data|e)=([0-9A-Fa-f]{32})&(?:cmac|c)=([0-9A-Fa-f]{16})", message)
+    if found is None:
+        return None
+    return bytes.fromhex(found[1].decode()), bytes.fromhex(found[2].decode())
+
+
+def personalize(reader: Reader, keys: CaisseKeys, *, url_base: str, number: str | None = None,
+                random_bytes: Callable[[int], bytes] = os.urandom) -> Personalized:
+    """Turn the NTAG 424 DNA on the reader into a Caisse secure card; verify it (see above)."""
+    found = reader.find_card()
+    if found is None:
+        raise PersonalizationError("Aucune carte sur le lecteur : posez une carte NTAG 424 DNA vierge et relancez.")
+    uid, ats = found
+    if len(uid) != 7 or not ats:
+        raise PersonalizationError(f"La carte {uid.hex()} n'est pas une NTAG 424 DNA (UID de 7 octets, ISO 14443-4).")
+    own = card_keys(keys, uid)
+    content = ndef_file(url_template(url_base, number))
+    tag = Ntag424(reader.transceive, random_bytes=random_bytes)
+    try:
+        key0 = _authenticate(tag, own[0])
+        tag.change_file_settings(NDEF_FILE_NO, sdm_file_settings(content))
+        tag.write_data(NDEF_FILE_NO, 0, content)
+        for key_no in (1, 2, 3, 4):
+            _change_key(tag, key_no, own[key_no], key0)
+        tag.change_key(0, own[0], version=KEY_VERSION)
+        return _verify(tag, uid, own, keys.meta_key)
+    except (Ntag424Error, ReaderError) as error:
+        raise PersonalizationError(f"Personnalisation interrompue : {error}. Laissez la carte sur le lecteur et "
+                                   "relancez la même commande : elle reprend là où elle s'est arrêtée.") from None
+
+
+def _authenticate(tag: Ntag424, own_key0: bytes) -> bytes:
+    """Key 0 of the card: the factory key, or ours when a previous run already changed it."""
+    for key in (FACTORY_KEY, own_key0):
+        tag.select_ndef_application()
+        try:
+            tag.authenticate(0, key)
+            return key
+        except Ntag424Error as error:
+            if error.status != _STATUS_AUTHENTICATION:
+                raise
+    raise PersonalizationError("Cette carte a déjà des clés qui ne sont pas celles de la caisse : mettez-la de côté.")
+
+
+def _change_key(tag: Ntag424, key_no: int, new_key: bytes, key0: bytes) -> None:
+    """ChangeKey from the factory key; if a previous run already set it, from itself."""
+    try:
+        tag.change_key(key_no, new_key, old_key=FACTORY_KEY, version=KEY_VERSION)
+    except Ntag424Error as error:
+        if error.status != _STATUS_INTEGRITY:  # the CRC shows the old key was not the factory one
+            raise
+        tag.select_ndef_application()  # the failed command ended the session
+        tag.authenticate(0, key0)
+        tag.change_key(key_no, new_key, old_key=new_key, version=KEY_VERSION)
+
+
+def _verify(tag: Ntag424, uid: bytes, own: list[bytes], meta_key: bytes) -> Personalized:
+    """Read the card as a terminal does; its SUN message must verify with the card's key."""
+    sun = sun_of(tag.read_ndef())
+    if sun is None:
+        raise PersonalizationError("La carte ne renvoie pas de message SUN après personnalisation : mettez-la de côté.")
+    message = verify_sun(meta_key=meta_key, file_key=own[FILE_READ_KEY_NO], picc_data=sun[0], mac=sun[1])
+    if not message.mac_valid or message.uid != uid:
+        raise PersonalizationError("Le message SUN lu sur la carte ne se vérifie pas : mettez-la de côté.")
+    return Personalized(uid=uid, counter=message.counter)

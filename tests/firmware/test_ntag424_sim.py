@@ -8,12 +8,13 @@ import pytest
 
 from caisse.sun import verify_sun
 from caisse_provisioning.ntag424 import Ntag424, Ntag424Error, aes_cbc_decrypt
+from caisse_provisioning.personalize import sun_of
 
 from tests.firmware.mpy_runtime import ROOT
 
 sys.path.insert(0, str(ROOT / "tests/firmware/sim"))
 
-from ntag424_sim import Ntag424Dna, read_ndef, sun_of  # noqa: E402
+from ntag424_sim import Ntag424Dna  # noqa: E402
 from pn532_sim import ndef_file  # noqa: E402
 
 h = bytes.fromhex
@@ -27,6 +28,12 @@ SDM_SETTINGS = h("4000E0C1F121200000430000430000")
 def scripted(*chunks: bytes):
     queue = list(chunks)
     return lambda n: queue.pop(0)
+
+
+def read_ndef(card: Ntag424Dna, chunk: int = 128) -> bytes:
+    tag = Ntag424(card.apdu)
+    tag.select_ndef_application()
+    return tag.read_ndef(chunk)
 
 
 def test_authenticate_ev2_first_replays_an12196():
@@ -57,7 +64,7 @@ def test_the_sun_message_of_an12196_comes_out_of_the_mirror():
     ndef.data[:] = ndef_file(TEMPLATE).ljust(256, b"\x00")
     ndef.sdm = h("C1FE00" "200000" "430000" "430000")  # meta-read and file-read key 0
     card.sdm_read_counter = 0x3C
-    picc, mac = sun_of(read_ndef(card))
+    picc, mac = sun_of(read_ndef(card)) or (b"", b"")
     assert (picc, mac) == (h("EF963FF7828658A599F3041510671E88"), h("94EED9EE65337086"))
     assert card.sdm_read_counter == 61
 
@@ -84,12 +91,12 @@ def test_host_commands_personalize_the_card_and_each_read_session_gives_a_fresh_
     second = read_ndef(card)
     counters = []
     for message in (first, second):
-        picc, mac = sun_of(message)
+        picc, mac = sun_of(message) or (b"", b"")
         result = verify_sun(meta_key=meta_key, file_key=file_key, picc_data=picc, mac=mac)
         assert result.mac_valid and result.uid == uid
         counters.append(result.counter)
     assert counters == [1, 2]
-    picc, mac = sun_of(second)
+    picc, mac = sun_of(second) or (b"", b"")
     assert not verify_sun(meta_key=meta_key, file_key=h("33" * 16), picc_data=picc, mac=mac).mac_valid
 
 

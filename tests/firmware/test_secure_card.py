@@ -9,6 +9,7 @@ makes come back as hex and the backend's caisse.sun checks their card_auth.
 import sys
 
 from caisse.sun import diversify_key, verify_sun
+from caisse_provisioning.ntag424 import Ntag424
 from caisse_provisioning.personalize import url_template
 
 from tests.firmware.mpy_runtime import ROOT, run
@@ -64,7 +65,9 @@ def sun_urls(count: int) -> list[bytes]:
     """What the card model answers to `count` reads: URLs with counters 1 .. count."""
     card = ntag424_sim.sun_card(SECURE_UID, meta_key=META_KEY, file_key=diversify_key(MASTER_KEY, SECURE_UID),
                                 url=url_template("caisse.example/c", "A-0042"))
-    return [ntag424_sim.read_ndef(card)[5:] for _ in range(count)]  # after the record header
+    tag = Ntag424(card.apdu)
+    tag.select_ndef_application()
+    return [tag.read_ndef()[5:] for _ in range(count)]  # after the record header
 
 
 def terminal(script: str, urls: list[bytes]) -> list[str]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import binascii
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,8 +67,6 @@ SDM_ENABLED = 0x40  # FileOption bit 6
 # SDMOptions: bit 7 UID mirror, bit 6 SDMReadCtr mirror, bit 0 ASCII encoding; the others
 # (SDMReadCtrLimit, SDMENCFileData) are not modelled.
 SDM_OPTIONS_MODELLED = 0xC1
-SELECT_NDEF_APP = bytes.fromhex("00A4040007D276000085010100")
-SELECT_NDEF_FILE = bytes.fromhex("00A4000C02E104")
 
 
 class CardStatus(Exception):
@@ -362,25 +359,6 @@ class Ntag424Dna:
             raise CardStatus(0xBE)
         settings.data[offset:offset + length] = plain
         return self._answer(maced=mode != PLAIN)
-
-
-def read_ndef(card, chunk: int = 255) -> bytes:
-    """The NDEF message, read as the terminal does: select, NLEN, then the message in chunks."""
-    assert card.apdu(SELECT_NDEF_APP) == SW_OK and card.apdu(SELECT_NDEF_FILE) == SW_OK
-    size = int.from_bytes(card.apdu(bytes.fromhex("00B0000002"))[:2], "big")
-    message = b""
-    while len(message) < size:
-        answer = card.apdu(bytes([0, 0xB0, 0, 2 + len(message), min(chunk, size - len(message))]))
-        assert answer[-2:] == SW_OK
-        message += answer[:-2]
-    return message
-
-
-def sun_of(message: bytes) -> tuple[bytes, bytes]:
-    """(PICC data, SDMMAC) from the e=/c= or picc_data=/cmac= parameters of a SUN URL."""
-    found = re.search(rb"(?:e|picc_data)=([0-9A-F]{32}).*?(?:c|cmac)=([0-9A-F]{16})", message)
-    assert found is not None, message
-    return bytes.fromhex(found[1].decode()), bytes.fromhex(found[2].decode())
 
 
 def sun_card(uid: bytes, *, meta_key: bytes, file_key: bytes, url: bytes) -> Ntag424Dna:

@@ -1,0 +1,137 @@
+"""`caisse card personalize` against the simulated NTAG 424 DNA behind a simulated USB PN532.
+
+The PN532 is tests/firmware/sim/pn532_sim.py behind a fake serial port (HSU framing, wake-up
+preamble); the card is the card model of tests/firmware/sim/ntag424_sim.py. The proof of a
+personalization is a read afterwards whose SUN message caisse.sun verifies with the card's key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from caisse.card_auth import CardKeys, card_keys
+from caisse.cli import app
+from caisse.config import Settings
+from caisse.db import make_engine, session_factory
+from caisse.models import Card
+from caisse.sun import verify_sun
+from caisse_provisioning import pn532_uart
+from caisse_provisioning.ntag424 import Ntag424
+from caisse_provisioning.personalize import PersonalizationError, personalize, sun_of
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests/firmware/sim"))
+
+from ntag424_sim import Ntag424Dna  # noqa: E402
+from pn532_sim import BasicCard, PN532Sim  # noqa: E402
+
+UID = bytes.fromhex("04A1B2C3D4E5F6")
+KEYS = CardKeys(meta_key=bytes.fromhex("0f" * 16), master_key=bytes.fromhex("a5" * 16),
+                application_id=b"", system_id=b"")
+
+
+class SimSerial:
+    """A serial port with a simulated PN532 on the other end (HSU: no I2C status byte)."""
+
+    def __init__(self, sim: PN532Sim) -> None:
+        self.sim = sim
+        self.rx = bytearray()
+
+    def write(self, data: bytes) -> int:
+        start = data.find(b"\x00\x00\xff")  # after the wake-up preamble, if any
+        if start >= 0:
+            self.sim.write(data[start:])
+            for sent in self.sim.out:
+                self.rx += sent
+            self.sim.out = []
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        out = bytes(self.rx[:size])
+        del self.rx[:size]
+        return out
+
+
+def reader_with(card) -> pn532_uart.PN532Uart:
+    sim = PN532Sim()
+    sim.field.append(card)
+    return pn532_uart.PN532Uart(SimSerial(sim))
+
+
+def verified_read(card: Ntag424Dna, keys: CardKeys = KEYS):
+    card.leave_after = None
+    reader = reader_with(card)
+    assert reader.find_card() == (UID, card.ats)
+    tag = Ntag424(reader.transceive)
+    tag.select_ndef_application()
+    message = tag.read_ndef()
+    picc, mac = sun_of(message) or (b"", b"")
+    return message, verify_sun(meta_key=keys.meta_key, file_key=keys.file_key(UID), picc_data=picc, mac=mac)
+
+
+def test_a_blank_card_gets_its_own_keys_sdm_and_url_and_its_reads_verify_with_the_backend_keys():
+    card = Ntag424Dna(UID)
+    done = personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-0042")
+    assert done.uid == UID and done.counter == 1
+    assert bytes(16) not in card.keys and len(set(card.keys)) == 5 and card.key_versions == [1] * 5
+    message, sun = verified_read(card)
+    assert message.startswith(b"\xd1\x01") and b"caisse.example/c?n=A-0042&picc_data=" in message
+    assert sun.mac_valid and sun.uid == UID and sun.counter == 2
+    assert card.files[2].write == 0 and card.files[2].change == 0  # nobody rewrites the URL
+
+
+def test_a_card_pulled_away_at_any_step_is_finished_by_running_the_command_again():
+    steps = len(_full_run_apdus())
+    for leave_after in range(steps):
+        card = Ntag424Dna(UID, leave_after=leave_after)
+        with pytest.raises(PersonalizationError, match="relancez la même commande"):
+            personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="7")
+        card.leave_after = None
+        personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="7")
+        assert verified_read(card)[1].mac_valid, leave_after
+
+
+def _full_run_apdus() -> list[bytes]:
+    card = Ntag424Dna(UID)
+    personalize(reader_with(card), KEYS, url_base="caisse.example/c")
+    return card.apdus
+
+
+def test_a_card_with_foreign_keys_no_card_and_a_basic_card_are_refused_in_french():
+    foreign = Ntag424Dna(UID)
+    foreign.keys[0] = bytes.fromhex("42" * 16)
+    with pytest.raises(PersonalizationError, match="pas celles de la caisse"):
+        personalize(reader_with(foreign), KEYS, url_base="x.fr")
+    with pytest.raises(PersonalizationError, match="Aucune carte"):
+        personalize(pn532_uart.PN532Uart(SimSerial(PN532Sim())), KEYS, url_base="x.fr")
+    with pytest.raises(PersonalizationError, match="n'est pas une NTAG 424 DNA"):
+        personalize(reader_with(BasicCard(UID)), KEYS, url_base="x.fr")
+
+
+def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    card = Ntag424Dna(UID)
+    sim = PN532Sim()
+    sim.field.append(card)
+    ports = []
+    monkeypatch.setattr(pn532_uart, "open_port", lambda port: ports.append(port) or SimSerial(sim))
+    runner = CliRunner()
+    household = runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"])
+    assert household.exit_code == 0, household.output
+    refused = runner.invoke(app, ["card", "personalize", "--member", "99"])
+    assert refused.exit_code == 1 and card.apdus == []  # unknown household: the card is not touched
+    done = runner.invoke(app, ["card", "personalize", "--member", "1", "--port", "/dev/ttyUSB3", "--number", "B-7"])
+    assert done.exit_code == 0, done.output
+    assert ports == ["/dev/ttyUSB3"]
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        issued = session.get(Card, 1)
+        assert issued is not None and (issued.uid, issued.household_id, issued.card_type) == (UID, 1, "secure")
+    engine.dispose()
+    assert verified_read(card, card_keys(Settings()))[1].mac_valid  # the keys the backend verifies with
