@@ -11,14 +11,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import ledger, protocol
+from caisse import ledger, protocol, sun
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
+    BlockReason,
     Card,
+    CardCounter,
     CardStatus,
+    CardType,
     ConventionStatus,
     Household,
     Terminal,
@@ -27,7 +30,7 @@ from caisse.models import (
     VendorKind,
     utcnow,
 )
-from caisse.sync import bump_cards
+from caisse.sync import bump_blocked_cards, bump_cards
 
 # Cards of a household share a sync version, and a sync page never splits a version: this
 # bound keeps a version group far below the 512 entries of a page (caisse/sync.py).
@@ -150,17 +153,31 @@ def parse_uid(uid_hex: str) -> bytes:
     return uid
 
 
-def issue_card(session: Session, *, household_id: int, uid_hex: str) -> Card:
+def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: str = CardType.BASIC) -> Card:
+    """A new card for the household, or a returned card issued again (to any household): then
+    it starts afresh, its SUN counters forgotten, since wiping may restart the chip's counter."""
     uid = parse_uid(uid_hex)
+    if card_type not in CardType.__members__.values():
+        raise InvalidInput("invalid_card_type", f"card_type must be one of {', '.join(CardType)}")
+    if card_type == CardType.SECURE and len(uid) != sun.UID_BYTES:
+        raise InvalidInput("invalid_uid", f"a secure card (NTAG 424 DNA) has a {sun.UID_BYTES}-byte UID")
     get_household(session, household_id=household_id)
-    if session.execute(select(Card.id).where(Card.uid == uid)).first() is not None:
+    existing = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()  # type: ignore[arg-type]
+    if existing is not None and existing.status != CardStatus.RETURNED:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")
     held = session.execute(select(func.count()).select_from(Card).where(Card.household_id == household_id)).scalar_one()
     if held >= MAX_CARDS_PER_HOUSEHOLD:
         raise Conflict("too_many_cards", f"a household holds at most {MAX_CARDS_PER_HOUSEHOLD} cards")
-    card = Card(uid=uid, household_id=household_id)
-    session.add(card)
-    session.flush()
+    if existing is None:
+        card = Card(uid=uid, household_id=household_id, card_type=card_type)
+        session.add(card)
+        session.flush()
+    else:
+        card = existing
+        session.execute(delete(CardCounter).where(CardCounter.card_id == card.id))  # type: ignore[arg-type]
+        session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+            household_id=household_id, card_type=card_type, status=CardStatus.ACTIVE, blocked_at=None,
+            block_reason=None, flag_reason=None, blocked_version=None))
     assert card.id is not None
     bump_cards(session, card_ids=[card.id])
     session.refresh(card)
@@ -175,17 +192,44 @@ def get_card(session: Session, *, uid_hex: str) -> Card:
     return card
 
 
-def block_card(session: Session, *, uid_hex: str) -> Card:
-    """Block a card from now on. Blocking twice keeps the first time (taps before it still count)."""
+def block_card(session: Session, *, uid_hex: str, reason: str = BlockReason.LOST) -> Card:
+    """Block a lost or stolen card from now on (docs/cards.md, "Lifecycle"). Blocking twice keeps
+    the first time and reason (taps before it still count); a returned card stays returned."""
+    if reason not in (BlockReason.LOST, BlockReason.STOLEN):
+        raise InvalidInput("invalid_block_reason", "a card is blocked as lost or stolen")
     card = get_card(session, uid_hex=uid_hex)
-    if card.status != CardStatus.BLOCKED:
-        assert card.id is not None
-        session.execute(
-            update(Card).where(Card.id == card.id).values(status=CardStatus.BLOCKED, blocked_at=utcnow())  # type: ignore[arg-type]
-        )
-        bump_cards(session, card_ids=[card.id])
-        session.refresh(card)
+    _end_card(session, card, status=CardStatus.BLOCKED, reason=reason)
     return card
+
+
+def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type: str | None = None) -> Card:
+    """A new card for the old one's household; the old one is blocked (if it was not already).
+    The balance is the household's, so it follows without moving money."""
+    old = get_card(session, uid_hex=uid_hex)
+    if old.status == CardStatus.RETURNED:
+        raise Conflict("card_returned", f"card {old.uid.hex()} was returned: issue a new card to the household instead")
+    new = issue_card(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
+    _end_card(session, old, status=CardStatus.BLOCKED, reason=BlockReason.REPLACED)
+    return new
+
+
+def return_card(session: Session, *, uid_hex: str) -> Card:
+    """The card was handed back (and wiped): refused from now on, its UID free to issue again."""
+    card = get_card(session, uid_hex=uid_hex)
+    _end_card(session, card, status=CardStatus.RETURNED, reason=card.block_reason)
+    return card
+
+
+def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None) -> None:
+    """Move an active card to blocked or returned, or a blocked card to returned, keeping the
+    first refusal time; the new state reaches terminals at their next sync."""
+    if card.status == status or card.status == CardStatus.RETURNED:
+        return
+    assert card.id is not None
+    session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+        status=status, blocked_at=card.blocked_at or utcnow(), block_reason=reason))
+    bump_blocked_cards(session, card_ids=[card.id])
+    session.refresh(card)
 
 
 # Terminals ----------------------------------------------------------------------------------

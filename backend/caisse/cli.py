@@ -19,6 +19,7 @@ from rich.console import Console
 from sqlmodel import Session
 
 from caisse import admin, sun
+from caisse.models import Card
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -135,22 +136,88 @@ def member_add(
     _created("Household", household.id)
 
 
+@member_app.command("set-code")
+def member_set_code(household_id: Annotated[int, typer.Argument(help="Household id.")]) -> None:
+    """Give a household a 4-digit member code (asked twice, never shown)."""
+    from caisse import member_codes
+
+    code = typer.prompt("Code du foyer (4 chiffres)", hide_input=True, confirmation_prompt="Encore une fois")
+    _run(lambda s: member_codes.set_code(s, household_id=household_id, code=code))
+    err.print(f"Code enregistré pour le foyer {household_id} : les terminaux le recevront à leur prochaine synchronisation.")
+
+
+@member_app.command("clear-code")
+def member_clear_code(household_id: Annotated[int, typer.Argument(help="Household id.")]) -> None:
+    """Remove a household's member code."""
+    from caisse import member_codes
+
+    _run(lambda s: member_codes.clear_code(s, household_id=household_id))
+    err.print(f"Code supprimé pour le foyer {household_id}.")
+
+
 @card_app.command("issue")
 def card_issue(
     household: Annotated[int, typer.Option(help="Household id.")],
-    uid: Annotated[str, typer.Option(help="Card UID in hex (4, 7 or 10 bytes).")],
+    uid: Annotated[str, typer.Option(help="Card UID in hex (4, 7 or 10 bytes; 7 for a secure card).")],
+    card_type: Annotated[str, typer.Option("--type", help="basic (UID only, lower limit) or secure (NTAG 424 DNA).")] = "basic",
 ) -> None:
-    """Issue a card to a household."""
-    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid))
+    """Issue a card to a household (a household may hold several), or a returned card again."""
+    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type))
     _created("Card", card.id)
 
 
 @card_app.command("block")
-def card_block(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
-    """Block a card: taps after now are refused."""
-    card = _run(lambda s: admin.block_card(s, uid_hex=uid))
+def card_block(
+    uid: Annotated[str, typer.Argument(help="Card UID in hex.")],
+    reason: Annotated[str, typer.Option(help="lost or stolen.")] = "lost",
+) -> None:
+    """Block a lost or stolen card now: terminals refuse it after their next sync."""
+    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason))
     out.print(card.id)
-    err.print(f"Card {uid.lower()} blocked.")
+    err.print(f"Carte {uid.lower()} bloquée ; les terminaux la refuseront après leur prochaine synchronisation.")
+
+
+@card_app.command("replace")
+def card_replace(
+    uid: Annotated[str, typer.Argument(help="UID of the card to replace, hex.")],
+    new_uid: Annotated[str, typer.Option(help="UID of the new card, hex.")],
+    card_type: Annotated[str | None, typer.Option("--type", help="basic or secure (default: as the old card).")] = None,
+) -> None:
+    """Give the household a new card and block the old one; the balance stays the household's."""
+    card = _run(lambda s: admin.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type))
+    out.print(card.id)
+    err.print(f"Carte {new_uid.lower()} remise au foyer {card.household_id} ; l'ancienne carte {uid.lower()} est bloquée.")
+
+
+@card_app.command("return")
+def card_return(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
+    """Record a card handed back (wipe it too): refused from now on, its UID may be issued again."""
+    _run(lambda s: admin.return_card(s, uid_hex=uid))
+    err.print(f"Carte {uid.lower()} rendue : refusée désormais, elle pourra être remise à un foyer.")
+
+
+@card_app.command("show")
+def card_show(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
+    """A card's state for support staff: type, status, why it was blocked, wrong codes per terminal."""
+    from caisse import member_codes
+
+    def read(session: Session) -> tuple[Card, list[member_codes.CardFailures]]:
+        card = admin.get_card(session, uid_hex=uid)
+        assert card.id is not None
+        return card, member_codes.card_failures(session, card_id=card.id)
+
+    card, failures = _run(read)
+    typer.echo(f"Carte {card.uid.hex()} ({'sécurisée' if card.card_type == 'secure' else 'simple'}), foyer {card.household_id} : {_CARD_STATUS_FR[card.status]}")
+    if card.blocked_at is not None:
+        typer.echo(f"  refusée depuis {card.blocked_at:%Y-%m-%d %H:%M} UTC ({card.block_reason or 'rendue'})")
+    if card.flag_reason:
+        typer.echo(f"  signalée : {card.flag_reason}")
+    for failure in failures:
+        locked = ", verrouillée sur ce terminal" if failure.locked else ""
+        typer.echo(f"  terminal {failure.terminal_id} : {failure.failures} code(s) faux{locked}")
+
+
+_CARD_STATUS_FR = {"active": "active", "blocked": "bloquée", "returned": "rendue"}
 
 
 @card_app.command("verify-sun")

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_ADMIN_TOKEN = "dev-admin-token"
 # The pain.001 versions sepaxml builds and ships an XSD for.
 SepaSchema = Literal["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "pain.001.001.11"]
+# Public card keys, allowed outside production only (docs/cards.md, "Keys"): a card personalized
+# with them can be forged by anyone who reads this file.
+DEV_CARD_MASTER_KEY_HEX = "00" * 16
+DEV_CARD_META_KEY_HEX = "00" * 16
 
 
 class Settings(BaseSettings):
@@ -27,6 +31,16 @@ class Settings(BaseSettings):
     offline_max_age_s: int = Field(default=259_200, gt=0)
     void_window_s: int = Field(default=300, gt=0)
     sync_clock_window_s: int = Field(default=300, gt=0)
+    # Basic (UID-only) cards can be cloned: a lower ceiling bounds what one clone takes per tap.
+    basic_card_max_payment_cents: int = Field(default=5_000, gt=0)
+    code_max_tries: int = Field(default=3, gt=0, le=255)  # wrong member codes before a terminal locks a card
+
+    # Secure cards (NTAG 424 DNA, docs/cards.md): AN10922 master of the per-card file-read keys,
+    # the SDM meta-read key shared by all cards, and the diversification input after the UID.
+    card_master_key_hex: str = Field(default=DEV_CARD_MASTER_KEY_HEX, pattern=r"^[0-9a-fA-F]{32}$")
+    card_meta_key_hex: str = Field(default=DEV_CARD_META_KEY_HEX, pattern=r"^[0-9a-fA-F]{32}$")
+    card_key_application_id_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2}){0,3}$")
+    card_key_system_id_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2}){0,21}$")
 
     # Allowances (docs/settlement.md): the rule the citizens' committee chose.
     allowance_rule: Literal["flat", "per_member", "average_contribution"] = "flat"
@@ -69,6 +83,11 @@ class Settings(BaseSettings):
             )
         if len(self.admin_token) < 8:
             raise ValueError("CAISSE_ADMIN_TOKEN must be at least 8 characters")
+        if self.environment == "production":
+            for name, value, public in (("CARD_MASTER_KEY_HEX", self.card_master_key_hex, DEV_CARD_MASTER_KEY_HEX),
+                                        ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX)):
+                if value.lower() == public:
+                    raise ValueError(f"CAISSE_{name} must be set to a key of your own in production")
         return self
 
     def terminal_limits(self) -> dict[str, int]:
@@ -77,6 +96,8 @@ class Settings(BaseSettings):
             "pin_threshold_cents": self.pin_threshold_cents,
             "offline_max_age_s": self.offline_max_age_s,
             "void_window_s": self.void_window_s,
+            "basic_card_max_payment_cents": self.basic_card_max_payment_cents,
+            "code_max_tries": self.code_max_tries,
         }
 
 

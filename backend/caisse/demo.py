@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-import struct
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from caisse import demo_data, protocol
 from caisse.demo_data import DemoHousehold, DemoVendor
 from caisse.money import euros
 from caisse.protocol import Kind, Record
+from caisse.sync import unpack_cards
 
 DEMO_SEED = 20260103
 UPLOAD_BATCH = 16  # small on purpose: a morning's log goes up in several batches
@@ -39,7 +39,6 @@ CLOSING_TAPS = 8  # taps after the block, at the very end of the morning
 VOIDED_PAYMENTS = 2
 READY_TIMEOUT_S = 30.0
 MAX_SYNC_PAGES = 64  # 512 cards a page: far more cards than any caisse has
-CARD_ENTRY = struct.Struct(">B10sBi")  # sync feed entry: uid_len, uid, status, balance_cents
 CARD_BLOCKED = 1
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -122,12 +121,11 @@ class DemoTerminal:
         raise DemoError(f"terminal {self.terminal_id}: sync still had more after {MAX_SYNC_PAGES} pages")
 
     def _apply_cards(self, packed: bytes) -> None:
-        for uid_len, uid, status, _balance_cents in CARD_ENTRY.iter_unpack(packed):
-            card_uid = uid[:uid_len]
-            if status == CARD_BLOCKED:
-                self.deny_list.add(card_uid)
+        for entry in unpack_cards(packed):
+            if entry.status == CARD_BLOCKED:
+                self.deny_list.add(entry.uid)
             else:
-                self.deny_list.discard(card_uid)
+                self.deny_list.discard(entry.uid)
 
 
 def record_b64(record: Record) -> str:
@@ -277,8 +275,10 @@ def replay_morning(api: AdminApi, terminals: list[DemoTerminal], households: lis
     """Sign the morning's taps on the terminals, upload, block a card, and finish the morning.
 
     The taps before the block are dated in the last hours; the block happens now (the backend
-    dates it), and the closing taps are dated just after it, so the blocked card's last tap is
-    refused with `card_blocked`, as it is for a terminal that had not synced since the block.
+    dates it), and the closing taps are dated just after it. The terminals sync twice in between:
+    the first sync brings the block, the second proves they hold it (docs/protocol.md, "Deny-list
+    version"), so the blocked card's last tap is refused with `card_blocked`. From a terminal that
+    had not synced it would be accepted and held for review instead: the vendor is not to blame.
     """
     now_s = int(time.time())
     for terminal in terminals:
@@ -291,6 +291,9 @@ def replay_morning(api: AdminApi, terminals: list[DemoTerminal], households: lis
     lost = early[0]  # this household reports its card lost; someone tries it once more
     blocked_uid = households[lost.household].card_uid
     api.post(f"/cards/{blocked_uid.hex()}/block")
+    for terminal in terminals:
+        terminal.sync(api.client, now_s=int(time.time()))
+        terminal.sync(api.client, now_s=int(time.time()))
     report.blocked_card, report.blocked_household = blocked_uid.hex(), households[lost.household].name
     close_morning(api, terminals, households, [Tap(0, lost.vendor, lost.household, 1250)] + closing, report)
     report.deny_listed_after_sync = all(blocked_uid in t.deny_list for t in terminals)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from caisse import ledger, protocol
+from caisse import card_auth, ledger, protocol
 from caisse.config import Settings
 from caisse.db import bind_value, bulk_insert, column_in, insert_tuples
 from caisse.models import (
@@ -119,6 +119,11 @@ class _Batch:
     # (debit code, credit code, amount_cents, kind, reference)
     postings: list[tuple[str, str, int, str, str]] = field(default_factory=list)
     households: set[int] = field(default_factory=set)
+    # Secure cards (caisse.card_auth): (card_id, SUN counter, seq) to claim, holds by seq and
+    # flags by card id, each with its French reason.
+    claims: list[tuple[int, int, int]] = field(default_factory=list)
+    holds: dict[int, str] = field(default_factory=dict)
+    flags: dict[int, str] = field(default_factory=dict)
     suspect: bool = False
     received_at: datetime = field(default_factory=utcnow)
 
@@ -175,6 +180,12 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
 
     stored, covered = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
     cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
+    deny_list_proofs: dict[int, int | None] = {}
+
+    def deny_list_held_since(version: int) -> int | None:
+        if version not in deny_list_proofs:
+            deny_list_proofs[version] = card_auth.deny_list_held_since(session, terminal_id=terminal_id, version=version)
+        return deny_list_proofs[version]
 
     for index, raw, record, digest in candidates:
         seq = record.seq
@@ -201,7 +212,8 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             batch.suspect = True
             results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"the stored record {seq + 1} does not point to this one")
             continue
-        reason, household_id = _business_verdict(record, cards=cards, stored=stored, settings=settings)
+        reason, household_id, hold = _business_verdict(record, cards=cards, stored=stored, settings=settings,
+                                                       deny_list_held_since=deny_list_held_since)
         if reason == Reason.UNKNOWN_PAYMENT and stored.get(record.ref_seq) is None:
             # The voided payment is in a gap: it may still arrive. Judging the void now would make
             # the outcome depend on upload order, so it is not stored; the terminal sends it again
@@ -223,6 +235,11 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             card_uid=record.card_uid, amount_cents=record.amount_cents, household_id=household_id,
             chain_verified=row[_CHAIN_VERIFIED], voided=False, new_row=row,
         )
+        card = cards.get(record.card_uid)
+        if card is not None and card[_SECURE] and record.kind == Kind.PAYMENT:
+            _check_secure_card(batch, record, card_id=card[_CARD_ID], settings=settings)
+        if hold is not None and reason is None:
+            batch.holds.setdefault(seq, hold)
         if reason is not None:
             results[index] = RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason)
             continue
@@ -231,6 +248,8 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
 
     _write(session, batch)
+    if batch.holds or batch.flags:
+        card_auth.hold_and_flag(session, terminal_id=terminal_id, holds=batch.holds, flags=batch.flags)
     new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored=stored,
                                        covered=covered)
     terminal_changes: dict[str, object] = {}
@@ -294,18 +313,28 @@ def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reas
 
 
 def _business_verdict(
-    record: Record, *, cards: dict[bytes, tuple[int, str, int | None]], stored: dict[int, _Stored], settings: Settings
-) -> tuple[Reason | None, int | None]:
-    """(reason or None if accepted, household id of the card if known)."""
+    record: Record, *, cards: dict[bytes, _CardRow], stored: dict[int, _Stored], settings: Settings,
+    deny_list_held_since: Callable[[int], int | None],
+) -> tuple[Reason | None, int | None, str | None]:
+    """(reason or None if accepted, household id of the card if known, hold reason if accepted
+    but to be held: a tap on a blocked card by a terminal whose deny list predated the block)."""
     card = cards.get(record.card_uid)
     household_id = card[0] if card is not None else None
     if record.amount_cents > settings.max_payment_cents:
-        return Reason.OVER_LIMIT, household_id
+        return Reason.OVER_LIMIT, household_id, None
     if card is None:
-        return Reason.UNKNOWN_CARD, None
-    _, card_status, blocked_at_s = card
-    if card_status == CardStatus.BLOCKED and (blocked_at_s is None or blocked_at_s <= record.time):
-        return Reason.CARD_BLOCKED, household_id
+        return Reason.UNKNOWN_CARD, None, None
+    _, card_status, blocked_at_s, _, secure, blocked_version, block_reason = card
+    if not secure and record.kind == Kind.PAYMENT and record.amount_cents > settings.basic_card_max_payment_cents:
+        return Reason.OVER_LIMIT, household_id, None
+    hold = None
+    if card_status != CardStatus.ACTIVE and (blocked_at_s is None or blocked_at_s <= record.time):
+        # Refused only if this terminal had been told: it proved holding the block's version
+        # before the tap. Blocks older than the version stamp (blocked_version None) always are.
+        held_since = None if blocked_version is None else deny_list_held_since(blocked_version)
+        if blocked_version is None or (held_since is not None and held_since <= record.time):
+            return Reason.CARD_BLOCKED, household_id, None
+        hold = card_auth.unheld_block_reason(card_status, block_reason)
     if record.kind == Kind.VOID:
         payment = stored.get(record.ref_seq)
         if (
@@ -316,8 +345,21 @@ def _business_verdict(
             or payment.card_uid != record.card_uid
             or payment.amount_cents != record.amount_cents
         ):
-            return Reason.UNKNOWN_PAYMENT, household_id
-    return None, household_id
+            return Reason.UNKNOWN_PAYMENT, household_id, None
+    return None, household_id, hold
+
+
+def _check_secure_card(batch: _Batch, record: Record, *, card_id: int, settings: Settings) -> None:
+    """A secure card's payment: a genuine SUN message claims its counter; anything else holds
+    the record and flags the card (docs/cards.md, "Ingestion check")."""
+    counter, problem = card_auth.check_sun(card_auth.card_keys(settings), card_uid=record.card_uid,
+                                           card_auth=record.card_auth)
+    if problem is None:
+        assert counter is not None
+        batch.claims.append((card_id, counter, record.seq))
+        return
+    batch.holds.setdefault(record.seq, problem)
+    batch.flags.setdefault(card_id, problem)
 
 
 def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, stored: dict[int, _Stored]) -> None:
@@ -388,7 +430,13 @@ def _load_neighbourhood(
     }, covered
 
 
-def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int, str, int | None]]:
+# household_id, status, blocked_at (unix s), card id, secure, blocked_version, block_reason
+_CardRow = tuple[int, str, int | None, int, bool, int | None, str | None]
+_CARD_ID, _SECURE = 3, 4
+_CARD_COLUMNS = "uid, household_id, status, blocked_at, id, card_type = 'secure', blocked_version, block_reason"
+
+
+def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
     if not uids:
         return {}
     connection = session.connection()
@@ -397,9 +445,9 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int,
         # more than the query. blocked_at is rare, so it is parsed only when present.
         parse = _card.c.blocked_at.type._cached_result_processor(connection.dialect, None)
         rows = [
-            (uid, household_id, status, blocked_at if blocked_at is None or parse is None else parse(blocked_at))
-            for uid, household_id, status, blocked_at in connection.exec_driver_sql(
-                f"SELECT uid, household_id, status, blocked_at FROM card WHERE uid IN ({', '.join('?' * len(uids))})",
+            (uid, household_id, status, blocked_at if blocked_at is None or parse is None else parse(blocked_at), *rest)
+            for uid, household_id, status, blocked_at, *rest in connection.exec_driver_sql(
+                f"SELECT {_CARD_COLUMNS} FROM card WHERE uid IN ({', '.join('?' * len(uids))})",
                 tuple(uids),
             )
         ]
@@ -407,25 +455,32 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, tuple[int,
         # One text parameter of hex UIDs: psycopg dumps a list of bytes element by element in
         # Python, escaping each, which costs more than the query.
         rows = connection.exec_driver_sql(
-            "SELECT uid, household_id, status, blocked_at FROM card"
+            f"SELECT {_CARD_COLUMNS} FROM card"
             " WHERE uid IN (SELECT decode(h, 'hex') FROM unnest(string_to_array(%s, ',')) AS h)",
             (",".join(uid.hex() for uid in uids),),
         ).all()
     return {
-        bytes(uid): (household_id, status, None if blocked_at is None else unix_s(blocked_at))
-        for uid, household_id, status, blocked_at in rows
+        bytes(uid): (household_id, status, None if blocked_at is None else unix_s(blocked_at), card_id, bool(secure),
+                     blocked_version, block_reason)
+        for uid, household_id, status, blocked_at, card_id, secure, blocked_version, block_reason in rows
     }
 
 
 def _write(session: Session, batch: _Batch) -> None:
     """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
-    its records, ledger accounts by ascending id, the cards counter, cards."""
+    its records, the SUN counters it claims (by card and counter), ledger accounts by ascending
+    id, the cards counter, cards."""
     if batch.new_rows:
         received_at = bind_value(session, _record.c.received_at, batch.received_at)
         for row in batch.new_rows:
             row[_RECEIVED_AT] = received_at
         insert_tuples(session, _record, _RECORD_COLUMNS, batch.new_rows)
     bulk_insert(session, _rejected, batch.rejections)
+    if batch.claims:  # before the accounts: the lock order of docs/ledger.md
+        for card_id, counter, seq in card_auth.claim_counters(session, terminal_id=batch.terminal_id, claims=batch.claims):
+            reason = f"compteur SUN {counter} déjà utilisé : carte copiée ou message rejoué"
+            batch.holds.setdefault(seq, reason)
+            batch.flags.setdefault(card_id, reason)
     for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
         if seqs:
             session.execute(

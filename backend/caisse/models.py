@@ -40,7 +40,20 @@ def _created() -> Column:  # type: ignore[type-arg]
 
 class CardStatus(enum.StrEnum):
     ACTIVE = "active"
-    BLOCKED = "blocked"
+    BLOCKED = "blocked"  # lost, stolen, replaced or flagged: refused from blocked_at on
+    RETURNED = "returned"  # handed back and wiped: refused from blocked_at on; its UID may be issued again
+
+
+class CardType(enum.StrEnum):
+    BASIC = "basic"  # identified by its UID alone: clonable, lower limits (docs/cards.md)
+    SECURE = "secure"  # NTAG 424 DNA: every payment carries a SUN message checked at ingestion
+
+
+class BlockReason(enum.StrEnum):
+    LOST = "lost"
+    STOLEN = "stolen"
+    REPLACED = "replaced"
+    FLAGGED = "flagged"  # ingestion saw a bad or replayed SUN message: see flag_reason
 
 
 class TerminalStatus(enum.StrEnum):
@@ -83,6 +96,9 @@ class Household(SQLModel, table=True):
     members: int = Field(sa_column=Column(Integer, CheckConstraint("members > 0"), nullable=False))
     zone: str = Field(sa_column=Column(String(100), nullable=False, index=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    # Member code (docs/cards.md): SHA-256(salt || 4 digits)[:8], sent to terminals; both or neither.
+    code_salt: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
+    code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
 
 
 class Card(SQLModel, table=True):
@@ -91,6 +107,12 @@ class Card(SQLModel, table=True):
     household_id: int = Field(sa_column=Column(Integer, ForeignKey("household.id"), nullable=False, index=True))
     status: str = Field(default=CardStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
     blocked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    card_type: str = Field(default=CardType.BASIC, sa_column=Column(String(8), nullable=False, server_default="basic"))
+    block_reason: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    flag_reason: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))  # French, for staff
+    # The cards version that carried the block to the feed: a terminal that reported holding it
+    # (TerminalSync) refuses the card; taps from one that did not are not the vendor's fault.
+    blocked_version: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Position in the terminal sync feed: taken from Counter "cards" whenever status or balance changes.
     sync_version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, index=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
@@ -119,6 +141,41 @@ class Terminal(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
     last_sync_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class CardCounter(SQLModel, table=True):
+    """A secure card's SUN read counter used by a stored payment: each (card, counter) at most once."""
+
+    __tablename__ = "card_counter"
+
+    card_id: int = Field(sa_column=Column(Integer, ForeignKey("card.id"), primary_key=True, autoincrement=False))
+    counter: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))  # 24-bit on the card
+    terminal_id: int = Field(sa_column=Column(Integer, nullable=False))  # the record that used it
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TerminalSync(SQLModel, table=True):
+    """A terminal proved it held `cards_version` at `synced_at` (the `since` of its sync)."""
+
+    __tablename__ = "terminal_sync"
+    __table_args__ = (Index("ix_terminal_sync_terminal_version", "terminal_id", "cards_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), nullable=False))
+    cards_version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    synced_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class CodeFailure(SQLModel, table=True):
+    """Wrong member codes a terminal reported for a card, summed over its reports."""
+
+    __tablename__ = "code_failure"
+
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), primary_key=True, autoincrement=False))
+    card_id: int = Field(sa_column=Column(Integer, ForeignKey("card.id"), primary_key=True, autoincrement=False))
+    failures: int = Field(sa_column=Column(BigInteger, nullable=False))
+    locked: bool = Field(sa_column=Column(Boolean, nullable=False))  # as of the last report
+    reported_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
 class TransactionRecord(SQLModel, table=True):

@@ -38,6 +38,8 @@ assert _BODY.size == BODY_SIZE
 
 SYNC_DOMAIN = b"caisse-sync-v1"
 _SYNC = struct.Struct(">III")
+CODE_FAILURES_DOMAIN = b"caisse-code-failures-v1"
+_CODE_FAILURES = struct.Struct(">II")
 
 _ECDSA_PREHASHED = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
 
@@ -159,6 +161,12 @@ def verify(public_key: ec.EllipticCurvePublicKey, record: Record) -> bool:
 def sync_digest(terminal_id: int, time: int, since: int) -> bytes:
     """What a terminal signs to authenticate a sync request (docs/protocol.md#sync)."""
     return hashlib.sha256(SYNC_DOMAIN + _SYNC.pack(terminal_id, time, since)).digest()
+
+
+def code_failures_digest(terminal_id: int, time: int, body: bytes) -> bytes:
+    """What a terminal signs to report wrong member codes (docs/protocol.md#member-code-failures)."""
+    return hashlib.sha256(CODE_FAILURES_DOMAIN + _CODE_FAILURES.pack(terminal_id, time)
+                          + hashlib.sha256(body).digest()).digest()
 
 
 def sign_digest(private_key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:

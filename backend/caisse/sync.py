@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from sqlalchemy import case, insert, select, text, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -23,18 +24,22 @@ from caisse.config import Settings
 from caisse.db import is_postgresql
 from caisse.errors import SyncUnauthorized
 from caisse.terminals import lock_terminal, terminal_public_key
-from caisse.models import Card, CardStatus, Counter, Terminal, utcnow
+from caisse.models import Card, CardStatus, Counter, Household, Terminal, TerminalSync, utcnow
 
 CARDS_COUNTER = "cards"
 MAX_CARDS_PER_SYNC = 512
-CARD_ENTRY = struct.Struct(">B10sBi")  # uid_len, uid (zero padded), status, balance_cents
-assert CARD_ENTRY.size == 16
+# uid_len, uid (zero padded), status, balance_cents, member code salt and verifier (zeros: no code)
+CARD_ENTRY = struct.Struct(">B10sBi8s8s")
+assert CARD_ENTRY.size == 32
+_NO_CODE = bytes(8)
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 MAX_SINCE = 0xFFFFFFFF
 
 _counter = Counter.__table__  # type: ignore[attr-defined]
 _card = Card.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
+_household = Household.__table__  # type: ignore[attr-defined]
+_terminal_sync = TerminalSync.__table__  # type: ignore[attr-defined]
 
 
 def take_cards_versions(session: Session, *, count: int) -> int:
@@ -100,6 +105,16 @@ def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids:
     return last
 
 
+def bump_blocked_cards(session: Session, *, card_ids: Collection[int]) -> None:
+    """Give cards just blocked or returned a new version, and remember it as the version that
+    carried the block: a terminal that proves holding it has been told (caisse.card_auth)."""
+    if not card_ids:
+        return
+    bump_cards(session, card_ids=card_ids)
+    session.execute(update(_card).where(_card.c.id.in_(list(card_ids)))  # a card blocked earlier keeps its first version
+                    .values(blocked_version=func.coalesce(_card.c.blocked_version, _card.c.sync_version)))
+
+
 @dataclass(frozen=True, slots=True)
 class SyncResponse:
     server_time: int
@@ -107,7 +122,7 @@ class SyncResponse:
     cards_version: int
     full: bool
     more: bool
-    cards: bytes  # packed 16-byte entries
+    cards: bytes  # packed CARD_ENTRY entries
     limits: dict[str, int]
 
     def as_json(self) -> dict:
@@ -123,10 +138,12 @@ class SyncResponse:
 
 
 def authenticate(
-    session: Session, *, terminal_id: int, time_s: int | None, since: int, signature_hex: str | None,
+    session: Session, *, terminal_id: int, time_s: int | None, signed: Callable[[int], bytes], signature_hex: str | None,
     now_s: int, settings: Settings,
 ) -> int:
-    """Acked seq of the terminal if the request is genuine and timely; raises otherwise."""
+    """Acked seq of the terminal if the request is genuine and timely; raises otherwise.
+
+    `signed(time_s)` is the digest the terminal signs for this kind of request."""
     terminal = lock_terminal(session, terminal_id=terminal_id)
     if time_s is None or signature_hex is None:
         raise SyncUnauthorized("bad_signature", "X-Caisse-Time and X-Caisse-Signature are required")
@@ -136,8 +153,7 @@ def authenticate(
         signature = b""
     if len(signature) != protocol.SIGNATURE_SIZE or not 0 <= time_s <= MAX_SINCE:
         raise SyncUnauthorized("bad_signature", "X-Caisse-Signature is 128 hex characters over a u32 time")
-    digest = protocol.sync_digest(terminal_id, time_s, since)
-    if not protocol.verify_digest(terminal_public_key(terminal.public_key), digest, signature):
+    if not protocol.verify_digest(terminal_public_key(terminal.public_key), signed(time_s), signature):
         raise SyncUnauthorized("bad_signature", "the signature does not verify with this terminal's key")
     if abs(time_s - now_s) > settings.sync_clock_window_s:
         raise SyncUnauthorized(
@@ -152,14 +168,18 @@ def sync_terminal(
 ) -> SyncResponse:
     """Authenticate, then the card changes after `since` (at most 512, in version order).
 
-    Records the terminal's last sync time; the caller commits.
+    Records the terminal's last sync time and the cards version it holds; the caller commits.
     """
     assert 0 <= since <= MAX_SINCE
-    acked_seq = authenticate(session, terminal_id=terminal_id, time_s=time_s, since=since,
+    acked_seq = authenticate(session, terminal_id=terminal_id, time_s=time_s,
+                             signed=lambda t: protocol.sync_digest(terminal_id, t, since),
                              signature_hex=signature_hex, now_s=now_s, settings=settings)
+    record_version_held(session, terminal_id=terminal_id, since=since)
     upper = current_cards_version(session)  # read before the cards: see the module docstring
     rows = session.execute(
-        select(_card.c.uid, _card.c.status, _card.c.household_id, _card.c.sync_version)
+        select(_card.c.uid, _card.c.status, _card.c.household_id, _card.c.sync_version,
+               _household.c.code_salt, _household.c.code_verifier)
+        .join(_household, _household.c.id == _card.c.household_id)
         .where(_card.c.sync_version > since, _card.c.sync_version <= upper)
         .order_by(_card.c.sync_version, _card.c.id)
         .limit(MAX_CARDS_PER_SYNC + 1)
@@ -179,8 +199,9 @@ def sync_terminal(
     balances = ledger.balances_by_code(session, codes=(ledger.member_code(r.household_id) for r in rows))
     packed = b"".join(
         CARD_ENTRY.pack(
-            len(r.uid), bytes(r.uid), 1 if r.status == CardStatus.BLOCKED else 0,
+            len(r.uid), bytes(r.uid), 0 if r.status == CardStatus.ACTIVE else 1,
             max(_I32_MIN, min(_I32_MAX, balances.get(ledger.member_code(r.household_id), 0))),
+            bytes(r.code_salt or _NO_CODE), bytes(r.code_verifier or _NO_CODE),
         )
         for r in rows
     )
@@ -191,11 +212,28 @@ def sync_terminal(
     )
 
 
-def unpack_cards(packed: bytes) -> list[tuple[bytes, int, int]]:
-    """(uid, status, balance_cents) per entry; the inverse of what sync sends. For tests and tools."""
+def record_version_held(session: Session, *, terminal_id: int, since: int) -> None:
+    """Remember that the terminal holds cards version `since` now, when it differs from what it
+    last reported: ingestion asks which blocks a terminal had received before a tap
+    (caisse.card_auth.deny_list_held_since). Called under the terminal's row lock."""
+    last = session.execute(
+        select(_terminal_sync.c.cards_version).where(_terminal_sync.c.terminal_id == terminal_id)
+        .order_by(_terminal_sync.c.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if last != since:
+        session.execute(insert(_terminal_sync).values(terminal_id=terminal_id, cards_version=since, synced_at=utcnow()))
+
+
+class CardEntry(NamedTuple):
+    uid: bytes
+    status: int  # 0 active, 1 refused (blocked or returned)
+    balance_cents: int
+    code_salt: bytes  # zeros when the household has no member code
+    code_verifier: bytes
+
+
+def unpack_cards(packed: bytes) -> list[CardEntry]:
+    """The entries of a sync answer; the inverse of what sync sends. For tests and tools."""
     assert len(packed) % CARD_ENTRY.size == 0
-    entries = []
-    for offset in range(0, len(packed), CARD_ENTRY.size):
-        uid_len, uid, status, balance = CARD_ENTRY.unpack_from(packed, offset)
-        entries.append((uid[:uid_len], status, balance))
-    return entries
+    return [CardEntry(uid[:uid_len], status, balance, salt, verifier)
+            for uid_len, uid, status, balance, salt, verifier in CARD_ENTRY.iter_unpack(packed)]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import admin, ingest, ledger, protocol
+from caisse import admin, ingest, ledger, protocol, sync
 from caisse.config import Settings
 from caisse.ingest import Outcome, Reason, ingest_batch
 from caisse.models import RejectedUpload, Terminal, TransactionRecord
@@ -115,6 +115,8 @@ def test_an_unknown_card_is_rejected_and_stored(session: Session, settings: Sett
 def test_a_tap_after_the_block_is_card_blocked_and_a_tap_before_it_is_accepted(session: Session, settings: Settings) -> None:
     world = make_world(session, balance_cents=10_000)
     admin.block_card(session, uid_hex=world.uid.hex())
+    # The terminal syncs and proves it holds the block (a terminal that had not: tests/backend/test_cards.py).
+    sync.record_version_held(session, terminal_id=world.terminal_id, since=sync.current_cards_version(session))
     session.commit()
     now = int(__import__("time").time())
     records = [world.chain.pay(world.uid, 100, time=now - 3_600), world.chain.pay(world.uid, 200, time=now + 60)]

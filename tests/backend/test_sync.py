@@ -29,7 +29,7 @@ def _sync(client: TestClient, world: World, *, since: int = 0, time_s: int | Non
 
 
 def _entries(body: dict) -> dict[bytes, tuple[int, int]]:
-    return {uid: (status, balance) for uid, status, balance in unpack_cards(base64.b64decode(body["cards"]))}
+    return {e.uid: (e.status, e.balance_cents) for e in unpack_cards(base64.b64decode(body["cards"]))}
 
 
 def test_a_signed_sync_returns_every_card_with_its_balance_and_the_limits(client: TestClient, session: Session) -> None:

@@ -14,6 +14,7 @@ from caisse.api.deps import SessionDep, SettingsDep
 from caisse.db import writer_turn
 from caisse.errors import CaisseError, InvalidInput
 from caisse.ingest import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, BatchResult, ingest_prepared, prepare_batch
+from caisse.member_codes import MAX_FAILURES_BODY_BYTES, record_failures
 from caisse.sync import MAX_SINCE, sync_terminal
 
 router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
@@ -101,3 +102,30 @@ def sync(
     )
     session.commit()
     return response.as_json()
+
+
+async def read_code_failures(request: Request) -> bytes:
+    """The raw body of a code-failures report, refused early when over its limit."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FAILURES_BODY_BYTES:
+            raise BatchTooLarge("body_too_large", f"the body is limited to {MAX_FAILURES_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+@router.post("/{terminal_id}/code-failures")
+def report_code_failures(
+    terminal_id: int,
+    body: Annotated[bytes, Depends(read_code_failures)],
+    session: SessionDep,
+    settings: SettingsDep,
+    x_caisse_time: Annotated[str | None, Header()] = None,
+    x_caisse_signature: Annotated[str | None, Header()] = None,
+) -> dict[str, int]:
+    """Wrong member codes counted by the terminal since its last report (docs/protocol.md)."""
+    time_s = int(x_caisse_time) if x_caisse_time is not None and x_caisse_time.isdigit() else None
+    recorded = record_failures(session, terminal_id=terminal_id, time_s=time_s, signature_hex=x_caisse_signature,
+                               body=body, now_s=int(time.time()), settings=settings)
+    session.commit()
+    return {"recorded": recorded}

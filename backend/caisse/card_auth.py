@@ -1,0 +1,147 @@
+"""Secure cards at ingestion (docs/cards.md, "Ingestion check"): the SUN message of a payment,
+its read counter used at most once, and what happens to a card and its payments when either
+fails or when a blocked card is tapped.
+
+Called by caisse.ingest inside the batch's transaction. A payment is never refused for any of
+this: the terminal committed it and the vendor handed over the food. Instead the record is held
+for review (caisse.review) with a French reason and, when the card itself looks cloned, the card
+is blocked and flagged so that every terminal refuses it after its next sync.
+
+Nothing here commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from caisse import review, sun
+from caisse.config import Settings
+from caisse.db import column_in, is_postgresql
+from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, TransactionRecord, unix_s, utcnow
+from caisse.sync import bump_blocked_cards
+
+ZERO_AUTH = bytes(24)
+_card = Card.__table__  # type: ignore[attr-defined]
+_counter = CardCounter.__table__  # type: ignore[attr-defined]
+_sync = TerminalSync.__table__  # type: ignore[attr-defined]
+_record = TransactionRecord.__table__  # type: ignore[attr-defined]
+
+_BLOCK_WORDS = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
+                BlockReason.FLAGGED: "suspectée de clonage"}
+
+
+@dataclass(frozen=True, slots=True)
+class CardKeys:
+    """The caisse's SUN keys, from the settings (never from the database)."""
+
+    meta_key: bytes
+    master_key: bytes
+    application_id: bytes
+    system_id: bytes
+
+    def file_key(self, uid: bytes) -> bytes:
+        """The card's SDM file-read key, diversified from the master key (AN10922)."""
+        return _diversified(self.master_key, uid, self.application_id, self.system_id)
+
+
+def card_keys(settings: Settings) -> CardKeys:
+    return _keys(settings.card_meta_key_hex, settings.card_master_key_hex, settings.card_key_application_id_hex,
+                 settings.card_key_system_id_hex)
+
+
+@lru_cache(maxsize=8)
+def _keys(meta_hex: str, master_hex: str, application_hex: str, system_hex: str) -> CardKeys:
+    return CardKeys(meta_key=bytes.fromhex(meta_hex), master_key=bytes.fromhex(master_hex),
+                    application_id=bytes.fromhex(application_hex), system_id=bytes.fromhex(system_hex))
+
+
+@lru_cache(maxsize=4096)
+def _diversified(master_key: bytes, uid: bytes, application_id: bytes, system_id: bytes) -> bytes:
+    return sun.diversify_key(master_key, uid, application_id=application_id, system_id=system_id)
+
+
+def check_sun(keys: CardKeys, *, card_uid: bytes, card_auth: bytes) -> tuple[int | None, str | None]:
+    """(read counter, None) when card_auth is a genuine SUN message of this card, else
+    (None, why not, in French). Whether the counter was used before is claim_counters' job."""
+    if card_auth == ZERO_AUTH:
+        return None, "carte sécurisée payée sans message SUN : copie de son UID ?"
+    try:
+        message = sun.verify_sun(meta_key=keys.meta_key, file_key=keys.file_key(card_uid),
+                                 picc_data=card_auth[: sun.PICC_DATA_BYTES], mac=card_auth[sun.PICC_DATA_BYTES :])
+    except sun.SunError:
+        return None, "message SUN illisible : falsifié, ou clé de lecture différente"
+    if message.uid != card_uid:
+        return None, f"le message SUN est celui de la carte {message.uid.hex()} : carte copiée ?"
+    if not message.mac_valid:
+        return None, "MAC SUN invalide : message falsifié"
+    return message.counter, None
+
+
+def claim_counters(session: Session, *, terminal_id: int, claims: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Record each (card_id, counter, seq) as used; return those whose counter was used already,
+    by a stored record or earlier in `claims`. One INSERT ... ON CONFLICT DO NOTHING: on
+    PostgreSQL a concurrent batch claiming the same counter waits for ours to end, then gets
+    nothing back, so each counter is granted to exactly one record."""
+    fresh: dict[tuple[int, int], int] = {}
+    repeated = []
+    for card_id, counter, seq in claims:
+        if (card_id, counter) in fresh:
+            repeated.append((card_id, counter, seq))
+        else:
+            fresh[(card_id, counter)] = seq
+    if not fresh:
+        return repeated
+    dialect = postgresql if is_postgresql(session) else sqlite
+    rows = [{"card_id": c, "counter": n, "terminal_id": terminal_id, "seq": s} for (c, n), s in sorted(fresh.items())]
+    statement = (dialect.insert(_counter).values(rows).on_conflict_do_nothing()  # type: ignore[attr-defined]
+                 .returning(_counter.c.card_id, _counter.c.counter))
+    granted = {(c, n) for c, n in session.execute(statement)}
+    return repeated + [(c, n, s) for (c, n), s in fresh.items() if (c, n) not in granted]
+
+
+def deny_list_held_since(session: Session, *, terminal_id: int, version: int) -> int | None:
+    """Unix time of the first sync at which the terminal proved it held `version` of the card
+    feed (its `since`), or None if it never did."""
+    first = session.execute(
+        select(func.min(_sync.c.synced_at)).where(_sync.c.terminal_id == terminal_id, _sync.c.cards_version >= version)
+    ).scalar_one_or_none()
+    return None if first is None else unix_s(first)
+
+
+def unheld_block_reason(status: str, block_reason: str | None) -> str:
+    """Hold reason of a tap on a blocked card by a terminal whose deny list predated the block."""
+    what = "rendue" if status == CardStatus.RETURNED else _BLOCK_WORDS.get(block_reason or "", "bloquée")
+    return f"carte {what} : liste de blocage pas encore reçue par ce terminal (pas la faute du commerçant)"
+
+
+def hold_and_flag(session: Session, *, terminal_id: int, holds: Mapping[int, str], flags: Mapping[int, str]) -> None:
+    """Hold the terminal's records by seq (seq -> reason), then block and flag cards
+    (card id -> reason). A card already blocked keeps its first block and reason."""
+    by_reason: dict[str, list[int]] = {}
+    for seq, reason in holds.items():
+        by_reason.setdefault(reason, []).append(seq)
+    for reason, seqs in by_reason.items():
+        ids = session.execute(
+            select(_record.c.id).where(_record.c.terminal_id == terminal_id, column_in(session, _record.c.seq, seqs))
+        ).scalars().all()
+        review.hold(session, record_ids=list(ids), reason=reason)
+    flag_cards(session, reasons=flags)
+
+
+def flag_cards(session: Session, *, reasons: Mapping[int, str]) -> None:
+    """Block active cards as suspected clones, one sync version each, so terminals learn it."""
+    flagged: list[int] = []
+    for card_id, reason in sorted(reasons.items()):
+        done = session.execute(
+            update(_card).where(_card.c.id == card_id, _card.c.status == CardStatus.ACTIVE)
+            .values(status=CardStatus.BLOCKED, blocked_at=utcnow(), block_reason=BlockReason.FLAGGED, flag_reason=reason[:200])
+        )
+        if done.rowcount:  # type: ignore[attr-defined]
+            flagged.append(card_id)
+    bump_blocked_cards(session, card_ids=flagged)
