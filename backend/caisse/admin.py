@@ -71,7 +71,7 @@ def create_vendor(
 
 
 def get_vendor(session: Session, *, vendor_id: int) -> Vendor:
-    vendor = session.get(Vendor, vendor_id)
+    vendor = session.get(Vendor, vendor_id) if _is_row_id(vendor_id) else None
     if vendor is None:
         raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
     return vendor
@@ -100,7 +100,7 @@ def create_household(session: Session, *, name: str, members: int, zone: str) ->
 
 
 def get_household(session: Session, *, household_id: int) -> Household:
-    household = session.get(Household, household_id)
+    household = session.get(Household, household_id) if _is_row_id(household_id) else None
     if household is None:
         raise NotFound("household_not_found", f"no household {household_id}")
     return household
@@ -251,7 +251,7 @@ def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str) 
 
 
 def get_terminal(session: Session, *, terminal_id: int) -> Terminal:
-    terminal = session.get(Terminal, terminal_id) if 0 < terminal_id < 2**31 else None
+    terminal = session.get(Terminal, terminal_id) if _is_row_id(terminal_id) else None
     if terminal is None:
         raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
     return terminal
@@ -265,6 +265,12 @@ def revoke_terminal(session: Session, *, terminal_id: int) -> Terminal:
         session.add(terminal)
         session.flush()
     return terminal
+
+
+def _is_row_id(value: int) -> bool:
+    """Ids are INTEGER columns: a larger number names no row, and SQLite's driver would raise
+    OverflowError on it (a 500) instead of finding nothing."""
+    return 0 < value < 2**31
 
 
 def _require_text(**fields: str) -> None:

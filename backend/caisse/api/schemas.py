@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from caisse.admin import MAX_CREDIT_CENTS
+from caisse.ingest import MAX_RECORDS_PER_BATCH
+from caisse.models import ConventionStatus, VendorKind
+
+# The services check these rules and answer with their own error codes (invalid_uid, ...); the
+# schema states them too (documentation only, json_schema_extra) so that clients, and the
+# fuzzer, know which values are valid.
+UID_HEX_PATTERN = "^([0-9a-fA-F]{8}|[0-9a-fA-F]{14}|[0-9a-fA-F]{20})$"  # 4, 7 or 10 bytes
+_BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """Timestamps are stored in UTC; SQLite gives them back without their offset."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+_NOT_BLANK = {"pattern": r"\S"}  # the services strip spaces and refuse what is left empty
 
 
 class VendorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    kind: str
-    zone: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=_NOT_BLANK)
+    kind: str = Field(json_schema_extra={"enum": [k.value for k in VendorKind]})
+    zone: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
     market: str | None = Field(default=None, max_length=200)
     iban: str | None = Field(default=None, max_length=42)
-    convention_status: str = "active"
+    convention_status: str = Field(default="active", json_schema_extra={"enum": [c.value for c in ConventionStatus]})
     convention_start: date | None = None
     convention_end: date | None = None
 
@@ -29,15 +49,15 @@ class VendorOut(BaseModel):
     convention_start: date | None
     convention_end: date | None
     iban: str | None
-    created_at: datetime
+    created_at: UtcDateTime
     payable_cents: int
 
 
 class HouseholdCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=_NOT_BLANK)
     members: int = Field(ge=1, le=50)
-    zone: str = Field(min_length=1, max_length=100)
+    zone: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
 
 
 class CardOut(BaseModel):
@@ -45,7 +65,7 @@ class CardOut(BaseModel):
     uid: str
     household_id: int
     status: str
-    blocked_at: datetime | None
+    blocked_at: UtcDateTime | None
     sync_version: int
 
 
@@ -54,14 +74,14 @@ class HouseholdOut(BaseModel):
     name: str
     members: int
     zone: str
-    created_at: datetime
+    created_at: UtcDateTime
     balance_cents: int
     cards: list[CardOut]
 
 
 class CreditCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount_cents: int = Field(gt=0)
+    amount_cents: int = Field(gt=0, json_schema_extra={"maximum": MAX_CREDIT_CENTS})
     memo: str | None = Field(default=None, max_length=300)
     reference: str | None = Field(default=None, min_length=1, max_length=120)
 
@@ -76,13 +96,13 @@ class CreditOut(BaseModel):
 class CardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     household_id: int
-    uid: str = Field(min_length=8, max_length=20)
+    uid: str = Field(min_length=8, max_length=20, json_schema_extra={"pattern": UID_HEX_PATTERN})
 
 
 class TerminalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vendor_id: int
-    public_key: str = Field(min_length=130, max_length=130)
+    public_key: str = Field(min_length=130, max_length=130, json_schema_extra={"pattern": "^04[0-9a-fA-F]{128}$"})
 
 
 class TerminalOut(BaseModel):
@@ -91,9 +111,9 @@ class TerminalOut(BaseModel):
     public_key: str
     status: str
     acked_seq: int
-    created_at: datetime
-    last_sync_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    last_sync_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
 
 
 class LedgerSummaryOut(BaseModel):
@@ -103,3 +123,45 @@ class LedgerSummaryOut(BaseModel):
     debits_posted_cents: int
     credits_posted_cents: int
     balance_sum_cents: int
+
+
+# ---- documented for clients (OpenAPI) and checked by tests/fuzz; the routes build these bodies
+# themselves, without validating them on the hot path.
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="a stable code, e.g. unknown_terminal, invalid_batch")
+    detail: str = Field(description="what is wrong, for a human")
+    server_time: int | None = Field(default=None, description="only on a sync 401 clock_skew: the server's unix time")
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` for the error statuses a route can answer, all with the ErrorOut body."""
+    return {code: {"model": ErrorOut, "description": "refused, nothing was changed"} for code in status_codes}
+
+
+class BatchIn(BaseModel):
+    records: list[Annotated[str, Field(json_schema_extra={"pattern": _BASE64_PATTERN})]] = Field(
+        max_length=MAX_RECORDS_PER_BATCH, description="base64 of 154-byte signed records, in seq order")
+
+
+class RecordResultOut(BaseModel):
+    index: int
+    seq: int | None
+    status: str = Field(description="accepted, duplicate or rejected")
+    reason: str | None = None
+    detail: str | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[RecordResultOut]
+    acked_seq: int
+
+
+class SyncOut(BaseModel):
+    server_time: int
+    acked_seq: int
+    cards_version: int
+    full: bool
+    more: bool
+    cards: str = Field(description="base64 of the packed card entries (docs/protocol.md#sync)")
+    limits: dict[str, int]

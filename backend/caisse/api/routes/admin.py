@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from caisse import admin, ledger
 from caisse.api.deps import SessionDep, require_admin
 from caisse.api.schemas import (
+    UID_HEX_PATTERN,
     CardCreate,
     CardOut,
     CreditCreate,
@@ -18,10 +21,12 @@ from caisse.api.schemas import (
     TerminalOut,
     VendorCreate,
     VendorOut,
+    error_responses,
 )
 from caisse.models import Card, Household, Terminal, Vendor
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   responses=error_responses(400, 401, 404, 409, 422))
 
 
 def _vendor_out(vendor: Vendor, payable_cents: int) -> VendorOut:
@@ -97,7 +102,7 @@ def issue_card(body: CardCreate, session: SessionDep) -> CardOut:
 
 
 @router.post("/cards/{uid_hex}/block")
-def block_card(uid_hex: str, session: SessionDep) -> CardOut:
+def block_card(uid_hex: Annotated[str, Path(json_schema_extra={"pattern": UID_HEX_PATTERN})], session: SessionDep) -> CardOut:
     card = admin.block_card(session, uid_hex=uid_hex)
     session.commit()
     return _card_out(card)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from caisse.api.deps import SessionDep, SettingsDep
+from caisse.api.schemas import BatchIn, BatchOut, SyncOut, error_responses
 from caisse.db import writer_turn
 from caisse.errors import CaisseError, InvalidInput
 from caisse.ingest import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, BatchResult, ingest_prepared, prepare_batch
@@ -18,6 +19,10 @@ from caisse.member_codes import MAX_FAILURES_BODY_BYTES, record_failures
 from caisse.sync import MAX_SINCE, sync_terminal
 
 router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
+
+# The body is read by read_batch (size limit first, no model on the hot path): declared here so
+# the OpenAPI schema shows it.
+_BATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": BatchIn.model_json_schema()}}}}
 
 
 class BatchTooLarge(CaisseError):
@@ -56,7 +61,9 @@ async def read_batch(request: Request) -> list[bytes]:
     return decoded
 
 
-@router.post("/{terminal_id}/batches", response_class=Response)
+@router.post("/{terminal_id}/batches", response_class=Response, openapi_extra=_BATCH_BODY,
+             responses={200: {"model": BatchOut, "description": "one result per record"}}
+             | error_responses(400, 403, 413, 422))
 def upload_batch(
     terminal_id: int, records: Annotated[list[bytes], Depends(read_batch)], session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -86,7 +93,7 @@ def batch_response_json(result: BatchResult) -> bytes:
     ).encode()
 
 
-@router.get("/{terminal_id}/sync")
+@router.get("/{terminal_id}/sync", responses={200: {"model": SyncOut}} | error_responses(401, 403, 422))
 def sync(
     terminal_id: int,
     session: SessionDep,
