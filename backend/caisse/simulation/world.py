@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import heapq
-import importlib.util
 import inspect
 import json
 import random
@@ -25,7 +24,7 @@ from sqlalchemy import select
 
 from caisse import admin, allowances, demo_data, ledger, settlement
 from caisse.config import Settings
-from caisse.models import RecordStatus, TransactionRecord
+from caisse.models import Card, RecordStatus, TransactionRecord
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
@@ -103,7 +102,7 @@ class World:
         self.rng = random.Random(f"caisse simulation {config.seed}")
         self.keys = SunKeys(meta_key=self.rng.randbytes(16), master_key=self.rng.randbytes(16))
         self.backend = Backend(database_url=config.database_url, start_s=SETUP_S, extra_settings=card_settings(self.keys))
-        self.auditor = Auditor(sun_check=importlib.util.find_spec("caisse.card_auth") is not None,
+        self.auditor = Auditor(sun_check="card_type" in Card.model_fields,
                                basic_card_max_cents=getattr(self.backend.settings, "basic_card_max_payment_cents", 1 << 31))
         self.posts: list[Post] = []
         self.households: list[Household] = []

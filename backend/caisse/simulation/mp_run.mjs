@@ -1,6 +1,6 @@
 // Run a Python script inside the real MicroPython runtime (official WebAssembly port).
 //
-//   node tests/firmware/mp_run.mjs [--heap BYTES] [--mount HOSTDIR:TARGET]... SCRIPT.py
+//   node backend/caisse/simulation/mp_run.mjs [--heap BYTES] [--mount HOSTDIR:TARGET]... SCRIPT.py
 //
 // Each --mount copies a host folder into MicroPython's in-memory filesystem (the simulated
 // flash), so `/flash/caisse_terminal/...` imports exactly the files that ship to the device.
