@@ -23,6 +23,7 @@ except ImportError:  # CPython
         return x
 
 from . import hal, record
+from .policy import CODE_DIGITS, CODE_OK, CODE_WRONG, LOCKED
 from .log import LogFull
 
 AMOUNT = const(0)
@@ -159,7 +160,7 @@ class Flow:
         self._show_amount_entry()
 
     def _key_pin(self, k: str) -> None:
-        if "0" <= k <= "9" and len(self._pin) < 6:
+        if "0" <= k <= "9" and len(self._pin) < CODE_DIGITS:
             self._pin += k
         elif k == hal.KEY_CORRECT:
             self._pin = self._pin[:-1]
@@ -167,13 +168,26 @@ class Flow:
             self._digits = ""
             self.start()
             return
-        elif k == hal.KEY_VALIDATE and len(self._pin) >= 4:
-            card = self._card
-            self._pin = ""
-            if card is not None:
-                self._pay(card, record.FLAG_PIN)
+        elif k == hal.KEY_VALIDATE and len(self._pin) == CODE_DIGITS and self._card is not None:
+            self._check_code(self._card)
             return
         self._display.show(("Code PIN ?", "*" * len(self._pin), fmt_cents(self.amount_cents)))
+
+    def _check_code(self, card) -> None:
+        """The member code, checked offline; wrong tries are counted in flash first."""
+        outcome = self._policy.check_code(card.uid, self._pin)
+        self._pin = ""
+        if outcome == CODE_OK:
+            self._pay(card, record.FLAG_PIN)
+        elif outcome == CODE_WRONG:
+            self._indicator.decline()
+            left = self._policy.tries_left(card.uid)
+            self._display.show(("Code erroné", "Reste %d essai%s" % (left, "s" if left > 1 else ""),
+                                fmt_cents(self.amount_cents)))
+        else:
+            self._digits = ""
+            self._card = None
+            self._result(LOCKED, False)
 
     def _key_menu(self, k: str) -> None:
         if k == "1":
@@ -201,7 +215,7 @@ class Flow:
             if reason is not None:
                 self._result(reason, False)
                 self._digits = ""
-            elif self._policy.needs_pin(self.amount_cents):
+            elif self._policy.needs_pin(card.uid, self.amount_cents):
                 self._card = card
                 self._pin = ""
                 self._display.show(("Code PIN ?", "", fmt_cents(self.amount_cents)))

@@ -1,14 +1,22 @@
 """Offline policy: may this card pay this amount now, without asking the backend?
 
-- Card table "cards.bin": the sync entries themselves (16 bytes: uid_len u8, uid 10, status u8,
-  balance_cents i32), sorted by (uid_len, uid), looked up by binary search with one 16-byte
-  buffer: 10 000 cards cost 160 KB of flash and no RAM. Blocked cards are the deny list.
+- Card table "cards.bin": the sync entries themselves (32 bytes: uid_len u8, uid 10, status u8,
+  balance_cents i32, code_salt 8, code_verifier 8), sorted by (uid_len, uid), looked up by binary
+  search with one 32-byte buffer: 10 000 cards cost 320 KB of flash and no RAM. Blocked cards are
+  the deny list.
+- Member code: above the code threshold, a card whose household has a code (non-zero verifier)
+  pays only after the member types it: SHA-256(salt || 4 ASCII digits)[:8] == verifier. Wrong
+  tries are counted per card in "codes.json"; after code_max_tries the card is locked on this
+  terminal (every payment refused) until a sync brings a newer entry for it. The counts are
+  reported at sync (sync.py) and then forgotten; a lock is not.
 - Offline budget of a card = its balance at the last sync minus what this terminal took from it
   in records the backend has not acknowledged yet (`spend`, rebuilt from the log).
 - Limits from the sync: maximum per payment, PIN threshold, maximum age of the last sync, void
   window. Kept with the terminal id and the cards version in "config.json".
 """
 
+import binascii
+import hashlib
 import json
 import struct
 
@@ -23,7 +31,14 @@ from . import record
 CARDS_FILE = "cards.bin"
 _CARDS_NEW = "cards.new"
 CONFIG_FILE = "config.json"
-ENTRY_SIZE = const(16)
+ENTRY_SIZE = const(32)
+CODES_FILE = "codes.json"
+CODE_DIGITS = const(4)
+CODE_OK = const(0)
+CODE_WRONG = const(1)
+CODE_LOCKED = const(2)
+_CODE_AT = const(16)  # salt at 16..24, verifier at 24..32
+_NO_CODE = bytes(8)
 _KEY_SIZE = const(11)
 STATUS_ACTIVE = const(0)
 STATUS_BLOCKED = const(1)
@@ -34,6 +49,7 @@ DEFAULT_LIMITS = {
     "pin_threshold_cents": 0,  # 0: never ask for a PIN
     "offline_max_age_s": 259200,
     "void_window_s": 300,
+    "code_max_tries": 3,
 }
 
 # Decline reasons, as the member and the vendor read them (hal.LINE_CHARS per line).
@@ -45,6 +61,7 @@ SYNC_NEEDED = ("Synchronisation", "requise")
 NO_VOID = ("Rien à annuler",)
 VOID_TOO_LATE = ("Annulation", "trop tardive")
 VOID_OTHER_CARD = ("Pas la même", "carte")
+LOCKED = ("Carte verrouillée",)
 
 
 def card_key(uid: bytes, buf) -> None:
@@ -68,6 +85,7 @@ class Policy:
         self.cards_version = 0
         self.last_sync = 0  # server time of the last successful sync, 0: never
         self.limits = dict(DEFAULT_LIMITS)
+        self.codes = {}  # uid hex -> [wrong tries toward the lock, failures not reported, locked]
         self.load()
 
     # ---- persistence ---------------------------------------------------------------------
@@ -80,6 +98,8 @@ class Policy:
             self.cards_version = cfg.get("cards_version", 0)
             self.last_sync = cfg.get("last_sync", 0)
             self.limits.update(cfg.get("limits", {}))
+        raw = self._storage.read(CODES_FILE)
+        self.codes = json.loads(raw) if raw else {}
 
     def save(self) -> None:
         cfg = {"terminal_id": self.terminal_id, "cards_version": self.cards_version,
@@ -93,26 +113,32 @@ class Policy:
         size = self._storage.size(CARDS_FILE)
         return 0 if size < 0 else size // ENTRY_SIZE
 
-    def lookup(self, uid: bytes):
-        """(status, balance_cents) at the last sync, or None for a card the table lacks."""
+    def _find(self, uid: bytes) -> bool:
+        """Binary search; on success the card's entry is in self._entry."""
         key = self._key
         card_key(uid, key)
         entry = self._entry
         lo, hi = 0, self.card_count()
         if hi == 0:
-            return None
+            return False
         with self._storage.reader(CARDS_FILE) as table:
             while lo < hi:
                 mid = (lo + hi) // 2
                 table.readinto(mid * ENTRY_SIZE, entry)
                 c = _compare(entry, key)
                 if c == 0:
-                    return entry[11], struct.unpack_from(">i", entry, 12)[0]
+                    return True
                 if c < 0:
                     lo = mid + 1
                 else:
                     hi = mid
-        return None
+        return False
+
+    def lookup(self, uid: bytes):
+        """(status, balance_cents) at the last sync, or None for a card the table lacks."""
+        if not self._find(uid):
+            return None
+        return self._entry[11], struct.unpack_from(">i", self._entry, 12)[0]
 
     def apply_cards(self, packed, full: bool) -> None:
         """Merge sync entries (16 bytes each) into the table; full: they replace it.
@@ -124,6 +150,7 @@ class Policy:
         for i in range(0, len(packed), ENTRY_SIZE):
             entry = bytes(packed[i:i + ENTRY_SIZE])
             delta[entry[:_KEY_SIZE]] = entry  # a later entry for the same card wins
+        self._unlock(delta)
         new = sorted(delta)
         self._storage.remove(_CARDS_NEW)
         old_count = 0 if full else self.card_count()
@@ -195,15 +222,83 @@ class Policy:
         reason, budget = self.available(uid)
         if reason is not None:
             return reason, 0
+        if self.code_locked(uid):
+            return LOCKED, 0
         if amount_cents > budget:
             return INSUFFICIENT, budget
         if uid not in self.spend and len(self.spend) >= MAX_SPEND_CARDS:
             return SYNC_NEEDED, budget
         return None, budget - amount_cents
 
-    def needs_pin(self, amount_cents: int) -> bool:
+    def needs_pin(self, uid: bytes, amount_cents: int) -> bool:
+        """Above the threshold, for a card whose household has a member code."""
         threshold = self.limits["pin_threshold_cents"]
-        return threshold > 0 and amount_cents >= threshold
+        if threshold <= 0 or amount_cents < threshold or not self._find(uid):
+            return False
+        return bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
+
+    # ---- member codes --------------------------------------------------------------------
+
+    def code_locked(self, uid: bytes) -> bool:
+        state = self.codes.get(_hex(uid))
+        return bool(state and state[2])
+
+    def check_code(self, uid: bytes, code: str) -> int:
+        """CODE_OK, CODE_WRONG (a try counted) or CODE_LOCKED (this try reached the limit)."""
+        if self.code_locked(uid) or not self._find(uid):
+            return CODE_LOCKED
+        entry = self._entry
+        typed = hashlib.sha256(bytes(entry[_CODE_AT:_CODE_AT + 8]) + code.encode()).digest()[:8]
+        name = _hex(uid)
+        state = self.codes.get(name)
+        if len(code) == CODE_DIGITS and typed == bytes(entry[_CODE_AT + 8:]):
+            if state and state[0]:
+                state[0] = 0
+                self._save_codes()
+            return CODE_OK
+        state = self.codes.setdefault(name, [0, 0, 0])
+        state[0] += 1
+        state[1] += 1
+        if state[0] >= self.limits["code_max_tries"]:
+            state[2] = 1
+        self._save_codes()  # before the screen says anything: a power cut must not refund a try
+        return CODE_LOCKED if state[2] else CODE_WRONG
+
+    def tries_left(self, uid: bytes) -> int:
+        state = self.codes.get(_hex(uid))
+        return self.limits["code_max_tries"] - (state[0] if state else 0)
+
+    def code_failures(self) -> bytes:
+        """The code-failures report: uid_len, uid 10, failures u16, locked u8, reserved u8."""
+        out = bytearray()
+        for name, (_, failures, locked) in self.codes.items():
+            if failures or locked:
+                uid = binascii.unhexlify(name)
+                out += struct.pack(">B10sHBB", len(uid), uid, min(failures, 0xFFFF), locked, 0)
+        return bytes(out)
+
+    def forget_reported_codes(self) -> None:
+        """After the backend stored the report: counts restart from zero, locks stay."""
+        for state in self.codes.values():
+            state[1] = 0
+        self._save_codes()
+
+    def _unlock(self, delta) -> None:
+        """A newer entry for a card ends its lock and its tries on this terminal."""
+        changed = False
+        for key in delta:
+            state = self.codes.get(_hex(key[1:1 + key[0]]))
+            if state and (state[0] or state[2]):
+                state[0] = state[2] = 0
+                changed = True
+        if changed:
+            self._save_codes()
+
+    def _save_codes(self) -> None:
+        for name in [n for n, state in self.codes.items() if not any(state)]:
+            del self.codes[name]
+        self._storage.replace(CODES_FILE, json.dumps(self.codes).encode())
+        self._storage.sync()
 
     def check_void(self, uid: bytes):
         """(decline reason or None, the record to void) for the terminal's last record."""
@@ -216,6 +311,10 @@ class Policy:
         if rec.card_uid != uid:
             return VOID_OTHER_CARD, None
         return None, rec
+
+
+def _hex(uid) -> str:
+    return binascii.hexlify(bytes(uid)).decode()
 
 
 def _compare(entry, key) -> int:

@@ -10,7 +10,8 @@ It raises OSError when the network is down. Order of one sync():
    reported; records rejected without being stored are not sent again;
 3. GET /sync (signed, with the 401 clock_skew dance), merge the card entries, set the clock and
    limits, and only then acknowledge acked_seq to the log: the balances and the reclaim are
-   from the same answer, so the offline spend never forgets a record the balance lacks.
+   from the same answer, so the offline spend never forgets a record the balance lacks;
+4. POST the wrong member-code counts (code-failures, signed), forgotten after a 200.
 After a failure, sync is retried with exponential backoff (due()).
 """
 
@@ -26,12 +27,14 @@ except ImportError:  # CPython
         return x
 
 from . import record
+from .policy import ENTRY_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
 BACKOFF_MIN_S = const(15)
 BACKOFF_MAX_S = const(900)
 SYNC_DOMAIN = b"caisse-sync-v1"
+CODE_FAILURES_DOMAIN = b"caisse-code-failures-v1"
 
 
 class SyncError(Exception):
@@ -40,6 +43,11 @@ class SyncError(Exception):
 
 def sync_digest(terminal_id: int, time: int, since: int) -> bytes:
     return hashlib.sha256(SYNC_DOMAIN + struct.pack(">III", terminal_id, time, since)).digest()
+
+
+def code_failures_digest(terminal_id: int, time: int, body: bytes) -> bytes:
+    message = CODE_FAILURES_DOMAIN + struct.pack(">II", terminal_id, time) + hashlib.sha256(body).digest()
+    return hashlib.sha256(message).digest()
 
 
 class Report:
@@ -52,6 +60,7 @@ class Report:
         self.rejected = []  # (seq, reason)
         self.acked_seq = 0
         self.cards = 0
+        self.code_failures = 0  # cards whose wrong member codes were reported
         self.error: "str | None" = None
 
     def __repr__(self) -> str:
@@ -88,6 +97,7 @@ class SyncClient:
             self._log.sign_pending(self._signer, limit=1000)
             self._upload(report)
             self._fetch(report)
+            self._report_code_failures(report)
         except (OSError, SyncError, ValueError, KeyError) as e:
             report.error = "%s: %s" % (type(e).__name__, e)
             self.failures += 1
@@ -152,7 +162,7 @@ class SyncClient:
             # (WebAssembly and other ports without the C module) only bytes.
             packed = binascii.a2b_base64((answer.get("cards") or "").encode())
             policy.apply_cards(packed, bool(answer.get("full")))
-            report.cards += len(packed) // 16
+            report.cards += len(packed) // ENTRY_SIZE
             policy.cards_version = answer["cards_version"]
             policy.limits.update(answer.get("limits") or {})
             self._clock.set(int(answer["server_time"]))
@@ -167,6 +177,23 @@ class SyncClient:
             self._log.acknowledge(first_acked)
             report.acked_seq = max(report.acked_seq, first_acked)
         policy.rebuild_spend()
+
+
+    def _report_code_failures(self, report: Report) -> None:
+        """POST the wrong-code counts (after the fetch: the clock is the server's by then)."""
+        policy = self._policy
+        body = policy.code_failures()
+        if not body:
+            return
+        now = self._clock.now()
+        sig = self._signer.sign_digest(code_failures_digest(policy.terminal_id, now, body))
+        headers = {"Content-Type": "application/octet-stream", "X-Caisse-Time": str(now),
+                   "X-Caisse-Signature": binascii.hexlify(sig).decode()}
+        status, raw = self._transport("POST", self._path("code-failures"), headers, body)
+        if status != 200:
+            raise SyncError("code-failures %d %s" % (status, _error_code(raw)))
+        policy.forget_reported_codes()
+        report.code_failures = len(body) // 15
 
 
 def _error_code(raw) -> str:

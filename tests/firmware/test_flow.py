@@ -9,7 +9,7 @@ from tests.firmware.mpy_runtime import ROOT, run
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
-from caisse_terminal import flow, log, policy, record  # noqa: E402
+from caisse_terminal import flow, log, policy, record, sim  # noqa: E402
 
 
 def records(r: rig.Rig):
@@ -130,12 +130,45 @@ def test_pin_is_asked_above_the_threshold_and_flagged_in_the_record():
     assert r.display.lines[1] == "**"
     r.keys("V")  # too short: still waiting
     assert r.flow.state == flow.PIN
-    r.keys("34V")
+    r.keys("345V")  # a fifth digit is not taken
+    assert r.display.lines[:2] == ["Code erroné", "Reste 2 essais"] and r.flow.state == flow.PIN
+    assert records(r) == []
+    r.keys(rig.CODE + "V")
     assert r.display.lines[0] == "Paiement accepté"
     assert records(r)[0].flags == record.FLAG_PIN
+    assert r.terminal.policy.tries_left(rig.CAROL) == 3  # a right code starts the count again
     r.keys("V")
     r.pay("10", rig.CAROL)
     assert records(r)[1].flags == 0
+    r.keys("V")
+    assert "Paiement accepté" in r.pay("50", rig.ALICE)  # no member code in Alice's household
+
+
+def test_wrong_codes_lock_the_card_on_this_terminal_until_a_newer_entry_and_are_reported():
+    files = {}
+    rig.provision(sim.MemoryStorage(files), limits={"pin_threshold_cents": 5000})
+    r = rig.Rig(files=files)
+    for attempt in ("1111", "2222"):
+        r.keys("60V")
+        r.tap(rig.CAROL)
+        r.keys(attempt + "V")
+        assert r.display.lines[0] == "Code erroné"
+        r.keys("X")
+    r.keys("60V")
+    r.tap(rig.CAROL)
+    r.keys("3333V")
+    assert r.display.text() == "Carte verrouillée" and r.beeper.events[-1] == "decline"
+    r.keys("V")
+    assert r.pay("1", rig.CAROL) == "Carte verrouillée"  # below the threshold too
+    assert rig.Rig(files=files).pay("1", rig.CAROL) == "Carte verrouillée"  # kept in flash
+    pol = r.terminal.policy
+    assert pol.code_failures() == bytes([7]) + rig.CAROL + bytes(3) + b"\x00\x03\x01\x00"
+    pol.forget_reported_codes()
+    assert pol.code_failures() == bytes([7]) + rig.CAROL + bytes(3) + b"\x00\x00\x01\x00"
+    pol.apply_cards(rig.entry(rig.CAROL, 0, 90000, rig.CODE), False)  # the next sync's entry
+    assert pol.code_failures() == b"" and not pol.code_locked(rig.CAROL)
+    r.keys("V")
+    assert "Paiement accepté" in r.pay("1", rig.CAROL)
 
 
 def test_void_of_the_last_payment_with_the_same_card_within_the_window():

@@ -1,7 +1,9 @@
 """Sync client against a fake backend that checks records with the backend's own codec."""
 
 import base64
+import hashlib
 import json
+import struct
 import sys
 
 from caisse import protocol
@@ -204,9 +206,13 @@ sys.path.insert(0, '/scenarios')
 import binascii, json
 import rig
 
-CARDS = rig.entry(rig.ALICE, 1, 5000) + rig.entry(rig.CAROL, 0, 700)
+CARDS = rig.entry(rig.ALICE, 1, 5000) + rig.entry(rig.CAROL, 0, 700, rig.CODE)
+posted = []
 
 def backend(method, path, headers, body):
+    if method == "POST":
+        posted.append((path, headers, body))
+        return 200, json.dumps({"recorded": len(body) // 15}).encode()
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
     return 200, json.dumps({"server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
                             "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
@@ -214,12 +220,25 @@ def backend(method, path, headers, body):
 
 r = rig.Rig(transport=backend, cards=b"")
 report = r.terminal.sync_now()
-print(report.error, report.cards, r.terminal.policy.cards_version, r.terminal.policy.lookup(rig.CAROL))
+pol = r.terminal.policy
+print(report.error, report.cards, pol.cards_version, pol.lookup(rig.CAROL))
+print(pol.check_code(rig.CAROL, '0000'), pol.check_code(rig.CAROL, '1357'), pol.check_code(rig.CAROL, rig.CODE))
+report = r.terminal.sync_now()
+path, headers, body = posted[0]
+print(report.error, report.code_failures, path, headers['X-Caisse-Time'], headers['X-Caisse-Signature'],
+      binascii.hexlify(body).decode(), pol.code_failures())
 """
 
 
 def test_the_card_table_from_a_sync_answer_decodes_under_micropython():
     # The answer's base64 is a str; MicroPython's binascii (the WebAssembly port's) takes bytes.
     from tests.firmware.mpy_runtime import run
-    out = run(MICROPYTHON_CARD_SYNC, mounts={ROOT / "tests/firmware/scenarios": "/scenarios"})
-    assert out.split() == ["None", "2", "9", "(0,", "700)"]
+    out = run(MICROPYTHON_CARD_SYNC, mounts={ROOT / "tests/firmware/scenarios": "/scenarios"}).splitlines()
+    assert out[0].split() == ["None", "2", "9", "(0,", "700)"]
+    assert out[1].split() == ["1", "1", "0"]  # wrong, wrong, right (member code checked with hashlib)
+    error, count, path, t, signature, body, after = out[2].split()
+    assert (error, count, path, after) == ("None", "1", "/v1/terminals/7/code-failures", "b''")
+    assert bytes.fromhex(body) == bytes([7]) + rig.CAROL + bytes(3) + b"\x00\x02\x00\x00"
+    digest = hashlib.sha256(b"caisse-code-failures-v1" + struct.pack(">II", 7, int(t))
+                            + hashlib.sha256(bytes.fromhex(body)).digest()).digest()
+    assert protocol.verify_digest(PUBLIC, digest, bytes.fromhex(signature))

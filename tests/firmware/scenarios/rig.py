@@ -1,6 +1,7 @@
 """A terminal on simulated peripherals, for tests under CPython and MicroPython alike."""
 
 import binascii
+import hashlib
 import struct
 
 from caisse_terminal import policy as policy_module
@@ -17,11 +18,14 @@ CAROL = b"\x04\xde\x5f\x1e\xac\xc0\x40"
 MALLORY = b"\x01\x02\x03\x04"  # blocked
 
 
-def entry(uid: bytes, status: int, balance_cents: int) -> bytes:
-    return struct.pack(">B10sBi", len(uid), uid, status, balance_cents)
+def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242") -> bytes:
+    """A 32-byte sync entry; with a member code, its salt and verifier (docs/protocol.md)."""
+    verifier = hashlib.sha256(salt + code.encode()).digest()[:8] if code else bytes(8)
+    return struct.pack(">B10sBi8s8s", len(uid), uid, status, balance_cents, salt if code else bytes(8), verifier)
 
 
-CARDS = entry(ALICE, 0, 5000) + entry(BOB, 0, 300) + entry(CAROL, 0, 100000) + entry(MALLORY, 1, 9999)
+CODE = "2468"  # CAROL's household member code
+CARDS = entry(ALICE, 0, 5000) + entry(BOB, 0, 300) + entry(CAROL, 0, 100000, CODE) + entry(MALLORY, 1, 9999)
 
 
 def provision(storage, now=T0, cards=CARDS, limits=None) -> None:
