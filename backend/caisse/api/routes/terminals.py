@@ -121,7 +121,12 @@ async def read_code_failures(request: Request) -> bytes:
     return bytes(body)
 
 
-@router.post("/{terminal_id}/code-failures")
+_CODE_FAILURES_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
+    "schema": {"type": "string", "format": "binary", "description": "packed 15-byte entries (docs/protocol.md)"}}}}}
+
+
+@router.post("/{terminal_id}/code-failures", openapi_extra=_CODE_FAILURES_BODY,
+             responses=error_responses(401, 403, 413, 422))
 def report_code_failures(
     terminal_id: int,
     body: Annotated[bytes, Depends(read_code_failures)],
