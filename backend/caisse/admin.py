@@ -46,19 +46,8 @@ def create_vendor(
     convention_status: str = ConventionStatus.ACTIVE, convention_start: date | None = None,
     convention_end: date | None = None,
 ) -> Vendor:
-    if kind not in VendorKind.__members__.values():
-        raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(k.value for k in VendorKind)}")
-    if convention_status not in ConventionStatus.__members__.values():
-        raise InvalidInput("invalid_convention_status", f"convention_status must be one of {', '.join(ConventionStatus)}")
-    if iban is not None:
-        iban = iban.replace(" ", "").upper()
-        if not _IBAN.match(iban):
-            raise InvalidInput("invalid_iban", "the IBAN is not well formed")
-        from caisse.settlement import iban_problem  # checksum, country length, bank code (schwifty)
-
-        problem = iban_problem(iban)
-        if problem is not None:
-            raise InvalidInput("invalid_iban", problem)
+    iban = _checked_vendor_fields(kind=kind, convention_status=convention_status, iban=iban,
+                                  convention_start=convention_start, convention_end=convention_end)
     _require_text(name=name, zone=zone)
     vendor = Vendor(name=name.strip(), kind=kind, zone=zone.strip(), market=(market or None), iban=iban,
                     convention_status=convention_status, convention_start=convention_start or date.today(),
@@ -68,6 +57,46 @@ def create_vendor(
     assert vendor.id is not None
     ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind="vendor_payable")
     return vendor
+
+
+def update_vendor(
+    session: Session, *, vendor_id: int, name: str, kind: str, zone: str, market: str | None, iban: str | None,
+    convention_status: str, convention_start: date | None, convention_end: date | None,
+) -> Vendor:
+    """Every editable field at once (the console's form); the same rules as create_vendor."""
+    vendor = get_vendor(session, vendor_id=vendor_id)
+    iban = _checked_vendor_fields(kind=kind, convention_status=convention_status, iban=iban,
+                                  convention_start=convention_start, convention_end=convention_end)
+    _require_text(name=name, zone=zone)
+    vendor.sqlmodel_update({"name": name.strip(), "kind": kind, "zone": zone.strip(), "market": market or None, "iban": iban,
+                            "convention_status": convention_status, "convention_start": convention_start,
+                            "convention_end": convention_end})
+    session.add(vendor)
+    session.flush()
+    return vendor
+
+
+def _checked_vendor_fields(
+    *, kind: str, convention_status: str, iban: str | None, convention_start: date | None, convention_end: date | None,
+) -> str | None:
+    """Raise InvalidInput for a field breaking a rule; returns the IBAN without spaces, upper-case."""
+    if kind not in VendorKind.__members__.values():
+        raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(k.value for k in VendorKind)}")
+    if convention_status not in ConventionStatus.__members__.values():
+        raise InvalidInput("invalid_convention_status", f"convention_status must be one of {', '.join(ConventionStatus)}")
+    if convention_start and convention_end and convention_end < convention_start:
+        raise InvalidInput("invalid_convention_dates", "the accreditation ends before it starts")
+    if iban is None:
+        return None
+    iban = iban.replace(" ", "").upper()
+    if not _IBAN.match(iban):
+        raise InvalidInput("invalid_iban", "the IBAN is not well formed")
+    from caisse.settlement import iban_problem  # checksum, country length, bank code (schwifty)
+
+    problem = iban_problem(iban)
+    if problem is not None:
+        raise InvalidInput("invalid_iban", problem)
+    return iban
 
 
 def get_vendor(session: Session, *, vendor_id: int) -> Vendor:
@@ -103,6 +132,17 @@ def get_household(session: Session, *, household_id: int) -> Household:
     household = session.get(Household, household_id) if _is_row_id(household_id) else None
     if household is None:
         raise NotFound("household_not_found", f"no household {household_id}")
+    return household
+
+
+def update_household(session: Session, *, household_id: int, name: str, members: int, zone: str) -> Household:
+    household = get_household(session, household_id=household_id)
+    _require_text(name=name, zone=zone)
+    if members < 1:
+        raise InvalidInput("invalid_members", "a household has at least one member")
+    household.sqlmodel_update({"name": name.strip(), "members": members, "zone": zone.strip()})
+    session.add(household)
+    session.flush()
     return household
 
 

@@ -7,6 +7,7 @@ commit together or not at all. Events are never updated or deleted.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -31,13 +32,14 @@ def record(session: Session, *, actor: str, action: str, subject: str, detail: d
 
 
 def events(
-    session: Session, *, subject: str | None = None, actor: str | None = None, action_prefix: str | None = None,
-    limit: int = 100,
+    session: Session, *, subjects: Collection[str] | None = None, actor: str | None = None,
+    action_prefix: str | None = None, limit: int = 100,
 ) -> list[AuditEvent]:
-    """The newest events first, optionally for one subject, one actor or one family of actions."""
+    """The newest events first, optionally about some subjects, by one actor, or of one family of
+    actions ("card." for every card action)."""
     query = select(AuditEvent)
-    if subject is not None:
-        query = query.where(AuditEvent.subject == subject)  # type: ignore[arg-type]
+    if subjects is not None:
+        query = query.where(AuditEvent.subject.in_(list(subjects)))  # type: ignore[union-attr]
     if actor is not None:
         query = query.where(AuditEvent.actor == actor)  # type: ignore[arg-type]
     if action_prefix is not None:

@@ -29,7 +29,7 @@ from caisse import accounts
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 from caisse.models import Role
-from tests.backend.conftest import TestClient, engine, make_settings, settings, sqlite_template  # noqa: F401 (fixtures)
+from tests.backend.conftest import TestClient, engine, make_settings, session, settings, sqlite_template  # noqa: F401 (fixtures)
 
 PASSWORD = "mot-de-passe-de-test"
 EMAILS = {role: f"{role.value}@caisse.test" for role in Role}
@@ -37,6 +37,20 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 SERVER_START_TIMEOUT_S = 15.0
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing() -> Iterator[None]:
+    """argon2 with the smallest cost in tests: the recommended cost (tested in test_access) takes
+    ~0.3 s a hash on a busy CI machine, and every test signs in."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts, "_hasher", cheap)
+        patch.setattr(accounts, "_DUMMY_HASH", cheap.hash("not a password of anyone"))
+        yield
 
 
 def create_users(session: Session) -> dict[Role, str]:

@@ -29,6 +29,7 @@ MESSAGES = {
     "invalid_role": "Rôle inconnu.",
     "invalid_password": "Le mot de passe doit compter au moins 10 caractères.",
     "user_exists": "Un compte existe déjà pour cette adresse.",
+    "invalid_date": "Date invalide (attendu : jour/mois/année).",
     "invalid_form": "Formulaire incomplet ou mal rempli.",
 }
 

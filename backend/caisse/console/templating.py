@@ -22,6 +22,13 @@ from caisse.console.deps import CSRF_FIELD, PAGE_ROLES, SIGN_IN_CSRF_COOKIE
 from caisse.money import euros
 
 FLASH_COOKIE = "caisse_flash"
+# French names of the stored codes, for display and for the options of <select>s.
+LABELS = {
+    "kind": {"producer": "Producteur", "market_stall": "Étal de marché", "shop": "Commerce", "epicerie": "Épicerie",
+             "cooperative": "Coopérative", "bakery": "Boulangerie", "other": "Autre"},
+    "convention": {"pending": "En attente", "active": "Conventionné", "suspended": "Suspendu", "ended": "Terminé"},
+    "terminal": {"active": "En service", "suspect": "À vérifier", "revoked": "Révoqué"},
+}
 ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
 CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -40,10 +47,12 @@ NAV = [
 ]
 
 
-def local_time(moment: datetime | date | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
-    """A stored UTC time as Paris local time, '—' when there is none."""
+def local_time(moment: datetime | date | int | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """A stored UTC time (or unix seconds) as Paris local time, '—' when there is none."""
     if moment is None:
         return "—"
+    if isinstance(moment, int):
+        moment = datetime.fromtimestamp(moment, UTC)
     if not isinstance(moment, datetime):
         return moment.strftime("%d/%m/%Y")
     if moment.tzinfo is None:
@@ -69,6 +78,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
             "euros": euros,
             "local_time": local_time,
             "role_labels": ROLE_LABELS,
+            "labels": LABELS,
             "nav": [(label, path, path == request.url.path or request.url.path.startswith(path + "/"))
                     for key, label, path in NAV if user and user.role in PAGE_ROLES[key]],
             "flash": unquote(flash) if flash else None,

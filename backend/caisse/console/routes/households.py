@@ -1,7 +1,113 @@
-"""households pages."""
+"""Households: search, enrol, edit, their allowance and contributions, cards, payments."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from caisse import admin, audit, directory
+from caisse.console.deps import CurrentUser, DbSession, require_page
+from caisse.console.messages import french
+from caisse.console.templating import redirect, render
+from caisse.errors import CaisseError, InvalidInput, NotFound
+
+router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
+Text = Annotated[str, Form()]
+
+
+@router.get("")
+def households(request: Request, session: DbSession, q: str = "") -> Response:
+    rows = directory.search_households(session, query=q, limit=100)
+    return render(request, "households/list.html", title="Foyers", rows=rows, q=q)
+
+
+@router.get("/new")
+def new_household(request: Request) -> Response:
+    return render(request, "households/new.html", title="Inscrire un foyer", form={}, error=None)
+
+
+@router.post("")
+def enrol(request: Request, session: DbSession, user: CurrentUser, name: Text = "", members: Text = "",
+          zone: Text = "") -> Response:
+    form = {"name": name, "members": members, "zone": zone}
+    try:
+        household = admin.create_household(session, name=name, members=_members(members), zone=zone)
+    except CaisseError as error:
+        return render(request, "households/new.html", status_code=error.status_code, title="Inscrire un foyer",
+                      form=form, error=french(error))
+    audit.record(session, actor=user.email, action="household.enrol", subject=f"household:{household.id}",
+                 detail={"name": household.name, "members": household.members, "zone": household.zone})
+    session.commit()
+    return redirect(f"/console/households/{household.id}", flash=f"Foyer « {household.name} » inscrit.")
+
+
+@router.get("/{household_id}")
+def household(request: Request, session: DbSession, household_id: int) -> Response:
+    return _detail(request, session, household_id)
+
+
+@router.post("/{household_id}")
+def edit(request: Request, session: DbSession, user: CurrentUser, household_id: int, name: Text = "",
+         members: Text = "", zone: Text = "") -> Response:
+    try:
+        before = admin.get_household(session, household_id=household_id).model_dump(include={"name", "members", "zone"})
+        after = admin.update_household(session, household_id=household_id, name=name, members=_members(members), zone=zone)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, household_id, status_code=error.status_code, edit_error=french(error))
+    audit.record(session, actor=user.email, action="household.edit", subject=f"household:{household_id}",
+                 detail={"before": before, "after": after.model_dump(include={"name", "members", "zone"})})
+    session.commit()
+    return redirect(f"/console/households/{household_id}", flash="Foyer modifié.")
+
+
+@router.post("/{household_id}/cards")
+def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "") -> Response:
+    uid_hex = uid.replace(" ", "").replace(":", "").lower()
+    try:
+        card = admin.issue_card(session, household_id=household_id, uid_hex=uid_hex)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error),
+                       uid=uid)
+    audit.record(session, actor=user.email, action="card.issue", subject=f"card:{card.uid.hex()}",
+                 detail={"household_id": household_id})
+    session.commit()
+    return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
+
+
+@router.post("/{household_id}/cards/{uid}/block")
+def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
+    card = admin.get_card(session, uid_hex=uid)
+    if card.household_id != household_id:
+        raise NotFound("card_not_found", f"card {uid} is not a card of household {household_id}")
+    admin.block_card(session, uid_hex=uid)
+    audit.record(session, actor=user.email, action="card.block", subject=f"card:{card.uid.hex()}",
+                 detail={"household_id": household_id, "reason": "lost"})
+    session.commit()
+    return redirect(f"/console/households/{household_id}",
+                    flash=f"Carte {card.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
+
+
+def _detail(request: Request, session: DbSession, household_id: int, *, status_code: int = 200, **extra: Any) -> Response:
+    household = admin.get_household(session, household_id=household_id)
+    cards = admin.household_cards(session, household_id=household_id)
+    subjects = [f"household:{household_id}", *(f"card:{card.uid.hex()}" for card in cards)]
+    return render(
+        request, "households/detail.html", status_code=status_code, title=household.name, household=household,
+        balance_cents=admin.household_balance_cents(session, household_id=household_id),
+        cards=cards,
+        allowances=directory.household_allowances(session, household_id=household_id),
+        contributions=directory.household_contributions(session, household_id=household_id),
+        payments=directory.household_payments(session, household_id=household_id),
+        history=audit.events(session, subjects=subjects, limit=20),
+        **{"edit_error": None, "card_error": None, "uid": "", **extra},
+    )
+
+
+def _members(text: str) -> int:
+    if not text.strip().isdigit():
+        raise InvalidInput("invalid_members", "members must be a whole number")
+    return int(text)

@@ -1,0 +1,192 @@
+"""Read-side queries for the people who run the caisse: find a household or a vendor, a
+household's payments, allowances and contributions, and how each terminal is doing.
+
+Nothing here writes. Lists are bounded (`limit`); searches match a name, a neighbourhood, an id
+or a card UID, case-insensitively.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlmodel import Session
+
+from caisse import ledger
+from caisse.models import (
+    Card,
+    CardStatus,
+    Contribution,
+    Household,
+    LedgerTransfer,
+    RecordStatus,
+    ReviewStatus,
+    SettlementItem,
+    Terminal,
+    TransactionRecord,
+    Vendor,
+)
+from caisse.protocol import Kind
+
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdRow:
+    household: Household
+    balance_cents: int
+    active_cards: int
+    cards: int
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    record_id: int
+    time_s: int  # the terminal's clock, unix seconds
+    vendor_name: str
+    terminal_id: int
+    seq: int
+    is_void: bool
+    amount_cents: int
+    status: str  # accepted | rejected
+    reason: str | None  # why rejected
+    review: str | None  # held | released | rejected
+    voided: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MonthAmount:
+    month: str  # YYYY-MM
+    amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class VendorRow:
+    vendor: Vendor
+    terminals: int
+    payable_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRow:
+    terminal: Terminal
+    vendor_name: str
+    unsettled: int  # accepted records no settlement run has paid yet
+    held: int  # accepted records waiting for a person's decision (caisse.review)
+    rejected: int  # records stored as rejected (business reasons)
+    last_record_at: datetime | None  # when the backend received its latest record
+
+
+def search_households(session: Session, *, query: str = "", limit: int = 50) -> list[HouseholdRow]:
+    """Households matching `query` (name, neighbourhood, id, or a card UID in hex), newest first."""
+    cards = (select(Card.household_id, func.count().label("cards"),
+                    func.sum(case((Card.status == CardStatus.ACTIVE, 1), else_=0)).label("active"))  # type: ignore[arg-type]
+             .group_by(Card.household_id).subquery())
+    statement = (select(Household, func.coalesce(cards.c.cards, 0), func.coalesce(cards.c.active, 0))
+                 .outerjoin(cards, cards.c.household_id == Household.id))
+    query = query.strip()
+    if query:
+        statement = statement.where(_household_matches(query))
+    rows = session.execute(statement.order_by(Household.id.desc()).limit(min(limit, MAX_LIMIT))).all()  # type: ignore[union-attr]
+    balances = ledger.balances_by_code(session, codes=[ledger.member_code(h.id or 0) for h, _, _ in rows])
+    return [HouseholdRow(household=h, balance_cents=balances.get(ledger.member_code(h.id or 0), 0),
+                         cards=int(total), active_cards=int(active)) for h, total, active in rows]
+
+
+def _household_matches(query: str) -> ColumnElement[bool]:
+    pattern = f"%{query.lower()}%"
+    conditions = [func.lower(Household.name).like(pattern), func.lower(Household.zone).like(pattern)]
+    if query.isdigit():
+        conditions.append(Household.id == int(query))  # type: ignore[arg-type]
+    try:
+        uid = bytes.fromhex(query)
+    except ValueError:
+        uid = b""
+    if len(uid) >= 4:
+        conditions.append(Household.id.in_(select(Card.household_id).where(Card.uid == uid)))  # type: ignore[union-attr]
+    return or_(*conditions)
+
+
+def household_payments(session: Session, *, household_id: int, limit: int = 50) -> list[Payment]:
+    """The household's records, newest first. (transaction_record.household_id has no index: the
+    ingestion hot path pays for every index; a household's page scans the records.)"""
+    rows = session.execute(
+        select(TransactionRecord, Vendor.name)
+        .join(Terminal, Terminal.id == TransactionRecord.terminal_id)  # type: ignore[arg-type]
+        .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
+        .where(TransactionRecord.household_id == household_id)  # type: ignore[arg-type]
+        .order_by(TransactionRecord.time.desc(), TransactionRecord.id.desc())  # type: ignore[attr-defined]
+        .limit(min(limit, MAX_LIMIT))
+    ).all()
+    return [Payment(record_id=r.id or 0, time_s=r.time, vendor_name=name, terminal_id=r.terminal_id, seq=r.seq,
+                    is_void=r.kind == Kind.VOID, amount_cents=r.amount_cents, status=r.status, reason=r.reason,
+                    review=r.review, voided=r.voided) for r, name in rows]
+
+
+def household_allowances(session: Session, *, household_id: int, limit: int = 12) -> list[MonthAmount]:
+    """Monthly allowance credits, newest month first (references allowance:{household}:{YYYY-MM},
+    read as a range so the unique index on reference serves the query)."""
+    prefix = f"allowance:{household_id}:"
+    rows = session.execute(
+        select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
+        .where(LedgerTransfer.reference >= prefix, LedgerTransfer.reference < prefix[:-1] + ";")  # type: ignore[arg-type]
+        .order_by(LedgerTransfer.reference.desc()).limit(min(limit, MAX_LIMIT))  # type: ignore[attr-defined]
+    ).all()
+    return [MonthAmount(month=reference.removeprefix(prefix), amount_cents=amount) for reference, amount in rows]
+
+
+def household_contributions(session: Session, *, household_id: int, limit: int = 12) -> list[MonthAmount]:
+    """Contributions summed by month, newest month first."""
+    rows = session.execute(
+        select(Contribution.month, func.sum(Contribution.amount_cents))
+        .where(Contribution.household_id == household_id)  # type: ignore[arg-type]
+        .group_by(Contribution.month).order_by(Contribution.month.desc()).limit(min(limit, MAX_LIMIT))  # type: ignore[attr-defined]
+    ).all()
+    return [MonthAmount(month=month, amount_cents=int(total)) for month, total in rows]
+
+
+def search_vendors(session: Session, *, query: str = "", limit: int = 100) -> list[VendorRow]:
+    """Vendors matching `query` (name, kind, market, neighbourhood, id), by name."""
+    terminals = select(Terminal.vendor_id, func.count().label("n")).group_by(Terminal.vendor_id).subquery()
+    statement = (select(Vendor, func.coalesce(terminals.c.n, 0))
+                 .outerjoin(terminals, terminals.c.vendor_id == Vendor.id))
+    query = query.strip()
+    if query:
+        pattern = f"%{query.lower()}%"
+        conditions = [func.lower(column).like(pattern) for column in (Vendor.name, Vendor.kind, Vendor.market, Vendor.zone)]
+        if query.isdigit():
+            conditions.append(Vendor.id == int(query))  # type: ignore[arg-type]
+        statement = statement.where(or_(*conditions))  # type: ignore[arg-type]
+    rows = session.execute(statement.order_by(Vendor.name, Vendor.id).limit(min(limit, MAX_LIMIT))).all()  # type: ignore[arg-type]
+    payables = ledger.balances_by_code(session, codes=[ledger.vendor_payable_code(v.id or 0) for v, _ in rows])
+    return [VendorRow(vendor=v, terminals=int(n), payable_cents=payables.get(ledger.vendor_payable_code(v.id or 0), 0))
+            for v, n in rows]
+
+
+def terminal_rows(session: Session, *, vendor_id: int | None = None, status: str | None = None) -> list[TerminalRow]:
+    """Every terminal (of one vendor, or in one status) with its record counts, by id."""
+    record = TransactionRecord.__table__  # type: ignore[attr-defined]
+    item = SettlementItem.__table__  # type: ignore[attr-defined]
+    accepted = record.c.status == str(RecordStatus.ACCEPTED)
+    counts = (
+        select(
+            record.c.terminal_id,
+            func.sum(case((and_(accepted, item.c.record_id.is_(None)), 1), else_=0)).label("unsettled"),
+            func.sum(case((and_(accepted, record.c.review == str(ReviewStatus.HELD)), 1), else_=0)).label("held"),
+            func.sum(case((record.c.status == str(RecordStatus.REJECTED), 1), else_=0)).label("rejected"),
+            func.max(record.c.received_at).label("last_record_at"),
+        )
+        .select_from(record.outerjoin(item, item.c.record_id == record.c.id))
+        .group_by(record.c.terminal_id).subquery()
+    )
+    statement = (select(Terminal, Vendor.name, counts.c.unsettled, counts.c.held, counts.c.rejected, counts.c.last_record_at)
+                 .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
+                 .outerjoin(counts, counts.c.terminal_id == Terminal.id))
+    if vendor_id is not None:
+        statement = statement.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
+    if status is not None:
+        statement = statement.where(Terminal.status == status)  # type: ignore[arg-type]
+    return [TerminalRow(terminal=t, vendor_name=name, unsettled=int(unsettled or 0), held=int(held or 0),
+                        rejected=int(rejected or 0), last_record_at=last)
+            for t, name, unsettled, held, rejected, last in session.execute(statement.order_by(Terminal.id)).all()]  # type: ignore[arg-type]

@@ -1,0 +1,191 @@
+"""Households, vendors and terminals pages: every change goes through a service and leaves an
+audit event; bad input gets a French message and changes nothing (in-process, both databases)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from caisse import admin, audit
+from caisse.db import session_factory
+from caisse.models import AuditEvent, CardStatus, Household, Role, TerminalStatus
+from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
+
+IBAN = "FR7630006000011234567890189"
+TERMINAL_KEY = "04" + "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296" \
+                      "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
+
+
+def _events(engine: Engine, action: str) -> list[AuditEvent]:
+    with session_factory(engine)() as session:
+        return audit.events(session, action_prefix=action)
+
+
+def _seed(engine: Engine) -> dict[str, int]:
+    with session_factory(engine)() as session:
+        vendor = admin.create_vendor(session, name="Ferme des Lilas", kind="producer", zone="Nord", iban=IBAN)
+        household = admin.create_household(session, name="Famille Diallo", members=4, zone="Mosson")
+        assert vendor.id and household.id
+        admin.issue_card(session, household_id=household.id, uid_hex="04a1b2c3d4e5f6")
+        terminal = admin.register_terminal(session, vendor_id=vendor.id, public_key_hex=TERMINAL_KEY)
+        session.commit()
+        return {"vendor": vendor.id, "household": household.id, "terminal": terminal.id or 0}
+
+
+def test_enrolling_a_household_creates_it_and_audits_who_did(console_client: TestClient, users: Any, engine: Engine) -> None:
+    sign_in(console_client, Role.COORDINATOR)
+    answer = post_form(console_client, "/console/households/new", "/console/households",
+                       {"name": "Famille Martin", "members": "3", "zone": "Figuerolles"})
+    assert answer.status_code == 303
+    household_id = int(answer.headers["location"].rsplit("/", 1)[1])
+    page = console_client.get(answer.headers["location"])
+    assert "Foyer « Famille Martin » inscrit." in page.text and "Famille Martin" in page.text
+    [event] = _events(engine, "household.enrol")
+    assert (event.actor, event.subject) == (EMAILS[Role.COORDINATOR], f"household:{household_id}")
+    assert json.loads(event.detail or "{}") == {"members": 3, "name": "Famille Martin", "zone": "Figuerolles"}
+
+
+def test_a_household_with_bad_input_is_refused_in_french_and_not_created(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    sign_in(console_client, Role.COORDINATOR)
+    answer = post_form(console_client, "/console/households/new", "/console/households",
+                       {"name": "Famille Martin", "members": "0", "zone": "Figuerolles"})
+    assert answer.status_code == 422
+    assert "Un foyer compte au moins une personne." in answer.text
+    assert 'value="Famille Martin"' in answer.text  # the form keeps what was typed
+    with session_factory(engine)() as session:
+        assert session.execute(select(Household)).first() is None
+    assert _events(engine, "household.") == []
+
+
+def test_editing_a_household_audits_before_and_after(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.ADMIN)
+    page = f"/console/households/{ids['household']}"
+    answer = post_form(console_client, page, page, {"name": "Famille Diallo", "members": "5", "zone": "Mosson"})
+    assert answer.status_code == 303
+    [event] = _events(engine, "household.edit")
+    detail = json.loads(event.detail or "{}")
+    assert (detail["before"]["members"], detail["after"]["members"]) == (4, 5)
+
+
+def test_issuing_then_blocking_a_card(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    page = f"/console/households/{ids['household']}"
+    answer = post_form(console_client, page, f"{page}/cards", {"uid": "04:A1:B2:C3:D4:E5:F7"})
+    assert answer.status_code == 303
+    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f7/block", {})
+    assert answer.status_code == 303
+    with session_factory(engine)() as session:
+        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f7").status == CardStatus.BLOCKED
+        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
+    assert [e.subject for e in _events(engine, "card.")] == ["card:04a1b2c3d4e5f7", "card:04a1b2c3d4e5f7"]
+    assert [e.action for e in _events(engine, "card.")] == ["card.block", "card.issue"]
+    history = console_client.get(page).text
+    assert "card.block" in history and "bloquée le" in history
+
+
+def test_a_card_of_another_household_cannot_be_blocked_from_this_one(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    ids = _seed(engine)
+    with session_factory(engine)() as session:
+        other = admin.create_household(session, name="Famille Autre", members=1, zone="Nord")
+        session.commit()
+    sign_in(console_client, Role.COORDINATOR)
+    page = f"/console/households/{other.id}"
+    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/block", {})
+    assert answer.status_code == 404 and "Carte inconnue." in answer.text
+    with session_factory(engine)() as session:
+        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
+    assert ids and _events(engine, "card.") == []
+
+
+def test_a_card_uid_already_issued_is_refused(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    page = f"/console/households/{ids['household']}"
+    answer = post_form(console_client, page, f"{page}/cards", {"uid": "04a1b2c3d4e5f6"})
+    assert answer.status_code == 409 and "Cette carte est déjà attribuée." in answer.text
+    answer = post_form(console_client, page, f"{page}/cards", {"uid": "pas-hexa"})
+    assert answer.status_code == 422 and "hexadécimal" in answer.text
+
+
+def test_search_finds_a_household_by_name_zone_id_or_card(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    with session_factory(engine)() as session:
+        admin.create_household(session, name="Famille Bernard", members=2, zone="Centre")
+        session.commit()
+    sign_in(console_client, Role.COORDINATOR)
+    for query in ("diallo", "MOSSON", str(ids["household"]), "04a1b2c3d4e5f6"):
+        text = console_client.get("/console/households", params={"q": query}).text
+        assert "Famille Diallo" in text and "Famille Bernard" not in text, query
+    assert "Aucun foyer." in console_client.get("/console/households", params={"q": "personne"}).text
+
+
+def test_household_page_shows_balance_allowances_contributions_and_payments(
+    console_client: TestClient, users: Any, engine: Engine, session: Session, settings: Any,
+) -> None:
+    from caisse import fund
+
+    ids = _seed(engine)
+    admin.credit_household(session, household_id=ids["household"], amount_cents=10_000, reference="allowance:%d:2026-11" % ids["household"])
+    fund.record_contribution(session, household_id=ids["household"], month="2026-11", amount_cents=2_500, settings=settings)
+    session.commit()
+    sign_in(console_client, Role.COORDINATOR)
+    text = console_client.get(f"/console/households/{ids['household']}").text
+    assert re.search(r"Solde disponible<strong>100,00 €", text)
+    assert "<td>2026-11</td><td class=\"num\">100,00 €</td>" in text
+    assert "<td>2026-11</td><td class=\"num\">25,00 €</td>" in text
+
+
+def test_a_vendor_is_created_and_edited_with_a_validated_iban(console_client: TestClient, users: Any, engine: Engine) -> None:
+    sign_in(console_client, Role.COORDINATOR)
+    form = {"name": "Épicerie du Plan", "kind": "epicerie", "zone": "Plan Cabanes", "market": "", "iban": "FR76 3000 6000 0112 3456 7890 189",
+            "convention_status": "pending", "convention_start": "2026-11-01", "convention_end": ""}
+    answer = post_form(console_client, "/console/vendors/new", "/console/vendors", form)
+    assert answer.status_code == 303
+    page = answer.headers["location"]
+    bad = post_form(console_client, page, page, {**form, "iban": "FR76 3000 6000 0112 3456 7890 188"})
+    assert bad.status_code == 422 and "IBAN invalide" in bad.text
+    dates = post_form(console_client, page, page, {**form, "convention_end": "2026-10-01"})
+    assert dates.status_code == 422 and "La fin du conventionnement doit suivre son début." in dates.text
+    good = post_form(console_client, page, page, {**form, "convention_status": "active", "convention_end": "2027-10-31"})
+    assert good.status_code == 303
+    [created] = _events(engine, "vendor.create")
+    [edited] = _events(engine, "vendor.edit")
+    assert created.detail and "FR7630006000011234567890189" in created.detail
+    assert json.loads(edited.detail or "{}") == {
+        "convention_end": {"before": None, "after": "2027-10-31"},
+        "convention_status": {"before": "pending", "after": "active"},
+    }
+    listing = console_client.get("/console/vendors", params={"q": "plan"}).text
+    assert "Épicerie du Plan" in listing and "Conventionné" in listing
+
+
+def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    listing = console_client.get("/console/terminals").text
+    assert "Ferme des Lilas" in listing and "En service" in listing
+    for _ in range(2):
+        answer = post_form(console_client, "/console/terminals", f"/console/terminals/{ids['terminal']}/revoke", {})
+        assert answer.status_code == 303
+    with session_factory(engine)() as session:
+        assert admin.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.REVOKED
+    assert [e.subject for e in _events(engine, "terminal.")] == [f"terminal:{ids['terminal']}"]
+    assert "Révoqué" in console_client.get("/console/terminals", params={"status": "revoked"}).text
+
+
+def test_an_unknown_household_is_a_french_404(console_client: TestClient, users: Any) -> None:
+    sign_in(console_client, Role.COORDINATOR)
+    answer = console_client.get("/console/households/999")
+    assert answer.status_code == 404 and "Foyer introuvable." in answer.text
+    answer = console_client.get("/console/households/abc")
+    assert answer.status_code == 422 and "Formulaire incomplet" in answer.text
