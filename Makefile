@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench load clean openscad
+.PHONY: run test lint-firmware bench load clean openscad chromium
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -29,6 +29,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 openscad:
 	@command -v openscad >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openscad; }
 
+# The console's browser tests drive Debian's Chromium with Playwright (never Playwright's own download).
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -38,7 +42,7 @@ run: $(VENV)/.installed
 	$(BIN)/caisse demo
 
 ## Every test: backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython, type checks.
-test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad
+test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/python -m pytest
 

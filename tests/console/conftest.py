@@ -34,6 +34,7 @@ from tests.backend.conftest import TestClient, engine, make_settings, session, s
 PASSWORD = "mot-de-passe-de-test"
 EMAILS = {role: f"{role.value}@caisse.test" for role in Role}
 CHROMIUM = "/usr/bin/chromium"
+BROWSER_TIMEOUT_MS = 10_000  # a page of this console loads in well under a second; fail fast
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 SERVER_START_TIMEOUT_S = 15.0
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -155,6 +156,7 @@ def page_as(browser: Any, console_url: str, _signed_in_states: dict[Role, Any]) 
             _signed_in_states[role] = _sign_in_state(browser, console_url, role)
         context = browser.new_context(base_url=console_url, storage_state=_signed_in_states[role],
                                       viewport={"width": 1024, "height": 768}, locale="fr-FR")
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
         watch_errors(page, errors)
@@ -167,12 +169,34 @@ def page_as(browser: Any, console_url: str, _signed_in_states: dict[Role, Any]) 
 
 
 def watch_errors(page: Any, errors: list[str]) -> None:
-    page.on("console", lambda message: errors.append(f"{page.url}: {message.text}") if message.type == "error" else None)
+    """Collect script errors, console.error messages and failed loads of styles, scripts, images.
+
+    A page answered with a 4xx on purpose (a form re-shown with its French error) makes Chromium
+    log "Failed to load resource" for the document itself: that one is the test's business, not
+    an error of the page, so it is left out; the same message for any other resource counts."""
+    documents: set[str] = set()
+
+    def on_response(response: Any) -> None:
+        if response.request.resource_type == "document":
+            documents.add(response.url)
+        elif response.status >= 400:
+            errors.append(f"{page.url}: {response.status} for {response.url}")
+
+    def on_console(message: Any) -> None:
+        if message.type != "error":
+            return
+        if message.text.startswith("Failed to load resource") and message.location.get("url") in documents:
+            return
+        errors.append(f"{page.url}: {message.text}")
+
+    page.on("response", on_response)
+    page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
 
 
 def _sign_in_state(browser: Any, console_url: str, role: Role) -> Any:
     context = browser.new_context(base_url=console_url)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     page.goto("/console/login")
     page.get_by_label("Adresse e-mail").fill(EMAILS[role])
