@@ -211,7 +211,7 @@ class Flow:
         if state == AMOUNT and not self._digits:
             self._balance(card.uid)
         elif state == WAIT_CARD:
-            reason, _ = self._policy.check_payment(card.uid, self.amount_cents)
+            reason, _ = self._policy.check_payment(card.uid, self.amount_cents, card.auth is not None)
             if reason is not None:
                 self._result(reason, False)
                 self._digits = ""
@@ -276,7 +276,7 @@ class Flow:
 
     def _pay(self, card, flags: int) -> None:
         amount = self.amount_cents
-        reason, left = self._policy.check_payment(card.uid, amount)
+        reason, left = self._policy.check_payment(card.uid, amount, card.auth is not None)
         self._digits = ""
         self._card = None
         if reason is not None:

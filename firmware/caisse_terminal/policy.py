@@ -11,8 +11,8 @@
   reported at sync (sync.py) and then forgotten; a lock is not.
 - Offline budget of a card = its balance at the last sync minus what this terminal took from it
   in records the backend has not acknowledged yet (`spend`, rebuilt from the log).
-- Limits from the sync: maximum per payment, PIN threshold, maximum age of the last sync, void
-  window. Kept with the terminal id and the cards version in "config.json".
+- Limits from the sync: maximum per payment, maximum for a tap without SUN message (basic
+  card), PIN threshold, maximum age of the last sync, void window, wrong codes before a lock. Kept with the terminal id and the cards version in "config.json".
 """
 
 import binascii
@@ -57,6 +57,7 @@ BLOCKED = ("Carte bloquée",)
 UNKNOWN = ("Carte inconnue",)
 INSUFFICIENT = ("Solde", "insuffisant")
 TOO_HIGH = ("Montant trop", "élevé")
+TOO_HIGH_BASIC = ("Montant trop", "élevé pour", "cette carte")
 SYNC_NEEDED = ("Synchronisation", "requise")
 NO_VOID = ("Rien à annuler",)
 VOID_TOO_LATE = ("Annulation", "trop tardive")
@@ -213,10 +214,16 @@ class Policy:
             return BLOCKED, 0
         return None, balance - self.spend.get(uid, 0)
 
-    def check_payment(self, uid: bytes, amount_cents: int):
-        """(decline reason or None, budget left after this payment)."""
+    def check_payment(self, uid: bytes, amount_cents: int, secure: bool):
+        """(decline reason or None, budget left after this payment).
+
+        secure: the tap carried a SUN message. A card without one (basic, or a copy of a secure
+        card's UID) pays at most basic_card_max_payment_cents, when the backend sets it.
+        """
         if amount_cents > self.limits["max_payment_cents"]:
             return TOO_HIGH, 0
+        if not secure and amount_cents > self.limits.get("basic_card_max_payment_cents", amount_cents):
+            return TOO_HIGH_BASIC, 0
         if self.sync_too_old():
             return SYNC_NEEDED, 0
         reason, budget = self.available(uid)

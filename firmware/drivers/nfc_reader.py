@@ -55,6 +55,7 @@ class NfcReader(CardReader):
     def __init__(self, pn532, *, poll_timeout_ms=200):
         self.pn532 = pn532
         self.poll_timeout_ms = poll_timeout_ms
+        self._held = None  # the Card read in the last poll, while it stays in the field
         pn532.sam_configuration()
         pn532.set_passive_retries(1)  # answer "no card" at once instead of waiting for one
 
@@ -90,10 +91,19 @@ class NfcReader(CardReader):
         try:
             found = self.pn532.list_passive_target(timeout_ms=self.poll_timeout_ms)
         except PN532Timeout:
+            self._held = None
             return None
         if found is None:
+            self._held = None
             return None
         uid, _sel_res, ats = found
+        held = self._held
+        if held is not None and held.uid == uid:
+            # Same card, still in the field: do not read its SUN message again (each read
+            # advances the card's counter and costs the poll loop several APDUs).
+            self._release()
+            return held
+        self._held = None
         auth = None
         try:
             if ats:
@@ -106,8 +116,12 @@ class NfcReader(CardReader):
             # parity, framing) depending on when the field was lost: all mean "tap again".
             raise CardRemoved()
         finally:
-            try:
-                self.pn532.release()
-            except Exception:
-                pass
-        return Card(uid, auth)
+            self._release()
+        self._held = card = Card(uid, auth)
+        return card
+
+    def _release(self):
+        try:
+            self.pn532.release()
+        except Exception:
+            pass

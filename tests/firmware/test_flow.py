@@ -144,6 +144,19 @@ def test_pin_is_asked_above_the_threshold_and_flagged_in_the_record():
     assert "Paiement accepté" in r.pay("50", rig.ALICE)  # no member code in Alice's household
 
 
+def test_a_tap_without_sun_message_pays_at_most_the_basic_card_limit():
+    r = rig.Rig(limits={"basic_card_max_payment_cents": 2000})
+    assert r.pay("20,01", rig.CAROL) == "Montant trop | élevé pour | cette carte"
+    assert records(r) == []
+    r.keys("V")
+    r.keys("20,01V")
+    r.tap(rig.CAROL, auth=bytes(range(24)))  # a secure card: its SUN message goes to the backend
+    assert r.display.lines[0] == "Paiement accepté"
+    r.keys("V")
+    assert "Paiement accepté" in r.pay("20", rig.ALICE)
+    assert [rec.card_auth for rec in records(r)] == [bytes(range(24)), bytes(24)]
+
+
 def test_wrong_codes_lock_the_card_on_this_terminal_until_a_newer_entry_and_are_reported():
     files = {}
     rig.provision(sim.MemoryStorage(files), limits={"pin_threshold_cents": 5000})

@@ -44,7 +44,7 @@ def ticks_ms():
     ticks[0] += 1
     return ticks[0]
 pn = PN532(FakeI2C((0x24, sim)), timeout_ms=50, sleep_ms=lambda ms: None, ticks_ms=ticks_ms)
-r = rig.Rig(reader=NfcReader(pn))
+r = rig.Rig(reader=NfcReader(pn), limits={'pin_threshold_cents': 5000})
 def tap(card):
     sim.field.append(card)
     r.terminal.poll_card()
@@ -81,23 +81,28 @@ def test_secure_card_sun_reaches_the_record_and_the_backend_accepts_it_and_a_bas
 pay('12,50', Ntag424(rig.CAROL, URLS))
 pay('3', BasicCard(rig.ALICE))
 pay('4', Ntag424(rig.CAROL, URLS[1:]))
+r.keys('60V')
+assert tap(Ntag424(rig.CAROL, URLS[2:])).startswith('Code PIN ?'), r.display.text()
+r.keys(rig.CODE + 'V')
+assert 'Paiement accepté' in r.display.text(), r.display.text()
 while r.log.unsigned:
     r.terminal.background_sign()
 for raw in r.log.pending(10):
     print(binascii.hexlify(raw).decode())
 """,
-        sun_urls(2),
+        sun_urls(3),
     )
-    secure, basic, again = (record.decode(bytes.fromhex(line)) for line in lines)
+    secure, basic, again, with_code = (record.decode(bytes.fromhex(line)) for line in lines)
     assert (secure.card_uid, secure.amount_cents, basic.card_uid) == (SECURE_UID, 1250, rig.ALICE)
     assert basic.card_auth == bytes(24)
     file_key = diversify_key(MASTER_KEY, SECURE_UID)
     seen = []
-    for rec in (secure, again):
+    assert (secure.flags, with_code.flags, with_code.amount_cents) == (0, record.FLAG_PIN, 6000)
+    for rec in (secure, again, with_code):
         message = verify_sun(meta_key=META_KEY, file_key=file_key, picc_data=rec.card_auth[:16], mac=rec.card_auth[16:])
         assert message.mac_valid and message.uid == rec.card_uid
         seen.append(message.counter)
-    assert seen == [1, 2]  # a fresh SUN message for each tap
+    assert seen == [1, 2, 3]  # a fresh SUN message for each tap, kept through the code entry
     wrong_key = diversify_key(MASTER_KEY, rig.ALICE)
     assert not verify_sun(meta_key=META_KEY, file_key=wrong_key, picc_data=secure.card_auth[:16],
                           mac=secure.card_auth[16:]).mac_valid

@@ -54,6 +54,26 @@ print(len(sim.field[0].apdus), sim.field[0].apdus[0].hex(), sim.field[0].apdus[1
     assert select_file == "00a4000c02e104"
 
 
+def test_a_card_left_on_the_reader_is_read_once_and_read_again_after_it_left():
+    out = mp(
+        SETUP
+        + """
+urls = [URL, URL.replace(b"cmac=94EE", b"cmac=0000")]
+card = Ntag424(UID, urls)
+sim.field.append(card)
+first = reader.poll()
+sent = len(card.apdus)
+second = reader.poll()
+print(second is first, len(card.apdus) == sent, sim.target)
+sim.field.remove(card)
+print(reader.poll())
+sim.field.append(card)
+print(reader.poll().auth.hex()[-16:], card.reads)
+"""
+    )
+    assert out.split() == ["True", "True", "None", "None", "0000d9ee65337086", "2"]
+
+
 def test_the_short_sun_parameter_names_are_understood():
     out = mp(
         SETUP
