@@ -3,11 +3,19 @@
 MicroPython's WebAssembly port has no AES (no cryptolib), so the SUN URLs the card answers are
 computed here, on CPython, with the card model's SUN encoder (sim/ntag424_sim.py), and handed to
 the MicroPython-side card (pn532_sim.Ntag424) as one URL per read. The records the terminal
-makes come back as hex and the backend's caisse.sun checks their card_auth.
+makes come back as hex; caisse.sun checks their card_auth, and the real backend app ingests them
+(a genuine payment passes, a copy of the UID without SUN and a replayed SUN message are held).
 """
 
+import base64
 import sys
+import warnings
 
+import pytest
+from caisse import admin, card_auth, review
+from caisse.config import Settings
+from caisse.db import make_engine, session_factory, upgrade
+from caisse.main import create_app
 from caisse.sun import diversify_key, verify_sun
 from caisse_provisioning.ntag424 import Ntag424
 from caisse_provisioning.personalize import url_template
@@ -20,7 +28,13 @@ sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import ntag424_sim  # noqa: E402
 import rig  # noqa: E402
-from caisse_terminal import record  # noqa: E402
+from caisse_terminal import p256, record  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient
+
+ADMIN = {"Authorization": "Bearer e2e-admin-token"}
 
 MOUNTS = {SIM: "/sim", ROOT / "tests/firmware/scenarios": "/scenarios"}
 META_KEY = bytes.fromhex("5ea1ed0ff1ce0000000000000000d00d")
@@ -130,3 +144,66 @@ print(binascii.hexlify(raw).decode())
     message = verify_sun(meta_key=META_KEY, file_key=diversify_key(MASTER_KEY, SECURE_UID),
                          picc_data=rec.card_auth[:16], mac=rec.card_auth[16:])
     assert message.mac_valid and message.counter == 4
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """The real backend app on SQLite, with a household and CAROL's card issued as secure."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'caisse.db'}")
+    upgrade(engine)
+    settings = Settings(environment="test", admin_token="e2e-admin-token",  # type: ignore[call-arg]
+                        database_url=str(engine.url))
+    with TestClient(create_app(settings, engine=engine)) as client:
+        vendor = client.post("/v1/admin/vendors", headers=ADMIN,
+                             json={"name": "Épicerie", "kind": "producer", "zone": "Nord"}).json()
+        household = client.post("/v1/admin/households", headers=ADMIN,
+                                json={"name": "Famille Petit", "members": 2, "zone": "Nord"}).json()
+        client.post(f"/v1/admin/households/{household['id']}/credits", headers=ADMIN,
+                    json={"amount_cents": 15000, "reference": "janvier"})
+        card = client.post("/v1/admin/cards", headers=ADMIN,
+                           json={"household_id": household["id"], "uid": SECURE_UID.hex(), "card_type": "secure"})
+        assert card.status_code == 201, card.text
+        terminal = client.post("/v1/admin/terminals", headers=ADMIN,
+                               json={"vendor_id": vendor["id"], "public_key": p256.public_key(rig.SECRET).hex()})
+        yield client, engine, settings, terminal.json()["id"]
+    engine.dispose()
+
+
+def test_secure_card_payments_made_under_micropython_pass_the_backend_sun_check_and_a_uid_copy_or_replay_is_held(backend):
+    client, engine, settings, terminal_id = backend
+    keys = card_auth.card_keys(settings)
+    card = ntag424_sim.sun_card(SECURE_UID, meta_key=keys.meta_key, file_key=keys.file_key(SECURE_UID),
+                                url=url_template("caisse.example/c", None))
+    tag = Ntag424(card.apdu)
+    tag.select_ndef_application()
+    urls = [tag.read_ndef()[5:]]
+    lines = terminal(f"rig.TERMINAL_ID = {terminal_id}\n" + """
+r = rig.Rig(reader=NfcReader(pn))
+pay('12,50', Ntag424(rig.CAROL, URLS))
+pay('3', BasicCard(rig.CAROL))  # a copy of the card's UID on a card without SUN
+while r.log.unsigned:
+    r.terminal.background_sign()
+for raw in r.log.pending(10):
+    print(binascii.hexlify(raw).decode())
+""", urls)
+    genuine, copy = (bytes.fromhex(line) for line in lines)
+    replay = _signed_after(copy, record.decode(genuine).card_auth)  # the genuine SUN message sent again
+    answer = client.post(f"/v1/terminals/{terminal_id}/batches",
+                         json={"records": [base64.b64encode(r).decode() for r in (genuine, copy, replay)]})
+    assert answer.status_code == 200, answer.text
+    assert [r["status"] for r in answer.json()["results"]] == ["accepted"] * 3  # the food was handed over
+    with session_factory(engine)() as session:
+        holds = {r.seq: r.hold_reason for r in review.held_records(session)}
+        flagged = admin.get_card(session, uid_hex=SECURE_UID.hex())
+    assert set(holds) == {2, 3}  # the genuine payment is not held
+    assert "sans message SUN" in holds[2] and "déjà utilisé" in holds[3]
+    assert flagged.status == "blocked"
+
+
+def _signed_after(previous: bytes, card_auth: bytes) -> bytes:
+    """A payment chained after `previous`, signed with the rig terminal's key (a forged replay)."""
+    prev = record.decode(previous)
+    body = bytearray(record.BODY_SIZE)
+    record.pack_body(body, record.KIND_PAYMENT, 0, SECURE_UID, prev.terminal_id, prev.seq + 1, prev.time + 60,
+                     900, 0, card_auth, record.digest(previous[:record.BODY_SIZE]))
+    return bytes(body) + p256.sign_digest(rig.SECRET, record.digest(body))
