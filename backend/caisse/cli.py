@@ -630,7 +630,7 @@ def simulate(
     if as_json:
         typer.echo(report_json(report))
     else:
-        print_french(report, out)
+        print_french(report)
     if not report["passed"]:
         err.print(f"Invariant rompu : relancer avec --seed {seed}.")
         raise typer.Exit(1)

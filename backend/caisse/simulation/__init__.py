@@ -56,7 +56,7 @@ def simulate(config: SimulationConfig, *, corrupt=None) -> dict:
         "terminals": {"approved": facts["approved_by_terminals"], "declined": facts["declined_by_terminals"],
                       "reboots": sum(p.stall.reboots for p in world.posts)},
         "backend": {key: facts[key] for key in ("accepted", "held_for_review", "duplicates", "rejected", "flagged_terminals",
-                                                "held_records", "held_cents")},
+                                                "held_records", "held_cents", "refused_after_approval_cents")},
         "money": cash,
         "nights": [{"date": n.run_date.isoformat(), "paid_cents": n.paid_cents, "paid_records": n.paid_records,
                     "held": [{"vendor": v, "cents": c, "reason": r} for v, c, r in n.held]} for n in world.nights],

@@ -43,7 +43,7 @@ class Approved:
     vendor_id: int
     body: bytes
     household_id: int
-    secure_card: bool  # registered at the backend as a secure card
+    secure_card: bool
 
     @property
     def seq(self) -> int:
@@ -97,7 +97,6 @@ class Auditor:
     allowance_problems: list[str] = field(default_factory=list)
     duplicates: int = 0  # answered `duplicate` to the terminals (re-sends after lost answers, doubles)
     reused_seqs: list[tuple[int, int]] = field(default_factory=list)
-    sun_check: bool = False
     basic_card_max_cents: int = 1 << 31  # the backend checks SUN messages at ingestion (helper B's work)
 
     # ---- what happened ---------------------------------------------------------------------
@@ -285,7 +284,7 @@ class Auditor:
         if fault.kind == FaultKind.TAMPER:
             seen = unstored[(fault.terminal_id, "bad_signature")] and unstored[(fault.terminal_id, "seq_conflict")]
             if seen and fault.terminal_id in suspects:
-                return Outcome.DETECTED, "bad_signature puis seq_conflict ; terminal suspect, ses paiements mis de côté"
+                return Outcome.DETECTED, "bad_signature, seq_conflict, terminal suspect"
             return Outcome.FAILED, "un enregistrement falsifié est passé, ou le terminal n'est pas suspect"
         if not fault.triggered:
             return Outcome.NOT_TRIGGERED, "rien sur quoi agir"
@@ -293,11 +292,10 @@ class Auditor:
         if fault.kind == FaultKind.LOST_CARD:
             if verdicts["missing"] or verdicts[ACCEPTED]:
                 return Outcome.FAILED, f"passages après le blocage : {dict(sorted(verdicts.items()))}"
-            return Outcome.DETECTED, (f"{verdicts['card_blocked']} passages hors ligne rejetés card_blocked, "
-                                      f"{verdicts[HELD]} mis en attente de revue, {fault.detail}")
+            return Outcome.DETECTED, (f"hors ligne : {verdicts['card_blocked']} rejeté(s), {verdicts[HELD]} retenu(s) ; "
+                                      f"{fault.declined} refusé(s) par un terminal à jour")
         if fault.kind == FaultKind.CLONE_BASIC:
-            return Outcome.RESIDUAL, (f"{verdicts[ACCEPTED]} passages acceptés : une carte simple n'est qu'un UID, "
-                                      "sa copie est indiscernable (cartes sécurisées)")
+            return Outcome.RESIDUAL, f"{verdicts[ACCEPTED]} passages acceptés : une copie d'UID est indiscernable"
         if fault.kind == FaultKind.CLONE_SECURE:
             return self._judge_replay(fault, stored)
         if fault.terminal_id in self._refused_genuine:
@@ -305,16 +303,14 @@ class Auditor:
         mine = [k for k in self.approved if k[0] == fault.terminal_id]
         if any(k not in stored for k in mine):
             return Outcome.FAILED, "un enregistrement approuvé manque"
-        return Outcome.SURVIVED, f"{len(mine)} enregistrements du terminal reçus une fois, rien de perdu ni doublé"
+        return Outcome.SURVIVED, f"ses {len(mine)} enregistrements reçus une fois chacun"
 
     def _judge_replay(self, fault: Fault, stored: dict) -> tuple[Outcome, str]:
         auths = {self.approved[k].card_auth for k in fault.records}
         copies = [k for k, a in self.approved.items() if a.card_auth in auths]
         accepted = [k for k in copies if k in stored and verdict(stored[k]) == ACCEPTED]
         if len(accepted) <= 1:
-            return Outcome.DETECTED, f"{len(copies) - len(accepted)} des {len(copies)} usages d'un même message SUN refusés ou mis en attente de revue"
-        if not self.sun_check:
-            return Outcome.NOT_DETECTED, "not detected: backend check missing (compteur SUN non vérifié à la réception)"
+            return Outcome.DETECTED, f"{len(copies) - len(accepted)} usage(s) sur {len(copies)} retenu(s) ou refusé(s)"
         return Outcome.FAILED, f"un même message SUN accepté {len(accepted)} fois"
 
     # ---- facts for the report ----------------------------------------------------------------
@@ -335,6 +331,10 @@ class Auditor:
             "duplicates": self.duplicates,
             "rejected": dict(sorted(reasons.items())),
             "flagged_terminals": sorted(self._suspects(session)),
+            # Approved by a terminal (the vendor handed the food over), then refused by the backend.
+            "refused_after_approval_cents": sum(a.amount_cents for k, a in self.approved.items()
+                                                if a.kind == PAYMENT and k in stored
+                                                and verdict(stored[k]) not in (ACCEPTED, HELD)),
             "held_records": len(held),
             "held_cents": sum(a.amount_cents if a.kind == PAYMENT else -a.amount_cents for a in held),
         }

@@ -41,7 +41,6 @@ class MemberCard:
     household: int  # index in the world's households
     secure: bool
     counter: int = 0
-    registered_secure: bool = False  # the backend knows it as secure (checks its SUN messages)
 
     def read(self, keys: SunKeys) -> bytes | None:
         """The 24-byte card_auth of one read (None for a basic card); advances the counter."""

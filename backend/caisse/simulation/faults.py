@@ -5,7 +5,6 @@ Every fault is a `Fault` the auditor keeps; its `outcome` is set when the run en
 - survived: nothing was lost or doubled although the fault happened;
 - residual: the fault cannot be detected by design (a UID-only copy of a basic card), said so;
 - not_triggered: the fault was armed but the run gave it nothing to act on;
-- not_detected: a check the fault needs is missing from the backend (said why, not a failure);
 - failed: the fault broke an invariant (the run exits non-zero).
 """
 
@@ -33,11 +32,10 @@ class Outcome(enum.StrEnum):
     SURVIVED = "survived"
     RESIDUAL = "residual"
     NOT_TRIGGERED = "not_triggered"
-    NOT_DETECTED = "not_detected"
     FAILED = "failed"
 
 
-PASSING = frozenset({Outcome.DETECTED, Outcome.SURVIVED, Outcome.RESIDUAL, Outcome.NOT_TRIGGERED, Outcome.NOT_DETECTED})
+PASSING = frozenset({Outcome.DETECTED, Outcome.SURVIVED, Outcome.RESIDUAL, Outcome.NOT_TRIGGERED})
 NETWORK_FAULTS = (FaultKind.OFFLINE, FaultKind.CUT_BEFORE, FaultKind.CUT_AFTER, FaultKind.DOUBLE)
 
 
@@ -50,6 +48,7 @@ class Fault:
     card_uid: bytes | None = None
     detail: str = ""
     triggered: bool = False
+    declined: int = 0  # taps of the fault that a terminal refused on the spot
     records: list[tuple[int, int]] = field(default_factory=list)  # (terminal_id, seq) it produced
     outcome: Outcome | None = None
     why: str = ""

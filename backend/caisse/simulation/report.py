@@ -20,12 +20,29 @@ from caisse.money import euros
 from caisse.simulation.auditor import Check
 from caisse.simulation.faults import Fault, Outcome
 
+WIDTH = 110
 OUTCOME_FR = {Outcome.DETECTED: "détectée", Outcome.SURVIVED: "surmontée", Outcome.RESIDUAL: "risque résiduel",
-              Outcome.NOT_TRIGGERED: "non déclenchée", Outcome.NOT_DETECTED: "non détectée", Outcome.FAILED: "ÉCHEC"}
+              Outcome.NOT_TRIGGERED: "non déclenchée", Outcome.FAILED: "ÉCHEC"}
 FAULT_FR = {"power_cut": "coupure de courant", "offline": "réseau coupé", "upload_cut_before": "envoi coupé avant",
             "upload_cut_after": "envoi coupé après", "batch_sent_twice": "lot envoyé deux fois",
             "lost_card": "carte perdue bloquée", "clone_basic": "copie de carte simple",
             "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés"}
+
+
+CHECKS_FR = {
+    "every approved payment reached the backend with the verdict expected":
+        "chaque paiement approuvé est arrivé au serveur avec le verdict attendu",
+    "the backend stored nothing a terminal did not approve": "le serveur n'a rien enregistré qu'un terminal n'ait approuvé",
+    "every accepted payment is in the ledger exactly once": "chaque paiement accepté est au grand livre exactement une fois",
+    "the ledger sums to zero": "le grand livre s'équilibre à zéro",
+    "every balance equals the auditor's": "chaque solde est celui que l'auditeur attend",
+    "payouts equal settled payments per vendor": "les virements égalent les paiements réglés, commerçant par commerçant",
+    "no terminal gave one seq to two approved records": "aucun terminal n'a donné un numéro à deux paiements",
+    "allowances follow the rule": "les allocations suivent la règle",
+    "each fault detected or survived": "chaque panne est détectée ou surmontée",
+    "records rebuilt and signed under MicroPython equal the CPython terminals'":
+        "les enregistrements refaits sous MicroPython sont ceux des terminaux CPython",
+}
 
 
 def money(session: Session) -> dict[str, int]:
@@ -52,7 +69,9 @@ def as_json(report: dict[str, object]) -> str:
     return json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False)
 
 
-def print_french(report: dict, console: Console) -> None:
+def print_french(report: dict, console: Console | None = None) -> None:
+    """The summary for people. A fixed width, so a seed prints the same lines in any terminal."""
+    console = console or Console(width=WIDTH, highlight=False)
     terminals, backend, cash = report["terminals"], report["backend"], report["money"]
     c = report["config"]
     console.print(f"[bold]Simulation de la caisse[/bold] — graine {report['seed']} : {c['terminals']} terminaux, "
@@ -60,8 +79,9 @@ def print_french(report: dict, console: Console) -> None:
     console.print(f"  Terminaux : {terminals['approved']['payments']} paiements et {terminals['approved']['voids']} "
                   f"annulations approuvés, {sum(terminals['declined'].values())} refus ({_counts(terminals['declined'])}), "
                   f"{terminals['reboots']} redémarrages")
-    console.print(f"  Serveur : {backend['accepted']} acceptés, {backend['duplicates']} doublons ignorés, "
-                  f"rejets : {_counts(backend['rejected']) or 'aucun'}")
+    console.print(f"  Serveur : {backend['accepted']} acceptés (dont {backend['held_for_review']} en attente de revue), "
+                  f"{backend['duplicates']} doublons ignorés, rejets : {_counts(backend['rejected']) or 'aucun'} ; "
+                  f"approuvés par un terminal puis refusés : {euros(backend['refused_after_approval_cents'], grouped=True)} €")
     flagged = ", ".join(str(t) for t in backend["flagged_terminals"]) or "aucun"
     console.print(f"  Terminaux signalés suspects : {flagged} ; mis de côté au règlement : {backend['held_records']} "
                   f"enregistrements, {euros(backend['held_cents'], grouped=True)} €")
@@ -69,7 +89,7 @@ def print_french(report: dict, console: Console) -> None:
                   f"{euros(cash['expired_cents'], grouped=True)} €, dépensé {euros(cash['spent_cents'], grouped=True)} €, "
                   f"versé aux commerçants {euros(cash['paid_out_cents'], grouped=True)} €, "
                   f"somme du grand livre {euros(cash['ledger_balance_sum_cents'])} €")
-    faults = Table("panne injectée", "jour", "terminal", "résultat", "explication", title="Pannes")
+    faults = Table("panne injectée", "jour", "term.", "résultat", "constat", title="Pannes injectées")
     for fault in report["faults"]:
         faults.add_row(FAULT_FR.get(fault["kind"], fault["kind"]), str(fault["day"] + 1), str(fault["terminal"] or "—"),
                        OUTCOME_FR[Outcome(fault["outcome"])], fault["why"])
@@ -80,7 +100,7 @@ def print_french(report: dict, console: Console) -> None:
                       f"et signés, {'identiques' if mpy['identical'] else 'DIFFÉRENTS'} à ceux de CPython")
     for check in report["checks"]:
         mark = "[green]✓[/green]" if check["passed"] else "[red]✗[/red]"
-        console.print(f"  {mark} {check['name']}" + ("" if check["passed"] else f" — {check['detail']}"))
+        console.print(f"  {mark} {CHECKS_FR[check['name']]}" + ("" if check["passed"] else f" — {check['detail']}"))
     if report["passed"]:
         console.print("[green]Tous les invariants tiennent.[/green]")
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import heapq
-import inspect
 import json
 import random
 import struct
@@ -23,8 +22,7 @@ from schwifty import IBAN
 from sqlalchemy import select
 
 from caisse import admin, allowances, demo_data, ledger, settlement
-from caisse.config import Settings
-from caisse.models import Card, RecordStatus, TransactionRecord
+from caisse.models import CardType, RecordStatus, TransactionRecord
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
@@ -101,9 +99,9 @@ class World:
         self.config = config
         self.rng = random.Random(f"caisse simulation {config.seed}")
         self.keys = SunKeys(meta_key=self.rng.randbytes(16), master_key=self.rng.randbytes(16))
-        self.backend = Backend(database_url=config.database_url, start_s=SETUP_S, extra_settings=card_settings(self.keys))
-        self.auditor = Auditor(sun_check="card_type" in Card.model_fields,
-                               basic_card_max_cents=getattr(self.backend.settings, "basic_card_max_payment_cents", 1 << 31))
+        self.backend = Backend(database_url=config.database_url, start_s=SETUP_S, extra_settings={
+            "card_master_key_hex": self.keys.master_key.hex(), "card_meta_key_hex": self.keys.meta_key.hex()})
+        self.auditor = Auditor(basic_card_max_cents=self.backend.settings.basic_card_max_payment_cents)
         self.posts: list[Post] = []
         self.households: list[Household] = []
         self.nights: list[NightlyRun] = []
@@ -143,9 +141,9 @@ class World:
         for _ in range(2 if members > 2 and self.rng.random() < 0.3 else 1):
             secure = self.rng.random() < SECURE_SHARE
             uid = self._new_uid(secure, uids)
-            card = MemberCard(uid, index, secure)
-            issue_card(session, household_id=household.household_id, card=card)
-            household.cards.append(card)
+            admin.issue_card(session, household_id=household.household_id, uid_hex=uid.hex(),
+                             card_type=CardType.SECURE if secure else CardType.BASIC)
+            household.cards.append(MemberCard(uid, index, secure))
         return household
 
     def _new_uid(self, secure: bool, taken: set[bytes]) -> bytes:
@@ -271,9 +269,11 @@ class World:
         household_id = self.households[card.household].household_id
         if outcome.body is None:
             self.auditor.declined[outcome.decline or "?"] += 1
+            if fault is not None:
+                fault.declined += 1
             return
         self.auditor.on_approved(Approved(post.terminal_id, post.vendor_id, outcome.body, household_id,
-                                          card.registered_secure), fault)
+                                          card.secure), fault)
         if fix:  # the vendor typed a wrong amount: voids it with the same card, keys it again
             now = self.backend.now_s
             self.at(now + 40, lambda: self.void(post, card))
@@ -287,7 +287,7 @@ class World:
             return
         household_id = self.households[card.household].household_id
         self.auditor.on_approved(Approved(post.terminal_id, post.vendor_id, outcome.body, household_id,
-                                          card.registered_secure))
+                                          card.secure))
 
     def sync(self, post: Post, *, forced: bool = False) -> None:
         client = post.stall.terminal.sync
@@ -347,13 +347,10 @@ class World:
         self.auditor.on_block(fault.card_uid, self.backend.now_s)
         fault.triggered = True
         card = next(c for h in self.households for c in h.cards if c.uid == fault.card_uid)
-        declined_before = sum(self.auditor.declined.values())
         for step in range(3):
             post = self.rng.choice(self.posts)
             self.at(self.backend.now_s + (step + 1) * self.rng.randrange(600, 2400),
                     lambda p=post, a=self.rng.randrange(500, 3000, 10): self.tap(p, card, a, fault=fault))
-        self.at(self.backend.now_s + 3 * HOUR, lambda: setattr(
-            fault, "detail", f"{sum(self.auditor.declined.values()) - declined_before} refusés par un terminal synchronisé"))
 
     def clone(self, fault: Fault, card: MemberCard) -> None:
         """A copy of the card is used at two stalls: the UID alone (basic card), or one SUN
@@ -386,22 +383,6 @@ class World:
         if status != 200:
             raise SimulationError(f"l'envoi falsifié a reçu {status}")
         fault.detail = f"montant +100,00 € sur le terminal {post.terminal_id}"
-
-
-def card_settings(keys: SunKeys) -> dict[str, object]:
-    """The SUN keys for a backend that checks them at ingestion (caisse.card_auth)."""
-    if "card_master_key_hex" not in Settings.model_fields:
-        return {}
-    return {"card_master_key_hex": keys.master_key.hex(), "card_meta_key_hex": keys.meta_key.hex()}
-
-
-def issue_card(session, *, household_id: int, card: MemberCard) -> None:
-    """Issue the card; a secure one as secure where the backend knows card types."""
-    if card.secure and "card_type" in inspect.signature(admin.issue_card).parameters:
-        admin.issue_card(session, household_id=household_id, uid_hex=card.uid.hex(), card_type="secure")  # type: ignore[call-arg]
-        card.registered_secure = True
-    else:
-        admin.issue_card(session, household_id=household_id, uid_hex=card.uid.hex())
 
 
 def day_start_s(day: int) -> int:
