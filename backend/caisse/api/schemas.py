@@ -24,7 +24,9 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
-_NOT_BLANK = {"pattern": r"\S"}  # the services strip spaces and refuse what is left empty
+# The services strip spaces (str.strip) and refuse what is left empty. JSON Schema patterns are
+# ECMA-262, whose \s lacks some characters Python strips: those are listed too.
+_NOT_BLANK = {"pattern": r"[^\s\x1c-\x1f\x85]"}
 
 
 class VendorCreate(BaseModel):
