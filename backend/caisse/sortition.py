@@ -39,7 +39,7 @@ MAX_PHRASE_CHARS = 500
 IMPORT_COLUMNS = ("nom", "contact", "quartile_revenu", "tranche_age")
 
 Stratum = tuple[int, int]  # (income quartile, age band)
-_STATE_FR = {SortitionStatus.OPEN: "ouvert aux inscriptions", SortitionStatus.SEALED: "scellé (graine publiée)",
+_STATE_FR: dict[str, str] = {SortitionStatus.OPEN: "ouvert aux inscriptions", SortitionStatus.SEALED: "scellé (graine publiée)",
              SortitionStatus.DRAWN: "déjà tiré"}
 
 

@@ -31,6 +31,18 @@ MESSAGES = {
     "user_exists": "Un compte existe déjà pour cette adresse.",
     "invalid_date": "Date invalide (attendu : jour/mois/année).",
     "invalid_form": "Formulaire incomplet ou mal rempli.",
+    # transactions, settlements, budget, flows, sortition
+    "record_not_found": "Enregistrement introuvable.",
+    "record_not_held": "Ce paiement n'attend plus de décision : il a déjà été libéré ou rejeté.",
+    "invalid_run_date": "Date de règlement invalide.",
+    "day_not_over": "Cette journée n'est pas terminée : on ne règle qu'une journée passée.",
+    "second_person_required": "Une autre personne que celle qui a préparé le règlement doit l'approuver.",
+    "not_approved": "Le règlement doit être approuvé avant de générer ses fichiers.",
+    "settlement_run_not_found": "Règlement introuvable.",
+    "settlement_file_not_found": "Ce fichier n'existe pas pour ce règlement.",
+    "invalid_month": "Un mois s'écrit AAAA-MM.",
+    "invalid_period": "Période invalide : le mois de fin suit celui du début, sur 36 mois au plus.",
+    "draw_not_found": "Tirage introuvable.",
 }
 
 

@@ -1,0 +1,64 @@
+"""Budget for the committee, month by month (caisse.fund.budget): contributions, matching funds,
+grants, allowances, spending, payouts and the fund balance. Aggregates only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from caisse import flows, fund
+from caisse.allowances import Month
+from caisse.config import Settings
+from caisse.console.charts import Chart, Series
+from caisse.console.deps import DbSession, require_page
+from caisse.console.messages import french
+from caisse.console.templating import render
+from caisse.errors import InvalidInput
+from caisse.money import euros
+
+router = APIRouter(prefix="/budget", dependencies=[Depends(require_page("budget"))])
+DEFAULT_MONTHS = 12
+
+# (field of fund.Budget, French label): what comes in, then what goes out.
+INCOME = (("contributions_cents", "Cotisations"), ("matching_cents", "Abondements"), ("grants_cents", "Subventions"))
+OUTGOINGS = (("allowances_cents", "Allocations versées"), ("spent_cents", "Dépenses des membres"),
+             ("payouts_cents", "Virements aux commerçants"), ("fees_cents", "Frais"))
+
+
+@router.get("")
+def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> Response:
+    settings: Settings = request.app.state.settings
+    first, last = period(du, au, timezone=settings.settlement_timezone, months=DEFAULT_MONTHS)
+    try:
+        months = [str(m) for m in flows.month_span(first=first, last=last)]
+    except InvalidInput as error:
+        return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[])
+    rows = [fund.budget(session, month=m, settings=settings) for m in months]
+    charts = [
+        (Chart("budget-flux", "Entrées et sorties par mois", "Cotisations, abondements et subventions reçus ; allocations,"
+               " dépenses et virements, en euros, mois par mois.", months,
+               [Series(label, [getattr(row, key) for row in rows]) for key, label in INCOME + OUTGOINGS],
+               value_format=euros, axis_format=whole_euros), "bars"),
+        (Chart("budget-solde", "Solde du fonds en fin de mois", "Euros détenus par la caisse à la fin de chaque mois.", months,
+               [Series("Solde du fonds", [row.fund_balance_cents for row in rows])], value_format=euros, axis_format=whole_euros),
+         "lines"),
+    ]
+    return render(request, "budget/index.html", title="Budget", error=None, du=first, au=last, rows=rows, charts=charts,
+                  columns=INCOME + OUTGOINGS)
+
+
+def period(first: str, last: str, *, timezone: str, months: int) -> tuple[str, str]:
+    """The months asked for, or the `months` months ending with the current one."""
+    if first and last:
+        return first, last
+    now = Month.parse(datetime.now(ZoneInfo(timezone)).strftime("%Y-%m"))
+    index = now.year * 12 + now.month - 1 - (months - 1)
+    return first or f"{index // 12:04d}-{index % 12 + 1:02d}", last or str(now)
+
+
+def whole_euros(cents: int) -> str:
+    """Axis labels: whole euros with grouped thousands (the ticks are round)."""
+    return euros(cents, grouped=True).removesuffix(",00") + " €"
