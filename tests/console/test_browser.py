@@ -48,7 +48,7 @@ def test_a_coordinator_enrols_a_household_then_issues_and_blocks_its_card(page_a
 
     page.get_by_role("button", name="Bloquer la carte 04c0ffee001122 (perdue)").click()
     assert page.get_by_role("status").inner_text().startswith("Carte 04c0ffee001122 bloquée")
-    assert page.get_by_text("bloquée le").is_visible()
+    assert page.get_by_text(re.compile(r"bloquée \(perdue\) le \d\d/")).is_visible()
     assert page.get_by_role("button", name="Bloquer la carte 04c0ffee001122 (perdue)").count() == 0
 
     page.goto("/console/households?q=navigateur")

@@ -88,7 +88,41 @@ def test_issuing_then_blocking_a_card(console_client: TestClient, users: Any, en
     assert [e.subject for e in _events(engine, "card.")] == ["card:04a1b2c3d4e5f7", "card:04a1b2c3d4e5f7"]
     assert [e.action for e in _events(engine, "card.")] == ["card.block", "card.issue"]
     history = console_client.get(page).text
-    assert "card.block" in history and "bloquée le" in history
+    assert "carte bloquée <span class=\"mono\">04a1b2c3d4e5f7</span>" in history and "bloquée (perdue) le" in history
+
+
+def test_replacing_a_card_blocks_the_old_one_and_issues_the_new_one_to_the_same_household(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    page = f"/console/households/{ids['household']}"
+    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/replace", {"new_uid": "04 11 22 33 44 55 66"})
+    assert answer.status_code == 303
+    with session_factory(engine)() as session:
+        old, new = (admin.get_card(session, uid_hex=uid) for uid in ("04a1b2c3d4e5f6", "04112233445566"))
+        assert (old.status, old.block_reason) == (CardStatus.BLOCKED, "replaced")
+        assert (new.status, new.household_id) == (CardStatus.ACTIVE, ids["household"])
+    [event] = _events(engine, "card.replace")
+    assert event.subject == "card:04a1b2c3d4e5f6" and json.loads(event.detail or "{}")["new_uid"] == "04112233445566"
+    refused = post_form(console_client, page, f"{page}/cards/04112233445566/replace", {"new_uid": "04112233445566"})
+    assert refused.status_code == 409 and "Cette carte est déjà attribuée." in refused.text
+    assert len(_events(engine, "card.replace")) == 1
+
+
+def test_a_stolen_card_then_returned_card_is_audited_with_its_reason(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    page = f"/console/households/{ids['household']}"
+    assert post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/block", {"reason": "stolen"}).status_code == 303
+    assert post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/return", {}).status_code == 303
+    with session_factory(engine)() as session:
+        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.RETURNED
+    assert [(e.action, json.loads(e.detail or "{}").get("reason")) for e in _events(engine, "card.")] == [
+        ("card.return", None), ("card.block", "stolen")]
+    assert "rendue (volée)" in console_client.get(page).text
 
 
 def test_a_card_of_another_household_cannot_be_blocked_from_this_one(

@@ -28,6 +28,16 @@ LABELS = {
              "cooperative": "Coopérative", "bakery": "Boulangerie", "other": "Autre"},
     "convention": {"pending": "En attente", "active": "Conventionné", "suspended": "Suspendu", "ended": "Terminé"},
     "terminal": {"active": "En service", "suspect": "À vérifier", "revoked": "Révoqué"},
+    "card_type": {"basic": "Basique", "secure": "Sécurisée (NTAG 424)"},
+    "card_status": {"active": "active", "blocked": "bloquée", "returned": "rendue"},
+    "block_reason": {"lost": "perdue", "stolen": "volée", "replaced": "remplacée", "flagged": "signalée"},
+}
+# Audit actions as people read them in a history (unknown actions are shown as stored).
+ACTION_LABELS = {
+    "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "card.issue": "carte remise",
+    "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
+    "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
+    "user.create": "compte créé",
 }
 ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
 CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
@@ -79,6 +89,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
             "local_time": local_time,
             "role_labels": ROLE_LABELS,
             "labels": LABELS,
+            "action_labels": ACTION_LABELS,
             "nav": [(label, path, path == request.url.path or request.url.path.startswith(path + "/"))
                     for key, label, path in NAV if user and user.role in PAGE_ROLES[key]],
             "flash": unquote(flash) if flash else None,

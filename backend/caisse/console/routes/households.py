@@ -12,6 +12,7 @@ from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.models import BlockReason, Card, CardType
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
@@ -64,31 +65,67 @@ def edit(request: Request, session: DbSession, user: CurrentUser, household_id: 
 
 
 @router.post("/{household_id}/cards")
-def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "") -> Response:
-    uid_hex = uid.replace(" ", "").replace(":", "").lower()
+def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "",
+               card_type: Text = CardType.BASIC) -> Response:
     try:
-        card = admin.issue_card(session, household_id=household_id, uid_hex=uid_hex)
+        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type)
     except CaisseError as error:
         session.rollback()
-        return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error),
-                       uid=uid)
+        return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error), uid=uid)
     audit.record(session, actor=user.email, action="card.issue", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id})
+                 detail={"household_id": household_id, "card_type": card.card_type})
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
 
 
 @router.post("/{household_id}/cards/{uid}/block")
-def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
-    card = admin.get_card(session, uid_hex=uid)
-    if card.household_id != household_id:
-        raise NotFound("card_not_found", f"card {uid} is not a card of household {household_id}")
-    admin.block_card(session, uid_hex=uid)
+def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str, reason: Text = BlockReason.LOST) -> Response:
+    card = _card_of(session, household_id=household_id, uid=uid)
+    admin.block_card(session, uid_hex=uid, reason=reason)
     audit.record(session, actor=user.email, action="card.block", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "reason": "lost"})
+                 detail={"household_id": household_id, "reason": reason})
     session.commit()
     return redirect(f"/console/households/{household_id}",
                     flash=f"Carte {card.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
+
+
+@router.post("/{household_id}/cards/{uid}/replace")
+def replace_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: str,
+                 new_uid: Text = "") -> Response:
+    old = _card_of(session, household_id=household_id, uid=uid)
+    try:
+        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid))
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
+    audit.record(session, actor=user.email, action="card.replace", subject=f"card:{old.uid.hex()}",
+                 detail={"household_id": household_id, "new_uid": new.uid.hex()})
+    session.commit()
+    return redirect(f"/console/households/{household_id}",
+                    flash=f"Carte {old.uid.hex()} remplacée par {new.uid.hex()} ; l'ancienne est bloquée.")
+
+
+@router.post("/{household_id}/cards/{uid}/return")
+def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
+    card = _card_of(session, household_id=household_id, uid=uid)
+    admin.return_card(session, uid_hex=uid)
+    audit.record(session, actor=user.email, action="card.return", subject=f"card:{card.uid.hex()}",
+                 detail={"household_id": household_id})
+    session.commit()
+    return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} rendue : elle peut être remise à nouveau.")
+
+
+def _card_of(session: DbSession, *, household_id: int, uid: str) -> Card:
+    """The card `uid` if it belongs to the household of the page (a form cannot act on another's)."""
+    card = admin.get_card(session, uid_hex=uid)
+    if card.household_id != household_id:
+        raise NotFound("card_not_found", f"card {uid} is not a card of household {household_id}")
+    return card
+
+
+def _uid(text: str) -> str:
+    """A UID as people type it (spaces, colons, capitals) in the hex the services take."""
+    return text.replace(" ", "").replace(":", "").lower()
 
 
 def _detail(request: Request, session: DbSession, household_id: int, *, status_code: int = 200, **extra: Any) -> Response:
