@@ -38,6 +38,13 @@ MORNING_S = 4 * 3600 + 1800  # 08:00 to 12:30
 CLOSING_TAPS = 8  # taps after the block, at the very end of the morning
 VOIDED_PAYMENTS = 2
 READY_TIMEOUT_S = 30.0
+# Console accounts of the demo, created in development only: their passwords are public.
+DEMO_ACCOUNTS = (
+    ("admin", "admin@caisse.demo", "demo-admin-2026"),
+    ("coordinator", "coordination@caisse.demo", "demo-coordination-2026"),
+    ("treasurer", "tresorerie@caisse.demo", "demo-tresorerie-2026"),
+    ("committee", "comite@caisse.demo", "demo-comite-2026"),
+)
 MAX_SYNC_PAGES = 64  # 512 cards a page: far more cards than any caisse has
 CARD_BLOCKED = 1
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -353,6 +360,22 @@ def wait_until_ready(base_url: str, *, timeout_s: float = READY_TIMEOUT_S) -> No
         threading.Event().wait(0.1)
 
 
+def ensure_demo_accounts(engine: Any) -> None:
+    """One console account per role (DEMO_ACCOUNTS), unless it exists already."""
+    from sqlalchemy import select
+
+    from caisse import accounts
+    from caisse.db import session_factory
+    from caisse.models import ConsoleUser
+
+    with session_factory(engine)() as session:
+        existing = set(session.execute(select(ConsoleUser.email)).scalars())  # type: ignore[arg-type]
+        for role, email, password in DEMO_ACCOUNTS:
+            if email not in existing:
+                accounts.create_user(session, email=email, password=password, role=role)
+        session.commit()
+
+
 def format_report(report: SeedReport | None, base_url: str, admin_token: str, show_token: bool) -> str:
     lines = []
     if report is None:
@@ -371,8 +394,11 @@ def format_report(report: SeedReport | None, base_url: str, admin_token: str, sh
             f"passage suivant : {report.blocked_tap_status}",
         ]
     lines.append(f"API : {base_url}/docs")
+    lines.append(f"Console : {base_url}/console")
     if show_token:
         lines.append(f"Jeton d'administration (développement) : Authorization: Bearer {admin_token}")
+        lines.append("Comptes de la console (développement) :")
+        lines += [f"  {role:<12} {email} / {password}" for role, email, password in DEMO_ACCOUNTS]
     lines.append("Ctrl-C pour arrêter.")
     return "\n".join(lines)
 
@@ -388,6 +414,8 @@ def run(*, host: str, port: int) -> None:
     settings = Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)  # an empty database gets its schema; an up-to-date one is left as it is
+    if settings.environment == "development":
+        ensure_demo_accounts(engine)
     app = create_app(settings, engine=engine)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
