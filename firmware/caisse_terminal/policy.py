@@ -142,7 +142,7 @@ class Policy:
         return self._entry[11], struct.unpack_from(">i", self._entry, 12)[0]
 
     def apply_cards(self, packed, full: bool) -> None:
-        """Merge sync entries (16 bytes each) into the table; full: they replace it.
+        """Merge sync entries (32 bytes each) into the table; full: they replace it.
 
         Streams the old table and writes a new file: RAM holds only the delta (<= 512 entries).
         """
