@@ -223,3 +223,16 @@ def test_an_unknown_household_is_a_french_404(console_client: TestClient, users:
     assert answer.status_code == 404 and "Foyer introuvable." in answer.text
     answer = console_client.get("/console/households/abc")
     assert answer.status_code == 422 and "Formulaire incomplet" in answer.text
+
+
+def test_the_audit_log_lists_changes_for_administrators_only(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    page = f"/console/households/{ids['household']}"
+    post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/block", {"reason": "lost"})
+    assert console_client.get("/console/audit").status_code == 403
+    console_client.cookies.clear()
+    sign_in(console_client, Role.ADMIN)
+    text = console_client.get("/console/audit", params={"action": "card."}).text
+    assert "carte bloquée" in text and "card:04a1b2c3d4e5f6" in text and EMAILS[Role.COORDINATOR] in text
+    assert "Aucune modification." in console_client.get("/console/audit", params={"actor": "personne@caisse.test"}).text
