@@ -96,9 +96,11 @@ def record_failures(
     entries = parse_failures(body)
     if not entries:
         return 0
-    cards = dict(session.execute(select(Card.uid, Card.id).where(Card.uid.in_(list(entries)))).tuples().all())  # type: ignore[attr-defined]
-    rows = [{"terminal_id": terminal_id, "card_id": cards[uid], "failures": failures, "locked": locked,
-             "reported_at": utcnow()} for uid, (failures, locked) in entries.items() if uid in cards]
+    found = session.execute(select(Card.uid, Card.id).where(Card.uid.in_(list(entries)))).all()  # type: ignore[attr-defined]
+    cards = {bytes(uid): card_id for uid, card_id in found}
+    rows = sorted(({"terminal_id": terminal_id, "card_id": cards[uid], "failures": failures, "locked": locked,
+                    "reported_at": utcnow()} for uid, (failures, locked) in entries.items() if uid in cards),
+                  key=lambda row: row["card_id"])
     if not rows:
         return 0
     insert = (postgresql if is_postgresql(session) else sqlite).insert(_code_failure).values(rows)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
@@ -332,3 +333,24 @@ def test_production_refuses_the_public_development_card_keys() -> None:
 def test_a_card_key_is_32_hex_characters(field: str) -> None:
     with pytest.raises(ValidationError):
         Settings(**{field: "00" * 15})  # type: ignore[arg-type]
+
+
+# Admin API ----------------------------------------------------------------------------------
+
+def test_the_admin_api_issues_blocks_replaces_returns_and_shows_cards(client: TestClient, admin_headers: dict[str, str],
+                                                                      session: Session) -> None:
+    world = make_world(session)
+    cards = "/v1/admin/cards"
+    issued = client.post(cards, headers=admin_headers, json={"household_id": world.household_id, "uid": "04a1b2c3d4e5f6",
+                                                             "card_type": "secure"})
+    assert (issued.status_code, issued.json()["card_type"]) == (201, "secure")
+    stolen = client.post(f"{cards}/04a1b2c3d4e5f6/block", headers=admin_headers, json={"reason": "stolen"})
+    assert (stolen.json()["status"], stolen.json()["block_reason"]) == ("blocked", "stolen")
+    replaced = client.post(f"{cards}/{world.uid.hex()}/replace", headers=admin_headers, json={"uid": "04f6e5d4c3b2a1"})
+    assert (replaced.status_code, replaced.json()["household_id"], replaced.json()["card_type"]) == (201, world.household_id, "basic")
+    returned = client.post(f"{cards}/04f6e5d4c3b2a1/return", headers=admin_headers)
+    assert returned.json()["status"] == "returned"
+    shown = client.get(f"{cards}/{world.uid.hex()}", headers=admin_headers).json()
+    assert (shown["status"], shown["block_reason"], shown["code_failures"]) == ("blocked", "replaced", [])
+    refused = client.post(f"{cards}/04a1b2c3d4e5f6/block", headers=admin_headers, json={"reason": "flagged"})
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_request")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -69,6 +69,20 @@ class CardOut(BaseModel):
     status: str
     blocked_at: UtcDateTime | None
     sync_version: int
+    card_type: str
+    block_reason: str | None
+    flag_reason: str | None
+
+
+class CodeFailureOut(BaseModel):
+    terminal_id: int
+    failures: int
+    locked: bool
+    reported_at: UtcDateTime
+
+
+class CardDetailOut(CardOut):
+    code_failures: list[CodeFailureOut]
 
 
 class HouseholdOut(BaseModel):
@@ -95,10 +109,28 @@ class CreditOut(BaseModel):
     balance_cents: int
 
 
+# A secure card (NTAG 424 DNA) has a 7-byte UID: stated for clients, checked by admin.issue_card.
+_SECURE_UID_RULE = {"if": {"properties": {"card_type": {"const": "secure"}}, "required": ["card_type"]},
+                    "then": {"properties": {"uid": {"pattern": "^[0-9a-fA-F]{14}$"}}}}
+
+
 class CardCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SECURE_UID_RULE)
     household_id: int
+    card_type: Literal["basic", "secure"] = "basic"
     uid: str = Field(min_length=8, max_length=20, json_schema_extra={"pattern": UID_HEX_PATTERN})
+
+
+class CardBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Literal["lost", "stolen"] = "lost"
+
+
+class CardReplace(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SECURE_UID_RULE)
+    uid: str = Field(min_length=8, max_length=20, description="the new card's UID, hex",
+                     json_schema_extra={"pattern": UID_HEX_PATTERN})
+    card_type: Literal["basic", "secure"] | None = Field(default=None, description="default: the old card's type")
 
 
 class TerminalCreate(BaseModel):

@@ -6,12 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from caisse import admin, ledger
+from caisse import admin, ledger, member_codes
 from caisse.api.deps import SessionDep, require_admin
 from caisse.api.schemas import (
     UID_HEX_PATTERN,
+    CardBlock,
     CardCreate,
+    CardDetailOut,
     CardOut,
+    CardReplace,
+    CodeFailureOut,
     CreditCreate,
     CreditOut,
     HouseholdCreate,
@@ -96,14 +100,39 @@ def credit_household(household_id: int, body: CreditCreate, session: SessionDep,
 
 @router.post("/cards", status_code=status.HTTP_201_CREATED)
 def issue_card(body: CardCreate, session: SessionDep) -> CardOut:
-    card = admin.issue_card(session, household_id=body.household_id, uid_hex=body.uid)
+    card = admin.issue_card(session, household_id=body.household_id, uid_hex=body.uid, card_type=body.card_type)
     session.commit()
     return _card_out(card)
 
 
+UidPath = Annotated[str, Path(json_schema_extra={"pattern": UID_HEX_PATTERN})]
+
+
+@router.get("/cards/{uid_hex}")
+def get_card(uid_hex: UidPath, session: SessionDep) -> CardDetailOut:
+    card = admin.get_card(session, uid_hex=uid_hex)
+    assert card.id is not None
+    failures = [CodeFailureOut.model_validate(f, from_attributes=True) for f in member_codes.card_failures(session, card_id=card.id)]
+    return CardDetailOut.model_validate(_card_out(card).model_dump() | {"code_failures": failures})
+
+
 @router.post("/cards/{uid_hex}/block")
-def block_card(uid_hex: Annotated[str, Path(json_schema_extra={"pattern": UID_HEX_PATTERN})], session: SessionDep) -> CardOut:
-    card = admin.block_card(session, uid_hex=uid_hex)
+def block_card(uid_hex: UidPath, session: SessionDep, body: CardBlock | None = None) -> CardOut:
+    card = admin.block_card(session, uid_hex=uid_hex, reason=(body or CardBlock()).reason)
+    session.commit()
+    return _card_out(card)
+
+
+@router.post("/cards/{uid_hex}/replace", status_code=status.HTTP_201_CREATED)
+def replace_card(uid_hex: UidPath, body: CardReplace, session: SessionDep) -> CardOut:
+    card = admin.replace_card(session, uid_hex=uid_hex, new_uid_hex=body.uid, card_type=body.card_type)
+    session.commit()
+    return _card_out(card)
+
+
+@router.post("/cards/{uid_hex}/return")
+def return_card(uid_hex: UidPath, session: SessionDep) -> CardOut:
+    card = admin.return_card(session, uid_hex=uid_hex)
     session.commit()
     return _card_out(card)
 
