@@ -111,11 +111,14 @@ def console_db(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 
 @pytest.fixture(scope="session")
-def console_url(console_db: Engine) -> Iterator[str]:
+def console_url(console_db: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import uvicorn
 
     port = _free_port()
-    app = create_app(make_settings(str(console_db.url)), engine=console_db)
+    # Settlement files go to a temporary folder, and a second person (the treasurer) approves.
+    settings = make_settings(str(console_db.url), settlement_dir=str(tmp_path_factory.mktemp("reglements")),
+                             settlement_requires_approval=True)
+    app = create_app(settings, engine=console_db)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, name="console-server", daemon=True)
     thread.start()
