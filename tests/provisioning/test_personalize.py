@@ -135,3 +135,13 @@ def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(tmp_pat
         assert issued is not None and (issued.uid, issued.household_id, issued.card_type) == (UID, 1, "secure")
     engine.dispose()
     assert verified_read(card, card_keys(Settings()))[1].mac_valid  # the keys the backend verifies with
+
+
+def test_one_of_our_cards_can_be_personalized_again_with_a_new_number():
+    card = Ntag424Dna(UID)
+    personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-1")
+    keys_before = list(card.keys)
+    again = personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-2")
+    assert again.counter == 2 and card.keys == keys_before
+    message, sun = verified_read(card)
+    assert b"?n=A-2&" in message and sun.mac_valid
