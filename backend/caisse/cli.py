@@ -27,6 +27,7 @@ from caisse.money import euros
 
 if TYPE_CHECKING:
     from caisse.allowances import Rule
+    from caisse_provisioning.pn532_uart import PN532Uart
 
 app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -259,18 +260,49 @@ def card_personalize(
 ) -> None:
     """Personalize a blank NTAG 424 DNA on a USB PN532 reader, then issue it to the household as a secure card."""
     from caisse import card_auth
-    from caisse_provisioning import pn532_uart
-    from caisse_provisioning.personalize import PersonalizationError, personalize
+    from caisse_provisioning.personalize import personalize
 
     _run(lambda s: admin.get_household(s, household_id=member))  # before touching the card
+    keys = card_auth.card_keys(Settings())
+    done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number))
+    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
+    _created("Card", card.id)
+
+
+@card_app.command("wipe")
+def card_wipe(
+    port: Annotated[str, typer.Option(help="Serial port of the USB PN532 reader (HSU mode).")] = "/dev/ttyUSB0",
+) -> None:
+    """Wipe a secure card handed back (factory keys, no SUN message) and record its return."""
+    from caisse import card_auth
+    from caisse.errors import NotFound
+    from caisse_provisioning.personalize import wipe
+
+    keys = card_auth.card_keys(Settings())
+    uid = _on_card_reader(port, lambda reader: wipe(reader, keys)).hex()
+
+    def record_return(session: Session) -> bool:
+        try:
+            admin.return_card(session, uid_hex=uid)
+        except NotFound:
+            return False
+        return True
+
+    known = _run(record_return)
+    out.print(uid)
+    err.print(f"Carte {uid} remise à zéro" + (" et enregistrée comme rendue." if known else " (elle n'était pas émise)."))
+
+
+def _on_card_reader(port: str, action: Callable[[PN532Uart], T]) -> T:
+    """Run `action` with the USB PN532 on `port`; a French error and exit code 1 if it fails."""
+    from caisse_provisioning import pn532_uart
+    from caisse_provisioning.personalize import PersonalizationError
+
     try:
-        reader = pn532_uart.PN532Uart(pn532_uart.open_port(port))
-        done = personalize(reader, card_auth.card_keys(Settings()), url_base=url, number=number)
+        return action(pn532_uart.PN532Uart(pn532_uart.open_port(port)))
     except (PersonalizationError, pn532_uart.ReaderError) as error:
         err.print(f"[red]Erreur :[/red] {error}")
         raise typer.Exit(code=1) from None
-    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
-    _created("Card", card.id)
 
 
 @terminal_app.command("register")

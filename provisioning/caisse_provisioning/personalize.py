@@ -11,6 +11,7 @@ Steps, in an order that can be resumed after a card pulled away at any point:
 5. ChangeKey 1..4 (from the factory key, or already done: then the old key is the new one), and
    key 0 last, since it ends the session;
 6. read the card as a terminal does and verify its SUN message with the diversified key.
+wipe() undoes all of it for a card handed back.
 
 Keys (card_keys): key 1, the SDM file-read key, is the backend's own diversified key
 (caisse.card_auth.CardKeys.file_key: AN10922 from the master key, with the configured application
@@ -49,6 +50,13 @@ _SDM_ACCESS = bytes([0xF1, 0x21])
 PICC_PLACEHOLDER = b"picc_data=" + b"0" * 32
 MAC_PLACEHOLDER = b"cmac=" + b"0" * 16
 _NUMBER = re.compile(r"[0-9A-Za-z-]{1,20}")
+# Factory settings of the NDEF file: CommMode plain, RW free, change key 0, read and write free.
+FACTORY_FILE_SETTINGS = bytes([0x00, 0xE0, 0xEE])
+# While wiping: CommMode.Full, write with key 0 only, SDM off; the file is zeroed in 128-byte
+# WriteData frames (256 bytes would not fit one PN532 frame).
+_WIPE_FILE_SETTINGS = bytes([0x03, 0x00, 0xE0])
+NDEF_FILE_BYTES = 256
+_WIPE_CHUNK = 128
 
 
 class PersonalizationError(Exception):
@@ -118,12 +126,7 @@ def sun_of(message: bytes) -> tuple[bytes, bytes] | None:
 def personalize(reader: Reader, keys: CaisseKeys, *, url_base: str, number: str | None = None,
                 random_bytes: Callable[[int], bytes] = os.urandom) -> Personalized:
     """Turn the NTAG 424 DNA on the reader into a Caisse secure card; verify it (see above)."""
-    found = reader.find_card()
-    if found is None:
-        raise PersonalizationError("Aucune carte sur le lecteur : posez une carte NTAG 424 DNA vierge et relancez.")
-    uid, ats = found
-    if len(uid) != 7 or not ats:
-        raise PersonalizationError(f"La carte {uid.hex()} n'est pas une NTAG 424 DNA (UID de 7 octets, ISO 14443-4).")
+    uid = _find_ntag424(reader)
     own = card_keys(keys, uid)
     content = ndef_file(url_template(url_base, number))
     tag = Ntag424(reader.transceive, random_bytes=random_bytes)
@@ -132,12 +135,48 @@ def personalize(reader: Reader, keys: CaisseKeys, *, url_base: str, number: str 
         tag.change_file_settings(NDEF_FILE_NO, sdm_file_settings(content))
         tag.write_data(NDEF_FILE_NO, 0, content)
         for key_no in (1, 2, 3, 4):
-            _change_key(tag, key_no, own[key_no], key0)
+            _change_key(tag, key_no, own[key_no], (FACTORY_KEY, own[key_no]), key0, KEY_VERSION)
         tag.change_key(0, own[0], version=KEY_VERSION)
         return _verify(tag, uid, own, keys.meta_key)
     except (Ntag424Error, ReaderError) as error:
         raise PersonalizationError(f"Personnalisation interrompue : {error}. Laissez la carte sur le lecteur et "
                                    "relancez la même commande : elle reprend là où elle s'est arrêtée.") from None
+
+
+def wipe(reader: Reader, keys: CaisseKeys) -> bytes:
+    """Put one of our cards back in its factory state (a returned card); return its UID.
+
+    NDEF file zeroed, SDM off, factory file settings, keys 1..4 then 0 back to zero (version 0).
+    Resumable like personalize(): the card's CRC check tells which keys are already reset.
+    """
+    uid = _find_ntag424(reader)
+    own = card_keys(keys, uid)
+    tag = Ntag424(reader.transceive)
+    try:
+        key0 = _authenticate(tag, own[0])
+        tag.change_file_settings(NDEF_FILE_NO, _WIPE_FILE_SETTINGS)
+        for offset in range(0, NDEF_FILE_BYTES, _WIPE_CHUNK):
+            tag.write_data(NDEF_FILE_NO, offset, bytes(_WIPE_CHUNK))
+        tag.change_file_settings(NDEF_FILE_NO, FACTORY_FILE_SETTINGS)
+        for key_no in (1, 2, 3, 4):
+            _change_key(tag, key_no, FACTORY_KEY, (own[key_no], FACTORY_KEY), key0, 0)
+        tag.change_key(0, FACTORY_KEY, version=0)
+        tag.select_ndef_application()
+        tag.authenticate(0, FACTORY_KEY)  # the proof: the factory key opens it again
+    except (Ntag424Error, ReaderError) as error:
+        raise PersonalizationError(f"Remise à zéro interrompue : {error}. Laissez la carte sur le lecteur et "
+                                   "relancez la même commande : elle reprend là où elle s'est arrêtée.") from None
+    return uid
+
+
+def _find_ntag424(reader: Reader) -> bytes:
+    found = reader.find_card()
+    if found is None:
+        raise PersonalizationError("Aucune carte sur le lecteur : posez une carte NTAG 424 DNA et relancez.")
+    uid, ats = found
+    if len(uid) != 7 or not ats:
+        raise PersonalizationError(f"La carte {uid.hex()} n'est pas une NTAG 424 DNA (UID de 7 octets, ISO 14443-4).")
+    return uid
 
 
 def _authenticate(tag: Ntag424, own_key0: bytes) -> bytes:
@@ -153,16 +192,18 @@ def _authenticate(tag: Ntag424, own_key0: bytes) -> bytes:
     raise PersonalizationError("Cette carte a déjà des clés qui ne sont pas celles de la caisse : mettez-la de côté.")
 
 
-def _change_key(tag: Ntag424, key_no: int, new_key: bytes, key0: bytes) -> None:
-    """ChangeKey from the factory key; if a previous run already set it, from itself."""
+def _change_key(tag: Ntag424, key_no: int, new_key: bytes, old_keys: tuple[bytes, bytes], key0: bytes,
+                version: int) -> None:
+    """ChangeKey from the first old value, or else the second (a previous run got this far):
+    the card's CRC check refuses a wrong old value, and the session then has to start again."""
     try:
-        tag.change_key(key_no, new_key, old_key=FACTORY_KEY, version=KEY_VERSION)
+        tag.change_key(key_no, new_key, old_key=old_keys[0], version=version)
     except Ntag424Error as error:
-        if error.status != _STATUS_INTEGRITY:  # the CRC shows the old key was not the factory one
+        if error.status != _STATUS_INTEGRITY:
             raise
-        tag.select_ndef_application()  # the failed command ended the session
+        tag.select_ndef_application()
         tag.authenticate(0, key0)
-        tag.change_key(key_no, new_key, old_key=new_key, version=KEY_VERSION)
+        tag.change_key(key_no, new_key, old_key=old_keys[1], version=version)
 
 
 def _verify(tag: Ntag424, uid: bytes, own: list[bytes], meta_key: bytes) -> Personalized:

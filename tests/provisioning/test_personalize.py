@@ -21,7 +21,7 @@ from caisse.models import Card
 from caisse.sun import verify_sun
 from caisse_provisioning import pn532_uart
 from caisse_provisioning.ntag424 import Ntag424
-from caisse_provisioning.personalize import PersonalizationError, personalize, sun_of
+from caisse_provisioning.personalize import PersonalizationError, personalize, sun_of, wipe
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/firmware/sim"))
@@ -145,3 +145,50 @@ def test_one_of_our_cards_can_be_personalized_again_with_a_new_number():
     assert again.counter == 2 and card.keys == keys_before
     message, sun = verified_read(card)
     assert b"?n=A-2&" in message and sun.mac_valid
+
+
+def personalized_card() -> tuple[Ntag424Dna, int]:
+    """One of our cards, and how many APDUs it has answered so far."""
+    card = Ntag424Dna(UID)
+    personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-1")
+    return card, len(card.apdus)
+
+
+def assert_factory_state(card: Ntag424Dna) -> None:
+    assert card.keys == [bytes(16)] * 5 and card.key_versions == [0] * 5
+    ndef = card.files[2]
+    assert (bytes(ndef.data), ndef.sdm, ndef.comm_mode, ndef.write) == (bytes(256), b"", 0, 0xE)
+
+
+def test_wiping_a_returned_card_restores_the_factory_state_even_after_a_card_pulled_away():
+    card, start = personalized_card()
+    assert wipe(reader_with(card), KEYS) == UID
+    assert_factory_state(card)
+    for leave_after in range(len(card.apdus) - start):  # at every APDU of a wipe
+        card, start = personalized_card()
+        card.leave_after = start + leave_after
+        with pytest.raises(PersonalizationError, match="relancez la même commande"):
+            wipe(reader_with(card), KEYS)
+        card.leave_after = None
+        wipe(reader_with(card), KEYS)
+        assert_factory_state(card)
+    personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-2")  # ready to issue again
+    assert verified_read(card)[1].mac_valid
+
+
+def test_the_cli_wipes_a_card_and_records_its_return(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    card = Ntag424Dna(UID)
+    sim = PN532Sim()
+    sim.field.append(card)
+    monkeypatch.setattr(pn532_uart, "open_port", lambda port: SimSerial(sim))
+    runner = CliRunner()
+    runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"])
+    assert runner.invoke(app, ["card", "personalize", "--member", "1"]).exit_code == 0
+    wiped = runner.invoke(app, ["card", "wipe"])
+    assert wiped.exit_code == 0, wiped.output
+    assert wiped.stdout.strip() == UID.hex() and "enregistrée comme rendue" in wiped.stderr
+    assert card.keys == [bytes(16)] * 5
+    shown = runner.invoke(app, ["card", "show", UID.hex()])
+    assert "returned" in shown.output or "rendue" in shown.output, shown.output
