@@ -76,19 +76,23 @@ def print_french(report: dict, console: Console | None = None) -> None:
     c = report["config"]
     console.print(f"[bold]Simulation de la caisse[/bold] — graine {report['seed']} : {c['terminals']} terminaux, "
                   f"{c['members']} foyers, {c['days']} jours")
-    console.print(f"  Terminaux : {terminals['approved']['payments']} paiements et {terminals['approved']['voids']} "
-                  f"annulations approuvés, {sum(terminals['declined'].values())} refus ({_counts(terminals['declined'])}), "
-                  f"{terminals['reboots']} redémarrages")
-    console.print(f"  Serveur : {backend['accepted']} acceptés (dont {backend['held_for_review']} en attente de revue), "
-                  f"{backend['duplicates']} doublons ignorés, rejets : {_counts(backend['rejected']) or 'aucun'} ; "
-                  f"approuvés par un terminal puis refusés : {euros(backend['refused_after_approval_cents'], grouped=True)} €")
-    flagged = ", ".join(str(t) for t in backend["flagged_terminals"]) or "aucun"
-    console.print(f"  Terminaux signalés suspects : {flagged} ; mis de côté au règlement : {backend['held_records']} "
-                  f"enregistrements, {euros(backend['held_cents'], grouped=True)} €")
-    console.print(f"  Argent : allocations {euros(cash['allowances_cents'], grouped=True)} €, expiré "
-                  f"{euros(cash['expired_cents'], grouped=True)} €, dépensé {euros(cash['spent_cents'], grouped=True)} €, "
-                  f"versé aux commerçants {euros(cash['paid_out_cents'], grouped=True)} €, "
-                  f"somme du grand livre {euros(cash['ledger_balance_sum_cents'])} €")
+    lines = [
+        f"Terminaux : {terminals['approved']['payments']} paiements et {terminals['approved']['voids']} annulations "
+        f"approuvés, {terminals['reboots']} redémarrages après coupure",
+        f"Refus sur place : {_counts(terminals['declined']) or 'aucun'}",
+        f"Serveur : {backend['accepted']} acceptés (dont {backend['held_for_review']} en attente de revue), "
+        f"{backend['duplicates']} doublons reconnus",
+        f"Rejets : {_counts(backend['rejected']) or 'aucun'} ; approuvés puis refusés : "
+        f"{euros(backend['refused_after_approval_cents'], grouped=True)} €",
+        f"Terminaux suspects : {', '.join(str(t) for t in backend['flagged_terminals']) or 'aucun'} ; non réglés : "
+        f"{backend['held_records']} enregistrements, {euros(backend['held_cents'], grouped=True)} €",
+        f"Allocations {euros(cash['allowances_cents'], grouped=True)} €, expiré {euros(cash['expired_cents'], grouped=True)} €, "
+        f"dépensé {euros(cash['spent_cents'], grouped=True)} €, versé aux commerçants "
+        f"{euros(cash['paid_out_cents'], grouped=True)} €",
+        f"Somme des soldes du grand livre : {euros(cash['ledger_balance_sum_cents'])} €",
+    ]
+    for line in lines:
+        console.print("  " + line)
     faults = Table("panne injectée", "jour", "term.", "résultat", "constat", title="Pannes injectées")
     for fault in report["faults"]:
         faults.add_row(FAULT_FR.get(fault["kind"], fault["kind"]), str(fault["day"] + 1), str(fault["terminal"] or "—"),

@@ -349,7 +349,8 @@ class World:
         card = next(c for h in self.households for c in h.cards if c.uid == fault.card_uid)
         for step in range(3):
             post = self.rng.choice(self.posts)
-            self.at(self.backend.now_s + (step + 1) * self.rng.randrange(600, 2400),
+            # Soon after the block, before most stalls' next sync (every 30 min) brings it.
+            self.at(self.backend.now_s + (step + 1) * self.rng.randrange(120, 900),
                     lambda p=post, a=self.rng.randrange(500, 3000, 10): self.tap(p, card, a, fault=fault))
 
     def clone(self, fault: Fault, card: MemberCard) -> None:
