@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 
-from caisse import ledger
-from caisse.db import make_engine
+from caisse import admin, ledger
+from caisse.db import make_engine, session_factory
 from caisse.demo import DemoTerminal, record_b64, terminal_key
 from caisse.protocol import Kind, public_key_bytes
 from ingest import ADMIN_TOKEN, fresh_database, prepare_schema, process_cpu_s, running_server
@@ -237,6 +237,52 @@ async def seed(base_url: str, *, terminals: int, cards: int) -> tuple[list[Termi
     return plans, uids
 
 
+# ---- history: the tables as a caisse (or many) would have them after months -------------------
+
+PREFILL_TERMINALS = 1000
+_PREFILL_RECORDS = (
+    "INSERT INTO transaction_record (terminal_id, seq, raw, digest, kind, flags, time, amount_cents, ref_seq,"
+    " card_uid, card_auth, prev_hash, household_id, status, reason, chain_verified, voided, received_at)"
+    " SELECT t.id, s.seq, decode(repeat('00', 154), 'hex'), decode(repeat('00', 32), 'hex'), 1, 0,"
+    " 1700000000 + s.seq, 100 + s.seq % 2000, 0, decode('04000000000000', 'hex'), decode(repeat('00', 24), 'hex'),"
+    " decode(repeat('00', 32), 'hex'), NULL, 'accepted', NULL, true, false, now()"
+    " FROM terminal t CROSS JOIN generate_series(1, :per_terminal) AS s(seq) WHERE t.vendor_id = :vendor"
+)
+_PREFILL_TRANSFERS = (
+    "INSERT INTO ledger_transfer (debit_account_id, credit_account_id, amount_cents, kind, reference, created_at)"
+    " SELECT :member, :payable, r.amount_cents, 'payment', 'record:' || r.terminal_id || ':' || r.seq, now()"
+    " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id WHERE t.vendor_id = :vendor"
+)
+
+
+def prefill(database_url: str, records: int) -> float:
+    """`records` accepted payments and their ledger transfers from PREFILL_TERMINALS terminals of
+    one archive vendor, inserted set-based (PostgreSQL); returns the seconds it took. The rows are
+    the size of real ones, so indexes and tables are as deep as after that many payments. Account
+    balances are not touched: the history's transfers cancel out in no check made here."""
+    per_terminal = max(1, records // PREFILL_TERMINALS)
+    started = time.perf_counter()
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            vendor = admin.create_vendor(session, name="Archive", kind="producer", zone="archive")
+            member = ledger.ensure_account(session, code=ledger.member_code(0), kind="member")
+            payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id or 0), kind="vendor_payable")
+            session.execute(text(
+                "INSERT INTO terminal (vendor_id, public_key, status, acked_seq, created_at)"
+                " SELECT :vendor, decode(lpad(to_hex(i), 130, '0'), 'hex'), 'active', :per_terminal, now()"
+                " FROM generate_series(1, :terminals) AS i"),
+                {"vendor": vendor.id, "per_terminal": per_terminal, "terminals": PREFILL_TERMINALS})
+            session.execute(text(_PREFILL_RECORDS), {"vendor": vendor.id, "per_terminal": per_terminal})
+            session.execute(text(_PREFILL_TRANSFERS), {"vendor": vendor.id, "member": member, "payable": payable})
+            session.commit()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE terminal, transaction_record, ledger_transfer"))
+    finally:
+        engine.dispose()
+    return time.perf_counter() - started
+
+
 # ---- the check: nothing lost, nothing doubled -------------------------------------------------
 
 def check_database(database_url: str, outcomes: list[TerminalOutcome]) -> list[str]:
@@ -304,16 +350,21 @@ def main(argv: list[str] | None = None) -> int:
                         "on average (default 0: back to back, the server's saturation)")
     parser.add_argument("--resend", type=float, default=0.02, help="share of batches sent twice (default 0.02)")
     parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--prefill", type=int, default=0, metavar="N",
+                        help="first insert N accepted payments of history (PostgreSQL; default 0)")
     args = parser.parse_args(argv)
     if not (0 < args.terminals and 0 < args.batch <= 256 and 0 < args.clients <= args.terminals and args.records > 0
-            and args.workers > 0 and 0 <= args.resend <= 1 and args.duration > 0 and args.cards > 0 and args.pause >= 0):
-        parser.error("need positive counts, batch <= 256, clients <= terminals, 0 <= resend <= 1")
+            and args.workers > 0 and 0 <= args.resend <= 1 and args.duration > 0 and args.cards > 0 and args.pause >= 0
+            and args.prefill >= 0 and not (args.prefill and args.db != "postgresql")):
+        parser.error("need positive counts, batch <= 256, clients <= terminals, 0 <= resend <= 1, --prefill on PostgreSQL")
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; "
           f"{args.terminals} terminals, {args.workers} uvicorn workers, {args.clients} client processes, "
           f"batches of {args.batch}, database {args.db}")
     with fresh_database(args.db) as database_url:
         prepare_schema(database_url)
+        if args.prefill:
+            print(f"history: {args.prefill} payments and transfers inserted in {prefill(database_url, args.prefill):.0f} s")
         with running_server(database_url, workers=args.workers) as (base_url, pid):
             started = time.perf_counter()
             plans, cards = asyncio.run(seed(base_url, terminals=args.terminals, cards=args.cards))
