@@ -8,6 +8,7 @@ import base64
 import json
 import sys
 import warnings
+from contextlib import contextmanager
 
 import pytest
 from caisse.config import Settings
@@ -30,8 +31,10 @@ ADMIN = {"Authorization": "Bearer e2e-admin-token"}
 SCENARIOS = {ROOT / "tests/firmware/scenarios": "/scenarios"}
 
 
-@pytest.fixture
-def backend(tmp_path):
+@contextmanager
+def backend_app(tmp_path, cards):
+    """The real backend app on SQLite: a vendor, and a credited household holding `cards`
+    ((uid, card type) pairs). Yields (client, engine, settings, vendor id)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'caisse.db'}")
     upgrade(engine)
     settings = Settings(environment="test", admin_token="e2e-admin-token",  # type: ignore[call-arg]
@@ -44,12 +47,18 @@ def backend(tmp_path):
         credit = client.post(f"/v1/admin/households/{household['id']}/credits", headers=ADMIN,
                              json={"amount_cents": 15000, "reference": "janvier"})
         assert credit.status_code == 201, credit.text
-        for uid in (rig.ALICE, rig.BOB):
+        for uid, card_type in cards:
             card = client.post("/v1/admin/cards", headers=ADMIN,
-                               json={"household_id": household["id"], "uid": uid.hex()})
+                               json={"household_id": household["id"], "uid": uid.hex(), "card_type": card_type})
             assert card.status_code == 201, card.text
-        yield client, vendor["id"]
+        yield client, engine, settings, vendor["id"]
     engine.dispose()
+
+
+@pytest.fixture
+def backend(tmp_path):
+    with backend_app(tmp_path, [(rig.ALICE, "basic"), (rig.BOB, "basic")]) as (client, _, _, vendor_id):
+        yield client, vendor_id
 
 
 def register(client, vendor_id, public_key: bytes) -> int:

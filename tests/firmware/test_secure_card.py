@@ -9,18 +9,16 @@ makes come back as hex; caisse.sun checks their card_auth, and the real backend 
 
 import base64
 import sys
-import warnings
 
 import pytest
 from caisse import admin, card_auth, review
-from caisse.config import Settings
-from caisse.db import make_engine, session_factory, upgrade
-from caisse.main import create_app
+from caisse.db import session_factory
 from caisse.sun import diversify_key, verify_sun
 from caisse_provisioning.ntag424 import Ntag424
 from caisse_provisioning.personalize import url_template
 
 from tests.firmware.mpy_runtime import ROOT, run
+from tests.firmware.test_end_to_end import backend_app, register
 
 SIM = ROOT / "tests/firmware/sim"
 sys.path.insert(0, str(SIM))
@@ -29,12 +27,6 @@ sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 import ntag424_sim  # noqa: E402
 import rig  # noqa: E402
 from caisse_terminal import p256, record  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
-    from fastapi.testclient import TestClient
-
-ADMIN = {"Authorization": "Bearer e2e-admin-token"}
 
 MOUNTS = {SIM: "/sim", ROOT / "tests/firmware/scenarios": "/scenarios"}
 META_KEY = bytes.fromhex("5ea1ed0ff1ce0000000000000000d00d")
@@ -148,25 +140,9 @@ print(binascii.hexlify(raw).decode())
 
 @pytest.fixture
 def backend(tmp_path):
-    """The real backend app on SQLite, with a household and CAROL's card issued as secure."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'caisse.db'}")
-    upgrade(engine)
-    settings = Settings(environment="test", admin_token="e2e-admin-token",  # type: ignore[call-arg]
-                        database_url=str(engine.url))
-    with TestClient(create_app(settings, engine=engine)) as client:
-        vendor = client.post("/v1/admin/vendors", headers=ADMIN,
-                             json={"name": "Épicerie", "kind": "producer", "zone": "Nord"}).json()
-        household = client.post("/v1/admin/households", headers=ADMIN,
-                                json={"name": "Famille Petit", "members": 2, "zone": "Nord"}).json()
-        client.post(f"/v1/admin/households/{household['id']}/credits", headers=ADMIN,
-                    json={"amount_cents": 15000, "reference": "janvier"})
-        card = client.post("/v1/admin/cards", headers=ADMIN,
-                           json={"household_id": household["id"], "uid": SECURE_UID.hex(), "card_type": "secure"})
-        assert card.status_code == 201, card.text
-        terminal = client.post("/v1/admin/terminals", headers=ADMIN,
-                               json={"vendor_id": vendor["id"], "public_key": p256.public_key(rig.SECRET).hex()})
-        yield client, engine, settings, terminal.json()["id"]
-    engine.dispose()
+    """The real backend app, CAROL's card issued as secure, and the rig's terminal registered."""
+    with backend_app(tmp_path, [(SECURE_UID, "secure")]) as (client, engine, settings, vendor_id):
+        yield client, engine, settings, register(client, vendor_id, p256.public_key(rig.SECRET))
 
 
 def test_secure_card_payments_made_under_micropython_pass_the_backend_sun_check_and_a_uid_copy_or_replay_is_held(backend):
