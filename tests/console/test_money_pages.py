@@ -15,6 +15,9 @@ from caisse.models import Role, TransactionRecord
 from tests.backend.test_flows import Town
 from tests.console.conftest import TestClient, post_form, sign_in
 
+# Page logic only: the services under them are tested on both databases (tests/backend).
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def town(session: Session, settings: Settings) -> Town:
@@ -56,6 +59,7 @@ def test_a_held_payment_is_listed_with_its_reason_and_released_with_an_audit_eve
     assert "Aucun paiement n'attend de décision" in console_client.get("/console/transactions").text
 
 
+@SQLITE_ONLY
 def test_a_rejected_payment_is_voided_and_a_second_decision_is_refused(
     console_client: TestClient, users: object, session: Session, town: Town,
 ) -> None:
@@ -89,6 +93,7 @@ def test_filters_by_card_status_vendor_and_days(console_client: TestClient, user
     assert bad.status_code == 200 and 'role="alert"' in bad.text
 
 
+@SQLITE_ONLY
 def test_the_committee_cannot_open_transactions_but_sees_budget_and_flows_without_names(
     console_client: TestClient, users: object, town: Town,
 ) -> None:
@@ -102,6 +107,7 @@ def test_the_committee_cannot_open_transactions_but_sees_budget_and_flows_withou
     assert console_client.get("/console/budget?du=2026-01&au=2026-02").status_code == 200
 
 
+@SQLITE_ONLY
 def test_flows_page_draws_each_chart_with_a_table_of_the_same_numbers(console_client: TestClient, users: object, town: Town) -> None:
     sign_in(console_client, Role.COMMITTEE)
     page = console_client.get("/console/flows?du=2026-01&au=2026-02").text
@@ -113,6 +119,7 @@ def test_flows_page_draws_each_chart_with_a_table_of_the_same_numbers(console_cl
     assert "29,4 %" in page  # 1 250 of 4 250 reached producers in January
 
 
+@SQLITE_ONLY
 def test_a_bad_period_is_a_french_message_not_an_error(console_client: TestClient, users: object) -> None:
     sign_in(console_client, Role.COMMITTEE)
     for path in ("/console/flows?du=2026-05&au=2026-01", "/console/budget?du=2026-13&au=2026-12"):

@@ -16,6 +16,9 @@ from tests.backend.conftest import make_settings
 from tests.backend.test_settlement import Market
 from tests.console.conftest import TestClient, post_form, sign_in
 
+# Page logic only: the services under them are tested on both databases (tests/backend).
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def settings(engine: Engine, tmp_path: Path) -> Settings:
@@ -67,6 +70,7 @@ def test_prepared_by_a_coordinator_approved_by_the_treasurer_then_the_sepa_file_
     session.commit()
 
 
+@SQLITE_ONLY
 def test_whoever_prepared_a_run_cannot_approve_it(console_client: TestClient, users: object, session: Session, market: Market) -> None:
     sign_in(console_client, Role.TREASURER)
     run_url = _prepare(console_client)
@@ -78,6 +82,7 @@ def test_whoever_prepared_a_run_cannot_approve_it(console_client: TestClient, us
     session.commit()
 
 
+@SQLITE_ONLY
 def test_a_day_not_over_is_refused_in_french(console_client: TestClient, users: object) -> None:
     sign_in(console_client, Role.TREASURER)
     answer = post_form(console_client, "/console/settlements", "/console/settlements", {"run_date": "2999-01-01"})
@@ -86,6 +91,7 @@ def test_a_day_not_over_is_refused_in_french(console_client: TestClient, users: 
     assert answer.status_code == 422 and "Date de règlement invalide" in answer.text
 
 
+@SQLITE_ONLY
 def test_the_committee_has_no_settlement_page(console_client: TestClient, users: object) -> None:
     sign_in(console_client, Role.COMMITTEE)
     assert console_client.get("/console/settlements").status_code == 403

@@ -7,6 +7,7 @@ import csv
 import io
 import re
 
+import pytest
 from sqlmodel import Session
 
 from caisse import audit, sortition
@@ -18,6 +19,9 @@ VOLUNTEERS = "\n".join(
     + [f"Volontaire {n},v{n}@exemple.fr,1,1" for n in range(1, 7)]
     + ["Awa Diop,06 00 00 00 00,4,3", "Jean Martin,,2,2"]
 )
+
+# Page logic only: the services under them are tested on both databases (tests/backend).
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
 def _quota_form(title: str, seats: int = 2) -> dict[str, str]:
@@ -63,6 +67,7 @@ def test_a_draw_from_registration_to_export_is_reproducible_and_audited(
     session.commit()
 
 
+@SQLITE_ONLY
 def test_the_committee_sees_the_public_result_but_no_names_and_cannot_organise(console_client: TestClient, users: object) -> None:
     sign_in(console_client, Role.COORDINATOR)
     url = _run_draw(console_client, title="Automne", phrase="Titre du journal du 1er octobre")
@@ -76,6 +81,7 @@ def test_the_committee_sees_the_public_result_but_no_names_and_cannot_organise(c
     assert refused.status_code == 403
 
 
+@SQLITE_ONLY
 def test_the_list_is_frozen_once_the_seed_is_published(console_client: TestClient, users: object) -> None:
     sign_in(console_client, Role.ADMIN)
     url = post_form(console_client, "/console/sortition", "/console/sortition", _quota_form("Hiver")).headers["location"]
@@ -88,6 +94,7 @@ def test_the_list_is_frozen_once_the_seed_is_published(console_client: TestClien
     assert "En retard" not in console_client.get(url).text
 
 
+@SQLITE_ONLY
 def test_bad_input_is_explained_and_changes_nothing(console_client: TestClient, users: object) -> None:
     sign_in(console_client, Role.COORDINATOR)
     bad_quota = post_form(console_client, "/console/sortition", "/console/sortition", {**_quota_form("X"), "places_2_3": "-1"})
