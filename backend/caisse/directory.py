@@ -62,6 +62,14 @@ class MonthAmount:
 
 
 @dataclass(frozen=True, slots=True)
+class Allowance:
+    at: datetime
+    month: str | None  # YYYY-MM for a monthly allocation, None for a credit posted by hand
+    memo: str | None
+    amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
 class VendorRow:
     vendor: Vendor
     terminals: int
@@ -124,16 +132,21 @@ def household_payments(session: Session, *, household_id: int, limit: int = 50) 
                     review=r.review, voided=r.voided) for r, name in rows]
 
 
-def household_allowances(session: Session, *, household_id: int, limit: int = 12) -> list[MonthAmount]:
-    """Monthly allowance credits, newest month first (references allowance:{household}:{YYYY-MM},
-    read as a range so the unique index on reference serves the query)."""
-    prefix = f"allowance:{household_id}:"
+def household_allowances(session: Session, *, household_id: int, limit: int = 12) -> list[Allowance]:
+    """Allowance credits to the household, newest first: the monthly ones (caisse.allowances) and
+    those posted by hand (admin.credit_household). ledger_transfer has no index by account (the
+    hot path pays for every index), so this scans the transfers: fine for one household's page."""
+    account_id = ledger.account_ids(session, codes=[ledger.member_code(household_id)]).get(ledger.member_code(household_id))
+    if account_id is None:
+        return []
     rows = session.execute(
-        select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
-        .where(LedgerTransfer.reference >= prefix, LedgerTransfer.reference < prefix[:-1] + ";")  # type: ignore[arg-type]
-        .order_by(LedgerTransfer.reference.desc()).limit(min(limit, MAX_LIMIT))  # type: ignore[attr-defined]
+        select(LedgerTransfer.created_at, LedgerTransfer.reference, LedgerTransfer.memo, LedgerTransfer.amount_cents)
+        .where(LedgerTransfer.credit_account_id == account_id, LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE)  # type: ignore[arg-type]
+        .order_by(LedgerTransfer.id.desc()).limit(min(limit, MAX_LIMIT))  # type: ignore[union-attr]
     ).all()
-    return [MonthAmount(month=reference.removeprefix(prefix), amount_cents=amount) for reference, amount in rows]
+    monthly = f"allowance:{household_id}:"
+    return [Allowance(at=at, month=reference.removeprefix(monthly) if reference.startswith(monthly) else None,
+                      memo=memo, amount_cents=amount) for at, reference, memo, amount in rows]
 
 
 def household_contributions(session: Session, *, household_id: int, limit: int = 12) -> list[MonthAmount]:

@@ -170,12 +170,17 @@ def test_household_page_shows_balance_allowances_contributions_and_payments(
 
     ids = _seed(engine)
     admin.credit_household(session, household_id=ids["household"], amount_cents=10_000, reference="allowance:%d:2026-11" % ids["household"])
+    admin.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
+    other = admin.create_household(session, name="Famille Voisine", members=1, zone="Nord")
+    admin.credit_household(session, household_id=other.id or 0, amount_cents=555, memo="Pas pour ce foyer")
     fund.record_contribution(session, household_id=ids["household"], month="2026-11", amount_cents=2_500, settings=settings)
     session.commit()
     sign_in(console_client, Role.COORDINATOR)
     text = console_client.get(f"/console/households/{ids['household']}").text
-    assert re.search(r"Solde disponible<strong>100,00 €", text)
-    assert "<td>2026-11</td><td class=\"num\">100,00 €</td>" in text
+    assert re.search(r"Solde disponible<strong>112,34 €", text)
+    assert "<td>Allocation 2026-11</td><td class=\"num\">100,00 €</td>" in text
+    assert "<td>Rattrapage octobre</td><td class=\"num\">12,34 €</td>" in text
+    assert "Pas pour ce foyer" not in text
     assert "<td>2026-11</td><td class=\"num\">25,00 €</td>" in text
 
 
