@@ -264,9 +264,28 @@ def card_personalize(
 
     _run(lambda s: admin.get_household(s, household_id=member))  # before touching the card
     keys = card_auth.card_keys(Settings())
-    done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number))
+
+    def not_in_use(uid: bytes) -> None:
+        """Personalizing restarts the card's read counter: refuse a card that is issued."""
+        _run(lambda s: _require_not_issued(s, uid))
+
+    done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number,
+                                                            check_uid=not_in_use))
     card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
     _created("Card", card.id)
+
+
+def _require_not_issued(session: Session, uid: bytes) -> None:
+    from caisse.errors import Conflict, NotFound
+    from caisse.models import CardStatus
+
+    try:
+        card = admin.get_card(session, uid_hex=uid.hex())
+    except NotFound:
+        return
+    if card.status != CardStatus.RETURNED:
+        raise Conflict("card_exists", f"la carte {uid.hex()} est déjà émise ; rendez-la d'abord avec "
+                                      "« caisse card wipe » avant de la personnaliser à nouveau")
 
 
 @card_app.command("wipe")

@@ -124,9 +124,17 @@ def sun_of(message: bytes) -> tuple[bytes, bytes] | None:
 
 
 def personalize(reader: Reader, keys: CaisseKeys, *, url_base: str, number: str | None = None,
+                check_uid: Callable[[bytes], None] | None = None,
                 random_bytes: Callable[[int], bytes] = os.urandom) -> Personalized:
-    """Turn the NTAG 424 DNA on the reader into a Caisse secure card; verify it (see above)."""
+    """Turn the NTAG 424 DNA on the reader into a Caisse secure card; verify it (see above).
+
+    check_uid(uid) runs before anything is changed on the card and may raise to refuse it.
+    Enabling SDM resets the card's read counter to 0 (datasheet): a card in use must not be
+    personalized again, since its next counters would repeat ones the backend has seen.
+    """
     uid = _find_ntag424(reader)
+    if check_uid is not None:
+        check_uid(uid)
     own = card_keys(keys, uid)
     content = ndef_file(url_template(url_base, number))
     tag = Ntag424(reader.transceive, random_bytes=random_bytes)

@@ -96,6 +96,10 @@ def test_host_commands_personalize_the_card_and_each_read_session_gives_a_fresh_
         assert result.mac_valid and result.uid == uid
         counters.append(result.counter)
     assert counters == [1, 2]
+    tag = Ntag424(card.apdu)
+    tag.select_ndef_application()
+    tag.authenticate(0, h("00112233445566778899aabbccddeeff"))
+    assert b"e=" + b"0" * 32 in tag.read_ndef() and card.sdm_read_counter == 2  # authenticated: static data
     picc, mac = sun_of(second) or (b"", b"")
     assert not verify_sun(meta_key=meta_key, file_key=h("33" * 16), picc_data=picc, mac=mac).mac_valid
 

@@ -135,6 +135,10 @@ def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(tmp_pat
         assert issued is not None and (issued.uid, issued.household_id, issued.card_type) == (UID, 1, "secure")
     engine.dispose()
     assert verified_read(card, card_keys(Settings()))[1].mac_valid  # the keys the backend verifies with
+    keys_before = list(card.keys)
+    again = runner.invoke(app, ["card", "personalize", "--member", "1"])  # an issued card: its counter must not restart
+    assert again.exit_code == 1 and "déjà émise" in again.output and card.keys == keys_before
+    assert card.sdm_read_counter == 2
 
 
 def test_one_of_our_cards_can_be_personalized_again_with_a_new_number():
@@ -142,7 +146,7 @@ def test_one_of_our_cards_can_be_personalized_again_with_a_new_number():
     personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-1")
     keys_before = list(card.keys)
     again = personalize(reader_with(card), KEYS, url_base="caisse.example/c", number="A-2")
-    assert again.counter == 2 and card.keys == keys_before
+    assert again.counter == 1 and card.keys == keys_before  # enabling SDM again restarts the counter
     message, sun = verified_read(card)
     assert b"?n=A-2&" in message and sun.mac_valid
 

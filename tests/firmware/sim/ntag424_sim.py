@@ -22,9 +22,10 @@ in tests/firmware/test_ntag424_sim.py):
   the session and its answer has no MAC;
 - GetFileSettings (0xF5, MAC), ChangeFileSettings (0x5F, Full, the file's Change key),
   WriteData (0x8D, in the file's CommMode, the file's Write or ReadWrite key);
-- Secure Dynamic Messaging on the NDEF file (file 2, E104): with SDM enabled, UID and counter
-  mirrored and the PICC data encrypted under the SDMMetaRead key, each read session (first
-  ReadBinary after the NDEF file is selected) increments SDMReadCtr and writes into the file the
+- Secure Dynamic Messaging on the NDEF file (file 2, E104): with SDM enabled (which resets
+  SDMReadCtr to 0), UID and counter mirrored and the PICC data encrypted under the SDMMetaRead
+  key, each read session in not-authenticated state (the first ReadBinary after any other
+  command, datasheet section 9.3.1) increments SDMReadCtr and writes into the file the
   encrypted PICC data (C7 || UID || SDMReadCtr LE || 5 random bytes, AES-CBC, zero IV) and the
   SDMMAC (odd bytes of CMAC(CMAC(SDMFileRead key, 3CC3 0001 0080 || UID || SDMReadCtr), bytes
   between SDMMACInputOffset and SDMMACOffset)), both as upper-case hex. The reads of one session
@@ -146,6 +147,8 @@ class Ntag424Dna:
         self.apdus.append(c)
         if len(c) < 4:
             return b"\x67\x00"
+        if c[1] != 0xB0:
+            self._mirror = None  # any other command: the next read is a new read session
         if c[0] == 0x90:
             return self._native(c)
         ins, p1 = c[1], c[2]
@@ -167,7 +170,6 @@ class Ntag424Dna:
             for settings in self.files.values():
                 if settings.file_id == name:
                     self._file = settings
-                    self._mirror = None
                     return SW_OK
         return b"\x6a\x82"
 
@@ -177,7 +179,7 @@ class Ntag424Dna:
             return b"\x69\x86"
         if FREE not in (settings.read, settings.read_write):
             return b"\x69\x82"  # ISOReadBinary is plain: only for freely readable files
-        if settings.sdm:
+        if settings.sdm and self.session is None:  # authenticated reads see the static data
             if self._mirror is None:
                 self._mirror = self._mirrored(settings)
             content = self._mirror
@@ -329,6 +331,8 @@ class Ntag424Dna:
         settings.read_write, settings.change = rights[0] >> 4, rights[0] & 0xF
         settings.read, settings.write = rights[1] >> 4, rights[1] & 0xF
         settings.sdm = bytes(sdm) if option & SDM_ENABLED else b""
+        if settings.sdm:
+            self.sdm_read_counter = 0  # enabling SDM resets SDMReadCtr
         return self._answer()
 
     def _check_sdm(self, settings: FileSettings, sdm: bytes) -> None:
