@@ -32,7 +32,9 @@ in tests/firmware/test_ntag424_sim.py):
   see the same message, so a reader may fetch the file in several chunks.
 
 Not modelled: LRP mode, random ID, EV2NonFirst, the originality signature, ReadCtrLimit,
-SDMENCFileData, and the CC and proprietary files beyond their existence.
+SDMENCFileData, plain PICC mirroring (SDMMetaRead = E), ReadData (0xAD), ISOUpdateBinary, and
+the CC and proprietary files beyond their existence. ChangeFileSettings refuses SDM layouts
+other than the one Caisse uses (parameter error 91 9E).
 """
 
 from __future__ import annotations
