@@ -645,6 +645,31 @@ def user_add(
     err.print(f"Compte créé : {email.strip().lower()} ({role}).")
 
 
+@user_app.command("disable")
+def user_disable(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
+    """Disable an account (someone left): it cannot sign in, and its open sessions end now."""
+    _set_active(email, active=False)
+    err.print(f"Compte désactivé : {email.strip().lower()} ; ses sessions ouvertes sont fermées.")
+
+
+@user_app.command("enable")
+def user_enable(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
+    """Enable a disabled account again."""
+    _set_active(email, active=True)
+    err.print(f"Compte réactivé : {email.strip().lower()}.")
+
+
+def _set_active(email: str, *, active: bool) -> None:
+    from caisse import accounts, audit
+
+    def change(session: Session) -> int | None:
+        user = accounts.set_active(session, email=email, active=active)
+        audit.record(session, actor="cli", action="user.enable" if active else "user.disable", subject=f"user:{user.email}")
+        return user.id
+
+    out.print(_run(change))
+
+
 @app.command()
 def simulate(
     terminals: Annotated[int, typer.Option(help="Terminals, one per vendor.")] = 6,

@@ -198,3 +198,17 @@ def test_next_never_leads_off_the_console(console_client: TestClient, users: Any
     answer = console_client.post("/console/login", data={"email": EMAILS[Role.ADMIN], "password": PASSWORD,
                                                           "next": "//evil.example/console", "csrf_token": csrf_token(form.text)})
     assert answer.headers["location"] == "/console"
+
+
+def test_a_session_ends_after_its_lifetime(session: Session, users: Any, settings: Any) -> None:
+    from datetime import timedelta
+
+    from caisse.models import utcnow
+
+    opened_at = utcnow()
+    token, _ = accounts.sign_in(session, email=EMAILS[Role.ADMIN], password=PASSWORD, settings=settings, now=opened_at)
+    session.commit()
+    lifetime = timedelta(seconds=settings.console_session_lifetime_s)
+    assert accounts.signed_in(session, token=token, now=opened_at + lifetime - timedelta(seconds=1)) is not None
+    assert accounts.signed_in(session, token=token, now=opened_at + lifetime) is None
+    assert accounts.signed_in(session, token="x" * 43) is None

@@ -37,7 +37,7 @@ ACTION_LABELS = {
     "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "card.issue": "carte remise",
     "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
     "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
-    "user.create": "compte créé",
+    "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
 }
 ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
 CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
