@@ -283,6 +283,18 @@ def prefill(database_url: str, records: int) -> float:
     return time.perf_counter() - started
 
 
+def table_sizes(database_url: str) -> str:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            sizes = connection.execute(text(
+                "SELECT relname, pg_total_relation_size(c.oid), reltuples FROM pg_class c"
+                " WHERE c.oid IN ('transaction_record'::regclass, 'ledger_transfer'::regclass)")).all()
+    finally:
+        engine.dispose()
+    return ", ".join(f"{name} {size / 2**20:,.0f} MiB ({size / max(rows, 1):.0f} B a row)" for name, size, rows in sizes)
+
+
 # ---- the check: nothing lost, nothing doubled -------------------------------------------------
 
 def check_database(database_url: str, outcomes: list[TerminalOutcome]) -> list[str]:
@@ -364,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     with fresh_database(args.db) as database_url:
         prepare_schema(database_url)
         if args.prefill:
-            print(f"history: {args.prefill} payments and transfers inserted in {prefill(database_url, args.prefill):.0f} s")
+            print(f"history: {args.prefill} payments and transfers inserted in {prefill(database_url, args.prefill):.0f} s; "
+                  f"on disk, tables with their indexes: {table_sizes(database_url)}")
         with running_server(database_url, workers=args.workers) as (base_url, pid):
             started = time.perf_counter()
             plans, cards = asyncio.run(seed(base_url, terminals=args.terminals, cards=args.cards))
