@@ -1,5 +1,6 @@
 """Settlement and sortition in real Chromium (fixtures: tests/console/conftest.py): a settlement
-prepared by the coordinator, approved by the treasurer and its SEPA file downloaded; a sortition
+prepared by the coordinator, approved by the treasurer and its SEPA file downloaded, then the
+committee's flows drawn from the same payments; a sortition
 run twice with the same seed gives the same result."""
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def test_a_settlement_prepared_then_approved_by_the_treasurer_gives_a_sepa_file(
     amounts = sorted(element.text for element in sepa.iter() if element.tag.endswith("InstdAmt"))
     assert "23.40" in amounts and "10.00" in amounts
     screenshot(treasurer, "settlement-approved")
+
+    committee = page_as(Role.COMMITTEE)  # the same payments, as the committee's aggregates
+    committee.goto("/console/flows?du=2026-02&au=2026-03")
+    assert committee.locator("svg[role=img]").count() == 5
+    committee.get_by_text("Voir les chiffres en tableau").first.click()
+    assert "2026-03\t33,40" in committee.locator("section.chart").first.locator("table").inner_text()  # both farms are producers
+    screenshot(committee, "flows")
 
 
 def _draw(page: Any, *, title: str, phrase: str) -> list[tuple[str, str]]:

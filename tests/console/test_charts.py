@@ -72,6 +72,16 @@ def test_lines_put_one_point_per_month_higher_for_larger_values() -> None:
     assert polyline is not None and len(polyline.get("points", "").split()) == 3
 
 
+def test_a_missing_value_is_no_bar_a_gap_in_the_line_and_a_dash_in_the_table() -> None:
+    chart = _chart(categories=["2026-01", "2026-02", "2026-03", "2026-04"],
+                   series=[Series("Part des producteurs", [2_000, None, 4_000, 5_000])])
+    assert len(_parse(chart.bars()).findall(PLOT + "/svg:rect", NS)) == 3
+    lines = _parse(chart.lines())
+    assert [len(p.get("points", "").split()) for p in lines.findall(PLOT + "/svg:polyline", NS)] == [1, 2]
+    assert len(lines.findall(PLOT + "/svg:circle", NS)) == 3
+    assert [row[1] for row in chart.table()[1]] == ["20,00", "—", "40,00", "50,00"]
+
+
 def test_the_table_view_has_the_same_numbers() -> None:
     header, rows = _chart().table()
     assert header == ["Mois", "Producteurs", "Épiceries"]

@@ -1,6 +1,7 @@
 """Charts drawn on the server as SVG, so the console needs no JavaScript chart library.
 
-A `Chart` holds integer values (cents, counts) per category (months, usually) and series. It
+A `Chart` holds integer values (cents, counts) per category (months, usually) and series; None
+is a value that does not exist (a share of a month without spending): no bar, a gap in the line. It
 renders grouped bars or lines with xml.etree, which escapes every label, and is accessible: the
 SVG has role="img" with a <title> and <desc>, each bar or point carries its value in a <title>,
 and `table()` gives the same numbers as rows for the table view shown under every chart.
@@ -26,7 +27,7 @@ MAX_CATEGORIES, MAX_SERIES = 60, 24
 @dataclass(frozen=True, slots=True)
 class Series:
     label: str
-    values: Sequence[int]
+    values: Sequence[int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +48,13 @@ class Chart:
         for series in self.series:
             if len(series.values) != len(self.categories):
                 raise ValueError(f"series {series.label!r} has {len(series.values)} values for {len(self.categories)} categories")
-        values = [v for series in self.series for v in series.values]
+        values = [v for series in self.series for v in series.values if v is not None]
         object.__setattr__(self, "_ticks", axis_ticks(min([0, *values]), max([0, *values])))
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The same numbers as the chart: header, then one row per category."""
         header = [self.category_header, *(series.label for series in self.series)]
-        rows = [[category, *(self.value_format(series.values[i]) for series in self.series)]
-                for i, category in enumerate(self.categories)]
+        rows = [[category, *(self._label(series.values[i]) for series in self.series)] for i, category in enumerate(self.categories)]
         return header, rows
 
     def bars(self) -> Markup:
@@ -64,6 +64,8 @@ class Chart:
         for i, category in enumerate(self.categories):
             for s, series in enumerate(self.series):
                 value = series.values[i]
+                if value is None:
+                    continue
                 top, bottom = sorted((self._y(value), self._y(0)))
                 rect = ET.SubElement(plot, "rect", x=_n(_LEFT + band * i + band * 0.1 + bar * s), y=_n(top),
                                      width=_n(bar), height=_n(max(bottom - top, 0.5)), fill=_colour(s))
@@ -74,13 +76,18 @@ class Chart:
         svg, plot = self._frame()
         step = self._plot_width / len(self.categories)
         for s, series in enumerate(self.series):
-            points = [(_LEFT + step * (i + 0.5), self._y(v)) for i, v in enumerate(series.values)]
-            ET.SubElement(plot, "polyline", fill="none", stroke=_colour(s), points=" ".join(f"{_n(x)},{_n(y)}" for x, y in points),
-                          **{"stroke-width": "2"})
-            for (x, y), category, value in zip(points, self.categories, series.values, strict=True):
+            points = [(_LEFT + step * (i + 0.5), self._y(v), category, v)
+                      for i, (category, v) in enumerate(zip(self.categories, series.values, strict=True)) if v is not None]
+            for run in _consecutive(points, step):
+                ET.SubElement(plot, "polyline", fill="none", stroke=_colour(s), points=" ".join(f"{_n(x)},{_n(y)}" for x, y, _, _ in run),
+                              **{"stroke-width": "2"})
+            for x, y, category, value in points:
                 dot = ET.SubElement(plot, "circle", cx=_n(x), cy=_n(y), r="3.5", fill=_colour(s))
                 ET.SubElement(dot, "title").text = f"{series.label}, {category} : {self.value_format(value)}"
         return _markup(svg)
+
+    def _label(self, value: int | None) -> str:
+        return "—" if value is None else self.value_format(value)
 
     # Layout ------------------------------------------------------------------------------------
 
@@ -138,6 +145,17 @@ def axis_ticks(low: int, high: int, *, count: int = 5) -> tuple[int, ...]:
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     start, end = math.floor(low / step) * step, math.ceil(high / step) * step
     return tuple(range(start, end + step, step))
+
+
+def _consecutive(points: list[tuple[float, float, str, int]], step: float) -> list[list[tuple[float, float, str, int]]]:
+    """The points split where a category is missing, so a line never bridges a gap."""
+    runs: list[list[tuple[float, float, str, int]]] = []
+    for point in points:
+        if runs and point[0] - runs[-1][-1][0] < step * 1.5:
+            runs[-1].append(point)
+        else:
+            runs.append([point])
+    return runs
 
 
 def _colour(index: int) -> str:

@@ -45,7 +45,7 @@ def charts(result: flows.Flows) -> list[tuple[Chart, str]]:
         return Chart(chart_id, title, description, months, series or [Series("Total", result.total_cents)],
                      value_format=euros, axis_format=whole_euros), "bars"
 
-    share = [Series("Part des producteurs", [bp or 0 for bp in result.producer_share_bp])]
+    share = [Series("Part des producteurs", result.producer_share_bp)]  # no point for a month without spending
     return [
         spending("flux-type", "Dépenses par type de commerce", "Euros dépensés par les membres chaque mois, par type de commerce.",
                  result.by_vendor_kind, KIND_LABELS),
