@@ -4,6 +4,8 @@ flagged, blocks that do not blame a vendor whose terminal had not been told, rep
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -14,6 +16,7 @@ from sqlmodel import Session
 
 from caisse import admin, card_auth, ingest, protocol, review, sync
 from caisse.config import Settings
+from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
 from caisse.ingest import Outcome, Reason
 from caisse.models import Card, CardCounter, TransactionRecord
@@ -354,3 +357,28 @@ def test_the_admin_api_issues_blocks_replaces_returns_and_shows_cards(client: Te
     assert (shown["status"], shown["block_reason"], shown["code_failures"]) == ("blocked", "replaced", [])
     refused = client.post(f"{cards}/04a1b2c3d4e5f6/block", headers=admin_headers, json={"reason": "flagged"})
     assert (refused.status_code, refused.json()["error"]) == (422, "invalid_request")
+
+
+def test_two_terminals_uploading_the_same_counter_at_once_hold_exactly_one(engine: Engine, session: Session,
+                                                                           card_settings: Settings) -> None:
+    world = make_world(session)
+    second = _second_terminal(session, world)
+    card = _secure_card(session, world, card_settings)
+    captured = card.read()
+    uploads = [(chain, [chain.pay(card.uid, 500, card_auth=captured)] + [chain.pay(card.uid, 100, card_auth=card.read())])
+               for chain in (world.chain, second)]
+    factory = session_factory(engine)
+    start = threading.Barrier(len(uploads))
+
+    def upload(chain: Chain, records: list[bytes]) -> list[Outcome]:
+        start.wait()
+        with factory() as own:
+            return _ingest(own, chain, records, card_settings)
+
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        outcomes = list(pool.map(lambda u: upload(*u), uploads))
+    assert outcomes == [[Outcome.ACCEPTED] * 2] * 2
+    held = _holds(session, world.chain) | {-seq: reason for seq, reason in _holds(session, second).items()}
+    assert list(held.values()) == ["compteur SUN 1 déjà utilisé : carte copiée ou message rejoué"]
+    assert abs(next(iter(held))) == 1  # the replayed record, never the fresh counters
+    assert session.execute(select(func.count()).select_from(CardCounter)).scalar_one() == 3
