@@ -212,3 +212,16 @@ def test_a_session_ends_after_its_lifetime(session: Session, users: Any, setting
     assert accounts.signed_in(session, token=token, now=opened_at + lifetime - timedelta(seconds=1)) is not None
     assert accounts.signed_in(session, token=token, now=opened_at + lifetime) is None
     assert accounts.signed_in(session, token="x" * 43) is None
+
+
+def test_every_cookie_the_console_sets_is_httponly_and_samesite(console_client: TestClient, users: Any) -> None:
+    answers = [console_client.get("/console/login"), sign_in(console_client, Role.COORDINATOR)]
+    page = console_client.get("/console/households/new")
+    answers.append(console_client.post("/console/households", data={
+        "name": "Famille Cookie", "members": "1", "zone": "Nord", "csrf_token": csrf_token(page.text)}))
+    answers.append(console_client.get(answers[-1].headers["location"]))  # shows, then clears, the flash
+    cookies = [value for answer in answers for value in answer.headers.get_list("set-cookie")]
+    assert {cookie.split("=", 1)[0] for cookie in cookies} == {"caisse_signin_csrf", "caisse_session", "caisse_flash"}
+    for cookie in cookies:
+        flags = {part.strip().lower().split("=")[0] for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite"} <= flags, cookie

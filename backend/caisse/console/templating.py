@@ -97,7 +97,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
         },
     )
     if flash:
-        response.delete_cookie(FLASH_COOKIE, path="/console")
+        response.delete_cookie(FLASH_COOKIE, path="/console", httponly=True, samesite="lax")
     new_csrf = getattr(request.state, "new_sign_in_csrf", None)
     if new_csrf:
         secure = request.app.state.settings.environment != "development"

@@ -46,7 +46,7 @@ def login(
         SESSION_COOKIE, token, max_age=settings.console_session_lifetime_s, httponly=True, samesite="lax",
         secure=settings.environment != "development", path="/",
     )
-    response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/console")
+    response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/console", httponly=True, samesite="strict")
     return response
 
 
@@ -55,7 +55,7 @@ def logout(request: Request, session: DbSession) -> Response:
     accounts.sign_out(session, token=request.cookies.get(SESSION_COOKIE, ""))
     session.commit()
     response = redirect("/console/login", flash="Vous êtes déconnecté.")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
 
 
