@@ -51,6 +51,10 @@ def test_a_coordinator_enrols_a_household_then_issues_and_blocks_its_card(page_a
     assert page.get_by_text(re.compile(r"bloquée \(perdue\) le \d\d/")).is_visible()
     assert page.get_by_role("button", name="Bloquer la carte 04c0ffee001122 (perdue)").count() == 0
 
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet held upright: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    screenshot(page, "household-card-blocked-portrait")
+
     page.goto("/console/households?q=navigateur")
     assert page.get_by_role("link", name="Famille Navigateur").is_visible()
     assert page.get_by_role("row", name=re.compile("Famille Navigateur")).get_by_text("0 / 1").is_visible()
