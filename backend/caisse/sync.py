@@ -213,14 +213,14 @@ def sync_terminal(
 
 
 def record_version_held(session: Session, *, terminal_id: int, since: int) -> None:
-    """Remember that the terminal holds cards version `since` now, when it differs from what it
-    last reported: ingestion asks which blocks a terminal had received before a tap
-    (caisse.card_auth.deny_list_held_since). Called under the terminal's row lock."""
-    last = session.execute(
-        select(_terminal_sync.c.cards_version).where(_terminal_sync.c.terminal_id == terminal_id)
-        .order_by(_terminal_sync.c.id.desc()).limit(1)
+    """Remember that the terminal holds cards version `since` now, when it is above every version
+    it reported before: ingestion asks when a terminal first held a block's version
+    (caisse.card_auth.deny_list_held_since), so only new highs matter, and the table grows with
+    the feed's changes, not with the number of syncs. Called under the terminal's row lock."""
+    highest = session.execute(
+        select(func.max(_terminal_sync.c.cards_version)).where(_terminal_sync.c.terminal_id == terminal_id)
     ).scalar_one_or_none()
-    if last != since:
+    if highest is None or since > highest:
         session.execute(insert(_terminal_sync).values(terminal_id=terminal_id, cards_version=since, synced_at=utcnow()))
 
 

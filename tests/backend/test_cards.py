@@ -4,7 +4,9 @@ flagged, blocks that do not blame a vendor whose terminal had not been told, rep
 
 from __future__ import annotations
 
+import base64
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -382,3 +384,26 @@ def test_two_terminals_uploading_the_same_counter_at_once_hold_exactly_one(engin
     assert list(held.values()) == ["compteur SUN 1 déjà utilisé : carte copiée ou message rejoué"]
     assert abs(next(iter(held))) == 1  # the replayed record, never the fresh counters
     assert session.execute(select(func.count()).select_from(CardCounter)).scalar_one() == 3
+
+
+def test_a_terminal_is_told_of_a_block_by_the_sync_after_the_one_that_brought_it(client: TestClient, session: Session) -> None:
+    world = make_world(session)
+
+    def sync_since(since: int) -> int:
+        now = int(time.time())
+        signature = protocol.sign_digest(world.chain.key, protocol.sync_digest(world.terminal_id, now, since))
+        return client.get(f"/v1/terminals/{world.terminal_id}/sync", params={"since": since},
+                          headers={"X-Caisse-Time": str(now), "X-Caisse-Signature": signature.hex()}).json()["cards_version"]
+
+    def tap() -> dict:
+        record = base64.b64encode(world.chain.pay(world.uid, 100, time=int(time.time()) + 1)).decode()
+        return client.post(f"/v1/terminals/{world.terminal_id}/batches", json={"records": [record]}).json()["results"][0]
+
+    held = sync_since(0)
+    admin.block_card(session, uid_hex=world.uid.hex())
+    session.commit()
+    received = sync_since(held)  # the answer carries the block, but nothing proves it was applied
+    assert tap()["status"] == "accepted"
+    sync_since(received)  # this `since` proves it
+    assert tap() == {"index": 0, "seq": 2, "status": "rejected", "reason": "card_blocked"}
+    assert list(_holds(session, world.chain)) == [1]
