@@ -161,6 +161,8 @@ class SyncClient:
             # bytes, not str: the C binascii of the ESP32 takes both, MicroPython's Python one
             # (WebAssembly and other ports without the C module) only bytes.
             packed = binascii.a2b_base64((answer.get("cards") or "").encode())
+            if len(packed) % ENTRY_SIZE:  # cut or garbled: keep the table we have
+                raise SyncError("cards: %d bytes is not whole entries" % len(packed))
             policy.apply_cards(packed, bool(answer.get("full")))
             report.cards += len(packed) // ENTRY_SIZE
             policy.cards_version = answer["cards_version"]

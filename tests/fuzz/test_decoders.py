@@ -138,10 +138,6 @@ class AnswerWith:
                                 "more": False, "cards": base64.b64encode(self.cards).decode(), "limits": {}}).encode()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware sync: Policy.apply_cards asserts a whole number of entries and SyncClient.sync catches only "
-    "OSError, SyncError, ValueError and KeyError, so an answer whose cards field is cut mid-entry raises "
-    "AssertionError out of sync() instead of a failed sync report (reported to the firmware sync owners)"))
 @given(cards=st.binary(max_size=3 * firmware_policy.ENTRY_SIZE).filter(lambda b: len(b) % firmware_policy.ENTRY_SIZE))
 @settings(max_examples=5)
 def test_a_sync_answer_cut_mid_entry_fails_the_sync_cleanly_and_keeps_the_table(cards: bytes) -> None:
