@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from caisse.sun import diversify_key, verify_sun
+from caisse.sun import SunError, diversify_key, verify_sun
 
 from .ntag424 import NDEF_FILE_NO, Ntag424, Ntag424Error
 from .pn532_uart import ReaderError
@@ -219,7 +219,10 @@ def _verify(tag: Ntag424, uid: bytes, own: list[bytes], meta_key: bytes) -> Pers
     sun = sun_of(tag.read_ndef())
     if sun is None:
         raise PersonalizationError("La carte ne renvoie pas de message SUN après personnalisation : mettez-la de côté.")
-    message = verify_sun(meta_key=meta_key, file_key=own[FILE_READ_KEY_NO], picc_data=sun[0], mac=sun[1])
-    if not message.mac_valid or message.uid != uid:
+    try:
+        message = verify_sun(meta_key=meta_key, file_key=own[FILE_READ_KEY_NO], picc_data=sun[0], mac=sun[1])
+    except SunError:  # the PICC data does not decrypt to a mirrored UID and counter
+        message = None
+    if message is None or not message.mac_valid or message.uid != uid:
         raise PersonalizationError("Le message SUN lu sur la carte ne se vérifie pas : mettez-la de côté.")
     return Personalized(uid=uid, counter=message.counter)

@@ -196,3 +196,18 @@ def test_the_cli_wipes_a_card_and_records_its_return(tmp_path, monkeypatch):
     assert card.keys == [bytes(16)] * 5
     shown = runner.invoke(app, ["card", "show", UID.hex()])
     assert "returned" in shown.output or "rendue" in shown.output, shown.output
+
+
+def test_a_card_whose_sun_does_not_verify_after_personalization_is_set_aside():
+    card = Ntag424Dna(UID)
+    original = card._mirrored  # a card whose mirror is broken, as a damaged chip's would be
+
+    def garbled(settings):
+        content = bytearray(original(settings))
+        at = content.index(b"picc_data=") + 10
+        content[at:at + 32] = b"F" * 32
+        return bytes(content)
+
+    card._mirrored = garbled  # type: ignore[method-assign]
+    with pytest.raises(PersonalizationError, match="ne se vérifie pas"):
+        personalize(reader_with(card), KEYS, url_base="caisse.example/c")
