@@ -176,13 +176,15 @@ def watch_errors(page: Any, errors: list[str]) -> None:
 
     A page answered with a 4xx on purpose (a form re-shown with its French error) makes Chromium
     log "Failed to load resource" for the document itself: that one is the test's business, not
-    an error of the page, so it is left out; the same message for any other resource counts."""
+    an error of the page, so it is left out; the same message for any other resource counts, and
+    so does a 5xx for anything, the document included."""
     documents: set[str] = set()
 
     def on_response(response: Any) -> None:
-        if response.request.resource_type == "document":
+        is_document = response.request.resource_type == "document"
+        if is_document:
             documents.add(response.url)
-        elif response.status >= 400:
+        if response.status >= 500 or (response.status >= 400 and not is_document):
             errors.append(f"{page.url}: {response.status} for {response.url}")
 
     def on_console(message: Any) -> None:
