@@ -6,15 +6,24 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from caisse import admin, protocol
 from caisse.config import Settings
 from caisse.ingest import Outcome, ingest_batch
 from caisse.models import Terminal
+from tests.backend.conftest import make_settings
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "protocol_v1.json").read_text())
 TERMINAL = VECTORS["terminal"]
+
+
+@pytest.fixture
+def settings(engine: Engine) -> Settings:
+    """The vectors pin the wire format, not card limits: their 99.99 EUR payment is made with a
+    basic (UID-only) card, above the default basic-card ceiling."""
+    return make_settings(str(engine.url), basic_card_max_payment_cents=15_000)
 
 
 def _install_vector_terminal(session: Session) -> None:
