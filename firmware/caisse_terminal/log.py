@@ -69,8 +69,12 @@ _PAYMENT_BYTES = const(96 + 74)  # BODY frame + its SIG frame
 # Reasons the backend may give (docs/protocol.md), as stored in REJ frames.
 REASONS = ("", "malformed", "wrong_terminal", "bad_signature", "seq_conflict", "bad_chain",
            "over_limit", "unknown_card", "card_blocked", "unknown_payment")
-# Rejected for these, a record is not stored by the backend: never acked, never resent.
-UNSTORED = ("malformed", "wrong_terminal", "bad_signature", "seq_conflict", "bad_chain")
+# Rejected for these, a record is not stored and sending the same bytes again cannot help: the
+# backend holds other bytes at its seq or in its chain, or the terminal id is wrong. `malformed` and
+# `bad_signature` judge the bytes that arrived, which a corrupted upload makes differ from those in
+# flash: such records are sent again, or one flipped bit would lose a genuine payment for good and
+# hold acked_seq (hence reclaim and the offline spend) below it forever.
+NOT_RESENT = ("wrong_terminal", "seq_conflict", "bad_chain")
 
 _table = None
 
@@ -367,8 +371,8 @@ class Log:
     def pending(self, limit: int, after_seq: int = 0) -> "list[bytes]":
         """Up to `limit` signed records above acked_seq and after_seq, in seq order, for upload.
 
-        Skips records the backend rejected without storing them (they would only be rejected
-        again) and unsigned ones (sign_pending first).
+        Skips records the backend refused for a reason that re-sending cannot change (NOT_RESENT)
+        and unsigned ones (sign_pending first).
         """
         bodies = {}
         sigs = {}
@@ -378,7 +382,7 @@ class Log:
                 seq = record.body_seq(payload)
                 if seq <= floor or len(bodies) >= limit:
                     continue
-                if self.rejected.get(seq) in UNSTORED:
+                if self.rejected.get(seq) in NOT_RESENT:
                     continue
                 bodies[seq] = payload[:record.BODY_SIZE]
                 if kind == T_REC:

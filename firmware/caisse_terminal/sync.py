@@ -7,7 +7,9 @@ The network is one callable, so tests pass a fake and the demo a real HTTP clien
 It raises OSError when the network is down. Order of one sync():
 1. sign what is unsigned (nothing unsigned is ever uploaded);
 2. POST the pending records in batches; a rejection is written to the log (REJ frame) and
-   reported; records rejected without being stored are not sent again;
+   reported; a record refused as seq_conflict, bad_chain or wrong_terminal is not sent again
+   (log.NOT_RESENT), one refused as malformed or bad_signature is (the upload may have been
+   corrupted on the way);
 3. GET /sync (signed, with the 401 clock_skew dance), merge the card entries, set the clock and
    limits, and only then acknowledge acked_seq to the log: the balances and the reclaim are
    from the same answer, so the offline spend never forgets a record the balance lacks;

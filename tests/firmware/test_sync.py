@@ -53,7 +53,7 @@ class FakeBackend:
                 reason = self.force.get(rec.seq)
                 if reason is None and not protocol.verify(PUBLIC, rec):
                     reason = "bad_signature"
-                if reason in ("bad_signature", "malformed"):
+                if reason in ("bad_signature", "malformed", "seq_conflict", "bad_chain"):  # not stored
                     results.append({"index": index, "seq": rec.seq, "status": "rejected", "reason": reason})
                     continue
                 if rec.seq > 1 and rec.seq - 1 in self.records:
@@ -132,7 +132,43 @@ def test_a_rejected_record_stays_marked_in_the_log_and_is_reported():
     assert again.log.rejected == {2: "card_blocked", 3: "bad_signature"}
     assert backend.uploaded == [1, 2, 3, 4]
     again.terminal.sync_now()
-    assert backend.uploaded[4:] == [4]  # above acked_seq, but never the unstored 3 again
+    assert backend.uploaded[4:] == [3, 4]  # bad_signature judged the bytes that arrived: sent again
+
+
+def test_a_record_corrupted_on_the_way_is_sent_again_and_acked():
+    backend = FakeBackend()
+    r = terminal(backend)
+    for _ in range(3):
+        r.pay("1", rig.CAROL)
+        r.keys("V")
+    clean = backend.__call__
+
+    def flip_first_signature_bit(method, path, headers, body):
+        if method == "POST" and not backend.uploaded:
+            payload = json.loads(body)
+            raw = bytearray(base64.b64decode(payload["records"][0]))
+            raw[-1] ^= 1
+            payload["records"][0] = base64.b64encode(bytes(raw)).decode()
+            body = json.dumps(payload).encode()
+        return clean(method, path, headers, body)
+
+    r.terminal.sync._transport = flip_first_signature_bit
+    assert r.terminal.sync_now().rejected == [(1, "bad_signature")]
+    assert r.log.acked_seq == 0
+    r.terminal.sync_now()
+    assert r.log.acked_seq == 3 and not r.log.pending(10)
+
+
+def test_a_seq_conflict_is_never_sent_again():
+    backend = FakeBackend()
+    backend.force = {2: "seq_conflict"}
+    r = terminal(backend)
+    for _ in range(3):
+        r.pay("1", rig.CAROL)
+        r.keys("V")
+    r.terminal.sync_now()
+    r.terminal.sync_now()
+    assert backend.uploaded == [1, 2, 3, 3]  # the backend holds other bytes at 2: useless to send
 
 
 def test_clock_skew_sets_the_clock_from_the_server_and_signs_again():
