@@ -677,7 +677,7 @@ def simulate(
     days: Annotated[int, typer.Option(help="Market days.")] = 2,
     seed: Annotated[int, typer.Option(help="Same seed, same run, byte for byte.")] = 1,
     power_cuts: Annotated[int, typer.Option(help="Power cuts, at random points of a write.")] = 2,
-    network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice.")] = 4,
+    network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice, corrupted uploads.")] = 5,
     clones: Annotated[int, typer.Option(help="Cloned cards: UID copies of basic cards, replayed SUN messages of secure cards.")] = 2,
     db: Annotated[str | None, typer.Option(help="An empty database URL (default: a temporary SQLite file).")] = None,
     firmware_runtime: Annotated[str, typer.Option(help="cpython, or micropython: also rebuild and sign a few terminals' records in the MicroPython runtime.")] = "cpython",

@@ -275,8 +275,10 @@ class Auditor:
         refused = session.execute(select(RejectedUpload.terminal_id, RejectedUpload.reason, RejectedUpload.raw)).all()
         unstored = Counter((r.terminal_id, r.reason) for r in refused)
         genuine = {a.body for a in self.approved.values()}
-        # A genuine record refused as inauthentic (seq_conflict after a reboot, bad_chain...) is a loss.
-        self._refused_genuine = {r.terminal_id for r in refused if bytes(r.raw[:90]) in genuine}
+        # A genuine body refused because the backend holds other bytes at its seq, or another
+        # chain (a reboot that reused a seq): the terminal's log and the backend disagree.
+        self._refused_genuine = {r.terminal_id for r in refused
+                                 if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:90]) in genuine}
         for fault in self.faults:
             fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored)
 

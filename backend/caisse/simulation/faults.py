@@ -10,7 +10,9 @@ Every fault is a `Fault` the auditor keeps; its `outcome` is set when the run en
 
 from __future__ import annotations
 
+import base64
 import enum
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +23,7 @@ class FaultKind(enum.StrEnum):
     CUT_BEFORE = "upload_cut_before"  # an upload is cut before the backend got it
     CUT_AFTER = "upload_cut_after"  # an upload is cut after the backend committed it (answer lost)
     DOUBLE = "batch_sent_twice"  # a proxy sends a batch twice
+    CORRUPTED = "upload_corrupted"  # one bit of an upload flips on the way (a plain-http proxy, RAM)
     LOST_CARD = "lost_card"  # a member's card is blocked mid-day; the finder keeps tapping it
     CLONE_BASIC = "clone_basic"  # a UID-only copy of a basic card
     CLONE_SECURE = "clone_secure"  # a sniffed SUN message of a secure card, replayed
@@ -36,7 +39,7 @@ class Outcome(enum.StrEnum):
 
 
 PASSING = frozenset({Outcome.DETECTED, Outcome.SURVIVED, Outcome.RESIDUAL, Outcome.NOT_TRIGGERED})
-NETWORK_FAULTS = (FaultKind.OFFLINE, FaultKind.CUT_BEFORE, FaultKind.CUT_AFTER, FaultKind.DOUBLE)
+NETWORK_FAULTS = (FaultKind.OFFLINE, FaultKind.CUT_BEFORE, FaultKind.CUT_AFTER, FaultKind.DOUBLE, FaultKind.CORRUPTED)
 
 
 @dataclass(slots=True)
@@ -59,6 +62,15 @@ class Fault:
                 "outcome": self.outcome.value if self.outcome else None, "why": self.why}
 
 
+def flip_a_signature_bit(body: bytes) -> bytes:
+    """The upload body with the last bit of its first record's signature flipped."""
+    payload = json.loads(body)
+    raw = bytearray(base64.b64decode(payload["records"][0]))
+    raw[-1] ^= 1
+    payload["records"][0] = base64.b64encode(bytes(raw)).decode("ascii")
+    return json.dumps(payload).encode()
+
+
 class NetworkDown(OSError):
     """The stall has no network (the firmware backs off and retries)."""
 
@@ -68,7 +80,8 @@ class Link:
 
     `up` False: every request fails. An armed cut fails the next upload, before it leaves or
     after the backend answered; an armed double sends the next upload twice and returns the
-    second answer (all duplicates).
+    second answer (all duplicates); an armed corruption flips one bit of the first record's
+    signature in the next upload.
     """
 
     def __init__(self, request: Callable[[str, str, dict[str, str], bytes | None], tuple[int, bytes]]) -> None:
@@ -85,6 +98,8 @@ class Link:
         fault.triggered = True
         if fault.kind == FaultKind.CUT_BEFORE:
             raise NetworkDown("connexion coupée avant l'envoi")
+        if fault.kind == FaultKind.CORRUPTED:
+            return self._request(method, path, headers, flip_a_signature_bit(body or b"{}"))
         first = self._request(method, path, headers, body)
         if fault.kind == FaultKind.CUT_AFTER:
             raise NetworkDown("connexion coupée avant la réponse")

@@ -25,6 +25,7 @@ OUTCOME_FR = {Outcome.DETECTED: "détectée", Outcome.SURVIVED: "surmontée", Ou
               Outcome.NOT_TRIGGERED: "non déclenchée", Outcome.FAILED: "ÉCHEC"}
 FAULT_FR = {"power_cut": "coupure de courant", "offline": "réseau coupé", "upload_cut_before": "envoi coupé avant",
             "upload_cut_after": "envoi coupé après", "batch_sent_twice": "lot envoyé deux fois",
+            "upload_corrupted": "envoi altéré en route",
             "lost_card": "carte perdue bloquée", "clone_basic": "copie de carte simple",
             "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés"}
 

@@ -48,7 +48,7 @@ class SimulationConfig:
     days: int = 2
     seed: int = 1
     power_cuts: int = 2
-    network_drops: int = 4
+    network_drops: int = 5
     clones: int = 2
     database_url: str | None = None
     micropython_terminals: int = 0  # terminals whose records are rebuilt and signed under MicroPython
