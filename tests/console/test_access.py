@@ -225,3 +225,10 @@ def test_every_cookie_the_console_sets_is_httponly_and_samesite(console_client: 
     for cookie in cookies:
         flags = {part.strip().lower().split("=")[0] for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite"} <= flags, cookie
+
+
+def test_console_pages_forbid_framing_foreign_code_and_caching(console_client: TestClient, users: Any) -> None:
+    for answer in (console_client.get("/console/login"), sign_in(console_client, Role.ADMIN),
+                   console_client.get("/console/households"), console_client.get("/console/households/999")):
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["x-content-type-options"] == "nosniff"
