@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 
-from caisse import admin, ledger
+from caisse import admin, ledger, protocol
 from caisse.db import make_engine, session_factory
 from caisse.demo import DemoTerminal, record_b64, terminal_key
 from caisse.protocol import Kind, public_key_bytes
@@ -176,6 +176,41 @@ def client_process(base_url: str, plans: list[TerminalPlan], cards: list[bytes],
     asyncio.run(upload_all())
     report.cpu_s = time.process_time() - cpu_before_s
     results.put(report)
+    if args.syncs:
+        barrier.wait()  # the upload is over everywhere: the sync phase starts for all at once
+        cpu_before_s = time.process_time()
+        syncs = ClientReport(latencies_s=[], requests=0, errors=Counter(), terminals=[], cpu_s=0.0, upload_s=0.0)
+
+        async def sync_all() -> None:
+            await asyncio.gather(*(run_syncs(base_url, plan, args.syncs, syncs) for plan in plans))
+
+        asyncio.run(sync_all())
+        syncs.cpu_s = time.process_time() - cpu_before_s
+        results.put(syncs)
+
+
+async def run_syncs(base_url: str, plan: TerminalPlan, count: int, report: ClientReport) -> None:
+    """`count` signed syncs back to back, as an idle terminal does every two minutes: the first
+    from version 0 (the whole card list), the next ones from the version received (a delta)."""
+    key = terminal_key(LOAD_SEED, plan.key_index)
+    since = 0
+    async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+        for _ in range(count):
+            now_s = int(time.time())
+            signature = protocol.sign_digest(key, protocol.sync_digest(plan.terminal_id, now_s, since))
+            started = time.perf_counter()
+            try:
+                response = await client.get(f"/v1/terminals/{plan.terminal_id}/sync", params={"since": since},
+                                            headers={"X-Caisse-Time": str(now_s), "X-Caisse-Signature": signature.hex()})
+            except httpx.TransportError as error:
+                report.errors[f"sync transport: {type(error).__name__}"] += 1
+                continue
+            report.latencies_s.append(time.perf_counter() - started)
+            report.requests += 1
+            if response.status_code != 200:
+                report.errors[f"sync HTTP {response.status_code}"] += 1
+                continue
+            since = response.json()["cards_version"]
 
 
 # ---- the server's side ---------------------------------------------------------------------------
@@ -189,21 +224,37 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def postgres_cpu_s() -> float:
-    """CPU seconds of every PostgreSQL process on the machine, those that ended included (the
-    postmaster reaps its backends: their time is in its children's time). Other users' too."""
-    total = 0.0
+APPLICATION_NAME = f"caisse_load_{os.getpid()}"  # tells this run's PostgreSQL backends from others'
+
+
+def postgres_cpu_s(database_url: str) -> tuple[dict[int, float], float]:
+    """CPU seconds of PostgreSQL: (this run's live backends by pid, every PostgreSQL process).
+
+    The first misses backends that closed meanwhile (the server's pool closes its overflow
+    connections), the second counts other users of the server too (and ended backends, through
+    the postmaster's children's time): the truth lies between on a shared machine."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            ours = {int(pid) for pid, in connection.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = :name"), {"name": APPLICATION_NAME})}
+    finally:
+        engine.dispose()
+    mine: dict[int, float] = {}
+    everyone = 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as comm, open(f"/proc/{entry}/stat") as stat:
                     if comm.read().strip() == "postgres":
-                        fields = stat.read().rpartition(")")[2].split()
-                        total += sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+                        fields = [int(v) for v in stat.read().rpartition(")")[2].split()[11:15]]
+                        everyone += sum(fields) / ticks  # utime, stime, children's utime and stime
+                        if int(entry) in ours:
+                            mine[int(entry)] = sum(fields[:2]) / ticks
             except OSError:
                 continue  # a process that ended meanwhile
-    return total
+    return mine, everyone
 
 
 async def seed(base_url: str, *, terminals: int, cards: int) -> tuple[list[TerminalPlan], list[bytes]]:
@@ -361,19 +412,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=0.0, help="seconds a terminal waits between batches, "
                         "on average (default 0: back to back, the server's saturation)")
     parser.add_argument("--resend", type=float, default=0.02, help="share of batches sent twice (default 0.02)")
+    parser.add_argument("--syncs", type=int, default=2, help="signed syncs per terminal after the upload, "
+                        "measured apart (default 2: the whole card list, then a delta)")
     parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--prefill", type=int, default=0, metavar="N",
                         help="first insert N accepted payments of history (PostgreSQL; default 0)")
     args = parser.parse_args(argv)
     if not (0 < args.terminals and 0 < args.batch <= 256 and 0 < args.clients <= args.terminals and args.records > 0
             and args.workers > 0 and 0 <= args.resend <= 1 and args.duration > 0 and args.cards > 0 and args.pause >= 0
-            and args.prefill >= 0 and not (args.prefill and args.db != "postgresql")):
+            and args.prefill >= 0 and args.syncs >= 0 and not (args.prefill and args.db != "postgresql")):
         parser.error("need positive counts, batch <= 256, clients <= terminals, 0 <= resend <= 1, --prefill on PostgreSQL")
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; "
           f"{args.terminals} terminals, {args.workers} uvicorn workers, {args.clients} client processes, "
           f"batches of {args.batch}, database {args.db}")
-    with fresh_database(args.db) as database_url:
+    with fresh_database(args.db) as fresh_url:
+        # Named, so that this run's PostgreSQL backends can be told from other users'.
+        database_url = f"{fresh_url}&application_name={APPLICATION_NAME}" if args.db == "postgresql" else fresh_url
         prepare_schema(database_url)
         if args.prefill:
             print(f"history: {args.prefill} payments and transfers inserted in {prefill(database_url, args.prefill):.0f} s; "
@@ -383,12 +438,12 @@ def main(argv: list[str] | None = None) -> int:
             plans, cards = asyncio.run(seed(base_url, terminals=args.terminals, cards=args.cards))
             print(f"seeded {len(plans)} terminals and {len(cards)} cards through the admin API "
                   f"in {time.perf_counter() - started:.1f} s")
-            reports, elapsed_s, cpu = upload(base_url, plans, cards, args, pid)
+            reports, elapsed_s, cpu = upload(base_url, database_url, plans, cards, args, pid)
         problems = check_database(database_url, [t for r in reports for t in r.terminals])
     return summarize(reports, elapsed_s, cpu, problems, args)
 
 
-def upload(base_url: str, plans: list[TerminalPlan], cards: list[bytes], args: argparse.Namespace,
+def upload(base_url: str, database_url: str, plans: list[TerminalPlan], cards: list[bytes], args: argparse.Namespace,
            server_pid: int) -> tuple[list[ClientReport], float, dict[str, float]]:
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(args.clients + 1)
@@ -399,15 +454,38 @@ def upload(base_url: str, plans: list[TerminalPlan], cards: list[bytes], args: a
     for process in processes:
         process.start()
     barrier.wait()  # the clients have signed their logs
-    before = (tree_cpu_s(server_pid), postgres_cpu_s(), machine_cpu_s())
+    before = (tree_cpu_s(server_pid), postgres_cpu_s(database_url), machine_cpu_s())
     started = time.perf_counter()
     reports = [results.get(timeout=args.duration + 10 * REQUEST_TIMEOUT_S) for _ in processes]
     elapsed_s = time.perf_counter() - started
-    after = (tree_cpu_s(server_pid), postgres_cpu_s(), machine_cpu_s())
+    after = (tree_cpu_s(server_pid), postgres_cpu_s(database_url), machine_cpu_s())
+    cpu = {"server": after[0] - before[0], "postgres": backends_cpu_s(before[1][0], after[1][0]),
+           "postgres_all": after[1][1] - before[1][1], "machine": after[2] - before[2]}
+    if args.syncs:
+        barrier.wait()
+        started = time.perf_counter()
+        syncs = [results.get(timeout=10 * REQUEST_TIMEOUT_S) for _ in processes]
+        sync_s = time.perf_counter() - started
+        done = (tree_cpu_s(server_pid), postgres_cpu_s(database_url))
+        print_syncs(syncs, sync_s, server_s=done[0] - after[0], postgres_s=(backends_cpu_s(after[1][0], done[1][0]), done[1][1] - after[1][1]))
     for process in processes:
         process.join()
-    cpu = {"server": after[0] - before[0], "postgres": after[1] - before[1], "machine": after[2] - before[2]}
     return reports, elapsed_s, cpu
+
+
+def backends_cpu_s(before: dict[int, float], after: dict[int, float]) -> float:
+    """What the backends alive at the end spent since the start (a lower bound: closed ones are gone)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def print_syncs(reports: list[ClientReport], elapsed_s: float, *, server_s: float, postgres_s: tuple[float, float]) -> None:
+    latencies = sorted(latency for r in reports for latency in r.latencies_s)
+    requests = sum(r.requests for r in reports)
+    errors = sum((r.errors for r in reports), Counter())
+    print(f"sync: {requests} signed syncs in {elapsed_s:.1f} s = {requests / elapsed_s:,.0f}/s, p50 "
+          f"{1000 * percentile(latencies, 0.5):.0f} ms, p99 {1000 * percentile(latencies, 0.99):.0f} ms, "
+          f"errors {sum(errors.values())} {dict(errors)}; CPU per sync: server {1e3 * server_s / max(requests, 1):.1f} ms, "
+          f"PostgreSQL {1e3 * postgres_s[0] / max(requests, 1):.1f}-{1e3 * postgres_s[1] / max(requests, 1):.1f} ms")
 
 
 def summarize(reports: list[ClientReport], elapsed_s: float, cpu: dict[str, float], problems: list[str],
@@ -428,11 +506,11 @@ def summarize(reports: list[ClientReport], elapsed_s: float, cpu: dict[str, floa
           f"mean {1000 * (statistics.fmean(latencies) if latencies else 0):.0f} ms")
     print(f"errors: {sum(errors.values())} {dict(errors)}")
     print(f"CPU over the upload (cores busy on average): server {cpu['server'] / elapsed_s:.2f}, "
-          f"PostgreSQL {cpu['postgres'] / elapsed_s:.2f}, clients {client_cpu_s / elapsed_s:.2f}, "
+          f"PostgreSQL {cpu['postgres'] / elapsed_s:.2f}-{cpu['postgres_all'] / elapsed_s:.2f}, clients {client_cpu_s / elapsed_s:.2f}, "
           f"whole machine {cpu['machine'] / elapsed_s:.2f} of {os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.2f} at the end")
     print(f"per record: server {1e6 * cpu['server'] / max(records, 1):.0f} µs, "
-          f"PostgreSQL {1e6 * cpu['postgres'] / max(records, 1):.0f} µs, client {1e6 * client_cpu_s / max(records, 1):.0f} µs")
+          f"PostgreSQL {1e6 * cpu['postgres'] / max(records, 1):.0f}-{1e6 * cpu['postgres_all'] / max(records, 1):.0f} µs, client {1e6 * client_cpu_s / max(records, 1):.0f} µs")
     exhausted = sum(t.sent_seqs == args.records for t in outcomes)
     if exhausted:
         print(f"note: {exhausted} terminals sent their whole log ({args.records} records) before the deadline")
