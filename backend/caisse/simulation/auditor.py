@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from caisse import ledger
+from caisse.allowances import Month, allowance_reference, expiry_reference
+from caisse.config import Settings
 from caisse.models import (
     LedgerAccount,
     LedgerTransfer,
@@ -112,6 +114,21 @@ class Auditor:
 
     def on_block(self, uid: bytes, at_s: int) -> None:
         self.blocked_at.setdefault(uid, at_s)
+
+    def on_allocation(self, session: Session, *, month: Month, settings: Settings, households: list[tuple[int, int]],
+                      balances_before: dict[str, int]) -> None:
+        """Each household got the per-member amount, and lost what its balance held above the
+        carry-over cap just before (docs/settlement.md)."""
+        for household_id, members in households:
+            rule = settings.allowance_base_cents + settings.allowance_per_extra_member_cents * (members - 1)
+            before = balances_before.get(ledger.member_code(household_id), 0)
+            excess = max(0, before - settings.allowance_carry_over_cap_cents)
+            for reference, expected in ((allowance_reference(household_id, month), rule),
+                                        (expiry_reference(household_id, month), excess)):
+                transfer = ledger.find_transfer(session, reference=reference)
+                posted = transfer.amount_cents if transfer is not None else 0
+                if posted != expected:
+                    self.allowance_problems.append(f"{reference}: {posted} instead of {expected}")
 
     # ---- predictions -----------------------------------------------------------------------
 
@@ -277,12 +294,13 @@ class Auditor:
         genuine = {a.body for a in self.approved.values()}
         # A genuine body refused because the backend holds other bytes at its seq, or another
         # chain (a reboot that reused a seq): the terminal's log and the backend disagree.
-        self._refused_genuine = {r.terminal_id for r in refused
-                                 if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:90]) in genuine}
+        disagreeing = {r.terminal_id for r in refused
+                       if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:90]) in genuine}
         for fault in self.faults:
-            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored)
+            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored, disagreeing)
 
-    def _judge(self, fault: Fault, stored: dict, suspects: set[int], unstored: Counter) -> tuple[Outcome, str]:
+    def _judge(self, fault: Fault, stored: dict, suspects: set[int], unstored: Counter,
+               disagreeing: set[int]) -> tuple[Outcome, str]:
         if fault.kind == FaultKind.TAMPER:
             seen = unstored[(fault.terminal_id, "bad_signature")] and unstored[(fault.terminal_id, "seq_conflict")]
             if seen and fault.terminal_id in suspects:
@@ -300,7 +318,7 @@ class Auditor:
             return Outcome.RESIDUAL, f"{verdicts[ACCEPTED]} passages acceptés : une copie d'UID est indiscernable"
         if fault.kind == FaultKind.CLONE_SECURE:
             return self._judge_replay(fault, stored)
-        if fault.terminal_id in self._refused_genuine:
+        if fault.terminal_id in disagreeing:
             return Outcome.FAILED, "un enregistrement authentique du terminal a été refusé"
         mine = [k for k in self.approved if k[0] == fault.terminal_id]
         if any(k not in stored for k in mine):
@@ -311,6 +329,12 @@ class Auditor:
         auths = {self.approved[k].card_auth for k in fault.records}
         copies = [k for k, a in self.approved.items() if a.card_auth in auths]
         accepted = [k for k in copies if k in stored and verdict(stored[k]) == ACCEPTED]
+        if not copies:
+            return Outcome.DETECTED, f"{fault.declined} passage(s) refusé(s) sur place"
+        if len(copies) == 1 and accepted:
+            # Skimmed and never read by the genuine card: its counter is fresh, so the one use is
+            # indistinguishable from the card's own; a second use would be caught.
+            return Outcome.RESIDUAL, "un seul usage du message lu à distance, accepté (compteur neuf)"
         if len(accepted) <= 1:
             return Outcome.DETECTED, f"{len(copies) - len(accepted)} usage(s) sur {len(copies)} retenu(s) ou refusé(s)"
         return Outcome.FAILED, f"un même message SUN accepté {len(accepted)} fois"

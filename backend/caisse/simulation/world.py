@@ -108,7 +108,7 @@ class World:
         self.allocations: list[allowances.AllocationReport] = []
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._order = 0
-        self._armed_power: dict[int, Fault] = {}  # post index -> power cut waiting to happen
+        self._armed_power: dict[int, Fault] = {}  # terminal id -> power cut waiting to happen
 
     # ---- the caisse ------------------------------------------------------------------------
 
@@ -155,22 +155,15 @@ class World:
                 return uid
 
     def allocate(self, month: str) -> None:
-        """The monthly allowance, checked against the rule and the balances just before it."""
+        """The monthly allowance; the auditor compares it with the rule and the balances before it."""
         codes = [ledger.member_code(h.household_id) for h in self.households]
         with self.backend.session() as session:
             before = ledger.balances_by_code(session, codes=codes)
-            report = allowances.allocate(session, month=month, settings=self.backend.settings)
-        self.allocations.append(report)
-        settings = self.backend.settings
+            self.allocations.append(allowances.allocate(session, month=month, settings=self.backend.settings))
         with self.backend.session() as session:
-            for household in self.households:
-                rule = settings.allowance_base_cents + settings.allowance_per_extra_member_cents * (household.members - 1)
-                excess = max(0, before.get(ledger.member_code(household.household_id), 0) - settings.allowance_carry_over_cap_cents)
-                for reference, expected in ((allowances.allowance_reference(household.household_id, allowances.Month.parse(month)), rule),
-                                            (allowances.expiry_reference(household.household_id, allowances.Month.parse(month)), excess)):
-                    transfer = ledger.find_transfer(session, reference=reference)
-                    if (transfer.amount_cents if transfer else 0) != expected:
-                        self.auditor.allowance_problems.append(f"{reference}: {transfer and transfer.amount_cents} != {expected}")
+            self.auditor.on_allocation(session, month=allowances.Month.parse(month), settings=self.backend.settings,
+                                       households=[(h.household_id, h.members) for h in self.households],
+                                       balances_before=before)
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -301,10 +294,8 @@ class World:
         """Run one terminal operation; a power cut armed on this terminal is marked as happened."""
         reboots = post.stall.reboots
         result = action()
-        fault = self._armed_power.get(self.posts.index(post))
-        if fault is not None and post.stall.reboots > reboots:
-            fault.triggered = True
-            del self._armed_power[self.posts.index(post)]
+        if post.stall.reboots > reboots and post.terminal_id in self._armed_power:
+            self._armed_power.pop(post.terminal_id).triggered = True
         return result
 
     def drain(self) -> None:
@@ -325,8 +316,9 @@ class World:
 
     def arm_power_cut(self, fault: Fault, post_index: int, write_units: int) -> None:
         fault.detail = f"après {write_units} unités d'écriture"
-        self._armed_power[post_index] = fault
-        self.posts[post_index].stall.cut_power_after(write_units)
+        post = self.posts[post_index]
+        self._armed_power[post.terminal_id] = fault
+        post.stall.cut_power_after(write_units)
 
     def network_fault(self, fault: Fault, post: Post, hours: int) -> None:
         if fault.kind != FaultKind.OFFLINE:
