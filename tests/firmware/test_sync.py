@@ -7,6 +7,7 @@ import struct
 import sys
 
 from caisse import protocol
+from caisse.simulation.faults import flip_a_signature_bit
 
 from tests.firmware.mpy_runtime import ROOT
 
@@ -145,11 +146,7 @@ def test_a_record_corrupted_on_the_way_is_sent_again_and_acked():
 
     def flip_first_signature_bit(method, path, headers, body):
         if method == "POST" and not backend.uploaded:
-            payload = json.loads(body)
-            raw = bytearray(base64.b64decode(payload["records"][0]))
-            raw[-1] ^= 1
-            payload["records"][0] = base64.b64encode(bytes(raw)).decode()
-            body = json.dumps(payload).encode()
+            body = flip_a_signature_bit(body)
         return clean(method, path, headers, body)
 
     r.terminal.sync._transport = flip_first_signature_bit
