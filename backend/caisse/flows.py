@@ -6,7 +6,7 @@ member has spent the money even if the vendor waits for a decision. A payment be
 month of its terminal time in the caisse's time zone (settings.settlement_timezone), like the
 budget's spending. All amounts are integer cents, shares integer basis points (10 000 = 100 %).
 
-Nothing here writes. Each query scans the months' records once; there is no index on time.
+Nothing here writes. One query scans the period's records once (there is no index on time) and\ngroups them by month, vendor and household; the breakdowns are added up from those rows.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, false, func, select
+from sqlalchemy import case, false, func, select
 from sqlmodel import Session
 
 from caisse.allowances import Month
@@ -75,20 +75,29 @@ def share_bp(part_cents: int, total_cents: int) -> int | None:
 
 def flows(session: Session, *, first: str, last: str, timezone: str) -> Flows:
     months = month_span(first=first, last=last)
-    bounds = month_bounds(months, timezone=timezone)
-    kinds = _spending_by(session, _vendor.c.kind, bounds=bounds)
-    total = tuple(sum(column) for column in zip(*kinds.values(), strict=True)) if kinds else (0,) * len(months)
-    producers = tuple(sum(column) for column in zip(*(kinds.get(kind, (0,) * len(months)) for kind in PRODUCER_KINDS), strict=True))
+    tally = _Tally(len(months))
+    vendors = session.execute(select(_vendor.c.id, _vendor.c.name, _vendor.c.kind, _vendor.c.zone).order_by(_vendor.c.name, _vendor.c.id)).all()
+    vendor_kind_zone = {vendor_id: (kind, zone) for vendor_id, _name, kind, zone in vendors}
+    household_zone: dict[int, str] = {hid: zone for hid, zone in session.execute(select(_household.c.id, _household.c.zone))}
+    for month, vendor_id, household_id, cents in _spending_rows(session, bounds=month_bounds(months, timezone=timezone)):
+        kind, zone = vendor_kind_zone[vendor_id]
+        tally.add(month, vendor_id=vendor_id, household_id=household_id, cents=cents,
+                  kind=kind, vendor_zone=zone, household_zone=household_zone[household_id])
+    total = tuple(sum(column) for column in zip(*tally.kinds.values(), strict=True)) if tally.kinds else (0,) * len(months)
+    producers = tuple(sum(column) for column in zip(*(tally.kinds.get(kind, [0] * len(months)) for kind in PRODUCER_KINDS), strict=True))
+    empty = (0,) * len(months)
     return Flows(
         months=tuple(str(month) for month in months),
         total_cents=total,
-        by_vendor_kind=kinds,
-        by_vendor_zone=_spending_by(session, _vendor.c.zone, bounds=bounds),
-        by_household_zone=_spending_by(session, _household.c.zone, bounds=bounds),
+        by_vendor_kind=_frozen(tally.kinds),
+        by_vendor_zone=_frozen(tally.vendor_zones),
+        by_household_zone=_frozen(tally.household_zones),
         producer_cents=producers,
         producer_share_bp=tuple(share_bp(p, t) for p, t in zip(producers, total, strict=True)),
-        active_members=_active_members(session, bounds=bounds),
-        vendors=_vendor_activity(session, bounds=bounds),
+        active_members=tuple(len(households) for households in tally.active),
+        vendors=tuple(VendorActivity(vendor_id=vid, name=name, kind=kind, zone=zone,
+                                     members=tuple(tally.vendor_members.get(vid, empty)), spent_cents=tuple(tally.vendor_cents.get(vid, empty)))
+                      for vid, name, kind, zone in vendors),
     )
 
 
@@ -100,52 +109,43 @@ def month_bounds(months: Sequence[Month], *, timezone: str) -> list[int]:
     return [int(moment.timestamp()) for moment in starts]
 
 
-# Queries -----------------------------------------------------------------------------------------
+# Query and tally -------------------------------------------------------------------------------
 
-def _spent_payments(bounds: list[int], *columns: ColumnElement[object]):  # type: ignore[no-untyped-def]
-    """The spending of the period, one row per payment: month index, then `columns`."""
+def _spending_rows(session: Session, *, bounds: list[int]) -> list[tuple[int, int, int, int]]:
+    """The period's spending in one scan: (month index, vendor, household, cents), one row per
+    household, vendor and month; everything else is added up from these rows."""
     month = case(*((_record.c.time < bound, index) for index, bound in enumerate(bounds[1:])), else_=len(bounds) - 1)
-    return (
-        select(month.label("month"), _record.c.amount_cents.label("amount_cents"), *columns)
-        .select_from(_record.join(_terminal, _terminal.c.id == _record.c.terminal_id)
-                     .join(_vendor, _vendor.c.id == _terminal.c.vendor_id)
-                     .join(_household, _household.c.id == _record.c.household_id))
+    payments = (
+        select(month.label("month"), _terminal.c.vendor_id, _record.c.household_id, _record.c.amount_cents)
+        .select_from(_record.join(_terminal, _terminal.c.id == _record.c.terminal_id))
         .where(_record.c.status == str(RecordStatus.ACCEPTED), _record.c.kind == _PAYMENT, _record.c.voided == false(),
                _record.c.time >= bounds[0], _record.c.time < bounds[-1])
         .subquery()
     )
+    query = (select(payments.c.month, payments.c.vendor_id, payments.c.household_id, func.sum(payments.c.amount_cents))
+             .group_by(payments.c.month, payments.c.vendor_id, payments.c.household_id))
+    return [(int(m), int(v), int(h), int(cents)) for m, v, h, cents in session.execute(query)]
 
 
-def _spending_by(session: Session, column: ColumnElement[object], *, bounds: list[int]) -> dict[str, tuple[int, ...]]:
-    rows = _spent_payments(bounds, column.label("key"))
-    query = select(rows.c.key, rows.c.month, func.sum(rows.c.amount_cents)).group_by(rows.c.key, rows.c.month)
-    by_key: dict[str, list[int]] = {}
-    for key, month, amount in session.execute(query):
-        by_key.setdefault(str(key), [0] * (len(bounds) - 1))[int(month)] = int(amount)
-    return {key: tuple(by_key[key]) for key in sorted(by_key)}
+class _Tally:
+    """Sums per month (lists indexed by month) of the spending rows, by every breakdown."""
+
+    def __init__(self, months: int) -> None:
+        self.months = months
+        self.kinds: dict[str, list[int]] = {}
+        self.vendor_zones: dict[str, list[int]] = {}
+        self.household_zones: dict[str, list[int]] = {}
+        self.vendor_cents: dict[int, list[int]] = {}
+        self.vendor_members: dict[int, list[int]] = {}  # a row is one household at one vendor in one month
+        self.active: list[set[int]] = [set() for _ in range(months)]
+
+    def add(self, month: int, *, vendor_id: int, household_id: int, cents: int, kind: str, vendor_zone: str, household_zone: str) -> None:
+        for table, key, amount in ((self.kinds, kind, cents), (self.vendor_zones, vendor_zone, cents),
+                                   (self.household_zones, household_zone, cents), (self.vendor_cents, vendor_id, cents),
+                                   (self.vendor_members, vendor_id, 1)):
+            table.setdefault(key, [0] * self.months)[month] += amount  # type: ignore[attr-defined]
+        self.active[month].add(household_id)
 
 
-def _active_members(session: Session, *, bounds: list[int]) -> tuple[int, ...]:
-    rows = _spent_payments(bounds, _record.c.household_id.label("household_id"))
-    counts = [0] * (len(bounds) - 1)
-    for month, members in session.execute(select(rows.c.month, func.count(rows.c.household_id.distinct())).group_by(rows.c.month)):
-        counts[int(month)] = int(members)
-    return tuple(counts)
-
-
-def _vendor_activity(session: Session, *, bounds: list[int]) -> tuple[VendorActivity, ...]:
-    rows = _spent_payments(bounds, _vendor.c.id.label("vendor_id"), _record.c.household_id.label("household_id"))
-    query = (select(rows.c.vendor_id, rows.c.month, func.count(rows.c.household_id.distinct()), func.sum(rows.c.amount_cents))
-             .group_by(rows.c.vendor_id, rows.c.month))
-    months = len(bounds) - 1
-    members: dict[int, list[int]] = {}
-    spent: dict[int, list[int]] = {}
-    for vendor_id, month, count, amount in session.execute(query):
-        members.setdefault(vendor_id, [0] * months)[int(month)] = int(count)
-        spent.setdefault(vendor_id, [0] * months)[int(month)] = int(amount)
-    vendors = session.execute(select(_vendor.c.id, _vendor.c.name, _vendor.c.kind, _vendor.c.zone).order_by(_vendor.c.name, _vendor.c.id))
-    return tuple(
-        VendorActivity(vendor_id=vid, name=name, kind=kind, zone=zone,
-                       members=tuple(members.get(vid, [0] * months)), spent_cents=tuple(spent.get(vid, [0] * months)))
-        for vid, name, kind, zone in vendors
-    )
+def _frozen(table: dict[str, list[int]]) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(table[key]) for key in sorted(table)}
