@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from settle import POSTGRES_URL, seed  # type: ignore[import-not-found]
@@ -49,30 +51,37 @@ def measure(engine: Engine) -> tuple[float, int]:
     return best, spent
 
 
-def run(db: str, *, n: int, vendors: int, households: int) -> None:
+@contextmanager
+def fresh_engine(db: str, *, schema: str) -> Iterator[Engine]:
+    """A migrated, empty database: a temporary SQLite file, or a new PostgreSQL schema dropped after."""
     with tempfile.TemporaryDirectory() as tmp:
         if db == "sqlite":
             engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         else:
             with make_engine(POSTGRES_URL).begin() as connection:
-                connection.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-                connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-            engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={SCHEMA}"})
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+            engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
         try:
             upgrade(engine)
-            seed(engine, n=n, vendors=vendors)
-            spread(engine, households=households)
-            if db == "postgresql":
-                with engine.begin() as connection:
-                    connection.execute(text("ANALYZE"))
-            seconds, cents = measure(engine)
-            print(f"{db:<10} {n:>9} records, {vendors} vendors, {households} households, 6 months: "
-                  f"{seconds:6.2f} s (best of {RUNS}), {n / seconds:>10,.0f} records/s, {cents / 100:,.2f} EUR spent")
+            yield engine
         finally:
             engine.dispose()
             if db == "postgresql":
                 with make_engine(POSTGRES_URL).begin() as connection:
-                    connection.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+                    connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+def run(db: str, *, n: int, vendors: int, households: int) -> None:
+    with fresh_engine(db, schema=SCHEMA) as engine:
+        seed(engine, n=n, vendors=vendors)
+        spread(engine, households=households)
+        if db == "postgresql":
+            with engine.begin() as connection:
+                connection.execute(text("ANALYZE"))
+        seconds, cents = measure(engine)
+        print(f"{db:<10} {n:>9} records, {vendors} vendors, {households} households, 6 months: "
+              f"{seconds:6.2f} s (best of {RUNS}), {n / seconds:>10,.0f} records/s, {cents / 100:,.2f} EUR spent")
 
 
 def main() -> None:
