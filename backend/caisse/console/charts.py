@@ -113,7 +113,7 @@ class Chart:
             ET.SubElement(axes, "line", x1=str(_LEFT), x2=str(WIDTH - _RIGHT), y1=y, y2=y, stroke="#ccc" if tick else "#555")
             ET.SubElement(axes, "text", x=str(_LEFT - 6), y=y, dy="4", **{"text-anchor": "end"}).text = (self.axis_format or self.value_format)(tick)
         band = self._plot_width / len(self.categories)
-        every = math.ceil(len(self.categories) / 12)  # at most 12 labels, so they never overlap
+        every = math.ceil(len(self.categories) / 8)  # at most 8 labels: 12 of "2026-01" overlap at this width
         for i, category in enumerate(self.categories):
             if i % every == 0:
                 ET.SubElement(axes, "text", x=_n(_LEFT + band * (i + 0.5)), y=str(PLOT_BOTTOM + 18),
