@@ -97,6 +97,14 @@ def test_negative_values_go_below_the_zero_line() -> None:
     assert float(positive.get("y", "0")) + float(positive.get("height", "0")) == pytest.approx(zero)
 
 
+def test_a_year_of_months_labels_every_other_month_so_labels_never_overlap() -> None:
+    months = [f"2026-{m:02d}" for m in range(1, 13)]
+    svg = _parse(_chart(categories=months, series=[Series("Cotisations", list(range(12)))]).bars())
+    labels = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text") if t.text in months]
+    assert labels == months[::2]
+    assert len(svg.findall(PLOT + "/svg:rect", NS)) == 12  # every month still drawn, named in its tooltip
+
+
 def test_a_long_legend_wraps_and_the_drawing_grows_to_hold_it() -> None:
     many = [Series(f"Type de commerce numéro {i}", [i, i, i]) for i in range(8)]
     short = _parse(_chart().bars())
