@@ -20,10 +20,11 @@ Nothing here commits except `settle`, the orchestrator, which owns one transacti
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text
@@ -33,7 +34,7 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
+from caisse.models import Counter, SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
 from caisse.sepa import write_sepa
 from caisse.statements import PAID, StatementVendor, write_statements, write_summary
 
@@ -52,14 +53,14 @@ HELD_REVIEW = "paiements retenus pour vérification (carte suspecte…) : en att
 # is settled with its payment, never alone.
 _REVIEW = ("COALESCE(r.review, CASE WHEN r.kind = 2 THEN (SELECT p.review FROM transaction_record p"
            " WHERE p.terminal_id = r.terminal_id AND p.seq = r.ref_seq) END, '')")
-# The candidate records of a run: accepted, before the cut-off, not settled by any run, not rejected.
-# amount is signed: a payment (kind 1) adds, a void (kind 2) takes back.
-_CANDIDATES = (
-    " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id"
-    " WHERE r.status = 'accepted' AND r.time < :cutoff"
-    " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
-    f" AND {_REVIEW} <> 'rejected'"
-)
+# The records a run looks at: accepted, not rejected, not settled by any run, and at or above the
+# watermark (`_Scan`). amount is signed: a payment (kind 1) adds, a void (kind 2) takes back.
+_UNDECIDED = f"r.status = 'accepted' AND {_REVIEW} <> 'rejected'"
+# Between the watermark and the highest record ever settled, "not settled yet" is tested (an anti
+# join bounded to that range, a few records at night); above it no record can have been settled.
+_BELOW_SETTLED = ("r.id BETWEEN :scan_from AND :settled_max AND NOT EXISTS (SELECT 1 FROM settlement_item i"
+                  " WHERE i.record_id = r.id AND i.record_id BETWEEN :scan_from AND :settled_max)")
+_ABOVE_SETTLED = "r.id > :above"
 _SIGNED = "CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END"
 
 
@@ -90,75 +91,137 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
     existing = session.execute(select(SettlementRun).where(SettlementRun.run_date == run_date)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None:
         return existing
+    scan = _Scan.start(session)
     cutoff = cutoff_time(run_date, timezone=settings.settlement_timezone)
     run = SettlementRun(run_date=run_date, cutoff_time=cutoff, status=SettlementStatus.PREPARED, prepared_by=by)
     session.add(run)
     session.flush()
     assert run.id is not None
-    held: list[SettlementLine] = []
-    groups = session.execute(
-        text(f"SELECT t.vendor_id, t.status, r.chain_verified, {_REVIEW} = 'held', SUM({_SIGNED}), COUNT(*){_CANDIDATES}"
-             f" GROUP BY t.vendor_id, t.status, r.chain_verified, {_REVIEW} = 'held'"),
-        {"cutoff": cutoff},
-    ).all()
-    net: dict[int, tuple[int, int]] = {}
-    for vendor_id, terminal_status, verified, under_review, amount, count in groups:
-        if under_review:
-            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_REVIEW,
-                                       amount_cents=int(amount), record_count=int(count)))
-        elif terminal_status == TerminalStatus.SUSPECT:
-            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_SUSPECT,
-                                       amount_cents=int(amount), record_count=int(count)))
-        elif not verified:
-            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=HELD_UNVERIFIED,
-                                       amount_cents=int(amount), record_count=int(count)))
-        else:
-            total, records = net.get(vendor_id, (0, 0))
-            net[vendor_id] = (total + int(amount), records + int(count))
-    ibans = dict(session.execute(select(Vendor.id, Vendor.iban).where(Vendor.id.in_(list(net)))).all()) if net else {}  # type: ignore[union-attr]
-    eligible = []
-    for vendor_id, (amount, count) in sorted(net.items()):
+    candidates = _Candidates()
+    for part in scan.parts():
+        candidates.add(session.execute(
+            text(f"SELECT r.terminal_id, t.vendor_id, t.status, r.chain_verified, {_REVIEW} = 'held', r.time < :cutoff,"
+                 f" SUM({_SIGNED}), COUNT(*), MIN(r.id) FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id"
+                 f" WHERE {_UNDECIDED} AND {part} GROUP BY r.terminal_id, t.vendor_id, t.status, r.chain_verified,"
+                 f" {_REVIEW} = 'held', r.time < :cutoff"),
+            {"cutoff": cutoff, **scan.params},
+        ).all())
+    held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
+                           record_count=count) for (vendor_id, reason), (amount, count) in sorted(candidates.held.items())]
+    ibans = dict(session.execute(select(Vendor.id, Vendor.iban).where(Vendor.id.in_(list(candidates.net)))).all()) if candidates.net else {}  # type: ignore[union-attr]
+    terminals: list[int] = []
+    for vendor_id, (amount, count) in sorted(candidates.net.items()):
         reason = iban_problem(ibans.get(vendor_id)) or (HELD_NEGATIVE if amount < 0 else None)
         if reason is None:
-            eligible.append(vendor_id)
+            terminals.extend(candidates.terminals[vendor_id])
         else:
             held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason,
                                        amount_cents=amount, record_count=count))
-    if eligible:
-        _insert_items(session, run_id=run.id, cutoff=cutoff, vendor_ids=eligible)
+            candidates.lowest_left = min(candidates.lowest_left, candidates.first_ids[vendor_id])
+    if terminals:
+        _insert_items(session, run_id=run.id, cutoff=cutoff, terminals=sorted(terminals), scan=scan)
         _insert_paid_lines(session, run_id=run.id)
     session.add_all(held)
+    scan.advance(session, lowest_left=candidates.lowest_left)
     session.flush()
     return run
 
 
-def _insert_items(session: Session, *, run_id: int, cutoff: int, vendor_ids: list[int]) -> None:
-    """One INSERT ... SELECT scanning the records in table order. The terminals are resolved first
-    and the vendor read per row from the small terminal table: joined instead, SQLite walked the
-    records through the (terminal_id, seq) index, one random page read per record (1M records:
-    18 s instead of 2). `+r.terminal_id` keeps that index out of the plan."""
-    terminals = list(session.execute(
-        text("SELECT id FROM terminal WHERE status <> :suspect AND vendor_id IN :vendors").bindparams(
-            bindparam("vendors", expanding=True)),
-        {"suspect": str(TerminalStatus.SUSPECT), "vendors": vendor_ids},
-    ).scalars())
-    if not terminals:
-        return
+class _Candidates:
+    """The groups of the candidate scan, sorted out: what may be paid per vendor (and from which
+    terminals), what is held back with its reason, and the lowest record id left unsettled."""
+
+    def __init__(self) -> None:
+        self.net: dict[int, tuple[int, int]] = {}
+        self.terminals: dict[int, list[int]] = {}
+        self.first_ids: dict[int, int] = {}
+        self.held: dict[tuple[int, str], tuple[int, int]] = {}
+        self.lowest_left = _NO_RECORD
+
+    def add(self, groups: Sequence[Any]) -> None:
+        for terminal_id, vendor_id, terminal_status, verified, under_review, due, amount, count, first_id in groups:
+            reason = (HELD_REVIEW if under_review else HELD_SUSPECT if terminal_status == TerminalStatus.SUSPECT
+                      else HELD_UNVERIFIED if not verified else None)
+            if not due or reason is not None:  # after the cut-off, or held back: left for a later run
+                self.lowest_left = min(self.lowest_left, int(first_id))
+            if not due:
+                continue
+            if reason is not None:
+                total, records = self.held.get((vendor_id, reason), (0, 0))
+                self.held[vendor_id, reason] = (total + int(amount), records + int(count))
+                continue
+            total, records = self.net.get(vendor_id, (0, 0))
+            self.net[vendor_id] = (total + int(amount), records + int(count))
+            self.terminals.setdefault(vendor_id, []).append(int(terminal_id))
+            self.first_ids[vendor_id] = min(self.first_ids.get(vendor_id, _NO_RECORD), int(first_id))
+
+
+_NO_RECORD = 2**62
+_WATERMARK = "settlement_scan_from"
+
+
+@dataclass(slots=True)
+class _Scan:
+    """The settlement watermark (docs/settlement.md, "Watermark"): every accepted record below
+    `scan_from` is settled or rejected for good, so a run reads only the records at or above it.
+
+    Record ids grow in insertion order, and a record is inserted accepted or not, once: a late
+    upload gets an id above every earlier one, hence above the watermark. On PostgreSQL ids are
+    taken before their transaction commits, so a smaller id may still be in flight while a larger
+    one is visible: `start` takes a SHARE lock on the records, which waits for the inserts in
+    flight and holds new ones back until the run commits. SQLite has one writer at a time."""
+
+    scan_from: int
+    settled_max: int
+
+    @classmethod
+    def start(cls, session: Session) -> _Scan:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL lock_timeout = '60s'"))
+            session.execute(text("LOCK TABLE transaction_record IN SHARE MODE"))
+        counter = session.get(Counter, _WATERMARK)
+        settled_max = session.execute(text("SELECT COALESCE(MAX(record_id), 0) FROM settlement_item")).scalar_one()
+        return cls(counter.value if counter else 0, int(settled_max))
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"scan_from": self.scan_from, "settled_max": self.settled_max,
+                "above": max(self.settled_max, self.scan_from - 1)}
+
+    def parts(self) -> list[str]:
+        return [_BELOW_SETTLED, _ABOVE_SETTLED] if self.settled_max >= self.scan_from else [_ABOVE_SETTLED]
+
+    def advance(self, session: Session, *, lowest_left: int) -> None:
+        """Move the watermark up to the lowest record this run leaves unsettled, or past the last
+        record when it leaves none."""
+        after_last = int(session.execute(text("SELECT COALESCE(MAX(id), 0) + 1 FROM transaction_record")).scalar_one())
+        new = min(lowest_left, after_last)
+        assert new >= self.scan_from, f"the watermark only rises ({self.scan_from} -> {new})"
+        counter = session.get(Counter, _WATERMARK) or Counter(name=_WATERMARK, value=0)
+        counter.value = new
+        session.add(counter)
+
+
+def _insert_items(session: Session, *, run_id: int, cutoff: int, terminals: list[int], scan: _Scan) -> None:
+    """INSERT ... SELECT scanning the records in table order, once per part of the scan. The
+    terminals are resolved first (those of the groups found payable) and the vendor read per row
+    from the small terminal table: joined instead, SQLite walked the records through the
+    (terminal_id, seq) index, one random page read per record (1M records: 18 s instead of 2).
+    `+r.terminal_id` keeps that index out of the plan."""
     if session.get_bind().dialect.name == "postgresql":
         # Planned as a nested-loop anti join over settlement_item (empty or small by the planner's
         # statistics), the INSERT re-scans the rows it has just added for every record: quadratic,
         # minutes for 1M records. Hash or merge anti joins are linear.
         session.execute(text("SET LOCAL enable_nestloop = off"))
-    session.execute(
-        text("INSERT INTO settlement_item (record_id, run_id, vendor_id, amount_cents)"
-             f" SELECT r.id, :run_id, (SELECT t.vendor_id FROM terminal t WHERE t.id = r.terminal_id), {_SIGNED}"
-             " FROM transaction_record r WHERE r.status = 'accepted' AND r.time < :cutoff AND r.chain_verified"
-             " AND +r.terminal_id IN :terminals"
-             " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
-             f" AND {_REVIEW} IN ('', 'released')"
-             ).bindparams(bindparam("terminals", expanding=True)),
-        {"run_id": run_id, "cutoff": cutoff, "terminals": terminals},
-    )
+    for part in scan.parts():
+        session.execute(
+            text("INSERT INTO settlement_item (record_id, run_id, vendor_id, amount_cents)"
+                 f" SELECT r.id, :run_id, (SELECT t.vendor_id FROM terminal t WHERE t.id = r.terminal_id), {_SIGNED}"
+                 " FROM transaction_record r WHERE r.status = 'accepted' AND r.time < :cutoff AND r.chain_verified"
+                 f" AND +r.terminal_id IN :terminals AND {_REVIEW} IN ('', 'released') AND {part}"
+                 ).bindparams(bindparam("terminals", expanding=True)),
+            {"run_id": run_id, "cutoff": cutoff, "terminals": terminals, **scan.params},
+        )
 
 
 def _insert_paid_lines(session: Session, *, run_id: int) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import itertools
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings, strategies as st
 import xml.etree.ElementTree as etree
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlmodel import Session
 
 from caisse import admin, ledger, protocol, settlement
@@ -18,7 +19,7 @@ from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict
 from caisse.ingest import ingest_batch
-from caisse.models import SettlementItem, SettlementRun, Terminal, TerminalStatus, TransactionRecord, Vendor
+from caisse.models import Counter, SettlementItem, SettlementRun, Terminal, TerminalStatus, TransactionRecord, Vendor
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
 from tests.backend.factories import T0, Chain, new_key, new_uid
@@ -256,7 +257,117 @@ def test_a_crash_anywhere_then_a_rerun_pays_every_payment_exactly_once(
     accepted = session.execute(select(func.count()).select_from(TransactionRecord)).scalar_one()
     assert session.execute(select(func.count()).select_from(SettlementItem)).scalar_one() == accepted
     assert session.execute(select(func.count()).select_from(SettlementRun)).scalar_one() == 1
+    assert_watermark_sound(session)
     assert_ledger_invariants(session)
+
+
+def watermark(session: Session) -> int:
+    counter = session.get(Counter, "settlement_scan_from")
+    return 0 if counter is None else counter.value
+
+
+def assert_watermark_sound(session: Session) -> None:
+    """Below the watermark every accepted record is settled, or rejected (a void: its payment is)."""
+    session.expire_all()
+    forgotten = session.execute(text(
+        "SELECT r.id FROM transaction_record r WHERE r.id < :w AND r.status = 'accepted'"
+        " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
+        " AND COALESCE(r.review, '') <> 'rejected' AND NOT EXISTS (SELECT 1 FROM transaction_record p"
+        " WHERE r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq AND p.review = 'rejected')"),
+        {"w": watermark(session)}).scalars().all()
+    session.commit()
+    assert forgotten == []
+
+
+def _id(session: Session, market: Market, index: int, seq: int) -> int:
+    return session.execute(select(TransactionRecord.id).where(  # type: ignore[call-overload]
+        TransactionRecord.terminal_id == market.chains[index].terminal_id, TransactionRecord.seq == seq)).scalar_one()
+
+
+def test_the_watermark_stops_at_the_oldest_unsettled_record_and_late_uploads_land_above_it(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    from caisse import review
+
+    market = Market(session, rules)
+    market.pay(0, 100)
+    market.pay(0, 200)
+    market.pay(1, 300, time=T0 + 86_400)  # day 2: after day 1's cut-off
+    first, second, tomorrow = _id(session, market, 0, 1), _id(session, market, 0, 2), _id(session, market, 1, 1)
+    assert review.hold(session, record_ids=[first], reason="carte suspecte") == 1
+    session.commit()
+    assert _settle(engine, rules, DAY1).paid_cents == 200
+    assert watermark(session) == first  # held: the next run starts there
+    market.pay(0, 400, time=T0 + 3_600)  # stamped on day 1, uploaded after its run
+    late = _id(session, market, 0, 3)
+    assert late > tomorrow > second > first
+    review.release(session, record_id=first, by="trésorière")
+    session.commit()
+    # Between the watermark and the last settled record, what was settled is not paid again.
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 100 + 300 + 400
+    assert watermark(session) == late + 1
+    assert _paid_cents(session) == 1_000
+    assert_watermark_sound(session)
+    assert_ledger_invariants(session)
+
+
+def test_the_watermark_waits_below_records_after_the_cutoff_and_held_vendors(session: Session, engine: Engine, rules: Settings) -> None:
+    market = Market(session, rules)
+    market.pay(0, 500, time=T0 + 86_400)  # day 2
+    market.pay(1, 250)
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[1]).values(iban=None))  # type: ignore[arg-type]
+    session.commit()
+    assert _settle(engine, rules, DAY1).paid_cents == 0
+    assert watermark(session) == _id(session, market, 0, 1)
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[1]).values(iban=IBANS[0]))  # type: ignore[arg-type]
+    session.commit()
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 750
+    assert_watermark_sound(session)
+
+
+_COPY_RECORD = (
+    "INSERT INTO transaction_record (terminal_id, seq, raw, digest, kind, flags, time, amount_cents, ref_seq, card_uid,"
+    " card_auth, prev_hash, household_id, status, reason, chain_verified, voided, received_at)"
+    " SELECT terminal_id, :seq, raw, digest, kind, flags, time, :amount, ref_seq, card_uid, card_auth, prev_hash,"
+    " household_id, status, reason, chain_verified, voided, received_at FROM transaction_record WHERE id = :template"
+)
+
+
+def test_a_run_waits_for_records_in_flight_so_none_falls_below_the_watermark(session: Session, engine: Engine, rules: Settings) -> None:
+    """PostgreSQL takes an id before its transaction commits: a run that saw a larger id committed
+    and not the smaller one in flight would leave it below the watermark, never paid."""
+    import threading
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no insert is ever in flight during a run")
+    market = Market(session, rules)
+    market.pay(0, 100)
+    template = _id(session, market, 0, 1)
+    session.commit()
+    with session_factory(engine)() as in_flight:
+        in_flight.execute(text(_COPY_RECORD), {"seq": 1_000, "amount": 7, "template": template})  # not committed yet
+        with session_factory(engine)() as other:
+            other.execute(text(_COPY_RECORD), {"seq": 1_001, "amount": 11, "template": template})
+            other.commit()
+        results: list[settlement.SettleResult] = []
+        run = threading.Thread(target=lambda: results.append(_settle(engine, rules)))
+        run.start()
+        deadline = time.monotonic() + 30
+        while run.is_alive() and not _waiting_for_lock(engine):
+            assert time.monotonic() < deadline, "the run neither finished nor waited"
+            run.join(timeout=0.05)
+        in_flight.commit()
+    run.join(timeout=60)
+    assert not run.is_alive()
+    [result] = results
+    assert result.paid_cents == 100 + 7 + 11  # the run waited for the insert in flight
+    assert_watermark_sound(session)
+
+
+def _waiting_for_lock(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'transaction_record'::regclass")).scalar_one())
 
 
 _examples = itertools.count()
@@ -302,6 +413,7 @@ def test_the_ledger_stays_balanced_and_payouts_equal_settled_payments(
         assert _paid_cents(session) == settlement.settled_total_cents(session)
         expected = sum(amount for taps in days for _, amount, void, _ in taps if not void)
         assert _paid_cents(session) - paid_before == expected
+        assert_watermark_sound(session)
         assert_ledger_invariants(session)
         session.commit()
 
