@@ -45,7 +45,7 @@ BENCH_SEED = 424242
 CARDS = 200
 VERIFY_ROUNDS = 8  # of 1000 verifications each, about 0.1 s
 READY_TIMEOUT_S = 60.0
-UPLOAD_TIMEOUT_S = 600.0
+MIN_UPLOAD_RATE = 200  # records/s: below that the upload is stuck, not slow (sets the timeout)
 MAX_RECORDS = 1_000_000
 GOAL_RATIO = 0.6
 
@@ -263,7 +263,8 @@ def upload(base_url: str, lanes: list[list[Batch]], clients: int) -> tuple[float
     """Each client thread sends whole terminals' lanes in seq order; returns (seconds, statuses)."""
     statuses: Counter[str] = Counter()
     lock = threading.Lock()
-    deadline = time.monotonic() + UPLOAD_TIMEOUT_S
+    timeout_s = max(600.0, sum(b.records for lane in lanes for b in lane) / MIN_UPLOAD_RATE)
+    deadline = time.monotonic() + timeout_s
 
     def send_lanes(my_lanes: list[list[Batch]]) -> None:
         headers = {"content-type": "application/json"}
@@ -271,7 +272,7 @@ def upload(base_url: str, lanes: list[list[Batch]], clients: int) -> tuple[float
             for lane in my_lanes:
                 for batch in lane:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"upload took longer than {UPLOAD_TIMEOUT_S:.0f} s")
+                        raise TimeoutError(f"upload took longer than {timeout_s:.0f} s")
                     response = client.post(f"/v1/terminals/{batch.terminal_id}/batches", content=batch.body,
                                            headers=headers)
                     response.raise_for_status()
