@@ -710,3 +710,31 @@ def simulate(
     if not report["passed"]:
         err.print(f"Invariant rompu : relancer avec --seed {seed}.")
         raise typer.Exit(1)
+
+
+sortition_app = typer.Typer(help="Sortition of new members (the console runs the draws).", no_args_is_help=True)
+app.add_typer(sortition_app, name="sortition")
+
+
+@sortition_app.command("verify")
+def sortition_verify(
+    export: Annotated[Path, typer.Argument(help="The draw's public CSV export (console, Tirage au sort).")],
+    phrase: Annotated[str, typer.Option(help="The seed phrase published before the draw.")],
+) -> None:
+    """Re-run a draw from its public export and seed phrase alone, without the database."""
+    from caisse import sortition
+
+    try:
+        differences = sortition.replay_export(export.read_text(encoding="utf-8"), phrase=phrase)
+    except OSError as error:
+        err.print(f"[red]Erreur :[/red] lecture de {export} impossible ({error.strerror})")
+        raise typer.Exit(2) from None
+    except CaisseError as error:
+        err.print(f"[red]Erreur :[/red] {error.detail}")
+        raise typer.Exit(2) from None
+    for difference in differences:
+        out.print(difference)
+    if differences:
+        err.print(f"Tirage NON confirmé : {len(differences)} ligne(s) diffèrent du calcul refait depuis la graine.")
+        raise typer.Exit(1)
+    err.print(f"Tirage confirmé : le calcul refait depuis la graine {sortition.seed_of(phrase)} donne le même résultat.")

@@ -35,6 +35,7 @@ STRATA = tuple((quartile, band) for quartile in INCOME_QUARTILES for band in AGE
 MAX_SEATS_PER_STRATUM = 10_000
 MAX_VOLUNTEERS = 100_000
 MAX_PHRASE_CHARS = 500
+SELECTED, WAITING = "tiré au sort", "liste d'attente"  # the result column of the export
 # French column names of the volunteer import (one volunteer a line), in this order.
 IMPORT_COLUMNS = ("nom", "contact", "quartile_revenu", "tranche_age")
 
@@ -220,16 +221,38 @@ def export_csv(session: Session, *, draw_id: int, with_names: bool) -> str:
     """The result, one volunteer a line, in French. Without names it is the public list anyone
     can re-run the draw from."""
     draw = get_draw(session, draw_id=draw_id)
+    quotas = quotas_of(session, draw_id=draw_id)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["numero", *(["nom", "contact"] if with_names else []), "quartile_revenu", "tranche_age",
-                     "cle_sha256", "rang", "resultat"])
+                     "places_strate", "cle_sha256", "rang", "resultat"])
     for v in volunteers_of(session, draw_id=draw_id):
         key = draw_key(draw.seed_hex, v.number) if draw.seed_hex else ""
-        outcome = "" if v.selected is None else ("tiré au sort" if v.selected else "liste d'attente")
+        outcome = "" if v.selected is None else (SELECTED if v.selected else WAITING)
         writer.writerow([v.number, *([v.name, v.contact or ""] if with_names else []), v.income_quartile, v.age_band,
-                         key, v.rank or "", outcome])
+                         quotas.get((v.income_quartile, v.age_band), 0), key, v.rank or "", outcome])
     return out.getvalue()
+
+
+def replay_export(content: str, *, phrase: str) -> list[str]:
+    """Re-run a draw from its public export and the seed phrase alone, without the database:
+    the lines whose key, rank or result differ (in French), none when the result is confirmed."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(content)))
+        entries = [Entry(number=int(r["numero"]), stratum=(int(r["quartile_revenu"]), int(r["tranche_age"]))) for r in rows]
+        quotas = {entry.stratum: int(r["places_strate"]) for entry, r in zip(entries, rows, strict=True)}
+    except (KeyError, ValueError) as error:
+        raise InvalidInput("invalid_export", f"ce fichier n'est pas l'export public d'un tirage ({error})") from None
+    seed = seed_of(phrase)
+    again = compute_draw(seed_hex=seed, entries=entries, quotas=quotas)
+    differences = []
+    for entry, row in zip(entries, rows, strict=True):
+        placement = again[entry.number]
+        expected = (draw_key(seed, entry.number), str(placement.rank), SELECTED if placement.selected else WAITING)
+        if (row["cle_sha256"], row["rang"], row["resultat"]) != expected:
+            differences.append(f"volontaire {entry.number} : le fichier dit rang {row['rang'] or '—'} ({row['resultat'] or '—'}),"
+                               f" le calcul donne rang {expected[1]} ({expected[2]})")
+    return differences
 
 
 # Helpers -----------------------------------------------------------------------------------------

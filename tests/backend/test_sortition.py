@@ -7,12 +7,15 @@ import hashlib
 import io
 import itertools
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
+from typer.testing import CliRunner
 
 from caisse import sortition
+from caisse.cli import app
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import SortitionVolunteer
 from caisse.sortition import STRATA, Entry, compute_draw
@@ -163,6 +166,29 @@ def test_the_public_export_has_no_names_and_lets_anyone_re_run_the_draw(session:
     assert {r["resultat"] for r in rows} == {"tiré au sort", "liste d'attente"}
     named = list(csv.DictReader(io.StringIO(sortition.export_csv(session, draw_id=draw_id, with_names=True))))
     assert named[5]["nom"] == "Awa Diop" and named[6]["contact"] == "06 00 00 00 00"
+
+
+def test_replaying_the_public_export_confirms_the_result_and_names_any_tampered_line(session: Session) -> None:
+    draw_id = _drawn(session, phrase="Graine publique")
+    export = sortition.export_csv(session, draw_id=draw_id, with_names=False)
+    assert sortition.replay_export(export, phrase="Graine publique") == []
+    assert len(sortition.replay_export(export, phrase="Graine publique.")) == 8  # every key differs
+    rows = list(csv.DictReader(io.StringIO(export)))
+    waiting = next(r for r in rows if r["resultat"] == "liste d'attente")
+    tampered = export.replace(f"{waiting['cle_sha256']},{waiting['rang']},liste d'attente", f"{waiting['cle_sha256']},{waiting['rang']},tiré au sort")
+    [difference] = sortition.replay_export(tampered, phrase="Graine publique")
+    assert difference.startswith(f"volontaire {waiting['numero']} :")
+    with pytest.raises(InvalidInput):
+        sortition.replay_export("nom,contact\nAwa,\n", phrase="Graine publique")
+
+
+def test_the_cli_re_runs_a_draw_from_its_export(session: Session, tmp_path: Path) -> None:
+    export = tmp_path / "tirage.csv"
+    export.write_text(sortition.export_csv(session, draw_id=_drawn(session, phrase="Loto"), with_names=False), encoding="utf-8")
+    confirmed = CliRunner().invoke(app, ["sortition", "verify", str(export), "--phrase", "Loto"])
+    assert confirmed.exit_code == 0 and "Tirage confirmé" in confirmed.stderr
+    refuted = CliRunner().invoke(app, ["sortition", "verify", str(export), "--phrase", "Loto 2"])
+    assert refuted.exit_code == 1 and "NON confirmé" in refuted.stderr
 
 
 def test_the_list_is_frozen_once_the_seed_is_published(session: Session) -> None:
