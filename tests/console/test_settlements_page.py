@@ -1,5 +1,6 @@
-"""Settlement pages in process, on both databases: prepared by a coordinator, approved by the
-treasurer (a second person), the SEPA file and statements downloaded; every step audited."""
+"""Settlement pages in process: prepared by a coordinator, approved by the treasurer (a second
+person), the SEPA file and statements downloaded; every step audited. SQLite only:
+caisse.settlement itself is tested on both databases (tests/backend/test_settlement.py)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _prepare(client: TestClient, day: str = "2026-01-01") -> str:
     return answer.headers["location"]
 
 
+@SQLITE_ONLY
 def test_prepared_by_a_coordinator_approved_by_the_treasurer_then_the_sepa_file_downloads(
     console_client: TestClient, users: object, session: Session, market: Market,
 ) -> None:

@@ -1,5 +1,6 @@
-"""Sortition pages in process, on both databases: a coordinator runs a draw end to end, the
-committee sees the public result without names, and every step is audited."""
+"""Sortition pages in process: a coordinator runs a draw end to end, the committee sees the
+public result without names, and every step is audited. SQLite only: tests/backend/test_sortition.py
+runs the service on both databases."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def _public_result(client: TestClient, url: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(answer.text)))
 
 
+@SQLITE_ONLY
 def test_a_draw_from_registration_to_export_is_reproducible_and_audited(
     console_client: TestClient, users: object, session: Session,
 ) -> None:
