@@ -351,8 +351,10 @@ class SettlementItem(SQLModel, table=True):
     # index took inserts all over the tree and made a 1M-record run 3x slower (docs/performance.md).
     __table_args__ = (Index("ix_settlement_item_run_id", "run_id"),)
 
-    record_id: int = Field(sa_column=Column(Integer, ForeignKey("transaction_record.id"), primary_key=True, autoincrement=False))
-    run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False))
+    # No foreign keys (migration 0006b): checking them was most of the cost of settling, and an item
+    # is only ever inserted from its record, in the transaction of its run; neither is ever deleted.
+    record_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    run_id: int = Field(sa_column=Column(Integer, nullable=False))
     vendor_id: int = Field(sa_column=Column(Integer, nullable=False))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))  # payment > 0, void < 0
 
