@@ -8,7 +8,7 @@ records of the day (one in 100 a void of the payment before it) inserted by one 
 statement (not timed). Then runs the settlement of that day the way `caisse settle` does,
 step by step, and prints records settled per second for the prepare step (the set-based
 INSERT ... SELECT of items and lines) and end to end (prepare + approve + export: SEPA file,
-one statement per vendor, summary, ledger payouts). Goal: >= 200 000 records/s.
+statements per vendor in CSV and PDF, summary, ledger payouts). Goal: >= 200 000 records/s.
 
 Not a test: numbers depend on the machine. Results go in docs/performance.md ("Settlement").
 """
@@ -130,7 +130,7 @@ def run(db: str, *, n: int, vendors: int) -> None:
             print(f"{db:<10} {records:>9} records, {vendors} vendors, {cents / 100:,.2f} EUR (seeded in {seeded:.1f} s)")
             print(f"{'':<10} prepare  {prepare_s:7.2f} s  {records / prepare_s:>10,.0f} records settled/s")
             print(f"{'':<10} end2end  {total_s:7.2f} s  {records / total_s:>10,.0f} records settled/s"
-                  f" (incl. SEPA file, {vendors} statements, ledger payouts)")
+                  f" (incl. SEPA file, {vendors} CSV and PDF statements, ledger payouts)")
         finally:
             engine.dispose()
             if db == "postgresql":

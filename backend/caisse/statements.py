@@ -156,7 +156,7 @@ def _pdf_rows(pdf: FPDF, lines: list[Line], *, y: float) -> None:
             y = _PAGE_TOP_MM
             pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
             y += _LINE_MM * 1.5
-        pdf.text(_LEFT_MM, y, _latin(_pdf_line(*line)))
+        pdf.text(_LEFT_MM, y, _pdf_line(*line))  # ASCII only: digits, '/', ':', ',' and the KIND words
         y += _LINE_MM
     if y > _PAGE_BOTTOM_MM:
         pdf.add_page()
