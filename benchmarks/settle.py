@@ -16,6 +16,7 @@ Not a test: numbers depend on the machine. Results go in docs/performance.md ("S
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from datetime import date
@@ -29,7 +30,7 @@ from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-SCHEMA = "caisse_bench_settle"
+SCHEMA = f"caisse_bench_settle_{os.getpid()}"  # two runs at once must not drop each other's tables
 T0 = 1_767_254_400  # 2026-01-01T08:00:00Z
 DAY = date(2026, 1, 1)
 DAY_SPAN_S = 50_000  # records spread over 08:00-21:53 UTC, all before the cut-off
