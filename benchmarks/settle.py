@@ -1,6 +1,6 @@
 """Nightly settlement throughput (issue 6): settle N transactions across V vendors.
 
-    python benchmarks/settle.py [-n 1000000] [--vendors 1000] [--db sqlite|postgresql|both]
+    python benchmarks/settle.py [-n 1000000] [--vendors 1000] [--db sqlite|postgresql|both] [--next-day 10000]
 
 Seeds a fresh database (a temporary SQLite file, or a new schema in the PostgreSQL database
 `test` at 127.0.0.1:5432): V vendors with valid IBANs and one terminal each, then N accepted
@@ -9,6 +9,7 @@ statement (not timed). Then runs the settlement of that day the way `caisse sett
 step by step, and prints records settled per second for the prepare step (the set-based
 INSERT ... SELECT of items and lines) and end to end (prepare + approve + export: SEPA file,
 statements per vendor in CSV and PDF, summary, ledger payouts). Goal: >= 200 000 records/s.
+Then a second day of `--next-day` records is settled on top of that history: the nightly case.
 
 Not a test: numbers depend on the machine. Results go in docs/performance.md ("Settlement").
 """
@@ -42,7 +43,7 @@ _COLUMNS = ("terminal_id, seq, raw, digest, kind, flags, time, amount_cents, ref
 
 def _records_sql(dialect: str) -> str:
     """N records from a number series: terminal 1 + i % V, seq 1 + i / V; every 100th seq voids seq-1."""
-    seq = "(1 + i / :vendors)"
+    seq = "(:seq0 + 1 + i / :vendors)"
     kind = f"CASE WHEN {seq} % {VOID_EVERY} = 0 THEN 2 ELSE 1 END"
     amount = f"(100 + ({seq} - CASE WHEN {seq} % {VOID_EVERY} = 0 THEN 1 ELSE 0 END) * 7 % 2000)"
     values = (f"SELECT (1 + i % :vendors), {seq}, {{blob154}}, {{blob32}}, {kind}, 0, :t0 + i % {DAY_SPAN_S}, {amount},"
@@ -69,7 +70,15 @@ def seed(engine: Engine, *, n: int, vendors: int) -> None:
                  " (:id, :id, :key, 'active', 0, :now)"),
             [{"id": v, "key": v.to_bytes(65, "big"), "now": settlement.utcnow()} for v in range(1, vendors + 1)],
         )
-        session.execute(text(_records_sql(engine.dialect.name)), {"n": n, "vendors": vendors, "t0": T0, "now": settlement.utcnow()})
+        session.commit()
+    add_day(engine, n=n, vendors=vendors, seq0=0, t0=T0)
+
+
+def add_day(engine: Engine, *, n: int, vendors: int, seq0: int, t0: int) -> None:
+    """n records of a day starting at `t0`, terminal seqs after `seq0`, and their payables."""
+    with session_factory(engine)() as session:
+        session.execute(text(_records_sql(engine.dialect.name)),
+                        {"n": n, "vendors": vendors, "t0": t0, "seq0": seq0, "now": settlement.utcnow()})
         # The payables the ingestion would have posted, so the payouts leave them at zero.
         for vendor_id, net in session.execute(text(
             "SELECT t.vendor_id, SUM(CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END)"
@@ -88,12 +97,12 @@ def seed(engine: Engine, *, n: int, vendors: int) -> None:
             raw.close()
 
 
-def measure(engine: Engine, *, n: int, folder: Path) -> tuple[float, float, int, int]:
+def measure(engine: Engine, *, n: int, folder: Path, day: date = DAY) -> tuple[float, float, int, int]:
     rules = Settings(environment="development", database_url=str(engine.url), settlement_dir=str(folder))
     sessions = session_factory(engine)
     start = time.perf_counter()
     with sessions() as session:
-        run_id = settlement.prepare_run(session, run_date=DAY, settings=rules, by="bench").id
+        run_id = settlement.prepare_run(session, run_date=day, settings=rules, by="bench").id
         session.commit()
     prepared = time.perf_counter()
     assert run_id is not None
@@ -107,11 +116,11 @@ def measure(engine: Engine, *, n: int, folder: Path) -> tuple[float, float, int,
     done = time.perf_counter()
     assert result.status == "exported" and result.paid_records == n and not result.held, result
     with sessions() as session:
-        assert ledger.balance_cents(session, code=ledger.VENDOR_PAID) == result.paid_cents
+        assert ledger.balance_cents(session, code=ledger.VENDOR_PAID) == settlement.settled_total_cents(session)
     return prepared - start, done - start, result.paid_records, result.paid_cents
 
 
-def run(db: str, *, n: int, vendors: int) -> None:
+def run(db: str, *, n: int, vendors: int, next_day: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if db == "sqlite":
             engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
@@ -132,6 +141,14 @@ def run(db: str, *, n: int, vendors: int) -> None:
             print(f"{'':<10} prepare  {prepare_s:7.2f} s  {records / prepare_s:>10,.0f} records settled/s")
             print(f"{'':<10} end2end  {total_s:7.2f} s  {records / total_s:>10,.0f} records settled/s"
                   f" (incl. SEPA file, {vendors} CSV and PDF statements, ledger payouts)")
+            if next_day:  # a night after that history: the watermark keeps it from being read again
+                add_day(engine, n=next_day, vendors=vendors, seq0=-(-n // vendors), t0=T0 + 86_400)
+                if db == "postgresql":
+                    with engine.begin() as connection:
+                        connection.execute(text("ANALYZE"))
+                prepare_s, total_s, records, _ = measure(engine, n=next_day, folder=Path(tmp) / "out", day=date(2026, 1, 2))
+                print(f"{'':<10} next day: {records} records on top of {n}: prepare {prepare_s:.3f} s,"
+                      f" end2end {total_s:.2f} s")
         finally:
             engine.dispose()
             if db == "postgresql":
@@ -146,10 +163,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1_000_000, help="records to settle")
     parser.add_argument("--vendors", type=int, default=1_000)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--next-day", type=int, default=10_000, help="records of a second day settled after the first (0: none)")
     args = parser.parse_args()
     assert args.n >= args.vendors > 0, "at least one record per vendor"
     for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
-        run(db, n=args.n, vendors=args.vendors)
+        run(db, n=args.n, vendors=args.vendors, next_day=args.next_day)
 
 
 if __name__ == "__main__":
