@@ -53,3 +53,19 @@ def test_a_long_statement_runs_over_pages_and_keeps_every_line(session: Session,
     cents = [int(found.replace(",", "")) for page in pages for found in re.findall(r"paiement\s+(\d+,\d\d)", page)]
     assert cents == amounts
     assert f"Total 130 opérations {sum(amounts) // 100},{sum(amounts) % 100:02d}" in re.sub(r"\s+", " ", pages[-1])
+
+
+def test_a_vendor_name_prints_in_french_letters_and_unknown_letters_as_question_marks(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    from sqlalchemy import update
+
+    from caisse.models import Vendor
+
+    market = Market(session, rules, vendors=1)
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[0]).values(name="Bœuf & Cie à Łódź"))  # type: ignore[arg-type]
+    session.commit()
+    market.pay(0, 990)
+    result = _settle(engine, rules)
+    [page] = _pdf_text(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.pdf")
+    assert "Commerçant : Bœuf & Cie à ?ód?" in page
