@@ -37,3 +37,15 @@ def _downgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
+
+
+def test_the_history_has_a_single_head() -> None:
+    """Parallel features may branch, but main merges them: one head means one schema to deploy."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from caisse.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert len(ScriptDirectory.from_config(config).get_heads()) == 1
