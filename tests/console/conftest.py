@@ -131,7 +131,9 @@ def console_url(console_db: Engine, tmp_path_factory: pytest.TempPathFactory) ->
     thread.join(timeout=SERVER_START_TIMEOUT_S)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# while it is open, and the firmware and simulation tests after tests/console call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
