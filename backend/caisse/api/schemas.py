@@ -24,6 +24,7 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
 # The services strip spaces (str.strip) and refuse what is left empty. JSON Schema patterns are
 # ECMA-262, whose \s lacks some characters Python strips: those are listed too.
 _NOT_BLANK = {"pattern": r"[^\s\x1c-\x1f\x85]"}
