@@ -13,19 +13,17 @@ records). Not a test: numbers depend on the machine. Results go in docs/console.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from flows import spread  # type: ignore[import-not-found]
-from settle import POSTGRES_URL, seed  # type: ignore[import-not-found]
+from flows import fresh_engine, spread  # type: ignore[import-not-found]
+from settle import seed  # type: ignore[import-not-found]
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from caisse import admin, directory
-from caisse.db import make_engine, session_factory, upgrade
+from caisse.db import session_factory
 
 SCHEMA = "caisse_bench_console"
 RUNS = 3
@@ -71,30 +69,16 @@ def measure(engine: Engine) -> dict[str, float]:
 
 
 def run(db: str, *, n: int, vendors: int, households: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        if db == "sqlite":
-            engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        else:
-            with make_engine(POSTGRES_URL).begin() as connection:
-                connection.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-                connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-            engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={SCHEMA}"})
-        try:
-            upgrade(engine)
-            seed(engine, n=n, vendors=vendors)
-            spread(engine, households=households)
-            post_transfers(engine, households=households)
-            if db == "postgresql":
-                with engine.begin() as connection:
-                    connection.execute(text("ANALYZE"))
-            print(f"{db}: {n} records, {vendors} vendors, {households} households (best of {RUNS})")
-            for name, seconds in measure(engine).items():
-                print(f"  {name:<32} {seconds * 1000:9.1f} ms")
-        finally:
-            engine.dispose()
-            if db == "postgresql":
-                with make_engine(POSTGRES_URL).begin() as connection:
-                    connection.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+    with fresh_engine(db, schema=SCHEMA) as engine:
+        seed(engine, n=n, vendors=vendors)
+        spread(engine, households=households)
+        post_transfers(engine, households=households)
+        if db == "postgresql":
+            with engine.begin() as connection:
+                connection.execute(text("ANALYZE"))
+        print(f"{db}: {n} records, {vendors} vendors, {households} households (best of {RUNS})")
+        for name, seconds in measure(engine).items():
+            print(f"  {name:<32} {seconds * 1000:9.1f} ms")
 
 
 def main() -> None:

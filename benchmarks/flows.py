@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from caisse import admin, flows
 from caisse.db import make_engine, session_factory, upgrade
+from caisse.money import euros
 
 SCHEMA = "caisse_bench_flows"
 DAY_S = 86_400
@@ -81,7 +82,7 @@ def run(db: str, *, n: int, vendors: int, households: int) -> None:
                 connection.execute(text("ANALYZE"))
         seconds, cents = measure(engine)
         print(f"{db:<10} {n:>9} records, {vendors} vendors, {households} households, 6 months: "
-              f"{seconds:6.2f} s (best of {RUNS}), {n / seconds:>10,.0f} records/s, {cents / 100:,.2f} EUR spent")
+              f"{seconds:6.2f} s (best of {RUNS}), {n / seconds:>10,.0f} records/s, {euros(cents, grouped=True)} EUR spent")
 
 
 def main() -> None:
