@@ -397,8 +397,10 @@ def format_report(report: SeedReport | None, base_url: str, admin_token: str, sh
     lines.append(f"Console : {base_url}/console")
     if show_token:
         lines.append(f"Jeton d'administration (développement) : Authorization: Bearer {admin_token}")
+        from caisse.console.templating import ROLE_LABELS
+
         lines.append("Comptes de la console (développement) :")
-        lines += [f"  {role:<12} {email} / {password}" for role, email, password in DEMO_ACCOUNTS]
+        lines += [f"  {ROLE_LABELS[role]:<15} {email} / {password}" for role, email, password in DEMO_ACCOUNTS]
     lines.append("Ctrl-C pour arrêter.")
     return "\n".join(lines)
 

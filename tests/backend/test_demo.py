@@ -170,6 +170,7 @@ def test_caisse_demo_serves_the_seeded_caisse_until_it_is_stopped(tmp_path):
 
     assert f"http://127.0.0.1:{port}" in output and DEV_ADMIN_TOKEN in output
     assert f"http://127.0.0.1:{port}/console" in output and "admin@caisse.demo / demo-admin-2026" in output
+    assert "comité citoyen" in output and "trésorerie" in output  # roles as the console names them
     assert "card_blocked" in output
     assert len(vendors) == 12
     assert summary["transfers"] > 60 and summary["balance_sum_cents"] == 0
