@@ -144,13 +144,15 @@ class Policy:
     def apply_cards(self, packed, full: bool) -> None:
         """Merge sync entries (32 bytes each) into the table; full: they replace it.
 
-        Streams the old table and writes a new file: RAM holds only the delta (<= 512 entries).
+        Streams the old table and writes a new file. Beside the page itself, RAM holds only each
+        card's key and the offset of its entry in `packed` (<= 512 cards), not a second copy of
+        the entries: a page is 16 KB, a lot of an ESP32's heap.
         """
         assert len(packed) % ENTRY_SIZE == 0
-        delta = {}
-        for i in range(0, len(packed), ENTRY_SIZE):
-            entry = bytes(packed[i:i + ENTRY_SIZE])
-            delta[entry[:_KEY_SIZE]] = entry  # a later entry for the same card wins
+        packed = memoryview(packed)
+        delta = {}  # key -> offset of the card's entry in packed
+        for at in range(0, len(packed), ENTRY_SIZE):
+            delta[bytes(packed[at:at + _KEY_SIZE])] = at  # a later entry for the same card wins
         self._unlock(delta)
         new = sorted(delta)
         self._storage.remove(_CARDS_NEW)
@@ -164,10 +166,10 @@ class Policy:
                     table.readinto(i * ENTRY_SIZE, entry)
                     key = bytes(entry[:_KEY_SIZE])
                     while j < len(new) and new[j] < key:
-                        out += delta[new[j]]
+                        out += _entry_at(packed, delta[new[j]])
                         j += 1
                     if j < len(new) and new[j] == key:
-                        out += delta[new[j]]
+                        out += _entry_at(packed, delta[new[j]])
                         j += 1
                     else:
                         out += entry
@@ -175,7 +177,7 @@ class Policy:
                         self._storage.append(_CARDS_NEW, out)
                         out = bytearray()
         while j < len(new):
-            out += delta[new[j]]
+            out += _entry_at(packed, delta[new[j]])
             j += 1
         self._storage.append(_CARDS_NEW, out)
         self._storage.sync()
@@ -318,6 +320,10 @@ class Policy:
         if rec.card_uid != uid:
             return VOID_OTHER_CARD, None
         return None, rec
+
+
+def _entry_at(packed, at: int):
+    return packed[at:at + ENTRY_SIZE]
 
 
 def _hex(uid) -> str:

@@ -159,10 +159,11 @@ class SyncClient:
             if status != 200:
                 raise SyncError("sync %d %s" % (status, _error_code(raw)))
             answer = json.loads(raw)
+            del raw  # a page is ~22 KB of base64: hold it as few times as the heap allows
             pages += 1
             # bytes, not str: the C binascii of the ESP32 takes both, MicroPython's Python one
             # (WebAssembly and other ports without the C module) only bytes.
-            packed = binascii.a2b_base64((answer.get("cards") or "").encode())
+            packed = binascii.a2b_base64((answer.pop("cards", None) or "").encode())
             if len(packed) % ENTRY_SIZE:  # cut or garbled: keep the table we have
                 raise SyncError("cards: %d bytes is not whole entries" % len(packed))
             policy.apply_cards(packed, bool(answer.get("full")))
