@@ -62,7 +62,7 @@ SYNC_NEEDED = ("Synchronisation", "requise")
 NO_VOID = ("Rien à annuler",)
 VOID_TOO_LATE = ("Annulation", "trop tardive")
 VOID_OTHER_CARD = ("Pas la même", "carte")
-LOCKED = ("Carte verrouillée",)
+LOCKED = ("Carte", "verrouillée")
 
 
 def card_key(uid: bytes, buf) -> None:

@@ -9,7 +9,7 @@ from tests.firmware.mpy_runtime import ROOT, run
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
-from caisse_terminal import flow, log, policy, record, sim  # noqa: E402
+from caisse_terminal import flow, hal, log, policy, record, sim  # noqa: E402
 
 
 def records(r: rig.Rig):
@@ -21,6 +21,16 @@ def records(r: rig.Rig):
         elif kind == log.T_SIG:
             sigs[int.from_bytes(payload[:4], "big")] = payload[4:]
     return [record.decode(b + sigs.get(record.body_seq(b), bytes(64))) for b in bodies]
+
+
+@pytest.mark.parametrize("module", [policy, flow])
+def test_every_fixed_screen_fits_the_ssd1306(module):
+    screens = {name: value for name, value in vars(module).items()
+               if isinstance(value, tuple) and value and all(isinstance(line, str) for line in value)
+               and name != "STATE_NAMES"}
+    assert screens  # the decline reasons and the fixed messages
+    for name, lines in screens.items():
+        assert len(lines) <= hal.LINES and all(len(line) <= hal.LINE_CHARS for line in lines), name
 
 
 def test_amount_entry_shows_the_amount_typed_with_comma_and_correction():
@@ -170,10 +180,10 @@ def test_wrong_codes_lock_the_card_on_this_terminal_until_a_newer_entry_and_are_
     r.keys("60V")
     r.tap(rig.CAROL)
     r.keys("3333V")
-    assert r.display.text() == "Carte verrouillée" and r.beeper.events[-1] == "decline"
+    assert r.display.text() == "Carte | verrouillée" and r.beeper.events[-1] == "decline"
     r.keys("V")
-    assert r.pay("1", rig.CAROL) == "Carte verrouillée"  # below the threshold too
-    assert rig.Rig(files=files).pay("1", rig.CAROL) == "Carte verrouillée"  # kept in flash
+    assert r.pay("1", rig.CAROL) == "Carte | verrouillée"  # below the threshold too
+    assert rig.Rig(files=files).pay("1", rig.CAROL) == "Carte | verrouillée"  # kept in flash
     pol = r.terminal.policy
     assert pol.code_failures() == bytes([7]) + rig.CAROL + bytes(3) + b"\x00\x03\x01\x00"
     pol.forget_reported_codes()
