@@ -39,6 +39,7 @@ CODE_WRONG = const(1)
 CODE_LOCKED = const(2)
 _CODE_AT = const(16)  # salt at 16..24, verifier at 24..32
 _NO_CODE = bytes(8)
+CODE_FAILURE_SIZE = const(15)  # one card in the code-failures report
 _KEY_SIZE = const(11)
 STATUS_ACTIVE = const(0)
 STATUS_BLOCKED = const(1)
@@ -249,6 +250,8 @@ class Policy:
     # ---- member codes --------------------------------------------------------------------
 
     def code_locked(self, uid: bytes) -> bool:
+        if not self.codes:  # the usual case: no hex name to allocate on the tap path
+            return False
         state = self.codes.get(_hex(uid))
         return bool(state and state[2])
 
@@ -278,7 +281,8 @@ class Policy:
         return self.limits["code_max_tries"] - (state[0] if state else 0)
 
     def code_failures(self) -> bytes:
-        """The code-failures report: uid_len, uid 10, failures u16, locked u8, reserved u8."""
+        """The code-failures report, CODE_FAILURE_SIZE bytes a card: uid_len, uid 10, failures u16,
+        locked u8, reserved u8."""
         out = bytearray()
         for name, (_, failures, locked) in self.codes.items():
             if failures or locked:

@@ -29,7 +29,7 @@ except ImportError:  # CPython
         return x
 
 from . import record
-from .policy import ENTRY_SIZE
+from .policy import CODE_FAILURE_SIZE, ENTRY_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
@@ -183,7 +183,6 @@ class SyncClient:
             report.acked_seq = max(report.acked_seq, first_acked)
         policy.rebuild_spend()
 
-
     def _report_code_failures(self, report: Report) -> None:
         """POST the wrong-code counts (after the fetch: the clock is the server's by then)."""
         policy = self._policy
@@ -198,7 +197,7 @@ class SyncClient:
         if status != 200:
             raise SyncError("code-failures %d %s" % (status, _error_code(raw)))
         policy.forget_reported_codes()
-        report.code_failures = len(body) // 15
+        report.code_failures = len(body) // CODE_FAILURE_SIZE
 
 
 def _error_code(raw) -> str:
