@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -63,14 +63,22 @@ def _run(action: Callable[[Session], T]) -> T:
         with _session() as session:
             return action(session)
     except CaisseError as error:
-        err.print(f"[red]Error:[/red] {error.detail} ({error.code})")
-        raise typer.Exit(code=1) from None
+        _fail(error)
+
+
+def _fail(error: CaisseError) -> NoReturn:
+    """Exit 1 with the error in French: the console's sentence for a known code, else the service's detail."""
+    from caisse.console.messages import MESSAGES  # only on failure: the console package is slow to import
+
+    err.print(f"[red]Erreur :[/red] {MESSAGES.get(error.code, error.detail)} ({error.code})")
+    raise typer.Exit(code=1) from None
 
 
 def _created(what: str, new_id: int | None) -> None:
+    """The new id alone on stdout (for scripts), `what` (French, e.g. "Foyer créé") on stderr."""
     assert new_id is not None
     out.print(new_id)
-    err.print(f"{what} created: {new_id}")
+    err.print(f"{what} : {new_id}")
 
 
 @app.command()
@@ -110,7 +118,7 @@ def db_upgrade() -> None:
         upgrade(engine)
     finally:
         engine.dispose()
-    err.print("Database up to date.")
+    err.print("Base de données à jour.")
 
 
 @vendor_app.command("add")
@@ -123,7 +131,7 @@ def vendor_add(
 ) -> None:
     """Accredit a vendor."""
     vendor = _run(lambda s: admin.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban))
-    _created("Vendor", vendor.id)
+    _created("Commerçant créé", vendor.id)
 
 
 @member_app.command("add")
@@ -134,7 +142,7 @@ def member_add(
 ) -> None:
     """Register a member household."""
     household = _run(lambda s: admin.create_household(s, name=name, members=members, zone=zone))
-    _created("Household", household.id)
+    _created("Foyer créé", household.id)
 
 
 @member_app.command("set-code")
@@ -164,7 +172,7 @@ def card_issue(
 ) -> None:
     """Issue a card to a household (a household may hold several), or a returned card again."""
     card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type))
-    _created("Card", card.id)
+    _created("Carte émise", card.id)
 
 
 @card_app.command("block")
@@ -238,15 +246,15 @@ def card_verify_sun(
             mac=bytes.fromhex(cmac),
         )
     except ValueError as error:  # bytes.fromhex; SunError is not a ValueError
-        err.print(f"[red]Error:[/red] every value must be hexadecimal ({error})")
+        err.print(f"[red]Erreur :[/red] chaque valeur s'écrit en hexadécimal ({error})")
         raise typer.Exit(code=2) from None
     except sun.SunError as error:
-        err.print(f"[red]Error:[/red] {error.detail} ({error.code})")
+        err.print(f"[red]Erreur :[/red] {error.detail} ({error.code})")
         raise typer.Exit(code=2) from None
     if as_json:
         typer.echo(json.dumps({"uid": message.uid.hex(), "counter": message.counter, "mac_valid": message.mac_valid}))
     else:
-        out.print(f"UID {message.uid.hex()}, read counter {message.counter}, MAC {'valid' if message.mac_valid else 'INVALID'}")
+        out.print(f"UID {message.uid.hex()}, compteur de lecture {message.counter}, MAC {'valide' if message.mac_valid else 'INVALIDE'}")
     if not message.mac_valid:
         raise typer.Exit(code=1)
 
@@ -272,7 +280,7 @@ def card_personalize(
     done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number,
                                                             check_uid=not_in_use))
     card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
-    _created("Card", card.id)
+    _created("Carte émise", card.id)
 
 
 def _require_not_issued(session: Session, uid: bytes) -> None:
@@ -284,7 +292,7 @@ def _require_not_issued(session: Session, uid: bytes) -> None:
     except NotFound:
         return
     if card.status != CardStatus.RETURNED:
-        raise Conflict("card_exists", f"la carte {uid.hex()} est déjà émise ; rendez-la d'abord avec "
+        raise Conflict("card_in_use", f"la carte {uid.hex()} est déjà émise ; rendez-la d'abord avec "
                                       "« caisse card wipe » avant de la personnaliser à nouveau")
 
 
@@ -331,7 +339,7 @@ def terminal_register(
 ) -> None:
     """Register a terminal; prints its terminal_id."""
     terminal = _run(lambda s: admin.register_terminal(s, vendor_id=vendor, public_key_hex=public_key))
-    _created("Terminal", terminal.id)
+    _created("Terminal enregistré", terminal.id)
 
 
 @terminal_app.command("revoke")
@@ -339,7 +347,7 @@ def terminal_revoke(terminal_id: Annotated[int, typer.Argument(help="Terminal id
     """Revoke a terminal: every later request from it is refused."""
     terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id))
     out.print(terminal.id)
-    err.print(f"Terminal {terminal_id} revoked.")
+    err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais.")
 
 
 @app.command()
@@ -349,11 +357,12 @@ def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM."
 
     report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings()))
     out.print(report.credited_cents)
-    err.print(f"{report.month}: {report.credited_households} households credited {euros(report.credited_cents)} EUR"
-              f" (already credited: {report.already_credited}); unspent returned to the fund:"
-              f" {euros(report.expired_cents)} EUR from {report.expired_households} households.")
+    err.print(f"{report.month} : {report.credited_households} foyer(s) crédité(s) de {euros(report.credited_cents)} EUR"
+              f" (déjà crédités : {report.already_credited}) ; reliquats rendus au fonds :"
+              f" {euros(report.expired_cents)} EUR de {report.expired_households} foyer(s).")
     for household_id, posted, now in report.differing:
-        err.print(f"[yellow]Household {household_id}: credited {posted} cents earlier, the rules now give {now}; left as is.[/yellow]")
+        err.print(f"[yellow]Foyer {household_id} : crédité de {euros(posted)} EUR auparavant, les règles donnent"
+                  f" maintenant {euros(now)} EUR ; laissé tel quel.[/yellow]")
 
 
 rule_app = typer.Typer(help="The allowance rule the citizens' committee chose, from a month on.", no_args_is_help=True)
@@ -416,7 +425,7 @@ def close_month(month: Annotated[str, typer.Argument(help="Month to close, YYYY-
     from caisse import allowances
 
     _run(lambda s: allowances.close_month(s, month=month))
-    err.print(f"Month {month} closed.")
+    err.print(f"Mois {month} clôturé : il ne peut plus être alloué.")
 
 
 @app.command()
@@ -435,21 +444,23 @@ def settle(
             upgrade(engine)
         result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by)
     except CaisseError as error:
-        err.print(f"[red]Error:[/red] {error.detail} ({error.code})")
-        raise typer.Exit(code=1) from None
+        _fail(error)
     finally:
         engine.dispose()
     out.print(result.run_id)
-    err.print(f"Run {result.run_id} ({run_date}): {result.status}; {result.paid_records} records,"
-              f" {euros(result.paid_cents)} EUR to pay.")
+    err.print(f"Règlement {result.run_id} du {run_date} : {_RUN_STATUS_FR[result.status]} ; {result.paid_records}"
+              f" enregistrement(s), {euros(result.paid_cents)} EUR à payer.")
     for vendor_id, amount_cents, reason in result.held:
-        err.print(f"[yellow]Vendor {vendor_id}: {euros(amount_cents)} EUR held back: {reason}[/yellow]")
+        err.print(f"[yellow]Commerçant {vendor_id} : {euros(amount_cents)} EUR retenus : {reason}[/yellow]")
         if reason == settlement.HELD_REVIEW:
             err.print(f"  Décider : caisse review list --vendor {vendor_id}, puis caisse review release|reject <enregistrement>.")
     if result.status == "prepared":
-        err.print(f"Waiting for approval: caisse settle-approve {result.run_id} --by <treasurer>, then run settle again.")
+        err.print(f"En attente d'approbation : caisse settle-approve {result.run_id} --by <trésorier>, puis relancer caisse settle.")
     elif result.output_dir:
-        err.print(f"Files: {result.output_dir}")
+        err.print(f"Fichiers : {result.output_dir}")
+
+
+_RUN_STATUS_FR = {"prepared": "préparé", "approved": "approuvé", "exported": "exporté"}
 
 
 @app.command("settle-approve")
@@ -462,7 +473,7 @@ def settle_approve(
 
     run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings()))
     out.print(run.id)
-    err.print(f"Run {run_id} {run.status} by {by}.")
+    err.print(f"Règlement {run_id} : {_RUN_STATUS_FR[run.status]}, approuvé par {run.approved_by}.")
 
 
 def _settlement_date(day: str | None) -> date:
@@ -471,7 +482,7 @@ def _settlement_date(day: str | None) -> date:
     try:
         return date.fromisoformat(day)
     except ValueError:
-        err.print(f"[red]Error:[/red] a date is written YYYY-MM-DD, not {day!r}")
+        err.print(f"[red]Erreur :[/red] une date s'écrit AAAA-MM-JJ, pas {day!r}")
         raise typer.Exit(code=1) from None
 
 
@@ -491,7 +502,7 @@ def fund_contribute(
 
     created = _run(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
                                                       settings=Settings(), reference=reference))
-    err.print("Contribution recorded." if created else "Already recorded with this reference.")
+    err.print("Cotisation enregistrée." if created else "Déjà enregistrée sous cette référence : rien de changé.")
 
 
 @fund_app.command("import")
@@ -505,12 +516,12 @@ def fund_import(
     content = path.read_text(encoding="utf-8-sig")
     report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors))
     for line, problem in report.errors:
-        err.print(f"[red]line {line}:[/red] {problem}")
+        err.print(f"[red]ligne {line} :[/red] {problem}")
     out.print(report.imported)
-    err.print(f"{report.imported} imported ({euros(report.imported_cents)} EUR), {report.already} already there,"
-              f" platform fee {euros(report.fee_cents)} EUR.")
+    err.print(f"{report.imported} cotisation(s) importée(s) ({euros(report.imported_cents)} EUR), {report.already} déjà"
+              f" présente(s), frais de la plateforme {euros(report.fee_cents)} EUR.")
     if report.errors and not skip_errors:
-        err.print("Nothing imported: fix the lines above, or rerun with --skip-errors.")
+        err.print("Rien n'est importé : corrigez les lignes ci-dessus, ou relancez avec --skip-errors.")
         raise typer.Exit(code=1)
 
 
@@ -551,17 +562,17 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
     from caisse import fund
 
     result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
-    for label, cents in (("contributions", result.contributions_cents), ("matching funds", result.matching_cents),
-                         ("grants", result.grants_cents), ("fees", result.fees_cents),
-                         ("allowances credited", result.allowances_cents), ("unspent returned", result.expired_cents),
-                         ("money spent", result.spent_cents), ("payouts to vendors", result.payouts_cents),
-                         ("fund balance at month end", result.fund_balance_cents)):
+    for label, cents in (("cotisations", result.contributions_cents), ("abondement", result.matching_cents),
+                         ("subventions", result.grants_cents), ("frais", result.fees_cents),
+                         ("allocations créditées", result.allowances_cents), ("reliquats rendus", result.expired_cents),
+                         ("dépenses des foyers", result.spent_cents), ("virements aux commerçants", result.payouts_cents),
+                         ("solde du fonds en fin de mois", result.fund_balance_cents)):
         out.print(f"{label:<28}{euros(cents):>16} EUR")
     if not result.reconciled:
         for difference in result.differences:
-            err.print(f"[red]Not reconciled:[/red] {difference}")
+            err.print(f"[red]Écart avec le grand livre :[/red] {difference}")
         raise typer.Exit(code=1)
-    err.print("Reconciled with the ledger.")
+    err.print("Rapproché du grand livre : aucun écart.")
 
 
 review_app = typer.Typer(help="Records held for review (caisse.review): release or reject them.", no_args_is_help=True)

@@ -168,7 +168,7 @@ def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(tmp_path,
     assert (first.exit_code, first.stdout.strip()) == (0, "10000")
     second = runner.invoke(app, ["allocate", "--month", "2030-01"])
     assert (second.exit_code, second.stdout.strip()) == (0, "0")
-    assert "already credited: 1" in second.stderr
+    assert "déjà crédités : 1" in second.stderr
     assert runner.invoke(app, ["close-month", "2030-01"]).exit_code == 0
     refused = runner.invoke(app, ["allocate", "--month", "2030-01"])
     assert refused.exit_code == 1 and "month_closed" in refused.stderr

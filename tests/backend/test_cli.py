@@ -60,3 +60,11 @@ def test_a_refused_operation_exits_non_zero_with_a_message(invoke) -> None:  # t
     invoke("card", "issue", "--household", "99", "--uid", "deadbeef", code=1)
     invoke("terminal", "register", "--vendor", "1", "--public-key", "00", code=1)
     invoke("card", "block", "zz", code=1)
+
+
+def test_a_refused_operation_is_explained_in_french_with_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    result = CliRunner().invoke(app, ["card", "issue", "--household", "99", "--uid", "deadbeef"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert "Erreur : Foyer introuvable. (household_not_found)" in result.stderr

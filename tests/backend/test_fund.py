@@ -158,10 +158,10 @@ def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path:
     bad = tmp_path / "bad.csv"
     bad.write_text("household_id;month;amount_eur;reference\n1;2030-01;20,00;a\n1;2030-01;vingt;b\n", encoding="utf-8")
     refused = runner.invoke(app, ["fund", "import", str(bad)])
-    assert refused.exit_code == 1 and "line 3:" in refused.stderr and refused.stdout.strip() == "0"
+    assert refused.exit_code == 1 and "ligne 3 :" in refused.stderr and refused.stdout.strip() == "0"
     assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors"]).stdout.strip() == "1"
     assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05"]).exit_code == 0
     assert runner.invoke(app, ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f"]).exit_code == 0
     shown = runner.invoke(app, ["budget", "--month", "2030-01"])
     assert shown.exit_code == 0, shown.output
-    assert "25,05 EUR" in shown.stdout and "24,95 EUR" in shown.stdout and "Reconciled" in shown.stderr
+    assert "25,05 EUR" in shown.stdout and "24,95 EUR" in shown.stdout and "Rapproché" in shown.stderr

@@ -437,7 +437,7 @@ def test_the_settle_commands_prepare_then_wait_for_the_treasurer(tmp_path: Path,
     assert runner.invoke(app, ["settle-approve", "1", "--by", "alice"]).exit_code == 1
     assert runner.invoke(app, ["settle-approve", "1", "--by", "bob"]).exit_code == 0
     exported = runner.invoke(app, ["settle", "--date", "2026-01-01"])
-    assert exported.exit_code == 0 and "exported" in exported.stderr
+    assert exported.exit_code == 0 and "exporté" in exported.stderr
     assert runner.invoke(app, ["settle", "--date", "tomorrow"]).exit_code == 1
 
 

@@ -133,7 +133,7 @@ AN12196_ARGS = ("card", "verify-sun", "--meta-key", "00" * 16, "--file-key", "00
 def test_verify_sun_prints_the_uid_counter_and_a_valid_mac() -> None:
     result = CliRunner().invoke(app, [*AN12196_ARGS, "--cmac", AN12196_MAC.hex()])
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "UID 04de5f1eacc040, read counter 61, MAC valid"
+    assert result.stdout.strip() == "UID 04de5f1eacc040, compteur de lecture 61, MAC valide"
 
 
 def test_verify_sun_as_json() -> None:
@@ -148,9 +148,9 @@ def test_verify_sun_exits_1_when_the_mac_is_invalid() -> None:
     assert json.loads(result.stdout)["mac_valid"] is False
 
 
-@pytest.mark.parametrize(("cmac", "message"), [("not-hex", "hexadecimal"), ("94EED9EE653370", "bad_length")])
+@pytest.mark.parametrize(("cmac", "message"), [("not-hex", "hexadécimal"), ("94EED9EE653370", "bad_length")])
 def test_verify_sun_refuses_bad_input_with_a_message(cmac: str, message: str) -> None:
     result = CliRunner().invoke(app, [*AN12196_ARGS, "--cmac", cmac])
     assert result.exit_code == 2
-    assert "Error:" in result.stderr and message in result.stderr
+    assert "Erreur :" in result.stderr and message in result.stderr
     assert result.stdout == ""
