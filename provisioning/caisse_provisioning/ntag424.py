@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.cmac import CMAC
+
+from caisse.sun import KEY_BYTES, cmac
 
 Transceive = Callable[[bytes], bytes]
 
-KEY_BYTES = 16
 ZERO_IV = bytes(KEY_BYTES)
 NDEF_AID = bytes.fromhex("D2760000850101")
 NDEF_FILE_NO = 2
@@ -66,12 +66,6 @@ def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
 def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     return decryptor.update(data) + decryptor.finalize()
-
-
-def cmac(key: bytes, message: bytes) -> bytes:
-    mac = CMAC(algorithms.AES(key))
-    mac.update(message)
-    return mac.finalize()
 
 
 def truncate_mac(full_mac: bytes) -> bytes:

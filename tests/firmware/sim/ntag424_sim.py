@@ -45,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from caisse_provisioning.ntag424 import (
+    NDEF_AID,
+    ZERO_IV,
     Ntag424Error,
     Session,
     aes_cbc_decrypt,
@@ -58,8 +60,6 @@ from caisse_provisioning.ntag424 import (
 )
 from caisse_provisioning.personalize import ndef_file, sdm_file_settings
 
-NDEF_AID = bytes.fromhex("D2760000850101")
-ZERO_IV = bytes(16)
 SW_OK = b"\x90\x00"
 PICC_TAG = 0xC7  # UID mirrored, SDMReadCtr mirrored, UID length 7
 SV2_SDM_MAC = bytes.fromhex("3CC300010080")
