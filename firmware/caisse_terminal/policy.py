@@ -12,7 +12,8 @@
 - Offline budget of a card = its balance at the last sync minus what this terminal took from it
   in records the backend has not acknowledged yet (`spend`, rebuilt from the log).
 - Limits from the sync: maximum per payment, maximum for a tap without SUN message (basic
-  card), PIN threshold, maximum age of the last sync, void window, wrong codes before a lock. Kept with the terminal id and the cards version in "config.json".
+  card), PIN threshold, maximum age of the last sync, void window, wrong codes before a lock.
+  Kept with the terminal id and the cards version in "config.json".
 """
 
 import binascii
