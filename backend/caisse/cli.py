@@ -597,11 +597,12 @@ def review_list(vendor: Annotated[int | None, typer.Option(help="Only this vendo
     err.print(f"{len(held)} enregistrement(s) en attente de décision.")
 
 
+_HeldRecordId = Annotated[int, typer.Argument(help="Record id (see caisse review list).")]
+_DecidedBy = Annotated[str, typer.Option(help="Who decides (recorded on the record).")]
+
+
 @review_app.command("release")
-def review_release(
-    record_id: Annotated[int, typer.Argument(help="Record id (see caisse review list).")],
-    by: Annotated[str, typer.Option(help="Who decides (recorded on the record).")],
-) -> None:
+def review_release(record_id: _HeldRecordId, by: _DecidedBy) -> None:
     """Release a held record: the next settlement run pays the vendor."""
     from caisse import review
 
@@ -611,17 +612,15 @@ def review_release(
 
 
 @review_app.command("reject")
-def review_reject(
-    record_id: Annotated[int, typer.Argument(help="Record id (see caisse review list).")],
-    by: Annotated[str, typer.Option(help="Who decides (recorded on the record).")],
-) -> None:
+def review_reject(record_id: _HeldRecordId, by: _DecidedBy) -> None:
     """Reject a held record: the vendor is never paid for it; a payment goes back to the member."""
     from caisse import review
+    from caisse.protocol import Kind
 
     record = _run(lambda s: review.reject(s, record_id=record_id, by=by))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} rejeté par {by} : il ne sera jamais payé au commerçant"
-              + (" ; le foyer a été remboursé." if record.kind == 1 else "."))
+              + (" ; le foyer a été remboursé." if record.kind == Kind.PAYMENT else "."))
 
 
 # Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).
