@@ -7,14 +7,13 @@ database and checks the invariants of docs/simulation.md; any break makes the ru
 
 from __future__ import annotations
 
-import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse import ledger, protocol
 from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
 from caisse.models import (
@@ -29,12 +28,12 @@ from caisse.models import (
     TerminalStatus,
     TransactionRecord,
 )
+from caisse.protocol import Kind, Record
 from caisse.simulation.faults import PASSING, Fault, FaultKind, Outcome
 
 ACCEPTED = "accepted"
 HELD = "held"  # accepted and held for review (caisse.review)
 ONLY_ACCEPTED = frozenset({ACCEPTED})
-PAYMENT, VOID = 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,34 +45,38 @@ class Approved:
     body: bytes
     household_id: int
     secure_card: bool
+    record: Record = field(init=False)  # the body read by the backend's own parser
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "record", protocol.decode(self.body + bytes(protocol.SIGNATURE_SIZE)))
 
     @property
     def seq(self) -> int:
-        return struct.unpack_from(">I", self.body, 8)[0]
+        return self.record.seq
 
     @property
-    def kind(self) -> int:
-        return self.body[1]
+    def kind(self) -> Kind:
+        return self.record.kind
 
     @property
     def time_s(self) -> int:
-        return struct.unpack_from(">I", self.body, 12)[0]
+        return self.record.time
 
     @property
     def amount_cents(self) -> int:
-        return struct.unpack_from(">I", self.body, 16)[0]
+        return self.record.amount_cents
 
     @property
     def ref_seq(self) -> int:
-        return struct.unpack_from(">I", self.body, 20)[0]
+        return self.record.ref_seq
 
     @property
     def card_uid(self) -> bytes:
-        return self.body[24:24 + self.body[3]]
+        return self.record.card_uid
 
     @property
     def card_auth(self) -> bytes:
-        return self.body[34:58]
+        return self.record.card_auth
 
 
 def verdict(row) -> str:
@@ -92,6 +95,7 @@ class Check:
 
 @dataclass
 class Auditor:
+    basic_card_max_cents: int  # the backend's ceiling for a payment with a basic (UID-only) card
     approved: dict[tuple[int, int], Approved] = field(default_factory=dict)
     declined: Counter[str] = field(default_factory=Counter)
     blocked_at: dict[bytes, int] = field(default_factory=dict)
@@ -99,7 +103,6 @@ class Auditor:
     allowance_problems: list[str] = field(default_factory=list)
     duplicates: int = 0  # answered `duplicate` to the terminals (re-sends after lost answers, doubles)
     reused_seqs: list[tuple[int, int]] = field(default_factory=list)
-    basic_card_max_cents: int = 1 << 31  # the backend checks SUN messages at ingestion (helper B's work)
 
     # ---- what happened ---------------------------------------------------------------------
 
@@ -136,14 +139,14 @@ class Auditor:
         """The verdicts the backend may give: `accepted`, `held` (accepted, held for review) or a
         rejection reason; None: any (a replayed SUN message: which copy wins depends on upload
         order, judged as a fault)."""
-        if record.kind == PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
+        if record.kind == Kind.PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
             return frozenset({"over_limit"})
         blocked = self.blocked_at.get(record.card_uid)
         if blocked is not None and blocked <= record.time_s:
             # Refused; or, where the backend knows the terminal had not synced the block yet,
             # accepted and held for a person to decide (the vendor handed over the food).
             return frozenset({"card_blocked", HELD})
-        if record.kind == VOID:
+        if record.kind == Kind.VOID:
             payment = self.approved.get((record.terminal_id, record.ref_seq))
             if payment is None or self.expected_status(payment) != ONLY_ACCEPTED:
                 return frozenset({"unknown_payment"})
@@ -163,7 +166,7 @@ class Auditor:
         """Every invariant, and the facts the report prints, read from the database."""
         rows = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.raw,
                                       TransactionRecord.status, TransactionRecord.reason, TransactionRecord.id,
-                                      TransactionRecord.review)).all()
+                                      TransactionRecord.review, TransactionRecord.amount_cents)).all()
         stored = {(r.terminal_id, r.seq): r for r in rows}
         transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents,
                                            LedgerTransfer.debit_account_id, LedgerTransfer.credit_account_id)).all()
@@ -189,7 +192,7 @@ class Auditor:
             row = stored.get(key)
             if row is None:
                 problems.append(f"approved record {key} never reached the backend")
-            elif bytes(row.raw[:90]) != record.body:
+            elif bytes(row.raw[:protocol.BODY_SIZE]) != record.body:
                 problems.append(f"record {key} is stored with other bytes")
             else:
                 expected, got = self.expected_status(record), verdict(row)
@@ -209,17 +212,13 @@ class Auditor:
         for key, row in sorted(stored.items()):
             reference = ledger.record_reference(*key)
             count = by_reference.get(reference, 0)
-            if row.status == RecordStatus.ACCEPTED and (count != 1 or amounts[reference] != self._amount(row.raw)):
+            if row.status == RecordStatus.ACCEPTED and (count != 1 or amounts[reference] != row.amount_cents):
                 problems.append(f"accepted {key} posted {count} times")
             if row.status != RecordStatus.ACCEPTED and count:
                 problems.append(f"rejected {key} posted")
         unknown = sorted(set(by_reference) - {ledger.record_reference(*k) for k in stored})
         problems += [f"transfer {r} without a record" for r in unknown[:3]]
         return Check("every accepted payment is in the ledger exactly once", not problems, "; ".join(problems[:3]))
-
-    @staticmethod
-    def _amount(raw: bytes) -> int:
-        return struct.unpack_from(">I", raw, 16)[0]
 
     def _check_ledger_sums(self, session: Session) -> Check:
         summary = ledger.summary(session)
@@ -241,7 +240,7 @@ class Auditor:
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
                 continue
-            signed = record.amount_cents if record.kind == PAYMENT else -record.amount_cents
+            signed = record.amount_cents if record.kind == Kind.PAYMENT else -record.amount_cents
             expected[ledger.member_code(record.household_id)] -= signed
             expected[ledger.vendor_payable_code(record.vendor_id)] += signed
         paid = sum(t.amount_cents for t in transfers if t.kind == ledger.TransferKind.SETTLEMENT)
@@ -295,7 +294,7 @@ class Auditor:
         # A genuine body refused because the backend holds other bytes at its seq, or another
         # chain (a reboot that reused a seq): the terminal's log and the backend disagree.
         disagreeing = {r.terminal_id for r in refused
-                       if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:90]) in genuine}
+                       if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:protocol.BODY_SIZE]) in genuine}
         for fault in self.faults:
             fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored, disagreeing)
 
@@ -349,8 +348,8 @@ class Auditor:
         items = set(session.execute(select(SettlementItem.record_id)).scalars())
         held = [self.approved[k] for k, r in stored.items() if r.status == RecordStatus.ACCEPTED and r.id not in items]
         return {
-            "approved_by_terminals": {"payments": sum(1 for a in approved if a.kind == PAYMENT),
-                                      "voids": sum(1 for a in approved if a.kind == VOID)},
+            "approved_by_terminals": {"payments": sum(1 for a in approved if a.kind == Kind.PAYMENT),
+                                      "voids": sum(1 for a in approved if a.kind == Kind.VOID)},
             "declined_by_terminals": dict(sorted(self.declined.items())),
             "accepted": statuses[ACCEPTED] + statuses[HELD],
             "held_for_review": statuses[HELD],
@@ -359,8 +358,8 @@ class Auditor:
             "flagged_terminals": sorted(self._suspects(session)),
             # Approved by a terminal (the vendor handed the food over), then refused by the backend.
             "refused_after_approval_cents": sum(a.amount_cents for k, a in self.approved.items()
-                                                if a.kind == PAYMENT and k in stored
+                                                if a.kind == Kind.PAYMENT and k in stored
                                                 and verdict(stored[k]) not in (ACCEPTED, HELD)),
             "held_records": len(held),
-            "held_cents": sum(a.amount_cents if a.kind == PAYMENT else -a.amount_cents for a in held),
+            "held_cents": sum(a.amount_cents if a.kind == Kind.PAYMENT else -a.amount_cents for a in held),
         }

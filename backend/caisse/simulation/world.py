@@ -11,17 +11,15 @@ import base64
 import heapq
 import json
 import random
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from caisse_terminal import hal
-from caisse_terminal import record as firmware_record
 from schwifty import IBAN
 from sqlalchemy import select
 
-from caisse import admin, allowances, demo_data, ledger, settlement
+from caisse import admin, allowances, demo_data, ledger, protocol, settlement
 from caisse.models import CardType, RecordStatus, TransactionRecord
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
@@ -366,10 +364,10 @@ class World:
             return
         post = next(p for p in self.posts if p.terminal_id == row.terminal_id)
         fault.terminal_id, fault.triggered = post.terminal_id, True
-        body = bytearray(row.raw[:firmware_record.BODY_SIZE])
-        struct.pack_into(">I", body, 16, struct.unpack_from(">I", body, 16)[0] + 10_000)
-        kept = bytes(body) + bytes(row.raw[firmware_record.BODY_SIZE:])
-        resigned = bytes(body) + post.stall.signer.sign_digest(firmware_record.digest(body))
+        genuine = protocol.decode(bytes(row.raw))
+        forged = replace(genuine, amount_cents=genuine.amount_cents + 10_000)
+        kept = forged.body() + genuine.signature
+        resigned = forged.body() + post.stall.signer.sign_digest(forged.digest())
         payload = {"records": [base64.b64encode(raw).decode("ascii") for raw in (kept, resigned)]}
         status, _ = self.backend.request("POST", f"/v1/terminals/{post.terminal_id}/batches",
                                          {"Content-Type": "application/json"}, json.dumps(payload).encode())
