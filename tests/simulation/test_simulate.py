@@ -75,11 +75,11 @@ def test_each_fault_class_is_detected_or_survived(small_json: str) -> None:
     assert len(report["backend"]["flagged_terminals"]) == 1 and report["backend"]["held_records"] > 0
 
 
-def test_the_french_summary_names_the_seed_and_every_check() -> None:
+def test_the_french_summary_names_the_seed_and_every_check(small_json: str) -> None:
     code, output = run_cli(SMALL)
     assert code == 0
     assert "graine 11" in output and "Tous les invariants tiennent." in output
-    assert output.count("✓") == len(json.loads(run_cli([*SMALL, "--json"])[1])["checks"])
+    assert output.count("✓") == len(json.loads(small_json)["checks"])
 
 
 def double_post(session: Session) -> None:
