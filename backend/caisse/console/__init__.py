@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from caisse.console.deps import ConsoleForbidden, SignInRequired, check_csrf
+from caisse.console.messages import french
 from caisse.console.routes import audit, auth, budget, flows, households, settlements, sortition, terminals, transactions, vendors
 from caisse.console.templating import render
 from caisse.errors import CaisseError
@@ -51,8 +52,6 @@ def is_console(request: Request) -> bool:
 
 def error_page(request: Request, *, status_code: int, error: Exception | None = None) -> HTMLResponse:
     """The HTML answer to an error escaping a console page (the API answers JSON instead)."""
-    from caisse.console.messages import french
-
     if isinstance(error, CaisseError):
         return render(request, "error.html", status_code=status_code, title="Opération impossible", message=french(error))
     titles = {404: "Page introuvable", 405: "Opération impossible", 422: "Formulaire incomplet"}

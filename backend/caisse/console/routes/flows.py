@@ -33,7 +33,7 @@ def flows_page(request: Request, session: DbSession, du: str = "", au: str = "")
     except InvalidInput as error:
         return render(request, "flows/index.html", title="Flux", error=french(error), du=du, au=au, result=None, charts=[])
     return render(request, "flows/index.html", title="Flux", error=None, du=first, au=last, result=result,
-                  charts=charts(result), kind_labels=KIND_LABELS)
+                  charts=charts(result))
 
 
 def charts(result: flows.Flows) -> list[tuple[Chart, str]]:

@@ -3,7 +3,7 @@ decision (release or reject, caisse.review), each decision written to the audit 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -14,7 +14,7 @@ from sqlmodel import Session
 from caisse import admin, audit, records, review
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
-from caisse.console.templating import local_time, redirect, render
+from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput
 from caisse.models import ConsoleUser, Vendor
 
@@ -87,5 +87,4 @@ def _page(request: Request, session: Session, *, form: dict[str, str], rows: lis
     vendors = session.execute(select(Vendor.id, Vendor.name).order_by(Vendor.name)).all()  # type: ignore[call-overload]
     return render(request, "transactions/list.html", title="Transactions", form=form, rows=rows, held=held, vendors=vendors,
                   statuses=records.STATUS_FILTERS, page=page, more=len(rows) == PAGE_SIZE, error=error,
-                  at=lambda unix: local_time(datetime.fromtimestamp(unix, UTC)),
                   page_query=lambda number: urlencode({**form, "page": number}))
