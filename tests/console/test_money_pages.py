@@ -11,8 +11,10 @@ from sqlmodel import Session
 
 from caisse import audit, review
 from caisse.config import Settings
+from caisse.ingest import Outcome, ingest_batch
 from caisse.models import Role, TransactionRecord
-from tests.backend.test_flows import Town
+from tests.backend.factories import new_uid
+from tests.backend.test_flows import Town, _at
 from tests.console.conftest import TestClient, post_form, sign_in
 
 # Page logic only: the services under them are tested on both databases (tests/backend).
@@ -73,6 +75,26 @@ def test_a_rejected_payment_is_voided_and_a_second_decision_is_refused(
     record = session.get(TransactionRecord, _held_id(town))
     assert record is not None and record.review == "rejected" and record.voided
     assert [(e.action, e.subject) for e in audit.events(session, action_prefix="record.")] == [("record.reject", f"record:{_held_id(town)}")]
+
+
+@SQLITE_ONLY
+def test_refusal_reasons_and_audit_actions_are_shown_in_french(
+    console_client: TestClient, users: object, session: Session, settings: Settings, town: Town,
+) -> None:
+    chain = town.chains["Ferme des Lilas"]
+    tap = chain.pay(new_uid(), 900, time=_at("2026-01-06T09:00"))
+    result = ingest_batch(session, terminal_id=chain.terminal_id, raw_records=[tap], settings=settings)
+    assert [r.status for r in result.results] == [Outcome.REJECTED]
+    session.commit()
+    sign_in(console_client, Role.ADMIN)
+    refused = console_client.get("/console/transactions?status=refused").text
+    assert "refusé : carte inconnue" in refused and "unknown_card" not in refused
+    assert post_form(console_client, "/console/transactions", f"/console/transactions/{_held_id(town)}/release", {}).status_code == 303
+    journal = console_client.get("/console/audit").text
+    assert "paiement libéré" in journal and "record.release" not in journal.split("<tbody>")[1]
+    filtered = console_client.get("/console/audit?action=record.release").text
+    assert '<option value="record.release" selected>paiement libéré</option>' in filtered
+    assert filtered.split("<tbody>")[1].count("<tr>") == 1
 
 
 def test_filters_by_card_status_vendor_and_days(console_client: TestClient, users: object, session: Session, town: Town) -> None:

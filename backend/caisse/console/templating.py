@@ -40,6 +40,9 @@ LABELS = {
     "card_type": {"basic": "Basique", "secure": "Sécurisée (NTAG 424)"},
     "card_status": {"active": "active", "blocked": "bloquée", "returned": "rendue"},
     "block_reason": {"lost": "perdue", "stolen": "volée", "replaced": "remplacée", "flagged": "signalée"},
+    # caisse.ingest.Reason of a stored refused record
+    "refusal": {"over_limit": "montant au-delà du plafond", "unknown_card": "carte inconnue", "card_blocked": "carte bloquée",
+                "unknown_payment": "annulation d'un paiement introuvable"},
 }
 # Audit actions as people read them in a history (unknown actions are shown as stored).
 ACTION_LABELS = {
@@ -47,6 +50,11 @@ ACTION_LABELS = {
     "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
     "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
+    "record.release": "paiement libéré", "record.reject": "paiement rejeté",
+    "settlement.prepare": "règlement préparé", "settlement.approve": "règlement approuvé",
+    "settlement.export": "fichiers du règlement générés",
+    "sortition.create": "tirage créé", "sortition.register": "volontaire inscrit", "sortition.import": "liste de volontaires inscrite",
+    "sortition.seed": "graine publiée", "sortition.draw": "tirage effectué",
 }
 ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
 CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
