@@ -1,9 +1,10 @@
 """Load: N terminals uploading signed batches at once to one server on PostgreSQL (issue 9).
 
     python benchmarks/load.py [--terminals 500] [--duration 60] [--workers 2] [--clients 1]
-                              [--batch 32] [--records 400] [--resend 0.02] [--db postgresql|sqlite]
+                              [--batch 32] [--records 400] [--cards 1000] [--pause 0] [--resend 0.02]
+                              [--syncs 2] [--db postgresql|sqlite] [--prefill N]
 
-Creates a fresh PostgreSQL schema, migrates it, starts uvicorn with several workers on a free
+Creates a fresh PostgreSQL schema (a temporary SQLite file with --db sqlite), migrates it, starts uvicorn with several workers on a free
 loopback port, and registers N terminals (software keys, one vendor each) and the members' cards
 through the admin API. Each client process signs its terminals' records beforehand (not timed),
 then every terminal uploads its log in seq order, one batch at a time, as the firmware does
