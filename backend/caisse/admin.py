@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
 from caisse import ledger, protocol, sun
+from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
     BlockReason,
@@ -100,7 +101,7 @@ def _checked_vendor_fields(
 
 
 def get_vendor(session: Session, *, vendor_id: int) -> Vendor:
-    vendor = session.get(Vendor, vendor_id) if _is_row_id(vendor_id) else None
+    vendor = get_by_id(session, Vendor, vendor_id)
     if vendor is None:
         raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
     return vendor
@@ -129,7 +130,7 @@ def create_household(session: Session, *, name: str, members: int, zone: str) ->
 
 
 def get_household(session: Session, *, household_id: int) -> Household:
-    household = session.get(Household, household_id) if _is_row_id(household_id) else None
+    household = get_by_id(session, Household, household_id)
     if household is None:
         raise NotFound("household_not_found", f"no household {household_id}")
     return household
@@ -291,7 +292,7 @@ def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str) 
 
 
 def get_terminal(session: Session, *, terminal_id: int) -> Terminal:
-    terminal = session.get(Terminal, terminal_id) if _is_row_id(terminal_id) else None
+    terminal = get_by_id(session, Terminal, terminal_id)
     if terminal is None:
         raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
     return terminal
@@ -305,12 +306,6 @@ def revoke_terminal(session: Session, *, terminal_id: int) -> Terminal:
         session.add(terminal)
         session.flush()
     return terminal
-
-
-def _is_row_id(value: int) -> bool:
-    """Ids are INTEGER columns: a larger number names no row, and SQLite's driver would raise
-    OverflowError on it (a 500) instead of finding nothing."""
-    return 0 < value < 2**31
 
 
 def _require_text(**fields: str) -> None:

@@ -7,7 +7,7 @@ import threading
 import weakref
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -210,6 +210,15 @@ def _pg_copy_type(column_type: Any) -> str:
     if isinstance(column_type, DateTime):
         return "timestamptz" if column_type.timezone else "timestamp"
     raise TypeError(f"no binary COPY type for {column_type!r}")
+
+
+_ModelT = TypeVar("_ModelT")
+
+
+def get_by_id(session: Session, model: type[_ModelT], row_id: int) -> _ModelT | None:
+    """session.get for an INTEGER primary key; None for a number no such key can hold, where
+    SQLite's driver would raise OverflowError and PostgreSQL a range error (a 500, not a 404)."""
+    return session.get(model, row_id) if 0 < row_id < 2**31 else None
 
 
 def is_postgresql(session: Session) -> bool:

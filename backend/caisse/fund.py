@@ -25,6 +25,7 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.allowances import Month
 from caisse.config import Settings
+from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer
 
@@ -90,7 +91,7 @@ def record_contribution(
 ) -> bool:
     """A household's contribution for a month. Returns False if this reference was recorded already."""
     period = Month.parse(month)
-    if session.get(Household, household_id) is None:
+    if get_by_id(session, Household, household_id) is None:
         raise InvalidInput("household_not_found", f"no household {household_id}")
     if not 0 < amount_cents <= MAX_AMOUNT_CENTS:
         raise InvalidInput("invalid_amount", "the amount must be positive and at most 1 000 000 EUR")

@@ -24,12 +24,13 @@ from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
 from caisse import ledger
+from caisse.db import get_by_id
 from caisse.errors import Conflict, NotFound
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, utcnow
+from caisse.protocol import Kind
 from caisse.sync import bump_cards
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
-_PAYMENT = 1
 
 
 def hold(session: Session, *, record_ids: Sequence[int], reason: str) -> int:
@@ -66,7 +67,7 @@ def release(session: Session, *, record_id: int, by: str) -> TransactionRecord:
 def reject(session: Session, *, record_id: int, by: str) -> TransactionRecord:
     """The vendor will never be paid for this record; a payment is given back to the member."""
     record = _held(session, record_id=record_id)
-    if record.kind == _PAYMENT and not record.voided:
+    if record.kind == Kind.PAYMENT and not record.voided:
         assert record.household_id is not None, "an accepted payment names its household"
         vendor_id = session.execute(select(Terminal.vendor_id).where(Terminal.id == record.terminal_id)).scalar_one()  # type: ignore[arg-type]
         vendor, member = ledger.vendor_payable_code(vendor_id), ledger.member_code(record.household_id)
@@ -80,7 +81,7 @@ def reject(session: Session, *, record_id: int, by: str) -> TransactionRecord:
 
 
 def _held(session: Session, *, record_id: int) -> TransactionRecord:
-    record = session.get(TransactionRecord, record_id)
+    record = get_by_id(session, TransactionRecord, record_id)
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id}")
     if record.review != ReviewStatus.HELD:

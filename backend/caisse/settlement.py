@@ -33,6 +33,7 @@ from sqlmodel import Session
 
 from caisse import ledger
 from caisse.config import Settings
+from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import Counter, SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
 from caisse.sepa import write_sepa
@@ -310,7 +311,7 @@ def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> No
 # Orchestration --------------------------------------------------------------------------------
 
 def get_run(session: Session, *, run_id: int) -> SettlementRun:
-    run = session.get(SettlementRun, run_id)
+    run = get_by_id(session, SettlementRun, run_id)
     if run is None:
         raise NotFound("settlement_run_not_found", f"no settlement run {run_id}")
     return run

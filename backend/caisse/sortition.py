@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import SortitionDraw, SortitionQuota, SortitionStatus, SortitionVolunteer, utcnow
 
@@ -186,7 +187,7 @@ def verify_draw(session: Session, *, draw_id: int) -> bool:
 # Reading -----------------------------------------------------------------------------------------
 
 def get_draw(session: Session, *, draw_id: int) -> SortitionDraw:
-    draw = session.get(SortitionDraw, draw_id)
+    draw = get_by_id(session, SortitionDraw, draw_id)
     if draw is None:
         raise NotFound("draw_not_found", f"aucun tirage n° {draw_id}")
     return draw

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, review, settlement
+from caisse import admin, review, settlement, sortition
 from caisse.config import Settings
 from caisse.errors import Conflict, NotFound
 from caisse.models import TransactionRecord
@@ -117,3 +117,18 @@ def test_a_settled_record_cannot_be_held(session: Session, engine: Engine, rules
     market.pay(0, 1_000)
     _settle(engine, rules, DAY1)
     assert review.hold(session, record_ids=[_record_id(session, market, 1)], reason="trop tard") == 0
+
+
+@pytest.mark.parametrize("record_id", [0, -1, 2**31, 2**63, 10**30])
+def test_an_id_no_record_can_have_is_not_found(session: Session, record_id: int) -> None:
+    """Console paths and CLI arguments take any integer: past the INTEGER range the drivers raise
+    (OverflowError on SQLite) instead of finding nothing."""
+    for decide in (review.release, review.reject):
+        with pytest.raises(NotFound):
+            decide(session, record_id=record_id, by="b")
+    with pytest.raises(NotFound):
+        settlement.get_run(session, run_id=record_id)
+    with pytest.raises(NotFound):
+        sortition.get_draw(session, draw_id=record_id)
+    with pytest.raises(NotFound):
+        admin.get_household(session, household_id=record_id)
