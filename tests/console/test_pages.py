@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from caisse import admin, audit
 from caisse.db import session_factory
-from caisse.models import AuditEvent, CardStatus, Household, Role, TerminalStatus
+from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus
 from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
 
 IBAN = "FR7630006000011234567890189"
@@ -241,3 +241,26 @@ def test_the_audit_log_lists_changes_for_administrators_only(console_client: Tes
     text = console_client.get("/console/audit", params={"action": "card."}).text
     assert "carte bloquée" in text and "card:04a1b2c3d4e5f6" in text and EMAILS[Role.COORDINATOR] in text
     assert "Aucune modification." in console_client.get("/console/audit", params={"actor": "personne@caisse.test"}).text
+
+
+def test_a_contribution_is_recorded_on_the_household_page_in_cents_and_audited(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    ids = _seed(engine)
+    page = f"/console/households/{ids['household']}"
+    sign_in(console_client, Role.COORDINATOR)
+    for amount in ("-3", "12,345", "douze"):
+        refused = post_form(console_client, page, f"{page}/contributions", {"month": "2026-01", "amount": amount})
+        assert refused.status_code == 422 and "Montant invalide" in refused.text
+    bad_month = post_form(console_client, page, f"{page}/contributions", {"month": "janvier", "amount": "12,50"})
+    assert bad_month.status_code == 422 and "écrit AAAA-MM." in bad_month.text
+    assert _events(engine, "contribution.") == []
+    answer = post_form(console_client, page, f"{page}/contributions", {"month": "2026-01", "amount": "12,50"})
+    assert answer.status_code == 303
+    shown = console_client.get(answer.headers["location"]).text
+    assert "Cotisation de 12,50 € pour 2026-01 enregistrée." in shown and "cotisation enregistrée" in shown
+    with session_factory(engine)() as session:
+        [contribution] = session.execute(select(Contribution)).scalars().all()
+        assert (contribution.household_id, contribution.month, contribution.amount_cents) == (ids["household"], "2026-01", 1250)
+    [event] = _events(engine, "contribution.record")
+    assert (event.actor, event.subject) == (EMAILS[Role.COORDINATOR], f"household:{ids['household']}")

@@ -44,6 +44,8 @@ MESSAGES = {
     "settlement_run_not_found": "Règlement introuvable.",
     "settlement_file_not_found": "Ce fichier n'existe pas pour ce règlement.",
     "invalid_month": "Un mois s'écrit AAAA-MM.",
+    "invalid_amount": "Montant invalide : un nombre d'euros positif, avec au plus deux décimales (par exemple 12,50), jusqu'à 1 000 000 €.",
+    "below_minimum": "Cette cotisation est inférieure au minimum fixé par la caisse.",
     "invalid_period": "Période invalide : le mois de fin suit celui du début, sur 36 mois au plus.",
     "draw_not_found": "Tirage introuvable.",
 }

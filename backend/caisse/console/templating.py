@@ -46,7 +46,7 @@ LABELS = {
 }
 # Audit actions as people read them in a history (unknown actions are shown as stored).
 ACTION_LABELS = {
-    "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "card.issue": "carte remise",
+    "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "contribution.record": "cotisation enregistrée", "card.issue": "carte remise",
     "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
     "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",

@@ -1,17 +1,21 @@
-"""Households: search, enrol, edit, their allowance and contributions, cards, payments."""
+"""Households: search, enrol, edit, their allowance and contributions (recorded here by hand,
+or imported with `caisse fund import`), cards, payments."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import admin, audit, directory
+from caisse import admin, audit, directory, fund
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.money import euros
 from caisse.models import BlockReason, Card, CardType
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
@@ -115,6 +119,22 @@ def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: s
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} rendue : elle peut être remise à nouveau.")
 
 
+@router.post("/{household_id}/contributions")
+def record_contribution(request: Request, session: DbSession, user: CurrentUser, household_id: int, month: Text = "",
+                        amount: Text = "") -> Response:
+    try:
+        cents = fund.parse_euros(amount)
+        fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
+                                 settings=request.app.state.settings)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, household_id, status_code=error.status_code, contribution_error=french(error))
+    audit.record(session, actor=user.email, action="contribution.record", subject=f"household:{household_id}",
+                 detail={"month": month, "amount_cents": cents})
+    session.commit()
+    return redirect(f"/console/households/{household_id}", flash=f"Cotisation de {euros(cents)} € pour {month} enregistrée.")
+
+
 def _card_of(session: DbSession, *, household_id: int, uid: str) -> Card:
     """The card `uid` if it belongs to the household of the page (a form cannot act on another's)."""
     card = admin.get_card(session, uid_hex=uid)
@@ -129,6 +149,7 @@ def _uid(text: str) -> str:
 
 
 def _detail(request: Request, session: DbSession, household_id: int, *, status_code: int = 200, **extra: Any) -> Response:
+    settings = request.app.state.settings
     household = admin.get_household(session, household_id=household_id)
     cards = admin.household_cards(session, household_id=household_id)
     subjects = [f"household:{household_id}", *(f"card:{card.uid.hex()}" for card in cards)]
@@ -140,7 +161,9 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
         contributions=directory.household_contributions(session, household_id=household_id),
         payments=directory.household_payments(session, household_id=household_id),
         history=audit.events(session, subjects=subjects, limit=20),
-        **{"edit_error": None, "card_error": None, "uid": "", **extra},
+        this_month=datetime.now(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m"),
+        minimum_contribution_cents=settings.contribution_minimum_cents,
+        **{"edit_error": None, "card_error": None, "contribution_error": None, "uid": "", **extra},
     )
 
 
