@@ -211,17 +211,18 @@ class Flow:
         if state == AMOUNT and not self._digits:
             self._balance(card.uid)
         elif state == WAIT_CARD:
+            if not self._policy.needs_pin(card.uid, self.amount_cents):
+                self._pay(card, 0)  # checks the payment itself: one card lookup for the tap
+                return
             reason, _ = self._policy.check_payment(card.uid, self.amount_cents, card.auth is not None)
             if reason is not None:
                 self._result(reason, False)
                 self._digits = ""
-            elif self._policy.needs_pin(card.uid, self.amount_cents):
+            else:  # ask for the code only when the payment could go through
                 self._card = card
                 self._pin = ""
                 self._display.show(("Code PIN ?", "", fmt_cents(self.amount_cents)))
                 self._enter(PIN, WAIT_MS)
-            else:
-                self._pay(card, 0)
         elif state == VOID_CARD:
             self._void(card)
 

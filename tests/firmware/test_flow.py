@@ -167,6 +167,15 @@ def test_a_tap_without_sun_message_pays_at_most_the_basic_card_limit():
     assert [rec.card_auth for rec in records(r)] == [bytes(range(24)), bytes(24)]
 
 
+def test_above_the_threshold_the_code_is_asked_only_of_a_card_that_has_one_and_could_pay():
+    r = rig.Rig(limits={"pin_threshold_cents": 5000})
+    assert r.pay("200", rig.CAROL) == "Montant trop | élevé"  # refused before any code
+    assert r.flow.state == flow.RESULT
+    r.keys("V")
+    assert "Paiement accepté" in r.pay("50", rig.ALICE)  # her household has no code
+    assert [rec.flags for rec in records(r)] == [0]
+
+
 def test_wrong_codes_lock_the_card_on_this_terminal_until_a_newer_entry_and_are_reported():
     files = {}
     rig.provision(sim.MemoryStorage(files), limits={"pin_threshold_cents": 5000})
