@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from caisse import protocol
 from caisse.models import TransactionRecord
 from caisse.simulation.auditor import Check
 
@@ -123,7 +124,7 @@ def compare_records(world: World, count: int) -> Comparison:
     rebuilt: dict[tuple[int, int], bytes] = {}
     for terminal_text, raw_hex in (line.split() for line in output.splitlines() if line.strip()):
         raw = binascii.unhexlify(raw_hex)
-        rebuilt[(int(terminal_text), int.from_bytes(raw[8:12], "big"))] = raw
+        rebuilt[(int(terminal_text), protocol.decode(raw).seq)] = raw
     comparison = Comparison([p.terminal_id for p in posts])
     ids = comparison.terminals
     with world.backend.sessions() as session:
