@@ -4,8 +4,8 @@
                               [--batch 32] [--records 400] [--cards 1000] [--pause 0] [--resend 0.02]
                               [--syncs 2] [--db postgresql|sqlite] [--prefill N]
 
-Creates a fresh PostgreSQL schema (a temporary SQLite file with --db sqlite), migrates it, starts uvicorn with several workers on a free
-loopback port, and registers N terminals (software keys, one vendor each) and the members' cards
+Creates a fresh PostgreSQL schema (a temporary SQLite file with --db sqlite), migrates it,
+starts uvicorn with several workers on a free loopback port, and registers N terminals (software keys, one vendor each) and the members' cards
 through the admin API. Each client process signs its terminals' records beforehand (not timed),
 then every terminal uploads its log in seq order, one batch at a time, as the firmware does
 (32 records a batch), all terminals at once, until the duration is over or its log is empty.
