@@ -147,8 +147,7 @@ def personalize(reader: Reader, keys: CaisseKeys, *, url_base: str, number: str 
         tag.change_key(0, own[0], version=KEY_VERSION)
         return _verify(tag, uid, own, keys.meta_key)
     except (Ntag424Error, ReaderError) as error:
-        raise PersonalizationError(f"Personnalisation interrompue : {error}. Laissez la carte sur le lecteur et "
-                                   "relancez la même commande : elle reprend là où elle s'est arrêtée.") from None
+        raise _interrupted("Personnalisation", error) from None
 
 
 def wipe(reader: Reader, keys: CaisseKeys) -> bytes:
@@ -172,9 +171,18 @@ def wipe(reader: Reader, keys: CaisseKeys) -> bytes:
         tag.select_ndef_application()
         tag.authenticate(0, FACTORY_KEY)  # the proof: the factory key opens it again
     except (Ntag424Error, ReaderError) as error:
-        raise PersonalizationError(f"Remise à zéro interrompue : {error}. Laissez la carte sur le lecteur et "
-                                   "relancez la même commande : elle reprend là où elle s'est arrêtée.") from None
+        raise _interrupted("Remise à zéro", error) from None
     return uid
+
+
+def _interrupted(work: str, error: Ntag424Error | ReaderError) -> PersonalizationError:
+    """The reader's messages are French already; the card's are protocol detail (English)."""
+    if isinstance(error, Ntag424Error):
+        cause = f"la carte a refusé une commande (détail pour l'équipe technique : {error})"
+    else:
+        cause = str(error).rstrip(".")
+    return PersonalizationError(f"{work} interrompue : {cause}. Laissez la carte sur le lecteur et relancez la "
+                                "même commande : elle reprend là où elle s'est arrêtée.")
 
 
 def _find_ntag424(reader: Reader) -> bytes:

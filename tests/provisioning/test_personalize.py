@@ -112,6 +112,15 @@ def test_a_card_with_foreign_keys_no_card_and_a_basic_card_are_refused_in_french
         personalize(reader_with(BasicCard(UID)), KEYS, url_base="x.fr")
 
 
+def test_a_command_the_card_refuses_is_told_in_french_with_the_protocol_detail_for_the_technical_team():
+    card = Ntag424Dna(UID)
+    card.files[2].change = 0xF  # the NDEF file's settings can never be changed on this card
+    with pytest.raises(PersonalizationError) as refused:
+        personalize(reader_with(card), KEYS, url_base="x.fr")
+    assert str(refused.value).startswith("Personnalisation interrompue : la carte a refusé une commande (détail "
+                                         "pour l'équipe technique : card refused command 0x5f: permission denied")
+
+
 def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("CAISSE_DATABASE_URL", url)
