@@ -12,12 +12,11 @@ records). Not a test: numbers depend on the machine. Results go in docs/console.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from typing import Any
 
-from flows import fresh_engine, spread  # type: ignore[import-not-found]
+from flows import fresh_engine, main, spread  # type: ignore[import-not-found]
 from settle import seed  # type: ignore[import-not-found]
 from sqlalchemy import Engine, text
 from sqlmodel import Session
@@ -81,16 +80,5 @@ def run(db: str, *, n: int, vendors: int, households: int) -> None:
             print(f"  {name:<32} {seconds * 1000:9.1f} ms")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=1_000_000, help="records")
-    parser.add_argument("--vendors", type=int, default=1_000)
-    parser.add_argument("--households", type=int, default=5_000)
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    args = parser.parse_args()
-    for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
-        run(db, n=args.n, vendors=args.vendors, households=args.households)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__ or "")

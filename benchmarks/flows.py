@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,8 +85,9 @@ def run(db: str, *, n: int, vendors: int, households: int) -> None:
               f"{seconds:6.2f} s (best of {RUNS}), {n / seconds:>10,.0f} records/s, {euros(cents, grouped=True)} EUR spent")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(run: Callable[..., None] = run, doc: str = __doc__ or "") -> None:
+    """The command line of this benchmark, and of benchmarks/console.py, which seeds the same way."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("-n", type=int, default=1_000_000, help="records")
     parser.add_argument("--vendors", type=int, default=1_000)
     parser.add_argument("--households", type=int, default=5_000)
