@@ -6,8 +6,8 @@ Times caisse.card_auth.check_sun over N genuine SUN messages of C cards, twice: 
 diversifies each card's file-read key once (then cached per UID), the second finds them all
 cached (the usual case: a process sees the same members every day). Prints microseconds per
 record, and one key diversification, next to one P-256 verification, the cost every record pays
-anyway. Counter claims are one INSERT per batch and are in benchmarks/ingest.py's numbers when
-secure cards are used.
+anyway. The counter claims, one INSERT per batch, are not measured here (benchmarks/ingest.py
+uploads basic cards' payments only).
 
 Not a test: numbers depend on the machine.
 """
