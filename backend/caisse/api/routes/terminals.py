@@ -33,16 +33,28 @@ class InvalidJson(CaisseError):
     status_code = 400
 
 
-async def read_batch(request: Request) -> list[bytes]:
-    """The decoded records of an upload body, refusing oversized or ill-formed bodies early."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BATCH_BODY_BYTES:
-        raise BatchTooLarge("batch_too_large", f"the body is limited to {MAX_BATCH_BODY_BYTES} bytes")
+def header_number(value: str | None) -> int | None:
+    """A header of decimal digits as an int, else None. ASCII only: headers are decoded as
+    latin-1, whose '²' passes str.isdigit() but not int() (a 500 instead of a 401)."""
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+async def read_limited(request: Request, *, limit: int, code: str) -> bytes:
+    """The raw body, refused (413) as soon as its declared or streamed length passes `limit`."""
+    declared = header_number(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise BatchTooLarge(code, f"the body is limited to {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BATCH_BODY_BYTES:
-            raise BatchTooLarge("batch_too_large", f"the body is limited to {MAX_BATCH_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise BatchTooLarge(code, f"the body is limited to {limit} bytes")
+    return bytes(body)
+
+
+async def read_batch(request: Request) -> list[bytes]:
+    """The decoded records of an upload body, refusing oversized or ill-formed bodies early."""
+    body = await read_limited(request, limit=MAX_BATCH_BODY_BYTES, code="batch_too_large")
     try:
         payload: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -102,9 +114,8 @@ def sync(
     x_caisse_time: Annotated[str | None, Header()] = None,
     x_caisse_signature: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    time_s = int(x_caisse_time) if x_caisse_time is not None and x_caisse_time.isdigit() else None
     response = sync_terminal(
-        session, terminal_id=terminal_id, time_s=time_s, since=since, signature_hex=x_caisse_signature,
+        session, terminal_id=terminal_id, time_s=header_number(x_caisse_time), since=since, signature_hex=x_caisse_signature,
         now_s=int(time.time()), settings=settings,
     )
     session.commit()
@@ -113,12 +124,7 @@ def sync(
 
 async def read_code_failures(request: Request) -> bytes:
     """The raw body of a code-failures report, refused early when over its limit."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FAILURES_BODY_BYTES:
-            raise BatchTooLarge("body_too_large", f"the body is limited to {MAX_FAILURES_BODY_BYTES} bytes")
-    return bytes(body)
+    return await read_limited(request, limit=MAX_FAILURES_BODY_BYTES, code="body_too_large")
 
 
 _CODE_FAILURES_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
@@ -136,8 +142,7 @@ def report_code_failures(
     x_caisse_signature: Annotated[str | None, Header()] = None,
 ) -> dict[str, int]:
     """Wrong member codes counted by the terminal since its last report (docs/protocol.md)."""
-    time_s = int(x_caisse_time) if x_caisse_time is not None and x_caisse_time.isdigit() else None
-    recorded = record_failures(session, terminal_id=terminal_id, time_s=time_s, signature_hex=x_caisse_signature,
+    recorded = record_failures(session, terminal_id=terminal_id, time_s=header_number(x_caisse_time), signature_hex=x_caisse_signature,
                                body=body, now_s=int(time.time()), settings=settings)
     session.commit()
     return {"recorded": recorded}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -114,3 +115,24 @@ def test_an_unexpected_failure_mid_batch_is_a_json_500_and_rolls_back_everything
     assert response.status_code == 500 and response.json()["error"] == "internal_error"
     assert _nothing_written(session)
     assert session.execute(select(func.count()).select_from(LedgerTransfer)).scalar_one() == 1  # the allowance only
+
+
+@pytest.mark.parametrize("path", ["sync", "code-failures"])
+def test_a_latin1_digit_in_the_time_header_is_401_not_500(client: TestClient, session: Session, path: str) -> None:
+    """Headers are decoded as latin-1: b'\\xb2' is '²', which passes str.isdigit() but not int().
+    Sent as raw ASGI, since the test client does not pass such a byte through."""
+    world = make_world(session)
+    session.commit()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http", "query_string": b"",
+             "method": "GET" if path == "sync" else "POST", "path": f"/v1/terminals/{world.terminal_id}/{path}",
+             "headers": [(b"host", b"test"), (b"x-caisse-time", b"\xb2"), (b"x-caisse-signature", b"00" * 64)]}
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 401 and b'"bad_signature"' in sent[1]["body"]
