@@ -221,6 +221,15 @@ def get_by_id(session: Session, model: type[_ModelT], row_id: int) -> _ModelT | 
     return session.get(model, row_id) if 0 < row_id < 2**31 else None
 
 
+def parse_row_id(text: str) -> int | None:
+    """The INTEGER primary key a text of ASCII digits names; None for any other text ('²' passes
+    str.isdigit() but not int()) or a number no key can hold."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value < 2**31 else None
+
+
 def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlmodel import Session
 
 from caisse import ledger
+from caisse.db import parse_row_id
 from caisse.models import (
     Card,
     CardStatus,
@@ -105,8 +106,8 @@ def search_households(session: Session, *, query: str = "", limit: int = 50) -> 
 def _household_matches(query: str) -> ColumnElement[bool]:
     pattern = f"%{query.lower()}%"
     conditions = [func.lower(Household.name).like(pattern), func.lower(Household.zone).like(pattern)]
-    if query.isdigit():
-        conditions.append(Household.id == int(query))  # type: ignore[arg-type]
+    if (household_id := parse_row_id(query)) is not None:
+        conditions.append(Household.id == household_id)  # type: ignore[arg-type]
     try:
         uid = bytes.fromhex(query)
     except ValueError:
@@ -168,8 +169,8 @@ def search_vendors(session: Session, *, query: str = "", limit: int = 100) -> li
     if query:
         pattern = f"%{query.lower()}%"
         conditions = [func.lower(column).like(pattern) for column in (Vendor.name, Vendor.kind, Vendor.market, Vendor.zone)]
-        if query.isdigit():
-            conditions.append(Vendor.id == int(query))  # type: ignore[arg-type]
+        if (vendor_id := parse_row_id(query)) is not None:
+            conditions.append(Vendor.id == vendor_id)  # type: ignore[arg-type]
         statement = statement.where(or_(*conditions))  # type: ignore[arg-type]
     rows = session.execute(statement.order_by(Vendor.name, Vendor.id).limit(min(limit, MAX_LIMIT))).all()  # type: ignore[arg-type]
     payables = ledger.balances_by_code(session, codes=[ledger.vendor_payable_code(v.id or 0) for v, _ in rows])

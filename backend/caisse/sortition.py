@@ -292,7 +292,7 @@ def _parse_line(row: list[str], *, line: int) -> tuple[str, str | None, Stratum]
     if len(cells) != len(IMPORT_COLUMNS):
         raise InvalidInput("invalid_import", f"ligne {line} : {len(IMPORT_COLUMNS)} colonnes attendues ({', '.join(IMPORT_COLUMNS)})")
     name, contact, quartile, band = cells
-    if not (quartile.isdigit() and band.isdigit()) or (int(quartile), int(band)) not in STRATA:
+    if not (quartile.isdecimal() and band.isdecimal()) or (int(quartile), int(band)) not in STRATA:
         raise InvalidInput("invalid_import", f"ligne {line} : le quartile de revenu va de 1 à 4 et la tranche d'âge de 1 à 3")
     if not name or len(name) > 200 or len(contact) > 200:
         raise InvalidInput("invalid_import", f"ligne {line} : un nom est requis (200 caractères au plus)")

@@ -214,6 +214,7 @@ def test_the_list_is_frozen_once_the_seed_is_published(session: Session) -> None
     ("Awa,,1,1\n\nBob,,1", "ligne 3"),
     ("Awa,,1,1\n,,2,2", "ligne 2"),
     ("Awa,,un,1", "ligne 1"),
+    ("Awa,,\u00b2,1", "ligne 1"),  # '²' passes str.isdigit() but not int()
 ])
 def test_a_bad_import_line_is_named_and_nothing_is_registered(session: Session, content: str, line: str) -> None:
     draw = sortition.create_draw(session, title="Comité", quotas=_quotas(), by="coordination")
