@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import caisse.simulation
 from caisse import ledger
 from caisse.cli import app
-from caisse.db import make_engine
+from caisse.db import make_engine, upgrade
 from caisse.simulation import SimulationConfig, SimulationError, simulate
 from caisse.simulation.faults import FaultKind, Outcome
 
@@ -117,6 +117,22 @@ def test_bad_options_are_refused_in_french() -> None:
         simulate(SimulationConfig(terminals=1))
     code, _ = run_cli(["--firmware-runtime", "jython"])
     assert code == 2
+
+
+def test_a_database_that_holds_a_caisse_is_refused_and_left_as_it_was(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'caisse.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0001")  # an old schema: refusing must not migrate it
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO vendor (name, kind, zone, convention_status, created_at)"
+                                " VALUES ('Ferme des Lilas', 'producer', 'Nord', 'active', '2026-01-01')"))
+    result = CliRunner().invoke(app, ["simulate", *SMALL, "--db", url])
+    assert result.exit_code == 2
+    assert "la base de données n'est pas vide" in result.stderr
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert connection.execute(text("SELECT count(*) FROM vendor")).scalar_one() == 1
+    engine.dispose()
 
 
 def test_micropython_terminals_sign_the_same_records() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import time_machine
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from sqlmodel import Session
 
 from caisse.config import Settings
@@ -59,17 +59,24 @@ class Backend:
         self.settings = Settings(database_url=url, settlement_dir=str(Path(self._tmp.name) / "reglements"),
                                  **SETTINGS, **(extra_settings or {}))  # type: ignore[arg-type]
         self.engine: Engine = make_engine(url)
-        upgrade(self.engine)
         self.sessions = session_factory(self.engine)
-        with self.sessions() as session:
-            if session.execute(select(Vendor.id).limit(1)).first() is not None:
-                raise SimulationError("la base de données n'est pas vide : la simulation demande une base neuve")
+        if self._holds_a_caisse():  # checked before migrating: a refused database is left as it was
+            self.engine.dispose()
+            self._tmp.cleanup()
+            raise SimulationError("la base de données n'est pas vide : la simulation demande une base neuve")
+        upgrade(self.engine)
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.settings, engine=self.engine)),
                                          base_url="http://caisse.simulation")
         self._travel = time_machine.travel(datetime.fromtimestamp(start_s, UTC), tick=False)
         self._clock = self._travel.start()
         self.now_s = start_s
+
+    def _holds_a_caisse(self) -> bool:
+        if not inspect(self.engine).has_table(Vendor.__tablename__):
+            return False
+        with self.sessions() as session:
+            return session.execute(select(Vendor.id).limit(1)).first() is not None
 
     def close(self) -> None:
         self._travel.stop()
