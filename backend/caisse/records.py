@@ -86,7 +86,7 @@ def _conditions(where: RecordFilter, *, timezone: str) -> list[ColumnElement[boo
     conditions: list[ColumnElement[bool]] = []
     if where.first_day is not None:
         conditions.append(_record.c.time >= int(datetime.combine(where.first_day, time.min, tzinfo=zone).timestamp()))
-    if where.last_day is not None:
+    if where.last_day is not None and where.last_day < date.max:  # the day after date.max overflows
         end = datetime.combine(where.last_day + timedelta(days=1), time.min, tzinfo=zone)
         conditions.append(_record.c.time < int(end.timestamp()))
     if where.vendor_id is not None:
