@@ -8,13 +8,13 @@ datasheet, "ISOSelectFile" and "ISOReadBinary"):
     00 A4 00 0C 02 E104                select the NDEF file
     00 B0 hi lo Le                     read binary: NLEN first, then the NDEF message
 
-The SUN URL carries the 16-byte encrypted PICC data and the 8-byte CMAC as hex parameters,
-`picc_data=<32 hex>` and `cmac=<16 hex>` (NXP AN12196 naming) or the short `e=` and `c=`.
+The SUN URL is parsed by caisse_terminal.sun.sun_from_ndef.
 """
 
 import binascii
 
 from caisse_terminal.hal import Card, CardReader, CardRemoved
+from caisse_terminal.sun import sun_from_ndef
 
 from drivers.pn532 import CardError, CardGone, PN532Timeout
 
@@ -23,30 +23,10 @@ _SELECT_NDEF_FILE = b"\x00\xa4\x00\x0c\x02\xe1\x04"
 _SW_OK = b"\x90\x00"
 _READ_CHUNK = 64
 _MAX_NDEF = 256
-_PARAMS = ((b"picc_data=", b"cmac="), (b"e=", b"c="))
 
 
 class SunMissing(Exception):
     """An ISO-DEP card without a readable SUN message (not a caisse card)."""
-
-
-def sun_from_ndef(message):
-    """The 24-byte card_auth (encrypted PICC data + CMAC) found in an NDEF message, or None."""
-    for picc_key, mac_key in _PARAMS:
-        i = message.find(picc_key)
-        j = message.find(mac_key)
-        if i < 0 or j < 0:
-            continue
-        i += len(picc_key)
-        j += len(mac_key)
-        try:
-            picc = binascii.unhexlify(message[i : i + 32])
-            mac = binascii.unhexlify(message[j : j + 16])
-        except ValueError:
-            return None
-        if len(picc) == 16 and len(mac) == 8:
-            return picc + mac
-    return None
 
 
 class NfcReader(CardReader):

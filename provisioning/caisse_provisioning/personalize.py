@@ -10,7 +10,8 @@ Steps, in an order that can be resumed after a card pulled away at any point:
 4. WriteData: the URL template, https://<base>?n=<printed number>&picc_data=<32 zeros>&cmac=<16 zeros>;
 5. ChangeKey 1..4 (from the factory key, or already done: then the old key is the new one), and
    key 0 last, since it ends the session;
-6. read the card as a terminal does and verify its SUN message with the diversified key.
+6. read the card as a terminal does (the terminal's own parser, caisse_terminal.sun) and verify
+   its SUN message with the diversified key.
 wipe() undoes all of it for a card handed back.
 
 Keys (card_keys): key 1, the SDM file-read key, is the backend's own diversified key
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from caisse.sun import SunError, diversify_key, verify_sun
+from caisse.sun import PICC_DATA_BYTES, SunError, diversify_key, verify_sun
+from caisse_terminal.sun import sun_from_ndef
 
 from .ntag424 import NDEF_FILE_NO, Ntag424, Ntag424Error
 from .pn532_uart import ReaderError
@@ -116,11 +118,9 @@ def sdm_file_settings(content: bytes) -> bytes:
 
 
 def sun_of(message: bytes) -> tuple[bytes, bytes] | None:
-    """(PICC data, SDMMAC) from the picc_data= and cmac= (or AN12196's e= and c=) parameters."""
-    found = re.search(rb"(?:picc_data|e)=([0-9A-Fa-f]{32})&(?:cmac|c)=([0-9A-Fa-f]{16})", message)
-    if found is None:
-        return None
-    return bytes.fromhex(found[1].decode()), bytes.fromhex(found[2].decode())
+    """(PICC data, SDMMAC) of an NDEF message, parsed by the terminal's own code."""
+    auth = sun_from_ndef(message)
+    return None if auth is None else (auth[:PICC_DATA_BYTES], auth[PICC_DATA_BYTES:])
 
 
 def personalize(reader: Reader, keys: CaisseKeys, *, url_base: str, number: str | None = None,
