@@ -13,16 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from caisse_terminal import hal, sim
+from caisse_terminal import flow, hal, policy, sim
 from caisse_terminal.flow import PIN
 from caisse_terminal.soft_signer import SoftwareSigner
 from caisse_terminal.terminal import Terminal
 
 PIN_KEYS = "2580V"  # any 4 to 6 digits: protocol v1 only carries the "PIN entered" flag
-# First line of a decline screen (caisse_terminal.policy and flow) -> the code the report uses.
-DECLINES = {"Carte bloquée": "card_blocked", "Carte inconnue": "unknown_card", "Solde": "insufficient_budget",
-            "Montant trop": "over_limit", "Synchronisation": "sync_required", "Mémoire pleine": "log_full",
-            "Rien à annuler": "nothing_to_void", "Annulation": "void_too_late", "Pas la même": "void_other_card"}
+# First line of a decline screen -> the code the report uses (both "too high" screens: over_limit).
+DECLINES = {screen[0]: code for screen, code in (
+    (policy.BLOCKED, "card_blocked"), (policy.UNKNOWN, "unknown_card"), (policy.INSUFFICIENT, "insufficient_budget"),
+    (policy.TOO_HIGH, "over_limit"), (policy.SYNC_NEEDED, "sync_required"), (flow.LOG_FULL, "log_full"),
+    (policy.NO_VOID, "nothing_to_void"), (policy.VOID_TOO_LATE, "void_too_late"),
+    (policy.VOID_OTHER_CARD, "void_other_card"))}
 
 
 @dataclass(frozen=True, slots=True)
