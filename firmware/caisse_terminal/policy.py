@@ -299,6 +299,8 @@ class Policy:
 
     def _unlock(self, delta) -> None:
         """A newer entry for a card ends its lock and its tries on this terminal."""
+        if not self.codes:  # the usual case: no hex name per card of the page
+            return
         changed = False
         for key in delta:
             state = self.codes.get(_hex(key[1:1 + key[0]]))
