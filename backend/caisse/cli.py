@@ -385,7 +385,7 @@ def allowance_rule_set(
     from caisse import allowances, fund
 
     def cents(value: str | None) -> int | None:
-        return None if value is None else fund.parse_euros(value)
+        return None if value is None else fund.parse_euros(value, zero_allowed=True)
 
     new = _run(lambda s: allowances.set_rule(
         s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),

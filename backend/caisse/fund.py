@@ -47,14 +47,15 @@ class Kind:
     FEE = "fee"
 
 
-def parse_euros(value: str) -> int:
-    """'12,50' or '12.50' -> 1250 cents, exactly (Decimal, never float). At most 2 decimals, > 0."""
+def parse_euros(value: str, *, zero_allowed: bool = False) -> int:
+    """'12,50' or '12.50' -> 1250 cents, exactly (Decimal, never float). At most 2 decimals, > 0
+    (or >= 0 with `zero_allowed`: a rule's amount may be nothing, a payment may not)."""
     cleaned = value.strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
     if not _EUROS.match(cleaned):  # digits, then at most 2 decimals: no sign, exponent, NaN
         raise InvalidInput("invalid_amount", f"{value!r} is not an amount in euros with at most 2 decimals")
     amount = Decimal(cleaned)
     cents = int(amount * 100)
-    if not 0 < cents <= MAX_AMOUNT_CENTS:
+    if not (0 if zero_allowed else 1) <= cents <= MAX_AMOUNT_CENTS:
         raise InvalidInput("invalid_amount", f"{value!r}: the amount must be positive and at most 1 000 000 EUR")
     return cents
 

@@ -260,3 +260,6 @@ def test_the_allowance_rule_commands_set_and_show_it_in_french(tmp_path, monkeyp
     assert runner.invoke(app, ["allocate", "--month", "2030-02"]).stdout.strip() == "30000"
     refused = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-02", "--by", "comité", "--flat", "10,001"])
     assert refused.exit_code == 1
+    nothing_extra = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-03", "--by", "comité", "--per-extra-member", "0"])
+    assert nothing_extra.exit_code == 0, nothing_extra.output  # a rule's amount may be zero, unlike a payment's
+    assert "150,00 EUR plus 0,00 EUR par membre supplémentaire" in nothing_extra.stderr
