@@ -6,8 +6,9 @@ Seeds like benchmarks/flows.py (V producers with a terminal each, N accepted rec
 H households), then posts the ledger transfer of every record and one monthly allowance per
 household (not timed). Then times, best of three, each query a console page runs: the household
 list and a search, one household's payments and allowances (no index serves them: they scan the
-records and the transfers), the vendor list and the terminal overview (one grouped scan of the
-records). Not a test: numbers depend on the machine. Results go in docs/console.md.
+records and the transfers), the vendor list, the terminal overview (one grouped scan of the
+records) and the budget page's twelve months of caisse.fund.budget. Not a test: numbers depend
+on the machine. Results go in docs/console.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from settle import seed  # type: ignore[import-not-found]
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from caisse import admin, directory
+from caisse import admin, directory, fund
+from caisse.config import Settings
 from caisse.db import session_factory
 
 SCHEMA = "caisse_bench_console"
@@ -52,6 +54,7 @@ def queries() -> dict[str, Callable[[Session], Any]]:
         "one household's allowances": lambda s: directory.household_allowances(s, household_id=HOUSEHOLD),
         "vendors": lambda s: directory.search_vendors(s),
         "terminals overview": lambda s: directory.terminal_rows(s),
+        "budget, 12 months": lambda s: [fund.budget(s, month=f"2026-{m:02d}", settings=Settings()) for m in range(1, 13)],
     }
 
 
