@@ -161,9 +161,7 @@ class SyncClient:
             answer = json.loads(raw)
             del raw  # a page is ~22 KB of base64: hold it as few times as the heap allows
             pages += 1
-            # bytes, not str: the C binascii of the ESP32 takes both, MicroPython's Python one
-            # (WebAssembly and other ports without the C module) only bytes.
-            packed = binascii.a2b_base64((answer.pop("cards", None) or "").encode())
+            packed = _decode_base64(answer.pop("cards", None) or "")
             if len(packed) % ENTRY_SIZE:  # cut or garbled: keep the table we have
                 raise SyncError("cards: %d bytes is not whole entries" % len(packed))
             policy.apply_cards(packed, bool(answer.get("full")))
@@ -198,6 +196,15 @@ class SyncClient:
             raise SyncError("code-failures %d %s" % (status, _error_code(raw)))
         policy.forget_reported_codes()
         report.code_failures = len(body) // CODE_FAILURE_SIZE
+
+
+def _decode_base64(text: str) -> bytes:
+    """The ESP32's C binascii decodes the str itself, sparing a ~22 KB copy of a page; the Python
+    binascii of ports without the C module (WebAssembly) takes only bytes: a copy there alone."""
+    try:
+        return binascii.a2b_base64(text)
+    except TypeError:
+        return binascii.a2b_base64(text.encode())
 
 
 def _error_code(raw) -> str:
