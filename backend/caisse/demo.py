@@ -377,28 +377,31 @@ def ensure_demo_accounts(engine: Any) -> None:
 
 
 def format_report(report: SeedReport | None, base_url: str, admin_token: str, show_token: bool) -> str:
+    from caisse.console.templating import LABELS, ROLE_LABELS
+
+    refusal = LABELS["refusal"]  # the console's French names of the refusal codes
     lines = []
     if report is None:
         lines.append("Base déjà initialisée : la caisse de démonstration est servie telle quelle.")
     else:
-        rejected = ", ".join(f"{reason} ×{n}" for reason, n in sorted(report.reasons.items())) or "aucun"
+        rejected = ", ".join(f"{refusal.get(reason, reason)} ×{n}" for reason, n in sorted(report.reasons.items()))
+        status = report.blocked_tap_status
+        next_tap = "accepté" if status == "accepted" else f"refusé, {refusal.get(status, status)}"
         lines += [
             "Caisse de démonstration prête :",
             f"  {report.vendors} points de vente, {report.households} foyers ({report.cards} cartes), "
             f"{report.terminals} terminaux",
             f"  allocations créditées : {euros(report.credited_cents, grouped=True)} €",
             f"  enregistrements acceptés : {report.statuses['accepted']}, rejetés : "
-            f"{report.statuses['rejected']} ({rejected})",
+            f"{report.statuses['rejected']}" + (f" ({rejected})" if rejected else ""),
             f"  total dépensé : {euros(report.spent_cents, grouped=True)} €",
             f"  carte bloquée en cours de marché : {report.blocked_card} ({report.blocked_household}), "
-            f"passage suivant : {report.blocked_tap_status}",
+            f"passage suivant : {next_tap} ({status})",
         ]
     lines.append(f"API : {base_url}/docs")
     lines.append(f"Console : {base_url}/console")
     if show_token:
         lines.append(f"Jeton d'administration (développement) : Authorization: Bearer {admin_token}")
-        from caisse.console.templating import ROLE_LABELS
-
         lines.append("Comptes de la console (développement) :")
         lines += [f"  {ROLE_LABELS[role]:<15} {email} / {password}" for role, email, password in DEMO_ACCOUNTS]
     lines.append("Ctrl-C pour arrêter.")

@@ -172,5 +172,6 @@ def test_caisse_demo_serves_the_seeded_caisse_until_it_is_stopped(tmp_path):
     assert f"http://127.0.0.1:{port}/console" in output and "admin@caisse.demo / demo-admin-2026" in output
     assert "comité citoyen" in output and "trésorerie" in output  # roles as the console names them
     assert "card_blocked" in output
+    assert "(carte bloquée ×1)" in output and "passage suivant : refusé, carte bloquée" in output  # in French
     assert len(vendors) == 12
     assert summary["transfers"] > 60 and summary["balance_sum_cents"] == 0
