@@ -32,7 +32,8 @@ _counter = CardCounter.__table__  # type: ignore[attr-defined]
 _sync = TerminalSync.__table__  # type: ignore[attr-defined]
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 
-_BLOCK_WORDS = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
+# Why a card is refused, as staff and hold reasons say it.
+BLOCK_REASON_FR = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
                 BlockReason.FLAGGED: "suspectée de clonage"}
 
 
@@ -116,7 +117,7 @@ def deny_list_held_since(session: Session, *, terminal_id: int, version: int) ->
 
 def unheld_block_reason(status: str, block_reason: str | None) -> str:
     """Hold reason of a tap on a blocked card by a terminal whose deny list predated the block."""
-    what = "rendue" if status == CardStatus.RETURNED else _BLOCK_WORDS.get(block_reason or "", "bloquée")
+    what = "rendue" if status == CardStatus.RETURNED else BLOCK_REASON_FR.get(block_reason or "", "bloquée")
     return f"carte {what} : liste de blocage pas encore reçue par ce terminal (pas la faute du commerçant)"
 
 

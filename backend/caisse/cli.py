@@ -208,7 +208,7 @@ def card_return(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) ->
 @card_app.command("show")
 def card_show(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
     """A card's state for support staff: type, status, why it was blocked, wrong codes per terminal."""
-    from caisse import member_codes
+    from caisse import card_auth, member_codes
 
     def read(session: Session) -> tuple[Card, list[member_codes.CardFailures]]:
         card = admin.get_card(session, uid_hex=uid)
@@ -218,7 +218,7 @@ def card_show(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> N
     card, failures = _run(read)
     typer.echo(f"Carte {card.uid.hex()} ({'sécurisée' if card.card_type == 'secure' else 'simple'}), foyer {card.household_id} : {_CARD_STATUS_FR[card.status]}")
     if card.blocked_at is not None:
-        typer.echo(f"  refusée depuis {card.blocked_at:%Y-%m-%d %H:%M} UTC ({card.block_reason or 'rendue'})")
+        typer.echo(f"  refusée depuis {card.blocked_at:%Y-%m-%d %H:%M} UTC ({card_auth.BLOCK_REASON_FR.get(card.block_reason or '', _CARD_STATUS_FR[card.status])})")
     if card.flag_reason:
         typer.echo(f"  signalée : {card.flag_reason}")
     for failure in failures:

@@ -144,7 +144,7 @@ def test_staff_set_a_code_at_the_prompt_and_see_a_card(tmp_path: Path, monkeypat
     invoke("card", "issue", "--household", household, "--uid", "04a1b2c3d4e5f6", "--type", "secure")
     invoke("card", "replace", "04a1b2c3d4e5f6", "--new-uid", "04a1b2c3d4e5f7")
     shown = invoke("card", "show", "04a1b2c3d4e5f6")
-    assert "Carte 04a1b2c3d4e5f6 (sécurisée)" in shown and "bloquée" in shown and "(replaced)" in shown
+    assert "Carte 04a1b2c3d4e5f6 (sécurisée)" in shown and "bloquée" in shown and "(remplacée)" in shown
     invoke("card", "return", "04a1b2c3d4e5f7")
     assert "rendue" in invoke("card", "show", "04a1b2c3d4e5f7")
     invoke("member", "clear-code", household)
