@@ -502,7 +502,12 @@ def fund_contribute(
 
     created = _run(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
                                                       settings=Settings(), reference=reference))
-    err.print("Cotisation enregistrée." if created else "Déjà enregistrée sous cette référence : rien de changé.")
+    _recorded(created, "Cotisation enregistrée.")
+
+
+def _recorded(created: bool, sentence: str) -> None:
+    """What an idempotent fund command did: `sentence`, or nothing new for a reference seen before."""
+    err.print(sentence if created else "Déjà enregistré sous cette référence : rien de changé.")
 
 
 @fund_app.command("import")
@@ -532,6 +537,8 @@ def fund_match(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
 
     posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings()))
     out.print(posted)
+    err.print(f"Abondement de {month} : {euros(posted)} EUR versés au fonds." if posted
+              else f"Abondement de {month} : rien de plus n'est dû.")
 
 
 @fund_app.command("grant")
@@ -542,7 +549,9 @@ def fund_grant(
     """Record a grant received."""
     from caisse import fund
 
-    _run(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source, reference=reference))
+    created = _run(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source,
+                                               reference=reference))
+    _recorded(created, f"Subvention de {source} enregistrée pour {month}.")
 
 
 @fund_app.command("fee")
@@ -553,7 +562,8 @@ def fund_fee(
     """Record a fee paid (bank, payment platform)."""
     from caisse import fund
 
-    _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference))
+    created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference))
+    _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 
 
 @app.command()

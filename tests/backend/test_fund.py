@@ -161,7 +161,9 @@ def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path:
     assert refused.exit_code == 1 and "ligne 3 :" in refused.stderr and refused.stdout.strip() == "0"
     assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors"]).stdout.strip() == "1"
     assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05"]).exit_code == 0
-    assert runner.invoke(app, ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f"]).exit_code == 0
+    fee = ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f"]
+    assert "Frais enregistrés pour 2030-01 : banque." in runner.invoke(app, fee).stderr
+    assert "rien de changé" in runner.invoke(app, fee).stderr  # the same reference again: posted once
     shown = runner.invoke(app, ["budget", "--month", "2030-01"])
     assert shown.exit_code == 0, shown.output
     assert "25,05 EUR" in shown.stdout and "24,95 EUR" in shown.stdout and "Rapproché" in shown.stderr
