@@ -6,7 +6,8 @@ member has spent the money even if the vendor waits for a decision. A payment be
 month of its terminal time in the caisse's time zone (settings.settlement_timezone), like the
 budget's spending. All amounts are integer cents, shares integer basis points (10 000 = 100 %).
 
-Nothing here writes. One query scans the period's records once (there is no index on time) and\ngroups them by month, vendor and household; the breakdowns are added up from those rows.
+Nothing here writes. One query scans the period's records once (there is no index on time) and
+groups them by month, vendor and household; the breakdowns are added up from those rows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlmodel import Session
 from caisse.allowances import Month
 from caisse.errors import InvalidInput
 from caisse.models import Household, RecordStatus, Terminal, TransactionRecord, Vendor, VendorKind
+from caisse.protocol import Kind
 
 MAX_MONTHS = 36
 PRODUCER_KINDS = (str(VendorKind.PRODUCER),)  # "reaching producers": paid to a producer's own terminal
@@ -30,7 +32,6 @@ _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
 _vendor = Vendor.__table__  # type: ignore[attr-defined]
 _household = Household.__table__  # type: ignore[attr-defined]
-_PAYMENT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ def _spending_rows(session: Session, *, bounds: list[int]) -> list[tuple[int, in
     payments = (
         select(month.label("month"), _terminal.c.vendor_id, _record.c.household_id, _record.c.amount_cents)
         .select_from(_record.join(_terminal, _terminal.c.id == _record.c.terminal_id))
-        .where(_record.c.status == str(RecordStatus.ACCEPTED), _record.c.kind == _PAYMENT, _record.c.voided == false(),
+        .where(_record.c.status == str(RecordStatus.ACCEPTED), _record.c.kind == Kind.PAYMENT, _record.c.voided == false(),
                _record.c.time >= bounds[0], _record.c.time < bounds[-1])
         .subquery()
     )

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlmodel import Session
 
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor
+from caisse.protocol import Kind
 
 MAX_PAGE = 200
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
@@ -29,7 +30,7 @@ STATUS_FILTERS: dict[str, tuple[str, ColumnElement[bool]]] = {
     "held": ("retenus, en attente de décision", _record.c.review == str(ReviewStatus.HELD)),
     "released": ("libérés après vérification", _record.c.review == str(ReviewStatus.RELEASED)),
     "rejected": ("rejetés après vérification", _record.c.review == str(ReviewStatus.REJECTED)),
-    "voided": ("annulés", and_(_record.c.voided.is_(True), _record.c.kind == 1)),
+    "voided": ("annulés", and_(_record.c.voided.is_(True), _record.c.kind == Kind.PAYMENT)),
 }
 
 
