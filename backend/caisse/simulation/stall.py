@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from caisse_terminal import flow, hal, policy, sim
-from caisse_terminal.flow import PIN
 from caisse_terminal.soft_signer import SoftwareSigner
 from caisse_terminal.terminal import Terminal
 
-PIN_KEYS = "2580V"  # any 4 to 6 digits: protocol v1 only carries the "PIN entered" flag
 # First line of a decline screen -> the code the report uses (both "too high" screens: over_limit).
 DECLINES = {screen[0]: code for screen, code in (
     (policy.BLOCKED, "card_blocked"), (policy.UNKNOWN, "unknown_card"), (policy.INSUFFICIENT, "insufficient_budget"),
@@ -136,9 +134,7 @@ class Stall:
 
     def _pay(self, card: hal.Card, amount_cents: int) -> None:
         self._keys("X" + "%d,%02d" % divmod(amount_cents, 100) + "V")
-        self._tap(card)
-        if self.terminal.flow.state == PIN:
-            self._keys(PIN_KEYS)
+        self._tap(card)  # no household has a member code, so no code is asked (docs/simulation.md)
 
     def _void(self, card: hal.Card) -> None:
         self._keys("XM2")
