@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Iterator
 from typing import Any
-
-import re
 
 import pytest
 from fastapi.routing import APIRoute
@@ -153,17 +153,24 @@ def test_the_committee_navigation_shows_no_personal_data_pages(console_client: T
         assert f'href="{hidden}"' not in page.text
 
 
-def _post_routes() -> list[str]:
-    """Every POST path of the console router. Included routers are walked: FastAPI keeps them as
-    nested objects (original_router + include_context) instead of copying their routes."""
-    def walk(routes: list[Any], prefix: str) -> Iterator[str]:
-        for route in routes:
-            if isinstance(route, APIRoute) and "POST" in route.methods:
-                yield prefix + route.path
-            elif hasattr(route, "original_router"):
-                yield from walk(route.original_router.routes, prefix + route.include_context.prefix)
+def _routes(routes: list[Any] = console_router.routes, prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    """Every route of the console router with its full path. Included routers are walked: FastAPI
+    keeps them as nested objects (original_router + include_context) instead of copying their routes."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield prefix + route.path, route
+        elif hasattr(route, "original_router"):
+            yield from _routes(route.original_router.routes, prefix + route.include_context.prefix)
 
-    return sorted(set(walk(console_router.routes, "")))
+
+def _post_routes() -> list[str]:
+    """Every POST path of the console router."""
+    return sorted({path for path, route in _routes() if "POST" in route.methods})
+
+
+def test_console_routes_are_plain_functions_run_in_the_thread_pool() -> None:
+    """An async route's database work would stall the event loop, terminals' uploads included."""
+    assert [path for path, route in _routes() if inspect.iscoroutinefunction(route.endpoint)] == []
 
 
 def test_the_console_has_post_routes_to_check() -> None:

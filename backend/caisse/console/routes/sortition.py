@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 from sqlmodel import Session
 
 from caisse import audit, sortition
@@ -34,9 +35,16 @@ def _draws_page(request: Request, session: Session, user: ConsoleUser, *, error:
                   status_code=error.status_code if error else 200)
 
 
+async def _form(request: Request) -> FormData:
+    """The posted form, read here so that `create` stays a plain function: FastAPI runs those in its
+    thread pool, and an async route's database work would stall the event loop (and every
+    terminal's upload) while it waits, e.g. for SQLite's write lock."""
+    return await request.form()
+
+
 @router.post("")
-async def create(request: Request, session: DbSession, user: Organiser, title: Annotated[str, Form()] = "") -> Response:
-    form = await request.form()
+def create(request: Request, session: DbSession, user: Organiser, form: Annotated[FormData, Depends(_form)],
+           title: Annotated[str, Form()] = "") -> Response:
     try:
         quotas = {(q, a): _whole(str(form.get(f"places_{q}_{a}", "")), code="invalid_seats") for q, a in sortition.STRATA}
         draw = sortition.create_draw(session, title=title, quotas=quotas, by=user.email)
