@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from caisse import card_auth
 from caisse.console.deps import CSRF_FIELD, PAGE_ROLES, SIGN_IN_CSRF_COOKIE
 from caisse.money import euros
 
@@ -39,7 +40,7 @@ LABELS = {
     "terminal": {"active": "En service", "suspect": "À vérifier", "revoked": "Révoqué"},
     "card_type": {"basic": "Basique", "secure": "Sécurisée (NTAG 424)"},
     "card_status": {"active": "active", "blocked": "bloquée", "returned": "rendue"},
-    "block_reason": {"lost": "perdue", "stolen": "volée", "replaced": "remplacée", "flagged": "signalée"},
+    "block_reason": card_auth.BLOCK_REASON_FR,  # one table for the console, the CLI and the hold reasons
     # caisse.ingest.Reason of a stored refused record
     "refusal": {"over_limit": "montant au-delà du plafond", "unknown_card": "carte inconnue", "card_blocked": "carte bloquée",
                 "unknown_payment": "annulation d'un paiement introuvable"},
