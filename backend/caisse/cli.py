@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from caisse import admin, sun
@@ -44,18 +45,23 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _session() -> Iterator[Session]:
-    """A committed-on-success session. In development the schema is brought up to date first."""
-    settings = Settings()
+def _engine(settings: Settings) -> Iterator[Engine]:
+    """The settings' database, disposed of after use. In development the schema is brought up to date first."""
     engine = make_engine(settings.database_url)
     try:
         if settings.environment == "development":
             upgrade(engine)
-        with session_factory(engine)() as session:
-            yield session
-            session.commit()
+        yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A committed-on-success session on the settings' database."""
+    with _engine(Settings()) as engine, session_factory(engine)() as session:
+        yield session
+        session.commit()
 
 
 def _run(action: Callable[[Session], T]) -> T:
@@ -438,15 +444,11 @@ def settle(
 
     run_date = _settlement_date(day)
     settings = Settings()
-    engine = make_engine(settings.database_url)
     try:
-        if settings.environment == "development":
-            upgrade(engine)
-        result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by)
+        with _engine(settings) as engine:
+            result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by)
     except CaisseError as error:
         _fail(error)
-    finally:
-        engine.dispose()
     out.print(result.run_id)
     err.print(f"Règlement {result.run_id} du {run_date} : {_RUN_STATUS_FR[result.status]} ; {result.paid_records}"
               f" enregistrement(s), {euros(result.paid_cents)} EUR à payer.")
