@@ -215,10 +215,11 @@ def _pg_copy_type(column_type: Any) -> str:
 _ModelT = TypeVar("_ModelT")
 
 
-def get_by_id(session: Session, model: type[_ModelT], row_id: int) -> _ModelT | None:
-    """session.get for an INTEGER primary key; None for a number no such key can hold, where
-    SQLite's driver would raise OverflowError and PostgreSQL a range error (a 500, not a 404)."""
-    return session.get(model, row_id) if 0 < row_id < 2**31 else None
+def get_by_id(session: Session, model: type[_ModelT], row_id: int, *, for_update: bool = False) -> _ModelT | None:
+    """session.get for an INTEGER primary key (its row locked `for_update`); None for a number no
+    such key can hold, where SQLite's driver would raise OverflowError and PostgreSQL a range
+    error (a 500, not a 404)."""
+    return session.get(model, row_id, with_for_update=for_update) if 0 < row_id < 2**31 else None
 
 
 def parse_row_id(text: str) -> int | None:

@@ -81,7 +81,9 @@ def reject(session: Session, *, record_id: int, by: str) -> TransactionRecord:
 
 
 def _held(session: Session, *, record_id: int) -> TransactionRecord:
-    record = get_by_id(session, TransactionRecord, record_id)
+    """The held record, its row locked until the caller commits: two people deciding at once
+    queue, and the second sees the first decision (record_not_held) instead of overwriting it."""
+    record = get_by_id(session, TransactionRecord, record_id, for_update=True)
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id}")
     if record.review != ReviewStatus.HELD:

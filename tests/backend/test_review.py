@@ -132,3 +132,60 @@ def test_an_id_no_record_can_have_is_not_found(session: Session, record_id: int)
         sortition.get_draw(session, draw_id=record_id)
     with pytest.raises(NotFound):
         admin.get_household(session, household_id=record_id)
+
+
+def test_two_people_deciding_at_once_cannot_both_pay_the_vendor_and_refund_the_member(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """Without the row lock, a reject that read the record before a concurrent release committed
+    refunded the member while the release let the vendor be paid: the payment paid twice."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from caisse.db import session_factory
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: two decisions never overlap")
+    market = Market(session, rules)
+    household = admin.get_card(session, uid_hex=market.uid.hex()).household_id
+    market.pay(0, 1_000)
+    after_payment = _balance(session, household)
+    record_id = _hold(session, market, 1)
+    outcome: list[BaseException | None] = []
+    rejecter_pid: list[int] = []
+
+    def reject() -> None:
+        with session_factory(engine)() as other:
+            rejecter_pid.append(other.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            try:
+                review.reject(other, record_id=record_id, by="coordinatrice")
+                other.commit()
+                outcome.append(None)
+            except Conflict as error:
+                outcome.append(error)
+
+    with session_factory(engine)() as first:
+        review.release(first, record_id=record_id, by="trésorière")  # not committed yet
+        rejecter = threading.Thread(target=reject)
+        rejecter.start()
+        deadline = time.monotonic() + 30
+        while rejecter.is_alive() and not (rejecter_pid and _waits_for_a_lock(engine, rejecter_pid[0])):
+            assert time.monotonic() < deadline, "the reject neither finished nor waited"
+            rejecter.join(timeout=0.05)
+        first.commit()
+    rejecter.join(timeout=60)
+    assert not rejecter.is_alive()
+    assert isinstance(outcome[0], Conflict) and outcome[0].code == "record_not_held"
+    assert _balance(session, household) == after_payment  # no refund: the vendor is paid instead
+    assert _settle(engine, rules, DAY1).paid_cents == 1_000
+    assert_ledger_invariants(session)
+
+
+def _waits_for_a_lock(engine: Engine, pid: int) -> bool:
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return bool(connection.execute(text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"),
+                                       {"pid": pid}).scalar_one())
