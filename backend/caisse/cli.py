@@ -39,8 +39,8 @@ terminal_app = typer.Typer(help="Payment terminals.", no_args_is_help=True)
 for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
     app.add_typer(sub, name=name)
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # no line breaks inside a sentence or a command to copy
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -233,6 +233,11 @@ def card_show(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> N
 
 
 _CARD_STATUS_FR = {"active": "active", "blocked": "bloquée", "returned": "rendue"}
+_SUN_ERRORS_FR = {
+    "bad_key": "une clé fait 16 octets (32 caractères hexadécimaux)",
+    "bad_length": "--picc fait 16 octets et --cmac 8 (32 et 16 caractères hexadécimaux)",
+    "bad_picc_tag": "les données PICC ne se déchiffrent pas avec cette clé méta (mauvaise clé, ou message altéré)",
+}
 
 
 @card_app.command("verify-sun")
@@ -255,7 +260,7 @@ def card_verify_sun(
         err.print(f"[red]Erreur :[/red] chaque valeur s'écrit en hexadécimal ({error})")
         raise typer.Exit(code=2) from None
     except sun.SunError as error:
-        err.print(f"[red]Erreur :[/red] {error.detail} ({error.code})")
+        err.print(f"[red]Erreur :[/red] {_SUN_ERRORS_FR.get(error.code, error.detail)} ({error.code})")
         raise typer.Exit(code=2) from None
     if as_json:
         typer.echo(json.dumps({"uid": message.uid.hex(), "counter": message.counter, "mac_valid": message.mac_valid}))
