@@ -26,7 +26,7 @@ from sqlalchemy import select, text
 from sqlmodel import Session
 
 from caisse.money import euros
-from caisse.models import SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse.models import ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -189,7 +189,7 @@ def held_for_review(session: Session, *, vendor_id: int | None = None, before_ti
                     record.amount_cents, record.hold_reason)
              .join(Terminal, Terminal.id == record.terminal_id)  # type: ignore[arg-type]
              .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
-             .where(record.review == "held"))  # type: ignore[arg-type]
+             .where(record.review == str(ReviewStatus.HELD)))  # type: ignore[arg-type]
     if vendor_id is not None:
         query = query.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
     if before_time is not None:
