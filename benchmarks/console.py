@@ -7,7 +7,7 @@ H households), then posts the ledger transfer of every record and one monthly al
 household (not timed). Then times, best of three, each query a console page runs: the household
 list and a search, one household's payments and allowances (no index serves them: they scan the
 records and the transfers), the vendor list, the terminal overview (one grouped scan of the
-records) and the budget page's twelve months of caisse.fund.budget. Not a test: numbers depend
+records) and the budget page's twelve months of caisse.fund.budgets. Not a test: numbers depend
 on the machine. Results go in docs/console.md.
 """
 
@@ -54,7 +54,7 @@ def queries() -> dict[str, Callable[[Session], Any]]:
         "one household's allowances": lambda s: directory.household_allowances(s, household_id=HOUSEHOLD),
         "vendors": lambda s: directory.search_vendors(s),
         "terminals overview": lambda s: directory.terminal_rows(s),
-        "budget, 12 months": lambda s: [fund.budget(s, month=f"2026-{m:02d}", settings=Settings()) for m in range(1, 13)],
+        "budget, 12 months": lambda s: fund.budgets(s, months=[f"2026-{m:02d}" for m in range(1, 13)], settings=Settings()),
     }
 
 

@@ -14,9 +14,11 @@ import hashlib
 import io
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
@@ -28,6 +30,7 @@ from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer
+from caisse.money import euros
 
 FUND = "fund"
 INCOME_CONTRIBUTIONS = "income:contributions"
@@ -236,55 +239,128 @@ class Budget:
 
 
 def budget(session: Session, *, month: str, settings: Settings) -> Budget:
-    period = Month.parse(month)
-    m = str(period)
-    contributions = _sum(session, "SELECT SUM(amount_cents) FROM contribution WHERE month = :m", m=m)
-    ledger_contributions = _sum(
-        session, "SELECT SUM(t.amount_cents) FROM ledger_transfer t JOIN contribution c ON c.reference = t.reference WHERE c.month = :m", m=m)
-    matching, grants, fees = (_ledger_sum(session, f"{prefix}:{m}:%") for prefix in ("matching", "grant", "fee"))
-    allowances = _ledger_sum(session, f"allowance:%:{m}")
-    expired = _ledger_sum(session, f"expiry:%:{m}")
-    zone = ZoneInfo(settings.settlement_timezone)  # a month of taps is a month of local days
-    start = int(datetime.combine(period.first_day, time.min, tzinfo=zone).timestamp())
-    end = int(datetime.combine(period.next_start.date(), time.min, tzinfo=zone).timestamp())
-    spent = _sum(session, "SELECT SUM(CASE WHEN kind = 1 THEN amount_cents ELSE -amount_cents END) FROM transaction_record"
-                 " WHERE status = 'accepted' AND time >= :start AND time < :end", start=start, end=end)
-    payouts = _sum(session, "SELECT SUM(t.amount_cents) FROM ledger_transfer t WHERE t.kind = 'settlement' AND t.reference IN"
-                   " (SELECT 'settlement:' || CAST(r.id AS VARCHAR(20)) || ':' || CAST(l.vendor_id AS VARCHAR(20))"
-                   " FROM settlement_run r JOIN settlement_line l ON l.run_id = r.id"
-                   " WHERE r.run_date >= :first AND r.run_date < :next)", first=period.first_day, next=period.next_start.date())
-    all_payouts = _sum(session, "SELECT SUM(amount_cents) FROM ledger_transfer WHERE kind = 'settlement'")
-    later_payouts = all_payouts - _sum(
-        session, "SELECT SUM(t.amount_cents) FROM ledger_transfer t WHERE t.kind = 'settlement' AND t.reference IN"
-        " (SELECT 'settlement:' || CAST(r.id AS VARCHAR(20)) || ':' || CAST(l.vendor_id AS VARCHAR(20))"
-        " FROM settlement_run r JOIN settlement_line l ON l.run_id = r.id WHERE r.run_date < :next)", next=period.next_start.date())
-    # Everything the fund received or paid for months after this one, to state the balance at its end.
-    later = _sum(session, "SELECT SUM(CASE WHEN kind = 'fee' THEN -amount_cents ELSE amount_cents END) FROM ledger_transfer"
-                 " WHERE kind IN ('contribution', 'matching', 'grant', 'fee')"
-                 " AND reference NOT IN (SELECT reference FROM contribution WHERE month <= :m)"
-                 " AND NOT (kind <> 'contribution' AND substr(reference, instr(reference, ':') + 1, 7) <= :m)", m=m) \
-        if session.get_bind().dialect.name == "sqlite" else _later_pg(session, m)
-    fund_now = ledger.balance_cents(session, code=FUND) - all_payouts
-    fund_balance = fund_now - later + later_payouts
-    differences = []
-    if contributions != ledger_contributions:
-        differences.append(f"contributions {contributions} in the register, {ledger_contributions} in the ledger")
-    journal = _sum(session, "SELECT SUM(CASE WHEN kind = 'fee' THEN -amount_cents ELSE amount_cents END) FROM ledger_transfer"
-                   " WHERE kind IN ('contribution', 'matching', 'grant', 'fee')")
-    if journal != ledger.balance_cents(session, code=FUND):
-        differences.append(f"fund account {ledger.balance_cents(session, code=FUND)}, journal {journal}")
-    if all_payouts != ledger.balance_cents(session, code=ledger.VENDOR_PAID):
-        differences.append(f"vendor_paid {ledger.balance_cents(session, code=ledger.VENDOR_PAID)}, settlements {all_payouts}")
-    return Budget(month=m, contributions_cents=contributions, matching_cents=matching, grants_cents=grants, fees_cents=fees,
-                  allowances_cents=allowances, expired_cents=expired, spent_cents=spent, payouts_cents=payouts,
-                  fund_balance_cents=fund_balance, reconciled=not differences, differences=tuple(differences))
+    [result] = budgets(session, months=[month], settings=settings)
+    return result
 
 
-def _later_pg(session: Session, m: str) -> int:
-    return _sum(session, "SELECT SUM(CASE WHEN kind = 'fee' THEN -amount_cents ELSE amount_cents END) FROM ledger_transfer"
-                " WHERE kind IN ('contribution', 'matching', 'grant', 'fee')"
-                " AND reference NOT IN (SELECT reference FROM contribution WHERE month <= :m)"
-                " AND NOT (kind <> 'contribution' AND substr(reference, strpos(reference, ':') + 1, 7) <= :m)", m=m)
+def budgets(session: Session, *, months: Sequence[str], settings: Settings) -> list[Budget]:
+    """The budget of each month, in the order given: a few grouped passes whatever the number of
+    months (the console's Budget page shows twelve or more), each month exactly as alone."""
+    periods = [Month.parse(month) for month in months]
+    names = sorted({str(period) for period in periods})
+    contributions = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents))
+                          .where(Contribution.month.in_(names)).group_by(Contribution.month))  # type: ignore[attr-defined]
+    ledger_contributions = _rows(session, select(Contribution.month, func.sum(LedgerTransfer.amount_cents))
+                                 .join(LedgerTransfer, LedgerTransfer.reference == Contribution.reference)  # type: ignore[arg-type]
+                                 .where(Contribution.month.in_(names)).group_by(Contribution.month))  # type: ignore[attr-defined]
+    reference = _byte_ordered_reference(session)
+    matching, grants, fees = (_by_reference_month(session, reference, prefix=f"{p}:", month_first=True)
+                              for p in ("matching", "grant", "fee"))
+    allowances, expired = (_by_reference_month(session, reference, prefix=f"{p}:", month_first=False) for p in ("allowance", "expiry"))
+    spent = _spent_by_month(session, periods=periods, zone=ZoneInfo(settings.settlement_timezone))
+    payouts_by_day = _payouts_by_run_date(session)
+    flows = _fund_flows(session)
+    all_payouts = sum(cents for kind, _, cents in flows if kind == ledger.TransferKind.SETTLEMENT)
+    journal = sum(cents for kind, _, cents in flows if kind != ledger.TransferKind.SETTLEMENT)
+    fund_account = ledger.balance_cents(session, code=FUND)
+    fund_now = fund_account - all_payouts
+    checks = []
+    if journal != fund_account:
+        checks.append(f"compte du fonds : {euros(fund_account)} €, journal des entrées et des frais : {euros(journal)} €")
+    if all_payouts != (paid := ledger.balance_cents(session, code=ledger.VENDOR_PAID)):
+        checks.append(f"compte des virements aux commerçants : {euros(paid)} €, règlements : {euros(all_payouts)} €")
+    results = []
+    for period in periods:
+        m, next_day = str(period), period.next_start.date()
+        # Everything the fund received or paid for months after this one, to state the balance at its end.
+        later = sum(cents for kind, key, cents in flows if kind != ledger.TransferKind.SETTLEMENT and (key is None or key > m))
+        later_payouts = all_payouts - sum(cents for day, cents in payouts_by_day if day < next_day)
+        differences = checks.copy()
+        if contributions.get(m, 0) != ledger_contributions.get(m, 0):
+            differences.insert(0, f"cotisations : {euros(contributions.get(m, 0))} € au registre,"
+                                  f" {euros(ledger_contributions.get(m, 0))} € au grand livre")
+        results.append(Budget(
+            month=m, contributions_cents=contributions.get(m, 0), matching_cents=matching.get(m, 0), grants_cents=grants.get(m, 0),
+            fees_cents=fees.get(m, 0), allowances_cents=allowances.get(m, 0), expired_cents=expired.get(m, 0),
+            spent_cents=spent.get(m, 0), payouts_cents=sum(c for day, c in payouts_by_day if period.first_day <= day < next_day),
+            fund_balance_cents=fund_now - later + later_payouts, reconciled=not differences, differences=tuple(differences)))
+    return results
+
+
+def _rows(session: Session, query: Any) -> dict[str, int]:
+    return {key: int(cents) for key, cents in session.execute(query)}
+
+
+def _byte_ordered_reference(session: Session) -> Any:
+    """ledger_transfer.reference compared in byte order, where ranges of prefixes are exact: SQLite's
+    BINARY, and on PostgreSQL the database's collation if it is C (the index then serves the
+    ranges), else COLLATE "C" (a scan, but never a reference missed by a locale's ordering)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return LedgerTransfer.reference
+    collation = session.execute(text("SELECT datcollate FROM pg_database WHERE datname = current_database()")).scalar_one()
+    if collation in ("C", "POSIX", "C.UTF-8", "C.utf8"):
+        return LedgerTransfer.reference
+    return LedgerTransfer.reference.collate("C")  # type: ignore[attr-defined]
+
+
+def _by_reference_month(session: Session, reference: Any, *, prefix: str, month_first: bool) -> dict[str, int]:
+    """Sums of the transfers referenced `{prefix}{month}:...` (month_first) or `{prefix}...:{month}`, by
+    month: in byte order the range [prefix, prefix with its last character + 1) holds exactly the
+    references that start with the prefix. The code writes every prefix in lower case, so this is
+    what `LIKE` matched, also on SQLite where `LIKE` ignores case."""
+    start = len(prefix) + 1
+    length = func.length(LedgerTransfer.reference)
+    key = func.substr(LedgerTransfer.reference, start, 8) if month_first else func.substr(LedgerTransfer.reference, length - 7)
+    rows = session.execute(select(key, func.sum(LedgerTransfer.amount_cents)).where(
+        reference >= prefix, reference < prefix[:-1] + chr(ord(prefix[-1]) + 1), length >= len(prefix) + 8).group_by(key))
+    # "2026-01:" after the prefix, or ":2026-01" at the end: what LIKE 'prefix2026-01:%' / 'prefix%:2026-01' matched.
+    return {(k[:7] if month_first else k[1:]): int(cents) for k, cents in rows
+            if (k[7:] == ":" if month_first else k[:1] == ":")}
+
+
+def _spent_by_month(session: Session, *, periods: list[Month], zone: ZoneInfo) -> dict[str, int]:
+    """Members' net spending by month in one pass over the records: a month of taps is a month of local days."""
+    bounds = {str(p): (_local_midnight(p.first_day, zone), _local_midnight(p.next_start.date(), zone)) for p in periods}
+    if not bounds:
+        return {}
+    months = list(bounds)
+    params: dict[str, object] = {"low": min(s for s, _ in bounds.values()), "high": max(e for _, e in bounds.values())}
+    for index, (start, end) in enumerate(bounds.values()):
+        params |= {f"s{index}": start, f"e{index}": end}
+    which = " ".join(f"WHEN time >= :s{index} AND time < :e{index} THEN {index}" for index in range(len(months)))
+    rows = session.execute(text(
+        f"SELECT b.month, SUM(b.cents) FROM (SELECT CASE {which} END AS month,"
+        " CASE WHEN kind = 1 THEN amount_cents ELSE -amount_cents END AS cents FROM transaction_record"
+        " WHERE status = 'accepted' AND time >= :low AND time < :high) b WHERE b.month IS NOT NULL GROUP BY b.month"), params)
+    return {months[index]: int(cents) for index, cents in rows}
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> int:
+    return int(datetime.combine(day, time.min, tzinfo=zone).timestamp())
+
+
+def _payouts_by_run_date(session: Session) -> list[tuple[date, int]]:
+    """Settlement transfers by the date of their run (a line's reference names its run and vendor)."""
+    rows = session.execute(text(
+        "SELECT s.run_date, SUM(t.amount_cents) FROM ledger_transfer t JOIN (SELECT DISTINCT r.run_date,"
+        " 'settlement:' || CAST(r.id AS VARCHAR(20)) || ':' || CAST(l.vendor_id AS VARCHAR(20)) AS reference"
+        " FROM settlement_run r JOIN settlement_line l ON l.run_id = r.id) s ON s.reference = t.reference"
+        " WHERE t.kind = 'settlement' GROUP BY s.run_date"))
+    return [(date.fromisoformat(str(day)), int(cents)) for day, cents in rows]
+
+
+def _fund_flows(session: Session) -> list[tuple[str, str | None, int]]:
+    """The fund's journal in one pass: (kind, month it belongs to, cents; fees negative). The month is
+    the earliest of the register's month for the reference (contributions) and the month the
+    reference names (matching, grants, fees); None for a contribution missing from the register."""
+    position = "instr(t.reference, ':')" if session.get_bind().dialect.name == "sqlite" else "strpos(t.reference, ':')"
+    rows = session.execute(text(
+        f"SELECT t.kind, CASE WHEN t.kind IN ('matching', 'grant', 'fee') THEN substr(t.reference, {position} + 1, 7) END"
+        " AS named, c.month, SUM(CASE WHEN t.kind = 'fee' THEN -t.amount_cents ELSE t.amount_cents END)"
+        " FROM ledger_transfer t LEFT JOIN contribution c ON c.reference = t.reference"
+        " WHERE t.kind IN ('contribution', 'matching', 'grant', 'fee', 'settlement') GROUP BY t.kind, named, c.month"))
+    return [(kind, min((m for m in (named, registered) if m is not None), default=None), int(cents))
+            for kind, named, registered, cents in rows]
 
 
 def _sum(session: Session, sql: str, **params: object) -> int:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, strategies as st
@@ -14,7 +17,7 @@ from caisse import admin, allowances, fund, ledger, settlement
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
-from caisse.models import Contribution, Household
+from caisse.models import Contribution, Household, LedgerTransfer, SettlementRun, TransactionRecord
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
 from tests.backend.test_settlement import Market
@@ -167,3 +170,77 @@ def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path:
     shown = runner.invoke(app, ["budget", "--month", "2030-01"])
     assert shown.exit_code == 0, shown.output
     assert "25,05 EUR" in shown.stdout and "24,95 EUR" in shown.stdout and "Rapproché" in shown.stderr
+
+
+def test_the_budgets_of_a_period_equal_each_month_alone_and_the_journal_read_by_hand(
+    session: Session, engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    rules = make_settings(str(settings.database_url), settlement_dir=str(tmp_path), matching_basis_points=3_300,
+                          allowance_flat_cents=7_000)
+    zone = ZoneInfo(rules.settlement_timezone)
+    rng = random.Random(5)
+    market = Market(session, rules)
+    others = _households(session, 3)
+    for index in range(14):  # December to May, some months empty, one household twice in a month
+        month = rng.choice(["2025-12", "2026-01", "2026-01", "2026-02", "2026-04", "2026-05"])
+        fund.record_contribution(session, household_id=rng.choice(others), month=month, amount_cents=rng.randint(1_000, 9_999),
+                                 settings=rules, reference=f"c{index}")
+    for month in ("2026-01", "2026-02", "2026-04"):
+        fund.record_matching(session, month=month, settings=rules)
+        fund.record_grant(session, month=month, amount_cents=rng.randint(1, 90_000), source="Ville", reference="a:2026-03")
+        fund.record_fee(session, month=month, amount_cents=rng.randint(1, 999), memo="frais", reference=month)
+    fund.record_fee(session, month="2026-05", amount_cents=77, memo="frais", reference="mai")
+    for month in ("2026-01", "2026-02"):
+        allowances.allocate(session, month=month, settings=rules)
+    session.commit()
+    for index, day in enumerate(["2026-01-05", "2026-01-31", "2026-02-01", "2026-02-20", "2026-03-10", "2026-04-02"]):
+        local_midnight = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=zone)
+        market.pay(index % 2, rng.randint(1, 5_000), time=int(local_midnight.timestamp()))  # the boundaries of local months
+    market.upload(0, [market.chains[0].void(1)])
+    for run_date in (date(2026, 2, 1), date(2026, 3, 31)):
+        settlement.settle(session_factory(engine), run_date=run_date, settings=rules)
+    months = ["2025-11", "2025-12", "2026-01", "2026-02", "2026-03", "2026-04", "2026-05"]
+    together = fund.budgets(session, months=months, settings=rules)
+    assert together == [fund.budget(session, month=m, settings=rules) for m in months]
+    assert together == [_budget_by_hand(session, month=m, zone=zone) for m in months]
+    assert fund.budgets(session, months=["2026-02", "2026-01"], settings=rules) == [together[3], together[2]]
+    assert {b.payouts_cents > 0 for b in together} == {True, False} and all(b.spent_cents != 0 for b in together[2:6])
+    assert together[3].expired_cents > 0 and together[3].allowances_cents > 0
+
+
+def _budget_by_hand(session: Session, *, month: str, zone: ZoneInfo) -> fund.Budget:
+    """The budget read row by row in Python: every transfer's month from its reference, spending by local month."""
+    transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents)).all()
+    registered = dict(session.execute(select(Contribution.reference, Contribution.month)).all())  # type: ignore[arg-type]
+    runs = {run.id: str(run.run_date)[:7] for run in session.execute(select(SettlementRun)).scalars()}
+    records = session.execute(select(TransactionRecord.time, TransactionRecord.kind, TransactionRecord.amount_cents)
+                              .where(TransactionRecord.status == "accepted")).all()  # type: ignore[arg-type]
+
+    def named(reference: str) -> str:
+        return reference.split(":")[1]
+
+    def total(kind: str, belongs: Callable[[str], bool]) -> int:
+        return sum(cents for reference, k, cents in transfers if k == kind and belongs(reference))
+
+    contributions = sum(cents for reference, kind, cents in transfers if kind == "contribution" and registered[reference] == month)
+    income = {kind: total(kind, lambda r: named(r) == month) for kind in ("matching", "grant", "fee")}
+    balance = (sum(cents for reference, kind, cents in transfers if kind == "contribution" and registered[reference] <= month)
+               + sum(total(kind, lambda r: named(r) <= month) * (-1 if kind == "fee" else 1) for kind in income)
+               - total("settlement", lambda r: runs[int(named(r))] <= month))
+    return fund.Budget(
+        month=month, contributions_cents=contributions, matching_cents=income["matching"], grants_cents=income["grant"],
+        fees_cents=income["fee"], allowances_cents=total("allowance", lambda r: r.startswith("allowance:") and r.endswith(month)),
+        expired_cents=total("allowance_expiry", lambda r: r.startswith("expiry:") and r.endswith(month)), payouts_cents=total("settlement", lambda r: runs[int(named(r))] == month),
+        spent_cents=sum(cents if kind == 1 else -cents for at, kind, cents in records
+                        if datetime.fromtimestamp(at, zone).strftime("%Y-%m") == month),
+        fund_balance_cents=balance, reconciled=True, differences=())
+
+
+def test_a_budget_names_its_differences_with_the_ledger_in_french(session: Session) -> None:
+    [h] = _households(session, 1)
+    fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=2_500, settings=make_settings(), reference="r")
+    session.add(Contribution(household_id=h, month="2026-01", amount_cents=1_000, reference="contribution:sans-écriture"))
+    session.commit()
+    [result] = fund.budgets(session, months=["2026-01"], settings=make_settings())
+    assert not result.reconciled
+    assert result.differences == ("cotisations : 35,00 € au registre, 25,00 € au grand livre",)

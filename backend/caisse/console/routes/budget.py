@@ -1,4 +1,4 @@
-"""Budget for the committee, month by month (caisse.fund.budget): contributions, matching funds,
+"""Budget for the committee, month by month (caisse.fund.budgets): contributions, matching funds,
 grants, allowances, spending, payouts and the fund balance. Aggregates only."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> 
         months = [str(m) for m in flows.month_span(first=first, last=last)]
     except InvalidInput as error:
         return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[])
-    rows = [fund.budget(session, month=m, settings=settings) for m in months]
+    rows = fund.budgets(session, months=months, settings=settings)
     charts = [
         (Chart("budget-flux", "Entrées et sorties par mois", "Cotisations, abondements et subventions reçus ; allocations,"
                " dépenses et virements, en euros, mois par mois.", months,
