@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from caisse.admin import MAX_CREDIT_CENTS
 from caisse.ingest import MAX_RECORDS_PER_BATCH
@@ -28,6 +28,17 @@ UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 # The services strip spaces (str.strip) and refuse what is left empty. JSON Schema patterns are
 # ECMA-262, whose \s lacks some characters Python strips: those are listed too.
 _NOT_BLANK = {"pattern": r"[^\s\x1c-\x1f\x85]"}
+
+
+def _json_integer(value: object) -> object:
+    """Lax pydantic reads JSON true as 1 (a card for household 1, a credit of one cent) and "7"
+    as 7, which JSON Schema's "integer" refuses; 7.0 is an integer there, and stays accepted."""
+    if isinstance(value, bool | str):
+        raise ValueError("a number is expected")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class VendorCreate(BaseModel):
@@ -59,7 +70,7 @@ class VendorOut(BaseModel):
 class HouseholdCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200, json_schema_extra=_NOT_BLANK)
-    members: int = Field(ge=1, le=50)
+    members: JsonInt = Field(ge=1, le=50)
     zone: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
 
 
@@ -98,7 +109,7 @@ class HouseholdOut(BaseModel):
 
 class CreditCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount_cents: int = Field(gt=0, json_schema_extra={"maximum": MAX_CREDIT_CENTS})
+    amount_cents: JsonInt = Field(gt=0, json_schema_extra={"maximum": MAX_CREDIT_CENTS})
     memo: str | None = Field(default=None, max_length=300)
     reference: str | None = Field(default=None, min_length=1, max_length=120)
 
@@ -117,7 +128,7 @@ _SECURE_UID_RULE = {"if": {"properties": {"card_type": {"const": "secure"}}, "re
 
 class CardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_SECURE_UID_RULE)
-    household_id: int
+    household_id: JsonInt
     card_type: Literal["basic", "secure"] = "basic"
     uid: str = Field(min_length=8, max_length=20, json_schema_extra={"pattern": UID_HEX_PATTERN})
 
@@ -136,7 +147,7 @@ class CardReplace(BaseModel):
 
 class TerminalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    vendor_id: int
+    vendor_id: JsonInt
     public_key: str = Field(min_length=130, max_length=130, json_schema_extra={"pattern": "^04[0-9a-fA-F]{128}$"})
 
 

@@ -80,3 +80,19 @@ def test_an_invalid_public_key_is_refused(client: TestClient, admin_headers: dic
     not_on_curve = "04" + "11" * 64
     response = client.post("/v1/admin/terminals", headers=admin_headers, json={"vendor_id": vendor_id, "public_key": not_on_curve})
     assert (response.status_code, response.json()["error"]) == (422, "invalid_public_key")
+
+
+def test_a_boolean_or_a_string_where_an_integer_goes_is_refused(client: TestClient, admin_headers: dict[str, str]) -> None:
+    """Lax pydantic read true as 1: a card issued to household 1, a credit of one cent; 7.0 stays an integer."""
+    household = client.post("/v1/admin/households", headers=admin_headers, json={"name": "Famille Roux", "members": 2, "zone": "Nord"})
+    household_id = household.json()["id"]
+    for path, body in (("/v1/admin/cards", {"household_id": True, "uid": "04A1B2C3D4E5F6"}),
+                       ("/v1/admin/cards", {"household_id": str(household_id), "uid": "04A1B2C3D4E5F6"}),
+                       (f"/v1/admin/households/{household_id}/credits", {"amount_cents": True}),
+                       ("/v1/admin/households", {"name": "Famille Roux", "members": True, "zone": "Nord"}),
+                       ("/v1/admin/terminals", {"vendor_id": True, "public_key": "04" + "00" * 64})):
+        response = client.post(path, headers=admin_headers, json=body)
+        assert (response.status_code, response.json()["error"]) == (422, "invalid_request"), (path, body)
+    assert client.get(f"/v1/admin/households/{household_id}", headers=admin_headers).json()["cards"] == []
+    card = client.post("/v1/admin/cards", headers=admin_headers, json={"household_id": float(household_id), "uid": "04A1B2C3D4E5F6"})
+    assert card.status_code == 201 and card.json()["household_id"] == household_id
