@@ -113,6 +113,9 @@ def test_filters_by_card_status_vendor_and_days(console_client: TestClient, user
     assert amounts("du=2026-01-06&au=2026-02-14") == ["30,00"]
     bad = console_client.get("/console/transactions?card=zz")
     assert bad.status_code == 200 and 'role="alert"' in bad.text
+    for vendor in ("²", "99999999999999999999"):  # not a 500: '²' passes isdigit(), 20 digits overflow
+        bad = console_client.get(f"/console/transactions?vendor={vendor}")
+        assert bad.status_code == 200 and 'role="alert"' in bad.text
 
 
 @SQLITE_ONLY

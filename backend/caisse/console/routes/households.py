@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import admin, audit, directory, fund
+from caisse import admin, audit, db, directory, fund
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
@@ -168,6 +168,7 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
 
 
 def _members(text: str) -> int:
-    if not text.strip().isdigit():
+    count = db.parse_row_id(text.strip())  # ASCII digits within INTEGER: '²' or 20 digits are refused, not a 500
+    if count is None:
         raise InvalidInput("invalid_members", "members must be a whole number")
-    return int(text)
+    return count

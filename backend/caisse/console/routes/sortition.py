@@ -142,6 +142,8 @@ def _organiser(user: ConsoleUser) -> bool:
 
 
 def _whole(text: str, *, code: str) -> int:
-    if not text.strip().isdigit():
-        raise InvalidInput(code, f"un nombre entier est attendu, pas {text.strip()!r}")
-    return int(text)
+    value = text.strip()
+    # ASCII digits only ('²' passes isdigit() but not int()), and few enough for an INTEGER column.
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        raise InvalidInput(code, f"un nombre entier est attendu, pas {value!r}")
+    return int(value)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import admin, audit, records, review
+from caisse import admin, audit, db, records, review
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
@@ -73,10 +73,11 @@ def _filter(form: dict[str, str]) -> records.RecordFilter:
         raise InvalidInput("invalid_form", "dates are YYYY-MM-DD") from None
     if form["status"] and form["status"] not in records.STATUS_FILTERS:
         raise InvalidInput("invalid_form", "unknown status")
-    if form["vendor"] and not form["vendor"].isdigit():
+    vendor_id = db.parse_row_id(form["vendor"]) if form["vendor"] else None
+    if form["vendor"] and vendor_id is None:
         raise InvalidInput("invalid_form", "vendor is a number")
     card = admin.parse_uid(form["card"].replace(" ", "").replace(":", "")) if form["card"] else None
-    return records.RecordFilter(first_day=first, last_day=last, vendor_id=int(form["vendor"]) if form["vendor"] else None,
+    return records.RecordFilter(first_day=first, last_day=last, vendor_id=vendor_id,
                                 card_uid=card, status=form["status"] or None)
 
 
