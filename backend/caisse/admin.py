@@ -33,9 +33,13 @@ from caisse.models import (
 )
 from caisse.sync import bump_blocked_cards, bump_cards
 
-# Cards of a household share a sync version, and a sync page never splits a version: this
-# bound keeps a version group far below the 512 entries of a page (caisse/sync.py).
+# A household may use this many cards at once; blocked and returned ones do not count, since a
+# lost card is gone and must not keep the household from getting a new one.
 MAX_CARDS_PER_HOUSEHOLD = 16
+# Every card attached to a household, blocked and returned ones too, shares the version a balance
+# or member-code change stamps (sync.bump_cards), and a sync page never splits a version: this
+# bound keeps a version group at half the 512 entries of a page, so each page still moves on.
+MAX_CARDS_ATTACHED_PER_HOUSEHOLD = 256
 MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 
@@ -206,9 +210,7 @@ def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: 
     existing = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None and existing.status != CardStatus.RETURNED:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")
-    held = session.execute(select(func.count()).select_from(Card).where(Card.household_id == household_id)).scalar_one()
-    if held >= MAX_CARDS_PER_HOUSEHOLD:
-        raise Conflict("too_many_cards", f"a household holds at most {MAX_CARDS_PER_HOUSEHOLD} cards")
+    _check_room_for_a_card(session, household_id=household_id)
     if existing is None:
         card = Card(uid=uid, household_id=household_id, card_type=card_type)
         session.add(card)
@@ -223,6 +225,17 @@ def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: 
     bump_cards(session, card_ids=[card.id])
     session.refresh(card)
     return card
+
+
+def _check_room_for_a_card(session: Session, *, household_id: int) -> None:
+    counts = session.execute(
+        select(Card.status, func.count()).where(Card.household_id == household_id).group_by(Card.status)  # type: ignore[arg-type]
+    ).all()
+    if sum(n for status, n in counts if status == CardStatus.ACTIVE) >= MAX_CARDS_PER_HOUSEHOLD:
+        raise Conflict("too_many_cards", f"a household uses at most {MAX_CARDS_PER_HOUSEHOLD} cards at once")
+    if sum(n for _, n in counts) >= MAX_CARDS_ATTACHED_PER_HOUSEHOLD:
+        raise Conflict("too_many_ended_cards",
+                       f"a household has at most {MAX_CARDS_ATTACHED_PER_HOUSEHOLD} cards, blocked and returned ones included")
 
 
 def get_card(session: Session, *, uid_hex: str) -> Card:

@@ -407,3 +407,31 @@ def test_a_terminal_is_told_of_a_block_by_the_sync_after_the_one_that_brought_it
     sync_since(received)  # this `since` proves it
     assert tap() == {"index": 0, "seq": 2, "status": "rejected", "reason": "card_blocked"}
     assert list(_holds(session, world.chain)) == [1]
+
+
+def test_lost_cards_do_not_keep_a_household_from_getting_a_new_one(session: Session) -> None:
+    world = make_world(session)
+    admin.block_card(session, uid_hex=world.uid.hex())
+    for _ in range(admin.MAX_CARDS_PER_HOUSEHOLD - 1):
+        lost = admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
+        admin.block_card(session, uid_hex=lost.uid.hex())
+    card = admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
+    assert card.status == "active"
+
+
+def test_ended_cards_stay_in_the_households_sync_version_so_their_number_is_bounded_too(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = make_world(session)
+    admin.block_card(session, uid_hex=world.uid.hex())
+    # A balance change stamps every card of the household, the blocked one too: the group a
+    # sync page must carry whole is all the household's cards, not its active ones.
+    last = sync.bump_cards(session, household_ids=[world.household_id])
+    assert {c.sync_version for c in admin.household_cards(session, household_id=world.household_id)} == {last}
+    assert admin.MAX_CARDS_ATTACHED_PER_HOUSEHOLD <= sync.MAX_CARDS_PER_SYNC // 2
+    monkeypatch.setattr(admin, "MAX_CARDS_ATTACHED_PER_HOUSEHOLD", 3)
+    for _ in range(2):
+        admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
+    with pytest.raises(Conflict) as refused:
+        admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
+    assert refused.value.code == "too_many_ended_cards"
