@@ -141,6 +141,7 @@ class Terminal(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
     last_sync_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    firmware_version: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))  # as last reported
 
 
 class CardCounter(SQLModel, table=True):

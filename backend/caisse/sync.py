@@ -10,6 +10,7 @@ stamped at or below it is already committed and visible, so no change is ever sk
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ assert CARD_ENTRY.size == 32
 _NO_CODE = bytes(8)
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 MAX_SINCE = 0xFFFFFFFF
+# X-Caisse-Firmware (docs/protocol.md#sync): at most 32 printable ASCII characters.
+_FIRMWARE_VERSION = re.compile(r"[\x20-\x7e]{1,32}")
 
 _counter = Counter.__table__  # type: ignore[attr-defined]
 _card = Card.__table__  # type: ignore[attr-defined]
@@ -164,11 +167,12 @@ def authenticate(
 
 def sync_terminal(
     session: Session, *, terminal_id: int, time_s: int | None, since: int, signature_hex: str | None,
-    now_s: int, settings: Settings,
+    now_s: int, settings: Settings, firmware_version: str | None = None,
 ) -> SyncResponse:
     """Authenticate, then the card changes after `since` (at most 512, in version order).
 
-    Records the terminal's last sync time and the cards version it holds; the caller commits.
+    Records the terminal's last sync time, the cards version it holds and its firmware version
+    (a malformed one is ignored: it is informational); the caller commits.
     """
     assert 0 <= since <= MAX_SINCE
     acked_seq = authenticate(session, terminal_id=terminal_id, time_s=time_s,
@@ -205,11 +209,16 @@ def sync_terminal(
         )
         for r in rows
     )
-    session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(last_sync_at=utcnow()))
+    reported = {"firmware_version": firmware_version} if is_firmware_version(firmware_version) else {}
+    session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(last_sync_at=utcnow(), **reported))
     return SyncResponse(
         server_time=now_s, acked_seq=acked_seq, cards_version=cards_version, full=since == 0, more=more,
         cards=packed, limits=settings.terminal_limits(),
     )
+
+
+def is_firmware_version(value: str | None) -> bool:
+    return value is not None and _FIRMWARE_VERSION.fullmatch(value) is not None
 
 
 def record_version_held(session: Session, *, terminal_id: int, since: int) -> None:

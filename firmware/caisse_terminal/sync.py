@@ -10,9 +10,10 @@ It raises OSError when the network is down. Order of one sync():
    reported; a record refused as seq_conflict, bad_chain or wrong_terminal is not sent again
    (log.NOT_RESENT), one refused as malformed or bad_signature is (the upload may have been
    corrupted on the way);
-3. GET /sync (signed, with the 401 clock_skew dance), merge the card entries, set the clock and
-   limits, and only then acknowledge acked_seq to the log: the balances and the reclaim are
-   from the same answer, so the offline spend never forgets a record the balance lacks;
+3. GET /sync (signed, with the 401 clock_skew dance; it tells the firmware version), merge the
+   card entries, set the clock and limits, and only then acknowledge acked_seq to the log: the
+   balances and the reclaim are from the same answer, so the offline spend never forgets a
+   record the balance lacks;
 4. POST the wrong member-code counts (code-failures, signed), forgotten after a 200.
 After a failure, sync is retried with exponential backoff (due()).
 """
@@ -28,7 +29,7 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-from . import record
+from . import VERSION, record
 from .policy import CODE_FAILURE_SIZE, ENTRY_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
@@ -150,7 +151,8 @@ class SyncClient:
             now = self._clock.now()
             sig = self._signer.sign_digest(sync_digest(policy.terminal_id, now, since))
             headers = {"X-Caisse-Time": str(now),
-                       "X-Caisse-Signature": binascii.hexlify(sig).decode()}
+                       "X-Caisse-Signature": binascii.hexlify(sig).decode(),
+                       "X-Caisse-Firmware": VERSION}  # informational: not signed
             status, raw = self._transport("GET", self._path("sync?since=%d" % since), headers, None)
             if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
                 skew_retries += 1

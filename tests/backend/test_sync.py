@@ -7,24 +7,26 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from caisse import admin, protocol
 from caisse.admin import MAX_CARDS_PER_HOUSEHOLD
 from caisse.errors import Conflict
-from caisse.models import Card, utcnow
+from caisse.models import Card, Terminal, utcnow
 from caisse.sync import MAX_CARDS_PER_SYNC, bump_cards, unpack_cards
 from tests.backend.factories import World, make_world, new_uid
 
 
-def _sync(client: TestClient, world: World, *, since: int = 0, time_s: int | None = None, key=None):  # type: ignore[no-untyped-def]
+def _sync(client: TestClient, world: World, *, since: int = 0, time_s: int | None = None, key=None,  # type: ignore[no-untyped-def]
+          firmware: str | bytes | None = None):
     time_s = int(time.time()) if time_s is None else time_s
     signature = protocol.sign_digest(key or world.chain.key, protocol.sync_digest(world.terminal_id, time_s, since))
+    headers: dict[str, str | bytes] = {"X-Caisse-Time": str(time_s), "X-Caisse-Signature": signature.hex()}
     return client.get(
         f"/v1/terminals/{world.terminal_id}/sync",
         params={"since": since},
-        headers={"X-Caisse-Time": str(time_s), "X-Caisse-Signature": signature.hex()},
+        headers=headers | ({"X-Caisse-Firmware": firmware} if firmware is not None else {}),
     )
 
 
@@ -76,6 +78,35 @@ def test_a_revoked_or_unknown_terminal_is_403(client: TestClient, session: Sessi
     ghost.chain = type(world.chain)(world.terminal_id + 100, world.chain.key)
     response = _sync(client, ghost)
     assert (response.status_code, response.json()["error"]) == (403, "unknown_terminal")
+
+
+def _firmware_version(session: Session, world: World) -> str | None:
+    version = session.execute(select(Terminal.firmware_version).where(Terminal.id == world.terminal_id)).scalar_one()  # type: ignore[arg-type]
+    session.rollback()  # end the read: the next sync writes
+    return version
+
+
+def test_the_reported_firmware_version_is_stored_and_kept_when_absent(client: TestClient, session: Session) -> None:
+    world = make_world(session)
+    assert _sync(client, world).status_code == 200
+    assert _firmware_version(session, world) is None
+    assert _sync(client, world, firmware="0.1.0").status_code == 200
+    assert _firmware_version(session, world) == "0.1.0"
+    assert _sync(client, world, firmware="v" * 32).status_code == 200
+    assert _firmware_version(session, world) == "v" * 32
+    assert _sync(client, world).status_code == 200  # an older firmware says nothing: keep what is known
+    assert _firmware_version(session, world) == "v" * 32
+
+
+@pytest.mark.parametrize("firmware", ["v" * 33, b"1.0\xe9", "1.0\t2", ""])
+def test_a_malformed_firmware_version_is_ignored_and_the_sync_still_answers(
+    client: TestClient, session: Session, firmware: str | bytes
+) -> None:
+    world = make_world(session)
+    assert _sync(client, world, firmware="0.1.0").status_code == 200
+    response = _sync(client, world, firmware=firmware)
+    assert response.status_code == 200 and response.json()["full"] is True
+    assert _firmware_version(session, world) == "0.1.0"
 
 
 def test_since_returns_only_cards_changed_after_it_and_blocked_cards_appear(client: TestClient, session: Session) -> None:

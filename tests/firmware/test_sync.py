@@ -8,12 +8,14 @@ import sys
 
 from caisse import protocol
 from caisse.simulation.faults import flip_a_signature_bit
+from caisse.sync import is_firmware_version
 
 from tests.firmware.mpy_runtime import ROOT
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+import caisse_terminal  # noqa: E402
 from caisse_terminal import sync as sync_module  # noqa: E402
 
 PUBLIC = protocol.load_public_key(bytes.fromhex(
@@ -229,6 +231,15 @@ def test_a_full_log_accepts_payments_again_after_a_sync():
     assert "Paiement accepté" in r.pay("0,01", rig.CAROL)
 
 
+def test_the_sync_request_tells_the_firmware_version_in_a_form_the_backend_stores():
+    backend = FakeBackend()
+    sent = []
+    r = terminal(lambda method, path, headers, body: sent.append(headers) or backend(method, path, headers, body))
+    assert r.terminal.sync_now().error is None
+    assert sent[-1]["X-Caisse-Firmware"] == caisse_terminal.VERSION
+    assert is_firmware_version(caisse_terminal.VERSION)
+
+
 def test_sync_digest_matches_the_backend():
     assert sync_module.sync_digest(7, 1767258000, 42) == protocol.sync_digest(7, 1767258000, 42)
 
@@ -241,11 +252,13 @@ import rig
 
 CARDS = rig.entry(rig.ALICE, 1, 5000) + rig.entry(rig.CAROL, 0, 700, rig.CODE)
 posted = []
+fetched = []
 
 def backend(method, path, headers, body):
     if method == "POST":
         posted.append((path, headers, body))
         return 200, json.dumps({"recorded": len(body) // 15}).encode()
+    fetched.append(headers)
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
     return 200, json.dumps({"server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
                             "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
@@ -260,6 +273,8 @@ report = r.terminal.sync_now()
 path, headers, body = posted[0]
 print(report.error, report.code_failures, path, headers['X-Caisse-Time'], headers['X-Caisse-Signature'],
       binascii.hexlify(body).decode(), pol.code_failures())
+import caisse_terminal
+print(fetched[0]['X-Caisse-Firmware'] == caisse_terminal.VERSION, caisse_terminal.VERSION)
 """
 
 
@@ -275,3 +290,5 @@ def test_the_card_table_from_a_sync_answer_decodes_under_micropython():
     digest = hashlib.sha256(b"caisse-code-failures-v1" + struct.pack(">II", 7, int(t))
                             + hashlib.sha256(bytes.fromhex(body)).digest()).digest()
     assert protocol.verify_digest(PUBLIC, digest, bytes.fromhex(signature))
+    sent, version = out[3].split()
+    assert sent == "True" and is_firmware_version(version)  # the firmware tells its version

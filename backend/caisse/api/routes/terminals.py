@@ -113,10 +113,11 @@ def sync(
     since: Annotated[int, Query(ge=0, le=MAX_SINCE)] = 0,
     x_caisse_time: Annotated[str | None, Header()] = None,
     x_caisse_signature: Annotated[str | None, Header()] = None,
+    x_caisse_firmware: Annotated[str | None, Header(description="the terminal's firmware version, not signed")] = None,
 ) -> dict[str, Any]:
     response = sync_terminal(
         session, terminal_id=terminal_id, time_s=header_number(x_caisse_time), since=since, signature_hex=x_caisse_signature,
-        now_s=int(time.time()), settings=settings,
+        now_s=int(time.time()), settings=settings, firmware_version=x_caisse_firmware,
     )
     session.commit()
     return response.as_json()
