@@ -224,6 +224,18 @@ def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: 
     assert "Révoqué" in console_client.get("/console/terminals", params={"status": "revoked"}).text
 
 
+def test_terminals_show_the_firmware_version_they_reported_or_inconnu(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    cell = re.compile(r"<td[^>]*>(inconnu|0\.1\.0)</td>")
+    assert cell.findall(console_client.get("/console/terminals").text) == ["inconnu"]
+    with session_factory(engine)() as session:  # as a sync with X-Caisse-Firmware leaves it
+        admin.get_terminal(session, terminal_id=ids["terminal"]).firmware_version = "0.1.0"
+        session.commit()
+    for page in ("/console/terminals", f"/console/vendors/{ids['vendor']}"):
+        assert cell.findall(console_client.get(page).text) == ["0.1.0"]
+
+
 def test_an_unknown_household_is_a_french_404(console_client: TestClient, users: Any) -> None:
     sign_in(console_client, Role.COORDINATOR)
     answer = console_client.get("/console/households/999")
