@@ -73,11 +73,16 @@ def _run(action: Callable[[Session], T]) -> T:
 
 
 def _fail(error: CaisseError) -> NoReturn:
-    """Exit 1 with the error in French: the console's sentence for a known code, else the service's detail."""
+    """Exit 1 with the error in French."""
+    err.print(f"[red]Erreur :[/red] {_french(error)} ({error.code})")
+    raise typer.Exit(code=1) from None
+
+
+def _french(error: CaisseError) -> str:
+    """The console's sentence for a known code, else the service's detail."""
     from caisse.console.messages import MESSAGES  # only on failure: the console package is slow to import
 
-    err.print(f"[red]Erreur :[/red] {MESSAGES.get(error.code, error.detail)} ({error.code})")
-    raise typer.Exit(code=1) from None
+    return MESSAGES.get(error.code, error.detail)
 
 
 def _created(what: str, new_id: int | None) -> None:
@@ -528,7 +533,7 @@ def fund_import(
     content = path.read_text(encoding="utf-8-sig")
     report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors))
     for line, problem in report.errors:
-        err.print(f"[red]ligne {line} :[/red] {problem}")
+        err.print(f"[red]ligne {line} :[/red] {_french(problem)}")
     out.print(report.imported)
     err.print(f"{report.imported} cotisation(s) importée(s) ({euros(report.imported_cents)} EUR), {report.already} déjà"
               f" présente(s), frais de la plateforme {euros(report.fee_cents)} EUR.")

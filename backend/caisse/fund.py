@@ -28,7 +28,7 @@ from caisse import ledger
 from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput
+from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer
 from caisse.money import euros
 
@@ -121,7 +121,7 @@ class ImportReport:
     already: int = 0
     imported_cents: int = 0
     fee_cents: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
+    errors: list[tuple[int, CaisseError]] = field(default_factory=list)  # (line number, what is wrong)
 
 
 def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False) -> ImportReport:
@@ -158,10 +158,10 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
                 raise InvalidInput("duplicate_reference", f"reference {reference!r} already on line {seen[reference]}")
             seen[reference] = line
         except ValueError:
-            report.errors.append((line, f"household_id {row['household_id']!r} is not a number"))
+            report.errors.append((line, InvalidInput("invalid_household_id", f"household_id {row['household_id']!r} is not a number")))
             continue
         except InvalidInput as error:
-            report.errors.append((line, error.detail))
+            report.errors.append((line, error))
             continue
         good.append((line, household_id, month, amount, reference))
     if report.errors and not skip_errors:
@@ -172,13 +172,13 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
                 created = record_contribution(session, household_id=household_id, month=month, amount_cents=amount,
                                               settings=settings, reference=f"import:{reference}")
         except Conflict as error:
-            report.errors.append((line, error.detail))
+            report.errors.append((line, error))
             continue
         report.imported += created
         report.already += not created
         report.imported_cents += amount if created else 0
     if report.errors and not skip_errors:
-        raise Conflict("import_conflict", "; ".join(f"line {n}: {e}" for n, e in report.errors))
+        raise Conflict("import_conflict", "; ".join(f"line {n}: {e.detail}" for n, e in report.errors))
     fee = (Decimal(report.imported_cents) * settings.platform_fee_basis_points / 10_000).quantize(Decimal(1), ROUND_HALF_UP)
     if fee > 0:
         digest = hashlib.sha256(content.encode()).hexdigest()[:32]

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from caisse import admin, allowances, fund, ledger, settlement
 from caisse.config import Settings
+from caisse.console.messages import MESSAGES
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer, SettlementRun, TransactionRecord
@@ -84,7 +85,9 @@ def test_an_import_with_errors_reports_them_by_line_and_imports_nothing(session:
     )
     report = fund.import_contributions(session, content=content, settings=make_settings())
     assert [line for line, _ in report.errors] == [3, 4, 5, 6, 7]
-    assert "already on line 2" in report.errors[3][1]
+    assert [error.code for _, error in report.errors] == [
+        "household_not_found", "invalid_month", "invalid_amount", "duplicate_reference", "invalid_household_id"]
+    assert "already on line 2" in report.errors[3][1].detail
     assert report.imported == 0
     assert session.execute(select(func.count()).select_from(Contribution)).scalar_one() == 0
     skipped = fund.import_contributions(session, content=content, settings=make_settings(), skip_errors=True)
@@ -161,7 +164,8 @@ def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path:
     bad = tmp_path / "bad.csv"
     bad.write_text("household_id;month;amount_eur;reference\n1;2030-01;20,00;a\n1;2030-01;vingt;b\n", encoding="utf-8")
     refused = runner.invoke(app, ["fund", "import", str(bad)])
-    assert refused.exit_code == 1 and "ligne 3 :" in refused.stderr and refused.stdout.strip() == "0"
+    assert refused.exit_code == 1 and refused.stdout.strip() == "0"
+    assert f"ligne 3 : {MESSAGES['invalid_amount']}" in refused.stderr
     assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors"]).stdout.strip() == "1"
     assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05"]).exit_code == 0
     fee = ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f"]

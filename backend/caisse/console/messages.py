@@ -49,11 +49,39 @@ MESSAGES = {
     "below_minimum": "Cette cotisation est inférieure au minimum fixé par la caisse.",
     "invalid_period": "Période invalide : le mois de fin suit celui du début, sur 36 mois au plus.",
     "draw_not_found": "Tirage introuvable.",
+    "user_not_found": "Aucun compte pour cette adresse e-mail.",
+    "terminal_exists": "Ce terminal est déjà enregistré : sa clé publique l'est déjà.",
+    "invalid_public_key": "Clé publique invalide : un point P-256 non compressé de 65 octets, en hexadécimal (130 caractères).",
+    "invalid_code": "Un code de membre compte exactement 4 chiffres.",
+    "invalid_code_failures": "Rapport de codes erronés mal formé (envoyé par un terminal).",
+    "reference_reused": "Cette référence a déjà servi pour une opération différente (foyer, mois ou montant) : rien n'est enregistré.",
+    # allowances
+    "month_allocated": "Les allocations sont déjà attribuées pour ce mois : une nouvelle règle ne commence qu'après le dernier mois attribué.",
+    "month_closed": "Ce mois est clos : ses allocations ne peuvent plus être attribuées.",
+    "invalid_allowance_rule": "Règle d'allocation inconnue.",
+    "invalid_unspent_policy": "Règle inconnue pour l'argent non dépensé.",
+    "negative_amount": "Un montant ne peut pas être négatif.",
+    # caisse fund import
+    "empty_file": "Le fichier est vide.",
+    "missing_columns": "Colonnes manquantes en ligne 1 : il faut household_id, month, amount_eur et reference.",
+    "invalid_household_id": "Le numéro de foyer doit être un nombre entier.",
+    "missing_reference": "La référence de la plateforme de paiement est vide.",
+    "duplicate_reference": "Cette référence figure déjà sur une ligne précédente du fichier.",
+    "import_conflict": ("Des lignes reprennent une référence déjà importée avec un autre contenu : rien n'est importé."
+                        " Relancez avec --skip-errors pour importer les autres lignes et voir lesquelles."),
 }
+# Codes whose service detail is already French and more precise than a fixed sentence (the
+# sortition services write for the committee directly; line numbers, bounds, states).
+FRENCH_DETAILS = frozenset({
+    "invalid_seats", "invalid_title", "invalid_quotas", "invalid_seed_phrase", "no_volunteers", "draw_state",
+    "invalid_volunteer", "invalid_stratum", "too_many_volunteers", "invalid_import", "invalid_export", "card_in_use",
+})
 
 
 def french(error: CaisseError) -> str:
     message = MESSAGES.get(error.code)
+    if error.code in FRENCH_DETAILS:
+        return error.detail
     if message is None:
         return f"Opération refusée ({error.code}) : {error.detail}"
     return message
