@@ -49,14 +49,6 @@ def hold(session: Session, *, record_ids: Sequence[int], reason: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def held_records(session: Session, *, vendor_id: int | None = None, limit: int = 500) -> list[TransactionRecord]:
-    """Records waiting for a decision, oldest first."""
-    query = select(TransactionRecord).where(TransactionRecord.review == ReviewStatus.HELD)  # type: ignore[arg-type]
-    if vendor_id is not None:
-        query = query.join(Terminal, Terminal.id == TransactionRecord.terminal_id).where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
-    return list(session.execute(query.order_by(TransactionRecord.time, TransactionRecord.id).limit(limit)).scalars())  # type: ignore[arg-type]
-
-
 def release(session: Session, *, record_id: int, by: str) -> TransactionRecord:
     """The vendor will be paid by the next settlement run."""
     record = _held(session, record_id=record_id)

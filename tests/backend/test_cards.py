@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import admin, card_auth, ingest, protocol, review, sync
+from caisse import admin, card_auth, ingest, protocol, statements, sync
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
@@ -81,7 +81,7 @@ def _card(session: Session, uid: bytes) -> Card:
 
 def _holds(session: Session, chain: Chain) -> dict[int, str]:
     """seq -> hold reason of the terminal's held records."""
-    return {r.seq: r.hold_reason or "" for r in review.held_records(session) if r.terminal_id == chain.terminal_id}
+    return {r.seq: r.reason for r in statements.held_for_review(session) if r.terminal_id == chain.terminal_id}
 
 
 # SUN messages at ingestion --------------------------------------------------------------------

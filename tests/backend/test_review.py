@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, review, settlement, sortition
+from caisse import admin, review, settlement, sortition, statements
 from caisse.config import Settings
 from caisse.errors import Conflict, NotFound
 from caisse.models import TransactionRecord
@@ -47,8 +47,8 @@ def test_a_held_payment_is_not_paid_and_is_listed_with_its_reason(session: Sessi
     result = _settle(engine, rules, DAY1)
     assert result.paid_cents == 300
     assert result.held == [(market.vendor_ids[0], 1_000, settlement.HELD_REVIEW)]
-    assert [record.id for record in review.held_records(session, vendor_id=market.vendor_ids[0])] == [record_id]
-    assert review.held_records(session, vendor_id=market.vendor_ids[1]) == []
+    assert [held.record_id for held in statements.held_for_review(session, vendor_id=market.vendor_ids[0])] == [record_id]
+    assert statements.held_for_review(session, vendor_id=market.vendor_ids[1]) == []
 
 
 def test_a_released_payment_is_paid_by_the_next_run(session: Session, engine: Engine, rules: Settings) -> None:

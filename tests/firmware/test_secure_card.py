@@ -11,7 +11,7 @@ import base64
 import sys
 
 import pytest
-from caisse import admin, card_auth, review
+from caisse import admin, card_auth, statements
 from caisse.db import session_factory
 from caisse.sun import diversify_key, verify_sun
 from caisse_provisioning.ntag424 import Ntag424
@@ -169,7 +169,7 @@ for raw in r.log.pending(10):
     assert answer.status_code == 200, answer.text
     assert [r["status"] for r in answer.json()["results"]] == ["accepted"] * 3  # the food was handed over
     with session_factory(engine)() as session:
-        holds = {r.seq: r.hold_reason for r in review.held_records(session)}
+        holds = {r.seq: r.reason for r in statements.held_for_review(session)}
         flagged = admin.get_card(session, uid_hex=SECURE_UID.hex())
     assert set(holds) == {2, 3}  # the genuine payment is not held
     assert "sans message SUN" in holds[2] and "déjà utilisé" in holds[3]
