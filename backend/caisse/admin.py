@@ -262,9 +262,10 @@ def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type:
     old = get_card(session, uid_hex=uid_hex)
     if old.status == CardStatus.RETURNED:
         raise Conflict("card_returned", f"card {old.uid.hex()} was returned: issue a new card to the household instead")
-    new = issue_card(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
+    # Blocked first, so a household using its 16 cards can still swap one; if the new card is
+    # refused, the caller rolls the block back with it.
     _end_card(session, old, status=CardStatus.BLOCKED, reason=BlockReason.REPLACED)
-    return new
+    return issue_card(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
 
 
 def return_card(session: Session, *, uid_hex: str) -> Card:

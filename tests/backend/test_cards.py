@@ -435,3 +435,23 @@ def test_ended_cards_stay_in_the_households_sync_version_so_their_number_is_boun
     with pytest.raises(Conflict) as refused:
         admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
     assert refused.value.code == "too_many_ended_cards"
+
+
+def test_a_household_using_all_its_cards_can_still_replace_one(session: Session) -> None:
+    world = make_world(session)
+    for _ in range(admin.MAX_CARDS_PER_HOUSEHOLD - 1):
+        admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
+    new = admin.replace_card(session, uid_hex=world.uid.hex(), new_uid_hex=new_uid().hex())
+    cards = admin.household_cards(session, household_id=world.household_id)
+    assert sum(c.status == "active" for c in cards) == admin.MAX_CARDS_PER_HOUSEHOLD
+    assert new.status == "active" and admin.get_card(session, uid_hex=world.uid.hex()).status == "blocked"
+
+
+def test_a_refused_replacement_leaves_the_old_card_active_once_rolled_back(session: Session) -> None:
+    world = make_world(session)
+    taken = admin.issue_card(session, household_id=world.household_id, uid_hex=new_uid().hex())
+    session.commit()
+    with pytest.raises(Conflict):
+        admin.replace_card(session, uid_hex=world.uid.hex(), new_uid_hex=taken.uid.hex())
+    session.rollback()
+    assert admin.get_card(session, uid_hex=world.uid.hex()).status == "active"
