@@ -194,7 +194,7 @@ def sync_terminal(
         boundary = page[-1].sync_version
         if rows[MAX_CARDS_PER_SYNC].sync_version == boundary:
             # Cards sharing a version must travel together, or `since` would skip the rest.
-            # A version covers at most one household's cards (admin.MAX_CARDS_PER_HOUSEHOLD).
+            # A version covers at most one household's cards (admin.MAX_CARDS_ATTACHED_PER_HOUSEHOLD, ended cards included).
             page = [r for r in page if r.sync_version != boundary]
             assert page, "a sync version covers more cards than a page holds"
         rows, cards_version = page, page[-1].sync_version
