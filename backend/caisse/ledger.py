@@ -46,6 +46,11 @@ def record_reference(terminal_id: int, seq: int) -> str:
     return f"record:{terminal_id}:{seq}"
 
 
+def reject_reference(terminal_id: int, seq: int) -> str:
+    """The reversal of a held payment a person rejected (caisse.review): at most once per record."""
+    return f"reject:{terminal_id}:{seq}"
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer:
     debit_account_id: int

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, select, text
 from sqlmodel import Session
 
 from caisse import ledger
@@ -29,8 +29,6 @@ from caisse.errors import Conflict, NotFound
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, utcnow
 from caisse.protocol import Kind
 from caisse.sync import bump_cards
-
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
 
 
 def hold(session: Session, *, record_ids: Sequence[int], reason: str) -> int:
@@ -65,8 +63,8 @@ def reject(session: Session, *, record_id: int, by: str) -> TransactionRecord:
         vendor, member = ledger.vendor_payable_code(vendor_id), ledger.member_code(record.household_id)
         ids = ledger.account_ids(session, codes=(vendor, member))
         ledger.post_transfer(session, debit=ids[vendor], credit=ids[member], amount_cents=record.amount_cents,
-                             kind=ledger.TransferKind.REJECT, reference=f"reject:{record.terminal_id}:{record.seq}")
-        session.execute(update(_record).where(_record.c.id == record.id).values(voided=True))
+                             kind=ledger.TransferKind.REJECT, reference=ledger.reject_reference(record.terminal_id, record.seq))
+        record.voided = True
         bump_cards(session, household_ids=[record.household_id])
     _decide(session, record, ReviewStatus.REJECTED, by=by)
     return record
@@ -85,7 +83,6 @@ def _held(session: Session, *, record_id: int) -> TransactionRecord:
 
 
 def _decide(session: Session, record: TransactionRecord, decision: ReviewStatus, *, by: str) -> None:
-    now = utcnow()
-    session.execute(update(_record).where(_record.c.id == record.id, _record.c.review == str(ReviewStatus.HELD))
-                    .values(review=str(decision), reviewed_by=by, reviewed_at=now))
-    session.refresh(record)
+    """Record the decision on the row _held locked: no one else can have decided meanwhile."""
+    record.review, record.reviewed_by, record.reviewed_at = str(decision), by, utcnow()
+    session.flush()

@@ -67,7 +67,7 @@ def assert_ledger_invariants(session: Session) -> None:
     for record in accepted:
         if record.review == "rejected":
             assert record.id not in settled_ids and record.voided
-            assert (record.kind != 1) or f"reject:{record.terminal_id}:{record.seq}" in by_reference or any(
+            assert (record.kind != 1) or ledger.reject_reference(record.terminal_id, record.seq) in by_reference or any(
                 r.kind == 2 and r.terminal_id == record.terminal_id and r.ref_seq == record.seq for r in accepted)
     # 7. what was paid out is exactly what exported settlement runs settled (docs/settlement.md)
     paid_out = sum(a.credits_posted_cents - a.debits_posted_cents for a in accounts if a.kind == "vendor_paid")
