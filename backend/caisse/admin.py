@@ -42,6 +42,9 @@ MAX_CARDS_PER_HOUSEHOLD = 16
 # or member-code change stamps (sync.bump_cards), and a sync page never splits a version: this
 # bound keeps a version group at half the 512 entries of a page, so each page still moves on.
 MAX_CARDS_ATTACHED_PER_HOUSEHOLD = 256
+# A caller's credit reference may not squat these: a "reversal:{id}" credit would pass for the
+# reversal of transfer id (caisse.corrections) and keep the real one from ever being posted.
+RESERVED_REFERENCE_PREFIXES = ("reversal:", "record:", "reject:", "settlement:")
 MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 
@@ -299,6 +302,8 @@ def credit_household(
     get_household(session, household_id=household_id)
     if not 0 < amount_cents <= MAX_CREDIT_CENTS:
         raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
+    if reference is not None and reference.startswith(RESERVED_REFERENCE_PREFIXES):
+        raise InvalidInput("reserved_reference", f"references starting with {', '.join(RESERVED_REFERENCE_PREFIXES)} are the system's")
     reference = reference or f"credit:{uuid.uuid4()}"
     fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
     member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind="member")

@@ -641,6 +641,25 @@ def fund_fee(
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 
 
+ledger_app = typer.Typer(help="The ledger: correct a staff entry made by mistake.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("reverse")
+def ledger_reverse(
+    reference: Annotated[str, typer.Argument(help="Reference of the entry to take back (e.g. contribution:RECU-0042).")],
+    by: _StaffBy,
+    reason: Annotated[str, typer.Option(help="Why, in French (kept in the ledger and the audit log).")],
+) -> None:
+    """Reverse an allowance credit, contribution, grant or fee entered by mistake (once; nothing is deleted)."""
+    from caisse import corrections
+
+    done = _run(lambda s: corrections.reverse(s, reference=reference, by=by, reason=reason, os_user=_os_user()))
+    out.print(done.reference)
+    err.print(f"Écriture {reference} contre-passée ({euros(done.amount_cents)} EUR) sous la référence {done.reference}."
+              if done.created else f"Écriture {reference} déjà contre-passée ({done.reference}) : rien de changé.")
+
+
 @app.command()
 def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
     """The month's budget, to the cent, reconciled with the ledger (exit 1 if it is not)."""

@@ -22,7 +22,7 @@ from caisse.db import session_factory
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import ConsoleUser, Role, SettlementRun, Vendor
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.test_settlement import IBANS, Market, _control_sum_cents, _paid_cents, _sepa, _settle, _texts, folder, rules  # noqa: F401
+from tests.backend.test_settlement import IBANS, Market, _paid_cents, _sepa, _settle, _texts, folder, rules  # noqa: F401
 
 DAY1 = date(2026, 1, 1)
 NEW_IBAN = "DE02120300000000202051"

@@ -50,6 +50,13 @@ MESSAGES = {
     "iban_change_pending": "Un changement d'IBAN attend déjà l'approbation pour ce commerçant : faites-le approuver ou refuser d'abord.",
     "iban_change_not_found": "Changement d'IBAN introuvable.",
     "iban_change_decided": "Ce changement d'IBAN a déjà été approuvé ou refusé.",
+    "reserved_reference": "Cette référence commence comme celles que la caisse donne elle-même (reversal:, record:, reject:, settlement:) : choisissez-en une autre.",
+    "invalid_reason": "Une contre-passation dit pourquoi, en 200 caractères au plus.",
+    "transfer_not_found": "Aucune écriture du grand livre sous cette référence.",
+    "not_reversible": ("Seule une écriture saisie à la main (allocation créditée, cotisation, subvention, frais) se contre-passe ;"
+                       " un paiement se corrige par une annulation ou une décision de vérification, un règlement par la banque."),
+    "reversal_would_overdraw": ("Le foyer a déjà dépensé une partie de cette allocation : la contre-passer le mettrait en dette."
+                                " Le trop-perçu se règle avec le foyer, par une personne de la caisse."),
     "not_approved": "Le règlement doit être approuvé avant de générer ses fichiers.",
     "settlement_run_not_found": "Règlement introuvable.",
     "settlement_file_not_found": "Ce fichier n'existe pas pour ce règlement.",
