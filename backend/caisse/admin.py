@@ -44,7 +44,7 @@ MAX_CARDS_PER_HOUSEHOLD = 16
 MAX_CARDS_ATTACHED_PER_HOUSEHOLD = 256
 # A caller's credit reference may not squat these: a "reversal:{id}" credit would pass for the
 # reversal of transfer id (caisse.corrections) and keep the real one from ever being posted.
-RESERVED_REFERENCE_PREFIXES = ("reversal:", "record:", "reject:", "settlement:")
+RESERVED_REFERENCE_PREFIXES = ("reversal:", "record:", "reject:", "settlement:", "return:")
 MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 

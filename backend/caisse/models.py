@@ -382,6 +382,40 @@ class SettlementLine(SQLModel, table=True):
     payee_iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
     payee_bic: str | None = Field(default=None, sa_column=Column(String(11), nullable=True))
     payment_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))  # EndToEndId
+    # The day the caisse's bank statement (camt.054/053) shows the transfer debited (caisse.bank).
+    debited_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+
+
+class BankFile(SQLModel, table=True):
+    """A bank message imported (caisse.bank): its digest makes a second import change nothing."""
+
+    __tablename__ = "bank_file"
+
+    sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    message_type: str = Field(sa_column=Column(String(40), nullable=False))  # pain.002.001.03, camt.054.001.02...
+    message_id: str = Field(sa_column=Column(String(35), nullable=False))  # the bank's GrpHdr/MsgId
+    imported_by: str = Field(sa_column=Column(String(254), nullable=False))
+    imported_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class BankReturn(SQLModel, table=True):
+    """A transfer the bank rejected or returned (caisse.bank): its money is back in the vendor's
+    payable, and a later run pays it again. At most one per payment (its EndToEndId)."""
+
+    __tablename__ = "bank_return"
+
+    id: int | None = Field(default=None, primary_key=True)
+    payment_id: str = Field(sa_column=Column(String(35), nullable=False, unique=True))
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False))
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    iban: str = Field(sa_column=Column(String(34), nullable=False))  # the IBAN the money came back from
+    reason_code: str = Field(sa_column=Column(String(8), nullable=False))  # ISO 20022 ExternalStatusReason, e.g. AC04
+    reason: str = Field(sa_column=Column(String(300), nullable=False))  # in French, for staff and the vendor
+    needs_new_iban: bool = Field(sa_column=Column(Boolean, nullable=False))
+    file_sha256: str = Field(sa_column=Column(String(64), ForeignKey("bank_file.sha256"), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    repaid_run_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=True))
 
 
 class IbanChangeStatus(enum.StrEnum):
