@@ -104,6 +104,10 @@ def test_a_rejected_payment_returns_to_its_vendor_once_and_waits_for_a_new_iban(
     assert session.execute(select(BankReturn.repaid_run_id)).scalar_one() == third.run_id
     assert _paid_cents(session) == before + 300
     assert sorted(_texts(_sepa_of(folder, third.run_id), ".//CdtTrfTxInf/Amt/InstdAmt")) == ["13.00"]
+    [statement] = folder.glob(f"*-reglement-{third.run_id}/releve-commercant-{vendor}.csv")
+    rows = statement.read_text(encoding="utf-8-sig").splitlines()
+    assert f"virement {paid.ids[0]} retourné par la banque (compte clôturé (AC04)), payé à nouveau;;;;;10,00" in rows
+    assert rows[-1] == "total;;;1;;13,00"
     assert_ledger_invariants(session)
     session.commit()
     # A fourth run pays nothing more.
