@@ -44,6 +44,21 @@ err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
+@app.callback()
+def _check_settings() -> None:
+    """Refuse to run on settings that are wrong or unsafe, with a French sentence per problem."""
+    from pydantic import ValidationError
+
+    from caisse.config import settings_problems
+
+    try:
+        Settings()
+    except ValidationError as error:
+        for problem in settings_problems(error):
+            err.print(f"[red]Erreur de configuration :[/red] {problem}", markup=True, highlight=False)
+        raise typer.Exit(code=2) from None
+
+
 @contextmanager
 def _engine(settings: Settings) -> Iterator[Engine]:
     """The settings' database, disposed of after use. In development the schema is brought up to date first."""

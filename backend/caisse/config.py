@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
@@ -16,6 +16,8 @@ SepaSchema = Literal["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "p
 # with them can be forged by anyone who reads this file.
 DEV_CARD_MASTER_KEY_HEX = "00" * 16
 DEV_CARD_META_KEY_HEX = "00" * 16
+# An example account (the bank's published test IBAN): refused in production.
+PLACEHOLDER_DEBTOR_IBAN = "FR7630006000011234567890189"
 
 
 class Settings(BaseSettings):
@@ -67,7 +69,7 @@ class Settings(BaseSettings):
     # pain.001 version per bank of the caisse: BIC (11 letters, or its first 8) -> version (caisse.sepa)
     sepa_schema_by_bank: dict[str, SepaSchema] = {}
     debtor_name: str = "Caisse alimentaire commune"
-    debtor_iban: str = "FR7630006000011234567890189"
+    debtor_iban: str = PLACEHOLDER_DEBTOR_IBAN
     debtor_bic: str = "AGRIFRPPXXX"
 
     # Web console (docs/console.md). Cookies are marked Secure outside development.
@@ -76,18 +78,27 @@ class Settings(BaseSettings):
     console_login_window_s: int = Field(default=900, gt=0)
 
     @model_validator(mode="after")
-    def _refuse_default_secret_outside_development(self) -> Settings:
+    def _refuse_unsafe_settings(self) -> Settings:
+        """Every setting that would be a hole in production, each named, in French, all at once."""
+        problems = []
         if self.environment != "development" and self.admin_token in ("", DEV_ADMIN_TOKEN):
-            raise ValueError(
-                f"CAISSE_ADMIN_TOKEN must be set to a secret of your own when CAISSE_ENVIRONMENT={self.environment}"
-            )
-        if len(self.admin_token) < 8:
-            raise ValueError("CAISSE_ADMIN_TOKEN must be at least 8 characters")
+            problems.append(f"CAISSE_ADMIN_TOKEN doit être un secret propre à la caisse quand"
+                            f" CAISSE_ENVIRONMENT={self.environment} (pas la valeur de développement)")
+        elif len(self.admin_token) < 8:
+            problems.append("CAISSE_ADMIN_TOKEN doit compter au moins 8 caractères")
         if self.environment == "production":
+            if self.database_url.startswith("sqlite"):
+                problems.append("CAISSE_DATABASE_URL doit désigner PostgreSQL en production"
+                                " (postgresql+psycopg://...), pas SQLite")
+            if self.debtor_iban.replace(" ", "").upper() == PLACEHOLDER_DEBTOR_IBAN:
+                problems.append("CAISSE_DEBTOR_IBAN doit être l'IBAN du compte de la caisse : la valeur d'exemple"
+                                " enverrait les virements depuis un compte qui n'est pas le sien")
             for name, value, public in (("CARD_MASTER_KEY_HEX", self.card_master_key_hex, DEV_CARD_MASTER_KEY_HEX),
                                         ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX)):
                 if value.lower() == public:
-                    raise ValueError(f"CAISSE_{name} must be set to a key of your own in production")
+                    problems.append(f"CAISSE_{name} doit être une clé propre à la caisse en production")
+        if problems:
+            raise ValueError(" ; ".join(problems))
         return self
 
     @field_validator("debtor_name")
@@ -112,6 +123,19 @@ class Settings(BaseSettings):
             "basic_card_max_payment_cents": self.basic_card_max_payment_cents,
             "code_max_tries": self.code_max_tries,
         }
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """What is wrong with the environment, one French sentence per problem (for the command line)."""
+    problems = []
+    for item in error.errors():
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        if where:
+            problems.append(f"réglage CAISSE_{where.upper()} invalide : {message}")
+        else:
+            problems.extend(message.split(" ; "))
+    return problems
 
 
 @lru_cache
