@@ -160,6 +160,45 @@ def db_upgrade() -> None:
     err.print("Base de données à jour.")
 
 
+@db_app.command("sauvegarder")
+def db_backup(
+    folder: Annotated[Path, typer.Option("--dossier", help="Dossier des sauvegardes.")] = Path("./sauvegardes"),
+    keep: Annotated[int, typer.Option("--garder", help="Nombre de sauvegardes gardées (les plus récentes).")] = 14,
+) -> None:
+    """Sauvegarder la base (pg_dump en production) : le chemin du fichier sur la sortie standard."""
+    from caisse import backup
+
+    try:
+        path = backup.back_up(Settings().database_url, folder, keep=keep)
+    except CaisseError as error:
+        _fail(error)
+    out.print(str(path), markup=False, highlight=False)
+    err.print(f"Sauvegarde écrite : {path}")
+
+
+@db_app.command("restaurer")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="Fichier de sauvegarde (caisse db sauvegarder).")],
+    yes: Annotated[bool, typer.Option("--oui", help="Confirmer : tout ce qui est arrivé après la sauvegarde est effacé.")] = False,
+) -> None:
+    """Remplacer le contenu de la base par une sauvegarde ; les terminaux renvoient ensuite ce qui manque."""
+    from caisse import backup
+
+    if not yes:
+        err.print("[red]Erreur :[/red] la restauration efface tout ce qui est arrivé après la sauvegarde :"
+                  " relancez avec --oui pour confirmer.")
+        raise typer.Exit(code=1)
+    try:
+        restored = backup.restore(Settings().database_url, path, by=f"cli:{_os_user()}")
+    except CaisseError as error:
+        _fail(error)
+    err.print(f"Base restaurée depuis {path.name}. Chaque terminal renvoie, à sa prochaine synchronisation, ses"
+              " enregistrements au-delà du numéro ci-dessous (ceux qu'il a encore en mémoire) :")
+    typer.echo("terminal\tacquitté jusqu'à")
+    for terminal_id, acked_seq in restored.terminals:
+        typer.echo(f"{terminal_id}\t{acked_seq}")
+
+
 @vendor_app.command("add")
 def vendor_add(
     name: Annotated[str, typer.Option(help="Trading name.")],
