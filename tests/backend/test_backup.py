@@ -24,26 +24,36 @@ from tests.backend.conftest import BACKENDS, POSTGRES_URL, make_settings
 from tests.backend.test_settlement import Market
 
 
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """One database for the module (creating and dropping one costs a checkpoint): each test empties it."""
+    name = f"caisse_restore_{os.getpid()}"
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A database of its own, migrated by the command line: a restore replaces a whole database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'caisse.db'}"
     else:
-        name = f"caisse_restore_{os.getpid()}"
-        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-        admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-            connection.execute(text(f"CREATE DATABASE {name}"))
+        url = request.getfixturevalue("postgres_database")
+        empty = make_engine(url)
+        with empty.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        empty.dispose()
     monkeypatch.setenv("CAISSE_DATABASE_URL", url)
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
-    yield url
-    if request.param != "sqlite":
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    return url
 
 
 def _state(engine: Engine, market: Market) -> tuple[int, int, int]:

@@ -126,7 +126,7 @@ def test_a_long_vendor_name_wraps_inside_the_pdf_page(session: Session, engine: 
     from caisse.models import Vendor
 
     market = Market(session, rules, vendors=1)
-    name = "Coopérative maraîchère et fromagère des producteurs associés du Grand Montpellier " * 2 + "X" * 120
+    name = "Coopérative maraîchère et fromagère des producteurs associés du Grand Montpellier " + "X" * 110  # 192 of 200
     session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[0]).values(name=name.strip()))  # type: ignore[arg-type]
     session.commit()
     market.pay(0, 990)
