@@ -311,9 +311,12 @@ def _return(session: Session, line: SettlementLine, rejection: Rejection, *, dig
     result.returned.append(returned)
 
 
-def returns(session: Session, *, waiting_only: bool = False) -> list[BankReturn]:
-    """Returned transfers, newest first; `waiting_only`: those no run has paid again yet."""
+def returns(session: Session, *, waiting_only: bool = False, run_id: int | None = None) -> list[BankReturn]:
+    """Returned transfers, newest first; `waiting_only`: those no run has paid again yet; `run_id`:
+    those sent by that run."""
     query = select(BankReturn).order_by(BankReturn.id.desc())  # type: ignore[union-attr]
+    if run_id is not None:
+        query = query.where(BankReturn.run_id == run_id)  # type: ignore[arg-type]
     if waiting_only:
         query = query.where(BankReturn.repaid_run_id.is_(None))  # type: ignore[union-attr]
     return list(session.execute(query).scalars())
