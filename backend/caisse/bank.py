@@ -108,6 +108,7 @@ class BankMessage:
     message_id: str
     rejections: list[Rejection] = field(default_factory=list)
     debits: list[Debit] = field(default_factory=list)
+    foreign_returns: list[str] = field(default_factory=list)  # returns of transfers the caisse did not send
 
 
 def parse(content: bytes) -> BankMessage:
@@ -202,9 +203,11 @@ def _read_entries(body: Element, message: BankMessage) -> None:
                 continue
             for detail in details:
                 payment_id = _text(detail, "Refs/EndToEndId")
-                if payment_id is None or not _OURS.match(payment_id):
-                    continue  # another movement of the account (contributions, fees...)
                 returned = next(_children(detail, "RtrInf"), None)
+                if payment_id is None or not _OURS.match(payment_id):
+                    if returned is not None and not debit:  # shown to staff: never dropped silently
+                        message.foreign_returns.append(payment_id or "sans référence")
+                    continue  # another movement of the account (contributions, fees...)
                 if returned is not None and not debit:
                     amount = _cents(detail, "AmtDtls/TxAmt/Amt") or _cents(detail, "Amt") or (
                         _cents(entry, "Amt") if len(details) == 1 else None)
@@ -230,6 +233,7 @@ class ImportResult:
     returned: list[BankReturn] = field(default_factory=list)
     already_returned: list[str] = field(default_factory=list)  # payment ids returned by an earlier file
     duplicates_ignored: list[str] = field(default_factory=list)
+    foreign_returns: list[str] = field(default_factory=list)  # EndToEndIds that are not the caisse's
     debited: int = 0
 
 
@@ -238,7 +242,7 @@ def import_file(session: Session, *, content: bytes, by: str, os_user: str | Non
     by = accounts.active_user(session, email=by).email
     message = parse(content)
     digest = hashlib.sha256(content).hexdigest()
-    result = ImportResult(message.message_type, message.message_id)
+    result = ImportResult(message.message_type, message.message_id, foreign_returns=message.foreign_returns)
     if session.get(BankFile, digest) is not None:
         result.already_imported = True
         return result

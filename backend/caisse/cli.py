@@ -935,6 +935,8 @@ def bank_import(
                      else "Le prochain règlement le paie à nouveau."))
     for payment_id in result.already_returned:
         err.print(f"Virement {payment_id} déjà retourné par un fichier précédent : rien de changé.")
+    for payment_id in result.foreign_returns:
+        err.print(f"Retour {payment_id} : ce n'est pas un virement de la caisse, à examiner avec la banque.")
     for payment_id in result.duplicates_ignored:
         err.print(f"Virement {payment_id} : doublon refusé par la banque, l'original est payé : rien à faire.")
     err.print(f"{result.message_type} {result.message_id} importé : {len(result.returned)} virement(s) retourné(s),"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -315,13 +315,6 @@ def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple
     session.flush()
     return [SettlementLine(run_id=run_id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(held.items())]
-
-
-def returned_cents(session: Session, *, run_id: int) -> dict[int, int]:
-    """Per vendor, what run `run_id` pays again of transfers the bank gave back."""
-    return {int(vendor_id): int(total) for vendor_id, total in session.execute(
-        select(BankReturn.vendor_id, func.sum(BankReturn.amount_cents))
-        .where(BankReturn.repaid_run_id == run_id).group_by(BankReturn.vendor_id))}  # type: ignore[arg-type]
 
 
 def _freeze_payees(session: Session, *, run_id: int, payees: dict[int, tuple[str, str | None]]) -> None:

@@ -154,6 +154,13 @@ def test_a_statement_marks_the_transfers_debited_and_leaves_other_movements_alon
     assert session.execute(select(func.count()).select_from(LedgerTransfer)).scalar_one() == transfers
 
 
+def test_a_return_of_a_transfer_the_caisse_did_not_send_is_reported_not_dropped(paid: Paid, session: Session) -> None:
+    before = _paid_cents(session)
+    result = paid.load(sample("camt.054-retour.xml", returned="REMB-2026-007", amount="25.00", reason="AC04"))
+    assert (result.returned, result.foreign_returns) == ([], ["REMB-2026-007"])
+    assert _paid_cents(session) == before
+
+
 def test_a_duplicate_refused_by_the_bank_moves_no_money(paid: Paid, session: Session) -> None:
     before = _paid_cents(session)
     result = paid.load(paid.rejection("AM05"))
