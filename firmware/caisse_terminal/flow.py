@@ -24,7 +24,7 @@ except ImportError:  # CPython
 
 from . import hal, record
 from .clock import ticks_add, ticks_diff
-from .policy import CODE_DIGITS, CODE_OK, CODE_WRONG, LOCKED
+from .policy import CODE_DIGITS, CODE_OK, CODE_UNAVAILABLE, CODE_WRONG, LOCKED
 from .log import LogFull
 
 AMOUNT = const(0)
@@ -216,6 +216,8 @@ class Flow:
                 self._pay(card, 0)  # checks the payment itself: one card lookup for the tap
                 return
             reason, _ = self._policy.check_payment(card.uid, self.amount_cents, card.auth is not None)
+            if reason is None and not self._policy.can_check_code(card.uid):
+                reason = CODE_UNAVAILABLE
             if reason is not None:
                 self._result(reason, False)
                 self._digits = ""

@@ -25,8 +25,8 @@ SYNC_EVERY_S = 120
 
 class Terminal:
     def __init__(self, *, storage, display, keypad, reader, indicator, clock, signer,
-                 transport=None, inline_signer=None, segment_bytes=log_module.SEGMENT_BYTES,
-                 segments=log_module.SEGMENTS) -> None:
+                 transport=None, inline_signer=None, code_mac=None,
+                 segment_bytes=log_module.SEGMENT_BYTES, segments=log_module.SEGMENTS) -> None:
         self.clock = clock = TimeKeeper(clock, storage)  # untrusted until a sync sets it
         self.signer = signer
         self._keypad = keypad
@@ -35,6 +35,7 @@ class Terminal:
         self.log.recover()
         self.policy = Policy(storage, self.log, clock)
         self.policy.rebuild_spend()
+        self.policy.code_mac = code_mac  # config.load_code_mac: None without a member-code key
         last = self.log.last_body
         clock.at_least(max(self.policy.last_sync, 0 if last is None else record.body_time(last)))
         self.flow = Flow(display, indicator, clock, self.log, self.policy, inline_signer,
