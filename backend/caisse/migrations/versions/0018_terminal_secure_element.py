@@ -2,7 +2,7 @@
 (docs/protocol.md, "Member-code verifiers"); NULL for terminals registered before.
 
 Revision ID: 0018
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-02
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0011"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
