@@ -167,19 +167,13 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
     rotate = False
     if state.get("public_key") and previous_id:
         record = admin.terminal(previous_id)
-        usable = (record is not None and record.get("status") == "active"
-                  and record.get("public_key") == state["public_key"] and record.get("vendor_id") == options.vendor_id
-                  and record.get("secure_element") == (chip is not None))
-        if usable:
+        why = _unusable(record, public_key=state["public_key"], vendor_id=options.vendor_id, chip=chip is not None)
+        if why is None:
             rotate = options.rotate_key if options.rotate_key is not None else hooks.confirm(
                 f"Ce terminal est déjà enregistré (terminal n°{previous_id}). "
                 "Générer une nouvelle clé ? L'ancienne sera révoquée.")
             kept = None if rotate else record
         else:
-            why = ("il appartient à un autre commerçant" if record and record.get("vendor_id") != options.vendor_id
-                   else "son enregistrement a été révoqué ou n'existe plus"
-                   if record is None or record.get("status") != "active" or record.get("public_key") != state["public_key"]
-                   else "il a été enregistré avant les clés des codes membres")
             rotate = hooks.confirm(f"La clé de ce terminal (terminal n°{previous_id}) ne peut pas servir : {why}. "
                                    "Générer une nouvelle clé ?")
             if not rotate:
@@ -227,6 +221,19 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
         if registered_now is not None:
             _roll_back(admin, board, registered_now, error)
         raise
+
+
+def _unusable(record: dict[str, Any] | None, *, public_key: str, vendor_id: int, chip: bool) -> str | None:
+    """Why the registration the board remembers cannot be kept (French), or None if it can."""
+    if record is not None and record.get("vendor_id") != vendor_id:
+        return "il appartient à un autre commerçant"
+    if record is None or record.get("status") != "active" or record.get("public_key") != public_key:
+        return "son enregistrement a été révoqué ou n'existe plus"
+    if record.get("secure_element") is None:
+        return "il a été enregistré avant les clés des codes membres"
+    if record.get("secure_element") != chip:
+        return "il a été enregistré " + ("sans" if chip else "avec") + " élément sécurisé"
+    return None
 
 
 def _prepare_secure_element(board: Board, chip: dict[str, Any]) -> str:
