@@ -46,7 +46,7 @@ except ImportError:  # CPython: the same arithmetic as MicroPython's, on the sam
         return (ticks + delta) & TICKS_MAX
 
 CLOCK_FILE = "clock.bin"
-PERSIST_EVERY_MS = const(60000)
+PERSIST_EVERY_S = const(60)
 
 
 class TimeKeeper(Clock):
@@ -56,21 +56,25 @@ class TimeKeeper(Clock):
         self.trusted = False
         raw = storage.read(CLOCK_FILE)
         saved = struct.unpack(">I", raw)[0] if raw is not None and len(raw) == 4 else 0
-        self._base_s = max(saved, hardware.now())  # the clock's value when _elapsed_ms was 0
+        self._base_s = max(saved, hardware.now())  # the time when _elapsed_s was 0
         self._ticks = hardware.ticks_ms()
-        self._elapsed_ms = 0
-        self._persisted_ms = 0
+        self._elapsed_s = 0
+        self._ms = 0  # below a second, kept apart so the sums stay small integers (no allocation)
+        self._persisted_s = 0
 
     def _advance(self) -> None:
         ticks = self._hardware.ticks_ms()
         step = ticks_diff(ticks, self._ticks)
         if step > 0:
-            self._elapsed_ms += step
+            self._ms += step
+            if self._ms >= 1000:
+                self._elapsed_s += self._ms // 1000
+                self._ms %= 1000
         self._ticks = ticks
 
     def now(self) -> int:
         self._advance()
-        return self._base_s + self._elapsed_ms // 1000
+        return self._base_s + self._elapsed_s
 
     def ticks_ms(self) -> int:
         return self._hardware.ticks_ms()
@@ -85,16 +89,16 @@ class TimeKeeper(Clock):
         """The backend's time (a sync): trusted from now until the next boot."""
         self._advance()
         self._base_s = unix_s
-        self._elapsed_ms = self._persisted_ms = 0
+        self._elapsed_s = self._ms = self._persisted_s = 0
         self.trusted = True
         self._hardware.set(unix_s)
 
     def persist_if_due(self) -> bool:
         """Write the time to flash once a minute: a power cut then loses at most that much."""
         now = self.now()
-        if self._elapsed_ms - self._persisted_ms < PERSIST_EVERY_MS:
+        if self._elapsed_s - self._persisted_s < PERSIST_EVERY_S:
             return False
         self._storage.replace(CLOCK_FILE, struct.pack(">I", now))
         self._storage.sync()
-        self._persisted_ms = self._elapsed_ms
+        self._persisted_s = self._elapsed_s
         return True
