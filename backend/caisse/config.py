@@ -18,6 +18,8 @@ DEV_CARD_MASTER_KEY_HEX = "00" * 16
 DEV_CARD_META_KEY_HEX = "00" * 16
 # An example account (the bank's published test IBAN): refused in production.
 PLACEHOLDER_DEBTOR_IBAN = "FR7630006000011234567890189"
+# Public member-code master, development only: with it anyone derives every terminal's code key.
+DEV_MEMBER_CODE_MASTER_KEY_HEX = "00" * 32
 
 
 class Settings(BaseSettings):
@@ -43,6 +45,9 @@ class Settings(BaseSettings):
     card_meta_key_hex: str = Field(default=DEV_CARD_META_KEY_HEX, pattern=r"^[0-9a-fA-F]{32}$")
     card_key_application_id_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2}){0,3}$")
     card_key_system_id_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2}){0,21}$")
+    # Member codes (docs/protocol.md, "Member-code verifiers"): each terminal's code key is derived
+    # from this secret and its id, and written into its ATECC608 at provisioning.
+    member_code_master_key_hex: str = Field(default=DEV_MEMBER_CODE_MASTER_KEY_HEX, pattern=r"^[0-9a-fA-F]{64}$")
 
     # Allowances (docs/settlement.md): the rule the citizens' committee chose.
     allowance_rule: Literal["flat", "per_member", "average_contribution"] = "flat"
@@ -94,7 +99,9 @@ class Settings(BaseSettings):
                 problems.append("CAISSE_DEBTOR_IBAN doit être l'IBAN du compte de la caisse : la valeur d'exemple"
                                 " enverrait les virements depuis un compte qui n'est pas le sien")
             for name, value, public in (("CARD_MASTER_KEY_HEX", self.card_master_key_hex, DEV_CARD_MASTER_KEY_HEX),
-                                        ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX)):
+                                        ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX),
+                                        ("MEMBER_CODE_MASTER_KEY_HEX", self.member_code_master_key_hex,
+                                         DEV_MEMBER_CODE_MASTER_KEY_HEX)):
                 if value.lower() == public:
                     problems.append(f"CAISSE_{name} doit être une clé propre à la caisse en production")
         if problems:

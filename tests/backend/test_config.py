@@ -37,7 +37,8 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 PRODUCTION = {"CAISSE_ENVIRONMENT": "production", "CAISSE_ADMIN_TOKEN": "un-secret-de-la-caisse",
               "CAISSE_DATABASE_URL": "postgresql+psycopg://caisse@localhost/caisse",
               "CAISSE_DEBTOR_IBAN": "FR1420041010050500013M02606",
-              "CAISSE_CARD_MASTER_KEY_HEX": "11" * 16, "CAISSE_CARD_META_KEY_HEX": "22" * 16}
+              "CAISSE_CARD_MASTER_KEY_HEX": "11" * 16, "CAISSE_CARD_META_KEY_HEX": "22" * 16,
+              "CAISSE_MEMBER_CODE_MASTER_KEY_HEX": "33" * 32}
 
 
 @pytest.mark.parametrize(("setting", "value", "named"), [
@@ -75,6 +76,7 @@ def test_every_problem_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.delenv(name, raising=False)
     stderr = CliRunner().invoke(app, ["settle"]).stderr
     assert all(name in stderr for name in ("CAISSE_ADMIN_TOKEN", "CAISSE_DATABASE_URL", "CAISSE_DEBTOR_IBAN",
-                                           "CAISSE_CARD_MASTER_KEY_HEX", "CAISSE_CARD_META_KEY_HEX"))
+                                           "CAISSE_CARD_MASTER_KEY_HEX", "CAISSE_CARD_META_KEY_HEX",
+                                           "CAISSE_MEMBER_CODE_MASTER_KEY_HEX"))
     monkeypatch.setenv("CAISSE_MAX_PAYMENT_CENTS", "beaucoup")
     assert "réglage CAISSE_MAX_PAYMENT_CENTS invalide" in CliRunner().invoke(app, ["settle"]).stderr

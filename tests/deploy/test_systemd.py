@@ -94,7 +94,8 @@ def test_each_exec_start_runs_with_its_environment_file(tmp_path: Path, producti
     for name, value in {"CAISSE_DATABASE_URL": production_database, "CAISSE_ADMIN_TOKEN": "un-secret-de-test-assez-long",
                         "CAISSE_DEBTOR_IBAN": "FR1420041010050500013M02606", "CAISSE_DEBTOR_BIC": "PSSTFRPPXXX",
                         "CAISSE_SETTLEMENT_DIR": str(tmp_path / "lib" / "reglements"),
-                        "CAISSE_CARD_MASTER_KEY_HEX": "11" * 16, "CAISSE_CARD_META_KEY_HEX": "22" * 16}.items():
+                        "CAISSE_CARD_MASTER_KEY_HEX": "11" * 16, "CAISSE_CARD_META_KEY_HEX": "22" * 16,
+                        "CAISSE_MEMBER_CODE_MASTER_KEY_HEX": "33" * 32}.items():
         env_text = re.sub(rf"^{name}=.*$", f"{name}={value}", env_text, flags=re.MULTILINE)
     (tmp_path / "env").write_text(env_text, encoding="utf-8")
     env = _environment(tmp_path / "env")
