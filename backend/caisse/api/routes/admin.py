@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from caisse import admin, ledger, member_codes
-from caisse.api.deps import SessionDep, require_admin
+from caisse.api.deps import SessionDep, TokenFirstRoute, require_admin
 from caisse.api.schemas import (
     UID_HEX_PATTERN,
     CardBlock,
@@ -29,7 +29,9 @@ from caisse.api.schemas import (
 )
 from caisse.models import Card, Household, Terminal, Vendor
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+# The dependency documents the bearer token in the OpenAPI schema; TokenFirstRoute checks it
+# before the body is read.
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute,
                    responses=error_responses(400, 401, 404, 409, 422))
 
 
