@@ -54,6 +54,7 @@ MESSAGES = {
     "invalid_public_key": "Clé publique invalide : un point P-256 non compressé de 65 octets, en hexadécimal (130 caractères).",
     "invalid_code": "Un code de membre compte exactement 4 chiffres.",
     "invalid_code_failures": "Rapport de codes erronés mal formé (envoyé par un terminal).",
+    "invalid_reference": "Une référence compte de 1 à 100 caractères imprimables, sans deux-points (:).",
     "reference_reused": "Cette référence a déjà servi pour une opération différente (foyer, mois ou montant) : rien n'est enregistré.",
     # allowances
     "month_allocated": "Les allocations sont déjà attribuées pour ce mois : une nouvelle règle ne commence qu'après le dernier mois attribué.",
