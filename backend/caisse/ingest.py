@@ -17,17 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from caisse import card_auth, ledger, protocol
 from caisse.config import Settings
-from caisse.db import bind_value, bulk_insert, column_in, insert_tuples
+from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
 from caisse.models import (
     Card,
     CardStatus,
     RecordStatus,
     RejectedUpload,
+    RejectionBudget,
     Terminal,
     TerminalStatus,
     TransactionRecord,
@@ -40,6 +42,11 @@ from caisse.terminals import lock_terminal, terminal_public_key
 
 MAX_RECORDS_PER_BATCH = 256
 MAX_BATCH_BODY_BYTES = 64 * 1024
+# Rejection log rows a minute: per terminal, and for all terminals together (docs/security.md,
+# "Attacks and their bounds"). Beyond them a rejection is still answered, only counted.
+REJECTIONS_PER_SOURCE_PER_MINUTE = 32
+REJECTIONS_PER_MINUTE = 128
+ALL_SOURCES = "all"
 _ACKED_SCAN_ROWS = 1024
 _MAX_KEY_HINTS = 10_000
 
@@ -50,6 +57,7 @@ _key_hints: dict[int, bytes] = {}
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 _rejected = RejectedUpload.__table__  # type: ignore[attr-defined]
+_budget = RejectionBudget.__table__  # type: ignore[attr-defined]
 _card = Card.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
 
@@ -155,7 +163,7 @@ def prepare_batch(*, terminal_id: int, raw_records: Sequence[bytes]) -> Prepared
     releases the GIL while it verifies, and concurrent uploads overlap it with each other's SQL.
     ingest_prepared trusts these verdicts only if the locked terminal row holds the same key."""
     assert len(raw_records) <= MAX_RECORDS_PER_BATCH, "the API refuses larger batches"
-    batch = _Batch(terminal_id=terminal_id)
+    batch = _Batch(terminal_id=terminal_id, received_at=utcnow())
     results: list[RecordResult | None] = [None] * len(raw_records)
     candidates = _decode_all(batch, raw_records, results)
     hinted_key = _key_hints.get(terminal_id)
@@ -201,16 +209,19 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             continue
         if existing is not None:
             batch.suspect = True
-            results[index] = _reject(batch, index, raw, seq, Reason.SEQ_CONFLICT, f"seq {seq} is stored with different bytes")
+            results[index] = _reject(batch, index, raw, seq, Reason.SEQ_CONFLICT, f"seq {seq} is stored with different bytes",
+                                     signed=True)
             continue
         previous, following = stored.get(seq - 1), stored.get(seq + 1)
         if previous is not None and previous.digest != record.prev_hash:
             batch.suspect = True
-            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"prev_hash does not match the stored record {seq - 1}")
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"prev_hash does not match the stored record {seq - 1}",
+                                     signed=True)
             continue
         if following is not None and following.prev_hash != digest:
             batch.suspect = True
-            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"the stored record {seq + 1} does not point to this one")
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"the stored record {seq + 1} does not point to this one",
+                                     signed=True)
             continue
         reason, household_id, hold = _business_verdict(record, cards=cards, stored=stored, settings=settings,
                                                        deny_list_held_since=deny_list_held_since)
@@ -219,7 +230,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             # the outcome depend on upload order, so it is not stored; the terminal sends it again
             # (acked_seq cannot pass the gap) and it is judged once the payment is here.
             detail = f"payment {record.ref_seq} has not arrived yet: send it first"
-            results[index] = _reject(batch, index, raw, seq, Reason.UNKNOWN_PAYMENT, detail)
+            results[index] = _reject(batch, index, raw, seq, Reason.UNKNOWN_PAYMENT, detail, signed=True)
             continue
         if following is not None and not following.chain_verified:
             following.chain_verified = True
@@ -303,13 +314,52 @@ def _verify_before_locking(hinted_key: bytes | None, candidates: list[tuple[int,
     return verdicts
 
 
-def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str) -> RecordResult:
-    """A record that is not authentic or not well formed: logged, never stored."""
+def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str, *,
+            signed: bool = False) -> RecordResult:
+    """A record that is not authentic or not well formed, or a void that came too early: never
+    stored, summarized in the rejection log (its bytes only if the terminal's key signed them)."""
     batch.rejections.append(
-        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw, "reason": reason.value, "detail": detail[:300],
-         "received_at": batch.received_at}
+        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw if signed else None,
+         "raw_sha256": hashlib.sha256(raw).digest(), "raw_size": len(raw), "reason": reason.value,
+         "detail": detail[:300], "received_at": batch.received_at}
     )
     return RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason, detail=detail)
+
+
+def _log_rejections(session: Session, batch: _Batch) -> None:
+    """The batch's rejections, as many as the budgets of this minute allow: the terminal's first,
+    then that of all terminals (so one terminal's flood takes at most its own share of it)."""
+    minute = unix_s(batch.received_at) // 60
+    wanted = len(batch.rejections)
+    granted = _take_budget(session, source=f"terminal:{batch.terminal_id}", minute=minute, wanted=wanted,
+                           limit=REJECTIONS_PER_SOURCE_PER_MINUTE)
+    if granted:
+        granted = _take_budget(session, source=ALL_SOURCES, minute=minute, wanted=granted, limit=REJECTIONS_PER_MINUTE)
+    bulk_insert(session, _rejected, batch.rejections[:granted])
+
+
+def _take_budget(session: Session, *, source: str, minute: int, wanted: int, limit: int) -> int:
+    """How many of `wanted` rows `source` may still log this minute, counting them as used; the
+    rest are added to its dropped count. One upsert, whose row lock serializes concurrent batches."""
+    dialect = postgresql if is_postgresql(session) else sqlite
+    statement = dialect.insert(_budget).values(source=source, minute=minute, used=wanted, dropped=0)  # type: ignore[attr-defined]
+    same_minute = _budget.c.minute == statement.excluded.minute
+    statement = statement.on_conflict_do_update(
+        index_elements=[_budget.c.source],
+        set_={"used": case((same_minute, _budget.c.used + statement.excluded.used), else_=statement.excluded.used),
+              "minute": statement.excluded.minute},
+    ).returning(_budget.c.used)
+    used = session.execute(statement).scalar_one()
+    granted = max(0, min(wanted, limit - (used - wanted)))
+    if granted < wanted:
+        session.execute(update(_budget).where(_budget.c.source == source).values(dropped=_budget.c.dropped + wanted - granted))
+    return granted
+
+
+def dropped_rejections(session: Session, *, terminal_id: int) -> int:
+    """Rejections of this terminal that were answered but not logged, over its budget."""
+    dropped = session.execute(select(_budget.c.dropped).where(_budget.c.source == f"terminal:{terminal_id}")).scalar_one_or_none()
+    return int(dropped or 0)
 
 
 def _business_verdict(
@@ -468,14 +518,15 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
 
 def _write(session: Session, batch: _Batch) -> None:
     """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
-    its records, the SUN counters it claims (by card and counter), ledger accounts by ascending
-    id, the cards counter, cards."""
+    its records, the rejection budgets (the terminal's, then `all`), the SUN counters it claims
+    (by card and counter), ledger accounts by ascending id, the cards counter, cards."""
     if batch.new_rows:
         received_at = bind_value(session, _record.c.received_at, batch.received_at)
         for row in batch.new_rows:
             row[_RECEIVED_AT] = received_at
         insert_tuples(session, _record, _RECORD_COLUMNS, batch.new_rows)
-    bulk_insert(session, _rejected, batch.rejections)
+    if batch.rejections:
+        _log_rejections(session, batch)
     if batch.claims:  # before the accounts: the lock order of docs/ledger.md
         for card_id, counter, seq in card_auth.claim_counters(session, terminal_id=batch.terminal_id, claims=batch.claims):
             reason = f"compteur SUN {counter} déjà utilisé : carte copiée ou message rejoué"
