@@ -20,6 +20,7 @@ VERSION = const(1)
 KIND_PAYMENT = const(1)
 KIND_VOID = const(2)
 FLAG_PIN = const(0x01)
+FLAG_UNTRUSTED_TIME = const(0x02)  # no sync set the clock since boot (docs/protocol.md)
 BODY_SIZE = const(90)
 SIGNATURE_SIZE = const(64)
 RECORD_SIZE = const(154)
@@ -107,7 +108,7 @@ def decode(raw) -> Record:
         raise MalformedRecord("unsupported version %d" % version)
     if kind != KIND_PAYMENT and kind != KIND_VOID:
         raise MalformedRecord("unknown kind %d" % kind)
-    if flags & ~FLAG_PIN:
+    if flags & ~(FLAG_PIN | FLAG_UNTRUSTED_TIME):
         raise MalformedRecord("unknown flags 0x%02x" % flags)
     if uid_len not in (4, 7, 10):
         raise MalformedRecord("card UID length %d is not 4, 7 or 10" % uid_len)
