@@ -20,7 +20,7 @@ from tests.backend.factories import make_world
 def _system_references(terminal_id: int, household_id: int) -> list[str]:
     """One of each reference the code builds for itself."""
     month = Month.parse("2026-01")
-    return [ledger.record_reference(terminal_id, 1), ledger.reject_reference(terminal_id, 1),
+    return [ledger.record_reference(terminal_id, 1), ledger.reject_reference(terminal_id, 1), ledger.reversal_reference(1),
             f"settlement:1:{household_id}", allowances.allowance_reference(household_id, month),
             allowances.expiry_reference(household_id, month), "matching:2026-01:1", "contribution:import:R-1",
             "fee:2026-01:import:0123456789abcdef"]
