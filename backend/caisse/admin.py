@@ -288,6 +288,7 @@ def household_cards(session: Session, *, household_id: int) -> list[Card]:
 @dataclass(frozen=True, slots=True)
 class Credit:
     reference: str  # the caller's key (or the one made for it): send it again to retry
+    ledger_reference: str  # what the ledger posted it under, `credit:{reference}` (to reverse it)
     amount_cents: int
     created: bool  # False when the reference had been posted before (idempotent retry)
 
@@ -309,11 +310,11 @@ def credit_household(
         same = (existing.debit_account_id, existing.credit_account_id, existing.amount_cents) == (fund, member, amount_cents)
         if not same:
             raise Conflict("reference_reused", f"reference {key!r} was posted with a different body")
-        return Credit(reference=key, amount_cents=amount_cents, created=False)
+        return Credit(reference=key, ledger_reference=posted_as, amount_cents=amount_cents, created=False)
     ledger.post_transfer(session, debit=fund, credit=member, amount_cents=amount_cents,
                          kind=ledger.TransferKind.ALLOWANCE, reference=posted_as, memo=memo)
     bump_cards(session, household_ids=[household_id])
-    return Credit(reference=key, amount_cents=amount_cents, created=True)
+    return Credit(reference=key, ledger_reference=posted_as, amount_cents=amount_cents, created=True)
 
 
 def parse_uid(uid_hex: str) -> bytes:

@@ -66,6 +66,7 @@ def test_a_retried_credit_is_the_same_credit_and_its_key_comes_back(session: Ses
     again = admin.credit_household(session, household_id=world.household_id, amount_cents=1_500, reference="RECU-0042")
     assert (first.created, again.created) == (True, False)
     assert first.reference == again.reference == "RECU-0042"
+    assert first.ledger_reference == "credit:RECU-0042" and ledger.find_transfer(session, reference=first.ledger_reference)
     assert admin.household_balance_cents(session, household_id=world.household_id) == 1_500
     generated = admin.credit_household(session, household_id=world.household_id, amount_cents=1)
     assert admin.credit_household(session, household_id=world.household_id, amount_cents=1,

@@ -97,7 +97,8 @@ def credit_household(household_id: int, body: CreditCreate, session: SessionDep,
     if not credit.created:
         response.status_code = status.HTTP_200_OK  # the same reference and body: already posted
     balance = admin.household_balance_cents(session, household_id=household_id)
-    return CreditOut(reference=credit.reference, amount_cents=credit.amount_cents, created=credit.created, balance_cents=balance)
+    return CreditOut(reference=credit.reference, ledger_reference=credit.ledger_reference, amount_cents=credit.amount_cents,
+                     created=credit.created, balance_cents=balance)
 
 
 @router.post("/cards", status_code=status.HTTP_201_CREATED)
