@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, audit
+from caisse import admin, audit, card_auth
 from caisse.db import session_factory
 from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus
 from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
@@ -278,3 +278,14 @@ def test_a_contribution_is_recorded_on_the_household_page_in_cents_and_audited(
         assert (contribution.household_id, contribution.month, contribution.amount_cents) == (ids["household"], "2026-01", 1250)
     [event] = _events(engine, "contribution.record")
     assert (event.actor, event.subject) == (EMAILS[Role.COORDINATOR], f"household:{ids['household']}")
+
+
+def test_a_card_flagged_but_active_shows_its_flag_to_staff(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    with session_factory(engine)() as session:
+        card = admin.get_card(session, uid_hex="04a1b2c3d4e5f6")
+        card_auth.flag_cards(session, reasons={card.id or 0: "MAC SUN invalide : message falsifié"})
+        session.commit()
+    sign_in(console_client, Role.COORDINATOR)
+    page = console_client.get(f"/console/households/{ids['household']}").text
+    assert "Signalée, à vérifier : MAC SUN invalide : message falsifié" in page
