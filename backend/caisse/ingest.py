@@ -77,8 +77,8 @@ class Reason(enum.StrEnum):
 
 
 class TimeBound(enum.StrEnum):
-    """Why a record's `time` is not believed: the record is held and judged on its reception
-    (docs/protocol.md, "Bounds on what a record says"). The value starts its French hold reason."""
+    """A bound on a record's time that, broken, holds the record for review (docs/protocol.md,
+    "Bounds on what a record says"). The value closes its French hold reason, in brackets."""
 
     IN_FUTURE = "time_in_future"
     VOID_OUTSIDE_WINDOW = "void_outside_window"
