@@ -168,10 +168,14 @@ def test_search_finds_a_household_by_name_zone_id_or_card(console_client: TestCl
 def test_household_page_shows_balance_allowances_contributions_and_payments(
     console_client: TestClient, users: Any, engine: Engine, session: Session, settings: Any,
 ) -> None:
-    from caisse import fund
+    from caisse import allowances, fund, ledger
 
     ids = _seed(engine)
-    admin.credit_household(session, household_id=ids["household"], amount_cents=10_000, reference="allowance:%d:2026-11" % ids["household"])
+    # The monthly allowance as caisse.allowances posts it (a credit by hand cannot take its reference).
+    member = ledger.ensure_account(session, code=ledger.member_code(ids["household"]), kind="member")
+    ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund"),
+                         credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
+                         reference=allowances.allowance_reference(ids["household"], allowances.Month.parse("2026-11")))
     admin.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
     other = admin.create_household(session, name="Famille Voisine", members=1, zone="Nord")
     admin.credit_household(session, household_id=other.id or 0, amount_cents=555, memo="Pas pour ce foyer")
