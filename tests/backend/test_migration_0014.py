@@ -21,7 +21,7 @@ def _to(engine: Engine, revision: str, *, down: bool = False) -> None:
 
 
 def test_earlier_rejections_and_credits_are_carried_over(engine: Engine) -> None:
-    _to(engine, "0015", down=True)
+    _to(engine, "0018", down=True)
     garbage, signed = b"\x00" * 5_000, b"\x01" * 154
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO rejected_upload (terminal_id, seq, raw, reason, received_at) VALUES"

@@ -9,7 +9,7 @@ bounds"):
   had taken (a `record:{t}:{s}` key stopped that terminal's uploads).
 
 Revision ID: 0014
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-06
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0015"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
