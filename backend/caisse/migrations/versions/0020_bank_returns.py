@@ -1,7 +1,7 @@
 """Bank answers imported: files seen, transfers returned, transfers debited.
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0014
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0018"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
