@@ -19,7 +19,7 @@ try:
 except ImportError:
     pass
 
-IDLE_SLICE_S = 0.02
+IDLE_SLICE_S = 0.01  # the keypad's scan period
 _TIMEOUT_ERRNOS = (11, 110, 116)  # EAGAIN, ETIMEDOUT (Linux), ETIMEDOUT (lwIP)
 try:
     _TIMEOUT_TYPES = (TimeoutError,)  # CPython's socket.timeout

@@ -8,8 +8,8 @@ PAGES = 2
 _MAX_SHOWN = 9999  # counters above this show as 9999: the line must fit
 
 
-def _n(value: int) -> int:
-    return min(max(value, 0), _MAX_SHOWN)
+def _n(value: int, most: int = _MAX_SHOWN) -> int:
+    return min(max(value, 0), most)
 
 
 def _battery(mv, low: bool) -> str:
@@ -38,7 +38,8 @@ def lines(page: int, *, health, log, policy, clock, power) -> tuple:
                 "Erreurs : %d" % _n(health.error_count()))
     stats = log.stats()
     free = 100 * stats["free_bytes"] // stats["capacity_bytes"]
+    terminal = "Terminal %d" % policy.terminal_id
     return ("Logiciel " + VERSION[:7],
-            "Redémarrages %d" % _n(health.watchdog_resets + health.crash_resets),
+            "Redémarrages %d" % _n(health.watchdog_resets + health.crash_resets, 999),
             "Mém. libre %d %%" % min(free, 100),
-            "Terminal %d" % _n(policy.terminal_id))
+            terminal if len(terminal) <= 16 else "Term. %d" % policy.terminal_id)

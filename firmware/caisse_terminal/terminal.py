@@ -110,6 +110,8 @@ class Terminal:
     # ---- one step of each task (callable by hand) ----------------------------------------
 
     def poll_keys(self) -> None:
+        if self.indicator.pending is not None:
+            return  # the screen that says why is still being sent: keys wait in the keypad
         k = self._keypad.read_key()
         while k is not None:
             self._key_ms = self.clock.ticks_ms()
@@ -226,6 +228,9 @@ class Terminal:
         self.indicator.release()
 
     def _at_rest(self) -> bool:
+        """Nobody is typing, and the last answer is on the screen with its sound."""
+        if self.indicator.pending is not None or getattr(self._display, "dirty", False):
+            return False
         state = self.flow.state
         return (state == AMOUNT and not self.flow.typing) or state == RESULT
 

@@ -19,7 +19,7 @@ from pn532_sim import BasicCard, PN532Sim
 from ssd1306_sim import SSD1306Sim
 
 T0 = 1767254400
-SIGN_SLICE_MS = 30  # virtual time between two pump calls of a software signature (ESP32: ~330 ms a signature)
+SIGN_SLICE_MS = 8  # virtual time between two pump calls of a software signature (44 of them: ~350 ms on an ESP32)
 
 
 class FaultyI2C(FakeI2C):
@@ -156,6 +156,7 @@ class Stall:
     def boot(self, cause, until_ms):
         """A reset: boot.py, then main.py, until virtual time until_ms (SystemExit on a reset)."""
         machine.cause = cause
+        self.loop.reset()
         self.loop.until_ms = until_ms
         with open("/flash/boot.py") as f:
             exec(f.read(), {})

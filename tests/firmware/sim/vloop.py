@@ -68,6 +68,12 @@ class Loop:
 
     sleep_ms = staticmethod(sleep_ms)
 
+    def reset(self):
+        """A reset of the chip: every task of the previous run is gone (events stay: they are
+        the outside world)."""
+        self._tasks = []
+        self.wdt = None
+
     def spawn(self, coro):
         self._order += 1
         self._tasks.append([self.clock.ms, self._order, coro])
