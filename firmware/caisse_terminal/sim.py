@@ -77,9 +77,8 @@ class MemoryStorage(Storage):
             raise PowerCut()
 
     def replace(self, name: str, data) -> None:
-        old = self.files.get(name)
-        if self._room() + (len(old) if old is not None else 0) < len(data):
-            raise OSError(ENOSPC)  # the temporary file does not fit: the old content stays
+        if self._room() < len(data):
+            raise OSError(ENOSPC)  # the temporary file does not fit beside the old: it stays
         self._atomic()
         self.files[name] = bytearray(data)
         self.bytes_written += len(data)

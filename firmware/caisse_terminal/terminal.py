@@ -112,25 +112,32 @@ class Terminal:
     def poll_keys(self) -> None:
         if self.indicator.pending is not None:
             return  # the screen that says why is still being sent: keys wait in the keypad
-        k = self._keypad.read_key()
-        while k is not None:
-            self._key_ms = self.clock.ticks_ms()
-            self.power.activity()
-            self.flow.key(k)
+        try:
             k = self._keypad.read_key()
-        self.indicator.release()
+            while k is not None:
+                self._key_ms = self.clock.ticks_ms()
+                self.power.activity()
+                self.flow.key(k)
+                k = self._keypad.read_key()
+        finally:
+            self.indicator.release()
 
     def poll_card(self) -> None:
         """Turn reader polls into flow events: one card() per tap, not one per poll."""
         if not self.power.nfc_on:
             return  # the PN532 is powered down: nobody expects a card
         try:
+            self._poll_card()
+        finally:
+            self.indicator.release()  # a decline is due even when the handler raised
+
+    def _poll_card(self) -> None:
+        try:
             card = self._reader.poll()
         except CardRemoved:
             self._last_uid = None
             self.power.activity()
             self.flow.card_removed()
-            self.indicator.release()
             return
         if card is None:
             if self._last_uid is not None:
@@ -140,7 +147,6 @@ class Terminal:
             self._last_uid = card.uid
             self.power.activity()
             self.flow.card(card)
-        self.indicator.release()
 
     def tick(self) -> None:
         """Timers: the flow's timeouts, the power states, the battery."""
