@@ -83,14 +83,17 @@ def _to_affine(x: int, y: int, z: int):
     return x * zi2 % _P, y * zi2 * zi % _P
 
 
-def _build_table():
-    # Base points G_i = 2^(i * _SPACING) G, then every sum of a subset of them.
+def _build_table(idle=None):
+    # Base points G_i = 2^(i * _SPACING) G, then every sum of a subset of them. idle() runs
+    # between pieces of work: the first signature after a boot builds it (4-5 s on an ESP32).
     bases = []
     x, y, z = _GX, _GY, 1
     for i in range(_TEETH):
         if i:
             for _ in range(_SPACING):
                 x, y, z = _double(x, y, z)
+                if idle is not None:
+                    idle()
         bases.append(_to_affine(x, y, z))
     table = [(0, 0)] * (1 << _TEETH)
     for j in range(1, 1 << _TEETH):
@@ -103,6 +106,8 @@ def _build_table():
         else:
             px, py = table[j ^ low]
             table[j] = _to_affine(*_add_affine(px, py, 1, bases[i][0], bases[i][1]))
+        if idle is not None:
+            idle()
     return table
 
 
@@ -111,7 +116,7 @@ def _mul_g(k: int, idle=None):
     inversion (each about 5-10 ms on an ESP32)."""
     global _table
     if _table is None:
-        _table = _build_table()
+        _table = _build_table(idle)
     table = _table
     # Column c of the comb gathers bits c, c + 43, c + 86, ... of k.
     words = [(k >> (i * _SPACING)) & ((1 << _SPACING) - 1) for i in range(_TEETH)]
