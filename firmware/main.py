@@ -120,8 +120,10 @@ class Device:
         transport = HttpTransport(settings.backend_url, ca_pem=settings.ca_pem, link=wifi)
         terminal = Terminal(storage=storage, display=display, keypad=self.keypad, reader=self.reader,
                             indicator=indicator, clock=clock, signer=signer, transport=transport,
-                            inline_signer=inline, health=health, battery=battery,
-                            recover=self.recover)
+                            inline_signer=inline, code_mac=config.load_code_mac(storage, self.secure_element),
+                            health=health, battery=battery, recover=self.recover)
+        if inline is None:
+            signer.public_key()  # the P-256 comb table (4-5 s) now, under "Démarrage...", not in the loop
         transport.idle = terminal.pump
         self._pump = terminal.pump
         display.deferred = True  # from now on the loop sends the screen page by page

@@ -18,6 +18,7 @@ import json
 import struct
 
 from . import VERSION
+from .clock import ticks_diff
 
 HEALTH_FILE = "health.json"
 ERROR_KINDS = ("i2c", "nfc", "secure_element", "flash", "sync", "other")
@@ -120,7 +121,7 @@ class Health:
         """Write health.json; without force, at most once per SAVE_EVERY_MS. False if not written."""
         self._dirty = True
         if not force and self._clock is not None and self._saved_ms is not None \
-                and self._clock.ticks_ms() - self._saved_ms < SAVE_EVERY_MS:
+                and ticks_diff(self._clock.ticks_ms(), self._saved_ms) < SAVE_EVERY_MS:
             return False
         data = {"boots": self.boots, "streak": self.streak, "safe_mode": self.safe_mode,
                 "safe_mode_boots": self.safe_mode_boots, "pending": self.pending,

@@ -11,6 +11,7 @@ The constants below are the duty cycle that hardware/power.toml computes battery
 tests/hardware checks the two agree.
 """
 
+from .clock import ticks_diff
 from .flow import AMOUNT, VOID_CARD, WAIT_CARD
 
 NFC_AWAKE_MS = 10000
@@ -57,7 +58,7 @@ class Power:
             self._set_screen(FULL)
 
     def idle_ms(self) -> int:
-        return self._clock.ticks_ms() - self._activity_ms
+        return ticks_diff(self._clock.ticks_ms(), self._activity_ms)
 
     def nfc_wanted(self, flow) -> bool:
         state = flow.state
@@ -78,7 +79,7 @@ class Power:
             self.nfc_on = wanted
         now = self._clock.ticks_ms()
         if self._battery is not None and (self._battery_ms is None
-                                          or now - self._battery_ms >= BATTERY_EVERY_MS):
+                                          or ticks_diff(now, self._battery_ms) >= BATTERY_EVERY_MS):
             self._battery_ms = now
             self.read_battery()
 

@@ -7,9 +7,11 @@ It can also be full: with `capacity` set (bytes for all files), a write that doe
 raises OSError(ENOSPC) like LittleFS, after appending the prefix that fits.
 """
 
-ENOSPC = 28
-
+from .clock import TICKS_MAX
 from .hal import Card, CardReader, Clock, Display, Indicator, Keypad, Storage
+
+
+ENOSPC = 28
 
 
 class PowerCut(Exception):
@@ -181,9 +183,12 @@ class Battery:
 
 
 class ManualClock(Clock):
-    def __init__(self, now: int = 1767254400) -> None:
+    """The board's RTC (`t`, which a power cut sends back to 2000) and its millisecond ticks,
+    which wrap every TICKS_PERIOD like time.ticks_ms() on the device."""
+
+    def __init__(self, now: int = 1767254400, ms: int = 0) -> None:
         self.t = now
-        self.ms = 0
+        self.ms = ms
 
     def now(self) -> int:
         return self.t
@@ -192,7 +197,7 @@ class ManualClock(Clock):
         self.t = unix_s
 
     def ticks_ms(self) -> int:
-        return self.ms
+        return self.ms & TICKS_MAX
 
     def advance(self, seconds: int) -> None:
         self.t += seconds

@@ -23,6 +23,7 @@ try:
 except ImportError:  # very old MicroPython ports
     import uasyncio as asyncio  # type: ignore
 
+from .clock import ticks_diff
 from .health import HEALTHY_AFTER_MS, kind_of
 
 WATCHDOG_TIMEOUT_MS = 30000
@@ -83,7 +84,7 @@ class Supervisor:
     def feed_from_pump(self) -> None:
         """From a long operation that is making progress (see the module docstring)."""
         if self._wdt is not None and self._fed_ms is not None \
-                and self._clock.ticks_ms() - self._fed_ms < PUMP_FEED_MAX_MS:
+                and ticks_diff(self._clock.ticks_ms(), self._fed_ms) < PUMP_FEED_MAX_MS:
             self._wdt.feed()
 
     # ---- tasks ----------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Supervisor:
         kind = kind_of(exc, task.kind)
         self._health.error(kind, exc)
         now = self._clock.ticks_ms()
-        if task.failures == 0 or now - task.window_ms > FAILURE_WINDOW_MS:
+        if task.failures == 0 or ticks_diff(now, task.window_ms) > FAILURE_WINDOW_MS:
             task.failures = 0
             task.window_ms = now
         task.failures += 1
@@ -129,7 +130,7 @@ class Supervisor:
                 raise Reboot(self.reboot)
             self.feed()
             self._health.flush()
-            if not healthy and self._clock.ticks_ms() - started >= HEALTHY_AFTER_MS:
+            if not healthy and ticks_diff(self._clock.ticks_ms(), started) >= HEALTHY_AFTER_MS:
                 healthy = True
                 self._health.healthy()
             await self._sleep_ms(FEED_EVERY_MS)

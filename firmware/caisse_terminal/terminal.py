@@ -23,7 +23,9 @@ except ImportError:  # very old MicroPython ports
     import uasyncio as asyncio  # type: ignore  # noqa: F401
 
 from . import log as log_module
+from . import record
 from . import status as status_module
+from .clock import TimeKeeper, ticks_diff
 from .flow import AMOUNT, PIN, RESULT, VOID_CARD, WAIT_CARD, Flow
 from .hal import CardRemoved
 from .health import Health
@@ -70,12 +72,13 @@ class _AfterScreen:
 
 class Terminal:
     def __init__(self, *, storage, display, keypad, reader, indicator, clock, signer,
-                 transport=None, inline_signer=None, segment_bytes=log_module.SEGMENT_BYTES,
-                 segments=log_module.SEGMENTS, health=None, battery=None, recover=None) -> None:
+                 transport=None, inline_signer=None, code_mac=None,
+                 segment_bytes=log_module.SEGMENT_BYTES, segments=log_module.SEGMENTS,
+                 health=None, battery=None, recover=None) -> None:
         """health: a Health on the same storage (made here if None). battery: anything with
         read_mv(). recover: callable(kind) that resets a part after a failure ("i2c", "nfc",
         "secure_element"); the terminal recovers the flash itself."""
-        self.clock = clock
+        self.clock = clock = TimeKeeper(clock, storage)  # untrusted until a sync sets it
         self.signer = signer
         self._display = display
         self._keypad = keypad
@@ -87,6 +90,9 @@ class Terminal:
         self.log.recover()
         self.policy = Policy(storage, self.log, clock)
         self.policy.rebuild_spend()
+        self.policy.code_mac = code_mac  # config.load_code_mac: None without a member-code key
+        last = self.log.last_body
+        clock.at_least(max(self.policy.last_sync, 0 if last is None else record.body_time(last)))
         self.indicator = _AfterScreen(indicator, display)
         self.power = Power(clock, display, reader, battery)
         self.power.read_battery()
@@ -149,11 +155,13 @@ class Terminal:
             self.flow.card(card)
 
     def tick(self) -> None:
-        """Timers: the flow's timeouts, the power states, the battery."""
+        """Timers: the flow's timeouts, the power states, the battery, and the time written to
+        flash once a minute."""
         self.flow.tick()
         self.power.tick(self.flow)
         self.flow.notice = LOW_BATTERY if self.power.battery_low else None
         self.indicator.release()
+        self.clock.persist_if_due()
 
     def background_sign(self) -> int:
         """Sign one committed record (after the beep); never while a card is expected."""
@@ -190,7 +198,7 @@ class Terminal:
         """
         if self._scan is not None:
             now = self.clock.ticks_ms()
-            if self._scanned_ms is None or now - self._scanned_ms >= KEYS_MS:
+            if self._scanned_ms is None or ticks_diff(now, self._scanned_ms) >= KEYS_MS:
                 self._scanned_ms = now
                 self._scan()
         if self.supervisor is not None:
@@ -215,7 +223,7 @@ class Terminal:
                                    clock=self.clock, power=self.power)
 
     def _health_headers(self, now: int) -> dict:
-        body = self.health.report(log=self.log, unsent=self._unsent_at_sync, uptime_s=(self.clock.ticks_ms() - self._boot_ms) // 1000,
+        body = self.health.report(log=self.log, unsent=self._unsent_at_sync, uptime_s=ticks_diff(self.clock.ticks_ms(), self._boot_ms) // 1000,
                                   battery_mv=self.power.battery_mv, battery_low=self.power.battery_low)
         return self.health.headers(body, self.policy.terminal_id, now, self.signer)
 
@@ -251,9 +259,9 @@ class Terminal:
         if self.sync is None or self.log.unsigned or not self._at_rest() or not self.sync.due():
             return
         now = self.clock.ticks_ms()
-        if self._key_ms is not None and now - self._key_ms < SYNC_QUIET_MS:
+        if self._key_ms is not None and ticks_diff(now, self._key_ms) < SYNC_QUIET_MS:
             return  # somebody is using the keypad
-        if self._synced_ms is not None and now - self._synced_ms < SYNC_EVERY_S * 1000:
+        if self._synced_ms is not None and ticks_diff(now, self._synced_ms) < SYNC_EVERY_S * 1000:
             return
         self.sync_now()
 

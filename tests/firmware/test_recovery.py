@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from caisse import protocol
+from caisse_provisioning import atecc
 
 from tests.firmware.mpy_runtime import ROOT, run
 
@@ -121,9 +122,11 @@ st.dump()
 def test_bus_reader_secure_element_and_flash_faults_cost_no_payment(tmp_path):
     flash = tmp_path / "flash"
     provision(flash, secure_element=True)
-    out = stall("""
+    image = bytearray(atecc.config_image())
+    image[86] = image[87] = 0x00  # both zones locked, as provisioning leaves them
+    out = stall(f"""
 from caisse_terminal import storage
-st = Stall(secret=rig.SECRET)
+st = Stall(secret=rig.SECRET, atecc_config={bytes(image)!r})
 full = []
 append, replace = storage.FileStorage.append, storage.FileStorage.replace
 def full_append(self, name, data):
@@ -138,7 +141,7 @@ def full_replace(self, name, data):
 storage.FileStorage.append, storage.FileStorage.replace = full_append, full_replace
 at = st.loop.at
 st.type('5V', at=1000); st.card(rig.ALICE, at=1500)
-at(2500, lambda: st.bus.failing.update({0x24: [3, 5]}))  # EIO from the PN532's address
+at(2500, lambda: st.bus.failing.update({{0x24: [3, 5]}}))  # EIO from the PN532's address
 st.type('6V', at=4000); at(4400, lambda: st.pn.faults.extend(['bad_dcs2', 'truncate']))
 st.card(rig.CAROL, at=4600, hold_ms=800)
 st.type('7V', at=7000); at(7400, lambda: st.se.faults.append(0x0F))  # execution error

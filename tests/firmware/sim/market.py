@@ -51,13 +51,13 @@ def key_position(k):
 
 
 class Stall:
-    def __init__(self, secret=None, latency_ms=300):
+    def __init__(self, secret=None, atecc_config=None, latency_ms=300):
+        """secret, atecc_config: a provisioned ATECC608 (its signing key, its locked
+        configuration zone); without them the chip is factory-fresh."""
         self.clock = vloop.Clock(T0)
         self.loop = vloop.Loop(self.clock)
         self.pn = PN532Sim()
-        self.se = ATECC608Sim()
-        if secret is not None:
-            self.se.keys[0] = secret
+        self.se = ATECC608Sim(config=atecc_config, keys={0: secret} if secret is not None else None)
         self.oled = SSD1306Sim()
         self.bus = FaultyI2C((board.ADDR_PN532, self.pn), (board.ADDR_ATECC608, self.se),
                              (board.ADDR_OLED, self.oled))

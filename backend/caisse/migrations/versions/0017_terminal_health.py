@@ -1,7 +1,7 @@
 """The last health report of each terminal (protocol v2, "Health report"), shown in the console.
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0018
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0011"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
