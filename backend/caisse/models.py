@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
     LargeBinary,
     SmallInteger,
     String,
@@ -168,6 +169,31 @@ class TerminalSync(SQLModel, table=True):
     terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), nullable=False))
     cards_version: int = Field(sa_column=Column(BigInteger, nullable=False))
     synced_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class TerminalHealth(SQLModel, table=True):
+    """The last health report a terminal signed on its sync (docs/protocol.md, "Health report"):
+    one row per terminal, replaced by a report with a later terminal time."""
+
+    __tablename__ = "terminal_health"
+
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), primary_key=True, autoincrement=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    terminal_time: int = Field(sa_column=Column(BigInteger, nullable=False))  # the signed X-Caisse-Time
+    firmware_version: str = Field(sa_column=Column(String(32), nullable=False))
+    uptime_s: int = Field(sa_column=Column(BigInteger, nullable=False))
+    boots: int = Field(sa_column=Column(BigInteger, nullable=False))
+    watchdog_resets: int = Field(sa_column=Column(BigInteger, nullable=False))
+    crash_resets: int = Field(sa_column=Column(BigInteger, nullable=False))
+    task_restarts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    safe_mode_boots: int = Field(sa_column=Column(BigInteger, nullable=False))
+    errors: dict = Field(sa_column=Column(JSON, nullable=False))  # part -> errors counted since provisioning
+    last_error: str = Field(sa_column=Column(String(80), nullable=False))
+    battery_mv: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    battery_low: bool = Field(sa_column=Column(Boolean, nullable=False))
+    unsent_records: int = Field(sa_column=Column(BigInteger, nullable=False))
+    unsigned_records: int = Field(sa_column=Column(BigInteger, nullable=False))
+    log_free_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class CodeFailure(SQLModel, table=True):

@@ -29,6 +29,10 @@ Why it survives power cuts:
 - Reclaim deletes whole segments, oldest first, only when every record in them is at or below
   the backend's acked_seq, and never the head segment. When all `segments` are in use and the
   head is full, commit() raises LogFull: nothing is ever overwritten.
+- A write the filesystem refuses (OSError: a full flash, a failing chip) is judged by the file
+  itself: if the whole frame landed, it counts; if part of it did, the segment is sealed like a
+  torn tail, so the next frame opens a new segment and nothing is ever appended after the
+  fragment; a segment whose HEAD did not land is removed (or its number skipped).
 - A BODY without its SIG (power cut before the background signature) is listed in `unsigned`
   after recovery and signed again: RFC 6979 makes it the same signature. pending() only returns
   signed records, so nothing unsigned is ever uploaded.
@@ -142,6 +146,8 @@ class Log:
         self.day_count = 0
         self.day_total_cents = 0
         self.torn_tails = 0  # torn frames dropped by the last recovery (diagnostics)
+        self.io_errors = 0  # writes the filesystem refused since boot (health report)
+        self._last_gen = 0  # highest segment number on flash or tried since
 
     # ---- recovery ----------------------------------------------------------------------
 
@@ -153,6 +159,7 @@ class Log:
             if len(name) == 9 and name.startswith(_PREFIX) and name[3:].isdigit():
                 gens.append(int(name[3:]))
         gens.sort()
+        self._last_gen = gens[-1] if gens else 0
         for gen in gens:
             name = _name(gen)
             first = True
@@ -292,11 +299,21 @@ class Log:
     def _new_segment(self) -> None:
         if len(self._segs) >= self._max_segments:
             raise LogFull()
-        gen = self._segs[-1].gen + 1 if self._segs else 1
+        self._last_gen += 1
+        gen = self._last_gen  # never the number of a fragment left by a refused write
+        name = _name(gen)
         head = self._head  # not _small: that may hold the payload waiting for this segment
         struct.pack_into(">II", head, 0, self.next_seq, self.acked_seq)
         head[8:40] = self.prev_hash
-        self._write(_name(gen), T_HEAD, memoryview(head)[:40])
+        try:
+            self._write(name, T_HEAD, memoryview(head)[:40])
+        except OSError:
+            if not self._landed(name, 0, _OVERHEAD + 40):
+                try:
+                    self._storage.remove(name)  # a fragment of HEAD only: no record in it
+                except OSError:
+                    pass  # recovery removes a segment without a complete HEAD
+                raise
         self._segs.append(_Segment(gen, _OVERHEAD + 40, self.next_seq - 1))
         self._sealed = False
 
@@ -306,8 +323,19 @@ class Log:
                 or self._segs[-1].size + _OVERHEAD + length > self._segment_bytes):
             self._new_segment()
         seg = self._segs[-1]
-        self._write(_name(seg.gen), kind, payload)
+        name = _name(seg.gen)
+        try:
+            self._write(name, kind, payload)
+        except OSError:
+            if not self._landed(name, seg.size, _OVERHEAD + length):
+                self._sealed = True  # whatever landed is a torn tail: never append after it
+                raise
         seg.size += _OVERHEAD + length
+
+    def _landed(self, name: str, before: int, length: int) -> bool:
+        """After a refused write: did the whole frame reach the file anyway?"""
+        self.io_errors += 1
+        return self._storage.size(name) == before + length
 
     def _write(self, name: str, kind: int, payload) -> None:
         length = len(payload)
@@ -329,16 +357,21 @@ class Log:
         if not self.has_room_for_payment():
             raise LogFull()
         if signature is None:
-            self._append(T_BODY, body)
+            self._append(T_BODY, body)  # OSError: the frame did not land, nothing committed
         else:
             frame = self._small_record(body, signature)
             self._append(T_REC, frame)
-        self._storage.sync()
         self._segs[-1].last_seq = record.body_seq(body)
         body = bytes(body)
         self._advance(body)
         if signature is None:
             self.unsigned.append(record.body_seq(body))
+        try:
+            self._storage.sync()
+        except OSError:
+            # The frame is in the file, so it is committed: the next boot will read it, and a
+            # second record with this seq would break the chain.
+            self.io_errors += 1
 
     def _small_record(self, body, signature) -> bytes:
         return bytes(body) + bytes(signature)
@@ -441,5 +474,6 @@ class Log:
 
     def stats(self) -> dict:
         return {"segments": len(self._segs), "free_bytes": self._free_bytes(),
+                "capacity_bytes": self._max_segments * (self._segment_bytes - 46),
                 "next_seq": self.next_seq, "acked_seq": self.acked_seq,
                 "unsigned": len(self.unsigned), "rejected": len(self.rejected)}
