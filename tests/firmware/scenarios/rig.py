@@ -18,10 +18,15 @@ CAROL = b"\x04\xde\x5f\x1e\xac\xc0\x40"
 MALLORY = b"\x01\x02\x03\x04"  # blocked
 
 
-def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242") -> bytes:
-    """A 32-byte sync entry; with a member code, its salt and verifier (docs/protocol.md)."""
+def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242",
+          household: "int | None" = None) -> bytes:
+    """A 36-byte sync v2 entry; with a member code, its salt and verifier (docs/protocol.md). Each
+    card has a household of its own unless `household` is given."""
     verifier = hashlib.sha256(salt + code.encode()).digest()[:8] if code else bytes(8)
-    return struct.pack(">B10sBi8s8s", len(uid), uid, status, balance_cents, salt if code else bytes(8), verifier)
+    if household is None:
+        household = int.from_bytes(uid[-3:], "big")
+    return struct.pack(">B10sBi8s8sI", len(uid), uid, status, balance_cents, salt if code else bytes(8), verifier,
+                       household)
 
 
 CODE = "2468"  # CAROL's household member code
