@@ -31,10 +31,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlmodel import Session
 
-from caisse.db import column_in
+from caisse.db import id_in
 from caisse.models import FeedBalance, TerminalLimits, TerminalSync, TransactionRecord
 from caisse.money import euros
 from caisse.protocol import Kind, Record
@@ -43,7 +43,9 @@ from caisse.terminals import TerminalState
 # The terminal's day: UTC+1 all year, as its log's day summary (firmware/caisse_terminal/log.py).
 DAY_OFFSET_S = 3_600
 DAY_S = 86_400
-_SCAN_ROWS = 1_024  # stored records read per step when looking back for a day's first record
+# Seqs looked back per step for a day's first record: an honest terminal keeps at most ~3 000
+# records of a day (its log), so one step is the rule.
+_SCAN_ROWS = 4_096
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 _limits = TerminalLimits.__table__  # type: ignore[attr-defined]
@@ -82,8 +84,8 @@ class Judge:
                                                                              cap_cents=self.cap_cents)
         if self.spent[key] <= budget:
             return None
-        return (f"plafond hors ligne dépassé : foyer {household_id}, {euros(self.spent[key])} € ce jour "
-                f"sur ce terminal pour {euros(max(budget, 0))} € permis")
+        # One reason per household and budget, not per record: records are held in one statement per reason.
+        return f"plafond hors ligne dépassé : foyer {household_id}, {euros(max(budget, 0))} € par jour sur ce terminal"
 
 
 def load_judge(
@@ -118,7 +120,7 @@ def _balances(session: Session, *, terminal_id: int, households: set[int], earli
             .where(older.c.household_id == _feed.c.household_id, older.c.cards_version <= proved).scalar_subquery())
     rows = session.execute(
         select(_feed.c.household_id, func.max(_feed.c.balance_cents))
-        .where(column_in(session, _feed.c.household_id, sorted(households)), _feed.c.cards_version <= last_sent,
+        .where(id_in(session, _feed.c.household_id, sorted(households)), _feed.c.cards_version <= last_sent,
                _feed.c.cards_version >= func.coalesce(held, 0))
         .group_by(_feed.c.household_id)
     ).all()
@@ -126,23 +128,28 @@ def _balances(session: Session, *, terminal_id: int, households: set[int], earli
 
 
 def _load_day_spend(session: Session, judge: Judge, *, terminal_id: int, records: list[Record], households: set[int]) -> None:
-    """Add up the stored records of the batch's households and days: from the batch's lowest seq
-    back to the first record dated before its earliest day, and every one stored above."""
+    """Add up the stored records of the batch's households and days, summed in SQL: every record
+    of the terminal from the first one of the batch's earliest day on (found by stepping back
+    _SCAN_ROWS seqs at a time from the batch's lowest seq), those stored above the batch included."""
     days = {terminal_day(r.time) for r in records}
-    first_day, low = min(days), min(r.seq for r in records)
-    upper: int | None = None  # None: no upper bound (records stored above the batch count too)
-    while True:
-        start = max(low - _SCAN_ROWS, 1)
-        query = (select(_record.c.seq, _record.c.kind, _record.c.time, _record.c.amount_cents, _record.c.household_id)
-                 .where(_record.c.terminal_id == terminal_id, _record.c.seq >= start))
-        if upper is not None:
-            query = query.where(_record.c.seq < upper)
-        rows = session.execute(query).all()
-        for _, kind, time_s, amount, household_id in rows:
-            day = terminal_day(time_s)
-            if household_id in households and day in days:
-                judge.spent[(household_id, day)] += amount if kind == Kind.PAYMENT else -amount
-        below = [(seq, time_s) for seq, _, time_s, _, _ in rows if seq < low]
-        if start == 1 or not below or terminal_day(min(below)[1]) < first_day:
-            return
-        upper, low = start, start
+    first_day = min(days)
+    floor = min(r.seq for r in records)
+    while floor > 1:
+        floor = max(floor - _SCAN_ROWS, 1)
+        before = session.execute(
+            select(_record.c.time).where(_record.c.terminal_id == terminal_id, _record.c.seq == floor - 1)
+        ).scalar_one_or_none()
+        if before is None or terminal_day(before) < first_day:
+            break
+    day = ((_record.c.time + DAY_OFFSET_S) / DAY_S).label("day")  # integer division on both databases
+    signed = case((_record.c.kind == Kind.PAYMENT, _record.c.amount_cents), else_=-_record.c.amount_cents)
+    rows = session.execute(
+        select(_record.c.household_id, day, func.sum(signed))
+        .where(_record.c.terminal_id == terminal_id, _record.c.seq >= floor,
+               _record.c.time >= first_day * DAY_S - DAY_OFFSET_S, _record.c.time < (max(days) + 1) * DAY_S - DAY_OFFSET_S,
+               id_in(session, _record.c.household_id, sorted(households)))
+        .group_by(_record.c.household_id, day)
+    ).all()
+    for household_id, row_day, cents in rows:
+        if int(row_day) in days:
+            judge.spent[(int(household_id), int(row_day))] += int(cents)

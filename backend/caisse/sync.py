@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from caisse import protocol
 from caisse.config import Settings
-from caisse.db import column_in, is_postgresql
+from caisse.db import id_in, is_postgresql
 from caisse.errors import SyncUnauthorized
 from caisse.terminals import TerminalState, lock_terminal, terminal_public_key
 from caisse.models import (
@@ -151,7 +151,7 @@ def mark_overdrafts(session: Session, *, household_ids: Collection[int]) -> None
     balance = member_balance(_household.c.id)
     session.execute(
         update(_household)
-        .where(column_in(session, _household.c.id, sorted(household_ids)),
+        .where(id_in(session, _household.c.id, sorted(household_ids)),
                or_(and_(balance < 0, _household.c.overdrawn_since.is_(None)),  # type: ignore[operator]
                    and_(balance >= 0, _household.c.overdrawn_since.is_not(None))))  # type: ignore[operator]
         .values(overdrawn_since=case((balance < 0, literal(utcnow(), _household.c.overdrawn_since.type)),  # type: ignore[operator]
