@@ -16,20 +16,21 @@ stamped at or below it is already committed and visible, so no change is ever sk
 from __future__ import annotations
 
 import base64
+import json
 import re
 import struct
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, text, update
+from sqlalchemy import String, case, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from caisse import protocol
 from caisse.config import Settings
-from caisse.db import id_in, is_postgresql
+from caisse.db import bind_value, is_postgresql
 from caisse.errors import SyncUnauthorized
 from caisse.terminals import TerminalState, lock_terminal, terminal_public_key
 from caisse.models import (
@@ -143,19 +144,28 @@ def member_balance(household_id: object) -> object:
         .scalar_subquery(), 0)
 
 
+# A member account's household id (its code is member:{id}) and balance.
+_ACCOUNT_BALANCE = ("CAST(substr(code, 8) AS INTEGER) AS household_id,"
+                    " credits_posted_cents - debits_posted_cents AS balance")
+
+
 def mark_overdrafts(session: Session, *, household_ids: Collection[int]) -> None:
     """Set `household.overdrawn_since` for those of these households now below zero, clear it for
     those no longer. Every change of a member's balance bumps its household here (terminals must
-    learn it), so this is the one place that sees a household cross zero. Writes only the rows
-    whose state changes."""
-    balance = member_balance(_household.c.id)
+    learn it), so this is the one place that sees a household cross zero. One UPDATE joined to
+    their accounts (looked up by code, the unique index), writing only the rows whose state changes."""
+    codes = [f"member:{h}" for h in sorted(household_ids)]
+    if is_postgresql(session):
+        accounts = f"SELECT {_ACCOUNT_BALANCE} FROM ledger_account WHERE code = ANY(string_to_array(:codes, ','))"
+        codes_value = ",".join(codes)
+    else:
+        accounts = f"SELECT {_ACCOUNT_BALANCE} FROM ledger_account WHERE code IN (SELECT value FROM json_each(:codes))"
+        codes_value = json.dumps(codes)
     session.execute(
-        update(_household)
-        .where(id_in(session, _household.c.id, sorted(household_ids)),
-               or_(and_(balance < 0, _household.c.overdrawn_since.is_(None)),  # type: ignore[operator]
-                   and_(balance >= 0, _household.c.overdrawn_since.is_not(None))))  # type: ignore[operator]
-        .values(overdrawn_since=case((balance < 0, literal(utcnow(), _household.c.overdrawn_since.type)),  # type: ignore[operator]
-                                     else_=None))
+        text("UPDATE household SET overdrawn_since = CASE WHEN a.balance < 0 THEN :now END"
+             f" FROM ({accounts}) AS a WHERE household.id = a.household_id"
+             " AND (a.balance < 0) <> (household.overdrawn_since IS NOT NULL)"),
+        {"codes": codes_value, "now": bind_value(session, _household.c.overdrawn_since, utcnow())},
     )
 
 
