@@ -16,6 +16,8 @@ stamped at or below it is already committed and visible, so no change is ever sk
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import struct
@@ -57,6 +59,7 @@ CARD_ENTRY_V2 = struct.Struct(">B10sBi8s8sI")
 assert CARD_ENTRY_V2.size == 36
 _NO_CODE = bytes(8)
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+CODE_KEY_DOMAIN = b"caisse-member-code-v1"
 MAX_SINCE = 0xFFFFFFFF
 # X-Caisse-Firmware (docs/protocol.md#sync): at most 32 printable ASCII characters.
 _FIRMWARE_VERSION = re.compile(r"[\x20-\x7e]{1,32}")
@@ -227,6 +230,28 @@ def authenticate(
     return terminal
 
 
+def terminal_code_key(settings: Settings, terminal_id: int) -> bytes:
+    """The member-code key of a terminal: HMAC-SHA256(master, "caisse-member-code-v1" || u32 id),
+    written into its ATECC608 at provisioning (docs/protocol.md, "Member-code verifiers")."""
+    master = bytes.fromhex(settings.member_code_master_key_hex)
+    return hmac.new(master, CODE_KEY_DOMAIN + struct.pack(">I", terminal_id), hashlib.sha256).digest()
+
+
+def member_code_fields(salt: bytes | None, verifier: bytes | None, *, secure_element: bool | None,
+                       code_key: bytes | None) -> tuple[bytes, bytes]:
+    """The (code_salt, code_verifier) of a card entry for this terminal, from the household's
+    stored salt and SHA-256(salt || code)[:8]: zeros without a code; keyed with the terminal's
+    code key when its chip holds it; the salt alone (a code is needed, this terminal cannot check
+    it) when it has no chip; as stored for a terminal registered before member-code keys."""
+    if salt is None or verifier is None:
+        return _NO_CODE, _NO_CODE
+    if secure_element is None:
+        return bytes(salt), bytes(verifier)
+    if not secure_element or code_key is None:
+        return bytes(salt), _NO_CODE
+    return bytes(salt), hmac.new(code_key, bytes(verifier), hashlib.sha256).digest()[:8]
+
+
 def sync_terminal(
     session: Session, *, terminal_id: int, time_s: int | None, since: int, signature_hex: str | None,
     now_s: int, settings: Settings, firmware_version: str | None = None, version: int = 1,
@@ -242,6 +267,7 @@ def sync_terminal(
     terminal = authenticate(session, terminal_id=terminal_id, time_s=time_s,
                             signed=lambda t: protocol.sync_digest(terminal_id, t, since),
                             signature_hex=signature_hex, now_s=now_s, settings=settings)
+    code_key = terminal_code_key(settings, terminal_id) if terminal.secure_element else None
     record_version_held(session, terminal_id=terminal_id, since=since)
     upper = current_cards_version(session)  # read before the cards: see the module docstring
     # The balance is read in the statement that reads the versions: one snapshot, so the balance
@@ -266,7 +292,7 @@ def sync_terminal(
         rows, cards_version = page, page[-1].sync_version
     else:
         cards_version = upper
-    packed = b"".join(_entry(r, version) for r in rows)
+    packed = b"".join(_entry(r, version, secure_element=terminal.secure_element, code_key=code_key) for r in rows)
     limits = settings.terminal_limits(version)
     changes: dict[str, object] = {"last_sync_at": utcnow()}
     if is_firmware_version(firmware_version):
@@ -286,10 +312,11 @@ def sync_terminal(
     )
 
 
-def _entry(row: object, version: int) -> bytes:
+def _entry(row: object, version: int, *, secure_element: bool | None, code_key: bytes | None) -> bytes:
     balance = max(_I32_MIN, min(_I32_MAX, int(row.balance)))  # type: ignore[attr-defined]
     fields = (len(row.uid), bytes(row.uid), 0 if row.status == CardStatus.ACTIVE else 1, balance,  # type: ignore[attr-defined]
-              bytes(row.code_salt or _NO_CODE), bytes(row.code_verifier or _NO_CODE))  # type: ignore[attr-defined]
+              *member_code_fields(row.code_salt, row.code_verifier, secure_element=secure_element,  # type: ignore[attr-defined]
+                                  code_key=code_key))
     if version == 1:
         return CARD_ENTRY.pack(*fields)
     return CARD_ENTRY_V2.pack(*fields, row.household_id)  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@ limits sent, the balance each v2 sync sent per household and cards version, and 
 went below zero.
 
 Revision ID: 0013
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0015"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
