@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from typing import Literal
 
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
     # Basic (UID-only) cards can be cloned: a lower ceiling bounds what one clone takes per tap.
     basic_card_max_payment_cents: int = Field(default=5_000, gt=0)
     code_max_tries: int = Field(default=3, gt=0, le=255)  # wrong member codes before a terminal locks a card
+    # Offline budget (sync v2, docs/ledger.md "Offline limits"): per household, per terminal and per
+    # day, at most min(balance at sync x share, daily cap). The share in basis points (5000 = 50 %).
+    offline_share_bp: int = Field(default=5_000, gt=0, le=10_000)
+    offline_daily_cap_cents: int = Field(default=10_000, gt=0, lt=2**31)
 
     # Secure cards (NTAG 424 DNA, docs/cards.md): AN10922 master of the per-card file-read keys,
     # the SDM meta-read key shared by all cards, and the diversification input after the UID.
@@ -121,8 +127,10 @@ class Settings(BaseSettings):
                              f" chiffres, / - ? : ( ) . , ' +) : par exemple « {sent} »")
         return name
 
-    def terminal_limits(self) -> dict[str, int]:
-        return {
+    def terminal_limits(self, sync_version: int = 1) -> dict[str, int]:
+        """The `limits` of a sync answer (docs/protocol.md): v1's six, or v2's with the offline
+        budget and `limits_version`, an identifier of these values (not of the settings object)."""
+        limits = {
             "max_payment_cents": self.max_payment_cents,
             "pin_threshold_cents": self.pin_threshold_cents,
             "offline_max_age_s": self.offline_max_age_s,
@@ -130,6 +138,17 @@ class Settings(BaseSettings):
             "basic_card_max_payment_cents": self.basic_card_max_payment_cents,
             "code_max_tries": self.code_max_tries,
         }
+        if sync_version >= 2:
+            limits |= {"offline_share_bp": self.offline_share_bp, "offline_daily_cap_cents": self.offline_daily_cap_cents}
+            limits["limits_version"] = limits_version(limits)
+        return limits
+
+
+def limits_version(limits: dict[str, int]) -> int:
+    """A u32 naming a set of limits: the first 4 bytes of SHA-256 of their canonical JSON (never 0).
+    Restarting with the same values gives the same version; changing any value gives another."""
+    digest = hashlib.sha256(json.dumps(limits, sort_keys=True, separators=(",", ":")).encode()).digest()
+    return int.from_bytes(digest[:4], "big") or 1
 
 
 def settings_problems(error: ValidationError) -> list[str]:

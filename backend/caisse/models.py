@@ -100,6 +100,8 @@ class Household(SQLModel, table=True):
     # Member code (docs/cards.md): SHA-256(salt || 4 digits)[:8], sent to terminals; both or neither.
     code_salt: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
     code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
+    # When its balance last went below zero; None while it is zero or more (caisse.overdrafts).
+    overdrawn_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Card(SQLModel, table=True):
@@ -146,6 +148,10 @@ class Terminal(SQLModel, table=True):
     # Declared at registration: True, its ATECC608 holds its member-code key (keyed verifiers);
     # False, no chip (no verifiers); None, registered before member-code keys (v1 verifiers).
     secure_element: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    # Sync v2 (docs/protocol.md): the limits version and the cards version of its last answer.
+    # Both None until its first v2 sync: its records are judged as v1's, without offline budget.
+    limits_version: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    cards_version_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class CardCounter(SQLModel, table=True):
@@ -194,6 +200,32 @@ class TerminalHealth(SQLModel, table=True):
     unsent_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     unsigned_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     log_free_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TerminalLimits(SQLModel, table=True):
+    """The offline limits sent to a terminal, one row each time they differ from the last sent."""
+
+    __tablename__ = "terminal_limits"
+    __table_args__ = (Index("ix_terminal_limits_terminal_id", "terminal_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), nullable=False))
+    limits_version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    offline_share_bp: int = Field(sa_column=Column(Integer, nullable=False))
+    offline_daily_cap_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class FeedBalance(SQLModel, table=True):
+    """The balance a v2 sync sent for a household at one cards version: every terminal that got
+    this version got this balance. Ingestion judges offline budgets with it (caisse.offline_limits).
+    No foreign key: rows are written by syncs, in bulk, and never deleted with their household."""
+
+    __tablename__ = "feed_balance"
+
+    household_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    cards_version: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    balance_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class CodeFailure(SQLModel, table=True):

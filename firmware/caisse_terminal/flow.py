@@ -286,11 +286,12 @@ class Flow:
     # ---- actions -----------------------------------------------------------------------
 
     def _balance(self, uid: bytes) -> None:
-        reason, budget = self._policy.available(uid)
+        reason, left, day_left = self._policy.available(uid)
         if reason is not None:
             self._result(reason, False)
-        else:
-            self._display.show_amount("Solde disponible", budget, "")
+        else:  # the daily budget on this terminal, when it is less than the balance
+            day = "" if day_left is None or day_left >= left else "Jour: " + fmt_cents(max(day_left, 0))
+            self._display.show_amount("Solde disponible", left, day)
             self._enter(RESULT, RESULT_MS)
 
     def _commit(self, kind: int, flags: int, uid: bytes, amount: int, ref_seq: int, auth) -> bool:

@@ -33,13 +33,14 @@ SCENARIOS = {ROOT / "tests/firmware/scenarios": "/scenarios"}
 
 
 @contextmanager
-def backend_app(tmp_path, cards):
+def backend_app(tmp_path, cards, **settings):
     """The real backend app on SQLite: a vendor, and a credited household holding `cards`
-    ((uid, card type) pairs). Yields (client, engine, settings, vendor id)."""
+    ((uid, card type) pairs), with `settings` beside the defaults. Yields (client, engine,
+    settings, vendor id)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'caisse.db'}")
     upgrade(engine)
     settings = Settings(environment="test", admin_token="e2e-admin-token",  # type: ignore[call-arg]
-                        database_url=str(engine.url))
+                        database_url=str(engine.url), **settings)
     with TestClient(create_app(settings, engine=engine)) as client:
         vendor = client.post("/v1/admin/vendors", headers=ADMIN,
                              json={"name": "Ferme du Coin", "kind": "producer", "zone": "Nord"}).json()

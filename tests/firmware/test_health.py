@@ -39,7 +39,7 @@ def test_a_write_refused_by_a_full_flash_never_hides_a_later_payment(room):
     r.terminal.background_sign()
     again = rig.Rig(files=r.files)
     assert again.log.next_seq == 3
-    assert [int.from_bytes(b[16:20], "big") for b in again.log.unacked_bodies()] == [100, 300]
+    assert [int.from_bytes(b[16:20], "big") for b in again.log.bodies()] == [100, 300]
 
 
 def test_a_frame_that_landed_whole_before_the_error_counts_as_committed():
