@@ -31,6 +31,7 @@ from caisse.models import Card, Household, Terminal, Vendor
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=error_responses(400, 401, 404, 409, 422))
+API_ACTOR = "api-admin"  # the audit log's actor for changes made with the admin token (provisioning)
 
 
 def _vendor_out(vendor: Vendor, payable_cents: int) -> VendorOut:
@@ -146,7 +147,7 @@ def register_terminal(body: TerminalCreate, session: SessionDep) -> TerminalOut:
 
 @router.post("/terminals/{terminal_id}/revoke")
 def revoke_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
-    terminal = admin.revoke_terminal(session, terminal_id=terminal_id)
+    terminal = admin.revoke_terminal(session, terminal_id=terminal_id, by=API_ACTOR)
     session.commit()
     return _terminal_out(terminal)
 
