@@ -370,3 +370,48 @@ def _records(session: Session, *ids: int) -> list[TransactionRecord]:
     found = {r.id: r for r in session.execute(select(TransactionRecord).where(TransactionRecord.id.in_(ids))).scalars()}  # type: ignore[union-attr]
     session.commit()
     return [found[i] for i in ids]
+
+
+def test_a_void_uploaded_while_its_payment_is_being_released_is_posted_as_the_release_left_it(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """A decision locks its records' terminal as an upload does. Without that, an upload read the
+    payment as held while a release was committing, posted its void from vendor_held as a void
+    that follows its payment, and vendor_held ended below zero with the vendor paid in full."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from caisse.db import session_factory
+    from caisse.ingest import ingest_batch
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a decision and an upload never overlap")
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    member, _, _ = _accounts(session, market)
+    record_id = _hold(session, market, 1)
+    void = market.chains[0].void(1)
+    uploader_pid: list[int] = []
+
+    def upload() -> None:
+        with session_factory(engine)() as other:
+            uploader_pid.append(other.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            ingest_batch(other, terminal_id=market.chains[0].terminal_id, raw_records=[void], settings=rules)
+            other.commit()
+
+    with session_factory(engine)() as deciding:
+        review.release(deciding, record_id=record_id, by="trésorière")  # not committed yet
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        deadline = time.monotonic() + 30
+        while uploader.is_alive() and not (uploader_pid and _waits_for_a_lock(engine, uploader_pid[0])):
+            assert time.monotonic() < deadline, "the upload neither finished nor waited"
+            uploader.join(timeout=0.05)
+        deciding.commit()
+    uploader.join(timeout=60)
+    assert not uploader.is_alive()
+    assert _accounts(session, market) == (member + 1_000, 0, 0)  # released, then voided: nothing held, nothing owed
+    assert _settle(engine, rules, DAY1).paid_cents == 0
+    assert_ledger_invariants(session)

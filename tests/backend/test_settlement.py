@@ -503,6 +503,7 @@ def test_a_run_waits_for_records_in_flight_so_none_falls_below_the_watermark(ses
         in_flight.execute(text(_COPY_RECORD), {"seq": 1_000, "amount": 7, "template": template})  # not committed yet
         with session_factory(engine)() as other:
             other.execute(text(_COPY_RECORD), {"seq": 1_001, "amount": 11, "template": template})
+            _post_copy(other, market, seq=1_001, amount_cents=11)
             other.commit()
         results: list[settlement.SettleResult] = []
         run = threading.Thread(target=lambda: results.append(_settle(engine, rules)))
@@ -511,12 +512,22 @@ def test_a_run_waits_for_records_in_flight_so_none_falls_below_the_watermark(ses
         while run.is_alive() and not _waiting_for_lock(engine):
             assert time.monotonic() < deadline, "the run neither finished nor waited"
             run.join(timeout=0.05)
+        _post_copy(in_flight, market, seq=1_000, amount_cents=7)  # the run waits on the records, not the accounts
         in_flight.commit()
     run.join(timeout=60)
     assert not run.is_alive()
     [result] = results
     assert result.paid_cents == 100 + 7 + 11  # the run waited for the insert in flight
     assert_watermark_sound(session)
+
+
+def _post_copy(session: Session, market: Market, *, seq: int, amount_cents: int) -> None:
+    """The copied record's payment, as ingestion posts it: a run pays only what the account holds."""
+    member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
+    payable = ledger.vendor_payable_code(market.vendor_ids[0])
+    ids = ledger.account_ids(session, codes=[member, payable])
+    ledger.post_transfer(session, debit=ids[member], credit=ids[payable], amount_cents=amount_cents, kind="payment",
+                         reference=ledger.record_reference(market.chains[0].terminal_id, seq))
 
 
 def _waiting_for_lock(engine: Engine) -> bool:
