@@ -35,6 +35,7 @@ class TransferKind:
     HOLD = "hold"  # vendor_payable -> vendor_held: a record held after its money reached the payable
     RELEASE = "review_release"  # vendor_held -> vendor_payable (a payment) or -> member (a void)
     REJECT = "review_reject"  # vendor_held -> member (a payment) or -> vendor_payable (a void)
+    REVERSAL = "reversal"  # a staff entry made by mistake, taken back (caisse.corrections)
 
 
 def member_code(household_id: int) -> str:
@@ -66,6 +67,11 @@ def release_reference(terminal_id: int, seq: int) -> str:
 
 def reject_reference(terminal_id: int, seq: int) -> str:
     return f"reject:{terminal_id}:{seq}"
+
+
+def reversal_reference(transfer_id: int) -> str:
+    """The reversal of transfer `transfer_id` (caisse.corrections): at most once per transfer."""
+    return f"reversal:{transfer_id}"
 
 
 @dataclass(frozen=True, slots=True)
