@@ -125,8 +125,9 @@ def _payment_of(row: _Row, partners: Mapping[tuple[int, int], _Row]) -> _Row | N
 def _void_of(row: _Row, partners: Mapping[tuple[int, int], _Row]) -> _Row | None:
     if row.kind != Kind.PAYMENT or not row.voided:
         return None
+    # A void rejected on its own voided nothing: its payment may have been voided again since.
     return next((p for p in partners.values() if p.terminal_id == row.terminal_id and p.kind == Kind.VOID
-                 and p.ref_seq == row.seq), None)
+                 and p.ref_seq == row.seq and p.review != str(ReviewStatus.REJECTED)), None)
 
 
 # Holding -----------------------------------------------------------------------------------------
