@@ -308,9 +308,9 @@ def test_a_run_never_pays_a_vendor_more_than_its_payable_account_holds(session: 
     """A void stamped after the cut-off of a payment before it, both uploaded before the run: paying
     the payment would leave the account below zero until the next run."""
     market = Market(session, rules)
-    market.pay(0, 1_000)
     market.pay(0, 400)
-    market.upload(0, [market.chains[0].void(1, time=T0 + 86_400)])
+    market.pay(0, 1_000, time=T0 + 14 * 3_600 + 55 * 60)  # 23:55 in Paris
+    market.upload(0, [market.chains[0].void(2, time=T0 + 15 * 3_600 + 2 * 60)])  # 00:02 the next day
     first = _settle(engine, rules, DAY1)
     assert (first.paid_cents, _payable(session, market, 0)) == (0, 400)
     assert first.held == [(market.vendor_ids[0], 1_400, settlement.HELD_SHORT.format(available="4,00", net="14,00"))]

@@ -16,7 +16,7 @@ upgraded database satisfies the new invariants, this revision posts, once per re
 Downgrade leaves the accounts and transfers in place: the ledger is never edited.
 
 Revision ID: 0012
-Revises: 0018
+Revises: 0014
 Create Date: 2026-11-28
 """
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0018"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
