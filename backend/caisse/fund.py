@@ -32,6 +32,7 @@ from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer
 from caisse.money import euros
+from caisse.settlement import payable_differences
 
 FUND = "fund"
 INCOME_CONTRIBUTIONS = "income:contributions"
@@ -300,6 +301,7 @@ def budgets(session: Session, *, months: Sequence[str], settings: Settings) -> l
         checks.append(f"compte du fonds : {euros(fund_account)} €, journal des entrées et des frais : {euros(journal)} €")
     if all_payouts != (paid := ledger.balance_cents(session, code=ledger.VENDOR_PAID)):
         checks.append(f"compte des virements aux commerçants : {euros(paid)} €, règlements : {euros(all_payouts)} €")
+    checks.extend(difference.french() for difference in payable_differences(session))
     results = []
     for period in periods:
         m, next_day = str(period), period.next_start.date()
@@ -349,6 +351,15 @@ def _by_reference_month(session: Session, reference: Any, *, prefix: str, month_
             if (k[7:] == ":" if month_first else k[:1] == ":")}
 
 
+# What a record took from its member for good (docs/ledger.md, "Holds and review"): a payment
+# unless rejected (given back); a void gives back unless rejected, or held on its own (its payment
+# not held: the refund waits for the decision).
+_PAYMENT_REVIEW = "(SELECT p.review FROM transaction_record p WHERE p.terminal_id = r.terminal_id AND p.seq = r.ref_seq)"
+_SPENT = ("CASE WHEN r.kind = 1 THEN CASE WHEN r.review = 'rejected' THEN 0 ELSE r.amount_cents END"
+          f" WHEN COALESCE(r.review, {_PAYMENT_REVIEW}, '') = 'rejected'"
+          f" OR (r.review = 'held' AND COALESCE({_PAYMENT_REVIEW}, '') <> 'held') THEN 0 ELSE -r.amount_cents END")
+
+
 def _spent_by_month(session: Session, *, periods: list[Month], zone: ZoneInfo) -> dict[str, int]:
     """Members' net spending by month in one pass over the records: a month of taps is a month of local days."""
     bounds = {str(p): (_local_midnight(p.first_day, zone), _local_midnight(p.next_start.date(), zone)) for p in periods}
@@ -358,11 +369,11 @@ def _spent_by_month(session: Session, *, periods: list[Month], zone: ZoneInfo) -
     params: dict[str, object] = {"low": min(s for s, _ in bounds.values()), "high": max(e for _, e in bounds.values())}
     for index, (start, end) in enumerate(bounds.values()):
         params |= {f"s{index}": start, f"e{index}": end}
-    which = " ".join(f"WHEN time >= :s{index} AND time < :e{index} THEN {index}" for index in range(len(months)))
+    which = " ".join(f"WHEN r.time >= :s{index} AND r.time < :e{index} THEN {index}" for index in range(len(months)))
     rows = session.execute(text(
         f"SELECT b.month, SUM(b.cents) FROM (SELECT CASE {which} END AS month,"
-        " CASE WHEN kind = 1 THEN amount_cents ELSE -amount_cents END AS cents FROM transaction_record"
-        " WHERE status = 'accepted' AND time >= :low AND time < :high) b WHERE b.month IS NOT NULL GROUP BY b.month"), params)
+        f" {_SPENT} AS cents FROM transaction_record r"
+        " WHERE r.status = 'accepted' AND r.time >= :low AND r.time < :high) b WHERE b.month IS NOT NULL GROUP BY b.month"), params)
     return {months[index]: int(cents) for index, cents in rows}
 
 

@@ -217,8 +217,13 @@ def _budget_by_hand(session: Session, *, month: str, zone: ZoneInfo) -> fund.Bud
     transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents)).all()
     registered = dict(session.execute(select(Contribution.reference, Contribution.month)).all())  # type: ignore[arg-type]
     runs = {run.id: str(run.run_date)[:7] for run in session.execute(select(SettlementRun)).scalars()}
-    records = session.execute(select(TransactionRecord.time, TransactionRecord.kind, TransactionRecord.amount_cents)
-                              .where(TransactionRecord.status == "accepted")).all()  # type: ignore[arg-type]
+    rows = session.execute(select(TransactionRecord.time, TransactionRecord.kind, TransactionRecord.amount_cents,
+                                  TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.ref_seq,
+                                  TransactionRecord.review).where(TransactionRecord.status == "accepted")).all()  # type: ignore[arg-type]
+    reviews = {(r.terminal_id, r.seq): r.review for r in rows}
+    # A void held on its own has refunded nothing yet (docs/ledger.md, "Holds and review").
+    records = [(r.time, r.kind, r.amount_cents) for r in rows
+               if not (r.kind == 2 and r.review == "held" and reviews[(r.terminal_id, r.ref_seq)] != "held")]
 
     def named(reference: str) -> str:
         return reference.split(":")[1]

@@ -86,6 +86,28 @@ def verdict(row) -> str:
     return row.reason or row.status
 
 
+def money_shares(record: Approved, row, payment) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """What an accepted record moved, by account code (docs/ledger.md, "Holds and review"): `row`
+    is its stored row (review state), `payment` a void's payment's row. A held payment's money is
+    in vendor_held; a void of a held payment gives it back from there; a void held on its own
+    moved it from vendor_payable to vendor_held, refunding nobody yet; a rejected record's money
+    went back where it came from."""
+    member, payable = ledger.member_code(record.household_id), ledger.vendor_payable_code(record.vendor_id)
+    held = ledger.vendor_held_code(record.vendor_id)
+    amount = record.amount_cents
+    if record.kind == Kind.PAYMENT:
+        if row.review == "rejected":
+            return []
+        return [(member, -amount), (held if row.review == HELD else payable, amount)]
+    if (row.review or payment.review) == "rejected":
+        return []
+    if payment.review == HELD:
+        return [(held, -amount), (member, amount)]
+    if row.review == HELD:
+        return [(payable, -amount), (held, amount)]
+    return [(member, amount), (payable, -amount)]
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
@@ -138,7 +160,17 @@ class Auditor:
     def expected_status(self, record: Approved) -> frozenset[str] | None:
         """The verdicts the backend may give: `accepted`, `held` (accepted, held for review) or a
         rejection reason; None: any (a replayed SUN message: which copy wins depends on upload
-        order, judged as a fault)."""
+        order, judged as a fault). A terminal flagged suspect (a tamper) has its records not
+        settled yet, and those it sends later, held for a person to decide."""
+        expected = self._business_status(record)
+        if expected == ONLY_ACCEPTED and record.terminal_id in self._tampered():
+            return frozenset({ACCEPTED, HELD})
+        return expected
+
+    def _tampered(self) -> set[int]:
+        return {f.terminal_id for f in self.faults if f.kind == FaultKind.TAMPER and f.terminal_id is not None}
+
+    def _business_status(self, record: Approved) -> frozenset[str] | None:
         if record.kind == Kind.PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
             return frozenset({"over_limit"})
         blocked = self.blocked_at.get(record.card_uid)
@@ -148,7 +180,7 @@ class Auditor:
             return frozenset({"card_blocked", HELD})
         if record.kind == Kind.VOID:
             payment = self.approved.get((record.terminal_id, record.ref_seq))
-            if payment is None or self.expected_status(payment) != ONLY_ACCEPTED:
+            if payment is None or self._business_status(payment) != ONLY_ACCEPTED:
                 return frozenset({"unknown_payment"})
         if self.replayed(record):
             return None
@@ -229,7 +261,8 @@ class Auditor:
 
     def _check_balances(self, session: Session, stored: dict, transfers: list) -> Check:
         """Each household holds its allowances, less expiries, less what it spent; each vendor
-        is owed (or was paid) exactly what its accepted records add up to."""
+        is owed (or was paid) exactly what its accepted records add up to, the records held for
+        review in its held account (docs/ledger.md, "Holds and review")."""
         accounts = {a.id: a for a in session.execute(select(LedgerAccount)).scalars()}
         expected: dict[str, int] = defaultdict(int)
         for t in transfers:
@@ -240,9 +273,9 @@ class Auditor:
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
                 continue
-            signed = record.amount_cents if record.kind == Kind.PAYMENT else -record.amount_cents
-            expected[ledger.member_code(record.household_id)] -= signed
-            expected[ledger.vendor_payable_code(record.vendor_id)] += signed
+            payment = stored.get((record.terminal_id, record.ref_seq)) if record.kind == Kind.VOID else None
+            for code, cents in money_shares(record, row, payment):
+                expected[code] += cents
         paid = sum(t.amount_cents for t in transfers if t.kind == ledger.TransferKind.SETTLEMENT)
         problems = []
         for account in sorted(accounts.values(), key=lambda a: a.code):
@@ -275,8 +308,11 @@ class Auditor:
         problems += [f"vendor {v}: paid {p} with nothing settled" for v, p in sorted(paid.items()) if v not in settled]
         items = set(session.execute(select(SettlementItem.record_id)).scalars())
         suspect = self._suspects(session)
+        # A payment whose void is held waits for that void's decision.
+        waiting = {(k[0], self.approved[k].ref_seq) for k, row in stored.items()
+                   if k in self.approved and self.approved[k].kind == Kind.VOID and row.review == HELD}
         unsettled = [key for key, row in sorted(stored.items())
-                     if verdict(row) == ACCEPTED and row.id not in items and key[0] not in suspect]
+                     if verdict(row) == ACCEPTED and row.id not in items and key[0] not in suspect and key not in waiting]
         problems += [f"accepted record {key} of a trusted terminal never settled" for key in unsettled[:3]]
         return Check("payouts equal settled payments per vendor", not problems, "; ".join(problems[:3]))
 
