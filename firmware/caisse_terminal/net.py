@@ -5,6 +5,11 @@ transport(method, path, headers, body) -> (status, body); raises OSError when th
 down or TLS cannot be set up, so the sync client backs off and retries. https:// uses the
 port's ssl.SSLContext (MicroPython >= 1.23, CPython); with a CA (ca_pem) the server must
 present a certificate it signed, and nothing is ever sent over an unverified connection.
+
+transport.open(...) -> (status, Response) gives the body as a stream instead (readinto, close):
+the sync reads its answers so, never holding one whole. The socket is used through write and
+readinto, which MicroPython's sockets and TLS sockets have (its TLS socket has no send/recv),
+or send and recv_into under CPython.
 """
 
 import socket
@@ -30,6 +35,14 @@ class HttpTransport:
         self._context = None  # the ssl.SSLContext, made at the first https request
 
     def __call__(self, method: str, path: str, headers: dict, body) -> tuple:
+        status, response = self.open(method, path, headers, body)
+        try:
+            return status, response.read_all()
+        finally:
+            response.close()
+
+    def open(self, method: str, path: str, headers: dict, body) -> tuple:
+        """Send the request; (status, Response) once the answer's head has arrived."""
         if self.link is not None and not self.link.up():
             raise OSError("network not connected")
         context = self._tls_context() if self.tls else None
@@ -44,23 +57,15 @@ class HttpTransport:
             for k in headers:
                 lines.append("%s: %s" % (k, headers[k]))
             lines.append("Content-Length: %d" % (len(body) if body else 0))
-            head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-            _send(sock, head)
+            write = getattr(sock, "write", None) or sock.send
+            _send(write, ("\r\n".join(lines) + "\r\n\r\n").encode())
             if body:
-                _send(sock, body)
-            chunks = []
-            while True:
-                data = sock.recv(1024)
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
+                _send(write, body)
+            response = Response(sock)
+        except BaseException:
             sock.close()
-        raw = b"".join(chunks)
-        head, _, payload = raw.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, payload
-
+            raise
+        return response.status, response
 
     def _tls_context(self):
         """The SSLContext for every https request; OSError rather than an unverified one."""
@@ -87,11 +92,62 @@ class HttpTransport:
         self._context = context
         return context
 
+class Response:
+    """The answer to one request: its status, then its body read as it arrives (HTTP/1.0: up to
+    the server's close)."""
 
-def _send(sock, data) -> None:
+    HEAD_MAX = 1024
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._readinto = getattr(sock, "readinto", None) or sock.recv_into
+        head = bytearray(self.HEAD_MAX)
+        n = 0
+        end = -1
+        while end < 0:
+            if n == len(head):
+                raise OSError("HTTP answer head too long")
+            got = self._readinto(memoryview(head)[n:])
+            if not got:
+                raise OSError("connection closed before the answer")
+            n += got
+            end = head.find(b"\r\n\r\n")
+        status_line = bytes(head[:head.find(b"\r\n")])
+        try:
+            self.status = int(status_line.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            raise OSError("not an HTTP answer")
+        self._early = memoryview(head)[end + 4:n]  # body bytes that came with the head
+
+    def readinto(self, buf) -> int:
+        early = self._early
+        if early:
+            n = min(len(buf), len(early))
+            buf[:n] = early[:n]
+            self._early = early[n:]
+            return n
+        return self._readinto(buf) or 0
+
+    def read_all(self) -> bytes:
+        """The whole body (small answers: uploads, errors)."""
+        body = bytearray()
+        buf = bytearray(512)
+        while True:
+            n = self.readinto(buf)
+            if not n:
+                return bytes(body)
+            body += memoryview(buf)[:n]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _send(write, data) -> None:
     view = memoryview(data)
     while view:
-        n = sock.send(view)
+        n = write(view)
+        if not n:
+            raise OSError("connection closed while sending")
         view = view[n:]
 
 

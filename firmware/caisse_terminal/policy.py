@@ -1,9 +1,8 @@
 """Offline policy: may this card pay this amount now, without asking the backend?
 
-- Card table "cards.bin": the sync entries themselves (32 bytes: uid_len u8, uid 10, status u8,
-  balance_cents i32, code_salt 8, code_verifier 8), sorted by (uid_len, uid), looked up by binary
-  search with one 32-byte buffer: 10 000 cards cost 320 KB of flash and no RAM. Blocked cards are
-  the deny list.
+- Card table (cards.py): the sync entries themselves, in small sorted files in flash, looked up
+  by binary search with one entry buffer: 10 000 cards cost 360 KB of flash and no RAM. Blocked
+  cards are the deny list.
 - Member code: above the code threshold, a card whose household has a code (non-zero verifier)
   pays only after the member types it: SHA-256(salt || 4 ASCII digits)[:8] == verifier. Wrong
   tries are counted per card in "codes.json"; after code_max_tries the card is locked on this
@@ -28,20 +27,16 @@ except ImportError:  # CPython
         return x
 
 from . import record
+from .cards import BALANCE_AT, CODE_SALT_AT, CODE_VERIFIER_AT, ENTRY_SIZE, PAGE_ENTRIES, STATUS_AT, CardTable
 
-CARDS_FILE = "cards.bin"
-_CARDS_NEW = "cards.new"
 CONFIG_FILE = "config.json"
-ENTRY_SIZE = const(32)
 CODES_FILE = "codes.json"
 CODE_DIGITS = const(4)
 CODE_OK = const(0)
 CODE_WRONG = const(1)
 CODE_LOCKED = const(2)
-_CODE_AT = const(16)  # salt at 16..24, verifier at 24..32
 _NO_CODE = bytes(8)
 CODE_FAILURE_SIZE = const(15)  # one card in the code-failures report
-_KEY_SIZE = const(11)
 STATUS_ACTIVE = const(0)
 STATUS_BLOCKED = const(1)
 MAX_SPEND_CARDS = const(1024)  # distinct cards with unacknowledged spend; then sync first
@@ -67,22 +62,13 @@ VOID_OTHER_CARD = ("Pas la même", "carte")
 LOCKED = ("Carte", "verrouillée")
 
 
-def card_key(uid: bytes, buf) -> None:
-    """The 11-byte sort key of a UID: its length, then the UID zero padded."""
-    buf[0] = len(uid)
-    n = len(uid)
-    buf[1:1 + n] = uid
-    for i in range(1 + n, _KEY_SIZE):
-        buf[i] = 0
-
-
 class Policy:
     def __init__(self, storage, log, clock) -> None:
         self._storage = storage
         self._log = log
         self._clock = clock
         self._entry = bytearray(ENTRY_SIZE)
-        self._key = bytearray(_KEY_SIZE)
+        self.cards = CardTable(storage)
         self.spend = {}  # uid bytes -> cents taken in records above acked_seq
         self.terminal_id = 0
         self.cards_version = 0
@@ -103,6 +89,12 @@ class Policy:
             self.limits.update(cfg.get("limits", {}))
         raw = self._storage.read(CODES_FILE)
         self.codes = json.loads(raw) if raw else {}
+        if self.cards.has_legacy():  # the first boot after an upgrade from firmware 0.1
+            # Its entries have no household and v1 member-code verifiers: ask for every card
+            # again (saved first, so an upgrade cut short still ends with a full sync).
+            self.cards_version = 0
+            self.save()
+            self.cards.upgrade()
 
     def save(self) -> None:
         cfg = {"terminal_id": self.terminal_id, "cards_version": self.cards_version,
@@ -113,78 +105,34 @@ class Policy:
     # ---- card table ----------------------------------------------------------------------
 
     def card_count(self) -> int:
-        size = self._storage.size(CARDS_FILE)
-        return 0 if size < 0 else size // ENTRY_SIZE
+        return self.cards.count()
 
     def _find(self, uid: bytes) -> bool:
-        """Binary search; on success the card's entry is in self._entry."""
-        key = self._key
-        card_key(uid, key)
-        entry = self._entry
-        lo, hi = 0, self.card_count()
-        if hi == 0:
-            return False
-        with self._storage.reader(CARDS_FILE) as table:
-            while lo < hi:
-                mid = (lo + hi) // 2
-                table.readinto(mid * ENTRY_SIZE, entry)
-                c = _compare(entry, key)
-                if c == 0:
-                    return True
-                if c < 0:
-                    lo = mid + 1
-                else:
-                    hi = mid
-        return False
+        """On success the card's entry is in self._entry."""
+        return self.cards.find(uid, self._entry)
 
     def lookup(self, uid: bytes):
         """(status, balance_cents) at the last sync, or None for a card the table lacks."""
         if not self._find(uid):
             return None
-        return self._entry[11], struct.unpack_from(">i", self._entry, 12)[0]
+        return self._entry[STATUS_AT], struct.unpack_from(">i", self._entry, BALANCE_AT)[0]
+
+    def apply_page(self, full: bool):
+        """Apply the page the card table received (a generator: one bucket per step)."""
+        return self.cards.commit(full, self._unlock if self.codes else None)
 
     def apply_cards(self, packed, full: bool) -> None:
-        """Merge sync entries (32 bytes each) into the table; full: they replace it.
-
-        Streams the old table and writes a new file. Beside the page itself, RAM holds only each
-        card's key and the offset of its entry in `packed` (<= 512 cards), not a second copy of
-        the entries: a page is 16 KB, a lot of an ESP32's heap.
-        """
+        """Merge entries (ENTRY_SIZE bytes each, in RAM: provisioning, tests) into the table, a
+        page at a time; full: they replace it."""
         assert len(packed) % ENTRY_SIZE == 0
         packed = memoryview(packed)
-        delta = {}  # key -> offset of the card's entry in packed
-        for at in range(0, len(packed), ENTRY_SIZE):
-            delta[bytes(packed[at:at + _KEY_SIZE])] = at  # a later entry for the same card wins
-        self._unlock(delta)
-        new = sorted(delta)
-        self._storage.remove(_CARDS_NEW)
-        old_count = 0 if full else self.card_count()
-        out = bytearray()
-        j = 0
-        entry = self._entry
-        if old_count:
-            with self._storage.reader(CARDS_FILE) as table:
-                for i in range(old_count):
-                    table.readinto(i * ENTRY_SIZE, entry)
-                    key = bytes(entry[:_KEY_SIZE])
-                    while j < len(new) and new[j] < key:
-                        out += _entry_at(packed, delta[new[j]])
-                        j += 1
-                    if j < len(new) and new[j] == key:
-                        out += _entry_at(packed, delta[new[j]])
-                        j += 1
-                    else:
-                        out += entry
-                    if len(out) >= 512:
-                        self._storage.append(_CARDS_NEW, out)
-                        out = bytearray()
-        while j < len(new):
-            out += _entry_at(packed, delta[new[j]])
-            j += 1
-        self._storage.append(_CARDS_NEW, out)
-        self._storage.sync()
-        self._storage.rename(_CARDS_NEW, CARDS_FILE)
-        self._storage.sync()
+        page = PAGE_ENTRIES * ENTRY_SIZE
+        for start in range(0, max(len(packed), 1), page):
+            self.cards.begin()
+            for at in range(start, min(len(packed), start + page), ENTRY_SIZE):
+                self.cards.add(packed[at:at + ENTRY_SIZE])
+            for _ in self.apply_page(full and start == 0):
+                pass
 
     # ---- offline spend -------------------------------------------------------------------
 
@@ -246,7 +194,7 @@ class Policy:
         threshold = self.limits["pin_threshold_cents"]
         if threshold <= 0 or amount_cents < threshold or not self._find(uid):
             return False
-        return bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
+        return bytes(self._entry[CODE_VERIFIER_AT:CODE_VERIFIER_AT + 8]) != _NO_CODE
 
     # ---- member codes --------------------------------------------------------------------
 
@@ -261,10 +209,10 @@ class Policy:
         if self.code_locked(uid) or not self._find(uid):
             return CODE_LOCKED
         entry = self._entry
-        typed = hashlib.sha256(bytes(entry[_CODE_AT:_CODE_AT + 8]) + code.encode()).digest()[:8]
+        typed = hashlib.sha256(bytes(entry[CODE_SALT_AT:CODE_SALT_AT + 8]) + code.encode()).digest()[:8]
         name = _hex(uid)
         state = self.codes.get(name)
-        if len(code) == CODE_DIGITS and typed == bytes(entry[_CODE_AT + 8:]):
+        if len(code) == CODE_DIGITS and typed == bytes(entry[CODE_VERIFIER_AT:CODE_VERIFIER_AT + 8]):
             if state and state[0]:
                 state[0] = 0
                 self._save_codes()
@@ -297,17 +245,11 @@ class Policy:
             state[1] = 0
         self._save_codes()
 
-    def _unlock(self, delta) -> None:
+    def _unlock(self, entry, at: int) -> None:
         """A newer entry for a card ends its lock and its tries on this terminal."""
-        if not self.codes:  # the usual case: no hex name per card of the page
-            return
-        changed = False
-        for key in delta:
-            state = self.codes.get(_hex(key[1:1 + key[0]]))
-            if state and (state[0] or state[2]):
-                state[0] = state[2] = 0
-                changed = True
-        if changed:
+        state = self.codes.get(_hex(entry[at + 1:at + 1 + entry[at]]))
+        if state and (state[0] or state[2]):
+            state[0] = state[2] = 0
             self._save_codes()
 
     def _save_codes(self) -> None:
@@ -329,17 +271,5 @@ class Policy:
         return None, rec
 
 
-def _entry_at(packed, at: int):
-    return packed[at:at + ENTRY_SIZE]
-
-
 def _hex(uid) -> str:
     return binascii.hexlify(bytes(uid)).decode()
-
-
-def _compare(entry, key) -> int:
-    for i in range(_KEY_SIZE):
-        a, b = entry[i], key[i]
-        if a != b:
-            return -1 if a < b else 1
-    return 0

@@ -16,10 +16,17 @@ It raises OSError when the network is down. Order of one sync():
    record the balance lacks;
 4. POST the wrong member-code counts (code-failures, signed), forgotten after a 200.
 After a failure, sync is retried with exponential backoff (due()).
+
+A sync answer is read as a stream (page.py) when the transport has open(method, path, headers,
+body) -> (status, stream with readinto and close), as HttpTransport does; a plain transport's
+bytes are read the same way. steps() is the sync as a generator: one step per upload batch,
+chunk of an answer and bucket of the card table, for a caller that wants to do something
+between them (the heap measurement, docs/performance.md).
 """
 
 import binascii
 import hashlib
+import io
 import json
 import struct
 
@@ -30,10 +37,15 @@ except ImportError:  # CPython
         return x
 
 from . import VERSION, record
-from .policy import CODE_FAILURE_SIZE, ENTRY_SIZE
+from .cards import LEGACY_ENTRY_SIZE, ENTRY_SIZE, PageTooLarge
+from .page import AnswerError, PageReader
+from .policy import CODE_FAILURE_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
+SYNC_VERSION = const(1)  # the sync format asked for (docs/protocol.md)
+WIRE_ENTRY_SIZE = LEGACY_ENTRY_SIZE if SYNC_VERSION == 1 else ENTRY_SIZE  # bytes of an entry in an answer
+_ERROR_BODY_MAX = const(1024)
 BACKOFF_MIN_S = const(15)
 BACKOFF_MAX_S = const(900)
 SYNC_DOMAIN = b"caisse-sync-v1"
@@ -82,6 +94,7 @@ class SyncClient:
         self._batch = batch_records
         self.failures = 0
         self._retry_at_ms = None
+        self._reader = None  # the sync answer reader, made at the first sync, kept
 
     # ---- scheduling ----------------------------------------------------------------------
 
@@ -96,24 +109,29 @@ class SyncClient:
 
     def sync(self) -> Report:
         report = Report()
+        for _ in self.steps(report):
+            pass
+        return report
+
+    def steps(self, report: Report):
+        """One sync as a generator (see the module docstring); it fills `report`."""
         try:
             self._log.sign_pending(self._signer, limit=1000)
-            self._upload(report)
-            self._fetch(report)
+            yield from self._upload(report)
+            yield from self._fetch(report)
             self._report_code_failures(report)
         except (OSError, SyncError, ValueError, KeyError) as e:
             report.error = "%s: %s" % (type(e).__name__, e)
             self.failures += 1
             self._retry_at_ms = self._clock.ticks_ms() + self.backoff_s() * 1000
-            return report
+            return
         self.failures = 0
         self._retry_at_ms = None
-        return report
 
     def _path(self, tail: str) -> str:
         return "/v1/terminals/%d/%s" % (self._policy.terminal_id, tail)
 
-    def _upload(self, report: Report) -> None:
+    def _upload(self, report: Report):
         after = 0  # each record is sent once per sync, even when the backend rejects it
         while True:
             batch = self._log.pending(self._batch, after)
@@ -140,9 +158,14 @@ class SyncClient:
                     self._log.mark_rejected(seq, reason)
                     report.rejected.append((seq, reason))
             report.acked_seq = max(report.acked_seq, answer.get("acked_seq", 0))
+            yield
 
-    def _fetch(self, report: Report) -> None:
+    def _fetch(self, report: Report):
         policy = self._policy
+        table = policy.cards
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = PageReader()
         first_acked = None
         skew_retries = 0
         pages = 0
@@ -153,25 +176,33 @@ class SyncClient:
             headers = {"X-Caisse-Time": str(now),
                        "X-Caisse-Signature": binascii.hexlify(sig).decode(),
                        "X-Caisse-Firmware": VERSION}  # informational: not signed
-            status, raw = self._transport("GET", self._path("sync?since=%d" % since), headers, None)
-            if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
-                skew_retries += 1
-                self._clock.set(int(json.loads(raw)["server_time"]))
-                continue
-            if status != 200:
-                raise SyncError("sync %d %s" % (status, _error_code(raw)))
-            answer = json.loads(raw)
-            del raw  # a page is ~22 KB of base64: hold it as few times as the heap allows
+            status, stream = self._open("GET", self._path("sync?since=%d" % since), headers)
+            try:
+                if status != 200:
+                    raw = _read_small(stream)
+                    if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
+                        skew_retries += 1
+                        self._clock.set(int(json.loads(raw)["server_time"]))
+                        continue
+                    raise SyncError("sync %d %s" % (status, _error_code(raw)))
+                table.begin()
+                try:
+                    yield from reader.read(stream, table, WIRE_ENTRY_SIZE)
+                except (AnswerError, PageTooLarge) as e:  # cut or garbled: keep the table we have
+                    raise SyncError("cards: %s" % e)
+            finally:
+                stream.close()  # before the flash work: the socket (and TLS) memory goes back
+            answer = reader.answer
             pages += 1
-            packed = _decode_base64(answer.pop("cards", None) or "")
-            if len(packed) % ENTRY_SIZE:  # cut or garbled: keep the table we have
-                raise SyncError("cards: %d bytes is not whole entries" % len(packed))
-            policy.apply_cards(packed, bool(answer.get("full")))
-            report.cards += len(packed) // ENTRY_SIZE
-            policy.cards_version = answer["cards_version"]
+            cards_version = answer["cards_version"]
+            server_time = int(answer["server_time"])
+            received = table.received
+            yield from policy.apply_page(bool(answer.get("full")))
+            report.cards += received
+            policy.cards_version = cards_version
             policy.limits.update(answer.get("limits") or {})
-            self._clock.set(int(answer["server_time"]))
-            policy.last_sync = int(answer["server_time"])
+            self._clock.set(server_time)
+            policy.last_sync = server_time
             if first_acked is None:
                 first_acked = int(answer.get("acked_seq", 0))
             if not answer.get("more"):
@@ -182,6 +213,14 @@ class SyncClient:
             self._log.acknowledge(first_acked)
             report.acked_seq = max(report.acked_seq, first_acked)
         policy.rebuild_spend()
+
+    def _open(self, method: str, path: str, headers: dict, body=None):
+        """(status, stream): the transport's own stream, or its bytes as one."""
+        opener = getattr(self._transport, "open", None)
+        if opener is not None:
+            return opener(method, path, headers, body)
+        status, raw = self._transport(method, path, headers, body)
+        return status, io.BytesIO(raw)
 
     def _report_code_failures(self, report: Report) -> None:
         """POST the wrong-code counts (after the fetch: the clock is the server's by then)."""
@@ -200,13 +239,16 @@ class SyncClient:
         report.code_failures = len(body) // CODE_FAILURE_SIZE
 
 
-def _decode_base64(text: str) -> bytes:
-    """The ESP32's C binascii decodes the str itself, sparing a ~22 KB copy of a page; the Python
-    binascii of ports without the C module (WebAssembly) takes only bytes: a copy there alone."""
-    try:
-        return binascii.a2b_base64(text)
-    except TypeError:
-        return binascii.a2b_base64(text.encode())
+def _read_small(stream) -> bytes:
+    """An error answer's body (bounded: the rest is not needed)."""
+    buf = bytearray(_ERROR_BODY_MAX)
+    n = 0
+    while n < _ERROR_BODY_MAX:
+        got = stream.readinto(memoryview(buf)[n:])
+        if not got:
+            break
+        n += got
+    return bytes(buf[:n])
 
 
 def _error_code(raw) -> str:

@@ -79,7 +79,7 @@ class FakeBackend:
         cards = self.cards if since < self.cards_version else b""
         return 200, json.dumps({
             "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
-            "full": since == 0, "more": False, "cards": base64.b64encode(cards).decode(), "limits": self.limits,
+            "full": since == 0, "more": False, "cards": base64.b64encode(rig.wire(cards)).decode(), "limits": self.limits,
         }).encode()
 
 
@@ -261,7 +261,7 @@ def backend(method, path, headers, body):
     fetched.append(headers)
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
     return 200, json.dumps({"server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
-                            "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
+                            "more": False, "cards": binascii.b2a_base64(rig.wire(CARDS)).decode().strip(),
                             "limits": {}}).encode()
 
 r = rig.Rig(transport=backend, cards=b"")

@@ -4,7 +4,9 @@ import binascii
 import hashlib
 import struct
 
+from caisse_terminal import cards as cards_module
 from caisse_terminal import policy as policy_module
+from caisse_terminal import sync as sync_module
 from caisse_terminal import sim
 from caisse_terminal.soft_signer import SoftwareSigner
 from caisse_terminal.terminal import Terminal
@@ -18,10 +20,19 @@ CAROL = b"\x04\xde\x5f\x1e\xac\xc0\x40"
 MALLORY = b"\x01\x02\x03\x04"  # blocked
 
 
-def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242") -> bytes:
-    """A 32-byte sync entry; with a member code, its salt and verifier (docs/protocol.md)."""
+def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242",
+          household: int = 0) -> bytes:
+    """A card table entry (the v2 sync entry, docs/protocol.md); with a member code, its salt and
+    verifier."""
     verifier = hashlib.sha256(salt + code.encode()).digest()[:8] if code else bytes(8)
-    return struct.pack(">B10sBi8s8s", len(uid), uid, status, balance_cents, salt if code else bytes(8), verifier)
+    return struct.pack(">B10sBi8s8sI", len(uid), uid, status, balance_cents, salt if code else bytes(8), verifier,
+                       household)
+
+
+def wire(packed: bytes) -> bytes:
+    """Table entries as the sync answer of the version the firmware asks for carries them."""
+    size = sync_module.WIRE_ENTRY_SIZE
+    return b"".join(packed[at:at + size] for at in range(0, len(packed), cards_module.ENTRY_SIZE))
 
 
 CODE = "2468"  # CAROL's household member code
