@@ -57,11 +57,14 @@ def card_key(uid, buf) -> None:
 
 
 def bucket_of(buf, at: int) -> int:
-    """The bucket of the key at buf[at:at + KEY_SIZE] (small integers only: no allocation)."""
+    """The bucket of the key at buf[at:at + KEY_SIZE]. Spreads random and consecutive UIDs alike
+    (10 000 cards: at most ~100 a bucket); every product stays below 2**30, a small int."""
     h = 0
     for i in range(at, at + KEY_SIZE):
-        h = (h * 31 + buf[i]) & 0xFFFFFF
-    return (h ^ (h >> 7) ^ (h >> 14)) & (BUCKETS - 1)
+        h = ((h ^ buf[i]) * 0x6F5) & 0x3FFFF
+    h ^= h >> 7
+    h ^= h >> 13
+    return h & (BUCKETS - 1)
 
 
 def bucket_name(bucket: int) -> str:
