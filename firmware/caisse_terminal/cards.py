@@ -90,15 +90,7 @@ class CardTable:
         self._key = bytearray(KEY_SIZE)
         self._n = 0  # entries received in the page being received
         self._staged = 0  # of which in the staging file
-        # Buffers of a page being received and merged (6.6 KB), made once: no allocation per page
-        # and no hole left in the heap between syncs.
-        self._ram = bytearray(RAM_ENTRIES * ENTRY_SIZE)  # the page's first entries
-        self._work = bytearray(RAM_ENTRIES * ENTRY_SIZE)  # one bucket's new entries, sorted
-        self._read = bytearray(_READ_ENTRIES * ENTRY_SIZE)
-        self._out = bytearray(_OUT_ENTRIES * ENTRY_SIZE)
-        self._bucket = bytearray(PAGE_ENTRIES)  # bucket of each received entry
-        self._order = array("H", range(PAGE_ENTRIES))  # entry indices grouped by bucket
-        self._first = array("H", range(BUCKETS + 1))  # where each bucket starts in _order
+        self._pb = None  # _PageBuffers while pages are received (a sync), else None
 
     # ---- lookup (the tap path) -----------------------------------------------------------
 
@@ -149,7 +141,17 @@ class CardTable:
 
     def begin(self) -> None:
         """Start receiving a page (forgets one received but not committed)."""
+        self._buffers()
         self._n = self._staged = 0
+
+    def release(self) -> None:
+        """Give the page buffers back to the heap (after a sync: taps do not need them)."""
+        self._pb = None
+
+    def _buffers(self) -> "_PageBuffers":
+        if self._pb is None:
+            self._pb = _PageBuffers()
+        return self._pb
 
     @property
     def received(self) -> int:
@@ -159,7 +161,8 @@ class CardTable:
         """Receive one entry; a shorter one (v1: 32 bytes) is padded with zeros."""
         if self._n >= PAGE_ENTRIES:
             raise PageTooLarge("more than %d cards in one answer" % PAGE_ENTRIES)
-        ram = self._ram
+        pb = self._buffers()
+        ram = pb.ram
         slot = self._n - self._staged
         if slot == RAM_ENTRIES:  # spill the RAM part to flash
             if not self._staged:
@@ -172,7 +175,7 @@ class CardTable:
         ram[at:at + size] = entry
         for i in range(at + size, at + ENTRY_SIZE):
             ram[i] = 0
-        self._bucket[self._n] = bucket_of(ram, at)
+        pb.bucket[self._n] = bucket_of(ram, at)
         self._n += 1
 
     def commit(self, full: bool, on_entry=None):
@@ -183,23 +186,24 @@ class CardTable:
         """
         n = self._n
         storage = self._storage
+        pb = self._buffers()
         if self._staged:  # the whole page in the staging file, read back through one reader
-            storage.append(_STAGE, memoryview(self._ram)[:(n - self._staged) * ENTRY_SIZE])
+            storage.append(_STAGE, memoryview(pb.ram)[:(n - self._staged) * ENTRY_SIZE])
             storage.sync()
         if full:
             for b in range(BUCKETS):
                 storage.remove(bucket_name(b))
             storage.sync()
             yield
-        self._group_by_bucket(n)
-        first = self._first
+        _group_by_bucket(pb, n)
+        first = pb.first
         source = storage.reader(_STAGE) if self._staged else None
         try:
             for b in range(BUCKETS):
                 start, end = first[b], first[b + 1]
                 while start < end:  # more than RAM_ENTRIES cards in one bucket: in rounds
                     stop = min(end, start + RAM_ENTRIES)
-                    self._merge(b, start, stop, source, on_entry)
+                    self._merge(pb, b, start, stop, source, on_entry)
                     start = stop
                     yield
         finally:
@@ -209,26 +213,9 @@ class CardTable:
             storage.remove(_STAGE)
         self._n = self._staged = 0
 
-    def _group_by_bucket(self, n: int) -> None:
-        """Counting sort of the entry indices by bucket, arrival order kept within a bucket."""
-        bucket, order, first = self._bucket, self._order, self._first
-        for b in range(BUCKETS + 1):
-            first[b] = 0
-        for i in range(n):
-            first[bucket[i] + 1] += 1
-        for b in range(BUCKETS):
-            first[b + 1] += first[b]
-        for i in range(n):  # first[b] is bucket b's cursor meanwhile...
-            b = bucket[i]
-            order[first[b]] = i
-            first[b] += 1
-        for b in range(BUCKETS, 0, -1):  # ...and ends at bucket b + 1's start: shift back
-            first[b] = first[b - 1]
-        first[0] = 0
-
-    def _merge(self, b: int, start: int, stop: int, source, on_entry) -> None:
+    def _merge(self, pb, b: int, start: int, stop: int, source, on_entry) -> None:
         """Rewrite bucket b with the entries order[start:stop] of the page merged in."""
-        work, order = self._work, self._order
+        work, order = pb.work, pb.order
         count = stop - start
         # 1. this bucket's new entries into `work`, in key order (insertion sort: stable, so of
         #    two entries for one card the later one comes last, and wins below)
@@ -236,7 +223,7 @@ class CardTable:
             i = order[start + k]
             at = k * ENTRY_SIZE
             if source is None:
-                work[at:at + ENTRY_SIZE] = memoryview(self._ram)[i * ENTRY_SIZE:(i + 1) * ENTRY_SIZE]
+                work[at:at + ENTRY_SIZE] = memoryview(pb.ram)[i * ENTRY_SIZE:(i + 1) * ENTRY_SIZE]
             else:
                 source.readinto(i * ENTRY_SIZE, memoryview(work)[at:at + ENTRY_SIZE])
             _insert_sorted(work, k)
@@ -245,11 +232,11 @@ class CardTable:
         name = bucket_name(b)
         old_count = max(0, storage.size(name)) // ENTRY_SIZE
         storage.remove(_TMP)
-        out = self._out
+        out = pb.out
         o = 0
         k = 0
         old = storage.reader(name) if old_count else _NO_FILE
-        buf = self._read
+        buf = pb.read
         r = 0
         try:
             i = 0
@@ -322,6 +309,38 @@ class CardTable:
                 pass
         storage.remove(LEGACY_FILE)
         storage.sync()
+        self.release()
+
+
+class _PageBuffers:
+    """What receiving and merging a page needs (6.6 KB), made once per sync."""
+
+    def __init__(self) -> None:
+        self.ram = bytearray(RAM_ENTRIES * ENTRY_SIZE)  # the page's first entries
+        self.work = bytearray(RAM_ENTRIES * ENTRY_SIZE)  # one bucket's new entries, sorted
+        self.read = bytearray(_READ_ENTRIES * ENTRY_SIZE)
+        self.out = bytearray(_OUT_ENTRIES * ENTRY_SIZE)
+        self.bucket = bytearray(PAGE_ENTRIES)  # bucket of each received entry
+        self.order = array("H", range(PAGE_ENTRIES))  # entry indices grouped by bucket
+        self.first = array("H", range(BUCKETS + 1))  # where each bucket starts in order
+
+
+def _group_by_bucket(pb: _PageBuffers, n: int) -> None:
+    """Counting sort of the entry indices by bucket, arrival order kept within a bucket."""
+    bucket, order, first = pb.bucket, pb.order, pb.first
+    for b in range(BUCKETS + 1):
+        first[b] = 0
+    for i in range(n):
+        first[bucket[i] + 1] += 1
+    for b in range(BUCKETS):
+        first[b + 1] += first[b]
+    for i in range(n):  # first[b] is bucket b's cursor meanwhile...
+        b = bucket[i]
+        order[first[b]] = i
+        first[b] += 1
+    for b in range(BUCKETS, 0, -1):  # ...and ends at bucket b + 1's start: shift back
+        first[b] = first[b - 1]
+    first[0] = 0
 
 
 class _NoFile:

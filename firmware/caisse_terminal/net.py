@@ -7,7 +7,8 @@ port's ssl.SSLContext (MicroPython >= 1.23, CPython); with a CA (ca_pem) the ser
 present a certificate it signed, and nothing is ever sent over an unverified connection.
 
 transport.open(...) -> (status, Response) gives the body as a stream instead (readinto, close):
-the sync reads its answers so, never holding one whole. The socket is used through write and
+the sync reads its answers so, never holding one whole. A request body may also be an object
+with `length` and `write_to(write)`: it is written as it is made (the sync's upload batches). The socket is used through write and
 readinto, which MicroPython's sockets and TLS sockets have (its TLS socket has no send/recv),
 or send and recv_into under CPython.
 """
@@ -56,10 +57,13 @@ class HttpTransport:
             lines = ["%s %s%s HTTP/1.0" % (method, self.prefix, path), "Host: " + self.host]
             for k in headers:
                 lines.append("%s: %s" % (k, headers[k]))
-            lines.append("Content-Length: %d" % (len(body) if body else 0))
+            streamed = hasattr(body, "write_to")
+            lines.append("Content-Length: %d" % (body.length if streamed else len(body) if body else 0))
             write = getattr(sock, "write", None) or sock.send
             _send(write, ("\r\n".join(lines) + "\r\n\r\n").encode())
-            if body:
+            if streamed:
+                body.write_to(lambda data: _send(write, data))
+            elif body:
                 _send(write, body)
             response = Response(sock)
         except BaseException:
@@ -143,12 +147,17 @@ class Response:
 
 
 def _send(write, data) -> None:
+    n = write(data)  # a blocking socket takes it all: no view to make
+    if n == len(data):
+        return
     view = memoryview(data)
-    while view:
-        n = write(view)
+    while True:
         if not n:
             raise OSError("connection closed while sending")
         view = view[n:]
+        if not view:
+            return
+        n = write(view)
 
 
 def _ssl():

@@ -133,6 +133,7 @@ class Policy:
                 self.cards.add(packed[at:at + ENTRY_SIZE])
             for _ in self.apply_page(full and start == 0):
                 pass
+        self.cards.release()
 
     # ---- offline spend -------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
 SYNC_VERSION = const(1)  # the sync format asked for (docs/protocol.md)
 WIRE_ENTRY_SIZE = LEGACY_ENTRY_SIZE if SYNC_VERSION == 1 else ENTRY_SIZE  # bytes of an entry in an answer
-_ERROR_BODY_MAX = const(1024)
 BACKOFF_MIN_S = const(15)
 BACKOFF_MAX_S = const(900)
 SYNC_DOMAIN = b"caisse-sync-v1"
@@ -94,7 +93,7 @@ class SyncClient:
         self._batch = batch_records
         self.failures = 0
         self._retry_at_ms = None
-        self._reader = None  # the sync answer reader, made at the first sync, kept
+        self._reader = None  # the sync answer reader, during a sync
 
     # ---- scheduling ----------------------------------------------------------------------
 
@@ -124,9 +123,11 @@ class SyncClient:
             report.error = "%s: %s" % (type(e).__name__, e)
             self.failures += 1
             self._retry_at_ms = self._clock.ticks_ms() + self.backoff_s() * 1000
-            return
-        self.failures = 0
-        self._retry_at_ms = None
+        else:
+            self.failures = 0
+            self._retry_at_ms = None
+        self._policy.cards.release()  # the page buffers go back to the heap until the next sync
+        self._reader = None
 
     def _path(self, tail: str) -> str:
         return "/v1/terminals/%d/%s" % (self._policy.terminal_id, tail)
@@ -139,13 +140,13 @@ class SyncClient:
                 return
             seqs = [record.body_seq(r) for r in batch]
             after = seqs[-1]
-            body = json.dumps({"records": [binascii.b2a_base64(r).decode().strip() for r in batch]})
-            status, raw = self._transport("POST", self._path("batches"),
-                                          {"Content-Type": "application/json"}, body.encode())
+            status, raw = self._post(self._path("batches"), {"Content-Type": "application/json"},
+                                     _RecordsBody(batch))
+            batch = None  # the answer's results come next: keep one of the two in RAM
             if status != 200:
                 raise SyncError("upload %d %s" % (status, _error_code(raw)))
             answer = json.loads(raw)
-            report.uploaded += len(batch)
+            report.uploaded += len(seqs)
             for result in answer["results"]:
                 outcome = result["status"]
                 seq = seqs[result["index"]]
@@ -158,6 +159,7 @@ class SyncClient:
                     self._log.mark_rejected(seq, reason)
                     report.rejected.append((seq, reason))
             report.acked_seq = max(report.acked_seq, answer.get("acked_seq", 0))
+            answer = raw = None  # not kept alive while the caller runs between steps
             yield
 
     def _fetch(self, report: Report):
@@ -214,6 +216,20 @@ class SyncClient:
             report.acked_seq = max(report.acked_seq, first_acked)
         policy.rebuild_spend()
 
+    def _post(self, path: str, headers: dict, body) -> tuple:
+        """POST a body that writes itself (length, write_to) as it goes out: the transport's
+        open() streams it, a plain transport gets its bytes."""
+        opener = getattr(self._transport, "open", None)
+        if opener is None:
+            out = bytearray()
+            body.write_to(out.extend)
+            return self._transport("POST", path, headers, bytes(out))
+        status, stream = opener("POST", path, headers, body)
+        try:
+            return status, _read_small(stream)
+        finally:
+            stream.close()
+
     def _open(self, method: str, path: str, headers: dict, body=None):
         """(status, stream): the transport's own stream, or its bytes as one."""
         opener = getattr(self._transport, "open", None)
@@ -239,16 +255,41 @@ class SyncClient:
         report.code_failures = len(body) // CODE_FAILURE_SIZE
 
 
-def _read_small(stream) -> bytes:
-    """An error answer's body (bounded: the rest is not needed)."""
-    buf = bytearray(_ERROR_BODY_MAX)
+class _RecordsBody:
+    """{"records": ["<base64>", ...]} of an upload batch, encoded record by record as it is sent:
+    the request is never whole in RAM (32 records are 7 KB of JSON)."""
+
+    def __init__(self, records) -> None:
+        self._records = records
+        # each record: 4 base64 characters per 3 bytes, quoted, separated by commas
+        self.length = len(_RECORDS_OPEN) + len(_RECORDS_CLOSE) + sum(
+            4 * ((len(r) + 2) // 3) + 3 for r in records) - (1 if records else 0)
+
+    def write_to(self, write) -> None:
+        write(_RECORDS_OPEN)
+        for i, r in enumerate(self._records):
+            write(b',"' if i else b'"')
+            write(binascii.b2a_base64(r, newline=False))
+            write(b'"')
+        write(_RECORDS_CLOSE)
+
+
+_RECORDS_OPEN = b'{"records": ['
+_RECORDS_CLOSE = b"]}"
+
+
+def _read_small(stream, limit: int = 16384) -> bytearray:
+    """A short answer's body: an upload's results (~2 KB for 32 records) or an error."""
+    out = bytearray(1024)
     n = 0
-    while n < _ERROR_BODY_MAX:
-        got = stream.readinto(memoryview(buf)[n:])
+    while n < limit:
+        if n == len(out):
+            out.extend(bytes(len(out)))  # grows in place when it can: no copy
+        got = stream.readinto(memoryview(out)[n:])
         if not got:
             break
         n += got
-    return bytes(buf[:n])
+    return out[:n] if n < len(out) else out
 
 
 def _error_code(raw) -> str:
