@@ -43,8 +43,7 @@ LEGACY_ENTRY_SIZE = const(32)
 _PREFIX = "cards"
 _STAGE = "cards.pg"
 _TMP = "cards.tmp"
-_READ_ENTRIES = const(8)  # entries per read of a bucket being merged
-_OUT_ENTRIES = const(16)  # entries per append of a bucket being written
+_OUT_ENTRIES = const(16)  # entries per copy of a bucket being rewritten
 
 
 def card_key(uid, buf) -> None:
@@ -91,6 +90,7 @@ class CardTable:
         self._n = 0  # entries received in the page being received
         self._staged = 0  # of which in the staging file
         self._pb = None  # _PageBuffers while pages are received (a sync), else None
+        self._stage = None  # the staging file's Writer while a big page is received
 
     # ---- lookup (the tap path) -----------------------------------------------------------
 
@@ -141,12 +141,19 @@ class CardTable:
 
     def begin(self) -> None:
         """Start receiving a page (forgets one received but not committed)."""
+        self._close_stage()
         self._buffers()
         self._n = self._staged = 0
 
     def release(self) -> None:
         """Give the page buffers back to the heap (after a sync: taps do not need them)."""
+        self._close_stage()
         self._pb = None
+
+    def _close_stage(self) -> None:
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
 
     def _buffers(self) -> "_PageBuffers":
         if self._pb is None:
@@ -164,10 +171,10 @@ class CardTable:
         pb = self._buffers()
         ram = pb.ram
         slot = self._n - self._staged
-        if slot == RAM_ENTRIES:  # spill the RAM part to flash
-            if not self._staged:
-                self._storage.remove(_STAGE)  # left by a page cut short
-            self._storage.append(_STAGE, ram)
+        if slot == RAM_ENTRIES:  # spill the RAM part to flash, the staging file kept open
+            if self._stage is None:
+                self._stage = self._storage.writer(_STAGE)
+            self._stage.write(ram)
             self._staged += RAM_ENTRIES
             slot = 0
         at = slot * ENTRY_SIZE
@@ -187,8 +194,9 @@ class CardTable:
         n = self._n
         storage = self._storage
         pb = self._buffers()
-        if self._staged:  # the whole page in the staging file, read back through one reader
-            storage.append(_STAGE, memoryview(pb.ram)[:(n - self._staged) * ENTRY_SIZE])
+        if self._stage is not None:  # the whole page in the staging file, read back through one reader
+            self._stage.write(memoryview(pb.ram)[:(n - self._staged) * ENTRY_SIZE])
+            self._close_stage()
             storage.sync()
         if full:
             for b in range(BUCKETS):
@@ -214,11 +222,16 @@ class CardTable:
         self._n = self._staged = 0
 
     def _merge(self, pb, b: int, start: int, stop: int, source, on_entry) -> None:
-        """Rewrite bucket b with the entries order[start:stop] of the page merged in."""
-        work, order = pb.work, pb.order
+        """Rewrite bucket b with the entries order[start:stop] of the page merged in.
+
+        The new entries are sorted (a few per bucket); each finds its place in the old bucket by
+        binary search, and the old entries between are copied in chunks: Python work per new
+        entry, not per entry of the bucket.
+        """
+        work, order, perm = pb.work, pb.order, pb.perm
         count = stop - start
-        # 1. this bucket's new entries into `work`, in key order (insertion sort: stable, so of
-        #    two entries for one card the later one comes last, and wins below)
+        # 1. this bucket's new entries into `work`, perm = their order by key (insertion sort:
+        #    stable, so of two entries for one card the later one comes last, and wins below)
         for k in range(count):
             i = order[start + k]
             at = k * ENTRY_SIZE
@@ -226,51 +239,46 @@ class CardTable:
                 work[at:at + ENTRY_SIZE] = memoryview(pb.ram)[i * ENTRY_SIZE:(i + 1) * ENTRY_SIZE]
             else:
                 source.readinto(i * ENTRY_SIZE, memoryview(work)[at:at + ENTRY_SIZE])
-            _insert_sorted(work, k)
-        # 2. merge with the old bucket into the temporary file, then rename over it
+            j = k
+            while j and compare_keys(work, perm[j - 1] * ENTRY_SIZE, work, at) > 0:
+                perm[j] = perm[j - 1]
+                j -= 1
+            perm[j] = k
+        # 2. the old bucket, with the new entries put in, into the temporary file; rename over it
         storage = self._storage
         name = bucket_name(b)
         old_count = max(0, storage.size(name)) // ENTRY_SIZE
-        storage.remove(_TMP)
-        out = pb.out
-        o = 0
-        k = 0
         old = storage.reader(name) if old_count else _NO_FILE
-        buf = pb.read
-        r = 0
+        new = storage.writer(_TMP)  # one open file: one erase per 4 KB block, not per append
+        key = pb.read
+        copy = memoryview(pb.out)
+        cursor = 0  # old entries before it are written
         try:
-            i = 0
-            while i < old_count or k < count:
-                if i < old_count:
-                    r = i % _READ_ENTRIES
-                    if r == 0:
-                        old.readinto(i * ENTRY_SIZE, buf)
-                    r *= ENTRY_SIZE
-                    c = -1 if k >= count else compare_keys(buf, r, work, k * ENTRY_SIZE)
-                else:
-                    c = 1
-                if c < 0:  # an old entry the page does not change
-                    out[o:o + ENTRY_SIZE] = memoryview(buf)[r:r + ENTRY_SIZE]
-                    i += 1
-                else:
-                    if c == 0:
-                        i += 1  # replaced
-                    at = k * ENTRY_SIZE
-                    while k + 1 < count and compare_keys(work, at, work, at + ENTRY_SIZE) == 0:
-                        k += 1  # an older entry for the same card in this page: the later wins
-                        at += ENTRY_SIZE
-                    out[o:o + ENTRY_SIZE] = memoryview(work)[at:at + ENTRY_SIZE]
-                    if on_entry is not None:
-                        on_entry(work, at)
-                    k += 1
-                o += ENTRY_SIZE
-                if o == len(out):
-                    storage.append(_TMP, out)
-                    o = 0
+            for k in range(count):
+                at = perm[k] * ENTRY_SIZE
+                if k + 1 < count and compare_keys(work, at, work, perm[k + 1] * ENTRY_SIZE) == 0:
+                    continue  # an older entry for the same card in this page: the later wins
+                lo, hi = cursor, old_count  # the first old entry not below the new one
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    old.readinto(mid * ENTRY_SIZE, key)
+                    if compare_keys(key, 0, work, at) < 0:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                _copy(old, new, copy, cursor, lo)
+                cursor = lo
+                if lo < old_count:
+                    old.readinto(lo * ENTRY_SIZE, key)
+                    if compare_keys(key, 0, work, at) == 0:
+                        cursor += 1  # replaced
+                new.write(memoryview(work)[at:at + ENTRY_SIZE])
+                if on_entry is not None:
+                    on_entry(work, at)
+            _copy(old, new, copy, cursor, old_count)
         finally:
             old.close()
-        if o:
-            storage.append(_TMP, memoryview(out)[:o])
+            new.close()
         storage.sync()
         storage.rename(_TMP, name)
         storage.sync()
@@ -313,13 +321,14 @@ class CardTable:
 
 
 class _PageBuffers:
-    """What receiving and merging a page needs (6.6 KB), made once per sync."""
+    """What receiving and merging a page needs (5.2 KB), made once per sync."""
 
     def __init__(self) -> None:
         self.ram = bytearray(RAM_ENTRIES * ENTRY_SIZE)  # the page's first entries
         self.work = bytearray(RAM_ENTRIES * ENTRY_SIZE)  # one bucket's new entries, sorted
-        self.read = bytearray(_READ_ENTRIES * ENTRY_SIZE)
-        self.out = bytearray(_OUT_ENTRIES * ENTRY_SIZE)
+        self.read = bytearray(KEY_SIZE)  # an old entry's key, in a binary search
+        self.out = bytearray(_OUT_ENTRIES * ENTRY_SIZE)  # old entries copied through
+        self.perm = bytearray(RAM_ENTRIES)  # the new entries of a bucket in key order
         self.bucket = bytearray(PAGE_ENTRIES)  # bucket of each received entry
         self.order = array("H", range(PAGE_ENTRIES))  # entry indices grouped by bucket
         self.first = array("H", range(BUCKETS + 1))  # where each bucket starts in order
@@ -343,6 +352,17 @@ def _group_by_bucket(pb: _PageBuffers, n: int) -> None:
     first[0] = 0
 
 
+def _copy(old, new, buf, first: int, stop: int) -> None:
+    """Copy old entries first..stop (exclusive) to the new file, a buffer at a time."""
+    per = len(buf) // ENTRY_SIZE
+    while first < stop:
+        n = min(per, stop - first) * ENTRY_SIZE
+        part = buf[:n]
+        old.readinto(first * ENTRY_SIZE, part)
+        new.write(part)
+        first += per
+
+
 class _NoFile:
     """The reader of a bucket that does not exist yet: never read (it has no entries)."""
 
@@ -354,14 +374,3 @@ class _NoFile:
 
 
 _NO_FILE = _NoFile()
-
-
-def _insert_sorted(work, k: int) -> None:
-    """work[0:k] entries are sorted by key: move entry k down to its place (stable)."""
-    at = k * ENTRY_SIZE
-    while at and compare_keys(work, at - ENTRY_SIZE, work, at) > 0:
-        for i in range(ENTRY_SIZE):  # swap with the entry before, byte by byte: no allocation
-            x = work[at - ENTRY_SIZE + i]
-            work[at - ENTRY_SIZE + i] = work[at + i]
-            work[at + i] = x
-        at -= ENTRY_SIZE

@@ -2,7 +2,7 @@
 
 The answer is a JSON object of a few small values and `cards`, a base64 string of up to 512
 entries (24 KB). It is never whole in RAM: the stream is read CHUNK bytes at a time into one
-reused buffer; every 4 base64 characters become 3 bytes of the entry being assembled, and each
+reused buffer and its base64 decoded a buffer at a time into the entry being assembled; each
 complete entry goes to CardTable.add (docs/firmware.md, "Card table"). The other values are
 copied into a bounded buffer one at a time and parsed with json.loads into `answer`.
 
@@ -11,6 +11,7 @@ Anything that is not such an answer (cut short, bad base64, entries cut in the m
 longer than VALUE_MAX) raises AnswerError; nothing has been applied to the table by then.
 """
 
+import binascii
 import json
 
 from .cards import ENTRY_SIZE
@@ -28,25 +29,14 @@ _QUOTE = const(0x22)
 _BACKSLASH = const(0x5C)
 _SLASH = const(0x2F)
 _PAD = const(0x3D)
-_BAD = const(0x80)  # in the decoding table: not a base64 character
-_PAD_CODE = const(0x40)
 
 
 class AnswerError(ValueError):
     """The bytes are not a sync answer the terminal can apply."""
 
 
-def _b64_table() -> bytearray:
-    table = bytearray(b"\x80" * 256)
-    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    for i in range(64):
-        table[alphabet[i]] = i
-    table[_PAD] = _PAD_CODE
-    return table
-
-
 class PageReader:
-    """Reusable from one page to the next: its buffers (1.9 KB) are made once."""
+    """Reusable from one page to the next: its buffers (1.6 KB) are made once."""
 
     def __init__(self) -> None:
         self._buf = bytearray(CHUNK)
@@ -54,8 +44,7 @@ class PageReader:
         self._end = 0
         self._stream = None
         self._value = bytearray(VALUE_MAX)
-        self._entry = bytearray(ENTRY_SIZE + 2)  # an entry, and 2 bytes of a group past its end
-        self._b64 = _b64_table()
+        self._entry = bytearray(ENTRY_SIZE)
         self.answer = {}
 
     def read(self, stream, table, entry_size: int):
@@ -159,94 +148,91 @@ class PageReader:
 
     # ---- the cards -----------------------------------------------------------------------
 
+    def _more(self) -> None:
+        """Keep the bytes not used yet at the start of the buffer and read after them."""
+        buf = self._buf
+        left = self._end - self._pos
+        if left:
+            buf[:left] = memoryview(buf)[self._pos:self._end]
+        n = self._stream.readinto(memoryview(buf)[left:])  # type: ignore[union-attr]
+        if not n:
+            raise AnswerError("answer cut short")
+        self._pos = 0
+        self._end = left + n
+
+    def _unescape(self, limit: int) -> None:
+        """JSON may write '/' as "\\/": drop those backslashes before `limit` (rare)."""
+        buf = self._buf
+        w = r = self._pos
+        while r < limit:
+            c = buf[r]
+            if c == _BACKSLASH:
+                if r + 1 == self._end:
+                    break  # its second half is not here yet: it stays for the next read
+                if buf[r + 1] != _SLASH:
+                    raise AnswerError("bad escape in cards")
+                r += 1
+                c = _SLASH
+            buf[w] = c
+            w += 1
+            r += 1
+        while r < self._end:  # the rest moves down
+            buf[w] = buf[r]
+            w += 1
+            r += 1
+        self._end = w
+
     def _cards(self, table, entry_size: int):
-        """Decode the base64 string up to its closing quote into entries for table.add."""
-        b64 = self._b64
+        """Decode the base64 string up to its closing quote into entries for table.add.
+
+        Whole groups of 4 characters go to binascii.a2b_base64 (C on the ESP32), a buffer at a
+        time; its result is cut into entries. a2b_base64 skips what is not base64, so the length
+        it returns is checked: garbage does not shift the entries silently.
+        """
         buf = self._buf
         out = self._entry
         whole = memoryview(out)[:entry_size]
         o = 0  # bytes of the entry assembled in out
-        group = 0  # base64 characters of the current group of 4 ...
-        bits = 0  # ... and their value
-        padding = 0  # '=' seen: only '=' and the closing quote may follow
         while True:
-            if self._pos == self._end:
-                self._fill()
-                yield
+            quote = buf.find(b'"', self._pos, self._end)  # the closing one: base64 has no quote
+            if buf.find(b"\\", self._pos, self._end if quote < 0 else quote) >= 0:
+                self._unescape(self._end if quote < 0 else quote)
+                quote = buf.find(b'"', self._pos, self._end)
             pos, end = self._pos, self._end
-            if not group and not padding:
-                # the common case: whole groups of 4 characters, 3 bytes each, no allocation
-                while pos + 4 <= end:
-                    a = b64[buf[pos]]
-                    b = b64[buf[pos + 1]]
-                    c = b64[buf[pos + 2]]
-                    d = b64[buf[pos + 3]]
-                    if (a | b | c | d) & 0xC0:
-                        break
-                    v = (a << 18) | (b << 12) | (c << 6) | d
-                    out[o] = v >> 16
-                    out[o + 1] = (v >> 8) & 0xFF
-                    out[o + 2] = v & 0xFF
-                    o += 3
-                    if o >= entry_size:
-                        table.add(whole)
-                        o -= entry_size
-                        if o:  # the group ran past the entry: carry its last bytes over
-                            out[0] = out[entry_size]
-                            if o == 2:
-                                out[1] = out[entry_size + 1]
-                    pos += 4
-                self._pos = pos
-                if pos == end:
-                    continue
-            ch = buf[pos]
-            self._pos = pos + 1
-            t = b64[ch]
-            if ch == _BACKSLASH:  # JSON may escape '/' as "\/"; nothing else belongs here
-                if self._pos == self._end:
-                    self._fill()
-                if buf[self._pos] != _SLASH:
-                    raise AnswerError("bad escape in cards")
-                self._pos += 1
-                t = 63
-            if ch == _QUOTE:
-                if group or o:
-                    raise AnswerError("cards cut in the middle of an entry")
-                return
-            if t == _BAD or (padding and t != _PAD_CODE):
+            if quote < 0 and end > pos and buf[end - 1] == _BACKSLASH:
+                end -= 1  # half of an escape: the rest comes with the next read
+            span = (end if quote < 0 else quote) - pos
+            if quote >= 0 and span % 4:
                 raise AnswerError("cards: not base64")
-            if t == _PAD_CODE:
-                # "xx==" ends with 1 byte, "xxx=" with 2; their bits were kept in `bits`
-                if group == 2 and not padding:
-                    out[o] = (bits >> 4) & 0xFF
-                    o += 1
-                elif group == 3 and not padding:
-                    out[o] = (bits >> 10) & 0xFF
-                    out[o + 1] = (bits >> 2) & 0xFF
-                    o += 2
-                elif not (padding and group == 3):
-                    raise AnswerError("cards: bad base64 padding")
-                padding += 1
-                group += 1
-                if group == 4:
-                    group = 0
-                if o >= entry_size:
-                    table.add(whole)
-                    o -= entry_size
+            span -= span % 4
+            if span and quote < 0 and buf[pos + span - 1] == _PAD:
+                span -= 4  # padding ends the string: decode it with the closing quote in sight
+            if span:
+                padding = (buf[pos + span - 1] == _PAD) + (buf[pos + span - 2] == _PAD)
+                try:  # any buffer on the ESP32 (the stubs say bytes): no copy of the chunk
+                    data = binascii.a2b_base64(memoryview(buf)[pos:pos + span])  # pyright: ignore[reportArgumentType]
+                except Exception:  # binascii.Error, or a port's plain Exception
+                    raise AnswerError("cards: not base64")
+                if len(data) != span // 4 * 3 - padding or (padding and quote != pos + span):
+                    raise AnswerError("cards: not base64")
+                self._pos = pos + span
+                d = 0
+                n = len(data)
+                view = memoryview(data)
+                while d < n:
+                    take = min(entry_size - o, n - d)
+                    out[o:o + take] = view[d:d + take]
+                    o += take
+                    d += take
+                    if o == entry_size:
+                        table.add(whole)
+                        o = 0
+            elif quote < 0:
+                self._more()
+                yield
                 continue
-            bits = (bits << 6) | t
-            group += 1
-            if group == 4:
-                out[o] = (bits >> 16) & 0xFF
-                out[o + 1] = (bits >> 8) & 0xFF
-                out[o + 2] = bits & 0xFF
-                o += 3
-                group = 0
-                bits = 0
-                if o >= entry_size:
-                    table.add(whole)
-                    o -= entry_size
-                    if o:
-                        out[0] = out[entry_size]
-                        if o == 2:
-                            out[1] = out[entry_size + 1]
+            if quote >= 0 and self._pos == quote:
+                if o:
+                    raise AnswerError("cards cut in the middle of an entry")
+                self._pos += 1
+                return
