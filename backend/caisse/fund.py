@@ -27,6 +27,7 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.allowances import Month
 from caisse.config import Settings
+from caisse.corrections import REVERSIBLE, reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer
@@ -194,8 +195,7 @@ def record_matching(session: Session, *, month: str, settings: Settings) -> int:
     """The partner adds matching_basis_points of the month's contributions (rounded down). Posts
     only what is still due, so rerunning after late contributions tops it up; returns the amount posted."""
     period = Month.parse(month)
-    contributed = _sum(session, "SELECT SUM(amount_cents) FROM contribution WHERE month = :m", m=str(period))
-    due = contributed * settings.matching_basis_points // 10_000
+    due = contributed_cents(session, month=str(period)) * settings.matching_basis_points // 10_000
     posted = _ledger_sum(session, f"matching:{period}:%")
     if due <= posted:
         return 0
@@ -204,6 +204,12 @@ def record_matching(session: Session, *, month: str, settings: Settings) -> int:
     _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
                reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
     return due - posted
+
+
+def contributed_cents(session: Session, *, month: str) -> int:
+    """The month's contributions, less those reversed (caisse.corrections)."""
+    return _sum(session, f"SELECT SUM(c.amount_cents) FROM contribution c WHERE c.month = :m AND NOT {reversed_sql('c.reference')}",
+                m=month)
 
 
 def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str) -> bool:
@@ -248,18 +254,27 @@ def budgets(session: Session, *, months: Sequence[str], settings: Settings) -> l
     months (the console's Budget page shows twelve or more), each month exactly as alone."""
     periods = [Month.parse(month) for month in months]
     names = sorted({str(period) for period in periods})
+    # A reversed contribution counts neither in the register nor in the ledger (its transfer and
+    # its reversal cancel out): both sides are compared without it.
+    kept = text(f"NOT {reversed_sql('contribution.reference')}")
     contributions = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents))
-                          .where(Contribution.month.in_(names)).group_by(Contribution.month))  # type: ignore[attr-defined]
+                          .where(Contribution.month.in_(names), kept).group_by(Contribution.month))  # type: ignore[attr-defined]
     ledger_contributions = _rows(session, select(Contribution.month, func.sum(LedgerTransfer.amount_cents))
                                  .join(LedgerTransfer, LedgerTransfer.reference == Contribution.reference)  # type: ignore[arg-type]
-                                 .where(Contribution.month.in_(names)).group_by(Contribution.month))  # type: ignore[attr-defined]
+                                 .where(Contribution.month.in_(names), kept).group_by(Contribution.month))  # type: ignore[attr-defined]
     reference = _byte_ordered_reference(session)
     matching, grants, fees = (_by_reference_month(session, reference, prefix=f"{p}:", month_first=True)
                               for p in ("matching", "grant", "fee"))
     allowances, expired = (_by_reference_month(session, reference, prefix=f"{p}:", month_first=False) for p in ("allowance", "expiry"))
+    reversals = _reversed_entries(session)
+    for kind, totals in ((Kind.MATCHING, matching), (Kind.GRANT, grants), (Kind.FEE, fees), (ledger.TransferKind.ALLOWANCE, allowances)):
+        for reversed_kind, month, cents in reversals:
+            if reversed_kind == kind and month is not None:
+                totals[month] = totals.get(month, 0) - cents
     spent = _spent_by_month(session, periods=periods, zone=ZoneInfo(settings.settlement_timezone))
     payouts_by_day = _payouts_by_run_date(session)
-    flows = _fund_flows(session)
+    flows = _fund_flows(session) + [(kind, month, cents if kind == Kind.FEE else -cents) for kind, month, cents in reversals
+                                    if kind in (Kind.CONTRIBUTION, Kind.GRANT, Kind.FEE)]
     all_payouts = sum(cents for kind, _, cents in flows if kind == ledger.TransferKind.SETTLEMENT)
     journal = sum(cents for kind, _, cents in flows if kind != ledger.TransferKind.SETTLEMENT)
     fund_account = ledger.balance_cents(session, code=FUND)
@@ -361,6 +376,24 @@ def _fund_flows(session: Session) -> list[tuple[str, str | None, int]]:
         " WHERE t.kind IN ('contribution', 'matching', 'grant', 'fee', 'settlement') GROUP BY t.kind, named, c.month"))
     return [(kind, min((m for m in (named, registered) if m is not None), default=None), int(cents))
             for kind, named, registered, cents in rows]
+
+
+def _reversed_entries(session: Session) -> list[tuple[str, str | None, int]]:
+    """Every reversal as (the original's kind, the month the original belongs to, cents): the month
+    a contribution was registered for, the one a matching, grant or fee reference names, the one
+    ending an `allowance:` reference; None for a credit by hand (`credit:...`), in no month."""
+    rows = session.execute(text(
+        "SELECT o.kind, o.reference, c.month, o.amount_cents FROM ledger_transfer rv JOIN ledger_transfer o"
+        " ON rv.reference = 'reversal:' || CAST(o.id AS VARCHAR(20)) LEFT JOIN contribution c ON c.reference = o.reference"
+        " WHERE rv.kind = :reversal"), {"reversal": ledger.TransferKind.REVERSAL})
+    entries = []
+    for kind, reference, registered, cents in rows:
+        assert kind in REVERSIBLE
+        month = (registered if kind == Kind.CONTRIBUTION
+                 else reference[-7:] if reference.startswith("allowance:")
+                 else reference.split(":")[1] if kind in (Kind.MATCHING, Kind.GRANT, Kind.FEE) else None)
+        entries.append((kind, month, int(cents)))
+    return entries
 
 
 def _sum(session: Session, sql: str, **params: object) -> int:

@@ -38,6 +38,7 @@ except ImportError:  # CPython
 
 from . import VERSION, record
 from .cards import LEGACY_ENTRY_SIZE, ENTRY_SIZE, PageTooLarge
+from .clock import ticks_add, ticks_diff
 from .page import AnswerError, PageReader
 from .policy import CODE_FAILURE_SIZE
 
@@ -99,7 +100,7 @@ class SyncClient:
 
     def due(self) -> bool:
         """False while backing off after a failure."""
-        return self._retry_at_ms is None or self._clock.ticks_ms() - self._retry_at_ms >= 0
+        return self._retry_at_ms is None or ticks_diff(self._clock.ticks_ms(), self._retry_at_ms) >= 0
 
     def backoff_s(self) -> int:
         return min(BACKOFF_MAX_S, BACKOFF_MIN_S << min(self.failures - 1, 10)) if self.failures else 0
@@ -122,7 +123,7 @@ class SyncClient:
         except (OSError, SyncError, ValueError, KeyError) as e:
             report.error = "%s: %s" % (type(e).__name__, e)
             self.failures += 1
-            self._retry_at_ms = self._clock.ticks_ms() + self.backoff_s() * 1000
+            self._retry_at_ms = ticks_add(self._clock.ticks_ms(), self.backoff_s() * 1000)
         else:
             self.failures = 0
             self._retry_at_ms = None

@@ -86,8 +86,11 @@ class __Binascii:  # binascii counted as the ESP32's C module allocates
         __excess[0] += gc.mem_alloc() - m - __bytes_cost(len(r))
         return r
 sys.modules['binascii'] = __Binascii()
-for __f in ('crc32', 'b2a_base64', 'a2b_base64', 'hexlify', 'unhexlify'):
-    getattr(sys.modules['binascii'], __f)(b'0000')  # the Python module builds its tables once
+# The Python module builds its tables once, and interns each character it outputs as a qstr:
+# all of them now, so no qstr pool is allocated during a step on its account.
+__pybinascii.crc32(b'0000')
+__pybinascii.a2b_base64(__pybinascii.b2a_base64(bytes(range(256))))
+__pybinascii.unhexlify(__pybinascii.hexlify(bytes(range(256))))
 
 __answer = [0]
 class __Socket:  # serves /net/000.http, /net/001.http ... in order, one per connection
