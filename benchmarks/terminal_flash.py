@@ -30,7 +30,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "firmware"), str(ROOT / "benchmarks"), str
 
 import rig  # noqa: E402
 from caisse_terminal import cards, policy, sim  # noqa: E402
-from caisse_terminal import sync as sync_module  # noqa: E402
 from caisse_terminal.hal import Card  # noqa: E402
 from caisse_terminal.soft_signer import SoftwareSigner  # noqa: E402
 from caisse_terminal.terminal import Terminal  # noqa: E402
@@ -64,8 +63,8 @@ class DayBackend:
             return 200, json.dumps({"results": results, "acked_seq": self.acked}).encode()
         page = self.pages.pop(0) if self.pages else []
         self.version += 1
-        wire = b"".join(e[:sync_module.WIRE_ENTRY_SIZE] for e in page)
-        return 200, json.dumps({"server_time": self.time, "acked_seq": self.acked, "cards_version": self.version,
+        wire = b"".join(e for e in page)
+        return 200, json.dumps({"v": 2, "server_time": self.time, "acked_seq": self.acked, "cards_version": self.version,
                                 "full": False, "more": False, "cards": base64.b64encode(wire).decode(),
                                 "limits": {}}).encode()
 
@@ -172,7 +171,6 @@ sys.path.insert(0, '/scenarios')
 import rig
 from caisse_terminal import cards, page, sim
 from caisse_terminal.storage import FileStorage
-from caisse_terminal import sync as sync_module
 
 class Stream:
     def __init__(self, data):
@@ -192,7 +190,7 @@ for name, answer in spec.items():
     _spent[0] = 0
     t = time.ticks_us()
     table.begin()
-    for _ in page.PageReader().read(Stream(data), table, sync_module.WIRE_ENTRY_SIZE):
+    for _ in page.PageReader().read(Stream(data), table):
         pass
     decoded = time.ticks_diff(time.ticks_us(), t) - _spent[0]
     for _ in table.commit(False):
@@ -219,8 +217,8 @@ def page_times(n_cards: int, usual: int) -> dict:
             (table_dir / cards.bucket_name(b)).write_bytes(b"".join(sorted(found, key=lambda e: e[:11])))
 
         def answer(k: int) -> str:
-            wire = b"".join(entry(u, 7, 0)[:sync_module.WIRE_ENTRY_SIZE] for u in rnd.sample(uids, k))
-            return json.dumps({"server_time": 1, "cards_version": 2, "cards": base64.b64encode(wire).decode()}).encode().hex()
+            wire = b"".join(entry(u, 7, 0) for u in rnd.sample(uids, k))
+            return json.dumps({"v": 2, "server_time": 1, "cards_version": 2, "cards": base64.b64encode(wire).decode()}).encode().hex()
 
         (spec_dir / "spec.json").write_text(json.dumps({"page of 512": answer(512), f"page of {usual}": answer(usual)}))
         best: dict = {}

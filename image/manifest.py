@@ -13,5 +13,6 @@ include("$(PORT_DIR)/boards/manifest.py")  # the port's own frozen modules (asyn
 package("caisse_terminal", base_path="../firmware")
 package("drivers", base_path="../firmware")
 module("board.py", base_path="../firmware")
+module("boot.py", base_path="../firmware")
 module("main.py", base_path="../firmware")
 module("selftest.py", base_path="../firmware")

@@ -20,6 +20,7 @@ has one of its two entries, and the cards version, saved only after the whole sy
 next sync ask for the same page again.
 """
 
+import struct
 from array import array
 
 try:
@@ -38,8 +39,9 @@ HOUSEHOLD_AT = const(32)
 BUCKETS = const(128)  # a power of two: bucket = hash & (BUCKETS - 1)
 PAGE_ENTRIES = const(512)  # the most entries one sync answer may carry (docs/protocol.md)
 RAM_ENTRIES = const(64)  # entries of a page kept in RAM (2.3 KB) before it spills to flash
-LEGACY_FILE = "cards.bin"  # the table of firmware before 0.2: one sorted file of 32-byte entries
+LEGACY_FILE = "cards.bin"  # the table of older firmware: one sorted file (32-byte v1 entries in 0.1)
 LEGACY_ENTRY_SIZE = const(32)
+LEGACY_HOUSEHOLD = const(0x3F000000)  # + the entry's place: a household of its own until the full sync
 _PREFIX = "cards"
 _STAGE = "cards.pg"
 _TMP = "cards.tmp"
@@ -288,30 +290,35 @@ class CardTable:
     def has_legacy(self) -> bool:
         return self._storage.size(LEGACY_FILE) >= 0
 
-    def upgrade(self) -> None:
-        """Rebuild the table from the single sorted file of firmware before 0.2 (32-byte v1
-        entries: household 0 until the next full sync), then remove that file.
+    def upgrade(self, legacy_entry: int = LEGACY_ENTRY_SIZE) -> None:
+        """Rebuild the table from the single sorted file of an older firmware (cards.bin of
+        `legacy_entry`-byte entries), then remove that file.
 
-        The legacy file is read once per group of buckets, so each bucket is written about once
-        (not once per 512 cards). Interrupted, it starts over at the next boot: the legacy file
-        goes last.
+        A 32-byte v1 entry has no household: it gets one of its own, LEGACY_HOUSEHOLD + its
+        place in the file (no household id the backend gives), so until the full sync that
+        follows, its offline budget is counted per card as that firmware counted it. The legacy
+        file is read once per group of buckets, so each bucket is written about once (not once
+        per 512 cards). Cut short, it starts over at the next boot: the legacy file goes last.
         """
         storage = self._storage
-        total = max(0, storage.size(LEGACY_FILE)) // LEGACY_ENTRY_SIZE
+        total = max(0, storage.size(LEGACY_FILE)) // legacy_entry
         self.clear()
         groups = min(BUCKETS, total // (PAGE_ENTRIES // 2) + 1)
         per_group = (BUCKETS + groups - 1) // groups
-        entry = bytearray(LEGACY_ENTRY_SIZE)
+        entry = bytearray(ENTRY_SIZE)
+        view = memoryview(entry)[:legacy_entry]
         for g in range(0, BUCKETS, per_group):
             self.begin()
             with storage.reader(LEGACY_FILE) as legacy:
                 for i in range(total):
-                    legacy.readinto(i * LEGACY_ENTRY_SIZE, entry)
+                    legacy.readinto(i * legacy_entry, view)
                     if g <= bucket_of(entry, 0) < g + per_group:
                         if self._n == PAGE_ENTRIES:
                             for _ in self.commit(False):
                                 pass
                             self.begin()
+                        if legacy_entry < HOUSEHOLD_AT + 4:
+                            struct.pack_into(">I", entry, HOUSEHOLD_AT, LEGACY_HOUSEHOLD + i)
                         self.add(entry)
             for _ in self.commit(False):
                 pass

@@ -8,12 +8,33 @@ present a certificate it signed, and nothing is ever sent over an unverified con
 
 transport.open(...) -> (status, Response) gives the body as a stream instead (readinto, close):
 the sync reads its answers so, never holding one whole. A request body may also be an object
-with `length` and `write_to(write)`: it is written as it is made (the sync's upload batches). The socket is used through write and
-readinto, which MicroPython's sockets and TLS sockets have (its TLS socket has no send/recv),
-or send and recv_into under CPython.
+with `length` and `write_to(write)`: it is written as it is made (the sync's upload batches).
+The socket is used through write and readinto, which MicroPython's sockets and TLS sockets have
+(its TLS socket has no send/recv), or send and recv_into under CPython.
+
+With `idle` set (the terminal's pump), waiting for the answer is cut into IDLE_SLICE_S socket
+timeouts with idle() between them, so the keypad is scanned while the server thinks and the
+answer arrives. DNS, connect and the TLS handshake still block: the terminal starts a sync only
+when nobody is typing (terminal.py).
 """
 
 import socket
+
+try:
+    from typing import Callable  # noqa: F401  (annotations only; MicroPython has no typing)
+except ImportError:
+    pass
+
+IDLE_SLICE_S = 0.01  # the keypad's scan period
+_TIMEOUT_ERRNOS = (11, 110, 116)  # EAGAIN, ETIMEDOUT (Linux), ETIMEDOUT (lwIP)
+try:
+    _TIMEOUT_TYPES = (TimeoutError,)  # CPython's socket.timeout
+except NameError:  # MicroPython: an OSError carrying one of the errnos above
+    _TIMEOUT_TYPES = ()
+
+
+def _timed_out(error) -> bool:
+    return isinstance(error, _TIMEOUT_TYPES) or (bool(error.args) and error.args[0] in _TIMEOUT_ERRNOS)
 
 
 class HttpTransport:
@@ -33,6 +54,7 @@ class HttpTransport:
             raise ValueError("a CA is pinned for https only")
         self.ca_pem = ca_pem
         self.link = link
+        self.idle: "Callable[[], None] | None" = None  # while waiting for the answer (module docstring)
         self._context = None  # the ssl.SSLContext, made at the first https request
 
     def __call__(self, method: str, path: str, headers: dict, body) -> tuple:
@@ -65,7 +87,7 @@ class HttpTransport:
                 body.write_to(lambda data: _send(write, data))
             elif body:
                 _send(write, body)
-            response = Response(sock)
+            response = Response(sock, self.idle, self.timeout_s)
         except BaseException:
             sock.close()
             raise
@@ -102,16 +124,20 @@ class Response:
 
     HEAD_MAX = 1024
 
-    def __init__(self, sock) -> None:
+    def __init__(self, sock, idle=None, timeout_s: float = 10) -> None:
         self._sock = sock
-        self._readinto = getattr(sock, "readinto", None) or sock.recv_into
+        self._idle = idle
+        self._timeout_s = timeout_s
+        self._into = getattr(sock, "readinto", None) or getattr(sock, "recv_into", None) or self._recv_into
+        if idle is not None:
+            sock.settimeout(IDLE_SLICE_S)
         head = bytearray(self.HEAD_MAX)
         n = 0
         end = -1
         while end < 0:
             if n == len(head):
                 raise OSError("HTTP answer head too long")
-            got = self._readinto(memoryview(head)[n:])
+            got = self._wait_into(memoryview(head)[n:])
             if not got:
                 raise OSError("connection closed before the answer")
             n += got
@@ -130,7 +156,33 @@ class Response:
             buf[:n] = early[:n]
             self._early = early[n:]
             return n
-        return self._readinto(buf) or 0
+        return self._wait_into(buf)
+
+    def _wait_into(self, buf) -> int:
+        """Some bytes into buf (0 at the end); with idle, waited for in IDLE_SLICE_S slices with
+        idle() between them, and after each read."""
+        waited_s = 0.0
+        while True:
+            try:
+                n = self._into(buf)
+            except OSError as e:
+                if self._idle is None or not _timed_out(e):
+                    raise
+                n = None  # nothing yet
+            if n is not None or self._idle is None:
+                if self._idle is not None:
+                    self._idle()
+                return n or 0
+            waited_s += IDLE_SLICE_S
+            if waited_s >= self._timeout_s:
+                raise OSError(110)  # ETIMEDOUT
+            self._idle()
+
+    def _recv_into(self, buf) -> int:
+        """For a socket with recv alone (test stand-ins)."""
+        data = self._sock.recv(len(buf))
+        buf[:len(data)] = data
+        return len(data)
 
     def read_all(self) -> bytes:
         """The whole body (small answers: uploads, errors)."""

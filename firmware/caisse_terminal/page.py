@@ -47,8 +47,8 @@ class PageReader:
         self._entry = bytearray(ENTRY_SIZE)
         self.answer = {}
 
-    def read(self, stream, table, entry_size: int):
-        """Read the answer from stream (readinto); its cards go to table.add(), entry_size bytes
+    def read(self, stream, table):
+        """Read the answer from stream (readinto); its cards go to table.add(), ENTRY_SIZE bytes
         each; the other values end in self.answer. A generator: one step per chunk of cards."""
         self._stream = stream
         self._pos = self._end = 0
@@ -66,7 +66,7 @@ class PageReader:
                 raise AnswerError("not a JSON object")
             if key == "cards" and self._peek_nonspace() == _QUOTE:
                 self._pos += 1
-                yield from self._cards(table, entry_size)
+                yield from self._cards(table)
             else:
                 n = self._raw_value()
                 other += n
@@ -182,7 +182,7 @@ class PageReader:
             r += 1
         self._end = w
 
-    def _cards(self, table, entry_size: int):
+    def _cards(self, table):
         """Decode the base64 string up to its closing quote into entries for table.add.
 
         Whole groups of 4 characters go to binascii.a2b_base64 (C on the ESP32), a buffer at a
@@ -191,7 +191,7 @@ class PageReader:
         """
         buf = self._buf
         out = self._entry
-        whole = memoryview(out)[:entry_size]
+        entry_size = ENTRY_SIZE
         o = 0  # bytes of the entry assembled in out
         while True:
             quote = buf.find(b'"', self._pos, self._end)  # the closing one: base64 has no quote
@@ -225,7 +225,7 @@ class PageReader:
                     o += take
                     d += take
                     if o == entry_size:
-                        table.add(whole)
+                        table.add(out)
                         o = 0
             elif quote < 0:
                 self._more()

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from caisse import ledger
 from caisse.models import (
+    BankReturn,
     LedgerAccount,
     LedgerTransfer,
     RecordStatus,
@@ -76,4 +77,12 @@ def assert_ledger_invariants(session: Session) -> None:
         .join(SettlementRun, SettlementRun.id == SettlementItem.run_id)  # type: ignore[arg-type]
         .where(SettlementRun.status == SettlementStatus.EXPORTED)  # type: ignore[arg-type]
     ).scalar_one()
-    assert paid_out == settled
+    # ... less the transfers the bank gave back, plus those exported runs paid again (caisse.bank)
+    returned = sum(r.amount_cents for r in session.execute(select(BankReturn)).scalars())
+    assert returned == sum(t.amount_cents for t in transfers if t.kind == ledger.TransferKind.BANK_RETURN)
+    repaid = session.execute(
+        select(func.coalesce(func.sum(BankReturn.amount_cents), 0))
+        .join(SettlementRun, SettlementRun.id == BankReturn.repaid_run_id)  # type: ignore[arg-type]
+        .where(SettlementRun.status == SettlementStatus.EXPORTED)  # type: ignore[arg-type]
+    ).scalar_one()
+    assert paid_out == settled - returned + repaid

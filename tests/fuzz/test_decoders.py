@@ -3,8 +3,7 @@
 Any byte string gives a clean error (MalformedRecord, InvalidInput) or a valid value; a valid
 value re-encodes to the same bytes; the backend and the firmware read every byte string the
 same way. The sync card entries are fuzzed at the size the code declares
-(caisse.sync.CARD_ENTRY, caisse_terminal.sync.WIRE_ENTRY_SIZE), not a literal; the terminal keeps
-them as caisse_terminal.cards.ENTRY_SIZE-byte entries (a shorter v1 entry padded with zeros).
+(caisse.sync.CARD_ENTRY_V2, caisse_terminal.cards.ENTRY_SIZE), not a literal.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from caisse_terminal import cards as firmware_cards
 from caisse_terminal import policy as firmware_policy
 from caisse_terminal import record as firmware_record
 from caisse_terminal import sim
-from caisse_terminal import sync as firmware_sync
 from caisse_terminal.sync import SyncClient
 from tests.firmware.mpy_runtime import run
 from tests.firmware.scenarios import rig
@@ -79,14 +77,6 @@ def test_every_valid_record_round_trips_through_both_codecs(record: protocol.Rec
 
 # ---- sync card entries: the backend packs them, the terminal merges and looks them up ----------
 
-WIRE = firmware_sync.WIRE_ENTRY_SIZE
-
-
-def as_table(packed: bytes) -> bytes:
-    """Entries of a sync answer as the terminal stores them (ENTRY_SIZE bytes each)."""
-    return b"".join(packed[at:at + WIRE].ljust(firmware_cards.ENTRY_SIZE, b"\0") for at in range(0, len(packed), WIRE))
-
-
 def expected_table(pages: list[tuple[bytes, bool]]) -> dict[bytes, bytes]:
     """The terminal's card table after these pages, as a model: 11-byte key -> latest entry."""
     size = firmware_cards.ENTRY_SIZE
@@ -94,9 +84,8 @@ def expected_table(pages: list[tuple[bytes, bool]]) -> dict[bytes, bytes]:
     for packed, full in pages:
         if full:
             table = {}
-        stored = as_table(packed)
-        for offset in range(0, len(stored), size):
-            entry = stored[offset:offset + size]
+        for offset in range(0, len(packed), size):
+            entry = packed[offset:offset + size]
             table[entry[:11]] = entry
     return table
 
@@ -106,7 +95,7 @@ def lookup_key(uid: bytes) -> bytes:
 
 
 def test_the_terminal_reads_entries_of_the_size_the_backend_packs() -> None:
-    assert firmware_sync.WIRE_ENTRY_SIZE == sync.CARD_ENTRY.size <= firmware_cards.ENTRY_SIZE
+    assert firmware_cards.ENTRY_SIZE == sync.CARD_ENTRY_V2.size  # the terminal asks for sync v2
 
 
 @given(first=card_pages(), second=card_pages(), full=st.booleans(), probes=st.lists(UIDS, max_size=4))
@@ -116,8 +105,8 @@ def test_card_pages_merge_into_a_sorted_table_where_the_latest_entry_wins(
 ) -> None:
     storage = sim.MemoryStorage()
     terminal = firmware_policy.Policy(storage, None, sim.ManualClock())
-    terminal.apply_cards(as_table(first), True)
-    terminal.apply_cards(as_table(second), full)
+    terminal.apply_cards(first, True)
+    terminal.apply_cards(second, full)
     model = expected_table([(first, True), (second, full)])
     stored = list(terminal.cards.entries())
     in_order = sorted(model, key=lambda key: (firmware_cards.bucket_of(key, 0), key))
@@ -134,6 +123,10 @@ def test_backend_card_entries_unpack_to_what_was_packed(entries: list[tuple[byte
     packed = b"".join(sync.CARD_ENTRY.pack(len(uid), uid, status, balance, salt, verifier)
                       for uid, status, balance in entries)
     assert [(e.uid, e.status, e.balance_cents) for e in sync.unpack_cards(packed)] == entries
+    packed_v2 = b"".join(sync.CARD_ENTRY_V2.pack(len(uid), uid, status, balance, salt, verifier, n)
+                         for n, (uid, status, balance) in enumerate(entries))
+    assert [(e.uid, e.status, e.balance_cents, e.household_id) for e in sync.unpack_cards_v2(packed_v2)] == [
+        (*entry, n) for n, entry in enumerate(entries)]
 
 
 class AnswerWith:
@@ -145,11 +138,11 @@ class AnswerWith:
     def __call__(self, method: str, path: str, headers: dict, body: bytes | None) -> tuple[int, bytes]:
         if "/code-failures" in path:
             return 200, b'{"recorded": 0}'
-        return 200, json.dumps({"server_time": 1_767_254_400, "acked_seq": 0, "cards_version": 1, "full": True,
+        return 200, json.dumps({"v": 2, "server_time": 1_767_254_400, "acked_seq": 0, "cards_version": 1, "full": True,
                                 "more": False, "cards": base64.b64encode(self.cards).decode(), "limits": {}}).encode()
 
 
-@given(cards=st.binary(max_size=3 * WIRE).filter(lambda b: len(b) % WIRE))
+@given(cards=st.binary(max_size=3 * firmware_cards.ENTRY_SIZE).filter(lambda b: len(b) % firmware_cards.ENTRY_SIZE))
 @settings(max_examples=5)
 def test_a_sync_answer_cut_mid_entry_fails_the_sync_cleanly_and_keeps_the_table(cards: bytes) -> None:
     bench = rig.Rig(transport=AnswerWith(cards))
@@ -219,9 +212,9 @@ def test_micropython_decoders_agree_with_the_backend_on_a_hypothesis_batch(tmp_p
     drawn_records, drawn_pages = corpus()
     pages = []
     for packed in drawn_pages:
-        keys = {packed[i:i + 11] for i in range(0, len(packed), WIRE)}
+        keys = {packed[i:i + 11] for i in range(0, len(packed), firmware_cards.ENTRY_SIZE)}
         probes = [key[1:1 + key[0]] for key in keys if key[0] in protocol.VALID_UID_SIZES] + [b"\x04" * 7]
-        pages.append({"packed": as_table(packed).hex(), "probes": [p.hex() for p in probes]})
+        pages.append({"packed": packed.hex(), "probes": [p.hex() for p in probes]})
     (tmp_path / "corpus.json").write_text(json.dumps({"records": [r.hex() for r in drawn_records], "pages": pages}))
     got = json.loads(run(MICROPYTHON_SCRIPT, mounts={tmp_path: "/corpus"}))
 

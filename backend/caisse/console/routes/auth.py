@@ -1,5 +1,6 @@
-"""Sign-in, sign-out, and the console's home (the first page the user's role may see; mounted at
-/console itself by caisse.console, since a router without prefix cannot hold an empty path)."""
+"""Sign-in, sign-out, and the console's home: what needs the staff's attention (households below
+zero), then the pages of the user's role. Mounted at /console itself by caisse.console, since a
+router without prefix cannot hold an empty path."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts
+from caisse import accounts, overdrafts
 from caisse.console.deps import PAGE_ROLES, SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, CurrentUser, DbSession
 from caisse.console.messages import french
 from caisse.console.templating import NAV, redirect, render
@@ -16,9 +17,12 @@ from caisse.console.templating import NAV, redirect, render
 router = APIRouter()
 
 
-def home(user: CurrentUser) -> Response:
-    first = next(path for key, _label, path in NAV if user.role in PAGE_ROLES[key])
-    return redirect(first)
+def home(request: Request, session: DbSession, user: CurrentUser) -> Response:
+    """Households below zero: by name for those who may see households, as a total for the others."""
+    named = user.role in PAGE_ROLES["households"]
+    return render(request, "home.html", title="Accueil", overdrafts=overdrafts.overdrawn_households(session) if named else None,
+                  overdraft_total=overdrafts.total(session),
+                  pages=[(label, path) for key, label, path in NAV if user.role in PAGE_ROLES[key]])
 
 
 @router.get("/login")

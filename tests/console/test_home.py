@@ -1,0 +1,56 @@
+"""The console's home: households below zero, by name for the staff, as a total for the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from caisse import admin, ledger
+from caisse.db import session_factory
+from caisse.models import Role
+from caisse.sync import bump_cards
+from tests.console.conftest import TestClient, sign_in
+
+
+def _overdrawn(engine: Engine) -> int:
+    """A household that spent 42,50 € more than its balance (as offline terminals may let it)."""
+    with session_factory(engine)() as session:
+        household = admin.create_household(session, name="Famille Overdraft", members=2, zone="Nord")
+        assert household.id is not None
+        admin.create_household(session, name="Famille Sereine", members=1, zone="Sud")
+        ids = ledger.account_ids(session, codes=[ledger.member_code(household.id), ledger.ALLOWANCE_FUND])
+        ledger.post_transfer(session, debit=ids[ledger.member_code(household.id)], credit=ids[ledger.ALLOWANCE_FUND],
+                             amount_cents=4_250, kind=ledger.TransferKind.PAYMENT, reference="test:overdraft")
+        bump_cards(session, household_ids=[household.id])  # what every balance change does
+        session.commit()
+        return household.id
+
+
+def test_the_staff_see_each_household_below_zero_with_its_amount_and_since_when(
+    console_client: TestClient, users: Any, engine: Engine
+) -> None:
+    household_id = _overdrawn(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    page = console_client.get("/console")
+    assert page.status_code == 200
+    assert f'href="/console/households/{household_id}">Famille Overdraft</a>' in page.text
+    assert "-42,50 €" in page.text and "Famille Sereine" not in page.text
+    assert "prochaines allocations couvrent d'abord ce découvert" in page.text
+
+
+def test_the_committee_sees_only_how_many_households_are_below_zero_and_the_total(
+    console_client: TestClient, users: Any, engine: Engine
+) -> None:
+    _overdrawn(engine)
+    sign_in(console_client, Role.COMMITTEE)
+    page = console_client.get("/console")
+    assert page.status_code == 200
+    assert "42,50 €" in page.text and "Famille Overdraft" not in page.text
+
+
+def test_without_any_overdraft_the_home_says_so(console_client: TestClient, users: Any) -> None:
+    sign_in(console_client, Role.TREASURER)
+    page = console_client.get("/console")
+    assert "Aucun foyer n'a un solde négatif." in page.text
+    assert 'href="/console/settlements"' in page.text
