@@ -597,6 +597,88 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
     err.print("Rapproché du grand livre : aucun écart.")
 
 
+class _CannotVerify(Exception):
+    """The database cannot be read as a caisse: the message is French, the exit status 2."""
+
+
+@contextmanager
+def _existing_database(settings: Settings) -> Iterator[Engine]:
+    """The settings' database as it is: never created, never migrated. A missing file, a server out
+    of reach, a database without a caisse or with an older schema is a _CannotVerify."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse.db import schema_revisions
+
+    try:
+        url = make_url(settings.database_url)
+    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
+        raise _CannotVerify(f"adresse de base de données illisible : {settings.database_url!r}") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
+        raise _CannotVerify(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé)")
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            current, heads = schema_revisions(engine)
+        except SQLAlchemyError as error:
+            raise _CannotVerify(f"impossible de lire la base {shown} : {_first_line(error)}") from None
+        if not current:
+            raise _CannotVerify(f"la base {shown} ne contient pas de caisse (aucune migration appliquée)")
+        if current != heads:
+            raise _CannotVerify(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
+                                f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's own message of a database error, without SQLAlchemy's statement and link."""
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@app.command("verify")
+def verify() -> None:
+    """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
+
+    Code de sortie 0 : tout tient ; 1 : au moins un invariant est rompu (chaque écart est listé) ;
+    2 : la base est introuvable ou illisible.
+    """
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse import invariants
+
+    try:
+        settings = Settings()
+        with _existing_database(settings) as engine:
+            snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) \
+                if engine.dialect.name == "postgresql" else engine
+            with session_factory(snapshot)() as session:
+                results = invariants.check_all(session)
+                session.rollback()
+    except _CannotVerify as problem:
+        err.print(f"[red]Erreur :[/red] {problem}")
+        raise typer.Exit(code=2) from None
+    except ValidationError as error:
+        err.print(f"[red]Erreur :[/red] réglages invalides : {error.errors()[0]['msg']}")
+        raise typer.Exit(code=2) from None
+    except SQLAlchemyError as error:
+        err.print(f"[red]Erreur :[/red] la vérification n'a pas pu lire la base : {_first_line(error)}")
+        raise typer.Exit(code=2) from None
+    broken = 0
+    for invariant, problems in results:
+        typer.echo(f"{'✗' if problems else '✓'} {invariant.title}")
+        for problem in problems:
+            typer.echo(f"    – {problem}")
+        broken += len(problems)
+    if broken:
+        err.print(f"[red]{broken} écart(s) : le grand livre n'est pas sain.[/red]")
+        raise typer.Exit(code=1)
+    err.print("Tous les invariants du grand livre tiennent.")
+
+
 review_app = typer.Typer(help="Records held for review (caisse.review): release or reject them.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 

@@ -97,8 +97,8 @@ def unbalance(session: Session) -> None:
 
 
 @pytest.mark.parametrize(("corrupt", "broken"), [
-    (double_post, "every accepted payment is in the ledger exactly once"),
-    (unbalance, "the ledger sums to zero"),
+    (double_post, "ledger: records_match_transfers"),
+    (unbalance, "ledger: balances_sum_to_zero"),
 ])
 def test_a_broken_invariant_fails_the_run_with_its_seed(
     monkeypatch: pytest.MonkeyPatch, corrupt: Callable[[Session], None], broken: str

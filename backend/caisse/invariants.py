@@ -1,0 +1,381 @@
+"""The ledger's invariants (docs/ledger.md, "Invariants"), checked against the database.
+
+One module for every checker: the tests' auditor (tests/backend/audit.py), the simulation's
+auditor (caisse.simulation.auditor) and `caisse verify` on the live database call these
+functions. Each takes a session, reads (never writes), and returns the violations it found as
+French sentences with the amounts, for the treasurer who reads `caisse verify`; an empty list
+means the invariant holds. The checks are set-based SQL, so they run on a full-size database.
+
+On PostgreSQL call them inside one REPEATABLE READ transaction (`caisse verify` does): each
+check compares several queries, which must all see the same snapshot while terminals upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from caisse import ledger
+from caisse.money import euros
+
+# Messages kept per check: a corrupt database could break an invariant a million times.
+MAX_VIOLATIONS = 50
+
+# Every kind of transfer, and the accounts it may join: (debit, credit), an account named by its
+# code, or by its code's prefix for the per-household and per-vendor accounts. A transfer of a
+# kind not listed here is a violation: a new kind of posting must say where its money goes.
+MEMBER, VENDOR_PAYABLE = "member:", "vendor_payable:"
+TRANSFER_ACCOUNTS: dict[str, tuple[str, str]] = {
+    ledger.TransferKind.ALLOWANCE: (ledger.ALLOWANCE_FUND, MEMBER),
+    ledger.TransferKind.EXPIRY: (MEMBER, ledger.ALLOWANCE_FUND),
+    ledger.TransferKind.PAYMENT: (MEMBER, VENDOR_PAYABLE),
+    ledger.TransferKind.VOID: (VENDOR_PAYABLE, MEMBER),
+    ledger.TransferKind.REJECT: (VENDOR_PAYABLE, MEMBER),
+    ledger.TransferKind.SETTLEMENT: (VENDOR_PAYABLE, ledger.VENDOR_PAID),
+    "contribution": ("income:contributions", "fund"),
+    "matching": ("income:matching", "fund"),
+    "grant": ("income:grants", "fund"),
+    "fee": ("fund", "expense:fees"),
+}
+
+_RECORD_REFERENCE = "'record:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
+_REJECT_REFERENCE = "'reject:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
+
+
+def _capped(found: list[str], total: int | None = None) -> list[str]:
+    total = len(found) if total is None else total
+    if total <= MAX_VIOLATIONS:
+        return found
+    return [*found[:MAX_VIOLATIONS], f"… et {total - MAX_VIOLATIONS} autre(s)"]
+
+
+def _rows(session: Session, sql: str, **params: Any) -> Sequence[Any]:
+    return session.execute(text(sql), params).all()
+
+
+def _scalar(session: Session, sql: str, **params: Any) -> int:
+    return int(session.execute(text(sql), params).scalar_one() or 0)
+
+
+# 1. Every transfer balances --------------------------------------------------------------------
+
+def transfers_balance(session: Session) -> list[str]:
+    """Each transfer moves a positive amount between two accounts, so Σ debits = Σ credits =
+    Σ transfer amounts."""
+    found = []
+    bad = _rows(session, "SELECT reference, amount_cents FROM ledger_transfer"
+                         " WHERE amount_cents <= 0 OR debit_account_id = credit_account_id ORDER BY id")
+    found += [f"l'écriture {reference} ({euros(amount)} €) ne va pas d'un compte à un autre pour un montant positif"
+              for reference, amount in bad]
+    debits, credits = _rows(session, "SELECT COALESCE(SUM(debits_posted_cents), 0),"
+                                     " COALESCE(SUM(credits_posted_cents), 0) FROM ledger_account")[0]
+    total = _scalar(session, "SELECT COALESCE(SUM(amount_cents), 0) FROM ledger_transfer")
+    if int(debits) != total:
+        found.append(f"total des débits des comptes {euros(int(debits))} €, total des écritures {euros(total)} €")
+    if int(credits) != total:
+        found.append(f"total des crédits des comptes {euros(int(credits))} €, total des écritures {euros(total)} €")
+    return _capped(found)
+
+
+# 2. The sum of all balances is zero ------------------------------------------------------------
+
+def balances_sum_to_zero(session: Session) -> list[str]:
+    total = ledger.summary(session).balance_sum_cents
+    return [] if total == 0 else [f"la somme des soldes vaut {euros(total)} € au lieu de 0,00 €"]
+
+
+# 3. A reference is posted at most once ---------------------------------------------------------
+
+def references_unique(session: Session) -> list[str]:
+    twice = _rows(session, "SELECT reference, COUNT(*) FROM ledger_transfer GROUP BY reference HAVING COUNT(*) > 1"
+                           " ORDER BY reference")
+    return _capped([f"la référence {reference} est passée {count} fois" for reference, count in twice])
+
+
+# 4. Balances equal the sum of transfers --------------------------------------------------------
+
+def balances_match_journal(session: Session) -> list[str]:
+    debits = dict(_rows(session, "SELECT debit_account_id, SUM(amount_cents) FROM ledger_transfer GROUP BY debit_account_id"))
+    credits = dict(_rows(session, "SELECT credit_account_id, SUM(amount_cents) FROM ledger_transfer GROUP BY credit_account_id"))
+    found = []
+    for account_id, code, debited, credited in _rows(
+            session, "SELECT id, code, debits_posted_cents, credits_posted_cents FROM ledger_account ORDER BY code"):
+        journal_debits, journal_credits = int(debits.pop(account_id, 0)), int(credits.pop(account_id, 0))
+        if (int(debited), int(credited)) != (journal_debits, journal_credits):
+            found.append(f"compte {code} : débits {euros(int(debited))} €, crédits {euros(int(credited))} € ;"
+                         f" selon les écritures : débits {euros(journal_debits)} €, crédits {euros(journal_credits)} €")
+    for account_id in sorted(debits.keys() | credits.keys()):
+        found.append(f"des écritures visent le compte {account_id}, qui n'existe pas")
+    return _capped(found)
+
+
+# 5. Accepted records and transfers match one to one --------------------------------------------
+
+def records_match_transfers(session: Session) -> list[str]:
+    """Every accepted record has one transfer `record:{terminal}:{seq}` of its amount, between the
+    household's and the vendor's accounts (a void: those of its payment); a rejected record has
+    none; no payment or void transfer exists without its accepted record."""
+    found = []
+    expected_debit = ("COALESCE(CASE WHEN r.kind = 1 THEN 'member:' || CAST(r.household_id AS VARCHAR(20))"
+                      " ELSE 'vendor_payable:' || CAST(tm.vendor_id AS VARCHAR(20)) END, '')")
+    expected_credit = ("COALESCE(CASE WHEN r.kind = 1 THEN 'vendor_payable:' || CAST(tm.vendor_id AS VARCHAR(20))"
+                       " ELSE 'member:' || CAST(p.household_id AS VARCHAR(20)) END, '')")
+    rows = _rows(session, f"""
+        SELECT r.terminal_id, r.seq, r.kind, r.status, r.amount_cents, t.amount_cents, t.kind, d.code, c.code,
+               {expected_debit}, {expected_credit}
+        FROM transaction_record r
+        JOIN terminal tm ON tm.id = r.terminal_id
+        LEFT JOIN transaction_record p ON r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq
+        LEFT JOIN ledger_transfer t ON t.reference = {_RECORD_REFERENCE}
+        LEFT JOIN ledger_account d ON d.id = t.debit_account_id
+        LEFT JOIN ledger_account c ON c.id = t.credit_account_id
+        WHERE (r.status = 'accepted' AND (t.id IS NULL OR t.amount_cents <> r.amount_cents
+                 OR t.kind <> CASE WHEN r.kind = 1 THEN 'payment' ELSE 'void' END
+                 OR COALESCE(d.code, '#') <> {expected_debit} OR COALESCE(c.code, '#') <> {expected_credit}))
+           OR (r.status <> 'accepted' AND t.id IS NOT NULL)
+        ORDER BY r.terminal_id, r.seq""")
+    for terminal_id, seq, kind, status, amount, posted, posted_kind, debit, credit, want_debit, want_credit in rows:
+        what = f"l'enregistrement {seq} du terminal {terminal_id} ({'paiement' if kind == 1 else 'annulation'} de {euros(amount)} €)"
+        if status != "accepted":
+            found.append(f"{what} est refusé mais a une écriture de {euros(posted)} €")
+        elif posted is None:
+            found.append(f"{what} est accepté mais n'a pas d'écriture au grand livre")
+        elif posted != amount:
+            found.append(f"{what} est passé au grand livre pour {euros(posted)} €")
+        elif not want_debit or not want_credit:
+            found.append(f"{what} est accepté sans foyer connu" + (" (son paiement manque)" if kind == 2 else ""))
+        else:
+            found.append(f"{what} est passé comme « {posted_kind} » de {debit} vers {credit},"
+                         f" au lieu de {want_debit} vers {want_credit}")
+    accepted = _scalar(session, "SELECT COUNT(*) FROM transaction_record WHERE status = 'accepted'")
+    posted = _scalar(session, "SELECT COUNT(*) FROM ledger_transfer WHERE kind IN ('payment', 'void')"
+                              " OR substr(reference, 1, 7) = 'record:'")
+    if posted != accepted:  # named one by one only then: the references of every accepted record
+        known = {f"record:{t}:{s}" for t, s in _rows(
+            session, "SELECT terminal_id, seq FROM transaction_record WHERE status = 'accepted'")}
+        extra = [(reference, kind, amount) for reference, kind, amount in _rows(
+            session, "SELECT reference, kind, amount_cents FROM ledger_transfer WHERE kind IN ('payment', 'void')"
+                     " OR substr(reference, 1, 7) = 'record:' ORDER BY id")
+                 if reference not in known or kind not in ("payment", "void")]
+        found += [f"l'écriture {reference} (« {kind} », {euros(amount)} €) n'a pas d'enregistrement accepté"
+                  for reference, kind, amount in extra]
+    return _capped(found)
+
+
+# 6. Money is conserved per purpose -------------------------------------------------------------
+
+def transfers_join_the_right_accounts(session: Session) -> list[str]:
+    """Each kind of transfer goes from the account it must to the one it must (TRANSFER_ACCOUNTS),
+    so adding transfers by kind gives what each account group holds."""
+    role = ("CASE WHEN substr({0}.code, 1, 7) = 'member:' THEN 'member:'"
+            " WHEN substr({0}.code, 1, 15) = 'vendor_payable:' THEN 'vendor_payable:' ELSE {0}.code END")
+    rows = _rows(session, f"SELECT t.kind, {role.format('d')} AS debit, {role.format('c')} AS credit, COUNT(*),"
+                          " SUM(t.amount_cents), MIN(t.reference) FROM ledger_transfer t"
+                          " JOIN ledger_account d ON d.id = t.debit_account_id JOIN ledger_account c ON c.id = t.credit_account_id"
+                          " GROUP BY t.kind, debit, credit ORDER BY t.kind, debit, credit")
+    found = []
+    for kind, debit, credit, count, amount, example in rows:
+        expected = TRANSFER_ACCOUNTS.get(kind)
+        if expected is None:
+            found.append(f"{count} écriture(s) de nature inconnue « {kind} » ({euros(int(amount))} €, par exemple {example})")
+        elif (debit, credit) != expected:
+            found.append(f"{count} écriture(s) « {kind} » de {debit} vers {credit} ({euros(int(amount))} €, par exemple"
+                         f" {example}) : elles vont de {expected[0]}… vers {expected[1]}…")
+    return _capped(found)
+
+
+def money_per_purpose(session: Session) -> list[str]:
+    """Σ vendor payables and paid out = accepted payments − accepted voids − rejections by a
+    reviewer; Σ member balances = allowances (monthly and manual) − expiries − that spending."""
+    by_kind = {kind: int(cents) for kind, cents in _rows(
+        session, "SELECT kind, SUM(amount_cents) FROM ledger_transfer GROUP BY kind")}
+    records = {int(kind): int(cents) for kind, cents in _rows(
+        session, "SELECT kind, SUM(amount_cents) FROM transaction_record WHERE status = 'accepted' GROUP BY kind")}
+    balances = {prefix: int(cents) for prefix, cents in _rows(session, """
+        SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'
+                    WHEN substr(code, 1, 15) = 'vendor_payable:' THEN 'vendor_payable' ELSE code END AS purpose,
+               SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose""")}
+    rejected = by_kind.get(ledger.TransferKind.REJECT, 0)
+    spent = records.get(1, 0) - records.get(2, 0) - rejected
+    vendors = balances.get("vendor_payable", 0) + balances.get(ledger.VENDOR_PAID, 0)
+    members = balances.get("member", 0)
+    granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - by_kind.get(ledger.TransferKind.EXPIRY, 0)
+    found = []
+    if vendors != spent:
+        found.append(f"commerçants (à payer et payés) : {euros(vendors)} € ; paiements acceptés {euros(records.get(1, 0))} €"
+                     f" − annulations {euros(records.get(2, 0))} € − rejets {euros(rejected)} € = {euros(spent)} €")
+    if members != granted - spent:
+        found.append(f"soldes des foyers : {euros(members)} € ; allocations {euros(by_kind.get(ledger.TransferKind.ALLOWANCE, 0))} €"
+                     f" − reliquats rendus {euros(by_kind.get(ledger.TransferKind.EXPIRY, 0))} € − dépenses {euros(spent)} €"
+                     f" = {euros(granted - spent)} €")
+    return found
+
+
+def review_rejections(session: Session) -> list[str]:
+    """A record a reviewer rejected is never settled and counts as voided; a rejected payment is
+    given back to the household exactly once (its reversal `reject:{t}:{s}` of its amount, or its
+    own void); no reversal exists for a record that was not rejected."""
+    found = []
+    settled = _rows(session, "SELECT r.terminal_id, r.seq, r.amount_cents FROM transaction_record r"
+                             " JOIN settlement_item i ON i.record_id = r.id WHERE r.review = 'rejected'"
+                             " ORDER BY r.terminal_id, r.seq")
+    found += [f"l'enregistrement {s} du terminal {t}, rejeté après vérification, a été réglé ({euros(a)} €)" for t, s, a in settled]
+    rows = _rows(session, f"""
+        SELECT r.terminal_id, r.seq, r.amount_cents, r.voided, x.amount_cents,
+               (SELECT COUNT(*) FROM transaction_record v WHERE v.terminal_id = r.terminal_id AND v.kind = 2
+                  AND v.ref_seq = r.seq AND v.status = 'accepted')
+        FROM transaction_record r LEFT JOIN ledger_transfer x ON x.reference = {_REJECT_REFERENCE}
+        WHERE r.kind = 1 AND r.status = 'accepted' AND r.review = 'rejected' ORDER BY r.terminal_id, r.seq""")
+    for terminal_id, seq, amount, voided, reversed_cents, voids in rows:
+        what = f"le paiement {seq} du terminal {terminal_id} ({euros(amount)} €), rejeté après vérification,"
+        refunds = (reversed_cents is not None) + int(voids)
+        if not voided:
+            found.append(f"{what} n'est pas marqué annulé")
+        if refunds != 1:
+            found.append(f"{what} a été rendu au foyer {refunds} fois")
+        elif reversed_cents is not None and int(reversed_cents) != amount:
+            found.append(f"{what} a été rendu au foyer pour {euros(int(reversed_cents))} €")
+    rejected = {ledger.reject_reference(terminal_id, seq) for terminal_id, seq, *_ in rows}
+    stray = [(reference, amount) for reference, amount in _rows(
+        session, "SELECT reference, amount_cents FROM ledger_transfer WHERE kind = :kind ORDER BY id",
+        kind=ledger.TransferKind.REJECT) if reference not in rejected]
+    found += [f"le remboursement {reference} ({euros(amount)} €) ne correspond à aucun paiement rejeté" for reference, amount in stray]
+    return _capped(found)
+
+
+# 7. What was paid out is what exported runs settled --------------------------------------------
+
+def payouts_match_settlements(session: Session) -> list[str]:
+    """Per run and vendor, the payout `settlement:{run}:{vendor}` equals the records the run
+    settled for the vendor (none when they net to zero, none for a run not exported); what
+    vendor_paid holds is the total of exported runs."""
+    found = []
+    items = {(int(run), int(vendor)): (int(cents), status) for run, vendor, cents, status in _rows(
+        session, "SELECT i.run_id, i.vendor_id, SUM(i.amount_cents), r.status FROM settlement_item i"
+                 " JOIN settlement_run r ON r.id = i.run_id GROUP BY i.run_id, i.vendor_id, r.status")}
+    paid: dict[tuple[int, int], int] = {}
+    for reference, cents in _rows(session, "SELECT reference, amount_cents FROM ledger_transfer WHERE kind = :kind",
+                                  kind=ledger.TransferKind.SETTLEMENT):
+        parts = reference.split(":")
+        key = (int(parts[1]), int(parts[2])) if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
+        if key is None:
+            found.append(f"le virement {reference} ({euros(int(cents))} €) ne nomme pas un règlement et un commerçant")
+        else:
+            paid[key] = int(cents)
+    for (run, vendor) in sorted(items.keys() | paid.keys()):
+        settled, status = items.get((run, vendor), (0, None))
+        due = settled if status == "exported" and settled > 0 else 0
+        if paid.get((run, vendor), 0) != due:
+            found.append(f"règlement {run}, commerçant {vendor} : viré {euros(paid.get((run, vendor), 0))} €,"
+                         f" enregistrements réglés {euros(settled)} €" + ("" if status == "exported" else " (règlement non exporté)"))
+    paid_out = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
+    exported = sum(cents for cents, status in items.values() if status == "exported")
+    if paid_out != exported:
+        found.append(f"compte des virements aux commerçants : {euros(paid_out)} €, règlements exportés : {euros(exported)} €")
+    return _capped(found)
+
+
+def settled_records(session: Session) -> list[str]:
+    """A settlement item pays an accepted record once (its primary key), for the record's vendor
+    and signed amount (a void negative), and never a record a reviewer rejected (review_rejections)."""
+    rows = _rows(session, """
+        SELECT i.record_id, i.run_id, i.vendor_id, i.amount_cents, r.terminal_id, r.seq, r.status, t.vendor_id,
+               CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END
+        FROM settlement_item i LEFT JOIN transaction_record r ON r.id = i.record_id
+        LEFT JOIN terminal t ON t.id = r.terminal_id
+        WHERE r.id IS NULL OR r.status <> 'accepted' OR t.vendor_id <> i.vendor_id
+           OR i.amount_cents <> CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END
+        ORDER BY i.record_id""")
+    found = []
+    for record_id, run, vendor, cents, terminal_id, seq, status, owner, signed in rows:
+        if terminal_id is None:
+            found.append(f"le règlement {run} paie l'enregistrement {record_id}, qui n'existe pas ({euros(cents)} €)")
+        elif status != "accepted":
+            found.append(f"le règlement {run} paie l'enregistrement {seq} du terminal {terminal_id}, qui est refusé")
+        else:
+            found.append(f"le règlement {run} paie l'enregistrement {seq} du terminal {terminal_id} {euros(cents)} € au"
+                         f" commerçant {vendor} ; il vaut {euros(signed)} € pour le commerçant {owner}")
+    return _capped(found)
+
+
+def watermark_sound(session: Session) -> list[str]:
+    """Below the settlement watermark every accepted record is settled, or rejected for good (a
+    rejected payment, or a void of one): docs/settlement.md, "Watermark"."""
+    rows = _rows(session, """
+        SELECT r.id, r.terminal_id, r.seq, r.amount_cents FROM transaction_record r
+        WHERE r.id < (SELECT COALESCE(MAX(value), 0) FROM counter WHERE name = 'settlement_scan_from')
+          AND r.status = 'accepted' AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)
+          AND COALESCE(r.review, '') <> 'rejected' AND NOT EXISTS (SELECT 1 FROM transaction_record p
+              WHERE r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq AND p.review = 'rejected')
+        ORDER BY r.id""")
+    return _capped([f"l'enregistrement {seq} du terminal {terminal_id} ({euros(amount)} €) est sous le repère des"
+                    f" règlements (enregistrement {record_id}) sans avoir été réglé : aucun règlement ne le relira"
+                    for record_id, terminal_id, seq, amount in rows])
+
+
+def contributions_registered(session: Session) -> list[str]:
+    """The register of contributions and the ledger's contribution transfers name the same
+    references for the same amounts."""
+    rows = _rows(session, """
+        SELECT c.reference, c.amount_cents, t.amount_cents FROM contribution c
+        LEFT JOIN ledger_transfer t ON t.reference = c.reference AND t.kind = 'contribution'
+        WHERE t.id IS NULL OR t.amount_cents <> c.amount_cents
+        UNION ALL
+        SELECT t.reference, NULL, t.amount_cents FROM ledger_transfer t
+        WHERE t.kind = 'contribution' AND NOT EXISTS (SELECT 1 FROM contribution c WHERE c.reference = t.reference)
+        ORDER BY 1""")
+    found = []
+    for reference, registered, posted in rows:
+        if registered is None:
+            found.append(f"la cotisation {reference} ({euros(int(posted))} €) est au grand livre mais pas au registre")
+        elif posted is None:
+            found.append(f"la cotisation {reference} ({euros(int(registered))} €) est au registre mais pas au grand livre")
+        else:
+            found.append(f"la cotisation {reference} vaut {euros(int(registered))} € au registre et"
+                         f" {euros(int(posted))} € au grand livre")
+    return _capped(found)
+
+
+# All of them ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    key: str
+    title: str  # French, for `caisse verify`
+    check: Callable[[Session], list[str]]
+
+
+INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("transfers_balance", "chaque écriture s'équilibre", transfers_balance),
+    Invariant("balances_sum_to_zero", "la somme des soldes est nulle", balances_sum_to_zero),
+    Invariant("references_unique", "chaque référence est passée au plus une fois", references_unique),
+    Invariant("balances_match_journal", "chaque solde est la somme de ses écritures", balances_match_journal),
+    Invariant("records_match_transfers", "chaque enregistrement accepté a exactement une écriture, et seulement lui",
+              records_match_transfers),
+    Invariant("transfers_join_the_right_accounts", "chaque nature d'écriture va du bon compte au bon compte",
+              transfers_join_the_right_accounts),
+    Invariant("money_per_purpose", "l'argent se conserve : foyers, commerçants, allocations", money_per_purpose),
+    Invariant("review_rejections", "un paiement rejeté après vérification n'est jamais réglé et rendu une fois",
+              review_rejections),
+    Invariant("settled_records", "chaque règlement paie un enregistrement accepté, une fois, à son commerçant",
+              settled_records),
+    Invariant("payouts_match_settlements", "les virements sont les règlements exportés, commerçant par commerçant",
+              payouts_match_settlements),
+    Invariant("watermark_sound", "aucun enregistrement n'est oublié sous le repère des règlements", watermark_sound),
+    Invariant("contributions_registered", "le registre des cotisations est celui du grand livre", contributions_registered),
+)
+
+
+def check_all(session: Session) -> list[tuple[Invariant, list[str]]]:
+    """Every invariant with its violations (empty when it holds), in the order of INVARIANTS."""
+    return [(invariant, invariant.check(session)) for invariant in INVARIANTS]
+
+
+def violations(session: Session) -> list[str]:
+    """Every violation, each prefixed with the invariant it breaks: empty when the ledger is sound."""
+    return [f"{invariant.title} : {problem}" for invariant, problems in check_all(session) for problem in problems]
+
