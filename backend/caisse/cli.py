@@ -580,19 +580,16 @@ def fund_fee(
 
 @app.command()
 def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """The month's budget, to the cent, reconciled with the ledger (exit 1 if it is not)."""
+    """The month's budget, to the cent, rebuilt from the ledger; every difference with it is listed (exit 1 if any)."""
     from caisse import fund
 
     result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
-    for label, cents in (("cotisations", result.contributions_cents), ("abondement", result.matching_cents),
-                         ("subventions", result.grants_cents), ("frais", result.fees_cents),
-                         ("allocations créditées", result.allowances_cents), ("reliquats rendus", result.expired_cents),
-                         ("dépenses des foyers", result.spent_cents), ("virements aux commerçants", result.payouts_cents),
-                         ("solde du fonds en fin de mois", result.fund_balance_cents)):
-        out.print(f"{label:<28}{euros(cents):>16} EUR")
+    for label, cents in fund.budget_lines(result):
+        out.print(f"{label:<46}{euros(cents):>16} EUR")
+    for difference in result.differences:
+        err.print(f"[red]Écart avec le grand livre :[/red] {difference}")
     if not result.reconciled:
-        for difference in result.differences:
-            err.print(f"[red]Écart avec le grand livre :[/red] {difference}")
+        err.print(f"[red]{len(result.differences)} écart(s) avec le grand livre.[/red]")
         raise typer.Exit(code=1)
     err.print("Rapproché du grand livre : aucun écart.")
 
@@ -642,13 +639,14 @@ def _first_line(error: Exception) -> str:
 def verify() -> None:
     """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
 
-    Code de sortie 0 : tout tient ; 1 : au moins un invariant est rompu (chaque écart est listé) ;
-    2 : la base est introuvable ou illisible.
+    Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes suspectées de clonage, foyers et commerçants à solde négatif.
+
+    Code de sortie 0 : tout tient ; 1 : au moins un invariant est rompu (chaque écart est listé) ; 2 : la base est introuvable ou illisible.
     """
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from caisse import invariants
+    from caisse import invariants, overdue
 
     try:
         settings = Settings()
@@ -657,6 +655,7 @@ def verify() -> None:
                 if engine.dialect.name == "postgresql" else engine
             with session_factory(snapshot)() as session:
                 results = invariants.check_all(session)
+                waiting = overdue.overdue(session, settings=settings)
                 session.rollback()
     except _CannotVerify as problem:
         err.print(f"[red]Erreur :[/red] {problem}")
@@ -673,6 +672,12 @@ def verify() -> None:
         for problem in problems:
             typer.echo(f"    – {problem}")
         broken += len(problems)
+    if waiting:
+        typer.echo(f"En attente d'une personne depuis plus de {settings.overdue_after_days} jour(s) : {len(waiting)}")
+        for item in waiting:
+            typer.echo(f"    – {item.text}")
+    else:
+        typer.echo(f"Rien n'attend une personne depuis plus de {settings.overdue_after_days} jour(s).")
     if broken:
         err.print(f"[red]{broken} écart(s) : le grand livre n'est pas sain.[/red]")
         raise typer.Exit(code=1)

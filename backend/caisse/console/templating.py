@@ -63,6 +63,7 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 # (page key of PAGE_ROLES, label, path): the navigation, in this order.
 NAV = [
+    ("home", "À traiter", "/console/accueil"),
     ("households", "Foyers", "/console/households"),
     ("vendors", "Commerçants", "/console/vendors"),
     ("terminals", "Terminaux", "/console/terminals"),
