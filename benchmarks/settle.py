@@ -102,7 +102,7 @@ def measure(engine: Engine, *, n: int, folder: Path, day: date = DAY) -> tuple[f
     sessions = session_factory(engine)
     start = time.perf_counter()
     with sessions() as session:
-        run_id = settlement.prepare_run(session, run_date=day, settings=rules, by="bench").id
+        run_id = settlement.prepare_run(session, run_date=day, settings=rules, by=settlement.AUTOMATIC).id
         session.commit()
     prepared = time.perf_counter()
     assert run_id is not None

@@ -76,6 +76,20 @@ def get_user(session: Session, *, email: str) -> ConsoleUser:
     return user
 
 
+def active_user(session: Session, *, email: str) -> ConsoleUser:
+    """The active console account named `email`: who a staff action from the command line is done
+    as. A typed name that is no account, or a disabled one, is refused."""
+    user = session.execute(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email))).scalar_one_or_none()  # type: ignore[arg-type]
+    if user is None or not user.active:
+        raise InvalidInput("not_an_active_account", f"{email!r} is not an active console account")
+    return user
+
+
+def same_person(first: str, second: str) -> bool:
+    """Two names of one console account (e-mail addresses compare without case or spaces)."""
+    return normalize_email(first) == normalize_email(second)
+
+
 def sign_in(session: Session, *, email: str, password: str, settings: Settings, now: datetime | None = None) -> tuple[str, SignedIn]:
     """Check the password and open a session; returns the cookie token and the session.
 

@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from caisse import ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
-from caisse.models import AllowanceMonth, AllowanceRule, Contribution, Household, LedgerTransfer, utcnow
+from caisse.models import AllowanceMonth, AllowanceRule, Household, LedgerTransfer, utcnow
 from caisse.sync import bump_cards
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -270,8 +270,7 @@ def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
 
 
 def _average_contribution_cents(session: Session, *, month: Month, households: int) -> int:
-    """The month's contributions shared equally among the households, rounded down."""
-    total = session.execute(
-        select(func.coalesce(func.sum(Contribution.amount_cents), 0)).where(Contribution.month == str(month))  # type: ignore[arg-type]
-    ).scalar_one()
-    return int(total) // households
+    """The month's contributions (less those reversed) shared equally among the households, rounded down."""
+    from caisse.fund import contributed_cents  # fund imports this module
+
+    return contributed_cents(session, month=str(month)) // households

@@ -85,6 +85,19 @@ def _french(error: CaisseError) -> str:
     return MESSAGES.get(error.code, error.detail)
 
 
+def _os_user() -> str:
+    """Who is logged in on the server: recorded beside the console account a command names."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment nor in the password database
+        return "inconnu"
+
+
+_StaffBy = Annotated[str, typer.Option(help="Your console account (e-mail address, active); the audit also records the system user.")]
+
+
 def _created(what: str, new_id: int | None) -> None:
     """The new id alone on stdout (for scripts), `what` (French, e.g. "Foyer créé") on stderr."""
     assert new_id is not None
@@ -141,8 +154,40 @@ def vendor_add(
     iban: Annotated[str | None, typer.Option(help="Where the caisse pays the vendor.")] = None,
 ) -> None:
     """Accredit a vendor."""
-    vendor = _run(lambda s: admin.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban))
+    vendor = _run(lambda s: admin.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban,
+                                                by="cli", os_user=_os_user()))
     _created("Commerçant créé", vendor.id)
+    if notice := admin.sepa_name_notice(vendor.name):
+        err.print(notice)
+
+
+@vendor_app.command("iban-request")
+def vendor_iban_request(
+    vendor_id: Annotated[int, typer.Argument(help="Vendor id.")],
+    iban: Annotated[str, typer.Option(help="The vendor's new IBAN (SEPA zone).")],
+    by: _StaffBy,
+) -> None:
+    """Ask for a vendor's new IBAN: another person approves it, then runs prepared after pay it."""
+    change = _run(lambda s: admin.request_iban_change(s, vendor_id=vendor_id, iban=iban, by=by, os_user=_os_user()))
+    out.print(change.id)
+    err.print(f"Changement d'IBAN {change.id} demandé pour le commerçant {vendor_id} : {change.iban}. Une autre personne"
+              f" l'approuve avec « caisse vendor iban-approve {change.id} --by <compte> ».")
+
+
+@vendor_app.command("iban-approve")
+def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="IBAN change id.")], by: _StaffBy) -> None:
+    """Approve a requested IBAN (not the person who asked): the next runs prepared pay it."""
+    vendor = _run(lambda s: admin.approve_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
+    out.print(vendor.id)
+    err.print(f"IBAN du commerçant {vendor.id} ({vendor.name}) : {vendor.iban}, pour les règlements préparés désormais.")
+
+
+@vendor_app.command("iban-reject")
+def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="IBAN change id.")], by: _StaffBy) -> None:
+    """Refuse (or withdraw) a requested IBAN: the vendor's IBAN stays as it is."""
+    change = _run(lambda s: admin.reject_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
+    out.print(change.id)
+    err.print(f"Changement d'IBAN {change_id} refusé : l'IBAN du commerçant {change.vendor_id} reste inchangé.")
 
 
 @member_app.command("add")
@@ -447,7 +492,7 @@ def close_month(month: Annotated[str, typer.Argument(help="Month to close, YYYY-
 @app.command()
 def settle(
     day: Annotated[str | None, typer.Option("--date", help="Day to settle, YYYY-MM-DD (default: yesterday).")] = None,
-    by: Annotated[str, typer.Option(help="Who runs it (recorded on the run).")] = "automatique",
+    by: Annotated[str, typer.Option(help="automatique (the timer) or your console account (e-mail address).")] = "automatique",
 ) -> None:
     """Settle a day: pay each vendor its accepted payments minus voids; prints the run id."""
     from caisse import settlement
@@ -456,7 +501,10 @@ def settle(
     settings = Settings()
     try:
         with _engine(settings) as engine:
-            result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by)
+            result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by,
+                                       os_user=_os_user())
+            if result.status == "prepared":
+                _print_payees(session_factory(engine), result.run_id)
     except CaisseError as error:
         _fail(error)
     out.print(result.run_id)
@@ -478,14 +526,29 @@ _RUN_STATUS_FR = {"prepared": "préparé", "approved": "approuvé", "exported": 
 @app.command("settle-approve")
 def settle_approve(
     run_id: Annotated[int, typer.Argument(help="Settlement run id.")],
-    by: Annotated[str, typer.Option(help="Who approves (not who prepared it).")],
+    by: Annotated[str, typer.Option(help="Your console account (active, not the one who prepared the run).")],
 ) -> None:
-    """Approve a prepared settlement run (the second person)."""
+    """Approve a prepared settlement run (the second person): prints the payees it pays."""
     from caisse import settlement
 
-    run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings()))
+    run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings(), os_user=_os_user()))
     out.print(run.id)
     err.print(f"Règlement {run_id} : {_RUN_STATUS_FR[run.status]}, approuvé par {run.approved_by}.")
+    with _engine(Settings()) as engine:
+        _print_payees(session_factory(engine), run_id)
+
+
+def _print_payees(sessions: Callable[[], Session], run_id: int) -> None:
+    """The transfers as the bank will receive them: frozen when the run was prepared."""
+    from caisse import settlement
+    from caisse.sepa import sepa_text
+
+    with sessions() as session:
+        payouts = settlement.run_payouts(session, run_id=run_id)
+    err.print("Virements (bénéficiaire tel que transmis à la banque, IBAN, BIC, montant) :")
+    for payout in payouts:
+        err.print(f"  commerçant {payout.vendor_id} : {sepa_text(payout.name)}, {payout.iban}, {payout.bic or 'BIC inconnu'},"
+                  f" {euros(payout.amount_cents)} EUR")
 
 
 def _settlement_date(day: str | None) -> date:
@@ -576,6 +639,25 @@ def fund_fee(
 
     created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference))
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
+
+
+ledger_app = typer.Typer(help="The ledger: correct a staff entry made by mistake.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("reverse")
+def ledger_reverse(
+    reference: Annotated[str, typer.Argument(help="Reference of the entry to take back (e.g. contribution:RECU-0042).")],
+    by: _StaffBy,
+    reason: Annotated[str, typer.Option(help="Why, in French (kept in the ledger and the audit log).")],
+) -> None:
+    """Reverse an allowance credit, contribution, grant or fee entered by mistake (once; nothing is deleted)."""
+    from caisse import corrections
+
+    done = _run(lambda s: corrections.reverse(s, reference=reference, by=by, reason=reason, os_user=_os_user()))
+    out.print(done.reference)
+    err.print(f"Écriture {reference} contre-passée ({euros(done.amount_cents)} EUR) sous la référence {done.reference}."
+              if done.created else f"Écriture {reference} déjà contre-passée ({done.reference}) : rien de changé.")
 
 
 @app.command()

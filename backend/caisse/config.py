@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
@@ -94,6 +94,19 @@ class Settings(BaseSettings):
                 if value.lower() == public:
                     raise ValueError(f"CAISSE_{name} must be set to a key of your own in production")
         return self
+
+    @field_validator("debtor_name")
+    @classmethod
+    def _debtor_name_in_sepa_characters(cls, name: str) -> str:
+        """The caisse's name goes in every SEPA file as typed: refused (with the form the bank would
+        read) unless it is in the SEPA character set already, so nothing is changed behind one's back."""
+        from caisse.sepa import sepa_text
+
+        sent = sepa_text(name)
+        if sent != name or not sent:
+            raise ValueError(f"CAISSE_DEBTOR_NAME doit s'écrire dans le jeu de caractères SEPA (lettres sans accents,"
+                             f" chiffres, / - ? : ( ) . , ' +) : par exemple « {sent} »")
+        return name
 
     def terminal_limits(self) -> dict[str, int]:
         return {

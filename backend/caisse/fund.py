@@ -27,6 +27,7 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.allowances import Month
 from caisse.config import Settings
+from caisse.corrections import reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer, TransactionRecord
@@ -194,8 +195,7 @@ def record_matching(session: Session, *, month: str, settings: Settings) -> int:
     """The partner adds matching_basis_points of the month's contributions (rounded down). Posts
     only what is still due, so rerunning after late contributions tops it up; returns the amount posted."""
     period = Month.parse(month)
-    contributed = _sum(session, "SELECT SUM(amount_cents) FROM contribution WHERE month = :m", m=str(period))
-    due = contributed * settings.matching_basis_points // 10_000
+    due = contributed_cents(session, month=str(period)) * settings.matching_basis_points // 10_000
     posted = _ledger_sum(session, f"matching:{period}:%")
     if due <= posted:
         return 0
@@ -204,6 +204,12 @@ def record_matching(session: Session, *, month: str, settings: Settings) -> int:
     _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
                reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
     return due - posted
+
+
+def contributed_cents(session: Session, *, month: str) -> int:
+    """The month's contributions, less those reversed (caisse.corrections)."""
+    return _sum(session, f"SELECT SUM(c.amount_cents) FROM contribution c WHERE c.month = :m AND NOT {reversed_sql('c.reference')}",
+                m=month)
 
 
 def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str) -> bool:
@@ -347,7 +353,8 @@ class _Book:
         self.journal: dict[str, int] = {}  # Σ transfers by kind
         self.accounts: dict[str, int] = {}  # Σ balances by purpose: member, vendor, and single accounts by code
         self.records: dict[str, int] = {}  # Σ of the records: payments, voids, rejected payments not voided
-        self.register: dict[str, int] = {}  # contributions register by month
+        self.register: dict[str, int] = {}  # contributions register by month, reversed ones left out
+        self.reversed: dict[str, int] = {}  # Σ reversals (caisse.corrections) by the kind of the entry they take back
         self.exported_items = 0
 
     def at(self, month: str) -> _Flows:
@@ -370,6 +377,7 @@ class _Book:
         book._read_rejections(session, zone)
         book._read_payouts(session)
         book._read_checks(session)
+        book._read_reversals(session, zone)
         return book
 
     def _read_journal(self, session: Session, zone: ZoneInfo) -> None:
@@ -480,6 +488,41 @@ class _Book:
                 else:
                     self.unplaced.append(f"remboursement reject:{terminal_id}:{seq} sans son paiement : {euros(cents)} €")
 
+    def _read_reversals(self, session: Session, zone: ZoneInfo) -> None:
+        """A staff entry taken back (`reversal:{id}`) is netted out of the month of the entry, in
+        the budget and in the register: as if it had never been made."""
+        if not self.journal.get(ledger.TransferKind.REVERSAL):
+            return
+        reversals = session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
+                                    .where(LedgerTransfer.kind == ledger.TransferKind.REVERSAL)).all()  # type: ignore[arg-type]
+        named = {int(reference.split(":")[1]): (reference, int(cents)) for reference, cents in reversals
+                 if reference.count(":") == 1 and reference.startswith("reversal:") and reference.split(":")[1].isdigit()}
+        self.unplaced += [f"contre-passation {reference} sans écriture nommée : {euros(int(cents))} €"
+                          for reference, cents in reversals if reference not in {r for r, _ in named.values()}]
+        originals = {row[0]: row[1:] for row in session.execute(
+            select(LedgerTransfer.id, LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.created_at, Contribution.month)
+            .outerjoin(Contribution, Contribution.reference == LedgerTransfer.reference)  # type: ignore[arg-type]
+            .where(LedgerTransfer.id.in_(list(named)))).all()}  # type: ignore[union-attr]
+        for original_id, (reference, cents) in sorted(named.items()):
+            kind, original, created_at, registered = originals.get(original_id, (None, "", None, None))
+            parts = original.split(":")
+            if kind == ledger.TransferKind.ALLOWANCE and original[:10] == "allowance:":
+                month, line = original[-7:], "allowances"
+            elif kind == ledger.TransferKind.ALLOWANCE:
+                month, line = _local_month(created_at, zone), "credits"
+            elif kind == Kind.CONTRIBUTION and registered is not None:
+                month, line = registered, "contributions"
+                self.register[month] = self.register.get(month, 0) - cents
+            elif kind in (Kind.GRANT, Kind.FEE) and len(parts) > 1:
+                month, line = parts[1], "grants" if kind == Kind.GRANT else "fees"
+            else:
+                self.unplaced.append(f"contre-passation {reference} d'une écriture que le budget ne sait pas placer"
+                                     f" ({kind or 'introuvable'}) : {euros(cents)} €")
+                continue
+            flows = self.at(month)
+            setattr(flows, line, getattr(flows, line) - cents)
+            self.reversed[kind] = self.reversed.get(kind, 0) + cents
+
     def _read_payouts(self, session: Session) -> None:
         for day, cents in _payouts_by_run_date(session):
             self.at(day.strftime("%Y-%m")).payouts += cents
@@ -499,13 +542,17 @@ class _Book:
         total = self.up_to()
         journal, accounts, kinds = self.journal, self.accounts, ledger.TransferKind
         identities = [
-            # The budget's lines, summed over every month, against the journal by kind.
-            ("allocations et crédits manuels", total.allowances + total.credits, journal.get(kinds.ALLOWANCE, 0), "au grand livre"),
+            # The budget's lines, summed over every month, against the journal by kind (less what was reversed).
+            ("allocations et crédits manuels", total.allowances + total.credits,
+             journal.get(kinds.ALLOWANCE, 0) - self.reversed.get(kinds.ALLOWANCE, 0), "au grand livre, contre-passations déduites"),
             ("reliquats rendus", total.expired, journal.get(kinds.EXPIRY, 0), "au grand livre"),
-            ("cotisations", total.contributions, journal.get("contribution", 0), "au grand livre"),
+            ("cotisations", total.contributions, journal.get("contribution", 0) - self.reversed.get("contribution", 0),
+             "au grand livre, contre-passations déduites"),
             ("abondements", total.matching, journal.get("matching", 0), "au grand livre"),
-            ("subventions", total.grants, journal.get("grant", 0), "au grand livre"),
-            ("frais", total.fees, journal.get("fee", 0), "au grand livre"),
+            ("subventions", total.grants, journal.get("grant", 0) - self.reversed.get("grant", 0),
+             "au grand livre, contre-passations déduites"),
+            ("frais", total.fees, journal.get("fee", 0) - self.reversed.get("fee", 0), "au grand livre, contre-passations déduites"),
+            ("contre-passations", sum(self.reversed.values()), journal.get(kinds.REVERSAL, 0), "au grand livre"),
             ("paiements acceptés", total.payments, journal.get(kinds.PAYMENT, 0), "au grand livre"),
             ("annulations acceptées", total.voids, journal.get(kinds.VOID, 0), "au grand livre"),
             ("paiements rejetés après vérification", total.rejected, journal.get(kinds.REJECT, 0), "au grand livre"),
@@ -532,7 +579,7 @@ class _Book:
             registered, posted = self.register.get(month, 0), self.months.get(month, _Flows()).contributions
             if registered != posted:
                 found.append(f"cotisations de {month} : {euros(registered)} € au registre, {euros(posted)} € au grand livre")
-        known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.REJECT, kinds.SETTLEMENT,
+        known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.REJECT, kinds.SETTLEMENT, kinds.REVERSAL,
                  "contribution", "matching", "grant", "fee"}
         found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
                   for kind, cents in sorted(journal.items()) if kind not in known]

@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from caisse import ledger
+from caisse.corrections import REVERSIBLE
 from caisse.money import euros
 
 # Messages kept per check: a corrupt database could break an invariant a million times.
@@ -28,6 +29,7 @@ MAX_VIOLATIONS = 50
 # Every kind of transfer, and the accounts it may join: (debit, credit), an account named by its
 # code, or by its code's prefix for the per-household and per-vendor accounts. A transfer of a
 # kind not listed here is a violation: a new kind of posting must say where its money goes.
+# A reversal (caisse.corrections) mirrors the entry it takes back: reversals_mirror_their_entry.
 MEMBER, VENDOR_PAYABLE = "member:", "vendor_payable:"
 TRANSFER_ACCOUNTS: dict[str, tuple[str, str]] = {
     ledger.TransferKind.ALLOWANCE: (ledger.ALLOWANCE_FUND, MEMBER),
@@ -180,6 +182,8 @@ def transfers_join_the_right_accounts(session: Session) -> list[str]:
     found = []
     for kind, debit, credit, count, amount, example in rows:
         expected = TRANSFER_ACCOUNTS.get(kind)
+        if kind == ledger.TransferKind.REVERSAL:
+            continue
         if expected is None:
             found.append(f"{count} écriture(s) de nature inconnue « {kind} » ({euros(int(amount))} €, par exemple {example})")
         elif (debit, credit) != expected:
@@ -190,7 +194,8 @@ def transfers_join_the_right_accounts(session: Session) -> list[str]:
 
 def money_per_purpose(session: Session) -> list[str]:
     """Σ vendor payables and paid out = accepted payments − accepted voids − rejections by a
-    reviewer; Σ member balances = allowances (monthly and manual) − expiries − that spending."""
+    reviewer; Σ member balances = allowances (monthly and manual) − those reversed − expiries −
+    that spending."""
     by_kind = {kind: int(cents) for kind, cents in _rows(
         session, "SELECT kind, SUM(amount_cents) FROM ledger_transfer GROUP BY kind")}
     records = {int(kind): int(cents) for kind, cents in _rows(
@@ -201,16 +206,19 @@ def money_per_purpose(session: Session) -> list[str]:
                SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose""")}
     rejected = by_kind.get(ledger.TransferKind.REJECT, 0)
     spent = records.get(1, 0) - records.get(2, 0) - rejected
+    taken_back = _scalar(session, "SELECT COALESCE(SUM(t.amount_cents), 0) FROM ledger_transfer t"
+                                  " JOIN ledger_account d ON d.id = t.debit_account_id"
+                                  " WHERE t.kind = :kind AND substr(d.code, 1, 7) = 'member:'", kind=ledger.TransferKind.REVERSAL)
     vendors = balances.get("vendor_payable", 0) + balances.get(ledger.VENDOR_PAID, 0)
     members = balances.get("member", 0)
-    granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - by_kind.get(ledger.TransferKind.EXPIRY, 0)
+    granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0)
     found = []
     if vendors != spent:
         found.append(f"commerçants (à payer et payés) : {euros(vendors)} € ; paiements acceptés {euros(records.get(1, 0))} €"
                      f" − annulations {euros(records.get(2, 0))} € − rejets {euros(rejected)} € = {euros(spent)} €")
     if members != granted - spent:
         found.append(f"soldes des foyers : {euros(members)} € ; allocations {euros(by_kind.get(ledger.TransferKind.ALLOWANCE, 0))} €"
-                     f" − reliquats rendus {euros(by_kind.get(ledger.TransferKind.EXPIRY, 0))} € − dépenses {euros(spent)} €"
+                     f" − contre-passées {euros(taken_back)} € − reliquats rendus {euros(by_kind.get(ledger.TransferKind.EXPIRY, 0))} € − dépenses {euros(spent)} €"
                      f" = {euros(granted - spent)} €")
     return found
 
@@ -244,6 +252,34 @@ def review_rejections(session: Session) -> list[str]:
         session, "SELECT reference, amount_cents FROM ledger_transfer WHERE kind = :kind ORDER BY id",
         kind=ledger.TransferKind.REJECT) if reference not in rejected]
     found += [f"le remboursement {reference} ({euros(amount)} €) ne correspond à aucun paiement rejeté" for reference, amount in stray]
+    return _capped(found)
+
+
+def reversals_mirror_their_entry(session: Session) -> list[str]:
+    """A reversal `reversal:{id}` takes back transfer `id`, an entry staff make by hand
+    (corrections.REVERSIBLE), for its amount, between the same accounts the other way."""
+    rows = _rows(session, "SELECT reference, amount_cents, debit_account_id, credit_account_id FROM ledger_transfer"
+                          " WHERE kind = :kind ORDER BY id", kind=ledger.TransferKind.REVERSAL)
+    ids = {reference: int(reference.split(":")[1]) for reference, *_ in rows
+           if reference.startswith("reversal:") and reference.count(":") == 1 and reference.split(":")[1].isdigit()}
+    originals = {}
+    if ids:
+        originals = {row[0]: row[1:] for row in session.execute(
+            text("SELECT id, kind, reference, amount_cents, debit_account_id, credit_account_id FROM ledger_transfer"
+                 " WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)), {"ids": sorted(set(ids.values()))}).all()}
+    found = []
+    for reference, amount, debit, credit in rows:
+        original = originals.get(ids.get(reference, -1))
+        if original is None:
+            found.append(f"la contre-passation {reference} ({euros(amount)} €) ne nomme pas une écriture existante")
+            continue
+        kind, original_reference, original_amount, original_debit, original_credit = original
+        if kind not in REVERSIBLE:
+            found.append(f"la contre-passation {reference} reprend {original_reference}, une écriture « {kind} » qu'on ne"
+                         " contre-passe pas")
+        elif (amount, debit, credit) != (original_amount, original_credit, original_debit):
+            found.append(f"la contre-passation {reference} ({euros(amount)} €) ne reprend pas exactement {original_reference}"
+                         f" ({euros(original_amount)} €) en sens inverse")
     return _capped(found)
 
 
@@ -358,6 +394,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               records_match_transfers),
     Invariant("transfers_join_the_right_accounts", "chaque nature d'écriture va du bon compte au bon compte",
               transfers_join_the_right_accounts),
+    Invariant("reversals_mirror_their_entry", "chaque contre-passation reprend exactement une saisie, en sens inverse",
+              reversals_mirror_their_entry),
     Invariant("money_per_purpose", "l'argent se conserve : foyers, commerçants, allocations", money_per_purpose),
     Invariant("review_rejections", "un paiement rejeté après vérification n'est jamais réglé et rendu une fois",
               review_rejections),

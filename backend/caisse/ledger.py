@@ -32,6 +32,7 @@ class TransferKind:
     EXPIRY = "allowance_expiry"  # unspent allowance returned to the fund (docs/settlement.md)
     SETTLEMENT = "settlement"  # vendor_payable -> vendor_paid when a SEPA file is exported
     REJECT = "review_reject"  # vendor_payable -> member: a held payment a person rejected (caisse.review)
+    REVERSAL = "reversal"  # a staff entry made by mistake, taken back (caisse.corrections)
 
 
 def member_code(household_id: int) -> str:
@@ -49,6 +50,11 @@ def record_reference(terminal_id: int, seq: int) -> str:
 def reject_reference(terminal_id: int, seq: int) -> str:
     """The reversal of a held payment a person rejected (caisse.review): at most once per record."""
     return f"reject:{terminal_id}:{seq}"
+
+
+def reversal_reference(transfer_id: int) -> str:
+    """The reversal of transfer `transfer_id` (caisse.corrections): at most once per transfer."""
+    return f"reversal:{transfer_id}"
 
 
 @dataclass(frozen=True, slots=True)

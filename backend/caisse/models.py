@@ -342,6 +342,10 @@ class SettlementRun(SQLModel, table=True):
     approved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     exported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     output_dir: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    # Given when the run is prepared, so a file rewritten after a crash carries the same ids (caisse.sepa).
+    message_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))
+    payment_info_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))
+    execution_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # set at export
 
 
 class SettlementItem(SQLModel, table=True):
@@ -372,6 +376,33 @@ class SettlementLine(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     record_count: int = Field(sa_column=Column(Integer, nullable=False))
+    # A paid line's payee, frozen when the run is prepared: the approver sees it, the file and the
+    # statement pay it, whatever happens to the vendor's row afterwards.
+    payee_name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    payee_iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
+    payee_bic: str | None = Field(default=None, sa_column=Column(String(11), nullable=True))
+    payment_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))  # EndToEndId
+
+
+class IbanChangeStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class VendorIbanChange(SQLModel, table=True):
+    """A vendor's new IBAN, requested by one console account and approved by another (caisse.admin)."""
+
+    __tablename__ = "vendor_iban_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
+    iban: str = Field(sa_column=Column(String(34), nullable=False))
+    status: str = Field(default=IbanChangeStatus.PENDING, sa_column=Column(String(16), nullable=False))
+    requested_by: str = Field(sa_column=Column(String(254), nullable=False))
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    decided_by: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 # Sortition of new members (caisse.sortition, docs/console.md "Sortition") ----------------------

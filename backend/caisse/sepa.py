@@ -4,21 +4,46 @@ Banks move from pain.001.001.03 to the 2019 versions at their own pace, so the v
 by the BIC of the caisse's own account (`sepa_schema_by_bank`, full BIC or its first 8 letters),
 with `sepa_schema` as the default. sepaxml builds the file; it is validated against the XSD of
 that version (shipped with sepaxml) before it is written, so an invalid file is never sent.
+
+What a rewrite after a crash must not change is stored with the run before any file is written
+(docs/settlement.md, "Payees and files"): the message id, the payment information id, each
+payment's end-to-end id and payee (name, IBAN, BIC), and the creation time (the approval's). Only
+the execution date is worked out at export: the first TARGET2 business day on or after the day
+the file is written, so a file is never dated in the past.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from caisse.config import Settings
 from caisse.models import SettlementRun
 
 if TYPE_CHECKING:
     from caisse.settlement import Payout
+
+# The Latin character set every SEPA bank must accept (EPC guidelines): anything else may be
+# refused or garbled by a bank on the way, so names and texts are transliterated to it.
+_OUTSIDE_SEPA = re.compile(r"[^A-Za-z0-9/\-?:().,'+ ]+")
+_SPACES = re.compile(r" {2,}")
+MAX_NAME_CHARS = 70  # Max70Text: a creditor's or debtor's name
+
+
+def sepa_text(value: str, *, max_chars: int = MAX_NAME_CHARS) -> str:
+    """`value` in the SEPA character set: letters transliterated (text_unidecode, as sepaxml does),
+    `&` written "et" (the caisse is French), anything else outside the set dropped, spaces
+    squeezed; "" when nothing is left (a name of emoji only)."""
+    from text_unidecode import unidecode
+
+    text = unidecode(value.replace("&", " et "))
+    text = _SPACES.sub(" ", _OUTSIDE_SEPA.sub(" ", text)).strip()
+    return text[:max_chars].rstrip()
 
 
 def schema_for_bank(settings: Settings) -> str:
@@ -28,31 +53,72 @@ def schema_for_bank(settings: Settings) -> str:
     return by_bank.get(bic) or by_bank.get(bic[:8]) or settings.sepa_schema
 
 
-def write_sepa(path: Path, *, run: SettlementRun, payouts: Sequence[Payout], settings: Settings) -> None:
-    """One credit transfer per payout, executed the day after the run; nothing when none."""
-    if not payouts:
-        return
-    from schwifty import IBAN
-    from sepaxml import SepaTransfer
+def is_target2_business_day(day: date) -> bool:
+    """TARGET2 settles euro payments on weekdays except its closing days (the `holidays` package's
+    ECB calendar: New Year, Good Friday, Easter Monday, 1 May, 25 and 26 December)."""
+    return day.weekday() < 5 and day not in _target2_closed(day.year)
 
+
+@lru_cache(maxsize=8)
+def _target2_closed(year: int) -> frozenset[date]:
+    import holidays
+
+    return frozenset(holidays.financial_holidays("XECB", years=year))
+
+
+def execution_date(run_date: date, *, today: date) -> date:
+    """ReqdExctnDt: the first TARGET2 business day on or after the run's date, and never before
+    the day the file is written (a run settled late is paid as soon as possible)."""
+    day = max(run_date, today)
+    while not is_target2_business_day(day):
+        day += timedelta(days=1)
+    return day
+
+
+def write_sepa(path: Path, *, run: SettlementRun, payouts: Sequence[Payout], settings: Settings, today: date) -> date | None:
+    """One credit transfer per payout; returns the execution date, None (and no file) when none."""
+    if not payouts:
+        return None
+    assert run.message_id and run.payment_info_id, "ids are given when the run is prepared"
     schema = schema_for_bank(settings)
-    config = {"name": settings.debtor_name, "IBAN": settings.debtor_iban, "BIC": settings.debtor_bic,
+    config = {"name": sepa_text(settings.debtor_name), "IBAN": settings.debtor_iban, "BIC": settings.debtor_bic,
               "batch": True, "currency": "EUR"}
-    sepa = SepaTransfer(config, schema=schema, clean=True)
+    stamped = run.approved_at or run.prepared_at
+    created = (stamped if stamped.tzinfo else stamped.replace(tzinfo=UTC)).astimezone(ZoneInfo(settings.settlement_timezone))
+    transfer = _transfer_with_stored_ids(config, schema, message_id=run.message_id, payment_info_id=run.payment_info_id,
+                                         created=created)
+    when = execution_date(run.run_date, today=today)
     for payout in payouts:
         payment: dict[str, object] = {
-            "name": payout.name, "IBAN": payout.iban, "amount": payout.amount_cents,
-            "execution_date": run.run_date + timedelta(days=1),
+            "name": sepa_text(payout.name), "IBAN": payout.iban, "amount": payout.amount_cents, "execution_date": when,
             "description": f"Caisse alimentaire - reglement {run.id} du {run.run_date:%d/%m/%Y}",
-            "endtoend_id": f"CAISSE-{run.id}-{payout.vendor_id}",
+            "endtoend_id": payout.payment_id,
         }
-        bic = IBAN(payout.iban).bic
-        if bic is not None:
-            payment["BIC"] = str(bic)
-        sepa.add_payment(payment)
-    document = sepa.export(validate=False, pretty_print=True)
+        if payout.bic:
+            payment["BIC"] = payout.bic
+        transfer.add_payment(payment)
+    document = transfer.export(validate=False, pretty_print=True)
     xsd(schema).validate(document.decode("utf-8"))  # raises when invalid
     path.write_bytes(document)
+    return when
+
+
+def _transfer_with_stored_ids(config: dict[str, Any], schema: str, *, message_id: str, payment_info_id: str,
+                              created: datetime) -> Any:
+    """sepaxml's SepaTransfer, with the run's stored ids and time instead of fresh random ones
+    (sepaxml draws MsgId and PmtInfId at random and stamps the current time)."""
+    from sepaxml import SepaTransfer
+
+    class StoredIds(SepaTransfer):  # type: ignore[misc]
+        def _finalize_batch(self) -> None:
+            super()._finalize_batch()
+            header = self._xml.find("CstmrCdtTrfInitn/GrpHdr")
+            header.find("MsgId").text = message_id
+            header.find("CreDtTm").text = created.strftime("%Y-%m-%dT%H:%M:%S")
+            for node in self._xml.iter("PmtInfId"):  # one batch: one execution date
+                node.text = payment_info_id
+
+    return StoredIds(config, schema=schema, clean=False)
 
 
 @lru_cache(maxsize=4)

@@ -8,17 +8,24 @@ A run moves prepared -> approved -> exported, one committed transaction per step
   primary key is the record, so a record is settled at most once, whatever crashes and reruns do.
   What is held back gets a `settlement_line` with its reason in French; those records stay
   unsettled, so the next run picks them up once resolved, like late offline uploads.
-- approve: by a second person when `settlement_requires_approval`, automatically otherwise.
+  Each paid line freezes its payee (name, IBAN, BIC) and its payment id, and the run its SEPA
+  message ids: what the approver reads is what the file pays, whatever happens to the vendor after.
+- approve: by a second person when `settlement_requires_approval` (an active console account other
+  than the one who prepared it), automatically otherwise.
 - export: writes the SEPA pain.001 file, statements per vendor (caisse.statements) and a summary into a fresh
   folder, moves it into place, then posts vendor_payable -> vendor_paid per vendor (reference
   `settlement:{run}:{vendor}`) and marks the run exported, in one transaction. A crash before the
-  commit leaves the run approved: rerunning rewrites the same files from the same items.
+  commit leaves the run approved: rerunning rewrites the same files, with the same ids, from the
+  same items and payees.
+
+Each step writes its audit entry (caisse.audit) in its own transaction.
 
 Nothing here commits except `settle`, the orchestrator, which owns one transaction per step.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,12 +38,12 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import Counter, SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
-from caisse.sepa import write_sepa
+from caisse.sepa import sepa_text, write_sepa
 from caisse.statements import PAID, StatementVendor, write_statements, write_summary
 
 HELD = "held"
@@ -47,6 +54,9 @@ HELD_SUSPECT = "terminal signalé suspect : enregistrements mis de côté jusqu'
 HELD_UNVERIFIED = "chaîne non vérifiée (un enregistrement antérieur manque encore) : reporté"
 HELD_NO_IBAN = "IBAN manquant : paiement suspendu jusqu'à son enregistrement"
 HELD_BAD_IBAN = "IBAN invalide ({error}) : paiement suspendu jusqu'à sa correction"
+HELD_NON_SEPA_IBAN = "IBAN hors de la zone SEPA ({country}) : paiement suspendu jusqu'à sa correction"
+HELD_BAD_NAME = ("nom du commerçant intransmissible à la banque (aucun caractère du jeu SEPA) :"
+                 " paiement suspendu jusqu'à sa correction")
 HELD_NEGATIVE = "solde négatif après annulations : reporté au prochain règlement"
 HELD_REVIEW = "paiements retenus pour vérification (carte suspecte…) : en attente d'une décision"
 
@@ -72,32 +82,60 @@ def cutoff_time(run_date: date, *, timezone: str) -> int:
 
 
 def iban_problem(iban: str | None) -> str | None:
-    """None when the IBAN is valid (checked with schwifty), else the hold reason in French."""
+    """None when the IBAN is valid and in the SEPA zone (checked with schwifty), else the hold
+    reason in French."""
     if not iban:
         return HELD_NO_IBAN
     from schwifty import IBAN
     from schwifty.exceptions import SchwiftyException
 
     try:
-        IBAN(iban)
+        checked = IBAN(iban)
     except SchwiftyException as error:
         return HELD_BAD_IBAN.format(error=str(error).rstrip("."))
+    if not checked.in_sepa_zone:
+        return HELD_NON_SEPA_IBAN.format(country=checked.country_code)
     return None
+
+
+def payee_problem(name: str, iban: str | None) -> str | None:
+    """Why a vendor cannot be paid as it stands (IBAN, or a name with nothing the bank can read)."""
+    return iban_problem(iban) or (HELD_BAD_NAME if not sepa_text(name) else None)
+
+
+def bic_of(iban: str) -> str | None:
+    """The BIC schwifty's bank registry gives for a valid IBAN, None when it knows none."""
+    from schwifty import IBAN
+
+    bic = IBAN(iban).bic
+    return None if bic is None else str(bic)
+
+
+def check_actor(session: Session, *, by: str) -> str:
+    """`by` names the timer (`automatique`) or an active console account: a typed name that is no
+    account is refused, so "prepared by" and "approved by" always name someone who can sign in."""
+    if by == AUTOMATIC:
+        return by
+    return accounts.active_user(session, email=by).email
 
 
 # Step 1: prepare ------------------------------------------------------------------------------
 
-def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str) -> SettlementRun:
+def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str, os_user: str | None = None) -> SettlementRun:
     """The run of `run_date`, prepared now if there is none yet (idempotent)."""
     existing = session.execute(select(SettlementRun).where(SettlementRun.run_date == run_date)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None:
         return existing
+    by = check_actor(session, by=by)
     scan = _Scan.start(session)
     cutoff = cutoff_time(run_date, timezone=settings.settlement_timezone)
     run = SettlementRun(run_date=run_date, cutoff_time=cutoff, status=SettlementStatus.PREPARED, prepared_by=by)
     session.add(run)
     session.flush()
     assert run.id is not None
+    # Stored now, committed with the run, so every file ever written for it carries the same ids.
+    run.message_id = f"CAISSE-R{run.id}-{secrets.token_hex(5).upper()}"
+    run.payment_info_id = f"{run.message_id}-P"
     candidates = _Candidates()
     for part in scan.parts():
         candidates.add(session.execute(
@@ -111,10 +149,11 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
         ).all())
     held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(candidates.held.items())]
-    ibans = dict(session.execute(select(Vendor.id, Vendor.iban).where(Vendor.id.in_(list(candidates.net)))).all()) if candidates.net else {}  # type: ignore[union-attr]
+    payees = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
+        select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_(list(candidates.net))))} if candidates.net else {}  # type: ignore[union-attr]
     terminals: list[int] = []
     for vendor_id, (amount, count) in sorted(candidates.net.items()):
-        reason = iban_problem(ibans.get(vendor_id)) or (HELD_NEGATIVE if amount < 0 else None)
+        reason = payee_problem(*payees[vendor_id]) or (HELD_NEGATIVE if amount < 0 else None)
         if reason is None:
             terminals.extend(candidates.terminals[vendor_id])
         else:
@@ -124,8 +163,11 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
     if terminals:
         _insert_items(session, run_id=run.id, cutoff=cutoff, terminals=sorted(terminals), scan=scan)
         _insert_paid_lines(session, run_id=run.id)
+        _freeze_payees(session, run_id=run.id, payees=payees)
     session.add_all(held)
     scan.advance(session, lowest_left=candidates.lowest_left)
+    audit.record(session, actor=by, action="settlement.prepare", subject=f"settlement:{run.id}",
+                 detail=_detail(run_date=str(run_date), os_user=os_user))
     session.flush()
     return run
 
@@ -236,17 +278,42 @@ def _insert_paid_lines(session: Session, *, run_id: int) -> None:
     )
 
 
+def _freeze_payees(session: Session, *, run_id: int, payees: dict[int, tuple[str, str | None]]) -> None:
+    """Each paid line gets the name and IBAN checked above (read once, in this transaction), the
+    IBAN's BIC and its payment id: from now on the run pays these, not the vendor's row."""
+    paid = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == PAID)).scalars()  # type: ignore[arg-type]
+    for line in paid:
+        name, iban = payees[line.vendor_id]
+        assert iban is not None
+        line.payee_name, line.payee_iban, line.payee_bic = name, iban, bic_of(iban)
+        line.payment_id = f"CAISSE-{run_id}-{line.vendor_id}"
+        session.add(line)
+
+
+def _detail(**fields: object) -> dict[str, object]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 # Step 2: approve ------------------------------------------------------------------------------
 
-def approve_run(session: Session, *, run_id: int, by: str, settings: Settings) -> SettlementRun:
+def approve_run(session: Session, *, run_id: int, by: str, settings: Settings, os_user: str | None = None) -> SettlementRun:
+    """Approve a prepared run. When a second person is required, `by` is an active console account
+    other than the one who prepared it (the timer's runs need one person); from the command line
+    the audit entry also names the operating-system user."""
     run = get_run(session, run_id=run_id)
     if run.status != SettlementStatus.PREPARED:
         return run  # approved or exported already: approving again changes nothing
-    if settings.settlement_requires_approval and by in (run.prepared_by, AUTOMATIC):
-        raise Conflict("second_person_required",
-                       f"run {run_id} was prepared by {run.prepared_by!r}: another person (the treasurer) approves it")
+    if settings.settlement_requires_approval:
+        by = accounts.active_user(session, email=by).email
+        if accounts.same_person(by, run.prepared_by):
+            raise Conflict("second_person_required",
+                           f"run {run_id} was prepared by {run.prepared_by!r}: another person (the treasurer) approves it")
+    else:
+        by = check_actor(session, by=by)
     run.status, run.approved_by, run.approved_at = SettlementStatus.APPROVED, by, utcnow()
     session.add(run)
+    audit.record(session, actor=by, action="settlement.approve", subject=f"settlement:{run_id}",
+                 detail=_detail(run_date=str(run.run_date), prepared_by=run.prepared_by, os_user=os_user))
     session.flush()
     return run
 
@@ -255,14 +322,19 @@ def approve_run(session: Session, *, run_id: int, by: str, settings: Settings) -
 
 @dataclass(frozen=True, slots=True)
 class Payout:
+    """One transfer of a run, as frozen when it was prepared."""
+
     vendor_id: int
     name: str
     iban: str
+    bic: str | None
     amount_cents: int
     record_count: int
+    payment_id: str
 
 
-def export_run(session: Session, *, run_id: int, settings: Settings) -> SettlementRun:
+def export_run(session: Session, *, run_id: int, settings: Settings, by: str = AUTOMATIC,
+               os_user: str | None = None) -> SettlementRun:
     """Write the run's files, then post the payouts and mark it exported (the caller commits)."""
     run = get_run(session, run_id=run_id)
     if run.status == SettlementStatus.EXPORTED:
@@ -274,7 +346,8 @@ def export_run(session: Session, *, run_id: int, settings: Settings) -> Settleme
     staging = folder.with_name(folder.name + ".en-cours")
     shutil.rmtree(staging, ignore_errors=True)  # left by a crash: rebuilt from the same items
     staging.mkdir(parents=True)
-    write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings)
+    today = datetime.now(ZoneInfo(settings.settlement_timezone)).date()
+    run.execution_date = write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings, today=today)
     write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
                      vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts])
     write_summary(session, staging / "resume.csv", run=run, timezone=settings.settlement_timezone)
@@ -283,19 +356,23 @@ def export_run(session: Session, *, run_id: int, settings: Settings) -> Settleme
     _post_payouts(session, run_id=run_id, payouts=payouts)
     run.status, run.exported_at, run.output_dir = SettlementStatus.EXPORTED, utcnow(), str(folder)
     session.add(run)
+    audit.record(session, actor=by, action="settlement.export", subject=f"settlement:{run_id}",
+                 detail=_detail(output_dir=run.output_dir, os_user=os_user))
     session.flush()
     return run
 
 
 def run_payouts(session: Session, *, run_id: int) -> list[Payout]:
-    rows = session.execute(
-        select(SettlementLine.vendor_id, Vendor.name, Vendor.iban, SettlementLine.amount_cents, SettlementLine.record_count)
-        .join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
+    """The transfers of a run, each to the payee frozen when it was prepared (what the approver
+    reads, what the file pays)."""
+    lines = session.execute(
+        select(SettlementLine)
         # A vendor whose payments were all voided nets 0: settled, but there is nothing to transfer.
         .where(SettlementLine.run_id == run_id, SettlementLine.status == PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
         .order_by(SettlementLine.vendor_id)  # type: ignore[arg-type]
-    ).all()
-    return [Payout(v, name, iban or "", int(amount), int(count)) for v, name, iban, amount, count in rows]
+    ).scalars().all()
+    return [Payout(line.vendor_id, line.payee_name or "", line.payee_iban or "", line.payee_bic, line.amount_cents,
+                   line.record_count, line.payment_id or "") for line in lines]
 
 
 def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> None:
@@ -328,7 +405,8 @@ class SettleResult:
 
 
 def settle(
-    sessions: sessionmaker[Session] | Callable[[], Session], *, run_date: date, settings: Settings, by: str = AUTOMATIC
+    sessions: sessionmaker[Session] | Callable[[], Session], *, run_date: date, settings: Settings, by: str = AUTOMATIC,
+    os_user: str | None = None,
 ) -> SettleResult:
     """Prepare, approve (unless a second person must), export: each step its own transaction.
 
@@ -337,7 +415,7 @@ def settle(
     if run_date >= datetime.now(ZoneInfo(settings.settlement_timezone)).date():
         raise InvalidInput("day_not_over", f"{run_date} is not over yet: settle a past day")
     with sessions() as session:
-        run_id = prepare_run(session, run_date=run_date, settings=settings, by=by).id
+        run_id = prepare_run(session, run_date=run_date, settings=settings, by=by, os_user=os_user).id
         session.commit()
     assert run_id is not None
     if not settings.settlement_requires_approval:
@@ -346,7 +424,7 @@ def settle(
             session.commit()
     with sessions() as session:
         if get_run(session, run_id=run_id).status == SettlementStatus.APPROVED:
-            export_run(session, run_id=run_id, settings=settings)
+            export_run(session, run_id=run_id, settings=settings, by=by, os_user=os_user)
             session.commit()
         return describe(session, run_id=run_id)
 

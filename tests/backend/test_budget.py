@@ -241,3 +241,20 @@ def _household(session: Session, market: Market) -> int:
 def _settled(session: Session, market: Market, payment: dict) -> bool:
     return session.execute(text("SELECT COUNT(*) FROM settlement_item WHERE record_id = :r"),
                            {"r": _record_id(session, market, payment["index"], payment["seq"])}).scalar_one() == 1
+
+
+def test_a_manual_credit_taken_back_leaves_its_month_and_the_books_reconcile(session: Session, rules: Settings) -> None:
+    from caisse import corrections
+    from tests.backend.test_payout import add_staff
+
+    add_staff(session, "claire@caisse.test")
+    household = admin.create_household(session, name="Famille Roux", members=2, zone="Sud")
+    assert household.id is not None
+    admin.credit_household(session, household_id=household.id, amount_cents=3_000, reference="geste")
+    admin.credit_household(session, household_id=household.id, amount_cents=3_000, reference="geste-bis")
+    session.commit()
+    corrections.reverse(session, reference="geste-bis", by="claire@caisse.test", reason="saisi deux fois")
+    session.commit()
+    result = fund.budget(session, month=datetime.now(PARIS).strftime("%Y-%m"), settings=rules)
+    assert (result.credits_cents, result.members_balance_cents) == (3_000, 3_000)
+    assert result.reconciled, result.differences

@@ -132,6 +132,9 @@ CORRUPTIONS: list[tuple[str, Callable[[Session, Market], None], str, str]] = [
      "payouts_match_settlements", "viré 12,51 €"),
     ("forgotten_below_watermark", _forget_below_the_watermark, "watermark_sound", "(4,99 €) est sous le repère"),
     ("contribution_unposted", _contribution_without_posting, "contributions_registered", "(10,00 €) est au registre mais pas"),
+    ("reversal_of_a_payment", _sql("UPDATE ledger_transfer SET kind = 'reversal', reference = 'reversal:' || (SELECT id FROM"
+                                   " ledger_transfer WHERE reference = 'record:' || :t1 || '\\:1') WHERE kind = 'fee'"),
+     "reversals_mirror_their_entry", "une écriture « payment » qu'on ne contre-passe pas"),
 ]
 
 

@@ -203,17 +203,20 @@ def test_a_vendor_without_a_valid_iban_is_held_back_with_a_french_reason(session
 
 
 def test_a_second_person_must_approve_when_the_caisse_requires_it(session: Session, engine: Engine, rules: Settings) -> None:
+    from tests.backend.test_payout import add_staff
+
     strict = rules.model_copy(update={"settlement_requires_approval": True})
+    add_staff(session, "alice@caisse.test", "bob@caisse.test")
     market = Market(session, strict)
     market.pay(0, 1_000)
-    prepared = _settle(engine, strict, by="alice")
+    prepared = _settle(engine, strict, by="alice@caisse.test")
     assert prepared.status == "prepared" and _paid_cents(session) == 0
     with pytest.raises(Conflict):
-        settlement.approve_run(session, run_id=prepared.run_id, by="alice", settings=strict)
+        settlement.approve_run(session, run_id=prepared.run_id, by="alice@caisse.test", settings=strict)
     session.rollback()
-    settlement.approve_run(session, run_id=prepared.run_id, by="bob", settings=strict)
+    settlement.approve_run(session, run_id=prepared.run_id, by="bob@caisse.test", settings=strict)
     session.commit()
-    exported = _settle(engine, strict, by="alice")
+    exported = _settle(engine, strict, by="alice@caisse.test")
     assert (exported.status, _paid_cents(session)) == ("exported", 1_000)
 
 
@@ -426,11 +429,19 @@ def test_the_settle_commands_prepare_then_wait_for_the_treasurer(tmp_path: Path,
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setenv("CAISSE_SETTLEMENT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("CAISSE_SETTLEMENT_REQUIRES_APPROVAL", "true")
+    from caisse.db import make_engine
+    from tests.backend.test_payout import add_staff
+
     runner = CliRunner()
-    prepared = runner.invoke(app, ["settle", "--date", "2026-01-01", "--by", "alice"])
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    with session_factory(engine)() as session:
+        add_staff(session, "alice@caisse.test", "bob@caisse.test")
+    engine.dispose()
+    prepared = runner.invoke(app, ["settle", "--date", "2026-01-01", "--by", "alice@caisse.test"])
     assert (prepared.exit_code, prepared.stdout.strip()) == (0, "1") and "settle-approve" in prepared.stderr
-    assert runner.invoke(app, ["settle-approve", "1", "--by", "alice"]).exit_code == 1
-    assert runner.invoke(app, ["settle-approve", "1", "--by", "bob"]).exit_code == 0
+    assert runner.invoke(app, ["settle-approve", "1", "--by", "alice@caisse.test"]).exit_code == 1
+    assert runner.invoke(app, ["settle-approve", "1", "--by", "bob@caisse.test"]).exit_code == 0
     exported = runner.invoke(app, ["settle", "--date", "2026-01-01"])
     assert exported.exit_code == 0 and "exporté" in exported.stderr
     assert runner.invoke(app, ["settle", "--date", "tomorrow"]).exit_code == 1

@@ -102,3 +102,37 @@ def test_the_committee_has_no_settlement_page(console_client: TestClient, users:
 def _links(page: str, run_url: str) -> list[str]:
     prefix = f'href="{run_url}/files/'
     return [chunk.split('"', 1)[0] for chunk in page.split(prefix)[1:]]
+
+
+@SQLITE_ONLY
+def test_a_new_iban_typed_by_one_person_waits_for_another_and_the_run_page_shows_the_frozen_payee(
+    console_client: TestClient, users: object, session: Session, market: Market,
+) -> None:
+    from caisse import admin
+
+    vendor_id = market.vendor_ids[0]
+    sign_in(console_client, Role.COORDINATOR)
+    run_url = _prepare(console_client)
+    vendor_url = f"/console/vendors/{vendor_id}"
+    form = {"name": "Ferme & Fils", "kind": "producer", "zone": "Nord", "market": "", "iban": "DE02120300000000202051",
+            "convention_status": "active", "convention_start": "2026-01-01", "convention_end": ""}
+    edited = post_form(console_client, vendor_url, vendor_url, form)
+    assert edited.status_code == 303
+    page = console_client.get(vendor_url).text
+    assert "en attente" in page and "Ferme et Fils" in page and "Approuver le nouvel IBAN" not in page
+    session.expire_all()
+    assert admin.get_vendor(session, vendor_id=vendor_id).iban == "FR1420041010050500013M02606"
+    session.commit()
+
+    console_client.cookies.clear()
+    sign_in(console_client, Role.TREASURER)
+    change = admin.pending_iban_change(session, vendor_id=vendor_id)
+    assert change is not None
+    session.commit()
+    approved = post_form(console_client, vendor_url, f"{vendor_url}/iban/{change.id}/approve", {})
+    assert approved.status_code == 303
+    page = console_client.get(run_url).text  # prepared before the change: pays the IBAN it froze
+    assert "FR1420041010050500013M02606" in page and "DE02120300000000202051" not in page and "Ferme 0" in page
+    actions = [e.action for e in audit.events(session, subjects=[f"vendor:{vendor_id}"])]
+    assert actions[:3] == ["vendor.iban_approve", "vendor.iban_request", "vendor.edit"]
+    session.commit()

@@ -40,7 +40,23 @@ MESSAGES = {
     "record_not_held": "Ce paiement n'attend plus de décision : il a déjà été libéré ou rejeté.",
     "invalid_run_date": "Date de règlement invalide.",
     "day_not_over": "Cette journée n'est pas terminée : on ne règle qu'une journée passée.",
-    "second_person_required": "Une autre personne que celle qui a préparé le règlement doit l'approuver.",
+    "second_person_required": "Une autre personne que celle qui a préparé ou demandé cette opération doit l'approuver.",
+    "not_an_active_account": ("Ce nom n'est pas un compte actif de la console : indiquez l'adresse e-mail de votre compte"
+                              " (caisse user add pour en créer un)."),
+    "name_not_sepa": ("Ce nom ne contient aucun caractère que les banques lisent dans un virement SEPA (lettres, chiffres,"
+                      " / - ? : ( ) . , ' +) : écrivez-le en lettres."),
+    "iban_outside_sepa": "Cet IBAN est hors de la zone SEPA : la caisse ne paie que des comptes de la zone SEPA par virement.",
+    "iban_unchanged": "C'est déjà l'IBAN de ce commerçant.",
+    "iban_change_pending": "Un changement d'IBAN attend déjà l'approbation pour ce commerçant : faites-le approuver ou refuser d'abord.",
+    "iban_change_not_found": "Changement d'IBAN introuvable.",
+    "iban_change_decided": "Ce changement d'IBAN a déjà été approuvé ou refusé.",
+    "reserved_reference": "Cette référence commence comme celles que la caisse donne elle-même (reversal:, record:, reject:, settlement:) : choisissez-en une autre.",
+    "invalid_reason": "Une contre-passation dit pourquoi, en 200 caractères au plus.",
+    "transfer_not_found": "Aucune écriture du grand livre sous cette référence.",
+    "not_reversible": ("Seule une écriture saisie à la main (allocation créditée, cotisation, subvention, frais) se contre-passe ;"
+                       " un paiement se corrige par une annulation ou une décision de vérification, un règlement par la banque."),
+    "reversal_would_overdraw": ("Le foyer a déjà dépensé une partie de cette allocation : la contre-passer le mettrait en dette."
+                                " Le trop-perçu se règle avec le foyer, par une personne de la caisse."),
     "not_approved": "Le règlement doit être approuvé avant de générer ses fichiers.",
     "settlement_run_not_found": "Règlement introuvable.",
     "settlement_file_not_found": "Ce fichier n'existe pas pour ce règlement.",

@@ -54,6 +54,8 @@ ACTION_LABELS = {
     "record.release": "paiement libéré", "record.reject": "paiement rejeté",
     "settlement.prepare": "règlement préparé", "settlement.approve": "règlement approuvé",
     "settlement.export": "fichiers du règlement générés",
+    "vendor.iban_request": "changement d'IBAN demandé", "vendor.iban_approve": "changement d'IBAN approuvé",
+    "vendor.iban_reject": "changement d'IBAN refusé", "ledger.reverse": "écriture contre-passée",
     "sortition.create": "tirage créé", "sortition.register": "volontaire inscrit", "sortition.import": "liste de volontaires inscrite",
     "sortition.seed": "graine publiée", "sortition.draw": "tirage effectué",
 }

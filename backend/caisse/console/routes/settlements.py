@@ -14,12 +14,13 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import audit, settlement
+from caisse import settlement
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.sepa import sepa_text
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
 
 router = APIRouter(prefix="/settlements", dependencies=[Depends(require_page("settlements"))])
@@ -52,7 +53,6 @@ def prepare(request: Request, session: DbSession, user: CurrentUser, run_date: A
         session.rollback()
         return _runs_page(request, session, error=error)
     assert run.id is not None
-    audit.record(session, actor=user.email, action="settlement.prepare", subject=f"settlement:{run.id}", detail={"run_date": str(day)})
     session.commit()
     if settings.settlement_requires_approval:
         return redirect(f"/console/settlements/{run.id}", flash=f"Règlement du {day:%d/%m/%Y} préparé : il attend l'approbation de la trésorerie.")
@@ -75,6 +75,7 @@ def _run_page(request: Request, session: Session, user: ConsoleUser, *, run_id: 
         settings.settlement_requires_approval and user.email == run.prepared_by)
     return render(request, "settlements/run.html", title=f"Règlement du {run.run_date:%d/%m/%Y}", run=run, lines=lines,
                   summary=settlement.describe(session, run_id=run_id), files=_files(run), can_approve=can_approve,
+                  payouts=settlement.run_payouts(session, run_id=run_id), sepa_text=sepa_text,
                   error=french(error) if error else None, status_code=error.status_code if error else 200)
 
 
@@ -82,12 +83,10 @@ def _run_page(request: Request, session: Session, user: ConsoleUser, *, run_id: 
 def approve(request: Request, session: DbSession, approver: Approver, run_id: int) -> Response:
     settings: Settings = request.app.state.settings
     try:
-        run = settlement.approve_run(session, run_id=run_id, by=approver.email, settings=settings)
+        settlement.approve_run(session, run_id=run_id, by=approver.email, settings=settings)
     except CaisseError as error:
         session.rollback()
         return _run_page(request, session, approver, run_id=run_id, error=error)
-    audit.record(session, actor=approver.email, action="settlement.approve", subject=f"settlement:{run_id}",
-                 detail={"run_date": str(run.run_date), "prepared_by": run.prepared_by})
     session.commit()
     return _export(session, run_id=run_id, actor=approver.email, settings=settings)
 
@@ -110,19 +109,17 @@ def download(session: DbSession, run_id: int, name: str) -> Response:
 
 def _approve_and_export(session: Session, *, run_id: int, by: str, actor: str, settings: Settings) -> Response:
     settlement.approve_run(session, run_id=run_id, by=by, settings=settings)
-    audit.record(session, actor=actor, action="settlement.approve", subject=f"settlement:{run_id}", detail={"by": by})
     session.commit()
     return _export(session, run_id=run_id, actor=actor, settings=settings)
 
 
 def _export(session: Session, *, run_id: int, actor: str, settings: Settings) -> Response:
     try:
-        run = settlement.export_run(session, run_id=run_id, settings=settings)
+        settlement.export_run(session, run_id=run_id, settings=settings, by=actor)
     except (CaisseError, OSError) as error:
         session.rollback()
         reason = french(error) if isinstance(error, CaisseError) else f"écriture des fichiers impossible ({error.strerror})"
         return redirect(f"/console/settlements/{run_id}", flash=f"Règlement approuvé mais fichiers non générés : {reason}.")
-    audit.record(session, actor=actor, action="settlement.export", subject=f"settlement:{run_id}", detail={"output_dir": run.output_dir})
     session.commit()
     return redirect(f"/console/settlements/{run_id}", flash="Règlement approuvé : le fichier de virements SEPA et les relevés sont prêts.")
 

@@ -1,4 +1,7 @@
-"""Vendors: accreditation status and dates, kind, market, neighbourhood, IBAN, terminals."""
+"""Vendors: accreditation status and dates, kind, market, neighbourhood, IBAN, terminals.
+
+A new IBAN typed in the edit form is a request: another treasurer or administrator approves it
+on the vendor's page (caisse.admin); the services write the audit entries."""
 
 from __future__ import annotations
 
@@ -9,14 +12,16 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from caisse import admin, audit, directory
-from caisse.console.deps import CurrentUser, DbSession, require_page
+from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput
+from caisse.models import ConsoleUser, Role
 
 router = APIRouter(prefix="/vendors", dependencies=[Depends(require_page("vendors"))])
 Text = Annotated[str, Form()]
-_AUDITED = {"name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end"}
+IbanApprover = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]
+_FORM = ("name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end")
 
 
 @router.get("")
@@ -37,14 +42,14 @@ def create(request: Request, session: DbSession, user: CurrentUser, name: Text =
     form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban, "convention_status": convention_status,
             "convention_start": convention_start, "convention_end": convention_end}
     try:
-        vendor = admin.create_vendor(session, **_fields(form))
+        vendor = admin.create_vendor(session, **_fields(form), by=user.email)
     except CaisseError as error:
+        session.rollback()
         return render(request, "vendors/new.html", status_code=error.status_code, title="Conventionner un commerçant",
                       form=form, error=french(error))
-    audit.record(session, actor=user.email, action="vendor.create", subject=f"vendor:{vendor.id}",
-                 detail=vendor.model_dump(include=_AUDITED))
     session.commit()
-    return redirect(f"/console/vendors/{vendor.id}", flash=f"Commerçant « {vendor.name} » enregistré.")
+    notice = admin.sepa_name_notice(vendor.name)
+    return redirect(f"/console/vendors/{vendor.id}", flash=f"Commerçant « {vendor.name} » enregistré." + (f" {notice}" if notice else ""))
 
 
 @router.get("/{vendor_id}")
@@ -59,21 +64,47 @@ def edit(request: Request, session: DbSession, user: CurrentUser, vendor_id: int
     form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban, "convention_status": convention_status,
             "convention_start": convention_start, "convention_end": convention_end}
     try:
-        before = admin.get_vendor(session, vendor_id=vendor_id).model_dump(include=_AUDITED)
-        after = admin.update_vendor(session, vendor_id=vendor_id, **_fields(form)).model_dump(include=_AUDITED)
+        updated = admin.update_vendor(session, vendor_id=vendor_id, **_fields(form), by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error), form=form)
-    changed = {key: {"before": before[key], "after": after[key]} for key in sorted(_AUDITED) if before[key] != after[key]}
-    audit.record(session, actor=user.email, action="vendor.edit", subject=f"vendor:{vendor_id}", detail=changed)
     session.commit()
-    return redirect(f"/console/vendors/{vendor_id}", flash="Commerçant modifié.")
+    flash = "Commerçant modifié."
+    if updated.iban_change is not None:
+        flash += (f" Nouvel IBAN {updated.iban_change.iban} en attente : une autre personne de la trésorerie l'approuve"
+                  " sur cette page ; les règlements préparés ensuite le paieront.")
+    if notice := admin.sepa_name_notice(updated.vendor.name):
+        flash += f" {notice}"
+    return redirect(f"/console/vendors/{vendor_id}", flash=flash)
+
+
+@router.post("/{vendor_id}/iban/{change_id}/approve")
+def approve_iban(request: Request, session: DbSession, approver: IbanApprover, vendor_id: int, change_id: int) -> Response:
+    try:
+        admin.approve_iban_change(session, change_id=change_id, by=approver.email)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error))
+    session.commit()
+    return redirect(f"/console/vendors/{vendor_id}", flash="Nouvel IBAN approuvé : les règlements préparés désormais le paient.")
+
+
+@router.post("/{vendor_id}/iban/{change_id}/reject")
+def reject_iban(request: Request, session: DbSession, user: CurrentUser, vendor_id: int, change_id: int) -> Response:
+    try:
+        admin.reject_iban_change(session, change_id=change_id, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error))
+    session.commit()
+    return redirect(f"/console/vendors/{vendor_id}", flash="Changement d'IBAN refusé : l'IBAN reste inchangé.")
 
 
 def _detail(request: Request, session: DbSession, vendor_id: int, *, status_code: int = 200, **extra: Any) -> Response:
     vendor = admin.get_vendor(session, vendor_id=vendor_id)
-    form = {key: ("" if value is None else str(value)) for key, value in vendor.model_dump(include=_AUDITED).items()}
+    form = {key: ("" if value is None else str(value)) for key, value in vendor.model_dump(include=set(_FORM)).items()}
     return render(request, "vendors/detail.html", status_code=status_code, title=vendor.name, vendor=vendor,
+                  iban_change=admin.pending_iban_change(session, vendor_id=vendor_id),
                   payable_cents=admin.vendor_payable_cents(session, vendor_id=vendor_id),
                   terminals=directory.terminal_rows(session, vendor_id=vendor_id),
                   history=audit.events(session, subjects=[f"vendor:{vendor_id}"], limit=20),
