@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench load clean openscad chromium
+.PHONY: run test lint-firmware bench load simulate-20 clean openscad chromium
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -45,6 +45,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/python -m pytest
+
+## Twenty seeds of the market simulation with every fault and adversary; prints how long (docs/simulation.md).
+simulate-20: $(VENV)/.installed
+	$(BIN)/caisse simulate --seeds 20 --terminals 6 --members 24 --days 2
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/ingest.py

@@ -877,39 +877,86 @@ def simulate(
     members: Annotated[int, typer.Option(help="Member households.")] = 40,
     days: Annotated[int, typer.Option(help="Market days.")] = 2,
     seed: Annotated[int, typer.Option(help="Same seed, same run, byte for byte.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Run this many seeds, from --seed on, print one line each and how long it took.")] = 1,
     power_cuts: Annotated[int, typer.Option(help="Power cuts, at random points of a write.")] = 2,
     network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice, corrupted uploads.")] = 5,
     clones: Annotated[int, typer.Option(help="Cloned cards: UID copies of basic cards, replayed SUN messages of secure cards.")] = 2,
+    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Hostile and mistaken actors: an offline spree, a lying clock, false over-limits, a garbage flood, staff acting at the wrong moment, an IBAN changed mid-settlement, a credit entered twice.")] = True,
     db: Annotated[str | None, typer.Option(help="An empty database URL (default: a temporary SQLite file).")] = None,
     firmware_runtime: Annotated[str, typer.Option(help="cpython, or micropython: also rebuild and sign a few terminals' records in the MicroPython runtime.")] = "cpython",
     as_json: Annotated[bool, typer.Option("--json", help="JSON (keys in English) instead of the French summary.")] = False,
 ) -> None:
     """Simulate market days on the real firmware logic and backend, inject faults, check the money."""
-    from caisse.simulation import SimulationConfig, SimulationError
-    from caisse.simulation import simulate as run_simulation
-    from caisse.simulation.report import as_json as report_json
-    from caisse.simulation.report import print_french
+    from caisse.simulation import SimulationConfig
 
     if firmware_runtime not in ("cpython", "micropython"):
         err.print("[red]Erreur :[/red] --firmware-runtime vaut cpython ou micropython")
         raise typer.Exit(2)
-    config = SimulationConfig(terminals=terminals, members=members, days=days, seed=seed, power_cuts=power_cuts,
-                              network_drops=network_drops, clones=clones, database_url=db,
-                              micropython_terminals=min(3, terminals) if firmware_runtime == "micropython" else 0)
+    if not 1 <= seeds <= 1000 or (seeds > 1 and (db is not None or as_json)):
+        err.print("[red]Erreur :[/red] --seeds va de 1 à 1000, et plusieurs graines ne vont ni avec --db ni avec --json")
+        raise typer.Exit(2)
+    configs = [SimulationConfig(terminals=terminals, members=members, days=days, seed=s, power_cuts=power_cuts,
+                                network_drops=network_drops, clones=clones, database_url=db, adversaries=adversaries,
+                                micropython_terminals=min(3, terminals) if firmware_runtime == "micropython" else 0)
+               for s in range(seed, seed + seeds)]
+    if seeds == 1:
+        _simulate_one(configs[0], as_json=as_json)
+    else:
+        _simulate_many(configs)
+
+
+def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from caisse.simulation import SimulationError
+    from caisse.simulation import simulate as run_simulation
+    from caisse.simulation.report import as_json as report_json
+    from caisse.simulation.report import print_french
+
     try:
         report = run_simulation(config)
     except SimulationError as error:
         err.print(f"[red]Erreur :[/red] {error}")
         raise typer.Exit(2) from None
     except Exception:
-        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {seed}).")
+        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
         raise
     if as_json:
         typer.echo(report_json(report))
     else:
         print_french(report)
     if not report["passed"]:
-        err.print(f"Invariant rompu : relancer avec --seed {seed}.")
+        err.print(f"Invariant rompu : relancer avec --seed {config.seed}.")
+        raise typer.Exit(1)
+
+
+def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
+    """One line per seed (what broke, if anything), then how long it all took."""
+    import time
+
+    from caisse.simulation import SimulationError
+    from caisse.simulation import simulate as run_simulation
+    from caisse.simulation.report import broken_summary
+
+    started, failed = time.perf_counter(), []
+    for config in configs:
+        began = time.perf_counter()
+        try:
+            report = run_simulation(config)
+        except SimulationError as error:
+            err.print(f"[red]Erreur :[/red] {error}")
+            raise typer.Exit(2) from None
+        except Exception:
+            err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
+            raise
+        seconds = time.perf_counter() - began
+        if report["passed"]:
+            typer.echo(f"graine {config.seed} : tous les invariants tiennent ({seconds:.1f} s)")
+        else:
+            failed.append(config.seed)
+            typer.echo(f"graine {config.seed} : INVARIANT ROMPU ({seconds:.1f} s) — {broken_summary(report)}")
+    total = time.perf_counter() - started
+    typer.echo(f"{len(configs)} graines en {total:.1f} s ({total / len(configs):.1f} s par graine)")
+    if failed:
+        err.print(f"Invariant rompu : relancer avec --seed {failed[0]} (graines en échec : {', '.join(map(str, failed))}).")
         raise typer.Exit(1)
 
 

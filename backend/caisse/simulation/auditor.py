@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -29,10 +30,11 @@ from caisse.models import (
     TransactionRecord,
 )
 from caisse.protocol import Kind, Record
-from caisse.simulation.faults import PASSING, Fault, FaultKind, Outcome
+from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 
 ACCEPTED = "accepted"
 HELD = "held"  # accepted and held for review (caisse.review)
+NOT_RECEIVED = "not_received"  # approved, never heard by the backend (its terminal was revoked first)
 ONLY_ACCEPTED = frozenset({ACCEPTED})
 
 
@@ -104,6 +106,14 @@ class Auditor:
     allowance_problems: list[str] = field(default_factory=list)
     duplicates: int = 0  # answered `duplicate` to the terminals (re-sends after lost answers, doubles)
     reused_seqs: list[tuple[int, int]] = field(default_factory=list)
+    # What an adversary makes uncertain, judged by its own check (caisse.simulation.adversaries):
+    # verdicts allowed per record, and per terminal from a seq on (seq, verdicts).
+    expected: dict[tuple[int, int], frozenset[str]] = field(default_factory=dict)
+    lenient: dict[int, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    credits: Counter[int] = field(default_factory=Counter)  # manual credits (net of reversals) per household
+    refunds: list[tuple[int, int]] = field(default_factory=list)  # payments a reviewer rejected and refunded
+    adversaries: Any = None  # judges the adversaries' faults
+    forged: set[tuple[int, int]] = field(default_factory=set)  # committed by a compromised terminal, no tap
 
     # ---- what happened ---------------------------------------------------------------------
 
@@ -115,6 +125,26 @@ class Auditor:
         self.approved[key] = record
         if fault is not None:
             fault.records.append(key)
+
+    def on_forged(self, terminal_id: int, vendor_id: int, body: bytes, household_id: int, verdicts: frozenset[str],
+                  fault: Fault) -> None:
+        """A record a compromised terminal committed without a tap: expected to be refused."""
+        record = Approved(terminal_id, vendor_id, body, household_id, True)
+        self.on_approved(record, fault)
+        self.expected[(terminal_id, record.seq)] = verdicts
+        self.forged.add((terminal_id, record.seq))
+
+    def expect(self, key: tuple[int, int], verdicts: frozenset[str]) -> None:
+        self.expected[key] = verdicts
+
+    def on_credit(self, household_id: int, cents: int) -> None:
+        """A manual credit staff made (negative: one they reversed)."""
+        self.credits[household_id] += cents
+
+    def on_reject(self, key: tuple[int, int], *, refunded: bool) -> None:
+        """A reviewer rejected this payment; refunded: by the rejection (not by its void)."""
+        if refunded:
+            self.refunds.append(key)
 
     def on_block(self, uid: bytes, at_s: int) -> None:
         self.blocked_at.setdefault(uid, at_s)
@@ -139,7 +169,13 @@ class Auditor:
     def expected_status(self, record: Approved) -> frozenset[str] | None:
         """The verdicts the backend may give: `accepted`, `held` (accepted, held for review) or a
         rejection reason; None: any (a replayed SUN message: which copy wins depends on upload
-        order, judged as a fault)."""
+        order, judged as a fault). An adversary's records get what it declared."""
+        key = (record.terminal_id, record.seq)
+        if key in self.expected:
+            return self.expected[key]
+        lenient = self.lenient.get(record.terminal_id)
+        if lenient is not None and record.seq > lenient[0]:
+            return lenient[1]
         if record.kind == Kind.PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
             return frozenset({"over_limit"})
         blocked = self.blocked_at.get(record.card_uid)
@@ -167,9 +203,9 @@ class Auditor:
         """Every invariant, and the facts the report prints, read from the database."""
         rows = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.raw,
                                       TransactionRecord.status, TransactionRecord.reason, TransactionRecord.id,
-                                      TransactionRecord.review, TransactionRecord.amount_cents)).all()
+                                      TransactionRecord.review, TransactionRecord.amount_cents, TransactionRecord.time)).all()
         stored = {(r.terminal_id, r.seq): r for r in rows}
-        transfers = session.execute(select(LedgerTransfer.kind, LedgerTransfer.amount_cents,
+        transfers = session.execute(select(LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.amount_cents,
                                            LedgerTransfer.debit_account_id, LedgerTransfer.credit_account_id)).all()
         checks = [
             self._check_records(stored),
@@ -191,6 +227,8 @@ class Auditor:
         problems = []
         for key, record in sorted(self.approved.items()):
             row = stored.get(key)
+            if row is None and NOT_RECEIVED in (self.expected_status(record) or ()):
+                continue
             if row is None:
                 problems.append(f"approved record {key} never reached the backend")
             elif bytes(row.raw[:protocol.BODY_SIZE]) != record.body:
@@ -211,10 +249,17 @@ class Auditor:
         is owed (or was paid) exactly what its accepted records add up to."""
         accounts = {a.id: a for a in session.execute(select(LedgerAccount)).scalars()}
         expected: dict[str, int] = defaultdict(int)
-        for t in transfers:
-            if t.kind in (ledger.TransferKind.ALLOWANCE, ledger.TransferKind.EXPIRY):
+        for t in transfers:  # the monthly allocation (checked against the rule on its own)
+            if t.kind in (ledger.TransferKind.ALLOWANCE, ledger.TransferKind.EXPIRY) and t.reference.startswith(("allowance:", "expiry:")):
                 expected[accounts[t.credit_account_id].code] += t.amount_cents
                 expected[accounts[t.debit_account_id].code] -= t.amount_cents
+        for household_id, cents in self.credits.items():  # manual credits: what staff did
+            expected[ledger.member_code(household_id)] += cents
+            expected[ledger.ALLOWANCE_FUND] -= cents
+        for key in self.refunds:
+            record = self.approved[key]
+            expected[ledger.member_code(record.household_id)] += record.amount_cents
+            expected[ledger.vendor_payable_code(record.vendor_id)] -= record.amount_cents
         for key, row in stored.items():
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
@@ -236,12 +281,16 @@ class Auditor:
         return Check("every balance equals the auditor's", not problems, "; ".join(problems[:3]))
 
     def _check_settled(self, session: Session, stored: dict) -> Check:
-        """Every accepted record of a terminal that is not suspect, and not held for review, is
-        settled once the last night has run (that payouts equal what was settled is an invariant)."""
+        """Every accepted record of a terminal that is not suspect, neither held for review nor
+        rejected by a reviewer, is settled once the last night has run (that payouts equal what
+        was settled is an invariant); an adversary's records are judged by the adversary."""
         items = set(session.execute(select(SettlementItem.record_id)).scalars())
         suspect = self._suspects(session)
+        judged = {key for key in stored if key in self.expected
+                  or (key[0] in self.lenient and key[1] > self.lenient[key[0]][0])}
         unsettled = [key for key, row in sorted(stored.items())
-                     if verdict(row) == ACCEPTED and row.id not in items and key[0] not in suspect]
+                     if verdict(row) == ACCEPTED and row.review != "rejected" and row.id not in items
+                     and key[0] not in suspect and key not in judged]
         return Check("every accepted record of a trusted terminal is settled", not unsettled,
                      "; ".join(f"accepted record {key} of a trusted terminal never settled" for key in unsettled[:3]))
 
@@ -261,10 +310,12 @@ class Auditor:
         disagreeing = {r.terminal_id for r in refused
                        if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:protocol.BODY_SIZE]) in genuine}
         for fault in self.faults:
-            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored, disagreeing)
+            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored, disagreeing, session)
 
     def _judge(self, fault: Fault, stored: dict, suspects: set[int], unstored: Counter,
-               disagreeing: set[int]) -> tuple[Outcome, str]:
+               disagreeing: set[int], session: Session) -> tuple[Outcome, str]:
+        if fault.kind in ADVERSARIES:
+            return self.adversaries.judge(fault, session, stored)
         if fault.kind == FaultKind.TAMPER:
             seen = unstored[(fault.terminal_id, "bad_signature")] and unstored[(fault.terminal_id, "seq_conflict")]
             if seen and fault.terminal_id in suspects:
@@ -272,7 +323,7 @@ class Auditor:
             return Outcome.FAILED, "un enregistrement falsifié est passé, ou le terminal n'est pas suspect"
         if not fault.triggered:
             return Outcome.NOT_TRIGGERED, "rien sur quoi agir"
-        verdicts = Counter(verdict(stored[k]) if k in stored else "missing" for k in fault.records)
+        verdicts = Counter(verdict(stored[k]) if k in stored else "missing" for k in fault.records if not self._unheard(k))
         if fault.kind == FaultKind.LOST_CARD:
             if verdicts["missing"] or verdicts[ACCEPTED]:
                 return Outcome.FAILED, f"passages après le blocage : {dict(sorted(verdicts.items()))}"
@@ -284,10 +335,14 @@ class Auditor:
             return self._judge_replay(fault, stored)
         if fault.terminal_id in disagreeing:
             return Outcome.FAILED, "un enregistrement authentique du terminal a été refusé"
-        mine = [k for k in self.approved if k[0] == fault.terminal_id]
+        mine = [k for k in self.approved if k[0] == fault.terminal_id and not self._unheard(k)]
         if any(k not in stored for k in mine):
             return Outcome.FAILED, "un enregistrement approuvé manque"
         return Outcome.SURVIVED, f"ses {len(mine)} enregistrements reçus une fois chacun"
+
+    def _unheard(self, key: tuple[int, int]) -> bool:
+        """May this approved record never reach the backend (its terminal revoked before it could send it)?"""
+        return NOT_RECEIVED in (self.expected_status(self.approved[key]) or ())
 
     def _judge_replay(self, fault: Fault, stored: dict) -> tuple[Outcome, str]:
         auths = {self.approved[k].card_auth for k in fault.records}
@@ -306,7 +361,7 @@ class Auditor:
     # ---- facts for the report ----------------------------------------------------------------
 
     def _facts(self, session: Session, stored: dict) -> dict[str, object]:
-        approved = list(self.approved.values())
+        approved = [a for k, a in self.approved.items() if k not in self.forged]
         statuses = Counter(verdict(r) for r in stored.values())
         reasons = Counter(r.reason for r in stored.values() if r.reason)
         reasons.update(r for r in session.execute(select(RejectedUpload.reason)).scalars())
@@ -316,6 +371,7 @@ class Auditor:
             "approved_by_terminals": {"payments": sum(1 for a in approved if a.kind == Kind.PAYMENT),
                                       "voids": sum(1 for a in approved if a.kind == Kind.VOID)},
             "declined_by_terminals": dict(sorted(self.declined.items())),
+            "forged_records": len(self.forged),
             "accepted": statuses[ACCEPTED] + statuses[HELD],
             "held_for_review": statuses[HELD],
             "duplicates": self.duplicates,
@@ -323,7 +379,7 @@ class Auditor:
             "flagged_terminals": sorted(self._suspects(session)),
             # Approved by a terminal (the vendor handed the food over), then refused by the backend.
             "refused_after_approval_cents": sum(a.amount_cents for k, a in self.approved.items()
-                                                if a.kind == Kind.PAYMENT and k in stored
+                                                if a.kind == Kind.PAYMENT and k in stored and k not in self.forged
                                                 and verdict(stored[k]) not in (ACCEPTED, HELD)),
             "held_records": len(held),
             "held_cents": sum(a.amount_cents if a.kind == Kind.PAYMENT else -a.amount_cents for a in held),

@@ -27,7 +27,11 @@ FAULT_FR = {"power_cut": "coupure de courant", "offline": "réseau coupé", "upl
             "upload_cut_after": "envoi coupé après", "batch_sent_twice": "lot envoyé deux fois",
             "upload_corrupted": "envoi altéré en route",
             "lost_card": "carte perdue bloquée", "clone_basic": "copie de carte simple",
-            "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés"}
+            "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés",
+            "offline_spree": "foyer dépensant hors ligne", "lying_clock": "horloge menteuse",
+            "false_over_limit": "faux dépassements signalés", "garbage_flood": "déluge de déchets",
+            "reject_in_flight": "rejet pendant une annulation", "revoke_in_flight": "révocation mal placée",
+            "iban_mid_settlement": "IBAN changé en plein règlement", "credit_twice": "crédit saisi deux fois"}
 
 
 CHECKS_FR = {
@@ -110,6 +114,14 @@ def print_french(report: dict, console: Console | None = None) -> None:
         console.print("[green]Tous les invariants tiennent.[/green]")
     else:
         console.print(f"[red]Invariant rompu.[/red] Rejouer avec --seed {report['seed']}.")
+
+
+def broken_summary(report: dict) -> str:
+    """What broke in a run, in one French line: the checks, and the faults that failed."""
+    checks = [check.get("title") or CHECKS_FR[check["name"]] for check in report["checks"]
+              if not check["passed"] and check["name"] != "each fault detected or survived"]
+    faults = [FAULT_FR.get(f["kind"], f["kind"]) for f in report["faults"] if f["outcome"] == Outcome.FAILED]
+    return "; ".join([*checks, *(f"{name} : échec" for name in faults)])
 
 
 def _counts(counter: dict[str, int]) -> str:
