@@ -173,6 +173,7 @@ class Adversaries:
             household_id = world.households[card.household].household_id
             world.auditor.on_forged(post.terminal_id, post.vendor_id, body, household_id, frozenset({"over_limit"}), fault)
             self.forged_cards.append(card.uid)
+            world.auditor.reported_cards.setdefault(card.uid, world.backend.now_s)
             fault.triggered = True
 
     def garbage(self, fault: Fault) -> None:

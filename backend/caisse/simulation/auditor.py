@@ -114,6 +114,9 @@ class Auditor:
     refunds: list[tuple[int, int]] = field(default_factory=list)  # payments a reviewer rejected and refunded
     adversaries: Any = None  # judges the adversaries' faults
     forged: set[tuple[int, int]] = field(default_factory=set)  # committed by a compromised terminal, no tap
+    # Cards a compromised terminal reported on (uid -> since): whether the backend locks them out is
+    # the forgery's own check; later taps with them may be held or refused meanwhile.
+    reported_cards: dict[bytes, int] = field(default_factory=dict)
 
     # ---- what happened ---------------------------------------------------------------------
 
@@ -176,6 +179,9 @@ class Auditor:
         lenient = self.lenient.get(record.terminal_id)
         if lenient is not None and record.seq > lenient[0]:
             return lenient[1]
+        reported = self.reported_cards.get(record.card_uid)
+        if reported is not None and reported <= record.time_s:
+            return frozenset({ACCEPTED, HELD, "card_blocked", "unknown_payment"})
         if record.kind == Kind.PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
             return frozenset({"over_limit"})
         blocked = self.blocked_at.get(record.card_uid)
