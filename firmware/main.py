@@ -77,7 +77,8 @@ def build():
     transport = HttpTransport(settings.backend_url, ca_pem=settings.ca_pem, link=wifi)
     terminal = Terminal(storage=storage, display=display, keypad=keypad, reader=reader,
                         indicator=indicator, clock=RtcClock(), signer=signer,
-                        transport=transport, inline_signer=inline)
+                        transport=transport, inline_signer=inline,
+                        code_mac=config.load_code_mac(storage, secure_element))
     return terminal, keypad, indicator
 
 

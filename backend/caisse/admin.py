@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
 from caisse import accounts, audit, ledger, protocol, sun
+from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
@@ -33,7 +34,7 @@ from caisse.models import (
     VendorKind,
     utcnow,
 )
-from caisse.sync import bump_blocked_cards, bump_cards
+from caisse.sync import bump_blocked_cards, bump_cards, terminal_code_key
 
 # A household may use this many cards at once; blocked and returned ones do not count, since a
 # lost card is gone and must not keep the household from getting a new one.
@@ -420,7 +421,8 @@ def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str |
 
 # Terminals ----------------------------------------------------------------------------------
 
-def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str) -> Terminal:
+def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str,
+                      secure_element: bool | None = None) -> Terminal:
     get_vendor(session, vendor_id=vendor_id)
     try:
         public_key = bytes.fromhex(public_key_hex)
@@ -429,7 +431,7 @@ def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str) 
         raise InvalidInput("invalid_public_key", "public_key is a 65-byte uncompressed P-256 point, in hex") from None
     if session.execute(select(Terminal.id).where(Terminal.public_key == public_key)).first() is not None:
         raise Conflict("terminal_exists", "a terminal with this public key is already registered")
-    terminal = Terminal(vendor_id=vendor_id, public_key=public_key)
+    terminal = Terminal(vendor_id=vendor_id, public_key=public_key, secure_element=secure_element)
     session.add(terminal)
     session.flush()
     assert terminal.id is not None
@@ -441,6 +443,17 @@ def get_terminal(session: Session, *, terminal_id: int) -> Terminal:
     if terminal is None:
         raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
     return terminal
+
+
+def member_code_key(session: Session, *, terminal_id: int, settings: Settings) -> bytes:
+    """The key provisioning writes into the terminal's ATECC608 (docs/protocol.md, "Member-code
+    verifiers"): only for an active terminal registered with a secure element."""
+    terminal = get_terminal(session, terminal_id=terminal_id)
+    if terminal.status == TerminalStatus.REVOKED:
+        raise Conflict("terminal_revoked", f"terminal {terminal_id} was revoked")
+    if not terminal.secure_element:
+        raise Conflict("no_secure_element", f"terminal {terminal_id} was not registered with a secure element")
+    return terminal_code_key(settings, terminal_id)
 
 
 def revoke_terminal(session: Session, *, terminal_id: int) -> Terminal:

@@ -16,6 +16,8 @@ SepaSchema = Literal["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "p
 # with them can be forged by anyone who reads this file.
 DEV_CARD_MASTER_KEY_HEX = "00" * 16
 DEV_CARD_META_KEY_HEX = "00" * 16
+# Public member-code master, development only: with it anyone derives every terminal's code key.
+DEV_MEMBER_CODE_MASTER_KEY_HEX = "00" * 32
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,9 @@ class Settings(BaseSettings):
     card_meta_key_hex: str = Field(default=DEV_CARD_META_KEY_HEX, pattern=r"^[0-9a-fA-F]{32}$")
     card_key_application_id_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2}){0,3}$")
     card_key_system_id_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2}){0,21}$")
+    # Member codes (docs/protocol.md, "Member-code verifiers"): each terminal's code key is derived
+    # from this secret and its id, and written into its ATECC608 at provisioning.
+    member_code_master_key_hex: str = Field(default=DEV_MEMBER_CODE_MASTER_KEY_HEX, pattern=r"^[0-9a-fA-F]{64}$")
 
     # Allowances (docs/settlement.md): the rule the citizens' committee chose.
     allowance_rule: Literal["flat", "per_member", "average_contribution"] = "flat"
@@ -90,7 +95,9 @@ class Settings(BaseSettings):
             raise ValueError("CAISSE_ADMIN_TOKEN must be at least 8 characters")
         if self.environment == "production":
             for name, value, public in (("CARD_MASTER_KEY_HEX", self.card_master_key_hex, DEV_CARD_MASTER_KEY_HEX),
-                                        ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX)):
+                                        ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX),
+                                        ("MEMBER_CODE_MASTER_KEY_HEX", self.member_code_master_key_hex,
+                                         DEV_MEMBER_CODE_MASTER_KEY_HEX)):
                 if value.lower() == public:
                     raise ValueError(f"CAISSE_{name} must be set to a key of your own in production")
         return self

@@ -142,6 +142,9 @@ class Terminal(SQLModel, table=True):
     last_sync_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     firmware_version: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))  # as last reported
+    # Declared at registration: True, its ATECC608 holds its member-code key (keyed verifiers);
+    # False, no chip (no verifiers); None, registered before member-code keys (v1 verifiers).
+    secure_element: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
 
 
 class CardCounter(SQLModel, table=True):

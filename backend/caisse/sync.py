@@ -10,6 +10,8 @@ stamped at or below it is already committed and visible, so no change is ever sk
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import struct
 from collections.abc import Callable, Collection, Iterable
@@ -24,7 +26,7 @@ from caisse import ledger, protocol
 from caisse.config import Settings
 from caisse.db import is_postgresql
 from caisse.errors import SyncUnauthorized
-from caisse.terminals import lock_terminal, terminal_public_key
+from caisse.terminals import TerminalState, lock_terminal, terminal_public_key
 from caisse.models import Card, CardStatus, Counter, Household, Terminal, TerminalSync, utcnow
 
 CARDS_COUNTER = "cards"
@@ -34,6 +36,7 @@ CARD_ENTRY = struct.Struct(">B10sBi8s8s")
 assert CARD_ENTRY.size == 32
 _NO_CODE = bytes(8)
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+CODE_KEY_DOMAIN = b"caisse-member-code-v1"
 MAX_SINCE = 0xFFFFFFFF
 # X-Caisse-Firmware (docs/protocol.md#sync): at most 32 printable ASCII characters.
 _FIRMWARE_VERSION = re.compile(r"[\x20-\x7e]{1,32}")
@@ -143,8 +146,8 @@ class SyncResponse:
 def authenticate(
     session: Session, *, terminal_id: int, time_s: int | None, signed: Callable[[int], bytes], signature_hex: str | None,
     now_s: int, settings: Settings,
-) -> int:
-    """Acked seq of the terminal if the request is genuine and timely; raises otherwise.
+) -> TerminalState:
+    """The terminal if the request is genuine and timely; raises otherwise.
 
     `signed(time_s)` is the digest the terminal signs for this kind of request."""
     terminal = lock_terminal(session, terminal_id=terminal_id)
@@ -162,7 +165,29 @@ def authenticate(
         raise SyncUnauthorized(
             "clock_skew", f"terminal time is {time_s - now_s:+d} s from the server's", server_time=now_s
         )
-    return terminal.acked_seq
+    return terminal
+
+
+def terminal_code_key(settings: Settings, terminal_id: int) -> bytes:
+    """The member-code key of a terminal: HMAC-SHA256(master, "caisse-member-code-v1" || u32 id),
+    written into its ATECC608 at provisioning (docs/protocol.md, "Member-code verifiers")."""
+    master = bytes.fromhex(settings.member_code_master_key_hex)
+    return hmac.new(master, CODE_KEY_DOMAIN + struct.pack(">I", terminal_id), hashlib.sha256).digest()
+
+
+def member_code_fields(salt: bytes | None, verifier: bytes | None, *, secure_element: bool | None,
+                       code_key: bytes | None) -> tuple[bytes, bytes]:
+    """The (code_salt, code_verifier) of a card entry for this terminal, from the household's
+    stored salt and SHA-256(salt || code)[:8]: zeros without a code; keyed with the terminal's
+    code key when its chip holds it; the salt alone (a code is needed, this terminal cannot check
+    it) when it has no chip; as stored for a terminal registered before member-code keys."""
+    if salt is None or verifier is None:
+        return _NO_CODE, _NO_CODE
+    if secure_element is None:
+        return bytes(salt), bytes(verifier)
+    if not secure_element or code_key is None:
+        return bytes(salt), _NO_CODE
+    return bytes(salt), hmac.new(code_key, bytes(verifier), hashlib.sha256).digest()[:8]
 
 
 def sync_terminal(
@@ -175,9 +200,10 @@ def sync_terminal(
     (a malformed one is ignored: it is informational); the caller commits.
     """
     assert 0 <= since <= MAX_SINCE
-    acked_seq = authenticate(session, terminal_id=terminal_id, time_s=time_s,
-                             signed=lambda t: protocol.sync_digest(terminal_id, t, since),
-                             signature_hex=signature_hex, now_s=now_s, settings=settings)
+    terminal = authenticate(session, terminal_id=terminal_id, time_s=time_s,
+                            signed=lambda t: protocol.sync_digest(terminal_id, t, since),
+                            signature_hex=signature_hex, now_s=now_s, settings=settings)
+    code_key = terminal_code_key(settings, terminal_id) if terminal.secure_element else None
     record_version_held(session, terminal_id=terminal_id, since=since)
     upper = current_cards_version(session)  # read before the cards: see the module docstring
     rows = session.execute(
@@ -205,14 +231,14 @@ def sync_terminal(
         CARD_ENTRY.pack(
             len(r.uid), bytes(r.uid), 0 if r.status == CardStatus.ACTIVE else 1,
             max(_I32_MIN, min(_I32_MAX, balances.get(ledger.member_code(r.household_id), 0))),
-            bytes(r.code_salt or _NO_CODE), bytes(r.code_verifier or _NO_CODE),
+            *member_code_fields(r.code_salt, r.code_verifier, secure_element=terminal.secure_element, code_key=code_key),
         )
         for r in rows
     )
     reported = {"firmware_version": firmware_version} if is_firmware_version(firmware_version) else {}
     session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(last_sync_at=utcnow(), **reported))
     return SyncResponse(
-        server_time=now_s, acked_seq=acked_seq, cards_version=cards_version, full=since == 0, more=more,
+        server_time=now_s, acked_seq=terminal.acked_seq, cards_version=cards_version, full=since == 0, more=more,
         cards=packed, limits=settings.terminal_limits(),
     )
 

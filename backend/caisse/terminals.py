@@ -23,6 +23,7 @@ class TerminalState:
     public_key: bytes
     status: str
     acked_seq: int
+    secure_element: bool | None  # Terminal.secure_element
 
 
 @lru_cache(maxsize=4096)
@@ -41,13 +42,15 @@ def lock_terminal(session: Session, *, terminal_id: int) -> TerminalState:
     if not 0 < terminal_id <= MAX_TERMINAL_ID:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
     row = session.execute(
-        select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq)
+        select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq,
+               _terminal.c.secure_element)
         .where(_terminal.c.id == terminal_id)
         .with_for_update(key_share=True)
     ).one_or_none()
     if row is None:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
-    vendor_id, public_key, status, acked_seq = row
+    vendor_id, public_key, status, acked_seq, secure_element = row
     if status == TerminalStatus.REVOKED:
         raise TerminalRefused("terminal_revoked", f"terminal {terminal_id} was revoked")
-    return TerminalState(vendor_id=vendor_id, public_key=bytes(public_key), status=status, acked_seq=acked_seq)
+    return TerminalState(vendor_id=vendor_id, public_key=bytes(public_key), status=status, acked_seq=acked_seq,
+                         secure_element=secure_element)

@@ -85,6 +85,7 @@ def load(storage) -> Settings:
 
 
 SECURE_ELEMENT_MARKER = "key.se"
+CODE_KEY_MARKER = "code.se"
 
 
 def load_signer(storage, secure_element):
@@ -105,3 +106,12 @@ def load_signer(storage, secure_element):
     if secret is None or len(secret) != 32:
         raise ConfigError("Clé absente")
     return SoftwareSigner(secret), None
+
+
+def load_code_mac(storage, secure_element):
+    """The ATECC608's HMAC with this terminal's member-code key, when provisioning put the key
+    there (`code.se`); None otherwise: the terminal then checks codes the way its registration
+    tells the backend (docs/protocol.md, "Member-code verifiers")."""
+    if secure_element is None or storage.read(CODE_KEY_MARKER) is None:
+        return None
+    return secure_element.code_mac

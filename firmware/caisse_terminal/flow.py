@@ -23,7 +23,8 @@ except ImportError:  # CPython
         return x
 
 from . import hal, record
-from .policy import CODE_DIGITS, CODE_OK, CODE_WRONG, LOCKED
+from .clock import ticks_add, ticks_diff
+from .policy import CODE_DIGITS, CODE_OK, CODE_UNAVAILABLE, CODE_WRONG, LOCKED
 from .log import LogFull
 
 AMOUNT = const(0)
@@ -77,7 +78,7 @@ class Flow:
 
     def _enter(self, state: int, timeout_ms=None) -> None:
         self.state = state
-        self._deadline = None if timeout_ms is None else self._clock.ticks_ms() + timeout_ms
+        self._deadline = None if timeout_ms is None else ticks_add(self._clock.ticks_ms(), timeout_ms)
 
     def _show_amount_entry(self) -> None:
         if not self._log.has_room_for_payment():
@@ -215,6 +216,8 @@ class Flow:
                 self._pay(card, 0)  # checks the payment itself: one card lookup for the tap
                 return
             reason, _ = self._policy.check_payment(card.uid, self.amount_cents, card.auth is not None)
+            if reason is None and not self._policy.can_check_code(card.uid):
+                reason = CODE_UNAVAILABLE
             if reason is not None:
                 self._result(reason, False)
                 self._digits = ""
@@ -237,7 +240,7 @@ class Flow:
         """The field is empty again (nothing to do today; kept for drivers and tests)."""
 
     def tick(self) -> None:
-        if self._deadline is not None and self._clock.ticks_ms() - self._deadline >= 0:
+        if self._deadline is not None and ticks_diff(self._clock.ticks_ms(), self._deadline) >= 0:
             if self.state in (WAIT_CARD, PIN, VOID_CARD, SYNCING):
                 self._digits = ""
                 self._display.show(("Délai dépassé",))
@@ -262,6 +265,8 @@ class Flow:
 
     def _commit(self, kind: int, flags: int, uid: bytes, amount: int, ref_seq: int, auth) -> bool:
         log = self._log
+        if not self._clock.trusted:  # after a boot, until a sync sets the clock
+            flags |= record.FLAG_UNTRUSTED_TIME
         record.pack_body(self._body, kind, flags, uid, self._policy.terminal_id, log.next_seq,
                          self._clock.now(), amount, ref_seq, auth, log.prev_hash)
         signature = None

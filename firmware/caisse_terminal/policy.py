@@ -4,8 +4,12 @@
   balance_cents i32, code_salt 8, code_verifier 8), sorted by (uid_len, uid), looked up by binary
   search with one 32-byte buffer: 10 000 cards cost 320 KB of flash and no RAM. Blocked cards are
   the deny list.
-- Member code: above the code threshold, a card whose household has a code (non-zero verifier)
-  pays only after the member types it: SHA-256(salt || 4 ASCII digits)[:8] == verifier. Wrong
+- Member code: above the code threshold, a card whose household has a code (non-zero salt or
+  verifier) pays only after the member types it. The verifier is keyed to this terminal
+  (docs/protocol.md, "Member-code verifiers"): HMAC(code key, SHA-256(salt || 4 ASCII digits)[:8])
+  [:8], the HMAC made by the ATECC608 (`code_mac`), which alone holds the key; a terminal
+  registered before member-code keys compares SHA-256(salt || digits)[:8] itself; one without a
+  chip gets the salt alone and refuses such payments (CODE_UNAVAILABLE). Wrong
   tries are counted per card in "codes.json"; after code_max_tries the card is locked on this
   terminal (every payment refused) until a sync brings a newer entry for it. The counts are
   reported at sync (sync.py) and then forgotten; a lock is not.
@@ -65,6 +69,7 @@ NO_VOID = ("Rien à annuler",)
 VOID_TOO_LATE = ("Annulation", "trop tardive")
 VOID_OTHER_CARD = ("Pas la même", "carte")
 LOCKED = ("Carte", "verrouillée")
+CODE_UNAVAILABLE = ("Code requis :", "ce terminal ne", "peut pas le", "vérifier")
 
 
 def card_key(uid: bytes, buf) -> None:
@@ -89,6 +94,7 @@ class Policy:
         self.last_sync = 0  # server time of the last successful sync, 0: never
         self.limits = dict(DEFAULT_LIMITS)
         self.codes = {}  # uid hex -> [wrong tries toward the lock, failures not reported, locked]
+        self.code_mac = None  # the ATECC608's HMAC with the member-code key (drivers.atecc608)
         self.load()
 
     # ---- persistence ---------------------------------------------------------------------
@@ -242,11 +248,17 @@ class Policy:
         return None, budget - amount_cents
 
     def needs_pin(self, uid: bytes, amount_cents: int) -> bool:
-        """Above the threshold, for a card whose household has a member code."""
+        """Above the threshold, for a card whose household has a member code (a salt, with or
+        without a verifier for this terminal)."""
         threshold = self.limits["pin_threshold_cents"]
         if threshold <= 0 or amount_cents < threshold or not self._find(uid):
             return False
-        return bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
+        return bytes(self._entry[_CODE_AT:_CODE_AT + 8]) != _NO_CODE or bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
+
+    def can_check_code(self, uid: bytes) -> bool:
+        """False when the backend sent no verifier for this terminal (it has no chip to hold a
+        member-code key): a payment that needs the code is refused here."""
+        return self._find(uid) and bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
 
     # ---- member codes --------------------------------------------------------------------
 
@@ -262,6 +274,8 @@ class Policy:
             return CODE_LOCKED
         entry = self._entry
         typed = hashlib.sha256(bytes(entry[_CODE_AT:_CODE_AT + 8]) + code.encode()).digest()[:8]
+        if self.code_mac is not None:
+            typed = self.code_mac(typed)[:8]
         name = _hex(uid)
         state = self.codes.get(name)
         if len(code) == CODE_DIGITS and typed == bytes(entry[_CODE_AT + 8:]):

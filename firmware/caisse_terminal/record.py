@@ -20,6 +20,8 @@ VERSION = const(1)
 KIND_PAYMENT = const(1)
 KIND_VOID = const(2)
 FLAG_PIN = const(0x01)
+FLAG_UNTRUSTED_TIME = const(0x02)  # `time` is not from a sync since boot (caisse_terminal.clock)
+KNOWN_FLAGS = const(0x03)
 BODY_SIZE = const(90)
 SIGNATURE_SIZE = const(64)
 RECORD_SIZE = const(154)
@@ -27,6 +29,7 @@ UID_FIELD_SIZE = const(10)
 CARD_AUTH_SIZE = const(24)
 HASH_SIZE = const(32)
 _OFF_SEQ = const(8)
+_OFF_TIME = const(12)
 _OFF_UID = const(24)
 _OFF_PREV = const(58)
 
@@ -57,6 +60,10 @@ def digest(body) -> bytes:
 
 def body_seq(body) -> int:
     return struct.unpack_from(">I", body, _OFF_SEQ)[0]
+
+
+def body_time(body) -> int:
+    return struct.unpack_from(">I", body, _OFF_TIME)[0]
 
 
 def body_prev_hash(body) -> bytes:
@@ -107,7 +114,7 @@ def decode(raw) -> Record:
         raise MalformedRecord("unsupported version %d" % version)
     if kind != KIND_PAYMENT and kind != KIND_VOID:
         raise MalformedRecord("unknown kind %d" % kind)
-    if flags & ~FLAG_PIN:
+    if flags & ~KNOWN_FLAGS:
         raise MalformedRecord("unknown flags 0x%02x" % flags)
     if uid_len not in (4, 7, 10):
         raise MalformedRecord("card UID length %d is not 4, 7 or 10" % uid_len)

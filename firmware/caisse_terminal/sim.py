@@ -5,6 +5,7 @@ appended, one per remove/replace) and it raises PowerCut when the budget runs ou
 exactly the bytes written so far. Its `files` survive into a new MemoryStorage: a reboot.
 """
 
+from .clock import TICKS_MAX
 from .hal import Card, CardReader, Clock, Display, Indicator, Keypad, Storage
 
 
@@ -138,9 +139,12 @@ class Beeper(Indicator):
 
 
 class ManualClock(Clock):
-    def __init__(self, now: int = 1767254400) -> None:
+    """The board's RTC (`t`, which a power cut sends back to 2000) and its millisecond ticks,
+    which wrap every TICKS_PERIOD like time.ticks_ms() on the device."""
+
+    def __init__(self, now: int = 1767254400, ms: int = 0) -> None:
         self.t = now
-        self.ms = 0
+        self.ms = ms
 
     def now(self) -> int:
         return self.t
@@ -149,7 +153,7 @@ class ManualClock(Clock):
         self.t = unix_s
 
     def ticks_ms(self) -> int:
-        return self.ms
+        return self.ms & TICKS_MAX
 
     def advance(self, seconds: int) -> None:
         self.t += seconds

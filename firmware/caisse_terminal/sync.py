@@ -30,6 +30,7 @@ except ImportError:  # CPython
         return x
 
 from . import VERSION, record
+from .clock import ticks_add, ticks_diff
 from .policy import CODE_FAILURE_SIZE, ENTRY_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
@@ -87,7 +88,7 @@ class SyncClient:
 
     def due(self) -> bool:
         """False while backing off after a failure."""
-        return self._retry_at_ms is None or self._clock.ticks_ms() - self._retry_at_ms >= 0
+        return self._retry_at_ms is None or ticks_diff(self._clock.ticks_ms(), self._retry_at_ms) >= 0
 
     def backoff_s(self) -> int:
         return min(BACKOFF_MAX_S, BACKOFF_MIN_S << min(self.failures - 1, 10)) if self.failures else 0
@@ -104,7 +105,7 @@ class SyncClient:
         except (OSError, SyncError, ValueError, KeyError) as e:
             report.error = "%s: %s" % (type(e).__name__, e)
             self.failures += 1
-            self._retry_at_ms = self._clock.ticks_ms() + self.backoff_s() * 1000
+            self._retry_at_ms = ticks_add(self._clock.ticks_ms(), self.backoff_s() * 1000)
             return report
         self.failures = 0
         self._retry_at_ms = None

@@ -11,6 +11,8 @@ except ImportError:  # very old MicroPython ports
     import uasyncio as asyncio  # type: ignore
 
 from . import log as log_module
+from . import record
+from .clock import TimeKeeper
 from .flow import AMOUNT, PIN, VOID_CARD, WAIT_CARD, Flow
 from .hal import CardRemoved
 from .policy import Policy
@@ -23,9 +25,9 @@ SYNC_EVERY_S = 120
 
 class Terminal:
     def __init__(self, *, storage, display, keypad, reader, indicator, clock, signer,
-                 transport=None, inline_signer=None, segment_bytes=log_module.SEGMENT_BYTES,
-                 segments=log_module.SEGMENTS) -> None:
-        self.clock = clock
+                 transport=None, inline_signer=None, code_mac=None,
+                 segment_bytes=log_module.SEGMENT_BYTES, segments=log_module.SEGMENTS) -> None:
+        self.clock = clock = TimeKeeper(clock, storage)  # untrusted until a sync sets it
         self.signer = signer
         self._keypad = keypad
         self._reader = reader
@@ -33,6 +35,9 @@ class Terminal:
         self.log.recover()
         self.policy = Policy(storage, self.log, clock)
         self.policy.rebuild_spend()
+        self.policy.code_mac = code_mac  # config.load_code_mac: None without a member-code key
+        last = self.log.last_body
+        clock.at_least(max(self.policy.last_sync, 0 if last is None else record.body_time(last)))
         self.flow = Flow(display, indicator, clock, self.log, self.policy, inline_signer,
                          request_sync=self.request_sync)
         self.sync = None if transport is None else SyncClient(
@@ -64,6 +69,11 @@ class Terminal:
         elif card.uid != self._last_uid:
             self._last_uid = card.uid
             self.flow.card(card)
+
+    def tick(self) -> None:
+        """Timers: the flow's timeouts, and the time written to flash once a minute."""
+        self.flow.tick()
+        self.clock.persist_if_due()
 
     def background_sign(self) -> int:
         """Sign one committed record (after the beep); never while a card is expected."""
@@ -106,7 +116,7 @@ class Terminal:
         tasks = [
             asyncio.create_task(self._every(20, self.poll_keys)),
             asyncio.create_task(self._every(POLL_CARD_MS, self.poll_card)),
-            asyncio.create_task(self._every(TICK_MS, self.flow.tick)),
+            asyncio.create_task(self._every(TICK_MS, self.tick)),
             asyncio.create_task(self._every(TICK_MS, self.background_sign)),
             asyncio.create_task(self._sync_task()),
         ]

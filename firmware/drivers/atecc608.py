@@ -14,6 +14,12 @@ packet format:
 
 While it executes a command the chip does not acknowledge its address: the host polls.
 The private key is created by GenKey inside the chip and never leaves it.
+
+Provisioning (provisioning/caisse_provisioning/atecc.py holds the configuration and says why)
+uses the zone commands: read_config, write_config_word, lock_config, write_slot, lock_data.
+The terminal uses sign_digest (slot KEY_SLOT) and code_mac (SHA command, HMAC mode, with the
+member-code key in CODE_KEY_SLOT; cryptoauthlib calib_sha_hmac: start 0x04 with the key slot,
+then end 0x02 with the message, output only 0xC0 on the 608).
 """
 
 import time
@@ -27,13 +33,19 @@ _WORD_SLEEP = const(0x01)
 _WORD_IDLE = const(0x02)
 _WORD_COMMAND = const(0x03)
 
+KEY_SLOT = const(0)  # the P-256 signing key
+CODE_KEY_SLOT = const(1)  # the member-code HMAC key
+
 # Opcodes (datasheet table "Command Opcodes")
 _OP_READ = const(0x02)
+_OP_WRITE = const(0x12)
 _OP_NONCE = const(0x16)
+_OP_LOCK = const(0x17)
 _OP_RANDOM = const(0x1B)
 _OP_INFO = const(0x30)
 _OP_GENKEY = const(0x40)
 _OP_SIGN = const(0x41)
+_OP_SHA = const(0x47)
 
 # Modes
 _NONCE_PASSTHROUGH = const(0x03)  # mode[1:0] = 3: 32 input bytes go to TempKey as they are
@@ -41,6 +53,12 @@ _GENKEY_PRIVATE = const(0x04)  # create a random private key in the slot, return
 _GENKEY_PUBLIC = const(0x00)  # recompute the public key of the slot's private key
 _SIGN_EXTERNAL = const(0x80)  # sign the 32-byte message in TempKey (mode bit 5 = 0)
 _ZONE_CONFIG = const(0x00)
+_ZONE_DATA = const(0x02)
+_ZONE_32_BYTES = const(0x80)  # Read/Write Param1 bit 7: a 32-byte block instead of a word
+_LOCK_CONFIG = const(0x00)  # Lock mode: the config zone, Param2 = CRC-16 of its 128 bytes
+_LOCK_DATA_NO_CRC = const(0x81)  # the data zone, without summary CRC (private keys are unknown)
+_SHA_HMAC_START = const(0x04)  # Param2 = key slot
+_SHA_HMAC_END_OUTPUT = const(0xC2)  # the 608's HMAC end (0x02), digest to the output only (0xC0)
 _LOCK_WORD = const(0x15)  # config bytes 84..87: ..., LockValue (86), LockConfig (87)
 _LOCKED = const(0x00)  # 0x55 means unlocked
 
@@ -55,7 +73,8 @@ STATUS_WATCHDOG = const(0xEE)
 STATUS_CRC_ERROR = const(0xFF)
 
 # Maximum execution times in ms (datasheet table "Command Execution Times", 608 at default clock)
-_EXEC_MS = {_OP_READ: 5, _OP_NONCE: 20, _OP_RANDOM: 30, _OP_INFO: 5, _OP_GENKEY: 215, _OP_SIGN: 115}
+_EXEC_MS = {_OP_READ: 5, _OP_WRITE: 45, _OP_NONCE: 20, _OP_LOCK: 35, _OP_RANDOM: 30, _OP_INFO: 5,
+            _OP_GENKEY: 215, _OP_SIGN: 115, _OP_SHA: 36}
 _MARGIN_MS = const(20)  # on top of the datasheet maximum: bus and scheduling delays
 _TWHI_MS = const(2)  # >= 1.5 ms after the wake pulse
 _POLL_MS = const(1)
@@ -98,10 +117,12 @@ class ATECC608(Signer):
     key_slot is the ECC private key slot used by sign_digest and public_key.
     """
 
-    def __init__(self, i2c, address=0x60, *, key_slot=0, sleep_ms=None, ticks_ms=None):
+    def __init__(self, i2c, address=0x60, *, key_slot=KEY_SLOT, code_key_slot=CODE_KEY_SLOT,
+                 sleep_ms=None, ticks_ms=None):
         self.i2c = i2c
         self.address = address
         self.key_slot = key_slot
+        self.code_key_slot = code_key_slot
         self._sleep_ms = sleep_ms or time.sleep_ms
         self._ticks_ms = ticks_ms or time.ticks_ms
         self._cmd = bytearray(1 + 7 + _MAX_DATA)
@@ -215,6 +236,51 @@ class ATECC608(Signer):
     def read_config_word(self, word):
         """4 bytes of the config zone at word address `word` (byte address / 4)."""
         return self._session(_OP_READ, _ZONE_CONFIG, word, b"", 4)
+
+    def read_config(self):
+        """The 128 bytes of the config zone (four 32-byte reads)."""
+        self.wake()
+        try:
+            out = bytearray(128)
+            for block in range(4):
+                out[block * 32:block * 32 + 32] = self.execute(
+                    _OP_READ, _ZONE_CONFIG | _ZONE_32_BYTES, block << 3, b"", 32)
+            return bytes(out)
+        finally:
+            self.idle()
+
+    def write_config_word(self, word, data):
+        """4 bytes of the config zone at word address `word` (only while it is unlocked)."""
+        self._session(_OP_WRITE, _ZONE_CONFIG, word, data)
+
+    def lock_config(self, crc):
+        """Lock the config zone for good; the chip refuses unless `crc` is the CRC-16 of it."""
+        self._session(_OP_LOCK, _LOCK_CONFIG, crc)
+
+    def write_slot(self, slot, data):
+        """32 bytes into the first block of a data slot (the slot's WriteConfig must allow it)."""
+        if len(data) != 32:
+            raise ValueError("a slot block is 32 bytes")
+        self._session(_OP_WRITE, _ZONE_DATA | _ZONE_32_BYTES, slot << 3, data)
+
+    def lock_data(self):
+        """Lock the data zone for good: the slots' policies apply from then on."""
+        self._session(_OP_LOCK, _LOCK_DATA_NO_CRC, 0)
+
+    def hmac(self, slot, message):
+        """HMAC-SHA256 with the key in `slot` over a message of at most 63 bytes."""
+        if len(message) > 63:
+            raise ValueError("one HMAC end block: at most 63 bytes")
+        self.wake()
+        try:
+            self.execute(_OP_SHA, _SHA_HMAC_START, slot, b"", 1)
+            return bytes(self.execute(_OP_SHA, _SHA_HMAC_END_OUTPUT, len(message), message, 32))
+        finally:
+            self.idle()
+
+    def code_mac(self, message):
+        """HMAC-SHA256 with the member-code key (docs/protocol.md, "Member-code verifiers")."""
+        return self.hmac(self.code_key_slot, message)
 
     def locks(self):
         """(config_locked, data_locked) from LockConfig (byte 87) and LockValue (byte 86)."""

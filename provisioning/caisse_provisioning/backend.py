@@ -88,8 +88,13 @@ class AdminClient:
                 return None
             raise
 
-    def register(self, *, vendor_id: int, public_key: bytes) -> dict[str, Any]:
-        return self._call("POST", "/v1/admin/terminals", json={"vendor_id": vendor_id, "public_key": public_key.hex()})
+    def register(self, *, vendor_id: int, public_key: bytes, secure_element: bool) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/terminals", json={"vendor_id": vendor_id, "public_key": public_key.hex(),
+                                                               "secure_element": secure_element})
+
+    def member_code_key(self, terminal_id: int) -> bytes:
+        """The terminal's member-code key, to write into its ATECC608 (never printed, never stored)."""
+        return bytes.fromhex(self._call("POST", f"/v1/admin/terminals/{terminal_id}/member-code-key")["key"])
 
     def revoke(self, terminal_id: int) -> dict[str, Any]:
         return self._call("POST", f"/v1/admin/terminals/{terminal_id}/revoke")

@@ -11,18 +11,22 @@ Device layout, under /data (the firmware's FileStorage root):
     ca.pem          the CA certificate the terminal pins for the backend
     key.bin         the software key (boards without a secure element)
     key.se          marker: the ATECC608 key slot holds the key made at provisioning
+    code.se         marker: the ATECC608 holds this terminal's member-code key
+    clock.bin       the last known time (caisse_terminal.clock), set to the computer's here
 """
 
 from __future__ import annotations
 
 import json
 
+from . import atecc
 from .device import ANSWER_MARK
 
 DATA_DIR = "/data"
 PROVISION_FILE = "provision.json"
 CA_FILE = "ca.pem"
 PROVISION_DOMAIN = b"caisse-provision-v1"  # what the self-test signs: never a record digest
+CODE_KEY_MARKER = "code.se"
 
 _PRELUDE = f"""
 import json, os
@@ -53,27 +57,83 @@ def _signer():
 
 
 def state() -> str:
-    """What the board holds now: config, network settings, key (public part) if any."""
+    """What the board holds now: config, network settings, key (public part) if any, and the
+    secure element's configuration zone and locks (None without a chip)."""
     return _PRELUDE + """
 def _json(name):
     raw = _st.read(name)
     return json.loads(raw) if raw else None
+_chip = _se()
+_zone = None
+if _chip is not None:
+    _c, _d = _chip.locks()
+    _zone = {'config': _hex(_chip.read_config()), 'config_locked': _c, 'data_locked': _d}
 _s, _kind = _signer()
-_answer({'config': _json('config.json'), 'provision': _json('provision.json'),
+_answer({'config': _json('config.json'), 'provision': _json('provision.json'), 'secure_element': _zone,
          'key_kind': _kind, 'public_key': _hex(_s.public_key()) if _s else None})
+"""
+
+
+def configure_secure_element(wanted: bytes) -> str:
+    """Write the configuration zone of a factory-fresh ATECC608 word by word (only the words that
+    differ), read it back, and lock it with its CRC: the chip refuses the lock unless it holds
+    exactly `wanted` (atecc.wanted_config). Answers {'ok', 'written'}."""
+    return _PRELUDE + f"""
+from drivers.atecc608 import crc16
+_chip = _se()
+_want = {wanted!r}
+_now = _chip.read_config()
+_written = 0
+for _w in {list(atecc.WRITABLE_WORDS)!r}:
+    if _now[4 * _w:4 * _w + 4] != _want[4 * _w:4 * _w + 4]:
+        _chip.write_config_word(_w, _want[4 * _w:4 * _w + 4])
+        _written += 1
+_ok = _chip.read_config() == _want
+if _ok:
+    _chip.lock_config(crc16(_want))
+_answer({{'ok': _ok, 'written': _written}})
+"""
+
+
+def install_code_key(key: bytes) -> str:
+    """Put this terminal's member-code key in the ATECC608's slot and lock the data zone if it is
+    not yet; skip the write when the chip already answers with that key. The key is checked by
+    an HMAC of a probe, compared with the computer's; it is never printed. Answers {'ok', 'written'}."""
+    return _PRELUDE + f"""
+from drivers.atecc608 import ATECCError, CODE_KEY_SLOT
+_chip = _se()
+_expected = {atecc.code_key_check(key)!r}
+def _holds_key():
+    try:
+        return _chip.hmac(CODE_KEY_SLOT, {atecc.CODE_KEY_PROBE!r}) == _expected
+    except ATECCError:
+        return False  # the data zone is not locked yet
+_written = False
+_config_locked, _data_locked = _chip.locks()
+if not (_data_locked and _holds_key()):
+    _chip.write_slot(CODE_KEY_SLOT, {key!r})
+    _written = True
+    if not _data_locked:
+        _chip.lock_data()
+_ok = _holds_key()
+if _ok:
+    _st.replace({CODE_KEY_MARKER!r}, b'1')
+    _st.sync()
+_answer({{'ok': _ok, 'written': _written}})
 """
 
 
 def make_key(*, rotate: bool) -> str:
     """Keep the key the board has, or make one (a new one if rotate): GenKey in the ATECC608
     where present, else 32 bytes of os.urandom kept in /data/key.bin. An ATECC608 whose zones
-    are not locked cannot hold the key: the answer then has no public_key."""
+    config zone is not locked (configure_secure_element first) cannot make a key: the answer
+    then has no public_key."""
     return _PRELUDE + f"""
 _rotate = {rotate!r}
 _created = False
 _se_chip = _se()
-if _se_chip is not None and not _se_chip.is_locked():
-    _pub, _kind = None, 'atecc608'  # GenKey and Sign need the zones locked: no key can live there
+if _se_chip is not None and not _se_chip.locks()[0]:
+    _pub, _kind = None, 'atecc608'  # the chip refuses GenKey before its config is locked
 elif _se_chip is not None:
     if _rotate or _st.read('key.se') is None:
         _pub = _se_chip.genkey()
@@ -107,7 +167,8 @@ _answer({{'signature': _hex(_s.sign_digest(_d)) if _s else None}})
 def write_config(*, terminal_id: int, limits: dict[str, int], provision: dict[str, object],
                  ca_pem: str | None, unix_time_s: int | None) -> str:
     """Write the terminal id and limits (keeping the sync state when the id is unchanged), the
-    network settings, the CA certificate; set the RTC."""
+    network settings, the CA certificate; set the RTC and the last known time (clock.bin), so
+    that a terminal whose power is cut before its first sync does not start in 2000."""
     return _PRELUDE + f"""
 _old = _st.read('config.json')
 _cfg = json.loads(_old) if _old else {{}}
@@ -128,16 +189,18 @@ if _t is not None:
     import machine, time
     _g = time.gmtime(_t - (946684800 if time.gmtime(0)[0] == 2000 else 0))
     machine.RTC().datetime((_g[0], _g[1], _g[2], _g[6], _g[3], _g[4], _g[5], 0))
+    _st.replace('clock.bin', _t.to_bytes(4, 'big'))
+    _st.sync()
 _answer({{'terminal_id': _cfg['terminal_id'], 'time': int(time.time()) if _t is not None else None}})
 """
 
 
 def wipe() -> str:
-    """Forget the identity: config, network settings, CA, software key, secure-element marker.
+    """Forget the identity: config, network settings, CA, software key, secure-element markers.
     The payment log stays: records not yet uploaded are still the caisse's money."""
     return _PRELUDE + f"""
 _gone = []
-for _n in ('config.json', {PROVISION_FILE!r}, {CA_FILE!r}, 'key.bin', 'key.se', 'cards.bin'):
+for _n in ('config.json', {PROVISION_FILE!r}, {CA_FILE!r}, 'key.bin', 'key.se', {CODE_KEY_MARKER!r}, 'cards.bin'):
     if _st.read(_n) is not None:
         _st.remove(_n)
         _gone.append(_n)

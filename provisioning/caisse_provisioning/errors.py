@@ -13,7 +13,7 @@
     ├── BackendRefused           the backend answered an error (bad token, conflict...)
     │   └── VendorUnknown        the vendor id does not exist
     ├── KeyRotationRefused       a new key is needed and the technician said no
-    ├── SecureElementNotReady    the ATECC608 answers but its zones are not locked
+    ├── SecureElementNotReady    the ATECC608 was locked by someone else, or refuses a step
     └── SelfTestFailed           the signature or the hardware check failed
 
 The technician reads `str(error)`: the message, then "À vérifier : " and the hint.
@@ -90,9 +90,8 @@ class KeyRotationRefused(ProvisioningError):
 
 
 class SecureElementNotReady(ProvisioningError):
-    hint = ("l'ATECC608 de ce terminal n'a pas été préparé (zones de configuration et de données "
-            "à verrouiller avant la mise en service) : mettez le terminal de côté et prévenez "
-            "l'équipe technique.")
+    hint = ("un ATECC608 verrouillé ne se reconfigure jamais : mettez le terminal de côté et "
+            "prévenez l'équipe technique (la puce est à remplacer).")
 
 
 class SelfTestFailed(ProvisioningError):

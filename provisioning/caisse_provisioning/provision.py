@@ -5,9 +5,11 @@ esptool flasher, the firmware files, the clock and random source, and the hooks 
 progress and ask the technician. The command line (cli.py) only builds these and prints.
 
 Order, so that a failure never leaves a half-registered terminal at the backend: check the
-backend and the vendor, find the board, flash, copy the firmware, make the key on the device,
-register (last but one), then write the config, set the clock and self-test. If a step after the
-registration fails, the registration of this run is revoked and the device identity wiped.
+backend and the vendor, find the board, flash, copy the firmware, prepare a factory-fresh
+ATECC608 (write and lock its configuration zone), make the key on the device, register (last but
+one), then put the member-code key into the ATECC608 and lock its data zone, write the config,
+set the clock and self-test. If a step after the registration fails, the registration of this
+run is revoked and the device identity wiped (a lock, once made, stays: re-running is safe).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from caisse.protocol import load_public_key, verify_digest
 
-from . import bundle, device_scripts, flasher
+from . import atecc, bundle, device_scripts, flasher
 from .backend import AdminClient, Settings
 from .device import LONG_STEP_TIMEOUT_S, Board
 from .errors import BackendRefused, KeyRotationRefused, ProvisioningError, SecureElementNotReady, SelfTestFailed
@@ -64,6 +66,8 @@ class Summary:
     public_key: str = ""
     key_kind: str = ""
     key_status: str = ""
+    secure_element: str = ""  # what was done to the ATECC608, for the ticket
+    member_codes: str = ""
     chip: str | None = None
     files_total: int = 0
     files_copied: int = 0
@@ -85,6 +89,10 @@ class Summary:
             f"  Terminal          : n°{self.terminal_id}" if self.terminal_id else "  Terminal          : non enregistré",
             f"  Clé               : {self.key_kind or '-'}, {self.key_status or '-'} (empreinte {fingerprint})",
         ]
+        if self.secure_element:
+            lines.append(f"  Élément sécurisé  : {self.secure_element}")
+        if self.member_codes:
+            lines.append(f"  Codes membres     : {self.member_codes}")
         if self.chip:
             lines.append(f"  Flashage          : {self.chip}")
         lines.append(f"  Micrologiciel     : {self.files_copied} fichier(s) copié(s) sur {self.files_total}")
@@ -151,21 +159,21 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
               summary: Summary, *, now: Callable[[], float], urandom: Callable[[int], bytes]) -> None:
     hooks.step("Clé du terminal")
     state = board.ask(device_scripts.state(), doing="la lecture de l'état du terminal", timeout_s=LONG_STEP_TIMEOUT_S)
+    chip = state.get("secure_element")
+    if chip is not None:
+        summary.secure_element = _prepare_secure_element(board, chip)
     previous_id = (state.get("config") or {}).get("terminal_id") or None
     kept = None  # the backend record of a registration this run keeps as is
     rotate = False
     if state.get("public_key") and previous_id:
         record = admin.terminal(previous_id)
-        usable = (record is not None and record.get("status") == "active"
-                  and record.get("public_key") == state["public_key"] and record.get("vendor_id") == options.vendor_id)
-        if usable:
+        why = _unusable(record, public_key=state["public_key"], vendor_id=options.vendor_id, chip=chip is not None)
+        if why is None:
             rotate = options.rotate_key if options.rotate_key is not None else hooks.confirm(
                 f"Ce terminal est déjà enregistré (terminal n°{previous_id}). "
                 "Générer une nouvelle clé ? L'ancienne sera révoquée.")
             kept = None if rotate else record
         else:
-            why = ("il appartient à un autre commerçant" if record and record.get("vendor_id") != options.vendor_id
-                   else "son enregistrement a été révoqué ou n'existe plus")
             rotate = hooks.confirm(f"La clé de ce terminal (terminal n°{previous_id}) ne peut pas servir : {why}. "
                                    "Générer une nouvelle clé ?")
             if not rotate:
@@ -181,7 +189,8 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
         terminal = kept
     else:
         try:
-            terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key))
+            terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key),
+                                      secure_element=chip is not None)
         except BackendRefused as error:
             if "409" not in error.message:
                 raise
@@ -190,13 +199,18 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
                 raise KeyRotationRefused("Nouvelle clé refusée : ce terminal n'a pas été enregistré.") from error
             key = _make_key(board, rotate=True)
             summary.public_key, summary.key_status = key["public_key"], "renouvelée"
-            terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key))
+            terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key),
+                                      secure_element=chip is not None)
         registered_now = int(terminal["id"])
     summary.terminal_id = int(terminal["id"])
     hooks.step_done("Enregistrement auprès du serveur", f"terminal n°{summary.terminal_id}"
                     + (" (déjà enregistré)" if registered_now is None else ""))
 
     try:
+        if chip is not None:
+            _install_code_key(admin, board, hooks, summary)
+        else:
+            summary.member_codes = "aucun (pas d'élément sécurisé : les paiements qui demandent un code sont refusés)"
         _configure_and_test(options, settings, admin, board, hooks, summary, now=now, urandom=urandom)
         if registered_now is not None and previous_id and previous_id != registered_now:
             old = admin.terminal(previous_id)
@@ -209,11 +223,60 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
         raise
 
 
+def _unusable(record: dict[str, Any] | None, *, public_key: str, vendor_id: int, chip: bool) -> str | None:
+    """Why the registration the board remembers cannot be kept (French), or None if it can."""
+    if record is not None and record.get("vendor_id") != vendor_id:
+        return "il appartient à un autre commerçant"
+    if record is None or record.get("status") != "active" or record.get("public_key") != public_key:
+        return "son enregistrement a été révoqué ou n'existe plus"
+    if record.get("secure_element") is None:
+        return "il a été enregistré avant les clés des codes membres"
+    if record.get("secure_element") != chip:
+        return "il a été enregistré " + ("sans" if chip else "avec") + " élément sécurisé"
+    return None
+
+
+def _prepare_secure_element(board: Board, chip: dict[str, Any]) -> str:
+    """A factory-fresh ATECC608 gets Caisse's configuration, locked; a chip locked with Caisse's
+    configuration is kept as it is; one locked with another is refused before anything changes."""
+    config = bytes.fromhex(chip["config"])
+    if chip["config_locked"]:
+        if not atecc.is_caisse_layout(config):
+            raise SecureElementNotReady("L'élément sécurisé ATECC608 de ce terminal a été verrouillé avec une autre "
+                                        "configuration : il ne peut pas garder les clés de la caisse. Rien n'a été "
+                                        "enregistré.")
+        return "ATECC608 déjà configuré pour la caisse"
+    answer = board.ask(device_scripts.configure_secure_element(atecc.wanted_config(config)),
+                       doing="la configuration de l'élément sécurisé", timeout_s=LONG_STEP_TIMEOUT_S)
+    if not answer.get("ok"):
+        raise SecureElementNotReady("L'élément sécurisé ATECC608 n'a pas gardé la configuration écrite : "
+                                    "sa zone de configuration n'a pas été verrouillée. Rien n'a été enregistré.",
+                                    "relancez la commande ; si cela se répète, mettez le terminal de côté et "
+                                    "prévenez l'équipe technique.")
+    return f"ATECC608 neuf configuré ({answer['written']} mot(s) écrit(s)) et zone de configuration verrouillée"
+
+
+def _install_code_key(admin: AdminClient, board: Board, hooks: Hooks, summary: Summary) -> None:
+    assert summary.terminal_id is not None
+    hooks.step("Clé des codes membres")
+    key = admin.member_code_key(summary.terminal_id)
+    answer = board.ask(device_scripts.install_code_key(key), doing="l'écriture de la clé des codes membres",
+                       timeout_s=LONG_STEP_TIMEOUT_S)
+    if not answer.get("ok"):
+        raise SecureElementNotReady("L'élément sécurisé ATECC608 ne donne pas le résultat attendu avec la clé des "
+                                    "codes membres : l'enregistrement est annulé.",
+                                    "relancez la commande ; si cela se répète, mettez le terminal de côté et "
+                                    "prévenez l'équipe technique.")
+    summary.member_codes = ("clé écrite dans l'ATECC608, zone de données verrouillée, vérifiée" if answer["written"]
+                            else "clé déjà dans l'ATECC608, vérifiée")
+    hooks.step_done("Clé des codes membres", summary.member_codes)
+
+
 def _make_key(board: Board, *, rotate: bool) -> dict[str, Any]:
     key = board.ask(device_scripts.make_key(rotate=rotate), doing="la création de la clé", timeout_s=LONG_STEP_TIMEOUT_S)
     if not key.get("public_key"):
-        raise SecureElementNotReady("L'élément sécurisé ATECC608 du terminal n'est pas verrouillé : "
-                                    "il ne peut pas garder de clé de signature. Rien n'a été enregistré.")
+        raise SecureElementNotReady("La zone de configuration de l'élément sécurisé ATECC608 n'est pas verrouillée : "
+                                    "il ne peut pas créer de clé de signature. Rien n'a été enregistré.")
     return key
 
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlmodel import Session
 from typer.testing import CliRunner
 
 from caisse import admin, member_codes, protocol
 from caisse.cli import app
+from caisse.config import Settings
 from caisse.errors import InvalidInput
 from caisse.sync import unpack_cards
-from tests.backend.factories import World, make_world, new_uid
+from tests.backend.factories import Chain, World, make_world, new_key, new_uid
 
 
 def _sync_entries(client: TestClient, world: World, since: int = 0) -> dict[bytes, tuple[bytes, bytes]]:
@@ -148,3 +151,87 @@ def test_staff_set_a_code_at_the_prompt_and_see_a_card(tmp_path: Path, monkeypat
     invoke("card", "return", "04a1b2c3d4e5f7")
     assert "rendue" in invoke("card", "show", "04a1b2c3d4e5f7")
     invoke("member", "clear-code", household)
+
+
+# Verifiers per terminal (docs/protocol.md, "Member-code verifiers") ------------------------------
+
+def _terminal(session: Session, world: World, *, secure_element: bool | None) -> World:
+    """Another terminal of the same vendor, registered with or without a secure element."""
+    key = new_key()
+    terminal = admin.register_terminal(session, vendor_id=world.vendor_id, public_key_hex=protocol.public_key_bytes(key).hex(),
+                                       secure_element=secure_element)
+    session.commit()
+    assert terminal.id is not None
+    return World(world.vendor_id, world.household_id, world.uid, Chain(terminal.id, key))
+
+
+def _code_key(master_hex: str, terminal_id: int) -> bytes:
+    """The derivation written again from docs/protocol.md, to cross-check the backend's."""
+    return hmac.new(bytes.fromhex(master_hex), b"caisse-member-code-v1" + terminal_id.to_bytes(4, "big"), hashlib.sha256).digest()
+
+
+def _search(salt: bytes, verifier: bytes) -> list[str]:
+    """What a thief does with a terminal's flash: try the 10 000 codes against the v1 rule."""
+    return [code for code in (f"{n:04d}" for n in range(10_000))
+            if hashlib.sha256(salt + code.encode()).digest()[:8] == verifier]
+
+
+def test_a_terminal_without_a_chip_gets_no_verifier_only_the_salt_that_says_a_code_is_needed(
+        client: TestClient, session: Session) -> None:
+    world = _terminal(session, make_world(session), secure_element=False)
+    member_codes.set_code(session, household_id=world.household_id, code="0427")
+    session.commit()
+    salt, verifier = _sync_entries(client, world)[world.uid]
+    assert salt != bytes(8) and verifier == bytes(8)
+    assert _search(salt, verifier) == []
+
+
+def test_a_chip_terminal_gets_verifiers_keyed_to_it_that_a_search_without_its_key_cannot_use(
+        client: TestClient, session: Session, settings: Settings) -> None:
+    world = make_world(session)
+    first, second = (_terminal(session, world, secure_element=True) for _ in range(2))
+    member_codes.set_code(session, household_id=world.household_id, code="0427")
+    session.commit()
+    salt, verifier = _sync_entries(client, first)[world.uid]
+    plain = hashlib.sha256(salt + b"0427").digest()[:8]
+    assert verifier == hmac.new(_code_key(settings.member_code_master_key_hex, first.terminal_id), plain,
+                                hashlib.sha256).digest()[:8]
+    assert _sync_entries(client, second)[world.uid][1] not in (verifier, bytes(8))
+    assert _search(salt, verifier) == []
+    assert _sync_entries(client, world)[world.uid] == (salt, plain)  # registered before: v1 as it was
+
+
+def test_the_member_code_key_goes_only_to_an_active_terminal_registered_with_a_chip(
+        client: TestClient, session: Session, settings: Settings, admin_headers: dict[str, str]) -> None:
+    world = make_world(session)
+    chip, chipless = _terminal(session, world, secure_element=True), _terminal(session, world, secure_element=False)
+    answer = client.post(f"/v1/admin/terminals/{chip.terminal_id}/member-code-key", headers=admin_headers)
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+    assert answer.json() == {"terminal_id": chip.terminal_id,
+                             "key": _code_key(settings.member_code_master_key_hex, chip.terminal_id).hex()}
+    for terminal_id in (chipless.terminal_id, world.terminal_id):
+        refused = client.post(f"/v1/admin/terminals/{terminal_id}/member-code-key", headers=admin_headers)
+        assert (refused.status_code, refused.json()["error"]) == (409, "no_secure_element")
+    admin.revoke_terminal(session, terminal_id=chip.terminal_id)
+    session.commit()
+    refused = client.post(f"/v1/admin/terminals/{chip.terminal_id}/member-code-key", headers=admin_headers)
+    assert (refused.status_code, refused.json()["error"]) == (409, "terminal_revoked")
+    assert client.post("/v1/admin/terminals/999/member-code-key", headers=admin_headers).status_code == 404
+    assert client.post(f"/v1/admin/terminals/{chip.terminal_id}/member-code-key").status_code == 401
+
+
+def test_registration_tells_whether_the_terminal_has_a_chip(client: TestClient, session: Session,
+                                                            admin_headers: dict[str, str]) -> None:
+    world = make_world(session)
+    body = {"vendor_id": world.vendor_id, "public_key": protocol.public_key_bytes(new_key()).hex(), "secure_element": True}
+    created = client.post("/v1/admin/terminals", json=body, headers=admin_headers)
+    assert created.status_code == 201 and created.json()["secure_element"] is True
+    body |= {"public_key": protocol.public_key_bytes(new_key()).hex(), "secure_element": "yes"}
+    assert client.post("/v1/admin/terminals", json=body, headers=admin_headers).status_code == 422
+
+
+def test_production_refuses_the_public_development_member_code_master() -> None:
+    keys = {"card_master_key_hex": "11" * 16, "card_meta_key_hex": "22" * 16}
+    with pytest.raises(ValidationError, match="CAISSE_MEMBER_CODE_MASTER_KEY_HEX"):
+        Settings(environment="production", admin_token="a-real-secret-token", **keys)  # type: ignore[arg-type]
+    Settings(environment="production", admin_token="a-real-secret-token", member_code_master_key_hex="33" * 32, **keys)  # type: ignore[arg-type]

@@ -1,5 +1,7 @@
 """Provisioning with the real hardware self-test on complete simulated boards (board_hw.py):
-with and without a secure element, and with a part that does not answer."""
+with and without a secure element (factory-fresh, or locked by someone else), and with a part
+that does not answer. The chip's key and member-code key are checked with `cryptography` and
+Python's hmac against what the simulated chip keeps."""
 
 from __future__ import annotations
 
@@ -9,10 +11,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from caisse.config import Settings
+from caisse.sync import terminal_code_key
+from caisse_provisioning import atecc
 from caisse_provisioning.errors import SecureElementNotReady, SelfTestFailed
-from tests.provisioning.helpers import run_provision, settings_for
-from tests.provisioning.simboard.launcher import Hardware
+from tests.provisioning.helpers import Technician, run_provision, settings_for
+from tests.provisioning.simboard.launcher import Hardware, SimBoard
 from tests.provisioning.test_provision import terminals_of
+
+
+def code_key(terminal_id: int) -> str:
+    """The key the test backend (development master) derives for a terminal."""
+    return terminal_code_key(Settings(), terminal_id).hex()
+
+
+def locks(chip: dict) -> tuple[bool, bool]:
+    config = bytes.fromhex(chip["config"])
+    return config[87] == 0x00, config[86] == 0x00
 
 
 def public_point(secret_hex: str) -> str:
@@ -39,13 +54,18 @@ def test_a_complete_board_without_secure_element_passes_the_hardware_self_test(b
     assert [t["status"] for t in terminals_of(backend)] == ["active"]
 
 
-def test_a_board_with_secure_element_gets_its_key_from_genkey(make_board, backend, vendor_id):
-    board = make_board(Hardware(secure_element="locked"))
+def test_a_factory_fresh_secure_element_is_configured_locked_and_gets_its_keys(make_board, backend, vendor_id):
+    board = make_board(Hardware(secure_element="factory"))
     settings = settings_for(backend.url, backend.token)
     summary = run_provision(settings, board.port, vendor_id, hardware_selftest=True)
     assert summary.key_kind == "atecc608" and summary.key_status == "créée"
     chip = board.secure_element_state()
     assert chip["genkeys"] == 1 and list(chip["keys"]) == ["0"]
+    assert locks(chip) == (True, True) and atecc.is_caisse_layout(bytes.fromhex(chip["config"]))
+    assert chip["slots"]["1"][:64] == code_key(summary.terminal_id)
+    assert "zone de configuration verrouillée" in summary.secure_element
+    assert summary.member_codes == "clé écrite dans l'ATECC608, zone de données verrouillée, vérifiée"
+    assert code_key(summary.terminal_id) not in summary.as_text()
     # The registered key is the one the chip made in slot 0, and the private key stayed there.
     assert public_point(chip["keys"]["0"]) == summary.public_key
     with backend.admin() as client:
@@ -58,23 +78,29 @@ def test_a_board_with_secure_element_gets_its_key_from_genkey(make_board, backen
     assert "OK    Cle de signature : zones config et donnees verrouillees" in summary.selftest
     assert "OK    Element securise : ATECC608 revision 00006003" in summary.selftest
     assert json.loads((data / "config.json").read_text())["terminal_id"] == summary.terminal_id
+    assert (data / "code.se").exists()
+    with backend.admin() as client:
+        assert client.get(f"/v1/admin/terminals/{summary.terminal_id}").json()["secure_element"] is True
 
-    # Re-run: the chip's key is read back (GenKey public mode), not made again.
+    # Re-run on the locked chip: its key is read back (GenKey public mode), nothing is written.
     again = run_provision(settings, board.port, vendor_id, hardware_selftest=True)
     assert again.key_status == "conservée" and again.public_key == summary.public_key
-    assert board.secure_element_state()["genkeys"] == 1
+    assert again.secure_element == "ATECC608 déjà configuré pour la caisse"
+    assert again.member_codes == "clé déjà dans l'ATECC608, vérifiée"
+    assert board.secure_element_state() == chip
 
 
-def test_rotating_a_secure_element_key_makes_a_new_one_in_the_chip(make_board, backend, vendor_id):
-    from tests.provisioning.helpers import Technician
-
-    board = make_board(Hardware(secure_element="locked"))
+def test_rotating_a_secure_element_key_makes_a_new_one_in_the_locked_chip_with_the_new_code_key(
+        make_board, backend, vendor_id):
+    board = make_board(Hardware(secure_element="factory"))
     settings = settings_for(backend.url, backend.token)
     first = run_provision(settings, board.port, vendor_id)
     rotated = run_provision(settings, board.port, vendor_id, Technician(answers=[True]))
     chip = board.secure_element_state()
     assert chip["genkeys"] == 2 and public_point(chip["keys"]["0"]) == rotated.public_key != first.public_key
     assert rotated.revoked_terminal_id == first.terminal_id
+    assert chip["slots"]["1"][:64] == code_key(rotated.terminal_id) != code_key(first.terminal_id)
+    assert rotated.member_codes.startswith("clé écrite")
 
 
 def test_an_unresponsive_nfc_reader_fails_the_self_test_and_rolls_back(make_board, backend, vendor_id):
@@ -102,11 +128,28 @@ def test_a_silent_nfc_reader_and_a_stuck_key_are_both_reported(make_board, backe
     assert not (board.flash_dir / "data" / "key.se").exists()
 
 
-def test_an_unlocked_secure_element_stops_before_registering(make_board, backend, vendor_id):
-    board = make_board(Hardware(secure_element="unlocked"))
+def test_a_secure_element_locked_by_someone_else_stops_before_registering(make_board, backend, vendor_id):
+    board = make_board(Hardware(secure_element="foreign"))
     with pytest.raises(SecureElementNotReady) as refused:
         run_provision(settings_for(backend.url, backend.token), board.port, vendor_id, hardware_selftest=True)
-    assert "n'est pas verrouillé" in str(refused.value) and "À vérifier" in str(refused.value)
+    assert "verrouillé avec une autre configuration" in str(refused.value) and "À vérifier" in str(refused.value)
     assert terminals_of(backend) == []
-    assert board.secure_element_state()["genkeys"] == 0
+    assert board.secure_element_state() == {"keys": {}, "slots": {}, "genkeys": 0}  # nothing written
     assert not (board.flash_dir / "data" / "key.se").exists()
+
+
+def test_a_failure_after_the_data_lock_rolls_back_and_a_second_run_finishes_on_the_locked_chip(
+        tmp_path, backend, vendor_id):
+    settings = settings_for(backend.url, backend.token)
+    with SimBoard(tmp_path / "b", hardware=Hardware(nfc="absent")) as board:
+        with pytest.raises(SelfTestFailed):
+            run_provision(settings, board.port, vendor_id, hardware_selftest=True)
+        chip = board.secure_element_state()
+        assert locks(chip) == (True, True)  # the chip stays locked: a lock is for good
+        assert [t["status"] for t in terminals_of(backend)] == ["revoked"]
+    with SimBoard(tmp_path / "b") as board:
+        summary = run_provision(settings, board.port, vendor_id, Technician(answers=[True]), hardware_selftest=True)
+        chip = board.secure_element_state()
+    assert [t["status"] for t in terminals_of(backend)] == ["revoked", "active"]
+    assert chip["slots"]["1"][:64] == code_key(summary.terminal_id)  # rewritten after the lock
+    assert summary.member_codes.startswith("clé écrite") and chip["genkeys"] == 2

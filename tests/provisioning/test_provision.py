@@ -87,3 +87,21 @@ def test_unreachable_backend_says_what_to_check(board):
         run_provision(settings_for("http://127.0.0.1:9", "token"), board.port, 1)
     assert "ne répond pas" in str(error.value) and "--backend-url" in str(error.value)
     assert flash_files(board.flash_dir) == set()
+
+
+def test_a_registration_from_before_member_code_keys_needs_a_new_key(board, backend, vendor_id):
+    from sqlalchemy import update
+
+    from caisse.models import Terminal
+
+    settings = settings_for(backend.url, backend.token)
+    first = run_provision(settings, board.port, vendor_id)
+    with backend.session() as session:  # as registered before migration 0018: it gets v1 verifiers
+        session.execute(update(Terminal).values(secure_element=None))
+        session.commit()
+    tech = Technician(answers=[True])
+    again = run_provision(settings, board.port, vendor_id, tech)
+    assert "enregistré avant les clés des codes membres" in tech.questions[0]
+    assert again.revoked_terminal_id == first.terminal_id and again.key_status == "renouvelée"
+    with backend.admin() as client:
+        assert client.get(f"/v1/admin/terminals/{again.terminal_id}").json()["secure_element"] is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from caisse.admin import MAX_CREDIT_CENTS
 from caisse.ingest import MAX_RECORDS_PER_BATCH
@@ -149,6 +149,8 @@ class TerminalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vendor_id: JsonInt
     public_key: str = Field(min_length=130, max_length=130, json_schema_extra={"pattern": "^04[0-9a-fA-F]{128}$"})
+    # True: its ATECC608 holds the member-code key; False: no chip. Omitted: as before member-code keys.
+    secure_element: StrictBool | None = None
 
 
 class TerminalOut(BaseModel):
@@ -160,6 +162,12 @@ class TerminalOut(BaseModel):
     created_at: UtcDateTime
     last_sync_at: UtcDateTime | None
     revoked_at: UtcDateTime | None
+    secure_element: bool | None
+
+
+class MemberCodeKeyOut(BaseModel):
+    terminal_id: int
+    key: str  # 64 hex characters
 
 
 class LedgerSummaryOut(BaseModel):

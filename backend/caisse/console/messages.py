@@ -25,6 +25,8 @@ MESSAGES = {
     "household_not_found": "Foyer introuvable.",
     "vendor_not_found": "Commerçant introuvable.",
     "terminal_not_found": "Terminal introuvable.",
+    "no_secure_element": "Ce terminal a été enregistré sans élément sécurisé : il n'a pas de clé des codes membres.",
+    "terminal_revoked": "Ce terminal a été révoqué.",
     "invalid_kind": "Type de commerce inconnu.",
     "invalid_convention_status": "Statut de conventionnement inconnu.",
     "invalid_convention_dates": "La fin du conventionnement doit suivre son début.",

@@ -1,14 +1,22 @@
-"""ATECC608 driver against the simulated chip, in MicroPython; signatures checked by the backend."""
+"""ATECC608 driver against the simulated chip, in MicroPython, from the factory-fresh state.
+
+Signatures are checked with `cryptography` (caisse.protocol), HMACs with Python's hmac: never
+with the firmware's own P-256 or the simulator's HMAC.
+"""
 
 import hashlib
+import hmac
 
 from caisse.protocol import load_public_key, verify_digest
+from caisse_provisioning import atecc
 from tests.firmware.drivers.mp import mp, raises
 
-SETUP = """
+CODE_KEY = bytes(range(32))
+
+SETUP = f"""
 from i2c_bus import FakeI2C
 from atecc608_sim import ATECC608Sim, packet
-from drivers.atecc608 import ATECC608, ATECCError, ATECCCommError, crc16
+from drivers.atecc608 import ATECC608, ATECCError, ATECCCommError, crc16, KEY_SLOT, CODE_KEY_SLOT
 clock = [0]
 def ticks():
     clock[0] += 1
@@ -17,6 +25,27 @@ def make(**kw):
     sim = ATECC608Sim(**kw)
     bus = FakeI2C((0x60, sim))
     return sim, bus, ATECC608(bus, sleep_ms=lambda ms: None, ticks_ms=ticks)
+IMAGE = bytes.fromhex({atecc.config_image().hex()!r})
+WORDS = {list(atecc.WRITABLE_WORDS)!r}
+def wanted(se):
+    current = se.read_config()
+    out = bytearray(IMAGE)
+    out[0:16] = current[0:16]
+    out[84:88] = current[84:88]
+    return current, bytes(out)
+def configure(se):
+    current, want = wanted(se)
+    for w in WORDS:
+        if current[4 * w:4 * w + 4] != want[4 * w:4 * w + 4]:
+            se.write_config_word(w, want[4 * w:4 * w + 4])
+    se.lock_config(crc16(want))
+def provisioned(**kw):
+    sim, bus, se = make(**kw)
+    configure(se)
+    pub = se.genkey()
+    se.write_slot(CODE_KEY_SLOT, bytes(range(32)))
+    se.lock_data()
+    return sim, bus, se, pub
 """
 
 
@@ -39,59 +68,102 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
+def test_the_driver_slots_are_those_of_the_provisioning_layout():
+    out = mp(SETUP + "print(KEY_SLOT, CODE_KEY_SLOT)")
+    assert out.split() == [str(atecc.KEY_SLOT), str(atecc.CODE_KEY_SLOT)]
+
+
 def test_init_wakes_the_chip_reads_info_and_leaves_it_idle():
     out = mp(SETUP + "sim, bus, se = make()\nprint(se.revision.hex(), sim.wakes, sim.asleep, sim.commands)")
     assert out.split() == ["00006003", "1", "True", "[48]"]
 
 
-def test_a_signature_from_the_chip_verifies_on_the_backend():
+def test_a_factory_chip_is_unlocked_and_refuses_a_key_before_its_config_is_locked():
+    out = mp(
+        SETUP
+        + "sim, bus, se = make()\nprint(se.locks(), se.random().hex()[:8])\n"
+        + raises("se.genkey()", "ATECCError")
+        + "print(caught.status, sim.keys)"
+    )
+    lines = out.splitlines()
+    assert lines[0] == "(False, False) ffff0000"  # the datasheet's fixed pattern before the lock
+    assert lines[-1] == "15 {}"
+
+
+def test_provisioning_a_factory_chip_gives_a_key_that_verifies_and_an_hmac_key():
     digest = hashlib.sha256(b"caisse record body").digest()
     out = mp(
         SETUP
         + f"""
-sim, bus, se = make()
-pub = se.genkey()
+sim, bus, se, pub = provisioned()
 assert se.public_key() == pub
 sig = se.sign_digest(bytes.fromhex("{digest.hex()}"))
-print(pub.hex(), sig.hex(), sim.commands[-2:], sim.asleep)
+print(pub.hex(), sig.hex(), se.code_mac(b"verifier").hex(), se.locks(), se.read_config().hex())
 """
     )
-    pub, sig, *rest = out.split()
-    assert " ".join(rest) == "[22, 65] True"  # Nonce then Sign, and the chip back to idle
+    pub, sig, mac, locks_config, locks_data, config = out.split()
     key = load_public_key(bytes.fromhex(pub))
     assert verify_digest(key, digest, bytes.fromhex(sig))
     assert not verify_digest(key, hashlib.sha256(b"another body").digest(), bytes.fromhex(sig))
+    assert mac == hmac.new(CODE_KEY, b"verifier", hashlib.sha256).hexdigest()
+    assert (locks_config, locks_data) == ("(True,", "True)")
+    assert atecc.is_caisse_layout(bytes.fromhex(config))
 
 
-def test_lock_state_and_random_follow_the_config_zone():
+def test_the_config_lock_refuses_a_crc_that_is_not_the_zones():
     out = mp(
         SETUP
         + """
 sim, bus, se = make()
-print(se.locks(), se.is_locked(), se.random() != b"\\xff\\xff\\x00\\x00" * 8)
-sim, bus, se = make(config_locked=False, data_locked=False)
-print(se.locks(), se.is_locked(), se.random().hex()[:8])
+current, want = wanted(se)
+se.write_config_word(5, want[20:24])
 """
+        + raises("se.lock_config(crc16(want))", "ATECCError")  # words 6.. not written yet
+        + "print(se.locks())"
     )
-    assert out.splitlines() == ["(True, True) True True", "(False, False) False ffff0000"]
+    assert out.splitlines()[-1] == "(False, False)"
 
 
-def test_an_unlocked_chip_refuses_to_sign():
+def test_the_chip_refuses_what_its_zones_forbid():
     out = mp(
         SETUP
-        + "sim, bus, se = make(data_locked=False)\nse.genkey()\n"
-        + raises("se.sign_digest(bytes(32))", "ATECCError")
-        + "print(caught.status)"
+        + "sim, bus, se = make()\n"
+        + raises("se.write_slot(CODE_KEY_SLOT, bytes(32))", "ATECCError")  # config not locked
+        + raises("se.write_config_word(2, bytes(4))", "ATECCError")  # serial number
+        + raises("se.write_config_word(21, bytes(4))", "ATECCError")  # lock bytes
+        + "configure(se)\n"
+        + raises("se.sign_digest(bytes(32))", "ATECCError")  # data zone unlocked
+        + raises("se.code_mac(b'x')", "ATECCError")
+        + raises("se.write_slot(KEY_SLOT, bytes(32))", "ATECCError")  # a private key slot
+        + "se.genkey()\nse.write_slot(CODE_KEY_SLOT, bytes(32))\nse.lock_data()\n"
+        + raises("se.write_config_word(5, bytes(4))", "ATECCError")  # config locked
+        + raises("se.lock_data()", "ATECCError")  # once
+        + raises("se.write_slot(2, bytes(32))", "ATECCError")  # an unused slot: never written
+        + "print('ok')\n"
     )
-    assert out.split()[-1] == "15"  # 0x0F execution error
+    assert out.count("raised") == 9 and out.splitlines()[-1] == "ok"
+
+
+def test_after_the_locks_the_signing_key_can_be_replaced_and_the_code_key_rewritten():
+    out = mp(
+        SETUP
+        + """
+sim, bus, se, first = provisioned()
+second = se.genkey()
+se.write_slot(CODE_KEY_SLOT, bytes([7]) * 32)
+print(first != second, second == se.public_key(), se.code_mac(b"v").hex())
+"""
+    )
+    changed, same, mac = out.split()
+    assert (changed, same) == ("True", "True")
+    assert mac == hmac.new(bytes([7]) * 32, b"v", hashlib.sha256).hexdigest()
 
 
 def test_tempkey_survives_idle_but_not_sleep():
     out = mp(
         SETUP
         + """
-sim, bus, se = make()
-se.genkey()
+sim, bus, se, pub = provisioned()
 se.wake(); se.execute(0x16, 0x03, 0, bytes(32)); se.idle()
 se.wake(); print(len(se.execute(0x41, 0x80, 0, b"", 64))); se.idle()
 se.wake(); se.execute(0x16, 0x03, 0, bytes(32)); se.sleep()

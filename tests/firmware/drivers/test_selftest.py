@@ -1,8 +1,9 @@
 """The self-test reports each part present or missing, on simulated parts."""
 
 from tests.firmware.drivers.mp import mp
+from tests.firmware.drivers.test_atecc608 import SETUP as ATECC_SETUP
 
-SETUP = """
+SETUP = ATECC_SETUP + """
 from i2c_bus import FakeI2C
 from pn532_sim import PN532Sim
 from atecc608_sim import ATECC608Sim
@@ -15,7 +16,7 @@ m = KeyMatrix()
 kp = MatrixKeypad(m.rows, m.cols)
 ind = BuzzerLed(FakePWM(), OutPin(), OutPin())
 def bus(pn532=True, atecc=None):
-    b = FakeI2C((0x3C, SSD1306Sim()), (0x60, atecc or ATECC608Sim()))
+    b = FakeI2C((0x3C, SSD1306Sim()), (0x60, atecc or provisioned()[0]))
     if pn532:
         b.add(0x24, PN532Sim())
     return b
@@ -30,12 +31,12 @@ def test_every_part_answers_on_a_complete_terminal():
     assert "OK    Lecteur NFC : PN532 version 1.6" in lines
 
 
-def test_a_missing_reader_an_unlocked_key_and_a_stuck_key_are_reported():
+def test_a_missing_reader_a_factory_fresh_chip_and_a_stuck_key_are_reported():
     out = mp(
         SETUP
         + """
 m.press(0, 0)
-print(selftest.report(selftest.run(bus(pn532=False, atecc=ATECC608Sim(data_locked=False)), kp, ind)))
+print(selftest.report(selftest.run(bus(pn532=False, atecc=ATECC608Sim()), kp, ind)))
 """
     )
     failed = [line.split(" : ")[0].replace("ECHEC ", "") for line in out.splitlines() if line.startswith("ECHEC")]

@@ -18,10 +18,14 @@ CAROL = b"\x04\xde\x5f\x1e\xac\xc0\x40"
 MALLORY = b"\x01\x02\x03\x04"  # blocked
 
 
-def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242") -> bytes:
-    """A 32-byte sync entry; with a member code, its salt and verifier (docs/protocol.md)."""
-    verifier = hashlib.sha256(salt + code.encode()).digest()[:8] if code else bytes(8)
-    return struct.pack(">B10sBi8s8s", len(uid), uid, status, balance_cents, salt if code else bytes(8), verifier)
+def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242",
+          code_mac=None, verifier=True) -> bytes:
+    """A 32-byte sync entry; with a member code, its salt and verifier (docs/protocol.md): keyed
+    with `code_mac` (the terminal's chip), or none at all (`verifier=False`: a terminal without)."""
+    plain = hashlib.sha256(salt + code.encode()).digest()[:8]
+    keyed = plain if code_mac is None else code_mac(plain)[:8]
+    sent = keyed if code and verifier else bytes(8)
+    return struct.pack(">B10sBi8s8s", len(uid), uid, status, balance_cents, salt if code else bytes(8), sent)
 
 
 CODE = "2468"  # CAROL's household member code
@@ -39,9 +43,20 @@ def provision(storage, now=T0, cards=CARDS, limits=None) -> None:
     pol.save()
 
 
+EPOCH_2000 = 946684800  # where the ESP32's clock restarts after a power cut (no RTC battery)
+
+
 class Rig:
+    """A terminal booting on `files` (new ones: provisioned and synced at `now`).
+
+    A reboot is `Rig(files=r.files, now=...)`: `now` is what the RTC says at boot (EPOCH_2000
+    after a power cut) and the ticks restart at `ticks_ms`. `synced` (default: a fresh terminal)
+    means the clock was set by a sync since this boot.
+    """
+
     def __init__(self, files=None, now=T0, transport=None, provisioned=True, limits=None,
-                 segment_bytes=32768, segments=16, signer=None, cards=CARDS, reader=None):
+                 segment_bytes=32768, segments=16, signer=None, cards=CARDS, reader=None,
+                 ticks_ms=0, synced=None, code_mac=None):
         self.files = {} if files is None else files
         self.storage = sim.MemoryStorage(self.files)
         if provisioned and files is None:
@@ -50,12 +65,14 @@ class Rig:
         self.keypad = sim.QueueKeypad()
         self.reader = reader or sim.FieldReader()  # or a drivers.nfc_reader.NfcReader
         self.beeper = sim.Beeper()
-        self.clock = sim.ManualClock(now)
+        self.clock = sim.ManualClock(now, ticks_ms)
         self.signer = signer or SoftwareSigner(SECRET)
         self.terminal = Terminal(storage=self.storage, display=self.display, keypad=self.keypad,
                                  reader=self.reader, indicator=self.beeper, clock=self.clock,
-                                 signer=self.signer, transport=transport,
+                                 signer=self.signer, transport=transport, code_mac=code_mac,
                                  segment_bytes=segment_bytes, segments=segments)
+        if (files is None) if synced is None else synced:
+            self.terminal.clock.set(now)
         self.flow = self.terminal.flow
         self.log = self.terminal.log
 

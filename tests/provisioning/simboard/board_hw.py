@@ -5,7 +5,7 @@ simulators of tests/firmware/sim/ to /sim/hwsim/, outside the flash). The parts 
 addresses and GPIOs of firmware/board.py:
 
     I2C 0x24  PN532 with a virtual card in its field   ("nfc": "ok" | "absent" | "silent")
-    I2C 0x60  ATECC608                                  ("se": "locked" | "unlocked" | null)
+    I2C 0x60  ATECC608                                  ("se": "factory" | "foreign" | null)
     I2C 0x3C  SSD1306 128x64                            ("display": true | false)
     GPIO 13 14 27 26 / 25 33 19 18  4x4 keypad matrix   ("stuck_key": [row, col] | null)
     GPIO 23 buzzer (PWM), 16 / 17 green / red LED
@@ -14,6 +14,8 @@ The configuration is the launcher's JSON (`_simboard.hardware()`); "bare": true 
 on the bench (nothing on the bus, nothing on the pins). The ATECC608's key slots live in the
 board folder (`_simboard.load_state` / `save_state`), as they live in the chip across resets;
 every tone and LED change is appended to the board's hardware log (`_simboard.event`).
+"factory" is a chip as it leaves Microchip (both zones unlocked, no key); "foreign" one whose
+zones someone else locked with their own configuration.
 """
 
 import json
@@ -36,25 +38,34 @@ _levels = {}  # GPIO -> level driven by the firmware
 def config():
     global _config
     if _config is None:
-        _config = {"bare": False, "nfc": "ok", "se": "locked", "display": True, "stuck_key": None,
+        _config = {"bare": False, "nfc": "ok", "se": "factory", "display": True, "stuck_key": None,
                    "card_uid": "04a1b2c3d4e5f6"}
         _config.update(json.loads(_simboard.hardware() or "{}"))
     return _config
 
 
-def _secure_element(locked):
-    from hwsim.atecc608_sim import ATECC608Sim
+def _hex(data):
+    return "".join("%02x" % b for b in data)
+
+
+def _secure_element(kind):
+    from hwsim.atecc608_sim import ATECC608Sim, factory_config
     import os
 
     class PersistentATECC608(ATECC608Sim):
-        """Slots kept in the board folder; GenKey draws a fresh random key, as the chip does."""
+        """Zones kept in the board folder, as the chip keeps them; GenKey draws a fresh random key."""
 
         def __init__(self):
-            super().__init__(config_locked=locked, data_locked=locked)
             saved = json.loads(_simboard.load_state("atecc608") or "{}")
+            config = factory_config()
+            if "config" in saved:
+                config = bytes.fromhex(saved["config"])
+            elif kind == "foreign":
+                config[86] = config[87] = 0x00  # locked elsewhere, with a configuration not ours
+            super().__init__(config=config,
+                             slots={int(s): bytes.fromhex(v) for s, v in saved.get("slots", {}).items()},
+                             keys={int(s): bytes.fromhex(v) for s, v in saved.get("keys", {}).items()})
             self.genkeys = saved.get("genkeys", 0)
-            for slot, secret in saved.get("keys", {}).items():
-                self.keys[int(slot)] = bytes.fromhex(secret)
 
         def _new_secret(self, slot):
             while True:
@@ -62,11 +73,14 @@ def _secure_element(locked):
                 if 0 < int.from_bytes(d, "big") < _N:
                     break
             self.genkeys += 1
-            # Saved before the answer leaves the chip: a GenKey survives an unplugged cable.
-            keys = {str(s): "".join("%02x" % b for b in k) for s, k in self.keys.items()}
-            keys[str(slot)] = "".join("%02x" % b for b in d)
-            _simboard.save_state("atecc608", json.dumps({"keys": keys, "genkeys": self.genkeys}))
             return d
+
+        def on_change(self):
+            # Saved before the answer leaves the chip: a write survives an unplugged cable.
+            _simboard.save_state("atecc608", json.dumps({
+                "config": _hex(self.config), "genkeys": self.genkeys,
+                "slots": {str(s): _hex(v) for s, v in self.slots.items()},
+                "keys": {str(s): _hex(k) for s, k in self.keys.items()}}))
 
     return PersistentATECC608()
 
@@ -94,7 +108,7 @@ def bus():
                     reader.field.append(BasicCard(bytes.fromhex(cfg["card_uid"])))
                 _bus.add(0x24, reader)
             if cfg["se"]:
-                _bus.add(0x60, _secure_element(cfg["se"] == "locked"))
+                _bus.add(0x60, _secure_element(cfg["se"]))
     return _bus
 
 

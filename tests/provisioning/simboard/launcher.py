@@ -8,7 +8,7 @@ folder `board_dir/flash` on the host, so a second SimBoard on the same folder is
 plugged in again. `unplug()` pulls the cable: the process dies at once and the port goes away.
 
 `hardware` says what is wired to the ESP32 (board_hw.py simulates it behind machine.I2C, Pin and
-PWM): by default the reference terminal, complete, with a locked ATECC608.
+PWM): by default the reference terminal, complete, with an ATECC608 fresh from the factory.
 
     SimBoard(dir, hardware=Hardware(secure_element=None))   # no secure element: software key
     SimBoard(dir, hardware=Hardware(nfc="absent"))          # the NFC reader does not answer
@@ -37,7 +37,7 @@ BOOT_TIMEOUT_S = 30
 @dataclass(frozen=True)
 class Hardware:
     nfc: Literal["ok", "absent", "silent"] = "ok"  # absent: NACKs its address; silent: never ready
-    secure_element: Literal["locked", "unlocked"] | None = "locked"
+    secure_element: Literal["factory", "foreign"] | None = "factory"  # foreign: locked by someone else
     display: bool = True
     stuck_key: tuple[int, int] | None = None  # (row, col) of a key held down
     card_uid: str | None = "04a1b2c3d4e5f6"  # a card lying on the reader
@@ -68,9 +68,10 @@ class SimBoard:
         return self.board_dir / "flash"
 
     def secure_element_state(self) -> dict:
-        """The ATECC608's key slots as the chip keeps them: {"keys": {slot: secret hex}, "genkeys": n}."""
+        """The ATECC608 as the chip keeps it: {"config": hex, "keys": {slot: secret hex},
+        "slots": {slot: data hex}, "genkeys": n} (nothing but zero GenKeys before its first write)."""
         path = self.board_dir / "atecc608.json"
-        return json.loads(path.read_text()) if path.exists() else {"keys": {}, "genkeys": 0}
+        return json.loads(path.read_text()) if path.exists() else {"keys": {}, "slots": {}, "genkeys": 0}
 
     def hardware_log(self) -> list[str]:
         """Every tone of the buzzer and change of the LEDs, in order."""

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from caisse import admin, ledger, member_codes
-from caisse.api.deps import SessionDep, require_admin
+from caisse.api.deps import SessionDep, SettingsDep, require_admin
 from caisse.api.schemas import (
     UID_HEX_PATTERN,
     CardBlock,
@@ -21,6 +21,7 @@ from caisse.api.schemas import (
     HouseholdCreate,
     HouseholdOut,
     LedgerSummaryOut,
+    MemberCodeKeyOut,
     TerminalCreate,
     TerminalOut,
     VendorCreate,
@@ -139,9 +140,18 @@ def return_card(uid_hex: UidPath, session: SessionDep) -> CardOut:
 
 @router.post("/terminals", status_code=status.HTTP_201_CREATED)
 def register_terminal(body: TerminalCreate, session: SessionDep) -> TerminalOut:
-    terminal = admin.register_terminal(session, vendor_id=body.vendor_id, public_key_hex=body.public_key)
+    terminal = admin.register_terminal(session, vendor_id=body.vendor_id, public_key_hex=body.public_key,
+                                       secure_element=body.secure_element)
     session.commit()
     return _terminal_out(terminal)
+
+
+@router.post("/terminals/{terminal_id}/member-code-key")
+def member_code_key(terminal_id: int, session: SessionDep, settings: SettingsDep, response: Response) -> MemberCodeKeyOut:
+    """The key provisioning writes into the terminal's ATECC608; a secret: not to be cached."""
+    key = admin.member_code_key(session, terminal_id=terminal_id, settings=settings)
+    response.headers["Cache-Control"] = "no-store"
+    return MemberCodeKeyOut(terminal_id=terminal_id, key=key.hex())
 
 
 @router.post("/terminals/{terminal_id}/revoke")
