@@ -1,7 +1,8 @@
 """Hostile and mistaken actors (docs/simulation.md, "Adversaries"), one of each per run:
 
 - offline_spree: a household taps at five stalls cut off from the network, with two cards;
-- lying_clock: a stall's clock runs a day and more ahead, whatever its syncs say;
+- lying_clock: a stall's battery-less clock comes back from a power cut a day and more ahead,
+  with no network to correct it for three hours;
 - false_over_limit: a compromised stall signs payments above the ceiling for other households'
   secure cards, with no genuine SUN message;
 - garbage_flood: a minute of junk to one stall's upload endpoint (not JSON, random records,
@@ -92,7 +93,7 @@ class Adversaries:
         plan.iban_night = rng.randrange(days)
         spree_day, revoke_day = days // 2, rng.randrange(days)
         add(FaultKind.SPREE, spree_day, day_start(spree_day) + 9 * HOUR + 40 * 60, lambda f: self.spree(f))
-        add(FaultKind.LYING_CLOCK, 0, day_start(0) + 6 * HOUR, lambda f: self.lie(f),
+        add(FaultKind.LYING_CLOCK, 0, day_start(0) + 7 * HOUR + 20 * 60, lambda f: self.lie(f),
             terminal_id=world.posts[plan.liar].terminal_id, detail=f"+{CLOCK_LIE_S // HOUR} h")
         forge_day = rng.randrange(days)
         add(FaultKind.FALSE_OVER_LIMIT, forge_day, market_time(forge_day), lambda f: self.forge(f),
@@ -153,10 +154,26 @@ class Adversaries:
             self.world.auditor.expect(key, frozenset({ACCEPTED, HELD}))
 
     def lie(self, fault: Fault) -> None:
-        post = self.world.posts[self.plan.liar]
+        """The stall loses the network and power at once; its clock (no battery) comes back 26 h
+        ahead, and until the network returns at half past ten nothing corrects it: its records
+        carry that time, marked untrusted by the firmware. Then a sync sets the time again."""
+        world = self.world
+        post = world.posts[self.plan.liar]
+        post.link.up = False
         post.stall.clock_offset_s = CLOCK_LIE_S
-        self.world.auditor.lenient[post.terminal_id] = (0, frozenset({ACCEPTED, HELD}))
+        post.stall.set_time(world.backend.now_s)
+        post.stall.reboot()
+        world.auditor.lenient[post.terminal_id] = (post.stall.terminal.log.next_seq - 1, frozenset({ACCEPTED, HELD}))
         fault.triggered = True
+        for step in range(3):  # members keep paying there meanwhile
+            household = world.households[world.rng.randrange(len(world.households))]
+            world.at(world.backend.now_s + (step + 1) * 40 * 60,
+                     lambda h=household: world.tap(post, h.cards[0], world.rng.randrange(300, 2_500, 10), fault=fault))
+
+        def repaired() -> None:
+            post.stall.clock_offset_s = 0
+            post.link.up = True
+        world.at(world.backend.now_s - world.backend.now_s % (24 * HOUR) + 10 * HOUR + 30 * 60, repaired)
 
     def forge(self, fault: Fault) -> None:
         """The forger's stall commits and signs payments it never took: other households' secure

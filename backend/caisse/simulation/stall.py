@@ -56,7 +56,7 @@ class Stall:
         self.clock = sim.ManualClock(now_s)
         self.transport = transport
         self.reboots = 0
-        self.clock_offset_s = 0  # a lying clock (caisse.simulation.adversaries): ahead of the world by this much
+        self.clock_offset_s = 0  # a lying hardware clock (caisse.simulation.adversaries): ahead of the world by this much
         self.terminal = self._boot()
 
     def _boot(self) -> Terminal:
