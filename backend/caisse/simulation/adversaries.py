@@ -102,7 +102,8 @@ class Adversaries:
         add(FaultKind.GARBAGE_FLOOD, flood_day, market_time(flood_day), lambda f: self.garbage(f),
             terminal_id=world.posts[plan.flooded].terminal_id)
         review_day = rng.randrange(days)
-        add(FaultKind.WRONG_REJECT, review_day, day_start(review_day) + 8 * HOUR + rng.randrange(0, 3 * HOUR),
+        # Before the spree's stalls go offline (09:40) and the revoked one (10:30).
+        add(FaultKind.WRONG_REJECT, review_day, day_start(review_day) + 7 * HOUR + 10 * 60 + rng.randrange(0, 2 * HOUR),
             lambda f: self.reject_in_flight(f))
         add(FaultKind.WRONG_REVOKE, revoke_day, day_start(revoke_day) + 10 * HOUR + 30 * 60, lambda f: self.revoke(f),
             terminal_id=world.posts[plan.revoked].terminal_id)
