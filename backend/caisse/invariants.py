@@ -31,17 +31,17 @@ MAX_VIOLATIONS = 50
 # kind not listed here is a violation: a new kind of posting must say where its money goes.
 # A reversal (caisse.corrections) mirrors the entry it takes back: reversals_mirror_their_entry.
 MEMBER, VENDOR_PAYABLE = "member:", "vendor_payable:"
-TRANSFER_ACCOUNTS: dict[str, tuple[str, str]] = {
-    ledger.TransferKind.ALLOWANCE: (ledger.ALLOWANCE_FUND, MEMBER),
-    ledger.TransferKind.EXPIRY: (MEMBER, ledger.ALLOWANCE_FUND),
-    ledger.TransferKind.PAYMENT: (MEMBER, VENDOR_PAYABLE),
-    ledger.TransferKind.VOID: (VENDOR_PAYABLE, MEMBER),
-    ledger.TransferKind.REJECT: (VENDOR_PAYABLE, MEMBER),
-    ledger.TransferKind.SETTLEMENT: (VENDOR_PAYABLE, ledger.VENDOR_PAID),
-    "contribution": ("income:contributions", "fund"),
-    "matching": ("income:matching", "fund"),
-    "grant": ("income:grants", "fund"),
-    "fee": ("fund", "expense:fees"),
+TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
+    ledger.TransferKind.ALLOWANCE: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
+    ledger.TransferKind.EXPIRY: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
+    ledger.TransferKind.PAYMENT: frozenset({(MEMBER, VENDOR_PAYABLE)}),
+    ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER)}),
+    ledger.TransferKind.REJECT: frozenset({(VENDOR_PAYABLE, MEMBER)}),
+    ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
+    "contribution": frozenset({("income:contributions", "fund")}),
+    "matching": frozenset({("income:matching", "fund")}),
+    "grant": frozenset({("income:grants", "fund")}),
+    "fee": frozenset({("fund", "expense:fees")}),
 }
 
 _RECORD_REFERENCE = "'record:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
@@ -186,9 +186,10 @@ def transfers_join_the_right_accounts(session: Session) -> list[str]:
             continue
         if expected is None:
             found.append(f"{count} écriture(s) de nature inconnue « {kind} » ({euros(int(amount))} €, par exemple {example})")
-        elif (debit, credit) != expected:
+        elif (debit, credit) not in expected:
+            allowed = " ou ".join(f"de {d}… vers {c}…" for d, c in sorted(expected))
             found.append(f"{count} écriture(s) « {kind} » de {debit} vers {credit} ({euros(int(amount))} €, par exemple"
-                         f" {example}) : elles vont de {expected[0]}… vers {expected[1]}…")
+                         f" {example}) : elles vont {allowed}")
     return _capped(found)
 
 

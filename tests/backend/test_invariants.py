@@ -161,17 +161,15 @@ def test_a_corrupt_database_gives_at_most_a_bounded_list_per_check(session: Sess
 
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A migrated caisse database the CLI reads through CAISSE_DATABASE_URL, in production mode
+    """A migrated caisse database the CLI reads through CAISSE_DATABASE_URL, outside development
     (verify must not depend on development's automatic migration)."""
     path = tmp_path / "caisse.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     engine.dispose()
     monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{path}")
-    monkeypatch.setenv("CAISSE_ENVIRONMENT", "production")
-    monkeypatch.setenv("CAISSE_ADMIN_TOKEN", "a-long-production-secret")
-    monkeypatch.setenv("CAISSE_CARD_MASTER_KEY_HEX", "11" * 16)
-    monkeypatch.setenv("CAISSE_CARD_META_KEY_HEX", "22" * 16)
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "test")
+    monkeypatch.setenv("CAISSE_ADMIN_TOKEN", "a-long-test-secret")
     return path
 
 
