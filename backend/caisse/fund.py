@@ -530,7 +530,7 @@ class _Book:
     def _read_checks(self, session: Session) -> None:
         self.accounts = {purpose: int(cents) for purpose, cents in session.execute(text(
             "SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'"
-            " WHEN substr(code, 1, 15) = 'vendor_payable:' THEN 'vendor' ELSE code END AS purpose,"
+            " WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor' ELSE code END AS purpose,"
             " SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose")).all()}
         self.register = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents)).group_by(Contribution.month))  # type: ignore[arg-type]
         self.exported_items = int(session.execute(text(

@@ -194,7 +194,7 @@ def transfers_join_the_right_accounts(session: Session) -> list[str]:
 
 
 def money_per_purpose(session: Session) -> list[str]:
-    """Σ vendor payables and paid out = accepted payments − accepted voids − rejections by a
+    """Σ vendor payables, held and paid out = accepted payments − accepted voids − rejections by a
     reviewer; Σ member balances = allowances (monthly and manual) − those reversed − expiries −
     that spending."""
     by_kind = {kind: int(cents) for kind, cents in _rows(
@@ -203,7 +203,8 @@ def money_per_purpose(session: Session) -> list[str]:
         session, "SELECT kind, SUM(amount_cents) FROM transaction_record WHERE status = 'accepted' GROUP BY kind")}
     balances = {prefix: int(cents) for prefix, cents in _rows(session, """
         SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'
-                    WHEN substr(code, 1, 15) = 'vendor_payable:' THEN 'vendor_payable' ELSE code END AS purpose,
+                    WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor_payable'
+                    ELSE code END AS purpose,
                SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose""")}
     rejected = by_kind.get(ledger.TransferKind.REJECT, 0)
     spent = records.get(1, 0) - records.get(2, 0) - rejected
@@ -215,7 +216,7 @@ def money_per_purpose(session: Session) -> list[str]:
     granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0)
     found = []
     if vendors != spent:
-        found.append(f"commerçants (à payer et payés) : {euros(vendors)} € ; paiements acceptés {euros(records.get(1, 0))} €"
+        found.append(f"commerçants (à payer, retenus et payés) : {euros(vendors)} € ; paiements acceptés {euros(records.get(1, 0))} €"
                      f" − annulations {euros(records.get(2, 0))} € − rejets {euros(rejected)} € = {euros(spent)} €")
     if members != granted - spent:
         found.append(f"soldes des foyers : {euros(members)} € ; allocations {euros(by_kind.get(ledger.TransferKind.ALLOWANCE, 0))} €"
