@@ -748,6 +748,9 @@ def verify() -> None:
     except SQLAlchemyError as error:
         err.print(f"[red]Erreur :[/red] la vérification n'a pas pu lire la base : {_first_line(error)}")
         raise typer.Exit(code=2) from None
+    except Exception as error:  # a person reads this in a nightly mail: a sentence, not a traceback
+        err.print(f"[red]Erreur inattendue pendant la vérification[/red] ({type(error).__name__} : {_first_line(error)})")
+        raise typer.Exit(code=2) from None
     broken = 0
     for invariant, problems in results:
         typer.echo(f"{'✗' if problems else '✓'} {invariant.title}")
