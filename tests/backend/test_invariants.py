@@ -245,3 +245,13 @@ def test_verify_explains_a_server_out_of_reach_in_french(monkeypatch: pytest.Mon
     assert code == 2
     assert "impossible de lire la base" in stderr and "secret" not in stderr
 
+
+
+def test_verify_explains_an_unexpected_error_in_one_french_line(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_session: Session) -> list:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(invariants, "check_all", broken)
+    code, _, stderr = _verify()
+    assert code == 2
+    assert "Erreur inattendue pendant la vérification (RuntimeError : boom)" in stderr and "Traceback" not in stderr
