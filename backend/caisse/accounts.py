@@ -5,7 +5,9 @@ costs an attacker memory as well as time per guess). Failed sign-ins are counted
 per e-mail address, so the limit holds across server processes and restarts: after
 `console_login_max_failures` failures within `console_login_window_s`, sign-in for that address
 is refused until the window has passed, even with the right password. A success forgets earlier
-failures. Sessions live in the database (caisse.models.ConsoleSession): signing out deletes the
+failures. A sign-in is three steps (begin_sign_in, password_matches, finish_sign_in) so that the
+slow password check runs outside any database transaction: the caller commits after the first and
+after the last. Sessions live in the database (caisse.models.ConsoleSession): signing out deletes the
 row, so a copied cookie stops working at once.
 
 Nothing here commits: the caller does (a refused sign-in must still commit its attempt).
@@ -16,14 +18,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pwdlib import PasswordHash
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlmodel import Session
 
 from caisse.config import Settings
+from caisse.db import get_by_id, is_postgresql
 from caisse.errors import CaisseError, Conflict, InvalidInput, NotFound
 from caisse.models import ConsoleSession, ConsoleUser, LoginAttempt, Role, utcnow
 
@@ -34,6 +38,10 @@ _hasher = PasswordHash.recommended()
 # Verified against when the address is unknown, so a refusal takes as long either way and does
 # not tell which addresses have accounts.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
+# argon2 as recommended takes 64 MiB a hash: a bound on hashes at once bounds the memory a sign-in
+# flood can take (4 x 64 MiB), whatever the server's thread pool.
+MAX_CONCURRENT_HASHES = 4
+_hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
 
 
 class SignInRefused(CaisseError):
@@ -90,28 +98,61 @@ def same_person(first: str, second: str) -> bool:
     return normalize_email(first) == normalize_email(second)
 
 
-def sign_in(session: Session, *, email: str, password: str, settings: Settings, now: datetime | None = None) -> tuple[str, SignedIn]:
-    """Check the password and open a session; returns the cookie token and the session.
+@dataclass(frozen=True, slots=True)
+class SignInAttempt:
+    """A sign-in under way: counted against its address's limit, its password not yet checked.
+    Carries what password_matches needs, so that step touches no database."""
 
-    Raises SignInThrottled before looking at the password when the address failed too often,
-    SignInRefused for a wrong address or password (the same answer for both)."""
+    attempt_id: int
+    user_id: int | None
+    password_hash: str  # the user's, or a dummy one for an unknown address
+    at: datetime
+
+
+def begin_sign_in(session: Session, *, email: str, settings: Settings, now: datetime | None = None) -> SignInAttempt:
+    """First step of a sign-in, a short write transaction: raise SignInThrottled when the address
+    failed too often, else count this attempt as a failure until finish_sign_in says otherwise.
+
+    The count and the insert are one atomic step per address (PostgreSQL: an advisory lock on the
+    address for the transaction; SQLite: its single writer), so attempts arriving together pass
+    the limit no more often than it allows. The caller commits before checking the password."""
     now = now or utcnow()
     email = normalize_email(email)[:254]
+    if is_postgresql(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"sign-in:{email}"})
     window_start = now - timedelta(seconds=settings.console_login_window_s)
     session.execute(delete(LoginAttempt).where(LoginAttempt.at < window_start))  # type: ignore[arg-type]
     if _recent_failures(session, email=email, since=window_start) >= settings.console_login_max_failures:
         raise SignInThrottled("sign_in_throttled", "too many failed sign-ins for this address; wait and retry")
     user = session.execute(select(ConsoleUser).where(ConsoleUser.email == email)).scalar_one_or_none()  # type: ignore[arg-type]
-    valid = _hasher.verify(password[:MAX_PASSWORD_CHARS], user.password_hash if user else _DUMMY_HASH)
-    succeeded = bool(valid and user is not None and user.active)
-    session.add(LoginAttempt(email=email, succeeded=succeeded, at=now))
+    attempt = LoginAttempt(email=email, succeeded=False, at=now)
+    session.add(attempt)
     session.flush()
-    if not succeeded or user is None:
+    assert attempt.id is not None
+    return SignInAttempt(attempt_id=attempt.id, user_id=user.id if user else None,
+                         password_hash=user.password_hash if user else _DUMMY_HASH, at=now)
+
+
+def password_matches(attempt: SignInAttempt, password: str) -> bool:
+    """The slow step (argon2, memory-hard), run between the two transactions: never while the
+    database's write lock is held. At most MAX_CONCURRENT_HASHES run at once per process, so a
+    flood of sign-ins queues instead of taking the server's memory."""
+    with _hashing:
+        return _hasher.verify(password[:MAX_PASSWORD_CHARS], attempt.password_hash)
+
+
+def finish_sign_in(session: Session, *, attempt: SignInAttempt, matches: bool, settings: Settings) -> tuple[str, SignedIn]:
+    """Last step: open a session (returns the cookie token) or raise SignInRefused, the same
+    answer for a wrong password, an unknown address and a disabled account."""
+    user = None if attempt.user_id is None else get_by_id(session, ConsoleUser, attempt.user_id)
+    if not (matches and user is not None and user.active):
         raise SignInRefused("sign_in_refused", "wrong e-mail address or password")
-    user.last_login_at = now
+    session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt.attempt_id).values(succeeded=True))  # type: ignore[arg-type]
+    user.last_login_at = attempt.at
     token = secrets.token_urlsafe(32)
     opened = ConsoleSession(token_hash=_token_hash(token), user_id=user.id or 0, csrf_token=secrets.token_urlsafe(32),
-                            created_at=now, expires_at=now + timedelta(seconds=settings.console_session_lifetime_s))
+                            created_at=attempt.at,
+                            expires_at=attempt.at + timedelta(seconds=settings.console_session_lifetime_s))
     session.add(opened)
     session.flush()
     return token, SignedIn(user=user, session=opened)

@@ -43,9 +43,6 @@ MAX_CARDS_PER_HOUSEHOLD = 16
 # or member-code change stamps (sync.bump_cards), and a sync page never splits a version: this
 # bound keeps a version group at half the 512 entries of a page, so each page still moves on.
 MAX_CARDS_ATTACHED_PER_HOUSEHOLD = 256
-# A caller's credit reference may not squat these: a "reversal:{id}" credit would pass for the
-# reversal of transfer id (caisse.corrections) and keep the real one from ever being posted.
-RESERVED_REFERENCE_PREFIXES = ("reversal:", "record:", "reject:", "settlement:")
 MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 
@@ -291,7 +288,8 @@ def household_cards(session: Session, *, household_id: int) -> list[Card]:
 
 @dataclass(frozen=True, slots=True)
 class Credit:
-    reference: str
+    reference: str  # the caller's key (or the one made for it): send it again to retry
+    ledger_reference: str  # what the ledger posted it under, `credit:{reference}` (to reverse it)
     amount_cents: int
     created: bool  # False when the reference had been posted before (idempotent retry)
 
@@ -299,25 +297,25 @@ class Credit:
 def credit_household(
     session: Session, *, household_id: int, amount_cents: int, memo: str | None = None, reference: str | None = None,
 ) -> Credit:
-    """Allowance credit: allowance_fund -> member. Same reference + same body = the same credit."""
+    """Allowance credit: allowance_fund -> member. Same reference + same body = the same credit.
+    Posted as `credit:{reference}` (ledger.user_reference): a key cannot take a system reference."""
     get_household(session, household_id=household_id)
     if not 0 < amount_cents <= MAX_CREDIT_CENTS:
         raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
-    if reference is not None and reference.startswith(RESERVED_REFERENCE_PREFIXES):
-        raise InvalidInput("reserved_reference", f"references starting with {', '.join(RESERVED_REFERENCE_PREFIXES)} are the system's")
-    reference = reference or f"credit:{uuid.uuid4()}"
+    key = uuid.uuid4().hex if reference is None else reference
+    posted_as = ledger.user_reference("credit", key)
     fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
     member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind="member")
-    existing = ledger.find_transfer(session, reference=reference)
+    existing = ledger.find_transfer(session, reference=posted_as)
     if existing is not None:
         same = (existing.debit_account_id, existing.credit_account_id, existing.amount_cents) == (fund, member, amount_cents)
         if not same:
-            raise Conflict("reference_reused", f"reference {reference!r} was posted with a different body")
-        return Credit(reference=reference, amount_cents=amount_cents, created=False)
+            raise Conflict("reference_reused", f"reference {key!r} was posted with a different body")
+        return Credit(reference=key, ledger_reference=posted_as, amount_cents=amount_cents, created=False)
     ledger.post_transfer(session, debit=fund, credit=member, amount_cents=amount_cents,
-                         kind=ledger.TransferKind.ALLOWANCE, reference=reference, memo=memo)
+                         kind=ledger.TransferKind.ALLOWANCE, reference=posted_as, memo=memo)
     bump_cards(session, household_ids=[household_id])
-    return Credit(reference=reference, amount_cents=amount_cents, created=True)
+    return Credit(reference=key, ledger_reference=posted_as, amount_cents=amount_cents, created=True)
 
 
 def parse_uid(uid_hex: str) -> bytes:

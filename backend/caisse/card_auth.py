@@ -4,8 +4,12 @@ fails or when a blocked card is tapped.
 
 Called by caisse.ingest inside the batch's transaction. A payment is never refused for any of
 this: the terminal committed it and the vendor handed over the food. Instead the record is held
-for review (caisse.review) with a French reason and, when the card itself looks cloned, the card
-is blocked and flagged so that every terminal refuses it after its next sync.
+for review (caisse.review) with a French reason. What happens to the card depends on what one
+terminal can prove: a missing or bad SUN message proves nothing about the card (any terminal can
+sign a record with any UID), so the card is only flagged for staff; a genuine counter used by
+two different terminals proves a copy of a genuine message exists, so the card is blocked and
+every terminal refuses it after its next sync; a genuine counter used twice by one terminal
+points at that terminal, which caisse.ingest flags suspect.
 
 Nothing here commits: the caller owns the transaction.
 """
@@ -84,16 +88,18 @@ def check_sun(keys: CardKeys, *, card_uid: bytes, card_auth: bytes) -> tuple[int
     return message.counter, None
 
 
-def claim_counters(session: Session, *, terminal_id: int, claims: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Record each (card_id, counter, seq) as used; return those whose counter was used already,
-    by a stored record or earlier in `claims`. One INSERT ... ON CONFLICT DO NOTHING: on
-    PostgreSQL a concurrent batch claiming the same counter waits for ours to end, then gets
-    nothing back, so each counter is granted to exactly one record."""
+def claim_counters(session: Session, *, terminal_id: int,
+                   claims: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Record each (card_id, counter, seq) as used; return (card_id, counter, seq, terminal that
+    used it first) for those whose counter was used already, by a stored record or earlier in
+    `claims`. One INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a concurrent batch claiming
+    the same counter waits for ours to end, then gets nothing back, so each counter is granted to
+    exactly one record."""
     fresh: dict[tuple[int, int], int] = {}
     repeated = []
     for card_id, counter, seq in claims:
         if (card_id, counter) in fresh:
-            repeated.append((card_id, counter, seq))
+            repeated.append((card_id, counter, seq, terminal_id))
         else:
             fresh[(card_id, counter)] = seq
     if not fresh:
@@ -103,7 +109,15 @@ def claim_counters(session: Session, *, terminal_id: int, claims: list[tuple[int
     statement = (dialect.insert(_counter).values(rows).on_conflict_do_nothing()  # type: ignore[attr-defined]
                  .returning(_counter.c.card_id, _counter.c.counter))
     granted = {(c, n) for c, n in session.execute(statement)}
-    return repeated + [(c, n, s) for (c, n), s in fresh.items() if (c, n) not in granted]
+    taken = [(c, n, s) for (c, n), s in fresh.items() if (c, n) not in granted]
+    if not taken:
+        return repeated
+    owners = {(c, n): t for c, n, t in session.execute(
+        select(_counter.c.card_id, _counter.c.counter, _counter.c.terminal_id).where(
+            column_in(session, _counter.c.card_id, sorted({c for c, _, _ in taken})),
+            column_in(session, _counter.c.counter, sorted({n for _, n, _ in taken})))
+    )}
+    return repeated + [(c, n, s, owners[(c, n)]) for c, n, s in taken]
 
 
 def deny_list_held_since(session: Session, *, terminal_id: int, version: int) -> int | None:
@@ -121,9 +135,10 @@ def unheld_block_reason(status: str, block_reason: str | None) -> str:
     return f"carte {what} : liste de blocage pas encore reçue par ce terminal (pas la faute du commerçant)"
 
 
-def hold_and_flag(session: Session, *, terminal_id: int, holds: Mapping[int, str], flags: Mapping[int, str]) -> None:
-    """Hold the terminal's records by seq (seq -> reason), then block and flag cards
-    (card id -> reason). A card already blocked keeps its first block and reason."""
+def hold_and_flag(session: Session, *, terminal_id: int, holds: Mapping[int, str], flags: Mapping[int, str],
+                  blocks: Mapping[int, str]) -> None:
+    """Hold the terminal's records by seq (seq -> reason), flag cards for staff (card id ->
+    reason), and block cards proven copied (card id -> reason)."""
     by_reason: dict[str, list[int]] = {}
     for seq, reason in holds.items():
         by_reason.setdefault(reason, []).append(seq)
@@ -133,16 +148,25 @@ def hold_and_flag(session: Session, *, terminal_id: int, holds: Mapping[int, str
         ).scalars().all()
         review.hold(session, record_ids=list(ids), reason=reason)
     flag_cards(session, reasons=flags)
+    block_copied_cards(session, reasons=blocks)
 
 
 def flag_cards(session: Session, *, reasons: Mapping[int, str]) -> None:
-    """Block active cards as suspected clones, one sync version each, so terminals learn it."""
-    flagged: list[int] = []
+    """Note on each card, for staff, why a payment of it was held; the card stays as it is (what
+    one terminal signs proves nothing about the card). A card keeps its first flag reason."""
+    for card_id, reason in sorted(reasons.items()):
+        session.execute(update(_card).where(_card.c.id == card_id, _card.c.flag_reason.is_(None)).values(flag_reason=reason[:200]))
+
+
+def block_copied_cards(session: Session, *, reasons: Mapping[int, str]) -> None:
+    """Block active cards as copies (a genuine SUN counter claimed by two terminals), one sync
+    version each, so terminals learn it. A card already blocked keeps its first block and reason."""
+    blocked: list[int] = []
     for card_id, reason in sorted(reasons.items()):
         done = session.execute(
             update(_card).where(_card.c.id == card_id, _card.c.status == CardStatus.ACTIVE)
             .values(status=CardStatus.BLOCKED, blocked_at=utcnow(), block_reason=BlockReason.FLAGGED, flag_reason=reason[:200])
         )
         if done.rowcount:  # type: ignore[attr-defined]
-            flagged.append(card_id)
-    bump_blocked_cards(session, card_ids=flagged)
+            blocked.append(card_id)
+    bump_blocked_cards(session, card_ids=blocked)

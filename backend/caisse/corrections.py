@@ -2,8 +2,8 @@
 grant or a fee entered twice is taken back by a new transfer in the other direction, never by
 editing or deleting a row.
 
-The reversal's reference is `reversal:{original transfer id}`: in the system's namespace (a
-caller's own credit reference may not start with a system prefix, caisse.admin), unique, so a
+The reversal's reference is `reversal:{original transfer id}`: in the system's namespace (a key a
+person types is posted behind its kind's namespace, caisse.ledger.user_reference), unique, so a
 transfer is reversed at most once. The original and its register row (a contribution) stay as
 they were; readers net them out (the budget, the matching funds, the average contribution).
 Nothing here commits: the caller does.

@@ -94,7 +94,15 @@ def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, 
 def record_contribution(
     session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str | None = None
 ) -> bool:
-    """A household's contribution for a month. Returns False if this reference was recorded already."""
+    """A household's contribution for a month, keyed by a person's reference (a receipt number;
+    ledger.user_reference). Returns False if this reference was recorded already."""
+    return _record_contribution(session, household_id=household_id, month=month, amount_cents=amount_cents, settings=settings,
+                                reference=ledger.user_reference("contribution", reference or str(uuid.uuid4())))
+
+
+def _record_contribution(
+    session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str
+) -> bool:
     period = Month.parse(month)
     if get_by_id(session, Household, household_id) is None:
         raise InvalidInput("household_not_found", f"no household {household_id}")
@@ -102,7 +110,6 @@ def record_contribution(
         raise InvalidInput("invalid_amount", "the amount must be positive and at most 1 000 000 EUR")
     if amount_cents < settings.contribution_minimum_cents:
         raise InvalidInput("below_minimum", f"the caisse's minimum contribution is {settings.contribution_minimum_cents} cents")
-    reference = f"contribution:{reference or uuid.uuid4()}"
     existing = session.execute(select(Contribution).where(Contribution.reference == reference)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None:
         if (existing.household_id, existing.month, existing.amount_cents) != (household_id, str(period), amount_cents):
@@ -155,6 +162,8 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
             reference = (row["reference"] or "").strip()
             if not reference:
                 raise InvalidInput("missing_reference", "the platform's reference is empty")
+            if len(reference) > ledger.USER_KEY_MAX_CHARS:
+                raise InvalidInput("invalid_reference", f"the platform's reference is over {ledger.USER_KEY_MAX_CHARS} characters")
             if reference in seen:
                 raise InvalidInput("duplicate_reference", f"reference {reference!r} already on line {seen[reference]}")
             seen[reference] = line
@@ -170,8 +179,9 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
     for line, household_id, month, amount, reference in good:
         try:
             with session.begin_nested():
-                created = record_contribution(session, household_id=household_id, month=month, amount_cents=amount,
-                                              settings=settings, reference=f"import:{reference}")
+                # contribution:import:... : a person's key holds no ':', so none can take it.
+                created = _record_contribution(session, household_id=household_id, month=month, amount_cents=amount,
+                                               settings=settings, reference=f"contribution:import:{reference}")
         except Conflict as error:
             report.errors.append((line, error))
             continue
@@ -184,7 +194,7 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
     if fee > 0:
         digest = hashlib.sha256(content.encode()).hexdigest()[:32]
         month = good[0][2]
-        record_fee(session, month=month, amount_cents=int(fee), memo="payment platform fee", reference=f"import:{digest}")
+        _post_fee(session, amount_cents=int(fee), memo="payment platform fee", reference=f"fee:{Month.parse(month)}:import:{digest}")
         report.fee_cents = int(fee)
     return report
 
@@ -213,17 +223,23 @@ def contributed_cents(session: Session, *, month: str) -> int:
 
 
 def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str) -> bool:
+    """A grant received, keyed by a person's reference (ledger.user_reference)."""
     period = Month.parse(month)
     accounts = _accounts(session)
     return _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
-                      kind=Kind.GRANT, reference=f"grant:{period}:{reference}", memo=source[:300])
+                      kind=Kind.GRANT, reference=ledger.user_reference(f"grant:{period}", reference), memo=source[:300])
 
 
 def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, reference: str) -> bool:
+    """A fee paid, keyed by a person's reference (ledger.user_reference)."""
     period = Month.parse(month)
+    return _post_fee(session, amount_cents=amount_cents, memo=memo, reference=ledger.user_reference(f"fee:{period}", reference))
+
+
+def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str) -> bool:
     accounts = _accounts(session)
     return _post_once(session, debit=accounts[FUND], credit=accounts[EXPENSE_FEES], amount_cents=amount_cents,
-                      kind=Kind.FEE, reference=f"fee:{period}:{reference}", memo=memo[:300])
+                      kind=Kind.FEE, reference=reference, memo=memo[:300])
 
 
 # Budget -----------------------------------------------------------------------------------------

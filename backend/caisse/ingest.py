@@ -17,17 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from caisse import card_auth, ledger, protocol
 from caisse.config import Settings
-from caisse.db import bind_value, bulk_insert, column_in, insert_tuples
+from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
 from caisse.models import (
     Card,
     CardStatus,
     RecordStatus,
     RejectedUpload,
+    RejectionBudget,
     Terminal,
     TerminalStatus,
     TransactionRecord,
@@ -40,6 +42,11 @@ from caisse.terminals import lock_terminal, terminal_public_key
 
 MAX_RECORDS_PER_BATCH = 256
 MAX_BATCH_BODY_BYTES = 64 * 1024
+# Rejection log rows a minute: per terminal, and for all terminals together (docs/security.md,
+# "Attacks and their bounds"). Beyond them a rejection is still answered, only counted.
+REJECTIONS_PER_SOURCE_PER_MINUTE = 32
+REJECTIONS_PER_MINUTE = 128
+ALL_SOURCES = "all"
 _ACKED_SCAN_ROWS = 1024
 _MAX_KEY_HINTS = 10_000
 
@@ -50,6 +57,7 @@ _key_hints: dict[int, bytes] = {}
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 _rejected = RejectedUpload.__table__  # type: ignore[attr-defined]
+_budget = RejectionBudget.__table__  # type: ignore[attr-defined]
 _card = Card.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
 
@@ -66,6 +74,24 @@ class Reason(enum.StrEnum):
     UNKNOWN_CARD = "unknown_card"
     CARD_BLOCKED = "card_blocked"
     UNKNOWN_PAYMENT = "unknown_payment"
+
+
+class TimeBound(enum.StrEnum):
+    """A bound on a record's time that, broken, holds the record for review (docs/protocol.md,
+    "Bounds on what a record says"). The value closes its French hold reason, in brackets."""
+
+    IN_FUTURE = "time_in_future"
+    VOID_OUTSIDE_WINDOW = "void_outside_window"
+
+
+HOLD_REASONS = {
+    TimeBound.IN_FUTURE: "heure du terminal en avance sur la réception : horloge déréglée ou falsifiée",
+    TimeBound.VOID_OUTSIDE_WINDOW: "annulation hors du délai d'annulation du paiement qu'elle annule",
+}
+
+
+def hold_reason(bound: TimeBound) -> str:
+    return f"{HOLD_REASONS[bound]} ({bound.value})"
 
 
 class Outcome(enum.StrEnum):
@@ -104,6 +130,8 @@ class _Stored:
     household_id: int | None
     chain_verified: bool
     voided: bool
+    time: int  # as the terminal stamped it
+    flags: int
     new_row: list | None = None  # set when inserted by this batch (in _RECORD_COLUMNS order)
 
 
@@ -119,11 +147,12 @@ class _Batch:
     # (debit code, credit code, amount_cents, kind, reference)
     postings: list[tuple[str, str, int, str, str]] = field(default_factory=list)
     households: set[int] = field(default_factory=set)
-    # Secure cards (caisse.card_auth): (card_id, SUN counter, seq) to claim, holds by seq and
-    # flags by card id, each with its French reason.
+    # Secure cards (caisse.card_auth): (card_id, SUN counter, seq) to claim, holds by seq, cards
+    # to flag for staff and cards to block by card id, each with its French reason.
     claims: list[tuple[int, int, int]] = field(default_factory=list)
     holds: dict[int, str] = field(default_factory=dict)
     flags: dict[int, str] = field(default_factory=dict)
+    blocks: dict[int, str] = field(default_factory=dict)
     suspect: bool = False
     received_at: datetime = field(default_factory=utcnow)
 
@@ -155,7 +184,7 @@ def prepare_batch(*, terminal_id: int, raw_records: Sequence[bytes]) -> Prepared
     releases the GIL while it verifies, and concurrent uploads overlap it with each other's SQL.
     ingest_prepared trusts these verdicts only if the locked terminal row holds the same key."""
     assert len(raw_records) <= MAX_RECORDS_PER_BATCH, "the API refuses larger batches"
-    batch = _Batch(terminal_id=terminal_id)
+    batch = _Batch(terminal_id=terminal_id, received_at=utcnow())
     results: list[RecordResult | None] = [None] * len(raw_records)
     candidates = _decode_all(batch, raw_records, results)
     hinted_key = _key_hints.get(terminal_id)
@@ -179,6 +208,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         _key_hints[terminal_id] = terminal.public_key
 
     stored, covered = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
+    received_s = unix_s(batch.received_at)
     cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
     deny_list_proofs: dict[int, int | None] = {}
 
@@ -201,25 +231,29 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             continue
         if existing is not None:
             batch.suspect = True
-            results[index] = _reject(batch, index, raw, seq, Reason.SEQ_CONFLICT, f"seq {seq} is stored with different bytes")
+            results[index] = _reject(batch, index, raw, seq, Reason.SEQ_CONFLICT, f"seq {seq} is stored with different bytes",
+                                     signed=True)
             continue
         previous, following = stored.get(seq - 1), stored.get(seq + 1)
         if previous is not None and previous.digest != record.prev_hash:
             batch.suspect = True
-            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"prev_hash does not match the stored record {seq - 1}")
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"prev_hash does not match the stored record {seq - 1}",
+                                     signed=True)
             continue
         if following is not None and following.prev_hash != digest:
             batch.suspect = True
-            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"the stored record {seq + 1} does not point to this one")
+            results[index] = _reject(batch, index, raw, seq, Reason.BAD_CHAIN, f"the stored record {seq + 1} does not point to this one",
+                                     signed=True)
             continue
-        reason, household_id, hold = _business_verdict(record, cards=cards, stored=stored, settings=settings,
-                                                       deny_list_held_since=deny_list_held_since)
+        judged_s, time_hold = _judged_time(record, received_s=received_s, previous=previous, settings=settings)
+        reason, household_id, hold = _business_verdict(record, judged_s=judged_s, cards=cards, stored=stored,
+                                                       settings=settings, deny_list_held_since=deny_list_held_since)
         if reason == Reason.UNKNOWN_PAYMENT and stored.get(record.ref_seq) is None:
             # The voided payment is in a gap: it may still arrive. Judging the void now would make
             # the outcome depend on upload order, so it is not stored; the terminal sends it again
             # (acked_seq cannot pass the gap) and it is judged once the payment is here.
             detail = f"payment {record.ref_seq} has not arrived yet: send it first"
-            results[index] = _reject(batch, index, raw, seq, Reason.UNKNOWN_PAYMENT, detail)
+            results[index] = _reject(batch, index, raw, seq, Reason.UNKNOWN_PAYMENT, detail, signed=True)
             continue
         if following is not None and not following.chain_verified:
             following.chain_verified = True
@@ -233,13 +267,15 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         stored[seq] = _Stored(
             raw=raw, digest=digest, prev_hash=record.prev_hash, kind=record.kind, status=row[_STATUS],
             card_uid=record.card_uid, amount_cents=record.amount_cents, household_id=household_id,
-            chain_verified=row[_CHAIN_VERIFIED], voided=False, new_row=row,
+            chain_verified=row[_CHAIN_VERIFIED], voided=False, time=record.time, flags=record.flags, new_row=row,
         )
         card = cards.get(record.card_uid)
         if card is not None and card[_SECURE] and record.kind == Kind.PAYMENT:
             _check_secure_card(batch, record, card_id=card[_CARD_ID], settings=settings)
-        if hold is not None and reason is None:
-            batch.holds.setdefault(seq, hold)
+        if reason is None:
+            for why in (hold, time_hold):
+                if why is not None:
+                    batch.holds.setdefault(seq, why)
         if reason is not None:
             results[index] = RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason)
             continue
@@ -248,8 +284,8 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
 
     _write(session, batch)
-    if batch.holds or batch.flags:
-        card_auth.hold_and_flag(session, terminal_id=terminal_id, holds=batch.holds, flags=batch.flags)
+    if batch.holds or batch.flags or batch.blocks:
+        card_auth.hold_and_flag(session, terminal_id=terminal_id, holds=batch.holds, flags=batch.flags, blocks=batch.blocks)
     new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored=stored,
                                        covered=covered)
     terminal_changes: dict[str, object] = {}
@@ -303,21 +339,80 @@ def _verify_before_locking(hinted_key: bytes | None, candidates: list[tuple[int,
     return verdicts
 
 
-def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str) -> RecordResult:
-    """A record that is not authentic or not well formed: logged, never stored."""
+def _reject(batch: _Batch, index: int, raw: bytes, seq: int | None, reason: Reason, detail: str, *,
+            signed: bool = False) -> RecordResult:
+    """A record that is not authentic or not well formed, or a void that came too early: never
+    stored, summarized in the rejection log (its bytes only if the terminal's key signed them)."""
     batch.rejections.append(
-        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw, "reason": reason.value, "detail": detail[:300],
-         "received_at": batch.received_at}
+        {"terminal_id": batch.terminal_id, "seq": seq, "raw": raw if signed else None,
+         "raw_sha256": hashlib.sha256(raw).digest(), "raw_size": len(raw), "reason": reason.value,
+         "detail": detail[:300], "received_at": batch.received_at}
     )
     return RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason, detail=detail)
 
 
+def _log_rejections(session: Session, batch: _Batch) -> None:
+    """The batch's rejections, as many as the budgets of this minute allow: the terminal's first,
+    then that of all terminals (so one terminal's flood takes at most its own share of it)."""
+    minute = unix_s(batch.received_at) // 60
+    wanted = len(batch.rejections)
+    granted = _take_budget(session, source=f"terminal:{batch.terminal_id}", minute=minute, wanted=wanted,
+                           limit=REJECTIONS_PER_SOURCE_PER_MINUTE)
+    if granted:
+        granted = _take_budget(session, source=ALL_SOURCES, minute=minute, wanted=granted, limit=REJECTIONS_PER_MINUTE)
+    bulk_insert(session, _rejected, batch.rejections[:granted])
+
+
+def _take_budget(session: Session, *, source: str, minute: int, wanted: int, limit: int) -> int:
+    """How many of `wanted` rows `source` may still log this minute, counting them as used; the
+    rest are added to its dropped count. One upsert, whose row lock serializes concurrent batches."""
+    dialect = postgresql if is_postgresql(session) else sqlite
+    statement = dialect.insert(_budget).values(source=source, minute=minute, used=wanted, dropped=0)  # type: ignore[attr-defined]
+    same_minute = _budget.c.minute == statement.excluded.minute
+    statement = statement.on_conflict_do_update(
+        index_elements=[_budget.c.source],
+        set_={"used": case((same_minute, _budget.c.used + statement.excluded.used), else_=statement.excluded.used),
+              "minute": statement.excluded.minute},
+    ).returning(_budget.c.used)
+    used = session.execute(statement).scalar_one()
+    granted = max(0, min(wanted, limit - (used - wanted)))
+    if granted < wanted:
+        session.execute(update(_budget).where(_budget.c.source == source).values(dropped=_budget.c.dropped + wanted - granted))
+    return granted
+
+
+def dropped_rejections(session: Session, *, terminal_id: int) -> int:
+    """Rejections of this terminal that were answered but not logged, over its budget."""
+    dropped = session.execute(select(_budget.c.dropped).where(_budget.c.source == f"terminal:{terminal_id}")).scalar_one_or_none()
+    return int(dropped or 0)
+
+
+def _judged_time(record: Record, *, received_s: int, previous: _Stored | None, settings: Settings) -> tuple[int, str | None]:
+    """(the time the record's time-dependent rules judge it on, hold reason if its time is not
+    believed; docs/protocol.md, "Bounds on what a record says").
+
+    - stamped without a trusted clock (FLAG_UNTRUSTED_TIME): its reception, unheld (the
+      terminal said so);
+    - later than its reception beyond the sync clock window: its reception, held;
+    - otherwise its time, but never earlier than the stored record before it in the chain (a
+      terminal writes its records in time order): a terminal cannot date one tap before a
+      block while the record before it is after."""
+    if record.flags & protocol.FLAG_UNTRUSTED_TIME:
+        return received_s, None
+    if record.time > received_s + settings.sync_clock_window_s:
+        return received_s, hold_reason(TimeBound.IN_FUTURE)
+    if previous is not None and not previous.flags & protocol.FLAG_UNTRUSTED_TIME:
+        return max(record.time, min(previous.time, received_s)), None
+    return record.time, None
+
+
 def _business_verdict(
-    record: Record, *, cards: dict[bytes, _CardRow], stored: dict[int, _Stored], settings: Settings,
+    record: Record, *, judged_s: int, cards: dict[bytes, _CardRow], stored: dict[int, _Stored], settings: Settings,
     deny_list_held_since: Callable[[int], int | None],
 ) -> tuple[Reason | None, int | None, str | None]:
     """(reason or None if accepted, household id of the card if known, hold reason if accepted
-    but to be held: a tap on a blocked card by a terminal whose deny list predated the block)."""
+    but to be held: a tap on a blocked card by a terminal whose deny list predated the block, a
+    void outside its window). Time-dependent rules use `judged_s` (_judged_time)."""
     card = cards.get(record.card_uid)
     household_id = card[0] if card is not None else None
     if record.amount_cents > settings.max_payment_cents:
@@ -328,11 +423,11 @@ def _business_verdict(
     if not secure and record.kind == Kind.PAYMENT and record.amount_cents > settings.basic_card_max_payment_cents:
         return Reason.OVER_LIMIT, household_id, None
     hold = None
-    if card_status != CardStatus.ACTIVE and (blocked_at_s is None or blocked_at_s <= record.time):
+    if card_status != CardStatus.ACTIVE and (blocked_at_s is None or blocked_at_s <= judged_s):
         # Refused only if this terminal had been told: it proved holding the block's version
         # before the tap. Blocks older than the version stamp (blocked_version None) always are.
         held_since = None if blocked_version is None else deny_list_held_since(blocked_version)
-        if blocked_version is None or (held_since is not None and held_since <= record.time):
+        if blocked_version is None or (held_since is not None and held_since <= judged_s):
             return Reason.CARD_BLOCKED, household_id, None
         hold = card_auth.unheld_block_reason(card_status, block_reason)
     if record.kind == Kind.VOID:
@@ -346,12 +441,16 @@ def _business_verdict(
             or payment.amount_cents != record.amount_cents
         ):
             return Reason.UNKNOWN_PAYMENT, household_id, None
+        # A void after its window (or dated before its payment) is not refused: the terminal
+        # committed it. Held: a late void may follow a payment already paid to the vendor.
+        if not -settings.sync_clock_window_s <= judged_s - payment.time <= settings.void_window_s + settings.sync_clock_window_s:
+            hold = hold or hold_reason(TimeBound.VOID_OUTSIDE_WINDOW)
     return None, household_id, hold
 
 
 def _check_secure_card(batch: _Batch, record: Record, *, card_id: int, settings: Settings) -> None:
     """A secure card's payment: a genuine SUN message claims its counter; anything else holds
-    the record and flags the card (docs/cards.md, "Ingestion check")."""
+    the record and flags the card for staff, without blocking it (docs/cards.md, "Ingestion check")."""
     counter, problem = card_auth.check_sun(card_auth.card_keys(settings), card_uid=record.card_uid,
                                            card_auth=record.card_auth)
     if problem is None:
@@ -417,6 +516,7 @@ def _load_neighbourhood(
         select(
             _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
             _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
+            _record.c.time, _record.c.flags,
         ).where(
             _record.c.terminal_id == terminal_id,
             _record.c.seq.between(low, high) if isinstance(covered, range) else column_in(session, _record.c.seq, sorted(wanted)),
@@ -425,8 +525,8 @@ def _load_neighbourhood(
     return {
         seq: _Stored(raw=bytes(raw), digest=bytes(digest), prev_hash=bytes(prev_hash), kind=kind, status=status,
                      card_uid=bytes(card_uid), amount_cents=amount, household_id=household_id,
-                     chain_verified=chain_verified, voided=voided)
-        for seq, raw, digest, prev_hash, kind, status, card_uid, amount, household_id, chain_verified, voided in rows
+                     chain_verified=chain_verified, voided=voided, time=time, flags=flags)
+        for seq, raw, digest, prev_hash, kind, status, card_uid, amount, household_id, chain_verified, voided, time, flags in rows
     }, covered
 
 
@@ -468,19 +568,24 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
 
 def _write(session: Session, batch: _Batch) -> None:
     """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
-    its records, the SUN counters it claims (by card and counter), ledger accounts by ascending
-    id, the cards counter, cards."""
+    its records, the rejection budgets (the terminal's, then `all`), the SUN counters it claims
+    (by card and counter), ledger accounts by ascending id, the cards counter, cards."""
     if batch.new_rows:
         received_at = bind_value(session, _record.c.received_at, batch.received_at)
         for row in batch.new_rows:
             row[_RECEIVED_AT] = received_at
         insert_tuples(session, _record, _RECORD_COLUMNS, batch.new_rows)
-    bulk_insert(session, _rejected, batch.rejections)
+    if batch.rejections:
+        _log_rejections(session, batch)
     if batch.claims:  # before the accounts: the lock order of docs/ledger.md
-        for card_id, counter, seq in card_auth.claim_counters(session, terminal_id=batch.terminal_id, claims=batch.claims):
+        for card_id, counter, seq, first in card_auth.claim_counters(session, terminal_id=batch.terminal_id, claims=batch.claims):
+            if first == batch.terminal_id:  # this terminal used the counter before: it replays what it read
+                batch.suspect = True
+                batch.holds.setdefault(seq, f"compteur SUN {counter} déjà utilisé par ce même terminal : terminal suspect")
+                continue
             reason = f"compteur SUN {counter} déjà utilisé : carte copiée ou message rejoué"
             batch.holds.setdefault(seq, reason)
-            batch.flags.setdefault(card_id, reason)
+            batch.blocks.setdefault(card_id, reason)
     for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
         if seqs:
             session.execute(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from caisse.db import bind_value, column_in, insert_tuples, is_postgresql
+from caisse.errors import InvalidInput
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
 ALLOWANCE_FUND = "allowance_fund"
@@ -55,6 +56,22 @@ def reject_reference(terminal_id: int, seq: int) -> str:
 def reversal_reference(transfer_id: int) -> str:
     """The reversal of transfer `transfer_id` (caisse.corrections): at most once per transfer."""
     return f"reversal:{transfer_id}"
+
+
+USER_KEY_MAX_CHARS = 100  # the longest namespace ("contribution:", "grant:YYYY-MM:") + 100 fits the column's 128
+
+
+def user_reference(namespace: str, key: str) -> str:
+    """The reference of a posting keyed by a person (a receipt number, a grant's file number):
+    `{namespace}:{key}`, where the namespace is the kind's own (`credit`, `contribution`,
+    `grant:{month}`, `fee:{month}`). Every reference the code builds for itself starts with a
+    fixed prefix of its own and goes on with ':'-separated parts; a person's key holds no ':' and
+    stays behind its namespace, so no key typed anywhere can take a reference the code will need
+    (docs/ledger.md, "References")."""
+    if not (0 < len(key) <= USER_KEY_MAX_CHARS and key.isprintable() and ":" not in key):
+        raise InvalidInput("invalid_reference",
+                           f"a reference is 1 to {USER_KEY_MAX_CHARS} printable characters without ':'")
+    return f"{namespace}:{key}"
 
 
 @dataclass(frozen=True, slots=True)

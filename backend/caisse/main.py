@@ -17,7 +17,8 @@ from caisse.db import make_engine, session_factory
 from caisse.errors import CaisseError, SyncUnauthorized
 
 logger = logging.getLogger("caisse")
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+# 400 is what FastAPI raises for a body it cannot parse (bad JSON, nesting too deep for its parser).
+_HTTP_CODES = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:

@@ -218,17 +218,35 @@ class TransactionRecord(SQLModel, table=True):
 
 
 class RejectedUpload(SQLModel, table=True):
-    """Rejection log: bytes that are not an authentic, well-formed record. Never occupy a seq."""
+    """Rejection log: bytes that are not an authentic, well-formed record. Never occupy a seq.
+
+    A bounded summary (caisse.ingest, "rejection log"): the digest and size of what came, why it
+    was refused; the bytes themselves only when the terminal's key signed them (a seq conflict, a
+    broken chain: 154 bytes of evidence). At most ingest.REJECTIONS_PER_SOURCE_PER_MINUTE rows per
+    terminal a minute, the rest counted in RejectionBudget."""
 
     __tablename__ = "rejected_upload"
 
     id: int | None = Field(default=None, primary_key=True)
     terminal_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # from the URL
     seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary(154), nullable=True))
+    raw_sha256: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    raw_size: int = Field(sa_column=Column(Integer, nullable=False))
     reason: str = Field(sa_column=Column(String(32), nullable=False))
     detail: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class RejectionBudget(SQLModel, table=True):
+    """What a source (`terminal:{id}`, or `all`) may still write to the rejection log this minute."""
+
+    __tablename__ = "rejection_budget"
+
+    source: str = Field(sa_column=Column(String(32), primary_key=True))
+    minute: int = Field(sa_column=Column(BigInteger, nullable=False))  # unix time // 60
+    used: int = Field(sa_column=Column(BigInteger, nullable=False))  # rejections asked to log this minute
+    dropped: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))  # ever, not logged
 
 
 class LedgerAccount(SQLModel, table=True):

@@ -27,7 +27,10 @@ HASH_SIZE = 32
 ZERO_HASH = bytes(HASH_SIZE)
 VALID_UID_SIZES = (4, 7, 10)
 FLAG_PIN_VERIFIED = 0x01
-FLAG_UNTRUSTED_TIME = 0x02  # `time` is the terminal's estimate after a boot without sync
+# The terminal's clock was not set by a sync since it booted: `time` is its last persisted time
+# plus the ticks since boot, and the backend judges the record on when it received it. An
+# addition to v1 that terminals made before it never set (docs/protocol.md, "Versions").
+FLAG_UNTRUSTED_TIME = 0x02
 KNOWN_FLAGS = FLAG_PIN_VERIFIED | FLAG_UNTRUSTED_TIME
 MAX_SEQ = 0xFFFFFFFF
 MAX_AMOUNT_CENTS = 0xFFFFFFFF

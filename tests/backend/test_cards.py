@@ -97,20 +97,20 @@ def test_a_genuine_secure_payment_is_accepted_unheld_and_its_counter_is_used(ses
     assert [tuple(row) for row in used] == [(1, 1)]
 
 
-def test_a_replayed_sun_message_is_accepted_but_held_and_the_card_is_flagged(session: Session, card_settings: Settings) -> None:
+def test_a_terminal_replaying_a_sun_message_it_read_is_held_and_made_suspect_the_card_stays_usable(
+    session: Session, card_settings: Settings,
+) -> None:
     world = make_world(session)
     card = _secure_card(session, world, card_settings)
     captured = card.read()
-    version_before = _card(session, card.uid).sync_version
-    outcomes = _ingest(session, world.chain, [world.chain.pay(card.uid, 900, card_auth=captured),
-                                              world.chain.pay(card.uid, 4_000, card_auth=captured)], card_settings)
-    assert outcomes == [Outcome.ACCEPTED, Outcome.ACCEPTED]  # the vendor handed the food over
-    assert _holds(session, world.chain) == {2: "compteur SUN 1 déjà utilisé : carte copiée ou message rejoué"}
-    flagged = _card(session, card.uid)
-    assert (flagged.status, flagged.block_reason) == ("blocked", "flagged")
-    assert flagged.flag_reason == "compteur SUN 1 déjà utilisé : carte copiée ou message rejoué"
-    assert flagged.blocked_at is not None and flagged.sync_version > version_before
-    assert flagged.blocked_version == flagged.sync_version  # the version that carries the block to terminals
+    result = ingest.ingest_batch(session, terminal_id=world.terminal_id, settings=card_settings, raw_records=[
+        world.chain.pay(card.uid, 900, card_auth=captured), world.chain.pay(card.uid, 4_000, card_auth=captured)])
+    session.commit()
+    assert [r.status for r in result.results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]  # the vendor handed the food over
+    assert _holds(session, world.chain) == {2: "compteur SUN 1 déjà utilisé par ce même terminal : terminal suspect"}
+    assert result.terminal_flagged_suspect and admin.get_terminal(session, terminal_id=world.terminal_id).status == "suspect"
+    kept = _card(session, card.uid)  # one terminal's records prove nothing against the card
+    assert (kept.status, kept.blocked_at, kept.blocked_version) == ("active", None, None)
 
 
 def test_counters_read_out_of_order_are_all_accepted(session: Session, card_settings: Settings) -> None:
@@ -138,7 +138,7 @@ def test_a_forged_sun_message_holds_the_payment_and_flags_the_card(session: Sess
     outcomes = _ingest(session, world.chain, [world.chain.pay(card.uid, 700, card_auth=forge(card.read()))], card_settings)
     assert outcomes == [Outcome.ACCEPTED]
     assert _holds(session, world.chain) == {1: reason}
-    assert (_card(session, card.uid).status, _card(session, card.uid).flag_reason) == ("blocked", reason)
+    assert (_card(session, card.uid).status, _card(session, card.uid).flag_reason) == ("active", reason)  # flagged, not blocked
 
 
 def test_the_sun_message_of_another_card_is_a_uid_mismatch(session: Session, card_settings: Settings) -> None:
@@ -147,7 +147,8 @@ def test_the_sun_message_of_another_card_is_a_uid_mismatch(session: Session, car
     _ingest(session, world.chain, [world.chain.pay(card.uid, 700, card_auth=other.read())], card_settings)
     reason = f"le message SUN est celui de la carte {other.uid.hex()} : carte copiée ?"
     assert _holds(session, world.chain) == {1: reason}
-    assert _card(session, card.uid).status == "blocked" and _card(session, other.uid).status == "active"
+    assert (_card(session, card.uid).status, _card(session, card.uid).flag_reason) == ("active", reason)
+    assert (_card(session, other.uid).status, _card(session, other.uid).flag_reason) == ("active", None)
 
 
 def test_a_message_made_with_the_undiversified_key_is_refused(session: Session) -> None:
@@ -161,7 +162,7 @@ def test_a_message_made_with_the_undiversified_key_is_refused(session: Session) 
     assert card_auth.check_sun(card_auth.card_keys(zero_keys), card_uid=AN12196_UID, card_auth=message) == (
         None, "MAC SUN invalide : message falsifié")
     assert _ingest(session, world.chain, [world.chain.pay(AN12196_UID, 500, card_auth=message)], zero_keys) == [Outcome.ACCEPTED]
-    assert _card(session, AN12196_UID).status == "blocked"
+    assert _holds(session, world.chain) == {1: "MAC SUN invalide : message falsifié"}
 
 
 def test_uploading_a_flagged_batch_again_changes_nothing(session: Session, card_settings: Settings) -> None:
@@ -201,7 +202,10 @@ def test_the_same_counter_on_two_terminals_holds_the_later_upload_and_flags_the_
     assert _ingest(session, world.chain, [world.chain.pay(card.uid, 100, card_auth=captured)], card_settings) == [Outcome.ACCEPTED]
     assert _holds(session, second) == {}
     assert _holds(session, world.chain) == {1: "compteur SUN 1 déjà utilisé : carte copiée ou message rejoué"}
-    assert _card(session, card.uid).block_reason == "flagged"
+    blocked = _card(session, card.uid)  # two terminals hold one genuine message: a copy exists
+    assert (blocked.status, blocked.block_reason) == ("blocked", "flagged")
+    assert blocked.blocked_version == blocked.sync_version  # the version that carries the block to terminals
+    assert admin.get_terminal(session, terminal_id=world.terminal_id).status == "active"
 
 
 def test_a_cloned_basic_card_cannot_be_told_apart_only_its_lower_limit_protects(session: Session, card_settings: Settings) -> None:
@@ -229,8 +233,9 @@ def test_claiming_counters_grants_each_once_even_within_one_call(session: Sessio
     card_id = _card(session, _secure_card(session, world, card_settings).uid).id
     assert card_id is not None
     repeated = card_auth.claim_counters(session, terminal_id=world.terminal_id, claims=[(card_id, 7, 1), (card_id, 8, 2), (card_id, 7, 3)])
-    assert repeated == [(card_id, 7, 3)]
-    assert card_auth.claim_counters(session, terminal_id=world.terminal_id, claims=[(card_id, 8, 4), (card_id, 9, 5)]) == [(card_id, 8, 4)]
+    assert repeated == [(card_id, 7, 3, world.terminal_id)]
+    other = world.terminal_id + 1  # (card id, counter, seq, the terminal that used the counter first)
+    assert card_auth.claim_counters(session, terminal_id=other, claims=[(card_id, 8, 4), (card_id, 9, 5)]) == [(card_id, 8, 4, world.terminal_id)]
 
 
 # Blocks and the deny-list version ---------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_a_reversal_happens_once_and_only_for_entries_made_by_hand(session: Sess
     assert typed_name.value.code == "not_an_active_account"
     with pytest.raises(CaisseError) as squatted:  # a credit cannot pass for a reversal
         admin.credit_household(session, household_id=h, amount_cents=100, reference="reversal:99")
-    assert squatted.value.code == "reserved_reference"
+    assert squatted.value.code == "invalid_reference"
     session.rollback()
     market = Market(session, rules)
     market.pay(0, 300)
@@ -103,7 +103,7 @@ def test_an_allowance_credited_twice_is_reversed_unless_the_household_spent_it(s
     credit = admin.credit_household(session, household_id=household_id, amount_cents=5_000, reference="avance-janvier")
     session.commit()
     balance = admin.household_balance_cents(session, household_id=household_id)
-    corrections.reverse(session, reference=credit.reference, by=CLAIRE, reason="crédité deux fois")
+    corrections.reverse(session, reference=credit.ledger_reference, by=CLAIRE, reason="crédité deux fois")
     session.commit()
     assert admin.household_balance_cents(session, household_id=household_id) == balance - 5_000
     # Spent 40 EUR of it: taking the whole 10 000 EUR credit back would put the household in debt.

@@ -191,7 +191,7 @@ def test_the_budgets_of_a_period_equal_each_month_alone_and_the_journal_read_by_
                                  settings=rules, reference=f"c{index}")
     for month in ("2026-01", "2026-02", "2026-04"):
         fund.record_matching(session, month=month, settings=rules)
-        fund.record_grant(session, month=month, amount_cents=rng.randint(1, 90_000), source="Ville", reference="a:2026-03")
+        fund.record_grant(session, month=month, amount_cents=rng.randint(1, 90_000), source="Ville", reference="a-2026-03")
         fund.record_fee(session, month=month, amount_cents=rng.randint(1, 999), memo="frais", reference=month)
     fund.record_fee(session, month="2026-05", amount_cents=77, memo="frais", reference="mai")
     for month in ("2026-01", "2026-02"):

@@ -83,3 +83,16 @@ def test_each_tampered_vector_is_rejected_with_its_expected_reason(session: Sess
     session.commit()
     assert result.results[0].status == Outcome.REJECTED
     assert result.results[0].reason == vector["reason"]
+
+
+def test_the_untrusted_time_vector_decodes_with_its_flag_and_is_accepted_after_the_chain(
+    session: Session, settings: Settings,
+) -> None:
+    vector = VECTORS["untrusted_time"]
+    record = protocol.decode(bytes.fromhex(vector["record"]))
+    assert record.flags == vector["flags"] == protocol.FLAG_UNTRUSTED_TIME
+    assert record.prev_hash.hex() == VECTORS["chain"][-1]["digest"] and record.digest().hex() == vector["digest"]
+    _install_vector_terminal(session)
+    result = ingest_batch(session, terminal_id=TERMINAL["terminal_id"], raw_records=[*_chain_raw(), bytes.fromhex(vector["record"])],
+                          settings=settings)
+    assert [r.status for r in result.results] == [Outcome.ACCEPTED] * (len(VECTORS["chain"]) + 1)

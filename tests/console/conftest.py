@@ -54,6 +54,20 @@ def _fast_password_hashing() -> Iterator[None]:
         yield
 
 
+def sign_in_directly(session: Session, *, email: str, password: str, settings: Any, now: Any = None) -> tuple[str, Any]:
+    """The console's sign-in steps without HTTP, committing where its route does."""
+    try:
+        attempt = accounts.begin_sign_in(session, email=email, settings=settings, now=now)
+        session.commit()
+        matches = accounts.password_matches(attempt, password)
+        signed = accounts.finish_sign_in(session, attempt=attempt, matches=matches, settings=settings)
+    except (accounts.SignInRefused, accounts.SignInThrottled):
+        session.rollback()
+        raise
+    session.commit()
+    return signed
+
+
 def create_users(session: Session) -> dict[Role, str]:
     for role, email in EMAILS.items():
         accounts.create_user(session, email=email, password=PASSWORD, role=role)

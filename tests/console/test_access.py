@@ -17,7 +17,7 @@ from caisse.console import router as console_router
 from caisse.console.deps import SESSION_COOKIE
 from caisse.db import session_factory
 from caisse.models import AuditEvent, ConsoleSession, LoginAttempt, Role
-from tests.console.conftest import EMAILS, PASSWORD, TestClient, csrf_token, sign_in
+from tests.console.conftest import EMAILS, PASSWORD, TestClient, csrf_token, sign_in, sign_in_directly
 
 
 def _count(engine: Engine, table: Any) -> int:
@@ -71,19 +71,19 @@ def test_the_limit_forgets_failures_older_than_the_window(session: Session, user
     long_ago = utcnow() - timedelta(seconds=settings.console_login_window_s + 1)
     for _ in range(settings.console_login_max_failures):
         with pytest.raises(accounts.SignInRefused):
-            accounts.sign_in(session, email=EMAILS[Role.TREASURER], password="mauvais", settings=settings, now=long_ago)
-    token, signed = accounts.sign_in(session, email=EMAILS[Role.TREASURER], password=PASSWORD, settings=settings)
+            sign_in_directly(session, email=EMAILS[Role.TREASURER], password="mauvais", settings=settings, now=long_ago)
+    token, signed = sign_in_directly(session, email=EMAILS[Role.TREASURER], password=PASSWORD, settings=settings)
     assert signed.user.email == EMAILS[Role.TREASURER] and token
 
 
 def test_a_success_forgets_earlier_failures(session: Session, users: Any, settings: Any) -> None:
     for _ in range(settings.console_login_max_failures - 1):
         with pytest.raises(accounts.SignInRefused):
-            accounts.sign_in(session, email=EMAILS[Role.TREASURER], password="mauvais", settings=settings)
-    accounts.sign_in(session, email=EMAILS[Role.TREASURER], password=PASSWORD, settings=settings)
+            sign_in_directly(session, email=EMAILS[Role.TREASURER], password="mauvais", settings=settings)
+    sign_in_directly(session, email=EMAILS[Role.TREASURER], password=PASSWORD, settings=settings)
     with pytest.raises(accounts.SignInRefused):  # one more failure is not yet the limit
-        accounts.sign_in(session, email=EMAILS[Role.TREASURER], password="mauvais", settings=settings)
-    accounts.sign_in(session, email=EMAILS[Role.TREASURER], password=PASSWORD, settings=settings)
+        sign_in_directly(session, email=EMAILS[Role.TREASURER], password="mauvais", settings=settings)
+    sign_in_directly(session, email=EMAILS[Role.TREASURER], password=PASSWORD, settings=settings)
 
 
 def test_passwords_are_stored_as_argon2id_hashes(session: Session, users: Any) -> None:
@@ -213,7 +213,7 @@ def test_a_session_ends_after_its_lifetime(session: Session, users: Any, setting
     from caisse.models import utcnow
 
     opened_at = utcnow()
-    token, _ = accounts.sign_in(session, email=EMAILS[Role.ADMIN], password=PASSWORD, settings=settings, now=opened_at)
+    token, _ = sign_in_directly(session, email=EMAILS[Role.ADMIN], password=PASSWORD, settings=settings, now=opened_at)
     session.commit()
     lifetime = timedelta(seconds=settings.console_session_lifetime_s)
     assert accounts.signed_in(session, token=token, now=opened_at + lifetime - timedelta(seconds=1)) is not None

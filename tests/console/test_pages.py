@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, audit
+from caisse import admin, audit, card_auth
 from caisse.db import session_factory
 from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus
 from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
@@ -168,10 +168,14 @@ def test_search_finds_a_household_by_name_zone_id_or_card(console_client: TestCl
 def test_household_page_shows_balance_allowances_contributions_and_payments(
     console_client: TestClient, users: Any, engine: Engine, session: Session, settings: Any,
 ) -> None:
-    from caisse import fund
+    from caisse import allowances, fund, ledger
 
     ids = _seed(engine)
-    admin.credit_household(session, household_id=ids["household"], amount_cents=10_000, reference="allowance:%d:2026-11" % ids["household"])
+    # The monthly allowance as caisse.allowances posts it (a credit by hand cannot take its reference).
+    member = ledger.ensure_account(session, code=ledger.member_code(ids["household"]), kind="member")
+    ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund"),
+                         credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
+                         reference=allowances.allowance_reference(ids["household"], allowances.Month.parse("2026-11")))
     admin.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
     other = admin.create_household(session, name="Famille Voisine", members=1, zone="Nord")
     admin.credit_household(session, household_id=other.id or 0, amount_cents=555, memo="Pas pour ce foyer")
@@ -278,3 +282,14 @@ def test_a_contribution_is_recorded_on_the_household_page_in_cents_and_audited(
         assert (contribution.household_id, contribution.month, contribution.amount_cents) == (ids["household"], "2026-01", 1250)
     [event] = _events(engine, "contribution.record")
     assert (event.actor, event.subject) == (EMAILS[Role.COORDINATOR], f"household:{ids['household']}")
+
+
+def test_a_card_flagged_but_active_shows_its_flag_to_staff(console_client: TestClient, users: Any, engine: Engine) -> None:
+    ids = _seed(engine)
+    with session_factory(engine)() as session:
+        card = admin.get_card(session, uid_hex="04a1b2c3d4e5f6")
+        card_auth.flag_cards(session, reasons={card.id or 0: "MAC SUN invalide : message falsifié"})
+        session.commit()
+    sign_in(console_client, Role.COORDINATOR)
+    page = console_client.get(f"/console/households/{ids['household']}").text
+    assert "Signalée, à vérifier : MAC SUN invalide : message falsifié" in page

@@ -12,6 +12,7 @@ from caisse import accounts, audit
 from caisse.cli import app
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
+from tests.console.conftest import sign_in_directly
 
 PASSWORD = "un-mot-de-passe-solide"
 
@@ -54,17 +55,17 @@ def test_a_disabled_account_cannot_sign_in_and_loses_its_sessions(invoke: Callab
     engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
     settings = Settings(environment="development")
     with session_factory(engine)() as session:
-        token, _ = accounts.sign_in(session, email="b@example.org", password=PASSWORD, settings=settings)
+        token, _ = sign_in_directly(session, email="b@example.org", password=PASSWORD, settings=settings)
         session.commit()
     invoke("user", "disable", "b@example.org")
     with session_factory(engine)() as session:
         assert accounts.signed_in(session, token=token) is None
         with pytest.raises(accounts.SignInRefused):
-            accounts.sign_in(session, email="b@example.org", password=PASSWORD, settings=settings)
+            sign_in_directly(session, email="b@example.org", password=PASSWORD, settings=settings)
         session.commit()
     invoke("user", "enable", "b@example.org")
     with session_factory(engine)() as session:
-        assert accounts.sign_in(session, email="b@example.org", password=PASSWORD, settings=settings)[0]
+        assert sign_in_directly(session, email="b@example.org", password=PASSWORD, settings=settings)[0]
         assert [e.action for e in audit.events(session, action_prefix="user.")] == ["user.enable", "user.disable", "user.create"]
     engine.dispose()
     assert "user_not_found" in invoke("user", "disable", "personne@example.org", code=1)

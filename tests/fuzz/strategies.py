@@ -24,7 +24,8 @@ def records(draw: st.DrawFn) -> protocol.Record:
         amount_cents=draw(st.integers(1, protocol.MAX_AMOUNT_CENTS)), card_uid=draw(UIDS),
         prev_hash=protocol.ZERO_HASH if seq == 1 else draw(st.binary(min_size=32, max_size=32)),
         ref_seq=draw(st.integers(1, seq - 1)) if kind == protocol.Kind.VOID else 0,
-        flags=draw(st.sampled_from((0, protocol.FLAG_PIN_VERIFIED))),
+        flags=draw(st.sampled_from((0, protocol.FLAG_PIN_VERIFIED, protocol.FLAG_UNTRUSTED_TIME,
+                                     protocol.FLAG_PIN_VERIFIED | protocol.FLAG_UNTRUSTED_TIME))),
         card_auth=draw(st.binary(min_size=protocol.CARD_AUTH_SIZE, max_size=protocol.CARD_AUTH_SIZE)),
         signature=draw(st.binary(min_size=protocol.SIGNATURE_SIZE, max_size=protocol.SIGNATURE_SIZE)),
     )

@@ -85,7 +85,15 @@ def main() -> None:
         {"name": "truncated", "record": third.encode()[:100].hex(), "reason": "malformed"},
         {"name": "unknown version", "record": ("02" + third.encode().hex()[2:]), "reason": "malformed"},
         {"name": "zero amount", "record": protocol.signed(replace(third, amount_cents=0), terminal).encode().hex(), "reason": "malformed"},
+        {"name": "unknown flag bit 2", "record": protocol.signed(replace(third, flags=0x04), terminal).encode().hex(), "reason": "malformed"},
     ]
+    # Flag bit 1, an addition to v1 (docs/protocol.md, "Versions"): the record after the chain,
+    # stamped by a terminal whose clock no sync had set since it booted.
+    untrusted_time = protocol.signed(
+        Record(terminal_id=terminal_id, seq=len(chain) + 1, time=t0 + 97 * (len(chain) + 1), prev_hash=prev,
+               kind=Kind.PAYMENT, amount_cents=450, card_uid=bytes.fromhex("deadbeef"), flags=protocol.FLAG_UNTRUSTED_TIME),
+        terminal,
+    )
     sync_time, sync_since = t0 + 3600, 42
     sync_digest = protocol.sync_digest(terminal_id, sync_time, sync_since)
     vectors = {
@@ -97,6 +105,7 @@ def main() -> None:
             "public_key": protocol.public_key_bytes(terminal).hex(),
         },
         "chain": [describe(r) for r in chain],
+        "untrusted_time": describe(untrusted_time),
         "tampered": tampered,
         "sync_auth": {
             "terminal_id": terminal_id,

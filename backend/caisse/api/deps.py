@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from fastapi.routing import APIRoute
 from sqlmodel import Session
 
 from caisse.config import Settings
@@ -38,3 +39,18 @@ def require_admin(settings: SettingsDep, authorization: Annotated[str | None, He
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
+
+
+class TokenFirstRoute(APIRoute):
+    """A route that checks the admin token before anything else. FastAPI reads and parses a JSON
+    body before it runs any dependency, so a router-level Depends(require_admin) alone would let
+    anyone make the server receive and parse bodies (and answer 422 for a bad one)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def token_first(request: Request) -> Response:
+            require_admin(get_settings(request), request.headers.get("authorization"))
+            return await handler(request)
+
+        return token_first

@@ -116,6 +116,7 @@ class CreditCreate(BaseModel):
 
 class CreditOut(BaseModel):
     reference: str
+    ledger_reference: str
     amount_cents: int
     created: bool
     balance_cents: int

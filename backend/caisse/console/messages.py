@@ -52,7 +52,6 @@ MESSAGES = {
     "iban_change_pending": "Un changement d'IBAN attend déjà l'approbation pour ce commerçant : faites-le approuver ou refuser d'abord.",
     "iban_change_not_found": "Changement d'IBAN introuvable.",
     "iban_change_decided": "Ce changement d'IBAN a déjà été approuvé ou refusé.",
-    "reserved_reference": "Cette référence commence comme celles que la caisse donne elle-même (reversal:, record:, reject:, settlement:) : choisissez-en une autre.",
     "invalid_reason": "Une contre-passation dit pourquoi, en 200 caractères au plus.",
     "transfer_not_found": "Aucune écriture du grand livre sous cette référence.",
     "not_reversible": ("Seule une écriture saisie à la main (allocation créditée, cotisation, subvention, frais) se contre-passe ;"
@@ -72,6 +71,7 @@ MESSAGES = {
     "invalid_public_key": "Clé publique invalide : un point P-256 non compressé de 65 octets, en hexadécimal (130 caractères).",
     "invalid_code": "Un code de membre compte exactement 4 chiffres.",
     "invalid_code_failures": "Rapport de codes erronés mal formé (envoyé par un terminal).",
+    "invalid_reference": "Une référence compte de 1 à 100 caractères imprimables, sans deux-points (:).",
     "reference_reused": "Cette référence a déjà servi pour une opération différente (foyer, mois ou montant) : rien n'est enregistré.",
     # allowances
     "month_allocated": "Les allocations sont déjà attribuées pour ce mois : une nouvelle règle ne commence qu'après le dernier mois attribué.",

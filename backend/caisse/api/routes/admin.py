@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from caisse import admin, ledger, member_codes
-from caisse.api.deps import SessionDep, SettingsDep, require_admin
+from caisse.api.deps import SessionDep, SettingsDep, TokenFirstRoute, require_admin
 from caisse.api.schemas import (
     UID_HEX_PATTERN,
     CardBlock,
@@ -30,7 +30,9 @@ from caisse.api.schemas import (
 )
 from caisse.models import Card, Household, Terminal, Vendor
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+# The dependency documents the bearer token in the OpenAPI schema; TokenFirstRoute checks it
+# before the body is read.
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute,
                    responses=error_responses(400, 401, 404, 409, 422))
 
 
@@ -96,7 +98,8 @@ def credit_household(household_id: int, body: CreditCreate, session: SessionDep,
     if not credit.created:
         response.status_code = status.HTTP_200_OK  # the same reference and body: already posted
     balance = admin.household_balance_cents(session, household_id=household_id)
-    return CreditOut(reference=credit.reference, amount_cents=credit.amount_cents, created=credit.created, balance_cents=balance)
+    return CreditOut(reference=credit.reference, ledger_reference=credit.ledger_reference, amount_cents=credit.amount_cents,
+                     created=credit.created, balance_cents=balance)
 
 
 @router.post("/cards", status_code=status.HTTP_201_CREATED)

@@ -57,7 +57,8 @@ async def read_batch(request: Request) -> list[bytes]:
     body = await read_limited(request, limit=MAX_BATCH_BODY_BYTES, code="batch_too_large")
     try:
         payload: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack (a few kB of "[" do it).
         raise InvalidJson("invalid_json", "the body is not JSON") from None
     records = payload.get("records") if isinstance(payload, dict) else None
     if not isinstance(records, list) or not all(isinstance(r, str) for r in records):

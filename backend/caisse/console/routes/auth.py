@@ -35,9 +35,12 @@ def login(
 ) -> Response:
     settings = request.app.state.settings
     try:
-        token, _signed = accounts.sign_in(session, email=email, password=password, settings=settings)
+        attempt = accounts.begin_sign_in(session, email=email, settings=settings)
+        session.commit()  # the attempt counts towards the limit from now on, whatever follows
+        matches = accounts.password_matches(attempt, password)  # outside any transaction: it is slow
+        token, _signed = accounts.finish_sign_in(session, attempt=attempt, matches=matches, settings=settings)
     except (accounts.SignInRefused, accounts.SignInThrottled) as error:
-        session.commit()  # the failed attempt counts towards the limit
+        session.rollback()
         return render(request, "login.html", status_code=error.status_code, next=_safe_next(next), email=email,
                       error=french(error))
     session.commit()
