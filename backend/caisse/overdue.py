@@ -1,6 +1,6 @@
 """What waits for a person longer than the caisse allows (docs/operations.md, "Nothing waits
-forever"): records held for review, households below zero, cards flagged as possibly cloned and
-vendors whose payable is below zero, each older than `overdue_after_days`. Listed by `caisse
+forever"): records held for review, households below zero, cards blocked as copied and vendors
+whose payable is below zero, each older than `overdue_after_days`. Listed by `caisse
 verify` and on the console's home page, oldest first, in French. Reads only.
 """
 
@@ -71,8 +71,9 @@ def _held_records(session: Session, before: datetime, zone: ZoneInfo) -> list[Wa
 
 
 def _flagged_cards(session: Session, before: datetime, zone: ZoneInfo) -> list[Waiting]:
-    """A card flagged as possibly cloned stays blocked until someone deals with it: it is listed
-    until it is returned (`caisse card return`) or issued again."""
+    """A card blocked as copied (a genuine SUN counter claimed twice) waits for someone to replace
+    it: it is listed until it is returned (`caisse card return`) or issued again. A card only
+    flagged (a payment of it held) stays active: its held payment is what waits."""
     rows = session.execute(select(Card.uid, Card.household_id, Card.blocked_at, Card.flag_reason).where(
         Card.status == CardStatus.BLOCKED, Card.block_reason == BlockReason.FLAGGED,  # type: ignore[arg-type]
         Card.blocked_at < before)).all()  # type: ignore[arg-type, operator]

@@ -251,9 +251,9 @@ def test_a_manual_credit_taken_back_leaves_its_month_and_the_books_reconcile(ses
     household = admin.create_household(session, name="Famille Roux", members=2, zone="Sud")
     assert household.id is not None
     admin.credit_household(session, household_id=household.id, amount_cents=3_000, reference="geste")
-    admin.credit_household(session, household_id=household.id, amount_cents=3_000, reference="geste-bis")
+    double = admin.credit_household(session, household_id=household.id, amount_cents=3_000, reference="geste-bis")
     session.commit()
-    corrections.reverse(session, reference="geste-bis", by="claire@caisse.test", reason="saisi deux fois")
+    corrections.reverse(session, reference=double.ledger_reference, by="claire@caisse.test", reason="saisi deux fois")
     session.commit()
     result = fund.budget(session, month=datetime.now(PARIS).strftime("%Y-%m"), settings=rules)
     assert (result.credits_cents, result.members_balance_cents) == (3_000, 3_000)

@@ -78,7 +78,7 @@ def waiting_world(session: Session, engine: Engine, settings: Settings, tmp_path
     flagged = new_uid()
     admin.issue_card(session, household_id=households["Famille Blanc"], uid_hex=flagged.hex())
     card_id = session.execute(text("SELECT id FROM card WHERE uid = :u"), {"u": flagged}).scalar_one()
-    card_auth.flag_cards(session, reasons={card_id: "message SUN rejoué"})
+    card_auth.block_copied_cards(session, reasons={card_id: "message SUN rejoué"})
     _dated(session, "card", "blocked_at", CARD_AT, "id = :c", c=card_id)
     session.commit()
     return {"old_held": old_held, "roux": households["Famille Roux"], "petit": households["Famille Petit"],

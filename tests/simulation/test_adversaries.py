@@ -21,9 +21,6 @@ FAULTS_CHECK = "each fault detected or survived"
 # The defence each adversary waits for, while it is not on main.
 MISSING = {
     FaultKind.SPREE: "h/risk: per-household offline limits (offline_share_bp, offline_daily_cap_cents) and holds beyond them",
-    FaultKind.LYING_CLOCK: "h/hostile: a record stamped ahead of its reception is held (time_in_future)",
-    FaultKind.FALSE_OVER_LIMIT: "h/hostile: a record without a genuine SUN message flags its card, never blocks it",
-    FaultKind.GARBAGE_FLOOD: "h/hostile: deep JSON answered 400, the rejection log bounded per minute",
     FaultKind.WRONG_REVOKE: "h/held: a revoked terminal's unsettled records are held for a person",
 }
 

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from caisse import admin, corrections, ingest, ledger, overdue, review
-from caisse.models import Card, CardStatus, RejectedUpload, SettlementLine, Terminal, TransactionRecord, Vendor
+from caisse import admin, corrections, ingest, ledger, overdue, protocol, review
+from caisse.models import Card, CardStatus, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
+from caisse.errors import Conflict
 from caisse.money import euros
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
@@ -74,6 +75,8 @@ class Adversaries:
         self.forged: list[tuple[int, int]] = []
         self.forged_cards: list[bytes] = []
         self.spree_balance_cents = 0
+        self.credit: tuple[int, str, str] = (0, "", "")  # household, ledger references of the credit and its double
+        self.refused_reversal = ""
 
     # ---- planning --------------------------------------------------------------------------
 
@@ -181,7 +184,10 @@ class Adversaries:
         cards, 200 €, a made-up SUN message. Its next sync uploads them with its genuine records."""
         world = self.world
         post = world.posts[self.plan.forger]
-        secure = [c for h in world.households for c in h.cards if c.secure and h is not world.households[self.plan.spree_household]]
+        # Not a card another fault uses: a copied card is rightly blocked, and that is not the forger's doing.
+        used = {f.card_uid for f in world.planned if f.card_uid is not None}
+        secure = [c for h in world.households for c in h.cards
+                  if c.secure and c.uid not in used and h is not world.households[self.plan.spree_household]]
         if not secure:
             return
         for card in world.rng.sample(secure, min(2, len(secure))):
@@ -201,7 +207,7 @@ class Adversaries:
         path = f"/v1/terminals/{post.terminal_id}/batches"
         json_headers = {"Content-Type": "application/json"}
         with world.backend.session() as session:
-            self.flood["rows_before"] = _rejected_rows(session)
+            self.flood["rows_before"] = _rejected_rows(session, post.terminal_id)
         bodies: list[tuple[str, bytes]] = [
             (path, b"\x00\xff pas du json"),
             (path, b"{" * 5_000),
@@ -226,7 +232,7 @@ class Adversaries:
             statuses.append(status)
         self.flood["statuses"] = statuses
         with world.backend.session() as session:
-            self.flood["rows_after"] = _rejected_rows(session)
+            self.flood["rows_after"] = _rejected_rows(session, post.terminal_id)
         fault.triggered = True
         fault.detail = f"{len(bodies)} envois"
 
@@ -330,14 +336,14 @@ class Adversaries:
         def reverse() -> None:
             try:
                 with world.backend.session() as session:
-                    done = corrections.reverse(session, reference=double.reference, by=STAFF[0], reason="saisi deux fois")
-            except Exception as error:  # refused (the household spent it): judged below
-                fault.why = str(error)
+                    done = corrections.reverse(session, reference=double.ledger_reference, by=STAFF[0], reason="saisi deux fois")
+            except Conflict as error:  # reversal_would_overdraw: the household spent it meanwhile
+                self.refused_reversal = error.code
                 return
             if done.created:
                 world.auditor.on_credit(household.household_id, -done.amount_cents)
         world.at(world.backend.now_s + 300, reverse)
-        self.iban.setdefault("credit", (household.household_id, first.reference, double.reference))
+        self.credit = (household.household_id, first.ledger_reference, double.ledger_reference)
 
     def settle_mid_change(self, run_date: date) -> None:
         """The night's run, step by step: prepared; then a vendor it pays gets a new IBAN (asked by
@@ -420,17 +426,28 @@ class Adversaries:
                                   f" {euros(bound)} € par terminal ; le reste retenu")
 
     def _judge_liar(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
-        """A record stamped later than it was received (beyond the clock window) is held for a
-        person, never paid on its word."""
+        """A record stamped later than it was received (beyond the clock window) is never taken at
+        its word: with a time the terminal trusted, it is held for a person (time_in_future); with
+        a time the terminal marked untrusted (flag 0x02, after the power cut), it is judged on its
+        reception: accepted, never refused for the food handed over."""
         window = self.world.backend.settings.sync_clock_window_s
-        received = dict(session.execute(select(TransactionRecord.seq, TransactionRecord.received_at).where(
-            TransactionRecord.terminal_id == fault.terminal_id)).all())  # type: ignore[arg-type]
-        ahead = [key for key, row in stored.items() if key[0] == fault.terminal_id and key[1] in received
-                 and row.time > _unix(received[key[1]]) + window]
-        passed = [key for key in ahead if verdict(stored[key]) == ACCEPTED]
-        if passed:
-            return Outcome.FAILED, f"{len(passed)} enregistrement(s) daté(s) dans le futur acceptés sans retenue"
-        return Outcome.DETECTED, f"{len(ahead)} enregistrement(s) daté(s) dans le futur, tous retenus ou refusés"
+        rows = session.execute(select(TransactionRecord.id, TransactionRecord.time, TransactionRecord.flags,
+                                      TransactionRecord.received_at, TransactionRecord.status, TransactionRecord.review)
+                               .where(TransactionRecord.terminal_id == fault.terminal_id)).all()  # type: ignore[arg-type]
+        ahead = [row for row in rows if row.time > _unix(row.received_at) + window]
+        if not ahead:
+            return Outcome.SURVIVED, "aucun enregistrement daté dans le futur n'est parvenu"
+        said = [row for row in ahead if row.flags & protocol.FLAG_UNTRUSTED_TIME]
+        trusted_unheld = [row for row in ahead if row not in said and row.status == "accepted" and row.review != "held"]
+        refused = [row for row in said if row.status != "accepted"]
+        if trusted_unheld:
+            return Outcome.FAILED, f"{len(trusted_unheld)} enregistrement(s) daté(s) dans le futur acceptés sans retenue"
+        if refused:
+            return Outcome.FAILED, f"{len(refused)} enregistrement(s) à l'heure déclarée non fiable refusé(s)"
+        settled = set(session.execute(select(SettlementItem.record_id).where(
+            SettlementItem.record_id.in_([row.id for row in said]))).scalars())  # type: ignore[attr-defined]
+        return Outcome.DETECTED, (f"{len(ahead)} enregistrement(s) daté(s) en avance ; {len(said)} à l'heure déclarée non"
+                                  f" fiable, jugés à leur réception ({len(settled)} réglés) ; {len(ahead) - len(said)} retenus")
 
     def _judge_forgery(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
         """The forged payments move no money (refused over the ceiling), are stored for staff to
@@ -445,11 +462,12 @@ class Adversaries:
         return Outcome.DETECTED, f"{len(refused)} paiement(s) forgé(s) refusé(s) over_limit, cartes toujours utilisables"
 
     def _judge_flood(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
-        """Junk is answered with a 4xx, never a 5xx; the rejection log grows by a bounded number of rows."""
+        """Junk is answered with a 4xx, never a 5xx; the flooded terminal's rejection log grows by at
+        most its bound for the minute."""
         statuses = [int(s) for s in self.flood["statuses"]]  # type: ignore[attr-defined]
         errors = [s for s in statuses if s >= 500]
         grown = int(self.flood["rows_after"]) - int(self.flood["rows_before"])  # type: ignore[call-overload]
-        bound = getattr(ingest, "REJECTIONS_PER_MINUTE", None)
+        bound = getattr(ingest, "REJECTIONS_PER_SOURCE_PER_MINUTE", None)
         if errors:
             return Outcome.FAILED, f"{len(errors)} envoi(s) sur {len(statuses)} ont reçu une erreur {errors[0]}"
         if bound is None or grown > bound:
@@ -523,7 +541,7 @@ class Adversaries:
     def _judge_credit(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
         """Sent twice, the first credit posts once; typed twice, the double is reversed: the
         household keeps 20 €, not 40 €."""
-        household_id, first, double = self.iban["credit"]  # type: ignore[misc]
+        household_id, first, double = self.credit
         posted = session.execute(text(
             "SELECT COALESCE(SUM(amount_cents), 0) FROM ledger_transfer WHERE reference IN (:a, :b)"), {"a": first, "b": double}).scalar_one()
         reversal = session.execute(text(
@@ -531,13 +549,14 @@ class Adversaries:
             " ON r.reference = 'reversal:' || CAST(o.id AS VARCHAR(20)) WHERE o.reference = :b"), {"b": double}).scalar_one()
         if int(posted) - int(reversal) == 2_000:
             return Outcome.DETECTED, f"foyer {household_id} : 20,00 € crédités une fois, le double contre-passé"
-        if fault.why:
-            return Outcome.DETECTED, f"contre-passation refusée ({fault.why}) : le trop-perçu est réglé avec le foyer"
+        if self.refused_reversal and int(posted) - int(reversal) == 4_000:
+            return Outcome.DETECTED, f"contre-passation refusée ({self.refused_reversal}) : le trop-perçu est réglé avec le foyer"
         return Outcome.FAILED, f"foyer {household_id} : {euros(int(posted) - int(reversal))} € crédités au lieu de 20,00 €"
 
 
-def _rejected_rows(session: Session) -> int:
-    return int(session.execute(select(func.count()).select_from(RejectedUpload)).scalar_one())
+def _rejected_rows(session: Session, terminal_id: int) -> int:
+    return int(session.execute(select(func.count()).select_from(RejectedUpload)
+                               .where(RejectedUpload.terminal_id == terminal_id)).scalar_one())  # type: ignore[arg-type]
 
 
 def _record_id(session: Session, key: tuple[int, int]) -> int | None:

@@ -109,6 +109,7 @@ class World:
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._order = 0
         self._armed_power: dict[int, Fault] = {}  # terminal id -> power cut waiting to happen
+        self.planned: list[Fault] = []  # every fault of the run, from the start
         self.adversaries = Adversaries(self) if config.adversaries else None
         self.auditor.adversaries = self.adversaries
 
@@ -232,6 +233,7 @@ class World:
         def add(kind: FaultKind, day: int, time_s: int, action: Callable[[Fault], None], **fields: object) -> None:
             fault = Fault(kind, day, time_s, **fields)  # type: ignore[arg-type]
             plan.setdefault(day, []).append((fault, lambda: action(fault)))
+            self.planned.append(fault)
 
         def market_time(day: int) -> int:
             return day_start_s(day) + rng.randrange(MARKET_START_S, MARKET_END_S)
