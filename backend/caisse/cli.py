@@ -721,7 +721,7 @@ def _first_line(error: Exception) -> str:
 def verify() -> None:
     """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
 
-    Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes suspectées de clonage, foyers et commerçants à solde négatif.
+    Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes bloquées comme copies, foyers et commerçants à solde négatif.
 
     Code de sortie 0 : tout tient ; 1 : au moins un invariant est rompu (chaque écart est listé) ; 2 : la base est introuvable ou illisible.
     """

@@ -81,7 +81,7 @@ def _flagged_cards(session: Session, before: datetime, zone: ZoneInfo) -> list[W
     for uid, household_id, blocked_at, reason in rows:
         since = _utc(blocked_at)
         waiting.append(Waiting(FLAGGED_CARD, f"card:{bytes(uid).hex()}", since, None, (
-            f"carte {bytes(uid).hex()} du foyer {household_id} suspectée de clonage depuis le {_day(since, zone)} :"
+            f"carte {bytes(uid).hex()} du foyer {household_id} bloquée comme copie depuis le {_day(since, zone)} :"
             f" {reason or 'sans motif'} ; la remplacer, puis « caisse card return {bytes(uid).hex()} »")))
     return waiting
 

@@ -1,4 +1,4 @@
-"""Nothing waits forever (caisse.overdue): held records, flagged cards, households and vendor
+"""Nothing waits forever (caisse.overdue): held records, cards blocked as copies, households and vendor
 payables below zero waiting longer than CAISSE_OVERDUE_AFTER_DAYS are listed, oldest first, by
 `caisse verify` and on the console's home page; what is recent, or was settled, is not."""
 

@@ -14,7 +14,7 @@ from caisse.console.templating import render
 
 router = APIRouter(prefix="/accueil", dependencies=[Depends(require_page("home"))])
 
-KIND_FR = {overdue.HELD_RECORD: "Paiement retenu pour vérification", overdue.FLAGGED_CARD: "Carte suspectée de clonage",
+KIND_FR = {overdue.HELD_RECORD: "Paiement retenu pour vérification", overdue.FLAGGED_CARD: "Carte bloquée comme copie",
            overdue.NEGATIVE_HOUSEHOLD: "Foyer à solde négatif", overdue.NEGATIVE_PAYABLE: "Commerçant à solde négatif"}
 
 
