@@ -4,16 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench load simulate-20 clean openscad chromium
+.PHONY: run test lint-firmware bench load simulate-20 clean openscad chromium systemd
 
+# Each step says what it does: the first install takes minutes, and pip lists what it fetches.
 $(BIN)/activate:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ est nécessaire")'
+	@echo "==> Environnement Python dans $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
+	@echo "==> Installation de la caisse et de ses dépendances (quelques minutes la première fois)"
+	$(BIN)/python -m pip install --progress-bar off -e .
+	@touch $@
+	@echo "==> Installation terminée"
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -33,16 +37,21 @@ openscad:
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
+# The systemd units (deploy/systemd) are checked with systemd-analyze; installed only when missing.
+systemd:
+	@command -v systemd-analyze >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq systemd; }
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## Seed a demo caisse on the embedded SQLite database and serve it.
 run: $(VENV)/.installed
+	@echo "==> Démonstration : préparation de la base, puis le serveur (Ctrl-C pour arrêter)"
 	$(BIN)/caisse demo
 
 ## Every test: backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython, type checks.
-test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium
+test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium systemd
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/python -m pytest
 

@@ -1,11 +1,13 @@
 """Where the server's CPU goes per record, stage by stage, in one process (no HTTP, no threads).
 
-    python benchmarks/ingest_breakdown.py [-n 10240] [--db sqlite|postgresql]
+    python benchmarks/ingest_breakdown.py [-n 10240] [--db sqlite|postgresql] [--sync-v2]
 
 Companion of benchmarks/ingest.py: same fresh database and seed, then each stage of an upload is
 timed in thread CPU time (so other processes on the machine do not count): reading the JSON
 body and base64, `protocol.decode`, `protocol.verify_digest`, and `ingest_batch` + commit (which
 includes decode and verify again, plus SQL and ledger). Prints microseconds per record.
+With --sync-v2 every terminal syncs v2 first, so ingestion judges the offline budget
+(caisse.offline_limits) of every batch.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ingest import BENCH_SEED, encode_batches, fresh_database, prepare_schema, s
 from caisse import protocol
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
-from caisse.demo import AdminApi
+from caisse.demo import AdminApi, DemoTerminal
 from caisse.ingest import ingest_batch
 from caisse.main import create_app
 
@@ -53,6 +55,7 @@ AREAS = (  # first match wins: (label, substring of "file:function")
     ("ingestion logic (ingest.py)", "caisse/ingest.py"),
     ("ledger + sync counters", "caisse/ledger.py"),
     ("ledger + sync counters", "caisse/sync.py"),
+    ("offline budget (offline_limits.py)", "caisse/offline_limits.py"),
 )
 
 
@@ -72,13 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=10_240)
     parser.add_argument("--terminals", type=int, default=8)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--sync-v2", action="store_true", help="terminals sync v2 first: the offline budget is judged")
     args = parser.parse_args(argv)
+
+    def seeded(client: TestClient) -> tuple[list[DemoTerminal], list[bytes]]:
+        terminals, cards = seed(AdminApi(client, ADMIN_TOKEN), terminals=args.terminals)
+        for terminal in terminals if args.sync_v2 else ():
+            terminal.sync(client, now_s=int(time.time()), version=2)
+        return terminals, cards
+
     with fresh_database(args.db) as database_url:
         prepare_schema(database_url)
-        settings = Settings(environment="test", admin_token=ADMIN_TOKEN, database_url=database_url)
+        # With --sync-v2, limits no payment of the bench passes (every household pays a stall several
+        # times an hour here): the cost of judging each batch, not of holding records.
+        generous = {"offline_share_bp": 10_000, "offline_daily_cap_cents": 2**31 - 1} if args.sync_v2 else {}
+        settings = Settings(environment="test", admin_token=ADMIN_TOKEN, database_url=database_url, **generous)
         engine = make_engine(database_url)
         with TestClient(create_app(settings, engine=engine)) as client:
-            terminals, cards = seed(AdminApi(client, ADMIN_TOKEN), terminals=args.terminals)
+            terminals, cards = seeded(client)
         sign_records(terminals, cards, args.n)
         bodies = [batch for lane in encode_batches(terminals, 256) for batch in lane]
         raws = [[base64.b64decode(r) for r in json.loads(b.body)["records"]] for b in bodies]
@@ -108,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(second_url)
             make_session = session_factory(engine)
             with TestClient(create_app(settings.model_copy(update={"database_url": second_url}), engine=engine)) as client:
-                seed(AdminApi(client, ADMIN_TOKEN), terminals=args.terminals)
+                seeded(client)
             profile.runcall(ingest_all)
         engine.dispose()
     rest = costs["ingest_batch + commit (all of it)"] - costs["protocol.decode"] - costs["protocol.verify_digest"]
-    print(f"database {args.db}, {args.n} records, batches of 256, CPU time of this thread per record:")
+    print(f"database {args.db}, {args.n} records, batches of 256, terminals on sync v{2 if args.sync_v2 else 1},"
+          " CPU time of this thread per record:")
     for name, cost in costs.items():
         print(f"  {name:<36} {cost:7.1f} µs")
     print(f"  {'ingest minus decode and verify':<36} {rest:7.1f} µs  (SQL, SQLAlchemy, ledger, ingestion logic)")

@@ -44,6 +44,21 @@ err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
+@app.callback()
+def _check_settings() -> None:
+    """Refuse to run on settings that are wrong or unsafe, with a French sentence per problem."""
+    from pydantic import ValidationError
+
+    from caisse.config import settings_problems
+
+    try:
+        Settings()
+    except ValidationError as error:
+        for problem in settings_problems(error):
+            err.print(f"[red]Erreur de configuration :[/red] {problem}", markup=True, highlight=False)
+        raise typer.Exit(code=2) from None
+
+
 @contextmanager
 def _engine(settings: Settings) -> Iterator[Engine]:
     """The settings' database, disposed of after use. In development the schema is brought up to date first."""
@@ -143,6 +158,45 @@ def db_upgrade() -> None:
     finally:
         engine.dispose()
     err.print("Base de données à jour.")
+
+
+@db_app.command("sauvegarder")
+def db_backup(
+    folder: Annotated[Path, typer.Option("--dossier", help="Dossier des sauvegardes.")] = Path("./sauvegardes"),
+    keep: Annotated[int, typer.Option("--garder", help="Nombre de sauvegardes gardées (les plus récentes).")] = 14,
+) -> None:
+    """Sauvegarder la base (pg_dump en production) : le chemin du fichier sur la sortie standard."""
+    from caisse import backup
+
+    try:
+        path = backup.back_up(Settings().database_url, folder, keep=keep)
+    except CaisseError as error:
+        _fail(error)
+    out.print(str(path), markup=False, highlight=False)
+    err.print(f"Sauvegarde écrite : {path}")
+
+
+@db_app.command("restaurer")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="Fichier de sauvegarde (caisse db sauvegarder).")],
+    yes: Annotated[bool, typer.Option("--oui", help="Confirmer : tout ce qui est arrivé après la sauvegarde est effacé.")] = False,
+) -> None:
+    """Remplacer le contenu de la base par une sauvegarde ; les terminaux renvoient ensuite ce qui manque."""
+    from caisse import backup
+
+    if not yes:
+        err.print("[red]Erreur :[/red] la restauration efface tout ce qui est arrivé après la sauvegarde :"
+                  " relancez avec --oui pour confirmer.")
+        raise typer.Exit(code=1)
+    try:
+        restored = backup.restore(Settings().database_url, path, by=f"cli:{_os_user()}")
+    except CaisseError as error:
+        _fail(error)
+    err.print(f"Base restaurée depuis {path.name}. Chaque terminal renvoie, à sa prochaine synchronisation, ses"
+              " enregistrements au-delà du numéro ci-dessous (ceux qu'il a encore en mémoire) :")
+    typer.echo("terminal\tacquitté jusqu'à")
+    for terminal_id, acked_seq in restored.terminals:
+        typer.echo(f"{terminal_id}\t{acked_seq}")
 
 
 @vendor_app.command("add")
@@ -989,3 +1043,54 @@ def sortition_verify(
         err.print(f"Tirage NON confirmé : {len(differences)} ligne(s) diffèrent du calcul refait depuis la graine.")
         raise typer.Exit(1)
     err.print(f"Tirage confirmé : le calcul refait depuis la graine {sortition.seed_of(phrase)} donne le même résultat.")
+
+
+bank_app = typer.Typer(help="Réponses de la banque aux virements de la caisse (pain.002, camt.054, camt.053).",
+                       no_args_is_help=True)
+app.add_typer(bank_app, name="banque")
+
+
+@bank_app.command("importer")
+def bank_import(
+    path: Annotated[Path, typer.Argument(help="Fichier XML reçu de la banque.", exists=True, dir_okay=False)],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif).")],
+) -> None:
+    """Importer un rejet (pain.002) ou un avis/relevé (camt.054, camt.053) : un virement retourné
+    revient au commerçant et sera repayé par un prochain règlement."""
+    from caisse import bank
+
+    content = path.read_bytes()
+    result = _run(lambda s: bank.import_file(s, content=content, by=by, os_user=_os_user()))
+    out.print(len(result.returned))
+    if result.already_imported:
+        err.print(f"Fichier déjà importé ({result.message_type} {result.message_id}) : rien de changé.")
+        return
+    for returned in result.returned:
+        err.print(f"Virement {returned.payment_id} retourné : {euros(returned.amount_cents)} EUR au commerçant"
+                  f" {returned.vendor_id}, {returned.reason}. "
+                  + ("Il attend un nouvel IBAN (caisse vendor iban-request)." if returned.needs_new_iban
+                     else "Le prochain règlement le paie à nouveau."))
+    for payment_id in result.already_returned:
+        err.print(f"Virement {payment_id} déjà retourné par un fichier précédent : rien de changé.")
+    for payment_id in result.foreign_returns:
+        err.print(f"Retour {payment_id} : ce n'est pas un virement de la caisse, à examiner avec la banque.")
+    for payment_id in result.duplicates_ignored:
+        err.print(f"Virement {payment_id} : doublon refusé par la banque, l'original est payé : rien à faire.")
+    err.print(f"{result.message_type} {result.message_id} importé : {len(result.returned)} virement(s) retourné(s),"
+              f" {result.debited} débit(s) constaté(s).")
+
+
+@bank_app.command("retours")
+def bank_returns(
+    waiting: Annotated[bool, typer.Option("--en-attente", help="Seulement ceux qu'aucun règlement n'a repayés.")] = False,
+) -> None:
+    """Lister les virements retournés par la banque (séparés par des tabulations)."""
+    from caisse import bank
+
+    rows = _run(lambda s: [(r.payment_id, r.run_id, r.vendor_id, r.amount_cents, r.iban, r.reason, r.repaid_run_id)
+                           for r in bank.returns(s, waiting_only=waiting)])
+    typer.echo("\t".join(("virement", "règlement", "commerçant", "montant (EUR)", "IBAN", "motif", "repayé par")))
+    for payment_id, run_id, vendor_id, amount, iban, reason, repaid in rows:
+        typer.echo("\t".join(str(value) for value in (
+            payment_id, run_id, vendor_id, euros(amount), iban, reason, f"règlement {repaid}" if repaid else "en attente")))
+    err.print(f"{len(rows)} virement(s) retourné(s).")

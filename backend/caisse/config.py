@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
@@ -16,6 +18,8 @@ SepaSchema = Literal["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "p
 # with them can be forged by anyone who reads this file.
 DEV_CARD_MASTER_KEY_HEX = "00" * 16
 DEV_CARD_META_KEY_HEX = "00" * 16
+# An example account (the bank's published test IBAN): refused in production.
+PLACEHOLDER_DEBTOR_IBAN = "FR7630006000011234567890189"
 # Public member-code master, development only: with it anyone derives every terminal's code key.
 DEV_MEMBER_CODE_MASTER_KEY_HEX = "00" * 32
 
@@ -36,6 +40,10 @@ class Settings(BaseSettings):
     # Basic (UID-only) cards can be cloned: a lower ceiling bounds what one clone takes per tap.
     basic_card_max_payment_cents: int = Field(default=5_000, gt=0)
     code_max_tries: int = Field(default=3, gt=0, le=255)  # wrong member codes before a terminal locks a card
+    # Offline budget (sync v2, docs/ledger.md "Offline limits"): per household, per terminal and per
+    # day, at most min(balance at sync x share, daily cap). The share in basis points (5000 = 50 %).
+    offline_share_bp: int = Field(default=5_000, gt=0, le=10_000)
+    offline_daily_cap_cents: int = Field(default=10_000, gt=0, lt=2**31)
 
     # Secure cards (NTAG 424 DNA, docs/cards.md): AN10922 master of the per-card file-read keys,
     # the SDM meta-read key shared by all cards, and the diversification input after the UID.
@@ -72,7 +80,7 @@ class Settings(BaseSettings):
     # pain.001 version per bank of the caisse: BIC (11 letters, or its first 8) -> version (caisse.sepa)
     sepa_schema_by_bank: dict[str, SepaSchema] = {}
     debtor_name: str = "Caisse alimentaire commune"
-    debtor_iban: str = "FR7630006000011234567890189"
+    debtor_iban: str = PLACEHOLDER_DEBTOR_IBAN
     debtor_bic: str = "AGRIFRPPXXX"
 
     # Nothing waits forever (docs/operations.md): records held for review, cards flagged as possibly
@@ -86,20 +94,29 @@ class Settings(BaseSettings):
     console_login_window_s: int = Field(default=900, gt=0)
 
     @model_validator(mode="after")
-    def _refuse_default_secret_outside_development(self) -> Settings:
+    def _refuse_unsafe_settings(self) -> Settings:
+        """Every setting that would be a hole in production, each named, in French, all at once."""
+        problems = []
         if self.environment != "development" and self.admin_token in ("", DEV_ADMIN_TOKEN):
-            raise ValueError(
-                f"CAISSE_ADMIN_TOKEN must be set to a secret of your own when CAISSE_ENVIRONMENT={self.environment}"
-            )
-        if len(self.admin_token) < 8:
-            raise ValueError("CAISSE_ADMIN_TOKEN must be at least 8 characters")
+            problems.append(f"CAISSE_ADMIN_TOKEN doit être un secret propre à la caisse quand"
+                            f" CAISSE_ENVIRONMENT={self.environment} (pas la valeur de développement)")
+        elif len(self.admin_token) < 8:
+            problems.append("CAISSE_ADMIN_TOKEN doit compter au moins 8 caractères")
         if self.environment == "production":
+            if self.database_url.startswith("sqlite"):
+                problems.append("CAISSE_DATABASE_URL doit désigner PostgreSQL en production"
+                                " (postgresql+psycopg://...), pas SQLite")
+            if self.debtor_iban.replace(" ", "").upper() == PLACEHOLDER_DEBTOR_IBAN:
+                problems.append("CAISSE_DEBTOR_IBAN doit être l'IBAN du compte de la caisse : la valeur d'exemple"
+                                " enverrait les virements depuis un compte qui n'est pas le sien")
             for name, value, public in (("CARD_MASTER_KEY_HEX", self.card_master_key_hex, DEV_CARD_MASTER_KEY_HEX),
                                         ("CARD_META_KEY_HEX", self.card_meta_key_hex, DEV_CARD_META_KEY_HEX),
                                         ("MEMBER_CODE_MASTER_KEY_HEX", self.member_code_master_key_hex,
                                          DEV_MEMBER_CODE_MASTER_KEY_HEX)):
                 if value.lower() == public:
-                    raise ValueError(f"CAISSE_{name} must be set to a key of your own in production")
+                    problems.append(f"CAISSE_{name} doit être une clé propre à la caisse en production")
+        if problems:
+            raise ValueError(" ; ".join(problems))
         return self
 
     @field_validator("debtor_name")
@@ -115,8 +132,10 @@ class Settings(BaseSettings):
                              f" chiffres, / - ? : ( ) . , ' +) : par exemple « {sent} »")
         return name
 
-    def terminal_limits(self) -> dict[str, int]:
-        return {
+    def terminal_limits(self, sync_version: int = 1) -> dict[str, int]:
+        """The `limits` of a sync answer (docs/protocol.md): v1's six, or v2's with the offline
+        budget and `limits_version`, an identifier of these values (not of the settings object)."""
+        limits = {
             "max_payment_cents": self.max_payment_cents,
             "pin_threshold_cents": self.pin_threshold_cents,
             "offline_max_age_s": self.offline_max_age_s,
@@ -124,6 +143,30 @@ class Settings(BaseSettings):
             "basic_card_max_payment_cents": self.basic_card_max_payment_cents,
             "code_max_tries": self.code_max_tries,
         }
+        if sync_version >= 2:
+            limits |= {"offline_share_bp": self.offline_share_bp, "offline_daily_cap_cents": self.offline_daily_cap_cents}
+            limits["limits_version"] = limits_version(limits)
+        return limits
+
+
+def limits_version(limits: dict[str, int]) -> int:
+    """A u32 naming a set of limits: the first 4 bytes of SHA-256 of their canonical JSON (never 0).
+    Restarting with the same values gives the same version; changing any value gives another."""
+    digest = hashlib.sha256(json.dumps(limits, sort_keys=True, separators=(",", ":")).encode()).digest()
+    return int.from_bytes(digest[:4], "big") or 1
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """What is wrong with the environment, one French sentence per problem (for the command line)."""
+    problems = []
+    for item in error.errors():
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        if where:
+            problems.append(f"réglage CAISSE_{where.upper()} invalide : {message}")
+        else:
+            problems.extend(message.split(" ; "))
+    return problems
 
 
 @lru_cache

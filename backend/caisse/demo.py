@@ -30,7 +30,7 @@ from caisse import demo_data, protocol
 from caisse.demo_data import DemoHousehold, DemoVendor
 from caisse.money import euros
 from caisse.protocol import Kind, Record
-from caisse.sync import unpack_cards
+from caisse.sync import unpack_cards, unpack_cards_v2
 
 DEMO_SEED = 20260103
 UPLOAD_BATCH = 16  # small on purpose: a morning's log goes up in several batches
@@ -113,22 +113,23 @@ class DemoTerminal:
     def public_key(self) -> bytes:
         return protocol.public_key_bytes(self._key)
 
-    def sync(self, client: httpx.Client, *, now_s: int) -> dict[str, Any]:
-        """Signed sync request (docs/protocol.md#sync); follows `more` until the card list is complete."""
+    def sync(self, client: httpx.Client, *, now_s: int, version: int = 1) -> dict[str, Any]:
+        """Signed sync request (docs/protocol.md#sync) in that format version; follows `more`
+        until the card list is complete."""
         for _ in range(MAX_SYNC_PAGES):
             since = self.cards_version
             digest = protocol.sync_digest(self.terminal_id, now_s, since)
             headers = {"X-Caisse-Time": str(now_s), "X-Caisse-Signature": protocol.sign_digest(self._key, digest).hex()}
-            answer = expect(client.get(f"/v1/terminals/{self.terminal_id}/sync", params={"since": since},
-                                       headers=headers), 200)
+            params = {"since": since} | ({"v": version} if version > 1 else {})
+            answer = expect(client.get(f"/v1/terminals/{self.terminal_id}/sync", params=params, headers=headers), 200)
             self.cards_version = answer["cards_version"]
-            self._apply_cards(base64.b64decode(answer["cards"]))
+            self._apply_cards(base64.b64decode(answer["cards"]), version)
             if not answer["more"]:
                 return answer
         raise DemoError(f"terminal {self.terminal_id}: sync still had more after {MAX_SYNC_PAGES} pages")
 
-    def _apply_cards(self, packed: bytes) -> None:
-        for entry in unpack_cards(packed):
+    def _apply_cards(self, packed: bytes, version: int) -> None:
+        for entry in unpack_cards(packed) if version == 1 else unpack_cards_v2(packed):
             if entry.status == CARD_BLOCKED:
                 self.deny_list.add(entry.uid)
             else:

@@ -25,6 +25,7 @@ from caisse.models import (
     ReviewStatus,
     SettlementItem,
     Terminal,
+    TerminalHealth,
     TransactionRecord,
     Vendor,
 )
@@ -85,6 +86,7 @@ class TerminalRow:
     held: int  # accepted records waiting for a person's decision (caisse.review)
     rejected: int  # records stored as rejected (business reasons)
     last_record_at: datetime | None  # when the backend received its latest record
+    health: TerminalHealth | None = None  # its last health report (caisse.terminal_health)
 
 
 def search_households(session: Session, *, query: str = "", limit: int = 50) -> list[HouseholdRow]:
@@ -194,13 +196,15 @@ def terminal_rows(session: Session, *, vendor_id: int | None = None, status: str
         .select_from(record.outerjoin(item, item.c.record_id == record.c.id))
         .group_by(record.c.terminal_id).subquery()
     )
-    statement = (select(Terminal, Vendor.name, counts.c.unsettled, counts.c.held, counts.c.rejected, counts.c.last_record_at)
+    statement = (select(Terminal, Vendor.name, counts.c.unsettled, counts.c.held, counts.c.rejected, counts.c.last_record_at,
+                        TerminalHealth)
                  .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
-                 .outerjoin(counts, counts.c.terminal_id == Terminal.id))
+                 .outerjoin(counts, counts.c.terminal_id == Terminal.id)
+                 .outerjoin(TerminalHealth, TerminalHealth.terminal_id == Terminal.id))  # type: ignore[arg-type]
     if vendor_id is not None:
         statement = statement.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
     if status is not None:
         statement = statement.where(Terminal.status == status)  # type: ignore[arg-type]
     return [TerminalRow(terminal=t, vendor_name=name, unsettled=int(unsettled or 0), held=int(held or 0),
-                        rejected=int(rejected or 0), last_record_at=last)
-            for t, name, unsettled, held, rejected, last in session.execute(statement.order_by(Terminal.id)).all()]  # type: ignore[arg-type]
+                        rejected=int(rejected or 0), last_record_at=last, health=health)
+            for t, name, unsettled, held, rejected, last, health in session.execute(statement.order_by(Terminal.id)).all()]  # type: ignore[arg-type]

@@ -371,7 +371,7 @@ class _Book:
         self.records: dict[str, int] = {}  # Σ of the records: payments, voids, rejected payments not voided
         self.register: dict[str, int] = {}  # contributions register by month, reversed ones left out
         self.reversed: dict[str, int] = {}  # Σ reversals (caisse.corrections) by the kind of the entry they take back
-        self.exported_items = 0
+        self.exported_items = 0  # what exported runs paid (items, and returns paid again), less what the bank gave back
 
     def at(self, month: str) -> _Flows:
         return self.months.setdefault(month, _Flows())
@@ -391,7 +391,7 @@ class _Book:
         book._read_journal(session, zone)
         book._read_records(session, zone, periods)
         book._read_rejections(session, zone)
-        book._read_payouts(session)
+        book._read_payouts(session, zone)
         book._read_checks(session)
         book._read_reversals(session, zone)
         return book
@@ -539,9 +539,15 @@ class _Book:
             setattr(flows, line, getattr(flows, line) - cents)
             self.reversed[kind] = self.reversed.get(kind, 0) + cents
 
-    def _read_payouts(self, session: Session) -> None:
+    def _read_payouts(self, session: Session, zone: ZoneInfo) -> None:
+        """Payouts by their run's date; a transfer the bank gave back (caisse.bank) comes off the
+        payouts of the month it came back."""
         for day, cents in _payouts_by_run_date(session):
             self.at(day.strftime("%Y-%m")).payouts += cents
+        if self.journal.get(ledger.TransferKind.BANK_RETURN):
+            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
+                    LedgerTransfer.kind == ledger.TransferKind.BANK_RETURN)).all():  # type: ignore[arg-type]
+                self.at(_local_month(created_at, zone)).payouts -= int(cents)
 
     def _read_checks(self, session: Session) -> None:
         self.accounts = {purpose: int(cents) for purpose, cents in session.execute(text(
@@ -552,6 +558,11 @@ class _Book:
         self.exported_items = int(session.execute(text(
             "SELECT COALESCE(SUM(i.amount_cents), 0) FROM settlement_item i JOIN settlement_run r ON r.id = i.run_id"
             " WHERE r.status = 'exported'")).scalar_one())
+        # Bank returns (caisse.bank): given back, and paid again by a later exported run.
+        self.exported_items += int(session.execute(text(
+            "SELECT COALESCE(SUM(b.amount_cents), 0) FROM bank_return b JOIN settlement_run r ON r.id = b.repaid_run_id"
+            " WHERE r.status = 'exported'")).scalar_one())
+        self.exported_items -= int(session.execute(text("SELECT COALESCE(SUM(amount_cents), 0) FROM bank_return")).scalar_one())
 
     def differences(self) -> list[str]:
         """Every identity of docs/settlement.md that does not hold, in French with both amounts."""
@@ -575,8 +586,10 @@ class _Book:
             ("paiements rejetés après vérification, hors ceux annulés par le terminal",
              self.records.get("rejected_payments", 0) - self.records.get("voided_rejected", 0), journal.get(kinds.REJECT, 0),
              "remboursés au grand livre"),
-            ("virements aux commerçants", total.payouts, journal.get(kinds.SETTLEMENT, 0), "au grand livre"),
-            ("virements aux commerçants", total.payouts, self.exported_items, "dans les règlements exportés"),
+            ("virements aux commerçants", total.payouts, journal.get(kinds.SETTLEMENT, 0) - journal.get(kinds.BANK_RETURN, 0),
+             "au grand livre, retours de la banque déduits"),
+            ("virements aux commerçants", total.payouts, self.exported_items,
+             "dans les règlements exportés, retours de la banque déduits"),
             # What the accounts hold today is what the months add up to.
             ("soldes des foyers", total.members, accounts.get("member", 0), "sur leurs comptes"),
             ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(ledger.ALLOWANCE_FUND, 0),
@@ -596,6 +609,7 @@ class _Book:
             if registered != posted:
                 found.append(f"cotisations de {month} : {euros(registered)} € au registre, {euros(posted)} € au grand livre")
         known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.REJECT, kinds.SETTLEMENT, kinds.REVERSAL,
+                 kinds.BANK_RETURN,
                  "contribution", "matching", "grant", "fee"}
         found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
                   for kind, cents in sorted(journal.items()) if kind not in known]

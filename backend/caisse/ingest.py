@@ -21,7 +21,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import card_auth, ledger, protocol
+from caisse import card_auth, ledger, offline_limits, protocol
 from caisse.config import Settings
 from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
 from caisse.models import (
@@ -210,6 +210,9 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
     stored, covered = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
     received_s = unix_s(batch.received_at)
     cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
+    budget = offline_limits.load_judge(
+        session, terminal_id=terminal_id, terminal=terminal,
+        payments=[(c[2], cards[c[2].card_uid][0]) for c in candidates if c[2].card_uid in cards])
     deny_list_proofs: dict[int, int | None] = {}
 
     def deny_list_held_since(version: int) -> int | None:
@@ -272,6 +275,9 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         card = cards.get(record.card_uid)
         if card is not None and card[_SECURE] and record.kind == Kind.PAYMENT:
             _check_secure_card(batch, record, card_id=card[_CARD_ID], settings=settings)
+        if budget is not None and household_id is not None:
+            over_budget = budget.judge(record, household_id)  # every stored record counts in the day's spend
+            hold = hold or over_budget
         if reason is None:
             for why in (hold, time_hold):
                 if why is not None:

@@ -38,6 +38,7 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
     ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER)}),
     ledger.TransferKind.REJECT: frozenset({(VENDOR_PAYABLE, MEMBER)}),
     ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
+    ledger.TransferKind.BANK_RETURN: frozenset({(ledger.VENDOR_PAID, VENDOR_PAYABLE)}),
     "contribution": frozenset({("income:contributions", "fund")}),
     "matching": frozenset({("income:matching", "fund")}),
     "grant": frozenset({("income:grants", "fund")}),
@@ -289,12 +290,16 @@ def reversals_mirror_their_entry(session: Session) -> list[str]:
 
 def payouts_match_settlements(session: Session) -> list[str]:
     """Per run and vendor, the payout `settlement:{run}:{vendor}` equals the records the run
-    settled for the vendor (none when they net to zero, none for a run not exported); what
-    vendor_paid holds is the total of exported runs."""
+    settled for the vendor plus the bank returns it paid again (caisse.bank); none when that is
+    zero, none for a run not exported. vendor_paid holds what exported runs paid, less what the
+    bank gave back."""
     found = []
     items = {(int(run), int(vendor)): (int(cents), status) for run, vendor, cents, status in _rows(
         session, "SELECT i.run_id, i.vendor_id, SUM(i.amount_cents), r.status FROM settlement_item i"
                  " JOIN settlement_run r ON r.id = i.run_id GROUP BY i.run_id, i.vendor_id, r.status")}
+    repaid = {(int(run), int(vendor)): (int(cents), status) for run, vendor, cents, status in _rows(
+        session, "SELECT b.repaid_run_id, b.vendor_id, SUM(b.amount_cents), r.status FROM bank_return b"
+                 " JOIN settlement_run r ON r.id = b.repaid_run_id GROUP BY b.repaid_run_id, b.vendor_id, r.status")}
     paid: dict[tuple[int, int], int] = {}
     for reference, cents in _rows(session, "SELECT reference, amount_cents FROM ledger_transfer WHERE kind = :kind",
                                   kind=ledger.TransferKind.SETTLEMENT):
@@ -304,16 +309,44 @@ def payouts_match_settlements(session: Session) -> list[str]:
             found.append(f"le virement {reference} ({euros(int(cents))} €) ne nomme pas un règlement et un commerçant")
         else:
             paid[key] = int(cents)
-    for (run, vendor) in sorted(items.keys() | paid.keys()):
+    for (run, vendor) in sorted(items.keys() | repaid.keys() | paid.keys()):
         settled, status = items.get((run, vendor), (0, None))
-        due = settled if status == "exported" and settled > 0 else 0
+        again, again_status = repaid.get((run, vendor), (0, None))
+        status = status or again_status
+        due = settled + again if status == "exported" and settled + again > 0 else 0
         if paid.get((run, vendor), 0) != due:
             found.append(f"règlement {run}, commerçant {vendor} : viré {euros(paid.get((run, vendor), 0))} €,"
-                         f" enregistrements réglés {euros(settled)} €" + ("" if status == "exported" else " (règlement non exporté)"))
+                         f" enregistrements réglés {euros(settled)} €"
+                         + (f" et retours de la banque repayés {euros(again)} €" if again else "")
+                         + ("" if status == "exported" else " (règlement non exporté)"))
     paid_out = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
-    exported = sum(cents for cents, status in items.values() if status == "exported")
-    if paid_out != exported:
-        found.append(f"compte des virements aux commerçants : {euros(paid_out)} €, règlements exportés : {euros(exported)} €")
+    exported = sum(cents for cents, status in [*items.values(), *repaid.values()] if status == "exported")
+    returned = _scalar(session, "SELECT COALESCE(SUM(amount_cents), 0) FROM bank_return")
+    if paid_out != exported - returned:
+        found.append(f"compte des virements aux commerçants : {euros(paid_out)} € ; règlements exportés {euros(exported)} €"
+                     f" − retours de la banque {euros(returned)} € = {euros(exported - returned)} €")
+    return _capped(found)
+
+
+def bank_returns_posted(session: Session) -> list[str]:
+    """Each transfer the bank gave back (caisse.bank) has its posting `return:{payment_id}` of its
+    amount back to the vendor's payable, and no such posting exists without its return."""
+    rows = _rows(session, """
+        SELECT b.payment_id, b.amount_cents, t.amount_cents FROM bank_return b
+        LEFT JOIN ledger_transfer t ON t.reference = 'return:' || b.payment_id AND t.kind = :kind
+        WHERE t.id IS NULL OR t.amount_cents <> b.amount_cents
+        UNION ALL
+        SELECT t.reference, NULL, t.amount_cents FROM ledger_transfer t WHERE t.kind = :kind
+          AND NOT EXISTS (SELECT 1 FROM bank_return b WHERE 'return:' || b.payment_id = t.reference)
+        ORDER BY 1""", kind=ledger.TransferKind.BANK_RETURN)
+    found = []
+    for name, returned, posted in rows:
+        if returned is None:
+            found.append(f"l'écriture {name} ({euros(int(posted))} €) ne correspond à aucun retour de la banque")
+        elif posted is None:
+            found.append(f"le retour du virement {name} ({euros(int(returned))} €) n'est pas au grand livre")
+        else:
+            found.append(f"le retour du virement {name} vaut {euros(int(returned))} €, son écriture {euros(int(posted))} €")
     return _capped(found)
 
 
@@ -405,6 +438,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               settled_records),
     Invariant("payouts_match_settlements", "les virements sont les règlements exportés, commerçant par commerçant",
               payouts_match_settlements),
+    Invariant("bank_returns_posted", "chaque retour de la banque est au grand livre, une fois, pour son montant",
+              bank_returns_posted),
     Invariant("watermark_sound", "aucun enregistrement n'est oublié sous le repère des règlements", watermark_sound),
     Invariant("contributions_registered", "le registre des cotisations est celui du grand livre", contributions_registered),
 )

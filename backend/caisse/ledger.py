@@ -34,6 +34,7 @@ class TransferKind:
     SETTLEMENT = "settlement"  # vendor_payable -> vendor_paid when a SEPA file is exported
     REJECT = "review_reject"  # vendor_payable -> member: a held payment a person rejected (caisse.review)
     REVERSAL = "reversal"  # a staff entry made by mistake, taken back (caisse.corrections)
+    BANK_RETURN = "bank_return"  # vendor_paid -> vendor_payable: a transfer the bank gave back (caisse.bank)
 
 
 def member_code(household_id: int) -> str:
@@ -56,6 +57,11 @@ def reject_reference(terminal_id: int, seq: int) -> str:
 def reversal_reference(transfer_id: int) -> str:
     """The reversal of transfer `transfer_id` (caisse.corrections): at most once per transfer."""
     return f"reversal:{transfer_id}"
+
+
+def return_reference(payment_id: str) -> str:
+    """A transfer the bank rejected or returned (caisse.bank): at most once per payment."""
+    return f"return:{payment_id}"
 
 
 USER_KEY_MAX_CHARS = 100  # the longest namespace ("contribution:", "grant:YYYY-MM:") + 100 fits the column's 128

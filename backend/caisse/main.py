@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,7 +26,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     """The app, on the settings' database unless an engine is given (tests share theirs)."""
     settings = settings or Settings()
     engine = engine or make_engine(settings.database_url)
-    app = FastAPI(title="Caisse", version="0.1.0")
+    # /docs and /redoc with their Swagger UI and ReDoc assets served from the package: no CDN, so
+    # they work on a server or a laptop without internet.
+    app = FastAPIOffline(title="Caisse", version="0.1.0", static_url="/docs-assets")
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
     LargeBinary,
     SmallInteger,
     String,
@@ -99,6 +100,8 @@ class Household(SQLModel, table=True):
     # Member code (docs/cards.md): SHA-256(salt || 4 digits)[:8], sent to terminals; both or neither.
     code_salt: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
     code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
+    # When its balance last went below zero; None while it is zero or more (caisse.overdrafts).
+    overdrawn_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Card(SQLModel, table=True):
@@ -145,6 +148,10 @@ class Terminal(SQLModel, table=True):
     # Declared at registration: True, its ATECC608 holds its member-code key (keyed verifiers);
     # False, no chip (no verifiers); None, registered before member-code keys (v1 verifiers).
     secure_element: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    # Sync v2 (docs/protocol.md): the limits version and the cards version of its last answer.
+    # Both None until its first v2 sync: its records are judged as v1's, without offline budget.
+    limits_version: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    cards_version_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class CardCounter(SQLModel, table=True):
@@ -168,6 +175,57 @@ class TerminalSync(SQLModel, table=True):
     terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), nullable=False))
     cards_version: int = Field(sa_column=Column(BigInteger, nullable=False))
     synced_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class TerminalHealth(SQLModel, table=True):
+    """The last health report a terminal signed on its sync (docs/protocol.md, "Health report"):
+    one row per terminal, replaced by a report with a later terminal time."""
+
+    __tablename__ = "terminal_health"
+
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), primary_key=True, autoincrement=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    terminal_time: int = Field(sa_column=Column(BigInteger, nullable=False))  # the signed X-Caisse-Time
+    firmware_version: str = Field(sa_column=Column(String(32), nullable=False))
+    uptime_s: int = Field(sa_column=Column(BigInteger, nullable=False))
+    boots: int = Field(sa_column=Column(BigInteger, nullable=False))
+    watchdog_resets: int = Field(sa_column=Column(BigInteger, nullable=False))
+    crash_resets: int = Field(sa_column=Column(BigInteger, nullable=False))
+    task_restarts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    safe_mode_boots: int = Field(sa_column=Column(BigInteger, nullable=False))
+    errors: dict = Field(sa_column=Column(JSON, nullable=False))  # part -> errors counted since provisioning
+    last_error: str = Field(sa_column=Column(String(80), nullable=False))
+    battery_mv: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    battery_low: bool = Field(sa_column=Column(Boolean, nullable=False))
+    unsent_records: int = Field(sa_column=Column(BigInteger, nullable=False))
+    unsigned_records: int = Field(sa_column=Column(BigInteger, nullable=False))
+    log_free_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TerminalLimits(SQLModel, table=True):
+    """The offline limits sent to a terminal, one row each time they differ from the last sent."""
+
+    __tablename__ = "terminal_limits"
+    __table_args__ = (Index("ix_terminal_limits_terminal_id", "terminal_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    terminal_id: int = Field(sa_column=Column(Integer, ForeignKey("terminal.id"), nullable=False))
+    limits_version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    offline_share_bp: int = Field(sa_column=Column(Integer, nullable=False))
+    offline_daily_cap_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class FeedBalance(SQLModel, table=True):
+    """The balance a v2 sync sent for a household at one cards version: every terminal that got
+    this version got this balance. Ingestion judges offline budgets with it (caisse.offline_limits).
+    No foreign key: rows are written by syncs, in bulk, and never deleted with their household."""
+
+    __tablename__ = "feed_balance"
+
+    household_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    cards_version: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    balance_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class CodeFailure(SQLModel, table=True):
@@ -403,6 +461,40 @@ class SettlementLine(SQLModel, table=True):
     payee_iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
     payee_bic: str | None = Field(default=None, sa_column=Column(String(11), nullable=True))
     payment_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))  # EndToEndId
+    # The day the caisse's bank statement (camt.054/053) shows the transfer debited (caisse.bank).
+    debited_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+
+
+class BankFile(SQLModel, table=True):
+    """A bank message imported (caisse.bank): its digest makes a second import change nothing."""
+
+    __tablename__ = "bank_file"
+
+    sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    message_type: str = Field(sa_column=Column(String(40), nullable=False))  # pain.002.001.03, camt.054.001.02...
+    message_id: str = Field(sa_column=Column(String(35), nullable=False))  # the bank's GrpHdr/MsgId
+    imported_by: str = Field(sa_column=Column(String(254), nullable=False))
+    imported_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class BankReturn(SQLModel, table=True):
+    """A transfer the bank rejected or returned (caisse.bank): its money is back in the vendor's
+    payable, and a later run pays it again. At most one per payment (its EndToEndId)."""
+
+    __tablename__ = "bank_return"
+
+    id: int | None = Field(default=None, primary_key=True)
+    payment_id: str = Field(sa_column=Column(String(35), nullable=False, unique=True))
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False))
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
+    amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
+    iban: str = Field(sa_column=Column(String(34), nullable=False))  # the IBAN the money came back from
+    reason_code: str = Field(sa_column=Column(String(8), nullable=False))  # ISO 20022 ExternalStatusReason, e.g. AC04
+    reason: str = Field(sa_column=Column(String(300), nullable=False))  # in French, for staff and the vendor
+    needs_new_iban: bool = Field(sa_column=Column(Boolean, nullable=False))
+    file_sha256: str = Field(sa_column=Column(String(64), ForeignKey("bank_file.sha256"), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    repaid_run_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=True))
 
 
 class IbanChangeStatus(enum.StrEnum):

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
+from caisse import overdrafts
 from caisse.config import Settings
 from caisse.db import column_in
 from caisse.models import BlockReason, Card, CardStatus, LedgerAccount, LedgerTransfer, ReviewStatus, Terminal, TransactionRecord
@@ -39,7 +40,7 @@ def overdue(session: Session, *, settings: Settings, now: datetime | None = None
     before = now - timedelta(days=settings.overdue_after_days)
     zone = ZoneInfo(settings.settlement_timezone)
     found = [*_held_records(session, before, zone), *_flagged_cards(session, before, zone),
-             *_negative_balances(session, before, zone)]
+             *_overdrawn_households(session, before, zone), *_negative_payables(session, before, zone)]
     return sorted(found, key=lambda w: (w.since, w.kind, w.subject))
 
 
@@ -86,13 +87,26 @@ def _flagged_cards(session: Session, before: datetime, zone: ZoneInfo) -> list[W
     return waiting
 
 
-def _negative_balances(session: Session, before: datetime, zone: ZoneInfo) -> list[Waiting]:
-    """Households and vendor payables below zero, since the transfer that last took them there:
-    the journal of those accounts only (few), replayed in posting order."""
+def _overdrawn_households(session: Session, before: datetime, zone: ZoneInfo) -> list[Waiting]:
+    """Households below zero since before the delay (caisse.overdrafts keeps `overdrawn_since`)."""
+    waiting = []
+    for overdraft in overdrafts.overdrawn_households(session, limit=1_000_000):
+        if overdraft.since is None or _utc(overdraft.since) >= before:
+            continue
+        since = _utc(overdraft.since)
+        waiting.append(Waiting(NEGATIVE_HOUSEHOLD, f"household:{overdraft.household_id}", since, overdraft.balance_cents, (
+            f"foyer {overdraft.household_id} : solde de {euros(overdraft.balance_cents)} € depuis le {_day(since, zone)} ;"
+            " ses prochaines allocations le couvrent d'abord, au-delà à régler avec le foyer")))
+    return waiting
+
+
+def _negative_payables(session: Session, before: datetime, zone: ZoneInfo) -> list[Waiting]:
+    """Vendor payables below zero (voids after a payout), since the transfer that last took them
+    there: the journal of those accounts only (few), replayed in posting order."""
     negative = {account_id: (code, int(balance)) for account_id, code, balance in session.execute(
         select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.credits_posted_cents - LedgerAccount.debits_posted_cents)
         .where(LedgerAccount.credits_posted_cents < LedgerAccount.debits_posted_cents)  # type: ignore[arg-type, operator]
-        .where(or_(LedgerAccount.code.startswith("member:"), LedgerAccount.code.startswith("vendor_payable:")))  # type: ignore[attr-defined]
+        .where(LedgerAccount.code.startswith("vendor_payable:"))  # type: ignore[attr-defined]
     ).all()}
     if not negative:
         return []
@@ -117,12 +131,8 @@ def _negative_balances(session: Session, before: datetime, zone: ZoneInfo) -> li
         start = since.get(account_id)
         if start is None or start >= before:
             continue
-        owner = code.split(":", 1)[1]
-        if code.startswith("member:"):
-            waiting.append(Waiting(NEGATIVE_HOUSEHOLD, f"household:{owner}", start, balance, (
-                f"foyer {owner} : solde de {euros(balance)} € depuis le {_day(start, zone)} ; à régler avec le foyer")))
-        else:
-            waiting.append(Waiting(NEGATIVE_PAYABLE, f"vendor:{owner}", start, balance, (
-                f"commerçant {owner} : solde à payer de {euros(balance)} € depuis le {_day(start, zone)} (ses annulations"
-                f" dépassent ses paiements) ; à régler avec le commerçant")))
+        vendor_id = code.split(":", 1)[1]
+        waiting.append(Waiting(NEGATIVE_PAYABLE, f"vendor:{vendor_id}", start, balance, (
+            f"commerçant {vendor_id} : solde à payer de {euros(balance)} € depuis le {_day(start, zone)} (ses annulations"
+            f" dépassent ses paiements) ; à régler avec le commerçant")))
     return waiting

@@ -44,6 +44,7 @@ SYNC_DOMAIN = b"caisse-sync-v1"
 _SYNC = struct.Struct(">III")
 CODE_FAILURES_DOMAIN = b"caisse-code-failures-v1"
 _CODE_FAILURES = struct.Struct(">II")
+HEALTH_DOMAIN = b"caisse-health-v1"
 
 _ECDSA_PREHASHED = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
 
@@ -171,6 +172,11 @@ def code_failures_digest(terminal_id: int, time: int, body: bytes) -> bytes:
     """What a terminal signs to report wrong member codes (docs/protocol.md#member-code-failures)."""
     return hashlib.sha256(CODE_FAILURES_DOMAIN + _CODE_FAILURES.pack(terminal_id, time)
                           + hashlib.sha256(body).digest()).digest()
+
+
+def health_digest(terminal_id: int, time: int, body: bytes) -> bytes:
+    """What a terminal signs for the health report on its sync (docs/protocol.md#health-report)."""
+    return hashlib.sha256(HEALTH_DOMAIN + _CODE_FAILURES.pack(terminal_id, time) + hashlib.sha256(body).digest()).digest()
 
 
 def sign_digest(private_key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:

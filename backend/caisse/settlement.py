@@ -42,7 +42,7 @@ from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import Counter, SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
+from caisse.models import BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
 from caisse.sepa import sepa_text, write_sepa
 from caisse.statements import PAID, StatementVendor, write_statements, write_summary
 
@@ -58,6 +58,7 @@ HELD_NON_SEPA_IBAN = "IBAN hors de la zone SEPA ({country}) : paiement suspendu 
 HELD_BAD_NAME = ("nom du commerçant intransmissible à la banque (aucun caractère du jeu SEPA) :"
                  " paiement suspendu jusqu'à sa correction")
 HELD_NEGATIVE = "solde négatif après annulations : reporté au prochain règlement"
+HELD_RETURNED = "virement retourné par la banque ({reason}) : en attente d'un nouvel IBAN (deux personnes)"
 HELD_REVIEW = "paiements retenus pour vérification (carte suspecte…) : en attente d'une décision"
 
 # A record's review state (caisse.review), '' when none. A void shares its payment's state, so it
@@ -163,7 +164,8 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
     if terminals:
         _insert_items(session, run_id=run.id, cutoff=cutoff, terminals=sorted(terminals), scan=scan)
         _insert_paid_lines(session, run_id=run.id)
-        _freeze_payees(session, run_id=run.id, payees=payees)
+    held.extend(_pay_returns_again(session, run_id=run.id, payees=payees))
+    _freeze_payees(session, run_id=run.id, payees=payees)
     session.add_all(held)
     scan.advance(session, lowest_left=candidates.lowest_left)
     audit.record(session, actor=by, action="settlement.prepare", subject=f"settlement:{run.id}",
@@ -276,6 +278,43 @@ def _insert_paid_lines(session: Session, *, run_id: int) -> None:
              " WHERE run_id = :run_id GROUP BY run_id, vendor_id"),
         {"run_id": run_id, "paid": PAID},
     )
+
+
+def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple[str, str | None]]) -> list[SettlementLine]:
+    """Transfers the bank gave back (caisse.bank) and no run has paid again: added to the vendor's
+    paid line of this run (a new line if it has none) when the vendor can be paid and, for a
+    return that blamed the account, its IBAN is no longer the one that came back. Otherwise a held
+    line says what it waits for. Adds the vendors it pays to `payees`."""
+    waiting = session.execute(
+        select(BankReturn).where(BankReturn.repaid_run_id.is_(None)).order_by(BankReturn.id)  # type: ignore[union-attr]
+    ).scalars().all()
+    if not waiting:
+        return []
+    vendors = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
+        select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_({r.vendor_id for r in waiting})))}  # type: ignore[union-attr]
+    lines = {line.vendor_id: line for line in session.execute(
+        select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == PAID)).scalars()}  # type: ignore[arg-type]
+    held: dict[tuple[int, str], tuple[int, int]] = {}
+    for returned in waiting:
+        name, iban = vendors[returned.vendor_id]
+        problem = payee_problem(name, iban) or (
+            HELD_RETURNED.format(reason=returned.reason) if returned.needs_new_iban and iban == returned.iban else None)
+        if problem is not None:
+            amount, count = held.get((returned.vendor_id, problem), (0, 0))
+            held[returned.vendor_id, problem] = (amount + returned.amount_cents, count)
+            continue
+        line = lines.get(returned.vendor_id)
+        if line is None:
+            line = lines[returned.vendor_id] = SettlementLine(run_id=run_id, vendor_id=returned.vendor_id, status=PAID,
+                                                              amount_cents=0, record_count=0)
+        line.amount_cents += returned.amount_cents
+        session.add(line)
+        returned.repaid_run_id = run_id
+        session.add(returned)
+        payees[returned.vendor_id] = (name, iban)
+    session.flush()
+    return [SettlementLine(run_id=run_id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
+                           record_count=count) for (vendor_id, reason), (amount, count) in sorted(held.items())]
 
 
 def _freeze_payees(session: Session, *, run_id: int, payees: dict[int, tuple[str, str | None]]) -> None:

@@ -1,10 +1,15 @@
 """The files people read after a settlement run (docs/settlement.md), all in French:
 
-- one statement per vendor paid, as CSV (semicolons, decimal commas, for a French spreadsheet)
-  and as PDF (to print or mail): the vendor, the period, each transaction (date, time, terminal,
-  number, operation, amount) and the total;
+- one statement per vendor paid, as CSV (semicolons, decimal commas, UTF-8 with a byte order
+  mark: what a French Excel opens as is) and as PDF (to print or mail): the vendor, the period,
+  each transaction (date, time, terminal, number, operation, amount), a total per day, the
+  transfers the bank returned that this run pays again, the total, and the vendor's records still
+  held for review;
 - the run summary `resume.csv`: every vendor paid or held back with the reason, the total paid,
   then each record held for review, so the person deciding knows what to look at.
+
+No CSV cell can run as a formula: a text starting with = + - @ or a tab/CR gets a leading
+apostrophe (OWASP "CSV injection"); amounts keep their sign. Long names wrap in the PDF.
 
 Written from the run's items in one pass ordered by vendor (one query, not one per vendor). The
 PDF draws one line of a monospaced core font per transaction: a cell per column costs ~160 µs a
@@ -15,7 +20,8 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +32,7 @@ from sqlalchemy import select, text
 from sqlmodel import Session
 
 from caisse.money import euros
-from caisse.models import ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse.models import BankReturn, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -72,6 +78,7 @@ def write_statements(session: Session, folder: Path, *, run: SettlementRun, vend
                      timezone: str) -> None:
     """`releve-commercant-<vendor>.csv` and `.pdf` for each vendor in `vendors` (those paid)."""
     by_vendor = {vendor.vendor_id: vendor for vendor in vendors}
+    written: set[int] = set()
     clock = LocalClock(ZoneInfo(timezone))
     rows = session.execute(
         text("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
@@ -87,9 +94,44 @@ def write_statements(session: Session, folder: Path, *, run: SettlementRun, vend
         for _, moment, terminal_id, seq, kind, amount in group:
             day, hour = clock.local(moment)
             lines.append((day, hour, terminal_id, seq, KIND.get(kind, str(kind)), amount))
-        stem = folder / f"releve-commercant-{vendor_id}"
-        _write_csv(stem.with_suffix(".csv"), run=run, vendor=vendor, lines=lines)
-        _write_pdf(stem.with_suffix(".pdf"), run=run, vendor=vendor, lines=lines)
+        written.add(vendor_id)
+        _write_vendor(session, folder, run=run, vendor=vendor, lines=lines, timezone=timezone)
+    for vendor in by_vendor.values():  # paid only transfers the bank returned: no record in this run
+        if vendor.vendor_id not in written:
+            _write_vendor(session, folder, run=run, vendor=vendor, lines=[], timezone=timezone)
+
+
+def _write_vendor(session: Session, folder: Path, *, run: SettlementRun, vendor: StatementVendor, lines: list[Line],
+                  timezone: str) -> None:
+    statement = Statement(run=run, vendor=vendor, lines=lines, repaid=_repaid(session, run=run, vendor_id=vendor.vendor_id),
+                          held=held_for_review(session, vendor_id=vendor.vendor_id, before_time=run.cutoff_time))
+    stem = folder / f"releve-commercant-{vendor.vendor_id}"
+    _write_csv(stem.with_suffix(".csv"), statement, clock=LocalClock(ZoneInfo(timezone)))
+    _write_pdf(stem.with_suffix(".pdf"), statement, clock=LocalClock(ZoneInfo(timezone)))
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    run: SettlementRun
+    vendor: StatementVendor
+    lines: list[Line]
+    repaid: list[tuple[str, str, int]]  # (payment id, reason, cents): returned by the bank, paid again now
+    held: list[HeldRecord]
+
+    @property
+    def total_cents(self) -> int:
+        return sum(line[5] for line in self.lines) + sum(cents for _, _, cents in self.repaid)
+
+    def days(self) -> Iterator[tuple[str, list[Line]]]:
+        """The lines grouped by local day, in order."""
+        for day, group in itertools.groupby(self.lines, key=lambda line: line[0]):
+            yield day, list(group)
+
+
+def _repaid(session: Session, *, run: SettlementRun, vendor_id: int) -> list[tuple[str, str, int]]:
+    return [(payment_id, reason, int(cents)) for payment_id, reason, cents in session.execute(
+        select(BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)
+        .where(BankReturn.repaid_run_id == run.id, BankReturn.vendor_id == vendor_id).order_by(BankReturn.id))]  # type: ignore[arg-type]
 
 
 def _title(run: SettlementRun) -> str:
@@ -100,13 +142,57 @@ def _period(lines: list[Line]) -> str:
     return f"Période : opérations du {lines[0][0]} au {lines[-1][0]}" if lines else "Période : aucune opération"
 
 
-def _write_csv(path: Path, *, run: SettlementRun, vendor: StatementVendor, lines: list[Line]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=";")
-        writer.writerow([_title(run), vendor.name, vendor.iban])
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_AMOUNT = re.compile(r"^-?\d+,\d\d$")
+
+
+def safe_cell(value: object) -> object:
+    """A cell a spreadsheet shows as text, never runs: a text that a spreadsheet would read as a
+    formula gets a leading apostrophe; an amount such as -12,50 stays a number."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _AMOUNT.match(value):
+        return "'" + value
+    return value
+
+
+class SafeWriter:
+    """csv.writer for people's spreadsheets: semicolons, and every cell through safe_cell."""
+
+    def __init__(self, handle: Any) -> None:
+        self._writer = csv.writer(handle, delimiter=";")
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([safe_cell(value) for value in row])
+
+    def writerows(self, rows: Iterable[Iterable[object]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def open_spreadsheet(path: Path) -> Any:
+    """UTF-8 with a byte order mark: without it Excel reads the accents as windows-1252."""
+    return path.open("w", newline="", encoding="utf-8-sig")
+
+
+def _write_csv(path: Path, statement: Statement, *, clock: LocalClock) -> None:
+    with open_spreadsheet(path) as handle:
+        writer = SafeWriter(handle)
+        writer.writerow([_title(statement.run), statement.vendor.name, statement.vendor.iban])
         writer.writerow(["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"])
-        writer.writerows((day, hour, terminal, seq, kind, euros(amount)) for day, hour, terminal, seq, kind, amount in lines)
-        writer.writerow(["total", "", "", len(lines), "", euros(sum(line[5] for line in lines))])
+        for day, lines in statement.days():
+            writer.writerows((d, hour, terminal, seq, kind, euros(amount)) for d, hour, terminal, seq, kind, amount in lines)
+            writer.writerow([f"total du {day}", "", "", len(lines), "", euros(sum(line[5] for line in lines))])
+        for payment_id, reason, cents in statement.repaid:
+            writer.writerow([f"virement {payment_id} retourné par la banque ({reason}), payé à nouveau", "", "", "", "",
+                             euros(cents)])
+        writer.writerow(["total", "", "", len(statement.lines), "", euros(statement.total_cents)])
+        if statement.held:
+            writer.writerow([])
+            writer.writerow(["Paiements retenus pour vérification (non payés par ce règlement)"])
+            writer.writerow(["date", "heure", "terminal", "numéro", "opération", "montant (EUR)", "motif"])
+            for record in statement.held:
+                day, hour = clock.local(record.time)
+                writer.writerow([day, hour, record.terminal_id, record.seq, record.kind, euros(record.amount_cents),
+                                 record.reason])
 
 
 _PAGE_TOP_MM, _PAGE_BOTTOM_MM, _LINE_MM, _LEFT_MM = 20.0, 280.0, 4.5, 15.0
@@ -122,9 +208,13 @@ def _latin(value: str) -> str:
     return value.encode("cp1252", "replace").decode("cp1252")
 
 
-def _write_pdf(path: Path, *, run: SettlementRun, vendor: StatementVendor, lines: list[Line]) -> None:
+_TEXT_WIDTH_MM = 180.0
+
+
+def _write_pdf(path: Path, statement: Statement, *, clock: LocalClock) -> None:
     from fpdf import FPDF
 
+    run, vendor, lines = statement.run, statement.vendor, statement.lines
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = "cp1252"
     pdf.set_auto_page_break(False)  # pages are turned by _pdf_rows, line by line
@@ -133,30 +223,81 @@ def _write_pdf(path: Path, *, run: SettlementRun, vendor: StatementVendor, lines
     pdf.set_font("Helvetica", style="B", size=13)
     pdf.text(_LEFT_MM, _PAGE_TOP_MM, _latin(_title(run)))
     pdf.set_font("Helvetica", size=10)
-    header = [f"Commerçant : {vendor.name} (n° {vendor.vendor_id})", f"IBAN : {vendor.iban}", _period(lines)]
-    for index, value in enumerate(header, start=1):
-        pdf.text(_LEFT_MM, _PAGE_TOP_MM + 6 * index, _latin(value))
+    y = _PAGE_TOP_MM
+    for value in (f"Commerçant : {vendor.name} (n° {vendor.vendor_id})", f"IBAN : {vendor.iban}", _period(lines)):
+        for part in _wrap(pdf, _latin(value)):  # a long name on several lines, never past the margin
+            y += 6
+            pdf.text(_LEFT_MM, y, part)
     pdf.set_font("Courier", size=9)
-    y = _PAGE_TOP_MM + 6 * (len(header) + 2)
-    _pdf_rows(pdf, lines, y=y)
-    total = f"{'Total':<22}{'':>8}{len(lines):>9}  {'opérations':<12}{euros(sum(line[5] for line in lines)):>14}"
+    rows: list[tuple[str, bool]] = []
+    for day, group in statement.days():
+        rows.extend((_pdf_line(*line), False) for line in group)
+        rows.append((f"{'Total du ' + day:<22}{'':>8}{len(group):>9}  {'opérations':<12}"
+                     f"{euros(sum(line[5] for line in group)):>14}", True))
+    for payment_id, _, cents in statement.repaid:
+        rows.append((f"{'Virement ' + payment_id + ' retourné, payé à nouveau':<57}{euros(cents):>14}", True))
+    _pdf_rows(pdf, rows, y=y + 12)
+    total = f"{'Total':<22}{'':>8}{len(lines):>9}  {'opérations':<12}{euros(statement.total_cents):>14}"
     pdf.set_font("Courier", style="B", size=9)
     pdf.text(_LEFT_MM, pdf.get_y(), _latin(total))
+    if statement.held:
+        _pdf_held(pdf, statement.held, clock=clock)
     pdf.output(str(path))
 
 
-def _pdf_rows(pdf: FPDF, lines: list[Line], *, y: float) -> None:
-    """Column titles, then one text line per transaction, a new page (with titles) when full.
-    Leaves pdf.y on the line after the last one."""
+def _wrap(pdf: FPDF, value: str) -> list[str]:
+    """`value` cut between words (inside a word longer than a line) into lines that fit the text width."""
+    lines: list[str] = []
+    current = ""
+    for word in value.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if pdf.get_string_width(candidate) <= _TEXT_WIDTH_MM:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while pdf.get_string_width(word) > _TEXT_WIDTH_MM:
+            cut = next(i for i in range(len(word) - 1, 0, -1) if pdf.get_string_width(word[:i]) <= _TEXT_WIDTH_MM)
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    return [*lines, current]
+
+
+def _pdf_held(pdf: FPDF, held: list[HeldRecord], *, clock: LocalClock) -> None:
+    """The vendor's records held for review: not paid by this run, listed so the vendor knows."""
+    pdf.set_font("Helvetica", style="B", size=10)
+    y = pdf.get_y() + _LINE_MM * 2
+    if y > _PAGE_BOTTOM_MM - 3 * _LINE_MM:
+        pdf.add_page()
+        y = _PAGE_TOP_MM
+    pdf.text(_LEFT_MM, y, _latin("Paiements retenus pour vérification (non payés par ce règlement)"))
+    pdf.set_font("Courier", size=9)
+    rows: list[tuple[str, bool]] = []
+    for record in held:
+        day, hour = clock.local(record.time)
+        rows.append((_pdf_line(day, hour, record.terminal_id, record.seq, record.kind, record.amount_cents), False))
+        rows.extend((_latin(f"    {part}"), False) for part in _wrap(pdf, record.reason))
+    _pdf_rows(pdf, rows, y=y + _LINE_MM * 1.5)
+
+
+def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
+    """Column titles, then one text line per row (bold when flagged: the totals), a new page (with
+    titles) when full. Leaves pdf.y on the line after the last one."""
     pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
     y += _LINE_MM * 1.5
-    for line in lines:
+    for row, bold in rows:
         if y > _PAGE_BOTTOM_MM:
             pdf.add_page()
             y = _PAGE_TOP_MM
             pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
             y += _LINE_MM * 1.5
-        pdf.text(_LEFT_MM, y, _pdf_line(*line))  # ASCII only: digits, '/', ':', ',' and the KIND words
+        if bold:
+            pdf.set_font("Courier", style="B", size=9)
+            pdf.text(_LEFT_MM, y, _latin(row))
+            pdf.set_font("Courier", size=9)
+        else:
+            pdf.text(_LEFT_MM, y, row)  # ASCII or already windows-1252: digits, '/', ':', ',', the KIND words
         y += _LINE_MM
     if y > _PAGE_BOTTOM_MM:
         pdf.add_page()
@@ -208,8 +349,8 @@ def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone:
         .where(SettlementLine.run_id == run.id)  # type: ignore[arg-type]
         .order_by(SettlementLine.status.desc(), SettlementLine.vendor_id)  # type: ignore[union-attr, attr-defined]
     ).all()
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=";")
+    with open_spreadsheet(path) as handle:
+        writer = SafeWriter(handle)
         writer.writerow([f"Règlement {run.id} du {run.run_date:%d/%m/%Y}", f"préparé par {run.prepared_by}",
                          f"approuvé par {run.approved_by}"])
         writer.writerow(["commerçant", "nom", "statut", "opérations", "montant (EUR)", "motif"])

@@ -1,4 +1,10 @@
-"""Terminal sync (docs/protocol.md#sync): clock, deny list and per-card budgets, as a delta.
+"""Terminal sync (docs/protocol.md#sync): clock, deny list and balances, as a delta.
+
+Two versions are served (docs/protocol.md, "Sync versions"): v1, 32-byte entries and six limits,
+for terminals that do not ask for more; v2 (`v=2`), 36-byte entries that name the card's household
+and limits with the offline budget. A v2 answer is remembered for ingestion to judge the budget
+(caisse.offline_limits): the limits sent (`terminal_limits`, a row when they change) and, per
+household and cards version, the balance sent (`feed_balance`).
 
 Versions come from the `cards` counter row. A writer takes the next version with
 `UPDATE counter SET value = value + 1 ... RETURNING value` and stamps the cards it changed in the
@@ -12,28 +18,45 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import struct
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import case, func, insert, select, text, update
+from sqlalchemy import String, case, cast, func, insert, literal, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse import ledger, protocol
+from caisse import protocol
 from caisse.config import Settings
-from caisse.db import is_postgresql
+from caisse.db import bind_value, is_postgresql
 from caisse.errors import SyncUnauthorized
 from caisse.terminals import TerminalState, lock_terminal, terminal_public_key
-from caisse.models import Card, CardStatus, Counter, Household, Terminal, TerminalSync, utcnow
+from caisse.models import (
+    Card,
+    CardStatus,
+    Counter,
+    FeedBalance,
+    Household,
+    LedgerAccount,
+    Terminal,
+    TerminalLimits,
+    TerminalSync,
+    utcnow,
+)
 
 CARDS_COUNTER = "cards"
 MAX_CARDS_PER_SYNC = 512
+SYNC_VERSIONS = (1, 2)
 # uid_len, uid (zero padded), status, balance_cents, member code salt and verifier (zeros: no code)
 CARD_ENTRY = struct.Struct(">B10sBi8s8s")
 assert CARD_ENTRY.size == 32
+# v2: the v1 entry, then the card's household id (terminals add up spend per household)
+CARD_ENTRY_V2 = struct.Struct(">B10sBi8s8sI")
+assert CARD_ENTRY_V2.size == 36
 _NO_CODE = bytes(8)
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 CODE_KEY_DOMAIN = b"caisse-member-code-v1"
@@ -46,6 +69,9 @@ _card = Card.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
 _household = Household.__table__  # type: ignore[attr-defined]
 _terminal_sync = TerminalSync.__table__  # type: ignore[attr-defined]
+_account = LedgerAccount.__table__  # type: ignore[attr-defined]
+_terminal_limits = TerminalLimits.__table__  # type: ignore[attr-defined]
+_feed_balance = FeedBalance.__table__  # type: ignore[attr-defined]
 
 
 def take_cards_versions(session: Session, *, count: int) -> int:
@@ -108,7 +134,42 @@ def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids:
         session.execute(
             update(_card).where(_card.c.id.in_(card_ids)).values(sync_version=case(versions, value=_card.c.id))
         )
+    if household_ids:
+        mark_overdrafts(session, household_ids=household_ids)
     return last
+
+
+def member_balance(household_id: object) -> object:
+    """The balance of the household's member account as a SQL expression (0 without an account)."""
+    code = literal("member:") + cast(household_id, String)
+    return func.coalesce(
+        select(_account.c.credits_posted_cents - _account.c.debits_posted_cents).where(_account.c.code == code)
+        .scalar_subquery(), 0)
+
+
+# A member account's household id (its code is member:{id}) and balance.
+_ACCOUNT_BALANCE = ("CAST(substr(code, 8) AS INTEGER) AS household_id,"
+                    " credits_posted_cents - debits_posted_cents AS balance")
+
+
+def mark_overdrafts(session: Session, *, household_ids: Collection[int]) -> None:
+    """Set `household.overdrawn_since` for those of these households now below zero, clear it for
+    those no longer. Every change of a member's balance bumps its household here (terminals must
+    learn it), so this is the one place that sees a household cross zero. One UPDATE joined to
+    their accounts (looked up by code, the unique index), writing only the rows whose state changes."""
+    codes = [f"member:{h}" for h in sorted(household_ids)]
+    if is_postgresql(session):
+        accounts = f"SELECT {_ACCOUNT_BALANCE} FROM ledger_account WHERE code = ANY(string_to_array(:codes, ','))"
+        codes_value = ",".join(codes)
+    else:
+        accounts = f"SELECT {_ACCOUNT_BALANCE} FROM ledger_account WHERE code IN (SELECT value FROM json_each(:codes))"
+        codes_value = json.dumps(codes)
+    session.execute(
+        text("UPDATE household SET overdrawn_since = CASE WHEN a.balance < 0 THEN :now END"
+             f" FROM ({accounts}) AS a WHERE household.id = a.household_id"
+             " AND (a.balance < 0) <> (household.overdrawn_since IS NOT NULL)"),
+        {"codes": codes_value, "now": bind_value(session, _household.c.overdrawn_since, utcnow())},
+    )
 
 
 def bump_blocked_cards(session: Session, *, card_ids: Collection[int]) -> None:
@@ -128,11 +189,12 @@ class SyncResponse:
     cards_version: int
     full: bool
     more: bool
-    cards: bytes  # packed CARD_ENTRY entries
+    cards: bytes  # packed CARD_ENTRY (v1) or CARD_ENTRY_V2 (v2) entries
     limits: dict[str, int]
+    version: int = 1
 
     def as_json(self) -> dict:
-        return {
+        return ({"v": self.version} if self.version > 1 else {}) | {
             "server_time": self.server_time,
             "acked_seq": self.acked_seq,
             "cards_version": self.cards_version,
@@ -147,7 +209,7 @@ def authenticate(
     session: Session, *, terminal_id: int, time_s: int | None, signed: Callable[[int], bytes], signature_hex: str | None,
     now_s: int, settings: Settings,
 ) -> TerminalState:
-    """The terminal if the request is genuine and timely; raises otherwise.
+    """The terminal (its row locked) if the request is genuine and timely; raises otherwise.
 
     `signed(time_s)` is the digest the terminal signs for this kind of request."""
     terminal = lock_terminal(session, terminal_id=terminal_id)
@@ -192,23 +254,27 @@ def member_code_fields(salt: bytes | None, verifier: bytes | None, *, secure_ele
 
 def sync_terminal(
     session: Session, *, terminal_id: int, time_s: int | None, since: int, signature_hex: str | None,
-    now_s: int, settings: Settings, firmware_version: str | None = None,
+    now_s: int, settings: Settings, firmware_version: str | None = None, version: int = 1,
 ) -> SyncResponse:
-    """Authenticate, then the card changes after `since` (at most 512, in version order).
+    """Authenticate, then the card changes after `since` (at most 512, in version order), in the
+    entries and limits of sync `version`.
 
     Records the terminal's last sync time, the cards version it holds and its firmware version
-    (a malformed one is ignored: it is informational); the caller commits.
+    (a malformed one is ignored: it is informational); for v2, what the answer told it. The
+    caller commits.
     """
-    assert 0 <= since <= MAX_SINCE
+    assert 0 <= since <= MAX_SINCE and version in SYNC_VERSIONS
     terminal = authenticate(session, terminal_id=terminal_id, time_s=time_s,
                             signed=lambda t: protocol.sync_digest(terminal_id, t, since),
                             signature_hex=signature_hex, now_s=now_s, settings=settings)
     code_key = terminal_code_key(settings, terminal_id) if terminal.secure_element else None
     record_version_held(session, terminal_id=terminal_id, since=since)
     upper = current_cards_version(session)  # read before the cards: see the module docstring
+    # The balance is read in the statement that reads the versions: one snapshot, so the balance
+    # sent with a card's version is the household's balance at that version (feed_balance).
     rows = session.execute(
         select(_card.c.uid, _card.c.status, _card.c.household_id, _card.c.sync_version,
-               _household.c.code_salt, _household.c.code_verifier)
+               _household.c.code_salt, _household.c.code_verifier, member_balance(_card.c.household_id).label("balance"))
         .join(_household, _household.c.id == _card.c.household_id)
         .where(_card.c.sync_version > since, _card.c.sync_version <= upper)
         .order_by(_card.c.sync_version, _card.c.id)
@@ -226,21 +292,45 @@ def sync_terminal(
         rows, cards_version = page, page[-1].sync_version
     else:
         cards_version = upper
-    balances = ledger.balances_by_code(session, codes=(ledger.member_code(r.household_id) for r in rows))
-    packed = b"".join(
-        CARD_ENTRY.pack(
-            len(r.uid), bytes(r.uid), 0 if r.status == CardStatus.ACTIVE else 1,
-            max(_I32_MIN, min(_I32_MAX, balances.get(ledger.member_code(r.household_id), 0))),
-            *member_code_fields(r.code_salt, r.code_verifier, secure_element=terminal.secure_element, code_key=code_key),
-        )
-        for r in rows
-    )
-    reported = {"firmware_version": firmware_version} if is_firmware_version(firmware_version) else {}
-    session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(last_sync_at=utcnow(), **reported))
+    packed = b"".join(_entry(r, version, secure_element=terminal.secure_element, code_key=code_key) for r in rows)
+    limits = settings.terminal_limits(version)
+    changes: dict[str, object] = {"last_sync_at": utcnow()}
+    if is_firmware_version(firmware_version):
+        changes["firmware_version"] = firmware_version
+    if version >= 2:
+        _remember_balances_sent(session, rows=rows)
+        changes["cards_version_sent"] = cards_version
+        if terminal.limits_version != limits["limits_version"]:
+            session.execute(insert(_terminal_limits).values(
+                terminal_id=terminal_id, limits_version=limits["limits_version"], offline_share_bp=limits["offline_share_bp"],
+                offline_daily_cap_cents=limits["offline_daily_cap_cents"], sent_at=utcnow()))
+            changes["limits_version"] = limits["limits_version"]
+    session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(**changes))
     return SyncResponse(
         server_time=now_s, acked_seq=terminal.acked_seq, cards_version=cards_version, full=since == 0, more=more,
-        cards=packed, limits=settings.terminal_limits(),
+        cards=packed, limits=limits, version=version,
     )
+
+
+def _entry(row: object, version: int, *, secure_element: bool | None, code_key: bytes | None) -> bytes:
+    balance = max(_I32_MIN, min(_I32_MAX, int(row.balance)))  # type: ignore[attr-defined]
+    fields = (len(row.uid), bytes(row.uid), 0 if row.status == CardStatus.ACTIVE else 1, balance,  # type: ignore[attr-defined]
+              *member_code_fields(row.code_salt, row.code_verifier, secure_element=secure_element,  # type: ignore[attr-defined]
+                                  code_key=code_key))
+    if version == 1:
+        return CARD_ENTRY.pack(*fields)
+    return CARD_ENTRY_V2.pack(*fields, row.household_id)  # type: ignore[attr-defined]
+
+
+def _remember_balances_sent(session: Session, *, rows: Sequence[object]) -> None:
+    """One feed_balance row per (household, cards version) of the page; a row another terminal's
+    sync wrote already is the same balance (read at the same version), so conflicts are skipped."""
+    sent = {(r.household_id, r.sync_version): int(r.balance) for r in rows}  # type: ignore[attr-defined]
+    if not sent:
+        return
+    dialect = postgresql if is_postgresql(session) else sqlite
+    values = [{"household_id": h, "cards_version": v, "balance_cents": b} for (h, v), b in sorted(sent.items())]
+    session.execute(dialect.insert(_feed_balance).values(values).on_conflict_do_nothing())  # type: ignore[attr-defined]
 
 
 def is_firmware_version(value: str | None) -> bool:
@@ -268,7 +358,23 @@ class CardEntry(NamedTuple):
 
 
 def unpack_cards(packed: bytes) -> list[CardEntry]:
-    """The entries of a sync answer; the inverse of what sync sends. For tests and tools."""
+    """The entries of a v1 sync answer; the inverse of what sync sends. For tests and tools."""
     assert len(packed) % CARD_ENTRY.size == 0
     return [CardEntry(uid[:uid_len], status, balance, salt, verifier)
             for uid_len, uid, status, balance, salt, verifier in CARD_ENTRY.iter_unpack(packed)]
+
+
+class CardEntryV2(NamedTuple):
+    uid: bytes
+    status: int
+    balance_cents: int
+    code_salt: bytes
+    code_verifier: bytes
+    household_id: int
+
+
+def unpack_cards_v2(packed: bytes) -> list[CardEntryV2]:
+    """The entries of a v2 sync answer. For tests and tools."""
+    assert len(packed) % CARD_ENTRY_V2.size == 0
+    return [CardEntryV2(uid[:uid_len], status, balance, salt, verifier, household)
+            for uid_len, uid, status, balance, salt, verifier, household in CARD_ENTRY_V2.iter_unpack(packed)]

@@ -24,6 +24,8 @@ class TerminalState:
     status: str
     acked_seq: int
     secure_element: bool | None  # Terminal.secure_element
+    limits_version: int | None  # of its last v2 sync answer; None: it never synced v2
+    cards_version_sent: int | None  # of its last v2 sync answer
 
 
 @lru_cache(maxsize=4096)
@@ -43,14 +45,15 @@ def lock_terminal(session: Session, *, terminal_id: int) -> TerminalState:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
     row = session.execute(
         select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq,
-               _terminal.c.secure_element)
+               _terminal.c.secure_element, _terminal.c.limits_version, _terminal.c.cards_version_sent)
         .where(_terminal.c.id == terminal_id)
         .with_for_update(key_share=True)
     ).one_or_none()
     if row is None:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
-    vendor_id, public_key, status, acked_seq, secure_element = row
+    vendor_id, public_key, status, acked_seq, secure_element, limits_version, cards_version_sent = row
     if status == TerminalStatus.REVOKED:
         raise TerminalRefused("terminal_revoked", f"terminal {terminal_id} was revoked")
     return TerminalState(vendor_id=vendor_id, public_key=bytes(public_key), status=status, acked_seq=acked_seq,
-                         secure_element=secure_element)
+                         secure_element=secure_element, limits_version=limits_version,
+                         cards_version_sent=cards_version_sent)

@@ -9,6 +9,7 @@ terminal.py produce them; tests and the CPython simulator call them directly.
       M--> MENU --1--> RESULT (day summary)
                 --2--> VOID_CARD --same card--> commit void, RESULT
                 --3--> SYNCING --sync_done--> RESULT
+                --4--> STATUS (status.py: 4 or V next page, X back)
     RESULT --any key (digits/M also act) or 4 s--> AMOUNT;  WAIT_CARD, PIN, MENU, VOID_CARD --X or 30 s--> AMOUNT
 
 The tap path commits the record to the log (synced) before the approval beep; the signature is
@@ -34,7 +35,8 @@ RESULT = const(3)
 MENU = const(4)
 VOID_CARD = const(5)
 SYNCING = const(6)
-STATE_NAMES = ("AMOUNT", "WAIT_CARD", "PIN", "RESULT", "MENU", "VOID_CARD", "SYNCING")
+STATUS = const(7)
+STATE_NAMES = ("AMOUNT", "WAIT_CARD", "PIN", "RESULT", "MENU", "VOID_CARD", "SYNCING", "STATUS")
 
 RESULT_MS = const(4000)
 WAIT_MS = const(30000)
@@ -43,6 +45,9 @@ _MAX_INT_DIGITS = const(5)  # 99999,99 EUR, far above any limit
 
 REMOVED_EARLY = ("Carte retirée", "trop tôt,", "recommencez")
 LOG_FULL = ("Mémoire pleine", "Synchronisez", "le terminal")
+STORAGE_ERROR = ("Erreur mémoire", "Paiement refusé", "Réessayez")
+SIGN_ERROR = ("Erreur signature", "Paiement refusé", "Représentez", "la carte")
+MENU_LINES = ("1 Résumé du jour", "2 Annulation", "3 Synchroniser", "4 État terminal")
 
 
 def fmt_cents(cents: int) -> str:
@@ -53,7 +58,7 @@ def fmt_cents(cents: int) -> str:
 
 class Flow:
     def __init__(self, display, indicator, clock, log, policy, inline_signer=None,
-                 request_sync=None) -> None:
+                 request_sync=None, status=None) -> None:
         self._display = display
         self._indicator = indicator
         self._clock = clock
@@ -61,6 +66,9 @@ class Flow:
         self._policy = policy
         self._inline_signer = inline_signer
         self._request_sync = request_sync  # callable(): the sync task should run now
+        self._status = status  # callable(page) -> lines of the status screen, or None
+        self._status_page = 0
+        self.notice: "str | None" = None  # a warning for the amount screen's footer (low battery)
         self._body = bytearray(record.BODY_SIZE)
         self._digits = ""
         self._pin = ""
@@ -84,19 +92,24 @@ class Flow:
         if not self._log.has_room_for_payment():
             self._display.show(LOG_FULL)
             return
-        self._display.show_amount("Montant ?", self._typed_cents(), "Carte: solde")
+        self._display.show_amount("Montant ?", self._typed_cents(), self.notice or "Carte: solde")
 
     def _result(self, lines, approved: bool) -> None:
+        self._display.show(lines)  # the screen says why before the buzzer sounds
         if approved:
             self._indicator.approve()
         else:
             self._indicator.decline()
-        self._display.show(lines)
         self._enter(RESULT, RESULT_MS)
 
     def _info(self, lines) -> None:
         self._display.show(lines)
         self._enter(RESULT, RESULT_MS)
+
+    @property
+    def typing(self) -> bool:
+        """An amount is being typed (a tap on the amount screen would be ignored)."""
+        return bool(self._digits)
 
     def _typed_cents(self) -> int:
         text = self._digits
@@ -115,6 +128,8 @@ class Flow:
             self._key_pin(k)
         elif state == MENU:
             self._key_menu(k)
+        elif state == STATUS:
+            self._key_status(k)
         elif state == RESULT:
             # Leave the result; a digit or the menu key also starts the next operation.
             self._digits = ""
@@ -143,7 +158,7 @@ class Flow:
             self._digits = ""
         elif k == hal.KEY_MENU:
             self._digits = ""
-            self._display.show(("1 Résumé du jour", "2 Annuler dernier", "3 Synchroniser"))
+            self._display.show(MENU_LINES if self._status is not None else MENU_LINES[:3])
             self._enter(MENU, WAIT_MS)
             return
         elif k == hal.KEY_VALIDATE:
@@ -181,10 +196,10 @@ class Flow:
         if outcome == CODE_OK:
             self._pay(card, record.FLAG_PIN)
         elif outcome == CODE_WRONG:
-            self._indicator.decline()
             left = self._policy.tries_left(card.uid)
             self._display.show(("Code erroné", "Reste %d essai%s" % (left, "s" if left > 1 else ""),
                                 fmt_cents(self.amount_cents)))
+            self._indicator.decline()
         else:
             self._digits = ""
             self._card = None
@@ -203,8 +218,23 @@ class Flow:
             self._enter(SYNCING, SYNC_WAIT_MS)
             if self._request_sync is not None:
                 self._request_sync()
+        elif k == "4" and self._status is not None:
+            self._status_page = 0
+            self._display.show(self._status(0))
+            self._enter(STATUS, WAIT_MS)
         elif k == hal.KEY_CANCEL or k == hal.KEY_MENU:
             self.start()
+
+    def _key_status(self, k: str) -> None:
+        if k == hal.KEY_CANCEL or k == hal.KEY_MENU:
+            self.start()
+            return
+        status = self._status
+        if status is None:
+            return
+        self._status_page += 1  # any other key: the next page, round and round
+        self._display.show(status(self._status_page))
+        self._enter(STATUS, WAIT_MS)
 
     def card(self, card) -> None:
         """A card entered the field and was read completely (hal.Card)."""
@@ -232,8 +262,8 @@ class Flow:
     def card_removed(self) -> None:
         """The reader lost the card before the read completed."""
         if self.state in (WAIT_CARD, VOID_CARD):
-            self._indicator.decline()
             self._display.show(REMOVED_EARLY)
+            self._indicator.decline()
             # stay in the same state: the member taps again
 
     def card_gone(self) -> None:
@@ -256,11 +286,12 @@ class Flow:
     # ---- actions -----------------------------------------------------------------------
 
     def _balance(self, uid: bytes) -> None:
-        reason, budget = self._policy.available(uid)
+        reason, left, day_left = self._policy.available(uid)
         if reason is not None:
             self._result(reason, False)
-        else:
-            self._display.show_amount("Solde disponible", budget, "")
+        else:  # the daily budget on this terminal, when it is less than the balance
+            day = "" if day_left is None or day_left >= left else "Jour: " + fmt_cents(max(day_left, 0))
+            self._display.show_amount("Solde disponible", left, day)
             self._enter(RESULT, RESULT_MS)
 
     def _commit(self, kind: int, flags: int, uid: bytes, amount: int, ref_seq: int, auth) -> bool:
@@ -271,12 +302,22 @@ class Flow:
                          self._clock.now(), amount, ref_seq, auth, log.prev_hash)
         signature = None
         if self._inline_signer is not None:
-            signature = self._inline_signer.sign_digest(record.digest(self._body))
+            try:
+                signature = self._inline_signer.sign_digest(record.digest(self._body))
+            except Exception:
+                # Nothing committed: the amount still waits for a card, the supervisor
+                # recovers the secure element, and the member taps again.
+                self._display.show(SIGN_ERROR)
+                self._indicator.decline()
+                raise
         try:
             log.commit(self._body, signature)
         except LogFull:
             self._result(LOG_FULL, False)
             return False
+        except OSError:
+            self._result(STORAGE_ERROR, False)  # nothing committed (log.py): say so, then
+            raise  # let the supervisor count it and recover the flash
         self._policy.on_commit(self._body)
         return True
 
@@ -289,9 +330,9 @@ class Flow:
             self._result(reason, False)
             return
         if self._commit(record.KIND_PAYMENT, flags, card.uid, amount, 0, card.auth):
-            self._indicator.approve()
             self._display.show(("Paiement accepté", fmt_cents(amount), "Reste",
                                 fmt_cents(left)))
+            self._indicator.approve()
             self._enter(RESULT, RESULT_MS)
 
     def _void(self, card) -> None:
@@ -300,6 +341,6 @@ class Flow:
             self._result(reason or ("Rien à annuler",), False)
             return
         if self._commit(record.KIND_VOID, 0, rec.card_uid, rec.amount_cents, rec.seq, card.auth):
-            self._indicator.approve()
             self._display.show(("Paiement annulé", fmt_cents(rec.amount_cents)))
+            self._indicator.approve()
             self._enter(RESULT, RESULT_MS)

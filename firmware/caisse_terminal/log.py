@@ -27,8 +27,13 @@ Why it survives power cuts:
   the persistent high-water mark, and the head segment is never reclaimed). A number is never
   given to two committed records; a torn, never-approved write leaves no number behind.
 - Reclaim deletes whole segments, oldest first, only when every record in them is at or below
-  the backend's acked_seq, and never the head segment. When all `segments` are in use and the
+  the backend's acked_seq and of a day before the newest record's, and never the head segment:
+  the day's records stay, since the offline budget counts them (policy.rebuild_spend). When all `segments` are in use and the
   head is full, commit() raises LogFull: nothing is ever overwritten.
+- A write the filesystem refuses (OSError: a full flash, a failing chip) is judged by the file
+  itself: if the whole frame landed, it counts; if part of it did, the segment is sealed like a
+  torn tail, so the next frame opens a new segment and nothing is ever appended after the
+  fragment; a segment whose HEAD did not land is removed (or its number skipped).
 - A BODY without its SIG (power cut before the background signature) is listed in `unsigned`
   after recovery and signed again: RFC 6979 makes it the same signature. pending() only returns
   signed records, so nothing unsigned is ever uploaded.
@@ -101,12 +106,13 @@ class LogFull(Exception):
 
 
 class _Segment:
-    __slots__ = ("gen", "size", "last_seq")
+    __slots__ = ("gen", "size", "last_seq", "last_day")
 
-    def __init__(self, gen: int, size: int, last_seq: int) -> None:
+    def __init__(self, gen: int, size: int, last_seq: int, last_day: int) -> None:
         self.gen = gen
         self.size = size
         self.last_seq = last_seq  # highest seq committed in or before this segment
+        self.last_day = last_day  # local day of that record
 
 
 def _name(gen: int) -> str:
@@ -142,6 +148,8 @@ class Log:
         self.day_count = 0
         self.day_total_cents = 0
         self.torn_tails = 0  # torn frames dropped by the last recovery (diagnostics)
+        self.io_errors = 0  # writes the filesystem refused since boot (health report)
+        self._last_gen = 0  # highest segment number on flash or tried since
 
     # ---- recovery ----------------------------------------------------------------------
 
@@ -153,6 +161,7 @@ class Log:
             if len(name) == 9 and name.startswith(_PREFIX) and name[3:].isdigit():
                 gens.append(int(name[3:]))
         gens.sort()
+        self._last_gen = gens[-1] if gens else 0
         for gen in gens:
             name = _name(gen)
             first = True
@@ -169,7 +178,7 @@ class Log:
             torn = self._scan_end < self._storage.size(name)
             if torn:
                 self.torn_tails += 1
-            self._segs.append(_Segment(gen, self._scan_end, self.next_seq - 1))
+            self._segs.append(_Segment(gen, self._scan_end, self.next_seq - 1, self.day))
             self._sealed = torn  # only matters for the newest segment, the head
         self.unsigned = [s for s in self.unsigned if s > self.acked_seq]
         if self._sealed:
@@ -292,12 +301,22 @@ class Log:
     def _new_segment(self) -> None:
         if len(self._segs) >= self._max_segments:
             raise LogFull()
-        gen = self._segs[-1].gen + 1 if self._segs else 1
+        self._last_gen += 1
+        gen = self._last_gen  # never the number of a fragment left by a refused write
+        name = _name(gen)
         head = self._head  # not _small: that may hold the payload waiting for this segment
         struct.pack_into(">II", head, 0, self.next_seq, self.acked_seq)
         head[8:40] = self.prev_hash
-        self._write(_name(gen), T_HEAD, memoryview(head)[:40])
-        self._segs.append(_Segment(gen, _OVERHEAD + 40, self.next_seq - 1))
+        try:
+            self._write(name, T_HEAD, memoryview(head)[:40])
+        except OSError:
+            if not self._landed(name, 0, _OVERHEAD + 40):
+                try:
+                    self._storage.remove(name)  # a fragment of HEAD only: no record in it
+                except OSError:
+                    pass  # recovery removes a segment without a complete HEAD
+                raise
+        self._segs.append(_Segment(gen, _OVERHEAD + 40, self.next_seq - 1, self.day))
         self._sealed = False
 
     def _append(self, kind: int, payload) -> None:
@@ -306,8 +325,19 @@ class Log:
                 or self._segs[-1].size + _OVERHEAD + length > self._segment_bytes):
             self._new_segment()
         seg = self._segs[-1]
-        self._write(_name(seg.gen), kind, payload)
+        name = _name(seg.gen)
+        try:
+            self._write(name, kind, payload)
+        except OSError:
+            if not self._landed(name, seg.size, _OVERHEAD + length):
+                self._sealed = True  # whatever landed is a torn tail: never append after it
+                raise
         seg.size += _OVERHEAD + length
+
+    def _landed(self, name: str, before: int, length: int) -> bool:
+        """After a refused write: did the whole frame reach the file anyway?"""
+        self.io_errors += 1
+        return self._storage.size(name) == before + length
 
     def _write(self, name: str, kind: int, payload) -> None:
         length = len(payload)
@@ -329,16 +359,22 @@ class Log:
         if not self.has_room_for_payment():
             raise LogFull()
         if signature is None:
-            self._append(T_BODY, body)
+            self._append(T_BODY, body)  # OSError: the frame did not land, nothing committed
         else:
             frame = self._small_record(body, signature)
             self._append(T_REC, frame)
-        self._storage.sync()
         self._segs[-1].last_seq = record.body_seq(body)
         body = bytes(body)
         self._advance(body)
+        self._segs[-1].last_day = self.day
         if signature is None:
             self.unsigned.append(record.body_seq(body))
+        try:
+            self._storage.sync()
+        except OSError:
+            # The frame is in the file, so it is committed: the next boot will read it, and a
+            # second record with this seq would break the chain.
+            self.io_errors += 1
 
     def _small_record(self, body, signature) -> bytes:
         return bytes(body) + bytes(signature)
@@ -393,10 +429,10 @@ class Log:
                     sigs[seq] = payload[4:68]
         return [bodies[s] + sigs[s] for s in sorted(bodies) if s in sigs]
 
-    def unacked_bodies(self):
-        """Yield the body of every record above acked_seq (to rebuild offline spend)."""
+    def bodies(self):
+        """Yield the body of every record still in the log, oldest first (to rebuild offline spend)."""
         for kind, payload in self.frames():
-            if (kind == T_BODY or kind == T_REC) and record.body_seq(payload) > self.acked_seq:
+            if kind == T_BODY or kind == T_REC:
                 yield payload[:record.BODY_SIZE]
 
     def mark_rejected(self, seq: int, reason: str) -> None:
@@ -409,17 +445,22 @@ class Log:
         self._storage.sync()
         self.rejected[seq] = reason
 
-    def acknowledge(self, acked_seq: int) -> int:
-        """Record the backend's acked_seq and reclaim what it covers; return segments freed."""
-        if acked_seq <= self.acked_seq:
-            return 0
+    def acknowledge(self, acked_seq: int, now: "int | None" = None) -> int:
+        """Record the backend's acked_seq and reclaim what it covers; return segments freed.
+
+        Segments holding a record of the local day of `now` (the terminal's clock; without it,
+        the newest record's day) stay: the offline budget counts the day's records.
+        """
         acked_seq = min(acked_seq, self.next_seq - 1)
         payload = self._small
-        struct.pack_into(">I", payload, 0, acked_seq)
-        self._append(T_ACK, memoryview(payload)[:4])
-        self.acked_seq = acked_seq
+        written = acked_seq > self.acked_seq
+        if written:
+            struct.pack_into(">I", payload, 0, acked_seq)
+            self._append(T_ACK, memoryview(payload)[:4])
+            self.acked_seq = acked_seq
+        keep_day = self.day if now is None else (now + self._tz_offset_s) // 86400
         freed = 0
-        while len(self._segs) > 1 and self._segs[0].last_seq <= acked_seq:
+        while len(self._segs) > 1 and self._segs[0].last_seq <= self.acked_seq and self._segs[0].last_day < keep_day:
             if freed == 0:  # the totals of the day must outlive the records they count
                 struct.pack_into(">IIi", payload, 0, self.day, self.day_count,
                                  self.day_total_cents)
@@ -428,9 +469,11 @@ class Log:
             self._storage.remove(_name(self._segs[0].gen))
             gone = self._segs.pop(0).last_seq
             freed += 1
+            written = True
             for seq in [s for s in self.rejected if s <= gone]:
                 del self.rejected[seq]  # its REJ frame went with the segment
-        self._storage.sync()
+        if written:
+            self._storage.sync()
         return freed
 
     def day_summary(self, now: int):
@@ -441,5 +484,6 @@ class Log:
 
     def stats(self) -> dict:
         return {"segments": len(self._segs), "free_bytes": self._free_bytes(),
+                "capacity_bytes": self._max_segments * (self._segment_bytes - 46),
                 "next_seq": self.next_seq, "acked_seq": self.acked_seq,
                 "unsigned": len(self.unsigned), "rejected": len(self.rejected)}

@@ -5,9 +5,30 @@ transport(method, path, headers, body) -> (status, body); raises OSError when th
 down or TLS cannot be set up, so the sync client backs off and retries. https:// uses the
 port's ssl.SSLContext (MicroPython >= 1.23, CPython); with a CA (ca_pem) the server must
 present a certificate it signed, and nothing is ever sent over an unverified connection.
+
+With `idle` set (the terminal's pump), waiting for the answer is cut into IDLE_SLICE_S socket
+timeouts with idle() between them, so the keypad is scanned while the server thinks and the
+answer arrives. DNS, connect and the TLS handshake still block: the terminal starts a sync only
+when nobody is typing (terminal.py).
 """
 
 import socket
+
+try:
+    from typing import Callable  # noqa: F401  (annotations only; MicroPython has no typing)
+except ImportError:
+    pass
+
+IDLE_SLICE_S = 0.01  # the keypad's scan period
+_TIMEOUT_ERRNOS = (11, 110, 116)  # EAGAIN, ETIMEDOUT (Linux), ETIMEDOUT (lwIP)
+try:
+    _TIMEOUT_TYPES = (TimeoutError,)  # CPython's socket.timeout
+except NameError:  # MicroPython: an OSError carrying one of the errnos above
+    _TIMEOUT_TYPES = ()
+
+
+def _timed_out(error) -> bool:
+    return isinstance(error, _TIMEOUT_TYPES) or (bool(error.args) and error.args[0] in _TIMEOUT_ERRNOS)
 
 
 class HttpTransport:
@@ -27,6 +48,7 @@ class HttpTransport:
             raise ValueError("a CA is pinned for https only")
         self.ca_pem = ca_pem
         self.link = link
+        self.idle: "Callable[[], None] | None" = None  # while waiting for the answer (module docstring)
         self._context = None  # the ssl.SSLContext, made at the first https request
 
     def __call__(self, method: str, path: str, headers: dict, body) -> tuple:
@@ -48,12 +70,7 @@ class HttpTransport:
             _send(sock, head)
             if body:
                 _send(sock, body)
-            chunks = []
-            while True:
-                data = sock.recv(1024)
-                if not data:
-                    break
-                chunks.append(data)
+            chunks = self._receive(sock)
         finally:
             sock.close()
         raw = b"".join(chunks)
@@ -61,6 +78,30 @@ class HttpTransport:
         status = int(head.split(b" ", 2)[1])
         return status, payload
 
+
+    def _receive(self, sock) -> list:
+        chunks = []
+        idle = self.idle
+        if idle is not None:
+            sock.settimeout(IDLE_SLICE_S)
+        waited_s = 0.0
+        while True:
+            try:
+                data = sock.recv(1024)
+            except OSError as e:
+                if idle is None or not _timed_out(e):
+                    raise
+                waited_s += IDLE_SLICE_S
+                if waited_s >= self.timeout_s:
+                    raise
+                idle()
+                continue
+            if not data:
+                return chunks
+            chunks.append(data)
+            waited_s = 0.0
+            if idle is not None:
+                idle()
 
     def _tls_context(self):
         """The SSLContext for every https request; OSError rather than an unverified one."""

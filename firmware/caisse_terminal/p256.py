@@ -83,14 +83,17 @@ def _to_affine(x: int, y: int, z: int):
     return x * zi2 % _P, y * zi2 * zi % _P
 
 
-def _build_table():
-    # Base points G_i = 2^(i * _SPACING) G, then every sum of a subset of them.
+def _build_table(idle=None):
+    # Base points G_i = 2^(i * _SPACING) G, then every sum of a subset of them. idle() runs
+    # between pieces of work: the first signature after a boot builds it (4-5 s on an ESP32).
     bases = []
     x, y, z = _GX, _GY, 1
     for i in range(_TEETH):
         if i:
             for _ in range(_SPACING):
                 x, y, z = _double(x, y, z)
+                if idle is not None:
+                    idle()
         bases.append(_to_affine(x, y, z))
     table = [(0, 0)] * (1 << _TEETH)
     for j in range(1, 1 << _TEETH):
@@ -103,14 +106,17 @@ def _build_table():
         else:
             px, py = table[j ^ low]
             table[j] = _to_affine(*_add_affine(px, py, 1, bases[i][0], bases[i][1]))
+        if idle is not None:
+            idle()
     return table
 
 
-def _mul_g(k: int):
-    """k * G as affine (x, y), 0 < k < n."""
+def _mul_g(k: int, idle=None):
+    """k * G as affine (x, y), 0 < k < n; idle() is called after each column and before the
+    inversion (each about 5-10 ms on an ESP32)."""
     global _table
     if _table is None:
-        _table = _build_table()
+        _table = _build_table(idle)
     table = _table
     # Column c of the comb gathers bits c, c + 43, c + 86, ... of k.
     words = [(k >> (i * _SPACING)) & ((1 << _SPACING) - 1) for i in range(_TEETH)]
@@ -123,6 +129,8 @@ def _mul_g(k: int):
         if idx:
             tx, ty = table[idx]
             x, y, z = _add_affine(x, y, z, tx, ty)
+        if idle is not None:
+            idle()
     return _to_affine(x, y, z)
 
 
@@ -151,8 +159,11 @@ def _hmac(key: bytes, msg: bytes) -> bytes:
     return outer.digest()
 
 
-def sign_digest(secret: bytes, digest: bytes) -> bytes:
-    """64-byte r || s over a 32-byte digest, with the RFC 6979 nonce (HMAC-SHA256)."""
+def sign_digest(secret: bytes, digest: bytes, idle=None) -> bytes:
+    """64-byte r || s over a 32-byte digest, with the RFC 6979 nonce (HMAC-SHA256).
+
+    idle: called now and then during the computation (the terminal scans its keypad there), so
+    the 200-400 ms of a signature on an ESP32 never hide a key press."""
     if len(digest) != 32:
         raise ValueError("a SHA-256 digest is 32 bytes")
     d = _scalar(secret)
@@ -169,7 +180,9 @@ def sign_digest(secret: bytes, digest: bytes) -> bytes:
         v = _hmac(k_mac, v)
         k = int.from_bytes(v, "big")
         if 0 < k < _N:
-            r = _mul_g(k)[0] % _N
+            r = _mul_g(k, idle)[0] % _N
+            if idle is not None:
+                idle()  # between the two inversions
             if r:
                 s = _inverse(k, _N) * (e + r * d) % _N
                 if s:

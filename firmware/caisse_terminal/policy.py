@@ -1,9 +1,10 @@
 """Offline policy: may this card pay this amount now, without asking the backend?
 
-- Card table "cards.bin": the sync entries themselves (32 bytes: uid_len u8, uid 10, status u8,
-  balance_cents i32, code_salt 8, code_verifier 8), sorted by (uid_len, uid), looked up by binary
-  search with one 32-byte buffer: 10 000 cards cost 320 KB of flash and no RAM. Blocked cards are
-  the deny list.
+- Card table "cards.bin": the sync v2 entries themselves (36 bytes: uid_len u8, uid 10, status u8,
+  balance_cents i32, code_salt 8, code_verifier 8, household u32), sorted by (uid_len, uid),
+  looked up by binary search with one 36-byte buffer: 10 000 cards cost 360 KB of flash and no
+  RAM. Blocked cards are the deny list. A table of another entry size (an older firmware's) is
+  dropped at boot: the terminal then needs a full sync before it pays.
 - Member code: above the code threshold, a card whose household has a code (non-zero salt or
   verifier) pays only after the member types it. The verifier is keyed to this terminal
   (docs/protocol.md, "Member-code verifiers"): HMAC(code key, SHA-256(salt || 4 ASCII digits)[:8])
@@ -13,8 +14,14 @@
   tries are counted per card in "codes.json"; after code_max_tries the card is locked on this
   terminal (every payment refused) until a sync brings a newer entry for it. The counts are
   reported at sync (sync.py) and then forgotten; a lock is not.
-- Offline budget of a card = its balance at the last sync minus what this terminal took from it
-  in records the backend has not acknowledged yet (`spend`, rebuilt from the log).
+- Offline budget, per household (all its cards together), on this terminal:
+  - its balance at the last sync minus what this terminal took from it in records the backend
+    has not acknowledged yet (`spend`);
+  - and, per day, at most min(balance at the last sync x offline_share_bp / 10 000,
+    offline_daily_cap_cents) in all the records of the day (`day_spend`, acknowledged or not).
+  Both are rebuilt from the log at boot and after each sync (a power cut loses nothing the
+  terminal approved); the log keeps the segments holding the day's records (log.acknowledge).
+  The day is the terminal's: its clock at UTC+1 (DAY_OFFSET_S), as the log's day summary.
 - Limits from the sync: maximum per payment, maximum for a tap without SUN message (basic
   card), PIN threshold, maximum age of the last sync, void window, wrong codes before a lock.
   Kept with the terminal id and the cards version in "config.json".
@@ -36,7 +43,9 @@ from . import record
 CARDS_FILE = "cards.bin"
 _CARDS_NEW = "cards.new"
 CONFIG_FILE = "config.json"
-ENTRY_SIZE = const(32)
+ENTRY_SIZE = const(36)
+_HOUSEHOLD_AT = const(32)
+DAY_OFFSET_S = const(3600)  # the terminal's day, as log.Log's tz_offset_s (the backend judges the same)
 CODES_FILE = "codes.json"
 CODE_DIGITS = const(4)
 CODE_OK = const(0)
@@ -48,7 +57,7 @@ CODE_FAILURE_SIZE = const(15)  # one card in the code-failures report
 _KEY_SIZE = const(11)
 STATUS_ACTIVE = const(0)
 STATUS_BLOCKED = const(1)
-MAX_SPEND_CARDS = const(1024)  # distinct cards with unacknowledged spend; then sync first
+MAX_SPEND_HOUSEHOLDS = const(1024)  # distinct households with spend to remember; then sync first
 
 DEFAULT_LIMITS = {
     "max_payment_cents": 15000,
@@ -62,6 +71,7 @@ DEFAULT_LIMITS = {
 BLOCKED = ("Carte bloquée",)
 UNKNOWN = ("Carte inconnue",)
 INSUFFICIENT = ("Solde", "insuffisant")
+DAY_LIMIT = ("Plafond du jour", "atteint")
 TOO_HIGH = ("Montant trop", "élevé")
 TOO_HIGH_BASIC = ("Montant trop", "élevé pour", "cette carte")
 SYNC_NEEDED = ("Synchronisation", "requise")
@@ -88,7 +98,12 @@ class Policy:
         self._clock = clock
         self._entry = bytearray(ENTRY_SIZE)
         self._key = bytearray(_KEY_SIZE)
-        self.spend = {}  # uid bytes -> cents taken in records above acked_seq
+        self.spend = {}  # household -> cents taken in records above acked_seq
+        self.day_spend = {}  # household -> cents taken in the records of spend_day still in the log
+        self.spend_day = 0
+        self._left = 0  # set by _judge: balance left, daily budget left (None: no daily limit), household
+        self._day_left = None
+        self._household = 0
         self.terminal_id = 0
         self.cards_version = 0
         self.last_sync = 0  # server time of the last successful sync, 0: never
@@ -107,12 +122,15 @@ class Policy:
             self.cards_version = cfg.get("cards_version", 0)
             self.last_sync = cfg.get("last_sync", 0)
             self.limits.update(cfg.get("limits", {}))
+            if cfg.get("entry_size") != ENTRY_SIZE:  # an older firmware's card table: refetch it all
+                self._storage.remove(CARDS_FILE)
+                self.cards_version = self.last_sync = 0
         raw = self._storage.read(CODES_FILE)
         self.codes = json.loads(raw) if raw else {}
 
     def save(self) -> None:
         cfg = {"terminal_id": self.terminal_id, "cards_version": self.cards_version,
-               "last_sync": self.last_sync, "limits": self.limits}
+               "last_sync": self.last_sync, "limits": self.limits, "entry_size": ENTRY_SIZE}
         self._storage.replace(CONFIG_FILE, json.dumps(cfg).encode())
         self._storage.sync()
 
@@ -150,7 +168,7 @@ class Policy:
         return self._entry[11], struct.unpack_from(">i", self._entry, 12)[0]
 
     def apply_cards(self, packed, full: bool) -> None:
-        """Merge sync entries (32 bytes each) into the table; full: they replace it.
+        """Merge sync entries (ENTRY_SIZE bytes each) into the table; full: they replace it.
 
         Streams the old table and writes a new file. Beside the page itself, RAM holds only each
         card's key and the offset of its entry in `packed` (<= 512 cards), not a second copy of
@@ -195,17 +213,46 @@ class Policy:
     # ---- offline spend -------------------------------------------------------------------
 
     def rebuild_spend(self) -> None:
-        """What this terminal took per card in records the backend has not acknowledged."""
+        """The spend per household: of the records above acked_seq, and of today's records."""
         self.spend = {}
-        for body in self._log.unacked_bodies():
-            self.on_commit(body)
+        self.day_spend = {}
+        self.spend_day = self._today()
+        households = {}  # uid -> household: one table search per card, not per record
+        for body in self._log.bodies():
+            uid = bytes(body[24:24 + body[3]])
+            if uid not in households:
+                households[uid] = self._household_of(uid)
+            self._count(body, households[uid])
 
     def on_commit(self, body) -> None:
-        uid = bytes(body[24:24 + body[3]])
+        """Count a record just committed (its card was looked up by check_payment or check_void)."""
+        self._roll_day()
+        self._count(body, self._household_of(bytes(body[24:24 + body[3]])))
+
+    def _count(self, body, household: int) -> None:
         amount = struct.unpack_from(">I", body, 16)[0]
         if body[1] == record.KIND_VOID:
             amount = -amount
-        self.spend[uid] = self.spend.get(uid, 0) + amount
+        if record.body_seq(body) > self._log.acked_seq:
+            self.spend[household] = self.spend.get(household, 0) + amount
+        if (struct.unpack_from(">I", body, 12)[0] + DAY_OFFSET_S) // 86400 == self.spend_day:
+            self.day_spend[household] = self.day_spend.get(household, 0) + amount
+
+    def _household_of(self, uid: bytes) -> int:
+        """The card's household; 0 for a card the table lacks (its spend is counted apart)."""
+        if not self._find(uid):
+            return 0
+        return struct.unpack_from(">I", self._entry, _HOUSEHOLD_AT)[0]
+
+    def _today(self) -> int:
+        return (self._clock.now() + DAY_OFFSET_S) // 86400
+
+    def _roll_day(self) -> None:
+        """A new day starts with nothing spent in it."""
+        today = self._today()
+        if today != self.spend_day:
+            self.day_spend.clear()
+            self.spend_day = today
 
     # ---- decisions -----------------------------------------------------------------------
 
@@ -214,18 +261,35 @@ class Policy:
             return True
         return self._clock.now() - self.last_sync > self.limits["offline_max_age_s"]
 
+    def _judge(self, uid: bytes):
+        """Decline reason or None; sets _left, _day_left and _household (no tuple on the tap path)."""
+        if not self._find(uid):
+            return UNKNOWN
+        entry = self._entry
+        if entry[11] == STATUS_BLOCKED:
+            return BLOCKED
+        balance = struct.unpack_from(">i", entry, 12)[0]
+        household = struct.unpack_from(">I", entry, _HOUSEHOLD_AT)[0]
+        self._household = household
+        self._left = balance - self.spend.get(household, 0)
+        share = self.limits.get("offline_share_bp")
+        cap = self.limits.get("offline_daily_cap_cents")
+        if share is None or cap is None:  # limits of before sync v2: no daily budget
+            self._day_left = None
+            return None
+        self._roll_day()
+        self._day_left = min(balance * share // 10000, cap) - self.day_spend.get(household, 0)
+        return None
+
     def available(self, uid: bytes):
-        """(decline reason or None, offline budget in cents) for a balance enquiry."""
-        found = self.lookup(uid)
-        if found is None:
-            return UNKNOWN, 0
-        status, balance = found
-        if status == STATUS_BLOCKED:
-            return BLOCKED, 0
-        return None, balance - self.spend.get(uid, 0)
+        """(decline reason or None, balance left, daily budget left or None) for a balance enquiry."""
+        reason = self._judge(uid)
+        if reason is not None:
+            return reason, 0, 0
+        return None, self._left, self._day_left
 
     def check_payment(self, uid: bytes, amount_cents: int, secure: bool):
-        """(decline reason or None, budget left after this payment).
+        """(decline reason or None, balance left after this payment).
 
         secure: the tap carried a SUN message. A card without one (basic, or a copy of a secure
         card's UID) pays at most basic_card_max_payment_cents, when the backend sets it.
@@ -236,16 +300,19 @@ class Policy:
             return TOO_HIGH_BASIC, 0
         if self.sync_too_old():
             return SYNC_NEEDED, 0
-        reason, budget = self.available(uid)
+        reason = self._judge(uid)
         if reason is not None:
             return reason, 0
         if self.code_locked(uid):
             return LOCKED, 0
-        if amount_cents > budget:
-            return INSUFFICIENT, budget
-        if uid not in self.spend and len(self.spend) >= MAX_SPEND_CARDS:
-            return SYNC_NEEDED, budget
-        return None, budget - amount_cents
+        left = self._left
+        if amount_cents > left:
+            return INSUFFICIENT, left
+        if self._day_left is not None and amount_cents > self._day_left:
+            return DAY_LIMIT, left
+        if self._household not in self.spend and len(self.spend) >= MAX_SPEND_HOUSEHOLDS:
+            return SYNC_NEEDED, left
+        return None, left - amount_cents
 
     def needs_pin(self, uid: bytes, amount_cents: int) -> bool:
         """Above the threshold, for a card whose household has a member code (a salt, with or
@@ -253,12 +320,13 @@ class Policy:
         threshold = self.limits["pin_threshold_cents"]
         if threshold <= 0 or amount_cents < threshold or not self._find(uid):
             return False
-        return bytes(self._entry[_CODE_AT:_CODE_AT + 8]) != _NO_CODE or bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
+        entry = self._entry
+        return bytes(entry[_CODE_AT:_CODE_AT + 8]) != _NO_CODE or bytes(entry[_CODE_AT + 8:_HOUSEHOLD_AT]) != _NO_CODE
 
     def can_check_code(self, uid: bytes) -> bool:
         """False when the backend sent no verifier for this terminal (it has no chip to hold a
         member-code key): a payment that needs the code is refused here."""
-        return self._find(uid) and bytes(self._entry[_CODE_AT + 8:]) != _NO_CODE
+        return self._find(uid) and bytes(self._entry[_CODE_AT + 8:_HOUSEHOLD_AT]) != _NO_CODE
 
     # ---- member codes --------------------------------------------------------------------
 
@@ -278,7 +346,7 @@ class Policy:
             typed = self.code_mac(typed)[:8]
         name = _hex(uid)
         state = self.codes.get(name)
-        if len(code) == CODE_DIGITS and typed == bytes(entry[_CODE_AT + 8:]):
+        if len(code) == CODE_DIGITS and typed == bytes(entry[_CODE_AT + 8:_HOUSEHOLD_AT]):
             if state and state[0]:
                 state[0] = 0
                 self._save_codes()

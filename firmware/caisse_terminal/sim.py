@@ -3,10 +3,15 @@
 MemoryStorage is a flash that can lose power: give it a budget of write units (one per byte
 appended, one per remove/replace) and it raises PowerCut when the budget runs out, keeping
 exactly the bytes written so far. Its `files` survive into a new MemoryStorage: a reboot.
+It can also be full: with `capacity` set (bytes for all files), a write that does not fit
+raises OSError(ENOSPC) like LittleFS, after appending the prefix that fits.
 """
 
 from .clock import TICKS_MAX
 from .hal import Card, CardReader, Clock, Display, Indicator, Keypad, Storage
+
+
+ENOSPC = 28
 
 
 class PowerCut(Exception):
@@ -19,6 +24,12 @@ class MemoryStorage(Storage):
         self.budget = -1  # write units left before the power cut; -1: never
         self.units = 0  # write units spent since creation (to enumerate cut points)
         self.bytes_written = 0
+        self.capacity = -1  # bytes all files may hold; -1: unlimited
+
+    def _room(self) -> int:
+        if self.capacity < 0:
+            return 1 << 30
+        return max(0, self.capacity - sum(len(d) for d in self.files.values()))
 
     def _spend(self, n: int) -> int:
         """Spend up to n units; return how many may be done before the cut."""
@@ -49,20 +60,27 @@ class MemoryStorage(Storage):
 
     def append(self, name: str, data) -> None:
         n = len(data)
-        done = self._spend(n)
+        room = self._room()
+        if room < n:
+            data = data[:room]
+        done = self._spend(len(data))
         target = self.files.get(name)
         if target is None:
             target = self.files[name] = bytearray()
         target.extend(bytes(data[:done]))
         self.bytes_written += done
-        if done < n:
+        if done < len(data):
             raise PowerCut()
+        if done < n:
+            raise OSError(ENOSPC)
 
     def _atomic(self) -> None:
         if self._spend(1) < 1:
             raise PowerCut()
 
     def replace(self, name: str, data) -> None:
+        if self._room() < len(data):
+            raise OSError(ENOSPC)  # the temporary file does not fit beside the old: it stays
         self._atomic()
         self.files[name] = bytearray(data)
         self.bytes_written += len(data)
@@ -81,11 +99,16 @@ class MemoryStorage(Storage):
 
 
 class ScreenLog(Display):
-    """Keeps what is shown; `lines` is the current screen."""
+    """Keeps what is shown; `lines` is the current screen, `level` its brightness (2 full,
+    1 dimmed, 0 off)."""
 
     def __init__(self) -> None:
         self.lines = []
         self.history = []
+        self.level = 2
+
+    def brightness(self, level: int) -> None:
+        self.level = level
 
     def show(self, lines) -> None:
         self.lines = list(lines)
@@ -115,8 +138,19 @@ class FieldReader(CardReader):
     def __init__(self) -> None:
         self.card = None
         self.fail_next = False
+        self.asleep = False  # the reader's power-down (a real one sees no card then)
+        self.polls = 0
+
+    def sleep(self) -> None:
+        self.asleep = True
+
+    def wake(self) -> None:
+        self.asleep = False
 
     def poll(self) -> "Card | None":
+        self.polls += 1
+        if self.asleep:
+            return None
         if self.fail_next:
             from .hal import CardRemoved
             self.fail_next = False
@@ -136,6 +170,16 @@ class Beeper(Indicator):
 
     def key_click(self) -> None:
         pass
+
+
+class Battery:
+    """A battery gauge reading `mv` millivolts (None: no reading)."""
+
+    def __init__(self, mv=3900) -> None:
+        self.mv = mv
+
+    def read_mv(self):
+        return self.mv
 
 
 class ManualClock(Clock):

@@ -14,6 +14,7 @@ class SoftwareSigner(Signer):
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._public = None
+        self.idle = None  # called during each signature (Terminal sets its pump here)
 
     @classmethod
     def load_or_create(cls, storage, urandom=None) -> "SoftwareSigner":
@@ -40,4 +41,4 @@ class SoftwareSigner(Signer):
         return self._public
 
     def sign_digest(self, digest: bytes) -> bytes:
-        return p256.sign_digest(self._secret, digest)
+        return p256.sign_digest(self._secret, digest, self.idle)

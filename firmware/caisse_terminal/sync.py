@@ -10,7 +10,8 @@ It raises OSError when the network is down. Order of one sync():
    reported; a record refused as seq_conflict, bad_chain or wrong_terminal is not sent again
    (log.NOT_RESENT), one refused as malformed or bad_signature is (the upload may have been
    corrupted on the way);
-3. GET /sync (signed, with the 401 clock_skew dance; it tells the firmware version), merge the
+3. GET /sync?v=2 (signed, with the 401 clock_skew dance; it tells the firmware version and, on the
+   first page, carries the `extra_headers(now)` of the terminal: its signed health report), merge the
    card entries, set the clock and limits, and only then acknowledge acked_seq to the log: the
    balances and the reclaim are from the same answer, so the offline spend never forgets a
    record the balance lacks;
@@ -74,13 +75,15 @@ class Report:
 
 
 class SyncClient:
-    def __init__(self, transport, log, policy, signer, clock, batch_records: int = BATCH_RECORDS):
+    def __init__(self, transport, log, policy, signer, clock, batch_records: int = BATCH_RECORDS,
+                 extra_headers=None):
         self._transport = transport
         self._log = log
         self._policy = policy
         self._signer = signer
         self._clock = clock
         self._batch = batch_records
+        self._extra_headers = extra_headers  # callable(now) -> dict, for the first /sync page
         self.failures = 0
         self._retry_at_ms = None
 
@@ -154,7 +157,9 @@ class SyncClient:
             headers = {"X-Caisse-Time": str(now),
                        "X-Caisse-Signature": binascii.hexlify(sig).decode(),
                        "X-Caisse-Firmware": VERSION}  # informational: not signed
-            status, raw = self._transport("GET", self._path("sync?since=%d" % since), headers, None)
+            if pages == 0 and self._extra_headers is not None:
+                headers.update(self._extra_headers(now))
+            status, raw = self._transport("GET", self._path("sync?since=%d&v=2" % since), headers, None)
             if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
                 skew_retries += 1
                 self._clock.set(int(json.loads(raw)["server_time"]))
@@ -163,6 +168,8 @@ class SyncClient:
                 raise SyncError("sync %d %s" % (status, _error_code(raw)))
             answer = json.loads(raw)
             del raw  # a page is ~22 KB of base64: hold it as few times as the heap allows
+            if answer.get("v") != 2:  # a v1 answer's 32-byte entries would be misread as v2's
+                raise SyncError("sync: not a v2 answer")
             pages += 1
             packed = _decode_base64(answer.pop("cards", None) or "")
             if len(packed) % ENTRY_SIZE:  # cut or garbled: keep the table we have
@@ -180,7 +187,7 @@ class SyncClient:
         policy.save()
         if first_acked is not None:
             # Balances of this answer count the records up to its acked_seq: reclaim those.
-            self._log.acknowledge(first_acked)
+            self._log.acknowledge(first_acked, self._clock.now())  # today's records stay: the budget counts them
             report.acked_seq = max(report.acked_seq, first_acked)
         policy.rebuild_spend()
 

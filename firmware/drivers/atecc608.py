@@ -131,7 +131,7 @@ class ATECC608(Signer):
         try:
             self.wake()
             self.revision = self.info()
-            self.idle()
+            self.sleep()
         except (OSError, ATECCCommError, ATECCError) as e:
             raise OSError("ATECC608 not answering at I2C address 0x%02x (%r)" % (address, e))
 
@@ -152,10 +152,19 @@ class ATECC608(Signer):
             raise ATECCCommError("unexpected wake answer %s" % bytes(rsp))
 
     def idle(self):
+        """Keeps TempKey, ~800 uA: only between the commands of one operation."""
         self._word(_WORD_IDLE)
 
     def sleep(self):
+        """Clears TempKey, ~150 nA instead of ~800 uA idle: after every operation."""
         self._word(_WORD_SLEEP)
+
+    def recover(self):
+        """After an error: sleep (drops a half-done command), wake, check it answers, sleep."""
+        self.sleep()
+        self.wake()
+        self.info()
+        self.sleep()
 
     def _word(self, word):
         self._cmd[0] = word
@@ -218,12 +227,12 @@ class ATECC608(Signer):
         return rsp[1 : 1 + response_len]
 
     def _session(self, opcode, param1, param2, data=b"", response_len=1):
-        """wake, one command, idle; the answer copied out of the shared buffer."""
+        """wake, one command, sleep; the answer copied out of the shared buffer."""
         self.wake()
         try:
             return bytes(self.execute(opcode, param1, param2, data, response_len))
         finally:
-            self.idle()
+            self.sleep()
 
     def info(self):
         """The 4-byte revision (Info mode 0): 00 00 60 02 for a 608A, 00 00 60 03 for a 608B."""
@@ -311,4 +320,4 @@ class ATECC608(Signer):
             self.execute(_OP_NONCE, _NONCE_PASSTHROUGH, 0x0000, digest, 1)
             return bytes(self.execute(_OP_SIGN, _SIGN_EXTERNAL, self.key_slot, b"", 64))
         finally:
-            self.idle()
+            self.sleep()

@@ -36,8 +36,29 @@ class NfcReader(CardReader):
         self.pn532 = pn532
         self.poll_timeout_ms = poll_timeout_ms
         self._held = None  # the Card read in the last poll, while it stays in the field
-        pn532.sam_configuration()
-        pn532.set_passive_retries(1)  # answer "no card" at once instead of waiting for one
+        self._configure()
+
+    def _configure(self):
+        self.pn532.sam_configuration()
+        self.pn532.set_passive_retries(1)  # answer "no card" at once instead of waiting for one
+
+    # --- power (caisse_terminal.power: the field is off between taps) -----------------------------
+
+    def sleep(self):
+        """Power the PN532 down: no RF field, no card seen until wake()."""
+        self._held = None
+        self.pn532.power_down()
+
+    def wake(self):
+        self.pn532.wake()
+        self._configure()
+
+    def recover(self):
+        """After an error: reset the PN532 (RSTPDN, when wired), check it answers, configure it."""
+        self._held = None
+        self.pn532.hard_reset()
+        self.pn532.firmware_version()
+        self._configure()
 
     def _apdu(self, apdu):
         answer = self.pn532.data_exchange(apdu)

@@ -48,6 +48,7 @@ _STATUS_MASK = const(0x3F)
 _MAX_DATA = const(254)  # TFI + PD of one normal frame, LEN <= 255
 _FRAME_OVERHEAD = const(7)  # preamble (3), LEN, LCS, DCS, postamble
 _POLL_MS = const(2)
+_WAKE_MS = const(10)  # RSTPDN pulse, and the oscillator's start after a reset or a wake-up
 
 
 class PN532Error(Exception):
@@ -270,5 +271,26 @@ class PN532:
         self.call(_CMD_IN_RELEASE, b"\x00", capacity=1)
 
     def power_down(self):
-        """Soft power-down until the next I2C access (PowerDown, wake-up on I2C)."""
+        """Soft power-down until the next I2C access (PowerDown, wake-up on I2C): the RF field
+        and the oscillator stop, about 10 uA instead of ~100 mA with the field on."""
         self.call(_CMD_POWER_DOWN, b"\x80", capacity=1)
+
+    def wake(self):
+        """Leave power-down: the first I2C frame wakes the PN532 and may be lost, so a second
+        GetFirmwareVersion follows a failed first one (UM0701-02 section 7.2.11)."""
+        try:
+            self.firmware_version()
+        except (OSError, PN532Error):
+            self._sleep_ms(_WAKE_MS)
+            self.firmware_version()
+
+    def hard_reset(self):
+        """Pulse RSTPDN low when the pin is wired (a wedged PN532 restarts from scratch), then
+        wait for its oscillator. Returns False without the pin."""
+        if self.reset_pin is None:
+            return False
+        self.reset_pin.value(0)
+        self._sleep_ms(_WAKE_MS)
+        self.reset_pin.value(1)
+        self._sleep_ms(_WAKE_MS)
+        return True

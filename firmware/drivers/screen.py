@@ -60,6 +60,7 @@ _SEGMENTS = (
 DIGIT_SEGMENTS = (0x3F, 0x06, 0x5B, 0x4F, 0x66, 0x6D, 0x7D, 0x07, 0x7F, 0x6F)
 _GAP = const(3)
 _AMOUNT_Y = const(18)
+DIM_CONTRAST = const(0x10)  # the panel's current follows its contrast: about 1/16 of full
 
 
 def format_cents(amount_cents):
@@ -68,10 +69,15 @@ def format_cents(amount_cents):
 
 
 class Screen(Display):
-    def __init__(self, fb, width=128, height=64):
+    def __init__(self, fb, width=128, height=64, deferred=False):
+        """deferred: show() only draws; flush_step() sends one changed page per call (the
+        terminal's loop calls it), so a full redraw never blocks the loop for ~95 ms."""
         self.fb = fb
         self.width = width
         self.height = height
+        self.deferred = deferred
+        self.dirty = 0  # pages drawn but not sent yet, one bit each
+        self._all_pages = (1 << (height // 8)) - 1
         self._line = bytearray(LINE_CHARS)  # the ASCII cells of the line being drawn
         self._glyph = bytearray(8)
         self._glyph_fb = framebuf.FrameBuffer(self._glyph, 8, 8, framebuf.MONO_VLSB)
@@ -80,7 +86,43 @@ class Screen(Display):
         self.fb.fill(0)
         for row, text in enumerate(tuple(lines)[:LINES]):
             self.text(text, 0, row * 16 + 4)
-        self.fb.show()
+        self._drawn()
+
+    def _drawn(self):
+        if self.deferred:
+            self.dirty = self._all_pages
+        else:
+            self.fb.show()
+
+    def invalidate(self):
+        """Send everything again (after the panel was re-initialized)."""
+        self.dirty = self._all_pages
+        if not self.deferred:
+            self.flush()
+
+    def flush_step(self):
+        """Send the next drawn page; True while pages remain."""
+        dirty = self.dirty
+        if not dirty:
+            return False
+        page = 0
+        while not dirty & (1 << page):
+            page += 1
+        self.fb.show_page(page)
+        self.dirty = dirty & ~(1 << page)
+        return self.dirty != 0
+
+    def flush(self):
+        while self.flush_step():
+            pass
+
+    def brightness(self, level):
+        """2: full contrast (outdoors), 1: dimmed, 0: panel off (its RAM is kept)."""
+        if level <= 0:
+            self.fb.poweroff()
+            return
+        self.fb.contrast(0xFF if level >= 2 else DIM_CONTRAST)
+        self.fb.poweron()
 
     def text(self, text, x, y):
         """Draw up to LINE_CHARS characters at (x, y), accented letters included.
@@ -147,4 +189,4 @@ class Screen(Display):
                 x += DIGIT_W + _GAP
         self.fb.text("EUR", x, _AMOUNT_Y + DIGIT_H - 8, 1)
         self.text(footer, 0, self.height - 8)
-        self.fb.show()
+        self._drawn()

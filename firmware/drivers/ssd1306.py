@@ -79,6 +79,18 @@ class SSD1306(framebuf.FrameBuffer):
     def invert(self, invert):
         self.write_cmd(_SET_NORM_INV | (invert & 1))
 
+    def show_page(self, page):
+        """Send one page (8 pixel rows, `width` bytes): about 12 ms of I2C at 100 kHz, against
+        about 95 ms for the whole screen, so a redraw can be spread over the loop."""
+        self.write_cmd(_SET_COL_ADDR)
+        self.write_cmd(0)
+        self.write_cmd(self.width - 1)
+        self.write_cmd(_SET_PAGE_ADDR)
+        self.write_cmd(page)
+        self.write_cmd(page)
+        start = page * self.width
+        self.write_data(memoryview(self.buffer)[start:start + self.width])
+
     def show(self):
         self.write_cmd(_SET_COL_ADDR)
         self.write_cmd(0)

@@ -101,7 +101,7 @@ def render(pinmap: PinMap) -> str:
         out.append(f'<text x="{ESP_X + ESP_W + 6}" y="{y0 - 4}" font-size="9" fill="{c}">{escape(name)}</text>')
     out.append(
         f'<text x="{ESP_X}" y="{height - 20}" font-size="11">Pull-ups: I2C on the modules; '
-        "CHARGING 10k to 3V3; BATTERY_SENSE 100k/100k divider from the cell.</text>"
+        "CHARGING 10k to 3V3; BATTERY_SENSE 100k/100k divider from the cell, 100 nF to GND.</text>"
     )
     out.append("</svg>")
     return "\n".join(out) + "\n"

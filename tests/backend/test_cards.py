@@ -336,7 +336,8 @@ def test_production_refuses_the_public_development_card_keys() -> None:
     with pytest.raises(ValidationError, match="CAISSE_CARD_META_KEY_HEX"):
         Settings(environment="production", admin_token="a-real-secret-token", card_master_key_hex=MASTER_KEY_HEX)
     Settings(environment="production", admin_token="a-real-secret-token", card_meta_key_hex=META_KEY_HEX,
-             card_master_key_hex=MASTER_KEY_HEX, member_code_master_key_hex="33" * 32)
+             card_master_key_hex=MASTER_KEY_HEX, member_code_master_key_hex="33" * 32,
+             database_url="postgresql+psycopg://caisse@localhost/caisse", debtor_iban="FR1420041010050500013M02606")
 
 
 @pytest.mark.parametrize("field", ["card_master_key_hex", "card_meta_key_hex"])

@@ -231,7 +231,8 @@ def test_registration_tells_whether_the_terminal_has_a_chip(client: TestClient, 
 
 
 def test_production_refuses_the_public_development_member_code_master() -> None:
-    keys = {"card_master_key_hex": "11" * 16, "card_meta_key_hex": "22" * 16}
+    keys = {"card_master_key_hex": "11" * 16, "card_meta_key_hex": "22" * 16, "debtor_iban": "FR1420041010050500013M02606",
+            "database_url": "postgresql+psycopg://caisse@localhost/caisse"}
     with pytest.raises(ValidationError, match="CAISSE_MEMBER_CODE_MASTER_KEY_HEX"):
         Settings(environment="production", admin_token="a-real-secret-token", **keys)  # type: ignore[arg-type]
     Settings(environment="production", admin_token="a-real-secret-token", member_code_master_key_hex="33" * 32, **keys)  # type: ignore[arg-type]

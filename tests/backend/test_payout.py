@@ -60,7 +60,7 @@ def test_an_iban_changed_after_preparation_is_not_the_one_paid(session: Session,
     assert _settle(engine, strict, by="alice@caisse.test").status == "exported"
     root = _sepa(folder)
     assert _texts(root, ".//CdtrAcct/Id/IBAN") == [IBANS[0]]
-    statement = (Path(_run(session, prepared.run_id).output_dir or "") / f"releve-commercant-{vendor_id}.csv").read_text(encoding="utf-8")
+    statement = (Path(_run(session, prepared.run_id).output_dir or "") / f"releve-commercant-{vendor_id}.csv").read_text(encoding="utf-8-sig")
     assert IBANS[0] in statement and NEW_IBAN not in statement
     # The next run pays the new IBAN.
     market.pay(0, 500, time=1_767_254_400 + 86_400)

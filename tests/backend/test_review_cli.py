@@ -78,7 +78,7 @@ def test_the_run_summary_lists_each_held_record_per_vendor(cli_engine: Engine, t
     stdout, stderr = _invoke("settle", "--date", "2026-01-01")
     assert f"caisse review list --vendor {market.vendor_ids[0]}" in stderr
     [summary] = (tmp_path / "out").glob("*/resume.csv")
-    rows = list(csv.reader(summary.read_text(encoding="utf-8").splitlines(), delimiter=";"))
+    rows = list(csv.reader(summary.read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
     start = next(index for index, row in enumerate(rows) if row and row[0].startswith("Paiements retenus"))
     listed = [(int(row[0]), int(row[2]), row[8]) for row in rows[start + 2:]]
     assert listed == [(market.vendor_ids[0], held[0], "10,00"), (market.vendor_ids[1], held[1], "7,00")]

@@ -198,7 +198,7 @@ def test_a_vendor_without_a_valid_iban_is_held_back_with_a_french_reason(session
     [(vendor_id, amount, reason)] = result.held
     assert (vendor_id, amount) == (market.vendor_ids[0], 1_000)
     assert reason.startswith("IBAN manquant" if iban is None else "IBAN invalide")
-    summary = next(Path(result.output_dir or "").glob("resume.csv")).read_text(encoding="utf-8")
+    summary = next(Path(result.output_dir or "").glob("resume.csv")).read_text(encoding="utf-8-sig")
     assert "retenu" in summary and reason in summary
 
 
@@ -226,7 +226,7 @@ def test_the_statement_lists_each_transaction_and_the_total_in_french(session: S
     market.pay(0, 5)
     result = _settle(engine, rules)
     path = Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.csv"
-    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines(), delimiter=";"))
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
     assert rows[1] == ["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"]
     assert rows[2] == ["01/01/2026", "09:01:00", str(market.chains[0].terminal_id), "1", "paiement", "12,50"]
     assert rows[-1] == ["total", "", "", "2", "", "12,55"]

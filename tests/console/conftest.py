@@ -223,7 +223,7 @@ def _sign_in_state(browser: Any, console_url: str, role: Role) -> Any:
     page.get_by_label("Adresse e-mail").fill(EMAILS[role])
     page.get_by_label("Mot de passe").fill(PASSWORD)
     page.get_by_role("button", name="Se connecter").click()
-    page.wait_for_url(re.compile(r"/console/(?!login)"))
+    page.wait_for_url(re.compile(r"/console(?!/login)"))  # the home page, /console itself
     state = context.storage_state()
     context.close()
     return state

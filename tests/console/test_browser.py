@@ -59,3 +59,16 @@ def test_a_coordinator_enrols_a_household_then_issues_and_blocks_its_card(page_a
     assert page.get_by_role("link", name="Famille Navigateur").is_visible()
     assert page.get_by_role("row", name=re.compile("Famille Navigateur")).get_by_text("0 / 1").is_visible()
     screenshot(page, "household-search")
+
+
+def test_the_home_page_lists_what_needs_attention_and_the_pages_of_the_role(page_as: Any) -> None:
+    page = page_as(Role.COORDINATOR)
+    page.goto("/console")
+    assert page.get_by_role("heading", level=1).inner_text() == "Accueil"
+    assert page.get_by_role("heading", name="Foyers à découvert").is_visible()
+    page.get_by_role("navigation", name="Pages de votre rôle").get_by_role("link", name="Terminaux").click()
+    page.wait_for_url(re.compile(r"/console/terminals$"))
+    page.goto("/console")
+    page.set_viewport_size({"width": 768, "height": 1024})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    screenshot(page, "home")

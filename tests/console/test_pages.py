@@ -293,3 +293,29 @@ def test_a_card_flagged_but_active_shows_its_flag_to_staff(console_client: TestC
     sign_in(console_client, Role.COORDINATOR)
     page = console_client.get(f"/console/households/{ids['household']}").text
     assert "Signalée, à vérifier : MAC SUN invalide : message falsifié" in page
+
+
+def test_a_terminal_shows_its_last_health_report_in_french(console_client: TestClient, users: Any, engine: Engine) -> None:
+    from caisse.models import TerminalHealth
+
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+    assert "aucun rapport" in console_client.get("/console/terminals").text
+    assert "aucun rapport d'état" in console_client.get(f"/console/terminals/{ids['terminal']}").text
+    with session_factory(engine)() as session:  # as caisse.terminal_health stores a signed report
+        session.add(TerminalHealth(
+            terminal_id=ids["terminal"], terminal_time=1767254400, firmware_version="0.2.0", uptime_s=11520, boots=5,
+            watchdog_resets=1, crash_resets=1, task_restarts=9, safe_mode_boots=0,
+            errors={"i2c": 3, "nfc": 2, "secure_element": 0, "flash": 1, "sync": 4, "other": 0},
+            last_error="OSError: 19", battery_mv=3480, battery_low=True, unsent_records=12, unsigned_records=0,
+            log_free_bytes=480000))
+        session.commit()
+    for page in ("/console/terminals", f"/console/vendors/{ids['vendor']}"):
+        text = console_client.get(page).text
+        assert "batterie faible" in text and "2 redémarrages" in text
+    text = console_client.get(f"/console/terminals/{ids['terminal']}").text
+    for shown in ("3,48 V", "faible : à recharger", "3 h 12 min", "Lecteur de cartes", "Mémoire flash",
+                  "<code>OSError: 19</code>", "469 Kio"):
+        assert shown in text, shown
+    answer = console_client.get("/console/terminals/999")
+    assert answer.status_code == 404 and "Terminal introuvable." in answer.text

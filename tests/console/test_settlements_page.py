@@ -136,3 +136,30 @@ def test_a_new_iban_typed_by_one_person_waits_for_another_and_the_run_page_shows
     actions = [e.action for e in audit.events(session, subjects=[f"vendor:{vendor_id}"])]
     assert actions[:3] == ["vendor.iban_approve", "vendor.iban_request", "vendor.edit"]
     session.commit()
+
+
+@SQLITE_ONLY
+def test_the_run_page_shows_the_transfers_the_bank_returned(
+    console_client: TestClient, users: object, session: Session, engine: Engine, market: Market,
+) -> None:
+    from datetime import date
+
+    from caisse import bank, settlement
+    from caisse.db import session_factory
+    from tests.backend.test_bank import sample
+    from tests.console.conftest import EMAILS
+
+    sessions = session_factory(engine)
+    prepared = settlement.settle(sessions, run_date=date(2026, 1, 1), settings=market.settings,
+                                 by=EMAILS[Role.COORDINATOR])
+    with sessions() as other:
+        settlement.approve_run(other, run_id=prepared.run_id, by=EMAILS[Role.TREASURER], settings=market.settings)
+        settlement.export_run(other, run_id=prepared.run_id, settings=market.settings)
+        [first, _] = settlement.run_payouts(other, run_id=prepared.run_id)
+        bank.import_file(other, by=EMAILS[Role.TREASURER], content=sample(
+            "camt.054-retour.xml", returned=first.payment_id, amount=f"{first.amount_cents / 100:.2f}", reason="AC04"))
+        other.commit()
+    sign_in(console_client, Role.TREASURER)
+    page = console_client.get(f"/console/settlements/{prepared.run_id}").text
+    assert "Virements retournés par la banque" in page and first.payment_id in page
+    assert "compte clôturé (AC04)" in page and "en attente" in page

@@ -24,6 +24,7 @@ with warnings.catch_warnings():
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+import caisse_terminal  # noqa: E402
 from caisse_terminal import p256  # noqa: E402
 from caisse_terminal.soft_signer import SoftwareSigner  # noqa: E402
 
@@ -32,13 +33,14 @@ SCENARIOS = {ROOT / "tests/firmware/scenarios": "/scenarios"}
 
 
 @contextmanager
-def backend_app(tmp_path, cards):
+def backend_app(tmp_path, cards, **settings):
     """The real backend app on SQLite: a vendor, and a credited household holding `cards`
-    ((uid, card type) pairs). Yields (client, engine, settings, vendor id)."""
+    ((uid, card type) pairs), with `settings` beside the defaults. Yields (client, engine,
+    settings, vendor id)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'caisse.db'}")
     upgrade(engine)
     settings = Settings(environment="test", admin_token="e2e-admin-token",  # type: ignore[call-arg]
-                        database_url=str(engine.url))
+                        database_url=str(engine.url), **settings)
     with TestClient(create_app(settings, engine=engine)) as client:
         vendor = client.post("/v1/admin/vendors", headers=ADMIN,
                              json={"name": "Ferme du Coin", "kind": "producer", "zone": "Nord"}).json()
@@ -170,3 +172,21 @@ def test_the_firmware_sync_client_syncs_with_the_real_backend(backend):
     assert r.terminal.sync_now().error is None
     assert r.pay("1", rig.BOB) == "Carte bloquée"
     json.dumps(r.log.stats())  # plain data, for the demo's status page
+
+
+def test_the_health_report_the_firmware_signs_is_stored_by_the_real_backend(tmp_path):
+    from caisse import terminal_health
+    from caisse.db import session_factory
+
+    with backend_app(tmp_path, [(rig.ALICE, "basic")]) as (client, engine, _, vendor_id):
+        signer = SoftwareSigner(bytes(31) + b"\x2b")
+        tid = register(client, vendor_id, signer.public_key())
+        r = rig.Rig(provisioned=False, transport=AppTransport(client), signer=signer)
+        r.terminal.policy.terminal_id = tid
+        r.terminal.health.errors["nfc"] = 2
+        r.terminal.health.watchdog_resets = 1
+        assert r.terminal.sync_now().error is None  # the clock_skew retry signs the report again
+        with session_factory(engine)() as session:
+            row = terminal_health.latest(session, terminal_id=tid)
+        assert row is not None and row.errors["nfc"] == 2 and row.watchdog_resets == 1
+        assert row.firmware_version == caisse_terminal.VERSION and row.unsent_records == 0

@@ -14,7 +14,7 @@ with storage.reader("t.bin") as r:
 
 # The card table searched through one open file gives what the in-memory table gives.
 entries = b"".join(bytes([7]) + bytes([4, 0xA0 + i, 1, 2, 3, 4, 5]) + bytes(3) + bytes([i % 2]) + (1000 * i).to_bytes(4, "big")
-                   + bytes(16) for i in range(40))  # no member code: zero salt and verifier
+                   + bytes(16) + bytes([0, 0, 0, i]) for i in range(40))  # no member code: zero salt and verifier
 for s in (storage, sim.MemoryStorage()):
     p = policy.Policy(s, None, sim.ManualClock())
     p.apply_cards(entries, True)

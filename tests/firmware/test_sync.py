@@ -68,8 +68,8 @@ class FakeBackend:
                                if reason is None else
                                {"index": index, "seq": rec.seq, "status": "rejected", "reason": reason})
             return 200, json.dumps({"results": results, "acked_seq": self.acked()}).encode()
-        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=")
-        since = int(path.rsplit("=", 1)[1])
+        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=") and path.endswith("&v=2")
+        since = int(path.split("since=")[1].split("&")[0])
         t = int(headers["X-Caisse-Time"])
         if abs(t - self.server_time) > 300:
             return 401, json.dumps({"error": "clock_skew", "server_time": self.server_time}).encode()
@@ -78,7 +78,7 @@ class FakeBackend:
             return 401, b'{"error": "bad_signature"}'
         cards = self.cards if since < self.cards_version else b""
         return 200, json.dumps({
-            "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
+            "v": 2, "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
             "full": since == 0, "more": False, "cards": base64.b64encode(cards).decode(), "limits": self.limits,
         }).encode()
 
@@ -90,7 +90,7 @@ def terminal(backend, **kw):
 
 
 def test_sync_uploads_every_record_in_batches_and_reclaims_acknowledged_segments():
-    backend = FakeBackend()
+    backend = FakeBackend(server_time=rig.T0 + 86400)  # the next day: the day's records may go
     r = terminal(backend, segment_bytes=1024, segments=6)
     for i in range(12):
         assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
@@ -228,6 +228,11 @@ def test_a_full_log_accepts_payments_again_after_a_sync():
     assert r.display.lines[0] == "Mémoire pleine"
     r.keys("X")
     assert r.terminal.sync_now().error is None
+    # The day's records stay even acknowledged (the offline budget counts them): full until the next day.
+    assert r.pay("0,01", rig.CAROL) == "Mémoire pleine | Synchronisez | le terminal"
+    r.keys("X")
+    backend.server_time += 86400
+    assert r.terminal.sync_now().error is None
     assert "Paiement accepté" in r.pay("0,01", rig.CAROL)
 
 
@@ -260,7 +265,7 @@ def backend(method, path, headers, body):
         return 200, json.dumps({"recorded": len(body) // 15}).encode()
     fetched.append(headers)
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
-    return 200, json.dumps({"server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
+    return 200, json.dumps({"v": 2, "server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
                             "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
                             "limits": {}}).encode()
 

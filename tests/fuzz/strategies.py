@@ -52,17 +52,18 @@ def record_bytes() -> st.SearchStrategy[bytes]:
 
 
 def card_entries() -> st.SearchStrategy[bytes]:
-    """One sync card entry as the backend packs it (size: sync.CARD_ENTRY.size)."""
-    fields = sync.CARD_ENTRY.unpack(bytes(sync.CARD_ENTRY.size))
+    """One sync v2 card entry as the backend packs it (size: sync.CARD_ENTRY_V2.size)."""
+    fields = sync.CARD_ENTRY_V2.unpack(bytes(sync.CARD_ENTRY_V2.size))
     draws = [UIDS, st.sampled_from((0, 1)), st.integers(-(2**31), 2**31 - 1)]
-    # Any further fields are fixed-size byte strings (the member code's salt and verifier).
-    draws += [st.binary(min_size=len(f), max_size=len(f)) for f in fields[4:]]
-    return st.tuples(*draws).map(lambda v: sync.CARD_ENTRY.pack(len(v[0]), v[0], *v[1:]))
+    # Further fields: fixed-size byte strings (the member code's salt and verifier), then a u32 (household).
+    draws += [st.binary(min_size=len(f), max_size=len(f)) if isinstance(f, bytes) else st.integers(0, 2**32 - 1)
+              for f in fields[4:]]
+    return st.tuples(*draws).map(lambda v: sync.CARD_ENTRY_V2.pack(len(v[0]), v[0], *v[1:]))
 
 
 def card_pages() -> st.SearchStrategy[bytes]:
     """A page of entries: valid ones (one UID may repeat), or any bytes cut in whole entries."""
-    size = sync.CARD_ENTRY.size
+    size = sync.CARD_ENTRY_V2.size
     valid = st.lists(card_entries(), max_size=12)
     uids = st.lists(UIDS, min_size=1, max_size=3)
     repeated = uids.flatmap(lambda pool: st.lists(card_entries().flatmap(

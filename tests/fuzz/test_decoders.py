@@ -3,7 +3,7 @@
 Any byte string gives a clean error (MalformedRecord, InvalidInput) or a valid value; a valid
 value re-encodes to the same bytes; the backend and the firmware read every byte string the
 same way. The sync card entries are fuzzed at the size the code declares
-(caisse.sync.CARD_ENTRY, caisse_terminal.policy.ENTRY_SIZE), not a literal.
+(caisse.sync.CARD_ENTRY_V2, caisse_terminal.policy.ENTRY_SIZE), not a literal.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def lookup_key(uid: bytes) -> bytes:
 
 
 def test_the_terminal_reads_entries_of_the_size_the_backend_packs() -> None:
-    assert firmware_policy.ENTRY_SIZE == sync.CARD_ENTRY.size
+    assert firmware_policy.ENTRY_SIZE == sync.CARD_ENTRY_V2.size  # the terminal asks for sync v2
 
 
 @given(first=card_pages(), second=card_pages(), full=st.booleans(), probes=st.lists(UIDS, max_size=4))
@@ -123,6 +123,10 @@ def test_backend_card_entries_unpack_to_what_was_packed(entries: list[tuple[byte
     packed = b"".join(sync.CARD_ENTRY.pack(len(uid), uid, status, balance, salt, verifier)
                       for uid, status, balance in entries)
     assert [(e.uid, e.status, e.balance_cents) for e in sync.unpack_cards(packed)] == entries
+    packed_v2 = b"".join(sync.CARD_ENTRY_V2.pack(len(uid), uid, status, balance, salt, verifier, n)
+                         for n, (uid, status, balance) in enumerate(entries))
+    assert [(e.uid, e.status, e.balance_cents, e.household_id) for e in sync.unpack_cards_v2(packed_v2)] == [
+        (*entry, n) for n, entry in enumerate(entries)]
 
 
 class AnswerWith:
@@ -134,7 +138,7 @@ class AnswerWith:
     def __call__(self, method: str, path: str, headers: dict, body: bytes | None) -> tuple[int, bytes]:
         if "/code-failures" in path:
             return 200, b'{"recorded": 0}'
-        return 200, json.dumps({"server_time": 1_767_254_400, "acked_seq": 0, "cards_version": 1, "full": True,
+        return 200, json.dumps({"v": 2, "server_time": 1_767_254_400, "acked_seq": 0, "cards_version": 1, "full": True,
                                 "more": False, "cards": base64.b64encode(self.cards).decode(), "limits": {}}).encode()
 
 

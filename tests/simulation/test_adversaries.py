@@ -20,7 +20,6 @@ SEEDS = (3, 7, 11)
 FAULTS_CHECK = "each fault detected or survived"
 # The defence each adversary waits for, while it is not on main.
 MISSING = {
-    FaultKind.SPREE: "h/risk: per-household offline limits (offline_share_bp, offline_daily_cap_cents) and holds beyond them",
     FaultKind.WRONG_REVOKE: "h/held: a revoked terminal's unsettled records are held for a person",
 }
 

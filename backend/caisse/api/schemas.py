@@ -213,6 +213,7 @@ class BatchOut(BaseModel):
 
 
 class SyncOut(BaseModel):
+    v: int | None = Field(default=None, description="2 in a v2 answer; absent in v1")
     server_time: int
     acked_seq: int
     cards_version: int

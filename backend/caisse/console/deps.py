@@ -31,7 +31,6 @@ DbSession = Annotated[Session, Depends(get_session)]
 # Who sees which page (the navigation shows a user only the pages of their role).
 STAFF = (Role.ADMIN, Role.COORDINATOR)
 PAGE_ROLES: dict[str, tuple[Role, ...]] = {
-    "home": (*STAFF, Role.TREASURER),
     "households": STAFF,
     "vendors": (*STAFF, Role.TREASURER),
     "terminals": STAFF,

@@ -65,7 +65,6 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 # (page key of PAGE_ROLES, label, path): the navigation, in this order.
 NAV = [
-    ("home", "À traiter", "/console/accueil"),
     ("households", "Foyers", "/console/households"),
     ("vendors", "Commerçants", "/console/vendors"),
     ("terminals", "Terminaux", "/console/terminals"),
@@ -91,6 +90,20 @@ def local_time(moment: datetime | date | int | None, fmt: str = "%d/%m/%Y %H:%M"
     return moment.astimezone(CONSOLE_TIMEZONE).strftime(fmt)
 
 
+def volts(millivolts: int) -> str:
+    """3480 mV as '3,48 V' (a terminal's battery)."""
+    return f"{millivolts // 1000},{millivolts % 1000 // 10:02d} V"
+
+
+def duration(seconds: int) -> str:
+    """A running time in French: '2 j 3 h', '3 h 12 min', '4 min'."""
+    days, rest = divmod(seconds, 86400)
+    hours, minutes = rest // 3600, rest % 3600 // 60
+    if days:
+        return f"{days} j {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def _csrf_input(request: Request) -> Markup:
     token = getattr(request.state, "csrf_token", "")
     return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(token)}">')
@@ -107,6 +120,8 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
             "current_user": user,
             "csrf_input": lambda: _csrf_input(request),
             "euros": euros,
+            "volts": volts,
+            "duration": duration,
             "local_time": local_time,
             "role_labels": ROLE_LABELS,
             "labels": LABELS,

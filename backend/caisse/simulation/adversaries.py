@@ -33,7 +33,7 @@ from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from caisse import admin, corrections, ingest, ledger, overdue, protocol, review
-from caisse.models import Card, CardStatus, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
+from caisse.models import Card, CardStatus, LedgerTransfer, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
 from caisse.errors import Conflict
 from caisse.money import euros
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
@@ -75,6 +75,7 @@ class Adversaries:
         self.forged: list[tuple[int, int]] = []
         self.forged_cards: list[bytes] = []
         self.spree_balance_cents = 0
+        self.spree_day_high_cents = 0  # the highest balance a stall can have synced that day, before the spree
         self.credit: tuple[int, str, str] = (0, "", "")  # household, ledger references of the credit and its double
         self.refused_reversal = ""
 
@@ -135,6 +136,8 @@ class Adversaries:
         household = world.households[plan.spree_household]
         with world.backend.session() as session:
             self.spree_balance_cents = ledger.balance_cents(session, code=ledger.member_code(household.household_id))
+            self.spree_day_high_cents = _highest_balance_since(session, household.household_id,
+                                                               world.backend.now_s - world.backend.now_s % (24 * HOUR))
         limits = world.backend.settings
         fault.triggered = True
         fault.detail = f"foyer {household.household_id}, solde {euros(self.spree_balance_cents)} €"
@@ -153,9 +156,13 @@ class Adversaries:
         world.at(back, reconnect)
 
     def _spree_tap(self, post, card, amount: int, fault: Fault) -> None:  # type: ignore[no-untyped-def]
-        key = self.world.tap(post, card, amount, fault=fault)
-        if key is not None:  # beyond the offline limits the backend may hold it for a person
-            self.world.auditor.expect(key, frozenset({ACCEPTED, HELD}))
+        """As much as the stall lets through: the amount, then half of it, and so on to 1 €."""
+        while amount >= 100:
+            key = self.world.tap(post, card, amount, fault=fault)
+            if key is not None:  # beyond the offline limits the backend may hold it for a person
+                self.world.auditor.expect(key, frozenset({ACCEPTED, HELD}))
+                return
+            amount = amount // 2 // 10 * 10
 
     def lie(self, fault: Fault) -> None:
         """The stall loses the network and power at once; its clock (no battery) comes back 26 h
@@ -397,33 +404,37 @@ class Adversaries:
         return judges[fault.kind](fault, session, stored)
 
     def _judge_spree(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
-        """Beyond what the household held, the stalls may accept only what the caisse's offline
-        limits allow per household and stall (the rest held for a person), and a household left
-        below zero is on the staff's list."""
+        """Beyond what the household held, each stall may accept without a hold only what the
+        caisse's offline limits allow it, min(balance × offline_share_bp, offline_daily_cap_cents),
+        for the highest balance it can have synced that day (the rest held for a person); a
+        household left below zero is on the staff's list."""
         household = self.world.households[self.plan.spree_household]
         unheld: dict[int, int] = {}
         for key in fault.records:
             row = stored.get(key)
             if row is not None and verdict(row) == ACCEPTED:
                 unheld[key[0]] = unheld.get(key[0], 0) + row.amount_cents
+        held = sum(stored[k].amount_cents for k in fault.records if k in stored and verdict(stored[k]) == HELD)
         taken = sum(unheld.values())
-        if taken <= self.spree_balance_cents:
-            return Outcome.SURVIVED, f"{euros(taken)} € acceptés pour un solde de {euros(self.spree_balance_cents)} €"
         settings = self.world.backend.settings
+        listed = {w.subject for w in overdue.overdue(session, settings=settings.model_copy(update={"overdue_after_days": 0}))}
+        below = ledger.balance_cents(session, code=ledger.member_code(household.household_id)) < 0
+        if below and f"household:{household.household_id}" not in listed:
+            return Outcome.FAILED, "le foyer est à découvert sans figurer dans la liste du personnel"
+        if taken <= self.spree_balance_cents:
+            return Outcome.SURVIVED, (f"{euros(taken)} € acceptés sans retenue pour un solde de {euros(self.spree_balance_cents)} €"
+                                      f" ({fault.declined} refus sur place, {euros(held)} € retenus)")
         share, cap = getattr(settings, "offline_share_bp", None), getattr(settings, "offline_daily_cap_cents", None)
         if share is None or cap is None:
             return Outcome.FAILED, (f"aucune limite hors ligne par foyer : {euros(taken)} € acceptés sans retenue à"
                                     f" {len(unheld)} terminaux pour un foyer qui avait {euros(self.spree_balance_cents)} €")
-        bound = min(self.spree_balance_cents * share // 10_000, cap)
-        over = {t: c for t, c in unheld.items() if c > bound}
+        bound = min(self.spree_day_high_cents * share // 10_000, cap)
+        over = {t: euros(c) for t, c in sorted(unheld.items()) if c > bound}
         if over:
             return Outcome.FAILED, f"au-delà de la limite hors ligne ({euros(bound)} € par terminal) sans retenue : {over}"
-        listed = {w.subject for w in overdue.overdue(session, settings=settings.model_copy(update={"overdue_after_days": 0}))}
-        if ledger.balance_cents(session, code=ledger.member_code(household.household_id)) < 0 \
-                and f"household:{household.household_id}" not in listed:
-            return Outcome.FAILED, "le foyer est à découvert sans figurer dans la liste du personnel"
-        return Outcome.DETECTED, (f"{euros(taken)} € acceptés pour {euros(self.spree_balance_cents)} € de solde, au plus"
-                                  f" {euros(bound)} € par terminal ; le reste retenu")
+        return Outcome.DETECTED, (f"{euros(taken)} € acceptés sans retenue pour {euros(self.spree_balance_cents)} € de solde,"
+                                  f" au plus {euros(bound)} € par terminal ; {euros(held)} € retenus, {fault.declined} refus"
+                                  " sur place" + (" ; foyer à découvert listé" if below else ""))
 
     def _judge_liar(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
         """A record stamped later than it was received (beyond the clock window) is never taken at
@@ -552,6 +563,26 @@ class Adversaries:
         if self.refused_reversal and int(posted) - int(reversal) == 4_000:
             return Outcome.DETECTED, f"contre-passation refusée ({self.refused_reversal}) : le trop-perçu est réglé avec le foyer"
         return Outcome.FAILED, f"foyer {household_id} : {euros(int(posted) - int(reversal))} € crédités au lieu de 20,00 €"
+
+
+def _highest_balance_since(session: Session, household_id: int, since_s: int) -> int:
+    """The household's highest balance from `since_s` (unix) to now, replaying its account's journal."""
+    from datetime import UTC, datetime
+
+    code = ledger.member_code(household_id)
+    account_id = ledger.account_ids(session, codes=[code])[code]
+    rows = session.execute(select(LedgerTransfer.debit_account_id, LedgerTransfer.amount_cents, LedgerTransfer.created_at)
+                           .where((LedgerTransfer.debit_account_id == account_id) | (LedgerTransfer.credit_account_id == account_id))  # type: ignore[arg-type, operator]
+                           .order_by(LedgerTransfer.id)).all()  # type: ignore[arg-type]
+    start = datetime.fromtimestamp(since_s, UTC)
+    balance, highest = 0, None
+    for debit, amount, created_at in rows:
+        if (created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)) >= start and highest is None:
+            highest = balance
+        balance += -amount if debit == account_id else amount
+        if highest is not None:
+            highest = max(highest, balance)
+    return balance if highest is None else max(highest, balance)
 
 
 def _rejected_rows(session: Session, terminal_id: int) -> int:

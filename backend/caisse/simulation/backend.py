@@ -36,6 +36,8 @@ SETTINGS = {
     "offline_max_age_s": 259_200,
     "void_window_s": 300,
     "sync_clock_window_s": 300,
+    "offline_share_bp": 5_000,
+    "offline_daily_cap_cents": 10_000,
     "allowance_rule": "per_member",
     "allowance_base_cents": 15_000,
     "allowance_per_extra_member_cents": 7_500,

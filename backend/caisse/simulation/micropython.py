@@ -48,10 +48,11 @@ def node() -> str:
 
 
 def run(code: str, *, mounts: dict[Path, str] | None = None, heap_bytes: int = 1024 * 1024,
-        timeout_s: float = TIMEOUT_S) -> str:
+        timeout_s: float = TIMEOUT_S, persist: dict[Path, str] | None = None) -> str:
     """Run `code` with firmware/ at /flash (and any extra host folders); return its stdout.
 
-    The script starts with /flash on sys.path.
+    The script starts with /flash on sys.path. `persist` folders are mounted too and get back
+    what the script left in them, even when it ends by SystemExit (a simulated reset).
     """
     all_mounts = {FIRMWARE: "/flash", **(mounts or {})}
     prelude = "import sys\nsys.path.insert(0, '/flash')\n"
@@ -61,6 +62,8 @@ def run(code: str, *, mounts: dict[Path, str] | None = None, heap_bytes: int = 1
         argv = [node(), str(RUNNER), "--heap", str(heap_bytes)]
         for host, target in all_mounts.items():
             argv += ["--mount", f"{host}:{target}"]
+        for host, target in (persist or {}).items():
+            argv += ["--persist", f"{host}:{target}"]
         done = subprocess.run(argv + [script.name], capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
     finally:
         Path(script.name).unlink()

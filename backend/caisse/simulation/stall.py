@@ -20,6 +20,7 @@ from caisse_terminal.terminal import Terminal
 # First line of a decline screen -> the code the report uses (both "too high" screens: over_limit).
 DECLINES = {screen[0]: code for screen, code in (
     (policy.BLOCKED, "card_blocked"), (policy.UNKNOWN, "unknown_card"), (policy.INSUFFICIENT, "insufficient_budget"),
+    (policy.DAY_LIMIT, "daily_limit"),
     (policy.TOO_HIGH, "over_limit"), (policy.SYNC_NEEDED, "sync_required"), (flow.LOG_FULL, "log_full"),
     (policy.NO_VOID, "nothing_to_void"), (policy.VOID_TOO_LATE, "void_too_late"),
     (policy.VOID_OTHER_CARD, "void_other_card"))}

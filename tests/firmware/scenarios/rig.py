@@ -19,13 +19,16 @@ MALLORY = b"\x01\x02\x03\x04"  # blocked
 
 
 def entry(uid: bytes, status: int, balance_cents: int, code: str = "", salt: bytes = b"salt4242",
-          code_mac=None, verifier=True) -> bytes:
-    """A 32-byte sync entry; with a member code, its salt and verifier (docs/protocol.md): keyed
-    with `code_mac` (the terminal's chip), or none at all (`verifier=False`: a terminal without)."""
+          code_mac=None, verifier=True, household: "int | None" = None) -> bytes:
+    """A 36-byte sync v2 entry; with a member code, its salt and verifier (docs/protocol.md): keyed
+    with `code_mac` (the terminal's chip), or none at all (`verifier=False`: a terminal without).
+    Each card has a household of its own unless `household` is given."""
     plain = hashlib.sha256(salt + code.encode()).digest()[:8]
     keyed = plain if code_mac is None else code_mac(plain)[:8]
     sent = keyed if code and verifier else bytes(8)
-    return struct.pack(">B10sBi8s8s", len(uid), uid, status, balance_cents, salt if code else bytes(8), sent)
+    if household is None:
+        household = int.from_bytes(uid[-3:], "big")
+    return struct.pack(">B10sBi8s8sI", len(uid), uid, status, balance_cents, salt if code else bytes(8), sent, household)
 
 
 CODE = "2468"  # CAROL's household member code

@@ -16,7 +16,8 @@ from caisse.db import writer_turn
 from caisse.errors import CaisseError, InvalidInput
 from caisse.ingest import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, BatchResult, ingest_prepared, prepare_batch
 from caisse.member_codes import MAX_FAILURES_BODY_BYTES, record_failures
-from caisse.sync import MAX_SINCE, sync_terminal
+from caisse.sync import MAX_SINCE, SYNC_VERSIONS, sync_terminal
+from caisse.terminal_health import record_report
 
 router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
 
@@ -115,11 +116,19 @@ def sync(
     x_caisse_time: Annotated[str | None, Header()] = None,
     x_caisse_signature: Annotated[str | None, Header()] = None,
     x_caisse_firmware: Annotated[str | None, Header(description="the terminal's firmware version, not signed")] = None,
+    x_caisse_health: Annotated[str | None, Header(description="the terminal's health report, base64 JSON (v2)")] = None,
+    x_caisse_health_signature: Annotated[str | None, Header(description="its signature, 128 hex characters")] = None,
+    v: Annotated[int, Query(ge=min(SYNC_VERSIONS), le=max(SYNC_VERSIONS),
+                            description="sync format version (docs/protocol.md); 1 when absent")] = 1,
 ) -> dict[str, Any]:
+    time_s = header_number(x_caisse_time)
     response = sync_terminal(
-        session, terminal_id=terminal_id, time_s=header_number(x_caisse_time), since=since, signature_hex=x_caisse_signature,
-        now_s=int(time.time()), settings=settings, firmware_version=x_caisse_firmware,
+        session, terminal_id=terminal_id, time_s=time_s, since=since, signature_hex=x_caisse_signature,
+        now_s=int(time.time()), settings=settings, firmware_version=x_caisse_firmware, version=v,
     )
+    if x_caisse_health is not None and time_s is not None:  # authenticated above, or it raised
+        record_report(session, terminal_id=terminal_id, time_s=time_s, header=x_caisse_health,
+                      signature_hex=x_caisse_health_signature)
     session.commit()
     return response.as_json()
 

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import settlement
+from caisse import bank, settlement
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
@@ -76,6 +76,7 @@ def _run_page(request: Request, session: Session, user: ConsoleUser, *, run_id: 
     return render(request, "settlements/run.html", title=f"Règlement du {run.run_date:%d/%m/%Y}", run=run, lines=lines,
                   summary=settlement.describe(session, run_id=run_id), files=_files(run), can_approve=can_approve,
                   payouts=settlement.run_payouts(session, run_id=run_id), sepa_text=sepa_text,
+                  returns=bank.returns(session, run_id=run_id),
                   error=french(error) if error else None, status_code=error.status_code if error else 200)
 
 
