@@ -14,7 +14,7 @@ from datetime import date
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, audit, ledger, protocol, sun
+from caisse import accounts, audit, ledger, protocol, review, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
@@ -72,6 +72,7 @@ def create_vendor(
     session.flush()
     assert vendor.id is not None
     ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind="vendor_payable")
+    ledger.ensure_account(session, code=ledger.vendor_held_code(vendor.id), kind="vendor_held")
     audit.record(session, actor=by, action="vendor.create", subject=f"vendor:{vendor.id}",
                  detail={**vendor.model_dump(include=set(_AUDITED)), **({"os_user": os_user} if os_user else {})})
     return vendor
@@ -454,13 +455,41 @@ def member_code_key(session: Session, *, terminal_id: int, settings: Settings) -
     return terminal_code_key(settings, terminal_id)
 
 
-def revoke_terminal(session: Session, *, terminal_id: int) -> Terminal:
-    terminal = get_terminal(session, terminal_id=terminal_id)
+def _locked_terminal(session: Session, *, terminal_id: int) -> Terminal:
+    """The terminal, read after its row was locked the way its uploads lock it."""
+    if get_by_id(session, Terminal, terminal_id) is None:
+        raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
+    review.lock_terminals(session, [terminal_id])
+    terminal = session.get(Terminal, terminal_id, populate_existing=True)
+    assert terminal is not None
+    return terminal
+
+
+def revoke_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
+    """Every later request of the terminal is refused. Its records not settled yet are held for a
+    person to decide (caisse.review): revoking pays nothing and refunds nothing."""
+    terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.REVOKED:
-        terminal.status = TerminalStatus.REVOKED
-        terminal.revoked_at = utcnow()
-        session.add(terminal)
-        session.flush()
+        before = terminal.status
+        held = review.hold_terminal(session, terminal_id=terminal_id, reason=review.HOLD_REVOKED)
+        session.execute(update(Terminal).where(Terminal.id == terminal_id)  # type: ignore[arg-type]
+                        .values(status=TerminalStatus.REVOKED, revoked_at=utcnow()))
+        audit.record(session, actor=by, action="terminal.revoke", subject=f"terminal:{terminal_id}",
+                     detail={"vendor_id": terminal.vendor_id, "status_before": before, "records_held": held})
+        session.refresh(terminal)
+    return terminal
+
+
+def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
+    """A person looked at a suspect terminal and trusts it again: it is active. Its held records
+    stay held until someone decides on them (caisse.review)."""
+    terminal = _locked_terminal(session, terminal_id=terminal_id)
+    if terminal.status != TerminalStatus.SUSPECT:
+        raise Conflict("terminal_not_suspect", f"terminal {terminal_id} is {terminal.status}, not suspect")
+    session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.ACTIVE))  # type: ignore[arg-type]
+    audit.record(session, actor=by, action="terminal.clear", subject=f"terminal:{terminal_id}",
+                 detail={"vendor_id": terminal.vendor_id})
+    session.refresh(terminal)
     return terminal
 
 

@@ -24,17 +24,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import review, sun
+from caisse import sun
 from caisse.config import Settings
 from caisse.db import column_in, is_postgresql
-from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, TransactionRecord, unix_s, utcnow
+from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, unix_s, utcnow
 from caisse.sync import bump_blocked_cards
 
 ZERO_AUTH = bytes(24)
 _card = Card.__table__  # type: ignore[attr-defined]
 _counter = CardCounter.__table__  # type: ignore[attr-defined]
 _sync = TerminalSync.__table__  # type: ignore[attr-defined]
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
 
 # Why a card is refused, as staff and hold reasons say it.
 BLOCK_REASON_FR = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
@@ -133,22 +132,6 @@ def unheld_block_reason(status: str, block_reason: str | None) -> str:
     """Hold reason of a tap on a blocked card by a terminal whose deny list predated the block."""
     what = "rendue" if status == CardStatus.RETURNED else BLOCK_REASON_FR.get(block_reason or "", "bloquée")
     return f"carte {what} : liste de blocage pas encore reçue par ce terminal (pas la faute du commerçant)"
-
-
-def hold_and_flag(session: Session, *, terminal_id: int, holds: Mapping[int, str], flags: Mapping[int, str],
-                  blocks: Mapping[int, str]) -> None:
-    """Hold the terminal's records by seq (seq -> reason), flag cards for staff (card id ->
-    reason), and block cards proven copied (card id -> reason)."""
-    by_reason: dict[str, list[int]] = {}
-    for seq, reason in holds.items():
-        by_reason.setdefault(reason, []).append(seq)
-    for reason, seqs in by_reason.items():
-        ids = session.execute(
-            select(_record.c.id).where(_record.c.terminal_id == terminal_id, column_in(session, _record.c.seq, seqs))
-        ).scalars().all()
-        review.hold(session, record_ids=list(ids), reason=reason)
-    flag_cards(session, reasons=flags)
-    block_copied_cards(session, reasons=blocks)
 
 
 def flag_cards(session: Session, *, reasons: Mapping[int, str]) -> None:

@@ -458,11 +458,27 @@ def terminal_register(
 
 
 @terminal_app.command("revoke")
-def terminal_revoke(terminal_id: Annotated[int, typer.Argument(help="Terminal id.")]) -> None:
-    """Revoke a terminal: every later request from it is refused."""
-    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id))
+def terminal_revoke(
+    terminal_id: Annotated[int, typer.Argument(help="Terminal id.")],
+    by: Annotated[str, typer.Option(help="Qui révoque (inscrit au journal).")] = "cli",
+) -> None:
+    """Revoke a terminal: every later request from it is refused; its records not settled yet are held."""
+    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id, by=by))
     out.print(terminal.id)
-    err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais.")
+    err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais. Ses enregistrements non réglés"
+              f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
+
+
+@terminal_app.command("clear")
+def terminal_clear(
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: Annotated[str, typer.Option(help="Qui lève le soupçon (inscrit au journal).")],
+) -> None:
+    """Remettre en service un terminal signalé suspect ; ses enregistrements retenus le restent jusqu'à décision."""
+    _run(lambda s: admin.clear_suspect_terminal(s, terminal_id=terminal_id, by=by))
+    out.print(terminal_id)
+    err.print(f"Terminal {terminal_id} remis en service par {by}. Ses enregistrements retenus attendent toujours une"
+              f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
 @app.command()
@@ -568,6 +584,8 @@ def settle(
         err.print(f"[yellow]Commerçant {vendor_id} : {euros(amount_cents)} EUR retenus : {reason}[/yellow]")
         if reason == settlement.HELD_REVIEW:
             err.print(f"  Décider : caisse review list --vendor {vendor_id}, puis caisse review release|reject <enregistrement>.")
+    for difference in result.differences:
+        err.print(f"[red]Écart entre compte et enregistrements :[/red] {difference.french()}")
     if result.status == "prepared":
         err.print(f"En attente d'approbation : caisse settle-approve {result.run_id} --by <trésorier>, puis relancer caisse settle.")
     elif result.output_dir:
@@ -868,7 +886,33 @@ def review_reject(record_id: _HeldRecordId, by: _DecidedBy) -> None:
     record = _run(lambda s: review.reject(s, record_id=record_id, by=by))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} rejeté par {by} : il ne sera jamais payé au commerçant"
-              + (" ; le foyer a été remboursé." if record.kind == Kind.PAYMENT else "."))
+              + (" ; le foyer a été remboursé." if record.kind == Kind.PAYMENT else " ; le paiement annulé reste dû."))
+
+
+_BulkTerminal = Annotated[int | None, typer.Option("--terminal", help="Tous les enregistrements retenus de ce terminal.")]
+_BulkVendor = Annotated[int | None, typer.Option("--vendor", help="Tous les enregistrements retenus de ce commerçant.")]
+
+
+@review_app.command("release-all")
+def review_release_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
+    """Libérer d'un coup tous les enregistrements retenus d'un terminal ou d'un commerçant (chacun inscrit au journal)."""
+    _decide_all("release", by=by, terminal=terminal, vendor=vendor)
+
+
+@review_app.command("reject-all")
+def review_reject_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
+    """Rejeter d'un coup tous les enregistrements retenus d'un terminal ou d'un commerçant (chacun inscrit au journal)."""
+    _decide_all("reject", by=by, terminal=terminal, vendor=vendor)
+
+
+def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | None) -> None:
+    from caisse import review
+
+    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor))
+    for record_id in decided:
+        out.print(record_id)
+    done = "libéré(s)" if decision == "release" else "rejeté(s)"
+    err.print(f"{len(decided)} enregistrement(s) {done} par {by}.")
 
 
 # Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).

@@ -32,6 +32,8 @@ from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer, TransactionRecord
 from caisse.money import euros
+from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
+from caisse.settlement import payable_differences
 
 FUND = "fund"
 INCOME_CONTRIBUTIONS = "income:contributions"
@@ -371,6 +373,7 @@ class _Book:
         self.records: dict[str, int] = {}  # Σ of the records: payments, voids, rejected payments not voided
         self.register: dict[str, int] = {}  # contributions register by month, reversed ones left out
         self.reversed: dict[str, int] = {}  # Σ reversals (caisse.corrections) by the kind of the entry they take back
+        self.vendor_accounts: list[str] = []  # vendor accounts that disagree with their records (caisse.settlement)
         self.exported_items = 0  # what exported runs paid (items, and returns paid again), less what the bank gave back
 
     def at(self, month: str) -> _Flows:
@@ -390,7 +393,6 @@ class _Book:
         book = cls()
         book._read_journal(session, zone)
         book._read_records(session, zone, periods)
-        book._read_rejections(session, zone)
         book._read_payouts(session, zone)
         book._read_checks(session)
         book._read_reversals(session, zone)
@@ -456,53 +458,35 @@ class _Book:
         else:
             which = "-1"
         for index, cents, held, rejected in session.execute(text(
-                f"SELECT {which} AS month_index, SUM(amount_cents), SUM(CASE WHEN review = 'held' THEN amount_cents ELSE 0 END),"
+                f"SELECT {which} AS month_index, SUM(amount_cents),"
+                " SUM(CASE WHEN review = 'held' AND NOT voided THEN amount_cents ELSE 0 END),"
                 " SUM(CASE WHEN review = 'rejected' THEN amount_cents ELSE 0 END) FROM transaction_record"
                 " WHERE status = 'accepted' AND kind = 1 GROUP BY month_index"), params).all():
             flows = self.at(str(span[index]) if index >= 0 else _BEFORE if index == -1 else _AFTER)
             flows.payments += int(cents)
             flows.held += int(held)
+            flows.rejected += int(rejected)
             self.records["payments"] = self.records.get("payments", 0) + int(cents)
-            self.records["rejected_payments"] = self.records.get("rejected_payments", 0) + int(rejected)
         months: dict[int, str] = {}
         orphans = 0
-        for slot, cents, held, rejected, orphan in session.execute(text(
+        # A void gives the money back unless it or its payment was rejected, or it is held on its
+        # own (its payment not held): then the refund waits for the decision (docs/ledger.md,
+        # "Holds and review"), and its money waits in the vendor's held account.
+        for slot, cents, refunded, alone, orphan in session.execute(text(
                 "SELECT COALESCE(p.time, r.time) / :bucket AS slot, SUM(r.amount_cents),"
-                " SUM(CASE WHEN p.review = 'held' THEN r.amount_cents ELSE 0 END),"
-                " SUM(CASE WHEN p.review = 'rejected' THEN r.amount_cents ELSE 0 END),"
+                f" SUM(CASE WHEN {VOID_REFUNDED_SQL} THEN r.amount_cents ELSE 0 END),"
+                f" SUM(CASE WHEN {VOID_HELD_ALONE_SQL} THEN r.amount_cents ELSE 0 END),"
                 " SUM(CASE WHEN p.id IS NULL THEN r.amount_cents ELSE 0 END)"
                 " FROM transaction_record r LEFT JOIN transaction_record p ON p.terminal_id = r.terminal_id AND p.seq = r.ref_seq"
                 " WHERE r.status = 'accepted' AND r.kind = 2 GROUP BY slot"), {"bucket": _BUCKET_S}).all():
             month = months.get(slot) or months.setdefault(slot, datetime.fromtimestamp(int(slot) * _BUCKET_S, zone).strftime("%Y-%m"))
             flows = self.at(month)
-            flows.voids += int(cents)
-            flows.held -= int(held)
+            flows.voids += int(refunded)
+            flows.held += int(alone)
             self.records["voids"] = self.records.get("voids", 0) + int(cents)
-            self.records["voided_rejected"] = self.records.get("voided_rejected", 0) + int(rejected)
             orphans += int(orphan)
         if orphans:
             self.unplaced.append(f"annulations acceptées dont le paiement manque : {euros(orphans)} €")
-
-    def _read_rejections(self, session: Session, zone: ZoneInfo) -> None:
-        """A reviewer's rejection belongs to the month of the payment it gives back."""
-        reversals = session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
-                                    .where(LedgerTransfer.kind == ledger.TransferKind.REJECT)).all()  # type: ignore[arg-type]
-        wanted: dict[int, dict[int, int]] = {}
-        for reference, cents in reversals:
-            parts = reference.split(":")
-            if len(parts) == 3 and parts[0] == "reject" and parts[1].isdigit() and parts[2].isdigit():
-                wanted.setdefault(int(parts[1]), {})[int(parts[2])] = int(cents)
-            else:
-                self.unplaced.append(f"remboursement {reference} sans paiement nommé : {euros(int(cents))} €")
-        for terminal_id, by_seq in sorted(wanted.items()):
-            times = dict(session.execute(select(TransactionRecord.seq, TransactionRecord.time).where(
-                TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq.in_(list(by_seq)),  # type: ignore[attr-defined]
-                TransactionRecord.kind == 1)).all())  # type: ignore[arg-type]
-            for seq, cents in sorted(by_seq.items()):
-                if seq in times:
-                    self.at(datetime.fromtimestamp(times[seq], zone).strftime("%Y-%m")).rejected += cents
-                else:
-                    self.unplaced.append(f"remboursement reject:{terminal_id}:{seq} sans son paiement : {euros(cents)} €")
 
     def _read_reversals(self, session: Session, zone: ZoneInfo) -> None:
         """A staff entry taken back (`reversal:{id}`) is netted out of the month of the entry, in
@@ -550,6 +534,7 @@ class _Book:
                 self.at(_local_month(created_at, zone)).payouts -= int(cents)
 
     def _read_checks(self, session: Session) -> None:
+        self.vendor_accounts = [difference.french() for difference in payable_differences(session)]
         self.accounts = {purpose: int(cents) for purpose, cents in session.execute(text(
             "SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'"
             " WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor' ELSE code END AS purpose,"
@@ -581,11 +566,8 @@ class _Book:
             ("frais", total.fees, journal.get("fee", 0) - self.reversed.get("fee", 0), "au grand livre, contre-passations déduites"),
             ("contre-passations", sum(self.reversed.values()), journal.get(kinds.REVERSAL, 0), "au grand livre"),
             ("paiements acceptés", total.payments, journal.get(kinds.PAYMENT, 0), "au grand livre"),
-            ("annulations acceptées", total.voids, journal.get(kinds.VOID, 0), "au grand livre"),
-            ("paiements rejetés après vérification", total.rejected, journal.get(kinds.REJECT, 0), "au grand livre"),
-            ("paiements rejetés après vérification, hors ceux annulés par le terminal",
-             self.records.get("rejected_payments", 0) - self.records.get("voided_rejected", 0), journal.get(kinds.REJECT, 0),
-             "remboursés au grand livre"),
+            ("paiements acceptés", total.payments, self.records.get("payments", 0), "aux enregistrements"),
+            ("annulations acceptées", self.records.get("voids", 0), journal.get(kinds.VOID, 0), "au grand livre"),
             ("virements aux commerçants", total.payouts, journal.get(kinds.SETTLEMENT, 0) - journal.get(kinds.BANK_RETURN, 0),
              "au grand livre, retours de la banque déduits"),
             ("virements aux commerçants", total.payouts, self.exported_items,
@@ -594,7 +576,7 @@ class _Book:
             ("soldes des foyers", total.members, accounts.get("member", 0), "sur leurs comptes"),
             ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(ledger.ALLOWANCE_FUND, 0),
              "sur son compte"),
-            ("dû aux commerçants", total.vendors, accounts.get("vendor", 0), "sur leurs comptes"),
+            ("dû aux commerçants, retenu compris", total.vendors, accounts.get("vendor", 0), "sur leurs comptes"),
             ("payé aux commerçants", total.payouts, accounts.get(ledger.VENDOR_PAID, 0), "sur son compte"),
             ("fonds en euros avant virements", total.fund + total.payouts, accounts.get(FUND, 0), "sur son compte"),
             ("cotisations reçues", -total.contributions, accounts.get(INCOME_CONTRIBUTIONS, 0), "sur leur compte"),
@@ -608,12 +590,12 @@ class _Book:
             registered, posted = self.register.get(month, 0), self.months.get(month, _Flows()).contributions
             if registered != posted:
                 found.append(f"cotisations de {month} : {euros(registered)} € au registre, {euros(posted)} € au grand livre")
-        known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.REJECT, kinds.SETTLEMENT, kinds.REVERSAL,
-                 kinds.BANK_RETURN,
+        known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.HOLD, kinds.RELEASE, kinds.REJECT,
+                 kinds.SETTLEMENT, kinds.REVERSAL, kinds.BANK_RETURN,
                  "contribution", "matching", "grant", "fee"}
         found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
                   for kind, cents in sorted(journal.items()) if kind not in known]
-        return self.unplaced + found
+        return self.unplaced + found + self.vendor_accounts
 
 
 def _month_span(periods: Sequence[str]) -> list[Month]:

@@ -21,7 +21,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import card_auth, ledger, offline_limits, protocol
+from caisse import card_auth, ledger, offline_limits, protocol, review
 from caisse.config import Settings
 from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
 from caisse.models import (
@@ -30,6 +30,7 @@ from caisse.models import (
     RecordStatus,
     RejectedUpload,
     RejectionBudget,
+    ReviewStatus,
     Terminal,
     TerminalStatus,
     TransactionRecord,
@@ -132,6 +133,7 @@ class _Stored:
     voided: bool
     time: int  # as the terminal stamped it
     flags: int
+    review: str | None = None  # caisse.review's state of a stored record; None for a new one
     new_row: list | None = None  # set when inserted by this batch (in _RECORD_COLUMNS order)
 
 
@@ -144,11 +146,14 @@ class _Batch:
     rejections: list[dict] = field(default_factory=list)
     voided_seqs: set[int] = field(default_factory=set)
     verified_seqs: set[int] = field(default_factory=set)
-    # (debit code, credit code, amount_cents, kind, reference)
-    postings: list[tuple[str, str, int, str, str]] = field(default_factory=list)
+    # (record kind, seq, ref_seq, household_id, amount_cents) of each accepted record: the accounts
+    # are chosen when the batch is written, once every hold is known (_postings).
+    postings: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     households: set[int] = field(default_factory=set)
     # Secure cards (caisse.card_auth): (card_id, SUN counter, seq) to claim, holds by seq, cards
-    # to flag for staff and cards to block by card id, each with its French reason.
+    # to flag for staff and cards to block by card id, each with its French reason. A held
+    # record's money goes to the vendor's held account (caisse.review): whoever holds a record
+    # adds it to `holds` before the write.
     claims: list[tuple[int, int, int]] = field(default_factory=list)
     holds: dict[int, str] = field(default_factory=dict)
     flags: dict[int, str] = field(default_factory=dict)
@@ -286,18 +291,24 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             results[index] = RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason)
             continue
         assert household_id is not None
-        _post(batch, record, household_id=household_id, vendor_id=vendor_id, stored=stored)
+        _post(batch, record, household_id=household_id, stored=stored)
         results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
 
-    _write(session, batch)
-    if batch.holds or batch.flags or batch.blocks:
-        card_auth.hold_and_flag(session, terminal_id=terminal_id, holds=batch.holds, flags=batch.flags, blocks=batch.blocks)
+    _write(session, batch, vendor_id=vendor_id, stored=stored, status=status)
+    if batch.holds:
+        review.mark_held_at_ingestion(session, terminal_id=terminal_id, holds=batch.holds)
+    if batch.flags:
+        card_auth.flag_cards(session, reasons=batch.flags)
+    if batch.blocks:
+        card_auth.block_copied_cards(session, reasons=batch.blocks)
+    flagged = batch.suspect and status == TerminalStatus.ACTIVE
+    if flagged:  # what it sent before, not settled yet, waits for a person too
+        review.hold_terminal(session, terminal_id=terminal_id, reason=review.HOLD_SUSPECT)
     new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored=stored,
                                        covered=covered)
     terminal_changes: dict[str, object] = {}
     if new_acked_seq != acked_seq:
         terminal_changes["acked_seq"] = new_acked_seq
-    flagged = batch.suspect and status == TerminalStatus.ACTIVE
     if flagged:
         terminal_changes["status"] = TerminalStatus.SUSPECT
     if terminal_changes:
@@ -467,12 +478,9 @@ def _check_secure_card(batch: _Batch, record: Record, *, card_id: int, settings:
     batch.flags.setdefault(card_id, problem)
 
 
-def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, stored: dict[int, _Stored]) -> None:
-    reference = ledger.record_reference(batch.terminal_id, record.seq)
-    vendor = ledger.vendor_payable_code(vendor_id)
+def _post(batch: _Batch, record: Record, *, household_id: int, stored: dict[int, _Stored]) -> None:
     if record.kind == Kind.PAYMENT:
-        member = ledger.member_code(household_id)
-        batch.postings.append((member, vendor, record.amount_cents, ledger.TransferKind.PAYMENT, reference))
+        batch.postings.append((Kind.PAYMENT, record.seq, 0, household_id, record.amount_cents))
         batch.households.add(household_id)
         return
     payment = stored[record.ref_seq]
@@ -482,9 +490,29 @@ def _post(batch: _Batch, record: Record, *, household_id: int, vendor_id: int, s
         payment.new_row[_VOIDED] = True
     else:
         batch.voided_seqs.add(record.ref_seq)
-    member = ledger.member_code(payment.household_id)
-    batch.postings.append((vendor, member, record.amount_cents, ledger.TransferKind.VOID, reference))
+    batch.postings.append((Kind.VOID, record.seq, record.ref_seq, payment.household_id, record.amount_cents))
     batch.households.add(payment.household_id)
+
+
+def _postings(batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored]) -> list[tuple[str, str, int, str, str]]:
+    """(debit code, credit code, amount, kind, reference) of each accepted record, held ones into
+    the vendor's held account (docs/ledger.md, "Holds and review"): a held payment member ->
+    vendor_held; a void of a held payment vendor_held -> member, held with it; a void held on its
+    own vendor_payable -> vendor_held. A void's hold reason becomes its payment's decision."""
+    payable, held = ledger.vendor_payable_code(vendor_id), ledger.vendor_held_code(vendor_id)
+    postings = []
+    for kind, seq, ref_seq, household_id, amount in batch.postings:
+        reference, member = ledger.record_reference(batch.terminal_id, seq), ledger.member_code(household_id)
+        if kind == Kind.PAYMENT:
+            postings.append((member, held if seq in batch.holds else payable, amount, ledger.TransferKind.PAYMENT, reference))
+            continue
+        payment = stored[ref_seq]
+        if payment.review == ReviewStatus.HELD or (payment.new_row is not None and ref_seq in batch.holds):
+            batch.holds[seq] = review.FOLLOWS_PAYMENT
+            postings.append((held, member, amount, ledger.TransferKind.VOID, reference))
+        else:
+            postings.append((payable, held if seq in batch.holds else member, amount, ledger.TransferKind.VOID, reference))
+    return postings
 
 
 _RECORD_COLUMNS = ("terminal_id", "seq", "raw", "digest", "kind", "flags", "time", "amount_cents", "ref_seq", "card_uid",
@@ -522,7 +550,7 @@ def _load_neighbourhood(
         select(
             _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
             _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
-            _record.c.time, _record.c.flags,
+            _record.c.time, _record.c.flags, _record.c.review,
         ).where(
             _record.c.terminal_id == terminal_id,
             _record.c.seq.between(low, high) if isinstance(covered, range) else column_in(session, _record.c.seq, sorted(wanted)),
@@ -531,8 +559,9 @@ def _load_neighbourhood(
     return {
         seq: _Stored(raw=bytes(raw), digest=bytes(digest), prev_hash=bytes(prev_hash), kind=kind, status=status,
                      card_uid=bytes(card_uid), amount_cents=amount, household_id=household_id,
-                     chain_verified=chain_verified, voided=voided, time=time, flags=flags)
-        for seq, raw, digest, prev_hash, kind, status, card_uid, amount, household_id, chain_verified, voided, time, flags in rows
+                     chain_verified=chain_verified, voided=voided, time=time, flags=flags, review=review_state)
+        for (seq, raw, digest, prev_hash, kind, status, card_uid, amount, household_id, chain_verified, voided, time, flags,
+             review_state) in rows
     }, covered
 
 
@@ -572,10 +601,11 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
     }
 
 
-def _write(session: Session, batch: _Batch) -> None:
+def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored], status: str) -> None:
     """All the batch's writes. Lock order (see docs/ledger.md): terminal (taken at the start),
     its records, the rejection budgets (the terminal's, then `all`), the SUN counters it claims
-    (by card and counter), ledger accounts by ascending id, the cards counter, cards."""
+    (by card and counter), ledger accounts by ascending id, the cards counter, cards. A suspect
+    terminal's accepted records are all held (`status`, or a conflict seen by this batch)."""
     if batch.new_rows:
         received_at = bind_value(session, _record.c.received_at, batch.received_at)
         for row in batch.new_rows:
@@ -592,6 +622,9 @@ def _write(session: Session, batch: _Batch) -> None:
             reason = f"compteur SUN {counter} déjà utilisé : carte copiée ou message rejoué"
             batch.holds.setdefault(seq, reason)
             batch.blocks.setdefault(card_id, reason)
+    if batch.suspect or status == TerminalStatus.SUSPECT:
+        for _, seq, *_ in batch.postings:
+            batch.holds.setdefault(seq, review.HOLD_SUSPECT)
     for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
         if seqs:
             session.execute(
@@ -601,12 +634,13 @@ def _write(session: Session, batch: _Batch) -> None:
             )
     if not batch.postings:
         return
-    ids = ledger.account_ids(session, codes=[code for p in batch.postings for code in p[:2]])
-    for debit, credit, *_ in batch.postings:
+    postings = _postings(batch, vendor_id=vendor_id, stored=stored)
+    ids = ledger.account_ids(session, codes=[code for p in postings for code in p[:2]])
+    for debit, credit, *_ in postings:
         for code in (debit, credit):
             if code not in ids:  # accounts are made with their household or vendor; this is a safety net
                 ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
-    ledger.post_transfer_rows(session, rows=[(ids[d], ids[c], a, k, r, None) for d, c, a, k, r in batch.postings])
+    ledger.post_transfer_rows(session, rows=[(ids[d], ids[c], a, k, r, None) for d, c, a, k, r in postings])
     bump_cards(session, household_ids=batch.households)
 
 

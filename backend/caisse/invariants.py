@@ -30,13 +30,16 @@ MAX_VIOLATIONS = 50
 # code, or by its code's prefix for the per-household and per-vendor accounts. A transfer of a
 # kind not listed here is a violation: a new kind of posting must say where its money goes.
 # A reversal (caisse.corrections) mirrors the entry it takes back: reversals_mirror_their_entry.
-MEMBER, VENDOR_PAYABLE = "member:", "vendor_payable:"
+MEMBER, VENDOR_PAYABLE, VENDOR_HELD = "member:", "vendor_payable:", "vendor_held:"
 TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
     ledger.TransferKind.ALLOWANCE: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
     ledger.TransferKind.EXPIRY: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
-    ledger.TransferKind.PAYMENT: frozenset({(MEMBER, VENDOR_PAYABLE)}),
-    ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER)}),
-    ledger.TransferKind.REJECT: frozenset({(VENDOR_PAYABLE, MEMBER)}),
+    # Held as it arrives: a payment to the held account, a void held on its own from the payable to it.
+    ledger.TransferKind.PAYMENT: frozenset({(MEMBER, VENDOR_PAYABLE), (MEMBER, VENDOR_HELD)}),
+    ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER), (VENDOR_HELD, MEMBER), (VENDOR_PAYABLE, VENDOR_HELD)}),
+    ledger.TransferKind.HOLD: frozenset({(VENDOR_PAYABLE, VENDOR_HELD)}),
+    ledger.TransferKind.RELEASE: frozenset({(VENDOR_HELD, VENDOR_PAYABLE), (VENDOR_HELD, MEMBER)}),
+    ledger.TransferKind.REJECT: frozenset({(VENDOR_HELD, MEMBER), (VENDOR_HELD, VENDOR_PAYABLE)}),
     ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
     ledger.TransferKind.BANK_RETURN: frozenset({(ledger.VENDOR_PAID, VENDOR_PAYABLE)}),
     "contribution": frozenset({("income:contributions", "fund")}),
@@ -46,6 +49,11 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
 }
 
 _RECORD_REFERENCE = "'record:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
+# A void (r) and its payment (p), as caisse.review leaves them (docs/ledger.md, "Holds and review"):
+# held on its own while its payment is not held, the void has refunded nobody yet; a void refunds
+# its household unless it or its payment was rejected, or while it is held on its own.
+VOID_HELD_ALONE_SQL = "(COALESCE(r.review, '') = 'held' AND COALESCE(p.review, '') <> 'held')"
+VOID_REFUNDED_SQL = f"(COALESCE(r.review, p.review, '') <> 'rejected' AND NOT {VOID_HELD_ALONE_SQL})"
 _REJECT_REFERENCE = "'reject:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
 
 
@@ -123,13 +131,16 @@ def records_match_transfers(session: Session) -> list[str]:
     household's and the vendor's accounts (a void: those of its payment); a rejected record has
     none; no payment or void transfer exists without its accepted record."""
     found = []
-    expected_debit = ("COALESCE(CASE WHEN r.kind = 1 THEN 'member:' || CAST(r.household_id AS VARCHAR(20))"
-                      " ELSE 'vendor_payable:' || CAST(tm.vendor_id AS VARCHAR(20)) END, '')")
-    expected_credit = ("COALESCE(CASE WHEN r.kind = 1 THEN 'vendor_payable:' || CAST(tm.vendor_id AS VARCHAR(20))"
-                       " ELSE 'member:' || CAST(p.household_id AS VARCHAR(20)) END, '')")
+    member = "'member:' || CAST(CASE WHEN r.kind = 1 THEN r.household_id ELSE p.household_id END AS VARCHAR(20))"
+    payable, held = ("'vendor_payable:' || CAST(tm.vendor_id AS VARCHAR(20))", "'vendor_held:' || CAST(tm.vendor_id AS VARCHAR(20))")
+    # A payment from its household to its vendor (held as it arrived: to the vendor's held account);
+    # a void back to its payment's household, or from the payable to the held account (held on its own).
+    right_accounts = (f"(r.kind = 1 AND d.code = {member} AND c.code IN ({payable}, {held}))"
+                      f" OR (r.kind = 2 AND ((d.code IN ({payable}, {held}) AND c.code = {member})"
+                      f" OR (d.code = {payable} AND c.code = {held})))")
     rows = _rows(session, f"""
         SELECT r.terminal_id, r.seq, r.kind, r.status, r.amount_cents, t.amount_cents, t.kind, d.code, c.code,
-               {expected_debit}, {expected_credit}
+               COALESCE({member}, '')
         FROM transaction_record r
         JOIN terminal tm ON tm.id = r.terminal_id
         LEFT JOIN transaction_record p ON r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq
@@ -138,10 +149,10 @@ def records_match_transfers(session: Session) -> list[str]:
         LEFT JOIN ledger_account c ON c.id = t.credit_account_id
         WHERE (r.status = 'accepted' AND (t.id IS NULL OR t.amount_cents <> r.amount_cents
                  OR t.kind <> CASE WHEN r.kind = 1 THEN 'payment' ELSE 'void' END
-                 OR COALESCE(d.code, '#') <> {expected_debit} OR COALESCE(c.code, '#') <> {expected_credit}))
+                 OR NOT COALESCE({right_accounts}, FALSE)))
            OR (r.status <> 'accepted' AND t.id IS NOT NULL)
         ORDER BY r.terminal_id, r.seq""")
-    for terminal_id, seq, kind, status, amount, posted, posted_kind, debit, credit, want_debit, want_credit in rows:
+    for terminal_id, seq, kind, status, amount, posted, posted_kind, debit, credit, household in rows:
         what = f"l'enregistrement {seq} du terminal {terminal_id} ({'paiement' if kind == 1 else 'annulation'} de {euros(amount)} €)"
         if status != "accepted":
             found.append(f"{what} est refusé mais a une écriture de {euros(posted)} €")
@@ -149,11 +160,11 @@ def records_match_transfers(session: Session) -> list[str]:
             found.append(f"{what} est accepté mais n'a pas d'écriture au grand livre")
         elif posted != amount:
             found.append(f"{what} est passé au grand livre pour {euros(posted)} €")
-        elif not want_debit or not want_credit:
+        elif not household:
             found.append(f"{what} est accepté sans foyer connu" + (" (son paiement manque)" if kind == 2 else ""))
         else:
-            found.append(f"{what} est passé comme « {posted_kind} » de {debit} vers {credit},"
-                         f" au lieu de {want_debit} vers {want_credit}")
+            found.append(f"{what} est passé comme « {posted_kind} » de {debit} vers {credit} : ni le compte de son foyer"
+                         f" ({household}) ni celui de son commerçant")
     accepted = _scalar(session, "SELECT COUNT(*) FROM transaction_record WHERE status = 'accepted'")
     posted = _scalar(session, "SELECT COUNT(*) FROM ledger_transfer WHERE kind IN ('payment', 'void')"
                               " OR substr(reference, 1, 7) = 'record:'")
@@ -175,7 +186,8 @@ def transfers_join_the_right_accounts(session: Session) -> list[str]:
     """Each kind of transfer goes from the account it must to the one it must (TRANSFER_ACCOUNTS),
     so adding transfers by kind gives what each account group holds."""
     role = ("CASE WHEN substr({0}.code, 1, 7) = 'member:' THEN 'member:'"
-            " WHEN substr({0}.code, 1, 15) = 'vendor_payable:' THEN 'vendor_payable:' ELSE {0}.code END")
+            " WHEN substr({0}.code, 1, 15) = 'vendor_payable:' THEN 'vendor_payable:'"
+            " WHEN substr({0}.code, 1, 12) = 'vendor_held:' THEN 'vendor_held:' ELSE {0}.code END")
     rows = _rows(session, f"SELECT t.kind, {role.format('d')} AS debit, {role.format('c')} AS credit, COUNT(*),"
                           " SUM(t.amount_cents), MIN(t.reference) FROM ledger_transfer t"
                           " JOIN ledger_account d ON d.id = t.debit_account_id JOIN ledger_account c ON c.id = t.credit_account_id"
@@ -195,20 +207,24 @@ def transfers_join_the_right_accounts(session: Session) -> list[str]:
 
 
 def money_per_purpose(session: Session) -> list[str]:
-    """Σ vendor payables, held and paid out = accepted payments − accepted voids − rejections by a
-    reviewer; Σ member balances = allowances (monthly and manual) − those reversed − expiries −
-    that spending."""
+    """What households spent = accepted payments − those a reviewer rejected (given back) − voids
+    that refunded (docs/ledger.md, "Holds and review"); Σ vendor payables, held and paid out =
+    that spending; Σ member balances = allowances (monthly and manual) − those reversed −
+    expiries − that spending."""
     by_kind = {kind: int(cents) for kind, cents in _rows(
         session, "SELECT kind, SUM(amount_cents) FROM ledger_transfer GROUP BY kind")}
-    records = {int(kind): int(cents) for kind, cents in _rows(
-        session, "SELECT kind, SUM(amount_cents) FROM transaction_record WHERE status = 'accepted' GROUP BY kind")}
+    payments, rejected = _rows(session, "SELECT COALESCE(SUM(amount_cents), 0),"
+                                        " COALESCE(SUM(CASE WHEN review = 'rejected' THEN amount_cents ELSE 0 END), 0)"
+                                        " FROM transaction_record WHERE status = 'accepted' AND kind = 1")[0]
+    refunded = _scalar(session, f"SELECT COALESCE(SUM(CASE WHEN {VOID_REFUNDED_SQL} THEN r.amount_cents ELSE 0 END), 0)"
+                                " FROM transaction_record r LEFT JOIN transaction_record p"
+                                " ON p.terminal_id = r.terminal_id AND p.seq = r.ref_seq WHERE r.status = 'accepted' AND r.kind = 2")
     balances = {prefix: int(cents) for prefix, cents in _rows(session, """
         SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'
                     WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor_payable'
                     ELSE code END AS purpose,
                SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose""")}
-    rejected = by_kind.get(ledger.TransferKind.REJECT, 0)
-    spent = records.get(1, 0) - records.get(2, 0) - rejected
+    spent = int(payments) - int(rejected) - refunded
     taken_back = _scalar(session, "SELECT COALESCE(SUM(t.amount_cents), 0) FROM ledger_transfer t"
                                   " JOIN ledger_account d ON d.id = t.debit_account_id"
                                   " WHERE t.kind = :kind AND substr(d.code, 1, 7) = 'member:'", kind=ledger.TransferKind.REVERSAL)
@@ -217,45 +233,59 @@ def money_per_purpose(session: Session) -> list[str]:
     granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0)
     found = []
     if vendors != spent:
-        found.append(f"commerçants (à payer, retenus et payés) : {euros(vendors)} € ; paiements acceptés {euros(records.get(1, 0))} €"
-                     f" − annulations {euros(records.get(2, 0))} € − rejets {euros(rejected)} € = {euros(spent)} €")
+        found.append(f"commerçants (à payer, retenus et payés) : {euros(vendors)} € ; paiements acceptés {euros(int(payments))} €"
+                     f" − rejetés {euros(int(rejected))} € − annulations remboursées {euros(refunded)} € = {euros(spent)} €")
     if members != granted - spent:
         found.append(f"soldes des foyers : {euros(members)} € ; allocations {euros(by_kind.get(ledger.TransferKind.ALLOWANCE, 0))} €"
-                     f" − contre-passées {euros(taken_back)} € − reliquats rendus {euros(by_kind.get(ledger.TransferKind.EXPIRY, 0))} € − dépenses {euros(spent)} €"
-                     f" = {euros(granted - spent)} €")
+                     f" − contre-passées {euros(taken_back)} € − reliquats rendus {euros(by_kind.get(ledger.TransferKind.EXPIRY, 0))} €"
+                     f" − dépenses {euros(spent)} € = {euros(granted - spent)} €")
     return found
 
 
 def review_rejections(session: Session) -> list[str]:
-    """A record a reviewer rejected is never settled and counts as voided; a rejected payment is
-    given back to the household exactly once (its reversal `reject:{t}:{s}` of its amount, or its
-    own void); no reversal exists for a record that was not rejected."""
+    """A record a reviewer rejected is never settled. A rejected payment is marked voided and given
+    back to its household exactly once, for its amount: by its rejection (`reject:{t}:{s}`,
+    vendor_held -> member), or by a void of it (posted to the household, or released to it). A
+    `reject:` transfer names a record a reviewer rejected."""
     found = []
     settled = _rows(session, "SELECT r.terminal_id, r.seq, r.amount_cents FROM transaction_record r"
                              " JOIN settlement_item i ON i.record_id = r.id WHERE r.review = 'rejected'"
                              " ORDER BY r.terminal_id, r.seq")
     found += [f"l'enregistrement {s} du terminal {t}, rejeté après vérification, a été réglé ({euros(a)} €)" for t, s, a in settled]
-    rows = _rows(session, f"""
-        SELECT r.terminal_id, r.seq, r.amount_cents, r.voided, x.amount_cents,
-               (SELECT COUNT(*) FROM transaction_record v WHERE v.terminal_id = r.terminal_id AND v.kind = 2
-                  AND v.ref_seq = r.seq AND v.status = 'accepted')
-        FROM transaction_record r LEFT JOIN ledger_transfer x ON x.reference = {_REJECT_REFERENCE}
-        WHERE r.kind = 1 AND r.status = 'accepted' AND r.review = 'rejected' ORDER BY r.terminal_id, r.seq""")
-    for terminal_id, seq, amount, voided, reversed_cents, voids in rows:
+    to_member = ("SELECT COUNT(*), COALESCE(SUM(x.amount_cents), 0) FROM ledger_transfer x JOIN ledger_account c"
+                 " ON c.id = x.credit_account_id WHERE substr(c.code, 1, 7) = 'member:' AND x.reference IN :references")
+    rows = _rows(session, "SELECT terminal_id, seq, amount_cents, voided FROM transaction_record"
+                          " WHERE kind = 1 AND status = 'accepted' AND review = 'rejected' ORDER BY terminal_id, seq")
+    for terminal_id, seq, amount, voided in rows:
+        voids = [v for (v,) in _rows(session, "SELECT seq FROM transaction_record WHERE terminal_id = :t AND kind = 2"
+                                              " AND ref_seq = :s AND status = 'accepted'", t=terminal_id, s=seq)]
+        references = [ledger.reject_reference(terminal_id, seq),
+                      *(f(terminal_id, v) for v in voids for f in (ledger.record_reference, ledger.release_reference))]
+        count, cents = session.execute(text(to_member).bindparams(bindparam("references", expanding=True)),
+                                       {"references": references}).one()
         what = f"le paiement {seq} du terminal {terminal_id} ({euros(amount)} €), rejeté après vérification,"
-        refunds = (reversed_cents is not None) + int(voids)
         if not voided:
             found.append(f"{what} n'est pas marqué annulé")
-        if refunds != 1:
-            found.append(f"{what} a été rendu au foyer {refunds} fois")
-        elif reversed_cents is not None and int(reversed_cents) != amount:
-            found.append(f"{what} a été rendu au foyer pour {euros(int(reversed_cents))} €")
-    rejected = {ledger.reject_reference(terminal_id, seq) for terminal_id, seq, *_ in rows}
+        if int(count) != 1:
+            found.append(f"{what} a été rendu au foyer {int(count)} fois")
+        elif int(cents) != amount:
+            found.append(f"{what} a été rendu au foyer pour {euros(int(cents))} €")
+    rejected = {ledger.reject_reference(t, s) for t, s in _rows(
+        session, "SELECT terminal_id, seq FROM transaction_record WHERE review = 'rejected'")}
     stray = [(reference, amount) for reference, amount in _rows(
         session, "SELECT reference, amount_cents FROM ledger_transfer WHERE kind = :kind ORDER BY id",
         kind=ledger.TransferKind.REJECT) if reference not in rejected]
-    found += [f"le remboursement {reference} ({euros(amount)} €) ne correspond à aucun paiement rejeté" for reference, amount in stray]
+    found += [f"le rejet {reference} ({euros(amount)} €) ne correspond à aucun enregistrement rejeté" for reference, amount in stray]
     return _capped(found)
+
+
+def vendor_accounts_match_records(session: Session) -> list[str]:
+    """Each vendor's payable holds what its records not paid out yet add to it (and the bank
+    returns no exported run paid again), its held account the records held undecided: the
+    comparison settlement runs and staff reports use (caisse.settlement.payable_differences)."""
+    from caisse.settlement import payable_differences
+
+    return _capped([difference.french() for difference in payable_differences(session)])
 
 
 def reversals_mirror_their_entry(session: Session) -> list[str]:
@@ -434,6 +464,8 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("money_per_purpose", "l'argent se conserve : foyers, commerçants, allocations", money_per_purpose),
     Invariant("review_rejections", "un paiement rejeté après vérification n'est jamais réglé et rendu une fois",
               review_rejections),
+    Invariant("vendor_accounts_match_records", "chaque compte de commerçant, à payer et retenu, est celui de ses enregistrements",
+              vendor_accounts_match_records),
     Invariant("settled_records", "chaque règlement paie un enregistrement accepté, une fois, à son commerçant",
               settled_records),
     Invariant("payouts_match_settlements", "les virements sont les règlements exportés, commerçant par commerçant",

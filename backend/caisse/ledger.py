@@ -32,7 +32,10 @@ class TransferKind:
     VOID = "void"
     EXPIRY = "allowance_expiry"  # unspent allowance returned to the fund (docs/settlement.md)
     SETTLEMENT = "settlement"  # vendor_payable -> vendor_paid when a SEPA file is exported
-    REJECT = "review_reject"  # vendor_payable -> member: a held payment a person rejected (caisse.review)
+    # Holds and decisions (caisse.review, docs/ledger.md "Holds and review"):
+    HOLD = "hold"  # vendor_payable -> vendor_held: a record held after its money reached the payable
+    RELEASE = "review_release"  # vendor_held -> vendor_payable (a payment) or -> member (a void)
+    REJECT = "review_reject"  # vendor_held -> member (a payment) or -> vendor_payable (a void)
     REVERSAL = "reversal"  # a staff entry made by mistake, taken back (caisse.corrections)
     BANK_RETURN = "bank_return"  # vendor_paid -> vendor_payable: a transfer the bank gave back (caisse.bank)
 
@@ -45,12 +48,26 @@ def vendor_payable_code(vendor_id: int) -> str:
     return f"vendor_payable:{vendor_id}"
 
 
+def vendor_held_code(vendor_id: int) -> str:
+    """Where a vendor's held records' money waits for a person's decision."""
+    return f"vendor_held:{vendor_id}"
+
+
 def record_reference(terminal_id: int, seq: int) -> str:
     return f"record:{terminal_id}:{seq}"
 
 
+# The review's transfers (caisse.review): at most one of each per record, the reference being
+# unique. System references, like `record:`: nothing a person or a terminal types may take them.
+def hold_reference(terminal_id: int, seq: int) -> str:
+    return f"hold:{terminal_id}:{seq}"
+
+
+def release_reference(terminal_id: int, seq: int) -> str:
+    return f"release:{terminal_id}:{seq}"
+
+
 def reject_reference(terminal_id: int, seq: int) -> str:
-    """The reversal of a held payment a person rejected (caisse.review): at most once per record."""
     return f"reject:{terminal_id}:{seq}"
 
 

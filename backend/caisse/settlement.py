@@ -2,12 +2,15 @@
 
 A run moves prepared -> approved -> exported, one committed transaction per step:
 
-- prepare: every accepted record before the cut-off that no run has settled yet, from a terminal
-  that is not suspect, with a verified chain, of a vendor with a valid IBAN and a net >= 0,
-  becomes a `settlement_item` (INSERT ... SELECT: set-based, no row goes through Python). The item's
-  primary key is the record, so a record is settled at most once, whatever crashes and reruns do.
-  What is held back gets a `settlement_line` with its reason in French; those records stay
-  unsettled, so the next run picks them up once resolved, like late offline uploads.
+- prepare: every accepted record before the cut-off that no run has settled yet, not held for
+  review (caisse.review), with a verified chain, of a vendor with a valid IBAN, a net >= 0 and a
+  payable account that holds that net, becomes a `settlement_item` (INSERT ... SELECT: set-based,
+  no row goes through Python). The item's primary key is the record, so a record is settled at
+  most once, whatever crashes and reruns do. What is held back gets a `settlement_line` with its
+  reason in French; those records stay unsettled, so the next run picks them up once resolved,
+  like late offline uploads. A run never pays a vendor more than its vendor_payable account
+  holds: held money is in vendor_held, and `payable_differences` compares each account with the
+  records behind it (docs/settlement.md, "What a run pays").
   Each paid line freezes its payee (name, IBAN, BIC) and its payment id, and the run its SEPA
   message ids: what the approver reads is what the file pays, whatever happens to the vendor after.
 - approve: by a second person when `settlement_requires_approval` (an active console account other
@@ -28,13 +31,13 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -42,7 +45,10 @@ from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TerminalStatus, Vendor, utcnow
+from caisse.models import (
+    BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TransactionRecord, Vendor, utcnow,
+)
+from caisse.money import euros
 from caisse.sepa import sepa_text, write_sepa
 from caisse.statements import PAID, StatementVendor, write_statements, write_summary
 
@@ -50,7 +56,6 @@ HELD = "held"
 AUTOMATIC = "automatique"
 
 # Reasons shown to the treasurer and the vendor, in French.
-HELD_SUSPECT = "terminal signalé suspect : enregistrements mis de côté jusqu'à décision"
 HELD_UNVERIFIED = "chaîne non vérifiée (un enregistrement antérieur manque encore) : reporté"
 HELD_NO_IBAN = "IBAN manquant : paiement suspendu jusqu'à son enregistrement"
 HELD_BAD_IBAN = "IBAN invalide ({error}) : paiement suspendu jusqu'à sa correction"
@@ -59,12 +64,26 @@ HELD_BAD_NAME = ("nom du commerçant intransmissible à la banque (aucun caract�
                  " paiement suspendu jusqu'à sa correction")
 HELD_NEGATIVE = "solde négatif après annulations : reporté au prochain règlement"
 HELD_RETURNED = "virement retourné par la banque ({reason}) : en attente d'un nouvel IBAN (deux personnes)"
-HELD_REVIEW = "paiements retenus pour vérification (carte suspecte…) : en attente d'une décision"
+HELD_REVIEW = "paiements retenus pour vérification (carte suspecte, terminal suspect…) : en attente d'une décision"
+HELD_SHORT = ("le compte du commerçant ({available} €) ne couvre pas le net à payer ({net} €) :"
+              " annulation en attente ou écart avec les enregistrements, reporté")
 
-# A record's review state (caisse.review), '' when none. A void shares its payment's state, so it
-# is settled with its payment, never alone.
-_REVIEW = ("COALESCE(r.review, CASE WHEN r.kind = 2 THEN (SELECT p.review FROM transaction_record p"
-           " WHERE p.terminal_id = r.terminal_id AND p.seq = r.ref_seq) END, '')")
+# The review state of a void's payment (caisse.review).
+_PAYMENT_REVIEW = "(SELECT p.review FROM transaction_record p WHERE p.terminal_id = r.terminal_id AND p.seq = r.ref_seq)"
+# A record's review state for settlement, '' when none. A void without its own shares its
+# payment's, so it is settled with it; a payment whose void is held on its own (its ids in
+# :waiting) waits for that void's decision.
+_REVIEW = f"CASE WHEN r.id IN :waiting THEN 'held' ELSE COALESCE(r.review, CASE WHEN r.kind = 2 THEN {_PAYMENT_REVIEW} END, '') END"
+# What an accepted, unsettled record adds to its vendor's payable account (docs/ledger.md, "Holds
+# and review"): a payment its amount unless held or rejected; a void minus its amount, unless it
+# is rejected or follows a held payment (then it was posted from vendor_held).
+_PAYABLE_SHARE = (f"CASE WHEN r.kind = 1 THEN CASE WHEN COALESCE(r.review, '') IN ('', 'released') THEN r.amount_cents ELSE 0 END"
+                  f" WHEN COALESCE(r.review, {_PAYMENT_REVIEW}, '') = 'rejected' OR {_PAYMENT_REVIEW} = 'held' THEN 0"
+                  " ELSE -r.amount_cents END")
+# What an accepted record undecided held adds to its vendor's held account: a payment its amount
+# (nothing once a void gave it back), a void held on its own its amount.
+_HELD_SHARE = ("CASE WHEN r.review <> 'held' OR r.review IS NULL THEN 0 WHEN r.kind = 1 THEN CASE WHEN r.voided THEN 0"
+               f" ELSE r.amount_cents END WHEN {_PAYMENT_REVIEW} = 'held' THEN 0 ELSE r.amount_cents END")
 # The records a run looks at: accepted, not rejected, not settled by any run, and at or above the
 # watermark (`_Scan`). amount is signed: a payment (kind 1) adds, a void (kind 2) takes back.
 _UNDECIDED = f"r.status = 'accepted' AND {_REVIEW} <> 'rejected'"
@@ -142,19 +161,22 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
         candidates.add(session.execute(
             # `+r.terminal_id`: the records are read in table order and the terminals hashed, not walked
             # through the (terminal_id, seq) index, a random page per record.
-            text(f"SELECT t.id, t.vendor_id, t.status, r.chain_verified, {_REVIEW} = 'held', r.time < :cutoff,"
-                 f" SUM({_SIGNED}), COUNT(*), MIN(r.id) FROM transaction_record r JOIN terminal t ON t.id = +r.terminal_id"
-                 f" WHERE {_UNDECIDED} AND {part} GROUP BY t.id, t.vendor_id, t.status, r.chain_verified,"
-                 f" {_REVIEW} = 'held', r.time < :cutoff"),
+            _expanding(f"SELECT t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', r.time < :cutoff,"
+                       f" SUM({_SIGNED}), COUNT(*), MIN(r.id) FROM transaction_record r"
+                       f" JOIN terminal t ON t.id = +r.terminal_id WHERE {_UNDECIDED} AND {part}"
+                       f" GROUP BY t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', r.time < :cutoff"),
             {"cutoff": cutoff, **scan.params},
         ).all())
     held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(candidates.held.items())]
     payees = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
         select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_(list(candidates.net))))} if candidates.net else {}  # type: ignore[union-attr]
+    available = _available_cents(session, vendor_ids=list(candidates.net))
     terminals: list[int] = []
     for vendor_id, (amount, count) in sorted(candidates.net.items()):
         reason = payee_problem(*payees[vendor_id]) or (HELD_NEGATIVE if amount < 0 else None)
+        if reason is None and amount > available[vendor_id]:
+            reason = HELD_SHORT.format(available=euros(available[vendor_id]), net=euros(amount))
         if reason is None:
             terminals.extend(candidates.terminals[vendor_id])
         else:
@@ -186,9 +208,8 @@ class _Candidates:
         self.lowest_left = _NO_RECORD
 
     def add(self, groups: Sequence[Any]) -> None:
-        for terminal_id, vendor_id, terminal_status, verified, under_review, due, amount, count, first_id in groups:
-            reason = (HELD_REVIEW if under_review else HELD_SUSPECT if terminal_status == TerminalStatus.SUSPECT
-                      else HELD_UNVERIFIED if not verified else None)
+        for terminal_id, vendor_id, verified, under_review, due, amount, count, first_id in groups:
+            reason = HELD_REVIEW if under_review else HELD_UNVERIFIED if not verified else None
             if not due or reason is not None:  # after the cut-off, or held back: left for a later run
                 self.lowest_left = min(self.lowest_left, int(first_id))
             if not due:
@@ -220,6 +241,7 @@ class _Scan:
 
     scan_from: int
     settled_max: int
+    waiting: list[int]  # payments whose void is held on its own: they wait for its decision
 
     @classmethod
     def start(cls, session: Session) -> _Scan:
@@ -232,13 +254,14 @@ class _Scan:
             session.execute(text("SET LOCAL enable_nestloop = off"))
             session.execute(text("SET LOCAL jit = off"))
         counter = session.get(Counter, _WATERMARK)
+        scan_from = counter.value if counter else 0
         settled_max = session.execute(text("SELECT COALESCE(MAX(record_id), 0) FROM settlement_item")).scalar_one()
-        return cls(counter.value if counter else 0, int(settled_max))
+        return cls(scan_from, int(settled_max), _waiting_payments(session, scan_from=scan_from))
 
     @property
-    def params(self) -> dict[str, int]:
+    def params(self) -> dict[str, Any]:
         return {"scan_from": self.scan_from, "settled_max": self.settled_max,
-                "above": max(self.settled_max, self.scan_from - 1)}
+                "above": max(self.settled_max, self.scan_from - 1), "waiting": self.waiting}
 
     def parts(self) -> list[str]:
         return [_BELOW_SETTLED, _ABOVE_SETTLED] if self.settled_max >= self.scan_from else [_ABOVE_SETTLED]
@@ -254,6 +277,21 @@ class _Scan:
         session.add(counter)
 
 
+def _waiting_payments(session: Session, *, scan_from: int) -> list[int]:
+    """Ids of the payments whose void is held on its own (their own review is not `held`). Held
+    records are never settled, so they are all at or above the watermark. Two single-table reads
+    (a few rows each), not a join: the prepare step plans joins as hash joins, which would scan
+    every record for the payments."""
+    voids = session.execute(text("SELECT terminal_id, ref_seq FROM transaction_record"
+                                 " WHERE id >= :scan_from AND kind = 2 AND review = 'held'"), {"scan_from": scan_from}).all()
+    if not voids:
+        return []
+    record = TransactionRecord.__table__  # type: ignore[attr-defined]
+    payments = session.execute(select(record.c.id, record.c.review).where(
+        tuple_(record.c.terminal_id, record.c.seq).in_([tuple(v) for v in voids]))).all()
+    return sorted(payment_id for payment_id, review in payments if review != "held")
+
+
 def _insert_items(session: Session, *, run_id: int, cutoff: int, terminals: list[int], scan: _Scan) -> None:
     """INSERT ... SELECT scanning the records in table order, once per part of the scan, from the
     terminals the candidate scan found payable. CROSS JOIN and `+r.terminal_id` make SQLite read the
@@ -261,13 +299,42 @@ def _insert_items(session: Session, *, run_id: int, cutoff: int, terminals: list
     index, a random page per record (1M records: 18 s instead of 2). PostgreSQL hashes the terminals."""
     for part in scan.parts():
         session.execute(
-            text("INSERT INTO settlement_item (record_id, run_id, vendor_id, amount_cents)"
-                 f" SELECT r.id, :run_id, t.vendor_id, {_SIGNED} FROM transaction_record r CROSS JOIN terminal t"
-                 " WHERE t.id = +r.terminal_id AND t.id IN :terminals AND r.status = 'accepted' AND r.time < :cutoff"
-                 f" AND r.chain_verified AND {_REVIEW} IN ('', 'released') AND {part}"
-                 ).bindparams(bindparam("terminals", expanding=True)),
+            _expanding("INSERT INTO settlement_item (record_id, run_id, vendor_id, amount_cents)"
+                       f" SELECT r.id, :run_id, t.vendor_id, {_SIGNED} FROM transaction_record r CROSS JOIN terminal t"
+                       " WHERE t.id = +r.terminal_id AND t.id IN :terminals AND r.status = 'accepted' AND r.time < :cutoff"
+                       f" AND r.chain_verified AND {_REVIEW} IN ('', 'released') AND {part}"),
             {"run_id": run_id, "cutoff": cutoff, "terminals": terminals, **scan.params},
         )
+
+
+def _expanding(sql: str) -> Any:
+    """The statement with its list parameters (`:waiting`, `:terminals`, `:vendors`, `:runs`) expanded."""
+    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in ("waiting", "terminals", "vendors", "runs") if f":{name}" in sql))
+
+
+def _available_cents(session: Session, *, vendor_ids: list[int]) -> dict[int, int]:
+    """What each vendor's payable account holds beyond the items of runs not exported yet (their
+    payouts are still to be posted) and the bank returns not paid again: the most a new run may
+    pay it for records."""
+    if not vendor_ids:
+        return {}
+    codes = {ledger.vendor_payable_code(v): v for v in vendor_ids}
+    balances = ledger.balances_by_code(session, codes=codes)
+    # The runs first, then their items by the run index: joined, the prepare step's hash join
+    # would read every item ever settled.
+    runs = session.execute(select(SettlementRun.id).where(SettlementRun.status != SettlementStatus.EXPORTED)).scalars().all()  # type: ignore[arg-type]
+    pending = dict(session.execute(
+        _expanding("SELECT vendor_id, SUM(amount_cents) FROM settlement_item WHERE run_id IN :runs"
+                   " AND vendor_id IN :vendors GROUP BY vendor_id"),
+        {"runs": list(runs), "vendors": vendor_ids}).all()) if runs else {}
+    # Transfers the bank gave back sit in the payable too, but they are paid on their own
+    # (_pay_returns_again): they never cover a record.
+    returned = dict(session.execute(
+        _expanding("SELECT b.vendor_id, SUM(b.amount_cents) FROM bank_return b"
+                   " LEFT JOIN settlement_run s ON s.id = b.repaid_run_id"
+                   " WHERE b.vendor_id IN :vendors AND (s.id IS NULL OR s.status <> 'exported') GROUP BY b.vendor_id"),
+        {"vendors": vendor_ids}).all())
+    return {v: balances.get(code, 0) - int(pending.get(v, 0)) - int(returned.get(v, 0)) for code, v in codes.items()}
 
 
 def _insert_paid_lines(session: Session, *, run_id: int) -> None:
@@ -389,7 +456,8 @@ def export_run(session: Session, *, run_id: int, settings: Settings, by: str = A
     run.execution_date = write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings, today=today)
     write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
                      vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts])
-    write_summary(session, staging / "resume.csv", run=run, timezone=settings.settlement_timezone)
+    write_summary(session, staging / "resume.csv", run=run, timezone=settings.settlement_timezone,
+                  differences=[d.french() for d in payable_differences(session)])
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     _post_payouts(session, run_id=run_id, payouts=payouts)
@@ -424,6 +492,64 @@ def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> No
     ])
 
 
+# Accounts against records ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AccountDifference:
+    """A vendor account whose balance is not what the records behind it add up to."""
+
+    vendor_id: int
+    code: str  # vendor_payable:{v} or vendor_held:{v}
+    balance_cents: int
+    records_cents: int
+
+    def french(self) -> str:
+        what = "à payer" if self.code.startswith("vendor_payable:") else "retenu pour vérification"
+        return (f"commerçant {self.vendor_id} : compte {what} {euros(self.balance_cents)} €, enregistrements"
+                f" {euros(self.records_cents)} € (écart {euros(self.balance_cents - self.records_cents)} €)")
+
+
+def payable_differences(session: Session) -> list[AccountDifference]:
+    """Every vendor account that disagrees with its records (docs/ledger.md, invariant 7):
+    vendor_payable against the accepted records not settled yet plus the items of runs not
+    exported yet plus the bank returns no exported run paid again, vendor_held against the records held undecided. Read in one statement, so on
+    PostgreSQL one snapshot: uploads committing meanwhile cannot make a difference appear.
+
+    The records read are those at or above the settlement watermark: below it every accepted
+    record is settled or rejected, and adds nothing to either account."""
+    rows = session.execute(text(
+        "SELECT 'account', a.code, a.credits_posted_cents - a.debits_posted_cents, 0 FROM ledger_account a"
+        " WHERE a.kind IN ('vendor_payable', 'vendor_held')"
+        " UNION ALL"
+        f" SELECT 'records', CAST(t.vendor_id AS VARCHAR(20)), SUM({_PAYABLE_SHARE}), SUM({_HELD_SHARE})"
+        " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id WHERE r.status = 'accepted'"
+        f" AND r.id >= (SELECT COALESCE(MAX(c.value), 0) FROM counter c WHERE c.name = '{_WATERMARK}')"
+        " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id) GROUP BY t.vendor_id"
+        " UNION ALL"
+        " SELECT 'records', CAST(i.vendor_id AS VARCHAR(20)), SUM(i.amount_cents), 0 FROM settlement_item i"
+        " JOIN settlement_run s ON s.id = i.run_id WHERE s.status <> 'exported' GROUP BY i.vendor_id"
+        " UNION ALL"  # transfers the bank gave back wait in the payable until an exported run pays them again
+        " SELECT 'records', CAST(b.vendor_id AS VARCHAR(20)), SUM(b.amount_cents), 0 FROM bank_return b"
+        " LEFT JOIN settlement_run s ON s.id = b.repaid_run_id WHERE s.id IS NULL OR s.status <> 'exported'"
+        " GROUP BY b.vendor_id"
+    )).all()
+    accounts: dict[str, int] = {}
+    expected: dict[str, int] = {}
+    for source, key, first, second in rows:
+        if source == "account":
+            accounts[key] = int(first)
+            continue
+        vendor_id = int(key)
+        for code, cents in ((ledger.vendor_payable_code(vendor_id), first), (ledger.vendor_held_code(vendor_id), second)):
+            expected[code] = expected.get(code, 0) + int(cents or 0)
+    differences = []
+    for code in sorted(accounts.keys() | expected.keys(), key=lambda c: (int(c.rsplit(":", 1)[1]), c)):
+        balance, records = accounts.get(code, 0), expected.get(code, 0)
+        if balance != records:
+            differences.append(AccountDifference(int(code.rsplit(":", 1)[1]), code, balance, records))
+    return differences
+
+
 # Orchestration --------------------------------------------------------------------------------
 
 def get_run(session: Session, *, run_id: int) -> SettlementRun:
@@ -441,6 +567,7 @@ class SettleResult:
     paid_records: int
     held: list[tuple[int, int, str]]  # (vendor, amount_cents, reason)
     output_dir: str | None
+    differences: tuple[AccountDifference, ...] = ()  # read by `settle` after the run
 
 
 def settle(
@@ -465,7 +592,7 @@ def settle(
         if get_run(session, run_id=run_id).status == SettlementStatus.APPROVED:
             export_run(session, run_id=run_id, settings=settings, by=by, os_user=os_user)
             session.commit()
-        return describe(session, run_id=run_id)
+        return replace(describe(session, run_id=run_id), differences=tuple(payable_differences(session)))
 
 
 def describe(session: Session, *, run_id: int) -> SettleResult:

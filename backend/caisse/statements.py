@@ -6,7 +6,8 @@
   transfers the bank returned that this run pays again, the total, and the vendor's records still
   held for review;
 - the run summary `resume.csv`: every vendor paid or held back with the reason, the total paid,
-  then each record held for review, so the person deciding knows what to look at.
+  then each record held for review, so the person deciding knows what to look at, then every
+  vendor account that disagrees with its records (caisse.settlement.payable_differences).
 
 No CSV cell can run as a formula: a text starting with = + - @ or a tab/CR gets a leading
 apostrophe (OWASP "CSV injection"); amounts keep their sign. Long names wrap in the PDF.
@@ -341,7 +342,7 @@ def held_for_review(session: Session, *, vendor_id: int | None = None, before_ti
             for r_id, v_id, name, terminal, seq, kind, moment, amount, reason in rows]
 
 
-def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone: str) -> None:
+def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone: str, differences: list[str]) -> None:
     lines = session.execute(
         select(SettlementLine.vendor_id, Vendor.name, SettlementLine.status, SettlementLine.record_count,
                SettlementLine.amount_cents, SettlementLine.reason)
@@ -359,6 +360,10 @@ def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone:
         paid = [line for line in lines if line[2] == PAID]
         writer.writerow(["total payé", "", "", sum(line[3] for line in paid), euros(sum(line[4] for line in paid)), ""])
         _write_held_records(writer, held_for_review(session, before_time=run.cutoff_time), timezone=timezone)
+        if differences:
+            writer.writerow([])
+            writer.writerow(["Écarts entre les comptes des commerçants et leurs enregistrements (à examiner : caisse verify)"])
+            writer.writerows([difference] for difference in differences)
 
 
 def _write_held_records(writer: Any, held: list[HeldRecord], *, timezone: str) -> None:

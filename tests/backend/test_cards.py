@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import admin, card_auth, ingest, protocol, statements, sync
+from caisse import admin, card_auth, ingest, protocol, review, statements, sync
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
@@ -107,7 +107,9 @@ def test_a_terminal_replaying_a_sun_message_it_read_is_held_and_made_suspect_the
         world.chain.pay(card.uid, 900, card_auth=captured), world.chain.pay(card.uid, 4_000, card_auth=captured)])
     session.commit()
     assert [r.status for r in result.results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]  # the vendor handed the food over
-    assert _holds(session, world.chain) == {2: "compteur SUN 1 déjà utilisé par ce même terminal : terminal suspect"}
+    # The replay is held with its reason; the terminal now suspect, its other records wait too (docs/ledger.md).
+    assert _holds(session, world.chain) == {1: review.HOLD_SUSPECT,
+                                            2: "compteur SUN 1 déjà utilisé par ce même terminal : terminal suspect"}
     assert result.terminal_flagged_suspect and admin.get_terminal(session, terminal_id=world.terminal_id).status == "suspect"
     kept = _card(session, card.uid)  # one terminal's records prove nothing against the card
     assert (kept.status, kept.blocked_at, kept.blocked_version) == ("active", None, None)
@@ -176,7 +178,7 @@ def test_uploading_a_flagged_batch_again_changes_nothing(session: Session, card_
     assert _ingest(session, world.chain, records, card_settings) == [Outcome.DUPLICATE] * 2
     after = _card(session, card.uid)
     assert (after.sync_version, after.blocked_at, after.flag_reason) == state
-    assert len(_holds(session, world.chain)) == 1
+    assert len(_holds(session, world.chain)) == 2  # the replay, and the rest of its now suspect terminal
 
 
 def test_two_offline_terminals_with_distinct_counters_are_accepted_in_any_order(session: Session, card_settings: Settings) -> None:

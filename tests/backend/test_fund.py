@@ -239,25 +239,35 @@ def _budget_by_hand(session: Session, *, month: str, zone: ZoneInfo) -> fund.Bud
             return {"matching": "matching", "grant": "grants", "fee": "fees"}[kind], parts[1]
         if kind == "settlement":
             return "payouts", runs[int(parts[1])]
-        if kind == "review_reject":
-            return "rejected", local(records[int(parts[1]), int(parts[2])].time)
-        return "", ""
+        return "", ""  # payments, voids, holds, releases, rejections: read from the records below
 
     lines: dict[str, dict[str, int]] = {}
-    for reference, kind, cents, created_at in transfers:
-        line, at = of(reference, kind, created_at)
+
+    def add(line: str, at: str, cents: int) -> None:
         lines.setdefault(line, {}).setdefault(at, 0)
         lines[line][at] += cents
+
+    for reference, kind, cents, created_at in transfers:
+        add(*of(reference, kind, created_at), cents)
     for record in records.values():
         if record.status != "accepted":
             continue
         payment = record if record.kind == 1 else records[record.terminal_id, record.ref_seq]
-        line, at = ("payments" if record.kind == 1 else "voids"), local(payment.time)
-        lines.setdefault(line, {}).setdefault(at, 0)
-        lines[line][at] += record.amount_cents
-        if payment.review == "held":
-            lines.setdefault("held", {}).setdefault(at, 0)
-            lines["held"][at] += record.amount_cents if record.kind == 1 else -record.amount_cents
+        at = local(payment.time)
+        if record.kind == 1:
+            add("payments", at, record.amount_cents)
+            if record.review == "rejected":  # given back to the household
+                add("rejected", at, record.amount_cents)
+            elif record.review == "held" and not record.voided:
+                add("held", at, record.amount_cents)
+            continue
+        # A void refunds, unless it or its payment was rejected, or it is held on its own (its
+        # payment not held: the refund waits for the decision; docs/ledger.md, "Holds and review").
+        alone = record.review == "held" and payment.review != "held"
+        if (record.review or payment.review) != "rejected" and not alone:
+            add("voids", at, record.amount_cents)
+        if alone:
+            add("held", at, record.amount_cents)
 
     def of_month(line: str, up_to: bool = False) -> int:
         return sum(cents for at, cents in lines.get(line, {}).items() if (at <= month if up_to else at == month))

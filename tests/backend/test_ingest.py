@@ -155,9 +155,14 @@ def test_same_seq_with_other_bytes_is_seq_conflict_and_flags_the_terminal_suspec
     result = _ingest(session, world, [conflicting], settings)
     assert result.results[0].reason == Reason.SEQ_CONFLICT
     assert _terminal_status(session, world) == "suspect"
-    assert _balances(session, world) == (9_900, 100)
-    # A suspect terminal is still heard: its genuine records keep flowing.
+    # Its records not settled yet wait for a person: the money moved to the vendor's held account.
+    held = ledger.vendor_held_code(world.vendor_id)
+    assert (*_balances(session, world), ledger.balance_cents(session, code=held)) == (9_900, 0, 100)
+    # A suspect terminal is still heard: its genuine records keep flowing, held as they arrive.
     assert _ingest(session, world, [world.chain.pay(world.uid, 50)], settings).results[0].status == Outcome.ACCEPTED
+    assert (*_balances(session, world), ledger.balance_cents(session, code=held)) == (9_850, 0, 150)
+    reviews = session.execute(select(TransactionRecord.review).where(TransactionRecord.terminal_id == world.terminal_id)).scalars().all()
+    assert reviews == ["held", "held"]
 
 
 def test_a_gap_is_allowed_and_the_link_is_checked_when_the_missing_record_arrives(session: Session, settings: Settings) -> None:

@@ -111,7 +111,7 @@ CORRUPTIONS: list[tuple[str, Callable[[Session, Market], None], str, str]] = [
      "records_match_transfers", "est refusé mais a une écriture de 4,99 €"),
     ("amount_changed", _sql("UPDATE transaction_record SET amount_cents = 1300, raw = raw WHERE terminal_id = :t0 AND seq = 1"),
      "records_match_transfers", "est passé au grand livre pour 12,50 €"),
-    ("wrong_vendor", _pay_the_wrong_vendor, "records_match_transfers", "au lieu de member:"),
+    ("wrong_vendor", _pay_the_wrong_vendor, "records_match_transfers", "ni le compte de son foyer"),
     ("payment_posted_twice", _sql("INSERT INTO ledger_transfer (debit_account_id, credit_account_id, amount_cents, kind,"
                                   " reference, created_at) SELECT debit_account_id, credit_account_id, amount_cents, kind,"
                                   " reference || '\\:again', created_at FROM ledger_transfer WHERE reference = 'record:' || :t0 || '\\:1'"),

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from caisse import admin, review, settlement, sortition, statements
+from caisse import admin, audit, ledger, review, settlement, sortition, statements, sync
 from caisse.config import Settings
-from caisse.errors import Conflict, NotFound
-from caisse.models import TransactionRecord
+from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.models import AuditEvent, Card, TransactionRecord
 from tests.backend.audit import assert_ledger_invariants
+from tests.backend.factories import T0
 from tests.backend.test_settlement import DAY1, Market, _paid_cents, _settle, folder, rules  # noqa: F401
 
 DAY2 = date(2026, 1, 2)
+DAY3 = date(2026, 1, 3)
 
 
 def _record_id(session: Session, market: Market, seq: int, index: int = 0) -> int:
     terminal_id = market.chains[index].terminal_id
     found = session.execute(select(TransactionRecord.id).where(  # type: ignore[call-overload]
         TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq == seq)).scalar_one()
+    session.commit()  # end the read: on SQLite every transaction holds the write lock
     return int(found)
 
 
@@ -189,3 +192,227 @@ def _waits_for_a_lock(engine: Engine, pid: int) -> bool:
     with engine.connect() as connection:
         return bool(connection.execute(text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"),
                                        {"pid": pid}).scalar_one())
+
+
+# Held money: vendor_held, decisions that move it, voids that follow their payment --------------
+
+def _accounts(session: Session, market: Market, index: int = 0) -> tuple[int, int, int]:
+    """(member, vendor_payable, vendor_held) of the market's household and vendor `index`."""
+    session.expire_all()
+    household = admin.get_card(session, uid_hex=market.uid.hex()).household_id
+    vendor = market.vendor_ids[index]
+    balances = (ledger.balance_cents(session, code=code) for code in (
+        ledger.member_code(household), ledger.vendor_payable_code(vendor), ledger.vendor_held_code(vendor)))
+    result = tuple(balances)
+    session.commit()
+    return result  # type: ignore[return-value]
+
+
+def _payable(session: Session, market: Market, index: int = 0) -> int:
+    session.expire_all()
+    cents = admin.vendor_payable_cents(session, vendor_id=market.vendor_ids[index])
+    session.commit()
+    return cents
+
+
+def _block_card_unknown_to_the_terminal(session: Session, market: Market) -> None:
+    """The card is blocked (stolen) since T0, and terminal 0 proved it held the deny list only
+    from before: its later records of the card are accepted and held (docs/cards.md)."""
+    sync.record_version_held(session, terminal_id=market.chains[0].terminal_id, since=sync.current_cards_version(session))
+    admin.block_card(session, uid_hex=market.uid.hex(), reason="stolen")
+    session.execute(update(Card).where(Card.uid == market.uid).values(blocked_at=datetime.fromtimestamp(T0, UTC)))  # type: ignore[arg-type]
+    session.commit()
+
+
+def test_rejecting_a_void_held_on_arrival_refunds_nothing_and_the_vendor_is_paid_once(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """On the code before vendor_held: the void refunded the member at once, the run paid the
+    payment anyway, and rejecting the void moved nothing: member refunded and vendor paid,
+    vendor_payable at -30 EUR for good."""
+    market = Market(session, rules)
+    household = admin.get_card(session, uid_hex=market.uid.hex()).household_id
+    market.pay(0, 3_000)
+    member = _balance(session, household)
+    _block_card_unknown_to_the_terminal(session, market)
+    market.upload(0, [market.chains[0].void(1)])
+    void_id = _record_id(session, market, 2)
+    first = _settle(engine, rules, DAY1)
+    review.reject(session, record_id=void_id, by="coordinatrice")
+    session.commit()
+    second = _settle(engine, rules, DAY2)
+    # The void never happened: the member is not refunded, the vendor is paid once, nothing left over.
+    assert (_balance(session, household), _paid_cents(session), _payable(session, market)) == (member, 3_000, 0)
+    assert (first.paid_cents, second.paid_cents) == (0, 3_000)  # the payment waited for its void's decision
+    assert first.held == [(market.vendor_ids[0], 0, settlement.HELD_REVIEW)]
+    assert settlement.payable_differences(session) == []
+    assert_ledger_invariants(session)
+
+
+def test_releasing_a_void_held_on_arrival_refunds_the_member_and_nets_the_payment(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    market = Market(session, rules)
+    market.pay(0, 3_000)
+    member, _, _ = _accounts(session, market)
+    _block_card_unknown_to_the_terminal(session, market)
+    market.upload(0, [market.chains[0].void(1)])
+    assert _accounts(session, market) == (member, 0, 3_000)  # the vendor charged, the member not refunded yet
+    assert _settle(engine, rules, DAY1).paid_cents == 0
+    review.release(session, record_id=_record_id(session, market, 2), by="trésorière")
+    session.commit()
+    assert _accounts(session, market) == (member + 3_000, 0, 0)
+    result = _settle(engine, rules, DAY2)
+    assert (result.paid_cents, result.paid_records, _paid_cents(session)) == (0, 2, 0)
+    assert_ledger_invariants(session)
+
+
+def test_a_void_held_after_it_refunded_the_member_holds_its_payment_with_it(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """On the code before vendor_held, holding an accepted void held the void alone: the run paid
+    its payment, and rejecting the void left the member refunded and the vendor paid."""
+    market = Market(session, rules)
+    household = admin.get_card(session, uid_hex=market.uid.hex()).household_id
+    market.pay(0, 3_000)
+    member = _balance(session, household)
+    market.upload(0, [market.chains[0].void(1)])  # the member is refunded at once
+    payment_id, void_id = _record_id(session, market, 1), _record_id(session, market, 2)
+    review.hold(session, record_ids=[void_id], reason="annulation douteuse")
+    session.commit()
+    first = _settle(engine, rules, DAY1)
+    review.reject(session, record_id=void_id, by="coordinatrice")  # decides the pair
+    session.commit()
+    second = _settle(engine, rules, DAY2)
+    # Refunded by its void, the payment is never paid to the vendor: nothing left over.
+    assert (_balance(session, household), _paid_cents(session), _payable(session, market)) == (member + 3_000, 0, 0)
+    assert (first.paid_cents, second.paid_cents) == (0, 0)
+    assert [r.review for r in _records(session, payment_id, void_id)] == ["rejected", "rejected"]
+    assert_ledger_invariants(session)
+
+
+def test_a_void_of_a_held_payment_gives_the_held_money_back_and_follows_the_decision(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    member, _, _ = _accounts(session, market)
+    payment_id = _hold(session, market, 1)
+    assert _accounts(session, market) == (member, 0, 1_000)
+    market.upload(0, [market.chains[0].void(1)])
+    void_id = _record_id(session, market, 2)
+    assert _accounts(session, market) == (member + 1_000, 0, 0)
+    [void] = _records(session, void_id)
+    assert (void.review, void.hold_reason) == ("held", review.FOLLOWS_PAYMENT)
+    review.release(session, record_id=void_id, by="trésorière")  # deciding either decides both; no money moves
+    session.commit()
+    assert [r.review for r in _records(session, payment_id, void_id)] == ["released", "released"]
+    assert _accounts(session, market) == (member + 1_000, 0, 0)
+    result = _settle(engine, rules, DAY1)
+    assert (result.paid_cents, result.paid_records) == (0, 2)
+    assert_ledger_invariants(session)
+
+
+@pytest.mark.parametrize("decision", ["release", "reject"])
+def test_a_decision_moves_a_held_payment_out_of_vendor_held(session: Session, engine: Engine, rules: Settings, decision: str) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    member, _, _ = _accounts(session, market)
+    record_id = _hold(session, market, 1)
+    assert _accounts(session, market) == (member, 0, 1_000)
+    getattr(review, decision)(session, record_id=record_id, by="trésorière")
+    session.commit()
+    expected = (member, 1_000, 0) if decision == "release" else (member + 1_000, 0, 0)
+    assert _accounts(session, market) == expected
+    assert_ledger_invariants(session)
+
+
+def test_each_decision_is_audited_by_the_service_with_the_person_who_made_it(session: Session, rules: Settings) -> None:
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    record_id = _hold(session, market, 1)
+    review.reject(session, record_id=record_id, by="claire@caisse.example")
+    session.commit()
+    [event] = audit.events(session, subjects=[f"record:{record_id}"])
+    assert (event.actor, event.action) == ("claire@caisse.example", "record.reject")
+    with pytest.raises(InvalidInput):
+        review.release(session, record_id=record_id, by=" ")
+
+
+def test_every_held_record_of_a_terminal_or_a_vendor_is_decided_at_once_each_audited(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    market = Market(session, rules)
+    for amount in (100, 200, 300):
+        market.pay(0, amount)
+    market.pay(1, 400)
+    ids = [_record_id(session, market, seq) for seq in (1, 2, 3)] + [_record_id(session, market, 1, index=1)]
+    assert review.hold(session, record_ids=ids, reason="vérification") == 4
+    session.commit()
+    released = review.decide_all(session, decision=review.RELEASE, by="trésorière", terminal_id=market.chains[0].terminal_id)
+    session.commit()
+    assert released == ids[:3]
+    rejected = review.decide_all(session, decision=review.REJECT, by="coordinatrice", vendor_id=market.vendor_ids[1])
+    session.commit()
+    assert rejected == ids[3:]
+    events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.subject)
+                             .where(AuditEvent.action.startswith("record.")).order_by(AuditEvent.id)).all()  # type: ignore[union-attr]
+    assert [tuple(e) for e in events] == [("trésorière", "record.release", f"record:{i}") for i in ids[:3]] + [
+        ("coordinatrice", "record.reject", f"record:{ids[3]}")]
+    session.commit()
+    assert _settle(engine, rules, DAY1).paid_cents == 600
+    with pytest.raises(InvalidInput):
+        review.decide_all(session, decision=review.RELEASE, by="x", terminal_id=1, vendor_id=1)
+    assert_ledger_invariants(session)
+
+
+def _records(session: Session, *ids: int) -> list[TransactionRecord]:
+    session.expire_all()
+    found = {r.id: r for r in session.execute(select(TransactionRecord).where(TransactionRecord.id.in_(ids))).scalars()}  # type: ignore[union-attr]
+    session.commit()
+    return [found[i] for i in ids]
+
+
+def test_a_void_uploaded_while_its_payment_is_being_released_is_posted_as_the_release_left_it(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """A decision locks its records' terminal as an upload does. Without that, an upload read the
+    payment as held while a release was committing, posted its void from vendor_held as a void
+    that follows its payment, and vendor_held ended below zero with the vendor paid in full."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from caisse.db import session_factory
+    from caisse.ingest import ingest_batch
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a decision and an upload never overlap")
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    member, _, _ = _accounts(session, market)
+    record_id = _hold(session, market, 1)
+    void = market.chains[0].void(1)
+    uploader_pid: list[int] = []
+
+    def upload() -> None:
+        with session_factory(engine)() as other:
+            uploader_pid.append(other.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            ingest_batch(other, terminal_id=market.chains[0].terminal_id, raw_records=[void], settings=rules)
+            other.commit()
+
+    with session_factory(engine)() as deciding:
+        review.release(deciding, record_id=record_id, by="trésorière")  # not committed yet
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        deadline = time.monotonic() + 30
+        while uploader.is_alive() and not (uploader_pid and _waits_for_a_lock(engine, uploader_pid[0])):
+            assert time.monotonic() < deadline, "the upload neither finished nor waited"
+            uploader.join(timeout=0.05)
+        deciding.commit()
+    uploader.join(timeout=60)
+    assert not uploader.is_alive()
+    assert _accounts(session, market) == (member + 1_000, 0, 0)  # released, then voided: nothing held, nothing owed
+    assert _settle(engine, rules, DAY1).paid_cents == 0
+    assert_ledger_invariants(session)

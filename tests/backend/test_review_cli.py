@@ -84,3 +84,39 @@ def test_the_run_summary_lists_each_held_record_per_vendor(cli_engine: Engine, t
     assert listed == [(market.vendor_ids[0], held[0], "10,00"), (market.vendor_ids[1], held[1], "7,00")]
     paid = next(row for row in rows if row and row[0] == "total payé")
     assert paid[4] == "2,50"
+
+
+def test_a_suspect_terminal_is_cleared_then_its_held_records_released_in_one_command(cli_engine: Engine) -> None:
+    from sqlalchemy import update
+
+    from caisse.models import Terminal, TerminalStatus
+
+    market, held = _market_with_two_held_payments(cli_engine)
+    terminal_id = market.chains[0].terminal_id
+    _, refused = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice", code=1)
+    assert "pas signalé suspect" in refused
+    with session_factory(cli_engine)() as session:
+        session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.SUSPECT))  # type: ignore[arg-type]
+        session.commit()
+    _, cleared = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice")
+    assert "remis en service par coordinatrice" in cleared
+    assert _invoke("review", "list")[0].count("\n") == 3  # the header and both records: clearing released nothing
+    stdout, stderr = _invoke("review", "release-all", "--terminal", str(terminal_id), "--by", "trésorière")
+    assert (stdout.split(), "1 enregistrement(s) libéré(s) par trésorière." in stderr) == ([str(held[0])], True)
+    _, refused = _invoke("review", "reject-all", "--by", "trésorière", code=1)
+    assert "terminal ou d'un commerçant" in refused
+
+
+def test_settle_prints_each_vendor_account_that_disagrees_with_its_records(cli_engine: Engine) -> None:
+    from caisse import admin, ledger
+
+    with session_factory(cli_engine)() as session:
+        market = Market(session, make_settings(str(cli_engine.url)))
+        payable = ledger.vendor_payable_code(market.vendor_ids[0])
+        member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
+        ids = ledger.account_ids(session, codes=[payable, member])
+        ledger.post_transfer(session, debit=ids[payable], credit=ids[member], amount_cents=3_000, kind="void", reference="test-drift")
+        session.commit()
+    _, stderr = _invoke("settle", "--date", "2026-01-01")
+    assert (f"Écart entre compte et enregistrements : commerçant {market.vendor_ids[0]} : compte à payer -30,00 €,"
+            " enregistrements 0,00 € (écart -30,00 €)") in stderr

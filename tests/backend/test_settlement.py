@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict
 from caisse.ingest import ingest_batch
-from caisse.models import Counter, SettlementItem, SettlementRun, Terminal, TerminalStatus, TransactionRecord, Vendor
+from caisse.main import create_app
+from fastapi.testclient import TestClient
+from caisse.models import Counter, SettlementItem, SettlementRun, Terminal, TransactionRecord, Vendor
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
+from tests.backend.conftest import ADMIN_TOKEN, make_settings
 from tests.backend.factories import T0, Chain, new_key, new_uid
 
 DAY1 = date(2026, 1, 1)  # the factories' records are stamped from 2026-01-01 08:01 UTC
@@ -161,18 +164,170 @@ def test_a_void_after_its_payment_was_settled_is_taken_back_next_time(session: S
     assert_ledger_invariants(session)
 
 
-def test_a_suspect_terminal_is_held_back_with_its_reason_until_someone_decides(session: Session, engine: Engine, rules: Settings) -> None:
+def _flag_suspect(market: Market, index: int) -> None:
+    """The terminal's seq 1 uploaded again with other bytes, genuinely signed: a seq conflict."""
+    chain = market.chains[index]
+    conflicting = protocol.signed(replace(chain.records[0], amount_cents=chain.records[0].amount_cents + 1), chain.key)
+    market.upload(index, [conflicting.encode()])
+
+
+def _status(session: Session, market: Market, index: int) -> str:
+    session.expire_all()
+    status = session.get(Terminal, market.chains[index].terminal_id).status  # type: ignore[union-attr]
+    session.commit()
+    return status
+
+
+def test_a_suspect_terminal_s_records_are_held_until_a_person_decides_and_revoking_it_pays_nothing(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """On the code before holds on flagging, a run held back a terminal's records only while its
+    status was `suspect`: revoking the terminal (another status) paid them all."""
+    from caisse import review
+
     market = Market(session, rules)
     market.pay(0, 1_000)
     market.pay(1, 400)
-    session.execute(update(Terminal).where(Terminal.id == market.chains[0].terminal_id).values(status=TerminalStatus.SUSPECT))  # type: ignore[arg-type]
-    session.commit()
+    _flag_suspect(market, 0)
+    market.pay(0, 250)  # a suspect terminal is still heard, its records held as they arrive
     result = _settle(engine, rules, DAY1)
     assert result.paid_cents == 400
-    assert result.held == [(market.vendor_ids[0], 1_000, settlement.HELD_SUSPECT)]
-    session.execute(update(Terminal).where(Terminal.id == market.chains[0].terminal_id).values(status=TerminalStatus.ACTIVE))  # type: ignore[arg-type]
+    with TestClient(create_app(rules, engine=engine)) as client:  # as the provisioning tool revokes
+        revoked = client.post(f"/v1/admin/terminals/{market.chains[0].terminal_id}/revoke",
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert revoked.json()["status"] == "revoked"
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 0  # revoking released nothing
+    assert result.held == [(market.vendor_ids[0], 1_250, settlement.HELD_REVIEW)]
+    released = review.decide_all(session, decision=review.RELEASE, by="trésorière", terminal_id=market.chains[0].terminal_id)
     session.commit()
-    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 1_000
+    assert len(released) == 2
+    assert _settle(engine, rules, date(2026, 1, 3)).paid_cents == 1_250
+    assert_ledger_invariants(session)
+
+
+def test_clearing_a_suspect_terminal_makes_it_active_and_pays_nothing_by_itself(session: Session, engine: Engine, rules: Settings) -> None:
+    from caisse import audit, review
+
+    market = Market(session, rules)
+    market.pay(0, 1_000)
+    _flag_suspect(market, 0)
+    terminal_id = market.chains[0].terminal_id
+    admin.clear_suspect_terminal(session, terminal_id=terminal_id, by="coordinatrice")
+    session.commit()
+    assert _status(session, market, 0) == "active"
+    [event] = audit.events(session, subjects=[f"terminal:{terminal_id}"])
+    assert (event.actor, event.action) == ("coordinatrice", "terminal.clear")
+    session.commit()
+    assert _settle(engine, rules, DAY1).paid_cents == 0
+    market.pay(0, 300)  # active again: its new records are paid as usual
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 300
+    with pytest.raises(Conflict):
+        admin.clear_suspect_terminal(session, terminal_id=terminal_id, by="coordinatrice")
+    session.rollback()
+    review.release(session, record_id=_id(session, market, 0, 1), by="trésorière")
+    session.commit()
+    assert _settle(engine, rules, date(2026, 1, 3)).paid_cents == 1_000
+    assert_ledger_invariants(session)
+
+
+def test_revoking_an_active_terminal_holds_its_unsettled_records_with_a_french_reason(session: Session, engine: Engine, rules: Settings) -> None:
+    from caisse import review, statements
+
+    market = Market(session, rules)
+    market.pay(0, 700)
+    assert _settle(engine, rules, DAY1).paid_cents == 700
+    market.pay(0, 200, time=T0 + 86_400)
+    admin.revoke_terminal(session, terminal_id=market.chains[0].terminal_id, by="coordinatrice")
+    session.commit()
+    held = statements.held_for_review(session)
+    session.commit()
+    assert [(r.seq, r.reason) for r in held] == [(2, review.HOLD_REVOKED)]  # the settled one stays settled
+    assert admin.vendor_payable_cents(session, vendor_id=market.vendor_ids[0]) == 0
+    session.commit()
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 0
+    assert_ledger_invariants(session)
+
+
+# Accounts against records ------------------------------------------------------------------------
+
+_drifts = itertools.count()
+
+
+def _drift(session: Session, market: Market, index: int, cents: int) -> None:
+    """Money in or out of a vendor's payable with no record behind it: what a rejected held void
+    left on the code before vendor_held (-30 EUR), or any posting a bug might make."""
+    payable = ledger.vendor_payable_code(market.vendor_ids[index])
+    member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
+    ids = ledger.account_ids(session, codes=[payable, member])
+    debit, credit = (ids[payable], ids[member]) if cents < 0 else (ids[member], ids[payable])
+    ledger.post_transfer(session, debit=debit, credit=credit, amount_cents=abs(cents), kind="void",
+                         reference=f"test-drift:{next(_drifts)}")
+    session.commit()
+
+
+def _payable(session: Session, market: Market, index: int) -> int:
+    session.expire_all()
+    cents = admin.vendor_payable_cents(session, vendor_id=market.vendor_ids[index])
+    session.commit()
+    return cents
+
+
+def test_a_negative_payable_with_no_record_behind_it_is_reported_and_never_paid_from(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    """On the code before the comparison, a run summed the records, not the account: the vendor
+    was paid its 10 EUR from an account at -30 EUR, and nothing ever said so."""
+    market = Market(session, rules)
+    _drift(session, market, 0, -3_000)
+    market.pay(0, 1_000)
+    market.pay(1, 500)
+    result = _settle(engine, rules, DAY1)
+    assert (result.paid_cents, _payable(session, market, 0)) == (500, -2_000)
+    assert result.held == [(market.vendor_ids[0], 1_000, settlement.HELD_SHORT.format(available="-20,00", net="10,00"))]
+    [difference] = result.differences
+    sentence = f"commerçant {market.vendor_ids[0]} : compte à payer -20,00 €, enregistrements 10,00 € (écart -30,00 €)"
+    assert difference.french() == sentence
+    assert sentence in (Path(result.output_dir or "") / "resume.csv").read_text(encoding="utf-8")
+    code = ledger.vendor_payable_code(market.vendor_ids[0])
+    assert [(d.code, d.balance_cents, d.records_cents) for d in settlement.payable_differences(session)] == [(code, -2_000, 1_000)]
+
+
+def test_money_in_a_payable_without_records_is_reported_and_only_the_records_are_paid(
+    session: Session, engine: Engine, rules: Settings
+) -> None:
+    market = Market(session, rules)
+    _drift(session, market, 0, 500)
+    market.pay(0, 1_000)
+    result = _settle(engine, rules, DAY1)
+    assert result.paid_cents == 1_000
+    assert [(d.balance_cents, d.records_cents) for d in result.differences] == [(500, 0)]
+    assert _payable(session, market, 0) == 500
+
+
+def test_a_run_never_pays_a_vendor_more_than_its_payable_account_holds(session: Session, engine: Engine, rules: Settings) -> None:
+    """A void stamped after the cut-off of a payment before it, both uploaded before the run: paying
+    the payment would leave the account below zero until the next run."""
+    market = Market(session, rules)
+    market.pay(0, 400)
+    market.pay(0, 1_000, time=T0 + 14 * 3_600 + 55 * 60)  # 23:55 in Paris
+    market.upload(0, [market.chains[0].void(2, time=T0 + 15 * 3_600 + 2 * 60)])  # 00:02 the next day
+    first = _settle(engine, rules, DAY1)
+    assert (first.paid_cents, _payable(session, market, 0)) == (0, 400)
+    assert first.held == [(market.vendor_ids[0], 1_400, settlement.HELD_SHORT.format(available="4,00", net="14,00"))]
+    assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 400
+    assert _payable(session, market, 0) == 0
+    assert settlement.payable_differences(session) == []
+    assert_ledger_invariants(session)
+
+
+def test_a_budget_with_a_vendor_account_that_disagrees_with_its_records_is_not_reconciled(session: Session, rules: Settings) -> None:
+    from caisse import fund
+
+    market = Market(session, rules)
+    _drift(session, market, 0, -3_000)
+    result = fund.budget(session, month="2026-01", settings=rules)
+    assert not result.reconciled
+    assert f"commerçant {market.vendor_ids[0]} : compte à payer -30,00 €, enregistrements 0,00 € (écart -30,00 €)" in result.differences
 
 
 def test_a_record_after_a_gap_waits_until_its_chain_is_verified(session: Session, engine: Engine, rules: Settings) -> None:
@@ -346,6 +501,7 @@ def test_a_run_waits_for_records_in_flight_so_none_falls_below_the_watermark(ses
         in_flight.execute(text(_COPY_RECORD), {"seq": 1_000, "amount": 7, "template": template})  # not committed yet
         with session_factory(engine)() as other:
             other.execute(text(_COPY_RECORD), {"seq": 1_001, "amount": 11, "template": template})
+            _post_copy(other, market, seq=1_001, amount_cents=11)
             other.commit()
         results: list[settlement.SettleResult] = []
         run = threading.Thread(target=lambda: results.append(_settle(engine, rules)))
@@ -354,12 +510,22 @@ def test_a_run_waits_for_records_in_flight_so_none_falls_below_the_watermark(ses
         while run.is_alive() and not _waiting_for_lock(engine):
             assert time.monotonic() < deadline, "the run neither finished nor waited"
             run.join(timeout=0.05)
+        _post_copy(in_flight, market, seq=1_000, amount_cents=7)  # the run waits on the records, not the accounts
         in_flight.commit()
     run.join(timeout=60)
     assert not run.is_alive()
     [result] = results
     assert result.paid_cents == 100 + 7 + 11  # the run waited for the insert in flight
     assert_watermark_sound(session)
+
+
+def _post_copy(session: Session, market: Market, *, seq: int, amount_cents: int) -> None:
+    """The copied record's payment, as ingestion posts it: a run pays only what the account holds."""
+    member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
+    payable = ledger.vendor_payable_code(market.vendor_ids[0])
+    ids = ledger.account_ids(session, codes=[member, payable])
+    ledger.post_transfer(session, debit=ids[member], credit=ids[payable], amount_cents=amount_cents, kind="payment",
+                         reference=ledger.record_reference(market.chains[0].terminal_id, seq))
 
 
 def _waiting_for_lock(engine: Engine) -> bool:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from caisse import admin, audit, card_auth
 from caisse.db import session_factory
-from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus
+from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus, TransactionRecord
 from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
 
 IBAN = "FR7630006000011234567890189"
@@ -226,6 +226,51 @@ def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: 
         assert admin.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.REVOKED
     assert [e.subject for e in _events(engine, "terminal.")] == [f"terminal:{ids['terminal']}"]
     assert "Révoqué" in console_client.get("/console/terminals", params={"status": "revoked"}).text
+
+
+def test_a_suspect_terminal_is_cleared_and_its_held_records_released_from_the_console_each_audited(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    from caisse import review
+
+    ids = _seed(engine)
+    with session_factory(engine)() as session:  # a suspect terminal with two held records, as ingestion leaves it
+        record_ids = [_record(session, ids, seq) for seq in (1, 2)]
+        assert review.hold(session, record_ids=record_ids, reason="terminal signalé suspect") == 2
+        admin.get_terminal(session, terminal_id=ids["terminal"]).status = TerminalStatus.SUSPECT
+        session.commit()
+    sign_in(console_client, Role.COORDINATOR)
+    assert "Lever le soupçon" in console_client.get("/console/terminals").text
+    answer = post_form(console_client, "/console/terminals", f"/console/terminals/{ids['terminal']}/clear", {})
+    assert answer.status_code == 303
+    assert "remis en service" in console_client.get(answer.headers["location"]).text
+    answer = post_form(console_client, "/console/terminals", f"/console/terminals/{ids['terminal']}/release", {})
+    assert "2 enregistrement(s) libéré(s)" in console_client.get(answer.headers["location"]).text
+    with session_factory(engine)() as session:
+        assert admin.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.ACTIVE
+        reviews = session.execute(select(TransactionRecord.review).where(TransactionRecord.id.in_(record_ids))).scalars().all()  # type: ignore[union-attr]
+    assert reviews == ["released", "released"]
+    assert [(e.actor, e.action) for e in _events(engine, "terminal.")] == [(EMAILS[Role.COORDINATOR], "terminal.clear")]
+    assert sorted(e.subject for e in _events(engine, "record.release")) == sorted(f"record:{i}" for i in record_ids)
+    answer = post_form(console_client, "/console/terminals", f"/console/terminals/{ids['terminal']}/clear", {})
+    assert "pas signalé suspect" in console_client.get(answer.headers["location"]).text
+
+
+def _record(session: Session, ids: dict[str, int], seq: int) -> int:
+    """An accepted payment of the seeded terminal, stored as ingestion stores one (its ledger posting included)."""
+    from caisse import ledger
+
+    record = TransactionRecord(terminal_id=ids["terminal"], seq=seq, raw=b"r", digest=bytes(32), kind=1, flags=0, time=0,
+                               amount_cents=500, ref_seq=0, card_uid=bytes.fromhex("04a1b2c3d4e5f6"), card_auth=bytes(24),
+                               prev_hash=bytes(32), household_id=ids["household"], status="accepted", chain_verified=True)
+    session.add(record)
+    member, payable = ledger.member_code(ids["household"]), ledger.vendor_payable_code(ids["vendor"])
+    accounts = ledger.account_ids(session, codes=[member, payable])
+    ledger.post_transfer(session, debit=accounts[member], credit=accounts[payable], amount_cents=500, kind="payment",
+                         reference=ledger.record_reference(ids["terminal"], seq))
+    session.flush()
+    assert record.id is not None
+    return record.id
 
 
 def test_terminals_show_the_firmware_version_they_reported_or_inconnu(console_client: TestClient, users: Any, engine: Engine) -> None:

@@ -40,6 +40,9 @@ MESSAGES = {
     # transactions, settlements, budget, flows, sortition
     "record_not_found": "Enregistrement introuvable.",
     "record_not_held": "Ce paiement n'attend plus de décision : il a déjà été libéré ou rejeté.",
+    "invalid_decided_by": "Indiquez qui prend la décision.",
+    "invalid_decision": "Une décision groupée libère ou rejette les enregistrements retenus d'un terminal ou d'un commerçant, pas des deux.",
+    "terminal_not_suspect": "Ce terminal n'est pas signalé suspect : il n'y a pas de soupçon à lever.",
     "invalid_run_date": "Date de règlement invalide.",
     "day_not_over": "Cette journée n'est pas terminée : on ne règle qu'une journée passée.",
     "second_person_required": "Une autre personne que celle qui a préparé ou demandé cette opération doit l'approuver.",

@@ -50,6 +50,7 @@ ACTION_LABELS = {
     "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "contribution.record": "cotisation enregistrée", "card.issue": "carte remise",
     "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
     "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
+    "terminal.clear": "terminal remis en service",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
     "record.release": "paiement libéré", "record.reject": "paiement rejeté",
     "settlement.prepare": "règlement préparé", "settlement.approve": "règlement approuvé",

@@ -174,7 +174,7 @@ class Adversaries:
         post.stall.clock_offset_s = CLOCK_LIE_S
         post.stall.set_time(world.backend.now_s)
         post.stall.reboot()
-        world.auditor.lenient[post.terminal_id] = (post.stall.terminal.log.next_seq - 1, frozenset({ACCEPTED, HELD}))
+        world.auditor.allow(post.terminal_id, after_seq=post.stall.terminal.log.next_seq - 1, verdicts=frozenset({HELD}))
         fault.triggered = True
         for step in range(3):  # members keep paying there meanwhile
             household = world.households[world.rng.randrange(len(world.households))]
@@ -293,8 +293,6 @@ class Adversaries:
                     return
                 review.reject(session, record_id=record_id or 0, by=STAFF[0])
             # The void the backend has not acknowledged yet arrives after the rejection: refused.
-            arrived = bool(void) and void[0][1] <= post.stall.terminal.log.acked_seq
-            world.auditor.on_reject(payment, refunded=not arrived)
             for key in void:
                 world.auditor.expect(key, frozenset({"unknown_payment", ACCEPTED}))
             fault.records.append(payment)
@@ -313,11 +311,14 @@ class Adversaries:
 
         def revoke() -> None:
             with world.backend.session() as session:
-                admin.revoke_terminal(session, terminal_id=post.terminal_id)
+                admin.revoke_terminal(session, terminal_id=post.terminal_id, by=STAFF[1])
             self.revoked_terminals.add(post.terminal_id)
             # Acknowledged records are stored; later ones may be (an answer lost) or never will be.
-            world.auditor.lenient[post.terminal_id] = (post.stall.terminal.log.acked_seq,
-                                                       frozenset({ACCEPTED, HELD, NOT_RECEIVED}))
+            # Revoking holds what it had not settled; what it sent after its last acknowledgement may
+            # have arrived (an answer lost) or never will.
+            world.auditor.allow(post.terminal_id, after_seq=0, verdicts=frozenset({HELD}))
+            world.auditor.allow(post.terminal_id, after_seq=post.stall.terminal.log.acked_seq,
+                                verdicts=frozenset({NOT_RECEIVED}))
             fault.triggered = True
         world.at(world.backend.now_s + 30 * 60, revoke)
 

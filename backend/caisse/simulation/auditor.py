@@ -88,6 +88,28 @@ def verdict(row) -> str:
     return row.reason or row.status
 
 
+def money_shares(record: Approved, row, payment) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """What an accepted record moved, by account code (docs/ledger.md, "Holds and review"): `row`
+    is its stored row (review state), `payment` a void's payment's row. A held payment's money is
+    in vendor_held; a void of a held payment gives it back from there; a void held on its own
+    moved it from vendor_payable to vendor_held, refunding nobody yet; a rejected record's money
+    went back where it came from."""
+    member, payable = ledger.member_code(record.household_id), ledger.vendor_payable_code(record.vendor_id)
+    held = ledger.vendor_held_code(record.vendor_id)
+    amount = record.amount_cents
+    if record.kind == Kind.PAYMENT:
+        if row.review == "rejected":
+            return []
+        return [(member, -amount), (held if row.review == HELD else payable, amount)]
+    if (row.review or payment.review) == "rejected":
+        return []
+    if payment.review == HELD:
+        return [(held, -amount), (member, amount)]
+    if row.review == HELD:
+        return [(payable, -amount), (held, amount)]
+    return [(member, amount), (payable, -amount)]
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str  # English, the key of the JSON report
@@ -107,11 +129,11 @@ class Auditor:
     duplicates: int = 0  # answered `duplicate` to the terminals (re-sends after lost answers, doubles)
     reused_seqs: list[tuple[int, int]] = field(default_factory=list)
     # What an adversary makes uncertain, judged by its own check (caisse.simulation.adversaries):
-    # verdicts allowed per record, and per terminal from a seq on (seq, verdicts).
+    # the verdicts allowed for a record; and per terminal, verdicts allowed besides the usual ones
+    # for its records after a seq ((after_seq, verdicts), ...).
     expected: dict[tuple[int, int], frozenset[str]] = field(default_factory=dict)
-    lenient: dict[int, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    lenient: dict[int, list[tuple[int, frozenset[str]]]] = field(default_factory=dict)
     credits: Counter[int] = field(default_factory=Counter)  # manual credits (net of reversals) per household
-    refunds: list[tuple[int, int]] = field(default_factory=list)  # payments a reviewer rejected and refunded
     adversaries: Any = None  # judges the adversaries' faults
     forged: set[tuple[int, int]] = field(default_factory=set)  # committed by a compromised terminal, no tap
     # Cards a compromised terminal reported on (uid -> since): whether the backend locks them out is
@@ -144,10 +166,9 @@ class Auditor:
         """A manual credit staff made (negative: one they reversed)."""
         self.credits[household_id] += cents
 
-    def on_reject(self, key: tuple[int, int], *, refunded: bool) -> None:
-        """A reviewer rejected this payment; refunded: by the rejection (not by its void)."""
-        if refunded:
-            self.refunds.append(key)
+    def allow(self, terminal_id: int, *, after_seq: int, verdicts: frozenset[str]) -> None:
+        """Besides the usual verdicts, these for the terminal's records after `after_seq`."""
+        self.lenient.setdefault(terminal_id, []).append((after_seq, verdicts))
 
     def on_block(self, uid: bytes, at_s: int) -> None:
         self.blocked_at.setdefault(uid, at_s)
@@ -172,16 +193,29 @@ class Auditor:
     def expected_status(self, record: Approved) -> frozenset[str] | None:
         """The verdicts the backend may give: `accepted`, `held` (accepted, held for review) or a
         rejection reason; None: any (a replayed SUN message: which copy wins depends on upload
-        order, judged as a fault). An adversary's records get what it declared."""
+        order, judged as a fault). An adversary's records get what it declared. A terminal flagged
+        suspect (a tamper) has its records not settled yet, and those it sends later, held for a
+        person to decide."""
         key = (record.terminal_id, record.seq)
         if key in self.expected:
             return self.expected[key]
-        lenient = self.lenient.get(record.terminal_id)
-        if lenient is not None and record.seq > lenient[0]:
-            return lenient[1]
+        extra = frozenset().union(*(verdicts for after, verdicts in self.lenient.get(record.terminal_id, ())
+                                    if record.seq > after))
+        if extra:
+            usual = self._business_status(record)
+            return None if usual is None else usual | extra
         reported = self.reported_cards.get(record.card_uid)
         if reported is not None and reported <= record.time_s:
             return frozenset({ACCEPTED, HELD, "card_blocked", "unknown_payment"})
+        expected = self._business_status(record)
+        if expected == ONLY_ACCEPTED and record.terminal_id in self._tampered():
+            return frozenset({ACCEPTED, HELD})
+        return expected
+
+    def _tampered(self) -> set[int]:
+        return {f.terminal_id for f in self.faults if f.kind == FaultKind.TAMPER and f.terminal_id is not None}
+
+    def _business_status(self, record: Approved) -> frozenset[str] | None:
         if record.kind == Kind.PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
             return frozenset({"over_limit"})
         blocked = self.blocked_at.get(record.card_uid)
@@ -191,7 +225,7 @@ class Auditor:
             return frozenset({"card_blocked", HELD})
         if record.kind == Kind.VOID:
             payment = self.approved.get((record.terminal_id, record.ref_seq))
-            if payment is None or self.expected_status(payment) != ONLY_ACCEPTED:
+            if payment is None or self._business_status(payment) != ONLY_ACCEPTED:
                 return frozenset({"unknown_payment"})
         if self.replayed(record):
             return None
@@ -252,7 +286,8 @@ class Auditor:
 
     def _check_balances(self, session: Session, stored: dict, transfers: list) -> Check:
         """Each household holds its allowances, less expiries, less what it spent; each vendor
-        is owed (or was paid) exactly what its accepted records add up to."""
+        is owed (or was paid) exactly what its accepted records add up to, the records held for
+        review in its held account (docs/ledger.md, "Holds and review")."""
         accounts = {a.id: a for a in session.execute(select(LedgerAccount)).scalars()}
         expected: dict[str, int] = defaultdict(int)
         for t in transfers:  # the monthly allocation (checked against the rule on its own)
@@ -262,17 +297,13 @@ class Auditor:
         for household_id, cents in self.credits.items():  # manual credits: what staff did
             expected[ledger.member_code(household_id)] += cents
             expected[ledger.ALLOWANCE_FUND] -= cents
-        for key in self.refunds:
-            record = self.approved[key]
-            expected[ledger.member_code(record.household_id)] += record.amount_cents
-            expected[ledger.vendor_payable_code(record.vendor_id)] -= record.amount_cents
         for key, row in stored.items():
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
                 continue
-            signed = record.amount_cents if record.kind == Kind.PAYMENT else -record.amount_cents
-            expected[ledger.member_code(record.household_id)] -= signed
-            expected[ledger.vendor_payable_code(record.vendor_id)] += signed
+            payment = stored.get((record.terminal_id, record.ref_seq)) if record.kind == Kind.VOID else None
+            for code, cents in money_shares(record, row, payment):
+                expected[code] += cents
         paid = sum(t.amount_cents for t in transfers if t.kind == ledger.TransferKind.SETTLEMENT)
         problems = []
         for account in sorted(accounts.values(), key=lambda a: a.code):
@@ -293,10 +324,13 @@ class Auditor:
         items = set(session.execute(select(SettlementItem.record_id)).scalars())
         suspect = self._suspects(session)
         judged = {key for key in stored if key in self.expected
-                  or (key[0] in self.lenient and key[1] > self.lenient[key[0]][0])}
+                  or any(key[1] > after for after, _ in self.lenient.get(key[0], ()))}
+        # A payment whose void is held waits for that void's decision.
+        waiting = {(k[0], self.approved[k].ref_seq) for k, row in stored.items()
+                   if k in self.approved and self.approved[k].kind == Kind.VOID and row.review == HELD}
         unsettled = [key for key, row in sorted(stored.items())
                      if verdict(row) == ACCEPTED and row.review != "rejected" and row.id not in items
-                     and key[0] not in suspect and key not in judged]
+                     and key[0] not in suspect and key not in judged and key not in waiting]
         return Check("every accepted record of a trusted terminal is settled", not unsettled,
                      "; ".join(f"accepted record {key} of a trusted terminal never settled" for key in unsettled[:3]))
 

@@ -34,6 +34,7 @@ from caisse.models import Card, Household, Terminal, Vendor
 # before the body is read.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute,
                    responses=error_responses(400, 401, 404, 409, 422))
+API_ACTOR = "api-admin"  # the audit log's actor for changes made with the admin token (provisioning)
 
 
 def _vendor_out(vendor: Vendor, payable_cents: int) -> VendorOut:
@@ -159,7 +160,7 @@ def member_code_key(terminal_id: int, session: SessionDep, settings: SettingsDep
 
 @router.post("/terminals/{terminal_id}/revoke")
 def revoke_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
-    terminal = admin.revoke_terminal(session, terminal_id=terminal_id)
+    terminal = admin.revoke_terminal(session, terminal_id=terminal_id, by=API_ACTOR)
     session.commit()
     return _terminal_out(terminal)
 

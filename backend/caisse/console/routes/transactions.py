@@ -1,5 +1,5 @@
 """Transactions: stored records with filters, and the held records waiting for a person's
-decision (release or reject, caisse.review), each decision written to the audit log."""
+decision (release or reject, caisse.review, which writes each decision to the audit log)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import admin, audit, db, records, review
+from caisse import admin, db, records, review
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
@@ -52,13 +52,10 @@ def reject(session: DbSession, user: CurrentUser, record_id: int) -> Response:
 def _decide(session: Session, user: ConsoleUser, *, record_id: int, decision: str) -> Response:
     decide = review.release if decision == "release" else review.reject
     try:
-        record = decide(session, record_id=record_id, by=user.email)
+        record = decide(session, record_id=record_id, by=user.email)  # audited by the service
     except CaisseError as error:
         session.rollback()
         return redirect("/console/transactions", flash=french(error))
-    audit.record(session, actor=user.email, action=f"record.{decision}", subject=f"record:{record_id}",
-                 detail={"terminal_id": record.terminal_id, "seq": record.seq, "amount_cents": record.amount_cents,
-                         "hold_reason": record.hold_reason})
     session.commit()
     done = ("libéré : le commerçant sera payé au prochain règlement" if decision == "release"
             else "rejeté : il ne sera jamais payé et le foyer est remboursé")
