@@ -126,6 +126,29 @@ class Reader:
         self.close()
 
 
+class Writer:
+    """A new file written in several pieces while it stays open: on LittleFS each reopening to
+    append copies the file's last, partly written block (one more erase); one open file does
+    not. This default appends each piece. Use it as a context manager, so the file is closed."""
+
+    def __init__(self, storage: "Storage", name: str) -> None:
+        self._storage = storage
+        self._name = name
+        storage.remove(name)
+
+    def write(self, data) -> None:
+        self._storage.append(self._name, data)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Storage:
     """Flat files on the flash filesystem (LittleFS on the device), by name without folders.
 
@@ -149,6 +172,11 @@ class Storage:
     def reader(self, name: str) -> Reader:
         """A Reader of an existing file, for many small reads without reopening it each time."""
         return Reader(self, name)
+
+    def writer(self, name: str) -> Writer:
+        """A Writer of a new file `name` (one there is replaced): for a file built in pieces;
+        durable after close() and sync(), and rename() it into place for atomicity."""
+        return Writer(self, name)
 
     def read(self, name: str) -> "bytes | None":
         """The whole file (small files only: config, key), or None if it does not exist."""

@@ -70,6 +70,7 @@ SEGMENTS = const(16)  # 512 KiB of log by default
 RESERVE_BYTES = const(1024)  # kept for signatures, acks and marks once payments are refused
 _CHUNK = const(1024)
 _PAYMENT_BYTES = const(96 + 74)  # BODY frame + its SIG frame
+_BODY_SEQ_AT = const(8)  # a record body's seq: bytes 8..12 (record.py)
 
 # Reasons the backend may give (docs/protocol.md), as stored in REJ frames.
 REASONS = ("", "malformed", "wrong_terminal", "bad_signature", "seq_conflict", "bad_chain",
@@ -86,7 +87,7 @@ _table = None
 
 def crc32(data, crc: int = 0) -> int:
     if _crc32 is not None:
-        return _crc32(data, crc) & 0xFFFFFFFF
+        return _crc32(data, crc)  # unsigned already; a mask would allocate one more big int
     global _table
     if _table is None:
         _table = []
@@ -117,6 +118,11 @@ class _Segment:
 
 def _name(gen: int) -> str:
     return "%s%06d" % (_PREFIX, gen)
+
+
+def _u32(buf, at: int) -> int:
+    """A big-endian u32 below 2**30 (a seq) without allocating: struct would make a tuple."""
+    return (((buf[at] << 8 | buf[at + 1]) << 8 | buf[at + 2]) << 8) | buf[at + 3]
 
 
 class Log:
@@ -165,13 +171,12 @@ class Log:
         for gen in gens:
             name = _name(gen)
             first = True
-            end = 0
-            for end, kind, payload in self._frames(name):
+            for kind in self._frames(name, True):
                 if first:
                     if kind != T_HEAD:
                         break
                     first = False
-                self._apply(kind, payload)
+                self._apply(kind, self._chunk, self._at)
             if first:  # not even a complete HEAD: an interrupted segment creation
                 self._storage.remove(name)
                 continue
@@ -204,15 +209,16 @@ class Log:
         self._storage.sync()
         self._sealed = False
 
-    def _apply(self, kind: int, payload) -> None:
+    def _apply(self, kind: int, buf, at: int) -> None:
+        """Account the frame whose payload is buf[at:] (recovery)."""
         if kind == T_HEAD:
-            next_seq, acked = struct.unpack_from(">II", payload, 0)
+            next_seq, acked = struct.unpack_from(">II", buf, at)
             if next_seq >= self.next_seq:
                 self.next_seq = next_seq
-                self.prev_hash = bytes(payload[8:40])
+                self.prev_hash = bytes(buf[at + 8:at + 40])
             self.acked_seq = max(self.acked_seq, acked)
         elif kind == T_BODY or kind == T_REC:
-            body = bytes(payload[:record.BODY_SIZE])
+            body = bytes(buf[at:at + record.BODY_SIZE])
             seq = record.body_seq(body)
             # Frames are appended in seq order, each chained to the previous one.
             assert seq == self.next_seq and record.body_prev_hash(body) == self.prev_hash, seq
@@ -220,17 +226,17 @@ class Log:
             if kind == T_BODY:
                 self.unsigned.append(seq)
         elif kind == T_SIG:
-            seq = struct.unpack_from(">I", payload, 0)[0]
+            seq = _u32(buf, at)
             if seq in self.unsigned:
                 self.unsigned.remove(seq)
         elif kind == T_ACK:
-            self.acked_seq = max(self.acked_seq, struct.unpack_from(">I", payload, 0)[0])
+            self.acked_seq = max(self.acked_seq, struct.unpack_from(">I", buf, at)[0])
         elif kind == T_REJ:
-            seq = struct.unpack_from(">I", payload, 0)[0]
-            code = payload[4]
+            seq = _u32(buf, at)
+            code = buf[at + 4]
             self.rejected[seq] = REASONS[code] if code < len(REASONS) else "?"
         elif kind == T_DAY:
-            self.day, self.day_count, self.day_total_cents = struct.unpack_from(">IIi", payload, 0)
+            self.day, self.day_count, self.day_total_cents = struct.unpack_from(">IIi", buf, at)
 
     def _advance(self, body) -> None:
         """Account a committed body: seq, chain, last record and the day totals."""
@@ -249,10 +255,11 @@ class Log:
             self.day_count -= 1
             self.day_total_cents -= amount
 
-    def _frames(self, name: str):
-        """Yield (end_offset, type, payload memoryview) of each valid frame; sets _scan_end.
-
-        The payload view is only valid until the next iteration.
+    def _frames(self, name: str, check: bool):
+        """Yield the type of each valid frame of a segment; its payload is in self._chunk from
+        self._at until the next one. Sets _scan_end. No allocation per frame (a scan of a full log
+        reads 6 000 frames at each upload batch) but the CRC check, made by recovery: the other
+        scans read what it validated and what this session appended since.
         """
         size = self._storage.size(name)
         buf = self._chunk
@@ -261,31 +268,36 @@ class Log:
         have = 0  # valid bytes in buf
         pos = 0
         self._scan_end = 0
-        while pos < size:
-            rel = pos - base
-            if rel + 2 > have or rel + _OVERHEAD + buf[rel + 1] > have:
-                base, rel = pos, 0
-                have = self._storage.readinto(name, pos, buf)
-                if have < 2:
+        with self._storage.reader(name) as segment:  # one open file for the whole scan
+            while pos < size:
+                rel = pos - base
+                if rel + 2 > have or rel + _OVERHEAD + buf[rel + 1] > have:
+                    base, rel = pos, 0
+                    have = segment.readinto(pos, buf)
+                    if have < 2:
+                        return
+                kind, length = buf[rel], buf[rel + 1]
+                if kind >= len(_SIZES) or kind == 0 or _SIZES[kind] != length:
                     return
-            kind, length = buf[rel], buf[rel + 1]
-            if kind >= len(_SIZES) or kind == 0 or _SIZES[kind] != length:
-                return
-            end = rel + 2 + length
-            if end + 4 > have:
-                return
-            stored = (buf[end] << 24) | (buf[end + 1] << 16) | (buf[end + 2] << 8) | buf[end + 3]
-            if crc32(view[rel:end]) != stored:
-                return
-            pos += _OVERHEAD + length
-            self._scan_end = pos
-            yield pos, kind, view[rel + 2:end]
+                end = rel + 2 + length
+                if end + 4 > have:
+                    return
+                if check and crc32(view[rel:end]) != struct.unpack_from(">I", buf, end)[0]:
+                    return
+                pos += _OVERHEAD + length
+                self._scan_end = pos
+                self._at = rel + 2
+                yield kind
+
+    def _scan(self):
+        """The frames of every segment, oldest first (as _frames, without the CRC check)."""
+        for seg in self._segs:
+            yield from self._frames(_name(seg.gen), False)
 
     def frames(self):
         """Yield (type, payload bytes) of every valid frame, oldest first (tools and tests)."""
-        for seg in self._segs:
-            for _, kind, payload in self._frames(_name(seg.gen)):
-                yield kind, bytes(payload)
+        for kind in self._scan():
+            yield kind, bytes(self._chunk[self._at:self._at + _SIZES[kind]])
 
     # ---- appending ---------------------------------------------------------------------
 
@@ -397,9 +409,11 @@ class Log:
         return done
 
     def _find_body(self, seq: int):
-        for kind, payload in self.frames():
-            if (kind == T_BODY or kind == T_REC) and record.body_seq(payload) == seq:
-                return payload[:record.BODY_SIZE]
+        buf = self._chunk
+        for kind in self._scan():
+            at = self._at
+            if (kind == T_BODY or kind == T_REC) and _u32(buf, at + _BODY_SEQ_AT) == seq:
+                return bytes(buf[at:at + record.BODY_SIZE])
         return None
 
     # ---- upload and reclaim ------------------------------------------------------------
@@ -408,32 +422,38 @@ class Log:
         """Up to `limit` signed records above acked_seq and after_seq, in seq order, for upload.
 
         Skips records the backend refused for a reason that re-sending cannot change (NOT_RESENT)
-        and unsigned ones (sign_pending first).
+        and unsigned ones (sign_pending first). Copies only the records it returns.
         """
-        bodies = {}
-        sigs = {}
+        records = {}  # seq -> the record, its signature filled in when its SIG frame comes
+        signed = set()
         floor = max(self.acked_seq, after_seq)
-        for kind, payload in self.frames():
+        buf = self._chunk
+        for kind in self._scan():
+            at = self._at
             if kind == T_BODY or kind == T_REC:
-                seq = record.body_seq(payload)
-                if seq <= floor or len(bodies) >= limit:
+                seq = _u32(buf, at + _BODY_SEQ_AT)
+                if seq <= floor or len(records) >= limit:
                     continue
-                if self.rejected.get(seq) in NOT_RESENT:
+                if self.rejected and self.rejected.get(seq) in NOT_RESENT:
                     continue
-                bodies[seq] = payload[:record.BODY_SIZE]
+                rec = records[seq] = bytearray(record.RECORD_SIZE)
+                rec[:_SIZES[kind]] = memoryview(buf)[at:at + _SIZES[kind]]
                 if kind == T_REC:
-                    sigs[seq] = payload[record.BODY_SIZE:]
+                    signed.add(seq)
             elif kind == T_SIG:
-                seq = struct.unpack_from(">I", payload, 0)[0]
-                if seq in bodies:
-                    sigs[seq] = payload[4:68]
-        return [bodies[s] + sigs[s] for s in sorted(bodies) if s in sigs]
+                seq = _u32(buf, at)
+                rec = records.get(seq)
+                if rec is not None:
+                    rec[record.BODY_SIZE:] = memoryview(buf)[at + 4:at + 68]
+                    signed.add(seq)
+        return [records[s] for s in sorted(records) if s in signed]
 
     def bodies(self):
         """Yield the body of every record still in the log, oldest first (to rebuild offline spend)."""
-        for kind, payload in self.frames():
+        buf = self._chunk
+        for kind in self._scan():
             if kind == T_BODY or kind == T_REC:
-                yield payload[:record.BODY_SIZE]
+                yield bytes(buf[self._at:self._at + record.BODY_SIZE])
 
     def mark_rejected(self, seq: int, reason: str) -> None:
         if self.rejected.get(seq) == reason:

@@ -6,6 +6,12 @@ down or TLS cannot be set up, so the sync client backs off and retries. https://
 port's ssl.SSLContext (MicroPython >= 1.23, CPython); with a CA (ca_pem) the server must
 present a certificate it signed, and nothing is ever sent over an unverified connection.
 
+transport.open(...) -> (status, Response) gives the body as a stream instead (readinto, close):
+the sync reads its answers so, never holding one whole. A request body may also be an object
+with `length` and `write_to(write)`: it is written as it is made (the sync's upload batches).
+The socket is used through write and readinto, which MicroPython's sockets and TLS sockets have
+(its TLS socket has no send/recv), or send and recv_into under CPython.
+
 With `idle` set (the terminal's pump), waiting for the answer is cut into IDLE_SLICE_S socket
 timeouts with idle() between them, so the keypad is scanned while the server thinks and the
 answer arrives. DNS, connect and the TLS handshake still block: the terminal starts a sync only
@@ -52,6 +58,14 @@ class HttpTransport:
         self._context = None  # the ssl.SSLContext, made at the first https request
 
     def __call__(self, method: str, path: str, headers: dict, body) -> tuple:
+        status, response = self.open(method, path, headers, body)
+        try:
+            return status, response.read_all()
+        finally:
+            response.close()
+
+    def open(self, method: str, path: str, headers: dict, body) -> tuple:
+        """Send the request; (status, Response) once the answer's head has arrived."""
         if self.link is not None and not self.link.up():
             raise OSError("network not connected")
         context = self._tls_context() if self.tls else None
@@ -65,43 +79,19 @@ class HttpTransport:
             lines = ["%s %s%s HTTP/1.0" % (method, self.prefix, path), "Host: " + self.host]
             for k in headers:
                 lines.append("%s: %s" % (k, headers[k]))
-            lines.append("Content-Length: %d" % (len(body) if body else 0))
-            head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-            _send(sock, head)
-            if body:
-                _send(sock, body)
-            chunks = self._receive(sock)
-        finally:
+            streamed = hasattr(body, "write_to")
+            lines.append("Content-Length: %d" % (body.length if streamed else len(body) if body else 0))
+            write = getattr(sock, "write", None) or sock.send
+            _send(write, ("\r\n".join(lines) + "\r\n\r\n").encode())
+            if streamed:
+                body.write_to(lambda data: _send(write, data))
+            elif body:
+                _send(write, body)
+            response = Response(sock, self.idle, self.timeout_s)
+        except BaseException:
             sock.close()
-        raw = b"".join(chunks)
-        head, _, payload = raw.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, payload
-
-
-    def _receive(self, sock) -> list:
-        chunks = []
-        idle = self.idle
-        if idle is not None:
-            sock.settimeout(IDLE_SLICE_S)
-        waited_s = 0.0
-        while True:
-            try:
-                data = sock.recv(1024)
-            except OSError as e:
-                if idle is None or not _timed_out(e):
-                    raise
-                waited_s += IDLE_SLICE_S
-                if waited_s >= self.timeout_s:
-                    raise
-                idle()
-                continue
-            if not data:
-                return chunks
-            chunks.append(data)
-            waited_s = 0.0
-            if idle is not None:
-                idle()
+            raise
+        return response.status, response
 
     def _tls_context(self):
         """The SSLContext for every https request; OSError rather than an unverified one."""
@@ -128,12 +118,98 @@ class HttpTransport:
         self._context = context
         return context
 
+class Response:
+    """The answer to one request: its status, then its body read as it arrives (HTTP/1.0: up to
+    the server's close)."""
 
-def _send(sock, data) -> None:
+    HEAD_MAX = 1024
+
+    def __init__(self, sock, idle=None, timeout_s: float = 10) -> None:
+        self._sock = sock
+        self._idle = idle
+        self._timeout_s = timeout_s
+        self._into = getattr(sock, "readinto", None) or getattr(sock, "recv_into", None) or self._recv_into
+        if idle is not None:
+            sock.settimeout(IDLE_SLICE_S)
+        head = bytearray(self.HEAD_MAX)
+        n = 0
+        end = -1
+        while end < 0:
+            if n == len(head):
+                raise OSError("HTTP answer head too long")
+            got = self._wait_into(memoryview(head)[n:])
+            if not got:
+                raise OSError("connection closed before the answer")
+            n += got
+            end = head.find(b"\r\n\r\n")
+        status_line = bytes(head[:head.find(b"\r\n")])
+        try:
+            self.status = int(status_line.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            raise OSError("not an HTTP answer")
+        self._early = memoryview(head)[end + 4:n]  # body bytes that came with the head
+
+    def readinto(self, buf) -> int:
+        early = self._early
+        if early:
+            n = min(len(buf), len(early))
+            buf[:n] = early[:n]
+            self._early = early[n:]
+            return n
+        return self._wait_into(buf)
+
+    def _wait_into(self, buf) -> int:
+        """Some bytes into buf (0 at the end); with idle, waited for in IDLE_SLICE_S slices with
+        idle() between them, and after each read."""
+        waited_s = 0.0
+        while True:
+            try:
+                n = self._into(buf)
+            except OSError as e:
+                if self._idle is None or not _timed_out(e):
+                    raise
+                n = None  # nothing yet
+            if n is not None or self._idle is None:
+                if self._idle is not None:
+                    self._idle()
+                return n or 0
+            waited_s += IDLE_SLICE_S
+            if waited_s >= self._timeout_s:
+                raise OSError(110)  # ETIMEDOUT
+            self._idle()
+
+    def _recv_into(self, buf) -> int:
+        """For a socket with recv alone (test stand-ins)."""
+        data = self._sock.recv(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def read_all(self) -> bytes:
+        """The whole body (small answers: uploads, errors)."""
+        body = bytearray()
+        buf = bytearray(512)
+        while True:
+            n = self.readinto(buf)
+            if not n:
+                return bytes(body)
+            body += memoryview(buf)[:n]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _send(write, data) -> None:
+    n = write(data)  # a blocking socket takes it all: no view to make
+    if n == len(data):
+        return
     view = memoryview(data)
-    while view:
-        n = sock.send(view)
+    while True:
+        if not n:
+            raise OSError("connection closed while sending")
         view = view[n:]
+        if not view:
+            return
+        n = write(view)
 
 
 def _ssl():

@@ -5,9 +5,11 @@ HMAC-SHA256), so a record re-signed after a reboot is the same bytes. No verific
 backend verifies.
 
 Speed: the only scalar multiplication is by the fixed generator G, so it uses a comb
-(Lim-Lee) with _TEETH teeth: a table of 2^_TEETH - 1 affine points built once (about 8 KB of
-ints with 6 teeth), then 43 doublings and at most 43 mixed additions in Jacobian coordinates
-per multiplication. Inversions use the binary-free extended Euclid on MicroPython's big ints.
+(Lim-Lee) with _TEETH teeth: a table of 2^_TEETH - 1 affine points built once, then 43
+doublings and at most 43 mixed additions in Jacobian coordinates per multiplication. The table
+is kept packed, 64 bytes a point (4 KB with 6 teeth; as tuples of ints it took 15 KB of heap),
+and a point is turned back into two ints when an addition uses it (docs/performance.md, "P-256
+comb": teeth against heap and signing time). Inversions use the binary-free extended Euclid on MicroPython's big ints.
 Not constant time: acceptable for a market-stall terminal whose threat is a forged record, not
 a lab side-channel attack; boards that need more use the ATECC608 (firmware/drivers/).
 """
@@ -28,7 +30,7 @@ _GY = const(0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
 _TEETH = const(6)
 _SPACING = const(43)  # ceil(256 / _TEETH): the comb's column count
 
-_table = None  # _table[j] = (x, y) affine, for j in 1..2^_TEETH-1; built on first use
+_table = None  # bytes 64 j .. 64 j + 64: x || y of point j (affine), j in 1..2^_TEETH-1; built on first use
 
 
 def _inverse(a: int, m: int) -> int:
@@ -95,17 +97,21 @@ def _build_table(idle=None):
                 if idle is not None:
                     idle()
         bases.append(_to_affine(x, y, z))
-    table = [(0, 0)] * (1 << _TEETH)
+    table = bytearray(64 << _TEETH)
+    view = memoryview(table)
     for j in range(1, 1 << _TEETH):
         low = j & -j
         i = 0
         while (1 << i) != low:
             i += 1
         if j == low:
-            table[j] = bases[i]
+            x, y = bases[i]
         else:
-            px, py = table[j ^ low]
-            table[j] = _to_affine(*_add_affine(px, py, 1, bases[i][0], bases[i][1]))
+            k = 64 * (j ^ low)
+            px, py = int.from_bytes(view[k:k + 32], "big"), int.from_bytes(view[k + 32:k + 64], "big")
+            x, y = _to_affine(*_add_affine(px, py, 1, bases[i][0], bases[i][1]))
+        view[64 * j:64 * j + 32] = x.to_bytes(32, "big")
+        view[64 * j + 32:64 * j + 64] = y.to_bytes(32, "big")
         if idle is not None:
             idle()
     return table
@@ -117,7 +123,7 @@ def _mul_g(k: int, idle=None):
     global _table
     if _table is None:
         _table = _build_table(idle)
-    table = _table
+    table = memoryview(_table)
     # Column c of the comb gathers bits c, c + 43, c + 86, ... of k.
     words = [(k >> (i * _SPACING)) & ((1 << _SPACING) - 1) for i in range(_TEETH)]
     x, y, z = 0, 1, 0
@@ -127,8 +133,9 @@ def _mul_g(k: int, idle=None):
         for i in range(_TEETH):
             idx |= ((words[i] >> col) & 1) << i
         if idx:
-            tx, ty = table[idx]
-            x, y, z = _add_affine(x, y, z, tx, ty)
+            k = 64 * idx
+            x, y, z = _add_affine(x, y, z, int.from_bytes(table[k:k + 32], "big"),
+                                  int.from_bytes(table[k + 32:k + 64], "big"))
         if idle is not None:
             idle()
     return _to_affine(x, y, z)

@@ -1,10 +1,10 @@
 """Offline policy: may this card pay this amount now, without asking the backend?
 
-- Card table "cards.bin": the sync v2 entries themselves (36 bytes: uid_len u8, uid 10, status u8,
-  balance_cents i32, code_salt 8, code_verifier 8, household u32), sorted by (uid_len, uid),
-  looked up by binary search with one 36-byte buffer: 10 000 cards cost 360 KB of flash and no
-  RAM. Blocked cards are the deny list. A table of another entry size (an older firmware's) is
-  dropped at boot: the terminal then needs a full sync before it pays.
+- Card table (cards.py): the sync v2 entries themselves (36 bytes: uid_len u8, uid 10, status u8,
+  balance_cents i32, code_salt 8, code_verifier 8, household u32) in small sorted files in
+  flash, looked up by binary search with one entry buffer: 10 000 cards cost 360 KB of flash and
+  no RAM. Blocked cards are the deny list. The single-file table of an older firmware is moved
+  into it at boot, and the next sync is a full one.
 - Member code: above the code threshold, a card whose household has a code (non-zero salt or
   verifier) pays only after the member types it. The verifier is keyed to this terminal
   (docs/protocol.md, "Member-code verifiers"): HMAC(code key, SHA-256(salt || 4 ASCII digits)[:8])
@@ -39,24 +39,21 @@ except ImportError:  # CPython
         return x
 
 from . import record
+from .cards import (BALANCE_AT, CODE_SALT_AT, CODE_VERIFIER_AT, ENTRY_SIZE, HOUSEHOLD_AT,
+                    LEGACY_ENTRY_SIZE, PAGE_ENTRIES, STATUS_AT, CardTable)
 
-CARDS_FILE = "cards.bin"
-_CARDS_NEW = "cards.new"
 CONFIG_FILE = "config.json"
-ENTRY_SIZE = const(36)
-_HOUSEHOLD_AT = const(32)
 DAY_OFFSET_S = const(3600)  # the terminal's day, as log.Log's tz_offset_s (the backend judges the same)
 CODES_FILE = "codes.json"
 CODE_DIGITS = const(4)
 CODE_OK = const(0)
 CODE_WRONG = const(1)
 CODE_LOCKED = const(2)
-_CODE_AT = const(16)  # salt at 16..24, verifier at 24..32
 _NO_CODE = bytes(8)
 CODE_FAILURE_SIZE = const(15)  # one card in the code-failures report
-_KEY_SIZE = const(11)
 STATUS_ACTIVE = const(0)
 STATUS_BLOCKED = const(1)
+_SPEND_STEP = const(16)  # records counted between two steps of rebuild_spend_steps
 MAX_SPEND_HOUSEHOLDS = const(1024)  # distinct households with spend to remember; then sync first
 
 DEFAULT_LIMITS = {
@@ -82,22 +79,13 @@ LOCKED = ("Carte", "verrouillée")
 CODE_UNAVAILABLE = ("Code requis :", "ce terminal ne", "peut pas le", "vérifier")
 
 
-def card_key(uid: bytes, buf) -> None:
-    """The 11-byte sort key of a UID: its length, then the UID zero padded."""
-    buf[0] = len(uid)
-    n = len(uid)
-    buf[1:1 + n] = uid
-    for i in range(1 + n, _KEY_SIZE):
-        buf[i] = 0
-
-
 class Policy:
     def __init__(self, storage, log, clock) -> None:
         self._storage = storage
         self._log = log
         self._clock = clock
         self._entry = bytearray(ENTRY_SIZE)
-        self._key = bytearray(_KEY_SIZE)
+        self.cards = CardTable(storage)
         self.spend = {}  # household -> cents taken in records above acked_seq
         self.day_spend = {}  # household -> cents taken in the records of spend_day still in the log
         self.spend_day = 0
@@ -110,119 +98,97 @@ class Policy:
         self.limits = dict(DEFAULT_LIMITS)
         self.codes = {}  # uid hex -> [wrong tries toward the lock, failures not reported, locked]
         self.code_mac = None  # the ATECC608's HMAC with the member-code key (drivers.atecc608)
+        self._moving = None  # the entry size of a cards.bin being moved into the table
         self.load()
 
     # ---- persistence ---------------------------------------------------------------------
 
     def load(self) -> None:
         raw = self._storage.read(CONFIG_FILE)
+        legacy_entry = LEGACY_ENTRY_SIZE  # firmware 0.1 wrote no entry_size: 32-byte v1 entries
         if raw:
             cfg = json.loads(raw)
             self.terminal_id = cfg.get("terminal_id", 0)
             self.cards_version = cfg.get("cards_version", 0)
             self.last_sync = cfg.get("last_sync", 0)
             self.limits.update(cfg.get("limits", {}))
-            if cfg.get("entry_size") != ENTRY_SIZE:  # an older firmware's card table: refetch it all
-                self._storage.remove(CARDS_FILE)
-                self.cards_version = self.last_sync = 0
+            # the size of cards.bin's entries: saved by a move cut short, or the firmware's own
+            legacy_entry = cfg.get("legacy_entry_size", cfg.get("entry_size", legacy_entry))
         raw = self._storage.read(CODES_FILE)
         self.codes = json.loads(raw) if raw else {}
+        if self.cards.has_legacy():  # the first boot after an update from a single-file table
+            # Ask for every card again (saved first, so a move cut short still ends with a full
+            # sync): v1 entries have no household and v1 member-code verifiers.
+            self.cards_version = 0
+            self._moving = legacy_entry
+            self.save()
+            self.cards.upgrade(legacy_entry)
+            self._moving = None
 
     def save(self) -> None:
         cfg = {"terminal_id": self.terminal_id, "cards_version": self.cards_version,
                "last_sync": self.last_sync, "limits": self.limits, "entry_size": ENTRY_SIZE}
+        if self._moving:
+            cfg["legacy_entry_size"] = self._moving  # cards.bin's, until it is moved
         self._storage.replace(CONFIG_FILE, json.dumps(cfg).encode())
         self._storage.sync()
 
     # ---- card table ----------------------------------------------------------------------
 
     def card_count(self) -> int:
-        size = self._storage.size(CARDS_FILE)
-        return 0 if size < 0 else size // ENTRY_SIZE
+        return self.cards.count()
 
     def _find(self, uid: bytes) -> bool:
-        """Binary search; on success the card's entry is in self._entry."""
-        key = self._key
-        card_key(uid, key)
-        entry = self._entry
-        lo, hi = 0, self.card_count()
-        if hi == 0:
-            return False
-        with self._storage.reader(CARDS_FILE) as table:
-            while lo < hi:
-                mid = (lo + hi) // 2
-                table.readinto(mid * ENTRY_SIZE, entry)
-                c = _compare(entry, key)
-                if c == 0:
-                    return True
-                if c < 0:
-                    lo = mid + 1
-                else:
-                    hi = mid
-        return False
+        """On success the card's entry is in self._entry."""
+        return self.cards.find(uid, self._entry)
 
     def lookup(self, uid: bytes):
         """(status, balance_cents) at the last sync, or None for a card the table lacks."""
         if not self._find(uid):
             return None
-        return self._entry[11], struct.unpack_from(">i", self._entry, 12)[0]
+        return self._entry[STATUS_AT], struct.unpack_from(">i", self._entry, BALANCE_AT)[0]
+
+    def apply_page(self, full: bool):
+        """Apply the page the card table received (a generator: one bucket per step)."""
+        return self.cards.commit(full, self._unlock if self.codes else None)
 
     def apply_cards(self, packed, full: bool) -> None:
-        """Merge sync entries (ENTRY_SIZE bytes each) into the table; full: they replace it.
-
-        Streams the old table and writes a new file. Beside the page itself, RAM holds only each
-        card's key and the offset of its entry in `packed` (<= 512 cards), not a second copy of
-        the entries: a page is 16 KB, a lot of an ESP32's heap.
-        """
+        """Merge entries (ENTRY_SIZE bytes each, in RAM: provisioning, tests) into the table, a
+        page at a time; full: they replace it."""
         assert len(packed) % ENTRY_SIZE == 0
         packed = memoryview(packed)
-        delta = {}  # key -> offset of the card's entry in packed
-        for at in range(0, len(packed), ENTRY_SIZE):
-            delta[bytes(packed[at:at + _KEY_SIZE])] = at  # a later entry for the same card wins
-        self._unlock(delta)
-        new = sorted(delta)
-        self._storage.remove(_CARDS_NEW)
-        old_count = 0 if full else self.card_count()
-        out = bytearray()
-        j = 0
-        entry = self._entry
-        if old_count:
-            with self._storage.reader(CARDS_FILE) as table:
-                for i in range(old_count):
-                    table.readinto(i * ENTRY_SIZE, entry)
-                    key = bytes(entry[:_KEY_SIZE])
-                    while j < len(new) and new[j] < key:
-                        out += _entry_at(packed, delta[new[j]])
-                        j += 1
-                    if j < len(new) and new[j] == key:
-                        out += _entry_at(packed, delta[new[j]])
-                        j += 1
-                    else:
-                        out += entry
-                    if len(out) >= 512:
-                        self._storage.append(_CARDS_NEW, out)
-                        out = bytearray()
-        while j < len(new):
-            out += _entry_at(packed, delta[new[j]])
-            j += 1
-        self._storage.append(_CARDS_NEW, out)
-        self._storage.sync()
-        self._storage.rename(_CARDS_NEW, CARDS_FILE)
-        self._storage.sync()
+        page = PAGE_ENTRIES * ENTRY_SIZE
+        for start in range(0, max(len(packed), 1), page):
+            self.cards.begin()
+            for at in range(start, min(len(packed), start + page), ENTRY_SIZE):
+                self.cards.add(packed[at:at + ENTRY_SIZE])
+            for _ in self.apply_page(full and start == 0):
+                pass
+        self.cards.release()
 
     # ---- offline spend -------------------------------------------------------------------
 
     def rebuild_spend(self) -> None:
         """The spend per household: of the records above acked_seq, and of today's records."""
+        for _ in self.rebuild_spend_steps():
+            pass
+
+    def rebuild_spend_steps(self):
+        """rebuild_spend as a generator, a step per _SPEND_STEP records: a sync rebuilds it over
+        a day of records and pumps between the steps (its heap is bounded per step)."""
         self.spend = {}
         self.day_spend = {}
         self.spend_day = self._today()
         households = {}  # uid -> household: one table search per card, not per record
+        n = 0
         for body in self._log.bodies():
             uid = bytes(body[24:24 + body[3]])
             if uid not in households:
                 households[uid] = self._household_of(uid)
             self._count(body, households[uid])
+            n += 1
+            if n % _SPEND_STEP == 0:
+                yield
 
     def on_commit(self, body) -> None:
         """Count a record just committed (its card was looked up by check_payment or check_void)."""
@@ -242,7 +208,7 @@ class Policy:
         """The card's household; 0 for a card the table lacks (its spend is counted apart)."""
         if not self._find(uid):
             return 0
-        return struct.unpack_from(">I", self._entry, _HOUSEHOLD_AT)[0]
+        return struct.unpack_from(">I", self._entry, HOUSEHOLD_AT)[0]
 
     def _today(self) -> int:
         return (self._clock.now() + DAY_OFFSET_S) // 86400
@@ -269,7 +235,7 @@ class Policy:
         if entry[11] == STATUS_BLOCKED:
             return BLOCKED
         balance = struct.unpack_from(">i", entry, 12)[0]
-        household = struct.unpack_from(">I", entry, _HOUSEHOLD_AT)[0]
+        household = struct.unpack_from(">I", entry, HOUSEHOLD_AT)[0]
         self._household = household
         self._left = balance - self.spend.get(household, 0)
         share = self.limits.get("offline_share_bp")
@@ -321,12 +287,13 @@ class Policy:
         if threshold <= 0 or amount_cents < threshold or not self._find(uid):
             return False
         entry = self._entry
-        return bytes(entry[_CODE_AT:_CODE_AT + 8]) != _NO_CODE or bytes(entry[_CODE_AT + 8:_HOUSEHOLD_AT]) != _NO_CODE
+        return bytes(entry[CODE_SALT_AT:CODE_SALT_AT + 8]) != _NO_CODE \
+            or bytes(entry[CODE_VERIFIER_AT:CODE_VERIFIER_AT + 8]) != _NO_CODE
 
     def can_check_code(self, uid: bytes) -> bool:
         """False when the backend sent no verifier for this terminal (it has no chip to hold a
         member-code key): a payment that needs the code is refused here."""
-        return self._find(uid) and bytes(self._entry[_CODE_AT + 8:_HOUSEHOLD_AT]) != _NO_CODE
+        return self._find(uid) and bytes(self._entry[CODE_VERIFIER_AT:CODE_VERIFIER_AT + 8]) != _NO_CODE
 
     # ---- member codes --------------------------------------------------------------------
 
@@ -341,12 +308,12 @@ class Policy:
         if self.code_locked(uid) or not self._find(uid):
             return CODE_LOCKED
         entry = self._entry
-        typed = hashlib.sha256(bytes(entry[_CODE_AT:_CODE_AT + 8]) + code.encode()).digest()[:8]
+        typed = hashlib.sha256(bytes(entry[CODE_SALT_AT:CODE_SALT_AT + 8]) + code.encode()).digest()[:8]
         if self.code_mac is not None:
             typed = self.code_mac(typed)[:8]
         name = _hex(uid)
         state = self.codes.get(name)
-        if len(code) == CODE_DIGITS and typed == bytes(entry[_CODE_AT + 8:_HOUSEHOLD_AT]):
+        if len(code) == CODE_DIGITS and typed == bytes(entry[CODE_VERIFIER_AT:CODE_VERIFIER_AT + 8]):
             if state and state[0]:
                 state[0] = 0
                 self._save_codes()
@@ -379,17 +346,11 @@ class Policy:
             state[1] = 0
         self._save_codes()
 
-    def _unlock(self, delta) -> None:
+    def _unlock(self, entry, at: int) -> None:
         """A newer entry for a card ends its lock and its tries on this terminal."""
-        if not self.codes:  # the usual case: no hex name per card of the page
-            return
-        changed = False
-        for key in delta:
-            state = self.codes.get(_hex(key[1:1 + key[0]]))
-            if state and (state[0] or state[2]):
-                state[0] = state[2] = 0
-                changed = True
-        if changed:
+        state = self.codes.get(_hex(entry[at + 1:at + 1 + entry[at]]))
+        if state and (state[0] or state[2]):
+            state[0] = state[2] = 0
             self._save_codes()
 
     def _save_codes(self) -> None:
@@ -411,17 +372,6 @@ class Policy:
         return None, rec
 
 
-def _entry_at(packed, at: int):
-    return packed[at:at + ENTRY_SIZE]
-
-
 def _hex(uid) -> str:
     return binascii.hexlify(bytes(uid)).decode()
 
-
-def _compare(entry, key) -> int:
-    for i in range(_KEY_SIZE):
-        a, b = entry[i], key[i]
-        if a != b:
-            return -1 if a < b else 1
-    return 0

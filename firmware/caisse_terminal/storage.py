@@ -2,7 +2,7 @@
 
 import os
 
-from .hal import Reader, Storage
+from .hal import Reader, Storage, Writer
 
 
 class _FileReader(Reader):
@@ -14,6 +14,19 @@ class _FileReader(Reader):
     def readinto(self, offset: int, buf) -> int:
         self._file.seek(offset)
         return self._file.readinto(buf) or 0
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _FileWriter(Writer):
+    """One open file for the whole write."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "wb")
+
+    def write(self, data) -> None:
+        self._file.write(data)
 
     def close(self) -> None:
         self._file.close()
@@ -46,6 +59,9 @@ class FileStorage(Storage):
 
     def reader(self, name: str) -> Reader:
         return _FileReader(self._path(name))
+
+    def writer(self, name: str) -> Writer:
+        return _FileWriter(self._path(name))
 
     def read(self, name: str) -> "bytes | None":
         try:

@@ -17,10 +17,17 @@ It raises OSError when the network is down. Order of one sync():
    record the balance lacks;
 4. POST the wrong member-code counts (code-failures, signed), forgotten after a 200.
 After a failure, sync is retried with exponential backoff (due()).
+
+A sync answer is read as a stream (page.py) when the transport has open(method, path, headers,
+body) -> (status, stream with readinto and close), as HttpTransport does; a plain transport's
+bytes are read the same way. steps() is the sync as a generator: one step per upload batch,
+chunk of an answer and bucket of the card table, for a caller that wants to do something
+between them (the heap measurement, docs/performance.md).
 """
 
 import binascii
 import hashlib
+import io
 import json
 import struct
 
@@ -31,11 +38,14 @@ except ImportError:  # CPython
         return x
 
 from . import VERSION, record
+from .cards import PageTooLarge
 from .clock import ticks_add, ticks_diff
-from .policy import CODE_FAILURE_SIZE, ENTRY_SIZE
+from .page import AnswerError, PageReader
+from .policy import CODE_FAILURE_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
+SYNC_VERSION = const(2)  # the sync format asked for (docs/protocol.md): its entries are the table's
 BACKOFF_MIN_S = const(15)
 BACKOFF_MAX_S = const(900)
 SYNC_DOMAIN = b"caisse-sync-v1"
@@ -86,6 +96,7 @@ class SyncClient:
         self._extra_headers = extra_headers  # callable(now) -> dict, for the first /sync page
         self.failures = 0
         self._retry_at_ms = None
+        self._reader = None  # the sync answer reader, during a sync
 
     # ---- scheduling ----------------------------------------------------------------------
 
@@ -98,26 +109,36 @@ class SyncClient:
 
     # ---- one sync ------------------------------------------------------------------------
 
-    def sync(self) -> Report:
+    def sync(self, between=None) -> Report:
+        """One sync; between() runs after each step (the terminal's pump: keys and watchdog
+        through a page's merge of several seconds)."""
         report = Report()
+        for _ in self.steps(report):
+            if between is not None:
+                between()
+        return report
+
+    def steps(self, report: Report):
+        """One sync as a generator (see the module docstring); it fills `report`."""
         try:
             self._log.sign_pending(self._signer, limit=1000)
-            self._upload(report)
-            self._fetch(report)
+            yield from self._upload(report)
+            yield from self._fetch(report)
             self._report_code_failures(report)
         except (OSError, SyncError, ValueError, KeyError) as e:
             report.error = "%s: %s" % (type(e).__name__, e)
             self.failures += 1
             self._retry_at_ms = ticks_add(self._clock.ticks_ms(), self.backoff_s() * 1000)
-            return report
-        self.failures = 0
-        self._retry_at_ms = None
-        return report
+        else:
+            self.failures = 0
+            self._retry_at_ms = None
+        self._policy.cards.release()  # the page buffers go back to the heap until the next sync
+        self._reader = None
 
     def _path(self, tail: str) -> str:
         return "/v1/terminals/%d/%s" % (self._policy.terminal_id, tail)
 
-    def _upload(self, report: Report) -> None:
+    def _upload(self, report: Report):
         after = 0  # each record is sent once per sync, even when the backend rejects it
         while True:
             batch = self._log.pending(self._batch, after)
@@ -125,13 +146,13 @@ class SyncClient:
                 return
             seqs = [record.body_seq(r) for r in batch]
             after = seqs[-1]
-            body = json.dumps({"records": [binascii.b2a_base64(r).decode().strip() for r in batch]})
-            status, raw = self._transport("POST", self._path("batches"),
-                                          {"Content-Type": "application/json"}, body.encode())
+            status, raw = self._post(self._path("batches"), {"Content-Type": "application/json"},
+                                     _RecordsBody(batch))
+            batch = None  # the answer's results come next: keep one of the two in RAM
             if status != 200:
                 raise SyncError("upload %d %s" % (status, _error_code(raw)))
             answer = json.loads(raw)
-            report.uploaded += len(batch)
+            report.uploaded += len(seqs)
             for result in answer["results"]:
                 outcome = result["status"]
                 seq = seqs[result["index"]]
@@ -144,9 +165,15 @@ class SyncClient:
                     self._log.mark_rejected(seq, reason)
                     report.rejected.append((seq, reason))
             report.acked_seq = max(report.acked_seq, answer.get("acked_seq", 0))
+            answer = raw = None  # not kept alive while the caller runs between steps
+            yield
 
-    def _fetch(self, report: Report) -> None:
+    def _fetch(self, report: Report):
         policy = self._policy
+        table = policy.cards
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = PageReader()
         first_acked = None
         skew_retries = 0
         pages = 0
@@ -159,37 +186,71 @@ class SyncClient:
                        "X-Caisse-Firmware": VERSION}  # informational: not signed
             if pages == 0 and self._extra_headers is not None:
                 headers.update(self._extra_headers(now))
-            status, raw = self._transport("GET", self._path("sync?since=%d&v=2" % since), headers, None)
-            if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
-                skew_retries += 1
-                self._clock.set(int(json.loads(raw)["server_time"]))
-                continue
-            if status != 200:
-                raise SyncError("sync %d %s" % (status, _error_code(raw)))
-            answer = json.loads(raw)
-            del raw  # a page is ~22 KB of base64: hold it as few times as the heap allows
-            if answer.get("v") != 2:  # a v1 answer's 32-byte entries would be misread as v2's
+            path = self._path("sync?since=%d&v=%d" % (since, SYNC_VERSION))
+            status, stream = self._open("GET", path, headers)
+            try:
+                if status != 200:
+                    raw = _read_small(stream)
+                    if status == 401 and _error_code(raw) == "clock_skew" and skew_retries < 2:
+                        skew_retries += 1
+                        self._clock.set(int(json.loads(raw)["server_time"]))
+                        continue
+                    raise SyncError("sync %d %s" % (status, _error_code(raw)))
+                table.begin()
+                try:
+                    yield from reader.read(stream, table)
+                except (AnswerError, PageTooLarge) as e:  # cut or garbled: keep the table we have
+                    raise SyncError("cards: %s" % e)
+            finally:
+                stream.close()  # before the flash work: the socket (and TLS) memory goes back
+            answer = reader.answer
+            if answer.get("v") != SYNC_VERSION:  # a v1 answer's 32-byte entries would be misread
                 raise SyncError("sync: not a v2 answer")
             pages += 1
-            packed = _decode_base64(answer.pop("cards", None) or "")
-            if len(packed) % ENTRY_SIZE:  # cut or garbled: keep the table we have
-                raise SyncError("cards: %d bytes is not whole entries" % len(packed))
-            policy.apply_cards(packed, bool(answer.get("full")))
-            report.cards += len(packed) // ENTRY_SIZE
-            policy.cards_version = answer["cards_version"]
+            cards_version = answer["cards_version"]
+            server_time = int(answer["server_time"])
+            received = table.received
+            yield from policy.apply_page(bool(answer.get("full")))
+            report.cards += received
+            policy.cards_version = cards_version
             policy.limits.update(answer.get("limits") or {})
-            self._clock.set(int(answer["server_time"]))
-            policy.last_sync = int(answer["server_time"])
+            self._clock.set(server_time)
+            policy.last_sync = server_time
             if first_acked is None:
                 first_acked = int(answer.get("acked_seq", 0))
             if not answer.get("more"):
                 break
+        table.release()  # the page buffers go back before the spend is rebuilt
+        self._reader = None
+        yield
         policy.save()
         if first_acked is not None:
             # Balances of this answer count the records up to its acked_seq: reclaim those.
             self._log.acknowledge(first_acked, self._clock.now())  # today's records stay: the budget counts them
             report.acked_seq = max(report.acked_seq, first_acked)
-        policy.rebuild_spend()
+        yield from policy.rebuild_spend_steps()
+
+    def _post(self, path: str, headers: dict, body) -> tuple:
+        """POST a body that writes itself (length, write_to) as it goes out: the transport's
+        open() streams it, a plain transport gets its bytes."""
+        opener = getattr(self._transport, "open", None)
+        if opener is None:
+            out = bytearray()
+            body.write_to(out.extend)
+            return self._transport("POST", path, headers, bytes(out))
+        status, stream = opener("POST", path, headers, body)
+        try:
+            return status, _read_small(stream)
+        finally:
+            stream.close()
+
+    def _open(self, method: str, path: str, headers: dict, body=None):
+        """(status, stream): the transport's own stream, or its bytes as one."""
+        opener = getattr(self._transport, "open", None)
+        if opener is not None:
+            return opener(method, path, headers, body)
+        status, raw = self._transport(method, path, headers, body)
+        return status, io.BytesIO(raw)
 
     def _report_code_failures(self, report: Report) -> None:
         """POST the wrong-code counts (after the fetch: the clock is the server's by then)."""
@@ -208,13 +269,71 @@ class SyncClient:
         report.code_failures = len(body) // CODE_FAILURE_SIZE
 
 
-def _decode_base64(text: str) -> bytes:
-    """The ESP32's C binascii decodes the str itself, sparing a ~22 KB copy of a page; the Python
-    binascii of ports without the C module (WebAssembly) takes only bytes: a copy there alone."""
-    try:
-        return binascii.a2b_base64(text)
-    except TypeError:
-        return binascii.a2b_base64(text.encode())
+class _RecordsBody:
+    """{"records": ["<base64>", ...]} of an upload batch, encoded record by record as it is sent:
+    the request is never whole in RAM (32 records are 7 KB of JSON)."""
+
+    def __init__(self, records) -> None:
+        self._records = records
+        # each record: 4 base64 characters per 3 bytes, quoted, separated by commas
+        self.length = len(_RECORDS_OPEN) + len(_RECORDS_CLOSE) + sum(
+            4 * ((len(r) + 2) // 3) + 3 for r in records) - (1 if records else 0)
+
+    def write_to(self, write) -> None:
+        out = bytearray(3 + 4 * ((record.RECORD_SIZE + 2) // 3))  # ,"<base64>" of one record
+        view = memoryview(out)
+        write(_RECORDS_OPEN)
+        for i, r in enumerate(self._records):
+            out[0] = 0x2C  # ,
+            out[1] = 0x22  # "
+            n = _b64_into(r, out, 2)
+            out[n] = 0x22
+            write(view[0 if i else 1:n + 1])
+        write(_RECORDS_CLOSE)
+
+
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64_into(data, out, at: int) -> int:
+    """Base64 of data into out from `at`; the end. Into a reused buffer: binascii would make a
+    new object per record (7 KB a batch; ~1.5 ms a record on the ESP32)."""
+    n = len(data)
+    i = 0
+    while i + 3 <= n:
+        v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2]
+        out[at] = _B64[v >> 18]
+        out[at + 1] = _B64[(v >> 12) & 63]
+        out[at + 2] = _B64[(v >> 6) & 63]
+        out[at + 3] = _B64[v & 63]
+        i += 3
+        at += 4
+    if i < n:
+        v = data[i] << 16 | (data[i + 1] << 8 if i + 1 < n else 0)
+        out[at] = _B64[v >> 18]
+        out[at + 1] = _B64[(v >> 12) & 63]
+        out[at + 2] = _B64[(v >> 6) & 63] if i + 1 < n else 0x3D
+        out[at + 3] = 0x3D
+        at += 4
+    return at
+
+
+_RECORDS_OPEN = b'{"records": ['
+_RECORDS_CLOSE = b"]}"
+
+
+def _read_small(stream, limit: int = 16384) -> bytearray:
+    """A short answer's body: an upload's results (~2 KB for 32 records) or an error."""
+    out = bytearray(1024)
+    n = 0
+    while n < limit:
+        if n == len(out):
+            out.extend(bytes(len(out)))  # grows in place when it can: no copy
+        got = stream.readinto(memoryview(out)[n:])
+        if not got:
+            break
+        n += got
+    return out[:n] if n < len(out) else out
 
 
 def _error_code(raw) -> str:

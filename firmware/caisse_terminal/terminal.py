@@ -181,7 +181,7 @@ class Terminal:
             return None
         self._unsent_at_sync = self.unsent()
         try:
-            self.last_report = report = self.sync.sync()
+            self.last_report = report = self.sync.sync(self.pump)
         finally:
             self._synced_ms = self.clock.ticks_ms()
         if report.error is not None:

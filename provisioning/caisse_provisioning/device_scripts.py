@@ -224,6 +224,27 @@ print({ANSWER_MARK!r} + json.dumps({{'passed': bool(_ok), 'error': _err}}))
 """
 
 
+def frozen_firmware() -> str:
+    """Whether the running MicroPython image has the firmware frozen in (image/manifest.py):
+    `caisse_terminal` importable from the image alone. Its version, if so."""
+    return f"""
+import sys, json
+_answer = {{'frozen': False, 'version': None}}
+_saved = sys.path[:]
+if '.frozen' in sys.path:
+    sys.path[:] = ['.frozen']
+    sys.modules.pop('caisse_terminal', None)
+    try:
+        import caisse_terminal
+        _answer = {{'frozen': True, 'version': caisse_terminal.VERSION}}
+    except ImportError:
+        pass
+    sys.modules.pop('caisse_terminal', None)
+    sys.path[:] = _saved
+print({ANSWER_MARK!r} + json.dumps(_answer))
+"""
+
+
 def file_hashes(paths: list[str]) -> str:
     """SHA-256 of each path, or None where the file does not exist."""
     return f"""

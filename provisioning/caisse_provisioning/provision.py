@@ -71,6 +71,7 @@ class Summary:
     chip: str | None = None
     files_total: int = 0
     files_copied: int = 0
+    frozen_image: bool = False  # the firmware is in the MicroPython image, not copied
     wifi_ssid: str | None = None
     clock: str = ""
     selftest: list[str] = field(default_factory=list)
@@ -95,7 +96,8 @@ class Summary:
             lines.append(f"  Codes membres     : {self.member_codes}")
         if self.chip:
             lines.append(f"  Flashage          : {self.chip}")
-        lines.append(f"  Micrologiciel     : {self.files_copied} fichier(s) copié(s) sur {self.files_total}")
+        lines.append("  Micrologiciel     : dans l'image MicroPython (figé)" if self.frozen_image else
+                     f"  Micrologiciel     : {self.files_copied} fichier(s) copié(s) sur {self.files_total}")
         lines.append(f"  Wi-Fi             : {self.wifi_ssid or 'non configuré'}")
         if self.clock:
             lines.append(f"  Horloge réglée    : {self.clock}")
@@ -134,8 +136,14 @@ def provision(options: Options, *, settings: Settings, admin: AdminClient, find_
     board = open_board(summary.port)
     try:
         board.start()
-        changed, stale = bundle.plan(board, files)
-        hooks.step_done("Préparation du micrologiciel", f"{len(changed)} fichier(s) à copier sur {len(files)}")
+        frozen = bundle.frozen_image(board)
+        changed, stale = bundle.plan(board, files, frozen=frozen)
+        if frozen:  # the image holds the firmware: copies on the filesystem would hide it
+            summary.frozen_image, summary.files_total = True, 0
+            files = []
+        hooks.step_done("Préparation du micrologiciel",
+                        f"image figée : {len(stale)} ancien(s) fichier(s) à retirer" if frozen else
+                        f"{len(changed)} fichier(s) à copier sur {len(files)}")
         if options.dry_run:
             return summary
         hooks.step("Copie du micrologiciel")

@@ -11,10 +11,13 @@ ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{}"
 
 
 class FakeSocket:
+    """A CPython socket: send and recv_into (a few bytes at a time, as a network gives them)."""
+
     def __init__(self, log):
         self.log = log
         self.sent = b""
         self.answer = ANSWER
+        self.piece = 7
 
     def settimeout(self, s):
         pass
@@ -26,12 +29,34 @@ class FakeSocket:
         self.sent += bytes(data)
         return len(data)
 
-    def recv(self, n):
+    def recv_into(self, buf):
+        n = min(len(buf), self.piece)
         data, self.answer = self.answer[:n], self.answer[n:]
-        return data
+        buf[:len(data)] = data
+        return len(data)
 
     def close(self):
         self.log.append(("close",))
+
+
+class FakeTlsSocket:
+    """MicroPython's SSLSocket: a stream with read, readinto and write, and no send or recv."""
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def write(self, data):
+        return self._sock.send(data)
+
+    def readinto(self, buf):
+        return self._sock.recv_into(buf)
+
+    def read(self, n):
+        buf = bytearray(n)
+        return bytes(buf[:self.readinto(buf)])
+
+    def close(self):
+        self._sock.close()
 
 
 class FakeSocketModule:
@@ -40,12 +65,15 @@ class FakeSocketModule:
     def __init__(self):
         self.log = []
         self.sockets = []
+        self.answer = ANSWER  # what the next socket receives ...
+        self.piece = 7  # ... at most this many bytes at a time
 
     def getaddrinfo(self, host, port, family, kind):
         return [(2, 1, 0, "", (host, port))]
 
     def socket(self, family, kind):
         sock = FakeSocket(self.log)
+        sock.answer, sock.piece = self.answer, self.piece
         self.sockets.append(sock)
         return sock
 
@@ -78,7 +106,7 @@ def fake_ssl(*, honours_verify_mode=True, loads=True):
 
         def wrap_socket(self, sock, server_hostname=None):
             self.wrapped.append(server_hostname)
-            return sock  # the fake "TLS" socket is the plain one
+            return FakeTlsSocket(sock)
 
     mod.SSLContext = SSLContext
     return mod
@@ -100,6 +128,30 @@ def test_https_with_a_pinned_ca_verifies_the_server_against_it(sockets, monkeypa
     assert (context.verify_mode, context.cadata, context.wrapped) == (ssl.CERT_REQUIRED, PEM, ["caisse.example.org"])
     assert sockets.sockets[0].sent.startswith(b"GET /api/v1/x HTTP/1.0\r\nHost: caisse.example.org\r\n")
     assert ("connect", ("caisse.example.org", 443)) in sockets.log
+
+
+def test_an_answer_is_read_as_a_stream_as_it_arrives(sockets):
+    body = bytes(range(256)) * 40
+    sockets.answer = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    sockets.piece = 1000
+    status, response = net.HttpTransport("http://10.0.0.2:8000").open("GET", "/v1/terminals/7/sync?since=0", {}, None)
+    assert status == 200
+    got = bytearray()
+    buf = bytearray(300)
+    while True:
+        n = response.readinto(buf)
+        if not n:
+            break
+        got += buf[:n]
+    response.close()
+    assert bytes(got) == body and ("close",) in sockets.log
+
+
+def test_a_head_that_never_ends_is_an_oserror_and_the_socket_is_closed(sockets):
+    sockets.answer = b"HTTP/1.0 200 OK\r\n" + b"X-Padding: y\r\n" * 200
+    with pytest.raises(OSError):
+        net.HttpTransport("http://10.0.0.2:8000")("GET", "/v1/x", {}, None)
+    assert ("close",) in sockets.log
 
 
 @pytest.mark.parametrize("ssl", [fake_ssl(honours_verify_mode=False), fake_ssl(loads=False),

@@ -3,7 +3,7 @@
 Any byte string gives a clean error (MalformedRecord, InvalidInput) or a valid value; a valid
 value re-encodes to the same bytes; the backend and the firmware read every byte string the
 same way. The sync card entries are fuzzed at the size the code declares
-(caisse.sync.CARD_ENTRY_V2, caisse_terminal.policy.ENTRY_SIZE), not a literal.
+(caisse.sync.CARD_ENTRY_V2, caisse_terminal.cards.ENTRY_SIZE), not a literal.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from caisse import member_codes, protocol, sync
 from caisse.errors import InvalidInput
+from caisse_terminal import cards as firmware_cards
 from caisse_terminal import policy as firmware_policy
 from caisse_terminal import record as firmware_record
 from caisse_terminal import sim
@@ -78,7 +79,7 @@ def test_every_valid_record_round_trips_through_both_codecs(record: protocol.Rec
 
 def expected_table(pages: list[tuple[bytes, bool]]) -> dict[bytes, bytes]:
     """The terminal's card table after these pages, as a model: 11-byte key -> latest entry."""
-    size = firmware_policy.ENTRY_SIZE
+    size = firmware_cards.ENTRY_SIZE
     table: dict[bytes, bytes] = {}
     for packed, full in pages:
         if full:
@@ -94,7 +95,7 @@ def lookup_key(uid: bytes) -> bytes:
 
 
 def test_the_terminal_reads_entries_of_the_size_the_backend_packs() -> None:
-    assert firmware_policy.ENTRY_SIZE == sync.CARD_ENTRY_V2.size  # the terminal asks for sync v2
+    assert firmware_cards.ENTRY_SIZE == sync.CARD_ENTRY_V2.size  # the terminal asks for sync v2
 
 
 @given(first=card_pages(), second=card_pages(), full=st.booleans(), probes=st.lists(UIDS, max_size=4))
@@ -107,10 +108,9 @@ def test_card_pages_merge_into_a_sorted_table_where_the_latest_entry_wins(
     terminal.apply_cards(first, True)
     terminal.apply_cards(second, full)
     model = expected_table([(first, True), (second, full)])
-    size = firmware_policy.ENTRY_SIZE
-    table = storage.read(firmware_policy.CARDS_FILE) or b""
-    stored = [table[i:i + size] for i in range(0, len(table), size)]
-    assert [e[:11] for e in stored] == sorted(model) and dict((e[:11], e) for e in stored) == model
+    stored = list(terminal.cards.entries())
+    in_order = sorted(model, key=lambda key: (firmware_cards.bucket_of(key, 0), key))
+    assert [e[:11] for e in stored] == in_order and dict((e[:11], e) for e in stored) == model
     for uid in probes + [key[1:1 + key[0]] for key in model if key[0] in protocol.VALID_UID_SIZES]:
         entry = model.get(lookup_key(uid))
         want = None if entry is None else (entry[11], int.from_bytes(entry[12:16], "big", signed=True))
@@ -142,14 +142,14 @@ class AnswerWith:
                                 "more": False, "cards": base64.b64encode(self.cards).decode(), "limits": {}}).encode()
 
 
-@given(cards=st.binary(max_size=3 * firmware_policy.ENTRY_SIZE).filter(lambda b: len(b) % firmware_policy.ENTRY_SIZE))
+@given(cards=st.binary(max_size=3 * firmware_cards.ENTRY_SIZE).filter(lambda b: len(b) % firmware_cards.ENTRY_SIZE))
 @settings(max_examples=5)
 def test_a_sync_answer_cut_mid_entry_fails_the_sync_cleanly_and_keeps_the_table(cards: bytes) -> None:
     bench = rig.Rig(transport=AnswerWith(cards))
-    table = bench.storage.read(firmware_policy.CARDS_FILE)
+    table = list(bench.terminal.policy.cards.entries())
     assert isinstance(bench.terminal.sync, SyncClient)
     assert bench.terminal.sync.sync().error is not None
-    assert bench.storage.read(firmware_policy.CARDS_FILE) == table
+    assert list(bench.terminal.policy.cards.entries()) == table
 
 
 # ---- the code-failures report: the terminal packs it, the backend parses it -------------------
@@ -210,10 +210,9 @@ print(json.dumps(out))
 
 def test_micropython_decoders_agree_with_the_backend_on_a_hypothesis_batch(tmp_path: Path) -> None:
     drawn_records, drawn_pages = corpus()
-    size = firmware_policy.ENTRY_SIZE
     pages = []
     for packed in drawn_pages:
-        keys = {packed[i:i + 11] for i in range(0, len(packed), size)}
+        keys = {packed[i:i + 11] for i in range(0, len(packed), firmware_cards.ENTRY_SIZE)}
         probes = [key[1:1 + key[0]] for key in keys if key[0] in protocol.VALID_UID_SIZES] + [b"\x04" * 7]
         pages.append({"packed": packed.hex(), "probes": [p.hex() for p in probes]})
     (tmp_path / "corpus.json").write_text(json.dumps({"records": [r.hex() for r in drawn_records], "pages": pages}))
