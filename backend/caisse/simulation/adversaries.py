@@ -7,8 +7,9 @@
   secure cards, with no genuine SUN message;
 - garbage_flood: a minute of junk to one stall's upload endpoint (not JSON, random records,
   deep nesting, unknown terminals);
-- staff_wrong_moment: a reviewer rejects a held payment while its void is on the way, and a
-  coordinator revokes a stall that still holds records the backend has not settled or received;
+- reject_in_flight: a reviewer rejects a held payment while its void is on the way;
+- revoke_in_flight: a coordinator revokes a stall that still holds records the backend has not
+  settled, or not received;
 - iban_mid_settlement: between the preparation and the export of a night's run, a vendor's IBAN
   is changed by two people, then a third change is asked by one person alone;
 - credit_twice: a manual credit typed twice (the same reference again, then a new one), the
@@ -32,15 +33,26 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from caisse import admin, corrections, ingest, ledger, overdue, protocol, review
-from caisse.models import Card, CardStatus, LedgerTransfer, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
+from caisse import admin, corrections, ingest, ledger, overdue, protocol, review, settlement
 from caisse.errors import Conflict
+from caisse.models import (
+    Card,
+    CardStatus,
+    LedgerTransfer,
+    RejectedUpload,
+    SettlementItem,
+    SettlementLine,
+    Terminal,
+    TransactionRecord,
+    Vendor,
+)
 from caisse.money import euros
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
 
 if TYPE_CHECKING:
-    from caisse.simulation.world import World
+    from caisse.simulation.cards import MemberCard
+    from caisse.simulation.world import Post, World
 
 HOUR = 3600
 SPREE_STALLS = 5
@@ -70,9 +82,9 @@ class Adversaries:
         self.world = world
         self.plan = Plan()
         self.revoked_terminals: set[int] = set()
-        self.iban: dict[str, object] = {}
-        self.flood: dict[str, object] = {"statuses": [], "rows_before": 0, "rows_after": 0, "minutes": 1}
-        self.forged: list[tuple[int, int]] = []
+        self.iban_fault: Fault | None = None
+        self.iban: dict[str, object] = {}  # the vendor, its frozen, approved and pending IBANs, the run
+        self.flood: dict[str, object] = {"statuses": [], "rows_before": 0, "rows_after": 0}
         self.forged_cards: list[bytes] = []
         self.spree_balance_cents = 0
         self.spree_day_high_cents = 0  # the highest balance a stall can have synced that day, before the spree
@@ -112,7 +124,7 @@ class Adversaries:
         add(FaultKind.WRONG_REVOKE, revoke_day, day_start(revoke_day) + 10 * HOUR + 30 * 60, lambda f: self.revoke(f),
             terminal_id=world.posts[plan.revoked].terminal_id)
         add(FaultKind.IBAN_MID_SETTLEMENT, plan.iban_night, day_start(plan.iban_night) + 25 * HOUR + 30 * 60,
-            lambda f: self.iban.setdefault("fault", f))
+            lambda f: setattr(self, "iban_fault", f))
         credit_day = rng.randrange(days)
         add(FaultKind.CREDIT_TWICE, credit_day, day_start(credit_day) + 6 * HOUR + rng.randrange(0, HOUR),
             lambda f: self.credit_twice(f))
@@ -155,7 +167,7 @@ class Adversaries:
                 world.posts[index].link.up = True
         world.at(back, reconnect)
 
-    def _spree_tap(self, post, card, amount: int, fault: Fault) -> None:  # type: ignore[no-untyped-def]
+    def _spree_tap(self, post: Post, card: MemberCard, amount: int, fault: Fault) -> None:
         """As much as the stall lets through: the amount, then half of it, and so on to 1 €."""
         while amount >= 100:
             key = self.world.tap(post, card, amount, fault=fault)
@@ -313,7 +325,6 @@ class Adversaries:
             with world.backend.session() as session:
                 admin.revoke_terminal(session, terminal_id=post.terminal_id, by=STAFF[1])
             self.revoked_terminals.add(post.terminal_id)
-            # Acknowledged records are stored; later ones may be (an answer lost) or never will be.
             # Revoking holds what it had not settled; what it sent after its last acknowledgement may
             # have arrived (an answer lost) or never will.
             world.auditor.allow(post.terminal_id, after_seq=0, verdicts=frozenset({HELD}))
@@ -357,9 +368,6 @@ class Adversaries:
         """The night's run, step by step: prepared; then a vendor it pays gets a new IBAN (asked by
         the treasurer, approved by the coordinator) and another one asked by the treasurer alone;
         then approved and exported."""
-        from caisse import settlement
-        from caisse.models import SettlementRun
-
         world = self.world
         settings = world.backend.settings
         with world.backend.session() as session:
@@ -369,10 +377,10 @@ class Adversaries:
             paid = session.execute(select(SettlementLine.vendor_id, SettlementLine.payee_iban).where(
                 SettlementLine.run_id == run_id, SettlementLine.status == "paid", SettlementLine.amount_cents > 0)  # type: ignore[arg-type]
                 .order_by(SettlementLine.vendor_id)).first()  # type: ignore[arg-type]
-        fault = self.iban.get("fault")
-        if paid is not None and isinstance(fault, Fault):
+        fault = self.iban_fault
+        if paid is not None and fault is not None:
             vendor_id, frozen = paid
-            new, other = (_iban(world, 900 + vendor_id), _iban(world, 950 + vendor_id))
+            new, other = _iban(900 + vendor_id), _iban(950 + vendor_id)
             with world.backend.session() as session:
                 change = admin.request_iban_change(session, vendor_id=vendor_id, iban=new, by=STAFF[0])
             with world.backend.session() as session:
@@ -388,7 +396,6 @@ class Adversaries:
             settlement.export_run(session, run_id=run_id or 0, settings=settings)
         with world.backend.session() as session:
             result = settlement.describe(session, run_id=run_id or 0)
-            assert session.get(SettlementRun, run_id) is not None
         world.record_night(run_date, result)
 
     # ---- judging -----------------------------------------------------------------------------
@@ -611,7 +618,7 @@ def _read(folder: str | None) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-def _iban(world: World, number: int) -> str:
+def _iban(number: int) -> str:
     from schwifty import IBAN
 
     return str(IBAN.generate("FR", bank_code="30004", account_code=f"{number:011d}"))
