@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench load clean openscad chromium systemd
+.PHONY: run test lint-firmware bench load simulate-20 clean openscad chromium systemd
 
 # Each step says what it does: the first install takes minutes, and pip lists what it fetches.
 $(BIN)/activate:
@@ -54,6 +54,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium systemd
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/python -m pytest
+
+## Twenty seeds of the market simulation with every fault and adversary; prints how long (docs/simulation.md).
+simulate-20: $(VENV)/.installed
+	$(BIN)/caisse simulate --seeds 20 --terminals 6 --members 24 --days 2
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/ingest.py

@@ -7,7 +7,8 @@ H households), then posts the ledger transfer of every record and one monthly al
 household (not timed). Then times, best of three, each query a console page runs: the household
 list and a search, one household's payments and allowances (no index serves them: they scan the
 records and the transfers), the vendor list, the terminal overview (one grouped scan of the
-records) and the budget page's twelve months of caisse.fund.budgets. Not a test: numbers depend
+records), the budget page's twelve months of caisse.fund.budgets and the home page's list of
+what waits too long (caisse.overdue). Not a test: numbers depend
 on the machine. Results go in docs/console.md.
 """
 
@@ -22,7 +23,7 @@ from settle import seed  # type: ignore[import-not-found]
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from caisse import admin, directory, fund
+from caisse import admin, directory, fund, overdue
 from caisse.config import Settings
 from caisse.db import session_factory
 
@@ -55,6 +56,7 @@ def queries() -> dict[str, Callable[[Session], Any]]:
         "vendors": lambda s: directory.search_vendors(s),
         "terminals overview": lambda s: directory.terminal_rows(s),
         "budget, 12 months": lambda s: fund.budgets(s, months=[f"2026-{m:02d}" for m in range(1, 13)], settings=Settings()),
+        "waiting too long (home)": lambda s: overdue.overdue(s, settings=Settings()) or ["nothing"],
     }
 
 

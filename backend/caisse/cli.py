@@ -734,21 +734,111 @@ def ledger_reverse(
 
 @app.command()
 def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """The month's budget, to the cent, reconciled with the ledger (exit 1 if it is not)."""
+    """The month's budget, to the cent, rebuilt from the ledger; every difference with it is listed (exit 1 if any)."""
     from caisse import fund
 
     result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
-    for label, cents in (("cotisations", result.contributions_cents), ("abondement", result.matching_cents),
-                         ("subventions", result.grants_cents), ("frais", result.fees_cents),
-                         ("allocations créditées", result.allowances_cents), ("reliquats rendus", result.expired_cents),
-                         ("dépenses des foyers", result.spent_cents), ("virements aux commerçants", result.payouts_cents),
-                         ("solde du fonds en fin de mois", result.fund_balance_cents)):
-        out.print(f"{label:<28}{euros(cents):>16} EUR")
+    for label, cents in fund.budget_lines(result):
+        out.print(f"{label:<46}{euros(cents):>16} EUR")
+    for difference in result.differences:
+        err.print(f"[red]Écart avec le grand livre :[/red] {difference}")
     if not result.reconciled:
-        for difference in result.differences:
-            err.print(f"[red]Écart avec le grand livre :[/red] {difference}")
+        err.print(f"[red]{len(result.differences)} écart(s) avec le grand livre.[/red]")
         raise typer.Exit(code=1)
     err.print("Rapproché du grand livre : aucun écart.")
+
+
+class _CannotVerify(Exception):
+    """The database cannot be read as a caisse: the message is French, the exit status 2."""
+
+
+@contextmanager
+def _existing_database(settings: Settings) -> Iterator[Engine]:
+    """The settings' database as it is: never created, never migrated. A missing file, a server out
+    of reach, a database without a caisse or with an older schema is a _CannotVerify."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse.db import schema_revisions
+
+    try:
+        url = make_url(settings.database_url)
+    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
+        raise _CannotVerify(f"adresse de base de données illisible : {settings.database_url!r}") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
+        raise _CannotVerify(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé)")
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            current, heads = schema_revisions(engine)
+        except SQLAlchemyError as error:
+            raise _CannotVerify(f"impossible de lire la base {shown} : {_first_line(error)}") from None
+        if not current:
+            raise _CannotVerify(f"la base {shown} ne contient pas de caisse (aucune migration appliquée)")
+        if current != heads:
+            raise _CannotVerify(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
+                                f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's own message of a database error, without SQLAlchemy's statement and link."""
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@app.command("verify")
+def verify() -> None:
+    """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
+
+    Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes bloquées comme copies, foyers et commerçants à solde négatif.
+
+    Code de sortie 0 : tout tient ; 1 : au moins un invariant est rompu (chaque écart est listé) ; 2 : la base est introuvable ou illisible.
+    """
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse import invariants, overdue
+
+    try:
+        settings = Settings()
+        with _existing_database(settings) as engine:
+            snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) \
+                if engine.dialect.name == "postgresql" else engine
+            with session_factory(snapshot)() as session:
+                results = invariants.check_all(session)
+                waiting = overdue.overdue(session, settings=settings)
+                session.rollback()
+    except _CannotVerify as problem:
+        err.print(f"[red]Erreur :[/red] {problem}")
+        raise typer.Exit(code=2) from None
+    except ValidationError as error:
+        err.print(f"[red]Erreur :[/red] réglages invalides : {error.errors()[0]['msg']}")
+        raise typer.Exit(code=2) from None
+    except SQLAlchemyError as error:
+        err.print(f"[red]Erreur :[/red] la vérification n'a pas pu lire la base : {_first_line(error)}")
+        raise typer.Exit(code=2) from None
+    except Exception as error:  # a person reads this in a nightly mail: a sentence, not a traceback
+        err.print(f"[red]Erreur inattendue pendant la vérification[/red] ({type(error).__name__} : {_first_line(error)})")
+        raise typer.Exit(code=2) from None
+    broken = 0
+    for invariant, problems in results:
+        typer.echo(f"{'✗' if problems else '✓'} {invariant.title}")
+        for problem in problems:
+            typer.echo(f"    – {problem}")
+        broken += len(problems)
+    if waiting:
+        typer.echo(f"En attente d'une personne depuis plus de {settings.overdue_after_days} jour(s) : {len(waiting)}")
+        for item in waiting:
+            typer.echo(f"    – {item.text}")
+    else:
+        typer.echo(f"Rien n'attend une personne depuis plus de {settings.overdue_after_days} jour(s).")
+    if broken:
+        err.print(f"[red]{broken} écart(s) : le grand livre n'est pas sain.[/red]")
+        raise typer.Exit(code=1)
+    err.print("Tous les invariants du grand livre tiennent.")
 
 
 review_app = typer.Typer(help="Records held for review (caisse.review): release or reject them.", no_args_is_help=True)
@@ -888,39 +978,86 @@ def simulate(
     members: Annotated[int, typer.Option(help="Member households.")] = 40,
     days: Annotated[int, typer.Option(help="Market days.")] = 2,
     seed: Annotated[int, typer.Option(help="Same seed, same run, byte for byte.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Run this many seeds, from --seed on, print one line each and how long it took.")] = 1,
     power_cuts: Annotated[int, typer.Option(help="Power cuts, at random points of a write.")] = 2,
     network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice, corrupted uploads.")] = 5,
     clones: Annotated[int, typer.Option(help="Cloned cards: UID copies of basic cards, replayed SUN messages of secure cards.")] = 2,
+    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Hostile and mistaken actors: an offline spree, a lying clock, false over-limits, a garbage flood, staff acting at the wrong moment, an IBAN changed mid-settlement, a credit entered twice.")] = True,
     db: Annotated[str | None, typer.Option(help="An empty database URL (default: a temporary SQLite file).")] = None,
     firmware_runtime: Annotated[str, typer.Option(help="cpython, or micropython: also rebuild and sign a few terminals' records in the MicroPython runtime.")] = "cpython",
     as_json: Annotated[bool, typer.Option("--json", help="JSON (keys in English) instead of the French summary.")] = False,
 ) -> None:
     """Simulate market days on the real firmware logic and backend, inject faults, check the money."""
-    from caisse.simulation import SimulationConfig, SimulationError
-    from caisse.simulation import simulate as run_simulation
-    from caisse.simulation.report import as_json as report_json
-    from caisse.simulation.report import print_french
+    from caisse.simulation import SimulationConfig
 
     if firmware_runtime not in ("cpython", "micropython"):
         err.print("[red]Erreur :[/red] --firmware-runtime vaut cpython ou micropython")
         raise typer.Exit(2)
-    config = SimulationConfig(terminals=terminals, members=members, days=days, seed=seed, power_cuts=power_cuts,
-                              network_drops=network_drops, clones=clones, database_url=db,
-                              micropython_terminals=min(3, terminals) if firmware_runtime == "micropython" else 0)
+    if not 1 <= seeds <= 1000 or (seeds > 1 and (db is not None or as_json)):
+        err.print("[red]Erreur :[/red] --seeds va de 1 à 1000, et plusieurs graines ne vont ni avec --db ni avec --json")
+        raise typer.Exit(2)
+    configs = [SimulationConfig(terminals=terminals, members=members, days=days, seed=s, power_cuts=power_cuts,
+                                network_drops=network_drops, clones=clones, database_url=db, adversaries=adversaries,
+                                micropython_terminals=min(3, terminals) if firmware_runtime == "micropython" else 0)
+               for s in range(seed, seed + seeds)]
+    if seeds == 1:
+        _simulate_one(configs[0], as_json=as_json)
+    else:
+        _simulate_many(configs)
+
+
+def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from caisse.simulation import SimulationError
+    from caisse.simulation import simulate as run_simulation
+    from caisse.simulation.report import as_json as report_json
+    from caisse.simulation.report import print_french
+
     try:
         report = run_simulation(config)
     except SimulationError as error:
         err.print(f"[red]Erreur :[/red] {error}")
         raise typer.Exit(2) from None
     except Exception:
-        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {seed}).")
+        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
         raise
     if as_json:
         typer.echo(report_json(report))
     else:
         print_french(report)
     if not report["passed"]:
-        err.print(f"Invariant rompu : relancer avec --seed {seed}.")
+        err.print(f"Invariant rompu : relancer avec --seed {config.seed}.")
+        raise typer.Exit(1)
+
+
+def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
+    """One line per seed (what broke, if anything), then how long it all took."""
+    import time
+
+    from caisse.simulation import SimulationError
+    from caisse.simulation import simulate as run_simulation
+    from caisse.simulation.report import broken_summary
+
+    started, failed = time.perf_counter(), []
+    for config in configs:
+        began = time.perf_counter()
+        try:
+            report = run_simulation(config)
+        except SimulationError as error:
+            err.print(f"[red]Erreur :[/red] {error}")
+            raise typer.Exit(2) from None
+        except Exception:
+            err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
+            raise
+        seconds = time.perf_counter() - began
+        if report["passed"]:
+            typer.echo(f"graine {config.seed} : tous les invariants tiennent ({seconds:.1f} s)")
+        else:
+            failed.append(config.seed)
+            typer.echo(f"graine {config.seed} : INVARIANT ROMPU ({seconds:.1f} s) — {broken_summary(report)}")
+    total = time.perf_counter() - started
+    typer.echo(f"{len(configs)} graines en {total:.1f} s ({total / len(configs):.1f} s par graine)")
+    if failed:
+        err.print(f"Invariant rompu : relancer avec --seed {failed[0]} (graines en échec : {', '.join(map(str, failed))}).")
         raise typer.Exit(1)
 
 

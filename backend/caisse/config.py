@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     debtor_iban: str = PLACEHOLDER_DEBTOR_IBAN
     debtor_bic: str = "AGRIFRPPXXX"
 
+    # Nothing waits forever (docs/operations.md): records held for review, cards flagged as possibly
+    # cloned, households and vendor payables below zero, waiting longer than this, are listed by
+    # `caisse verify` and on the console's home page.
+    overdue_after_days: int = Field(default=7, ge=0, le=3650)
+
     # Web console (docs/console.md). Cookies are marked Secure outside development.
     console_session_lifetime_s: int = Field(default=43_200, gt=0)  # a working day, then sign in again
     console_login_max_failures: int = Field(default=5, gt=0)  # per e-mail address, within the window

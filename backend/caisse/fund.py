@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,11 +27,12 @@ from sqlmodel import Session
 from caisse import ledger
 from caisse.allowances import Month
 from caisse.config import Settings
-from caisse.corrections import REVERSIBLE, reversed_sql
+from caisse.corrections import reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
-from caisse.models import Contribution, Household, LedgerTransfer
+from caisse.models import Contribution, Household, LedgerTransfer, TransactionRecord
 from caisse.money import euros
+from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.settlement import payable_differences
 
 FUND = "fund"
@@ -244,6 +245,25 @@ def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str)
 
 
 # Budget -----------------------------------------------------------------------------------------
+#
+# Rebuilt from the ledger's transfers by kind (docs/settlement.md, "Budget: the reconciliation
+# identity"). Every transfer belongs to one month: the month its reference names (allowances,
+# expiries, matching, grants, fees), the contribution register's month, the local month of the tap
+# for payments and of the voided or rejected payment for voids and rejections (a void never makes
+# a month's spending negative), the run's date for payouts, the local day it was posted for a
+# manual credit. The closing balances of a month are the sums of the months up to it; summed over
+# every month they must equal what the accounts hold today, the records say and the register
+# says. Any difference is listed; `reconciled` only when there is none.
+
+# A monthly allowance's reference (caisse.allowances.allowance_reference); any other allowance
+# transfer is a manual credit.
+_MONTHLY_SQL = "reference LIKE :monthly"
+_MONTHLY_PATTERN = {"monthly": "allowance:%:____-__"}
+_MONTH_KEY = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_BUCKET_S = 900  # voids are summed by quarter hour of their payment: every time zone's offset is a multiple of it
+# Where payments before and after the months asked for are summed: they sort before and after every month.
+_BEFORE, _AFTER = "0000-00", "~"
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -252,13 +272,70 @@ class Budget:
     matching_cents: int
     grants_cents: int
     fees_cents: int
-    allowances_cents: int
-    expired_cents: int
-    spent_cents: int
-    payouts_cents: int
-    fund_balance_cents: int  # euros held at the end of the month: all income - fees - payouts so far
+    allowances_cents: int  # monthly allowances (allowance:{h}:{month})
+    credits_cents: int  # manual credits to households (admin API, console)
+    expired_cents: int  # unspent allowance returned to the allowance fund
+    payments_cents: int  # accepted payments tapped this month
+    voids_cents: int  # their voids, whenever they came
+    rejected_cents: int  # payments of the month a reviewer rejected: given back to the household
+    spent_cents: int  # payments - voids - rejected
+    held_cents: int  # part of spent_cents still held for review (not payable until a person decides)
+    payouts_cents: int  # paid to vendors by the runs of the month
+    fund_balance_cents: int  # euros held at the end of the month: income - fees - payouts up to it
+    members_balance_cents: int  # what households hold at the end of the month
+    vendors_owed_cents: int  # spent - paid out up to the end of the month: owed to (or held for) vendors
     reconciled: bool
     differences: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Flows:
+    """One month's flows, in cents, by budget line."""
+
+    contributions: int = 0
+    matching: int = 0
+    grants: int = 0
+    fees: int = 0
+    allowances: int = 0
+    credits: int = 0
+    expired: int = 0
+    payments: int = 0
+    voids: int = 0
+    rejected: int = 0
+    held: int = 0
+    payouts: int = 0
+
+    @property
+    def spent(self) -> int:
+        return self.payments - self.voids - self.rejected
+
+    @property
+    def fund(self) -> int:
+        return self.contributions + self.matching + self.grants - self.fees - self.payouts
+
+    @property
+    def members(self) -> int:
+        return self.allowances + self.credits - self.expired - self.spent
+
+    @property
+    def vendors(self) -> int:
+        return self.spent - self.payouts
+
+
+def budget_lines(result: Budget) -> list[tuple[str, int]]:
+    """The budget's figures in the order people read them, with their French labels."""
+    return [
+        ("cotisations", result.contributions_cents), ("abondement", result.matching_cents),
+        ("subventions", result.grants_cents), ("frais", result.fees_cents),
+        ("allocations mensuelles créditées", result.allowances_cents), ("crédits manuels aux foyers", result.credits_cents),
+        ("reliquats rendus", result.expired_cents), ("paiements des foyers", result.payments_cents),
+        ("  annulés", result.voids_cents), ("  rejetés après vérification", result.rejected_cents),
+        ("dépenses des foyers", result.spent_cents), ("  dont retenues pour vérification", result.held_cents),
+        ("virements aux commerçants", result.payouts_cents),
+        ("solde des foyers en fin de mois", result.members_balance_cents),
+        ("dû aux commerçants en fin de mois", result.vendors_owed_cents),
+        ("solde du fonds en fin de mois", result.fund_balance_cents),
+    ]
 
 
 def budget(session: Session, *, month: str, settings: Settings) -> Budget:
@@ -267,118 +344,281 @@ def budget(session: Session, *, month: str, settings: Settings) -> Budget:
 
 
 def budgets(session: Session, *, months: Sequence[str], settings: Settings) -> list[Budget]:
-    """The budget of each month, in the order given: a few grouped passes whatever the number of
-    months (the console's Budget page shows twelve or more), each month exactly as alone."""
-    periods = [Month.parse(month) for month in months]
-    names = sorted({str(period) for period in periods})
-    # A reversed contribution counts neither in the register nor in the ledger (its transfer and
-    # its reversal cancel out): both sides are compared without it.
-    kept = text(f"NOT {reversed_sql('contribution.reference')}")
-    contributions = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents))
-                          .where(Contribution.month.in_(names), kept).group_by(Contribution.month))  # type: ignore[attr-defined]
-    ledger_contributions = _rows(session, select(Contribution.month, func.sum(LedgerTransfer.amount_cents))
-                                 .join(LedgerTransfer, LedgerTransfer.reference == Contribution.reference)  # type: ignore[arg-type]
-                                 .where(Contribution.month.in_(names), kept).group_by(Contribution.month))  # type: ignore[attr-defined]
-    reference = _byte_ordered_reference(session)
-    matching, grants, fees = (_by_reference_month(session, reference, prefix=f"{p}:", month_first=True)
-                              for p in ("matching", "grant", "fee"))
-    allowances, expired = (_by_reference_month(session, reference, prefix=f"{p}:", month_first=False) for p in ("allowance", "expiry"))
-    reversals = _reversed_entries(session)
-    for kind, totals in ((Kind.MATCHING, matching), (Kind.GRANT, grants), (Kind.FEE, fees), (ledger.TransferKind.ALLOWANCE, allowances)):
-        for reversed_kind, month, cents in reversals:
-            if reversed_kind == kind and month is not None:
-                totals[month] = totals.get(month, 0) - cents
-    spent = _spent_by_month(session, periods=periods, zone=ZoneInfo(settings.settlement_timezone))
-    payouts_by_day = _payouts_by_run_date(session)
-    flows = _fund_flows(session) + [(kind, month, cents if kind == Kind.FEE else -cents) for kind, month, cents in reversals
-                                    if kind in (Kind.CONTRIBUTION, Kind.GRANT, Kind.FEE)]
-    all_payouts = sum(cents for kind, _, cents in flows if kind == ledger.TransferKind.SETTLEMENT)
-    journal = sum(cents for kind, _, cents in flows if kind != ledger.TransferKind.SETTLEMENT)
-    fund_account = ledger.balance_cents(session, code=FUND)
-    fund_now = fund_account - all_payouts
-    checks = []
-    if journal != fund_account:
-        checks.append(f"compte du fonds : {euros(fund_account)} €, journal des entrées et des frais : {euros(journal)} €")
-    if all_payouts != (paid := ledger.balance_cents(session, code=ledger.VENDOR_PAID)):
-        checks.append(f"compte des virements aux commerçants : {euros(paid)} €, règlements : {euros(all_payouts)} €")
-    checks.extend(difference.french() for difference in payable_differences(session))
+    """The budget of each month, in the order given, and the differences with the ledger: a few
+    grouped passes over the journal and the records whatever the number of months."""
+    periods = [str(Month.parse(month)) for month in months]
+    book = _Book.read(session, zone=ZoneInfo(settings.settlement_timezone), periods=periods)
+    differences = tuple(book.differences())
     results = []
-    for period in periods:
-        m, next_day = str(period), period.next_start.date()
-        # Everything the fund received or paid for months after this one, to state the balance at its end.
-        later = sum(cents for kind, key, cents in flows if kind != ledger.TransferKind.SETTLEMENT and (key is None or key > m))
-        later_payouts = all_payouts - sum(cents for day, cents in payouts_by_day if day < next_day)
-        differences = checks.copy()
-        if contributions.get(m, 0) != ledger_contributions.get(m, 0):
-            differences.insert(0, f"cotisations : {euros(contributions.get(m, 0))} € au registre,"
-                                  f" {euros(ledger_contributions.get(m, 0))} € au grand livre")
+    for month in periods:
+        flows, closing = book.months.get(month, _Flows()), book.up_to(month)
         results.append(Budget(
-            month=m, contributions_cents=contributions.get(m, 0), matching_cents=matching.get(m, 0), grants_cents=grants.get(m, 0),
-            fees_cents=fees.get(m, 0), allowances_cents=allowances.get(m, 0), expired_cents=expired.get(m, 0),
-            spent_cents=spent.get(m, 0), payouts_cents=sum(c for day, c in payouts_by_day if period.first_day <= day < next_day),
-            fund_balance_cents=fund_now - later + later_payouts, reconciled=not differences, differences=tuple(differences)))
+            month=month, contributions_cents=flows.contributions, matching_cents=flows.matching, grants_cents=flows.grants,
+            fees_cents=flows.fees, allowances_cents=flows.allowances, credits_cents=flows.credits,
+            expired_cents=flows.expired, payments_cents=flows.payments, voids_cents=flows.voids,
+            rejected_cents=flows.rejected, spent_cents=flows.spent, held_cents=flows.held, payouts_cents=flows.payouts,
+            fund_balance_cents=closing.fund, members_balance_cents=closing.members, vendors_owed_cents=closing.vendors,
+            reconciled=not differences, differences=differences))
     return results
+
+
+class _Book:
+    """Every month's flows read from the journal, and what they are checked against."""
+
+    def __init__(self) -> None:
+        self.months: dict[str, _Flows] = {}
+        self.unplaced: list[str] = []  # transfers no month could be given, in French
+        self.journal: dict[str, int] = {}  # Σ transfers by kind
+        self.accounts: dict[str, int] = {}  # Σ balances by purpose: member, vendor, and single accounts by code
+        self.records: dict[str, int] = {}  # Σ of the records: payments, voids, rejected payments not voided
+        self.register: dict[str, int] = {}  # contributions register by month, reversed ones left out
+        self.reversed: dict[str, int] = {}  # Σ reversals (caisse.corrections) by the kind of the entry they take back
+        self.vendor_accounts: list[str] = []  # vendor accounts that disagree with their records (caisse.settlement)
+        self.exported_items = 0  # what exported runs paid (items, and returns paid again), less what the bank gave back
+
+    def at(self, month: str) -> _Flows:
+        return self.months.setdefault(month, _Flows())
+
+    def up_to(self, month: str | None = None) -> _Flows:
+        """The sum of the months up to `month` (every month when None)."""
+        total = _Flows()
+        for key, flows in self.months.items():
+            if month is None or key <= month:
+                for name in _Flows.__dataclass_fields__:
+                    setattr(total, name, getattr(total, name) + getattr(flows, name))
+        return total
+
+    @classmethod
+    def read(cls, session: Session, *, zone: ZoneInfo, periods: Sequence[str]) -> _Book:
+        book = cls()
+        book._read_journal(session, zone)
+        book._read_records(session, zone, periods)
+        book._read_payouts(session, zone)
+        book._read_checks(session)
+        book._read_reversals(session, zone)
+        return book
+
+    def _read_journal(self, session: Session, zone: ZoneInfo) -> None:
+        """The journal by kind, with the month named by the reference of
+        allowances, expiries, matching, grants and fees; then, only when there are any,
+        contributions by the register's month and manual credits by the day they were posted."""
+        position = "instr(reference, ':')" if session.get_bind().dialect.name == "sqlite" else "strpos(reference, ':')"
+        named = "kind IN ('allowance', 'allowance_expiry', 'matching', 'grant', 'fee')"
+        rows = session.execute(text(
+            f"SELECT kind, CASE WHEN {named} THEN substr(reference, 1, {position}) END AS prefix,"
+            f" CASE WHEN kind IN ('matching', 'grant', 'fee') THEN substr(reference, {position} + 1, 8)"
+            f" WHEN kind IN ('allowance', 'allowance_expiry') AND substr(reference, 1, 10) = 'allowance:'"
+            f" OR kind = 'allowance_expiry' THEN substr(reference, length(reference) - 7) END AS month_key,"
+            " SUM(amount_cents) FROM ledger_transfer WHERE kind NOT IN ('payment', 'void') GROUP BY kind, prefix, month_key")).all()
+        # Payments and voids, most of the journal, summed without grouping (a sort of every row).
+        payments, voids = session.execute(text(
+            "SELECT SUM(CASE WHEN kind = 'payment' THEN amount_cents END), SUM(CASE WHEN kind = 'void' THEN amount_cents END)"
+            " FROM ledger_transfer")).one()
+        self.journal |= {kind: int(cents) for kind, cents in (("payment", payments), ("void", voids)) if cents is not None}
+        lines = {"allowance": "allowances", "allowance_expiry": "expired", "matching": "matching", "grant": "grants", "fee": "fees"}
+        prefixes = {"allowance": "allowance:", "allowance_expiry": "expiry:", "matching": "matching:", "grant": "grant:", "fee": "fee:"}
+        for kind, prefix, key, cents in rows:
+            self.journal[kind] = self.journal.get(kind, 0) + int(cents)
+            if kind not in lines or (kind == ledger.TransferKind.ALLOWANCE and prefix != "allowance:"):
+                continue  # by records, rejections and runs below; manual credits below
+            month = key[:7] if kind in ("matching", "grant", "fee") and key[7:] == ":" else key[1:] if key[:1] == ":" else ""
+            if prefix != prefixes[kind] or not _MONTH_KEY.match(month):
+                self.unplaced.append(f"écritures « {kind} » sans mois lisible dans leur référence ({prefix}…) :"
+                                     f" {euros(int(cents))} €")
+                continue
+            flows = self.at(month)
+            setattr(flows, lines[kind], getattr(flows, lines[kind]) + int(cents))
+        monthly = sum(int(cents) for kind, prefix, _, cents in rows if kind == ledger.TransferKind.ALLOWANCE and prefix == "allowance:")
+        if self.journal.get(ledger.TransferKind.ALLOWANCE, 0) > monthly:
+            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
+                    LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE,  # type: ignore[arg-type]
+                    func.substr(LedgerTransfer.reference, 1, 10) != "allowance:")).all():
+                self.at(_local_month(created_at, zone)).credits += int(cents)
+        if self.journal.get("contribution"):
+            for month, cents in session.execute(text(
+                    "SELECT c.month, SUM(t.amount_cents) FROM ledger_transfer t LEFT JOIN contribution c ON c.reference = t.reference"
+                    " WHERE t.kind = 'contribution' GROUP BY c.month")).all():
+                if month is None:
+                    self.unplaced.append(f"cotisations au grand livre absentes du registre : {euros(int(cents))} €")
+                else:
+                    self.at(month).contributions += int(cents)
+
+    def _read_records(self, session: Session, zone: ZoneInfo, periods: Sequence[str]) -> None:
+        """Accepted payments by the local month of the tap, in one scan: each month from the first
+        to the last asked for by its local bounds, the rest before or after them (enough for the
+        closing balances and the totals). Voids, few, by their payment's month, read in Python."""
+        span = _month_span(periods)
+        bounds = [(_local_midnight(m.first_day, zone), _local_midnight(m.next_start.date(), zone)) for m in span]
+        params: dict[str, object] = {f"s{i}": start for i, (start, _) in enumerate(bounds)}
+        params |= {f"e{i}": end for i, (_, end) in enumerate(bounds)}
+        which = " ".join(f"WHEN time >= :s{i} AND time < :e{i} THEN {i}" for i in range(len(bounds)))
+        if bounds:
+            params |= {"low": bounds[0][0]}
+            which = f"CASE {which} WHEN time < :low THEN -1 ELSE -2 END"
+        else:
+            which = "-1"
+        for index, cents, held, rejected in session.execute(text(
+                f"SELECT {which} AS month_index, SUM(amount_cents),"
+                " SUM(CASE WHEN review = 'held' AND NOT voided THEN amount_cents ELSE 0 END),"
+                " SUM(CASE WHEN review = 'rejected' THEN amount_cents ELSE 0 END) FROM transaction_record"
+                " WHERE status = 'accepted' AND kind = 1 GROUP BY month_index"), params).all():
+            flows = self.at(str(span[index]) if index >= 0 else _BEFORE if index == -1 else _AFTER)
+            flows.payments += int(cents)
+            flows.held += int(held)
+            flows.rejected += int(rejected)
+            self.records["payments"] = self.records.get("payments", 0) + int(cents)
+        months: dict[int, str] = {}
+        orphans = 0
+        # A void gives the money back unless it or its payment was rejected, or it is held on its
+        # own (its payment not held): then the refund waits for the decision (docs/ledger.md,
+        # "Holds and review"), and its money waits in the vendor's held account.
+        for slot, cents, refunded, alone, orphan in session.execute(text(
+                "SELECT COALESCE(p.time, r.time) / :bucket AS slot, SUM(r.amount_cents),"
+                f" SUM(CASE WHEN {VOID_REFUNDED_SQL} THEN r.amount_cents ELSE 0 END),"
+                f" SUM(CASE WHEN {VOID_HELD_ALONE_SQL} THEN r.amount_cents ELSE 0 END),"
+                " SUM(CASE WHEN p.id IS NULL THEN r.amount_cents ELSE 0 END)"
+                " FROM transaction_record r LEFT JOIN transaction_record p ON p.terminal_id = r.terminal_id AND p.seq = r.ref_seq"
+                " WHERE r.status = 'accepted' AND r.kind = 2 GROUP BY slot"), {"bucket": _BUCKET_S}).all():
+            month = months.get(slot) or months.setdefault(slot, datetime.fromtimestamp(int(slot) * _BUCKET_S, zone).strftime("%Y-%m"))
+            flows = self.at(month)
+            flows.voids += int(refunded)
+            flows.held += int(alone)
+            self.records["voids"] = self.records.get("voids", 0) + int(cents)
+            orphans += int(orphan)
+        if orphans:
+            self.unplaced.append(f"annulations acceptées dont le paiement manque : {euros(orphans)} €")
+
+    def _read_reversals(self, session: Session, zone: ZoneInfo) -> None:
+        """A staff entry taken back (`reversal:{id}`) is netted out of the month of the entry, in
+        the budget and in the register: as if it had never been made."""
+        if not self.journal.get(ledger.TransferKind.REVERSAL):
+            return
+        reversals = session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
+                                    .where(LedgerTransfer.kind == ledger.TransferKind.REVERSAL)).all()  # type: ignore[arg-type]
+        named = {int(reference.split(":")[1]): (reference, int(cents)) for reference, cents in reversals
+                 if reference.count(":") == 1 and reference.startswith("reversal:") and reference.split(":")[1].isdigit()}
+        self.unplaced += [f"contre-passation {reference} sans écriture nommée : {euros(int(cents))} €"
+                          for reference, cents in reversals if reference not in {r for r, _ in named.values()}]
+        originals = {row[0]: row[1:] for row in session.execute(
+            select(LedgerTransfer.id, LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.created_at, Contribution.month)
+            .outerjoin(Contribution, Contribution.reference == LedgerTransfer.reference)  # type: ignore[arg-type]
+            .where(LedgerTransfer.id.in_(list(named)))).all()}  # type: ignore[union-attr]
+        for original_id, (reference, cents) in sorted(named.items()):
+            kind, original, created_at, registered = originals.get(original_id, (None, "", None, None))
+            parts = original.split(":")
+            if kind == ledger.TransferKind.ALLOWANCE and original[:10] == "allowance:":
+                month, line = original[-7:], "allowances"
+            elif kind == ledger.TransferKind.ALLOWANCE:
+                month, line = _local_month(created_at, zone), "credits"
+            elif kind == Kind.CONTRIBUTION and registered is not None:
+                month, line = registered, "contributions"
+                self.register[month] = self.register.get(month, 0) - cents
+            elif kind in (Kind.GRANT, Kind.FEE) and len(parts) > 1:
+                month, line = parts[1], "grants" if kind == Kind.GRANT else "fees"
+            else:
+                self.unplaced.append(f"contre-passation {reference} d'une écriture que le budget ne sait pas placer"
+                                     f" ({kind or 'introuvable'}) : {euros(cents)} €")
+                continue
+            flows = self.at(month)
+            setattr(flows, line, getattr(flows, line) - cents)
+            self.reversed[kind] = self.reversed.get(kind, 0) + cents
+
+    def _read_payouts(self, session: Session, zone: ZoneInfo) -> None:
+        """Payouts by their run's date; a transfer the bank gave back (caisse.bank) comes off the
+        payouts of the month it came back."""
+        for day, cents in _payouts_by_run_date(session):
+            self.at(day.strftime("%Y-%m")).payouts += cents
+        if self.journal.get(ledger.TransferKind.BANK_RETURN):
+            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
+                    LedgerTransfer.kind == ledger.TransferKind.BANK_RETURN)).all():  # type: ignore[arg-type]
+                self.at(_local_month(created_at, zone)).payouts -= int(cents)
+
+    def _read_checks(self, session: Session) -> None:
+        self.vendor_accounts = [difference.french() for difference in payable_differences(session)]
+        self.accounts = {purpose: int(cents) for purpose, cents in session.execute(text(
+            "SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'"
+            " WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor' ELSE code END AS purpose,"
+            " SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose")).all()}
+        self.register = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents)).group_by(Contribution.month))  # type: ignore[arg-type]
+        self.exported_items = int(session.execute(text(
+            "SELECT COALESCE(SUM(i.amount_cents), 0) FROM settlement_item i JOIN settlement_run r ON r.id = i.run_id"
+            " WHERE r.status = 'exported'")).scalar_one())
+        # Bank returns (caisse.bank): given back, and paid again by a later exported run.
+        self.exported_items += int(session.execute(text(
+            "SELECT COALESCE(SUM(b.amount_cents), 0) FROM bank_return b JOIN settlement_run r ON r.id = b.repaid_run_id"
+            " WHERE r.status = 'exported'")).scalar_one())
+        self.exported_items -= int(session.execute(text("SELECT COALESCE(SUM(amount_cents), 0) FROM bank_return")).scalar_one())
+
+    def differences(self) -> list[str]:
+        """Every identity of docs/settlement.md that does not hold, in French with both amounts."""
+        total = self.up_to()
+        journal, accounts, kinds = self.journal, self.accounts, ledger.TransferKind
+        identities = [
+            # The budget's lines, summed over every month, against the journal by kind (less what was reversed).
+            ("allocations et crédits manuels", total.allowances + total.credits,
+             journal.get(kinds.ALLOWANCE, 0) - self.reversed.get(kinds.ALLOWANCE, 0), "au grand livre, contre-passations déduites"),
+            ("reliquats rendus", total.expired, journal.get(kinds.EXPIRY, 0), "au grand livre"),
+            ("cotisations", total.contributions, journal.get("contribution", 0) - self.reversed.get("contribution", 0),
+             "au grand livre, contre-passations déduites"),
+            ("abondements", total.matching, journal.get("matching", 0), "au grand livre"),
+            ("subventions", total.grants, journal.get("grant", 0) - self.reversed.get("grant", 0),
+             "au grand livre, contre-passations déduites"),
+            ("frais", total.fees, journal.get("fee", 0) - self.reversed.get("fee", 0), "au grand livre, contre-passations déduites"),
+            ("contre-passations", sum(self.reversed.values()), journal.get(kinds.REVERSAL, 0), "au grand livre"),
+            ("paiements acceptés", total.payments, journal.get(kinds.PAYMENT, 0), "au grand livre"),
+            ("paiements acceptés", total.payments, self.records.get("payments", 0), "aux enregistrements"),
+            ("annulations acceptées", self.records.get("voids", 0), journal.get(kinds.VOID, 0), "au grand livre"),
+            ("virements aux commerçants", total.payouts, journal.get(kinds.SETTLEMENT, 0) - journal.get(kinds.BANK_RETURN, 0),
+             "au grand livre, retours de la banque déduits"),
+            ("virements aux commerçants", total.payouts, self.exported_items,
+             "dans les règlements exportés, retours de la banque déduits"),
+            # What the accounts hold today is what the months add up to.
+            ("soldes des foyers", total.members, accounts.get("member", 0), "sur leurs comptes"),
+            ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(ledger.ALLOWANCE_FUND, 0),
+             "sur son compte"),
+            ("dû aux commerçants, retenu compris", total.vendors, accounts.get("vendor", 0), "sur leurs comptes"),
+            ("payé aux commerçants", total.payouts, accounts.get(ledger.VENDOR_PAID, 0), "sur son compte"),
+            ("fonds en euros avant virements", total.fund + total.payouts, accounts.get(FUND, 0), "sur son compte"),
+            ("cotisations reçues", -total.contributions, accounts.get(INCOME_CONTRIBUTIONS, 0), "sur leur compte"),
+            ("abondements reçus", -total.matching, accounts.get(INCOME_MATCHING, 0), "sur leur compte"),
+            ("subventions reçues", -total.grants, accounts.get(INCOME_GRANTS, 0), "sur leur compte"),
+            ("frais payés", total.fees, accounts.get(EXPENSE_FEES, 0), "sur leur compte"),
+        ]
+        found = [f"{label} : {euros(figured)} € au budget, {euros(actual)} € {where} (écart {euros(actual - figured)} €)"
+                 for label, figured, actual, where in identities if figured != actual]
+        for month in sorted(self.register.keys() | {m for m, f in self.months.items() if f.contributions}):
+            registered, posted = self.register.get(month, 0), self.months.get(month, _Flows()).contributions
+            if registered != posted:
+                found.append(f"cotisations de {month} : {euros(registered)} € au registre, {euros(posted)} € au grand livre")
+        known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.HOLD, kinds.RELEASE, kinds.REJECT,
+                 kinds.SETTLEMENT, kinds.REVERSAL, kinds.BANK_RETURN,
+                 "contribution", "matching", "grant", "fee"}
+        found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
+                  for kind, cents in sorted(journal.items()) if kind not in known]
+        return self.unplaced + found + self.vendor_accounts
+
+
+def _month_span(periods: Sequence[str]) -> list[Month]:
+    """Every month from the first to the last of `periods` (YYYY-MM), in order."""
+    if not periods:
+        return []
+    first, last = Month.parse(min(periods)), Month.parse(max(periods))
+    count = (last.year - first.year) * 12 + last.month - first.month + 1
+    return [Month(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1) for i in range(count)]
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> int:
+    return int(datetime.combine(day, datetime.min.time(), tzinfo=zone).timestamp())
+
+
+def _local_month(moment: datetime, zone: ZoneInfo) -> str:
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m")
 
 
 def _rows(session: Session, query: Any) -> dict[str, int]:
     return {key: int(cents) for key, cents in session.execute(query)}
-
-
-def _byte_ordered_reference(session: Session) -> Any:
-    """ledger_transfer.reference compared in byte order, where ranges of prefixes are exact: SQLite's
-    BINARY, and on PostgreSQL the database's collation if it is C (the index then serves the
-    ranges), else COLLATE "C" (a scan, but never a reference missed by a locale's ordering)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return LedgerTransfer.reference
-    collation = session.execute(text("SELECT datcollate FROM pg_database WHERE datname = current_database()")).scalar_one()
-    if collation in ("C", "POSIX", "C.UTF-8", "C.utf8"):
-        return LedgerTransfer.reference
-    return LedgerTransfer.reference.collate("C")  # type: ignore[attr-defined]
-
-
-def _by_reference_month(session: Session, reference: Any, *, prefix: str, month_first: bool) -> dict[str, int]:
-    """Sums of the transfers referenced `{prefix}{month}:...` (month_first) or `{prefix}...:{month}`, by
-    month: in byte order the range [prefix, prefix with its last character + 1) holds exactly the
-    references that start with the prefix. The code writes every prefix in lower case, so this is
-    what `LIKE` matched, also on SQLite where `LIKE` ignores case."""
-    start = len(prefix) + 1
-    length = func.length(LedgerTransfer.reference)
-    key = func.substr(LedgerTransfer.reference, start, 8) if month_first else func.substr(LedgerTransfer.reference, length - 7)
-    rows = session.execute(select(key, func.sum(LedgerTransfer.amount_cents)).where(
-        reference >= prefix, reference < prefix[:-1] + chr(ord(prefix[-1]) + 1), length >= len(prefix) + 8).group_by(key))
-    # "2026-01:" after the prefix, or ":2026-01" at the end: what LIKE 'prefix2026-01:%' / 'prefix%:2026-01' matched.
-    return {(k[:7] if month_first else k[1:]): int(cents) for k, cents in rows
-            if (k[7:] == ":" if month_first else k[:1] == ":")}
-
-
-# What a record took from its member for good (docs/ledger.md, "Holds and review"): a payment
-# unless rejected (given back); a void gives back unless rejected, or held on its own (its payment
-# not held: the refund waits for the decision).
-_PAYMENT_REVIEW = "(SELECT p.review FROM transaction_record p WHERE p.terminal_id = r.terminal_id AND p.seq = r.ref_seq)"
-_SPENT = ("CASE WHEN r.kind = 1 THEN CASE WHEN r.review = 'rejected' THEN 0 ELSE r.amount_cents END"
-          f" WHEN COALESCE(r.review, {_PAYMENT_REVIEW}, '') = 'rejected'"
-          f" OR (r.review = 'held' AND COALESCE({_PAYMENT_REVIEW}, '') <> 'held') THEN 0 ELSE -r.amount_cents END")
-
-
-def _spent_by_month(session: Session, *, periods: list[Month], zone: ZoneInfo) -> dict[str, int]:
-    """Members' net spending by month in one pass over the records: a month of taps is a month of local days."""
-    bounds = {str(p): (_local_midnight(p.first_day, zone), _local_midnight(p.next_start.date(), zone)) for p in periods}
-    if not bounds:
-        return {}
-    months = list(bounds)
-    params: dict[str, object] = {"low": min(s for s, _ in bounds.values()), "high": max(e for _, e in bounds.values())}
-    for index, (start, end) in enumerate(bounds.values()):
-        params |= {f"s{index}": start, f"e{index}": end}
-    which = " ".join(f"WHEN r.time >= :s{index} AND r.time < :e{index} THEN {index}" for index in range(len(months)))
-    rows = session.execute(text(
-        f"SELECT b.month, SUM(b.cents) FROM (SELECT CASE {which} END AS month,"
-        f" {_SPENT} AS cents FROM transaction_record r"
-        " WHERE r.status = 'accepted' AND r.time >= :low AND r.time < :high) b WHERE b.month IS NOT NULL GROUP BY b.month"), params)
-    return {months[index]: int(cents) for index, cents in rows}
-
-
-def _local_midnight(day: date, zone: ZoneInfo) -> int:
-    return int(datetime.combine(day, time.min, tzinfo=zone).timestamp())
 
 
 def _payouts_by_run_date(session: Session) -> list[tuple[date, int]]:
@@ -389,38 +629,6 @@ def _payouts_by_run_date(session: Session) -> list[tuple[date, int]]:
         " FROM settlement_run r JOIN settlement_line l ON l.run_id = r.id) s ON s.reference = t.reference"
         " WHERE t.kind = 'settlement' GROUP BY s.run_date"))
     return [(date.fromisoformat(str(day)), int(cents)) for day, cents in rows]
-
-
-def _fund_flows(session: Session) -> list[tuple[str, str | None, int]]:
-    """The fund's journal in one pass: (kind, month it belongs to, cents; fees negative). The month is
-    the earliest of the register's month for the reference (contributions) and the month the
-    reference names (matching, grants, fees); None for a contribution missing from the register."""
-    position = "instr(t.reference, ':')" if session.get_bind().dialect.name == "sqlite" else "strpos(t.reference, ':')"
-    rows = session.execute(text(
-        f"SELECT t.kind, CASE WHEN t.kind IN ('matching', 'grant', 'fee') THEN substr(t.reference, {position} + 1, 7) END"
-        " AS named, c.month, SUM(CASE WHEN t.kind = 'fee' THEN -t.amount_cents ELSE t.amount_cents END)"
-        " FROM ledger_transfer t LEFT JOIN contribution c ON c.reference = t.reference"
-        " WHERE t.kind IN ('contribution', 'matching', 'grant', 'fee', 'settlement') GROUP BY t.kind, named, c.month"))
-    return [(kind, min((m for m in (named, registered) if m is not None), default=None), int(cents))
-            for kind, named, registered, cents in rows]
-
-
-def _reversed_entries(session: Session) -> list[tuple[str, str | None, int]]:
-    """Every reversal as (the original's kind, the month the original belongs to, cents): the month
-    a contribution was registered for, the one a matching, grant or fee reference names, the one
-    ending an `allowance:` reference; None for a credit by hand (`credit:...`), in no month."""
-    rows = session.execute(text(
-        "SELECT o.kind, o.reference, c.month, o.amount_cents FROM ledger_transfer rv JOIN ledger_transfer o"
-        " ON rv.reference = 'reversal:' || CAST(o.id AS VARCHAR(20)) LEFT JOIN contribution c ON c.reference = o.reference"
-        " WHERE rv.kind = :reversal"), {"reversal": ledger.TransferKind.REVERSAL})
-    entries = []
-    for kind, reference, registered, cents in rows:
-        assert kind in REVERSIBLE
-        month = (registered if kind == Kind.CONTRIBUTION
-                 else reference[-7:] if reference.startswith("allowance:")
-                 else reference.split(":")[1] if kind in (Kind.MATCHING, Kind.GRANT, Kind.FEE) else None)
-        entries.append((kind, month, int(cents)))
-    return entries
 
 
 def _sum(session: Session, sql: str, **params: object) -> int:

@@ -213,36 +213,82 @@ def test_the_budgets_of_a_period_equal_each_month_alone_and_the_journal_read_by_
 
 
 def _budget_by_hand(session: Session, *, month: str, zone: ZoneInfo) -> fund.Budget:
-    """The budget read row by row in Python: every transfer's month from its reference, spending by local month."""
-    transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents)).all()
+    """The budget read row by row in Python (docs/settlement.md, "Budget"): every transfer's month
+    from its reference, the register or its run; a manual credit by the local day it was posted;
+    payments by the local month of the tap, voids and rejections by their payment's."""
+    transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents,
+                                       LedgerTransfer.created_at)).all()
     registered = dict(session.execute(select(Contribution.reference, Contribution.month)).all())  # type: ignore[arg-type]
     runs = {run.id: str(run.run_date)[:7] for run in session.execute(select(SettlementRun)).scalars()}
-    rows = session.execute(select(TransactionRecord.time, TransactionRecord.kind, TransactionRecord.amount_cents,
-                                  TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.ref_seq,
-                                  TransactionRecord.review).where(TransactionRecord.status == "accepted")).all()  # type: ignore[arg-type]
-    reviews = {(r.terminal_id, r.seq): r.review for r in rows}
-    # A void held on its own has refunded nothing yet (docs/ledger.md, "Holds and review").
-    records = [(r.time, r.kind, r.amount_cents) for r in rows
-               if not (r.kind == 2 and r.review == "held" and reviews[(r.terminal_id, r.ref_seq)] != "held")]
+    records = {(r.terminal_id, r.seq): r for r in session.execute(select(TransactionRecord)).scalars()}
 
-    def named(reference: str) -> str:
-        return reference.split(":")[1]
+    def local(at: int) -> str:
+        return datetime.fromtimestamp(at, zone).strftime("%Y-%m")
 
-    def total(kind: str, belongs: Callable[[str], bool]) -> int:
-        return sum(cents for reference, k, cents in transfers if k == kind and belongs(reference))
+    def of(reference: str, kind: str, created_at: datetime) -> tuple[str, str]:
+        """(budget line, month) of one transfer."""
+        parts = reference.split(":")
+        if kind == "allowance":
+            monthly = parts[0] == "allowance" and len(parts) == 3
+            return ("allowances", parts[2]) if monthly else ("credits", _local(created_at, zone))
+        if kind == "allowance_expiry":
+            return "expired", parts[2]
+        if kind == "contribution":
+            return "contributions", registered[reference]
+        if kind in ("matching", "grant", "fee"):
+            return {"matching": "matching", "grant": "grants", "fee": "fees"}[kind], parts[1]
+        if kind == "settlement":
+            return "payouts", runs[int(parts[1])]
+        return "", ""  # payments, voids, holds, releases, rejections: read from the records below
 
-    contributions = sum(cents for reference, kind, cents in transfers if kind == "contribution" and registered[reference] == month)
-    income = {kind: total(kind, lambda r: named(r) == month) for kind in ("matching", "grant", "fee")}
-    balance = (sum(cents for reference, kind, cents in transfers if kind == "contribution" and registered[reference] <= month)
-               + sum(total(kind, lambda r: named(r) <= month) * (-1 if kind == "fee" else 1) for kind in income)
-               - total("settlement", lambda r: runs[int(named(r))] <= month))
+    lines: dict[str, dict[str, int]] = {}
+
+    def add(line: str, at: str, cents: int) -> None:
+        lines.setdefault(line, {}).setdefault(at, 0)
+        lines[line][at] += cents
+
+    for reference, kind, cents, created_at in transfers:
+        add(*of(reference, kind, created_at), cents)
+    for record in records.values():
+        if record.status != "accepted":
+            continue
+        payment = record if record.kind == 1 else records[record.terminal_id, record.ref_seq]
+        at = local(payment.time)
+        if record.kind == 1:
+            add("payments", at, record.amount_cents)
+            if record.review == "rejected":  # given back to the household
+                add("rejected", at, record.amount_cents)
+            elif record.review == "held" and not record.voided:
+                add("held", at, record.amount_cents)
+            continue
+        # A void refunds, unless it or its payment was rejected, or it is held on its own (its
+        # payment not held: the refund waits for the decision; docs/ledger.md, "Holds and review").
+        alone = record.review == "held" and payment.review != "held"
+        if (record.review or payment.review) != "rejected" and not alone:
+            add("voids", at, record.amount_cents)
+        if alone:
+            add("held", at, record.amount_cents)
+
+    def of_month(line: str, up_to: bool = False) -> int:
+        return sum(cents for at, cents in lines.get(line, {}).items() if (at <= month if up_to else at == month))
+
+    def spent(up_to: bool = False) -> int:
+        return of_month("payments", up_to) - of_month("voids", up_to) - of_month("rejected", up_to)
+
     return fund.Budget(
-        month=month, contributions_cents=contributions, matching_cents=income["matching"], grants_cents=income["grant"],
-        fees_cents=income["fee"], allowances_cents=total("allowance", lambda r: r.startswith("allowance:") and r.endswith(month)),
-        expired_cents=total("allowance_expiry", lambda r: r.startswith("expiry:") and r.endswith(month)), payouts_cents=total("settlement", lambda r: runs[int(named(r))] == month),
-        spent_cents=sum(cents if kind == 1 else -cents for at, kind, cents in records
-                        if datetime.fromtimestamp(at, zone).strftime("%Y-%m") == month),
-        fund_balance_cents=balance, reconciled=True, differences=())
+        month=month, contributions_cents=of_month("contributions"), matching_cents=of_month("matching"),
+        grants_cents=of_month("grants"), fees_cents=of_month("fees"), allowances_cents=of_month("allowances"),
+        credits_cents=of_month("credits"), expired_cents=of_month("expired"), payments_cents=of_month("payments"),
+        voids_cents=of_month("voids"), rejected_cents=of_month("rejected"), spent_cents=spent(), held_cents=of_month("held"),
+        payouts_cents=of_month("payouts"),
+        fund_balance_cents=sum(of_month(line, True) for line in ("contributions", "matching", "grants"))
+        - of_month("fees", True) - of_month("payouts", True),
+        members_balance_cents=of_month("allowances", True) + of_month("credits", True) - of_month("expired", True) - spent(True),
+        vendors_owed_cents=spent(True) - of_month("payouts", True), reconciled=True, differences=())
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone).strftime("%Y-%m")
 
 
 def test_a_budget_names_its_differences_with_the_ledger_in_french(session: Session) -> None:
@@ -252,4 +298,4 @@ def test_a_budget_names_its_differences_with_the_ledger_in_french(session: Sessi
     session.commit()
     [result] = fund.budgets(session, months=["2026-01"], settings=make_settings())
     assert not result.reconciled
-    assert result.differences == ("cotisations : 35,00 € au registre, 25,00 € au grand livre",)
+    assert result.differences == ("cotisations de 2026-01 : 35,00 € au registre, 25,00 € au grand livre",)

@@ -16,29 +16,31 @@ from tests.backend.factories import make_world, new_uid
 
 
 def _two_accounts(session: Session) -> tuple[int, int]:
-    a = ledger.ensure_account(session, code="test:a", kind="test")
-    b = ledger.ensure_account(session, code="test:b", kind="test")
+    """The fund and the fees account: a pair a known kind of transfer joins (a fee), so the
+    auditor's check of each kind's accounts holds too."""
+    a = ledger.ensure_account(session, code="fund", kind="fund")
+    b = ledger.ensure_account(session, code="expense:fees", kind="expense")
     session.commit()
     return a, b
 
 
 def test_a_transfer_moves_the_amount_between_two_balances(session: Session) -> None:
     a, b = _two_accounts(session)
-    ledger.post_transfer(session, debit=a, credit=b, amount_cents=250, kind="test", reference="t1")
+    ledger.post_transfer(session, debit=a, credit=b, amount_cents=250, kind="fee", reference="t1")
     session.commit()
-    assert ledger.balance_cents(session, code="test:a") == -250
-    assert ledger.balance_cents(session, code="test:b") == 250
+    assert ledger.balance_cents(session, code="fund") == -250
+    assert ledger.balance_cents(session, code="expense:fees") == 250
     assert_ledger_invariants(session)
 
 
 def test_posting_a_reference_twice_fails_and_rolls_back_the_transaction(session: Session) -> None:
     a, b = _two_accounts(session)
-    ledger.post_transfer(session, debit=a, credit=b, amount_cents=100, kind="test", reference="once")
+    ledger.post_transfer(session, debit=a, credit=b, amount_cents=100, kind="fee", reference="once")
     session.commit()
     with pytest.raises(IntegrityError):
-        ledger.post_transfer(session, debit=a, credit=b, amount_cents=100, kind="test", reference="once")
+        ledger.post_transfer(session, debit=a, credit=b, amount_cents=100, kind="fee", reference="once")
     session.rollback()
-    assert ledger.balance_cents(session, code="test:b") == 100
+    assert ledger.balance_cents(session, code="expense:fees") == 100
     assert_ledger_invariants(session)
 
 
@@ -46,13 +48,13 @@ def test_posting_a_reference_twice_fails_and_rolls_back_the_transaction(session:
 def test_a_transfer_of_a_non_positive_amount_is_refused(session: Session, amount_cents: int) -> None:
     a, b = _two_accounts(session)
     with pytest.raises(AssertionError):
-        ledger.post_transfer(session, debit=a, credit=b, amount_cents=amount_cents, kind="test", reference="bad")
+        ledger.post_transfer(session, debit=a, credit=b, amount_cents=amount_cents, kind="fee", reference="bad")
 
 
 def test_a_transfer_to_the_same_account_is_refused(session: Session) -> None:
     a, _ = _two_accounts(session)
     with pytest.raises(AssertionError):
-        ledger.post_transfer(session, debit=a, credit=a, amount_cents=1, kind="test", reference="self")
+        ledger.post_transfer(session, debit=a, credit=a, amount_cents=1, kind="fee", reference="self")
 
 
 def test_a_credit_reference_is_idempotent_and_conflicts_with_another_body(session: Session) -> None:

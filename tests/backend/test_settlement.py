@@ -15,7 +15,7 @@ import xml.etree.ElementTree as etree
 from sqlalchemy import Engine, func, select, text, update
 from sqlmodel import Session
 
-from caisse import admin, ledger, protocol, settlement
+from caisse import admin, invariants, ledger, protocol, settlement
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict
@@ -427,12 +427,7 @@ def watermark(session: Session) -> int:
 def assert_watermark_sound(session: Session) -> None:
     """Below the watermark every accepted record is settled, or rejected (a void: its payment is)."""
     session.expire_all()
-    forgotten = session.execute(text(
-        "SELECT r.id FROM transaction_record r WHERE r.id < :w AND r.status = 'accepted'"
-        " AND NOT EXISTS (SELECT 1 FROM settlement_item i WHERE i.record_id = r.id)"
-        " AND COALESCE(r.review, '') <> 'rejected' AND NOT EXISTS (SELECT 1 FROM transaction_record p"
-        " WHERE r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq AND p.review = 'rejected')"),
-        {"w": watermark(session)}).scalars().all()
+    forgotten = invariants.watermark_sound(session)
     session.commit()
     assert forgotten == []
 

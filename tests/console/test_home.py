@@ -1,16 +1,23 @@
-"""The console's home: households below zero, by name for the staff, as a total for the others."""
+"""The console's home: households below zero, by name for the staff, as a total for the others;
+what waits for a person longer than CAISSE_OVERDUE_AFTER_DAYS (caisse.overdue), line by line for
+those who may see transactions, as a count for the committee."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import DateTime, Engine, bindparam, text
+from sqlmodel import Session
 
-from caisse import admin, ledger
+from caisse import admin, ledger, review
+from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.models import Role
 from caisse.sync import bump_cards
-from tests.console.conftest import TestClient, sign_in
+from tests.backend.test_flows import Town
+from tests.console.conftest import TestClient, csrf_token, sign_in
 
 
 def _overdrawn(engine: Engine) -> int:
@@ -54,3 +61,27 @@ def test_without_any_overdraft_the_home_says_so(console_client: TestClient, user
     page = console_client.get("/console")
     assert "Aucun foyer n'a un solde négatif." in page.text
     assert 'href="/console/settlements"' in page.text
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_an_old_held_payment_is_listed_for_the_team_and_counted_for_the_committee(
+    console_client: TestClient, users: Any, session: Session, settings: Settings,
+) -> None:
+    town = Town(session, settings)
+    town.pay("Stand Primeurs", "Diallo", 700, "2026-02-15T08:00")
+    record_id = town.record_id("Stand Primeurs", 1)
+    review.hold(session, record_ids=[record_id], reason="compteur SUN déjà vu")
+    session.commit()
+    sign_in(console_client, Role.TREASURER)
+    fresh = console_client.get("/console")
+    assert fresh.status_code == 200 and "Rien n'attend une décision depuis plus de 7 jour(s)." in fresh.text
+    session.execute(text("UPDATE transaction_record SET received_at = :at WHERE id = :r").bindparams(
+        bindparam("at", type_=DateTime(timezone=True))), {"at": datetime.now(UTC) - timedelta(days=8), "r": record_id})
+    session.commit()
+    page = console_client.get("/console").text
+    assert '<a href="/console/transactions?status=held">Paiement retenu pour vérification</a>' in page
+    assert '<td class="num">7,00 €</td>' in page and "compteur SUN déjà vu" in page
+    console_client.post("/console/logout", data={"csrf_token": csrf_token(page)})
+    sign_in(console_client, Role.COMMITTEE)
+    committee = console_client.get("/console").text
+    assert "1 élément(s) attendent une décision de l'équipe." in committee and "compteur SUN déjà vu" not in committee

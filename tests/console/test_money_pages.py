@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import Session
 
 from caisse import audit, review
@@ -150,3 +150,17 @@ def test_a_bad_period_is_a_french_message_not_an_error(console_client: TestClien
     for path in ("/console/flows?du=2026-05&au=2026-01", "/console/budget?du=2026-13&au=2026-12"):
         page = console_client.get(path)
         assert page.status_code == 200 and 'role="alert"' in page.text
+
+
+@SQLITE_ONLY
+def test_the_budget_page_lists_every_difference_with_the_ledger(
+    console_client: TestClient, users: object, session: Session, town: Town,
+) -> None:
+    sign_in(console_client, Role.COMMITTEE)
+    assert "Conforme au grand livre : aucun écart." in console_client.get("/console/budget?du=2026-01&au=2026-02").text
+    session.execute(text("UPDATE ledger_account SET credits_posted_cents = credits_posted_cents + 100"
+                         " WHERE code = (SELECT MIN(code) FROM ledger_account WHERE kind = 'member')"))
+    session.commit()
+    page = console_client.get("/console/budget?du=2026-01&au=2026-02").text
+    assert "Le budget ne concorde pas avec le grand livre (1 écart(s))" in page
+    assert "(écart 1,00 €)</li>" in page and "soldes des foyers" in page

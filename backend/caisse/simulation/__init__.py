@@ -2,6 +2,7 @@
 backend, with injected faults, and an auditor that checks the money at the end (docs/simulation.md).
 
     world.py     the caisse, the days, the events (one seeded random.Random, one event heap)
+    adversaries.py  hostile and mistaken actors: what they do, and how each is judged
     stall.py     a vendor's terminal: caisse_terminal.Terminal on simulated peripherals
     backend.py   create_app behind httpx's ASGITransport, under the simulation's clock
     cards.py     basic and secure (SUN) member cards
@@ -50,13 +51,15 @@ def simulate(config: SimulationConfig, *, corrupt=None) -> dict:
     return {
         "seed": config.seed,
         "config": {"terminals": config.terminals, "members": config.members, "days": config.days,
-                   "power_cuts": config.power_cuts, "network_drops": config.network_drops, "clones": config.clones},
+                   "power_cuts": config.power_cuts, "network_drops": config.network_drops, "clones": config.clones,
+                   "adversaries": config.adversaries},
         "caisse": {"vendors": len(world.posts), "households": len(world.households), "cards": int(cards),
                    "secure_cards": sum(c.secure for h in world.households for c in h.cards)},
         "terminals": {"approved": facts["approved_by_terminals"], "declined": facts["declined_by_terminals"],
                       "reboots": sum(p.stall.reboots for p in world.posts)},
         "backend": {key: facts[key] for key in ("accepted", "held_for_review", "duplicates", "rejected", "flagged_terminals",
-                                                "held_records", "held_cents", "refused_after_approval_cents")},
+                                                "held_records", "held_cents", "refused_after_approval_cents", "forged_records")},
+        "server_errors": len(world.backend.server_errors),  # the app's unexpected errors (answered 500)
         "money": cash,
         "nights": [{"date": n.run_date.isoformat(), "paid_cents": n.paid_cents, "paid_records": n.paid_records,
                     "held": [{"vendor": v, "cents": c, "reason": r} for v, c, r in n.held]} for n in world.nights],

@@ -2,18 +2,21 @@
 
 In TigerBeetle's VOPR spirit it is told every tap a terminal approved (the beep), every block,
 every fault, and predicts each record's verdict from those facts alone. At the end it reads the
-database and checks the invariants of docs/simulation.md; any break makes the run fail.
+database and checks what only it can know (the expected state of the world: docs/simulation.md),
+then every ledger invariant through caisse.invariants, the module `caisse verify` runs on a live
+database; any break makes the run fail.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import ledger, protocol
+from caisse import invariants, ledger, protocol
 from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
 from caisse.models import (
@@ -22,17 +25,16 @@ from caisse.models import (
     RecordStatus,
     RejectedUpload,
     SettlementItem,
-    SettlementRun,
-    SettlementStatus,
     Terminal,
     TerminalStatus,
     TransactionRecord,
 )
 from caisse.protocol import Kind, Record
-from caisse.simulation.faults import PASSING, Fault, FaultKind, Outcome
+from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 
 ACCEPTED = "accepted"
 HELD = "held"  # accepted and held for review (caisse.review)
+NOT_RECEIVED = "not_received"  # approved, never heard by the backend (its terminal was revoked first)
 ONLY_ACCEPTED = frozenset({ACCEPTED})
 
 
@@ -110,9 +112,10 @@ def money_shares(record: Approved, row, payment) -> list[tuple[str, int]]:  # ty
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    name: str
+    name: str  # English, the key of the JSON report
     passed: bool
     detail: str = ""
+    title: str = ""  # French, for the summary; CHECKS_FR in report.py when empty
 
 
 @dataclass
@@ -125,6 +128,17 @@ class Auditor:
     allowance_problems: list[str] = field(default_factory=list)
     duplicates: int = 0  # answered `duplicate` to the terminals (re-sends after lost answers, doubles)
     reused_seqs: list[tuple[int, int]] = field(default_factory=list)
+    # What an adversary makes uncertain, judged by its own check (caisse.simulation.adversaries):
+    # the verdicts allowed for a record; and per terminal, verdicts allowed besides the usual ones
+    # for its records after a seq ((after_seq, verdicts), ...).
+    expected: dict[tuple[int, int], frozenset[str]] = field(default_factory=dict)
+    lenient: dict[int, list[tuple[int, frozenset[str]]]] = field(default_factory=dict)
+    credits: Counter[int] = field(default_factory=Counter)  # manual credits (net of reversals) per household
+    adversaries: Any = None  # judges the adversaries' faults
+    forged: set[tuple[int, int]] = field(default_factory=set)  # committed by a compromised terminal, no tap
+    # Cards a compromised terminal reported on (uid -> since): whether the backend locks them out is
+    # the forgery's own check; later taps with them may be held or refused meanwhile.
+    reported_cards: dict[bytes, int] = field(default_factory=dict)
 
     # ---- what happened ---------------------------------------------------------------------
 
@@ -136,6 +150,25 @@ class Auditor:
         self.approved[key] = record
         if fault is not None:
             fault.records.append(key)
+
+    def on_forged(self, terminal_id: int, vendor_id: int, body: bytes, household_id: int, verdicts: frozenset[str],
+                  fault: Fault) -> None:
+        """A record a compromised terminal committed without a tap: expected to be refused."""
+        record = Approved(terminal_id, vendor_id, body, household_id, True)
+        self.on_approved(record, fault)
+        self.expected[(terminal_id, record.seq)] = verdicts
+        self.forged.add((terminal_id, record.seq))
+
+    def expect(self, key: tuple[int, int], verdicts: frozenset[str]) -> None:
+        self.expected[key] = verdicts
+
+    def on_credit(self, household_id: int, cents: int) -> None:
+        """A manual credit staff made (negative: one they reversed)."""
+        self.credits[household_id] += cents
+
+    def allow(self, terminal_id: int, *, after_seq: int, verdicts: frozenset[str]) -> None:
+        """Besides the usual verdicts, these for the terminal's records after `after_seq`."""
+        self.lenient.setdefault(terminal_id, []).append((after_seq, verdicts))
 
     def on_block(self, uid: bytes, at_s: int) -> None:
         self.blocked_at.setdefault(uid, at_s)
@@ -160,8 +193,20 @@ class Auditor:
     def expected_status(self, record: Approved) -> frozenset[str] | None:
         """The verdicts the backend may give: `accepted`, `held` (accepted, held for review) or a
         rejection reason; None: any (a replayed SUN message: which copy wins depends on upload
-        order, judged as a fault). A terminal flagged suspect (a tamper) has its records not
-        settled yet, and those it sends later, held for a person to decide."""
+        order, judged as a fault). An adversary's records get what it declared. A terminal flagged
+        suspect (a tamper) has its records not settled yet, and those it sends later, held for a
+        person to decide."""
+        key = (record.terminal_id, record.seq)
+        if key in self.expected:
+            return self.expected[key]
+        extra = frozenset().union(*(verdicts for after, verdicts in self.lenient.get(record.terminal_id, ())
+                                    if record.seq > after))
+        if extra:
+            usual = self._business_status(record)
+            return None if usual is None else usual | extra
+        reported = self.reported_cards.get(record.card_uid)
+        if reported is not None and reported <= record.time_s:
+            return frozenset({ACCEPTED, HELD, "card_blocked", "unknown_payment"})
         expected = self._business_status(record)
         if expected == ONLY_ACCEPTED and record.terminal_id in self._tampered():
             return frozenset({ACCEPTED, HELD})
@@ -198,17 +243,17 @@ class Auditor:
         """Every invariant, and the facts the report prints, read from the database."""
         rows = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.raw,
                                       TransactionRecord.status, TransactionRecord.reason, TransactionRecord.id,
-                                      TransactionRecord.review, TransactionRecord.amount_cents)).all()
+                                      TransactionRecord.review, TransactionRecord.amount_cents, TransactionRecord.time)).all()
         stored = {(r.terminal_id, r.seq): r for r in rows}
-        transfers = session.execute(select(LedgerTransfer.reference, LedgerTransfer.kind, LedgerTransfer.amount_cents,
+        transfers = session.execute(select(LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.amount_cents,
                                            LedgerTransfer.debit_account_id, LedgerTransfer.credit_account_id)).all()
         checks = [
             self._check_records(stored),
             self._check_nothing_invented(stored),
-            self._check_record_postings(stored, transfers),
-            self._check_ledger_sums(session),
+            *[Check(f"ledger: {invariant.key}", not problems, "; ".join(problems[:3]), invariant.title)
+              for invariant, problems in invariants.check_all(session)],
             self._check_balances(session, stored, transfers),
-            self._check_payouts(session, stored, transfers),
+            self._check_settled(session, stored),
             Check("no terminal gave one seq to two approved records", not self.reused_seqs, f"{self.reused_seqs[:3]}"),
             Check("allowances follow the rule", not self.allowance_problems, "; ".join(self.allowance_problems[:3])),
         ]
@@ -222,6 +267,8 @@ class Auditor:
         problems = []
         for key, record in sorted(self.approved.items()):
             row = stored.get(key)
+            if row is None and NOT_RECEIVED in (self.expected_status(record) or ()):
+                continue
             if row is None:
                 problems.append(f"approved record {key} never reached the backend")
             elif bytes(row.raw[:protocol.BODY_SIZE]) != record.body:
@@ -237,38 +284,19 @@ class Auditor:
         extra = sorted(set(stored) - set(self.approved))
         return Check("the backend stored nothing a terminal did not approve", not extra, f"{extra[:3]}")
 
-    def _check_record_postings(self, stored: dict, transfers: list) -> Check:
-        by_reference = Counter(t.reference for t in transfers if t.reference.startswith("record:"))
-        amounts = {t.reference: t.amount_cents for t in transfers}
-        problems = []
-        for key, row in sorted(stored.items()):
-            reference = ledger.record_reference(*key)
-            count = by_reference.get(reference, 0)
-            if row.status == RecordStatus.ACCEPTED and (count != 1 or amounts[reference] != row.amount_cents):
-                problems.append(f"accepted {key} posted {count} times")
-            if row.status != RecordStatus.ACCEPTED and count:
-                problems.append(f"rejected {key} posted")
-        unknown = sorted(set(by_reference) - {ledger.record_reference(*k) for k in stored})
-        problems += [f"transfer {r} without a record" for r in unknown[:3]]
-        return Check("every accepted payment is in the ledger exactly once", not problems, "; ".join(problems[:3]))
-
-    def _check_ledger_sums(self, session: Session) -> Check:
-        summary = ledger.summary(session)
-        ok = summary.balance_sum_cents == 0 and summary.debits_posted_cents == summary.transfers_amount_cents
-        return Check("the ledger sums to zero", ok,
-                     f"balance sum {summary.balance_sum_cents}, debits {summary.debits_posted_cents}, "
-                     f"transfers {summary.transfers_amount_cents}")
-
     def _check_balances(self, session: Session, stored: dict, transfers: list) -> Check:
         """Each household holds its allowances, less expiries, less what it spent; each vendor
         is owed (or was paid) exactly what its accepted records add up to, the records held for
         review in its held account (docs/ledger.md, "Holds and review")."""
         accounts = {a.id: a for a in session.execute(select(LedgerAccount)).scalars()}
         expected: dict[str, int] = defaultdict(int)
-        for t in transfers:
-            if t.kind in (ledger.TransferKind.ALLOWANCE, ledger.TransferKind.EXPIRY):
+        for t in transfers:  # the monthly allocation (checked against the rule on its own)
+            if t.kind in (ledger.TransferKind.ALLOWANCE, ledger.TransferKind.EXPIRY) and t.reference.startswith(("allowance:", "expiry:")):
                 expected[accounts[t.credit_account_id].code] += t.amount_cents
                 expected[accounts[t.debit_account_id].code] -= t.amount_cents
+        for household_id, cents in self.credits.items():  # manual credits: what staff did
+            expected[ledger.member_code(household_id)] += cents
+            expected[ledger.ALLOWANCE_FUND] -= cents
         for key, row in stored.items():
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
@@ -289,32 +317,22 @@ class Auditor:
                 problems.append(f"{account.code}: {balance} instead of {expected.get(account.code, 0)}")
         return Check("every balance equals the auditor's", not problems, "; ".join(problems[:3]))
 
-    def _check_payouts(self, session: Session, stored: dict, transfers: list) -> Check:
-        """Payouts equal the settled payments per vendor; every accepted record of a terminal
-        that is not suspect is settled once the last night has run."""
-        settled = dict(session.execute(
-            select(SettlementItem.vendor_id, func.sum(SettlementItem.amount_cents))
-            .join(SettlementRun, SettlementRun.id == SettlementItem.run_id)  # type: ignore[arg-type]
-            .where(SettlementRun.status == SettlementStatus.EXPORTED)  # type: ignore[arg-type]
-            .group_by(SettlementItem.vendor_id)  # type: ignore[arg-type]
-        ).all())
-        payables = {a.id: a.code for a in session.execute(select(LedgerAccount)).scalars()}
-        paid: Counter[int] = Counter()
-        for t in transfers:
-            if t.kind == ledger.TransferKind.SETTLEMENT:
-                paid[int(payables[t.debit_account_id].rsplit(":", 1)[1])] += t.amount_cents
-        problems = [f"vendor {v}: paid {paid.get(v, 0)}, settled {int(s)}"
-                    for v, s in sorted(settled.items()) if int(s) > 0 and paid.get(v, 0) != int(s)]
-        problems += [f"vendor {v}: paid {p} with nothing settled" for v, p in sorted(paid.items()) if v not in settled]
+    def _check_settled(self, session: Session, stored: dict) -> Check:
+        """Every accepted record of a terminal that is not suspect, neither held for review nor
+        rejected by a reviewer, is settled once the last night has run (that payouts equal what
+        was settled is an invariant); an adversary's records are judged by the adversary."""
         items = set(session.execute(select(SettlementItem.record_id)).scalars())
         suspect = self._suspects(session)
+        judged = {key for key in stored if key in self.expected
+                  or any(key[1] > after for after, _ in self.lenient.get(key[0], ()))}
         # A payment whose void is held waits for that void's decision.
         waiting = {(k[0], self.approved[k].ref_seq) for k, row in stored.items()
                    if k in self.approved and self.approved[k].kind == Kind.VOID and row.review == HELD}
         unsettled = [key for key, row in sorted(stored.items())
-                     if verdict(row) == ACCEPTED and row.id not in items and key[0] not in suspect and key not in waiting]
-        problems += [f"accepted record {key} of a trusted terminal never settled" for key in unsettled[:3]]
-        return Check("payouts equal settled payments per vendor", not problems, "; ".join(problems[:3]))
+                     if verdict(row) == ACCEPTED and row.review != "rejected" and row.id not in items
+                     and key[0] not in suspect and key not in judged and key not in waiting]
+        return Check("every accepted record of a trusted terminal is settled", not unsettled,
+                     "; ".join(f"accepted record {key} of a trusted terminal never settled" for key in unsettled[:3]))
 
     @staticmethod
     def _suspects(session: Session) -> set[int]:
@@ -332,10 +350,12 @@ class Auditor:
         disagreeing = {r.terminal_id for r in refused
                        if r.reason in ("seq_conflict", "bad_chain") and bytes(r.raw[:protocol.BODY_SIZE]) in genuine}
         for fault in self.faults:
-            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored, disagreeing)
+            fault.outcome, fault.why = self._judge(fault, stored, suspects, unstored, disagreeing, session)
 
     def _judge(self, fault: Fault, stored: dict, suspects: set[int], unstored: Counter,
-               disagreeing: set[int]) -> tuple[Outcome, str]:
+               disagreeing: set[int], session: Session) -> tuple[Outcome, str]:
+        if fault.kind in ADVERSARIES:
+            return self.adversaries.judge(fault, session, stored)
         if fault.kind == FaultKind.TAMPER:
             seen = unstored[(fault.terminal_id, "bad_signature")] and unstored[(fault.terminal_id, "seq_conflict")]
             if seen and fault.terminal_id in suspects:
@@ -343,7 +363,7 @@ class Auditor:
             return Outcome.FAILED, "un enregistrement falsifié est passé, ou le terminal n'est pas suspect"
         if not fault.triggered:
             return Outcome.NOT_TRIGGERED, "rien sur quoi agir"
-        verdicts = Counter(verdict(stored[k]) if k in stored else "missing" for k in fault.records)
+        verdicts = Counter(verdict(stored[k]) if k in stored else "missing" for k in fault.records if not self._unheard(k))
         if fault.kind == FaultKind.LOST_CARD:
             if verdicts["missing"] or verdicts[ACCEPTED]:
                 return Outcome.FAILED, f"passages après le blocage : {dict(sorted(verdicts.items()))}"
@@ -355,10 +375,14 @@ class Auditor:
             return self._judge_replay(fault, stored)
         if fault.terminal_id in disagreeing:
             return Outcome.FAILED, "un enregistrement authentique du terminal a été refusé"
-        mine = [k for k in self.approved if k[0] == fault.terminal_id]
+        mine = [k for k in self.approved if k[0] == fault.terminal_id and not self._unheard(k)]
         if any(k not in stored for k in mine):
             return Outcome.FAILED, "un enregistrement approuvé manque"
         return Outcome.SURVIVED, f"ses {len(mine)} enregistrements reçus une fois chacun"
+
+    def _unheard(self, key: tuple[int, int]) -> bool:
+        """May this approved record never reach the backend (its terminal revoked before it could send it)?"""
+        return NOT_RECEIVED in (self.expected_status(self.approved[key]) or ())
 
     def _judge_replay(self, fault: Fault, stored: dict) -> tuple[Outcome, str]:
         auths = {self.approved[k].card_auth for k in fault.records}
@@ -377,7 +401,7 @@ class Auditor:
     # ---- facts for the report ----------------------------------------------------------------
 
     def _facts(self, session: Session, stored: dict) -> dict[str, object]:
-        approved = list(self.approved.values())
+        approved = [a for k, a in self.approved.items() if k not in self.forged]
         statuses = Counter(verdict(r) for r in stored.values())
         reasons = Counter(r.reason for r in stored.values() if r.reason)
         reasons.update(r for r in session.execute(select(RejectedUpload.reason)).scalars())
@@ -387,6 +411,7 @@ class Auditor:
             "approved_by_terminals": {"payments": sum(1 for a in approved if a.kind == Kind.PAYMENT),
                                       "voids": sum(1 for a in approved if a.kind == Kind.VOID)},
             "declined_by_terminals": dict(sorted(self.declined.items())),
+            "forged_records": len(self.forged),
             "accepted": statuses[ACCEPTED] + statuses[HELD],
             "held_for_review": statuses[HELD],
             "duplicates": self.duplicates,
@@ -394,7 +419,7 @@ class Auditor:
             "flagged_terminals": sorted(self._suspects(session)),
             # Approved by a terminal (the vendor handed the food over), then refused by the backend.
             "refused_after_approval_cents": sum(a.amount_cents for k, a in self.approved.items()
-                                                if a.kind == Kind.PAYMENT and k in stored
+                                                if a.kind == Kind.PAYMENT and k in stored and k not in self.forged
                                                 and verdict(stored[k]) not in (ACCEPTED, HELD)),
             "held_records": len(held),
             "held_cents": sum(a.amount_cents if a.kind == Kind.PAYMENT else -a.amount_cents for a in held),

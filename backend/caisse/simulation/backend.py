@@ -9,6 +9,7 @@ come from the simulation and a run is the same whatever day it is replayed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,13 @@ class Backend:
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.settings, engine=self.engine)),
                                          base_url="http://caisse.simulation")
+        # The server's log of unexpected errors, kept with the run instead of printed: an adversary's
+        # junk that makes the app fail is judged from its answer, and a person sees no traceback.
+        self.server_errors: list[str] = []
+        self._logger = logging.getLogger("caisse")
+        self._handler = _Collect(self.server_errors)
+        self._logger.addHandler(self._handler)
+        self._propagate, self._logger.propagate = self._logger.propagate, False
         self._travel = time_machine.travel(datetime.fromtimestamp(start_s, UTC), tick=False)
         self._clock = self._travel.start()
         self.now_s = start_s
@@ -81,6 +89,8 @@ class Backend:
             return session.execute(select(Vendor.id).limit(1)).first() is not None
 
     def close(self) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.propagate = self._propagate
         self._travel.stop()
         self._loop.run_until_complete(self._client.aclose())
         self._loop.close()
@@ -105,3 +115,12 @@ class Backend:
         with self.sessions() as session:
             yield session
             session.commit()
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(level=logging.ERROR)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage() + (f": {record.exc_info[1]!r}" if record.exc_info else ""))

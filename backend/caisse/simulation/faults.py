@@ -28,6 +28,15 @@ class FaultKind(enum.StrEnum):
     CLONE_BASIC = "clone_basic"  # a UID-only copy of a basic card
     CLONE_SECURE = "clone_secure"  # a sniffed SUN message of a secure card, replayed
     TAMPER = "tamper"  # a terminal's records are altered (resigned with its key, and not)
+    # Hostile and mistaken actors (caisse.simulation.adversaries), one of each per run.
+    SPREE = "offline_spree"  # a household taps at five offline stalls with two cards
+    LYING_CLOCK = "lying_clock"  # a stall's clock runs more than a day ahead
+    FALSE_OVER_LIMIT = "false_over_limit"  # a compromised stall reports over-limit payments for others' secure cards
+    GARBAGE_FLOOD = "garbage_flood"  # a minute of junk sent to an upload endpoint
+    WRONG_REJECT = "reject_in_flight"  # a reviewer rejects a held payment while its void is on the way
+    WRONG_REVOKE = "revoke_in_flight"  # a stall revoked with records unsettled and unsent
+    IBAN_MID_SETTLEMENT = "iban_mid_settlement"  # a vendor's IBAN changes between preparation and export
+    CREDIT_TWICE = "credit_twice"  # a manual credit entered twice, then reversed
 
 
 class Outcome(enum.StrEnum):
@@ -39,6 +48,9 @@ class Outcome(enum.StrEnum):
 
 
 PASSING = frozenset({Outcome.DETECTED, Outcome.SURVIVED, Outcome.RESIDUAL, Outcome.NOT_TRIGGERED})
+ADVERSARIES = frozenset({FaultKind.SPREE, FaultKind.LYING_CLOCK, FaultKind.FALSE_OVER_LIMIT, FaultKind.GARBAGE_FLOOD,
+                         FaultKind.WRONG_REJECT, FaultKind.WRONG_REVOKE, FaultKind.IBAN_MID_SETTLEMENT,
+                         FaultKind.CREDIT_TWICE})
 NETWORK_FAULTS = (FaultKind.OFFLINE, FaultKind.CUT_BEFORE, FaultKind.CUT_AFTER, FaultKind.DOUBLE, FaultKind.CORRUPTED)
 
 

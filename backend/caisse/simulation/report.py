@@ -27,17 +27,20 @@ FAULT_FR = {"power_cut": "coupure de courant", "offline": "réseau coupé", "upl
             "upload_cut_after": "envoi coupé après", "batch_sent_twice": "lot envoyé deux fois",
             "upload_corrupted": "envoi altéré en route",
             "lost_card": "carte perdue bloquée", "clone_basic": "copie de carte simple",
-            "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés"}
+            "clone_secure": "message SUN rejoué", "tamper": "enregistrements falsifiés",
+            "offline_spree": "foyer dépensant hors ligne", "lying_clock": "horloge menteuse",
+            "false_over_limit": "faux dépassements signalés", "garbage_flood": "déluge de déchets",
+            "reject_in_flight": "rejet pendant une annulation", "revoke_in_flight": "révocation mal placée",
+            "iban_mid_settlement": "IBAN changé en plein règlement", "credit_twice": "crédit saisi deux fois"}
 
 
 CHECKS_FR = {
     "every approved payment reached the backend with the verdict expected":
         "chaque paiement approuvé est arrivé au serveur avec le verdict attendu",
     "the backend stored nothing a terminal did not approve": "le serveur n'a rien enregistré qu'un terminal n'ait approuvé",
-    "every accepted payment is in the ledger exactly once": "chaque paiement accepté est au grand livre exactement une fois",
-    "the ledger sums to zero": "le grand livre s'équilibre à zéro",
     "every balance equals the auditor's": "chaque solde est celui que l'auditeur attend",
-    "payouts equal settled payments per vendor": "les virements égalent les paiements réglés, commerçant par commerçant",
+    "every accepted record of a trusted terminal is settled":
+        "chaque enregistrement accepté d'un terminal de confiance est réglé",
     "no terminal gave one seq to two approved records": "aucun terminal n'a donné un numéro à deux paiements",
     "allowances follow the rule": "les allocations suivent la règle",
     "each fault detected or survived": "chaque panne est détectée ou surmontée",
@@ -105,11 +108,20 @@ def print_french(report: dict, console: Console | None = None) -> None:
                       f"et signés, {'identiques' if mpy['identical'] else 'DIFFÉRENTS'} à ceux de CPython")
     for check in report["checks"]:
         mark = "[green]✓[/green]" if check["passed"] else "[red]✗[/red]"
-        console.print(f"  {mark} {CHECKS_FR[check['name']]}" + ("" if check["passed"] else f" — {check['detail']}"))
+        title = check.get("title") or CHECKS_FR[check["name"]]
+        console.print(f"  {mark} {title}" + ("" if check["passed"] else f" — {check['detail']}"))
     if report["passed"]:
         console.print("[green]Tous les invariants tiennent.[/green]")
     else:
         console.print(f"[red]Invariant rompu.[/red] Rejouer avec --seed {report['seed']}.")
+
+
+def broken_summary(report: dict) -> str:
+    """What broke in a run, in one French line: the checks, and the faults that failed."""
+    checks = [check.get("title") or CHECKS_FR[check["name"]] for check in report["checks"]
+              if not check["passed"] and check["name"] != "each fault detected or survived"]
+    faults = [FAULT_FR.get(f["kind"], f["kind"]) for f in report["faults"] if f["outcome"] == Outcome.FAILED]
+    return "; ".join([*checks, *(f"{name} : échec" for name in faults)])
 
 
 def _counts(counter: dict[str, int]) -> str:
@@ -117,7 +129,8 @@ def _counts(counter: dict[str, int]) -> str:
 
 
 def checks_json(checks: list[Check]) -> list[dict[str, object]]:
-    return [{"name": c.name, "passed": c.passed, "detail": "" if c.passed else c.detail} for c in checks]
+    return [{"name": c.name, "passed": c.passed, "detail": "" if c.passed else c.detail,
+             **({"title": c.title} if c.title else {})} for c in checks]
 
 
 def faults_json(faults: list[Fault]) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from caisse_terminal import flow, hal, policy, sim
+from caisse_terminal import flow, hal, policy, record, sim
 from caisse_terminal.soft_signer import SoftwareSigner
 from caisse_terminal.terminal import Terminal
 
@@ -57,6 +57,7 @@ class Stall:
         self.clock = sim.ManualClock(now_s)
         self.transport = transport
         self.reboots = 0
+        self.clock_offset_s = 0  # a lying hardware clock (caisse.simulation.adversaries): ahead of the world by this much
         self.terminal = self._boot()
 
     def _boot(self) -> Terminal:
@@ -80,7 +81,7 @@ class Stall:
         self.storage.budget = write_units
 
     def set_time(self, now_s: int) -> None:
-        self.clock.t = now_s
+        self.clock.t = now_s + self.clock_offset_s
         self.clock.ms = now_s * 1000
         self.terminal.flow.tick()
 
@@ -97,6 +98,18 @@ class Stall:
         outcome: list[Any] = []
         self._guarded(lambda: outcome.append(self.terminal.sync_now()))
         return outcome[0] if outcome else None
+
+    def forge(self, *, card_uid: bytes, amount_cents: int, card_auth: bytes) -> bytes | None:
+        """A payment committed to the log without a tap (a compromised terminal), chained and
+        signed like the others: its next sync uploads it. None when the power failed."""
+        log = self.terminal.log
+        body = bytearray(record.BODY_SIZE)
+        record.pack_body(body, record.KIND_PAYMENT, 0, card_uid, self.terminal.policy.terminal_id, log.next_seq,
+                         self.clock.now(), amount_cents, 0, card_auth, log.prev_hash)
+        if not self._guarded(lambda: log.commit(body)):
+            return None
+        self._guarded(self.terminal.background_sign)
+        return bytes(body)
 
     def sign_pending(self) -> None:
         self._guarded(lambda: self.terminal.log.sign_pending(self.signer, limit=1000))

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from caisse import admin, allowances, demo_data, ledger, protocol, settlement
 from caisse.models import CardType, RecordStatus, TransactionRecord
+from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
@@ -50,6 +51,7 @@ class SimulationConfig:
     clones: int = 2
     database_url: str | None = None
     micropython_terminals: int = 0  # terminals whose records are rebuilt and signed under MicroPython
+    adversaries: bool = True  # the hostile and mistaken actors of caisse.simulation.adversaries
 
     def problems(self) -> list[str]:
         """What makes this configuration unusable, in French (empty when it is fine)."""
@@ -107,6 +109,9 @@ class World:
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._order = 0
         self._armed_power: dict[int, Fault] = {}  # terminal id -> power cut waiting to happen
+        self.planned: list[Fault] = []  # every fault of the run, from the start
+        self.adversaries = Adversaries(self) if config.adversaries else None
+        self.auditor.adversaries = self.adversaries
 
     # ---- the caisse ------------------------------------------------------------------------
 
@@ -143,6 +148,16 @@ class World:
                              card_type=CardType.SECURE if secure else CardType.BASIC)
             household.cards.append(MemberCard(uid, index, secure))
         return household
+
+    def issue_card(self, session, household: Household, *, secure: bool) -> MemberCard:
+        """One more card for a household (a UID no other card has)."""
+        taken = {c.uid for h in self.households for c in h.cards}
+        uid = self._new_uid(secure, taken)
+        admin.issue_card(session, household_id=household.household_id, uid_hex=uid.hex(),
+                         card_type=CardType.SECURE if secure else CardType.BASIC)
+        card = MemberCard(uid, self.households.index(household), secure)
+        household.cards.append(card)
+        return card
 
     def _new_uid(self, secure: bool, taken: set[bytes]) -> bytes:
         while True:  # NTAG 424 DNA: 7-byte NXP UID; basic cards: 4-byte MIFARE or 7-byte UIDs
@@ -218,6 +233,7 @@ class World:
         def add(kind: FaultKind, day: int, time_s: int, action: Callable[[Fault], None], **fields: object) -> None:
             fault = Fault(kind, day, time_s, **fields)  # type: ignore[arg-type]
             plan.setdefault(day, []).append((fault, lambda: action(fault)))
+            self.planned.append(fault)
 
         def market_time(day: int) -> int:
             return day_start_s(day) + rng.randrange(MARKET_START_S, MARKET_END_S)
@@ -245,13 +261,19 @@ class World:
             kind = FaultKind.CLONE_SECURE if card.secure else FaultKind.CLONE_BASIC
             add(kind, day, market_time(day), lambda f, c=card: self.clone(f, c), card_uid=card.uid)
         add(FaultKind.TAMPER, 0, day_start_s(0) + 12 * HOUR + 45 * 60, self.tamper)
+        if self.adversaries is not None:
+            self.adversaries.plan_all(add, market_time, day_start_s)
+            with self.backend.session() as session:
+                self.adversaries.setup(session)
         return plan
 
     # ---- what happens ----------------------------------------------------------------------------
 
     def tap(self, post: Post, card: MemberCard, amount_cents: int, *, fix: bool = False, fault: Fault | None = None,
-            uid: bytes | None = None, auth: bytes | None = None) -> None:
-        """A member (or whoever holds the card) pays; a tap cut by the power is tapped again."""
+            uid: bytes | None = None, auth: bytes | None = None) -> tuple[int, int] | None:
+        """A member (or whoever holds the card) pays; a tap cut by the power is tapped again.
+        Returns the (terminal, seq) of the record the terminal approved, None when it declined."""
+        post = self.in_service(post)
         for _ in range(2):
             read = auth if uid is not None else card.read(self.keys)
             outcome = self._operate(post, lambda: post.stall.pay(hal.Card(uid or card.uid, read), amount_cents))
@@ -262,23 +284,36 @@ class World:
             self.auditor.declined[outcome.decline or "?"] += 1
             if fault is not None:
                 fault.declined += 1
-            return
-        self.auditor.on_approved(Approved(post.terminal_id, post.vendor_id, outcome.body, household_id,
-                                          card.secure), fault)
+            return None
+        approved = Approved(post.terminal_id, post.vendor_id, outcome.body, household_id, card.secure)
+        self.auditor.on_approved(approved, fault)
         if fix:  # the vendor typed a wrong amount: voids it with the same card, keys it again
             now = self.backend.now_s
             self.at(now + 40, lambda: self.void(post, card))
             corrected = amount_cents + 100 if amount_cents < 1_000 else amount_cents - 100
             self.at(now + 70, lambda: self.tap(post, card, corrected))
+        return (post.terminal_id, approved.seq)
 
-    def void(self, post: Post, card: MemberCard) -> None:
+    def in_service(self, post: Post) -> Post:
+        """The post itself, or the next one in service when staff revoked its terminal (the vendor
+        then takes payments on a neighbour's)."""
+        revoked = self.adversaries.revoked_terminals if self.adversaries is not None else set()
+        index = self.posts.index(post)
+        for step in range(len(self.posts)):
+            candidate = self.posts[(index + step) % len(self.posts)]
+            if candidate.terminal_id not in revoked:
+                return candidate
+        return post
+
+    def void(self, post: Post, card: MemberCard) -> tuple[int, int] | None:
         outcome = self._operate(post, lambda: post.stall.void_last(hal.Card(card.uid, card.read(self.keys))))
         if outcome.body is None:
             self.auditor.declined[outcome.decline or "?"] += 1
-            return
+            return None
         household_id = self.households[card.household].household_id
-        self.auditor.on_approved(Approved(post.terminal_id, post.vendor_id, outcome.body, household_id,
-                                          card.secure))
+        approved = Approved(post.terminal_id, post.vendor_id, outcome.body, household_id, card.secure)
+        self.auditor.on_approved(approved)
+        return (post.terminal_id, approved.seq)
 
     def sync(self, post: Post, *, forced: bool = False) -> None:
         client = post.stall.terminal.sync
@@ -307,7 +342,12 @@ class World:
                     break
 
     def settle(self, run_date: date) -> None:
-        result = settlement.settle(self.backend.sessions, run_date=run_date, settings=self.backend.settings)
+        if self.adversaries is not None and run_date == FIRST_DAY + timedelta(days=self.adversaries.plan.iban_night):
+            self.adversaries.settle_mid_change(run_date)
+            return
+        self.record_night(run_date, settlement.settle(self.backend.sessions, run_date=run_date, settings=self.backend.settings))
+
+    def record_night(self, run_date: date, result: settlement.SettleResult) -> None:
         self.nights.append(NightlyRun(run_date, result.paid_cents, result.paid_records, sorted(result.held)))
 
     # ---- faults ------------------------------------------------------------------------------------
@@ -356,9 +396,11 @@ class World:
     def tamper(self, fault: Fault) -> None:
         """Someone holding a terminal rewrites one of its uploaded payments with a higher amount:
         once keeping the old signature, once re-signed with the terminal's own key."""
+        revoked = sorted(self.adversaries.revoked_terminals) if self.adversaries is not None else []
         with self.backend.session() as session:
             row = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.raw)
                                   .where(TransactionRecord.status == RecordStatus.ACCEPTED, TransactionRecord.kind == 1)  # type: ignore[arg-type]
+                                  .where(TransactionRecord.terminal_id.notin_(revoked))  # type: ignore[union-attr]
                                   .order_by(TransactionRecord.id.desc()).limit(1)).first()  # type: ignore[union-attr]
         if row is None:
             return

@@ -1,5 +1,6 @@
 """Sign-in, sign-out, and the console's home: what needs the staff's attention (households below
-zero), then the pages of the user's role. Mounted at /console itself by caisse.console, since a
+zero; what waits for a person longer than CAISSE_OVERDUE_AFTER_DAYS), then the pages of the
+user's role. Mounted at /console itself by caisse.console, since a
 router without prefix cannot hold an empty path."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts, overdrafts
+from caisse import accounts, overdrafts, overdue
 from caisse.console.deps import PAGE_ROLES, SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, CurrentUser, DbSession
 from caisse.console.messages import french
 from caisse.console.templating import NAV, redirect, render
@@ -17,11 +18,25 @@ from caisse.console.templating import NAV, redirect, render
 router = APIRouter()
 
 
+# French names of what waits (caisse.overdue), and the page that deals with each (by its NAV key).
+WAITING_FR = {overdue.HELD_RECORD: "Paiement retenu pour vérification", overdue.FLAGGED_CARD: "Carte bloquée comme copie",
+              overdue.NEGATIVE_HOUSEHOLD: "Foyer à découvert", overdue.NEGATIVE_PAYABLE: "Commerçant à solde négatif"}
+WAITING_PAGES = {overdue.HELD_RECORD: ("transactions", "/console/transactions?status=held"),
+                 overdue.NEGATIVE_HOUSEHOLD: ("households", "/console/households/{id}"),
+                 overdue.NEGATIVE_PAYABLE: ("vendors", "/console/vendors/{id}")}
+
+
 def home(request: Request, session: DbSession, user: CurrentUser) -> Response:
-    """Households below zero: by name for those who may see households, as a total for the others."""
+    """Households below zero: by name for those who may see households, as a total for the others.
+    What waits too long: line by line for those who may see transactions, as a count for the others."""
+    settings = request.app.state.settings
     named = user.role in PAGE_ROLES["households"]
+    waiting = overdue.overdue(session, settings=settings)
+    links = {kind: path for kind, (page, path) in WAITING_PAGES.items() if user.role in PAGE_ROLES[page]}
     return render(request, "home.html", title="Accueil", overdrafts=overdrafts.overdrawn_households(session) if named else None,
                   overdraft_total=overdrafts.total(session),
+                  waiting=waiting if user.role in PAGE_ROLES["transactions"] else None, waiting_count=len(waiting),
+                  waiting_kinds=WAITING_FR, waiting_links=links, overdue_days=settings.overdue_after_days,
                   pages=[(label, path) for key, label, path in NAV if user.role in PAGE_ROLES[key]])
 
 

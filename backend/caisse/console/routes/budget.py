@@ -1,5 +1,6 @@
 """Budget for the committee, month by month (caisse.fund.budgets): contributions, matching funds,
-grants, allowances, spending, payouts and the fund balance. Aggregates only."""
+grants, allowances and manual credits, spending (voids and rejections deducted), payouts, the
+closing balances, and every difference with the ledger. Aggregates only."""
 
 from __future__ import annotations
 
@@ -24,8 +25,12 @@ DEFAULT_MONTHS = 12
 
 # (field of fund.Budget, French label): what comes in, then what goes out.
 INCOME = (("contributions_cents", "Cotisations"), ("matching_cents", "Abondements"), ("grants_cents", "Subventions"))
-OUTGOINGS = (("allowances_cents", "Allocations versées"), ("spent_cents", "Dépenses des membres"),
-             ("payouts_cents", "Virements aux commerçants"), ("fees_cents", "Frais"))
+OUTGOINGS = (("allowances_cents", "Allocations versées"), ("credits_cents", "Crédits manuels"),
+             ("spent_cents", "Dépenses des membres"), ("payouts_cents", "Virements aux commerçants"), ("fees_cents", "Frais"))
+# Shown in the table only: what makes up spending, and the closing balances.
+DETAILS = (("voids_cents", "Annulations"), ("rejected_cents", "Rejets après vérification"),
+           ("held_cents", "Dont retenus"), ("members_balance_cents", "Solde des foyers"),
+           ("vendors_owed_cents", "Dû aux commerçants"))
 
 
 @router.get("")
@@ -47,7 +52,7 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> 
          "lines"),
     ]
     return render(request, "budget/index.html", title="Budget", error=None, du=first, au=last, rows=rows, charts=charts,
-                  columns=INCOME + OUTGOINGS)
+                  columns=INCOME + OUTGOINGS + DETAILS, differences=rows[0].differences if rows else ())
 
 
 def period(first: str, last: str, *, timezone: str, months: int) -> tuple[str, str]:
