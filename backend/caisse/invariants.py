@@ -37,7 +37,8 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
     # Held as it arrives: a payment to the held account, a void held on its own from the payable to it.
     ledger.TransferKind.PAYMENT: frozenset({(MEMBER, VENDOR_PAYABLE), (MEMBER, VENDOR_HELD)}),
     ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER), (VENDOR_HELD, MEMBER), (VENDOR_PAYABLE, VENDOR_HELD)}),
-    ledger.TransferKind.HOLD: frozenset({(VENDOR_PAYABLE, VENDOR_HELD)}),
+    # Held later; a void held before migration 0012 (its refund taken back from the member).
+    ledger.TransferKind.HOLD: frozenset({(VENDOR_PAYABLE, VENDOR_HELD), (MEMBER, VENDOR_HELD)}),
     ledger.TransferKind.RELEASE: frozenset({(VENDOR_HELD, VENDOR_PAYABLE), (VENDOR_HELD, MEMBER)}),
     ledger.TransferKind.REJECT: frozenset({(VENDOR_HELD, MEMBER), (VENDOR_HELD, VENDOR_PAYABLE)}),
     ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
