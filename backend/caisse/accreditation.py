@@ -233,11 +233,14 @@ def unaccredited_reason(history: list[State], moment_s: int, zone: ZoneInfo) -> 
     return None
 
 
+def open_on(status: str, starts_on: date | None, ends_on: date | None, day: date) -> bool:
+    """May an accreditation so take payments on `day`?"""
+    return (status == ConventionStatus.ACTIVE and (starts_on is None or starts_on <= day)
+            and (ends_on is None or day <= ends_on))
+
+
 def may_take_payments(vendor: Vendor, *, now_s: int, zone: ZoneInfo) -> bool:
-    day = local_date(now_s, zone)
-    return (vendor.convention_status == ConventionStatus.ACTIVE
-            and (vendor.convention_start is None or vendor.convention_start <= day)
-            and (vendor.convention_end is None or day <= vendor.convention_end))
+    return open_on(vendor.convention_status, vendor.convention_start, vendor.convention_end, local_date(now_s, zone))
 
 
 def ends_at_s(vendor: Vendor, *, zone: ZoneInfo) -> int | None:
