@@ -23,6 +23,15 @@ END = date(2026, 1, 10)  # the accreditation's last day
 ENDS_AT = int(datetime(2026, 1, 10, 23, 0, tzinfo=UTC).timestamp())  # midnight in Paris (UTC+1 in January)
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staff account's password is never checked here: its hash need not be costly."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    monkeypatch.setattr(accounts, "_hasher", PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),)))
+
+
 def at(*moment: int) -> int:
     return int(datetime(*moment, tzinfo=UTC).timestamp())  # type: ignore[misc]
 
