@@ -19,6 +19,9 @@ from caisse.models import AccreditationState, ConventionStatus
 from tests.backend.factories import Chain, World, make_world
 
 STAFF = "coordination@caisse.test"
+# Pure rules: SQLite only. On PostgreSQL too: the suspension test (history read by ingestion, sync
+# v3, the service's writes) and the warning test (its date query).
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 END = date(2026, 1, 10)  # the accreditation's last day
 ENDS_AT = int(datetime(2026, 1, 10, 23, 0, tzinfo=UTC).timestamp())  # midnight in Paris (UTC+1 in January)
 
@@ -88,6 +91,7 @@ def holds(session: Session, world: World) -> dict[int, str]:
 
 # Enforcement at upload ------------------------------------------------------------------------
 
+@SQLITE_ONLY
 def test_a_terminal_lying_about_its_clock_after_the_end_is_judged_on_reception(client: TestClient, session: Session) -> None:
     with time_machine.travel(at(2026, 1, 1), tick=False):
         world = make_world(session)
@@ -133,6 +137,7 @@ def test_a_suspended_then_reactivated_vendor_is_paid_outside_the_suspension_only
         "active", "suspended", "active"]
 
 
+@SQLITE_ONLY
 def test_a_void_is_not_held_for_the_accreditation(client: TestClient, session: Session) -> None:
     with time_machine.travel(at(2026, 1, 1), tick=False):
         world = make_world(session)
@@ -147,6 +152,7 @@ def test_a_void_is_not_held_for_the_accreditation(client: TestClient, session: S
 
 # Sync v3 --------------------------------------------------------------------------------------
 
+@SQLITE_ONLY
 def test_v1_and_v2_answers_are_the_same_bytes_whatever_the_accreditation(client: TestClient, session: Session) -> None:
     with time_machine.travel(at(2026, 1, 5), tick=False):
         world = make_world(session)
@@ -163,6 +169,7 @@ def test_v1_and_v2_answers_are_the_same_bytes_whatever_the_accreditation(client:
 
 @pytest.mark.parametrize(("today", "active"), [(date(2026, 1, 10), True), (date(2026, 1, 11), False),
                                                (date(2025, 12, 31), False)])
+@SQLITE_ONLY
 def test_v3_tells_whether_today_is_within_start_and_end_in_paris(client: TestClient, session: Session, today: date,
                                                                  active: bool) -> None:
     with time_machine.travel(at(2025, 12, 30), tick=False):
@@ -177,6 +184,7 @@ def test_v3_tells_whether_today_is_within_start_and_end_in_paris(client: TestCli
 
 # The service ----------------------------------------------------------------------------------
 
+@SQLITE_ONLY
 def test_activation_needs_every_criterion_the_visit_and_the_training(session: Session) -> None:
     world = make_world(session)
     staff(session)
@@ -195,6 +203,7 @@ def test_activation_needs_every_criterion_the_visit_and_the_training(session: Se
     assert accreditation.current(session, vendor_id=world.vendor_id).status == "active"
 
 
+@SQLITE_ONLY
 def test_preview_names_each_change_and_a_second_identical_update_changes_nothing(session: Session) -> None:
     world = make_world(session)
     staff(session)
@@ -217,12 +226,19 @@ def test_preview_names_each_change_and_a_second_identical_update_changes_nothing
     assert rows == [None, END]
 
 
+@SQLITE_ONLY
 def test_a_disabled_or_unknown_account_changes_nothing(session: Session) -> None:
     world = make_world(session)
-    with pytest.raises(CaisseError) as refused:
-        accreditation.update(session, vendor_id=world.vendor_id, by="personne@caisse.test",
-                             wanted=wanted(session, world.vendor_id, status="suspended"))
-    assert refused.value.code == "not_an_active_account"
+    staff(session)
+    accounts.set_active(session, email=STAFF, active=False)
+    session.commit()
+    for who in ("personne@caisse.test", STAFF):
+        with pytest.raises(CaisseError) as refused:
+            accreditation.update(session, vendor_id=world.vendor_id, by=who,
+                                 wanted=wanted(session, world.vendor_id, status="suspended"))
+        assert refused.value.code == "not_an_active_account"
+        session.rollback()
+    assert accreditation.current(session, vendor_id=world.vendor_id).status == "active"
 
 
 def test_the_warning_starts_thirty_days_before_the_end(session: Session) -> None:

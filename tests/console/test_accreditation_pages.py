@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 import time_machine
 from sqlalchemy import Engine
 
@@ -14,6 +15,7 @@ from caisse.db import session_factory
 from caisse.models import Role
 from tests.console.conftest import EMAILS, TestClient, csrf_token, post_form, sign_in
 
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # no SQL of their own
 TODAY = datetime(2026, 3, 2, 10, tzinfo=UTC)  # 11:00 in Paris
 
 
@@ -35,6 +37,7 @@ FORM = {"status": "suspended", "starts_on": "", "ends_on": "2026-06-30", "visite
         "visited_by": "Awa Diallo", "trained_on": ""}
 
 
+@SQLITE_ONLY
 def test_an_outsider_or_the_treasury_cannot_change_an_accreditation(console_client: TestClient, users: Any,
                                                                      engine: Engine) -> None:
     vendor_id = _vendor(engine)
@@ -54,6 +57,7 @@ def test_an_outsider_or_the_treasury_cannot_change_an_accreditation(console_clie
     assert _state(engine, vendor_id) == before
 
 
+@SQLITE_ONLY
 def test_a_change_is_shown_then_confirmed_once(console_client: TestClient, users: Any, engine: Engine) -> None:
     vendor_id = _vendor(engine)
     url = f"/console/vendors/{vendor_id}/accreditation"
@@ -75,6 +79,7 @@ def test_a_change_is_shown_then_confirmed_once(console_client: TestClient, users
     assert _state(engine, vendor_id)[0].status == "suspended"
 
 
+@SQLITE_ONLY
 def test_criteria_are_added_ticked_and_retired(console_client: TestClient, users: Any, engine: Engine) -> None:
     vendor_id = _vendor(engine)
     sign_in(console_client, Role.ADMIN)
@@ -95,6 +100,7 @@ def test_criteria_are_added_ticked_and_retired(console_client: TestClient, users
     assert EMAILS[Role.ADMIN] in console_client.get(url).text  # the history says who
 
 
+@SQLITE_ONLY
 def test_the_home_and_vendor_pages_warn_thirty_days_before_the_end(console_client: TestClient, users: Any,
                                                                    engine: Engine) -> None:
     soon = _vendor(engine, "Ferme des Lilas", date(2026, 4, 1))  # 30 days after 2 March
