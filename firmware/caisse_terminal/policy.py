@@ -232,9 +232,14 @@ class Policy:
     # ---- decisions -----------------------------------------------------------------------
 
     def set_accreditation(self, answer) -> None:
-        """From a v3 answer's `accreditation`: {"active": bool, "ends_at": unix s or null}."""
-        self.accredited = answer["active"] is True
-        self.accredited_until = int(answer["ends_at"] or 0)
+        """From a v3 answer's `accreditation`: {"active": bool, "ends_at": unix s or null}.
+        Anything else is a ValueError (the sync fails, nothing applied); a missing or non-true
+        `active` refuses payments."""
+        ends_at = answer.get("ends_at") if isinstance(answer, dict) else 0.5
+        if not (ends_at is None or isinstance(ends_at, int)):
+            raise ValueError("accreditation: not an object with an integer ends_at")
+        self.accredited = answer.get("active") is True
+        self.accredited_until = ends_at or 0
 
     def may_take_payments(self) -> bool:
         return self.accredited and not (self.accredited_until and self._clock.now() >= self.accredited_until)

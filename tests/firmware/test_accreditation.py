@@ -80,3 +80,21 @@ def test_an_ended_vendors_terminal_syncs_v3_and_refuses_payments_under_micropyth
         "Commerce non | conventionné",
     ]
     assert paths and all(p.endswith("&v=3") for p in paths)
+
+
+def garbled(accreditation):
+    def backend(method, path, headers, body):
+        return 200, json.dumps({"v": 3, "server_time": rig.T0, "acked_seq": 0, "cards_version": 1, "full": False,
+                                "more": False, "cards": "", "limits": {}, "accreditation": accreditation}).encode()
+    return backend
+
+
+def test_a_garbled_accreditation_fails_the_sync_and_a_missing_active_refuses():
+    for bad in ("yes", ["active"], {"active": True, "ends_at": "2026-01-01"}, {"active": True, "ends_at": 1.5}):
+        r = rig.Rig(transport=garbled(bad))
+        report = r.terminal.sync_now()
+        assert report.error is not None and report.error.startswith("ValueError"), (bad, report.error)
+        assert r.terminal.policy.cards_version == 0 and r.terminal.policy.may_take_payments()  # nothing applied
+    r = rig.Rig(transport=garbled({"ends_at": None}))
+    assert r.terminal.sync_now().error is None
+    assert r.pay("5", rig.ALICE) == "Commerce non | conventionné"
