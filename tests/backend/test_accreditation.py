@@ -10,10 +10,11 @@ from datetime import UTC, date, datetime
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 
 from caisse import accounts, accreditation, admin, audit, protocol, statements
+from caisse.db import session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.models import AccreditationState, ConventionStatus
 from tests.backend.factories import Chain, World, make_world
@@ -254,3 +255,17 @@ def test_the_warning_starts_thirty_days_before_the_end(session: Session) -> None
     assert "aujourd'hui" in (accreditation.warning(vendor, today=END) or "")
     assert "échu" in (accreditation.warning(vendor, today=date(2026, 1, 11)) or "")
     assert ConventionStatus.ACTIVE == vendor.convention_status
+
+
+@SQLITE_ONLY
+def test_migration_0023_gives_each_vendor_its_present_state_from_its_creation(engine: Engine) -> None:
+    from tests.backend.test_migrations import _downgrade
+
+    _downgrade(engine, "0012")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO vendor (name, kind, zone, convention_status, convention_end, created_at)"
+                                " VALUES ('Ferme', 'producer', 'Nord', 'suspended', '2026-03-01', '2026-01-02 08:00:00')"))
+    upgrade(engine)
+    with session_factory(engine)() as session:
+        [state] = accreditation.states(session, vendor_id=1)
+    assert state == accreditation.State("suspended", None, date(2026, 3, 1), at(2026, 1, 2, 8))
