@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from caisse import admin, sun
 from caisse.models import Card
+from caisse.cli_french import FrenchTyper, say, technical_detail
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from caisse.allowances import Rule
     from caisse_provisioning.pn532_uart import PN532Uart
 
-app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
+app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
 member_app = typer.Typer(help="Member households.", no_args_is_help=True)
@@ -61,11 +62,16 @@ def _check_settings() -> None:
 
 @contextmanager
 def _engine(settings: Settings) -> Iterator[Engine]:
-    """The settings' database, disposed of after use. In development the schema is brought up to date first."""
-    engine = make_engine(settings.database_url)
+    """The settings' caisse database as it is, disposed of after use: never created, never migrated
+    (only `db upgrade`, `serve` and `demo` do that), so a command run in the wrong folder or against
+    a server that is down stops with a French sentence and exit status 2 instead of working on an
+    empty database."""
     try:
-        if settings.environment == "development":
-            upgrade(engine)
+        engine = _open_existing_database(settings)
+    except _NoDatabase as problem:
+        say(str(problem))
+        raise typer.Exit(code=2) from None
+    try:
         yield engine
     finally:
         engine.dispose()
@@ -748,14 +754,13 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
     err.print("Rapproché du grand livre : aucun écart.")
 
 
-class _CannotVerify(Exception):
-    """The database cannot be read as a caisse: the message is French, the exit status 2."""
+class _NoDatabase(Exception):
+    """The database cannot be read as a caisse; the message is French."""
 
 
-@contextmanager
-def _existing_database(settings: Settings) -> Iterator[Engine]:
-    """The settings' database as it is: never created, never migrated. A missing file, a server out
-    of reach, a database without a caisse or with an older schema is a _CannotVerify."""
+def _open_existing_database(settings: Settings) -> Engine:
+    """The settings' database as it is. A missing file, a server out of reach, a database without
+    a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -764,24 +769,28 @@ def _existing_database(settings: Settings) -> Iterator[Engine]:
     try:
         url = make_url(settings.database_url)
     except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
-        raise _CannotVerify(f"adresse de base de données illisible : {settings.database_url!r}") from None
+        raise _NoDatabase(f"adresse de base de données illisible (CAISSE_DATABASE_URL) : {settings.database_url!r}") from None
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
-        raise _CannotVerify(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé)")
+        raise _NoDatabase(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé) : vérifiez"
+                          " CAISSE_DATABASE_URL et le dossier courant, ou créez-la avec « caisse db upgrade »")
     engine = make_engine(settings.database_url)
     try:
         try:
             current, heads = schema_revisions(engine)
         except SQLAlchemyError as error:
-            raise _CannotVerify(f"impossible de lire la base {shown} : {_first_line(error)}") from None
+            raise _NoDatabase(f"impossible de lire la base de données {shown} (serveur arrêté, adresse, port ou"
+                              f" droits faux ?) : rien n'a été fait{technical_detail(error)}") from None
         if not current:
-            raise _CannotVerify(f"la base {shown} ne contient pas de caisse (aucune migration appliquée)")
+            raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
+                              " fait ; créez-la avec « caisse db upgrade »")
         if current != heads:
-            raise _CannotVerify(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
-                                f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
-        yield engine
-    finally:
+            raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
+                              f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
+    except BaseException:
         engine.dispose()
+        raise
+    return engine
 
 
 def _first_line(error: Exception) -> str:
@@ -804,16 +813,13 @@ def verify() -> None:
 
     try:
         settings = Settings()
-        with _existing_database(settings) as engine:
+        with _engine(settings) as engine:
             snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) \
                 if engine.dialect.name == "postgresql" else engine
             with session_factory(snapshot)() as session:
                 results = invariants.check_all(session)
                 waiting = overdue.overdue(session, settings=settings)
                 session.rollback()
-    except _CannotVerify as problem:
-        err.print(f"[red]Erreur :[/red] {problem}")
-        raise typer.Exit(code=2) from None
     except ValidationError as error:
         err.print(f"[red]Erreur :[/red] réglages invalides : {error.errors()[0]['msg']}")
         raise typer.Exit(code=2) from None
