@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from caisse import admin, sun
 from caisse.models import Card
-from caisse.cli_french import FrenchTyper, say, technical_detail
+from caisse.cli_french import Choices, FrenchTyper, say, technical_detail
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from caisse_provisioning.pn532_uart import PN532Uart
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
 member_app = typer.Typer(help="Member households.", no_args_is_help=True)
 card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
@@ -128,10 +128,10 @@ def _created(what: str, new_id: int | None) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port TCP.")] = 8000,
 ) -> None:
-    """Serve the API (in development the database is migrated first)."""
+    """Servir l'API et la console (en développement, la base est d'abord créée ou mise à jour)."""
     import uvicorn
 
     from caisse.main import create_app
@@ -145,10 +145,10 @@ def serve(
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port TCP.")] = 8000,
 ) -> None:
-    """Seed a demo caisse through the API, replay a market morning, and keep serving."""
+    """Remplir une caisse de démonstration par l'API, rejouer une matinée de marché, puis continuer à servir."""
     from caisse.demo import run
 
     run(host=host, port=port)
@@ -156,7 +156,7 @@ def demo(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the migrations up to the latest revision."""
+    """Créer la base ou la mettre à jour (migrations jusqu'à la dernière révision)."""
     settings = Settings()
     engine = make_engine(settings.database_url)
     try:
@@ -739,8 +739,8 @@ def ledger_reverse(
 
 
 @app.command()
-def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """The month's budget, to the cent, rebuilt from the ledger; every difference with it is listed (exit 1 if any)."""
+def budget(month: Annotated[str, typer.Option(help="Mois, AAAA-MM.")]) -> None:
+    """Le budget du mois au centime près, refait depuis le grand livre ; chaque écart est listé (code de sortie 1 s'il y en a)."""
     from caisse import fund
 
     result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
@@ -978,27 +978,27 @@ def _set_active(email: str, *, active: bool) -> None:
     out.print(_run(change))
 
 
+_FIRMWARE_RUNTIMES = Choices({"cpython": "cpython", "micropython": "micropython"})
+
+
 @app.command()
 def simulate(
-    terminals: Annotated[int, typer.Option(help="Terminals, one per vendor.")] = 6,
-    members: Annotated[int, typer.Option(help="Member households.")] = 40,
-    days: Annotated[int, typer.Option(help="Market days.")] = 2,
-    seed: Annotated[int, typer.Option(help="Same seed, same run, byte for byte.")] = 1,
-    seeds: Annotated[int, typer.Option(help="Run this many seeds, from --seed on, print one line each and how long it took.")] = 1,
-    power_cuts: Annotated[int, typer.Option(help="Power cuts, at random points of a write.")] = 2,
-    network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice, corrupted uploads.")] = 5,
-    clones: Annotated[int, typer.Option(help="Cloned cards: UID copies of basic cards, replayed SUN messages of secure cards.")] = 2,
-    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Hostile and mistaken actors: an offline spree, a lying clock, false over-limits, a garbage flood, staff acting at the wrong moment, an IBAN changed mid-settlement, a credit entered twice.")] = True,
-    db: Annotated[str | None, typer.Option(help="An empty database URL (default: a temporary SQLite file).")] = None,
-    firmware_runtime: Annotated[str, typer.Option(help="cpython, or micropython: also rebuild and sign a few terminals' records in the MicroPython runtime.")] = "cpython",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON (keys in English) instead of the French summary.")] = False,
+    terminals: Annotated[int, typer.Option(help="Terminaux, un par commerçant.")] = 6,
+    members: Annotated[int, typer.Option(help="Foyers adhérents.")] = 40,
+    days: Annotated[int, typer.Option(help="Jours de marché.")] = 2,
+    seed: Annotated[int, typer.Option(help="Graine : même graine, même déroulé, octet pour octet.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Nombre de graines à partir de --seed : une ligne chacune, et la durée.")] = 1,
+    power_cuts: Annotated[int, typer.Option(help="Coupures de courant, à des moments d'écriture tirés au hasard.")] = 2,
+    network_drops: Annotated[int, typer.Option(help="Pannes de réseau : heures hors ligne, envois coupés avant ou après, lots envoyés deux fois, envois corrompus.")] = 5,
+    clones: Annotated[int, typer.Option(help="Cartes clonées : copies de l'UID de cartes simples, messages SUN rejoués de cartes sécurisées.")] = 2,
+    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Acteurs hostiles ou maladroits : achats en rafale hors ligne, horloge menteuse, faux dépassements, flot de déchets, personnel qui agit au mauvais moment, IBAN changé pendant un règlement, crédit saisi deux fois.")] = True,
+    db: Annotated[str | None, typer.Option(help="Adresse d'une base vide (par défaut : un fichier SQLite temporaire).")] = None,
+    firmware_runtime: Annotated[str, _FIRMWARE_RUNTIMES.option(help="micropython : refaire et signer aussi les enregistrements de quelques terminaux dans MicroPython.")] = "cpython",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON (clés en anglais) au lieu du résumé en français.")] = False,
 ) -> None:
-    """Simulate market days on the real firmware logic and backend, inject faults, check the money."""
+    """Simuler des jours de marché sur la vraie logique du terminal et du serveur, injecter des pannes, vérifier l'argent."""
     from caisse.simulation import SimulationConfig
 
-    if firmware_runtime not in ("cpython", "micropython"):
-        err.print("[red]Erreur :[/red] --firmware-runtime vaut cpython ou micropython")
-        raise typer.Exit(2)
     if not 1 <= seeds <= 1000 or (seeds > 1 and (db is not None or as_json)):
         err.print("[red]Erreur :[/red] --seeds va de 1 à 1000, et plusieurs graines ne vont ni avec --db ni avec --json")
         raise typer.Exit(2)

@@ -42,6 +42,12 @@ DEBUG_VARIABLE = "CAISSE_DEBUG"
 HELP_OPTION_HELP = "Afficher ce message et quitter."
 USAGE_PREFIX = "Utilisation : "
 SUBCOMMAND_METAVAR = "COMMANDE [ARGUMENTS]..."
+CHOICE_METAVAR = "<valeur>"
+# Typer's own options, by parameter name.
+TYPER_OPTIONS_HELP = {
+    "install_completion": "Installer la complétion de la commande pour le shell courant.",
+    "show_completion": "Afficher la complétion pour le shell courant, à copier ou adapter.",
+}
 
 # typer.rich_utils constant -> French. Checked to exist, so a renamed constant fails loudly.
 RICH_LABELS = {
@@ -127,6 +133,8 @@ def localize(command: click_core.Command) -> None:
         help_option = each.get_help_option(FrenchContext(each))  # built once, then cached on the command
         if help_option is not None:
             help_option.help = HELP_OPTION_HELP
+        for param in each.params:
+            param.help = TYPER_OPTIONS_HELP.get(param.name or "", param.help)
         if isinstance(each, TyperGroup):
             each.subcommand_metavar = SUBCOMMAND_METAVAR
 
@@ -334,10 +342,6 @@ class Choices:
         for alias, code in (aliases or {}).items():
             self._lookup.setdefault(_fold(alias), code)
 
-    @property
-    def metavar(self) -> str:
-        return "|".join(self.values)
-
     def french(self, code: str) -> str:
         return next(french for french, value in self.values.items() if value == code)
 
@@ -349,7 +353,8 @@ class Choices:
 
     def option(self, *names: str, help: str, **kwargs: Any) -> Any:  # noqa: A002 (typer's name)
         """A typer.Option taking these values; the help shows the French names."""
-        return typer.Option(*names, help=help, parser=self.parse, metavar=self.metavar, **kwargs)
+        return typer.Option(*names, help=f"{help} Valeurs : {', '.join(self.values)}.", parser=self.parse,
+                            metavar=CHOICE_METAVAR, **kwargs)
 
 
 def _fold(text: str) -> str:
