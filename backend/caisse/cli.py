@@ -823,6 +823,8 @@ def verify() -> None:
     except ValidationError as error:
         err.print(f"[red]Erreur :[/red] réglages invalides : {error.errors()[0]['msg']}")
         raise typer.Exit(code=2) from None
+    except typer.Exit:  # the database is missing or out of reach: _engine said so
+        raise
     except SQLAlchemyError as error:
         err.print(f"[red]Erreur :[/red] la vérification n'a pas pu lire la base : {_first_line(error)}")
         raise typer.Exit(code=2) from None

@@ -272,9 +272,14 @@ OS_ERRORS_FR = {
 
 
 def unexpected(error: BaseException) -> int:
-    """One French sentence for an exception no command expected; the traceback for developers."""
-    where = _keep_traceback(error)
-    say(f"{describe(error)} {where}")
+    """One French sentence for an exception no command expected; the traceback for developers:
+    after the sentence with CAISSE_DEBUG=1, else appended to the user's error log."""
+    trace = "".join(traceback.format_exception(error))
+    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+        say(f"{describe(error)} Trace ci-dessous.")
+        sys.stderr.write(trace)
+    else:
+        say(f"{describe(error)} {_log(trace)}")
     return 1
 
 
@@ -294,20 +299,16 @@ def describe(error: BaseException) -> str:
         return "la base de données a refusé l'opération ; rien n'a été enregistré par cette opération."
     if isinstance(error, ValidationError):
         return "réglages ou valeurs invalides."
-    return f"erreur inattendue ({type(error).__name__}) ; la commande s'est arrêtée."
+    return "erreur inattendue ; la commande s'est arrêtée."
 
 
-def _keep_traceback(error: BaseException) -> str:
-    """Print the traceback (CAISSE_DEBUG=1) or append it to the log; say where it went."""
-    text = "".join(traceback.format_exception(error))
-    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-        sys.stderr.write(text)
-        return "Trace ci-dessus."
+def _log(trace: str) -> str:
+    """Append the traceback to the error log; the sentence that says where it went."""
     log = error_log_path()
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8") as file:
-            file.write(f"--- {datetime.now(UTC).isoformat(timespec='seconds')} caisse {' '.join(sys.argv[1:])}\n{text}")
+            file.write(f"--- {datetime.now(UTC).isoformat(timespec='seconds')} caisse {' '.join(sys.argv[1:])}\n{trace}")
     except OSError:
         return f"Pour le détail : relancez avec {DEBUG_VARIABLE}=1."
     return f"Détail pour les développeurs : {log}"
