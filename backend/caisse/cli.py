@@ -61,13 +61,13 @@ def _check_settings() -> None:
 
 
 @contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
+def _engine(settings: Settings, *, older_schema_ok: bool = False) -> Iterator[Engine]:
     """The settings' caisse database as it is, disposed of after use: never created, never migrated
     (only `db upgrade`, `serve` and `demo` do that), so a command run in the wrong folder or against
     a server that is down stops with a French sentence and exit status 2 instead of working on an
     empty database."""
     try:
-        engine = _open_existing_database(settings)
+        engine = _open_existing_database(settings, older_schema_ok=older_schema_ok)
     except _NoDatabase as problem:
         say(str(problem))
         raise typer.Exit(code=2) from None
@@ -174,8 +174,10 @@ def db_backup(
     """Sauvegarder la base (pg_dump en production) : le chemin du fichier sur la sortie standard."""
     from caisse import backup
 
+    settings = Settings()
     try:
-        path = backup.back_up(Settings().database_url, folder, keep=keep)
+        with _engine(settings, older_schema_ok=True):  # a missing database is not backed up as an empty one
+            path = backup.back_up(settings.database_url, folder, keep=keep)
     except CaisseError as error:
         _fail(error)
     out.print(str(path), markup=False, highlight=False)
@@ -758,7 +760,7 @@ class _NoDatabase(Exception):
     """The database cannot be read as a caisse; the message is French."""
 
 
-def _open_existing_database(settings: Settings) -> Engine:
+def _open_existing_database(settings: Settings, *, older_schema_ok: bool) -> Engine:
     """The settings' database as it is. A missing file, a server out of reach, a database without
     a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
     from sqlalchemy.engine import make_url
@@ -784,7 +786,7 @@ def _open_existing_database(settings: Settings) -> Engine:
         if not current:
             raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
                               " fait ; créez-la avec « caisse db upgrade »")
-        if current != heads:
+        if current != heads and not older_schema_ok:
             raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
                               f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
     except BaseException:

@@ -158,8 +158,8 @@ def test_no_money_command_creates_a_database_or_reports_success_without_one(cais
     for args in (("settle",), ("settle-approve", "1", "--by", "t@caisse.fr"), ("allocate", "--month", "2026-01"),
                  ("close-month", "2026-01"), ("fund", "match", "--month", "2026-01"), ("review", "list"),
                  ("banque", "retours"), ("ledger", "reverse", "cotisation:1", "--by", "a@caisse.fr", "--reason", "x"),
-                 ("budget", "--month", "2026-01"), ("verify",), ("member", "add", "--name", "X", "--members", "1",
-                                                                 "--zone", "Sud")):
+                 ("budget", "--month", "2026-01"), ("verify",), ("db", "sauvegarder"),
+                 ("member", "add", "--name", "X", "--members", "1", "--zone", "Sud")):
         code, out, err = caisse(*args)
         assert (code, out) == (2, ""), args
         assert "la base de données ./caisse.db n'existe pas (rien n'a été créé)" in _one_french_line(err)
