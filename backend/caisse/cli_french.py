@@ -36,7 +36,7 @@ from typer import rich_utils
 from typer._click import core as click_core
 from typer._click import exceptions as click_errors
 from typer._click.formatting import HelpFormatter
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 DEBUG_VARIABLE = "CAISSE_DEBUG"
 HELP_OPTION_HELP = "Afficher ce message et quitter."
@@ -134,7 +134,8 @@ def localize(command: click_core.Command) -> None:
         if help_option is not None:
             help_option.help = HELP_OPTION_HELP
         for param in each.params:
-            param.help = TYPER_OPTIONS_HELP.get(param.name or "", param.help)
+            if isinstance(param, TyperOption):
+                param.help = TYPER_OPTIONS_HELP.get(param.name or "", param.help)
         if isinstance(each, TyperGroup):
             each.subcommand_metavar = SUBCOMMAND_METAVAR
 
