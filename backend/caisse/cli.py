@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from caisse import admin, sun
 from caisse.models import Card
-from caisse.cli_french import Choices, FrenchTyper, say, technical_detail
+from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -268,7 +268,7 @@ def member_set_code(household_id: Annotated[int, typer.Argument(help="Household 
     """Give a household a 4-digit member code (asked twice, never shown)."""
     from caisse import member_codes
 
-    code = typer.prompt("Code du foyer (4 chiffres)", hide_input=True, confirmation_prompt="Encore une fois")
+    code = ask_twice("Code du foyer (4 chiffres)")
     _run(lambda s: member_codes.set_code(s, household_id=household_id, code=code))
     err.print(f"Code enregistré pour le foyer {household_id} : les terminaux le recevront à leur prochaine synchronisation.")
 

@@ -327,6 +327,30 @@ def technical_detail(error: BaseException) -> str:
     return f" ({type(error).__name__} : {str(getattr(error, 'orig', None) or error).strip().splitlines()[0]})"
 
 
+# --- questions ------------------------------------------------------------------------------
+
+YES, NO = ("o", "oui", "y", "yes"), ("n", "non", "no")
+
+
+def confirm(question: str, *, default: bool = False) -> bool:
+    """A yes/no question answered o/n (y/n still understood); Typer's own asks y/n in English."""
+    while True:
+        answer = typer.prompt(f"{question} [{'O/n' if default else 'o/N'}]", default="", show_default=False)
+        answer = answer.strip().lower()
+        if not answer or answer in YES + NO:
+            return default if not answer else answer in YES
+        typer.echo("Répondez o (oui) ou n (non).", err=True)
+
+
+def ask_twice(text: str, *, again: str = "Encore une fois", hide_input: bool = True) -> str:
+    """A value typed twice (a code, a password) until both agree; Typer's own says so in English."""
+    while True:
+        first = typer.prompt(text, hide_input=hide_input)
+        if typer.prompt(again, hide_input=hide_input) == first:
+            return first
+        typer.echo("Les deux saisies diffèrent : recommencez.", err=True)
+
+
 # --- option values --------------------------------------------------------------------------
 
 class Choices:
@@ -343,9 +367,6 @@ class Choices:
             self._lookup.setdefault(_fold(code), code)
         for alias, code in (aliases or {}).items():
             self._lookup.setdefault(_fold(alias), code)
-
-    def french(self, code: str) -> str:
-        return next(french for french, value in self.values.items() if value == code)
 
     def parse(self, text: str) -> str:
         try:

@@ -266,7 +266,6 @@ def test_a_choice_takes_its_french_name_its_old_english_code_and_ignores_case_an
     assert VENDOR_KIND.parse("Étal") == VENDOR_KIND.parse("market_stall") == VENDOR_KIND.parse("market-stall") == "market_stall"
     with pytest.raises(typer.BadParameter, match="« remplacée » n'est pas l'une des valeurs perdue, volée"):
         BLOCK_REASON.parse("remplacée")  # set by the services, never given by staff
-    assert BLOCK_REASON.french("lost") == "perdue"
 
 
 def test_every_choice_names_each_code_once_in_french() -> None:
@@ -299,3 +298,27 @@ def test_a_choice_option_shows_the_french_names_and_takes_a_french_default(capsy
     assert _chosen == ["lost", "stolen"]
     help_text = capsys.readouterr().out
     assert "Valeurs : perdue, volée." in help_text and "[par défaut : perdue]" in help_text
+
+
+# Questions ------------------------------------------------------------------------------------
+
+def test_a_question_is_answered_in_french_and_a_wrong_answer_asked_again(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("peut-être\noui\n\nN\ny\n"))
+    assert [cli_french.confirm("Garder la clé ?") for _ in range(4)] == [True, False, False, True]
+    out, err = capsys.readouterr()
+    assert "Garder la clé ? [o/N]" in out and "y/N" not in out
+    assert err.strip() == "Répondez o (oui) ou n (non)."
+
+
+def test_a_code_typed_twice_differently_is_asked_again_in_french(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1234\n1243\n4321\n4321\n"))
+    assert cli_french.ask_twice("Code du foyer", hide_input=False) == "4321"
+    out, err = capsys.readouterr()
+    assert out.count("Encore une fois") == 2 and "Repeat" not in out
+    assert err.strip() == "Les deux saisies diffèrent : recommencez."
