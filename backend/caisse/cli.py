@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from caisse import admin, sun
 from caisse.models import Card
-from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail
+from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -116,7 +116,7 @@ def _os_user() -> str:
         return "inconnu"
 
 
-_StaffBy = Annotated[str, typer.Option(help="Your console account (e-mail address, active); the audit also records the system user.")]
+_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; le journal d'audit inscrit aussi l'utilisateur du système.")]
 
 
 def _created(what: str, new_id: int | None) -> None:
@@ -802,7 +802,7 @@ def _first_line(error: Exception) -> str:
 
 @app.command("verify")
 def verify() -> None:
-    """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
+    """Vérifier les invariants du grand livre sur la base en service, sans rien y écrire.
 
     Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes bloquées comme copies, foyers et commerçants à solde négatif.
 
@@ -1027,9 +1027,8 @@ def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-
     except SimulationError as error:
         err.print(f"[red]Erreur :[/red] {error}")
         raise typer.Exit(2) from None
-    except Exception:
-        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
-        raise
+    except Exception as error:  # the seed replays it: in the one line, not only in the log
+        raise typer.Exit(unexpected(error, during=f"simulation, graine {config.seed}")) from None
     if as_json:
         typer.echo(report_json(report))
     else:
@@ -1055,9 +1054,8 @@ def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
         except SimulationError as error:
             err.print(f"[red]Erreur :[/red] {error}")
             raise typer.Exit(2) from None
-        except Exception:
-            err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
-            raise
+        except Exception as error:
+            raise typer.Exit(unexpected(error, during=f"simulation, graine {config.seed}")) from None
         seconds = time.perf_counter() - began
         if report["passed"]:
             typer.echo(f"graine {config.seed} : tous les invariants tiennent ({seconds:.1f} s)")

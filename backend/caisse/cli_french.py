@@ -272,15 +272,17 @@ OS_ERRORS_FR = {
 }
 
 
-def unexpected(error: BaseException) -> int:
-    """One French sentence for an exception no command expected; the traceback for developers:
-    after the sentence with CAISSE_DEBUG=1, else appended to the user's error log."""
+def unexpected(error: BaseException, *, during: str | None = None) -> int:
+    """One French sentence for an exception no command expected (`during` what, if given); the
+    traceback for developers: after the sentence with CAISSE_DEBUG=1, else in the user's error log.
+    Returns the exit status, 1."""
+    sentence = describe(error) if during is None else f"{during} : {describe(error)}"
     trace = "".join(traceback.format_exception(error))
     if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-        say(f"{describe(error)} Trace ci-dessous.")
+        say(f"{sentence} Trace ci-dessous.")
         sys.stderr.write(trace)
     else:
-        say(f"{describe(error)} {_log(trace)}")
+        say(f"{sentence} {_log(trace)}")
     return 1
 
 

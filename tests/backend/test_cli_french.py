@@ -79,8 +79,8 @@ NOT_TRANSLATED_YET = {"vendor", "member", "card", "terminal", "user", "sortition
                       "allowance-rule", "settle", "settle-approve", "fund", "ledger", "review", "banque"}
 TRANSLATED_ANYWAY = {("terminal", "provision"), ("terminal", "decommission")}  # the technician's commands
 ENGLISH_WORDS = frozenset(
-    "the and with for from when this that is are not your which will show usage error missing invalid default "
-    "required each every only prints print into its then".split())
+    "the and with for from when this that is are not your which will show error missing invalid default required "
+    "each every only prints print into its then of to by be if it an".split())
 
 
 def _command_paths() -> Iterator[tuple[str, ...]]:
@@ -322,3 +322,15 @@ def test_a_code_typed_twice_differently_is_asked_again_in_french(monkeypatch: py
     out, err = capsys.readouterr()
     assert out.count("Encore une fois") == 2 and "Repeat" not in out
     assert err.strip() == "Les deux saisies diffèrent : recommencez."
+
+
+def test_a_simulation_that_crashes_names_its_seed_in_its_one_line(caisse: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    from caisse import simulation
+
+    def crash(_config: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(simulation, "simulate", crash)
+    code, _, err = caisse("simulate", "--seed", "7")
+    assert code == 1
+    assert "simulation, graine 7 : erreur inattendue" in _one_french_line(err)
