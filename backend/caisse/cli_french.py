@@ -173,7 +173,7 @@ def _usage_sentence(error: click_errors.ClickException) -> str:
             sentence += f" Vouliez-vous dire {' ou '.join(sorted(error.possibilities))} ?"
         return sentence
     if isinstance(error, click_errors.BadOptionUsage):
-        if match := _OPTION_NEEDS_VALUE.fullmatch(error.message):
+        if _OPTION_NEEDS_VALUE.fullmatch(error.message):
             return f"l'option {error.option_name} attend une valeur."
         if _OPTION_TAKES_NO_VALUE.fullmatch(error.message):
             return f"l'option {error.option_name} ne prend pas de valeur."
@@ -224,8 +224,6 @@ PYDANTIC_EXPECTED_FR = {
     "date_parsing": "une date AAAA-MM-JJ est attendue",
     "datetime_from_date_parsing": "une date et une heure sont attendues",
     "datetime_parsing": "une date et une heure sont attendues",
-    "enum": "cette valeur n'est pas dans la liste",
-    "literal_error": "cette valeur n'est pas dans la liste",
     "string_too_long": "le texte est trop long",
     "greater_than_equal": "la valeur est trop petite",
     "less_than_equal": "la valeur est trop grande",
@@ -238,18 +236,19 @@ def _bad_value_reason(error: click_errors.BadParameter) -> str:
     cause = error.__cause__
     if isinstance(cause, ValidationError) and cause.errors():
         first = cause.errors()[0]
+        raised = str(first.get("ctx", {}).get("error", ""))  # Typer's choice check raises inside pydantic
+        if first["type"] == "value_error" and (match := _CHOICE.fullmatch(raised)):
+            return f"« {match['value']} » n'est pas l'une des valeurs {match['choices']}."
         expected = PYDANTIC_EXPECTED_FR.get(first["type"], "cette valeur n'est pas acceptée")
         return f"« {first.get('input')} » : {expected}."
     if match := _PATH_PROBLEM.fullmatch(error.message):
         return _PATH_PROBLEMS_FR[match["problem"]].format(path=match["path"]) + "."
-    if match := _CHOICE.fullmatch(error.message):
-        return f"« {match['value']} » n'est pas l'une des valeurs {match['choices']}."
     if not _looks_english(error.message):  # our own parsers raise French BadParameters
         return error.message
     return "cette valeur n'est pas acceptée."
 
 
-_ENGLISH_WORDS = frozenset("the is not a an of for value valid should be must input".split())
+_ENGLISH_WORDS = frozenset("the is not an of for value valid should be must input".split())
 
 
 def _looks_english(text: str) -> bool:

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pytest
 import typer
@@ -275,9 +275,12 @@ def test_every_choice_names_each_code_once_in_french() -> None:
         assert all(choices.parse(french) == code and choices.parse(code) == code for french, code in choices.values.items())
 
 
+# A small app for what the caisse's own commands do not declare (yet): each Typer message once.
 _REASON = Choices({"perdue": "lost", "volée": "stolen"})
 _chosen: list[str] = []
 _demo = cli_french.FrenchTyper()
+_demo_group = typer.Typer()  # without no_args_is_help: Typer's "Missing command."
+_demo.add_typer(_demo_group, name="groupe")
 
 
 @_demo.command("block")
@@ -285,8 +288,24 @@ def _block(why: Annotated[str, _REASON.option("--motif", help="Pourquoi.")] = "p
     _chosen.append(why)
 
 
-@_demo.command("other")
-def _other() -> None:  # two commands, so the first stays a sub-command
+@_demo.command("pick")
+def _pick(mode: Annotated[Literal["a", "b"], typer.Option()] = "a",
+          count: Annotated[int, typer.Option(min=1, max=5)] = 1) -> None:
+    pass
+
+
+@_demo.command("folder")
+def _folder(where: Annotated[Path, typer.Argument(exists=True, file_okay=False)]) -> None:
+    pass
+
+
+@_demo_group.command("un")
+def _one() -> None:
+    pass
+
+
+@_demo_group.command("deux")
+def _two() -> None:
     pass
 
 
@@ -298,6 +317,23 @@ def test_a_choice_option_shows_the_french_names_and_takes_a_french_default(capsy
     assert _chosen == ["lost", "stolen"]
     help_text = capsys.readouterr().out
     assert "Valeurs : perdue, volée." in help_text and "[par défaut : perdue]" in help_text
+
+
+@pytest.mark.parametrize(("args", "sentence"), [
+    (("pick", "--mode", "c"), "valeur refusée pour --mode : « c » n'est pas l'une des valeurs 'a', 'b'."),
+    (("pick", "--count", "9"), "valeur refusée pour --count : « 9 » : la valeur est trop grande."),
+    (("pick", "--count", "0"), "valeur refusée pour --count : « 0 » : la valeur est trop petite."),
+    (("folder", "un-fichier"), "valeur refusée pour WHERE : « un-fichier » est un fichier, un dossier est attendu."),
+    (("groupe",), "il manque la commande. Aide : caisse groupe --help"),
+])
+def test_typer_messages_the_caisse_does_not_trigger_yet_are_french(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        args: tuple[str, ...], sentence: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "un-fichier").write_text("")
+    capsys.readouterr()
+    assert exit_code(_demo, args=list(args)) == 2
+    assert sentence in _one_french_line(capsys.readouterr().err)
 
 
 # Questions ------------------------------------------------------------------------------------
