@@ -299,6 +299,11 @@ def _folder(where: Annotated[Path, typer.Argument(exists=True, file_okay=False)]
     pass
 
 
+@_demo.command("question")
+def _question() -> None:
+    cli_french.confirm("Continuer ?")
+
+
 @_demo_group.command("un")
 def _one() -> None:
     pass
@@ -337,6 +342,15 @@ def test_typer_messages_the_caisse_does_not_trigger_yet_are_french(
 
 
 # Questions ------------------------------------------------------------------------------------
+
+def test_a_question_left_unanswered_aborts_in_one_french_line(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # end of input, as Ctrl-D
+    assert exit_code(_demo, args=["question"]) == 1
+    assert "abandon : rien n'a été fait de plus." in _one_french_line(capsys.readouterr().err)
+
 
 def test_a_question_is_answered_in_french_and_a_wrong_answer_asked_again(monkeypatch: pytest.MonkeyPatch,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
