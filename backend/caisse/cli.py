@@ -77,6 +77,45 @@ def _engine(settings: Settings, *, older_schema_ok: bool = False) -> Iterator[En
         engine.dispose()
 
 
+class _NoDatabase(Exception):
+    """The database cannot be read as a caisse; the message is French."""
+
+
+def _open_existing_database(settings: Settings, *, older_schema_ok: bool) -> Engine:
+    """The settings' database as it is. A missing file, a server out of reach, a database without
+    a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse.db import schema_revisions
+
+    try:
+        url = make_url(settings.database_url)
+    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
+        raise _NoDatabase(f"adresse de base de données illisible (CAISSE_DATABASE_URL) : {settings.database_url!r}") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
+        raise _NoDatabase(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé) : vérifiez"
+                          " CAISSE_DATABASE_URL et le dossier courant, ou créez-la avec « caisse db upgrade »")
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            current, heads = schema_revisions(engine)
+        except SQLAlchemyError as error:
+            raise _NoDatabase(f"impossible de lire la base de données {shown} (serveur arrêté, adresse, port ou"
+                              f" droits faux ?) : rien n'a été fait{technical_detail(error)}") from None
+        if not current:
+            raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
+                              " fait ; créez-la avec « caisse db upgrade »")
+        if current != heads and not older_schema_ok:
+            raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
+                              f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 @contextmanager
 def _session() -> Iterator[Session]:
     """A committed-on-success session on the settings' database."""
@@ -754,45 +793,6 @@ def budget(month: Annotated[str, typer.Option(help="Mois, AAAA-MM.")]) -> None:
         err.print(f"[red]{len(result.differences)} écart(s) avec le grand livre.[/red]")
         raise typer.Exit(code=1)
     err.print("Rapproché du grand livre : aucun écart.")
-
-
-class _NoDatabase(Exception):
-    """The database cannot be read as a caisse; the message is French."""
-
-
-def _open_existing_database(settings: Settings, *, older_schema_ok: bool) -> Engine:
-    """The settings' database as it is. A missing file, a server out of reach, a database without
-    a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from caisse.db import schema_revisions
-
-    try:
-        url = make_url(settings.database_url)
-    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
-        raise _NoDatabase(f"adresse de base de données illisible (CAISSE_DATABASE_URL) : {settings.database_url!r}") from None
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
-        raise _NoDatabase(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé) : vérifiez"
-                          " CAISSE_DATABASE_URL et le dossier courant, ou créez-la avec « caisse db upgrade »")
-    engine = make_engine(settings.database_url)
-    try:
-        try:
-            current, heads = schema_revisions(engine)
-        except SQLAlchemyError as error:
-            raise _NoDatabase(f"impossible de lire la base de données {shown} (serveur arrêté, adresse, port ou"
-                              f" droits faux ?) : rien n'a été fait{technical_detail(error)}") from None
-        if not current:
-            raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
-                              " fait ; créez-la avec « caisse db upgrade »")
-        if current != heads and not older_schema_ok:
-            raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
-                              f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine
 
 
 def _first_line(error: Exception) -> str:
