@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from caisse import admin, sun
 from caisse.models import Card
+from caisse.cli_choices import ACCREDITATION_STATUS
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
@@ -337,7 +338,7 @@ def accreditation_show(vendor_id: Annotated[int, typer.Argument(help="Numéro du
 def accreditation_change(
     vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")],
     by: _Par,
-    statut: Annotated[str | None, typer.Option(help="pending (en attente), active (conventionné), suspended (suspendu) ou ended (terminé).")] = None,
+    statut: Annotated[str | None, ACCREDITATION_STATUS.option(help="Nouveau statut.")] = None,
     debut: Annotated[str | None, typer.Option(help="Premier jour (AAAA-MM-JJ, ou « aucune »).")] = None,
     fin: Annotated[str | None, typer.Option(help="Dernier jour (AAAA-MM-JJ, ou « aucune »).")] = None,
     visite_le: Annotated[str | None, typer.Option(help="Date de la visite (AAAA-MM-JJ, ou « aucune »).")] = None,

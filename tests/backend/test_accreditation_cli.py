@@ -45,7 +45,7 @@ def test_a_change_is_shown_then_applied_with_oui_and_audited(tmp_path: Path, mon
     caisse(*change, "--oui")
     assert "Rien ne change" in caisse(*change, "--oui")
     refused = caisse("vendor", "conventionnement", "modifier", vendor_id, "--par", "intrus@caisse.test",
-                     "--statut", "suspended", "--oui", code=1)
+                     "--statut", "suspendu", "--oui", code=1)
     assert "pas un compte actif" in refused and "Traceback" not in refused
     assert "date invalide" in caisse("vendor", "conventionnement", "modifier", vendor_id, "--par", STAFF,
                                      "--fin", "30/06/2026", code=1)
@@ -55,3 +55,18 @@ def test_a_change_is_shown_then_applied_with_oui_and_audited(tmp_path: Path, mon
         [event] = [e for e in audit.events(session, subjects=[f"vendor:{vendor_id}"]) if e.action == "vendor.accreditation"]
         assert event.actor == STAFF and "os_user" in (event.detail or "")
     engine.dispose()
+
+
+@pytest.mark.parametrize("command", ["", "afficher", "modifier", "criteres", "ajouter-critere", "retirer-critere", "a-renouveler"])
+def test_the_help_of_each_command_is_french(command: str, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from caisse.cli_french import exit_code
+    from tests.backend.test_cli_french import ENGLISH_CLICK, _english_words
+
+    monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    args = ["vendor", "conventionnement", *([command] if command else []), "--help"]
+    assert exit_code(app, args=args) == 0
+    shown = capsys.readouterr().out
+    assert "conventionnement" in shown.lower()
+    assert not _english_words(shown) and not [e for e in ENGLISH_CLICK if e in shown], shown
