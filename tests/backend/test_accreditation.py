@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -269,3 +270,20 @@ def test_migration_0023_gives_each_vendor_its_present_state_from_its_creation(en
     with session_factory(engine)() as session:
         [state] = accreditation.states(session, vendor_id=1)
     assert state == accreditation.State("suspended", None, date(2026, 3, 1), at(2026, 1, 2, 8))
+
+
+def test_a_moment_is_judged_on_the_state_begun_before_it_in_paris_dates() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    history = [accreditation.State("pending", None, None, at(2026, 1, 1)),
+               accreditation.State("active", date(2026, 1, 5), date(2026, 1, 31), at(2026, 1, 3))]
+    judged = {moment: accreditation.unaccredited_reason(history, moment, paris) for moment in (
+        at(2025, 12, 1), at(2026, 1, 2), at(2026, 1, 4, 22, 59), at(2026, 1, 4, 23), at(2026, 1, 31, 22, 59),
+        at(2026, 1, 31, 23))}
+    assert list(judged.values()) == [
+        "commerce non conventionné au moment du paiement (statut : en attente)",  # before any state: the first
+        "commerce non conventionné au moment du paiement (statut : en attente)",
+        "paiement avant le début du conventionnement (le 05/01/2026)",  # 23:59 on the 4th in Paris
+        None, None,
+        "paiement après la fin du conventionnement (le 31/01/2026)",  # midnight in Paris
+    ]
+    assert accreditation.unaccredited_reason([], at(2026, 1, 1), paris) is None
