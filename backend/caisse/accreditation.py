@@ -13,6 +13,7 @@ user of a command line; each writes its audit entry; none commits.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -107,6 +108,14 @@ def current(session: Session, *, vendor_id: int) -> Accreditation:
                          criteria=frozenset(checked_criteria(session, vendor_id=vendor_id)))
 
 
+def fingerprint(accreditation: Accreditation) -> str:
+    """Names an accreditation's content: the confirmation page carries the one it showed, and
+    update refuses to apply it over a change made in between."""
+    text = repr((accreditation.status, accreditation.starts_on, accreditation.ends_on, accreditation.visited_on,
+                 accreditation.visited_by, accreditation.trained_on, sorted(accreditation.criteria)))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     field: str  # French, for the confirmation page and the command line
@@ -131,10 +140,16 @@ def preview(session: Session, *, vendor_id: int, wanted: Accreditation) -> list[
     return changes
 
 
-def update(session: Session, *, vendor_id: int, wanted: Accreditation, by: str, os_user: str | None = None) -> Vendor:
+def update(session: Session, *, vendor_id: int, wanted: Accreditation, by: str, os_user: str | None = None,
+           seen: str | None = None) -> Vendor:
     """Apply `wanted` (what preview showed): one audit entry naming each change. Raises
-    InvalidInput("accreditation_unchanged") when nothing changes, so a second click is harmless."""
+    InvalidInput("accreditation_unchanged") when nothing changes, so a second click is harmless,
+    and Conflict("accreditation_changed") when `seen` (the fingerprint of the accreditation the
+    person saw) is no longer the vendor's: someone changed it in between."""
     by = accounts.active_user(session, email=by).email
+    _vendor(session, vendor_id=vendor_id, for_update=True)  # two confirmations at once: the second sees the first
+    if seen is not None and fingerprint(current(session, vendor_id=vendor_id)) != seen:
+        raise Conflict("accreditation_changed", "the accreditation changed since it was shown")
     changes = preview(session, vendor_id=vendor_id, wanted=wanted)
     if not changes:
         raise InvalidInput("accreditation_unchanged", "the accreditation is already so")
@@ -282,8 +297,8 @@ def warning(vendor: Vendor, *, today: date, days: int = WARNING_DAYS) -> str | N
     return None
 
 
-def _vendor(session: Session, *, vendor_id: int) -> Vendor:
-    vendor = get_by_id(session, Vendor, vendor_id)
+def _vendor(session: Session, *, vendor_id: int, for_update: bool = False) -> Vendor:
+    vendor = get_by_id(session, Vendor, vendor_id, for_update=for_update)
     if vendor is None:
         raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
     return vendor

@@ -3,6 +3,7 @@ administration change it; the home page and the vendor page warn a month before 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -57,6 +58,19 @@ def test_an_outsider_or_the_treasury_cannot_change_an_accreditation(console_clie
     assert _state(engine, vendor_id) == before
 
 
+def _seen(html: str) -> str:
+    match = re.search(r'name="seen" value="([0-9a-f]+)"', html)
+    assert match, "the confirmation carries what it showed"
+    return match.group(1)
+
+
+def _confirmed(client: TestClient, url: str, form: dict[str, str]) -> Any:
+    """Preview then confirm, as a person clicks through."""
+    preview = post_form(client, url, url + "/preview", form)
+    assert preview.status_code == 200, preview.text
+    return client.post(url, data={**form, "seen": _seen(preview.text), "csrf_token": csrf_token(preview.text)})
+
+
 @SQLITE_ONLY
 def test_a_change_is_shown_then_confirmed_once(console_client: TestClient, users: Any, engine: Engine) -> None:
     vendor_id = _vendor(engine)
@@ -67,16 +81,35 @@ def test_a_change_is_shown_then_confirmed_once(console_client: TestClient, users
     for shown in ("conventionné", "suspendu", "30/06/2026", "Awa Diallo", "ne pourra plus encaisser"):
         assert shown in preview.text, shown
     assert _state(engine, vendor_id)[0].status == "active"  # nothing changes before the confirmation
-    confirm = console_client.post(url, data={**FORM, "csrf_token": csrf_token(preview.text)})
-    assert confirm.status_code == 303
+    confirmation = {**FORM, "seen": _seen(preview.text), "csrf_token": csrf_token(preview.text)}
+    assert console_client.post(url, data=confirmation).status_code == 303
     after, events = _state(engine, vendor_id)
     assert (after.status, after.ends_on, after.visited_by) == ("suspended", date(2026, 6, 30), "Awa Diallo")
-    again = console_client.post(url, data={**FORM, "csrf_token": csrf_token(preview.text)})  # a second click
-    assert again.status_code == 422 and "Rien ne change" in again.text
+    again = console_client.post(url, data=confirmation)  # a second click: what it showed is no longer so
+    assert again.status_code == 409 and "a été modifié par quelqu" in again.text
     assert _state(engine, vendor_id)[1] == events
-    refused = post_form(console_client, url, url, {**FORM, "status": "active"})  # no training, no criteria checked
+    assert "Rien ne change" in post_form(console_client, url, url + "/preview", FORM).text
+    refused = post_form(console_client, url, url + "/preview", {**FORM, "status": "active"})  # no training, no criteria
     assert refused.status_code == 422 and "il faut que tous les critères" in refused.text
     assert _state(engine, vendor_id)[0].status == "suspended"
+
+
+@SQLITE_ONLY
+def test_a_confirmation_shown_before_someone_elses_change_applies_nothing(console_client: TestClient, users: Any,
+                                                                           engine: Engine) -> None:
+    vendor_id = _vendor(engine)
+    url = f"/console/vendors/{vendor_id}/accreditation"
+    sign_in(console_client, Role.COORDINATOR)
+    preview = post_form(console_client, url, url + "/preview", {**FORM, "ends_on": "2027-01-31"})
+    with session_factory(engine)() as session:  # meanwhile, an administrator suspends the vendor
+        accreditation.update(session, vendor_id=vendor_id, by=EMAILS[Role.ADMIN], wanted=accreditation.Accreditation(
+            "suspended", None, None, None, None, None, frozenset()))
+        session.commit()
+    stale = console_client.post(url, data={**FORM, "ends_on": "2027-01-31", "seen": _seen(preview.text),
+                                           "csrf_token": csrf_token(preview.text)})
+    assert stale.status_code == 409
+    now, _ = _state(engine, vendor_id)
+    assert (now.ends_on, now.visited_by) == (None, None)
 
 
 @SQLITE_ONLY
@@ -91,7 +124,7 @@ def test_criteria_are_added_ticked_and_retired(console_client: TestClient, users
         [criterion] = accreditation.criteria(session)
     url = f"/console/vendors/{vendor_id}/accreditation"
     form = {**FORM, "status": "active", "trained_on": "2026-02-02", "criteria": str(criterion.id)}
-    assert post_form(console_client, url, url, form).status_code == 303
+    assert _confirmed(console_client, url, form).status_code == 303
     assert post_form(console_client, page, f"{page}/{criterion.id}/retire", {}).status_code == 303
     with session_factory(engine)() as session:
         assert accreditation.criteria(session) == []

@@ -33,6 +33,8 @@ MESSAGES = {
     "accreditation_incomplete": ("Pour conventionner, il faut que tous les critères en vigueur soient remplis, et la visite"
                                  " (date et personne) et la formation enregistrées."),
     "accreditation_unchanged": "Rien ne change : le conventionnement est déjà ainsi.",
+    "accreditation_changed": ("Le conventionnement a été modifié par quelqu'un d'autre depuis l'affichage des changements :"
+                              " relisez-les et confirmez de nouveau."),
     "invalid_visit": "Une visite a une date et le nom de qui l'a faite (200 caractères au plus).",
     "unknown_criterion": "Critère inconnu.",
     "criterion_not_found": "Critère introuvable.",

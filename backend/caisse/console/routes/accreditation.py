@@ -46,19 +46,20 @@ def preview(request: Request, session: DbSession, _user: Staff, vendor_id: int, 
         return _form(request, session, vendor_id, status_code=error.status_code, error=french(error), form=form,
                      ticked=_ids(criteria, strict=False))
     vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    seen = accreditation.fingerprint(accreditation.current(session, vendor_id=vendor_id))
     return render(request, "vendors/accreditation_confirm.html", title=f"Conventionnement · {vendor.name}", vendor=vendor,
-                  changes=changes, form=form, ticked=sorted(wanted.criteria),
+                  changes=changes, form=form, ticked=sorted(wanted.criteria), seen=seen,
                   stops=_stops_payments(request, vendor, wanted))
 
 
 @router.post("/vendors/{vendor_id}/accreditation")
 def confirm(request: Request, session: DbSession, user: Staff, vendor_id: int, status: Text = "", starts_on: Text = "",
             ends_on: Text = "", visited_on: Text = "", visited_by: Text = "", trained_on: Text = "",
-            criteria: Criteria = []) -> Response:  # noqa: B006
+            criteria: Criteria = [], seen: Text = "") -> Response:  # noqa: B006
     form = {"status": status, "starts_on": starts_on, "ends_on": ends_on, "visited_on": visited_on,
             "visited_by": visited_by, "trained_on": trained_on}
     try:
-        accreditation.update(session, vendor_id=vendor_id, wanted=_wanted(form, criteria), by=user.email)
+        accreditation.update(session, vendor_id=vendor_id, wanted=_wanted(form, criteria), by=user.email, seen=seen)
     except CaisseError as error:
         session.rollback()
         return _form(request, session, vendor_id, status_code=error.status_code, error=french(error), form=form,
