@@ -12,9 +12,9 @@ It raises OSError when the network is down. Order of one sync():
    corrupted on the way);
 3. GET /sync?v=3 (signed, with the 401 clock_skew dance; it tells the firmware version and, on the
    first page, carries the `extra_headers(now)` of the terminal: its signed health report), merge the
-   card entries, set the clock, limits and accreditation, and only then acknowledge acked_seq to the log: the
-   balances and the reclaim are from the same answer, so the offline spend never forgets a
-   record the balance lacks;
+   card entries, set the clock, limits and accreditation, and only then acknowledge acked_seq to
+   the log: the balances and the reclaim are from the same answer, so the offline spend never
+   forgets a record the balance lacks;
 4. POST the wrong member-code counts (code-failures, signed), forgotten after a 200.
 After a failure, sync is retried with exponential backoff (due()).
 
