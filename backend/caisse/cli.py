@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from caisse import admin, sun
+from caisse.cli_fund import cotisations_app, year_app
 from caisse.models import Card
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
@@ -36,6 +37,8 @@ vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
 member_app = typer.Typer(help="Member households.", no_args_is_help=True)
 card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
 terminal_app = typer.Typer(help="Payment terminals.", no_args_is_help=True)
+app.add_typer(cotisations_app, name="cotisations")  # caisse.cli_fund: contributions by choice
+app.add_typer(year_app, name="annee")  # and the fund's year
 for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
     app.add_typer(sub, name=name)
 

@@ -36,6 +36,7 @@ PAGE_ROLES: dict[str, tuple[Role, ...]] = {
     "terminals": STAFF,
     "transactions": (*STAFF, Role.TREASURER),
     "settlements": (Role.ADMIN, Role.TREASURER, Role.COORDINATOR),
+    "contributions": (*STAFF, Role.TREASURER),
     "budget": tuple(Role),
     "flows": tuple(Role),
     "sortition": tuple(Role),

@@ -82,6 +82,12 @@ MESSAGES = {
     "invalid_allowance_rule": "Règle d'allocation inconnue.",
     "invalid_unspent_policy": "Règle inconnue pour l'argent non dépensé.",
     "negative_amount": "Un montant ne peut pas être négatif.",
+    # household means, contributions due, costs, year budget
+    "invalid_size": "Un foyer compte de 1 à 30 personnes.",
+    "means_missing": "Indiquez le quartile de revenu ou le revenu mensuel du foyer.",
+    "invalid_quartile": "Le quartile de revenu est 1, 2, 3 ou 4.",
+    "invalid_category": "Catégorie de frais inconnue : logiciel, banque, plateforme, personnel ou autre.",
+    "invalid_year": "Une année s'écrit sur quatre chiffres, entre 2000 et 2100.",
     # caisse fund import
     "empty_file": "Le fichier est vide.",
     "missing_columns": "Colonnes manquantes en ligne 1 : il faut household_id, month, amount_eur et reference.",

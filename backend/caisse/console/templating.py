@@ -59,6 +59,7 @@ ACTION_LABELS = {
     "vendor.iban_reject": "changement d'IBAN refusé", "ledger.reverse": "écriture contre-passée",
     "sortition.create": "tirage créé", "sortition.register": "volontaire inscrit", "sortition.import": "liste de volontaires inscrite",
     "sortition.seed": "graine publiée", "sortition.draw": "tirage effectué",
+    "household.means": "moyens et cotisation choisie enregistrés", "fee.record": "frais enregistrés",
 }
 ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
 CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
@@ -71,6 +72,7 @@ NAV = [
     ("terminals", "Terminaux", "/console/terminals"),
     ("transactions", "Transactions", "/console/transactions"),
     ("settlements", "Règlements", "/console/settlements"),
+    ("contributions", "Cotisations", "/console/contributions"),
     ("budget", "Budget", "/console/budget"),
     ("flows", "Flux", "/console/flows"),
     ("sortition", "Tirage au sort", "/console/sortition"),

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from sqlmodel import Session
 
-from caisse import flows, fund
+from caisse import flows, fund, year_budget
 from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.console.charts import Chart, Series
@@ -34,13 +35,15 @@ DETAILS = (("voids_cents", "Annulations"), ("rejected_cents", "Rejets après vé
 
 
 @router.get("")
-def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> Response:
+def budget(request: Request, session: DbSession, du: str = "", au: str = "", annee: str = "") -> Response:
     settings: Settings = request.app.state.settings
     first, last = period(du, au, timezone=settings.settlement_timezone, months=DEFAULT_MONTHS)
     try:
+        year = _year(session, annee, settings=settings)
         months = [str(m) for m in flows.month_span(first=first, last=last)]
     except InvalidInput as error:
-        return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[])
+        return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[],
+                      year=None, annee=annee)
     rows = fund.budgets(session, months=months, settings=settings)
     charts = [
         (Chart("budget-flux", "Entrées et sorties par mois", "Cotisations, abondements et subventions reçus ; allocations,"
@@ -52,7 +55,16 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> 
          "lines"),
     ]
     return render(request, "budget/index.html", title="Budget", error=None, du=first, au=last, rows=rows, charts=charts,
-                  columns=INCOME + OUTGOINGS + DETAILS, differences=rows[0].differences if rows else ())
+                  columns=INCOME + OUTGOINGS + DETAILS, differences=rows[0].differences if rows else (), year=year,
+                  annee=str(year.year), settings_matching_bp=settings.matching_basis_points)
+
+
+def _year(session: Session, text: str, *, settings: Settings) -> year_budget.YearBudget:
+    """The fund's year (caisse.year_budget): this year unless another is asked for."""
+    if text and not (text.isdigit() and len(text) == 4):
+        raise InvalidInput("invalid_year", f"a year is written with four digits, not {text!r}")
+    wanted = int(text) if text else datetime.now(ZoneInfo(settings.settlement_timezone)).year
+    return year_budget.year_budget(session, year=wanted, settings=settings)
 
 
 def period(first: str, last: str, *, timezone: str, months: int) -> tuple[str, str]:
