@@ -531,9 +531,9 @@ def allowance_rule_set(
 @rule_app.command("show")
 def allowance_rule_show(month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None) -> None:
     """Print the rule in force for a month, then every rule recorded."""
-    from caisse import allowances
+    from caisse import allowances, means
 
-    month = month or date.today().strftime("%Y-%m")
+    month = month or str(means.current_month(Settings()))  # this month in Paris, not on the server's clock
     settings = Settings()
     in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"

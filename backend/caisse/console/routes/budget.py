@@ -56,7 +56,7 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "", ann
     ]
     return render(request, "budget/index.html", title="Budget", error=None, du=first, au=last, rows=rows, charts=charts,
                   columns=INCOME + OUTGOINGS + DETAILS, differences=rows[0].differences if rows else (), year=year,
-                  annee=str(year.year), settings_matching_bp=settings.matching_basis_points)
+                  annee=str(year.year), matching_rate=f"{euros(settings.matching_basis_points)} %".replace(",00 %", " %"))
 
 
 def _year(session: Session, text: str, *, settings: Settings) -> year_budget.YearBudget:
