@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,8 +28,7 @@ from tests.backend.test_settlement import Market
 STAFF = "claire@caisse.test"
 
 
-@pytest.fixture
-def staff(session: Session, monkeypatch: pytest.MonkeyPatch) -> str:
+def _create_staff(session: Session, monkeypatch: pytest.MonkeyPatch) -> str:
     """An active console account, hashed at the lowest cost (the recommended one is tested in tests/console)."""
     from pwdlib import PasswordHash
     from pwdlib.hashers.argon2 import Argon2Hasher
@@ -37,6 +37,11 @@ def staff(session: Session, monkeypatch: pytest.MonkeyPatch) -> str:
     accounts.create_user(session, email=STAFF, password="mot-de-passe-tres-long", role=Role.TREASURER)
     session.commit()
     return STAFF
+
+
+@pytest.fixture
+def staff(session: Session, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _create_staff(session, monkeypatch)
 
 
 def _household(session: Session, joined: datetime, *, members: int = 2, name: str = "Famille Petit") -> int:
@@ -349,3 +354,53 @@ def test_the_year_budget_reads_past_months_from_the_ledger_and_forecasts_the_res
                                               - 33_333 - 10 * 16_666 - 500 - 10 * 250 - 1_600)
     assert result.differences == ()
     assert audit.events(session, action_prefix="fee.")[0].subject == "fee:2026-01:F-1"
+
+
+# Command line ------------------------------------------------------------------------------------------
+
+def test_the_commands_record_means_list_who_is_behind_write_the_claim_and_simulate_a_year(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from caisse.cli import app
+    from caisse.db import make_engine, session_factory, upgrade
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    monkeypatch.setenv("CAISSE_CONTRIBUTION_MINIMUM_CENTS", "500")
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_factory(engine)() as session:
+        _create_staff(session, monkeypatch)
+        h = _household(session, datetime(2026, 1, 1, tzinfo=UTC), name="Famille Roux")
+    engine.dispose()
+    runner = CliRunner()
+    base = ["cotisations", "moyens", str(h), "--mois", "2026-01", "--taille", "3", "--quartile", "2", "--by", STAFF]
+    refused = runner.invoke(app, [*base, "--cotisation", "4,99"])
+    assert refused.exit_code == 1 and "minimum" in refused.stderr and "Traceback" not in refused.output
+    assert runner.invoke(app, [*base, "--cotisation", "20,00"]).exit_code == 0
+    assert runner.invoke(app, ["fund", "contribute", "--household", str(h), "--month", "2026-01", "--amount", "20"]).exit_code == 0
+    late = runner.invoke(app, ["cotisations", "retards", "--mois", "2026-03"])
+    assert late.exit_code == 0 and f"{h}\tFamille Roux\t20,00\t25,00\t60,00\t20,00\t40,00\t2\t2026-02" in late.stdout
+    assert "Les allocations restent versées en entier." in late.stderr
+    assert runner.invoke(app, ["fund", "match", "--month", "2026-01"]).exit_code == 0
+    written = runner.invoke(app, ["cotisations", "demande-abondement", "--mois", "2026-01", "--dossier", str(tmp_path / "d")])
+    assert written.exit_code == 0 and "abondement demandé 10,00 EUR" in written.stderr
+    assert (tmp_path / "d" / "demande-abondement-2026-01.pdf").read_bytes().startswith(b"%PDF")
+    cost = ["annee", "frais", "--mois", "2026-01", "--montant", "12,34", "--categorie", "banque", "--libelle", "tenue de compte",
+            "--reference", "B1", "--by", STAFF]
+    assert runner.invoke(app, cost).exit_code == 0
+    year = runner.invoke(app, ["annee", "budget", "--annee", "2026"])
+    assert year.exit_code == 0, year.output
+    assert re.search(r"Frais bancaires\s+12,34\s+\S+\s+", year.stdout)
+    simulated = runner.invoke(app, ["annee", "simuler", "--foyers", "8", "--graine", "3"])
+    assert simulated.exit_code == 0, simulated.output
+    figures = {label.strip(): int(amount.replace("\u202f", "").replace(",", ""))
+               for label, amount in re.findall(r"^  (\S.*?)\s{2,}(-?[\d\u202f]+,\d\d) €$", simulated.stdout, re.M)}
+    assert figures["Allocations créditées aux foyers"] == 8 * 10_000 * 12
+    assert 0 <= figures["Cotisations des foyers"] // 2 - figures["Abondement de l'État"] <= 12  # 50 %, rounded down each month
+    assert figures["Reste (recettes − allocations nettes − frais)"] == (
+        figures["Total des recettes"] - figures["Allocations créditées aux foyers"] - figures["Total des frais"])
+    assert "conforme au grand livre : oui" in simulated.stdout
