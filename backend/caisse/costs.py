@@ -65,7 +65,7 @@ def by_category(session: Session, *, months: Iterable[str]) -> dict[str, dict[st
         " WHEN t.reference LIKE 'fee:%:import:%' THEN 'plateforme' ELSE 'autre' END AS category, SUM(t.amount_cents)"
         " FROM ledger_transfer t LEFT JOIN fee_category c ON c.reference = t.reference"
         f" WHERE t.kind = 'fee' AND substr(t.reference, 5, 7) >= :first AND substr(t.reference, 5, 7) <= :last"
-        f" AND NOT {reversed_sql('t.reference')} GROUP BY month, category"), {"first": wanted[0], "last": wanted[-1]})
+        f" AND NOT {reversed_sql('t.reference')} GROUP BY 1, 2"), {"first": wanted[0], "last": wanted[-1]})
     for month, category, cents in rows:
         if month in result:
             result[month][category] = result[month].get(category, 0) + int(cents)
