@@ -71,7 +71,7 @@ def dues(session: Session, *, month: str, settings: Settings) -> list[HouseholdD
     households = session.execute(select(Household.id, Household.name, Household.members, Household.created_at)
                                  .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
                                  .order_by(Household.id)).all()  # type: ignore[arg-type]
-    history = household_means.history(session, household_ids=[h for h, *_ in households])
+    history = household_means.history(session, up_to=str(period))
     received = _received(session, up_to=str(period))
     result = []
     for household_id, name, members, created_at in households:

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from caisse import accounts, audit, fund, ledger
 from caisse.allowances import Month
 from caisse.corrections import reversed_sql
-from caisse.errors import InvalidInput
+from caisse.errors import Conflict, InvalidInput
 from caisse.models import FeeCategory
 
 # Stored code -> what staff read.
@@ -41,7 +41,7 @@ def record_cost(session: Session, *, month: str, amount_cents: int, category: st
     posted = ledger.user_reference(f"fee:{period}", reference)
     known = session.get(FeeCategory, posted)
     if known is not None and known.category != category:
-        raise InvalidInput("reference_reused", f"reference {reference!r} was recorded as {known.category}")
+        raise Conflict("reference_reused", f"reference {reference!r} was recorded as {known.category}")
     created = fund.record_fee(session, month=str(period), amount_cents=amount_cents, memo=memo, reference=reference)
     if known is None:
         session.add(FeeCategory(reference=posted, category=category))

@@ -101,11 +101,12 @@ def means_at(session: Session, *, household_id: int, month: str) -> HouseholdMea
     ).scalar_one_or_none()
 
 
-def history(session: Session, *, household_ids: list[int] | None = None) -> dict[int, list[HouseholdMeans]]:
-    """Every household's rows, oldest month first (one query)."""
+def history(session: Session, *, up_to: str | None = None) -> dict[int, list[HouseholdMeans]]:
+    """Every household's rows (effective by `up_to` when given), oldest month first, in one query:
+    no list of ids is sent, so it scales with the caisse whatever the database's parameter limit."""
     query = select(HouseholdMeans).order_by(HouseholdMeans.household_id, HouseholdMeans.effective_month)  # type: ignore[arg-type]
-    if household_ids is not None:
-        query = query.where(HouseholdMeans.household_id.in_(household_ids))  # type: ignore[attr-defined]
+    if up_to is not None:
+        query = query.where(HouseholdMeans.effective_month <= up_to)  # type: ignore[arg-type]
     rows: dict[int, list[HouseholdMeans]] = {}
     for row in session.execute(query).scalars():
         rows.setdefault(row.household_id, []).append(row)
@@ -124,12 +125,9 @@ def in_force(rows: list[HouseholdMeans], month: str) -> HouseholdMeans | None:
 
 def sizes_at(session: Session, *, month: str, household_ids: list[int]) -> dict[int, int]:
     """The size in force in `month` of each household that has means recorded by then."""
-    sizes: dict[int, int] = {}
-    for household_id, rows in history(session, household_ids=household_ids).items():
-        row = in_force(rows, month)
-        if row is not None:
-            sizes[household_id] = row.size
-    return sizes
+    wanted = set(household_ids)
+    return {household_id: rows[-1].size for household_id, rows in history(session, up_to=month).items()
+            if household_id in wanted}
 
 
 def current_month(settings: Settings, now: datetime | None = None) -> Month:

@@ -101,8 +101,8 @@ def _run(session: Session, config: YearConfig, settings: Settings) -> YearResult
         fund.record_matching(session, month=str(month), settings=settings)
         monthly_costs = {
             "plateforme": paid * settings.platform_fee_basis_points // 10_000,
-            "logiciel": config.software_cents_per_year // 12,
-            "banque": config.bank_fees_cents_per_year // 12,
+            "logiciel": _twelfth(config.software_cents_per_year, offset),
+            "banque": _twelfth(config.bank_fees_cents_per_year, offset),
             "personnel": config.staff_cents_per_month,
         }
         for category, cents in monthly_costs.items():
@@ -118,6 +118,11 @@ def _run(session: Session, config: YearConfig, settings: Settings) -> YearResult
     late = behind(session, month=str(start.shifted(11)), settings=settings)
     return YearResult(config=config, budget=budget, households_behind=len(late),
                       behind_cents=sum(d.behind_cents for d in late), reconciled=not budget.differences)
+
+
+def _twelfth(yearly_cents: int, month_index: int) -> int:
+    """A yearly amount by month, December taking the cents left over: the twelve add up to it."""
+    return yearly_cents // 12 + (yearly_cents % 12 if month_index == 11 else 0)
 
 
 def french_report(result: YearResult) -> list[str]:
