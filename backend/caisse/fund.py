@@ -657,8 +657,10 @@ class _LateRecords:
         return bool(self.closed)
 
     def condition(self, time: str, received: str) -> str:
-        return " OR ".join(f"({time} >= :late_s{i} AND {time} < :late_e{i} AND {received} > :late_c{i})"
-                           for i in range(len(self.closed)))
+        # Most records arrived before the first closing: one comparison rules them out.
+        months = " OR ".join(f"({time} >= :late_s{i} AND {time} < :late_e{i} AND {received} > :late_c{i})"
+                             for i in range(len(self.closed)))
+        return f"{received} > :late_first AND ({months})"
 
     def excluded(self, time: str, received: str) -> str:
         """` AND NOT (...)` for a query of the records counted in their own month ('' with no month closed)."""
@@ -666,9 +668,13 @@ class _LateRecords:
 
     def parameters(self) -> list[Any]:
         # Typed, so SQLite compares the stored text with the same format (UTC, as every time is stored).
-        return [parameter for i, (_, start, end, closed_at) in enumerate(self.closed) for parameter in (
-            bindparam(f"late_s{i}", start), bindparam(f"late_e{i}", end),
-            bindparam(f"late_c{i}", closed_at, type_=DateTime(timezone=True)))]
+        if not self.closed:
+            return []
+        first = min(closed_at for *_, closed_at in self.closed)
+        return [bindparam("late_first", first, type_=DateTime(timezone=True))] + [
+            parameter for i, (_, start, end, closed_at) in enumerate(self.closed) for parameter in (
+                bindparam(f"late_s{i}", start), bindparam(f"late_e{i}", end),
+                bindparam(f"late_c{i}", closed_at, type_=DateTime(timezone=True)))]
 
     def counted_in(self, arrived: datetime) -> str:
         arrived = _at_utc(arrived)
