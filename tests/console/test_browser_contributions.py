@@ -67,6 +67,15 @@ def test_the_treasurer_sees_who_is_behind_and_downloads_the_claim_and_the_commit
         treasurer.get_by_role("link", name="Télécharger le PDF").click()
     assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
     screenshot(treasurer, "contributions-768")
+    # Bleuet chooses less from August: recorded through the form, audited under the treasurer's name.
+    treasurer.get_by_label("Numéro du foyer").fill(str(ids[1]))
+    treasurer.get_by_label("À partir du mois").fill("2026-08")
+    treasurer.get_by_label("Nombre de personnes").fill("3")
+    treasurer.get_by_label("Quartile de revenu").select_option("2")
+    treasurer.get_by_label("Cotisation choisie (€ par mois)").fill("20,00")
+    treasurer.get_by_role("button", name="Enregistrer les moyens").click()
+    assert f"Moyens du foyer {ids[1]} enregistrés à partir de 2026-08." in treasurer.get_by_role("status").inner_text()
+    _no_sideways_scroll(treasurer)
 
     committee = page_as(Role.COMMITTEE)
     committee.set_viewport_size(TABLET)

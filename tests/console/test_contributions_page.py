@@ -6,16 +6,17 @@ from __future__ import annotations
 import csv
 import html
 import io
+import urllib.parse
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from caisse import admin, fund, matching_claim, means
+from caisse import admin, audit, fund, matching_claim, means
 from caisse.config import Settings
 from caisse.models import Household, Role
-from tests.console.conftest import EMAILS, TestClient, sign_in
+from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
 
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
@@ -83,3 +84,37 @@ def test_the_committee_sees_the_year_budget_but_not_the_households_contributions
     assert "Famille" not in page and "Cotisations" not in page.split("<main>")[0]  # no menu entry for the committee
     bad = console_client.get("/console/budget?annee=deux")
     assert bad.status_code == 200 and "quatre chiffres" in bad.text
+
+
+@SQLITE_ONLY
+def test_staff_record_means_one_by_one_or_pasted_and_a_bad_entry_writes_nothing(
+    console_client: TestClient, households: dict[str, int], session: Session,
+) -> None:
+    nguyen = households["Famille Nguyen"]
+    sign_in(console_client, Role.COORDINATOR)
+    form = {"foyer": str(nguyen), "mois": "2026-03", "taille": "4", "quartile": "2", "revenu": "", "cotisation": "0,50"}
+    answer = post_form(console_client, "/console/contributions", "/console/contributions/means", form)
+    assert answer.status_code == 303
+    refused = post_form(console_client, "/console/contributions", "/console/contributions/means", {**form, "quartile": "9"})
+    assert refused.status_code == 422 and "Le quartile de revenu est 1, 2, 3 ou 4." in refused.text
+    refused = post_form(console_client, "/console/contributions", "/console/contributions/means", {**form, "taille": "deux"})
+    assert refused.status_code == 422 and "de 1 à 30 personnes" in refused.text and 'value="deux"' in refused.text
+    pasted = f"foyer;mois;taille;quartile de revenu;cotisation choisie\n{nguyen};2026-04;3;1;5\n{nguyen};2026-05;3;1;cinq\n"
+    refused = post_form(console_client, "/console/contributions", "/console/contributions/means/import", {"content": pasted})
+    assert refused.status_code == 422 and "ligne 3" in refused.text
+    session.expire_all()
+    assert means.means_at(session, household_id=nguyen, month="2026-12").effective_month == "2026-03"  # type: ignore[union-attr]
+    [event] = audit.events(session, subjects=[f"household:{nguyen}"], action_prefix="household.means")
+    assert event.actor == EMAILS[Role.COORDINATOR]
+    session.commit()  # end the test's read before the server writes (SQLite: BEGIN IMMEDIATE)
+    done = post_form(console_client, "/console/contributions", "/console/contributions/means/import",
+                     {"content": pasted, "ignorer": "1"})
+    assert done.status_code == 303
+    assert "1 foyer(s) enregistré(s). 1 ligne(s) écartée(s)." in html.unescape(
+        urllib.parse.unquote(done.cookies.get("caisse_flash") or ""))
+    assert means.means_at(session, household_id=nguyen, month="2026-12").size == 3  # type: ignore[union-attr]
+    assert session.get(Household, nguyen).members == 3  # type: ignore[union-attr]
+    session.commit()
+    console_client.cookies.clear()
+    sign_in(console_client, Role.COMMITTEE)
+    assert post_form(console_client, "/console/budget", "/console/contributions/means", form).status_code == 403
