@@ -163,31 +163,40 @@ def import_means(session: Session, *, data: bytes | str, by: str, os_user: str |
     settings = settings or get_settings()
     by = accounts.active_user(session, email=by).email
     report = MeansImport()
-    good: list[dict[str, object]] = []
+    good: list[tuple[int, str, _Means]] = []
     households = set(session.execute(select(Household.id)).scalars())
     for row in read_table(data, COLUMNS):
         try:
             if not row["household"].isdigit() or int(row["household"]) not in households:
-                raise InvalidInput("household_not_found", f"pas de foyer n° {row['household'] or '(vide)'}")
+                raise InvalidInput("household_not_found", f"no household {row['household']!r}")
             if not row["size"].isdigit():
-                raise InvalidInput("invalid_size", f"taille {row['size']!r} : un nombre de personnes")
+                raise InvalidInput("invalid_size", f"size {row['size']!r} is not a number of people")
             if row["quartile"] and row["quartile"] not in ("1", "2", "3", "4"):
-                raise InvalidInput("invalid_quartile", f"quartile {row['quartile']!r} : 1, 2, 3 ou 4")
-            fields: dict[str, object] = {
-                "household_id": int(row["household"]), "effective_month": str(Month.parse(row["month"])),
-                "size": int(row["size"]), "income_quartile": int(row["quartile"]) if row["quartile"] else None,
-                "monthly_income_cents": parse_euros(row["income"], zero_allowed=True) if row["income"] else None,
-                "chosen_contribution_cents": parse_euros(row["contribution"], zero_allowed=True) if row["contribution"] else None,
-            }
-            _check(**{k: v for k, v in fields.items() if k not in ("household_id", "effective_month")},  # type: ignore[arg-type]
-                   settings=settings)
+                raise InvalidInput("invalid_quartile", f"quartile {row['quartile']!r} is not 1 to 4")
+            month = str(Month.parse(row["month"]))
+            fields = _Means(size=int(row["size"]), income_quartile=int(row["quartile"]) if row["quartile"] else None,
+                            monthly_income_cents=parse_euros(row["income"], zero_allowed=True) if row["income"] else None,
+                            chosen_contribution_cents=(parse_euros(row["contribution"], zero_allowed=True)
+                                                       if row["contribution"] else None))
+            _check(size=fields.size, income_quartile=fields.income_quartile, monthly_income_cents=fields.monthly_income_cents,
+                   chosen_contribution_cents=fields.chosen_contribution_cents, settings=settings)
         except CaisseError as error:
             report.errors.add(row.line, french(error))
             continue
-        good.append(fields)
+        good.append((int(row["household"]), month, fields))
     if report.errors and not skip_errors:
         return report
-    for fields in good:
-        record_means(session, by=by, os_user=os_user, settings=settings, **fields)  # type: ignore[arg-type]
+    for household_id, month, fields in good:
+        record_means(session, household_id=household_id, effective_month=month, size=fields.size,
+                     income_quartile=fields.income_quartile, monthly_income_cents=fields.monthly_income_cents,
+                     chosen_contribution_cents=fields.chosen_contribution_cents, by=by, os_user=os_user, settings=settings)
         report.recorded += 1
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Means:
+    size: int
+    income_quartile: int | None
+    monthly_income_cents: int | None
+    chosen_contribution_cents: int | None
