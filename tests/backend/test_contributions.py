@@ -20,6 +20,7 @@ from caisse import accounts, admin, allowances, audit, contributions, correction
 from caisse.allowances import Month
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, Role, TransactionRecord
+from caisse.money import euros
 from caisse.year_budget import year_budget
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
@@ -221,6 +222,18 @@ def test_the_matching_claim_adds_up_with_the_ledger_and_its_files_are_safe(sessi
     text_of_pdf = "".join(page.extract_text() for page in pypdf.PdfReader(pdf_path).pages)
     assert "58,34" in text_of_pdf and "29,17" in text_of_pdf and "PF-1" in text_of_pdf and "50 %" in text_of_pdf
     assert matching_claim.claim(session, month="2026-04", settings=rules).contributions_cents == 7_000
+
+
+def test_a_long_claim_turns_pages_and_keeps_every_line_and_the_total() -> None:
+    from datetime import date
+
+    lines = [matching_claim.ClaimLine(n, f"PF-{n:04d}", date(2026, 3, 1 + n % 28), 1_000 + n) for n in range(150)]
+    claim = matching_claim.MatchingClaim(month="2026-03", basis_points=3_333, lines=lines, matching_posted_cents=0)
+    pages = pypdf.PdfReader(io.BytesIO(matching_claim.pdf_bytes(claim, caisse_name="Caisse d'Œrsted"))).pages
+    text_of_pdf = "".join(page.extract_text() for page in pages)
+    assert len(pages) >= 3 and all(f"PF-{n:04d}" in text_of_pdf for n in range(150))
+    total = sum(line.amount_cents for line in lines)
+    assert euros(total) in text_of_pdf and euros(total * 3_333 // 10_000) in text_of_pdf and "33,33 %" in text_of_pdf
 
 
 # Months in Paris time -----------------------------------------------------------------------------
