@@ -20,7 +20,7 @@ cotisations_app = typer.Typer(help="Cotisations choisies : moyens des foyers, re
 year_app = typer.Typer(help="L'année du fonds : budget (réel et prévision), frais par catégorie, simulation.",
                        no_args_is_help=True)
 
-_StaffByFr = Annotated[str, typer.Option("--by", help="Votre compte de la console (adresse e-mail, actif) ; le journal note"
+_StaffBy = Annotated[str, typer.Option("--by", help="Votre compte de la console (adresse e-mail, actif) ; le journal note"
                                                       " aussi l'utilisateur du système.")]
 _Month = Annotated[str, typer.Option("--mois", help="Mois, AAAA-MM.")]
 
@@ -36,7 +36,7 @@ def record_means(
     household: Annotated[int, typer.Argument(help="Numéro du foyer.")],
     month: _Month,
     size: Annotated[int, typer.Option("--taille", help="Nombre de personnes du foyer à partir de ce mois.")],
-    by: _StaffByFr,
+    by: _StaffBy,
     quartile: Annotated[int | None, typer.Option("--quartile", help="Quartile de revenu, 1 (le plus bas) à 4.")] = None,
     income: Annotated[str | None, typer.Option("--revenu", help="Revenu mensuel du foyer en euros.")] = None,
     contribution: Annotated[str | None, typer.Option("--cotisation", help="Cotisation mensuelle choisie, en euros.")] = None,
@@ -57,7 +57,7 @@ def record_means(
 def import_means(
     path: Annotated[Path, typer.Argument(help="Tableur CSV : foyer ; mois ; taille ; quartile de revenu ou revenu mensuel ;"
                                               " cotisation choisie.", exists=True, dir_okay=False)],
-    by: _StaffByFr,
+    by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--ignorer-erreurs", help="Enregistrer les bonnes lignes malgré les autres.")] = False,
 ) -> None:
     """Importer les moyens des foyers d'un tableur ; rien n'est enregistré d'un fichier qui a des erreurs."""
@@ -154,7 +154,7 @@ def record_cost(
     category: Annotated[str, typer.Option("--categorie", help="logiciel, banque, plateforme, personnel ou autre.")],
     memo: Annotated[str, typer.Option("--libelle", help="Ce que ces frais paient.")],
     reference: Annotated[str, typer.Option("--reference", help="Clé unique (numéro de facture).")],
-    by: _StaffByFr,
+    by: _StaffBy,
 ) -> None:
     """Enregistrer des frais payés par le fonds, avec leur catégorie."""
     from caisse.cli import _os_user, _run, err
