@@ -33,7 +33,7 @@ def _cents(value: str | None) -> int | None:
 
 @cotisations_app.command("moyens")
 def record_means(
-    household: Annotated[int, typer.Argument(help="Numéro du foyer.")],
+    household: Annotated[int, typer.Argument(metavar="FOYER", help="Numéro du foyer.")],
     month: _Month,
     size: Annotated[int, typer.Option("--taille", help="Nombre de personnes du foyer à partir de ce mois.")],
     by: _StaffBy,
@@ -55,7 +55,7 @@ def record_means(
 
 @cotisations_app.command("importer-moyens")
 def import_means(
-    path: Annotated[Path, typer.Argument(help="Tableur CSV : foyer ; mois ; taille ; quartile de revenu ou revenu mensuel ;"
+    path: Annotated[Path, typer.Argument(metavar="FICHIER", help="Tableur CSV : foyer ; mois ; taille ; quartile de revenu ou revenu mensuel ;"
                                               " cotisation choisie.", exists=True, dir_okay=False)],
     by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--ignorer-erreurs", help="Enregistrer les bonnes lignes malgré les autres.")] = False,
