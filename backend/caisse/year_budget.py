@@ -18,6 +18,7 @@ credited (monthly and by hand): what the caisse commits to pay vendors in euros.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -82,7 +83,10 @@ class YearBudget:
                 (totals[1].label, totals[1]), ("Solde", None), (totals[2].label, totals[2])]
 
 
-def year_budget(session: Session, *, year: int, settings: Settings, now: datetime | None = None) -> YearBudget:
+def year_budget(session: Session, *, year: int, settings: Settings, now: datetime | None = None,
+                known: Sequence[fund.Budget] = ()) -> YearBudget:
+    """The year's budget; `known` months already read with fund.budgets (the console's period) are
+    not read again, since a pass over the journal is the slow part."""
     if not 2000 <= year <= 2100:
         raise InvalidInput("invalid_year", f"a year is 2000 to 2100, not {year}")
     zone = ZoneInfo(settings.settlement_timezone)
@@ -96,7 +100,10 @@ def year_budget(session: Session, *, year: int, settings: Settings, now: datetim
     result = YearBudget(year=year, actual_months=actual, forecast_months=forecast, households=0, income=income,
                         allowances=allowances, expired=expired, costs=list(cost_lines.values()))
     if actual:
-        books = fund.budgets(session, months=actual, settings=settings)
+        read = {book.month: book for book in known if book.month in actual}
+        missing = [month for month in actual if month not in read]
+        read |= {book.month: book for book in (fund.budgets(session, months=missing, settings=settings) if missing else [])}
+        books = [read[month] for month in actual]
         fees = costs.by_category(session, months=actual)
         result.differences = books[0].differences
         for book in books:

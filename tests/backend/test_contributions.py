@@ -367,6 +367,11 @@ def test_the_year_budget_reads_past_months_from_the_ledger_and_forecasts_the_res
                                               - 33_333 - 10 * 16_666 - 500 - 10 * 250 - 1_600)
     assert result.differences == ()
     assert audit.events(session, action_prefix="fee.")[0].subject == "fee:2026-01:F-1"
+    # The console passes the months it read for its period: the same year, without reading them again.
+    known = fund.budgets(session, months=["2025-11", "2025-12", "2026-01"], settings=rules)
+    again = year_budget(session, year=2026, settings=rules, now=datetime(2026, 3, 10, tzinfo=UTC), known=known)
+    assert [(line.key, line.actual_cents, line.forecast_cents) for _, line in again.lines() if line] == [
+        (line.key, line.actual_cents, line.forecast_cents) for _, line in result.lines() if line]
 
 
 # Command line ------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlmodel import Session
 
 from caisse import flows, fund, year_budget
 from caisse.allowances import Month
@@ -39,12 +38,14 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "", ann
     settings: Settings = request.app.state.settings
     first, last = period(du, au, timezone=settings.settlement_timezone, months=DEFAULT_MONTHS)
     try:
-        year = _year(session, annee, settings=settings)
+        wanted = _year(annee, settings=settings)
         months = [str(m) for m in flows.month_span(first=first, last=last)]
     except InvalidInput as error:
         return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[],
                       year=None, annee=annee)
     rows = fund.budgets(session, months=months, settings=settings)
+    # The period's months read above are not read again for the year (by default they cover it).
+    year = year_budget.year_budget(session, year=wanted, settings=settings, known=rows)
     charts = [
         (Chart("budget-flux", "Entrées et sorties par mois", "Cotisations, abondements et subventions reçus ; allocations,"
                " dépenses et virements, en euros, mois par mois.", months,
@@ -59,12 +60,13 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "", ann
                   annee=str(year.year), matching_rate=f"{euros(settings.matching_basis_points)} %".replace(",00 %", " %"))
 
 
-def _year(session: Session, text: str, *, settings: Settings) -> year_budget.YearBudget:
-    """The fund's year (caisse.year_budget): this year unless another is asked for."""
+def _year(text: str, *, settings: Settings) -> int:
+    """The fund's year asked for (caisse.year_budget): this year by default."""
     if text and not (text.isdigit() and len(text) == 4):
         raise InvalidInput("invalid_year", f"a year is written with four digits, not {text!r}")
-    wanted = int(text) if text else datetime.now(ZoneInfo(settings.settlement_timezone)).year
-    return year_budget.year_budget(session, year=wanted, settings=settings)
+    if text and not 2000 <= int(text) <= 2100:
+        raise InvalidInput("invalid_year", f"a year is 2000 to 2100, not {text}")
+    return int(text) if text else datetime.now(ZoneInfo(settings.settlement_timezone)).year
 
 
 def period(first: str, last: str, *, timezone: str, months: int) -> tuple[str, str]:
