@@ -236,9 +236,11 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
     balances = ledger.balances_by_code(session, codes=[ledger.member_code(h) for h, _, _ in households])
     transfers: list[ledger.Transfer] = []
     credited: list[int] = []
-    from caisse.means import sizes_at  # means imports this module
+    from caisse.means import current_month, sizes_at, sync_current_sizes  # means imports this module
 
     sizes = sizes_at(session, month=str(period), household_ids=[h for h, _, _ in households])
+    if period == current_month(settings):
+        sync_current_sizes(session, sizes=sizes)
     for household_id, size, joined in households:
         # The size recorded for that month (caisse.means), else the household's current size.
         amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, size), joined=_at_utc(joined).astimezone(zone),

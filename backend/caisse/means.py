@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import accounts, audit
@@ -128,6 +128,17 @@ def sizes_at(session: Session, *, month: str, household_ids: list[int]) -> dict[
     wanted = set(household_ids)
     return {household_id: rows[-1].size for household_id, rows in history(session, up_to=month).items()
             if household_id in wanted}
+
+
+def sync_current_sizes(session: Session, *, sizes: dict[int, int]) -> int:
+    """`household.members` set to the size in force this month (`sizes`, from sizes_at) where it
+    differs: a size recorded ahead for a month reaches the household when that month comes.
+    Returns how many households changed."""
+    current: dict[int, int] = {h: members for h, members in session.execute(select(Household.id, Household.members)).all()}
+    changed = [(household_id, size) for household_id, size in sizes.items() if current.get(household_id, size) != size]
+    for household_id, size in changed:
+        session.execute(update(Household).where(Household.id == household_id).values(members=size))  # type: ignore[arg-type]
+    return len(changed)
 
 
 def current_month(settings: Settings, now: datetime | None = None) -> Month:

@@ -10,9 +10,11 @@ import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
+import time_machine
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
@@ -110,7 +112,16 @@ def test_the_size_history_gives_each_month_its_allowance_and_the_household_its_c
                                     .where(LedgerTransfer.kind == "allowance")).all())  # type: ignore[arg-type]
     # December: no means yet, the household's size (4 now); February: 2; March: 4.
     assert credited == {f"allowance:{h}:2025-12": 37_500, f"allowance:{h}:2026-02": 22_500, f"allowance:{h}:2026-03": 37_500}
-    [later, first] = audit.events(session, action_prefix="household.means")
+    # A size recorded ahead reaches the household when its month is allocated as the current one.
+    means.record_means(session, household_id=h, effective_month="2026-04", size=1, income_quartile=1,
+                       chosen_contribution_cents=1_000, by=staff, settings=rules)
+    session.execute(update(Household).where(Household.id == h).values(members=4))  # type: ignore[arg-type]
+    with time_machine.travel(datetime(2026, 4, 1, 0, 30, tzinfo=ZoneInfo("Europe/Paris")), tick=False):
+        allowances.allocate(session, month="2026-04", settings=rules)
+    session.commit()
+    session.refresh(household := session.get(Household, h))  # type: ignore[arg-type]
+    assert household.members == 1  # type: ignore[union-attr]
+    [_, later, first] = audit.events(session, action_prefix="household.means")
     assert '"os_user": "claire"' in (first.detail or "") and '"before": null' in (first.detail or "")
     # Recording the same month again replaces it, and the audit keeps what it was.
     means.record_means(session, household_id=h, effective_month="2026-03", size=5, income_quartile=1,
