@@ -58,10 +58,6 @@ class HouseholdDues:
     months_behind: int  # months with a due their payments (oldest months first) do not cover
     first_month_behind: str | None
 
-    @property
-    def ahead_cents(self) -> int:
-        return max(0, self.received_cents - self.due_cents)
-
 
 def dues(session: Session, *, month: str, settings: Settings) -> list[HouseholdDues]:
     """Every household that joined by the end of `month`: due and received up to that month."""
@@ -75,25 +71,15 @@ def dues(session: Session, *, month: str, settings: Settings) -> list[HouseholdD
     received = _received(session, up_to=str(period))
     result = []
     for household_id, name, members, created_at in households:
-        joined = Month.of(created_at, zone)
+        joined = _local(created_at, zone)
         rows = history.get(household_id, [])
-        monthly = []  # (month, due) from the month joined
-        current = joined
-        while current <= period:
-            row = household_means.in_force(rows, str(current))
-            chosen = row.chosen_contribution_cents if row is not None else None
-            amount = chosen or 0
-            if current == joined and settings.allowance_pro_rata:
-                joined_day = _local(created_at, zone).day
-                amount = amount * (current.days - joined_day + 1) // current.days  # rounded down, as the allowance
-            monthly.append((str(current), amount))
-            current = current.shifted(1)
+        monthly = _due_by_month(rows, joined=joined, until=period, pro_rata=settings.allowance_pro_rata)
         paid = received.get(household_id, 0)
         due = sum(amount for _, amount in monthly)
         behind = [m for m, remaining in _uncovered(monthly, paid) if remaining > 0]
         now = household_means.in_force(rows, str(period))
         result.append(HouseholdDues(
-            household_id=household_id, name=name, joined_month=str(joined), size=now.size if now else members,
+            household_id=household_id, name=name, joined_month=str(Month.of(joined, zone)), size=now.size if now else members,
             income_quartile=now.income_quartile if now else None,
             monthly_income_cents=now.monthly_income_cents if now else None,
             chosen_cents=now.chosen_contribution_cents if now else None, indicative_cents=indicative_cents(now, settings=settings),
@@ -106,6 +92,23 @@ def behind(session: Session, *, month: str, settings: Settings) -> list[Househol
     """Households whose payments do not cover what they chose up to `month`, most behind first."""
     return sorted((d for d in dues(session, month=month, settings=settings) if d.behind_cents > 0),
                   key=lambda d: (-d.behind_cents, d.household_id))
+
+
+def _due_by_month(rows: list[HouseholdMeans], *, joined: datetime, until: Month, pro_rata: bool) -> list[tuple[str, int]]:
+    """(month, due) from the month the household joined (`joined`: local time) to `until`: the
+    choice in force each month, nothing without one; the first month pro rata of the days left,
+    rounded down, as the allowance."""
+    first = Month(joined.year, joined.month)
+    monthly = []
+    current = first
+    while current <= until:
+        row = household_means.in_force(rows, str(current))
+        amount = (row.chosen_contribution_cents or 0) if row is not None else 0
+        if current == first and pro_rata:
+            amount = amount * (current.days - joined.day + 1) // current.days
+        monthly.append((str(current), amount))
+        current = current.shifted(1)
+    return monthly
 
 
 def _uncovered(monthly: list[tuple[str, int]], paid_cents: int) -> list[tuple[str, int]]:
