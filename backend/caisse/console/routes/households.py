@@ -125,12 +125,10 @@ def record_contribution(request: Request, session: DbSession, user: CurrentUser,
     try:
         cents = fund.parse_euros(amount)
         fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
-                                 settings=request.app.state.settings)
+                                 settings=request.app.state.settings, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, contribution_error=french(error))
-    audit.record(session, actor=user.email, action="contribution.record", subject=f"household:{household_id}",
-                 detail={"month": month, "amount_cents": cents})
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Cotisation de {euros(cents)} € pour {month} enregistrée.")
 
