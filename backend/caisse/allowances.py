@@ -295,3 +295,16 @@ def _average_contribution_cents(session: Session, *, month: Month, households: i
     from caisse.fund import contributed_cents  # fund imports this module
 
     return contributed_cents(session, month=str(month)) // households
+
+
+def rule_text(rule: Rule) -> str:
+    """The rule in one French sentence, amounts in euros (the CLI and the console show it)."""
+    from caisse.money import euros
+
+    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
+              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
+              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
+    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
+    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
+            else "reliquat rendu au fonds chaque mois")
+    return f"{amount}, {prorata}, {left}."

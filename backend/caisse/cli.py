@@ -27,7 +27,6 @@ from caisse.errors import CaisseError
 from caisse.money import euros
 
 if TYPE_CHECKING:
-    from caisse.allowances import Rule
     from caisse_provisioning.pn532_uart import PN532Uart
 
 app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
@@ -525,7 +524,7 @@ def allowance_rule_set(
         s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),
         base_cents=cents(base), per_extra_member_cents=cents(per_extra_member), pro_rata=pro_rata, unspent=unspent,
         carry_over_cap_cents=cents(cap), os_user=_os_user()))
-    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {_rule_text(new)}", err=True)
+    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {allowances.rule_text(new)}", err=True)
 
 
 @rule_app.command("show")
@@ -537,20 +536,9 @@ def allowance_rule_show(month: Annotated[str | None, typer.Option(help="AAAA-MM 
     settings = Settings()
     in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
-    typer.echo(f"{month} : {_rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
+    typer.echo(f"{month} : {allowances.rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
     for recorded_rule in recorded:
-        typer.echo(f"  à partir de {recorded_rule.effective_month} : {_rule_text(recorded_rule)}")
-
-
-def _rule_text(rule: Rule) -> str:
-    """The rule in one French sentence, amounts in euros."""
-    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
-              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
-              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
-    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
-    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
-            else "reliquat rendu au fonds chaque mois")
-    return f"{amount}, {prorata}, {left}."
+        typer.echo(f"  à partir de {recorded_rule.effective_month} : {allowances.rule_text(recorded_rule)}")
 
 
 @app.command("close-month")
