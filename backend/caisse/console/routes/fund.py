@@ -92,11 +92,12 @@ def _allocate(session: Session, form: dict[str, str], by: str, settings: Setting
 
 def _close(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
     month = str(allowances.Month.parse(form.get("month", "")))
-    before = session.get(AllowanceMonth, month)
+    state = session.get(AllowanceMonth, month)
+    closed_before = state is not None and state.closed_at is not None  # read now: closing changes this same object
     credited = session.execute(select(LedgerTransfer.amount_cents).where(
         LedgerTransfer.reference.like(f"allowance:%:{month}"))).scalars().all()  # type: ignore[attr-defined]
     allowances.close_month(session, month=month, by=by)
-    if before is not None and before.closed_at is not None:
+    if closed_before:
         return Done([f"Le mois {month} est déjà clos : rien ne change."], f"Le mois {month} était déjà clos.")
     return Done([f"Allocations de {month} déjà attribuées : {len(credited)} foyer(s), {euros(sum(credited))} €",
                  f"Après la clôture, plus aucune allocation ne peut être attribuée pour {month}, même à un foyer inscrit depuis."],
