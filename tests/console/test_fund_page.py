@@ -129,3 +129,20 @@ def test_an_outsider_without_session_or_token_cannot_post_a_step(console_client:
             answer = console_client.post(f"{PAGE}/{path}", data=data)
             assert answer.status_code == 403, path
     assert _count(engine, LedgerTransfer) == 0 and _count(engine, AuditEvent) == 0
+
+
+def test_a_contribution_form_sent_twice_from_a_household_page_is_recorded_once(
+    console_client: TestClient, users: Any, engine: Engine,
+) -> None:
+    h = _households(engine, 1)[0]
+    sign_in(console_client, Role.COORDINATOR)
+    page = console_client.get(f"/console/households/{h}").text
+    key = page.split('name="reference" value="', 1)[1].split('"', 1)[0]
+    form = {"month": "2030-01", "amount": "20,00", "reference": key, "csrf_token": csrf_token(page)}
+    for _ in range(2):
+        assert console_client.post(f"/console/households/{h}/contributions", data=form).status_code == 303
+    assert "déjà enregistrée" in console_client.get(f"/console/households/{h}").text
+    assert _count(engine, Contribution) == 1
+    with session_factory(engine)() as session:
+        [event] = audit.events(session, action_prefix="contribution.record")
+    assert (event.actor, json.loads(event.detail or "")["reference"]) == (EMAILS[Role.COORDINATOR], f"contribution:{key}")

@@ -164,10 +164,15 @@ def test_every_staff_command_refuses_an_account_that_cannot_act_in_french_and_ch
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = _cli_database(tmp_path, monkeypatch, inactive=("ancienne@caisse.test",))
-    _prepare(url, lambda session: (_households(session), _a_grant(session), _a_held_payment(session)))
-    for contribution in range(1, 3):  # something to match
-        _prepare(url, lambda session, n=contribution: fund.record_contribution(
-            session, household_id=n, month="2030-01", amount_cents=2_000, settings=make_settings(url), reference=f"c{n}"))
+    def something_to_act_on(session: Session) -> None:
+        _households(session)
+        _a_grant(session)
+        _a_held_payment(session)
+        for household_id in (1, 2):  # contributions to match
+            fund.record_contribution(session, household_id=household_id, month="2030-01", amount_cents=2_000,
+                                     settings=make_settings(url), reference=f"c{household_id}")
+
+    _prepare(url, something_to_act_on)
     before = _state(url)
     runner = CliRunner()
     for index, command in enumerate(MUTATING):
