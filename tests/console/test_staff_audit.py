@@ -74,6 +74,8 @@ CASES = [
     Case("ledger.reverse", _a_grant, ["ledger", "reverse", "grant:2030-01:g1", "--reason", "saisie en double"],
          "/console/fund/reverse", {"reference": "grant:2030-01:g1", "reason": "saisie en double"}),
     Case("record.release", _a_held_payment, ["review", "release", "1"], "/console/transactions/1/release"),
+    Case("settlement.prepare", _a_held_payment, ["settle", "--date", "2026-01-01"], "/console/settlements",
+         {"run_date": "2026-01-01"}),
 ]
 
 
