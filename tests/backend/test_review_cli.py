@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from caisse import review
 from caisse.cli import app
-from caisse.db import make_engine, session_factory, upgrade
+from caisse.db import make_engine, session_factory
 from tests.backend.conftest import DECIDERS, make_settings
 from tests.backend.factories import staff_in_database
 from tests.backend.test_settlement import Market

@@ -38,7 +38,6 @@ from caisse.money import euros
 
 router = APIRouter(prefix="/fund", dependencies=[Depends(require_page("fund"))])
 ENTRIES_SHOWN = 30
-BAD_LINE = "Ligne"  # how a preview names a bad line of an imported file
 MONTHS_SHOWN = 12
 
 
@@ -65,6 +64,7 @@ class Done:
 
     lines: list[str]
     flash: str
+    bad_lines: bool = False  # an import's: the confirmation then asks whether to import the valid ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +126,18 @@ def _import(session: Session, form: dict[str, str], by: str, settings: Settings,
     skip_errors = preview or form.get("skip_errors") == "oui"
     report = fund.import_contributions(session, content=form.get("content", ""), settings=settings,
                                        skip_errors=skip_errors, by=by)
-    lines = [f"{BAD_LINE} {line} : {french(error)}" for line, error in report.errors]
+    lines = [f"Ligne {line} : {french(error)}" for line, error in report.errors]
     if report.errors and not skip_errors:
         lines.append("Rien n'est importé tant qu'une ligne est fausse : corrigez le fichier, ou cochez « importer les"
                      " lignes valides ».")
-        return Done(lines, "Rien n'a été importé : le fichier a des lignes fausses.")
+        return Done(lines, "Rien n'a été importé : le fichier a des lignes fausses.", bad_lines=True)
     if report.errors and preview:
         lines.append("Les lignes valides ne sont importées que si vous cochez « importer les lignes valides ».")
     lines += [f"{report.imported} cotisation(s) importée(s) pour {euros(report.imported_cents)} €",
               f"{report.already} déjà importée(s) : ignorée(s)",
               f"Frais de la plateforme : {euros(report.fee_cents)} €"]
     return Done(lines, f"{report.imported} cotisation(s) importée(s) ({euros(report.imported_cents)} €), {report.already}"
-                       " déjà présente(s).")
+                       " déjà présente(s).", bad_lines=bool(report.errors))
 
 
 def _grant(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
@@ -260,7 +260,7 @@ def preview(request: Request, session: DbSession, user: CurrentUser, name: str, 
         return _page(request, session, error=french(error), status_code=error.status_code, form=form, step=name)
     carried = {field: form.get(field, "") for field in step.fields}
     return render(request, "fund/confirm.html", title=step.title, step=step, step_name=name, lines=done.lines, carried=carried,
-                  shows_skip=name == "import" and any(line.startswith(BAD_LINE + " ") for line in done.lines))
+                  shows_skip=done.bad_lines)
 
 
 @router.post("/{name}")
