@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import text
 from sqlmodel import Session
 
-from caisse import accounts, audit, fund, ledger
+from caisse import accounts, fund, ledger
 from caisse.allowances import Month
 from caisse.corrections import reversed_sql
 from caisse.errors import Conflict, InvalidInput
@@ -32,9 +32,10 @@ CATEGORIES = {
 
 def record_cost(session: Session, *, month: str, amount_cents: int, category: str, memo: str, reference: str, by: str,
                 os_user: str | None = None) -> bool:
-    """A cost paid from the fund, with its category (audited). False when this reference was
-    recorded already with the same body; another body is refused (`reference_reused`)."""
-    by = accounts.active_user(session, email=by).email
+    """A cost paid from the fund, with its category (audited by fund.record_fee: an active console
+    account). False when this reference was recorded already with the same body; another body is
+    refused (`reference_reused`)."""
+    accounts.active_user(session, email=by)  # a person, never the system: costs are typed by staff
     if category not in CATEGORIES:
         raise InvalidInput("invalid_category", f"the category is one of {', '.join(CATEGORIES)}, not {category!r}")
     period = Month.parse(month)
@@ -42,15 +43,12 @@ def record_cost(session: Session, *, month: str, amount_cents: int, category: st
     known = session.get(FeeCategory, posted)
     if known is not None and known.category != category:
         raise Conflict("reference_reused", f"reference {reference!r} was recorded as {known.category}")
-    created = fund.record_fee(session, month=str(period), amount_cents=amount_cents, memo=memo, reference=reference)
+    # fund.record_fee posts the fee and writes its audit entry (fund.fee); the category is kept beside it.
+    created = fund.record_fee(session, month=str(period), amount_cents=amount_cents, memo=f"{memo} ({category})",
+                              reference=reference, by=by, os_user=os_user)
     if known is None:
         session.add(FeeCategory(reference=posted, category=category))
         session.flush()
-    if created:
-        detail: dict[str, object] = {"month": str(period), "amount_cents": amount_cents, "category": category, "memo": memo}
-        if os_user:
-            detail["os_user"] = os_user
-        audit.record(session, actor=by, action="fee.record", subject=posted, detail=detail)
     return created
 
 

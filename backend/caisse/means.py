@@ -62,10 +62,8 @@ def record_means(
         household.members = now.size
         session.add(household)
         session.flush()
-    detail: dict[str, object] = {"month": str(period), "after": _fields(row), "before": before}
-    if os_user:
-        detail["os_user"] = os_user
-    audit.record(session, actor=by, action="household.means", subject=f"household:{household_id}", detail=detail)
+    audit.record(session, actor=by, action="household.means", subject=f"household:{household_id}",
+                 detail={"month": str(period), "after": _fields(row), "before": before}, os_user=os_user)
     return row
 
 

@@ -377,7 +377,8 @@ def test_the_year_budget_reads_past_months_from_the_ledger_and_forecasts_the_res
     assert lines["remaining"].total_cents == (4_000 + 80_000 + 2_000 + 40_000 + 100_000 - 40_000 - 200_000 + 10_000
                                               - 33_333 - 10 * 16_666 - 500 - 10 * 250 - 1_600)
     assert result.differences == ()
-    assert audit.events(session, action_prefix="fee.")[0].subject == "fee:2026-01:F-1"
+    [fee] = audit.events(session, subjects=["month:2026-01"], action_prefix="fund.fee")
+    assert fee.actor == staff and '"reference": "fee:2026-01:F-1"' in (fee.detail or "") and "(logiciel)" in (fee.detail or "")
     # The console passes the months it read for its period: the same year, without reading them again.
     known = fund.budgets(session, months=["2025-11", "2025-12", "2026-01"], settings=rules)
     again = year_budget(session, year=2026, settings=rules, now=datetime(2026, 3, 10, tzinfo=UTC), known=known)
