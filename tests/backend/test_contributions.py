@@ -411,11 +411,11 @@ def test_the_commands_record_means_list_who_is_behind_write_the_claim_and_simula
     refused = runner.invoke(app, [*base, "--cotisation", "4,99"])
     assert refused.exit_code == 1 and "minimum" in refused.stderr and "Traceback" not in refused.output
     assert runner.invoke(app, [*base, "--cotisation", "20,00"]).exit_code == 0
-    assert runner.invoke(app, ["fund", "contribute", "--household", str(h), "--month", "2026-01", "--amount", "20"]).exit_code == 0
+    assert runner.invoke(app, ["fund", "contribute", "--household", str(h), "--month", "2026-01", "--amount", "20", "--by", STAFF]).exit_code == 0
     late = runner.invoke(app, ["cotisations", "retards", "--mois", "2026-03"])
     assert late.exit_code == 0 and f"{h}\tFamille Roux\t20,00\t25,00\t60,00\t20,00\t40,00\t2\t2026-02" in late.stdout
     assert "Les allocations restent versées en entier." in late.stderr
-    assert runner.invoke(app, ["fund", "match", "--month", "2026-01"]).exit_code == 0
+    assert runner.invoke(app, ["fund", "match", "--month", "2026-01", "--by", STAFF]).exit_code == 0
     written = runner.invoke(app, ["cotisations", "demande-abondement", "--mois", "2026-01", "--dossier", str(tmp_path / "d")])
     assert written.exit_code == 0 and "abondement demandé 10,00 EUR" in written.stderr
     assert (tmp_path / "d" / "demande-abondement-2026-01.pdf").read_bytes().startswith(b"%PDF")
