@@ -7,6 +7,7 @@ give it only when the table has none, so a caisse can start without deciding any
 idempotency key, so a second run credits only households that were missing (a household
 registered since), and reports the rest as already credited. Unspent money is handled first, by
 a transfer back to the fund (`expiry:{h}:{YYYY-MM}`), so the ledger shows it.
+Each step is audited as `by` (caisse.accounts.staff_actor) in the caller's transaction.
 Nothing here commits: the caller owns the transaction.
 """
 
@@ -15,12 +16,13 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import AllowanceMonth, AllowanceRule, Household, LedgerTransfer, utcnow
@@ -29,7 +31,7 @@ from caisse.sync import bump_cards
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Month:
     year: int
     month: int
@@ -56,6 +58,23 @@ class Month:
     def next_start(self) -> datetime:
         year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
         return datetime(year, month, 1, tzinfo=UTC)
+
+    def shifted(self, months: int) -> Month:
+        index = self.year * 12 + self.month - 1 + months
+        return Month(index // 12, index % 12 + 1)
+
+    def starts_at(self, zone: ZoneInfo) -> datetime:
+        """Local midnight of the first day: where the caisse's month begins (Europe/Paris)."""
+        return datetime.combine(self.first_day, time.min, tzinfo=zone)
+
+    def ends_at(self, zone: ZoneInfo) -> datetime:
+        return self.shifted(1).starts_at(zone)
+
+    @classmethod
+    def of(cls, moment: datetime, zone: ZoneInfo) -> Month:
+        """The local month of an instant (a naive time is UTC, as SQLite hands it back)."""
+        local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
+        return cls(local.year, local.month)
 
 
 def allowance_reference(household_id: int, month: Month) -> str:
@@ -123,15 +142,20 @@ def list_rules(session: Session) -> list[Rule]:
     return [Rule.from_row(row) for row in rows]
 
 
+_RULE_FIELDS = ("rule", "flat_cents", "base_cents", "per_extra_member_cents", "pro_rata", "unspent", "carry_over_cap_cents")
+
+
 def set_rule(
     session: Session, *, effective_month: str, by: str, settings: Settings, rule: str | None = None,
     flat_cents: int | None = None, base_cents: int | None = None, per_extra_member_cents: int | None = None,
     pro_rata: bool | None = None, unspent: str | None = None, carry_over_cap_cents: int | None = None,
+    os_user: str | None = None,
 ) -> Rule:
     """The rule from `effective_month` on: the one in force then, with the given fields changed.
 
     A month already allocated keeps what it was credited: a rule can only start in a month not
     allocated yet (a correction of a credited month is a new transfer, decided by a person)."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(effective_month)
     allocated = session.execute(
         select(AllowanceMonth.month).where(AllowanceMonth.month >= str(period)).order_by(AllowanceMonth.month).limit(1)  # type: ignore[arg-type]
@@ -150,12 +174,17 @@ def set_rule(
         str(period),
     )
     _check_rule(changed)
-    row = session.get(AllowanceRule, str(period)) or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
-    for name in ("rule", "flat_cents", "base_cents", "per_extra_member_cents", "pro_rata", "unspent", "carry_over_cap_cents"):
+    row = session.get(AllowanceRule, str(period))
+    if row is not None and Rule.from_row(row) == changed:
+        return changed  # recorded already (a form sent twice): nothing changes, nothing to audit
+    row = row or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
+    for name in _RULE_FIELDS:
         setattr(row, name, getattr(changed, name))
     row.set_by = by
     session.add(row)
     session.flush()
+    audit.record(session, actor=by, action="allowance.rule", subject=f"month:{period}",
+                 detail={name: getattr(changed, name) for name in _RULE_FIELDS}, os_user=os_user)
     return changed
 
 
@@ -188,16 +217,19 @@ def monthly_amount_cents(
     return amount
 
 
-def allocate(session: Session, *, month: str, settings: Settings) -> AllocationReport:
+def allocate(session: Session, *, month: str, settings: Settings, by: str = accounts.SYSTEM,
+             os_user: str | None = None) -> AllocationReport:
     """Credit every household registered before the end of `month`, by the rule in force for the
-    month (`rule_in_force`). Idempotent per household."""
+    month (`rule_in_force`). Idempotent per household; audited when it credits or expires anything."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is not None and state.closed_at is not None:
         raise Conflict("month_closed", f"month {period} is closed: allowances can no longer be allocated")
-    households = session.execute(
+    zone = ZoneInfo(settings.settlement_timezone)  # a month ends at local midnight, as payments' months do
+    households = session.execute(  # the bound in UTC: SQLite compares the stored UTC text
         select(Household.id, Household.members, Household.created_at)
-        .where(Household.created_at < period.next_start)  # type: ignore[arg-type, operator]
+        .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
         .order_by(Household.id)  # type: ignore[arg-type]
     ).all()
     report = AllocationReport(month=str(period))
@@ -217,9 +249,15 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
     balances = ledger.balances_by_code(session, codes=[ledger.member_code(h) for h, _, _ in households])
     transfers: list[ledger.Transfer] = []
     credited: list[int] = []
+    from caisse.means import current_month, sizes_at, sync_current_sizes  # means imports this module
+
+    sizes = sizes_at(session, month=str(period), household_ids=[h for h, _, _ in households])
+    if period == current_month(settings):
+        sync_current_sizes(session, sizes=sizes)
     for household_id, size, joined in households:
-        amount = monthly_amount_cents(rule=rule, members=size, joined=joined, month=period,
-                                      average_contribution_cents=average)
+        # The size recorded for that month (caisse.means), else the household's current size.
+        amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, size), joined=_at_utc(joined).astimezone(zone),
+                                      month=period, average_contribution_cents=average)
         reference = allowance_reference(household_id, period)
         if reference in posted:
             report.already_credited += 1
@@ -245,11 +283,18 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
     if state is None:
         session.add(AllowanceMonth(month=str(period)))
     session.flush()
+    if transfers:
+        audit.record(session, actor=by, action="allowance.allocate", subject=f"month:{period}", detail={
+            "credited_households": report.credited_households, "credited_cents": report.credited_cents,
+            "already_credited": report.already_credited, "expired_households": report.expired_households,
+            "expired_cents": report.expired_cents}, os_user=os_user)
     return report
 
 
-def close_month(session: Session, *, month: str) -> AllowanceMonth:
-    """Close a month: `allocate` refuses it from now on. Closing twice keeps the first time."""
+def close_month(session: Session, *, month: str, by: str = accounts.SYSTEM, os_user: str | None = None) -> AllowanceMonth:
+    """Close a month: `allocate` refuses it from now on. Closing twice keeps the first time (and
+    its one audit entry)."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is None:
@@ -258,7 +303,19 @@ def close_month(session: Session, *, month: str) -> AllowanceMonth:
         state.closed_at = utcnow()
         session.add(state)
         session.flush()
+        audit.record(session, actor=by, action="allowance.close_month", subject=f"month:{period}", os_user=os_user)
     return state
+
+
+def first_open_month(session: Session, *, month: str) -> Month:
+    """`month`, or when it is closed the first month after it that is not: where a contribution
+    for a closed month is counted (docs/settlement.md, "Closed months")."""
+    period = Month.parse(month)
+    closed = set(session.execute(select(AllowanceMonth.month).where(
+        AllowanceMonth.month >= str(period), AllowanceMonth.closed_at.is_not(None))).scalars())  # type: ignore[arg-type, union-attr]
+    while str(period) in closed:
+        period = period.shifted(1)
+    return period
 
 
 def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
@@ -274,3 +331,20 @@ def _average_contribution_cents(session: Session, *, month: Month, households: i
     from caisse.fund import contributed_cents  # fund imports this module
 
     return contributed_cents(session, month=str(month)) // households
+
+
+def _at_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def rule_text(rule: Rule) -> str:
+    """The rule in one French sentence, amounts in euros (the CLI and the console show it)."""
+    from caisse.money import euros
+
+    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
+              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
+              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
+    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
+    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
+            else "reliquat rendu au fonds chaque mois")
+    return f"{amount}, {prorata}, {left}."

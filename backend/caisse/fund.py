@@ -4,7 +4,8 @@ fees, and the monthly budget reconciled with the ledger.
 The euros the caisse holds are the `fund` account. Money comes in from `income:*` accounts
 (debited, so their balance is minus what they brought) and goes out to `expense:fees` and, for
 vendors, through settlement to `vendor_paid`. Every posting has a reference with its month, so a
-month's budget is read from the journal itself. Nothing here commits: the caller does.
+month's budget is read from the journal itself. What staff enter is audited as `by`
+(caisse.accounts.staff_actor) in the caller's transaction. Nothing here commits: the caller does.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlmodel import Session
 
-from caisse import ledger
-from caisse.allowances import Month
+from caisse import audit, ledger
+from caisse.accounts import SYSTEM, staff_actor
+from caisse.allowances import Month, first_open_month
 from caisse.config import Settings
 from caisse.corrections import reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
-from caisse.models import Contribution, Household, LedgerTransfer, TransactionRecord
+from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, TransactionRecord
 from caisse.money import euros
 from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.settlement import payable_differences
@@ -94,12 +96,20 @@ def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, 
 # Contributions ----------------------------------------------------------------------------------
 
 def record_contribution(
-    session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str | None = None
+    session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str | None = None,
+    by: str = SYSTEM, os_user: str | None = None,
 ) -> bool:
     """A household's contribution for a month, keyed by a person's reference (a receipt number;
     ledger.user_reference). Returns False if this reference was recorded already."""
-    return _record_contribution(session, household_id=household_id, month=month, amount_cents=amount_cents, settings=settings,
-                                reference=ledger.user_reference("contribution", reference or str(uuid.uuid4())))
+    by = staff_actor(session, by=by, os_user=os_user)
+    posted_as = ledger.user_reference("contribution", reference or str(uuid.uuid4()))
+    created = _record_contribution(session, household_id=household_id, month=month, amount_cents=amount_cents,
+                                   settings=settings, reference=posted_as)
+    if created:
+        audit.record(session, actor=by, action="contribution.record", subject=f"household:{household_id}",
+                     detail={"month": str(Month.parse(month)), "amount_cents": amount_cents, "reference": posted_as},
+                     os_user=os_user)
+    return created
 
 
 def _record_contribution(
@@ -112,16 +122,21 @@ def _record_contribution(
         raise InvalidInput("invalid_amount", "the amount must be positive and at most 1 000 000 EUR")
     if amount_cents < settings.contribution_minimum_cents:
         raise InvalidInput("below_minimum", f"the caisse's minimum contribution is {settings.contribution_minimum_cents} cents")
+    # A closed month's figures (and its matching claim) are final: a contribution for it arriving
+    # later is counted in the first open month after it.
+    counted = first_open_month(session, month=str(period))
     existing = session.execute(select(Contribution).where(Contribution.reference == reference)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None:
-        if (existing.household_id, existing.month, existing.amount_cents) != (household_id, str(period), amount_cents):
+        if ((existing.household_id, existing.amount_cents) != (household_id, amount_cents)
+                or existing.month not in (str(period), str(counted))):
             raise Conflict("reference_reused", f"reference {reference!r} was recorded with a different body")
         return False
     accounts = _accounts(session)
-    session.add(Contribution(household_id=household_id, month=str(period), amount_cents=amount_cents, reference=reference))
+    session.add(Contribution(household_id=household_id, month=str(counted), amount_cents=amount_cents, reference=reference))
     session.flush()
+    late = "" if counted == period else f" (for {period}, closed)"
     _post_once(session, debit=accounts[INCOME_CONTRIBUTIONS], credit=accounts[FUND], amount_cents=amount_cents,
-               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {period}")
+               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {counted}{late}")
     return True
 
 
@@ -134,11 +149,13 @@ class ImportReport:
     errors: list[tuple[int, CaisseError]] = field(default_factory=list)  # (line number, what is wrong)
 
 
-def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False) -> ImportReport:
+def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False,
+                         by: str = SYSTEM, os_user: str | None = None) -> ImportReport:
     """CSV from the payment platform: columns household_id, month (YYYY-MM), amount_eur, reference;
     `;` or `,` separated, with a header line. Every line is checked first; with any error nothing
     is imported unless skip_errors, and then only the good lines are. The platform's fee
     (platform_fee_basis_points of what was imported) is posted once per file."""
+    by = staff_actor(session, by=by, os_user=os_user)
     report = ImportReport()
     lines = content.splitlines()
     if not lines:
@@ -198,14 +215,21 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
         month = good[0][2]
         _post_fee(session, amount_cents=int(fee), memo="payment platform fee", reference=f"fee:{Month.parse(month)}:import:{digest}")
         report.fee_cents = int(fee)
+    if report.imported:
+        audit.record(session, actor=by, action="contribution.import",
+                     subject=f"contribution_file:{hashlib.sha256(content.encode()).hexdigest()[:16]}",
+                     detail={"imported": report.imported, "imported_cents": report.imported_cents, "already": report.already,
+                             "fee_cents": report.fee_cents, "skipped_lines": [line for line, _ in report.errors]},
+                     os_user=os_user)
     return report
 
 
 # Matching funds, grants, fees -------------------------------------------------------------------
 
-def record_matching(session: Session, *, month: str, settings: Settings) -> int:
+def record_matching(session: Session, *, month: str, settings: Settings, by: str = SYSTEM, os_user: str | None = None) -> int:
     """The partner adds matching_basis_points of the month's contributions (rounded down). Posts
     only what is still due, so rerunning after late contributions tops it up; returns the amount posted."""
+    by = staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     due = contributed_cents(session, month=str(period)) * settings.matching_basis_points // 10_000
     posted = _ledger_sum(session, f"matching:{period}:%")
@@ -215,6 +239,8 @@ def record_matching(session: Session, *, month: str, settings: Settings) -> int:
     accounts = _accounts(session)
     _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
                reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
+    audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
+                 detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
     return due - posted
 
 
@@ -224,18 +250,32 @@ def contributed_cents(session: Session, *, month: str) -> int:
                 m=month)
 
 
-def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str) -> bool:
+def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str, by: str = SYSTEM,
+                 os_user: str | None = None) -> bool:
     """A grant received, keyed by a person's reference (ledger.user_reference)."""
+    by = staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     accounts = _accounts(session)
-    return _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
-                      kind=Kind.GRANT, reference=ledger.user_reference(f"grant:{period}", reference), memo=source[:300])
+    posted_as = ledger.user_reference(f"grant:{period}", reference)
+    created = _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
+                         kind=Kind.GRANT, reference=posted_as, memo=source[:300])
+    if created:
+        audit.record(session, actor=by, action="fund.grant", subject=f"month:{period}",
+                     detail={"amount_cents": amount_cents, "source": source[:300], "reference": posted_as}, os_user=os_user)
+    return created
 
 
-def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, reference: str) -> bool:
+def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, reference: str, by: str = SYSTEM,
+               os_user: str | None = None) -> bool:
     """A fee paid, keyed by a person's reference (ledger.user_reference)."""
+    by = staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
-    return _post_fee(session, amount_cents=amount_cents, memo=memo, reference=ledger.user_reference(f"fee:{period}", reference))
+    posted_as = ledger.user_reference(f"fee:{period}", reference)
+    created = _post_fee(session, amount_cents=amount_cents, memo=memo, reference=posted_as)
+    if created:
+        audit.record(session, actor=by, action="fund.fee", subject=f"month:{period}",
+                     detail={"amount_cents": amount_cents, "memo": memo[:300], "reference": posted_as}, os_user=os_user)
+    return created
 
 
 def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str) -> bool:
@@ -446,7 +486,10 @@ class _Book:
     def _read_records(self, session: Session, zone: ZoneInfo, periods: Sequence[str]) -> None:
         """Accepted payments by the local month of the tap, in one scan: each month from the first
         to the last asked for by its local bounds, the rest before or after them (enough for the
-        closing balances and the totals). Voids, few, by their payment's month, read in Python."""
+        closing balances and the totals). Voids, few, by their payment's month, read in Python.
+        A record that arrived after that month was closed is counted in the month it arrived
+        (`_read_late_records`), so a closed month's figures never change."""
+        late = _LateRecords.closings(session, zone)
         span = _month_span(periods)
         bounds = [(_local_midnight(m.first_day, zone), _local_midnight(m.next_start.date(), zone)) for m in span]
         params: dict[str, object] = {f"s{i}": start for i, (start, _) in enumerate(bounds)}
@@ -461,7 +504,8 @@ class _Book:
                 f"SELECT {which} AS month_index, SUM(amount_cents),"
                 " SUM(CASE WHEN review = 'held' AND NOT voided THEN amount_cents ELSE 0 END),"
                 " SUM(CASE WHEN review = 'rejected' THEN amount_cents ELSE 0 END) FROM transaction_record"
-                " WHERE status = 'accepted' AND kind = 1 GROUP BY month_index"), params).all():
+                f" WHERE status = 'accepted' AND kind = 1{late.excluded('time', 'received_at')} GROUP BY month_index")
+                .bindparams(*late.parameters()), params).all():
             flows = self.at(str(span[index]) if index >= 0 else _BEFORE if index == -1 else _AFTER)
             flows.payments += int(cents)
             flows.held += int(held)
@@ -478,7 +522,8 @@ class _Book:
                 f" SUM(CASE WHEN {VOID_HELD_ALONE_SQL} THEN r.amount_cents ELSE 0 END),"
                 " SUM(CASE WHEN p.id IS NULL THEN r.amount_cents ELSE 0 END)"
                 " FROM transaction_record r LEFT JOIN transaction_record p ON p.terminal_id = r.terminal_id AND p.seq = r.ref_seq"
-                " WHERE r.status = 'accepted' AND r.kind = 2 GROUP BY slot"), {"bucket": _BUCKET_S}).all():
+                f" WHERE r.status = 'accepted' AND r.kind = 2{late.excluded('COALESCE(p.time, r.time)', 'r.received_at')}"
+                " GROUP BY slot").bindparams(*late.parameters()), {"bucket": _BUCKET_S}).all():
             month = months.get(slot) or months.setdefault(slot, datetime.fromtimestamp(int(slot) * _BUCKET_S, zone).strftime("%Y-%m"))
             flows = self.at(month)
             flows.voids += int(refunded)
@@ -487,6 +532,36 @@ class _Book:
             orphans += int(orphan)
         if orphans:
             self.unplaced.append(f"annulations acceptées dont le paiement manque : {euros(orphans)} €")
+        if late:
+            self._read_late_records(session, late)
+
+    def _read_late_records(self, session: Session, late: _LateRecords) -> None:
+        """Records that arrived after their month (the tap's, or a void's payment's) was closed:
+        in the local month they arrived, or the first month after it not closed when they did."""
+        for kind, arrived, cents, held, rejected, refunded, alone, orphan in session.execute(text(
+                "SELECT r.kind, r.received_at AS received_at, r.amount_cents,"
+                " CASE WHEN r.kind = 1 AND r.review = 'held' AND NOT r.voided THEN r.amount_cents ELSE 0 END,"
+                " CASE WHEN r.kind = 1 AND r.review = 'rejected' THEN r.amount_cents ELSE 0 END,"
+                f" CASE WHEN r.kind = 2 AND {VOID_REFUNDED_SQL} THEN r.amount_cents ELSE 0 END,"
+                f" CASE WHEN r.kind = 2 AND {VOID_HELD_ALONE_SQL} THEN r.amount_cents ELSE 0 END,"
+                " CASE WHEN r.kind = 2 AND p.id IS NULL THEN r.amount_cents ELSE 0 END"
+                " FROM transaction_record r LEFT JOIN transaction_record p"
+                " ON r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq"
+                " WHERE r.status = 'accepted' AND r.kind IN (1, 2)"
+                f" AND ({late.condition('CASE WHEN r.kind = 1 THEN r.time ELSE COALESCE(p.time, r.time) END', 'r.received_at')})")
+                .bindparams(*late.parameters()).columns(received_at=DateTime(timezone=True))).all():
+            flows = self.at(late.counted_in(arrived))
+            if kind == 1:
+                flows.payments += int(cents)
+                flows.held += int(held)
+                flows.rejected += int(rejected)
+                self.records["payments"] = self.records.get("payments", 0) + int(cents)
+            else:
+                flows.voids += int(refunded)
+                flows.held += int(alone)
+                self.records["voids"] = self.records.get("voids", 0) + int(cents)
+                if orphan:
+                    self.unplaced.append(f"annulations acceptées dont le paiement manque : {euros(int(orphan))} €")
 
     def _read_reversals(self, session: Session, zone: ZoneInfo) -> None:
         """A staff entry taken back (`reversal:{id}`) is netted out of the month of the entry, in
@@ -596,6 +671,57 @@ class _Book:
         found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
                   for kind, cents in sorted(journal.items()) if kind not in known]
         return self.unplaced + found + self.vendor_accounts
+
+
+class _LateRecords:
+    """The closed months (their local bounds in unix seconds, and when they were closed), and the
+    SQL that tells a record that arrived after its month was closed."""
+
+    def __init__(self, zone: ZoneInfo, closed: list[tuple[Month, datetime]]) -> None:
+        self.zone = zone
+        self.closed = [(month, int(month.starts_at(zone).timestamp()), int(month.ends_at(zone).timestamp()),
+                        _at_utc(closed_at)) for month, closed_at in closed]
+
+    @classmethod
+    def closings(cls, session: Session, zone: ZoneInfo) -> _LateRecords:
+        rows = session.execute(select(AllowanceMonth.month, AllowanceMonth.closed_at)
+                               .where(AllowanceMonth.closed_at.is_not(None))).all()  # type: ignore[union-attr]
+        return cls(zone, [(Month.parse(month), closed_at) for month, closed_at in rows])
+
+    def __bool__(self) -> bool:
+        return bool(self.closed)
+
+    def condition(self, time: str, received: str) -> str:
+        # Most records arrived before the first closing: one comparison rules them out.
+        months = " OR ".join(f"({time} >= :late_s{i} AND {time} < :late_e{i} AND {received} > :late_c{i})"
+                             for i in range(len(self.closed)))
+        return f"{received} > :late_first AND ({months})"
+
+    def excluded(self, time: str, received: str) -> str:
+        """` AND NOT (...)` for a query of the records counted in their own month ('' with no month closed)."""
+        return f" AND NOT ({self.condition(time, received)})" if self.closed else ""
+
+    def parameters(self) -> list[Any]:
+        # Typed, so SQLite compares the stored text with the same format (UTC, as every time is stored).
+        if not self.closed:
+            return []
+        first = min(closed_at for *_, closed_at in self.closed)
+        return [bindparam("late_first", first, type_=DateTime(timezone=True))] + [
+            parameter for i, (_, start, end, closed_at) in enumerate(self.closed) for parameter in (
+                bindparam(f"late_s{i}", start), bindparam(f"late_e{i}", end),
+                bindparam(f"late_c{i}", closed_at, type_=DateTime(timezone=True)))]
+
+    def counted_in(self, arrived: datetime) -> str:
+        arrived = _at_utc(arrived)
+        month = Month.of(arrived, self.zone)
+        closed_then = {m for m, _, _, closed_at in self.closed if closed_at < arrived}
+        while month in closed_then:
+            month = month.shifted(1)
+        return str(month)
+
+
+def _at_utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _month_span(periods: Sequence[str]) -> list[Month]:

@@ -262,7 +262,7 @@ def test_the_warning_starts_thirty_days_before_the_end(session: Session) -> None
 def test_migration_0023_gives_each_vendor_its_present_state_from_its_creation(engine: Engine) -> None:
     from tests.backend.test_migrations import _downgrade
 
-    _downgrade(engine, "0012")
+    _downgrade(engine, "0022")
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO vendor (name, kind, zone, convention_status, convention_end, created_at)"
                                 " VALUES ('Ferme', 'producer', 'Nord', 'suspended', '2026-03-01', '2026-01-02 08:00:00')"))

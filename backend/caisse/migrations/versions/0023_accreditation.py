@@ -1,7 +1,7 @@
 """Vendor accreditation: criteria, visit, training, and the history of its state.
 
 Revision ID: 0023
-Revises: 0012
+Revises: 0022
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | None = "0012"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
