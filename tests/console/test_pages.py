@@ -393,5 +393,13 @@ def test_a_terminal_acknowledged_further_than_a_restored_database_shows_whether_
     text = console_client.get(f"/console/terminals/{ids['terminal']}").text
     assert "n° 5 à 6 plus sur le terminal" in text
     assert "Enregistrements n° 5 à 6 : plus sur le terminal." in text
+    page = f"/console/terminals/{ids['terminal']}"
+    answer = post_form(console_client, page, f"{page}/accept-loss", {})
+    assert answer.status_code == 303
+    text = console_client.get(answer.headers["location"]).text
+    assert "perte des n° 5 à 6 constatée" in text and "Constater la perte" not in text
+    assert "en cours (6 / 9)" in text  # past the gap; the terminal has yet to send 7..9
+    again = post_form(console_client, page, f"{page}/accept-loss", {})  # a second click
+    assert "rien à constater" in console_client.get(again.headers["location"]).text
     report(9)
     assert "renvoi après restauration : complet" in console_client.get("/console/terminals").text
