@@ -1,5 +1,6 @@
 """A backend restored from a backup, and a terminal made by the firmware that had been
-acknowledged further: it sends again what the restored database lacks, and every record is
+acknowledged further: it sends again what the restored database lacks, also across a power cut
+in the middle (what the database got already comes back as duplicates), and every record is
 counted and paid once (docs/operations.md, "Terminals after a restore")."""
 
 import sys
@@ -56,9 +57,27 @@ def test_a_terminal_sends_again_what_a_restored_backend_lost_and_each_record_is_
             assert backup.restore(str(engine.url), saved, by="technicien").terminals == [(tid, 2)]
             assert _records(engine, tid) == [(1, 1), (2, 1)]
             pay(AMOUNTS[5])
+            posts = []
+
+            def power_cut_at_the_third_post(method, path, headers, body):
+                if method == "POST":
+                    posts.append(path)
+                    if len(posts) == 3:  # record 6, then re-sent 3 and 4, then 5: the power goes
+                        raise OSError("the power goes")
+                return AppTransport(client)(method, path, headers, body)
+
+            r.terminal.sync._transport = power_cut_at_the_third_post
+            r.terminal.sync._batch = 2
+            assert r.terminal.sync_now().error is not None
+            assert _records(engine, tid) == [(seq, 1) for seq in (1, 2, 3, 4, 6)]
+
+            r = rig.Rig(files=r.files, transport=AppTransport(client), signer=signer)  # the reboot
+            assert r.log.resending() and r.log.resend_above == 2
             report = r.terminal.sync_now()
             assert report.error is None, report
-            assert (report.resent, report.accepted, report.duplicates) == (3, 4, 0)
+            # the upload after the reboot starts above the backend's 2: 3, 4 and 6 are in the
+            # database already (duplicates, counted once), 5 is new to it
+            assert (report.uploaded, report.accepted, report.duplicates) == (4, 1, 3)
             assert report.acked_seq == 6 and r.log.resend_above == -1
 
         assert _records(engine, tid) == [(seq, 1) for seq in range(1, 7)]  # every record, once
