@@ -495,7 +495,7 @@ def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str) -> Te
     return terminal
 
 
-def accept_lost_records(session: Session, *, terminal_id: int, by: str) -> tuple[int, int]:
+def accept_lost_records(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> tuple[int, int]:
     """A person accepts as lost the records a terminal reported it no longer holds while the
     database lacks them (restored from a backup taken before they arrived): the terminal's
     acked_seq passes the gap, so the terminal can reclaim its flash again, and the record after
@@ -522,7 +522,7 @@ def accept_lost_records(session: Session, *, terminal_id: int, by: str) -> tuple
         TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq == last + 1)  # type: ignore[arg-type]
         .values(chain_verified=True))
     audit.record(session, actor=by, action="terminal.accept_loss", subject=f"terminal:{terminal_id}",
-                 detail={"first_seq": first, "last_seq": last, "acked_seq": acked_seq})
+                 detail=_with_os_user({"first_seq": first, "last_seq": last, "acked_seq": acked_seq}, os_user))
     return first, last
 
 
