@@ -36,6 +36,7 @@ PAGES = (
     "/console/settlements/{run}",
     "/console/budget?du=2026-01&au=2026-12",
     "/console/flows?du=2026-01&au=2026-12",
+    "/console/fund",
     "/console/sortition",
     "/console/sortition/{draw}",
     "/console/audit",
