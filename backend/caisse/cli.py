@@ -518,6 +518,19 @@ def terminal_revoke(
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
+@terminal_app.command("perte")
+def terminal_accept_loss(
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (inscrit au journal).")],
+) -> None:
+    """Constater la perte des enregistrements qu'un terminal n'a plus, après une restauration de la base
+    (docs/operations.md, « Terminals after a restore ») : le terminal peut de nouveau libérer sa mémoire."""
+    first, last = _run(lambda s: admin.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    out.print(terminal_id)
+    err.print(f"Terminal {terminal_id} : perte des n° {first} à {last} constatée par {by}. Le paiement qui suit"
+              " sera réglé au prochain règlement.")
+
+
 @terminal_app.command("clear")
 def terminal_clear(
     terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],

@@ -42,6 +42,8 @@ MESSAGES = {
     "record_not_held": "Ce paiement n'attend plus de décision : il a déjà été libéré ou rejeté.",
     "invalid_decided_by": "Indiquez qui prend la décision.",
     "invalid_decision": "Une décision groupée libère ou rejette les enregistrements retenus d'un terminal ou d'un commerçant, pas des deux.",
+    "no_lost_records": "Ce terminal ne signale aucun enregistrement perdu juste après ceux que la base a reçus : rien à constater.",
+    "lost_records_arrived": "Une partie de ces enregistrements est arrivée entre-temps : ils ne sont pas perdus, rien n'a été changé.",
     "terminal_not_suspect": "Ce terminal n'est pas signalé suspect : il n'y a pas de soupçon à lever.",
     "invalid_run_date": "Date de règlement invalide.",
     "day_not_over": "Cette journée n'est pas terminée : on ne règle qu'une journée passée.",

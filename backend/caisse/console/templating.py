@@ -51,6 +51,7 @@ ACTION_LABELS = {
     "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
     "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
     "terminal.clear": "terminal remis en service",
+    "terminal.accept_loss": "perte d'enregistrements constatée après une restauration",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
     "record.release": "paiement libéré", "record.reject": "paiement rejeté",
     "settlement.prepare": "règlement préparé", "settlement.approve": "règlement approuvé",
