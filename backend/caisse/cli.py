@@ -714,14 +714,14 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV : household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    path: Annotated[Path, typer.Argument(help="CSV : foyer, mois, montant, référence (ou household_id, month, amount_eur, reference).", exists=True, dir_okay=False)],
     by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
     """Importer les cotisations du fichier CSV de la plateforme de paiement ; rien n'est importé d'un fichier qui a des erreurs."""
     from caisse import fund
 
-    content = path.read_text(encoding="utf-8-sig")
+    content = path.read_bytes()
     report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
                                                       by=by, os_user=_os_user()))
     for line, problem in report.errors:
