@@ -645,6 +645,19 @@ def terminal_revoke(
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
+@terminal_app.command("perte")
+def terminal_accept_loss(
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (inscrit au journal).")],
+) -> None:
+    """Constater la perte des enregistrements qu'un terminal n'a plus, après une restauration de la base
+    (docs/operations.md, « Terminals after a restore ») : le terminal peut de nouveau libérer sa mémoire."""
+    first, last = _run(lambda s: admin.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    out.print(terminal_id)
+    err.print(f"Terminal {terminal_id} : perte des n° {first} à {last} constatée par {by}. Le paiement qui suit"
+              " sera réglé au prochain règlement.")
+
+
 @terminal_app.command("clear")
 def terminal_clear(
     terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
@@ -828,14 +841,14 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV : household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    path: Annotated[Path, typer.Argument(help="CSV : foyer, mois, montant, référence (ou household_id, month, amount_eur, reference).", exists=True, dir_okay=False)],
     by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
     """Importer les cotisations du fichier CSV de la plateforme de paiement ; rien n'est importé d'un fichier qui a des erreurs."""
     from caisse import fund
 
-    content = path.read_text(encoding="utf-8-sig")
+    content = path.read_bytes()
     report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
                                                       by=by, os_user=_os_user()))
     for line, problem in report.errors:

@@ -10,9 +10,7 @@ month's budget is read from the journal itself. What staff enter is audited as `
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 import uuid
 from collections.abc import Sequence
@@ -36,6 +34,7 @@ from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfe
 from caisse.money import euros
 from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.settlement import payable_differences
+from caisse.spreadsheet import Column, read_table
 
 FUND = "fund"
 INCOME_CONTRIBUTIONS = "income:contributions"
@@ -45,7 +44,9 @@ EXPENSE_FEES = "expense:fees"
 MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
 
 _EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
-CSV_COLUMNS = ("household_id", "month", "amount_eur", "reference")
+# The platform's export or a sheet staff typed: English codes or French headers.
+CSV_COLUMNS = (Column("household_id", ("foyer", "numéro de foyer", "n° foyer")), Column("month", ("mois",)),
+               Column("amount_eur", ("montant", "montant en euros")), Column("reference", ("référence", "réf")))
 
 
 class Kind:
@@ -149,36 +150,30 @@ class ImportReport:
     errors: list[tuple[int, CaisseError]] = field(default_factory=list)  # (line number, what is wrong)
 
 
-def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False,
+def import_contributions(session: Session, *, content: str | bytes, settings: Settings, skip_errors: bool = False,
                          by: str = SYSTEM, os_user: str | None = None) -> ImportReport:
-    """CSV from the payment platform: columns household_id, month (YYYY-MM), amount_eur, reference;
-    `;` or `,` separated, with a header line. Every line is checked first; with any error nothing
+    """CSV from the payment platform or a staff sheet (caisse.spreadsheet: encodings, separators,
+    French headers): columns household_id, month (YYYY-MM), amount_eur, reference. Every line is checked first; with any error nothing
     is imported unless skip_errors, and then only the good lines are. The platform's fee
     (platform_fee_basis_points of what was imported) is posted once per file."""
     by = staff_actor(session, by=by, os_user=os_user)
     report = ImportReport()
-    lines = content.splitlines()
-    if not lines:
-        raise InvalidInput("empty_file", "the file is empty")
-    delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
-    reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
-    missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
-    if missing:
-        raise InvalidInput("missing_columns", f"line 1: missing column(s) {', '.join(missing)}; expected {', '.join(CSV_COLUMNS)}")
+    raw = content.encode() if isinstance(content, str) else content  # what identifies the file: its bytes
+    rows = read_table(content, CSV_COLUMNS)
     good: list[tuple[int, int, str, int, str]] = []
     seen: dict[str, int] = {}
     households = set(session.execute(select(Household.id)).scalars())
-    for row in reader:
-        line = reader.line_num
+    for row in rows:
+        line = row.line
         try:
-            household_id = int((row["household_id"] or "").strip())
+            household_id = int(row["household_id"])
             if household_id not in households:
                 raise InvalidInput("household_not_found", f"no household {household_id}")
-            month = str(Month.parse(row["month"] or ""))
-            amount = parse_euros(row["amount_eur"] or "")
+            month = str(Month.parse(row["month"]))
+            amount = parse_euros(row["amount_eur"])
             if amount < settings.contribution_minimum_cents:
                 raise InvalidInput("below_minimum", f"below the minimum contribution ({settings.contribution_minimum_cents} cents)")
-            reference = (row["reference"] or "").strip()
+            reference = row["reference"]
             if not reference:
                 raise InvalidInput("missing_reference", "the platform's reference is empty")
             if len(reference) > ledger.USER_KEY_MAX_CHARS:
@@ -211,13 +206,13 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
         raise Conflict("import_conflict", "; ".join(f"line {n}: {e.detail}" for n, e in report.errors))
     fee = (Decimal(report.imported_cents) * settings.platform_fee_basis_points / 10_000).quantize(Decimal(1), ROUND_HALF_UP)
     if fee > 0:
-        digest = hashlib.sha256(content.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(raw).hexdigest()[:32]
         month = good[0][2]
         _post_fee(session, amount_cents=int(fee), memo="payment platform fee", reference=f"fee:{Month.parse(month)}:import:{digest}")
         report.fee_cents = int(fee)
     if report.imported:
         audit.record(session, actor=by, action="contribution.import",
-                     subject=f"contribution_file:{hashlib.sha256(content.encode()).hexdigest()[:16]}",
+                     subject=f"contribution_file:{hashlib.sha256(raw).hexdigest()[:16]}",
                      detail={"imported": report.imported, "imported_cents": report.imported_cents, "already": report.already,
                              "fee_cents": report.fee_cents, "skipped_lines": [line for line, _ in report.errors]},
                      os_user=os_user)

@@ -204,6 +204,15 @@ class TerminalHealth(SQLModel, table=True):
     unsent_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     unsigned_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     log_free_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The terminal's own acked_seq (the highest the backend ever answered it) and the records it
+    # no longer holds while the backend lacks them; None from a firmware that does not say.
+    terminal_acked_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lost_first_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lost_last_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Set when a report said the terminal had been acknowledged further than the backend then was
+    # (its database restored from a backup): from which seq, down to which. Kept by later reports.
+    rewound_from_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    rewound_to_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class TerminalLimits(SQLModel, table=True):

@@ -53,6 +53,7 @@ ACTION_LABELS = {
     "vendor.accreditation": "conventionnement modifié", "accreditation.criterion_add": "critère de conventionnement ajouté",
     "accreditation.criterion_retire": "critère de conventionnement retiré", "terminal.revoke": "terminal révoqué",
     "terminal.clear": "terminal remis en service",
+    "terminal.accept_loss": "perte d'enregistrements constatée après une restauration",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
     "record.release": "paiement libéré", "record.reject": "paiement rejeté",
     "settlement.prepare": "règlement préparé", "settlement.approve": "règlement approuvé",

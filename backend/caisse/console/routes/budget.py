@@ -55,8 +55,9 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "", ann
                [Series("Solde du fonds", [row.fund_balance_cents for row in rows])], value_format=euros, axis_format=whole_euros),
          "lines"),
     ]
+    views = (("Entrées", INCOME), ("Sorties", OUTGOINGS), ("Soldes et détail", DETAILS))
     return render(request, "budget/index.html", title="Budget", error=None, du=first, au=last, rows=rows, charts=charts,
-                  columns=INCOME + OUTGOINGS + DETAILS, differences=rows[0].differences if rows else (), year=year,
+                  views=views, differences=rows[0].differences if rows else (), year=year,
                   annee=str(year.year), matching_rate=f"{euros(settings.matching_basis_points)} %".replace(",00 %", " %"))
 
 
