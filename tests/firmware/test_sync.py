@@ -401,8 +401,9 @@ def backend(method, path, headers, body):
             results.append({"index": i, "seq": seq, "status": "duplicate" if seq in stored else "accepted"})
             stored[seq] = raw
         return 200, json.dumps({"results": results, "acked_seq": acked()}).encode()
-    return 200, json.dumps({"v": 2, "server_time": rig.T0, "acked_seq": acked(), "cards_version": 9,
-                            "full": True, "more": False, "cards": "", "limits": {}}).encode()
+    return 200, json.dumps({"v": 3, "server_time": rig.T0, "acked_seq": acked(), "cards_version": 9,
+                            "full": True, "more": False, "cards": "", "limits": {},
+                            "accreditation": {"active": True, "ends_at": None}}).encode()
 
 r = rig.Rig(transport=backend)
 for amount in ('1', '2', '3', '4'):
