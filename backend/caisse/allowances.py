@@ -3,7 +3,8 @@
 The rule is a row of `allowance_rule`, in force from its month until the next one; the settings
 give it only when the table has none, so a caisse can start without deciding anything.
 
-`allocate` credits every household once per month: the reference `allowance:{h}:{YYYY-MM}` is the
+`allocate` credits every member household once per month, from the month it joined to the month
+it leaves, both in Paris time (a household created at 2026-03-31T22:30Z joined in April): the reference `allowance:{h}:{YYYY-MM}` is the
 idempotency key, so a second run credits only households that were missing (a household
 registered since), and reports the rest as already credited. Unspent money is handled first, by
 a transfer back to the fund (`expiry:{h}:{YYYY-MM}`), so the ledger shows it.
@@ -16,6 +17,7 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -26,6 +28,8 @@ from caisse.errors import Conflict, InvalidInput
 from caisse.models import AllowanceMonth, AllowanceRule, Household, LedgerTransfer, utcnow
 from caisse.sync import bump_cards
 
+# The caisse's months are the calendar months of Paris: joining, leaving and pro rata count there.
+MONTH_TIMEZONE = ZoneInfo("Europe/Paris")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -56,6 +60,19 @@ class Month:
     def next_start(self) -> datetime:
         year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
         return datetime(year, month, 1, tzinfo=UTC)
+
+    @property
+    def next_start_local(self) -> datetime:
+        """The first instant of the next month in Paris (as an aware datetime)."""
+        year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
+        return datetime(year, month, 1, tzinfo=MONTH_TIMEZONE)
+
+    @classmethod
+    def of(cls, moment: datetime | date) -> Month:
+        """The Paris month of an instant (naive ones are UTC, as SQLite returns them), or of a day."""
+        if isinstance(moment, datetime):
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(MONTH_TIMEZONE).date()
+        return cls(moment.year, moment.month)
 
 
 def allowance_reference(household_id: int, month: Month) -> str:
@@ -181,7 +198,7 @@ def monthly_amount_cents(
         amount = average_contribution_cents
     if joined.tzinfo is None:
         joined = joined.replace(tzinfo=UTC)
-    joined_day = joined.date()
+    joined_day = joined.astimezone(MONTH_TIMEZONE).date()
     if rule.pro_rata and joined_day > month.first_day and joined_day.month == month.month and joined_day.year == month.year:
         days_left = month.days - joined_day.day + 1
         amount = amount * days_left // month.days  # rounded down: never more than the rule
@@ -189,15 +206,17 @@ def monthly_amount_cents(
 
 
 def allocate(session: Session, *, month: str, settings: Settings) -> AllocationReport:
-    """Credit every household registered before the end of `month`, by the rule in force for the
-    month (`rule_in_force`). Idempotent per household."""
+    """Credit every household that joined by the end of `month` and has not left before it (its
+    leaving month is its last), by the rule in force for the month (`rule_in_force`), Paris months.
+    Idempotent per household."""
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is not None and state.closed_at is not None:
         raise Conflict("month_closed", f"month {period} is closed: allowances can no longer be allocated")
     households = session.execute(
         select(Household.id, Household.members, Household.created_at)
-        .where(Household.created_at < period.next_start)  # type: ignore[arg-type, operator]
+        .where(Household.created_at < period.next_start_local.astimezone(UTC))  # type: ignore[arg-type, operator]
+        .where(Household.left_on.is_(None) | (Household.left_on >= period.first_day))  # type: ignore[union-attr, operator]
         .order_by(Household.id)  # type: ignore[arg-type]
     ).all()
     report = AllocationReport(month=str(period))

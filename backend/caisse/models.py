@@ -55,6 +55,7 @@ class BlockReason(enum.StrEnum):
     STOLEN = "stolen"
     REPLACED = "replaced"
     FLAGGED = "flagged"  # ingestion saw a bad or replayed SUN message: see flag_reason
+    LEFT = "left"  # its household left the caisse (caisse.members)
 
 
 class TerminalStatus(enum.StrEnum):
