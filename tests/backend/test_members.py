@@ -225,3 +225,31 @@ def test_a_leaving_date_before_joining_or_by_an_unknown_account_is_refused(sessi
         members.leave_household(session, household_id=household_id, end_date=date(2026, 5, 30), by="inconnu@caisse.test")
     session.expire_all()
     assert session.get(Household, household_id).left_on is None  # type: ignore[union-attr]
+
+
+def test_the_member_commands_leave_apply_export_and_erase_in_french(engine, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from caisse.cli import app
+    from caisse.db import session_factory
+
+    monkeypatch.setenv("CAISSE_DATABASE_URL", str(engine.url))
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "test")
+    monkeypatch.setenv("CAISSE_ADMIN_TOKEN", "test-admin-token")
+    with session_factory(engine)() as session:
+        accounts.create_user(session, email=STAFF, password="un mot de passe assez long", role="coordinator")
+        household_id = _joined(session, datetime(2026, 1, 5, tzinfo=UTC))
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["membre", "--help"]).output
+    assert "Foyers membres" in help_text and "appliquer-departs" in help_text
+    left = runner.invoke(app, ["membre", "partir", str(household_id), "--date", "2026-02-10", "--par", STAFF])
+    assert left.exit_code == 0 and "Départ du foyer" in left.stderr
+    again = runner.invoke(app, ["membre", "partir", str(household_id), "--date", "2026-02-10", "--par", STAFF])
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert runner.invoke(app, ["membre", "appliquer-departs"]).exit_code == 0
+    exported = runner.invoke(app, ["membre", "donnees", "--foyer", str(household_id), "--format", "csv", "--par", STAFF])
+    assert exported.exit_code == 0 and "Famille Martin" in exported.stdout
+    erased = runner.invoke(app, ["membre", "effacer-anciens"], env={"CAISSE_RETENTION_MONTHS": "1"})
+    assert erased.exit_code == 0 and "1 foyer(s)" in erased.stderr
+    with session_factory(engine)() as session:
+        assert session.get(Household, household_id).name == f"Foyer #{household_id}"  # type: ignore[union-attr]

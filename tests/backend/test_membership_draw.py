@@ -183,3 +183,35 @@ def test_the_public_export_keeps_the_scheme_and_invitations_without_names(sessio
     assert {r["bareme_ages"] for r in rows} == {SCHEME_2026} and "Volontaire" not in export and "Awa" not in export
     assert sorted(r["invitation"] for r in rows) == ["", "", "invité", "invité", "invité", "refusé"]
     assert sortition.replay_export(export, phrase="Loto du 14 mars") == []
+
+
+def test_the_draw_commands_import_decline_and_accept_in_french(engine, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from caisse.cli import app
+    from caisse.db import session_factory
+
+    monkeypatch.setenv("CAISSE_DATABASE_URL", str(engine.url))
+    monkeypatch.setenv("CAISSE_ENVIRONMENT", "test")
+    monkeypatch.setenv("CAISSE_ADMIN_TOKEN", "test-admin-token")
+    with session_factory(engine)() as session:
+        _staff(session)
+        draw_id = _questionnaire_draw(session)
+        session.commit()
+    runner = CliRunner()
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes((QUESTIONNAIRE + "Bob;;5;01/01/1980;2;\n").encode("cp1252"))
+    refused = runner.invoke(app, ["tirage", "importer", str(draw_id), str(bad), "--par", STAFF])
+    assert refused.exit_code == 1 and "ligne 8 :" in refused.stderr and "Traceback" not in refused.output
+    skipped = runner.invoke(app, ["sortition", "importer", str(draw_id), str(bad), "--par", STAFF, "--ignorer-erreurs"])
+    assert skipped.exit_code == 0 and skipped.stdout.strip() == "6" and "Ignorée : ligne 8" in skipped.stderr
+    with session_factory(engine)() as session:
+        sortition.publish_seed(session, draw_id=draw_id, phrase="graine", by=STAFF)
+        sortition.run_draw(session, draw_id=draw_id, by=STAFF)
+        first, second = [v.id for v in _by_rank(session, draw_id)][:2]
+        session.commit()
+    declined = runner.invoke(app, ["sortition", "refuser", str(first), "--par", STAFF])
+    assert declined.exit_code == 0 and "est invité à sa place" in declined.stderr
+    accepted = runner.invoke(app, ["sortition", "accepter", str(second), "--quartier", "Celleneuve", "--par", STAFF])
+    assert accepted.exit_code == 0 and "card issue --household" in accepted.stderr
+    assert "Tirage au sort" in runner.invoke(app, ["sortition", "--help"]).output
