@@ -338,7 +338,7 @@ def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: 
     if card_type == CardType.SECURE and len(uid) != sun.UID_BYTES:
         raise InvalidInput("invalid_uid", f"a secure card (NTAG 424 DNA) has a {sun.UID_BYTES}-byte UID")
     if get_household(session, household_id=household_id).left_on is not None:
-        raise Conflict("household_left", f"household {household_id} has left the caisse: no new card")
+        raise Conflict("household_left_no_card", f"household {household_id} has left the caisse: no new card")
     existing = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None and existing.status != CardStatus.RETURNED:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")

@@ -289,7 +289,10 @@ def import_volunteers(session: Session, *, draw_id: int, content: str | bytes, s
     is imported (InvalidInput listing them all) unless `skip_bad_rows`, then the good rows are."""
     draw = _draw_in(session, draw_id=draw_id, status=SortitionStatus.OPEN, action="inscrire des volontaires")
     legacy = draw.scheme == SCHEME_2024
-    rows = read_table(content, LEGACY_COLUMNS if legacy else QUESTIONNAIRE_COLUMNS)
+    try:
+        rows = read_table(content, LEGACY_COLUMNS if legacy else QUESTIONNAIRE_COLUMNS)
+    except InvalidInput as error:  # the reader's French detail, under this import's code
+        raise InvalidInput("invalid_import", error.detail) from None
     errors = RowErrors()
     good: list[Answers] = []
     for row in rows:
