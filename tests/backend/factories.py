@@ -80,3 +80,15 @@ def make_world(session: Session, *, balance_cents: int = 100_000) -> World:
     assert terminal.id is not None
     session.commit()
     return World(vendor_id=vendor.id, household_id=household.id, uid=uid, chain=Chain(terminal.id, key))
+
+
+def use_cheap_password_hashing(monkeypatch: object) -> None:
+    """argon2 at its smallest cost, for tests that create console accounts only to name who acts
+    (the recommended cost is tested in tests/console/test_access.py)."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    from caisse import accounts
+
+    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    monkeypatch.setattr(accounts, "_hasher", cheap)  # type: ignore[attr-defined]

@@ -17,9 +17,16 @@ from caisse.errors import Conflict, InvalidInput
 from caisse.models import Card, Household, LedgerTransfer, RecordStatus, utcnow
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
-from tests.backend.factories import World, make_world
+from tests.backend.factories import World, make_world, use_cheap_password_hashing
 
+# Page and command logic, and paths with no SQL of their own: SQLite only; the SQL paths run on both.
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 STAFF = "coordination@caisse.test"
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_cheap_password_hashing(monkeypatch)
 PARIS = ZoneInfo("Europe/Paris")
 
 
@@ -50,6 +57,7 @@ def _credited_months(session: Session, household_id: int) -> list[str]:
     (datetime(2026, 10, 31, 23, 30, tzinfo=UTC), "2026-11"),  # 00:30 on 1 November (winter time since 25 October)
     (datetime(2026, 10, 31, 22, 59, tzinfo=UTC), "2026-10"),
 ])
+@SQLITE_ONLY
 def test_the_joining_month_is_the_paris_month_across_daylight_saving_changes(session: Session, joined: datetime, first_month: str) -> None:
     household_id = _joined(session, joined)
     settings = make_settings()
@@ -70,6 +78,7 @@ def _world_leaving(session: Session, staff: str, *, blocked_at: datetime) -> Wor
     return world
 
 
+@SQLITE_ONLY
 def test_leaving_mid_month_keeps_that_months_allowance_and_stops_the_next(session: Session, staff: str) -> None:
     household_id = _joined(session, datetime(2026, 1, 10, tzinfo=UTC))
     members.leave_household(session, household_id=household_id, end_date=date(2026, 4, 15), by=staff,
@@ -84,6 +93,7 @@ def test_leaving_mid_month_keeps_that_months_allowance_and_stops_the_next(sessio
     assert_ledger_invariants(session)
 
 
+@SQLITE_ONLY
 def test_leaving_blocks_the_cards_through_the_sync_and_refuses_a_new_card(session: Session, staff: str) -> None:
     world = _world_leaving(session, staff, blocked_at=utcnow())
     card = admin.get_card(session, uid_hex=world.uid.hex())
@@ -94,6 +104,7 @@ def test_leaving_blocks_the_cards_through_the_sync_and_refuses_a_new_card(sessio
     assert event.actor == STAFF and json.loads(event.detail or "{}")["cards_blocked"] is True
 
 
+@SQLITE_ONLY
 def test_a_future_end_date_blocks_the_cards_only_when_it_comes(session: Session, staff: str) -> None:
     world = make_world(session)
     now = utcnow()
@@ -141,6 +152,7 @@ def _upload(session: Session, world: World, record: bytes) -> str:
     return result.results[0].status
 
 
+@SQLITE_ONLY
 def test_a_record_signed_before_leaving_and_uploaded_after_settles_against_the_balance(session: Session, staff: str) -> None:
     settings = make_settings()
     blocked_at = utcnow() - timedelta(days=10)  # the wait is over
@@ -217,6 +229,7 @@ def test_erasure_after_the_retention_period_leaves_amounts_and_the_ledger_intact
     assert_ledger_invariants(session)
 
 
+@SQLITE_ONLY
 def test_a_leaving_date_before_joining_or_by_an_unknown_account_is_refused(session: Session, staff: str) -> None:
     household_id = _joined(session, datetime(2026, 5, 3, tzinfo=UTC))
     with pytest.raises(InvalidInput):
@@ -227,6 +240,7 @@ def test_a_leaving_date_before_joining_or_by_an_unknown_account_is_refused(sessi
     assert session.get(Household, household_id).left_on is None  # type: ignore[union-attr]
 
 
+@SQLITE_ONLY
 def test_the_member_commands_leave_apply_export_and_erase_in_french(engine, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 

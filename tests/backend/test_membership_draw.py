@@ -17,9 +17,17 @@ from caisse import accounts, audit, sortition
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Household, SortitionVolunteer
 from caisse.sortition import SCHEME_2024, SCHEME_2026, SCHEMES, STRATA, age_in_completed_years, quotas_from_shares
+from tests.backend.factories import use_cheap_password_hashing
 
 CLOSING = date(2026, 3, 15)
+# Page and command logic, and paths with no SQL of their own: SQLite only; the SQL paths run on both.
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 STAFF = "coordination@caisse.test"
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_cheap_password_hashing(monkeypatch)
 
 
 def _staff(session: Session) -> str:
@@ -100,6 +108,7 @@ def _questionnaire_draw(session: Session, *, seats: dict[tuple[int, int], int] |
     return draw.id
 
 
+@SQLITE_ONLY
 def test_the_questionnaire_is_imported_with_french_headers_and_bands_computed_at_closing(session: Session) -> None:
     draw_id = _questionnaire_draw(session)
     report = sortition.import_volunteers(session, draw_id=draw_id, content=QUESTIONNAIRE.encode("cp1252"), by=STAFF)
@@ -151,6 +160,7 @@ def test_a_decline_invites_the_next_of_the_same_stratum_in_rank_order_and_the_dr
     assert [e.detail for e in events][-1] == f'{{"number": {first.number}, "replaced_by": {third.number}}}'
 
 
+@SQLITE_ONLY
 def test_a_decline_with_an_empty_reserve_invites_nobody(session: Session) -> None:
     draw_id = _drawn_with_reserve(session)
     [awa] = [v for v in sortition.volunteers_of(session, draw_id=draw_id) if v.income_quartile == 4]
@@ -160,6 +170,7 @@ def test_a_decline_with_an_empty_reserve_invites_nobody(session: Session) -> Non
         sortition.decline_invitation(session, volunteer_id=awa.id, by="quelqu'un")
 
 
+@SQLITE_ONLY
 def test_accepting_creates_the_household_from_the_answers_without_retyping(session: Session) -> None:
     draw_id = _drawn_with_reserve(session)
     first = _by_rank(session, draw_id)[0]
@@ -173,6 +184,7 @@ def test_accepting_creates_the_household_from_the_answers_without_retyping(sessi
     assert session.execute(select(func.count()).select_from(Household)).scalar_one() == 1
 
 
+@SQLITE_ONLY
 def test_the_public_export_keeps_the_scheme_and_invitations_without_names(session: Session) -> None:
     draw_id = _drawn_with_reserve(session)
     first = _by_rank(session, draw_id)[0]
@@ -185,6 +197,7 @@ def test_the_public_export_keeps_the_scheme_and_invitations_without_names(sessio
     assert sortition.replay_export(export, phrase="Loto du 14 mars") == []
 
 
+@SQLITE_ONLY
 def test_the_draw_commands_import_decline_and_accept_in_french(engine, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
