@@ -46,11 +46,10 @@ def downgrade() -> None:
         table.drop_constraint("fk_sortition_volunteer_household", type_="foreignkey")
         for name in ("erased_at", "household_id", "invitation_decided_at", "invitation", "shops", "household_size", "birth_date"):
             table.drop_column(name)
-    with op.batch_alter_table("sortition_quota") as table:
-        table.drop_column("population_share")
-    with op.batch_alter_table("sortition_draw") as table:
-        table.drop_column("closing_date")
-        table.drop_column("scheme")
-    with op.batch_alter_table("household") as table:
-        for name in ("erased_at", "leaving_settled_at", "leaving_blocked_at", "left_on"):
-            table.drop_column(name)
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): a batch would copy and drop these tables,
+    # which other tables' foreign keys refer to.
+    op.drop_column("sortition_quota", "population_share")
+    op.drop_column("sortition_draw", "closing_date")
+    op.drop_column("sortition_draw", "scheme")
+    for name in ("erased_at", "leaving_settled_at", "leaving_blocked_at", "left_on"):
+        op.drop_column("household", name)
