@@ -33,7 +33,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from caisse import accounts, admin, audit, ledger
@@ -44,15 +44,13 @@ from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
     AuditEvent,
     BlockReason,
-    Card,
-    CardStatus,
     Household,
     LedgerTransfer,
     SortitionDraw,
     SortitionVolunteer,
     utcnow,
 )
-from caisse.sync import bump_blocked_cards, mark_overdrafts
+from caisse.sync import mark_overdrafts
 
 MAX_END_DATE_AHEAD = timedelta(days=366)
 SYSTEM = "système"  # who applies departures and erasures run by the timer
@@ -150,13 +148,8 @@ def _block_if_due(session: Session, household: Household, *, today: date, now: d
     assert household.left_on is not None and household.id is not None
     if household.left_on > today:
         return False
-    cards = session.execute(select(Card).where(Card.household_id == household.id, Card.status == str(CardStatus.ACTIVE))  # type: ignore[arg-type]
-                            ).scalars().all()
     moment = now or utcnow()
-    for card in cards:
-        session.execute(update(Card).where(Card.id == card.id)  # type: ignore[arg-type]
-                        .values(status=CardStatus.BLOCKED, blocked_at=moment, block_reason=BlockReason.LEFT))
-    bump_blocked_cards(session, card_ids=[card.id for card in cards if card.id is not None])
+    admin.block_household_cards(session, household_id=household.id, reason=BlockReason.LEFT, at=moment)
     household.leaving_blocked_at = moment
     session.add(household)
     session.flush()

@@ -62,7 +62,7 @@ def test_a_questionnaire_draw_from_shares_to_households_and_a_departure(console_
     assert not_confirmed.status_code == 422
     left = post_form(console_client, household_url, f"{household_url}/leave", {"end_date": "2026-12-31", "confirm": "oui"})
     assert left.status_code == 303
-    assert "Foyer parti le 31/12/2026" in console_client.get(household_url).text
+    assert "Départ prévu le 31/12/2026" in console_client.get(household_url).text
     exported = console_client.get(f"{household_url}/personal-data.json")
     data = json.loads(exported.text)
     assert data["volontaire"][0]["nom"] == second.name and data["foyer"]["depart"] == "2026-12-31"
