@@ -85,7 +85,7 @@ MAX_HOUSEHOLD_SIZE = 30
 MAX_REFERENCE_AGE = 120
 MIN_REFERENCE_AGE = 16  # the questionnaire's reference person answers for a household
 SELECTED, WAITING = "tiré au sort", "liste d'attente"  # the result column of the export
-INVITATION_FR = {InvitationStatus.INVITED: "invité", InvitationStatus.ACCEPTED: "accepté", InvitationStatus.DECLINED: "refusé"}
+INVITATION_FR: dict[str, str] = {InvitationStatus.INVITED: "invité", InvitationStatus.ACCEPTED: "accepté", InvitationStatus.DECLINED: "refusé"}
 # The volunteer import of a draw made before the questionnaire (scheme 2024): a declared band.
 IMPORT_COLUMNS = ("nom", "contact", "quartile_revenu", "tranche_age")
 # The questionnaire's columns, with the French headers staff may give them.
@@ -411,8 +411,8 @@ def _invited(session: Session, *, volunteer_id: int, action: str) -> SortitionVo
         raise NotFound("volunteer_not_found", f"aucun volontaire n° {volunteer_id}")
     session.refresh(volunteer)
     if volunteer.invitation != InvitationStatus.INVITED:
-        state = {InvitationStatus.ACCEPTED: "a déjà accepté", InvitationStatus.DECLINED: "a déjà refusé"}.get(
-            volunteer.invitation or "", "n'est pas invité")
+        answered: dict[str, str] = {InvitationStatus.ACCEPTED: "a déjà accepté", InvitationStatus.DECLINED: "a déjà refusé"}
+        state = answered.get(volunteer.invitation or "", "n'est pas invité")
         raise Conflict("invitation_state", f"impossible d'{action} : le volontaire n° {volunteer.number} {state}")
     return volunteer
 
