@@ -5,7 +5,8 @@ day). Its allowances stop from the month after the end month (caisse.allowances)
 blocked on the end date, through the card block every terminal learns at its next sync: at once
 when the date has come, else by `apply_departures` on that day.
 
-Its unspent balance goes back to the fund (`leave:{household}`, member -> allowance_fund), but
+Its unspent balance goes back to the fund (`leave:{household}`, member -> allowance_fund; the
+written policy, setting `leaving_balance`: "fund", the default, or "keep" on its account), but
 only once every terminal has either learnt the block or stopped paying offline: a terminal
 refuses to pay once `offline_max_age_s` has passed since its last sync, so from the block plus
 that age (plus the clock window) no new payment of the household can be signed. A payment signed
@@ -129,7 +130,7 @@ def apply_departures(session: Session, *, settings: Settings, now: datetime | No
         if now < due:
             report.waiting.append((household_id, due))
             continue
-        moved = _balance_departed(session, household)
+        moved = _balance_departed(session, household) if settings.leaving_balance == "fund" else 0
         if moved:
             report.settled.append(household_id)
             report.returned_cents += max(moved, 0)

@@ -120,6 +120,33 @@ def test_a_future_end_date_blocks_the_cards_only_when_it_comes(session: Session,
     assert admin.get_card(session, uid_hex=world.uid.hex()).status == "blocked"
 
 
+@pytest.mark.parametrize(("end", "eve", "day"), [
+    (date(2026, 3, 29), datetime(2026, 3, 28, 22, 59, tzinfo=UTC), datetime(2026, 3, 28, 23, 0, tzinfo=UTC)),  # still UTC+1 at midnight
+    (date(2026, 10, 25), datetime(2026, 10, 24, 21, 59, tzinfo=UTC), datetime(2026, 10, 24, 22, 0, tzinfo=UTC)),  # UTC+2 at midnight
+])
+@SQLITE_ONLY
+def test_the_cards_are_blocked_at_paris_midnight_of_the_end_date_on_the_days_the_clocks_change(
+    session: Session, staff: str, end: date, eve: datetime, day: datetime,
+) -> None:
+    household_id = _joined(session, datetime(2026, 1, 5, tzinfo=UTC))
+    uid = "04a1b2c3d4e5f6"
+    admin.issue_card(session, household_id=household_id, uid_hex=uid)
+    members.leave_household(session, household_id=household_id, end_date=end, by=staff, now=eve - timedelta(days=3))
+    assert members.apply_departures(session, settings=make_settings(), now=eve).cards_blocked == []
+    assert members.apply_departures(session, settings=make_settings(), now=day).cards_blocked == [household_id]
+    session.expire_all()
+    card = admin.get_card(session, uid_hex=uid)
+    assert card.status == "blocked" and card.block_reason == "left"
+
+
+@SQLITE_ONLY
+def test_the_keep_policy_leaves_the_balance_on_the_account(session: Session, staff: str) -> None:
+    world = _world_leaving(session, staff, blocked_at=utcnow() - timedelta(days=10))
+    report = members.apply_departures(session, settings=make_settings(leaving_balance="keep"))
+    session.commit()
+    assert report.returned_cents == 0 and _balance(session, world.household_id) == 10_000
+
+
 def _balance(session: Session, household_id: int) -> int:
     session.expire_all()
     return admin.household_balance_cents(session, household_id=household_id)

@@ -48,6 +48,9 @@ def test_a_questionnaire_draw_from_shares_to_households_and_a_departure(console_
     first, second, third = ranked[0], ranked[1], ranked[2]  # 60 % of 3 seats: 2 for quartile 1, 30 to 60
     assert [v.invitation for v in ranked[:3]] == ["invited", "invited", None]
     session.commit()  # ends this read, so the console can write (SQLite)
+    volunteer_data = console_client.get(f"{url}/volunteers/{third.id}/personal-data.csv")
+    assert volunteer_data.status_code == 200 and f"volontaire[1];nom;{third.name}" in volunteer_data.text
+    assert console_client.get(f"/console/sortition/{draw_id + 1}/volunteers/{third.id}/personal-data.csv").status_code == 404
 
     unconfirmed = post_form(console_client, url, f"{url}/volunteers/{first.id}/decline", {})
     assert unconfirmed.status_code == 422 and "confirmation" in unconfirmed.text

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData, UploadFile
 from sqlmodel import Session
 
-from caisse import sortition
+from caisse import members, sortition
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
@@ -182,6 +182,20 @@ def decline(request: Request, session: DbSession, user: Organiser, draw_id: int,
     flash = ("Refus enregistré ; la réserve de cette strate est vide : à compléter par la mobilisation." if replacement is None
              else f"Refus enregistré ; le volontaire n° {replacement.number} (rang {replacement.rank}) est invité à sa place.")
     return redirect(f"/console/sortition/{draw_id}", flash=flash)
+
+
+@router.get("/{draw_id}/volunteers/{volunteer_id}/personal-data.{form}")
+def personal_data(session: DbSession, user: Organiser, draw_id: int, volunteer_id: int, form: str) -> Response:
+    """Everything held about one volunteer (right of access), for one who never became a member
+    too; audited as it is read."""
+    _volunteer_of(session, draw_id=draw_id, volunteer_id=volunteer_id)
+    if form not in ("json", "csv"):
+        raise NotFound("not_found", "json or csv")
+    data = members.personal_data(session, volunteer_id=volunteer_id, by=user.email)
+    session.commit()
+    content = members.personal_data_json(data) if form == "json" else members.personal_data_csv(data)
+    return Response(content, media_type="application/json" if form == "json" else "text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="donnees-volontaire-{volunteer_id}.{form}"'})
 
 
 @router.get("/{draw_id}/export.csv")
