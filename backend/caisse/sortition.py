@@ -28,10 +28,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 
 from sqlalchemy import func, select
@@ -76,11 +77,11 @@ SCHEMES = {
     SCHEME_2024: Scheme(SCHEME_2024, ((18, 34), (35, 59), (60, None)), {1: "18 à 34 ans", 2: "35 à 59 ans", 3: "60 ans et plus"}),
     SCHEME_2026: Scheme(SCHEME_2026, ((0, 29), (30, 60), (61, None)), {1: "moins de 30 ans", 2: "30 à 60 ans", 3: "61 ans et plus"}),
 }
-AGE_BANDS = SCHEMES[SCHEME_2024].labels
 STRATA = tuple((quartile, band) for quartile in INCOME_QUARTILES for band in (1, 2, 3))
 MAX_SEATS_PER_STRATUM = 10_000
 MAX_VOLUNTEERS = 100_000
 MAX_PHRASE_CHARS = 500
+_SHARE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")  # a percentage or a count of people
 MAX_HOUSEHOLD_SIZE = 30
 MAX_REFERENCE_AGE = 120
 MIN_REFERENCE_AGE = 16  # the questionnaire's reference person answers for a household
@@ -189,15 +190,12 @@ def quotas_from_shares(shares: Mapping[Stratum, Fraction], total_seats: int) -> 
 
 
 def parse_share(text: str) -> Fraction:
-    """A share as staff type it: '12', '8,5', '8.5 %'."""
-    cleaned = text.strip().removesuffix("%").strip().replace(",", ".").replace("\u202f", "").replace(" ", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise InvalidInput("invalid_shares", f"une part de population est un nombre, pas {text!r}") from None
-    if not value.is_finite() or value < 0 or len(cleaned) > 20:
-        raise InvalidInput("invalid_shares", f"une part de population est un nombre positif, pas {text!r}")
-    return Fraction(value)
+    """A share as staff type it: '12', '8,5', '8.5 %', '12 000' (a count). Plain decimals only:
+    '1e999999' would be an integer too large to compute with."""
+    cleaned = "".join(text.strip().removesuffix("%").replace(",", ".").split())  # spaces, NBSP, narrow NBSP
+    if not _SHARE.fullmatch(cleaned):
+        raise InvalidInput("invalid_shares", f"une part de population est un nombre positif (8,5 ou 12000), pas {text!r}")
+    return Fraction(Decimal(cleaned))
 
 
 def even_quotas(total_seats: int) -> dict[Stratum, int]:

@@ -76,8 +76,10 @@ def test_percentages_and_counts_give_the_same_quotas() -> None:
     counts = [share * 1000 for share in percentages]
     assert quotas_from_shares(dict(zip(STRATA, percentages, strict=True)), 40) == \
         quotas_from_shares(dict(zip(STRATA, counts, strict=True)), 40)
-    with pytest.raises(InvalidInput):
-        sortition.parse_share("douze")
+    assert sortition.parse_share("12\u202f000") == 12_000 and sortition.parse_share(" 8,5 % ") == Fraction(17, 2)
+    for text in ("douze", "1e999999", "-3", "NaN", "Infinity", ""):
+        with pytest.raises(InvalidInput):
+            sortition.parse_share(text)
     with pytest.raises(InvalidInput):
         quotas_from_shares(dict.fromkeys(STRATA, Fraction(0)), 10)
 
