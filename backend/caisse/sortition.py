@@ -274,7 +274,7 @@ def register_volunteer(
     problem = _answers_problem(draw, answers)
     if problem is not None:
         raise InvalidInput("invalid_volunteer", problem)
-    volunteer = _add_volunteer(session, draw=draw, answers=answers)
+    [volunteer] = _add_volunteers(session, draw=draw, answers=[answers])
     if by is not None:
         audit.record(session, actor=by, action="sortition.register", subject=f"sortition:{draw_id}", detail={"number": volunteer.number})
     return volunteer
@@ -302,8 +302,7 @@ def import_volunteers(session: Session, *, draw_id: int, content: str | bytes, s
             good.append(answers)
     if errors and not skip_bad_rows:
         raise InvalidInput("invalid_import", f"{len(errors.errors)} ligne(s) refusée(s), rien n'est importé : " + " ; ".join(errors.lines()))
-    for answers in good:
-        _add_volunteer(session, draw=draw, answers=answers)
+    _add_volunteers(session, draw=draw, answers=good)
     if by is not None:
         audit.record(session, actor=by, action="sortition.import", subject=f"sortition:{draw_id}",
                      detail=_with_os_user({"count": len(good), "skipped_lines": [line for line, _ in errors.errors]}, os_user))
@@ -556,18 +555,20 @@ def _band(draw: SortitionDraw, answers: Answers) -> int:
     return band
 
 
-def _add_volunteer(session: Session, *, draw: SortitionDraw, answers: Answers) -> SortitionVolunteer:
+def _add_volunteers(session: Session, *, draw: SortitionDraw, answers: list[Answers]) -> list[SortitionVolunteer]:
+    """Register volunteers under the next public numbers, in one flush."""
     assert draw.id is not None
     last = session.execute(select(func.max(SortitionVolunteer.number)).where(SortitionVolunteer.draw_id == draw.id)).scalar_one()  # type: ignore[arg-type]
-    if (last or 0) >= MAX_VOLUNTEERS:
+    if (last or 0) + len(answers) > MAX_VOLUNTEERS:
         raise Conflict("too_many_volunteers", f"un tirage compte au plus {MAX_VOLUNTEERS} volontaires")
-    volunteer = SortitionVolunteer(
-        draw_id=draw.id, number=(last or 0) + 1, name=answers.name.strip(), contact=(answers.contact or "").strip() or None,
-        income_quartile=answers.income_quartile, age_band=_band(draw, answers), birth_date=answers.birth_date,
-        household_size=answers.household_size, shops=(answers.shops or "").strip() or None)
-    session.add(volunteer)
+    volunteers = [SortitionVolunteer(
+        draw_id=draw.id, number=(last or 0) + offset, name=one.name.strip(), contact=(one.contact or "").strip() or None,
+        income_quartile=one.income_quartile, age_band=_band(draw, one), birth_date=one.birth_date,
+        household_size=one.household_size, shops=(one.shops or "").strip() or None)
+        for offset, one in enumerate(answers, start=1)]
+    session.add_all(volunteers)
     session.flush()
-    return volunteer
+    return volunteers
 
 
 def parse_date(text: str) -> date | None:
