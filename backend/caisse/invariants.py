@@ -448,12 +448,27 @@ def contributions_registered(session: Session) -> list[str]:
 
 def departures(session: Session) -> list[str]:
     """A household that left gets no allowance for a month after its leaving month, and its
-    departure transfers never take back from the fund more than it gave (caisse.members)."""
-    found = [f"le foyer {h} (parti le {left}) a reçu l'allocation {reference}" for h, left, reference in _rows(session, """
-        SELECT h.id, h.left_on, t.reference FROM household h
-        JOIN ledger_transfer t ON t.reference LIKE 'allowance:' || CAST(h.id AS VARCHAR(20)) || ':%'
-        WHERE h.left_on IS NOT NULL AND substr(t.reference, length(t.reference) - 6, 7) > substr(CAST(h.left_on AS VARCHAR(20)), 1, 7)
-        ORDER BY h.id, t.reference""")]
+    departure transfers never take back from the fund more than it gave (caisse.members). The
+    allowances are looked up by reference (the unique index), month by month since each leaving
+    up to the last allocated month: no scan of the journal."""
+    last = _rows(session, "SELECT MAX(month) FROM allowance_month")[0][0]
+    wanted: dict[str, tuple[int, str]] = {}
+    for household, left_on in _rows(session, "SELECT id, left_on FROM household WHERE left_on IS NOT NULL"):
+        left = str(left_on)[:7]
+        year, month = int(left[:4]), int(left[5:7])
+        while last is not None:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            if f"{year:04d}-{month:02d}" > last:
+                break
+            wanted[f"allowance:{household}:{year:04d}-{month:02d}"] = (int(household), str(left_on)[:10])
+    keys = sorted(wanted)
+    found = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        posted = session.execute(text("SELECT reference FROM ledger_transfer WHERE reference IN :keys")
+                                 .bindparams(bindparam("keys", expanding=True)), {"keys": chunk}).scalars()
+        found += [f"le foyer {wanted[reference][0]} (parti le {wanted[reference][1]}) a reçu l'allocation {reference}"
+                  for reference in posted]
     found += [f"le foyer {h} a repris au fonds {euros(int(covered))} € pour {euros(int(returned))} € rendus à son départ"
               for h, returned, covered in _rows(session, f"""
         SELECT substr(c.code, 8), SUM(CASE WHEN t.kind = '{ledger.TransferKind.DEPARTURE}' THEN t.amount_cents ELSE 0 END),

@@ -294,3 +294,24 @@ def test_the_member_commands_leave_apply_export_and_erase_in_french(engine, tmp_
     assert erased.exit_code == 0 and "1 foyer(s)" in erased.stderr
     with session_factory(engine)() as session:
         assert session.get(Household, household_id).name == f"Foyer #{household_id}"  # type: ignore[union-attr]
+
+
+def test_the_departures_invariant_flags_an_allowance_after_leaving_and_a_cover_above_the_return(session: Session, staff: str) -> None:
+    from caisse import invariants
+    from caisse.models import AllowanceMonth
+
+    household_id = _joined(session, datetime(2026, 1, 5, tzinfo=UTC))
+    members.leave_household(session, household_id=household_id, end_date=date(2026, 4, 15), by=staff,
+                            now=datetime(2026, 4, 1, tzinfo=UTC))
+    allowances.allocate(session, month="2026-04", settings=make_settings())
+    assert invariants.departures(session) == []
+    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
+    member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind="member")
+    ledger.post_transfer(session, debit=fund, credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
+                         reference=f"allowance:{household_id}:2026-05")  # as a buggy allocation would
+    session.add(AllowanceMonth(month="2026-05"))
+    ledger.post_transfer(session, debit=fund, credit=member, amount_cents=500, kind=ledger.TransferKind.DEPARTURE_COVER,
+                         reference=f"leave:{household_id}")  # a cover with nothing returned
+    session.flush()
+    found = invariants.departures(session)
+    assert len(found) == 2 and f"allowance:{household_id}:2026-05" in found[0] and "5,00 €" in found[1]
