@@ -130,11 +130,19 @@ class StratumResult:
     seats: int
     volunteers: int
     selected: int
+    # Invited or accepted, once the draw's invitations exist (None before, or for a draw made
+    # before invitations): a decline the reserve could not replace leaves a seat to fill.
+    holding: int | None = None
 
     @property
     def shortfall(self) -> int:
         """Seats left empty: the stratum is undersubscribed when this is above zero."""
         return max(self.seats - self.volunteers, 0)
+
+    @property
+    def to_reach(self) -> int:
+        """Seats outreach must fill: the shortfall, and the seats of declines the reserve could not replace."""
+        return self.shortfall if self.holding is None else max(self.seats - self.holding, 0)
 
     @property
     def oversubscribed(self) -> bool:
@@ -450,12 +458,16 @@ def volunteers_of(session: Session, *, draw_id: int) -> list[SortitionVolunteer]
 def strata_results(session: Session, *, draw_id: int) -> list[StratumResult]:
     """Per stratum: seats, volunteers, and how many the draw selected (0 before the draw)."""
     quotas = quotas_of(session, draw_id=draw_id)
-    counts: dict[Stratum, list[int]] = {stratum: [0, 0] for stratum in STRATA}
-    for volunteer in volunteers_of(session, draw_id=draw_id):
+    counts: dict[Stratum, list[int]] = {stratum: [0, 0, 0] for stratum in STRATA}
+    volunteers = volunteers_of(session, draw_id=draw_id)
+    for volunteer in volunteers:
         tally = counts[(volunteer.income_quartile, volunteer.age_band)]
         tally[0] += 1
         tally[1] += 1 if volunteer.selected else 0
-    return [StratumResult(stratum=s, seats=quotas.get(s, 0), volunteers=counts[s][0], selected=counts[s][1]) for s in STRATA]
+        tally[2] += volunteer.invitation in (InvitationStatus.INVITED, InvitationStatus.ACCEPTED)
+    invited = any(volunteer.invitation for volunteer in volunteers)
+    return [StratumResult(stratum=s, seats=quotas.get(s, 0), volunteers=counts[s][0], selected=counts[s][1],
+                          holding=counts[s][2] if invited else None) for s in STRATA]
 
 
 def export_csv(session: Session, *, draw_id: int, with_names: bool) -> str:

@@ -168,6 +168,9 @@ def test_a_decline_with_an_empty_reserve_invites_nobody(session: Session) -> Non
     [awa] = [v for v in sortition.volunteers_of(session, draw_id=draw_id) if v.income_quartile == 4]
     assert awa.id is not None
     assert sortition.decline_invitation(session, volunteer_id=awa.id, by=STAFF) is None
+    results = {r.stratum: r for r in sortition.strata_results(session, draw_id=draw_id)}
+    assert (results[(4, 3)].shortfall, results[(4, 3)].to_reach) == (0, 1)  # its seat is now for outreach
+    assert results[(1, 1)].to_reach == 0
     with pytest.raises(InvalidInput):  # not an active console account
         sortition.decline_invitation(session, volunteer_id=awa.id, by="quelqu'un")
 
