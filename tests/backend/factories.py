@@ -82,13 +82,29 @@ def make_world(session: Session, *, balance_cents: int = 100_000) -> World:
     return World(vendor_id=vendor.id, household_id=household.id, uid=uid, chain=Chain(terminal.id, key))
 
 
-def use_cheap_password_hashing(monkeypatch: object) -> None:
-    """argon2 at its smallest cost, for tests that create console accounts only to name who acts
-    (the recommended cost is tested in tests/console/test_access.py)."""
-    from pwdlib import PasswordHash
-    from pwdlib.hashers.argon2 import Argon2Hasher
+STAFF_EMAIL = "claire@caisse.test"
 
-    from caisse import accounts
 
-    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
-    monkeypatch.setattr(accounts, "_hasher", cheap)  # type: ignore[attr-defined]
+def staff_in_database(url: str, *emails: str, active: bool = True) -> None:
+    """Active (or disabled) console accounts in the database at `url`, migrated first: what a
+    command's `--by` names. No password: these accounts are named, never signed in with."""
+    from caisse.db import make_engine, session_factory, upgrade
+    from caisse.models import ConsoleUser, Role
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with session_factory(engine)() as session:
+            session.add_all(ConsoleUser(email=email, role=Role.TREASURER, password_hash="!", active=active) for email in emails)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def staff_account(session: Session, email: str) -> str:
+    """An active coordinator account, named as who acts, never signed in with (no password)."""
+    from caisse.models import ConsoleUser, Role
+
+    session.add(ConsoleUser(email=email, role=Role.COORDINATOR, password_hash="!"))
+    session.flush()
+    return email

@@ -11,28 +11,23 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from caisse import accounts, admin, allowances, audit, ingest, ledger, members, sortition
+from caisse import admin, allowances, audit, ingest, ledger, members, sortition
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Card, Household, LedgerTransfer, RecordStatus, utcnow
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
-from tests.backend.factories import World, make_world, use_cheap_password_hashing
+from tests.backend.factories import World, make_world, staff_account
 
 # Page and command logic, and paths with no SQL of their own: SQLite only; the SQL paths run on both.
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 STAFF = "coordination@caisse.test"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    use_cheap_password_hashing(monkeypatch)
 PARIS = ZoneInfo("Europe/Paris")
 
 
 @pytest.fixture
 def staff(session: Session) -> str:
-    accounts.create_user(session, email=STAFF, password="un mot de passe assez long", role="coordinator")
+    staff_account(session, STAFF)
     session.commit()
     return STAFF
 
@@ -212,7 +207,7 @@ def test_a_record_uploaded_after_the_balance_went_back_is_covered_by_what_was_re
 
 
 def test_erasure_after_the_retention_period_leaves_amounts_and_the_ledger_intact(session: Session, staff: str) -> None:
-    accounts.create_user(session, email="admin@caisse.test", password="un mot de passe assez long", role="admin")
+    staff_account(session, "admin@caisse.test")
     draw = sortition.create_draw(session, title="Entrée", quotas={**dict.fromkeys(sortition.STRATA, 0), (1, 1): 1},
                                  closing_date=date(2026, 1, 31), by=STAFF)
     assert draw.id is not None
@@ -278,7 +273,7 @@ def test_the_member_commands_leave_apply_export_and_erase_in_french(engine, tmp_
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "test")
     monkeypatch.setenv("CAISSE_ADMIN_TOKEN", "test-admin-token")
     with session_factory(engine)() as session:
-        accounts.create_user(session, email=STAFF, password="un mot de passe assez long", role="coordinator")
+        staff_account(session, STAFF)
         household_id = _joined(session, datetime(2026, 1, 5, tzinfo=UTC))
     runner = CliRunner()
     help_text = runner.invoke(app, ["membre", "--help"]).output

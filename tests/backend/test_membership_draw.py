@@ -13,11 +13,11 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import accounts, audit, sortition
+from caisse import audit, sortition
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Household, SortitionVolunteer
 from caisse.sortition import SCHEME_2024, SCHEME_2026, SCHEMES, STRATA, age_in_completed_years, quotas_from_shares
-from tests.backend.factories import use_cheap_password_hashing
+from tests.backend.factories import staff_account
 
 CLOSING = date(2026, 3, 15)
 # Page and command logic, and paths with no SQL of their own: SQLite only; the SQL paths run on both.
@@ -25,13 +25,8 @@ SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 STAFF = "coordination@caisse.test"
 
 
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    use_cheap_password_hashing(monkeypatch)
-
-
 def _staff(session: Session) -> str:
-    accounts.create_user(session, email=STAFF, password="un mot de passe assez long", role="coordinator")
+    staff_account(session, STAFF)
     return STAFF
 
 

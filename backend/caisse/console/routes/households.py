@@ -3,6 +3,7 @@ or imported with `caisse fund import`), cards, payments."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -11,7 +12,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from caisse import admin, audit, db, directory, fund, members
+from caisse import admin, audit, db, directory, fund
+from caisse import members as membership
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
@@ -122,17 +124,17 @@ def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: s
 
 @router.post("/{household_id}/contributions")
 def record_contribution(request: Request, session: DbSession, user: CurrentUser, household_id: int, month: Text = "",
-                        amount: Text = "") -> Response:
+                        amount: Text = "", reference: Text = "") -> Response:
     try:
         cents = fund.parse_euros(amount)
-        fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
-                                 settings=request.app.state.settings)
+        created = fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
+                                           settings=request.app.state.settings, reference=reference or None, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, contribution_error=french(error))
-    audit.record(session, actor=user.email, action="contribution.record", subject=f"household:{household_id}",
-                 detail={"month": month, "amount_cents": cents})
     session.commit()
+    if not created:  # the form sent twice: its reference was recorded the first time
+        return redirect(f"/console/households/{household_id}", flash="Cotisation déjà enregistrée : rien de changé.")
     return redirect(f"/console/households/{household_id}", flash=f"Cotisation de {euros(cents)} € pour {month} enregistrée.")
 
 
@@ -144,7 +146,7 @@ def leave(request: Request, session: DbSession, user: CurrentUser, household_id:
         if confirm != "oui":
             raise InvalidInput("confirmation_required", "cochez la case de confirmation : un départ ne s'annule pas")
         day = _date(end_date)
-        household = members.leave_household(session, household_id=household_id, end_date=day, by=user.email)
+        household = membership.leave_household(session, household_id=household_id, end_date=day, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, leave_error=french(error))
@@ -158,9 +160,9 @@ def personal_data(session: DbSession, user: CurrentUser, household_id: int, form
     """Everything held about the household's people (right of access), audited as it is read."""
     if form not in ("json", "csv"):
         raise NotFound("not_found", "json or csv")
-    data = members.personal_data(session, household_id=household_id, by=user.email)
+    data = membership.personal_data(session, household_id=household_id, by=user.email)
     session.commit()
-    content = members.personal_data_json(data) if form == "json" else members.personal_data_csv(data)
+    content = membership.personal_data_json(data) if form == "json" else membership.personal_data_csv(data)
     media = "application/json" if form == "json" else "text/csv; charset=utf-8"
     return Response(content, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="donnees-foyer-{household_id}.{form}"'})
@@ -200,9 +202,10 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
         payments=directory.household_payments(session, household_id=household_id),
         history=audit.events(session, subjects=subjects, limit=20),
         volunteer=session.execute(select(SortitionVolunteer).where(SortitionVolunteer.household_id == household_id)).scalars().first(),  # type: ignore[arg-type]
-        today=members.today_in_paris().isoformat(),
+        today=membership.today_in_paris().isoformat(),
         this_month=datetime.now(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m"),
         minimum_contribution_cents=settings.contribution_minimum_cents,
+        contribution_key=f"console-{secrets.token_hex(6)}",  # the form's reference: sent twice, recorded once
         **{"edit_error": None, "card_error": None, "contribution_error": None, "leave_error": None, "uid": "", **extra},
     )
 
