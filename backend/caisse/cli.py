@@ -321,14 +321,11 @@ def member_clear_code(household_id: Annotated[int, typer.Argument(help="Numéro 
     err.print(f"Code supprimé pour le foyer {household_id}.")
 
 
-_Par = Annotated[str, typer.Option("--par", help="Votre compte de la console (adresse e-mail, actif) ; le journal note aussi l'utilisateur système.")]
-
-
 @member_app.command("partir")
 def member_leave(
     household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")],
     end_date: Annotated[str, typer.Option("--date", help="Date de départ, AAAA-MM-JJ (heure de Paris) : l'allocation de ce mois est la dernière.")],
-    by: _Par,
+    by: _StaffBy,
 ) -> None:
     """Enregistrer le départ d'un foyer : ses cartes sont bloquées à la date de départ, son solde revient au fonds
     après le délai hors ligne des terminaux (« appliquer-departs »). Irréversible."""
@@ -342,13 +339,15 @@ def member_leave(
 
 
 @member_app.command("appliquer-departs")
-def member_apply_departures() -> None:
+def member_apply_departures(
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+) -> None:
     """Étape du minuteur (une fois par jour) : bloquer les cartes des foyers dont le départ est arrivé, et rendre
     au fonds le solde de ceux dont le délai hors ligne des terminaux est passé. Sans effet quand tout est fait."""
     from caisse import members
 
     settings = Settings()
-    report = _run(lambda s: members.apply_departures(s, settings=settings))
+    report = _run(lambda s: members.apply_departures(s, settings=settings, by=by, os_user=_os_user()))
     err.print(f"Cartes bloquées : {len(report.cards_blocked)} foyer(s) ; soldes rendus au fonds : {euros(report.returned_cents)} € ;"
               f" enregistrements antérieurs au départ couverts : {euros(report.covered_cents)} € ;"
               f" en attente du délai hors ligne : {len(report.waiting)} foyer(s).")
@@ -356,7 +355,7 @@ def member_apply_departures() -> None:
 
 @member_app.command("donnees")
 def member_personal_data(
-    by: _Par,
+    by: _StaffBy,
     household: Annotated[int | None, typer.Option("--foyer", help="Numéro du foyer.")] = None,
     volunteer: Annotated[int | None, typer.Option("--volontaire", help="Identifiant du volontaire (page du tirage).")] = None,
     form: Annotated[str, typer.Option("--format", help="json ou csv.")] = "json",
@@ -372,15 +371,16 @@ def member_personal_data(
 
 
 @member_app.command("effacer-anciens")
-def member_erase(by: Annotated[str | None, typer.Option("--par", help="Votre compte de la console ; sans lui, « système » (minuteur).")] = None) -> None:
+def member_erase(
+    by: Annotated[str, typer.Option(help="automatique (un minuteur) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+) -> None:
     """Effacer noms et contacts des anciens membres partis depuis plus de CAISSE_RETENTION_MONTHS mois (et des volontaires
     jamais devenus membres) : pseudonymes dans les tables, le journal et les exports ; montants intacts. Irréversible,
     sauf dans les sauvegardes antérieures (voir docs/guide/adhesion.md)."""
     from caisse import members
 
     settings = Settings()
-    report = _run(lambda s: members.erase_former_members(s, settings=settings, os_user=_os_user(),
-                                                        **({"by": by} if by else {})))
+    report = _run(lambda s: members.erase_former_members(s, settings=settings, by=by, os_user=_os_user()))
     err.print(f"Données effacées : {len(report.households)} foyer(s), {len(report.volunteers)} volontaire(s),"
               f" {report.audit_events} entrée(s) du journal pseudonymisées.")
 
@@ -1177,7 +1177,7 @@ def sortition_import(
     draw_id: Annotated[int, typer.Argument(help="Numéro du tirage (ouvert aux inscriptions).")],
     path: Annotated[Path, typer.Argument(help="Le questionnaire en CSV (Excel ou LibreOffice : « ; » ou « , », en-têtes en français).",
                                          exists=True, dir_okay=False)],
-    by: _Par,
+    by: _StaffBy,
     skip: Annotated[bool, typer.Option("--ignorer-erreurs", help="Importer les lignes correctes et ignorer les autres (listées).")] = False,
 ) -> None:
     """Inscrire les volontaires d'un questionnaire. Toute ligne fausse est signalée avec son numéro ; s'il y en a,
@@ -1207,7 +1207,7 @@ def sortition_import(
 def sortition_accept(
     volunteer_id: Annotated[int, typer.Argument(help="Identifiant du volontaire invité (page du tirage).")],
     zone: Annotated[str, typer.Option("--quartier", help="Quartier du foyer.")],
-    by: _Par,
+    by: _StaffBy,
     members: Annotated[int | None, typer.Option("--personnes", help="Taille du foyer, si elle a changé depuis le questionnaire.")] = None,
 ) -> None:
     """Le volontaire accepte l'invitation : son foyer est créé (nom, taille, quartier), prêt pour sa carte."""
@@ -1222,7 +1222,7 @@ def sortition_accept(
 @sortition_app.command("refuser")
 def sortition_decline(
     volunteer_id: Annotated[int, typer.Argument(help="Identifiant du volontaire invité (page du tirage).")],
-    by: _Par,
+    by: _StaffBy,
 ) -> None:
     """Le volontaire décline : le suivant de la réserve de sa strate (ordre des rangs) est invité. Irréversible."""
     from caisse import sortition

@@ -51,10 +51,10 @@ from caisse.models import (
     SortitionVolunteer,
     utcnow,
 )
+from caisse.settlement import AUTOMATIC, check_actor
 from caisse.sync import mark_overdrafts
 
 MAX_END_DATE_AHEAD = timedelta(days=366)
-SYSTEM = "système"  # who applies departures and erasures run by the timer
 
 
 def leave_reference(household_id: int, step: int = 1) -> str:
@@ -108,9 +108,11 @@ class DeparturesReport:
     waiting: list[tuple[int, datetime]] = field(default_factory=list)  # (household, not before)
 
 
-def apply_departures(session: Session, *, settings: Settings, now: datetime | None = None) -> DeparturesReport:
-    """The timer's step (`caisse membre appliquer-departs`): block the cards of households whose
-    end date has come, and bring to zero the balance of those whose wait is over."""
+def apply_departures(session: Session, *, settings: Settings, by: str = AUTOMATIC, os_user: str | None = None,
+                     now: datetime | None = None) -> DeparturesReport:
+    """The timer's step (`caisse membre appliquer-departs`, `by` = automatique): block the cards of
+    households whose end date has come, and bring to zero the balance of those whose wait is over."""
+    by = check_actor(session, by=by)
     now = now or utcnow()
     today = today_in_paris(now)
     report = DeparturesReport()
@@ -123,8 +125,8 @@ def apply_departures(session: Session, *, settings: Settings, now: datetime | No
             if not _block_if_due(session, household, today=today, now=now):
                 continue
             report.cards_blocked.append(household_id)
-            audit.record(session, actor=SYSTEM, action="household.leave_block", subject=f"household:{household_id}",
-                         detail={"end_date": household.left_on})
+            audit.record(session, actor=by, action="household.leave_block", subject=f"household:{household_id}",
+                         detail=_with_os_user({"end_date": household.left_on}, os_user))
         assert household.leaving_blocked_at is not None
         due = _aware(household.leaving_blocked_at) + wait
         if now < due:
@@ -135,8 +137,8 @@ def apply_departures(session: Session, *, settings: Settings, now: datetime | No
             report.settled.append(household_id)
             report.returned_cents += max(moved, 0)
             report.covered_cents += max(-moved, 0)
-            audit.record(session, actor=SYSTEM, action="household.leave_settle", subject=f"household:{household_id}",
-                         detail={"returned_cents": max(moved, 0), "covered_cents": max(-moved, 0)})
+            audit.record(session, actor=by, action="household.leave_settle", subject=f"household:{household_id}",
+                         detail=_with_os_user({"returned_cents": max(moved, 0), "covered_cents": max(-moved, 0)}, os_user))
         if household.leaving_settled_at is None:
             household.leaving_settled_at = now
             session.add(household)
@@ -268,13 +270,12 @@ class ErasureReport:
     audit_events: int = 0
 
 
-def erase_former_members(session: Session, *, settings: Settings, by: str = SYSTEM, os_user: str | None = None,
+def erase_former_members(session: Session, *, settings: Settings, by: str = AUTOMATIC, os_user: str | None = None,
                          now: datetime | None = None) -> ErasureReport:
     """Erase the names and contacts of households that left more than `retention_months` ago, and
     of volunteers of draws older than that who never became members (or whose household is
     erased). Amounts, ledger and the draw's numbers stay; the audit log keeps a pseudonym."""
-    if by != SYSTEM:
-        by = accounts.active_user(session, email=by).email
+    by = check_actor(session, by=by)
     now = now or utcnow()
     limit = _months_before(today_in_paris(now), settings.retention_months)
     report = ErasureReport()

@@ -278,12 +278,12 @@ def test_the_member_commands_leave_apply_export_and_erase_in_french(engine, tmp_
     runner = CliRunner()
     help_text = runner.invoke(app, ["membre", "--help"]).output
     assert "Foyers membres" in help_text and "appliquer-departs" in help_text
-    left = runner.invoke(app, ["membre", "partir", str(household_id), "--date", "2026-02-10", "--par", STAFF])
+    left = runner.invoke(app, ["membre", "partir", str(household_id), "--date", "2026-02-10", "--by", STAFF])
     assert left.exit_code == 0 and "Départ du foyer" in left.stderr
-    again = runner.invoke(app, ["membre", "partir", str(household_id), "--date", "2026-02-10", "--par", STAFF])
+    again = runner.invoke(app, ["membre", "partir", str(household_id), "--date", "2026-02-10", "--by", STAFF])
     assert again.exit_code == 1 and "Traceback" not in again.output
     assert runner.invoke(app, ["membre", "appliquer-departs"]).exit_code == 0
-    exported = runner.invoke(app, ["membre", "donnees", "--foyer", str(household_id), "--format", "csv", "--par", STAFF])
+    exported = runner.invoke(app, ["membre", "donnees", "--foyer", str(household_id), "--format", "csv", "--by", STAFF])
     assert exported.exit_code == 0 and "Famille Martin" in exported.stdout
     erased = runner.invoke(app, ["membre", "effacer-anciens"], env={"CAISSE_RETENTION_MONTHS": "1"})
     assert erased.exit_code == 0 and "1 foyer(s)" in erased.stderr

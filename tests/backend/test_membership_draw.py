@@ -214,17 +214,17 @@ def test_the_draw_commands_import_decline_and_accept_in_french(engine, tmp_path,
     runner = CliRunner()
     bad = tmp_path / "bad.csv"
     bad.write_bytes((QUESTIONNAIRE + "Bob;;5;01/01/1980;2;\n").encode("cp1252"))
-    refused = runner.invoke(app, ["tirage", "importer", str(draw_id), str(bad), "--par", STAFF])
+    refused = runner.invoke(app, ["tirage", "importer", str(draw_id), str(bad), "--by", STAFF])
     assert refused.exit_code == 1 and "ligne 8 :" in refused.stderr and "Traceback" not in refused.output
-    skipped = runner.invoke(app, ["sortition", "importer", str(draw_id), str(bad), "--par", STAFF, "--ignorer-erreurs"])
+    skipped = runner.invoke(app, ["sortition", "importer", str(draw_id), str(bad), "--by", STAFF, "--ignorer-erreurs"])
     assert skipped.exit_code == 0 and skipped.stdout.strip() == "6" and "Ignorée : ligne 8" in skipped.stderr
     with session_factory(engine)() as session:
         sortition.publish_seed(session, draw_id=draw_id, phrase="graine", by=STAFF)
         sortition.run_draw(session, draw_id=draw_id, by=STAFF)
         first, second = [v.id for v in _by_rank(session, draw_id)][:2]
         session.commit()
-    declined = runner.invoke(app, ["sortition", "refuser", str(first), "--par", STAFF])
+    declined = runner.invoke(app, ["sortition", "refuser", str(first), "--by", STAFF])
     assert declined.exit_code == 0 and "est invité à sa place" in declined.stderr
-    accepted = runner.invoke(app, ["sortition", "accepter", str(second), "--quartier", "Celleneuve", "--par", STAFF])
+    accepted = runner.invoke(app, ["sortition", "accepter", str(second), "--quartier", "Celleneuve", "--by", STAFF])
     assert accepted.exit_code == 0 and "card issue --household" in accepted.stderr
     assert "Tirage au sort" in runner.invoke(app, ["sortition", "--help"]).output
