@@ -34,7 +34,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlmodel import Session
 
 from caisse import accounts, admin, audit, ledger
@@ -186,16 +186,19 @@ def _balance_departed(session: Session, household: Household) -> int:
 def _given_back_cents(session: Session, *, household_id: int) -> int:
     """What a departed household returned to the fund, less what covered its late records."""
     rows = session.execute(select(ledger_transfer.c.kind, func.sum(ledger_transfer.c.amount_cents))
-                           .where(ledger_transfer.c.reference.like(f"leave:{household_id}%"))
-                           .group_by(ledger_transfer.c.kind)).all()
+                           .where(_leave_references(household_id)).group_by(ledger_transfer.c.kind)).all()
     sums = {kind: int(total) for kind, total in rows}
     return sums.get(ledger.TransferKind.DEPARTURE, 0) - sums.get(ledger.TransferKind.DEPARTURE_COVER, 0)
 
 
 def _leave_transfers(session: Session, *, household_id: int) -> int:
-    return int(session.execute(select(func.count()).select_from(ledger_transfer).where(
-        (ledger_transfer.c.reference == leave_reference(household_id))
-        | ledger_transfer.c.reference.like(f"leave:{household_id}:%"))).scalar_one())
+    return int(session.execute(select(func.count()).select_from(ledger_transfer).where(_leave_references(household_id))).scalar_one())
+
+
+def _leave_references(household_id: int) -> ColumnElement[bool]:
+    """`leave:{h}` and `leave:{h}:{n}`, not `leave:{h}{more digits}` (another household)."""
+    reference = ledger_transfer.c.reference
+    return (reference == leave_reference(household_id)) | reference.like(f"leave:{household_id}:%")
 
 
 # Personal data ------------------------------------------------------------------------------------

@@ -191,7 +191,11 @@ def test_a_record_signed_before_leaving_and_uploaded_after_settles_against_the_b
 def test_a_record_uploaded_after_the_balance_went_back_is_covered_by_what_was_returned(session: Session, staff: str) -> None:
     settings = make_settings()
     blocked_at = utcnow() - timedelta(days=10)
+    neighbour = _world_leaving(session, staff, blocked_at=blocked_at)  # household 1: leave:11 is not one of its own
+    for _ in range(9):
+        _world_leaving(session, staff, blocked_at=blocked_at)
     world = _world_leaving(session, staff, blocked_at=blocked_at)
+    assert (neighbour.household_id, world.household_id) == (1, 11)
     members.apply_departures(session, settings=settings)
     session.commit()
     fund_after_return = _fund(session)
@@ -202,6 +206,12 @@ def test_a_record_uploaded_after_the_balance_went_back_is_covered_by_what_was_re
     session.commit()
     assert report.covered_cents == 4_000 and _balance(session, world.household_id) == 0
     assert _fund(session) == fund_after_return - 4_000
+    for minutes in (30, 20, 10):  # 150 € signed before leaving, 100 € given back: 50 € stay owed
+        late = neighbour.chain.pay(neighbour.uid, 5_000, time=int((blocked_at - timedelta(minutes=minutes)).timestamp()))
+        assert _upload(session, neighbour, late) == RecordStatus.ACCEPTED
+    members.apply_departures(session, settings=settings)
+    session.commit()
+    assert _balance(session, neighbour.household_id) == -5_000 and _balance(session, world.household_id) == 0
     assert ledger.find_transfer(session, reference=f"leave:{world.household_id}:2") is not None
     assert_ledger_invariants(session)
 
