@@ -409,18 +409,17 @@ def get_volunteer(session: Session, *, volunteer_id: int) -> SortitionVolunteer:
 
 
 def _invited(session: Session, *, volunteer_id: int, action: str) -> SortitionVolunteer:
-    # Locked: two clicks on "refuse" must not invite two people from the reserve.
-    volunteer = session.execute(select(SortitionVolunteer).where(SortitionVolunteer.id == volunteer_id)  # type: ignore[arg-type]
-                                .with_for_update()).scalar_one_or_none()
-    if volunteer is None:
-        raise NotFound("volunteer_not_found", f"aucun volontaire n° {volunteer_id}")
+    """The invited volunteer, once its draw's row is locked: the answers of one draw queue, so two
+    clicks on "décline" invite one replacement, and two declines in one stratum never pick the
+    same one from the reserve."""
+    volunteer = get_volunteer(session, volunteer_id=volunteer_id)
+    get_by_id(session, SortitionDraw, volunteer.draw_id, for_update=True)
     session.refresh(volunteer)
     if volunteer.invitation != InvitationStatus.INVITED:
         answered: dict[str, str] = {InvitationStatus.ACCEPTED: "a déjà accepté", InvitationStatus.DECLINED: "a déjà refusé"}
         state = answered.get(volunteer.invitation or "", "n'est pas invité")
         raise Conflict("invitation_state", f"impossible d'{action} : le volontaire n° {volunteer.number} {state}")
     return volunteer
-
 
 
 def verify_draw(session: Session, *, draw_id: int) -> bool:

@@ -228,3 +228,38 @@ def test_the_draw_commands_import_decline_and_accept_in_french(engine, tmp_path,
     accepted = runner.invoke(app, ["sortition", "accepter", str(second), "--quartier", "Celleneuve", "--by", STAFF])
     assert accepted.exit_code == 0 and "card issue --household" in accepted.stderr
     assert "Tirage au sort" in runner.invoke(app, ["sortition", "--help"]).output
+
+
+def test_two_declines_at_once_in_one_stratum_invite_two_different_volunteers(engine, session: Session) -> None:  # type: ignore[no-untyped-def]
+    """Two staff decline for two volunteers of one stratum at the same moment (PostgreSQL: truly
+    concurrent; SQLite: one after the other): each decline invites its own replacement."""
+    import threading
+
+    from caisse.db import session_factory
+
+    draw_id = _drawn_with_reserve(session)
+    session.commit()
+    first, second = (v.id for v in _by_rank(session, draw_id)[:2])
+    session.commit()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def decline(volunteer_id: int | None) -> None:
+        assert volunteer_id is not None
+        try:
+            with session_factory(engine)() as own:
+                barrier.wait()
+                sortition.decline_invitation(own, volunteer_id=volunteer_id, by=STAFF)
+                own.commit()
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=decline, args=(v,)) for v in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    session.expire_all()
+    ranked = _by_rank(session, draw_id)
+    assert [v.invitation for v in ranked] == ["declined", "declined", "invited", "invited", None]
