@@ -52,7 +52,7 @@ from caisse.models import (
     utcnow,
 )
 from caisse.settlement import AUTOMATIC, check_actor
-from caisse.sync import mark_overdrafts
+from caisse.sync import bump_cards
 
 MAX_END_DATE_AHEAD = timedelta(days=366)
 
@@ -179,7 +179,7 @@ def _balance_departed(session: Session, household: Household) -> int:
     else:
         ledger.post_transfer(session, debit=fund, credit=member, amount_cents=-amount, kind=ledger.TransferKind.DEPARTURE_COVER,
                              reference=leave_reference(household.id, step), memo="enregistrement antérieur au départ")
-    mark_overdrafts(session, household_ids=[household.id])
+    bump_cards(session, household_ids=[household.id])  # its balance changed: terminals learn it, overdrafts too
     return amount
 
 
