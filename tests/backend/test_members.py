@@ -14,7 +14,7 @@ from sqlmodel import Session
 from caisse import admin, allowances, audit, ingest, ledger, members, sortition
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
-from caisse.models import Card, Household, LedgerTransfer, RecordStatus, utcnow
+from caisse.models import Household, LedgerTransfer, RecordStatus, SortitionDraw, utcnow
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
 from tests.backend.factories import World, make_world, staff_account
@@ -223,22 +223,28 @@ def test_erasure_after_the_retention_period_leaves_amounts_and_the_ledger_intact
     assert draw.id is not None
     sortition.register_volunteer(session, draw_id=draw.id, name="Awa Diop", contact="awa@exemple.fr", income_quartile=1,
                                  birth_date=date(2000, 5, 1), household_size=3, shops="marché des Aubes", by=STAFF)
+    sortition.register_volunteer(session, draw_id=draw.id, name="Bruno Petit", contact="06 11 22 33 44", income_quartile=1,
+                                 birth_date=date(2001, 5, 1), household_size=1, by=STAFF)
     sortition.publish_seed(session, draw_id=draw.id, phrase="graine", by=STAFF)
     sortition.run_draw(session, draw_id=draw.id, by=STAFF)
-    [volunteer] = sortition.volunteers_of(session, draw_id=draw.id)
+    [volunteer] = [v for v in sortition.volunteers_of(session, draw_id=draw.id) if v.selected]
+    [waiting] = [v for v in sortition.volunteers_of(session, draw_id=draw.id) if not v.selected]
+    personal = [volunteer.name, volunteer.contact or "", waiting.name, waiting.contact or ""]
     assert volunteer.id is not None
     household_id = sortition.accept_invitation(session, volunteer_id=volunteer.id, zone="Aubes", by=STAFF)
     joined = utcnow() - timedelta(days=90)
     session.execute(update(Household).where(Household.id == household_id).values(created_at=joined))  # type: ignore[arg-type]
     audit.record(session, actor=STAFF, action="household.edit", subject=f"household:{household_id}",
-                 detail={"name": {"before": "Awa Diop", "after": "Awa Diop"}})
+                 detail={"name": {"before": volunteer.name, "after": volunteer.name}})
     admin.credit_household(session, household_id=household_id, amount_cents=5_000)
     left = joined + timedelta(days=30)
+    # The draw was made on the day the household left: its other volunteers are erased with it.
+    session.execute(update(SortitionDraw).where(SortitionDraw.id == draw.id).values(created_at=left))  # type: ignore[arg-type]
     members.leave_household(session, household_id=household_id, end_date=members.today_in_paris(left), by=STAFF, now=left)
     members.apply_departures(session, settings=make_settings(), now=left + timedelta(days=10))
     session.commit()
     exported = members.personal_data(session, volunteer_id=volunteer.id, by=STAFF)
-    assert "Awa Diop" in members.personal_data_json(exported) and "awa@exemple.fr" in members.personal_data_csv(exported)
+    assert volunteer.name in members.personal_data_json(exported) and str(volunteer.contact) in members.personal_data_csv(exported)
     journal_before = session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)).all()
 
     settings = make_settings(retention_months=24)
@@ -247,14 +253,18 @@ def test_erasure_after_the_retention_period_leaves_amounts_and_the_ledger_intact
     assert members.erase_former_members(session, settings=settings, now=two_years_on).households == []
     report = members.erase_former_members(session, settings=settings, by="admin@caisse.test", now=two_years_on + timedelta(days=31))
     session.commit()
-    assert report.households == [household_id] and report.volunteers == [volunteer.id]
+    assert report.households == [household_id] and sorted(report.volunteers) == sorted([volunteer.id, waiting.id])
     household = session.get(Household, household_id)
     assert household is not None and household.name == f"Foyer #{household_id}"
     session.refresh(volunteer)
-    assert (volunteer.name, volunteer.contact, volunteer.birth_date, volunteer.shops) == (f"Volontaire {draw.id}-1", None, None, None)
+    session.refresh(waiting)
+    assert (volunteer.name, volunteer.contact, volunteer.birth_date, volunteer.shops) == \
+        (f"Volontaire {draw.id}-{volunteer.number}", None, None, None)
+    assert (waiting.name, waiting.contact) == (f"Volontaire {draw.id}-{waiting.number}", None)
     texts = " ".join(e.detail or "" for e in audit.events(session, limit=1_000))
-    assert "Awa Diop" not in texts and "awa@exemple.fr" not in texts
-    assert "Awa" not in sortition.export_csv(session, draw_id=draw.id, with_names=True)
+    assert not [text for text in personal if text in texts]
+    named_export = sortition.export_csv(session, draw_id=draw.id, with_names=True)
+    assert not [text for text in personal if text in named_export]
     assert session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)).all() == journal_before
     assert sortition.verify_draw(session, draw_id=draw.id)
     assert audit.events(session, action_prefix="personal_data.erase")[0].actor == "admin@caisse.test"
