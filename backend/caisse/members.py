@@ -33,12 +33,12 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, select
 from sqlmodel import Session
 
 from caisse import accounts, admin, audit, ledger
-from caisse.allowances import MONTH_TIMEZONE
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
@@ -55,6 +55,9 @@ from caisse.settlement import AUTOMATIC, check_actor
 from caisse.sync import bump_cards
 
 MAX_END_DATE_AHEAD = timedelta(days=366)
+# The caisse's calendar: end dates are days of Paris (settings.settlement_timezone's default, the
+# zone allowances count months in).
+CALENDAR = ZoneInfo("Europe/Paris")
 
 
 def leave_reference(household_id: int, step: int = 1) -> str:
@@ -72,7 +75,7 @@ def volunteer_pseudonym(volunteer: SortitionVolunteer) -> str:
 
 
 def today_in_paris(now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(MONTH_TIMEZONE).date()
+    return (now or utcnow()).astimezone(CALENDAR).date()
 
 
 # Leaving ------------------------------------------------------------------------------------------
@@ -85,7 +88,7 @@ def leave_household(session: Session, *, household_id: int, end_date: date, by: 
     if household.left_on is not None:
         raise Conflict("household_left", f"le foyer {household_id} part déjà le {household.left_on:%d/%m/%Y}")
     today = today_in_paris(now)
-    joined = _aware(household.created_at).astimezone(MONTH_TIMEZONE).date()
+    joined = _aware(household.created_at).astimezone(CALENDAR).date()
     if end_date < joined:
         raise InvalidInput("invalid_end_date", f"le foyer {household_id} est entré le {joined:%d/%m/%Y} : la date de départ ne peut pas précéder son entrée")
     if end_date > today + MAX_END_DATE_AHEAD:

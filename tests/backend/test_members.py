@@ -60,7 +60,7 @@ def test_the_joining_month_is_the_paris_month_across_daylight_saving_changes(ses
         allowances.allocate(session, month=month, settings=settings)
     session.commit()
     assert _credited_months(session, household_id)[0] == first_month
-    assert allowances.Month.of(joined) == allowances.Month.parse(first_month)
+    assert allowances.Month.of(joined, PARIS) == allowances.Month.parse(first_month)
 
 
 def _world_leaving(session: Session, staff: str, *, blocked_at: datetime) -> World:
