@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import admin, allowances, audit, ingest, ledger, members, sortition
-from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Household, LedgerTransfer, RecordStatus, SortitionDraw, utcnow
 from tests.backend.audit import assert_ledger_invariants
