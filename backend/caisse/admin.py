@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
@@ -344,7 +344,8 @@ def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: 
         raise InvalidInput("invalid_card_type", f"card_type must be one of {', '.join(CardType)}")
     if card_type == CardType.SECURE and len(uid) != sun.UID_BYTES:
         raise InvalidInput("invalid_uid", f"a secure card (NTAG 424 DNA) has a {sun.UID_BYTES}-byte UID")
-    get_household(session, household_id=household_id)
+    if get_household(session, household_id=household_id).leaving_blocked_at is not None:
+        raise Conflict("household_left_no_card", f"household {household_id} has left the caisse: no new card")
     existing = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None and existing.status != CardStatus.RETURNED:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")
@@ -413,14 +414,24 @@ def return_card(session: Session, *, uid_hex: str) -> Card:
     return card
 
 
-def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None) -> None:
+def block_household_cards(session: Session, *, household_id: int, reason: str, at: datetime | None = None) -> list[int]:
+    """Block every active card of a household (its members left: caisse.members), the way a lost
+    card is blocked, so terminals learn it at their next sync. The ids of the cards blocked."""
+    cards = session.execute(select(Card).where(Card.household_id == household_id, Card.status == str(CardStatus.ACTIVE))  # type: ignore[arg-type]
+                            .order_by(Card.id)).scalars().all()  # type: ignore[arg-type]
+    for card in cards:
+        _end_card(session, card, status=CardStatus.BLOCKED, reason=reason, at=at)
+    return [card.id for card in cards if card.id is not None]
+
+
+def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None, at: datetime | None = None) -> None:
     """Move an active card to blocked or returned, or a blocked card to returned, keeping the
     first refusal time; the new state reaches terminals at their next sync."""
     if card.status == status or card.status == CardStatus.RETURNED:
         return
     assert card.id is not None
     session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
-        status=status, blocked_at=card.blocked_at or utcnow(), block_reason=reason))
+        status=status, blocked_at=card.blocked_at or at or utcnow(), block_reason=reason))
     bump_blocked_cards(session, card_ids=[card.id])
     session.refresh(card)
 

@@ -3,7 +3,9 @@
 The rule is a row of `allowance_rule`, in force from its month until the next one; the settings
 give it only when the table has none, so a caisse can start without deciding anything.
 
-`allocate` credits every household once per month: the reference `allowance:{h}:{YYYY-MM}` is the
+`allocate` credits every member household once per month, from the month it joined to the month
+it leaves, in the caisse's time zone (a household created at 2026-03-31T22:30Z joined in April in
+Paris): the reference `allowance:{h}:{YYYY-MM}` is the
 idempotency key, so a second run credits only households that were missing (a household
 registered since), and reports the rest as already credited. Unspent money is handled first, by
 a transfer back to the fund (`expiry:{h}:{YYYY-MM}`), so the ledger shows it.
@@ -219,8 +221,9 @@ def monthly_amount_cents(
 
 def allocate(session: Session, *, month: str, settings: Settings, by: str = accounts.SYSTEM,
              os_user: str | None = None) -> AllocationReport:
-    """Credit every household registered before the end of `month`, by the rule in force for the
-    month (`rule_in_force`). Idempotent per household; audited when it credits or expires anything."""
+    """Credit every household that joined by the end of `month` and has not left before it (its
+    leaving month, caisse.members, is its last), by the rule in force for the month
+    (`rule_in_force`). Idempotent per household; audited when it credits or expires anything."""
     by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
@@ -230,6 +233,7 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
     households = session.execute(  # the bound in UTC: SQLite compares the stored UTC text
         select(Household.id, Household.members, Household.created_at)
         .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
+        .where(Household.left_on.is_(None) | (Household.left_on >= period.first_day))  # type: ignore[union-attr, operator]
         .order_by(Household.id)  # type: ignore[arg-type]
     ).all()
     report = AllocationReport(month=str(period))

@@ -35,13 +35,14 @@ if TYPE_CHECKING:
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
 db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
-member_app = typer.Typer(help="Member households.", no_args_is_help=True)
+member_app = typer.Typer(help="Foyers membres : inscription, code, départ, données personnelles.", no_args_is_help=True)
 card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
 terminal_app = typer.Typer(help="Payment terminals.", no_args_is_help=True)
 app.add_typer(cotisations_app, name="cotisations")  # caisse.cli_fund: contributions by choice
 app.add_typer(year_app, name="annee")  # and the fund's year
 for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
     app.add_typer(sub, name=name)
+app.add_typer(member_app, name="membre", help="Foyers membres (comme « member »).")
 
 out = Console(soft_wrap=True)  # no line breaks inside a sentence or a command to copy
 err = Console(stderr=True, soft_wrap=True)
@@ -422,18 +423,18 @@ def accreditation_ending(jours: Annotated[int, typer.Option(help="Horizon, en jo
 
 @member_app.command("add")
 def member_add(
-    name: Annotated[str, typer.Option(help="Household name.")],
-    members: Annotated[int, typer.Option(help="Number of people in the household.")],
-    zone: Annotated[str, typer.Option(help="Neighbourhood.")],
+    name: Annotated[str, typer.Option(help="Nom du foyer.")],
+    members: Annotated[int, typer.Option(help="Nombre de personnes du foyer.")],
+    zone: Annotated[str, typer.Option(help="Quartier.")],
 ) -> None:
-    """Register a member household."""
+    """Inscrire un foyer membre (hors tirage au sort : un foyer tiré au sort est créé par « sortition accepter »)."""
     household = _run(lambda s: admin.create_household(s, name=name, members=members, zone=zone))
     _created("Foyer créé", household.id)
 
 
 @member_app.command("set-code")
-def member_set_code(household_id: Annotated[int, typer.Argument(help="Household id.")]) -> None:
-    """Give a household a 4-digit member code (asked twice, never shown)."""
+def member_set_code(household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")]) -> None:
+    """Donner au foyer un code de 4 chiffres (demandé deux fois, jamais affiché)."""
     from caisse import member_codes
 
     code = ask_twice("Code du foyer (4 chiffres)")
@@ -442,12 +443,84 @@ def member_set_code(household_id: Annotated[int, typer.Argument(help="Household 
 
 
 @member_app.command("clear-code")
-def member_clear_code(household_id: Annotated[int, typer.Argument(help="Household id.")]) -> None:
-    """Remove a household's member code."""
+def member_clear_code(household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")]) -> None:
+    """Retirer le code du foyer."""
     from caisse import member_codes
 
     _run(lambda s: member_codes.clear_code(s, household_id=household_id))
     err.print(f"Code supprimé pour le foyer {household_id}.")
+
+
+@member_app.command("partir")
+def member_leave(
+    household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")],
+    end_date: Annotated[str, typer.Option("--date", help="Date de départ, AAAA-MM-JJ (heure de Paris) : l'allocation de ce mois est la dernière.")],
+    by: _StaffBy,
+) -> None:
+    """Enregistrer le départ d'un foyer : ses cartes sont bloquées à la date de départ, son solde revient au fonds
+    après le délai hors ligne des terminaux (« appliquer-departs »). Irréversible."""
+    from caisse import members
+
+    day = _iso_date(end_date)
+    household = _run(lambda s: members.leave_household(s, household_id=household_id, end_date=day, by=by, os_user=_os_user()))
+    out.print(household.id)
+    blocked = "cartes bloquées" if household.leaving_blocked_at else "cartes bloquées le jour du départ par « appliquer-departs »"
+    err.print(f"Départ du foyer {household_id} enregistré au {day:%d/%m/%Y} ; {blocked}.")
+
+
+@member_app.command("appliquer-departs")
+def member_apply_departures(
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+) -> None:
+    """Étape du minuteur (une fois par jour) : bloquer les cartes des foyers dont le départ est arrivé, et rendre
+    au fonds le solde de ceux dont le délai hors ligne des terminaux est passé. Sans effet quand tout est fait."""
+    from caisse import members
+
+    settings = Settings()
+    report = _run(lambda s: members.apply_departures(s, settings=settings, by=by, os_user=_os_user()))
+    err.print(f"Cartes bloquées : {len(report.cards_blocked)} foyer(s) ; soldes rendus au fonds : {euros(report.returned_cents)} € ;"
+              f" enregistrements antérieurs au départ couverts : {euros(report.covered_cents)} € ;"
+              f" en attente du délai hors ligne : {len(report.waiting)} foyer(s).")
+
+
+@member_app.command("donnees")
+def member_personal_data(
+    by: _StaffBy,
+    household: Annotated[int | None, typer.Option("--foyer", help="Numéro du foyer.")] = None,
+    volunteer: Annotated[int | None, typer.Option("--volontaire", help="Identifiant du volontaire (page du tirage).")] = None,
+    form: Annotated[str, typer.Option("--format", help="json ou csv.")] = "json",
+) -> None:
+    """Exporter toutes les données d'une personne (droit d'accès) sur la sortie standard. La consultation est journalisée."""
+    from caisse import members
+
+    if form not in ("json", "csv"):
+        err.print("[red]Erreur :[/red] le format est json ou csv")
+        raise typer.Exit(2)
+    data = _run(lambda s: members.personal_data(s, household_id=household, volunteer_id=volunteer, by=by, os_user=_os_user()))
+    typer.echo(members.personal_data_json(data) if form == "json" else members.personal_data_csv(data), nl=False)
+
+
+@member_app.command("effacer-anciens")
+def member_erase(
+    by: Annotated[str, typer.Option(help="automatique (un minuteur) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+) -> None:
+    """Effacer noms et contacts des anciens membres partis depuis plus de CAISSE_RETENTION_MONTHS mois (et des volontaires
+    jamais devenus membres) : pseudonymes dans les tables, le journal et les exports ; montants intacts. Irréversible,
+    sauf dans les sauvegardes antérieures (voir docs/guide/adhesion.md)."""
+    from caisse import members
+
+    settings = Settings()
+    report = _run(lambda s: members.erase_former_members(s, settings=settings, by=by, os_user=_os_user()))
+    err.print(f"Données effacées : {len(report.households)} foyer(s), {len(report.volunteers)} volontaire(s),"
+              f" {report.audit_events} entrée(s) du journal pseudonymisées.")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        err.print(f"[red]Erreur :[/red] date attendue au format AAAA-MM-JJ, pas {text!r}")
+        raise typer.Exit(2) from None
 
 
 @card_app.command("issue")
@@ -1211,16 +1284,19 @@ def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
         raise typer.Exit(1)
 
 
-sortition_app = typer.Typer(help="Sortition of new members (the console runs the draws).", no_args_is_help=True)
+sortition_app = typer.Typer(help="Tirage au sort des nouveaux membres : questionnaire, invitations, vérification"
+                                  " (la console crée et lance les tirages).", no_args_is_help=True)
 app.add_typer(sortition_app, name="sortition")
+app.add_typer(sortition_app, name="tirage", help="Tirage au sort (comme « sortition »).")
 
 
 @sortition_app.command("verify")
+@sortition_app.command("verifier", hidden=True)
 def sortition_verify(
-    export: Annotated[Path, typer.Argument(help="The draw's public CSV export (console, Tirage au sort).")],
-    phrase: Annotated[str, typer.Option(help="The seed phrase published before the draw.")],
+    export: Annotated[Path, typer.Argument(help="L'export public du tirage en CSV (console, Tirage au sort).")],
+    phrase: Annotated[str, typer.Option(help="La phrase de la graine publiée avant le tirage.")],
 ) -> None:
-    """Re-run a draw from its public export and seed phrase alone, without the database."""
+    """Refaire un tirage à partir de son export public et de la phrase de la graine seuls, sans la base de données."""
     from caisse import sortition
 
     try:
@@ -1237,6 +1313,69 @@ def sortition_verify(
         err.print(f"Tirage NON confirmé : {len(differences)} ligne(s) diffèrent du calcul refait depuis la graine.")
         raise typer.Exit(1)
     err.print(f"Tirage confirmé : le calcul refait depuis la graine {sortition.seed_of(phrase)} donne le même résultat.")
+
+
+@sortition_app.command("importer")
+def sortition_import(
+    draw_id: Annotated[int, typer.Argument(help="Numéro du tirage (ouvert aux inscriptions).")],
+    path: Annotated[Path, typer.Argument(help="Le questionnaire en CSV (Excel ou LibreOffice : « ; » ou « , », en-têtes en français).",
+                                         exists=True, dir_okay=False)],
+    by: _StaffBy,
+    skip: Annotated[bool, typer.Option("--ignorer-erreurs", help="Importer les lignes correctes et ignorer les autres (listées).")] = False,
+) -> None:
+    """Inscrire les volontaires d'un questionnaire. Toute ligne fausse est signalée avec son numéro ; s'il y en a,
+    rien n'est importé, sauf avec --ignorer-erreurs."""
+    from caisse import accounts, sortition
+
+    content = path.read_bytes()
+
+    def run(session: Session) -> sortition.ImportReport:
+        user = accounts.active_user(session, email=by).email
+        return sortition.import_volunteers(session, draw_id=draw_id, content=content, skip_bad_rows=skip, by=user, os_user=_os_user())
+
+    try:
+        with _session() as session:
+            report = run(session)
+    except CaisseError as error:
+        for line in error.detail.split(" ; "):
+            err.print(f"[red]Erreur :[/red] {line}", highlight=False)
+        raise typer.Exit(1) from None
+    for line in report.errors:
+        err.print(f"Ignorée : {line}", highlight=False)
+    out.print(report.imported)
+    err.print(f"{report.imported} volontaire(s) inscrit(s) au tirage {draw_id}.")
+
+
+@sortition_app.command("accepter")
+def sortition_accept(
+    volunteer_id: Annotated[int, typer.Argument(help="Identifiant du volontaire invité (page du tirage).")],
+    zone: Annotated[str, typer.Option("--quartier", help="Quartier du foyer.")],
+    by: _StaffBy,
+    members: Annotated[int | None, typer.Option("--personnes", help="Taille du foyer, si elle a changé depuis le questionnaire.")] = None,
+) -> None:
+    """Le volontaire accepte l'invitation : son foyer est créé (nom, taille, quartier), prêt pour sa carte."""
+    from caisse import sortition
+
+    household_id = _run(lambda s: sortition.accept_invitation(s, volunteer_id=volunteer_id, zone=zone, members=members,
+                                                             by=by, os_user=_os_user()))
+    out.print(household_id)
+    err.print(f"Foyer {household_id} créé ; émettez sa carte : caisse card issue --household {household_id} --uid …")
+
+
+@sortition_app.command("refuser")
+def sortition_decline(
+    volunteer_id: Annotated[int, typer.Argument(help="Identifiant du volontaire invité (page du tirage).")],
+    by: _StaffBy,
+) -> None:
+    """Le volontaire décline : le suivant de la réserve de sa strate (ordre des rangs) est invité. Irréversible."""
+    from caisse import sortition
+
+    replacement = _run(lambda s: sortition.decline_invitation(s, volunteer_id=volunteer_id, by=by, os_user=_os_user()))
+    if replacement is None:
+        err.print("Refus enregistré ; la réserve de cette strate est vide : elle est à compléter par la mobilisation.")
+    else:
+        out.print(replacement.id)
+        err.print(f"Refus enregistré ; le volontaire n° {replacement.number} (rang {replacement.rank}) est invité à sa place.")
 
 
 bank_app = typer.Typer(help="Réponses de la banque aux virements de la caisse (pain.002, camt.054, camt.053).",

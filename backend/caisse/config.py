@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # `caisse verify` and on the console's home page.
     overdue_after_days: int = Field(default=7, ge=0, le=3650)
 
+    # Personal data (docs/guide/adhesion.md): names and contacts of former members are erased this
+    # many months after their end date (volunteers never drawn: after their draw was created).
+    retention_months: int = Field(default=24, ge=1, le=1200)
+    # What happens to a departed household's unspent balance once the terminals' offline age has
+    # passed (caisse.members): "fund" returns it to the allowance fund; "keep" leaves it on the
+    # household's account, for staff to settle by hand (the ledger shows it).
+    leaving_balance: Literal["fund", "keep"] = "fund"
+
     # Web console (docs/console.md). Cookies are marked Secure outside development.
     console_session_lifetime_s: int = Field(default=43_200, gt=0)  # a working day, then sign in again
     console_login_max_failures: int = Field(default=5, gt=0)  # per e-mail address, within the window

@@ -469,6 +469,13 @@ class _Book:
                     LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE,  # type: ignore[arg-type]
                     func.substr(LedgerTransfer.reference, 1, 10) != "allowance:")).all():
                 self.at(_local_month(created_at, zone)).credits += int(cents)
+        # A departed household's balance back to the fund (caisse.members) counts as unspent money
+        # returned, in the Paris month it moved; a cover of a late record takes it back.
+        departures = {ledger.TransferKind.DEPARTURE: 1, ledger.TransferKind.DEPARTURE_COVER: -1}
+        if any(self.journal.get(kind) for kind in departures):
+            for kind, cents, created_at in session.execute(select(LedgerTransfer.kind, LedgerTransfer.amount_cents, LedgerTransfer.created_at)
+                                                           .where(LedgerTransfer.kind.in_(list(departures)))).all():  # type: ignore[attr-defined]
+                self.at(_local_month(created_at, zone)).expired += departures[kind] * int(cents)
         if self.journal.get("contribution"):
             for month, cents in session.execute(text(
                     "SELECT c.month, SUM(t.amount_cents) FROM ledger_transfer t LEFT JOIN contribution c ON c.reference = t.reference"
@@ -627,7 +634,8 @@ class _Book:
             # The budget's lines, summed over every month, against the journal by kind (less what was reversed).
             ("allocations et crédits manuels", total.allowances + total.credits,
              journal.get(kinds.ALLOWANCE, 0) - self.reversed.get(kinds.ALLOWANCE, 0), "au grand livre, contre-passations déduites"),
-            ("reliquats rendus", total.expired, journal.get(kinds.EXPIRY, 0), "au grand livre"),
+            ("reliquats rendus", total.expired, journal.get(kinds.EXPIRY, 0) + journal.get(kinds.DEPARTURE, 0)
+             - journal.get(kinds.DEPARTURE_COVER, 0), "au grand livre, départs compris"),
             ("cotisations", total.contributions, journal.get("contribution", 0) - self.reversed.get("contribution", 0),
              "au grand livre, contre-passations déduites"),
             ("abondements", total.matching, journal.get("matching", 0), "au grand livre"),
@@ -661,7 +669,7 @@ class _Book:
             if registered != posted:
                 found.append(f"cotisations de {month} : {euros(registered)} € au registre, {euros(posted)} € au grand livre")
         known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.HOLD, kinds.RELEASE, kinds.REJECT,
-                 kinds.SETTLEMENT, kinds.REVERSAL, kinds.BANK_RETURN,
+                 kinds.SETTLEMENT, kinds.REVERSAL, kinds.BANK_RETURN, kinds.DEPARTURE, kinds.DEPARTURE_COVER,
                  "contribution", "matching", "grant", "fee"}
         found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
                   for kind, cents in sorted(journal.items()) if kind not in known]

@@ -55,6 +55,7 @@ class BlockReason(enum.StrEnum):
     STOLEN = "stolen"
     REPLACED = "replaced"
     FLAGGED = "flagged"  # ingestion saw a bad or replayed SUN message: see flag_reason
+    LEFT = "left"  # its household left the caisse (caisse.members)
 
 
 class TerminalStatus(enum.StrEnum):
@@ -102,6 +103,13 @@ class Household(SQLModel, table=True):
     code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
     # When its balance last went below zero; None while it is zero or more (caisse.overdrafts).
     overdrawn_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Leaving (caisse.members): the last day of membership (Paris calendar), when its cards were
+    # blocked for it, and when its unspent balance went back to the fund.
+    left_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    leaving_blocked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    leaving_settled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Personal data erased after the retention period: the name is a pseudonym from then on.
+    erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Card(SQLModel, table=True):
@@ -632,6 +640,10 @@ class SortitionDraw(SQLModel, table=True):
     seed_published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     drawn_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     drawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # The age bands the strata use (caisse.sortition.SCHEMES): a draw keeps the scheme it was made
+    # with, so it verifies the same way forever. Ages are counted at the closing date.
+    scheme: str = Field(default="2024-18-34-35-59-60", sa_column=Column(String(32), nullable=False, server_default="2024-18-34-35-59-60"))
+    closing_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
 
 
 class SortitionQuota(SQLModel, table=True):
@@ -648,6 +660,15 @@ class SortitionQuota(SQLModel, table=True):
     income_quartile: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     age_band: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     seats: int = Field(sa_column=Column(Integer, nullable=False))
+    # The population's share the seats were computed from (a percentage or a count, as staff typed
+    # it, decimal text); None when staff typed the seats themselves.
+    population_share: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+
+
+class InvitationStatus(enum.StrEnum):
+    INVITED = "invited"  # drawn (or the next of its stratum's reserve): waiting for an answer
+    ACCEPTED = "accepted"  # became a household (household_id)
+    DECLINED = "declined"  # the next of the reserve was invited instead
 
 
 class SortitionVolunteer(SQLModel, table=True):
@@ -672,6 +693,16 @@ class SortitionVolunteer(SQLModel, table=True):
     # Set by the draw: position in the stratum's order, and whether it is within the seats.
     rank: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     selected: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    # The questionnaire (scheme 2026 on): the reference person's date of birth gives the age band
+    # at the closing date; household size and where they shop are asked for the caisse's needs.
+    birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    household_size: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    shops: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    # The invitation that follows the draw; accepting makes the household.
+    invitation: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    invitation_decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    household_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("household.id"), nullable=True))
+    erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 # Console accounts and the audit log (docs/console.md) -----------------------------------------

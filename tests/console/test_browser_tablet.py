@@ -84,10 +84,12 @@ def _seed(engine: Engine) -> dict[str, int]:
         run = settlement.prepare_run(session, run_date=date.fromisoformat(PAY_DAY),
                                      settings=make_settings(str(engine.url)), by=admin_email)
         draw = sortition.create_draw(session, title="Comité de la caisse alimentaire commune, tirage de printemps",
-                                     quotas=sortition.even_quotas(12), by=admin_email)
+                                     quotas=sortition.even_quotas(12), closing_date=date(2026, 4, 1), by=admin_email)
         assert draw.id is not None and run.id is not None
-        sortition.import_volunteers(session, draw_id=draw.id, content="\n".join(
-            f"Volontaire au nom assez long numéro {n},,{1 + n % 4},{1 + n % 3}" for n in range(24)))
+        sortition.import_volunteers(session, draw_id=draw.id, content="\n".join(  # the questionnaire: invitations follow
+            ["Nom;Contact;Quartile de revenu;Date de naissance;Taille du foyer;Commerces"]
+            + [f"Volontaire au nom assez long numéro {n};v{n}@exemple.fr;{1 + n % 4};01/03/{1940 + 20 * (n % 3)};{1 + n % 5};"
+               "marché des Arceaux, épicerie du quartier" for n in range(24)]))
         sortition.publish_seed(session, draw_id=draw.id, phrase="Loto du mardi 21 avril 2026 : 3 14 15 92 65", by=admin_email)
         sortition.run_draw(session, draw_id=draw.id, by=admin_email)
         session.commit()

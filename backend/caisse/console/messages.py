@@ -82,6 +82,7 @@ MESSAGES = {
     "below_minimum": "Cette cotisation est inférieure au minimum fixé par la caisse.",
     "invalid_period": "Période invalide : le mois de fin suit celui du début, sur 36 mois au plus.",
     "draw_not_found": "Tirage introuvable.",
+    "household_left_no_card": "Ce foyer est parti : aucune carte ne lui est plus remise.",
     "user_not_found": "Aucun compte pour cette adresse e-mail.",
     "terminal_exists": "Ce terminal est déjà enregistré : sa clé publique l'est déjà.",
     "invalid_public_key": "Clé publique invalide : un point P-256 non compressé de 65 octets, en hexadécimal (130 caractères).",
@@ -120,6 +121,9 @@ FRENCH_DETAILS = frozenset({
     "invalid_volunteer", "invalid_stratum", "too_many_volunteers", "invalid_import", "invalid_export", "card_in_use",
     "bank_file_unreadable", "bank_file_unknown", "bank_payment_unknown", "bank_run_not_exported", "bank_amount_mismatch",
     "file_too_large", "too_many_rows", "missing_columns", "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
+    # membership (caisse.sortition, caisse.members)
+    "invalid_shares", "invitation_state", "volunteer_not_found", "household_left", "invalid_end_date", "invalid_subject",
+    "confirmation_required",
 })
 
 

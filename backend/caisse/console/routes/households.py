@@ -4,20 +4,22 @@ or imported with `caisse fund import`), cards, payments."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
 from caisse import admin, audit, db, directory, fund
+from caisse import members as membership
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.money import euros
-from caisse.models import BlockReason, Card, CardType
+from caisse.models import BlockReason, Card, CardType, SortitionVolunteer
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
@@ -136,6 +138,43 @@ def record_contribution(request: Request, session: DbSession, user: CurrentUser,
     return redirect(f"/console/households/{household_id}", flash=f"Cotisation de {euros(cents)} € pour {month} enregistrée.")
 
 
+@router.post("/{household_id}/leave")
+def leave(request: Request, session: DbSession, user: CurrentUser, household_id: int, end_date: Text = "",
+          confirm: Text = "") -> Response:
+    """The household leaves (caisse.members.leave_household): asked to confirm, since it cannot be undone."""
+    try:
+        if confirm != "oui":
+            raise InvalidInput("confirmation_required", "cochez la case de confirmation : un départ ne s'annule pas")
+        day = _date(end_date)
+        household = membership.leave_household(session, household_id=household_id, end_date=day, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, household_id, status_code=error.status_code, leave_error=french(error))
+    session.commit()
+    blocked = "ses cartes sont bloquées" if household.leaving_blocked_at else "ses cartes seront bloquées ce jour-là"
+    return redirect(f"/console/households/{household_id}", flash=f"Départ enregistré au {day:%d/%m/%Y} : {blocked}.")
+
+
+@router.get("/{household_id}/personal-data.{form}")
+def personal_data(session: DbSession, user: CurrentUser, household_id: int, form: str) -> Response:
+    """Everything held about the household's people (right of access), audited as it is read."""
+    if form not in ("json", "csv"):
+        raise NotFound("not_found", "json or csv")
+    data = membership.personal_data(session, household_id=household_id, by=user.email)
+    session.commit()
+    content = membership.personal_data_json(data) if form == "json" else membership.personal_data_csv(data)
+    media = "application/json" if form == "json" else "text/csv; charset=utf-8"
+    return Response(content, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="donnees-foyer-{household_id}.{form}"'})
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput("invalid_end_date", "indiquez la date de départ (JJ/MM/AAAA)") from None
+
+
 def _card_of(session: DbSession, *, household_id: int, uid: str) -> Card:
     """The card `uid` if it belongs to the household of the page (a form cannot act on another's)."""
     card = admin.get_card(session, uid_hex=uid)
@@ -162,10 +201,12 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
         contributions=directory.household_contributions(session, household_id=household_id),
         payments=directory.household_payments(session, household_id=household_id),
         history=audit.events(session, subjects=subjects, limit=20),
+        volunteer=session.execute(select(SortitionVolunteer).where(SortitionVolunteer.household_id == household_id)).scalars().first(),  # type: ignore[arg-type]
+        today=membership.today_in_paris().isoformat(),
         this_month=datetime.now(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m"),
         minimum_contribution_cents=settings.contribution_minimum_cents,
         contribution_key=f"console-{secrets.token_hex(6)}",  # the form's reference: sent twice, recorded once
-        **{"edit_error": None, "card_error": None, "contribution_error": None, "uid": "", **extra},
+        **{"edit_error": None, "card_error": None, "contribution_error": None, "leave_error": None, "uid": "", **extra},
     )
 
 
