@@ -33,12 +33,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 from fractions import Fraction
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import accounts, admin, audit
+from caisse import accounts, admin, audit, means
+from caisse.allowances import Month
+from caisse.config import get_settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
@@ -386,6 +389,11 @@ def accept_invitation(session: Session, *, volunteer_id: int, zone: str, by: str
     volunteer.invitation, volunteer.invitation_decided_at = InvitationStatus.ACCEPTED, utcnow()
     volunteer.household_id = household.id
     session.flush()
+    # The questionnaire's answers are the household's first means: nothing is typed twice.
+    zone_info = ZoneInfo(get_settings().settlement_timezone)
+    means.record_means(session, household_id=household.id, size=size, income_quartile=volunteer.income_quartile,
+                       effective_month=str(Month.of(household.created_at, zone_info)), chosen_contribution_cents=None,
+                       by=by, os_user=os_user)
     audit.record(session, actor=by, action="sortition.accept", subject=f"household:{household.id}",
                  detail=_with_os_user({"draw": volunteer.draw_id, "number": volunteer.number, "members": size,
                                        "zone": household.zone}, os_user))

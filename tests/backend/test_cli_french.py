@@ -22,6 +22,7 @@ from caisse.cli import app
 from caisse.cli_choices import ALLOWANCE_RULE, ALLOWANCE_UNSPENT, BLOCK_REASON, CARD_TYPE, ROLE, VENDOR_KIND
 from caisse.cli_french import Choices, exit_code
 from tests.backend.conftest import POSTGRES_URL
+from tests.backend.factories import staff_in_database
 
 # What Typer prints in English when nothing translates it.
 ENGLISH_CLICK = ("Usage:", "Options:", "Commands", "Show this message", "Missing option", "Missing argument",
@@ -210,11 +211,14 @@ def test_caisse_debug_prints_the_traceback_after_the_french_line(caisse: Invoke,
     assert not (tmp_path / "config").exists()
 
 
-def test_an_unreadable_file_is_one_french_line(caisse: Invoke, migrated: str, tmp_path: Path) -> None:
-    (tmp_path / "cotisations.csv").write_bytes("household_id,month,amount_eur,reference\n1,2026-01,25,RÉÇU\n".encode("latin-1"))
-    code, _, err = caisse("fund", "import", "cotisations.csv", "--by", "a@caisse.fr")
+def test_a_file_that_is_not_a_sheet_is_one_french_line(caisse: Invoke, migrated: str, tmp_path: Path) -> None:
+    """Any bytes decode (Windows-1252 is the fallback of caisse.spreadsheet): a picture given for
+    the contributions' sheet is refused for its missing columns, in one French line."""
+    staff_in_database(migrated, "tresorerie@caisse.fr")
+    (tmp_path / "cotisations.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    code, _, err = caisse("fund", "import", "cotisations.csv", "--by", "tresorerie@caisse.fr")
     assert code == 1
-    assert "un fichier n'est pas du texte lisible (encodage attendu : UTF-8)" in _one_french_line(err)
+    assert "colonne(s) manquante(s)" in _one_french_line(err)
 
 
 def test_a_refused_production_setting_is_french_and_stops(caisse: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import audit, sortition
+from caisse import audit, means, sortition
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Household, SortitionVolunteer
 from caisse.sortition import SCHEME_2024, SCHEME_2026, SCHEMES, STRATA, age_in_completed_years, quotas_from_shares
@@ -179,6 +179,8 @@ def test_accepting_creates_the_household_from_the_answers_without_retyping(sessi
     household = session.get(Household, household_id)
     assert household is not None and (household.name, household.members, household.zone) == (first.name, first.household_size, "Celleneuve")
     assert first.household_id == household_id and first.invitation == "accepted"
+    first_means = means.means_at(session, household_id=household_id, month="2099-01")
+    assert first_means is not None and (first_means.size, first_means.income_quartile) == (first.household_size, first.income_quartile)
     with pytest.raises(Conflict):
         sortition.accept_invitation(session, volunteer_id=first.id, zone="Celleneuve", by=STAFF)
     assert session.execute(select(func.count()).select_from(Household)).scalar_one() == 1

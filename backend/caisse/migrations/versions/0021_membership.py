@@ -2,7 +2,7 @@
 quotas from population shares, invitations, leaving and the erasure of personal data.
 
 Revision ID: 0021
-Revises: 0012
+Revises: 0026
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021"
-down_revision: str | None = "0012"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
