@@ -35,6 +35,17 @@ MESSAGES = {
     "invalid_role": "Rôle inconnu.",
     "invalid_password": "Le mot de passe doit compter au moins 10 caractères.",
     "user_exists": "Un compte existe déjà pour cette adresse.",
+    "admin_by_required": "Indiquez votre compte d'administrateur actif (--by adresse) : seul le tout premier compte se crée sans.",
+    "admin_required": "Seul un administrateur gère les comptes de la console.",
+    "last_admin": "C'est le dernier administrateur actif : créez ou réactivez d'abord un autre administrateur.",
+    "user_already_active": "Ce compte est déjà actif : rien n'a changé.",
+    "user_already_disabled": "Ce compte est déjà désactivé : rien n'a changé.",
+    "password_already_reset": "Ce mot de passe vient déjà d'être changé : rien n'a été refait. Rouvrez la page du compte pour recommencer.",
+    "wrong_password": "Le mot de passe actuel n'est pas le bon.",
+    "same_password": "Le nouveau mot de passe doit être différent de l'actuel.",
+    "card_not_blocked": "Cette carte n'est pas bloquée : rien à débloquer.",
+    "card_block_final": ("Cette carte est bloquée comme volée, copiée ou remplacée : elle ne se débloque pas."
+                         " Remettez une nouvelle carte au foyer (Remplacer)."),
     "invalid_date": "Date invalide (attendu : jour/mois/année).",
     "invalid_form": "Formulaire incomplet ou mal rempli.",
     # transactions, settlements, budget, flows, sortition

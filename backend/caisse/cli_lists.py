@@ -1,0 +1,166 @@
+"""`caisse liste ...`: find households, vendors, cards, terminals, settlement runs and console
+accounts from the command line, as the console's lists do (caisse.directory), page by page.
+
+A rich table for people (`--format tableau`, the default) or CSV for spreadsheets (`--format
+csv`, French column names and values, amounts in euros with a decimal comma). Every value a
+person types has a French name and its English alias (`bloquee` or `blocked`; accents optional).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlmodel import Session
+
+from caisse import directory
+from caisse.money import euros
+from caisse.search import Page, fold_text
+
+liste_app = typer.Typer(help="Lister et rechercher : foyers, commerçants, cartes, terminaux, règlements, comptes.",
+                        no_args_is_help=True)
+
+# French name -> stored code; English aliases (the stored codes) are accepted too.
+FORMATS = {"tableau": "tableau", "csv": "csv", "table": "tableau"}
+CONVENTION = {"conventionne": "active", "en-attente": "pending", "suspendu": "suspended", "termine": "ended"}
+CARD_STATUS = {"active": "active", "bloquee": "blocked", "rendue": "returned"}
+TERMINAL_STATUS = {"en-service": "active", "a-verifier": "suspect", "revoque": "revoked"}
+RUN_STATUS = {"prepare": "prepared", "approuve": "approved", "exporte": "exported"}
+ROLES = {"administration": "admin", "coordination": "coordinator", "tresorerie": "treasurer", "comite": "committee"}
+ACCOUNT_STATE = {"actif": "active", "desactive": "disabled"}
+
+Search = Annotated[str, typer.Option("--recherche", "-r", help="Texte cherché (casse et accents ignorés).")]
+PageNumber = Annotated[int, typer.Option("--page", help="Numéro de la page, à partir de 1.")]
+PerPage = Annotated[int, typer.Option("--par-page", help="Lignes par page (500 au plus).")]
+Format = Annotated[str, typer.Option("--format", help="tableau (table) ou csv.")]
+
+
+def _choice(value: str | None, names: dict[str, str], option: str) -> str | None:
+    """The stored code for a typed French name or English alias; exit 2 with the choices otherwise."""
+    if value is None:
+        return None
+    typed = fold_text(value.strip()) or ""
+    if typed in names:
+        return names[typed]
+    if typed in names.values():
+        return typed
+    aliases = ", ".join(f"{french} ({english})" for french, english in names.items())
+    typer.echo(f"Erreur : {option} vaut l'une de ces valeurs : {aliases} ; pas {value!r}.", err=True)
+    raise typer.Exit(code=2)
+
+
+def _french(names: dict[str, str], code: str) -> str:
+    return next((french for french, stored in names.items() if stored == code), code)
+
+
+def _show(page: Page[Any], headers: Sequence[str], row: Callable[[Any], Sequence[object]], output: str) -> None:
+    """The page as a table or CSV on stdout; which page of how many on stderr."""
+    from caisse.cli import err, out
+
+    output = _choice(output, FORMATS, "--format") or "tableau"
+    lines = [[("" if value is None else str(value)) for value in row(item)] for item in page.rows]
+    if output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(lines)
+        sys.stdout.flush()
+    else:
+        table = Table(*headers)
+        for line in lines:
+            table.add_row(*line)
+        out.print(table)
+    err.print(f"Page {page.page} sur {page.pages} : {len(page.rows)} ligne(s) affichée(s) sur {page.total}.",
+              highlight=False)
+
+
+def _read(query: Callable[[Session], Page[Any]]) -> Page[Any]:
+    from caisse.cli import _run
+
+    return _run(query)
+
+
+@liste_app.command("foyers")
+def households(search: Search = "", page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau") -> None:
+    """Les foyers (nom, quartier, numéro ou identifiant de carte), du plus récent au plus ancien."""
+    found = _read(lambda s: directory.households_page(s, query=search, page=page, per_page=per_page))
+    _show(found, ("numéro", "nom", "personnes", "quartier", "cartes actives", "cartes", "solde (EUR)", "inscrit le"),
+          lambda r: (r.household.id, r.household.name, r.household.members, r.household.zone, r.active_cards, r.cards,
+                     euros(r.balance_cents), f"{r.household.created_at:%Y-%m-%d}"), output)
+
+
+@liste_app.command("commercants")
+def vendors(
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="conventionne, en-attente, suspendu, termine.")] = None,
+    page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
+) -> None:
+    """Les commerçants (nom, type, marché, quartier ou numéro), par nom."""
+    convention = _choice(state, CONVENTION, "--etat")
+    found = _read(lambda s: directory.vendors_page(s, query=search, convention=convention, page=page, per_page=per_page))
+    _show(found, ("numéro", "nom", "type", "marché", "quartier", "conventionnement", "IBAN", "terminaux", "à payer (EUR)"),
+          lambda r: (r.vendor.id, r.vendor.name, r.vendor.kind, r.vendor.market, r.vendor.zone,
+                     _french(CONVENTION, r.vendor.convention_status), r.vendor.iban, r.terminals,
+                     euros(r.payable_cents)), output)
+
+
+@liste_app.command("cartes")
+def cards(
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="active, bloquee, rendue.")] = None,
+    page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
+) -> None:
+    """Les cartes (identifiant entier, nom ou numéro du foyer), de la plus récente à la plus ancienne."""
+    from caisse.card_auth import BLOCK_REASON_FR
+
+    status = _choice(state, CARD_STATUS, "--etat")
+    found = _read(lambda s: directory.cards_page(s, query=search, status=status, page=page, per_page=per_page))
+    _show(found, ("carte", "type", "état", "motif", "depuis", "foyer", "nom du foyer"),
+          lambda r: (r.card.uid.hex(), "sécurisée" if r.card.card_type == "secure" else "simple",
+                     _french(CARD_STATUS, r.card.status), BLOCK_REASON_FR.get(r.card.block_reason or "", ""),
+                     f"{r.card.blocked_at:%Y-%m-%d %H:%M}" if r.card.blocked_at else "", r.card.household_id,
+                     r.household_name), output)
+
+
+@liste_app.command("terminaux")
+def terminals(
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="en-service, a-verifier, revoque.")] = None,
+    page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
+) -> None:
+    """Les terminaux (numéro ou nom du commerçant), par numéro."""
+    status = _choice(state, TERMINAL_STATUS, "--etat")
+    found = _read(lambda s: directory.terminals_page(s, query=search, status=status, page=page, per_page=per_page))
+    _show(found, ("numéro", "commerçant", "état", "dernière synchro", "non réglés", "retenus", "refusés", "logiciel"),
+          lambda r: (r.terminal.id, r.vendor_name, _french(TERMINAL_STATUS, r.terminal.status),
+                     f"{r.terminal.last_sync_at:%Y-%m-%d %H:%M}" if r.terminal.last_sync_at else "",
+                     r.unsettled, r.held, r.rejected, r.terminal.firmware_version or "inconnu"), output)
+
+
+@liste_app.command("reglements")
+def runs(
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="prepare, approuve, exporte.")] = None,
+    page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
+) -> None:
+    """Les règlements (jour AAAA-MM-JJ ou mois AAAA-MM, numéro, qui l'a préparé ou approuvé), du plus récent au plus ancien."""
+    status = _choice(state, RUN_STATUS, "--etat")
+    found = _read(lambda s: directory.runs_page(s, query=search, status=status, page=page, per_page=per_page))
+    _show(found, ("numéro", "jour", "état", "préparé par", "approuvé par"),
+          lambda r: (r.id, r.run_date.isoformat(), _french(RUN_STATUS, r.status), r.prepared_by, r.approved_by), output)
+
+
+@liste_app.command("comptes")
+def accounts(
+    search: Search = "",
+    role: Annotated[str | None, typer.Option("--role", help="administration, coordination, tresorerie, comite.")] = None,
+    state: Annotated[str | None, typer.Option("--etat", help="actif, desactive.")] = None,
+    page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
+) -> None:
+    """Les comptes de la console (adresse e-mail), par adresse."""
+    stored_role = _choice(role, ROLES, "--role")
+    active = {None: None, "active": True, "disabled": False}[_choice(state, ACCOUNT_STATE, "--etat")]
+    found = _read(lambda s: directory.users_page(s, query=search, role=stored_role, active=active, page=page,
+                                                 per_page=per_page))
+    _show(found, ("adresse", "rôle", "état", "créé le", "dernière connexion"),
+          lambda u: (u.email, _french(ROLES, u.role), "actif" if u.active else "désactivé", f"{u.created_at:%Y-%m-%d}",
+                     f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else ""), output)
