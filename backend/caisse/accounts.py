@@ -83,7 +83,8 @@ def add_account(session: Session, *, email: str, password: str, role: str, by: s
     """A new console account, created by the active administrator `by`. `by=None` only while
     the caisse has no active administrator: the first one, made on the server (`caisse user add`).
     The password is never logged: the audit keeps the address and the role."""
-    actor = "installation" if by is None and not _has_active_admin(session) else _acting_admin(session, by).email
+    first = by is None and role == Role.ADMIN and not _has_active_admin(session)
+    actor = "installation" if first else _acting_admin(session, by).email
     user = create_user(session, email=email, password=password, role=role)
     audit.record(session, actor=actor, action="user.create", subject=f"user:{user.email}",
                  detail=_with_os_user({"role": role}, os_user))
@@ -122,13 +123,18 @@ def reset_password(session: Session, *, email: str, by: str, os_user: str | None
     user = get_user(session, email=email)
     if stamp is not None and not secrets.compare_digest(stamp, password_stamp(user)):
         raise Conflict("password_already_reset", f"the password of {user.email} changed since the page was shown")
-    password = "-".join("".join(secrets.choice(_READABLE) for _ in range(4)) for _ in range(4))
+    password = new_password()
     session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=_hasher.hash(password)))  # type: ignore[arg-type]
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
     audit.record(session, actor=actor, action="user.reset_password", subject=f"user:{user.email}",
                  detail=_with_os_user({"sessions_ended": True}, os_user))
     session.refresh(user)
     return password
+
+
+def new_password() -> str:
+    """A random password to hand over once (a new account, a reset), e.g. `k7mq-3xta-9pwe-hn4c`."""
+    return "-".join("".join(secrets.choice(_READABLE) for _ in range(4)) for _ in range(4))
 
 
 def change_password(session: Session, *, email: str, current: str, new: str) -> ConsoleUser:

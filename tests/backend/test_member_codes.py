@@ -212,7 +212,7 @@ def test_the_member_code_key_goes_only_to_an_active_terminal_registered_with_a_c
     for terminal_id in (chipless.terminal_id, world.terminal_id):
         refused = client.post(f"/v1/admin/terminals/{terminal_id}/member-code-key", headers=admin_headers)
         assert (refused.status_code, refused.json()["error"]) == (409, "no_secure_element")
-    admin.revoke_terminal(session, terminal_id=chip.terminal_id, by="test")
+    admin.revoke_terminal(session, terminal_id=chip.terminal_id, by=admin.SYSTEM)
     session.commit()
     refused = client.post(f"/v1/admin/terminals/{chip.terminal_id}/member-code-key", headers=admin_headers)
     assert (refused.status_code, refused.json()["error"]) == (409, "terminal_revoked")

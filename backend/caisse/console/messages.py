@@ -41,6 +41,7 @@ MESSAGES = {
     "user_already_active": "Ce compte est déjà actif : rien n'a changé.",
     "user_already_disabled": "Ce compte est déjà désactivé : rien n'a changé.",
     "password_already_reset": "Ce mot de passe vient déjà d'être changé : rien n'a été refait. Rouvrez la page du compte pour recommencer.",
+    "passwords_differ": "Les deux nouveaux mots de passe ne sont pas identiques.",
     "wrong_password": "Le mot de passe actuel n'est pas le bon.",
     "same_password": "Le nouveau mot de passe doit être différent de l'actuel.",
     "card_not_blocked": "Cette carte n'est pas bloquée : rien à débloquer.",

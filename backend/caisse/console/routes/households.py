@@ -20,12 +20,13 @@ from caisse.models import BlockReason, Card, CardType
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
+PER_PAGE = 50
 
 
 @router.get("")
-def households(request: Request, session: DbSession, q: str = "") -> Response:
-    rows = directory.search_households(session, query=q, limit=100)
-    return render(request, "households/list.html", title="Foyers", rows=rows, q=q)
+def households(request: Request, session: DbSession, q: str = "", page: int = 1) -> Response:
+    found = directory.households_page(session, query=q, page=page, per_page=PER_PAGE)
+    return render(request, "households/list.html", title="Foyers", found=found, rows=found.rows, q=q)
 
 
 @router.get("/new")
@@ -72,12 +73,10 @@ def edit(request: Request, session: DbSession, user: CurrentUser, household_id: 
 def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "",
                card_type: Text = CardType.BASIC) -> Response:
     try:
-        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type)
+        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error), uid=uid)
-    audit.record(session, actor=user.email, action="card.issue", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "card_type": card.card_type})
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
 
@@ -85,9 +84,7 @@ def issue_card(request: Request, session: DbSession, user: CurrentUser, househol
 @router.post("/{household_id}/cards/{uid}/block")
 def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str, reason: Text = BlockReason.LOST) -> Response:
     card = _card_of(session, household_id=household_id, uid=uid)
-    admin.block_card(session, uid_hex=uid, reason=reason)
-    audit.record(session, actor=user.email, action="card.block", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "reason": reason})
+    admin.block_card(session, uid_hex=uid, reason=reason, by=user.email)
     session.commit()
     return redirect(f"/console/households/{household_id}",
                     flash=f"Carte {card.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
@@ -98,12 +95,10 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
                  new_uid: Text = "") -> Response:
     old = _card_of(session, household_id=household_id, uid=uid)
     try:
-        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid))
+        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid), by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
-    audit.record(session, actor=user.email, action="card.replace", subject=f"card:{old.uid.hex()}",
-                 detail={"household_id": household_id, "new_uid": new.uid.hex()})
     session.commit()
     return redirect(f"/console/households/{household_id}",
                     flash=f"Carte {old.uid.hex()} remplacée par {new.uid.hex()} ; l'ancienne est bloquée.")
@@ -112,9 +107,7 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
 @router.post("/{household_id}/cards/{uid}/return")
 def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
     card = _card_of(session, household_id=household_id, uid=uid)
-    admin.return_card(session, uid_hex=uid)
-    audit.record(session, actor=user.email, action="card.return", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id})
+    admin.return_card(session, uid_hex=uid, by=user.email)
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} rendue : elle peut être remise à nouveau.")
 
