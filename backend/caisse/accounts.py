@@ -83,6 +83,8 @@ def add_account(session: Session, *, email: str, password: str, role: str, by: s
     """A new console account, created by the active administrator `by`. `by=None` only while
     the caisse has no active administrator: the first one, made on the server (`caisse user add`).
     The password is never logged: the audit keeps the address and the role."""
+    if role not in Role.__members__.values():
+        raise InvalidInput("invalid_role", f"role must be one of {', '.join(Role)}")
     first = by is None and role == Role.ADMIN and not _has_active_admin(session)
     actor = "installation" if first else _acting_admin(session, by).email
     user = create_user(session, email=email, password=password, role=role)

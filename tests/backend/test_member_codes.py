@@ -144,11 +144,13 @@ def test_staff_set_a_code_at_the_prompt_and_see_a_card(tmp_path: Path, monkeypat
     household = invoke("member", "add", "--name", "Famille Diallo", "--members", "3", "--zone", "Nord").splitlines()[0]
     invoke("member", "set-code", household, stdin="0427\n0427\n")
     invoke("member", "set-code", household, stdin="12\n12\n", code=1)
-    invoke("card", "issue", "--household", household, "--uid", "04a1b2c3d4e5f6", "--type", "secure")
-    invoke("card", "replace", "04a1b2c3d4e5f6", "--new-uid", "04a1b2c3d4e5f7")
+    invoke("user", "add", "accueil@caisse.test", "--password", "mot-de-passe-long")
+    staff = ("--by", "accueil@caisse.test")
+    invoke("card", "issue", "--household", household, "--uid", "04a1b2c3d4e5f6", "--type", "secure", *staff)
+    invoke("card", "replace", "04a1b2c3d4e5f6", "--new-uid", "04a1b2c3d4e5f7", *staff)
     shown = invoke("card", "show", "04a1b2c3d4e5f6")
     assert "Carte 04a1b2c3d4e5f6 (sécurisée)" in shown and "bloquée" in shown and "(remplacée)" in shown
-    invoke("card", "return", "04a1b2c3d4e5f7")
+    invoke("card", "return", "04a1b2c3d4e5f7", *staff)
     assert "rendue" in invoke("card", "show", "04a1b2c3d4e5f7")
     invoke("member", "clear-code", household)
 

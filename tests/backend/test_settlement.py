@@ -216,7 +216,7 @@ def test_clearing_a_suspect_terminal_makes_it_active_and_pays_nothing_by_itself(
     session.commit()
     assert _status(session, market, 0) == "active"
     [event] = audit.events(session, subjects=[f"terminal:{terminal_id}"])
-    assert (event.actor, event.action) == ("coordinatrice", "terminal.clear")
+    assert (event.actor, event.action) == (admin.SYSTEM, "terminal.clear")
     session.commit()
     assert _settle(engine, rules, DAY1).paid_cents == 0
     market.pay(0, 300)  # active again: its new records are paid as usual
