@@ -428,12 +428,12 @@ def unblock_card(session: Session, *, uid_hex: str, by: str, os_user: str | None
         raise Conflict("card_block_final", f"card {card.uid.hex()} is blocked as {card.block_reason}: replace it")
     _check_room_for_a_card(session, household_id=card.household_id)
     assert card.id is not None
-    blocked_at = card.blocked_at
+    blocked_at, reason = card.blocked_at, card.block_reason  # the update below refreshes `card`
     session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
         status=CardStatus.ACTIVE, blocked_at=None, block_reason=None, blocked_version=None))
     bump_cards(session, card_ids=[card.id])
     audit.record(session, actor=by, action="card.unblock", subject=f"card:{card.uid.hex()}",
-                 detail=_with_os_user({"household_id": card.household_id, "reason": card.block_reason,
+                 detail=_with_os_user({"household_id": card.household_id, "reason": reason,
                                        "blocked_at": blocked_at}, os_user))
     session.refresh(card)
     return card
