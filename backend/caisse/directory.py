@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from caisse import ledger
 from caisse.db import parse_row_id
-from caisse.search import Page, bounded, contains_pattern, folded
+from caisse.search import Page, bounded, contains_pattern, folded, last_page_at_most
 from caisse.models import (
     Card,
     CardStatus,
@@ -112,6 +112,7 @@ def households_page(session: Session, *, query: str = "", page: int = 1, per_pag
     query = query.strip()
     matching = select(Household.id).where(_household_matches(query)) if query else select(Household.id)
     total = _count(session, matching)
+    page = last_page_at_most(page, per_page, total)
     cards = (select(Card.household_id, func.count().label("cards"),
                     func.sum(case((Card.status == CardStatus.ACTIVE, 1), else_=0)).label("active"))  # type: ignore[arg-type]
              .group_by(Card.household_id).subquery())
@@ -211,6 +212,7 @@ def vendors_page(session: Session, *, query: str = "", convention: str | None = 
     if convention is not None:
         conditions.append(Vendor.convention_status == convention)  # type: ignore[arg-type]
     total = _count(session, select(Vendor.id).where(*conditions))
+    page = last_page_at_most(page, per_page, total)
     terminals = select(Terminal.vendor_id, func.count().label("n")).group_by(Terminal.vendor_id).subquery()
     statement = (select(Vendor, func.coalesce(terminals.c.n, 0))
                  .outerjoin(terminals, terminals.c.vendor_id == Vendor.id).where(*conditions))
@@ -243,6 +245,7 @@ def cards_page(session: Session, *, query: str = "", status: str | None = None, 
         conditions.append(Card.status == status)  # type: ignore[arg-type]
     statement = select(Card, Household.name).join(Household, Household.id == Card.household_id).where(*conditions)  # type: ignore[arg-type]
     total = _count(session, statement.with_only_columns(Card.id))  # type: ignore[arg-type]
+    page = last_page_at_most(page, per_page, total)
     rows = session.execute(statement.order_by(Card.id.desc()).limit(per_page).offset((page - 1) * per_page)).all()  # type: ignore[union-attr]
     return Page(rows=[CardRow(card=card, household_name=name) for card, name in rows], total=total, page=page,
                 per_page=per_page)
@@ -265,6 +268,7 @@ def runs_page(session: Session, *, query: str = "", status: str | None = None, p
         conditions.append(SettlementRun.status == status)  # type: ignore[arg-type]
     statement = select(SettlementRun).where(*conditions)
     total = _count(session, statement)
+    page = last_page_at_most(page, per_page, total)
     rows = session.execute(statement.order_by(SettlementRun.run_date.desc())  # type: ignore[attr-defined]
                            .limit(per_page).offset((page - 1) * per_page)).scalars().all()
     return Page(rows=list(rows), total=total, page=page, per_page=per_page)
@@ -283,6 +287,7 @@ def users_page(session: Session, *, query: str = "", role: str | None = None, ac
         conditions.append(ConsoleUser.active.is_(active))  # type: ignore[attr-defined]
     statement = select(ConsoleUser).where(*conditions)
     total = _count(session, statement)
+    page = last_page_at_most(page, per_page, total)
     rows = session.execute(statement.order_by(ConsoleUser.email).limit(per_page).offset((page - 1) * per_page)).scalars().all()  # type: ignore[arg-type]
     return Page(rows=list(rows), total=total, page=page, per_page=per_page)
 
@@ -302,6 +307,7 @@ def terminals_page(session: Session, *, query: str = "", status: str | None = No
         conditions.append(Terminal.status == status)  # type: ignore[arg-type]
     ids = select(Terminal.id).join(Vendor, Vendor.id == Terminal.vendor_id).where(*conditions)  # type: ignore[arg-type]
     total = _count(session, ids)
+    page = last_page_at_most(page, per_page, total)
     shown = list(session.execute(ids.order_by(Terminal.id).limit(per_page).offset((page - 1) * per_page)).scalars())  # type: ignore[arg-type]
     return Page(rows=terminal_rows(session, terminal_ids=shown) if shown else [], total=total, page=page, per_page=per_page)
 

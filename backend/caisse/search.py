@@ -65,3 +65,8 @@ class Page(Generic[T]):
 def bounded(page: int, per_page: int) -> tuple[int, int]:
     """(page, per_page) within bounds: a page number below 1 is the first, at most 500 a page."""
     return max(1, page), min(max(1, per_page), MAX_PER_PAGE)
+
+
+def last_page_at_most(page: int, per_page: int, total: int) -> int:
+    """`page`, or the last page when it is past it (a list that shrank since its link was made)."""
+    return min(page, max(1, math.ceil(total / per_page)))

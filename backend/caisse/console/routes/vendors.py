@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import admin, audit, directory
+from caisse import accounts, admin, audit, directory
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
@@ -119,6 +119,9 @@ def request_iban(request: Request, session: DbSession, user: CurrentUser, vendor
 @router.get("/{vendor_id}/iban/{change_id}/approve")
 def approve_iban_form(request: Request, session: DbSession, approver: IbanApprover, vendor_id: int, change_id: int) -> Response:
     vendor, change = _change_of(session, vendor_id, change_id)
+    if accounts.same_person(approver.email, change.requested_by):
+        return _detail(request, session, vendor_id, status_code=409,
+                       error=french(CaisseError("second_person_required", "")))
     return confirm(request, title=f"Approuver le nouvel IBAN de {vendor.name}", final=True,
                    action=f"/console/vendors/{vendor_id}/iban/{change_id}/approve", button="Approuver le nouvel IBAN",
                    back=f"/console/vendors/{vendor_id}",
