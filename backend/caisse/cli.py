@@ -111,7 +111,7 @@ def _os_user() -> str:
         return "inconnu"
 
 
-_StaffBy = Annotated[str, typer.Option(help="Your console account (e-mail address, active); the audit also records the system user.")]
+_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; le journal note aussi l'utilisateur du système.")]
 
 
 def _created(what: str, new_id: int | None) -> None:
@@ -289,7 +289,7 @@ def card_issue(
     _created("Carte émise", card.id)
 
 
-_BLOCK_REASONS = {"perdue": "lost", "volee": "stolen"}
+_BLOCK_REASONS = {"perdue": "lost", "volée": "stolen"}
 
 
 @card_app.command("block")

@@ -24,14 +24,15 @@ from caisse.search import Page, fold_text
 liste_app = typer.Typer(help="Lister et rechercher : foyers, commerçants, cartes, terminaux, règlements, comptes.",
                         no_args_is_help=True)
 
-# French name -> stored code; English aliases (the stored codes) are accepted too.
+# French name (as printed) -> stored code. Typed, a name matches without accents, case, or with
+# hyphens for spaces ("a-verifier"), and the stored code is accepted as its English alias.
 FORMATS = {"tableau": "tableau", "csv": "csv", "table": "tableau"}
-CONVENTION = {"conventionne": "active", "en-attente": "pending", "suspendu": "suspended", "termine": "ended"}
-CARD_STATUS = {"active": "active", "bloquee": "blocked", "rendue": "returned"}
-TERMINAL_STATUS = {"en-service": "active", "a-verifier": "suspect", "revoque": "revoked"}
-RUN_STATUS = {"prepare": "prepared", "approuve": "approved", "exporte": "exported"}
-ROLES = {"administration": "admin", "coordination": "coordinator", "tresorerie": "treasurer", "comite": "committee"}
-ACCOUNT_STATE = {"actif": "active", "desactive": "disabled"}
+CONVENTION = {"conventionné": "active", "en attente": "pending", "suspendu": "suspended", "terminé": "ended"}
+CARD_STATUS = {"active": "active", "bloquée": "blocked", "rendue": "returned"}
+TERMINAL_STATUS = {"en service": "active", "à vérifier": "suspect", "révoqué": "revoked"}
+RUN_STATUS = {"préparé": "prepared", "approuvé": "approved", "exporté": "exported"}
+ROLES = {"administration": "admin", "coordination": "coordinator", "trésorerie": "treasurer", "comité": "committee"}
+ACCOUNT_STATE = {"actif": "active", "désactivé": "disabled"}
 
 Search = Annotated[str, typer.Option("--recherche", "-r", help="Texte cherché (casse et accents ignorés).")]
 PageNumber = Annotated[int, typer.Option("--page", help="Numéro de la page, à partir de 1.")]
@@ -43,14 +44,18 @@ def _choice(value: str | None, names: dict[str, str], option: str) -> str | None
     """The stored code for a typed French name or English alias; exit 2 with the choices otherwise."""
     if value is None:
         return None
-    typed = fold_text(value.strip()) or ""
-    if typed in names:
-        return names[typed]
-    if typed in names.values():
-        return typed
-    aliases = ", ".join(f"{french} ({english})" for french, english in names.items())
+    typed = _typed(value)
+    for french, code in names.items():
+        if typed in (_typed(french), code):
+            return code
+    aliases = ", ".join(f"{_typed(french)} ({english})" for french, english in names.items())
     typer.echo(f"Erreur : {option} vaut l'une de ces valeurs : {aliases} ; pas {value!r}.", err=True)
     raise typer.Exit(code=2)
+
+
+def _typed(name: str) -> str:
+    """How a name is compared when typed: 'À vérifier' and 'a-verifier' are the same."""
+    return (fold_text(name.strip()) or "").replace(" ", "-").replace("_", "-")
 
 
 def _french(names: dict[str, str], code: str) -> str:
@@ -94,7 +99,7 @@ def households(search: Search = "", page: PageNumber = 1, per_page: PerPage = 50
 
 @liste_app.command("commercants")
 def vendors(
-    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="conventionne, en-attente, suspendu, termine.")] = None,
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="conventionne, en-attente, suspendu, termine (ou active, pending, suspended, ended).")] = None,
     page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
 ) -> None:
     """Les commerçants (nom, type, marché, quartier ou numéro), par nom."""
@@ -108,7 +113,7 @@ def vendors(
 
 @liste_app.command("cartes")
 def cards(
-    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="active, bloquee, rendue.")] = None,
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="active, bloquee, rendue (ou blocked, returned).")] = None,
     page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
 ) -> None:
     """Les cartes (identifiant entier, nom ou numéro du foyer), de la plus récente à la plus ancienne."""
@@ -125,7 +130,7 @@ def cards(
 
 @liste_app.command("terminaux")
 def terminals(
-    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="en-service, a-verifier, revoque.")] = None,
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="en-service, a-verifier, revoque (ou active, suspect, revoked).")] = None,
     page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
 ) -> None:
     """Les terminaux (numéro ou nom du commerçant), par numéro."""
@@ -139,7 +144,7 @@ def terminals(
 
 @liste_app.command("reglements")
 def runs(
-    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="prepare, approuve, exporte.")] = None,
+    search: Search = "", state: Annotated[str | None, typer.Option("--etat", help="prepare, approuve, exporte (ou prepared, approved, exported).")] = None,
     page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
 ) -> None:
     """Les règlements (jour AAAA-MM-JJ ou mois AAAA-MM, numéro, qui l'a préparé ou approuvé), du plus récent au plus ancien."""
@@ -152,8 +157,8 @@ def runs(
 @liste_app.command("comptes")
 def accounts(
     search: Search = "",
-    role: Annotated[str | None, typer.Option("--role", help="administration, coordination, tresorerie, comite.")] = None,
-    state: Annotated[str | None, typer.Option("--etat", help="actif, desactive.")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="administration, coordination, tresorerie, comite (ou admin, coordinator, treasurer, committee).")] = None,
+    state: Annotated[str | None, typer.Option("--etat", help="actif, desactive (ou active, disabled).")] = None,
     page: PageNumber = 1, per_page: PerPage = 50, output: Format = "tableau",
 ) -> None:
     """Les comptes de la console (adresse e-mail), par adresse."""

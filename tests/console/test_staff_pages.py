@@ -286,3 +286,28 @@ def test_the_lists_search_filter_and_page_with_french_columns(console_client: Te
     assert "1 résultat " in terminals.text
     runs = console_client.get("/console/settlements", params={"q": "2026-11", "status": "approved"})
     assert runs.status_code == 200 and "0 résultat" in runs.text
+
+
+@sqlite_only
+def test_the_lists_on_the_command_line_print_a_table_or_french_csv_and_refuse_unknown_values(
+    users: Any, engine: Engine, cli: Callable[..., tuple[int, str]],
+) -> None:
+    ids = _seed(engine)
+    assert cli("card", "block", ids["cards"][1], "--motif", "volée", "--by", EMAILS[Role.COORDINATOR])[0] == 0
+    code, french_csv = cli("liste", "cartes", "--etat", "bloquée", "--format", "csv")
+    assert code == 0
+    header, row, *rest = [line for line in french_csv.splitlines() if not line.startswith("Page ")]
+    assert header == "carte,type,état,motif,depuis,foyer,nom du foyer" and rest == []
+    assert row.startswith(f"{ids['cards'][1]},simple,bloquée,volée,") and row.endswith(",Famille Diallo")
+    assert cli("liste", "cartes", "--etat", "blocked", "--format", "csv") == (0, french_csv)  # English aliases
+    code, table = cli("liste", "commercants", "-r", "FERME", "--format", "table")
+    assert code == 0 and "┃" in table and "Ferme" in table and "Page 1 sur 1 : 2 ligne(s)" in table  # a rich table
+    assert "0 ligne(s) affichée(s) sur 0" in cli("liste", "foyers", "-r", "%")[1]
+    assert "0 ligne(s) affichée(s) sur 0" in cli("liste", "foyers", "-r", "' OR 1=1 --")[1]
+    assert cli("liste", "terminaux", "--etat", "À vérifier")[0] == cli("liste", "terminaux", "--etat", "a-verifier")[0] == 0
+    code, refused = cli("liste", "terminaux", "--etat", "cassé")
+    assert code == 2 and "en-service (active)" in refused and "Traceback" not in refused
+    assert cli("liste", "reglements", "--format", "xml")[0] == 2
+    code, accounts_csv = cli("liste", "comptes", "--role", "tresorerie", "--format", "csv")
+    assert accounts_csv.splitlines()[:2] == ["adresse,rôle,état,créé le,dernière connexion",
+                                             f"{EMAILS[Role.TREASURER]},trésorerie,actif,{accounts_csv.splitlines()[1].split(',')[3]},"]
