@@ -1,5 +1,6 @@
 """Households: search, enrol, edit, their allowance and contributions (recorded here by hand,
-or imported with `caisse fund import`), cards, payments."""
+or imported with `caisse fund import`), cards (issued, replaced and returned here; blocked and
+unblocked on the card's page, routes/cards.py), payments."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.money import euros
-from caisse.models import BlockReason, Card, CardType
+from caisse.models import Card, CardType
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
@@ -79,15 +80,6 @@ def issue_card(request: Request, session: DbSession, user: CurrentUser, househol
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error), uid=uid)
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
-
-
-@router.post("/{household_id}/cards/{uid}/block")
-def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str, reason: Text = BlockReason.LOST) -> Response:
-    card = _card_of(session, household_id=household_id, uid=uid)
-    admin.block_card(session, uid_hex=uid, reason=reason, by=user.email)
-    session.commit()
-    return redirect(f"/console/households/{household_id}",
-                    flash=f"Carte {card.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
 
 
 @router.post("/{household_id}/cards/{uid}/replace")

@@ -35,7 +35,8 @@ def detail(request: Request, session: DbSession, terminal_id: int) -> Response:
 
 @router.get("/{terminal_id}/revoke")
 def revoke_form(request: Request, session: DbSession, terminal_id: int) -> Response:
-    [row] = directory.terminal_rows(session, terminal_ids=[admin.get_terminal(session, terminal_id=terminal_id).id or 0])
+    admin.get_terminal(session, terminal_id=terminal_id)  # NotFound: a French 404 page
+    [row] = directory.terminal_rows(session, terminal_ids=[terminal_id])
     return confirm(request, title=f"Révoquer le terminal {terminal_id}", final=True, danger=True,
                    action=f"/console/terminals/{terminal_id}/revoke", button=f"Révoquer le terminal {terminal_id}",
                    back="/console/terminals",

@@ -16,7 +16,7 @@ from caisse.console.deps import CurrentUser, DbSession, require_page, require_ro
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
-from caisse.models import ConsoleUser, Role
+from caisse.models import ConsoleUser, Role, Vendor, VendorIbanChange
 
 router = APIRouter(prefix="/vendors", dependencies=[Depends(require_page("vendors"))])
 Text = Annotated[str, Form()]
@@ -140,7 +140,7 @@ def reject_iban_form(request: Request, session: DbSession, vendor_id: int, chang
                           "Un autre changement pourra être demandé ensuite."])
 
 
-def _change_of(session: DbSession, vendor_id: int, change_id: int) -> tuple[Any, Any]:
+def _change_of(session: DbSession, vendor_id: int, change_id: int) -> tuple[Vendor, VendorIbanChange]:
     """The vendor and its pending change `change_id` (a form cannot decide another vendor's)."""
     vendor = admin.get_vendor(session, vendor_id=vendor_id)
     change = admin.pending_iban_change(session, vendor_id=vendor_id)
