@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -195,3 +196,20 @@ def test_cards_are_found_by_uid_household_name_or_number_and_filtered_by_status(
     assert {r.card.uid for r in directory.cards_page(session, query="diallo").rows} == {world.uid, other.uid}
     terminals = directory.terminals_page(session, query="lilas", per_page=1)
     assert (terminals.total, [r.terminal.id for r in terminals.rows]) == (2, [world.terminal_id])
+
+
+def test_settlement_runs_are_found_by_day_month_number_or_person_and_status(session: Session) -> None:
+    from datetime import date
+
+    from caisse.models import SettlementRun
+
+    for day, status, by in ((date(2026, 11, 30), "exported", "claire@caisse.test"), (date(2026, 12, 1), "prepared", "yanis@caisse.test")):
+        session.add(SettlementRun(run_date=day, cutoff_time=0, status=status, prepared_by=by))
+    session.commit()
+
+    def days(**filters: Any) -> list[str]:
+        return [run.run_date.isoformat() for run in directory.runs_page(session, **filters).rows]
+
+    assert days() == ["2026-12-01", "2026-11-30"]  # newest first
+    assert days(query="2026-11") == days(query="2026-11-30") == days(query="CLAIRE") == ["2026-11-30"]
+    assert days(status="prepared") == ["2026-12-01"] and days(query="2026-11", status="prepared") == []
