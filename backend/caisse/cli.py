@@ -22,6 +22,7 @@ from sqlmodel import Session
 from caisse import accounts, admin, sun
 from caisse.cli_lists import liste_app
 from caisse.models import Card
+from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
     from caisse.allowances import Rule
     from caisse_provisioning.pn532_uart import PN532Uart
 
-app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
+db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Commerçants conventionnés.", no_args_is_help=True)
 member_app = typer.Typer(help="Member households.", no_args_is_help=True)
 card_app = typer.Typer(help="Cartes des foyers.", no_args_is_help=True)
@@ -61,15 +62,59 @@ def _check_settings() -> None:
 
 
 @contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """The settings' database, disposed of after use. In development the schema is brought up to date first."""
-    engine = make_engine(settings.database_url)
+def _engine(settings: Settings, *, older_schema_ok: bool = False) -> Iterator[Engine]:
+    """The settings' caisse database as it is, disposed of after use: never created, never migrated
+    (only `db upgrade`, `serve` and `demo` do that), so a command run in the wrong folder or against
+    a server that is down stops with a French sentence and exit status 2 instead of working on an
+    empty database."""
     try:
-        if settings.environment == "development":
-            upgrade(engine)
+        engine = _open_existing_database(settings, older_schema_ok=older_schema_ok)
+    except _NoDatabase as problem:
+        say(str(problem))
+        raise typer.Exit(code=2) from None
+    try:
         yield engine
     finally:
         engine.dispose()
+
+
+class _NoDatabase(Exception):
+    """The database cannot be read as a caisse; the message is French."""
+
+
+def _open_existing_database(settings: Settings, *, older_schema_ok: bool) -> Engine:
+    """The settings' database as it is. A missing file, a server out of reach, a database without
+    a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse.db import schema_revisions
+
+    try:
+        url = make_url(settings.database_url)
+    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
+        raise _NoDatabase(f"adresse de base de données illisible (CAISSE_DATABASE_URL) : {settings.database_url!r}") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
+        raise _NoDatabase(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé) : vérifiez"
+                          " CAISSE_DATABASE_URL et le dossier courant, ou créez-la avec « caisse db upgrade »")
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            current, heads = schema_revisions(engine)
+        except SQLAlchemyError as error:
+            raise _NoDatabase(f"impossible de lire la base de données {shown} (serveur arrêté, adresse, port ou"
+                              f" droits faux ?) : rien n'a été fait{technical_detail(error)}") from None
+        if not current:
+            raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
+                              " fait ; créez-la avec « caisse db upgrade »")
+        if current != heads and not older_schema_ok:
+            raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
+                              f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 @contextmanager
@@ -111,7 +156,7 @@ def _os_user() -> str:
         return "inconnu"
 
 
-_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; le journal note aussi l'utilisateur du système.")]
+_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; le journal d'audit inscrit aussi l'utilisateur du système.")]
 
 
 def _created(what: str, new_id: int | None) -> None:
@@ -123,10 +168,10 @@ def _created(what: str, new_id: int | None) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port TCP.")] = 8000,
 ) -> None:
-    """Serve the API (in development the database is migrated first)."""
+    """Servir l'API et la console (en développement, la base est d'abord créée ou mise à jour)."""
     import uvicorn
 
     from caisse.main import create_app
@@ -140,10 +185,10 @@ def serve(
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port TCP.")] = 8000,
 ) -> None:
-    """Seed a demo caisse through the API, replay a market morning, and keep serving."""
+    """Remplir une caisse de démonstration par l'API, rejouer une matinée de marché, puis continuer à servir."""
     from caisse.demo import run
 
     run(host=host, port=port)
@@ -151,7 +196,7 @@ def demo(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the migrations up to the latest revision."""
+    """Créer la base ou la mettre à jour (migrations jusqu'à la dernière révision)."""
     settings = Settings()
     engine = make_engine(settings.database_url)
     try:
@@ -169,8 +214,10 @@ def db_backup(
     """Sauvegarder la base (pg_dump en production) : le chemin du fichier sur la sortie standard."""
     from caisse import backup
 
+    settings = Settings()
     try:
-        path = backup.back_up(Settings().database_url, folder, keep=keep)
+        with _engine(settings, older_schema_ok=True):  # a missing database is not backed up as an empty one
+            path = backup.back_up(settings.database_url, folder, keep=keep)
     except CaisseError as error:
         _fail(error)
     out.print(str(path), markup=False, highlight=False)
@@ -262,7 +309,7 @@ def member_set_code(household_id: Annotated[int, typer.Argument(help="Household 
     """Give a household a 4-digit member code (asked twice, never shown)."""
     from caisse import member_codes
 
-    code = typer.prompt("Code du foyer (4 chiffres)", hide_input=True, confirmation_prompt="Encore une fois")
+    code = ask_twice("Code du foyer (4 chiffres)")
     _run(lambda s: member_codes.set_code(s, household_id=household_id, code=code))
     err.print(f"Code enregistré pour le foyer {household_id} : les terminaux le recevront à leur prochaine synchronisation.")
 
@@ -289,20 +336,17 @@ def card_issue(
     _created("Carte émise", card.id)
 
 
-_BLOCK_REASONS = {"perdue": "lost", "volée": "stolen"}
+_BLOCK_REASONS = Choices({"perdue": "lost", "volée": "stolen"})
 
 
 @card_app.command("block")
 def card_block(
     uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")],
     by: _StaffBy,
-    reason: Annotated[str, typer.Option("--motif", "--reason", help="perdue (lost) ou volee (stolen).")] = "perdue",
+    reason: Annotated[str, _BLOCK_REASONS.option("--motif", "--reason", help="Pourquoi.")] = "perdue",
 ) -> None:
     """Bloquer maintenant une carte perdue ou volée : les terminaux la refusent après leur prochaine synchronisation."""
-    from caisse.cli_lists import _choice
-
-    code = _choice(reason, _BLOCK_REASONS, "--motif") or "lost"
-    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=code, by=by, os_user=_os_user()))
+    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason, by=by, os_user=_os_user()))
     out.print(card.id)
     err.print(f"Carte {uid.lower()} bloquée ; les terminaux la refuseront après leur prochaine synchronisation.")
 
@@ -758,8 +802,8 @@ def ledger_reverse(
 
 
 @app.command()
-def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """The month's budget, to the cent, rebuilt from the ledger; every difference with it is listed (exit 1 if any)."""
+def budget(month: Annotated[str, typer.Option(help="Mois, AAAA-MM.")]) -> None:
+    """Le budget du mois au centime près, refait depuis le grand livre ; chaque écart est listé (code de sortie 1 s'il y en a)."""
     from caisse import fund
 
     result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
@@ -773,42 +817,6 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
     err.print("Rapproché du grand livre : aucun écart.")
 
 
-class _CannotVerify(Exception):
-    """The database cannot be read as a caisse: the message is French, the exit status 2."""
-
-
-@contextmanager
-def _existing_database(settings: Settings) -> Iterator[Engine]:
-    """The settings' database as it is: never created, never migrated. A missing file, a server out
-    of reach, a database without a caisse or with an older schema is a _CannotVerify."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from caisse.db import schema_revisions
-
-    try:
-        url = make_url(settings.database_url)
-    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
-        raise _CannotVerify(f"adresse de base de données illisible : {settings.database_url!r}") from None
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
-        raise _CannotVerify(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé)")
-    engine = make_engine(settings.database_url)
-    try:
-        try:
-            current, heads = schema_revisions(engine)
-        except SQLAlchemyError as error:
-            raise _CannotVerify(f"impossible de lire la base {shown} : {_first_line(error)}") from None
-        if not current:
-            raise _CannotVerify(f"la base {shown} ne contient pas de caisse (aucune migration appliquée)")
-        if current != heads:
-            raise _CannotVerify(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
-                                f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _first_line(error: Exception) -> str:
     """The driver's own message of a database error, without SQLAlchemy's statement and link."""
     return (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
@@ -816,7 +824,7 @@ def _first_line(error: Exception) -> str:
 
 @app.command("verify")
 def verify() -> None:
-    """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
+    """Vérifier les invariants du grand livre sur la base en service, sans rien y écrire.
 
     Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes bloquées comme copies, foyers et commerçants à solde négatif.
 
@@ -829,19 +837,18 @@ def verify() -> None:
 
     try:
         settings = Settings()
-        with _existing_database(settings) as engine:
+        with _engine(settings) as engine:
             snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) \
                 if engine.dialect.name == "postgresql" else engine
             with session_factory(snapshot)() as session:
                 results = invariants.check_all(session)
                 waiting = overdue.overdue(session, settings=settings)
                 session.rollback()
-    except _CannotVerify as problem:
-        err.print(f"[red]Erreur :[/red] {problem}")
-        raise typer.Exit(code=2) from None
     except ValidationError as error:
         err.print(f"[red]Erreur :[/red] réglages invalides : {error.errors()[0]['msg']}")
         raise typer.Exit(code=2) from None
+    except typer.Exit:  # the database is missing or out of reach: _engine said so
+        raise
     except SQLAlchemyError as error:
         err.print(f"[red]Erreur :[/red] la vérification n'a pas pu lire la base : {_first_line(error)}")
         raise typer.Exit(code=2) from None
@@ -992,27 +999,27 @@ def user_reset_password(email: Annotated[str, typer.Argument(help="Adresse e-mai
               " à la personne, qui le change dans la console (Mon mot de passe).")
 
 
+_FIRMWARE_RUNTIMES = Choices({"cpython": "cpython", "micropython": "micropython"})
+
+
 @app.command()
 def simulate(
-    terminals: Annotated[int, typer.Option(help="Terminals, one per vendor.")] = 6,
-    members: Annotated[int, typer.Option(help="Member households.")] = 40,
-    days: Annotated[int, typer.Option(help="Market days.")] = 2,
-    seed: Annotated[int, typer.Option(help="Same seed, same run, byte for byte.")] = 1,
-    seeds: Annotated[int, typer.Option(help="Run this many seeds, from --seed on, print one line each and how long it took.")] = 1,
-    power_cuts: Annotated[int, typer.Option(help="Power cuts, at random points of a write.")] = 2,
-    network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice, corrupted uploads.")] = 5,
-    clones: Annotated[int, typer.Option(help="Cloned cards: UID copies of basic cards, replayed SUN messages of secure cards.")] = 2,
-    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Hostile and mistaken actors: an offline spree, a lying clock, false over-limits, a garbage flood, staff acting at the wrong moment, an IBAN changed mid-settlement, a credit entered twice.")] = True,
-    db: Annotated[str | None, typer.Option(help="An empty database URL (default: a temporary SQLite file).")] = None,
-    firmware_runtime: Annotated[str, typer.Option(help="cpython, or micropython: also rebuild and sign a few terminals' records in the MicroPython runtime.")] = "cpython",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON (keys in English) instead of the French summary.")] = False,
+    terminals: Annotated[int, typer.Option(help="Terminaux, un par commerçant.")] = 6,
+    members: Annotated[int, typer.Option(help="Foyers adhérents.")] = 40,
+    days: Annotated[int, typer.Option(help="Jours de marché.")] = 2,
+    seed: Annotated[int, typer.Option(help="Graine : même graine, même déroulé, octet pour octet.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Nombre de graines à partir de --seed : une ligne chacune, et la durée.")] = 1,
+    power_cuts: Annotated[int, typer.Option(help="Coupures de courant, à des moments d'écriture tirés au hasard.")] = 2,
+    network_drops: Annotated[int, typer.Option(help="Pannes de réseau : heures hors ligne, envois coupés avant ou après, lots envoyés deux fois, envois corrompus.")] = 5,
+    clones: Annotated[int, typer.Option(help="Cartes clonées : copies de l'UID de cartes simples, messages SUN rejoués de cartes sécurisées.")] = 2,
+    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Acteurs hostiles ou maladroits : achats en rafale hors ligne, horloge menteuse, faux dépassements, flot de déchets, personnel qui agit au mauvais moment, IBAN changé pendant un règlement, crédit saisi deux fois.")] = True,
+    db: Annotated[str | None, typer.Option(help="Adresse d'une base vide (par défaut : un fichier SQLite temporaire).")] = None,
+    firmware_runtime: Annotated[str, _FIRMWARE_RUNTIMES.option(help="micropython : refaire et signer aussi les enregistrements de quelques terminaux dans MicroPython.")] = "cpython",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON (clés en anglais) au lieu du résumé en français.")] = False,
 ) -> None:
-    """Simulate market days on the real firmware logic and backend, inject faults, check the money."""
+    """Simuler des jours de marché sur la vraie logique du terminal et du serveur, injecter des pannes, vérifier l'argent."""
     from caisse.simulation import SimulationConfig
 
-    if firmware_runtime not in ("cpython", "micropython"):
-        err.print("[red]Erreur :[/red] --firmware-runtime vaut cpython ou micropython")
-        raise typer.Exit(2)
     if not 1 <= seeds <= 1000 or (seeds > 1 and (db is not None or as_json)):
         err.print("[red]Erreur :[/red] --seeds va de 1 à 1000, et plusieurs graines ne vont ni avec --db ni avec --json")
         raise typer.Exit(2)
@@ -1037,9 +1044,8 @@ def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-
     except SimulationError as error:
         err.print(f"[red]Erreur :[/red] {error}")
         raise typer.Exit(2) from None
-    except Exception:
-        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
-        raise
+    except Exception as error:  # the seed replays it: in the one line, not only in the log
+        raise typer.Exit(unexpected(error, during=f"simulation, graine {config.seed}")) from None
     if as_json:
         typer.echo(report_json(report))
     else:
@@ -1065,9 +1071,8 @@ def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
         except SimulationError as error:
             err.print(f"[red]Erreur :[/red] {error}")
             raise typer.Exit(2) from None
-        except Exception:
-            err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
-            raise
+        except Exception as error:
+            raise typer.Exit(unexpected(error, during=f"simulation, graine {config.seed}")) from None
         seconds = time.perf_counter() - began
         if report["passed"]:
             typer.echo(f"graine {config.seed} : tous les invariants tiennent ({seconds:.1f} s)")

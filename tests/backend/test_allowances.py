@@ -154,12 +154,11 @@ def test_allocations_keep_the_ledger_balanced_and_credit_once_per_month(
     assert len(credits) == len(set(credits))
 
 
-def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(cli_database: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setenv("CAISSE_ALLOWANCE_FLAT_CENTS", "10000")
     runner = CliRunner()
@@ -240,12 +239,11 @@ def test_setting_a_rule_again_for_the_same_month_replaces_it(session: Session) -
     assert (rule.effective_month, rule.flat_cents) == ("2026-04", 9_500)
 
 
-def test_the_allowance_rule_commands_set_and_show_it_in_french(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_allowance_rule_commands_set_and_show_it_in_french(cli_database: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     runner = CliRunner()
     default = runner.invoke(app, ["allowance-rule", "show", "--month", "2030-01"])

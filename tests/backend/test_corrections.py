@@ -132,14 +132,13 @@ def test_a_reversed_allowance_leaves_the_monthly_budget(session: Session) -> Non
     assert_ledger_invariants(session)
 
 
-def test_the_reverse_command_names_a_console_account_and_records_the_os_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reverse_command_names_a_console_account_and_records_the_os_user(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app
     from caisse.db import make_engine
 
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+    url = cli_database
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setattr(getpass, "getuser", lambda: "claire-os")
     runner = CliRunner()

@@ -152,12 +152,11 @@ def test_the_budget_is_exact_to_the_cent_and_reconciled_with_the_ledger(
     assert_ledger_invariants(session)
 
 
-def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     runner = CliRunner()
     assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"]).exit_code == 0

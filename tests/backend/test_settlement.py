@@ -586,12 +586,11 @@ def _crash(*args: object, **kwargs: object) -> None:
     raise RuntimeError("crash")
 
 
-def test_the_settle_commands_prepare_then_wait_for_the_treasurer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_settle_commands_prepare_then_wait_for_the_treasurer(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setenv("CAISSE_SETTLEMENT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("CAISSE_SETTLEMENT_REQUIRES_APPROVAL", "true")

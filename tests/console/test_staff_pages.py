@@ -306,7 +306,7 @@ def test_the_lists_on_the_command_line_print_a_table_or_french_csv_and_refuse_un
     assert "0 ligne(s) affichée(s) sur 0" in cli("liste", "foyers", "-r", "' OR 1=1 --")[1]
     assert cli("liste", "terminaux", "--etat", "À vérifier")[0] == cli("liste", "terminaux", "--etat", "a-verifier")[0] == 0
     code, refused = cli("liste", "terminaux", "--etat", "cassé")
-    assert code == 2 and "en-service (active)" in refused and "Traceback" not in refused
+    assert code == 2 and "« cassé »" in refused and "révoqué" in refused and "Traceback" not in refused
     assert cli("liste", "reglements", "--format", "xml")[0] == 2
     code, accounts_csv = cli("liste", "comptes", "--role", "tresorerie", "--format", "csv")
     assert accounts_csv.splitlines()[:2] == ["adresse,rôle,état,créé le,dernière connexion",
