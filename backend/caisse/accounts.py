@@ -121,12 +121,13 @@ def reset_password(session: Session, *, email: str, by: str, os_user: str | None
     """Give the account a new random password and end its sessions; returns that password, to be
     shown once to the administrator `by` and never stored or logged. With `stamp` (password_stamp
     of the page the administrator saw), a second click finds the password changed and is refused."""
+    password = new_password()
+    password_hash = _slow_hash(password)  # before the first statement: SQLite's write lock is not held meanwhile
     actor = _acting_admin(session, by).email
     user = get_user(session, email=email)
     if stamp is not None and not secrets.compare_digest(stamp, password_stamp(user)):
         raise Conflict("password_already_reset", f"the password of {user.email} changed since the page was shown")
-    password = new_password()
-    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=_hasher.hash(password)))  # type: ignore[arg-type]
+    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=password_hash))  # type: ignore[arg-type]
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
     audit.record(session, actor=actor, action="user.reset_password", subject=f"user:{user.email}",
                  detail=_with_os_user({"sessions_ended": True}, os_user))
@@ -141,18 +142,25 @@ def new_password() -> str:
 
 def change_password(session: Session, *, email: str, current: str, new: str) -> ConsoleUser:
     """The signed-in person replaces their own password (after a reset, say), giving the current
-    one. Audited with the account as actor; the passwords never are."""
-    user = get_user(session, email=email)
+    one. Audited with the account as actor; the passwords never are. (The current one is checked
+    inside the caller's transaction: a rare action of a signed-in person, bounded like sign-ins.)"""
     _check_password(new)
+    if current == new:
+        raise InvalidInput("same_password", "the new password is the current one")
+    new_hash = _slow_hash(new)
+    user = get_user(session, email=email)
     with _hashing:
         if not _hasher.verify(current[:MAX_PASSWORD_CHARS], user.password_hash):
             raise InvalidInput("wrong_password", "the current password is not this one")
-    if current == new:
-        raise InvalidInput("same_password", "the new password is the current one")
-    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=_hasher.hash(new)))  # type: ignore[arg-type]
+    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=new_hash))  # type: ignore[arg-type]
     audit.record(session, actor=user.email, action="user.change_password", subject=f"user:{user.email}")
     session.refresh(user)
     return user
+
+
+def _slow_hash(password: str) -> str:
+    with _hashing:
+        return _hasher.hash(password)
 
 
 def password_stamp(user: ConsoleUser) -> str:
