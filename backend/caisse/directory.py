@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, or_, select
@@ -18,7 +17,6 @@ from sqlmodel import Session
 
 from caisse import ledger
 from caisse.db import parse_row_id
-from caisse.search import Page, bounded, contains_pattern, folded, last_page_at_most
 from caisse.models import (
     Card,
     CardStatus,
@@ -36,6 +34,7 @@ from caisse.models import (
     Vendor,
 )
 from caisse.protocol import Kind
+from caisse.search import Page, bounded, contains_pattern, folded, last_page_at_most
 
 MAX_LIMIT = 500
 
