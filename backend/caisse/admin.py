@@ -49,11 +49,8 @@ _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 
 # Vendors ------------------------------------------------------------------------------------
 
-# Who acts when no person does: seeding, simulations, and the admin API (its token is the
-# machine's). Any other `by` must be an active console account (accounts.active_user).
-SYSTEM = "système"
-API = "api-admin"
-_MACHINES = (SYSTEM, API)
+SYSTEM = accounts.SYSTEM  # who acts when no person does
+API = "api-admin"  # the admin API: its token is the machine's (provisioning)
 _AUDITED = ("name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end")
 
 
@@ -204,9 +201,9 @@ def _with_os_user(detail: dict[str, object], os_user: str | None) -> dict[str, o
     return {**detail, "os_user": os_user} if os_user else detail
 
 
-def _actor(session: Session, by: str) -> str:
-    """Who the audit names: a machine actor as is, else the active console account `by` names."""
-    return by if by in _MACHINES else accounts.active_user(session, email=by).email
+def _actor(session: Session, by: str, os_user: str | None) -> str:
+    """Who the audit names (accounts.staff_actor), the admin API's token included."""
+    return API if by == API and os_user is None else accounts.staff_actor(session, by=by, os_user=os_user)
 
 
 def _checked_vendor_fields(
@@ -305,9 +302,11 @@ class Credit:
 
 def credit_household(
     session: Session, *, household_id: int, amount_cents: int, memo: str | None = None, reference: str | None = None,
+    by: str = SYSTEM, os_user: str | None = None,
 ) -> Credit:
     """Allowance credit: allowance_fund -> member. Same reference + same body = the same credit.
     Posted as `credit:{reference}` (ledger.user_reference): a key cannot take a system reference."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     get_household(session, household_id=household_id)
     if not 0 < amount_cents <= MAX_CREDIT_CENTS:
         raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
@@ -324,6 +323,8 @@ def credit_household(
     ledger.post_transfer(session, debit=fund, credit=member, amount_cents=amount_cents,
                          kind=ledger.TransferKind.ALLOWANCE, reference=posted_as, memo=memo)
     bump_cards(session, household_ids=[household_id])
+    audit.record(session, actor=by, action="household.credit", subject=f"household:{household_id}",
+                 detail={"amount_cents": amount_cents, "memo": memo, "reference": posted_as}, os_user=os_user)
     return Credit(reference=key, ledger_reference=posted_as, amount_cents=amount_cents, created=True)
 
 
@@ -341,7 +342,7 @@ def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: 
                by: str = SYSTEM, os_user: str | None = None) -> Card:
     """A new card for the household, or a returned card issued again (to any household): then
     it starts afresh, its SUN counters forgotten, since wiping may restart the chip's counter."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     card = _issue(session, household_id=household_id, uid_hex=uid_hex, card_type=card_type)
     audit.record(session, actor=by, action="card.issue", subject=f"card:{card.uid.hex()}",
                  detail=_with_os_user({"household_id": household_id, "card_type": card.card_type}, os_user))
@@ -399,7 +400,7 @@ def block_card(session: Session, *, uid_hex: str, reason: str = BlockReason.LOST
     """Block a lost or stolen card from now on (docs/cards.md, "Lifecycle"). Blocking twice keeps
     the first time and reason (taps before it still count) and writes nothing; a returned card
     stays returned."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     if reason not in (BlockReason.LOST, BlockReason.STOLEN):
         raise InvalidInput("invalid_block_reason", "a card is blocked as lost or stolen")
     card = get_card(session, uid_hex=uid_hex)
@@ -418,7 +419,7 @@ LIFTABLE_BLOCKS = (BlockReason.LOST,)
 def unblock_card(session: Session, *, uid_hex: str, by: str, os_user: str | None = None) -> Card:
     """A card blocked as lost was found: active again from the terminals' next sync. Its balance
     never moved (it is the household's); the audit keeps when and why it had been blocked."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     card = get_card(session, uid_hex=uid_hex)
     if card.status == CardStatus.ACTIVE:
         raise Conflict("card_not_blocked", f"card {card.uid.hex()} is not blocked")
@@ -443,7 +444,7 @@ def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type:
                  by: str = SYSTEM, os_user: str | None = None) -> Card:
     """A new card for the old one's household; the old one is blocked (if it was not already).
     The balance is the household's, so it follows without moving money."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     old = get_card(session, uid_hex=uid_hex)
     if old.status == CardStatus.RETURNED:
         raise Conflict("card_returned", f"card {old.uid.hex()} was returned: issue a new card to the household instead")
@@ -458,7 +459,7 @@ def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type:
 
 def return_card(session: Session, *, uid_hex: str, by: str = SYSTEM, os_user: str | None = None) -> Card:
     """The card was handed back (and wiped): refused from now on, its UID free to issue again."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     card = get_card(session, uid_hex=uid_hex)
     if _end_card(session, card, status=CardStatus.RETURNED, reason=card.block_reason):
         audit.record(session, actor=by, action="card.return", subject=f"card:{card.uid.hex()}",
@@ -530,7 +531,7 @@ def revoke_terminal(session: Session, *, terminal_id: int, by: str, os_user: str
     """Every later request of the terminal is refused. Its records not settled yet are held for a
     person to decide (caisse.review): revoking pays nothing and refunds nothing. Revoking a
     revoked terminal writes nothing."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.REVOKED:
         before = terminal.status
@@ -547,7 +548,7 @@ def revoke_terminal(session: Session, *, terminal_id: int, by: str, os_user: str
 def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> Terminal:
     """A person looked at a suspect terminal and trusts it again: it is active. Its held records
     stay held until someone decides on them (caisse.review)."""
-    by = _actor(session, by)
+    by = _actor(session, by, os_user)
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.SUSPECT:
         raise Conflict("terminal_not_suspect", f"terminal {terminal_id} is {terminal.status}, not suspect")

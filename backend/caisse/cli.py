@@ -29,7 +29,6 @@ from caisse.errors import CaisseError
 from caisse.money import euros
 
 if TYPE_CHECKING:
-    from caisse.allowances import Rule
     from caisse_provisioning.pn532_uart import PN532Uart
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
@@ -550,12 +549,15 @@ def terminal_clear(
               f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
+_Month = Annotated[str, typer.Option(help="Mois, AAAA-MM.")]
+
+
 @app.command()
-def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM.")]) -> None:
-    """Credit every household its monthly allowance (idempotent: a second run credits only who is missing)."""
+def allocate(month: Annotated[str, typer.Option(help="Mois à créditer, AAAA-MM.")], by: _StaffBy) -> None:
+    """Créditer à chaque foyer son allocation du mois (une seconde fois, seuls les foyers manquants le sont)."""
     from caisse import allowances
 
-    report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings()))
+    report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings(), by=by, os_user=_os_user()))
     out.print(report.credited_cents)
     err.print(f"{report.month} : {report.credited_households} foyer(s) crédité(s) de {euros(report.credited_cents)} EUR"
               f" (déjà crédités : {report.already_credited}) ; reliquats rendus au fonds :"
@@ -565,23 +567,23 @@ def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM."
                   f" maintenant {euros(now)} EUR ; laissé tel quel.[/yellow]")
 
 
-rule_app = typer.Typer(help="The allowance rule the citizens' committee chose, from a month on.", no_args_is_help=True)
+rule_app = typer.Typer(help="La règle d'allocation choisie par le comité citoyen, à partir d'un mois.", no_args_is_help=True)
 app.add_typer(rule_app, name="allowance-rule")
 
 
 @rule_app.command("set")
 def allowance_rule_set(
-    effective: Annotated[str, typer.Option("--from", help="First month the rule applies to, YYYY-MM.")],
-    by: Annotated[str, typer.Option(help="Who records it (the committee's decision).")],
-    rule: Annotated[str | None, typer.Option(help="flat, per_member or average_contribution.")] = None,
-    flat: Annotated[str | None, typer.Option(help="flat: euros per household.")] = None,
-    base: Annotated[str | None, typer.Option(help="per_member: euros for the first member.")] = None,
-    per_extra_member: Annotated[str | None, typer.Option(help="per_member: euros per extra member.")] = None,
-    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata", help="Days left for a household joining mid-month.")] = None,
-    unspent: Annotated[str | None, typer.Option(help="carry_over (up to the cap) or expire.")] = None,
-    cap: Annotated[str | None, typer.Option(help="carry_over: euros a household may keep.")] = None,
+    effective: Annotated[str, typer.Option("--from", help="Premier mois où la règle s'applique, AAAA-MM.")],
+    by: _StaffBy,
+    rule: Annotated[str | None, typer.Option(help="flat (forfait), per_member (par membre) ou average_contribution (moyenne des cotisations).")] = None,
+    flat: Annotated[str | None, typer.Option(help="flat : euros par foyer.")] = None,
+    base: Annotated[str | None, typer.Option(help="per_member : euros pour le premier membre.")] = None,
+    per_extra_member: Annotated[str | None, typer.Option(help="per_member : euros par membre supplémentaire.")] = None,
+    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata", help="Au prorata des jours restants pour un foyer arrivé en cours de mois.")] = None,
+    unspent: Annotated[str | None, typer.Option(help="carry_over (reliquat gardé jusqu'au plafond) ou expire (rendu au fonds).")] = None,
+    cap: Annotated[str | None, typer.Option(help="carry_over : euros qu'un foyer peut garder.")] = None,
 ) -> None:
-    """Set the rule from a month on; what is not given stays as in the rule in force then."""
+    """Fixer la règle à partir d'un mois ; ce qui n'est pas donné reste comme dans la règle alors en vigueur."""
     from caisse import allowances, fund
 
     def cents(value: str | None) -> int | None:
@@ -590,50 +592,39 @@ def allowance_rule_set(
     new = _run(lambda s: allowances.set_rule(
         s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),
         base_cents=cents(base), per_extra_member_cents=cents(per_extra_member), pro_rata=pro_rata, unspent=unspent,
-        carry_over_cap_cents=cents(cap)))
-    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {_rule_text(new)}", err=True)
+        carry_over_cap_cents=cents(cap), os_user=_os_user()))
+    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {allowances.rule_text(new)}", err=True)
 
 
 @rule_app.command("show")
-def allowance_rule_show(month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None) -> None:
-    """Print the rule in force for a month, then every rule recorded."""
+def allowance_rule_show(month: Annotated[str | None, typer.Option(help="AAAA-MM (par défaut : ce mois-ci).")] = None) -> None:
+    """Afficher la règle en vigueur pour un mois, puis chaque règle enregistrée."""
     from caisse import allowances
 
     month = month or date.today().strftime("%Y-%m")
     settings = Settings()
     in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
-    typer.echo(f"{month} : {_rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
+    typer.echo(f"{month} : {allowances.rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
     for recorded_rule in recorded:
-        typer.echo(f"  à partir de {recorded_rule.effective_month} : {_rule_text(recorded_rule)}")
-
-
-def _rule_text(rule: Rule) -> str:
-    """The rule in one French sentence, amounts in euros."""
-    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
-              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
-              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
-    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
-    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
-            else "reliquat rendu au fonds chaque mois")
-    return f"{amount}, {prorata}, {left}."
+        typer.echo(f"  à partir de {recorded_rule.effective_month} : {allowances.rule_text(recorded_rule)}")
 
 
 @app.command("close-month")
-def close_month(month: Annotated[str, typer.Argument(help="Month to close, YYYY-MM.")]) -> None:
-    """Close a month: allocating it again is refused."""
+def close_month(month: Annotated[str, typer.Argument(help="Mois à clôturer, AAAA-MM.")], by: _StaffBy) -> None:
+    """Clôturer un mois : il ne peut plus être alloué (définitif)."""
     from caisse import allowances
 
-    _run(lambda s: allowances.close_month(s, month=month))
+    _run(lambda s: allowances.close_month(s, month=month, by=by, os_user=_os_user()))
     err.print(f"Mois {month} clôturé : il ne peut plus être alloué.")
 
 
 @app.command()
 def settle(
-    day: Annotated[str | None, typer.Option("--date", help="Day to settle, YYYY-MM-DD (default: yesterday).")] = None,
-    by: Annotated[str, typer.Option(help="automatique (the timer) or your console account (e-mail address).")] = "automatique",
+    day: Annotated[str | None, typer.Option("--date", help="Journée à régler, AAAA-MM-JJ (par défaut : hier).")] = None,
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
 ) -> None:
-    """Settle a day: pay each vendor its accepted payments minus voids; prints the run id."""
+    """Régler une journée : préparer (puis approuver et exporter, si aucune seconde personne n'est requise) ; affiche le numéro du règlement."""
     from caisse import settlement
 
     run_date = _settlement_date(day)
@@ -666,10 +657,10 @@ _RUN_STATUS_FR = {"prepared": "préparé", "approved": "approuvé", "exported": 
 
 @app.command("settle-approve")
 def settle_approve(
-    run_id: Annotated[int, typer.Argument(help="Settlement run id.")],
-    by: Annotated[str, typer.Option(help="Your console account (active, not the one who prepared the run).")],
+    run_id: Annotated[int, typer.Argument(help="Numéro du règlement.")],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (actif, pas celui qui a préparé le règlement).")],
 ) -> None:
-    """Approve a prepared settlement run (the second person): prints the payees it pays."""
+    """Approuver un règlement préparé (la seconde personne) : affiche les virements qu'il paie."""
     from caisse import settlement
 
     run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings(), os_user=_os_user()))
@@ -702,22 +693,23 @@ def _settlement_date(day: str | None) -> date:
         raise typer.Exit(code=1) from None
 
 
-fund_app = typer.Typer(help="Contributions, matching funds, grants and fees (amounts in euros, e.g. 12,50).", no_args_is_help=True)
+fund_app = typer.Typer(help="Cotisations, abondement, subventions et frais (montants en euros, par exemple 12,50).", no_args_is_help=True)
 app.add_typer(fund_app, name="fund")
 
 
 @fund_app.command("contribute")
 def fund_contribute(
-    household: Annotated[int, typer.Option(help="Household id.")],
-    month: Annotated[str, typer.Option(help="YYYY-MM.")],
-    amount: Annotated[str, typer.Option(help="Euros, e.g. 25,00.")],
-    reference: Annotated[str | None, typer.Option(help="Idempotency key (a receipt number).")] = None,
+    household: Annotated[int, typer.Option(help="Numéro du foyer.")],
+    month: _Month,
+    amount: Annotated[str, typer.Option(help="Euros, par exemple 25,00.")],
+    by: _StaffBy,
+    reference: Annotated[str | None, typer.Option(help="Référence (numéro de reçu) : la même référence n'est enregistrée qu'une fois.")] = None,
 ) -> None:
-    """Record one household's monthly contribution."""
+    """Enregistrer la cotisation du mois d'un foyer."""
     from caisse import fund
 
     created = _run(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
-                                                      settings=Settings(), reference=reference))
+                                                      settings=Settings(), reference=reference, by=by, os_user=_os_user()))
     _recorded(created, "Cotisation enregistrée.")
 
 
@@ -728,14 +720,16 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV: household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
-    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Import the good lines even if others are wrong.")] = False,
+    path: Annotated[Path, typer.Argument(help="CSV : household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    by: _StaffBy,
+    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
-    """Import contributions from the payment platform's CSV; nothing is imported from a file with errors."""
+    """Importer les cotisations du fichier CSV de la plateforme de paiement ; rien n'est importé d'un fichier qui a des erreurs."""
     from caisse import fund
 
     content = path.read_text(encoding="utf-8-sig")
-    report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors))
+    report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
+                                                      by=by, os_user=_os_user()))
     for line, problem in report.errors:
         err.print(f"[red]ligne {line} :[/red] {_french(problem)}")
     out.print(report.imported)
@@ -747,11 +741,11 @@ def fund_import(
 
 
 @fund_app.command("match")
-def fund_match(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """Post the partner's matching funds still due for the month."""
+def fund_match(month: _Month, by: _StaffBy) -> None:
+    """Verser l'abondement du partenaire encore dû pour le mois."""
     from caisse import fund
 
-    posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings()))
+    posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings(), by=by, os_user=_os_user()))
     out.print(posted)
     err.print(f"Abondement de {month} : {euros(posted)} EUR versés au fonds." if posted
               else f"Abondement de {month} : rien de plus n'est dû.")
@@ -759,40 +753,45 @@ def fund_match(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
 
 @fund_app.command("grant")
 def fund_grant(
-    month: Annotated[str, typer.Option(help="YYYY-MM.")], amount: Annotated[str, typer.Option(help="Euros.")],
-    source: Annotated[str, typer.Option(help="Who gives it.")], reference: Annotated[str, typer.Option(help="Idempotency key.")],
+    month: _Month, amount: Annotated[str, typer.Option(help="Euros.")],
+    source: Annotated[str, typer.Option(help="Qui la verse.")],
+    reference: Annotated[str, typer.Option(help="Référence (numéro de pièce) : la même n'est enregistrée qu'une fois.")],
+    by: _StaffBy,
 ) -> None:
-    """Record a grant received."""
+    """Enregistrer une subvention reçue."""
     from caisse import fund
 
     created = _run(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source,
-                                               reference=reference))
+                                               reference=reference, by=by, os_user=_os_user()))
     _recorded(created, f"Subvention de {source} enregistrée pour {month}.")
 
 
 @fund_app.command("fee")
 def fund_fee(
-    month: Annotated[str, typer.Option(help="YYYY-MM.")], amount: Annotated[str, typer.Option(help="Euros.")],
-    memo: Annotated[str, typer.Option(help="What it is for.")], reference: Annotated[str, typer.Option(help="Idempotency key.")],
+    month: _Month, amount: Annotated[str, typer.Option(help="Euros.")],
+    memo: Annotated[str, typer.Option(help="Pour quoi.")],
+    reference: Annotated[str, typer.Option(help="Référence (numéro de pièce) : la même n'est enregistrée qu'une fois.")],
+    by: _StaffBy,
 ) -> None:
-    """Record a fee paid (bank, payment platform)."""
+    """Enregistrer des frais payés (banque, plateforme de paiement)."""
     from caisse import fund
 
-    created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference))
+    created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference,
+                                             by=by, os_user=_os_user()))
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 
 
-ledger_app = typer.Typer(help="The ledger: correct a staff entry made by mistake.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Le grand livre : corriger une saisie faite par erreur.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
 
 @ledger_app.command("reverse")
 def ledger_reverse(
-    reference: Annotated[str, typer.Argument(help="Reference of the entry to take back (e.g. contribution:RECU-0042).")],
+    reference: Annotated[str, typer.Argument(help="Référence de l'écriture à reprendre (par exemple contribution:RECU-0042).")],
     by: _StaffBy,
-    reason: Annotated[str, typer.Option(help="Why, in French (kept in the ledger and the audit log).")],
+    reason: Annotated[str, typer.Option(help="Pourquoi (gardé au grand livre et au journal).")],
 ) -> None:
-    """Reverse an allowance credit, contribution, grant or fee entered by mistake (once; nothing is deleted)."""
+    """Contre-passer une allocation, une cotisation, une subvention ou des frais saisis par erreur (une fois ; rien n'est effacé)."""
     from caisse import corrections
 
     done = _run(lambda s: corrections.reverse(s, reference=reference, by=by, reason=reason, os_user=_os_user()))
@@ -873,13 +872,13 @@ def verify() -> None:
     err.print("Tous les invariants du grand livre tiennent.")
 
 
-review_app = typer.Typer(help="Records held for review (caisse.review): release or reject them.", no_args_is_help=True)
+review_app = typer.Typer(help="Enregistrements retenus pour vérification : les libérer ou les rejeter.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 
 
 @review_app.command("list")
-def review_list(vendor: Annotated[int | None, typer.Option(help="Only this vendor's records.")] = None) -> None:
-    """List the records waiting for a decision (tab-separated, by vendor then oldest first)."""
+def review_list(vendor: Annotated[int | None, typer.Option(help="Seulement les enregistrements de ce commerçant.")] = None) -> None:
+    """Lister les enregistrements qui attendent une décision (séparés par des tabulations, par commerçant puis du plus ancien)."""
     from caisse import statements
 
     settings = Settings()
@@ -895,27 +894,26 @@ def review_list(vendor: Annotated[int | None, typer.Option(help="Only this vendo
     err.print(f"{len(held)} enregistrement(s) en attente de décision.")
 
 
-_HeldRecordId = Annotated[int, typer.Argument(help="Record id (see caisse review list).")]
-_DecidedBy = Annotated[str, typer.Option(help="Who decides (recorded on the record).")]
+_HeldRecordId = Annotated[int, typer.Argument(help="Numéro de l'enregistrement (voir caisse review list).")]
 
 
 @review_app.command("release")
-def review_release(record_id: _HeldRecordId, by: _DecidedBy) -> None:
-    """Release a held record: the next settlement run pays the vendor."""
+def review_release(record_id: _HeldRecordId, by: _StaffBy) -> None:
+    """Libérer un enregistrement retenu : le prochain règlement paie le commerçant."""
     from caisse import review
 
-    record = _run(lambda s: review.release(s, record_id=record_id, by=by))
+    record = _run(lambda s: review.release(s, record_id=record_id, by=by, os_user=_os_user()))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} libéré par {by} : le commerçant sera payé au prochain règlement.")
 
 
 @review_app.command("reject")
-def review_reject(record_id: _HeldRecordId, by: _DecidedBy) -> None:
-    """Reject a held record: the vendor is never paid for it; a payment goes back to the member."""
+def review_reject(record_id: _HeldRecordId, by: _StaffBy) -> None:
+    """Rejeter un enregistrement retenu : le commerçant n'est jamais payé pour lui ; un paiement revient au foyer."""
     from caisse import review
     from caisse.protocol import Kind
 
-    record = _run(lambda s: review.reject(s, record_id=record_id, by=by))
+    record = _run(lambda s: review.reject(s, record_id=record_id, by=by, os_user=_os_user()))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} rejeté par {by} : il ne sera jamais payé au commerçant"
               + (" ; le foyer a été remboursé." if record.kind == Kind.PAYMENT else " ; le paiement annulé reste dû."))
@@ -926,13 +924,13 @@ _BulkVendor = Annotated[int | None, typer.Option("--vendor", help="Tous les enre
 
 
 @review_app.command("release-all")
-def review_release_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
+def review_release_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
     """Libérer d'un coup tous les enregistrements retenus d'un terminal ou d'un commerçant (chacun inscrit au journal)."""
     _decide_all("release", by=by, terminal=terminal, vendor=vendor)
 
 
 @review_app.command("reject-all")
-def review_reject_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
+def review_reject_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
     """Rejeter d'un coup tous les enregistrements retenus d'un terminal ou d'un commerçant (chacun inscrit au journal)."""
     _decide_all("reject", by=by, terminal=terminal, vendor=vendor)
 
@@ -940,7 +938,8 @@ def review_reject_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _B
 def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | None) -> None:
     from caisse import review
 
-    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor))
+    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor,
+                                               os_user=_os_user()))
     for record_id in decided:
         out.print(record_id)
     done = "libéré(s)" if decision == "release" else "rejeté(s)"
@@ -1122,7 +1121,7 @@ app.add_typer(bank_app, name="banque")
 @bank_app.command("importer")
 def bank_import(
     path: Annotated[Path, typer.Argument(help="Fichier XML reçu de la banque.", exists=True, dir_okay=False)],
-    by: Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif).")],
+    by: _StaffBy,
 ) -> None:
     """Importer un rejet (pain.002) ou un avis/relevé (camt.054, camt.053) : un virement retourné
     revient au commerçant et sera repayé par un prochain règlement."""

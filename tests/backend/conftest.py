@@ -124,3 +124,19 @@ def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+DECIDERS = {"trésorière": "tresoriere@caisse.test", "coordinatrice": "coordinatrice@caisse.test", "Claire": "claire@caisse.test",
+            "a": "a@caisse.test", "b": "b@caisse.test"}
+
+
+@pytest.fixture
+def deciders(engine: Engine) -> dict[str, str]:
+    """Active console accounts for the people who decide held records in these tests."""
+    from caisse.db import session_factory
+    from caisse.models import ConsoleUser, Role
+
+    with session_factory(engine)() as session:
+        session.add_all(ConsoleUser(email=email, role=Role.TREASURER, password_hash="!") for email in DECIDERS.values())
+        session.commit()
+    return DECIDERS
