@@ -17,7 +17,7 @@ from sqlmodel import Session
 from caisse import accounts, audit, ledger, protocol, review, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from caisse.models import (
     BlockReason,
     Card,
@@ -27,6 +27,7 @@ from caisse.models import (
     ConventionStatus,
     Household,
     IbanChangeStatus,
+    Role,
     Terminal,
     TerminalStatus,
     Vendor,
@@ -179,8 +180,16 @@ def pending_iban_change(session: Session, *, vendor_id: int) -> VendorIbanChange
     ).scalars().first()
 
 
+# Who may approve a vendor's new IBAN: the treasury and the administrators (the console's rule,
+# held here so the command line keeps it too). Anyone active may ask, or refuse a request.
+IBAN_APPROVERS = (Role.TREASURER, Role.ADMIN)
+
+
 def _decidable_change(session: Session, *, change_id: int, by: str) -> tuple[VendorIbanChange, str]:
-    by = accounts.active_user(session, email=by).email
+    approver = accounts.active_user(session, email=by)
+    if approver.role not in IBAN_APPROVERS:
+        raise Forbidden("iban_approver_required", f"{approver.email} is {approver.role}: the treasury or an administrator approves")
+    by = approver.email
     change = _pending_change(session, change_id=change_id)
     if accounts.same_person(by, change.requested_by):
         raise Conflict("second_person_required", f"{by} requested this IBAN change: another person approves it")

@@ -213,3 +213,19 @@ def test_settlement_runs_are_found_by_day_month_number_or_person_and_status(sess
     assert days() == ["2026-12-01", "2026-11-30"]  # newest first
     assert days(query="2026-11") == days(query="2026-11-30") == days(query="CLAIRE") == ["2026-11-30"]
     assert days(status="prepared") == ["2026-12-01"] and days(query="2026-11", status="prepared") == []
+
+
+@sqlite_only
+def test_a_new_iban_is_approved_by_the_treasury_or_an_administrator_other_than_who_asked(session: Session) -> None:
+    staff = _staff(session)
+    world = make_world(session)
+    change = admin.request_iban_change(session, vendor_id=world.vendor_id, iban="DE89370400440532013000",
+                                       by=staff[Role.TREASURER])
+    session.commit()
+    for who, refused in ((Role.COORDINATOR, Forbidden), (Role.COMMITTEE, Forbidden), (Role.TREASURER, Conflict)):
+        with pytest.raises(refused):
+            admin.approve_iban_change(session, change_id=change.id or 0, by=staff[who])
+        session.rollback()
+    assert admin.get_vendor(session, vendor_id=world.vendor_id).iban is None
+    admin.approve_iban_change(session, change_id=change.id or 0, by=staff[Role.ADMIN])
+    assert admin.get_vendor(session, vendor_id=world.vendor_id).iban == "DE89370400440532013000"

@@ -36,6 +36,7 @@ MESSAGES = {
     "invalid_password": "Le mot de passe doit compter au moins 10 caractères.",
     "user_exists": "Un compte existe déjà pour cette adresse.",
     "admin_by_required": "Indiquez votre compte d'administrateur actif (--by adresse) : seul le tout premier compte se crée sans.",
+    "iban_approver_required": "Seule une personne de la trésorerie ou de l'administration approuve un nouvel IBAN.",
     "admin_required": "Seul un administrateur gère les comptes de la console.",
     "last_admin": "C'est le dernier administrateur actif : créez ou réactivez d'abord un autre administrateur.",
     "user_already_active": "Ce compte est déjà actif : rien n'a changé.",
