@@ -14,7 +14,7 @@ from datetime import date
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, audit, ledger, protocol, review, sun
+from caisse import accounts, audit, ingest, ledger, protocol, review, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -29,7 +29,9 @@ from caisse.models import (
     IbanChangeStatus,
     Role,
     Terminal,
+    TerminalHealth,
     TerminalStatus,
+    TransactionRecord,
     Vendor,
     VendorIbanChange,
     VendorKind,
@@ -566,6 +568,37 @@ def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str, os_us
                  detail=_with_os_user({"vendor_id": terminal.vendor_id}, os_user))
     session.refresh(terminal)
     return terminal
+
+
+def accept_lost_records(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> tuple[int, int]:
+    """A person accepts as lost the records a terminal reported it no longer holds while the
+    database lacks them (restored from a backup taken before they arrived): the terminal's
+    acked_seq passes the gap, so the terminal can reclaim its flash again, and the record after
+    the gap, whose link to them can never be checked, counts as chain-verified, so the next run
+    pays it. Returns the lost seqs (first, last). Their money stays taken from the members' cards
+    and is nowhere in the books: the audit entry names them.
+    """
+    accounts.active_user(session, email=by)
+    terminal = _locked_terminal(session, terminal_id=terminal_id)
+    health = session.get(TerminalHealth, terminal_id, populate_existing=True)
+    first, last = (health.lost_first_seq, health.lost_last_seq) if health is not None else (None, None)
+    if first is None or last is None or first != terminal.acked_seq + 1:
+        raise Conflict("no_lost_records", f"terminal {terminal_id} reports no records lost above its acked_seq"
+                                          f" {terminal.acked_seq}")
+    arrived = session.execute(select(func.count()).select_from(TransactionRecord).where(
+        TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq >= first,  # type: ignore[arg-type]
+        TransactionRecord.seq <= last)).scalar_one()  # type: ignore[arg-type]
+    if arrived:
+        raise Conflict("lost_records_arrived", f"{arrived} of the records {first}..{last} of terminal {terminal_id}"
+                                               " are stored: they are not lost")
+    acked_seq = ingest.acked_seq_from(session, terminal_id=terminal_id, acked_seq=last)
+    session.execute(update(Terminal).where(Terminal.id == terminal_id).values(acked_seq=acked_seq))  # type: ignore[arg-type]
+    session.execute(update(TransactionRecord).where(
+        TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq == last + 1)  # type: ignore[arg-type]
+        .values(chain_verified=True))
+    audit.record(session, actor=by, action="terminal.accept_loss", subject=f"terminal:{terminal_id}",
+                 detail=_with_os_user({"first_seq": first, "last_seq": last, "acked_seq": acked_seq}, os_user))
+    return first, last
 
 
 def _require_text(**fields: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from caisse import accounts, admin, sun
+from caisse.cli_fund import cotisations_app, year_app
 from caisse.cli_lists import liste_app
 from caisse.models import Card
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
@@ -37,6 +38,8 @@ vendor_app = typer.Typer(help="Commerçants conventionnés.", no_args_is_help=Tr
 member_app = typer.Typer(help="Member households.", no_args_is_help=True)
 card_app = typer.Typer(help="Cartes des foyers.", no_args_is_help=True)
 terminal_app = typer.Typer(help="Terminaux de paiement.", no_args_is_help=True)
+app.add_typer(cotisations_app, name="cotisations")  # caisse.cli_fund: contributions by choice
+app.add_typer(year_app, name="annee")  # and the fund's year
 for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
     app.add_typer(sub, name=name)
 
@@ -537,6 +540,19 @@ def terminal_revoke(
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
+@terminal_app.command("perte")
+def terminal_accept_loss(
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (inscrit au journal).")],
+) -> None:
+    """Constater la perte des enregistrements qu'un terminal n'a plus, après une restauration de la base
+    (docs/operations.md, « Terminals after a restore ») : le terminal peut de nouveau libérer sa mémoire."""
+    first, last = _run(lambda s: admin.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    out.print(terminal_id)
+    err.print(f"Terminal {terminal_id} : perte des n° {first} à {last} constatée par {by}. Le paiement qui suit"
+              " sera réglé au prochain règlement.")
+
+
 @terminal_app.command("clear")
 def terminal_clear(
     terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
@@ -599,9 +615,9 @@ def allowance_rule_set(
 @rule_app.command("show")
 def allowance_rule_show(month: Annotated[str | None, typer.Option(help="AAAA-MM (par défaut : ce mois-ci).")] = None) -> None:
     """Afficher la règle en vigueur pour un mois, puis chaque règle enregistrée."""
-    from caisse import allowances
+    from caisse import allowances, means
 
-    month = month or date.today().strftime("%Y-%m")
+    month = month or str(means.current_month(Settings()))  # this month in Paris, not on the server's clock
     settings = Settings()
     in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
@@ -720,14 +736,14 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV : household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    path: Annotated[Path, typer.Argument(help="CSV : foyer, mois, montant, référence (ou household_id, month, amount_eur, reference).", exists=True, dir_okay=False)],
     by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
     """Importer les cotisations du fichier CSV de la plateforme de paiement ; rien n'est importé d'un fichier qui a des erreurs."""
     from caisse import fund
 
-    content = path.read_text(encoding="utf-8-sig")
+    content = path.read_bytes()
     report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
                                                       by=by, os_user=_os_user()))
     for line, problem in report.errors:

@@ -644,6 +644,12 @@ def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int,
     bump_cards(session, household_ids=batch.households)
 
 
+def acked_seq_from(session: Session, *, terminal_id: int, acked_seq: int) -> int:
+    """The terminal's acked_seq counted on from `acked_seq` over the records stored above it
+    (caisse.admin.accept_lost_records, once the records below are accounted for)."""
+    return _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored={}, covered=range(0))
+
+
 def _advance_acked_seq(
     session: Session, *, terminal_id: int, acked_seq: int, stored: dict[int, _Stored], covered: range | set[int]
 ) -> int:

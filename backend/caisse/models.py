@@ -200,6 +200,15 @@ class TerminalHealth(SQLModel, table=True):
     unsent_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     unsigned_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     log_free_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The terminal's own acked_seq (the highest the backend ever answered it) and the records it
+    # no longer holds while the backend lacks them; None from a firmware that does not say.
+    terminal_acked_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lost_first_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lost_last_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Set when a report said the terminal had been acknowledged further than the backend then was
+    # (its database restored from a backup): from which seq, down to which. Kept by later reports.
+    rewound_from_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    rewound_to_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class TerminalLimits(SQLModel, table=True):
@@ -373,6 +382,45 @@ class Contribution(SQLModel, table=True):
     month: str = Field(sa_column=Column(String(7), nullable=False, index=True))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     reference: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class HouseholdMeans(SQLModel, table=True):
+    """A household's size, means and chosen contribution from `effective_month` on, until its next
+    row (caisse.means). The size drives the per_member allowance of each month; `household.members`
+    is the size in force now."""
+
+    __tablename__ = "household_means"
+    __table_args__ = (
+        UniqueConstraint("household_id", "effective_month", name="uq_household_means_month"),
+        CheckConstraint("size > 0", name="ck_household_means_size"),
+        CheckConstraint("income_quartile IS NULL OR income_quartile BETWEEN 1 AND 4", name="ck_household_means_quartile"),
+        CheckConstraint("monthly_income_cents IS NULL OR monthly_income_cents >= 0", name="ck_household_means_income"),
+        CheckConstraint("chosen_contribution_cents IS NULL OR chosen_contribution_cents >= 0",
+                        name="ck_household_means_contribution"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: int = Field(sa_column=Column(Integer, ForeignKey("household.id"), nullable=False, index=True))
+    effective_month: str = Field(sa_column=Column(String(7), nullable=False))  # YYYY-MM
+    size: int = Field(sa_column=Column(Integer, nullable=False))
+    income_quartile: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))  # 1 = lowest
+    monthly_income_cents: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chosen_contribution_cents: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    recorded_by: str = Field(sa_column=Column(String(254), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class FeeCategory(SQLModel, table=True):
+    """What a fee paid was for (caisse.costs), by the reference of its ledger transfer."""
+
+    __tablename__ = "fee_category"
+    __table_args__ = (
+        CheckConstraint("category IN ('logiciel', 'banque', 'plateforme', 'personnel', 'autre')", name="ck_fee_category"),
+    )
+
+    reference: str = Field(sa_column=Column(String(128), primary_key=True))
+    category: str = Field(sa_column=Column(String(16), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 

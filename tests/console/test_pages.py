@@ -365,3 +365,42 @@ def test_a_terminal_shows_its_last_health_report_in_french(console_client: TestC
         assert shown in text, shown
     answer = console_client.get("/console/terminals/999")
     assert answer.status_code == 404 and "Terminal introuvable." in answer.text
+
+
+def test_a_terminal_acknowledged_further_than_a_restored_database_shows_whether_its_gap_was_filled(
+        console_client: TestClient, users: Any, engine: Engine) -> None:
+    from caisse.models import Terminal, TerminalHealth
+
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+
+    def report(acked: int, **fields: Any) -> None:
+        with session_factory(engine)() as session:  # as caisse.terminal_health stores a signed report
+            session.merge(TerminalHealth(
+                terminal_id=ids["terminal"], terminal_time=1767254400, firmware_version="0.3.0", uptime_s=60, boots=1,
+                watchdog_resets=0, crash_resets=0, task_restarts=0, safe_mode_boots=0, errors={}, last_error="",
+                battery_mv=None, battery_low=False, unsent_records=0, unsigned_records=0, log_free_bytes=480000,
+                rewound_from_seq=9, rewound_to_seq=4, terminal_acked_seq=9, **fields))
+            terminal = session.get(Terminal, ids["terminal"])
+            assert terminal is not None
+            terminal.acked_seq = acked
+            session.commit()
+
+    report(4)
+    for page in ("/console/terminals", f"/console/vendors/{ids['vendor']}"):
+        text = console_client.get(page).text
+        assert "renvoi après restauration : en cours (4 / 9)" in text and "correcte" not in text, page
+    report(4, lost_first_seq=5, lost_last_seq=6)
+    text = console_client.get(f"/console/terminals/{ids['terminal']}").text
+    assert "n° 5 à 6 plus sur le terminal" in text
+    assert "Enregistrements n° 5 à 6 : plus sur le terminal." in text
+    page = f"/console/terminals/{ids['terminal']}"
+    answer = post_form(console_client, page, f"{page}/accept-loss", {})
+    assert answer.status_code == 303
+    text = console_client.get(answer.headers["location"]).text
+    assert "perte des n° 5 à 6 constatée" in text and "Constater la perte" not in text
+    assert "en cours (6 / 9)" in text  # past the gap; the terminal has yet to send 7..9
+    again = post_form(console_client, page, f"{page}/accept-loss", {})  # a second click
+    assert "rien à constater" in console_client.get(again.headers["location"]).text
+    report(9)
+    assert "renvoi après restauration : complet" in console_client.get("/console/terminals").text

@@ -37,6 +37,7 @@ PAGE_ROLES: dict[str, tuple[Role, ...]] = {
     "terminals": STAFF,
     "transactions": (*STAFF, Role.TREASURER),
     "settlements": (Role.ADMIN, Role.TREASURER, Role.COORDINATOR),
+    "contributions": (*STAFF, Role.TREASURER),
     "fund": (Role.ADMIN, Role.TREASURER),  # money steps: allowances, imports, grants, fees, credits, reversals
     "budget": tuple(Role),
     "flows": tuple(Role),

@@ -55,6 +55,8 @@ MESSAGES = {
     "record_not_held": "Ce paiement n'attend plus de décision : il a déjà été libéré ou rejeté.",
     "invalid_decided_by": "Indiquez qui prend la décision.",
     "invalid_decision": "Une décision groupée libère ou rejette les enregistrements retenus d'un terminal ou d'un commerçant, pas des deux.",
+    "no_lost_records": "Ce terminal ne signale aucun enregistrement perdu juste après ceux que la base a reçus : rien à constater.",
+    "lost_records_arrived": "Une partie de ces enregistrements est arrivée entre-temps : ils ne sont pas perdus, rien n'a été changé.",
     "terminal_not_suspect": "Ce terminal n'est pas signalé suspect : il n'y a pas de soupçon à lever.",
     "invalid_run_date": "Date de règlement invalide.",
     "day_not_over": "Cette journée n'est pas terminée : on ne règle qu'une journée passée.",
@@ -95,13 +97,18 @@ MESSAGES = {
     "invalid_allowance_rule": "Règle d'allocation inconnue.",
     "invalid_unspent_policy": "Règle inconnue pour l'argent non dépensé.",
     "negative_amount": "Un montant ne peut pas être négatif.",
+    # household means, contributions due, costs, year budget
+    "invalid_size": "Un foyer compte de 1 à 30 personnes.",
+    "means_missing": "Indiquez le quartile de revenu ou le revenu mensuel du foyer.",
+    "invalid_quartile": "Le quartile de revenu est 1, 2, 3 ou 4.",
+    "invalid_category": "Catégorie de frais inconnue : logiciel, banque, plateforme, personnel ou autre.",
+    "invalid_year": "Une année s'écrit sur quatre chiffres, entre 2000 et 2100.",
     # the Fonds page
     "invalid_source": "Indiquez qui verse la subvention.",
     "invalid_memo": "Indiquez à quoi correspondent ces frais.",
     "fund_step_not_found": "Cette opération n'existe pas.",
     # caisse fund import
     "empty_file": "Le fichier est vide.",
-    "missing_columns": "Colonnes manquantes en ligne 1 : il faut household_id, month, amount_eur et reference.",
     "invalid_household_id": "Le numéro de foyer doit être un nombre entier.",
     "missing_reference": "La référence de la plateforme de paiement est vide.",
     "duplicate_reference": "Cette référence figure déjà sur une ligne précédente du fichier.",
@@ -114,7 +121,7 @@ FRENCH_DETAILS = frozenset({
     "invalid_seats", "invalid_title", "invalid_quotas", "invalid_seed_phrase", "no_volunteers", "draw_state",
     "invalid_volunteer", "invalid_stratum", "too_many_volunteers", "invalid_import", "invalid_export", "card_in_use",
     "bank_file_unreadable", "bank_file_unknown", "bank_payment_unknown", "bank_run_not_exported", "bank_amount_mismatch",
-    "file_too_large", "too_many_rows", "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
+    "file_too_large", "too_many_rows", "missing_columns", "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
 })
 
 

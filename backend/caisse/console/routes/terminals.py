@@ -82,6 +82,19 @@ def clear(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
                                                 " attendent toujours une décision.")
 
 
+@router.post("/{terminal_id}/accept-loss")
+def accept_loss(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
+    try:
+        first, last = admin.accept_lost_records(session, terminal_id=terminal_id, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return redirect(f"/console/terminals/{terminal_id}", flash=french(error))
+    session.commit()
+    return redirect(f"/console/terminals/{terminal_id}",
+                    flash=f"Terminal {terminal_id} : perte des n° {first} à {last} constatée. Le terminal peut de nouveau"
+                          " libérer sa mémoire ; le paiement suivant la perte sera réglé au prochain règlement.")
+
+
 @router.post("/{terminal_id}/release")
 def release_all(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
     return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.RELEASE)
