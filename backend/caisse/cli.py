@@ -249,10 +249,15 @@ def db_restore(
         typer.echo(f"{terminal_id}\t{acked_seq}")
 
 
+# The console's names of the kinds (caisse.console.templating.LABELS), the stored codes as aliases.
+_VENDOR_KINDS = Choices({"producteur": "producer", "étal de marché": "market_stall", "commerce": "shop", "épicerie": "epicerie",
+                         "coopérative": "cooperative", "boulangerie": "bakery", "autre": "other"})
+
+
 @vendor_app.command("add")
 def vendor_add(
     name: Annotated[str, typer.Option(help="Nom commercial.")],
-    kind: Annotated[str, typer.Option(help="producer, market_stall, shop, epicerie, cooperative, bakery, other.")],
+    kind: Annotated[str, _VENDOR_KINDS.option(help="Type de commerce.")],
     zone: Annotated[str, typer.Option(help="Quartier.")],
     by: _StaffBy,
     market: Annotated[str | None, typer.Option(help="Marché où il vend, s'il y en a un.")] = None,

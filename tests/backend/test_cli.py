@@ -62,7 +62,7 @@ def test_the_registry_commands_print_the_ids_they_create(invoke) -> None:  # typ
 
 def test_a_refused_operation_exits_non_zero_with_a_message(invoke) -> None:  # type: ignore[no-untyped-def]
     invoke("user", "add", "admin@caisse.test", "--password", "mot-de-passe-long")
-    invoke("vendor", "add", "--name", "X", "--kind", "spaceship", "--zone", "Sud", *STAFF, code=1)
+    invoke("vendor", "add", "--name", "X", "--kind", "spaceship", "--zone", "Sud", *STAFF, code=2)  # not a kind: a usage error
     invoke("card", "issue", "--household", "99", "--uid", "deadbeef", *STAFF, code=1)
     invoke("terminal", "register", "--vendor", "1", "--public-key", "00", code=1)
     invoke("card", "block", "zz", *STAFF, code=1)
