@@ -14,7 +14,7 @@ from datetime import date
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, audit, ingest, ledger, protocol, review, sun
+from caisse import accounts, accreditation, audit, ingest, ledger, protocol, review, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -69,13 +69,14 @@ def create_vendor(
     _require_text(name=name, zone=zone)
     _require_sepa_name(name)
     vendor = Vendor(name=name.strip(), kind=kind, zone=zone.strip(), market=(market or None), iban=iban,
-                    convention_status=convention_status, convention_start=convention_start or date.today(),
+                    convention_status=convention_status, convention_start=convention_start,
                     convention_end=convention_end)
     session.add(vendor)
     session.flush()
     assert vendor.id is not None
     ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind="vendor_payable")
     ledger.ensure_account(session, code=ledger.vendor_held_code(vendor.id), kind="vendor_held")
+    accreditation.note_state(session, vendor=vendor)
     audit.record(session, actor=by, action="vendor.create", subject=f"vendor:{vendor.id}",
                  detail={**vendor.model_dump(include=set(_AUDITED)), **({"os_user": os_user} if os_user else {})})
     return vendor
@@ -104,6 +105,7 @@ def update_vendor(
                             "convention_end": convention_end})
     session.add(vendor)
     session.flush()
+    accreditation.note_state(session, vendor=vendor)
     after = vendor.model_dump(include=set(_AUDITED))
     changed = {key: {"before": before[key], "after": after[key]} for key in _AUDITED if before[key] != after[key]}
     if changed:

@@ -23,6 +23,7 @@ from caisse import accounts, admin, sun
 from caisse.cli_fund import cotisations_app, year_app
 from caisse.cli_lists import liste_app
 from caisse.models import Card
+from caisse.cli_choices import ACCREDITATION_STATUS
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
@@ -298,6 +299,132 @@ def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="Numéro du
     change = _run(lambda s: admin.reject_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change_id} refusé : l'IBAN du commerçant {change.vendor_id} reste inchangé.")
+
+
+# Accreditation ("conventionnement"): French commands -------------------------------------------
+
+accreditation_app = typer.Typer(help="Conventionnement des commerçants : critères, visite, formation, dates et statut.",
+                                no_args_is_help=True)
+vendor_app.add_typer(accreditation_app, name="conventionnement")
+_Par = Annotated[str, typer.Option("--par", help="Votre compte de la console (adresse e-mail, actif) ; le journal note aussi"
+                                                 " l'utilisateur du système.")]
+_NONE = "aucune"
+
+
+def _cli_date(text: str | None, current: date | None) -> date | None:
+    """A date option: absent keeps `current`, « aucune » clears it, else AAAA-MM-JJ."""
+    if text is None:
+        return current
+    if text.strip().lower() == _NONE:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        err.print(f"[red]Erreur :[/red] date invalide « {text} » : écrivez AAAA-MM-JJ, ou « {_NONE} » pour l'effacer.")
+        raise typer.Exit(code=1) from None
+
+
+@accreditation_app.command("afficher")
+def accreditation_show(vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")]) -> None:
+    """Afficher le conventionnement d'un commerçant : statut, dates, visite, formation, critères."""
+    from caisse import accreditation
+
+    def read(session: Session) -> tuple[accreditation.Accreditation, list[tuple[int, str, bool]]]:
+        now = accreditation.current(session, vendor_id=vendor_id)
+        return now, [(c.id or 0, c.label, c.retired) for c in accreditation.criteria(session, include_retired=True)]
+
+    now, criteria = _run(read)
+    typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")  # type: ignore[call-overload]
+    for label, value in (("début", now.starts_on), ("fin", now.ends_on), ("visite le", now.visited_on),
+                         ("visite par", now.visited_by), ("formation le", now.trained_on)):
+        typer.echo(f"{label}\t{value if value is not None else '—'}")
+    for criterion_id, label, retired in criteria:
+        if not retired or criterion_id in now.criteria:
+            typer.echo(f"critère {criterion_id}\t{'oui' if criterion_id in now.criteria else 'non'}\t{label}")
+
+
+@accreditation_app.command("modifier")
+def accreditation_change(
+    vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")],
+    by: _Par,
+    statut: Annotated[str | None, ACCREDITATION_STATUS.option(help="Nouveau statut.")] = None,
+    debut: Annotated[str | None, typer.Option(help="Premier jour (AAAA-MM-JJ, ou « aucune »).")] = None,
+    fin: Annotated[str | None, typer.Option(help="Dernier jour (AAAA-MM-JJ, ou « aucune »).")] = None,
+    visite_le: Annotated[str | None, typer.Option(help="Date de la visite (AAAA-MM-JJ, ou « aucune »).")] = None,
+    visite_par: Annotated[str | None, typer.Option(help="Qui a fait la visite (« aucune » pour l'effacer).")] = None,
+    formation_le: Annotated[str | None, typer.Option(help="Date de la formation (AAAA-MM-JJ, ou « aucune »).")] = None,
+    cocher: Annotated[list[int] | None, typer.Option(help="Critère rempli (numéro ; l'option se répète).")] = None,
+    decocher: Annotated[list[int] | None, typer.Option(help="Critère qui n'est plus rempli (numéro ; l'option se répète).")] = None,
+    oui: Annotated[bool, typer.Option("--oui", help="Appliquer les changements affichés.")] = False,
+) -> None:
+    """Modifier un conventionnement : affiche ce qui change, puis l'applique avec --oui."""
+    from caisse import accreditation
+
+    def change(session: Session) -> list[accreditation.Change]:
+        now = accreditation.current(session, vendor_id=vendor_id)
+        wanted = accreditation.Accreditation(
+            status=now.status if statut is None else statut,
+            starts_on=_cli_date(debut, now.starts_on), ends_on=_cli_date(fin, now.ends_on),
+            visited_on=_cli_date(visite_le, now.visited_on),
+            visited_by=now.visited_by if visite_par is None else (None if visite_par.strip().lower() == _NONE else visite_par.strip()),
+            trained_on=_cli_date(formation_le, now.trained_on),
+            criteria=(now.criteria | frozenset(cocher or ())) - frozenset(decocher or ()))
+        changes = accreditation.preview(session, vendor_id=vendor_id, wanted=wanted)
+        if changes and oui:
+            accreditation.update(session, vendor_id=vendor_id, wanted=wanted, by=by, os_user=_os_user())
+        return changes
+
+    changes = _run(change)
+    if not changes:
+        err.print("Rien ne change : le conventionnement est déjà ainsi.")
+        return
+    for c in changes:
+        err.print(f"{c.field} : {c.before} → {c.after}", markup=False, highlight=False)
+    if not oui:
+        err.print("[red]Rien n'est enregistré :[/red] relancez avec --oui pour appliquer ces changements.")
+        raise typer.Exit(code=1)
+    err.print(f"Conventionnement du commerçant {vendor_id} enregistré ; ses terminaux l'apprennent à leur prochaine synchronisation.")
+
+
+@accreditation_app.command("criteres")
+def accreditation_criteria() -> None:
+    """Lister les critères de conventionnement (numéro, en vigueur ou retiré, libellé)."""
+    from caisse import accreditation
+
+    rows = _run(lambda s: [(c.id, c.retired, c.label) for c in accreditation.criteria(s, include_retired=True)])
+    for criterion_id, retired, label in rows:
+        typer.echo(f"{criterion_id}\t{'retiré' if retired else 'en vigueur'}\t{label}")
+
+
+@accreditation_app.command("ajouter-critere")
+def accreditation_add_criterion(label: Annotated[str, typer.Argument(help="Le critère, en 200 caractères au plus.")],
+                                by: _Par) -> None:
+    """Ajouter un critère, demandé désormais à chaque commerce conventionné."""
+    from caisse import accreditation
+
+    criterion = _run(lambda s: accreditation.add_criterion(s, label=label, by=by, os_user=_os_user()))
+    _created("Critère ajouté", criterion.id)
+
+
+@accreditation_app.command("retirer-critere")
+def accreditation_retire_criterion(criterion_id: Annotated[int, typer.Argument(help="Numéro du critère.")], by: _Par) -> None:
+    """Retirer un critère : il n'est plus demandé ; les commerces qui le remplissaient le gardent coché."""
+    from caisse import accreditation
+
+    _run(lambda s: accreditation.retire_criterion(s, criterion_id=criterion_id, by=by, os_user=_os_user()))
+    err.print(f"Critère {criterion_id} retiré.")
+
+
+@accreditation_app.command("a-renouveler")
+def accreditation_ending(jours: Annotated[int, typer.Option(help="Horizon, en jours.")] = 30) -> None:
+    """Lister les conventionnements actifs qui se terminent bientôt (commerçant, nom, dernier jour, jours restants)."""
+    from datetime import datetime
+
+    from caisse import accreditation
+
+    today = datetime.now(ZoneInfo(Settings().settlement_timezone)).date()
+    for e in _run(lambda s: accreditation.ending_soon(s, today=today, days=jours)):
+        typer.echo(f"{e.vendor_id}\t{e.name}\t{e.ends_on}\t{e.days_left}")
 
 
 @member_app.command("add")

@@ -132,6 +132,10 @@ class Vendor(SQLModel, table=True):
     convention_end: date | None = None
     iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    # The accreditation's visit and training (caisse.accreditation); its criteria: VendorCriterion.
+    visited_on: date | None = None
+    visited_by: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    trained_on: date | None = None
 
 
 class Terminal(SQLModel, table=True):
@@ -564,6 +568,45 @@ class VendorIbanChange(SQLModel, table=True):
     requested_at: datetime = Field(default_factory=utcnow, sa_column=_created())
     decided_by: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
     decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+# Accreditation of vendors (caisse.accreditation, docs/guide/conventionnement.md) ---------------
+
+class AccreditationCriterion(SQLModel, table=True):
+    """A criterion the caisse checks before accrediting a vendor. Retired, it is no longer asked
+    for; the vendors that met it keep their tick."""
+
+    __tablename__ = "accreditation_criterion"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    retired: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class VendorCriterion(SQLModel, table=True):
+    """A criterion a vendor meets: ticked by a console account."""
+
+    __tablename__ = "vendor_criterion"
+
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), primary_key=True))
+    criterion_id: int = Field(sa_column=Column(Integer, ForeignKey("accreditation_criterion.id"), primary_key=True))
+    checked_by: str = Field(sa_column=Column(String(254), nullable=False))
+    checked_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class AccreditationState(SQLModel, table=True):
+    """A vendor's accreditation (status, start, end) from `since` on, until its next row: ingestion
+    judges a payment on the state in force at the payment's judged time."""
+
+    __tablename__ = "accreditation_state"
+
+    id: int | None = Field(default=None, primary_key=True)
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    starts_on: date | None = None
+    ends_on: date | None = None
+    since: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
 # Sortition of new members (caisse.sortition, docs/console.md "Sortition") ----------------------

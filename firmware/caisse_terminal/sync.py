@@ -10,11 +10,11 @@ It raises OSError when the network is down. Order of one sync():
    reported; a record refused as seq_conflict, bad_chain or wrong_terminal is not sent again
    (log.NOT_RESENT), one refused as malformed or bad_signature is (the upload may have been
    corrupted on the way);
-3. GET /sync?v=2 (signed, with the 401 clock_skew dance; it tells the firmware version and, on the
+3. GET /sync?v=3 (signed, with the 401 clock_skew dance; it tells the firmware version and, on the
    first page, carries the `extra_headers(now)` of the terminal: its signed health report), merge the
-   card entries, set the clock and limits, and only then acknowledge acked_seq to the log: the
-   balances and the reclaim are from the same answer, so the offline spend never forgets a
-   record the balance lacks. An acked_seq below the log's own (the backend's database was
+   card entries, set the clock, limits and accreditation, and only then acknowledge acked_seq
+   to the log: the balances and the reclaim are from the same answer, so the offline spend never
+   forgets a record the balance lacks. An acked_seq below the log's own (the backend's database was
    restored from a backup) starts a re-send: the records above it still in flash are uploaded
    again at once (log.py, RESEND), each counted once by the backend, and the sync answer is
    fetched again, so acked_seq and the balances count them;
@@ -48,7 +48,7 @@ from .policy import CODE_FAILURE_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
-SYNC_VERSION = const(2)  # the sync format asked for (docs/protocol.md): its entries are the table's
+SYNC_VERSION = const(3)  # the sync format asked for (docs/protocol.md): v2's entries, the table's
 BACKOFF_MIN_S = const(15)
 BACKOFF_MAX_S = const(900)
 SYNC_DOMAIN = b"caisse-sync-v1"
@@ -217,7 +217,8 @@ class SyncClient:
                 stream.close()  # before the flash work: the socket (and TLS) memory goes back
             answer = reader.answer
             if answer.get("v") != SYNC_VERSION:  # a v1 answer's 32-byte entries would be misread
-                raise SyncError("sync: not a v2 answer")
+                raise SyncError("sync: not a v3 answer")
+            policy.set_accreditation(answer["accreditation"])
             pages += 1
             cards_version = answer["cards_version"]
             server_time = int(answer["server_time"])

@@ -68,7 +68,7 @@ class FakeBackend:
                                if reason is None else
                                {"index": index, "seq": rec.seq, "status": "rejected", "reason": reason})
             return 200, json.dumps({"results": results, "acked_seq": self.acked()}).encode()
-        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=") and path.endswith("&v=2")
+        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=") and path.endswith("&v=3")
         since = int(path.split("since=")[1].split("&")[0])
         t = int(headers["X-Caisse-Time"])
         if abs(t - self.server_time) > 300:
@@ -78,7 +78,7 @@ class FakeBackend:
             return 401, b'{"error": "bad_signature"}'
         cards = self.cards if since < self.cards_version else b""
         return 200, json.dumps({
-            "v": 2, "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
+            "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
             "full": since == 0, "more": False, "cards": base64.b64encode(cards).decode(), "limits": self.limits,
         }).encode()
 
@@ -268,7 +268,7 @@ def backend(method, path, headers, body):
         return 200, json.dumps({"recorded": len(body) // 15}).encode()
     fetched.append(headers)
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
-    return 200, json.dumps({"v": 2, "server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
+    return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
                             "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
                             "limits": {}}).encode()
 
@@ -401,8 +401,9 @@ def backend(method, path, headers, body):
             results.append({"index": i, "seq": seq, "status": "duplicate" if seq in stored else "accepted"})
             stored[seq] = raw
         return 200, json.dumps({"results": results, "acked_seq": acked()}).encode()
-    return 200, json.dumps({"v": 2, "server_time": rig.T0, "acked_seq": acked(), "cards_version": 9,
-                            "full": True, "more": False, "cards": "", "limits": {}}).encode()
+    return 200, json.dumps({"v": 3, "server_time": rig.T0, "acked_seq": acked(), "cards_version": 9,
+                            "full": True, "more": False, "cards": "", "limits": {},
+                            "accreditation": {"active": True, "ends_at": None}}).encode()
 
 r = rig.Rig(transport=backend)
 for amount in ('1', '2', '3', '4'):

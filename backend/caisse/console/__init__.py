@@ -17,8 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from caisse.console.deps import ConsoleForbidden, SignInRequired, check_csrf
 from caisse.console.messages import french
 from caisse.console.routes import (
-    audit, auth, budget, cards, contributions, flows, fund, households, settlements, sortition, terminals, transactions, users,
-    vendors,
+    accreditation, audit, auth, budget, cards, contributions, flows, fund, households, settlements, sortition, terminals,
+    transactions, users, vendors,
 )
 from caisse.console.templating import render
 from caisse.errors import CaisseError
@@ -28,8 +28,8 @@ logger = logging.getLogger("caisse.console")
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(check_csrf)], include_in_schema=False)
 router.add_api_route("", auth.home, methods=["GET"])
-for page in (auth, households, cards, vendors, terminals, transactions, settlements, fund, contributions, budget, flows,
-             sortition, audit, users):
+for page in (auth, households, cards, accreditation, vendors, terminals, transactions, settlements, fund, contributions,
+             budget, flows, sortition, audit, users):
     router.include_router(page.router)
 router.include_router(users.own_router)
 

@@ -30,6 +30,17 @@ MESSAGES = {
     "invalid_kind": "Type de commerce inconnu.",
     "invalid_convention_status": "Statut de conventionnement inconnu.",
     "invalid_convention_dates": "La fin du conventionnement doit suivre son début.",
+    "accreditation_incomplete": ("Pour conventionner, il faut que tous les critères en vigueur soient remplis, et la visite"
+                                 " (date et personne) et la formation enregistrées."),
+    "accreditation_unchanged": "Rien ne change : le conventionnement est déjà ainsi.",
+    "accreditation_changed": ("Le conventionnement a été modifié par quelqu'un d'autre depuis l'affichage des changements :"
+                              " relisez-les et confirmez de nouveau."),
+    "invalid_visit": "Une visite a une date et le nom de qui l'a faite (200 caractères au plus).",
+    "unknown_criterion": "Critère inconnu.",
+    "criterion_not_found": "Critère introuvable.",
+    "invalid_criterion": "Un critère s'écrit en 1 à 200 caractères.",
+    "criterion_exists": "Ce critère existe déjà.",
+    "criterion_retired": "Ce critère est déjà retiré.",
     "invalid_iban": "IBAN invalide : vérifiez le pays, la longueur et la clé de contrôle.",
     "invalid_email": "Adresse e-mail mal formée.",
     "invalid_role": "Rôle inconnu.",

@@ -50,7 +50,9 @@ LABELS = {
 ACTION_LABELS = {
     "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "contribution.record": "cotisation enregistrée", "card.issue": "carte remise",
     "card.block": "carte bloquée", "card.unblock": "carte débloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
-    "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
+    "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié",
+    "vendor.accreditation": "conventionnement modifié", "accreditation.criterion_add": "critère de conventionnement ajouté",
+    "accreditation.criterion_retire": "critère de conventionnement retiré", "terminal.revoke": "terminal révoqué",
     "terminal.clear": "terminal remis en service",
     "terminal.accept_loss": "perte d'enregistrements constatée après une restauration",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
@@ -154,6 +156,11 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
         secure = request.app.state.settings.environment != "development"
         response.set_cookie(SIGN_IN_CSRF_COOKIE, new_csrf, httponly=True, samesite="strict", secure=secure, path="/console")
     return response
+
+
+def local_today(request: Request) -> date:
+    """Today in the caisse's time zone (a date-only rule, as an accreditation's end, is judged so)."""
+    return datetime.now(ZoneInfo(request.app.state.settings.settlement_timezone)).date()
 
 
 def page_link(request: Request, number: int) -> str:

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts, admin, audit, directory
+from caisse import accounts, accreditation, admin, audit, directory
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
-from caisse.console.templating import LABELS, confirm, redirect, render
+from caisse.console.templating import LABELS, confirm, local_today, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.models import ConsoleUser, Role, Vendor, VendorIbanChange
 
@@ -179,6 +179,7 @@ def _detail(request: Request, session: DbSession, vendor_id: int, *, status_code
                   payable_cents=admin.vendor_payable_cents(session, vendor_id=vendor_id),
                   terminals=directory.terminal_rows(session, vendor_id=vendor_id),
                   history=audit.events(session, subjects=[f"vendor:{vendor_id}"], limit=20),
+                  accreditation_warning=accreditation.warning(vendor, today=local_today(request)),
                   **{"error": None, "form": form, **extra})
 
 

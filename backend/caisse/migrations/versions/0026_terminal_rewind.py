@@ -2,7 +2,7 @@
 its own acked_seq, the records it no longer holds, and when the backend was found behind it.
 
 Revision ID: 0026
-Revises: 0012
+Revises: 0023
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0026"
-down_revision: str | None = "0012"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
