@@ -17,7 +17,7 @@ from sqlmodel import Session
 from caisse import accounts, accreditation, audit, ingest, ledger, protocol, review, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from caisse.models import (
     BlockReason,
     Card,
@@ -27,6 +27,7 @@ from caisse.models import (
     ConventionStatus,
     Household,
     IbanChangeStatus,
+    Role,
     Terminal,
     TerminalHealth,
     TerminalStatus,
@@ -52,6 +53,7 @@ _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 # Vendors ------------------------------------------------------------------------------------
 
 SYSTEM = accounts.SYSTEM  # who acts when no person does
+API = "api-admin"  # the admin API: its token is the machine's (provisioning)
 _AUDITED = ("name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end")
 
 
@@ -182,8 +184,16 @@ def pending_iban_change(session: Session, *, vendor_id: int) -> VendorIbanChange
     ).scalars().first()
 
 
+# Who may approve a vendor's new IBAN: the treasury and the administrators (the console's rule,
+# held here so the command line keeps it too). Anyone active may ask, or refuse a request.
+IBAN_APPROVERS = (Role.TREASURER, Role.ADMIN)
+
+
 def _decidable_change(session: Session, *, change_id: int, by: str) -> tuple[VendorIbanChange, str]:
-    by = accounts.active_user(session, email=by).email
+    approver = accounts.active_user(session, email=by)
+    if approver.role not in IBAN_APPROVERS:
+        raise Forbidden("iban_approver_required", f"{approver.email} is {approver.role}: the treasury or an administrator approves")
+    by = approver.email
     change = _pending_change(session, change_id=change_id)
     if accounts.same_person(by, change.requested_by):
         raise Conflict("second_person_required", f"{by} requested this IBAN change: another person approves it")
@@ -202,6 +212,11 @@ def _pending_change(session: Session, *, change_id: int) -> VendorIbanChange:
 
 def _with_os_user(detail: dict[str, object], os_user: str | None) -> dict[str, object]:
     return {**detail, "os_user": os_user} if os_user else detail
+
+
+def _actor(session: Session, by: str, os_user: str | None) -> str:
+    """Who the audit names (accounts.staff_actor), the admin API's token included."""
+    return API if by == API and os_user is None else accounts.staff_actor(session, by=by, os_user=os_user)
 
 
 def _checked_vendor_fields(
@@ -336,9 +351,18 @@ def parse_uid(uid_hex: str) -> bytes:
     return uid
 
 
-def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: str = CardType.BASIC) -> Card:
+def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: str = CardType.BASIC,
+               by: str = SYSTEM, os_user: str | None = None) -> Card:
     """A new card for the household, or a returned card issued again (to any household): then
     it starts afresh, its SUN counters forgotten, since wiping may restart the chip's counter."""
+    by = _actor(session, by, os_user)
+    card = _issue(session, household_id=household_id, uid_hex=uid_hex, card_type=card_type)
+    audit.record(session, actor=by, action="card.issue", subject=f"card:{card.uid.hex()}",
+                 detail=_with_os_user({"household_id": household_id, "card_type": card.card_type}, os_user))
+    return card
+
+
+def _issue(session: Session, *, household_id: int, uid_hex: str, card_type: str) -> Card:
     uid = parse_uid(uid_hex)
     if card_type not in CardType.__members__.values():
         raise InvalidInput("invalid_card_type", f"card_type must be one of {', '.join(CardType)}")
@@ -385,32 +409,75 @@ def get_card(session: Session, *, uid_hex: str) -> Card:
     return card
 
 
-def block_card(session: Session, *, uid_hex: str, reason: str = BlockReason.LOST) -> Card:
+def block_card(session: Session, *, uid_hex: str, reason: str = BlockReason.LOST, by: str = SYSTEM,
+               os_user: str | None = None) -> Card:
     """Block a lost or stolen card from now on (docs/cards.md, "Lifecycle"). Blocking twice keeps
-    the first time and reason (taps before it still count); a returned card stays returned."""
+    the first time and reason (taps before it still count) and writes nothing; a returned card
+    stays returned."""
+    by = _actor(session, by, os_user)
     if reason not in (BlockReason.LOST, BlockReason.STOLEN):
         raise InvalidInput("invalid_block_reason", "a card is blocked as lost or stolen")
     card = get_card(session, uid_hex=uid_hex)
-    _end_card(session, card, status=CardStatus.BLOCKED, reason=reason)
+    if _end_card(session, card, status=CardStatus.BLOCKED, reason=reason):
+        audit.record(session, actor=by, action="card.block", subject=f"card:{card.uid.hex()}",
+                     detail=_with_os_user({"household_id": card.household_id, "reason": reason}, os_user))
     return card
 
 
-def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type: str | None = None) -> Card:
+# Which blocks a person may lift. A lost card that turns up is the household's again. A stolen
+# card, one seen copied (flagged) or one replaced may have a copy or a successor in use: the
+# household gets a replacement card instead (replace_card), never the old one back.
+LIFTABLE_BLOCKS = (BlockReason.LOST,)
+
+
+def unblock_card(session: Session, *, uid_hex: str, by: str, os_user: str | None = None) -> Card:
+    """A card blocked as lost was found: active again from the terminals' next sync. Its balance
+    never moved (it is the household's); the audit keeps when and why it had been blocked."""
+    by = _actor(session, by, os_user)
+    card = get_card(session, uid_hex=uid_hex)
+    if card.status == CardStatus.ACTIVE:
+        raise Conflict("card_not_blocked", f"card {card.uid.hex()} is not blocked")
+    if card.status == CardStatus.RETURNED:
+        raise Conflict("card_returned", f"card {card.uid.hex()} was returned: issue it again instead")
+    if card.block_reason not in LIFTABLE_BLOCKS:
+        raise Conflict("card_block_final", f"card {card.uid.hex()} is blocked as {card.block_reason}: replace it")
+    _check_room_for_a_card(session, household_id=card.household_id)
+    assert card.id is not None
+    blocked_at, reason = card.blocked_at, card.block_reason  # the update below refreshes `card`
+    session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+        status=CardStatus.ACTIVE, blocked_at=None, block_reason=None, blocked_version=None))
+    bump_cards(session, card_ids=[card.id])
+    audit.record(session, actor=by, action="card.unblock", subject=f"card:{card.uid.hex()}",
+                 detail=_with_os_user({"household_id": card.household_id, "reason": reason,
+                                       "blocked_at": blocked_at}, os_user))
+    session.refresh(card)
+    return card
+
+
+def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type: str | None = None,
+                 by: str = SYSTEM, os_user: str | None = None) -> Card:
     """A new card for the old one's household; the old one is blocked (if it was not already).
     The balance is the household's, so it follows without moving money."""
+    by = _actor(session, by, os_user)
     old = get_card(session, uid_hex=uid_hex)
     if old.status == CardStatus.RETURNED:
         raise Conflict("card_returned", f"card {old.uid.hex()} was returned: issue a new card to the household instead")
     # Blocked first, so a household using its 16 cards can still swap one; if the new card is
     # refused, the caller rolls the block back with it.
     _end_card(session, old, status=CardStatus.BLOCKED, reason=BlockReason.REPLACED)
-    return issue_card(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
+    new = _issue(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
+    audit.record(session, actor=by, action="card.replace", subject=f"card:{old.uid.hex()}",
+                 detail=_with_os_user({"household_id": old.household_id, "new_uid": new.uid.hex()}, os_user))
+    return new
 
 
-def return_card(session: Session, *, uid_hex: str) -> Card:
+def return_card(session: Session, *, uid_hex: str, by: str = SYSTEM, os_user: str | None = None) -> Card:
     """The card was handed back (and wiped): refused from now on, its UID free to issue again."""
+    by = _actor(session, by, os_user)
     card = get_card(session, uid_hex=uid_hex)
-    _end_card(session, card, status=CardStatus.RETURNED, reason=card.block_reason)
+    if _end_card(session, card, status=CardStatus.RETURNED, reason=card.block_reason):
+        audit.record(session, actor=by, action="card.return", subject=f"card:{card.uid.hex()}",
+                     detail=_with_os_user({"household_id": card.household_id}, os_user))
     return card
 
 
@@ -424,16 +491,17 @@ def block_household_cards(session: Session, *, household_id: int, reason: str, a
     return [card.id for card in cards if card.id is not None]
 
 
-def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None, at: datetime | None = None) -> None:
+def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None, at: datetime | None = None) -> bool:
     """Move an active card to blocked or returned, or a blocked card to returned, keeping the
-    first refusal time; the new state reaches terminals at their next sync."""
+    first refusal time; the new state reaches terminals at their next sync. False: unchanged."""
     if card.status == status or card.status == CardStatus.RETURNED:
-        return
+        return False
     assert card.id is not None
     session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
         status=status, blocked_at=card.blocked_at or at or utcnow(), block_reason=reason))
     bump_blocked_cards(session, card_ids=[card.id])
     session.refresh(card)
+    return True
 
 
 # Terminals ----------------------------------------------------------------------------------
@@ -483,9 +551,11 @@ def _locked_terminal(session: Session, *, terminal_id: int) -> Terminal:
     return terminal
 
 
-def revoke_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
+def revoke_terminal(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> Terminal:
     """Every later request of the terminal is refused. Its records not settled yet are held for a
-    person to decide (caisse.review): revoking pays nothing and refunds nothing."""
+    person to decide (caisse.review): revoking pays nothing and refunds nothing. Revoking a
+    revoked terminal writes nothing."""
+    by = _actor(session, by, os_user)
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.REVOKED:
         before = terminal.status
@@ -493,20 +563,22 @@ def revoke_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
         session.execute(update(Terminal).where(Terminal.id == terminal_id)  # type: ignore[arg-type]
                         .values(status=TerminalStatus.REVOKED, revoked_at=utcnow()))
         audit.record(session, actor=by, action="terminal.revoke", subject=f"terminal:{terminal_id}",
-                     detail={"vendor_id": terminal.vendor_id, "status_before": before, "records_held": held})
+                     detail=_with_os_user({"vendor_id": terminal.vendor_id, "status_before": before,
+                                           "records_held": held}, os_user))
         session.refresh(terminal)
     return terminal
 
 
-def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
+def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> Terminal:
     """A person looked at a suspect terminal and trusts it again: it is active. Its held records
     stay held until someone decides on them (caisse.review)."""
+    by = _actor(session, by, os_user)
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.SUSPECT:
         raise Conflict("terminal_not_suspect", f"terminal {terminal_id} is {terminal.status}, not suspect")
     session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.ACTIVE))  # type: ignore[arg-type]
     audit.record(session, actor=by, action="terminal.clear", subject=f"terminal:{terminal_id}",
-                 detail={"vendor_id": terminal.vendor_id})
+                 detail=_with_os_user({"vendor_id": terminal.vendor_id}, os_user))
     session.refresh(terminal)
     return terminal
 

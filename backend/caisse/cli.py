@@ -19,8 +19,9 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import admin, sun
+from caisse import accounts, admin, sun
 from caisse.cli_fund import cotisations_app, year_app
+from caisse.cli_lists import liste_app
 from caisse.models import Card
 from caisse.cli_choices import ACCREDITATION_STATUS
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
@@ -34,10 +35,10 @@ if TYPE_CHECKING:
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
 db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
-vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
+vendor_app = typer.Typer(help="Commerçants conventionnés.", no_args_is_help=True)
 member_app = typer.Typer(help="Foyers membres : inscription, code, départ, données personnelles.", no_args_is_help=True)
-card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
-terminal_app = typer.Typer(help="Payment terminals.", no_args_is_help=True)
+card_app = typer.Typer(help="Cartes des foyers.", no_args_is_help=True)
+terminal_app = typer.Typer(help="Terminaux de paiement.", no_args_is_help=True)
 app.add_typer(cotisations_app, name="cotisations")  # caisse.cli_fund: contributions by choice
 app.add_typer(year_app, name="annee")  # and the fund's year
 for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
@@ -250,17 +251,23 @@ def db_restore(
         typer.echo(f"{terminal_id}\t{acked_seq}")
 
 
+# The console's names of the kinds (caisse.console.templating.LABELS), the stored codes as aliases.
+_VENDOR_KINDS = Choices({"producteur": "producer", "étal de marché": "market_stall", "commerce": "shop", "épicerie": "epicerie",
+                         "coopérative": "cooperative", "boulangerie": "bakery", "autre": "other"})
+
+
 @vendor_app.command("add")
 def vendor_add(
-    name: Annotated[str, typer.Option(help="Trading name.")],
-    kind: Annotated[str, typer.Option(help="producer, market_stall, shop, epicerie, cooperative, bakery, other.")],
-    zone: Annotated[str, typer.Option(help="Neighbourhood.")],
-    market: Annotated[str | None, typer.Option(help="Market where the vendor sells, if any.")] = None,
-    iban: Annotated[str | None, typer.Option(help="Where the caisse pays the vendor.")] = None,
+    name: Annotated[str, typer.Option(help="Nom commercial.")],
+    kind: Annotated[str, _VENDOR_KINDS.option(help="Type de commerce.")],
+    zone: Annotated[str, typer.Option(help="Quartier.")],
+    by: _StaffBy,
+    market: Annotated[str | None, typer.Option(help="Marché où il vend, s'il y en a un.")] = None,
+    iban: Annotated[str | None, typer.Option(help="Compte où la caisse le paie (zone SEPA).")] = None,
 ) -> None:
-    """Accredit a vendor."""
+    """Conventionner un commerçant ; affiche son numéro."""
     vendor = _run(lambda s: admin.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban,
-                                                by="cli", os_user=_os_user()))
+                                                by=by, os_user=_os_user()))
     _created("Commerçant créé", vendor.id)
     if notice := admin.sepa_name_notice(vendor.name):
         err.print(notice)
@@ -268,11 +275,11 @@ def vendor_add(
 
 @vendor_app.command("iban-request")
 def vendor_iban_request(
-    vendor_id: Annotated[int, typer.Argument(help="Vendor id.")],
-    iban: Annotated[str, typer.Option(help="The vendor's new IBAN (SEPA zone).")],
+    vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")],
+    iban: Annotated[str, typer.Option(help="Son nouvel IBAN (zone SEPA).")],
     by: _StaffBy,
 ) -> None:
-    """Ask for a vendor's new IBAN: another person approves it, then runs prepared after pay it."""
+    """Demander le changement d'IBAN d'un commerçant : une autre personne l'approuve, puis les règlements préparés ensuite le paient."""
     change = _run(lambda s: admin.request_iban_change(s, vendor_id=vendor_id, iban=iban, by=by, os_user=_os_user()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change.id} demandé pour le commerçant {vendor_id} : {change.iban}. Une autre personne"
@@ -280,16 +287,16 @@ def vendor_iban_request(
 
 
 @vendor_app.command("iban-approve")
-def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="IBAN change id.")], by: _StaffBy) -> None:
-    """Approve a requested IBAN (not the person who asked): the next runs prepared pay it."""
+def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="Numéro du changement d'IBAN.")], by: _StaffBy) -> None:
+    """Approuver un IBAN demandé (pas par la personne qui l'a demandé) : les règlements préparés ensuite le paient."""
     vendor = _run(lambda s: admin.approve_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
     out.print(vendor.id)
     err.print(f"IBAN du commerçant {vendor.id} ({vendor.name}) : {vendor.iban}, pour les règlements préparés désormais.")
 
 
 @vendor_app.command("iban-reject")
-def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="IBAN change id.")], by: _StaffBy) -> None:
-    """Refuse (or withdraw) a requested IBAN: the vendor's IBAN stays as it is."""
+def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="Numéro du changement d'IBAN.")], by: _StaffBy) -> None:
+    """Refuser (ou retirer) un IBAN demandé : l'IBAN du commerçant reste tel quel."""
     change = _run(lambda s: admin.reject_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change_id} refusé : l'IBAN du commerçant {change.vendor_id} reste inchangé.")
@@ -525,48 +532,64 @@ def _iso_date(text: str) -> date:
 
 @card_app.command("issue")
 def card_issue(
-    household: Annotated[int, typer.Option(help="Household id.")],
-    uid: Annotated[str, typer.Option(help="Card UID in hex (4, 7 or 10 bytes; 7 for a secure card).")],
-    card_type: Annotated[str, typer.Option("--type", help="basic (UID only, lower limit) or secure (NTAG 424 DNA).")] = "basic",
+    household: Annotated[int, typer.Option(help="Numéro du foyer.")],
+    uid: Annotated[str, typer.Option(help="Identifiant de la carte en hexadécimal (4, 7 ou 10 octets ; 7 pour une carte sécurisée).")],
+    by: _StaffBy,
+    card_type: Annotated[str, typer.Option("--type", help="basic (simple : l'identifiant seul, plafond plus bas) ou secure (NTAG 424 DNA).")] = "basic",
 ) -> None:
-    """Issue a card to a household (a household may hold several), or a returned card again."""
-    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type))
+    """Remettre une carte à un foyer (un foyer peut en avoir plusieurs), ou une carte rendue à nouveau."""
+    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type, by=by,
+                                           os_user=_os_user()))
     _created("Carte émise", card.id)
+
+
+_BLOCK_REASONS = Choices({"perdue": "lost", "volée": "stolen"})
 
 
 @card_app.command("block")
 def card_block(
-    uid: Annotated[str, typer.Argument(help="Card UID in hex.")],
-    reason: Annotated[str, typer.Option(help="lost or stolen.")] = "lost",
+    uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")],
+    by: _StaffBy,
+    reason: Annotated[str, _BLOCK_REASONS.option("--motif", "--reason", help="Pourquoi.")] = "perdue",
 ) -> None:
-    """Block a lost or stolen card now: terminals refuse it after their next sync."""
-    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason))
+    """Bloquer maintenant une carte perdue ou volée : les terminaux la refusent après leur prochaine synchronisation."""
+    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason, by=by, os_user=_os_user()))
     out.print(card.id)
     err.print(f"Carte {uid.lower()} bloquée ; les terminaux la refuseront après leur prochaine synchronisation.")
 
 
+@card_app.command("unblock")
+def card_unblock(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")], by: _StaffBy) -> None:
+    """Débloquer une carte perdue puis retrouvée ; une carte volée, copiée ou remplacée se remplace (caisse card replace)."""
+    card = _run(lambda s: admin.unblock_card(s, uid_hex=uid, by=by, os_user=_os_user()))
+    out.print(card.id)
+    err.print(f"Carte {card.uid.hex()} débloquée : les terminaux l'acceptent à nouveau après leur prochaine synchronisation.")
+
+
 @card_app.command("replace")
 def card_replace(
-    uid: Annotated[str, typer.Argument(help="UID of the card to replace, hex.")],
-    new_uid: Annotated[str, typer.Option(help="UID of the new card, hex.")],
-    card_type: Annotated[str | None, typer.Option("--type", help="basic or secure (default: as the old card).")] = None,
+    uid: Annotated[str, typer.Argument(help="Identifiant de la carte à remplacer, en hexadécimal.")],
+    new_uid: Annotated[str, typer.Option(help="Identifiant de la nouvelle carte, en hexadécimal.")],
+    by: _StaffBy,
+    card_type: Annotated[str | None, typer.Option("--type", help="basic ou secure (par défaut : comme l'ancienne carte).")] = None,
 ) -> None:
-    """Give the household a new card and block the old one; the balance stays the household's."""
-    card = _run(lambda s: admin.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type))
+    """Remettre au foyer une nouvelle carte et bloquer l'ancienne ; le solde reste celui du foyer."""
+    card = _run(lambda s: admin.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type, by=by,
+                                             os_user=_os_user()))
     out.print(card.id)
     err.print(f"Carte {new_uid.lower()} remise au foyer {card.household_id} ; l'ancienne carte {uid.lower()} est bloquée.")
 
 
 @card_app.command("return")
-def card_return(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
-    """Record a card handed back (wipe it too): refused from now on, its UID may be issued again."""
-    _run(lambda s: admin.return_card(s, uid_hex=uid))
+def card_return(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")], by: _StaffBy) -> None:
+    """Enregistrer une carte rendue (remettez-la aussi à zéro) : refusée désormais, elle pourra être remise à un foyer."""
+    _run(lambda s: admin.return_card(s, uid_hex=uid, by=by, os_user=_os_user()))
     err.print(f"Carte {uid.lower()} rendue : refusée désormais, elle pourra être remise à un foyer.")
 
 
 @card_app.command("show")
-def card_show(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
-    """A card's state for support staff: type, status, why it was blocked, wrong codes per terminal."""
+def card_show(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")]) -> None:
+    """L'état d'une carte : type, état, pourquoi elle est bloquée, codes faux par terminal."""
     from caisse import card_auth, member_codes
 
     def read(session: Session) -> tuple[Card, list[member_codes.CardFailures]]:
@@ -595,13 +618,13 @@ _SUN_ERRORS_FR = {
 
 @card_app.command("verify-sun")
 def card_verify_sun(
-    meta_key: Annotated[str, typer.Option(help="SDM meta-read key, 16 bytes in hex.")],
-    file_key: Annotated[str, typer.Option(help="The card's (diversified) SDM file-read key, 16 bytes in hex.")],
-    picc: Annotated[str, typer.Option(help="Encrypted PICC data, 16 bytes in hex.")],
-    cmac: Annotated[str, typer.Option(help="SDMMAC, 8 bytes in hex.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    meta_key: Annotated[str, typer.Option(help="Clé SDM de lecture des métadonnées, 16 octets en hexadécimal.")],
+    file_key: Annotated[str, typer.Option(help="Clé SDM de lecture du fichier (diversifiée pour la carte), 16 octets en hexadécimal.")],
+    picc: Annotated[str, typer.Option(help="Données PICC chiffrées, 16 octets en hexadécimal.")],
+    cmac: Annotated[str, typer.Option(help="SDMMAC, 8 octets en hexadécimal.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Un objet JSON (clés en anglais).")] = False,
 ) -> None:
-    """Check a SUN message from a secure card: exit 0 when the MAC is valid, 1 when not, 2 when unreadable."""
+    """Vérifier un message SUN d'une carte sécurisée : sortie 0 si le MAC est valide, 1 sinon, 2 s'il est illisible."""
     try:
         message = sun.verify_sun(
             meta_key=bytes.fromhex(meta_key),
@@ -625,16 +648,17 @@ def card_verify_sun(
 
 @card_app.command("personalize")
 def card_personalize(
-    member: Annotated[int, typer.Option(help="Household id the new card is issued to.")],
-    port: Annotated[str, typer.Option(help="Serial port of the USB PN532 reader (HSU mode).")] = "/dev/ttyUSB0",
-    number: Annotated[str | None, typer.Option(help="Number printed on the card, written into its URL.")] = None,
-    url: Annotated[str, typer.Option(help="SUN URL base, without https://.")] = "caisse.example/c",
+    member: Annotated[int, typer.Option(help="Numéro du foyer qui reçoit la carte.")],
+    by: _StaffBy,
+    port: Annotated[str, typer.Option(help="Port série du lecteur USB PN532 (mode HSU).")] = "/dev/ttyUSB0",
+    number: Annotated[str | None, typer.Option(help="Numéro imprimé sur la carte, écrit dans son URL.")] = None,
+    url: Annotated[str, typer.Option(help="Début de l'URL SUN, sans https://.")] = "caisse.example/c",
 ) -> None:
-    """Personalize a blank NTAG 424 DNA on a USB PN532 reader, then issue it to the household as a secure card."""
+    """Personnaliser une NTAG 424 DNA vierge sur un lecteur USB PN532, puis la remettre au foyer comme carte sécurisée."""
     from caisse import card_auth
     from caisse_provisioning.personalize import personalize
 
-    _run(lambda s: admin.get_household(s, household_id=member))  # before touching the card
+    _run(lambda s: (admin.get_household(s, household_id=member), accounts.active_user(s, email=by)))  # before touching the card
     keys = card_auth.card_keys(Settings())
 
     def not_in_use(uid: bytes) -> None:
@@ -643,7 +667,8 @@ def card_personalize(
 
     done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number,
                                                             check_uid=not_in_use))
-    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
+    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure", by=by,
+                                           os_user=_os_user()))
     _created("Carte émise", card.id)
 
 
@@ -662,19 +687,21 @@ def _require_not_issued(session: Session, uid: bytes) -> None:
 
 @card_app.command("wipe")
 def card_wipe(
-    port: Annotated[str, typer.Option(help="Serial port of the USB PN532 reader (HSU mode).")] = "/dev/ttyUSB0",
+    by: _StaffBy,
+    port: Annotated[str, typer.Option(help="Port série du lecteur USB PN532 (mode HSU).")] = "/dev/ttyUSB0",
 ) -> None:
-    """Wipe a secure card handed back (factory keys, no SUN message) and record its return."""
+    """Remettre à zéro une carte sécurisée rendue (clés d'usine, plus de message SUN) et enregistrer son retour."""
     from caisse import card_auth
     from caisse.errors import NotFound
     from caisse_provisioning.personalize import wipe
 
+    _run(lambda s: accounts.active_user(s, email=by))  # before touching the card
     keys = card_auth.card_keys(Settings())
     uid = _on_card_reader(port, lambda reader: wipe(reader, keys)).hex()
 
     def record_return(session: Session) -> bool:
         try:
-            admin.return_card(session, uid_hex=uid)
+            admin.return_card(session, uid_hex=uid, by=by, os_user=_os_user())
         except NotFound:
             return False
         return True
@@ -698,21 +725,21 @@ def _on_card_reader(port: str, action: Callable[[PN532Uart], T]) -> T:
 
 @terminal_app.command("register")
 def terminal_register(
-    vendor: Annotated[int, typer.Option(help="Vendor id.")],
-    public_key: Annotated[str, typer.Option(help="65-byte uncompressed P-256 public key, hex.")],
+    vendor: Annotated[int, typer.Option(help="Numéro du commerçant.")],
+    public_key: Annotated[str, typer.Option(help="Clé publique P-256 non compressée de 65 octets, en hexadécimal.")],
 ) -> None:
-    """Register a terminal; prints its terminal_id."""
+    """Enregistrer un terminal ; affiche son numéro."""
     terminal = _run(lambda s: admin.register_terminal(s, vendor_id=vendor, public_key_hex=public_key))
     _created("Terminal enregistré", terminal.id)
 
 
 @terminal_app.command("revoke")
 def terminal_revoke(
-    terminal_id: Annotated[int, typer.Argument(help="Terminal id.")],
-    by: Annotated[str, typer.Option(help="Qui révoque (inscrit au journal).")] = "cli",
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: _StaffBy,
 ) -> None:
-    """Revoke a terminal: every later request from it is refused; its records not settled yet are held."""
-    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id, by=by))
+    """Révoquer un terminal (définitif) : ses requêtes sont refusées désormais ; ses enregistrements non réglés sont retenus."""
+    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
     out.print(terminal.id)
     err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais. Ses enregistrements non réglés"
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
@@ -734,10 +761,10 @@ def terminal_accept_loss(
 @terminal_app.command("clear")
 def terminal_clear(
     terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
-    by: Annotated[str, typer.Option(help="Qui lève le soupçon (inscrit au journal).")],
+    by: _StaffBy,
 ) -> None:
     """Remettre en service un terminal signalé suspect ; ses enregistrements retenus le restent jusqu'à décision."""
-    _run(lambda s: admin.clear_suspect_terminal(s, terminal_id=terminal_id, by=by))
+    _run(lambda s: admin.clear_suspect_terminal(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
     out.print(terminal_id)
     err.print(f"Terminal {terminal_id} remis en service par {by}. Ses enregistrements retenus attendent toujours une"
               f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
@@ -1147,54 +1174,49 @@ terminal_app.command("provision")(provision_command)
 terminal_app.command("decommission")(decommission_command)
 
 
-user_app = typer.Typer(help="Console accounts (docs/console.md).", no_args_is_help=True)
+user_app = typer.Typer(help="Comptes de la console (docs/console.md).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(liste_app, name="liste")
+_AdminBy = Annotated[str, typer.Option("--by", help="Votre compte de la console (adresse e-mail d'un administrateur actif) ; le journal note aussi l'utilisateur du système.")]
 
 
 @user_app.command("add")
 def user_add(
-    email: Annotated[str, typer.Argument(help="E-mail address, used to sign in.")],
-    role: Annotated[str, typer.Option(help="admin, coordinator, treasurer or committee.")] = "admin",
+    email: Annotated[str, typer.Argument(help="Adresse e-mail, pour se connecter.")],
+    role: Annotated[str, typer.Option(help="admin, coordinator, treasurer ou committee.")] = "admin",
+    by: Annotated[str | None, typer.Option("--by", help="Votre compte d'administrateur actif ; sans objet pour le tout premier administrateur.")] = None,
     password: Annotated[str, typer.Option(prompt="Mot de passe", hide_input=True, confirmation_prompt=True,
                                           envvar="CAISSE_NEW_USER_PASSWORD", show_default=False,
-                                          help="Prompted when not given.")] = "",
+                                          help="Demandé s'il n'est pas donné.")] = "",
 ) -> None:
-    """Create a console account (the first administrator, say). The password is prompted for."""
-    from caisse import accounts, audit
-
-    def create(session: Session) -> int | None:
-        user = accounts.create_user(session, email=email, password=password, role=role)
-        audit.record(session, actor="cli", action="user.create", subject=f"user:{user.email}", detail={"role": role})
-        return user.id
-
-    user_id = _run(create)
+    """Créer un compte de la console (le premier administrateur, par exemple) ; le mot de passe est demandé deux fois."""
+    user_id = _run(lambda s: accounts.add_account(s, email=email, password=password, role=role, by=by,
+                                                  os_user=_os_user()).id)
     out.print(user_id)
     err.print(f"Compte créé : {email.strip().lower()} ({role}).")
 
 
 @user_app.command("disable")
-def user_disable(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
-    """Disable an account (someone left): it cannot sign in, and its open sessions end now."""
-    _set_active(email, active=False)
+def user_disable(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
+    """Désactiver un compte (une personne est partie) : elle ne peut plus se connecter, ses sessions ouvertes sont fermées."""
+    out.print(_run(lambda s: accounts.set_active(s, email=email, active=False, by=by, os_user=_os_user()).id))
     err.print(f"Compte désactivé : {email.strip().lower()} ; ses sessions ouvertes sont fermées.")
 
 
 @user_app.command("enable")
-def user_enable(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
-    """Enable a disabled account again."""
-    _set_active(email, active=True)
+def user_enable(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
+    """Réactiver un compte désactivé."""
+    out.print(_run(lambda s: accounts.set_active(s, email=email, active=True, by=by, os_user=_os_user()).id))
     err.print(f"Compte réactivé : {email.strip().lower()}.")
 
 
-def _set_active(email: str, *, active: bool) -> None:
-    from caisse import accounts, audit
-
-    def change(session: Session) -> int | None:
-        user = accounts.set_active(session, email=email, active=active)
-        audit.record(session, actor="cli", action="user.enable" if active else "user.disable", subject=f"user:{user.email}")
-        return user.id
-
-    out.print(_run(change))
+@user_app.command("reset-password")
+def user_reset_password(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
+    """Donner au compte un mot de passe provisoire, affiché une seule fois ; ses sessions ouvertes sont fermées."""
+    password = _run(lambda s: accounts.reset_password(s, email=email, by=by, os_user=_os_user()))
+    typer.echo(password)  # stdout only, never logged: give it to the person, who changes it in the console
+    err.print(f"Mot de passe provisoire de {email.strip().lower()} ci-dessus, affiché une seule fois : transmettez-le"
+              " à la personne, qui le change dans la console (Mon mot de passe).")
 
 
 _FIRMWARE_RUNTIMES = Choices({"cpython": "cpython", "micropython": "micropython"})

@@ -74,10 +74,6 @@ def test_the_help_speaks_french(caisse: Invoke, args: tuple[str, ...]) -> None:
         assert "Commandes" in out and "COMMANDE [ARGUMENTS]..." in out
 
 
-# Person-facing help of the groups already translated. At merge, the groups of the other branches
-# leave this set; a group added later is checked from its first day.
-NOT_TRANSLATED_YET = {"vendor", "card", "terminal", "user"}
-TRANSLATED_ANYWAY = {("terminal", "provision"), ("terminal", "decommission")}  # the technician's commands
 ENGLISH_WORDS = frozenset(
     "the and with for from when this that is are not your which will show error missing invalid default required "
     "each every only prints print into its then of to by be if it an".split())
@@ -103,14 +99,11 @@ def _english_words(help_text: str) -> set[str]:
 def test_every_command_help_is_french(caisse: Invoke) -> None:
     checked = 0
     for path in _command_paths():
-        if path and path[0] in NOT_TRANSLATED_YET and path not in TRANSLATED_ANYWAY:
-            continue
         code, out, err = caisse(*path, "--help")
         assert code == 0, err
         rows = [line.replace("│", " ").split() for line in out.splitlines()]
         shown = "\n".join(" ".join(words[1:] if line.startswith("│") else words)  # a row's name (show, set) is not prose
-                          for line, words in zip(out.splitlines(), rows, strict=True)
-                          if not (set(words[:1]) & NOT_TRANSLATED_YET))  # a group's rows for sub-commands not translated yet
+                          for line, words in zip(out.splitlines(), rows, strict=True))
         english = _english_words(shown) - set(path)  # the command's own name (show) in its usage line
         assert not english, f"caisse {' '.join(path)} --help: {english}\n{shown}"
         checked += 1

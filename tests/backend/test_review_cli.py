@@ -95,13 +95,14 @@ def test_a_suspect_terminal_is_cleared_then_its_held_records_released_in_one_com
 
     market, held = _market_with_two_held_payments(cli_engine)
     terminal_id = market.chains[0].terminal_id
-    _, refused = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice", code=1)
+    assert "pas un compte actif" in _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice", code=1)[1]
+    _, refused = _invoke("terminal", "clear", str(terminal_id), "--by", DECIDERS["coordinatrice"], code=1)
     assert "pas signalé suspect" in refused
     with session_factory(cli_engine)() as session:
         session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.SUSPECT))  # type: ignore[arg-type]
         session.commit()
-    _, cleared = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice")
-    assert "remis en service par coordinatrice" in cleared
+    _, cleared = _invoke("terminal", "clear", str(terminal_id), "--by", DECIDERS["coordinatrice"])
+    assert f"remis en service par {DECIDERS['coordinatrice']}" in cleared
     assert _invoke("review", "list")[0].count("\n") == 3  # the header and both records: clearing released nothing
     stdout, stderr = _invoke("review", "release-all", "--terminal", str(terminal_id), "--by", DECIDERS["trésorière"])
     assert (stdout.split(), f"1 enregistrement(s) libéré(s) par {DECIDERS['trésorière']}." in stderr) == ([str(held[0])], True)

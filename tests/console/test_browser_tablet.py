@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from caisse import settlement, sortition
 from caisse.db import session_factory
-from caisse.models import Household, Role, TerminalHealth
+from caisse.models import Card, ConsoleUser, Household, Role, TerminalHealth
 from tests.backend.conftest import make_settings
 from tests.backend.test_settlement import Market
 from tests.console.conftest import EMAILS, screenshot
@@ -40,6 +40,15 @@ PAGES = (
     "/console/sortition",
     "/console/sortition/{draw}",
     "/console/audit",
+    "/console/cards",
+    "/console/cards/{card}",
+    "/console/cards/{card}/block?reason=stolen",
+    "/console/terminals/{terminal}/revoke",
+    "/console/vendors/{vendor}/iban",
+    "/console/users",
+    "/console/users/{user}",
+    "/console/users/{user}/reset",
+    "/console/password",
 )
 
 SHOWN = ("/console/terminals", "/console/transactions", "/console/budget?du=2026-01&au=2026-12",
@@ -65,7 +74,7 @@ _OVERFLOW = """() => {
 }"""
 
 
-def _seed(engine: Engine) -> dict[str, int]:
+def _seed(engine: Engine) -> dict[str, Any]:
     """Something on every page, with long names and large amounts: what makes a page wide."""
     at = int(datetime.fromisoformat(f"{PAY_DAY}T10:00").replace(tzinfo=UTC).timestamp())
     admin_email = EMAILS[Role.ADMIN]
@@ -94,8 +103,11 @@ def _seed(engine: Engine) -> dict[str, int]:
         sortition.run_draw(session, draw_id=draw.id, by=admin_email)
         session.commit()
         household = session.execute(select(func.max(Household.id))).scalar_one()  # the one Market made
+        card = session.execute(select(Card.uid).where(Card.household_id == household)).scalars().first()
+        user = session.execute(select(ConsoleUser.id).where(ConsoleUser.email == admin_email)).scalar_one()
+        assert card is not None
         return {"household": household, "vendor": market.vendor_ids[0], "terminal": terminal_id,
-                "run": run.id, "draw": draw.id}
+                "run": run.id, "draw": draw.id, "card": card.hex(), "user": user}
 
 
 def test_every_page_fits_a_tablet_held_upright(page_as: Any, console_db: Engine) -> None:

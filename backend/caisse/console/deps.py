@@ -32,6 +32,7 @@ DbSession = Annotated[Session, Depends(get_session)]
 STAFF = (Role.ADMIN, Role.COORDINATOR)
 PAGE_ROLES: dict[str, tuple[Role, ...]] = {
     "households": STAFF,
+    "cards": STAFF,
     "vendors": (*STAFF, Role.TREASURER),
     "terminals": STAFF,
     "transactions": (*STAFF, Role.TREASURER),
@@ -42,6 +43,7 @@ PAGE_ROLES: dict[str, tuple[Role, ...]] = {
     "flows": tuple(Role),
     "sortition": tuple(Role),
     "audit": (Role.ADMIN,),
+    "users": (Role.ADMIN,),
 }
 
 

@@ -1,5 +1,6 @@
 """Households: search, enrol, edit, their allowance and contributions (recorded here by hand,
-or imported with `caisse fund import`), cards, payments."""
+or imported with `caisse fund import`), cards (issued, replaced and returned here; blocked and
+unblocked on the card's page, routes/cards.py), payments."""
 
 from __future__ import annotations
 
@@ -19,16 +20,17 @@ from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.money import euros
-from caisse.models import BlockReason, Card, CardType, SortitionVolunteer
+from caisse.models import CardType, SortitionVolunteer
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
+PER_PAGE = 50
 
 
 @router.get("")
-def households(request: Request, session: DbSession, q: str = "") -> Response:
-    rows = directory.search_households(session, query=q, limit=100)
-    return render(request, "households/list.html", title="Foyers", rows=rows, q=q)
+def households(request: Request, session: DbSession, q: str = "", page: int = 1) -> Response:
+    found = directory.households_page(session, query=q, page=page, per_page=PER_PAGE)
+    return render(request, "households/list.html", title="Foyers", found=found, rows=found.rows, q=q)
 
 
 @router.get("/new")
@@ -75,25 +77,12 @@ def edit(request: Request, session: DbSession, user: CurrentUser, household_id: 
 def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "",
                card_type: Text = CardType.BASIC) -> Response:
     try:
-        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type)
+        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error), uid=uid)
-    audit.record(session, actor=user.email, action="card.issue", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "card_type": card.card_type})
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
-
-
-@router.post("/{household_id}/cards/{uid}/block")
-def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str, reason: Text = BlockReason.LOST) -> Response:
-    card = _card_of(session, household_id=household_id, uid=uid)
-    admin.block_card(session, uid_hex=uid, reason=reason)
-    audit.record(session, actor=user.email, action="card.block", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "reason": reason})
-    session.commit()
-    return redirect(f"/console/households/{household_id}",
-                    flash=f"Carte {card.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
 
 
 @router.post("/{household_id}/cards/{uid}/replace")
@@ -101,12 +90,10 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
                  new_uid: Text = "") -> Response:
     old = _card_of(session, household_id=household_id, uid=uid)
     try:
-        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid))
+        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid), by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
-    audit.record(session, actor=user.email, action="card.replace", subject=f"card:{old.uid.hex()}",
-                 detail={"household_id": household_id, "new_uid": new.uid.hex()})
     session.commit()
     return redirect(f"/console/households/{household_id}",
                     flash=f"Carte {old.uid.hex()} remplacée par {new.uid.hex()} ; l'ancienne est bloquée.")
@@ -115,9 +102,7 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
 @router.post("/{household_id}/cards/{uid}/return")
 def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
     card = _card_of(session, household_id=household_id, uid=uid)
-    admin.return_card(session, uid_hex=uid)
-    audit.record(session, actor=user.email, action="card.return", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id})
+    admin.return_card(session, uid_hex=uid, by=user.email)
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} rendue : elle peut être remise à nouveau.")
 
