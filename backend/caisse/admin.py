@@ -89,23 +89,21 @@ class VendorUpdate:
 
 
 def update_vendor(
-    session: Session, *, vendor_id: int, name: str, kind: str, zone: str, market: str | None, iban: str | None,
-    convention_status: str, convention_start: date | None, convention_end: date | None, by: str,
+    session: Session, *, vendor_id: int, name: str, kind: str, zone: str, market: str | None, iban: str | None, by: str,
 ) -> VendorUpdate:
-    """Every editable field at once (the console's form); the same rules as create_vendor. A
-    different IBAN is not applied: it becomes a change request another person approves."""
+    """The vendor's own fields at once (the console's form); the same rules as create_vendor. A
+    different IBAN is not applied: it becomes a change request another person approves. The
+    accreditation is not among them: caisse.accreditation.update checks its criteria, visit and
+    training."""
     vendor = get_vendor(session, vendor_id=vendor_id)
-    iban = _checked_vendor_fields(kind=kind, convention_status=convention_status, iban=iban,
-                                  convention_start=convention_start, convention_end=convention_end)
+    iban = _checked_vendor_fields(kind=kind, convention_status=vendor.convention_status, iban=iban,
+                                  convention_start=vendor.convention_start, convention_end=vendor.convention_end)
     _require_text(name=name, zone=zone)
     _require_sepa_name(name)
     before = vendor.model_dump(include=set(_AUDITED))
-    vendor.sqlmodel_update({"name": name.strip(), "kind": kind, "zone": zone.strip(), "market": market or None,
-                            "convention_status": convention_status, "convention_start": convention_start,
-                            "convention_end": convention_end})
+    vendor.sqlmodel_update({"name": name.strip(), "kind": kind, "zone": zone.strip(), "market": market or None})
     session.add(vendor)
     session.flush()
-    accreditation.note_state(session, vendor=vendor)
     after = vendor.model_dump(include=set(_AUDITED))
     changed = {key: {"before": before[key], "after": after[key]} for key in _AUDITED if before[key] != after[key]}
     if changed:

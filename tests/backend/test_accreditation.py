@@ -232,7 +232,8 @@ def test_preview_names_each_change_and_a_second_identical_update_changes_nothing
 def test_a_disabled_or_unknown_account_changes_nothing(session: Session) -> None:
     world = make_world(session)
     staff(session)
-    accounts.set_active(session, email=STAFF, active=False)
+    accounts.create_user(session, email="admin@caisse.test", password="un mot de passe assez long", role="admin")
+    accounts.set_active(session, email=STAFF, active=False, by="admin@caisse.test")
     session.commit()
     for who in ("personne@caisse.test", STAFF):
         with pytest.raises(CaisseError) as refused:

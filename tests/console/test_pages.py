@@ -200,19 +200,17 @@ def test_a_vendor_is_created_and_edited_with_a_validated_iban(console_client: Te
     page = answer.headers["location"]
     bad = post_form(console_client, page, page, {**form, "iban": "FR76 3000 6000 0112 3456 7890 188"})
     assert bad.status_code == 422 and "IBAN invalide" in bad.text
-    dates = post_form(console_client, page, page, {**form, "convention_end": "2026-10-01"})
-    assert dates.status_code == 422 and "La fin du conventionnement doit suivre son début." in dates.text
-    good = post_form(console_client, page, page, {**form, "convention_status": "active", "convention_end": "2027-10-31"})
+    # The edit form cannot accredit: a crafted post of the accreditation's fields changes only the rest.
+    good = post_form(console_client, page, page, {**form, "market": "Marché du Plan", "convention_status": "active",
+                                                   "convention_end": "2027-10-31"})
     assert good.status_code == 303
     [created] = _events(engine, "vendor.create")
     [edited] = _events(engine, "vendor.edit")
     assert created.detail and "FR7630006000011234567890189" in created.detail
-    assert json.loads(edited.detail or "{}") == {
-        "convention_end": {"before": None, "after": "2027-10-31"},
-        "convention_status": {"before": "pending", "after": "active"},
-    }
+    assert json.loads(edited.detail or "{}") == {"market": {"before": None, "after": "Marché du Plan"}}
+    assert "sa page</a>" in console_client.get(page).text
     listing = console_client.get("/console/vendors", params={"q": "plan"}).text
-    assert "Épicerie du Plan" in listing and "Conventionné" in listing
+    assert "Épicerie du Plan" in listing and "En attente" in listing
 
 
 def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: Any, engine: Engine) -> None:

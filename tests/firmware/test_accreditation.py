@@ -8,7 +8,7 @@ from datetime import date
 import time_machine
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import admin, protocol
+from caisse import accreditation, admin, protocol
 from caisse.db import session_factory
 
 from tests.firmware.mpy_runtime import ROOT, run
@@ -59,10 +59,11 @@ def test_an_ended_vendors_terminal_syncs_v3_and_refuses_payments_under_micropyth
         tid = register(client, vendor_id, p256.public_key(rig.SECRET))
         answers = []
         for status, end in (("ended", date(2025, 12, 31)), ("active", date(2026, 1, 1))):
-            with session_factory(engine)() as session:
-                admin.update_vendor(session, vendor_id=vendor_id, name="Ferme du Coin", kind="producer", zone="Nord",
-                                    market=None, iban=None, convention_status=status, convention_start=None,
-                                    convention_end=end, by="test")
+            with session_factory(engine)() as session:  # the state staff reach through caisse.accreditation.update
+                vendor = admin.get_vendor(session, vendor_id=vendor_id)
+                vendor.convention_status, vendor.convention_end = status, end
+                session.add(vendor)
+                accreditation.note_state(session, vendor=vendor)
                 session.commit()
             signature = protocol.sign_digest(key, protocol.sync_digest(tid, rig.T0, 0))
             answer = client.get(f"/v1/terminals/{tid}/sync", params={"since": 0, "v": 3},

@@ -62,12 +62,12 @@ def vendor(request: Request, session: DbSession, vendor_id: int) -> Response:
 
 @router.post("/{vendor_id}")
 def edit(request: Request, session: DbSession, user: CurrentUser, vendor_id: int, name: Text = "", kind: Text = "",
-         zone: Text = "", market: Text = "", iban: Text = "", convention_status: Text = "", convention_start: Text = "",
-         convention_end: Text = "") -> Response:
-    form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban, "convention_status": convention_status,
-            "convention_start": convention_start, "convention_end": convention_end}
+         zone: Text = "", market: Text = "", iban: Text = "") -> Response:
+    """The vendor's own fields; its accreditation changes on its own page (criteria, visit, training)."""
+    form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban}
     try:
-        updated = admin.update_vendor(session, vendor_id=vendor_id, **_fields(form), by=user.email)
+        updated = admin.update_vendor(session, vendor_id=vendor_id, name=name, kind=kind, zone=zone,
+                                      market=market.strip() or None, iban=iban.strip() or None, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error), form=form)
