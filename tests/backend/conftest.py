@@ -105,8 +105,9 @@ def _drop_postgres_schema() -> None:
 
 
 @pytest.fixture
-def settings(engine: Engine) -> Settings:
-    return make_settings(str(engine.url))
+def settings(engine: Engine, tmp_path: Path) -> Settings:
+    """The test's settings; statements go to its own folder, never into the working copy."""
+    return make_settings(str(engine.url), settlement_dir=str(tmp_path / "reglements"))
 
 
 @pytest.fixture

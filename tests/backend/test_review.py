@@ -12,7 +12,7 @@ from sqlmodel import Session
 from caisse import accounts, admin, audit, ledger, review, settlement, sortition, statements, sync
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import AuditEvent, Card, TransactionRecord
+from caisse.models import AuditEvent, Card, ConsoleUser, TransactionRecord
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.factories import T0
 from tests.backend.test_settlement import DAY1, Market, _paid_cents, _settle, folder, rules  # noqa: F401
@@ -337,7 +337,7 @@ def test_each_decision_is_audited_by_the_service_with_the_person_who_made_it(ses
     for not_a_person in (" ", "Claire", accounts.SYSTEM):  # a typed name, the system: no console account
         with pytest.raises(InvalidInput):
             review.reject(session, record_id=record_id, by=not_a_person)
-    accounts.set_active(session, email="b@caisse.test", active=False)
+    session.execute(update(ConsoleUser).where(ConsoleUser.email == "b@caisse.test").values(active=False))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="not an active console account"):
         review.release(session, record_id=record_id, by="b@caisse.test")
     session.rollback()
