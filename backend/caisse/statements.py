@@ -379,6 +379,7 @@ def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
     is seconds for a million statement lines."""
     plain = _plain_text_applies(pdf)
     left_pt, scale, height = _LEFT_MM * pdf.k, pdf.k, pdf.h
+    starts: dict[float, bytes] = {}  # "BT x y Td (" by y: every page repeats the same heights
     pdf.text(_LEFT_MM, y, _latin(_COLUMNS))  # also selects the font on the page
     contents = pdf.pages[pdf.page].contents
     y += _LINE_MM * 1.5
@@ -397,7 +398,10 @@ def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
             text = row.encode("cp1252")
             if b"(" in text or b")" in text or b"\\" in text or b"\r" in text:  # as fpdf2's escape_parens
                 text = text.replace(b"\\", b"\\\\").replace(b")", b"\\)").replace(b"(", b"\\(").replace(b"\r", b"\\r")
-            contents += b"BT %.2f %.2f Td (%s) Tj ET\n" % (left_pt, (height - y) * scale, text)
+            start = starts.get(y)
+            if start is None:
+                start = starts[y] = b"BT %.2f %.2f Td (" % (left_pt, (height - y) * scale)
+            contents += start + text + b") Tj ET\n"
         else:
             pdf.text(_LEFT_MM, y, row)  # ASCII or already windows-1252: digits, '/', ':', ',', the KIND words
         y += _LINE_MM
