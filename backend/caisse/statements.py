@@ -208,7 +208,7 @@ def _repaid_by_vendor(session: Session, *, run_id: int) -> dict[int, list[tuple[
     """Per vendor, the transfers the bank returned that this run pays again, in the order received."""
     repaid: dict[int, list[tuple[str, str, int]]] = {}
     for vendor_id, payment_id, reason, cents in session.execute(
-        select(BankReturn.vendor_id, BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)
+        select(BankReturn.vendor_id, BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)  # type: ignore[call-overload]
         .where(BankReturn.repaid_run_id == run_id).order_by(BankReturn.id)  # type: ignore[arg-type]
     ):
         repaid.setdefault(vendor_id, []).append((payment_id, reason, int(cents)))
@@ -381,14 +381,14 @@ def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
     left_pt, scale, height = _LEFT_MM * pdf.k, pdf.k, pdf.h
     starts: dict[float, bytes] = {}  # "BT x y Td (" by y: every page repeats the same heights
     pdf.text(_LEFT_MM, y, _latin(_COLUMNS))  # also selects the font on the page
-    contents = pdf.pages[pdf.page].contents
+    contents = _page_content(pdf)
     y += _LINE_MM * 1.5
     for row, bold in rows:
         if y > _PAGE_BOTTOM_MM:
             pdf.add_page()
             y = _PAGE_TOP_MM
             pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
-            contents = pdf.pages[pdf.page].contents
+            contents = _page_content(pdf)
             y += _LINE_MM * 1.5
         if bold:
             pdf.set_font("Courier", style="B", size=9)
@@ -409,6 +409,13 @@ def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
         pdf.add_page()
         y = _PAGE_TOP_MM
     pdf.set_y(y + _LINE_MM / 2)
+
+
+def _page_content(pdf: FPDF) -> bytearray:
+    """The current page's content, to extend in place (a throwaway when fpdf2 keeps another type:
+    _plain_text_applies is then false and nothing is written into it)."""
+    contents = pdf.pages[pdf.page].contents
+    return contents if isinstance(contents, bytearray) else bytearray()
 
 
 def _plain_text_applies(pdf: FPDF) -> bool:

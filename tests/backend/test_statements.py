@@ -164,7 +164,7 @@ def test_statements_written_by_worker_processes_are_the_bytes_fpdf2_writes_line_
         chain = market.chains[vendor]
         market.upload(vendor, [chain.pay(market.uid, 100 + i, time=T0 - 86_400 + 60 * i) for i in range(count)])
     market.upload(0, [market.chains[0].void(1)])
-    held_id = session.execute(select(TransactionRecord.id).where(
+    held_id = session.execute(select(TransactionRecord.id).where(  # type: ignore[call-overload]
         TransactionRecord.terminal_id == market.chains[0].terminal_id, TransactionRecord.seq == 3)).scalar_one()  # type: ignore[arg-type]
     assert review.hold(session, record_ids=[held_id], reason="(carte \\ signalée)\r" + " très longue" * 20) == 1
     session.commit()
@@ -172,7 +172,8 @@ def test_statements_written_by_worker_processes_are_the_bytes_fpdf2_writes_line_
     run = session.get(SettlementRun, result.run_id)
     assert run is not None
     vendors = [statements.StatementVendor(v, f"Ferme {v}", "FR1420041010050500013M02606") for v in market.vendor_ids]
-    (tmp_path / "one").mkdir(), (tmp_path / "pool").mkdir()
+    for name in ("one", "pool"):
+        (tmp_path / name).mkdir()
     monkeypatch.setattr(statements, "_plain_text_applies", lambda pdf: False)  # every line through pdf.text()
     statements.write_statements(session, tmp_path / "one", run=run, vendors=vendors, timezone=rules.settlement_timezone)
     monkeypatch.undo()
