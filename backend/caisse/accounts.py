@@ -93,6 +93,19 @@ def active_user(session: Session, *, email: str) -> ConsoleUser:
     return user
 
 
+# Who acts when no person does: the admin API (its token is the machine's), seeding, simulations.
+SYSTEM = "système"
+
+
+def staff_actor(session: Session, *, by: str, os_user: str | None = None) -> str:
+    """Who a staff action is audited as: the active console account `by` (its address as stored),
+    or SYSTEM for a caller inside the server process. SYSTEM is refused from the command line
+    (`os_user` given): a person there names their own account."""
+    if by == SYSTEM and os_user is None:
+        return SYSTEM
+    return active_user(session, email=by).email
+
+
 def same_person(first: str, second: str) -> bool:
     """Two names of one console account (e-mail addresses compare without case or spaces)."""
     return normalize_email(first) == normalize_email(second)

@@ -49,8 +49,7 @@ _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 
 # Vendors ------------------------------------------------------------------------------------
 
-# Who acts when no person does: the admin API (its token is the machine's), seeding, simulations.
-SYSTEM = "système"
+SYSTEM = accounts.SYSTEM  # who acts when no person does
 _AUDITED = ("name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end")
 
 
@@ -297,9 +296,11 @@ class Credit:
 
 def credit_household(
     session: Session, *, household_id: int, amount_cents: int, memo: str | None = None, reference: str | None = None,
+    by: str = SYSTEM, os_user: str | None = None,
 ) -> Credit:
     """Allowance credit: allowance_fund -> member. Same reference + same body = the same credit.
     Posted as `credit:{reference}` (ledger.user_reference): a key cannot take a system reference."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     get_household(session, household_id=household_id)
     if not 0 < amount_cents <= MAX_CREDIT_CENTS:
         raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
@@ -316,6 +317,8 @@ def credit_household(
     ledger.post_transfer(session, debit=fund, credit=member, amount_cents=amount_cents,
                          kind=ledger.TransferKind.ALLOWANCE, reference=posted_as, memo=memo)
     bump_cards(session, household_ids=[household_id])
+    audit.record(session, actor=by, action="household.credit", subject=f"household:{household_id}",
+                 detail={"amount_cents": amount_cents, "memo": memo, "reference": posted_as}, os_user=os_user)
     return Credit(reference=key, ledger_reference=posted_as, amount_cents=amount_cents, created=True)
 
 

@@ -7,6 +7,7 @@ give it only when the table has none, so a caisse can start without deciding any
 idempotency key, so a second run credits only households that were missing (a household
 registered since), and reports the rest as already credited. Unspent money is handled first, by
 a transfer back to the fund (`expiry:{h}:{YYYY-MM}`), so the ledger shows it.
+Each step is audited as `by` (caisse.accounts.staff_actor) in the caller's transaction.
 Nothing here commits: the caller owns the transaction.
 """
 
@@ -20,7 +21,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import AllowanceMonth, AllowanceRule, Household, LedgerTransfer, utcnow
@@ -123,15 +124,20 @@ def list_rules(session: Session) -> list[Rule]:
     return [Rule.from_row(row) for row in rows]
 
 
+_RULE_FIELDS = ("rule", "flat_cents", "base_cents", "per_extra_member_cents", "pro_rata", "unspent", "carry_over_cap_cents")
+
+
 def set_rule(
     session: Session, *, effective_month: str, by: str, settings: Settings, rule: str | None = None,
     flat_cents: int | None = None, base_cents: int | None = None, per_extra_member_cents: int | None = None,
     pro_rata: bool | None = None, unspent: str | None = None, carry_over_cap_cents: int | None = None,
+    os_user: str | None = None,
 ) -> Rule:
     """The rule from `effective_month` on: the one in force then, with the given fields changed.
 
     A month already allocated keeps what it was credited: a rule can only start in a month not
     allocated yet (a correction of a credited month is a new transfer, decided by a person)."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(effective_month)
     allocated = session.execute(
         select(AllowanceMonth.month).where(AllowanceMonth.month >= str(period)).order_by(AllowanceMonth.month).limit(1)  # type: ignore[arg-type]
@@ -150,12 +156,17 @@ def set_rule(
         str(period),
     )
     _check_rule(changed)
-    row = session.get(AllowanceRule, str(period)) or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
-    for name in ("rule", "flat_cents", "base_cents", "per_extra_member_cents", "pro_rata", "unspent", "carry_over_cap_cents"):
+    row = session.get(AllowanceRule, str(period))
+    if row is not None and Rule.from_row(row) == changed:
+        return changed  # recorded already (a form sent twice): nothing changes, nothing to audit
+    row = row or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
+    for name in _RULE_FIELDS:
         setattr(row, name, getattr(changed, name))
     row.set_by = by
     session.add(row)
     session.flush()
+    audit.record(session, actor=by, action="allowance.rule", subject=f"month:{period}",
+                 detail={name: getattr(changed, name) for name in _RULE_FIELDS}, os_user=os_user)
     return changed
 
 
@@ -188,9 +199,11 @@ def monthly_amount_cents(
     return amount
 
 
-def allocate(session: Session, *, month: str, settings: Settings) -> AllocationReport:
+def allocate(session: Session, *, month: str, settings: Settings, by: str = accounts.SYSTEM,
+             os_user: str | None = None) -> AllocationReport:
     """Credit every household registered before the end of `month`, by the rule in force for the
-    month (`rule_in_force`). Idempotent per household."""
+    month (`rule_in_force`). Idempotent per household; audited when it credits or expires anything."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is not None and state.closed_at is not None:
@@ -245,11 +258,18 @@ def allocate(session: Session, *, month: str, settings: Settings) -> AllocationR
     if state is None:
         session.add(AllowanceMonth(month=str(period)))
     session.flush()
+    if transfers:
+        audit.record(session, actor=by, action="allowance.allocate", subject=f"month:{period}", detail={
+            "credited_households": report.credited_households, "credited_cents": report.credited_cents,
+            "already_credited": report.already_credited, "expired_households": report.expired_households,
+            "expired_cents": report.expired_cents}, os_user=os_user)
     return report
 
 
-def close_month(session: Session, *, month: str) -> AllowanceMonth:
-    """Close a month: `allocate` refuses it from now on. Closing twice keeps the first time."""
+def close_month(session: Session, *, month: str, by: str = accounts.SYSTEM, os_user: str | None = None) -> AllowanceMonth:
+    """Close a month: `allocate` refuses it from now on. Closing twice keeps the first time (and
+    its one audit entry)."""
+    by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is None:
@@ -258,6 +278,7 @@ def close_month(session: Session, *, month: str) -> AllowanceMonth:
         state.closed_at = utcnow()
         session.add(state)
         session.flush()
+        audit.record(session, actor=by, action="allowance.close_month", subject=f"month:{period}", os_user=os_user)
     return state
 
 
@@ -274,3 +295,16 @@ def _average_contribution_cents(session: Session, *, month: Month, households: i
     from caisse.fund import contributed_cents  # fund imports this module
 
     return contributed_cents(session, month=str(month)) // households
+
+
+def rule_text(rule: Rule) -> str:
+    """The rule in one French sentence, amounts in euros (the CLI and the console show it)."""
+    from caisse.money import euros
+
+    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
+              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
+              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
+    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
+    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
+            else "reliquat rendu au fonds chaque mois")
+    return f"{amount}, {prorata}, {left}."

@@ -18,10 +18,17 @@ from caisse.models import AuditEvent
 MAX_DETAIL_CHARS = 2000
 
 
-def record(session: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any] | str | None = None) -> AuditEvent:
+def record(
+    session: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any] | str | None = None,
+    os_user: str | None = None,
+) -> AuditEvent:
     """Log `actor` doing `action` (e.g. "card.block") to `subject` (e.g. "card:04a1b2c3").
 
-    A dict detail is stored as JSON (sorted keys) so events are easy to read and to grep."""
+    A dict detail is stored as JSON (sorted keys) so events are easy to read and to grep. A step
+    taken from the command line adds `os_user` (who was logged in on the server) to it: the same
+    step from the console leaves the same entry without it."""
+    if os_user:
+        detail = {**(detail if isinstance(detail, dict) else {} if detail is None else {"text": detail}), "os_user": os_user}
     text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str) if isinstance(detail, dict) else detail
     if text is not None and len(text) > MAX_DETAIL_CHARS:
         text = text[: MAX_DETAIL_CHARS - 1] + "…"

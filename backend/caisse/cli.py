@@ -21,17 +21,17 @@ from sqlmodel import Session
 
 from caisse import admin, sun
 from caisse.models import Card
+from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.money import euros
 
 if TYPE_CHECKING:
-    from caisse.allowances import Rule
     from caisse_provisioning.pn532_uart import PN532Uart
 
-app = typer.Typer(help="Caisse alimentaire commune: backend administration.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
+db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
 member_app = typer.Typer(help="Member households.", no_args_is_help=True)
 card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
@@ -60,15 +60,59 @@ def _check_settings() -> None:
 
 
 @contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """The settings' database, disposed of after use. In development the schema is brought up to date first."""
-    engine = make_engine(settings.database_url)
+def _engine(settings: Settings, *, older_schema_ok: bool = False) -> Iterator[Engine]:
+    """The settings' caisse database as it is, disposed of after use: never created, never migrated
+    (only `db upgrade`, `serve` and `demo` do that), so a command run in the wrong folder or against
+    a server that is down stops with a French sentence and exit status 2 instead of working on an
+    empty database."""
     try:
-        if settings.environment == "development":
-            upgrade(engine)
+        engine = _open_existing_database(settings, older_schema_ok=older_schema_ok)
+    except _NoDatabase as problem:
+        say(str(problem))
+        raise typer.Exit(code=2) from None
+    try:
         yield engine
     finally:
         engine.dispose()
+
+
+class _NoDatabase(Exception):
+    """The database cannot be read as a caisse; the message is French."""
+
+
+def _open_existing_database(settings: Settings, *, older_schema_ok: bool) -> Engine:
+    """The settings' database as it is. A missing file, a server out of reach, a database without
+    a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from caisse.db import schema_revisions
+
+    try:
+        url = make_url(settings.database_url)
+    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
+        raise _NoDatabase(f"adresse de base de données illisible (CAISSE_DATABASE_URL) : {settings.database_url!r}") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
+        raise _NoDatabase(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé) : vérifiez"
+                          " CAISSE_DATABASE_URL et le dossier courant, ou créez-la avec « caisse db upgrade »")
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            current, heads = schema_revisions(engine)
+        except SQLAlchemyError as error:
+            raise _NoDatabase(f"impossible de lire la base de données {shown} (serveur arrêté, adresse, port ou"
+                              f" droits faux ?) : rien n'a été fait{technical_detail(error)}") from None
+        if not current:
+            raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
+                              " fait ; créez-la avec « caisse db upgrade »")
+        if current != heads and not older_schema_ok:
+            raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
+                              f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 @contextmanager
@@ -110,7 +154,7 @@ def _os_user() -> str:
         return "inconnu"
 
 
-_StaffBy = Annotated[str, typer.Option(help="Your console account (e-mail address, active); the audit also records the system user.")]
+_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; le journal d'audit inscrit aussi l'utilisateur du système.")]
 
 
 def _created(what: str, new_id: int | None) -> None:
@@ -122,10 +166,10 @@ def _created(what: str, new_id: int | None) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port TCP.")] = 8000,
 ) -> None:
-    """Serve the API (in development the database is migrated first)."""
+    """Servir l'API et la console (en développement, la base est d'abord créée ou mise à jour)."""
     import uvicorn
 
     from caisse.main import create_app
@@ -139,10 +183,10 @@ def serve(
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port TCP.")] = 8000,
 ) -> None:
-    """Seed a demo caisse through the API, replay a market morning, and keep serving."""
+    """Remplir une caisse de démonstration par l'API, rejouer une matinée de marché, puis continuer à servir."""
     from caisse.demo import run
 
     run(host=host, port=port)
@@ -150,7 +194,7 @@ def demo(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the migrations up to the latest revision."""
+    """Créer la base ou la mettre à jour (migrations jusqu'à la dernière révision)."""
     settings = Settings()
     engine = make_engine(settings.database_url)
     try:
@@ -168,8 +212,10 @@ def db_backup(
     """Sauvegarder la base (pg_dump en production) : le chemin du fichier sur la sortie standard."""
     from caisse import backup
 
+    settings = Settings()
     try:
-        path = backup.back_up(Settings().database_url, folder, keep=keep)
+        with _engine(settings, older_schema_ok=True):  # a missing database is not backed up as an empty one
+            path = backup.back_up(settings.database_url, folder, keep=keep)
     except CaisseError as error:
         _fail(error)
     out.print(str(path), markup=False, highlight=False)
@@ -260,7 +306,7 @@ def member_set_code(household_id: Annotated[int, typer.Argument(help="Household 
     """Give a household a 4-digit member code (asked twice, never shown)."""
     from caisse import member_codes
 
-    code = typer.prompt("Code du foyer (4 chiffres)", hide_input=True, confirmation_prompt="Encore une fois")
+    code = ask_twice("Code du foyer (4 chiffres)")
     _run(lambda s: member_codes.set_code(s, household_id=household_id, code=code))
     err.print(f"Code enregistré pour le foyer {household_id} : les terminaux le recevront à leur prochaine synchronisation.")
 
@@ -481,12 +527,15 @@ def terminal_clear(
               f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
+_Month = Annotated[str, typer.Option(help="Mois, AAAA-MM.")]
+
+
 @app.command()
-def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM.")]) -> None:
-    """Credit every household its monthly allowance (idempotent: a second run credits only who is missing)."""
+def allocate(month: Annotated[str, typer.Option(help="Mois à créditer, AAAA-MM.")], by: _StaffBy) -> None:
+    """Créditer à chaque foyer son allocation du mois (une seconde fois, seuls les foyers manquants le sont)."""
     from caisse import allowances
 
-    report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings()))
+    report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings(), by=by, os_user=_os_user()))
     out.print(report.credited_cents)
     err.print(f"{report.month} : {report.credited_households} foyer(s) crédité(s) de {euros(report.credited_cents)} EUR"
               f" (déjà crédités : {report.already_credited}) ; reliquats rendus au fonds :"
@@ -496,23 +545,23 @@ def allocate(month: Annotated[str, typer.Option(help="Month to credit, YYYY-MM."
                   f" maintenant {euros(now)} EUR ; laissé tel quel.[/yellow]")
 
 
-rule_app = typer.Typer(help="The allowance rule the citizens' committee chose, from a month on.", no_args_is_help=True)
+rule_app = typer.Typer(help="La règle d'allocation choisie par le comité citoyen, à partir d'un mois.", no_args_is_help=True)
 app.add_typer(rule_app, name="allowance-rule")
 
 
 @rule_app.command("set")
 def allowance_rule_set(
-    effective: Annotated[str, typer.Option("--from", help="First month the rule applies to, YYYY-MM.")],
-    by: Annotated[str, typer.Option(help="Who records it (the committee's decision).")],
-    rule: Annotated[str | None, typer.Option(help="flat, per_member or average_contribution.")] = None,
-    flat: Annotated[str | None, typer.Option(help="flat: euros per household.")] = None,
-    base: Annotated[str | None, typer.Option(help="per_member: euros for the first member.")] = None,
-    per_extra_member: Annotated[str | None, typer.Option(help="per_member: euros per extra member.")] = None,
-    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata", help="Days left for a household joining mid-month.")] = None,
-    unspent: Annotated[str | None, typer.Option(help="carry_over (up to the cap) or expire.")] = None,
-    cap: Annotated[str | None, typer.Option(help="carry_over: euros a household may keep.")] = None,
+    effective: Annotated[str, typer.Option("--from", help="Premier mois où la règle s'applique, AAAA-MM.")],
+    by: _StaffBy,
+    rule: Annotated[str | None, typer.Option(help="flat (forfait), per_member (par membre) ou average_contribution (moyenne des cotisations).")] = None,
+    flat: Annotated[str | None, typer.Option(help="flat : euros par foyer.")] = None,
+    base: Annotated[str | None, typer.Option(help="per_member : euros pour le premier membre.")] = None,
+    per_extra_member: Annotated[str | None, typer.Option(help="per_member : euros par membre supplémentaire.")] = None,
+    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata", help="Au prorata des jours restants pour un foyer arrivé en cours de mois.")] = None,
+    unspent: Annotated[str | None, typer.Option(help="carry_over (reliquat gardé jusqu'au plafond) ou expire (rendu au fonds).")] = None,
+    cap: Annotated[str | None, typer.Option(help="carry_over : euros qu'un foyer peut garder.")] = None,
 ) -> None:
-    """Set the rule from a month on; what is not given stays as in the rule in force then."""
+    """Fixer la règle à partir d'un mois ; ce qui n'est pas donné reste comme dans la règle alors en vigueur."""
     from caisse import allowances, fund
 
     def cents(value: str | None) -> int | None:
@@ -521,50 +570,39 @@ def allowance_rule_set(
     new = _run(lambda s: allowances.set_rule(
         s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),
         base_cents=cents(base), per_extra_member_cents=cents(per_extra_member), pro_rata=pro_rata, unspent=unspent,
-        carry_over_cap_cents=cents(cap)))
-    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {_rule_text(new)}", err=True)
+        carry_over_cap_cents=cents(cap), os_user=_os_user()))
+    typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {allowances.rule_text(new)}", err=True)
 
 
 @rule_app.command("show")
-def allowance_rule_show(month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None) -> None:
-    """Print the rule in force for a month, then every rule recorded."""
+def allowance_rule_show(month: Annotated[str | None, typer.Option(help="AAAA-MM (par défaut : ce mois-ci).")] = None) -> None:
+    """Afficher la règle en vigueur pour un mois, puis chaque règle enregistrée."""
     from caisse import allowances
 
     month = month or date.today().strftime("%Y-%m")
     settings = Settings()
     in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
-    typer.echo(f"{month} : {_rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
+    typer.echo(f"{month} : {allowances.rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
     for recorded_rule in recorded:
-        typer.echo(f"  à partir de {recorded_rule.effective_month} : {_rule_text(recorded_rule)}")
-
-
-def _rule_text(rule: Rule) -> str:
-    """The rule in one French sentence, amounts in euros."""
-    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
-              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
-              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
-    prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
-    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
-            else "reliquat rendu au fonds chaque mois")
-    return f"{amount}, {prorata}, {left}."
+        typer.echo(f"  à partir de {recorded_rule.effective_month} : {allowances.rule_text(recorded_rule)}")
 
 
 @app.command("close-month")
-def close_month(month: Annotated[str, typer.Argument(help="Month to close, YYYY-MM.")]) -> None:
-    """Close a month: allocating it again is refused."""
+def close_month(month: Annotated[str, typer.Argument(help="Mois à clôturer, AAAA-MM.")], by: _StaffBy) -> None:
+    """Clôturer un mois : il ne peut plus être alloué (définitif)."""
     from caisse import allowances
 
-    _run(lambda s: allowances.close_month(s, month=month))
+    _run(lambda s: allowances.close_month(s, month=month, by=by, os_user=_os_user()))
     err.print(f"Mois {month} clôturé : il ne peut plus être alloué.")
 
 
 @app.command()
 def settle(
-    day: Annotated[str | None, typer.Option("--date", help="Day to settle, YYYY-MM-DD (default: yesterday).")] = None,
-    by: Annotated[str, typer.Option(help="automatique (the timer) or your console account (e-mail address).")] = "automatique",
+    day: Annotated[str | None, typer.Option("--date", help="Journée à régler, AAAA-MM-JJ (par défaut : hier).")] = None,
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
 ) -> None:
-    """Settle a day: pay each vendor its accepted payments minus voids; prints the run id."""
+    """Régler une journée : préparer (puis approuver et exporter, si aucune seconde personne n'est requise) ; affiche le numéro du règlement."""
     from caisse import settlement
 
     run_date = _settlement_date(day)
@@ -597,10 +635,10 @@ _RUN_STATUS_FR = {"prepared": "préparé", "approved": "approuvé", "exported": 
 
 @app.command("settle-approve")
 def settle_approve(
-    run_id: Annotated[int, typer.Argument(help="Settlement run id.")],
-    by: Annotated[str, typer.Option(help="Your console account (active, not the one who prepared the run).")],
+    run_id: Annotated[int, typer.Argument(help="Numéro du règlement.")],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (actif, pas celui qui a préparé le règlement).")],
 ) -> None:
-    """Approve a prepared settlement run (the second person): prints the payees it pays."""
+    """Approuver un règlement préparé (la seconde personne) : affiche les virements qu'il paie."""
     from caisse import settlement
 
     run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings(), os_user=_os_user()))
@@ -633,22 +671,23 @@ def _settlement_date(day: str | None) -> date:
         raise typer.Exit(code=1) from None
 
 
-fund_app = typer.Typer(help="Contributions, matching funds, grants and fees (amounts in euros, e.g. 12,50).", no_args_is_help=True)
+fund_app = typer.Typer(help="Cotisations, abondement, subventions et frais (montants en euros, par exemple 12,50).", no_args_is_help=True)
 app.add_typer(fund_app, name="fund")
 
 
 @fund_app.command("contribute")
 def fund_contribute(
-    household: Annotated[int, typer.Option(help="Household id.")],
-    month: Annotated[str, typer.Option(help="YYYY-MM.")],
-    amount: Annotated[str, typer.Option(help="Euros, e.g. 25,00.")],
-    reference: Annotated[str | None, typer.Option(help="Idempotency key (a receipt number).")] = None,
+    household: Annotated[int, typer.Option(help="Numéro du foyer.")],
+    month: _Month,
+    amount: Annotated[str, typer.Option(help="Euros, par exemple 25,00.")],
+    by: _StaffBy,
+    reference: Annotated[str | None, typer.Option(help="Référence (numéro de reçu) : la même référence n'est enregistrée qu'une fois.")] = None,
 ) -> None:
-    """Record one household's monthly contribution."""
+    """Enregistrer la cotisation du mois d'un foyer."""
     from caisse import fund
 
     created = _run(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
-                                                      settings=Settings(), reference=reference))
+                                                      settings=Settings(), reference=reference, by=by, os_user=_os_user()))
     _recorded(created, "Cotisation enregistrée.")
 
 
@@ -659,14 +698,16 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV: household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
-    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Import the good lines even if others are wrong.")] = False,
+    path: Annotated[Path, typer.Argument(help="CSV : household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    by: _StaffBy,
+    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
-    """Import contributions from the payment platform's CSV; nothing is imported from a file with errors."""
+    """Importer les cotisations du fichier CSV de la plateforme de paiement ; rien n'est importé d'un fichier qui a des erreurs."""
     from caisse import fund
 
     content = path.read_text(encoding="utf-8-sig")
-    report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors))
+    report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
+                                                      by=by, os_user=_os_user()))
     for line, problem in report.errors:
         err.print(f"[red]ligne {line} :[/red] {_french(problem)}")
     out.print(report.imported)
@@ -678,11 +719,11 @@ def fund_import(
 
 
 @fund_app.command("match")
-def fund_match(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """Post the partner's matching funds still due for the month."""
+def fund_match(month: _Month, by: _StaffBy) -> None:
+    """Verser l'abondement du partenaire encore dû pour le mois."""
     from caisse import fund
 
-    posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings()))
+    posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings(), by=by, os_user=_os_user()))
     out.print(posted)
     err.print(f"Abondement de {month} : {euros(posted)} EUR versés au fonds." if posted
               else f"Abondement de {month} : rien de plus n'est dû.")
@@ -690,40 +731,45 @@ def fund_match(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
 
 @fund_app.command("grant")
 def fund_grant(
-    month: Annotated[str, typer.Option(help="YYYY-MM.")], amount: Annotated[str, typer.Option(help="Euros.")],
-    source: Annotated[str, typer.Option(help="Who gives it.")], reference: Annotated[str, typer.Option(help="Idempotency key.")],
+    month: _Month, amount: Annotated[str, typer.Option(help="Euros.")],
+    source: Annotated[str, typer.Option(help="Qui la verse.")],
+    reference: Annotated[str, typer.Option(help="Référence (numéro de pièce) : la même n'est enregistrée qu'une fois.")],
+    by: _StaffBy,
 ) -> None:
-    """Record a grant received."""
+    """Enregistrer une subvention reçue."""
     from caisse import fund
 
     created = _run(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source,
-                                               reference=reference))
+                                               reference=reference, by=by, os_user=_os_user()))
     _recorded(created, f"Subvention de {source} enregistrée pour {month}.")
 
 
 @fund_app.command("fee")
 def fund_fee(
-    month: Annotated[str, typer.Option(help="YYYY-MM.")], amount: Annotated[str, typer.Option(help="Euros.")],
-    memo: Annotated[str, typer.Option(help="What it is for.")], reference: Annotated[str, typer.Option(help="Idempotency key.")],
+    month: _Month, amount: Annotated[str, typer.Option(help="Euros.")],
+    memo: Annotated[str, typer.Option(help="Pour quoi.")],
+    reference: Annotated[str, typer.Option(help="Référence (numéro de pièce) : la même n'est enregistrée qu'une fois.")],
+    by: _StaffBy,
 ) -> None:
-    """Record a fee paid (bank, payment platform)."""
+    """Enregistrer des frais payés (banque, plateforme de paiement)."""
     from caisse import fund
 
-    created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference))
+    created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference,
+                                             by=by, os_user=_os_user()))
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 
 
-ledger_app = typer.Typer(help="The ledger: correct a staff entry made by mistake.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Le grand livre : corriger une saisie faite par erreur.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
 
 @ledger_app.command("reverse")
 def ledger_reverse(
-    reference: Annotated[str, typer.Argument(help="Reference of the entry to take back (e.g. contribution:RECU-0042).")],
+    reference: Annotated[str, typer.Argument(help="Référence de l'écriture à reprendre (par exemple contribution:RECU-0042).")],
     by: _StaffBy,
-    reason: Annotated[str, typer.Option(help="Why, in French (kept in the ledger and the audit log).")],
+    reason: Annotated[str, typer.Option(help="Pourquoi (gardé au grand livre et au journal).")],
 ) -> None:
-    """Reverse an allowance credit, contribution, grant or fee entered by mistake (once; nothing is deleted)."""
+    """Contre-passer une allocation, une cotisation, une subvention ou des frais saisis par erreur (une fois ; rien n'est effacé)."""
     from caisse import corrections
 
     done = _run(lambda s: corrections.reverse(s, reference=reference, by=by, reason=reason, os_user=_os_user()))
@@ -733,8 +779,8 @@ def ledger_reverse(
 
 
 @app.command()
-def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
-    """The month's budget, to the cent, rebuilt from the ledger; every difference with it is listed (exit 1 if any)."""
+def budget(month: Annotated[str, typer.Option(help="Mois, AAAA-MM.")]) -> None:
+    """Le budget du mois au centime près, refait depuis le grand livre ; chaque écart est listé (code de sortie 1 s'il y en a)."""
     from caisse import fund
 
     result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
@@ -748,42 +794,6 @@ def budget(month: Annotated[str, typer.Option(help="YYYY-MM.")]) -> None:
     err.print("Rapproché du grand livre : aucun écart.")
 
 
-class _CannotVerify(Exception):
-    """The database cannot be read as a caisse: the message is French, the exit status 2."""
-
-
-@contextmanager
-def _existing_database(settings: Settings) -> Iterator[Engine]:
-    """The settings' database as it is: never created, never migrated. A missing file, a server out
-    of reach, a database without a caisse or with an older schema is a _CannotVerify."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from caisse.db import schema_revisions
-
-    try:
-        url = make_url(settings.database_url)
-    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
-        raise _CannotVerify(f"adresse de base de données illisible : {settings.database_url!r}") from None
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
-        raise _CannotVerify(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé)")
-    engine = make_engine(settings.database_url)
-    try:
-        try:
-            current, heads = schema_revisions(engine)
-        except SQLAlchemyError as error:
-            raise _CannotVerify(f"impossible de lire la base {shown} : {_first_line(error)}") from None
-        if not current:
-            raise _CannotVerify(f"la base {shown} ne contient pas de caisse (aucune migration appliquée)")
-        if current != heads:
-            raise _CannotVerify(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
-                                f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _first_line(error: Exception) -> str:
     """The driver's own message of a database error, without SQLAlchemy's statement and link."""
     return (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
@@ -791,7 +801,7 @@ def _first_line(error: Exception) -> str:
 
 @app.command("verify")
 def verify() -> None:
-    """Vérifie les invariants du grand livre sur la base en service, sans rien y écrire.
+    """Vérifier les invariants du grand livre sur la base en service, sans rien y écrire.
 
     Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes bloquées comme copies, foyers et commerçants à solde négatif.
 
@@ -804,19 +814,18 @@ def verify() -> None:
 
     try:
         settings = Settings()
-        with _existing_database(settings) as engine:
+        with _engine(settings) as engine:
             snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) \
                 if engine.dialect.name == "postgresql" else engine
             with session_factory(snapshot)() as session:
                 results = invariants.check_all(session)
                 waiting = overdue.overdue(session, settings=settings)
                 session.rollback()
-    except _CannotVerify as problem:
-        err.print(f"[red]Erreur :[/red] {problem}")
-        raise typer.Exit(code=2) from None
     except ValidationError as error:
         err.print(f"[red]Erreur :[/red] réglages invalides : {error.errors()[0]['msg']}")
         raise typer.Exit(code=2) from None
+    except typer.Exit:  # the database is missing or out of reach: _engine said so
+        raise
     except SQLAlchemyError as error:
         err.print(f"[red]Erreur :[/red] la vérification n'a pas pu lire la base : {_first_line(error)}")
         raise typer.Exit(code=2) from None
@@ -841,13 +850,13 @@ def verify() -> None:
     err.print("Tous les invariants du grand livre tiennent.")
 
 
-review_app = typer.Typer(help="Records held for review (caisse.review): release or reject them.", no_args_is_help=True)
+review_app = typer.Typer(help="Enregistrements retenus pour vérification : les libérer ou les rejeter.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 
 
 @review_app.command("list")
-def review_list(vendor: Annotated[int | None, typer.Option(help="Only this vendor's records.")] = None) -> None:
-    """List the records waiting for a decision (tab-separated, by vendor then oldest first)."""
+def review_list(vendor: Annotated[int | None, typer.Option(help="Seulement les enregistrements de ce commerçant.")] = None) -> None:
+    """Lister les enregistrements qui attendent une décision (séparés par des tabulations, par commerçant puis du plus ancien)."""
     from caisse import statements
 
     settings = Settings()
@@ -863,27 +872,26 @@ def review_list(vendor: Annotated[int | None, typer.Option(help="Only this vendo
     err.print(f"{len(held)} enregistrement(s) en attente de décision.")
 
 
-_HeldRecordId = Annotated[int, typer.Argument(help="Record id (see caisse review list).")]
-_DecidedBy = Annotated[str, typer.Option(help="Who decides (recorded on the record).")]
+_HeldRecordId = Annotated[int, typer.Argument(help="Numéro de l'enregistrement (voir caisse review list).")]
 
 
 @review_app.command("release")
-def review_release(record_id: _HeldRecordId, by: _DecidedBy) -> None:
-    """Release a held record: the next settlement run pays the vendor."""
+def review_release(record_id: _HeldRecordId, by: _StaffBy) -> None:
+    """Libérer un enregistrement retenu : le prochain règlement paie le commerçant."""
     from caisse import review
 
-    record = _run(lambda s: review.release(s, record_id=record_id, by=by))
+    record = _run(lambda s: review.release(s, record_id=record_id, by=by, os_user=_os_user()))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} libéré par {by} : le commerçant sera payé au prochain règlement.")
 
 
 @review_app.command("reject")
-def review_reject(record_id: _HeldRecordId, by: _DecidedBy) -> None:
-    """Reject a held record: the vendor is never paid for it; a payment goes back to the member."""
+def review_reject(record_id: _HeldRecordId, by: _StaffBy) -> None:
+    """Rejeter un enregistrement retenu : le commerçant n'est jamais payé pour lui ; un paiement revient au foyer."""
     from caisse import review
     from caisse.protocol import Kind
 
-    record = _run(lambda s: review.reject(s, record_id=record_id, by=by))
+    record = _run(lambda s: review.reject(s, record_id=record_id, by=by, os_user=_os_user()))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} rejeté par {by} : il ne sera jamais payé au commerçant"
               + (" ; le foyer a été remboursé." if record.kind == Kind.PAYMENT else " ; le paiement annulé reste dû."))
@@ -894,13 +902,13 @@ _BulkVendor = Annotated[int | None, typer.Option("--vendor", help="Tous les enre
 
 
 @review_app.command("release-all")
-def review_release_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
+def review_release_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
     """Libérer d'un coup tous les enregistrements retenus d'un terminal ou d'un commerçant (chacun inscrit au journal)."""
     _decide_all("release", by=by, terminal=terminal, vendor=vendor)
 
 
 @review_app.command("reject-all")
-def review_reject_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
+def review_reject_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _BulkVendor = None) -> None:
     """Rejeter d'un coup tous les enregistrements retenus d'un terminal ou d'un commerçant (chacun inscrit au journal)."""
     _decide_all("reject", by=by, terminal=terminal, vendor=vendor)
 
@@ -908,7 +916,8 @@ def review_reject_all(by: _DecidedBy, terminal: _BulkTerminal = None, vendor: _B
 def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | None) -> None:
     from caisse import review
 
-    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor))
+    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor,
+                                               os_user=_os_user()))
     for record_id in decided:
         out.print(record_id)
     done = "libéré(s)" if decision == "release" else "rejeté(s)"
@@ -972,27 +981,27 @@ def _set_active(email: str, *, active: bool) -> None:
     out.print(_run(change))
 
 
+_FIRMWARE_RUNTIMES = Choices({"cpython": "cpython", "micropython": "micropython"})
+
+
 @app.command()
 def simulate(
-    terminals: Annotated[int, typer.Option(help="Terminals, one per vendor.")] = 6,
-    members: Annotated[int, typer.Option(help="Member households.")] = 40,
-    days: Annotated[int, typer.Option(help="Market days.")] = 2,
-    seed: Annotated[int, typer.Option(help="Same seed, same run, byte for byte.")] = 1,
-    seeds: Annotated[int, typer.Option(help="Run this many seeds, from --seed on, print one line each and how long it took.")] = 1,
-    power_cuts: Annotated[int, typer.Option(help="Power cuts, at random points of a write.")] = 2,
-    network_drops: Annotated[int, typer.Option(help="Network faults: hours offline, uploads cut before or after, batches sent twice, corrupted uploads.")] = 5,
-    clones: Annotated[int, typer.Option(help="Cloned cards: UID copies of basic cards, replayed SUN messages of secure cards.")] = 2,
-    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Hostile and mistaken actors: an offline spree, a lying clock, false over-limits, a garbage flood, staff acting at the wrong moment, an IBAN changed mid-settlement, a credit entered twice.")] = True,
-    db: Annotated[str | None, typer.Option(help="An empty database URL (default: a temporary SQLite file).")] = None,
-    firmware_runtime: Annotated[str, typer.Option(help="cpython, or micropython: also rebuild and sign a few terminals' records in the MicroPython runtime.")] = "cpython",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON (keys in English) instead of the French summary.")] = False,
+    terminals: Annotated[int, typer.Option(help="Terminaux, un par commerçant.")] = 6,
+    members: Annotated[int, typer.Option(help="Foyers adhérents.")] = 40,
+    days: Annotated[int, typer.Option(help="Jours de marché.")] = 2,
+    seed: Annotated[int, typer.Option(help="Graine : même graine, même déroulé, octet pour octet.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Nombre de graines à partir de --seed : une ligne chacune, et la durée.")] = 1,
+    power_cuts: Annotated[int, typer.Option(help="Coupures de courant, à des moments d'écriture tirés au hasard.")] = 2,
+    network_drops: Annotated[int, typer.Option(help="Pannes de réseau : heures hors ligne, envois coupés avant ou après, lots envoyés deux fois, envois corrompus.")] = 5,
+    clones: Annotated[int, typer.Option(help="Cartes clonées : copies de l'UID de cartes simples, messages SUN rejoués de cartes sécurisées.")] = 2,
+    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Acteurs hostiles ou maladroits : achats en rafale hors ligne, horloge menteuse, faux dépassements, flot de déchets, personnel qui agit au mauvais moment, IBAN changé pendant un règlement, crédit saisi deux fois.")] = True,
+    db: Annotated[str | None, typer.Option(help="Adresse d'une base vide (par défaut : un fichier SQLite temporaire).")] = None,
+    firmware_runtime: Annotated[str, _FIRMWARE_RUNTIMES.option(help="micropython : refaire et signer aussi les enregistrements de quelques terminaux dans MicroPython.")] = "cpython",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON (clés en anglais) au lieu du résumé en français.")] = False,
 ) -> None:
-    """Simulate market days on the real firmware logic and backend, inject faults, check the money."""
+    """Simuler des jours de marché sur la vraie logique du terminal et du serveur, injecter des pannes, vérifier l'argent."""
     from caisse.simulation import SimulationConfig
 
-    if firmware_runtime not in ("cpython", "micropython"):
-        err.print("[red]Erreur :[/red] --firmware-runtime vaut cpython ou micropython")
-        raise typer.Exit(2)
     if not 1 <= seeds <= 1000 or (seeds > 1 and (db is not None or as_json)):
         err.print("[red]Erreur :[/red] --seeds va de 1 à 1000, et plusieurs graines ne vont ni avec --db ni avec --json")
         raise typer.Exit(2)
@@ -1017,9 +1026,8 @@ def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-
     except SimulationError as error:
         err.print(f"[red]Erreur :[/red] {error}")
         raise typer.Exit(2) from None
-    except Exception:
-        err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
-        raise
+    except Exception as error:  # the seed replays it: in the one line, not only in the log
+        raise typer.Exit(unexpected(error, during=f"simulation, graine {config.seed}")) from None
     if as_json:
         typer.echo(report_json(report))
     else:
@@ -1045,9 +1053,8 @@ def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
         except SimulationError as error:
             err.print(f"[red]Erreur :[/red] {error}")
             raise typer.Exit(2) from None
-        except Exception:
-            err.print(f"[red]La simulation s'est arrêtée sur une erreur inattendue[/red] (graine {config.seed}).")
-            raise
+        except Exception as error:
+            raise typer.Exit(unexpected(error, during=f"simulation, graine {config.seed}")) from None
         seconds = time.perf_counter() - began
         if report["passed"]:
             typer.echo(f"graine {config.seed} : tous les invariants tiennent ({seconds:.1f} s)")
@@ -1097,7 +1104,7 @@ app.add_typer(bank_app, name="banque")
 @bank_app.command("importer")
 def bank_import(
     path: Annotated[Path, typer.Argument(help="Fichier XML reçu de la banque.", exists=True, dir_okay=False)],
-    by: Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif).")],
+    by: _StaffBy,
 ) -> None:
     """Importer un rejet (pain.002) ou un avis/relevé (camt.054, camt.053) : un virement retourné
     revient au commerçant et sera repayé par un prochain règlement."""

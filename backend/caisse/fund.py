@@ -4,7 +4,8 @@ fees, and the monthly budget reconciled with the ledger.
 The euros the caisse holds are the `fund` account. Money comes in from `income:*` accounts
 (debited, so their balance is minus what they brought) and goes out to `expense:fees` and, for
 vendors, through settlement to `vendor_paid`. Every posting has a reference with its month, so a
-month's budget is read from the journal itself. Nothing here commits: the caller does.
+month's budget is read from the journal itself. What staff enter is audited as `by`
+(caisse.accounts.staff_actor) in the caller's transaction. Nothing here commits: the caller does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse import audit, ledger
+from caisse.accounts import SYSTEM, staff_actor
 from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.corrections import reversed_sql
@@ -94,12 +96,20 @@ def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, 
 # Contributions ----------------------------------------------------------------------------------
 
 def record_contribution(
-    session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str | None = None
+    session: Session, *, household_id: int, month: str, amount_cents: int, settings: Settings, reference: str | None = None,
+    by: str = SYSTEM, os_user: str | None = None,
 ) -> bool:
     """A household's contribution for a month, keyed by a person's reference (a receipt number;
     ledger.user_reference). Returns False if this reference was recorded already."""
-    return _record_contribution(session, household_id=household_id, month=month, amount_cents=amount_cents, settings=settings,
-                                reference=ledger.user_reference("contribution", reference or str(uuid.uuid4())))
+    by = staff_actor(session, by=by, os_user=os_user)
+    posted_as = ledger.user_reference("contribution", reference or str(uuid.uuid4()))
+    created = _record_contribution(session, household_id=household_id, month=month, amount_cents=amount_cents,
+                                   settings=settings, reference=posted_as)
+    if created:
+        audit.record(session, actor=by, action="contribution.record", subject=f"household:{household_id}",
+                     detail={"month": str(Month.parse(month)), "amount_cents": amount_cents, "reference": posted_as},
+                     os_user=os_user)
+    return created
 
 
 def _record_contribution(
@@ -134,11 +144,13 @@ class ImportReport:
     errors: list[tuple[int, CaisseError]] = field(default_factory=list)  # (line number, what is wrong)
 
 
-def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False) -> ImportReport:
+def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False,
+                         by: str = SYSTEM, os_user: str | None = None) -> ImportReport:
     """CSV from the payment platform: columns household_id, month (YYYY-MM), amount_eur, reference;
     `;` or `,` separated, with a header line. Every line is checked first; with any error nothing
     is imported unless skip_errors, and then only the good lines are. The platform's fee
     (platform_fee_basis_points of what was imported) is posted once per file."""
+    by = staff_actor(session, by=by, os_user=os_user)
     report = ImportReport()
     lines = content.splitlines()
     if not lines:
@@ -198,14 +210,21 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
         month = good[0][2]
         _post_fee(session, amount_cents=int(fee), memo="payment platform fee", reference=f"fee:{Month.parse(month)}:import:{digest}")
         report.fee_cents = int(fee)
+    if report.imported:
+        audit.record(session, actor=by, action="contribution.import",
+                     subject=f"contribution_file:{hashlib.sha256(content.encode()).hexdigest()[:16]}",
+                     detail={"imported": report.imported, "imported_cents": report.imported_cents, "already": report.already,
+                             "fee_cents": report.fee_cents, "skipped_lines": [line for line, _ in report.errors]},
+                     os_user=os_user)
     return report
 
 
 # Matching funds, grants, fees -------------------------------------------------------------------
 
-def record_matching(session: Session, *, month: str, settings: Settings) -> int:
+def record_matching(session: Session, *, month: str, settings: Settings, by: str = SYSTEM, os_user: str | None = None) -> int:
     """The partner adds matching_basis_points of the month's contributions (rounded down). Posts
     only what is still due, so rerunning after late contributions tops it up; returns the amount posted."""
+    by = staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     due = contributed_cents(session, month=str(period)) * settings.matching_basis_points // 10_000
     posted = _ledger_sum(session, f"matching:{period}:%")
@@ -215,6 +234,8 @@ def record_matching(session: Session, *, month: str, settings: Settings) -> int:
     accounts = _accounts(session)
     _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
                reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
+    audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
+                 detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
     return due - posted
 
 
@@ -224,18 +245,32 @@ def contributed_cents(session: Session, *, month: str) -> int:
                 m=month)
 
 
-def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str) -> bool:
+def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str, by: str = SYSTEM,
+                 os_user: str | None = None) -> bool:
     """A grant received, keyed by a person's reference (ledger.user_reference)."""
+    by = staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     accounts = _accounts(session)
-    return _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
-                      kind=Kind.GRANT, reference=ledger.user_reference(f"grant:{period}", reference), memo=source[:300])
+    posted_as = ledger.user_reference(f"grant:{period}", reference)
+    created = _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
+                         kind=Kind.GRANT, reference=posted_as, memo=source[:300])
+    if created:
+        audit.record(session, actor=by, action="fund.grant", subject=f"month:{period}",
+                     detail={"amount_cents": amount_cents, "source": source[:300], "reference": posted_as}, os_user=os_user)
+    return created
 
 
-def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, reference: str) -> bool:
+def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, reference: str, by: str = SYSTEM,
+               os_user: str | None = None) -> bool:
     """A fee paid, keyed by a person's reference (ledger.user_reference)."""
+    by = staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
-    return _post_fee(session, amount_cents=amount_cents, memo=memo, reference=ledger.user_reference(f"fee:{period}", reference))
+    posted_as = ledger.user_reference(f"fee:{period}", reference)
+    created = _post_fee(session, amount_cents=amount_cents, memo=memo, reference=posted_as)
+    if created:
+        audit.record(session, actor=by, action="fund.fee", subject=f"month:{period}",
+                     detail={"amount_cents": amount_cents, "memo": memo[:300], "reference": posted_as}, os_user=os_user)
+    return created
 
 
 def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str) -> bool:

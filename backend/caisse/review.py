@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
-from caisse import audit, ledger
+from caisse import accounts, audit, ledger
 from caisse.db import column_in, get_by_id, is_postgresql
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
@@ -196,24 +196,24 @@ def mark_held_at_ingestion(session: Session, *, terminal_id: int, holds: Mapping
 
 # Deciding ----------------------------------------------------------------------------------------
 
-def release(session: Session, *, record_id: int, by: str) -> TransactionRecord:
+def release(session: Session, *, record_id: int, by: str, os_user: str | None = None) -> TransactionRecord:
     """The vendor will be paid by the next settlement run (a void: the member is refunded)."""
-    return _decide_one(session, record_id=record_id, decision=RELEASE, by=by)
+    return _decide_one(session, record_id=record_id, decision=RELEASE, by=by, os_user=os_user)
 
 
-def reject(session: Session, *, record_id: int, by: str) -> TransactionRecord:
+def reject(session: Session, *, record_id: int, by: str, os_user: str | None = None) -> TransactionRecord:
     """The vendor will never be paid for this payment, given back to the member; a rejected void
     gives nothing back and its payment stands."""
-    return _decide_one(session, record_id=record_id, decision=REJECT, by=by)
+    return _decide_one(session, record_id=record_id, decision=REJECT, by=by, os_user=os_user)
 
 
 def decide_all(session: Session, *, decision: str, by: str, terminal_id: int | None = None,
-               vendor_id: int | None = None) -> list[int]:
+               vendor_id: int | None = None, os_user: str | None = None) -> list[int]:
     """Release or reject every held record of a terminal or of a vendor's terminals; the ids
     decided, in ascending order (each one audited)."""
     if decision not in (RELEASE, REJECT) or (terminal_id is None) == (vendor_id is None):
         raise InvalidInput("invalid_decision", "release or reject, for one terminal or one vendor")
-    _check_by(by)
+    by = _decider(session, by)
     if terminal_id is not None:
         if get_by_id(session, Terminal, terminal_id) is None:
             raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
@@ -227,11 +227,11 @@ def decide_all(session: Session, *, decision: str, by: str, terminal_id: int | N
         return []
     lock_terminals(session, terminals)
     rows = _rows(session, "r.review = :held AND r.terminal_id IN :terminals", held=_HELD, terminals=sorted(terminals))
-    return _decide(session, rows, decision=decision, by=by)
+    return _decide(session, rows, decision=decision, by=by, os_user=os_user)
 
 
-def _decide_one(session: Session, *, record_id: int, decision: str, by: str) -> TransactionRecord:
-    _check_by(by)
+def _decide_one(session: Session, *, record_id: int, decision: str, by: str, os_user: str | None) -> TransactionRecord:
+    by = _decider(session, by)
     record = get_by_id(session, TransactionRecord, record_id)
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id}")
@@ -241,18 +241,20 @@ def _decide_one(session: Session, *, record_id: int, decision: str, by: str) -> 
     if not rows or rows[0].review != _HELD:
         state = rows[0].review if rows else None
         raise Conflict("record_not_held", f"record {record_id} is {state or 'not held'}: only a held record can be decided")
-    _decide(session, rows, decision=decision, by=by)
+    _decide(session, rows, decision=decision, by=by, os_user=os_user)
     refreshed = session.get(TransactionRecord, record_id, populate_existing=True)
     assert refreshed is not None
     return refreshed
 
 
-def _check_by(by: str) -> None:
+def _decider(session: Session, by: str) -> str:
+    """A decision is a person's: an active console account, never the system."""
     if not by or not by.strip():
         raise InvalidInput("invalid_decided_by", "say who decides")
+    return accounts.active_user(session, email=by).email
 
 
-def _decide(session: Session, rows: Sequence[_Row], *, decision: str, by: str) -> list[int]:
+def _decide(session: Session, rows: Sequence[_Row], *, decision: str, by: str, os_user: str | None = None) -> list[int]:
     """Decide held records: a void following its payment and that payment as one. Money moves
     for a lone record only: a pair's money went back to the member when the void arrived."""
     partners = _partners(session, rows)
@@ -298,7 +300,7 @@ def _decide(session: Session, rows: Sequence[_Row], *, decision: str, by: str) -
         row = decided[record_id]
         audit.record(session, actor=by, action=f"record.{decision}", subject=f"record:{record_id}",
                      detail={"terminal_id": row.terminal_id, "seq": row.seq, "kind": row.kind,
-                             "amount_cents": row.amount_cents, "hold_reason": row.hold_reason})
+                             "amount_cents": row.amount_cents, "hold_reason": row.hold_reason}, os_user=os_user)
     bump_cards(session, household_ids=households)
     return ids
 

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from caisse.cli_french import confirm
+
 from . import ports
 from .backend import AdminClient, load_settings
 from .device import Board, serial_transport
@@ -42,7 +44,7 @@ def _hooks(yes: bool) -> Hooks:
         if yes:
             console.print(f"{question} [oui, --yes]")
             return True
-        return typer.confirm(question, default=False)
+        return confirm(question)
 
     return Hooks(step=step, step_done=done, file_copied=copied, confirm=confirm)
 

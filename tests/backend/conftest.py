@@ -53,6 +53,17 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def cli_database(tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """CAISSE_DATABASE_URL on a migrated SQLite file of the test's own (the `caisse` commands
+    never create a database: only `caisse db upgrade` does); returns the URL."""
+    path = tmp_path / "cli.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+    return url
+
+
 def _postgres_engine() -> Engine:
     engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={PG_SCHEMA}"}, pool_size=10, max_overflow=10)
     with engine.begin() as connection:
@@ -113,3 +124,19 @@ def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+DECIDERS = {"trésorière": "tresoriere@caisse.test", "coordinatrice": "coordinatrice@caisse.test", "Claire": "claire@caisse.test",
+            "a": "a@caisse.test", "b": "b@caisse.test"}
+
+
+@pytest.fixture
+def deciders(engine: Engine) -> dict[str, str]:
+    """Active console accounts for the people who decide held records in these tests."""
+    from caisse.db import session_factory
+    from caisse.models import ConsoleUser, Role
+
+    with session_factory(engine)() as session:
+        session.add_all(ConsoleUser(email=email, role=Role.TREASURER, password_hash="!") for email in DECIDERS.values())
+        session.commit()
+    return DECIDERS

@@ -80,3 +80,22 @@ def make_world(session: Session, *, balance_cents: int = 100_000) -> World:
     assert terminal.id is not None
     session.commit()
     return World(vendor_id=vendor.id, household_id=household.id, uid=uid, chain=Chain(terminal.id, key))
+
+
+STAFF_EMAIL = "claire@caisse.test"
+
+
+def staff_in_database(url: str, *emails: str, active: bool = True) -> None:
+    """Active (or disabled) console accounts in the database at `url`, migrated first: what a
+    command's `--by` names. No password: these accounts are named, never signed in with."""
+    from caisse.db import make_engine, session_factory, upgrade
+    from caisse.models import ConsoleUser, Role
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with session_factory(engine)() as session:
+            session.add_all(ConsoleUser(email=email, role=Role.TREASURER, password_hash="!", active=active) for email in emails)
+            session.commit()
+    finally:
+        engine.dispose()

@@ -10,10 +10,12 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import admin, allowances, ledger
+from caisse.accounts import SYSTEM
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
+from tests.backend.factories import STAFF_EMAIL, staff_in_database
 
 EARLY = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -154,23 +156,23 @@ def test_allocations_keep_the_ledger_balanced_and_credit_once_per_month(
     assert len(credits) == len(set(credits))
 
 
-def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(cli_database: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setenv("CAISSE_ALLOWANCE_FLAT_CENTS", "10000")
+    staff_in_database(f"sqlite:///{tmp_path / 'cli.db'}", STAFF_EMAIL)
     runner = CliRunner()
     assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"]).exit_code == 0
-    first = runner.invoke(app, ["allocate", "--month", "2030-01"])
+    first = runner.invoke(app, ["allocate", "--month", "2030-01", "--by", STAFF_EMAIL])
     assert (first.exit_code, first.stdout.strip()) == (0, "10000")
-    second = runner.invoke(app, ["allocate", "--month", "2030-01"])
+    second = runner.invoke(app, ["allocate", "--month", "2030-01", "--by", STAFF_EMAIL])
     assert (second.exit_code, second.stdout.strip()) == (0, "0")
     assert "déjà crédités : 1" in second.stderr
-    assert runner.invoke(app, ["close-month", "2030-01"]).exit_code == 0
-    refused = runner.invoke(app, ["allocate", "--month", "2030-01"])
+    assert runner.invoke(app, ["close-month", "2030-01", "--by", STAFF_EMAIL]).exit_code == 0
+    refused = runner.invoke(app, ["allocate", "--month", "2030-01", "--by", STAFF_EMAIL])
     assert refused.exit_code == 1 and "month_closed" in refused.stderr
 
 
@@ -179,9 +181,9 @@ def test_the_allocate_command_is_idempotent_and_refuses_a_closed_month(tmp_path,
 def test_a_rule_applies_from_its_month_on_and_earlier_months_keep_the_previous_one(session: Session) -> None:
     defaults = make_settings(allowance_rule="flat", allowance_flat_cents=10_000)
     household = _household(session, members=3)
-    allowances.set_rule(session, effective_month="2026-04", by="comité", settings=defaults, rule="per_member",
+    allowances.set_rule(session, effective_month="2026-04", by=SYSTEM, settings=defaults, rule="per_member",
                         base_cents=15_000, per_extra_member_cents=7_500)
-    allowances.set_rule(session, effective_month="2026-06", by="comité", settings=defaults, base_cents=12_000)
+    allowances.set_rule(session, effective_month="2026-06", by=SYSTEM, settings=defaults, base_cents=12_000)
     session.commit()
     credited = {month: allowances.allocate(session, month=month, settings=defaults).credited_cents
                 for month in ("2026-03", "2026-04", "2026-05", "2026-06")}
@@ -197,7 +199,7 @@ def test_the_unspent_policy_and_cap_come_from_the_rule_in_force(session: Session
     defaults = make_settings(allowance_flat_cents=10_000, allowance_unspent="carry_over", allowance_carry_over_cap_cents=5_000)
     household = _household(session)
     allowances.allocate(session, month="2026-03", settings=defaults)
-    allowances.set_rule(session, effective_month="2026-04", by="comité", settings=defaults, carry_over_cap_cents=2_000)
+    allowances.set_rule(session, effective_month="2026-04", by=SYSTEM, settings=defaults, carry_over_cap_cents=2_000)
     report = allowances.allocate(session, month="2026-04", settings=defaults)
     session.commit()
     assert (report.expired_cents, _balance(session, household)) == (8_000, 2_000 + 10_000)
@@ -206,7 +208,7 @@ def test_the_unspent_policy_and_cap_come_from_the_rule_in_force(session: Session
 def test_allocating_twice_under_a_rule_credits_once(session: Session) -> None:
     defaults = make_settings()
     _household(session)
-    allowances.set_rule(session, effective_month="2026-03", by="comité", settings=defaults, flat_cents=8_000, pro_rata=False)
+    allowances.set_rule(session, effective_month="2026-03", by=SYSTEM, settings=defaults, flat_cents=8_000, pro_rata=False)
     first = allowances.allocate(session, month="2026-03", settings=defaults)
     second = allowances.allocate(session, month="2026-03", settings=defaults)
     session.commit()
@@ -220,46 +222,46 @@ def test_a_rule_cannot_start_in_a_month_already_allocated(session: Session) -> N
     session.commit()
     for month in ("2026-05", "2026-04"):
         with pytest.raises(Conflict) as refused:
-            allowances.set_rule(session, effective_month=month, by="comité", settings=defaults, flat_cents=1)
+            allowances.set_rule(session, effective_month=month, by=SYSTEM, settings=defaults, flat_cents=1)
         assert refused.value.code == "month_allocated"
-    allowances.set_rule(session, effective_month="2026-06", by="comité", settings=defaults, flat_cents=1)
+    allowances.set_rule(session, effective_month="2026-06", by=SYSTEM, settings=defaults, flat_cents=1)
 
 
 @pytest.mark.parametrize("changes", [{"rule": "weekly"}, {"unspent": "donate"}, {"flat_cents": -1}, {"carry_over_cap_cents": -5}])
 def test_a_malformed_rule_is_refused_and_nothing_is_recorded(session: Session, changes: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
-        allowances.set_rule(session, effective_month="2026-04", by="comité", settings=make_settings(), **changes)  # type: ignore[arg-type]
+        allowances.set_rule(session, effective_month="2026-04", by=SYSTEM, settings=make_settings(), **changes)  # type: ignore[arg-type]
     assert allowances.list_rules(session) == []
 
 
 def test_setting_a_rule_again_for_the_same_month_replaces_it(session: Session) -> None:
     defaults = make_settings()
-    allowances.set_rule(session, effective_month="2026-04", by="a", settings=defaults, flat_cents=9_000)
-    allowances.set_rule(session, effective_month="2026-04", by="b", settings=defaults, flat_cents=9_500)
+    allowances.set_rule(session, effective_month="2026-04", by=SYSTEM, settings=defaults, flat_cents=9_000)
+    allowances.set_rule(session, effective_month="2026-04", by=SYSTEM, settings=defaults, flat_cents=9_500)
     [rule] = allowances.list_rules(session)
     assert (rule.effective_month, rule.flat_cents) == ("2026-04", 9_500)
 
 
-def test_the_allowance_rule_commands_set_and_show_it_in_french(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_allowance_rule_commands_set_and_show_it_in_french(cli_database: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    staff_in_database(f"sqlite:///{tmp_path / 'cli.db'}", STAFF_EMAIL)
     runner = CliRunner()
     default = runner.invoke(app, ["allowance-rule", "show", "--month", "2030-01"])
     assert default.exit_code == 0 and "réglages par défaut" in default.stdout
-    set_ = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-02", "--by", "comité", "--rule", "per_member",
+    set_ = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-02", "--by", STAFF_EMAIL, "--rule", "per_member",
                                "--base", "150", "--per-extra-member", "75,00", "--no-pro-rata", "--unspent", "expire"])
     assert set_.exit_code == 0, set_.output
     assert "150,00 EUR plus 75,00 EUR par membre supplémentaire, sans prorata" in set_.stderr
     shown = runner.invoke(app, ["allowance-rule", "show", "--month", "2030-03"])
     assert "depuis 2030-02" in shown.stdout and "reliquat rendu au fonds" in shown.stdout
     assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "3", "--zone", "Sud"]).exit_code == 0
-    assert runner.invoke(app, ["allocate", "--month", "2030-02"]).stdout.strip() == "30000"
-    refused = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-02", "--by", "comité", "--flat", "10,001"])
+    assert runner.invoke(app, ["allocate", "--month", "2030-02", "--by", STAFF_EMAIL]).stdout.strip() == "30000"
+    refused = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-02", "--by", STAFF_EMAIL, "--flat", "10,001"])
     assert refused.exit_code == 1
-    nothing_extra = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-03", "--by", "comité", "--per-extra-member", "0"])
+    nothing_extra = runner.invoke(app, ["allowance-rule", "set", "--from", "2030-03", "--by", STAFF_EMAIL, "--per-extra-member", "0"])
     assert nothing_extra.exit_code == 0, nothing_extra.output  # a rule's amount may be zero, unlike a payment's
     assert "150,00 EUR plus 0,00 EUR par membre supplémentaire" in nothing_extra.stderr

@@ -27,6 +27,8 @@ from tests.backend.test_settlement import Market
 
 PARIS = ZoneInfo("Europe/Paris")
 
+pytestmark = pytest.mark.usefixtures("deciders")  # review decisions name active console accounts
+
 
 def _local(day: str, hour: int = 12, minute: int = 0) -> int:
     return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=PARIS).timestamp()) + hour * 3600 + minute * 60
@@ -60,7 +62,7 @@ def test_a_payment_rejected_in_review_is_given_back_not_spent(session: Session, 
     market.pay(0, 700, time=_local("2026-01-11"))
     market.pay(1, 300, time=_local("2026-01-12"))
     review.hold(session, record_ids=[_record_id(session, market, 0, 1), _record_id(session, market, 1, 1)], reason="carte suspecte")
-    review.reject(session, record_id=_record_id(session, market, 0, 1), by="Claire")
+    review.reject(session, record_id=_record_id(session, market, 0, 1), by="claire@caisse.test")
     session.commit()
     january = fund.budget(session, month="2026-01", settings=rules)
     assert (january.payments_cents, january.rejected_cents, january.spent_cents) == (3_000, 2_000, 1_000)
@@ -184,7 +186,7 @@ def test_random_months_give_the_budget_the_model_expects_and_reconcile(
             if payment["review"] != "held":
                 continue
             decide = review.reject if operation == "reject" else review.release
-            decide(session, record_id=_record_id(session, market, args[0], payment["seq"]), by="Claire")
+            decide(session, record_id=_record_id(session, market, args[0], payment["seq"]), by="claire@caisse.test")
             session.commit()
             payment["review"] = operation + "ed" if operation == "reject" else "released"
             model.add("held", model.month(payment["time"]), 0 if payment["voided"] else -payment["amount"])
@@ -247,9 +249,7 @@ def _settled(session: Session, market: Market, payment: dict) -> bool:
 
 def test_a_manual_credit_taken_back_leaves_its_month_and_the_books_reconcile(session: Session, rules: Settings) -> None:
     from caisse import corrections
-    from tests.backend.test_payout import add_staff
 
-    add_staff(session, "claire@caisse.test")
     household = admin.create_household(session, name="Famille Roux", members=2, zone="Sud")
     assert household.id is not None
     admin.credit_household(session, household_id=household.id, amount_cents=3_000, reference="geste")

@@ -16,9 +16,8 @@ from tests.backend.factories import new_key
 
 
 @pytest.fixture
-def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+def invoke(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    url = cli_database
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     runner = CliRunner()
 
@@ -31,10 +30,12 @@ def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
     return invoke
 
 
-def test_db_upgrade_creates_the_schema(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_db_upgrade_creates_the_schema(invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'nouvelle.db'}"
+    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
     invoke("db", "upgrade")
     invoke("db", "upgrade")  # idempotent
-    engine = make_engine(invoke.url)
+    engine = make_engine(url)
     assert {"terminal", "transaction_record", "ledger_transfer"} <= set(inspect(engine).get_table_names())
     engine.dispose()
 
@@ -62,8 +63,7 @@ def test_a_refused_operation_exits_non_zero_with_a_message(invoke) -> None:  # t
     invoke("card", "block", "zz", code=1)
 
 
-def test_a_refused_operation_is_explained_in_french_with_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+def test_a_refused_operation_is_explained_in_french_with_its_code(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     result = CliRunner().invoke(app, ["card", "issue", "--household", "99", "--uid", "deadbeef"])
     assert (result.exit_code, result.stdout) == (1, "")

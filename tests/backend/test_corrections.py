@@ -19,6 +19,7 @@ from caisse.errors import CaisseError
 from caisse.models import Contribution, Household, LedgerTransfer
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
+from tests.backend.factories import staff_in_database
 from tests.backend.test_payout import add_staff
 from tests.backend.test_settlement import Market, folder, rules  # noqa: F401
 
@@ -132,23 +133,22 @@ def test_a_reversed_allowance_leaves_the_monthly_budget(session: Session) -> Non
     assert_ledger_invariants(session)
 
 
-def test_the_reverse_command_names_a_console_account_and_records_the_os_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reverse_command_names_a_console_account_and_records_the_os_user(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app
     from caisse.db import make_engine
 
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+    url = cli_database
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setattr(getpass, "getuser", lambda: "claire-os")
     runner = CliRunner()
+    staff_in_database(url, CLAIRE)
     assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"]).exit_code == 0
-    entry = ["fund", "contribute", "--household", "1", "--month", "2026-01", "--amount", "25,00", "--reference", "RECU-7"]
+    entry = ["fund", "contribute", "--household", "1", "--month", "2026-01", "--amount", "25,00", "--reference", "RECU-7",
+             "--by", CLAIRE]
     assert runner.invoke(app, entry).exit_code == 0
     engine = make_engine(url)
-    with session_factory(engine)() as session:
-        add_staff(session, CLAIRE)
     reverse = ["ledger", "reverse", "contribution:RECU-7", "--reason", "saisie en double"]
     typed = runner.invoke(app, [*reverse, "--by", "Claire"])
     assert typed.exit_code == 1 and "compte actif" in typed.stderr

@@ -67,7 +67,7 @@ class Town:
 
 
 @pytest.fixture
-def town(session: Session, settings: Settings) -> Town:
+def town(session: Session, settings: Settings, deciders: dict[str, str]) -> Town:
     town = Town(session, settings)
     # January in Paris time. 2026-01-31 23:30 in Paris is 22:30 UTC: still January.
     town.pay("Ferme des Lilas", "Diallo", 1_000, "2026-01-05T09:00")
@@ -82,7 +82,7 @@ def town(session: Session, settings: Settings) -> Town:
     rejected = town.pay("Stand Primeurs", "Diallo", 4_800, "2026-02-15T08:05")
     review.hold(session, record_ids=[town.record_id("Stand Primeurs", held), town.record_id("Stand Primeurs", rejected)],
                 reason="carte signalée")
-    review.reject(session, record_id=town.record_id("Stand Primeurs", rejected), by="coordination")
+    review.reject(session, record_id=town.record_id("Stand Primeurs", rejected), by=deciders["coordinatrice"])
     town.pay("Ferme des Lilas", "Diallo", 2_600, "2026-03-01T09:00")  # after the period
     session.commit()
     return town

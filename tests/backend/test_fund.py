@@ -21,6 +21,7 @@ from caisse.errors import Conflict, InvalidInput
 from caisse.models import Contribution, Household, LedgerTransfer, SettlementRun, TransactionRecord
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
+from tests.backend.factories import STAFF_EMAIL, staff_in_database
 from tests.backend.test_settlement import Market
 
 
@@ -152,23 +153,23 @@ def test_the_budget_is_exact_to_the_cent_and_reconciled_with_the_ledger(
     assert_ledger_invariants(session)
 
 
-def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
+    staff_in_database(f"sqlite:///{tmp_path / 'cli.db'}", STAFF_EMAIL)
     runner = CliRunner()
     assert runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"]).exit_code == 0
     bad = tmp_path / "bad.csv"
     bad.write_text("household_id;month;amount_eur;reference\n1;2030-01;20,00;a\n1;2030-01;vingt;b\n", encoding="utf-8")
-    refused = runner.invoke(app, ["fund", "import", str(bad)])
+    refused = runner.invoke(app, ["fund", "import", str(bad), "--by", STAFF_EMAIL])
     assert refused.exit_code == 1 and refused.stdout.strip() == "0"
     assert f"ligne 3 : {MESSAGES['invalid_amount']}" in refused.stderr
-    assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors"]).stdout.strip() == "1"
-    assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05"]).exit_code == 0
-    fee = ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f"]
+    assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors", "--by", STAFF_EMAIL]).stdout.strip() == "1"
+    assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05", "--by", STAFF_EMAIL]).exit_code == 0
+    fee = ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f", "--by", STAFF_EMAIL]
     assert "Frais enregistrés pour 2030-01 : banque." in runner.invoke(app, fee).stderr
     assert "rien de changé" in runner.invoke(app, fee).stderr  # the same reference again: posted once
     shown = runner.invoke(app, ["budget", "--month", "2030-01"])

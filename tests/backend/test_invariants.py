@@ -19,6 +19,8 @@ from caisse.models import Contribution
 from tests.backend.conftest import make_settings
 from tests.backend.test_settlement import DAY1, Market
 
+pytestmark = pytest.mark.usefixtures("deciders")  # review decisions name active console accounts
+
 
 def _record_id(session: Session, market: Market, index: int, seq: int) -> int:
     return session.execute(text("SELECT id FROM transaction_record WHERE terminal_id = :t AND seq = :s"),
@@ -38,7 +40,7 @@ def books(session: Session, engine: Engine, settings: Settings, tmp_path: Path) 
     market.pay(1, 2_000)
     market.pay(1, 300)
     review.hold(session, record_ids=[_record_id(session, market, 1, 2), _record_id(session, market, 1, 3)], reason="carte suspecte")
-    review.reject(session, record_id=_record_id(session, market, 1, 2), by="Claire")
+    review.reject(session, record_id=_record_id(session, market, 1, 2), by="claire@caisse.test")
     session.commit()
     settlement.settle(session_factory(engine), run_date=DAY1, settings=rules)
     market.pay(0, 175, time=1_767_340_000)  # 2026-01-02: after the run's cut-off

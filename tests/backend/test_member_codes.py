@@ -131,8 +131,7 @@ def test_a_report_is_signed_like_a_sync(client: TestClient, session: Session) ->
     assert card.id is not None and member_codes.card_failures(session, card_id=card.id) == []
 
 
-def test_staff_set_a_code_at_the_prompt_and_see_a_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+def test_staff_set_a_code_at_the_prompt_and_see_a_card(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     runner = CliRunner()
 

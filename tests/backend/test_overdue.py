@@ -26,6 +26,8 @@ LONG_AGO, RECENTLY = NOW - timedelta(days=20), NOW - timedelta(days=2)
 # The order the list must give: the card was flagged first, then the household, the vendor, the record.
 CARD_AT, HOUSEHOLD_AT, VENDOR_AT = (LONG_AGO - timedelta(days=days) for days in (3, 2, 1))
 
+pytestmark = pytest.mark.usefixtures("deciders")  # review decisions name active console accounts
+
 
 def _record_id(session: Session, market: Market, index: int, seq: int) -> int:
     return session.execute(text("SELECT id FROM transaction_record WHERE terminal_id = :t AND seq = :s"),
@@ -116,7 +118,7 @@ def test_what_waits_longer_than_the_delay_is_listed_oldest_first(session: Sessio
 
 
 def test_deciding_or_returning_takes_a_line_off_the_list(session: Session, waiting_world: dict[str, int]) -> None:
-    review.release(session, record_id=waiting_world["old_held"], by="Claire")
+    review.release(session, record_id=waiting_world["old_held"], by="claire@caisse.test")
     uid = session.execute(text("SELECT uid FROM card WHERE id = :c"), {"c": waiting_world["card"]}).scalar_one()
     admin.return_card(session, uid_hex=uid.hex())
     session.commit()

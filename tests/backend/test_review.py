@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from caisse import admin, audit, ledger, review, settlement, sortition, statements, sync
+from caisse import accounts, admin, audit, ledger, review, settlement, sortition, statements, sync
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import AuditEvent, Card, TransactionRecord
@@ -18,6 +19,8 @@ from tests.backend.test_settlement import DAY1, Market, _paid_cents, _settle, fo
 
 DAY2 = date(2026, 1, 2)
 DAY3 = date(2026, 1, 3)
+
+pytestmark = pytest.mark.usefixtures("deciders")  # review decisions name active console accounts
 
 
 def _record_id(session: Session, market: Market, seq: int, index: int = 0) -> int:
@@ -59,9 +62,9 @@ def test_a_released_payment_is_paid_by_the_next_run(session: Session, engine: En
     market.pay(0, 1_000)
     record_id = _hold(session, market, 1)
     assert _settle(engine, rules, DAY1).paid_cents == 0
-    released = review.release(session, record_id=record_id, by="trésorière")
+    released = review.release(session, record_id=record_id, by="tresoriere@caisse.test")
     session.commit()
-    assert (released.review, released.reviewed_by) == ("released", "trésorière")
+    assert (released.review, released.reviewed_by) == ("released", "tresoriere@caisse.test")
     assert _settle(engine, rules, DAY2).paid_cents == 1_000
     assert _paid_cents(session) == 1_000
 
@@ -72,7 +75,7 @@ def test_a_rejected_payment_is_refunded_once_and_never_paid(session: Session, en
     before = _balance(session, household)
     market.pay(0, 1_000)
     record_id = _hold(session, market, 1)
-    review.reject(session, record_id=record_id, by="coordinatrice")
+    review.reject(session, record_id=record_id, by="coordinatrice@caisse.test")
     session.commit()
     assert _balance(session, household) == before
     assert admin.vendor_payable_cents(session, vendor_id=market.vendor_ids[0]) == 0
@@ -92,7 +95,7 @@ def test_a_void_is_not_settled_while_its_payment_is_held(session: Session, engin
     record_id = _hold(session, market, 1)
     market.upload(0, [market.chains[0].void(1)])
     assert _settle(engine, rules, DAY1).paid_cents == 200  # not 200 - 1000
-    review.reject(session, record_id=record_id, by="coordinatrice")  # already voided: no reversal
+    review.reject(session, record_id=record_id, by="coordinatrice@caisse.test")  # already voided: no reversal
     session.commit()
     assert _balance(session, household) == before - 200
     assert _settle(engine, rules, DAY2).paid_cents == 0
@@ -104,14 +107,14 @@ def test_a_decision_is_final_and_only_held_records_are_decided(session: Session,
     market.pay(0, 1_000)
     market.pay(0, 500)
     record_id = _hold(session, market, 1)
-    review.release(session, record_id=record_id, by="a")
+    review.release(session, record_id=record_id, by="a@caisse.test")
     session.commit()
     with pytest.raises(Conflict):
-        review.reject(session, record_id=record_id, by="b")
+        review.reject(session, record_id=record_id, by="b@caisse.test")
     with pytest.raises(Conflict):
-        review.release(session, record_id=_record_id(session, market, 2), by="b")
+        review.release(session, record_id=_record_id(session, market, 2), by="b@caisse.test")
     with pytest.raises(NotFound):
-        review.release(session, record_id=10**9, by="b")
+        review.release(session, record_id=10**9, by="b@caisse.test")
     assert review.hold(session, record_ids=[record_id], reason="again") == 0  # decided records stay decided
 
 
@@ -128,7 +131,7 @@ def test_an_id_no_record_can_have_is_not_found(session: Session, record_id: int)
     (OverflowError on SQLite) instead of finding nothing."""
     for decide in (review.release, review.reject):
         with pytest.raises(NotFound):
-            decide(session, record_id=record_id, by="b")
+            decide(session, record_id=record_id, by="b@caisse.test")
     with pytest.raises(NotFound):
         settlement.get_run(session, run_id=record_id)
     with pytest.raises(NotFound):
@@ -163,14 +166,14 @@ def test_two_people_deciding_at_once_cannot_both_pay_the_vendor_and_refund_the_m
         with session_factory(engine)() as other:
             rejecter_pid.append(other.execute(text("SELECT pg_backend_pid()")).scalar_one())
             try:
-                review.reject(other, record_id=record_id, by="coordinatrice")
+                review.reject(other, record_id=record_id, by="coordinatrice@caisse.test")
                 other.commit()
                 outcome.append(None)
             except Conflict as error:
                 outcome.append(error)
 
     with session_factory(engine)() as first:
-        review.release(first, record_id=record_id, by="trésorière")  # not committed yet
+        review.release(first, record_id=record_id, by="tresoriere@caisse.test")  # not committed yet
         rejecter = threading.Thread(target=reject)
         rejecter.start()
         deadline = time.monotonic() + 30
@@ -238,7 +241,7 @@ def test_rejecting_a_void_held_on_arrival_refunds_nothing_and_the_vendor_is_paid
     market.upload(0, [market.chains[0].void(1)])
     void_id = _record_id(session, market, 2)
     first = _settle(engine, rules, DAY1)
-    review.reject(session, record_id=void_id, by="coordinatrice")
+    review.reject(session, record_id=void_id, by="coordinatrice@caisse.test")
     session.commit()
     second = _settle(engine, rules, DAY2)
     # The void never happened: the member is not refunded, the vendor is paid once, nothing left over.
@@ -259,7 +262,7 @@ def test_releasing_a_void_held_on_arrival_refunds_the_member_and_nets_the_paymen
     market.upload(0, [market.chains[0].void(1)])
     assert _accounts(session, market) == (member, 0, 3_000)  # the vendor charged, the member not refunded yet
     assert _settle(engine, rules, DAY1).paid_cents == 0
-    review.release(session, record_id=_record_id(session, market, 2), by="trésorière")
+    review.release(session, record_id=_record_id(session, market, 2), by="tresoriere@caisse.test")
     session.commit()
     assert _accounts(session, market) == (member + 3_000, 0, 0)
     result = _settle(engine, rules, DAY2)
@@ -281,7 +284,7 @@ def test_a_void_held_after_it_refunded_the_member_holds_its_payment_with_it(
     review.hold(session, record_ids=[void_id], reason="annulation douteuse")
     session.commit()
     first = _settle(engine, rules, DAY1)
-    review.reject(session, record_id=void_id, by="coordinatrice")  # decides the pair
+    review.reject(session, record_id=void_id, by="coordinatrice@caisse.test")  # decides the pair
     session.commit()
     second = _settle(engine, rules, DAY2)
     # Refunded by its void, the payment is never paid to the vendor: nothing left over.
@@ -304,7 +307,7 @@ def test_a_void_of_a_held_payment_gives_the_held_money_back_and_follows_the_deci
     assert _accounts(session, market) == (member + 1_000, 0, 0)
     [void] = _records(session, void_id)
     assert (void.review, void.hold_reason) == ("held", review.FOLLOWS_PAYMENT)
-    review.release(session, record_id=void_id, by="trésorière")  # deciding either decides both; no money moves
+    review.release(session, record_id=void_id, by="tresoriere@caisse.test")  # deciding either decides both; no money moves
     session.commit()
     assert [r.review for r in _records(session, payment_id, void_id)] == ["released", "released"]
     assert _accounts(session, market) == (member + 1_000, 0, 0)
@@ -320,7 +323,7 @@ def test_a_decision_moves_a_held_payment_out_of_vendor_held(session: Session, en
     member, _, _ = _accounts(session, market)
     record_id = _hold(session, market, 1)
     assert _accounts(session, market) == (member, 0, 1_000)
-    getattr(review, decision)(session, record_id=record_id, by="trésorière")
+    getattr(review, decision)(session, record_id=record_id, by="tresoriere@caisse.test")
     session.commit()
     expected = (member, 1_000, 0) if decision == "release" else (member + 1_000, 0, 0)
     assert _accounts(session, market) == expected
@@ -331,12 +334,19 @@ def test_each_decision_is_audited_by_the_service_with_the_person_who_made_it(ses
     market = Market(session, rules)
     market.pay(0, 1_000)
     record_id = _hold(session, market, 1)
-    review.reject(session, record_id=record_id, by="claire@caisse.example")
+    for not_a_person in (" ", "Claire", accounts.SYSTEM):  # a typed name, the system: no console account
+        with pytest.raises(InvalidInput):
+            review.reject(session, record_id=record_id, by=not_a_person)
+    accounts.set_active(session, email="b@caisse.test", active=False)
+    with pytest.raises(InvalidInput, match="not an active console account"):
+        review.release(session, record_id=record_id, by="b@caisse.test")
+    session.rollback()
+    assert session.get(TransactionRecord, record_id).review == "held"  # type: ignore[union-attr]
+    review.reject(session, record_id=record_id, by=" Claire@Caisse.test ", os_user="claire-os")
     session.commit()
     [event] = audit.events(session, subjects=[f"record:{record_id}"])
-    assert (event.actor, event.action) == ("claire@caisse.example", "record.reject")
-    with pytest.raises(InvalidInput):
-        review.release(session, record_id=record_id, by=" ")
+    assert (event.actor, event.action) == ("claire@caisse.test", "record.reject")  # the account as stored
+    assert json.loads(event.detail or "{}")["os_user"] == "claire-os"
 
 
 def test_every_held_record_of_a_terminal_or_a_vendor_is_decided_at_once_each_audited(
@@ -349,20 +359,20 @@ def test_every_held_record_of_a_terminal_or_a_vendor_is_decided_at_once_each_aud
     ids = [_record_id(session, market, seq) for seq in (1, 2, 3)] + [_record_id(session, market, 1, index=1)]
     assert review.hold(session, record_ids=ids, reason="vérification") == 4
     session.commit()
-    released = review.decide_all(session, decision=review.RELEASE, by="trésorière", terminal_id=market.chains[0].terminal_id)
+    released = review.decide_all(session, decision=review.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
     session.commit()
     assert released == ids[:3]
-    rejected = review.decide_all(session, decision=review.REJECT, by="coordinatrice", vendor_id=market.vendor_ids[1])
+    rejected = review.decide_all(session, decision=review.REJECT, by="coordinatrice@caisse.test", vendor_id=market.vendor_ids[1])
     session.commit()
     assert rejected == ids[3:]
     events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.subject)
                              .where(AuditEvent.action.startswith("record.")).order_by(AuditEvent.id)).all()  # type: ignore[union-attr]
-    assert [tuple(e) for e in events] == [("trésorière", "record.release", f"record:{i}") for i in ids[:3]] + [
-        ("coordinatrice", "record.reject", f"record:{ids[3]}")]
+    assert [tuple(e) for e in events] == [("tresoriere@caisse.test", "record.release", f"record:{i}") for i in ids[:3]] + [
+        ("coordinatrice@caisse.test", "record.reject", f"record:{ids[3]}")]
     session.commit()
     assert _settle(engine, rules, DAY1).paid_cents == 600
     with pytest.raises(InvalidInput):
-        review.decide_all(session, decision=review.RELEASE, by="x", terminal_id=1, vendor_id=1)
+        review.decide_all(session, decision=review.RELEASE, by="x@caisse.test", terminal_id=1, vendor_id=1)
     assert_ledger_invariants(session)
 
 
@@ -403,7 +413,7 @@ def test_a_void_uploaded_while_its_payment_is_being_released_is_posted_as_the_re
             other.commit()
 
     with session_factory(engine)() as deciding:
-        review.release(deciding, record_id=record_id, by="trésorière")  # not committed yet
+        review.release(deciding, record_id=record_id, by="tresoriere@caisse.test")  # not committed yet
         uploader = threading.Thread(target=upload)
         uploader.start()
         deadline = time.monotonic() + 30

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from caisse import review
 from caisse.cli import app
-from caisse.db import make_engine, session_factory, upgrade
-from tests.backend.conftest import make_settings
+from caisse.db import make_engine, session_factory
+from tests.backend.conftest import DECIDERS, make_settings
+from tests.backend.factories import staff_in_database
 from tests.backend.test_settlement import Market
 from tests.backend.test_review import _record_id
 
@@ -23,9 +24,8 @@ def cli_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("CAISSE_DATABASE_URL", url)
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setenv("CAISSE_SETTLEMENT_DIR", str(tmp_path / "out"))
-    engine = make_engine(url)
-    upgrade(engine)
-    return engine
+    staff_in_database(url, *DECIDERS.values())
+    return make_engine(url)
 
 
 def _invoke(*args: str, code: int = 0) -> tuple[str, str]:
@@ -63,13 +63,15 @@ def test_review_list_shows_each_held_record_with_its_vendor_and_reason(cli_engin
 
 def test_review_release_and_reject_decide_once_with_french_sentences(cli_engine: Engine) -> None:
     _, held = _market_with_two_held_payments(cli_engine)
-    stdout, stderr = _invoke("review", "release", str(held[0]), "--by", "trésorière")
-    assert stdout.strip() == str(held[0]) and "libéré par trésorière" in stderr
-    stdout, stderr = _invoke("review", "reject", str(held[1]), "--by", "coordinatrice")
-    assert stdout.strip() == str(held[1]) and "rejeté par coordinatrice" in stderr and "remboursé" in stderr
-    _, refused = _invoke("review", "reject", str(held[0]), "--by", "quelqu'un", code=1)
+    _, refused = _invoke("review", "release", str(held[0]), "--by", "trésorière", code=1)
+    assert "compte actif de la console" in refused  # a typed name is no account: nothing decided
+    stdout, stderr = _invoke("review", "release", str(held[0]), "--by", DECIDERS["trésorière"])
+    assert stdout.strip() == str(held[0]) and f"libéré par {DECIDERS['trésorière']}" in stderr
+    stdout, stderr = _invoke("review", "reject", str(held[1]), "--by", DECIDERS["coordinatrice"])
+    assert stdout.strip() == str(held[1]) and "rejeté par coordinatrice@" in stderr and "remboursé" in stderr
+    _, refused = _invoke("review", "reject", str(held[0]), "--by", DECIDERS["a"], code=1)
     assert "record_not_held" in refused
-    _invoke("review", "release", "999999", "--by", "quelqu'un", code=1)
+    _invoke("review", "release", "999999", "--by", DECIDERS["a"], code=1)
     assert _invoke("review", "list")[0].splitlines()[1:] == []
 
 
@@ -101,9 +103,9 @@ def test_a_suspect_terminal_is_cleared_then_its_held_records_released_in_one_com
     _, cleared = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice")
     assert "remis en service par coordinatrice" in cleared
     assert _invoke("review", "list")[0].count("\n") == 3  # the header and both records: clearing released nothing
-    stdout, stderr = _invoke("review", "release-all", "--terminal", str(terminal_id), "--by", "trésorière")
-    assert (stdout.split(), "1 enregistrement(s) libéré(s) par trésorière." in stderr) == ([str(held[0])], True)
-    _, refused = _invoke("review", "reject-all", "--by", "trésorière", code=1)
+    stdout, stderr = _invoke("review", "release-all", "--terminal", str(terminal_id), "--by", DECIDERS["trésorière"])
+    assert (stdout.split(), f"1 enregistrement(s) libéré(s) par {DECIDERS['trésorière']}." in stderr) == ([str(held[0])], True)
+    _, refused = _invoke("review", "reject-all", "--by", DECIDERS["trésorière"], code=1)
     assert "terminal ou d'un commerçant" in refused
 
 

@@ -30,6 +30,8 @@ from tests.backend.factories import T0, Chain, new_key, new_uid
 DAY1 = date(2026, 1, 1)  # the factories' records are stamped from 2026-01-01 08:01 UTC
 IBANS = ["FR1420041010050500013M02606", "DE89370400440532013000", "FR7630006000011234567890189"]
 
+pytestmark = pytest.mark.usefixtures("deciders")  # review decisions name active console accounts
+
 
 class Market:
     """Vendors with a terminal each, one household with a card and plenty of money."""
@@ -198,7 +200,7 @@ def test_a_suspect_terminal_s_records_are_held_until_a_person_decides_and_revoki
     assert revoked.json()["status"] == "revoked"
     assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 0  # revoking released nothing
     assert result.held == [(market.vendor_ids[0], 1_250, settlement.HELD_REVIEW)]
-    released = review.decide_all(session, decision=review.RELEASE, by="trésorière", terminal_id=market.chains[0].terminal_id)
+    released = review.decide_all(session, decision=review.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
     session.commit()
     assert len(released) == 2
     assert _settle(engine, rules, date(2026, 1, 3)).paid_cents == 1_250
@@ -224,7 +226,7 @@ def test_clearing_a_suspect_terminal_makes_it_active_and_pays_nothing_by_itself(
     with pytest.raises(Conflict):
         admin.clear_suspect_terminal(session, terminal_id=terminal_id, by="coordinatrice")
     session.rollback()
-    review.release(session, record_id=_id(session, market, 0, 1), by="trésorière")
+    review.release(session, record_id=_id(session, market, 0, 1), by="tresoriere@caisse.test")
     session.commit()
     assert _settle(engine, rules, date(2026, 1, 3)).paid_cents == 1_000
     assert_ledger_invariants(session)
@@ -454,7 +456,7 @@ def test_the_watermark_stops_at_the_oldest_unsettled_record_and_late_uploads_lan
     market.pay(0, 400, time=T0 + 3_600)  # stamped on day 1, uploaded after its run
     late = _id(session, market, 0, 3)
     assert late > tomorrow > second > first
-    review.release(session, record_id=first, by="trésorière")
+    review.release(session, record_id=first, by="tresoriere@caisse.test")
     session.commit()
     # Between the watermark and the last settled record, what was settled is not paid again.
     assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 100 + 300 + 400
@@ -586,12 +588,11 @@ def _crash(*args: object, **kwargs: object) -> None:
     raise RuntimeError("crash")
 
 
-def test_the_settle_commands_prepare_then_wait_for_the_treasurer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_settle_commands_prepare_then_wait_for_the_treasurer(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app
 
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     monkeypatch.setenv("CAISSE_SETTLEMENT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("CAISSE_SETTLEMENT_REQUIRES_APPROVAL", "true")

@@ -18,8 +18,7 @@ PASSWORD = "un-mot-de-passe-solide"
 
 
 @pytest.fixture
-def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+def invoke(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     runner = CliRunner()
 

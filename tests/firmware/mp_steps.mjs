@@ -15,8 +15,8 @@
 // Prints one JSON line: [{"name", "runs": [[live_before, at_end, excess], ...]}, ...], then the
 // step's stdout lines are printed before it as they come.
 import fs from "node:fs";
-import path from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { copyTree } from "../../backend/caisse/simulation/mp_fs.mjs";
 
 const plan = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const out = [];
@@ -31,26 +31,7 @@ const mp = await loadMicroPython({
   stderr: (line) => process.stderr.write(line + "\n"),
 });
 
-function mkdirs(target) {
-  let current = "";
-  for (const part of target.split("/").filter(Boolean)) {
-    current += "/" + part;
-    try { mp.FS.mkdir(current); } catch { /* exists */ }
-  }
-}
-
-function copyTree(hostDir, target) {
-  mkdirs(target);
-  for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
-    if (entry.name === "__pycache__") continue;
-    const hostPath = path.join(hostDir, entry.name);
-    const targetPath = target + "/" + entry.name;
-    if (entry.isDirectory()) copyTree(hostPath, targetPath);
-    else mp.FS.writeFile(targetPath, fs.readFileSync(hostPath));
-  }
-}
-
-for (const [hostDir, target] of plan.mounts || []) copyTree(hostDir, target);
+for (const [hostDir, target] of plan.mounts || []) copyTree(mp, hostDir, target);
 
 function python(code, what) {
   try {

@@ -58,3 +58,31 @@ def run_provision(settings: Settings, port: str, vendor_id: int, technician: Tec
 
 def flash_files(flash_dir: Path) -> set[str]:
     return {"/" + p.relative_to(flash_dir).as_posix() for p in flash_dir.rglob("*") if p.is_file()}
+
+
+# MicroPython run on the simulated board: the provisioned terminal, with the firmware's own fake
+# peripherals and the board's simulated Wi-Fi. Scripts append what they do with `terminal`.
+DEVICE_TERMINAL = """
+import binascii, json, time
+import simnet
+from caisse_terminal import sim
+from caisse_terminal.hal import Card
+from caisse_terminal.soft_signer import SoftwareSigner
+from caisse_terminal.storage import FileStorage
+from caisse_terminal.terminal import Terminal
+
+class Clock:  # the RTC that provisioning set
+    def now(self):
+        return int(time.time())
+    def set(self, unix_s):
+        pass
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+storage = FileStorage('/data')
+settings = json.loads(storage.read('provision.json'))
+keypad, reader = sim.QueueKeypad(), sim.FieldReader()
+terminal = Terminal(storage=storage, display=sim.ScreenLog(), keypad=keypad, reader=reader,
+                    indicator=sim.Beeper(), clock=Clock(), signer=SoftwareSigner.load_or_create(storage),
+                    transport=simnet.SimHttpTransport(settings['backend_url']))
+"""

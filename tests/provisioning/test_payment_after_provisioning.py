@@ -9,33 +9,11 @@ from __future__ import annotations
 
 from caisse_provisioning.device import ANSWER_MARK, Board, serial_transport
 from caisse_provisioning.errors import DeviceError
-from tests.provisioning.helpers import run_provision, settings_for
+from tests.provisioning.helpers import DEVICE_TERMINAL, run_provision, settings_for
 
 CARD_UID = "04a1b2c3"
 
-PAY_ON_DEVICE = """
-import binascii, json, time
-import simnet
-from caisse_terminal import sim
-from caisse_terminal.hal import Card
-from caisse_terminal.soft_signer import SoftwareSigner
-from caisse_terminal.storage import FileStorage
-from caisse_terminal.terminal import Terminal
-
-class Clock:  # the RTC that provisioning set
-    def now(self):
-        return int(time.time())
-    def set(self, unix_s):
-        pass
-    def ticks_ms(self):
-        return time.ticks_ms()
-
-storage = FileStorage('/data')
-settings = json.loads(storage.read('provision.json'))
-keypad, reader = sim.QueueKeypad(), sim.FieldReader()
-terminal = Terminal(storage=storage, display=sim.ScreenLog(), keypad=keypad, reader=reader,
-                    indicator=sim.Beeper(), clock=Clock(), signer=SoftwareSigner.load_or_create(storage),
-                    transport=simnet.SimHttpTransport(settings['backend_url']))
+PAY_ON_DEVICE = DEVICE_TERMINAL + """
 first = terminal.sync_now()
 keypad.press('12,50V')
 terminal.poll_keys()

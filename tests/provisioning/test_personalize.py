@@ -22,6 +22,7 @@ from caisse.sun import verify_sun
 from caisse_provisioning import pn532_uart
 from caisse_provisioning.ntag424 import Ntag424
 from caisse_provisioning.personalize import PersonalizationError, personalize, sun_of, wipe
+from tests.backend.conftest import cli_database, sqlite_template  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/firmware/sim"))
@@ -121,9 +122,8 @@ def test_a_command_the_card_refuses_is_told_in_french_with_the_protocol_detail_f
                                          "pour l'équipe technique : card refused command 0x5f: permission denied")
 
 
-def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CAISSE_DATABASE_URL", url)
+def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(cli_database: str, tmp_path, monkeypatch):
+    url = cli_database
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     card = Ntag424Dna(UID)
     sim = PN532Sim()
@@ -189,8 +189,7 @@ def test_wiping_a_returned_card_restores_the_factory_state_even_after_a_card_pul
     assert verified_read(card)[1].mac_valid
 
 
-def test_the_cli_wipes_a_card_and_records_its_return(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAISSE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+def test_the_cli_wipes_a_card_and_records_its_return(cli_database: str, tmp_path, monkeypatch):
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
     card = Ntag424Dna(UID)
     sim = PN532Sim()

@@ -22,35 +22,13 @@ from caisse_provisioning.backend import AdminClient
 from caisse_provisioning.device import ANSWER_MARK, Board, serial_transport
 from caisse_provisioning.errors import DeviceError
 from caisse_provisioning.provision import Options, provision
-from tests.provisioning.helpers import Technician, firmware, settings_for
+from tests.provisioning.helpers import DEVICE_TERMINAL, Technician, firmware, settings_for
 
 PREVIOUS = "40561b830492bfac51ab01ee15d2a6ff3f7c82cc"  # firmware 0.1.0: cards.bin, v1 sync
 ROOT = Path(__file__).resolve().parents[2]
 CARD = "04a1b2c3"
 
-TERMINAL = """
-import binascii, json, time
-import simnet
-from caisse_terminal import sim
-from caisse_terminal.hal import Card
-from caisse_terminal.soft_signer import SoftwareSigner
-from caisse_terminal.storage import FileStorage
-from caisse_terminal.terminal import Terminal
-
-class Clock:  # the RTC that provisioning set
-    def now(self):
-        return int(time.time())
-    def set(self, unix_s):
-        pass
-    def ticks_ms(self):
-        return time.ticks_ms()
-
-storage = FileStorage('/data')
-settings = json.loads(storage.read('provision.json'))
-keypad, reader = sim.QueueKeypad(), sim.FieldReader()
-terminal = Terminal(storage=storage, display=sim.ScreenLog(), keypad=keypad, reader=reader,
-                    indicator=sim.Beeper(), clock=Clock(), signer=SoftwareSigner.load_or_create(storage),
-                    transport=simnet.SimHttpTransport(settings['backend_url']))
+TERMINAL = DEVICE_TERMINAL + """
 out = {'cards_version_at_boot': terminal.policy.cards_version, 'files': sorted(storage.names())}
 
 def pay(amount):

@@ -36,6 +36,7 @@ PAGE_ROLES: dict[str, tuple[Role, ...]] = {
     "terminals": STAFF,
     "transactions": (*STAFF, Role.TREASURER),
     "settlements": (Role.ADMIN, Role.TREASURER, Role.COORDINATOR),
+    "fund": (Role.ADMIN, Role.TREASURER),  # money steps: allowances, imports, grants, fees, credits, reversals
     "budget": tuple(Role),
     "flows": tuple(Role),
     "sortition": tuple(Role),

@@ -82,6 +82,10 @@ MESSAGES = {
     "invalid_allowance_rule": "Règle d'allocation inconnue.",
     "invalid_unspent_policy": "Règle inconnue pour l'argent non dépensé.",
     "negative_amount": "Un montant ne peut pas être négatif.",
+    # the Fonds page
+    "invalid_source": "Indiquez qui verse la subvention.",
+    "invalid_memo": "Indiquez à quoi correspondent ces frais.",
+    "fund_step_not_found": "Cette opération n'existe pas.",
     # caisse fund import
     "empty_file": "Le fichier est vide.",
     "missing_columns": "Colonnes manquantes en ligne 1 : il faut household_id, month, amount_eur et reference.",
@@ -97,7 +101,7 @@ FRENCH_DETAILS = frozenset({
     "invalid_seats", "invalid_title", "invalid_quotas", "invalid_seed_phrase", "no_volunteers", "draw_state",
     "invalid_volunteer", "invalid_stratum", "too_many_volunteers", "invalid_import", "invalid_export", "card_in_use",
     "bank_file_unreadable", "bank_file_unknown", "bank_payment_unknown", "bank_run_not_exported", "bank_amount_mismatch",
-    "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
+    "file_too_large", "too_many_rows", "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
 })
 
 

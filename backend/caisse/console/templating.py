@@ -59,6 +59,10 @@ ACTION_LABELS = {
     "vendor.iban_reject": "changement d'IBAN refusé", "ledger.reverse": "écriture contre-passée",
     "sortition.create": "tirage créé", "sortition.register": "volontaire inscrit", "sortition.import": "liste de volontaires inscrite",
     "sortition.seed": "graine publiée", "sortition.draw": "tirage effectué",
+    "allowance.allocate": "allocations attribuées", "allowance.close_month": "mois clôturé",
+    "allowance.rule": "règle d'allocation fixée", "contribution.import": "cotisations importées",
+    "fund.matching": "abondement versé", "fund.grant": "subvention enregistrée", "fund.fee": "frais enregistrés",
+    "household.credit": "foyer crédité à la main", "bank.import": "fichier de la banque importé",
 }
 ROLE_LABELS = {"admin": "administration", "coordinator": "coordination", "treasurer": "trésorerie", "committee": "comité citoyen"}
 CONSOLE_TIMEZONE = ZoneInfo("Europe/Paris")  # the caisse's people read local times
@@ -71,6 +75,7 @@ NAV = [
     ("terminals", "Terminaux", "/console/terminals"),
     ("transactions", "Transactions", "/console/transactions"),
     ("settlements", "Règlements", "/console/settlements"),
+    ("fund", "Fonds", "/console/fund"),
     ("budget", "Budget", "/console/budget"),
     ("flows", "Flux", "/console/flows"),
     ("sortition", "Tirage au sort", "/console/sortition"),

@@ -528,6 +528,7 @@ class Adversaries:
             return Outcome.FAILED, (f"{settled_after[0]} enregistrement(s) du terminal révoqué payé(s) ensuite sans décision"
                                     f" ({euros(int(settled_after[1]))} €)")
         unsettled = [key for key in mine if key in stored and verdict(stored[key]) == ACCEPTED
+                     and stored[key].review != "rejected"  # a reviewer refused it before the revocation
                      and not session.execute(text("SELECT COUNT(*) FROM settlement_item WHERE record_id = :r"),
                                              {"r": stored[key].id}).scalar_one()]
         if unsettled:

@@ -208,12 +208,17 @@ class Auditor:
         if reported is not None and reported <= record.time_s:
             return frozenset({ACCEPTED, HELD, "card_blocked", "unknown_payment"})
         expected = self._business_status(record)
-        if expected == ONLY_ACCEPTED and record.terminal_id in self._tampered():
+        if expected == ONLY_ACCEPTED and record.terminal_id in self._made_suspect():
             return frozenset({ACCEPTED, HELD})
         return expected
 
-    def _tampered(self) -> set[int]:
-        return {f.terminal_id for f in self.faults if f.kind == FaultKind.TAMPER and f.terminal_id is not None}
+    def _made_suspect(self) -> set[int]:
+        """Terminals the backend may flag suspect, which holds every record it has not settled: a
+        tampered one, and one a replayed SUN message was tapped on (if that terminal had read the
+        genuine message first, it replays what it read)."""
+        tampered = {f.terminal_id for f in self.faults if f.kind == FaultKind.TAMPER and f.terminal_id is not None}
+        replaying = {terminal for f in self.faults if f.kind == FaultKind.CLONE_SECURE for terminal, _ in f.records}
+        return tampered | replaying
 
     def _business_status(self, record: Approved) -> frozenset[str] | None:
         if record.kind == Kind.PAYMENT and not record.secure_card and record.amount_cents > self.basic_card_max_cents:
@@ -225,7 +230,10 @@ class Auditor:
             return frozenset({"card_blocked", HELD})
         if record.kind == Kind.VOID:
             payment = self.approved.get((record.terminal_id, record.ref_seq))
-            if payment is None or self._business_status(payment) != ONLY_ACCEPTED:
+            paid = None if payment is None else self._business_status(payment)
+            if payment is not None and paid is None:  # the payment's own verdict is uncertain: so is its void's
+                return None
+            if paid != ONLY_ACCEPTED:
                 return frozenset({"unknown_payment"})
         if self.replayed(record):
             return None
@@ -336,7 +344,9 @@ class Auditor:
 
     @staticmethod
     def _suspects(session: Session) -> set[int]:
-        return set(session.execute(select(Terminal.id).where(Terminal.status == TerminalStatus.SUSPECT)).scalars())  # type: ignore[arg-type]
+        """Terminals whose word is not taken: suspect, or revoked since (which holds as much)."""
+        return set(session.execute(select(Terminal.id).where(
+            Terminal.status.in_([TerminalStatus.SUSPECT, TerminalStatus.REVOKED]))).scalars())  # type: ignore[union-attr]
 
     # ---- faults ------------------------------------------------------------------------------
 

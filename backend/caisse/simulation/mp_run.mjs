@@ -15,6 +15,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { copyTree } from "./mp_fs.mjs";
 
 const args = process.argv.slice(2);
 let heapsize = 1024 * 1024;
@@ -48,28 +49,9 @@ const mp = await loadMicroPython({
   stderr: (line) => write(2, line + "\n"),
 });
 
-function mkdirs(target) {
-  let current = "";
-  for (const part of target.split("/").filter(Boolean)) {
-    current += "/" + part;
-    try { mp.FS.mkdir(current); } catch { /* exists */ }
-  }
-}
-
-function copyTree(hostDir, target) {
-  mkdirs(target);
-  for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
-    if (entry.name === "__pycache__") continue;
-    const hostPath = path.join(hostDir, entry.name);
-    const targetPath = target + "/" + entry.name;
-    if (entry.isDirectory()) copyTree(hostPath, targetPath);
-    else mp.FS.writeFile(targetPath, fs.readFileSync(hostPath));
-  }
-}
-
 for (const mount of [...mounts, ...persists]) {
   const [hostDir, target] = mount.split(":");
-  copyTree(hostDir, target);
+  copyTree(mp, hostDir, target);
 }
 
 // The simulated flash back to the host folder: same files, same bytes, nothing else.

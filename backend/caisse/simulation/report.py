@@ -88,7 +88,7 @@ def print_french(report: dict, console: Console | None = None) -> None:
         f"{backend['duplicates']} doublons reconnus",
         f"Rejets : {_counts(backend['rejected']) or 'aucun'} ; approuvés puis refusés : "
         f"{euros(backend['refused_after_approval_cents'], grouped=True)} €",
-        f"Terminaux suspects : {', '.join(str(t) for t in backend['flagged_terminals']) or 'aucun'} ; non réglés : "
+        f"Terminaux suspects ou révoqués : {', '.join(str(t) for t in backend['flagged_terminals']) or 'aucun'} ; non réglés : "
         f"{backend['held_records']} enregistrements, {euros(backend['held_cents'], grouped=True)} €",
         f"Allocations {euros(cash['allowances_cents'], grouped=True)} €, expiré {euros(cash['expired_cents'], grouped=True)} €, "
         f"dépensé {euros(cash['spent_cents'], grouped=True)} €, versé aux commerçants "

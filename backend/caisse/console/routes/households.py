@@ -3,6 +3,7 @@ or imported with `caisse fund import`), cards, payments."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -121,17 +122,17 @@ def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: s
 
 @router.post("/{household_id}/contributions")
 def record_contribution(request: Request, session: DbSession, user: CurrentUser, household_id: int, month: Text = "",
-                        amount: Text = "") -> Response:
+                        amount: Text = "", reference: Text = "") -> Response:
     try:
         cents = fund.parse_euros(amount)
-        fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
-                                 settings=request.app.state.settings)
+        created = fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
+                                           settings=request.app.state.settings, reference=reference or None, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, contribution_error=french(error))
-    audit.record(session, actor=user.email, action="contribution.record", subject=f"household:{household_id}",
-                 detail={"month": month, "amount_cents": cents})
     session.commit()
+    if not created:  # the form sent twice: its reference was recorded the first time
+        return redirect(f"/console/households/{household_id}", flash="Cotisation déjà enregistrée : rien de changé.")
     return redirect(f"/console/households/{household_id}", flash=f"Cotisation de {euros(cents)} € pour {month} enregistrée.")
 
 
@@ -163,6 +164,7 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
         history=audit.events(session, subjects=subjects, limit=20),
         this_month=datetime.now(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m"),
         minimum_contribution_cents=settings.contribution_minimum_cents,
+        contribution_key=f"console-{secrets.token_hex(6)}",  # the form's reference: sent twice, recorded once
         **{"edit_error": None, "card_error": None, "contribution_error": None, "uid": "", **extra},
     )
 
