@@ -143,18 +143,24 @@ def _renderer(*, parallel: bool) -> Iterator[Callable[..., None]]:
     if not parallel or workers < 2:
         yield _render_statement
         return
-    # spawn: a fresh interpreter, never a fork of a process that may hold threads and connections.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: collections.deque[Future[None]] = collections.deque()
+    try:  # spawn: a fresh interpreter, never a fork of a process that may hold threads and connections
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    except OSError:  # no POSIX semaphores here (a locked-down container): the statements still get written
+        yield _render_statement
+        return
+    pending: collections.deque[Future[None]] = collections.deque()
 
-        def submit(*args: Any) -> None:
-            pending.append(pool.submit(_render_statement, *args))
-            while len(pending) > _IN_FLIGHT:
-                pending.popleft().result()
+    def submit(*args: Any) -> None:
+        pending.append(pool.submit(_render_statement, *args))
+        while len(pending) > _IN_FLIGHT:
+            pending.popleft().result()
 
+    try:
         yield submit
         while pending:
             pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error, the statements not started are dropped
 
 
 def _record_count(session: Session, *, run_id: int) -> int:
