@@ -43,7 +43,7 @@ def post_transfers(engine: Engine, *, households: int) -> None:
             " JOIN ledger_account v ON v.code = 'vendor_payable:' || t.vendor_id"))
         for household_id in range(1, households + 1):
             admin.credit_household(session, household_id=household_id, amount_cents=10_000,
-                                   reference=f"allowance:{household_id}:2026-01")
+                                   reference=f"allocation-{household_id}-2026-01")  # no colon: a user reference
         session.commit()
 
 
@@ -51,10 +51,14 @@ def queries() -> dict[str, Callable[[Session], Any]]:
     return {
         "households, first 100": lambda s: directory.search_households(s, limit=100),
         "households, search 'foyer 42'": lambda s: directory.search_households(s, query="foyer 42", limit=100),
+        "households, search 'FOYÉR 42' (folded)": lambda s: directory.households_page(s, query="FOYÉR 42").rows,
+        "households, page 40 of 50": lambda s: directory.households_page(s, page=40, per_page=50).rows,
+        "cards, search 'foyer 4'": lambda s: directory.cards_page(s, query="foyer 4").rows or ["no card seeded"],
         "one household's payments": lambda s: directory.household_payments(s, household_id=HOUSEHOLD),
         "one household's allowances": lambda s: directory.household_allowances(s, household_id=HOUSEHOLD),
         "vendors": lambda s: directory.search_vendors(s),
         "terminals overview": lambda s: directory.terminal_rows(s),
+        "terminals, first page of 50": lambda s: directory.terminals_page(s).rows,
         "budget, 12 months": lambda s: fund.budgets(s, months=[f"2026-{m:02d}" for m in range(1, 13)], settings=Settings()),
         "waiting too long (home)": lambda s: overdue.overdue(s, settings=Settings()) or ["nothing"],
     }

@@ -26,9 +26,10 @@ from pwdlib import PasswordHash
 from sqlalchemy import delete, func, select, text, update
 from sqlmodel import Session
 
+from caisse import audit
 from caisse.config import Settings
 from caisse.db import get_by_id, is_postgresql
-from caisse.errors import CaisseError, Conflict, InvalidInput, NotFound
+from caisse.errors import CaisseError, Conflict, Forbidden, InvalidInput, NotFound
 from caisse.models import ConsoleSession, ConsoleUser, LoginAttempt, Role, utcnow
 
 MIN_PASSWORD_CHARS = 10
@@ -75,6 +76,118 @@ def create_user(session: Session, *, email: str, password: str, role: str) -> Co
     session.add(user)
     session.flush()
     return user
+
+
+def add_account(session: Session, *, email: str, password: str, role: str, by: str | None,
+                os_user: str | None = None) -> ConsoleUser:
+    """A new console account, created by the active administrator `by`. `by=None` only while
+    the caisse has no active administrator: the first one, made on the server (`caisse user add`).
+    The password is never logged: the audit keeps the address and the role."""
+    if role not in Role.__members__.values():
+        raise InvalidInput("invalid_role", f"role must be one of {', '.join(Role)}")
+    first = by is None and role == Role.ADMIN and not _has_active_admin(session)
+    actor = "installation" if first else _acting_admin(session, by).email
+    user = create_user(session, email=email, password=password, role=role)
+    audit.record(session, actor=actor, action="user.create", subject=f"user:{user.email}",
+                 detail=_with_os_user({"role": role}, os_user))
+    return user
+
+
+def set_active(session: Session, *, email: str, active: bool, by: str, os_user: str | None = None) -> ConsoleUser:
+    """Disable (or enable again) an account, as the active administrator `by`; disabling also
+    ends its open sessions. The last active administrator cannot be disabled (nobody could
+    manage accounts any more), and an account already in that state is refused: nothing twice."""
+    actor = _acting_admin(session, by).email
+    user = get_user(session, email=email)
+    if user.active == active:
+        raise Conflict("user_already_active" if active else "user_already_disabled", f"{user.email} is already in that state")
+    if not active and user.role == Role.ADMIN and _active_admins(session) <= 1:
+        raise Conflict("last_admin", "the last active administrator cannot be disabled")
+    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(active=active))  # type: ignore[arg-type]
+    if not active:
+        session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
+    audit.record(session, actor=actor, action="user.enable" if active else "user.disable", subject=f"user:{user.email}",
+                 detail=_with_os_user({"role": user.role}, os_user))
+    session.refresh(user)
+    return user
+
+
+# A temporary password people can read aloud and type: no 0/o, 1/l/i; 16 characters of 31 (79 bits).
+_READABLE = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def reset_password(session: Session, *, email: str, by: str, os_user: str | None = None,
+                   stamp: str | None = None) -> str:
+    """Give the account a new random password and end its sessions; returns that password, to be
+    shown once to the administrator `by` and never stored or logged. With `stamp` (password_stamp
+    of the page the administrator saw), a second click finds the password changed and is refused."""
+    password = new_password()
+    password_hash = _slow_hash(password)  # before the first statement: SQLite's write lock is not held meanwhile
+    actor = _acting_admin(session, by).email
+    user = get_user(session, email=email)
+    if stamp is not None and not secrets.compare_digest(stamp, password_stamp(user)):
+        raise Conflict("password_already_reset", f"the password of {user.email} changed since the page was shown")
+    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=password_hash))  # type: ignore[arg-type]
+    session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
+    audit.record(session, actor=actor, action="user.reset_password", subject=f"user:{user.email}",
+                 detail=_with_os_user({"sessions_ended": True}, os_user))
+    session.refresh(user)
+    return password
+
+
+def new_password() -> str:
+    """A random password to hand over once (a new account, a reset), e.g. `k7mq-3xta-9pwe-hn4c`."""
+    return "-".join("".join(secrets.choice(_READABLE) for _ in range(4)) for _ in range(4))
+
+
+def change_password(session: Session, *, email: str, current: str, new: str) -> ConsoleUser:
+    """The signed-in person replaces their own password (after a reset, say), giving the current
+    one. Audited with the account as actor; the passwords never are. (The current one is checked
+    inside the caller's transaction: a rare action of a signed-in person, bounded like sign-ins.)"""
+    _check_password(new)
+    if current == new:
+        raise InvalidInput("same_password", "the new password is the current one")
+    new_hash = _slow_hash(new)
+    user = get_user(session, email=email)
+    with _hashing:
+        if not _hasher.verify(current[:MAX_PASSWORD_CHARS], user.password_hash):
+            raise InvalidInput("wrong_password", "the current password is not this one")
+    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=new_hash))  # type: ignore[arg-type]
+    audit.record(session, actor=user.email, action="user.change_password", subject=f"user:{user.email}")
+    session.refresh(user)
+    return user
+
+
+def _slow_hash(password: str) -> str:
+    with _hashing:
+        return _hasher.hash(password)
+
+
+def password_stamp(user: ConsoleUser) -> str:
+    """Changes whenever the password does; tells nothing about it (a digest of its salted hash)."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def _acting_admin(session: Session, by: str | None) -> ConsoleUser:
+    if by is None:
+        raise InvalidInput("admin_by_required", "name your console account (an active administrator) with --by")
+    user = active_user(session, email=by)
+    if user.role != Role.ADMIN:
+        raise Forbidden("admin_required", f"{user.email} is not an administrator")
+    return user
+
+
+def _active_admins(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(ConsoleUser).where(
+        ConsoleUser.role == str(Role.ADMIN), ConsoleUser.active.is_(True))).scalar_one()  # type: ignore[arg-type,attr-defined]
+
+
+def _has_active_admin(session: Session) -> bool:
+    return _active_admins(session) > 0
+
+
+def _with_os_user(detail: dict[str, object], os_user: str | None) -> dict[str, object]:
+    return {**detail, "os_user": os_user} if os_user else detail
 
 
 def get_user(session: Session, *, email: str) -> ConsoleUser:
@@ -189,16 +302,6 @@ def signed_in(session: Session, *, token: str, now: datetime | None = None) -> S
 
 def sign_out(session: Session, *, token: str) -> None:
     session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == _token_hash(token)))  # type: ignore[arg-type]
-
-
-def set_active(session: Session, *, email: str, active: bool) -> ConsoleUser:
-    """Disable (or enable again) an account; disabling also ends its open sessions."""
-    user = get_user(session, email=email)
-    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(active=active))  # type: ignore[arg-type]
-    if not active:
-        session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
-    session.refresh(user)
-    return user
 
 
 def _recent_failures(session: Session, *, email: str, since: datetime) -> int:

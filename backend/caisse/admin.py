@@ -9,15 +9,15 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, audit, ledger, protocol, review, sun
+from caisse import accounts, accreditation, audit, ingest, ledger, protocol, review, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from caisse.models import (
     BlockReason,
     Card,
@@ -27,8 +27,11 @@ from caisse.models import (
     ConventionStatus,
     Household,
     IbanChangeStatus,
+    Role,
     Terminal,
+    TerminalHealth,
     TerminalStatus,
+    TransactionRecord,
     Vendor,
     VendorIbanChange,
     VendorKind,
@@ -50,6 +53,7 @@ _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 # Vendors ------------------------------------------------------------------------------------
 
 SYSTEM = accounts.SYSTEM  # who acts when no person does
+API = "api-admin"  # the admin API: its token is the machine's (provisioning)
 _AUDITED = ("name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end")
 
 
@@ -65,13 +69,14 @@ def create_vendor(
     _require_text(name=name, zone=zone)
     _require_sepa_name(name)
     vendor = Vendor(name=name.strip(), kind=kind, zone=zone.strip(), market=(market or None), iban=iban,
-                    convention_status=convention_status, convention_start=convention_start or date.today(),
+                    convention_status=convention_status, convention_start=convention_start,
                     convention_end=convention_end)
     session.add(vendor)
     session.flush()
     assert vendor.id is not None
     ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind="vendor_payable")
     ledger.ensure_account(session, code=ledger.vendor_held_code(vendor.id), kind="vendor_held")
+    accreditation.note_state(session, vendor=vendor)
     audit.record(session, actor=by, action="vendor.create", subject=f"vendor:{vendor.id}",
                  detail={**vendor.model_dump(include=set(_AUDITED)), **({"os_user": os_user} if os_user else {})})
     return vendor
@@ -84,20 +89,19 @@ class VendorUpdate:
 
 
 def update_vendor(
-    session: Session, *, vendor_id: int, name: str, kind: str, zone: str, market: str | None, iban: str | None,
-    convention_status: str, convention_start: date | None, convention_end: date | None, by: str,
+    session: Session, *, vendor_id: int, name: str, kind: str, zone: str, market: str | None, iban: str | None, by: str,
 ) -> VendorUpdate:
-    """Every editable field at once (the console's form); the same rules as create_vendor. A
-    different IBAN is not applied: it becomes a change request another person approves."""
+    """The vendor's own fields at once (the console's form); the same rules as create_vendor. A
+    different IBAN is not applied: it becomes a change request another person approves. The
+    accreditation is not among them: caisse.accreditation.update checks its criteria, visit and
+    training."""
     vendor = get_vendor(session, vendor_id=vendor_id)
-    iban = _checked_vendor_fields(kind=kind, convention_status=convention_status, iban=iban,
-                                  convention_start=convention_start, convention_end=convention_end)
+    iban = _checked_vendor_fields(kind=kind, convention_status=vendor.convention_status, iban=iban,
+                                  convention_start=vendor.convention_start, convention_end=vendor.convention_end)
     _require_text(name=name, zone=zone)
     _require_sepa_name(name)
     before = vendor.model_dump(include=set(_AUDITED))
-    vendor.sqlmodel_update({"name": name.strip(), "kind": kind, "zone": zone.strip(), "market": market or None,
-                            "convention_status": convention_status, "convention_start": convention_start,
-                            "convention_end": convention_end})
+    vendor.sqlmodel_update({"name": name.strip(), "kind": kind, "zone": zone.strip(), "market": market or None})
     session.add(vendor)
     session.flush()
     after = vendor.model_dump(include=set(_AUDITED))
@@ -178,8 +182,16 @@ def pending_iban_change(session: Session, *, vendor_id: int) -> VendorIbanChange
     ).scalars().first()
 
 
+# Who may approve a vendor's new IBAN: the treasury and the administrators (the console's rule,
+# held here so the command line keeps it too). Anyone active may ask, or refuse a request.
+IBAN_APPROVERS = (Role.TREASURER, Role.ADMIN)
+
+
 def _decidable_change(session: Session, *, change_id: int, by: str) -> tuple[VendorIbanChange, str]:
-    by = accounts.active_user(session, email=by).email
+    approver = accounts.active_user(session, email=by)
+    if approver.role not in IBAN_APPROVERS:
+        raise Forbidden("iban_approver_required", f"{approver.email} is {approver.role}: the treasury or an administrator approves")
+    by = approver.email
     change = _pending_change(session, change_id=change_id)
     if accounts.same_person(by, change.requested_by):
         raise Conflict("second_person_required", f"{by} requested this IBAN change: another person approves it")
@@ -198,6 +210,11 @@ def _pending_change(session: Session, *, change_id: int) -> VendorIbanChange:
 
 def _with_os_user(detail: dict[str, object], os_user: str | None) -> dict[str, object]:
     return {**detail, "os_user": os_user} if os_user else detail
+
+
+def _actor(session: Session, by: str, os_user: str | None) -> str:
+    """Who the audit names (accounts.staff_actor), the admin API's token included."""
+    return API if by == API and os_user is None else accounts.staff_actor(session, by=by, os_user=os_user)
 
 
 def _checked_vendor_fields(
@@ -332,15 +349,25 @@ def parse_uid(uid_hex: str) -> bytes:
     return uid
 
 
-def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: str = CardType.BASIC) -> Card:
+def issue_card(session: Session, *, household_id: int, uid_hex: str, card_type: str = CardType.BASIC,
+               by: str = SYSTEM, os_user: str | None = None) -> Card:
     """A new card for the household, or a returned card issued again (to any household): then
     it starts afresh, its SUN counters forgotten, since wiping may restart the chip's counter."""
+    by = _actor(session, by, os_user)
+    card = _issue(session, household_id=household_id, uid_hex=uid_hex, card_type=card_type)
+    audit.record(session, actor=by, action="card.issue", subject=f"card:{card.uid.hex()}",
+                 detail=_with_os_user({"household_id": household_id, "card_type": card.card_type}, os_user))
+    return card
+
+
+def _issue(session: Session, *, household_id: int, uid_hex: str, card_type: str) -> Card:
     uid = parse_uid(uid_hex)
     if card_type not in CardType.__members__.values():
         raise InvalidInput("invalid_card_type", f"card_type must be one of {', '.join(CardType)}")
     if card_type == CardType.SECURE and len(uid) != sun.UID_BYTES:
         raise InvalidInput("invalid_uid", f"a secure card (NTAG 424 DNA) has a {sun.UID_BYTES}-byte UID")
-    get_household(session, household_id=household_id)
+    if get_household(session, household_id=household_id).leaving_blocked_at is not None:
+        raise Conflict("household_left_no_card", f"household {household_id} has left the caisse: no new card")
     existing = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None and existing.status != CardStatus.RETURNED:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")
@@ -380,45 +407,99 @@ def get_card(session: Session, *, uid_hex: str) -> Card:
     return card
 
 
-def block_card(session: Session, *, uid_hex: str, reason: str = BlockReason.LOST) -> Card:
+def block_card(session: Session, *, uid_hex: str, reason: str = BlockReason.LOST, by: str = SYSTEM,
+               os_user: str | None = None) -> Card:
     """Block a lost or stolen card from now on (docs/cards.md, "Lifecycle"). Blocking twice keeps
-    the first time and reason (taps before it still count); a returned card stays returned."""
+    the first time and reason (taps before it still count) and writes nothing; a returned card
+    stays returned."""
+    by = _actor(session, by, os_user)
     if reason not in (BlockReason.LOST, BlockReason.STOLEN):
         raise InvalidInput("invalid_block_reason", "a card is blocked as lost or stolen")
     card = get_card(session, uid_hex=uid_hex)
-    _end_card(session, card, status=CardStatus.BLOCKED, reason=reason)
+    if _end_card(session, card, status=CardStatus.BLOCKED, reason=reason):
+        audit.record(session, actor=by, action="card.block", subject=f"card:{card.uid.hex()}",
+                     detail=_with_os_user({"household_id": card.household_id, "reason": reason}, os_user))
     return card
 
 
-def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type: str | None = None) -> Card:
+# Which blocks a person may lift. A lost card that turns up is the household's again. A stolen
+# card, one seen copied (flagged) or one replaced may have a copy or a successor in use: the
+# household gets a replacement card instead (replace_card), never the old one back.
+LIFTABLE_BLOCKS = (BlockReason.LOST,)
+
+
+def unblock_card(session: Session, *, uid_hex: str, by: str, os_user: str | None = None) -> Card:
+    """A card blocked as lost was found: active again from the terminals' next sync. Its balance
+    never moved (it is the household's); the audit keeps when and why it had been blocked."""
+    by = _actor(session, by, os_user)
+    card = get_card(session, uid_hex=uid_hex)
+    if card.status == CardStatus.ACTIVE:
+        raise Conflict("card_not_blocked", f"card {card.uid.hex()} is not blocked")
+    if card.status == CardStatus.RETURNED:
+        raise Conflict("card_returned", f"card {card.uid.hex()} was returned: issue it again instead")
+    if card.block_reason not in LIFTABLE_BLOCKS:
+        raise Conflict("card_block_final", f"card {card.uid.hex()} is blocked as {card.block_reason}: replace it")
+    _check_room_for_a_card(session, household_id=card.household_id)
+    assert card.id is not None
+    blocked_at, reason = card.blocked_at, card.block_reason  # the update below refreshes `card`
+    session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+        status=CardStatus.ACTIVE, blocked_at=None, block_reason=None, blocked_version=None))
+    bump_cards(session, card_ids=[card.id])
+    audit.record(session, actor=by, action="card.unblock", subject=f"card:{card.uid.hex()}",
+                 detail=_with_os_user({"household_id": card.household_id, "reason": reason,
+                                       "blocked_at": blocked_at}, os_user))
+    session.refresh(card)
+    return card
+
+
+def replace_card(session: Session, *, uid_hex: str, new_uid_hex: str, card_type: str | None = None,
+                 by: str = SYSTEM, os_user: str | None = None) -> Card:
     """A new card for the old one's household; the old one is blocked (if it was not already).
     The balance is the household's, so it follows without moving money."""
+    by = _actor(session, by, os_user)
     old = get_card(session, uid_hex=uid_hex)
     if old.status == CardStatus.RETURNED:
         raise Conflict("card_returned", f"card {old.uid.hex()} was returned: issue a new card to the household instead")
     # Blocked first, so a household using its 16 cards can still swap one; if the new card is
     # refused, the caller rolls the block back with it.
     _end_card(session, old, status=CardStatus.BLOCKED, reason=BlockReason.REPLACED)
-    return issue_card(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
+    new = _issue(session, household_id=old.household_id, uid_hex=new_uid_hex, card_type=card_type or old.card_type)
+    audit.record(session, actor=by, action="card.replace", subject=f"card:{old.uid.hex()}",
+                 detail=_with_os_user({"household_id": old.household_id, "new_uid": new.uid.hex()}, os_user))
+    return new
 
 
-def return_card(session: Session, *, uid_hex: str) -> Card:
+def return_card(session: Session, *, uid_hex: str, by: str = SYSTEM, os_user: str | None = None) -> Card:
     """The card was handed back (and wiped): refused from now on, its UID free to issue again."""
+    by = _actor(session, by, os_user)
     card = get_card(session, uid_hex=uid_hex)
-    _end_card(session, card, status=CardStatus.RETURNED, reason=card.block_reason)
+    if _end_card(session, card, status=CardStatus.RETURNED, reason=card.block_reason):
+        audit.record(session, actor=by, action="card.return", subject=f"card:{card.uid.hex()}",
+                     detail=_with_os_user({"household_id": card.household_id}, os_user))
     return card
 
 
-def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None) -> None:
+def block_household_cards(session: Session, *, household_id: int, reason: str, at: datetime | None = None) -> list[int]:
+    """Block every active card of a household (its members left: caisse.members), the way a lost
+    card is blocked, so terminals learn it at their next sync. The ids of the cards blocked."""
+    cards = session.execute(select(Card).where(Card.household_id == household_id, Card.status == str(CardStatus.ACTIVE))  # type: ignore[arg-type]
+                            .order_by(Card.id)).scalars().all()  # type: ignore[arg-type]
+    for card in cards:
+        _end_card(session, card, status=CardStatus.BLOCKED, reason=reason, at=at)
+    return [card.id for card in cards if card.id is not None]
+
+
+def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str | None, at: datetime | None = None) -> bool:
     """Move an active card to blocked or returned, or a blocked card to returned, keeping the
-    first refusal time; the new state reaches terminals at their next sync."""
+    first refusal time; the new state reaches terminals at their next sync. False: unchanged."""
     if card.status == status or card.status == CardStatus.RETURNED:
-        return
+        return False
     assert card.id is not None
     session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
-        status=status, blocked_at=card.blocked_at or utcnow(), block_reason=reason))
+        status=status, blocked_at=card.blocked_at or at or utcnow(), block_reason=reason))
     bump_blocked_cards(session, card_ids=[card.id])
     session.refresh(card)
+    return True
 
 
 # Terminals ----------------------------------------------------------------------------------
@@ -468,9 +549,11 @@ def _locked_terminal(session: Session, *, terminal_id: int) -> Terminal:
     return terminal
 
 
-def revoke_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
+def revoke_terminal(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> Terminal:
     """Every later request of the terminal is refused. Its records not settled yet are held for a
-    person to decide (caisse.review): revoking pays nothing and refunds nothing."""
+    person to decide (caisse.review): revoking pays nothing and refunds nothing. Revoking a
+    revoked terminal writes nothing."""
+    by = _actor(session, by, os_user)
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.REVOKED:
         before = terminal.status
@@ -478,22 +561,55 @@ def revoke_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
         session.execute(update(Terminal).where(Terminal.id == terminal_id)  # type: ignore[arg-type]
                         .values(status=TerminalStatus.REVOKED, revoked_at=utcnow()))
         audit.record(session, actor=by, action="terminal.revoke", subject=f"terminal:{terminal_id}",
-                     detail={"vendor_id": terminal.vendor_id, "status_before": before, "records_held": held})
+                     detail=_with_os_user({"vendor_id": terminal.vendor_id, "status_before": before,
+                                           "records_held": held}, os_user))
         session.refresh(terminal)
     return terminal
 
 
-def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str) -> Terminal:
+def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> Terminal:
     """A person looked at a suspect terminal and trusts it again: it is active. Its held records
     stay held until someone decides on them (caisse.review)."""
+    by = _actor(session, by, os_user)
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.SUSPECT:
         raise Conflict("terminal_not_suspect", f"terminal {terminal_id} is {terminal.status}, not suspect")
     session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.ACTIVE))  # type: ignore[arg-type]
     audit.record(session, actor=by, action="terminal.clear", subject=f"terminal:{terminal_id}",
-                 detail={"vendor_id": terminal.vendor_id})
+                 detail=_with_os_user({"vendor_id": terminal.vendor_id}, os_user))
     session.refresh(terminal)
     return terminal
+
+
+def accept_lost_records(session: Session, *, terminal_id: int, by: str, os_user: str | None = None) -> tuple[int, int]:
+    """A person accepts as lost the records a terminal reported it no longer holds while the
+    database lacks them (restored from a backup taken before they arrived): the terminal's
+    acked_seq passes the gap, so the terminal can reclaim its flash again, and the record after
+    the gap, whose link to them can never be checked, counts as chain-verified, so the next run
+    pays it. Returns the lost seqs (first, last). Their money stays taken from the members' cards
+    and is nowhere in the books: the audit entry names them.
+    """
+    accounts.active_user(session, email=by)
+    terminal = _locked_terminal(session, terminal_id=terminal_id)
+    health = session.get(TerminalHealth, terminal_id, populate_existing=True)
+    first, last = (health.lost_first_seq, health.lost_last_seq) if health is not None else (None, None)
+    if first is None or last is None or first != terminal.acked_seq + 1:
+        raise Conflict("no_lost_records", f"terminal {terminal_id} reports no records lost above its acked_seq"
+                                          f" {terminal.acked_seq}")
+    arrived = session.execute(select(func.count()).select_from(TransactionRecord).where(
+        TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq >= first,  # type: ignore[arg-type]
+        TransactionRecord.seq <= last)).scalar_one()  # type: ignore[arg-type]
+    if arrived:
+        raise Conflict("lost_records_arrived", f"{arrived} of the records {first}..{last} of terminal {terminal_id}"
+                                               " are stored: they are not lost")
+    acked_seq = ingest.acked_seq_from(session, terminal_id=terminal_id, acked_seq=last)
+    session.execute(update(Terminal).where(Terminal.id == terminal_id).values(acked_seq=acked_seq))  # type: ignore[arg-type]
+    session.execute(update(TransactionRecord).where(
+        TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq == last + 1)  # type: ignore[arg-type]
+        .values(chain_verified=True))
+    audit.record(session, actor=by, action="terminal.accept_loss", subject=f"terminal:{terminal_id}",
+                 detail=_with_os_user({"first_seq": first, "last_seq": last, "acked_seq": acked_seq}, os_user))
+    return first, last
 
 
 def _require_text(**fields: str) -> None:

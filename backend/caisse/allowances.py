@@ -3,7 +3,9 @@
 The rule is a row of `allowance_rule`, in force from its month until the next one; the settings
 give it only when the table has none, so a caisse can start without deciding anything.
 
-`allocate` credits every household once per month: the reference `allowance:{h}:{YYYY-MM}` is the
+`allocate` credits every member household once per month, from the month it joined to the month
+it leaves, in the caisse's time zone (a household created at 2026-03-31T22:30Z joined in April in
+Paris): the reference `allowance:{h}:{YYYY-MM}` is the
 idempotency key, so a second run credits only households that were missing (a household
 registered since), and reports the rest as already credited. Unspent money is handled first, by
 a transfer back to the fund (`expiry:{h}:{YYYY-MM}`), so the ledger shows it.
@@ -16,7 +18,8 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -30,7 +33,7 @@ from caisse.sync import bump_cards
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Month:
     year: int
     month: int
@@ -57,6 +60,23 @@ class Month:
     def next_start(self) -> datetime:
         year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
         return datetime(year, month, 1, tzinfo=UTC)
+
+    def shifted(self, months: int) -> Month:
+        index = self.year * 12 + self.month - 1 + months
+        return Month(index // 12, index % 12 + 1)
+
+    def starts_at(self, zone: ZoneInfo) -> datetime:
+        """Local midnight of the first day: where the caisse's month begins (Europe/Paris)."""
+        return datetime.combine(self.first_day, time.min, tzinfo=zone)
+
+    def ends_at(self, zone: ZoneInfo) -> datetime:
+        return self.shifted(1).starts_at(zone)
+
+    @classmethod
+    def of(cls, moment: datetime, zone: ZoneInfo) -> Month:
+        """The local month of an instant (a naive time is UTC, as SQLite hands it back)."""
+        local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
+        return cls(local.year, local.month)
 
 
 def allowance_reference(household_id: int, month: Month) -> str:
@@ -201,16 +221,19 @@ def monthly_amount_cents(
 
 def allocate(session: Session, *, month: str, settings: Settings, by: str = accounts.SYSTEM,
              os_user: str | None = None) -> AllocationReport:
-    """Credit every household registered before the end of `month`, by the rule in force for the
-    month (`rule_in_force`). Idempotent per household; audited when it credits or expires anything."""
+    """Credit every household that joined by the end of `month` and has not left before it (its
+    leaving month, caisse.members, is its last), by the rule in force for the month
+    (`rule_in_force`). Idempotent per household; audited when it credits or expires anything."""
     by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(month)
     state = session.get(AllowanceMonth, str(period))
     if state is not None and state.closed_at is not None:
         raise Conflict("month_closed", f"month {period} is closed: allowances can no longer be allocated")
-    households = session.execute(
+    zone = ZoneInfo(settings.settlement_timezone)  # a month ends at local midnight, as payments' months do
+    households = session.execute(  # the bound in UTC: SQLite compares the stored UTC text
         select(Household.id, Household.members, Household.created_at)
-        .where(Household.created_at < period.next_start)  # type: ignore[arg-type, operator]
+        .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
+        .where(Household.left_on.is_(None) | (Household.left_on >= period.first_day))  # type: ignore[union-attr, operator]
         .order_by(Household.id)  # type: ignore[arg-type]
     ).all()
     report = AllocationReport(month=str(period))
@@ -230,9 +253,15 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
     balances = ledger.balances_by_code(session, codes=[ledger.member_code(h) for h, _, _ in households])
     transfers: list[ledger.Transfer] = []
     credited: list[int] = []
+    from caisse.means import current_month, sizes_at, sync_current_sizes  # means imports this module
+
+    sizes = sizes_at(session, month=str(period), household_ids=[h for h, _, _ in households])
+    if period == current_month(settings):
+        sync_current_sizes(session, sizes=sizes)
     for household_id, size, joined in households:
-        amount = monthly_amount_cents(rule=rule, members=size, joined=joined, month=period,
-                                      average_contribution_cents=average)
+        # The size recorded for that month (caisse.means), else the household's current size.
+        amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, size), joined=_at_utc(joined).astimezone(zone),
+                                      month=period, average_contribution_cents=average)
         reference = allowance_reference(household_id, period)
         if reference in posted:
             report.already_credited += 1
@@ -282,6 +311,17 @@ def close_month(session: Session, *, month: str, by: str = accounts.SYSTEM, os_u
     return state
 
 
+def first_open_month(session: Session, *, month: str) -> Month:
+    """`month`, or when it is closed the first month after it that is not: where a contribution
+    for a closed month is counted (docs/settlement.md, "Closed months")."""
+    period = Month.parse(month)
+    closed = set(session.execute(select(AllowanceMonth.month).where(
+        AllowanceMonth.month >= str(period), AllowanceMonth.closed_at.is_not(None))).scalars())  # type: ignore[arg-type, union-attr]
+    while str(period) in closed:
+        period = period.shifted(1)
+    return period
+
+
 def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
     if balance_cents <= 0:
         return 0
@@ -295,6 +335,10 @@ def _average_contribution_cents(session: Session, *, month: Month, households: i
     from caisse.fund import contributed_cents  # fund imports this module
 
     return contributed_cents(session, month=str(month)) // households
+
+
+def _at_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
 
 
 def rule_text(rule: Rule) -> str:

@@ -5,12 +5,14 @@ PostgreSQL: `pg_dump --format=custom` (one consistent snapshot, taken while term
 sqlite3 online backup API, both ways.
 
 After a restore the database has forgotten what arrived after the backup. Terminals keep their
-records until the backend acknowledges them (docs/protocol.md, "acked_seq"): the restored
-`acked_seq` of each terminal is printed so the technician knows from where each must upload again.
-Records a terminal re-sends are new to the restored database and counted once; one it sends twice
-is a duplicate by (terminal, seq). A terminal that already reclaimed flash for records the backup
-lacks cannot send them again: they stay missing below the records that follow, which ingestion
-keeps unverified (a gap) and settlement holds, so the loss is seen and never paid blindly.
+records in flash after the backend acknowledges them, while there is room, and send again by
+themselves what lies above the lower `acked_seq` they are answered (docs/protocol.md,
+"Re-sending after a restore"); the restored `acked_seq` of each terminal is printed for the
+technician. Records a terminal re-sends are new to the restored database and counted once; one it
+sends twice is a duplicate by (terminal, seq). A terminal that already reclaimed flash for records
+the backup lacks cannot send them again: it reports them (caisse.terminal_health), and they stay
+missing below the records that follow, which ingestion keeps unverified (a gap) and settlement
+holds, so the loss is seen and never paid blindly.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ _sync = TerminalSync.__table__  # type: ignore[attr-defined]
 
 # Why a card is refused, as staff and hold reasons say it.
 BLOCK_REASON_FR = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
-                BlockReason.FLAGGED: "suspectée de clonage"}
+                BlockReason.FLAGGED: "suspectée de clonage", BlockReason.LEFT: "foyer parti"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,11 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import admin, sun
+from caisse import accounts, admin, sun
+from caisse.cli_fund import cotisations_app, year_app
+from caisse.cli_lists import liste_app
 from caisse.models import Card
+from caisse.cli_choices import ACCREDITATION_STATUS
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
@@ -32,12 +35,15 @@ if TYPE_CHECKING:
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
 db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
-vendor_app = typer.Typer(help="Accredited vendors.", no_args_is_help=True)
-member_app = typer.Typer(help="Member households.", no_args_is_help=True)
-card_app = typer.Typer(help="Member cards.", no_args_is_help=True)
-terminal_app = typer.Typer(help="Payment terminals.", no_args_is_help=True)
+vendor_app = typer.Typer(help="Commerçants conventionnés.", no_args_is_help=True)
+member_app = typer.Typer(help="Foyers membres : inscription, code, départ, données personnelles.", no_args_is_help=True)
+card_app = typer.Typer(help="Cartes des foyers.", no_args_is_help=True)
+terminal_app = typer.Typer(help="Terminaux de paiement.", no_args_is_help=True)
+app.add_typer(cotisations_app, name="cotisations")  # caisse.cli_fund: contributions by choice
+app.add_typer(year_app, name="annee")  # and the fund's year
 for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app), ("card", card_app), ("terminal", terminal_app)):
     app.add_typer(sub, name=name)
+app.add_typer(member_app, name="membre", help="Foyers membres (comme « member »).")
 
 out = Console(soft_wrap=True)  # no line breaks inside a sentence or a command to copy
 err = Console(stderr=True, soft_wrap=True)
@@ -245,17 +251,23 @@ def db_restore(
         typer.echo(f"{terminal_id}\t{acked_seq}")
 
 
+# The console's names of the kinds (caisse.console.templating.LABELS), the stored codes as aliases.
+_VENDOR_KINDS = Choices({"producteur": "producer", "étal de marché": "market_stall", "commerce": "shop", "épicerie": "epicerie",
+                         "coopérative": "cooperative", "boulangerie": "bakery", "autre": "other"})
+
+
 @vendor_app.command("add")
 def vendor_add(
-    name: Annotated[str, typer.Option(help="Trading name.")],
-    kind: Annotated[str, typer.Option(help="producer, market_stall, shop, epicerie, cooperative, bakery, other.")],
-    zone: Annotated[str, typer.Option(help="Neighbourhood.")],
-    market: Annotated[str | None, typer.Option(help="Market where the vendor sells, if any.")] = None,
-    iban: Annotated[str | None, typer.Option(help="Where the caisse pays the vendor.")] = None,
+    name: Annotated[str, typer.Option(help="Nom commercial.")],
+    kind: Annotated[str, _VENDOR_KINDS.option(help="Type de commerce.")],
+    zone: Annotated[str, typer.Option(help="Quartier.")],
+    by: _StaffBy,
+    market: Annotated[str | None, typer.Option(help="Marché où il vend, s'il y en a un.")] = None,
+    iban: Annotated[str | None, typer.Option(help="Compte où la caisse le paie (zone SEPA).")] = None,
 ) -> None:
-    """Accredit a vendor."""
+    """Conventionner un commerçant ; affiche son numéro."""
     vendor = _run(lambda s: admin.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban,
-                                                by="cli", os_user=_os_user()))
+                                                by=by, os_user=_os_user()))
     _created("Commerçant créé", vendor.id)
     if notice := admin.sepa_name_notice(vendor.name):
         err.print(notice)
@@ -263,11 +275,11 @@ def vendor_add(
 
 @vendor_app.command("iban-request")
 def vendor_iban_request(
-    vendor_id: Annotated[int, typer.Argument(help="Vendor id.")],
-    iban: Annotated[str, typer.Option(help="The vendor's new IBAN (SEPA zone).")],
+    vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")],
+    iban: Annotated[str, typer.Option(help="Son nouvel IBAN (zone SEPA).")],
     by: _StaffBy,
 ) -> None:
-    """Ask for a vendor's new IBAN: another person approves it, then runs prepared after pay it."""
+    """Demander le changement d'IBAN d'un commerçant : une autre personne l'approuve, puis les règlements préparés ensuite le paient."""
     change = _run(lambda s: admin.request_iban_change(s, vendor_id=vendor_id, iban=iban, by=by, os_user=_os_user()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change.id} demandé pour le commerçant {vendor_id} : {change.iban}. Une autre personne"
@@ -275,35 +287,161 @@ def vendor_iban_request(
 
 
 @vendor_app.command("iban-approve")
-def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="IBAN change id.")], by: _StaffBy) -> None:
-    """Approve a requested IBAN (not the person who asked): the next runs prepared pay it."""
+def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="Numéro du changement d'IBAN.")], by: _StaffBy) -> None:
+    """Approuver un IBAN demandé (pas par la personne qui l'a demandé) : les règlements préparés ensuite le paient."""
     vendor = _run(lambda s: admin.approve_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
     out.print(vendor.id)
     err.print(f"IBAN du commerçant {vendor.id} ({vendor.name}) : {vendor.iban}, pour les règlements préparés désormais.")
 
 
 @vendor_app.command("iban-reject")
-def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="IBAN change id.")], by: _StaffBy) -> None:
-    """Refuse (or withdraw) a requested IBAN: the vendor's IBAN stays as it is."""
+def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="Numéro du changement d'IBAN.")], by: _StaffBy) -> None:
+    """Refuser (ou retirer) un IBAN demandé : l'IBAN du commerçant reste tel quel."""
     change = _run(lambda s: admin.reject_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change_id} refusé : l'IBAN du commerçant {change.vendor_id} reste inchangé.")
 
 
+# Accreditation ("conventionnement"): French commands -------------------------------------------
+
+accreditation_app = typer.Typer(help="Conventionnement des commerçants : critères, visite, formation, dates et statut.",
+                                no_args_is_help=True)
+vendor_app.add_typer(accreditation_app, name="conventionnement")
+_Par = Annotated[str, typer.Option("--par", help="Votre compte de la console (adresse e-mail, actif) ; le journal note aussi"
+                                                 " l'utilisateur du système.")]
+_NONE = "aucune"
+
+
+def _cli_date(text: str | None, current: date | None) -> date | None:
+    """A date option: absent keeps `current`, « aucune » clears it, else AAAA-MM-JJ."""
+    if text is None:
+        return current
+    if text.strip().lower() == _NONE:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        err.print(f"[red]Erreur :[/red] date invalide « {text} » : écrivez AAAA-MM-JJ, ou « {_NONE} » pour l'effacer.")
+        raise typer.Exit(code=1) from None
+
+
+@accreditation_app.command("afficher")
+def accreditation_show(vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")]) -> None:
+    """Afficher le conventionnement d'un commerçant : statut, dates, visite, formation, critères."""
+    from caisse import accreditation
+
+    def read(session: Session) -> tuple[accreditation.Accreditation, list[tuple[int, str, bool]]]:
+        now = accreditation.current(session, vendor_id=vendor_id)
+        return now, [(c.id or 0, c.label, c.retired) for c in accreditation.criteria(session, include_retired=True)]
+
+    now, criteria = _run(read)
+    typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")  # type: ignore[call-overload]
+    for label, value in (("début", now.starts_on), ("fin", now.ends_on), ("visite le", now.visited_on),
+                         ("visite par", now.visited_by), ("formation le", now.trained_on)):
+        typer.echo(f"{label}\t{value if value is not None else '—'}")
+    for criterion_id, label, retired in criteria:
+        if not retired or criterion_id in now.criteria:
+            typer.echo(f"critère {criterion_id}\t{'oui' if criterion_id in now.criteria else 'non'}\t{label}")
+
+
+@accreditation_app.command("modifier")
+def accreditation_change(
+    vendor_id: Annotated[int, typer.Argument(help="Numéro du commerçant.")],
+    by: _Par,
+    statut: Annotated[str | None, ACCREDITATION_STATUS.option(help="Nouveau statut.")] = None,
+    debut: Annotated[str | None, typer.Option(help="Premier jour (AAAA-MM-JJ, ou « aucune »).")] = None,
+    fin: Annotated[str | None, typer.Option(help="Dernier jour (AAAA-MM-JJ, ou « aucune »).")] = None,
+    visite_le: Annotated[str | None, typer.Option(help="Date de la visite (AAAA-MM-JJ, ou « aucune »).")] = None,
+    visite_par: Annotated[str | None, typer.Option(help="Qui a fait la visite (« aucune » pour l'effacer).")] = None,
+    formation_le: Annotated[str | None, typer.Option(help="Date de la formation (AAAA-MM-JJ, ou « aucune »).")] = None,
+    cocher: Annotated[list[int] | None, typer.Option(help="Critère rempli (numéro ; l'option se répète).")] = None,
+    decocher: Annotated[list[int] | None, typer.Option(help="Critère qui n'est plus rempli (numéro ; l'option se répète).")] = None,
+    oui: Annotated[bool, typer.Option("--oui", help="Appliquer les changements affichés.")] = False,
+) -> None:
+    """Modifier un conventionnement : affiche ce qui change, puis l'applique avec --oui."""
+    from caisse import accreditation
+
+    def change(session: Session) -> list[accreditation.Change]:
+        now = accreditation.current(session, vendor_id=vendor_id)
+        wanted = accreditation.Accreditation(
+            status=now.status if statut is None else statut,
+            starts_on=_cli_date(debut, now.starts_on), ends_on=_cli_date(fin, now.ends_on),
+            visited_on=_cli_date(visite_le, now.visited_on),
+            visited_by=now.visited_by if visite_par is None else (None if visite_par.strip().lower() == _NONE else visite_par.strip()),
+            trained_on=_cli_date(formation_le, now.trained_on),
+            criteria=(now.criteria | frozenset(cocher or ())) - frozenset(decocher or ()))
+        changes = accreditation.preview(session, vendor_id=vendor_id, wanted=wanted)
+        if changes and oui:
+            accreditation.update(session, vendor_id=vendor_id, wanted=wanted, by=by, os_user=_os_user())
+        return changes
+
+    changes = _run(change)
+    if not changes:
+        err.print("Rien ne change : le conventionnement est déjà ainsi.")
+        return
+    for c in changes:
+        err.print(f"{c.field} : {c.before} → {c.after}", markup=False, highlight=False)
+    if not oui:
+        err.print("[red]Rien n'est enregistré :[/red] relancez avec --oui pour appliquer ces changements.")
+        raise typer.Exit(code=1)
+    err.print(f"Conventionnement du commerçant {vendor_id} enregistré ; ses terminaux l'apprennent à leur prochaine synchronisation.")
+
+
+@accreditation_app.command("criteres")
+def accreditation_criteria() -> None:
+    """Lister les critères de conventionnement (numéro, en vigueur ou retiré, libellé)."""
+    from caisse import accreditation
+
+    rows = _run(lambda s: [(c.id, c.retired, c.label) for c in accreditation.criteria(s, include_retired=True)])
+    for criterion_id, retired, label in rows:
+        typer.echo(f"{criterion_id}\t{'retiré' if retired else 'en vigueur'}\t{label}")
+
+
+@accreditation_app.command("ajouter-critere")
+def accreditation_add_criterion(label: Annotated[str, typer.Argument(help="Le critère, en 200 caractères au plus.")],
+                                by: _Par) -> None:
+    """Ajouter un critère, demandé désormais à chaque commerce conventionné."""
+    from caisse import accreditation
+
+    criterion = _run(lambda s: accreditation.add_criterion(s, label=label, by=by, os_user=_os_user()))
+    _created("Critère ajouté", criterion.id)
+
+
+@accreditation_app.command("retirer-critere")
+def accreditation_retire_criterion(criterion_id: Annotated[int, typer.Argument(help="Numéro du critère.")], by: _Par) -> None:
+    """Retirer un critère : il n'est plus demandé ; les commerces qui le remplissaient le gardent coché."""
+    from caisse import accreditation
+
+    _run(lambda s: accreditation.retire_criterion(s, criterion_id=criterion_id, by=by, os_user=_os_user()))
+    err.print(f"Critère {criterion_id} retiré.")
+
+
+@accreditation_app.command("a-renouveler")
+def accreditation_ending(jours: Annotated[int, typer.Option(help="Horizon, en jours.")] = 30) -> None:
+    """Lister les conventionnements actifs qui se terminent bientôt (commerçant, nom, dernier jour, jours restants)."""
+    from datetime import datetime
+
+    from caisse import accreditation
+
+    today = datetime.now(ZoneInfo(Settings().settlement_timezone)).date()
+    for e in _run(lambda s: accreditation.ending_soon(s, today=today, days=jours)):
+        typer.echo(f"{e.vendor_id}\t{e.name}\t{e.ends_on}\t{e.days_left}")
+
+
 @member_app.command("add")
 def member_add(
-    name: Annotated[str, typer.Option(help="Household name.")],
-    members: Annotated[int, typer.Option(help="Number of people in the household.")],
-    zone: Annotated[str, typer.Option(help="Neighbourhood.")],
+    name: Annotated[str, typer.Option(help="Nom du foyer.")],
+    members: Annotated[int, typer.Option(help="Nombre de personnes du foyer.")],
+    zone: Annotated[str, typer.Option(help="Quartier.")],
 ) -> None:
-    """Register a member household."""
+    """Inscrire un foyer membre (hors tirage au sort : un foyer tiré au sort est créé par « sortition accepter »)."""
     household = _run(lambda s: admin.create_household(s, name=name, members=members, zone=zone))
     _created("Foyer créé", household.id)
 
 
 @member_app.command("set-code")
-def member_set_code(household_id: Annotated[int, typer.Argument(help="Household id.")]) -> None:
-    """Give a household a 4-digit member code (asked twice, never shown)."""
+def member_set_code(household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")]) -> None:
+    """Donner au foyer un code de 4 chiffres (demandé deux fois, jamais affiché)."""
     from caisse import member_codes
 
     code = ask_twice("Code du foyer (4 chiffres)")
@@ -312,58 +450,146 @@ def member_set_code(household_id: Annotated[int, typer.Argument(help="Household 
 
 
 @member_app.command("clear-code")
-def member_clear_code(household_id: Annotated[int, typer.Argument(help="Household id.")]) -> None:
-    """Remove a household's member code."""
+def member_clear_code(household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")]) -> None:
+    """Retirer le code du foyer."""
     from caisse import member_codes
 
     _run(lambda s: member_codes.clear_code(s, household_id=household_id))
     err.print(f"Code supprimé pour le foyer {household_id}.")
 
 
+@member_app.command("partir")
+def member_leave(
+    household_id: Annotated[int, typer.Argument(help="Numéro du foyer.")],
+    end_date: Annotated[str, typer.Option("--date", help="Date de départ, AAAA-MM-JJ (heure de Paris) : l'allocation de ce mois est la dernière.")],
+    by: _StaffBy,
+) -> None:
+    """Enregistrer le départ d'un foyer : ses cartes sont bloquées à la date de départ, son solde revient au fonds
+    après le délai hors ligne des terminaux (« appliquer-departs »). Irréversible."""
+    from caisse import members
+
+    day = _iso_date(end_date)
+    household = _run(lambda s: members.leave_household(s, household_id=household_id, end_date=day, by=by, os_user=_os_user()))
+    out.print(household.id)
+    blocked = "cartes bloquées" if household.leaving_blocked_at else "cartes bloquées le jour du départ par « appliquer-departs »"
+    err.print(f"Départ du foyer {household_id} enregistré au {day:%d/%m/%Y} ; {blocked}.")
+
+
+@member_app.command("appliquer-departs")
+def member_apply_departures(
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+) -> None:
+    """Étape du minuteur (une fois par jour) : bloquer les cartes des foyers dont le départ est arrivé, et rendre
+    au fonds le solde de ceux dont le délai hors ligne des terminaux est passé. Sans effet quand tout est fait."""
+    from caisse import members
+
+    settings = Settings()
+    report = _run(lambda s: members.apply_departures(s, settings=settings, by=by, os_user=_os_user()))
+    err.print(f"Cartes bloquées : {len(report.cards_blocked)} foyer(s) ; soldes rendus au fonds : {euros(report.returned_cents)} € ;"
+              f" enregistrements antérieurs au départ couverts : {euros(report.covered_cents)} € ;"
+              f" en attente du délai hors ligne : {len(report.waiting)} foyer(s).")
+
+
+@member_app.command("donnees")
+def member_personal_data(
+    by: _StaffBy,
+    household: Annotated[int | None, typer.Option("--foyer", help="Numéro du foyer.")] = None,
+    volunteer: Annotated[int | None, typer.Option("--volontaire", help="Identifiant du volontaire (page du tirage).")] = None,
+    form: Annotated[str, typer.Option("--format", help="json ou csv.")] = "json",
+) -> None:
+    """Exporter toutes les données d'une personne (droit d'accès) sur la sortie standard. La consultation est journalisée."""
+    from caisse import members
+
+    if form not in ("json", "csv"):
+        err.print("[red]Erreur :[/red] le format est json ou csv")
+        raise typer.Exit(2)
+    data = _run(lambda s: members.personal_data(s, household_id=household, volunteer_id=volunteer, by=by, os_user=_os_user()))
+    typer.echo(members.personal_data_json(data) if form == "json" else members.personal_data_csv(data), nl=False)
+
+
+@member_app.command("effacer-anciens")
+def member_erase(
+    by: Annotated[str, typer.Option(help="automatique (un minuteur) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+) -> None:
+    """Effacer noms et contacts des anciens membres partis depuis plus de CAISSE_RETENTION_MONTHS mois (et des volontaires
+    jamais devenus membres) : pseudonymes dans les tables, le journal et les exports ; montants intacts. Irréversible,
+    sauf dans les sauvegardes antérieures (voir docs/guide/adhesion.md)."""
+    from caisse import members
+
+    settings = Settings()
+    report = _run(lambda s: members.erase_former_members(s, settings=settings, by=by, os_user=_os_user()))
+    err.print(f"Données effacées : {len(report.households)} foyer(s), {len(report.volunteers)} volontaire(s),"
+              f" {report.audit_events} entrée(s) du journal pseudonymisées.")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        err.print(f"[red]Erreur :[/red] date attendue au format AAAA-MM-JJ, pas {text!r}")
+        raise typer.Exit(2) from None
+
+
 @card_app.command("issue")
 def card_issue(
-    household: Annotated[int, typer.Option(help="Household id.")],
-    uid: Annotated[str, typer.Option(help="Card UID in hex (4, 7 or 10 bytes; 7 for a secure card).")],
-    card_type: Annotated[str, typer.Option("--type", help="basic (UID only, lower limit) or secure (NTAG 424 DNA).")] = "basic",
+    household: Annotated[int, typer.Option(help="Numéro du foyer.")],
+    uid: Annotated[str, typer.Option(help="Identifiant de la carte en hexadécimal (4, 7 ou 10 octets ; 7 pour une carte sécurisée).")],
+    by: _StaffBy,
+    card_type: Annotated[str, typer.Option("--type", help="basic (simple : l'identifiant seul, plafond plus bas) ou secure (NTAG 424 DNA).")] = "basic",
 ) -> None:
-    """Issue a card to a household (a household may hold several), or a returned card again."""
-    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type))
+    """Remettre une carte à un foyer (un foyer peut en avoir plusieurs), ou une carte rendue à nouveau."""
+    card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type, by=by,
+                                           os_user=_os_user()))
     _created("Carte émise", card.id)
+
+
+_BLOCK_REASONS = Choices({"perdue": "lost", "volée": "stolen"})
 
 
 @card_app.command("block")
 def card_block(
-    uid: Annotated[str, typer.Argument(help="Card UID in hex.")],
-    reason: Annotated[str, typer.Option(help="lost or stolen.")] = "lost",
+    uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")],
+    by: _StaffBy,
+    reason: Annotated[str, _BLOCK_REASONS.option("--motif", "--reason", help="Pourquoi.")] = "perdue",
 ) -> None:
-    """Block a lost or stolen card now: terminals refuse it after their next sync."""
-    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason))
+    """Bloquer maintenant une carte perdue ou volée : les terminaux la refusent après leur prochaine synchronisation."""
+    card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason, by=by, os_user=_os_user()))
     out.print(card.id)
     err.print(f"Carte {uid.lower()} bloquée ; les terminaux la refuseront après leur prochaine synchronisation.")
 
 
+@card_app.command("unblock")
+def card_unblock(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")], by: _StaffBy) -> None:
+    """Débloquer une carte perdue puis retrouvée ; une carte volée, copiée ou remplacée se remplace (caisse card replace)."""
+    card = _run(lambda s: admin.unblock_card(s, uid_hex=uid, by=by, os_user=_os_user()))
+    out.print(card.id)
+    err.print(f"Carte {card.uid.hex()} débloquée : les terminaux l'acceptent à nouveau après leur prochaine synchronisation.")
+
+
 @card_app.command("replace")
 def card_replace(
-    uid: Annotated[str, typer.Argument(help="UID of the card to replace, hex.")],
-    new_uid: Annotated[str, typer.Option(help="UID of the new card, hex.")],
-    card_type: Annotated[str | None, typer.Option("--type", help="basic or secure (default: as the old card).")] = None,
+    uid: Annotated[str, typer.Argument(help="Identifiant de la carte à remplacer, en hexadécimal.")],
+    new_uid: Annotated[str, typer.Option(help="Identifiant de la nouvelle carte, en hexadécimal.")],
+    by: _StaffBy,
+    card_type: Annotated[str | None, typer.Option("--type", help="basic ou secure (par défaut : comme l'ancienne carte).")] = None,
 ) -> None:
-    """Give the household a new card and block the old one; the balance stays the household's."""
-    card = _run(lambda s: admin.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type))
+    """Remettre au foyer une nouvelle carte et bloquer l'ancienne ; le solde reste celui du foyer."""
+    card = _run(lambda s: admin.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type, by=by,
+                                             os_user=_os_user()))
     out.print(card.id)
     err.print(f"Carte {new_uid.lower()} remise au foyer {card.household_id} ; l'ancienne carte {uid.lower()} est bloquée.")
 
 
 @card_app.command("return")
-def card_return(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
-    """Record a card handed back (wipe it too): refused from now on, its UID may be issued again."""
-    _run(lambda s: admin.return_card(s, uid_hex=uid))
+def card_return(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")], by: _StaffBy) -> None:
+    """Enregistrer une carte rendue (remettez-la aussi à zéro) : refusée désormais, elle pourra être remise à un foyer."""
+    _run(lambda s: admin.return_card(s, uid_hex=uid, by=by, os_user=_os_user()))
     err.print(f"Carte {uid.lower()} rendue : refusée désormais, elle pourra être remise à un foyer.")
 
 
 @card_app.command("show")
-def card_show(uid: Annotated[str, typer.Argument(help="Card UID in hex.")]) -> None:
-    """A card's state for support staff: type, status, why it was blocked, wrong codes per terminal."""
+def card_show(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")]) -> None:
+    """L'état d'une carte : type, état, pourquoi elle est bloquée, codes faux par terminal."""
     from caisse import card_auth, member_codes
 
     def read(session: Session) -> tuple[Card, list[member_codes.CardFailures]]:
@@ -392,13 +618,13 @@ _SUN_ERRORS_FR = {
 
 @card_app.command("verify-sun")
 def card_verify_sun(
-    meta_key: Annotated[str, typer.Option(help="SDM meta-read key, 16 bytes in hex.")],
-    file_key: Annotated[str, typer.Option(help="The card's (diversified) SDM file-read key, 16 bytes in hex.")],
-    picc: Annotated[str, typer.Option(help="Encrypted PICC data, 16 bytes in hex.")],
-    cmac: Annotated[str, typer.Option(help="SDMMAC, 8 bytes in hex.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    meta_key: Annotated[str, typer.Option(help="Clé SDM de lecture des métadonnées, 16 octets en hexadécimal.")],
+    file_key: Annotated[str, typer.Option(help="Clé SDM de lecture du fichier (diversifiée pour la carte), 16 octets en hexadécimal.")],
+    picc: Annotated[str, typer.Option(help="Données PICC chiffrées, 16 octets en hexadécimal.")],
+    cmac: Annotated[str, typer.Option(help="SDMMAC, 8 octets en hexadécimal.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Un objet JSON (clés en anglais).")] = False,
 ) -> None:
-    """Check a SUN message from a secure card: exit 0 when the MAC is valid, 1 when not, 2 when unreadable."""
+    """Vérifier un message SUN d'une carte sécurisée : sortie 0 si le MAC est valide, 1 sinon, 2 s'il est illisible."""
     try:
         message = sun.verify_sun(
             meta_key=bytes.fromhex(meta_key),
@@ -422,16 +648,17 @@ def card_verify_sun(
 
 @card_app.command("personalize")
 def card_personalize(
-    member: Annotated[int, typer.Option(help="Household id the new card is issued to.")],
-    port: Annotated[str, typer.Option(help="Serial port of the USB PN532 reader (HSU mode).")] = "/dev/ttyUSB0",
-    number: Annotated[str | None, typer.Option(help="Number printed on the card, written into its URL.")] = None,
-    url: Annotated[str, typer.Option(help="SUN URL base, without https://.")] = "caisse.example/c",
+    member: Annotated[int, typer.Option(help="Numéro du foyer qui reçoit la carte.")],
+    by: _StaffBy,
+    port: Annotated[str, typer.Option(help="Port série du lecteur USB PN532 (mode HSU).")] = "/dev/ttyUSB0",
+    number: Annotated[str | None, typer.Option(help="Numéro imprimé sur la carte, écrit dans son URL.")] = None,
+    url: Annotated[str, typer.Option(help="Début de l'URL SUN, sans https://.")] = "caisse.example/c",
 ) -> None:
-    """Personalize a blank NTAG 424 DNA on a USB PN532 reader, then issue it to the household as a secure card."""
+    """Personnaliser une NTAG 424 DNA vierge sur un lecteur USB PN532, puis la remettre au foyer comme carte sécurisée."""
     from caisse import card_auth
     from caisse_provisioning.personalize import personalize
 
-    _run(lambda s: admin.get_household(s, household_id=member))  # before touching the card
+    _run(lambda s: (admin.get_household(s, household_id=member), accounts.active_user(s, email=by)))  # before touching the card
     keys = card_auth.card_keys(Settings())
 
     def not_in_use(uid: bytes) -> None:
@@ -440,7 +667,8 @@ def card_personalize(
 
     done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number,
                                                             check_uid=not_in_use))
-    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure"))
+    card = _run(lambda s: admin.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure", by=by,
+                                           os_user=_os_user()))
     _created("Carte émise", card.id)
 
 
@@ -459,19 +687,21 @@ def _require_not_issued(session: Session, uid: bytes) -> None:
 
 @card_app.command("wipe")
 def card_wipe(
-    port: Annotated[str, typer.Option(help="Serial port of the USB PN532 reader (HSU mode).")] = "/dev/ttyUSB0",
+    by: _StaffBy,
+    port: Annotated[str, typer.Option(help="Port série du lecteur USB PN532 (mode HSU).")] = "/dev/ttyUSB0",
 ) -> None:
-    """Wipe a secure card handed back (factory keys, no SUN message) and record its return."""
+    """Remettre à zéro une carte sécurisée rendue (clés d'usine, plus de message SUN) et enregistrer son retour."""
     from caisse import card_auth
     from caisse.errors import NotFound
     from caisse_provisioning.personalize import wipe
 
+    _run(lambda s: accounts.active_user(s, email=by))  # before touching the card
     keys = card_auth.card_keys(Settings())
     uid = _on_card_reader(port, lambda reader: wipe(reader, keys)).hex()
 
     def record_return(session: Session) -> bool:
         try:
-            admin.return_card(session, uid_hex=uid)
+            admin.return_card(session, uid_hex=uid, by=by, os_user=_os_user())
         except NotFound:
             return False
         return True
@@ -495,33 +725,46 @@ def _on_card_reader(port: str, action: Callable[[PN532Uart], T]) -> T:
 
 @terminal_app.command("register")
 def terminal_register(
-    vendor: Annotated[int, typer.Option(help="Vendor id.")],
-    public_key: Annotated[str, typer.Option(help="65-byte uncompressed P-256 public key, hex.")],
+    vendor: Annotated[int, typer.Option(help="Numéro du commerçant.")],
+    public_key: Annotated[str, typer.Option(help="Clé publique P-256 non compressée de 65 octets, en hexadécimal.")],
 ) -> None:
-    """Register a terminal; prints its terminal_id."""
+    """Enregistrer un terminal ; affiche son numéro."""
     terminal = _run(lambda s: admin.register_terminal(s, vendor_id=vendor, public_key_hex=public_key))
     _created("Terminal enregistré", terminal.id)
 
 
 @terminal_app.command("revoke")
 def terminal_revoke(
-    terminal_id: Annotated[int, typer.Argument(help="Terminal id.")],
-    by: Annotated[str, typer.Option(help="Qui révoque (inscrit au journal).")] = "cli",
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: _StaffBy,
 ) -> None:
-    """Revoke a terminal: every later request from it is refused; its records not settled yet are held."""
-    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id, by=by))
+    """Révoquer un terminal (définitif) : ses requêtes sont refusées désormais ; ses enregistrements non réglés sont retenus."""
+    terminal = _run(lambda s: admin.revoke_terminal(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
     out.print(terminal.id)
     err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais. Ses enregistrements non réglés"
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
 
 
+@terminal_app.command("perte")
+def terminal_accept_loss(
+    terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
+    by: Annotated[str, typer.Option(help="Votre compte de la console (inscrit au journal).")],
+) -> None:
+    """Constater la perte des enregistrements qu'un terminal n'a plus, après une restauration de la base
+    (docs/operations.md, « Terminals after a restore ») : le terminal peut de nouveau libérer sa mémoire."""
+    first, last = _run(lambda s: admin.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    out.print(terminal_id)
+    err.print(f"Terminal {terminal_id} : perte des n° {first} à {last} constatée par {by}. Le paiement qui suit"
+              " sera réglé au prochain règlement.")
+
+
 @terminal_app.command("clear")
 def terminal_clear(
     terminal_id: Annotated[int, typer.Argument(help="Numéro du terminal.")],
-    by: Annotated[str, typer.Option(help="Qui lève le soupçon (inscrit au journal).")],
+    by: _StaffBy,
 ) -> None:
     """Remettre en service un terminal signalé suspect ; ses enregistrements retenus le restent jusqu'à décision."""
-    _run(lambda s: admin.clear_suspect_terminal(s, terminal_id=terminal_id, by=by))
+    _run(lambda s: admin.clear_suspect_terminal(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
     out.print(terminal_id)
     err.print(f"Terminal {terminal_id} remis en service par {by}. Ses enregistrements retenus attendent toujours une"
               f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
@@ -577,9 +820,9 @@ def allowance_rule_set(
 @rule_app.command("show")
 def allowance_rule_show(month: Annotated[str | None, typer.Option(help="AAAA-MM (par défaut : ce mois-ci).")] = None) -> None:
     """Afficher la règle en vigueur pour un mois, puis chaque règle enregistrée."""
-    from caisse import allowances
+    from caisse import allowances, means
 
-    month = month or date.today().strftime("%Y-%m")
+    month = month or str(means.current_month(Settings()))  # this month in Paris, not on the server's clock
     settings = Settings()
     in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
@@ -698,14 +941,14 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV : household_id, month, amount_eur, reference.", exists=True, dir_okay=False)],
+    path: Annotated[Path, typer.Argument(help="CSV : foyer, mois, montant, référence (ou household_id, month, amount_eur, reference).", exists=True, dir_okay=False)],
     by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
     """Importer les cotisations du fichier CSV de la plateforme de paiement ; rien n'est importé d'un fichier qui a des erreurs."""
     from caisse import fund
 
-    content = path.read_text(encoding="utf-8-sig")
+    content = path.read_bytes()
     report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
                                                       by=by, os_user=_os_user()))
     for line, problem in report.errors:
@@ -931,54 +1174,49 @@ terminal_app.command("provision")(provision_command)
 terminal_app.command("decommission")(decommission_command)
 
 
-user_app = typer.Typer(help="Console accounts (docs/console.md).", no_args_is_help=True)
+user_app = typer.Typer(help="Comptes de la console (docs/console.md).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(liste_app, name="liste")
+_AdminBy = Annotated[str, typer.Option("--by", help="Votre compte de la console (adresse e-mail d'un administrateur actif) ; le journal note aussi l'utilisateur du système.")]
 
 
 @user_app.command("add")
 def user_add(
-    email: Annotated[str, typer.Argument(help="E-mail address, used to sign in.")],
-    role: Annotated[str, typer.Option(help="admin, coordinator, treasurer or committee.")] = "admin",
+    email: Annotated[str, typer.Argument(help="Adresse e-mail, pour se connecter.")],
+    role: Annotated[str, typer.Option(help="admin, coordinator, treasurer ou committee.")] = "admin",
+    by: Annotated[str | None, typer.Option("--by", help="Votre compte d'administrateur actif ; sans objet pour le tout premier administrateur.")] = None,
     password: Annotated[str, typer.Option(prompt="Mot de passe", hide_input=True, confirmation_prompt=True,
                                           envvar="CAISSE_NEW_USER_PASSWORD", show_default=False,
-                                          help="Prompted when not given.")] = "",
+                                          help="Demandé s'il n'est pas donné.")] = "",
 ) -> None:
-    """Create a console account (the first administrator, say). The password is prompted for."""
-    from caisse import accounts, audit
-
-    def create(session: Session) -> int | None:
-        user = accounts.create_user(session, email=email, password=password, role=role)
-        audit.record(session, actor="cli", action="user.create", subject=f"user:{user.email}", detail={"role": role})
-        return user.id
-
-    user_id = _run(create)
+    """Créer un compte de la console (le premier administrateur, par exemple) ; le mot de passe est demandé deux fois."""
+    user_id = _run(lambda s: accounts.add_account(s, email=email, password=password, role=role, by=by,
+                                                  os_user=_os_user()).id)
     out.print(user_id)
     err.print(f"Compte créé : {email.strip().lower()} ({role}).")
 
 
 @user_app.command("disable")
-def user_disable(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
-    """Disable an account (someone left): it cannot sign in, and its open sessions end now."""
-    _set_active(email, active=False)
+def user_disable(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
+    """Désactiver un compte (une personne est partie) : elle ne peut plus se connecter, ses sessions ouvertes sont fermées."""
+    out.print(_run(lambda s: accounts.set_active(s, email=email, active=False, by=by, os_user=_os_user()).id))
     err.print(f"Compte désactivé : {email.strip().lower()} ; ses sessions ouvertes sont fermées.")
 
 
 @user_app.command("enable")
-def user_enable(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
-    """Enable a disabled account again."""
-    _set_active(email, active=True)
+def user_enable(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
+    """Réactiver un compte désactivé."""
+    out.print(_run(lambda s: accounts.set_active(s, email=email, active=True, by=by, os_user=_os_user()).id))
     err.print(f"Compte réactivé : {email.strip().lower()}.")
 
 
-def _set_active(email: str, *, active: bool) -> None:
-    from caisse import accounts, audit
-
-    def change(session: Session) -> int | None:
-        user = accounts.set_active(session, email=email, active=active)
-        audit.record(session, actor="cli", action="user.enable" if active else "user.disable", subject=f"user:{user.email}")
-        return user.id
-
-    out.print(_run(change))
+@user_app.command("reset-password")
+def user_reset_password(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
+    """Donner au compte un mot de passe provisoire, affiché une seule fois ; ses sessions ouvertes sont fermées."""
+    password = _run(lambda s: accounts.reset_password(s, email=email, by=by, os_user=_os_user()))
+    typer.echo(password)  # stdout only, never logged: give it to the person, who changes it in the console
+    err.print(f"Mot de passe provisoire de {email.strip().lower()} ci-dessus, affiché une seule fois : transmettez-le"
+              " à la personne, qui le change dans la console (Mon mot de passe).")
 
 
 _FIRMWARE_RUNTIMES = Choices({"cpython": "cpython", "micropython": "micropython"})
@@ -1068,16 +1306,19 @@ def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
         raise typer.Exit(1)
 
 
-sortition_app = typer.Typer(help="Sortition of new members (the console runs the draws).", no_args_is_help=True)
+sortition_app = typer.Typer(help="Tirage au sort des nouveaux membres : questionnaire, invitations, vérification"
+                                  " (la console crée et lance les tirages).", no_args_is_help=True)
 app.add_typer(sortition_app, name="sortition")
+app.add_typer(sortition_app, name="tirage", help="Tirage au sort (comme « sortition »).")
 
 
 @sortition_app.command("verify")
+@sortition_app.command("verifier", hidden=True)
 def sortition_verify(
-    export: Annotated[Path, typer.Argument(help="The draw's public CSV export (console, Tirage au sort).")],
-    phrase: Annotated[str, typer.Option(help="The seed phrase published before the draw.")],
+    export: Annotated[Path, typer.Argument(help="L'export public du tirage en CSV (console, Tirage au sort).")],
+    phrase: Annotated[str, typer.Option(help="La phrase de la graine publiée avant le tirage.")],
 ) -> None:
-    """Re-run a draw from its public export and seed phrase alone, without the database."""
+    """Refaire un tirage à partir de son export public et de la phrase de la graine seuls, sans la base de données."""
     from caisse import sortition
 
     try:
@@ -1094,6 +1335,69 @@ def sortition_verify(
         err.print(f"Tirage NON confirmé : {len(differences)} ligne(s) diffèrent du calcul refait depuis la graine.")
         raise typer.Exit(1)
     err.print(f"Tirage confirmé : le calcul refait depuis la graine {sortition.seed_of(phrase)} donne le même résultat.")
+
+
+@sortition_app.command("importer")
+def sortition_import(
+    draw_id: Annotated[int, typer.Argument(help="Numéro du tirage (ouvert aux inscriptions).")],
+    path: Annotated[Path, typer.Argument(help="Le questionnaire en CSV (Excel ou LibreOffice : « ; » ou « , », en-têtes en français).",
+                                         exists=True, dir_okay=False)],
+    by: _StaffBy,
+    skip: Annotated[bool, typer.Option("--ignorer-erreurs", help="Importer les lignes correctes et ignorer les autres (listées).")] = False,
+) -> None:
+    """Inscrire les volontaires d'un questionnaire. Toute ligne fausse est signalée avec son numéro ; s'il y en a,
+    rien n'est importé, sauf avec --ignorer-erreurs."""
+    from caisse import accounts, sortition
+
+    content = path.read_bytes()
+
+    def run(session: Session) -> sortition.ImportReport:
+        user = accounts.active_user(session, email=by).email
+        return sortition.import_volunteers(session, draw_id=draw_id, content=content, skip_bad_rows=skip, by=user, os_user=_os_user())
+
+    try:
+        with _session() as session:
+            report = run(session)
+    except CaisseError as error:
+        for line in error.detail.split(" ; "):
+            err.print(f"[red]Erreur :[/red] {line}", highlight=False)
+        raise typer.Exit(1) from None
+    for line in report.errors:
+        err.print(f"Ignorée : {line}", highlight=False)
+    out.print(report.imported)
+    err.print(f"{report.imported} volontaire(s) inscrit(s) au tirage {draw_id}.")
+
+
+@sortition_app.command("accepter")
+def sortition_accept(
+    volunteer_id: Annotated[int, typer.Argument(help="Identifiant du volontaire invité (page du tirage).")],
+    zone: Annotated[str, typer.Option("--quartier", help="Quartier du foyer.")],
+    by: _StaffBy,
+    members: Annotated[int | None, typer.Option("--personnes", help="Taille du foyer, si elle a changé depuis le questionnaire.")] = None,
+) -> None:
+    """Le volontaire accepte l'invitation : son foyer est créé (nom, taille, quartier), prêt pour sa carte."""
+    from caisse import sortition
+
+    household_id = _run(lambda s: sortition.accept_invitation(s, volunteer_id=volunteer_id, zone=zone, members=members,
+                                                             by=by, os_user=_os_user()))
+    out.print(household_id)
+    err.print(f"Foyer {household_id} créé ; émettez sa carte : caisse card issue --household {household_id} --uid …")
+
+
+@sortition_app.command("refuser")
+def sortition_decline(
+    volunteer_id: Annotated[int, typer.Argument(help="Identifiant du volontaire invité (page du tirage).")],
+    by: _StaffBy,
+) -> None:
+    """Le volontaire décline : le suivant de la réserve de sa strate (ordre des rangs) est invité. Irréversible."""
+    from caisse import sortition
+
+    replacement = _run(lambda s: sortition.decline_invitation(s, volunteer_id=volunteer_id, by=by, os_user=_os_user()))
+    if replacement is None:
+        err.print("Refus enregistré ; la réserve de cette strate est vide : elle est à compléter par la mobilisation.")
+    else:
+        out.print(replacement.id)
+        err.print(f"Refus enregistré ; le volontaire n° {replacement.number} (rang {replacement.rank}) est invité à sa place.")
 
 
 bank_app = typer.Typer(help="Réponses de la banque aux virements de la caisse (pain.002, camt.054, camt.053).",

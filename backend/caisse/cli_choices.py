@@ -8,13 +8,15 @@ Declare an option with `VENDOR_KIND.option(help=...)`.
 from __future__ import annotations
 
 from caisse.cli_french import Choices
-from caisse.models import BlockReason, CardType, Role, VendorKind
+from caisse.models import BlockReason, CardType, ConventionStatus, Role, VendorKind
 
 VENDOR_KIND = Choices({
     "producteur": VendorKind.PRODUCER, "étal": VendorKind.MARKET_STALL, "commerce": VendorKind.SHOP,
     "épicerie": VendorKind.EPICERIE, "coopérative": VendorKind.COOPERATIVE, "boulangerie": VendorKind.BAKERY,
     "autre": VendorKind.OTHER,
 })
+ACCREDITATION_STATUS = Choices({"en_attente": ConventionStatus.PENDING, "conventionné": ConventionStatus.ACTIVE,
+                                "suspendu": ConventionStatus.SUSPENDED, "terminé": ConventionStatus.ENDED})
 CARD_TYPE = Choices({"simple": CardType.BASIC, "sécurisée": CardType.SECURE})
 # What staff may give as a reason: replaced and flagged are set by the services themselves.
 BLOCK_REASON = Choices({"perdue": BlockReason.LOST, "volée": BlockReason.STOLEN})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,7 +69,13 @@ class Settings(BaseSettings):
     # Suggested contribution by monthly income: [[income up to, in cents, suggested cents], ...]
     contribution_brackets: list[tuple[int, int]] = [(100_000, 1_000), (200_000, 3_000), (350_000, 6_000)]
     contribution_above_brackets_cents: int = Field(default=10_000, ge=0)
-    matching_basis_points: int = Field(default=0, ge=0, le=100_000)
+    # How a household's means are recorded (caisse.means): an income quartile of the territory (the
+    # sortition questionnaire's 4 bands) or a monthly income; the indicative scale reads the same one.
+    means_kind: Literal["quartile", "income"] = "quartile"
+    # Indicative contribution per income quartile, lowest first: [q1, q2, q3, q4] in cents.
+    contribution_by_quartile_cents: list[Annotated[int, Field(ge=0)]] = Field(default=[1_000, 2_500, 5_000, 8_000], min_length=4, max_length=4)
+    # The State tops up contributions (Montpellier, phase 2: 50 %); 0 when no partner matches.
+    matching_basis_points: int = Field(default=5_000, ge=0, le=100_000)
     platform_fee_basis_points: int = Field(default=0, ge=0, le=10_000)
 
     # Settlement: who pays the vendors, from which account, and where the files go.
@@ -87,6 +93,14 @@ class Settings(BaseSettings):
     # cloned, households and vendor payables below zero, waiting longer than this, are listed by
     # `caisse verify` and on the console's home page.
     overdue_after_days: int = Field(default=7, ge=0, le=3650)
+
+    # Personal data (docs/guide/adhesion.md): names and contacts of former members are erased this
+    # many months after their end date (volunteers never drawn: after their draw was created).
+    retention_months: int = Field(default=24, ge=1, le=1200)
+    # What happens to a departed household's unspent balance once the terminals' offline age has
+    # passed (caisse.members): "fund" returns it to the allowance fund; "keep" leaves it on the
+    # household's account, for staff to settle by hand (the ledger shows it).
+    leaving_balance: Literal["fund", "keep"] = "fund"
 
     # Web console (docs/console.md). Cookies are marked Secure outside development.
     console_session_lifetime_s: int = Field(default=43_200, gt=0)  # a working day, then sign in again

@@ -34,6 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from caisse.search import fold_text
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -51,7 +53,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout, and BEGIN IMMEDIATE.
+    """WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE, and caisse.search's caisse_fold().
 
     SQLite allows one writer. A deferred transaction that reads then writes can fail with
     "database is locked" when another writer got there first; taking the write lock at BEGIN
@@ -67,6 +69,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function("caisse_fold", 1, fold_text, deterministic=True)  # caisse.search
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -38,6 +39,7 @@ MORNING_S = 4 * 3600 + 1800  # 08:00 to 12:30
 CLOSING_TAPS = 8  # taps after the block, at the very end of the morning
 VOIDED_PAYMENTS = 2
 READY_TIMEOUT_S = 30.0
+ENDING_IN_DAYS = 20  # the last vendor's accreditation ends within the console's warning (30 days)
 # Console accounts of the demo, created in development only: their passwords are public.
 DEMO_ACCOUNTS = (
     ("admin", "admin@caisse.demo", "demo-admin-2026"),
@@ -245,6 +247,8 @@ def create_vendors(api: AdminApi, report: SeedReport) -> list[int]:
         body = {"name": vendor.name, "kind": vendor.kind, "market": vendor.market, "zone": vendor.zone}
         if vendor.iban:
             body["iban"] = vendor.iban
+        if vendor is demo_data.VENDORS[-1]:  # the home page shows an accreditation to renew
+            body["convention_end"] = (date.today() + timedelta(days=ENDING_IN_DAYS)).isoformat()
         ids.append(api.post("/vendors", body)["id"])
     report.vendors = len(ids)
     return ids

@@ -4,6 +4,7 @@
     ├── NotFound           404: no such vendor, household, card, terminal
     ├── Conflict           409: the thing exists already, or an idempotency key is reused
     ├── InvalidInput       422: a value breaks a rule (bad UID, bad key, bad kind)
+    ├── Forbidden          403: the acting account's role does not allow this
     ├── TerminalRefused    403: unknown or revoked terminal (docs/protocol.md)
     └── SyncUnauthorized   401: clock skew or bad signature on sync
 """
@@ -30,6 +31,10 @@ class Conflict(CaisseError):
 
 class InvalidInput(CaisseError):
     status_code = 422
+
+
+class Forbidden(CaisseError):
+    status_code = 403
 
 
 class TerminalRefused(CaisseError):

@@ -10,9 +10,7 @@ month's budget is read from the journal itself. What staff enter is audited as `
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 import uuid
 from collections.abc import Sequence
@@ -22,20 +20,21 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlmodel import Session
 
 from caisse import audit, ledger
 from caisse.accounts import SYSTEM, staff_actor
-from caisse.allowances import Month
+from caisse.allowances import Month, first_open_month
 from caisse.config import Settings
 from caisse.corrections import reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
-from caisse.models import Contribution, Household, LedgerTransfer, TransactionRecord
+from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, TransactionRecord
 from caisse.money import euros
 from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.settlement import payable_differences
+from caisse.spreadsheet import Column, read_table
 
 FUND = "fund"
 INCOME_CONTRIBUTIONS = "income:contributions"
@@ -45,7 +44,9 @@ EXPENSE_FEES = "expense:fees"
 MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
 
 _EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
-CSV_COLUMNS = ("household_id", "month", "amount_eur", "reference")
+# The platform's export or a sheet staff typed: English codes or French headers.
+CSV_COLUMNS = (Column("household_id", ("foyer", "numéro de foyer", "n° foyer")), Column("month", ("mois",)),
+               Column("amount_eur", ("montant", "montant en euros")), Column("reference", ("référence", "réf")))
 
 
 class Kind:
@@ -122,16 +123,21 @@ def _record_contribution(
         raise InvalidInput("invalid_amount", "the amount must be positive and at most 1 000 000 EUR")
     if amount_cents < settings.contribution_minimum_cents:
         raise InvalidInput("below_minimum", f"the caisse's minimum contribution is {settings.contribution_minimum_cents} cents")
+    # A closed month's figures (and its matching claim) are final: a contribution for it arriving
+    # later is counted in the first open month after it.
+    counted = first_open_month(session, month=str(period))
     existing = session.execute(select(Contribution).where(Contribution.reference == reference)).scalar_one_or_none()  # type: ignore[arg-type]
     if existing is not None:
-        if (existing.household_id, existing.month, existing.amount_cents) != (household_id, str(period), amount_cents):
+        if ((existing.household_id, existing.amount_cents) != (household_id, amount_cents)
+                or existing.month not in (str(period), str(counted))):
             raise Conflict("reference_reused", f"reference {reference!r} was recorded with a different body")
         return False
     accounts = _accounts(session)
-    session.add(Contribution(household_id=household_id, month=str(period), amount_cents=amount_cents, reference=reference))
+    session.add(Contribution(household_id=household_id, month=str(counted), amount_cents=amount_cents, reference=reference))
     session.flush()
+    late = "" if counted == period else f" (for {period}, closed)"
     _post_once(session, debit=accounts[INCOME_CONTRIBUTIONS], credit=accounts[FUND], amount_cents=amount_cents,
-               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {period}")
+               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {counted}{late}")
     return True
 
 
@@ -144,36 +150,30 @@ class ImportReport:
     errors: list[tuple[int, CaisseError]] = field(default_factory=list)  # (line number, what is wrong)
 
 
-def import_contributions(session: Session, *, content: str, settings: Settings, skip_errors: bool = False,
+def import_contributions(session: Session, *, content: str | bytes, settings: Settings, skip_errors: bool = False,
                          by: str = SYSTEM, os_user: str | None = None) -> ImportReport:
-    """CSV from the payment platform: columns household_id, month (YYYY-MM), amount_eur, reference;
-    `;` or `,` separated, with a header line. Every line is checked first; with any error nothing
+    """CSV from the payment platform or a staff sheet (caisse.spreadsheet: encodings, separators,
+    French headers): columns household_id, month (YYYY-MM), amount_eur, reference. Every line is checked first; with any error nothing
     is imported unless skip_errors, and then only the good lines are. The platform's fee
     (platform_fee_basis_points of what was imported) is posted once per file."""
     by = staff_actor(session, by=by, os_user=os_user)
     report = ImportReport()
-    lines = content.splitlines()
-    if not lines:
-        raise InvalidInput("empty_file", "the file is empty")
-    delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
-    reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
-    missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
-    if missing:
-        raise InvalidInput("missing_columns", f"line 1: missing column(s) {', '.join(missing)}; expected {', '.join(CSV_COLUMNS)}")
+    raw = content.encode() if isinstance(content, str) else content  # what identifies the file: its bytes
+    rows = read_table(content, CSV_COLUMNS)
     good: list[tuple[int, int, str, int, str]] = []
     seen: dict[str, int] = {}
     households = set(session.execute(select(Household.id)).scalars())
-    for row in reader:
-        line = reader.line_num
+    for row in rows:
+        line = row.line
         try:
-            household_id = int((row["household_id"] or "").strip())
+            household_id = int(row["household_id"])
             if household_id not in households:
                 raise InvalidInput("household_not_found", f"no household {household_id}")
-            month = str(Month.parse(row["month"] or ""))
-            amount = parse_euros(row["amount_eur"] or "")
+            month = str(Month.parse(row["month"]))
+            amount = parse_euros(row["amount_eur"])
             if amount < settings.contribution_minimum_cents:
                 raise InvalidInput("below_minimum", f"below the minimum contribution ({settings.contribution_minimum_cents} cents)")
-            reference = (row["reference"] or "").strip()
+            reference = row["reference"]
             if not reference:
                 raise InvalidInput("missing_reference", "the platform's reference is empty")
             if len(reference) > ledger.USER_KEY_MAX_CHARS:
@@ -206,13 +206,13 @@ def import_contributions(session: Session, *, content: str, settings: Settings, 
         raise Conflict("import_conflict", "; ".join(f"line {n}: {e.detail}" for n, e in report.errors))
     fee = (Decimal(report.imported_cents) * settings.platform_fee_basis_points / 10_000).quantize(Decimal(1), ROUND_HALF_UP)
     if fee > 0:
-        digest = hashlib.sha256(content.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(raw).hexdigest()[:32]
         month = good[0][2]
         _post_fee(session, amount_cents=int(fee), memo="payment platform fee", reference=f"fee:{Month.parse(month)}:import:{digest}")
         report.fee_cents = int(fee)
     if report.imported:
         audit.record(session, actor=by, action="contribution.import",
-                     subject=f"contribution_file:{hashlib.sha256(content.encode()).hexdigest()[:16]}",
+                     subject=f"contribution_file:{hashlib.sha256(raw).hexdigest()[:16]}",
                      detail={"imported": report.imported, "imported_cents": report.imported_cents, "already": report.already,
                              "fee_cents": report.fee_cents, "skipped_lines": [line for line, _ in report.errors]},
                      os_user=os_user)
@@ -469,6 +469,13 @@ class _Book:
                     LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE,  # type: ignore[arg-type]
                     func.substr(LedgerTransfer.reference, 1, 10) != "allowance:")).all():
                 self.at(_local_month(created_at, zone)).credits += int(cents)
+        # A departed household's balance back to the fund (caisse.members) counts as unspent money
+        # returned, in the Paris month it moved; a cover of a late record takes it back.
+        departures = {ledger.TransferKind.DEPARTURE: 1, ledger.TransferKind.DEPARTURE_COVER: -1}
+        if any(self.journal.get(kind) for kind in departures):
+            for kind, cents, created_at in session.execute(select(LedgerTransfer.kind, LedgerTransfer.amount_cents, LedgerTransfer.created_at)
+                                                           .where(LedgerTransfer.kind.in_(list(departures)))).all():  # type: ignore[attr-defined]
+                self.at(_local_month(created_at, zone)).expired += departures[kind] * int(cents)
         if self.journal.get("contribution"):
             for month, cents in session.execute(text(
                     "SELECT c.month, SUM(t.amount_cents) FROM ledger_transfer t LEFT JOIN contribution c ON c.reference = t.reference"
@@ -481,7 +488,10 @@ class _Book:
     def _read_records(self, session: Session, zone: ZoneInfo, periods: Sequence[str]) -> None:
         """Accepted payments by the local month of the tap, in one scan: each month from the first
         to the last asked for by its local bounds, the rest before or after them (enough for the
-        closing balances and the totals). Voids, few, by their payment's month, read in Python."""
+        closing balances and the totals). Voids, few, by their payment's month, read in Python.
+        A record that arrived after that month was closed is counted in the month it arrived
+        (`_read_late_records`), so a closed month's figures never change."""
+        late = _LateRecords.closings(session, zone)
         span = _month_span(periods)
         bounds = [(_local_midnight(m.first_day, zone), _local_midnight(m.next_start.date(), zone)) for m in span]
         params: dict[str, object] = {f"s{i}": start for i, (start, _) in enumerate(bounds)}
@@ -496,7 +506,8 @@ class _Book:
                 f"SELECT {which} AS month_index, SUM(amount_cents),"
                 " SUM(CASE WHEN review = 'held' AND NOT voided THEN amount_cents ELSE 0 END),"
                 " SUM(CASE WHEN review = 'rejected' THEN amount_cents ELSE 0 END) FROM transaction_record"
-                " WHERE status = 'accepted' AND kind = 1 GROUP BY month_index"), params).all():
+                f" WHERE status = 'accepted' AND kind = 1{late.excluded('time', 'received_at')} GROUP BY month_index")
+                .bindparams(*late.parameters()), params).all():
             flows = self.at(str(span[index]) if index >= 0 else _BEFORE if index == -1 else _AFTER)
             flows.payments += int(cents)
             flows.held += int(held)
@@ -513,7 +524,8 @@ class _Book:
                 f" SUM(CASE WHEN {VOID_HELD_ALONE_SQL} THEN r.amount_cents ELSE 0 END),"
                 " SUM(CASE WHEN p.id IS NULL THEN r.amount_cents ELSE 0 END)"
                 " FROM transaction_record r LEFT JOIN transaction_record p ON p.terminal_id = r.terminal_id AND p.seq = r.ref_seq"
-                " WHERE r.status = 'accepted' AND r.kind = 2 GROUP BY slot"), {"bucket": _BUCKET_S}).all():
+                f" WHERE r.status = 'accepted' AND r.kind = 2{late.excluded('COALESCE(p.time, r.time)', 'r.received_at')}"
+                " GROUP BY slot").bindparams(*late.parameters()), {"bucket": _BUCKET_S}).all():
             month = months.get(slot) or months.setdefault(slot, datetime.fromtimestamp(int(slot) * _BUCKET_S, zone).strftime("%Y-%m"))
             flows = self.at(month)
             flows.voids += int(refunded)
@@ -522,6 +534,36 @@ class _Book:
             orphans += int(orphan)
         if orphans:
             self.unplaced.append(f"annulations acceptées dont le paiement manque : {euros(orphans)} €")
+        if late:
+            self._read_late_records(session, late)
+
+    def _read_late_records(self, session: Session, late: _LateRecords) -> None:
+        """Records that arrived after their month (the tap's, or a void's payment's) was closed:
+        in the local month they arrived, or the first month after it not closed when they did."""
+        for kind, arrived, cents, held, rejected, refunded, alone, orphan in session.execute(text(
+                "SELECT r.kind, r.received_at AS received_at, r.amount_cents,"
+                " CASE WHEN r.kind = 1 AND r.review = 'held' AND NOT r.voided THEN r.amount_cents ELSE 0 END,"
+                " CASE WHEN r.kind = 1 AND r.review = 'rejected' THEN r.amount_cents ELSE 0 END,"
+                f" CASE WHEN r.kind = 2 AND {VOID_REFUNDED_SQL} THEN r.amount_cents ELSE 0 END,"
+                f" CASE WHEN r.kind = 2 AND {VOID_HELD_ALONE_SQL} THEN r.amount_cents ELSE 0 END,"
+                " CASE WHEN r.kind = 2 AND p.id IS NULL THEN r.amount_cents ELSE 0 END"
+                " FROM transaction_record r LEFT JOIN transaction_record p"
+                " ON r.kind = 2 AND p.terminal_id = r.terminal_id AND p.seq = r.ref_seq"
+                " WHERE r.status = 'accepted' AND r.kind IN (1, 2)"
+                f" AND ({late.condition('CASE WHEN r.kind = 1 THEN r.time ELSE COALESCE(p.time, r.time) END', 'r.received_at')})")
+                .bindparams(*late.parameters()).columns(received_at=DateTime(timezone=True))).all():
+            flows = self.at(late.counted_in(arrived))
+            if kind == 1:
+                flows.payments += int(cents)
+                flows.held += int(held)
+                flows.rejected += int(rejected)
+                self.records["payments"] = self.records.get("payments", 0) + int(cents)
+            else:
+                flows.voids += int(refunded)
+                flows.held += int(alone)
+                self.records["voids"] = self.records.get("voids", 0) + int(cents)
+                if orphan:
+                    self.unplaced.append(f"annulations acceptées dont le paiement manque : {euros(int(orphan))} €")
 
     def _read_reversals(self, session: Session, zone: ZoneInfo) -> None:
         """A staff entry taken back (`reversal:{id}`) is netted out of the month of the entry, in
@@ -592,7 +634,8 @@ class _Book:
             # The budget's lines, summed over every month, against the journal by kind (less what was reversed).
             ("allocations et crédits manuels", total.allowances + total.credits,
              journal.get(kinds.ALLOWANCE, 0) - self.reversed.get(kinds.ALLOWANCE, 0), "au grand livre, contre-passations déduites"),
-            ("reliquats rendus", total.expired, journal.get(kinds.EXPIRY, 0), "au grand livre"),
+            ("reliquats rendus", total.expired, journal.get(kinds.EXPIRY, 0) + journal.get(kinds.DEPARTURE, 0)
+             - journal.get(kinds.DEPARTURE_COVER, 0), "au grand livre, départs compris"),
             ("cotisations", total.contributions, journal.get("contribution", 0) - self.reversed.get("contribution", 0),
              "au grand livre, contre-passations déduites"),
             ("abondements", total.matching, journal.get("matching", 0), "au grand livre"),
@@ -626,11 +669,62 @@ class _Book:
             if registered != posted:
                 found.append(f"cotisations de {month} : {euros(registered)} € au registre, {euros(posted)} € au grand livre")
         known = {kinds.ALLOWANCE, kinds.EXPIRY, kinds.PAYMENT, kinds.VOID, kinds.HOLD, kinds.RELEASE, kinds.REJECT,
-                 kinds.SETTLEMENT, kinds.REVERSAL, kinds.BANK_RETURN,
+                 kinds.SETTLEMENT, kinds.REVERSAL, kinds.BANK_RETURN, kinds.DEPARTURE, kinds.DEPARTURE_COVER,
                  "contribution", "matching", "grant", "fee"}
         found += [f"écritures de nature « {kind} » hors budget : {euros(cents)} €"
                   for kind, cents in sorted(journal.items()) if kind not in known]
         return self.unplaced + found + self.vendor_accounts
+
+
+class _LateRecords:
+    """The closed months (their local bounds in unix seconds, and when they were closed), and the
+    SQL that tells a record that arrived after its month was closed."""
+
+    def __init__(self, zone: ZoneInfo, closed: list[tuple[Month, datetime]]) -> None:
+        self.zone = zone
+        self.closed = [(month, int(month.starts_at(zone).timestamp()), int(month.ends_at(zone).timestamp()),
+                        _at_utc(closed_at)) for month, closed_at in closed]
+
+    @classmethod
+    def closings(cls, session: Session, zone: ZoneInfo) -> _LateRecords:
+        rows = session.execute(select(AllowanceMonth.month, AllowanceMonth.closed_at)
+                               .where(AllowanceMonth.closed_at.is_not(None))).all()  # type: ignore[union-attr]
+        return cls(zone, [(Month.parse(month), closed_at) for month, closed_at in rows])
+
+    def __bool__(self) -> bool:
+        return bool(self.closed)
+
+    def condition(self, time: str, received: str) -> str:
+        # Most records arrived before the first closing: one comparison rules them out.
+        months = " OR ".join(f"({time} >= :late_s{i} AND {time} < :late_e{i} AND {received} > :late_c{i})"
+                             for i in range(len(self.closed)))
+        return f"{received} > :late_first AND ({months})"
+
+    def excluded(self, time: str, received: str) -> str:
+        """` AND NOT (...)` for a query of the records counted in their own month ('' with no month closed)."""
+        return f" AND NOT ({self.condition(time, received)})" if self.closed else ""
+
+    def parameters(self) -> list[Any]:
+        # Typed, so SQLite compares the stored text with the same format (UTC, as every time is stored).
+        if not self.closed:
+            return []
+        first = min(closed_at for *_, closed_at in self.closed)
+        return [bindparam("late_first", first, type_=DateTime(timezone=True))] + [
+            parameter for i, (_, start, end, closed_at) in enumerate(self.closed) for parameter in (
+                bindparam(f"late_s{i}", start), bindparam(f"late_e{i}", end),
+                bindparam(f"late_c{i}", closed_at, type_=DateTime(timezone=True)))]
+
+    def counted_in(self, arrived: datetime) -> str:
+        arrived = _at_utc(arrived)
+        month = Month.of(arrived, self.zone)
+        closed_then = {m for m, _, _, closed_at in self.closed if closed_at < arrived}
+        while month in closed_then:
+            month = month.shifted(1)
+        return str(month)
+
+
+def _at_utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _month_span(periods: Sequence[str]) -> list[Month]:

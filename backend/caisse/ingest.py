@@ -16,12 +16,13 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import card_auth, ledger, offline_limits, protocol, review
+from caisse import accreditation, card_auth, ledger, offline_limits, protocol, review
 from caisse.config import Settings
 from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
 from caisse.models import (
@@ -219,6 +220,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         session, terminal_id=terminal_id, terminal=terminal,
         payments=[(c[2], cards[c[2].card_uid][0]) for c in candidates if c[2].card_uid in cards])
     deny_list_proofs: dict[int, int | None] = {}
+    accreditations, zone = accreditation.states(session, vendor_id=vendor_id), ZoneInfo(settings.settlement_timezone)
 
     def deny_list_held_since(version: int) -> int | None:
         if version not in deny_list_proofs:
@@ -283,6 +285,10 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         if budget is not None and household_id is not None:
             over_budget = budget.judge(record, household_id)  # every stored record counts in the day's spend
             hold = hold or over_budget
+        if reason is None and record.kind == Kind.PAYMENT:
+            # Signed when the vendor could not take payments (its terminal had not heard, or lies
+            # about its clock): a person decides. A void only gives money back: never held for it.
+            hold = hold or accreditation.unaccredited_reason(accreditations, judged_s, zone)
         if reason is None:
             for why in (hold, time_hold):
                 if why is not None:
@@ -642,6 +648,12 @@ def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int,
                 ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
     ledger.post_transfer_rows(session, rows=[(ids[d], ids[c], a, k, r, None) for d, c, a, k, r in postings])
     bump_cards(session, household_ids=batch.households)
+
+
+def acked_seq_from(session: Session, *, terminal_id: int, acked_seq: int) -> int:
+    """The terminal's acked_seq counted on from `acked_seq` over the records stored above it
+    (caisse.admin.accept_lost_records, once the records below are accounted for)."""
+    return _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored={}, covered=range(0))
 
 
 def _advance_acked_seq(

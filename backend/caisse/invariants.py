@@ -43,6 +43,8 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
     ledger.TransferKind.REJECT: frozenset({(VENDOR_HELD, MEMBER), (VENDOR_HELD, VENDOR_PAYABLE)}),
     ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
     ledger.TransferKind.BANK_RETURN: frozenset({(ledger.VENDOR_PAID, VENDOR_PAYABLE)}),
+    ledger.TransferKind.DEPARTURE: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
+    ledger.TransferKind.DEPARTURE_COVER: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
     "contribution": frozenset({("income:contributions", "fund")}),
     "matching": frozenset({("income:matching", "fund")}),
     "grant": frozenset({("income:grants", "fund")}),
@@ -231,7 +233,8 @@ def money_per_purpose(session: Session) -> list[str]:
                                   " WHERE t.kind = :kind AND substr(d.code, 1, 7) = 'member:'", kind=ledger.TransferKind.REVERSAL)
     vendors = balances.get("vendor_payable", 0) + balances.get(ledger.VENDOR_PAID, 0)
     members = balances.get("member", 0)
-    granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0)
+    departed = by_kind.get(ledger.TransferKind.DEPARTURE, 0) - by_kind.get(ledger.TransferKind.DEPARTURE_COVER, 0)
+    granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0) - departed
     found = []
     if vendors != spent:
         found.append(f"commerçants (à payer, retenus et payés) : {euros(vendors)} € ; paiements acceptés {euros(int(payments))} €"
@@ -239,6 +242,7 @@ def money_per_purpose(session: Session) -> list[str]:
     if members != granted - spent:
         found.append(f"soldes des foyers : {euros(members)} € ; allocations {euros(by_kind.get(ledger.TransferKind.ALLOWANCE, 0))} €"
                      f" − contre-passées {euros(taken_back)} € − reliquats rendus {euros(by_kind.get(ledger.TransferKind.EXPIRY, 0))} €"
+                     f" − soldes rendus au départ {euros(departed)} €"
                      f" − dépenses {euros(spent)} € = {euros(granted - spent)} €")
     return found
 
@@ -442,6 +446,40 @@ def contributions_registered(session: Session) -> list[str]:
     return _capped(found)
 
 
+def departures(session: Session) -> list[str]:
+    """A household that left gets no allowance for a month after its leaving month, and its
+    departure transfers never take back from the fund more than it gave (caisse.members). The
+    allowances are looked up by reference (the unique index), month by month since each leaving
+    up to the last allocated month: no scan of the journal."""
+    last = _rows(session, "SELECT MAX(month) FROM allowance_month")[0][0]
+    wanted: dict[str, tuple[int, str]] = {}
+    for household, left_on in _rows(session, "SELECT id, left_on FROM household WHERE left_on IS NOT NULL"):
+        left = str(left_on)[:7]
+        year, month = int(left[:4]), int(left[5:7])
+        while last is not None:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            if f"{year:04d}-{month:02d}" > last:
+                break
+            wanted[f"allowance:{household}:{year:04d}-{month:02d}"] = (int(household), str(left_on)[:10])
+    keys = sorted(wanted)
+    found = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        posted = session.execute(text("SELECT reference FROM ledger_transfer WHERE reference IN :keys")
+                                 .bindparams(bindparam("keys", expanding=True)), {"keys": chunk}).scalars()
+        found += [f"le foyer {wanted[reference][0]} (parti le {wanted[reference][1]}) a reçu l'allocation {reference}"
+                  for reference in posted]
+    found += [f"le foyer {h} a repris au fonds {euros(int(covered))} € pour {euros(int(returned))} € rendus à son départ"
+              for h, returned, covered in _rows(session, f"""
+        SELECT substr(c.code, 8), SUM(CASE WHEN t.kind = '{ledger.TransferKind.DEPARTURE}' THEN t.amount_cents ELSE 0 END),
+               SUM(CASE WHEN t.kind = '{ledger.TransferKind.DEPARTURE_COVER}' THEN t.amount_cents ELSE 0 END)
+        FROM ledger_transfer t JOIN ledger_account c ON c.id IN (t.debit_account_id, t.credit_account_id)
+        WHERE t.kind IN ('{ledger.TransferKind.DEPARTURE}', '{ledger.TransferKind.DEPARTURE_COVER}') AND substr(c.code, 1, 7) = 'member:'
+        GROUP BY c.code HAVING SUM(CASE WHEN t.kind = '{ledger.TransferKind.DEPARTURE_COVER}' THEN t.amount_cents ELSE 0 END)
+                             > SUM(CASE WHEN t.kind = '{ledger.TransferKind.DEPARTURE}' THEN t.amount_cents ELSE 0 END)""")]
+    return _capped(found)
+
+
 # All of them ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +513,7 @@ INVARIANTS: tuple[Invariant, ...] = (
               bank_returns_posted),
     Invariant("watermark_sound", "aucun enregistrement n'est oublié sous le repère des règlements", watermark_sound),
     Invariant("contributions_registered", "le registre des cotisations est celui du grand livre", contributions_registered),
+    Invariant("departures", "un foyer parti ne reçoit plus d'allocation et ne reprend au fonds que ce qu'il a rendu", departures),
 )
 
 

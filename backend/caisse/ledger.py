@@ -38,6 +38,10 @@ class TransferKind:
     REJECT = "review_reject"  # vendor_held -> member (a payment) or -> vendor_payable (a void)
     REVERSAL = "reversal"  # a staff entry made by mistake, taken back (caisse.corrections)
     BANK_RETURN = "bank_return"  # vendor_paid -> vendor_payable: a transfer the bank gave back (caisse.bank)
+    # A departed household's balance (caisse.members): member -> allowance_fund once the terminals'
+    # offline age has passed, and back (allowance_fund -> member) for a record signed before leaving.
+    DEPARTURE = "departure"
+    DEPARTURE_COVER = "departure_cover"
 
 
 def member_code(household_id: int) -> str:

@@ -55,6 +55,7 @@ class BlockReason(enum.StrEnum):
     STOLEN = "stolen"
     REPLACED = "replaced"
     FLAGGED = "flagged"  # ingestion saw a bad or replayed SUN message: see flag_reason
+    LEFT = "left"  # its household left the caisse (caisse.members)
 
 
 class TerminalStatus(enum.StrEnum):
@@ -102,6 +103,13 @@ class Household(SQLModel, table=True):
     code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
     # When its balance last went below zero; None while it is zero or more (caisse.overdrafts).
     overdrawn_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Leaving (caisse.members): the last day of membership (Paris calendar), when its cards were
+    # blocked for it, and when its unspent balance went back to the fund.
+    left_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    leaving_blocked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    leaving_settled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Personal data erased after the retention period: the name is a pseudonym from then on.
+    erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Card(SQLModel, table=True):
@@ -132,6 +140,10 @@ class Vendor(SQLModel, table=True):
     convention_end: date | None = None
     iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+    # The accreditation's visit and training (caisse.accreditation); its criteria: VendorCriterion.
+    visited_on: date | None = None
+    visited_by: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    trained_on: date | None = None
 
 
 class Terminal(SQLModel, table=True):
@@ -200,6 +212,15 @@ class TerminalHealth(SQLModel, table=True):
     unsent_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     unsigned_records: int = Field(sa_column=Column(BigInteger, nullable=False))
     log_free_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The terminal's own acked_seq (the highest the backend ever answered it) and the records it
+    # no longer holds while the backend lacks them; None from a firmware that does not say.
+    terminal_acked_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lost_first_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lost_last_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Set when a report said the terminal had been acknowledged further than the backend then was
+    # (its database restored from a backup): from which seq, down to which. Kept by later reports.
+    rewound_from_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    rewound_to_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class TerminalLimits(SQLModel, table=True):
@@ -376,6 +397,45 @@ class Contribution(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
+class HouseholdMeans(SQLModel, table=True):
+    """A household's size, means and chosen contribution from `effective_month` on, until its next
+    row (caisse.means). The size drives the per_member allowance of each month; `household.members`
+    is the size in force now."""
+
+    __tablename__ = "household_means"
+    __table_args__ = (
+        UniqueConstraint("household_id", "effective_month", name="uq_household_means_month"),
+        CheckConstraint("size > 0", name="ck_household_means_size"),
+        CheckConstraint("income_quartile IS NULL OR income_quartile BETWEEN 1 AND 4", name="ck_household_means_quartile"),
+        CheckConstraint("monthly_income_cents IS NULL OR monthly_income_cents >= 0", name="ck_household_means_income"),
+        CheckConstraint("chosen_contribution_cents IS NULL OR chosen_contribution_cents >= 0",
+                        name="ck_household_means_contribution"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: int = Field(sa_column=Column(Integer, ForeignKey("household.id"), nullable=False, index=True))
+    effective_month: str = Field(sa_column=Column(String(7), nullable=False))  # YYYY-MM
+    size: int = Field(sa_column=Column(Integer, nullable=False))
+    income_quartile: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))  # 1 = lowest
+    monthly_income_cents: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chosen_contribution_cents: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    recorded_by: str = Field(sa_column=Column(String(254), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class FeeCategory(SQLModel, table=True):
+    """What a fee paid was for (caisse.costs), by the reference of its ledger transfer."""
+
+    __tablename__ = "fee_category"
+    __table_args__ = (
+        CheckConstraint("category IN ('logiciel', 'banque', 'plateforme', 'personnel', 'autre')", name="ck_fee_category"),
+    )
+
+    reference: str = Field(sa_column=Column(String(128), primary_key=True))
+    category: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
 class AllowanceRule(SQLModel, table=True):
     """The allowance rule the citizens' committee chose, in force from `effective_month` until the
     next rule (docs/settlement.md). Without any rule, the settings give it."""
@@ -518,6 +578,45 @@ class VendorIbanChange(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
+# Accreditation of vendors (caisse.accreditation, docs/guide/conventionnement.md) ---------------
+
+class AccreditationCriterion(SQLModel, table=True):
+    """A criterion the caisse checks before accrediting a vendor. Retired, it is no longer asked
+    for; the vendors that met it keep their tick."""
+
+    __tablename__ = "accreditation_criterion"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    retired: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class VendorCriterion(SQLModel, table=True):
+    """A criterion a vendor meets: ticked by a console account."""
+
+    __tablename__ = "vendor_criterion"
+
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), primary_key=True))
+    criterion_id: int = Field(sa_column=Column(Integer, ForeignKey("accreditation_criterion.id"), primary_key=True))
+    checked_by: str = Field(sa_column=Column(String(254), nullable=False))
+    checked_at: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
+class AccreditationState(SQLModel, table=True):
+    """A vendor's accreditation (status, start, end) from `since` on, until its next row: ingestion
+    judges a payment on the state in force at the payment's judged time."""
+
+    __tablename__ = "accreditation_state"
+
+    id: int | None = Field(default=None, primary_key=True)
+    vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    starts_on: date | None = None
+    ends_on: date | None = None
+    since: datetime = Field(default_factory=utcnow, sa_column=_created())
+
+
 # Sortition of new members (caisse.sortition, docs/console.md "Sortition") ----------------------
 
 class SortitionStatus(enum.StrEnum):
@@ -541,6 +640,10 @@ class SortitionDraw(SQLModel, table=True):
     seed_published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     drawn_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     drawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # The age bands the strata use (caisse.sortition.SCHEMES): a draw keeps the scheme it was made
+    # with, so it verifies the same way forever. Ages are counted at the closing date.
+    scheme: str = Field(default="2024-18-34-35-59-60", sa_column=Column(String(32), nullable=False, server_default="2024-18-34-35-59-60"))
+    closing_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
 
 
 class SortitionQuota(SQLModel, table=True):
@@ -557,6 +660,15 @@ class SortitionQuota(SQLModel, table=True):
     income_quartile: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     age_band: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     seats: int = Field(sa_column=Column(Integer, nullable=False))
+    # The population's share the seats were computed from (a percentage or a count, as staff typed
+    # it, decimal text); None when staff typed the seats themselves.
+    population_share: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+
+
+class InvitationStatus(enum.StrEnum):
+    INVITED = "invited"  # drawn (or the next of its stratum's reserve): waiting for an answer
+    ACCEPTED = "accepted"  # became a household (household_id)
+    DECLINED = "declined"  # the next of the reserve was invited instead
 
 
 class SortitionVolunteer(SQLModel, table=True):
@@ -581,6 +693,16 @@ class SortitionVolunteer(SQLModel, table=True):
     # Set by the draw: position in the stratum's order, and whether it is within the seats.
     rank: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     selected: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    # The questionnaire (scheme 2026 on): the reference person's date of birth gives the age band
+    # at the closing date; household size and where they shop are asked for the caisse's needs.
+    birth_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    household_size: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    shops: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    # The invitation that follows the draw; accepting makes the household.
+    invitation: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    invitation_decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    household_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("household.id"), nullable=True))
+    erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 # Console accounts and the audit log (docs/console.md) -----------------------------------------

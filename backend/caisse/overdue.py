@@ -83,7 +83,7 @@ def _flagged_cards(session: Session, before: datetime, zone: ZoneInfo) -> list[W
         since = _utc(blocked_at)
         waiting.append(Waiting(FLAGGED_CARD, f"card:{bytes(uid).hex()}", since, None, (
             f"carte {bytes(uid).hex()} du foyer {household_id} bloquée comme copie depuis le {_day(since, zone)} :"
-            f" {reason or 'sans motif'} ; la remplacer, puis « caisse card return {bytes(uid).hex()} »")))
+            f" {reason or 'sans motif'} ; la remplacer, puis « caisse card return {bytes(uid).hex()} --by <compte> »")))
     return waiting
 
 

@@ -1,8 +1,9 @@
 """Terminal sync (docs/protocol.md#sync): clock, deny list and balances, as a delta.
 
-Two versions are served (docs/protocol.md, "Sync versions"): v1, 32-byte entries and six limits,
+Three versions are served (docs/protocol.md, "Sync versions"): v1, 32-byte entries and six limits,
 for terminals that do not ask for more; v2 (`v=2`), 36-byte entries that name the card's household
-and limits with the offline budget. A v2 answer is remembered for ingestion to judge the budget
+and limits with the offline budget; v3 (`v=3`), v2 plus whether the vendor may take payments and
+when its accreditation ends (caisse.accreditation). A v2 answer is remembered for ingestion to judge the budget
 (caisse.offline_limits): the limits sent (`terminal_limits`, a row when they change) and, per
 household and cards version, the balance sent (`feed_balance`).
 
@@ -24,13 +25,14 @@ import struct
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, case, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse import protocol
+from caisse import accreditation, protocol
 from caisse.config import Settings
 from caisse.db import bind_value, is_postgresql
 from caisse.errors import SyncUnauthorized
@@ -45,12 +47,13 @@ from caisse.models import (
     Terminal,
     TerminalLimits,
     TerminalSync,
+    Vendor,
     utcnow,
 )
 
 CARDS_COUNTER = "cards"
 MAX_CARDS_PER_SYNC = 512
-SYNC_VERSIONS = (1, 2)
+SYNC_VERSIONS = (1, 2, 3)
 # uid_len, uid (zero padded), status, balance_cents, member code salt and verifier (zeros: no code)
 CARD_ENTRY = struct.Struct(">B10sBi8s8s")
 assert CARD_ENTRY.size == 32
@@ -192,6 +195,7 @@ class SyncResponse:
     cards: bytes  # packed CARD_ENTRY (v1) or CARD_ENTRY_V2 (v2) entries
     limits: dict[str, int]
     version: int = 1
+    accreditation: dict[str, object] | None = None  # v3: {"active": bool, "ends_at": unix s or None}
 
     def as_json(self) -> dict:
         return ({"v": self.version} if self.version > 1 else {}) | {
@@ -202,7 +206,7 @@ class SyncResponse:
             "more": self.more,
             "cards": base64.b64encode(self.cards).decode(),
             "limits": self.limits,
-        }
+        } | ({"accreditation": self.accreditation} if self.accreditation is not None else {})
 
 
 def authenticate(
@@ -309,7 +313,19 @@ def sync_terminal(
     return SyncResponse(
         server_time=now_s, acked_seq=terminal.acked_seq, cards_version=cards_version, full=since == 0, more=more,
         cards=packed, limits=limits, version=version,
+        accreditation=vendor_accreditation(session, vendor_id=terminal.vendor_id, now_s=now_s, settings=settings)
+        if version >= 3 else None,
     )
+
+
+def vendor_accreditation(session: Session, *, vendor_id: int, now_s: int, settings: Settings) -> dict[str, object]:
+    """The `accreditation` of a v3 answer: may the vendor take payments now, and from when its
+    terminals refuse them by their own clock (docs/protocol.md, "Sync v3")."""
+    vendor = session.get(Vendor, vendor_id)
+    assert vendor is not None, "a terminal belongs to a vendor"
+    zone = ZoneInfo(settings.settlement_timezone)
+    return {"active": accreditation.may_take_payments(vendor, now_s=now_s, zone=zone),
+            "ends_at": accreditation.ends_at_s(vendor, zone=zone)}
 
 
 def _entry(row: object, version: int, *, secure_element: bool | None, code_key: bytes | None) -> bytes:

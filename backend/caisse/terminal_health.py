@@ -56,6 +56,10 @@ class HealthReport(BaseModel):
     unsent_records: _U32
     unsigned_records: _U32
     log_free_bytes: _U32
+    # Added later (docs/protocol.md, "Re-sending after a restore"); absent from older firmware.
+    acked_seq: _U32 | None = None
+    lost_first: _U32 | None = None
+    lost_last: _U32 | None = None
 
 
 def parse(header: str) -> HealthReport | None:
@@ -68,6 +72,9 @@ def parse(header: str) -> HealthReport | None:
     except (binascii.Error, ValueError, ValidationError):
         return None
     if set(report.errors) - set(ERROR_KINDS):
+        return None
+    if (report.lost_first is None) != (report.lost_last is None) or (
+            report.lost_first is not None and not 0 < report.lost_first <= report.lost_last):  # type: ignore[operator]
         return None
     return report
 
@@ -82,14 +89,19 @@ def record_report(session: Session, *, terminal_id: int, time_s: int, header: st
         return False
     if report is None:
         return False
-    public_key = session.execute(select(Terminal.public_key).where(Terminal.id == terminal_id)).scalar_one()  # type: ignore[arg-type]
+    public_key, backend_acked = session.execute(
+        select(Terminal.public_key, Terminal.acked_seq).where(Terminal.id == terminal_id)).one()  # type: ignore[arg-type]
     digest = protocol.health_digest(terminal_id, time_s, base64.b64decode(header))
     if not protocol.verify_digest(terminal_public_key(bytes(public_key)), digest, signature):
         return False
-    row = report.model_dump() | {"errors": {k: report.errors.get(k, 0) for k in ERROR_KINDS},
-                                 "firmware_version": report.firmware, "terminal_id": terminal_id,
-                                 "terminal_time": time_s, "received_at": utcnow()}
-    del row["firmware"]
+    row = report.model_dump(exclude={"firmware", "acked_seq", "lost_first", "lost_last"}) | {
+        "errors": {k: report.errors.get(k, 0) for k in ERROR_KINDS},
+        "firmware_version": report.firmware, "terminal_id": terminal_id, "terminal_time": time_s,
+        "received_at": utcnow(), "terminal_acked_seq": report.acked_seq,
+        "lost_first_seq": report.lost_first, "lost_last_seq": report.lost_last}
+    if report.acked_seq is not None and report.acked_seq > backend_acked:
+        # The terminal was acknowledged further than this database knows: restored from a backup.
+        row |= {"rewound_from_seq": report.acked_seq, "rewound_to_seq": backend_acked}
     insert = (postgresql if is_postgresql(session) else sqlite).insert(_health).values(row)  # type: ignore[attr-defined]
     session.execute(insert.on_conflict_do_update(
         index_elements=["terminal_id"], set_={k: insert.excluded[k] for k in row if k != "terminal_id"},

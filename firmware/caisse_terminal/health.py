@@ -214,7 +214,11 @@ class Health:
             "battery_mv": battery_mv, "battery_low": battery_low,
             "unsent_records": unsent,
             "unsigned_records": stats["unsigned"], "log_free_bytes": stats["free_bytes"],
+            "acked_seq": stats["acked_seq"],
         }
+        lost = log.lost()
+        if lost is not None:
+            data["lost_first"], data["lost_last"] = lost
         return json.dumps(data).encode()
 
     def headers(self, body: bytes, terminal_id: int, now: int, signer) -> dict:

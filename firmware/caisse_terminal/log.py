@@ -14,6 +14,9 @@ appending frames:
     ACK   acked_seq u32                              the backend acknowledged up to this seq
     REJ   seq u32, reason u8                         the backend rejected this record
     DAY   day u32, count u32, total_cents i32        day totals carried over a reclaim
+    RESEND acked_seq u32, state u8                   the backend answered a lower acked_seq
+                                                     (its database was restored): 0 re-send
+                                                     above it, 1 re-sent, 2 over (caught up)
 
 Why it survives power cuts:
 - A record is committed when its frame is complete and synced; only then does the terminal
@@ -28,8 +31,18 @@ Why it survives power cuts:
   given to two committed records; a torn, never-approved write leaves no number behind.
 - Reclaim deletes whole segments, oldest first, only when every record in them is at or below
   the backend's acked_seq and of a day before the newest record's, and never the head segment:
-  the day's records stay, since the offline budget counts them (policy.rebuild_spend). When all `segments` are in use and the
-  head is full, commit() raises LogFull: nothing is ever overwritten.
+  the day's records stay, since the offline budget counts them (policy.rebuild_spend). It runs
+  only while more than half the segments are in use: acknowledged records stay in flash as long
+  as there is room, so they can be sent again if the backend's database is restored from a
+  backup that lacks them (RESEND below). When all `segments` are in use and the head is full,
+  commit() raises LogFull: nothing is ever overwritten.
+- Re-sending after a restore: an acked_seq from the backend below the log's own starts a
+  re-send (RESEND frame, state 0): pending() returns the records above the backend's value that
+  are still in flash, and nothing above it is reclaimed until they were all sent (state 1) or the
+  backend caught up (state 2). The log's acked_seq stays the highest the backend ever gave: the
+  records the flash no longer holds (`lost()`) can never fill the backend's gap, and waiting for
+  them would stop reclaim for good. The last RESEND frame is the state after a reboot, so a power
+  cut during a re-send only sends its records once more (the backend answers `duplicate`).
 - A write the filesystem refuses (OSError: a full flash, a failing chip) is judged by the file
   itself: if the whole frame landed, it counts; if part of it did, the segment is sealed like a
   torn tail, so the next frame opens a new segment and nothing is ever appended after the
@@ -61,7 +74,8 @@ T_SIG = const(4)
 T_ACK = const(5)
 T_REJ = const(6)
 T_DAY = const(7)
-_SIZES = (0, 40, 90, 154, 68, 4, 5, 12)  # payload size by type
+T_RESEND = const(8)
+_SIZES = (0, 40, 90, 154, 68, 4, 5, 12, 5)  # payload size by type
 _OVERHEAD = const(6)
 _PREFIX = "log"
 _REPAIR = "logrepair"  # not a segment name: the copy of a head being cut back to its valid frames
@@ -107,11 +121,12 @@ class LogFull(Exception):
 
 
 class _Segment:
-    __slots__ = ("gen", "size", "last_seq", "last_day")
+    __slots__ = ("gen", "size", "first_seq", "last_seq", "last_day")
 
-    def __init__(self, gen: int, size: int, last_seq: int, last_day: int) -> None:
+    def __init__(self, gen: int, size: int, first_seq: int, last_seq: int, last_day: int) -> None:
         self.gen = gen
         self.size = size
+        self.first_seq = first_seq  # the lowest seq a record of this segment can have (its HEAD)
         self.last_seq = last_seq  # highest seq committed in or before this segment
         self.last_day = last_day  # local day of that record
 
@@ -147,6 +162,8 @@ class Log:
         self.next_seq = 1
         self.prev_hash = record.ZERO_HASH
         self.acked_seq = 0
+        self.resend_above = -1  # while re-sending after a restore: the backend's lower acked_seq
+        self.resend_done = False  # every record above resend_above still in flash was sent
         self.unsigned = []  # seqs committed as BODY and not yet signed
         self.rejected = {}  # seq -> reason name
         self.last_body = None  # body of the newest record (for void and display)
@@ -171,11 +188,13 @@ class Log:
         for gen in gens:
             name = _name(gen)
             first = True
+            first_seq = 0
             for kind in self._frames(name, True):
                 if first:
                     if kind != T_HEAD:
                         break
                     first = False
+                    first_seq = _u32(self._chunk, self._at)
                 self._apply(kind, self._chunk, self._at)
             if first:  # not even a complete HEAD: an interrupted segment creation
                 self._storage.remove(name)
@@ -183,7 +202,7 @@ class Log:
             torn = self._scan_end < self._storage.size(name)
             if torn:
                 self.torn_tails += 1
-            self._segs.append(_Segment(gen, self._scan_end, self.next_seq - 1, self.day))
+            self._segs.append(_Segment(gen, self._scan_end, first_seq, self.next_seq - 1, self.day))
             self._sealed = torn  # only matters for the newest segment, the head
         self.unsigned = [s for s in self.unsigned if s > self.acked_seq]
         if self._sealed:
@@ -237,6 +256,10 @@ class Log:
             self.rejected[seq] = REASONS[code] if code < len(REASONS) else "?"
         elif kind == T_DAY:
             self.day, self.day_count, self.day_total_cents = struct.unpack_from(">IIi", buf, at)
+        elif kind == T_RESEND:
+            state = buf[at + 4]
+            self.resend_above = -1 if state == 2 else _u32(buf, at)
+            self.resend_done = state == 1
 
     def _advance(self, body) -> None:
         """Account a committed body: seq, chain, last record and the day totals."""
@@ -328,7 +351,7 @@ class Log:
                 except OSError:
                     pass  # recovery removes a segment without a complete HEAD
                 raise
-        self._segs.append(_Segment(gen, _OVERHEAD + 40, self.next_seq - 1, self.day))
+        self._segs.append(_Segment(gen, _OVERHEAD + 40, self.next_seq, self.next_seq - 1, self.day))
         self._sealed = False
 
     def _append(self, kind: int, payload) -> None:
@@ -418,21 +441,23 @@ class Log:
 
     # ---- upload and reclaim ------------------------------------------------------------
 
-    def pending(self, limit: int, after_seq: int = 0) -> "list[bytes]":
-        """Up to `limit` signed records above acked_seq and after_seq, in seq order, for upload.
+    def pending(self, limit: int, after_seq: int = 0, until_seq: int = 0) -> "list[bytes]":
+        """Up to `limit` signed records above acked_seq and after_seq (and up to until_seq if
+        given), in seq order, for upload. During a re-send, "above acked_seq" is above the
+        backend's lower value.
 
         Skips records the backend refused for a reason that re-sending cannot change (NOT_RESENT)
         and unsigned ones (sign_pending first). Copies only the records it returns.
         """
         records = {}  # seq -> the record, its signature filled in when its SIG frame comes
         signed = set()
-        floor = max(self.acked_seq, after_seq)
+        floor = max(self._reclaim_floor(), after_seq)
         buf = self._chunk
         for kind in self._scan():
             at = self._at
             if kind == T_BODY or kind == T_REC:
                 seq = _u32(buf, at + _BODY_SEQ_AT)
-                if seq <= floor or len(records) >= limit:
+                if seq <= floor or len(records) >= limit or (until_seq and seq > until_seq):
                     continue
                 if self.rejected and self.rejected.get(seq) in NOT_RESENT:
                     continue
@@ -468,19 +493,29 @@ class Log:
     def acknowledge(self, acked_seq: int, now: "int | None" = None) -> int:
         """Record the backend's acked_seq and reclaim what it covers; return segments freed.
 
-        Segments holding a record of the local day of `now` (the terminal's clock; without it,
-        the newest record's day) stay: the offline budget counts the day's records.
+        A value below the log's own starts a re-send (see the module docstring). Segments are
+        reclaimed only while more than half are in use, and those holding a record of the local
+        day of `now` (the terminal's clock; without it, the newest record's day) stay: the
+        offline budget counts the day's records.
         """
         acked_seq = min(acked_seq, self.next_seq - 1)
+        if acked_seq < self.acked_seq:
+            if acked_seq != self.resend_above:
+                self._write_resend(acked_seq, 0)
+            return 0
         payload = self._small
         written = acked_seq > self.acked_seq
         if written:
             struct.pack_into(">I", payload, 0, acked_seq)
             self._append(T_ACK, memoryview(payload)[:4])
             self.acked_seq = acked_seq
+        if self.resend_above >= 0:  # the backend caught up: the re-send is over
+            self._write_resend(acked_seq, 2)
         keep_day = self.day if now is None else (now + self._tz_offset_s) // 86400
+        floor = self._reclaim_floor()
         freed = 0
-        while len(self._segs) > 1 and self._segs[0].last_seq <= self.acked_seq and self._segs[0].last_day < keep_day:
+        while (len(self._segs) > max(1, self._max_segments // 2) and self._segs[0].last_seq <= floor
+               and self._segs[0].last_day < keep_day):
             if freed == 0:  # the totals of the day must outlive the records they count
                 struct.pack_into(">IIi", payload, 0, self.day, self.day_count,
                                  self.day_total_cents)
@@ -496,6 +531,41 @@ class Log:
             self._storage.sync()
         return freed
 
+    def _reclaim_floor(self) -> int:
+        """The highest seq that needs no sending: records above it are uploaded, and kept."""
+        if self.resend_above >= 0 and not self.resend_done:
+            return self.resend_above
+        return self.acked_seq
+
+    def _write_resend(self, acked_seq: int, state: int) -> None:
+        payload = self._small
+        struct.pack_into(">IB", payload, 0, acked_seq, state)
+        self._append(T_RESEND, memoryview(payload)[:5])
+        self._storage.sync()
+        self.resend_above = -1 if state == 2 else acked_seq
+        self.resend_done = state == 1
+
+    def resending(self) -> bool:
+        """A re-send after a restore is under way: pending() returns records already acknowledged."""
+        return self.resend_above >= 0 and not self.resend_done
+
+    def resent(self) -> None:
+        """Every record above the backend's lower acked_seq still in flash was uploaded."""
+        if self.resending():
+            self._write_resend(self.resend_above, 1)
+
+    def lost(self):
+        """(first, last) seqs the backend lacks that this flash no longer holds, or None.
+
+        Only known during a re-send: the backend's acked_seq then says where its gap starts.
+        """
+        if self.resend_above < 0:
+            return None
+        held_from = self._segs[0].first_seq if self._segs else self.next_seq
+        if held_from <= self.resend_above + 1:
+            return None
+        return self.resend_above + 1, held_from - 1
+
     def day_summary(self, now: int):
         """(payments minus voids, net total cents) of the local day of `now`."""
         if (now + self._tz_offset_s) // 86400 != self.day:
@@ -506,4 +576,5 @@ class Log:
         return {"segments": len(self._segs), "free_bytes": self._free_bytes(),
                 "capacity_bytes": self._max_segments * (self._segment_bytes - 46),
                 "next_seq": self.next_seq, "acked_seq": self.acked_seq,
-                "unsigned": len(self.unsigned), "rejected": len(self.rejected)}
+                "unsigned": len(self.unsigned), "rejected": len(self.rejected),
+                "resend_above": self.resend_above}

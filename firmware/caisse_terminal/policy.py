@@ -22,6 +22,10 @@
   Both are rebuilt from the log at boot and after each sync (a power cut loses nothing the
   terminal approved); the log keeps the segments holding the day's records (log.acknowledge).
   The day is the terminal's: its clock at UTC+1 (DAY_OFFSET_S), as the log's day summary.
+- Accreditation (sync v3): whether the vendor may take payments, and the moment its
+  accreditation ends. Every payment is refused while it may not, and from that moment on by the
+  terminal's own clock, synced or not (an unsynced clock lags: it never refuses too early).
+  Voids and balance enquiries still work.
 - Limits from the sync: maximum per payment, maximum for a tap without SUN message (basic
   card), PIN threshold, maximum age of the last sync, void window, wrong codes before a lock.
   Kept with the terminal id and the cards version in "config.json".
@@ -77,6 +81,7 @@ VOID_TOO_LATE = ("Annulation", "trop tardive")
 VOID_OTHER_CARD = ("Pas la même", "carte")
 LOCKED = ("Carte", "verrouillée")
 CODE_UNAVAILABLE = ("Code requis :", "ce terminal ne", "peut pas le", "vérifier")
+NOT_ACCREDITED = ("Commerce non", "conventionné")
 
 
 class Policy:
@@ -96,6 +101,8 @@ class Policy:
         self.cards_version = 0
         self.last_sync = 0  # server time of the last successful sync, 0: never
         self.limits = dict(DEFAULT_LIMITS)
+        self.accredited = True  # sync v3: the vendor may take payments (a backend before v3 never says no)
+        self.accredited_until = 0  # unix s from which payments are refused; 0: no end date
         self.codes = {}  # uid hex -> [wrong tries toward the lock, failures not reported, locked]
         self.code_mac = None  # the ATECC608's HMAC with the member-code key (drivers.atecc608)
         self._moving = None  # the entry size of a cards.bin being moved into the table
@@ -112,6 +119,7 @@ class Policy:
             self.cards_version = cfg.get("cards_version", 0)
             self.last_sync = cfg.get("last_sync", 0)
             self.limits.update(cfg.get("limits", {}))
+            self.accredited, self.accredited_until = cfg.get("accreditation", (True, 0))
             # the size of cards.bin's entries: saved by a move cut short, or the firmware's own
             legacy_entry = cfg.get("legacy_entry_size", cfg.get("entry_size", legacy_entry))
         raw = self._storage.read(CODES_FILE)
@@ -127,7 +135,8 @@ class Policy:
 
     def save(self) -> None:
         cfg = {"terminal_id": self.terminal_id, "cards_version": self.cards_version,
-               "last_sync": self.last_sync, "limits": self.limits, "entry_size": ENTRY_SIZE}
+               "last_sync": self.last_sync, "limits": self.limits, "entry_size": ENTRY_SIZE,
+               "accreditation": (self.accredited, self.accredited_until)}
         if self._moving:
             cfg["legacy_entry_size"] = self._moving  # cards.bin's, until it is moved
         self._storage.replace(CONFIG_FILE, json.dumps(cfg).encode())
@@ -222,6 +231,19 @@ class Policy:
 
     # ---- decisions -----------------------------------------------------------------------
 
+    def set_accreditation(self, answer) -> None:
+        """From a v3 answer's `accreditation`: {"active": bool, "ends_at": unix s or null}.
+        Anything else is a ValueError (the sync fails, nothing applied); a missing or non-true
+        `active` refuses payments."""
+        ends_at = answer.get("ends_at") if isinstance(answer, dict) else 0.5
+        if not (ends_at is None or isinstance(ends_at, int)):
+            raise ValueError("accreditation: not an object with an integer ends_at")
+        self.accredited = answer.get("active") is True
+        self.accredited_until = ends_at or 0
+
+    def may_take_payments(self) -> bool:
+        return self.accredited and not (self.accredited_until and self._clock.now() >= self.accredited_until)
+
     def sync_too_old(self) -> bool:
         if self.last_sync == 0:
             return True
@@ -260,6 +282,8 @@ class Policy:
         secure: the tap carried a SUN message. A card without one (basic, or a copy of a secure
         card's UID) pays at most basic_card_max_payment_cents, when the backend sets it.
         """
+        if not self.may_take_payments():
+            return NOT_ACCREDITED, 0
         if amount_cents > self.limits["max_payment_cents"]:
             return TOO_HIGH, 0
         if not secure and amount_cents > self.limits.get("basic_card_max_payment_cents", amount_cents):

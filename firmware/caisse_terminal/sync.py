@@ -10,11 +10,14 @@ It raises OSError when the network is down. Order of one sync():
    reported; a record refused as seq_conflict, bad_chain or wrong_terminal is not sent again
    (log.NOT_RESENT), one refused as malformed or bad_signature is (the upload may have been
    corrupted on the way);
-3. GET /sync?v=2 (signed, with the 401 clock_skew dance; it tells the firmware version and, on the
+3. GET /sync?v=3 (signed, with the 401 clock_skew dance; it tells the firmware version and, on the
    first page, carries the `extra_headers(now)` of the terminal: its signed health report), merge the
-   card entries, set the clock and limits, and only then acknowledge acked_seq to the log: the
-   balances and the reclaim are from the same answer, so the offline spend never forgets a
-   record the balance lacks;
+   card entries, set the clock, limits and accreditation, and only then acknowledge acked_seq
+   to the log: the balances and the reclaim are from the same answer, so the offline spend never
+   forgets a record the balance lacks. An acked_seq below the log's own (the backend's database was
+   restored from a backup) starts a re-send: the records above it still in flash are uploaded
+   again at once (log.py, RESEND), each counted once by the backend, and the sync answer is
+   fetched again, so acked_seq and the balances count them;
 4. POST the wrong member-code counts (code-failures, signed), forgotten after a 200.
 After a failure, sync is retried with exponential backoff (due()).
 
@@ -45,7 +48,7 @@ from .policy import CODE_FAILURE_SIZE
 
 BATCH_RECORDS = const(32)  # the protocol allows 256; 32 keeps the request under 8 KB of RAM
 MAX_PAGES = const(64)  # card pages per sync (512 entries each)
-SYNC_VERSION = const(2)  # the sync format asked for (docs/protocol.md): its entries are the table's
+SYNC_VERSION = const(3)  # the sync format asked for (docs/protocol.md): v2's entries, the table's
 BACKOFF_MIN_S = const(15)
 BACKOFF_MAX_S = const(900)
 SYNC_DOMAIN = b"caisse-sync-v1"
@@ -76,6 +79,7 @@ class Report:
         self.acked_seq = 0
         self.cards = 0
         self.code_failures = 0  # cards whose wrong member codes were reported
+        self.resent = 0  # records sent again because the backend's database lost them
         self.error: "str | None" = None
 
     def __repr__(self) -> str:
@@ -124,6 +128,9 @@ class SyncClient:
             self._log.sign_pending(self._signer, limit=1000)
             yield from self._upload(report)
             yield from self._fetch(report)
+            if self._log.resending():  # the backend lost records it had acknowledged
+                yield from self._upload(report, self._log.acked_seq)
+                yield from self._fetch(report)  # its acked_seq and balances now count them
             self._report_code_failures(report)
         except (OSError, SyncError, ValueError, KeyError) as e:
             report.error = "%s: %s" % (type(e).__name__, e)
@@ -138,11 +145,14 @@ class SyncClient:
     def _path(self, tail: str) -> str:
         return "/v1/terminals/%d/%s" % (self._policy.terminal_id, tail)
 
-    def _upload(self, report: Report):
+    def _upload(self, report: Report, resend_until: int = 0):
+        """Send the pending records; with resend_until, only those up to it (a re-send after a
+        restore: the records above were sent by the first upload of this sync)."""
         after = 0  # each record is sent once per sync, even when the backend rejects it
         while True:
-            batch = self._log.pending(self._batch, after)
+            batch = self._log.pending(self._batch, after, resend_until)
             if not batch:
+                self._log.resent()  # a re-send after a restore is complete (no-op otherwise)
                 return
             seqs = [record.body_seq(r) for r in batch]
             after = seqs[-1]
@@ -153,6 +163,8 @@ class SyncClient:
                 raise SyncError("upload %d %s" % (status, _error_code(raw)))
             answer = json.loads(raw)
             report.uploaded += len(seqs)
+            if resend_until:
+                report.resent += len(seqs)
             for result in answer["results"]:
                 outcome = result["status"]
                 seq = seqs[result["index"]]
@@ -205,7 +217,8 @@ class SyncClient:
                 stream.close()  # before the flash work: the socket (and TLS) memory goes back
             answer = reader.answer
             if answer.get("v") != SYNC_VERSION:  # a v1 answer's 32-byte entries would be misread
-                raise SyncError("sync: not a v2 answer")
+                raise SyncError("sync: not a v3 answer")
+            policy.set_accreditation(answer["accreditation"])
             pages += 1
             cards_version = answer["cards_version"]
             server_time = int(answer["server_time"])

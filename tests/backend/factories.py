@@ -99,3 +99,12 @@ def staff_in_database(url: str, *emails: str, active: bool = True) -> None:
             session.commit()
     finally:
         engine.dispose()
+
+
+def staff_account(session: Session, email: str) -> str:
+    """An active coordinator account, named as who acts, never signed in with (no password)."""
+    from caisse.models import ConsoleUser, Role
+
+    session.add(ConsoleUser(email=email, role=Role.COORDINATOR, password_hash="!"))
+    session.flush()
+    return email

@@ -5,6 +5,7 @@ as a gap and are never paid blindly."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,67 @@ def test_only_the_newest_backups_are_kept(database_url: str, tmp_path: Path) -> 
     start = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
     made = [backup.back_up(database_url, folder, keep=3, now=start + timedelta(days=day)) for day in range(5)]
     assert sorted(folder.iterdir()) == made[2:]
+
+
+def test_a_person_accepts_as_lost_the_records_a_terminal_no_longer_holds_and_the_next_run_pays_what_follows(
+        session: Session, engine: Engine, tmp_path: Path) -> None:
+    """The terminal reported record 2 gone from its flash while the restored database lacks it:
+    until a person accepts the loss, acked_seq stays below the gap and record 3 is held; after it,
+    acked_seq passes the gap (the terminal reclaims again) and the next run pays record 3.
+    Refused, with nothing changed, when nothing is reported lost, a reported record is stored,
+    or the person is no active account."""
+    from datetime import date
+
+    from caisse import admin, settlement
+    from caisse.errors import CaisseError
+    from caisse.models import ConsoleUser, TerminalHealth, TransactionRecord
+
+    rules = make_settings(str(engine.url), settlement_dir=str(tmp_path / "out"))
+    market = Market(session, rules, vendors=1)
+    chain = market.chains[0]
+    records = [chain.pay(market.uid, amount) for amount in (100, 200, 300, 400)]
+    market.upload(0, [records[0], records[2], records[3]])
+    session.add(ConsoleUser(email="coordinatrice@caisse.test", role="coordinator", password_hash="-"))  # never signs in
+    session.commit()
+    by = "coordinatrice@caisse.test"
+    tid = chain.terminal_id
+
+    def refused(code: str) -> None:
+        with pytest.raises(CaisseError) as error:
+            admin.accept_lost_records(session, terminal_id=tid, by=by)
+        assert error.value.code == code
+        session.rollback()
+        terminal = session.get(Terminal, tid, populate_existing=True)
+        assert terminal is not None and terminal.acked_seq == 1
+
+    refused("no_lost_records")  # no report yet
+    session.add(TerminalHealth(terminal_id=tid, terminal_time=1, firmware_version="0.1.0", uptime_s=0, boots=1,
+                               watchdog_resets=0, crash_resets=0, task_restarts=0, safe_mode_boots=0, errors={},
+                               last_error="", battery_mv=None, battery_low=False, unsent_records=0,
+                               unsigned_records=0, log_free_bytes=0, terminal_acked_seq=4, lost_first_seq=2,
+                               lost_last_seq=3, rewound_from_seq=4, rewound_to_seq=1))
+    session.commit()
+    refused("lost_records_arrived")  # record 3 is stored: the report is wrong about it
+    health = session.get(TerminalHealth, tid)
+    assert health is not None
+    health.lost_last_seq = 2  # a later report
+    session.commit()
+    with pytest.raises(CaisseError):
+        admin.accept_lost_records(session, terminal_id=tid, by="personne@caisse.test")  # no such account
+    session.rollback()
+
+    assert admin.accept_lost_records(session, terminal_id=tid, by=by) == (2, 2)
+    session.commit()
+    terminal = session.get(Terminal, tid, populate_existing=True)
+    assert terminal is not None and terminal.acked_seq == 4
+    after_gap = session.execute(select(TransactionRecord).where(TransactionRecord.terminal_id == tid,  # type: ignore[arg-type]
+                                                                TransactionRecord.seq == 3)).scalar_one()  # type: ignore[arg-type]
+    assert after_gap.chain_verified
+    [event] = session.execute(select(AuditEvent).where(AuditEvent.action == "terminal.accept_loss")).scalars()
+    assert event.actor == by and json.loads(event.detail or "") == {"first_seq": 2, "last_seq": 2, "acked_seq": 4}
+    with pytest.raises(CaisseError):
+        admin.accept_lost_records(session, terminal_id=tid, by=by)  # a second click: nothing left to accept
+    session.rollback()
+    result = settlement.settle(session_factory(engine), run_date=date(2026, 1, 1), settings=rules)
+    assert (result.paid_cents, result.held) == (100 + 300 + 400, [])
+    assert_ledger_invariants(session)

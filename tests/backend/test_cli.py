@@ -40,15 +40,19 @@ def test_db_upgrade_creates_the_schema(invoke, tmp_path: Path, monkeypatch: pyte
     engine.dispose()
 
 
+STAFF = ("--by", "admin@caisse.test")
+
+
 def test_the_registry_commands_print_the_ids_they_create(invoke) -> None:  # type: ignore[no-untyped-def]
-    vendor = invoke("vendor", "add", "--name", "Épicerie du Parc", "--kind", "epicerie", "--zone", "Sud")
+    invoke("user", "add", "admin@caisse.test", "--password", "mot-de-passe-long")
+    vendor = invoke("vendor", "add", "--name", "Épicerie du Parc", "--kind", "epicerie", "--zone", "Sud", *STAFF)
     household = invoke("member", "add", "--name", "Famille Nguyen", "--members", "3", "--zone", "Sud")
-    card = invoke("card", "issue", "--household", household, "--uid", "04A1B2C3D4E5F6")
+    card = invoke("card", "issue", "--household", household, "--uid", "04A1B2C3D4E5F6", *STAFF)
     key_hex = protocol.public_key_bytes(new_key()).hex()
     terminal = invoke("terminal", "register", "--vendor", vendor, "--public-key", key_hex)
     assert (vendor, household, card, terminal) == ("1", "1", "1", "1")
-    assert invoke("card", "block", "04a1b2c3d4e5f6") == "1"
-    assert invoke("terminal", "revoke", terminal) == "1"
+    assert invoke("card", "block", "04a1b2c3d4e5f6", *STAFF) == "1"
+    assert invoke("terminal", "revoke", terminal, *STAFF) == "1"
     engine = make_engine(invoke.url)
     with session_factory(engine)() as session:
         assert session.get(Card, 1).status == "blocked"  # type: ignore[union-attr]
@@ -57,14 +61,16 @@ def test_the_registry_commands_print_the_ids_they_create(invoke) -> None:  # typ
 
 
 def test_a_refused_operation_exits_non_zero_with_a_message(invoke) -> None:  # type: ignore[no-untyped-def]
-    invoke("vendor", "add", "--name", "X", "--kind", "spaceship", "--zone", "Sud", code=1)
-    invoke("card", "issue", "--household", "99", "--uid", "deadbeef", code=1)
+    invoke("user", "add", "admin@caisse.test", "--password", "mot-de-passe-long")
+    invoke("vendor", "add", "--name", "X", "--kind", "spaceship", "--zone", "Sud", *STAFF, code=2)  # not a kind: a usage error
+    invoke("card", "issue", "--household", "99", "--uid", "deadbeef", *STAFF, code=1)
     invoke("terminal", "register", "--vendor", "1", "--public-key", "00", code=1)
-    invoke("card", "block", "zz", code=1)
+    invoke("card", "block", "zz", *STAFF, code=1)
 
 
 def test_a_refused_operation_is_explained_in_french_with_its_code(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
-    result = CliRunner().invoke(app, ["card", "issue", "--household", "99", "--uid", "deadbeef"])
+    CliRunner().invoke(app, ["user", "add", "admin@caisse.test", "--password", "mot-de-passe-long"])
+    result = CliRunner().invoke(app, ["card", "issue", "--household", "99", "--uid", "deadbeef", *STAFF])
     assert (result.exit_code, result.stdout) == (1, "")
     assert "Erreur : Foyer introuvable. (household_not_found)" in result.stderr

@@ -22,6 +22,7 @@ from caisse.cli import app
 from caisse.cli_choices import ALLOWANCE_RULE, ALLOWANCE_UNSPENT, BLOCK_REASON, CARD_TYPE, ROLE, VENDOR_KIND
 from caisse.cli_french import Choices, exit_code
 from tests.backend.conftest import POSTGRES_URL
+from tests.backend.factories import staff_in_database
 
 # What Typer prints in English when nothing translates it.
 ENGLISH_CLICK = ("Usage:", "Options:", "Commands", "Show this message", "Missing option", "Missing argument",
@@ -73,10 +74,6 @@ def test_the_help_speaks_french(caisse: Invoke, args: tuple[str, ...]) -> None:
         assert "Commandes" in out and "COMMANDE [ARGUMENTS]..." in out
 
 
-# Person-facing help of the groups already translated. At merge, the groups of the other branches
-# leave this set; a group added later is checked from its first day.
-NOT_TRANSLATED_YET = {"vendor", "member", "card", "terminal", "user", "sortition"}
-TRANSLATED_ANYWAY = {("terminal", "provision"), ("terminal", "decommission")}  # the technician's commands
 ENGLISH_WORDS = frozenset(
     "the and with for from when this that is are not your which will show error missing invalid default required "
     "each every only prints print into its then of to by be if it an".split())
@@ -102,14 +99,11 @@ def _english_words(help_text: str) -> set[str]:
 def test_every_command_help_is_french(caisse: Invoke) -> None:
     checked = 0
     for path in _command_paths():
-        if path and path[0] in NOT_TRANSLATED_YET and path not in TRANSLATED_ANYWAY:
-            continue
         code, out, err = caisse(*path, "--help")
         assert code == 0, err
         rows = [line.replace("│", " ").split() for line in out.splitlines()]
         shown = "\n".join(" ".join(words[1:] if line.startswith("│") else words)  # a row's name (show, set) is not prose
-                          for line, words in zip(out.splitlines(), rows, strict=True)
-                          if not (set(words[:1]) & NOT_TRANSLATED_YET))  # a group's rows for sub-commands not translated yet
+                          for line, words in zip(out.splitlines(), rows, strict=True))
         english = _english_words(shown) - set(path)  # the command's own name (show) in its usage line
         assert not english, f"caisse {' '.join(path)} --help: {english}\n{shown}"
         checked += 1
@@ -210,11 +204,14 @@ def test_caisse_debug_prints_the_traceback_after_the_french_line(caisse: Invoke,
     assert not (tmp_path / "config").exists()
 
 
-def test_an_unreadable_file_is_one_french_line(caisse: Invoke, migrated: str, tmp_path: Path) -> None:
-    (tmp_path / "cotisations.csv").write_bytes("household_id,month,amount_eur,reference\n1,2026-01,25,RÉÇU\n".encode("latin-1"))
-    code, _, err = caisse("fund", "import", "cotisations.csv", "--by", "a@caisse.fr")
+def test_a_file_that_is_not_a_sheet_is_one_french_line(caisse: Invoke, migrated: str, tmp_path: Path) -> None:
+    """Any bytes decode (Windows-1252 is the fallback of caisse.spreadsheet): a picture given for
+    the contributions' sheet is refused for its missing columns, in one French line."""
+    staff_in_database(migrated, "tresorerie@caisse.fr")
+    (tmp_path / "cotisations.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    code, _, err = caisse("fund", "import", "cotisations.csv", "--by", "tresorerie@caisse.fr")
     assert code == 1
-    assert "un fichier n'est pas du texte lisible (encodage attendu : UTF-8)" in _one_french_line(err)
+    assert "colonne(s) manquante(s)" in _one_french_line(err)
 
 
 def test_a_refused_production_setting_is_french_and_stops(caisse: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:

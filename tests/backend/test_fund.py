@@ -95,6 +95,21 @@ def test_an_import_with_errors_reports_them_by_line_and_imports_nothing(session:
     assert (skipped.imported, skipped.imported_cents) == (1, 2_500)
 
 
+def test_a_staff_sheet_saved_by_excel_imports_like_the_platforms_file(session: Session) -> None:
+    """Windows-1252, French headers in another order, a blank line, `;` and decimal commas: the
+    same contributions as the platform's UTF-8 file; bad lines keep their line numbers."""
+    a, b = _households(session, 2)
+    sheet = (f"Référence;Foyer;Mois;Montant\r\nvirement-é1;{a};2026-01;30,00\r\n\r\n"
+             f"virement-é2;{b};2026-01;12,35\r\nvirement-é3;{b};janvier;5\r\n").encode("cp1252")
+    refused = fund.import_contributions(session, content=sheet, settings=make_settings())
+    assert [(line, error.code) for line, error in refused.errors] == [(5, "invalid_month")]
+    assert session.execute(select(func.count()).select_from(Contribution)).scalar_one() == 0
+    report = fund.import_contributions(session, content=sheet, settings=make_settings(), skip_errors=True)
+    assert (report.imported, report.imported_cents) == (2, 4_235)
+    references = set(session.execute(select(Contribution.reference)).scalars())
+    assert references == {"contribution:import:virement-é1", "contribution:import:virement-é2"}
+
+
 def test_importing_the_same_file_twice_imports_once_and_charges_the_platform_fee_once(session: Session) -> None:
     a, b = _households(session, 2)
     content = f"household_id,month,amount_eur,reference\n{a},2026-01,30.00,p1\n{b},2026-01,12.35,p2\n"

@@ -143,11 +143,13 @@ def test_staff_set_a_code_at_the_prompt_and_see_a_card(cli_database: str, tmp_pa
     household = invoke("member", "add", "--name", "Famille Diallo", "--members", "3", "--zone", "Nord").splitlines()[0]
     invoke("member", "set-code", household, stdin="0427\n0427\n")
     invoke("member", "set-code", household, stdin="12\n12\n", code=1)
-    invoke("card", "issue", "--household", household, "--uid", "04a1b2c3d4e5f6", "--type", "secure")
-    invoke("card", "replace", "04a1b2c3d4e5f6", "--new-uid", "04a1b2c3d4e5f7")
+    invoke("user", "add", "accueil@caisse.test", "--password", "mot-de-passe-long")
+    staff = ("--by", "accueil@caisse.test")
+    invoke("card", "issue", "--household", household, "--uid", "04a1b2c3d4e5f6", "--type", "secure", *staff)
+    invoke("card", "replace", "04a1b2c3d4e5f6", "--new-uid", "04a1b2c3d4e5f7", *staff)
     shown = invoke("card", "show", "04a1b2c3d4e5f6")
     assert "Carte 04a1b2c3d4e5f6 (sécurisée)" in shown and "bloquée" in shown and "(remplacée)" in shown
-    invoke("card", "return", "04a1b2c3d4e5f7")
+    invoke("card", "return", "04a1b2c3d4e5f7", *staff)
     assert "rendue" in invoke("card", "show", "04a1b2c3d4e5f7")
     invoke("member", "clear-code", household)
 
@@ -211,7 +213,7 @@ def test_the_member_code_key_goes_only_to_an_active_terminal_registered_with_a_c
     for terminal_id in (chipless.terminal_id, world.terminal_id):
         refused = client.post(f"/v1/admin/terminals/{terminal_id}/member-code-key", headers=admin_headers)
         assert (refused.status_code, refused.json()["error"]) == (409, "no_secure_element")
-    admin.revoke_terminal(session, terminal_id=chip.terminal_id, by="test")
+    admin.revoke_terminal(session, terminal_id=chip.terminal_id, by=admin.SYSTEM)
     session.commit()
     refused = client.post(f"/v1/admin/terminals/{chip.terminal_id}/member-code-key", headers=admin_headers)
     assert (refused.status_code, refused.json()["error"]) == (409, "terminal_revoked")

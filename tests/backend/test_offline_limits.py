@@ -229,7 +229,7 @@ def test_an_unknown_sync_version_is_refused(api: TestClient, session: Session) -
     world = make_world(session)
     now = int(time.time())
     signature = protocol.sign_digest(world.chain.key, protocol.sync_digest(world.terminal_id, now, 0))
-    answer = api.get(f"/v1/terminals/{world.terminal_id}/sync", params={"since": 0, "v": 3},
+    answer = api.get(f"/v1/terminals/{world.terminal_id}/sync", params={"since": 0, "v": 4},
                      headers={"X-Caisse-Time": str(now), "X-Caisse-Signature": signature.hex()})
     assert answer.status_code == 422
 

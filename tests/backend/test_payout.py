@@ -83,9 +83,8 @@ def test_one_person_cannot_change_an_iban_alone(session: Session, engine: Engine
     vendor = admin.create_vendor(session, name="Ferme", kind="producer", zone="Nord", iban=IBANS[0], by="alice@caisse.test")
     assert vendor.id is not None
     # The console's edit form: the IBAN typed there becomes a request, never the vendor's IBAN.
-    edited = admin.update_vendor(session, vendor_id=vendor.id, name="Ferme", kind="producer", zone="Nord", market=None,
-                                 iban=NEW_IBAN, convention_status="active", convention_start=None, convention_end=None,
-                                 by="alice@caisse.test")
+    edited = admin.update_vendor(session, vendor_id=vendor.id, name="Ferme", kind="producer", zone="Nord",
+                                 market="Marché des Arceaux", iban=NEW_IBAN, by="alice@caisse.test")
     assert edited.vendor.iban == IBANS[0] and edited.iban_change is not None
     with pytest.raises(Conflict) as same_person:
         admin.approve_iban_change(session, change_id=edited.iban_change.id, by="ALICE@caisse.test")

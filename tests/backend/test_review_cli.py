@@ -95,13 +95,14 @@ def test_a_suspect_terminal_is_cleared_then_its_held_records_released_in_one_com
 
     market, held = _market_with_two_held_payments(cli_engine)
     terminal_id = market.chains[0].terminal_id
-    _, refused = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice", code=1)
+    assert "pas un compte actif" in _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice", code=1)[1]
+    _, refused = _invoke("terminal", "clear", str(terminal_id), "--by", DECIDERS["coordinatrice"], code=1)
     assert "pas signalé suspect" in refused
     with session_factory(cli_engine)() as session:
         session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.SUSPECT))  # type: ignore[arg-type]
         session.commit()
-    _, cleared = _invoke("terminal", "clear", str(terminal_id), "--by", "coordinatrice")
-    assert "remis en service par coordinatrice" in cleared
+    _, cleared = _invoke("terminal", "clear", str(terminal_id), "--by", DECIDERS["coordinatrice"])
+    assert f"remis en service par {DECIDERS['coordinatrice']}" in cleared
     assert _invoke("review", "list")[0].count("\n") == 3  # the header and both records: clearing released nothing
     stdout, stderr = _invoke("review", "release-all", "--terminal", str(terminal_id), "--by", DECIDERS["trésorière"])
     assert (stdout.split(), f"1 enregistrement(s) libéré(s) par {DECIDERS['trésorière']}." in stderr) == ([str(held[0])], True)
@@ -122,3 +123,31 @@ def test_settle_prints_each_vendor_account_that_disagrees_with_its_records(cli_e
     _, stderr = _invoke("settle", "--date", "2026-01-01")
     assert (f"Écart entre compte et enregistrements : commerçant {market.vendor_ids[0]} : compte à payer -30,00 €,"
             " enregistrements 0,00 € (écart -30,00 €)") in stderr
+
+
+def test_accepting_lost_records_from_the_command_line_names_the_account_and_refuses_in_french(cli_engine: Engine) -> None:
+    from caisse.models import Terminal, TerminalHealth
+
+    by = next(iter(DECIDERS.values()))  # an active console account (the fixture made it)
+
+    with session_factory(cli_engine)() as session:
+        market = Market(session, make_settings(str(cli_engine.url)))
+        chain = market.chains[0]
+        first, _, third = (chain.pay(market.uid, amount) for amount in (100, 200, 300))
+        market.upload(0, [first, third])
+        tid = chain.terminal_id
+        session.commit()
+    _, refused = _invoke("terminal", "perte", str(tid), "--by", by, code=1)
+    assert "rien à constater" in refused and "Traceback" not in refused
+    with session_factory(cli_engine)() as session:
+        session.add(TerminalHealth(terminal_id=tid, terminal_time=1, firmware_version="0.1.0", uptime_s=0, boots=1,
+                                   watchdog_resets=0, crash_resets=0, task_restarts=0, safe_mode_boots=0, errors={},
+                                   last_error="", battery_mv=None, battery_low=False, unsent_records=0,
+                                   unsigned_records=0, log_free_bytes=0, terminal_acked_seq=3, lost_first_seq=2,
+                                   lost_last_seq=2, rewound_from_seq=3, rewound_to_seq=1))
+        session.commit()
+    out, said = _invoke("terminal", "perte", str(tid), "--by", by)
+    assert out.strip() == str(tid) and "perte des n° 2 à 2 constatée" in said
+    with session_factory(cli_engine)() as session:
+        terminal = session.get(Terminal, tid)
+        assert terminal is not None and terminal.acked_seq == 3

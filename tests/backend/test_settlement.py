@@ -214,17 +214,17 @@ def test_clearing_a_suspect_terminal_makes_it_active_and_pays_nothing_by_itself(
     market.pay(0, 1_000)
     _flag_suspect(market, 0)
     terminal_id = market.chains[0].terminal_id
-    admin.clear_suspect_terminal(session, terminal_id=terminal_id, by="coordinatrice")
+    admin.clear_suspect_terminal(session, terminal_id=terminal_id, by=admin.SYSTEM)
     session.commit()
     assert _status(session, market, 0) == "active"
     [event] = audit.events(session, subjects=[f"terminal:{terminal_id}"])
-    assert (event.actor, event.action) == ("coordinatrice", "terminal.clear")
+    assert (event.actor, event.action) == (admin.SYSTEM, "terminal.clear")
     session.commit()
     assert _settle(engine, rules, DAY1).paid_cents == 0
     market.pay(0, 300)  # active again: its new records are paid as usual
     assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 300
     with pytest.raises(Conflict):
-        admin.clear_suspect_terminal(session, terminal_id=terminal_id, by="coordinatrice")
+        admin.clear_suspect_terminal(session, terminal_id=terminal_id, by=admin.SYSTEM)
     session.rollback()
     review.release(session, record_id=_id(session, market, 0, 1), by="tresoriere@caisse.test")
     session.commit()
@@ -239,7 +239,7 @@ def test_revoking_an_active_terminal_holds_its_unsettled_records_with_a_french_r
     market.pay(0, 700)
     assert _settle(engine, rules, DAY1).paid_cents == 700
     market.pay(0, 200, time=T0 + 86_400)
-    admin.revoke_terminal(session, terminal_id=market.chains[0].terminal_id, by="coordinatrice")
+    admin.revoke_terminal(session, terminal_id=market.chains[0].terminal_id, by=admin.SYSTEM)
     session.commit()
     held = statements.held_for_review(session)
     session.commit()

@@ -113,7 +113,7 @@ VOLUNTEERS = "\n".join(
 def _drawn(session: Session, *, phrase: str) -> int:
     draw = sortition.create_draw(session, title="Comité 2027", quotas=_quotas(), by="coordination")
     assert draw.id is not None
-    assert sortition.import_volunteers(session, draw_id=draw.id, content=VOLUNTEERS) == 8
+    assert sortition.import_volunteers(session, draw_id=draw.id, content=VOLUNTEERS).imported == 8
     sortition.publish_seed(session, draw_id=draw.id, phrase=phrase, by="coordination")
     sortition.run_draw(session, draw_id=draw.id, by="coordination")
     session.commit()
@@ -209,18 +209,23 @@ def test_the_list_is_frozen_once_the_seed_is_published(session: Session) -> None
         sortition.run_draw(session, draw_id=draw.id, by="coordination")
 
 
-@pytest.mark.parametrize(("content", "line"), [
-    ("nom,contact,quartile_revenu,tranche_age\nAwa,,1,1\nBob,,5,1", "ligne 3"),
-    ("Awa,,1,1\n\nBob,,1", "ligne 3"),
-    ("Awa,,1,1\n,,2,2", "ligne 2"),
-    ("Awa,,un,1", "ligne 1"),
-    ("Awa,,\u00b2,1", "ligne 1"),  # '²' passes str.isdigit() but not int()
+HEADER = "nom,contact,quartile_revenu,tranche_age\n"
+
+
+@pytest.mark.parametrize(("content", "lines"), [
+    (HEADER + "Awa,,1,1\nBob,,5,1", ["ligne 3"]),
+    (HEADER + "Awa,,1,1\n\nBob,,1", ["ligne 4"]),
+    (HEADER + "Awa,,1,1\n,,2,2", ["ligne 3"]),
+    (HEADER + "Awa,,un,1\nBob,,1,4", ["ligne 2", "ligne 3"]),  # every bad line, not only the first
+    (HEADER + "Awa,,\u00b2,1", ["ligne 2"]),  # '²' passes str.isdigit() but not int()
+    ("Awa,,1,1", ["ligne 1"]),  # no header line: the columns are named in the error
 ])
-def test_a_bad_import_line_is_named_and_nothing_is_registered(session: Session, content: str, line: str) -> None:
+def test_every_bad_import_line_is_named_and_nothing_is_registered(session: Session, content: str, lines: list[str]) -> None:
     draw = sortition.create_draw(session, title="Comité", quotas=_quotas(), by="coordination")
     assert draw.id is not None
-    with pytest.raises(InvalidInput, match=line):
+    with pytest.raises(InvalidInput) as raised:
         sortition.import_volunteers(session, draw_id=draw.id, content=content)
+    assert all(f"{line} :" in raised.value.detail for line in lines)
     assert session.execute(select(func.count()).select_from(SortitionVolunteer)).scalar_one() == 0
 
 

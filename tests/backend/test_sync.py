@@ -71,7 +71,7 @@ def test_missing_or_garbled_auth_headers_are_401(client: TestClient, session: Se
 
 def test_a_revoked_or_unknown_terminal_is_403(client: TestClient, session: Session) -> None:
     world = make_world(session)
-    admin.revoke_terminal(session, terminal_id=world.terminal_id, by="test")
+    admin.revoke_terminal(session, terminal_id=world.terminal_id, by=admin.SYSTEM)
     session.commit()
     assert _sync(client, world).json()["error"] == "terminal_revoked"
     ghost = World(world.vendor_id, world.household_id, world.uid, world.chain)

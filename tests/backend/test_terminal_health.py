@@ -64,7 +64,8 @@ def test_a_signed_report_is_stored_with_every_field(client: TestClient, session:
 
 
 @pytest.mark.parametrize("case", ["other-key", "garbled-signature", "no-signature", "not-base64", "not-json",
-                                  "negative", "bool-as-int", "unknown-part", "too-long", "non-ascii"])
+                                  "negative", "bool-as-int", "unknown-part", "too-long", "non-ascii",
+                                  "lost-first-only", "lost-reversed", "lost-from-zero"])
 def test_a_bad_report_is_dropped_and_the_sync_answers_as_usual(client: TestClient, session: Session, case: str) -> None:
     world = make_world(session)
     header, key, signature = _header(REPORT), None, None
@@ -88,6 +89,12 @@ def test_a_bad_report_is_dropped_and_the_sync_answers_as_usual(client: TestClien
         header = _header(REPORT | {"padding": "x" * 2000})
     elif case == "non-ascii":
         header = _header(REPORT | {"last_error": "écran"})
+    elif case == "lost-first-only":
+        header = _header(REPORT | {"acked_seq": 9, "lost_first": 3})
+    elif case == "lost-reversed":
+        header = _header(REPORT | {"acked_seq": 9, "lost_first": 5, "lost_last": 4})
+    elif case == "lost-from-zero":
+        header = _header(REPORT | {"acked_seq": 9, "lost_first": 0, "lost_last": 4})
     response = _sync(client, world, header=header, key=key, signature=signature)
     assert response.status_code == 200 and response.json()["full"] is True
     assert _stored(session, world) is None
@@ -117,3 +124,26 @@ def test_a_report_on_a_refused_sync_is_not_stored(client: TestClient, session: S
     response = _sync(client, world, header=_header(REPORT), time_s=int(time.time()) - 3600)
     assert response.status_code == 401 and response.json()["error"] == "clock_skew"
     assert _stored(session, world) is None
+
+
+def test_a_terminal_acknowledged_further_than_the_database_is_recorded_and_kept(client: TestClient,
+                                                                                 session: Session) -> None:
+    """After a restore the backend's acked_seq (here 0) is behind the terminal's (7): the report
+    says so, with the records the terminal no longer holds; a later report that is not ahead any
+    more keeps the record of it, for the console to say whether the gap was filled."""
+    world = make_world(session)
+    older = _header(REPORT)  # a firmware that does not tell its acked_seq: nothing to compare
+    now = int(time.time())
+    assert _sync(client, world, header=older, time_s=now - 2).status_code == 200
+    row = _stored(session, world)
+    assert row is not None and (row.terminal_acked_seq, row.rewound_from_seq) == (None, None)
+    ahead = _header(REPORT | {"acked_seq": 7, "lost_first": 1, "lost_last": 2})
+    assert _sync(client, world, header=ahead, time_s=now - 1).status_code == 200
+    row = _stored(session, world)
+    assert row is not None
+    assert (row.terminal_acked_seq, row.lost_first_seq, row.lost_last_seq) == (7, 1, 2)
+    assert (row.rewound_from_seq, row.rewound_to_seq) == (7, 0)
+    assert _sync(client, world, header=_header(REPORT | {"acked_seq": 0}), time_s=now).status_code == 200
+    row = _stored(session, world)
+    assert row is not None and (row.terminal_acked_seq, row.lost_first_seq) == (0, None)
+    assert (row.rewound_from_seq, row.rewound_to_seq) == (7, 0)

@@ -22,8 +22,9 @@ TERMINAL_KEY = "04" + "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d
 
 
 def _events(engine: Engine, action: str) -> list[AuditEvent]:
+    """What people did (_seed writes as the system)."""
     with session_factory(engine)() as session:
-        return audit.events(session, action_prefix=action)
+        return [e for e in audit.events(session, action_prefix=action) if e.actor != admin.SYSTEM]
 
 
 def _seed(engine: Engine) -> dict[str, int]:
@@ -82,7 +83,7 @@ def test_issuing_then_blocking_a_card(console_client: TestClient, users: Any, en
     page = f"/console/households/{ids['household']}"
     answer = post_form(console_client, page, f"{page}/cards", {"uid": "04:A1:B2:C3:D4:E5:F7"})
     assert answer.status_code == 303
-    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f7/block", {})
+    answer = post_form(console_client, page, "/console/cards/04a1b2c3d4e5f7/block", {})
     assert answer.status_code == 303
     with session_factory(engine)() as session:
         assert admin.get_card(session, uid_hex="04a1b2c3d4e5f7").status == CardStatus.BLOCKED
@@ -118,7 +119,7 @@ def test_a_stolen_card_then_returned_card_is_audited_with_its_reason(
     ids = _seed(engine)
     sign_in(console_client, Role.COORDINATOR)
     page = f"/console/households/{ids['household']}"
-    assert post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/block", {"reason": "stolen"}).status_code == 303
+    assert post_form(console_client, page, "/console/cards/04a1b2c3d4e5f6/block", {"reason": "stolen"}).status_code == 303
     assert post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/return", {}).status_code == 303
     with session_factory(engine)() as session:
         assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.RETURNED
@@ -127,7 +128,7 @@ def test_a_stolen_card_then_returned_card_is_audited_with_its_reason(
     assert "rendue (volée)" in console_client.get(page).text
 
 
-def test_a_card_of_another_household_cannot_be_blocked_from_this_one(
+def test_a_card_of_another_household_cannot_be_returned_from_this_one(
     console_client: TestClient, users: Any, engine: Engine,
 ) -> None:
     ids = _seed(engine)
@@ -136,7 +137,7 @@ def test_a_card_of_another_household_cannot_be_blocked_from_this_one(
         session.commit()
     sign_in(console_client, Role.COORDINATOR)
     page = f"/console/households/{other.id}"
-    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/block", {})
+    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/return", {})
     assert answer.status_code == 404 and "Carte inconnue." in answer.text
     with session_factory(engine)() as session:
         assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
@@ -199,19 +200,17 @@ def test_a_vendor_is_created_and_edited_with_a_validated_iban(console_client: Te
     page = answer.headers["location"]
     bad = post_form(console_client, page, page, {**form, "iban": "FR76 3000 6000 0112 3456 7890 188"})
     assert bad.status_code == 422 and "IBAN invalide" in bad.text
-    dates = post_form(console_client, page, page, {**form, "convention_end": "2026-10-01"})
-    assert dates.status_code == 422 and "La fin du conventionnement doit suivre son début." in dates.text
-    good = post_form(console_client, page, page, {**form, "convention_status": "active", "convention_end": "2027-10-31"})
+    # The edit form cannot accredit: a crafted post of the accreditation's fields changes only the rest.
+    good = post_form(console_client, page, page, {**form, "market": "Marché du Plan", "convention_status": "active",
+                                                   "convention_end": "2027-10-31"})
     assert good.status_code == 303
     [created] = _events(engine, "vendor.create")
     [edited] = _events(engine, "vendor.edit")
     assert created.detail and "FR7630006000011234567890189" in created.detail
-    assert json.loads(edited.detail or "{}") == {
-        "convention_end": {"before": None, "after": "2027-10-31"},
-        "convention_status": {"before": "pending", "after": "active"},
-    }
+    assert json.loads(edited.detail or "{}") == {"market": {"before": None, "after": "Marché du Plan"}}
+    assert "sa page</a>" in console_client.get(page).text
     listing = console_client.get("/console/vendors", params={"q": "plan"}).text
-    assert "Épicerie du Plan" in listing and "Conventionné" in listing
+    assert "Épicerie du Plan" in listing and "En attente" in listing
 
 
 def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: Any, engine: Engine) -> None:
@@ -297,7 +296,7 @@ def test_the_audit_log_lists_changes_for_administrators_only(console_client: Tes
     ids = _seed(engine)
     sign_in(console_client, Role.COORDINATOR)
     page = f"/console/households/{ids['household']}"
-    post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/block", {"reason": "lost"})
+    assert post_form(console_client, page, "/console/cards/04a1b2c3d4e5f6/block", {"reason": "lost"}).status_code == 303
     assert console_client.get("/console/audit").status_code == 403
     console_client.cookies.clear()
     sign_in(console_client, Role.ADMIN)
@@ -364,3 +363,42 @@ def test_a_terminal_shows_its_last_health_report_in_french(console_client: TestC
         assert shown in text, shown
     answer = console_client.get("/console/terminals/999")
     assert answer.status_code == 404 and "Terminal introuvable." in answer.text
+
+
+def test_a_terminal_acknowledged_further_than_a_restored_database_shows_whether_its_gap_was_filled(
+        console_client: TestClient, users: Any, engine: Engine) -> None:
+    from caisse.models import Terminal, TerminalHealth
+
+    ids = _seed(engine)
+    sign_in(console_client, Role.COORDINATOR)
+
+    def report(acked: int, **fields: Any) -> None:
+        with session_factory(engine)() as session:  # as caisse.terminal_health stores a signed report
+            session.merge(TerminalHealth(
+                terminal_id=ids["terminal"], terminal_time=1767254400, firmware_version="0.3.0", uptime_s=60, boots=1,
+                watchdog_resets=0, crash_resets=0, task_restarts=0, safe_mode_boots=0, errors={}, last_error="",
+                battery_mv=None, battery_low=False, unsent_records=0, unsigned_records=0, log_free_bytes=480000,
+                rewound_from_seq=9, rewound_to_seq=4, terminal_acked_seq=9, **fields))
+            terminal = session.get(Terminal, ids["terminal"])
+            assert terminal is not None
+            terminal.acked_seq = acked
+            session.commit()
+
+    report(4)
+    for page in ("/console/terminals", f"/console/vendors/{ids['vendor']}"):
+        text = console_client.get(page).text
+        assert "renvoi après restauration : en cours (4 / 9)" in text and "correcte" not in text, page
+    report(4, lost_first_seq=5, lost_last_seq=6)
+    text = console_client.get(f"/console/terminals/{ids['terminal']}").text
+    assert "n° 5 à 6 plus sur le terminal" in text
+    assert "Enregistrements n° 5 à 6 : plus sur le terminal." in text
+    page = f"/console/terminals/{ids['terminal']}"
+    answer = post_form(console_client, page, f"{page}/accept-loss", {})
+    assert answer.status_code == 303
+    text = console_client.get(answer.headers["location"]).text
+    assert "perte des n° 5 à 6 constatée" in text and "Constater la perte" not in text
+    assert "en cours (6 / 9)" in text  # past the gap; the terminal has yet to send 7..9
+    again = post_form(console_client, page, f"{page}/accept-loss", {})  # a second click
+    assert "rien à constater" in console_client.get(again.headers["location"]).text
+    report(9)
+    assert "renvoi après restauration : complet" in console_client.get("/console/terminals").text

@@ -102,6 +102,6 @@ def test_bad_input_is_explained_and_changes_nothing(console_client: TestClient, 
     bad_quota = post_form(console_client, "/console/sortition", "/console/sortition", {**_quota_form("X"), "places_2_3": "-1"})
     assert bad_quota.status_code == 422 and "nombre entier" in bad_quota.text
     url = post_form(console_client, "/console/sortition", "/console/sortition", _quota_form("Été")).headers["location"]
-    bad_line = post_form(console_client, url, f"{url}/import", {"content": "Awa,,1,1\nBob,,7,1"})
-    assert bad_line.status_code == 422 and "ligne 2" in bad_line.text
+    bad_line = post_form(console_client, url, f"{url}/import", {"content": "nom,contact,quartile_revenu,tranche_age\nAwa,,1,1\nBob,,7,1"})
+    assert bad_line.status_code == 422 and "ligne 3" in bad_line.text
     assert re.search(r"Volontaires <strong>0</strong>", console_client.get(url).text)

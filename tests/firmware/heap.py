@@ -330,7 +330,7 @@ def prepare(root: Path, *, table_cards: int, pending: int, taps: int, page_cards
     page_entries += [_entry(b"\x04" + rnd.randbytes(6), table_cards + i) for i in range(page_cards - len(changed))]
     wire = b"".join(e for e in page_entries)
     answers.append(_http(200, json.dumps({
-        "v": 2, "server_time": now + 60, "acked_seq": uploaded, "cards_version": 1001, "full": False, "more": False,
+        "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": now + 60, "acked_seq": uploaded, "cards_version": 1001, "full": False, "more": False,
         "cards": base64.b64encode(wire).decode(),
         "limits": {"max_payment_cents": 15000, "pin_threshold_cents": 0, "offline_max_age_s": 259200,
                    "void_window_s": 300, "basic_card_max_payment_cents": 5000, "code_max_tries": 3}}).encode()))

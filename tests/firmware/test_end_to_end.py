@@ -33,17 +33,18 @@ SCENARIOS = {ROOT / "tests/firmware/scenarios": "/scenarios"}
 
 
 @contextmanager
-def backend_app(tmp_path, cards, **settings):
-    """The real backend app on SQLite: a vendor, and a credited household holding `cards`
-    ((uid, card type) pairs), with `settings` beside the defaults. Yields (client, engine,
-    settings, vendor id)."""
+def backend_app(tmp_path, cards, vendor_iban=None, **settings):
+    """The real backend app on SQLite: a vendor (with `vendor_iban`, to be paid), and a credited
+    household holding `cards` ((uid, card type) pairs), with `settings` beside the defaults.
+    Yields (client, engine, settings, vendor id)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'caisse.db'}")
     upgrade(engine)
     settings = Settings(environment="test", admin_token="e2e-admin-token",  # type: ignore[call-arg]
                         database_url=str(engine.url), **settings)
     with TestClient(create_app(settings, engine=engine)) as client:
         vendor = client.post("/v1/admin/vendors", headers=ADMIN,
-                             json={"name": "Ferme du Coin", "kind": "producer", "zone": "Nord"}).json()
+                             json={"name": "Ferme du Coin", "kind": "producer", "zone": "Nord",
+                                   "iban": vendor_iban}).json()
         household = client.post("/v1/admin/households", headers=ADMIN,
                                 json={"name": "Famille Martin", "members": 3, "zone": "Nord"}).json()
         credit = client.post(f"/v1/admin/households/{household['id']}/credits", headers=ADMIN,

@@ -49,6 +49,10 @@ def test_the_workload_without_power_cut_uploads_everything(signer):
     r = powercut.run(signer, -1)
     check(powercut.summary(r), -1)
     assert len(r.approved) == 13 and r.reboots == 0
+    # the restore took records back from the backend: each went again, exactly once, and the
+    # re-send is over once the backend caught up
+    assert r.forgotten > 0 and r.uploads == len(r.approved) + r.forgotten
+    assert r.log.resend_above == -1 and r.log.acked_seq == len(r.approved)
 
 
 def test_every_cut_point_under_cpython_keeps_approved_payments_exactly_once(signer):

@@ -68,7 +68,7 @@ class FakeBackend:
                                if reason is None else
                                {"index": index, "seq": rec.seq, "status": "rejected", "reason": reason})
             return 200, json.dumps({"results": results, "acked_seq": self.acked()}).encode()
-        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=") and path.endswith("&v=2")
+        assert method == "GET" and path.startswith("/v1/terminals/7/sync?since=") and path.endswith("&v=3")
         since = int(path.split("since=")[1].split("&")[0])
         t = int(headers["X-Caisse-Time"])
         if abs(t - self.server_time) > 300:
@@ -78,7 +78,7 @@ class FakeBackend:
             return 401, b'{"error": "bad_signature"}'
         cards = self.cards if since < self.cards_version else b""
         return 200, json.dumps({
-            "v": 2, "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
+            "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
             "full": since == 0, "more": False, "cards": base64.b64encode(cards).decode(), "limits": self.limits,
         }).encode()
 
@@ -91,7 +91,7 @@ def terminal(backend, **kw):
 
 def test_sync_uploads_every_record_in_batches_and_reclaims_acknowledged_segments():
     backend = FakeBackend(server_time=rig.T0 + 86400)  # the next day: the day's records may go
-    r = terminal(backend, segment_bytes=1024, segments=6)
+    r = terminal(backend, segment_bytes=1024, segments=4)
     for i in range(12):
         assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
         r.keys("V")
@@ -101,7 +101,10 @@ def test_sync_uploads_every_record_in_batches_and_reclaims_acknowledged_segments
     assert sorted(backend.records) == list(range(1, 13))
     assert sum(1 for m, _ in backend.calls if m == "POST") == 3
     assert r.log.acked_seq == 12 and r.log.pending(100) == []
-    assert segments_before > 1 and r.log.stats()["segments"] == 1
+    # acknowledged records stay in flash while half the log is free (a restored backend may ask
+    # for them again): the oldest segment goes, two of the four stay
+    assert segments_before == 3 and r.log.stats()["segments"] == 2
+    assert 1 < protocol.decode(bytes(next(r.log.bodies())) + bytes(64)).seq < 13
     # the day summary outlives the reclaimed records, also across a reboot
     again = rig.Rig(files=r.files)
     assert again.log.day_summary(rig.T0) == (12, sum(range(1, 13)))
@@ -265,7 +268,7 @@ def backend(method, path, headers, body):
         return 200, json.dumps({"recorded": len(body) // 15}).encode()
     fetched.append(headers)
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
-    return 200, json.dumps({"v": 2, "server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
+    return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
                             "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
                             "limits": {}}).encode()
 
@@ -297,3 +300,125 @@ def test_the_card_table_from_a_sync_answer_decodes_under_micropython():
     assert protocol.verify_digest(PUBLIC, digest, bytes.fromhex(signature))
     sent, version = out[3].split()
     assert sent == "True" and is_firmware_version(version)  # the firmware tells its version
+
+
+def test_a_backend_restored_from_a_backup_gets_the_records_it_lost_again_once():
+    backend = FakeBackend(cards=rig.CARDS)
+    r = terminal(backend)
+    for i in range(5):
+        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        r.keys("V")
+    assert r.terminal.sync_now().acked_seq == 5
+    for seq in (3, 4, 5):  # the backend's database goes back to a backup holding records 1..2
+        del backend.records[seq]
+    assert "Paiement accepté" in r.pay("0,06", rig.CAROL)
+    r.keys("V")
+    backend.uploaded.clear()
+    report = r.terminal.sync_now()
+    assert report.error is None and report.resent == 3 and report.duplicates == 0
+    assert backend.uploaded == [6, 3, 4, 5]  # the new record, then what the backend lost, once
+    assert sorted(backend.records) == list(range(1, 7))
+    assert r.log.acked_seq == 6 and r.log.resend_above == -1  # the second answer caught up
+    backend.uploaded.clear()
+    assert r.terminal.sync_now().error is None and backend.uploaded == []
+
+
+def test_a_power_cut_during_the_re_send_sends_the_rest_after_the_reboot_and_counts_nothing_twice():
+    backend = FakeBackend()
+    r = terminal(backend)
+    for i in range(10):
+        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        r.keys("V")
+    assert r.terminal.sync_now().acked_seq == 10
+    for seq in range(3, 11):
+        del backend.records[seq]
+    posts = []
+
+    def cut_after_one_batch(method, path, headers, body):
+        if method == "POST":
+            posts.append(path)
+            if len(posts) == 2:
+                raise OSError("the power goes")
+        return backend(method, path, headers, body)
+
+    r.terminal.sync._transport = cut_after_one_batch
+    assert r.terminal.sync_now().error is not None
+    assert sorted(backend.records) == list(range(1, 7))  # the first batch of the re-send landed
+    again = rig.Rig(files=r.files, transport=backend)
+    again.terminal.sync._batch = 4
+    assert again.log.resending() and again.log.resend_above == 2  # the flash remembers the re-send
+    report = again.terminal.sync_now()
+    assert report.error is None and (report.duplicates, report.accepted) == (4, 4)
+    assert sorted(backend.records) == list(range(1, 11)) and again.log.resend_above == -1
+
+
+def test_records_no_longer_in_flash_are_reported_and_not_asked_for_again():
+    backend = FakeBackend(server_time=rig.T0 + 86400)  # the next day: yesterday's records may go
+    r = terminal(backend, segment_bytes=1024, segments=4)
+    for i in range(12):
+        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        r.keys("V")
+    assert r.terminal.sync_now().acked_seq == 12
+    held_from = protocol.decode(bytes(next(r.log.bodies())) + bytes(64)).seq
+    assert held_from > 1  # the oldest segment was reclaimed
+    backend.records.clear()  # restored to a backup taken before the first upload
+    backend.uploaded.clear()
+    report = r.terminal.sync_now()
+    assert report.error is None and report.resent == 12 - held_from + 1
+    assert backend.uploaded == list(range(held_from, 13))
+    assert r.log.lost() == (1, held_from - 1)
+    health = json.loads(r.terminal.health.report(log=r.log, unsent=0, uptime_s=0, battery_mv=None,
+                                                 battery_low=False))
+    assert (health["acked_seq"], health["lost_first"], health["lost_last"]) == (12, 1, held_from - 1)
+    # the backend stays behind its gap: the terminal neither re-sends again nor stops reclaiming
+    backend.uploaded.clear()
+    assert r.terminal.sync_now().error is None and backend.uploaded == []
+    assert r.log.acked_seq == 12 and r.log.pending(100) == []
+
+
+MICROPYTHON_RESEND = """
+import sys
+sys.path.insert(0, '/scenarios')
+import binascii, json
+import rig
+
+stored = {}
+uploads = []
+
+def acked():
+    n = 0
+    while n + 1 in stored:
+        n += 1
+    return n
+
+def backend(method, path, headers, body):
+    if method == "POST":
+        results = []
+        for i, text in enumerate(json.loads(body)["records"]):
+            raw = binascii.a2b_base64(text.encode())
+            seq = int.from_bytes(raw[8:12], "big")
+            uploads.append(seq)
+            results.append({"index": i, "seq": seq, "status": "duplicate" if seq in stored else "accepted"})
+            stored[seq] = raw
+        return 200, json.dumps({"results": results, "acked_seq": acked()}).encode()
+    return 200, json.dumps({"v": 3, "server_time": rig.T0, "acked_seq": acked(), "cards_version": 9,
+                            "full": True, "more": False, "cards": "", "limits": {},
+                            "accreditation": {"active": True, "ends_at": None}}).encode()
+
+r = rig.Rig(transport=backend)
+for amount in ('1', '2', '3', '4'):
+    assert 'Paiement accepté' in r.pay(amount, rig.CAROL), r.display.text()
+    r.keys('V')
+r.terminal.sync_now()
+del stored[3]
+del stored[4]
+report = r.terminal.sync_now()
+print(report.error, report.resent, sorted(stored), uploads, r.log.acked_seq, r.log.resend_above)
+"""
+
+
+def test_the_re_send_after_a_restore_runs_under_micropython():
+    from tests.firmware.mpy_runtime import run
+    out = run(MICROPYTHON_RESEND, mounts={ROOT / "tests/firmware/scenarios": "/scenarios"}).split(None, 2)
+    assert out[:2] == ["None", "2"]
+    assert out[2].split() == ["[1,", "2,", "3,", "4]", "[1,", "2,", "3,", "4,", "3,", "4]", "4", "-1"]

@@ -122,6 +122,9 @@ def test_a_command_the_card_refuses_is_told_in_french_with_the_protocol_detail_f
                                          "pour l'équipe technique : card refused command 0x5f: permission denied")
 
 
+STAFF = ("--by", "accueil@caisse.test")
+
+
 def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(cli_database: str, tmp_path, monkeypatch):
     url = cli_database
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "development")
@@ -133,9 +136,12 @@ def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(cli_dat
     runner = CliRunner()
     household = runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"])
     assert household.exit_code == 0, household.output
-    refused = runner.invoke(app, ["card", "personalize", "--member", "99"])
+    assert runner.invoke(app, ["user", "add", STAFF[1], "--password", "mot-de-passe-long"]).exit_code == 0
+    refused = runner.invoke(app, ["card", "personalize", "--member", "99", *STAFF])
     assert refused.exit_code == 1 and card.apdus == []  # unknown household: the card is not touched
-    done = runner.invoke(app, ["card", "personalize", "--member", "1", "--port", "/dev/ttyUSB3", "--number", "B-7"])
+    nobody = runner.invoke(app, ["card", "personalize", "--member", "1", "--by", "personne@caisse.test"])
+    assert nobody.exit_code == 1 and card.apdus == []  # nor for someone who is no active account
+    done = runner.invoke(app, ["card", "personalize", "--member", "1", "--port", "/dev/ttyUSB3", "--number", "B-7", *STAFF])
     assert done.exit_code == 0, done.output
     assert ports == ["/dev/ttyUSB3"]
     engine = make_engine(url)
@@ -145,7 +151,7 @@ def test_the_cli_personalizes_then_issues_a_secure_card_to_the_household(cli_dat
     engine.dispose()
     assert verified_read(card, card_keys(Settings()))[1].mac_valid  # the keys the backend verifies with
     keys_before = list(card.keys)
-    again = runner.invoke(app, ["card", "personalize", "--member", "1"])  # an issued card: its counter must not restart
+    again = runner.invoke(app, ["card", "personalize", "--member", "1", *STAFF])  # an issued card: its counter must not restart
     assert again.exit_code == 1 and "déjà émise" in again.output and card.keys == keys_before
     assert card.sdm_read_counter == 2
 
@@ -197,8 +203,9 @@ def test_the_cli_wipes_a_card_and_records_its_return(cli_database: str, tmp_path
     monkeypatch.setattr(pn532_uart, "open_port", lambda port: SimSerial(sim))
     runner = CliRunner()
     runner.invoke(app, ["member", "add", "--name", "Famille Roux", "--members", "2", "--zone", "Sud"])
-    assert runner.invoke(app, ["card", "personalize", "--member", "1"]).exit_code == 0
-    wiped = runner.invoke(app, ["card", "wipe"])
+    runner.invoke(app, ["user", "add", STAFF[1], "--password", "mot-de-passe-long"])
+    assert runner.invoke(app, ["card", "personalize", "--member", "1", *STAFF]).exit_code == 0
+    wiped = runner.invoke(app, ["card", "wipe", *STAFF])
     assert wiped.exit_code == 0, wiped.output
     assert wiped.stdout.strip() == UID.hex() and "enregistrée comme rendue" in wiped.stderr
     assert card.keys == [bytes(16)] * 5

@@ -213,7 +213,7 @@ class BatchOut(BaseModel):
 
 
 class SyncOut(BaseModel):
-    v: int | None = Field(default=None, description="2 in a v2 answer; absent in v1")
+    v: int | None = Field(default=None, description="2 or 3 in a v2 or v3 answer; absent in v1")
     server_time: int
     acked_seq: int
     cards_version: int
@@ -221,3 +221,5 @@ class SyncOut(BaseModel):
     more: bool
     cards: str = Field(description="base64 of the packed card entries (docs/protocol.md#sync)")
     limits: dict[str, int]
+    accreditation: dict[str, bool | int | None] | None = Field(
+        default=None, description='v3 only: {"active": may the vendor take payments now, "ends_at": unix s or null}')

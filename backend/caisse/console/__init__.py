@@ -16,8 +16,10 @@ from fastapi.staticfiles import StaticFiles
 
 from caisse.console.deps import ConsoleForbidden, SignInRequired, check_csrf
 from caisse.console.messages import french
-from caisse.console.routes import (audit, auth, budget, flows, fund, households, settlements, sortition, terminals,
-                                   transactions, vendors)
+from caisse.console.routes import (
+    accreditation, audit, auth, budget, cards, contributions, flows, fund, households, settlements, sortition, terminals,
+    transactions, users, vendors,
+)
 from caisse.console.templating import render
 from caisse.errors import CaisseError
 
@@ -26,8 +28,10 @@ logger = logging.getLogger("caisse.console")
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(check_csrf)], include_in_schema=False)
 router.add_api_route("", auth.home, methods=["GET"])
-for page in (auth, households, vendors, terminals, transactions, settlements, fund, budget, flows, sortition, audit):
+for page in (auth, households, cards, accreditation, vendors, terminals, transactions, settlements, fund, contributions,
+             budget, flows, sortition, audit, users):
     router.include_router(page.router)
+router.include_router(users.own_router)
 
 
 def install(app: FastAPI) -> None:

@@ -32,15 +32,18 @@ DbSession = Annotated[Session, Depends(get_session)]
 STAFF = (Role.ADMIN, Role.COORDINATOR)
 PAGE_ROLES: dict[str, tuple[Role, ...]] = {
     "households": STAFF,
+    "cards": STAFF,
     "vendors": (*STAFF, Role.TREASURER),
     "terminals": STAFF,
     "transactions": (*STAFF, Role.TREASURER),
     "settlements": (Role.ADMIN, Role.TREASURER, Role.COORDINATOR),
+    "contributions": (*STAFF, Role.TREASURER),
     "fund": (Role.ADMIN, Role.TREASURER),  # money steps: allowances, imports, grants, fees, credits, reversals
     "budget": tuple(Role),
     "flows": tuple(Role),
     "sortition": tuple(Role),
     "audit": (Role.ADMIN,),
+    "users": (Role.ADMIN,),
 }
 
 

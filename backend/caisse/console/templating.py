@@ -40,6 +40,7 @@ LABELS = {
     "terminal": {"active": "En service", "suspect": "À vérifier", "revoked": "Révoqué"},
     "card_type": {"basic": "Basique", "secure": "Sécurisée (NTAG 424)"},
     "card_status": {"active": "active", "blocked": "bloquée", "returned": "rendue"},
+    "run_status": {"prepared": "préparé", "approved": "approuvé", "exported": "exporté"},
     "block_reason": card_auth.BLOCK_REASON_FR,  # one table for the console, the CLI and the hold reasons
     # caisse.ingest.Reason of a stored refused record
     "refusal": {"over_limit": "montant au-delà du plafond", "unknown_card": "carte inconnue", "card_blocked": "carte bloquée",
@@ -48,10 +49,14 @@ LABELS = {
 # Audit actions as people read them in a history (unknown actions are shown as stored).
 ACTION_LABELS = {
     "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "contribution.record": "cotisation enregistrée", "card.issue": "carte remise",
-    "card.block": "carte bloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
-    "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié", "terminal.revoke": "terminal révoqué",
+    "card.block": "carte bloquée", "card.unblock": "carte débloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
+    "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié",
+    "vendor.accreditation": "conventionnement modifié", "accreditation.criterion_add": "critère de conventionnement ajouté",
+    "accreditation.criterion_retire": "critère de conventionnement retiré", "terminal.revoke": "terminal révoqué",
     "terminal.clear": "terminal remis en service",
+    "terminal.accept_loss": "perte d'enregistrements constatée après une restauration",
     "user.create": "compte créé", "user.disable": "compte désactivé", "user.enable": "compte réactivé",
+    "user.reset_password": "mot de passe réinitialisé", "user.change_password": "mot de passe changé",
     "record.release": "paiement libéré", "record.reject": "paiement rejeté",
     "settlement.prepare": "règlement préparé", "settlement.approve": "règlement approuvé",
     "settlement.export": "fichiers du règlement générés",
@@ -59,6 +64,7 @@ ACTION_LABELS = {
     "vendor.iban_reject": "changement d'IBAN refusé", "ledger.reverse": "écriture contre-passée",
     "sortition.create": "tirage créé", "sortition.register": "volontaire inscrit", "sortition.import": "liste de volontaires inscrite",
     "sortition.seed": "graine publiée", "sortition.draw": "tirage effectué",
+    "household.means": "moyens et cotisation choisie enregistrés",
     "allowance.allocate": "allocations attribuées", "allowance.close_month": "mois clôturé",
     "allowance.rule": "règle d'allocation fixée", "contribution.import": "cotisations importées",
     "fund.matching": "abondement versé", "fund.grant": "subvention enregistrée", "fund.fee": "frais enregistrés",
@@ -71,15 +77,18 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # (page key of PAGE_ROLES, label, path): the navigation, in this order.
 NAV = [
     ("households", "Foyers", "/console/households"),
+    ("cards", "Cartes", "/console/cards"),
     ("vendors", "Commerçants", "/console/vendors"),
     ("terminals", "Terminaux", "/console/terminals"),
     ("transactions", "Transactions", "/console/transactions"),
     ("settlements", "Règlements", "/console/settlements"),
+    ("contributions", "Cotisations", "/console/contributions"),
     ("fund", "Fonds", "/console/fund"),
     ("budget", "Budget", "/console/budget"),
     ("flows", "Flux", "/console/flows"),
     ("sortition", "Tirage au sort", "/console/sortition"),
     ("audit", "Journal", "/console/audit"),
+    ("users", "Comptes", "/console/users"),
 ]
 
 
@@ -132,6 +141,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
             "role_labels": ROLE_LABELS,
             "labels": LABELS,
             "action_labels": ACTION_LABELS,
+            "page_link": lambda number: page_link(request, number),
             "nav": [(label, path, path == request.url.path or request.url.path.startswith(path + "/"))
                     for key, label, path in NAV if user and user.role in PAGE_ROLES[key]],
             "flash": unquote(flash) if flash else None,
@@ -146,6 +156,26 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
         secure = request.app.state.settings.environment != "development"
         response.set_cookie(SIGN_IN_CSRF_COOKIE, new_csrf, httponly=True, samesite="strict", secure=secure, path="/console")
     return response
+
+
+def local_today(request: Request) -> date:
+    """Today in the caisse's time zone (a date-only rule, as an accreditation's end, is judged so)."""
+    return datetime.now(ZoneInfo(request.app.state.settings.settlement_timezone)).date()
+
+
+def page_link(request: Request, number: int) -> str:
+    """The current list's address at page `number`, its filters kept."""
+    url = request.url.include_query_params(page=number)
+    return f"{url.path}?{url.query}"
+
+
+def confirm(request: Request, *, title: str, lines: list[str], action: str, button: str, back: str,
+            final: bool = False, danger: bool = False, hidden: dict[str, str] | None = None,
+            status_code: int = 200) -> HTMLResponse:
+    """A page saying what `action` (a POST) will do, with one button to do it and a way back.
+    `final`: it cannot be undone, and the page says so."""
+    return render(request, "confirm.html", status_code=status_code, title=title, lines=lines, action=action,
+                  button=button, back=back, final=final, danger=danger, hidden=hidden or {})
 
 
 def redirect(url: str, *, flash: str | None = None) -> RedirectResponse:

@@ -382,11 +382,11 @@ class Adversaries:
             vendor_id, frozen = paid
             new, other = _iban(900 + vendor_id), _iban(950 + vendor_id)
             with world.backend.session() as session:
-                change = admin.request_iban_change(session, vendor_id=vendor_id, iban=new, by=STAFF[0])
+                change = admin.request_iban_change(session, vendor_id=vendor_id, iban=new, by=STAFF[1])
+            with world.backend.session() as session:  # the treasury approves (admin.IBAN_APPROVERS)
+                admin.approve_iban_change(session, change_id=change.id or 0, by=STAFF[0])
             with world.backend.session() as session:
-                admin.approve_iban_change(session, change_id=change.id or 0, by=STAFF[1])
-            with world.backend.session() as session:
-                admin.request_iban_change(session, vendor_id=vendor_id, iban=other, by=STAFF[0])
+                admin.request_iban_change(session, vendor_id=vendor_id, iban=other, by=STAFF[1])
             self.iban |= {"vendor": vendor_id, "frozen": frozen, "approved": new, "pending": other, "run": run_id}
             fault.triggered = True
             fault.detail = f"commerçant {vendor_id}"

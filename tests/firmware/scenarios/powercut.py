@@ -18,6 +18,7 @@ C = b"\x04\xde\x5f\x1e\xac\xc0\x40\x11\x22\x33"
 WORKLOAD = (
     ("pay", A, 1250), ("pay", B, 380), ("void",), ("pay", C, 2000), ("sync",),
     ("pay", A, 999), ("pay", B, 5), ("pay", C, 15000), ("pay", A, 42), ("sync",),
+    ("restore", 3),  # the backend's database goes back to a backup holding records 1..3
     ("pay", B, 777), ("pay", C, 100), ("void",), ("pay", A, 2500), ("sync",), ("pay", B, 1),
 )
 TERMINAL_ID = 7
@@ -45,6 +46,9 @@ class Run:
         self.signer = signer
         self.approved = []  # bodies that beeped
         self.backend = {}  # seq -> record bytes, as a backend would store them
+        self.received = {}  # every record the backend ever stored, a restore notwithstanding
+        self.uploads = 0  # records sent, re-sent ones included
+        self.forgotten = 0  # records the restore took from the backend
         self.errors = []
         self.reboots = 0
         self.storage = sim.MemoryStorage(self.files)
@@ -72,7 +76,7 @@ class Run:
         for body in self.approved:
             seq = record.body_seq(body)
             if seq <= self.log.acked_seq:
-                if seq not in self.backend or self.backend[seq][:record.BODY_SIZE] != body:
+                if seq not in self.received or self.received[seq][:record.BODY_SIZE] != body:
                     self.errors.append("acked seq %d is not at the backend" % seq)
             elif present.get(seq) != body:
                 self.errors.append("approved seq %d lost or changed after reboot" % seq)
@@ -94,6 +98,11 @@ class Run:
             record.pack_body(self.body, record.KIND_VOID, 0, rec.card_uid, TERMINAL_ID,
                              lg.next_seq, self.time, rec.amount_cents, rec.seq, None,
                              lg.prev_hash)
+        elif op[0] == "restore":
+            for seq in [s for s in self.backend if s > op[1]]:
+                del self.backend[seq]
+                self.forgotten += 1
+            return
         else:
             self.sync()
             return
@@ -103,15 +112,26 @@ class Run:
     def sync(self) -> None:
         lg = self.log
         lg.sign_pending(self.signer, limit=100)
-        for raw in lg.pending(256):
-            seq = record.body_seq(raw)
-            if seq in self.backend and self.backend[seq] != raw:
-                self.errors.append("seq %d uploaded twice with different bytes" % seq)
-            self.backend[seq] = raw
+        self._upload()
+        lg.acknowledge(self._acked())
+        if lg.resending():  # the backend is behind the log: what it lacks goes again
+            self._upload(lg.acked_seq)
+            lg.resent()
+            lg.acknowledge(self._acked())  # as the terminal's second sync answer
+
+    def _acked(self) -> int:
         acked = 0
         while acked + 1 in self.backend:
             acked += 1
-        lg.acknowledge(acked)
+        return acked
+
+    def _upload(self, until_seq: int = 0) -> None:
+        for raw in self.log.pending(256, 0, until_seq):
+            seq = record.body_seq(raw)
+            if seq in self.received and self.received[seq] != raw:
+                self.errors.append("seq %d uploaded twice with different bytes" % seq)
+            self.backend[seq] = self.received[seq] = raw
+            self.uploads += 1
 
 
 def _reboot(r: Run) -> None:

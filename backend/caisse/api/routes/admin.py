@@ -34,7 +34,7 @@ from caisse.models import Card, Household, Terminal, Vendor
 # before the body is read.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute,
                    responses=error_responses(400, 401, 404, 409, 422))
-API_ACTOR = "api-admin"  # the audit log's actor for changes made with the admin token (provisioning)
+API_ACTOR = admin.API  # the audit log's actor for changes made with the admin token (provisioning)
 
 
 def _vendor_out(vendor: Vendor, payable_cents: int) -> VendorOut:
@@ -105,7 +105,8 @@ def credit_household(household_id: int, body: CreditCreate, session: SessionDep,
 
 @router.post("/cards", status_code=status.HTTP_201_CREATED)
 def issue_card(body: CardCreate, session: SessionDep) -> CardOut:
-    card = admin.issue_card(session, household_id=body.household_id, uid_hex=body.uid, card_type=body.card_type)
+    card = admin.issue_card(session, household_id=body.household_id, uid_hex=body.uid, card_type=body.card_type,
+                           by=API_ACTOR)
     session.commit()
     return _card_out(card)
 
@@ -123,21 +124,21 @@ def get_card(uid_hex: UidPath, session: SessionDep) -> CardDetailOut:
 
 @router.post("/cards/{uid_hex}/block")
 def block_card(uid_hex: UidPath, session: SessionDep, body: CardBlock | None = None) -> CardOut:
-    card = admin.block_card(session, uid_hex=uid_hex, reason=(body or CardBlock()).reason)
+    card = admin.block_card(session, uid_hex=uid_hex, reason=(body or CardBlock()).reason, by=API_ACTOR)
     session.commit()
     return _card_out(card)
 
 
 @router.post("/cards/{uid_hex}/replace", status_code=status.HTTP_201_CREATED)
 def replace_card(uid_hex: UidPath, body: CardReplace, session: SessionDep) -> CardOut:
-    card = admin.replace_card(session, uid_hex=uid_hex, new_uid_hex=body.uid, card_type=body.card_type)
+    card = admin.replace_card(session, uid_hex=uid_hex, new_uid_hex=body.uid, card_type=body.card_type, by=API_ACTOR)
     session.commit()
     return _card_out(card)
 
 
 @router.post("/cards/{uid_hex}/return")
 def return_card(uid_hex: UidPath, session: SessionDep) -> CardOut:
-    card = admin.return_card(session, uid_hex=uid_hex)
+    card = admin.return_card(session, uid_hex=uid_hex, by=API_ACTOR)
     session.commit()
     return _card_out(card)
 

@@ -10,10 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts, overdrafts, overdue
+from caisse import accounts, accreditation, overdrafts, overdue
 from caisse.console.deps import PAGE_ROLES, SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, CurrentUser, DbSession
 from caisse.console.messages import french
-from caisse.console.templating import NAV, redirect, render
+from caisse.console.templating import NAV, local_today, redirect, render
 
 router = APIRouter()
 
@@ -37,6 +37,8 @@ def home(request: Request, session: DbSession, user: CurrentUser) -> Response:
                   overdraft_total=overdrafts.total(session),
                   waiting=waiting if user.role in PAGE_ROLES["transactions"] else None, waiting_count=len(waiting),
                   waiting_kinds=WAITING_FR, waiting_links=links, overdue_days=settings.overdue_after_days,
+                  ending=accreditation.ending_soon(session, today=local_today(request)),
+                  ending_named=user.role in PAGE_ROLES["vendors"], ending_days=accreditation.WARNING_DAYS,
                   pages=[(label, path) for key, label, path in NAV if user.role in PAGE_ROLES[key]])
 
 

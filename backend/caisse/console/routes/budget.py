@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from caisse import flows, fund
+from caisse import flows, fund, year_budget
 from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.console.charts import Chart, Series
@@ -34,14 +34,18 @@ DETAILS = (("voids_cents", "Annulations"), ("rejected_cents", "Rejets après vé
 
 
 @router.get("")
-def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> Response:
+def budget(request: Request, session: DbSession, du: str = "", au: str = "", annee: str = "") -> Response:
     settings: Settings = request.app.state.settings
     first, last = period(du, au, timezone=settings.settlement_timezone, months=DEFAULT_MONTHS)
     try:
+        wanted = _year(annee, settings=settings)
         months = [str(m) for m in flows.month_span(first=first, last=last)]
     except InvalidInput as error:
-        return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[])
+        return render(request, "budget/index.html", title="Budget", error=french(error), du=du, au=au, rows=[], charts=[],
+                      year=None, annee=annee)
     rows = fund.budgets(session, months=months, settings=settings)
+    # The period's months read above are not read again for the year (by default they cover it).
+    year = year_budget.year_budget(session, year=wanted, settings=settings, known=rows)
     charts = [
         (Chart("budget-flux", "Entrées et sorties par mois", "Cotisations, abondements et subventions reçus ; allocations,"
                " dépenses et virements, en euros, mois par mois.", months,
@@ -51,8 +55,19 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "") -> 
                [Series("Solde du fonds", [row.fund_balance_cents for row in rows])], value_format=euros, axis_format=whole_euros),
          "lines"),
     ]
+    views = (("Entrées", INCOME), ("Sorties", OUTGOINGS), ("Soldes et détail", DETAILS))
     return render(request, "budget/index.html", title="Budget", error=None, du=first, au=last, rows=rows, charts=charts,
-                  columns=INCOME + OUTGOINGS + DETAILS, differences=rows[0].differences if rows else ())
+                  views=views, differences=rows[0].differences if rows else (), year=year,
+                  annee=str(year.year), matching_rate=f"{euros(settings.matching_basis_points)} %".replace(",00 %", " %"))
+
+
+def _year(text: str, *, settings: Settings) -> int:
+    """The fund's year asked for (caisse.year_budget): this year by default."""
+    if text and not (text.isdigit() and len(text) == 4):
+        raise InvalidInput("invalid_year", f"a year is written with four digits, not {text!r}")
+    if text and not 2000 <= int(text) <= 2100:
+        raise InvalidInput("invalid_year", f"a year is 2000 to 2100, not {text}")
+    return int(text) if text else datetime.now(ZoneInfo(settings.settlement_timezone)).year
 
 
 def period(first: str, last: str, *, timezone: str, months: int) -> tuple[str, str]:

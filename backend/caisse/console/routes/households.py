@@ -1,32 +1,36 @@
 """Households: search, enrol, edit, their allowance and contributions (recorded here by hand,
-or imported with `caisse fund import`), cards, payments."""
+or imported with `caisse fund import`), cards (issued, replaced and returned here; blocked and
+unblocked on the card's page, routes/cards.py), payments."""
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
 from caisse import admin, audit, db, directory, fund
+from caisse import members as membership
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.money import euros
-from caisse.models import BlockReason, Card, CardType
+from caisse.models import CardType, SortitionVolunteer
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
+PER_PAGE = 50
 
 
 @router.get("")
-def households(request: Request, session: DbSession, q: str = "") -> Response:
-    rows = directory.search_households(session, query=q, limit=100)
-    return render(request, "households/list.html", title="Foyers", rows=rows, q=q)
+def households(request: Request, session: DbSession, q: str = "", page: int = 1) -> Response:
+    found = directory.households_page(session, query=q, page=page, per_page=PER_PAGE)
+    return render(request, "households/list.html", title="Foyers", found=found, rows=found.rows, q=q)
 
 
 @router.get("/new")
@@ -73,25 +77,12 @@ def edit(request: Request, session: DbSession, user: CurrentUser, household_id: 
 def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "",
                card_type: Text = CardType.BASIC) -> Response:
     try:
-        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type)
+        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error), uid=uid)
-    audit.record(session, actor=user.email, action="card.issue", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "card_type": card.card_type})
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
-
-
-@router.post("/{household_id}/cards/{uid}/block")
-def block_card(session: DbSession, user: CurrentUser, household_id: int, uid: str, reason: Text = BlockReason.LOST) -> Response:
-    card = _card_of(session, household_id=household_id, uid=uid)
-    admin.block_card(session, uid_hex=uid, reason=reason)
-    audit.record(session, actor=user.email, action="card.block", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id, "reason": reason})
-    session.commit()
-    return redirect(f"/console/households/{household_id}",
-                    flash=f"Carte {card.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
 
 
 @router.post("/{household_id}/cards/{uid}/replace")
@@ -99,12 +90,10 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
                  new_uid: Text = "") -> Response:
     old = _card_of(session, household_id=household_id, uid=uid)
     try:
-        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid))
+        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid), by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
-    audit.record(session, actor=user.email, action="card.replace", subject=f"card:{old.uid.hex()}",
-                 detail={"household_id": household_id, "new_uid": new.uid.hex()})
     session.commit()
     return redirect(f"/console/households/{household_id}",
                     flash=f"Carte {old.uid.hex()} remplacée par {new.uid.hex()} ; l'ancienne est bloquée.")
@@ -113,9 +102,7 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
 @router.post("/{household_id}/cards/{uid}/return")
 def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
     card = _card_of(session, household_id=household_id, uid=uid)
-    admin.return_card(session, uid_hex=uid)
-    audit.record(session, actor=user.email, action="card.return", subject=f"card:{card.uid.hex()}",
-                 detail={"household_id": household_id})
+    admin.return_card(session, uid_hex=uid, by=user.email)
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} rendue : elle peut être remise à nouveau.")
 
@@ -134,6 +121,43 @@ def record_contribution(request: Request, session: DbSession, user: CurrentUser,
     if not created:  # the form sent twice: its reference was recorded the first time
         return redirect(f"/console/households/{household_id}", flash="Cotisation déjà enregistrée : rien de changé.")
     return redirect(f"/console/households/{household_id}", flash=f"Cotisation de {euros(cents)} € pour {month} enregistrée.")
+
+
+@router.post("/{household_id}/leave")
+def leave(request: Request, session: DbSession, user: CurrentUser, household_id: int, end_date: Text = "",
+          confirm: Text = "") -> Response:
+    """The household leaves (caisse.members.leave_household): asked to confirm, since it cannot be undone."""
+    try:
+        if confirm != "oui":
+            raise InvalidInput("confirmation_required", "cochez la case de confirmation : un départ ne s'annule pas")
+        day = _date(end_date)
+        household = membership.leave_household(session, household_id=household_id, end_date=day, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return _detail(request, session, household_id, status_code=error.status_code, leave_error=french(error))
+    session.commit()
+    blocked = "ses cartes sont bloquées" if household.leaving_blocked_at else "ses cartes seront bloquées ce jour-là"
+    return redirect(f"/console/households/{household_id}", flash=f"Départ enregistré au {day:%d/%m/%Y} : {blocked}.")
+
+
+@router.get("/{household_id}/personal-data.{form}")
+def personal_data(session: DbSession, user: CurrentUser, household_id: int, form: str) -> Response:
+    """Everything held about the household's people (right of access), audited as it is read."""
+    if form not in ("json", "csv"):
+        raise NotFound("not_found", "json or csv")
+    data = membership.personal_data(session, household_id=household_id, by=user.email)
+    session.commit()
+    content = membership.personal_data_json(data) if form == "json" else membership.personal_data_csv(data)
+    media = "application/json" if form == "json" else "text/csv; charset=utf-8"
+    return Response(content, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="donnees-foyer-{household_id}.{form}"'})
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput("invalid_end_date", "indiquez la date de départ (JJ/MM/AAAA)") from None
 
 
 def _card_of(session: DbSession, *, household_id: int, uid: str) -> Card:
@@ -162,10 +186,12 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
         contributions=directory.household_contributions(session, household_id=household_id),
         payments=directory.household_payments(session, household_id=household_id),
         history=audit.events(session, subjects=subjects, limit=20),
+        volunteer=session.execute(select(SortitionVolunteer).where(SortitionVolunteer.household_id == household_id)).scalars().first(),  # type: ignore[arg-type]
+        today=membership.today_in_paris().isoformat(),
         this_month=datetime.now(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m"),
         minimum_contribution_cents=settings.contribution_minimum_cents,
         contribution_key=f"console-{secrets.token_hex(6)}",  # the form's reference: sent twice, recorded once
-        **{"edit_error": None, "card_error": None, "contribution_error": None, "uid": "", **extra},
+        **{"edit_error": None, "card_error": None, "contribution_error": None, "leave_error": None, "uid": "", **extra},
     )
 
 

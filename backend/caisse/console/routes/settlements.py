@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import bank, settlement
+from caisse import bank, directory, settlement
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
@@ -29,16 +29,20 @@ RUNS_SHOWN = 60
 
 
 @router.get("")
-def runs(request: Request, session: DbSession) -> Response:
-    return _runs_page(request, session)
+def runs(request: Request, session: DbSession, q: str = "", status: str = "", page: int = 1) -> Response:
+    return _runs_page(request, session, q=q, status=status, page=page)
 
 
-def _runs_page(request: Request, session: Session, *, error: CaisseError | None = None) -> Response:
+def _runs_page(request: Request, session: Session, *, error: CaisseError | None = None, q: str = "", status: str = "",
+               page: int = 1) -> Response:
     settings: Settings = request.app.state.settings
-    listed = session.execute(select(SettlementRun).order_by(SettlementRun.run_date.desc()).limit(RUNS_SHOWN)).scalars().all()  # type: ignore[attr-defined]
+    status = status if status in SettlementStatus.__members__.values() else ""
+    found = directory.runs_page(session, query=q, status=status or None, page=page, per_page=RUNS_SHOWN)
+    listed = found.rows
     totals = {run.id: settlement.describe(session, run_id=run.id) for run in listed if run.id is not None}
     yesterday = datetime.now(ZoneInfo(settings.settlement_timezone)).date() - timedelta(days=1)
     return render(request, "settlements/list.html", title="Règlements", runs=listed, totals=totals, yesterday=yesterday,
+                  found=found, q=q, status=status,
                   requires_approval=settings.settlement_requires_approval, error=french(error) if error else None,
                   status_code=error.status_code if error else 200)
 

@@ -5,18 +5,20 @@ caisse.sortition words its errors in French for staff, so the page shows their d
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from sqlmodel import Session
 
-from caisse import audit, sortition
+from caisse import members, sortition
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.models import ConsoleUser, Role
+from caisse.spreadsheet import MAX_FILE_BYTES
 
 router = APIRouter(prefix="/sortition", dependencies=[Depends(require_page("sortition"))])
 Organiser = Annotated[ConsoleUser, Depends(require_roles(Role.ADMIN, Role.COORDINATOR))]
@@ -30,7 +32,8 @@ def draws(request: Request, session: DbSession, user: CurrentUser) -> Response:
 
 def _draws_page(request: Request, session: Session, user: ConsoleUser, *, error: CaisseError | None = None) -> Response:
     return render(request, "sortition/list.html", title="Tirage au sort", draws=sortition.list_draws(session),
-                  quotas=sortition.even_quotas(DEFAULT_SEATS), age_bands=sortition.AGE_BANDS,
+                  quotas=sortition.even_quotas(DEFAULT_SEATS), age_bands=sortition.SCHEMES[sortition.SCHEME_2026].labels,
+                  legacy_bands=sortition.SCHEMES[sortition.SCHEME_2024].labels,
                   can_organise=_organiser(user), error=error.detail if error else None,
                   status_code=error.status_code if error else 200)
 
@@ -44,15 +47,22 @@ async def _form(request: Request) -> FormData:
 
 @router.post("")
 def create(request: Request, session: DbSession, user: Organiser, form: Annotated[FormData, Depends(_form)],
-           title: Annotated[str, Form()] = "") -> Response:
+           title: Annotated[str, Form()] = "", closing_date: Annotated[str, Form()] = "",
+           total_places: Annotated[str, Form()] = "") -> Response:
+    """Seats typed per stratum, or computed from the population's shares when any is given."""
     try:
-        quotas = {(q, a): _whole(str(form.get(f"places_{q}_{a}", "")), code="invalid_seats") for q, a in sortition.STRATA}
-        draw = sortition.create_draw(session, title=title, quotas=quotas, by=user.email)
+        closing = _optional_date(closing_date)
+        typed_shares = {(q, a): str(form.get(f"part_{q}_{a}", "")).strip() for q, a in sortition.STRATA}
+        if any(typed_shares.values()):
+            shares = {stratum: sortition.parse_share(text or "0") for stratum, text in typed_shares.items()}
+            draw = sortition.create_draw(session, title=title, shares=shares, total_seats=_whole(total_places, code="invalid_seats"),
+                                         closing_date=closing, by=user.email)
+        else:
+            quotas = {(q, a): _whole(str(form.get(f"places_{q}_{a}", "")), code="invalid_seats") for q, a in sortition.STRATA}
+            draw = sortition.create_draw(session, title=title, quotas=quotas, closing_date=closing, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _draws_page(request, session, user, error=error)
-    audit.record(session, actor=user.email, action="sortition.create", subject=f"sortition:{draw.id}",
-                 detail={"title": draw.title, "seats": sum(quotas.values())})
     session.commit()
     return redirect(f"/console/sortition/{draw.id}", flash="Tirage créé : inscrivez les volontaires.")
 
@@ -62,14 +72,20 @@ def draw_page(request: Request, session: DbSession, user: CurrentUser, draw_id: 
     return _draw_page(request, session, user, draw_id=draw_id)
 
 
-def _draw_page(request: Request, session: Session, user: ConsoleUser, *, draw_id: int, error: CaisseError | None = None) -> Response:
+def _draw_page(request: Request, session: Session, user: ConsoleUser, *, draw_id: int, error: CaisseError | None = None,
+               skipped: list[str] | None = None) -> Response:
     draw = sortition.get_draw(session, draw_id=draw_id)
     volunteers = sortition.volunteers_of(session, draw_id=draw_id)
     verified = sortition.verify_draw(session, draw_id=draw_id) if draw.status == "drawn" else None
+    legacy = draw.scheme == sortition.SCHEME_2024
+    columns = (", ".join(sortition.IMPORT_COLUMNS) if legacy else
+               "Nom ; Contact ; Quartile de revenu ; Date de naissance ; Taille du foyer ; Commerces")
     return render(request, "sortition/draw.html", title=draw.title, draw=draw, volunteers=volunteers,
-                  strata=sortition.strata_results(session, draw_id=draw_id), age_bands=sortition.AGE_BANDS,
+                  strata=sortition.strata_results(session, draw_id=draw_id), age_bands=sortition.SCHEMES[draw.scheme].labels,
+                  shares=sortition.shares_of(session, draw_id=draw_id), legacy=legacy,
+                  invitations=[v for v in volunteers if v.invitation], invitation_fr=sortition.INVITATION_FR,
                   can_organise=_organiser(user), show_names=_organiser(user), verified=verified,
-                  columns=", ".join(sortition.IMPORT_COLUMNS), error=error.detail if error else None,
+                  columns=columns, error=error.detail if error else None, skipped=skipped or [],
                   status_code=error.status_code if error else 200)
 
 
@@ -77,41 +93,50 @@ def _draw_page(request: Request, session: Session, user: ConsoleUser, *, draw_id
 def register(
     request: Request, session: DbSession, user: Organiser, draw_id: int, name: Annotated[str, Form()] = "",
     contact: Annotated[str, Form()] = "", quartile: Annotated[str, Form()] = "", age_band: Annotated[str, Form()] = "",
+    birth_date: Annotated[str, Form()] = "", household_size: Annotated[str, Form()] = "", shops: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        volunteer = sortition.register_volunteer(session, draw_id=draw_id, name=name, contact=contact,
-                                                 income_quartile=_whole(quartile, code="invalid_stratum"),
-                                                 age_band=_whole(age_band, code="invalid_stratum"))
+        volunteer = sortition.register_volunteer(
+            session, draw_id=draw_id, name=name, contact=contact, income_quartile=_whole(quartile, code="invalid_stratum"),
+            age_band=_whole(age_band, code="invalid_stratum") if age_band.strip() else None,
+            birth_date=_optional_date(birth_date), household_size=_whole(household_size, code="invalid_volunteer") if household_size.strip() else None,
+            shops=shops or None, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _draw_page(request, session, user, draw_id=draw_id, error=error)
-    audit.record(session, actor=user.email, action="sortition.register", subject=f"sortition:{draw_id}",
-                 detail={"number": volunteer.number})
     session.commit()
     return redirect(f"/console/sortition/{draw_id}", flash=f"Volontaire inscrit sous le numéro {volunteer.number}.")
 
 
 @router.post("/{draw_id}/import")
-def import_list(request: Request, session: DbSession, user: Organiser, draw_id: int, content: Annotated[str, Form()] = "") -> Response:
+def import_list(request: Request, session: DbSession, user: Organiser, draw_id: int,
+                form: Annotated[FormData, Depends(_form)]) -> Response:
+    """The questionnaire as an uploaded spreadsheet file, or pasted text."""
+    upload = form.get("fichier")
+    content: bytes | str = str(form.get("content", ""))
+    if isinstance(upload, UploadFile):
+        with upload.file:
+            if upload.filename:
+                content = upload.file.read(MAX_FILE_BYTES + 1)  # one byte more: a larger file is refused in French
     try:
-        count = sortition.import_volunteers(session, draw_id=draw_id, content=content)
+        report = sortition.import_volunteers(session, draw_id=draw_id, content=content,
+                                             skip_bad_rows=form.get("ignorer_erreurs") == "oui", by=user.email)
     except CaisseError as error:
         session.rollback()
         return _draw_page(request, session, user, draw_id=draw_id, error=error)
-    audit.record(session, actor=user.email, action="sortition.import", subject=f"sortition:{draw_id}", detail={"count": count})
     session.commit()
-    return redirect(f"/console/sortition/{draw_id}", flash=f"{count} volontaire(s) inscrit(s).")
+    if report.errors:
+        return _draw_page(request, session, user, draw_id=draw_id, skipped=report.errors)
+    return redirect(f"/console/sortition/{draw_id}", flash=f"{report.imported} volontaire(s) inscrit(s).")
 
 
 @router.post("/{draw_id}/seed")
 def publish_seed(request: Request, session: DbSession, user: Organiser, draw_id: int, phrase: Annotated[str, Form()] = "") -> Response:
     try:
-        draw = sortition.publish_seed(session, draw_id=draw_id, phrase=phrase, by=user.email)
+        sortition.publish_seed(session, draw_id=draw_id, phrase=phrase, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _draw_page(request, session, user, draw_id=draw_id, error=error)
-    audit.record(session, actor=user.email, action="sortition.seed", subject=f"sortition:{draw_id}",
-                 detail={"phrase": draw.seed_phrase, "seed": draw.seed_hex})
     session.commit()
     return redirect(f"/console/sortition/{draw_id}", flash="Graine publiée : la liste des volontaires est figée.")
 
@@ -124,9 +149,53 @@ def run(request: Request, session: DbSession, user: Organiser, draw_id: int) -> 
         session.rollback()
         return _draw_page(request, session, user, draw_id=draw_id, error=error)
     selected = sum(result.selected for result in results)
-    audit.record(session, actor=user.email, action="sortition.draw", subject=f"sortition:{draw_id}", detail={"selected": selected})
     session.commit()
-    return redirect(f"/console/sortition/{draw_id}", flash=f"Tirage effectué : {selected} volontaire(s) tiré(s) au sort.")
+    return redirect(f"/console/sortition/{draw_id}", flash=f"Tirage effectué : {selected} volontaire(s) tiré(s) au sort et invité(s).")
+
+
+@router.post("/{draw_id}/volunteers/{volunteer_id}/accept")
+def accept(request: Request, session: DbSession, user: Organiser, draw_id: int, volunteer_id: int,
+           zone: Annotated[str, Form()] = "", members: Annotated[str, Form()] = "") -> Response:
+    try:
+        _volunteer_of(session, draw_id=draw_id, volunteer_id=volunteer_id)
+        household_id = sortition.accept_invitation(session, volunteer_id=volunteer_id, zone=zone, by=user.email,
+                                                   members=_whole(members, code="invalid_members") if members.strip() else None)
+    except CaisseError as error:
+        session.rollback()
+        return _draw_page(request, session, user, draw_id=draw_id, error=error)
+    session.commit()
+    return redirect(f"/console/households/{household_id}", flash="Invitation acceptée : le foyer est créé, remettez-lui sa carte.")
+
+
+@router.post("/{draw_id}/volunteers/{volunteer_id}/decline")
+def decline(request: Request, session: DbSession, user: Organiser, draw_id: int, volunteer_id: int,
+            confirm: Annotated[str, Form()] = "") -> Response:
+    try:
+        _volunteer_of(session, draw_id=draw_id, volunteer_id=volunteer_id)
+        if confirm != "oui":
+            raise InvalidInput("confirmation_required", "cochez la case de confirmation : un refus ne s'annule pas")
+        replacement = sortition.decline_invitation(session, volunteer_id=volunteer_id, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return _draw_page(request, session, user, draw_id=draw_id, error=error)
+    session.commit()
+    flash = ("Refus enregistré ; la réserve de cette strate est vide : à compléter par la mobilisation." if replacement is None
+             else f"Refus enregistré ; le volontaire n° {replacement.number} (rang {replacement.rank}) est invité à sa place.")
+    return redirect(f"/console/sortition/{draw_id}", flash=flash)
+
+
+@router.get("/{draw_id}/volunteers/{volunteer_id}/personal-data.{form}")
+def personal_data(session: DbSession, user: Organiser, draw_id: int, volunteer_id: int, form: str) -> Response:
+    """Everything held about one volunteer (right of access), for one who never became a member
+    too; audited as it is read."""
+    _volunteer_of(session, draw_id=draw_id, volunteer_id=volunteer_id)
+    if form not in ("json", "csv"):
+        raise NotFound("not_found", "json or csv")
+    data = members.personal_data(session, volunteer_id=volunteer_id, by=user.email)
+    session.commit()
+    content = members.personal_data_json(data) if form == "json" else members.personal_data_csv(data)
+    return Response(content, media_type="application/json" if form == "json" else "text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="donnees-volontaire-{volunteer_id}.{form}"'})
 
 
 @router.get("/{draw_id}/export.csv")
@@ -139,6 +208,21 @@ def export(session: DbSession, user: CurrentUser, draw_id: int, noms: int = 0) -
 
 def _organiser(user: ConsoleUser) -> bool:
     return user.role in (Role.ADMIN, Role.COORDINATOR)
+
+
+def _volunteer_of(session: Session, *, draw_id: int, volunteer_id: int) -> None:
+    """A form acts only on a volunteer of the draw of its page."""
+    if sortition.get_volunteer(session, volunteer_id=volunteer_id).draw_id != draw_id:
+        raise NotFound("volunteer_not_found", f"aucun volontaire n° {volunteer_id} dans ce tirage")
+
+
+def _optional_date(text: str) -> date | None:
+    if not text.strip():
+        return None
+    day = sortition.parse_date(text)
+    if day is None:
+        raise InvalidInput("invalid_volunteer", f"date illisible {text!r} (JJ/MM/AAAA)")
+    return day
 
 
 def _whole(text: str, *, code: str) -> int:

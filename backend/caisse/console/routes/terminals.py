@@ -9,17 +9,18 @@ from fastapi.responses import Response
 from caisse import admin, directory, review, terminal_health
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
-from caisse.console.templating import LABELS, redirect, render
+from caisse.console.templating import LABELS, confirm, redirect, render
 from caisse.errors import CaisseError
 
 router = APIRouter(prefix="/terminals", dependencies=[Depends(require_page("terminals"))])
+PER_PAGE = 50
 
 
 @router.get("")
-def terminals(request: Request, session: DbSession, status: str = "") -> Response:
+def terminals(request: Request, session: DbSession, q: str = "", status: str = "", page: int = 1) -> Response:
     status = status if status in LABELS["terminal"] else ""
-    return render(request, "terminals/list.html", title="Terminaux", status=status,
-                  terminals=directory.terminal_rows(session, status=status or None))
+    found = directory.terminals_page(session, query=q, status=status or None, page=page, per_page=PER_PAGE)
+    return render(request, "terminals/list.html", title="Terminaux", status=status, q=q, found=found, terminals=found.rows)
 
 
 @router.get("/{terminal_id}")
@@ -30,6 +31,35 @@ def detail(request: Request, session: DbSession, terminal_id: int) -> Response:
     return render(request, "terminals/detail.html", title=f"Terminal {terminal_id}", terminal=terminal,
                   vendor_name=vendor.name, health=terminal_health.latest(session, terminal_id=terminal_id),
                   error_labels=terminal_health.ERROR_KIND_FR)
+
+
+@router.get("/{terminal_id}/revoke")
+def revoke_form(request: Request, session: DbSession, terminal_id: int) -> Response:
+    admin.get_terminal(session, terminal_id=terminal_id)  # NotFound: a French 404 page
+    [row] = directory.terminal_rows(session, terminal_ids=[terminal_id])
+    return confirm(request, title=f"Révoquer le terminal {terminal_id}", final=True, danger=True,
+                   action=f"/console/terminals/{terminal_id}/revoke", button=f"Révoquer le terminal {terminal_id}",
+                   back="/console/terminals",
+                   lines=[f"Le terminal {terminal_id} du commerçant « {row.vendor_name} » sera refusé par le serveur à chacun"
+                          " de ses envois, définitivement (un terminal remis en état est enregistré à nouveau).",
+                          f"Ses {row.unsettled} enregistrement(s) pas encore réglés seront retenus : une personne décidera de"
+                          " les payer ou non (Transactions). Révoquer ne paie et ne rembourse rien."])
+
+
+@router.get("/{terminal_id}/clear")
+def clear_form(request: Request, session: DbSession, terminal_id: int) -> Response:
+    terminal = admin.get_terminal(session, terminal_id=terminal_id)
+    if terminal.status != "suspect":
+        return render(request, "error.html", status_code=409, title="Opération impossible",
+                      message=french(CaisseError("terminal_not_suspect", "")))
+    [row] = directory.terminal_rows(session, terminal_ids=[terminal_id])
+    return confirm(request, title=f"Lever le soupçon sur le terminal {terminal_id}",
+                   action=f"/console/terminals/{terminal_id}/clear", button="Remettre en service",
+                   back="/console/terminals",
+                   lines=[f"Le terminal {terminal_id} du commerçant « {row.vendor_name} » a été signalé « à vérifier » (un"
+                          " trou ou un conflit dans la numérotation de ses enregistrements). Vous l'avez vérifié : il"
+                          " repassera « en service ».",
+                          f"Ses {row.held} enregistrement(s) retenus le restent jusqu'à votre décision (Libérer ou Rejeter)."])
 
 
 @router.post("/{terminal_id}/revoke")
@@ -50,6 +80,19 @@ def clear(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
     session.commit()
     return redirect("/console/terminals", flash=f"Terminal {terminal_id} remis en service. Ses enregistrements retenus"
                                                 " attendent toujours une décision.")
+
+
+@router.post("/{terminal_id}/accept-loss")
+def accept_loss(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
+    try:
+        first, last = admin.accept_lost_records(session, terminal_id=terminal_id, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return redirect(f"/console/terminals/{terminal_id}", flash=french(error))
+    session.commit()
+    return redirect(f"/console/terminals/{terminal_id}",
+                    flash=f"Terminal {terminal_id} : perte des n° {first} à {last} constatée. Le terminal peut de nouveau"
+                          " libérer sa mémoire ; le paiement suivant la perte sera réglé au prochain règlement.")
 
 
 @router.post("/{terminal_id}/release")

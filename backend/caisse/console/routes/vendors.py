@@ -11,22 +11,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import admin, audit, directory
+from caisse import accounts, accreditation, admin, audit, directory
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
-from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput
-from caisse.models import ConsoleUser, Role
+from caisse.console.templating import LABELS, confirm, local_today, redirect, render
+from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.models import ConsoleUser, Role, Vendor, VendorIbanChange
 
 router = APIRouter(prefix="/vendors", dependencies=[Depends(require_page("vendors"))])
 Text = Annotated[str, Form()]
 IbanApprover = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]
+PER_PAGE = 50
 _FORM = ("name", "kind", "zone", "market", "iban", "convention_status", "convention_start", "convention_end")
 
 
 @router.get("")
-def vendors(request: Request, session: DbSession, q: str = "") -> Response:
-    return render(request, "vendors/list.html", title="Commerçants", rows=directory.search_vendors(session, query=q), q=q)
+def vendors(request: Request, session: DbSession, q: str = "", convention: str = "", page: int = 1) -> Response:
+    convention = convention if convention in LABELS["convention"] else ""
+    found = directory.vendors_page(session, query=q, convention=convention or None, page=page, per_page=PER_PAGE)
+    return render(request, "vendors/list.html", title="Commerçants", found=found, rows=found.rows, q=q, convention=convention)
 
 
 @router.get("/new")
@@ -59,12 +62,12 @@ def vendor(request: Request, session: DbSession, vendor_id: int) -> Response:
 
 @router.post("/{vendor_id}")
 def edit(request: Request, session: DbSession, user: CurrentUser, vendor_id: int, name: Text = "", kind: Text = "",
-         zone: Text = "", market: Text = "", iban: Text = "", convention_status: Text = "", convention_start: Text = "",
-         convention_end: Text = "") -> Response:
-    form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban, "convention_status": convention_status,
-            "convention_start": convention_start, "convention_end": convention_end}
+         zone: Text = "", market: Text = "", iban: Text = "") -> Response:
+    """The vendor's own fields; its accreditation changes on its own page (criteria, visit, training)."""
+    form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban}
     try:
-        updated = admin.update_vendor(session, vendor_id=vendor_id, **_fields(form), by=user.email)
+        updated = admin.update_vendor(session, vendor_id=vendor_id, name=name, kind=kind, zone=zone,
+                                      market=market.strip() or None, iban=iban.strip() or None, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error), form=form)
@@ -76,6 +79,74 @@ def edit(request: Request, session: DbSession, user: CurrentUser, vendor_id: int
     if notice := admin.sepa_name_notice(updated.vendor.name):
         flash += f" {notice}"
     return redirect(f"/console/vendors/{vendor_id}", flash=flash)
+
+
+@router.get("/{vendor_id}/iban")
+def iban_form(request: Request, session: DbSession, vendor_id: int) -> Response:
+    return _iban_form(request, session, vendor_id, iban="", error=None)
+
+
+def _iban_form(request: Request, session: DbSession, vendor_id: int, *, iban: str, error: str | None,
+               status_code: int = 200) -> Response:
+    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    return render(request, "vendors/iban.html", status_code=status_code, title=f"Nouvel IBAN : {vendor.name}", vendor=vendor,
+                  pending=admin.pending_iban_change(session, vendor_id=vendor_id), iban=iban, error=error)
+
+
+@router.post("/{vendor_id}/iban")
+def request_iban(request: Request, session: DbSession, user: CurrentUser, vendor_id: int, iban: Text = "",
+                 confirmed: Text = "") -> Response:
+    """The IBAN typed is checked and shown with the current one; the request once that is confirmed."""
+    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    try:
+        change = admin.request_iban_change(session, vendor_id=vendor_id, iban=iban, by=user.email)
+    except CaisseError as error:
+        session.rollback()
+        return _iban_form(request, session, vendor_id, iban=iban, error=french(error), status_code=error.status_code)
+    if not confirmed:
+        session.rollback()  # checked by the service itself, written only once confirmed
+        return confirm(request, title=f"Nouvel IBAN : {vendor.name}", action=f"/console/vendors/{vendor_id}/iban",
+                       button="Demander ce changement", back=f"/console/vendors/{vendor_id}",
+                       hidden={"iban": change.iban, "confirmed": "1"},
+                       lines=[f"IBAN actuel : {vendor.iban or 'aucun'}.", f"Nouvel IBAN demandé : {change.iban}.",
+                              "Rien ne change tant qu'une autre personne de la trésorerie ou de l'administration ne l'a pas"
+                              " approuvé ; les règlements préparés ensuite paieront le nouvel IBAN."])
+    session.commit()
+    return redirect(f"/console/vendors/{vendor_id}", flash=f"Nouvel IBAN {change.iban} demandé : une autre personne"
+                                                          " de la trésorerie l'approuve sur cette page.")
+
+
+@router.get("/{vendor_id}/iban/{change_id}/approve")
+def approve_iban_form(request: Request, session: DbSession, approver: IbanApprover, vendor_id: int, change_id: int) -> Response:
+    vendor, change = _change_of(session, vendor_id, change_id)
+    if accounts.same_person(approver.email, change.requested_by):
+        return _detail(request, session, vendor_id, status_code=409,
+                       error=french(CaisseError("second_person_required", "")))
+    return confirm(request, title=f"Approuver le nouvel IBAN de {vendor.name}", final=True,
+                   action=f"/console/vendors/{vendor_id}/iban/{change_id}/approve", button="Approuver le nouvel IBAN",
+                   back=f"/console/vendors/{vendor_id}",
+                   lines=[f"IBAN actuel : {vendor.iban or 'aucun'}.", f"Nouvel IBAN, demandé par {change.requested_by} : {change.iban}.",
+                          "Vérifiez-le avec le commerçant (un relevé d'identité bancaire à son nom) : les règlements préparés"
+                          " dès maintenant lui paieront son argent sur ce compte. Un règlement déjà préparé garde l'ancien."])
+
+
+@router.get("/{vendor_id}/iban/{change_id}/reject")
+def reject_iban_form(request: Request, session: DbSession, vendor_id: int, change_id: int) -> Response:
+    vendor, change = _change_of(session, vendor_id, change_id)
+    return confirm(request, title=f"Refuser le nouvel IBAN de {vendor.name}", final=True, danger=True,
+                   action=f"/console/vendors/{vendor_id}/iban/{change_id}/reject", button="Refuser le changement",
+                   back=f"/console/vendors/{vendor_id}",
+                   lines=[f"La demande de {change.requested_by} ({change.iban}) sera refusée ; l'IBAN reste {vendor.iban or 'absent'}.",
+                          "Un autre changement pourra être demandé ensuite."])
+
+
+def _change_of(session: DbSession, vendor_id: int, change_id: int) -> tuple[Vendor, VendorIbanChange]:
+    """The vendor and its pending change `change_id` (a form cannot decide another vendor's)."""
+    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    change = admin.pending_iban_change(session, vendor_id=vendor_id)
+    if change is None or change.id != change_id:
+        raise NotFound("iban_change_not_found", f"no pending IBAN change {change_id} for vendor {vendor_id}")
+    return vendor, change
 
 
 @router.post("/{vendor_id}/iban/{change_id}/approve")
@@ -108,6 +179,7 @@ def _detail(request: Request, session: DbSession, vendor_id: int, *, status_code
                   payable_cents=admin.vendor_payable_cents(session, vendor_id=vendor_id),
                   terminals=directory.terminal_rows(session, vendor_id=vendor_id),
                   history=audit.events(session, subjects=[f"vendor:{vendor_id}"], limit=20),
+                  accreditation_warning=accreditation.warning(vendor, today=local_today(request)),
                   **{"error": None, "form": form, **extra})
 
 

@@ -79,7 +79,7 @@ def test_an_unknown_terminal_is_403_and_writes_nothing(client: TestClient, sessi
 
 def test_a_revoked_terminal_is_403_terminal_revoked(client: TestClient, session: Session) -> None:
     world = make_world(session)
-    admin.revoke_terminal(session, terminal_id=world.terminal_id, by="test")
+    admin.revoke_terminal(session, terminal_id=world.terminal_id, by=admin.SYSTEM)
     session.commit()
     raw = world.chain.pay(world.uid, 100)
     response = client.post(f"/v1/terminals/{world.terminal_id}/batches", json={"records": [_b64(raw)]})
