@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench load simulate-20 clean openscad chromium systemd
+.PHONY: run test lint-firmware bench bench-settle load simulate-20 clean openscad chromium systemd
 
 # Each step says what it does: the first install takes minutes, and pip lists what it fetches.
 $(BIN)/activate:
@@ -61,6 +61,10 @@ simulate-20: $(VENV)/.installed
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/ingest.py
+
+## Nightly settlement of 10^6 records, SQLite then PostgreSQL at 127.0.0.1:5432, against its goals.
+bench-settle: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/settle.py
 
 ## 500 terminals uploading at once to uvicorn (several workers) on PostgreSQL at 127.0.0.1:5432.
 load: $(VENV)/.installed-dev

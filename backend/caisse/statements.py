@@ -19,19 +19,26 @@ line in fpdf2, too slow for a million records; a line of text ~5 µs.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import itertools
+import multiprocessing
+import operator
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, func, select
 from sqlmodel import Session
 
+from caisse.db import is_postgresql
 from caisse.money import euros
 from caisse.models import BankReturn, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
 
@@ -75,45 +82,119 @@ class StatementVendor:
 Line = tuple[str, str, int, int, str, int]
 
 
+# Runs with at least this many records render their statements in worker processes, one per
+# core: starting them (an interpreter importing fpdf2) costs more than it saves on a small run.
+PARALLEL_FROM_RECORDS = 100_000
+# Statements handed to the workers and not written yet: bounds the memory of a large run.
+_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RunHeading:
+    """What a statement says of its run (a picklable stand-in for the SettlementRun row)."""
+
+    id: int
+    run_date: date
+
+
+# One item of a statement as read: unix time, terminal, number, record kind, amount in cents.
+Item = tuple[int, int, int, int, int]
+
+
 def write_statements(session: Session, folder: Path, *, run: SettlementRun, vendors: Iterable[StatementVendor],
                      timezone: str) -> None:
-    """`releve-commercant-<vendor>.csv` and `.pdf` for each vendor in `vendors` (those paid)."""
+    """`releve-commercant-<vendor>.csv` and `.pdf` for each vendor in `vendors` (those paid).
+
+    Three reads for the whole run (its items streamed in vendor order, the transfers it pays
+    again, the records held for review); each vendor's files are then rendered from plain tuples,
+    in worker processes when the run is large (the same bytes either way)."""
     by_vendor = {vendor.vendor_id: vendor for vendor in vendors}
-    written: set[int] = set()
+    assert run.id is not None
+    heading = RunHeading(run.id, run.run_date)
+    repaid = _repaid_by_vendor(session, run_id=run.id)
+    held = _held_by_vendor(session, before_time=run.cutoff_time)
+    with _renderer(parallel=_record_count(session, run_id=run.id) >= PARALLEL_FROM_RECORDS) as render:
+        for vendor_id, items in _items_by_vendor(session, run_id=run.id):
+            vendor = by_vendor.pop(vendor_id, None)
+            if vendor is not None:  # else netted to zero: nothing paid, no statement
+                render(folder, heading, vendor, items, repaid.get(vendor_id, []), held.get(vendor_id, []), timezone)
+        for vendor in by_vendor.values():  # paid only transfers the bank returned: no record in this run
+            render(folder, heading, vendor, [], repaid.get(vendor.vendor_id, []), held.get(vendor.vendor_id, []), timezone)
+
+
+def _render_statement(folder: Path, heading: RunHeading, vendor: StatementVendor, items: list[Item],
+                      repaid: list[tuple[str, str, int]], held: list[HeldRecord], timezone: str) -> None:
+    """One vendor's CSV and PDF. Module-level and fed plain values: it runs in worker processes."""
     clock = LocalClock(ZoneInfo(timezone))
-    rows = session.execute(
-        text("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
-             " JOIN transaction_record r ON r.id = i.record_id WHERE i.run_id = :run"
-             " ORDER BY i.vendor_id, r.time, r.terminal_id, r.seq"),
-        {"run": run.id},
-    )
-    for vendor_id, group in itertools.groupby(rows, key=lambda row: row[0]):
-        vendor = by_vendor.get(vendor_id)
-        if vendor is None:
-            continue  # netted to zero: nothing paid, no statement
-        lines: list[Line] = []
-        for _, moment, terminal_id, seq, kind, amount in group:
-            day, hour = clock.local(moment)
-            lines.append((day, hour, terminal_id, seq, KIND.get(kind, str(kind)), amount))
-        written.add(vendor_id)
-        _write_vendor(session, folder, run=run, vendor=vendor, lines=lines, timezone=timezone)
-    for vendor in by_vendor.values():  # paid only transfers the bank returned: no record in this run
-        if vendor.vendor_id not in written:
-            _write_vendor(session, folder, run=run, vendor=vendor, lines=[], timezone=timezone)
-
-
-def _write_vendor(session: Session, folder: Path, *, run: SettlementRun, vendor: StatementVendor, lines: list[Line],
-                  timezone: str) -> None:
-    statement = Statement(run=run, vendor=vendor, lines=lines, repaid=_repaid(session, run=run, vendor_id=vendor.vendor_id),
-                          held=held_for_review(session, vendor_id=vendor.vendor_id, before_time=run.cutoff_time))
+    local = clock.local
+    lines: list[Line] = [(*local(moment), terminal_id, seq, KIND.get(kind, str(kind)), amount)
+                         for moment, terminal_id, seq, kind, amount in items]
+    statement = Statement(run=heading, vendor=vendor, lines=lines, repaid=repaid, held=held)
     stem = folder / f"releve-commercant-{vendor.vendor_id}"
-    _write_csv(stem.with_suffix(".csv"), statement, clock=LocalClock(ZoneInfo(timezone)))
-    _write_pdf(stem.with_suffix(".pdf"), statement, clock=LocalClock(ZoneInfo(timezone)))
+    _write_csv(stem.with_suffix(".csv"), statement, clock=clock)
+    _write_pdf(stem.with_suffix(".pdf"), statement, clock=clock)
+
+
+@contextlib.contextmanager
+def _renderer(*, parallel: bool) -> Iterator[Callable[..., None]]:
+    """_render_statement, called here or handed to a pool of worker processes (one per core).
+    Leaving the block waits for every statement; a worker's error is raised here."""
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not parallel or workers < 2:
+        yield _render_statement
+        return
+    try:  # spawn: a fresh interpreter, never a fork of a process that may hold threads and connections
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    except OSError:  # no POSIX semaphores here (a locked-down container): the statements still get written
+        yield _render_statement
+        return
+    pending: collections.deque[Future[None]] = collections.deque()
+
+    def submit(*args: Any) -> None:
+        pending.append(pool.submit(_render_statement, *args))
+        while len(pending) > _IN_FLIGHT:
+            pending.popleft().result()
+
+    try:
+        yield submit
+        while pending:
+            pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error, the statements not started are dropped
+
+
+def _record_count(session: Session, *, run_id: int) -> int:
+    return int(session.execute(select(func.coalesce(func.sum(SettlementLine.record_count), 0))
+                               .where(SettlementLine.run_id == run_id)).scalar_one())  # type: ignore[arg-type]
+
+
+_ITEMS_SQL = ("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
+              " JOIN transaction_record r ON r.id = i.record_id WHERE i.run_id = {run}"
+              " ORDER BY i.vendor_id, r.time, r.terminal_id, r.seq")
+
+
+def _items_by_vendor(session: Session, *, run_id: int) -> Iterator[tuple[int, list[Item]]]:
+    """(vendor id, its items in statement order), vendor by vendor: the run's items streamed from
+    the driver's cursor as plain tuples (a million rows as SQLAlchemy rows cost seconds)."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    if is_postgresql(session):
+        cursor = driver.cursor(name="statement_items")  # server side: the rows come as they are read
+        cursor.itersize = 10_000
+        cursor.execute(_ITEMS_SQL.format(run="%s"), (run_id,))
+    else:
+        cursor = driver.cursor()
+        cursor.execute(_ITEMS_SQL.format(run="?"), (run_id,))
+    try:
+        for vendor_id, rows in itertools.groupby(cursor, key=operator.itemgetter(0)):
+            yield vendor_id, [row[1:] for row in rows]
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    run: SettlementRun
+    run: RunHeading
     vendor: StatementVendor
     lines: list[Line]
     repaid: list[tuple[str, str, int]]  # (payment id, reason, cents): returned by the bank, paid again now
@@ -129,13 +210,18 @@ class Statement:
             yield day, list(group)
 
 
-def _repaid(session: Session, *, run: SettlementRun, vendor_id: int) -> list[tuple[str, str, int]]:
-    return [(payment_id, reason, int(cents)) for payment_id, reason, cents in session.execute(
-        select(BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)
-        .where(BankReturn.repaid_run_id == run.id, BankReturn.vendor_id == vendor_id).order_by(BankReturn.id))]  # type: ignore[arg-type]
+def _repaid_by_vendor(session: Session, *, run_id: int) -> dict[int, list[tuple[str, str, int]]]:
+    """Per vendor, the transfers the bank returned that this run pays again, in the order received."""
+    repaid: dict[int, list[tuple[str, str, int]]] = {}
+    for vendor_id, payment_id, reason, cents in session.execute(
+        select(BankReturn.vendor_id, BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)  # type: ignore[call-overload]
+        .where(BankReturn.repaid_run_id == run_id).order_by(BankReturn.id)  # type: ignore[arg-type]
+    ):
+        repaid.setdefault(vendor_id, []).append((payment_id, reason, int(cents)))
+    return repaid
 
 
-def _title(run: SettlementRun) -> str:
+def _title(run: RunHeading | SettlementRun) -> str:
     return f"Relevé du règlement {run.id} du {run.run_date:%d/%m/%Y}"
 
 
@@ -168,6 +254,10 @@ class SafeWriter:
         for row in rows:
             self.writerow(row)
 
+    def writerows_unchecked(self, rows: Iterable[Iterable[object]]) -> None:
+        """Rows whose cells the caller made safe: written in bulk by the csv module."""
+        self._writer.writerows(rows)
+
 
 def open_spreadsheet(path: Path) -> Any:
     """UTF-8 with a byte order mark: without it Excel reads the accents as windows-1252."""
@@ -180,7 +270,10 @@ def _write_csv(path: Path, statement: Statement, *, clock: LocalClock) -> None:
         writer.writerow([_title(statement.run), statement.vendor.name, statement.vendor.iban])
         writer.writerow(["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"])
         for day, lines in statement.days():
-            writer.writerows((d, hour, terminal, seq, kind, euros(amount)) for d, hour, terminal, seq, kind, amount in lines)
+            # Straight to csv.writer: dates, hours, numbers and amounts (matching _AMOUNT) never
+            # need safe_cell's apostrophe; only the operation could, for an unknown kind.
+            writer.writerows_unchecked((d, hour, terminal, seq, safe_cell(kind), euros(amount))
+                                       for d, hour, terminal, seq, kind, amount in lines)
             writer.writerow([f"total du {day}", "", "", len(lines), "", euros(sum(line[5] for line in lines))])
         for payment_id, reason, cents in statement.repaid:
             writer.writerow([f"virement {payment_id} retourné par la banque ({reason}), payé à nouveau", "", "", "", "",
@@ -284,19 +377,37 @@ def _pdf_held(pdf: FPDF, held: list[HeldRecord], *, clock: LocalClock) -> None:
 
 def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
     """Column titles, then one text line per row (bold when flagged: the totals), a new page (with
-    titles) when full. Leaves pdf.y on the line after the last one."""
-    pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
+    titles) when full. Leaves pdf.y on the line after the last one.
+
+    A plain row is written straight into the page's content, as pdf.text() would write it in the
+    font the titles selected (the same bytes: tests/backend/test_statements.py compares them):
+    fpdf2's text() checks its state and converts the string on every call, ~6 µs a line, which
+    is seconds for a million statement lines."""
+    plain = _plain_text_applies(pdf)
+    left_pt, scale, height = _LEFT_MM * pdf.k, pdf.k, pdf.h
+    starts: dict[float, bytes] = {}  # "BT x y Td (" by y: every page repeats the same heights
+    pdf.text(_LEFT_MM, y, _latin(_COLUMNS))  # also selects the font on the page
+    contents = _page_content(pdf)
     y += _LINE_MM * 1.5
     for row, bold in rows:
         if y > _PAGE_BOTTOM_MM:
             pdf.add_page()
             y = _PAGE_TOP_MM
             pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
+            contents = _page_content(pdf)
             y += _LINE_MM * 1.5
         if bold:
             pdf.set_font("Courier", style="B", size=9)
             pdf.text(_LEFT_MM, y, _latin(row))
             pdf.set_font("Courier", size=9)
+        elif plain:
+            text = row.encode("cp1252")
+            if b"(" in text or b")" in text or b"\\" in text or b"\r" in text:  # as fpdf2's escape_parens
+                text = text.replace(b"\\", b"\\\\").replace(b")", b"\\)").replace(b"(", b"\\(").replace(b"\r", b"\\r")
+            start = starts.get(y)
+            if start is None:
+                start = starts[y] = b"BT %.2f %.2f Td (" % (left_pt, (height - y) * scale)
+            contents += start + text + b") Tj ET\n"
         else:
             pdf.text(_LEFT_MM, y, row)  # ASCII or already windows-1252: digits, '/', ':', ',', the KIND words
         y += _LINE_MM
@@ -304,6 +415,23 @@ def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
         pdf.add_page()
         y = _PAGE_TOP_MM
     pdf.set_y(y + _LINE_MM / 2)
+
+
+def _page_content(pdf: FPDF) -> bytearray:
+    """The current page's content, to extend in place (a throwaway when fpdf2 keeps another type:
+    _plain_text_applies is then false and nothing is written into it)."""
+    contents = pdf.pages[pdf.page].contents
+    return contents if isinstance(contents, bytearray) else bytearray()
+
+
+def _plain_text_applies(pdf: FPDF) -> bool:
+    """Whether pdf.text() would write nothing but the text itself: no text mode, decoration or
+    colour change, and a page content that can be extended in place (fpdf2 keeps a bytearray)."""
+    from fpdf.enums import TextMode
+
+    return (pdf.text_mode == TextMode.FILL and not pdf.underline and not pdf.strikethrough
+            and not pdf._record_text_quad_points and pdf.fill_color == pdf.text_color  # noqa: SLF001
+            and isinstance(pdf.pages[pdf.page].contents, bytearray))
 
 
 # The run summary ------------------------------------------------------------------------------
@@ -326,20 +454,38 @@ class HeldRecord:
 def held_for_review(session: Session, *, vendor_id: int | None = None, before_time: int | None = None,
                     limit: int = 10_000) -> list[HeldRecord]:
     """Records waiting for a person's decision, by vendor then oldest first."""
+    query = _held_query(before_time=before_time)
+    if vendor_id is not None:
+        query = query.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
+    return [_held_record(row) for row in session.execute(query.limit(limit))]
+
+
+def _held_by_vendor(session: Session, *, before_time: int, limit: int = 10_000) -> dict[int, list[HeldRecord]]:
+    """held_for_review of every vendor at once (one query, not one per vendor), `limit` each."""
+    held: dict[int, list[HeldRecord]] = {}
+    for row in session.execute(_held_query(before_time=before_time)):
+        records = held.setdefault(int(row[1]), [])
+        if len(records) < limit:
+            records.append(_held_record(row))
+    return held
+
+
+def _held_query(*, before_time: int | None) -> Select[Any]:
     record = TransactionRecord
     query = (select(record.id, Terminal.vendor_id, Vendor.name, record.terminal_id, record.seq, record.kind, record.time,
                     record.amount_cents, record.hold_reason)
              .join(Terminal, Terminal.id == record.terminal_id)  # type: ignore[arg-type]
              .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
              .where(record.review == str(ReviewStatus.HELD)))  # type: ignore[arg-type]
-    if vendor_id is not None:
-        query = query.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
     if before_time is not None:
         query = query.where(record.time < before_time)  # type: ignore[arg-type, operator]
-    rows = session.execute(query.order_by(Terminal.vendor_id, record.time, record.id).limit(limit)).all()  # type: ignore[arg-type]
-    return [HeldRecord(int(r_id), int(v_id), name, int(terminal), int(seq), KIND.get(kind, str(kind)), int(moment),
-                       int(amount), reason or "")
-            for r_id, v_id, name, terminal, seq, kind, moment, amount, reason in rows]
+    return query.order_by(Terminal.vendor_id, record.time, record.id)  # type: ignore[arg-type]
+
+
+def _held_record(row: Any) -> HeldRecord:
+    r_id, v_id, name, terminal, seq, kind, moment, amount, reason = row
+    return HeldRecord(int(r_id), int(v_id), name, int(terminal), int(seq), KIND.get(kind, str(kind)), int(moment),
+                      int(amount), reason or "")
 
 
 def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone: str, differences: list[str]) -> None:

@@ -6,6 +6,7 @@ import csv
 import re
 from pathlib import Path
 
+import pytest
 from pypdf import PdfReader
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -138,3 +139,46 @@ def test_a_long_vendor_name_wraps_inside_the_pdf_page(session: Session, engine: 
     assert len(header) >= 3  # on several lines ...
     assert all(measure.get_string_width(line) <= 180 for line in header)  # ... each within the 180 mm of text
     assert "".join(line.replace(" ", "") for line in header).startswith("Commerçant:" + name.strip().replace(" ", ""))
+
+
+def _statement_files(folder: Path) -> dict[str, bytes]:
+    """Each statement's bytes, the PDF's creation time and the file id drawn from it set aside."""
+    return {path.name: re.sub(rb"/CreationDate \(D:[^)]*\)|/ID \[[^]]*\]", b"", path.read_bytes())
+            for path in sorted(folder.glob("releve-commercant-*"))}
+
+
+def test_statements_written_by_worker_processes_are_the_bytes_fpdf2_writes_line_by_line(
+    session: Session, engine: Engine, rules: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run renders in worker processes and writes plain PDF lines into the page itself:
+    the files must be those of the one-process, pdf.text() path, byte for byte."""
+    from sqlalchemy import select, update
+
+    from caisse import review, statements
+    from caisse.models import SettlementRun, TransactionRecord, Vendor
+
+    market = Market(session, rules, vendors=3)
+    session.execute(update(Vendor).where(Vendor.id == market.vendor_ids[1]).values(name="Bœuf (et) \\ Cie"))  # type: ignore[arg-type]
+    session.commit()
+    for vendor, count in enumerate((130, 5, 2)):  # over a page for the first vendor
+        chain = market.chains[vendor]
+        market.upload(vendor, [chain.pay(market.uid, 100 + i, time=T0 - 86_400 + 60 * i) for i in range(count)])
+    market.upload(0, [market.chains[0].void(1)])
+    held_id = session.execute(select(TransactionRecord.id).where(  # type: ignore[call-overload]
+        TransactionRecord.terminal_id == market.chains[0].terminal_id, TransactionRecord.seq == 3)).scalar_one()  # type: ignore[arg-type]
+    assert review.hold(session, record_ids=[held_id], reason="(carte \\ signalée)\r" + " très longue" * 20) == 1
+    session.commit()
+    result = _settle(engine, rules)
+    run = session.get(SettlementRun, result.run_id)
+    assert run is not None
+    vendors = [statements.StatementVendor(v, f"Ferme {v}", "FR1420041010050500013M02606") for v in market.vendor_ids]
+    for name in ("one", "pool"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setattr(statements, "_plain_text_applies", lambda pdf: False)  # every line through pdf.text()
+    statements.write_statements(session, tmp_path / "one", run=run, vendors=vendors, timezone=rules.settlement_timezone)
+    monkeypatch.undo()
+    monkeypatch.setattr(statements, "PARALLEL_FROM_RECORDS", 1)
+    statements.write_statements(session, tmp_path / "pool", run=run, vendors=vendors, timezone=rules.settlement_timezone)
+    one, pool = _statement_files(tmp_path / "one"), _statement_files(tmp_path / "pool")
+    assert len(one) == 6 and one.keys() == pool.keys()
+    assert [name for name in one if one[name] != pool[name]] == []
