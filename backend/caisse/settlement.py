@@ -32,7 +32,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,9 +41,9 @@ from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from caisse import accounts, audit, ledger
+from caisse import accounts, audit, ledger, protocol
 from caisse.config import Settings
-from caisse.db import get_by_id
+from caisse.db import bind_value, get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
     BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TransactionRecord, Vendor, utcnow,
@@ -93,6 +93,11 @@ _BELOW_SETTLED = ("r.id BETWEEN :scan_from AND :settled_max AND NOT EXISTS (SELE
                   " WHERE i.record_id = r.id AND i.record_id BETWEEN :scan_from AND :settled_max)")
 _ABOVE_SETTLED = "r.id > :above"
 _SIGNED = "CASE WHEN r.kind = 1 THEN r.amount_cents ELSE -r.amount_cents END"
+# A record is due when its time is before the cut-off; one whose terminal did not trust its own
+# clock (flag 0x02, a time that may lie years ahead) is due once it was received before the cut-off,
+# the judged time of docs/protocol.md, so a terminal's wrong clock never delays its vendor's pay.
+_DUE = (f"(r.time < :cutoff OR ((r.flags & {protocol.FLAG_UNTRUSTED_TIME}) <> 0"
+        " AND r.received_at < :cutoff_received))")
 
 
 def cutoff_time(run_date: date, *, timezone: str) -> int:
@@ -161,11 +166,11 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
         candidates.add(session.execute(
             # `+r.terminal_id`: the records are read in table order and the terminals hashed, not walked
             # through the (terminal_id, seq) index, a random page per record.
-            _expanding(f"SELECT t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', r.time < :cutoff,"
+            _expanding(f"SELECT t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', {_DUE},"
                        f" SUM({_SIGNED}), COUNT(*), MIN(r.id) FROM transaction_record r"
                        f" JOIN terminal t ON t.id = +r.terminal_id WHERE {_UNDECIDED} AND {part}"
-                       f" GROUP BY t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', r.time < :cutoff"),
-            {"cutoff": cutoff, **scan.params},
+                       f" GROUP BY t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', {_DUE}"),
+            {**_cutoff_params(session, cutoff), **scan.params},
         ).all())
     held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(candidates.held.items())]
@@ -301,10 +306,16 @@ def _insert_items(session: Session, *, run_id: int, cutoff: int, terminals: list
         session.execute(
             _expanding("INSERT INTO settlement_item (record_id, run_id, vendor_id, amount_cents)"
                        f" SELECT r.id, :run_id, t.vendor_id, {_SIGNED} FROM transaction_record r CROSS JOIN terminal t"
-                       " WHERE t.id = +r.terminal_id AND t.id IN :terminals AND r.status = 'accepted' AND r.time < :cutoff"
+                       f" WHERE t.id = +r.terminal_id AND t.id IN :terminals AND r.status = 'accepted' AND {_DUE}"
                        f" AND r.chain_verified AND {_REVIEW} IN ('', 'released') AND {part}"),
-            {"run_id": run_id, "cutoff": cutoff, "terminals": terminals, **scan.params},
+            {"run_id": run_id, **_cutoff_params(session, cutoff), "terminals": terminals, **scan.params},
         )
+
+
+def _cutoff_params(session: Session, cutoff: int) -> dict[str, Any]:
+    """The cut-off as the record's time (unix seconds) and as its reception time, for _DUE."""
+    received = datetime.fromtimestamp(cutoff, UTC)
+    return {"cutoff": cutoff, "cutoff_received": bind_value(session, TransactionRecord.__table__.c.received_at, received)}  # type: ignore[attr-defined]
 
 
 def _expanding(sql: str) -> Any:

@@ -6,10 +6,11 @@ import csv
 import itertools
 import time
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings, strategies as st
 import xml.etree.ElementTree as etree
 from sqlalchemy import Engine, func, select, text, update
@@ -620,3 +621,15 @@ def test_a_vendor_is_registered_only_with_an_iban_whose_checksum_holds(session: 
     with pytest.raises(InvalidInput) as refused:
         admin.create_vendor(session, name="Boulangerie", kind="bakery", zone="Sud", iban="FR7630006000011234567890188")
     assert refused.value.code == "invalid_iban"
+
+
+def test_a_terminal_that_distrusts_its_clock_is_paid_the_night_its_payment_arrives(
+        session: Session, engine: Engine, rules: Settings) -> None:
+    """Its RTC restarted wrong (here years ahead) and the terminal said so (flag 0x02): the record
+    is judged on its reception, so tonight's run pays it rather than a run in 2031."""
+    market = Market(session, rules)
+    with time_machine.travel(datetime(2026, 1, 1, 17, 0, tzinfo=UTC), tick=False):  # received on DAY1
+        market.pay(0, 1_234, time=int(datetime(2031, 6, 1, tzinfo=UTC).timestamp()), flags=protocol.FLAG_UNTRUSTED_TIME)
+    result = _settle(engine, rules, run_date=DAY1)
+    assert (result.paid_cents, result.paid_records) == (1_234, 1)
+    assert_ledger_invariants(session)
