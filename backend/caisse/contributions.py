@@ -60,20 +60,23 @@ class HouseholdDues:
 
 
 def dues(session: Session, *, month: str, settings: Settings) -> list[HouseholdDues]:
-    """Every household that joined by the end of `month`: due and received up to that month."""
+    """Every household that joined by the end of `month`: due and received up to that month, or
+    up to its leaving month if it left before."""
     period = Month.parse(month)
     zone = ZoneInfo(settings.settlement_timezone)
     # The bound in UTC: SQLite compares the stored UTC text.
-    households = session.execute(select(Household.id, Household.name, Household.members, Household.created_at)
+    households = session.execute(select(Household.id, Household.name, Household.members, Household.created_at, Household.left_on)
                                  .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
                                  .order_by(Household.id)).all()  # type: ignore[arg-type]
     history = household_means.history(session, up_to=str(period))
     received = _received(session, up_to=str(period))
     result = []
-    for household_id, name, members, created_at in households:
+    for household_id, name, members, created_at, left_on in households:
         joined = _local(created_at, zone)
         rows = history.get(household_id, [])
-        monthly = _due_by_month(rows, joined=joined, until=period, pro_rata=settings.allowance_pro_rata)
+        # Its leaving month is its last (caisse.members): the last allowance, the last contribution due.
+        until = period if left_on is None else min(period, Month(left_on.year, left_on.month))
+        monthly = _due_by_month(rows, joined=joined, until=until, pro_rata=settings.allowance_pro_rata)
         paid = received.get(household_id, 0)
         due = sum(amount for _, amount in monthly)
         behind = [m for m, remaining in _uncovered(monthly, paid) if remaining > 0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ import time_machine
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, admin, allowances, audit, contributions, corrections, costs, fund, ledger, matching_claim, means
+from caisse import accounts, admin, allowances, audit, contributions, corrections, costs, fund, ledger, matching_claim, means, members
 from caisse.allowances import Month
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, Role, TransactionRecord
@@ -179,6 +179,18 @@ def test_dues_count_the_joining_month_pro_rata_a_changed_choice_and_cover_the_ol
     assert contributions.dues(session, month="2026-01", settings=rules)[-1].behind_cents == 0
     # A household that joins after the month asked for owes nothing for it and is not listed.
     assert h not in {row.household_id for row in contributions.dues(session, month="2025-12", settings=rules)}
+
+
+def test_a_household_that_left_owes_nothing_after_its_leaving_month(session: Session, staff: str) -> None:
+    rules = make_settings()
+    h = _household(session, datetime(2025, 12, 1, tzinfo=UTC))
+    means.record_means(session, household_id=h, effective_month="2025-12", size=2, income_quartile=2,
+                       chosen_contribution_cents=1_000, by=staff, settings=rules)
+    members.leave_household(session, household_id=h, end_date=date(2026, 2, 10), by=staff,
+                            now=datetime(2026, 2, 1, tzinfo=UTC))
+    session.commit()
+    [row] = [r for r in contributions.dues(session, month="2026-06", settings=rules) if r.household_id == h]
+    assert (row.due_cents, row.months_behind, row.first_month_behind) == (3_000, 3, "2025-12")  # December to February
 
 
 def test_a_household_behind_keeps_its_whole_allowance(session: Session, staff: str) -> None:
