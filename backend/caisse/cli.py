@@ -23,7 +23,7 @@ from caisse import accounts, admin, sun
 from caisse.cli_fund import cotisations_app, year_app
 from caisse.cli_lists import liste_app
 from caisse.models import Card
-from caisse.cli_choices import ACCREDITATION_STATUS
+from caisse.cli_choices import ACCREDITATION_STATUS, BLOCK_REASON, ROLE
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
@@ -543,14 +543,13 @@ def card_issue(
     _created("Carte émise", card.id)
 
 
-_BLOCK_REASONS = Choices({"perdue": "lost", "volée": "stolen"})
 
 
 @card_app.command("block")
 def card_block(
     uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")],
     by: _StaffBy,
-    reason: Annotated[str, _BLOCK_REASONS.option("--motif", "--reason", help="Pourquoi.")] = "perdue",
+    reason: Annotated[str, BLOCK_REASON.option("--motif", "--reason", help="Pourquoi.")] = "perdue",
 ) -> None:
     """Bloquer maintenant une carte perdue ou volée : les terminaux la refusent après leur prochaine synchronisation."""
     card = _run(lambda s: admin.block_card(s, uid_hex=uid, reason=reason, by=by, os_user=_os_user()))
@@ -1183,13 +1182,14 @@ _AdminBy = Annotated[str, typer.Option("--by", help="Votre compte de la console 
 @user_app.command("add")
 def user_add(
     email: Annotated[str, typer.Argument(help="Adresse e-mail, pour se connecter.")],
-    role: Annotated[str, typer.Option(help="admin, coordinator, treasurer ou committee.")] = "admin",
+    role: Annotated[str, ROLE.option("--role", help="Ce que le compte peut faire.")] = "administration",
     by: Annotated[str | None, typer.Option("--by", help="Votre compte d'administrateur actif ; sans objet pour le tout premier administrateur.")] = None,
-    password: Annotated[str, typer.Option(prompt="Mot de passe", hide_input=True, confirmation_prompt=True,
-                                          envvar="CAISSE_NEW_USER_PASSWORD", show_default=False,
-                                          help="Demandé s'il n'est pas donné.")] = "",
+    password: Annotated[str, typer.Option(envvar="CAISSE_NEW_USER_PASSWORD", show_default=False,
+                                          help="Demandé deux fois, sans l'afficher, s'il n'est pas donné.")] = "",
 ) -> None:
     """Créer un compte de la console (le premier administrateur, par exemple) ; le mot de passe est demandé deux fois."""
+    if not password:
+        password = ask_twice("Mot de passe", again="Mot de passe, une seconde fois")
     user_id = _run(lambda s: accounts.add_account(s, email=email, password=password, role=role, by=by,
                                                   os_user=_os_user()).id)
     out.print(user_id)

@@ -32,7 +32,9 @@ def invoke(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_user_add_prompts_twice_for_the_password_and_creates_an_admin(invoke: Callable[..., str], tmp_path: Path) -> None:
-    output = invoke("user", "add", "Premiere.Admin@Example.org", input=f"{PASSWORD}\n{PASSWORD}\n")
+    output = invoke("user", "add", "Premiere.Admin@Example.org", input=f"{PASSWORD}\nune faute\n{PASSWORD}\n{PASSWORD}\n")
+    assert "Les deux saisies diffèrent : recommencez." in output and "Mot de passe, une seconde fois" in output
+    assert "Repeat" not in output and "Error" not in output
     assert "Compte créé : premiere.admin@example.org (admin)." in output
     engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
     with session_factory(engine)() as session:
@@ -46,7 +48,7 @@ def test_user_add_prompts_twice_for_the_password_and_creates_an_admin(invoke: Ca
 
 def test_user_add_refuses_a_short_password_an_unknown_role_and_a_second_account(invoke: Callable[..., str]) -> None:
     assert "invalid_password" in invoke("user", "add", "a@example.org", "--password", "court", code=1)
-    assert "invalid_role" in invoke("user", "add", "a@example.org", "--role", "boss", "--password", PASSWORD, code=1)
+    assert "« boss » n'est pas l'une des valeurs" in invoke("user", "add", "a@example.org", "--role", "boss", "--password", PASSWORD, code=2)
     assert "admin_by_required" in invoke("user", "add", "a@example.org", "--role", "committee", "--password", PASSWORD, code=1)
     invoke("user", "add", "a@example.org", "--password", PASSWORD)  # the first administrator: no --by
     assert "admin_by_required" in invoke("user", "add", "c@example.org", "--password", PASSWORD, code=1)
