@@ -100,7 +100,13 @@ def test_replacing_a_card_blocks_the_old_one_and_issues_the_new_one_to_the_same_
     ids = _seed(engine)
     sign_in(console_client, Role.COORDINATOR)
     page = f"/console/households/{ids['household']}"
-    answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/replace", {"new_uid": "04 11 22 33 44 55 66"})
+    shown = console_client.get(f"{page}/cards/04a1b2c3d4e5f6/replace", params={"new_uid": "04 11 22 33 44 55 66"})
+    assert shown.status_code == 200 and "sera bloquée pour toujours" in shown.text and 'value="04112233445566"' in shown.text
+    assert console_client.get(f"{page}/cards/04a1b2c3d4e5f6/replace", params={"new_uid": "zz"}).status_code == 422
+    with session_factory(engine)() as session:  # shown, not done
+        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
+    confirmation = f"{page}/cards/04a1b2c3d4e5f6/replace?new_uid=04112233445566"
+    answer = post_form(console_client, confirmation, f"{page}/cards/04a1b2c3d4e5f6/replace", {"new_uid": "04112233445566"})
     assert answer.status_code == 303
     with session_factory(engine)() as session:
         old, new = (admin.get_card(session, uid_hex=uid) for uid in ("04a1b2c3d4e5f6", "04112233445566"))
@@ -120,7 +126,9 @@ def test_a_stolen_card_then_returned_card_is_audited_with_its_reason(
     sign_in(console_client, Role.COORDINATOR)
     page = f"/console/households/{ids['household']}"
     assert post_form(console_client, page, "/console/cards/04a1b2c3d4e5f6/block", {"reason": "stolen"}).status_code == 303
-    assert post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/return", {}).status_code == 303
+    shown = console_client.get(f"{page}/cards/04a1b2c3d4e5f6/return")
+    assert shown.status_code == 200 and "quitte le foyer" in shown.text
+    assert post_form(console_client, f"{page}/cards/04a1b2c3d4e5f6/return", f"{page}/cards/04a1b2c3d4e5f6/return", {}).status_code == 303
     with session_factory(engine)() as session:
         assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.RETURNED
     assert [(e.action, json.loads(e.detail or "{}").get("reason")) for e in _events(engine, "card.")] == [

@@ -17,7 +17,7 @@ from caisse import admin, audit, db, directory, fund
 from caisse import members as membership
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
-from caisse.console.templating import redirect, render
+from caisse.console.templating import confirm, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.money import euros
 from caisse.models import CardType, SortitionVolunteer
@@ -85,6 +85,22 @@ def issue_card(request: Request, session: DbSession, user: CurrentUser, househol
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} remise au foyer.")
 
 
+@router.get("/{household_id}/cards/{uid}/replace")
+def replace_form(request: Request, session: DbSession, household_id: int, uid: str, new_uid: str = "") -> Response:
+    """What replacing does, before it is done: the old card is blocked for good, the new one takes its place."""
+    old = _card_of(session, household_id=household_id, uid=uid)
+    try:
+        typed = admin.parse_uid(_uid(new_uid)).hex()
+    except CaisseError as error:
+        return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
+    return confirm(request, title=f"Remplacer la carte {old.uid.hex()}",
+                   lines=[f"La carte {old.uid.hex()} sera bloquée pour toujours : chaque terminal la refusera dès sa"
+                          " prochaine synchronisation.",
+                          f"La carte {typed} la remplace pour ce foyer, avec le même solde."],
+                   final=True, danger=True, action=f"/console/households/{household_id}/cards/{old.uid.hex()}/replace",
+                   hidden={"new_uid": typed}, button="Remplacer la carte", back=f"/console/households/{household_id}")
+
+
 @router.post("/{household_id}/cards/{uid}/replace")
 def replace_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: str,
                  new_uid: Text = "") -> Response:
@@ -97,6 +113,16 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
     session.commit()
     return redirect(f"/console/households/{household_id}",
                     flash=f"Carte {old.uid.hex()} remplacée par {new.uid.hex()} ; l'ancienne est bloquée.")
+
+
+@router.get("/{household_id}/cards/{uid}/return")
+def return_form(request: Request, session: DbSession, household_id: int, uid: str) -> Response:
+    card = _card_of(session, household_id=household_id, uid=uid)
+    return confirm(request, title=f"Carte {card.uid.hex()} rendue",
+                   lines=[f"La carte {card.uid.hex()} quitte le foyer : chaque terminal la refusera dès sa prochaine"
+                          " synchronisation.", "Elle pourra être remise plus tard, à ce foyer ou à un autre, comme une carte neuve."],
+                   final=True, action=f"/console/households/{household_id}/cards/{card.uid.hex()}/return",
+                   button="Enregistrer la carte rendue", back=f"/console/households/{household_id}")
 
 
 @router.post("/{household_id}/cards/{uid}/return")
