@@ -7,7 +7,6 @@ writes the audit entry. Coordinators and administrators change; the treasury rea
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -15,6 +14,7 @@ from fastapi.responses import Response
 
 from caisse import accreditation, admin, audit
 from caisse.console.deps import STAFF, DbSession, require_page, require_roles
+from caisse.console.forms import optional_date
 from caisse.console.messages import french
 from caisse.console.templating import local_today, redirect, render
 from caisse.errors import CaisseError, InvalidInput
@@ -118,9 +118,9 @@ def _criteria(request: Request, session: DbSession, *, status_code: int = 200, e
 
 def _wanted(form: dict[str, str], criteria: list[str]) -> accreditation.Accreditation:
     return accreditation.Accreditation(
-        status=form["status"], starts_on=_date(form["starts_on"]), ends_on=_date(form["ends_on"]),
-        visited_on=_date(form["visited_on"]), visited_by=form["visited_by"].strip() or None,
-        trained_on=_date(form["trained_on"]), criteria=frozenset(_ids(criteria)))
+        status=form["status"], starts_on=optional_date(form["starts_on"]), ends_on=optional_date(form["ends_on"]),
+        visited_on=optional_date(form["visited_on"]), visited_by=form["visited_by"].strip() or None,
+        trained_on=optional_date(form["trained_on"]), criteria=frozenset(_ids(criteria)))
 
 
 def _ids(values: list[str], *, strict: bool = True) -> set[int]:
@@ -131,13 +131,6 @@ def _ids(values: list[str], *, strict: bool = True) -> set[int]:
     return valid
 
 
-def _date(text: str) -> date | None:
-    if not text.strip():
-        return None
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput("invalid_date", "a date is YYYY-MM-DD") from None
 
 
 def _stops_payments(request: Request, vendor: Vendor, wanted: accreditation.Accreditation) -> bool | None:

@@ -5,7 +5,6 @@ on the vendor's page (caisse.admin); the services write the audit entries."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,9 +12,10 @@ from fastapi.responses import Response
 
 from caisse import accounts, accreditation, admin, audit, directory
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
+from caisse.console.forms import optional_date
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, local_today, redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, NotFound
 from caisse.models import ConsoleUser, Role, Vendor, VendorIbanChange
 
 router = APIRouter(prefix="/vendors", dependencies=[Depends(require_page("vendors"))])
@@ -187,13 +187,4 @@ def _fields(form: dict[str, str]) -> dict[str, Any]:
     """The service's keyword arguments from the form's text (empty optional fields become None)."""
     return {"name": form["name"], "kind": form["kind"], "zone": form["zone"], "market": form["market"].strip() or None,
             "iban": form["iban"].strip() or None, "convention_status": form["convention_status"],
-            "convention_start": _date(form["convention_start"]), "convention_end": _date(form["convention_end"])}
-
-
-def _date(text: str) -> date | None:
-    if not text.strip():
-        return None
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput("invalid_date", "a date is YYYY-MM-DD") from None
+            "convention_start": optional_date(form["convention_start"]), "convention_end": optional_date(form["convention_end"])}
