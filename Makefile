@@ -50,8 +50,9 @@ run: $(VENV)/.installed
 	@echo "==> Démonstration : préparation de la base, puis le serveur (Ctrl-C pour arrêter)"
 	$(BIN)/caisse demo
 
-## Every test: backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython, type checks.
+## Every test: lint, type checks, backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython.
 test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium systemd
+	$(BIN)/ruff check .
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/python -m pytest
 
