@@ -117,6 +117,17 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Where a settlement test's run writes its statements and SEPA files."""
+    return tmp_path / "reglements"
+
+
+@pytest.fixture
+def rules(settings: Settings, folder: Path) -> Settings:
+    return make_settings(str(settings.database_url), settlement_dir=str(folder))
+
+
+@pytest.fixture
 def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, engine=engine)) as client:
         yield client

@@ -21,7 +21,7 @@ from caisse.errors import CaisseError
 from caisse.models import AuditEvent, BankFile, BankReturn, LedgerTransfer, SettlementLine, SettlementRun
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.test_payout import NEW_IBAN, add_staff
-from tests.backend.test_settlement import IBANS, Market, _paid_cents, _sepa, _settle, _texts, folder, rules  # noqa: F401
+from tests.backend.test_settlement import IBANS, Market, _paid_cents, _settle, _texts
 
 FILES = Path(__file__).parent / "bank_files"
 DAY2, DAY3 = date(2026, 1, 2), date(2026, 1, 3)

@@ -21,7 +21,7 @@ from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_in_database
 from tests.backend.test_payout import add_staff
-from tests.backend.test_settlement import Market, folder, rules  # noqa: F401
+from tests.backend.test_settlement import Market
 
 CLAIRE = "claire@caisse.test"
 
@@ -133,7 +133,8 @@ def test_a_reversed_allowance_leaves_the_monthly_budget(session: Session) -> Non
     assert_ledger_invariants(session)
 
 
-def test_the_reverse_command_names_a_console_account_and_records_the_os_user(cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reverse_command_names_a_console_account_and_records_the_os_user(cli_database: str, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from caisse.cli import app

@@ -7,12 +7,12 @@ from __future__ import annotations
 import getpass
 import json
 import re
+import xml.etree.ElementTree as etree
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 import time_machine
-import xml.etree.ElementTree as etree
 from sqlalchemy import Engine, update
 from sqlmodel import Session
 
@@ -22,7 +22,7 @@ from caisse.db import session_factory
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import ConsoleUser, Role, SettlementRun, Vendor
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.test_settlement import IBANS, Market, _paid_cents, _sepa, _settle, _texts, folder, rules  # noqa: F401
+from tests.backend.test_settlement import IBANS, Market, _paid_cents, _sepa, _settle, _texts
 
 DAY1 = date(2026, 1, 1)
 NEW_IBAN = "DE02120300000000202051"

@@ -15,7 +15,7 @@ from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import AuditEvent, Card, ConsoleUser, TransactionRecord
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.factories import T0
-from tests.backend.test_settlement import DAY1, Market, _paid_cents, _settle, folder, rules  # noqa: F401
+from tests.backend.test_settlement import DAY1, Market, _paid_cents, _settle
 
 DAY2 = date(2026, 1, 2)
 DAY3 = date(2026, 1, 3)

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from caisse import sepa
 from caisse.config import Settings
 from tests.backend.conftest import make_settings
-from tests.backend.test_settlement import Market, _control_sum_cents, _sepa, _settle, _texts, folder, rules  # noqa: F401
+from tests.backend.test_settlement import Market, _control_sum_cents, _sepa, _settle, _texts
 
 VERSIONS = ["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "pain.001.001.11"]
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import itertools
 import time
+import xml.etree.ElementTree as etree
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import time_machine
-from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings, strategies as st
-import xml.etree.ElementTree as etree
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text, update
 from sqlmodel import Session
 
@@ -22,10 +25,9 @@ from caisse.db import session_factory
 from caisse.errors import Conflict
 from caisse.ingest import ingest_batch
 from caisse.main import create_app
-from fastapi.testclient import TestClient
 from caisse.models import Counter, SettlementItem, SettlementRun, Terminal, TransactionRecord, Vendor
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import ADMIN_TOKEN, make_settings
+from tests.backend.conftest import ADMIN_TOKEN
 from tests.backend.factories import T0, Chain, new_key, new_uid
 
 DAY1 = date(2026, 1, 1)  # the factories' records are stamped from 2026-01-01 08:01 UTC
@@ -63,16 +65,6 @@ class Market:
 
     def pay(self, index: int, amount_cents: int, **fields: object) -> None:
         self.upload(index, [self.chains[index].pay(self.uid, amount_cents, **fields)])
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "reglements"
-
-
-@pytest.fixture
-def rules(settings: Settings, folder: Path) -> Settings:
-    return make_settings(str(settings.database_url), settlement_dir=str(folder))
 
 
 def _settle(engine: Engine, rules: Settings, run_date: date = DAY1, **kwargs: object) -> settlement.SettleResult:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from caisse.config import Settings
 from tests.backend.factories import T0
-from tests.backend.test_settlement import Market, _settle, folder, rules  # noqa: F401
+from tests.backend.test_settlement import Market, _settle
 
 
 def _pdf_text(path: Path) -> list[str]:
