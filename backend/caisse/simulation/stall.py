@@ -147,7 +147,8 @@ class Stall:
         self.terminal.poll_card()
 
     def _pay(self, card: hal.Card, amount_cents: int) -> None:
-        self._keys("X" + "%d,%02d" % divmod(amount_cents, 100) + "V")
+        whole, cents = divmod(amount_cents, 100)
+        self._keys(f"X{whole},{cents:02d}V")
         self._tap(card)  # no household has a member code, so no code is asked (docs/simulation.md)
 
     def _void(self, card: hal.Card) -> None:

@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
-from caisse_terminal import hal
 from schwifty import IBAN
 from sqlalchemy import select
 
@@ -27,6 +27,7 @@ from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
 from caisse.simulation.faults import NETWORK_FAULTS, Fault, FaultKind, Link
 from caisse.simulation.stall import Stall
+from caisse_terminal import hal
 
 SETUP_S = 1_772_352_000  # 2026-03-01 08:00 UTC: the caisse registers everyone, March is credited
 FIRST_DAY = date(2026, 3, 30)  # a Monday; a five-day run crosses into April (allowance, expiry)
@@ -240,7 +241,9 @@ class World:
 
         for _ in range(self.config.power_cuts):
             day, post = rng.randrange(days), rng.randrange(len(self.posts))
-            add(FaultKind.POWER_CUT, day, market_time(day), lambda f, p=post, u=rng.randrange(1, 400): self.arm_power_cut(f, p, u),
+            at_s = market_time(day)
+            cut_after_units = rng.randrange(1, 400)
+            add(FaultKind.POWER_CUT, day, at_s, lambda f, p=post, u=cut_after_units: self.arm_power_cut(f, p, u),
                 terminal_id=self.posts[post].terminal_id)
         for index in range(self.config.network_drops):
             kind, day, post = NETWORK_FAULTS[index % len(NETWORK_FAULTS)], rng.randrange(days), rng.choice(self.posts)
@@ -276,7 +279,7 @@ class World:
         post = self.in_service(post)
         for _ in range(2):
             read = auth if uid is not None else card.read(self.keys)
-            outcome = self._operate(post, lambda: post.stall.pay(hal.Card(uid or card.uid, read), amount_cents))
+            outcome = self._operate(post, partial(post.stall.pay, hal.Card(uid or card.uid, read), amount_cents))
             if outcome.decline != "power_cut":
                 break
         household_id = self.households[card.household].household_id
@@ -380,8 +383,9 @@ class World:
         for step in range(3):
             post = self.rng.choice(self.posts)
             # Soon after the block, before most stalls' next sync (every 30 min) brings it.
-            self.at(self.backend.now_s + (step + 1) * self.rng.randrange(120, 900),
-                    lambda p=post, a=self.rng.randrange(500, 3000, 10): self.tap(p, card, a, fault=fault))
+            delay_s = (step + 1) * self.rng.randrange(120, 900)
+            amount_cents = self.rng.randrange(500, 3000, 10)
+            self.at(self.backend.now_s + delay_s, lambda p=post, a=amount_cents: self.tap(p, card, a, fault=fault))
 
     def clone(self, fault: Fault, card: MemberCard) -> None:
         """A copy of the card is used at two stalls: the UID alone (basic card), or one SUN
@@ -390,8 +394,9 @@ class World:
         fault.triggered = True
         for step in range(2):
             post = self.rng.choice(self.posts)
-            self.at(self.backend.now_s + (step + 1) * self.rng.randrange(300, 3600),
-                    lambda p=post, a=self.rng.randrange(300, 2500, 10): self.tap(p, card, a, fault=fault, uid=card.uid, auth=skimmed))
+            delay_s = (step + 1) * self.rng.randrange(300, 3600)
+            amount_cents = self.rng.randrange(300, 2500, 10)
+            self.at(self.backend.now_s + delay_s, lambda p=post, a=amount_cents: self.tap(p, card, a, fault=fault, uid=card.uid, auth=skimmed))
 
     def tamper(self, fault: Fault) -> None:
         """Someone holding a terminal rewrites one of its uploaded payments with a higher amount:
