@@ -10,8 +10,8 @@ technician reads them.
 import board
 from drivers.atecc608 import ATECC608
 from drivers.pn532 import PN532
-from drivers.ssd1306 import SSD1306_I2C
 from drivers.screen import Screen
+from drivers.ssd1306 import SSD1306_I2C
 
 
 def _try(results, name, check):

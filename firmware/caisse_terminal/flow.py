@@ -25,8 +25,8 @@ except ImportError:  # CPython
 
 from . import hal, record
 from .clock import ticks_add, ticks_diff
-from .policy import CODE_DIGITS, CODE_OK, CODE_UNAVAILABLE, CODE_WRONG, LOCKED
 from .log import LogFull
+from .policy import CODE_DIGITS, CODE_OK, CODE_UNAVAILABLE, CODE_WRONG, LOCKED
 
 AMOUNT = const(0)
 WAIT_CARD = const(1)
@@ -68,7 +68,7 @@ class Flow:
         self._request_sync = request_sync  # callable(): the sync task should run now
         self._status = status  # callable(page) -> lines of the status screen, or None
         self._status_page = 0
-        self.notice: "str | None" = None  # a warning for the amount screen's footer (low battery)
+        self.notice: str | None = None  # a warning for the amount screen's footer (low battery)
         self._body = bytearray(record.BODY_SIZE)
         self._digits = ""
         self._pin = ""

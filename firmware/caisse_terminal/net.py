@@ -21,7 +21,7 @@ when nobody is typing (terminal.py).
 import socket
 
 try:
-    from typing import Callable  # noqa: F401  (annotations only; MicroPython has no typing)
+    from collections.abc import Callable  # noqa: F401  (annotations only; MicroPython has no collections.abc)
 except ImportError:
     pass
 
@@ -54,7 +54,7 @@ class HttpTransport:
             raise ValueError("a CA is pinned for https only")
         self.ca_pem = ca_pem
         self.link = link
-        self.idle: "Callable[[], None] | None" = None  # while waiting for the answer (module docstring)
+        self.idle: Callable[[], None] | None = None  # while waiting for the answer (module docstring)
         self._context = None  # the ssl.SSLContext, made at the first https request
 
     def __call__(self, method: str, path: str, headers: dict, body) -> tuple:
@@ -112,7 +112,7 @@ class HttpTransport:
         except OSError:
             raise
         except Exception as e:  # ImportError, AttributeError, ValueError of a port without it
-            raise OSError("TLS setup failed: %r" % (e,))
+            raise OSError("TLS setup failed: %r" % (e,)) from e
         if not verified:
             raise OSError("TLS: this port does not verify the pinned CA, refusing to connect")
         self._context = context
@@ -146,7 +146,7 @@ class Response:
         try:
             self.status = int(status_line.split(b" ", 2)[1])
         except (IndexError, ValueError):
-            raise OSError("not an HTTP answer")
+            raise OSError("not an HTTP answer") from None
         self._early = memoryview(head)[end + 4:n]  # body bytes that came with the head
 
     def readinto(self, buf) -> int:

@@ -75,7 +75,7 @@ class PageReader:
                 try:
                     answer[key] = json.loads(self._value[:n])
                 except ValueError:
-                    raise AnswerError("bad value for " + key)
+                    raise AnswerError("bad value for " + key) from None
             c = self._skip_space()
             if c == 0x7D:  # }
                 return
@@ -212,7 +212,7 @@ class PageReader:
                 try:  # any buffer on the ESP32 (the stubs say bytes): no copy of the chunk
                     data = binascii.a2b_base64(memoryview(buf)[pos:pos + span])  # pyright: ignore[reportArgumentType]
                 except Exception:  # binascii.Error, or a port's plain Exception
-                    raise AnswerError("cards: not base64")
+                    raise AnswerError("cards: not base64") from None
                 if len(data) != span // 4 * 3 - padding or (padding and quote != pos + span):
                     raise AnswerError("cards: not base64")
                 self._pos = pos + span

@@ -43,8 +43,7 @@ except ImportError:  # CPython
         return x
 
 from . import record
-from .cards import (BALANCE_AT, CODE_SALT_AT, CODE_VERIFIER_AT, ENTRY_SIZE, HOUSEHOLD_AT,
-                    LEGACY_ENTRY_SIZE, PAGE_ENTRIES, STATUS_AT, CardTable)
+from .cards import BALANCE_AT, CODE_SALT_AT, CODE_VERIFIER_AT, ENTRY_SIZE, HOUSEHOLD_AT, LEGACY_ENTRY_SIZE, PAGE_ENTRIES, STATUS_AT, CardTable
 
 CONFIG_FILE = "config.json"
 DAY_OFFSET_S = const(3600)  # the terminal's day, as log.Log's tz_offset_s (the backend judges the same)

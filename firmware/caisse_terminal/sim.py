@@ -10,7 +10,6 @@ raises OSError(ENOSPC) like LittleFS, after appending the prefix that fits.
 from .clock import TICKS_MAX
 from .hal import Card, CardReader, Clock, Display, Indicator, Keypad, Storage
 
-
 ENOSPC = 28
 
 

@@ -80,7 +80,7 @@ class Report:
         self.cards = 0
         self.code_failures = 0  # cards whose wrong member codes were reported
         self.resent = 0  # records sent again because the backend's database lost them
-        self.error: "str | None" = None
+        self.error: str | None = None
 
     def __repr__(self) -> str:
         return "Report(uploaded=%d accepted=%d duplicates=%d rejected=%r acked=%d cards=%d error=%r)" % (
@@ -212,7 +212,7 @@ class SyncClient:
                 try:
                     yield from reader.read(stream, table)
                 except (AnswerError, PageTooLarge) as e:  # cut or garbled: keep the table we have
-                    raise SyncError("cards: %s" % e)
+                    raise SyncError("cards: %s" % e) from e
             finally:
                 stream.close()  # before the flash work: the socket (and TLS) memory goes back
             answer = reader.answer

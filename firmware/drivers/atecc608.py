@@ -133,7 +133,7 @@ class ATECC608(Signer):
             self.revision = self.info()
             self.sleep()
         except (OSError, ATECCCommError, ATECCError) as e:
-            raise OSError("ATECC608 not answering at I2C address 0x%02x (%r)" % (address, e))
+            raise OSError("ATECC608 not answering at I2C address 0x%02x (%r)" % (address, e)) from e
 
     # --- power states ----------------------------------------------------------------------------
 
@@ -146,8 +146,8 @@ class ATECC608(Signer):
         rsp = self._rspv[:4]
         try:
             self.i2c.readfrom_into(self.address, rsp)
-        except OSError:
-            raise ATECCCommError("no answer after wake")
+        except OSError as e:
+            raise ATECCCommError("no answer after wake") from e
         if rsp != _WAKE_RESPONSE:
             raise ATECCCommError("unexpected wake answer %s" % bytes(rsp))
 
@@ -209,7 +209,7 @@ class ATECC608(Signer):
             except OSError:  # busy: the chip does not ACK its address yet
                 tries += 1
                 if tries >= _MIN_TRIES and time.ticks_diff(self._ticks_ms(), start) > limit:
-                    raise ATECCCommError("no response to opcode 0x%02x after %d ms" % (opcode, limit))
+                    raise ATECCCommError("no response to opcode 0x%02x after %d ms" % (opcode, limit)) from None
                 self._sleep_ms(_POLL_MS)
         count = rsp[0]
         if count == 4 or response_len == 1:

@@ -15,7 +15,6 @@ import binascii
 
 from caisse_terminal.hal import Card, CardReader, CardRemoved
 from caisse_terminal.sun import sun_from_ndef
-
 from drivers.pn532 import CardError, CardGone, PN532Timeout
 
 _SELECT_NDEF_APP = b"\x00\xa4\x04\x00\x07\xd2\x76\x00\x00\x85\x01\x01\x00"
@@ -115,7 +114,7 @@ class NfcReader(CardReader):
         except (CardGone, CardError, PN532Timeout):
             # A card pulled away mid-exchange shows up as a timeout or as an RF error (CRC,
             # parity, framing) depending on when the field was lost: all mean "tap again".
-            raise CardRemoved()
+            raise CardRemoved() from None
         finally:
             self._release()
         self._held = card = Card(uid, auth)

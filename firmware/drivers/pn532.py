@@ -102,7 +102,7 @@ class PN532:
         try:
             ic, ver, rev, _ = self.firmware_version()
         except (OSError, PN532Error) as e:
-            raise OSError("PN532 not answering at I2C address 0x%02x (%r)" % (address, e))
+            raise OSError("PN532 not answering at I2C address 0x%02x (%r)" % (address, e)) from e
         if ic != _IC_PN532:
             raise OSError("chip at 0x%02x is not a PN532 (IC 0x%02x)" % (address, ic))
         self.version = (ver, rev)

@@ -117,8 +117,8 @@ class SSD1306_I2C(SSD1306):
         self._vector = [self._data_prefix, b""]
         try:
             super().__init__(width, height, external_vcc)
-        except OSError:
-            raise OSError("SSD1306 not answering at I2C address 0x%02x" % addr)
+        except OSError as e:
+            raise OSError("SSD1306 not answering at I2C address 0x%02x" % addr) from e
 
     def write_cmd(self, cmd):
         self._cmd[1] = cmd
