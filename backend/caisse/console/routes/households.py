@@ -19,8 +19,8 @@ from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import confirm, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.models import Card, CardType, SortitionVolunteer
 from caisse.money import euros
-from caisse.models import CardType, SortitionVolunteer
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
