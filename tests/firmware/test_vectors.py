@@ -64,7 +64,7 @@ def test_sync_request_signature_matches(micropython_results):
 
 
 def test_tampered_records_that_are_malformed_are_refused_by_the_codec(micropython_results):
-    for vector, got in zip(VECTORS["tampered"], micropython_results["tampered"]):
+    for vector, got in zip(VECTORS["tampered"], micropython_results["tampered"], strict=True):
         assert got == ("malformed" if vector["reason"] == "malformed" else "decoded"), vector["name"]
 
 
