@@ -36,13 +36,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+from ingest import ADMIN_TOKEN, fresh_database, prepare_schema, process_cpu_s, running_server
 from sqlalchemy import text
 
 from caisse import admin, ledger, protocol
 from caisse.db import make_engine, session_factory
 from caisse.demo import DemoTerminal, record_b64, terminal_key
 from caisse.protocol import Kind, public_key_bytes
-from ingest import ADMIN_TOKEN, fresh_database, prepare_schema, process_cpu_s, running_server
 
 LOAD_SEED = 9090
 CREDIT_CENTS = 1_000_000  # admin.MAX_CREDIT_CENTS: one credit per card is plenty for a run
@@ -510,7 +510,8 @@ def summarize(reports: list[ClientReport], elapsed_s: float, cpu: dict[str, floa
           f"whole machine {cpu['machine'] / elapsed_s:.2f} of {os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.2f} at the end")
     print(f"per record: server {1e6 * cpu['server'] / max(records, 1):.0f} µs, "
-          f"PostgreSQL {1e6 * cpu['postgres'] / max(records, 1):.0f}-{1e6 * cpu['postgres_all'] / max(records, 1):.0f} µs, client {1e6 * client_cpu_s / max(records, 1):.0f} µs")
+          f"PostgreSQL {1e6 * cpu['postgres'] / max(records, 1):.0f}-{1e6 * cpu['postgres_all'] / max(records, 1):.0f} µs, "
+          f"client {1e6 * client_cpu_s / max(records, 1):.0f} µs")
     exhausted = sum(t.sent_seqs == args.records for t in outcomes)
     if exhausted:
         print(f"note: {exhausted} terminals sent their whole log ({args.records} records) before the deadline")

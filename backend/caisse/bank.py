@@ -34,8 +34,8 @@ from sqlmodel import Session
 
 from caisse import accounts, audit, ledger
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.money import euros
 from caisse.models import BankFile, BankReturn, SettlementLine, SettlementRun, SettlementStatus
+from caisse.money import euros
 from caisse.statements import PAID
 
 MAX_FILE_BYTES = 20_000_000  # a month of statements is far below; a larger file is not one of these
@@ -289,7 +289,8 @@ def _return(session: Session, line: SettlementLine, rejection: Rejection, *, dig
     run = session.get(SettlementRun, line.run_id)
     assert run is not None
     if run.status != SettlementStatus.EXPORTED:
-        raise Conflict("bank_run_not_exported", f"le règlement {run.id} n'a pas été exporté : le virement {line.payment_id} n'est jamais parti, rien n'est importé")
+        raise Conflict("bank_run_not_exported", f"le règlement {run.id} n'a pas été exporté : "
+                                                f"le virement {line.payment_id} n'est jamais parti, rien n'est importé")
     if rejection.amount_cents is not None and rejection.amount_cents != line.amount_cents:
         raise InvalidInput("bank_amount_mismatch",
                            f"virement {line.payment_id} : la banque retourne {euros(rejection.amount_cents)} EUR, la caisse a envoyé"

@@ -20,14 +20,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from caisse import accounts, admin, sun
-from caisse.cli_fund import cotisations_app, year_app
-from caisse.cli_lists import liste_app
-from caisse.models import Card
 from caisse.cli_choices import ACCREDITATION_STATUS, BLOCK_REASON, ROLE
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
+from caisse.cli_fund import cotisations_app, year_app
+from caisse.cli_lists import liste_app
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
+from caisse.models import Card
 from caisse.money import euros
 
 if TYPE_CHECKING:
@@ -160,7 +160,8 @@ def _os_user() -> str:
         return "inconnu"
 
 
-_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; le journal d'audit inscrit aussi l'utilisateur du système.")]
+_StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; "
+                                             "le journal d'audit inscrit aussi l'utilisateur du système.")]
 
 
 def _created(what: str, new_id: int | None) -> None:
@@ -477,7 +478,8 @@ def member_leave(
 
 @member_app.command("appliquer-departs")
 def member_apply_departures(
-    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) "
+                                         "ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
 ) -> None:
     """Étape du minuteur (une fois par jour) : bloquer les cartes des foyers dont le départ est arrivé, et rendre
     au fonds le solde de ceux dont le délai hors ligne des terminaux est passé. Sans effet quand tout est fait."""
@@ -535,7 +537,8 @@ def card_issue(
     household: Annotated[int, typer.Option(help="Numéro du foyer.")],
     uid: Annotated[str, typer.Option(help="Identifiant de la carte en hexadécimal (4, 7 ou 10 octets ; 7 pour une carte sécurisée).")],
     by: _StaffBy,
-    card_type: Annotated[str, typer.Option("--type", help="basic (simple : l'identifiant seul, plafond plus bas) ou secure (NTAG 424 DNA).")] = "basic",
+    card_type: Annotated[str, typer.Option("--type", help="basic (simple : l'identifiant seul, plafond plus bas) "
+                                                          "ou secure (NTAG 424 DNA).")] = "basic",
 ) -> None:
     """Remettre une carte à un foyer (un foyer peut en avoir plusieurs), ou une carte rendue à nouveau."""
     card = _run(lambda s: admin.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type, by=by,
@@ -597,9 +600,11 @@ def card_show(uid: Annotated[str, typer.Argument(help="Identifiant de la carte e
         return card, member_codes.card_failures(session, card_id=card.id)
 
     card, failures = _run(read)
-    typer.echo(f"Carte {card.uid.hex()} ({'sécurisée' if card.card_type == 'secure' else 'simple'}), foyer {card.household_id} : {_CARD_STATUS_FR[card.status]}")
+    kind = "sécurisée" if card.card_type == "secure" else "simple"
+    typer.echo(f"Carte {card.uid.hex()} ({kind}), foyer {card.household_id} : {_CARD_STATUS_FR[card.status]}")
     if card.blocked_at is not None:
-        typer.echo(f"  refusée depuis {card.blocked_at:%Y-%m-%d %H:%M} UTC ({card_auth.BLOCK_REASON_FR.get(card.block_reason or '', _CARD_STATUS_FR[card.status])})")
+        reason = card_auth.BLOCK_REASON_FR.get(card.block_reason or "", _CARD_STATUS_FR[card.status])
+        typer.echo(f"  refusée depuis {card.blocked_at:%Y-%m-%d %H:%M} UTC ({reason})")
     if card.flag_reason:
         typer.echo(f"  signalée : {card.flag_reason}")
     for failure in failures:
@@ -795,11 +800,13 @@ app.add_typer(rule_app, name="allowance-rule")
 def allowance_rule_set(
     effective: Annotated[str, typer.Option("--from", help="Premier mois où la règle s'applique, AAAA-MM.")],
     by: _StaffBy,
-    rule: Annotated[str | None, typer.Option(help="flat (forfait), per_member (par membre) ou average_contribution (moyenne des cotisations).")] = None,
+    rule: Annotated[str | None, typer.Option(help="flat (forfait), per_member (par membre) "
+                                                  "ou average_contribution (moyenne des cotisations).")] = None,
     flat: Annotated[str | None, typer.Option(help="flat : euros par foyer.")] = None,
     base: Annotated[str | None, typer.Option(help="per_member : euros pour le premier membre.")] = None,
     per_extra_member: Annotated[str | None, typer.Option(help="per_member : euros par membre supplémentaire.")] = None,
-    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata", help="Au prorata des jours restants pour un foyer arrivé en cours de mois.")] = None,
+    pro_rata: Annotated[bool | None, typer.Option("--pro-rata/--no-pro-rata",
+                                                  help="Au prorata des jours restants pour un foyer arrivé en cours de mois.")] = None,
     unspent: Annotated[str | None, typer.Option(help="carry_over (reliquat gardé jusqu'au plafond) ou expire (rendu au fonds).")] = None,
     cap: Annotated[str | None, typer.Option(help="carry_over : euros qu'un foyer peut garder.")] = None,
 ) -> None:
@@ -842,7 +849,8 @@ def close_month(month: Annotated[str, typer.Argument(help="Mois à clôturer, AA
 @app.command()
 def settle(
     day: Annotated[str | None, typer.Option("--date", help="Journée à régler, AAAA-MM-JJ (par défaut : hier).")] = None,
-    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
+    by: Annotated[str, typer.Option(help="automatique (le minuteur de la nuit) "
+                                         "ou votre compte de la console (adresse e-mail, actif).")] = "automatique",
 ) -> None:
     """Régler une journée : préparer (puis approuver et exporter, si aucune seconde personne n'est requise) ; affiche le numéro du règlement."""
     from caisse import settlement
@@ -940,7 +948,8 @@ def _recorded(created: bool, sentence: str) -> None:
 
 @fund_app.command("import")
 def fund_import(
-    path: Annotated[Path, typer.Argument(help="CSV : foyer, mois, montant, référence (ou household_id, month, amount_eur, reference).", exists=True, dir_okay=False)],
+    path: Annotated[Path, typer.Argument(help="CSV : foyer, mois, montant, référence (ou household_id, month, amount_eur, reference).",
+                                         exists=True, dir_okay=False)],
     by: _StaffBy,
     skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Importer les lignes valides même si d'autres sont fausses.")] = False,
 ) -> None:
@@ -1048,7 +1057,7 @@ def verify() -> None:
     Liste aussi ce qui attend une décision depuis plus de CAISSE_OVERDUE_AFTER_DAYS jours : paiements retenus, cartes bloquées comme copies, foyers et commerçants à solde négatif.
 
     Code de sortie 0 : tout tient ; 1 : au moins un invariant est rompu (chaque écart est listé) ; 2 : la base est introuvable ou illisible.
-    """
+    """  # noqa: E501 (one line a paragraph: typer's rich help keeps a docstring's line breaks)
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -1176,14 +1185,16 @@ terminal_app.command("decommission")(decommission_command)
 user_app = typer.Typer(help="Comptes de la console (docs/console.md).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(liste_app, name="liste")
-_AdminBy = Annotated[str, typer.Option("--by", help="Votre compte de la console (adresse e-mail d'un administrateur actif) ; le journal note aussi l'utilisateur du système.")]
+_AdminBy = Annotated[str, typer.Option("--by", help="Votre compte de la console (adresse e-mail d'un administrateur actif) ; "
+                                                    "le journal note aussi l'utilisateur du système.")]
 
 
 @user_app.command("add")
 def user_add(
     email: Annotated[str, typer.Argument(help="Adresse e-mail, pour se connecter.")],
     role: Annotated[str, ROLE.option("--role", help="Ce que le compte peut faire.")] = "administration",
-    by: Annotated[str | None, typer.Option("--by", help="Votre compte d'administrateur actif ; sans objet pour le tout premier administrateur.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Votre compte d'administrateur actif ; "
+                                                        "sans objet pour le tout premier administrateur.")] = None,
     password: Annotated[str, typer.Option(envvar="CAISSE_NEW_USER_PASSWORD", show_default=False,
                                           help="Demandé deux fois, sans l'afficher, s'il n'est pas donné.")] = "",
 ) -> None:
@@ -1230,11 +1241,16 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Graine : même graine, même déroulé, octet pour octet.")] = 1,
     seeds: Annotated[int, typer.Option(help="Nombre de graines à partir de --seed : une ligne chacune, et la durée.")] = 1,
     power_cuts: Annotated[int, typer.Option(help="Coupures de courant, à des moments d'écriture tirés au hasard.")] = 2,
-    network_drops: Annotated[int, typer.Option(help="Pannes de réseau : heures hors ligne, envois coupés avant ou après, lots envoyés deux fois, envois corrompus.")] = 5,
+    network_drops: Annotated[int, typer.Option(help="Pannes de réseau : heures hors ligne, envois coupés avant ou après, "
+                                                    "lots envoyés deux fois, envois corrompus.")] = 5,
     clones: Annotated[int, typer.Option(help="Cartes clonées : copies de l'UID de cartes simples, messages SUN rejoués de cartes sécurisées.")] = 2,
-    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries", help="Acteurs hostiles ou maladroits : achats en rafale hors ligne, horloge menteuse, faux dépassements, flot de déchets, personnel qui agit au mauvais moment, IBAN changé pendant un règlement, crédit saisi deux fois.")] = True,
+    adversaries: Annotated[bool, typer.Option("--adversaries/--no-adversaries",
+                                              help="Acteurs hostiles ou maladroits : achats en rafale hors ligne, horloge menteuse, "
+                                                   "faux dépassements, flot de déchets, personnel qui agit au mauvais moment, "
+                                                   "IBAN changé pendant un règlement, crédit saisi deux fois.")] = True,
     db: Annotated[str | None, typer.Option(help="Adresse d'une base vide (par défaut : un fichier SQLite temporaire).")] = None,
-    firmware_runtime: Annotated[str, _FIRMWARE_RUNTIMES.option(help="micropython : refaire et signer aussi les enregistrements de quelques terminaux dans MicroPython.")] = "cpython",
+    firmware_runtime: Annotated[str, _FIRMWARE_RUNTIMES.option(help="micropython : refaire et signer aussi les enregistrements "
+                                                                    "de quelques terminaux dans MicroPython.")] = "cpython",
     as_json: Annotated[bool, typer.Option("--json", help="JSON (clés en anglais) au lieu du résumé en français.")] = False,
 ) -> None:
     """Simuler des jours de marché sur la vraie logique du terminal et du serveur, injecter des pannes, vérifier l'argent."""

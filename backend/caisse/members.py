@@ -42,15 +42,7 @@ from caisse import accounts, admin, audit, ledger
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import (
-    AuditEvent,
-    BlockReason,
-    Household,
-    LedgerTransfer,
-    SortitionDraw,
-    SortitionVolunteer,
-    utcnow,
-)
+from caisse.models import AuditEvent, BlockReason, Household, LedgerTransfer, SortitionDraw, SortitionVolunteer, utcnow
 from caisse.settlement import AUTOMATIC, check_actor
 from caisse.sync import bump_cards
 
@@ -90,7 +82,8 @@ def leave_household(session: Session, *, household_id: int, end_date: date, by: 
     today = today_in_paris(now)
     joined = _aware(household.created_at).astimezone(CALENDAR).date()
     if end_date < joined:
-        raise InvalidInput("invalid_end_date", f"le foyer {household_id} est entré le {joined:%d/%m/%Y} : la date de départ ne peut pas précéder son entrée")
+        raise InvalidInput("invalid_end_date", f"le foyer {household_id} est entré le {joined:%d/%m/%Y} : "
+                                               "la date de départ ne peut pas précéder son entrée")
     if end_date > today + MAX_END_DATE_AHEAD:
         raise InvalidInput("invalid_end_date", "une date de départ est dans l'année qui vient au plus")
     household.left_on = end_date
@@ -298,7 +291,8 @@ def erase_former_members(session: Session, *, settings: Settings, by: str = AUTO
         report.households.append(household.id)
         erased_households.add(household.id)
     old_draws = select(SortitionDraw.id).where(SortitionDraw.created_at < datetime.combine(limit, datetime.min.time(), UTC))  # type: ignore[arg-type, call-overload]
-    volunteers = session.execute(select(SortitionVolunteer).where(SortitionVolunteer.erased_at.is_(None)).order_by(SortitionVolunteer.id)).scalars().all()  # type: ignore[union-attr, arg-type]
+    kept_volunteers = select(SortitionVolunteer).where(SortitionVolunteer.erased_at.is_(None))  # type: ignore[union-attr, arg-type]
+    volunteers = session.execute(kept_volunteers.order_by(SortitionVolunteer.id)).scalars().all()  # type: ignore[arg-type]
     old = set(session.execute(old_draws).scalars())
     for volunteer in volunteers:
         erased_member = volunteer.household_id in erased_households or _household_erased(session, volunteer.household_id)

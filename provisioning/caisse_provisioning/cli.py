@@ -7,13 +7,11 @@ mounts `terminal_app` (or imports `provision_command` / `decommission_command`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
-
-from caisse.cli_french import confirm
 
 from . import ports
 from .backend import AdminClient, load_settings
@@ -61,14 +59,15 @@ def _fail(error: ProvisioningError) -> None:
 @terminal_app.command("provision")
 def provision_command(
     vendor: Annotated[int, typer.Option("--vendor", help="Numéro du commerçant qui reçoit le terminal.")],
-    port: Annotated[Optional[str], typer.Option(help="Port série, par ex. /dev/ttyUSB0 ou COM3.")] = None,
-    firmware_image: Annotated[Optional[Path], typer.Option(help="Image MicroPython (.bin) à flasher d'abord.")] = None,
-    wifi_ssid: Annotated[Optional[str], typer.Option(help="Nom du réseau Wi-Fi du terminal.")] = None,
-    wifi_password: Annotated[Optional[str], typer.Option(help="Mot de passe Wi-Fi (sinon demandé).")] = None,
-    backend_url: Annotated[Optional[str], typer.Option(help="Adresse du serveur de la caisse.")] = None,
-    ca_cert: Annotated[Optional[Path], typer.Option(help="Certificat de l'autorité à épingler sur le terminal.")] = None,
+    port: Annotated[str | None, typer.Option(help="Port série, par ex. /dev/ttyUSB0 ou COM3.")] = None,
+    firmware_image: Annotated[Path | None, typer.Option(help="Image MicroPython (.bin) à flasher d'abord.")] = None,
+    wifi_ssid: Annotated[str | None, typer.Option(help="Nom du réseau Wi-Fi du terminal.")] = None,
+    wifi_password: Annotated[str | None, typer.Option(help="Mot de passe Wi-Fi (sinon demandé).")] = None,
+    backend_url: Annotated[str | None, typer.Option(help="Adresse du serveur de la caisse.")] = None,
+    ca_cert: Annotated[Path | None, typer.Option(help="Certificat de l'autorité à épingler sur le terminal.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Tout vérifier, ne rien modifier.")] = False,
-    skip_hardware_test: Annotated[bool, typer.Option("--skip-hardware-test", help="Carte nue : ne pas tester lecteur, écran, clavier, buzzer.")] = False,
+    skip_hardware_test: Annotated[bool, typer.Option("--skip-hardware-test",
+                                                     help="Carte nue : ne pas tester lecteur, écran, clavier, buzzer.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Sans questions : garde une clé valide, en crée une quand il le faut.")] = False,
     new_key: Annotated[bool, typer.Option("--new-key", help="Remplacer la clé même si elle est valide.")] = False,
 ) -> None:
@@ -96,9 +95,9 @@ def provision_command(
 
 @terminal_app.command("decommission")
 def decommission_command(
-    port: Annotated[Optional[str], typer.Option(help="Port série du terminal.")] = None,
-    terminal_id: Annotated[Optional[int], typer.Option(help="Sans terminal branché : le numéro à révoquer.")] = None,
-    backend_url: Annotated[Optional[str], typer.Option(help="Adresse du serveur de la caisse.")] = None,
+    port: Annotated[str | None, typer.Option(help="Port série du terminal.")] = None,
+    terminal_id: Annotated[int | None, typer.Option(help="Sans terminal branché : le numéro à révoquer.")] = None,
+    backend_url: Annotated[str | None, typer.Option(help="Adresse du serveur de la caisse.")] = None,
 ) -> None:
     """Retire un terminal : révoque sa clé sur le serveur et efface sa configuration."""
     try:

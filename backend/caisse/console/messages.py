@@ -133,7 +133,8 @@ FRENCH_DETAILS = frozenset({
     "invalid_seats", "invalid_title", "invalid_quotas", "invalid_seed_phrase", "no_volunteers", "draw_state",
     "invalid_volunteer", "invalid_stratum", "too_many_volunteers", "invalid_import", "invalid_export", "card_in_use",
     "bank_file_unreadable", "bank_file_unknown", "bank_payment_unknown", "bank_run_not_exported", "bank_amount_mismatch",
-    "file_too_large", "too_many_rows", "missing_columns", "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
+    "file_too_large", "too_many_rows", "missing_columns",
+    "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
     # membership (caisse.sortition, caisse.members)
     "invalid_shares", "invitation_state", "volunteer_not_found", "household_left", "invalid_end_date", "invalid_subject",
     "confirmation_required",

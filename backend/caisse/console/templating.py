@@ -48,7 +48,8 @@ LABELS = {
 }
 # Audit actions as people read them in a history (unknown actions are shown as stored).
 ACTION_LABELS = {
-    "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "contribution.record": "cotisation enregistrée", "card.issue": "carte remise",
+    "household.enrol": "foyer inscrit", "household.edit": "foyer modifié", "contribution.record": "cotisation enregistrée",
+    "card.issue": "carte remise",
     "card.block": "carte bloquée", "card.unblock": "carte débloquée", "card.replace": "carte remplacée", "card.return": "carte rendue",
     "vendor.create": "commerçant enregistré", "vendor.edit": "commerçant modifié",
     "vendor.accreditation": "conventionnement modifié", "accreditation.criterion_add": "critère de conventionnement ajouté",

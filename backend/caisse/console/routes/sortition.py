@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData, UploadFile
 from sqlmodel import Session
+from starlette.datastructures import FormData, UploadFile
 
 from caisse import members, sortition
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
@@ -99,7 +99,8 @@ def register(
         volunteer = sortition.register_volunteer(
             session, draw_id=draw_id, name=name, contact=contact, income_quartile=_whole(quartile, code="invalid_stratum"),
             age_band=_whole(age_band, code="invalid_stratum") if age_band.strip() else None,
-            birth_date=_optional_date(birth_date), household_size=_whole(household_size, code="invalid_volunteer") if household_size.strip() else None,
+            birth_date=_optional_date(birth_date),
+            household_size=_whole(household_size, code="invalid_volunteer") if household_size.strip() else None,
             shops=shops or None, by=user.email)
     except CaisseError as error:
         session.rollback()
