@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from ingest import BENCH_SEED, encode_batches, fresh_database, prepare_schema, seed, sign_records
+from ingest import encode_batches, fresh_database, prepare_schema, seed, sign_records
 
 from caisse import protocol
 from caisse.config import Settings

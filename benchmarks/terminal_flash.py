@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware"), str(ROOT / "benchmarks"), str(ROOT / "tests/firmware/scenarios")]
 
 import rig  # noqa: E402
+from littlefs_wear import WearStorage  # noqa: E402
+
 from caisse_terminal import cards, policy, sim  # noqa: E402
 from caisse_terminal.hal import Card  # noqa: E402
 from caisse_terminal.soft_signer import SoftwareSigner  # noqa: E402
 from caisse_terminal.terminal import Terminal  # noqa: E402
-from littlefs_wear import WearStorage  # noqa: E402
-
 from tests.firmware.mpy_runtime import run  # noqa: E402
 
 PREVIOUS = "40561b830492bfac51ab01ee15d2a6ff3f7c82cc"

@@ -24,15 +24,7 @@ from sqlmodel import Session
 from caisse import accounts, audit
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import (
-    AccreditationCriterion,
-    AccreditationState,
-    ConventionStatus,
-    Vendor,
-    VendorCriterion,
-    unix_s,
-    utcnow,
-)
+from caisse.models import AccreditationCriterion, AccreditationState, ConventionStatus, Vendor, VendorCriterion, unix_s, utcnow
 
 WARNING_DAYS = 30  # the console warns this long before an accreditation ends
 MAX_LABEL_CHARS = 200

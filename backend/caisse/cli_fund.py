@@ -42,8 +42,8 @@ def record_means(
     contribution: Annotated[str | None, typer.Option("--cotisation", help="Cotisation mensuelle choisie, en euros.")] = None,
 ) -> None:
     """Enregistrer la taille, les moyens et la cotisation choisie d'un foyer à partir d'un mois."""
-    from caisse.cli import _os_user, _run, err, out
     from caisse import means
+    from caisse.cli import _os_user, _run, err, out
 
     row = _run(lambda s: means.record_means(
         s, household_id=household, effective_month=month, size=size, income_quartile=quartile,
@@ -61,8 +61,8 @@ def import_means(
     skip_errors: Annotated[bool, typer.Option("--ignorer-erreurs", help="Enregistrer les bonnes lignes malgré les autres.")] = False,
 ) -> None:
     """Importer les moyens des foyers d'un tableur ; rien n'est enregistré d'un fichier qui a des erreurs."""
-    from caisse.cli import _os_user, _run, err, out
     from caisse import means
+    from caisse.cli import _os_user, _run, err, out
 
     data = path.read_bytes()
     report = _run(lambda s: means.import_means(s, data=data, by=by, os_user=_os_user(), settings=Settings(),
@@ -80,8 +80,8 @@ def import_means(
 def list_behind(month: Annotated[str | None, typer.Option("--mois", help="Jusqu'à ce mois, AAAA-MM (par défaut : ce mois-ci).")] = None) -> None:
     """Lister les foyers en retard de cotisation (séparés par des tabulations). Pour information :
     aucune allocation n'est suspendue ni réduite, personne n'est relancé par le logiciel."""
-    from caisse.cli import _run, err
     from caisse import contributions, means
+    from caisse.cli import _run, err
 
     settings = Settings()
     until = month or str(means.current_month(settings))
@@ -106,8 +106,8 @@ def matching_claim(
     folder: Annotated[Path, typer.Option("--dossier", help="Où écrire le CSV et le PDF.", file_okay=False)] = Path("."),
 ) -> None:
     """Écrire la demande mensuelle d'abondement à l'État : les cotisations du mois et le montant demandé (CSV et PDF)."""
-    from caisse.cli import _run, err, out
     from caisse import matching_claim as claims
+    from caisse.cli import _run, err, out
 
     settings = Settings()
     result = _run(lambda s: claims.claim(s, month=month, settings=settings))
@@ -122,8 +122,8 @@ def matching_claim(
 @year_app.command("budget")
 def year_budget(year: Annotated[int | None, typer.Option("--annee", help="Année (par défaut : cette année).")] = None) -> None:
     """Le budget de l'année : réel (grand livre) pour les mois passés, prévision pour les suivants."""
-    from caisse.cli import _run, err
     from caisse import means
+    from caisse.cli import _run, err
     from caisse.year_budget import year_budget as budget
 
     settings = Settings()
@@ -157,8 +157,8 @@ def record_cost(
     by: _StaffBy,
 ) -> None:
     """Enregistrer des frais payés par le fonds, avec leur catégorie."""
-    from caisse.cli import _os_user, _run, err
     from caisse import costs
+    from caisse.cli import _os_user, _run, err
     from caisse.fund import parse_euros
 
     created = _run(lambda s: costs.record_cost(s, month=month, amount_cents=parse_euros(amount), category=category, memo=memo,

@@ -18,8 +18,8 @@ from rich.table import Table
 from sqlmodel import Session
 
 from caisse import directory
-from caisse.money import euros
 from caisse.cli_french import Choices
+from caisse.money import euros
 from caisse.search import Page
 
 liste_app = typer.Typer(help="Lister et rechercher : foyers, commerçants, cartes, terminaux, règlements, comptes.",

@@ -30,9 +30,9 @@ from caisse.config import Settings
 from caisse.corrections import reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
-from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, TransactionRecord
-from caisse.money import euros
 from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
+from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer
+from caisse.money import euros
 from caisse.settlement import payable_differences
 from caisse.spreadsheet import Column, read_table
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse.db import bind_value, column_in, insert_tuples, is_postgresql
+from caisse.db import bind_value, insert_tuples, is_postgresql
 from caisse.errors import InvalidInput
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 

@@ -45,9 +45,7 @@ from caisse import accounts, audit, ledger, protocol
 from caisse.config import Settings
 from caisse.db import bind_value, get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import (
-    BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TransactionRecord, Vendor, utcnow,
-)
+from caisse.models import BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TransactionRecord, Vendor, utcnow
 from caisse.money import euros
 from caisse.sepa import sepa_text, write_sepa
 from caisse.statements import PAID, StatementVendor, write_statements, write_summary

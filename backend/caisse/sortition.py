@@ -33,8 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -44,14 +44,7 @@ from caisse.allowances import Month
 from caisse.config import get_settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import (
-    InvitationStatus,
-    SortitionDraw,
-    SortitionQuota,
-    SortitionStatus,
-    SortitionVolunteer,
-    utcnow,
-)
+from caisse.models import InvitationStatus, SortitionDraw, SortitionQuota, SortitionStatus, SortitionVolunteer, utcnow
 from caisse.spreadsheet import Column, RowErrors, read_table
 
 INCOME_QUARTILES = (1, 2, 3, 4)

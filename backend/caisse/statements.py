@@ -39,8 +39,8 @@ from sqlalchemy import Select, func, select
 from sqlmodel import Session
 
 from caisse.db import is_postgresql
-from caisse.money import euros
 from caisse.models import BankReturn, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse.money import euros
 
 if TYPE_CHECKING:
     from fpdf import FPDF

@@ -36,20 +36,8 @@ from caisse import accreditation, protocol
 from caisse.config import Settings
 from caisse.db import bind_value, is_postgresql
 from caisse.errors import SyncUnauthorized
+from caisse.models import Card, CardStatus, Counter, FeedBalance, Household, LedgerAccount, Terminal, TerminalLimits, TerminalSync, Vendor, utcnow
 from caisse.terminals import TerminalState, lock_terminal, terminal_public_key
-from caisse.models import (
-    Card,
-    CardStatus,
-    Counter,
-    FeedBalance,
-    Household,
-    LedgerAccount,
-    Terminal,
-    TerminalLimits,
-    TerminalSync,
-    Vendor,
-    utcnow,
-)
 
 CARDS_COUNTER = "cards"
 MAX_CARDS_PER_SYNC = 512

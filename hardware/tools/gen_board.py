@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from hardware.tools.generated import write_or_check
 from hardware.tools.pinmap import HARDWARE, PinMap, load_checked

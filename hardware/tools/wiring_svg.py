@@ -79,7 +79,7 @@ def render(pinmap: PinMap) -> str:
         label = f"{pin} {by_gpio.get(pin, '')}".strip()
         out.append(f'<text x="{ESP_X + 8}" y="{py + 4}">{escape(label)}</text>')
         out.append(f'<circle cx="{ESP_X + ESP_W}" cy="{py}" r="3" fill="#333"/>')
-    for part, label, top, h in part_boxes:
+    for _, label, top, h in part_boxes:
         out.append(f'<rect x="{PART_X}" y="{top}" width="{PART_W}" height="{h}" fill="#f6f6f0" stroke="#333"/>')
         out.append(f'<text x="{PART_X + 8}" y="{top + 22}" font-weight="bold">{escape(label)}</text>')
     for end, py in part_y.items():

@@ -11,16 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from caisse import invariants, ledger
-from caisse.models import (
-    BankReturn,
-    LedgerAccount,
-    RecordStatus,
-    SettlementItem,
-    SettlementRun,
-    SettlementStatus,
-    Terminal,
-    TransactionRecord,
-)
+from caisse.models import BankReturn, LedgerAccount, RecordStatus, SettlementItem, SettlementRun, SettlementStatus, Terminal, TransactionRecord
 
 
 def assert_ledger_invariants(session: Session) -> None:

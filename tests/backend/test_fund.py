@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
 
@@ -143,7 +143,8 @@ def test_the_budget_is_exact_to_the_cent_and_reconciled_with_the_ledger(
     market = Market(session, rules)  # one household credited 10 000 EUR by hand, two vendors
     others = _households(session, 2)
     for index, household_id in enumerate(others):
-        fund.record_contribution(session, household_id=household_id, month="2026-01", amount_cents=2_001 + index, settings=rules, reference=f"c{index}")
+        fund.record_contribution(session, household_id=household_id, month="2026-01", amount_cents=2_001 + index, settings=rules,
+                                 reference=f"c{index}")
     fund.record_contribution(session, household_id=others[0], month="2026-02", amount_cents=9_999, settings=rules, reference="feb")
     fund.record_matching(session, month="2026-01", settings=rules)
     fund.record_grant(session, month="2026-01", amount_cents=50_000, source="Fondation de France", reference="g1")
@@ -183,7 +184,8 @@ def test_the_fund_commands_import_a_file_and_print_a_reconciled_budget(cli_datab
     assert refused.exit_code == 1 and refused.stdout.strip() == "0"
     assert f"ligne 3 : {MESSAGES['invalid_amount']}" in refused.stderr
     assert runner.invoke(app, ["fund", "import", str(bad), "--skip-errors", "--by", STAFF_EMAIL]).stdout.strip() == "1"
-    assert runner.invoke(app, ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05", "--by", STAFF_EMAIL]).exit_code == 0
+    contribute = ["fund", "contribute", "--household", "1", "--month", "2030-01", "--amount", "5,05", "--by", STAFF_EMAIL]
+    assert runner.invoke(app, contribute).exit_code == 0
     fee = ["fund", "fee", "--month", "2030-01", "--amount", "0,10", "--memo", "banque", "--reference", "f", "--by", STAFF_EMAIL]
     assert "Frais enregistrés pour 2030-01 : banque." in runner.invoke(app, fee).stderr
     assert "rien de changé" in runner.invoke(app, fee).stderr  # the same reference again: posted once

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -92,7 +94,8 @@ def test_a_void_of_a_payment_stored_in_an_earlier_batch_reverses_it(session: Ses
     result = _ingest(session, world, [world.chain.void(1)], settings)
     assert result.results[0].status == Outcome.ACCEPTED
     assert _balances(session, world) == (10_000, 0)
-    voided = session.execute(select(TransactionRecord.voided).where(TransactionRecord.seq == 1, TransactionRecord.terminal_id == world.terminal_id)).scalar_one()
+    voided = session.execute(select(TransactionRecord.voided)
+                             .where(TransactionRecord.seq == 1, TransactionRecord.terminal_id == world.terminal_id)).scalar_one()
     assert voided is True
 
 

@@ -44,12 +44,13 @@ def test_no_key_a_person_types_reaches_a_system_reference(session: Session) -> N
     settings = make_settings()
     for reference in _system_references(world.terminal_id, world.household_id):
         tail = reference.split(":", 1)[1]
+        last = tail.split(":", 1)[-1]
         attempts = [
             lambda key=reference: admin.credit_household(session, household_id=world.household_id, amount_cents=100, reference=key),
             lambda key=tail: fund.record_contribution(session, household_id=world.household_id, month="2026-01",
                                                       amount_cents=5_000, settings=settings, reference=key),
-            lambda key=tail.split(":", 1)[-1]: fund.record_fee(session, month="2026-01", amount_cents=100, memo="x", reference=key),
-            lambda key=tail.split(":", 1)[-1]: fund.record_grant(session, month="2026-01", amount_cents=100, source="x", reference=key),
+            lambda key=last: fund.record_fee(session, month="2026-01", amount_cents=100, memo="x", reference=key),
+            lambda key=last: fund.record_grant(session, month="2026-01", amount_cents=100, source="x", reference=key),
         ]
         for attempt in attempts:
             try:

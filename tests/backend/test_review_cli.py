@@ -14,8 +14,8 @@ from caisse.cli import app
 from caisse.db import make_engine, session_factory
 from tests.backend.conftest import DECIDERS, make_settings
 from tests.backend.factories import staff_in_database
-from tests.backend.test_settlement import Market
 from tests.backend.test_review import _record_id
+from tests.backend.test_settlement import Market
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ COLUMNS = (Column("household_id", ("foyer", "numéro de foyer")), Column("amount
 
 
 @pytest.mark.parametrize("data", [
-    "Foyer;Montant\r\n12;10,50\r\n".encode("utf-8"),
-    "\ufeffFoyer;Montant\r\n12;10,50\r\n".encode("utf-8"),
+    b"Foyer;Montant\r\n12;10,50\r\n",
+    "\ufeffFoyer;Montant\r\n12;10,50\r\n".encode(),
     "FOYER,montant\n12,\"10,50\"\n".encode("cp1252"),
     "Numéro de foyer\tMontant\n12\t10,50\n".encode("cp1252"),
-    "numero_de_foyer;MONTANT\n\n12;10,50\n".encode("utf-8"),
+    b"numero_de_foyer;MONTANT\n\n12;10,50\n",
 ])
 def test_the_same_table_whatever_the_spreadsheet_saved(data: bytes) -> None:
     rows = read_table(data, COLUMNS)

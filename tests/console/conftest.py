@@ -76,13 +76,13 @@ def create_users(session: Session) -> dict[Role, str]:
 
 
 @pytest.fixture
-def users(engine: Engine) -> dict[Role, str]:  # noqa: F811
+def users(engine: Engine) -> dict[Role, str]:
     with session_factory(engine)() as session:
         return create_users(session)
 
 
 @pytest.fixture
-def console_client(engine: Engine, settings: Any) -> Iterator[TestClient]:  # noqa: F811
+def console_client(engine: Engine, settings: Any) -> Iterator[TestClient]:
     with TestClient(create_app(settings, engine=engine), base_url="https://testserver", follow_redirects=False) as client:
         yield client
 

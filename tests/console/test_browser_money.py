@@ -76,7 +76,8 @@ def _draw(page: Any, *, title: str, phrase: str) -> list[tuple[str, str]]:
     page.get_by_role("button", name="Lancer le tirage").click()
     assert "donne exactement le résultat enregistré" in page.locator("section[aria-labelledby=seed-title]").inner_text()
     rows = page.locator("table.volunteers tbody tr")
-    return [(rows.nth(i).locator("td").first.inner_text(), rows.nth(i).locator("td").nth(6).inner_text()) for i in range(rows.count())]  # the result, before the invitation
+    # the result, before the invitation
+    return [(rows.nth(i).locator("td").first.inner_text(), rows.nth(i).locator("td").nth(6).inner_text()) for i in range(rows.count())]
 
 
 def test_a_sortition_run_twice_with_the_same_seed_gives_the_same_result(page_as: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlmodel import Session
 
 from caisse import audit, review

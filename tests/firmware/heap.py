@@ -40,7 +40,6 @@ from pathlib import Path
 from caisse_terminal import cards, log, policy, record
 from caisse_terminal import sync as sync_module
 from caisse_terminal.storage import FileStorage
-
 from tests.firmware.mpy_runtime import FIRMWARE, ROOT, TIMEOUT_S, MicroPythonError, node
 
 RUNNER = Path(__file__).with_name("mp_steps.mjs")
@@ -246,16 +245,16 @@ def module_order(firmware: Path = FIRMWARE) -> list[tuple[str, Path]]:
     for name, path in sources.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         found = set()
-        for node in ast.parse(path.read_text()).body:  # top level only: lazy imports come later
+        for statement in ast.parse(path.read_text()).body:  # top level only: lazy imports come later
             names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
+            if isinstance(statement, ast.Import):
+                names = [a.name for a in statement.names]
+            elif isinstance(statement, ast.ImportFrom):
+                base = statement.module or ""
+                if statement.level:
                     base = package + ("." + base if base else "")
-                names = [base] + [f"{base}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Try):
+                names = [base] + [f"{base}.{a.name}" for a in statement.names]
+            elif isinstance(statement, ast.Try):
                 continue
             for n in names:
                 while n:
@@ -330,7 +329,8 @@ def prepare(root: Path, *, table_cards: int, pending: int, taps: int, page_cards
     page_entries += [_entry(b"\x04" + rnd.randbytes(6), table_cards + i) for i in range(page_cards - len(changed))]
     wire = b"".join(e for e in page_entries)
     answers.append(_http(200, json.dumps({
-        "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": now + 60, "acked_seq": uploaded, "cards_version": 1001, "full": False, "more": False,
+        "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": now + 60, "acked_seq": uploaded,
+        "cards_version": 1001, "full": False, "more": False,
         "cards": base64.b64encode(wire).decode(),
         "limits": {"max_payment_cents": 15000, "pin_threshold_cents": 0, "offline_max_age_s": 259200,
                    "void_window_s": 300, "basic_card_max_payment_cents": 5000, "code_max_tries": 3}}).encode()))
@@ -363,7 +363,7 @@ def measure(*, table_cards: int = 10_000, pending: int = 200, taps: int = 3, pag
                         now=int(host_time.time()))
         stub = root / "stub"
         modules = module_order(firmware)
-        for name, path in modules:
+        for _, path in modules:
             target = stub / path.relative_to(firmware)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("")

@@ -10,13 +10,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from caisse import accreditation, admin, protocol
 from caisse.db import session_factory
-
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import SCENARIOS, backend_app, register
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import p256  # noqa: E402
 
 ENDED_THEN_LAST_DAY = """

@@ -14,6 +14,7 @@ from tests.firmware.mpy_runtime import ROOT, run
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import cards, page, policy, sim  # noqa: E402
 
 BLOCK = 4096  # a LittleFS block on the ESP32's flash
@@ -145,7 +146,8 @@ def answer_bytes(packed_wire: bytes, *, cards_first=False, spaces="", escape_sla
     text = base64.b64encode(packed_wire).decode()
     if escape_slashes:
         text = text.replace("/", "\\/")
-    head = {"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 3, "cards_version": 12, "full": False, "more": False,
+    head = {"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 3, "cards_version": 12,
+            "full": False, "more": False,
             "limits": {"max_payment_cents": 900, "nested": [1, {"a": "}\"]"}]}, **extra}
     parts = [f'"{k}":{spaces}{json.dumps(v)}' for k, v in head.items()]
     cards_part = f'"cards":{spaces}"{text}"'
@@ -227,7 +229,8 @@ def test_a_sync_of_several_pages_applies_each_and_keeps_the_last_version():
         since = int(path.split("since=")[1].split("&")[0])
         index = len(sent)
         sent.append(since)
-        return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 0, "cards_version": 100 + index,
+        return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 0,
+                                "cards_version": 100 + index,
                                 "full": since == 0, "more": index < 2,
                                 "cards": base64.b64encode(pages[index]).decode(), "limits": {}}).encode()
 

@@ -12,6 +12,7 @@ from tests.firmware.mpy_runtime import ROOT, run
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import clock, flow, record, sim  # noqa: E402
 from tests.firmware.test_flow import records  # noqa: E402
 

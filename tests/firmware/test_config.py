@@ -78,7 +78,6 @@ def test_provisioning_files_load_under_micropython():
 def test_what_provisioning_writes_is_what_the_terminal_loads():
     # The names and keys of provisioning's device scripts, not a copy of them.
     from caisse_provisioning import device_scripts
-
     from caisse_terminal import config, sim
     assert (device_scripts.PROVISION_FILE, device_scripts.DATA_DIR) == (config.PROVISION_FILE, "/data")
     storage = sim.MemoryStorage({"config.json": b'{"terminal_id": 5}'})

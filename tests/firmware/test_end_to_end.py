@@ -11,10 +11,10 @@ import warnings
 from contextlib import contextmanager
 
 import pytest
+
 from caisse.config import Settings
 from caisse.db import make_engine, upgrade
 from caisse.main import create_app
-
 from tests.firmware.mpy_runtime import ROOT, run
 
 with warnings.catch_warnings():
@@ -24,6 +24,7 @@ with warnings.catch_warnings():
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 import caisse_terminal  # noqa: E402
 from caisse_terminal import p256  # noqa: E402
 from caisse_terminal.soft_signer import SoftwareSigner  # noqa: E402

@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 sys.path.insert(0, str(ROOT / "firmware"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import flow, health, sim  # noqa: E402
 from caisse_terminal.hal import Card  # noqa: E402
 from caisse_terminal.health import Health, kind_of  # noqa: E402

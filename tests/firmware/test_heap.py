@@ -7,7 +7,6 @@ table main.py builds at boot: the worst case (an ATECC608 board keeps 4 KB less)
 """
 
 from caisse_terminal import page
-
 from tests.firmware import heap
 
 

@@ -9,6 +9,7 @@ from tests.firmware.mpy_runtime import ROOT, run
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import log, sim  # noqa: E402
 from caisse_terminal.hal import Card  # noqa: E402
 from caisse_terminal.soft_signer import KEY_FILE, SoftwareSigner  # noqa: E402

@@ -9,7 +9,6 @@ import pytest
 from caisse.sun import verify_sun
 from caisse_provisioning.ntag424 import Ntag424, Ntag424Error, aes_cbc_decrypt
 from caisse_provisioning.personalize import sun_of
-
 from tests.firmware.mpy_runtime import ROOT
 
 sys.path.insert(0, str(ROOT / "tests/firmware/sim"))

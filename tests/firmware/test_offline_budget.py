@@ -9,13 +9,13 @@ import sys
 
 from caisse import overdrafts, statements
 from caisse.db import session_factory
-
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import SCENARIOS, AppTransport, backend_app, register
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 from caisse_terminal.soft_signer import SoftwareSigner  # noqa: E402
 
 SHARE_BP, CAP_CENTS = 5000, 10000

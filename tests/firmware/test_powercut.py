@@ -9,8 +9,8 @@ import json
 import sys
 
 import pytest
-from caisse import protocol
 
+from caisse import protocol
 from tests.firmware.mpy_runtime import ROOT, run
 
 sys.path.insert(0, str(ROOT / "firmware"))

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from caisse import protocol
 from caisse_provisioning import atecc
-
 from tests.firmware.mpy_runtime import ROOT, run
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 sys.path.insert(0, str(ROOT / "firmware"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import p256  # noqa: E402
 from caisse_terminal.storage import FileStorage  # noqa: E402
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 sys.path.insert(0, str(ROOT / "firmware"))
 
 import rig  # noqa: E402
+
 from caisse_terminal import flow, hal, power, status  # noqa: E402
 from caisse_terminal.health import Health  # noqa: E402
 

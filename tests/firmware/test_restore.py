@@ -7,17 +7,18 @@ import sys
 from datetime import UTC, date, datetime
 
 import time_machine
+from sqlalchemy import func, select
+
 from caisse import backup, invariants, ledger, settlement, terminal_health
 from caisse.db import session_factory
 from caisse.models import Terminal, TransactionRecord
-from sqlalchemy import func, select
-
 from tests.firmware.mpy_runtime import ROOT
 from tests.firmware.test_end_to_end import AppTransport, backend_app, register
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 from caisse_terminal.soft_signer import SoftwareSigner  # noqa: E402
 
 IBAN = "FR7630006000011234567890189"

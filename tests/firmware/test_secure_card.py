@@ -11,12 +11,12 @@ import base64
 import sys
 
 import pytest
+
 from caisse import admin, card_auth, statements
 from caisse.db import session_factory
 from caisse.sun import diversify_key, verify_sun
 from caisse_provisioning.ntag424 import Ntag424
 from caisse_provisioning.personalize import url_template
-
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import backend_app, register
 
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import ntag424_sim  # noqa: E402
 import rig  # noqa: E402
+
 from caisse_terminal import p256, record  # noqa: E402
 
 MOUNTS = {SIM: "/sim", ROOT / "tests/firmware/scenarios": "/scenarios"}

@@ -9,12 +9,12 @@ import sys
 from caisse import protocol
 from caisse.simulation.faults import flip_a_signature_bit
 from caisse.sync import is_firmware_version
-
 from tests.firmware.mpy_runtime import ROOT
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))
 
 import rig  # noqa: E402
+
 import caisse_terminal  # noqa: E402
 from caisse_terminal import sync as sync_module  # noqa: E402
 
@@ -78,7 +78,8 @@ class FakeBackend:
             return 401, b'{"error": "bad_signature"}'
         cards = self.cards if since < self.cards_version else b""
         return 200, json.dumps({
-            "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": self.server_time, "acked_seq": self.acked(), "cards_version": self.cards_version,
+            "v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": self.server_time, "acked_seq": self.acked(),
+            "cards_version": self.cards_version,
             "full": since == 0, "more": False, "cards": base64.b64encode(cards).decode(), "limits": self.limits,
         }).encode()
 
@@ -93,7 +94,7 @@ def test_sync_uploads_every_record_in_batches_and_reclaims_acknowledged_segments
     backend = FakeBackend(server_time=rig.T0 + 86400)  # the next day: the day's records may go
     r = terminal(backend, segment_bytes=1024, segments=4)
     for i in range(12):
-        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        assert "Paiement accepté" in r.pay(f"0,{i + 1:02d}", rig.CAROL)
         r.keys("V")
     segments_before = r.log.stats()["segments"]
     report = r.terminal.sync_now()
@@ -268,7 +269,8 @@ def backend(method, path, headers, body):
         return 200, json.dumps({"recorded": len(body) // 15}).encode()
     fetched.append(headers)
     # The JSON answer of GET /sync: "cards" is a str once parsed, as from the real backend.
-    return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 0, "cards_version": 9, "full": True,
+    return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": rig.T0, "acked_seq": 0,
+                            "cards_version": 9, "full": True,
                             "more": False, "cards": binascii.b2a_base64(CARDS).decode().strip(),
                             "limits": {}}).encode()
 
@@ -306,7 +308,7 @@ def test_a_backend_restored_from_a_backup_gets_the_records_it_lost_again_once():
     backend = FakeBackend(cards=rig.CARDS)
     r = terminal(backend)
     for i in range(5):
-        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        assert "Paiement accepté" in r.pay(f"0,{i + 1:02d}", rig.CAROL)
         r.keys("V")
     assert r.terminal.sync_now().acked_seq == 5
     for seq in (3, 4, 5):  # the backend's database goes back to a backup holding records 1..2
@@ -327,7 +329,7 @@ def test_a_power_cut_during_the_re_send_sends_the_rest_after_the_reboot_and_coun
     backend = FakeBackend()
     r = terminal(backend)
     for i in range(10):
-        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        assert "Paiement accepté" in r.pay(f"0,{i + 1:02d}", rig.CAROL)
         r.keys("V")
     assert r.terminal.sync_now().acked_seq == 10
     for seq in range(3, 11):
@@ -356,7 +358,7 @@ def test_records_no_longer_in_flash_are_reported_and_not_asked_for_again():
     backend = FakeBackend(server_time=rig.T0 + 86400)  # the next day: yesterday's records may go
     r = terminal(backend, segment_bytes=1024, segments=4)
     for i in range(12):
-        assert "Paiement accepté" in r.pay("0,%02d" % (i + 1), rig.CAROL)
+        assert "Paiement accepté" in r.pay(f"0,{i + 1:02d}", rig.CAROL)
         r.keys("V")
     assert r.terminal.sync_now().acked_seq == 12
     held_from = protocol.decode(bytes(next(r.log.bodies())) + bytes(64)).seq

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient  # after tests.backend.conftest, which silences its import warning
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from fastapi import FastAPI
-from fastapi.testclient import TestClient  # after tests.backend.conftest, which silences its import warning
 from sqlalchemy import Engine
 
 from caisse.config import Settings

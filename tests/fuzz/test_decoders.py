@@ -12,7 +12,6 @@ import base64
 import json
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,7 +137,8 @@ class AnswerWith:
     def __call__(self, method: str, path: str, headers: dict, body: bytes | None) -> tuple[int, bytes]:
         if "/code-failures" in path:
             return 200, b'{"recorded": 0}'
-        return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": 1_767_254_400, "acked_seq": 0, "cards_version": 1, "full": True,
+        return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": 1_767_254_400, "acked_seq": 0,
+                                "cards_version": 1, "full": True,
                                 "more": False, "cards": base64.b64encode(self.cards).decode(), "limits": {}}).encode()
 
 

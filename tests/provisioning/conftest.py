@@ -17,7 +17,6 @@ from sqlmodel import Session
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
-
 from tests.provisioning.simboard.launcher import Hardware, SimBoard
 
 

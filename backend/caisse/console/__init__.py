@@ -17,8 +17,21 @@ from fastapi.staticfiles import StaticFiles
 from caisse.console.deps import ConsoleForbidden, SignInRequired, check_csrf
 from caisse.console.messages import french
 from caisse.console.routes import (
-    accreditation, audit, auth, budget, cards, contributions, flows, fund, households, settlements, sortition, terminals,
-    transactions, users, vendors,
+    accreditation,
+    audit,
+    auth,
+    budget,
+    cards,
+    contributions,
+    flows,
+    fund,
+    households,
+    settlements,
+    sortition,
+    terminals,
+    transactions,
+    users,
+    vendors,
 )
 from caisse.console.templating import render
 from caisse.errors import CaisseError

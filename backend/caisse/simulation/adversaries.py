@@ -35,17 +35,7 @@ from sqlmodel import Session
 
 from caisse import admin, corrections, ingest, ledger, overdue, protocol, review, settlement
 from caisse.errors import Conflict
-from caisse.models import (
-    Card,
-    CardStatus,
-    LedgerTransfer,
-    RejectedUpload,
-    SettlementItem,
-    SettlementLine,
-    Terminal,
-    TransactionRecord,
-    Vendor,
-)
+from caisse.models import Card, CardStatus, LedgerTransfer, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
 from caisse.money import euros
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome

@@ -19,16 +19,7 @@ from sqlmodel import Session
 from caisse import invariants, ledger, protocol
 from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
-from caisse.models import (
-    LedgerAccount,
-    LedgerTransfer,
-    RecordStatus,
-    RejectedUpload,
-    SettlementItem,
-    Terminal,
-    TerminalStatus,
-    TransactionRecord,
-)
+from caisse.models import LedgerAccount, LedgerTransfer, RecordStatus, RejectedUpload, SettlementItem, Terminal, TerminalStatus, TransactionRecord
 from caisse.protocol import Kind, Record
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 

@@ -15,4 +15,5 @@ def mp(code: str) -> str:
 def raises(code: str, exception: str) -> str:
     """Python source that runs `code` and asserts it raises `exception`; prints its message."""
     indented = "\n".join("    " + line for line in code.strip().splitlines())
-    return f"try:\n{indented}\nexcept {exception} as e:\n    caught = e\n    print('raised', repr(e))\nelse:\n    raise AssertionError('{exception} not raised')\n"
+    return (f"try:\n{indented}\nexcept {exception} as e:\n    caught = e\n    print('raised', repr(e))\n"
+            f"else:\n    raise AssertionError('{exception} not raised')\n")

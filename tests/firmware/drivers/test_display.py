@@ -3,9 +3,8 @@
 import ast
 import json
 
-from tests.firmware.mpy_runtime import FIRMWARE
-
 from tests.firmware.drivers.mp import mp, raises
+from tests.firmware.mpy_runtime import FIRMWARE
 
 SETUP = """
 from i2c_bus import FakeI2C

@@ -34,7 +34,8 @@ class Backend:
             if "X-Caisse-Health" in headers:
                 self.health.append((headers["X-Caisse-Health"], headers["X-Caisse-Health-Signature"],
                                     headers["X-Caisse-Time"]))
-            return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None}, "server_time": self.clock.now(), "acked_seq": self.acked(),
+            return 200, json.dumps({"v": 3, "accreditation": {"active": True, "ends_at": None},
+                                    "server_time": self.clock.now(), "acked_seq": self.acked(),
                                     "cards_version": 5, "full": False, "more": False,
                                     "cards": "", "limits": {}}).encode()
         if method == "POST" and path.endswith("/code-failures"):

@@ -7,8 +7,9 @@ reading). reset() ends the instance the way a reset ends a run: SystemExit, afte
 harness keeps the flash (--persist) for the next boot.
 """
 
-import board
 from pins import FakePWM, OutPin
+
+import board
 
 PWRON_RESET = 1
 HARD_RESET = 2

@@ -6,10 +6,9 @@ keypad matrix, the fake network and backend, and a virtual-time loop; the flash 
 given virtual times; what the screen showed and when the buzzer sounded is recorded.
 """
 
-import board
-import machine
 import socket
 
+import machine
 import vloop
 from atecc608_sim import ATECC608Sim
 from fake_backend import Backend
@@ -17,6 +16,8 @@ from i2c_bus import FakeI2C
 from pins import KeyMatrix
 from pn532_sim import BasicCard, PN532Sim
 from ssd1306_sim import SSD1306Sim
+
+import board
 
 T0 = 1767254400
 SIGN_SLICE_MS = 8  # virtual time between two pump calls of a software signature (44 of them: ~350 ms on an ESP32)

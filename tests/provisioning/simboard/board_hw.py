@@ -49,8 +49,9 @@ def _hex(data):
 
 
 def _secure_element(kind):
-    from hwsim.atecc608_sim import ATECC608Sim, factory_config
     import os
+
+    from hwsim.atecc608_sim import ATECC608Sim, factory_config
 
     class PersistentATECC608(ATECC608Sim):
         """Zones kept in the board folder, as the chip keeps them; GenKey draws a fresh random key."""

@@ -55,10 +55,10 @@ class Hardware:
 
 class SimBoard:
     def __init__(self, board_dir: Path, *, heap_bytes: int = 4 * 1024 * 1024,
-                 hardware: Hardware = Hardware()) -> None:
+                 hardware: Hardware | None = None) -> None:
         self.board_dir = Path(board_dir)
         self.heap_bytes = heap_bytes
-        self.hardware = hardware
+        self.hardware = hardware if hardware is not None else Hardware()
         self.port = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._slave_fd = -1

@@ -20,8 +20,8 @@ from caisse.console.deps import CurrentUser, DbSession, require_page, require_ro
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
-from caisse.sepa import sepa_text
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
+from caisse.sepa import sepa_text
 
 router = APIRouter(prefix="/settlements", dependencies=[Depends(require_page("settlements"))])
 Approver = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]
