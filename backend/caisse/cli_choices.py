@@ -7,7 +7,7 @@ Declare an option with `VENDOR_KIND.option(help=...)`.
 
 from __future__ import annotations
 
-from caisse.cli_french import Choices
+from caisse_common.cli_french import Choices
 from caisse.models import BlockReason, CardType, ConventionStatus, Role, VendorKind
 
 VENDOR_KIND = Choices({
