@@ -1,4 +1,4 @@
-"""Ingestion throughput against the cost of one P-256 verification (issue 2, section 4).
+"""Ingestion throughput against the cost of one P-256 verification (docs/performance.md).
 
     python benchmarks/ingest.py [-n 20000] [--terminals 16] [--batch 256] [--db sqlite|postgresql]
 

@@ -1,4 +1,4 @@
-"""Load: N terminals uploading signed batches at once to one server on PostgreSQL (issue 9).
+"""Load: N terminals uploading signed batches at once to one server on PostgreSQL (docs/performance.md).
 
     python benchmarks/load.py [--terminals 500] [--duration 60] [--workers 2] [--clients 1]
                               [--batch 32] [--records 400] [--cards 1000] [--pause 0] [--resend 0.02]

@@ -1,4 +1,4 @@
-"""Provision and decommission a terminal: the steps of issue 5, as a library.
+"""Provision and decommission a terminal: the steps of docs/provisioning.md, as a library.
 
 Everything outside is passed in: the admin API client, how to find and open the board, the
 esptool flasher, the firmware files, the clock and random source, and the hooks that show
