@@ -54,6 +54,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium systemd
 	$(BIN)/ruff check .
 	$(BIN)/pyright -p pyrightconfig.json
+	PYTHONPATH=firmware $(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## Twenty seeds of the market simulation with every fault and adversary; prints how long (docs/simulation.md).

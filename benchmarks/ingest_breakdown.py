@@ -24,12 +24,12 @@ from collections.abc import Callable
 
 from ingest import encode_batches, fresh_database, prepare_schema, seed, sign_records
 
-from caisse import protocol
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
 from caisse.demo import AdminApi, DemoTerminal
 from caisse.ingest import ingest_batch
 from caisse.main import create_app
+from caisse_common import protocol
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's test client prefers httpx2; httpx works

@@ -20,9 +20,10 @@ import time
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import card_auth, protocol, sun
+from caisse import card_auth
 from caisse.config import Settings
 from caisse.simulation.cards import encode_sun
+from caisse_common import protocol, sun
 
 
 def main() -> None:

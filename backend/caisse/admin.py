@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, accreditation, audit, ingest, ledger, protocol, review, sun
+from caisse import accounts, accreditation, audit, ingest, ledger, review
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -38,6 +38,7 @@ from caisse.models import (
     utcnow,
 )
 from caisse.sync import bump_blocked_cards, bump_cards, terminal_code_key
+from caisse_common import protocol, sun
 
 # A household may use this many cards at once; blocked and returned ones do not count, since a
 # lost card is gone and must not keep the household from getting a new one.

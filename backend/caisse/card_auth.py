@@ -24,11 +24,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import sun
 from caisse.config import Settings
 from caisse.db import column_in, is_postgresql
 from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, unix_s, utcnow
 from caisse.sync import bump_blocked_cards
+from caisse_common import sun
 
 ZERO_AUTH = bytes(24)
 _card = Card.__table__  # type: ignore[attr-defined]

@@ -7,8 +7,8 @@ Declare an option with `VENDOR_KIND.option(help=...)`.
 
 from __future__ import annotations
 
-from caisse.cli_french import Choices
 from caisse.models import BlockReason, CardType, ConventionStatus, Role, VendorKind
+from caisse_common.cli_french import Choices
 
 VENDOR_KIND = Choices({
     "producteur": VendorKind.PRODUCER, "étal": VendorKind.MARKET_STALL, "commerce": VendorKind.SHOP,

@@ -33,8 +33,8 @@ from caisse.models import (
     TransactionRecord,
     Vendor,
 )
-from caisse.protocol import Kind
 from caisse.search import Page, bounded, contains_pattern, folded, last_page_at_most
+from caisse_common.protocol import Kind
 
 MAX_LIMIT = 500
 

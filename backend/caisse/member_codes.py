@@ -21,12 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import admin, protocol
+from caisse import admin
 from caisse.config import Settings
 from caisse.db import is_postgresql
 from caisse.errors import InvalidInput
 from caisse.models import Card, CodeFailure, Household, utcnow
 from caisse.sync import authenticate, bump_cards
+from caisse_common import protocol
 
 SALT_BYTES = 8
 VERIFIER_BYTES = 8

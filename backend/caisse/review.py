@@ -37,8 +37,8 @@ from caisse import accounts, audit, ledger
 from caisse.db import column_in, get_by_id, is_postgresql
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
-from caisse.protocol import Kind
 from caisse.sync import bump_cards
+from caisse_common.protocol import Kind
 
 # Hold reasons, in French for the person deciding.
 HOLD_SUSPECT = "terminal signalé suspect (numéro répété ou chaîne rompue) : en attente d'une décision"

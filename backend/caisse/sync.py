@@ -32,12 +32,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse import accreditation, protocol
+from caisse import accreditation
 from caisse.config import Settings
 from caisse.db import bind_value, is_postgresql
 from caisse.errors import SyncUnauthorized
 from caisse.models import Card, CardStatus, Counter, FeedBalance, Household, LedgerAccount, Terminal, TerminalLimits, TerminalSync, Vendor, utcnow
 from caisse.terminals import TerminalState, lock_terminal, terminal_public_key
+from caisse_common import protocol
 
 CARDS_COUNTER = "cards"
 MAX_CARDS_PER_SYNC = 512

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import protocol
 from caisse.db import is_postgresql
 from caisse.models import Terminal, TerminalHealth, utcnow
 from caisse.terminals import terminal_public_key
+from caisse_common import protocol
 
 MAX_HEADER_CHARS = 2048  # X-Caisse-Health, base64: a report is ~450 bytes
 ERROR_KINDS = ("i2c", "nfc", "secure_element", "flash", "sync", "other")

@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import protocol
 from caisse.errors import TerminalRefused
 from caisse.models import Terminal, TerminalStatus
+from caisse_common import protocol
 
 MAX_TERMINAL_ID = 0xFFFFFFFF  # u32 on the wire
 _terminal = Terminal.__table__  # type: ignore[attr-defined]

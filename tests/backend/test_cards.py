@@ -16,12 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import admin, card_auth, ingest, protocol, review, statements, sync
+from caisse import admin, card_auth, ingest, review, statements, sync
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
 from caisse.ingest import Outcome, Reason
 from caisse.models import Card, CardCounter, TransactionRecord
+from caisse_common import protocol
 from tests.backend.conftest import make_settings
 from tests.backend.factories import Chain, World, make_world, new_key, new_uid
 from tests.backend.test_sun import AN12196_MAC, AN12196_PICC, AN12196_UID, encode_sun

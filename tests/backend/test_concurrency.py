@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import admin, ledger, protocol
+from caisse import admin, ledger
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.ingest import Outcome, ingest_batch
+from caisse_common import protocol
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.factories import Chain, new_key, new_uid
 

@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import admin, flows, protocol, review
+from caisse import admin, flows, review
 from caisse.config import Settings
 from caisse.errors import InvalidInput
 from caisse.ingest import Outcome, ingest_batch
 from caisse.models import TransactionRecord
+from caisse_common import protocol
 from tests.backend.factories import Chain, new_key, new_uid
 
 PARIS = "Europe/Paris"

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import admin, ingest, ledger, protocol, sync
+from caisse import admin, ingest, ledger, sync
 from caisse.config import Settings
 from caisse.ingest import Outcome, Reason, ingest_batch
 from caisse.models import RejectedUpload, Terminal, TransactionRecord
+from caisse_common import protocol
 from tests.backend.factories import T0, World, make_world, new_key, new_uid
 
 

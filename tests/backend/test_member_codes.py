@@ -15,11 +15,12 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from caisse import admin, member_codes, protocol
+from caisse import admin, member_codes
 from caisse.cli import app
 from caisse.config import Settings
 from caisse.errors import InvalidInput
 from caisse.sync import unpack_cards
+from caisse_common import protocol
 from tests.backend.factories import Chain, World, make_world, new_key, new_uid
 
 

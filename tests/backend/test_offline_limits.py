@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, allowances, overdrafts, protocol, statements
+from caisse import admin, allowances, overdrafts, statements
 from caisse.config import Settings
 from caisse.main import create_app
 from caisse.models import Terminal, TerminalLimits
 from caisse.sync import CARD_ENTRY, unpack_cards, unpack_cards_v2
+from caisse_common import protocol
 from tests.backend.conftest import make_settings
 from tests.backend.factories import Chain, World, make_world, new_key, new_uid
 

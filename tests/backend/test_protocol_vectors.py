@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import admin, protocol
+from caisse import admin
 from caisse.config import Settings
 from caisse.ingest import Outcome, ingest_batch
 from caisse.models import Terminal
+from caisse_common import protocol
 from tests.backend.conftest import make_settings
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "protocol_v1.json").read_text())

@@ -7,9 +7,10 @@ import time
 
 from sqlmodel import Session
 
-from caisse import admin, ingest, protocol, statements, sync
+from caisse import admin, ingest, statements, sync
 from caisse.config import Settings
 from caisse.ingest import Outcome, Reason, TimeBound
+from caisse_common import protocol
 from tests.backend.factories import Chain, World, make_world
 from tests.backend.test_cards import _second_terminal, _secure_card, card_settings  # noqa: F401 (fixture)
 

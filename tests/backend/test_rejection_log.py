@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
-from caisse import ingest, protocol
+from caisse import ingest
 from caisse.models import RejectedUpload, utcnow
+from caisse_common import protocol
 from tests.backend.factories import make_world, new_key
 
 GARBAGE_BATCHES = 30  # benchmarks/garbage.py sends 100

@@ -19,13 +19,14 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text, update
 from sqlmodel import Session
 
-from caisse import admin, invariants, ledger, protocol, settlement
+from caisse import admin, invariants, ledger, settlement
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict
 from caisse.ingest import ingest_batch
 from caisse.main import create_app
 from caisse.models import Counter, SettlementItem, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse_common import protocol
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import ADMIN_TOKEN
 from tests.backend.factories import T0, Chain, new_key, new_uid

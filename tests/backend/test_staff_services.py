@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from caisse import accounts, admin, audit, directory, protocol
+from caisse import accounts, admin, audit, directory
 from caisse.errors import Conflict, Forbidden, InvalidInput
 from caisse.models import BlockReason, CardStatus, Role
 from caisse.sync import unpack_cards
+from caisse_common import protocol
 from tests.backend.factories import World, make_world, new_uid
 from tests.console.conftest import _fast_password_hashing  # noqa: F401 (autouse: argon2 at its smallest cost)
 

@@ -10,11 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from caisse import admin, protocol
+from caisse import admin
 from caisse.admin import MAX_CARDS_PER_HOUSEHOLD
 from caisse.errors import Conflict
 from caisse.models import Card, Terminal, utcnow
 from caisse.sync import MAX_CARDS_PER_SYNC, bump_cards, unpack_cards
+from caisse_common import protocol
 from tests.backend.factories import World, make_world, new_uid
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from caisse import accounts, admin, audit, protocol
+from caisse import accounts, admin, audit
 from caisse.db import session_factory
 from caisse.models import Role
+from caisse_common import protocol
 from tests.backend.factories import new_key
 from tests.console.conftest import screenshot
 

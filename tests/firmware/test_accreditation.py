@@ -8,8 +8,9 @@ from datetime import date
 import time_machine
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import accreditation, admin, protocol
+from caisse import accreditation, admin
 from caisse.db import session_factory
+from caisse_common import protocol
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import SCENARIOS, backend_app, register
 

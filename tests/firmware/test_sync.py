@@ -6,9 +6,9 @@ import json
 import struct
 import sys
 
-from caisse import protocol
 from caisse.simulation.faults import flip_a_signature_bit
 from caisse.sync import is_firmware_version
+from caisse_common import protocol
 from tests.firmware.mpy_runtime import ROOT
 
 sys.path.insert(0, str(ROOT / "tests/firmware/scenarios"))

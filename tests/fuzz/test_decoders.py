@@ -15,8 +15,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from caisse import member_codes, protocol, sync
+from caisse import member_codes, sync
 from caisse.errors import InvalidInput
+from caisse_common import protocol
 from caisse_terminal import cards as firmware_cards
 from caisse_terminal import policy as firmware_policy
 from caisse_terminal import record as firmware_record

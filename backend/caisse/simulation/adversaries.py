@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from caisse import admin, corrections, ingest, ledger, overdue, protocol, review, settlement
+from caisse import admin, corrections, ingest, ledger, overdue, review, settlement
 from caisse.errors import Conflict
 from caisse.models import Card, CardStatus, LedgerTransfer, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
 from caisse.money import euros
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
+from caisse_common import protocol
 
 if TYPE_CHECKING:
     from caisse.simulation.cards import MemberCard

@@ -16,12 +16,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import invariants, ledger, protocol
+from caisse import invariants, ledger
 from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
 from caisse.models import LedgerAccount, LedgerTransfer, RecordStatus, RejectedUpload, SettlementItem, Terminal, TerminalStatus, TransactionRecord
-from caisse.protocol import Kind, Record
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
+from caisse_common import protocol
+from caisse_common.protocol import Kind, Record
 
 ACCEPTED = "accepted"
 HELD = "held"  # accepted and held for review (caisse.review)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from caisse import protocol
 from caisse.models import TransactionRecord
 from caisse.simulation.auditor import Check
+from caisse_common import protocol
 
 if TYPE_CHECKING:
     from caisse.simulation.world import World

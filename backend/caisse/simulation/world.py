@@ -19,7 +19,7 @@ from functools import partial
 from schwifty import IBAN
 from sqlalchemy import select
 
-from caisse import admin, allowances, demo_data, ledger, protocol, settlement
+from caisse import admin, allowances, demo_data, ledger, settlement
 from caisse.models import CardType, RecordStatus, TransactionRecord
 from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.auditor import Approved, Auditor
@@ -27,6 +27,7 @@ from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
 from caisse.simulation.faults import NETWORK_FAULTS, Fault, FaultKind, Link
 from caisse.simulation.stall import Stall
+from caisse_common import protocol
 from caisse_terminal import hal
 
 SETUP_S = 1_772_352_000  # 2026-03-01 08:00 UTC: the caisse registers everyone, March is credited
