@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlmodel import Session
 
-from caisse import audit, ledger
+from caisse import audit, ledger, protocol
 from caisse.accounts import SYSTEM, staff_actor
 from caisse.allowances import Month, first_open_month
 from caisse.config import Settings
@@ -49,13 +49,6 @@ CSV_COLUMNS = (Column("household_id", ("foyer", "numéro de foyer", "n° foyer")
                Column("amount_eur", ("montant", "montant en euros")), Column("reference", ("référence", "réf")))
 
 
-class Kind:
-    CONTRIBUTION = "contribution"
-    MATCHING = "matching"
-    GRANT = "grant"
-    FEE = "fee"
-
-
 def parse_euros(value: str, *, zero_allowed: bool = False) -> int:
     """'12,50' or '12.50' -> 1250 cents, exactly (Decimal, never float). At most 2 decimals, > 0
     (or >= 0 with `zero_allowed`: a rule's amount may be nothing, a payment may not)."""
@@ -79,11 +72,11 @@ def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> in
 
 
 def _accounts(session: Session) -> dict[str, int]:
-    return {code: ledger.ensure_account(session, code=code, kind=code.split(":")[0])
+    return {code: ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
             for code in (FUND, INCOME_CONTRIBUTIONS, INCOME_MATCHING, INCOME_GRANTS, EXPENSE_FEES)}
 
 
-def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, kind: str, reference: str, memo: str | None) -> bool:
+def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, kind: ledger.TransferKind, reference: str, memo: str | None) -> bool:
     """Post unless the reference exists: same body -> False (idempotent), other body -> Conflict."""
     existing = ledger.find_transfer(session, reference=reference)
     if existing is not None:
@@ -137,7 +130,7 @@ def _record_contribution(
     session.flush()
     late = "" if counted == period else f" (for {period}, closed)"
     _post_once(session, debit=accounts[INCOME_CONTRIBUTIONS], credit=accounts[FUND], amount_cents=amount_cents,
-               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {counted}{late}")
+               kind=ledger.TransferKind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {counted}{late}")
     return True
 
 
@@ -232,7 +225,7 @@ def record_matching(session: Session, *, month: str, settings: Settings, by: str
         return 0
     count = _count(session, f"matching:{period}:%")
     accounts = _accounts(session)
-    _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
+    _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=ledger.TransferKind.MATCHING,
                reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
     audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
                  detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
@@ -253,7 +246,7 @@ def record_grant(session: Session, *, month: str, amount_cents: int, source: str
     accounts = _accounts(session)
     posted_as = ledger.user_reference(f"grant:{period}", reference)
     created = _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
-                         kind=Kind.GRANT, reference=posted_as, memo=source[:300])
+                         kind=ledger.TransferKind.GRANT, reference=posted_as, memo=source[:300])
     if created:
         audit.record(session, actor=by, action="fund.grant", subject=f"month:{period}",
                      detail={"amount_cents": amount_cents, "source": source[:300], "reference": posted_as}, os_user=os_user)
@@ -276,7 +269,7 @@ def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, re
 def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str) -> bool:
     accounts = _accounts(session)
     return _post_once(session, debit=accounts[FUND], credit=accounts[EXPENSE_FEES], amount_cents=amount_cents,
-                      kind=Kind.FEE, reference=reference, memo=memo[:300])
+                      kind=ledger.TransferKind.FEE, reference=reference, memo=memo[:300])
 
 
 # Budget -----------------------------------------------------------------------------------------
@@ -553,7 +546,7 @@ class _Book:
                 f" AND ({late.condition('CASE WHEN r.kind = 1 THEN r.time ELSE COALESCE(p.time, r.time) END', 'r.received_at')})")
                 .bindparams(*late.parameters()).columns(received_at=DateTime(timezone=True))).all():
             flows = self.at(late.counted_in(arrived))
-            if kind == 1:
+            if kind == protocol.Kind.PAYMENT:
                 flows.payments += int(cents)
                 flows.held += int(held)
                 flows.rejected += int(rejected)
@@ -587,11 +580,11 @@ class _Book:
                 month, line = original[-7:], "allowances"
             elif kind == ledger.TransferKind.ALLOWANCE:
                 month, line = _local_month(created_at, zone), "credits"
-            elif kind == Kind.CONTRIBUTION and registered is not None:
+            elif kind == ledger.TransferKind.CONTRIBUTION and registered is not None:
                 month, line = registered, "contributions"
                 self.register[month] = self.register.get(month, 0) - cents
-            elif kind in (Kind.GRANT, Kind.FEE) and len(parts) > 1:
-                month, line = parts[1], "grants" if kind == Kind.GRANT else "fees"
+            elif kind in (ledger.TransferKind.GRANT, ledger.TransferKind.FEE) and len(parts) > 1:
+                month, line = parts[1], "grants" if kind == ledger.TransferKind.GRANT else "fees"
             else:
                 self.unplaced.append(f"contre-passation {reference} d'une écriture que le budget ne sait pas placer"
                                      f" ({kind or 'introuvable'}) : {euros(cents)} €")

@@ -645,7 +645,7 @@ def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int,
     for debit, credit, *_ in postings:
         for code in (debit, credit):
             if code not in ids:  # accounts are made with their household or vendor; this is a safety net
-                ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
+                ids[code] = ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
     ledger.post_transfer_rows(session, rows=[(ids[d], ids[c], a, k, r, None) for d, c, a, k, r in postings])
     bump_cards(session, household_ids=batch.households)
 

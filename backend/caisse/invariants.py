@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse import ledger, protocol
 from caisse.corrections import REVERSIBLE
 from caisse.money import euros
 
@@ -156,7 +156,7 @@ def records_match_transfers(session: Session) -> list[str]:
            OR (r.status <> 'accepted' AND t.id IS NOT NULL)
         ORDER BY r.terminal_id, r.seq""")
     for terminal_id, seq, kind, status, amount, posted, posted_kind, debit, credit, household in rows:
-        what = f"l'enregistrement {seq} du terminal {terminal_id} ({'paiement' if kind == 1 else 'annulation'} de {euros(amount)} €)"
+        what = f"l'enregistrement {seq} du terminal {terminal_id} ({'paiement' if kind == protocol.Kind.PAYMENT else 'annulation'} de {euros(amount)} €)"
         if status != "accepted":
             found.append(f"{what} est refusé mais a une écriture de {euros(posted)} €")
         elif posted is None:
@@ -164,7 +164,7 @@ def records_match_transfers(session: Session) -> list[str]:
         elif posted != amount:
             found.append(f"{what} est passé au grand livre pour {euros(posted)} €")
         elif not household:
-            found.append(f"{what} est accepté sans foyer connu" + (" (son paiement manque)" if kind == 2 else ""))
+            found.append(f"{what} est accepté sans foyer connu" + (" (son paiement manque)" if kind == protocol.Kind.VOID else ""))
         else:
             found.append(f"{what} est passé comme « {posted_kind} » de {debit} vers {credit} : ni le compte de son foyer"
                          f" ({household}) ni celui de son commerçant")

@@ -466,6 +466,12 @@ class SettlementStatus(enum.StrEnum):
     EXPORTED = "exported"
 
 
+class LineStatus(enum.StrEnum):
+    """settlement_line.status: a vendor's line in a run is paid, or held with its reason."""
+    PAID = "paid"
+    HELD = "held"
+
+
 class SettlementRun(SQLModel, table=True):
     """One nightly run: prepared -> approved -> exported. At most one per date."""
 
@@ -511,7 +517,7 @@ class SettlementLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False, index=True))
     vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False))
-    status: str = Field(sa_column=Column(String(8), nullable=False))  # paid | held
+    status: str = Field(sa_column=Column(String(8), nullable=False))  # a LineStatus
     reason: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     record_count: int = Field(sa_column=Column(Integer, nullable=False))

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from caisse import overdrafts
+from caisse import overdrafts, protocol
 from caisse.config import Settings
 from caisse.db import column_in
 from caisse.models import BlockReason, Card, CardStatus, LedgerAccount, LedgerTransfer, ReviewStatus, Terminal, TransactionRecord
@@ -63,7 +63,7 @@ def _held_records(session: Session, before: datetime, zone: ZoneInfo) -> list[Wa
     waiting = []
     for record_id, terminal_id, seq, kind, amount, received_at, reason, vendor_id in rows:
         since = _utc(received_at)
-        what = "paiement" if kind == 1 else "annulation"
+        what = "paiement" if kind == protocol.Kind.PAYMENT else "annulation"
         waiting.append(Waiting(HELD_RECORD, f"record:{record_id}", since, amount, (
             f"enregistrement {record_id} ({what} de {euros(amount)} €, terminal {terminal_id} numéro {seq}, commerçant"
             f" {vendor_id}) retenu pour vérification depuis le {_day(since, zone)} : {reason or 'sans motif'} ;"

@@ -313,7 +313,7 @@ def _post(session: Session, moves: Sequence[tuple[_Row, str, str, int, str, str]
     for _, debit, credit, *_ in moves:
         for code in (debit, credit):
             if code not in ids:  # made with their vendor (migration 0012 for older ones): a safety net
-                ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
+                ids[code] = ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
     ledger.post_transfers(session, transfers=[
         ledger.Transfer(ids[debit], ids[credit], amount, kind, reference)
         for _, debit, credit, amount, kind, reference in moves])

@@ -40,13 +40,12 @@ from sqlmodel import Session
 
 from caisse.db import is_postgresql
 from caisse.money import euros
-from caisse.models import BankReturn, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse.models import BankReturn, LineStatus, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
 
 if TYPE_CHECKING:
     from fpdf import FPDF
 
 KIND = {1: "paiement", 2: "annulation"}
-PAID = "paid"
 
 
 class LocalClock:
@@ -502,8 +501,8 @@ def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone:
                          f"approuvé par {run.approved_by}"])
         writer.writerow(["commerçant", "nom", "statut", "opérations", "montant (EUR)", "motif"])
         for vendor_id, name, status, count, amount, reason in lines:
-            writer.writerow([vendor_id, name, "payé" if status == PAID else "retenu", count, euros(amount), reason or ""])
-        paid = [line for line in lines if line[2] == PAID]
+            writer.writerow([vendor_id, name, "payé" if status == LineStatus.PAID else "retenu", count, euros(amount), reason or ""])
+        paid = [line for line in lines if line[2] == LineStatus.PAID]
         writer.writerow(["total payé", "", "", sum(line[3] for line in paid), euros(sum(line[4] for line in paid)), ""])
         _write_held_records(writer, held_for_review(session, before_time=run.cutoff_time), timezone=timezone)
         if differences:

@@ -152,7 +152,7 @@ def test_allocations_keep_the_ledger_balanced_and_credit_once_per_month(
         allowances.allocate(session, month=month, settings=rules)
         session.commit()
         assert_ledger_invariants(session)
-    credits = session.execute(select(LedgerTransfer.reference).where(LedgerTransfer.kind == "allowance")).scalars().all()  # type: ignore[arg-type]
+    credits = session.execute(select(LedgerTransfer.reference).where(LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE)).scalars().all()  # type: ignore[arg-type]
     assert len(credits) == len(set(credits))
 
 

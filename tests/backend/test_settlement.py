@@ -263,7 +263,7 @@ def _drift(session: Session, market: Market, index: int, cents: int) -> None:
     member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
     ids = ledger.account_ids(session, codes=[payable, member])
     debit, credit = (ids[payable], ids[member]) if cents < 0 else (ids[member], ids[payable])
-    ledger.post_transfer(session, debit=debit, credit=credit, amount_cents=abs(cents), kind="void",
+    ledger.post_transfer(session, debit=debit, credit=credit, amount_cents=abs(cents), kind=ledger.TransferKind.VOID,
                          reference=f"test-drift:{next(_drifts)}")
     session.commit()
 
@@ -527,7 +527,7 @@ def _post_copy(session: Session, market: Market, *, seq: int, amount_cents: int)
     member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
     payable = ledger.vendor_payable_code(market.vendor_ids[0])
     ids = ledger.account_ids(session, codes=[member, payable])
-    ledger.post_transfer(session, debit=ids[member], credit=ids[payable], amount_cents=amount_cents, kind="payment",
+    ledger.post_transfer(session, debit=ids[member], credit=ids[payable], amount_cents=amount_cents, kind=ledger.TransferKind.PAYMENT,
                          reference=ledger.record_reference(market.chains[0].terminal_id, seq))
 
 

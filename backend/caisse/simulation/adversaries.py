@@ -39,7 +39,9 @@ from caisse.models import (
     Card,
     CardStatus,
     LedgerTransfer,
+    LineStatus,
     RejectedUpload,
+    ReviewStatus,
     SettlementItem,
     SettlementLine,
     Terminal,
@@ -300,7 +302,7 @@ class Adversaries:
             with world.backend.session() as session:
                 record_id = _record_id(session, payment)
                 held = record_id is not None and session.execute(select(TransactionRecord.review).where(
-                    TransactionRecord.id == record_id)).scalar_one() == "held"  # type: ignore[arg-type]
+                    TransactionRecord.id == record_id)).scalar_one() == ReviewStatus.HELD  # type: ignore[arg-type]
                 if not held:
                     return
                 review.reject(session, record_id=record_id or 0, by=STAFF[0])
@@ -375,7 +377,7 @@ class Adversaries:
             run_id = run.id
         with world.backend.session() as session:
             paid = session.execute(select(SettlementLine.vendor_id, SettlementLine.payee_iban).where(
-                SettlementLine.run_id == run_id, SettlementLine.status == "paid", SettlementLine.amount_cents > 0)  # type: ignore[arg-type]
+                SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type]
                 .order_by(SettlementLine.vendor_id)).first()  # type: ignore[arg-type]
         fault = self.iban_fault
         if paid is not None and fault is not None:
@@ -542,7 +544,7 @@ class Adversaries:
         vendor_id = int(self.iban["vendor"])  # type: ignore[call-overload]
         line = session.execute(select(SettlementLine.payee_iban).where(
             SettlementLine.run_id == self.iban["run"], SettlementLine.vendor_id == vendor_id,  # type: ignore[arg-type]
-            SettlementLine.status == "paid")).scalar_one_or_none()  # type: ignore[arg-type]
+            SettlementLine.status == LineStatus.PAID)).scalar_one_or_none()  # type: ignore[arg-type]
         current = session.execute(select(Vendor.iban).where(Vendor.id == vendor_id)).scalar_one()  # type: ignore[arg-type]
         output = session.execute(text("SELECT output_dir FROM settlement_run WHERE id = :r"), {"r": self.iban["run"]}).scalar_one()
         sepa = _read(output)
@@ -553,7 +555,7 @@ class Adversaries:
             return Outcome.FAILED, "un changement d'IBAN n'a pas suivi la règle des deux personnes"
         later = session.execute(select(SettlementLine.payee_iban).where(
             SettlementLine.vendor_id == vendor_id, SettlementLine.run_id > self.iban["run"],  # type: ignore[arg-type, operator]
-            SettlementLine.status == "paid", SettlementLine.amount_cents > 0)).scalars().all()  # type: ignore[arg-type, operator]
+            SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)).scalars().all()  # type: ignore[arg-type, operator]
         if any(iban != self.iban["approved"] for iban in later):
             return Outcome.FAILED, "un règlement suivant ne paie pas le nouvel IBAN approuvé"
         return Outcome.DETECTED, "payé à l'IBAN figé ; nouvel IBAN pour la suite ; le changement demandé seul attend"
