@@ -1158,11 +1158,11 @@ def review_reject_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _Bul
 def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | None) -> None:
     from caisse import review
 
-    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor,
+    decided = _run(lambda s: review.decide_all(s, decision=review.Decision(decision), by=by, terminal_id=terminal, vendor_id=vendor,
                                                os_user=_os_user()))
     for record_id in decided:
         out.print(record_id)
-    done = "libéré(s)" if decision == "release" else "rejeté(s)"
+    done = "libéré(s)" if decision == review.Decision.RELEASE else "rejeté(s)"
     err.print(f"{len(decided)} enregistrement(s) {done} par {by}.")
 
 

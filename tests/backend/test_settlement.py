@@ -201,7 +201,7 @@ def test_a_suspect_terminal_s_records_are_held_until_a_person_decides_and_revoki
     assert revoked.json()["status"] == "revoked"
     assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 0  # revoking released nothing
     assert result.held == [(market.vendor_ids[0], 1_250, settlement.HELD_REVIEW)]
-    released = review.decide_all(session, decision=review.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
+    released = review.decide_all(session, decision=review.Decision.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
     session.commit()
     assert len(released) == 2
     assert _settle(engine, rules, date(2026, 1, 3)).paid_cents == 1_250

@@ -97,21 +97,21 @@ def accept_loss(session: DbSession, user: CurrentUser, terminal_id: int) -> Resp
 
 @router.post("/{terminal_id}/release")
 def release_all(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
-    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.RELEASE)
+    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.Decision.RELEASE)
 
 
 @router.post("/{terminal_id}/reject")
 def reject_all(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
-    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.REJECT)
+    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.Decision.REJECT)
 
 
-def _decide_all(session: DbSession, by: str, *, terminal_id: int, decision: str) -> Response:
+def _decide_all(session: DbSession, by: str, *, terminal_id: int, decision: review.Decision) -> Response:
     try:
         decided = review.decide_all(session, decision=decision, by=by, terminal_id=terminal_id)
     except CaisseError as error:
         session.rollback()
         return redirect("/console/terminals", flash=french(error))
     session.commit()
-    done = ("libéré(s) : le commerçant sera payé au prochain règlement" if decision == review.RELEASE
+    done = ("libéré(s) : le commerçant sera payé au prochain règlement" if decision == review.Decision.RELEASE
             else "rejeté(s) : jamais payés, les foyers sont remboursés")
     return redirect("/console/terminals", flash=f"Terminal {terminal_id} : {len(decided)} enregistrement(s) {done}.")
