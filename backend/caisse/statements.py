@@ -46,7 +46,7 @@ from caisse.protocol import Kind
 if TYPE_CHECKING:
     from fpdf import FPDF
 
-KIND = {Kind.PAYMENT: "paiement", Kind.VOID: "annulation"}  # the operation, in French
+KIND: dict[int, str] = {Kind.PAYMENT: "paiement", Kind.VOID: "annulation"}  # the operation, in French
 
 
 class LocalClock:
