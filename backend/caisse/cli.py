@@ -22,7 +22,7 @@ from sqlmodel import Session
 from caisse import accounts, admin, sun
 from caisse.cli_fund import cotisations_app, year_app
 from caisse.cli_lists import liste_app
-from caisse.models import Card
+from caisse.models import Card, SettlementStatus
 from caisse.cli_choices import ACCREDITATION_STATUS, BLOCK_REASON, ROLE
 from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
@@ -853,7 +853,7 @@ def settle(
         with _engine(settings) as engine:
             result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by,
                                        os_user=_os_user())
-            if result.status == "prepared":
+            if result.status == SettlementStatus.PREPARED:
                 _print_payees(session_factory(engine), result.run_id)
     except CaisseError as error:
         _fail(error)
@@ -866,7 +866,7 @@ def settle(
             err.print(f"  Décider : caisse review list --vendor {vendor_id}, puis caisse review release|reject <enregistrement>.")
     for difference in result.differences:
         err.print(f"[red]Écart entre compte et enregistrements :[/red] {difference.french()}")
-    if result.status == "prepared":
+    if result.status == SettlementStatus.PREPARED:
         err.print(f"En attente d'approbation : caisse settle-approve {result.run_id} --by <trésorier>, puis relancer caisse settle.")
     elif result.output_dir:
         err.print(f"Fichiers : {result.output_dir}")

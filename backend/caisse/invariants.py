@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from caisse import ledger, protocol
 from caisse.corrections import REVERSIBLE
+from caisse.models import RecordStatus, SettlementStatus
 from caisse.money import euros
 
 # Messages kept per check: a corrupt database could break an invariant a million times.
@@ -157,7 +158,7 @@ def records_match_transfers(session: Session) -> list[str]:
         ORDER BY r.terminal_id, r.seq""")
     for terminal_id, seq, kind, status, amount, posted, posted_kind, debit, credit, household in rows:
         what = f"l'enregistrement {seq} du terminal {terminal_id} ({'paiement' if kind == protocol.Kind.PAYMENT else 'annulation'} de {euros(amount)} €)"
-        if status != "accepted":
+        if status != RecordStatus.ACCEPTED:
             found.append(f"{what} est refusé mais a une écriture de {euros(posted)} €")
         elif posted is None:
             found.append(f"{what} est accepté mais n'a pas d'écriture au grand livre")
@@ -348,14 +349,14 @@ def payouts_match_settlements(session: Session) -> list[str]:
         settled, status = items.get((run, vendor), (0, None))
         again, again_status = repaid.get((run, vendor), (0, None))
         status = status or again_status
-        due = settled + again if status == "exported" and settled + again > 0 else 0
+        due = settled + again if status == SettlementStatus.EXPORTED and settled + again > 0 else 0
         if paid.get((run, vendor), 0) != due:
             found.append(f"règlement {run}, commerçant {vendor} : viré {euros(paid.get((run, vendor), 0))} €,"
                          f" enregistrements réglés {euros(settled)} €"
                          + (f" et retours de la banque repayés {euros(again)} €" if again else "")
-                         + ("" if status == "exported" else " (règlement non exporté)"))
+                         + ("" if status == SettlementStatus.EXPORTED else " (règlement non exporté)"))
     paid_out = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
-    exported = sum(cents for cents, status in [*items.values(), *repaid.values()] if status == "exported")
+    exported = sum(cents for cents, status in [*items.values(), *repaid.values()] if status == SettlementStatus.EXPORTED)
     returned = _scalar(session, "SELECT COALESCE(SUM(amount_cents), 0) FROM bank_return")
     if paid_out != exported - returned:
         found.append(f"compte des virements aux commerçants : {euros(paid_out)} € ; règlements exportés {euros(exported)} €"
@@ -400,7 +401,7 @@ def settled_records(session: Session) -> list[str]:
     for record_id, run, vendor, cents, terminal_id, seq, status, owner, signed in rows:
         if terminal_id is None:
             found.append(f"le règlement {run} paie l'enregistrement {record_id}, qui n'existe pas ({euros(cents)} €)")
-        elif status != "accepted":
+        elif status != RecordStatus.ACCEPTED:
             found.append(f"le règlement {run} paie l'enregistrement {seq} du terminal {terminal_id}, qui est refusé")
         else:
             found.append(f"le règlement {run} paie l'enregistrement {seq} du terminal {terminal_id} {euros(cents)} € au"

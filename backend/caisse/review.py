@@ -38,7 +38,7 @@ from sqlmodel import Session
 from caisse import accounts, audit, ledger
 from caisse.db import column_in, get_by_id, is_postgresql
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
+from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
 from caisse.protocol import Kind
 from caisse.sync import bump_cards
 
@@ -197,7 +197,7 @@ def mark_held_at_ingestion(session: Session, *, terminal_id: int, holds: Mapping
     for reason, seqs in sorted(by_reason.items()):
         session.execute(update(_record).where(_record.c.terminal_id == terminal_id,
                                               column_in(session, _record.c.seq, sorted(seqs)),
-                                              _record.c.status == "accepted", _record.c.review.is_(None))
+                                              _record.c.status == RecordStatus.ACCEPTED, _record.c.review.is_(None))
                         .values(review=_HELD, hold_reason=reason))
 
 

@@ -40,6 +40,7 @@ from caisse.models import (
     CardStatus,
     LedgerTransfer,
     LineStatus,
+    RecordStatus,
     RejectedUpload,
     ReviewStatus,
     SettlementItem,
@@ -459,8 +460,8 @@ class Adversaries:
         if not ahead:
             return Outcome.SURVIVED, "aucun enregistrement daté dans le futur n'est parvenu"
         said = [row for row in ahead if row.flags & protocol.FLAG_UNTRUSTED_TIME]
-        trusted_unheld = [row for row in ahead if row not in said and row.status == "accepted" and row.review != "held"]
-        refused = [row for row in said if row.status != "accepted"]
+        trusted_unheld = [row for row in ahead if row not in said and row.status == RecordStatus.ACCEPTED and row.review != ReviewStatus.HELD]
+        refused = [row for row in said if row.status != RecordStatus.ACCEPTED]
         if trusted_unheld:
             return Outcome.FAILED, f"{len(trusted_unheld)} enregistrement(s) daté(s) dans le futur acceptés sans retenue"
         if refused:
@@ -506,7 +507,7 @@ class Adversaries:
             return Outcome.FAILED, "le paiement retenu n'a pas été rejeté"
         refunds = session.execute(select(func.count()).select_from(TransactionRecord).where(
             TransactionRecord.terminal_id == payment[0], TransactionRecord.kind == 2,  # type: ignore[arg-type]
-            TransactionRecord.ref_seq == payment[1], TransactionRecord.status == "accepted")).scalar_one()  # type: ignore[arg-type]
+            TransactionRecord.ref_seq == payment[1], TransactionRecord.status == RecordStatus.ACCEPTED)).scalar_one()  # type: ignore[arg-type]
         reversed_ = ledger.find_transfer(session, reference=ledger.reject_reference(*payment)) is not None
         settled = session.execute(text("SELECT COUNT(*) FROM settlement_item WHERE record_id = :r"), {"r": row.id}).scalar_one()
         if int(refunds) + reversed_ != 1 or settled:

@@ -11,6 +11,7 @@ from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
 from caisse.errors import CaisseError
+from caisse.models import TerminalStatus
 
 router = APIRouter(prefix="/terminals", dependencies=[Depends(require_page("terminals"))])
 PER_PAGE = 50
@@ -49,7 +50,7 @@ def revoke_form(request: Request, session: DbSession, terminal_id: int) -> Respo
 @router.get("/{terminal_id}/clear")
 def clear_form(request: Request, session: DbSession, terminal_id: int) -> Response:
     terminal = admin.get_terminal(session, terminal_id=terminal_id)
-    if terminal.status != "suspect":
+    if terminal.status != TerminalStatus.SUSPECT:
         return render(request, "error.html", status_code=409, title="Opération impossible",
                       message=french(CaisseError("terminal_not_suspect", "")))
     [row] = directory.terminal_rows(session, terminal_ids=[terminal_id])
