@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from caisse.models import AllowanceKind, UnspentPolicy
+
 # Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
 DEV_ADMIN_TOKEN = "dev-admin-token"
 # The pain.001 versions sepaxml builds and ships an XSD for.
@@ -56,12 +58,12 @@ class Settings(BaseSettings):
     member_code_master_key_hex: str = Field(default=DEV_MEMBER_CODE_MASTER_KEY_HEX, pattern=r"^[0-9a-fA-F]{64}$")
 
     # Allowances (docs/settlement.md): the rule the citizens' committee chose.
-    allowance_rule: Literal["flat", "per_member", "average_contribution"] = "flat"
+    allowance_rule: AllowanceKind = AllowanceKind.FLAT
     allowance_flat_cents: int = Field(default=10_000, ge=0)  # Montpellier: 100 per household
     allowance_base_cents: int = Field(default=15_000, ge=0)  # Gironde: 150 ...
     allowance_per_extra_member_cents: int = Field(default=7_500, ge=0)  # ... + 75 per extra member
     allowance_pro_rata: bool = True  # a household joining mid-month gets the days left
-    allowance_unspent: Literal["carry_over", "expire"] = "carry_over"
+    allowance_unspent: UnspentPolicy = UnspentPolicy.CARRY_OVER
     allowance_carry_over_cap_cents: int = Field(default=5_000, ge=0)
 
     # Contributions and the fund (docs/settlement.md). Percentages in basis points (5000 = 50 %).

@@ -436,6 +436,19 @@ class FeeCategory(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
+class AllowanceKind(enum.StrEnum):
+    """How a household's monthly allowance is reckoned (caisse.allowances)."""
+    FLAT = "flat"
+    PER_MEMBER = "per_member"
+    AVERAGE_CONTRIBUTION = "average_contribution"
+
+
+class UnspentPolicy(enum.StrEnum):
+    """What becomes of a household's allowance left unspent at the month's end."""
+    CARRY_OVER = "carry_over"  # kept up to a cap
+    EXPIRE = "expire"  # back to the allowance fund
+
+
 class AllowanceRule(SQLModel, table=True):
     """The allowance rule the citizens' committee chose, in force from `effective_month` until the
     next rule (docs/settlement.md). Without any rule, the settings give it."""
