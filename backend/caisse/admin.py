@@ -323,7 +323,7 @@ def credit_household(
         raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
     key = uuid.uuid4().hex if reference is None else reference
     posted_as = ledger.user_reference("credit", key)
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
     member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind=ledger.AccountKind.MEMBER)
     existing = ledger.find_transfer(session, reference=posted_as)
     if existing is not None:

@@ -239,7 +239,7 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
         return report
     rule = rule_in_force(session, month=str(period), settings=settings)
     average = _average_contribution_cents(session, month=period, households=len(households))
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
     members = ledger.account_ids(session, codes=[ledger.member_code(h) for h, _, _ in households])
     posted = dict(
         session.execute(

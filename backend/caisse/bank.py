@@ -297,7 +297,7 @@ def _return(session: Session, line: SettlementLine, rejection: Rejection, *, dig
     if ledger.find_transfer(session, reference=reference) is not None:
         result.already_returned.append(line.payment_id)
         return
-    paid = ledger.ensure_account(session, code=ledger.VENDOR_PAID, kind=ledger.AccountKind.VENDOR_PAID)
+    paid = ledger.ensure_account(session, code=ledger.Account.VENDOR_PAID, kind=ledger.AccountKind.VENDOR_PAID)
     payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(line.vendor_id), kind=ledger.AccountKind.VENDOR_PAYABLE)
     reason = reason_text(rejection.reason_code)
     ledger.post_transfer(session, debit=paid, credit=payable, amount_cents=line.amount_cents,

@@ -33,14 +33,10 @@ from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, TransactionRecord
 from caisse.money import euros
 from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
+from caisse.ledger import Account
 from caisse.settlement import payable_differences
 from caisse.spreadsheet import Column, read_table
 
-FUND = "fund"
-INCOME_CONTRIBUTIONS = "income:contributions"
-INCOME_MATCHING = "income:matching"
-INCOME_GRANTS = "income:grants"
-EXPENSE_FEES = "expense:fees"
 MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
 
 _EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
@@ -73,7 +69,8 @@ def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> in
 
 def _accounts(session: Session) -> dict[str, int]:
     return {code: ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
-            for code in (FUND, INCOME_CONTRIBUTIONS, INCOME_MATCHING, INCOME_GRANTS, EXPENSE_FEES)}
+            for code in (Account.FUND, Account.INCOME_CONTRIBUTIONS, Account.INCOME_MATCHING, Account.INCOME_GRANTS,
+                         Account.EXPENSE_FEES)}
 
 
 def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, kind: ledger.TransferKind, reference: str, memo: str | None) -> bool:
@@ -129,8 +126,9 @@ def _record_contribution(
     session.add(Contribution(household_id=household_id, month=str(counted), amount_cents=amount_cents, reference=reference))
     session.flush()
     late = "" if counted == period else f" (for {period}, closed)"
-    _post_once(session, debit=accounts[INCOME_CONTRIBUTIONS], credit=accounts[FUND], amount_cents=amount_cents,
-               kind=ledger.TransferKind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {counted}{late}")
+    _post_once(session, debit=accounts[Account.INCOME_CONTRIBUTIONS], credit=accounts[Account.FUND],
+               amount_cents=amount_cents, kind=ledger.TransferKind.CONTRIBUTION, reference=reference,
+               memo=f"household {household_id} {counted}{late}")
     return True
 
 
@@ -225,8 +223,9 @@ def record_matching(session: Session, *, month: str, settings: Settings, by: str
         return 0
     count = _count(session, f"matching:{period}:%")
     accounts = _accounts(session)
-    _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=ledger.TransferKind.MATCHING,
-               reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
+    _post_once(session, debit=accounts[Account.INCOME_MATCHING], credit=accounts[Account.FUND], amount_cents=due - posted,
+               kind=ledger.TransferKind.MATCHING, reference=f"matching:{period}:{count + 1}",
+               memo=f"matching {settings.matching_basis_points / 100}% of {period}")
     audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
                  detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
     return due - posted
@@ -245,8 +244,8 @@ def record_grant(session: Session, *, month: str, amount_cents: int, source: str
     period = Month.parse(month)
     accounts = _accounts(session)
     posted_as = ledger.user_reference(f"grant:{period}", reference)
-    created = _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
-                         kind=ledger.TransferKind.GRANT, reference=posted_as, memo=source[:300])
+    created = _post_once(session, debit=accounts[Account.INCOME_GRANTS], credit=accounts[Account.FUND],
+                         amount_cents=amount_cents, kind=ledger.TransferKind.GRANT, reference=posted_as, memo=source[:300])
     if created:
         audit.record(session, actor=by, action="fund.grant", subject=f"month:{period}",
                      detail={"amount_cents": amount_cents, "source": source[:300], "reference": posted_as}, os_user=os_user)
@@ -268,8 +267,8 @@ def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, re
 
 def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str) -> bool:
     accounts = _accounts(session)
-    return _post_once(session, debit=accounts[FUND], credit=accounts[EXPENSE_FEES], amount_cents=amount_cents,
-                      kind=ledger.TransferKind.FEE, reference=reference, memo=memo[:300])
+    return _post_once(session, debit=accounts[Account.FUND], credit=accounts[Account.EXPENSE_FEES],
+                      amount_cents=amount_cents, kind=ledger.TransferKind.FEE, reference=reference, memo=memo[:300])
 
 
 # Budget -----------------------------------------------------------------------------------------
@@ -645,15 +644,15 @@ class _Book:
              "dans les règlements exportés, retours de la banque déduits"),
             # What the accounts hold today is what the months add up to.
             ("soldes des foyers", total.members, accounts.get("member", 0), "sur leurs comptes"),
-            ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(ledger.ALLOWANCE_FUND, 0),
+            ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(Account.ALLOWANCE_FUND, 0),
              "sur son compte"),
             ("dû aux commerçants, retenu compris", total.vendors, accounts.get("vendor", 0), "sur leurs comptes"),
-            ("payé aux commerçants", total.payouts, accounts.get(ledger.VENDOR_PAID, 0), "sur son compte"),
-            ("fonds en euros avant virements", total.fund + total.payouts, accounts.get(FUND, 0), "sur son compte"),
-            ("cotisations reçues", -total.contributions, accounts.get(INCOME_CONTRIBUTIONS, 0), "sur leur compte"),
-            ("abondements reçus", -total.matching, accounts.get(INCOME_MATCHING, 0), "sur leur compte"),
-            ("subventions reçues", -total.grants, accounts.get(INCOME_GRANTS, 0), "sur leur compte"),
-            ("frais payés", total.fees, accounts.get(EXPENSE_FEES, 0), "sur leur compte"),
+            ("payé aux commerçants", total.payouts, accounts.get(Account.VENDOR_PAID, 0), "sur son compte"),
+            ("fonds en euros avant virements", total.fund + total.payouts, accounts.get(Account.FUND, 0), "sur son compte"),
+            ("cotisations reçues", -total.contributions, accounts.get(Account.INCOME_CONTRIBUTIONS, 0), "sur leur compte"),
+            ("abondements reçus", -total.matching, accounts.get(Account.INCOME_MATCHING, 0), "sur leur compte"),
+            ("subventions reçues", -total.grants, accounts.get(Account.INCOME_GRANTS, 0), "sur leur compte"),
+            ("frais payés", total.fees, accounts.get(Account.EXPENSE_FEES, 0), "sur leur compte"),
         ]
         found = [f"{label} : {euros(figured)} € au budget, {euros(actual)} € {where} (écart {euros(actual - figured)} €)"
                  for label, figured, actual, where in identities if figured != actual]

@@ -33,8 +33,8 @@ MAX_VIOLATIONS = 50
 # A reversal (caisse.corrections) mirrors the entry it takes back: reversals_mirror_their_entry.
 MEMBER, VENDOR_PAYABLE, VENDOR_HELD = "member:", "vendor_payable:", "vendor_held:"
 TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
-    ledger.TransferKind.ALLOWANCE: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
-    ledger.TransferKind.EXPIRY: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
+    ledger.TransferKind.ALLOWANCE: frozenset({(ledger.Account.ALLOWANCE_FUND, MEMBER)}),
+    ledger.TransferKind.EXPIRY: frozenset({(MEMBER, ledger.Account.ALLOWANCE_FUND)}),
     # Held as it arrives: a payment to the held account, a void held on its own from the payable to it.
     ledger.TransferKind.PAYMENT: frozenset({(MEMBER, VENDOR_PAYABLE), (MEMBER, VENDOR_HELD)}),
     ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER), (VENDOR_HELD, MEMBER), (VENDOR_PAYABLE, VENDOR_HELD)}),
@@ -42,14 +42,14 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
     ledger.TransferKind.HOLD: frozenset({(VENDOR_PAYABLE, VENDOR_HELD), (MEMBER, VENDOR_HELD)}),
     ledger.TransferKind.RELEASE: frozenset({(VENDOR_HELD, VENDOR_PAYABLE), (VENDOR_HELD, MEMBER)}),
     ledger.TransferKind.REJECT: frozenset({(VENDOR_HELD, MEMBER), (VENDOR_HELD, VENDOR_PAYABLE)}),
-    ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
-    ledger.TransferKind.BANK_RETURN: frozenset({(ledger.VENDOR_PAID, VENDOR_PAYABLE)}),
-    ledger.TransferKind.DEPARTURE: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
-    ledger.TransferKind.DEPARTURE_COVER: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
-    "contribution": frozenset({("income:contributions", "fund")}),
-    "matching": frozenset({("income:matching", "fund")}),
-    "grant": frozenset({("income:grants", "fund")}),
-    "fee": frozenset({("fund", "expense:fees")}),
+    ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.Account.VENDOR_PAID)}),
+    ledger.TransferKind.BANK_RETURN: frozenset({(ledger.Account.VENDOR_PAID, VENDOR_PAYABLE)}),
+    ledger.TransferKind.DEPARTURE: frozenset({(MEMBER, ledger.Account.ALLOWANCE_FUND)}),
+    ledger.TransferKind.DEPARTURE_COVER: frozenset({(ledger.Account.ALLOWANCE_FUND, MEMBER)}),
+    ledger.TransferKind.CONTRIBUTION: frozenset({(ledger.Account.INCOME_CONTRIBUTIONS, ledger.Account.FUND)}),
+    ledger.TransferKind.MATCHING: frozenset({(ledger.Account.INCOME_MATCHING, ledger.Account.FUND)}),
+    ledger.TransferKind.GRANT: frozenset({(ledger.Account.INCOME_GRANTS, ledger.Account.FUND)}),
+    ledger.TransferKind.FEE: frozenset({(ledger.Account.FUND, ledger.Account.EXPENSE_FEES)}),
 }
 
 _RECORD_REFERENCE = "'record:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
@@ -232,7 +232,7 @@ def money_per_purpose(session: Session) -> list[str]:
     taken_back = _scalar(session, "SELECT COALESCE(SUM(t.amount_cents), 0) FROM ledger_transfer t"
                                   " JOIN ledger_account d ON d.id = t.debit_account_id"
                                   " WHERE t.kind = :kind AND substr(d.code, 1, 7) = 'member:'", kind=ledger.TransferKind.REVERSAL)
-    vendors = balances.get("vendor_payable", 0) + balances.get(ledger.VENDOR_PAID, 0)
+    vendors = balances.get("vendor_payable", 0) + balances.get(ledger.Account.VENDOR_PAID, 0)
     members = balances.get("member", 0)
     departed = by_kind.get(ledger.TransferKind.DEPARTURE, 0) - by_kind.get(ledger.TransferKind.DEPARTURE_COVER, 0)
     granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0) - departed
@@ -355,7 +355,7 @@ def payouts_match_settlements(session: Session) -> list[str]:
                          f" enregistrements réglés {euros(settled)} €"
                          + (f" et retours de la banque repayés {euros(again)} €" if again else "")
                          + ("" if status == SettlementStatus.EXPORTED else " (règlement non exporté)"))
-    paid_out = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
+    paid_out = ledger.balance_cents(session, code=ledger.Account.VENDOR_PAID)
     exported = sum(cents for cents, status in [*items.values(), *repaid.values()] if status == SettlementStatus.EXPORTED)
     returned = _scalar(session, "SELECT COALESCE(SUM(amount_cents), 0) FROM bank_return")
     if paid_out != exported - returned:

@@ -20,8 +20,18 @@ from caisse.db import bind_value, column_in, insert_tuples, is_postgresql
 from caisse.errors import InvalidInput
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
-ALLOWANCE_FUND = "allowance_fund"
-VENDOR_PAID = "vendor_paid"  # bank clearing: what left the caisse's bank account for vendors
+
+class Account(enum.StrEnum):
+    """The codes of the caisse's own accounts, one of each. A household's or a vendor's accounts
+    have codes built from its id (member_code, vendor_payable_code, vendor_held_code)."""
+    ALLOWANCE_FUND = "allowance_fund"
+    VENDOR_PAID = "vendor_paid"  # bank clearing: what left the caisse's bank account for vendors
+    # The caisse's own money (caisse.fund):
+    FUND = "fund"
+    INCOME_CONTRIBUTIONS = "income:contributions"
+    INCOME_MATCHING = "income:matching"
+    INCOME_GRANTS = "income:grants"
+    EXPENSE_FEES = "expense:fees"
 
 
 class AccountKind(enum.StrEnum):

@@ -170,7 +170,7 @@ def _balance_departed(session: Session, household: Household) -> int:
     code = ledger.member_code(household.id)
     balance = ledger.balance_cents(session, code=code)
     member = ledger.ensure_account(session, code=code, kind=ledger.AccountKind.MEMBER)
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
     given_back = _given_back_cents(session, household_id=household.id)
     amount = balance if balance > 0 else -min(-balance, given_back)
     if amount == 0:

@@ -493,7 +493,7 @@ def run_payouts(session: Session, *, run_id: int) -> list[Payout]:
 
 
 def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> None:
-    paid = ledger.ensure_account(session, code=ledger.VENDOR_PAID, kind=ledger.AccountKind.VENDOR_PAID)
+    paid = ledger.ensure_account(session, code=ledger.Account.VENDOR_PAID, kind=ledger.AccountKind.VENDOR_PAID)
     payables = ledger.account_ids(session, codes=[ledger.vendor_payable_code(p.vendor_id) for p in payouts])
     ledger.post_transfers(session, transfers=[
         ledger.Transfer(payables[ledger.vendor_payable_code(p.vendor_id)], paid, p.amount_cents,

@@ -118,7 +118,7 @@ def test_unspent_money_expires_entirely_under_the_expire_policy(session: Session
     allowances.allocate(session, month="2026-04", settings=rules)
     session.commit()
     assert _balance(session, a) == 10_000
-    assert ledger.balance_cents(session, code=ledger.ALLOWANCE_FUND) == -10_000
+    assert ledger.balance_cents(session, code=ledger.Account.ALLOWANCE_FUND) == -10_000
 
 
 def test_a_closed_month_is_refused(session: Session) -> None:

@@ -147,7 +147,7 @@ def _balance(session: Session, household_id: int) -> int:
 
 
 def _fund(session: Session) -> int:
-    return ledger.balance_cents(session, code=ledger.ALLOWANCE_FUND)
+    return ledger.balance_cents(session, code=ledger.Account.ALLOWANCE_FUND)
 
 
 def test_the_balance_goes_back_to_the_fund_only_after_the_offline_age_limit_and_once(session: Session, staff: str) -> None:
@@ -319,7 +319,7 @@ def test_the_departures_invariant_flags_an_allowance_after_leaving_and_a_cover_a
                             now=datetime(2026, 4, 1, tzinfo=UTC))
     allowances.allocate(session, month="2026-04", settings=make_settings())
     assert invariants.departures(session) == []
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
     member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind=ledger.AccountKind.MEMBER)
     ledger.post_transfer(session, debit=fund, credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
                          reference=f"allowance:{household_id}:2026-05")  # as a buggy allocation would

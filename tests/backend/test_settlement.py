@@ -81,7 +81,7 @@ def _settle(engine: Engine, rules: Settings, run_date: date = DAY1, **kwargs: ob
 
 def _paid_cents(session: Session) -> int:
     session.expire_all()
-    paid = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
+    paid = ledger.balance_cents(session, code=ledger.Account.VENDOR_PAID)
     session.commit()  # end the read: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE)
     return paid
 

@@ -182,7 +182,8 @@ def test_household_page_shows_balance_allowances_contributions_and_payments(
     ids = _seed(engine)
     # The monthly allowance as caisse.allowances posts it (a credit by hand cannot take its reference).
     member = ledger.ensure_account(session, code=ledger.member_code(ids["household"]), kind=ledger.AccountKind.MEMBER)
-    ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND),
+    ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND,
+                                                               kind=ledger.AccountKind.ALLOWANCE_FUND),
                          credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
                          reference=allowances.allowance_reference(ids["household"], allowances.Month.parse("2026-11")))
     admin.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")

@@ -305,7 +305,7 @@ class Auditor:
                 expected[accounts[t.debit_account_id].code] -= t.amount_cents
         for household_id, cents in self.credits.items():  # manual credits: what staff did
             expected[ledger.member_code(household_id)] += cents
-            expected[ledger.ALLOWANCE_FUND] -= cents
+            expected[ledger.Account.ALLOWANCE_FUND] -= cents
         for key, row in stored.items():
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
