@@ -53,6 +53,7 @@ run: $(VENV)/.installed
 ## Every test: backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython, type checks.
 test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium systemd
 	$(BIN)/pyright -p pyrightconfig.json
+	PYTHONPATH=firmware $(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## Twenty seeds of the market simulation with every fault and adversary; prints how long (docs/simulation.md).

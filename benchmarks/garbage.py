@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from caisse import admin, protocol
+from caisse import admin
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app

@@ -1,4 +1,4 @@
-"""Ingestion throughput against the cost of one P-256 verification (issue 2, section 4).
+"""Ingestion throughput against the cost of one P-256 verification (docs/performance.md).
 
     python benchmarks/ingest.py [-n 20000] [--terminals 16] [--batch 256] [--db sqlite|postgresql]
 
@@ -37,7 +37,7 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.db import make_engine, upgrade
 from caisse.demo import AdminApi, DemoTerminal, record_b64, terminal_key
 
@@ -56,7 +56,7 @@ GOAL_CPU_RATIO = 0.8  # server CPU per record <= 1.25 verifications
 # ---- the reference: P-256 verifications per second on one core ------------------------------
 
 def verify_rate(*, rounds: int = VERIFY_ROUNDS, distinct: int = 1000) -> tuple[float, float]:
-    """(raw cryptography verifies/s, caisse.protocol.verify_digest/s), single thread.
+    """(raw cryptography verifies/s, caisse_common.protocol.verify_digest/s), single thread.
 
     Timed in thread CPU time, best of a few short rounds, so that other processes on a shared
     machine do not make the reference look slower than the core really is.
@@ -240,7 +240,7 @@ PROFILE_AREAS = (
     ("reads: neighbour records, cards, acked_seq", "_load_neighbourhood ("),
     ("reads: neighbour records, cards, acked_seq", "_load_cards ("),
     ("reads: neighbour records, cards, acked_seq", "_advance_acked_seq ("),
-    ("record decode", "decode (caisse/protocol.py"),
+    ("record decode", "decode (caisse_common/protocol.py"),
     ("commit", "Session.commit ("),
     ("response: results list", "batch_response_json ("),
     ("ingestion logic (checks, rows, postings)", "ingest_prepared ("),

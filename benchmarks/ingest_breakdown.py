@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from ingest import BENCH_SEED, encode_batches, fresh_database, prepare_schema, seed, sign_records
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
 from caisse.demo import AdminApi, DemoTerminal

@@ -1,4 +1,4 @@
-"""Load: N terminals uploading signed batches at once to one server on PostgreSQL (issue 9).
+"""Load: N terminals uploading signed batches at once to one server on PostgreSQL (docs/performance.md).
 
     python benchmarks/load.py [--terminals 500] [--duration 60] [--workers 2] [--clients 1]
                               [--batch 32] [--records 400] [--cards 1000] [--pause 0] [--resend 0.02]
@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 
-from caisse import admin, ledger, protocol
+from caisse import admin, ledger
+from caisse_common import protocol
 from caisse.db import make_engine, session_factory
 from caisse.demo import DemoTerminal, record_b64, terminal_key
-from caisse.protocol import Kind, public_key_bytes
+from caisse_common.protocol import Kind, public_key_bytes
 from ingest import ADMIN_TOKEN, fresh_database, prepare_schema, process_cpu_s, running_server
 
 LOAD_SEED = 9090

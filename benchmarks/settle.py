@@ -1,4 +1,4 @@
-"""Nightly settlement throughput (issue 6): settle N transactions across V vendors.
+"""Nightly settlement throughput (docs/performance.md): settle N transactions across V vendors.
 
     python benchmarks/settle.py [-n 1000000] [--vendors 1000] [--db sqlite|postgresql|both] [--next-day 10000]
 

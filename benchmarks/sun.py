@@ -20,7 +20,8 @@ import time
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import card_auth, protocol, sun
+from caisse import card_auth
+from caisse_common import protocol, sun
 from caisse.config import Settings
 from caisse.simulation.cards import encode_sun
 

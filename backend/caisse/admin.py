@@ -14,7 +14,8 @@ from datetime import date, datetime
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from caisse import accounts, accreditation, audit, ingest, ledger, protocol, review, sun
+from caisse import accounts, accreditation, audit, ingest, ledger, review
+from caisse_common import protocol, sun
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import sun
+from caisse_common import sun
 from caisse.config import Settings
 from caisse.db import column_in, is_postgresql
 from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, unix_s, utcnow

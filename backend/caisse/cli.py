@@ -19,19 +19,20 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import accounts, admin, sun
+from caisse import accounts, admin
+from caisse_common import sun
 from caisse.cli_fund import cotisations_app, year_app
 from caisse.cli_lists import liste_app
 from caisse.models import Card, SettlementStatus
 from caisse.cli_choices import ACCREDITATION_STATUS, BLOCK_REASON, ROLE
-from caisse.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
+from caisse_common.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.money import euros
 
 if TYPE_CHECKING:
-    from caisse_provisioning.pn532_uart import PN532Uart
+    from caisse_common.pn532_uart import PN532Uart
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
 db_app = typer.Typer(help="Base de données : schéma, sauvegarde, restauration.", no_args_is_help=True)
@@ -655,7 +656,7 @@ def card_personalize(
 ) -> None:
     """Personnaliser une NTAG 424 DNA vierge sur un lecteur USB PN532, puis la remettre au foyer comme carte sécurisée."""
     from caisse import card_auth
-    from caisse_provisioning.personalize import personalize
+    from caisse_common.personalize import personalize
 
     _run(lambda s: (admin.get_household(s, household_id=member), accounts.active_user(s, email=by)))  # before touching the card
     keys = card_auth.card_keys(Settings())
@@ -692,7 +693,7 @@ def card_wipe(
     """Remettre à zéro une carte sécurisée rendue (clés d'usine, plus de message SUN) et enregistrer son retour."""
     from caisse import card_auth
     from caisse.errors import NotFound
-    from caisse_provisioning.personalize import wipe
+    from caisse_common.personalize import wipe
 
     _run(lambda s: accounts.active_user(s, email=by))  # before touching the card
     keys = card_auth.card_keys(Settings())
@@ -712,8 +713,8 @@ def card_wipe(
 
 def _on_card_reader(port: str, action: Callable[[PN532Uart], T]) -> T:
     """Run `action` with the USB PN532 on `port`; a French error and exit code 1 if it fails."""
-    from caisse_provisioning import pn532_uart
-    from caisse_provisioning.personalize import PersonalizationError
+    from caisse_common import pn532_uart
+    from caisse_common.personalize import PersonalizationError
 
     try:
         return action(pn532_uart.PN532Uart(pn532_uart.open_port(port)))
@@ -1131,7 +1132,7 @@ def review_release(record_id: _HeldRecordId, by: _StaffBy) -> None:
 def review_reject(record_id: _HeldRecordId, by: _StaffBy) -> None:
     """Rejeter un enregistrement retenu : le commerçant n'est jamais payé pour lui ; un paiement revient au foyer."""
     from caisse import review
-    from caisse.protocol import Kind
+    from caisse_common.protocol import Kind
 
     record = _run(lambda s: review.reject(s, record_id=record_id, by=by, os_user=_os_user()))
     out.print(record.id)
@@ -1164,13 +1165,6 @@ def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | N
         out.print(record_id)
     done = "libéré(s)" if decision == review.Decision.RELEASE else "rejeté(s)"
     err.print(f"{len(decided)} enregistrement(s) {done} par {by}.")
-
-
-# Provisioning over USB (provisioning/caisse_provisioning/cli.py, docs/provisioning.md).
-from caisse_provisioning.cli import decommission_command, provision_command  # noqa: E402
-
-terminal_app.command("provision")(provision_command)
-terminal_app.command("decommission")(decommission_command)
 
 
 user_app = typer.Typer(help="Comptes de la console (docs/console.md).", no_args_is_help=True)

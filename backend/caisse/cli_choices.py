@@ -7,7 +7,7 @@ Declare an option with `VENDOR_KIND.option(help=...)`.
 
 from __future__ import annotations
 
-from caisse.cli_french import Choices
+from caisse_common.cli_french import Choices
 from caisse.models import AllowanceKind, BlockReason, CardType, ConventionStatus, Role, UnspentPolicy, VendorKind
 
 VENDOR_KIND = Choices({

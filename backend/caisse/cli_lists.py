@@ -19,14 +19,14 @@ from sqlmodel import Session
 
 from caisse import directory
 from caisse.money import euros
-from caisse.cli_french import Choices
+from caisse_common.cli_french import Choices
 from caisse.search import Page
 
 liste_app = typer.Typer(help="Lister et rechercher : foyers, commerçants, cartes, terminaux, règlements, comptes.",
                         no_args_is_help=True)
 
 # French names, as printed, and the stored codes (accepted too, as English aliases). Typed,
-# names match without case or accents, with hyphens or spaces (caisse.cli_french.Choices).
+# names match without case or accents, with hyphens or spaces (caisse_common.cli_french.Choices).
 FORMATS = Choices({"tableau": "tableau", "csv": "csv"}, aliases={"table": "tableau"})
 CONVENTION = Choices({"conventionné": "active", "en attente": "pending", "suspendu": "suspended", "terminé": "ended"})
 CARD_STATUS = Choices({"active": "active", "bloquée": "blocked", "rendue": "returned"})

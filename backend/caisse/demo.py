@@ -27,10 +27,11 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import demo_data, protocol
+from caisse import demo_data
+from caisse_common import protocol
 from caisse.demo_data import DemoHousehold, DemoVendor
 from caisse.money import euros
-from caisse.protocol import Kind, Record
+from caisse_common.protocol import Kind, Record
 from caisse.sync import unpack_cards, unpack_cards_v2
 
 DEMO_SEED = 20260103
@@ -63,7 +64,7 @@ def terminal_key(seed: int, index: int) -> ec.EllipticCurvePrivateKey:
 
 
 class DemoTerminal:
-    """A terminal's durable log: seq, hash chain and signatures, built with `caisse.protocol`.
+    """A terminal's durable log: seq, hash chain and signatures, built with `caisse_common.protocol`.
 
     It keeps the interface small (pay, void, upload, sync) so the firmware's own payment logic
     can replace it when it runs under CPython.

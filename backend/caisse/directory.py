@@ -33,7 +33,7 @@ from caisse.models import (
     TransactionRecord,
     Vendor,
 )
-from caisse.protocol import Kind
+from caisse_common.protocol import Kind
 from caisse.search import Page, bounded, contains_pattern, folded, last_page_at_most
 
 MAX_LIMIT = 500

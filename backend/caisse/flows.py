@@ -23,7 +23,7 @@ from sqlmodel import Session
 from caisse.allowances import Month
 from caisse.errors import InvalidInput
 from caisse.models import Household, RecordStatus, Terminal, TransactionRecord, Vendor, VendorKind
-from caisse.protocol import Kind
+from caisse_common.protocol import Kind
 
 MAX_MONTHS = 36
 PRODUCER_KINDS = (str(VendorKind.PRODUCER),)  # "reaching producers": paid to a producer's own terminal

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlmodel import Session
 
-from caisse import audit, ledger, protocol
+from caisse import audit, ledger
+from caisse_common import protocol
 from caisse.accounts import SYSTEM, staff_actor
 from caisse.allowances import Month, first_open_month
 from caisse.config import Settings

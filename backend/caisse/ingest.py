@@ -23,7 +23,8 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import accreditation, card_auth, ledger, offline_limits, protocol, review
+from caisse import accreditation, card_auth, ledger, offline_limits, review
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
 from caisse.models import (
@@ -39,7 +40,7 @@ from caisse.models import (
     unix_s,
     utcnow,
 )
-from caisse.protocol import Kind, MalformedRecord, Record
+from caisse_common.protocol import Kind, MalformedRecord, Record
 from caisse.sync import bump_cards
 from caisse.terminals import lock_terminal, terminal_public_key
 

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
-from caisse import ledger, protocol
+from caisse import ledger
+from caisse_common import protocol
 from caisse.corrections import REVERSIBLE
 from caisse.models import RecordStatus, SettlementStatus
 from caisse.money import euros

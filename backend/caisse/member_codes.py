@@ -21,7 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import admin, protocol
+from caisse import admin
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import is_postgresql
 from caisse.errors import InvalidInput

@@ -37,7 +37,7 @@ from sqlmodel import Session
 from caisse.db import id_in
 from caisse.models import FeedBalance, TerminalLimits, TerminalSync, TransactionRecord
 from caisse.money import euros
-from caisse.protocol import Kind, Record
+from caisse_common.protocol import Kind, Record
 from caisse.terminals import TerminalState
 
 # The terminal's day: UTC+1 all year, as its log's day summary (firmware/caisse_terminal/log.py).

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from caisse import overdrafts, protocol
+from caisse import overdrafts
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import column_in
 from caisse.models import BlockReason, Card, CardStatus, LedgerAccount, LedgerTransfer, ReviewStatus, Terminal, TransactionRecord

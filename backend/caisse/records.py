@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlmodel import Session
 
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor
-from caisse.protocol import Kind
+from caisse_common.protocol import Kind
 
 MAX_PAGE = 200
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]

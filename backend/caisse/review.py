@@ -39,7 +39,7 @@ from caisse import accounts, audit, ledger
 from caisse.db import column_in, get_by_id, is_postgresql
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
-from caisse.protocol import Kind
+from caisse_common.protocol import Kind
 from caisse.sync import bump_cards
 
 # Hold reasons, in French for the person deciding.

@@ -16,17 +16,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from caisse.config import Settings
 from caisse.models import SettlementRun
 
-if TYPE_CHECKING:
-    from caisse.settlement import Payout
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """One transfer of a settlement run, as frozen when the run was prepared: what the file pays."""
+
+    vendor_id: int
+    name: str
+    iban: str
+    bic: str | None
+    amount_cents: int
+    record_count: int
+    payment_id: str
+
 
 # The Latin character set every SEPA bank must accept (EPC guidelines): anything else may be
 # refused or garbled by a bank on the way, so names and texts are transliterated to it.

@@ -41,7 +41,8 @@ from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from caisse import accounts, audit, ledger, protocol
+from caisse import accounts, audit, ledger
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import bind_value, get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
@@ -49,7 +50,7 @@ from caisse.models import (
     BankReturn, Counter, LineStatus, ReviewStatus, SettlementLine, SettlementRun, SettlementStatus, TransactionRecord, Vendor, utcnow,
 )
 from caisse.money import euros
-from caisse.sepa import sepa_text, write_sepa
+from caisse.sepa import Payout, sepa_text, write_sepa
 from caisse.statements import StatementVendor, write_statements, write_summary
 
 AUTOMATIC = "automatique"
@@ -435,19 +436,6 @@ def approve_run(session: Session, *, run_id: int, by: str, settings: Settings, o
 
 
 # Step 3: export -------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Payout:
-    """One transfer of a run, as frozen when it was prepared."""
-
-    vendor_id: int
-    name: str
-    iban: str
-    bic: str | None
-    amount_cents: int
-    record_count: int
-    payment_id: str
-
 
 def export_run(session: Session, *, run_id: int, settings: Settings, by: str = AUTOMATIC,
                os_user: str | None = None) -> SettlementRun:

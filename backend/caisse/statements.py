@@ -41,7 +41,7 @@ from sqlmodel import Session
 from caisse.db import is_postgresql
 from caisse.money import euros
 from caisse.models import BankReturn, LineStatus, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
-from caisse.protocol import Kind
+from caisse_common.protocol import Kind
 
 if TYPE_CHECKING:
     from fpdf import FPDF

@@ -32,7 +32,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse import accreditation, protocol
+from caisse import accreditation
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import bind_value, is_postgresql
 from caisse.errors import SyncUnauthorized

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.db import is_postgresql
 from caisse.models import Terminal, TerminalHealth, utcnow
 from caisse.terminals import terminal_public_key

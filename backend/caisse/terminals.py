@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.errors import TerminalRefused
 from caisse.models import Terminal, TerminalStatus
 

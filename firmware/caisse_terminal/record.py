@@ -4,7 +4,7 @@ body = bytes 0..89, digest = SHA-256(body), signature = 64-byte r||s over the di
 The hash chain links bodies: prev_hash of record n is the digest of record n-1.
 
 The tap path packs a body into a buffer allocated once (pack_body); decode() is for tests,
-recovery and tools. Same rules as backend/caisse/protocol.py, written for MicroPython.
+recovery and tools. Same rules as common/caisse_common/protocol.py, written for MicroPython.
 """
 
 import hashlib

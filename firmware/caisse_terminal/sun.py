@@ -3,8 +3,8 @@
 The URL carries the 16-byte encrypted PICC data and the 8-byte CMAC as hex parameters,
 `picc_data=<32 hex>` and `cmac=<16 hex>` (NXP AN12196 naming) or the short `e=` and `c=`.
 The reader driver (drivers/nfc_reader.py) parses every tap with it, and personalization
-(caisse_provisioning.personalize) checks a new card with it: a card passes only if a terminal
-would read its SUN message. The terminal holds no key: the backend verifies (caisse.sun).
+(caisse_common.personalize) checks a new card with it: a card passes only if a terminal
+would read its SUN message. The terminal holds no key: the backend verifies (caisse_common.sun).
 """
 
 import binascii

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from .errors import AdminTokenMissing, BackendRefused, BackendUnreachable, VendorUnknown
+from .errors import AdminTokenMissing, BackendRefused, BackendUnreachable, KeyAlreadyRegistered, VendorUnknown
 
 TOKEN_ENV = "CAISSE_ADMIN_TOKEN"
 CONFIG_ENV = "CAISSE_PROVISIONING_CONFIG"
@@ -63,34 +63,31 @@ class AdminClient:
         return cls(httpx.Client(base_url=settings.backend_url, timeout=TIMEOUT_S, transport=transport,
                                 verify=verify, headers={"Authorization": f"Bearer {settings.admin_token}"}))
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self.client.request(method, path, **kwargs)
+            return self.client.request(method, path, **kwargs)
         except httpx.TransportError as error:
             raise BackendUnreachable(f"Le serveur de la caisse ({self.client.base_url}) ne répond pas.") from error
-        if response.status_code in (401, 403):
-            raise BackendRefused("Le serveur refuse le jeton d'administration.")
-        if response.status_code >= 400:
-            detail = _detail(response)
-            if response.status_code == 404 and path.startswith("/v1/admin/vendors/"):
-                raise VendorUnknown(f"Le commerçant n°{path.rsplit('/', 1)[-1]} n'existe pas sur le serveur.")
-            raise BackendRefused(f"Le serveur a refusé la demande ({response.status_code} : {detail}).")
-        return response.json()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return _answer(self._send(method, path, **kwargs))
 
     def vendor(self, vendor_id: int) -> dict[str, Any]:
-        return self._call("GET", f"/v1/admin/vendors/{vendor_id}")
+        response = self._send("GET", f"/v1/admin/vendors/{vendor_id}")
+        if response.status_code == 404:
+            raise VendorUnknown(f"Le commerçant n°{vendor_id} n'existe pas sur le serveur.", status_code=404)
+        return _answer(response)
 
     def terminal(self, terminal_id: int) -> dict[str, Any] | None:
-        try:
-            return self._call("GET", f"/v1/admin/terminals/{terminal_id}")
-        except BackendRefused as error:
-            if "404" in error.message:
-                return None
-            raise
+        response = self._send("GET", f"/v1/admin/terminals/{terminal_id}")
+        return None if response.status_code == 404 else _answer(response)
 
     def register(self, *, vendor_id: int, public_key: bytes, secure_element: bool) -> dict[str, Any]:
-        return self._call("POST", "/v1/admin/terminals", json={"vendor_id": vendor_id, "public_key": public_key.hex(),
-                                                               "secure_element": secure_element})
+        response = self._send("POST", "/v1/admin/terminals", json={"vendor_id": vendor_id, "public_key": public_key.hex(),
+                                                                   "secure_element": secure_element})
+        if response.status_code == 409:
+            raise KeyAlreadyRegistered(f"Le serveur connaît déjà cette clé ({_detail(response)}).", status_code=409)
+        return _answer(response)
 
     def member_code_key(self, terminal_id: int) -> bytes:
         """The terminal's member-code key, to write into its ATECC608 (never printed, never stored)."""
@@ -101,6 +98,16 @@ class AdminClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The JSON body of a success; a refusal raises BackendRefused with the status code."""
+    if response.status_code in (401, 403):
+        raise BackendRefused("Le serveur refuse le jeton d'administration.", status_code=response.status_code)
+    if response.status_code >= 400:
+        raise BackendRefused(f"Le serveur a refusé la demande ({response.status_code} : {_detail(response)}).",
+                             status_code=response.status_code)
+    return response.json()
 
 
 def _detail(response: httpx.Response) -> str:

@@ -1,7 +1,7 @@
-"""`caisse terminal provision` and `caisse terminal decommission`: options, progress, summary.
+"""`caisse-technicien`, the technician's command: `provision` and `decommission` a terminal over USB.
 
-Only declares options and calls the library (provision.py); the backend's `caisse` command
-mounts `terminal_app` (or imports `provision_command` / `decommission_command`).
+Only declares options and calls the library (provision.py). It talks to the backend through its
+admin API (backend.py), never by importing it: the `caisse` command does not know this one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from caisse.cli_french import confirm
+from caisse_common import cli_french
 
 from . import ports
 from .backend import AdminClient, load_settings
@@ -21,7 +21,8 @@ from .device import Board, serial_transport
 from .errors import ProvisioningError
 from .provision import Hooks, Options, decommission, provision
 
-terminal_app = typer.Typer(help="Mise en service des terminaux de paiement (USB).", no_args_is_help=True)
+app = cli_french.FrenchTyper(help="Outil du technicien : mise en service et retrait des terminaux de paiement (USB).",
+                             no_args_is_help=True, prog_name="caisse-technicien")
 console = Console()
 
 
@@ -44,7 +45,7 @@ def _hooks(yes: bool) -> Hooks:
         if yes:
             console.print(f"{question} [oui, --yes]")
             return True
-        return confirm(question)
+        return cli_french.confirm(question)
 
     return Hooks(step=step, step_done=done, file_copied=copied, confirm=confirm)
 
@@ -58,7 +59,7 @@ def _fail(error: ProvisioningError) -> None:
     raise typer.Exit(1)
 
 
-@terminal_app.command("provision")
+@app.command("provision")
 def provision_command(
     vendor: Annotated[int, typer.Option("--vendor", help="Numéro du commerçant qui reçoit le terminal.")],
     port: Annotated[Optional[str], typer.Option(help="Port série, par ex. /dev/ttyUSB0 ou COM3.")] = None,
@@ -94,7 +95,7 @@ def provision_command(
     console.print(Panel(summary.as_text(), title="À copier dans le ticket", border_style="green"), highlight=False)
 
 
-@terminal_app.command("decommission")
+@app.command("decommission")
 def decommission_command(
     port: Annotated[Optional[str], typer.Option(help="Port série du terminal.")] = None,
     terminal_id: Annotated[Optional[int], typer.Option(help="Sans terminal branché : le numéro à révoquer.")] = None,

@@ -10,8 +10,9 @@
     ├── FlashError               esptool could not flash, or the chip is not the expected one
     ├── AdminTokenMissing        no admin token in the environment or the config file
     ├── BackendUnreachable       no answer from the backend
-    ├── BackendRefused           the backend answered an error (bad token, conflict...)
-    │   └── VendorUnknown        the vendor id does not exist
+    ├── BackendRefused           the backend answered an error (bad token...): status_code says which
+    │   ├── VendorUnknown        the vendor id does not exist (404)
+    │   └── KeyAlreadyRegistered the backend knows this public key already (409)
     ├── KeyRotationRefused       a new key is needed and the technician said no
     ├── SecureElementNotReady    the ATECC608 was locked by someone else, or refuses a step
     └── SelfTestFailed           the signature or the hardware check failed
@@ -79,14 +80,22 @@ class BackendUnreachable(ProvisioningError):
 class BackendRefused(ProvisioningError):
     hint = "le jeton d'administration est-il le bon ? Sinon, contactez l'administrateur de la caisse."
 
+    def __init__(self, message: str, hint: str | None = None, *, status_code: int) -> None:
+        super().__init__(message, hint)
+        self.status_code = status_code
+
 
 class VendorUnknown(BackendRefused):
     hint = "le numéro du commerçant (--vendor) : il figure dans la console d'administration."
 
 
+class KeyAlreadyRegistered(BackendRefused):
+    hint = "une nouvelle clé pour ce terminal, ou « caisse-technicien decommission » sur l'ancien."
+
+
 class KeyRotationRefused(ProvisioningError):
     hint = ("relancez et acceptez une nouvelle clé, ou utilisez d'abord "
-            "« caisse terminal decommission » sur ce terminal.")
+            "« caisse-technicien decommission » sur ce terminal.")
 
 
 class SecureElementNotReady(ProvisioningError):

@@ -1,4 +1,4 @@
-"""Provision and decommission a terminal: the steps of issue 5, as a library.
+"""Provision and decommission a terminal: the steps of docs/provisioning.md, as a library.
 
 Everything outside is passed in: the admin API client, how to find and open the board, the
 esptool flasher, the firmware files, the clock and random source, and the hooks that show
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caisse.protocol import load_public_key, verify_digest
+from caisse_common.protocol import load_public_key, verify_digest
 
 from . import atecc, bundle, device_scripts, flasher
 from .backend import AdminClient, Settings
 from .device import LONG_STEP_TIMEOUT_S, Board
-from .errors import BackendRefused, KeyRotationRefused, ProvisioningError, SecureElementNotReady, SelfTestFailed
+from .errors import KeyAlreadyRegistered, KeyRotationRefused, ProvisioningError, SecureElementNotReady, SelfTestFailed
 
 TOOL_VERSION = "1"
 
@@ -199,9 +199,7 @@ def _identity(options: Options, settings: Settings, admin: AdminClient, board: B
         try:
             terminal = admin.register(vendor_id=options.vendor_id, public_key=bytes.fromhex(summary.public_key),
                                       secure_element=chip is not None)
-        except BackendRefused as error:
-            if "409" not in error.message:
-                raise
+        except KeyAlreadyRegistered as error:
             if not hooks.confirm("Le serveur connaît déjà cette clé (enregistrement annulé ou autre terminal). "
                                  "Générer une nouvelle clé ?"):
                 raise KeyRotationRefused("Nouvelle clé refusée : ce terminal n'a pas été enregistré.") from error

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session
 
-from caisse import admin, protocol
-from caisse.protocol import Kind, Record
+from caisse import admin
+from caisse_common import protocol
+from caisse_common.protocol import Kind, Record
 
 T0 = 1_767_254_400  # 2026-01-01T08:00:00Z
 _key_numbers = itertools.count(1000)

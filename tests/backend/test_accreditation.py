@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 
-from caisse import accounts, accreditation, admin, audit, protocol, statements
+from caisse import accounts, accreditation, admin, audit, statements
+from caisse_common import protocol
 from caisse.db import session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.models import AccreditationState, ConventionStatus

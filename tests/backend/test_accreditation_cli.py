@@ -60,7 +60,7 @@ def test_a_change_is_shown_then_applied_with_oui_and_audited(tmp_path: Path, mon
 @pytest.mark.parametrize("command", ["", "afficher", "modifier", "criteres", "ajouter-critere", "retirer-critere", "a-renouveler"])
 def test_the_help_of_each_command_is_french(command: str, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from caisse.cli_french import exit_code
+    from caisse_common.cli_french import exit_code
     from tests.backend.test_cli_french import ENGLISH_CLICK, _english_words
 
     monkeypatch.setenv("COLUMNS", "300")

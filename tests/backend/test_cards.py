@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import admin, card_auth, ingest, protocol, review, statements, sync
+from caisse import admin, card_auth, ingest, review, statements, sync
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput

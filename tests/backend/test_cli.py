@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.cli import app
 from caisse.db import make_engine, session_factory
 from caisse.models import Card, Terminal

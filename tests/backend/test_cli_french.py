@@ -1,7 +1,7 @@
 """The `caisse` command as a person meets it: French help, French usage errors, one French line
 for every failure, never a traceback, and no money command that works on a database it made up.
 
-Runs the console script's own path (caisse.cli_french.exit_code, what `caisse` calls) in process.
+Runs the console script's own path (caisse_common.cli_french.exit_code, what `caisse` calls) in process.
 A Typer upgrade that changes one of its messages fails a test here.
 """
 
@@ -17,10 +17,11 @@ from typing import Annotated, Literal
 import pytest
 import typer
 
-from caisse import cli_french, settlement
+from caisse import settlement
+from caisse_common import cli_french
 from caisse.cli import app
 from caisse.cli_choices import ALLOWANCE_RULE, ALLOWANCE_UNSPENT, BLOCK_REASON, CARD_TYPE, ROLE, VENDOR_KIND
-from caisse.cli_french import Choices, exit_code
+from caisse_common.cli_french import Choices, exit_code
 from tests.backend.conftest import POSTGRES_URL
 from tests.backend.factories import staff_in_database
 
@@ -43,9 +44,9 @@ def caisse(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.delenv("CAISSE_DATABASE_URL", raising=False)
     monkeypatch.delenv(cli_french.DEBUG_VARIABLE, raising=False)
 
-    def invoke(*args: str) -> tuple[int, str, str]:
+    def invoke(*args: str, command: typer.Typer = app) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = exit_code(app, args=list(args))
+        code = exit_code(command, args=list(args))
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -64,7 +65,7 @@ def _one_french_line(stderr: str) -> str:
 # Help -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [(), ("--help",), ("db", "--help"), ("serve", "--help"), ("simulate", "--help"),
-                                  ("verify", "--help"), ("card", "block", "--help"), ("terminal", "provision", "--help")])
+                                  ("verify", "--help"), ("card", "block", "--help"), ("terminal", "register", "--help")])
 def test_the_help_speaks_french(caisse: Invoke, args: tuple[str, ...]) -> None:
     code, out, _ = caisse(*args)
     assert code == (2 if not args else 0)  # no command at all is a usage error that shows the help
@@ -79,7 +80,7 @@ ENGLISH_WORDS = frozenset(
     "each every only prints print into its then of to by be if it an".split())
 
 
-def _command_paths() -> Iterator[tuple[str, ...]]:
+def _command_paths(command: typer.Typer) -> Iterator[tuple[str, ...]]:
     from typer.core import TyperGroup
 
     def walk(command: object, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
@@ -88,7 +89,7 @@ def _command_paths() -> Iterator[tuple[str, ...]]:
             for name, sub in command.commands.items():
                 yield from walk(sub, (*path, name))
 
-    yield from walk(typer.main.get_command(app), ())
+    yield from walk(typer.main.get_command(command), ())
 
 
 def _english_words(help_text: str) -> set[str]:
@@ -97,9 +98,12 @@ def _english_words(help_text: str) -> set[str]:
 
 
 def test_every_command_help_is_french(caisse: Invoke) -> None:
+    from caisse_provisioning.cli import app as technician_app  # the technician's own command, caisse-technicien
+
     checked = 0
-    for path in _command_paths():
-        code, out, err = caisse(*path, "--help")
+    for command, path in [*((app, p) for p in _command_paths(app)),
+                          *((technician_app, p) for p in _command_paths(technician_app))]:
+        code, out, err = caisse(*path, "--help", command=command)
         assert code == 0, err
         rows = [line.replace("│", " ").split() for line in out.splitlines()]
         shown = "\n".join(" ".join(words[1:] if line.startswith("│") else words)  # a row's name (show, set) is not prose

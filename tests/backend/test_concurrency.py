@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import admin, ledger, protocol
+from caisse import admin, ledger
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.ingest import Outcome, ingest_batch

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from caisse import demo, demo_data, protocol
+from caisse import demo, demo_data
+from caisse_common import protocol
 from caisse.config import DEV_ADMIN_TOKEN
-from caisse.protocol import Kind
+from caisse_common.protocol import Kind
 from tests.backend.conftest import ADMIN_TOKEN
 
 

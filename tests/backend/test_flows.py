@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import admin, flows, protocol, review
+from caisse import admin, flows, review
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.errors import InvalidInput
 from caisse.ingest import Outcome, ingest_batch

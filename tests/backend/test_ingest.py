@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import admin, ingest, ledger, protocol, sync
+from caisse import admin, ingest, ledger, sync
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.ingest import Outcome, Reason, ingest_batch
 from caisse.models import RejectedUpload, Terminal, TransactionRecord

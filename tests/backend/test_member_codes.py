@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from caisse import admin, member_codes, protocol
+from caisse import admin, member_codes
+from caisse_common import protocol
 from caisse.cli import app
 from caisse.config import Settings
 from caisse.errors import InvalidInput

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, allowances, overdrafts, protocol, statements
+from caisse import admin, allowances, overdrafts, statements
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.main import create_app
 from caisse.models import Terminal, TerminalLimits

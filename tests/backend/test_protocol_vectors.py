@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import admin, protocol
+from caisse import admin
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.ingest import Outcome, ingest_batch
 from caisse.models import Terminal

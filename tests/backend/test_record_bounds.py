@@ -7,7 +7,8 @@ import time
 
 from sqlmodel import Session
 
-from caisse import admin, ingest, protocol, statements, sync
+from caisse import admin, ingest, statements, sync
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.ingest import Outcome, Reason, TimeBound
 from tests.backend.factories import Chain, World, make_world

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
-from caisse import ingest, protocol
+from caisse import ingest
+from caisse_common import protocol
 from caisse.models import RejectedUpload, utcnow
 from tests.backend.factories import make_world, new_key
 

@@ -16,7 +16,8 @@ import xml.etree.ElementTree as etree
 from sqlalchemy import Engine, func, select, text, update
 from sqlmodel import Session
 
-from caisse import admin, invariants, ledger, protocol, settlement
+from caisse import admin, invariants, ledger, settlement
+from caisse_common import protocol
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict

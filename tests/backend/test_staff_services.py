@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from caisse import accounts, admin, audit, directory, protocol
+from caisse import accounts, admin, audit, directory
+from caisse_common import protocol
 from caisse.errors import Conflict, Forbidden, InvalidInput
 from caisse.models import BlockReason, CardStatus, Role
 from caisse.sync import unpack_cards

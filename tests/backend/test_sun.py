@@ -1,4 +1,4 @@
-"""SUN message verification (caisse.sun) against NXP's published examples and a test-side card."""
+"""SUN message verification (caisse_common.sun) against NXP's published examples and a test-side card."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from caisse.cli import app
 from caisse.simulation.cards import encode_sun
-from caisse.sun import SunError, decrypt_picc_data, diversify_key, sdm_mac, session_mac_key, verify_sun
+from caisse_common.sun import SunError, decrypt_picc_data, diversify_key, sdm_mac, session_mac_key, verify_sun
 
 # AN12196: SUN with encrypted PICC data, meta-read and file-read keys all zero.
 ZERO_KEY = bytes(16)

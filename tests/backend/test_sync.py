@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from caisse import admin, protocol
+from caisse import admin
+from caisse_common import protocol
 from caisse.admin import MAX_CARDS_PER_HOUSEHOLD
 from caisse.errors import Conflict
 from caisse.models import Card, Terminal, utcnow

@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from caisse import protocol, terminal_health
+from caisse import terminal_health
+from caisse_common import protocol
 from tests.backend.factories import World, make_world, new_key
 
 REPORT = {

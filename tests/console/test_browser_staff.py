@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from caisse import accounts, admin, audit, protocol
+from caisse import accounts, admin, audit
+from caisse_common import protocol
 from caisse.db import session_factory
 from caisse.models import Role
 from tests.backend.factories import new_key

@@ -31,7 +31,7 @@ sqlite_only = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 def _seed(engine: Engine) -> dict[str, Any]:
     """Two of everything: one for the console, one for the command line."""
-    from caisse import protocol
+    from caisse_common import protocol
     from tests.backend.factories import new_key
 
     with session_factory(engine)() as session:

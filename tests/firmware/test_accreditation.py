@@ -8,7 +8,8 @@ from datetime import date
 import time_machine
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import accreditation, admin, protocol
+from caisse import accreditation, admin
+from caisse_common import protocol
 from caisse.db import session_factory
 
 from tests.firmware.mpy_runtime import ROOT, run

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from caisse.sun import verify_sun
-from caisse_provisioning.ntag424 import Ntag424, Ntag424Error, aes_cbc_decrypt
-from caisse_provisioning.personalize import sun_of
+from caisse_common.sun import verify_sun
+from caisse_common.ntag424 import Ntag424, Ntag424Error, aes_cbc_decrypt
+from caisse_common.personalize import sun_of
 
 from tests.firmware.mpy_runtime import ROOT
 

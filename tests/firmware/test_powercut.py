@@ -2,14 +2,14 @@
 
 CPython walks every cut point of the workload; MicroPython walks a representative subset (every
 write of one payment byte by byte, plus a stride over the rest). The backend's own codec
-(caisse.protocol) checks the records: signatures, chain, contiguous seqs.
+(caisse_common.protocol) checks the records: signatures, chain, contiguous seqs.
 """
 
 import json
 import sys
 
 import pytest
-from caisse import protocol
+from caisse_common import protocol
 
 from tests.firmware.mpy_runtime import ROOT, run
 

@@ -12,7 +12,7 @@ import struct
 import sys
 from pathlib import Path
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse_provisioning import atecc
 
 from tests.firmware.mpy_runtime import ROOT, run

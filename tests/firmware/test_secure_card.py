@@ -3,7 +3,7 @@
 MicroPython's WebAssembly port has no AES (no cryptolib), so the SUN URLs the card answers are
 computed here, on CPython, with the card model's SUN encoder (sim/ntag424_sim.py), and handed to
 the MicroPython-side card (pn532_sim.Ntag424) as one URL per read. The records the terminal
-makes come back as hex; caisse.sun checks their card_auth, and the real backend app ingests them
+makes come back as hex; caisse_common.sun checks their card_auth, and the real backend app ingests them
 (a genuine payment passes, a copy of the UID without SUN and a replayed SUN message are held).
 """
 
@@ -13,9 +13,9 @@ import sys
 import pytest
 from caisse import admin, card_auth, statements
 from caisse.db import session_factory
-from caisse.sun import diversify_key, verify_sun
-from caisse_provisioning.ntag424 import Ntag424
-from caisse_provisioning.personalize import url_template
+from caisse_common.sun import diversify_key, verify_sun
+from caisse_common.ntag424 import Ntag424
+from caisse_common.personalize import url_template
 
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import backend_app, register

@@ -6,7 +6,7 @@ import json
 import struct
 import sys
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.simulation.faults import flip_a_signature_bit
 from caisse.sync import is_firmware_version
 

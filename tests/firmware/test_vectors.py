@@ -69,7 +69,7 @@ def test_tampered_records_that_are_malformed_are_refused_by_the_codec(micropytho
 
 
 def test_the_codec_pack_body_matches_the_backend_under_cpython():
-    from caisse import protocol
+    from caisse_common import protocol
     from caisse_terminal import record
 
     for r in VECTORS["chain"]:

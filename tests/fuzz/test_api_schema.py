@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from caisse.config import Settings
 from caisse.demo import terminal_key
 from caisse.main import create_app
-from caisse.protocol import public_key_bytes
+from caisse_common.protocol import public_key_bytes
 from tests.backend.conftest import ADMIN_TOKEN, make_settings
 
 # Operations whose validity the schema cannot state whole: a schema-valid request may still be

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from caisse import member_codes, protocol, sync
+from caisse import member_codes, sync
+from caisse_common import protocol
 from caisse.errors import InvalidInput
 from caisse_terminal import cards as firmware_cards
 from caisse_terminal import policy as firmware_policy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caisse_provisioning.ntag424 import Ntag424, Ntag424Error, Session, change_key_data, crc32_nk, pad
+from caisse_common.ntag424 import Ntag424, Ntag424Error, Session, change_key_data, crc32_nk, pad
 
 h = bytes.fromhex
 

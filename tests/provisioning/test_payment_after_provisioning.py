@@ -105,7 +105,8 @@ print(MARK + json.dumps({'first_error': first.error, 'screens': screens, 'accept
 
 def test_a_provisioned_chip_terminal_checks_a_member_code_with_the_key_the_backend_derived(
         make_board, backend, vendor_id):
-    from caisse import member_codes, protocol
+    from caisse import member_codes
+    from caisse_common import protocol
     from caisse.models import TransactionRecord
     from sqlmodel import select
 

@@ -2,7 +2,7 @@
 
 The PN532 is tests/firmware/sim/pn532_sim.py behind a fake serial port (HSU framing, wake-up
 preamble); the card is the card model of tests/firmware/sim/ntag424_sim.py. The proof of a
-personalization is a read afterwards whose SUN message caisse.sun verifies with the card's key.
+personalization is a read afterwards whose SUN message caisse_common.sun verifies with the card's key.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from caisse.cli import app
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
 from caisse.models import Card
-from caisse.sun import verify_sun
-from caisse_provisioning import pn532_uart
-from caisse_provisioning.ntag424 import Ntag424
-from caisse_provisioning.personalize import PersonalizationError, personalize, sun_of, wipe
+from caisse_common.sun import verify_sun
+from caisse_common import pn532_uart
+from caisse_common.ntag424 import Ntag424
+from caisse_common.personalize import PersonalizationError, personalize, sun_of, wipe
 from tests.backend.conftest import cli_database, sqlite_template  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -105,3 +105,27 @@ def test_a_registration_from_before_member_code_keys_needs_a_new_key(board, back
     assert again.revoked_terminal_id == first.terminal_id and again.key_status == "renouvelée"
     with backend.admin() as client:
         assert client.get(f"/v1/admin/terminals/{again.terminal_id}").json()["secure_element"] is False
+
+
+def test_refusals_are_told_apart_by_status_code_not_by_their_text(backend, vendor_id):
+    """An unknown vendor n°409 is not a key the server knows already, however its refusal reads."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from caisse_common.protocol import public_key_bytes
+    from caisse_provisioning.backend import AdminClient
+    from caisse_provisioning.errors import BackendRefused, KeyAlreadyRegistered
+
+    admin = AdminClient.connect(settings_for(backend.url, backend.token))
+    key = public_key_bytes(ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(BackendRefused) as refused:
+        admin.register(vendor_id=409, public_key=key, secure_element=False)
+    assert "409" in str(refused.value) and refused.value.status_code == 404
+    assert not isinstance(refused.value, KeyAlreadyRegistered)
+
+    terminal = admin.register(vendor_id=vendor_id, public_key=key, secure_element=False)
+    with pytest.raises(KeyAlreadyRegistered) as again:
+        admin.register(vendor_id=vendor_id, public_key=key, secure_element=False)
+    assert again.value.status_code == 409
+    assert admin.terminal(terminal["id"])["status"] == "active"
+    assert admin.terminal(terminal["id"] + 404) is None
+    admin.close()

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import protocol
-from caisse.protocol import Kind, Record
+from caisse_common import protocol
+from caisse_common.protocol import Kind, Record
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 

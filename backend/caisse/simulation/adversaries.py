@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from caisse import admin, corrections, ingest, ledger, overdue, protocol, review, settlement
+from caisse import admin, corrections, ingest, ledger, overdue, review, settlement
+from caisse_common import protocol
 from caisse.errors import Conflict
 from caisse.models import (
     Card,

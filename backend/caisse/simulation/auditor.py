@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import invariants, ledger, protocol
+from caisse import invariants, ledger
+from caisse_common import protocol
 from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
 from caisse.models import (
@@ -30,7 +31,7 @@ from caisse.models import (
     TerminalStatus,
     TransactionRecord,
 )
-from caisse.protocol import Kind, Record
+from caisse_common.protocol import Kind, Record
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 
 ACCEPTED = str(RecordStatus.ACCEPTED)

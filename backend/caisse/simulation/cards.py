@@ -3,7 +3,7 @@
 A secure card answers every read with a fresh SUN message (NXP AN12196): PICC data (tag, UID,
 read counter) encrypted under the meta-read key, then the 8-byte SDMMAC under the card's
 file-read key, diversified from a master key (AN10922). `encode_sun` is the card's side of
-`caisse.sun.verify_sun`; the SUN tests use it too.
+`caisse_common.sun.verify_sun`; the SUN tests use it too.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from caisse.sun import diversify_key, sdm_mac
+from caisse_common.sun import diversify_key, sdm_mac
 
 PICC_TAG = 0xC7  # UID mirrored, counter mirrored, 7-byte UID (AN12196 PICCDataTag)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from caisse import protocol
+from caisse_common import protocol
 from caisse.models import TransactionRecord
 from caisse.simulation.auditor import Check
 

@@ -19,7 +19,8 @@ from caisse_terminal import hal
 from schwifty import IBAN
 from sqlalchemy import select
 
-from caisse import admin, allowances, demo_data, ledger, protocol, settlement
+from caisse import admin, allowances, demo_data, ledger, settlement
+from caisse_common import protocol
 from caisse.models import CardType, RecordStatus, TransactionRecord
 from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.auditor import Approved, Auditor

@@ -1,13 +1,13 @@
 """ATECC608 driver against the simulated chip, in MicroPython, from the factory-fresh state.
 
-Signatures are checked with `cryptography` (caisse.protocol), HMACs with Python's hmac: never
+Signatures are checked with `cryptography` (caisse_common.protocol), HMACs with Python's hmac: never
 with the firmware's own P-256 or the simulator's HMAC.
 """
 
 import hashlib
 import hmac
 
-from caisse.protocol import load_public_key, verify_digest
+from caisse_common.protocol import load_public_key, verify_digest
 from caisse_provisioning import atecc
 from tests.firmware.drivers.mp import mp, raises
 

@@ -44,7 +44,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from caisse_provisioning.ntag424 import (
+from caisse_common.ntag424 import (
     NDEF_AID,
     ZERO_IV,
     Ntag424Error,
@@ -58,7 +58,7 @@ from caisse_provisioning.ntag424 import (
     truncate_mac,
     unpad,
 )
-from caisse_provisioning.personalize import ndef_file, sdm_file_settings
+from caisse_common.personalize import ndef_file, sdm_file_settings
 
 SW_OK = b"\x90\x00"
 PICC_TAG = 0xC7  # UID mirrored, SDMReadCtr mirrored, UID length 7

@@ -1,4 +1,4 @@
-"""Card security and lifecycle (issue 7, docs/cards.md): card type, block reason and flag, the
+"""Card security and lifecycle (docs/cards.md): card type, block reason and flag, the
 version that carried a block to terminals, SUN counters used once, the cards version each
 terminal proved it held, member codes and the wrong tries terminals report.
 

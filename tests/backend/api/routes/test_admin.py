@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from caisse import protocol
+from caisse_common import protocol
 from tests.backend.factories import new_key
 
 

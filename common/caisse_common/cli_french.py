@@ -79,8 +79,12 @@ class FrenchTyper(typer.Typer):
     """A Typer app whose console script speaks French and never shows a traceback: calling it
     runs `run`. (typer.testing.CliRunner calls the command tree directly and stays as Typer is.)"""
 
+    def __init__(self, *args: Any, prog_name: str = "caisse", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prog_name = prog_name
+
     def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        run(self, args=kwargs.get("args"), prog_name=kwargs.get("prog_name", "caisse"))
+        run(self, args=kwargs.get("args"), prog_name=kwargs.get("prog_name", self.prog_name))
 
 
 def run(app: typer.Typer, *, args: Sequence[str] | None = None, prog_name: str = "caisse") -> NoReturn:
@@ -126,7 +130,7 @@ def localize(command: click_core.Command) -> None:
     """French labels for the help of `command` and every command below it."""
     for name, text in RICH_LABELS.items():
         if not hasattr(rich_utils, name):
-            raise RuntimeError(f"typer.rich_utils.{name} is gone: update caisse.cli_french")
+            raise RuntimeError(f"typer.rich_utils.{name} is gone: update caisse_common.cli_french")
         setattr(rich_utils, name, text)
     for each in _walk(command):
         each.context_class = FrenchContext

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from caisse.sun import KEY_BYTES, cmac
+from caisse_common.sun import KEY_BYTES, cmac
 
 Transceive = Callable[[bytes], bytes]
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from caisse.sun import PICC_DATA_BYTES, SunError, diversify_key, verify_sun
+from caisse_common.sun import PICC_DATA_BYTES, SunError, diversify_key, verify_sun
 from caisse_terminal.sun import sun_from_ndef
 
 from .ntag424 import NDEF_FILE_NO, Ntag424, Ntag424Error

@@ -4,7 +4,7 @@ A secure card answers each read with 16 bytes of PICC data, encrypted under the 
 and an 8-byte MAC under a session key derived from the card's file-read key. The file-read key
 is diversified per card from a master key (NXP AN10922), so one leaked card key exposes one card.
 
-    SunError (InvalidInput)   the message cannot be read at all; codes, in order of precedence:
+    SunError                 the message cannot be read at all; codes, in order of precedence:
         bad_key               a key is not 16 bytes
         bad_length            PICC data is not 16 bytes or the MAC is not 8 bytes
         bad_picc_tag          decrypted PICCDataTag does not announce a mirrored 7-byte UID and
@@ -24,7 +24,6 @@ from typing import Literal
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from caisse.errors import InvalidInput
 
 KEY_BYTES = 16
 PICC_DATA_BYTES = 16
@@ -46,9 +45,13 @@ _ZERO_IV = bytes(16)
 SunErrorCode = Literal["bad_key", "bad_length", "bad_picc_tag", "bad_diversification"]
 
 
-class SunError(InvalidInput):
+class SunError(Exception):
+    """Not a ValueError, so callers parsing hex first can tell the two apart."""
+
     def __init__(self, code: SunErrorCode, detail: str) -> None:
-        super().__init__(code, detail)
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

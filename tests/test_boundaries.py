@@ -1,0 +1,50 @@
+"""The import contracts of pyproject.toml ([tool.importlinter], run by `make test`) catch each
+boundary crossing: a copy of the source tree with one forbidden import per contract breaks all of
+them, so a contract that matches nothing (a renamed package, a typo) cannot pass silently."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIRS = {"caisse": "backend", "caisse_provisioning": "provisioning", "caisse_common": "common",
+                "caisse_terminal": "firmware", "drivers": "firmware"}
+
+# (module file, the import it gains): one crossing per contract, in the contracts' order.
+CROSSINGS = [
+    ("backend/caisse/cli.py", "import caisse_provisioning.provision"),
+    ("provisioning/caisse_provisioning/backend.py", "from caisse import admin"),
+    ("common/caisse_common/sun.py", "import caisse.errors"),
+    ("firmware/drivers/keypad.py", "from caisse_common import protocol"),
+    ("backend/caisse/sepa.py", "from caisse import settlement"),
+]
+
+
+def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join(sorted({str(tree / folder) for folder in PACKAGE_DIRS.values()}))
+    return subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--config", str(ROOT / "pyproject.toml"),
+                           "--no-cache"], cwd=tree, env={**os.environ, "PYTHONPATH": path},
+                          capture_output=True, text=True, check=False)
+
+
+def test_each_contract_breaks_on_a_forbidden_import(tmp_path: Path) -> None:
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert len(contracts) == len(CROSSINGS)
+    for package, folder in PACKAGE_DIRS.items():
+        shutil.copytree(ROOT / folder / package, tmp_path / folder / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "templates", "static"))
+    assert _lint_imports(tmp_path).returncode == 0  # the copy alone keeps every contract
+
+    for file, line in CROSSINGS:
+        with (tmp_path / file).open("a") as module:
+            module.write(f"\n{line}\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"Contracts: 0 kept, {len(CROSSINGS)} broken." in result.stdout, result.stdout
+    for contract in contracts:
+        assert contract["name"] in result.stdout.replace("\n", "")
