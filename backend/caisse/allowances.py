@@ -345,7 +345,7 @@ def rule_text(rule: Rule) -> str:
 
     amount = {AllowanceKind.FLAT: f"forfait de {euros(rule.flat_cents)} EUR par foyer",
               AllowanceKind.PER_MEMBER: f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
-              AllowanceKind.AVERAGE_CONTRIBUTION: "moyenne des cotisations du mois"}[rule.rule]
+              AllowanceKind.AVERAGE_CONTRIBUTION: "moyenne des cotisations du mois"}[AllowanceKind(rule.rule)]
     prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
     left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == UnspentPolicy.CARRY_OVER
             else "reliquat rendu au fonds chaque mois")
