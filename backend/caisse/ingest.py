@@ -363,8 +363,8 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
 def _decode_all(
     batch: _Batch, raw_records: Sequence[bytes], results: list[RecordResult | None]
 ) -> list[_Candidate]:
-    """Each well-formed record of this terminal; the others get
-    their verdict (malformed, wrong_terminal) in `results` and go to the rejection log."""
+    """The well-formed records of this terminal; the others get their verdict (malformed,
+    wrong_terminal) in `results` and go to the rejection log."""
     candidates = []
     for index, raw in enumerate(raw_records):
         try:
