@@ -39,7 +39,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlmodel import Session
 
 from caisse import accounts, admin, audit, ledger
-from caisse.config import Settings
+from caisse.config import LeavingBalance, Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import (
@@ -135,7 +135,7 @@ def apply_departures(session: Session, *, settings: Settings, by: str = AUTOMATI
         if now < due:
             report.waiting.append((household_id, due))
             continue
-        moved = _balance_departed(session, household) if settings.leaving_balance == "fund" else 0
+        moved = _balance_departed(session, household) if settings.leaving_balance == LeavingBalance.FUND else 0
         if moved:
             report.settled.append(household_id)
             report.returned_cents += max(moved, 0)

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import admin, allowances, audit, ingest, ledger, members, sortition
+from caisse.config import LeavingBalance
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Household, LedgerTransfer, RecordStatus, SortitionDraw, utcnow
 from tests.backend.audit import assert_ledger_invariants
@@ -136,7 +137,7 @@ def test_the_cards_are_blocked_at_paris_midnight_of_the_end_date_on_the_days_the
 @SQLITE_ONLY
 def test_the_keep_policy_leaves_the_balance_on_the_account(session: Session, staff: str) -> None:
     world = _world_leaving(session, staff, blocked_at=utcnow() - timedelta(days=10))
-    report = members.apply_departures(session, settings=make_settings(leaving_balance="keep"))
+    report = members.apply_departures(session, settings=make_settings(leaving_balance=LeavingBalance.KEEP))
     session.commit()
     assert report.returned_cents == 0 and _balance(session, world.household_id) == 10_000
 
