@@ -318,8 +318,8 @@ def prefill(database_url: str, records: int) -> float:
     try:
         with session_factory(engine)() as session:
             vendor = admin.create_vendor(session, name="Archive", kind="producer", zone="archive")
-            member = ledger.ensure_account(session, code=ledger.member_code(0), kind="member")
-            payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id or 0), kind="vendor_payable")
+            member = ledger.ensure_account(session, code=ledger.member_code(0), kind=ledger.AccountKind.MEMBER)
+            payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id or 0), kind=ledger.AccountKind.VENDOR_PAYABLE)
             session.execute(text(
                 "INSERT INTO terminal (vendor_id, public_key, status, acked_seq, created_at)"
                 " SELECT :vendor, decode(lpad(to_hex(i), 130, '0'), 'hex'), 'active', :per_terminal, now()"

@@ -130,7 +130,7 @@ def measure(engine: Engine, *, n: int, folder: Path, day: date = DAY, prepare_on
     done = time.perf_counter()
     assert result.status == "exported" and result.paid_records == n and not result.held, result
     with sessions() as session:
-        assert ledger.balance_cents(session, code=ledger.VENDOR_PAID) == settlement.settled_total_cents(session)
+        assert ledger.balance_cents(session, code=ledger.Account.VENDOR_PAID) == settlement.settled_total_cents(session)
     return prepared - start, done - start, result.paid_records, result.paid_cents
 
 

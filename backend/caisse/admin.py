@@ -75,8 +75,8 @@ def create_vendor(
     session.add(vendor)
     session.flush()
     assert vendor.id is not None
-    ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind="vendor_payable")
-    ledger.ensure_account(session, code=ledger.vendor_held_code(vendor.id), kind="vendor_held")
+    ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id), kind=ledger.AccountKind.VENDOR_PAYABLE)
+    ledger.ensure_account(session, code=ledger.vendor_held_code(vendor.id), kind=ledger.AccountKind.VENDOR_HELD)
     accreditation.note_state(session, vendor=vendor)
     audit.record(session, actor=by, action="vendor.create", subject=f"vendor:{vendor.id}",
                  detail={**vendor.model_dump(include=set(_AUDITED)), **({"os_user": os_user} if os_user else {})})
@@ -274,7 +274,7 @@ def create_household(session: Session, *, name: str, members: int, zone: str) ->
     session.add(household)
     session.flush()
     assert household.id is not None
-    ledger.ensure_account(session, code=ledger.member_code(household.id), kind="member")
+    ledger.ensure_account(session, code=ledger.member_code(household.id), kind=ledger.AccountKind.MEMBER)
     return household
 
 
@@ -324,8 +324,8 @@ def credit_household(
         raise InvalidInput("invalid_amount", f"amount_cents must be between 1 and {MAX_CREDIT_CENTS}")
     key = uuid.uuid4().hex if reference is None else reference
     posted_as = ledger.user_reference("credit", key)
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
-    member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind="member")
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
+    member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind=ledger.AccountKind.MEMBER)
     existing = ledger.find_transfer(session, reference=posted_as)
     if existing is not None:
         same = (existing.debit_account_id, existing.credit_account_id, existing.amount_cents) == (fund, member, amount_cents)

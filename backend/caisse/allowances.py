@@ -27,7 +27,7 @@ from sqlmodel import Session
 from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
-from caisse.models import AllowanceMonth, AllowanceRule, Household, LedgerTransfer, utcnow
+from caisse.models import AllowanceKind, AllowanceMonth, AllowanceRule, Household, LedgerTransfer, UnspentPolicy, utcnow
 from caisse.sync import bump_cards
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -100,8 +100,6 @@ class AllocationReport:
     differing: list[tuple[int, int, int]] = field(default_factory=list)  # (household, posted, now)
 
 
-RULES = ("flat", "per_member", "average_contribution")
-UNSPENT_POLICIES = ("carry_over", "expire")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +189,10 @@ def set_rule(
 
 
 def _check_rule(rule: Rule) -> None:
-    if rule.rule not in RULES:
-        raise InvalidInput("invalid_allowance_rule", f"the rule is one of {', '.join(RULES)}, not {rule.rule!r}")
-    if rule.unspent not in UNSPENT_POLICIES:
-        raise InvalidInput("invalid_unspent_policy", f"unspent money is {' or '.join(UNSPENT_POLICIES)}, not {rule.unspent!r}")
+    if rule.rule not in tuple(AllowanceKind):
+        raise InvalidInput("invalid_allowance_rule", f"the rule is one of {', '.join(AllowanceKind)}, not {rule.rule!r}")
+    if rule.unspent not in tuple(UnspentPolicy):
+        raise InvalidInput("invalid_unspent_policy", f"unspent money is {' or '.join(UnspentPolicy)}, not {rule.unspent!r}")
     for name in ("flat_cents", "base_cents", "per_extra_member_cents", "carry_over_cap_cents"):
         if getattr(rule, name) < 0:
             raise InvalidInput("negative_amount", f"{name} cannot be negative")
@@ -204,9 +202,9 @@ def monthly_amount_cents(
     *, rule: Rule, members: int, joined: datetime, month: Month, average_contribution_cents: int
 ) -> int:
     """The allowance of one household for `month`, in cents, before any unspent-money policy."""
-    if rule.rule == "flat":
+    if rule.rule == AllowanceKind.FLAT:
         amount = rule.flat_cents
-    elif rule.rule == "per_member":
+    elif rule.rule == AllowanceKind.PER_MEMBER:
         amount = rule.base_cents + rule.per_extra_member_cents * (members - 1)
     else:
         amount = average_contribution_cents
@@ -241,7 +239,7 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
         return report
     rule = rule_in_force(session, month=str(period), settings=settings)
     average = _average_contribution_cents(session, month=period, households=len(households))
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
     members = ledger.account_ids(session, codes=[ledger.member_code(h) for h, _, _ in households])
     posted = dict(
         session.execute(
@@ -325,7 +323,7 @@ def first_open_month(session: Session, *, month: str) -> Month:
 def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
     if balance_cents <= 0:
         return 0
-    if rule.unspent == "expire":
+    if rule.unspent == UnspentPolicy.EXPIRE:
         return balance_cents
     return max(0, balance_cents - rule.carry_over_cap_cents)
 
@@ -345,10 +343,10 @@ def rule_text(rule: Rule) -> str:
     """The rule in one French sentence, amounts in euros (the CLI and the console show it)."""
     from caisse.money import euros
 
-    amount = {"flat": f"forfait de {euros(rule.flat_cents)} EUR par foyer",
-              "per_member": f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
-              "average_contribution": "moyenne des cotisations du mois"}[rule.rule]
+    amount = {AllowanceKind.FLAT: f"forfait de {euros(rule.flat_cents)} EUR par foyer",
+              AllowanceKind.PER_MEMBER: f"{euros(rule.base_cents)} EUR plus {euros(rule.per_extra_member_cents)} EUR par membre supplémentaire",
+              AllowanceKind.AVERAGE_CONTRIBUTION: "moyenne des cotisations du mois"}[AllowanceKind(rule.rule)]
     prorata = "au prorata des jours restants pour un foyer arrivé en cours de mois" if rule.pro_rata else "sans prorata"
-    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == "carry_over"
+    left = (f"reliquat conservé jusqu'à {euros(rule.carry_over_cap_cents)} EUR" if rule.unspent == UnspentPolicy.CARRY_OVER
             else "reliquat rendu au fonds chaque mois")
     return f"{amount}, {prorata}, {left}."

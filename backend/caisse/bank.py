@@ -34,9 +34,8 @@ from sqlmodel import Session
 
 from caisse import accounts, audit, ledger
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import BankFile, BankReturn, SettlementLine, SettlementRun, SettlementStatus
+from caisse.models import BankFile, BankReturn, LineStatus, SettlementLine, SettlementRun, SettlementStatus
 from caisse.money import euros
-from caisse.statements import PAID
 
 MAX_FILE_BYTES = 20_000_000  # a month of statements is far below; a larger file is not one of these
 _NAMESPACE = re.compile(r"^\{urn:iso:std:iso:20022:tech:xsd:(pain\.002|camt\.054|camt\.053)\.001\.(\d\d)\}Document$")
@@ -267,7 +266,7 @@ def import_file(session: Session, *, content: bytes, by: str, os_user: str | Non
 
 def _lines_of(session: Session, answer: Rejection) -> list[SettlementLine]:
     """The paid lines an answer is about: one payment, or every payment of a batch or a message."""
-    query = select(SettlementLine).where(SettlementLine.status == PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
+    query = select(SettlementLine).where(SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
     if answer.payment_id is not None:
         line = session.execute(query.where(SettlementLine.payment_id == answer.payment_id)).scalar_one_or_none()  # type: ignore[arg-type]
         if line is None:
@@ -299,8 +298,8 @@ def _return(session: Session, line: SettlementLine, rejection: Rejection, *, dig
     if ledger.find_transfer(session, reference=reference) is not None:
         result.already_returned.append(line.payment_id)
         return
-    paid = ledger.ensure_account(session, code=ledger.VENDOR_PAID, kind="vendor_paid")
-    payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(line.vendor_id), kind="vendor_payable")
+    paid = ledger.ensure_account(session, code=ledger.Account.VENDOR_PAID, kind=ledger.AccountKind.VENDOR_PAID)
+    payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(line.vendor_id), kind=ledger.AccountKind.VENDOR_PAYABLE)
     reason = reason_text(rejection.reason_code)
     ledger.post_transfer(session, debit=paid, credit=payable, amount_cents=line.amount_cents,
                          kind=ledger.TransferKind.BANK_RETURN, reference=reference,

@@ -26,7 +26,7 @@ from caisse.cli_lists import liste_app
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
-from caisse.models import Card
+from caisse.models import Card, SettlementStatus
 from caisse.money import euros
 from caisse_common import sun
 from caisse_common.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
@@ -862,7 +862,7 @@ def settle(
         with _engine(settings) as engine:
             result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by,
                                        os_user=_os_user())
-            if result.status == "prepared":
+            if result.status == SettlementStatus.PREPARED:
                 _print_payees(session_factory(engine), result.run_id)
     except CaisseError as error:
         _fail(error)
@@ -875,7 +875,7 @@ def settle(
             err.print(f"  Décider : caisse review list --vendor {vendor_id}, puis caisse review release|reject <enregistrement>.")
     for difference in result.differences:
         err.print(f"[red]Écart entre compte et enregistrements :[/red] {difference.french()}")
-    if result.status == "prepared":
+    if result.status == SettlementStatus.PREPARED:
         err.print(f"En attente d'approbation : caisse settle-approve {result.run_id} --by <trésorier>, puis relancer caisse settle.")
     elif result.output_dir:
         err.print(f"Fichiers : {result.output_dir}")
@@ -1168,11 +1168,11 @@ def review_reject_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _Bul
 def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | None) -> None:
     from caisse import review
 
-    decided = _run(lambda s: review.decide_all(s, decision=decision, by=by, terminal_id=terminal, vendor_id=vendor,
+    decided = _run(lambda s: review.decide_all(s, decision=review.Decision(decision), by=by, terminal_id=terminal, vendor_id=vendor,
                                                os_user=_os_user()))
     for record_id in decided:
         out.print(record_id)
-    done = "libéré(s)" if decision == "release" else "rejeté(s)"
+    done = "libéré(s)" if decision == review.Decision.RELEASE else "rejeté(s)"
     err.print(f"{len(decided)} enregistrement(s) {done} par {by}.")
 
 

@@ -7,7 +7,7 @@ Declare an option with `VENDOR_KIND.option(help=...)`.
 
 from __future__ import annotations
 
-from caisse.models import BlockReason, CardType, ConventionStatus, Role, VendorKind
+from caisse.models import AllowanceKind, BlockReason, CardType, ConventionStatus, Role, UnspentPolicy, VendorKind
 from caisse_common.cli_french import Choices
 
 VENDOR_KIND = Choices({
@@ -22,5 +22,6 @@ CARD_TYPE = Choices({"simple": CardType.BASIC, "sécurisée": CardType.SECURE})
 BLOCK_REASON = Choices({"perdue": BlockReason.LOST, "volée": BlockReason.STOLEN})
 ROLE = Choices({"administration": Role.ADMIN, "coordination": Role.COORDINATOR, "trésorerie": Role.TREASURER,
                 "comité": Role.COMMITTEE})
-ALLOWANCE_RULE = Choices({"forfait": "flat", "par_membre": "per_member", "cotisation_moyenne": "average_contribution"})
-ALLOWANCE_UNSPENT = Choices({"conserver": "carry_over", "rendre": "expire"})
+ALLOWANCE_RULE = Choices({"forfait": AllowanceKind.FLAT, "par_membre": AllowanceKind.PER_MEMBER,
+                          "cotisation_moyenne": AllowanceKind.AVERAGE_CONTRIBUTION})
+ALLOWANCE_UNSPENT = Choices({"conserver": UnspentPolicy.CARRY_OVER, "rendre": UnspentPolicy.EXPIRE})

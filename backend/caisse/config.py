@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from functools import lru_cache
@@ -9,6 +10,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from caisse.models import AllowanceKind, UnspentPolicy
+
+
+class MeansKind(enum.StrEnum):
+    """How a household's means are recorded (caisse.means), and what the indicative scale reads."""
+    QUARTILE = "quartile"  # an income quartile of the territory (the sortition questionnaire's bands)
+    INCOME = "income"  # a monthly income
+
+
+class LeavingBalance(enum.StrEnum):
+    """A departed household's unspent balance, once the terminals' offline age has passed."""
+    FUND = "fund"  # back to the allowance fund
+    KEEP = "keep"  # left on its account, for staff to settle by hand (the ledger shows it)
+
 
 # Allowed only in development, so `make run` works on a fresh clone. Documented in docs/backend.md.
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -56,12 +72,12 @@ class Settings(BaseSettings):
     member_code_master_key_hex: str = Field(default=DEV_MEMBER_CODE_MASTER_KEY_HEX, pattern=r"^[0-9a-fA-F]{64}$")
 
     # Allowances (docs/settlement.md): the rule the citizens' committee chose.
-    allowance_rule: Literal["flat", "per_member", "average_contribution"] = "flat"
+    allowance_rule: AllowanceKind = AllowanceKind.FLAT
     allowance_flat_cents: int = Field(default=10_000, ge=0)  # Montpellier: 100 per household
     allowance_base_cents: int = Field(default=15_000, ge=0)  # Gironde: 150 ...
     allowance_per_extra_member_cents: int = Field(default=7_500, ge=0)  # ... + 75 per extra member
     allowance_pro_rata: bool = True  # a household joining mid-month gets the days left
-    allowance_unspent: Literal["carry_over", "expire"] = "carry_over"
+    allowance_unspent: UnspentPolicy = UnspentPolicy.CARRY_OVER
     allowance_carry_over_cap_cents: int = Field(default=5_000, ge=0)
 
     # Contributions and the fund (docs/settlement.md). Percentages in basis points (5000 = 50 %).
@@ -71,7 +87,7 @@ class Settings(BaseSettings):
     contribution_above_brackets_cents: int = Field(default=10_000, ge=0)
     # How a household's means are recorded (caisse.means): an income quartile of the territory (the
     # sortition questionnaire's 4 bands) or a monthly income; the indicative scale reads the same one.
-    means_kind: Literal["quartile", "income"] = "quartile"
+    means_kind: MeansKind = MeansKind.QUARTILE
     # Indicative contribution per income quartile, lowest first: [q1, q2, q3, q4] in cents.
     contribution_by_quartile_cents: list[Annotated[int, Field(ge=0)]] = Field(default=[1_000, 2_500, 5_000, 8_000], min_length=4, max_length=4)
     # The State tops up contributions (Montpellier, phase 2: 50 %); 0 when no partner matches.
@@ -98,9 +114,8 @@ class Settings(BaseSettings):
     # many months after their end date (volunteers never drawn: after their draw was created).
     retention_months: int = Field(default=24, ge=1, le=1200)
     # What happens to a departed household's unspent balance once the terminals' offline age has
-    # passed (caisse.members): "fund" returns it to the allowance fund; "keep" leaves it on the
-    # household's account, for staff to settle by hand (the ledger shows it).
-    leaving_balance: Literal["fund", "keep"] = "fund"
+    # passed (caisse.members).
+    leaving_balance: LeavingBalance = LeavingBalance.FUND
 
     # Web console (docs/console.md). Cookies are marked Secure outside development.
     console_session_lifetime_s: int = Field(default=43_200, gt=0)  # a working day, then sign in again

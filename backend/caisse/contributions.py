@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from caisse import means as household_means
 from caisse.allowances import Month
-from caisse.config import Settings
+from caisse.config import MeansKind, Settings
 from caisse.corrections import reversed_sql
 from caisse.fund import suggested_contribution_cents
 from caisse.models import Household, HouseholdMeans
@@ -33,7 +33,7 @@ def indicative_cents(row: HouseholdMeans | None, *, settings: Settings) -> int |
     the caisse's scale reads (`means_kind`) are not recorded."""
     if row is None:
         return None
-    if settings.means_kind == "quartile":
+    if settings.means_kind == MeansKind.QUARTILE:
         if row.income_quartile is None:
             return None
         return max(settings.contribution_by_quartile_cents[row.income_quartile - 1], settings.contribution_minimum_cents)

@@ -31,29 +31,19 @@ from caisse.corrections import reversed_sql
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
+from caisse.ledger import Account
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer
 from caisse.money import euros
 from caisse.settlement import payable_differences
 from caisse.spreadsheet import Column, read_table
+from caisse_common import protocol
 
-FUND = "fund"
-INCOME_CONTRIBUTIONS = "income:contributions"
-INCOME_MATCHING = "income:matching"
-INCOME_GRANTS = "income:grants"
-EXPENSE_FEES = "expense:fees"
 MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
 
 _EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 # The platform's export or a sheet staff typed: English codes or French headers.
 CSV_COLUMNS = (Column("household_id", ("foyer", "numéro de foyer", "n° foyer")), Column("month", ("mois",)),
                Column("amount_eur", ("montant", "montant en euros")), Column("reference", ("référence", "réf")))
-
-
-class Kind:
-    CONTRIBUTION = "contribution"
-    MATCHING = "matching"
-    GRANT = "grant"
-    FEE = "fee"
 
 
 def parse_euros(value: str, *, zero_allowed: bool = False) -> int:
@@ -79,11 +69,12 @@ def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> in
 
 
 def _accounts(session: Session) -> dict[str, int]:
-    return {code: ledger.ensure_account(session, code=code, kind=code.split(":")[0])
-            for code in (FUND, INCOME_CONTRIBUTIONS, INCOME_MATCHING, INCOME_GRANTS, EXPENSE_FEES)}
+    return {code: ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
+            for code in (Account.FUND, Account.INCOME_CONTRIBUTIONS, Account.INCOME_MATCHING, Account.INCOME_GRANTS,
+                         Account.EXPENSE_FEES)}
 
 
-def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, kind: str, reference: str, memo: str | None) -> bool:
+def _post_once(session: Session, *, debit: int, credit: int, amount_cents: int, kind: ledger.TransferKind, reference: str, memo: str | None) -> bool:
     """Post unless the reference exists: same body -> False (idempotent), other body -> Conflict."""
     existing = ledger.find_transfer(session, reference=reference)
     if existing is not None:
@@ -136,8 +127,9 @@ def _record_contribution(
     session.add(Contribution(household_id=household_id, month=str(counted), amount_cents=amount_cents, reference=reference))
     session.flush()
     late = "" if counted == period else f" (for {period}, closed)"
-    _post_once(session, debit=accounts[INCOME_CONTRIBUTIONS], credit=accounts[FUND], amount_cents=amount_cents,
-               kind=Kind.CONTRIBUTION, reference=reference, memo=f"household {household_id} {counted}{late}")
+    _post_once(session, debit=accounts[Account.INCOME_CONTRIBUTIONS], credit=accounts[Account.FUND],
+               amount_cents=amount_cents, kind=ledger.TransferKind.CONTRIBUTION, reference=reference,
+               memo=f"household {household_id} {counted}{late}")
     return True
 
 
@@ -232,8 +224,9 @@ def record_matching(session: Session, *, month: str, settings: Settings, by: str
         return 0
     count = _count(session, f"matching:{period}:%")
     accounts = _accounts(session)
-    _post_once(session, debit=accounts[INCOME_MATCHING], credit=accounts[FUND], amount_cents=due - posted, kind=Kind.MATCHING,
-               reference=f"matching:{period}:{count + 1}", memo=f"matching {settings.matching_basis_points / 100}% of {period}")
+    _post_once(session, debit=accounts[Account.INCOME_MATCHING], credit=accounts[Account.FUND], amount_cents=due - posted,
+               kind=ledger.TransferKind.MATCHING, reference=f"matching:{period}:{count + 1}",
+               memo=f"matching {settings.matching_basis_points / 100}% of {period}")
     audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
                  detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
     return due - posted
@@ -252,8 +245,8 @@ def record_grant(session: Session, *, month: str, amount_cents: int, source: str
     period = Month.parse(month)
     accounts = _accounts(session)
     posted_as = ledger.user_reference(f"grant:{period}", reference)
-    created = _post_once(session, debit=accounts[INCOME_GRANTS], credit=accounts[FUND], amount_cents=amount_cents,
-                         kind=Kind.GRANT, reference=posted_as, memo=source[:300])
+    created = _post_once(session, debit=accounts[Account.INCOME_GRANTS], credit=accounts[Account.FUND],
+                         amount_cents=amount_cents, kind=ledger.TransferKind.GRANT, reference=posted_as, memo=source[:300])
     if created:
         audit.record(session, actor=by, action="fund.grant", subject=f"month:{period}",
                      detail={"amount_cents": amount_cents, "source": source[:300], "reference": posted_as}, os_user=os_user)
@@ -275,8 +268,8 @@ def record_fee(session: Session, *, month: str, amount_cents: int, memo: str, re
 
 def _post_fee(session: Session, *, amount_cents: int, memo: str, reference: str) -> bool:
     accounts = _accounts(session)
-    return _post_once(session, debit=accounts[FUND], credit=accounts[EXPENSE_FEES], amount_cents=amount_cents,
-                      kind=Kind.FEE, reference=reference, memo=memo[:300])
+    return _post_once(session, debit=accounts[Account.FUND], credit=accounts[Account.EXPENSE_FEES],
+                      amount_cents=amount_cents, kind=ledger.TransferKind.FEE, reference=reference, memo=memo[:300])
 
 
 # Budget -----------------------------------------------------------------------------------------
@@ -553,7 +546,7 @@ class _Book:
                 f" AND ({late.condition('CASE WHEN r.kind = 1 THEN r.time ELSE COALESCE(p.time, r.time) END', 'r.received_at')})")
                 .bindparams(*late.parameters()).columns(received_at=DateTime(timezone=True))).all():
             flows = self.at(late.counted_in(arrived))
-            if kind == 1:
+            if kind == protocol.Kind.PAYMENT:
                 flows.payments += int(cents)
                 flows.held += int(held)
                 flows.rejected += int(rejected)
@@ -587,11 +580,11 @@ class _Book:
                 month, line = original[-7:], "allowances"
             elif kind == ledger.TransferKind.ALLOWANCE:
                 month, line = _local_month(created_at, zone), "credits"
-            elif kind == Kind.CONTRIBUTION and registered is not None:
+            elif kind == ledger.TransferKind.CONTRIBUTION and registered is not None:
                 month, line = registered, "contributions"
                 self.register[month] = self.register.get(month, 0) - cents
-            elif kind in (Kind.GRANT, Kind.FEE) and len(parts) > 1:
-                month, line = parts[1], "grants" if kind == Kind.GRANT else "fees"
+            elif kind in (ledger.TransferKind.GRANT, ledger.TransferKind.FEE) and len(parts) > 1:
+                month, line = parts[1], "grants" if kind == ledger.TransferKind.GRANT else "fees"
             else:
                 self.unplaced.append(f"contre-passation {reference} d'une écriture que le budget ne sait pas placer"
                                      f" ({kind or 'introuvable'}) : {euros(cents)} €")
@@ -652,15 +645,15 @@ class _Book:
              "dans les règlements exportés, retours de la banque déduits"),
             # What the accounts hold today is what the months add up to.
             ("soldes des foyers", total.members, accounts.get("member", 0), "sur leurs comptes"),
-            ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(ledger.ALLOWANCE_FUND, 0),
+            ("fonds des allocations", total.expired - total.allowances - total.credits, accounts.get(Account.ALLOWANCE_FUND, 0),
              "sur son compte"),
             ("dû aux commerçants, retenu compris", total.vendors, accounts.get("vendor", 0), "sur leurs comptes"),
-            ("payé aux commerçants", total.payouts, accounts.get(ledger.VENDOR_PAID, 0), "sur son compte"),
-            ("fonds en euros avant virements", total.fund + total.payouts, accounts.get(FUND, 0), "sur son compte"),
-            ("cotisations reçues", -total.contributions, accounts.get(INCOME_CONTRIBUTIONS, 0), "sur leur compte"),
-            ("abondements reçus", -total.matching, accounts.get(INCOME_MATCHING, 0), "sur leur compte"),
-            ("subventions reçues", -total.grants, accounts.get(INCOME_GRANTS, 0), "sur leur compte"),
-            ("frais payés", total.fees, accounts.get(EXPENSE_FEES, 0), "sur leur compte"),
+            ("payé aux commerçants", total.payouts, accounts.get(Account.VENDOR_PAID, 0), "sur son compte"),
+            ("fonds en euros avant virements", total.fund + total.payouts, accounts.get(Account.FUND, 0), "sur son compte"),
+            ("cotisations reçues", -total.contributions, accounts.get(Account.INCOME_CONTRIBUTIONS, 0), "sur leur compte"),
+            ("abondements reçus", -total.matching, accounts.get(Account.INCOME_MATCHING, 0), "sur leur compte"),
+            ("subventions reçues", -total.grants, accounts.get(Account.INCOME_GRANTS, 0), "sur leur compte"),
+            ("frais payés", total.fees, accounts.get(Account.EXPENSE_FEES, 0), "sur leur compte"),
         ]
         found = [f"{label} : {euros(figured)} € au budget, {euros(actual)} € {where} (écart {euros(actual - figured)} €)"
                  for label, figured, actual, where in identities if figured != actual]

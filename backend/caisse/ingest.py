@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, select, update
@@ -139,6 +140,40 @@ class _Stored:
     new_row: list | None = None  # set when inserted by this batch (in _RECORD_COLUMNS order)
 
 
+class _Candidate(NamedTuple):
+    """A well-formed record of the batch's terminal, waiting for its verdict."""
+    index: int  # in the uploaded batch
+    raw: bytes
+    record: Record
+    digest: bytes
+
+
+class _Accepted(NamedTuple):
+    kind: Kind
+    seq: int
+    ref_seq: int  # 0 for a payment
+    household_id: int
+    amount_cents: int
+
+
+class _Posting(NamedTuple):
+    debit_code: str
+    credit_code: str
+    amount_cents: int
+    kind: ledger.TransferKind
+    reference: str
+
+
+class _CardRow(NamedTuple):
+    household_id: int
+    status: str
+    blocked_at_s: int | None
+    card_id: int
+    secure: bool
+    blocked_version: int | None
+    block_reason: str | None
+
+
 @dataclass(slots=True)
 class _Batch:
     """Everything the batch will write, gathered first and written in bulk at the end."""
@@ -148,9 +183,9 @@ class _Batch:
     rejections: list[dict] = field(default_factory=list)
     voided_seqs: set[int] = field(default_factory=set)
     verified_seqs: set[int] = field(default_factory=set)
-    # (record kind, seq, ref_seq, household_id, amount_cents) of each accepted record: the accounts
-    # are chosen when the batch is written, once every hold is known (_postings).
-    postings: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    # Each accepted record's money: the accounts are chosen when the batch is written, once every
+    # hold is known (_postings).
+    postings: list[_Accepted] = field(default_factory=list)
     households: set[int] = field(default_factory=set)
     # Secure cards (caisse.card_auth): (card_id, SUN counter, seq) to claim, holds by seq, cards
     # to flag for staff and cards to block by card id, each with its French reason. A held
@@ -172,7 +207,7 @@ class PreparedBatch:
     batch: _Batch
     count: int
     results: list[RecordResult | None]
-    candidates: list[tuple[int, bytes, Record, bytes]]
+    candidates: list[_Candidate]
     hinted_key: bytes | None
     signature_ok: dict[bytes, bool]
 
@@ -214,12 +249,12 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             _key_hints.clear()
         _key_hints[terminal_id] = terminal.public_key
 
-    stored, covered = _load_neighbourhood(session, terminal_id=terminal_id, records=[c[2] for c in candidates])
+    stored, covered = _load_neighbourhood(session, terminal_id=terminal_id, records=[c.record for c in candidates])
     received_s = unix_s(batch.received_at)
-    cards = _load_cards(session, uids={c[2].card_uid for c in candidates})
+    cards = _load_cards(session, uids={c.record.card_uid for c in candidates})
     budget = offline_limits.load_judge(
         session, terminal_id=terminal_id, terminal=terminal,
-        payments=[(c[2], cards[c[2].card_uid][0]) for c in candidates if c[2].card_uid in cards])
+        payments=[(c.record, cards[c.record.card_uid].household_id) for c in candidates if c.record.card_uid in cards])
     deny_list_proofs: dict[int, int | None] = {}
     accreditations, zone = accreditation.states(session, vendor_id=vendor_id), ZoneInfo(settings.settlement_timezone)
 
@@ -281,8 +316,8 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             chain_verified=row[_CHAIN_VERIFIED], voided=False, time=record.time, flags=record.flags, new_row=row,
         )
         card = cards.get(record.card_uid)
-        if card is not None and card[_SECURE] and record.kind == Kind.PAYMENT:
-            _check_secure_card(batch, record, card_id=card[_CARD_ID], settings=settings)
+        if card is not None and card.secure and record.kind == Kind.PAYMENT:
+            _check_secure_card(batch, record, card_id=card.card_id, settings=settings)
         if budget is not None and household_id is not None:
             over_budget = budget.judge(record, household_id)  # every stored record counts in the day's spend
             hold = hold or over_budget
@@ -327,9 +362,9 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
 
 def _decode_all(
     batch: _Batch, raw_records: Sequence[bytes], results: list[RecordResult | None]
-) -> list[tuple[int, bytes, Record, bytes]]:
-    """(index, raw, record, digest) of each well-formed record of this terminal; the others get
-    their verdict (malformed, wrong_terminal) in `results` and go to the rejection log."""
+) -> list[_Candidate]:
+    """The well-formed records of this terminal; the others get their verdict (malformed,
+    wrong_terminal) in `results` and go to the rejection log."""
     candidates = []
     for index, raw in enumerate(raw_records):
         try:
@@ -341,11 +376,11 @@ def _decode_all(
             detail = f"record of terminal {record.terminal_id} sent to terminal {batch.terminal_id}"
             results[index] = _reject(batch, index, raw, record.seq, Reason.WRONG_TERMINAL, detail)
             continue
-        candidates.append((index, raw, record, hashlib.sha256(raw[: protocol.BODY_SIZE]).digest()))
+        candidates.append(_Candidate(index, raw, record, hashlib.sha256(raw[: protocol.BODY_SIZE]).digest()))
     return candidates
 
 
-def _verify_before_locking(hinted_key: bytes | None, candidates: list[tuple[int, bytes, Record, bytes]]) -> dict[bytes, bool]:
+def _verify_before_locking(hinted_key: bytes | None, candidates: list[_Candidate]) -> dict[bytes, bool]:
     """Signature verdicts by raw bytes, with the key this process last saw for the terminal.
 
     Done before the transaction starts: `cryptography` releases the GIL while it verifies, so
@@ -438,13 +473,13 @@ def _business_verdict(
     but to be held: a tap on a blocked card by a terminal whose deny list predated the block, a
     void outside its window). Time-dependent rules use `judged_s` (_judged_time)."""
     card = cards.get(record.card_uid)
-    household_id = card[0] if card is not None else None
+    household_id = card.household_id if card is not None else None
     if record.amount_cents > settings.max_payment_cents:
         return Reason.OVER_LIMIT, household_id, None
     if card is None:
         return Reason.UNKNOWN_CARD, None, None
-    _, card_status, blocked_at_s, _, secure, blocked_version, block_reason = card
-    if not secure and record.kind == Kind.PAYMENT and record.amount_cents > settings.basic_card_max_payment_cents:
+    card_status, blocked_at_s, blocked_version = card.status, card.blocked_at_s, card.blocked_version
+    if not card.secure and record.kind == Kind.PAYMENT and record.amount_cents > settings.basic_card_max_payment_cents:
         return Reason.OVER_LIMIT, household_id, None
     hold = None
     if card_status != CardStatus.ACTIVE and (blocked_at_s is None or blocked_at_s <= judged_s):
@@ -453,7 +488,7 @@ def _business_verdict(
         held_since = None if blocked_version is None else deny_list_held_since(blocked_version)
         if blocked_version is None or (held_since is not None and held_since <= judged_s):
             return Reason.CARD_BLOCKED, household_id, None
-        hold = card_auth.unheld_block_reason(card_status, block_reason)
+        hold = card_auth.unheld_block_reason(card_status, card.block_reason)
     if record.kind == Kind.VOID:
         payment = stored.get(record.ref_seq)
         if (
@@ -487,7 +522,7 @@ def _check_secure_card(batch: _Batch, record: Record, *, card_id: int, settings:
 
 def _post(batch: _Batch, record: Record, *, household_id: int, stored: dict[int, _Stored]) -> None:
     if record.kind == Kind.PAYMENT:
-        batch.postings.append((Kind.PAYMENT, record.seq, 0, household_id, record.amount_cents))
+        batch.postings.append(_Accepted(Kind.PAYMENT, record.seq, 0, household_id, record.amount_cents))
         batch.households.add(household_id)
         return
     payment = stored[record.ref_seq]
@@ -497,12 +532,12 @@ def _post(batch: _Batch, record: Record, *, household_id: int, stored: dict[int,
         payment.new_row[_VOIDED] = True
     else:
         batch.voided_seqs.add(record.ref_seq)
-    batch.postings.append((Kind.VOID, record.seq, record.ref_seq, payment.household_id, record.amount_cents))
+    batch.postings.append(_Accepted(Kind.VOID, record.seq, record.ref_seq, payment.household_id, record.amount_cents))
     batch.households.add(payment.household_id)
 
 
-def _postings(batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored]) -> list[tuple[str, str, int, str, str]]:
-    """(debit code, credit code, amount, kind, reference) of each accepted record, held ones into
+def _postings(batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored]) -> list[_Posting]:
+    """The transfer of each accepted record, held ones into
     the vendor's held account (docs/ledger.md, "Holds and review"): a held payment member ->
     vendor_held; a void of a held payment vendor_held -> member, held with it; a void held on its
     own vendor_payable -> vendor_held. A void's hold reason becomes its payment's decision."""
@@ -511,14 +546,14 @@ def _postings(batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored]) -> l
     for kind, seq, ref_seq, household_id, amount in batch.postings:
         reference, member = ledger.record_reference(batch.terminal_id, seq), ledger.member_code(household_id)
         if kind == Kind.PAYMENT:
-            postings.append((member, held if seq in batch.holds else payable, amount, ledger.TransferKind.PAYMENT, reference))
+            postings.append(_Posting(member, held if seq in batch.holds else payable, amount, ledger.TransferKind.PAYMENT, reference))
             continue
         payment = stored[ref_seq]
         if payment.review == ReviewStatus.HELD or (payment.new_row is not None and ref_seq in batch.holds):
             batch.holds[seq] = review.FOLLOWS_PAYMENT
-            postings.append((held, member, amount, ledger.TransferKind.VOID, reference))
+            postings.append(_Posting(held, member, amount, ledger.TransferKind.VOID, reference))
         else:
-            postings.append((payable, held if seq in batch.holds else member, amount, ledger.TransferKind.VOID, reference))
+            postings.append(_Posting(payable, held if seq in batch.holds else member, amount, ledger.TransferKind.VOID, reference))
     return postings
 
 
@@ -572,9 +607,6 @@ def _load_neighbourhood(
     }, covered
 
 
-# household_id, status, blocked_at (unix s), card id, secure, blocked_version, block_reason
-_CardRow = tuple[int, str, int | None, int, bool, int | None, str | None]
-_CARD_ID, _SECURE = 3, 4
 _CARD_COLUMNS = "uid, household_id, status, blocked_at, id, card_type = 'secure', blocked_version, block_reason"
 
 
@@ -602,8 +634,8 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
             (",".join(uid.hex() for uid in uids),),
         ).all()
     return {
-        bytes(uid): (household_id, status, None if blocked_at is None else unix_s(blocked_at), card_id, bool(secure),
-                     blocked_version, block_reason)
+        bytes(uid): _CardRow(household_id, status, None if blocked_at is None else unix_s(blocked_at), card_id, bool(secure),
+                             blocked_version, block_reason)
         for uid, household_id, status, blocked_at, card_id, secure, blocked_version, block_reason in rows
     }
 
@@ -630,8 +662,8 @@ def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int,
             batch.holds.setdefault(seq, reason)
             batch.blocks.setdefault(card_id, reason)
     if batch.suspect or status == TerminalStatus.SUSPECT:
-        for _, seq, *_ in batch.postings:
-            batch.holds.setdefault(seq, review.HOLD_SUSPECT)
+        for accepted in batch.postings:
+            batch.holds.setdefault(accepted.seq, review.HOLD_SUSPECT)
     for column, seqs in (("voided", batch.voided_seqs), ("chain_verified", batch.verified_seqs)):
         if seqs:
             session.execute(
@@ -642,11 +674,11 @@ def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int,
     if not batch.postings:
         return
     postings = _postings(batch, vendor_id=vendor_id, stored=stored)
-    ids = ledger.account_ids(session, codes=[code for p in postings for code in p[:2]])
-    for debit, credit, *_ in postings:
-        for code in (debit, credit):
+    ids = ledger.account_ids(session, codes=[code for p in postings for code in (p.debit_code, p.credit_code)])
+    for posting in postings:
+        for code in (posting.debit_code, posting.credit_code):
             if code not in ids:  # accounts are made with their household or vendor; this is a safety net
-                ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
+                ids[code] = ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
     ledger.post_transfer_rows(session, rows=[(ids[d], ids[c], a, k, r, None) for d, c, a, k, r in postings])
     bump_cards(session, household_ids=batch.households)
 

@@ -21,7 +21,9 @@ from sqlmodel import Session
 
 from caisse import ledger
 from caisse.corrections import REVERSIBLE
+from caisse.models import RecordStatus, SettlementStatus
 from caisse.money import euros
+from caisse_common import protocol
 
 # Messages kept per check: a corrupt database could break an invariant a million times.
 MAX_VIOLATIONS = 50
@@ -32,8 +34,8 @@ MAX_VIOLATIONS = 50
 # A reversal (caisse.corrections) mirrors the entry it takes back: reversals_mirror_their_entry.
 MEMBER, VENDOR_PAYABLE, VENDOR_HELD = "member:", "vendor_payable:", "vendor_held:"
 TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
-    ledger.TransferKind.ALLOWANCE: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
-    ledger.TransferKind.EXPIRY: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
+    ledger.TransferKind.ALLOWANCE: frozenset({(ledger.Account.ALLOWANCE_FUND, MEMBER)}),
+    ledger.TransferKind.EXPIRY: frozenset({(MEMBER, ledger.Account.ALLOWANCE_FUND)}),
     # Held as it arrives: a payment to the held account, a void held on its own from the payable to it.
     ledger.TransferKind.PAYMENT: frozenset({(MEMBER, VENDOR_PAYABLE), (MEMBER, VENDOR_HELD)}),
     ledger.TransferKind.VOID: frozenset({(VENDOR_PAYABLE, MEMBER), (VENDOR_HELD, MEMBER), (VENDOR_PAYABLE, VENDOR_HELD)}),
@@ -41,14 +43,14 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
     ledger.TransferKind.HOLD: frozenset({(VENDOR_PAYABLE, VENDOR_HELD), (MEMBER, VENDOR_HELD)}),
     ledger.TransferKind.RELEASE: frozenset({(VENDOR_HELD, VENDOR_PAYABLE), (VENDOR_HELD, MEMBER)}),
     ledger.TransferKind.REJECT: frozenset({(VENDOR_HELD, MEMBER), (VENDOR_HELD, VENDOR_PAYABLE)}),
-    ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.VENDOR_PAID)}),
-    ledger.TransferKind.BANK_RETURN: frozenset({(ledger.VENDOR_PAID, VENDOR_PAYABLE)}),
-    ledger.TransferKind.DEPARTURE: frozenset({(MEMBER, ledger.ALLOWANCE_FUND)}),
-    ledger.TransferKind.DEPARTURE_COVER: frozenset({(ledger.ALLOWANCE_FUND, MEMBER)}),
-    "contribution": frozenset({("income:contributions", "fund")}),
-    "matching": frozenset({("income:matching", "fund")}),
-    "grant": frozenset({("income:grants", "fund")}),
-    "fee": frozenset({("fund", "expense:fees")}),
+    ledger.TransferKind.SETTLEMENT: frozenset({(VENDOR_PAYABLE, ledger.Account.VENDOR_PAID)}),
+    ledger.TransferKind.BANK_RETURN: frozenset({(ledger.Account.VENDOR_PAID, VENDOR_PAYABLE)}),
+    ledger.TransferKind.DEPARTURE: frozenset({(MEMBER, ledger.Account.ALLOWANCE_FUND)}),
+    ledger.TransferKind.DEPARTURE_COVER: frozenset({(ledger.Account.ALLOWANCE_FUND, MEMBER)}),
+    ledger.TransferKind.CONTRIBUTION: frozenset({(ledger.Account.INCOME_CONTRIBUTIONS, ledger.Account.FUND)}),
+    ledger.TransferKind.MATCHING: frozenset({(ledger.Account.INCOME_MATCHING, ledger.Account.FUND)}),
+    ledger.TransferKind.GRANT: frozenset({(ledger.Account.INCOME_GRANTS, ledger.Account.FUND)}),
+    ledger.TransferKind.FEE: frozenset({(ledger.Account.FUND, ledger.Account.EXPENSE_FEES)}),
 }
 
 _RECORD_REFERENCE = "'record:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
@@ -156,15 +158,16 @@ def records_match_transfers(session: Session) -> list[str]:
            OR (r.status <> 'accepted' AND t.id IS NOT NULL)
         ORDER BY r.terminal_id, r.seq""")
     for terminal_id, seq, kind, status, amount, posted, posted_kind, debit, credit, household in rows:
-        what = f"l'enregistrement {seq} du terminal {terminal_id} ({'paiement' if kind == 1 else 'annulation'} de {euros(amount)} €)"
-        if status != "accepted":
+        nature = "paiement" if kind == protocol.Kind.PAYMENT else "annulation"
+        what = f"l'enregistrement {seq} du terminal {terminal_id} ({nature} de {euros(amount)} €)"
+        if status != RecordStatus.ACCEPTED:
             found.append(f"{what} est refusé mais a une écriture de {euros(posted)} €")
         elif posted is None:
             found.append(f"{what} est accepté mais n'a pas d'écriture au grand livre")
         elif posted != amount:
             found.append(f"{what} est passé au grand livre pour {euros(posted)} €")
         elif not household:
-            found.append(f"{what} est accepté sans foyer connu" + (" (son paiement manque)" if kind == 2 else ""))
+            found.append(f"{what} est accepté sans foyer connu" + (" (son paiement manque)" if kind == protocol.Kind.VOID else ""))
         else:
             found.append(f"{what} est passé comme « {posted_kind} » de {debit} vers {credit} : ni le compte de son foyer"
                          f" ({household}) ni celui de son commerçant")
@@ -231,7 +234,7 @@ def money_per_purpose(session: Session) -> list[str]:
     taken_back = _scalar(session, "SELECT COALESCE(SUM(t.amount_cents), 0) FROM ledger_transfer t"
                                   " JOIN ledger_account d ON d.id = t.debit_account_id"
                                   " WHERE t.kind = :kind AND substr(d.code, 1, 7) = 'member:'", kind=ledger.TransferKind.REVERSAL)
-    vendors = balances.get("vendor_payable", 0) + balances.get(ledger.VENDOR_PAID, 0)
+    vendors = balances.get("vendor_payable", 0) + balances.get(ledger.Account.VENDOR_PAID, 0)
     members = balances.get("member", 0)
     departed = by_kind.get(ledger.TransferKind.DEPARTURE, 0) - by_kind.get(ledger.TransferKind.DEPARTURE_COVER, 0)
     granted = by_kind.get(ledger.TransferKind.ALLOWANCE, 0) - taken_back - by_kind.get(ledger.TransferKind.EXPIRY, 0) - departed
@@ -348,14 +351,14 @@ def payouts_match_settlements(session: Session) -> list[str]:
         settled, status = items.get((run, vendor), (0, None))
         again, again_status = repaid.get((run, vendor), (0, None))
         status = status or again_status
-        due = settled + again if status == "exported" and settled + again > 0 else 0
+        due = settled + again if status == SettlementStatus.EXPORTED and settled + again > 0 else 0
         if paid.get((run, vendor), 0) != due:
             found.append(f"règlement {run}, commerçant {vendor} : viré {euros(paid.get((run, vendor), 0))} €,"
                          f" enregistrements réglés {euros(settled)} €"
                          + (f" et retours de la banque repayés {euros(again)} €" if again else "")
-                         + ("" if status == "exported" else " (règlement non exporté)"))
-    paid_out = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
-    exported = sum(cents for cents, status in [*items.values(), *repaid.values()] if status == "exported")
+                         + ("" if status == SettlementStatus.EXPORTED else " (règlement non exporté)"))
+    paid_out = ledger.balance_cents(session, code=ledger.Account.VENDOR_PAID)
+    exported = sum(cents for cents, status in [*items.values(), *repaid.values()] if status == SettlementStatus.EXPORTED)
     returned = _scalar(session, "SELECT COALESCE(SUM(amount_cents), 0) FROM bank_return")
     if paid_out != exported - returned:
         found.append(f"compte des virements aux commerçants : {euros(paid_out)} € ; règlements exportés {euros(exported)} €"
@@ -400,7 +403,7 @@ def settled_records(session: Session) -> list[str]:
     for record_id, run, vendor, cents, terminal_id, seq, status, owner, signed in rows:
         if terminal_id is None:
             found.append(f"le règlement {run} paie l'enregistrement {record_id}, qui n'existe pas ({euros(cents)} €)")
-        elif status != "accepted":
+        elif status != RecordStatus.ACCEPTED:
             found.append(f"le règlement {run} paie l'enregistrement {seq} du terminal {terminal_id}, qui est refusé")
         else:
             found.append(f"le règlement {run} paie l'enregistrement {seq} du terminal {terminal_id} {euros(cents)} € au"

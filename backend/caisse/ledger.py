@@ -7,6 +7,7 @@ in ascending account id order, so two transactions never wait on each other in a
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,14 +20,38 @@ from caisse.db import bind_value, insert_tuples, is_postgresql
 from caisse.errors import InvalidInput
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
-ALLOWANCE_FUND = "allowance_fund"
-VENDOR_PAID = "vendor_paid"  # bank clearing: what left the caisse's bank account for vendors
+
+class Account(enum.StrEnum):
+    """The codes of the caisse's own accounts, one of each. A household's or a vendor's accounts
+    have codes built from its id (member_code, vendor_payable_code, vendor_held_code)."""
+    ALLOWANCE_FUND = "allowance_fund"
+    VENDOR_PAID = "vendor_paid"  # bank clearing: what left the caisse's bank account for vendors
+    # The caisse's own money (caisse.fund):
+    FUND = "fund"
+    INCOME_CONTRIBUTIONS = "income:contributions"
+    INCOME_MATCHING = "income:matching"
+    INCOME_GRANTS = "income:grants"
+    EXPENSE_FEES = "expense:fees"
+
+
+class AccountKind(enum.StrEnum):
+    """ledger_account.kind: the part of the code before its first ':' (member:12 -> member)."""
+    ALLOWANCE_FUND = "allowance_fund"
+    VENDOR_PAID = "vendor_paid"
+    MEMBER = "member"
+    VENDOR_PAYABLE = "vendor_payable"
+    VENDOR_HELD = "vendor_held"  # where a held record's money waits (caisse.review)
+    # The caisse's own money (caisse.fund): fund, income:contributions|matching|grants, expense:fees
+    FUND = "fund"
+    INCOME = "income"
+    EXPENSE = "expense"
 
 _account = LedgerAccount.__table__  # type: ignore[attr-defined]
 _transfer = LedgerTransfer.__table__  # type: ignore[attr-defined]
 
 
-class TransferKind:
+class TransferKind(enum.StrEnum):
+    """ledger_transfer.kind."""
     ALLOWANCE = "allowance"
     PAYMENT = "payment"
     VOID = "void"
@@ -42,6 +67,15 @@ class TransferKind:
     # offline age has passed, and back (allowance_fund -> member) for a record signed before leaving.
     DEPARTURE = "departure"
     DEPARTURE_COVER = "departure_cover"
+    # The caisse's income and expenses (caisse.fund), each keyed by its reference:
+    CONTRIBUTION = "contribution"  # income:contributions -> fund
+    MATCHING = "matching"  # income:matching -> fund
+    GRANT = "grant"  # income:grants -> fund
+    FEE = "fee"  # fund -> expense:fees
+
+
+def account_kind(code: str) -> AccountKind:
+    return AccountKind(code.split(":", 1)[0])
 
 
 def member_code(household_id: int) -> str:
@@ -115,7 +149,7 @@ class Transfer:
         assert self.debit_account_id != self.credit_account_id, "a transfer joins two accounts"
 
 
-def ensure_account(session: Session, *, code: str, kind: str) -> int:
+def ensure_account(session: Session, *, code: str, kind: AccountKind) -> int:
     """Id of the account with this code, creating it if needed (safe against a concurrent create)."""
     found = session.execute(select(_account.c.id).where(_account.c.code == code)).scalar_one_or_none()
     if found is not None:
@@ -214,7 +248,7 @@ def post_transfer(
     debit: int,
     credit: int,
     amount_cents: int,
-    kind: str,
+    kind: TransferKind,
     reference: str,
     memo: str | None = None,
 ) -> None:

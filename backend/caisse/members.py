@@ -39,7 +39,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlmodel import Session
 
 from caisse import accounts, admin, audit, ledger
-from caisse.config import Settings
+from caisse.config import LeavingBalance, Settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import AuditEvent, BlockReason, Household, LedgerTransfer, SortitionDraw, SortitionVolunteer, utcnow
@@ -128,7 +128,7 @@ def apply_departures(session: Session, *, settings: Settings, by: str = AUTOMATI
         if now < due:
             report.waiting.append((household_id, due))
             continue
-        moved = _balance_departed(session, household) if settings.leaving_balance == "fund" else 0
+        moved = _balance_departed(session, household) if settings.leaving_balance == LeavingBalance.FUND else 0
         if moved:
             report.settled.append(household_id)
             report.returned_cents += max(moved, 0)
@@ -162,8 +162,8 @@ def _balance_departed(session: Session, household: Household) -> int:
     assert household.id is not None
     code = ledger.member_code(household.id)
     balance = ledger.balance_cents(session, code=code)
-    member = ledger.ensure_account(session, code=code, kind="member")
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
+    member = ledger.ensure_account(session, code=code, kind=ledger.AccountKind.MEMBER)
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
     given_back = _given_back_cents(session, household_id=household.id)
     amount = balance if balance > 0 else -min(-balance, given_back)
     if amount == 0:

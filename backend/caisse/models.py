@@ -436,6 +436,19 @@ class FeeCategory(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
+class AllowanceKind(enum.StrEnum):
+    """How a household's monthly allowance is reckoned (caisse.allowances)."""
+    FLAT = "flat"
+    PER_MEMBER = "per_member"
+    AVERAGE_CONTRIBUTION = "average_contribution"
+
+
+class UnspentPolicy(enum.StrEnum):
+    """What becomes of a household's allowance left unspent at the month's end."""
+    CARRY_OVER = "carry_over"  # kept up to a cap
+    EXPIRE = "expire"  # back to the allowance fund
+
+
 class AllowanceRule(SQLModel, table=True):
     """The allowance rule the citizens' committee chose, in force from `effective_month` until the
     next rule (docs/settlement.md). Without any rule, the settings give it."""
@@ -464,6 +477,12 @@ class SettlementStatus(enum.StrEnum):
     PREPARED = "prepared"
     APPROVED = "approved"
     EXPORTED = "exported"
+
+
+class LineStatus(enum.StrEnum):
+    """settlement_line.status: a vendor's line in a run is paid, or held with its reason."""
+    PAID = "paid"
+    HELD = "held"
 
 
 class SettlementRun(SQLModel, table=True):
@@ -511,7 +530,7 @@ class SettlementLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("settlement_run.id"), nullable=False, index=True))
     vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False))
-    status: str = Field(sa_column=Column(String(8), nullable=False))  # paid | held
+    status: str = Field(sa_column=Column(String(8), nullable=False))  # a LineStatus
     reason: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
     record_count: int = Field(sa_column=Column(Integer, nullable=False))

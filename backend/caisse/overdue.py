@@ -6,6 +6,7 @@ verify` and on the console's home page, oldest first, in French. Reads only.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,16 +19,19 @@ from caisse.config import Settings
 from caisse.db import column_in
 from caisse.models import BlockReason, Card, CardStatus, LedgerAccount, LedgerTransfer, ReviewStatus, Terminal, TransactionRecord
 from caisse.money import euros
+from caisse_common import protocol
 
-HELD_RECORD = "held_record"
-NEGATIVE_HOUSEHOLD = "negative_household"
-FLAGGED_CARD = "flagged_card"
-NEGATIVE_PAYABLE = "negative_payable"
+
+class WaitingKind(enum.StrEnum):
+    HELD_RECORD = "held_record"
+    NEGATIVE_HOUSEHOLD = "negative_household"
+    FLAGGED_CARD = "flagged_card"
+    NEGATIVE_PAYABLE = "negative_payable"
 
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    kind: str  # one of the four above
+    kind: WaitingKind
     subject: str  # record:4711, household:12, card:04a1b2c3d4e5f6, vendor:3
     since: datetime  # UTC: since when it waits
     amount_cents: int | None
@@ -63,8 +67,8 @@ def _held_records(session: Session, before: datetime, zone: ZoneInfo) -> list[Wa
     waiting = []
     for record_id, terminal_id, seq, kind, amount, received_at, reason, vendor_id in rows:
         since = _utc(received_at)
-        what = "paiement" if kind == 1 else "annulation"
-        waiting.append(Waiting(HELD_RECORD, f"record:{record_id}", since, amount, (
+        what = "paiement" if kind == protocol.Kind.PAYMENT else "annulation"
+        waiting.append(Waiting(WaitingKind.HELD_RECORD, f"record:{record_id}", since, amount, (
             f"enregistrement {record_id} ({what} de {euros(amount)} €, terminal {terminal_id} numéro {seq}, commerçant"
             f" {vendor_id}) retenu pour vérification depuis le {_day(since, zone)} : {reason or 'sans motif'} ;"
             f" décider avec « caisse review release|reject {record_id} »")))
@@ -81,7 +85,7 @@ def _flagged_cards(session: Session, before: datetime, zone: ZoneInfo) -> list[W
     waiting = []
     for uid, household_id, blocked_at, reason in rows:
         since = _utc(blocked_at)
-        waiting.append(Waiting(FLAGGED_CARD, f"card:{bytes(uid).hex()}", since, None, (
+        waiting.append(Waiting(WaitingKind.FLAGGED_CARD, f"card:{bytes(uid).hex()}", since, None, (
             f"carte {bytes(uid).hex()} du foyer {household_id} bloquée comme copie depuis le {_day(since, zone)} :"
             f" {reason or 'sans motif'} ; la remplacer, puis « caisse card return {bytes(uid).hex()} --by <compte> »")))
     return waiting
@@ -94,7 +98,7 @@ def _overdrawn_households(session: Session, before: datetime, zone: ZoneInfo) ->
         if overdraft.since is None or _utc(overdraft.since) >= before:
             continue
         since = _utc(overdraft.since)
-        waiting.append(Waiting(NEGATIVE_HOUSEHOLD, f"household:{overdraft.household_id}", since, overdraft.balance_cents, (
+        waiting.append(Waiting(WaitingKind.NEGATIVE_HOUSEHOLD, f"household:{overdraft.household_id}", since, overdraft.balance_cents, (
             f"foyer {overdraft.household_id} : solde de {euros(overdraft.balance_cents)} € depuis le {_day(since, zone)} ;"
             " ses prochaines allocations le couvrent d'abord, au-delà à régler avec le foyer")))
     return waiting
@@ -132,7 +136,7 @@ def _negative_payables(session: Session, before: datetime, zone: ZoneInfo) -> li
         if start is None or start >= before:
             continue
         vendor_id = code.split(":", 1)[1]
-        waiting.append(Waiting(NEGATIVE_PAYABLE, f"vendor:{vendor_id}", start, balance, (
+        waiting.append(Waiting(WaitingKind.NEGATIVE_PAYABLE, f"vendor:{vendor_id}", start, balance, (
             f"commerçant {vendor_id} : solde à payer de {euros(balance)} € depuis le {_day(start, zone)} (ses annulations"
             f" dépassent ses paiements) ; à régler avec le commerçant")))
     return waiting

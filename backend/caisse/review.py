@@ -27,8 +27,10 @@ transaction.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
@@ -36,7 +38,7 @@ from sqlmodel import Session
 from caisse import accounts, audit, ledger
 from caisse.db import column_in, get_by_id, is_postgresql
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
+from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
 from caisse.sync import bump_cards
 from caisse_common.protocol import Kind
 
@@ -45,7 +47,12 @@ HOLD_SUSPECT = "terminal signalé suspect (numéro répété ou chaîne rompue) 
 HOLD_REVOKED = "terminal révoqué : en attente d'une décision (à libérer si ce n'était qu'un remplacement)"
 FOLLOWS_PAYMENT = "annulation d'un paiement retenu : suit la décision sur ce paiement"
 
-RELEASE, REJECT = "release", "reject"
+
+class Decision(enum.StrEnum):
+    """A person's decision on a held record (its audit action is record.<decision>)."""
+    RELEASE = "release"
+    REJECT = "reject"
+
 
 _record = TransactionRecord.__table__  # type: ignore[attr-defined]
 _terminal = Terminal.__table__  # type: ignore[attr-defined]
@@ -165,15 +172,15 @@ def _holdable(row: _Row | None) -> bool:
 def _hold_rows(session: Session, rows: Sequence[_Row], *, reason: str) -> int:
     partners = _partners(session, rows)
     held: dict[int, _Row] = {}
-    moves: list[tuple[_Row, str, str, int, str, str]] = []
+    moves: list[_Move] = []
     for row in rows:
         if not _holdable(row) or row.id in held:
             continue
         partner = _payment_of(row, partners) or _void_of(row, partners)
         if row.kind == Kind.PAYMENT and partner is None and not row.voided:
             held[row.id] = row
-            moves.append((row, ledger.vendor_payable_code(row.vendor_id), ledger.vendor_held_code(row.vendor_id),
-                          row.amount_cents, ledger.TransferKind.HOLD, ledger.hold_reference(row.terminal_id, row.seq)))
+            moves.append(_Move(ledger.vendor_payable_code(row.vendor_id), ledger.vendor_held_code(row.vendor_id),
+                               row.amount_cents, ledger.TransferKind.HOLD, ledger.hold_reference(row.terminal_id, row.seq)))
         elif partner is not None and _holdable(partner):
             held[row.id], held[partner.id] = row, partner
     _post(session, moves)
@@ -190,7 +197,7 @@ def mark_held_at_ingestion(session: Session, *, terminal_id: int, holds: Mapping
     for reason, seqs in sorted(by_reason.items()):
         session.execute(update(_record).where(_record.c.terminal_id == terminal_id,
                                               column_in(session, _record.c.seq, sorted(seqs)),
-                                              _record.c.status == "accepted", _record.c.review.is_(None))
+                                              _record.c.status == RecordStatus.ACCEPTED, _record.c.review.is_(None))
                         .values(review=_HELD, hold_reason=reason))
 
 
@@ -198,20 +205,20 @@ def mark_held_at_ingestion(session: Session, *, terminal_id: int, holds: Mapping
 
 def release(session: Session, *, record_id: int, by: str, os_user: str | None = None) -> TransactionRecord:
     """The vendor will be paid by the next settlement run (a void: the member is refunded)."""
-    return _decide_one(session, record_id=record_id, decision=RELEASE, by=by, os_user=os_user)
+    return _decide_one(session, record_id=record_id, decision=Decision.RELEASE, by=by, os_user=os_user)
 
 
 def reject(session: Session, *, record_id: int, by: str, os_user: str | None = None) -> TransactionRecord:
     """The vendor will never be paid for this payment, given back to the member; a rejected void
     gives nothing back and its payment stands."""
-    return _decide_one(session, record_id=record_id, decision=REJECT, by=by, os_user=os_user)
+    return _decide_one(session, record_id=record_id, decision=Decision.REJECT, by=by, os_user=os_user)
 
 
-def decide_all(session: Session, *, decision: str, by: str, terminal_id: int | None = None,
+def decide_all(session: Session, *, decision: Decision, by: str, terminal_id: int | None = None,
                vendor_id: int | None = None, os_user: str | None = None) -> list[int]:
     """Release or reject every held record of a terminal or of a vendor's terminals; the ids
     decided, in ascending order (each one audited)."""
-    if decision not in (RELEASE, REJECT) or (terminal_id is None) == (vendor_id is None):
+    if decision not in tuple(Decision) or (terminal_id is None) == (vendor_id is None):
         raise InvalidInput("invalid_decision", "release or reject, for one terminal or one vendor")
     by = _decider(session, by)
     if terminal_id is not None:
@@ -230,7 +237,7 @@ def decide_all(session: Session, *, decision: str, by: str, terminal_id: int | N
     return _decide(session, rows, decision=decision, by=by, os_user=os_user)
 
 
-def _decide_one(session: Session, *, record_id: int, decision: str, by: str, os_user: str | None) -> TransactionRecord:
+def _decide_one(session: Session, *, record_id: int, decision: Decision, by: str, os_user: str | None) -> TransactionRecord:
     by = _decider(session, by)
     record = get_by_id(session, TransactionRecord, record_id)
     if record is None:
@@ -254,12 +261,12 @@ def _decider(session: Session, by: str) -> str:
     return accounts.active_user(session, email=by).email
 
 
-def _decide(session: Session, rows: Sequence[_Row], *, decision: str, by: str, os_user: str | None = None) -> list[int]:
+def _decide(session: Session, rows: Sequence[_Row], *, decision: Decision, by: str, os_user: str | None = None) -> list[int]:
     """Decide held records: a void following its payment and that payment as one. Money moves
     for a lone record only: a pair's money went back to the member when the void arrived."""
     partners = _partners(session, rows)
     decided: dict[int, _Row] = {}
-    moves: list[tuple[_Row, str, str, int, str, str]] = []
+    moves: list[_Move] = []
     unvoid: list[int] = []  # payments whose void was rejected: they stand again
     households: set[int] = set()
     for row in rows:
@@ -279,22 +286,22 @@ def _decide(session: Session, rows: Sequence[_Row], *, decision: str, by: str, o
         else:
             assert payment is not None and payment.household_id is not None, "a void's payment is stored"
             member, household = ledger.member_code(payment.household_id), payment.household_id
-        reference = (ledger.release_reference if decision == RELEASE else ledger.reject_reference)(row.terminal_id, row.seq)
-        kind = ledger.TransferKind.RELEASE if decision == RELEASE else ledger.TransferKind.REJECT
+        reference = (ledger.release_reference if decision == Decision.RELEASE else ledger.reject_reference)(row.terminal_id, row.seq)
+        kind = ledger.TransferKind.RELEASE if decision == Decision.RELEASE else ledger.TransferKind.REJECT
         # Release: a payment to the vendor's payable, a void's refund to the member; reject: the reverse.
-        to_member = (row.kind == Kind.PAYMENT) == (decision == REJECT)
-        moves.append((row, held, member if to_member else payable, row.amount_cents, kind, reference))
+        to_member = (row.kind == Kind.PAYMENT) == (decision == Decision.REJECT)
+        moves.append(_Move(held, member if to_member else payable, row.amount_cents, kind, reference))
         if to_member:
             households.add(household)
-        if row.kind == Kind.PAYMENT and decision == REJECT:
+        if row.kind == Kind.PAYMENT and decision == Decision.REJECT:
             session.execute(update(_record).where(_record.c.id == row.id).values(voided=True))
-        if row.kind == Kind.VOID and decision == REJECT and payment is not None:
+        if row.kind == Kind.VOID and decision == Decision.REJECT and payment is not None:
             unvoid.append(payment.id)
     if unvoid:
         session.execute(update(_record).where(column_in(session, _record.c.id, unvoid)).values(voided=False))
     _post(session, moves)
     ids = sorted(decided)
-    review = str(ReviewStatus.RELEASED if decision == RELEASE else ReviewStatus.REJECTED)
+    review = str(ReviewStatus.RELEASED if decision == Decision.RELEASE else ReviewStatus.REJECTED)
     _set_review(session, ids, review=review, reviewed_by=by, reviewed_at=utcnow())
     for record_id in ids:
         row = decided[record_id]
@@ -305,18 +312,26 @@ def _decide(session: Session, rows: Sequence[_Row], *, decision: str, by: str, o
     return ids
 
 
-def _post(session: Session, moves: Sequence[tuple[_Row, str, str, int, str, str]]) -> None:
-    """Post (record, debit code, credit code, amount, kind, reference) moves in one call."""
+class _Move(NamedTuple):
+    debit_code: str
+    credit_code: str
+    amount_cents: int
+    kind: ledger.TransferKind
+    reference: str
+
+
+def _post(session: Session, moves: Sequence[_Move]) -> None:
+    """Post the moves in one call."""
     if not moves:
         return
-    ids = ledger.account_ids(session, codes=[code for move in moves for code in move[1:3]])
-    for _, debit, credit, *_ in moves:
-        for code in (debit, credit):
+    ids = ledger.account_ids(session, codes=[code for move in moves for code in (move.debit_code, move.credit_code)])
+    for move in moves:
+        for code in (move.debit_code, move.credit_code):
             if code not in ids:  # made with their vendor (migration 0012 for older ones): a safety net
-                ids[code] = ledger.ensure_account(session, code=code, kind=code.split(":", 1)[0])
+                ids[code] = ledger.ensure_account(session, code=code, kind=ledger.account_kind(code))
     ledger.post_transfers(session, transfers=[
-        ledger.Transfer(ids[debit], ids[credit], amount, kind, reference)
-        for _, debit, credit, amount, kind, reference in moves])
+        ledger.Transfer(ids[move.debit_code], ids[move.credit_code], move.amount_cents, move.kind, move.reference)
+        for move in moves])
 
 
 def _set_review(session: Session, ids: list[int], **values: object) -> None:

@@ -45,13 +45,23 @@ from caisse import accounts, audit, ledger
 from caisse.config import Settings
 from caisse.db import bind_value, get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.models import BankReturn, Counter, SettlementLine, SettlementRun, SettlementStatus, TransactionRecord, Vendor, utcnow
+from caisse.models import (
+    BankReturn,
+    Counter,
+    LineStatus,
+    ReviewStatus,
+    SettlementLine,
+    SettlementRun,
+    SettlementStatus,
+    TransactionRecord,
+    Vendor,
+    utcnow,
+)
 from caisse.money import euros
 from caisse.sepa import Payout, sepa_text, write_sepa
-from caisse.statements import PAID, StatementVendor, write_statements, write_summary
+from caisse.statements import StatementVendor, write_statements, write_summary
 from caisse_common import protocol
 
-HELD = "held"
 AUTOMATIC = "automatique"
 
 # Reasons shown to the treasurer and the vendor, in French.
@@ -171,7 +181,7 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
                        f" GROUP BY t.id, t.vendor_id, r.chain_verified, {_REVIEW} = 'held', {_DUE}"),
             {**_cutoff_params(session, cutoff), **scan.params},
         ).all())
-    held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
+    held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=LineStatus.HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(candidates.held.items())]
     payees = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
         select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_(list(candidates.net))))} if candidates.net else {}  # type: ignore[union-attr]
@@ -184,7 +194,7 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
         if reason is None:
             terminals.extend(candidates.terminals[vendor_id])
         else:
-            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=HELD, reason=reason,
+            held.append(SettlementLine(run_id=run.id, vendor_id=vendor_id, status=LineStatus.HELD, reason=reason,
                                        amount_cents=amount, record_count=count))
             candidates.lowest_left = min(candidates.lowest_left, candidates.first_ids[vendor_id])
     if terminals:
@@ -293,7 +303,7 @@ def _waiting_payments(session: Session, *, scan_from: int) -> list[int]:
     record = TransactionRecord.__table__  # type: ignore[attr-defined]
     payments = session.execute(select(record.c.id, record.c.review).where(
         tuple_(record.c.terminal_id, record.c.seq).in_([tuple(v) for v in voids]))).all()
-    return sorted(payment_id for payment_id, review in payments if review != "held")
+    return sorted(payment_id for payment_id, review in payments if review != ReviewStatus.HELD)
 
 
 def _insert_items(session: Session, *, run_id: int, cutoff: int, terminals: list[int], scan: _Scan) -> None:
@@ -353,7 +363,7 @@ def _insert_paid_lines(session: Session, *, run_id: int) -> None:
         text("INSERT INTO settlement_line (run_id, vendor_id, status, amount_cents, record_count)"
              " SELECT run_id, vendor_id, :paid, SUM(amount_cents), COUNT(*) FROM settlement_item"
              " WHERE run_id = :run_id GROUP BY run_id, vendor_id"),
-        {"run_id": run_id, "paid": PAID},
+        {"run_id": run_id, "paid": LineStatus.PAID},
     )
 
 
@@ -370,7 +380,7 @@ def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple
     vendors = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
         select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_({r.vendor_id for r in waiting})))}  # type: ignore[union-attr]
     lines = {line.vendor_id: line for line in session.execute(
-        select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == PAID)).scalars()}  # type: ignore[arg-type]
+        select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID)).scalars()}  # type: ignore[arg-type]
     held: dict[tuple[int, str], tuple[int, int]] = {}
     for returned in waiting:
         name, iban = vendors[returned.vendor_id]
@@ -382,7 +392,7 @@ def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple
             continue
         line = lines.get(returned.vendor_id)
         if line is None:
-            line = lines[returned.vendor_id] = SettlementLine(run_id=run_id, vendor_id=returned.vendor_id, status=PAID,
+            line = lines[returned.vendor_id] = SettlementLine(run_id=run_id, vendor_id=returned.vendor_id, status=LineStatus.PAID,
                                                               amount_cents=0, record_count=0)
         line.amount_cents += returned.amount_cents
         session.add(line)
@@ -390,14 +400,14 @@ def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple
         session.add(returned)
         payees[returned.vendor_id] = (name, iban)
     session.flush()
-    return [SettlementLine(run_id=run_id, vendor_id=vendor_id, status=HELD, reason=reason, amount_cents=amount,
+    return [SettlementLine(run_id=run_id, vendor_id=vendor_id, status=LineStatus.HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(held.items())]
 
 
 def _freeze_payees(session: Session, *, run_id: int, payees: dict[int, tuple[str, str | None]]) -> None:
     """Each paid line gets the name and IBAN checked above (read once, in this transaction), the
     IBAN's BIC and its payment id: from now on the run pays these, not the vendor's row."""
-    paid = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == PAID)).scalars()  # type: ignore[arg-type]
+    paid = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID)).scalars()  # type: ignore[arg-type]
     for line in paid:
         name, iban = payees[line.vendor_id]
         assert iban is not None
@@ -472,7 +482,7 @@ def run_payouts(session: Session, *, run_id: int) -> list[Payout]:
     lines = session.execute(
         select(SettlementLine)
         # A vendor whose payments were all voided nets 0: settled, but there is nothing to transfer.
-        .where(SettlementLine.run_id == run_id, SettlementLine.status == PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
+        .where(SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
         .order_by(SettlementLine.vendor_id)  # type: ignore[arg-type]
     ).scalars().all()
     return [Payout(line.vendor_id, line.payee_name or "", line.payee_iban or "", line.payee_bic, line.amount_cents,
@@ -480,7 +490,7 @@ def run_payouts(session: Session, *, run_id: int) -> list[Payout]:
 
 
 def _post_payouts(session: Session, *, run_id: int, payouts: list[Payout]) -> None:
-    paid = ledger.ensure_account(session, code=ledger.VENDOR_PAID, kind="vendor_paid")
+    paid = ledger.ensure_account(session, code=ledger.Account.VENDOR_PAID, kind=ledger.AccountKind.VENDOR_PAID)
     payables = ledger.account_ids(session, codes=[ledger.vendor_payable_code(p.vendor_id) for p in payouts])
     ledger.post_transfers(session, transfers=[
         ledger.Transfer(payables[ledger.vendor_payable_code(p.vendor_id)], paid, p.amount_cents,
@@ -595,11 +605,11 @@ def settle(
 def describe(session: Session, *, run_id: int) -> SettleResult:
     run = get_run(session, run_id=run_id)
     lines = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id).order_by(SettlementLine.id)).scalars().all()  # type: ignore[arg-type]
-    paid = [line for line in lines if line.status == PAID]
+    paid = [line for line in lines if line.status == LineStatus.PAID]
     return SettleResult(
         run_id=run_id, status=run.status, paid_cents=sum(line.amount_cents for line in paid),
         paid_records=sum(line.record_count for line in paid),
-        held=[(line.vendor_id, line.amount_cents, line.reason or "") for line in lines if line.status == HELD],
+        held=[(line.vendor_id, line.amount_cents, line.reason or "") for line in lines if line.status == LineStatus.HELD],
         output_dir=run.output_dir,
     )
 

@@ -32,21 +32,21 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
 from sqlmodel import Session
 
 from caisse.db import is_postgresql
-from caisse.models import BankReturn, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse.models import BankReturn, LineStatus, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
 from caisse.money import euros
+from caisse_common.protocol import Kind
 
 if TYPE_CHECKING:
     from fpdf import FPDF
 
-KIND = {1: "paiement", 2: "annulation"}
-PAID = "paid"
+KIND: dict[int, str] = {Kind.PAYMENT: "paiement", Kind.VOID: "annulation"}  # the operation, in French
 
 
 class LocalClock:
@@ -78,8 +78,21 @@ class StatementVendor:
     iban: str
 
 
-# One statement line: date, time, terminal, number, operation, amount in cents.
-Line = tuple[str, str, int, int, str, int]
+class Line(NamedTuple):
+    """One statement line, in its columns' order."""
+    day: str
+    hour: str
+    terminal_id: int
+    seq: int
+    kind: str  # the operation, in French
+    amount_cents: int
+
+
+class Repaid(NamedTuple):
+    """A transfer the bank returned that this run pays again."""
+    payment_id: str
+    reason: str
+    amount_cents: int
 
 
 # Runs with at least this many records render their statements in worker processes, one per
@@ -97,7 +110,8 @@ class RunHeading:
     run_date: date
 
 
-# One item of a statement as read: unix time, terminal, number, record kind, amount in cents.
+# One item of a statement as read: unix time, terminal, number, record kind, amount in cents. A
+# plain tuple from the driver's cursor, unpacked by name once into a Line (_render_statement).
 Item = tuple[int, int, int, int, int]
 
 
@@ -123,11 +137,11 @@ def write_statements(session: Session, folder: Path, *, run: SettlementRun, vend
 
 
 def _render_statement(folder: Path, heading: RunHeading, vendor: StatementVendor, items: list[Item],
-                      repaid: list[tuple[str, str, int]], held: list[HeldRecord], timezone: str) -> None:
+                      repaid: list[Repaid], held: list[HeldRecord], timezone: str) -> None:
     """One vendor's CSV and PDF. Module-level and fed plain values: it runs in worker processes."""
     clock = LocalClock(ZoneInfo(timezone))
     local = clock.local
-    lines: list[Line] = [(*local(moment), terminal_id, seq, KIND.get(kind, str(kind)), amount)
+    lines = [Line(*local(moment), terminal_id, seq, KIND.get(kind, str(kind)), amount)
                          for moment, terminal_id, seq, kind, amount in items]
     statement = Statement(run=heading, vendor=vendor, lines=lines, repaid=repaid, held=held)
     stem = folder / f"releve-commercant-{vendor.vendor_id}"
@@ -197,27 +211,27 @@ class Statement:
     run: RunHeading
     vendor: StatementVendor
     lines: list[Line]
-    repaid: list[tuple[str, str, int]]  # (payment id, reason, cents): returned by the bank, paid again now
+    repaid: list[Repaid]
     held: list[HeldRecord]
 
     @property
     def total_cents(self) -> int:
-        return sum(line[5] for line in self.lines) + sum(cents for _, _, cents in self.repaid)
+        return sum(line.amount_cents for line in self.lines) + sum(repaid.amount_cents for repaid in self.repaid)
 
     def days(self) -> Iterator[tuple[str, list[Line]]]:
         """The lines grouped by local day, in order."""
-        for day, group in itertools.groupby(self.lines, key=lambda line: line[0]):
+        for day, group in itertools.groupby(self.lines, key=operator.attrgetter("day")):
             yield day, list(group)
 
 
-def _repaid_by_vendor(session: Session, *, run_id: int) -> dict[int, list[tuple[str, str, int]]]:
+def _repaid_by_vendor(session: Session, *, run_id: int) -> dict[int, list[Repaid]]:
     """Per vendor, the transfers the bank returned that this run pays again, in the order received."""
-    repaid: dict[int, list[tuple[str, str, int]]] = {}
+    repaid: dict[int, list[Repaid]] = {}
     for vendor_id, payment_id, reason, cents in session.execute(
         select(BankReturn.vendor_id, BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)  # type: ignore[call-overload]
         .where(BankReturn.repaid_run_id == run_id).order_by(BankReturn.id)  # type: ignore[arg-type]
     ):
-        repaid.setdefault(vendor_id, []).append((payment_id, reason, int(cents)))
+        repaid.setdefault(vendor_id, []).append(Repaid(payment_id, reason, int(cents)))
     return repaid
 
 
@@ -226,7 +240,7 @@ def _title(run: RunHeading | SettlementRun) -> str:
 
 
 def _period(lines: list[Line]) -> str:
-    return f"Période : opérations du {lines[0][0]} au {lines[-1][0]}" if lines else "Période : aucune opération"
+    return f"Période : opérations du {lines[0].day} au {lines[-1].day}" if lines else "Période : aucune opération"
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -274,7 +288,7 @@ def _write_csv(path: Path, statement: Statement, *, clock: LocalClock) -> None:
             # need safe_cell's apostrophe; only the operation could, for an unknown kind.
             writer.writerows_unchecked((d, hour, terminal, seq, safe_cell(kind), euros(amount))
                                        for d, hour, terminal, seq, kind, amount in lines)
-            writer.writerow([f"total du {day}", "", "", len(lines), "", euros(sum(line[5] for line in lines))])
+            writer.writerow([f"total du {day}", "", "", len(lines), "", euros(sum(line.amount_cents for line in lines))])
         for payment_id, reason, cents in statement.repaid:
             writer.writerow([f"virement {payment_id} retourné par la banque ({reason}), payé à nouveau", "", "", "", "",
                              euros(cents)])
@@ -327,7 +341,7 @@ def _write_pdf(path: Path, statement: Statement, *, clock: LocalClock) -> None:
     for day, group in statement.days():
         rows.extend((_pdf_line(*line), False) for line in group)
         rows.append((f"{'Total du ' + day:<22}{'':>8}{len(group):>9}  {'opérations':<12}"
-                     f"{euros(sum(line[5] for line in group)):>14}", True))
+                     f"{euros(sum(line.amount_cents for line in group)):>14}", True))
     for payment_id, _, cents in statement.repaid:
         rows.append((f"{'Virement ' + payment_id + ' retourné, payé à nouveau':<57}{euros(cents):>14}", True))
     _pdf_rows(pdf, rows, y=y + 12)
@@ -464,7 +478,7 @@ def _held_by_vendor(session: Session, *, before_time: int, limit: int = 10_000) 
     """held_for_review of every vendor at once (one query, not one per vendor), `limit` each."""
     held: dict[int, list[HeldRecord]] = {}
     for row in session.execute(_held_query(before_time=before_time)):
-        records = held.setdefault(int(row[1]), [])
+        records = held.setdefault(int(row.vendor_id), [])
         if len(records) < limit:
             records.append(_held_record(row))
     return held
@@ -502,9 +516,10 @@ def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone:
                          f"approuvé par {run.approved_by}"])
         writer.writerow(["commerçant", "nom", "statut", "opérations", "montant (EUR)", "motif"])
         for vendor_id, name, status, count, amount, reason in lines:
-            writer.writerow([vendor_id, name, "payé" if status == PAID else "retenu", count, euros(amount), reason or ""])
-        paid = [line for line in lines if line[2] == PAID]
-        writer.writerow(["total payé", "", "", sum(line[3] for line in paid), euros(sum(line[4] for line in paid)), ""])
+            writer.writerow([vendor_id, name, "payé" if status == LineStatus.PAID else "retenu", count, euros(amount), reason or ""])
+        paid = [line for line in lines if line.status == LineStatus.PAID]
+        writer.writerow(["total payé", "", "", sum(line.record_count for line in paid),
+                         euros(sum(line.amount_cents for line in paid)), ""])
         _write_held_records(writer, held_for_review(session, before_time=run.cutoff_time), timezone=timezone)
         if differences:
             writer.writerow([])

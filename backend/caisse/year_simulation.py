@@ -27,7 +27,7 @@ from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.contributions import behind
 from caisse.db import make_engine, session_factory, upgrade
-from caisse.models import Household, Role
+from caisse.models import Household, Role, UnspentPolicy
 from caisse.year_budget import YearBudget, year_budget
 
 ACTOR = "simulation@caisse.invalid"
@@ -64,7 +64,7 @@ def simulate_year(config: YearConfig) -> YearResult:
             # Spending is not simulated: every allowance counts as spent, none expires.
             settings = Settings(database_url=str(engine.url), matching_basis_points=config.matching_basis_points,
                                 platform_fee_basis_points=config.platform_fee_basis_points, contribution_minimum_cents=100,
-                                allowance_unspent="carry_over", allowance_carry_over_cap_cents=100_000_000)
+                                allowance_unspent=UnspentPolicy.CARRY_OVER, allowance_carry_over_cap_cents=100_000_000)
             with session_factory(engine)() as session:
                 return _run(session, config, settings)
         finally:

@@ -120,7 +120,7 @@ def test_unspent_money_expires_entirely_under_the_expire_policy(session: Session
     allowances.allocate(session, month="2026-04", settings=rules)
     session.commit()
     assert _balance(session, a) == 10_000
-    assert ledger.balance_cents(session, code=ledger.ALLOWANCE_FUND) == -10_000
+    assert ledger.balance_cents(session, code=ledger.Account.ALLOWANCE_FUND) == -10_000
 
 
 def test_a_closed_month_is_refused(session: Session) -> None:
@@ -154,7 +154,7 @@ def test_allocations_keep_the_ledger_balanced_and_credit_once_per_month(
         allowances.allocate(session, month=month, settings=rules)
         session.commit()
         assert_ledger_invariants(session)
-    credits = session.execute(select(LedgerTransfer.reference).where(LedgerTransfer.kind == "allowance")).scalars().all()  # type: ignore[arg-type]
+    credits = session.execute(select(LedgerTransfer.reference).where(LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE)).scalars().all()  # type: ignore[arg-type]
     assert len(credits) == len(set(credits))
 
 

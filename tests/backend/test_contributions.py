@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from caisse import accounts, admin, allowances, audit, contributions, corrections, costs, fund, ledger, matching_claim, means, members
 from caisse.allowances import Month
+from caisse.config import MeansKind
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, Role, TransactionRecord
 from caisse.money import euros
@@ -65,7 +66,7 @@ def test_the_indicative_scale_reads_the_means_the_caisse_chose_and_never_goes_be
     assert contributions.indicative_cents(row, settings=by_quartile) == 1_000  # 5 EUR on the scale, floor 10 EUR
     row.income_quartile = 4
     assert contributions.indicative_cents(row, settings=by_quartile) == 9_000
-    by_income = make_settings(means_kind="income", contribution_brackets=[(100_000, 1_500), (300_000, 4_500)],
+    by_income = make_settings(means_kind=MeansKind.INCOME, contribution_brackets=[(100_000, 1_500), (300_000, 4_500)],
                               contribution_above_brackets_cents=8_000)
     assert contributions.indicative_cents(row, settings=by_income) == 4_500  # 2 500 EUR a month
     row.monthly_income_cents = None

@@ -57,7 +57,7 @@ def test_a_contribution_grant_and_fee_entered_twice_are_reversed_and_the_budget_
     budget = fund.budget(session, month="2026-01", settings=rules)
     assert (budget.contributions_cents, budget.grants_cents, budget.fees_cents) == (2_500, 50_000, 350)
     assert budget.reconciled, budget.differences
-    assert budget.fund_balance_cents == ledger.balance_cents(session, code=fund.FUND) == 2_500 + 50_000 - 350
+    assert budget.fund_balance_cents == ledger.balance_cents(session, code=ledger.Account.FUND) == 2_500 + 50_000 - 350
     assert fund.record_matching(session, month="2026-01", settings=rules) == 1_250  # on what was really contributed
     events = audit.events(session, action_prefix="ledger.reverse")
     assert [(e.actor, json.loads(e.detail or "{}")["os_user"]) for e in events] == [(CLAIRE, "claire-os")] * 3
@@ -74,7 +74,7 @@ def test_a_reversal_happens_once_and_only_for_entries_made_by_hand(session: Sess
     again = corrections.reverse(session, reference="grant:2026-01:g", by=CLAIRE, reason="doublon")
     session.commit()
     assert first.created and not again.created and first.reference == again.reference
-    assert ledger.balance_cents(session, code=fund.FUND) == 0
+    assert ledger.balance_cents(session, code=ledger.Account.FUND) == 0
     for reference, code in (("grant:2026-01:absent", "transfer_not_found"), (first.reference, "not_reversible")):
         with pytest.raises(CaisseError) as refused:
             corrections.reverse(session, reference=reference, by=CLAIRE, reason="essai")
@@ -157,7 +157,7 @@ def test_the_reverse_command_names_a_console_account_and_records_the_os_user(cli
     assert done.exit_code == 0 and "contre-passée" in done.stderr, done.output
     assert "déjà contre-passée" in runner.invoke(app, [*reverse, "--by", CLAIRE]).stderr
     with session_factory(engine)() as session:
-        assert ledger.balance_cents(session, code=fund.FUND) == 0
+        assert ledger.balance_cents(session, code=ledger.Account.FUND) == 0
         [event] = audit.events(session, action_prefix="ledger.reverse")
         assert (event.actor, json.loads(event.detail or "{}")["os_user"]) == (CLAIRE, "claire-os")
     engine.dispose()

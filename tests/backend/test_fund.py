@@ -69,7 +69,7 @@ def test_a_contribution_is_recorded_once_per_reference(session: Session) -> None
     with pytest.raises(InvalidInput):
         fund.record_contribution(session, household_id=h, month="2026-01", amount_cents=500, settings=make_settings(contribution_minimum_cents=1_000))
     session.commit()
-    assert ledger.balance_cents(session, code=fund.FUND) == 3_000
+    assert ledger.balance_cents(session, code=ledger.Account.FUND) == 3_000
     assert_ledger_invariants(session)
 
 
@@ -119,7 +119,7 @@ def test_importing_the_same_file_twice_imports_once_and_charges_the_platform_fee
     session.commit()
     assert (first.imported, first.imported_cents, first.fee_cents) == (2, 4_235, 64)  # 63.525 -> 64
     assert (second.imported, second.already) == (0, 2)
-    assert ledger.balance_cents(session, code=fund.FUND) == 4_235 - 64
+    assert ledger.balance_cents(session, code=ledger.Account.FUND) == 4_235 - 64
     assert_ledger_invariants(session)
 
 

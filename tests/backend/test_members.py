@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from caisse import admin, allowances, audit, ingest, ledger, members, sortition
+from caisse.config import LeavingBalance
 from caisse.errors import Conflict, InvalidInput
 from caisse.models import Household, LedgerTransfer, RecordStatus, SortitionDraw, utcnow
 from tests.backend.audit import assert_ledger_invariants
@@ -136,7 +137,7 @@ def test_the_cards_are_blocked_at_paris_midnight_of_the_end_date_on_the_days_the
 @SQLITE_ONLY
 def test_the_keep_policy_leaves_the_balance_on_the_account(session: Session, staff: str) -> None:
     world = _world_leaving(session, staff, blocked_at=utcnow() - timedelta(days=10))
-    report = members.apply_departures(session, settings=make_settings(leaving_balance="keep"))
+    report = members.apply_departures(session, settings=make_settings(leaving_balance=LeavingBalance.KEEP))
     session.commit()
     assert report.returned_cents == 0 and _balance(session, world.household_id) == 10_000
 
@@ -147,7 +148,7 @@ def _balance(session: Session, household_id: int) -> int:
 
 
 def _fund(session: Session) -> int:
-    return ledger.balance_cents(session, code=ledger.ALLOWANCE_FUND)
+    return ledger.balance_cents(session, code=ledger.Account.ALLOWANCE_FUND)
 
 
 def test_the_balance_goes_back_to_the_fund_only_after_the_offline_age_limit_and_once(session: Session, staff: str) -> None:
@@ -319,8 +320,8 @@ def test_the_departures_invariant_flags_an_allowance_after_leaving_and_a_cover_a
                             now=datetime(2026, 4, 1, tzinfo=UTC))
     allowances.allocate(session, month="2026-04", settings=make_settings())
     assert invariants.departures(session) == []
-    fund = ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund")
-    member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind="member")
+    fund = ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND, kind=ledger.AccountKind.ALLOWANCE_FUND)
+    member = ledger.ensure_account(session, code=ledger.member_code(household_id), kind=ledger.AccountKind.MEMBER)
     ledger.post_transfer(session, debit=fund, credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
                          reference=f"allowance:{household_id}:2026-05")  # as a buggy allocation would
     session.add(AllowanceMonth(month="2026-05"))

@@ -94,20 +94,20 @@ def test_what_waits_longer_than_the_delay_is_listed_oldest_first(session: Sessio
     found = overdue.overdue(session, settings=rules, now=NOW)
     uid = session.execute(text("SELECT uid FROM card WHERE id = :c"), {"c": waiting_world["card"]}).scalar_one()
     assert [(w.kind, w.subject, w.since) for w in found] == [
-        (overdue.FLAGGED_CARD, f"card:{bytes(uid).hex()}", CARD_AT),
-        (overdue.NEGATIVE_HOUSEHOLD, f"household:{waiting_world['roux']}", HOUSEHOLD_AT),
-        (overdue.NEGATIVE_PAYABLE, f"vendor:{waiting_world['vendor']}", VENDOR_AT),
-        (overdue.HELD_RECORD, f"record:{waiting_world['old_held']}", LONG_AGO),
+        (overdue.WaitingKind.FLAGGED_CARD, f"card:{bytes(uid).hex()}", CARD_AT),
+        (overdue.WaitingKind.NEGATIVE_HOUSEHOLD, f"household:{waiting_world['roux']}", HOUSEHOLD_AT),
+        (overdue.WaitingKind.NEGATIVE_PAYABLE, f"vendor:{waiting_world['vendor']}", VENDOR_AT),
+        (overdue.WaitingKind.HELD_RECORD, f"record:{waiting_world['old_held']}", LONG_AGO),
     ]
     texts = {w.kind: w.text for w in found}
-    assert texts[overdue.HELD_RECORD].startswith(f"enregistrement {waiting_world['old_held']} (paiement de 12,50 €")
-    assert "caisse review release|reject" in texts[overdue.HELD_RECORD] and "carte suspecte" in texts[overdue.HELD_RECORD]
+    assert texts[overdue.WaitingKind.HELD_RECORD].startswith(f"enregistrement {waiting_world['old_held']} (paiement de 12,50 €")
+    assert "caisse review release|reject" in texts[overdue.WaitingKind.HELD_RECORD] and "carte suspecte" in texts[overdue.WaitingKind.HELD_RECORD]
     paris = HOUSEHOLD_AT.astimezone(ZoneInfo("Europe/Paris"))
-    assert texts[overdue.NEGATIVE_HOUSEHOLD] == (f"foyer {waiting_world['roux']} : solde de -10,00 € depuis le {paris:%d/%m/%Y} ;"
+    assert texts[overdue.WaitingKind.NEGATIVE_HOUSEHOLD] == (f"foyer {waiting_world['roux']} : solde de -10,00 € depuis le {paris:%d/%m/%Y} ;"
                                                  " ses prochaines allocations le couvrent d'abord, au-delà à régler avec le foyer")
-    assert texts[overdue.NEGATIVE_PAYABLE].startswith(f"commerçant {waiting_world['vendor']} : solde à payer de -6,00 €")
-    assert "message SUN rejoué" in texts[overdue.FLAGGED_CARD]
-    assert {w.kind: w.amount_cents for w in found}[overdue.NEGATIVE_HOUSEHOLD] == -1_000
+    assert texts[overdue.WaitingKind.NEGATIVE_PAYABLE].startswith(f"commerçant {waiting_world['vendor']} : solde à payer de -6,00 €")
+    assert "message SUN rejoué" in texts[overdue.WaitingKind.FLAGGED_CARD]
+    assert {w.kind: w.amount_cents for w in found}[overdue.WaitingKind.NEGATIVE_HOUSEHOLD] == -1_000
     # A longer delay: nothing is that old.
     assert overdue.overdue(session, settings=make_settings(overdue_after_days=30), now=NOW) == []
     # Famille Petit went below zero long ago, came back, and went below again two days ago: not listed yet.
@@ -123,7 +123,7 @@ def test_deciding_or_returning_takes_a_line_off_the_list(session: Session, waiti
     admin.return_card(session, uid_hex=uid.hex())
     session.commit()
     kinds = {w.kind for w in overdue.overdue(session, settings=make_settings(overdue_after_days=7), now=NOW)}
-    assert kinds == {overdue.NEGATIVE_HOUSEHOLD, overdue.NEGATIVE_PAYABLE}
+    assert kinds == {overdue.WaitingKind.NEGATIVE_HOUSEHOLD, overdue.WaitingKind.NEGATIVE_PAYABLE}
     session.commit()
 
 

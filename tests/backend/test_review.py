@@ -359,10 +359,10 @@ def test_every_held_record_of_a_terminal_or_a_vendor_is_decided_at_once_each_aud
     ids = [_record_id(session, market, seq) for seq in (1, 2, 3)] + [_record_id(session, market, 1, index=1)]
     assert review.hold(session, record_ids=ids, reason="vérification") == 4
     session.commit()
-    released = review.decide_all(session, decision=review.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
+    released = review.decide_all(session, decision=review.Decision.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
     session.commit()
     assert released == ids[:3]
-    rejected = review.decide_all(session, decision=review.REJECT, by="coordinatrice@caisse.test", vendor_id=market.vendor_ids[1])
+    rejected = review.decide_all(session, decision=review.Decision.REJECT, by="coordinatrice@caisse.test", vendor_id=market.vendor_ids[1])
     session.commit()
     assert rejected == ids[3:]
     events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.subject)
@@ -372,7 +372,7 @@ def test_every_held_record_of_a_terminal_or_a_vendor_is_decided_at_once_each_aud
     session.commit()
     assert _settle(engine, rules, DAY1).paid_cents == 600
     with pytest.raises(InvalidInput):
-        review.decide_all(session, decision=review.RELEASE, by="x@caisse.test", terminal_id=1, vendor_id=1)
+        review.decide_all(session, decision=review.Decision.RELEASE, by="x@caisse.test", terminal_id=1, vendor_id=1)
     assert_ledger_invariants(session)
 
 

@@ -118,7 +118,8 @@ def test_settle_prints_each_vendor_account_that_disagrees_with_its_records(cli_e
         payable = ledger.vendor_payable_code(market.vendor_ids[0])
         member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
         ids = ledger.account_ids(session, codes=[payable, member])
-        ledger.post_transfer(session, debit=ids[payable], credit=ids[member], amount_cents=3_000, kind="void", reference="test-drift")
+        ledger.post_transfer(session, debit=ids[payable], credit=ids[member], amount_cents=3_000, kind=ledger.TransferKind.VOID,
+                             reference="test-drift")
         session.commit()
     _, stderr = _invoke("settle", "--date", "2026-01-01")
     assert (f"Écart entre compte et enregistrements : commerçant {market.vendor_ids[0]} : compte à payer -30,00 €,"

@@ -74,7 +74,7 @@ def _settle(engine: Engine, rules: Settings, run_date: date = DAY1, **kwargs: ob
 
 def _paid_cents(session: Session) -> int:
     session.expire_all()
-    paid = ledger.balance_cents(session, code=ledger.VENDOR_PAID)
+    paid = ledger.balance_cents(session, code=ledger.Account.VENDOR_PAID)
     session.commit()  # end the read: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE)
     return paid
 
@@ -194,7 +194,7 @@ def test_a_suspect_terminal_s_records_are_held_until_a_person_decides_and_revoki
     assert revoked.json()["status"] == "revoked"
     assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 0  # revoking released nothing
     assert result.held == [(market.vendor_ids[0], 1_250, settlement.HELD_REVIEW)]
-    released = review.decide_all(session, decision=review.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
+    released = review.decide_all(session, decision=review.Decision.RELEASE, by="tresoriere@caisse.test", terminal_id=market.chains[0].terminal_id)
     session.commit()
     assert len(released) == 2
     assert _settle(engine, rules, date(2026, 1, 3)).paid_cents == 1_250
@@ -256,7 +256,7 @@ def _drift(session: Session, market: Market, index: int, cents: int) -> None:
     member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
     ids = ledger.account_ids(session, codes=[payable, member])
     debit, credit = (ids[payable], ids[member]) if cents < 0 else (ids[member], ids[payable])
-    ledger.post_transfer(session, debit=debit, credit=credit, amount_cents=abs(cents), kind="void",
+    ledger.post_transfer(session, debit=debit, credit=credit, amount_cents=abs(cents), kind=ledger.TransferKind.VOID,
                          reference=f"test-drift:{next(_drifts)}")
     session.commit()
 
@@ -520,7 +520,7 @@ def _post_copy(session: Session, market: Market, *, seq: int, amount_cents: int)
     member = ledger.member_code(admin.get_card(session, uid_hex=market.uid.hex()).household_id)
     payable = ledger.vendor_payable_code(market.vendor_ids[0])
     ids = ledger.account_ids(session, codes=[member, payable])
-    ledger.post_transfer(session, debit=ids[member], credit=ids[payable], amount_cents=amount_cents, kind="payment",
+    ledger.post_transfer(session, debit=ids[member], credit=ids[payable], amount_cents=amount_cents, kind=ledger.TransferKind.PAYMENT,
                          reference=ledger.record_reference(market.chains[0].terminal_id, seq))
 
 

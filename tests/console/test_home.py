@@ -26,8 +26,8 @@ def _overdrawn(engine: Engine) -> int:
         household = admin.create_household(session, name="Famille Overdraft", members=2, zone="Nord")
         assert household.id is not None
         admin.create_household(session, name="Famille Sereine", members=1, zone="Sud")
-        ids = ledger.account_ids(session, codes=[ledger.member_code(household.id), ledger.ALLOWANCE_FUND])
-        ledger.post_transfer(session, debit=ids[ledger.member_code(household.id)], credit=ids[ledger.ALLOWANCE_FUND],
+        ids = ledger.account_ids(session, codes=[ledger.member_code(household.id), ledger.Account.ALLOWANCE_FUND])
+        ledger.post_transfer(session, debit=ids[ledger.member_code(household.id)], credit=ids[ledger.Account.ALLOWANCE_FUND],
                              amount_cents=4_250, kind=ledger.TransferKind.PAYMENT, reference="test:overdraft")
         bump_cards(session, household_ids=[household.id])  # what every balance change does
         session.commit()

@@ -181,8 +181,9 @@ def test_household_page_shows_balance_allowances_contributions_and_payments(
 
     ids = _seed(engine)
     # The monthly allowance as caisse.allowances posts it (a credit by hand cannot take its reference).
-    member = ledger.ensure_account(session, code=ledger.member_code(ids["household"]), kind="member")
-    ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.ALLOWANCE_FUND, kind="allowance_fund"),
+    member = ledger.ensure_account(session, code=ledger.member_code(ids["household"]), kind=ledger.AccountKind.MEMBER)
+    ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND,
+                                                               kind=ledger.AccountKind.ALLOWANCE_FUND),
                          credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
                          reference=allowances.allowance_reference(ids["household"], allowances.Month.parse("2026-11")))
     admin.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
@@ -273,7 +274,7 @@ def _record(session: Session, ids: dict[str, int], seq: int) -> int:
     session.add(record)
     member, payable = ledger.member_code(ids["household"]), ledger.vendor_payable_code(ids["vendor"])
     accounts = ledger.account_ids(session, codes=[member, payable])
-    ledger.post_transfer(session, debit=accounts[member], credit=accounts[payable], amount_cents=500, kind="payment",
+    ledger.post_transfer(session, debit=accounts[member], credit=accounts[payable], amount_cents=500, kind=ledger.TransferKind.PAYMENT,
                          reference=ledger.record_reference(ids["terminal"], seq))
     session.flush()
     assert record.id is not None

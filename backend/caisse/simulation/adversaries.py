@@ -35,7 +35,20 @@ from sqlmodel import Session
 
 from caisse import admin, corrections, ingest, ledger, overdue, review, settlement
 from caisse.errors import Conflict
-from caisse.models import Card, CardStatus, LedgerTransfer, RejectedUpload, SettlementItem, SettlementLine, Terminal, TransactionRecord, Vendor
+from caisse.models import (
+    Card,
+    CardStatus,
+    LedgerTransfer,
+    LineStatus,
+    RecordStatus,
+    RejectedUpload,
+    ReviewStatus,
+    SettlementItem,
+    SettlementLine,
+    Terminal,
+    TransactionRecord,
+    Vendor,
+)
 from caisse.money import euros
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
@@ -291,7 +304,7 @@ class Adversaries:
             with world.backend.session() as session:
                 record_id = _record_id(session, payment)
                 held = record_id is not None and session.execute(select(TransactionRecord.review).where(
-                    TransactionRecord.id == record_id)).scalar_one() == "held"  # type: ignore[arg-type]
+                    TransactionRecord.id == record_id)).scalar_one() == ReviewStatus.HELD  # type: ignore[arg-type]
                 if not held:
                     return
                 review.reject(session, record_id=record_id or 0, by=STAFF[0])
@@ -366,7 +379,7 @@ class Adversaries:
             run_id = run.id
         with world.backend.session() as session:
             paid = session.execute(select(SettlementLine.vendor_id, SettlementLine.payee_iban).where(
-                SettlementLine.run_id == run_id, SettlementLine.status == "paid", SettlementLine.amount_cents > 0)  # type: ignore[arg-type]
+                SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type]
                 .order_by(SettlementLine.vendor_id)).first()  # type: ignore[arg-type]
         fault = self.iban_fault
         if paid is not None and fault is not None:
@@ -448,8 +461,8 @@ class Adversaries:
         if not ahead:
             return Outcome.SURVIVED, "aucun enregistrement daté dans le futur n'est parvenu"
         said = [row for row in ahead if row.flags & protocol.FLAG_UNTRUSTED_TIME]
-        trusted_unheld = [row for row in ahead if row not in said and row.status == "accepted" and row.review != "held"]
-        refused = [row for row in said if row.status != "accepted"]
+        trusted_unheld = [row for row in ahead if row not in said and row.status == RecordStatus.ACCEPTED and row.review != ReviewStatus.HELD]
+        refused = [row for row in said if row.status != RecordStatus.ACCEPTED]
         if trusted_unheld:
             return Outcome.FAILED, f"{len(trusted_unheld)} enregistrement(s) daté(s) dans le futur acceptés sans retenue"
         if refused:
@@ -495,7 +508,7 @@ class Adversaries:
             return Outcome.FAILED, "le paiement retenu n'a pas été rejeté"
         refunds = session.execute(select(func.count()).select_from(TransactionRecord).where(
             TransactionRecord.terminal_id == payment[0], TransactionRecord.kind == 2,  # type: ignore[arg-type]
-            TransactionRecord.ref_seq == payment[1], TransactionRecord.status == "accepted")).scalar_one()  # type: ignore[arg-type]
+            TransactionRecord.ref_seq == payment[1], TransactionRecord.status == RecordStatus.ACCEPTED)).scalar_one()  # type: ignore[arg-type]
         reversed_ = ledger.find_transfer(session, reference=ledger.reject_reference(*payment)) is not None
         settled = session.execute(text("SELECT COUNT(*) FROM settlement_item WHERE record_id = :r"), {"r": row.id}).scalar_one()
         if int(refunds) + reversed_ != 1 or settled:
@@ -533,7 +546,7 @@ class Adversaries:
         vendor_id = int(self.iban["vendor"])  # type: ignore[call-overload]
         line = session.execute(select(SettlementLine.payee_iban).where(
             SettlementLine.run_id == self.iban["run"], SettlementLine.vendor_id == vendor_id,  # type: ignore[arg-type]
-            SettlementLine.status == "paid")).scalar_one_or_none()  # type: ignore[arg-type]
+            SettlementLine.status == LineStatus.PAID)).scalar_one_or_none()  # type: ignore[arg-type]
         current = session.execute(select(Vendor.iban).where(Vendor.id == vendor_id)).scalar_one()  # type: ignore[arg-type]
         output = session.execute(text("SELECT output_dir FROM settlement_run WHERE id = :r"), {"r": self.iban["run"]}).scalar_one()
         sepa = _read(output)
@@ -544,7 +557,7 @@ class Adversaries:
             return Outcome.FAILED, "un changement d'IBAN n'a pas suivi la règle des deux personnes"
         later = session.execute(select(SettlementLine.payee_iban).where(
             SettlementLine.vendor_id == vendor_id, SettlementLine.run_id > self.iban["run"],  # type: ignore[arg-type, operator]
-            SettlementLine.status == "paid", SettlementLine.amount_cents > 0)).scalars().all()  # type: ignore[arg-type, operator]
+            SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)).scalars().all()  # type: ignore[arg-type, operator]
         if any(iban != self.iban["approved"] for iban in later):
             return Outcome.FAILED, "un règlement suivant ne paie pas le nouvel IBAN approuvé"
         return Outcome.DETECTED, "payé à l'IBAN figé ; nouvel IBAN pour la suite ; le changement demandé seul attend"

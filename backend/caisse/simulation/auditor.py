@@ -19,13 +19,23 @@ from sqlmodel import Session
 from caisse import invariants, ledger
 from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
-from caisse.models import LedgerAccount, LedgerTransfer, RecordStatus, RejectedUpload, SettlementItem, Terminal, TerminalStatus, TransactionRecord
+from caisse.models import (
+    LedgerAccount,
+    LedgerTransfer,
+    RecordStatus,
+    RejectedUpload,
+    ReviewStatus,
+    SettlementItem,
+    Terminal,
+    TerminalStatus,
+    TransactionRecord,
+)
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 from caisse_common import protocol
 from caisse_common.protocol import Kind, Record
 
-ACCEPTED = "accepted"
-HELD = "held"  # accepted and held for review (caisse.review)
+ACCEPTED = str(RecordStatus.ACCEPTED)
+HELD = str(ReviewStatus.HELD)  # accepted and held for review (caisse.review)
 NOT_RECEIVED = "not_received"  # approved, never heard by the backend (its terminal was revoked first)
 ONLY_ACCEPTED = frozenset({ACCEPTED})
 
@@ -76,7 +86,7 @@ class Approved:
 def verdict(row) -> str:
     """`accepted`, `held` (accepted, waiting for a person's review) or the rejection reason."""
     if row.status == RecordStatus.ACCEPTED:
-        return HELD if row.review == HELD else ACCEPTED
+        return HELD if row.review == ReviewStatus.HELD else ACCEPTED
     return row.reason or row.status
 
 
@@ -90,14 +100,14 @@ def money_shares(record: Approved, row, payment) -> list[tuple[str, int]]:  # ty
     held = ledger.vendor_held_code(record.vendor_id)
     amount = record.amount_cents
     if record.kind == Kind.PAYMENT:
-        if row.review == "rejected":
+        if row.review == ReviewStatus.REJECTED:
             return []
-        return [(member, -amount), (held if row.review == HELD else payable, amount)]
-    if (row.review or payment.review) == "rejected":
+        return [(member, -amount), (held if row.review == ReviewStatus.HELD else payable, amount)]
+    if (row.review or payment.review) == ReviewStatus.REJECTED:
         return []
-    if payment.review == HELD:
+    if payment.review == ReviewStatus.HELD:
         return [(held, -amount), (member, amount)]
-    if row.review == HELD:
+    if row.review == ReviewStatus.HELD:
         return [(payable, -amount), (held, amount)]
     return [(member, amount), (payable, -amount)]
 
@@ -296,7 +306,7 @@ class Auditor:
                 expected[accounts[t.debit_account_id].code] -= t.amount_cents
         for household_id, cents in self.credits.items():  # manual credits: what staff did
             expected[ledger.member_code(household_id)] += cents
-            expected[ledger.ALLOWANCE_FUND] -= cents
+            expected[ledger.Account.ALLOWANCE_FUND] -= cents
         for key, row in stored.items():
             record = self.approved.get(key)
             if record is None or row.status != RecordStatus.ACCEPTED:
@@ -308,10 +318,10 @@ class Auditor:
         problems = []
         for account in sorted(accounts.values(), key=lambda a: a.code):
             balance = account.credits_posted_cents - account.debits_posted_cents
-            if account.kind == "vendor_payable":
+            if account.kind == ledger.AccountKind.VENDOR_PAYABLE:
                 balance += sum(t.amount_cents for t in transfers
                                if t.kind == ledger.TransferKind.SETTLEMENT and t.debit_account_id == account.id)
-            elif account.kind == "vendor_paid":
+            elif account.kind == ledger.AccountKind.VENDOR_PAID:
                 balance -= paid
             if balance != expected.get(account.code, 0):
                 problems.append(f"{account.code}: {balance} instead of {expected.get(account.code, 0)}")

@@ -24,7 +24,7 @@ from sqlmodel import Session
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
-from caisse.models import Vendor
+from caisse.models import AllowanceKind, UnspentPolicy, Vendor
 
 ADMIN_TOKEN = "simulation-admin-token"
 # Fixed here rather than read from CAISSE_* variables, so a run does not change with the shell.
@@ -38,11 +38,11 @@ SETTINGS = {
     "sync_clock_window_s": 300,
     "offline_share_bp": 5_000,
     "offline_daily_cap_cents": 10_000,
-    "allowance_rule": "per_member",
+    "allowance_rule": AllowanceKind.PER_MEMBER,
     "allowance_base_cents": 15_000,
     "allowance_per_extra_member_cents": 7_500,
     "allowance_pro_rata": True,
-    "allowance_unspent": "carry_over",
+    "allowance_unspent": UnspentPolicy.CARRY_OVER,
     "allowance_carry_over_cap_cents": 5_000,
     "settlement_requires_approval": False,
     "settlement_timezone": "Europe/Paris",

@@ -19,11 +19,11 @@ router = APIRouter()
 
 
 # French names of what waits (caisse.overdue), and the page that deals with each (by its NAV key).
-WAITING_FR = {overdue.HELD_RECORD: "Paiement retenu pour vérification", overdue.FLAGGED_CARD: "Carte bloquée comme copie",
-              overdue.NEGATIVE_HOUSEHOLD: "Foyer à découvert", overdue.NEGATIVE_PAYABLE: "Commerçant à solde négatif"}
-WAITING_PAGES = {overdue.HELD_RECORD: ("transactions", "/console/transactions?status=held"),
-                 overdue.NEGATIVE_HOUSEHOLD: ("households", "/console/households/{id}"),
-                 overdue.NEGATIVE_PAYABLE: ("vendors", "/console/vendors/{id}")}
+WAITING_FR = {overdue.WaitingKind.HELD_RECORD: "Paiement retenu pour vérification", overdue.WaitingKind.FLAGGED_CARD: "Carte bloquée comme copie",
+              overdue.WaitingKind.NEGATIVE_HOUSEHOLD: "Foyer à découvert", overdue.WaitingKind.NEGATIVE_PAYABLE: "Commerçant à solde négatif"}
+WAITING_PAGES = {overdue.WaitingKind.HELD_RECORD: ("transactions", "/console/transactions?status=held"),
+                 overdue.WaitingKind.NEGATIVE_HOUSEHOLD: ("households", "/console/households/{id}"),
+                 overdue.WaitingKind.NEGATIVE_PAYABLE: ("vendors", "/console/vendors/{id}")}
 
 
 def home(request: Request, session: DbSession, user: CurrentUser) -> Response:

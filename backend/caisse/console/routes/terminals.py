@@ -11,6 +11,7 @@ from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
 from caisse.errors import CaisseError
+from caisse.models import TerminalStatus
 
 router = APIRouter(prefix="/terminals", dependencies=[Depends(require_page("terminals"))])
 PER_PAGE = 50
@@ -49,7 +50,7 @@ def revoke_form(request: Request, session: DbSession, terminal_id: int) -> Respo
 @router.get("/{terminal_id}/clear")
 def clear_form(request: Request, session: DbSession, terminal_id: int) -> Response:
     terminal = admin.get_terminal(session, terminal_id=terminal_id)
-    if terminal.status != "suspect":
+    if terminal.status != TerminalStatus.SUSPECT:
         return render(request, "error.html", status_code=409, title="Opération impossible",
                       message=french(CaisseError("terminal_not_suspect", "")))
     [row] = directory.terminal_rows(session, terminal_ids=[terminal_id])
@@ -97,21 +98,21 @@ def accept_loss(session: DbSession, user: CurrentUser, terminal_id: int) -> Resp
 
 @router.post("/{terminal_id}/release")
 def release_all(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
-    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.RELEASE)
+    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.Decision.RELEASE)
 
 
 @router.post("/{terminal_id}/reject")
 def reject_all(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
-    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.REJECT)
+    return _decide_all(session, user.email, terminal_id=terminal_id, decision=review.Decision.REJECT)
 
 
-def _decide_all(session: DbSession, by: str, *, terminal_id: int, decision: str) -> Response:
+def _decide_all(session: DbSession, by: str, *, terminal_id: int, decision: review.Decision) -> Response:
     try:
         decided = review.decide_all(session, decision=decision, by=by, terminal_id=terminal_id)
     except CaisseError as error:
         session.rollback()
         return redirect("/console/terminals", flash=french(error))
     session.commit()
-    done = ("libéré(s) : le commerçant sera payé au prochain règlement" if decision == review.RELEASE
+    done = ("libéré(s) : le commerçant sera payé au prochain règlement" if decision == review.Decision.RELEASE
             else "rejeté(s) : jamais payés, les foyers sont remboursés")
     return redirect("/console/terminals", flash=f"Terminal {terminal_id} : {len(decided)} enregistrement(s) {done}.")

@@ -41,23 +41,23 @@ def transactions(
 
 @router.post("/{record_id}/release")
 def release(session: DbSession, user: CurrentUser, record_id: int) -> Response:
-    return _decide(session, user, record_id=record_id, decision="release")
+    return _decide(session, user, record_id=record_id, decision=review.Decision.RELEASE)
 
 
 @router.post("/{record_id}/reject")
 def reject(session: DbSession, user: CurrentUser, record_id: int) -> Response:
-    return _decide(session, user, record_id=record_id, decision="reject")
+    return _decide(session, user, record_id=record_id, decision=review.Decision.REJECT)
 
 
-def _decide(session: Session, user: ConsoleUser, *, record_id: int, decision: str) -> Response:
-    decide = review.release if decision == "release" else review.reject
+def _decide(session: Session, user: ConsoleUser, *, record_id: int, decision: review.Decision) -> Response:
+    decide = review.release if decision == review.Decision.RELEASE else review.reject
     try:
         record = decide(session, record_id=record_id, by=user.email)  # audited by the service
     except CaisseError as error:
         session.rollback()
         return redirect("/console/transactions", flash=french(error))
     session.commit()
-    done = ("libéré : le commerçant sera payé au prochain règlement" if decision == "release"
+    done = ("libéré : le commerçant sera payé au prochain règlement" if decision == review.Decision.RELEASE
             else "rejeté : il ne sera jamais payé et le foyer est remboursé")
     return redirect("/console/transactions", flash=f"Paiement n° {record.seq} du terminal {record.terminal_id} {done}.")
 
