@@ -11,6 +11,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,22 @@ from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own, created empty and dropped after (for what needs a whole database)."""
+    name = f"{prefix}_{os.getpid()}"
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 # One schema per pytest process: two runs at once (two engineers, or CI and a local run) on one
 # server would otherwise drop each other's tables mid-test.
 PG_SCHEMA = f"caisse_pytest_{os.getpid()}"

@@ -6,7 +6,6 @@ as a gap and are never paid blindly."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,22 +20,15 @@ from caisse.db import make_engine, session_factory
 from caisse.ingest import ingest_batch
 from caisse.models import AuditEvent, Terminal
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import BACKENDS, POSTGRES_URL, make_settings
+from tests.backend.conftest import BACKENDS, make_settings, scratch_postgres_database
 from tests.backend.test_settlement import Market
 
 
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
     """One database for the module (creating and dropping one costs a checkpoint): each test empties it."""
-    name = f"caisse_restore_{os.getpid()}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    with scratch_postgres_database("caisse_restore") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

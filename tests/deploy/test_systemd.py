@@ -17,10 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from caisse.db import make_engine
-from tests.backend.conftest import POSTGRES_URL
+from tests.backend.conftest import scratch_postgres_database
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 CAISSE = str(Path(sys.executable).with_name("caisse"))
@@ -70,15 +68,8 @@ def _environment(path: Path) -> dict[str, str]:
 def production_database() -> Iterator[str]:
     if not os.environ.get("CI"):
         pytest.skip("runs the units against PostgreSQL: set CI=true (server at 127.0.0.1:5432)")
-    name = f"caisse_units_{os.getpid()}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    with scratch_postgres_database("caisse_units") as url:
+        yield url
 
 
 def _free_port() -> int:
