@@ -1,4 +1,4 @@
-"""The console's read-side queries (caisse.directory) on a large database: how long a page waits.
+"""The console's read-side queries (caisse.reports.directory) on a large database: how long a page waits.
 
     python benchmarks/console.py [-n 1000000] [--vendors 1000] [--households 5000] [--db sqlite|postgresql|both]
 
@@ -7,8 +7,8 @@ H households), then posts the ledger transfer of every record and one monthly al
 household (not timed). Then times, best of three, each query a console page runs: the household
 list and a search, one household's payments and allowances (no index serves them: they scan the
 records and the transfers), the vendor list, the terminal overview (one grouped scan of the
-records), the budget page's twelve months of caisse.fund.budgets and the home page's list of
-what waits too long (caisse.overdue). Not a test: numbers depend
+records), the budget page's twelve months of caisse.fund.service.budgets and the home page's list of
+what waits too long (caisse.reports.overdue). Not a test: numbers depend
 on the machine. Results go in docs/console.md.
 """
 
@@ -23,9 +23,11 @@ from settle import seed  # type: ignore[import-not-found]
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from caisse import admin, directory, fund, overdue
 from caisse.config import Settings
 from caisse.db import session_factory
+from caisse.fund import service as fund
+from caisse.members import households as household_service
+from caisse.reports import directory, overdue
 
 SCHEMA = "caisse_bench_console"
 RUNS = 3
@@ -42,7 +44,7 @@ def post_transfers(engine: Engine, *, households: int) -> None:
             " JOIN ledger_account m ON m.code = 'member:' || r.household_id"
             " JOIN ledger_account v ON v.code = 'vendor_payable:' || t.vendor_id"))
         for household_id in range(1, households + 1):
-            admin.credit_household(session, household_id=household_id, amount_cents=10_000,
+            household_service.credit_household(session, household_id=household_id, amount_cents=10_000,
                                    reference=f"allocation-{household_id}-2026-01")  # no colon: a user reference
         session.commit()
 

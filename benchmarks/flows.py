@@ -1,4 +1,4 @@
-"""The committee's flows page (caisse.flows) on a large database: how long the five queries take.
+"""The committee's flows page (caisse.reports.flows) on a large database: how long the five queries take.
 
     python benchmarks/flows.py [-n 1000000] [--vendors 1000] [--households 5000] [--db sqlite|postgresql|both]
 
@@ -20,9 +20,10 @@ from pathlib import Path
 from settle import POSTGRES_URL, seed  # type: ignore[import-not-found]
 from sqlalchemy import Engine, text
 
-from caisse import admin, flows
 from caisse.db import make_engine, session_factory, upgrade
+from caisse.members import households as household_service
 from caisse.money import euros
+from caisse.reports import flows
 
 SCHEMA = "caisse_bench_flows"
 DAY_S = 86_400
@@ -33,7 +34,7 @@ def spread(engine: Engine, *, households: int) -> None:
     """Households for the records, and their times spread over 2026-01 .. 2026-06."""
     with session_factory(engine)() as session:
         for index in range(households):
-            admin.create_household(session, name=f"Foyer {index + 1}", members=1 + index % 4, zone=f"Quartier {index % 8}")
+            household_service.create_household(session, name=f"Foyer {index + 1}", members=1 + index % 4, zone=f"Quartier {index % 8}")
         session.execute(text("UPDATE transaction_record SET household_id = 1 + id % :h, time = time + (id % 180) * :day"),
                         {"h": households, "day": DAY_S})
         session.commit()

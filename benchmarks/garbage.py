@@ -7,7 +7,7 @@ through the real upload endpoint, alternating one 47 000-byte record and 256 rec
 (both just under the 64 KiB body limit), all within a minute. Prints the database's size before
 and after (write-ahead log folded in) and how many rejections the log kept.
 
-Not a test: tests/backend/test_rejection_log.py asserts the bound.
+Not a test: tests/backend/ingest/test_rejection_log.py asserts the bound.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from caisse import admin
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 from caisse.models import RejectedUpload
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 
 
@@ -47,9 +48,9 @@ def main() -> None:
         engine = make_engine(f"sqlite:///{path}")
         upgrade(engine)
         with session_factory(engine)() as session:
-            vendor = admin.create_vendor(session, name="Stand", kind="producer", zone="Nord")
+            vendor = vendor_service.create_vendor(session, name="Stand", kind="producer", zone="Nord")
             key = protocol.public_key_bytes(ec.generate_private_key(ec.SECP256R1()))
-            terminal = admin.register_terminal(session, vendor_id=vendor.id or 0, public_key_hex=key.hex())
+            terminal = terminal_registry.register_terminal(session, vendor_id=vendor.id or 0, public_key_hex=key.hex())
             session.commit()
         bodies = [{"records": [base64.b64encode(os.urandom(47_000)).decode()]},
                   {"records": [base64.b64encode(os.urandom(180)).decode() for _ in range(256)]}]

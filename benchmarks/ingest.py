@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from caisse.db import make_engine, upgrade
-from caisse.demo import AdminApi, DemoTerminal, record_b64, terminal_key
+from caisse.demo.seed import AdminApi, DemoTerminal, record_b64, terminal_key
 from caisse_common import protocol
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -7,7 +7,7 @@ timed in thread CPU time (so other processes on the machine do not count): readi
 body and base64, `protocol.decode`, `protocol.verify_digest`, and `ingest_batch` + commit (which
 includes decode and verify again, plus SQL and ledger). Prints microseconds per record.
 With --sync-v2 every terminal syncs v2 first, so ingestion judges the offline budget
-(caisse.offline_limits) of every batch.
+(caisse.terminals.offline_limits) of every batch.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from ingest import encode_batches, fresh_database, prepare_schema, seed, sign_re
 
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
-from caisse.demo import AdminApi, DemoTerminal
-from caisse.ingest import ingest_batch
+from caisse.demo.seed import AdminApi, DemoTerminal
+from caisse.ingest.upload import ingest_batch
 from caisse.main import create_app
 from caisse_common import protocol
 
@@ -52,10 +52,10 @@ AREAS = (  # first match wins: (label, substring of "file:function")
     ("SQLAlchemy / SQLModel", "sqlmodel"),
     ("record decode + SHA-256", "protocol.py"),
     ("record decode + SHA-256", "sha256"),
-    ("ingestion logic (ingest.py)", "caisse/ingest.py"),
-    ("ledger + sync counters", "caisse/ledger.py"),
-    ("ledger + sync counters", "caisse/sync.py"),
-    ("offline budget (offline_limits.py)", "caisse/offline_limits.py"),
+    ("ingestion logic (ingest.py)", "caisse/ingest/upload.py"),
+    ("ledger + sync counters", "caisse/ledger/postings.py"),
+    ("ledger + sync counters", "caisse/terminals/sync.py"),
+    ("offline budget (offline_limits.py)", "caisse/terminals/offline_limits.py"),
 )
 
 

@@ -39,14 +39,15 @@ import httpx
 from ingest import ADMIN_TOKEN, fresh_database, prepare_schema, process_cpu_s, running_server
 from sqlalchemy import text
 
-from caisse import admin, ledger
 from caisse.db import make_engine, session_factory
-from caisse.demo import DemoTerminal, record_b64, terminal_key
+from caisse.demo.seed import DemoTerminal, record_b64, terminal_key
+from caisse.ledger import postings as ledger
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from caisse_common.protocol import Kind, public_key_bytes
 
 LOAD_SEED = 9090
-CREDIT_CENTS = 1_000_000  # admin.MAX_CREDIT_CENTS: one credit per card is plenty for a run
+CREDIT_CENTS = 1_000_000  # household_service.MAX_CREDIT_CENTS: one credit per card is plenty for a run
 REQUEST_TIMEOUT_S = 60.0
 SEED_CONCURRENCY = 16
 MAX_ATTEMPTS = 20  # per batch; each failed attempt is counted as an error
@@ -317,7 +318,7 @@ def prefill(database_url: str, records: int) -> float:
     engine = make_engine(database_url)
     try:
         with session_factory(engine)() as session:
-            vendor = admin.create_vendor(session, name="Archive", kind="producer", zone="archive")
+            vendor = vendor_service.create_vendor(session, name="Archive", kind="producer", zone="archive")
             member = ledger.ensure_account(session, code=ledger.member_code(0), kind=ledger.AccountKind.MEMBER)
             payable = ledger.ensure_account(session, code=ledger.vendor_payable_code(vendor.id or 0), kind=ledger.AccountKind.VENDOR_PAYABLE)
             session.execute(text(

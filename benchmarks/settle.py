@@ -30,9 +30,11 @@ from pathlib import Path
 from schwifty import IBAN
 from sqlalchemy import Engine, text
 
-from caisse import admin, ledger, settlement
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
+from caisse.ledger import postings as ledger
+from caisse.settlement import runs as settlement
+from caisse.vendors import service as vendor_service
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCHEMA = f"caisse_bench_settle_{os.getpid()}"  # two runs at once must not drop each other's tables
@@ -69,7 +71,7 @@ def seed(engine: Engine, *, n: int, vendors: int) -> None:
     with sessions() as session:
         for index in range(vendors):
             iban = str(IBAN.generate("DE", bank_code="37040044", account_code=f"{index + 1:010d}"))
-            vendor = admin.create_vendor(session, name=f"Producteur {index + 1}", kind="producer", zone="Nord", iban=iban)
+            vendor = vendor_service.create_vendor(session, name=f"Producteur {index + 1}", kind="producer", zone="Nord", iban=iban)
             assert vendor.id == index + 1
         session.execute(
             text("INSERT INTO terminal (id, vendor_id, public_key, status, acked_seq, created_at) VALUES"

@@ -2,7 +2,7 @@
 
     python benchmarks/sun.py [-n 5000] [--cards 500]
 
-Times caisse.card_auth.check_sun over N genuine SUN messages of C cards, twice: the first pass
+Times caisse.cards.authentication.check_sun over N genuine SUN messages of C cards, twice: the first pass
 diversifies each card's file-read key once (then cached per UID), the second finds them all
 cached (the usual case: a process sees the same members every day). Prints microseconds per
 record, and one key diversification, next to one P-256 verification, the cost every record pays
@@ -20,7 +20,7 @@ import time
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import card_auth
+from caisse.cards import authentication as card_auth
 from caisse.config import Settings
 from caisse.simulation.cards import encode_sun
 from caisse_common import protocol, sun

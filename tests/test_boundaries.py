@@ -17,11 +17,11 @@ PACKAGE_DIRS = {"caisse": "backend", "caisse_provisioning": "provisioning", "cai
 
 # (module file, the import it gains): one crossing per contract, in the contracts' order.
 CROSSINGS = [
-    ("backend/caisse/cli.py", "import caisse_provisioning.provision"),
-    ("provisioning/caisse_provisioning/backend.py", "from caisse import admin"),
+    ("backend/caisse/cli/main.py", "import caisse_provisioning.provision"),
+    ("provisioning/caisse_provisioning/backend.py", "from caisse import audit"),
     ("common/caisse_common/sun.py", "import caisse.errors"),
     ("firmware/drivers/keypad.py", "from caisse_common import protocol"),
-    ("backend/caisse/sepa.py", "from caisse import settlement"),
+    ("backend/caisse/settlement/sepa.py", "from caisse.settlement import runs"),
 ]
 
 

@@ -38,6 +38,11 @@ def record(
     return event
 
 
+def with_os_user(detail: dict[str, object], os_user: str | None) -> dict[str, object]:
+    """`detail` naming who was logged in on the server, for a step taken from the command line."""
+    return {**detail, "os_user": os_user} if os_user else detail
+
+
 def events(
     session: Session, *, subjects: Collection[str] | None = None, actor: str | None = None,
     action_prefix: str | None = None, limit: int = 100,

@@ -10,7 +10,7 @@ themselves what lies above the lower `acked_seq` they are answered (docs/protoco
 "Re-sending after a restore"); the restored `acked_seq` of each terminal is printed for the
 technician. Records a terminal re-sends are new to the restored database and counted once; one it
 sends twice is a duplicate by (terminal, seq). A terminal that already reclaimed flash for records
-the backup lacks cannot send them again: it reports them (caisse.terminal_health), and they stay
+the backup lacks cannot send them again: it reports them (caisse.terminals.health), and they stay
 missing below the records that follow, which ingestion keeps unverified (a gap) and settlement
 holds, so the loss is seen and never paid blindly.
 """

@@ -15,7 +15,7 @@ from caisse.models import AllowanceKind, UnspentPolicy
 
 
 class MeansKind(enum.StrEnum):
-    """How a household's means are recorded (caisse.means), and what the indicative scale reads."""
+    """How a household's means are recorded (caisse.members.means), and what the indicative scale reads."""
     QUARTILE = "quartile"  # an income quartile of the territory (the sortition questionnaire's bands)
     INCOME = "income"  # a monthly income
 
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # Suggested contribution by monthly income: [[income up to, in cents, suggested cents], ...]
     contribution_brackets: list[tuple[int, int]] = [(100_000, 1_000), (200_000, 3_000), (350_000, 6_000)]
     contribution_above_brackets_cents: int = Field(default=10_000, ge=0)
-    # How a household's means are recorded (caisse.means): an income quartile of the territory (the
+    # How a household's means are recorded (caisse.members.means): an income quartile of the territory (the
     # sortition questionnaire's 4 bands) or a monthly income; the indicative scale reads the same one.
     means_kind: MeansKind = MeansKind.QUARTILE
     # Indicative contribution per income quartile, lowest first: [q1, q2, q3, q4] in cents.
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     settlement_dir: str = "./settlements"
     settlement_timezone: str = "Europe/Paris"
     sepa_schema: SepaSchema = "pain.001.001.03"  # the version the caisse's bank accepts, unless listed below
-    # pain.001 version per bank of the caisse: BIC (11 letters, or its first 8) -> version (caisse.sepa)
+    # pain.001 version per bank of the caisse: BIC (11 letters, or its first 8) -> version (caisse.settlement.sepa)
     sepa_schema_by_bank: dict[str, SepaSchema] = {}
     debtor_name: str = "Caisse alimentaire commune"
     debtor_iban: str = PLACEHOLDER_DEBTOR_IBAN
@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # many months after their end date (volunteers never drawn: after their draw was created).
     retention_months: int = Field(default=24, ge=1, le=1200)
     # What happens to a departed household's unspent balance once the terminals' offline age has
-    # passed (caisse.members).
+    # passed (caisse.members.service).
     leaving_balance: LeavingBalance = LeavingBalance.FUND
 
     # Web console (docs/console.md). Cookies are marked Secure outside development.
@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     def _debtor_name_in_sepa_characters(cls, name: str) -> str:
         """The caisse's name goes in every SEPA file as typed: refused (with the form the bank would
         read) unless it is in the SEPA character set already, so nothing is changed behind one's back."""
-        from caisse.sepa import sepa_text
+        from caisse.settlement.sepa import sepa_text
 
         sent = sepa_text(name)
         if sent != name or not sent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import unicodedata
 import weakref
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -31,12 +32,39 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
-from caisse.search import fold_text
-
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# `folded(column)` compares as `fold_text` does in Python: lower case, then the accented Latin
+# letters French names use replaced by their plain letter ("Élodie" and "elodie" match). On
+# PostgreSQL it is `translate(lower(...))`; SQLite's lower() knows only ASCII, so each SQLite
+# connection gets `fold_text` as the function `caisse_fold`.
+_ACCENTED = "àáâãäåāăąçćčďèéêëēėęěìíîïīįñńňòóôõöōőŕřśšşťùúûüūůűųýÿźżž"
+_PLAIN = "".join(unicodedata.normalize("NFKD", letter)[0] for letter in _ACCENTED)
+_TABLE = str.maketrans(_ACCENTED, _PLAIN)
+
+
+def fold_text(text: str | None) -> str | None:
+    return None if text is None else text.lower().translate(_TABLE)
+
+
+class folded(FunctionElement[str]):  # noqa: N801 (an SQL function, named like one)
+    type = String()
+    inherit_cache = True
+
+
+@compiles(folded, "postgresql")
+def _folded_postgresql(element: folded, compiler: Any, **kw: Any) -> str:
+    return f"translate(lower({compiler.process(element.clauses, **kw)}), '{_ACCENTED}', '{_PLAIN}')"
+
+
+@compiles(folded)
+def _folded_sqlite(element: folded, compiler: Any, **kw: Any) -> str:
+    return f"caisse_fold({compiler.process(element.clauses, **kw)})"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -53,7 +81,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE, and caisse.search's caisse_fold().
+    """WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE, and caisse_fold() (see `folded`).
 
     SQLite allows one writer. A deferred transaction that reads then writes can fail with
     "database is locked" when another writer got there first; taking the write lock at BEGIN
@@ -69,7 +97,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
-        dbapi_connection.create_function("caisse_fold", 1, fold_text, deterministic=True)  # caisse.search
+        dbapi_connection.create_function("caisse_fold", 1, fold_text, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -47,3 +47,10 @@ class SyncUnauthorized(CaisseError):
     def __init__(self, code: str, detail: str, *, server_time: int | None = None) -> None:
         super().__init__(code, detail)
         self.server_time = server_time
+
+
+def require_text(**fields: str) -> None:
+    """Refuse an empty or blank field, named in the error's code (`invalid_<name>`)."""
+    for name, value in fields.items():
+        if not value or not value.strip():
+            raise InvalidInput(f"invalid_{name}", f"{name} must not be empty")

@@ -55,7 +55,7 @@ class BlockReason(enum.StrEnum):
     STOLEN = "stolen"
     REPLACED = "replaced"
     FLAGGED = "flagged"  # ingestion saw a bad or replayed SUN message: see flag_reason
-    LEFT = "left"  # its household left the caisse (caisse.members)
+    LEFT = "left"  # its household left the caisse (caisse.members.service)
 
 
 class TerminalStatus(enum.StrEnum):
@@ -101,9 +101,9 @@ class Household(SQLModel, table=True):
     # Member code (docs/cards.md): SHA-256(salt || 4 digits)[:8], sent to terminals; both or neither.
     code_salt: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
     code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary(8), nullable=True))
-    # When its balance last went below zero; None while it is zero or more (caisse.overdrafts).
+    # When its balance last went below zero; None while it is zero or more (caisse.fund.overdrafts).
     overdrawn_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-    # Leaving (caisse.members): the last day of membership (Paris calendar), when its cards were
+    # Leaving (caisse.members.service): the last day of membership (Paris calendar), when its cards were
     # blocked for it, and when its unspent balance went back to the fund.
     left_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     leaving_blocked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
@@ -140,7 +140,7 @@ class Vendor(SQLModel, table=True):
     convention_end: date | None = None
     iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
-    # The accreditation's visit and training (caisse.accreditation); its criteria: VendorCriterion.
+    # The accreditation's visit and training (caisse.vendors.accreditation); its criteria: VendorCriterion.
     visited_on: date | None = None
     visited_by: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     trained_on: date | None = None
@@ -239,7 +239,7 @@ class TerminalLimits(SQLModel, table=True):
 
 class FeedBalance(SQLModel, table=True):
     """The balance a v2 sync sent for a household at one cards version: every terminal that got
-    this version got this balance. Ingestion judges offline budgets with it (caisse.offline_limits).
+    this version got this balance. Ingestion judges offline budgets with it (caisse.terminals.offline_limits).
     No foreign key: rows are written by syncs, in bulk, and never deleted with their household."""
 
     __tablename__ = "feed_balance"
@@ -289,7 +289,7 @@ class TransactionRecord(SQLModel, table=True):
     chain_verified: bool = Field(sa_column=Column(Boolean, nullable=False))
     voided: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
-    # Review of an accepted record (caisse.review): None, or held -> released | rejected.
+    # Review of an accepted record (caisse.ingest.review): None, or held -> released | rejected.
     review: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     hold_reason: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     reviewed_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
@@ -299,7 +299,7 @@ class TransactionRecord(SQLModel, table=True):
 class RejectedUpload(SQLModel, table=True):
     """Rejection log: bytes that are not an authentic, well-formed record. Never occupy a seq.
 
-    A bounded summary (caisse.ingest, "rejection log"): the digest and size of what came, why it
+    A bounded summary (caisse.ingest.upload, "rejection log"): the digest and size of what came, why it
     was refused; the bytes themselves only when the terminal's key signed them (a seq conflict, a
     broken chain: 154 bytes of evidence). At most ingest.REJECTIONS_PER_SOURCE_PER_MINUTE rows per
     terminal a minute, the rest counted in RejectionBudget."""
@@ -399,7 +399,7 @@ class Contribution(SQLModel, table=True):
 
 class HouseholdMeans(SQLModel, table=True):
     """A household's size, means and chosen contribution from `effective_month` on, until its next
-    row (caisse.means). The size drives the per_member allowance of each month; `household.members`
+    row (caisse.members.means). The size drives the per_member allowance of each month; `household.members`
     is the size in force now."""
 
     __tablename__ = "household_means"
@@ -424,7 +424,7 @@ class HouseholdMeans(SQLModel, table=True):
 
 
 class FeeCategory(SQLModel, table=True):
-    """What a fee paid was for (caisse.costs), by the reference of its ledger transfer."""
+    """What a fee paid was for (caisse.fund.costs), by the reference of its ledger transfer."""
 
     __tablename__ = "fee_category"
     __table_args__ = (
@@ -437,7 +437,7 @@ class FeeCategory(SQLModel, table=True):
 
 
 class AllowanceKind(enum.StrEnum):
-    """How a household's monthly allowance is reckoned (caisse.allowances)."""
+    """How a household's monthly allowance is reckoned (caisse.fund.allowances)."""
     FLAT = "flat"
     PER_MEMBER = "per_member"
     AVERAGE_CONTRIBUTION = "average_contribution"
@@ -500,7 +500,7 @@ class SettlementRun(SQLModel, table=True):
     approved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     exported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     output_dir: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
-    # Given when the run is prepared, so a file rewritten after a crash carries the same ids (caisse.sepa).
+    # Given when the run is prepared, so a file rewritten after a crash carries the same ids (caisse.settlement.sepa).
     message_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))
     payment_info_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))
     execution_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # set at export
@@ -540,12 +540,12 @@ class SettlementLine(SQLModel, table=True):
     payee_iban: str | None = Field(default=None, sa_column=Column(String(34), nullable=True))
     payee_bic: str | None = Field(default=None, sa_column=Column(String(11), nullable=True))
     payment_id: str | None = Field(default=None, sa_column=Column(String(35), nullable=True))  # EndToEndId
-    # The day the caisse's bank statement (camt.054/053) shows the transfer debited (caisse.bank).
+    # The day the caisse's bank statement (camt.054/053) shows the transfer debited (caisse.settlement.bank_returns).
     debited_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
 
 
 class BankFile(SQLModel, table=True):
-    """A bank message imported (caisse.bank): its digest makes a second import change nothing."""
+    """A bank message imported (caisse.settlement.bank_returns): its digest makes a second import change nothing."""
 
     __tablename__ = "bank_file"
 
@@ -557,7 +557,7 @@ class BankFile(SQLModel, table=True):
 
 
 class BankReturn(SQLModel, table=True):
-    """A transfer the bank rejected or returned (caisse.bank): its money is back in the vendor's
+    """A transfer the bank rejected or returned (caisse.settlement.bank_returns): its money is back in the vendor's
     payable, and a later run pays it again. At most one per payment (its EndToEndId)."""
 
     __tablename__ = "bank_return"
@@ -583,7 +583,7 @@ class IbanChangeStatus(enum.StrEnum):
 
 
 class VendorIbanChange(SQLModel, table=True):
-    """A vendor's new IBAN, requested by one console account and approved by another (caisse.admin)."""
+    """A vendor's new IBAN, requested by one console account and approved by another (caisse.vendors.service)."""
 
     __tablename__ = "vendor_iban_change"
 
@@ -597,7 +597,7 @@ class VendorIbanChange(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
-# Accreditation of vendors (caisse.accreditation, docs/guide/conventionnement.md) ---------------
+# Accreditation of vendors (caisse.vendors.accreditation, docs/guide/conventionnement.md) ---------------
 
 class AccreditationCriterion(SQLModel, table=True):
     """A criterion the caisse checks before accrediting a vendor. Retired, it is no longer asked
@@ -636,7 +636,7 @@ class AccreditationState(SQLModel, table=True):
     since: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-# Sortition of new members (caisse.sortition, docs/console.md "Sortition") ----------------------
+# Sortition of new members (caisse.members.sortition, docs/console.md "Sortition") ----------------------
 
 class SortitionStatus(enum.StrEnum):
     OPEN = "open"  # volunteers are being registered
@@ -659,7 +659,7 @@ class SortitionDraw(SQLModel, table=True):
     seed_published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     drawn_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     drawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-    # The age bands the strata use (caisse.sortition.SCHEMES): a draw keeps the scheme it was made
+    # The age bands the strata use (caisse.members.sortition.SCHEMES): a draw keeps the scheme it was made
     # with, so it verifies the same way forever. Ages are counted at the closing date.
     scheme: str = Field(default="2024-18-34-35-59-60", sa_column=Column(String(32), nullable=False, server_default="2024-18-34-35-59-60"))
     closing_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
@@ -760,7 +760,7 @@ class ConsoleSession(SQLModel, table=True):
 
 
 class LoginAttempt(SQLModel, table=True):
-    """Sign-in attempts of the last window, counted to refuse guessing (caisse.accounts)."""
+    """Sign-in attempts of the last window, counted to refuse guessing (caisse.staff.accounts)."""
 
     __tablename__ = "login_attempt"
     __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),)

@@ -11,7 +11,7 @@ hook, so this module is the one place that reaches into it:
   exceptions yourself) and each exception is told in French from its type and attributes; the
   few messages that carry their detail only as English text are matched by the patterns below.
 
-tests/backend/test_cli_french.py has a test per message: an upgrade of Typer that changes one
+tests/backend/cli/test_cli_french.py has a test per message: an upgrade of Typer that changes one
 fails there, not in front of a person. Anything else that escapes a command is one French
 sentence; its traceback goes to a log file, or to stderr with CAISSE_DEBUG=1.
 """

@@ -15,7 +15,7 @@ Steps, in an order that can be resumed after a card pulled away at any point:
 wipe() undoes all of it for a card handed back.
 
 Keys (card_keys): key 1, the SDM file-read key, is the backend's own diversified key
-(caisse.card_auth.CardKeys.file_key: AN10922 from the master key, with the configured application
+(caisse.cards.authentication.CardKeys.file_key: AN10922 from the master key, with the configured application
 and system ids): what ingestion verifies. Keys 0, 3 and 4 are diversified from the same master
 with system ids of their own, so no card keeps a factory key and no key opens two cards. Key 2,
 the SDM meta-read key, is shared by all cards (it only hides UID and counter from onlookers).
@@ -72,7 +72,7 @@ class Personalized:
 
 
 class CaisseKeys(Protocol):
-    """The caisse's secret keys (caisse.card_auth.CardKeys)."""
+    """The caisse's secret keys (caisse.cards.authentication.CardKeys)."""
 
     meta_key: bytes
     master_key: bytes

@@ -1,6 +1,6 @@
-"""The ledger auditor of the tests: every invariant of docs/ledger.md, checked by caisse.invariants
+"""The ledger auditor of the tests: every invariant of docs/ledger.md, checked by caisse.ledger.invariants
 (the module `caisse verify` and the simulation's auditor use too), and the vendor accounts worked
-out record by record here, an oracle independent of the SQL caisse.settlement.payable_differences
+out record by record here, an oracle independent of the SQL caisse.settlement.runs.payable_differences
 (invariant `vendor_accounts_match_records`) uses."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import invariants, ledger
+from caisse.ledger import invariants
+from caisse.ledger import postings as ledger
 from caisse.models import BankReturn, LedgerAccount, RecordStatus, SettlementItem, SettlementRun, SettlementStatus, Terminal, TransactionRecord
 
 
@@ -28,7 +29,7 @@ def assert_vendor_accounts_match_records(session: Session, accounts: list[Ledger
     """vendor_payable:{v} = what its records not paid out yet add to it, plus the bank returns no
     exported run paid again; vendor_held:{v} = the records held undecided (docs/ledger.md, "Holds
     and review"). Worked out record by record here, independently of
-    caisse.settlement.payable_differences, which computes the same in SQL."""
+    caisse.settlement.runs.payable_differences, which computes the same in SQL."""
     vendors = dict(session.execute(select(Terminal.id, Terminal.vendor_id)).all())  # type: ignore[call-overload]
     paid_out = set(session.execute(
         select(SettlementItem.record_id).join(SettlementRun, SettlementRun.id == SettlementItem.run_id)  # type: ignore[arg-type]

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session
 
-from caisse import admin
+from caisse.cards import service as card_service
+from caisse.members import households as household_service
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from caisse_common.protocol import Kind, Record
 
@@ -69,15 +72,15 @@ class World:
 
 
 def make_world(session: Session, *, balance_cents: int = 100_000) -> World:
-    vendor = admin.create_vendor(session, name="Ferme des Lilas", kind="producer", market="Marché Jaurès", zone="Nord")
-    household = admin.create_household(session, name="Famille Diallo", members=4, zone="Nord")
+    vendor = vendor_service.create_vendor(session, name="Ferme des Lilas", kind="producer", market="Marché Jaurès", zone="Nord")
+    household = household_service.create_household(session, name="Famille Diallo", members=4, zone="Nord")
     assert vendor.id is not None and household.id is not None
     uid = new_uid()
-    admin.issue_card(session, household_id=household.id, uid_hex=uid.hex())
+    card_service.issue_card(session, household_id=household.id, uid_hex=uid.hex())
     if balance_cents:
-        admin.credit_household(session, household_id=household.id, amount_cents=balance_cents)
+        household_service.credit_household(session, household_id=household.id, amount_cents=balance_cents)
     key = new_key()
-    terminal = admin.register_terminal(session, vendor_id=vendor.id, public_key_hex=protocol.public_key_bytes(key).hex())
+    terminal = terminal_registry.register_terminal(session, vendor_id=vendor.id, public_key_hex=protocol.public_key_bytes(key).hex())
     assert terminal.id is not None
     session.commit()
     return World(vendor_id=vendor.id, household_id=household.id, uid=uid, chain=Chain(terminal.id, key))

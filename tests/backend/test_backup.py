@@ -14,14 +14,14 @@ from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from caisse import ledger
-from caisse.cli import app
+from caisse.cli.main import app
 from caisse.db import make_engine, session_factory
-from caisse.ingest import ingest_batch
+from caisse.ingest.upload import ingest_batch
+from caisse.ledger import postings as ledger
 from caisse.models import AuditEvent, Terminal
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.conftest import BACKENDS, make_settings, scratch_postgres_database
-from tests.backend.test_settlement import Market
+from tests.backend.settlement.test_settlement import Market
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_records_a_terminal_reclaimed_before_the_restore_stay_a_visible_gap(sess
     not verified, so the run holds it back with a reason instead of paying it blindly."""
     from datetime import date
 
-    from caisse import settlement
+    from caisse.settlement import runs as settlement
 
     rules = make_settings(str(engine.url), settlement_dir=str(tmp_path / "out"))
     market = Market(session, rules, vendors=1)
@@ -154,9 +154,10 @@ def test_a_person_accepts_as_lost_the_records_a_terminal_no_longer_holds_and_the
     or the person is no active account."""
     from datetime import date
 
-    from caisse import admin, settlement
     from caisse.errors import CaisseError
     from caisse.models import ConsoleUser, TerminalHealth, TransactionRecord
+    from caisse.settlement import runs as settlement
+    from caisse.terminals import registry as terminal_registry
 
     rules = make_settings(str(engine.url), settlement_dir=str(tmp_path / "out"))
     market = Market(session, rules, vendors=1)
@@ -170,7 +171,7 @@ def test_a_person_accepts_as_lost_the_records_a_terminal_no_longer_holds_and_the
 
     def refused(code: str) -> None:
         with pytest.raises(CaisseError) as error:
-            admin.accept_lost_records(session, terminal_id=tid, by=by)
+            terminal_registry.accept_lost_records(session, terminal_id=tid, by=by)
         assert error.value.code == code
         session.rollback()
         terminal = session.get(Terminal, tid, populate_existing=True)
@@ -189,10 +190,10 @@ def test_a_person_accepts_as_lost_the_records_a_terminal_no_longer_holds_and_the
     health.lost_last_seq = 2  # a later report
     session.commit()
     with pytest.raises(CaisseError):
-        admin.accept_lost_records(session, terminal_id=tid, by="personne@caisse.test")  # no such account
+        terminal_registry.accept_lost_records(session, terminal_id=tid, by="personne@caisse.test")  # no such account
     session.rollback()
 
-    assert admin.accept_lost_records(session, terminal_id=tid, by=by) == (2, 2)
+    assert terminal_registry.accept_lost_records(session, terminal_id=tid, by=by) == (2, 2)
     session.commit()
     terminal = session.get(Terminal, tid, populate_existing=True)
     assert terminal is not None and terminal.acked_seq == 4
@@ -202,7 +203,7 @@ def test_a_person_accepts_as_lost_the_records_a_terminal_no_longer_holds_and_the
     [event] = session.execute(select(AuditEvent).where(AuditEvent.action == "terminal.accept_loss")).scalars()
     assert event.actor == by and json.loads(event.detail or "") == {"first_seq": 2, "last_seq": 2, "acked_seq": 4}
     with pytest.raises(CaisseError):
-        admin.accept_lost_records(session, terminal_id=tid, by=by)  # a second click: nothing left to accept
+        terminal_registry.accept_lost_records(session, terminal_id=tid, by=by)  # a second click: nothing left to accept
     session.rollback()
     result = settlement.settle(session_factory(engine), run_date=date(2026, 1, 1), settings=rules)
     assert (result.paid_cents, result.held) == (100 + 300 + 400, [])

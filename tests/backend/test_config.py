@@ -52,7 +52,7 @@ def test_production_refuses_an_unsafe_setting_by_name_in_french_and_the_cli_show
 ) -> None:
     from typer.testing import CliRunner
 
-    from caisse.cli import app
+    from caisse.cli.main import app
 
     for name, good in PRODUCTION.items():
         monkeypatch.setenv(name, good)
@@ -69,7 +69,7 @@ def test_production_refuses_an_unsafe_setting_by_name_in_french_and_the_cli_show
 def test_every_problem_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from caisse.cli import app
+    from caisse.cli.main import app
 
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "production")
     for name in ("CAISSE_ADMIN_TOKEN", "CAISSE_DATABASE_URL", "CAISSE_DEBTOR_IBAN"):

@@ -25,10 +25,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from caisse import accounts
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 from caisse.models import Role
+from caisse.staff import accounts
 from tests.backend.conftest import TestClient, cli_database, engine, make_settings, session, settings, sqlite_template  # noqa: F401 (fixtures)
 
 PASSWORD = "mot-de-passe-de-test"

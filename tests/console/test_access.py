@@ -12,11 +12,11 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import accounts
 from caisse.console import router as console_router
 from caisse.console.deps import SESSION_COOKIE
 from caisse.db import session_factory
 from caisse.models import AuditEvent, ConsoleSession, LoginAttempt, Role
+from caisse.staff import accounts
 from tests.console.conftest import EMAILS, PASSWORD, TestClient, csrf_token, sign_in, sign_in_directly
 
 
@@ -95,7 +95,7 @@ def test_passwords_are_stored_as_argon2id_hashes(session: Session, users: Any) -
 def test_the_production_hasher_is_memory_hard() -> None:
     from pwdlib import PasswordHash
 
-    stored = PasswordHash.recommended().hash(PASSWORD)  # what caisse.accounts uses outside tests
+    stored = PasswordHash.recommended().hash(PASSWORD)  # what caisse.staff.accounts uses outside tests
     parameters = dict(part.split("=") for part in stored.split("$")[3].split(","))
     assert stored.startswith("$argon2id$") and int(parameters["m"]) >= 19 * 1024  # OWASP's floor, KiB
 

@@ -11,9 +11,11 @@ import pytest
 import time_machine
 from sqlalchemy import Engine
 
-from caisse import accreditation, admin, audit
+from caisse import audit
 from caisse.db import session_factory
 from caisse.models import Role
+from caisse.vendors import accreditation
+from caisse.vendors import service as vendor_service
 from tests.console.conftest import EMAILS, TestClient, csrf_token, post_form, sign_in
 
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # no SQL of their own
@@ -22,7 +24,7 @@ TODAY = datetime(2026, 3, 2, 10, tzinfo=UTC)  # 11:00 in Paris
 
 def _vendor(engine: Engine, name: str = "Ferme des Lilas", end: date | None = None) -> int:
     with session_factory(engine)() as session:
-        vendor = admin.create_vendor(session, name=name, kind="producer", zone="Nord", convention_end=end)
+        vendor = vendor_service.create_vendor(session, name=name, kind="producer", zone="Nord", convention_end=end)
         session.commit()
         assert vendor.id is not None
         return vendor.id

@@ -9,16 +9,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from caisse import accreditation, admin
 from caisse.db import session_factory
 from caisse.models import Role
+from caisse.vendors import accreditation
+from caisse.vendors import service as vendor_service
 from tests.console.conftest import EMAILS, screenshot
 
 
 def test_a_coordinator_sees_the_warning_then_renews_after_reading_the_changes(page_as: Any, console_db: Engine) -> None:
     today = datetime.now(ZoneInfo("Europe/Paris")).date()
     with session_factory(console_db)() as session:
-        vendor = admin.create_vendor(session, name="Verger Navigateur", kind="producer", zone="Nord",
+        vendor = vendor_service.create_vendor(session, name="Verger Navigateur", kind="producer", zone="Nord",
                                      convention_end=today + timedelta(days=10))
         criterion = accreditation.add_criterion(session, label="Vente en circuit court (navigateur)",
                                                 by=EMAILS[Role.COORDINATOR])

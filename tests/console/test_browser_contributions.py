@@ -13,8 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
-from caisse import admin, fund, means
 from caisse.db import session_factory
+from caisse.fund import service as fund
+from caisse.members import households as household_service
+from caisse.members import means
 from caisse.models import Household, Role
 from tests.backend.conftest import make_settings
 from tests.console.conftest import EMAILS, screenshot
@@ -34,7 +36,7 @@ def test_the_treasurer_sees_who_is_behind_and_downloads_the_claim_and_the_commit
     with session_factory(console_db)() as session:
         ids = []
         for name in ("Foyer Coquelicot", "Foyer Bleuet"):
-            household = admin.create_household(session, name=name, members=2, zone="Sud")
+            household = household_service.create_household(session, name=name, members=2, zone="Sud")
             assert household.id is not None
             ids.append(household.id)
         session.execute(update(Household).where(Household.id.in_(ids)).values(  # type: ignore[union-attr]

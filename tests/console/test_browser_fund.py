@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from caisse import admin, audit
+from caisse import audit
 from caisse.db import session_factory
+from caisse.members import households as household_service
 from caisse.models import Household, LedgerTransfer, Role
 from tests.console.conftest import EMAILS, screenshot
 
@@ -27,7 +28,7 @@ def _confirm(page: Any, button: str) -> str:
 
 def test_the_treasurer_takes_each_money_step_after_seeing_what_it_does(page_as: Any, console_db: Engine, tmp_path: Path) -> None:
     with session_factory(console_db)() as session:
-        household = admin.create_household(session, name="Famille Fonds", members=2, zone="Nord")
+        household = household_service.create_household(session, name="Famille Fonds", members=2, zone="Nord")
         session.commit()
         households = session.execute(select(func.count()).select_from(Household)).scalar_one()
     page = page_as(Role.TREASURER)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from caisse.db import session_factory
 from caisse.models import Role
 from tests.backend.conftest import make_settings
-from tests.backend.test_settlement import Market
+from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import screenshot
 
 PAY_DAY = "2026-03-14"  # a day no other browser test settles

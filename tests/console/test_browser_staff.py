@@ -10,9 +10,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from caisse import accounts, admin, audit
+from caisse import audit
+from caisse.cards import service as card_service
 from caisse.db import session_factory
+from caisse.members import households as household_service
 from caisse.models import Role
+from caisse.staff import accounts
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from tests.backend.factories import new_key
 from tests.console.conftest import screenshot
@@ -24,11 +29,11 @@ NEW_IBAN = "DE89370400440532013000"
 def _seed(db: Engine, n: int) -> dict[str, Any]:
     """A vendor with a terminal, a household with a card; `n` tells the tests' apart."""
     with session_factory(db)() as session:
-        vendor = admin.create_vendor(session, name=f"Fromagerie Écureuil {n}", kind="shop", zone="Centre", iban=IBAN)
-        household = admin.create_household(session, name=f"Famille Hélène Staff {n}", members=2, zone="Centre")
+        vendor = vendor_service.create_vendor(session, name=f"Fromagerie Écureuil {n}", kind="shop", zone="Centre", iban=IBAN)
+        household = household_service.create_household(session, name=f"Famille Hélène Staff {n}", members=2, zone="Centre")
         assert vendor.id and household.id
-        card = admin.issue_card(session, household_id=household.id, uid_hex=f"04badc0ffee0{n:02x}").uid.hex()
-        terminal = admin.register_terminal(session, vendor_id=vendor.id,
+        card = card_service.issue_card(session, household_id=household.id, uid_hex=f"04badc0ffee0{n:02x}").uid.hex()
+        terminal = terminal_registry.register_terminal(session, vendor_id=vendor.id,
                                            public_key_hex=protocol.public_key_bytes(new_key()).hex())
         session.commit()
         return {"vendor": vendor.id, "card": card, "terminal": terminal.id}
@@ -36,7 +41,7 @@ def _seed(db: Engine, n: int) -> dict[str, Any]:
 
 def _actions(db: Engine, subject: str) -> list[str]:
     with session_factory(db)() as session:
-        return [e.action for e in audit.events(session, subjects=[subject]) if e.actor != admin.SYSTEM]
+        return [e.action for e in audit.events(session, subjects=[subject]) if e.actor != accounts.SYSTEM]
 
 
 def test_cards_and_terminals_act_after_a_confirmation_and_once_for_a_double_click(page_as: Any, console_db: Engine) -> None:

@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from caisse import settlement, sortition
 from caisse.db import session_factory
+from caisse.members import sortition
 from caisse.models import Card, ConsoleUser, Household, Role, TerminalHealth
+from caisse.settlement import runs as settlement
 from tests.backend.conftest import make_settings
-from tests.backend.test_settlement import Market
+from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import EMAILS, screenshot
 
 TABLET = {"width": 768, "height": 1024}

@@ -13,8 +13,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from caisse import admin, audit, fund, matching_claim, means
+from caisse import audit
 from caisse.config import Settings
+from caisse.fund import matching_claim
+from caisse.fund import service as fund
+from caisse.members import households as household_service
+from caisse.members import means
 from caisse.models import Household, Role
 from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
 
@@ -25,7 +29,7 @@ SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def households(session: Session, settings: Settings, users: object) -> dict[str, int]:
     ids = {}
     for name in ("Famille Diallo", "Famille Martin", "Famille Nguyen"):
-        household = admin.create_household(session, name=name, members=2, zone="Nord")
+        household = household_service.create_household(session, name=name, members=2, zone="Nord")
         assert household.id is not None
         ids[name] = household.id
     session.execute(update(Household).values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))

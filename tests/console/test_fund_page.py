@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from caisse import admin, audit, fund
+from caisse import audit
 from caisse.db import session_factory
+from caisse.fund import service as fund
+from caisse.members import households as household_service
 from caisse.models import AuditEvent, Contribution, LedgerTransfer, Role
 from tests.console.conftest import EMAILS, TestClient, csrf_token, sign_in
 
@@ -24,7 +26,7 @@ def _count(engine: Engine, table: Any) -> int:
 
 def _households(engine: Engine, count: int) -> list[int]:
     with session_factory(engine)() as session:
-        ids = [admin.create_household(session, name=f"Famille {n}", members=1 + n % 3, zone="Nord").id for n in range(count)]
+        ids = [household_service.create_household(session, name=f"Famille {n}", members=1 + n % 3, zone="Nord").id for n in range(count)]
         session.commit()
     return [i for i in ids if i is not None]
 
@@ -96,7 +98,7 @@ def test_an_import_reports_every_bad_line_and_imports_nothing_unless_the_valid_l
 def test_a_reversal_shows_the_entry_first_and_is_done_once(console_client: TestClient, users: Any, engine: Engine) -> None:
     h = _households(engine, 1)[0]
     with session_factory(engine)() as session:
-        admin.credit_household(session, household_id=h, amount_cents=2_000, reference="double", by=EMAILS[Role.ADMIN])
+        household_service.credit_household(session, household_id=h, amount_cents=2_000, reference="double", by=EMAILS[Role.ADMIN])
         session.commit()
     sign_in(console_client, Role.ADMIN)
     form = {"reference": "credit:double", "reason": "saisi deux fois"}

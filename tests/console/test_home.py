@@ -1,5 +1,5 @@
 """The console's home: households below zero, by name for the staff, as a total for the others;
-what waits for a person longer than CAISSE_OVERDUE_AFTER_DAYS (caisse.overdue), line by line for
+what waits for a person longer than CAISSE_OVERDUE_AFTER_DAYS (caisse.reports.overdue), line by line for
 those who may see transactions, as a count for the committee."""
 
 from __future__ import annotations
@@ -11,21 +11,23 @@ import pytest
 from sqlalchemy import DateTime, Engine, bindparam, text
 from sqlmodel import Session
 
-from caisse import admin, ledger, review
 from caisse.config import Settings
 from caisse.db import session_factory
+from caisse.ingest import review
+from caisse.ledger import postings as ledger
+from caisse.members import households as household_service
 from caisse.models import Role
-from caisse.sync import bump_cards
-from tests.backend.test_flows import Town
+from caisse.terminals.sync import bump_cards
+from tests.backend.reports.test_flows import Town
 from tests.console.conftest import TestClient, csrf_token, sign_in
 
 
 def _overdrawn(engine: Engine) -> int:
     """A household that spent 42,50 € more than its balance (as offline terminals may let it)."""
     with session_factory(engine)() as session:
-        household = admin.create_household(session, name="Famille Overdraft", members=2, zone="Nord")
+        household = household_service.create_household(session, name="Famille Overdraft", members=2, zone="Nord")
         assert household.id is not None
-        admin.create_household(session, name="Famille Sereine", members=1, zone="Sud")
+        household_service.create_household(session, name="Famille Sereine", members=1, zone="Sud")
         ids = ledger.account_ids(session, codes=[ledger.member_code(household.id), ledger.Account.ALLOWANCE_FUND])
         ledger.post_transfer(session, debit=ids[ledger.member_code(household.id)], credit=ids[ledger.Account.ALLOWANCE_FUND],
                              amount_cents=4_250, kind=ledger.TransferKind.PAYMENT, reference="test:overdraft")

@@ -10,7 +10,7 @@ import json
 import pytest
 from sqlmodel import Session
 
-from caisse import sortition
+from caisse.members import sortition
 from caisse.models import Household, Role
 from tests.console.conftest import TestClient, csrf_token, post_form, sign_in
 

@@ -14,19 +14,23 @@ from caisse.errors import CaisseError, Conflict, InvalidInput
 SERVICES = Path(caisse.__file__).parent
 # Terminals get these over their protocol and show their own screens; staff never read them.
 TERMINAL_ERRORS = {errors.TerminalRefused.__name__, errors.SyncUnauthorized.__name__}
+NOT_SERVICES = {"console", "api", "simulation", "migrations"}
 STAFF_ERRORS = {cls.__name__ for cls in (CaisseError, *CaisseError.__subclasses__())} - TERMINAL_ERRORS
 
 
 def _raised_codes() -> dict[str, str]:
-    """code -> where it is raised, for every staff error built with a literal code in backend/caisse/*.py."""
+    """code -> where it is raised, for every staff error built with a literal code in the services
+    (backend/caisse, its pages, routes, simulation and migrations aside)."""
     codes = {}
-    for path in sorted(SERVICES.glob("*.py")):
+    for path in sorted(SERVICES.rglob("*.py")):
+        if path.relative_to(SERVICES).parts[0] in NOT_SERVICES:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
                 continue
             name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
             if name in STAFF_ERRORS:
-                codes.setdefault(node.args[0].value, f"{path.name}:{node.lineno}")
+                codes.setdefault(node.args[0].value, f"{path.relative_to(SERVICES)}:{node.lineno}")
     return codes
 
 

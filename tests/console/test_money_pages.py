@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from caisse import audit, review
+from caisse import audit
 from caisse.config import Settings
-from caisse.ingest import Outcome, ingest_batch
+from caisse.ingest import review
+from caisse.ingest.upload import Outcome, ingest_batch
 from caisse.models import Role, TransactionRecord
 from tests.backend.factories import new_uid
-from tests.backend.test_flows import Town, _at
+from tests.backend.reports.test_flows import Town, _at
 from tests.console.conftest import TestClient, post_form, sign_in
 
 # Page logic only: the services under them are tested on both databases (tests/backend).

@@ -11,9 +11,15 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from caisse import admin, audit, card_auth
+from caisse import audit
+from caisse.cards import authentication as card_auth
+from caisse.cards import service as card_service
 from caisse.db import session_factory
+from caisse.members import households as household_service
 from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus, TransactionRecord
+from caisse.staff import accounts
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from tests.console.conftest import EMAILS, TestClient, post_form, sign_in
 
 IBAN = "FR7630006000011234567890189"
@@ -24,16 +30,16 @@ TERMINAL_KEY = "04" + "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d
 def _events(engine: Engine, action: str) -> list[AuditEvent]:
     """What people did (_seed writes as the system)."""
     with session_factory(engine)() as session:
-        return [e for e in audit.events(session, action_prefix=action) if e.actor != admin.SYSTEM]
+        return [e for e in audit.events(session, action_prefix=action) if e.actor != accounts.SYSTEM]
 
 
 def _seed(engine: Engine) -> dict[str, int]:
     with session_factory(engine)() as session:
-        vendor = admin.create_vendor(session, name="Ferme des Lilas", kind="producer", zone="Nord", iban=IBAN)
-        household = admin.create_household(session, name="Famille Diallo", members=4, zone="Mosson")
+        vendor = vendor_service.create_vendor(session, name="Ferme des Lilas", kind="producer", zone="Nord", iban=IBAN)
+        household = household_service.create_household(session, name="Famille Diallo", members=4, zone="Mosson")
         assert vendor.id and household.id
-        admin.issue_card(session, household_id=household.id, uid_hex="04a1b2c3d4e5f6")
-        terminal = admin.register_terminal(session, vendor_id=vendor.id, public_key_hex=TERMINAL_KEY)
+        card_service.issue_card(session, household_id=household.id, uid_hex="04a1b2c3d4e5f6")
+        terminal = terminal_registry.register_terminal(session, vendor_id=vendor.id, public_key_hex=TERMINAL_KEY)
         session.commit()
         return {"vendor": vendor.id, "household": household.id, "terminal": terminal.id or 0}
 
@@ -86,8 +92,8 @@ def test_issuing_then_blocking_a_card(console_client: TestClient, users: Any, en
     answer = post_form(console_client, page, "/console/cards/04a1b2c3d4e5f7/block", {})
     assert answer.status_code == 303
     with session_factory(engine)() as session:
-        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f7").status == CardStatus.BLOCKED
-        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
+        assert card_service.get_card(session, uid_hex="04a1b2c3d4e5f7").status == CardStatus.BLOCKED
+        assert card_service.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
     assert [e.subject for e in _events(engine, "card.")] == ["card:04a1b2c3d4e5f7", "card:04a1b2c3d4e5f7"]
     assert [e.action for e in _events(engine, "card.")] == ["card.block", "card.issue"]
     history = console_client.get(page).text
@@ -104,12 +110,12 @@ def test_replacing_a_card_blocks_the_old_one_and_issues_the_new_one_to_the_same_
     assert shown.status_code == 200 and "sera bloquée pour toujours" in shown.text and 'value="04112233445566"' in shown.text
     assert console_client.get(f"{page}/cards/04a1b2c3d4e5f6/replace", params={"new_uid": "zz"}).status_code == 422
     with session_factory(engine)() as session:  # shown, not done
-        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
+        assert card_service.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
     confirmation = f"{page}/cards/04a1b2c3d4e5f6/replace?new_uid=04112233445566"
     answer = post_form(console_client, confirmation, f"{page}/cards/04a1b2c3d4e5f6/replace", {"new_uid": "04112233445566"})
     assert answer.status_code == 303
     with session_factory(engine)() as session:
-        old, new = (admin.get_card(session, uid_hex=uid) for uid in ("04a1b2c3d4e5f6", "04112233445566"))
+        old, new = (card_service.get_card(session, uid_hex=uid) for uid in ("04a1b2c3d4e5f6", "04112233445566"))
         assert (old.status, old.block_reason) == (CardStatus.BLOCKED, "replaced")
         assert (new.status, new.household_id) == (CardStatus.ACTIVE, ids["household"])
     [event] = _events(engine, "card.replace")
@@ -130,7 +136,7 @@ def test_a_stolen_card_then_returned_card_is_audited_with_its_reason(
     assert shown.status_code == 200 and "quitte le foyer" in shown.text
     assert post_form(console_client, f"{page}/cards/04a1b2c3d4e5f6/return", f"{page}/cards/04a1b2c3d4e5f6/return", {}).status_code == 303
     with session_factory(engine)() as session:
-        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.RETURNED
+        assert card_service.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.RETURNED
     assert [(e.action, json.loads(e.detail or "{}").get("reason")) for e in _events(engine, "card.")] == [
         ("card.return", None), ("card.block", "stolen")]
     assert "rendue (volée)" in console_client.get(page).text
@@ -141,14 +147,14 @@ def test_a_card_of_another_household_cannot_be_returned_from_this_one(
 ) -> None:
     ids = _seed(engine)
     with session_factory(engine)() as session:
-        other = admin.create_household(session, name="Famille Autre", members=1, zone="Nord")
+        other = household_service.create_household(session, name="Famille Autre", members=1, zone="Nord")
         session.commit()
     sign_in(console_client, Role.COORDINATOR)
     page = f"/console/households/{other.id}"
     answer = post_form(console_client, page, f"{page}/cards/04a1b2c3d4e5f6/return", {})
     assert answer.status_code == 404 and "Carte inconnue." in answer.text
     with session_factory(engine)() as session:
-        assert admin.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
+        assert card_service.get_card(session, uid_hex="04a1b2c3d4e5f6").status == CardStatus.ACTIVE
     assert ids and _events(engine, "card.") == []
 
 
@@ -165,7 +171,7 @@ def test_a_card_uid_already_issued_is_refused(console_client: TestClient, users:
 def test_search_finds_a_household_by_name_zone_id_or_card(console_client: TestClient, users: Any, engine: Engine) -> None:
     ids = _seed(engine)
     with session_factory(engine)() as session:
-        admin.create_household(session, name="Famille Bernard", members=2, zone="Centre")
+        household_service.create_household(session, name="Famille Bernard", members=2, zone="Centre")
         session.commit()
     sign_in(console_client, Role.COORDINATOR)
     for query in ("diallo", "MOSSON", str(ids["household"]), "04a1b2c3d4e5f6"):
@@ -177,18 +183,20 @@ def test_search_finds_a_household_by_name_zone_id_or_card(console_client: TestCl
 def test_household_page_shows_balance_allowances_contributions_and_payments(
     console_client: TestClient, users: Any, engine: Engine, session: Session, settings: Any,
 ) -> None:
-    from caisse import allowances, fund, ledger
+    from caisse.fund import allowances
+    from caisse.fund import service as fund
+    from caisse.ledger import postings as ledger
 
     ids = _seed(engine)
-    # The monthly allowance as caisse.allowances posts it (a credit by hand cannot take its reference).
+    # The monthly allowance as caisse.fund.allowances posts it (a credit by hand cannot take its reference).
     member = ledger.ensure_account(session, code=ledger.member_code(ids["household"]), kind=ledger.AccountKind.MEMBER)
     ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND,
                                                                kind=ledger.AccountKind.ALLOWANCE_FUND),
                          credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
                          reference=allowances.allowance_reference(ids["household"], allowances.Month.parse("2026-11")))
-    admin.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
-    other = admin.create_household(session, name="Famille Voisine", members=1, zone="Nord")
-    admin.credit_household(session, household_id=other.id or 0, amount_cents=555, memo="Pas pour ce foyer")
+    household_service.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
+    other = household_service.create_household(session, name="Famille Voisine", members=1, zone="Nord")
+    household_service.credit_household(session, household_id=other.id or 0, amount_cents=555, memo="Pas pour ce foyer")
     fund.record_contribution(session, household_id=ids["household"], month="2026-11", amount_cents=2_500, settings=settings)
     session.commit()
     sign_in(console_client, Role.COORDINATOR)
@@ -231,7 +239,7 @@ def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: 
         answer = post_form(console_client, "/console/terminals", f"/console/terminals/{ids['terminal']}/revoke", {})
         assert answer.status_code == 303
     with session_factory(engine)() as session:
-        assert admin.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.REVOKED
+        assert terminal_registry.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.REVOKED
     assert [e.subject for e in _events(engine, "terminal.")] == [f"terminal:{ids['terminal']}"]
     assert "Révoqué" in console_client.get("/console/terminals", params={"status": "revoked"}).text
 
@@ -239,13 +247,13 @@ def test_revoking_a_terminal_is_audited_once(console_client: TestClient, users: 
 def test_a_suspect_terminal_is_cleared_and_its_held_records_released_from_the_console_each_audited(
     console_client: TestClient, users: Any, engine: Engine,
 ) -> None:
-    from caisse import review
+    from caisse.ingest import review
 
     ids = _seed(engine)
     with session_factory(engine)() as session:  # a suspect terminal with two held records, as ingestion leaves it
         record_ids = [_record(session, ids, seq) for seq in (1, 2)]
         assert review.hold(session, record_ids=record_ids, reason="terminal signalé suspect") == 2
-        admin.get_terminal(session, terminal_id=ids["terminal"]).status = TerminalStatus.SUSPECT
+        terminal_registry.get_terminal(session, terminal_id=ids["terminal"]).status = TerminalStatus.SUSPECT
         session.commit()
     sign_in(console_client, Role.COORDINATOR)
     assert "Lever le soupçon" in console_client.get("/console/terminals").text
@@ -255,7 +263,7 @@ def test_a_suspect_terminal_is_cleared_and_its_held_records_released_from_the_co
     answer = post_form(console_client, "/console/terminals", f"/console/terminals/{ids['terminal']}/release", {})
     assert "2 enregistrement(s) libéré(s)" in console_client.get(answer.headers["location"]).text
     with session_factory(engine)() as session:
-        assert admin.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.ACTIVE
+        assert terminal_registry.get_terminal(session, terminal_id=ids["terminal"]).status == TerminalStatus.ACTIVE
         reviews = session.execute(select(TransactionRecord.review).where(TransactionRecord.id.in_(record_ids))).scalars().all()  # type: ignore[union-attr]
     assert reviews == ["released", "released"]
     assert [(e.actor, e.action) for e in _events(engine, "terminal.")] == [(EMAILS[Role.COORDINATOR], "terminal.clear")]
@@ -266,7 +274,7 @@ def test_a_suspect_terminal_is_cleared_and_its_held_records_released_from_the_co
 
 def _record(session: Session, ids: dict[str, int], seq: int) -> int:
     """An accepted payment of the seeded terminal, stored as ingestion stores one (its ledger posting included)."""
-    from caisse import ledger
+    from caisse.ledger import postings as ledger
 
     record = TransactionRecord(terminal_id=ids["terminal"], seq=seq, raw=b"r", digest=bytes(32), kind=1, flags=0, time=0,
                                amount_cents=500, ref_seq=0, card_uid=bytes.fromhex("04a1b2c3d4e5f6"), card_auth=bytes(24),
@@ -287,7 +295,7 @@ def test_terminals_show_the_firmware_version_they_reported_or_inconnu(console_cl
     cell = re.compile(r"<td[^>]*>(inconnu|0\.1\.0)</td>")
     assert cell.findall(console_client.get("/console/terminals").text) == ["inconnu"]
     with session_factory(engine)() as session:  # as a sync with X-Caisse-Firmware leaves it
-        admin.get_terminal(session, terminal_id=ids["terminal"]).firmware_version = "0.1.0"
+        terminal_registry.get_terminal(session, terminal_id=ids["terminal"]).firmware_version = "0.1.0"
         session.commit()
     for page in ("/console/terminals", f"/console/vendors/{ids['vendor']}"):
         assert cell.findall(console_client.get(page).text) == ["0.1.0"]
@@ -340,7 +348,7 @@ def test_a_contribution_is_recorded_on_the_household_page_in_cents_and_audited(
 def test_a_card_flagged_but_active_shows_its_flag_to_staff(console_client: TestClient, users: Any, engine: Engine) -> None:
     ids = _seed(engine)
     with session_factory(engine)() as session:
-        card = admin.get_card(session, uid_hex="04a1b2c3d4e5f6")
+        card = card_service.get_card(session, uid_hex="04a1b2c3d4e5f6")
         card_auth.flag_cards(session, reasons={card.id or 0: "MAC SUN invalide : message falsifié"})
         session.commit()
     sign_in(console_client, Role.COORDINATOR)
@@ -355,7 +363,7 @@ def test_a_terminal_shows_its_last_health_report_in_french(console_client: TestC
     sign_in(console_client, Role.COORDINATOR)
     assert "aucun rapport" in console_client.get("/console/terminals").text
     assert "aucun rapport d'état" in console_client.get(f"/console/terminals/{ids['terminal']}").text
-    with session_factory(engine)() as session:  # as caisse.terminal_health stores a signed report
+    with session_factory(engine)() as session:  # as caisse.terminals.health stores a signed report
         session.add(TerminalHealth(
             terminal_id=ids["terminal"], terminal_time=1767254400, firmware_version="0.2.0", uptime_s=11520, boots=5,
             watchdog_resets=1, crash_resets=1, task_restarts=9, safe_mode_boots=0,
@@ -382,7 +390,7 @@ def test_a_terminal_acknowledged_further_than_a_restored_database_shows_whether_
     sign_in(console_client, Role.COORDINATOR)
 
     def report(acked: int, **fields: Any) -> None:
-        with session_factory(engine)() as session:  # as caisse.terminal_health stores a signed report
+        with session_factory(engine)() as session:  # as caisse.terminals.health stores a signed report
             session.merge(TerminalHealth(
                 terminal_id=ids["terminal"], terminal_time=1767254400, firmware_version="0.3.0", uptime_s=60, boots=1,
                 watchdog_resets=0, crash_resets=0, task_restarts=0, safe_mode_boots=0, errors={}, last_error="",

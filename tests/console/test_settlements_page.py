@@ -1,6 +1,6 @@
 """Settlement pages in process: prepared by a coordinator, approved by the treasurer (a second
 person), the SEPA file and statements downloaded; every step audited. SQLite only:
-caisse.settlement itself is tested on both databases (tests/backend/test_settlement.py)."""
+caisse.settlement.runs itself is tested on both databases (tests/backend/settlement/test_settlement.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from caisse import audit
 from caisse.config import Settings
 from caisse.models import Role, SettlementRun
 from tests.backend.conftest import make_settings
-from tests.backend.test_settlement import Market
+from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import TestClient, post_form, sign_in
 
 # Page logic only: the services under them are tested on both databases (tests/backend).
@@ -108,7 +108,7 @@ def _links(page: str, run_url: str) -> list[str]:
 def test_a_new_iban_typed_by_one_person_waits_for_another_and_the_run_page_shows_the_frozen_payee(
     console_client: TestClient, users: object, session: Session, market: Market,
 ) -> None:
-    from caisse import admin
+    from caisse.vendors import service as vendor_service
 
     vendor_id = market.vendor_ids[0]
     sign_in(console_client, Role.COORDINATOR)
@@ -121,12 +121,12 @@ def test_a_new_iban_typed_by_one_person_waits_for_another_and_the_run_page_shows
     page = console_client.get(vendor_url).text
     assert "en attente" in page and "Ferme et Fils" in page and "Approuver le nouvel IBAN" not in page
     session.expire_all()
-    assert admin.get_vendor(session, vendor_id=vendor_id).iban == "FR1420041010050500013M02606"
+    assert vendor_service.get_vendor(session, vendor_id=vendor_id).iban == "FR1420041010050500013M02606"
     session.commit()
 
     console_client.cookies.clear()
     sign_in(console_client, Role.TREASURER)
-    change = admin.pending_iban_change(session, vendor_id=vendor_id)
+    change = vendor_service.pending_iban_change(session, vendor_id=vendor_id)
     assert change is not None
     session.commit()
     approved = post_form(console_client, vendor_url, f"{vendor_url}/iban/{change.id}/approve", {})
@@ -144,9 +144,10 @@ def test_the_run_page_shows_the_transfers_the_bank_returned(
 ) -> None:
     from datetime import date
 
-    from caisse import bank, settlement
     from caisse.db import session_factory
-    from tests.backend.test_bank import sample
+    from caisse.settlement import bank_returns as bank
+    from caisse.settlement import runs as settlement
+    from tests.backend.settlement.test_bank import sample
     from tests.console.conftest import EMAILS
 
     sessions = session_factory(engine)

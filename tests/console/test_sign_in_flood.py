@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from caisse import accounts
 from caisse.main import create_app
 from caisse.models import Role
+from caisse.staff import accounts
 from tests.console.conftest import EMAILS, PASSWORD, TestClient, csrf_token
 
 PARALLEL = 16

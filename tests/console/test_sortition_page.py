@@ -1,5 +1,5 @@
 """Sortition pages in process: a coordinator runs a draw end to end, the committee sees the
-public result without names, and every step is audited. SQLite only: tests/backend/test_sortition.py
+public result without names, and every step is audited. SQLite only: tests/backend/members/test_sortition.py
 runs the service on both databases."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import re
 import pytest
 from sqlmodel import Session
 
-from caisse import audit, sortition
+from caisse import audit
+from caisse.members import sortition
 from caisse.models import Role
 from tests.console.conftest import TestClient, post_form, sign_in
 

@@ -17,14 +17,16 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from caisse import admin, fund, review
-from caisse.cli import app
+from caisse.cli.main import app
 from caisse.db import make_engine, session_factory
+from caisse.fund import service as fund
+from caisse.ingest import review
+from caisse.members import households as household_service
 from caisse.models import Role
 from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_in_database
-from tests.backend.test_review import _record_id
-from tests.backend.test_settlement import Market
+from tests.backend.ingest.test_review import _record_id
+from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import EMAILS, TestClient, csrf_token, sign_in
 
 STAFF = EMAILS[Role.ADMIN]
@@ -34,7 +36,7 @@ IMPORT = "household_id;month;amount_eur;reference\n1;2030-01;20,00;a\n1;2030-01;
 
 def _households(session: Session) -> None:
     for name, members in (("Famille Roux", 2), ("Famille Diallo", 4)):
-        admin.create_household(session, name=name, members=members, zone="Sud")
+        household_service.create_household(session, name=name, members=members, zone="Sud")
 
 
 def _a_grant(session: Session) -> None:
@@ -163,7 +165,7 @@ MUTATING = [
 
 
 # A disabled account, a name typed instead of an account, the system's name: in turn, one per command
-# (every command checks `by` through the same caisse.accounts.staff_actor or active_user).
+# (every command checks `by` through the same caisse.staff.accounts.staff_actor or active_user).
 CANNOT_ACT = ("ancienne@caisse.test", "Claire", "système")
 
 

@@ -16,10 +16,15 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from caisse import accounts, admin, audit
-from caisse.cli import app
+from caisse import audit
+from caisse.cards import service as card_service
+from caisse.cli.main import app
 from caisse.db import session_factory
+from caisse.members import households as household_service
 from caisse.models import AuditEvent, CardStatus, Role, TerminalStatus
+from caisse.staff import accounts
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from tests.console.conftest import EMAILS, PASSWORD, TestClient, csrf_token, post_form, sign_in, sign_in_directly
 
 IBAN = "FR7630006000011234567890189"
@@ -35,12 +40,12 @@ def _seed(engine: Engine) -> dict[str, Any]:
     from tests.backend.factories import new_key
 
     with session_factory(engine)() as session:
-        vendors = [admin.create_vendor(session, name=f"Ferme {n}", kind="producer", zone="Nord", iban=IBAN).id for n in "AB"]
-        household = admin.create_household(session, name="Famille Diallo", members=4, zone="Mosson")
+        vendors = [vendor_service.create_vendor(session, name=f"Ferme {n}", kind="producer", zone="Nord", iban=IBAN).id for n in "AB"]
+        household = household_service.create_household(session, name="Famille Diallo", members=4, zone="Mosson")
         assert household.id is not None
-        cards = [admin.issue_card(session, household_id=household.id, uid_hex=uid).uid.hex()
+        cards = [card_service.issue_card(session, household_id=household.id, uid_hex=uid).uid.hex()
                  for uid in ("04a1b2c3d4e5f6", "04a1b2c3d4e5f7")]
-        terminals = [admin.register_terminal(session, vendor_id=vendor or 0,
+        terminals = [terminal_registry.register_terminal(session, vendor_id=vendor or 0,
                                              public_key_hex=protocol.public_key_bytes(new_key()).hex()).id
                      for vendor in vendors]
         for email in ("partie@caisse.test", "partie2@caisse.test"):
@@ -67,7 +72,7 @@ def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[
 
 def _events(engine: Engine, prefix: str = "") -> list[AuditEvent]:
     with session_factory(engine)() as session:
-        return [e for e in audit.events(session, action_prefix=prefix, limit=1000) if e.actor != admin.SYSTEM]
+        return [e for e in audit.events(session, action_prefix=prefix, limit=1000) if e.actor != accounts.SYSTEM]
 
 
 def _without(event: AuditEvent, *keys: str) -> tuple[str, str, dict[str, Any]]:
@@ -136,7 +141,7 @@ def test_a_command_naming_a_disabled_or_unknown_account_is_refused_and_writes_no
     assert code == 1 and "admin_required" in output
     assert len(_events(engine)) == before
     with session_factory(engine)() as session:
-        assert admin.get_card(session, uid_hex=ids["cards"][0]).status == CardStatus.ACTIVE
+        assert card_service.get_card(session, uid_hex=ids["cards"][0]).status == CardStatus.ACTIVE
 
 
 @sqlite_only
@@ -153,14 +158,14 @@ def test_a_new_iban_needs_a_second_person_to_be_approved(console_client: TestCli
     twice = console_client.post(f"{page}/iban", data={"iban": NEW_IBAN, "confirmed": "1", "csrf_token": token})
     assert twice.status_code == 409 and "attend déjà" in twice.text
     with session_factory(engine)() as session:
-        change = admin.pending_iban_change(session, vendor_id=vendor)
+        change = vendor_service.pending_iban_change(session, vendor_id=vendor)
         assert change is not None and change.id is not None
     approve = f"{page}/iban/{change.id}/approve"
     assert console_client.get(approve).status_code == 409  # the requester sees no approval page
     refused = console_client.post(approve, data={"csrf_token": token})
     assert refused.status_code == 409 and "Une autre personne" in refused.text
     with session_factory(engine)() as session:
-        assert admin.get_vendor(session, vendor_id=vendor).iban == IBAN
+        assert vendor_service.get_vendor(session, vendor_id=vendor).iban == IBAN
     console_client.cookies.clear()
     sign_in(console_client, Role.COORDINATOR)
     assert console_client.get(approve).status_code == 403  # a coordinator approves no IBAN
@@ -171,7 +176,7 @@ def test_a_new_iban_needs_a_second_person_to_be_approved(console_client: TestCli
     assert console_client.post(approve, data={"csrf_token": csrf_token(shown.text)}).status_code == 303
     assert console_client.post(approve, data={"csrf_token": csrf_token(shown.text)}).status_code == 409  # decided already
     with session_factory(engine)() as session:
-        assert admin.get_vendor(session, vendor_id=vendor).iban == NEW_IBAN
+        assert vendor_service.get_vendor(session, vendor_id=vendor).iban == NEW_IBAN
     assert [e.action for e in _events(engine, "vendor.iban")] == ["vendor.iban_approve", "vendor.iban_request"]
 
 
@@ -198,8 +203,8 @@ def test_confirmation_pages_change_nothing_and_a_second_click_does_nothing_more(
     final = console_client.post(f"/console/cards/{card}/unblock", data={"csrf_token": token})
     assert final.status_code == 409 and "ne se débloque pas" in final.text
     with session_factory(engine)() as session:
-        assert admin.get_card(session, uid_hex=card).block_reason == "stolen"
-        assert admin.get_terminal(session, terminal_id=terminal).status == TerminalStatus.REVOKED
+        assert card_service.get_card(session, uid_hex=card).block_reason == "stolen"
+        assert terminal_registry.get_terminal(session, terminal_id=terminal).status == TerminalStatus.REVOKED
 
 
 @sqlite_only

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from caisse import accounts, audit
-from caisse.cli import app
+from caisse import audit
+from caisse.cli.main import app
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
+from caisse.staff import accounts
 from tests.console.conftest import sign_in_directly
 
 PASSWORD = "un-mot-de-passe-solide"

@@ -8,8 +8,9 @@ from datetime import date
 import time_machine
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caisse import accreditation, admin
 from caisse.db import session_factory
+from caisse.vendors import accreditation
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import SCENARIOS, backend_app, register
@@ -60,8 +61,8 @@ def test_an_ended_vendors_terminal_syncs_v3_and_refuses_payments_under_micropyth
         tid = register(client, vendor_id, p256.public_key(rig.SECRET))
         answers = []
         for status, end in (("ended", date(2025, 12, 31)), ("active", date(2026, 1, 1))):
-            with session_factory(engine)() as session:  # the state staff reach through caisse.accreditation.update
-                vendor = admin.get_vendor(session, vendor_id=vendor_id)
+            with session_factory(engine)() as session:  # the state staff reach through caisse.vendors.accreditation.update
+                vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
                 vendor.convention_status, vendor.convention_end = status, end
                 session.add(vendor)
                 accreditation.note_state(session, vendor=vendor)

@@ -177,8 +177,8 @@ def test_the_firmware_sync_client_syncs_with_the_real_backend(backend):
 
 
 def test_the_health_report_the_firmware_signs_is_stored_by_the_real_backend(tmp_path):
-    from caisse import terminal_health
     from caisse.db import session_factory
+    from caisse.terminals import health as terminal_health
 
     with backend_app(tmp_path, [(rig.ALICE, "basic")]) as (client, engine, _, vendor_id):
         signer = SoftwareSigner(bytes(31) + b"\x2b")

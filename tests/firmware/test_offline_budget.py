@@ -7,8 +7,9 @@ counted spend per card and granted the whole balance, so the household spent ten
 import json
 import sys
 
-from caisse import overdrafts, statements
 from caisse.db import session_factory
+from caisse.fund import overdrafts
+from caisse.settlement import statements
 from tests.firmware.mpy_runtime import ROOT, run
 from tests.firmware.test_end_to_end import SCENARIOS, AppTransport, backend_app, register
 

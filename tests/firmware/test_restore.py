@@ -9,9 +9,13 @@ from datetime import UTC, date, datetime
 import time_machine
 from sqlalchemy import func, select
 
-from caisse import backup, invariants, ledger, settlement, terminal_health
+from caisse import backup
 from caisse.db import session_factory
+from caisse.ledger import invariants
+from caisse.ledger import postings as ledger
 from caisse.models import Terminal, TransactionRecord
+from caisse.settlement import runs as settlement
+from caisse.terminals import health as terminal_health
 from tests.firmware.mpy_runtime import ROOT
 from tests.firmware.test_end_to_end import AppTransport, backend_app, register
 

@@ -12,8 +12,11 @@ import sys
 
 import pytest
 
-from caisse import admin, card_auth, statements
+from caisse.cards import authentication as card_auth
+from caisse.cards import service as card_service
 from caisse.db import session_factory
+from caisse.settlement import statements
+from caisse.terminals import registry as terminal_registry
 from caisse_common.ntag424 import Ntag424
 from caisse_common.personalize import url_template
 from caisse_common.sun import diversify_key, verify_sun
@@ -171,8 +174,8 @@ for raw in r.log.pending(10):
     assert [r["status"] for r in answer.json()["results"]] == ["accepted"] * 3  # the food was handed over
     with session_factory(engine)() as session:
         holds = {r.seq: r.reason for r in statements.held_for_review(session)}
-        flagged = admin.get_card(session, uid_hex=SECURE_UID.hex())
-        replaying = admin.get_terminal(session, terminal_id=terminal_id)
+        flagged = card_service.get_card(session, uid_hex=SECURE_UID.hex())
+        replaying = terminal_registry.get_terminal(session, terminal_id=terminal_id)
     # The replay makes its terminal suspect, and a suspect terminal's unsettled records all wait for
     # a person (docs/ledger.md, "Holds and review"): the genuine payment too, for its own reason.
     assert set(holds) == {1, 2, 3}

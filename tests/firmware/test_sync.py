@@ -7,7 +7,7 @@ import struct
 import sys
 
 from caisse.simulation.faults import flip_a_signature_bit
-from caisse.sync import is_firmware_version
+from caisse.terminals.sync import is_firmware_version
 from caisse_common import protocol
 from tests.firmware.mpy_runtime import ROOT
 

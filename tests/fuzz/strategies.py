@@ -1,6 +1,6 @@
 """Hypothesis strategies for protocol v1 bytes: valid records, near-valid ones, and sync card entries.
 
-Built from the backend's codec (caisse_common.protocol, caisse.sync), the side the vectors pin down; the
+Built from the backend's codec (caisse_common.protocol, caisse.terminals.sync), the side the vectors pin down; the
 firmware's decoders are then run on the same bytes.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from caisse import sync
+from caisse.terminals import sync
 from caisse_common import protocol
 
 U32 = st.integers(0, protocol.MAX_SEQ)

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import Engine
 
 from caisse.config import Settings
-from caisse.demo import terminal_key
+from caisse.demo.seed import terminal_key
 from caisse.main import create_app
 from caisse_common.protocol import public_key_bytes
 from tests.backend.conftest import ADMIN_TOKEN, make_settings

@@ -3,7 +3,7 @@
 Any byte string gives a clean error (MalformedRecord, InvalidInput) or a valid value; a valid
 value re-encodes to the same bytes; the backend and the firmware read every byte string the
 same way. The sync card entries are fuzzed at the size the code declares
-(caisse.sync.CARD_ENTRY_V2, caisse_terminal.cards.ENTRY_SIZE), not a literal.
+(caisse.terminals.sync.CARD_ENTRY_V2, caisse_terminal.cards.ENTRY_SIZE), not a literal.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from caisse import member_codes, sync
+from caisse.cards import member_codes
 from caisse.errors import InvalidInput
+from caisse.terminals import sync
 from caisse_common import protocol
 from caisse_terminal import cards as firmware_cards
 from caisse_terminal import policy as firmware_policy

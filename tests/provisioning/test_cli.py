@@ -85,7 +85,7 @@ def test_provisioning_is_the_technicians_own_command_in_french(capsys):
 
 
 def test_the_caisse_command_leaves_terminals_on_the_bench_to_the_technician():
-    from caisse.cli import app as caisse_app
+    from caisse.cli.main import app as caisse_app
 
     result = CliRunner().invoke(caisse_app, ["terminal", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from caisse.config import Settings
-from caisse.sync import terminal_code_key
+from caisse.terminals.sync import terminal_code_key
 from caisse_provisioning import atecc
 from caisse_provisioning.errors import SecureElementNotReady, SelfTestFailed
 from tests.provisioning.helpers import Technician, run_provision, settings_for

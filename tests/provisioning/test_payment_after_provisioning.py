@@ -107,7 +107,7 @@ def test_a_provisioned_chip_terminal_checks_a_member_code_with_the_key_the_backe
         make_board, backend, vendor_id):
     from sqlmodel import select
 
-    from caisse import member_codes
+    from caisse.cards import member_codes
     from caisse.models import TransactionRecord
     from caisse_common import protocol
     from tests.provisioning.simboard.launcher import Hardware

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from caisse.card_auth import CardKeys, card_keys
-from caisse.cli import app
+from caisse.cards.authentication import CardKeys, card_keys
+from caisse.cli.main import app
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
 from caisse.models import Card

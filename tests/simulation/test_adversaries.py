@@ -12,7 +12,7 @@ from functools import cache
 import pytest
 from typer.testing import CliRunner
 
-from caisse.cli import app
+from caisse.cli.main import app
 from caisse.simulation import SimulationConfig, simulate
 from caisse.simulation.faults import ADVERSARIES, PASSING, FaultKind
 

@@ -13,9 +13,9 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 import caisse.simulation
-from caisse import ledger
-from caisse.cli import app
+from caisse.cli.main import app
 from caisse.db import make_engine, upgrade
+from caisse.ledger import postings as ledger
 from caisse.simulation import SimulationConfig, SimulationError, simulate
 from caisse.simulation.faults import ADVERSARIES, FaultKind, Outcome
 

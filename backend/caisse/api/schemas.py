@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-from caisse.admin import MAX_CREDIT_CENTS
-from caisse.ingest import MAX_RECORDS_PER_BATCH
+from caisse.ingest.upload import MAX_RECORDS_PER_BATCH
+from caisse.members.households import MAX_CREDIT_CENTS
 from caisse.models import ConventionStatus, VendorKind
 
 # The services check these rules and answer with their own error codes (invalid_uid, ...); the

@@ -18,9 +18,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from caisse import accounts
 from caisse.api.deps import get_session
 from caisse.models import ConsoleUser, Role
+from caisse.staff import accounts
 
 SESSION_COOKIE = "caisse_session"
 SIGN_IN_CSRF_COOKIE = "caisse_signin_csrf"

@@ -135,7 +135,7 @@ FRENCH_DETAILS = frozenset({
     "bank_file_unreadable", "bank_file_unknown", "bank_payment_unknown", "bank_run_not_exported", "bank_amount_mismatch",
     "file_too_large", "too_many_rows", "missing_columns",
     "backup_unsupported", "backup_not_found", "backup_wrong_kind", "backup_tool_missing", "backup_tool_failed",
-    # membership (caisse.sortition, caisse.members)
+    # membership (caisse.members.sortition, caisse.members.service)
     "invalid_shares", "invitation_state", "volunteer_not_found", "household_left", "invalid_end_date", "invalid_subject",
     "confirmation_required",
 })

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from caisse import card_auth
+from caisse.cards import authentication as card_auth
 from caisse.console.deps import CSRF_FIELD, PAGE_ROLES, SIGN_IN_CSRF_COOKIE
 from caisse.money import euros
 
@@ -42,7 +42,7 @@ LABELS = {
     "card_status": {"active": "active", "blocked": "bloquée", "returned": "rendue"},
     "run_status": {"prepared": "préparé", "approved": "approuvé", "exported": "exporté"},
     "block_reason": card_auth.BLOCK_REASON_FR,  # one table for the console, the CLI and the hold reasons
-    # caisse.ingest.Reason of a stored refused record
+    # caisse.ingest.upload.Reason of a stored refused record
     "refusal": {"over_limit": "montant au-delà du plafond", "unknown_card": "carte inconnue", "card_blocked": "carte bloquée",
                 "unknown_payment": "annulation d'un paiement introuvable"},
 }

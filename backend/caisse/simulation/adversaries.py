@@ -33,8 +33,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from caisse import admin, corrections, ingest, ledger, overdue, review, settlement
 from caisse.errors import Conflict
+from caisse.ingest import review
+from caisse.ingest import upload as ingest
+from caisse.ledger import corrections
+from caisse.ledger import postings as ledger
+from caisse.members import households as household_service
 from caisse.models import (
     Card,
     CardStatus,
@@ -50,8 +54,12 @@ from caisse.models import (
     Vendor,
 )
 from caisse.money import euros
+from caisse.reports import overdue
+from caisse.settlement import runs as settlement
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 
 if TYPE_CHECKING:
@@ -135,7 +143,7 @@ class Adversaries:
 
     def setup(self, session: Session) -> None:
         """Before the first day: the staff's console accounts, and the spree household's second card."""
-        from caisse import accounts
+        from caisse.staff import accounts
 
         for email, role in zip(STAFF, ("treasurer", "coordinator"), strict=True):
             accounts.create_user(session, email=email, password="simulation-mot-de-passe", role=role)
@@ -327,7 +335,7 @@ class Adversaries:
 
         def revoke() -> None:
             with world.backend.session() as session:
-                admin.revoke_terminal(session, terminal_id=post.terminal_id, by=STAFF[1])
+                terminal_registry.revoke_terminal(session, terminal_id=post.terminal_id, by=STAFF[1])
             self.revoked_terminals.add(post.terminal_id)
             # Revoking holds what it had not settled; what it sent after its last acknowledgement may
             # have arrived (an answer lost) or never will.
@@ -344,11 +352,11 @@ class Adversaries:
         household = world.households[self.plan.credited_household]
         key = f"geste-{household.household_id}"
         with world.backend.session() as session:
-            first = admin.credit_household(session, household_id=household.household_id, amount_cents=2_000,
+            first = household_service.credit_household(session, household_id=household.household_id, amount_cents=2_000,
                                            memo="geste du comité", reference=key)
-            again = admin.credit_household(session, household_id=household.household_id, amount_cents=2_000,
+            again = household_service.credit_household(session, household_id=household.household_id, amount_cents=2_000,
                                            memo="geste du comité", reference=key)
-            double = admin.credit_household(session, household_id=household.household_id, amount_cents=2_000,
+            double = household_service.credit_household(session, household_id=household.household_id, amount_cents=2_000,
                                             memo="geste du comité", reference=f"{key}-bis")
         for credit in (first, again, double):
             if credit.created:
@@ -386,11 +394,11 @@ class Adversaries:
             vendor_id, frozen = paid
             new, other = _iban(900 + vendor_id), _iban(950 + vendor_id)
             with world.backend.session() as session:
-                change = admin.request_iban_change(session, vendor_id=vendor_id, iban=new, by=STAFF[1])
-            with world.backend.session() as session:  # the treasury approves (admin.IBAN_APPROVERS)
-                admin.approve_iban_change(session, change_id=change.id or 0, by=STAFF[0])
+                change = vendor_service.request_iban_change(session, vendor_id=vendor_id, iban=new, by=STAFF[1])
+            with world.backend.session() as session:  # the treasury approves (vendor_service.IBAN_APPROVERS)
+                vendor_service.approve_iban_change(session, change_id=change.id or 0, by=STAFF[0])
             with world.backend.session() as session:
-                admin.request_iban_change(session, vendor_id=vendor_id, iban=other, by=STAFF[1])
+                vendor_service.request_iban_change(session, vendor_id=vendor_id, iban=other, by=STAFF[1])
             self.iban |= {"vendor": vendor_id, "frozen": frozen, "approved": new, "pending": other, "run": run_id}
             fault.triggered = True
             fault.detail = f"commerçant {vendor_id}"
@@ -550,7 +558,7 @@ class Adversaries:
         current = session.execute(select(Vendor.iban).where(Vendor.id == vendor_id)).scalar_one()  # type: ignore[arg-type]
         output = session.execute(text("SELECT output_dir FROM settlement_run WHERE id = :r"), {"r": self.iban["run"]}).scalar_one()
         sepa = _read(output)
-        pending = admin.pending_iban_change(session, vendor_id=vendor_id)
+        pending = vendor_service.pending_iban_change(session, vendor_id=vendor_id)
         if line != self.iban["frozen"] or str(self.iban["approved"]) in sepa or str(self.iban["frozen"]) not in sepa:
             return Outcome.FAILED, "le virement du règlement ne va pas à l'IBAN figé à sa préparation"
         if current != self.iban["approved"] or pending is None or pending.iban != self.iban["pending"]:

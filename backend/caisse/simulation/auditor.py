@@ -3,7 +3,7 @@
 In TigerBeetle's VOPR spirit it is told every tap a terminal approved (the beep), every block,
 every fault, and predicts each record's verdict from those facts alone. At the end it reads the
 database and checks what only it can know (the expected state of the world: docs/simulation.md),
-then every ledger invariant through caisse.invariants, the module `caisse verify` runs on a live
+then every ledger invariant through caisse.ledger.invariants, the module `caisse verify` runs on a live
 database; any break makes the run fail.
 """
 
@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import invariants, ledger
-from caisse.allowances import Month, allowance_reference, expiry_reference
 from caisse.config import Settings
+from caisse.fund.allowances import Month, allowance_reference, expiry_reference
+from caisse.ledger import invariants
+from caisse.ledger import postings as ledger
 from caisse.models import (
     LedgerAccount,
     LedgerTransfer,
@@ -35,7 +36,7 @@ from caisse_common import protocol
 from caisse_common.protocol import Kind, Record
 
 ACCEPTED = str(RecordStatus.ACCEPTED)
-HELD = str(ReviewStatus.HELD)  # accepted and held for review (caisse.review)
+HELD = str(ReviewStatus.HELD)  # accepted and held for review (caisse.ingest.review)
 NOT_RECEIVED = "not_received"  # approved, never heard by the backend (its terminal was revoked first)
 ONLY_ACCEPTED = frozenset({ACCEPTED})
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from caisse import ledger
+from caisse.ledger import postings as ledger
 from caisse.models import LedgerAccount, LedgerTransfer
 from caisse.money import euros
 from caisse.simulation.auditor import Check

@@ -19,14 +19,21 @@ from functools import partial
 from schwifty import IBAN
 from sqlalchemy import select
 
-from caisse import admin, allowances, demo_data, ledger, settlement
+from caisse.cards import service as card_service
+from caisse.demo import data as demo_data
+from caisse.fund import allowances
+from caisse.ledger import postings as ledger
+from caisse.members import households as household_service
 from caisse.models import CardType, RecordStatus, TransactionRecord
+from caisse.settlement import runs as settlement
 from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
 from caisse.simulation.faults import NETWORK_FAULTS, Fault, FaultKind, Link
 from caisse.simulation.stall import Stall
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from caisse_terminal import hal
 
@@ -128,12 +135,12 @@ class World:
 
     def _open_post(self, session, index: int) -> Post:
         model = demo_data.VENDORS[index % len(demo_data.VENDORS)]
-        vendor = admin.create_vendor(
+        vendor = vendor_service.create_vendor(
             session, name=f"{model.name} {index // len(demo_data.VENDORS) + 1}", kind=model.kind, zone=model.zone,
             market=model.market, iban=str(IBAN.generate("FR", bank_code="30006", account_code=f"{index + 1:011d}")))
         link = Link(self.backend.request)
         stall = Stall(name=f"{self.config.seed}:{index}", transport=link, now_s=SETUP_S)
-        terminal = admin.register_terminal(session, vendor_id=vendor.id or 0, public_key_hex=stall.signer.public_key().hex())
+        terminal = terminal_registry.register_terminal(session, vendor_id=vendor.id or 0, public_key_hex=stall.signer.public_key().hex())
         stall.provision(terminal.id or 0)
         return Post(vendor.id or 0, terminal.id or 0, stall, link)
 
@@ -141,12 +148,12 @@ class World:
         members = self.rng.choices(demo_data.HOUSEHOLD_SIZES, demo_data.HOUSEHOLD_SIZE_WEIGHTS)[0]
         zone = demo_data.ZONE_CENTRE if index % 2 == 0 else demo_data.ZONE_MOSSON
         name = f"{self.rng.choice(demo_data.FIRST_NAMES)} {self.rng.choice(demo_data.SURNAMES)}"
-        created = admin.create_household(session, name=name, members=members, zone=zone)
+        created = household_service.create_household(session, name=name, members=members, zone=zone)
         household = Household(created.id or 0, members)
         for _ in range(2 if members > 2 and self.rng.random() < 0.3 else 1):
             secure = self.rng.random() < SECURE_SHARE
             uid = self._new_uid(secure, uids)
-            admin.issue_card(session, household_id=household.household_id, uid_hex=uid.hex(),
+            card_service.issue_card(session, household_id=household.household_id, uid_hex=uid.hex(),
                              card_type=CardType.SECURE if secure else CardType.BASIC)
             household.cards.append(MemberCard(uid, index, secure))
         return household
@@ -155,7 +162,7 @@ class World:
         """One more card for a household (a UID no other card has)."""
         taken = {c.uid for h in self.households for c in h.cards}
         uid = self._new_uid(secure, taken)
-        admin.issue_card(session, household_id=household.household_id, uid_hex=uid.hex(),
+        card_service.issue_card(session, household_id=household.household_id, uid_hex=uid.hex(),
                          card_type=CardType.SECURE if secure else CardType.BASIC)
         card = MemberCard(uid, self.households.index(household), secure)
         household.cards.append(card)
@@ -377,7 +384,7 @@ class World:
         """The member reports the card lost; whoever found it taps it at three stalls."""
         assert fault.card_uid is not None
         with self.backend.session() as session:
-            admin.block_card(session, uid_hex=fault.card_uid.hex())
+            card_service.block_card(session, uid_hex=fault.card_uid.hex())
         self.auditor.on_block(fault.card_uid, self.backend.now_s)
         fault.triggered = True
         card = next(c for h in self.households for c in h.cards if c.uid == fault.card_uid)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from caisse import admin, ledger, member_codes
 from caisse.api.deps import SessionDep, SettingsDep, TokenFirstRoute, require_admin
 from caisse.api.schemas import (
     UID_HEX_PATTERN,
@@ -28,13 +27,20 @@ from caisse.api.schemas import (
     VendorOut,
     error_responses,
 )
+from caisse.cards import member_codes
+from caisse.cards import service as card_service
+from caisse.ledger import postings as ledger
+from caisse.members import households as household_service
 from caisse.models import Card, Household, Terminal, Vendor
+from caisse.staff import accounts
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 
 # The dependency documents the bearer token in the OpenAPI schema; TokenFirstRoute checks it
 # before the body is read.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute,
                    responses=error_responses(400, 401, 404, 409, 422))
-API_ACTOR = admin.API  # the audit log's actor for changes made with the admin token (provisioning)
+API_ACTOR = accounts.API  # the audit log's actor for changes made with the admin token (provisioning)
 
 
 def _vendor_out(vendor: Vendor, payable_cents: int) -> VendorOut:
@@ -50,8 +56,8 @@ def _household_out(session: SessionDep, household: Household) -> HouseholdOut:
     return HouseholdOut.model_validate(
         household.model_dump()
         | {
-            "balance_cents": admin.household_balance_cents(session, household_id=household.id),
-            "cards": [_card_out(c) for c in admin.household_cards(session, household_id=household.id)],
+            "balance_cents": household_service.household_balance_cents(session, household_id=household.id),
+            "cards": [_card_out(c) for c in household_service.household_cards(session, household_id=household.id)],
         }
     )
 
@@ -62,50 +68,50 @@ def _terminal_out(terminal: Terminal) -> TerminalOut:
 
 @router.post("/vendors", status_code=status.HTTP_201_CREATED)
 def create_vendor(body: VendorCreate, session: SessionDep) -> VendorOut:
-    vendor = admin.create_vendor(session, **body.model_dump())
+    vendor = vendor_service.create_vendor(session, **body.model_dump())
     session.commit()
     return _vendor_out(vendor, 0)
 
 
 @router.get("/vendors")
 def list_vendors(session: SessionDep) -> list[VendorOut]:
-    vendors = admin.list_vendors(session)
+    vendors = vendor_service.list_vendors(session)
     payables = ledger.balances_by_code(session, codes=[ledger.vendor_payable_code(v.id or 0) for v in vendors])
     return [_vendor_out(v, payables.get(ledger.vendor_payable_code(v.id or 0), 0)) for v in vendors]
 
 
 @router.get("/vendors/{vendor_id}")
 def get_vendor(vendor_id: int, session: SessionDep) -> VendorOut:
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
-    return _vendor_out(vendor, admin.vendor_payable_cents(session, vendor_id=vendor_id))
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
+    return _vendor_out(vendor, vendor_service.vendor_payable_cents(session, vendor_id=vendor_id))
 
 
 @router.post("/households", status_code=status.HTTP_201_CREATED)
 def create_household(body: HouseholdCreate, session: SessionDep) -> HouseholdOut:
-    household = admin.create_household(session, **body.model_dump())
+    household = household_service.create_household(session, **body.model_dump())
     session.commit()
     return _household_out(session, household)
 
 
 @router.get("/households/{household_id}")
 def get_household(household_id: int, session: SessionDep) -> HouseholdOut:
-    return _household_out(session, admin.get_household(session, household_id=household_id))
+    return _household_out(session, household_service.get_household(session, household_id=household_id))
 
 
 @router.post("/households/{household_id}/credits", status_code=status.HTTP_201_CREATED)
 def credit_household(household_id: int, body: CreditCreate, session: SessionDep, response: Response) -> CreditOut:
-    credit = admin.credit_household(session, household_id=household_id, **body.model_dump())
+    credit = household_service.credit_household(session, household_id=household_id, **body.model_dump())
     session.commit()
     if not credit.created:
         response.status_code = status.HTTP_200_OK  # the same reference and body: already posted
-    balance = admin.household_balance_cents(session, household_id=household_id)
+    balance = household_service.household_balance_cents(session, household_id=household_id)
     return CreditOut(reference=credit.reference, ledger_reference=credit.ledger_reference, amount_cents=credit.amount_cents,
                      created=credit.created, balance_cents=balance)
 
 
 @router.post("/cards", status_code=status.HTTP_201_CREATED)
 def issue_card(body: CardCreate, session: SessionDep) -> CardOut:
-    card = admin.issue_card(session, household_id=body.household_id, uid_hex=body.uid, card_type=body.card_type,
+    card = card_service.issue_card(session, household_id=body.household_id, uid_hex=body.uid, card_type=body.card_type,
                            by=API_ACTOR)
     session.commit()
     return _card_out(card)
@@ -116,7 +122,7 @@ UidPath = Annotated[str, Path(json_schema_extra={"pattern": UID_HEX_PATTERN})]
 
 @router.get("/cards/{uid_hex}")
 def get_card(uid_hex: UidPath, session: SessionDep) -> CardDetailOut:
-    card = admin.get_card(session, uid_hex=uid_hex)
+    card = card_service.get_card(session, uid_hex=uid_hex)
     assert card.id is not None
     failures = [CodeFailureOut.model_validate(f, from_attributes=True) for f in member_codes.card_failures(session, card_id=card.id)]
     return CardDetailOut.model_validate(_card_out(card).model_dump() | {"code_failures": failures})
@@ -124,28 +130,28 @@ def get_card(uid_hex: UidPath, session: SessionDep) -> CardDetailOut:
 
 @router.post("/cards/{uid_hex}/block")
 def block_card(uid_hex: UidPath, session: SessionDep, body: CardBlock | None = None) -> CardOut:
-    card = admin.block_card(session, uid_hex=uid_hex, reason=(body or CardBlock()).reason, by=API_ACTOR)
+    card = card_service.block_card(session, uid_hex=uid_hex, reason=(body or CardBlock()).reason, by=API_ACTOR)
     session.commit()
     return _card_out(card)
 
 
 @router.post("/cards/{uid_hex}/replace", status_code=status.HTTP_201_CREATED)
 def replace_card(uid_hex: UidPath, body: CardReplace, session: SessionDep) -> CardOut:
-    card = admin.replace_card(session, uid_hex=uid_hex, new_uid_hex=body.uid, card_type=body.card_type, by=API_ACTOR)
+    card = card_service.replace_card(session, uid_hex=uid_hex, new_uid_hex=body.uid, card_type=body.card_type, by=API_ACTOR)
     session.commit()
     return _card_out(card)
 
 
 @router.post("/cards/{uid_hex}/return")
 def return_card(uid_hex: UidPath, session: SessionDep) -> CardOut:
-    card = admin.return_card(session, uid_hex=uid_hex, by=API_ACTOR)
+    card = card_service.return_card(session, uid_hex=uid_hex, by=API_ACTOR)
     session.commit()
     return _card_out(card)
 
 
 @router.post("/terminals", status_code=status.HTTP_201_CREATED)
 def register_terminal(body: TerminalCreate, session: SessionDep) -> TerminalOut:
-    terminal = admin.register_terminal(session, vendor_id=body.vendor_id, public_key_hex=body.public_key,
+    terminal = terminal_registry.register_terminal(session, vendor_id=body.vendor_id, public_key_hex=body.public_key,
                                        secure_element=body.secure_element)
     session.commit()
     return _terminal_out(terminal)
@@ -154,21 +160,21 @@ def register_terminal(body: TerminalCreate, session: SessionDep) -> TerminalOut:
 @router.post("/terminals/{terminal_id}/member-code-key")
 def member_code_key(terminal_id: int, session: SessionDep, settings: SettingsDep, response: Response) -> MemberCodeKeyOut:
     """The key provisioning writes into the terminal's ATECC608; a secret: not to be cached."""
-    key = admin.member_code_key(session, terminal_id=terminal_id, settings=settings)
+    key = terminal_registry.member_code_key(session, terminal_id=terminal_id, settings=settings)
     response.headers["Cache-Control"] = "no-store"
     return MemberCodeKeyOut(terminal_id=terminal_id, key=key.hex())
 
 
 @router.post("/terminals/{terminal_id}/revoke")
 def revoke_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
-    terminal = admin.revoke_terminal(session, terminal_id=terminal_id, by=API_ACTOR)
+    terminal = terminal_registry.revoke_terminal(session, terminal_id=terminal_id, by=API_ACTOR)
     session.commit()
     return _terminal_out(terminal)
 
 
 @router.get("/terminals/{terminal_id}")
 def get_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
-    return _terminal_out(admin.get_terminal(session, terminal_id=terminal_id))
+    return _terminal_out(terminal_registry.get_terminal(session, terminal_id=terminal_id))
 
 
 @router.get("/ledger/summary")

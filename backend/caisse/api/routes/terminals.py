@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from caisse.api.deps import SessionDep, SettingsDep
 from caisse.api.schemas import BatchIn, BatchOut, SyncOut, error_responses
+from caisse.cards.member_codes import MAX_FAILURES_BODY_BYTES, record_failures
 from caisse.db import writer_turn
 from caisse.errors import CaisseError, InvalidInput
-from caisse.ingest import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, BatchResult, ingest_prepared, prepare_batch
-from caisse.member_codes import MAX_FAILURES_BODY_BYTES, record_failures
-from caisse.sync import MAX_SINCE, SYNC_VERSIONS, sync_terminal
-from caisse.terminal_health import record_report
+from caisse.ingest.upload import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, BatchResult, ingest_prepared, prepare_batch
+from caisse.terminals.health import record_report
+from caisse.terminals.sync import MAX_SINCE, SYNC_VERSIONS, sync_terminal
 
 router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
 

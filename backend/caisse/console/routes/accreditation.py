@@ -1,7 +1,7 @@
 """A vendor's accreditation (criteria, visit, training, dates, status) and the caisse's criteria.
 
 A change is typed, then shown as what will change, then confirmed: the confirmation posts the
-same values again, and the service (caisse.accreditation) checks everything a second time and
+same values again, and the service (caisse.vendors.accreditation) checks everything a second time and
 writes the audit entry. Coordinators and administrators change; the treasury reads.
 """
 
@@ -12,13 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import accreditation, admin, audit
+from caisse import audit
 from caisse.console.deps import STAFF, DbSession, require_page, require_roles
 from caisse.console.forms import optional_date
 from caisse.console.messages import french
 from caisse.console.templating import local_today, redirect, render
 from caisse.errors import CaisseError, InvalidInput
 from caisse.models import ConsoleUser, Vendor
+from caisse.vendors import accreditation
+from caisse.vendors import service as vendor_service
 
 router = APIRouter(dependencies=[Depends(require_page("vendors"))])
 Staff = Annotated[ConsoleUser, Depends(require_roles(*STAFF))]
@@ -45,7 +47,7 @@ def preview(request: Request, session: DbSession, _user: Staff, vendor_id: int, 
         session.rollback()
         return _form(request, session, vendor_id, status_code=error.status_code, error=french(error), form=form,
                      ticked=_ids(criteria, strict=False))
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
     seen = accreditation.fingerprint(accreditation.current(session, vendor_id=vendor_id))
     return render(request, "vendors/accreditation_confirm.html", title=f"Conventionnement · {vendor.name}", vendor=vendor,
                   changes=changes, form=form, ticked=sorted(wanted.criteria), seen=seen,
@@ -98,7 +100,7 @@ def retire_criterion(request: Request, session: DbSession, user: Staff, criterio
 
 def _form(request: Request, session: DbSession, vendor_id: int, *, status_code: int = 200, form: dict[str, str] | None = None,
           ticked: set[int] | None = None, error: str | None = None) -> Response:
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
     now = accreditation.current(session, vendor_id=vendor_id)
     if form is None:
         form = {field: "" if getattr(now, field) is None else str(getattr(now, field)) for field in _FIELDS}

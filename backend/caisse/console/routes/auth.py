@@ -10,15 +10,18 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts, accreditation, overdrafts, overdue
 from caisse.console.deps import PAGE_ROLES, SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, CurrentUser, DbSession
 from caisse.console.messages import french
 from caisse.console.templating import NAV, local_today, redirect, render
+from caisse.fund import overdrafts
+from caisse.reports import overdue
+from caisse.staff import accounts
+from caisse.vendors import accreditation
 
 router = APIRouter()
 
 
-# French names of what waits (caisse.overdue), and the page that deals with each (by its NAV key).
+# French names of what waits (caisse.reports.overdue), and the page that deals with each (by its NAV key).
 WAITING_FR = {overdue.WaitingKind.HELD_RECORD: "Paiement retenu pour vérification", overdue.WaitingKind.FLAGGED_CARD: "Carte bloquée comme copie",
               overdue.WaitingKind.NEGATIVE_HOUSEHOLD: "Foyer à découvert", overdue.WaitingKind.NEGATIVE_PAYABLE: "Commerçant à solde négatif"}
 WAITING_PAGES = {overdue.WaitingKind.HELD_RECORD: ("transactions", "/console/transactions?status=held"),

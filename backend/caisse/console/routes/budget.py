@@ -1,4 +1,4 @@
-"""Budget for the committee, month by month (caisse.fund.budgets): contributions, matching funds,
+"""Budget for the committee, month by month (caisse.fund.service.budgets): contributions, matching funds,
 grants, allowances and manual credits, spending (voids and rejections deducted), payouts, the
 closing balances, and every difference with the ledger. Aggregates only."""
 
@@ -10,15 +10,17 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from caisse import flows, fund, year_budget
-from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.console.charts import Chart, Series
 from caisse.console.deps import DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import render
 from caisse.errors import InvalidInput
+from caisse.fund import service as fund
+from caisse.fund import year_budget
+from caisse.fund.allowances import Month
 from caisse.money import euros
+from caisse.reports import flows
 
 router = APIRouter(prefix="/budget", dependencies=[Depends(require_page("budget"))])
 DEFAULT_MONTHS = 12
@@ -62,7 +64,7 @@ def budget(request: Request, session: DbSession, du: str = "", au: str = "", ann
 
 
 def _year(text: str, *, settings: Settings) -> int:
-    """The fund's year asked for (caisse.year_budget): this year by default."""
+    """The fund's year asked for (caisse.fund.year_budget): this year by default."""
     if text and not (text.isdigit() and len(text) == 4):
         raise InvalidInput("invalid_year", f"a year is written with four digits, not {text!r}")
     if text and not 2000 <= int(text) <= 2100:

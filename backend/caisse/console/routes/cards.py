@@ -1,5 +1,5 @@
 """Cards: find one (by UID or household), see its state and history, block it as lost or stolen,
-unblock a lost card that was found (admin.LIFTABLE_BLOCKS). Each action first shows what it will
+unblock a lost card that was found (card_service.LIFTABLE_BLOCKS). Each action first shows what it will
 do; the services write the audit entries."""
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import admin, audit, directory
+from caisse import audit
+from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
 from caisse.errors import CaisseError
+from caisse.members import households as household_service
 from caisse.models import BlockReason, Card, CardStatus
+from caisse.reports import directory
 
 router = APIRouter(prefix="/cards", dependencies=[Depends(require_page("cards"))])
 PER_PAGE = 50
@@ -29,17 +32,17 @@ def cards(request: Request, session: DbSession, q: str = "", status: str = "", p
 
 @router.get("/{uid}")
 def card(request: Request, session: DbSession, uid: str) -> Response:
-    found = admin.get_card(session, uid_hex=uid)
-    household = admin.get_household(session, household_id=found.household_id)
+    found = card_service.get_card(session, uid_hex=uid)
+    household = household_service.get_household(session, household_id=found.household_id)
     return render(request, "cards/detail.html", title=f"Carte {found.uid.hex()}", card=found, household=household,
                   liftable=_liftable(found), history=audit.events(session, subjects=[f"card:{found.uid.hex()}"], limit=20))
 
 
 @router.get("/{uid}/block")
 def block_form(request: Request, session: DbSession, uid: str, reason: str = BlockReason.LOST) -> Response:
-    found = admin.get_card(session, uid_hex=uid)
+    found = card_service.get_card(session, uid_hex=uid)
     reason = BlockReason.STOLEN if reason == BlockReason.STOLEN else BlockReason.LOST
-    household = admin.get_household(session, household_id=found.household_id)
+    household = household_service.get_household(session, household_id=found.household_id)
     lines = [f"La carte {found.uid.hex()} du foyer « {household.name} » (n° {household.id}) sera bloquée comme "
              f"{LABELS['block_reason'][reason]} : chaque terminal la refusera dès sa prochaine synchronisation.",
              "Le solde reste celui du foyer ; les paiements faits avant le blocage restent dus."]
@@ -54,7 +57,7 @@ def block_form(request: Request, session: DbSession, uid: str, reason: str = Blo
 
 @router.post("/{uid}/block")
 def block(session: DbSession, user: CurrentUser, uid: str, reason: Annotated[str, Form()] = BlockReason.LOST) -> Response:
-    found = admin.block_card(session, uid_hex=uid, reason=reason, by=user.email)
+    found = card_service.block_card(session, uid_hex=uid, reason=reason, by=user.email)
     session.commit()
     return redirect(f"/console/cards/{found.uid.hex()}",
                     flash=f"Carte {found.uid.hex()} bloquée : les terminaux la refuseront dès leur prochaine synchronisation.")
@@ -62,7 +65,7 @@ def block(session: DbSession, user: CurrentUser, uid: str, reason: Annotated[str
 
 @router.get("/{uid}/unblock")
 def unblock_form(request: Request, session: DbSession, uid: str) -> Response:
-    found = admin.get_card(session, uid_hex=uid)
+    found = card_service.get_card(session, uid_hex=uid)
     if not _liftable(found):
         return render(request, "error.html", status_code=409, title="Déblocage impossible",
                       message=french(CaisseError("card_block_final" if found.status == CardStatus.BLOCKED
@@ -78,7 +81,7 @@ def unblock_form(request: Request, session: DbSession, uid: str) -> Response:
 @router.post("/{uid}/unblock")
 def unblock(request: Request, session: DbSession, user: CurrentUser, uid: str) -> Response:
     try:
-        found = admin.unblock_card(session, uid_hex=uid, by=user.email)
+        found = card_service.unblock_card(session, uid_hex=uid, by=user.email)
     except CaisseError as error:
         session.rollback()
         return render(request, "error.html", status_code=error.status_code, title="Déblocage impossible", message=french(error))
@@ -88,4 +91,4 @@ def unblock(request: Request, session: DbSession, user: CurrentUser, uid: str) -
 
 
 def _liftable(card: Card) -> bool:
-    return card.status == CardStatus.BLOCKED and card.block_reason in admin.LIFTABLE_BLOCKS
+    return card.status == CardStatus.BLOCKED and card.block_reason in card_service.LIFTABLE_BLOCKS

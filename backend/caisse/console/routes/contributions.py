@@ -1,7 +1,7 @@
-"""Contributions by choice (caisse.contributions): each household's chosen contribution beside the
+"""Contributions by choice (caisse.fund.contributions): each household's chosen contribution beside the
 caisse's indicative scale, what is due and received, who is behind; and the month's claim to the
-State for its matching (caisse.matching_claim), as CSV and PDF; a household's means and chosen
-contribution recorded from a month on, one by one or pasted from a spreadsheet (caisse.means, which
+State for its matching (caisse.fund.matching_claim), as CSV and PDF; a household's means and chosen
+contribution recorded from a month on, one by one or pasted from a spreadsheet (caisse.members.means, which
 writes the audit entry)."""
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from caisse import contributions, matching_claim, means
-from caisse.allowances import Month
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import SECURITY_HEADERS, redirect, render
 from caisse.errors import CaisseError, InvalidInput
-from caisse.fund import parse_euros
+from caisse.fund import contributions, matching_claim
+from caisse.fund.allowances import Month
+from caisse.fund.service import parse_euros
+from caisse.members import means
 
 router = APIRouter(prefix="/contributions", dependencies=[Depends(require_page("contributions"))])
 

@@ -1,4 +1,4 @@
-"""Flows for the committee (caisse.flows): where the money is spent, by vendor kind and by
+"""Flows for the committee (caisse.reports.flows): where the money is spent, by vendor kind and by
 neighbourhood, month over month; the share reaching producers; active members per vendor."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from caisse import flows
 from caisse.config import Settings
 from caisse.console.charts import Chart, Series
 from caisse.console.deps import DbSession, require_page
@@ -16,6 +15,7 @@ from caisse.console.templating import render
 from caisse.errors import InvalidInput
 from caisse.models import VendorKind
 from caisse.money import euros
+from caisse.reports import flows
 
 router = APIRouter(prefix="/flows", dependencies=[Depends(require_page("flows"))])
 DEFAULT_MONTHS = 6

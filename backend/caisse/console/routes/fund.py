@@ -2,7 +2,7 @@
 
 Allocate a month's allowances, close a month, set the allowance rule from a month on, import the
 payment platform's contributions, record a grant, a fee or a manual credit, and reverse one of
-those entered by mistake (caisse.allowances, caisse.fund, caisse.admin, caisse.corrections: the
+those entered by mistake (caisse.fund.allowances, caisse.fund.service, caisse.members.households, caisse.ledger.corrections: the
 services the CLI calls, which write the audit entries).
 
 Every step is two POSTs. `/fund/{step}/apercu` runs the service inside a savepoint and rolls it
@@ -27,12 +27,17 @@ from sqlalchemy import select
 from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
-from caisse import admin, allowances, corrections, fund, ledger, spreadsheet
+from caisse import spreadsheet
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import CONSOLE_TIMEZONE, local_time, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.fund import allowances
+from caisse.fund import service as fund
+from caisse.ledger import corrections
+from caisse.ledger import postings as ledger
+from caisse.members import households as household_service
 from caisse.models import AllowanceMonth, LedgerTransfer
 from caisse.money import euros
 
@@ -164,8 +169,8 @@ def _credit(session: Session, form: dict[str, str], by: str, settings: Settings,
         household_id = int(form.get("household", ""))
     except ValueError:
         raise InvalidInput("invalid_household_id", "not a household number") from None
-    household = admin.get_household(session, household_id=household_id)
-    credit = admin.credit_household(session, household_id=household_id, amount_cents=amount,
+    household = household_service.get_household(session, household_id=household_id)
+    credit = household_service.credit_household(session, household_id=household_id, amount_cents=amount,
                                     memo=form.get("memo", "").strip() or None, reference=form.get("reference", ""), by=by)
     return _entry(credit.created, f"Crédit de {euros(amount)} € au foyer {household_id} ({household.name}), pris sur le fonds"
                                   " des allocations", f"Foyer {household_id} crédité de {euros(amount)} €.")

@@ -13,14 +13,18 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from caisse import admin, audit, db, directory, fund
-from caisse import members as membership
+from caisse import audit, db
+from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import confirm, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.fund import service as fund
+from caisse.members import households as household_service
+from caisse.members import service as membership
 from caisse.models import Card, CardType, SortitionVolunteer
 from caisse.money import euros
+from caisse.reports import directory
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
 Text = Annotated[str, Form()]
@@ -43,7 +47,7 @@ def enrol(request: Request, session: DbSession, user: CurrentUser, name: Text = 
           zone: Text = "") -> Response:
     form = {"name": name, "members": members, "zone": zone}
     try:
-        household = admin.create_household(session, name=name, members=_members(members), zone=zone)
+        household = household_service.create_household(session, name=name, members=_members(members), zone=zone)
     except CaisseError as error:
         return render(request, "households/new.html", status_code=error.status_code, title="Inscrire un foyer",
                       form=form, error=french(error))
@@ -62,8 +66,8 @@ def household(request: Request, session: DbSession, household_id: int) -> Respon
 def edit(request: Request, session: DbSession, user: CurrentUser, household_id: int, name: Text = "",
          members: Text = "", zone: Text = "") -> Response:
     try:
-        before = admin.get_household(session, household_id=household_id).model_dump(include={"name", "members", "zone"})
-        after = admin.update_household(session, household_id=household_id, name=name, members=_members(members), zone=zone)
+        before = household_service.get_household(session, household_id=household_id).model_dump(include={"name", "members", "zone"})
+        after = household_service.update_household(session, household_id=household_id, name=name, members=_members(members), zone=zone)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, edit_error=french(error))
@@ -77,7 +81,7 @@ def edit(request: Request, session: DbSession, user: CurrentUser, household_id: 
 def issue_card(request: Request, session: DbSession, user: CurrentUser, household_id: int, uid: Text = "",
                card_type: Text = CardType.BASIC) -> Response:
     try:
-        card = admin.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type, by=user.email)
+        card = card_service.issue_card(session, household_id=household_id, uid_hex=_uid(uid), card_type=card_type, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error), uid=uid)
@@ -90,7 +94,7 @@ def replace_form(request: Request, session: DbSession, household_id: int, uid: s
     """What replacing does, before it is done: the old card is blocked for good, the new one takes its place."""
     old = _card_of(session, household_id=household_id, uid=uid)
     try:
-        typed = admin.parse_uid(_uid(new_uid)).hex()
+        typed = card_service.parse_uid(_uid(new_uid)).hex()
     except CaisseError as error:
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
     return confirm(request, title=f"Remplacer la carte {old.uid.hex()}",
@@ -106,7 +110,7 @@ def replace_card(request: Request, session: DbSession, user: CurrentUser, househ
                  new_uid: Text = "") -> Response:
     old = _card_of(session, household_id=household_id, uid=uid)
     try:
-        new = admin.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid), by=user.email)
+        new = card_service.replace_card(session, uid_hex=uid, new_uid_hex=_uid(new_uid), by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, household_id, status_code=error.status_code, card_error=french(error))
@@ -128,7 +132,7 @@ def return_form(request: Request, session: DbSession, household_id: int, uid: st
 @router.post("/{household_id}/cards/{uid}/return")
 def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: str) -> Response:
     card = _card_of(session, household_id=household_id, uid=uid)
-    admin.return_card(session, uid_hex=uid, by=user.email)
+    card_service.return_card(session, uid_hex=uid, by=user.email)
     session.commit()
     return redirect(f"/console/households/{household_id}", flash=f"Carte {card.uid.hex()} rendue : elle peut être remise à nouveau.")
 
@@ -152,7 +156,7 @@ def record_contribution(request: Request, session: DbSession, user: CurrentUser,
 @router.post("/{household_id}/leave")
 def leave(request: Request, session: DbSession, user: CurrentUser, household_id: int, end_date: Text = "",
           confirm: Text = "") -> Response:
-    """The household leaves (caisse.members.leave_household): asked to confirm, since it cannot be undone."""
+    """The household leaves (caisse.members.service.leave_household): asked to confirm, since it cannot be undone."""
     try:
         if confirm != "oui":
             raise InvalidInput("confirmation_required", "cochez la case de confirmation : un départ ne s'annule pas")
@@ -188,7 +192,7 @@ def _date(text: str) -> date:
 
 def _card_of(session: DbSession, *, household_id: int, uid: str) -> Card:
     """The card `uid` if it belongs to the household of the page (a form cannot act on another's)."""
-    card = admin.get_card(session, uid_hex=uid)
+    card = card_service.get_card(session, uid_hex=uid)
     if card.household_id != household_id:
         raise NotFound("card_not_found", f"card {uid} is not a card of household {household_id}")
     return card
@@ -201,12 +205,12 @@ def _uid(text: str) -> str:
 
 def _detail(request: Request, session: DbSession, household_id: int, *, status_code: int = 200, **extra: Any) -> Response:
     settings = request.app.state.settings
-    household = admin.get_household(session, household_id=household_id)
-    cards = admin.household_cards(session, household_id=household_id)
+    household = household_service.get_household(session, household_id=household_id)
+    cards = household_service.household_cards(session, household_id=household_id)
     subjects = [f"household:{household_id}", *(f"card:{card.uid.hex()}" for card in cards)]
     return render(
         request, "households/detail.html", status_code=status_code, title=household.name, household=household,
-        balance_cents=admin.household_balance_cents(session, household_id=household_id),
+        balance_cents=household_service.household_balance_cents(session, household_id=household_id),
         cards=cards,
         allowances=directory.household_allowances(session, household_id=household_id),
         contributions=directory.household_contributions(session, household_id=household_id),

@@ -1,5 +1,5 @@
 """Settlements: prepare a day's run, approve it (the treasurer, when a second person is
-required), then download the SEPA file, the vendor statements and the summary (caisse.settlement)."""
+required), then download the SEPA file, the vendor statements and the summary (caisse.settlement.runs)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import bank, directory, settlement
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
-from caisse.sepa import sepa_text
+from caisse.reports import directory
+from caisse.settlement import bank_returns as bank
+from caisse.settlement import runs as settlement
+from caisse.settlement.sepa import sepa_text
 
 router = APIRouter(prefix="/settlements", dependencies=[Depends(require_page("settlements"))])
 Approver = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]

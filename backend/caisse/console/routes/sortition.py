@@ -1,7 +1,7 @@
-"""Sortition of new members (caisse.sortition): draws, volunteers, the seed published before the
+"""Sortition of new members (caisse.members.sortition): draws, volunteers, the seed published before the
 draw, the draw, and the CSV export. The committee sees counts, seeds and numbers, never names.
 
-caisse.sortition words its errors in French for staff, so the page shows their detail as it is."""
+caisse.members.sortition words its errors in French for staff, so the page shows their detail as it is."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from fastapi.responses import Response
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
-from caisse import members, sortition
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.members import service as members
+from caisse.members import sortition
 from caisse.models import ConsoleUser, Role
 from caisse.spreadsheet import MAX_FILE_BYTES
 

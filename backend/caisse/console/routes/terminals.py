@@ -6,12 +6,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from caisse import admin, directory, review, terminal_health
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
 from caisse.errors import CaisseError
+from caisse.ingest import review
 from caisse.models import TerminalStatus
+from caisse.reports import directory
+from caisse.terminals import health as terminal_health
+from caisse.terminals import registry as terminal_registry
+from caisse.vendors import service as vendor_service
 
 router = APIRouter(prefix="/terminals", dependencies=[Depends(require_page("terminals"))])
 PER_PAGE = 50
@@ -27,8 +31,8 @@ def terminals(request: Request, session: DbSession, q: str = "", status: str = "
 @router.get("/{terminal_id}")
 def detail(request: Request, session: DbSession, terminal_id: int) -> Response:
     """A terminal's last health report (docs/protocol.md#health-report)."""
-    terminal = admin.get_terminal(session, terminal_id=terminal_id)
-    vendor = admin.get_vendor(session, vendor_id=terminal.vendor_id)
+    terminal = terminal_registry.get_terminal(session, terminal_id=terminal_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=terminal.vendor_id)
     return render(request, "terminals/detail.html", title=f"Terminal {terminal_id}", terminal=terminal,
                   vendor_name=vendor.name, health=terminal_health.latest(session, terminal_id=terminal_id),
                   error_labels=terminal_health.ERROR_KIND_FR)
@@ -36,7 +40,7 @@ def detail(request: Request, session: DbSession, terminal_id: int) -> Response:
 
 @router.get("/{terminal_id}/revoke")
 def revoke_form(request: Request, session: DbSession, terminal_id: int) -> Response:
-    admin.get_terminal(session, terminal_id=terminal_id)  # NotFound: a French 404 page
+    terminal_registry.get_terminal(session, terminal_id=terminal_id)  # NotFound: a French 404 page
     [row] = directory.terminal_rows(session, terminal_ids=[terminal_id])
     return confirm(request, title=f"Révoquer le terminal {terminal_id}", final=True, danger=True,
                    action=f"/console/terminals/{terminal_id}/revoke", button=f"Révoquer le terminal {terminal_id}",
@@ -49,7 +53,7 @@ def revoke_form(request: Request, session: DbSession, terminal_id: int) -> Respo
 
 @router.get("/{terminal_id}/clear")
 def clear_form(request: Request, session: DbSession, terminal_id: int) -> Response:
-    terminal = admin.get_terminal(session, terminal_id=terminal_id)
+    terminal = terminal_registry.get_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.SUSPECT:
         return render(request, "error.html", status_code=409, title="Opération impossible",
                       message=french(CaisseError("terminal_not_suspect", "")))
@@ -65,7 +69,7 @@ def clear_form(request: Request, session: DbSession, terminal_id: int) -> Respon
 
 @router.post("/{terminal_id}/revoke")
 def revoke(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
-    admin.revoke_terminal(session, terminal_id=terminal_id, by=user.email)
+    terminal_registry.revoke_terminal(session, terminal_id=terminal_id, by=user.email)
     session.commit()
     return redirect("/console/terminals", flash=f"Terminal {terminal_id} révoqué : le serveur refusera ses envois."
                                                 " Ses enregistrements non réglés attendent une décision.")
@@ -74,7 +78,7 @@ def revoke(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
 @router.post("/{terminal_id}/clear")
 def clear(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
     try:
-        admin.clear_suspect_terminal(session, terminal_id=terminal_id, by=user.email)
+        terminal_registry.clear_suspect_terminal(session, terminal_id=terminal_id, by=user.email)
     except CaisseError as error:
         session.rollback()
         return redirect("/console/terminals", flash=french(error))
@@ -86,7 +90,7 @@ def clear(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
 @router.post("/{terminal_id}/accept-loss")
 def accept_loss(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
     try:
-        first, last = admin.accept_lost_records(session, terminal_id=terminal_id, by=user.email)
+        first, last = terminal_registry.accept_lost_records(session, terminal_id=terminal_id, by=user.email)
     except CaisseError as error:
         session.rollback()
         return redirect(f"/console/terminals/{terminal_id}", flash=french(error))

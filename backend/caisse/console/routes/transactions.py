@@ -1,5 +1,5 @@
 """Transactions: stored records with filters, and the held records waiting for a person's
-decision (release or reject, caisse.review, which writes each decision to the audit log)."""
+decision (release or reject, caisse.ingest.review, which writes each decision to the audit log)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse import admin, db, records, review
+from caisse import db
+from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput
+from caisse.ingest import review
 from caisse.models import ConsoleUser, Vendor
+from caisse.reports import records
 
 router = APIRouter(prefix="/transactions", dependencies=[Depends(require_page("transactions"))])
 PAGE_SIZE = 50
@@ -73,7 +76,7 @@ def _filter(form: dict[str, str]) -> records.RecordFilter:
     vendor_id = db.parse_row_id(form["vendor"]) if form["vendor"] else None
     if form["vendor"] and vendor_id is None:
         raise InvalidInput("invalid_form", "vendor is a number")
-    card = admin.parse_uid(form["card"].replace(" ", "").replace(":", "")) if form["card"] else None
+    card = card_service.parse_uid(form["card"].replace(" ", "").replace(":", "")) if form["card"] else None
     return records.RecordFilter(first_day=first, last_day=last, vendor_id=vendor_id,
                                 card_uid=card, status=form["status"] or None)
 

@@ -9,13 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts, audit, directory
+from caisse import audit
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.messages import french
 from caisse.console.templating import ROLE_LABELS, confirm, redirect, render
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, NotFound
 from caisse.models import ConsoleUser
+from caisse.reports import directory
+from caisse.staff import accounts
 
 router = APIRouter(prefix="/users", dependencies=[Depends(require_page("users"))])
 own_router = APIRouter()  # every signed-in person: their own password

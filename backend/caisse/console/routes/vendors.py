@@ -1,7 +1,7 @@
 """Vendors: accreditation status and dates, kind, market, neighbourhood, IBAN, terminals.
 
 A new IBAN typed in the edit form is a request: another treasurer or administrator approves it
-on the vendor's page (caisse.admin); the services write the audit entries."""
+on the vendor's page (caisse.vendors.service); the services write the audit entries."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from caisse import accounts, accreditation, admin, audit, directory
+from caisse import audit
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.forms import optional_date
 from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, local_today, redirect, render
 from caisse.errors import CaisseError, NotFound
 from caisse.models import ConsoleUser, Role, Vendor, VendorIbanChange
+from caisse.reports import directory
+from caisse.staff import accounts
+from caisse.vendors import accreditation
+from caisse.vendors import service as vendor_service
 
 router = APIRouter(prefix="/vendors", dependencies=[Depends(require_page("vendors"))])
 Text = Annotated[str, Form()]
@@ -45,13 +49,13 @@ def create(request: Request, session: DbSession, user: CurrentUser, name: Text =
     form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban, "convention_status": convention_status,
             "convention_start": convention_start, "convention_end": convention_end}
     try:
-        vendor = admin.create_vendor(session, **_fields(form), by=user.email)
+        vendor = vendor_service.create_vendor(session, **_fields(form), by=user.email)
     except CaisseError as error:
         session.rollback()
         return render(request, "vendors/new.html", status_code=error.status_code, title="Conventionner un commerçant",
                       form=form, error=french(error))
     session.commit()
-    notice = admin.sepa_name_notice(vendor.name)
+    notice = vendor_service.sepa_name_notice(vendor.name)
     return redirect(f"/console/vendors/{vendor.id}", flash=f"Commerçant « {vendor.name} » enregistré." + (f" {notice}" if notice else ""))
 
 
@@ -66,7 +70,7 @@ def edit(request: Request, session: DbSession, user: CurrentUser, vendor_id: int
     """The vendor's own fields; its accreditation changes on its own page (criteria, visit, training)."""
     form = {"name": name, "kind": kind, "zone": zone, "market": market, "iban": iban}
     try:
-        updated = admin.update_vendor(session, vendor_id=vendor_id, name=name, kind=kind, zone=zone,
+        updated = vendor_service.update_vendor(session, vendor_id=vendor_id, name=name, kind=kind, zone=zone,
                                       market=market.strip() or None, iban=iban.strip() or None, by=user.email)
     except CaisseError as error:
         session.rollback()
@@ -76,7 +80,7 @@ def edit(request: Request, session: DbSession, user: CurrentUser, vendor_id: int
     if updated.iban_change is not None:
         flash += (f" Nouvel IBAN {updated.iban_change.iban} en attente : une autre personne de la trésorerie l'approuve"
                   " sur cette page ; les règlements préparés ensuite le paieront.")
-    if notice := admin.sepa_name_notice(updated.vendor.name):
+    if notice := vendor_service.sepa_name_notice(updated.vendor.name):
         flash += f" {notice}"
     return redirect(f"/console/vendors/{vendor_id}", flash=flash)
 
@@ -88,18 +92,18 @@ def iban_form(request: Request, session: DbSession, vendor_id: int) -> Response:
 
 def _iban_form(request: Request, session: DbSession, vendor_id: int, *, iban: str, error: str | None,
                status_code: int = 200) -> Response:
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
     return render(request, "vendors/iban.html", status_code=status_code, title=f"Nouvel IBAN : {vendor.name}", vendor=vendor,
-                  pending=admin.pending_iban_change(session, vendor_id=vendor_id), iban=iban, error=error)
+                  pending=vendor_service.pending_iban_change(session, vendor_id=vendor_id), iban=iban, error=error)
 
 
 @router.post("/{vendor_id}/iban")
 def request_iban(request: Request, session: DbSession, user: CurrentUser, vendor_id: int, iban: Text = "",
                  confirmed: Text = "") -> Response:
     """The IBAN typed is checked and shown with the current one; the request once that is confirmed."""
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
     try:
-        change = admin.request_iban_change(session, vendor_id=vendor_id, iban=iban, by=user.email)
+        change = vendor_service.request_iban_change(session, vendor_id=vendor_id, iban=iban, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _iban_form(request, session, vendor_id, iban=iban, error=french(error), status_code=error.status_code)
@@ -142,8 +146,8 @@ def reject_iban_form(request: Request, session: DbSession, vendor_id: int, chang
 
 def _change_of(session: DbSession, vendor_id: int, change_id: int) -> tuple[Vendor, VendorIbanChange]:
     """The vendor and its pending change `change_id` (a form cannot decide another vendor's)."""
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
-    change = admin.pending_iban_change(session, vendor_id=vendor_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
+    change = vendor_service.pending_iban_change(session, vendor_id=vendor_id)
     if change is None or change.id != change_id:
         raise NotFound("iban_change_not_found", f"no pending IBAN change {change_id} for vendor {vendor_id}")
     return vendor, change
@@ -152,7 +156,7 @@ def _change_of(session: DbSession, vendor_id: int, change_id: int) -> tuple[Vend
 @router.post("/{vendor_id}/iban/{change_id}/approve")
 def approve_iban(request: Request, session: DbSession, approver: IbanApprover, vendor_id: int, change_id: int) -> Response:
     try:
-        admin.approve_iban_change(session, change_id=change_id, by=approver.email)
+        vendor_service.approve_iban_change(session, change_id=change_id, by=approver.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error))
@@ -163,7 +167,7 @@ def approve_iban(request: Request, session: DbSession, approver: IbanApprover, v
 @router.post("/{vendor_id}/iban/{change_id}/reject")
 def reject_iban(request: Request, session: DbSession, user: CurrentUser, vendor_id: int, change_id: int) -> Response:
     try:
-        admin.reject_iban_change(session, change_id=change_id, by=user.email)
+        vendor_service.reject_iban_change(session, change_id=change_id, by=user.email)
     except CaisseError as error:
         session.rollback()
         return _detail(request, session, vendor_id, status_code=error.status_code, error=french(error))
@@ -172,11 +176,11 @@ def reject_iban(request: Request, session: DbSession, user: CurrentUser, vendor_
 
 
 def _detail(request: Request, session: DbSession, vendor_id: int, *, status_code: int = 200, **extra: Any) -> Response:
-    vendor = admin.get_vendor(session, vendor_id=vendor_id)
+    vendor = vendor_service.get_vendor(session, vendor_id=vendor_id)
     form = {key: ("" if value is None else str(value)) for key, value in vendor.model_dump(include=set(_FORM)).items()}
     return render(request, "vendors/detail.html", status_code=status_code, title=vendor.name, vendor=vendor,
-                  iban_change=admin.pending_iban_change(session, vendor_id=vendor_id),
-                  payable_cents=admin.vendor_payable_cents(session, vendor_id=vendor_id),
+                  iban_change=vendor_service.pending_iban_change(session, vendor_id=vendor_id),
+                  payable_cents=vendor_service.vendor_payable_cents(session, vendor_id=vendor_id),
                   terminals=directory.terminal_rows(session, vendor_id=vendor_id),
                   history=audit.events(session, subjects=[f"vendor:{vendor_id}"], limit=20),
                   accreditation_warning=accreditation.warning(vendor, today=local_today(request)),

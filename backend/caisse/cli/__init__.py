@@ -1,0 +1,1 @@
+"""The `caisse` command line: thin commands over the services, in French."""

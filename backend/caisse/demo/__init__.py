@@ -1,0 +1,1 @@
+"""The demo caisse that `caisse demo` builds."""

@@ -1,0 +1,1 @@
+"""Uploads from terminals: verification, storage, and the held records a person reviews."""

@@ -1,0 +1,1 @@
+"""Member households: the draw, invitations, means and household size, leaving, personal data."""

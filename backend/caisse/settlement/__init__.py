@@ -1,0 +1,1 @@
+"""Vendor payouts: settlement runs, the SEPA file, statements, the bank's answers."""

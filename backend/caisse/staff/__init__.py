@@ -1,0 +1,1 @@
+"""The caisse's staff: console accounts, roles, sessions, and who an action is recorded as."""

@@ -1,0 +1,1 @@
+"""Payment terminals: registration, what a terminal receives at sync, offline limits, health."""

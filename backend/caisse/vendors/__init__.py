@@ -1,0 +1,1 @@
+"""Vendors (producers and shops): their details, IBAN changes, accreditation."""
