@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -35,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -66,6 +67,14 @@ def _folded_postgresql(element: folded, compiler: Any, **kw: Any) -> str:
 def _folded_sqlite(element: folded, compiler: Any, **kw: Any) -> str:
     return f"caisse_fold({compiler.process(element.clauses, **kw)})"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Core table, for bulk statements (SQLModel sets `__table__` when it builds the
+    class, out of a type checker's sight)."""
+    table = inspect(model).local_table
+    assert isinstance(table, Table)
+    return table
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:

@@ -25,15 +25,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from caisse.config import Settings
-from caisse.db import column_in, is_postgresql
+from caisse.db import column_in, is_postgresql, table_of
 from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, unix_s, utcnow
 from caisse.terminals.sync import bump_blocked_cards
 from caisse_common import sun
 
 ZERO_AUTH = bytes(24)
-_card = Card.__table__  # type: ignore[attr-defined]
-_counter = CardCounter.__table__  # type: ignore[attr-defined]
-_sync = TerminalSync.__table__  # type: ignore[attr-defined]
+_card = table_of(Card)
+_counter = table_of(CardCounter)
+_sync = table_of(TerminalSync)
 
 # Why a card is refused, as staff and hold reasons say it.
 BLOCK_REASON_FR = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",

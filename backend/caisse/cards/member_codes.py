@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from caisse.config import Settings
-from caisse.db import is_postgresql
+from caisse.db import is_postgresql, table_of
 from caisse.errors import InvalidInput
 from caisse.members import households as household_service
 from caisse.models import Card, CodeFailure, Household, utcnow
@@ -38,8 +38,8 @@ assert FAILURE_ENTRY.size == 15
 MAX_FAILURES_BODY_BYTES = MAX_FAILURE_ENTRIES * FAILURE_ENTRY.size
 _CODE = re.compile(r"^[0-9]{4}$")
 
-_household = Household.__table__  # type: ignore[attr-defined]
-_code_failure = CodeFailure.__table__  # type: ignore[attr-defined]
+_household = table_of(Household)
+_code_failure = table_of(CodeFailure)
 
 
 def code_verifier(salt: bytes, code: str) -> bytes:

@@ -15,10 +15,11 @@ from datetime import datetime
 from sqlalchemy import String, cast, literal, select
 from sqlmodel import Session
 
+from caisse.db import table_of
 from caisse.models import Household, LedgerAccount
 
-_account = LedgerAccount.__table__  # type: ignore[attr-defined]
-_household = Household.__table__  # type: ignore[attr-defined]
+_account = table_of(LedgerAccount)
+_household = table_of(Household)
 
 
 @dataclass(frozen=True, slots=True)

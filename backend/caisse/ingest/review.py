@@ -36,7 +36,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
 from caisse import audit
-from caisse.db import column_in, get_by_id, is_postgresql
+from caisse.db import column_in, get_by_id, is_postgresql, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
@@ -56,8 +56,8 @@ class Decision(enum.StrEnum):
     REJECT = "reject"
 
 
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
-_terminal = Terminal.__table__  # type: ignore[attr-defined]
+_record = table_of(TransactionRecord)
+_terminal = table_of(Terminal)
 _HELD = str(ReviewStatus.HELD)
 
 

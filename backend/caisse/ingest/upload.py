@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from caisse.cards import authentication as card_auth
 from caisse.config import Settings
-from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql
+from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql, table_of
 from caisse.ingest import review
 from caisse.ledger import postings as ledger
 from caisse.models import (
@@ -63,11 +63,11 @@ _MAX_KEY_HINTS = 10_000
 # same key (it does unless the process talks to several databases, as the tests do).
 _key_hints: dict[int, bytes] = {}
 
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
-_rejected = RejectedUpload.__table__  # type: ignore[attr-defined]
-_budget = RejectionBudget.__table__  # type: ignore[attr-defined]
-_card = Card.__table__  # type: ignore[attr-defined]
-_terminal = Terminal.__table__  # type: ignore[attr-defined]
+_record = table_of(TransactionRecord)
+_rejected = table_of(RejectedUpload)
+_budget = table_of(RejectionBudget)
+_card = table_of(Card)
+_terminal = table_of(Terminal)
 
 
 class Reason(enum.StrEnum):

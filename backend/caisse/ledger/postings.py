@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from caisse.db import bind_value, insert_tuples, is_postgresql
+from caisse.db import bind_value, insert_tuples, is_postgresql, table_of
 from caisse.errors import InvalidInput
 from caisse.models import LedgerAccount, LedgerTransfer, utcnow
 
@@ -46,8 +46,8 @@ class AccountKind(enum.StrEnum):
     INCOME = "income"
     EXPENSE = "expense"
 
-_account = LedgerAccount.__table__  # type: ignore[attr-defined]
-_transfer = LedgerTransfer.__table__  # type: ignore[attr-defined]
+_account = table_of(LedgerAccount)
+_transfer = table_of(LedgerTransfer)
 
 
 class TransferKind(enum.StrEnum):

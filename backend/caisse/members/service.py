@@ -41,7 +41,7 @@ from sqlmodel import Session
 from caisse import audit
 from caisse.cards import service as card_service
 from caisse.config import LeavingBalance, Settings
-from caisse.db import get_by_id
+from caisse.db import get_by_id, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
@@ -376,4 +376,4 @@ def _aware(moment: datetime) -> datetime:
 
 
 
-ledger_transfer = LedgerTransfer.__table__  # type: ignore[attr-defined]
+ledger_transfer = table_of(LedgerTransfer)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, or_, select
 from sqlmodel import Session
 
-from caisse.db import folded, parse_row_id
+from caisse.db import folded, parse_row_id, table_of
 from caisse.ledger import postings as ledger
 from caisse.models import (
     Card,
@@ -314,8 +314,8 @@ def terminals_page(session: Session, *, query: str = "", status: str | None = No
 def terminal_rows(session: Session, *, vendor_id: int | None = None, status: str | None = None,
                   terminal_ids: list[int] | None = None) -> list[TerminalRow]:
     """Every terminal (of one vendor, in one status, or of these ids) with its record counts, by id."""
-    record = TransactionRecord.__table__  # type: ignore[attr-defined]
-    item = SettlementItem.__table__  # type: ignore[attr-defined]
+    record = table_of(TransactionRecord)
+    item = table_of(SettlementItem)
     accepted = record.c.status == str(RecordStatus.ACCEPTED)
     counts = (
         select(

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, false, func, select
 from sqlmodel import Session
 
+from caisse.db import table_of
 from caisse.errors import InvalidInput
 from caisse.fund.allowances import Month
 from caisse.models import Household, RecordStatus, Terminal, TransactionRecord, Vendor, VendorKind
@@ -28,10 +29,10 @@ from caisse_common.protocol import Kind
 MAX_MONTHS = 36
 PRODUCER_KINDS = (str(VendorKind.PRODUCER),)  # "reaching producers": paid to a producer's own terminal
 
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
-_terminal = Terminal.__table__  # type: ignore[attr-defined]
-_vendor = Vendor.__table__  # type: ignore[attr-defined]
-_household = Household.__table__  # type: ignore[attr-defined]
+_record = table_of(TransactionRecord)
+_terminal = table_of(Terminal)
+_vendor = table_of(Vendor)
+_household = table_of(Household)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, select
 from sqlmodel import Session
 
+from caisse.db import table_of
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor
 from caisse_common.protocol import Kind
 
 MAX_PAGE = 200
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
-_terminal = Terminal.__table__  # type: ignore[attr-defined]
-_vendor = Vendor.__table__  # type: ignore[attr-defined]
+_record = table_of(TransactionRecord)
+_terminal = table_of(Terminal)
+_vendor = table_of(Vendor)
 
 # The status filter, a closed set: key -> (French label, condition).
 STATUS_FILTERS: dict[str, tuple[str, ColumnElement[bool]]] = {

@@ -43,7 +43,7 @@ from sqlmodel import Session
 
 from caisse import audit
 from caisse.config import Settings
-from caisse.db import bind_value, get_by_id
+from caisse.db import bind_value, get_by_id, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
 from caisse.models import (
@@ -302,7 +302,7 @@ def _waiting_payments(session: Session, *, scan_from: int) -> list[int]:
                                  " WHERE id >= :scan_from AND kind = 2 AND review = 'held'"), {"scan_from": scan_from}).all()
     if not voids:
         return []
-    record = TransactionRecord.__table__  # type: ignore[attr-defined]
+    record = table_of(TransactionRecord)
     payments = session.execute(select(record.c.id, record.c.review).where(
         tuple_(record.c.terminal_id, record.c.seq).in_([tuple(v) for v in voids]))).all()
     return sorted(payment_id for payment_id, review in payments if review != ReviewStatus.HELD)
@@ -326,7 +326,7 @@ def _insert_items(session: Session, *, run_id: int, cutoff: int, terminals: list
 def _cutoff_params(session: Session, cutoff: int) -> dict[str, Any]:
     """The cut-off as the record's time (unix seconds) and as its reception time, for _DUE."""
     received = datetime.fromtimestamp(cutoff, UTC)
-    return {"cutoff": cutoff, "cutoff_received": bind_value(session, TransactionRecord.__table__.c.received_at, received)}  # type: ignore[attr-defined]
+    return {"cutoff": cutoff, "cutoff_received": bind_value(session, table_of(TransactionRecord).c.received_at, received)}
 
 
 def _expanding(sql: str) -> Any:

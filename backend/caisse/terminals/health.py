@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from caisse.db import is_postgresql
+from caisse.db import is_postgresql, table_of
 from caisse.models import Terminal, TerminalHealth, utcnow
 from caisse.terminals.service import terminal_public_key
 from caisse_common import protocol
@@ -34,7 +34,7 @@ ERROR_KIND_FR = {
     "sync": "Synchronisation", "other": "Autres",
 }
 _U32 = Annotated[StrictInt, Field(ge=0, le=0xFFFFFFFF)]
-_health = TerminalHealth.__table__  # type: ignore[attr-defined]
+_health = table_of(TerminalHealth)
 
 
 class HealthReport(BaseModel):

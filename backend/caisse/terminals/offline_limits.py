@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from sqlalchemy import case, func, select
 from sqlmodel import Session
 
-from caisse.db import id_in
+from caisse.db import id_in, table_of
 from caisse.models import FeedBalance, TerminalLimits, TerminalSync, TransactionRecord
 from caisse.money import euros
 from caisse.terminals.service import TerminalState
@@ -47,10 +47,10 @@ DAY_S = 86_400
 # records of a day (its log), so one step is the rule.
 _SCAN_ROWS = 4_096
 
-_record = TransactionRecord.__table__  # type: ignore[attr-defined]
-_limits = TerminalLimits.__table__  # type: ignore[attr-defined]
-_sync = TerminalSync.__table__  # type: ignore[attr-defined]
-_feed = FeedBalance.__table__  # type: ignore[attr-defined]
+_record = table_of(TransactionRecord)
+_limits = table_of(TerminalLimits)
+_sync = table_of(TerminalSync)
+_feed = table_of(FeedBalance)
 
 
 def terminal_day(time_s: int) -> int:

@@ -9,12 +9,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlmodel import Session
 
+from caisse.db import table_of
 from caisse.errors import TerminalRefused
 from caisse.models import Terminal, TerminalStatus
 from caisse_common import protocol
 
 MAX_TERMINAL_ID = 0xFFFFFFFF  # u32 on the wire
-_terminal = Terminal.__table__  # type: ignore[attr-defined]
+_terminal = table_of(Terminal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from caisse.config import Settings
-from caisse.db import bind_value, is_postgresql
+from caisse.db import bind_value, is_postgresql, table_of
 from caisse.errors import SyncUnauthorized
 from caisse.models import Card, CardStatus, Counter, FeedBalance, Household, LedgerAccount, Terminal, TerminalLimits, TerminalSync, Vendor, utcnow
 from caisse.terminals.service import TerminalState, lock_terminal, terminal_public_key
@@ -56,14 +56,14 @@ MAX_SINCE = 0xFFFFFFFF
 # X-Caisse-Firmware (docs/protocol.md#sync): at most 32 printable ASCII characters.
 _FIRMWARE_VERSION = re.compile(r"[\x20-\x7e]{1,32}")
 
-_counter = Counter.__table__  # type: ignore[attr-defined]
-_card = Card.__table__  # type: ignore[attr-defined]
-_terminal = Terminal.__table__  # type: ignore[attr-defined]
-_household = Household.__table__  # type: ignore[attr-defined]
-_terminal_sync = TerminalSync.__table__  # type: ignore[attr-defined]
-_account = LedgerAccount.__table__  # type: ignore[attr-defined]
-_terminal_limits = TerminalLimits.__table__  # type: ignore[attr-defined]
-_feed_balance = FeedBalance.__table__  # type: ignore[attr-defined]
+_counter = table_of(Counter)
+_card = table_of(Card)
+_terminal = table_of(Terminal)
+_household = table_of(Household)
+_terminal_sync = table_of(TerminalSync)
+_account = table_of(LedgerAccount)
+_terminal_limits = table_of(TerminalLimits)
+_feed_balance = table_of(FeedBalance)
 
 
 def take_cards_versions(session: Session, *, count: int) -> int:

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from caisse.cards import service as card_service
 from caisse.cards.service import MAX_CARDS_PER_HOUSEHOLD
+from caisse.db import table_of
 from caisse.errors import Conflict
 from caisse.members import households as household_service
 from caisse.models import Card, Terminal, utcnow
@@ -148,7 +149,7 @@ def test_more_than_512_changed_cards_are_paged_without_splitting_a_version(clien
     session.flush()
     cards = [{"uid": new_uid(), "household_id": h.id, "status": "active", "sync_version": 0, "created_at": utcnow()}
              for h in households for _ in range(15)]
-    session.execute(insert(Card.__table__), cards)  # type: ignore[attr-defined]  (fast path for 600 cards)
+    session.execute(insert(table_of(Card)), cards)  # fast path for 600 cards)
     for household in households:  # a household's cards share the version of its last balance change
         household_service.credit_household(session, household_id=household.id or 0, amount_cents=100)
     session.commit()
