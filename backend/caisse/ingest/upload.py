@@ -15,11 +15,11 @@ import enum
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -31,6 +31,7 @@ from caisse.ledger import postings as ledger
 from caisse.models import (
     Card,
     CardStatus,
+    ConventionStatus,
     RecordStatus,
     RejectedUpload,
     RejectionBudget,
@@ -108,7 +109,7 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs a few times more to build, once per record
 class RecordResult:
     index: int
     seq: int | None
@@ -146,7 +147,7 @@ class _Stored:
 
 class _Candidate(NamedTuple):
     """A well-formed record of the batch's terminal, waiting for its verdict."""
-    index: int  # in the uploaded batch
+    position: int  # in the uploaded batch
     raw: bytes
     record: Record
     digest: bytes
@@ -261,6 +262,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         payments=[(c.record, cards[c.record.card_uid].household_id) for c in candidates if c.record.card_uid in cards])
     deny_list_proofs: dict[int, int | None] = {}
     accreditations, zone = accreditation.states(session, vendor_id=vendor_id), ZoneInfo(settings.settlement_timezone)
+    open_from_s, open_until_s = _surely_accredited(accreditations)
 
     def deny_list_held_since(version: int) -> int | None:
         if version not in deny_list_proofs:
@@ -272,7 +274,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         existing = stored.get(seq)
         if existing is not None and existing.raw == raw:
             # Same bytes as a stored record: it verified then, it verifies now. Nothing changes.
-            results[index] = RecordResult(index=index, seq=seq, status=Outcome.DUPLICATE)
+            results[index] = RecordResult(index, seq, Outcome.DUPLICATE)
             continue
         if raw not in signature_ok:
             signature_ok[raw] = protocol.verify_digest(public_key, digest, record.signature)
@@ -325,7 +327,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         if budget is not None and household_id is not None:
             over_budget = budget.judge(record, household_id)  # every stored record counts in the day's spend
             hold = hold or over_budget
-        if reason is None and record.kind == Kind.PAYMENT:
+        if reason is None and record.kind == Kind.PAYMENT and not open_from_s <= judged_s < open_until_s:
             # Signed when the vendor could not take payments (its terminal had not heard, or lies
             # about its clock): a person decides. A void only gives money back: never held for it.
             hold = hold or accreditation.unaccredited_reason(accreditations, judged_s, zone)
@@ -334,11 +336,11 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
                 if why is not None:
                     batch.holds.setdefault(seq, why)
         if reason is not None:
-            results[index] = RecordResult(index=index, seq=seq, status=Outcome.REJECTED, reason=reason)
+            results[index] = RecordResult(index, seq, Outcome.REJECTED, reason)
             continue
         assert household_id is not None
         _post(batch, record, household_id=household_id, stored=stored)
-        results[index] = RecordResult(index=index, seq=seq, status=Outcome.ACCEPTED)
+        results[index] = RecordResult(index, seq, Outcome.ACCEPTED)
 
     _write(session, batch, vendor_id=vendor_id, stored=stored, status=status)
     if batch.holds:
@@ -352,13 +354,11 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         review.hold_terminal(session, terminal_id=terminal_id, reason=review.HOLD_SUSPECT)
     new_acked_seq = _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored=stored,
                                        covered=covered)
-    terminal_changes: dict[str, object] = {}
-    if new_acked_seq != acked_seq:
-        terminal_changes["acked_seq"] = new_acked_seq
     if flagged:
-        terminal_changes["status"] = TerminalStatus.SUSPECT
-    if terminal_changes:
-        session.execute(update(_terminal).where(_terminal.c.id == terminal_id).values(**terminal_changes))
+        session.execute(update(_terminal).where(_terminal.c.id == terminal_id)
+                        .values(acked_seq=new_acked_seq, status=TerminalStatus.SUSPECT))
+    elif new_acked_seq != acked_seq:
+        session.execute(_SET_ACKED_SEQ, {"terminal_id": terminal_id, "new_acked_seq": new_acked_seq})
     final = [r for r in results if r is not None]
     assert len(final) == prepared.count, "every record gets exactly one result"
     return BatchResult(results=final, acked_seq=new_acked_seq, terminal_flagged_suspect=flagged)
@@ -448,6 +448,38 @@ def dropped_rejections(session: Session, *, terminal_id: int) -> int:
     """Rejections of this terminal that were answered but not logged, over its budget."""
     dropped = session.execute(select(_budget.c.dropped).where(_budget.c.source == f"terminal:{terminal_id}")).scalar_one_or_none()
     return int(dropped or 0)
+
+
+_DAY_S = 86_400
+_EPOCH_DAY = date(1970, 1, 1)
+_ALWAYS = (-(2**63), 2**63)
+
+
+def _surely_accredited(history: list[accreditation.State]) -> tuple[int, int]:
+    """[from, until) in Unix seconds where accreditation.unaccredited_reason is surely None, found
+    without the local date it computes per moment (a time zone conversion per record otherwise).
+
+    The state in force there is the last one (a single state is in force at every moment). Its
+    dates are judged on the settlement zone's local date, whose UTC offset is under a day either
+    way (as Python requires of any tzinfo): a moment a full day after the UTC midnight that starts
+    `starts_on` is on or after it in every zone, and one a full day before the UTC midnight that
+    ends `ends_on` is on or before it. Moments outside the window are judged in full."""
+    if not history:
+        return _ALWAYS
+    state = history[-1]
+    if state.status != ConventionStatus.ACTIVE:
+        return 0, 0
+    open_from_s = state.since_s if len(history) > 1 else _ALWAYS[0]
+    open_until_s = _ALWAYS[1]
+    if state.starts_on is not None:
+        open_from_s = max(open_from_s, _utc_midnight_s(state.starts_on) + _DAY_S)
+    if state.ends_on is not None:
+        open_until_s = _utc_midnight_s(state.ends_on)  # the UTC end of ends_on, less a day
+    return open_from_s, open_until_s
+
+
+def _utc_midnight_s(day: date) -> int:
+    return (day - _EPOCH_DAY).days * _DAY_S
 
 
 def _judged_time(record: Record, *, received_s: int, previous: _Stored | None, settings: Settings) -> tuple[int, str | None]:
@@ -546,19 +578,24 @@ def _postings(batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored]) -> l
     vendor_held; a void of a held payment vendor_held -> member, held with it; a void held on its
     own vendor_payable -> vendor_held. A void's hold reason becomes its payment's decision."""
     payable, held = ledger.vendor_payable_code(vendor_id), ledger.vendor_held_code(vendor_id)
+    terminal_id, holds = batch.terminal_id, batch.holds
+    members = {household_id: ledger.member_code(household_id) for household_id in batch.households}
     postings = []
     for kind, seq, ref_seq, household_id, amount in batch.postings:
-        reference, member = ledger.record_reference(batch.terminal_id, seq), ledger.member_code(household_id)
+        reference, member = ledger.record_reference(terminal_id, seq), members[household_id]
         if kind == Kind.PAYMENT:
-            postings.append(_Posting(member, held if seq in batch.holds else payable, amount, ledger.TransferKind.PAYMENT, reference))
+            postings.append(_Posting(member, held if seq in holds else payable, amount, _PAYMENT_TRANSFER, reference))
             continue
         payment = stored[ref_seq]
-        if payment.review == ReviewStatus.HELD or (payment.new_row is not None and ref_seq in batch.holds):
-            batch.holds[seq] = review.FOLLOWS_PAYMENT
-            postings.append(_Posting(held, member, amount, ledger.TransferKind.VOID, reference))
+        if payment.review == ReviewStatus.HELD or (payment.new_row is not None and ref_seq in holds):
+            holds[seq] = review.FOLLOWS_PAYMENT
+            postings.append(_Posting(held, member, amount, _VOID_TRANSFER, reference))
         else:
-            postings.append(_Posting(payable, held if seq in batch.holds else member, amount, ledger.TransferKind.VOID, reference))
+            postings.append(_Posting(payable, held if seq in holds else member, amount, _VOID_TRANSFER, reference))
     return postings
+
+
+_PAYMENT_TRANSFER, _VOID_TRANSFER = ledger.TransferKind.PAYMENT, ledger.TransferKind.VOID
 
 
 _RECORD_COLUMNS = ("terminal_id", "seq", "raw", "digest", "kind", "flags", "time", "amount_cents", "ref_seq", "card_uid",
@@ -572,9 +609,12 @@ def _new_row(terminal_id: int, seq: int, raw: bytes, digest: bytes, record: Reco
     return [
         terminal_id, seq, raw, digest, int(record.kind), record.flags, record.time, record.amount_cents, record.ref_seq,
         record.card_uid, record.card_auth, record.prev_hash, household_id,
-        RecordStatus.ACCEPTED.value if reason is None else RecordStatus.REJECTED.value,
+        _STORED_ACCEPTED if reason is None else _STORED_REJECTED,
         None if reason is None else reason.value, chain_verified, False, received_at,
     ]
+
+
+_STORED_ACCEPTED, _STORED_REJECTED = RecordStatus.ACCEPTED.value, RecordStatus.REJECTED.value
 
 
 def _load_neighbourhood(
@@ -592,16 +632,12 @@ def _load_neighbourhood(
         return {}, wanted
     low, high = min(wanted), max(wanted)
     covered: range | set[int] = range(low, high + 1) if high - low < 2 * len(wanted) else wanted
-    rows = session.execute(
-        select(
-            _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
-            _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
-            _record.c.time, _record.c.flags, _record.c.review,
-        ).where(
-            _record.c.terminal_id == terminal_id,
-            _record.c.seq.between(low, high) if isinstance(covered, range) else column_in(session, _record.c.seq, sorted(wanted)),
-        )
-    )
+    if isinstance(covered, range):
+        rows = session.execute(_NEIGHBOURHOOD_RANGE, {"terminal_id": terminal_id, "low": low, "high": high}).all()
+    else:
+        rows = session.execute(
+            _NEIGHBOURHOOD.where(_record.c.terminal_id == terminal_id, column_in(session, _record.c.seq, sorted(wanted)))
+        ).all()
     return {
         seq: _Stored(raw=bytes(raw), digest=bytes(digest), prev_hash=bytes(prev_hash), kind=kind, status=status,
                      card_uid=bytes(card_uid), amount_cents=amount, household_id=household_id,
@@ -611,6 +647,16 @@ def _load_neighbourhood(
     }, covered
 
 
+# Built once: building a statement costs more than running it (SQLAlchemy then finds it compiled in its cache).
+_NEIGHBOURHOOD = select(
+    _record.c.seq, _record.c.raw, _record.c.digest, _record.c.prev_hash, _record.c.kind, _record.c.status,
+    _record.c.card_uid, _record.c.amount_cents, _record.c.household_id, _record.c.chain_verified, _record.c.voided,
+    _record.c.time, _record.c.flags, _record.c.review,
+)
+_NEIGHBOURHOOD_RANGE = _NEIGHBOURHOOD.where(
+    _record.c.terminal_id == bindparam("terminal_id"), _record.c.seq.between(bindparam("low"), bindparam("high"))
+)
+_SET_ACKED_SEQ = update(_terminal).where(_terminal.c.id == bindparam("terminal_id")).values(acked_seq=bindparam("new_acked_seq"))
 _CARD_COLUMNS = "uid, household_id, status, blocked_at, id, card_type = 'secure', blocked_version, block_reason"
 
 
@@ -618,17 +664,14 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
     if not uids:
         return {}
     connection = session.connection()
+    parse: Callable[[object], object] | None = None
     if connection.dialect.name == "sqlite":
         # Straight to the driver: SQLAlchemy's per-value binary wrapping of a long IN list costs
-        # more than the query. blocked_at is rare, so it is parsed only when present.
+        # more than the query. blocked_at is rare, so it is parsed (text to datetime) only when present.
         parse = _card.c.blocked_at.type._cached_result_processor(connection.dialect, None)
-        rows = [
-            (uid, household_id, status, blocked_at if blocked_at is None or parse is None else parse(blocked_at), *rest)
-            for uid, household_id, status, blocked_at, *rest in connection.exec_driver_sql(
-                f"SELECT {_CARD_COLUMNS} FROM card WHERE uid IN ({', '.join('?' * len(uids))})",
-                tuple(uids),
-            )
-        ]
+        rows = connection.exec_driver_sql(
+            f"SELECT {_CARD_COLUMNS} FROM card WHERE uid IN ({', '.join('?' * len(uids))})", tuple(uids)
+        ).all()
     else:
         # One text parameter of hex UIDs: psycopg dumps a list of bytes element by element in
         # Python, escaping each, which costs more than the query.
@@ -638,8 +681,8 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
             (",".join(uid.hex() for uid in uids),),
         ).all()
     return {
-        bytes(uid): _CardRow(household_id, status, None if blocked_at is None else unix_s(blocked_at), card_id, bool(secure),
-                             blocked_version, block_reason)
+        bytes(uid): _CardRow(household_id, status, None if blocked_at is None else unix_s(blocked_at if parse is None else parse(blocked_at)),
+                             card_id, bool(secure), blocked_version, block_reason)
         for uid, household_id, status, blocked_at, card_id, secure, blocked_version, block_reason in rows
     }
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from caisse.db import table_of
@@ -16,6 +16,13 @@ from caisse_common import protocol
 
 MAX_TERMINAL_ID = 0xFFFFFFFF  # u32 on the wire
 _terminal = table_of(Terminal)
+# Built once (every upload and sync runs it): building a statement costs more than running it.
+_LOCK_TERMINAL = (
+    select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq,
+           _terminal.c.secure_element, _terminal.c.limits_version, _terminal.c.cards_version_sent)
+    .where(_terminal.c.id == bindparam("terminal_id"))
+    .with_for_update(key_share=True)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +51,7 @@ def lock_terminal(session: Session, *, terminal_id: int) -> TerminalState:
     """
     if not 0 < terminal_id <= MAX_TERMINAL_ID:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
-    row = session.execute(
-        select(_terminal.c.vendor_id, _terminal.c.public_key, _terminal.c.status, _terminal.c.acked_seq,
-               _terminal.c.secure_element, _terminal.c.limits_version, _terminal.c.cards_version_sent)
-        .where(_terminal.c.id == terminal_id)
-        .with_for_update(key_share=True)
-    ).one_or_none()
+    row = session.execute(_LOCK_TERMINAL, {"terminal_id": terminal_id}).one_or_none()
     if row is None:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
     vendor_id, public_key, status, acked_seq, secure_element, limits_version, cards_version_sent = row
