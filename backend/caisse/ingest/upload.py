@@ -29,6 +29,7 @@ from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_post
 from caisse.ingest import review
 from caisse.ledger import postings as ledger
 from caisse.models import (
+    AccreditationState,
     Card,
     CardStatus,
     ConventionStatus,
@@ -69,6 +70,7 @@ _rejected = table_of(RejectedUpload)
 _budget = table_of(RejectionBudget)
 _card = table_of(Card)
 _terminal = table_of(Terminal)
+_accreditation = table_of(AccreditationState)
 
 
 class Reason(enum.StrEnum):
@@ -261,7 +263,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         session, terminal_id=terminal_id, terminal=terminal,
         payments=[(c.record, cards[c.record.card_uid].household_id) for c in candidates if c.record.card_uid in cards])
     deny_list_proofs: dict[int, int | None] = {}
-    accreditations, zone = accreditation.states(session, vendor_id=vendor_id), ZoneInfo(settings.settlement_timezone)
+    accreditations, zone = _accreditation_history(session, vendor_id=vendor_id), ZoneInfo(settings.settlement_timezone)
     open_from_s, open_until_s = _surely_accredited(accreditations)
 
     def deny_list_held_since(version: int) -> int | None:
@@ -358,7 +360,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         session.execute(update(_terminal).where(_terminal.c.id == terminal_id)
                         .values(acked_seq=new_acked_seq, status=TerminalStatus.SUSPECT))
     elif new_acked_seq != acked_seq:
-        session.execute(_SET_ACKED_SEQ, {"terminal_id": terminal_id, "new_acked_seq": new_acked_seq})
+        session.connection().execute(_SET_ACKED_SEQ, {"terminal_id": terminal_id, "new_acked_seq": new_acked_seq})
     final = [r for r in results if r is not None]
     assert len(final) == prepared.count, "every record gets exactly one result"
     return BatchResult(results=final, acked_seq=new_acked_seq, terminal_flagged_suspect=flagged)
@@ -453,6 +455,13 @@ def dropped_rejections(session: Session, *, terminal_id: int) -> int:
 _DAY_S = 86_400
 _EPOCH_DAY = date(1970, 1, 1)
 _ALWAYS = (-(2**63), 2**63)
+
+
+def _accreditation_history(session: Session, *, vendor_id: int) -> list[accreditation.State]:
+    """accreditation.states, through a statement built once: on the ORM entity, built per call,
+    the query cost a quarter of a small batch's server time."""
+    rows = session.connection().execute(_ACCREDITATION_HISTORY, {"vendor_id": vendor_id}).all()
+    return [accreditation.State(status, starts_on, ends_on, unix_s(since)) for status, starts_on, ends_on, since in rows]
 
 
 def _surely_accredited(history: list[accreditation.State]) -> tuple[int, int]:
@@ -633,7 +642,7 @@ def _load_neighbourhood(
     low, high = min(wanted), max(wanted)
     covered: range | set[int] = range(low, high + 1) if high - low < 2 * len(wanted) else wanted
     if isinstance(covered, range):
-        rows = session.execute(_NEIGHBOURHOOD_RANGE, {"terminal_id": terminal_id, "low": low, "high": high}).all()
+        rows = session.connection().execute(_NEIGHBOURHOOD_RANGE, {"terminal_id": terminal_id, "low": low, "high": high}).all()
     else:
         rows = session.execute(
             _NEIGHBOURHOOD.where(_record.c.terminal_id == terminal_id, column_in(session, _record.c.seq, sorted(wanted)))
@@ -655,6 +664,17 @@ _NEIGHBOURHOOD = select(
 )
 _NEIGHBOURHOOD_RANGE = _NEIGHBOURHOOD.where(
     _record.c.terminal_id == bindparam("terminal_id"), _record.c.seq.between(bindparam("low"), bindparam("high"))
+)
+_ACCREDITATION_HISTORY = (
+    select(_accreditation.c.status, _accreditation.c.starts_on, _accreditation.c.ends_on, _accreditation.c.since)
+    .where(_accreditation.c.vendor_id == bindparam("vendor_id"))
+    .order_by(_accreditation.c.since, _accreditation.c.id)
+)
+_ACKED_SCAN = (
+    select(_record.c.seq)
+    .where(_record.c.terminal_id == bindparam("terminal_id"), _record.c.seq > bindparam("acked_seq"))
+    .order_by(_record.c.seq)
+    .limit(_ACKED_SCAN_ROWS)
 )
 _SET_ACKED_SEQ = update(_terminal).where(_terminal.c.id == bindparam("terminal_id")).values(acked_seq=bindparam("new_acked_seq"))
 _CARD_COLUMNS = "uid, household_id, status, blocked_at, id, card_type = 'secure', blocked_version, block_reason"
@@ -751,12 +771,7 @@ def _advance_acked_seq(
     if acked_seq + 1 in covered:
         return acked_seq
     while True:  # records stored earlier beyond what this batch read
-        seqs = session.execute(
-            select(_record.c.seq)
-            .where(_record.c.terminal_id == terminal_id, _record.c.seq > acked_seq)
-            .order_by(_record.c.seq)
-            .limit(_ACKED_SCAN_ROWS)
-        ).scalars().all()
+        seqs = session.connection().execute(_ACKED_SCAN, {"terminal_id": terminal_id, "acked_seq": acked_seq}).scalars().all()
         for seq in seqs:
             if seq != acked_seq + 1:
                 return acked_seq

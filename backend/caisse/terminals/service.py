@@ -51,7 +51,7 @@ def lock_terminal(session: Session, *, terminal_id: int) -> TerminalState:
     """
     if not 0 < terminal_id <= MAX_TERMINAL_ID:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
-    row = session.execute(_LOCK_TERMINAL, {"terminal_id": terminal_id}).one_or_none()
+    row = session.connection().execute(_LOCK_TERMINAL, {"terminal_id": terminal_id}).one_or_none()
     if row is None:
         raise TerminalRefused("unknown_terminal", f"no terminal {terminal_id}")
     vendor_id, public_key, status, acked_seq, secure_element, limits_version, cards_version_sent = row
