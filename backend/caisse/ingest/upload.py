@@ -271,6 +271,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             deny_list_proofs[version] = card_auth.deny_list_held_since(session, terminal_id=terminal_id, version=version)
         return deny_list_proofs[version]
 
+    postings, households = batch.postings, batch.households
     for index, raw, record, digest in candidates:
         seq = record.seq
         existing = stored.get(seq)
@@ -302,7 +303,7 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         judged_s, time_hold = _judged_time(record, received_s=received_s, previous=previous, settings=settings)
         reason, household_id, hold = _business_verdict(record, judged_s=judged_s, cards=cards, stored=stored,
                                                        settings=settings, deny_list_held_since=deny_list_held_since)
-        if reason == Reason.UNKNOWN_PAYMENT and stored.get(record.ref_seq) is None:
+        if reason is Reason.UNKNOWN_PAYMENT and stored.get(record.ref_seq) is None:
             # The voided payment is in a gap: it may still arrive. Judging the void now would make
             # the outcome depend on upload order, so it is not stored; the terminal sends it again
             # (acked_seq cannot pass the gap) and it is judged once the payment is here.
@@ -318,10 +319,9 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
         row = _new_row(terminal_id, seq, raw, digest, record, household_id, reason,
                        chain_verified=seq == 1 or previous is not None, received_at=batch.received_at)
         batch.new_rows.append(row)
-        stored[seq] = _Stored(
-            raw=raw, digest=digest, prev_hash=record.prev_hash, kind=record.kind, status=row[_STATUS],
-            card_uid=record.card_uid, amount_cents=record.amount_cents, household_id=household_id,
-            chain_verified=row[_CHAIN_VERIFIED], voided=False, time=record.time, flags=record.flags, new_row=row,
+        stored[seq] = _Stored(  # positional, in field order: keywords cost twice as much, once per record
+            raw, digest, record.prev_hash, record.kind, row[_STATUS], record.card_uid, record.amount_cents, household_id,
+            row[_CHAIN_VERIFIED], False, record.time, record.flags, None, row,
         )
         card = cards.get(record.card_uid)
         if card is not None and card.secure and record.kind == Kind.PAYMENT:
@@ -341,7 +341,11 @@ def ingest_prepared(session: Session, prepared: PreparedBatch, *, settings: Sett
             results[index] = RecordResult(index, seq, Outcome.REJECTED, reason)
             continue
         assert household_id is not None
-        _post(batch, record, household_id=household_id, stored=stored)
+        if record.kind == Kind.PAYMENT:
+            postings.append(_Accepted(Kind.PAYMENT, seq, 0, household_id, record.amount_cents))
+            households.add(household_id)
+        else:
+            _post_void(batch, record, stored=stored)
         results[index] = RecordResult(index, seq, Outcome.ACCEPTED)
 
     _write(session, batch, vendor_id=vendor_id, stored=stored, status=status)
@@ -565,11 +569,7 @@ def _check_secure_card(batch: _Batch, record: Record, *, card_id: int, settings:
     batch.flags.setdefault(card_id, problem)
 
 
-def _post(batch: _Batch, record: Record, *, household_id: int, stored: dict[int, _Stored]) -> None:
-    if record.kind == Kind.PAYMENT:
-        batch.postings.append(_Accepted(Kind.PAYMENT, record.seq, 0, household_id, record.amount_cents))
-        batch.households.add(household_id)
-        return
+def _post_void(batch: _Batch, record: Record, *, stored: dict[int, _Stored]) -> None:
     payment = stored[record.ref_seq]
     assert payment.household_id is not None and not payment.voided
     payment.voided = True
