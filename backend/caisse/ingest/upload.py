@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, case, select, update
@@ -436,7 +436,7 @@ def _take_budget(session: Session, *, source: str, minute: int, wanted: int, lim
     """How many of `wanted` rows `source` may still log this minute, counting them as used; the
     rest are added to its dropped count. One upsert, whose row lock serializes concurrent batches."""
     dialect = postgresql if is_postgresql(session) else sqlite
-    statement = dialect.insert(_budget).values(source=source, minute=minute, used=wanted, dropped=0)  # type: ignore[attr-defined]
+    statement = dialect.insert(_budget).values(source=source, minute=minute, used=wanted, dropped=0)
     same_minute = _budget.c.minute == statement.excluded.minute
     statement = statement.on_conflict_do_update(
         index_elements=[_budget.c.source],
@@ -684,10 +684,10 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
     if not uids:
         return {}
     connection = session.connection()
-    parse: Callable[[object], object] | None = None
+    parse: Callable[[Any], Any] | None = None  # SQLite's text to datetime
     if connection.dialect.name == "sqlite":
         # Straight to the driver: SQLAlchemy's per-value binary wrapping of a long IN list costs
-        # more than the query. blocked_at is rare, so it is parsed (text to datetime) only when present.
+        # more than the query. blocked_at is rare, so it is parsed only when present.
         parse = _card.c.blocked_at.type._cached_result_processor(connection.dialect, None)
         rows = connection.exec_driver_sql(
             f"SELECT {_CARD_COLUMNS} FROM card WHERE uid IN ({', '.join('?' * len(uids))})", tuple(uids)
@@ -701,10 +701,15 @@ def _load_cards(session: Session, *, uids: set[bytes]) -> dict[bytes, _CardRow]:
             (",".join(uid.hex() for uid in uids),),
         ).all()
     return {
-        bytes(uid): _CardRow(household_id, status, None if blocked_at is None else unix_s(blocked_at if parse is None else parse(blocked_at)),
+        bytes(uid): _CardRow(household_id, status,
+                             None if blocked_at is None else _unix_s_or_none(blocked_at if parse is None else parse(blocked_at)),
                              card_id, bool(secure), blocked_version, block_reason)
         for uid, household_id, status, blocked_at, card_id, secure, blocked_version, block_reason in rows
     }
+
+
+def _unix_s_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else unix_s(moment)
 
 
 def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int, _Stored], status: str) -> None:
