@@ -36,7 +36,7 @@ _counter = table_of(CardCounter)
 _sync = table_of(TerminalSync)
 
 # Why a card is refused, as staff and hold reasons say it.
-BLOCK_REASON_FR = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
+BLOCK_REASON_FR: dict[str, str] = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
                 BlockReason.FLAGGED: "suspectée de clonage", BlockReason.LEFT: "foyer parti"}
 
 

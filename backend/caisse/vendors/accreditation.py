@@ -29,7 +29,7 @@ from caisse.staff import accounts
 
 WARNING_DAYS = 30  # the console warns this long before an accreditation ends
 MAX_LABEL_CHARS = 200
-STATUS_LABELS = {ConventionStatus.PENDING: "en attente", ConventionStatus.ACTIVE: "conventionné",
+STATUS_LABELS: dict[str, str] = {ConventionStatus.PENDING: "en attente", ConventionStatus.ACTIVE: "conventionné",
                  ConventionStatus.SUSPENDED: "suspendu", ConventionStatus.ENDED: "terminé"}
 
 
