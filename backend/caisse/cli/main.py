@@ -36,6 +36,7 @@ from caisse_common import sun
 from caisse_common.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
 
 if TYPE_CHECKING:
+    from caisse.simulation import SimulationConfig
     from caisse_common.pn532_uart import PN532Uart
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
@@ -341,7 +342,7 @@ def accreditation_show(vendor_id: Annotated[int, typer.Argument(help="Numéro du
         return now, [(c.id or 0, c.label, c.retired) for c in accreditation.criteria(session, include_retired=True)]
 
     now, criteria = _run(read)
-    typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")  # type: ignore[call-overload]
+    typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")
     for label, value in (("début", now.starts_on), ("fin", now.ends_on), ("visite le", now.visited_on),
                          ("visite par", now.visited_by), ("formation le", now.trained_on)):
         typer.echo(f"{label}\t{value if value is not None else '—'}")
@@ -1271,7 +1272,7 @@ def simulate(
         _simulate_many(configs)
 
 
-def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _simulate_one(config: SimulationConfig, *, as_json: bool) -> None:
     from caisse.simulation import SimulationError
     from caisse.simulation import simulate as run_simulation
     from caisse.simulation.report import as_json as report_json
@@ -1293,7 +1294,7 @@ def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-
         raise typer.Exit(1)
 
 
-def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
+def _simulate_many(configs: list[SimulationConfig]) -> None:
     """One line per seed (what broke, if anything), then how long it all took."""
     import time
 
