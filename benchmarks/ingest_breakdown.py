@@ -5,7 +5,8 @@
 Companion of benchmarks/ingest.py: same fresh database and seed, then each stage of an upload is
 timed in thread CPU time (so other processes on the machine do not count): reading the JSON
 body and base64, `protocol.decode`, `protocol.verify_digest`, and `ingest_batch` + commit (which
-includes decode and verify again, plus SQL and ledger). Prints microseconds per record.
+includes decode and verify again, plus SQL and ledger), that last one also by phase (each stage
+function of caisse.ingest.upload wrapped in a thread-CPU timer). Prints microseconds per record.
 With --sync-v2 every terminal syncs v2 first, so ingestion judges the offline budget
 (caisse.terminals.offline_limits) of every batch.
 """
@@ -14,19 +15,23 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import cProfile
+import functools
 import json
 import pstats
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ingest import encode_batches, fresh_database, prepare_schema, seed, sign_records
 
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
 from caisse.demo.seed import AdminApi, DemoTerminal
+from caisse.ingest import upload
 from caisse.ingest.upload import ingest_batch
 from caisse.main import create_app
 from caisse_common import protocol
@@ -57,6 +62,38 @@ AREAS = (  # first match wins: (label, substring of "file:function")
     ("ledger + sync counters", "caisse/terminals/sync.py"),
     ("offline budget (offline_limits.py)", "caisse/terminals/offline_limits.py"),
 )
+
+
+# The stages of an upload, as named in caisse.ingest.upload (called through its module globals).
+PHASES = ("prepare_batch", "_decode_all", "_verify_before_locking", "ingest_prepared", "lock_terminal",
+          "_load_neighbourhood", "_load_cards", "_accreditation_history", "_write", "_postings", "bump_cards",
+          "_advance_acked_seq")
+PHASES_CALLED_BY_INGEST_PREPARED = ("lock_terminal", "_load_neighbourhood", "_load_cards", "_accreditation_history",
+                                    "_write", "_advance_acked_seq")
+
+
+@contextlib.contextmanager
+def timed_phases(totals: dict[str, float]) -> Iterator[None]:
+    """Wrap each phase of caisse.ingest.upload in a thread-CPU timer for the duration of the block."""
+    originals = {name: getattr(upload, name) for name in PHASES}
+
+    def timer(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[name] = totals.get(name, 0.0) + time.thread_time() - start
+        return timed
+
+    for name, function in originals.items():
+        setattr(upload, name, timer(name, function))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(upload, name, function)
 
 
 def by_area(stats: pstats.Stats) -> list[tuple[str, float]]:
@@ -114,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                     ingest_batch(session, terminal_id=batch.terminal_id, raw_records=records, settings=settings)
                     session.commit()
 
-        costs["ingest_batch + commit (all of it)"] = cpu_us_per_record(ingest_all, args.n)
+        phases: dict[str, float] = {}
+        with timed_phases(phases):
+            costs["ingest_batch + commit (all of it)"] = cpu_us_per_record(ingest_all, args.n)
+        phases["ingest_prepared's own loop"] = phases["ingest_prepared"] - sum(
+            phases.get(name, 0.0) for name in PHASES_CALLED_BY_INGEST_PREPARED)
         profile = cProfile.Profile(time.thread_time)
         with fresh_database(args.db) as second_url:  # the same work again, on a fresh database, profiled
             prepare_schema(second_url)
@@ -132,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<36} {cost:7.1f} µs")
     print(f"  {'ingest minus decode and verify':<36} {rest:7.1f} µs  (SQL, SQLAlchemy, ledger, ingestion logic)")
     print("  (the database server's own CPU is not counted for PostgreSQL)")
+    print("ingest_batch + commit by phase (thread CPU, nested phases counted in their callers too):")
+    for name, seconds in sorted(phases.items(), key=lambda item: -item[1]):
+        print(f"  {name:<36} {1e6 * seconds / args.n:7.1f} µs")
     print("ingest_batch + commit by where the code lives (cProfile self time; profiling inflates Python code):")
     for name, share in by_area(pstats.Stats(profile)):
         print(f"  {name:<36} {100 * share:5.1f} %")
