@@ -59,8 +59,8 @@ from caisse.models import (
     utcnow,
 )
 from caisse.money import euros
-from caisse.settlement.sepa import Payout, sepa_text, write_sepa
-from caisse.settlement.statements import StatementVendor, write_statements, write_summary
+from caisse.settlement.sepa import Message, Payout, sepa_text, write_sepa
+from caisse.settlement.statements import PARALLEL_FROM_RECORDS, StatementVendor, record_count, worker_pool, write_statements, write_summary
 from caisse.staff import accounts
 from caisse_common import protocol
 
@@ -462,9 +462,12 @@ def export_run(session: Session, *, run_id: int, settings: Settings, by: str = A
     shutil.rmtree(staging, ignore_errors=True)  # left by a crash: rebuilt from the same items
     staging.mkdir(parents=True)
     today = datetime.now(ZoneInfo(settings.settlement_timezone)).date()
-    run.execution_date = write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings, today=today)
-    write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
-                     vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts])
+    # A large run's files are written by worker processes: the SEPA file beside the statements.
+    with worker_pool(parallel=record_count(session, run_id=run_id) >= PARALLEL_FROM_RECORDS) as jobs:
+        sepa_file = jobs.submit(write_sepa, staging / "virements-sepa.xml", Message.of(run), payouts, settings, today)
+        write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
+                         vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts], jobs=jobs)
+        run.execution_date = sepa_file.result()
     write_summary(session, staging / "resume.csv", run=run, timezone=settings.settlement_timezone,
                   differences=[d.french() for d in payable_differences(session)])
     shutil.rmtree(folder, ignore_errors=True)
