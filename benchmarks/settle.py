@@ -100,7 +100,9 @@ def add_day(engine: Engine, *, n: int, vendors: int, seq0: int, t0: int) -> None
     else:  # fold the seed's WAL into the file now, not during the timed run's first commit
         raw = engine.raw_connection()
         try:
-            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            driver = raw.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             raw.close()
 

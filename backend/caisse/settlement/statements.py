@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.db import is_postgresql, table_of
 from caisse.models import BankReturn, LineStatus, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
@@ -101,8 +101,11 @@ class Repaid(NamedTuple):
 
 
 # Runs with at least this many records render their statements in worker processes, one per
-# core: starting them (an interpreter importing fpdf2) costs more than it saves on a small run.
+# core: starting them (an interpreter importing fpdf2) costs more than it saves on a small run. A
+# statement costs about as much as _STATEMENT_RECORDS lines besides its lines (~1 ms: the PDF's
+# objects), so a night of a thousand vendors and a few records each is large too.
 PARALLEL_FROM_RECORDS = 100_000
+_STATEMENT_RECORDS = 200
 # Vendors go to the workers in batches of about this many records (one message per batch, not one
 # per vendor), at most _IN_FLIGHT batches not written yet: bounds the memory of a large run.
 _BATCH_RECORDS = 20_000
@@ -140,7 +143,7 @@ def write_statements(session: Session, folder: Path, *, run: SettlementRun, vend
     held = _held_by_vendor(session, before_time=run.cutoff_time)
     with contextlib.ExitStack() as stack:
         if jobs is None:
-            jobs = stack.enter_context(worker_pool(parallel=record_count(session, run_id=run.id) >= PARALLEL_FROM_RECORDS))
+            jobs = stack.enter_context(worker_pool(parallel=is_large(session, run_id=run.id)))
         pending: collections.deque[Future[None]] = collections.deque()
         batch: list[_StatementInput] = []
         records = 0
@@ -276,11 +279,13 @@ def worker_pool(*, parallel: bool) -> Iterator[Jobs]:
         pool.shutdown(cancel_futures=True)
 
 
-def record_count(session: Session, *, run_id: int) -> int:
-    """The records a run pays (what decides whether its files are rendered by worker processes)."""
+def is_large(session: Session, *, run_id: int) -> bool:
+    """Whether a run's files are worth writing in worker processes (PARALLEL_FROM_RECORDS)."""
     line = table_of(SettlementLine)
-    return int(session.execute(select(func.coalesce(func.sum(line.c.record_count), 0))
-                               .where(line.c.run_id == run_id)).scalar_one())
+    records, statements = session.execute(
+        select(func.coalesce(func.sum(line.c.record_count), 0), func.count().filter(line.c.status == LineStatus.PAID))
+        .where(line.c.run_id == run_id)).one()
+    return int(records) + _STATEMENT_RECORDS * int(statements) >= PARALLEL_FROM_RECORDS
 
 
 _ITEMS_SQL = ("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
@@ -331,8 +336,8 @@ def _repaid_by_vendor(session: Session, *, run_id: int) -> dict[int, list[Repaid
     """Per vendor, the transfers the bank returned that this run pays again, in the order received."""
     repaid: dict[int, list[Repaid]] = {}
     for vendor_id, payment_id, reason, cents in session.execute(
-        select(BankReturn.vendor_id, BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)  # type: ignore[call-overload]
-        .where(BankReturn.repaid_run_id == run_id).order_by(BankReturn.id)  # type: ignore[arg-type]
+        select(col(BankReturn.vendor_id), col(BankReturn.payment_id), col(BankReturn.reason), col(BankReturn.amount_cents))
+        .where(col(BankReturn.repaid_run_id) == run_id).order_by(col(BankReturn.id))
     ):
         repaid.setdefault(vendor_id, []).append(Repaid(payment_id, reason, int(cents)))
     return repaid
@@ -606,7 +611,7 @@ def held_for_review(session: Session, *, vendor_id: int | None = None, before_ti
     """Records waiting for a person's decision, by vendor then oldest first."""
     query = _held_query(before_time=before_time)
     if vendor_id is not None:
-        query = query.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
+        query = query.where(col(Terminal.vendor_id) == vendor_id)
     return [_held_record(row) for row in session.execute(query.limit(limit))]
 
 
@@ -620,16 +625,20 @@ def _held_by_vendor(session: Session, *, before_time: int, limit: int = 10_000) 
     return held
 
 
-def _held_query(*, before_time: int | None) -> Select[Any]:
+# A held record as _held_query reads it: id, vendor, vendor's name, terminal, number, kind, time, amount, reason.
+_HeldRow = Select[int | None, int, str, int, int, int, int, int, str | None]
+
+
+def _held_query(*, before_time: int | None) -> _HeldRow:
     record = TransactionRecord
-    query = (select(record.id, Terminal.vendor_id, Vendor.name, record.terminal_id, record.seq, record.kind, record.time,
-                    record.amount_cents, record.hold_reason)
-             .join(Terminal, Terminal.id == record.terminal_id)  # type: ignore[arg-type]
-             .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
-             .where(record.review == str(ReviewStatus.HELD)))  # type: ignore[arg-type]
+    query = (select(col(record.id), col(Terminal.vendor_id), col(Vendor.name), col(record.terminal_id), col(record.seq),
+                    col(record.kind), col(record.time), col(record.amount_cents), col(record.hold_reason))
+             .join(Terminal, col(Terminal.id) == col(record.terminal_id))
+             .join(Vendor, col(Vendor.id) == col(Terminal.vendor_id))
+             .where(col(record.review) == str(ReviewStatus.HELD)))
     if before_time is not None:
-        query = query.where(record.time < before_time)  # type: ignore[arg-type, operator]
-    return query.order_by(Terminal.vendor_id, record.time, record.id)  # type: ignore[arg-type]
+        query = query.where(col(record.time) < before_time)
+    return query.order_by(col(Terminal.vendor_id), col(record.time), col(record.id))
 
 
 def _held_record(row: Any) -> HeldRecord:
@@ -640,11 +649,11 @@ def _held_record(row: Any) -> HeldRecord:
 
 def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone: str, differences: list[str]) -> None:
     lines = session.execute(
-        select(SettlementLine.vendor_id, Vendor.name, SettlementLine.status, SettlementLine.record_count,
-               SettlementLine.amount_cents, SettlementLine.reason)
-        .join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
-        .where(SettlementLine.run_id == run.id)  # type: ignore[arg-type]
-        .order_by(SettlementLine.status.desc(), SettlementLine.vendor_id)  # type: ignore[union-attr, attr-defined]
+        select(col(SettlementLine.vendor_id), col(Vendor.name), col(SettlementLine.status), col(SettlementLine.record_count),
+               col(SettlementLine.amount_cents), col(SettlementLine.reason))
+        .join(Vendor, col(Vendor.id) == col(SettlementLine.vendor_id))
+        .where(col(SettlementLine.run_id) == run.id)
+        .order_by(col(SettlementLine.status).desc(), col(SettlementLine.vendor_id))
     ).all()
     with open_spreadsheet(path) as handle:
         writer = SafeWriter(handle)
