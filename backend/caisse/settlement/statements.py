@@ -101,11 +101,10 @@ class Repaid(NamedTuple):
 
 
 # Runs with at least this many records render their statements in worker processes, one per
-# core: starting them (an interpreter importing fpdf2) costs more than it saves on a small run. A
-# statement costs about as much as _STATEMENT_RECORDS lines besides its lines (~1 ms: the PDF's
-# objects), so a night of a thousand vendors and a few records each is large too.
+# core: starting them (an interpreter importing fpdf2 and the models) costs more than it saves on
+# a small run, even one of a thousand statements (10 000 records: 4.9 s in one process, 12.2 s
+# with two workers starting on a loaded machine).
 PARALLEL_FROM_RECORDS = 100_000
-_STATEMENT_RECORDS = 200
 # Vendors go to the workers in batches of about this many records (one message per batch, not one
 # per vendor), at most _IN_FLIGHT batches not written yet: bounds the memory of a large run.
 _BATCH_RECORDS = 20_000
@@ -282,10 +281,8 @@ def worker_pool(*, parallel: bool) -> Iterator[Jobs]:
 def is_large(session: Session, *, run_id: int) -> bool:
     """Whether a run's files are worth writing in worker processes (PARALLEL_FROM_RECORDS)."""
     line = table_of(SettlementLine)
-    records, statements = session.execute(
-        select(func.coalesce(func.sum(line.c.record_count), 0), func.count().filter(line.c.status == LineStatus.PAID))
-        .where(line.c.run_id == run_id)).one()
-    return int(records) + _STATEMENT_RECORDS * int(statements) >= PARALLEL_FROM_RECORDS
+    records = session.execute(select(func.coalesce(func.sum(line.c.record_count), 0)).where(line.c.run_id == run_id)).scalar_one()
+    return int(records) >= PARALLEL_FROM_RECORDS
 
 
 _ITEMS_SQL = ("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
