@@ -12,7 +12,8 @@ statements per vendor in CSV and PDF, summary, ledger payouts). Goals: prepare >
 records/s; end to end >= 150 000 records/s on PostgreSQL, and prepare as fast per record at 10^7
 records as at 10^6 (`-n 10000000 --db postgresql`: about 6 GiB of database, a manual run).
 Then a second day of `--next-day` records is settled on top of that history: the nightly case.
-The export renders statements in worker processes: their CPU is counted with this process's.
+The export of a large run writes its statements and SEPA file in worker processes: their CPU is
+counted with this process's.
 
 Not a test: numbers depend on the machine. Results go in docs/performance.md ("Settlement").
 """
