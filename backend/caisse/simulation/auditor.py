@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from caisse.config import Settings
-from caisse.fund.allowances import Month, allowance_reference, expiry_reference
+from caisse.fund.allowances import allowance_reference, expiry_reference
 from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.models import (
@@ -31,6 +31,7 @@ from caisse.models import (
     TerminalStatus,
     TransactionRecord,
 )
+from caisse.months import Month
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 from caisse_common import protocol
 from caisse_common.protocol import Kind, Record

@@ -9,13 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from caisse.console.messages import MESSAGES
 from caisse.errors import InvalidInput
 from caisse.fund import allowances
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
+from caisse.messages import MESSAGES
+from caisse.months import Month
 from tests.backend.conftest import make_settings
 from tests.backend.factories import make_world
 

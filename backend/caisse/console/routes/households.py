@@ -16,12 +16,12 @@ from sqlalchemy import select
 from caisse import audit, db
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import confirm, redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
 from caisse.fund import service as fund
 from caisse.members import households as household_service
 from caisse.members import service as membership
+from caisse.messages import french
 from caisse.models import Card, CardType, SortitionVolunteer
 from caisse.money import euros
 from caisse.reports import directory

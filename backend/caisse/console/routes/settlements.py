@@ -16,9 +16,9 @@ from sqlmodel import Session
 
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
-from caisse.console.messages import french
 from caisse.console.templating import redirect, render
 from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.messages import french
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
 from caisse.reports import directory
 from caisse.settlement import bank_returns as bank
