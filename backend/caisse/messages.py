@@ -1,4 +1,5 @@
-"""French sentences for the domain errors a console user can cause (services speak English codes).
+"""French sentences for the domain errors a person can cause, in the console, the `caisse` command
+or a spreadsheet import report (services speak English codes).
 
 Add a line when a page can raise a new code; an unknown code falls back to a general sentence
 followed by the service's own detail, so nothing is ever silently swallowed.
