@@ -18,8 +18,8 @@ from caisse.members import households as household_service
 from caisse.models import Contribution, Household, LedgerTransfer
 from caisse.staff.accounts import SYSTEM
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import STAFF_EMAIL, staff_in_database
+from tests.fixtures.database import make_settings
 
 EARLY = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -34,8 +34,8 @@ from caisse.money import euros
 from caisse.months import Month
 from caisse.staff import accounts
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import make_settings
 
 STAFF = "claire@caisse.test"
 

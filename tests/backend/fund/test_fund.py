@@ -24,9 +24,9 @@ from caisse.messages import MESSAGES
 from caisse.models import Contribution, Household, LedgerTransfer, SettlementRun, TransactionRecord
 from caisse.settlement import runs as settlement
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import STAFF_EMAIL, staff_in_database
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import make_settings
 
 
 def _households(session: Session, count: int) -> list[int]:

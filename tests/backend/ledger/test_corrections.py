@@ -23,10 +23,10 @@ from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import Contribution, Household, LedgerTransfer
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_in_database
 from tests.backend.settlement.test_payout import add_staff
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import make_settings
 
 CLAIRE = "claire@caisse.test"
 

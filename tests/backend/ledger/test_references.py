@@ -16,8 +16,8 @@ from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.messages import MESSAGES
 from caisse.months import Month
-from tests.backend.conftest import make_settings
 from tests.backend.factories import make_world
+from tests.fixtures.database import make_settings
 
 
 def _system_references(terminal_id: int, household_id: int) -> list[str]:

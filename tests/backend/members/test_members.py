@@ -23,8 +23,8 @@ from caisse.members import service as members
 from caisse.members import sortition
 from caisse.models import Household, LedgerTransfer, RecordStatus, SortitionDraw, utcnow
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import World, make_world, staff_account
+from tests.fixtures.database import make_settings
 
 # Page and command logic, and paths with no SQL of their own: SQLite only; the SQL paths run on both.
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)

@@ -19,8 +19,8 @@ from caisse.members import means, sortition
 from caisse.members.sortition import STRATA
 from caisse.models import Card, Household, SortitionVolunteer
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_account
+from tests.fixtures.database import make_settings
 
 STAFF = "coordination@caisse.test"
 CLOSING = date(2026, 3, 15)

@@ -306,7 +306,7 @@ def test_a_non_sepa_iban_is_refused_at_entry_in_french(session: Session) -> None
 def test_the_debtor_name_setting_is_refused_with_its_sepa_form() -> None:
     from pydantic import ValidationError
 
-    from tests.backend.conftest import make_settings
+    from tests.fixtures.database import make_settings
 
     with pytest.raises(ValidationError) as refused:
         make_settings(debtor_name="Caisse & Cie « Écusson »")
