@@ -242,7 +242,7 @@ def accreditation_show(vendor_id: Annotated[int, typer.Argument(help="Numéro du
         return now, [(c.id or 0, c.label, c.retired) for c in accreditation.criteria(session, include_retired=True)]
 
     now, criteria = run_in_session(read)
-    typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")  # type: ignore[call-overload]
+    typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")
     for label, value in (("début", now.starts_on), ("fin", now.ends_on), ("visite le", now.visited_on),
                          ("visite par", now.visited_by), ("formation le", now.trained_on)):
         typer.echo(f"{label}\t{value if value is not None else '—'}")
