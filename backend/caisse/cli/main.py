@@ -174,7 +174,7 @@ def vendor_add(
 ) -> None:
     """Conventionner un commerçant ; affiche son numéro."""
     vendor = run_in_session(lambda s: vendor_service.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban,
-                                                by=by, os_user=login_name()))
+                                                          by=by, os_user=login_name()))
     _created("Commerçant créé", vendor.id)
     if notice := vendor_service.sepa_name_notice(vendor.name):
         err.print(notice)
@@ -448,7 +448,7 @@ def card_issue(
 ) -> None:
     """Remettre une carte à un foyer (un foyer peut en avoir plusieurs), ou une carte rendue à nouveau."""
     card = run_in_session(lambda s: card_service.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type, by=by,
-                                           os_user=login_name()))
+                                                     os_user=login_name()))
     _created("Carte émise", card.id)
 
 
@@ -483,7 +483,7 @@ def card_replace(
 ) -> None:
     """Remettre au foyer une nouvelle carte et bloquer l'ancienne ; le solde reste celui du foyer."""
     card = run_in_session(lambda s: card_service.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type, by=by,
-                                             os_user=login_name()))
+                                                       os_user=login_name()))
     out.print(card.id)
     err.print(f"Carte {new_uid.lower()} remise au foyer {card.household_id} ; l'ancienne carte {uid.lower()} est bloquée.")
 
@@ -579,7 +579,7 @@ def card_personalize(
     done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number,
                                                             check_uid=not_in_use))
     card = run_in_session(lambda s: card_service.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure", by=by,
-                                           os_user=login_name()))
+                                                     os_user=login_name()))
     _created("Carte émise", card.id)
 
 
@@ -846,7 +846,7 @@ def fund_contribute(
     from caisse.fund import service as fund
 
     created = run_in_session(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
-                                                      settings=Settings(), reference=reference, by=by, os_user=login_name()))
+                                                                settings=Settings(), reference=reference, by=by, os_user=login_name()))
     _recorded(created, "Cotisation enregistrée.")
 
 
@@ -867,7 +867,7 @@ def fund_import(
 
     content = path.read_bytes()
     report = run_in_session(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
-                                                      by=by, os_user=login_name()))
+                                                                by=by, os_user=login_name()))
     for line, problem in report.errors:
         err.print(f"[red]ligne {line} :[/red] {french(problem)}")
     out.print(report.imported)
@@ -900,7 +900,7 @@ def fund_grant(
     from caisse.fund import service as fund
 
     created = run_in_session(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source,
-                                               reference=reference, by=by, os_user=login_name()))
+                                                         reference=reference, by=by, os_user=login_name()))
     _recorded(created, f"Subvention de {source} enregistrée pour {month}.")
 
 
@@ -915,7 +915,7 @@ def fund_fee(
     from caisse.fund import service as fund
 
     created = run_in_session(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference,
-                                             by=by, os_user=login_name()))
+                                                       by=by, os_user=login_name()))
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 
 
@@ -1078,7 +1078,7 @@ def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | N
     from caisse.ingest import review
 
     decided = run_in_session(lambda s: review.decide_all(s, decision=review.Decision(decision), by=by, terminal_id=terminal, vendor_id=vendor,
-                                               os_user=login_name()))
+                                                         os_user=login_name()))
     for record_id in decided:
         out.print(record_id)
     done = "libéré(s)" if decision == review.Decision.RELEASE else "rejeté(s)"
@@ -1105,7 +1105,7 @@ def user_add(
     if not password:
         password = ask_twice("Mot de passe", again="Mot de passe, une seconde fois")
     user_id = run_in_session(lambda s: accounts.add_account(s, email=email, password=password, role=role, by=by,
-                                                  os_user=login_name()).id)
+                                                            os_user=login_name()).id)
     out.print(user_id)
     err.print(f"Compte créé : {email.strip().lower()} ({role}).")
 
@@ -1299,7 +1299,7 @@ def sortition_accept(
     from caisse.members import sortition
 
     household_id = run_in_session(lambda s: sortition.accept_invitation(s, volunteer_id=volunteer_id, zone=zone, members=members,
-                                                             by=by, os_user=login_name()))
+                                                                       by=by, os_user=login_name()))
     out.print(household_id)
     err.print(f"Foyer {household_id} créé ; émettez sa carte : caisse card issue --household {household_id} --uid …")
 
@@ -1363,7 +1363,7 @@ def bank_returns(
     from caisse.settlement import bank_returns as bank
 
     rows = run_in_session(lambda s: [(r.payment_id, r.run_id, r.vendor_id, r.amount_cents, r.iban, r.reason, r.repaid_run_id)
-                           for r in bank.returns(s, waiting_only=waiting)])
+                                     for r in bank.returns(s, waiting_only=waiting)])
     typer.echo("\t".join(("virement", "règlement", "commerçant", "montant (EUR)", "IBAN", "motif", "repayé par")))
     for payment_id, run_id, vendor_id, amount, iban, reason, repaid in rows:
         typer.echo("\t".join(str(value) for value in (
