@@ -26,7 +26,7 @@ from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.members import households as household_service
 from caisse.models import Card, SettlementStatus
-from caisse.money import euros
+from caisse.money import euros, parse_euros
 from caisse.staff import accounts
 from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
@@ -719,10 +719,9 @@ def allowance_rule_set(
 ) -> None:
     """Fixer la règle à partir d'un mois ; ce qui n'est pas donné reste comme dans la règle alors en vigueur."""
     from caisse.fund import allowances
-    from caisse.fund import service as fund
 
     def cents(value: str | None) -> int | None:
-        return None if value is None else fund.parse_euros(value, zero_allowed=True)
+        return None if value is None else parse_euros(value, zero_allowed=True)
 
     new = run_in_session(lambda s: allowances.set_rule(
         s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),
@@ -845,7 +844,7 @@ def fund_contribute(
     """Enregistrer la cotisation du mois d'un foyer."""
     from caisse.fund import service as fund
 
-    created = run_in_session(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
+    created = run_in_session(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=parse_euros(amount),
                                                                 settings=Settings(), reference=reference, by=by, os_user=login_name()))
     _recorded(created, "Cotisation enregistrée.")
 
@@ -899,7 +898,7 @@ def fund_grant(
     """Enregistrer une subvention reçue."""
     from caisse.fund import service as fund
 
-    created = run_in_session(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source,
+    created = run_in_session(lambda s: fund.record_grant(s, month=month, amount_cents=parse_euros(amount), source=source,
                                                          reference=reference, by=by, os_user=login_name()))
     _recorded(created, f"Subvention de {source} enregistrée pour {month}.")
 
@@ -914,7 +913,7 @@ def fund_fee(
     """Enregistrer des frais payés (banque, plateforme de paiement)."""
     from caisse.fund import service as fund
 
-    created = run_in_session(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference,
+    created = run_in_session(lambda s: fund.record_fee(s, month=month, amount_cents=parse_euros(amount), memo=memo, reference=reference,
                                                        by=by, os_user=login_name()))
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 

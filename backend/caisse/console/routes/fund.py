@@ -39,7 +39,7 @@ from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.messages import french
 from caisse.models import AllowanceMonth, LedgerTransfer
-from caisse.money import euros
+from caisse.money import euros, parse_euros
 
 router = APIRouter(prefix="/fund", dependencies=[Depends(require_page("fund"))])
 ENTRIES_SHOWN = 30
@@ -110,7 +110,7 @@ def _close(session: Session, form: dict[str, str], by: str, settings: Settings, 
 
 
 def _cents(value: str) -> int | None:
-    return None if not value.strip() else fund.parse_euros(value, zero_allowed=True)
+    return None if not value.strip() else parse_euros(value, zero_allowed=True)
 
 
 def _rule(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
@@ -146,7 +146,7 @@ def _import(session: Session, form: dict[str, str], by: str, settings: Settings,
 
 
 def _grant(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    amount, month, source = fund.parse_euros(form.get("amount", "")), form.get("month", ""), form.get("source", "").strip()
+    amount, month, source = parse_euros(form.get("amount", "")), form.get("month", ""), form.get("source", "").strip()
     if not source:
         raise InvalidInput("invalid_source", "say who gives the grant")
     created = fund.record_grant(session, month=month, amount_cents=amount, source=source,
@@ -156,7 +156,7 @@ def _grant(session: Session, form: dict[str, str], by: str, settings: Settings, 
 
 
 def _fee(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    amount, month, memo = fund.parse_euros(form.get("amount", "")), form.get("month", ""), form.get("memo", "").strip()
+    amount, month, memo = parse_euros(form.get("amount", "")), form.get("month", ""), form.get("memo", "").strip()
     if not memo:
         raise InvalidInput("invalid_memo", "say what the fee is for")
     created = fund.record_fee(session, month=month, amount_cents=amount, memo=memo, reference=form.get("reference", ""), by=by)
@@ -164,7 +164,7 @@ def _fee(session: Session, form: dict[str, str], by: str, settings: Settings, _p
 
 
 def _credit(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    amount = fund.parse_euros(form.get("amount", ""))
+    amount = parse_euros(form.get("amount", ""))
     try:
         household_id = int(form.get("household", ""))
     except ValueError:
