@@ -27,6 +27,7 @@ from caisse.fund import allowances
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import CardType, RecordStatus, TransactionRecord
+from caisse.months import Month
 from caisse.settlement import runs as settlement
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
@@ -204,7 +205,7 @@ class World:
             before = ledger.balances_by_code(session, codes=codes)
             self.allocations.append(allowances.allocate(session, month=month, settings=self.backend.settings))
         with self.backend.session() as session:
-            self.auditor.on_allocation(session, month=allowances.Month.parse(month), settings=self.backend.settings,
+            self.auditor.on_allocation(session, month=Month.parse(month), settings=self.backend.settings,
                                        households=[(h.household_id, h.members) for h in self.households],
                                        balances_before=before)
 

@@ -40,6 +40,7 @@ from caisse.members import households as household_service
 from caisse.messages import french
 from caisse.models import AllowanceMonth, LedgerTransfer
 from caisse.money import euros, parse_euros
+from caisse.months import Month
 
 router = APIRouter(prefix="/fund", dependencies=[Depends(require_page("fund"))])
 ENTRIES_SHOWN = 30
@@ -96,7 +97,7 @@ def _allocate(session: Session, form: dict[str, str], by: str, settings: Setting
 
 
 def _close(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    month = str(allowances.Month.parse(form.get("month", "")))
+    month = str(Month.parse(form.get("month", "")))
     state = session.get(AllowanceMonth, month)
     closed_before = state is not None and state.closed_at is not None  # read now: closing changes this same object
     credited = session.execute(select(LedgerTransfer.amount_cents).where(
@@ -114,7 +115,7 @@ def _cents(value: str) -> int | None:
 
 
 def _rule(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    month = str(allowances.Month.parse(form.get("month", "")))
+    month = str(Month.parse(form.get("month", "")))
     before = allowances.rule_in_force(session, month=month, settings=settings)
     new = allowances.set_rule(
         session, effective_month=month, by=by, settings=settings, rule=form.get("rule") or None,
