@@ -21,7 +21,7 @@ from caisse.cli.choices import ACCREDITATION_STATUS, BLOCK_REASON, ROLE
 from caisse.cli.fund import cotisations_app, year_app
 from caisse.cli.lists import liste_app
 from caisse.cli.session import err, fail, french, login_name, open_engine, open_session, out, run_in_session
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
 from caisse.members import households as household_service
@@ -809,7 +809,6 @@ def settle_approve(
 def _print_payees(sessions: Callable[[], Session], run_id: int) -> None:
     """The transfers as the bank will receive them: frozen when the run was prepared."""
     from caisse.settlement import runs as settlement
-    from caisse.settlement.sepa import sepa_text
 
     with sessions() as session:
         payouts = settlement.run_payouts(session, run_id=run_id)

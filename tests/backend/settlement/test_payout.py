@@ -17,7 +17,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session
 
 from caisse import audit
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.db import session_factory
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import ConsoleUser, Role, SettlementRun, Vendor
@@ -260,7 +260,7 @@ def test_the_execution_date_is_a_target2_business_day_never_in_the_past(session:
     ("Boulangerie_Œuf #1 @Arceaux", "Boulangerie OEuf 1 Arceaux"),
 ])
 def test_a_name_is_transliterated_to_the_sepa_characters(name: str, expected: str) -> None:
-    assert sepa.sepa_text(name) == expected
+    assert sepa_text(name) == expected
     assert SEPA_TEXT.match(expected)
 
 
