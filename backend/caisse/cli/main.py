@@ -34,6 +34,7 @@ from caisse_common import sun
 from caisse_common.cli_french import Choices, FrenchTyper, ask_twice, unexpected
 
 if TYPE_CHECKING:
+    from caisse.simulation import SimulationConfig
     from caisse_common.pn532_uart import PN532Uart
 
 app = FrenchTyper(help="Caisse alimentaire commune : administration du serveur.", no_args_is_help=True)
@@ -1170,7 +1171,7 @@ def simulate(
         _simulate_many(configs)
 
 
-def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _simulate_one(config: SimulationConfig, *, as_json: bool) -> None:
     from caisse.simulation import SimulationError
     from caisse.simulation import simulate as run_simulation
     from caisse.simulation.report import as_json as report_json
@@ -1192,7 +1193,7 @@ def _simulate_one(config, *, as_json: bool) -> None:  # type: ignore[no-untyped-
         raise typer.Exit(1)
 
 
-def _simulate_many(configs) -> None:  # type: ignore[no-untyped-def]
+def _simulate_many(configs: list[SimulationConfig]) -> None:
     """One line per seed (what broke, if anything), then how long it all took."""
     import time
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings
@@ -86,14 +86,14 @@ def rule_in_force(session: Session, *, month: str, settings: Settings) -> Rule:
     """The latest rule effective from `month` or before; the settings when there is none."""
     period = Month.parse(month)
     row = session.execute(
-        select(AllowanceRule).where(AllowanceRule.effective_month <= str(period))  # type: ignore[arg-type]
-        .order_by(AllowanceRule.effective_month.desc()).limit(1)  # type: ignore[attr-defined]
+        select(AllowanceRule).where(col(AllowanceRule.effective_month) <= str(period))
+        .order_by(col(AllowanceRule.effective_month).desc()).limit(1)
     ).scalar_one_or_none()
     return Rule.from_settings(settings) if row is None else Rule.from_row(row)
 
 
 def list_rules(session: Session) -> list[Rule]:
-    rows = session.execute(select(AllowanceRule).order_by(AllowanceRule.effective_month)).scalars()  # type: ignore[arg-type]
+    rows = session.execute(select(AllowanceRule).order_by(col(AllowanceRule.effective_month))).scalars()
     return [Rule.from_row(row) for row in rows]
 
 
@@ -113,7 +113,7 @@ def set_rule(
     by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(effective_month)
     allocated = session.execute(
-        select(AllowanceMonth.month).where(AllowanceMonth.month >= str(period)).order_by(AllowanceMonth.month).limit(1)  # type: ignore[arg-type]
+        select(col(AllowanceMonth.month)).where(col(AllowanceMonth.month) >= str(period)).order_by(col(AllowanceMonth.month)).limit(1)
     ).scalar_one_or_none()
     if allocated is not None:
         raise Conflict("month_allocated", f"allowances of {allocated} are allocated already: a new rule starts after it")
@@ -132,10 +132,14 @@ def set_rule(
     row = session.get(AllowanceRule, str(period))
     if row is not None and Rule.from_row(row) == changed:
         return changed  # recorded already (a form sent twice): nothing changes, nothing to audit
-    row = row or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
-    for name in _RULE_FIELDS:
-        setattr(row, name, getattr(changed, name))
-    row.set_by = by
+    if row is None:
+        row = AllowanceRule(effective_month=str(period), rule=changed.rule, flat_cents=changed.flat_cents, base_cents=changed.base_cents,
+                            per_extra_member_cents=changed.per_extra_member_cents, pro_rata=changed.pro_rata, unspent=changed.unspent,
+                            carry_over_cap_cents=changed.carry_over_cap_cents, set_by=by)
+    else:
+        for name in _RULE_FIELDS:
+            setattr(row, name, getattr(changed, name))
+        row.set_by = by
     session.add(row)
     session.flush()
     audit.record(session, actor=by, action="allowance.rule", subject=f"month:{period}",
@@ -184,10 +188,10 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
         raise Conflict("month_closed", f"month {period} is closed: allowances can no longer be allocated")
     zone = ZoneInfo(settings.settlement_timezone)  # a month ends at local midnight, as payments' months do
     households = session.execute(  # the bound in UTC: SQLite compares the stored UTC text
-        select(Household.id, Household.members, Household.created_at)
-        .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
-        .where(Household.left_on.is_(None) | (Household.left_on >= period.first_day))  # type: ignore[union-attr, operator]
-        .order_by(Household.id)  # type: ignore[arg-type]
+        select(col(Household.id), col(Household.members), col(Household.created_at))
+        .where(col(Household.created_at) < period.ends_at(zone).astimezone(UTC))
+        .where(col(Household.left_on).is_(None) | (col(Household.left_on) >= period.first_day))
+        .order_by(col(Household.id))
     ).all()
     report = AllocationReport(month=str(period))
     if not households:
@@ -198,8 +202,8 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
     members = ledger.account_ids(session, codes=[ledger.member_code(h) for h, _, _ in households])
     posted = dict(
         session.execute(
-            select(LedgerTransfer.reference, LedgerTransfer.amount_cents).where(
-                LedgerTransfer.reference.like(f"allowance:%:{period}")  # type: ignore[attr-defined]
+            select(col(LedgerTransfer.reference), col(LedgerTransfer.amount_cents)).where(
+                col(LedgerTransfer.reference).like(f"allowance:%:{period}")
             )
         ).all()
     )
@@ -211,7 +215,7 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
         sync_current_sizes(session, sizes=sizes)
     for household_id, size, joined in households:
         # The size recorded for that month (caisse.members.means), else the household's current size.
-        amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, size), joined=_at_utc(joined).astimezone(zone),
+        amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, int(size)), joined=_at_utc(joined).astimezone(zone),
                                       month=period, average_contribution_cents=average)
         reference = allowance_reference(household_id, period)
         if reference in posted:
@@ -266,8 +270,8 @@ def first_open_month(session: Session, *, month: str) -> Month:
     """`month`, or when it is closed the first month after it that is not: where a contribution
     for a closed month is counted (docs/settlement.md, "Closed months")."""
     period = Month.parse(month)
-    closed = set(session.execute(select(AllowanceMonth.month).where(
-        AllowanceMonth.month >= str(period), AllowanceMonth.closed_at.is_not(None))).scalars())  # type: ignore[arg-type, union-attr]
+    closed = set(session.execute(select(col(AllowanceMonth.month)).where(
+        col(AllowanceMonth.month) >= str(period), col(AllowanceMonth.closed_at).is_not(None))).scalars())
     while str(period) in closed:
         period = period.shifted(1)
     return period

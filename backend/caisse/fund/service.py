@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, bindparam, func, select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings
@@ -101,7 +101,7 @@ def _record_contribution(
     # A closed month's figures (and its matching claim) are final: a contribution for it arriving
     # later is counted in the first open month after it.
     counted = first_open_month(session, month=str(period))
-    existing = session.execute(select(Contribution).where(Contribution.reference == reference)).scalar_one_or_none()  # type: ignore[arg-type]
+    existing = session.execute(select(Contribution).where(col(Contribution.reference) == reference)).scalar_one_or_none()
     if existing is not None:
         if ((existing.household_id, existing.amount_cents) != (household_id, amount_cents)
                 or existing.month not in (str(period), str(counted))):
@@ -138,7 +138,7 @@ def import_contributions(session: Session, *, content: str | bytes, settings: Se
     rows = read_table(content, CSV_COLUMNS)
     good: list[tuple[int, int, str, int, str]] = []
     seen: dict[str, int] = {}
-    households = set(session.execute(select(Household.id)).scalars())
+    households = set(session.execute(select(col(Household.id))).scalars())
     for row in rows:
         line = row.line
         try:
@@ -436,16 +436,17 @@ class _Book:
             setattr(flows, lines[kind], getattr(flows, lines[kind]) + int(cents))
         monthly = sum(int(cents) for kind, prefix, _, cents in rows if kind == ledger.TransferKind.ALLOWANCE and prefix == "allowance:")
         if self.journal.get(ledger.TransferKind.ALLOWANCE, 0) > monthly:
-            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
-                    LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE,  # type: ignore[arg-type]
-                    func.substr(LedgerTransfer.reference, 1, 10) != "allowance:")).all():
+            for cents, created_at in session.execute(select(col(LedgerTransfer.amount_cents), col(LedgerTransfer.created_at)).where(
+                    col(LedgerTransfer.kind) == ledger.TransferKind.ALLOWANCE,
+                    func.substr(col(LedgerTransfer.reference), 1, 10) != "allowance:")).all():
                 self.at(_local_month(created_at, zone)).credits += int(cents)
         # A departed household's balance back to the fund (caisse.members.service) counts as unspent money
         # returned, in the Paris month it moved; a cover of a late record takes it back.
         departures = {ledger.TransferKind.DEPARTURE: 1, ledger.TransferKind.DEPARTURE_COVER: -1}
         if any(self.journal.get(kind) for kind in departures):
-            for kind, cents, created_at in session.execute(select(LedgerTransfer.kind, LedgerTransfer.amount_cents, LedgerTransfer.created_at)
-                                                           .where(LedgerTransfer.kind.in_(list(departures)))).all():  # type: ignore[attr-defined]
+            for kind, cents, created_at in session.execute(select(col(LedgerTransfer.kind), col(LedgerTransfer.amount_cents),
+                                                                  col(LedgerTransfer.created_at))
+                                                           .where(col(LedgerTransfer.kind).in_(list(departures)))).all():
                 self.at(_local_month(created_at, zone)).expired += departures[kind] * int(cents)
         if self.journal.get("contribution"):
             for month, cents in session.execute(text(
@@ -541,16 +542,17 @@ class _Book:
         the budget and in the register: as if it had never been made."""
         if not self.journal.get(ledger.TransferKind.REVERSAL):
             return
-        reversals = session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
-                                    .where(LedgerTransfer.kind == ledger.TransferKind.REVERSAL)).all()  # type: ignore[arg-type]
+        reversals = session.execute(select(col(LedgerTransfer.reference), col(LedgerTransfer.amount_cents))
+                                    .where(col(LedgerTransfer.kind) == ledger.TransferKind.REVERSAL)).all()
         named = {int(reference.split(":")[1]): (reference, int(cents)) for reference, cents in reversals
                  if reference.count(":") == 1 and reference.startswith("reversal:") and reference.split(":")[1].isdigit()}
         self.unplaced += [f"contre-passation {reference} sans écriture nommée : {euros(int(cents))} €"
                           for reference, cents in reversals if reference not in {r for r, _ in named.values()}]
         originals = {row[0]: row[1:] for row in session.execute(
-            select(LedgerTransfer.id, LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.created_at, Contribution.month)
-            .outerjoin(Contribution, Contribution.reference == LedgerTransfer.reference)  # type: ignore[arg-type]
-            .where(LedgerTransfer.id.in_(list(named)))).all()}  # type: ignore[union-attr]
+            select(col(LedgerTransfer.id), col(LedgerTransfer.kind), col(LedgerTransfer.reference), col(LedgerTransfer.created_at),
+                   col(Contribution.month))
+            .outerjoin(Contribution, col(Contribution.reference) == col(LedgerTransfer.reference))
+            .where(col(LedgerTransfer.id).in_(list(named)))).all()}
         for original_id, (reference, cents) in sorted(named.items()):
             kind, original, created_at, registered = originals.get(original_id, (None, "", None, None))
             parts = original.split(":")
@@ -577,8 +579,8 @@ class _Book:
         for day, cents in _payouts_by_run_date(session):
             self.at(day.strftime("%Y-%m")).payouts += cents
         if self.journal.get(ledger.TransferKind.BANK_RETURN):
-            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
-                    LedgerTransfer.kind == ledger.TransferKind.BANK_RETURN)).all():  # type: ignore[arg-type]
+            for cents, created_at in session.execute(select(col(LedgerTransfer.amount_cents), col(LedgerTransfer.created_at)).where(
+                    col(LedgerTransfer.kind) == ledger.TransferKind.BANK_RETURN)).all():
                 self.at(_local_month(created_at, zone)).payouts -= int(cents)
 
     def _read_checks(self, session: Session) -> None:
@@ -587,7 +589,7 @@ class _Book:
             "SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'"
             " WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor' ELSE code END AS purpose,"
             " SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose")).all()}
-        self.register = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents)).group_by(Contribution.month))  # type: ignore[arg-type]
+        self.register = _rows(session, select(col(Contribution.month), func.sum(col(Contribution.amount_cents))).group_by(col(Contribution.month)))
         self.exported_items = int(session.execute(text(
             "SELECT COALESCE(SUM(i.amount_cents), 0) FROM settlement_item i JOIN settlement_run r ON r.id = i.run_id"
             " WHERE r.status = 'exported'")).scalar_one())
@@ -658,8 +660,8 @@ class _LateRecords:
 
     @classmethod
     def closings(cls, session: Session, zone: ZoneInfo) -> _LateRecords:
-        rows = session.execute(select(AllowanceMonth.month, AllowanceMonth.closed_at)
-                               .where(AllowanceMonth.closed_at.is_not(None))).all()  # type: ignore[union-attr]
+        rows = session.execute(select(col(AllowanceMonth.month), col(AllowanceMonth.closed_at))
+                               .where(col(AllowanceMonth.closed_at).is_not(None))).all()
         return cls(zone, [(Month.parse(month), closed_at) for month, closed_at in rows])
 
     def __bool__(self) -> bool:
@@ -737,9 +739,9 @@ def _sum(session: Session, sql: str, **params: object) -> int:
 
 def _ledger_sum(session: Session, pattern: str) -> int:
     return int(session.execute(
-        select(func.coalesce(func.sum(LedgerTransfer.amount_cents), 0)).where(LedgerTransfer.reference.like(pattern))  # type: ignore[attr-defined]
+        select(func.coalesce(func.sum(col(LedgerTransfer.amount_cents)), 0)).where(col(LedgerTransfer.reference).like(pattern))
     ).scalar_one())
 
 
 def _count(session: Session, pattern: str) -> int:
-    return int(session.execute(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.reference.like(pattern))).scalar_one())  # type: ignore[attr-defined]
+    return int(session.execute(select(func.count()).select_from(LedgerTransfer).where(col(LedgerTransfer.reference).like(pattern))).scalar_one())

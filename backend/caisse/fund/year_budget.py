@@ -24,7 +24,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import Settings
 from caisse.errors import InvalidInput
@@ -126,7 +126,7 @@ def year_budget(session: Session, *, year: int, settings: Settings, now: datetim
 
 def _forecast(session: Session, *, months: list[Month], settings: Settings,
               result: YearBudget) -> list[tuple[str, dict[str, int]]]:
-    households = session.execute(select(Household.id, Household.members)).all()
+    households = session.execute(select(col(Household.id), col(Household.members))).all()
     result.households = len(households)
     history = means.history(session)
     averages = {key: 0 for key in costs.CATEGORIES}

@@ -24,7 +24,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 from starlette.datastructures import UploadFile
 
 from caisse import spreadsheet
@@ -100,8 +100,8 @@ def _close(session: Session, form: dict[str, str], by: str, settings: Settings, 
     month = str(Month.parse(form.get("month", "")))
     state = session.get(AllowanceMonth, month)
     closed_before = state is not None and state.closed_at is not None  # read now: closing changes this same object
-    credited = session.execute(select(LedgerTransfer.amount_cents).where(
-        LedgerTransfer.reference.like(f"allowance:%:{month}"))).scalars().all()  # type: ignore[attr-defined]
+    credited = session.execute(select(col(LedgerTransfer.amount_cents)).where(
+        col(LedgerTransfer.reference).like(f"allowance:%:{month}"))).scalars().all()
     allowances.close_month(session, month=month, by=by)
     if closed_before:
         return Done([f"Le mois {month} est déjà clos : rien ne change."], f"Le mois {month} était déjà clos.")
@@ -230,13 +230,13 @@ def _page(request: Request, session: Session, *, error: str | None = None, statu
     settings: Settings = request.app.state.settings
     this_month = datetime.now(CONSOLE_TIMEZONE).strftime("%Y-%m")
     in_force = allowances.rule_in_force(session, month=this_month, settings=settings)
-    months = session.execute(select(AllowanceMonth).order_by(AllowanceMonth.month.desc()).limit(MONTHS_SHOWN)).scalars().all()  # type: ignore[attr-defined]
+    months = session.execute(select(AllowanceMonth).order_by(col(AllowanceMonth.month).desc()).limit(MONTHS_SHOWN)).scalars().all()
     entries = session.execute(
-        select(LedgerTransfer).where(LedgerTransfer.kind.in_(list(corrections.REVERSIBLE)))  # type: ignore[attr-defined]
-        .where(~LedgerTransfer.reference.like("allowance:%"))  # type: ignore[union-attr]  # monthly ones: hundreds a month
-        .order_by(LedgerTransfer.id.desc()).limit(ENTRIES_SHOWN)).scalars().all()  # type: ignore[union-attr]
-    reversed_refs = set(session.execute(select(LedgerTransfer.reference).where(LedgerTransfer.reference.in_(
-        [ledger.reversal_reference(entry.id) for entry in entries if entry.id is not None]))).scalars())  # type: ignore[attr-defined]
+        select(LedgerTransfer).where(col(LedgerTransfer.kind).in_(list(corrections.REVERSIBLE)))
+        .where(~col(LedgerTransfer.reference).like("allowance:%"))  # monthly ones: hundreds a month
+        .order_by(col(LedgerTransfer.id).desc()).limit(ENTRIES_SHOWN)).scalars().all()
+    reversed_refs = set(session.execute(select(col(LedgerTransfer.reference)).where(col(LedgerTransfer.reference).in_(
+        [ledger.reversal_reference(entry.id) for entry in entries if entry.id is not None]))).scalars())
     return render(request, "fund/index.html", title="Fonds", status_code=status_code, error=error, error_step=step,
                   form=form or {}, this_month=this_month, in_force=in_force, rule_text=allowances.rule_text,
                   rules=allowances.list_rules(session), months=months, entries=entries, reversible=corrections.REVERSIBLE,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlmodel import col
 
 from caisse import audit, db
 from caisse.cards import service as card_service
@@ -216,7 +217,7 @@ def _detail(request: Request, session: DbSession, household_id: int, *, status_c
         contributions=directory.household_contributions(session, household_id=household_id),
         payments=directory.household_payments(session, household_id=household_id),
         history=audit.events(session, subjects=subjects, limit=20),
-        volunteer=session.execute(select(SortitionVolunteer).where(SortitionVolunteer.household_id == household_id)).scalars().first(),  # type: ignore[arg-type]
+        volunteer=session.execute(select(SortitionVolunteer).where(col(SortitionVolunteer.household_id) == household_id)).scalars().first(),
         today=membership.today_in_paris().isoformat(),
         this_month=datetime.now(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m"),
         minimum_contribution_cents=settings.contribution_minimum_cents,
