@@ -25,7 +25,7 @@ CROSSINGS = [
     ("common/caisse_common/sun.py", "import caisse.errors"),
     ("firmware/drivers/keypad.py", "from caisse_common import protocol"),
     ("backend/caisse/settlement/sepa.py", "from caisse.settlement import runs"),
-    ("backend/caisse/errors.py", "from caisse import messages"),
+    ("backend/caisse/members/households.py", "from caisse.cards import service"),
     ("backend/caisse/fund/costs.py", "from caisse.console import charts"),
     ("backend/caisse/demo/seed.py", "from caisse.cli import choices"),
     ("backend/caisse/ledger/postings.py", "from caisse.reports import directory"),

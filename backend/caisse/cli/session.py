@@ -16,8 +16,7 @@ from sqlmodel import Session
 
 from caisse.config import Settings
 from caisse.db import make_engine, session_factory
-from caisse.errors import CaisseError
-from caisse.messages import MESSAGES
+from caisse.errors import MESSAGES, CaisseError
 from caisse_common.cli_french import say, technical_detail
 
 out = Console(soft_wrap=True)  # no line breaks inside a sentence or a command to copy

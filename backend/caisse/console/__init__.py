@@ -33,8 +33,7 @@ from caisse.console.routes import (
     vendors,
 )
 from caisse.console.templating import render
-from caisse.errors import CaisseError
-from caisse.messages import french
+from caisse.errors import CaisseError, french
 
 PREFIX = "/console"
 logger = logging.getLogger("caisse.console")

@@ -21,8 +21,7 @@ from sqlmodel import Session, col
 from caisse import audit
 from caisse.config import Settings, get_settings
 from caisse.db import get_by_id
-from caisse.errors import CaisseError, InvalidInput
-from caisse.messages import french
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.models import Household, HouseholdMeans
 from caisse.money import parse_euros
 from caisse.months import Month

@@ -15,12 +15,11 @@ from sqlmodel import Session
 
 from caisse.config import Settings
 from caisse.db import session_factory
-from caisse.errors import Conflict, InvalidInput
+from caisse.errors import MESSAGES, Conflict, InvalidInput
 from caisse.fund import allowances
 from caisse.fund import service as fund
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
-from caisse.messages import MESSAGES
 from caisse.models import Contribution, Household, LedgerTransfer, SettlementRun, TransactionRecord
 from caisse.money import parse_euros
 from caisse.settlement import runs as settlement

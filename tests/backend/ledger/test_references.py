@@ -9,12 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from caisse.errors import InvalidInput
+from caisse.errors import MESSAGES, InvalidInput
 from caisse.fund import allowances
 from caisse.fund import service as fund
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
-from caisse.messages import MESSAGES
 from caisse.months import Month
 from tests.backend.factories import make_world
 from tests.fixtures.database import make_settings

@@ -294,7 +294,7 @@ def test_a_legacy_name_or_iban_the_bank_refuses_holds_its_vendor_not_the_whole_r
 
 
 def test_a_non_sepa_iban_is_refused_at_entry_in_french(session: Session) -> None:
-    from caisse.messages import french
+    from caisse.errors import french
 
     for iban in ("SA0380000000608010167519", "BR1800360305000010009795493C1"):
         with pytest.raises(InvalidInput) as refused:

@@ -12,8 +12,8 @@ from fastapi.responses import Response
 
 from caisse.console.deps import PAGE_ROLES, SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, CurrentUser, DbSession
 from caisse.console.templating import NAV, local_today, redirect, render
+from caisse.errors import french
 from caisse.fund import overdrafts
-from caisse.messages import french
 from caisse.reports import overdue
 from caisse.staff import accounts
 from caisse.vendors import accreditation

@@ -15,10 +15,9 @@ from sqlmodel import Session
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import SECURITY_HEADERS, redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.fund import contributions, matching_claim
 from caisse.members import means
-from caisse.messages import french
 from caisse.money import parse_euros
 from caisse.months import Month
 

@@ -11,8 +11,7 @@ from caisse.console.charts import Chart, Series
 from caisse.console.deps import DbSession, require_page
 from caisse.console.routes.budget import period, whole_euros
 from caisse.console.templating import render
-from caisse.errors import InvalidInput
-from caisse.messages import french
+from caisse.errors import InvalidInput, french
 from caisse.models import VendorKind
 from caisse.money import euros
 from caisse.reports import flows

@@ -31,13 +31,12 @@ from caisse import spreadsheet
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import CONSOLE_TIMEZONE, local_time, redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.fund import allowances
 from caisse.fund import service as fund
 from caisse.ledger import corrections
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
-from caisse.messages import french
 from caisse.models import AllowanceMonth, LedgerTransfer
 from caisse.money import euros, parse_euros
 from caisse.months import Month

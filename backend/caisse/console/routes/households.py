@@ -18,11 +18,10 @@ from caisse import audit, db
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import confirm, redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.fund import service as fund
 from caisse.members import households as household_service
 from caisse.members import service as membership
-from caisse.messages import french
 from caisse.models import Card, CardType, SortitionVolunteer
 from caisse.money import euros, parse_euros
 from caisse.reports import directory

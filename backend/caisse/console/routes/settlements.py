@@ -17,8 +17,7 @@ from sqlmodel import Session, col
 from caisse.config import Settings, sepa_text
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
-from caisse.messages import french
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
 from caisse.reports import directory
 from caisse.settlement import bank_returns as bank

@@ -8,9 +8,8 @@ from fastapi.responses import Response
 
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import LABELS, confirm, redirect, render
-from caisse.errors import CaisseError
+from caisse.errors import CaisseError, french
 from caisse.ingest import review
-from caisse.messages import french
 from caisse.models import TerminalStatus
 from caisse.reports import directory
 from caisse.terminals import health as terminal_health

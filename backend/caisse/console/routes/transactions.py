@@ -15,9 +15,8 @@ from caisse import db
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.ingest import review
-from caisse.messages import french
 from caisse.models import ConsoleUser, Vendor
 from caisse.reports import records
 

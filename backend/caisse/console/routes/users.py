@@ -13,8 +13,7 @@ from caisse import audit
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import ROLE_LABELS, confirm, redirect, render
 from caisse.db import get_by_id
-from caisse.errors import CaisseError, NotFound
-from caisse.messages import french
+from caisse.errors import CaisseError, NotFound, french
 from caisse.models import ConsoleUser
 from caisse.reports import directory
 from caisse.staff import accounts
