@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.models import AuditEvent
 
@@ -51,9 +51,9 @@ def events(
     actions ("card." for every card action)."""
     query = select(AuditEvent)
     if subjects is not None:
-        query = query.where(AuditEvent.subject.in_(list(subjects)))  # type: ignore[union-attr]
+        query = query.where(col(AuditEvent.subject).in_(list(subjects)))
     if actor is not None:
-        query = query.where(AuditEvent.actor == actor)  # type: ignore[arg-type]
+        query = query.where(col(AuditEvent.actor) == actor)
     if action_prefix is not None:
-        query = query.where(AuditEvent.action.startswith(action_prefix))  # type: ignore[union-attr]
-    return list(session.execute(query.order_by(AuditEvent.id.desc()).limit(limit)).scalars())  # type: ignore[union-attr]
+        query = query.where(col(AuditEvent.action).startswith(action_prefix))
+    return list(session.execute(query.order_by(col(AuditEvent.id).desc()).limit(limit)).scalars())

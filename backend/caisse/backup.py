@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import URL, make_url
+from sqlmodel import col
 
 from caisse import audit
 from caisse.db import make_engine, session_factory
@@ -122,7 +123,7 @@ def restore(database_url: str, backup: Path, *, by: str) -> Restored:
     try:
         with session_factory(engine)() as session:
             terminals = [(int(t), int(a)) for t, a in session.execute(
-                select(Terminal.id, Terminal.acked_seq).order_by(Terminal.id))]  # type: ignore[arg-type]
+                select(col(Terminal.id), col(Terminal.acked_seq)).order_by(col(Terminal.id)))]
             audit.record(session, actor=by, action="database.restore", subject="database",
                          detail={"backup": backup.name})
             session.commit()

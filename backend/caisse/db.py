@@ -134,9 +134,9 @@ def writer_turn(session: Session) -> Iterator[None]:
         return
     engine = bind if isinstance(bind, Engine) else bind.engine
     with _writer_locks_guard:
-        lock = _sqlite_writer_locks.get(engine)  # type: ignore[arg-type]
+        lock = _sqlite_writer_locks.get(engine)
         if lock is None:
-            lock = _sqlite_writer_locks[engine] = threading.Lock()  # type: ignore[index]
+            lock = _sqlite_writer_locks[engine] = threading.Lock()
     with lock:
         try:
             yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -35,7 +36,7 @@ def unix_s(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _created() -> Column:  # type: ignore[type-arg]
+def _created() -> Column[datetime]:
     return Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
@@ -92,7 +93,14 @@ class RecordStatus(enum.StrEnum):
     REJECTED = "rejected"  # business rejection: genuinely signed, stored, posts nothing
 
 
-class Household(SQLModel, table=True):
+class TableModel(SQLModel):
+    """Base of every table. SQLModel declares `__tablename__` as its own default-name method, which
+    a type checker would not let a table name with a plain string; SQLAlchemy takes either."""
+
+    __tablename__: ClassVar[Any]
+
+
+class Household(TableModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False))
     members: int = Field(sa_column=Column(Integer, CheckConstraint("members > 0"), nullable=False))
@@ -112,7 +120,7 @@ class Household(SQLModel, table=True):
     erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
-class Card(SQLModel, table=True):
+class Card(TableModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     uid: bytes = Field(sa_column=Column(LargeBinary(10), nullable=False, unique=True))
     household_id: int = Field(sa_column=Column(Integer, ForeignKey("household.id"), nullable=False, index=True))
@@ -129,7 +137,7 @@ class Card(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class Vendor(SQLModel, table=True):
+class Vendor(TableModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False))
     kind: str = Field(sa_column=Column(String(32), nullable=False))
@@ -146,7 +154,7 @@ class Vendor(SQLModel, table=True):
     trained_on: date | None = None
 
 
-class Terminal(SQLModel, table=True):
+class Terminal(TableModel, table=True):
     id: int | None = Field(default=None, primary_key=True)  # the protocol's terminal_id
     vendor_id: int = Field(sa_column=Column(Integer, ForeignKey("vendor.id"), nullable=False, index=True))
     public_key: bytes = Field(sa_column=Column(LargeBinary(65), nullable=False, unique=True))
@@ -166,7 +174,7 @@ class Terminal(SQLModel, table=True):
     cards_version_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
-class CardCounter(SQLModel, table=True):
+class CardCounter(TableModel, table=True):
     """A secure card's SUN read counter used by a stored payment: each (card, counter) at most once."""
 
     __tablename__ = "card_counter"
@@ -177,7 +185,7 @@ class CardCounter(SQLModel, table=True):
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-class TerminalSync(SQLModel, table=True):
+class TerminalSync(TableModel, table=True):
     """A terminal proved it held `cards_version` at `synced_at` (the `since` of its sync)."""
 
     __tablename__ = "terminal_sync"
@@ -189,7 +197,7 @@ class TerminalSync(SQLModel, table=True):
     synced_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class TerminalHealth(SQLModel, table=True):
+class TerminalHealth(TableModel, table=True):
     """The last health report a terminal signed on its sync (docs/protocol.md, "Health report"):
     one row per terminal, replaced by a report with a later terminal time."""
 
@@ -223,7 +231,7 @@ class TerminalHealth(SQLModel, table=True):
     rewound_to_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
-class TerminalLimits(SQLModel, table=True):
+class TerminalLimits(TableModel, table=True):
     """The offline limits sent to a terminal, one row each time they differ from the last sent."""
 
     __tablename__ = "terminal_limits"
@@ -237,7 +245,7 @@ class TerminalLimits(SQLModel, table=True):
     sent_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class FeedBalance(SQLModel, table=True):
+class FeedBalance(TableModel, table=True):
     """The balance a v2 sync sent for a household at one cards version: every terminal that got
     this version got this balance. Ingestion judges offline budgets with it (caisse.terminals.offline_limits).
     No foreign key: rows are written by syncs, in bulk, and never deleted with their household."""
@@ -249,7 +257,7 @@ class FeedBalance(SQLModel, table=True):
     balance_cents: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-class CodeFailure(SQLModel, table=True):
+class CodeFailure(TableModel, table=True):
     """Wrong member codes a terminal reported for a card, summed over its reports."""
 
     __tablename__ = "code_failure"
@@ -261,7 +269,7 @@ class CodeFailure(SQLModel, table=True):
     reported_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class TransactionRecord(SQLModel, table=True):
+class TransactionRecord(TableModel, table=True):
     """A stored record: accepted, or rejected for a business reason. Raw bytes kept verbatim."""
 
     __tablename__ = "transaction_record"
@@ -296,7 +304,7 @@ class TransactionRecord(SQLModel, table=True):
     reviewed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
-class RejectedUpload(SQLModel, table=True):
+class RejectedUpload(TableModel, table=True):
     """Rejection log: bytes that are not an authentic, well-formed record. Never occupy a seq.
 
     A bounded summary (caisse.ingest.upload, "rejection log"): the digest and size of what came, why it
@@ -317,7 +325,7 @@ class RejectedUpload(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class RejectionBudget(SQLModel, table=True):
+class RejectionBudget(TableModel, table=True):
     """What a source (`terminal:{id}`, or `all`) may still write to the rejection log this minute."""
 
     __tablename__ = "rejection_budget"
@@ -328,7 +336,7 @@ class RejectionBudget(SQLModel, table=True):
     dropped: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))  # ever, not logged
 
 
-class LedgerAccount(SQLModel, table=True):
+class LedgerAccount(TableModel, table=True):
     """Balance = credits_posted_cents - debits_posted_cents; only ever changed by atomic deltas."""
 
     __tablename__ = "ledger_account"
@@ -341,7 +349,7 @@ class LedgerAccount(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class LedgerTransfer(SQLModel, table=True):
+class LedgerTransfer(TableModel, table=True):
     """One immutable double entry, after TigerBeetle's Transfer. Corrected by a reverse transfer."""
 
     __tablename__ = "ledger_transfer"
@@ -363,7 +371,7 @@ class LedgerTransfer(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class Counter(SQLModel, table=True):
+class Counter(TableModel, table=True):
     """Named monotonic counters. Incremented with UPDATE ... SET value = value + 1, so writers of
     one counter serialize on its row until they commit: a reader never sees version v committed
     while a smaller version is still in flight."""
@@ -374,7 +382,7 @@ class Counter(SQLModel, table=True):
 
 # Allowances, contributions, settlement (docs/settlement.md) -----------------------------------
 
-class AllowanceMonth(SQLModel, table=True):
+class AllowanceMonth(TableModel, table=True):
     """A month allowances were allocated for; once closed, `caisse allocate` refuses it."""
 
     __tablename__ = "allowance_month"
@@ -384,7 +392,7 @@ class AllowanceMonth(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
-class Contribution(SQLModel, table=True):
+class Contribution(TableModel, table=True):
     """A household's contribution for a month, in cents. Immutable; corrected by a new row."""
 
     __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_contribution_amount_positive"),)
@@ -397,7 +405,7 @@ class Contribution(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class HouseholdMeans(SQLModel, table=True):
+class HouseholdMeans(TableModel, table=True):
     """A household's size, means and chosen contribution from `effective_month` on, until its next
     row (caisse.members.means). The size drives the per_member allowance of each month; `household.members`
     is the size in force now."""
@@ -423,7 +431,7 @@ class HouseholdMeans(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class FeeCategory(SQLModel, table=True):
+class FeeCategory(TableModel, table=True):
     """What a fee paid was for (caisse.fund.costs), by the reference of its ledger transfer."""
 
     __tablename__ = "fee_category"
@@ -449,7 +457,7 @@ class UnspentPolicy(enum.StrEnum):
     EXPIRE = "expire"  # back to the allowance fund
 
 
-class AllowanceRule(SQLModel, table=True):
+class AllowanceRule(TableModel, table=True):
     """The allowance rule the citizens' committee chose, in force from `effective_month` until the
     next rule (docs/settlement.md). Without any rule, the settings give it."""
 
@@ -485,7 +493,7 @@ class LineStatus(enum.StrEnum):
     HELD = "held"
 
 
-class SettlementRun(SQLModel, table=True):
+class SettlementRun(TableModel, table=True):
     """One nightly run: prepared -> approved -> exported. At most one per date."""
 
     __tablename__ = "settlement_run"
@@ -506,7 +514,7 @@ class SettlementRun(SQLModel, table=True):
     execution_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # set at export
 
 
-class SettlementItem(SQLModel, table=True):
+class SettlementItem(TableModel, table=True):
     """A record settled by a run. The primary key is the record: a record is paid at most once."""
 
     __tablename__ = "settlement_item"
@@ -522,7 +530,7 @@ class SettlementItem(SQLModel, table=True):
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))  # payment > 0, void < 0
 
 
-class SettlementLine(SQLModel, table=True):
+class SettlementLine(TableModel, table=True):
     """Per run and vendor: what is paid, or what is held back and why (in French, for people)."""
 
     __tablename__ = "settlement_line"
@@ -544,7 +552,7 @@ class SettlementLine(SQLModel, table=True):
     debited_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
 
 
-class BankFile(SQLModel, table=True):
+class BankFile(TableModel, table=True):
     """A bank message imported (caisse.settlement.bank_returns): its digest makes a second import change nothing."""
 
     __tablename__ = "bank_file"
@@ -556,7 +564,7 @@ class BankFile(SQLModel, table=True):
     imported_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class BankReturn(SQLModel, table=True):
+class BankReturn(TableModel, table=True):
     """A transfer the bank rejected or returned (caisse.settlement.bank_returns): its money is back in the vendor's
     payable, and a later run pays it again. At most one per payment (its EndToEndId)."""
 
@@ -582,7 +590,7 @@ class IbanChangeStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
-class VendorIbanChange(SQLModel, table=True):
+class VendorIbanChange(TableModel, table=True):
     """A vendor's new IBAN, requested by one console account and approved by another (caisse.vendors.service)."""
 
     __tablename__ = "vendor_iban_change"
@@ -599,7 +607,7 @@ class VendorIbanChange(SQLModel, table=True):
 
 # Accreditation of vendors (caisse.vendors.accreditation, docs/guide/conventionnement.md) ---------------
 
-class AccreditationCriterion(SQLModel, table=True):
+class AccreditationCriterion(TableModel, table=True):
     """A criterion the caisse checks before accrediting a vendor. Retired, it is no longer asked
     for; the vendors that met it keep their tick."""
 
@@ -611,7 +619,7 @@ class AccreditationCriterion(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class VendorCriterion(SQLModel, table=True):
+class VendorCriterion(TableModel, table=True):
     """A criterion a vendor meets: ticked by a console account."""
 
     __tablename__ = "vendor_criterion"
@@ -622,7 +630,7 @@ class VendorCriterion(SQLModel, table=True):
     checked_at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class AccreditationState(SQLModel, table=True):
+class AccreditationState(TableModel, table=True):
     """A vendor's accreditation (status, start, end) from `since` on, until its next row: ingestion
     judges a payment on the state in force at the payment's judged time."""
 
@@ -644,7 +652,7 @@ class SortitionStatus(enum.StrEnum):
     DRAWN = "drawn"
 
 
-class SortitionDraw(SQLModel, table=True):
+class SortitionDraw(TableModel, table=True):
     __tablename__ = "sortition_draw"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -665,7 +673,7 @@ class SortitionDraw(SQLModel, table=True):
     closing_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
 
 
-class SortitionQuota(SQLModel, table=True):
+class SortitionQuota(TableModel, table=True):
     """Seats of one stratum (income quartile x age band) in a draw."""
 
     __tablename__ = "sortition_quota"
@@ -690,7 +698,7 @@ class InvitationStatus(enum.StrEnum):
     DECLINED = "declined"  # the next of the reserve was invited instead
 
 
-class SortitionVolunteer(SQLModel, table=True):
+class SortitionVolunteer(TableModel, table=True):
     """A volunteer of a draw. `number` (1, 2, ... in registration order) is the public reference
     the draw hashes; name and contact are personal data, never shown to the committee."""
 
@@ -733,7 +741,7 @@ class Role(enum.StrEnum):
     COMMITTEE = "committee"  # aggregates only: budget, flows, sortition; no personal data
 
 
-class ConsoleUser(SQLModel, table=True):
+class ConsoleUser(TableModel, table=True):
     __tablename__ = "console_user"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -745,7 +753,7 @@ class ConsoleUser(SQLModel, table=True):
     last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
-class ConsoleSession(SQLModel, table=True):
+class ConsoleSession(TableModel, table=True):
     """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
     copy of the database does not let anyone sign in. Deleting the row signs the browser out."""
 
@@ -759,7 +767,7 @@ class ConsoleSession(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-class LoginAttempt(SQLModel, table=True):
+class LoginAttempt(TableModel, table=True):
     """Sign-in attempts of the last window, counted to refuse guessing (caisse.staff.accounts)."""
 
     __tablename__ = "login_attempt"
@@ -771,7 +779,7 @@ class LoginAttempt(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_column=_created())
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(TableModel, table=True):
     """Who changed what, written in the same transaction as the change. Never updated or deleted."""
 
     __tablename__ = "audit_event"

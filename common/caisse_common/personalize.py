@@ -72,10 +72,13 @@ class Personalized:
 
 
 class CaisseKeys(Protocol):
-    """The caisse's secret keys (caisse.cards.authentication.CardKeys)."""
+    """The caisse's secret keys (caisse.cards.authentication.CardKeys), read only."""
 
-    meta_key: bytes
-    master_key: bytes
+    @property
+    def meta_key(self) -> bytes: ...
+
+    @property
+    def master_key(self) -> bytes: ...
 
     def file_key(self, uid: bytes) -> bytes: ...
 

@@ -135,7 +135,7 @@ class FieldReader(CardReader):
     """A card field: put a card in it, take it away, or make the next read fail mid-way."""
 
     def __init__(self) -> None:
-        self.card = None
+        self.card: Card | None = None
         self.fail_next = False
         self.asleep = False  # the reader's power-down (a real one sees no card then)
         self.polls = 0

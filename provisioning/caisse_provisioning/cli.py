@@ -7,7 +7,7 @@ admin API (backend.py), never by importing it: the `caisse` command does not kno
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -54,7 +54,7 @@ def _open_board(port: str) -> Board:
     return Board(serial_transport(port), port)
 
 
-def _fail(error: ProvisioningError) -> None:
+def _fail(error: ProvisioningError) -> NoReturn:
     console.print(Panel(str(error), title="Échec", border_style="red"))
     raise typer.Exit(1)
 

@@ -20,8 +20,8 @@ from caisse.ingest.upload import ingest_batch
 from caisse.ledger import postings as ledger
 from caisse.models import AuditEvent, Terminal
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import BACKENDS, make_settings, scratch_postgres_database
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import BACKENDS, make_settings, scratch_postgres_database
 
 
 @pytest.fixture(scope="module")

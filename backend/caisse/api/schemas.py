@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic.config import JsonDict
 
 from caisse.ingest.upload import MAX_RECORDS_PER_BATCH
 from caisse.members.households import MAX_CREDIT_CENTS
@@ -27,7 +28,7 @@ UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 # The services strip spaces (str.strip) and refuse what is left empty. JSON Schema patterns are
 # ECMA-262, whose \s lacks some characters Python strips: those are listed too.
-_NOT_BLANK = {"pattern": r"[^\s\x1c-\x1f\x85]"}
+_NOT_BLANK: JsonDict = {"pattern": r"[^\s\x1c-\x1f\x85]"}
 
 
 def _json_integer(value: object) -> object:

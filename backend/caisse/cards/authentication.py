@@ -35,9 +35,11 @@ _card = table_of(Card)
 _counter = table_of(CardCounter)
 _sync = table_of(TerminalSync)
 
-# Why a card is refused, as staff and hold reasons say it.
-BLOCK_REASON_FR = {BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
-                BlockReason.FLAGGED: "suspectée de clonage", BlockReason.LEFT: "foyer parti"}
+# Why a card is refused, as staff and hold reasons say it; keyed by str, as it reads the stored
+# block_reason column.
+BLOCK_REASON_FR: dict[str, str] = {
+    BlockReason.LOST: "perdue", BlockReason.STOLEN: "volée", BlockReason.REPLACED: "remplacée",
+    BlockReason.FLAGGED: "suspectée de clonage", BlockReason.LEFT: "foyer parti"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ def claim_counters(session: Session, *, terminal_id: int,
         return repeated
     dialect = postgresql if is_postgresql(session) else sqlite
     rows = [{"card_id": c, "counter": n, "terminal_id": terminal_id, "seq": s} for (c, n), s in sorted(fresh.items())]
-    statement = (dialect.insert(_counter).values(rows).on_conflict_do_nothing()  # type: ignore[attr-defined]
+    statement = (dialect.insert(_counter).values(rows).on_conflict_do_nothing()
                  .returning(_counter.c.card_id, _counter.c.counter))
     granted = {(c, n) for c, n in session.execute(statement)}
     taken = [(c, n, s) for (c, n), s in fresh.items() if (c, n) not in granted]
@@ -146,10 +148,10 @@ def block_copied_cards(session: Session, *, reasons: Mapping[int, str]) -> None:
     version each, so terminals learn it. A card already blocked keeps its first block and reason."""
     blocked: list[int] = []
     for card_id, reason in sorted(reasons.items()):
-        done = session.execute(
+        done = session.connection().execute(  # a Connection's result has the rowcount
             update(_card).where(_card.c.id == card_id, _card.c.status == CardStatus.ACTIVE)
             .values(status=CardStatus.BLOCKED, blocked_at=utcnow(), block_reason=BlockReason.FLAGGED, flag_reason=reason[:200])
         )
-        if done.rowcount:  # type: ignore[attr-defined]
+        if done.rowcount:
             blocked.append(card_id)
     bump_blocked_cards(session, card_ids=blocked)

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import Settings
 from caisse.db import is_postgresql, table_of
@@ -97,14 +97,14 @@ def record_failures(
     entries = parse_failures(body)
     if not entries:
         return 0
-    found = session.execute(select(Card.uid, Card.id).where(Card.uid.in_(list(entries)))).all()  # type: ignore[attr-defined]
+    found = session.execute(select(col(Card.uid), col(Card.id)).where(col(Card.uid).in_(list(entries)))).all()
     cards = {bytes(uid): card_id for uid, card_id in found}
     rows = sorted(({"terminal_id": terminal_id, "card_id": cards[uid], "failures": failures, "locked": locked,
                     "reported_at": utcnow()} for uid, (failures, locked) in entries.items() if uid in cards),
                   key=lambda row: row["card_id"])
     if not rows:
         return 0
-    insert = (postgresql if is_postgresql(session) else sqlite).insert(_code_failure).values(rows)  # type: ignore[attr-defined]
+    insert = (postgresql if is_postgresql(session) else sqlite).insert(_code_failure).values(rows)
     session.execute(insert.on_conflict_do_update(
         index_elements=["terminal_id", "card_id"],
         set_={"failures": _code_failure.c.failures + insert.excluded.failures, "locked": insert.excluded.locked,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.errors import Conflict, InvalidInput, NotFound
@@ -56,7 +56,7 @@ def _issue(session: Session, *, household_id: int, uid_hex: str, card_type: str)
         raise InvalidInput("invalid_uid", f"a secure card (NTAG 424 DNA) has a {sun.UID_BYTES}-byte UID")
     if get_household(session, household_id=household_id).leaving_blocked_at is not None:
         raise Conflict("household_left_no_card", f"household {household_id} has left the caisse: no new card")
-    existing = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()  # type: ignore[arg-type]
+    existing = session.execute(select(Card).where(col(Card.uid) == uid)).scalar_one_or_none()
     if existing is not None and existing.status != CardStatus.RETURNED:
         raise Conflict("card_exists", f"card {uid.hex()} is already issued")
     _check_room_for_a_card(session, household_id=household_id)
@@ -66,8 +66,8 @@ def _issue(session: Session, *, household_id: int, uid_hex: str, card_type: str)
         session.flush()
     else:
         card = existing
-        session.execute(delete(CardCounter).where(CardCounter.card_id == card.id))  # type: ignore[arg-type]
-        session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+        session.execute(delete(CardCounter).where(col(CardCounter.card_id) == card.id))
+        session.execute(update(Card).where(col(Card.id) == card.id).values(
             household_id=household_id, card_type=card_type, status=CardStatus.ACTIVE, blocked_at=None,
             block_reason=None, flag_reason=None, blocked_version=None))
     assert card.id is not None
@@ -78,7 +78,7 @@ def _issue(session: Session, *, household_id: int, uid_hex: str, card_type: str)
 
 def _check_room_for_a_card(session: Session, *, household_id: int) -> None:
     counts = session.execute(
-        select(Card.status, func.count()).where(Card.household_id == household_id).group_by(Card.status)  # type: ignore[arg-type]
+        select(col(Card.status), func.count()).where(col(Card.household_id) == household_id).group_by(col(Card.status))
     ).all()
     if sum(n for status, n in counts if status == CardStatus.ACTIVE) >= MAX_CARDS_PER_HOUSEHOLD:
         raise Conflict("too_many_cards", f"a household uses at most {MAX_CARDS_PER_HOUSEHOLD} cards at once")
@@ -89,7 +89,7 @@ def _check_room_for_a_card(session: Session, *, household_id: int) -> None:
 
 def get_card(session: Session, *, uid_hex: str) -> Card:
     uid = parse_uid(uid_hex)
-    card = session.execute(select(Card).where(Card.uid == uid)).scalar_one_or_none()
+    card = session.execute(select(Card).where(col(Card.uid) == uid)).scalar_one_or_none()
     if card is None:
         raise NotFound("card_not_found", f"no card {uid.hex()}")
     return card
@@ -130,7 +130,7 @@ def unblock_card(session: Session, *, uid_hex: str, by: str, os_user: str | None
     _check_room_for_a_card(session, household_id=card.household_id)
     assert card.id is not None
     blocked_at, reason = card.blocked_at, card.block_reason  # the update below refreshes `card`
-    session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+    session.execute(update(Card).where(col(Card.id) == card.id).values(
         status=CardStatus.ACTIVE, blocked_at=None, block_reason=None, blocked_version=None))
     bump_cards(session, card_ids=[card.id])
     audit.record(session, actor=by, action="card.unblock", subject=f"card:{card.uid.hex()}",
@@ -170,8 +170,8 @@ def return_card(session: Session, *, uid_hex: str, by: str = accounts.SYSTEM, os
 def block_household_cards(session: Session, *, household_id: int, reason: str, at: datetime | None = None) -> list[int]:
     """Block every active card of a household (its members left: caisse.members.service), the way a lost
     card is blocked, so terminals learn it at their next sync. The ids of the cards blocked."""
-    cards = session.execute(select(Card).where(Card.household_id == household_id, Card.status == str(CardStatus.ACTIVE))  # type: ignore[arg-type]
-                            .order_by(Card.id)).scalars().all()  # type: ignore[arg-type]
+    cards = session.execute(select(Card).where(col(Card.household_id) == household_id, col(Card.status) == str(CardStatus.ACTIVE))
+                            .order_by(col(Card.id))).scalars().all()
     for card in cards:
         _end_card(session, card, status=CardStatus.BLOCKED, reason=reason, at=at)
     return [card.id for card in cards if card.id is not None]
@@ -183,7 +183,7 @@ def _end_card(session: Session, card: Card, *, status: CardStatus, reason: str |
     if card.status == status or card.status == CardStatus.RETURNED:
         return False
     assert card.id is not None
-    session.execute(update(Card).where(Card.id == card.id).values(  # type: ignore[arg-type]
+    session.execute(update(Card).where(col(Card.id) == card.id).values(
         status=status, blocked_at=card.blocked_at or at or utcnow(), block_reason=reason))
     bump_blocked_cards(session, card_ids=[card.id])
     session.refresh(card)

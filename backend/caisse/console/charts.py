@@ -79,8 +79,8 @@ class Chart:
             points = [(_LEFT + step * (i + 0.5), self._y(v), category, v)
                       for i, (category, v) in enumerate(zip(self.categories, series.values, strict=True)) if v is not None]
             for run in _consecutive(points, step):
-                ET.SubElement(plot, "polyline", fill="none", stroke=_colour(s), points=" ".join(f"{_n(x)},{_n(y)}" for x, y, _, _ in run),
-                              **{"stroke-width": "2"})
+                ET.SubElement(plot, "polyline", {"fill": "none", "stroke": _colour(s),
+                                                 "points": " ".join(f"{_n(x)},{_n(y)}" for x, y, _, _ in run), "stroke-width": "2"})
             for x, y, category, value in points:
                 dot = ET.SubElement(plot, "circle", cx=_n(x), cy=_n(y), r="3.5", fill=_colour(s))
                 ET.SubElement(dot, "title").text = f"{series.label}, {category} : {self.value_format(value)}"
@@ -103,21 +103,22 @@ class Chart:
         """The <svg> with title, description, grid, axis labels and legend; and the plot group."""
         legend = self._legend_positions()
         height = PLOT_BOTTOM + 30 + _LEGEND_ROW * (legend[-1][1] + 1 if legend else 0)
-        svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", viewBox=f"0 0 {WIDTH} {height}", role="img",
-                         width="100%", **{"class": "chart", "aria-labelledby": f"{self.chart_id}-title {self.chart_id}-desc"})
+        svg = ET.Element("svg", {"xmlns": "http://www.w3.org/2000/svg", "viewBox": f"0 0 {WIDTH} {height}", "role": "img",
+                                 "width": "100%", "class": "chart", "aria-labelledby": f"{self.chart_id}-title {self.chart_id}-desc"})
         ET.SubElement(svg, "title", id=f"{self.chart_id}-title").text = self.title
         ET.SubElement(svg, "desc", id=f"{self.chart_id}-desc").text = self.description
         axes = ET.SubElement(svg, "g", {"font-size": "12", "fill": "#333", "aria-hidden": "true"})
         for tick in self._ticks:
             y = _n(self._y(tick))
             ET.SubElement(axes, "line", x1=str(_LEFT), x2=str(WIDTH - _RIGHT), y1=y, y2=y, stroke="#ccc" if tick else "#555")
-            ET.SubElement(axes, "text", x=str(_LEFT - 6), y=y, dy="4", **{"text-anchor": "end"}).text = (self.axis_format or self.value_format)(tick)
+            ET.SubElement(axes, "text", {"x": str(_LEFT - 6), "y": y, "dy": "4", "text-anchor": "end"}).text = (
+                (self.axis_format or self.value_format)(tick))
         band = self._plot_width / len(self.categories)
         every = math.ceil(len(self.categories) / 8)  # at most 8 labels: 12 of "2026-01" overlap at this width
         for i, category in enumerate(self.categories):
             if i % every == 0:
-                ET.SubElement(axes, "text", x=_n(_LEFT + band * (i + 0.5)), y=str(PLOT_BOTTOM + 18),
-                              **{"text-anchor": "middle"}).text = category
+                ET.SubElement(axes, "text", {"x": _n(_LEFT + band * (i + 0.5)), "y": str(PLOT_BOTTOM + 18),
+                                             "text-anchor": "middle"}).text = category
         for s, (series, (x, row)) in enumerate(zip(self.series, legend, strict=True)):
             y = PLOT_BOTTOM + 32 + _LEGEND_ROW * row
             ET.SubElement(axes, "rect", x=str(x), y=str(y - 10), width="12", height="12", fill=_colour(s))

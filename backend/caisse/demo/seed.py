@@ -369,13 +369,14 @@ def wait_until_ready(base_url: str, *, timeout_s: float = READY_TIMEOUT_S) -> No
 def ensure_demo_accounts(engine: Any) -> None:
     """One console account per role (DEMO_ACCOUNTS), unless it exists already."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from caisse.db import session_factory
     from caisse.models import ConsoleUser
     from caisse.staff import accounts
 
     with session_factory(engine)() as session:
-        existing = set(session.execute(select(ConsoleUser.email)).scalars())  # type: ignore[arg-type]
+        existing = set(session.execute(select(col(ConsoleUser.email))).scalars())
         for role, email, password in DEMO_ACCOUNTS:
             if email not in existing:
                 accounts.create_user(session, email=email, password=password, role=role)

@@ -15,70 +15,23 @@ Nothing here commits: the caller owns the transaction.
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlalchemy import select, text
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.ledger import postings as ledger
+from caisse.ledger.corrections import reversed_sql
+from caisse.members.means import current_month, sizes_at, sync_current_sizes
 from caisse.models import AllowanceKind, AllowanceMonth, AllowanceRule, Household, LedgerTransfer, UnspentPolicy, utcnow
+from caisse.months import Month
 from caisse.staff import accounts
 from caisse.terminals.sync import bump_cards
-
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Month:
-    year: int
-    month: int
-
-    @classmethod
-    def parse(cls, text: str) -> Month:
-        found = _MONTH.match(text.strip())
-        if found is None:
-            raise InvalidInput("invalid_month", f"a month is written YYYY-MM, not {text!r}")
-        return cls(int(found.group(1)), int(found.group(2)))
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-    @property
-    def days(self) -> int:
-        return calendar.monthrange(self.year, self.month)[1]
-
-    @property
-    def first_day(self) -> date:
-        return date(self.year, self.month, 1)
-
-    @property
-    def next_start(self) -> datetime:
-        year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
-        return datetime(year, month, 1, tzinfo=UTC)
-
-    def shifted(self, months: int) -> Month:
-        index = self.year * 12 + self.month - 1 + months
-        return Month(index // 12, index % 12 + 1)
-
-    def starts_at(self, zone: ZoneInfo) -> datetime:
-        """Local midnight of the first day: where the caisse's month begins (Europe/Paris)."""
-        return datetime.combine(self.first_day, time.min, tzinfo=zone)
-
-    def ends_at(self, zone: ZoneInfo) -> datetime:
-        return self.shifted(1).starts_at(zone)
-
-    @classmethod
-    def of(cls, moment: datetime, zone: ZoneInfo) -> Month:
-        """The local month of an instant (a naive time is UTC, as SQLite hands it back)."""
-        local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
-        return cls(local.year, local.month)
 
 
 def allowance_reference(household_id: int, month: Month) -> str:
@@ -133,14 +86,14 @@ def rule_in_force(session: Session, *, month: str, settings: Settings) -> Rule:
     """The latest rule effective from `month` or before; the settings when there is none."""
     period = Month.parse(month)
     row = session.execute(
-        select(AllowanceRule).where(AllowanceRule.effective_month <= str(period))  # type: ignore[arg-type]
-        .order_by(AllowanceRule.effective_month.desc()).limit(1)  # type: ignore[attr-defined]
+        select(AllowanceRule).where(col(AllowanceRule.effective_month) <= str(period))
+        .order_by(col(AllowanceRule.effective_month).desc()).limit(1)
     ).scalar_one_or_none()
     return Rule.from_settings(settings) if row is None else Rule.from_row(row)
 
 
 def list_rules(session: Session) -> list[Rule]:
-    rows = session.execute(select(AllowanceRule).order_by(AllowanceRule.effective_month)).scalars()  # type: ignore[arg-type]
+    rows = session.execute(select(AllowanceRule).order_by(col(AllowanceRule.effective_month))).scalars()
     return [Rule.from_row(row) for row in rows]
 
 
@@ -160,7 +113,7 @@ def set_rule(
     by = accounts.staff_actor(session, by=by, os_user=os_user)
     period = Month.parse(effective_month)
     allocated = session.execute(
-        select(AllowanceMonth.month).where(AllowanceMonth.month >= str(period)).order_by(AllowanceMonth.month).limit(1)  # type: ignore[arg-type]
+        select(col(AllowanceMonth.month)).where(col(AllowanceMonth.month) >= str(period)).order_by(col(AllowanceMonth.month)).limit(1)
     ).scalar_one_or_none()
     if allocated is not None:
         raise Conflict("month_allocated", f"allowances of {allocated} are allocated already: a new rule starts after it")
@@ -179,10 +132,14 @@ def set_rule(
     row = session.get(AllowanceRule, str(period))
     if row is not None and Rule.from_row(row) == changed:
         return changed  # recorded already (a form sent twice): nothing changes, nothing to audit
-    row = row or AllowanceRule(effective_month=str(period))  # type: ignore[call-arg]
-    for name in _RULE_FIELDS:
-        setattr(row, name, getattr(changed, name))
-    row.set_by = by
+    if row is None:
+        row = AllowanceRule(effective_month=str(period), rule=changed.rule, flat_cents=changed.flat_cents, base_cents=changed.base_cents,
+                            per_extra_member_cents=changed.per_extra_member_cents, pro_rata=changed.pro_rata, unspent=changed.unspent,
+                            carry_over_cap_cents=changed.carry_over_cap_cents, set_by=by)
+    else:
+        for name in _RULE_FIELDS:
+            setattr(row, name, getattr(changed, name))
+        row.set_by = by
     session.add(row)
     session.flush()
     audit.record(session, actor=by, action="allowance.rule", subject=f"month:{period}",
@@ -231,10 +188,10 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
         raise Conflict("month_closed", f"month {period} is closed: allowances can no longer be allocated")
     zone = ZoneInfo(settings.settlement_timezone)  # a month ends at local midnight, as payments' months do
     households = session.execute(  # the bound in UTC: SQLite compares the stored UTC text
-        select(Household.id, Household.members, Household.created_at)
-        .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
-        .where(Household.left_on.is_(None) | (Household.left_on >= period.first_day))  # type: ignore[union-attr, operator]
-        .order_by(Household.id)  # type: ignore[arg-type]
+        select(col(Household.id), col(Household.members), col(Household.created_at))
+        .where(col(Household.created_at) < period.ends_at(zone).astimezone(UTC))
+        .where(col(Household.left_on).is_(None) | (col(Household.left_on) >= period.first_day))
+        .order_by(col(Household.id))
     ).all()
     report = AllocationReport(month=str(period))
     if not households:
@@ -245,22 +202,20 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
     members = ledger.account_ids(session, codes=[ledger.member_code(h) for h, _, _ in households])
     posted = dict(
         session.execute(
-            select(LedgerTransfer.reference, LedgerTransfer.amount_cents).where(
-                LedgerTransfer.reference.like(f"allowance:%:{period}")  # type: ignore[attr-defined]
+            select(col(LedgerTransfer.reference), col(LedgerTransfer.amount_cents)).where(
+                col(LedgerTransfer.reference).like(f"allowance:%:{period}")
             )
         ).all()
     )
     balances = ledger.balances_by_code(session, codes=[ledger.member_code(h) for h, _, _ in households])
     transfers: list[ledger.Transfer] = []
     credited: list[int] = []
-    from caisse.members.means import current_month, sizes_at, sync_current_sizes  # means imports this module
-
     sizes = sizes_at(session, month=str(period), household_ids=[h for h, _, _ in households])
     if period == current_month(settings):
         sync_current_sizes(session, sizes=sizes)
     for household_id, size, joined in households:
         # The size recorded for that month (caisse.members.means), else the household's current size.
-        amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, size), joined=_at_utc(joined).astimezone(zone),
+        amount = monthly_amount_cents(rule=rule, members=sizes.get(household_id, int(size)), joined=_at_utc(joined).astimezone(zone),
                                       month=period, average_contribution_cents=average)
         reference = allowance_reference(household_id, period)
         if reference in posted:
@@ -315,8 +270,8 @@ def first_open_month(session: Session, *, month: str) -> Month:
     """`month`, or when it is closed the first month after it that is not: where a contribution
     for a closed month is counted (docs/settlement.md, "Closed months")."""
     period = Month.parse(month)
-    closed = set(session.execute(select(AllowanceMonth.month).where(
-        AllowanceMonth.month >= str(period), AllowanceMonth.closed_at.is_not(None))).scalars())  # type: ignore[arg-type, union-attr]
+    closed = set(session.execute(select(col(AllowanceMonth.month)).where(
+        col(AllowanceMonth.month) >= str(period), col(AllowanceMonth.closed_at).is_not(None))).scalars())
     while str(period) in closed:
         period = period.shifted(1)
     return period
@@ -330,10 +285,14 @@ def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
     return max(0, balance_cents - rule.carry_over_cap_cents)
 
 
+def contributed_cents(session: Session, *, month: str) -> int:
+    """The month's contributions, less those reversed (caisse.ledger.corrections)."""
+    return int(session.execute(text("SELECT SUM(c.amount_cents) FROM contribution c"
+                                    f" WHERE c.month = :m AND NOT {reversed_sql('c.reference')}"), {"m": month}).scalar_one() or 0)
+
+
 def _average_contribution_cents(session: Session, *, month: Month, households: int) -> int:
     """The month's contributions (less those reversed) shared equally among the households, rounded down."""
-    from caisse.fund.service import contributed_cents  # fund imports this module
-
     return contributed_cents(session, month=str(month)) // households
 
 

@@ -18,14 +18,14 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import MeansKind, Settings
-from caisse.fund.allowances import Month
 from caisse.fund.service import suggested_contribution_cents
 from caisse.ledger.corrections import reversed_sql
 from caisse.members import means as household_means
 from caisse.models import Household, HouseholdMeans
+from caisse.months import Month
 
 
 def indicative_cents(row: HouseholdMeans | None, *, settings: Settings) -> int | None:
@@ -65,9 +65,10 @@ def dues(session: Session, *, month: str, settings: Settings) -> list[HouseholdD
     period = Month.parse(month)
     zone = ZoneInfo(settings.settlement_timezone)
     # The bound in UTC: SQLite compares the stored UTC text.
-    households = session.execute(select(Household.id, Household.name, Household.members, Household.created_at, Household.left_on)
-                                 .where(Household.created_at < period.ends_at(zone).astimezone(UTC))  # type: ignore[arg-type, operator]
-                                 .order_by(Household.id)).all()  # type: ignore[arg-type]
+    households = session.execute(select(col(Household.id), col(Household.name), col(Household.members),
+                                        col(Household.created_at), col(Household.left_on))
+                                 .where(col(Household.created_at) < period.ends_at(zone).astimezone(UTC))
+                                 .order_by(col(Household.id))).all()
     history = household_means.history(session, up_to=str(period))
     received = _received(session, up_to=str(period))
     result = []

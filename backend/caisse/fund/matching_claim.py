@@ -19,13 +19,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.fund.allowances import Month
 from caisse.ledger.corrections import reversed_sql
 from caisse.models import Contribution
 from caisse.money import euros
+from caisse.months import Month
 from caisse.settlement.statements import SafeWriter
 
 
@@ -65,9 +65,9 @@ def claim(session: Session, *, month: str, settings: Settings) -> MatchingClaim:
     period = str(Month.parse(month))
     zone = ZoneInfo(settings.settlement_timezone)
     rows = session.execute(
-        select(Contribution.household_id, Contribution.reference, Contribution.created_at, Contribution.amount_cents)
-        .where(Contribution.month == period, text(f"NOT {reversed_sql('contribution.reference')}"))  # type: ignore[arg-type]
-        .order_by(Contribution.created_at, Contribution.id)).all()  # type: ignore[arg-type]
+        select(col(Contribution.household_id), col(Contribution.reference), col(Contribution.created_at), col(Contribution.amount_cents))
+        .where(col(Contribution.month) == period, text(f"NOT {reversed_sql('contribution.reference')}"))
+        .order_by(col(Contribution.created_at), col(Contribution.id))).all()
     lines = [ClaimLine(int(h), _shown(reference), _local_day(created, zone), int(cents))
              for h, reference, created, cents in rows]
     posted = int(session.execute(text("SELECT COALESCE(SUM(amount_cents), 0) FROM ledger_transfer"

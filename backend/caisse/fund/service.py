@@ -21,44 +21,27 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, bindparam, func, select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
-from caisse.fund.allowances import Month, first_open_month
+from caisse.fund.allowances import contributed_cents, first_open_month
 from caisse.ledger import postings as ledger
-from caisse.ledger.corrections import reversed_sql
 from caisse.ledger.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.ledger.postings import Account
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer
-from caisse.money import euros
+from caisse.money import MAX_AMOUNT_CENTS, euros, parse_euros
+from caisse.months import Month
 from caisse.settlement.runs import payable_differences
 from caisse.spreadsheet import Column, read_table
 from caisse.staff.accounts import SYSTEM, staff_actor
 from caisse_common import protocol
 
-MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
-
-_EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 # The platform's export or a sheet staff typed: English codes or French headers.
 CSV_COLUMNS = (Column("household_id", ("foyer", "numéro de foyer", "n° foyer")), Column("month", ("mois",)),
                Column("amount_eur", ("montant", "montant en euros")), Column("reference", ("référence", "réf")))
-
-
-def parse_euros(value: str, *, zero_allowed: bool = False) -> int:
-    """'12,50' or '12.50' -> 1250 cents, exactly (Decimal, never float). At most 2 decimals, > 0
-    (or >= 0 with `zero_allowed`: a rule's amount may be nothing, a payment may not)."""
-    cleaned = value.strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
-    if not _EUROS.match(cleaned):  # digits, then at most 2 decimals: no sign, exponent, NaN
-        raise InvalidInput("invalid_amount", f"{value!r} is not an amount in euros with at most 2 decimals")
-    amount = Decimal(cleaned)
-    cents = int(amount * 100)
-    if not (0 if zero_allowed else 1) <= cents <= MAX_AMOUNT_CENTS:
-        raise InvalidInput("invalid_amount", f"{value!r}: the amount must be positive and at most 1 000 000 EUR")
-    return cents
-
 
 
 def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> int:
@@ -118,7 +101,7 @@ def _record_contribution(
     # A closed month's figures (and its matching claim) are final: a contribution for it arriving
     # later is counted in the first open month after it.
     counted = first_open_month(session, month=str(period))
-    existing = session.execute(select(Contribution).where(Contribution.reference == reference)).scalar_one_or_none()  # type: ignore[arg-type]
+    existing = session.execute(select(Contribution).where(col(Contribution.reference) == reference)).scalar_one_or_none()
     if existing is not None:
         if ((existing.household_id, existing.amount_cents) != (household_id, amount_cents)
                 or existing.month not in (str(period), str(counted))):
@@ -155,7 +138,7 @@ def import_contributions(session: Session, *, content: str | bytes, settings: Se
     rows = read_table(content, CSV_COLUMNS)
     good: list[tuple[int, int, str, int, str]] = []
     seen: dict[str, int] = {}
-    households = set(session.execute(select(Household.id)).scalars())
+    households = set(session.execute(select(col(Household.id))).scalars())
     for row in rows:
         line = row.line
         try:
@@ -231,12 +214,6 @@ def record_matching(session: Session, *, month: str, settings: Settings, by: str
     audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
                  detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
     return due - posted
-
-
-def contributed_cents(session: Session, *, month: str) -> int:
-    """The month's contributions, less those reversed (caisse.ledger.corrections)."""
-    return _sum(session, f"SELECT SUM(c.amount_cents) FROM contribution c WHERE c.month = :m AND NOT {reversed_sql('c.reference')}",
-                m=month)
 
 
 def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str, by: str = SYSTEM,
@@ -459,16 +436,17 @@ class _Book:
             setattr(flows, lines[kind], getattr(flows, lines[kind]) + int(cents))
         monthly = sum(int(cents) for kind, prefix, _, cents in rows if kind == ledger.TransferKind.ALLOWANCE and prefix == "allowance:")
         if self.journal.get(ledger.TransferKind.ALLOWANCE, 0) > monthly:
-            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
-                    LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE,  # type: ignore[arg-type]
-                    func.substr(LedgerTransfer.reference, 1, 10) != "allowance:")).all():
+            for cents, created_at in session.execute(select(col(LedgerTransfer.amount_cents), col(LedgerTransfer.created_at)).where(
+                    col(LedgerTransfer.kind) == ledger.TransferKind.ALLOWANCE,
+                    func.substr(col(LedgerTransfer.reference), 1, 10) != "allowance:")).all():
                 self.at(_local_month(created_at, zone)).credits += int(cents)
         # A departed household's balance back to the fund (caisse.members.service) counts as unspent money
         # returned, in the Paris month it moved; a cover of a late record takes it back.
         departures = {ledger.TransferKind.DEPARTURE: 1, ledger.TransferKind.DEPARTURE_COVER: -1}
         if any(self.journal.get(kind) for kind in departures):
-            for kind, cents, created_at in session.execute(select(LedgerTransfer.kind, LedgerTransfer.amount_cents, LedgerTransfer.created_at)
-                                                           .where(LedgerTransfer.kind.in_(list(departures)))).all():  # type: ignore[attr-defined]
+            for kind, cents, created_at in session.execute(select(col(LedgerTransfer.kind), col(LedgerTransfer.amount_cents),
+                                                                  col(LedgerTransfer.created_at))
+                                                           .where(col(LedgerTransfer.kind).in_(list(departures)))).all():
                 self.at(_local_month(created_at, zone)).expired += departures[kind] * int(cents)
         if self.journal.get("contribution"):
             for month, cents in session.execute(text(
@@ -564,16 +542,17 @@ class _Book:
         the budget and in the register: as if it had never been made."""
         if not self.journal.get(ledger.TransferKind.REVERSAL):
             return
-        reversals = session.execute(select(LedgerTransfer.reference, LedgerTransfer.amount_cents)
-                                    .where(LedgerTransfer.kind == ledger.TransferKind.REVERSAL)).all()  # type: ignore[arg-type]
+        reversals = session.execute(select(col(LedgerTransfer.reference), col(LedgerTransfer.amount_cents))
+                                    .where(col(LedgerTransfer.kind) == ledger.TransferKind.REVERSAL)).all()
         named = {int(reference.split(":")[1]): (reference, int(cents)) for reference, cents in reversals
                  if reference.count(":") == 1 and reference.startswith("reversal:") and reference.split(":")[1].isdigit()}
         self.unplaced += [f"contre-passation {reference} sans écriture nommée : {euros(int(cents))} €"
                           for reference, cents in reversals if reference not in {r for r, _ in named.values()}]
         originals = {row[0]: row[1:] for row in session.execute(
-            select(LedgerTransfer.id, LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.created_at, Contribution.month)
-            .outerjoin(Contribution, Contribution.reference == LedgerTransfer.reference)  # type: ignore[arg-type]
-            .where(LedgerTransfer.id.in_(list(named)))).all()}  # type: ignore[union-attr]
+            select(col(LedgerTransfer.id), col(LedgerTransfer.kind), col(LedgerTransfer.reference), col(LedgerTransfer.created_at),
+                   col(Contribution.month))
+            .outerjoin(Contribution, col(Contribution.reference) == col(LedgerTransfer.reference))
+            .where(col(LedgerTransfer.id).in_(list(named)))).all()}
         for original_id, (reference, cents) in sorted(named.items()):
             kind, original, created_at, registered = originals.get(original_id, (None, "", None, None))
             parts = original.split(":")
@@ -600,8 +579,8 @@ class _Book:
         for day, cents in _payouts_by_run_date(session):
             self.at(day.strftime("%Y-%m")).payouts += cents
         if self.journal.get(ledger.TransferKind.BANK_RETURN):
-            for cents, created_at in session.execute(select(LedgerTransfer.amount_cents, LedgerTransfer.created_at).where(
-                    LedgerTransfer.kind == ledger.TransferKind.BANK_RETURN)).all():  # type: ignore[arg-type]
+            for cents, created_at in session.execute(select(col(LedgerTransfer.amount_cents), col(LedgerTransfer.created_at)).where(
+                    col(LedgerTransfer.kind) == ledger.TransferKind.BANK_RETURN)).all():
                 self.at(_local_month(created_at, zone)).payouts -= int(cents)
 
     def _read_checks(self, session: Session) -> None:
@@ -610,7 +589,7 @@ class _Book:
             "SELECT CASE WHEN substr(code, 1, 7) = 'member:' THEN 'member'"
             " WHEN substr(code, 1, 15) = 'vendor_payable:' OR substr(code, 1, 12) = 'vendor_held:' THEN 'vendor' ELSE code END AS purpose,"
             " SUM(credits_posted_cents - debits_posted_cents) FROM ledger_account GROUP BY purpose")).all()}
-        self.register = _rows(session, select(Contribution.month, func.sum(Contribution.amount_cents)).group_by(Contribution.month))  # type: ignore[arg-type]
+        self.register = _rows(session, select(col(Contribution.month), func.sum(col(Contribution.amount_cents))).group_by(col(Contribution.month)))
         self.exported_items = int(session.execute(text(
             "SELECT COALESCE(SUM(i.amount_cents), 0) FROM settlement_item i JOIN settlement_run r ON r.id = i.run_id"
             " WHERE r.status = 'exported'")).scalar_one())
@@ -681,8 +660,8 @@ class _LateRecords:
 
     @classmethod
     def closings(cls, session: Session, zone: ZoneInfo) -> _LateRecords:
-        rows = session.execute(select(AllowanceMonth.month, AllowanceMonth.closed_at)
-                               .where(AllowanceMonth.closed_at.is_not(None))).all()  # type: ignore[union-attr]
+        rows = session.execute(select(col(AllowanceMonth.month), col(AllowanceMonth.closed_at))
+                               .where(col(AllowanceMonth.closed_at).is_not(None))).all()
         return cls(zone, [(Month.parse(month), closed_at) for month, closed_at in rows])
 
     def __bool__(self) -> bool:
@@ -760,9 +739,9 @@ def _sum(session: Session, sql: str, **params: object) -> int:
 
 def _ledger_sum(session: Session, pattern: str) -> int:
     return int(session.execute(
-        select(func.coalesce(func.sum(LedgerTransfer.amount_cents), 0)).where(LedgerTransfer.reference.like(pattern))  # type: ignore[attr-defined]
+        select(func.coalesce(func.sum(col(LedgerTransfer.amount_cents)), 0)).where(col(LedgerTransfer.reference).like(pattern))
     ).scalar_one())
 
 
 def _count(session: Session, pattern: str) -> int:
-    return int(session.execute(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.reference.like(pattern))).scalar_one())  # type: ignore[attr-defined]
+    return int(session.execute(select(func.count()).select_from(LedgerTransfer).where(col(LedgerTransfer.reference).like(pattern))).scalar_one())

@@ -24,15 +24,16 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import Settings
 from caisse.errors import InvalidInput
 from caisse.fund import costs
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month, monthly_amount_cents, rule_in_force
+from caisse.fund.allowances import monthly_amount_cents, rule_in_force
 from caisse.members import means
 from caisse.models import Household
+from caisse.months import Month
 
 INCOME = (("contributions", "Cotisations des foyers"), ("matching", "Abondement de l'État"), ("grants", "Dons et subventions"))
 ALLOWANCES = ("allowances", "Allocations créditées aux foyers")
@@ -125,7 +126,7 @@ def year_budget(session: Session, *, year: int, settings: Settings, now: datetim
 
 def _forecast(session: Session, *, months: list[Month], settings: Settings,
               result: YearBudget) -> list[tuple[str, dict[str, int]]]:
-    households = session.execute(select(Household.id, Household.members)).all()
+    households = session.execute(select(col(Household.id), col(Household.members))).all()
     result.households = len(households)
     history = means.history(session)
     averages = {key: 0 for key in costs.CATEGORIES}

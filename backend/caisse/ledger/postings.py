@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.db import bind_value, insert_tuples, is_postgresql, table_of
 from caisse.errors import InvalidInput
@@ -261,7 +261,7 @@ def post_transfer(
 
 
 def find_transfer(session: Session, *, reference: str) -> LedgerTransfer | None:
-    return session.execute(select(LedgerTransfer).where(LedgerTransfer.reference == reference)).scalar_one_or_none()
+    return session.execute(select(LedgerTransfer).where(col(LedgerTransfer.reference) == reference)).scalar_one_or_none()
 
 
 def balance_cents(session: Session, *, code: str) -> int:

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.db import get_by_id
@@ -58,7 +58,7 @@ def household_balance_cents(session: Session, *, household_id: int) -> int:
 
 
 def household_cards(session: Session, *, household_id: int) -> list[Card]:
-    return list(session.execute(select(Card).where(Card.household_id == household_id).order_by(Card.id)).scalars())  # type: ignore[arg-type]
+    return list(session.execute(select(Card).where(col(Card.household_id) == household_id).order_by(col(Card.id))).scalars())
 
 
 @dataclass(frozen=True, slots=True)

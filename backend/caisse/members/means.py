@@ -16,15 +16,15 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings, get_settings
-from caisse.console.messages import french
 from caisse.db import get_by_id
-from caisse.errors import CaisseError, InvalidInput
-from caisse.fund.allowances import Month
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.models import Household, HouseholdMeans
+from caisse.money import parse_euros
+from caisse.months import Month
 from caisse.spreadsheet import Column, RowErrors, read_table
 from caisse.staff import accounts
 
@@ -51,7 +51,7 @@ def record_means(
     _check(size=size, income_quartile=income_quartile, monthly_income_cents=monthly_income_cents,
            chosen_contribution_cents=chosen_contribution_cents, settings=settings)
     row = session.execute(select(HouseholdMeans).where(
-        HouseholdMeans.household_id == household_id, HouseholdMeans.effective_month == str(period))).scalar_one_or_none()  # type: ignore[arg-type]
+        col(HouseholdMeans.household_id) == household_id, col(HouseholdMeans.effective_month) == str(period))).scalar_one_or_none()
     before = None if row is None else _fields(row)
     row = row or HouseholdMeans(household_id=household_id, effective_month=str(period), size=size, recorded_by=by)
     row.size, row.income_quartile, row.monthly_income_cents = size, income_quartile, monthly_income_cents
@@ -94,18 +94,18 @@ def _fields(row: HouseholdMeans) -> dict[str, int | None]:
 def means_at(session: Session, *, household_id: int, month: str) -> HouseholdMeans | None:
     """The household's row in force in `month`: the latest effective in it or before; None if none."""
     return session.execute(
-        select(HouseholdMeans).where(HouseholdMeans.household_id == household_id,  # type: ignore[arg-type]
-                                     HouseholdMeans.effective_month <= str(Month.parse(month)))  # type: ignore[arg-type]
-        .order_by(HouseholdMeans.effective_month.desc()).limit(1)  # type: ignore[attr-defined]
+        select(HouseholdMeans).where(col(HouseholdMeans.household_id) == household_id,
+                                     col(HouseholdMeans.effective_month) <= str(Month.parse(month)))
+        .order_by(col(HouseholdMeans.effective_month).desc()).limit(1)
     ).scalar_one_or_none()
 
 
 def history(session: Session, *, up_to: str | None = None) -> dict[int, list[HouseholdMeans]]:
     """Every household's rows (effective by `up_to` when given), oldest month first, in one query:
     no list of ids is sent, so it scales with the caisse whatever the database's parameter limit."""
-    query = select(HouseholdMeans).order_by(HouseholdMeans.household_id, HouseholdMeans.effective_month)  # type: ignore[arg-type]
+    query = select(HouseholdMeans).order_by(col(HouseholdMeans.household_id), col(HouseholdMeans.effective_month))
     if up_to is not None:
-        query = query.where(HouseholdMeans.effective_month <= up_to)  # type: ignore[arg-type]
+        query = query.where(col(HouseholdMeans.effective_month) <= up_to)
     rows: dict[int, list[HouseholdMeans]] = {}
     for row in session.execute(query).scalars():
         rows.setdefault(row.household_id, []).append(row)
@@ -133,10 +133,10 @@ def sync_current_sizes(session: Session, *, sizes: dict[int, int]) -> int:
     """`household.members` set to the size in force this month (`sizes`, from sizes_at) where it
     differs: a size recorded ahead for a month reaches the household when that month comes.
     Returns how many households changed."""
-    current: dict[int, int] = {h: members for h, members in session.execute(select(Household.id, Household.members)).all()}
+    current: dict[int, int] = {h: members for h, members in session.execute(select(col(Household.id), col(Household.members))).all()}
     changed = [(household_id, size) for household_id, size in sizes.items() if current.get(household_id, size) != size]
     for household_id, size in changed:
-        session.execute(update(Household).where(Household.id == household_id).values(members=size))  # type: ignore[arg-type]
+        session.execute(update(Household).where(col(Household.id) == household_id).values(members=size))
     return len(changed)
 
 
@@ -168,13 +168,11 @@ def import_means(session: Session, *, data: bytes | str, by: str, os_user: str |
                  settings: Settings | None = None, skip_errors: bool = False) -> MeansImport:
     """Rows foyer;mois;taille;quartile de revenu|revenu mensuel;cotisation choisie (amounts in euros).
     Every row is checked first; with any bad row nothing is recorded unless `skip_errors`."""
-    from caisse.fund.service import parse_euros  # fund imports allowances, which imports this module lazily
-
     settings = settings or get_settings()
     by = accounts.active_user(session, email=by).email
     report = MeansImport()
     good: list[tuple[int, str, _Means]] = []
-    households = set(session.execute(select(Household.id)).scalars())
+    households = set(session.execute(select(col(Household.id))).scalars())
     for row in read_table(data, COLUMNS):
         try:
             if not row["household"].isdigit() or int(row["household"]) not in households:

@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.cards import service as card_service
@@ -117,8 +117,8 @@ def apply_departures(session: Session, *, settings: Settings, by: str = AUTOMATI
     today = today_in_paris(now)
     report = DeparturesReport()
     wait = timedelta(seconds=settings.offline_max_age_s + settings.sync_clock_window_s)
-    ids = session.execute(select(Household.id).where(Household.left_on.is_not(None))  # type: ignore[union-attr]
-                          .order_by(Household.id)).scalars().all()  # type: ignore[arg-type]
+    ids = session.execute(select(col(Household.id)).where(col(Household.left_on).is_not(None))
+                          .order_by(col(Household.id))).scalars().all()
     for household_id in ids:
         household = _locked_household(session, household_id=household_id)
         if household.leaving_blocked_at is None:
@@ -219,7 +219,7 @@ def personal_data(session: Session, *, by: str, household_id: int | None = None,
     else:
         assert household_id is not None
         household_service.get_household(session, household_id=household_id)
-        volunteers = list(session.execute(select(SortitionVolunteer).where(SortitionVolunteer.household_id == household_id)).scalars())  # type: ignore[arg-type]
+        volunteers = list(session.execute(select(SortitionVolunteer).where(col(SortitionVolunteer.household_id) == household_id)).scalars())
     data: dict[str, object] = {"volontaire": [_volunteer_data(session, v) for v in volunteers]}
     subjects = [f"volunteer:{v.id}" for v in volunteers]
     if household_id is not None:
@@ -283,9 +283,9 @@ def erase_former_members(session: Session, *, settings: Settings, by: str = AUTO
     limit = _months_before(today_in_paris(now), settings.retention_months)
     report = ErasureReport()
     replacements: list[tuple[tuple[str, ...], str, str]] = []  # (audit subjects, old text, pseudonym)
-    households = session.execute(select(Household).where(Household.left_on.is_not(None), Household.left_on < limit,  # type: ignore[union-attr, operator]
-                                                         Household.erased_at.is_(None))  # type: ignore[union-attr]
-                                 .order_by(Household.id)).scalars().all()  # type: ignore[arg-type]
+    households = session.execute(select(Household).where(col(Household.left_on).is_not(None), col(Household.left_on) < limit,
+                                                         col(Household.erased_at).is_(None))
+                                 .order_by(col(Household.id))).scalars().all()
     erased_households = set()
     for household in households:
         assert household.id is not None
@@ -294,9 +294,9 @@ def erase_former_members(session: Session, *, settings: Settings, by: str = AUTO
         session.add(household)
         report.households.append(household.id)
         erased_households.add(household.id)
-    old_draws = select(SortitionDraw.id).where(SortitionDraw.created_at < datetime.combine(limit, datetime.min.time(), UTC))  # type: ignore[arg-type, call-overload]
-    kept_volunteers = select(SortitionVolunteer).where(SortitionVolunteer.erased_at.is_(None))  # type: ignore[union-attr, arg-type]
-    volunteers = session.execute(kept_volunteers.order_by(SortitionVolunteer.id)).scalars().all()  # type: ignore[arg-type]
+    old_draws = select(col(SortitionDraw.id)).where(col(SortitionDraw.created_at) < datetime.combine(limit, datetime.min.time(), UTC))
+    kept_volunteers = select(SortitionVolunteer).where(col(SortitionVolunteer.erased_at).is_(None))
+    volunteers = session.execute(kept_volunteers.order_by(col(SortitionVolunteer.id))).scalars().all()
     old = set(session.execute(old_draws).scalars())
     for volunteer in volunteers:
         erased_member = volunteer.household_id in erased_households or _household_erased(session, volunteer.household_id)
@@ -328,8 +328,8 @@ def _pseudonymise_audit(session: Session, replacements: list[tuple[tuple[str, ..
     changed: set[int] = set()
     for subjects, old, new in sorted(replacements, key=lambda item: -len(item[1])):
         stored = json.dumps(old, ensure_ascii=False)[1:-1]  # as audit.record wrote it inside JSON
-        events = session.execute(select(AuditEvent).where(AuditEvent.subject.in_(subjects),  # type: ignore[attr-defined]
-                                                          AuditEvent.detail.contains(stored))).scalars().all()  # type: ignore[union-attr]
+        events = session.execute(select(AuditEvent).where(col(AuditEvent.subject).in_(subjects),
+                                                          col(AuditEvent.detail).contains(stored))).scalars().all()
         for event in events:
             event.detail = (event.detail or "").replace(stored, new)
             session.add(event)

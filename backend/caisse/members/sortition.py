@@ -37,16 +37,16 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import get_settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.fund.allowances import Month
 from caisse.members import households as household_service
 from caisse.members import means
 from caisse.models import InvitationStatus, SortitionDraw, SortitionQuota, SortitionStatus, SortitionVolunteer, utcnow
+from caisse.months import Month
 from caisse.spreadsheet import Column, RowErrors, read_table
 from caisse.staff import accounts
 
@@ -398,10 +398,10 @@ def accept_invitation(session: Session, *, volunteer_id: int, zone: str, by: str
 
 def next_in_reserve(session: Session, *, draw_id: int, stratum: Stratum) -> SortitionVolunteer | None:
     query = (select(SortitionVolunteer)
-             .where(SortitionVolunteer.draw_id == draw_id, SortitionVolunteer.income_quartile == stratum[0],  # type: ignore[arg-type]
-                    SortitionVolunteer.age_band == stratum[1], SortitionVolunteer.invitation.is_(None),  # type: ignore[union-attr, arg-type]
-                    SortitionVolunteer.rank.is_not(None))  # type: ignore[union-attr]
-             .order_by(SortitionVolunteer.rank).limit(1))  # type: ignore[arg-type]
+             .where(col(SortitionVolunteer.draw_id) == draw_id, col(SortitionVolunteer.income_quartile) == stratum[0],
+                    col(SortitionVolunteer.age_band) == stratum[1], col(SortitionVolunteer.invitation).is_(None),
+                    col(SortitionVolunteer.rank).is_not(None))
+             .order_by(col(SortitionVolunteer.rank)).limit(1))
     return session.execute(query).scalar_one_or_none()
 
 
@@ -445,16 +445,16 @@ def get_draw(session: Session, *, draw_id: int) -> SortitionDraw:
 
 
 def list_draws(session: Session) -> list[SortitionDraw]:
-    return list(session.execute(select(SortitionDraw).order_by(SortitionDraw.id.desc())).scalars())  # type: ignore[union-attr]
+    return list(session.execute(select(SortitionDraw).order_by(col(SortitionDraw.id).desc())).scalars())
 
 
 def quotas_of(session: Session, *, draw_id: int) -> dict[Stratum, int]:
-    rows = session.execute(select(SortitionQuota).where(SortitionQuota.draw_id == draw_id)).scalars()  # type: ignore[arg-type]
+    rows = session.execute(select(SortitionQuota).where(col(SortitionQuota.draw_id) == draw_id)).scalars()
     return {(row.income_quartile, row.age_band): row.seats for row in rows}
 
 
 def volunteers_of(session: Session, *, draw_id: int) -> list[SortitionVolunteer]:
-    query = select(SortitionVolunteer).where(SortitionVolunteer.draw_id == draw_id).order_by(SortitionVolunteer.number)  # type: ignore[arg-type]
+    query = select(SortitionVolunteer).where(col(SortitionVolunteer.draw_id) == draw_id).order_by(col(SortitionVolunteer.number))
     return list(session.execute(query).scalars())
 
 
@@ -495,7 +495,7 @@ def export_csv(session: Session, *, draw_id: int, with_names: bool) -> str:
 
 
 def shares_of(session: Session, *, draw_id: int) -> dict[Stratum, str | None]:
-    rows = session.execute(select(SortitionQuota).where(SortitionQuota.draw_id == draw_id)).scalars()  # type: ignore[arg-type]
+    rows = session.execute(select(SortitionQuota).where(col(SortitionQuota.draw_id) == draw_id)).scalars()
     return {(row.income_quartile, row.age_band): row.population_share for row in rows}
 
 
@@ -530,7 +530,7 @@ def _draw_in(session: Session, *, draw_id: int, status: SortitionStatus, action:
 
 
 def _volunteer_count(session: Session, *, draw_id: int) -> int:
-    query = select(func.count()).select_from(SortitionVolunteer).where(SortitionVolunteer.draw_id == draw_id)  # type: ignore[arg-type]
+    query = select(func.count()).select_from(SortitionVolunteer).where(col(SortitionVolunteer.draw_id) == draw_id)
     return int(session.execute(query).scalar_one())
 
 
@@ -573,7 +573,7 @@ def _band(draw: SortitionDraw, answers: Answers) -> int:
 def _add_volunteers(session: Session, *, draw: SortitionDraw, answers: list[Answers]) -> list[SortitionVolunteer]:
     """Register volunteers under the next public numbers, in one flush."""
     assert draw.id is not None
-    last = session.execute(select(func.max(SortitionVolunteer.number)).where(SortitionVolunteer.draw_id == draw.id)).scalar_one()  # type: ignore[arg-type]
+    last = session.execute(select(func.max(col(SortitionVolunteer.number))).where(col(SortitionVolunteer.draw_id) == draw.id)).scalar_one()
     if (last or 0) + len(answers) > MAX_VOLUNTEERS:
         raise Conflict("too_many_volunteers", f"un tirage compte au plus {MAX_VOLUNTEERS} volontaires")
     volunteers = [SortitionVolunteer(

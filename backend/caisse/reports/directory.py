@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.db import folded, parse_row_id, table_of
 from caisse.ledger import postings as ledger
@@ -109,17 +109,17 @@ def households_page(session: Session, *, query: str = "", page: int = 1, per_pag
     """One page of the households matching `query`, newest first."""
     page, per_page = bounded(page, per_page)
     query = query.strip()
-    matching = select(Household.id).where(_household_matches(query)) if query else select(Household.id)
+    matching = select(col(Household.id)).where(_household_matches(query)) if query else select(col(Household.id))
     total = _count(session, matching)
     page = last_page_at_most(page, per_page, total)
-    cards = (select(Card.household_id, func.count().label("cards"),
-                    func.sum(case((Card.status == CardStatus.ACTIVE, 1), else_=0)).label("active"))  # type: ignore[arg-type]
-             .group_by(Card.household_id).subquery())
+    cards = (select(col(Card.household_id), func.count().label("cards"),
+                    func.sum(case((col(Card.status) == CardStatus.ACTIVE, 1), else_=0)).label("active"))
+             .group_by(col(Card.household_id)).subquery())
     statement = (select(Household, func.coalesce(cards.c.cards, 0), func.coalesce(cards.c.active, 0))
-                 .outerjoin(cards, cards.c.household_id == Household.id))
+                 .outerjoin(cards, cards.c.household_id == col(Household.id)))
     if query:
         statement = statement.where(_household_matches(query))
-    rows = session.execute(statement.order_by(Household.id.desc())  # type: ignore[union-attr]
+    rows = session.execute(statement.order_by(col(Household.id).desc())
                            .limit(per_page).offset((page - 1) * per_page)).all()
     balances = ledger.balances_by_code(session, codes=[ledger.member_code(h.id or 0) for h, _, _ in rows])
     return Page(rows=[HouseholdRow(household=h, balance_cents=balances.get(ledger.member_code(h.id or 0), 0),
@@ -137,15 +137,15 @@ def _like(*columns: Any, query: str) -> list[ColumnElement[bool]]:
 
 
 def _household_matches(query: str) -> ColumnElement[bool]:
-    conditions = _like(Household.name, Household.zone, query=query)
+    conditions = _like(col(Household.name), col(Household.zone), query=query)
     if (household_id := parse_row_id(query)) is not None:
-        conditions.append(Household.id == household_id)  # type: ignore[arg-type]
+        conditions.append(col(Household.id) == household_id)
     try:
         uid = bytes.fromhex(query)
     except ValueError:
         uid = b""
     if len(uid) >= 4:
-        conditions.append(Household.id.in_(select(Card.household_id).where(Card.uid == uid)))  # type: ignore[union-attr]
+        conditions.append(col(Household.id).in_(select(col(Card.household_id)).where(col(Card.uid) == uid)))
     return or_(*conditions)
 
 
@@ -153,11 +153,11 @@ def household_payments(session: Session, *, household_id: int, limit: int = 50) 
     """The household's records, newest first. (transaction_record.household_id has no index: the
     ingestion hot path pays for every index; a household's page scans the records.)"""
     rows = session.execute(
-        select(TransactionRecord, Vendor.name)
-        .join(Terminal, Terminal.id == TransactionRecord.terminal_id)  # type: ignore[arg-type]
-        .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
-        .where(TransactionRecord.household_id == household_id)  # type: ignore[arg-type]
-        .order_by(TransactionRecord.time.desc(), TransactionRecord.id.desc())  # type: ignore[attr-defined]
+        select(TransactionRecord, col(Vendor.name))
+        .join(Terminal, col(Terminal.id) == col(TransactionRecord.terminal_id))
+        .join(Vendor, col(Vendor.id) == col(Terminal.vendor_id))
+        .where(col(TransactionRecord.household_id) == household_id)
+        .order_by(col(TransactionRecord.time).desc(), col(TransactionRecord.id).desc())
         .limit(min(limit, MAX_LIMIT))
     ).all()
     return [Payment(record_id=r.id or 0, time_s=r.time, vendor_name=name, terminal_id=r.terminal_id, seq=r.seq,
@@ -173,9 +173,9 @@ def household_allowances(session: Session, *, household_id: int, limit: int = 12
     if account_id is None:
         return []
     rows = session.execute(
-        select(LedgerTransfer.created_at, LedgerTransfer.reference, LedgerTransfer.memo, LedgerTransfer.amount_cents)
-        .where(LedgerTransfer.credit_account_id == account_id, LedgerTransfer.kind == ledger.TransferKind.ALLOWANCE)  # type: ignore[arg-type]
-        .order_by(LedgerTransfer.id.desc()).limit(min(limit, MAX_LIMIT))  # type: ignore[union-attr]
+        select(col(LedgerTransfer.created_at), col(LedgerTransfer.reference), col(LedgerTransfer.memo), col(LedgerTransfer.amount_cents))
+        .where(col(LedgerTransfer.credit_account_id) == account_id, col(LedgerTransfer.kind) == ledger.TransferKind.ALLOWANCE)
+        .order_by(col(LedgerTransfer.id).desc()).limit(min(limit, MAX_LIMIT))
     ).all()
     monthly = f"allowance:{household_id}:"
     return [Allowance(at=at, month=reference.removeprefix(monthly) if reference.startswith(monthly) else None,
@@ -185,9 +185,9 @@ def household_allowances(session: Session, *, household_id: int, limit: int = 12
 def household_contributions(session: Session, *, household_id: int, limit: int = 12) -> list[MonthAmount]:
     """Contributions summed by month, newest month first."""
     rows = session.execute(
-        select(Contribution.month, func.sum(Contribution.amount_cents))
-        .where(Contribution.household_id == household_id)  # type: ignore[arg-type]
-        .group_by(Contribution.month).order_by(Contribution.month.desc()).limit(min(limit, MAX_LIMIT))  # type: ignore[attr-defined]
+        select(col(Contribution.month), func.sum(col(Contribution.amount_cents)))
+        .where(col(Contribution.household_id) == household_id)
+        .group_by(col(Contribution.month)).order_by(col(Contribution.month).desc()).limit(min(limit, MAX_LIMIT))
     ).all()
     return [MonthAmount(month=month, amount_cents=int(total)) for month, total in rows]
 
@@ -204,18 +204,18 @@ def vendors_page(session: Session, *, query: str = "", convention: str | None = 
     conditions: list[ColumnElement[bool]] = []
     query = query.strip()
     if query:
-        matches = _like(Vendor.name, Vendor.kind, Vendor.market, Vendor.zone, query=query)
+        matches = _like(col(Vendor.name), col(Vendor.kind), col(Vendor.market), col(Vendor.zone), query=query)
         if (vendor_id := parse_row_id(query)) is not None:
-            matches.append(Vendor.id == vendor_id)  # type: ignore[arg-type]
+            matches.append(col(Vendor.id) == vendor_id)
         conditions.append(or_(*matches))
     if convention is not None:
-        conditions.append(Vendor.convention_status == convention)  # type: ignore[arg-type]
-    total = _count(session, select(Vendor.id).where(*conditions))
+        conditions.append(col(Vendor.convention_status) == convention)
+    total = _count(session, select(col(Vendor.id)).where(*conditions))
     page = last_page_at_most(page, per_page, total)
-    terminals = select(Terminal.vendor_id, func.count().label("n")).group_by(Terminal.vendor_id).subquery()
+    terminals = select(col(Terminal.vendor_id), func.count().label("n")).group_by(col(Terminal.vendor_id)).subquery()
     statement = (select(Vendor, func.coalesce(terminals.c.n, 0))
-                 .outerjoin(terminals, terminals.c.vendor_id == Vendor.id).where(*conditions))
-    rows = session.execute(statement.order_by(Vendor.name, Vendor.id)  # type: ignore[arg-type]
+                 .outerjoin(terminals, terminals.c.vendor_id == col(Vendor.id)).where(*conditions))
+    rows = session.execute(statement.order_by(col(Vendor.name), col(Vendor.id))
                            .limit(per_page).offset((page - 1) * per_page)).all()
     payables = ledger.balances_by_code(session, codes=[ledger.vendor_payable_code(v.id or 0) for v, _ in rows])
     return Page(rows=[VendorRow(vendor=v, terminals=int(n),
@@ -231,21 +231,21 @@ def cards_page(session: Session, *, query: str = "", status: str | None = None, 
     conditions: list[ColumnElement[bool]] = []
     query = query.strip()
     if query:
-        matches = _like(Household.name, query=query)
+        matches = _like(col(Household.name), query=query)
         if (household_id := parse_row_id(query)) is not None:
-            matches.append(Card.household_id == household_id)  # type: ignore[arg-type]
+            matches.append(col(Card.household_id) == household_id)
         compact = query.replace(" ", "").replace(":", "")
         try:
-            matches.append(Card.uid == bytes.fromhex(compact))  # type: ignore[arg-type]
+            matches.append(col(Card.uid) == bytes.fromhex(compact))
         except ValueError:
             pass
         conditions.append(or_(*matches))
     if status is not None:
-        conditions.append(Card.status == status)  # type: ignore[arg-type]
-    statement = select(Card, Household.name).join(Household, Household.id == Card.household_id).where(*conditions)  # type: ignore[arg-type]
-    total = _count(session, statement.with_only_columns(Card.id))  # type: ignore[arg-type]
+        conditions.append(col(Card.status) == status)
+    statement = select(Card, col(Household.name)).join(Household, col(Household.id) == col(Card.household_id)).where(*conditions)
+    total = _count(session, statement.with_only_columns(col(Card.id)))
     page = last_page_at_most(page, per_page, total)
-    rows = session.execute(statement.order_by(Card.id.desc()).limit(per_page).offset((page - 1) * per_page)).all()  # type: ignore[union-attr]
+    rows = session.execute(statement.order_by(col(Card.id).desc()).limit(per_page).offset((page - 1) * per_page)).all()
     return Page(rows=[CardRow(card=card, household_name=name) for card, name in rows], total=total, page=page,
                 per_page=per_page)
 
@@ -258,17 +258,17 @@ def runs_page(session: Session, *, query: str = "", status: str | None = None, p
     conditions: list[ColumnElement[bool]] = []
     query = query.strip()
     if query:
-        day = cast(SettlementRun.run_date, String)  # ISO text on both databases
-        matches = _like(day, SettlementRun.prepared_by, SettlementRun.approved_by, query=query)
+        day = cast(col(SettlementRun.run_date), String)  # ISO text on both databases
+        matches = _like(day, col(SettlementRun.prepared_by), col(SettlementRun.approved_by), query=query)
         if (run_id := parse_row_id(query)) is not None:
-            matches.append(SettlementRun.id == run_id)  # type: ignore[arg-type]
+            matches.append(col(SettlementRun.id) == run_id)
         conditions.append(or_(*matches))
     if status is not None:
-        conditions.append(SettlementRun.status == status)  # type: ignore[arg-type]
+        conditions.append(col(SettlementRun.status) == status)
     statement = select(SettlementRun).where(*conditions)
     total = _count(session, statement)
     page = last_page_at_most(page, per_page, total)
-    rows = session.execute(statement.order_by(SettlementRun.run_date.desc())  # type: ignore[attr-defined]
+    rows = session.execute(statement.order_by(col(SettlementRun.run_date).desc())
                            .limit(per_page).offset((page - 1) * per_page)).scalars().all()
     return Page(rows=list(rows), total=total, page=page, per_page=per_page)
 
@@ -279,15 +279,15 @@ def users_page(session: Session, *, query: str = "", role: str | None = None, ac
     page, per_page = bounded(page, per_page)
     conditions: list[ColumnElement[bool]] = []
     if query.strip():
-        conditions.extend(_like(ConsoleUser.email, query=query))
+        conditions.extend(_like(col(ConsoleUser.email), query=query))
     if role is not None:
-        conditions.append(ConsoleUser.role == role)  # type: ignore[arg-type]
+        conditions.append(col(ConsoleUser.role) == role)
     if active is not None:
-        conditions.append(ConsoleUser.active.is_(active))  # type: ignore[attr-defined]
+        conditions.append(col(ConsoleUser.active).is_(active))
     statement = select(ConsoleUser).where(*conditions)
     total = _count(session, statement)
     page = last_page_at_most(page, per_page, total)
-    rows = session.execute(statement.order_by(ConsoleUser.email).limit(per_page).offset((page - 1) * per_page)).scalars().all()  # type: ignore[arg-type]
+    rows = session.execute(statement.order_by(col(ConsoleUser.email)).limit(per_page).offset((page - 1) * per_page)).scalars().all()
     return Page(rows=list(rows), total=total, page=page, per_page=per_page)
 
 
@@ -298,16 +298,16 @@ def terminals_page(session: Session, *, query: str = "", status: str | None = No
     conditions: list[ColumnElement[bool]] = []
     query = query.strip()
     if query:
-        matches = _like(Vendor.name, query=query)
+        matches = _like(col(Vendor.name), query=query)
         if (terminal_id := parse_row_id(query)) is not None:
-            matches.append(Terminal.id == terminal_id)  # type: ignore[arg-type]
+            matches.append(col(Terminal.id) == terminal_id)
         conditions.append(or_(*matches))
     if status is not None:
-        conditions.append(Terminal.status == status)  # type: ignore[arg-type]
-    ids = select(Terminal.id).join(Vendor, Vendor.id == Terminal.vendor_id).where(*conditions)  # type: ignore[arg-type]
+        conditions.append(col(Terminal.status) == status)
+    ids = select(col(Terminal.id)).join(Vendor, col(Vendor.id) == col(Terminal.vendor_id)).where(*conditions)
     total = _count(session, ids)
     page = last_page_at_most(page, per_page, total)
-    shown = list(session.execute(ids.order_by(Terminal.id).limit(per_page).offset((page - 1) * per_page)).scalars())  # type: ignore[arg-type]
+    shown = list(session.execute(ids.order_by(col(Terminal.id)).limit(per_page).offset((page - 1) * per_page)).scalars())
     return Page(rows=terminal_rows(session, terminal_ids=shown) if shown else [], total=total, page=page, per_page=per_page)
 
 
@@ -328,17 +328,17 @@ def terminal_rows(session: Session, *, vendor_id: int | None = None, status: str
         .select_from(record.outerjoin(item, item.c.record_id == record.c.id))
         .group_by(record.c.terminal_id).subquery()
     )
-    statement = (select(Terminal, Vendor.name, counts.c.unsettled, counts.c.held, counts.c.rejected, counts.c.last_record_at,
+    statement = (select(Terminal, col(Vendor.name), counts.c.unsettled, counts.c.held, counts.c.rejected, counts.c.last_record_at,
                         TerminalHealth)
-                 .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
-                 .outerjoin(counts, counts.c.terminal_id == Terminal.id)
-                 .outerjoin(TerminalHealth, TerminalHealth.terminal_id == Terminal.id))  # type: ignore[arg-type]
+                 .join(Vendor, col(Vendor.id) == col(Terminal.vendor_id))
+                 .outerjoin(counts, counts.c.terminal_id == col(Terminal.id))
+                 .outerjoin(TerminalHealth, col(TerminalHealth.terminal_id) == col(Terminal.id)))
     if vendor_id is not None:
-        statement = statement.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
+        statement = statement.where(col(Terminal.vendor_id) == vendor_id)
     if status is not None:
-        statement = statement.where(Terminal.status == status)  # type: ignore[arg-type]
+        statement = statement.where(col(Terminal.status) == status)
     if terminal_ids is not None:
-        statement = statement.where(Terminal.id.in_(terminal_ids))  # type: ignore[union-attr]
+        statement = statement.where(col(Terminal.id).in_(terminal_ids))
     return [TerminalRow(terminal=t, vendor_name=name, unsettled=int(unsettled or 0), held=int(held or 0),
                         rejected=int(rejected or 0), last_record_at=last, health=health)
-            for t, name, unsettled, held, rejected, last, health in session.execute(statement.order_by(Terminal.id)).all()]  # type: ignore[arg-type]
+            for t, name, unsettled, held, rejected, last, health in session.execute(statement.order_by(col(Terminal.id))).all()]

@@ -22,8 +22,8 @@ from sqlmodel import Session
 
 from caisse.db import table_of
 from caisse.errors import InvalidInput
-from caisse.fund.allowances import Month
 from caisse.models import Household, RecordStatus, Terminal, TransactionRecord, Vendor, VendorKind
+from caisse.months import Month
 from caisse_common.protocol import Kind
 
 MAX_MONTHS = 36
@@ -142,10 +142,10 @@ class _Tally:
         self.active: list[set[int]] = [set() for _ in range(months)]
 
     def add(self, month: int, *, vendor_id: int, household_id: int, cents: int, kind: str, vendor_zone: str, household_zone: str) -> None:
-        for table, key, amount in ((self.kinds, kind, cents), (self.vendor_zones, vendor_zone, cents),
-                                   (self.household_zones, household_zone, cents), (self.vendor_cents, vendor_id, cents),
-                                   (self.vendor_members, vendor_id, 1)):
-            table.setdefault(key, [0] * self.months)[month] += amount  # type: ignore[attr-defined]
+        for by_name, name in ((self.kinds, kind), (self.vendor_zones, vendor_zone), (self.household_zones, household_zone)):
+            by_name.setdefault(name, [0] * self.months)[month] += cents
+        for by_vendor, amount in ((self.vendor_cents, cents), (self.vendor_members, 1)):
+            by_vendor.setdefault(vendor_id, [0] * self.months)[month] += amount
         self.active[month].add(household_id)
 
 

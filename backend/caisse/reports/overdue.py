@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.db import column_in
+from caisse.db import column_in, table_of
 from caisse.fund import overdrafts
 from caisse.models import BlockReason, Card, CardStatus, LedgerAccount, LedgerTransfer, ReviewStatus, Terminal, TransactionRecord
 from caisse.money import euros
@@ -59,10 +59,10 @@ def _day(moment: datetime, zone: ZoneInfo) -> str:
 def _held_records(session: Session, before: datetime, zone: ZoneInfo) -> list[Waiting]:
     record = TransactionRecord
     rows = session.execute(
-        select(record.id, record.terminal_id, record.seq, record.kind, record.amount_cents, record.received_at,
-               record.hold_reason, Terminal.vendor_id)
-        .join(Terminal, Terminal.id == record.terminal_id)  # type: ignore[arg-type]
-        .where(record.review == str(ReviewStatus.HELD), record.received_at < before)  # type: ignore[arg-type, operator]
+        select(col(record.id), col(record.terminal_id), col(record.seq), col(record.kind), col(record.amount_cents),
+               col(record.received_at), col(record.hold_reason), col(Terminal.vendor_id))
+        .join(Terminal, col(Terminal.id) == col(record.terminal_id))
+        .where(col(record.review) == str(ReviewStatus.HELD), col(record.received_at) < before)
     ).all()
     waiting = []
     for record_id, terminal_id, seq, kind, amount, received_at, reason, vendor_id in rows:
@@ -79,9 +79,9 @@ def _flagged_cards(session: Session, before: datetime, zone: ZoneInfo) -> list[W
     """A card blocked as copied (a genuine SUN counter claimed twice) waits for someone to replace
     it: it is listed until it is returned (`caisse card return`) or issued again. A card only
     flagged (a payment of it held) stays active: its held payment is what waits."""
-    rows = session.execute(select(Card.uid, Card.household_id, Card.blocked_at, Card.flag_reason).where(
-        Card.status == CardStatus.BLOCKED, Card.block_reason == BlockReason.FLAGGED,  # type: ignore[arg-type]
-        Card.blocked_at < before)).all()  # type: ignore[arg-type, operator]
+    rows = session.execute(select(col(Card.uid), col(Card.household_id), col(Card.blocked_at), col(Card.flag_reason)).where(
+        col(Card.status) == CardStatus.BLOCKED, col(Card.block_reason) == BlockReason.FLAGGED,
+        col(Card.blocked_at) < before)).all()
     waiting = []
     for uid, household_id, blocked_at, reason in rows:
         since = _utc(blocked_at)
@@ -108,9 +108,9 @@ def _negative_payables(session: Session, before: datetime, zone: ZoneInfo) -> li
     """Vendor payables below zero (voids after a payout), since the transfer that last took them
     there: the journal of those accounts only (few), replayed in posting order."""
     negative = {account_id: (code, int(balance)) for account_id, code, balance in session.execute(
-        select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.credits_posted_cents - LedgerAccount.debits_posted_cents)
-        .where(LedgerAccount.credits_posted_cents < LedgerAccount.debits_posted_cents)  # type: ignore[arg-type, operator]
-        .where(LedgerAccount.code.startswith("vendor_payable:"))  # type: ignore[attr-defined]
+        select(col(LedgerAccount.id), col(LedgerAccount.code), col(LedgerAccount.credits_posted_cents) - col(LedgerAccount.debits_posted_cents))
+        .where(col(LedgerAccount.credits_posted_cents) < col(LedgerAccount.debits_posted_cents))
+        .where(col(LedgerAccount.code).startswith("vendor_payable:"))
     ).all()}
     if not negative:
         return []
@@ -118,11 +118,11 @@ def _negative_payables(session: Session, before: datetime, zone: ZoneInfo) -> li
     since: dict[int, datetime] = {}
     ids = list(negative)
     transfers = session.execute(
-        select(LedgerTransfer.debit_account_id, LedgerTransfer.credit_account_id, LedgerTransfer.amount_cents,
-               LedgerTransfer.created_at)
-        .where(or_(column_in(session, LedgerTransfer.debit_account_id, ids),  # type: ignore[arg-type]
-                   column_in(session, LedgerTransfer.credit_account_id, ids)))  # type: ignore[arg-type]
-        .order_by(LedgerTransfer.id)).all()  # type: ignore[arg-type]
+        select(col(LedgerTransfer.debit_account_id), col(LedgerTransfer.credit_account_id), col(LedgerTransfer.amount_cents),
+               col(LedgerTransfer.created_at))
+        .where(or_(column_in(session, table_of(LedgerTransfer).c.debit_account_id, ids),
+                   column_in(session, table_of(LedgerTransfer).c.credit_account_id, ids)))
+        .order_by(col(LedgerTransfer.id))).all()
     for debit, credit, amount, created_at in transfers:
         for account_id, delta in ((debit, -amount), (credit, amount)):
             if account_id in running:

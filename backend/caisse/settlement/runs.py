@@ -42,7 +42,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col
 
 from caisse import audit
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.db import bind_value, get_by_id, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
@@ -59,7 +59,7 @@ from caisse.models import (
     utcnow,
 )
 from caisse.money import euros
-from caisse.settlement.sepa import Message, Payout, sepa_text, write_sepa
+from caisse.settlement.sepa import Message, Payout, write_sepa
 from caisse.settlement.statements import StatementVendor, is_large, worker_pool, write_statements, write_summary
 from caisse.staff import accounts
 from caisse_common import protocol

@@ -14,7 +14,6 @@ the file is written, so a file is never dated in the past.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.models import SettlementRun
 
 
@@ -38,24 +37,6 @@ class Payout:
     amount_cents: int
     record_count: int
     payment_id: str
-
-
-# The Latin character set every SEPA bank must accept (EPC guidelines): anything else may be
-# refused or garbled by a bank on the way, so names and texts are transliterated to it.
-_OUTSIDE_SEPA = re.compile(r"[^A-Za-z0-9/\-?:().,'+ ]+")
-_SPACES = re.compile(r" {2,}")
-MAX_NAME_CHARS = 70  # Max70Text: a creditor's or debtor's name
-
-
-def sepa_text(value: str, *, max_chars: int = MAX_NAME_CHARS) -> str:
-    """`value` in the SEPA character set: letters transliterated (text_unidecode, as sepaxml does),
-    `&` written "et" (the caisse is French), anything else outside the set dropped, spaces
-    squeezed; "" when nothing is left (a name of emoji only)."""
-    from text_unidecode import unidecode
-
-    text = unidecode(value.replace("&", " et "))
-    text = _SPACES.sub(" ", _OUTSIDE_SEPA.sub(" ", text)).strip()
-    return text[:max_chars].rstrip()
 
 
 def schema_for_bank(settings: Settings) -> str:

@@ -27,11 +27,11 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.errors import Conflict
 from caisse.ingest import review
@@ -75,6 +75,27 @@ STAFF = ("claire.tresoriere@caisse.simulation", "yanis.coordinateur@caisse.simul
 
 
 @dataclass(slots=True)
+class Flood:
+    """The garbage flood's answers, and the flooded terminal's rejection log before and after."""
+
+    statuses: list[int] = field(default_factory=list)
+    rows_before: int = 0
+    rows_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IbanChange:
+    """The vendor whose IBAN changes mid-settlement: the IBAN its run froze, the approved and
+    the pending new ones, and the run."""
+
+    vendor: int
+    frozen: str | None
+    approved: str
+    pending: str
+    run: int
+
+
+@dataclass(slots=True)
 class Plan:
     """What each adversary targets, drawn before the first day."""
 
@@ -95,8 +116,8 @@ class Adversaries:
         self.plan = Plan()
         self.revoked_terminals: set[int] = set()
         self.iban_fault: Fault | None = None
-        self.iban: dict[str, object] = {}  # the vendor, its frozen, approved and pending IBANs, the run
-        self.flood: dict[str, object] = {"statuses": [], "rows_before": 0, "rows_after": 0}
+        self.iban: IbanChange | None = None
+        self.flood = Flood()
         self.forged_cards: list[bytes] = []
         self.spree_balance_cents = 0
         self.spree_day_high_cents = 0  # the highest balance a stall can have synced that day, before the spree
@@ -238,7 +259,7 @@ class Adversaries:
         path = f"/v1/terminals/{post.terminal_id}/batches"
         json_headers = {"Content-Type": "application/json"}
         with world.backend.session() as session:
-            self.flood["rows_before"] = _rejected_rows(session, post.terminal_id)
+            self.flood.rows_before = _rejected_rows(session, post.terminal_id)
         bodies: list[tuple[str, bytes]] = [
             (path, b"\x00\xff pas du json"),
             (path, b"{" * 5_000),
@@ -261,9 +282,9 @@ class Adversaries:
             except Exception:  # an error the app did not answer: what a client sees as a 500
                 status = 500
             statuses.append(status)
-        self.flood["statuses"] = statuses
+        self.flood.statuses = statuses
         with world.backend.session() as session:
-            self.flood["rows_after"] = _rejected_rows(session, post.terminal_id)
+            self.flood.rows_after = _rejected_rows(session, post.terminal_id)
         fault.triggered = True
         fault.detail = f"{len(bodies)} envois"
 
@@ -278,14 +299,14 @@ class Adversaries:
         post = online[self.plan.reviewed % len(online)]
         fault.terminal_id = post.terminal_id
         spree = world.households[self.plan.spree_household]
-        payment = None
+        payment, card = None, None
         for household in world.rng.sample(world.households, min(4, len(world.households))):
             if household is not spree:
                 card = household.cards[0]
                 payment = world.tap(post, card, 1_230)
                 if payment is not None:
                     break
-        if payment is None:
+        if payment is None or card is None:
             return
         start = world.backend.now_s
         world.sync(post, forced=True)
@@ -311,8 +332,8 @@ class Adversaries:
         def reject() -> None:
             with world.backend.session() as session:
                 record_id = _record_id(session, payment)
-                held = record_id is not None and session.execute(select(TransactionRecord.review).where(
-                    TransactionRecord.id == record_id)).scalar_one() == ReviewStatus.HELD  # type: ignore[arg-type]
+                held = record_id is not None and session.execute(select(col(TransactionRecord.review)).where(
+                    col(TransactionRecord.id) == record_id)).scalar_one() == ReviewStatus.HELD
                 if not held:
                     return
                 review.reject(session, record_id=record_id or 0, by=STAFF[0])
@@ -385,10 +406,12 @@ class Adversaries:
         with world.backend.session() as session:
             run = settlement.prepare_run(session, run_date=run_date, settings=settings, by=settlement.AUTOMATIC)
             run_id = run.id
+        assert run_id is not None  # the run is flushed when prepared
         with world.backend.session() as session:
-            paid = session.execute(select(SettlementLine.vendor_id, SettlementLine.payee_iban).where(
-                SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type]
-                .order_by(SettlementLine.vendor_id)).first()  # type: ignore[arg-type]
+            paid = session.execute(select(col(SettlementLine.vendor_id), col(SettlementLine.payee_iban)).where(
+                col(SettlementLine.run_id) == run_id, col(SettlementLine.status) == LineStatus.PAID,
+                col(SettlementLine.amount_cents) > 0)
+                .order_by(col(SettlementLine.vendor_id))).first()
         fault = self.iban_fault
         if paid is not None and fault is not None:
             vendor_id, frozen = paid
@@ -399,15 +422,15 @@ class Adversaries:
                 vendor_service.approve_iban_change(session, change_id=change.id or 0, by=STAFF[0])
             with world.backend.session() as session:
                 vendor_service.request_iban_change(session, vendor_id=vendor_id, iban=other, by=STAFF[1])
-            self.iban |= {"vendor": vendor_id, "frozen": frozen, "approved": new, "pending": other, "run": run_id}
+            self.iban = IbanChange(vendor=vendor_id, frozen=frozen, approved=new, pending=other, run=run_id)
             fault.triggered = True
             fault.detail = f"commerçant {vendor_id}"
         with world.backend.session() as session:
-            settlement.approve_run(session, run_id=run_id or 0, by=settlement.AUTOMATIC, settings=settings)
+            settlement.approve_run(session, run_id=run_id, by=settlement.AUTOMATIC, settings=settings)
         with world.backend.session() as session:
-            settlement.export_run(session, run_id=run_id or 0, settings=settings)
+            settlement.export_run(session, run_id=run_id, settings=settings)
         with world.backend.session() as session:
-            result = settlement.describe(session, run_id=run_id or 0)
+            result = settlement.describe(session, run_id=run_id)
         world.record_night(run_date, result)
 
     # ---- judging -----------------------------------------------------------------------------
@@ -462,9 +485,10 @@ class Adversaries:
         a time the terminal marked untrusted (flag 0x02, after the power cut), it is judged on its
         reception: accepted, never refused for the food handed over."""
         window = self.world.backend.settings.sync_clock_window_s
-        rows = session.execute(select(TransactionRecord.id, TransactionRecord.time, TransactionRecord.flags,
-                                      TransactionRecord.received_at, TransactionRecord.status, TransactionRecord.review)
-                               .where(TransactionRecord.terminal_id == fault.terminal_id)).all()  # type: ignore[arg-type]
+        rows = session.execute(select(col(TransactionRecord.id), col(TransactionRecord.time), col(TransactionRecord.flags),
+                                      col(TransactionRecord.received_at), col(TransactionRecord.status),
+                                      col(TransactionRecord.review))
+                               .where(col(TransactionRecord.terminal_id) == fault.terminal_id)).all()
         ahead = [row for row in rows if row.time > _unix(row.received_at) + window]
         if not ahead:
             return Outcome.SURVIVED, "aucun enregistrement daté dans le futur n'est parvenu"
@@ -475,8 +499,8 @@ class Adversaries:
             return Outcome.FAILED, f"{len(trusted_unheld)} enregistrement(s) daté(s) dans le futur acceptés sans retenue"
         if refused:
             return Outcome.FAILED, f"{len(refused)} enregistrement(s) à l'heure déclarée non fiable refusé(s)"
-        settled = set(session.execute(select(SettlementItem.record_id).where(
-            SettlementItem.record_id.in_([row.id for row in said]))).scalars())  # type: ignore[attr-defined]
+        settled = set(session.execute(select(col(SettlementItem.record_id)).where(
+            col(SettlementItem.record_id).in_([row.id for row in said]))).scalars())
         return Outcome.DETECTED, (f"{len(ahead)} enregistrement(s) daté(s) en avance ; {len(said)} à l'heure déclarée non"
                                   f" fiable, jugés à leur réception ({len(settled)} réglés) ; {len(ahead) - len(said)} retenus")
 
@@ -484,7 +508,7 @@ class Adversaries:
         """The forged payments move no money (refused over the ceiling), are stored for staff to
         see, and do not lock the households out: their cards stay usable."""
         refused = [key for key in fault.records if key in stored and stored[key].reason == "over_limit"]
-        statuses = dict(session.execute(select(Card.uid, Card.status).where(Card.uid.in_(self.forged_cards))).all())  # type: ignore[attr-defined]
+        statuses = dict(session.execute(select(col(Card.uid), col(Card.status)).where(col(Card.uid).in_(self.forged_cards))).all())
         locked = [uid.hex() for uid, status in statuses.items() if status != CardStatus.ACTIVE]
         if len(refused) != len(fault.records):
             return Outcome.FAILED, f"{len(fault.records) - len(refused)} paiement(s) forgé(s) non refusé(s)"
@@ -495,9 +519,9 @@ class Adversaries:
     def _judge_flood(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
         """Junk is answered with a 4xx, never a 5xx; the flooded terminal's rejection log grows by at
         most its bound for the minute."""
-        statuses = [int(s) for s in self.flood["statuses"]]  # type: ignore[attr-defined]
+        statuses = self.flood.statuses
         errors = [s for s in statuses if s >= 500]
-        grown = int(self.flood["rows_after"]) - int(self.flood["rows_before"])  # type: ignore[call-overload]
+        grown = self.flood.rows_after - self.flood.rows_before
         bound = getattr(ingest, "REJECTIONS_PER_SOURCE_PER_MINUTE", None)
         if errors:
             return Outcome.FAILED, f"{len(errors)} envoi(s) sur {len(statuses)} ont reçu une erreur {errors[0]}"
@@ -515,8 +539,8 @@ class Adversaries:
         if row is None or row.review != "rejected":
             return Outcome.FAILED, "le paiement retenu n'a pas été rejeté"
         refunds = session.execute(select(func.count()).select_from(TransactionRecord).where(
-            TransactionRecord.terminal_id == payment[0], TransactionRecord.kind == 2,  # type: ignore[arg-type]
-            TransactionRecord.ref_seq == payment[1], TransactionRecord.status == RecordStatus.ACCEPTED)).scalar_one()  # type: ignore[arg-type]
+            col(TransactionRecord.terminal_id) == payment[0], col(TransactionRecord.kind) == 2,
+            col(TransactionRecord.ref_seq) == payment[1], col(TransactionRecord.status) == RecordStatus.ACCEPTED)).scalar_one()
         reversed_ = ledger.find_transfer(session, reference=ledger.reject_reference(*payment)) is not None
         settled = session.execute(text("SELECT COUNT(*) FROM settlement_item WHERE record_id = :r"), {"r": row.id}).scalar_one()
         if int(refunds) + reversed_ != 1 or settled:
@@ -527,7 +551,7 @@ class Adversaries:
         """What the revoked stall uploaded but no run had settled yet waits for a person (held),
         never paid on the word of a terminal thought stolen; what it could not send is counted."""
         terminal_id = fault.terminal_id
-        revoked_at = session.execute(select(Terminal.revoked_at).where(Terminal.id == terminal_id)).scalar_one()  # type: ignore[arg-type]
+        revoked_at = session.execute(select(col(Terminal.revoked_at)).where(col(Terminal.id) == terminal_id)).scalar_one()
         settled_after = session.execute(text(
             "SELECT COUNT(*), COALESCE(SUM(i.amount_cents), 0) FROM settlement_item i JOIN transaction_record r ON r.id = i.record_id"
             " JOIN settlement_run s ON s.id = i.run_id WHERE r.terminal_id = :t AND s.prepared_at >= :at"),
@@ -551,22 +575,24 @@ class Adversaries:
     def _judge_iban(self, fault: Fault, session: Session, stored: dict) -> tuple[Outcome, str]:
         """The run pays the IBAN it froze when it was prepared; the two-person change applies to the
         next runs; the change asked by one person alone waits, listed for a second person."""
-        vendor_id = int(self.iban["vendor"])  # type: ignore[call-overload]
-        line = session.execute(select(SettlementLine.payee_iban).where(
-            SettlementLine.run_id == self.iban["run"], SettlementLine.vendor_id == vendor_id,  # type: ignore[arg-type]
-            SettlementLine.status == LineStatus.PAID)).scalar_one_or_none()  # type: ignore[arg-type]
-        current = session.execute(select(Vendor.iban).where(Vendor.id == vendor_id)).scalar_one()  # type: ignore[arg-type]
-        output = session.execute(text("SELECT output_dir FROM settlement_run WHERE id = :r"), {"r": self.iban["run"]}).scalar_one()
+        change = self.iban
+        assert change is not None  # triggered only once the change is made
+        vendor_id = change.vendor
+        line = session.execute(select(col(SettlementLine.payee_iban)).where(
+            col(SettlementLine.run_id) == change.run, col(SettlementLine.vendor_id) == vendor_id,
+            col(SettlementLine.status) == LineStatus.PAID)).scalar_one_or_none()
+        current = session.execute(select(col(Vendor.iban)).where(col(Vendor.id) == vendor_id)).scalar_one()
+        output = session.execute(text("SELECT output_dir FROM settlement_run WHERE id = :r"), {"r": change.run}).scalar_one()
         sepa = _read(output)
         pending = vendor_service.pending_iban_change(session, vendor_id=vendor_id)
-        if line != self.iban["frozen"] or str(self.iban["approved"]) in sepa or str(self.iban["frozen"]) not in sepa:
+        if line != change.frozen or change.approved in sepa or str(change.frozen) not in sepa:
             return Outcome.FAILED, "le virement du règlement ne va pas à l'IBAN figé à sa préparation"
-        if current != self.iban["approved"] or pending is None or pending.iban != self.iban["pending"]:
+        if current != change.approved or pending is None or pending.iban != change.pending:
             return Outcome.FAILED, "un changement d'IBAN n'a pas suivi la règle des deux personnes"
-        later = session.execute(select(SettlementLine.payee_iban).where(
-            SettlementLine.vendor_id == vendor_id, SettlementLine.run_id > self.iban["run"],  # type: ignore[arg-type, operator]
-            SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)).scalars().all()  # type: ignore[arg-type, operator]
-        if any(iban != self.iban["approved"] for iban in later):
+        later = session.execute(select(col(SettlementLine.payee_iban)).where(
+            col(SettlementLine.vendor_id) == vendor_id, col(SettlementLine.run_id) > change.run,
+            col(SettlementLine.status) == LineStatus.PAID, col(SettlementLine.amount_cents) > 0)).scalars().all()
+        if any(iban != change.approved for iban in later):
             return Outcome.FAILED, "un règlement suivant ne paie pas le nouvel IBAN approuvé"
         return Outcome.DETECTED, "payé à l'IBAN figé ; nouvel IBAN pour la suite ; le changement demandé seul attend"
 
@@ -588,13 +614,13 @@ class Adversaries:
 
 def _highest_balance_since(session: Session, household_id: int, since_s: int) -> int:
     """The household's highest balance from `since_s` (unix) to now, replaying its account's journal."""
-    from datetime import UTC, datetime
-
     code = ledger.member_code(household_id)
     account_id = ledger.account_ids(session, codes=[code])[code]
-    rows = session.execute(select(LedgerTransfer.debit_account_id, LedgerTransfer.amount_cents, LedgerTransfer.created_at)
-                           .where((LedgerTransfer.debit_account_id == account_id) | (LedgerTransfer.credit_account_id == account_id))  # type: ignore[arg-type, operator]
-                           .order_by(LedgerTransfer.id)).all()  # type: ignore[arg-type]
+    rows = session.execute(select(col(LedgerTransfer.debit_account_id), col(LedgerTransfer.amount_cents),
+                                  col(LedgerTransfer.created_at))
+                           .where((col(LedgerTransfer.debit_account_id) == account_id)
+                                  | (col(LedgerTransfer.credit_account_id) == account_id))
+                           .order_by(col(LedgerTransfer.id))).all()
     start = datetime.fromtimestamp(since_s, UTC)
     balance, highest = 0, None
     for debit, amount, created_at in rows:
@@ -608,15 +634,15 @@ def _highest_balance_since(session: Session, household_id: int, since_s: int) ->
 
 def _rejected_rows(session: Session, terminal_id: int) -> int:
     return int(session.execute(select(func.count()).select_from(RejectedUpload)
-                               .where(RejectedUpload.terminal_id == terminal_id)).scalar_one())  # type: ignore[arg-type]
+                               .where(col(RejectedUpload.terminal_id) == terminal_id)).scalar_one())
 
 
 def _record_id(session: Session, key: tuple[int, int]) -> int | None:
-    return session.execute(select(TransactionRecord.id).where(
-        TransactionRecord.terminal_id == key[0], TransactionRecord.seq == key[1])).scalar_one_or_none()  # type: ignore[arg-type]
+    return session.execute(select(col(TransactionRecord.id)).where(
+        col(TransactionRecord.terminal_id) == key[0], col(TransactionRecord.seq) == key[1])).scalar_one_or_none()
 
 
-def _unix(moment) -> int:  # type: ignore[no-untyped-def]
+def _unix(moment: datetime) -> int:
     from caisse.models import unix_s
 
     return unix_s(moment)

@@ -10,14 +10,15 @@ database; any break makes the run fail.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlalchemy import Row, select
+from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.fund.allowances import Month, allowance_reference, expiry_reference
+from caisse.fund.allowances import allowance_reference, expiry_reference
 from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.models import (
@@ -31,6 +32,7 @@ from caisse.models import (
     TerminalStatus,
     TransactionRecord,
 )
+from caisse.months import Month
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 from caisse_common import protocol
 from caisse_common.protocol import Kind, Record
@@ -91,7 +93,7 @@ def verdict(row) -> str:
     return row.reason or row.status
 
 
-def money_shares(record: Approved, row, payment) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+def money_shares(record: Approved, row, payment) -> list[tuple[str, int]]:
     """What an accepted record moved, by account code (docs/ledger.md, "Holds and review"): `row`
     is its stored row (review state), `payment` a void's payment's row. A held payment's money is
     in vendor_held; a void of a held payment gives it back from there; a void held on its own
@@ -252,12 +254,13 @@ class Auditor:
 
     def check(self, session: Session) -> tuple[list[Check], dict[str, object]]:
         """Every invariant, and the facts the report prints, read from the database."""
-        rows = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.raw,
-                                      TransactionRecord.status, TransactionRecord.reason, TransactionRecord.id,
-                                      TransactionRecord.review, TransactionRecord.amount_cents, TransactionRecord.time)).all()
+        rows = session.execute(select(col(TransactionRecord.terminal_id), col(TransactionRecord.seq), col(TransactionRecord.raw),
+                                      col(TransactionRecord.status), col(TransactionRecord.reason), col(TransactionRecord.id),
+                                      col(TransactionRecord.review), col(TransactionRecord.amount_cents),
+                                      col(TransactionRecord.time))).all()
         stored = {(r.terminal_id, r.seq): r for r in rows}
-        transfers = session.execute(select(LedgerTransfer.kind, LedgerTransfer.reference, LedgerTransfer.amount_cents,
-                                           LedgerTransfer.debit_account_id, LedgerTransfer.credit_account_id)).all()
+        transfers = session.execute(select(col(LedgerTransfer.kind), col(LedgerTransfer.reference), col(LedgerTransfer.amount_cents),
+                                           col(LedgerTransfer.debit_account_id), col(LedgerTransfer.credit_account_id))).all()
         checks = [
             self._check_records(stored),
             self._check_nothing_invented(stored),
@@ -295,7 +298,7 @@ class Auditor:
         extra = sorted(set(stored) - set(self.approved))
         return Check("the backend stored nothing a terminal did not approve", not extra, f"{extra[:3]}")
 
-    def _check_balances(self, session: Session, stored: dict, transfers: list) -> Check:
+    def _check_balances(self, session: Session, stored: dict, transfers: Sequence[Row[Any]]) -> Check:
         """Each household holds its allowances, less expiries, less what it spent; each vendor
         is owed (or was paid) exactly what its accepted records add up to, the records held for
         review in its held account (docs/ledger.md, "Holds and review")."""
@@ -332,7 +335,7 @@ class Auditor:
         """Every accepted record of a terminal that is not suspect, neither held for review nor
         rejected by a reviewer, is settled once the last night has run (that payouts equal what
         was settled is an invariant); an adversary's records are judged by the adversary."""
-        items = set(session.execute(select(SettlementItem.record_id)).scalars())
+        items = set(session.execute(select(col(SettlementItem.record_id))).scalars())
         suspect = self._suspects(session)
         judged = {key for key in stored if key in self.expected
                   or any(key[1] > after for after, _ in self.lenient.get(key[0], ()))}
@@ -348,14 +351,14 @@ class Auditor:
     @staticmethod
     def _suspects(session: Session) -> set[int]:
         """Terminals whose word is not taken: suspect, or revoked since (which holds as much)."""
-        return set(session.execute(select(Terminal.id).where(
-            Terminal.status.in_([TerminalStatus.SUSPECT, TerminalStatus.REVOKED]))).scalars())  # type: ignore[union-attr]
+        return set(session.execute(select(col(Terminal.id)).where(
+            col(Terminal.status).in_([TerminalStatus.SUSPECT, TerminalStatus.REVOKED]))).scalars())
 
     # ---- faults ------------------------------------------------------------------------------
 
     def _judge_faults(self, session: Session, stored: dict) -> None:
         suspects = self._suspects(session)
-        refused = session.execute(select(RejectedUpload.terminal_id, RejectedUpload.reason, RejectedUpload.raw)).all()
+        refused = session.execute(select(col(RejectedUpload.terminal_id), col(RejectedUpload.reason), col(RejectedUpload.raw))).all()
         unstored = Counter((r.terminal_id, r.reason) for r in refused)
         genuine = {a.body for a in self.approved.values()}
         # A genuine body refused because the backend holds other bytes at its seq, or another
@@ -417,8 +420,8 @@ class Auditor:
         approved = [a for k, a in self.approved.items() if k not in self.forged]
         statuses = Counter(verdict(r) for r in stored.values())
         reasons = Counter(r.reason for r in stored.values() if r.reason)
-        reasons.update(r for r in session.execute(select(RejectedUpload.reason)).scalars())
-        items = set(session.execute(select(SettlementItem.record_id)).scalars())
+        reasons.update(r for r in session.execute(select(col(RejectedUpload.reason))).scalars())
+        items = set(session.execute(select(col(SettlementItem.record_id))).scalars())
         held = [self.approved[k] for k, r in stored.items() if r.status == RecordStatus.ACCEPTED and r.id not in items]
         return {
             "approved_by_terminals": {"payments": sum(1 for a in approved if a.kind == Kind.PAYMENT),

@@ -15,20 +15,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import time_machine
 from sqlalchemy import Engine, inspect, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.db import make_engine, session_factory, upgrade
+from caisse.db import make_engine, session_factory, table_of, upgrade
 from caisse.main import create_app
 from caisse.models import AllowanceKind, UnspentPolicy, Vendor
 
 ADMIN_TOKEN = "simulation-admin-token"
-# Fixed here rather than read from CAISSE_* variables, so a run does not change with the shell.
-SETTINGS = {
+# Fixed here rather than read from CAISSE_* variables, so a run does not change with the shell;
+# values of many types, each checked by Settings.
+SETTINGS: dict[str, Any] = {
     "environment": "test",
     "admin_token": ADMIN_TOKEN,
     "max_payment_cents": 15_000,
@@ -56,11 +58,11 @@ class SimulationError(RuntimeError):
 class Backend:
     """One backend: its engine, the app, an HTTP client on it, and the simulated clock."""
 
-    def __init__(self, *, database_url: str | None, start_s: int, extra_settings: dict[str, object] | None = None) -> None:
+    def __init__(self, *, database_url: str | None, start_s: int, extra_settings: dict[str, Any] | None = None) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="caisse-simulation-")
         url = database_url or f"sqlite:///{Path(self._tmp.name) / 'caisse.db'}"
         self.settings = Settings(database_url=url, settlement_dir=str(Path(self._tmp.name) / "reglements"),
-                                 **SETTINGS, **(extra_settings or {}))  # type: ignore[arg-type]
+                                 **SETTINGS, **(extra_settings or {}))
         self.engine: Engine = make_engine(url)
         self.sessions = session_factory(self.engine)
         if self._holds_a_caisse():  # checked before migrating: a refused database is left as it was
@@ -83,10 +85,10 @@ class Backend:
         self.now_s = start_s
 
     def _holds_a_caisse(self) -> bool:
-        if not inspect(self.engine).has_table(Vendor.__tablename__):
+        if not inspect(self.engine).has_table(table_of(Vendor).name):
             return False
         with self.sessions() as session:
-            return session.execute(select(Vendor.id).limit(1)).first() is not None
+            return session.execute(select(col(Vendor.id)).limit(1)).first() is not None
 
     def close(self) -> None:
         self._logger.removeHandler(self._handler)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from caisse.models import TransactionRecord
 from caisse.simulation.auditor import Check
@@ -132,8 +133,8 @@ def compare_records(world: World, count: int) -> Comparison:
     ids = comparison.terminals
     with world.backend.sessions() as session:
         stored = {(t, s): bytes(raw) for t, s, raw in session.execute(
-            select(TransactionRecord.terminal_id, TransactionRecord.seq, TransactionRecord.raw)
-            .where(TransactionRecord.terminal_id.in_(ids))).all()}  # type: ignore[union-attr]
+            select(col(TransactionRecord.terminal_id), col(TransactionRecord.seq), col(TransactionRecord.raw))
+            .where(col(TransactionRecord.terminal_id).in_(ids))).all()}
     for key in sorted(set(stored) | set(rebuilt)):
         comparison.records += 1
         if stored.get(key) != rebuilt.get(key):

@@ -12,7 +12,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.ledger import postings as ledger
 from caisse.models import LedgerAccount, LedgerTransfer
@@ -51,11 +51,11 @@ CHECKS_FR = {
 
 def money(session: Session) -> dict[str, int]:
     """Totals by purpose, in cents, from the ledger."""
-    by_kind = dict(session.execute(select(LedgerTransfer.kind, func.sum(LedgerTransfer.amount_cents))
-                                   .group_by(LedgerTransfer.kind)).all())  # type: ignore[arg-type]
+    by_kind = dict(session.execute(select(col(LedgerTransfer.kind), func.sum(col(LedgerTransfer.amount_cents)))
+                                   .group_by(col(LedgerTransfer.kind))).all())
     balances: Counter[str] = Counter()
-    for kind, credits, debits in session.execute(select(LedgerAccount.kind, LedgerAccount.credits_posted_cents,
-                                                        LedgerAccount.debits_posted_cents)).all():
+    for kind, credits, debits in session.execute(select(col(LedgerAccount.kind), col(LedgerAccount.credits_posted_cents),
+                                                        col(LedgerAccount.debits_posted_cents))).all():
         balances[kind] += credits - debits
     kinds = ledger.TransferKind
     return {

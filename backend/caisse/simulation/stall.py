@@ -114,7 +114,7 @@ class Stall:
     def sign_pending(self) -> None:
         self._guarded(lambda: self.terminal.log.sign_pending(self.signer, limit=1000))
 
-    def _guarded(self, action: Callable[[], None]) -> bool:
+    def _guarded(self, action: Callable[[], object]) -> bool:
         try:
             action()
             return True

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from typing import Protocol, TypeVar
 
 from schwifty import IBAN
 from sqlalchemy import select
+from sqlmodel import Session, col
 
 from caisse.cards import service as card_service
 from caisse.demo import data as demo_data
@@ -25,13 +27,13 @@ from caisse.fund import allowances
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import CardType, RecordStatus, TransactionRecord
+from caisse.months import Month
 from caisse.settlement import runs as settlement
-from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
 from caisse.simulation.faults import NETWORK_FAULTS, Fault, FaultKind, Link
-from caisse.simulation.stall import Stall
+from caisse.simulation.stall import Stall, TapOutcome
 from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
 from caisse_common import protocol
@@ -47,6 +49,7 @@ SETTLE_AT_S = 25 * HOUR + 30 * 60  # 01:30 UTC the next night
 SECURE_SHARE = 0.3
 VOID_SHARE = 0.03
 MAX_DRAIN_SYNCS = 8
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,27 @@ class SimulationConfig:
         if not 0 <= self.micropython_terminals <= self.terminals:
             found.append("terminaux MicroPython : au plus le nombre de terminaux")
         return found
+
+
+class _IbanNight(Protocol):
+    @property
+    def iban_night(self) -> int: ...
+
+
+class Hostile(Protocol):
+    """What the world asks of its hostile and mistaken actors (caisse.simulation.adversaries, which
+    act on the world and are attached to it by `caisse.simulation.simulate`)."""
+
+    revoked_terminals: set[int]
+
+    @property
+    def plan(self) -> _IbanNight: ...
+
+    def plan_all(self, add: Callable[..., None], market_time: Callable[[int], int], day_start: Callable[[int], int]) -> None: ...
+
+    def setup(self, session: Session) -> None: ...
+
+    def settle_mid_change(self, run_date: date) -> None: ...
 
 
 @dataclass(slots=True)
@@ -115,12 +139,11 @@ class World:
         self.households: list[Household] = []
         self.nights: list[NightlyRun] = []
         self.allocations: list[allowances.AllocationReport] = []
-        self._events: list[tuple[int, int, Callable[[], None]]] = []
+        self._events: list[tuple[int, int, Callable[[], object]]] = []
         self._order = 0
         self._armed_power: dict[int, Fault] = {}  # terminal id -> power cut waiting to happen
         self.planned: list[Fault] = []  # every fault of the run, from the start
-        self.adversaries = Adversaries(self) if config.adversaries else None
-        self.auditor.adversaries = self.adversaries
+        self.adversaries: Hostile | None = None  # when config.adversaries, attached by caisse.simulation.simulate
 
     # ---- the caisse ------------------------------------------------------------------------
 
@@ -183,13 +206,14 @@ class World:
             before = ledger.balances_by_code(session, codes=codes)
             self.allocations.append(allowances.allocate(session, month=month, settings=self.backend.settings))
         with self.backend.session() as session:
-            self.auditor.on_allocation(session, month=allowances.Month.parse(month), settings=self.backend.settings,
+            self.auditor.on_allocation(session, month=Month.parse(month), settings=self.backend.settings,
                                        households=[(h.household_id, h.members) for h in self.households],
                                        balances_before=before)
 
     # ---- events ------------------------------------------------------------------------------
 
-    def at(self, time_s: int, action: Callable[[], None]) -> None:
+    def at(self, time_s: int, action: Callable[[], object]) -> None:
+        """Run `action` at `time_s`; what it returns (a tap's record, say) is not kept."""
         self._order += 1
         heapq.heappush(self._events, (time_s, self._order, action))
 
@@ -239,8 +263,9 @@ class World:
         rng, days = self.rng, self.config.days
         plan: dict[int, list[tuple[Fault, Callable[[], None]]]] = {}
 
-        def add(kind: FaultKind, day: int, time_s: int, action: Callable[[Fault], None], **fields: object) -> None:
-            fault = Fault(kind, day, time_s, **fields)  # type: ignore[arg-type]
+        def add(kind: FaultKind, day: int, time_s: int, action: Callable[[Fault], None], *,
+                terminal_id: int | None = None, card_uid: bytes | None = None, detail: str = "") -> None:
+            fault = Fault(kind, day, time_s, terminal_id=terminal_id, card_uid=card_uid, detail=detail)
             plan.setdefault(day, []).append((fault, lambda: action(fault)))
             self.planned.append(fault)
 
@@ -285,11 +310,13 @@ class World:
         """A member (or whoever holds the card) pays; a tap cut by the power is tapped again.
         Returns the (terminal, seq) of the record the terminal approved, None when it declined."""
         post = self.in_service(post)
-        for _ in range(2):
+
+        def pay() -> TapOutcome:
             read = auth if uid is not None else card.read(self.keys)
-            outcome = self._operate(post, partial(post.stall.pay, hal.Card(uid or card.uid, read), amount_cents))
-            if outcome.decline != "power_cut":
-                break
+            return self._operate(post, partial(post.stall.pay, hal.Card(uid or card.uid, read), amount_cents))
+        outcome = pay()
+        if outcome.decline == "power_cut":
+            outcome = pay()
         household_id = self.households[card.household].household_id
         if outcome.body is None:
             self.auditor.declined[outcome.decline or "?"] += 1
@@ -334,7 +361,7 @@ class World:
         if report is not None:
             self.auditor.duplicates += report.duplicates
 
-    def _operate(self, post: Post, action: Callable):
+    def _operate(self, post: Post, action: Callable[[], _Result]) -> _Result:
         """Run one terminal operation; a power cut armed on this terminal is marked as happened."""
         reboots = post.stall.reboots
         result = action()
@@ -411,10 +438,10 @@ class World:
         once keeping the old signature, once re-signed with the terminal's own key."""
         revoked = sorted(self.adversaries.revoked_terminals) if self.adversaries is not None else []
         with self.backend.session() as session:
-            row = session.execute(select(TransactionRecord.terminal_id, TransactionRecord.raw)
-                                  .where(TransactionRecord.status == RecordStatus.ACCEPTED, TransactionRecord.kind == 1)  # type: ignore[arg-type]
-                                  .where(TransactionRecord.terminal_id.notin_(revoked))  # type: ignore[union-attr]
-                                  .order_by(TransactionRecord.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+            row = session.execute(select(col(TransactionRecord.terminal_id), col(TransactionRecord.raw))
+                                  .where(col(TransactionRecord.status) == RecordStatus.ACCEPTED, col(TransactionRecord.kind) == 1)
+                                  .where(col(TransactionRecord.terminal_id).notin_(revoked))
+                                  .order_by(col(TransactionRecord.id).desc()).limit(1)).first()
         if row is None:
             return
         post = next(p for p in self.posts if p.terminal_id == row.terminal_id)

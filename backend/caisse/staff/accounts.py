@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from pwdlib import PasswordHash
 from sqlalchemy import delete, func, select, text, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings
@@ -70,7 +70,7 @@ def create_user(session: Session, *, email: str, password: str, role: str) -> Co
     if role not in Role.__members__.values():
         raise InvalidInput("invalid_role", f"role must be one of {', '.join(Role)}")
     _check_password(password)
-    if session.execute(select(ConsoleUser.id).where(ConsoleUser.email == email)).first() is not None:  # type: ignore[arg-type]
+    if session.execute(select(col(ConsoleUser.id)).where(col(ConsoleUser.email) == email)).first() is not None:
         raise Conflict("user_exists", f"a user {email} exists already")
     user = ConsoleUser(email=email, role=role, password_hash=_hasher.hash(password))
     session.add(user)
@@ -103,9 +103,9 @@ def set_active(session: Session, *, email: str, active: bool, by: str, os_user: 
         raise Conflict("user_already_active" if active else "user_already_disabled", f"{user.email} is already in that state")
     if not active and user.role == Role.ADMIN and _active_admins(session) <= 1:
         raise Conflict("last_admin", "the last active administrator cannot be disabled")
-    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(active=active))  # type: ignore[arg-type]
+    session.execute(update(ConsoleUser).where(col(ConsoleUser.id) == user.id).values(active=active))
     if not active:
-        session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
+        session.execute(delete(ConsoleSession).where(col(ConsoleSession.user_id) == user.id))
     audit.record(session, actor=actor, action="user.enable" if active else "user.disable", subject=f"user:{user.email}",
                  detail=_with_os_user({"role": user.role}, os_user))
     session.refresh(user)
@@ -127,8 +127,8 @@ def reset_password(session: Session, *, email: str, by: str, os_user: str | None
     user = get_user(session, email=email)
     if stamp is not None and not secrets.compare_digest(stamp, password_stamp(user)):
         raise Conflict("password_already_reset", f"the password of {user.email} changed since the page was shown")
-    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=password_hash))  # type: ignore[arg-type]
-    session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))  # type: ignore[arg-type]
+    session.execute(update(ConsoleUser).where(col(ConsoleUser.id) == user.id).values(password_hash=password_hash))
+    session.execute(delete(ConsoleSession).where(col(ConsoleSession.user_id) == user.id))
     audit.record(session, actor=actor, action="user.reset_password", subject=f"user:{user.email}",
                  detail=_with_os_user({"sessions_ended": True}, os_user))
     session.refresh(user)
@@ -152,7 +152,7 @@ def change_password(session: Session, *, email: str, current: str, new: str) -> 
     with _hashing:
         if not _hasher.verify(current[:MAX_PASSWORD_CHARS], user.password_hash):
             raise InvalidInput("wrong_password", "the current password is not this one")
-    session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(password_hash=new_hash))  # type: ignore[arg-type]
+    session.execute(update(ConsoleUser).where(col(ConsoleUser.id) == user.id).values(password_hash=new_hash))
     audit.record(session, actor=user.email, action="user.change_password", subject=f"user:{user.email}")
     session.refresh(user)
     return user
@@ -179,7 +179,7 @@ def _acting_admin(session: Session, by: str | None) -> ConsoleUser:
 
 def _active_admins(session: Session) -> int:
     return session.execute(select(func.count()).select_from(ConsoleUser).where(
-        ConsoleUser.role == str(Role.ADMIN), ConsoleUser.active.is_(True))).scalar_one()  # type: ignore[arg-type,attr-defined]
+        col(ConsoleUser.role) == str(Role.ADMIN), col(ConsoleUser.active).is_(True))).scalar_one()
 
 
 def _has_active_admin(session: Session) -> bool:
@@ -191,7 +191,7 @@ def _with_os_user(detail: dict[str, object], os_user: str | None) -> dict[str, o
 
 
 def get_user(session: Session, *, email: str) -> ConsoleUser:
-    user = session.execute(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email))).scalar_one_or_none()  # type: ignore[arg-type]
+    user = session.execute(select(ConsoleUser).where(col(ConsoleUser.email) == normalize_email(email))).scalar_one_or_none()
     if user is None:
         raise NotFound("user_not_found", f"no user {email}")
     return user
@@ -200,7 +200,7 @@ def get_user(session: Session, *, email: str) -> ConsoleUser:
 def active_user(session: Session, *, email: str) -> ConsoleUser:
     """The active console account named `email`: who a staff action from the command line is done
     as. A typed name that is no account, or a disabled one, is refused."""
-    user = session.execute(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email))).scalar_one_or_none()  # type: ignore[arg-type]
+    user = session.execute(select(ConsoleUser).where(col(ConsoleUser.email) == normalize_email(email))).scalar_one_or_none()
     if user is None or not user.active:
         raise InvalidInput("not_an_active_account", f"{email!r} is not an active console account")
     return user
@@ -248,10 +248,10 @@ def begin_sign_in(session: Session, *, email: str, settings: Settings, now: date
     if is_postgresql(session):
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"sign-in:{email}"})
     window_start = now - timedelta(seconds=settings.console_login_window_s)
-    session.execute(delete(LoginAttempt).where(LoginAttempt.at < window_start))  # type: ignore[arg-type]
+    session.execute(delete(LoginAttempt).where(col(LoginAttempt.at) < window_start))
     if _recent_failures(session, email=email, since=window_start) >= settings.console_login_max_failures:
         raise SignInThrottled("sign_in_throttled", "too many failed sign-ins for this address; wait and retry")
-    user = session.execute(select(ConsoleUser).where(ConsoleUser.email == email)).scalar_one_or_none()  # type: ignore[arg-type]
+    user = session.execute(select(ConsoleUser).where(col(ConsoleUser.email) == email)).scalar_one_or_none()
     attempt = LoginAttempt(email=email, succeeded=False, at=now)
     session.add(attempt)
     session.flush()
@@ -274,7 +274,7 @@ def finish_sign_in(session: Session, *, attempt: SignInAttempt, matches: bool, s
     user = None if attempt.user_id is None else get_by_id(session, ConsoleUser, attempt.user_id)
     if not (matches and user is not None and user.active):
         raise SignInRefused("sign_in_refused", "wrong e-mail address or password")
-    session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt.attempt_id).values(succeeded=True))  # type: ignore[arg-type]
+    session.execute(update(LoginAttempt).where(col(LoginAttempt.id) == attempt.attempt_id).values(succeeded=True))
     user.last_login_at = attempt.at
     token = secrets.token_urlsafe(32)
     opened = ConsoleSession(token_hash=_token_hash(token), user_id=user.id or 0, csrf_token=secrets.token_urlsafe(32),
@@ -290,8 +290,8 @@ def signed_in(session: Session, *, token: str, now: datetime | None = None) -> S
     if not token or len(token) > 100:
         return None
     row = session.execute(
-        select(ConsoleSession, ConsoleUser).join(ConsoleUser, ConsoleUser.id == ConsoleSession.user_id)  # type: ignore[arg-type]
-        .where(ConsoleSession.token_hash == _token_hash(token))  # type: ignore[arg-type]
+        select(ConsoleSession, ConsoleUser).join(ConsoleUser, col(ConsoleUser.id) == col(ConsoleSession.user_id))
+        .where(col(ConsoleSession.token_hash) == _token_hash(token))
     ).first()
     if row is None:
         return None
@@ -302,18 +302,18 @@ def signed_in(session: Session, *, token: str, now: datetime | None = None) -> S
 
 
 def sign_out(session: Session, *, token: str) -> None:
-    session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == _token_hash(token)))  # type: ignore[arg-type]
+    session.execute(delete(ConsoleSession).where(col(ConsoleSession.token_hash) == _token_hash(token)))
 
 
 def _recent_failures(session: Session, *, email: str, since: datetime) -> int:
     last_success = session.execute(
-        select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email, LoginAttempt.succeeded.is_(True))  # type: ignore[arg-type,union-attr]
+        select(func.max(col(LoginAttempt.at))).where(col(LoginAttempt.email) == email, col(LoginAttempt.succeeded).is_(True))
     ).scalar_one()
     if last_success is not None:
         since = max(since, _aware(last_success))
     return session.execute(
         select(func.count()).select_from(LoginAttempt)
-        .where(LoginAttempt.email == email, LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since)  # type: ignore[arg-type,union-attr]
+        .where(col(LoginAttempt.email) == email, col(LoginAttempt.succeeded).is_(False), col(LoginAttempt.at) >= since)
     ).scalar_one()
 
 

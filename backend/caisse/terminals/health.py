@@ -20,7 +20,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse.db import is_postgresql, table_of
 from caisse.models import Terminal, TerminalHealth, utcnow
@@ -73,8 +73,8 @@ def parse(header: str) -> HealthReport | None:
         return None
     if set(report.errors) - set(ERROR_KINDS):
         return None
-    if (report.lost_first is None) != (report.lost_last is None) or (
-            report.lost_first is not None and not 0 < report.lost_first <= report.lost_last):  # type: ignore[operator]
+    first, last = report.lost_first, report.lost_last
+    if (first, last) != (None, None) and (first is None or last is None or not 0 < first <= last):
         return None
     return report
 
@@ -90,7 +90,7 @@ def record_report(session: Session, *, terminal_id: int, time_s: int, header: st
     if report is None:
         return False
     public_key, backend_acked = session.execute(
-        select(Terminal.public_key, Terminal.acked_seq).where(Terminal.id == terminal_id)).one()  # type: ignore[arg-type]
+        select(col(Terminal.public_key), col(Terminal.acked_seq)).where(col(Terminal.id) == terminal_id)).one()
     digest = protocol.health_digest(terminal_id, time_s, base64.b64decode(header))
     if not protocol.verify_digest(terminal_public_key(bytes(public_key)), digest, signature):
         return False
@@ -102,7 +102,7 @@ def record_report(session: Session, *, terminal_id: int, time_s: int, header: st
     if report.acked_seq is not None and report.acked_seq > backend_acked:
         # The terminal was acknowledged further than this database knows: restored from a backup.
         row |= {"rewound_from_seq": report.acked_seq, "rewound_to_seq": backend_acked}
-    insert = (postgresql if is_postgresql(session) else sqlite).insert(_health).values(row)  # type: ignore[attr-defined]
+    insert = (postgresql if is_postgresql(session) else sqlite).insert(_health).values(row)
     session.execute(insert.on_conflict_do_update(
         index_elements=["terminal_id"], set_={k: insert.excluded[k] for k in row if k != "terminal_id"},
         where=_health.c.terminal_time <= insert.excluded.terminal_time,

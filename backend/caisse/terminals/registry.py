@@ -6,7 +6,7 @@ None of them commits: the caller does.
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings
@@ -29,7 +29,7 @@ def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str,
         protocol.load_public_key(public_key)
     except ValueError:
         raise InvalidInput("invalid_public_key", "public_key is a 65-byte uncompressed P-256 point, in hex") from None
-    if session.execute(select(Terminal.id).where(Terminal.public_key == public_key)).first() is not None:
+    if session.execute(select(col(Terminal.id)).where(col(Terminal.public_key) == public_key)).first() is not None:
         raise Conflict("terminal_exists", "a terminal with this public key is already registered")
     terminal = Terminal(vendor_id=vendor_id, public_key=public_key, secure_element=secure_element)
     session.add(terminal)
@@ -75,7 +75,7 @@ def revoke_terminal(session: Session, *, terminal_id: int, by: str, os_user: str
     if terminal.status != TerminalStatus.REVOKED:
         before = terminal.status
         held = review.hold_terminal(session, terminal_id=terminal_id, reason=review.HOLD_REVOKED)
-        session.execute(update(Terminal).where(Terminal.id == terminal_id)  # type: ignore[arg-type]
+        session.execute(update(Terminal).where(col(Terminal.id) == terminal_id)
                         .values(status=TerminalStatus.REVOKED, revoked_at=utcnow()))
         audit.record(session, actor=by, action="terminal.revoke", subject=f"terminal:{terminal_id}",
                      detail=audit.with_os_user({"vendor_id": terminal.vendor_id, "status_before": before,
@@ -91,7 +91,7 @@ def clear_suspect_terminal(session: Session, *, terminal_id: int, by: str, os_us
     terminal = _locked_terminal(session, terminal_id=terminal_id)
     if terminal.status != TerminalStatus.SUSPECT:
         raise Conflict("terminal_not_suspect", f"terminal {terminal_id} is {terminal.status}, not suspect")
-    session.execute(update(Terminal).where(Terminal.id == terminal_id).values(status=TerminalStatus.ACTIVE))  # type: ignore[arg-type]
+    session.execute(update(Terminal).where(col(Terminal.id) == terminal_id).values(status=TerminalStatus.ACTIVE))
     audit.record(session, actor=by, action="terminal.clear", subject=f"terminal:{terminal_id}",
                  detail=audit.with_os_user({"vendor_id": terminal.vendor_id}, os_user))
     session.refresh(terminal)
@@ -114,15 +114,15 @@ def accept_lost_records(session: Session, *, terminal_id: int, by: str, os_user:
         raise Conflict("no_lost_records", f"terminal {terminal_id} reports no records lost above its acked_seq"
                                           f" {terminal.acked_seq}")
     arrived = session.execute(select(func.count()).select_from(TransactionRecord).where(
-        TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq >= first,  # type: ignore[arg-type]
-        TransactionRecord.seq <= last)).scalar_one()  # type: ignore[arg-type]
+        col(TransactionRecord.terminal_id) == terminal_id, col(TransactionRecord.seq) >= first,
+        col(TransactionRecord.seq) <= last)).scalar_one()
     if arrived:
         raise Conflict("lost_records_arrived", f"{arrived} of the records {first}..{last} of terminal {terminal_id}"
                                                " are stored: they are not lost")
     acked_seq = ingest.acked_seq_from(session, terminal_id=terminal_id, acked_seq=last)
-    session.execute(update(Terminal).where(Terminal.id == terminal_id).values(acked_seq=acked_seq))  # type: ignore[arg-type]
+    session.execute(update(Terminal).where(col(Terminal.id) == terminal_id).values(acked_seq=acked_seq))
     session.execute(update(TransactionRecord).where(
-        TransactionRecord.terminal_id == terminal_id, TransactionRecord.seq == last + 1)  # type: ignore[arg-type]
+        col(TransactionRecord.terminal_id) == terminal_id, col(TransactionRecord.seq) == last + 1)
         .values(chain_verified=True))
     audit.record(session, actor=by, action="terminal.accept_loss", subject=f"terminal:{terminal_id}",
                  detail=audit.with_os_user({"first_seq": first, "last_seq": last, "acked_seq": acked_seq}, os_user))

@@ -24,10 +24,10 @@ import re
 import struct
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, case, cast, func, insert, literal, select, text, update
+from sqlalchemy import ColumnElement, Row, String, case, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -131,7 +131,7 @@ def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids:
     return last
 
 
-def member_balance(household_id: object) -> object:
+def member_balance(household_id: ColumnElement[int]) -> ColumnElement[int]:
     """The balance of the household's member account as a SQL expression (0 without an account)."""
     code = literal("member:") + cast(household_id, String)
     return func.coalesce(
@@ -317,25 +317,25 @@ def vendor_accreditation(session: Session, *, vendor_id: int, now_s: int, settin
             "ends_at": accreditation.ends_at_s(vendor, zone=zone)}
 
 
-def _entry(row: object, version: int, *, secure_element: bool | None, code_key: bytes | None) -> bytes:
-    balance = max(_I32_MIN, min(_I32_MAX, int(row.balance)))  # type: ignore[attr-defined]
-    fields = (len(row.uid), bytes(row.uid), 0 if row.status == CardStatus.ACTIVE else 1, balance,  # type: ignore[attr-defined]
-              *member_code_fields(row.code_salt, row.code_verifier, secure_element=secure_element,  # type: ignore[attr-defined]
+def _entry(row: Row[*tuple[Any, ...]], version: int, *, secure_element: bool | None, code_key: bytes | None) -> bytes:
+    balance = max(_I32_MIN, min(_I32_MAX, int(row.balance)))
+    fields = (len(row.uid), bytes(row.uid), 0 if row.status == CardStatus.ACTIVE else 1, balance,
+              *member_code_fields(row.code_salt, row.code_verifier, secure_element=secure_element,
                                   code_key=code_key))
     if version == 1:
         return CARD_ENTRY.pack(*fields)
-    return CARD_ENTRY_V2.pack(*fields, row.household_id)  # type: ignore[attr-defined]
+    return CARD_ENTRY_V2.pack(*fields, row.household_id)
 
 
-def _remember_balances_sent(session: Session, *, rows: Sequence[object]) -> None:
+def _remember_balances_sent(session: Session, *, rows: Sequence[Row[*tuple[Any, ...]]]) -> None:
     """One feed_balance row per (household, cards version) of the page; a row another terminal's
     sync wrote already is the same balance (read at the same version), so conflicts are skipped."""
-    sent = {(r.household_id, r.sync_version): int(r.balance) for r in rows}  # type: ignore[attr-defined]
+    sent = {(r.household_id, r.sync_version): int(r.balance) for r in rows}
     if not sent:
         return
     dialect = postgresql if is_postgresql(session) else sqlite
     values = [{"household_id": h, "cards_version": v, "balance_cents": b} for (h, v), b in sorted(sent.items())]
-    session.execute(dialect.insert(_feed_balance).values(values).on_conflict_do_nothing())  # type: ignore[attr-defined]
+    session.execute(dialect.insert(_feed_balance).values(values).on_conflict_do_nothing())
 
 
 def is_firmware_version(value: str | None) -> bool:

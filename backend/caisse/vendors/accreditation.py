@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.db import get_by_id
@@ -29,16 +29,17 @@ from caisse.staff import accounts
 
 WARNING_DAYS = 30  # the console warns this long before an accreditation ends
 MAX_LABEL_CHARS = 200
-STATUS_LABELS = {ConventionStatus.PENDING: "en attente", ConventionStatus.ACTIVE: "conventionné",
-                 ConventionStatus.SUSPENDED: "suspendu", ConventionStatus.ENDED: "terminé"}
+# Keyed by str: it reads the stored convention_status and accreditation status columns.
+STATUS_LABELS: dict[str, str] = {ConventionStatus.PENDING: "en attente", ConventionStatus.ACTIVE: "conventionné",
+                                 ConventionStatus.SUSPENDED: "suspendu", ConventionStatus.ENDED: "terminé"}
 
 
 # Criteria ------------------------------------------------------------------------------------
 
 def criteria(session: Session, *, include_retired: bool = False) -> list[AccreditationCriterion]:
-    statement = select(AccreditationCriterion).order_by(AccreditationCriterion.id)  # type: ignore[arg-type]
+    statement = select(AccreditationCriterion).order_by(col(AccreditationCriterion.id))
     if not include_retired:
-        statement = statement.where(AccreditationCriterion.retired == False)  # type: ignore[arg-type]  # noqa: E712
+        statement = statement.where(col(AccreditationCriterion.retired) == False)  # noqa: E712
     return list(session.execute(statement).scalars())
 
 
@@ -48,7 +49,7 @@ def add_criterion(session: Session, *, label: str, by: str, os_user: str | None 
     label = " ".join(label.split())
     if not label or len(label) > MAX_LABEL_CHARS:
         raise InvalidInput("invalid_criterion", f"a criterion is 1 to {MAX_LABEL_CHARS} characters")
-    existing = session.execute(select(AccreditationCriterion).where(AccreditationCriterion.label == label)).scalar_one_or_none()  # type: ignore[arg-type]
+    existing = session.execute(select(AccreditationCriterion).where(col(AccreditationCriterion.label) == label)).scalar_one_or_none()
     if existing is not None:
         raise Conflict("criterion_exists", f"criterion {existing.id} has this label already")
     criterion = AccreditationCriterion(label=label)
@@ -76,7 +77,7 @@ def retire_criterion(session: Session, *, criterion_id: int, by: str, os_user: s
 
 
 def checked_criteria(session: Session, *, vendor_id: int) -> set[int]:
-    return set(session.execute(select(VendorCriterion.criterion_id).where(VendorCriterion.vendor_id == vendor_id)).scalars())  # type: ignore[arg-type]
+    return set(session.execute(select(col(VendorCriterion.criterion_id)).where(col(VendorCriterion.vendor_id) == vendor_id)).scalars())
 
 
 # The accreditation --------------------------------------------------------------------------
@@ -151,8 +152,8 @@ def update(session: Session, *, vendor_id: int, wanted: Accreditation, by: str, 
     if wanted.criteria - ticked:
         session.add_all(VendorCriterion(vendor_id=vendor_id, criterion_id=c, checked_by=by) for c in sorted(wanted.criteria - ticked))
     if ticked - wanted.criteria:
-        session.execute(delete(VendorCriterion).where(VendorCriterion.vendor_id == vendor_id,  # type: ignore[arg-type]
-                                                      VendorCriterion.criterion_id.in_(sorted(ticked - wanted.criteria))))  # type: ignore[attr-defined]
+        session.execute(delete(VendorCriterion).where(col(VendorCriterion.vendor_id) == vendor_id,
+                                                      col(VendorCriterion.criterion_id).in_(sorted(ticked - wanted.criteria))))
     vendor.sqlmodel_update({"convention_status": wanted.status, "convention_start": wanted.starts_on,
                             "convention_end": wanted.ends_on, "visited_on": wanted.visited_on,
                             "visited_by": wanted.visited_by, "trained_on": wanted.trained_on})
@@ -165,7 +166,7 @@ def update(session: Session, *, vendor_id: int, wanted: Accreditation, by: str, 
 
 
 def _check(session: Session, wanted: Accreditation) -> None:
-    """The rules of an accreditation (French errors through caisse.console.messages)."""
+    """The rules of an accreditation (French errors through caisse.errors)."""
     if wanted.status not in ConventionStatus.__members__.values():
         raise InvalidInput("invalid_convention_status", f"status must be one of {', '.join(ConventionStatus)}")
     if wanted.starts_on and wanted.ends_on and wanted.ends_on < wanted.starts_on:
@@ -189,8 +190,8 @@ def note_state(session: Session, *, vendor: Vendor) -> None:
     """Append the vendor's status and dates to its history when they differ from the last row.
     Every writer of these fields calls it (here and caisse.vendors.service), in its transaction."""
     assert vendor.id is not None
-    last = session.execute(select(AccreditationState).where(AccreditationState.vendor_id == vendor.id)  # type: ignore[arg-type]
-                           .order_by(AccreditationState.id.desc()).limit(1)).scalar_one_or_none()  # type: ignore[union-attr]
+    last = session.execute(select(AccreditationState).where(col(AccreditationState.vendor_id) == vendor.id)
+                           .order_by(col(AccreditationState.id).desc()).limit(1)).scalar_one_or_none()
     state = (vendor.convention_status, vendor.convention_start, vendor.convention_end)
     if last is None or (last.status, last.starts_on, last.ends_on) != state:
         session.add(AccreditationState(vendor_id=vendor.id, status=state[0], starts_on=state[1], ends_on=state[2], since=utcnow()))
@@ -209,10 +210,10 @@ class State:
 
 def states(session: Session, *, vendor_id: int) -> list[State]:
     """The vendor's accreditation history, oldest first (one row for most vendors)."""
-    rows = session.execute(select(AccreditationState.status, AccreditationState.starts_on, AccreditationState.ends_on,
-                                  AccreditationState.since)
-                           .where(AccreditationState.vendor_id == vendor_id)  # type: ignore[arg-type]
-                           .order_by(AccreditationState.since, AccreditationState.id)).all()  # type: ignore[arg-type]
+    rows = session.execute(select(col(AccreditationState.status), col(AccreditationState.starts_on),
+                                  col(AccreditationState.ends_on), col(AccreditationState.since))
+                           .where(col(AccreditationState.vendor_id) == vendor_id)
+                           .order_by(col(AccreditationState.since), col(AccreditationState.id))).all()
     return [State(status, starts_on, ends_on, unix_s(since)) for status, starts_on, ends_on, since in rows]
 
 
@@ -270,10 +271,10 @@ class Ending:
 
 def ending_soon(session: Session, *, today: date, days: int = WARNING_DAYS) -> list[Ending]:
     """Active accreditations whose last day is within `days` of today, soonest first."""
-    rows = session.execute(select(Vendor.id, Vendor.name, Vendor.convention_end)
-                           .where(Vendor.convention_status == ConventionStatus.ACTIVE,  # type: ignore[arg-type]
-                                  Vendor.convention_end.between(today, today + timedelta(days=days)))  # type: ignore[union-attr]
-                           .order_by(Vendor.convention_end, Vendor.id)).all()  # type: ignore[arg-type]
+    rows = session.execute(select(col(Vendor.id), col(Vendor.name), col(Vendor.convention_end))
+                           .where(col(Vendor.convention_status) == ConventionStatus.ACTIVE,
+                                  col(Vendor.convention_end).between(today, today + timedelta(days=days)))
+                           .order_by(col(Vendor.convention_end), col(Vendor.id))).all()
     return [Ending(vendor_id, name, ends_on, (ends_on - today).days) for vendor_id, name, ends_on in rows]
 
 
@@ -302,8 +303,8 @@ def _shown(field: str, value: object) -> str:
         return "—"
     if isinstance(value, date):
         return f"{value:%d/%m/%Y}"
-    if field == "status":
-        return STATUS_LABELS.get(value, str(value))  # type: ignore[call-overload]
+    if field == "status" and isinstance(value, str):
+        return STATUS_LABELS.get(value, value)
     return str(value)
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
+from caisse.config import sepa_text
 from caisse.db import get_by_id
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound, require_text
 from caisse.ledger import postings as ledger
@@ -84,15 +85,11 @@ def update_vendor(
 
 def sepa_name_notice(name: str) -> str | None:
     """What staff are told when the bank will receive the name otherwise than typed (French)."""
-    from caisse.settlement.sepa import sepa_text
-
     sent = sepa_text(name)
     return None if sent == name.strip() else f"Nom transmis à la banque (caractères SEPA) : « {sent} »."
 
 
 def _require_sepa_name(name: str) -> None:
-    from caisse.settlement.sepa import sepa_text
-
     if name.strip() and not sepa_text(name):
         raise InvalidInput("name_not_sepa", f"{name!r} has no character a SEPA bank reads")
 
@@ -146,7 +143,7 @@ def reject_iban_change(session: Session, *, change_id: int, by: str, os_user: st
 
 def pending_iban_change(session: Session, *, vendor_id: int) -> VendorIbanChange | None:
     return session.execute(select(VendorIbanChange).where(
-        VendorIbanChange.vendor_id == vendor_id, VendorIbanChange.status == str(IbanChangeStatus.PENDING))  # type: ignore[arg-type]
+        col(VendorIbanChange.vendor_id) == vendor_id, col(VendorIbanChange.status) == str(IbanChangeStatus.PENDING))
     ).scalars().first()
 
 
@@ -168,7 +165,7 @@ def _decidable_change(session: Session, *, change_id: int, by: str) -> tuple[Ven
 
 def _pending_change(session: Session, *, change_id: int) -> VendorIbanChange:
     # Locked: two people deciding at once queue, and the second finds it decided.
-    change = session.execute(select(VendorIbanChange).where(VendorIbanChange.id == change_id).with_for_update()).scalar_one_or_none()  # type: ignore[arg-type]
+    change = session.execute(select(VendorIbanChange).where(col(VendorIbanChange.id) == change_id).with_for_update()).scalar_one_or_none()
     if change is None:
         raise NotFound("iban_change_not_found", f"no IBAN change {change_id}")
     if change.status != IbanChangeStatus.PENDING:
@@ -215,7 +212,7 @@ def get_vendor(session: Session, *, vendor_id: int) -> Vendor:
 
 
 def list_vendors(session: Session) -> list[Vendor]:
-    return list(session.execute(select(Vendor).order_by(Vendor.id)).scalars())  # type: ignore[arg-type]
+    return list(session.execute(select(Vendor).order_by(col(Vendor.id))).scalars())
 
 
 def vendor_payable_cents(session: Session, *, vendor_id: int) -> int:

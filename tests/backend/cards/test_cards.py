@@ -31,8 +31,8 @@ from caisse.terminals import registry as terminal_registry
 from caisse.terminals import sync
 from caisse_common import protocol
 from tests.backend.cards.test_sun import AN12196_MAC, AN12196_PICC, AN12196_UID, encode_sun
-from tests.backend.conftest import make_settings
 from tests.backend.factories import Chain, World, make_world, new_key, new_uid
+from tests.fixtures.database import make_settings
 
 META_KEY_HEX = "5c" * 16
 MASTER_KEY_HEX = "a7" * 16

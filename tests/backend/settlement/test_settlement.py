@@ -35,8 +35,8 @@ from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import ADMIN_TOKEN
 from tests.backend.factories import T0, Chain, new_key, new_uid
+from tests.fixtures.database import ADMIN_TOKEN
 
 DAY1 = date(2026, 1, 1)  # the factories' records are stamped from 2026-01-01 08:01 UTC
 IBANS = ["FR1420041010050500013M02606", "DE89370400440532013000", "FR7630006000011234567890189"]

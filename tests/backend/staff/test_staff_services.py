@@ -144,8 +144,8 @@ def test_only_an_active_administrator_manages_accounts_and_the_last_one_stays(se
 
 @sqlite_only
 def test_a_reset_password_works_once_shown_ends_the_sessions_and_is_never_logged(session: Session) -> None:
-    from tests.backend.conftest import make_settings
     from tests.console.conftest import sign_in_directly
+    from tests.fixtures.database import make_settings
 
     staff = _staff(session)
     settings = make_settings()

@@ -12,18 +12,16 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
-from caisse.console.messages import french
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
 from caisse.reports import directory
 from caisse.settlement import bank_returns as bank
 from caisse.settlement import runs as settlement
-from caisse.settlement.sepa import sepa_text
 
 router = APIRouter(prefix="/settlements", dependencies=[Depends(require_page("settlements"))])
 Approver = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]
@@ -74,8 +72,8 @@ def _run_page(request: Request, session: Session, user: ConsoleUser, *, run_id: 
     settings: Settings = request.app.state.settings
     run = settlement.get_run(session, run_id=run_id)
     lines = session.execute(
-        select(SettlementLine, Vendor.name).join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
-        .where(SettlementLine.run_id == run_id).order_by(SettlementLine.status.desc(), Vendor.name)  # type: ignore[arg-type, union-attr]
+        select(SettlementLine, col(Vendor.name)).join(Vendor, col(Vendor.id) == col(SettlementLine.vendor_id))
+        .where(col(SettlementLine.run_id) == run_id).order_by(col(SettlementLine.status).desc(), col(Vendor.name))
     ).all()
     can_approve = user.role in (Role.TREASURER, Role.ADMIN) and not (
         settings.settlement_requires_approval and user.email == run.prepared_by)

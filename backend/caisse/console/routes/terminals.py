@@ -7,9 +7,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
-from caisse.errors import CaisseError
+from caisse.errors import CaisseError, french
 from caisse.ingest import review
 from caisse.models import TerminalStatus
 from caisse.reports import directory

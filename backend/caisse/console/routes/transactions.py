@@ -9,14 +9,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import db
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.ingest import review
 from caisse.models import ConsoleUser, Vendor
 from caisse.reports import records
@@ -85,7 +84,7 @@ def _page(request: Request, session: Session, *, form: dict[str, str], rows: lis
           error: str | None) -> Response:
     timezone = request.app.state.settings.settlement_timezone
     held = records.search(session, where=records.RecordFilter(status="held"), timezone=timezone, page_size=records.MAX_PAGE)
-    vendors = session.execute(select(Vendor.id, Vendor.name).order_by(Vendor.name)).all()  # type: ignore[call-overload]
+    vendors = session.execute(select(col(Vendor.id), col(Vendor.name)).order_by(col(Vendor.name))).all()
     return render(request, "transactions/list.html", title="Transactions", form=form, rows=rows, held=held, vendors=vendors,
                   statuses=records.STATUS_FILTERS, page=page, more=len(rows) == PAGE_SIZE, error=error,
                   page_query=lambda number: urlencode({**form, "page": number}))
