@@ -24,6 +24,7 @@ from caisse.cli.session import err, fail, french, login_name, open_engine, open_
 from caisse.config import Settings, sepa_text
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
+from caisse.ingest import terminal_decisions
 from caisse.members import households as household_service
 from caisse.models import Card, SettlementStatus
 from caisse.money import euros, parse_euros
@@ -651,7 +652,7 @@ def terminal_revoke(
     by: _StaffBy,
 ) -> None:
     """Révoquer un terminal (définitif) : ses requêtes sont refusées désormais ; ses enregistrements non réglés sont retenus."""
-    terminal = run_in_session(lambda s: terminal_registry.revoke_terminal(s, terminal_id=terminal_id, by=by, os_user=login_name()))
+    terminal = run_in_session(lambda s: terminal_decisions.revoke_terminal(s, terminal_id=terminal_id, by=by, os_user=login_name()))
     out.print(terminal.id)
     err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais. Ses enregistrements non réglés"
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
@@ -664,7 +665,7 @@ def terminal_accept_loss(
 ) -> None:
     """Constater la perte des enregistrements qu'un terminal n'a plus, après une restauration de la base
     (docs/operations.md, « Terminals after a restore ») : le terminal peut de nouveau libérer sa mémoire."""
-    first, last = run_in_session(lambda s: terminal_registry.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=login_name()))
+    first, last = run_in_session(lambda s: terminal_decisions.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=login_name()))
     out.print(terminal_id)
     err.print(f"Terminal {terminal_id} : perte des n° {first} à {last} constatée par {by}. Le paiement qui suit"
               " sera réglé au prochain règlement.")
@@ -676,7 +677,7 @@ def terminal_clear(
     by: _StaffBy,
 ) -> None:
     """Remettre en service un terminal signalé suspect ; ses enregistrements retenus le restent jusqu'à décision."""
-    run_in_session(lambda s: terminal_registry.clear_suspect_terminal(s, terminal_id=terminal_id, by=by, os_user=login_name()))
+    run_in_session(lambda s: terminal_decisions.clear_suspect_terminal(s, terminal_id=terminal_id, by=by, os_user=login_name()))
     out.print(terminal_id)
     err.print(f"Terminal {terminal_id} remis en service par {by}. Ses enregistrements retenus attendent toujours une"
               f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")

@@ -23,6 +23,7 @@ from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from caisse import audit
+from caisse.cards.versions import bump_cards
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.ledger import postings as ledger
@@ -31,7 +32,6 @@ from caisse.members.means import current_month, sizes_at, sync_current_sizes
 from caisse.models import AllowanceKind, AllowanceMonth, AllowanceRule, Household, LedgerTransfer, UnspentPolicy, utcnow
 from caisse.months import Month
 from caisse.staff import accounts
-from caisse.terminals.sync import bump_cards
 
 
 def allowance_reference(household_id: int, month: Month) -> str:
