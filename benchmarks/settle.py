@@ -12,7 +12,8 @@ statements per vendor in CSV and PDF, summary, ledger payouts). Goals: prepare >
 records/s; end to end >= 150 000 records/s on PostgreSQL, and prepare as fast per record at 10^7
 records as at 10^6 (`-n 10000000 --db postgresql`: about 6 GiB of database, a manual run).
 Then a second day of `--next-day` records is settled on top of that history: the nightly case.
-The export renders statements in worker processes: their CPU is counted with this process's.
+The export of a large run writes its statements and SEPA file in worker processes: their CPU is
+counted with this process's.
 
 Not a test: numbers depend on the machine. Results go in docs/performance.md ("Settlement").
 """
@@ -100,7 +101,9 @@ def add_day(engine: Engine, *, n: int, vendors: int, seq0: int, t0: int) -> None
     else:  # fold the seed's WAL into the file now, not during the timed run's first commit
         raw = engine.raw_connection()
         try:
-            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            driver = raw.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             raw.close()
 

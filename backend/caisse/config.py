@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -12,6 +13,24 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from caisse.models import AllowanceKind, UnspentPolicy
+
+# The Latin character set every SEPA bank must accept (EPC guidelines): anything else may be
+# refused or garbled by a bank on the way, so names and texts are transliterated to it. Here, since
+# the settings check the caisse's own name against it; caisse.settlement.sepa writes every name through it.
+_OUTSIDE_SEPA = re.compile(r"[^A-Za-z0-9/\-?:().,'+ ]+")
+_SPACES = re.compile(r" {2,}")
+MAX_NAME_CHARS = 70  # Max70Text: a creditor's or debtor's name
+
+
+def sepa_text(value: str, *, max_chars: int = MAX_NAME_CHARS) -> str:
+    """`value` in the SEPA character set: letters transliterated (text_unidecode, as sepaxml does),
+    `&` written "et" (the caisse is French), anything else outside the set dropped, spaces
+    squeezed; "" when nothing is left (a name of emoji only)."""
+    from text_unidecode import unidecode
+
+    text = unidecode(value.replace("&", " et "))
+    text = _SPACES.sub(" ", _OUTSIDE_SEPA.sub(" ", text)).strip()
+    return text[:max_chars].rstrip()
 
 
 class MeansKind(enum.StrEnum):
@@ -153,8 +172,6 @@ class Settings(BaseSettings):
     def _debtor_name_in_sepa_characters(cls, name: str) -> str:
         """The caisse's name goes in every SEPA file as typed: refused (with the form the bank would
         read) unless it is in the SEPA character set already, so nothing is changed behind one's back."""
-        from caisse.settlement.sepa import sepa_text
-
         sent = sepa_text(name)
         if sent != name or not sent:
             raise ValueError(f"CAISSE_DEBTOR_NAME doit s'écrire dans le jeu de caractères SEPA (lettres sans accents,"

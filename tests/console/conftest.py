@@ -29,7 +29,7 @@ from caisse.db import make_engine, session_factory, upgrade
 from caisse.main import create_app
 from caisse.models import Role
 from caisse.staff import accounts
-from tests.backend.conftest import TestClient, cli_database, engine, make_settings, session, settings, sqlite_template  # noqa: F401 (fixtures)
+from tests.fixtures.database import TestClient, make_settings
 
 PASSWORD = "mot-de-passe-de-test"
 EMAILS = {role: f"{role.value}@caisse.test" for role in Role}

@@ -18,8 +18,8 @@ from caisse.fund import service as fund
 from caisse.members import households as household_service
 from caisse.members import means
 from caisse.models import Household, Role
-from tests.backend.conftest import make_settings
 from tests.console.conftest import EMAILS, screenshot
+from tests.fixtures.database import make_settings
 
 MONTH = "2026-07"  # a month no other browser test records contributions for
 TABLET = {"width": 768, "height": 1024}

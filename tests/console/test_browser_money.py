@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 
 from caisse.db import session_factory
 from caisse.models import Role
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import screenshot
+from tests.fixtures.database import make_settings
 
 PAY_DAY = "2026-03-14"  # a day no other browser test settles
 VOLUNTEERS = "\n".join(["nom,contact,quartile_revenu,tranche_age"] + [f"Volontaire {n},,1,{1 + n % 3}" for n in range(1, 10)]

@@ -16,9 +16,9 @@ from caisse.db import session_factory
 from caisse.members import sortition
 from caisse.models import Card, ConsoleUser, Household, Role, TerminalHealth
 from caisse.settlement import runs as settlement
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import EMAILS, screenshot
+from tests.fixtures.database import make_settings
 
 TABLET = {"width": 768, "height": 1024}
 PAY_DAY = "2026-04-21"  # a day no other browser test settles

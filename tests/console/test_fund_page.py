@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from caisse import audit
 from caisse.db import session_factory
-from caisse.fund import service as fund
+from caisse.fund.allowances import contributed_cents
 from caisse.members import households as household_service
 from caisse.models import AuditEvent, Contribution, LedgerTransfer, Role
 from tests.console.conftest import EMAILS, TestClient, csrf_token, sign_in
@@ -90,7 +90,7 @@ def test_an_import_reports_every_bad_line_and_imports_nothing_unless_the_valid_l
     for _ in range(2):
         _post(console_client, f"{PAGE}/import", {"content": content, "skip_errors": "oui"})
     with session_factory(engine)() as session:
-        assert fund.contributed_cents(session, month="2030-01") == 2_750
+        assert contributed_cents(session, month="2030-01") == 2_750
         [event] = audit.events(session, action_prefix="contribution.import")
     assert json.loads(event.detail or "")["skipped_lines"] == [3, 4]
 

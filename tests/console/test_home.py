@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import DateTime, Engine, bindparam, text
 from sqlmodel import Session
 
+from caisse.cards.versions import bump_cards
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.ingest import review
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import Role
-from caisse.terminals.sync import bump_cards
 from tests.backend.reports.test_flows import Town
 from tests.console.conftest import TestClient, csrf_token, sign_in
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import caisse
 from caisse import errors
-from caisse.console.messages import FRENCH_DETAILS, MESSAGES, french
-from caisse.errors import CaisseError, Conflict, InvalidInput
+from caisse.errors import FRENCH_DETAILS, MESSAGES, CaisseError, Conflict, InvalidInput, french
 
 SERVICES = Path(caisse.__file__).parent
 # Terminals get these over their protocol and show their own screens; staff never read them.

@@ -17,6 +17,7 @@ from caisse.cards import service as card_service
 from caisse.db import session_factory
 from caisse.members import households as household_service
 from caisse.models import AuditEvent, CardStatus, Contribution, Household, Role, TerminalStatus, TransactionRecord
+from caisse.months import Month
 from caisse.staff import accounts
 from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
@@ -193,7 +194,7 @@ def test_household_page_shows_balance_allowances_contributions_and_payments(
     ledger.post_transfer(session, debit=ledger.ensure_account(session, code=ledger.Account.ALLOWANCE_FUND,
                                                                kind=ledger.AccountKind.ALLOWANCE_FUND),
                          credit=member, amount_cents=10_000, kind=ledger.TransferKind.ALLOWANCE,
-                         reference=allowances.allowance_reference(ids["household"], allowances.Month.parse("2026-11")))
+                         reference=allowances.allowance_reference(ids["household"], Month.parse("2026-11")))
     household_service.credit_household(session, household_id=ids["household"], amount_cents=1_234, memo="Rattrapage octobre")
     other = household_service.create_household(session, name="Famille Voisine", members=1, zone="Nord")
     household_service.credit_household(session, household_id=other.id or 0, amount_cents=555, memo="Pas pour ce foyer")

@@ -13,9 +13,9 @@ from sqlmodel import Session
 from caisse import audit
 from caisse.config import Settings
 from caisse.models import Role, SettlementRun
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import TestClient, post_form, sign_in
+from tests.fixtures.database import make_settings
 
 # Page logic only: the services under them are tested on both databases (tests/backend).
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)

@@ -23,11 +23,11 @@ from caisse.fund import service as fund
 from caisse.ingest import review
 from caisse.members import households as household_service
 from caisse.models import Role
-from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_in_database
 from tests.backend.ingest.test_review import _record_id
 from tests.backend.settlement.test_settlement import Market
 from tests.console.conftest import EMAILS, TestClient, csrf_token, sign_in
+from tests.fixtures.database import make_settings
 
 STAFF = EMAILS[Role.ADMIN]
 OS_USER = "tresorerie-os"

@@ -56,7 +56,7 @@ def _seed(engine: Engine) -> dict[str, Any]:
 
 @pytest.fixture
 def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str]]:
-    from tests.backend.conftest import ADMIN_TOKEN
+    from tests.fixtures.database import ADMIN_TOKEN
 
     monkeypatch.setenv("CAISSE_DATABASE_URL", str(engine.url))
     monkeypatch.setenv("CAISSE_ENVIRONMENT", "test")  # not development: the schema is not checked at every command

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backend.conftest import scratch_postgres_database
+from tests.fixtures.database import scratch_postgres_database
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 CAISSE = str(Path(sys.executable).with_name("caisse"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from fastapi.testclient import TestClient  # after tests.backend.conftest, which silences its import warning
+from fastapi.testclient import TestClient  # after tests.fixtures.database, which silences its import warning
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -24,7 +24,7 @@ from caisse.config import Settings
 from caisse.demo.seed import terminal_key
 from caisse.main import create_app
 from caisse_common.protocol import public_key_bytes
-from tests.backend.conftest import ADMIN_TOKEN, make_settings
+from tests.fixtures.database import ADMIN_TOKEN, make_settings
 
 # Operations whose validity the schema cannot state whole: a schema-valid request may still be
 # refused (422), so the "valid data is accepted" check is off for them; the others still run.

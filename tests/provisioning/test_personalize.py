@@ -22,7 +22,6 @@ from caisse_common import pn532_uart
 from caisse_common.ntag424 import Ntag424
 from caisse_common.personalize import PersonalizationError, personalize, sun_of, wipe
 from caisse_common.sun import verify_sun
-from tests.backend.conftest import cli_database, sqlite_template  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/firmware/sim"))

@@ -24,10 +24,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from caisse.cards.versions import bump_blocked_cards
 from caisse.config import Settings
 from caisse.db import column_in, is_postgresql, table_of
 from caisse.models import BlockReason, Card, CardCounter, CardStatus, TerminalSync, unix_s, utcnow
-from caisse.terminals.sync import bump_blocked_cards
 from caisse_common import sun
 
 ZERO_AUTH = bytes(24)

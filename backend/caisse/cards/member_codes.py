@@ -21,12 +21,11 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from caisse.config import Settings
+from caisse.cards.service import owning_household
+from caisse.cards.versions import bump_cards
 from caisse.db import is_postgresql, table_of
 from caisse.errors import InvalidInput
-from caisse.members import households as household_service
 from caisse.models import Card, CodeFailure, Household, utcnow
-from caisse.terminals.sync import authenticate, bump_cards
 from caisse_common import protocol
 
 SALT_BYTES = 8
@@ -52,7 +51,7 @@ def set_code(session: Session, *, household_id: int, code: str) -> None:
     """Give the household a (new) code: every card of the household carries it at next sync."""
     if not _CODE.match(code):
         raise InvalidInput("invalid_code", "a member code is exactly 4 digits")
-    household_service.get_household(session, household_id=household_id)
+    owning_household(session, household_id=household_id)
     salt = bytes(SALT_BYTES)
     while salt == bytes(SALT_BYTES):  # all zero means "no code" on the wire
         salt = os.urandom(SALT_BYTES)
@@ -60,7 +59,7 @@ def set_code(session: Session, *, household_id: int, code: str) -> None:
 
 
 def clear_code(session: Session, *, household_id: int) -> None:
-    household_service.get_household(session, household_id=household_id)
+    owning_household(session, household_id=household_id)
     _store(session, household_id=household_id, salt=None, verifier=None)
 
 
@@ -85,15 +84,9 @@ def parse_failures(body: bytes) -> dict[bytes, tuple[int, bool]]:
     return entries
 
 
-def record_failures(
-    session: Session, *, terminal_id: int, time_s: int | None, signature_hex: str | None, body: bytes,
-    now_s: int, settings: Settings,
-) -> int:
-    """Authenticate a terminal's report (signed like sync) and add its counts per card; returns
-    how many entries named a card of ours (others are ignored). Raises like sync, or InvalidInput."""
-    authenticate(session, terminal_id=terminal_id, time_s=time_s,
-                 signed=lambda t: protocol.code_failures_digest(terminal_id, t, body),
-                 signature_hex=signature_hex, now_s=now_s, settings=settings)
+def record_failures(session: Session, *, terminal_id: int, body: bytes) -> int:
+    """Add an authenticated terminal report's counts per card (caisse.terminals.sync.record_code_failures);
+    returns how many entries named a card of ours (others are ignored). Raises InvalidInput."""
     entries = parse_failures(body)
     if not entries:
         return 0

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from caisse.cli.session import err, fail, login_name, out, run_in_session
 from caisse.config import Settings
 from caisse.money import euros
 
@@ -26,7 +27,7 @@ _Month = Annotated[str, typer.Option("--mois", help="Mois, AAAA-MM.")]
 
 
 def _cents(value: str | None) -> int | None:
-    from caisse.fund.service import parse_euros
+    from caisse.money import parse_euros
 
     return None if value is None else parse_euros(value, zero_allowed=True)
 
@@ -42,12 +43,11 @@ def record_means(
     contribution: Annotated[str | None, typer.Option("--cotisation", help="Cotisation mensuelle choisie, en euros.")] = None,
 ) -> None:
     """Enregistrer la taille, les moyens et la cotisation choisie d'un foyer à partir d'un mois."""
-    from caisse.cli.main import _os_user, _run, err, out
     from caisse.members import means
 
-    row = _run(lambda s: means.record_means(
+    row = run_in_session(lambda s: means.record_means(
         s, household_id=household, effective_month=month, size=size, income_quartile=quartile,
-        monthly_income_cents=_cents(income), chosen_contribution_cents=_cents(contribution), by=by, os_user=_os_user(),
+        monthly_income_cents=_cents(income), chosen_contribution_cents=_cents(contribution), by=by, os_user=login_name(),
         settings=Settings()).id)
     out.print(row)
     err.print(f"Moyens du foyer {household} enregistrés à partir de {month}.")
@@ -61,12 +61,11 @@ def import_means(
     skip_errors: Annotated[bool, typer.Option("--ignorer-erreurs", help="Enregistrer les bonnes lignes malgré les autres.")] = False,
 ) -> None:
     """Importer les moyens des foyers d'un tableur ; rien n'est enregistré d'un fichier qui a des erreurs."""
-    from caisse.cli.main import _os_user, _run, err, out
     from caisse.members import means
 
     data = path.read_bytes()
-    report = _run(lambda s: means.import_means(s, data=data, by=by, os_user=_os_user(), settings=Settings(),
-                                               skip_errors=skip_errors))
+    report = run_in_session(lambda s: means.import_means(s, data=data, by=by, os_user=login_name(), settings=Settings(),
+                                                         skip_errors=skip_errors))
     for line in report.errors.lines():
         err.print(f"[red]{line}[/red]")
     out.print(report.recorded)
@@ -80,13 +79,12 @@ def import_means(
 def list_behind(month: Annotated[str | None, typer.Option("--mois", help="Jusqu'à ce mois, AAAA-MM (par défaut : ce mois-ci).")] = None) -> None:
     """Lister les foyers en retard de cotisation (séparés par des tabulations). Pour information :
     aucune allocation n'est suspendue ni réduite, personne n'est relancé par le logiciel."""
-    from caisse.cli.main import _run, err
     from caisse.fund import contributions
     from caisse.members import means
 
     settings = Settings()
     until = month or str(means.current_month(settings))
-    rows = _run(lambda s: contributions.behind(s, month=until, settings=settings))
+    rows = run_in_session(lambda s: contributions.behind(s, month=until, settings=settings))
     typer.echo("\t".join(("foyer", "nom", "cotisation choisie (EUR)", "barème (EUR)", "dû (EUR)", "reçu (EUR)",
                           "en retard (EUR)", "mois en retard", "depuis")))
     for row in rows:
@@ -107,11 +105,10 @@ def matching_claim(
     folder: Annotated[Path, typer.Option("--dossier", help="Où écrire le CSV et le PDF.", file_okay=False)] = Path("."),
 ) -> None:
     """Écrire la demande mensuelle d'abondement à l'État : les cotisations du mois et le montant demandé (CSV et PDF)."""
-    from caisse.cli.main import _run, err, out
     from caisse.fund import matching_claim as claims
 
     settings = Settings()
-    result = _run(lambda s: claims.claim(s, month=month, settings=settings))
+    result = run_in_session(lambda s: claims.claim(s, month=month, settings=settings))
     csv_path, pdf_path = claims.write(result, folder, caisse_name=settings.debtor_name)
     out.print(csv_path)
     out.print(pdf_path)
@@ -123,13 +120,12 @@ def matching_claim(
 @year_app.command("budget")
 def year_budget(year: Annotated[int | None, typer.Option("--annee", help="Année (par défaut : cette année).")] = None) -> None:
     """Le budget de l'année : réel (grand livre) pour les mois passés, prévision pour les suivants."""
-    from caisse.cli.main import _run, err
     from caisse.fund.year_budget import year_budget as budget
     from caisse.members import means
 
     settings = Settings()
     wanted = year or means.current_month(settings).year
-    result = _run(lambda s: budget(s, year=wanted, settings=settings))
+    result = run_in_session(lambda s: budget(s, year=wanted, settings=settings))
     typer.echo(f"Budget {wanted} : réel de {_span(result.actual_months)}, prévision de {_span(result.forecast_months)}")
     typer.echo(f"{'':<58}{'réel':>16}{'prévision':>16}{'année':>16}")
     for label, line in result.lines():
@@ -158,12 +154,11 @@ def record_cost(
     by: _StaffBy,
 ) -> None:
     """Enregistrer des frais payés par le fonds, avec leur catégorie."""
-    from caisse.cli.main import _os_user, _run, err
     from caisse.fund import costs
-    from caisse.fund.service import parse_euros
+    from caisse.money import parse_euros
 
-    created = _run(lambda s: costs.record_cost(s, month=month, amount_cents=parse_euros(amount), category=category, memo=memo,
-                                               reference=reference, by=by, os_user=_os_user()))
+    created = run_in_session(lambda s: costs.record_cost(s, month=month, amount_cents=parse_euros(amount), category=category, memo=memo,
+                                                         reference=reference, by=by, os_user=login_name()))
     err.print(f"Frais enregistrés pour {month} : {memo}." if created else "Déjà enregistré sous cette référence : rien de changé.")
 
 
@@ -178,7 +173,6 @@ def simulate(
                                           help="Pourcentage de la plateforme de paiement, en points de base (150 = 1,5 %).")] = 150,
 ) -> None:
     """Simuler une année du fonds sur une base jetable : foyers, cotisations, allocations, abondement, frais."""
-    from caisse.cli.main import _fail
     from caisse.errors import CaisseError
     from caisse.fund.year_simulation import YearConfig, french_report, simulate_year
 
@@ -186,6 +180,6 @@ def simulate(
         config = YearConfig(households=households, year=year, seed=seed, staff_cents_per_month=_cents(staff) or 0,
                             grants_cents_per_month=_cents(grants) or 0, platform_fee_basis_points=platform)
     except CaisseError as error:
-        _fail(error)
+        fail(error)
     for line in french_report(simulate_year(config)):
         typer.echo(line)

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
+from caisse.cli.session import err, out, run_in_session
 from caisse.money import euros
 from caisse.reports import directory
 from caisse.reports.search import Page
@@ -56,8 +57,6 @@ def _french(choices: Choices, code: str) -> str:
 
 def _show(page: Page[Any], headers: Sequence[str], row: Callable[[Any], Sequence[object]], output: str) -> None:
     """The page as a table or CSV on stdout; which page of how many on stderr."""
-    from caisse.cli.main import err, out
-
     lines = [[("" if value is None else str(value)) for value in row(item)] for item in page.rows]
     if output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -74,9 +73,7 @@ def _show(page: Page[Any], headers: Sequence[str], row: Callable[[Any], Sequence
 
 
 def _read(query: Callable[[Session], Page[Any]]) -> Page[Any]:
-    from caisse.cli.main import _run
-
-    return _run(query)
+    return run_in_session(query)
 
 
 @liste_app.command("foyers")

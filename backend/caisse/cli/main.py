@@ -7,33 +7,32 @@ stderr (for people).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
-from sqlalchemy import Engine
 from sqlmodel import Session
 
 from caisse.cards import service as card_service
 from caisse.cli.choices import ACCREDITATION_STATUS, BLOCK_REASON, ROLE
 from caisse.cli.fund import cotisations_app, year_app
 from caisse.cli.lists import liste_app
-from caisse.config import Settings
+from caisse.cli.session import err, fail, french, login_name, open_engine, open_session, out, run_in_session
+from caisse.config import Settings, sepa_text
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.errors import CaisseError
+from caisse.ingest import terminal_decisions
 from caisse.members import households as household_service
 from caisse.models import Card, SettlementStatus
-from caisse.money import euros
+from caisse.money import euros, parse_euros
 from caisse.staff import accounts
 from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
 from caisse_common import sun
-from caisse_common.cli_french import Choices, FrenchTyper, ask_twice, say, technical_detail, unexpected
+from caisse_common.cli_french import Choices, FrenchTyper, ask_twice, unexpected
 
 if TYPE_CHECKING:
     from caisse.simulation import SimulationConfig
@@ -51,8 +50,6 @@ for name, sub in (("db", db_app), ("vendor", vendor_app), ("member", member_app)
     app.add_typer(sub, name=name)
 app.add_typer(member_app, name="membre", help="Foyers membres (comme « member »).")
 
-out = Console(soft_wrap=True)  # no line breaks inside a sentence or a command to copy
-err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -69,101 +66,6 @@ def _check_settings() -> None:
         for problem in settings_problems(error):
             err.print(f"[red]Erreur de configuration :[/red] {problem}", markup=True, highlight=False)
         raise typer.Exit(code=2) from None
-
-
-@contextmanager
-def _engine(settings: Settings, *, older_schema_ok: bool = False) -> Iterator[Engine]:
-    """The settings' caisse database as it is, disposed of after use: never created, never migrated
-    (only `db upgrade`, `serve` and `demo` do that), so a command run in the wrong folder or against
-    a server that is down stops with a French sentence and exit status 2 instead of working on an
-    empty database."""
-    try:
-        engine = _open_existing_database(settings, older_schema_ok=older_schema_ok)
-    except _NoDatabase as problem:
-        say(str(problem))
-        raise typer.Exit(code=2) from None
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-class _NoDatabase(Exception):
-    """The database cannot be read as a caisse; the message is French."""
-
-
-def _open_existing_database(settings: Settings, *, older_schema_ok: bool) -> Engine:
-    """The settings' database as it is. A missing file, a server out of reach, a database without
-    a caisse (no Alembic revision) or with an older schema is a _NoDatabase."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from caisse.db import schema_revisions
-
-    try:
-        url = make_url(settings.database_url)
-    except Exception:  # sqlalchemy raises ArgumentError, and ValueError on a bad port
-        raise _NoDatabase(f"adresse de base de données illisible (CAISSE_DATABASE_URL) : {settings.database_url!r}") from None
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:" or not Path(url.database).is_file()):
-        raise _NoDatabase(f"la base de données {url.database or shown} n'existe pas (rien n'a été créé) : vérifiez"
-                          " CAISSE_DATABASE_URL et le dossier courant, ou créez-la avec « caisse db upgrade »")
-    engine = make_engine(settings.database_url)
-    try:
-        try:
-            current, heads = schema_revisions(engine)
-        except SQLAlchemyError as error:
-            raise _NoDatabase(f"impossible de lire la base de données {shown} (serveur arrêté, adresse, port ou"
-                              f" droits faux ?) : rien n'a été fait{technical_detail(error)}") from None
-        if not current:
-            raise _NoDatabase(f"la base {shown} ne contient pas de caisse (aucune migration appliquée) : rien n'a été"
-                              " fait ; créez-la avec « caisse db upgrade »")
-        if current != heads and not older_schema_ok:
-            raise _NoDatabase(f"la base {shown} est à la révision {', '.join(sorted(current))}, le code attend"
-                              f" {', '.join(sorted(heads))} : lancez d'abord « caisse db upgrade »")
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """A committed-on-success session on the settings' database."""
-    with _engine(Settings()) as engine, session_factory(engine)() as session:
-        yield session
-        session.commit()
-
-
-def _run(action: Callable[[Session], T]) -> T:
-    try:
-        with _session() as session:
-            return action(session)
-    except CaisseError as error:
-        _fail(error)
-
-
-def _fail(error: CaisseError) -> NoReturn:
-    """Exit 1 with the error in French."""
-    err.print(f"[red]Erreur :[/red] {_french(error)} ({error.code})")
-    raise typer.Exit(code=1) from None
-
-
-def _french(error: CaisseError) -> str:
-    """The console's sentence for a known code, else the service's detail."""
-    from caisse.console.messages import MESSAGES  # only on failure: the console package is slow to import
-
-    return MESSAGES.get(error.code, error.detail)
-
-
-def _os_user() -> str:
-    """Who is logged in on the server: recorded beside the console account a command names."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in the environment nor in the password database
-        return "inconnu"
 
 
 _StaffBy = Annotated[str, typer.Option(help="Votre compte de la console (adresse e-mail, actif) ; "
@@ -227,10 +129,10 @@ def db_backup(
 
     settings = Settings()
     try:
-        with _engine(settings, older_schema_ok=True):  # a missing database is not backed up as an empty one
+        with open_engine(settings, older_schema_ok=True):  # a missing database is not backed up as an empty one
             path = backup.back_up(settings.database_url, folder, keep=keep)
     except CaisseError as error:
-        _fail(error)
+        fail(error)
     out.print(str(path), markup=False, highlight=False)
     err.print(f"Sauvegarde écrite : {path}")
 
@@ -248,9 +150,9 @@ def db_restore(
                   " relancez avec --oui pour confirmer.")
         raise typer.Exit(code=1)
     try:
-        restored = backup.restore(Settings().database_url, path, by=f"cli:{_os_user()}")
+        restored = backup.restore(Settings().database_url, path, by=f"cli:{login_name()}")
     except CaisseError as error:
-        _fail(error)
+        fail(error)
     err.print(f"Base restaurée depuis {path.name}. Chaque terminal renvoie, à sa prochaine synchronisation, ses"
               " enregistrements au-delà du numéro ci-dessous (ceux qu'il a encore en mémoire) :")
     typer.echo("terminal\tacquitté jusqu'à")
@@ -273,8 +175,8 @@ def vendor_add(
     iban: Annotated[str | None, typer.Option(help="Compte où la caisse le paie (zone SEPA).")] = None,
 ) -> None:
     """Conventionner un commerçant ; affiche son numéro."""
-    vendor = _run(lambda s: vendor_service.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban,
-                                                by=by, os_user=_os_user()))
+    vendor = run_in_session(lambda s: vendor_service.create_vendor(s, name=name, kind=kind, zone=zone, market=market, iban=iban,
+                                                          by=by, os_user=login_name()))
     _created("Commerçant créé", vendor.id)
     if notice := vendor_service.sepa_name_notice(vendor.name):
         err.print(notice)
@@ -287,7 +189,7 @@ def vendor_iban_request(
     by: _StaffBy,
 ) -> None:
     """Demander le changement d'IBAN d'un commerçant : une autre personne l'approuve, puis les règlements préparés ensuite le paient."""
-    change = _run(lambda s: vendor_service.request_iban_change(s, vendor_id=vendor_id, iban=iban, by=by, os_user=_os_user()))
+    change = run_in_session(lambda s: vendor_service.request_iban_change(s, vendor_id=vendor_id, iban=iban, by=by, os_user=login_name()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change.id} demandé pour le commerçant {vendor_id} : {change.iban}. Une autre personne"
               f" l'approuve avec « caisse vendor iban-approve {change.id} --by <compte> ».")
@@ -296,7 +198,7 @@ def vendor_iban_request(
 @vendor_app.command("iban-approve")
 def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="Numéro du changement d'IBAN.")], by: _StaffBy) -> None:
     """Approuver un IBAN demandé (pas par la personne qui l'a demandé) : les règlements préparés ensuite le paient."""
-    vendor = _run(lambda s: vendor_service.approve_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
+    vendor = run_in_session(lambda s: vendor_service.approve_iban_change(s, change_id=change_id, by=by, os_user=login_name()))
     out.print(vendor.id)
     err.print(f"IBAN du commerçant {vendor.id} ({vendor.name}) : {vendor.iban}, pour les règlements préparés désormais.")
 
@@ -304,7 +206,7 @@ def vendor_iban_approve(change_id: Annotated[int, typer.Argument(help="Numéro d
 @vendor_app.command("iban-reject")
 def vendor_iban_reject(change_id: Annotated[int, typer.Argument(help="Numéro du changement d'IBAN.")], by: _StaffBy) -> None:
     """Refuser (ou retirer) un IBAN demandé : l'IBAN du commerçant reste tel quel."""
-    change = _run(lambda s: vendor_service.reject_iban_change(s, change_id=change_id, by=by, os_user=_os_user()))
+    change = run_in_session(lambda s: vendor_service.reject_iban_change(s, change_id=change_id, by=by, os_user=login_name()))
     out.print(change.id)
     err.print(f"Changement d'IBAN {change_id} refusé : l'IBAN du commerçant {change.vendor_id} reste inchangé.")
 
@@ -341,7 +243,7 @@ def accreditation_show(vendor_id: Annotated[int, typer.Argument(help="Numéro du
         now = accreditation.current(session, vendor_id=vendor_id)
         return now, [(c.id or 0, c.label, c.retired) for c in accreditation.criteria(session, include_retired=True)]
 
-    now, criteria = _run(read)
+    now, criteria = run_in_session(read)
     typer.echo(f"statut\t{accreditation.STATUS_LABELS.get(now.status, now.status)}")
     for label, value in (("début", now.starts_on), ("fin", now.ends_on), ("visite le", now.visited_on),
                          ("visite par", now.visited_by), ("formation le", now.trained_on)):
@@ -379,10 +281,10 @@ def accreditation_change(
             criteria=(now.criteria | frozenset(cocher or ())) - frozenset(decocher or ()))
         changes = accreditation.preview(session, vendor_id=vendor_id, wanted=wanted)
         if changes and oui:
-            accreditation.update(session, vendor_id=vendor_id, wanted=wanted, by=by, os_user=_os_user())
+            accreditation.update(session, vendor_id=vendor_id, wanted=wanted, by=by, os_user=login_name())
         return changes
 
-    changes = _run(change)
+    changes = run_in_session(change)
     if not changes:
         err.print("Rien ne change : le conventionnement est déjà ainsi.")
         return
@@ -399,7 +301,7 @@ def accreditation_criteria() -> None:
     """Lister les critères de conventionnement (numéro, en vigueur ou retiré, libellé)."""
     from caisse.vendors import accreditation
 
-    rows = _run(lambda s: [(c.id, c.retired, c.label) for c in accreditation.criteria(s, include_retired=True)])
+    rows = run_in_session(lambda s: [(c.id, c.retired, c.label) for c in accreditation.criteria(s, include_retired=True)])
     for criterion_id, retired, label in rows:
         typer.echo(f"{criterion_id}\t{'retiré' if retired else 'en vigueur'}\t{label}")
 
@@ -410,7 +312,7 @@ def accreditation_add_criterion(label: Annotated[str, typer.Argument(help="Le cr
     """Ajouter un critère, demandé désormais à chaque commerce conventionné."""
     from caisse.vendors import accreditation
 
-    criterion = _run(lambda s: accreditation.add_criterion(s, label=label, by=by, os_user=_os_user()))
+    criterion = run_in_session(lambda s: accreditation.add_criterion(s, label=label, by=by, os_user=login_name()))
     _created("Critère ajouté", criterion.id)
 
 
@@ -419,7 +321,7 @@ def accreditation_retire_criterion(criterion_id: Annotated[int, typer.Argument(h
     """Retirer un critère : il n'est plus demandé ; les commerces qui le remplissaient le gardent coché."""
     from caisse.vendors import accreditation
 
-    _run(lambda s: accreditation.retire_criterion(s, criterion_id=criterion_id, by=by, os_user=_os_user()))
+    run_in_session(lambda s: accreditation.retire_criterion(s, criterion_id=criterion_id, by=by, os_user=login_name()))
     err.print(f"Critère {criterion_id} retiré.")
 
 
@@ -431,7 +333,7 @@ def accreditation_ending(jours: Annotated[int, typer.Option(help="Horizon, en jo
     from caisse.vendors import accreditation
 
     today = datetime.now(ZoneInfo(Settings().settlement_timezone)).date()
-    for e in _run(lambda s: accreditation.ending_soon(s, today=today, days=jours)):
+    for e in run_in_session(lambda s: accreditation.ending_soon(s, today=today, days=jours)):
         typer.echo(f"{e.vendor_id}\t{e.name}\t{e.ends_on}\t{e.days_left}")
 
 
@@ -442,7 +344,7 @@ def member_add(
     zone: Annotated[str, typer.Option(help="Quartier.")],
 ) -> None:
     """Inscrire un foyer membre (hors tirage au sort : un foyer tiré au sort est créé par « sortition accepter »)."""
-    household = _run(lambda s: household_service.create_household(s, name=name, members=members, zone=zone))
+    household = run_in_session(lambda s: household_service.create_household(s, name=name, members=members, zone=zone))
     _created("Foyer créé", household.id)
 
 
@@ -452,7 +354,7 @@ def member_set_code(household_id: Annotated[int, typer.Argument(help="Numéro du
     from caisse.cards import member_codes
 
     code = ask_twice("Code du foyer (4 chiffres)")
-    _run(lambda s: member_codes.set_code(s, household_id=household_id, code=code))
+    run_in_session(lambda s: member_codes.set_code(s, household_id=household_id, code=code))
     err.print(f"Code enregistré pour le foyer {household_id} : les terminaux le recevront à leur prochaine synchronisation.")
 
 
@@ -461,7 +363,7 @@ def member_clear_code(household_id: Annotated[int, typer.Argument(help="Numéro 
     """Retirer le code du foyer."""
     from caisse.cards import member_codes
 
-    _run(lambda s: member_codes.clear_code(s, household_id=household_id))
+    run_in_session(lambda s: member_codes.clear_code(s, household_id=household_id))
     err.print(f"Code supprimé pour le foyer {household_id}.")
 
 
@@ -476,7 +378,7 @@ def member_leave(
     from caisse.members import service as members
 
     day = _iso_date(end_date)
-    household = _run(lambda s: members.leave_household(s, household_id=household_id, end_date=day, by=by, os_user=_os_user()))
+    household = run_in_session(lambda s: members.leave_household(s, household_id=household_id, end_date=day, by=by, os_user=login_name()))
     out.print(household.id)
     blocked = "cartes bloquées" if household.leaving_blocked_at else "cartes bloquées le jour du départ par « appliquer-departs »"
     err.print(f"Départ du foyer {household_id} enregistré au {day:%d/%m/%Y} ; {blocked}.")
@@ -492,7 +394,7 @@ def member_apply_departures(
     from caisse.members import service as members
 
     settings = Settings()
-    report = _run(lambda s: members.apply_departures(s, settings=settings, by=by, os_user=_os_user()))
+    report = run_in_session(lambda s: members.apply_departures(s, settings=settings, by=by, os_user=login_name()))
     err.print(f"Cartes bloquées : {len(report.cards_blocked)} foyer(s) ; soldes rendus au fonds : {euros(report.returned_cents)} € ;"
               f" enregistrements antérieurs au départ couverts : {euros(report.covered_cents)} € ;"
               f" en attente du délai hors ligne : {len(report.waiting)} foyer(s).")
@@ -511,7 +413,7 @@ def member_personal_data(
     if form not in ("json", "csv"):
         err.print("[red]Erreur :[/red] le format est json ou csv")
         raise typer.Exit(2)
-    data = _run(lambda s: members.personal_data(s, household_id=household, volunteer_id=volunteer, by=by, os_user=_os_user()))
+    data = run_in_session(lambda s: members.personal_data(s, household_id=household, volunteer_id=volunteer, by=by, os_user=login_name()))
     typer.echo(members.personal_data_json(data) if form == "json" else members.personal_data_csv(data), nl=False)
 
 
@@ -525,7 +427,7 @@ def member_erase(
     from caisse.members import service as members
 
     settings = Settings()
-    report = _run(lambda s: members.erase_former_members(s, settings=settings, by=by, os_user=_os_user()))
+    report = run_in_session(lambda s: members.erase_former_members(s, settings=settings, by=by, os_user=login_name()))
     err.print(f"Données effacées : {len(report.households)} foyer(s), {len(report.volunteers)} volontaire(s),"
               f" {report.audit_events} entrée(s) du journal pseudonymisées.")
 
@@ -547,8 +449,8 @@ def card_issue(
                                                           "ou secure (NTAG 424 DNA).")] = "basic",
 ) -> None:
     """Remettre une carte à un foyer (un foyer peut en avoir plusieurs), ou une carte rendue à nouveau."""
-    card = _run(lambda s: card_service.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type, by=by,
-                                           os_user=_os_user()))
+    card = run_in_session(lambda s: card_service.issue_card(s, household_id=household, uid_hex=uid, card_type=card_type, by=by,
+                                                     os_user=login_name()))
     _created("Carte émise", card.id)
 
 
@@ -561,7 +463,7 @@ def card_block(
     reason: Annotated[str, BLOCK_REASON.option("--motif", "--reason", help="Pourquoi.")] = "perdue",
 ) -> None:
     """Bloquer maintenant une carte perdue ou volée : les terminaux la refusent après leur prochaine synchronisation."""
-    card = _run(lambda s: card_service.block_card(s, uid_hex=uid, reason=reason, by=by, os_user=_os_user()))
+    card = run_in_session(lambda s: card_service.block_card(s, uid_hex=uid, reason=reason, by=by, os_user=login_name()))
     out.print(card.id)
     err.print(f"Carte {uid.lower()} bloquée ; les terminaux la refuseront après leur prochaine synchronisation.")
 
@@ -569,7 +471,7 @@ def card_block(
 @card_app.command("unblock")
 def card_unblock(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")], by: _StaffBy) -> None:
     """Débloquer une carte perdue puis retrouvée ; une carte volée, copiée ou remplacée se remplace (caisse card replace)."""
-    card = _run(lambda s: card_service.unblock_card(s, uid_hex=uid, by=by, os_user=_os_user()))
+    card = run_in_session(lambda s: card_service.unblock_card(s, uid_hex=uid, by=by, os_user=login_name()))
     out.print(card.id)
     err.print(f"Carte {card.uid.hex()} débloquée : les terminaux l'acceptent à nouveau après leur prochaine synchronisation.")
 
@@ -582,8 +484,8 @@ def card_replace(
     card_type: Annotated[str | None, typer.Option("--type", help="basic ou secure (par défaut : comme l'ancienne carte).")] = None,
 ) -> None:
     """Remettre au foyer une nouvelle carte et bloquer l'ancienne ; le solde reste celui du foyer."""
-    card = _run(lambda s: card_service.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type, by=by,
-                                             os_user=_os_user()))
+    card = run_in_session(lambda s: card_service.replace_card(s, uid_hex=uid, new_uid_hex=new_uid, card_type=card_type, by=by,
+                                                       os_user=login_name()))
     out.print(card.id)
     err.print(f"Carte {new_uid.lower()} remise au foyer {card.household_id} ; l'ancienne carte {uid.lower()} est bloquée.")
 
@@ -591,7 +493,7 @@ def card_replace(
 @card_app.command("return")
 def card_return(uid: Annotated[str, typer.Argument(help="Identifiant de la carte en hexadécimal.")], by: _StaffBy) -> None:
     """Enregistrer une carte rendue (remettez-la aussi à zéro) : refusée désormais, elle pourra être remise à un foyer."""
-    _run(lambda s: card_service.return_card(s, uid_hex=uid, by=by, os_user=_os_user()))
+    run_in_session(lambda s: card_service.return_card(s, uid_hex=uid, by=by, os_user=login_name()))
     err.print(f"Carte {uid.lower()} rendue : refusée désormais, elle pourra être remise à un foyer.")
 
 
@@ -606,7 +508,7 @@ def card_show(uid: Annotated[str, typer.Argument(help="Identifiant de la carte e
         assert card.id is not None
         return card, member_codes.card_failures(session, card_id=card.id)
 
-    card, failures = _run(read)
+    card, failures = run_in_session(read)
     kind = "sécurisée" if card.card_type == "secure" else "simple"
     typer.echo(f"Carte {card.uid.hex()} ({kind}), foyer {card.household_id} : {_CARD_STATUS_FR[card.status]}")
     if card.blocked_at is not None:
@@ -669,17 +571,17 @@ def card_personalize(
     from caisse.cards import authentication as card_auth
     from caisse_common.personalize import personalize
 
-    _run(lambda s: (household_service.get_household(s, household_id=member), accounts.active_user(s, email=by)))  # before touching the card
+    run_in_session(lambda s: (household_service.get_household(s, household_id=member), accounts.active_user(s, email=by)))  # before touching the card
     keys = card_auth.card_keys(Settings())
 
     def not_in_use(uid: bytes) -> None:
         """Personalizing restarts the card's read counter: refuse a card that is issued."""
-        _run(lambda s: _require_not_issued(s, uid))
+        run_in_session(lambda s: _require_not_issued(s, uid))
 
     done = _on_card_reader(port, lambda reader: personalize(reader, keys, url_base=url, number=number,
                                                             check_uid=not_in_use))
-    card = _run(lambda s: card_service.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure", by=by,
-                                           os_user=_os_user()))
+    card = run_in_session(lambda s: card_service.issue_card(s, household_id=member, uid_hex=done.uid.hex(), card_type="secure", by=by,
+                                                     os_user=login_name()))
     _created("Carte émise", card.id)
 
 
@@ -706,18 +608,18 @@ def card_wipe(
     from caisse.errors import NotFound
     from caisse_common.personalize import wipe
 
-    _run(lambda s: accounts.active_user(s, email=by))  # before touching the card
+    run_in_session(lambda s: accounts.active_user(s, email=by))  # before touching the card
     keys = card_auth.card_keys(Settings())
     uid = _on_card_reader(port, lambda reader: wipe(reader, keys)).hex()
 
     def record_return(session: Session) -> bool:
         try:
-            card_service.return_card(session, uid_hex=uid, by=by, os_user=_os_user())
+            card_service.return_card(session, uid_hex=uid, by=by, os_user=login_name())
         except NotFound:
             return False
         return True
 
-    known = _run(record_return)
+    known = run_in_session(record_return)
     out.print(uid)
     err.print(f"Carte {uid} remise à zéro" + (" et enregistrée comme rendue." if known else " (elle n'était pas émise)."))
 
@@ -740,7 +642,7 @@ def terminal_register(
     public_key: Annotated[str, typer.Option(help="Clé publique P-256 non compressée de 65 octets, en hexadécimal.")],
 ) -> None:
     """Enregistrer un terminal ; affiche son numéro."""
-    terminal = _run(lambda s: terminal_registry.register_terminal(s, vendor_id=vendor, public_key_hex=public_key))
+    terminal = run_in_session(lambda s: terminal_registry.register_terminal(s, vendor_id=vendor, public_key_hex=public_key))
     _created("Terminal enregistré", terminal.id)
 
 
@@ -750,7 +652,7 @@ def terminal_revoke(
     by: _StaffBy,
 ) -> None:
     """Révoquer un terminal (définitif) : ses requêtes sont refusées désormais ; ses enregistrements non réglés sont retenus."""
-    terminal = _run(lambda s: terminal_registry.revoke_terminal(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    terminal = run_in_session(lambda s: terminal_decisions.revoke_terminal(s, terminal_id=terminal_id, by=by, os_user=login_name()))
     out.print(terminal.id)
     err.print(f"Terminal {terminal_id} révoqué : ses requêtes sont refusées désormais. Ses enregistrements non réglés"
               f" attendent une décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
@@ -763,7 +665,7 @@ def terminal_accept_loss(
 ) -> None:
     """Constater la perte des enregistrements qu'un terminal n'a plus, après une restauration de la base
     (docs/operations.md, « Terminals after a restore ») : le terminal peut de nouveau libérer sa mémoire."""
-    first, last = _run(lambda s: terminal_registry.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    first, last = run_in_session(lambda s: terminal_decisions.accept_lost_records(s, terminal_id=terminal_id, by=by, os_user=login_name()))
     out.print(terminal_id)
     err.print(f"Terminal {terminal_id} : perte des n° {first} à {last} constatée par {by}. Le paiement qui suit"
               " sera réglé au prochain règlement.")
@@ -775,7 +677,7 @@ def terminal_clear(
     by: _StaffBy,
 ) -> None:
     """Remettre en service un terminal signalé suspect ; ses enregistrements retenus le restent jusqu'à décision."""
-    _run(lambda s: terminal_registry.clear_suspect_terminal(s, terminal_id=terminal_id, by=by, os_user=_os_user()))
+    run_in_session(lambda s: terminal_decisions.clear_suspect_terminal(s, terminal_id=terminal_id, by=by, os_user=login_name()))
     out.print(terminal_id)
     err.print(f"Terminal {terminal_id} remis en service par {by}. Ses enregistrements retenus attendent toujours une"
               f" décision : caisse review list, caisse review release-all|reject-all --terminal {terminal_id}.")
@@ -789,7 +691,7 @@ def allocate(month: Annotated[str, typer.Option(help="Mois à créditer, AAAA-MM
     """Créditer à chaque foyer son allocation du mois (une seconde fois, seuls les foyers manquants le sont)."""
     from caisse.fund import allowances
 
-    report = _run(lambda s: allowances.allocate(s, month=month, settings=Settings(), by=by, os_user=_os_user()))
+    report = run_in_session(lambda s: allowances.allocate(s, month=month, settings=Settings(), by=by, os_user=login_name()))
     out.print(report.credited_cents)
     err.print(f"{report.month} : {report.credited_households} foyer(s) crédité(s) de {euros(report.credited_cents)} EUR"
               f" (déjà crédités : {report.already_credited}) ; reliquats rendus au fonds :"
@@ -819,15 +721,14 @@ def allowance_rule_set(
 ) -> None:
     """Fixer la règle à partir d'un mois ; ce qui n'est pas donné reste comme dans la règle alors en vigueur."""
     from caisse.fund import allowances
-    from caisse.fund import service as fund
 
     def cents(value: str | None) -> int | None:
-        return None if value is None else fund.parse_euros(value, zero_allowed=True)
+        return None if value is None else parse_euros(value, zero_allowed=True)
 
-    new = _run(lambda s: allowances.set_rule(
+    new = run_in_session(lambda s: allowances.set_rule(
         s, effective_month=effective, by=by, settings=Settings(), rule=rule, flat_cents=cents(flat),
         base_cents=cents(base), per_extra_member_cents=cents(per_extra_member), pro_rata=pro_rata, unspent=unspent,
-        carry_over_cap_cents=cents(cap), os_user=_os_user()))
+        carry_over_cap_cents=cents(cap), os_user=login_name()))
     typer.echo(f"Règle d'allocation enregistrée par {by}, applicable à partir de {new.effective_month} : {allowances.rule_text(new)}", err=True)
 
 
@@ -839,7 +740,7 @@ def allowance_rule_show(month: Annotated[str | None, typer.Option(help="AAAA-MM 
 
     month = month or str(means.current_month(Settings()))  # this month in Paris, not on the server's clock
     settings = Settings()
-    in_force, recorded = _run(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
+    in_force, recorded = run_in_session(lambda s: (allowances.rule_in_force(s, month=month, settings=settings), allowances.list_rules(s)))
     source = f"depuis {in_force.effective_month}" if in_force.effective_month else "réglages par défaut, aucune règle enregistrée"
     typer.echo(f"{month} : {allowances.rule_text(in_force)} ({source})")  # echo: rich would wrap the sentence
     for recorded_rule in recorded:
@@ -851,7 +752,7 @@ def close_month(month: Annotated[str, typer.Argument(help="Mois à clôturer, AA
     """Clôturer un mois : il ne peut plus être alloué (définitif)."""
     from caisse.fund import allowances
 
-    _run(lambda s: allowances.close_month(s, month=month, by=by, os_user=_os_user()))
+    run_in_session(lambda s: allowances.close_month(s, month=month, by=by, os_user=login_name()))
     err.print(f"Mois {month} clôturé : il ne peut plus être alloué.")
 
 
@@ -867,13 +768,13 @@ def settle(
     run_date = _settlement_date(day)
     settings = Settings()
     try:
-        with _engine(settings) as engine:
+        with open_engine(settings) as engine:
             result = settlement.settle(session_factory(engine), run_date=run_date, settings=settings, by=by,
-                                       os_user=_os_user())
+                                       os_user=login_name())
             if result.status == SettlementStatus.PREPARED:
                 _print_payees(session_factory(engine), result.run_id)
     except CaisseError as error:
-        _fail(error)
+        fail(error)
     out.print(result.run_id)
     err.print(f"Règlement {result.run_id} du {run_date} : {_RUN_STATUS_FR[result.status]} ; {result.paid_records}"
               f" enregistrement(s), {euros(result.paid_cents)} EUR à payer.")
@@ -900,17 +801,16 @@ def settle_approve(
     """Approuver un règlement préparé (la seconde personne) : affiche les virements qu'il paie."""
     from caisse.settlement import runs as settlement
 
-    run = _run(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings(), os_user=_os_user()))
+    run = run_in_session(lambda s: settlement.approve_run(s, run_id=run_id, by=by, settings=Settings(), os_user=login_name()))
     out.print(run.id)
     err.print(f"Règlement {run_id} : {_RUN_STATUS_FR[run.status]}, approuvé par {run.approved_by}.")
-    with _engine(Settings()) as engine:
+    with open_engine(Settings()) as engine:
         _print_payees(session_factory(engine), run_id)
 
 
 def _print_payees(sessions: Callable[[], Session], run_id: int) -> None:
     """The transfers as the bank will receive them: frozen when the run was prepared."""
     from caisse.settlement import runs as settlement
-    from caisse.settlement.sepa import sepa_text
 
     with sessions() as session:
         payouts = settlement.run_payouts(session, run_id=run_id)
@@ -945,8 +845,8 @@ def fund_contribute(
     """Enregistrer la cotisation du mois d'un foyer."""
     from caisse.fund import service as fund
 
-    created = _run(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=fund.parse_euros(amount),
-                                                      settings=Settings(), reference=reference, by=by, os_user=_os_user()))
+    created = run_in_session(lambda s: fund.record_contribution(s, household_id=household, month=month, amount_cents=parse_euros(amount),
+                                                                settings=Settings(), reference=reference, by=by, os_user=login_name()))
     _recorded(created, "Cotisation enregistrée.")
 
 
@@ -966,10 +866,10 @@ def fund_import(
     from caisse.fund import service as fund
 
     content = path.read_bytes()
-    report = _run(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
-                                                      by=by, os_user=_os_user()))
+    report = run_in_session(lambda s: fund.import_contributions(s, content=content, settings=Settings(), skip_errors=skip_errors,
+                                                                by=by, os_user=login_name()))
     for line, problem in report.errors:
-        err.print(f"[red]ligne {line} :[/red] {_french(problem)}")
+        err.print(f"[red]ligne {line} :[/red] {french(problem)}")
     out.print(report.imported)
     err.print(f"{report.imported} cotisation(s) importée(s) ({euros(report.imported_cents)} EUR), {report.already} déjà"
               f" présente(s), frais de la plateforme {euros(report.fee_cents)} EUR.")
@@ -983,7 +883,7 @@ def fund_match(month: _Month, by: _StaffBy) -> None:
     """Verser l'abondement du partenaire encore dû pour le mois."""
     from caisse.fund import service as fund
 
-    posted = _run(lambda s: fund.record_matching(s, month=month, settings=Settings(), by=by, os_user=_os_user()))
+    posted = run_in_session(lambda s: fund.record_matching(s, month=month, settings=Settings(), by=by, os_user=login_name()))
     out.print(posted)
     err.print(f"Abondement de {month} : {euros(posted)} EUR versés au fonds." if posted
               else f"Abondement de {month} : rien de plus n'est dû.")
@@ -999,8 +899,8 @@ def fund_grant(
     """Enregistrer une subvention reçue."""
     from caisse.fund import service as fund
 
-    created = _run(lambda s: fund.record_grant(s, month=month, amount_cents=fund.parse_euros(amount), source=source,
-                                               reference=reference, by=by, os_user=_os_user()))
+    created = run_in_session(lambda s: fund.record_grant(s, month=month, amount_cents=parse_euros(amount), source=source,
+                                                         reference=reference, by=by, os_user=login_name()))
     _recorded(created, f"Subvention de {source} enregistrée pour {month}.")
 
 
@@ -1014,8 +914,8 @@ def fund_fee(
     """Enregistrer des frais payés (banque, plateforme de paiement)."""
     from caisse.fund import service as fund
 
-    created = _run(lambda s: fund.record_fee(s, month=month, amount_cents=fund.parse_euros(amount), memo=memo, reference=reference,
-                                             by=by, os_user=_os_user()))
+    created = run_in_session(lambda s: fund.record_fee(s, month=month, amount_cents=parse_euros(amount), memo=memo, reference=reference,
+                                                       by=by, os_user=login_name()))
     _recorded(created, f"Frais enregistrés pour {month} : {memo}.")
 
 
@@ -1032,7 +932,7 @@ def ledger_reverse(
     """Contre-passer une allocation, une cotisation, une subvention ou des frais saisis par erreur (une fois ; rien n'est effacé)."""
     from caisse.ledger import corrections
 
-    done = _run(lambda s: corrections.reverse(s, reference=reference, by=by, reason=reason, os_user=_os_user()))
+    done = run_in_session(lambda s: corrections.reverse(s, reference=reference, by=by, reason=reason, os_user=login_name()))
     out.print(done.reference)
     err.print(f"Écriture {reference} contre-passée ({euros(done.amount_cents)} EUR) sous la référence {done.reference}."
               if done.created else f"Écriture {reference} déjà contre-passée ({done.reference}) : rien de changé.")
@@ -1043,7 +943,7 @@ def budget(month: Annotated[str, typer.Option(help="Mois, AAAA-MM.")]) -> None:
     """Le budget du mois au centime près, refait depuis le grand livre ; chaque écart est listé (code de sortie 1 s'il y en a)."""
     from caisse.fund import service as fund
 
-    result = _run(lambda s: fund.budget(s, month=month, settings=Settings()))
+    result = run_in_session(lambda s: fund.budget(s, month=month, settings=Settings()))
     for label, cents in fund.budget_lines(result):
         out.print(f"{label:<46}{euros(cents):>16} EUR")
     for difference in result.differences:
@@ -1075,7 +975,7 @@ def verify() -> None:
 
     try:
         settings = Settings()
-        with _engine(settings) as engine:
+        with open_engine(settings) as engine:
             snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) \
                 if engine.dialect.name == "postgresql" else engine
             with session_factory(snapshot)() as session:
@@ -1121,7 +1021,7 @@ def review_list(vendor: Annotated[int | None, typer.Option(help="Seulement les e
     from caisse.settlement import statements
 
     settings = Settings()
-    held = _run(lambda s: statements.held_for_review(s, vendor_id=vendor))
+    held = run_in_session(lambda s: statements.held_for_review(s, vendor_id=vendor))
     clock = statements.LocalClock(ZoneInfo(settings.settlement_timezone))
     typer.echo("\t".join(("enregistrement", "commerçant", "nom", "date", "heure", "terminal", "numéro", "opération",
                           "montant (EUR)", "motif")))
@@ -1141,7 +1041,7 @@ def review_release(record_id: _HeldRecordId, by: _StaffBy) -> None:
     """Libérer un enregistrement retenu : le prochain règlement paie le commerçant."""
     from caisse.ingest import review
 
-    record = _run(lambda s: review.release(s, record_id=record_id, by=by, os_user=_os_user()))
+    record = run_in_session(lambda s: review.release(s, record_id=record_id, by=by, os_user=login_name()))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} libéré par {by} : le commerçant sera payé au prochain règlement.")
 
@@ -1152,7 +1052,7 @@ def review_reject(record_id: _HeldRecordId, by: _StaffBy) -> None:
     from caisse.ingest import review
     from caisse_common.protocol import Kind
 
-    record = _run(lambda s: review.reject(s, record_id=record_id, by=by, os_user=_os_user()))
+    record = run_in_session(lambda s: review.reject(s, record_id=record_id, by=by, os_user=login_name()))
     out.print(record.id)
     err.print(f"Enregistrement {record_id} rejeté par {by} : il ne sera jamais payé au commerçant"
               + (" ; le foyer a été remboursé." if record.kind == Kind.PAYMENT else " ; le paiement annulé reste dû."))
@@ -1177,8 +1077,8 @@ def review_reject_all(by: _StaffBy, terminal: _BulkTerminal = None, vendor: _Bul
 def _decide_all(decision: str, *, by: str, terminal: int | None, vendor: int | None) -> None:
     from caisse.ingest import review
 
-    decided = _run(lambda s: review.decide_all(s, decision=review.Decision(decision), by=by, terminal_id=terminal, vendor_id=vendor,
-                                               os_user=_os_user()))
+    decided = run_in_session(lambda s: review.decide_all(s, decision=review.Decision(decision), by=by, terminal_id=terminal, vendor_id=vendor,
+                                                         os_user=login_name()))
     for record_id in decided:
         out.print(record_id)
     done = "libéré(s)" if decision == review.Decision.RELEASE else "rejeté(s)"
@@ -1204,8 +1104,8 @@ def user_add(
     """Créer un compte de la console (le premier administrateur, par exemple) ; le mot de passe est demandé deux fois."""
     if not password:
         password = ask_twice("Mot de passe", again="Mot de passe, une seconde fois")
-    user_id = _run(lambda s: accounts.add_account(s, email=email, password=password, role=role, by=by,
-                                                  os_user=_os_user()).id)
+    user_id = run_in_session(lambda s: accounts.add_account(s, email=email, password=password, role=role, by=by,
+                                                            os_user=login_name()).id)
     out.print(user_id)
     err.print(f"Compte créé : {email.strip().lower()} ({role}).")
 
@@ -1213,21 +1113,21 @@ def user_add(
 @user_app.command("disable")
 def user_disable(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
     """Désactiver un compte (une personne est partie) : elle ne peut plus se connecter, ses sessions ouvertes sont fermées."""
-    out.print(_run(lambda s: accounts.set_active(s, email=email, active=False, by=by, os_user=_os_user()).id))
+    out.print(run_in_session(lambda s: accounts.set_active(s, email=email, active=False, by=by, os_user=login_name()).id))
     err.print(f"Compte désactivé : {email.strip().lower()} ; ses sessions ouvertes sont fermées.")
 
 
 @user_app.command("enable")
 def user_enable(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
     """Réactiver un compte désactivé."""
-    out.print(_run(lambda s: accounts.set_active(s, email=email, active=True, by=by, os_user=_os_user()).id))
+    out.print(run_in_session(lambda s: accounts.set_active(s, email=email, active=True, by=by, os_user=login_name()).id))
     err.print(f"Compte réactivé : {email.strip().lower()}.")
 
 
 @user_app.command("reset-password")
 def user_reset_password(email: Annotated[str, typer.Argument(help="Adresse e-mail du compte.")], by: _AdminBy) -> None:
     """Donner au compte un mot de passe provisoire, affiché une seule fois ; ses sessions ouvertes sont fermées."""
-    password = _run(lambda s: accounts.reset_password(s, email=email, by=by, os_user=_os_user()))
+    password = run_in_session(lambda s: accounts.reset_password(s, email=email, by=by, os_user=login_name()))
     typer.echo(password)  # stdout only, never logged: give it to the person, who changes it in the console
     err.print(f"Mot de passe provisoire de {email.strip().lower()} ci-dessus, affiché une seule fois : transmettez-le"
               " à la personne, qui le change dans la console (Mon mot de passe).")
@@ -1373,10 +1273,10 @@ def sortition_import(
 
     def run(session: Session) -> sortition.ImportReport:
         user = accounts.active_user(session, email=by).email
-        return sortition.import_volunteers(session, draw_id=draw_id, content=content, skip_bad_rows=skip, by=user, os_user=_os_user())
+        return sortition.import_volunteers(session, draw_id=draw_id, content=content, skip_bad_rows=skip, by=user, os_user=login_name())
 
     try:
-        with _session() as session:
+        with open_session() as session:
             report = run(session)
     except CaisseError as error:
         for line in error.detail.split(" ; "):
@@ -1398,8 +1298,8 @@ def sortition_accept(
     """Le volontaire accepte l'invitation : son foyer est créé (nom, taille, quartier), prêt pour sa carte."""
     from caisse.members import sortition
 
-    household_id = _run(lambda s: sortition.accept_invitation(s, volunteer_id=volunteer_id, zone=zone, members=members,
-                                                             by=by, os_user=_os_user()))
+    household_id = run_in_session(lambda s: sortition.accept_invitation(s, volunteer_id=volunteer_id, zone=zone, members=members,
+                                                                       by=by, os_user=login_name()))
     out.print(household_id)
     err.print(f"Foyer {household_id} créé ; émettez sa carte : caisse card issue --household {household_id} --uid …")
 
@@ -1412,7 +1312,7 @@ def sortition_decline(
     """Le volontaire décline : le suivant de la réserve de sa strate (ordre des rangs) est invité. Irréversible."""
     from caisse.members import sortition
 
-    replacement = _run(lambda s: sortition.decline_invitation(s, volunteer_id=volunteer_id, by=by, os_user=_os_user()))
+    replacement = run_in_session(lambda s: sortition.decline_invitation(s, volunteer_id=volunteer_id, by=by, os_user=login_name()))
     if replacement is None:
         err.print("Refus enregistré ; la réserve de cette strate est vide : elle est à compléter par la mobilisation.")
     else:
@@ -1435,7 +1335,7 @@ def bank_import(
     from caisse.settlement import bank_returns as bank
 
     content = path.read_bytes()
-    result = _run(lambda s: bank.import_file(s, content=content, by=by, os_user=_os_user()))
+    result = run_in_session(lambda s: bank.import_file(s, content=content, by=by, os_user=login_name()))
     out.print(len(result.returned))
     if result.already_imported:
         err.print(f"Fichier déjà importé ({result.message_type} {result.message_id}) : rien de changé.")
@@ -1462,8 +1362,8 @@ def bank_returns(
     """Lister les virements retournés par la banque (séparés par des tabulations)."""
     from caisse.settlement import bank_returns as bank
 
-    rows = _run(lambda s: [(r.payment_id, r.run_id, r.vendor_id, r.amount_cents, r.iban, r.reason, r.repaid_run_id)
-                           for r in bank.returns(s, waiting_only=waiting)])
+    rows = run_in_session(lambda s: [(r.payment_id, r.run_id, r.vendor_id, r.amount_cents, r.iban, r.reason, r.repaid_run_id)
+                                     for r in bank.returns(s, waiting_only=waiting)])
     typer.echo("\t".join(("virement", "règlement", "commerçant", "montant (EUR)", "IBAN", "motif", "repayé par")))
     for payment_id, run_id, vendor_id, amount, iban, reason, repaid in rows:
         typer.echo("\t".join(str(value) for value in (

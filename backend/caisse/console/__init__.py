@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from caisse.console.deps import ConsoleForbidden, SignInRequired, check_csrf
-from caisse.console.messages import french
 from caisse.console.routes import (
     accreditation,
     audit,
@@ -34,7 +33,7 @@ from caisse.console.routes import (
     vendors,
 )
 from caisse.console.templating import render
-from caisse.errors import CaisseError
+from caisse.errors import CaisseError, french
 
 PREFIX = "/console"
 logger = logging.getLogger("caisse.console")

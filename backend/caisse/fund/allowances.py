@@ -15,70 +15,23 @@ Nothing here commits: the caller owns the transaction.
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from caisse import audit
+from caisse.cards.versions import bump_cards
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput
 from caisse.ledger import postings as ledger
+from caisse.ledger.corrections import reversed_sql
+from caisse.members.means import current_month, sizes_at, sync_current_sizes
 from caisse.models import AllowanceKind, AllowanceMonth, AllowanceRule, Household, LedgerTransfer, UnspentPolicy, utcnow
+from caisse.months import Month
 from caisse.staff import accounts
-from caisse.terminals.sync import bump_cards
-
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Month:
-    year: int
-    month: int
-
-    @classmethod
-    def parse(cls, text: str) -> Month:
-        found = _MONTH.match(text.strip())
-        if found is None:
-            raise InvalidInput("invalid_month", f"a month is written YYYY-MM, not {text!r}")
-        return cls(int(found.group(1)), int(found.group(2)))
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-    @property
-    def days(self) -> int:
-        return calendar.monthrange(self.year, self.month)[1]
-
-    @property
-    def first_day(self) -> date:
-        return date(self.year, self.month, 1)
-
-    @property
-    def next_start(self) -> datetime:
-        year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
-        return datetime(year, month, 1, tzinfo=UTC)
-
-    def shifted(self, months: int) -> Month:
-        index = self.year * 12 + self.month - 1 + months
-        return Month(index // 12, index % 12 + 1)
-
-    def starts_at(self, zone: ZoneInfo) -> datetime:
-        """Local midnight of the first day: where the caisse's month begins (Europe/Paris)."""
-        return datetime.combine(self.first_day, time.min, tzinfo=zone)
-
-    def ends_at(self, zone: ZoneInfo) -> datetime:
-        return self.shifted(1).starts_at(zone)
-
-    @classmethod
-    def of(cls, moment: datetime, zone: ZoneInfo) -> Month:
-        """The local month of an instant (a naive time is UTC, as SQLite hands it back)."""
-        local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
-        return cls(local.year, local.month)
 
 
 def allowance_reference(household_id: int, month: Month) -> str:
@@ -257,8 +210,6 @@ def allocate(session: Session, *, month: str, settings: Settings, by: str = acco
     balances = ledger.balances_by_code(session, codes=[ledger.member_code(h) for h, _, _ in households])
     transfers: list[ledger.Transfer] = []
     credited: list[int] = []
-    from caisse.members.means import current_month, sizes_at, sync_current_sizes  # means imports this module
-
     sizes = sizes_at(session, month=str(period), household_ids=[h for h, _, _ in households])
     if period == current_month(settings):
         sync_current_sizes(session, sizes=sizes)
@@ -334,10 +285,14 @@ def _unspent_to_expire(*, rule: Rule, balance_cents: int) -> int:
     return max(0, balance_cents - rule.carry_over_cap_cents)
 
 
+def contributed_cents(session: Session, *, month: str) -> int:
+    """The month's contributions, less those reversed (caisse.ledger.corrections)."""
+    return int(session.execute(text("SELECT SUM(c.amount_cents) FROM contribution c"
+                                    f" WHERE c.month = :m AND NOT {reversed_sql('c.reference')}"), {"m": month}).scalar_one() or 0)
+
+
 def _average_contribution_cents(session: Session, *, month: Month, households: int) -> int:
     """The month's contributions (less those reversed) shared equally among the households, rounded down."""
-    from caisse.fund.service import contributed_cents  # fund imports this module
-
     return contributed_cents(session, month=str(month)) // households
 
 

@@ -21,11 +21,11 @@ from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from caisse.config import MeansKind, Settings
-from caisse.fund.allowances import Month
 from caisse.fund.service import suggested_contribution_cents
 from caisse.ledger.corrections import reversed_sql
 from caisse.members import means as household_means
 from caisse.models import Household, HouseholdMeans
+from caisse.months import Month
 
 
 def indicative_cents(row: HouseholdMeans | None, *, settings: Settings) -> int | None:

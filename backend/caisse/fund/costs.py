@@ -16,10 +16,10 @@ from sqlmodel import Session
 
 from caisse.errors import Conflict, InvalidInput
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month
 from caisse.ledger import postings as ledger
 from caisse.ledger.corrections import reversed_sql
 from caisse.models import FeeCategory
+from caisse.months import Month
 from caisse.staff import accounts
 
 # Stored code -> what staff read.

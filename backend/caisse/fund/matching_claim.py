@@ -22,10 +22,10 @@ from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.fund.allowances import Month
 from caisse.ledger.corrections import reversed_sql
 from caisse.models import Contribution
 from caisse.money import euros
+from caisse.months import Month
 from caisse.settlement.statements import SafeWriter
 
 

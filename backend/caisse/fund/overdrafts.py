@@ -2,7 +2,7 @@
 
 Offline terminals can let a household spend more than its balance (within the bound of the
 offline limits). Every such household is listed for the staff with what it owes and since when;
-`household.overdrawn_since` is kept by caisse.terminals.sync.mark_overdrafts, which every change of a member
+`household.overdrawn_since` is kept by caisse.cards.versions.mark_overdrafts, which every change of a member
 balance goes through. Recovery is the written policy of docs/ledger.md: the next allowances
 credit the same account, so they cover the overdraft first; nothing here moves money.
 """

@@ -27,38 +27,21 @@ from caisse import audit
 from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
-from caisse.fund.allowances import Month, first_open_month
+from caisse.fund.allowances import contributed_cents, first_open_month
 from caisse.ledger import postings as ledger
-from caisse.ledger.corrections import reversed_sql
 from caisse.ledger.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.ledger.postings import Account
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer
-from caisse.money import euros
+from caisse.money import MAX_AMOUNT_CENTS, euros, parse_euros
+from caisse.months import Month
 from caisse.settlement.runs import payable_differences
 from caisse.spreadsheet import Column, read_table
 from caisse.staff.accounts import SYSTEM, staff_actor
 from caisse_common import protocol
 
-MAX_AMOUNT_CENTS = 100_000_000  # 1 000 000 EUR: catches a misplaced decimal point
-
-_EUROS = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 # The platform's export or a sheet staff typed: English codes or French headers.
 CSV_COLUMNS = (Column("household_id", ("foyer", "numéro de foyer", "n° foyer")), Column("month", ("mois",)),
                Column("amount_eur", ("montant", "montant en euros")), Column("reference", ("référence", "réf")))
-
-
-def parse_euros(value: str, *, zero_allowed: bool = False) -> int:
-    """'12,50' or '12.50' -> 1250 cents, exactly (Decimal, never float). At most 2 decimals, > 0
-    (or >= 0 with `zero_allowed`: a rule's amount may be nothing, a payment may not)."""
-    cleaned = value.strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
-    if not _EUROS.match(cleaned):  # digits, then at most 2 decimals: no sign, exponent, NaN
-        raise InvalidInput("invalid_amount", f"{value!r} is not an amount in euros with at most 2 decimals")
-    amount = Decimal(cleaned)
-    cents = int(amount * 100)
-    if not (0 if zero_allowed else 1) <= cents <= MAX_AMOUNT_CENTS:
-        raise InvalidInput("invalid_amount", f"{value!r}: the amount must be positive and at most 1 000 000 EUR")
-    return cents
-
 
 
 def suggested_contribution_cents(*, income_cents: int, settings: Settings) -> int:
@@ -231,12 +214,6 @@ def record_matching(session: Session, *, month: str, settings: Settings, by: str
     audit.record(session, actor=by, action="fund.matching", subject=f"month:{period}",
                  detail={"amount_cents": due - posted, "reference": f"matching:{period}:{count + 1}"}, os_user=os_user)
     return due - posted
-
-
-def contributed_cents(session: Session, *, month: str) -> int:
-    """The month's contributions, less those reversed (caisse.ledger.corrections)."""
-    return _sum(session, f"SELECT SUM(c.amount_cents) FROM contribution c WHERE c.month = :m AND NOT {reversed_sql('c.reference')}",
-                m=month)
 
 
 def record_grant(session: Session, *, month: str, amount_cents: int, source: str, reference: str, by: str = SYSTEM,

@@ -30,9 +30,10 @@ from caisse.config import Settings
 from caisse.errors import InvalidInput
 from caisse.fund import costs
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month, monthly_amount_cents, rule_in_force
+from caisse.fund.allowances import monthly_amount_cents, rule_in_force
 from caisse.members import means
 from caisse.models import Household
+from caisse.months import Month
 
 INCOME = (("contributions", "Cotisations des foyers"), ("matching", "Abondement de l'État"), ("grants", "Dons et subventions"))
 ALLOWANCES = ("allowances", "Allocations créditées aux foyers")

@@ -26,12 +26,12 @@ from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.fund import allowances, costs
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month
 from caisse.fund.contributions import behind
 from caisse.fund.year_budget import YearBudget, year_budget
 from caisse.members import households as household_service
 from caisse.members import means
 from caisse.models import Household, Role, UnspentPolicy
+from caisse.months import Month
 from caisse.staff import accounts
 
 ACTOR = "simulation@caisse.invalid"

@@ -36,12 +36,12 @@ from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
 from caisse import audit
+from caisse.cards.versions import bump_cards
 from caisse.db import column_in, get_by_id, is_postgresql, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
 from caisse.staff import accounts
-from caisse.terminals.sync import bump_cards
 from caisse_common.protocol import Kind
 
 # Hold reasons, in French for the person deciding.

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from caisse.cards import authentication as card_auth
+from caisse.cards.versions import bump_cards
 from caisse.config import Settings
 from caisse.db import bind_value, bulk_insert, column_in, insert_tuples, is_postgresql, table_of
 from caisse.ingest import review
@@ -45,7 +46,6 @@ from caisse.models import (
 )
 from caisse.terminals import offline_limits
 from caisse.terminals.service import lock_terminal, terminal_public_key
-from caisse.terminals.sync import bump_cards
 from caisse.vendors import accreditation
 from caisse_common import protocol
 from caisse_common.protocol import Kind, MalformedRecord, Record
@@ -757,7 +757,7 @@ def _write(session: Session, batch: _Batch, *, vendor_id: int, stored: dict[int,
 
 def acked_seq_from(session: Session, *, terminal_id: int, acked_seq: int) -> int:
     """The terminal's acked_seq counted on from `acked_seq` over the records stored above it
-    (caisse.terminals.registry.accept_lost_records, once the records below are accounted for)."""
+    (caisse.ingest.terminal_decisions.accept_lost_records, once the records below are accounted for)."""
     return _advance_acked_seq(session, terminal_id=terminal_id, acked_seq=acked_seq, stored={}, covered=range(0))
 
 

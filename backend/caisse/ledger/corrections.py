@@ -17,12 +17,12 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from caisse import audit
+from caisse.cards.versions import bump_cards
 from caisse.db import is_postgresql
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
 from caisse.models import LedgerAccount
 from caisse.staff import accounts
-from caisse.terminals.sync import bump_cards
 
 # What staff enter by hand. Payments, voids and rejections come from terminals and reviews (a void
 # or a review corrects them), settlements are bank transfers, expiries and matching are computed,

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from caisse import audit
+from caisse.cards.versions import bump_cards
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound, require_text
 from caisse.ledger import postings as ledger
 from caisse.models import Card, Household
 from caisse.staff import accounts
-from caisse.terminals.sync import bump_cards
 
 MAX_CREDIT_CENTS = 1_000_000  # 10 000 EUR: far above any monthly allowance, catches typos
 

@@ -20,11 +20,11 @@ from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings, get_settings
-from caisse.console.messages import french
 from caisse.db import get_by_id
-from caisse.errors import CaisseError, InvalidInput
-from caisse.fund.allowances import Month
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.models import Household, HouseholdMeans
+from caisse.money import parse_euros
+from caisse.months import Month
 from caisse.spreadsheet import Column, RowErrors, read_table
 from caisse.staff import accounts
 
@@ -168,8 +168,6 @@ def import_means(session: Session, *, data: bytes | str, by: str, os_user: str |
                  settings: Settings | None = None, skip_errors: bool = False) -> MeansImport:
     """Rows foyer;mois;taille;quartile de revenu|revenu mensuel;cotisation choisie (amounts in euros).
     Every row is checked first; with any bad row nothing is recorded unless `skip_errors`."""
-    from caisse.fund.service import parse_euros  # fund imports allowances, which imports this module lazily
-
     settings = settings or get_settings()
     by = accounts.active_user(session, email=by).email
     report = MeansImport()

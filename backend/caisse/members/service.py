@@ -40,6 +40,7 @@ from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.cards import service as card_service
+from caisse.cards.versions import bump_cards
 from caisse.config import LeavingBalance, Settings
 from caisse.db import get_by_id, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
@@ -48,7 +49,6 @@ from caisse.members import households as household_service
 from caisse.models import AuditEvent, BlockReason, Household, LedgerTransfer, SortitionDraw, SortitionVolunteer, utcnow
 from caisse.settlement.runs import AUTOMATIC, check_actor
 from caisse.staff import accounts
-from caisse.terminals.sync import bump_cards
 
 MAX_END_DATE_AHEAD = timedelta(days=366)
 # The caisse's calendar: end dates are days of Paris (settings.settlement_timezone's default, the

@@ -43,10 +43,10 @@ from caisse import audit
 from caisse.config import get_settings
 from caisse.db import get_by_id
 from caisse.errors import Conflict, InvalidInput, NotFound
-from caisse.fund.allowances import Month
 from caisse.members import households as household_service
 from caisse.members import means
 from caisse.models import InvitationStatus, SortitionDraw, SortitionQuota, SortitionStatus, SortitionVolunteer, utcnow
+from caisse.months import Month
 from caisse.spreadsheet import Column, RowErrors, read_table
 from caisse.staff import accounts
 

@@ -22,8 +22,8 @@ from sqlmodel import Session
 
 from caisse.db import table_of
 from caisse.errors import InvalidInput
-from caisse.fund.allowances import Month
 from caisse.models import Household, RecordStatus, Terminal, TransactionRecord, Vendor, VendorKind
+from caisse.months import Month
 from caisse_common.protocol import Kind
 
 MAX_MONTHS = 36

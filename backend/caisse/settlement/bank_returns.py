@@ -30,7 +30,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.errors import Conflict, InvalidInput, NotFound
@@ -268,17 +268,17 @@ def import_file(session: Session, *, content: bytes, by: str, os_user: str | Non
 
 def _lines_of(session: Session, answer: Rejection) -> list[SettlementLine]:
     """The paid lines an answer is about: one payment, or every payment of a batch or a message."""
-    query = select(SettlementLine).where(SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
+    query = select(SettlementLine).where(col(SettlementLine.status) == LineStatus.PAID, col(SettlementLine.amount_cents) > 0)
     if answer.payment_id is not None:
-        line = session.execute(query.where(SettlementLine.payment_id == answer.payment_id)).scalar_one_or_none()  # type: ignore[arg-type]
+        line = session.execute(query.where(col(SettlementLine.payment_id) == answer.payment_id)).scalar_one_or_none()
         if line is None:
             raise NotFound("bank_payment_unknown", f"le virement {answer.payment_id} est inconnu de la caisse (EndToEndId) : rien n'est importé")
         return [line]
     run_column = SettlementRun.payment_info_id if answer.batch_id else SettlementRun.message_id
-    run = session.execute(select(SettlementRun).where(run_column == (answer.batch_id or answer.message_id))).scalar_one_or_none()  # type: ignore[arg-type]
+    run = session.execute(select(SettlementRun).where(col(run_column) == (answer.batch_id or answer.message_id))).scalar_one_or_none()
     if run is None:
         raise NotFound("bank_payment_unknown", f"aucun règlement n'a envoyé {answer.batch_id or answer.message_id} : rien n'est importé")
-    return list(session.execute(query.where(SettlementLine.run_id == run.id).order_by(SettlementLine.id)).scalars())  # type: ignore[arg-type]
+    return list(session.execute(query.where(col(SettlementLine.run_id) == run.id).order_by(col(SettlementLine.id))).scalars())
 
 
 def _return(session: Session, line: SettlementLine, rejection: Rejection, *, digest: str, by: str,
@@ -320,9 +320,9 @@ def _return(session: Session, line: SettlementLine, rejection: Rejection, *, dig
 def returns(session: Session, *, waiting_only: bool = False, run_id: int | None = None) -> list[BankReturn]:
     """Returned transfers, newest first; `waiting_only`: those no run has paid again yet; `run_id`:
     those sent by that run."""
-    query = select(BankReturn).order_by(BankReturn.id.desc())  # type: ignore[union-attr]
+    query = select(BankReturn).order_by(col(BankReturn.id).desc())
     if run_id is not None:
-        query = query.where(BankReturn.run_id == run_id)  # type: ignore[arg-type]
+        query = query.where(col(BankReturn.run_id) == run_id)
     if waiting_only:
-        query = query.where(BankReturn.repaid_run_id.is_(None))  # type: ignore[union-attr]
+        query = query.where(col(BankReturn.repaid_run_id).is_(None))
     return list(session.execute(query).scalars())

@@ -39,10 +39,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from caisse import audit
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.db import bind_value, get_by_id, table_of
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
@@ -59,8 +59,8 @@ from caisse.models import (
     utcnow,
 )
 from caisse.money import euros
-from caisse.settlement.sepa import Payout, sepa_text, write_sepa
-from caisse.settlement.statements import StatementVendor, write_statements, write_summary
+from caisse.settlement.sepa import Message, Payout, write_sepa
+from caisse.settlement.statements import StatementVendor, is_large, worker_pool, write_statements, write_summary
 from caisse.staff import accounts
 from caisse_common import protocol
 
@@ -159,7 +159,7 @@ def check_actor(session: Session, *, by: str) -> str:
 
 def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str, os_user: str | None = None) -> SettlementRun:
     """The run of `run_date`, prepared now if there is none yet (idempotent)."""
-    existing = session.execute(select(SettlementRun).where(SettlementRun.run_date == run_date)).scalar_one_or_none()  # type: ignore[arg-type]
+    existing = session.execute(select(SettlementRun).where(col(SettlementRun.run_date) == run_date)).scalar_one_or_none()
     if existing is not None:
         return existing
     by = check_actor(session, by=by)
@@ -186,7 +186,7 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
     held = [SettlementLine(run_id=run.id, vendor_id=vendor_id, status=LineStatus.HELD, reason=reason, amount_cents=amount,
                            record_count=count) for (vendor_id, reason), (amount, count) in sorted(candidates.held.items())]
     payees = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
-        select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_(list(candidates.net))))} if candidates.net else {}  # type: ignore[union-attr]
+        select(col(Vendor.id), col(Vendor.name), col(Vendor.iban)).where(col(Vendor.id).in_(list(candidates.net))))} if candidates.net else {}
     available = _available_cents(session, vendor_ids=list(candidates.net))
     terminals: list[int] = []
     for vendor_id, (amount, count) in sorted(candidates.net.items()):
@@ -344,7 +344,7 @@ def _available_cents(session: Session, *, vendor_ids: list[int]) -> dict[int, in
     balances = ledger.balances_by_code(session, codes=codes)
     # The runs first, then their items by the run index: joined, the prepare step's hash join
     # would read every item ever settled.
-    runs = session.execute(select(SettlementRun.id).where(SettlementRun.status != SettlementStatus.EXPORTED)).scalars().all()  # type: ignore[arg-type]
+    runs = session.execute(select(col(SettlementRun.id)).where(col(SettlementRun.status) != SettlementStatus.EXPORTED)).scalars().all()
     pending = dict(session.execute(
         _expanding("SELECT vendor_id, SUM(amount_cents) FROM settlement_item WHERE run_id IN :runs"
                    " AND vendor_id IN :vendors GROUP BY vendor_id"),
@@ -375,14 +375,14 @@ def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple
     return that blamed the account, its IBAN is no longer the one that came back. Otherwise a held
     line says what it waits for. Adds the vendors it pays to `payees`."""
     waiting = session.execute(
-        select(BankReturn).where(BankReturn.repaid_run_id.is_(None)).order_by(BankReturn.id)  # type: ignore[union-attr]
+        select(BankReturn).where(col(BankReturn.repaid_run_id).is_(None)).order_by(col(BankReturn.id))
     ).scalars().all()
     if not waiting:
         return []
     vendors = {vendor_id: (name, iban) for vendor_id, name, iban in session.execute(
-        select(Vendor.id, Vendor.name, Vendor.iban).where(Vendor.id.in_({r.vendor_id for r in waiting})))}  # type: ignore[union-attr]
+        select(col(Vendor.id), col(Vendor.name), col(Vendor.iban)).where(col(Vendor.id).in_({r.vendor_id for r in waiting})))}
     lines = {line.vendor_id: line for line in session.execute(
-        select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID)).scalars()}  # type: ignore[arg-type]
+        select(SettlementLine).where(col(SettlementLine.run_id) == run_id, col(SettlementLine.status) == LineStatus.PAID)).scalars()}
     held: dict[tuple[int, str], tuple[int, int]] = {}
     for returned in waiting:
         name, iban = vendors[returned.vendor_id]
@@ -409,7 +409,8 @@ def _pay_returns_again(session: Session, *, run_id: int, payees: dict[int, tuple
 def _freeze_payees(session: Session, *, run_id: int, payees: dict[int, tuple[str, str | None]]) -> None:
     """Each paid line gets the name and IBAN checked above (read once, in this transaction), the
     IBAN's BIC and its payment id: from now on the run pays these, not the vendor's row."""
-    paid = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID)).scalars()  # type: ignore[arg-type]
+    paid = session.execute(select(SettlementLine).where(col(SettlementLine.run_id) == run_id,
+                                                        col(SettlementLine.status) == LineStatus.PAID)).scalars()
     for line in paid:
         name, iban = payees[line.vendor_id]
         assert iban is not None
@@ -462,9 +463,12 @@ def export_run(session: Session, *, run_id: int, settings: Settings, by: str = A
     shutil.rmtree(staging, ignore_errors=True)  # left by a crash: rebuilt from the same items
     staging.mkdir(parents=True)
     today = datetime.now(ZoneInfo(settings.settlement_timezone)).date()
-    run.execution_date = write_sepa(staging / "virements-sepa.xml", run=run, payouts=payouts, settings=settings, today=today)
-    write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
-                     vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts])
+    # A large run's files are written by worker processes: the SEPA file beside the statements.
+    with worker_pool(parallel=is_large(session, run_id=run_id)) as jobs:
+        sepa_file = jobs.submit(write_sepa, staging / "virements-sepa.xml", Message.of(run), payouts, settings, today)
+        write_statements(session, staging, run=run, timezone=settings.settlement_timezone,
+                         vendors=[StatementVendor(p.vendor_id, p.name, p.iban) for p in payouts], jobs=jobs)
+        run.execution_date = sepa_file.result()
     write_summary(session, staging / "resume.csv", run=run, timezone=settings.settlement_timezone,
                   differences=[d.french() for d in payable_differences(session)])
     shutil.rmtree(folder, ignore_errors=True)
@@ -484,8 +488,8 @@ def run_payouts(session: Session, *, run_id: int) -> list[Payout]:
     lines = session.execute(
         select(SettlementLine)
         # A vendor whose payments were all voided nets 0: settled, but there is nothing to transfer.
-        .where(SettlementLine.run_id == run_id, SettlementLine.status == LineStatus.PAID, SettlementLine.amount_cents > 0)  # type: ignore[arg-type, operator]
-        .order_by(SettlementLine.vendor_id)  # type: ignore[arg-type]
+        .where(col(SettlementLine.run_id) == run_id, col(SettlementLine.status) == LineStatus.PAID, col(SettlementLine.amount_cents) > 0)
+        .order_by(col(SettlementLine.vendor_id))
     ).scalars().all()
     return [Payout(line.vendor_id, line.payee_name or "", line.payee_iban or "", line.payee_bic, line.amount_cents,
                    line.record_count, line.payment_id or "") for line in lines]
@@ -606,7 +610,7 @@ def settle(
 
 def describe(session: Session, *, run_id: int) -> SettleResult:
     run = get_run(session, run_id=run_id)
-    lines = session.execute(select(SettlementLine).where(SettlementLine.run_id == run_id).order_by(SettlementLine.id)).scalars().all()  # type: ignore[arg-type]
+    lines = session.execute(select(SettlementLine).where(col(SettlementLine.run_id) == run_id).order_by(col(SettlementLine.id))).scalars().all()
     paid = [line for line in lines if line.status == LineStatus.PAID]
     return SettleResult(
         run_id=run_id, status=run.status, paid_cents=sum(line.amount_cents for line in paid),

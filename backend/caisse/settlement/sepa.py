@@ -14,7 +14,6 @@ the file is written, so a file is never dated in the past.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.models import SettlementRun
 
 
@@ -38,24 +37,6 @@ class Payout:
     amount_cents: int
     record_count: int
     payment_id: str
-
-
-# The Latin character set every SEPA bank must accept (EPC guidelines): anything else may be
-# refused or garbled by a bank on the way, so names and texts are transliterated to it.
-_OUTSIDE_SEPA = re.compile(r"[^A-Za-z0-9/\-?:().,'+ ]+")
-_SPACES = re.compile(r" {2,}")
-MAX_NAME_CHARS = 70  # Max70Text: a creditor's or debtor's name
-
-
-def sepa_text(value: str, *, max_chars: int = MAX_NAME_CHARS) -> str:
-    """`value` in the SEPA character set: letters transliterated (text_unidecode, as sepaxml does),
-    `&` written "et" (the caisse is French), anything else outside the set dropped, spaces
-    squeezed; "" when nothing is left (a name of emoji only)."""
-    from text_unidecode import unidecode
-
-    text = unidecode(value.replace("&", " et "))
-    text = _SPACES.sub(" ", _OUTSIDE_SEPA.sub(" ", text)).strip()
-    return text[:max_chars].rstrip()
 
 
 def schema_for_bank(settings: Settings) -> str:
@@ -87,23 +68,39 @@ def execution_date(run_date: date, *, today: date) -> date:
     return day
 
 
-def write_sepa(path: Path, *, run: SettlementRun, payouts: Sequence[Payout], settings: Settings, today: date) -> date | None:
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a run's file says of the run, stored when it was prepared and approved: a plain value,
+    so that the file can be written by a worker process (caisse.settlement.statements.worker_pool)."""
+
+    run_id: int
+    run_date: date
+    message_id: str
+    payment_info_id: str
+    created_at: datetime  # the approval's time (the preparation's when there is none)
+
+    @classmethod
+    def of(cls, run: SettlementRun) -> Message:
+        assert run.id is not None and run.message_id and run.payment_info_id, "ids are given when the run is prepared"
+        return cls(run.id, run.run_date, run.message_id, run.payment_info_id, run.approved_at or run.prepared_at)
+
+
+def write_sepa(path: Path, message: Message, payouts: Sequence[Payout], settings: Settings, today: date) -> date | None:
     """One credit transfer per payout; returns the execution date, None (and no file) when none."""
     if not payouts:
         return None
-    assert run.message_id and run.payment_info_id, "ids are given when the run is prepared"
     schema = schema_for_bank(settings)
     config = {"name": sepa_text(settings.debtor_name), "IBAN": settings.debtor_iban, "BIC": settings.debtor_bic,
               "batch": True, "currency": "EUR"}
-    stamped = run.approved_at or run.prepared_at
+    stamped = message.created_at
     created = (stamped if stamped.tzinfo else stamped.replace(tzinfo=UTC)).astimezone(ZoneInfo(settings.settlement_timezone))
-    transfer = _transfer_with_stored_ids(config, schema, message_id=run.message_id, payment_info_id=run.payment_info_id,
-                                         created=created)
-    when = execution_date(run.run_date, today=today)
+    transfer = _transfer_with_stored_ids(config, schema, message_id=message.message_id,
+                                         payment_info_id=message.payment_info_id, created=created)
+    when = execution_date(message.run_date, today=today)
     for payout in payouts:
         payment: dict[str, object] = {
             "name": sepa_text(payout.name), "IBAN": payout.iban, "amount": payout.amount_cents, "execution_date": when,
-            "description": f"Caisse alimentaire - reglement {run.id} du {run.run_date:%d/%m/%Y}",
+            "description": f"Caisse alimentaire - reglement {message.run_id} du {message.run_date:%d/%m/%Y}",
             "endtoend_id": payout.payment_id,
         }
         if payout.bic:
@@ -121,16 +118,23 @@ def _transfer_with_stored_ids(config: dict[str, Any], schema: str, *, message_id
     (sepaxml draws MsgId and PmtInfId at random and stamps the current time)."""
     from sepaxml import SepaTransfer
 
-    class StoredIds(SepaTransfer):  # type: ignore[misc]
+    class StoredIds(SepaTransfer):
         def _finalize_batch(self) -> None:
             super()._finalize_batch()
-            header = self._xml.find("CstmrCdtTrfInitn/GrpHdr")
-            header.find("MsgId").text = message_id
-            header.find("CreDtTm").text = created.strftime("%Y-%m-%dT%H:%M:%S")
-            for node in self._xml.iter("PmtInfId"):  # one batch: one execution date
+            document = self._xml
+            assert document is not None
+            _set_text(document, "CstmrCdtTrfInitn/GrpHdr/MsgId", message_id)
+            _set_text(document, "CstmrCdtTrfInitn/GrpHdr/CreDtTm", created.strftime("%Y-%m-%dT%H:%M:%S"))
+            for node in document.iter("PmtInfId"):  # one batch: one execution date
                 node.text = payment_info_id
 
     return StoredIds(config, schema=schema, clean=False)
+
+
+def _set_text(document: Any, path: str, value: str) -> None:
+    node = document.find(path)
+    assert node is not None, f"sepaxml writes {path}"
+    node.text = value
 
 
 @lru_cache(maxsize=4)

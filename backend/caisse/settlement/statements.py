@@ -14,7 +14,9 @@ apostrophe (OWASP "CSV injection"); amounts keep their sign. Long names wrap in 
 
 Written from the run's items in one pass ordered by vendor (one query, not one per vendor). The
 PDF draws one line of a monospaced core font per transaction: a cell per column costs ~160 µs a
-line in fpdf2, too slow for a million records; a line of text ~5 µs.
+line in fpdf2, too slow for a million records. Each line is one f-string for the PDF and one for the
+CSV, from the texts of its time and of its amount kept per process (_Texts), and a PDF page's
+plain lines go into its content in one join (_pdf_rows): about 1 µs a line for both files.
 """
 
 from __future__ import annotations
@@ -22,29 +24,33 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
+import io
 import itertools
 import multiprocessing
 import operator
 import os
 import re
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from caisse.db import is_postgresql
+from caisse.db import is_postgresql, table_of
 from caisse.models import BankReturn, LineStatus, ReviewStatus, SettlementLine, SettlementRun, Terminal, TransactionRecord, Vendor
 from caisse.money import euros
 from caisse_common.protocol import Kind
 
 if TYPE_CHECKING:
     from fpdf import FPDF
+
+_T = TypeVar("_T")
 
 KIND: dict[int, str] = {Kind.PAYMENT: "paiement", Kind.VOID: "annulation"}  # the operation, in French
 
@@ -78,14 +84,13 @@ class StatementVendor:
     iban: str
 
 
-class Line(NamedTuple):
-    """One statement line, in its columns' order."""
+class Day(NamedTuple):
+    """One local day of a statement: its lines as the PDF and the CSV write them (in the columns
+    date, time, terminal, number, operation, amount), and their sum in cents."""
     day: str
-    hour: str
-    terminal_id: int
-    seq: int
-    kind: str  # the operation, in French
-    amount_cents: int
+    pdf: list[str]
+    csv: list[str]
+    cents: int
 
 
 class Repaid(NamedTuple):
@@ -96,10 +101,14 @@ class Repaid(NamedTuple):
 
 
 # Runs with at least this many records render their statements in worker processes, one per
-# core: starting them (an interpreter importing fpdf2) costs more than it saves on a small run.
+# core: starting them (an interpreter importing fpdf2 and the models) costs more than it saves on
+# a small run, even one of a thousand statements (10 000 records: 4.9 s in one process, 12.2 s
+# with two workers starting on a loaded machine).
 PARALLEL_FROM_RECORDS = 100_000
-# Statements handed to the workers and not written yet: bounds the memory of a large run.
-_IN_FLIGHT = 64
+# Vendors go to the workers in batches of about this many records (one message per batch, not one
+# per vendor), at most _IN_FLIGHT batches not written yet: bounds the memory of a large run.
+_BATCH_RECORDS = 20_000
+_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,76 +119,170 @@ class RunHeading:
     run_date: date
 
 
-# One item of a statement as read: unix time, terminal, number, record kind, amount in cents. A
-# plain tuple from the driver's cursor, unpacked by name once into a Line (_render_statement).
-Item = tuple[int, int, int, int, int]
+# The items of a vendor's statement as read (_ITEMS_SQL), one after the other in a flat array of
+# 64-bit integers, _ITEM_FIELDS each: vendor, unix time, terminal, number, record kind, amount in
+# cents. A worker receives them as one block of bytes (pickling a million tuples costs seconds).
+_ITEM_FIELDS = 6
+# One vendor's statement as handed to a worker: the vendor, its items, what is paid again, what is held.
+_StatementInput = tuple[StatementVendor, "array[int]", list[Repaid], list["HeldRecord"]]
 
 
 def write_statements(session: Session, folder: Path, *, run: SettlementRun, vendors: Iterable[StatementVendor],
-                     timezone: str) -> None:
-    """`releve-commercant-<vendor>.csv` and `.pdf` for each vendor in `vendors` (those paid).
+                     timezone: str, jobs: Jobs | None = None) -> None:
+    """`releve-commercant-<vendor>.csv` and `.pdf` for each vendor in `vendors` (those paid), all
+    written when this returns.
 
     Three reads for the whole run (its items streamed in vendor order, the transfers it pays
-    again, the records held for review); each vendor's files are then rendered from plain tuples,
-    in worker processes when the run is large (the same bytes either way)."""
+    again, the records held for review); the vendors' files are then rendered from plain tuples,
+    by `jobs` (by default worker processes when the run is large; the same bytes either way)."""
     by_vendor = {vendor.vendor_id: vendor for vendor in vendors}
     assert run.id is not None
     heading = RunHeading(run.id, run.run_date)
     repaid = _repaid_by_vendor(session, run_id=run.id)
     held = _held_by_vendor(session, before_time=run.cutoff_time)
-    with _renderer(parallel=_record_count(session, run_id=run.id) >= PARALLEL_FROM_RECORDS) as render:
+    with contextlib.ExitStack() as stack:
+        if jobs is None:
+            jobs = stack.enter_context(worker_pool(parallel=is_large(session, run_id=run.id)))
+        pending: collections.deque[Future[None]] = collections.deque()
+        batch: list[_StatementInput] = []
+        records = 0
         for vendor_id, items in _items_by_vendor(session, run_id=run.id):
             vendor = by_vendor.pop(vendor_id, None)
-            if vendor is not None:  # else netted to zero: nothing paid, no statement
-                render(folder, heading, vendor, items, repaid.get(vendor_id, []), held.get(vendor_id, []), timezone)
+            if vendor is None:  # netted to zero: nothing paid, no statement
+                continue
+            batch.append((vendor, items, repaid.get(vendor_id, []), held.get(vendor_id, [])))
+            records += len(items) // _ITEM_FIELDS
+            if records >= _BATCH_RECORDS:
+                pending.append(jobs.submit(_render_statements, folder, heading, timezone, batch))
+                batch, records = [], 0
+                while len(pending) > _IN_FLIGHT:
+                    pending.popleft().result()
         for vendor in by_vendor.values():  # paid only transfers the bank returned: no record in this run
-            render(folder, heading, vendor, [], repaid.get(vendor.vendor_id, []), held.get(vendor.vendor_id, []), timezone)
+            batch.append((vendor, array("q"), repaid.get(vendor.vendor_id, []), held.get(vendor.vendor_id, [])))
+        pending.append(jobs.submit(_render_statements, folder, heading, timezone, batch))
+        while pending:
+            pending.popleft().result()
 
 
-def _render_statement(folder: Path, heading: RunHeading, vendor: StatementVendor, items: list[Item],
-                      repaid: list[Repaid], held: list[HeldRecord], timezone: str) -> None:
-    """One vendor's CSV and PDF. Module-level and fed plain values: it runs in worker processes."""
-    clock = LocalClock(ZoneInfo(timezone))
-    local = clock.local
-    lines = [Line(*local(moment), terminal_id, seq, KIND.get(kind, str(kind)), amount)
-                         for moment, terminal_id, seq, kind, amount in items]
-    statement = Statement(run=heading, vendor=vendor, lines=lines, repaid=repaid, held=held)
-    stem = folder / f"releve-commercant-{vendor.vendor_id}"
-    _write_csv(stem.with_suffix(".csv"), statement, clock=clock)
-    _write_pdf(stem.with_suffix(".pdf"), statement, clock=clock)
+def _render_statements(folder: Path, heading: RunHeading, timezone: str, statements: list[_StatementInput]) -> None:
+    """Each vendor's CSV and PDF. Module-level and fed plain values: it runs in worker processes."""
+    texts = _texts(timezone)
+    for vendor, items, repaid, held in statements:
+        statement = Statement(run=heading, vendor=vendor, days=_days(items, texts), repaid=repaid, held=held)
+        stem = folder / f"releve-commercant-{vendor.vendor_id}"
+        _write_csv(stem.with_suffix(".csv"), statement, clock=texts.clock)
+        _write_pdf(stem.with_suffix(".pdf"), statement, clock=texts.clock)
+
+
+class _Texts:
+    """The texts of a record's local time and of its operation and amount, as the statements'
+    lines write them, kept per process: a night's million lines share some 50 000 seconds and a
+    few thousand amounts, so a line costs two dictionary lookups and two f-strings."""
+
+    _MOST = 500_000  # entries kept, then started afresh: bounds a long-lived process's memory
+
+    def __init__(self, timezone: str) -> None:
+        self.clock = LocalClock(ZoneInfo(timezone))
+        self.moments: dict[int, tuple[str, str, str]] = {}
+        self.amounts: dict[tuple[int, int], tuple[str, str]] = {}
+
+    def moment(self, moment: int) -> tuple[str, str, str]:
+        """(local day, the PDF line's date and time columns, the CSV line's date and time cells)."""
+        if len(self.moments) >= self._MOST:
+            self.moments.clear()
+        day, hour = self.clock.local(moment)
+        found = self.moments[moment] = (day, f"{day:<12}{hour:<10}", _csv_cells(day, hour))
+        return found
+
+    def amount(self, kind: int, cents: int) -> tuple[str, str]:
+        """(the PDF line's operation and amount columns, the CSV line's operation and amount cells
+        and its end). Only the operation could need safe_cell's apostrophe, for an unknown kind."""
+        if len(self.amounts) >= self._MOST:
+            self.amounts.clear()
+        name = KIND.get(kind, str(kind))
+        found = self.amounts[kind, cents] = (f"{name:<12}{euros(cents):>14}",
+                                             _csv_cells(safe_cell(name), euros(cents))[:-1] + "\r\n")
+        return found
+
+
+_TEXTS: dict[str, _Texts] = {}
+
+
+def _texts(timezone: str) -> _Texts:
+    texts = _TEXTS.get(timezone)
+    if texts is None:
+        texts = _TEXTS[timezone] = _Texts(timezone)
+    return texts
+
+
+def _csv_cells(*cells: object) -> str:
+    """`cells` as csv.writer writes them in a statement's row (quoted where it must), then `;`."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", lineterminator="").writerow(cells)
+    return out.getvalue() + ";"
+
+
+def _days(items: array[int], texts: _Texts) -> list[Day]:
+    """The items' lines, grouped by local day in the order read (time order)."""
+    moments, amounts = texts.moments, texts.amounts
+    days: list[Day] = []
+    day, cents = "", 0
+    pdf: list[str] = []
+    csv_lines: list[str] = []
+    fields = iter(items)
+    for _, moment, terminal_id, seq, kind, amount in zip(*[fields] * _ITEM_FIELDS, strict=True):
+        when = moments.get(moment) or texts.moment(moment)
+        what = amounts.get((kind, amount)) or texts.amount(kind, amount)
+        if when[0] != day:
+            if pdf:
+                days.append(Day(day, pdf, csv_lines, cents))
+            day, pdf, csv_lines, cents = when[0], [], [], 0
+        pdf.append(f"{when[1]}{terminal_id:>8}{seq:>9}  {what[0]}")
+        csv_lines.append(f"{when[2]}{terminal_id};{seq};{what[1]}")
+        cents += amount
+    if pdf:
+        days.append(Day(day, pdf, csv_lines, cents))
+    return days
+
+
+class Jobs:
+    """Runs work here, at once, or in a pool of worker processes (worker_pool)."""
+
+    def __init__(self, pool: ProcessPoolExecutor | None) -> None:
+        self._pool = pool
+
+    def submit(self, function: Callable[..., _T], *args: Any) -> Future[_T]:
+        if self._pool is not None:
+            return self._pool.submit(function, *args)
+        done: Future[_T] = Future()
+        done.set_result(function(*args))
+        return done
 
 
 @contextlib.contextmanager
-def _renderer(*, parallel: bool) -> Iterator[Callable[..., None]]:
-    """_render_statement, called here or handed to a pool of worker processes (one per core).
-    Leaving the block waits for every statement; a worker's error is raised here."""
+def worker_pool(*, parallel: bool) -> Iterator[Jobs]:
+    """Jobs run in a pool of worker processes (one per core) when `parallel`, here otherwise.
+    Leaving the block after an error drops the work not started."""
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not parallel or workers < 2:
-        yield _render_statement
+        yield Jobs(None)
         return
     try:  # spawn: a fresh interpreter, never a fork of a process that may hold threads and connections
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     except OSError:  # no POSIX semaphores here (a locked-down container): the statements still get written
-        yield _render_statement
+        yield Jobs(None)
         return
-    pending: collections.deque[Future[None]] = collections.deque()
-
-    def submit(*args: Any) -> None:
-        pending.append(pool.submit(_render_statement, *args))
-        while len(pending) > _IN_FLIGHT:
-            pending.popleft().result()
-
     try:
-        yield submit
-        while pending:
-            pending.popleft().result()
+        yield Jobs(pool)
     finally:
-        pool.shutdown(cancel_futures=True)  # after an error, the statements not started are dropped
+        pool.shutdown(cancel_futures=True)
 
 
-def _record_count(session: Session, *, run_id: int) -> int:
-    return int(session.execute(select(func.coalesce(func.sum(SettlementLine.record_count), 0))
-                               .where(SettlementLine.run_id == run_id)).scalar_one())  # type: ignore[arg-type]
+def is_large(session: Session, *, run_id: int) -> bool:
+    """Whether a run's files are worth writing in worker processes (PARALLEL_FROM_RECORDS)."""
+    line = table_of(SettlementLine)
+    records = session.execute(select(func.coalesce(func.sum(line.c.record_count), 0)).where(line.c.run_id == run_id)).scalar_one()
+    return int(records) >= PARALLEL_FROM_RECORDS
 
 
 _ITEMS_SQL = ("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amount_cents FROM settlement_item i"
@@ -187,12 +290,14 @@ _ITEMS_SQL = ("SELECT i.vendor_id, r.time, r.terminal_id, r.seq, r.kind, i.amoun
               " ORDER BY i.vendor_id, r.time, r.terminal_id, r.seq")
 
 
-def _items_by_vendor(session: Session, *, run_id: int) -> Iterator[tuple[int, list[Item]]]:
+def _items_by_vendor(session: Session, *, run_id: int) -> Iterator[tuple[int, array[int]]]:
     """(vendor id, its items in statement order), vendor by vendor: the run's items streamed from
-    the driver's cursor as plain tuples (a million rows as SQLAlchemy rows cost seconds)."""
+    the driver's cursor, 10 000 rows a fetch, straight into arrays."""
     driver = session.connection().connection.driver_connection
     assert driver is not None
     if is_postgresql(session):
+        # The sort of a million items in memory, not in files: 64 MB here, for this transaction only.
+        driver.execute("SET LOCAL work_mem = '256MB'")
         cursor = driver.cursor(name="statement_items")  # server side: the rows come as they are read
         cursor.itersize = 10_000
         cursor.execute(_ITEMS_SQL.format(run="%s"), (run_id,))
@@ -200,8 +305,9 @@ def _items_by_vendor(session: Session, *, run_id: int) -> Iterator[tuple[int, li
         cursor = driver.cursor()
         cursor.execute(_ITEMS_SQL.format(run="?"), (run_id,))
     try:
-        for vendor_id, rows in itertools.groupby(cursor, key=operator.itemgetter(0)):
-            yield vendor_id, [row[1:] for row in rows]
+        rows = itertools.chain.from_iterable(iter(lambda: cursor.fetchmany(10_000), []))
+        for vendor_id, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+            yield vendor_id, array("q", itertools.chain.from_iterable(group))
     finally:
         cursor.close()
 
@@ -210,26 +316,25 @@ def _items_by_vendor(session: Session, *, run_id: int) -> Iterator[tuple[int, li
 class Statement:
     run: RunHeading
     vendor: StatementVendor
-    lines: list[Line]
+    days: list[Day]
     repaid: list[Repaid]
     held: list[HeldRecord]
 
     @property
-    def total_cents(self) -> int:
-        return sum(line.amount_cents for line in self.lines) + sum(repaid.amount_cents for repaid in self.repaid)
+    def count(self) -> int:
+        return sum(len(day.pdf) for day in self.days)
 
-    def days(self) -> Iterator[tuple[str, list[Line]]]:
-        """The lines grouped by local day, in order."""
-        for day, group in itertools.groupby(self.lines, key=operator.attrgetter("day")):
-            yield day, list(group)
+    @property
+    def total_cents(self) -> int:
+        return sum(day.cents for day in self.days) + sum(repaid.amount_cents for repaid in self.repaid)
 
 
 def _repaid_by_vendor(session: Session, *, run_id: int) -> dict[int, list[Repaid]]:
     """Per vendor, the transfers the bank returned that this run pays again, in the order received."""
     repaid: dict[int, list[Repaid]] = {}
     for vendor_id, payment_id, reason, cents in session.execute(
-        select(BankReturn.vendor_id, BankReturn.payment_id, BankReturn.reason, BankReturn.amount_cents)  # type: ignore[call-overload]
-        .where(BankReturn.repaid_run_id == run_id).order_by(BankReturn.id)  # type: ignore[arg-type]
+        select(col(BankReturn.vendor_id), col(BankReturn.payment_id), col(BankReturn.reason), col(BankReturn.amount_cents))
+        .where(col(BankReturn.repaid_run_id) == run_id).order_by(col(BankReturn.id))
     ):
         repaid.setdefault(vendor_id, []).append(Repaid(payment_id, reason, int(cents)))
     return repaid
@@ -239,8 +344,8 @@ def _title(run: RunHeading | SettlementRun) -> str:
     return f"Relevé du règlement {run.id} du {run.run_date:%d/%m/%Y}"
 
 
-def _period(lines: list[Line]) -> str:
-    return f"Période : opérations du {lines[0].day} au {lines[-1].day}" if lines else "Période : aucune opération"
+def _period(days: list[Day]) -> str:
+    return f"Période : opérations du {days[0].day} au {days[-1].day}" if days else "Période : aucune opération"
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -283,16 +388,13 @@ def _write_csv(path: Path, statement: Statement, *, clock: LocalClock) -> None:
         writer = SafeWriter(handle)
         writer.writerow([_title(statement.run), statement.vendor.name, statement.vendor.iban])
         writer.writerow(["date", "heure", "terminal", "numéro", "opération", "montant (EUR)"])
-        for day, lines in statement.days():
-            # Straight to csv.writer: dates, hours, numbers and amounts (matching _AMOUNT) never
-            # need safe_cell's apostrophe; only the operation could, for an unknown kind.
-            writer.writerows_unchecked((d, hour, terminal, seq, safe_cell(kind), euros(amount))
-                                       for d, hour, terminal, seq, kind, amount in lines)
-            writer.writerow([f"total du {day}", "", "", len(lines), "", euros(sum(line.amount_cents for line in lines))])
+        for day in statement.days:
+            handle.write("".join(day.csv))  # the lines as csv.writer writes them (_Texts)
+            writer.writerow([f"total du {day.day}", "", "", len(day.csv), "", euros(day.cents)])
         for payment_id, reason, cents in statement.repaid:
             writer.writerow([f"virement {payment_id} retourné par la banque ({reason}), payé à nouveau", "", "", "", "",
                              euros(cents)])
-        writer.writerow(["total", "", "", len(statement.lines), "", euros(statement.total_cents)])
+        writer.writerow(["total", "", "", statement.count, "", euros(statement.total_cents)])
         if statement.held:
             writer.writerow([])
             writer.writerow(["Paiements retenus pour vérification (non payés par ce règlement)"])
@@ -322,7 +424,7 @@ _TEXT_WIDTH_MM = 180.0
 def _write_pdf(path: Path, statement: Statement, *, clock: LocalClock) -> None:
     from fpdf import FPDF
 
-    run, vendor, lines = statement.run, statement.vendor, statement.lines
+    run, vendor = statement.run, statement.vendor
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = "cp1252"
     pdf.set_auto_page_break(False)  # pages are turned by _pdf_rows, line by line
@@ -332,20 +434,19 @@ def _write_pdf(path: Path, statement: Statement, *, clock: LocalClock) -> None:
     pdf.text(_LEFT_MM, _PAGE_TOP_MM, _latin(_title(run)))
     pdf.set_font("Helvetica", size=10)
     y = _PAGE_TOP_MM
-    for value in (f"Commerçant : {vendor.name} (n° {vendor.vendor_id})", f"IBAN : {vendor.iban}", _period(lines)):
+    for value in (f"Commerçant : {vendor.name} (n° {vendor.vendor_id})", f"IBAN : {vendor.iban}", _period(statement.days)):
         for part in _wrap(pdf, _latin(value)):  # a long name on several lines, never past the margin
             y += 6
             pdf.text(_LEFT_MM, y, part)
     pdf.set_font("Courier", size=9)
-    rows: list[tuple[str, bool]] = []
-    for day, group in statement.days():
-        rows.extend((_pdf_line(*line), False) for line in group)
-        rows.append((f"{'Total du ' + day:<22}{'':>8}{len(group):>9}  {'opérations':<12}"
-                     f"{euros(sum(line.amount_cents for line in group)):>14}", True))
-    for payment_id, _, cents in statement.repaid:
-        rows.append((f"{'Virement ' + payment_id + ' retourné, payé à nouveau':<57}{euros(cents):>14}", True))
-    _pdf_rows(pdf, rows, y=y + 12)
-    total = f"{'Total':<22}{'':>8}{len(lines):>9}  {'opérations':<12}{euros(statement.total_cents):>14}"
+    blocks: list[tuple[list[str], bool]] = []
+    for day in statement.days:
+        blocks.append((day.pdf, False))
+        blocks.append(([f"{'Total du ' + day.day:<22}{'':>8}{len(day.pdf):>9}  {'opérations':<12}{euros(day.cents):>14}"], True))
+    blocks.append(([f"{'Virement ' + payment_id + ' retourné, payé à nouveau':<57}{euros(cents):>14}"
+                    for payment_id, _, cents in statement.repaid], True))
+    _pdf_rows(pdf, blocks, y=y + 12)
+    total = f"{'Total':<22}{'':>8}{statement.count:>9}  {'opérations':<12}{euros(statement.total_cents):>14}"
     pdf.set_font("Courier", style="B", size=9)
     pdf.text(_LEFT_MM, pdf.get_y(), _latin(total))
     if statement.held:
@@ -381,54 +482,91 @@ def _pdf_held(pdf: FPDF, held: list[HeldRecord], *, clock: LocalClock) -> None:
         y = _PAGE_TOP_MM
     pdf.text(_LEFT_MM, y, _latin("Paiements retenus pour vérification (non payés par ce règlement)"))
     pdf.set_font("Courier", size=9)
-    rows: list[tuple[str, bool]] = []
+    rows: list[str] = []
     for record in held:
         day, hour = clock.local(record.time)
-        rows.append((_pdf_line(day, hour, record.terminal_id, record.seq, record.kind, record.amount_cents), False))
-        rows.extend((_latin(f"    {part}"), False) for part in _wrap(pdf, record.reason))
-    _pdf_rows(pdf, rows, y=y + _LINE_MM * 1.5)
+        rows.append(_pdf_line(day, hour, record.terminal_id, record.seq, record.kind, record.amount_cents))
+        rows.extend(_latin(f"    {part}") for part in _wrap(pdf, record.reason))
+    _pdf_rows(pdf, [(rows, False)], y=y + _LINE_MM * 1.5)
 
 
-def _pdf_rows(pdf: FPDF, rows: list[tuple[str, bool]], *, y: float) -> None:
-    """Column titles, then one text line per row (bold when flagged: the totals), a new page (with
-    titles) when full. Leaves pdf.y on the line after the last one.
+def _pdf_rows(pdf: FPDF, blocks: list[tuple[list[str], bool]], *, y: float) -> None:
+    """Column titles, then one text line per row (bold for the blocks flagged: the totals), a new
+    page (with titles) when full. Leaves pdf.y on the line after the last one.
 
-    A plain row is written straight into the page's content, as pdf.text() would write it in the
-    font the titles selected (the same bytes: tests/backend/settlement/test_statements.py compares them):
-    fpdf2's text() checks its state and converts the string on every call, ~6 µs a line, which
-    is seconds for a million statement lines."""
+    The plain rows that fit on a page are written straight into its content, in one join, as
+    pdf.text() would write them in the font the titles selected (the same bytes:
+    tests/backend/settlement/test_statements.py compares them): fpdf2's text() checks its state
+    and converts the string on every call, ~6 µs a line, which is seconds for a million lines."""
     plain = _plain_text_applies(pdf)
-    left_pt, scale, height = _LEFT_MM * pdf.k, pdf.k, pdf.h
-    starts: dict[float, bytes] = {}  # "BT x y Td (" by y: every page repeats the same heights
     pdf.text(_LEFT_MM, y, _latin(_COLUMNS))  # also selects the font on the page
     contents = _page_content(pdf)
-    y += _LINE_MM * 1.5
-    for row, bold in rows:
-        if y > _PAGE_BOTTOM_MM:
-            pdf.add_page()
-            y = _PAGE_TOP_MM
-            pdf.text(_LEFT_MM, y, _latin(_COLUMNS))
-            contents = _page_content(pdf)
-            y += _LINE_MM * 1.5
-        if bold:
-            pdf.set_font("Courier", style="B", size=9)
-            pdf.text(_LEFT_MM, y, _latin(row))
-            pdf.set_font("Courier", size=9)
-        elif plain:
-            text = row.encode("cp1252")
-            if b"(" in text or b")" in text or b"\\" in text or b"\r" in text:  # as fpdf2's escape_parens
-                text = text.replace(b"\\", b"\\\\").replace(b")", b"\\)").replace(b"(", b"\\(").replace(b"\r", b"\\r")
-            start = starts.get(y)
-            if start is None:
-                start = starts[y] = b"BT %.2f %.2f Td (" % (left_pt, (height - y) * scale)
-            contents += start + text + b") Tj ET\n"
-        else:
-            pdf.text(_LEFT_MM, y, row)  # ASCII or already windows-1252: digits, '/', ':', ',', the KIND words
-        y += _LINE_MM
-    if y > _PAGE_BOTTOM_MM:
+    heights, starts = _slots(pdf, y + _LINE_MM * 1.5)
+    slot = 0
+    for rows, bold in blocks:
+        done = 0
+        while done < len(rows):
+            if slot == len(heights):  # the page is full
+                pdf.add_page()
+                pdf.text(_LEFT_MM, _PAGE_TOP_MM, _latin(_COLUMNS))
+                contents = _page_content(pdf)
+                heights, starts = _slots(pdf, _PAGE_TOP_MM + _LINE_MM * 1.5)
+                slot = 0
+            if plain and not bold:
+                count = min(len(rows) - done, len(heights) - slot)
+                contents += _plain_lines(starts[slot:slot + count], rows[done:done + count])
+            else:
+                count = 1
+                if bold:
+                    pdf.set_font("Courier", style="B", size=9)
+                    pdf.text(_LEFT_MM, heights[slot], _latin(rows[done]))
+                    pdf.set_font("Courier", size=9)
+                else:  # ASCII or already windows-1252: digits, '/', ':', ',', the KIND words
+                    pdf.text(_LEFT_MM, heights[slot], rows[done])
+            done += count
+            slot += count
+    if slot < len(heights):
+        y = heights[slot]
+    else:
         pdf.add_page()
         y = _PAGE_TOP_MM
     pdf.set_y(y + _LINE_MM / 2)
+
+
+_SLOTS: dict[tuple[float, float, float], tuple[list[float], list[str]]] = {}
+
+
+def _slots(pdf: FPDF, y: float) -> tuple[list[float], list[str]]:
+    """The heights of a page's lines from `y` down (each a line below the one before, as long as
+    it is not past the bottom), and the start of pdf.text()'s content at each: every page repeats them."""
+    key = (y, pdf.k, pdf.h)
+    found = _SLOTS.get(key)
+    if found is None:
+        heights: list[float] = []
+        while y <= _PAGE_BOTTOM_MM:
+            heights.append(y)
+            y += _LINE_MM
+        found = _SLOTS[key] = (heights, [f"BT {_LEFT_MM * pdf.k:.2f} {(pdf.h - at) * pdf.k:.2f} Td (" for at in heights])
+    return found
+
+
+_ESCAPED = ("(", ")", "\\", "\r")
+_TEXT_END = ") Tj ET\n"
+
+
+def _plain_lines(starts: list[str], rows: list[str]) -> bytes:
+    """Each row as pdf.text() writes it at its start: in one join when no row needs escaping (as
+    fpdf2's escape_parens) nor anything but ASCII, else row by row."""
+    text = "".join(rows)
+    if text.isascii() and not any(character in text for character in _ESCAPED):
+        return "".join(itertools.chain.from_iterable(zip(starts, rows, itertools.repeat(_TEXT_END)))).encode("ascii")
+    out = bytearray()
+    for start, row in zip(starts, rows, strict=True):
+        data = row.encode("cp1252")
+        if b"(" in data or b")" in data or b"\\" in data or b"\r" in data:
+            data = data.replace(b"\\", b"\\\\").replace(b")", b"\\)").replace(b"(", b"\\(").replace(b"\r", b"\\r")
+        out += start.encode("ascii") + data + b") Tj ET\n"
+    return bytes(out)
 
 
 def _page_content(pdf: FPDF) -> bytearray:
@@ -470,7 +608,7 @@ def held_for_review(session: Session, *, vendor_id: int | None = None, before_ti
     """Records waiting for a person's decision, by vendor then oldest first."""
     query = _held_query(before_time=before_time)
     if vendor_id is not None:
-        query = query.where(Terminal.vendor_id == vendor_id)  # type: ignore[arg-type]
+        query = query.where(col(Terminal.vendor_id) == vendor_id)
     return [_held_record(row) for row in session.execute(query.limit(limit))]
 
 
@@ -484,16 +622,20 @@ def _held_by_vendor(session: Session, *, before_time: int, limit: int = 10_000) 
     return held
 
 
-def _held_query(*, before_time: int | None) -> Select[Any]:
+# A held record as _held_query reads it: id, vendor, vendor's name, terminal, number, kind, time, amount, reason.
+_HeldRow = Select[int | None, int, str, int, int, int, int, int, str | None]
+
+
+def _held_query(*, before_time: int | None) -> _HeldRow:
     record = TransactionRecord
-    query = (select(record.id, Terminal.vendor_id, Vendor.name, record.terminal_id, record.seq, record.kind, record.time,
-                    record.amount_cents, record.hold_reason)
-             .join(Terminal, Terminal.id == record.terminal_id)  # type: ignore[arg-type]
-             .join(Vendor, Vendor.id == Terminal.vendor_id)  # type: ignore[arg-type]
-             .where(record.review == str(ReviewStatus.HELD)))  # type: ignore[arg-type]
+    query = (select(col(record.id), col(Terminal.vendor_id), col(Vendor.name), col(record.terminal_id), col(record.seq),
+                    col(record.kind), col(record.time), col(record.amount_cents), col(record.hold_reason))
+             .join(Terminal, col(Terminal.id) == col(record.terminal_id))
+             .join(Vendor, col(Vendor.id) == col(Terminal.vendor_id))
+             .where(col(record.review) == str(ReviewStatus.HELD)))
     if before_time is not None:
-        query = query.where(record.time < before_time)  # type: ignore[arg-type, operator]
-    return query.order_by(Terminal.vendor_id, record.time, record.id)  # type: ignore[arg-type]
+        query = query.where(col(record.time) < before_time)
+    return query.order_by(col(Terminal.vendor_id), col(record.time), col(record.id))
 
 
 def _held_record(row: Any) -> HeldRecord:
@@ -504,11 +646,11 @@ def _held_record(row: Any) -> HeldRecord:
 
 def write_summary(session: Session, path: Path, *, run: SettlementRun, timezone: str, differences: list[str]) -> None:
     lines = session.execute(
-        select(SettlementLine.vendor_id, Vendor.name, SettlementLine.status, SettlementLine.record_count,
-               SettlementLine.amount_cents, SettlementLine.reason)
-        .join(Vendor, Vendor.id == SettlementLine.vendor_id)  # type: ignore[arg-type]
-        .where(SettlementLine.run_id == run.id)  # type: ignore[arg-type]
-        .order_by(SettlementLine.status.desc(), SettlementLine.vendor_id)  # type: ignore[union-attr, attr-defined]
+        select(col(SettlementLine.vendor_id), col(Vendor.name), col(SettlementLine.status), col(SettlementLine.record_count),
+               col(SettlementLine.amount_cents), col(SettlementLine.reason))
+        .join(Vendor, col(Vendor.id) == col(SettlementLine.vendor_id))
+        .where(col(SettlementLine.run_id) == run.id)
+        .order_by(col(SettlementLine.status).desc(), col(SettlementLine.vendor_id))
     ).all()
     with open_spreadsheet(path) as handle:
         writer = SafeWriter(handle)

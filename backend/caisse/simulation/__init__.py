@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from caisse.models import Card
+from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.backend import SimulationError
 from caisse.simulation.report import checks_json, faults_json, money
 from caisse.simulation.world import SimulationConfig, World
@@ -31,6 +32,8 @@ def simulate(config: SimulationConfig, *, corrupt=None) -> dict:
     if problems:
         raise SimulationError("; ".join(problems))
     world = World(config)
+    if config.adversaries:
+        world.adversaries = world.auditor.adversaries = Adversaries(world)
     try:
         world.run()
         if corrupt is not None:

@@ -34,7 +34,7 @@ from sqlalchemy import func, select, text
 from sqlmodel import Session, col
 
 from caisse.errors import Conflict
-from caisse.ingest import review
+from caisse.ingest import review, terminal_decisions
 from caisse.ingest import upload as ingest
 from caisse.ledger import corrections
 from caisse.ledger import postings as ledger
@@ -58,7 +58,6 @@ from caisse.reports import overdue
 from caisse.settlement import runs as settlement
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
-from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 
@@ -356,7 +355,7 @@ class Adversaries:
 
         def revoke() -> None:
             with world.backend.session() as session:
-                terminal_registry.revoke_terminal(session, terminal_id=post.terminal_id, by=STAFF[1])
+                terminal_decisions.revoke_terminal(session, terminal_id=post.terminal_id, by=STAFF[1])
             self.revoked_terminals.add(post.terminal_id)
             # Revoking holds what it had not settled; what it sent after its last acknowledgement may
             # have arrived (an answer lost) or never will.

@@ -18,7 +18,7 @@ from sqlalchemy import Row, select
 from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.fund.allowances import Month, allowance_reference, expiry_reference
+from caisse.fund.allowances import allowance_reference, expiry_reference
 from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.models import (
@@ -32,6 +32,7 @@ from caisse.models import (
     TerminalStatus,
     TransactionRecord,
 )
+from caisse.months import Month
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 from caisse_common import protocol
 from caisse_common.protocol import Kind, Record

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from schwifty import IBAN
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from caisse.cards import service as card_service
 from caisse.demo import data as demo_data
@@ -27,8 +27,8 @@ from caisse.fund import allowances
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import CardType, RecordStatus, TransactionRecord
+from caisse.months import Month
 from caisse.settlement import runs as settlement
-from caisse.simulation.adversaries import Adversaries
 from caisse.simulation.auditor import Approved, Auditor
 from caisse.simulation.backend import Backend, SimulationError
 from caisse.simulation.cards import MemberCard, SunKeys
@@ -81,6 +81,27 @@ class SimulationConfig:
         return found
 
 
+class _IbanNight(Protocol):
+    @property
+    def iban_night(self) -> int: ...
+
+
+class Hostile(Protocol):
+    """What the world asks of its hostile and mistaken actors (caisse.simulation.adversaries, which
+    act on the world and are attached to it by `caisse.simulation.simulate`)."""
+
+    revoked_terminals: set[int]
+
+    @property
+    def plan(self) -> _IbanNight: ...
+
+    def plan_all(self, add: Callable[..., None], market_time: Callable[[int], int], day_start: Callable[[int], int]) -> None: ...
+
+    def setup(self, session: Session) -> None: ...
+
+    def settle_mid_change(self, run_date: date) -> None: ...
+
+
 @dataclass(slots=True)
 class Post:
     """A vendor and its terminal, as the simulation drives them."""
@@ -122,8 +143,7 @@ class World:
         self._order = 0
         self._armed_power: dict[int, Fault] = {}  # terminal id -> power cut waiting to happen
         self.planned: list[Fault] = []  # every fault of the run, from the start
-        self.adversaries = Adversaries(self) if config.adversaries else None
-        self.auditor.adversaries = self.adversaries
+        self.adversaries: Hostile | None = None  # when config.adversaries, attached by caisse.simulation.simulate
 
     # ---- the caisse ------------------------------------------------------------------------
 
@@ -186,7 +206,7 @@ class World:
             before = ledger.balances_by_code(session, codes=codes)
             self.allocations.append(allowances.allocate(session, month=month, settings=self.backend.settings))
         with self.backend.session() as session:
-            self.auditor.on_allocation(session, month=allowances.Month.parse(month), settings=self.backend.settings,
+            self.auditor.on_allocation(session, month=Month.parse(month), settings=self.backend.settings,
                                        households=[(h.household_id, h.members) for h in self.households],
                                        balances_before=before)
 

@@ -19,28 +19,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import struct
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Row, String, case, cast, func, insert, literal, select, text, update
+from sqlalchemy import ColumnElement, Row, String, cast, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from caisse.cards import member_codes
+from caisse.cards.versions import current_cards_version
 from caisse.config import Settings
-from caisse.db import bind_value, is_postgresql, table_of
+from caisse.db import is_postgresql, table_of
 from caisse.errors import SyncUnauthorized
 from caisse.models import Card, CardStatus, Counter, FeedBalance, Household, LedgerAccount, Terminal, TerminalLimits, TerminalSync, Vendor, utcnow
 from caisse.terminals.service import TerminalState, lock_terminal, terminal_public_key
 from caisse.vendors import accreditation
 from caisse_common import protocol
 
-CARDS_COUNTER = "cards"
 MAX_CARDS_PER_SYNC = 512
 SYNC_VERSIONS = (1, 2, 3)
 # uid_len, uid (zero padded), status, balance_cents, member code salt and verifier (zeros: no code)
@@ -66,112 +65,12 @@ _terminal_limits = table_of(TerminalLimits)
 _feed_balance = table_of(FeedBalance)
 
 
-def take_cards_versions(session: Session, *, count: int) -> int:
-    """Reserve `count` consecutive versions and return the last one. The counter row stays
-    locked until the caller commits."""
-    assert count > 0
-    statement = (
-        update(_counter)
-        .where(_counter.c.name == CARDS_COUNTER)
-        .values(value=_counter.c.value + count)
-        .returning(_counter.c.value)
-    )
-    version = session.execute(statement).scalar_one_or_none()
-    if version is None:  # the migration creates the row; this covers a hand-made schema
-        try:
-            with session.begin_nested():
-                session.execute(insert(_counter).values(name=CARDS_COUNTER, value=0))
-        except IntegrityError:
-            pass
-        version = session.execute(statement).scalar_one()
-    return int(version)
-
-
-def current_cards_version(session: Session) -> int:
-    value = session.execute(select(_counter.c.value).where(_counter.c.name == CARDS_COUNTER)).scalar_one_or_none()
-    return int(value or 0)
-
-
-def bump_cards(session: Session, *, household_ids: Iterable[int] = (), card_ids: Iterable[int] = ()) -> int | None:
-    """Give these cards, and every card of these households, a new version; return the last one.
-
-    Each household (and each single card) gets its own version, so a version never covers more
-    than one household's cards and a sync page can always end between two versions.
-    """
-    household_ids, card_ids = sorted(set(household_ids)), sorted(set(card_ids))
-    count = len(household_ids) + len(card_ids)
-    if count == 0:
-        return None
-    last = take_cards_versions(session, count=count)
-    version = last - count
-    if household_ids and is_postgresql(session):
-        session.execute(
-            text(
-                "UPDATE card SET sync_version = :version + v.n"
-                " FROM unnest(CAST(string_to_array(:households, ',') AS integer[])) WITH ORDINALITY AS v(household_id, n)"
-                " WHERE card.household_id = v.household_id"
-            ),
-            # One text parameter, not an array: psycopg dumps a list in Python, element by element.
-            {"households": ",".join(map(str, household_ids)), "version": version},
-        )
-        version += len(household_ids)
-    elif household_ids:
-        session.connection().exec_driver_sql(
-            "UPDATE card SET sync_version = ? WHERE household_id = ?",
-            [(version + i, h) for i, h in enumerate(household_ids, start=1)],
-        )
-        version += len(household_ids)
-    if card_ids:
-        versions = {c: version + i for i, c in enumerate(card_ids, start=1)}
-        session.execute(
-            update(_card).where(_card.c.id.in_(card_ids)).values(sync_version=case(versions, value=_card.c.id))
-        )
-    if household_ids:
-        mark_overdrafts(session, household_ids=household_ids)
-    return last
-
-
 def member_balance(household_id: ColumnElement[int]) -> ColumnElement[int]:
     """The balance of the household's member account as a SQL expression (0 without an account)."""
     code = literal("member:") + cast(household_id, String)
     return func.coalesce(
         select(_account.c.credits_posted_cents - _account.c.debits_posted_cents).where(_account.c.code == code)
         .scalar_subquery(), 0)
-
-
-# A member account's household id (its code is member:{id}) and balance.
-_ACCOUNT_BALANCE = ("CAST(substr(code, 8) AS INTEGER) AS household_id,"
-                    " credits_posted_cents - debits_posted_cents AS balance")
-
-
-def mark_overdrafts(session: Session, *, household_ids: Collection[int]) -> None:
-    """Set `household.overdrawn_since` for those of these households now below zero, clear it for
-    those no longer. Every change of a member's balance bumps its household here (terminals must
-    learn it), so this is the one place that sees a household cross zero. One UPDATE joined to
-    their accounts (looked up by code, the unique index), writing only the rows whose state changes."""
-    codes = [f"member:{h}" for h in sorted(household_ids)]
-    if is_postgresql(session):
-        accounts = f"SELECT {_ACCOUNT_BALANCE} FROM ledger_account WHERE code = ANY(string_to_array(:codes, ','))"
-        codes_value = ",".join(codes)
-    else:
-        accounts = f"SELECT {_ACCOUNT_BALANCE} FROM ledger_account WHERE code IN (SELECT value FROM json_each(:codes))"
-        codes_value = json.dumps(codes)
-    session.execute(
-        text("UPDATE household SET overdrawn_since = CASE WHEN a.balance < 0 THEN :now END"
-             f" FROM ({accounts}) AS a WHERE household.id = a.household_id"
-             " AND (a.balance < 0) <> (household.overdrawn_since IS NOT NULL)"),
-        {"codes": codes_value, "now": bind_value(session, _household.c.overdrawn_since, utcnow())},
-    )
-
-
-def bump_blocked_cards(session: Session, *, card_ids: Collection[int]) -> None:
-    """Give cards just blocked or returned a new version, and remember it as the version that
-    carried the block: a terminal that proves holding it has been told (caisse.cards.authentication)."""
-    if not card_ids:
-        return
-    bump_cards(session, card_ids=card_ids)
-    session.execute(update(_card).where(_card.c.id.in_(list(card_ids)))  # a card blocked earlier keeps its first version
-                    .values(blocked_version=func.coalesce(_card.c.blocked_version, _card.c.sync_version)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +120,18 @@ def authenticate(
             "clock_skew", f"terminal time is {time_s - now_s:+d} s from the server's", server_time=now_s
         )
     return terminal
+
+
+def record_code_failures(
+    session: Session, *, terminal_id: int, time_s: int | None, signature_hex: str | None, body: bytes,
+    now_s: int, settings: Settings,
+) -> int:
+    """A terminal's report of wrong member codes, signed like sync: authenticated here, then counted
+    per card (caisse.cards.member_codes). Raises like sync, or InvalidInput."""
+    authenticate(session, terminal_id=terminal_id, time_s=time_s,
+                 signed=lambda t: protocol.code_failures_digest(terminal_id, t, body),
+                 signature_hex=signature_hex, now_s=now_s, settings=settings)
+    return member_codes.record_failures(session, terminal_id=terminal_id, body=body)
 
 
 def terminal_code_key(settings: Settings, terminal_id: int) -> bytes:

@@ -166,7 +166,7 @@ def update(session: Session, *, vendor_id: int, wanted: Accreditation, by: str, 
 
 
 def _check(session: Session, wanted: Accreditation) -> None:
-    """The rules of an accreditation (French errors through caisse.console.messages)."""
+    """The rules of an accreditation (French errors through caisse.errors)."""
     if wanted.status not in ConventionStatus.__members__.values():
         raise InvalidInput("invalid_convention_status", f"status must be one of {', '.join(ConventionStatus)}")
     if wanted.starts_on and wanted.ends_on and wanted.ends_on < wanted.starts_on:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from caisse import audit
+from caisse.config import sepa_text
 from caisse.db import get_by_id
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound, require_text
 from caisse.ledger import postings as ledger
@@ -84,15 +85,11 @@ def update_vendor(
 
 def sepa_name_notice(name: str) -> str | None:
     """What staff are told when the bank will receive the name otherwise than typed (French)."""
-    from caisse.settlement.sepa import sepa_text
-
     sent = sepa_text(name)
     return None if sent == name.strip() else f"Nom transmis à la banque (caractères SEPA) : « {sent} »."
 
 
 def _require_sepa_name(name: str) -> None:
-    from caisse.settlement.sepa import sepa_text
-
     if name.strip() and not sepa_text(name):
         raise InvalidInput("name_not_sepa", f"{name!r} has no character a SEPA bank reads")
 

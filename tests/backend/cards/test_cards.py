@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from caisse.cards import authentication as card_auth
 from caisse.cards import service as card_service
+from caisse.cards import versions
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict, InvalidInput
@@ -31,8 +32,8 @@ from caisse.terminals import registry as terminal_registry
 from caisse.terminals import sync
 from caisse_common import protocol
 from tests.backend.cards.test_sun import AN12196_MAC, AN12196_PICC, AN12196_UID, encode_sun
-from tests.backend.conftest import make_settings
 from tests.backend.factories import Chain, World, make_world, new_key, new_uid
+from tests.fixtures.database import make_settings
 
 META_KEY_HEX = "5c" * 16
 MASTER_KEY_HEX = "a7" * 16
@@ -253,9 +254,9 @@ def test_claiming_counters_grants_each_once_even_within_one_call(session: Sessio
 def test_a_tap_after_a_block_from_a_terminal_not_yet_told_is_accepted_but_held(session: Session, settings: Settings) -> None:
     world = make_world(session, balance_cents=10_000)
     told = _second_terminal(session, world)
-    sync.record_version_held(session, terminal_id=world.terminal_id, since=sync.current_cards_version(session))
+    sync.record_version_held(session, terminal_id=world.terminal_id, since=versions.current_cards_version(session))
     card_service.block_card(session, uid_hex=world.uid.hex(), reason="stolen")
-    sync.record_version_held(session, terminal_id=told.terminal_id, since=sync.current_cards_version(session))
+    sync.record_version_held(session, terminal_id=told.terminal_id, since=versions.current_cards_version(session))
     session.commit()
     now = int(__import__("time").time())
     assert _ingest(session, world.chain, [world.chain.pay(world.uid, 300, time=now + 60)], settings) == [Outcome.ACCEPTED]
@@ -442,7 +443,7 @@ def test_ended_cards_stay_in_the_households_sync_version_so_their_number_is_boun
     card_service.block_card(session, uid_hex=world.uid.hex())
     # A balance change stamps every card of the household, the blocked one too: the group a
     # sync page must carry whole is all the household's cards, not its active ones.
-    last = sync.bump_cards(session, household_ids=[world.household_id])
+    last = versions.bump_cards(session, household_ids=[world.household_id])
     assert {c.sync_version for c in household_service.household_cards(session, household_id=world.household_id)} == {last}
     assert card_service.MAX_CARDS_ATTACHED_PER_HOUSEHOLD <= sync.MAX_CARDS_PER_SYNC // 2
     monkeypatch.setattr(card_service, "MAX_CARDS_ATTACHED_PER_HOUSEHOLD", 3)

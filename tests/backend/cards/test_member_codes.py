@@ -20,6 +20,7 @@ from caisse.cards import service as card_service
 from caisse.cli.main import app
 from caisse.config import Settings
 from caisse.errors import InvalidInput
+from caisse.ingest import terminal_decisions
 from caisse.members import households as household_service
 from caisse.staff import accounts
 from caisse.terminals import registry as terminal_registry
@@ -218,7 +219,7 @@ def test_the_member_code_key_goes_only_to_an_active_terminal_registered_with_a_c
     for terminal_id in (chipless.terminal_id, world.terminal_id):
         refused = client.post(f"/v1/admin/terminals/{terminal_id}/member-code-key", headers=admin_headers)
         assert (refused.status_code, refused.json()["error"]) == (409, "no_secure_element")
-    terminal_registry.revoke_terminal(session, terminal_id=chip.terminal_id, by=accounts.SYSTEM)
+    terminal_decisions.revoke_terminal(session, terminal_id=chip.terminal_id, by=accounts.SYSTEM)
     session.commit()
     refused = client.post(f"/v1/admin/terminals/{chip.terminal_id}/member-code-key", headers=admin_headers)
     assert (refused.status_code, refused.json()["error"]) == (409, "terminal_revoked")

@@ -22,8 +22,8 @@ from caisse.cli.main import app
 from caisse.settlement import runs as settlement
 from caisse_common import cli_french
 from caisse_common.cli_french import Choices, exit_code
-from tests.backend.conftest import POSTGRES_URL
 from tests.backend.factories import staff_in_database
+from tests.fixtures.database import POSTGRES_URL
 
 # What Typer prints in English when nothing translates it.
 ENGLISH_CLICK = ("Usage:", "Options:", "Commands", "Show this message", "Missing option", "Missing argument",

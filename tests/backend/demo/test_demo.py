@@ -20,7 +20,7 @@ from caisse.demo import data as demo_data
 from caisse.demo import seed as demo
 from caisse_common import protocol
 from caisse_common.protocol import Kind
-from tests.backend.conftest import ADMIN_TOKEN
+from tests.fixtures.database import ADMIN_TOKEN
 
 
 def make_terminal(terminal_id: int = 3) -> demo.DemoTerminal:

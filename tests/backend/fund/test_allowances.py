@@ -16,10 +16,11 @@ from caisse.fund import allowances
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import Contribution, Household, LedgerTransfer
+from caisse.months import Month
 from caisse.staff.accounts import SYSTEM
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import STAFF_EMAIL, staff_in_database
+from tests.fixtures.database import make_settings
 
 EARLY = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -109,7 +110,7 @@ def test_unspent_money_above_the_cap_returns_to_the_fund(session: Session) -> No
     session.commit()
     assert (report.expired_households, report.expired_cents) == (1, 7_000)
     assert _balance(session, a) == 3_000 + 10_000
-    expiry = ledger.find_transfer(session, reference=allowances.expiry_reference(a, allowances.Month.parse("2026-04")))
+    expiry = ledger.find_transfer(session, reference=allowances.expiry_reference(a, Month.parse("2026-04")))
     assert expiry is not None and expiry.kind == ledger.TransferKind.EXPIRY
     assert_ledger_invariants(session)
 

@@ -27,8 +27,8 @@ from caisse.fund import service as fund
 from caisse.ingest import review
 from caisse.members import households as household_service
 from caisse.settlement import runs as settlement
-from tests.backend.conftest import PG_SCHEMA, make_settings
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import PG_SCHEMA, make_settings
 
 PARIS = ZoneInfo("Europe/Paris")
 

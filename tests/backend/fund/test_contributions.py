@@ -23,7 +23,6 @@ from caisse.config import MeansKind
 from caisse.errors import Conflict, InvalidInput
 from caisse.fund import allowances, contributions, costs, matching_claim
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month
 from caisse.fund.year_budget import year_budget
 from caisse.ledger import corrections
 from caisse.ledger import postings as ledger
@@ -32,10 +31,11 @@ from caisse.members import means
 from caisse.members import service as members
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer, Role, TransactionRecord
 from caisse.money import euros
+from caisse.months import Month
 from caisse.staff import accounts
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import make_settings
 
 STAFF = "claire@caisse.test"
 

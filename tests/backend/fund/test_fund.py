@@ -14,19 +14,19 @@ from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
 
 from caisse.config import Settings
-from caisse.console.messages import MESSAGES
 from caisse.db import session_factory
-from caisse.errors import Conflict, InvalidInput
+from caisse.errors import MESSAGES, Conflict, InvalidInput
 from caisse.fund import allowances
 from caisse.fund import service as fund
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import Contribution, Household, LedgerTransfer, SettlementRun, TransactionRecord
+from caisse.money import parse_euros
 from caisse.settlement import runs as settlement
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import STAFF_EMAIL, staff_in_database
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import make_settings
 
 
 def _households(session: Session, count: int) -> list[int]:
@@ -42,18 +42,18 @@ def _households(session: Session, count: int) -> list[int]:
 
 @pytest.mark.parametrize(("text", "cents"), [("12,50", 1250), ("12.5", 1250), ("0.01", 1), ("1 000,00", 100_000), ("7", 700)])
 def test_euros_are_parsed_exactly_to_cents(text: str, cents: int) -> None:
-    assert fund.parse_euros(text) == cents
+    assert parse_euros(text) == cents
 
 
 @pytest.mark.parametrize("text", ["12,505", "-3", "0", "abc", "1e3", "NaN", "", "2000000"])
 def test_a_malformed_or_out_of_range_amount_is_refused(text: str) -> None:
     with pytest.raises(InvalidInput):
-        fund.parse_euros(text)
+        parse_euros(text)
 
 
 @given(st.decimals(min_value="0.01", max_value="999999.99", places=2))
 def test_any_two_decimal_amount_round_trips_through_cents(amount) -> None:  # type: ignore[no-untyped-def]
-    assert fund.parse_euros(str(amount).replace(".", ",")) == int(amount * 100)
+    assert parse_euros(str(amount).replace(".", ",")) == int(amount * 100)
 
 
 def test_the_suggested_contribution_follows_the_income_brackets_and_the_minimum() -> None:

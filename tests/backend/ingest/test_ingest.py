@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from caisse.cards import service as card_service
+from caisse.cards import versions
 from caisse.config import Settings
 from caisse.ingest import upload as ingest
 from caisse.ingest.upload import Outcome, Reason, ingest_batch
@@ -123,7 +124,7 @@ def test_a_tap_after_the_block_is_card_blocked_and_a_tap_before_it_is_accepted(s
     world = make_world(session, balance_cents=10_000)
     card_service.block_card(session, uid_hex=world.uid.hex())
     # The terminal syncs and proves it holds the block (a terminal that had not: tests/backend/cards/test_cards.py).
-    sync.record_version_held(session, terminal_id=world.terminal_id, since=sync.current_cards_version(session))
+    sync.record_version_held(session, terminal_id=world.terminal_id, since=versions.current_cards_version(session))
     session.commit()
     now = int(__import__("time").time())
     records = [world.chain.pay(world.uid, 100, time=now - 3_600), world.chain.pay(world.uid, 200, time=now + 60)]

@@ -16,7 +16,7 @@ from caisse.members import households as household_service
 from caisse.models import Terminal
 from caisse.vendors import service as vendor_service
 from caisse_common import protocol
-from tests.backend.conftest import make_settings
+from tests.fixtures.database import make_settings
 
 VECTORS = json.loads((Path(__file__).parents[2] / "vectors" / "protocol_v1.json").read_text())
 TERMINAL = VECTORS["terminal"]

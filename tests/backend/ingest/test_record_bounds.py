@@ -8,6 +8,7 @@ import time
 from sqlmodel import Session
 
 from caisse.cards import service as card_service
+from caisse.cards import versions
 from caisse.config import Settings
 from caisse.ingest import upload as ingest
 from caisse.ingest.upload import Outcome, Reason, TimeBound
@@ -31,7 +32,7 @@ def _holds(session: Session, chain: Chain) -> dict[int, str]:
 def _block_and_tell(session: Session, world: World) -> int:
     """Block the world's card now and have its terminal prove it holds the block; the block's time."""
     card_service.block_card(session, uid_hex=world.uid.hex(), reason="stolen")
-    sync.record_version_held(session, terminal_id=world.terminal_id, since=sync.current_cards_version(session))
+    sync.record_version_held(session, terminal_id=world.terminal_id, since=versions.current_cards_version(session))
     session.commit()
     return int(time.time())
 

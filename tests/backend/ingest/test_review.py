@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from caisse import audit
 from caisse.cards import service as card_service
+from caisse.cards import versions
 from caisse.config import Settings
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ingest import review
@@ -231,7 +232,7 @@ def _payable(session: Session, market: Market, index: int = 0) -> int:
 def _block_card_unknown_to_the_terminal(session: Session, market: Market) -> None:
     """The card is blocked (stolen) since T0, and terminal 0 proved it held the deny list only
     from before: its later records of the card are accepted and held (docs/cards.md)."""
-    sync.record_version_held(session, terminal_id=market.chains[0].terminal_id, since=sync.current_cards_version(session))
+    sync.record_version_held(session, terminal_id=market.chains[0].terminal_id, since=versions.current_cards_version(session))
     card_service.block_card(session, uid_hex=market.uid.hex(), reason="stolen")
     session.execute(update(Card).where(Card.uid == market.uid).values(blocked_at=datetime.fromtimestamp(T0, UTC)))  # type: ignore[arg-type]
     session.commit()

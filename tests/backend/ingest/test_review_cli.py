@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from caisse.cli.main import app
 from caisse.db import make_engine, session_factory
 from caisse.ingest import review
-from tests.backend.conftest import DECIDERS, make_settings
 from tests.backend.factories import staff_in_database
 from tests.backend.ingest.test_review import _record_id
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import DECIDERS, make_settings
 
 
 @pytest.fixture

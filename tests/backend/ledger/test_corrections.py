@@ -22,11 +22,12 @@ from caisse.ledger import corrections
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import Contribution, Household, LedgerTransfer
+from caisse.months import Month
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_in_database
 from tests.backend.settlement.test_payout import add_staff
 from tests.backend.settlement.test_settlement import Market
+from tests.fixtures.database import make_settings
 
 CLAIRE = "claire@caisse.test"
 
@@ -130,7 +131,7 @@ def test_a_reversed_allowance_leaves_the_monthly_budget(session: Session) -> Non
     month = date.today().strftime("%Y-%m")  # the household registered today
     assert allowances.allocate(session, month=month, settings=rules).credited_cents > 0
     session.commit()
-    corrections.reverse(session, reference=allowances.allowance_reference(h, allowances.Month.parse(month)), by=CLAIRE,
+    corrections.reverse(session, reference=allowances.allowance_reference(h, Month.parse(month)), by=CLAIRE,
                         reason="foyer parti avant le début du mois")
     session.commit()
     assert fund.budget(session, month=month, settings=rules).allowances_cents == 0

@@ -21,8 +21,8 @@ from caisse.ledger import invariants
 from caisse.members import households as household_service
 from caisse.models import Contribution
 from caisse.settlement import runs as settlement
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import DAY1, Market
+from tests.fixtures.database import make_settings
 
 pytestmark = pytest.mark.usefixtures("deciders")  # review decisions name active console accounts
 

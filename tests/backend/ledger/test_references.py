@@ -9,15 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from caisse.console.messages import MESSAGES
-from caisse.errors import InvalidInput
+from caisse.errors import MESSAGES, InvalidInput
 from caisse.fund import allowances
 from caisse.fund import service as fund
-from caisse.fund.allowances import Month
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
-from tests.backend.conftest import make_settings
+from caisse.months import Month
 from tests.backend.factories import make_world
+from tests.fixtures.database import make_settings
 
 
 def _system_references(terminal_id: int, household_id: int) -> list[str]:

@@ -22,9 +22,10 @@ from caisse.members import households as household_service
 from caisse.members import service as members
 from caisse.members import sortition
 from caisse.models import Household, LedgerTransfer, RecordStatus, SortitionDraw, utcnow
+from caisse.months import Month
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import World, make_world, staff_account
+from tests.fixtures.database import make_settings
 
 # Page and command logic, and paths with no SQL of their own: SQLite only; the SQL paths run on both.
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -67,7 +68,7 @@ def test_the_joining_month_is_the_paris_month_across_daylight_saving_changes(ses
         allowances.allocate(session, month=month, settings=settings)
     session.commit()
     assert _credited_months(session, household_id)[0] == first_month
-    assert allowances.Month.of(joined, PARIS) == allowances.Month.parse(first_month)
+    assert Month.of(joined, PARIS) == Month.parse(first_month)
 
 
 def _world_leaving(session: Session, staff: str, *, blocked_at: datetime) -> World:

@@ -18,9 +18,10 @@ from caisse.ledger import postings as ledger
 from caisse.members import means, sortition
 from caisse.members.sortition import STRATA
 from caisse.models import Card, Household, SortitionVolunteer
+from caisse.months import Month
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import make_settings
 from tests.backend.factories import staff_account
+from tests.fixtures.database import make_settings
 
 STAFF = "coordination@caisse.test"
 CLOSING = date(2026, 3, 15)
@@ -82,7 +83,7 @@ def test_volunteers_become_households_with_cards_and_allowances_without_retyping
         allowances.allocate(session, month=month, settings=settings, by=STAFF)
     session.commit()
     for household_id in accepted:  # joined on 31 March in Paris: one day of March pro rata, then 100 MonA
-        march, april = (ledger.find_transfer(session, reference=allowances.allowance_reference(household_id, allowances.Month.parse(m)))
+        march, april = (ledger.find_transfer(session, reference=allowances.allowance_reference(household_id, Month.parse(m)))
                         for m in ("2026-03", "2026-04"))
         assert march is not None and april is not None
         assert (march.amount_cents, april.amount_cents) == (10_000 // 31, 10_000)

@@ -61,8 +61,8 @@ def test_0012_moves_the_money_of_records_held_before_it_into_vendor_held(engine:
     from caisse.ledger import postings as ledger
     from caisse.settlement import runs as settlement
     from tests.backend.audit import assert_ledger_invariants
-    from tests.backend.conftest import make_settings
     from tests.backend.settlement.test_settlement import Market
+    from tests.fixtures.database import make_settings
 
     with session_factory(engine)() as session:
         market = Market(session, make_settings(str(engine.url), settlement_dir=str(tmp_path)))

@@ -22,9 +22,9 @@ from caisse.ingest import review
 from caisse.members import households as household_service
 from caisse.reports import overdue
 from caisse.settlement import runs as settlement
-from tests.backend.conftest import PG_SCHEMA, make_settings
 from tests.backend.factories import T0, new_uid
 from tests.backend.settlement.test_settlement import DAY1, Market
+from tests.fixtures.database import PG_SCHEMA, make_settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # caisse verify reads the wall clock
 LONG_AGO, RECENTLY = NOW - timedelta(days=20), NOW - timedelta(days=2)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session
 
 from caisse import audit
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.db import session_factory
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import ConsoleUser, Role, SettlementRun, Vendor
@@ -260,7 +260,7 @@ def test_the_execution_date_is_a_target2_business_day_never_in_the_past(session:
     ("Boulangerie_Œuf #1 @Arceaux", "Boulangerie OEuf 1 Arceaux"),
 ])
 def test_a_name_is_transliterated_to_the_sepa_characters(name: str, expected: str) -> None:
-    assert sepa.sepa_text(name) == expected
+    assert sepa_text(name) == expected
     assert SEPA_TEXT.match(expected)
 
 
@@ -294,7 +294,7 @@ def test_a_legacy_name_or_iban_the_bank_refuses_holds_its_vendor_not_the_whole_r
 
 
 def test_a_non_sepa_iban_is_refused_at_entry_in_french(session: Session) -> None:
-    from caisse.console.messages import french
+    from caisse.errors import french
 
     for iban in ("SA0380000000608010167519", "BR1800360305000010009795493C1"):
         with pytest.raises(InvalidInput) as refused:
@@ -306,7 +306,7 @@ def test_a_non_sepa_iban_is_refused_at_entry_in_french(session: Session) -> None
 def test_the_debtor_name_setting_is_refused_with_its_sepa_form() -> None:
     from pydantic import ValidationError
 
-    from tests.backend.conftest import make_settings
+    from tests.fixtures.database import make_settings
 
     with pytest.raises(ValidationError) as refused:
         make_settings(debtor_name="Caisse & Cie « Écusson »")

@@ -11,8 +11,8 @@ from sqlmodel import Session
 
 from caisse.config import Settings
 from caisse.settlement import sepa
-from tests.backend.conftest import make_settings
 from tests.backend.settlement.test_settlement import Market, _control_sum_cents, _sepa, _settle, _texts
+from tests.fixtures.database import make_settings
 
 VERSIONS = ["pain.001.001.03", "pain.001.001.09", "pain.001.001.10", "pain.001.001.11"]
 

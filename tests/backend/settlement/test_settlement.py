@@ -23,6 +23,7 @@ from caisse.cards import service as card_service
 from caisse.config import Settings
 from caisse.db import session_factory
 from caisse.errors import Conflict
+from caisse.ingest import terminal_decisions
 from caisse.ingest.upload import ingest_batch
 from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
@@ -35,8 +36,8 @@ from caisse.terminals import registry as terminal_registry
 from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 from tests.backend.audit import assert_ledger_invariants
-from tests.backend.conftest import ADMIN_TOKEN
 from tests.backend.factories import T0, Chain, new_key, new_uid
+from tests.fixtures.database import ADMIN_TOKEN
 
 DAY1 = date(2026, 1, 1)  # the factories' records are stamped from 2026-01-01 08:01 UTC
 IBANS = ["FR1420041010050500013M02606", "DE89370400440532013000", "FR7630006000011234567890189"]
@@ -216,7 +217,7 @@ def test_clearing_a_suspect_terminal_makes_it_active_and_pays_nothing_by_itself(
     market.pay(0, 1_000)
     _flag_suspect(market, 0)
     terminal_id = market.chains[0].terminal_id
-    terminal_registry.clear_suspect_terminal(session, terminal_id=terminal_id, by=accounts.SYSTEM)
+    terminal_decisions.clear_suspect_terminal(session, terminal_id=terminal_id, by=accounts.SYSTEM)
     session.commit()
     assert _status(session, market, 0) == "active"
     [event] = audit.events(session, subjects=[f"terminal:{terminal_id}"])
@@ -226,7 +227,7 @@ def test_clearing_a_suspect_terminal_makes_it_active_and_pays_nothing_by_itself(
     market.pay(0, 300)  # active again: its new records are paid as usual
     assert _settle(engine, rules, date(2026, 1, 2)).paid_cents == 300
     with pytest.raises(Conflict):
-        terminal_registry.clear_suspect_terminal(session, terminal_id=terminal_id, by=accounts.SYSTEM)
+        terminal_decisions.clear_suspect_terminal(session, terminal_id=terminal_id, by=accounts.SYSTEM)
     session.rollback()
     review.release(session, record_id=_id(session, market, 0, 1), by="tresoriere@caisse.test")
     session.commit()
@@ -242,7 +243,7 @@ def test_revoking_an_active_terminal_holds_its_unsettled_records_with_a_french_r
     market.pay(0, 700)
     assert _settle(engine, rules, DAY1).paid_cents == 700
     market.pay(0, 200, time=T0 + 86_400)
-    terminal_registry.revoke_terminal(session, terminal_id=market.chains[0].terminal_id, by=accounts.SYSTEM)
+    terminal_decisions.revoke_terminal(session, terminal_id=market.chains[0].terminal_id, by=accounts.SYSTEM)
     session.commit()
     held = statements.held_for_review(session)
     session.commit()

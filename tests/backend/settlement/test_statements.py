@@ -183,3 +183,27 @@ def test_statements_written_by_worker_processes_are_the_bytes_fpdf2_writes_line_
     one, pool = _statement_files(tmp_path / "one"), _statement_files(tmp_path / "pool")
     assert len(one) == 6 and one.keys() == pool.keys()
     assert [name for name in one if one[name] != pool[name]] == []
+
+
+def test_a_large_export_writes_its_sepa_file_and_statements_in_worker_processes(
+    session: Session, engine: Engine, rules: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run's files come from worker processes, the SEPA file beside the statements: it is
+    valid against its schema, pays each vendor, and the run keeps its execution date."""
+    from caisse.models import SettlementRun
+    from caisse.settlement import sepa, statements
+
+    market = Market(session, rules, vendors=2)
+    market.pay(0, 1_250)
+    market.pay(1, 700)
+    monkeypatch.setattr(statements, "PARALLEL_FROM_RECORDS", 1)  # two records: the workers' path
+    result = _settle(engine, rules)
+    folder = Path(result.output_dir or "")
+    transfers = folder / "virements-sepa.xml"
+    sepa.xsd(sepa.schema_for_bank(rules)).validate(str(transfers))
+    document = transfers.read_text(encoding="utf-8")
+    assert ">12.50<" in document and ">7.00<" in document
+    run = session.get(SettlementRun, result.run_id)
+    assert run is not None and run.execution_date is not None
+    assert sorted(path.name for path in folder.glob("releve-commercant-*")) == sorted(
+        f"releve-commercant-{vendor}.{suffix}" for vendor in market.vendor_ids for suffix in ("csv", "pdf"))

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from caisse import audit
 from caisse.cards import service as card_service
 from caisse.errors import Conflict, Forbidden, InvalidInput
+from caisse.ingest import terminal_decisions
 from caisse.members import households as household_service
 from caisse.models import BlockReason, CardStatus, Role
 from caisse.reports import directory
@@ -111,8 +112,8 @@ def test_a_returned_card_is_issued_again_not_unblocked_and_a_disabled_account_ch
     accounts.set_active(session, email=staff[Role.COORDINATOR], active=False, by=staff[Role.ADMIN])
     session.commit()
     for action in (lambda: card_service.block_card(session, uid_hex=world.uid.hex(), by=staff[Role.COORDINATOR]),
-                   lambda: terminal_registry.revoke_terminal(session, terminal_id=world.terminal_id, by=staff[Role.COORDINATOR]),
-                   lambda: terminal_registry.revoke_terminal(session, terminal_id=world.terminal_id, by="n'importe qui")):
+                   lambda: terminal_decisions.revoke_terminal(session, terminal_id=world.terminal_id, by=staff[Role.COORDINATOR]),
+                   lambda: terminal_decisions.revoke_terminal(session, terminal_id=world.terminal_id, by="n'importe qui")):
         with pytest.raises(InvalidInput) as refused:
             action()
         assert refused.value.code == "not_an_active_account"
@@ -144,8 +145,8 @@ def test_only_an_active_administrator_manages_accounts_and_the_last_one_stays(se
 
 @sqlite_only
 def test_a_reset_password_works_once_shown_ends_the_sessions_and_is_never_logged(session: Session) -> None:
-    from tests.backend.conftest import make_settings
     from tests.console.conftest import sign_in_directly
+    from tests.fixtures.database import make_settings
 
     staff = _staff(session)
     settings = make_settings()

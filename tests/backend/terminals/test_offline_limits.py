@@ -24,8 +24,8 @@ from caisse.settlement import statements
 from caisse.terminals import registry as terminal_registry
 from caisse.terminals.sync import CARD_ENTRY, unpack_cards, unpack_cards_v2
 from caisse_common import protocol
-from tests.backend.conftest import make_settings
 from tests.backend.factories import Chain, World, make_world, new_key, new_uid
+from tests.fixtures.database import make_settings
 
 SHARE_BP, CAP_CENTS = 5_000, 10_000  # half the balance at sync, at most 100 EUR
 DAY_S = 86_400

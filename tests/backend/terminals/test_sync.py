@@ -12,13 +12,14 @@ from sqlmodel import Session
 
 from caisse.cards import service as card_service
 from caisse.cards.service import MAX_CARDS_PER_HOUSEHOLD
+from caisse.cards.versions import bump_cards
 from caisse.db import table_of
 from caisse.errors import Conflict
+from caisse.ingest import terminal_decisions
 from caisse.members import households as household_service
 from caisse.models import Card, Terminal, utcnow
 from caisse.staff import accounts
-from caisse.terminals import registry as terminal_registry
-from caisse.terminals.sync import MAX_CARDS_PER_SYNC, bump_cards, unpack_cards
+from caisse.terminals.sync import MAX_CARDS_PER_SYNC, unpack_cards
 from caisse_common import protocol
 from tests.backend.factories import World, make_world, new_uid
 
@@ -76,7 +77,7 @@ def test_missing_or_garbled_auth_headers_are_401(client: TestClient, session: Se
 
 def test_a_revoked_or_unknown_terminal_is_403(client: TestClient, session: Session) -> None:
     world = make_world(session)
-    terminal_registry.revoke_terminal(session, terminal_id=world.terminal_id, by=accounts.SYSTEM)
+    terminal_decisions.revoke_terminal(session, terminal_id=world.terminal_id, by=accounts.SYSTEM)
     session.commit()
     assert _sync(client, world).json()["error"] == "terminal_revoked"
     ghost = World(world.vendor_id, world.household_id, world.uid, world.chain)

@@ -29,6 +29,7 @@ from caisse.api.schemas import (
 )
 from caisse.cards import member_codes
 from caisse.cards import service as card_service
+from caisse.ingest import terminal_decisions
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import Card, Household, Terminal, Vendor
@@ -167,7 +168,7 @@ def member_code_key(terminal_id: int, session: SessionDep, settings: SettingsDep
 
 @router.post("/terminals/{terminal_id}/revoke")
 def revoke_terminal(terminal_id: int, session: SessionDep) -> TerminalOut:
-    terminal = terminal_registry.revoke_terminal(session, terminal_id=terminal_id, by=API_ACTOR)
+    terminal = terminal_decisions.revoke_terminal(session, terminal_id=terminal_id, by=API_ACTOR)
     session.commit()
     return _terminal_out(terminal)
 

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from caisse.api.deps import SessionDep, SettingsDep
 from caisse.api.schemas import BatchIn, BatchOut, SyncOut, error_responses
-from caisse.cards.member_codes import MAX_FAILURES_BODY_BYTES, record_failures
+from caisse.cards.member_codes import MAX_FAILURES_BODY_BYTES
 from caisse.db import writer_turn
 from caisse.errors import CaisseError, InvalidInput
 from caisse.ingest.upload import MAX_BATCH_BODY_BYTES, MAX_RECORDS_PER_BATCH, BatchResult, ingest_prepared, prepare_batch
 from caisse.terminals.health import record_report
-from caisse.terminals.sync import MAX_SINCE, SYNC_VERSIONS, sync_terminal
+from caisse.terminals.sync import MAX_SINCE, SYNC_VERSIONS, record_code_failures, sync_terminal
 
 router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
 
@@ -156,7 +156,7 @@ def report_code_failures(
     x_caisse_signature: Annotated[str | None, Header()] = None,
 ) -> dict[str, int]:
     """Wrong member codes counted by the terminal since its last report (docs/protocol.md)."""
-    recorded = record_failures(session, terminal_id=terminal_id, time_s=header_number(x_caisse_time), signature_hex=x_caisse_signature,
-                               body=body, now_s=int(time.time()), settings=settings)
+    recorded = record_code_failures(session, terminal_id=terminal_id, time_s=header_number(x_caisse_time),
+                                    signature_hex=x_caisse_signature, body=body, now_s=int(time.time()), settings=settings)
     session.commit()
     return {"recorded": recorded}

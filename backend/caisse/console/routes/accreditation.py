@@ -15,9 +15,8 @@ from fastapi.responses import Response
 from caisse import audit
 from caisse.console.deps import STAFF, DbSession, require_page, require_roles
 from caisse.console.forms import optional_date
-from caisse.console.messages import french
 from caisse.console.templating import local_today, redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.models import ConsoleUser, Vendor
 from caisse.vendors import accreditation
 from caisse.vendors import service as vendor_service

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from caisse.console.deps import PAGE_ROLES, SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, CurrentUser, DbSession
-from caisse.console.messages import french
 from caisse.console.templating import NAV, local_today, redirect, render
+from caisse.errors import french
 from caisse.fund import overdrafts
 from caisse.reports import overdue
 from caisse.staff import accounts

@@ -13,13 +13,12 @@ from fastapi.responses import Response
 from caisse.config import Settings
 from caisse.console.charts import Chart, Series
 from caisse.console.deps import DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import render
-from caisse.errors import InvalidInput
+from caisse.errors import InvalidInput, french
 from caisse.fund import service as fund
 from caisse.fund import year_budget
-from caisse.fund.allowances import Month
 from caisse.money import euros
+from caisse.months import Month
 from caisse.reports import flows
 
 router = APIRouter(prefix="/budget", dependencies=[Depends(require_page("budget"))])

@@ -12,9 +12,8 @@ from fastapi.responses import Response
 from caisse import audit
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
-from caisse.errors import CaisseError
+from caisse.errors import CaisseError, french
 from caisse.members import households as household_service
 from caisse.models import BlockReason, Card, CardStatus
 from caisse.reports import directory

@@ -14,13 +14,12 @@ from sqlmodel import Session
 
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import SECURITY_HEADERS, redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.fund import contributions, matching_claim
-from caisse.fund.allowances import Month
-from caisse.fund.service import parse_euros
 from caisse.members import means
+from caisse.money import parse_euros
+from caisse.months import Month
 
 router = APIRouter(prefix="/contributions", dependencies=[Depends(require_page("contributions"))])
 

@@ -9,10 +9,9 @@ from fastapi.responses import Response
 from caisse.config import Settings
 from caisse.console.charts import Chart, Series
 from caisse.console.deps import DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.routes.budget import period, whole_euros
 from caisse.console.templating import render
-from caisse.errors import InvalidInput
+from caisse.errors import InvalidInput, french
 from caisse.models import VendorKind
 from caisse.money import euros
 from caisse.reports import flows

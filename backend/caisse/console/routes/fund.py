@@ -30,16 +30,16 @@ from starlette.datastructures import UploadFile
 from caisse import spreadsheet
 from caisse.config import Settings
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import CONSOLE_TIMEZONE, local_time, redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.fund import allowances
 from caisse.fund import service as fund
 from caisse.ledger import corrections
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import AllowanceMonth, LedgerTransfer
-from caisse.money import euros
+from caisse.money import euros, parse_euros
+from caisse.months import Month
 
 router = APIRouter(prefix="/fund", dependencies=[Depends(require_page("fund"))])
 ENTRIES_SHOWN = 30
@@ -96,7 +96,7 @@ def _allocate(session: Session, form: dict[str, str], by: str, settings: Setting
 
 
 def _close(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    month = str(allowances.Month.parse(form.get("month", "")))
+    month = str(Month.parse(form.get("month", "")))
     state = session.get(AllowanceMonth, month)
     closed_before = state is not None and state.closed_at is not None  # read now: closing changes this same object
     credited = session.execute(select(col(LedgerTransfer.amount_cents)).where(
@@ -110,11 +110,11 @@ def _close(session: Session, form: dict[str, str], by: str, settings: Settings, 
 
 
 def _cents(value: str) -> int | None:
-    return None if not value.strip() else fund.parse_euros(value, zero_allowed=True)
+    return None if not value.strip() else parse_euros(value, zero_allowed=True)
 
 
 def _rule(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    month = str(allowances.Month.parse(form.get("month", "")))
+    month = str(Month.parse(form.get("month", "")))
     before = allowances.rule_in_force(session, month=month, settings=settings)
     new = allowances.set_rule(
         session, effective_month=month, by=by, settings=settings, rule=form.get("rule") or None,
@@ -146,7 +146,7 @@ def _import(session: Session, form: dict[str, str], by: str, settings: Settings,
 
 
 def _grant(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    amount, month, source = fund.parse_euros(form.get("amount", "")), form.get("month", ""), form.get("source", "").strip()
+    amount, month, source = parse_euros(form.get("amount", "")), form.get("month", ""), form.get("source", "").strip()
     if not source:
         raise InvalidInput("invalid_source", "say who gives the grant")
     created = fund.record_grant(session, month=month, amount_cents=amount, source=source,
@@ -156,7 +156,7 @@ def _grant(session: Session, form: dict[str, str], by: str, settings: Settings, 
 
 
 def _fee(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    amount, month, memo = fund.parse_euros(form.get("amount", "")), form.get("month", ""), form.get("memo", "").strip()
+    amount, month, memo = parse_euros(form.get("amount", "")), form.get("month", ""), form.get("memo", "").strip()
     if not memo:
         raise InvalidInput("invalid_memo", "say what the fee is for")
     created = fund.record_fee(session, month=month, amount_cents=amount, memo=memo, reference=form.get("reference", ""), by=by)
@@ -164,7 +164,7 @@ def _fee(session: Session, form: dict[str, str], by: str, settings: Settings, _p
 
 
 def _credit(session: Session, form: dict[str, str], by: str, settings: Settings, _preview: bool) -> Done:
-    amount = fund.parse_euros(form.get("amount", ""))
+    amount = parse_euros(form.get("amount", ""))
     try:
         household_id = int(form.get("household", ""))
     except ValueError:

@@ -17,14 +17,13 @@ from sqlmodel import col
 from caisse import audit, db
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import confirm, redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.fund import service as fund
 from caisse.members import households as household_service
 from caisse.members import service as membership
 from caisse.models import Card, CardType, SortitionVolunteer
-from caisse.money import euros
+from caisse.money import euros, parse_euros
 from caisse.reports import directory
 
 router = APIRouter(prefix="/households", dependencies=[Depends(require_page("households"))])
@@ -142,7 +141,7 @@ def return_card(session: DbSession, user: CurrentUser, household_id: int, uid: s
 def record_contribution(request: Request, session: DbSession, user: CurrentUser, household_id: int, month: Text = "",
                         amount: Text = "", reference: Text = "") -> Response:
     try:
-        cents = fund.parse_euros(amount)
+        cents = parse_euros(amount)
         created = fund.record_contribution(session, household_id=household_id, month=month, amount_cents=cents,
                                            settings=request.app.state.settings, reference=reference or None, by=user.email)
     except CaisseError as error:

@@ -14,16 +14,14 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from caisse.config import Settings
+from caisse.config import Settings, sepa_text
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
-from caisse.console.messages import french
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput, NotFound
+from caisse.errors import CaisseError, InvalidInput, NotFound, french
 from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, SettlementStatus, Vendor
 from caisse.reports import directory
 from caisse.settlement import bank_returns as bank
 from caisse.settlement import runs as settlement
-from caisse.settlement.sepa import sepa_text
 
 router = APIRouter(prefix="/settlements", dependencies=[Depends(require_page("settlements"))])
 Approver = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]

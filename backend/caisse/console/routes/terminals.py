@@ -7,10 +7,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, redirect, render
-from caisse.errors import CaisseError
-from caisse.ingest import review
+from caisse.errors import CaisseError, french
+from caisse.ingest import review, terminal_decisions
 from caisse.models import TerminalStatus
 from caisse.reports import directory
 from caisse.terminals import health as terminal_health
@@ -69,7 +68,7 @@ def clear_form(request: Request, session: DbSession, terminal_id: int) -> Respon
 
 @router.post("/{terminal_id}/revoke")
 def revoke(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
-    terminal_registry.revoke_terminal(session, terminal_id=terminal_id, by=user.email)
+    terminal_decisions.revoke_terminal(session, terminal_id=terminal_id, by=user.email)
     session.commit()
     return redirect("/console/terminals", flash=f"Terminal {terminal_id} révoqué : le serveur refusera ses envois."
                                                 " Ses enregistrements non réglés attendent une décision.")
@@ -78,7 +77,7 @@ def revoke(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
 @router.post("/{terminal_id}/clear")
 def clear(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
     try:
-        terminal_registry.clear_suspect_terminal(session, terminal_id=terminal_id, by=user.email)
+        terminal_decisions.clear_suspect_terminal(session, terminal_id=terminal_id, by=user.email)
     except CaisseError as error:
         session.rollback()
         return redirect("/console/terminals", flash=french(error))
@@ -90,7 +89,7 @@ def clear(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
 @router.post("/{terminal_id}/accept-loss")
 def accept_loss(session: DbSession, user: CurrentUser, terminal_id: int) -> Response:
     try:
-        first, last = terminal_registry.accept_lost_records(session, terminal_id=terminal_id, by=user.email)
+        first, last = terminal_decisions.accept_lost_records(session, terminal_id=terminal_id, by=user.email)
     except CaisseError as error:
         session.rollback()
         return redirect(f"/console/terminals/{terminal_id}", flash=french(error))

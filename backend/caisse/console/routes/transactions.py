@@ -14,9 +14,8 @@ from sqlmodel import Session, col
 from caisse import db
 from caisse.cards import service as card_service
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import redirect, render
-from caisse.errors import CaisseError, InvalidInput
+from caisse.errors import CaisseError, InvalidInput, french
 from caisse.ingest import review
 from caisse.models import ConsoleUser, Vendor
 from caisse.reports import records

@@ -11,10 +11,9 @@ from fastapi.responses import Response
 
 from caisse import audit
 from caisse.console.deps import CurrentUser, DbSession, require_page
-from caisse.console.messages import french
 from caisse.console.templating import ROLE_LABELS, confirm, redirect, render
 from caisse.db import get_by_id
-from caisse.errors import CaisseError, NotFound
+from caisse.errors import CaisseError, NotFound, french
 from caisse.models import ConsoleUser
 from caisse.reports import directory
 from caisse.staff import accounts

@@ -13,9 +13,8 @@ from fastapi.responses import Response
 from caisse import audit
 from caisse.console.deps import CurrentUser, DbSession, require_page, require_roles
 from caisse.console.forms import optional_date
-from caisse.console.messages import french
 from caisse.console.templating import LABELS, confirm, local_today, redirect, render
-from caisse.errors import CaisseError, NotFound
+from caisse.errors import CaisseError, NotFound, french
 from caisse.models import ConsoleUser, Role, Vendor, VendorIbanChange
 from caisse.reports import directory
 from caisse.staff import accounts

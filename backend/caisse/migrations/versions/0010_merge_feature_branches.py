@@ -1,4 +1,4 @@
-"""Merge the branches that issues 6, 7 and 8 (console, sortition) grew in parallel off 0005, so the
+"""Merge the branches the console and the sortition grew in parallel off 0005 (0006b, 0007, 0008, 0009), so the
 history is one line again and the next migration has a single parent. Changes nothing.
 
 Revision ID: 0010

@@ -11,11 +11,11 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from caisse.config import Settings
+from caisse.ingest import terminal_decisions
 from caisse.ingest import upload as ingest
 from caisse.main import create_app
 from caisse.models import LedgerTransfer, RejectedUpload, TransactionRecord
 from caisse.staff import accounts
-from caisse.terminals import registry as terminal_registry
 from tests.backend.factories import make_world
 
 
@@ -81,7 +81,7 @@ def test_an_unknown_terminal_is_403_and_writes_nothing(client: TestClient, sessi
 
 def test_a_revoked_terminal_is_403_terminal_revoked(client: TestClient, session: Session) -> None:
     world = make_world(session)
-    terminal_registry.revoke_terminal(session, terminal_id=world.terminal_id, by=accounts.SYSTEM)
+    terminal_decisions.revoke_terminal(session, terminal_id=world.terminal_id, by=accounts.SYSTEM)
     session.commit()
     raw = world.chain.pay(world.uid, 100)
     response = client.post(f"/v1/terminals/{world.terminal_id}/batches", json={"records": [_b64(raw)]})
