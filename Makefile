@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STUBS := .stubs
 
-.PHONY: run test lint-firmware bench bench-settle load simulate-20 clean openscad chromium systemd
+.PHONY: run test typecheck pytest lint-firmware bench bench-settle load simulate-20 clean openscad chromium systemd
 
 # Each step says what it does: the first install takes minutes, and pip lists what it fetches.
 $(BIN)/activate:
@@ -53,8 +53,16 @@ run: $(VENV)/.installed
 ## Every test: lint, type checks, backend (SQLite, plus PostgreSQL when CI is set), firmware under MicroPython.
 test: $(VENV)/.installed-dev $(STUBS)/.installed node_modules/.installed openscad chromium systemd
 	$(BIN)/ruff check .
-	$(BIN)/pyright -p pyrightconfig.json
 	PYTHONPATH=firmware $(BIN)/lint-imports
+	@# The type checks take the second core while the tests run; either failing fails the target.
+	$(MAKE) --no-print-directory -j2 typecheck pytest
+
+## pyright: the firmware against the ESP32 stubs, then the backend, provisioning and common (standard mode).
+typecheck:
+	$(BIN)/pyright -p pyrightconfig.json
+	$(BIN)/pyright -p pyright.backend.json
+
+pytest:
 	$(BIN)/python -m pytest
 
 ## Twenty seeds of the market simulation with every fault and adversary; prints how long (docs/simulation.md).

@@ -35,6 +35,7 @@ from caisse.config import Settings
 from caisse.db import make_engine, session_factory, upgrade
 from caisse.ledger import postings as ledger
 from caisse.settlement import runs as settlement
+from caisse.staff import accounts
 from caisse.vendors import service as vendor_service
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -119,14 +120,14 @@ def measure(engine: Engine, *, n: int, folder: Path, day: date = DAY, prepare_on
     sessions = session_factory(engine)
     start = time.perf_counter()
     with sessions() as session:
-        run_id = settlement.prepare_run(session, run_date=day, settings=rules, by=settlement.AUTOMATIC).id
+        run_id = settlement.prepare_run(session, run_date=day, settings=rules, by=accounts.AUTOMATIC).id
         session.commit()
     prepared = time.perf_counter()
     assert run_id is not None
     if prepare_only:
         return prepared - start, float("nan"), n, 0
     with sessions() as session:
-        settlement.approve_run(session, run_id=run_id, by=settlement.AUTOMATIC, settings=rules)
+        settlement.approve_run(session, run_id=run_id, by=accounts.AUTOMATIC, settings=rules)
         session.commit()
     with sessions() as session:
         settlement.export_run(session, run_id=run_id, settings=rules)

@@ -1,4 +1,4 @@
-"""The ledger auditor of the tests: every invariant of docs/ledger.md, checked by caisse.ledger.invariants
+"""The ledger auditor of the tests: every invariant of docs/ledger.md, checked by caisse.reports.invariants
 (the module `caisse verify` and the simulation's auditor use too), and the vendor accounts worked
 out record by record here, an oracle independent of the SQL caisse.settlement.runs.payable_differences
 (invariant `vendor_accounts_match_records`) uses."""
@@ -10,9 +10,9 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlmodel import Session
 
-from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.models import BankReturn, LedgerAccount, RecordStatus, SettlementItem, SettlementRun, SettlementStatus, Terminal, TransactionRecord
+from caisse.reports import invariants
 
 
 def assert_ledger_invariants(session: Session) -> None:

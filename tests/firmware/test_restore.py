@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from caisse import backup
 from caisse.db import session_factory
-from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.models import Terminal, TransactionRecord
+from caisse.reports import invariants
 from caisse.settlement import runs as settlement
 from caisse.terminals import health as terminal_health
 from tests.firmware.mpy_runtime import ROOT

@@ -970,8 +970,7 @@ def verify() -> None:
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from caisse.ledger import invariants
-    from caisse.reports import overdue
+    from caisse.reports import invariants, overdue
 
     try:
         settings = Settings()

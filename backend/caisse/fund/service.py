@@ -28,8 +28,8 @@ from caisse.config import Settings
 from caisse.db import get_by_id
 from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.fund.allowances import contributed_cents, first_open_month
+from caisse.ingest.review import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.ledger import postings as ledger
-from caisse.ledger.invariants import VOID_HELD_ALONE_SQL, VOID_REFUNDED_SQL
 from caisse.ledger.postings import Account
 from caisse.models import AllowanceMonth, Contribution, Household, LedgerTransfer
 from caisse.money import MAX_AMOUNT_CENTS, euros, parse_euros

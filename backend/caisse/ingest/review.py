@@ -85,6 +85,13 @@ _ROW_COLUMNS = ("SELECT r.id, r.terminal_id, r.seq, r.kind, r.ref_seq, r.amount_
                 " FROM transaction_record r JOIN terminal t ON t.id = r.terminal_id WHERE r.status = 'accepted'")
 
 
+# A void (r) and its payment (p), as the decisions here leave them (docs/ledger.md, "Holds and review"):
+# held on its own while its payment is not held, the void has refunded nobody yet; a void refunds
+# its household unless it or its payment was rejected, or while it is held on its own.
+VOID_HELD_ALONE_SQL = "(COALESCE(r.review, '') = 'held' AND COALESCE(p.review, '') <> 'held')"
+VOID_REFUNDED_SQL = f"(COALESCE(r.review, p.review, '') <> 'rejected' AND NOT {VOID_HELD_ALONE_SQL})"
+
+
 def _rows(session: Session, where: str, **params: object) -> list[_Row]:
     statement = text(f"{_ROW_COLUMNS} AND {where} ORDER BY r.id")
     for name, value in params.items():

@@ -47,7 +47,6 @@ from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.ledger import postings as ledger
 from caisse.members import households as household_service
 from caisse.models import AuditEvent, BlockReason, Household, LedgerTransfer, SortitionDraw, SortitionVolunteer, utcnow
-from caisse.settlement.runs import AUTOMATIC, check_actor
 from caisse.staff import accounts
 
 MAX_END_DATE_AHEAD = timedelta(days=366)
@@ -108,11 +107,11 @@ class DeparturesReport:
     waiting: list[tuple[int, datetime]] = field(default_factory=list)  # (household, not before)
 
 
-def apply_departures(session: Session, *, settings: Settings, by: str = AUTOMATIC, os_user: str | None = None,
+def apply_departures(session: Session, *, settings: Settings, by: str = accounts.AUTOMATIC, os_user: str | None = None,
                      now: datetime | None = None) -> DeparturesReport:
     """The timer's step (`caisse membre appliquer-departs`, `by` = automatique): block the cards of
     households whose end date has come, and bring to zero the balance of those whose wait is over."""
-    by = check_actor(session, by=by)
+    by = accounts.check_actor(session, by=by)
     now = now or utcnow()
     today = today_in_paris(now)
     report = DeparturesReport()
@@ -273,12 +272,12 @@ class ErasureReport:
     audit_events: int = 0
 
 
-def erase_former_members(session: Session, *, settings: Settings, by: str = AUTOMATIC, os_user: str | None = None,
+def erase_former_members(session: Session, *, settings: Settings, by: str = accounts.AUTOMATIC, os_user: str | None = None,
                          now: datetime | None = None) -> ErasureReport:
     """Erase the names and contacts of households that left more than `retention_months` ago, and
     of volunteers of draws older than that who never became members (or whose household is
     erased). Amounts, ledger and the draw's numbers stay; the audit log keeps a pseudonym."""
-    by = check_actor(session, by=by)
+    by = accounts.check_actor(session, by=by)
     now = now or utcnow()
     limit = _months_before(today_in_paris(now), settings.retention_months)
     report = ErasureReport()

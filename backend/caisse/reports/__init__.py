@@ -1,1 +1,2 @@
-"""Read-side queries for the console and the CLI lists: directories, search, flows, waiting items."""
+"""The read side: the one checker of the invariants, which reads every concept's books, and the
+queries behind the console and the CLI lists (directories, search, flows, waiting items)."""

@@ -64,8 +64,6 @@ from caisse.settlement.statements import StatementVendor, is_large, worker_pool,
 from caisse.staff import accounts
 from caisse_common import protocol
 
-AUTOMATIC = "automatique"
-
 # Reasons shown to the treasurer and the vendor, in French.
 HELD_UNVERIFIED = "chaîne non vérifiée (un enregistrement antérieur manque encore) : reporté"
 HELD_NO_IBAN = "IBAN manquant : paiement suspendu jusqu'à son enregistrement"
@@ -147,14 +145,6 @@ def bic_of(iban: str) -> str | None:
     return None if bic is None else str(bic)
 
 
-def check_actor(session: Session, *, by: str) -> str:
-    """`by` names the timer (`automatique`) or an active console account: a typed name that is no
-    account is refused, so "prepared by" and "approved by" always name someone who can sign in."""
-    if by == AUTOMATIC:
-        return by
-    return accounts.active_user(session, email=by).email
-
-
 # Step 1: prepare ------------------------------------------------------------------------------
 
 def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str, os_user: str | None = None) -> SettlementRun:
@@ -162,7 +152,7 @@ def prepare_run(session: Session, *, run_date: date, settings: Settings, by: str
     existing = session.execute(select(SettlementRun).where(col(SettlementRun.run_date) == run_date)).scalar_one_or_none()
     if existing is not None:
         return existing
-    by = check_actor(session, by=by)
+    by = accounts.check_actor(session, by=by)
     scan = _Scan.start(session)
     cutoff = cutoff_time(run_date, timezone=settings.settlement_timezone)
     run = SettlementRun(run_date=run_date, cutoff_time=cutoff, status=SettlementStatus.PREPARED, prepared_by=by)
@@ -438,7 +428,7 @@ def approve_run(session: Session, *, run_id: int, by: str, settings: Settings, o
             raise Conflict("second_person_required",
                            f"run {run_id} was prepared by {run.prepared_by!r}: another person (the treasurer) approves it")
     else:
-        by = check_actor(session, by=by)
+        by = accounts.check_actor(session, by=by)
     run.status, run.approved_by, run.approved_at = SettlementStatus.APPROVED, by, utcnow()
     session.add(run)
     audit.record(session, actor=by, action="settlement.approve", subject=f"settlement:{run_id}",
@@ -449,7 +439,7 @@ def approve_run(session: Session, *, run_id: int, by: str, settings: Settings, o
 
 # Step 3: export -------------------------------------------------------------------------------
 
-def export_run(session: Session, *, run_id: int, settings: Settings, by: str = AUTOMATIC,
+def export_run(session: Session, *, run_id: int, settings: Settings, by: str = accounts.AUTOMATIC,
                os_user: str | None = None) -> SettlementRun:
     """Write the run's files, then post the payouts and mark it exported (the caller commits)."""
     run = get_run(session, run_id=run_id)
@@ -584,7 +574,7 @@ class SettleResult:
 
 
 def settle(
-    sessions: sessionmaker[Session] | Callable[[], Session], *, run_date: date, settings: Settings, by: str = AUTOMATIC,
+    sessions: sessionmaker[Session] | Callable[[], Session], *, run_date: date, settings: Settings, by: str = accounts.AUTOMATIC,
     os_user: str | None = None,
 ) -> SettleResult:
     """Prepare, approve (unless a second person must), export: each step its own transaction.
@@ -599,7 +589,7 @@ def settle(
     assert run_id is not None
     if not settings.settlement_requires_approval:
         with sessions() as session:
-            approve_run(session, run_id=run_id, by=AUTOMATIC, settings=settings)
+            approve_run(session, run_id=run_id, by=accounts.AUTOMATIC, settings=settings)
             session.commit()
     with sessions() as session:
         if get_run(session, run_id=run_id).status == SettlementStatus.APPROVED:

@@ -58,6 +58,7 @@ from caisse.reports import overdue
 from caisse.settlement import runs as settlement
 from caisse.simulation.auditor import ACCEPTED, HELD, NOT_RECEIVED, verdict
 from caisse.simulation.faults import Fault, FaultKind, Outcome
+from caisse.staff import accounts
 from caisse.vendors import service as vendor_service
 from caisse_common import protocol
 
@@ -403,7 +404,7 @@ class Adversaries:
         world = self.world
         settings = world.backend.settings
         with world.backend.session() as session:
-            run = settlement.prepare_run(session, run_date=run_date, settings=settings, by=settlement.AUTOMATIC)
+            run = settlement.prepare_run(session, run_date=run_date, settings=settings, by=accounts.AUTOMATIC)
             run_id = run.id
         assert run_id is not None  # the run is flushed when prepared
         with world.backend.session() as session:
@@ -425,7 +426,7 @@ class Adversaries:
             fault.triggered = True
             fault.detail = f"commerçant {vendor_id}"
         with world.backend.session() as session:
-            settlement.approve_run(session, run_id=run_id, by=settlement.AUTOMATIC, settings=settings)
+            settlement.approve_run(session, run_id=run_id, by=accounts.AUTOMATIC, settings=settings)
         with world.backend.session() as session:
             settlement.export_run(session, run_id=run_id, settings=settings)
         with world.backend.session() as session:

@@ -3,7 +3,7 @@
 In TigerBeetle's VOPR spirit it is told every tap a terminal approved (the beep), every block,
 every fault, and predicts each record's verdict from those facts alone. At the end it reads the
 database and checks what only it can know (the expected state of the world: docs/simulation.md),
-then every ledger invariant through caisse.ledger.invariants, the module `caisse verify` runs on a live
+then every ledger invariant through caisse.reports.invariants, the module `caisse verify` runs on a live
 database; any break makes the run fail.
 """
 
@@ -19,7 +19,6 @@ from sqlmodel import Session, col
 
 from caisse.config import Settings
 from caisse.fund.allowances import allowance_reference, expiry_reference
-from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.models import (
     LedgerAccount,
@@ -33,6 +32,7 @@ from caisse.models import (
     TransactionRecord,
 )
 from caisse.months import Month
+from caisse.reports import invariants
 from caisse.simulation.faults import ADVERSARIES, PASSING, Fault, FaultKind, Outcome
 from caisse_common import protocol
 from caisse_common.protocol import Kind, Record

@@ -208,6 +208,7 @@ def active_user(session: Session, *, email: str) -> ConsoleUser:
 
 # Who acts when no person does: the admin API (its token is the machine's), seeding, simulations.
 SYSTEM = "système"
+AUTOMATIC = "automatique"  # the nightly timer, named in settlement runs and the audit
 API = "api-admin"  # the admin API: its token is the machine's (provisioning)
 
 
@@ -334,3 +335,11 @@ def _token_hash(token: str) -> bytes:
 def audited_actor(session: Session, *, by: str, os_user: str | None) -> str:
     """Who the audit names (staff_actor), the admin API's token included."""
     return API if by == API and os_user is None else staff_actor(session, by=by, os_user=os_user)
+
+
+def check_actor(session: Session, *, by: str) -> str:
+    """`by` names the timer (`automatique`) or an active console account: a typed name that is no
+    account is refused, so "prepared by" and "approved by" always name someone who can sign in."""
+    if by == AUTOMATIC:
+        return by
+    return active_user(session, email=by).email

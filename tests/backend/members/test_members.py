@@ -320,8 +320,8 @@ def test_the_member_commands_leave_apply_export_and_erase_in_french(engine, tmp_
 
 
 def test_the_departures_invariant_flags_an_allowance_after_leaving_and_a_cover_above_the_return(session: Session, staff: str) -> None:
-    from caisse.ledger import invariants
     from caisse.models import AllowanceMonth
+    from caisse.reports import invariants
 
     household_id = _joined(session, datetime(2026, 1, 5, tzinfo=UTC))
     members.leave_household(session, household_id=household_id, end_date=date(2026, 4, 15), by=staff,

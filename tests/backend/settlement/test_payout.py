@@ -23,6 +23,7 @@ from caisse.errors import CaisseError, Conflict, InvalidInput
 from caisse.models import ConsoleUser, Role, SettlementRun, Vendor
 from caisse.settlement import runs as settlement
 from caisse.settlement import sepa
+from caisse.staff import accounts
 from caisse.vendors import service as vendor_service
 from tests.backend.audit import assert_ledger_invariants
 from tests.backend.settlement.test_settlement import IBANS, Market, _paid_cents, _sepa, _settle, _texts
@@ -134,7 +135,7 @@ def test_approval_needs_an_active_account_other_than_the_preparer(session: Sessi
     market.pay(0, 1_000)
     prepared = _settle(engine, strict, by="alice@caisse.test")
     for by, code in (("anyone", "not_an_active_account"), ("gone@caisse.test", "not_an_active_account"),
-                     (settlement.AUTOMATIC, "not_an_active_account"), (" Alice@Caisse.test ", "second_person_required")):
+                     (accounts.AUTOMATIC, "not_an_active_account"), (" Alice@Caisse.test ", "second_person_required")):
         with pytest.raises(CaisseError) as refused:
             settlement.approve_run(session, run_id=prepared.run_id, by=by, settings=strict)
         assert refused.value.code == code

@@ -25,11 +25,11 @@ from caisse.db import session_factory
 from caisse.errors import Conflict
 from caisse.ingest import terminal_decisions
 from caisse.ingest.upload import ingest_batch
-from caisse.ledger import invariants
 from caisse.ledger import postings as ledger
 from caisse.main import create_app
 from caisse.members import households as household_service
 from caisse.models import Counter, SettlementItem, SettlementRun, Terminal, TransactionRecord, Vendor
+from caisse.reports import invariants
 from caisse.settlement import runs as settlement
 from caisse.staff import accounts
 from caisse.terminals import registry as terminal_registry

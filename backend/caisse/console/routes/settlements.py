@@ -22,6 +22,7 @@ from caisse.models import ConsoleUser, Role, SettlementLine, SettlementRun, Sett
 from caisse.reports import directory
 from caisse.settlement import bank_returns as bank
 from caisse.settlement import runs as settlement
+from caisse.staff import accounts
 
 router = APIRouter(prefix="/settlements", dependencies=[Depends(require_page("settlements"))])
 Approver = Annotated[ConsoleUser, Depends(require_roles(Role.TREASURER, Role.ADMIN))]
@@ -60,7 +61,7 @@ def prepare(request: Request, session: DbSession, user: CurrentUser, run_date: A
     session.commit()
     if settings.settlement_requires_approval:
         return redirect(f"/console/settlements/{run.id}", flash=f"Règlement du {day:%d/%m/%Y} préparé : il attend l'approbation de la trésorerie.")
-    return _approve_and_export(session, run_id=run.id, by=settlement.AUTOMATIC, actor=user.email, settings=settings)
+    return _approve_and_export(session, run_id=run.id, by=accounts.AUTOMATIC, actor=user.email, settings=settings)
 
 
 @router.get("/{run_id}")

@@ -1,4 +1,4 @@
-"""caisse.ledger.invariants: sound books pass every check; each way of bending them is named, in French,
+"""caisse.reports.invariants: sound books pass every check; each way of bending them is named, in French,
 with its amount, by the check that guards it; `caisse verify` prints it and exits non-zero."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from caisse.db import make_engine, session_factory, upgrade
 from caisse.fund import allowances
 from caisse.fund import service as fund
 from caisse.ingest import review
-from caisse.ledger import invariants
 from caisse.members import households as household_service
 from caisse.models import Contribution
+from caisse.reports import invariants
 from caisse.settlement import runs as settlement
 from tests.backend.settlement.test_settlement import DAY1, Market
 from tests.fixtures.database import make_settings

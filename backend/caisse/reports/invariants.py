@@ -19,10 +19,12 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
+from caisse.ingest.review import VOID_REFUNDED_SQL
 from caisse.ledger import postings as ledger
 from caisse.ledger.corrections import REVERSIBLE
 from caisse.models import RecordStatus, SettlementStatus
 from caisse.money import euros
+from caisse.settlement.runs import payable_differences
 from caisse_common import protocol
 
 # Messages kept per check: a corrupt database could break an invariant a million times.
@@ -54,11 +56,6 @@ TRANSFER_ACCOUNTS: dict[str, frozenset[tuple[str, str]]] = {
 }
 
 _RECORD_REFERENCE = "'record:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
-# A void (r) and its payment (p), as caisse.ingest.review leaves them (docs/ledger.md, "Holds and review"):
-# held on its own while its payment is not held, the void has refunded nobody yet; a void refunds
-# its household unless it or its payment was rejected, or while it is held on its own.
-VOID_HELD_ALONE_SQL = "(COALESCE(r.review, '') = 'held' AND COALESCE(p.review, '') <> 'held')"
-VOID_REFUNDED_SQL = f"(COALESCE(r.review, p.review, '') <> 'rejected' AND NOT {VOID_HELD_ALONE_SQL})"
 _REJECT_REFERENCE = "'reject:' || CAST(r.terminal_id AS VARCHAR(20)) || ':' || CAST(r.seq AS VARCHAR(20))"
 
 
@@ -291,7 +288,6 @@ def vendor_accounts_match_records(session: Session) -> list[str]:
     """Each vendor's payable holds what its records not paid out yet add to it (and the bank
     returns no exported run paid again), its held account the records held undecided: the
     comparison settlement runs and staff reports use (caisse.settlement.runs.payable_differences)."""
-    from caisse.settlement.runs import payable_differences
 
     return _capped([difference.french() for difference in payable_differences(session)])
 
