@@ -35,7 +35,7 @@ from caisse.cards.versions import current_cards_version
 from caisse.config import Settings
 from caisse.db import is_postgresql, table_of
 from caisse.errors import SyncUnauthorized
-from caisse.models import Card, CardStatus, Counter, FeedBalance, Household, LedgerAccount, Terminal, TerminalLimits, TerminalSync, Vendor, utcnow
+from caisse.models import Card, CardStatus, FeedBalance, Household, LedgerAccount, Terminal, TerminalLimits, TerminalSync, Vendor, utcnow
 from caisse.terminals.service import TerminalState, lock_terminal, terminal_public_key
 from caisse.vendors import accreditation
 from caisse_common import protocol
@@ -55,7 +55,6 @@ MAX_SINCE = 0xFFFFFFFF
 # X-Caisse-Firmware (docs/protocol.md#sync): at most 32 printable ASCII characters.
 _FIRMWARE_VERSION = re.compile(r"[\x20-\x7e]{1,32}")
 
-_counter = table_of(Counter)
 _card = table_of(Card)
 _terminal = table_of(Terminal)
 _household = table_of(Household)
