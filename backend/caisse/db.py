@@ -38,6 +38,8 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, SQLModel
 
+from caisse.errors import NotFound
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # `folded(column)` compares as `fold_text` does in Python: lower case, then the accented Latin
@@ -279,6 +281,14 @@ def get_by_id(session: Session, model: type[_ModelT], row_id: int, *, for_update
     such key can hold, where SQLite's driver would raise OverflowError and PostgreSQL a range
     error (a 500, not a 404)."""
     return session.get(model, row_id, with_for_update=for_update) if 0 < row_id < 2**31 else None
+
+
+def get_or_not_found(session: Session, model: type[_ModelT], row_id: int, *, code: str, for_update: bool = False) -> _ModelT:
+    """The row (get_by_id), or NotFound(code): "vendor_not_found" tells "no vendor 7"."""
+    row = get_by_id(session, model, row_id, for_update=for_update)
+    if row is None:
+        raise NotFound(code, f"no {code.removesuffix('_not_found').replace('_', ' ')} {row_id}")
+    return row
 
 
 def parse_row_id(text: str) -> int | None:

@@ -21,9 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from caisse.cards.service import owning_household
 from caisse.cards.versions import bump_cards
-from caisse.db import is_postgresql, table_of
+from caisse.db import get_or_not_found, is_postgresql, table_of
 from caisse.errors import InvalidInput
 from caisse.models import Card, CodeFailure, Household, utcnow
 from caisse_common import protocol
@@ -51,7 +50,7 @@ def set_code(session: Session, *, household_id: int, code: str) -> None:
     """Give the household a (new) code: every card of the household carries it at next sync."""
     if not _CODE.match(code):
         raise InvalidInput("invalid_code", "a member code is exactly 4 digits")
-    owning_household(session, household_id=household_id)
+    get_or_not_found(session, Household, household_id, code="household_not_found")
     salt = bytes(SALT_BYTES)
     while salt == bytes(SALT_BYTES):  # all zero means "no code" on the wire
         salt = os.urandom(SALT_BYTES)
@@ -59,7 +58,7 @@ def set_code(session: Session, *, household_id: int, code: str) -> None:
 
 
 def clear_code(session: Session, *, household_id: int) -> None:
-    owning_household(session, household_id=household_id)
+    get_or_not_found(session, Household, household_id, code="household_not_found")
     _store(session, household_id=household_id, salt=None, verifier=None)
 
 

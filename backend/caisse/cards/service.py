@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.cards.versions import bump_blocked_cards, bump_cards
-from caisse.db import get_by_id
+from caisse.db import get_or_not_found
 from caisse.errors import Conflict, InvalidInput, NotFound
 from caisse.models import BlockReason, Card, CardCounter, CardStatus, CardType, Household, utcnow
 from caisse.staff import accounts
@@ -25,14 +25,6 @@ MAX_CARDS_PER_HOUSEHOLD = 16
 # or member-code change stamps (caisse.cards.versions.bump_cards), and a sync page never splits a version: this
 # bound keeps a version group at half the 512 entries of a page, so each page still moves on.
 MAX_CARDS_ATTACHED_PER_HOUSEHOLD = 256
-
-
-def owning_household(session: Session, *, household_id: int) -> Household:
-    """The household a card is for; NotFound when there is none."""
-    household = get_by_id(session, Household, household_id)
-    if household is None:
-        raise NotFound("household_not_found", f"no household {household_id}")
-    return household
 
 
 def parse_uid(uid_hex: str) -> bytes:
@@ -62,7 +54,7 @@ def _issue(session: Session, *, household_id: int, uid_hex: str, card_type: str)
         raise InvalidInput("invalid_card_type", f"card_type must be one of {', '.join(CardType)}")
     if card_type == CardType.SECURE and len(uid) != sun.UID_BYTES:
         raise InvalidInput("invalid_uid", f"a secure card (NTAG 424 DNA) has a {sun.UID_BYTES}-byte UID")
-    if owning_household(session, household_id=household_id).leaving_blocked_at is not None:
+    if get_or_not_found(session, Household, household_id, code="household_not_found").leaving_blocked_at is not None:
         raise Conflict("household_left_no_card", f"household {household_id} has left the caisse: no new card")
     existing = session.execute(select(Card).where(col(Card.uid) == uid)).scalar_one_or_none()
     if existing is not None and existing.status != CardStatus.RETURNED:

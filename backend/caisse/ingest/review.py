@@ -37,8 +37,8 @@ from sqlmodel import Session
 
 from caisse import audit
 from caisse.cards.versions import bump_cards
-from caisse.db import column_in, get_by_id, is_postgresql, table_of
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.db import column_in, get_or_not_found, is_postgresql, table_of
+from caisse.errors import Conflict, InvalidInput
 from caisse.ledger import postings as ledger
 from caisse.models import RecordStatus, ReviewStatus, Terminal, TransactionRecord, Vendor, utcnow
 from caisse.staff import accounts
@@ -231,13 +231,11 @@ def decide_all(session: Session, *, decision: Decision, by: str, terminal_id: in
         raise InvalidInput("invalid_decision", "release or reject, for one terminal or one vendor")
     by = _decider(session, by)
     if terminal_id is not None:
-        if get_by_id(session, Terminal, terminal_id) is None:
-            raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
+        get_or_not_found(session, Terminal, terminal_id, code="terminal_not_found")
         terminals = [terminal_id]
     else:
         assert vendor_id is not None
-        if get_by_id(session, Vendor, vendor_id) is None:
-            raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
+        get_or_not_found(session, Vendor, vendor_id, code="vendor_not_found")
         terminals = list(session.execute(select(_terminal.c.id).where(_terminal.c.vendor_id == vendor_id)).scalars())
     if not terminals:
         return []
@@ -248,9 +246,7 @@ def decide_all(session: Session, *, decision: Decision, by: str, terminal_id: in
 
 def _decide_one(session: Session, *, record_id: int, decision: Decision, by: str, os_user: str | None) -> TransactionRecord:
     by = _decider(session, by)
-    record = get_by_id(session, TransactionRecord, record_id)
-    if record is None:
-        raise NotFound("record_not_found", f"no record {record_id}")
+    record = get_or_not_found(session, TransactionRecord, record_id, code="record_not_found")
     lock_terminals(session, [record.terminal_id])
     # Read again under the lock: a decision that committed meanwhile is seen here.
     rows = _rows(session, "r.id = :id", id=record_id)

@@ -10,8 +10,8 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 from caisse import audit
-from caisse.db import get_by_id
-from caisse.errors import Conflict, NotFound
+from caisse.db import get_or_not_found
+from caisse.errors import Conflict
 from caisse.ingest import review
 from caisse.ingest import upload as ingest
 from caisse.models import Terminal, TerminalHealth, TerminalStatus, TransactionRecord, utcnow
@@ -20,8 +20,7 @@ from caisse.staff import accounts
 
 def _locked_terminal(session: Session, *, terminal_id: int) -> Terminal:
     """The terminal, read after its row was locked the way its uploads lock it."""
-    if get_by_id(session, Terminal, terminal_id) is None:
-        raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
+    get_or_not_found(session, Terminal, terminal_id, code="terminal_not_found")
     review.lock_terminals(session, [terminal_id])
     terminal = session.get(Terminal, terminal_id, populate_existing=True)
     assert terminal is not None

@@ -13,8 +13,8 @@ from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.cards.versions import bump_cards
-from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput, NotFound, require_text
+from caisse.db import get_or_not_found
+from caisse.errors import Conflict, InvalidInput, require_text
 from caisse.ledger import postings as ledger
 from caisse.models import Card, Household
 from caisse.staff import accounts
@@ -36,10 +36,7 @@ def create_household(session: Session, *, name: str, members: int, zone: str) ->
 
 
 def get_household(session: Session, *, household_id: int) -> Household:
-    household = get_by_id(session, Household, household_id)
-    if household is None:
-        raise NotFound("household_not_found", f"no household {household_id}")
-    return household
+    return get_or_not_found(session, Household, household_id, code="household_not_found")
 
 
 def update_household(session: Session, *, household_id: int, name: str, members: int, zone: str) -> Household:

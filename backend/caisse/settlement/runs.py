@@ -43,8 +43,8 @@ from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import Settings, sepa_text
-from caisse.db import bind_value, get_by_id, table_of
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.db import bind_value, get_or_not_found, table_of
+from caisse.errors import Conflict, InvalidInput
 from caisse.ledger import postings as ledger
 from caisse.models import (
     BankReturn,
@@ -556,10 +556,7 @@ def payable_differences(session: Session) -> list[AccountDifference]:
 # Orchestration --------------------------------------------------------------------------------
 
 def get_run(session: Session, *, run_id: int) -> SettlementRun:
-    run = get_by_id(session, SettlementRun, run_id)
-    if run is None:
-        raise NotFound("settlement_run_not_found", f"no settlement run {run_id}")
-    return run
+    return get_or_not_found(session, SettlementRun, run_id, code="settlement_run_not_found")
 
 
 @dataclass(frozen=True, slots=True)

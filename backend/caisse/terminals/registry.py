@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from caisse.config import Settings
-from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.db import get_or_not_found
+from caisse.errors import Conflict, InvalidInput
 from caisse.models import Terminal, TerminalStatus
 from caisse.terminals.sync import terminal_code_key
 from caisse.vendors.service import get_vendor
@@ -35,10 +35,7 @@ def register_terminal(session: Session, *, vendor_id: int, public_key_hex: str,
 
 
 def get_terminal(session: Session, *, terminal_id: int) -> Terminal:
-    terminal = get_by_id(session, Terminal, terminal_id)
-    if terminal is None:
-        raise NotFound("terminal_not_found", f"no terminal {terminal_id}")
-    return terminal
+    return get_or_not_found(session, Terminal, terminal_id, code="terminal_not_found")
 
 
 def member_code_key(session: Session, *, terminal_id: int, settings: Settings) -> bytes:

@@ -22,8 +22,8 @@ from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
 from caisse import audit
-from caisse.db import get_by_id
-from caisse.errors import Conflict, InvalidInput, NotFound
+from caisse.db import get_or_not_found
+from caisse.errors import Conflict, InvalidInput
 from caisse.models import AccreditationCriterion, AccreditationState, ConventionStatus, Vendor, VendorCriterion, unix_s, utcnow
 from caisse.staff import accounts
 
@@ -63,9 +63,7 @@ def add_criterion(session: Session, *, label: str, by: str, os_user: str | None 
 def retire_criterion(session: Session, *, criterion_id: int, by: str, os_user: str | None = None) -> AccreditationCriterion:
     """No longer ask for this criterion (vendors that met it keep their tick)."""
     by = accounts.active_user(session, email=by).email
-    criterion = get_by_id(session, AccreditationCriterion, criterion_id)
-    if criterion is None:
-        raise NotFound("criterion_not_found", f"no criterion {criterion_id}")
+    criterion = get_or_not_found(session, AccreditationCriterion, criterion_id, code="criterion_not_found")
     if criterion.retired:
         raise Conflict("criterion_retired", f"criterion {criterion_id} is retired already")
     criterion.retired = True
@@ -292,10 +290,7 @@ def warning(vendor: Vendor, *, today: date, days: int = WARNING_DAYS) -> str | N
 
 
 def _vendor(session: Session, *, vendor_id: int, for_update: bool = False) -> Vendor:
-    vendor = get_by_id(session, Vendor, vendor_id, for_update=for_update)
-    if vendor is None:
-        raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
-    return vendor
+    return get_or_not_found(session, Vendor, vendor_id, code="vendor_not_found", for_update=for_update)
 
 
 def _shown(field: str, value: object) -> str:

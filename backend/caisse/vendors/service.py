@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 
 from caisse import audit
 from caisse.config import sepa_text
-from caisse.db import get_by_id
+from caisse.db import get_or_not_found
 from caisse.errors import Conflict, Forbidden, InvalidInput, NotFound, require_text
 from caisse.ledger import postings as ledger
 from caisse.models import ConventionStatus, IbanChangeStatus, Role, Vendor, VendorIbanChange, VendorKind, utcnow
@@ -205,10 +205,7 @@ def _checked_iban(iban: str) -> str:
 
 
 def get_vendor(session: Session, *, vendor_id: int) -> Vendor:
-    vendor = get_by_id(session, Vendor, vendor_id)
-    if vendor is None:
-        raise NotFound("vendor_not_found", f"no vendor {vendor_id}")
-    return vendor
+    return get_or_not_found(session, Vendor, vendor_id, code="vendor_not_found")
 
 
 def list_vendors(session: Session) -> list[Vendor]:

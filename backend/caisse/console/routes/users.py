@@ -12,8 +12,8 @@ from fastapi.responses import Response
 from caisse import audit
 from caisse.console.deps import CurrentUser, DbSession, require_page
 from caisse.console.templating import ROLE_LABELS, confirm, redirect, render
-from caisse.db import get_by_id
-from caisse.errors import CaisseError, NotFound, french
+from caisse.db import get_or_not_found
+from caisse.errors import CaisseError, french
 from caisse.models import ConsoleUser
 from caisse.reports import directory
 from caisse.staff import accounts
@@ -155,7 +155,4 @@ def own_password(request: Request, session: DbSession, user: CurrentUser, curren
 
 
 def _account(session: DbSession, user_id: int) -> ConsoleUser:
-    found = get_by_id(session, ConsoleUser, user_id)
-    if found is None:
-        raise NotFound("user_not_found", f"no user {user_id}")
-    return found
+    return get_or_not_found(session, ConsoleUser, user_id, code="user_not_found")
